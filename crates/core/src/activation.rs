@@ -1,0 +1,139 @@
+//! Activation records: what happened to one invocation, for logs, metering and debugging.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The fate of one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationStatus {
+    Success,
+    /// The handler raised, the runtime crashed or answered badly.
+    FunctionError,
+    Timeout,
+    OutOfMemory,
+    Throttled,
+    /// The runtime or the handler's module failed to initialize.
+    InitError,
+    /// Lambent itself failed (the function is not at fault).
+    PlatformError,
+}
+
+impl ActivationStatus {
+    pub const ALL: [ActivationStatus; 7] = [
+        Self::Success,
+        Self::FunctionError,
+        Self::Timeout,
+        Self::OutOfMemory,
+        Self::Throttled,
+        Self::InitError,
+        Self::PlatformError,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::FunctionError => "function_error",
+            Self::Timeout => "timeout",
+            Self::OutOfMemory => "out_of_memory",
+            Self::Throttled => "throttled",
+            Self::InitError => "init_error",
+            Self::PlatformError => "platform_error",
+        }
+    }
+}
+
+impl fmt::Display for ActivationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ActivationStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<_> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown status '{s}': use one of {}", all.join(", "))
+            })
+    }
+}
+
+/// Why an invocation needed a new sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColdReason {
+    /// No sandbox of this function version ever ran.
+    FirstRequest,
+    /// All warm sandboxes were busy.
+    ScaleUp,
+    /// The last warm sandbox was reclaimed after the keep-alive.
+    KeepAliveExpired,
+    /// A warm sandbox was evicted for memory, or died.
+    Evicted,
+    /// The code or settings changed since the last warm sandbox.
+    CodeUpdated,
+}
+
+/// One invocation's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activation {
+    pub id: String,
+    pub namespace: String,
+    pub function: String,
+    pub revision: u64,
+    /// What started it: `api`, `cli`, `http`, `async`, `schedule`, …
+    pub trigger: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub duration_us: u64,
+    pub billed_ms: u64,
+    pub memory_mb: u32,
+    pub max_memory_bytes: Option<u64>,
+    pub cold: bool,
+    pub cold_reason: Option<ColdReason>,
+    pub init_us: Option<u64>,
+    pub status: ActivationStatus,
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+    pub logs: String,
+}
+
+/// Billed duration: rounded up to the next millisecond, at least 1 ms (Lambda since 2020-12).
+pub fn billed_ms(duration_us: u64) -> u64 {
+    duration_us.div_ceil(1000).max(1)
+}
+
+/// GB-seconds for a billed duration at a memory size: ms / 1000 × MB / 1024.
+pub fn gb_seconds(billed_ms: u64, memory_mb: u32) -> f64 {
+    billed_ms as f64 / 1000.0 * memory_mb as f64 / 1024.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn billing_rounds_up_to_the_millisecond() {
+        assert_eq!(billed_ms(0), 1);
+        assert_eq!(billed_ms(1000), 1);
+        assert_eq!(billed_ms(1001), 2);
+        assert_eq!(billed_ms(201_670), 202);
+        assert!((gb_seconds(1000, 1024) - 1.0).abs() < 1e-12);
+        assert!((gb_seconds(202, 2048) - 0.404).abs() < 1e-12);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in ActivationStatus::ALL {
+            assert_eq!(s.as_str().parse::<ActivationStatus>().unwrap(), s);
+        }
+        assert!("nope"
+            .parse::<ActivationStatus>()
+            .unwrap_err()
+            .contains("success"));
+    }
+}

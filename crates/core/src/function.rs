@@ -1,0 +1,273 @@
+//! Functions: names, configuration as the user writes it ([`FunctionSpec`]) and as the platform
+//! runs it ([`FunctionConfig`], validated once), and the stored [`Function`].
+
+use crate::limits::*;
+use crate::runtime::{Runtime, RuntimeKind, UnknownRuntime};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why a user-supplied value was refused. Messages say what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("invalid function name '{0}': use 1-64 letters, digits, '-' or '_'")]
+    InvalidName(String),
+    #[error(transparent)]
+    UnknownRuntime(#[from] UnknownRuntime),
+    #[error("runtime '{0}' needs a handler such as 'app.handler' (file.function)")]
+    MissingHandler(String),
+    #[error("invalid handler '{0}': expected 'module.function' (e.g. 'app.handler')")]
+    InvalidHandler(String),
+    #[error("memory {0} MB is out of range: use {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MB")]
+    Memory(u32),
+    #[error("timeout {0} s is out of range: use {MIN_TIMEOUT_S}-{MAX_TIMEOUT_S} s")]
+    Timeout(u32),
+    #[error("invalid environment variable name '{0}': use letters, digits and '_', starting with a letter")]
+    EnvName(String),
+    #[error("environment variable '{0}' is reserved by the platform")]
+    EnvReserved(String),
+    #[error("environment variables take {0} bytes: the limit is {MAX_ENV_BYTES}")]
+    EnvTooLarge(usize),
+}
+
+/// A validated function name: 1-64 of `[A-Za-z0-9_-]`, as on Lambda.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FunctionName(String);
+
+impl FunctionName {
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(FunctionName(s.to_string()))
+        } else {
+            Err(ValidationError::InvalidName(s.chars().take(80).collect()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FunctionName {
+    type Error = ValidationError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        FunctionName::parse(&s)
+    }
+}
+
+impl From<FunctionName> for String {
+    fn from(n: FunctionName) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Function settings as a user writes them (API body, `lambent.yaml`, CLI flags): everything but
+/// the runtime is optional and gets Lambda's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    pub runtime: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Memory in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
+    /// Timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Environment variables the platform sets itself; a function may not override them.
+const RESERVED_ENV: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_MAX_CONCURRENCY",
+    "LAMBDA_RUNTIME_DIR",
+    "LAMBDA_TASK_ROOT",
+];
+
+impl FunctionSpec {
+    /// Validates the spec and fills in defaults: the one place user settings become trusted.
+    pub fn resolve(self) -> Result<FunctionConfig, ValidationError> {
+        let runtime: Runtime = self.runtime.parse()?;
+        let handler = match (self.handler, runtime.kind()) {
+            (Some(h), _) if !h.is_empty() => h,
+            (_, RuntimeKind::Provided) => "bootstrap".to_string(),
+            _ => return Err(ValidationError::MissingHandler(runtime.name().to_string())),
+        };
+        if runtime.needs_handler() && !is_module_handler(&handler) {
+            return Err(ValidationError::InvalidHandler(handler));
+        }
+        let memory_mb = self.memory.unwrap_or(DEFAULT_MEMORY_MB);
+        if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&memory_mb) {
+            return Err(ValidationError::Memory(memory_mb));
+        }
+        let timeout_s = self.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
+        if !(MIN_TIMEOUT_S..=MAX_TIMEOUT_S).contains(&timeout_s) {
+            return Err(ValidationError::Timeout(timeout_s));
+        }
+        validate_env(&self.env)?;
+        Ok(FunctionConfig {
+            runtime,
+            handler,
+            memory_mb,
+            timeout_s,
+            env: self.env,
+            description: self.description.unwrap_or_default(),
+        })
+    }
+}
+
+fn is_module_handler(h: &str) -> bool {
+    match h.rsplit_once('.') {
+        Some((module, func)) => {
+            !module.is_empty()
+                && !func.is_empty()
+                && !h.starts_with('/')
+                && !h.split('/').any(|part| part == "..")
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-/$".contains(&b))
+        }
+        None => false,
+    }
+}
+
+fn validate_env(env: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    let mut total = 0;
+    for (k, v) in env {
+        let mut bytes = k.bytes();
+        let ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(ValidationError::EnvName(k.clone()));
+        }
+        if RESERVED_ENV.contains(&k.as_str()) {
+            return Err(ValidationError::EnvReserved(k.clone()));
+        }
+        total += k.len() + v.len();
+    }
+    if total > MAX_ENV_BYTES {
+        return Err(ValidationError::EnvTooLarge(total));
+    }
+    Ok(())
+}
+
+/// Validated settings of a function: what the invoker and sandbox run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    pub runtime: Runtime,
+    pub handler: String,
+    /// Memory in MB.
+    #[serde(rename = "memory")]
+    pub memory_mb: u32,
+    /// Timeout in seconds.
+    #[serde(rename = "timeout")]
+    pub timeout_s: u32,
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A deployed function: its settings plus the code it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Function {
+    pub namespace: String,
+    pub name: FunctionName,
+    #[serde(flatten)]
+    pub config: FunctionConfig,
+    /// Hex SHA-256 of the code zip (the blob's address).
+    pub code_sha256: String,
+    pub code_size: u64,
+    /// Increases by one on every change of code or settings; pools are keyed by it.
+    pub revision: u64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(runtime: &str, handler: Option<&str>) -> FunctionSpec {
+        FunctionSpec {
+            runtime: runtime.into(),
+            handler: handler.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_follow_lambda_rules() {
+        assert!(FunctionName::parse("hello-world_2").is_ok());
+        for bad in ["", "a b", "../etc", "x".repeat(65).as_str(), "naïve", "a/b"] {
+            assert!(FunctionName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn defaults_match_lambda() {
+        let c = spec("python3.12", Some("app.handler")).resolve().unwrap();
+        assert_eq!((c.memory_mb, c.timeout_s), (128, 3));
+        let p = spec("provided", None).resolve().unwrap();
+        assert_eq!(p.handler, "bootstrap");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_precisely() {
+        assert_eq!(
+            spec("python", None).resolve(),
+            Err(ValidationError::MissingHandler("python".into()))
+        );
+        assert!(matches!(
+            spec("python", Some("nodot")).resolve(),
+            Err(ValidationError::InvalidHandler(_))
+        ));
+        assert!(matches!(
+            spec("python", Some("../x.h")).resolve(),
+            Err(ValidationError::InvalidHandler(_))
+        ));
+        let mut s = spec("nodejs", Some("index.handler"));
+        s.memory = Some(64);
+        assert_eq!(s.clone().resolve(), Err(ValidationError::Memory(64)));
+        s.memory = None;
+        s.timeout = Some(0);
+        assert_eq!(s.clone().resolve(), Err(ValidationError::Timeout(0)));
+        s.timeout = None;
+        s.env.insert("AWS_LAMBDA_RUNTIME_API".into(), "x".into());
+        assert!(matches!(
+            s.clone().resolve(),
+            Err(ValidationError::EnvReserved(_))
+        ));
+        s.env.clear();
+        s.env.insert("1BAD".into(), "x".into());
+        assert!(matches!(
+            s.clone().resolve(),
+            Err(ValidationError::EnvName(_))
+        ));
+        s.env.clear();
+        s.env.insert("BIG".into(), "x".repeat(5000));
+        assert!(matches!(s.resolve(), Err(ValidationError::EnvTooLarge(_))));
+    }
+}

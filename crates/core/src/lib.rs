@@ -1,0 +1,23 @@
+//! The Lambent domain: functions and their configuration, runtimes, activation records, limits and
+//! the validation rules that turn user input into values the rest of the platform can trust.
+//! Pure data and rules; no I/O.
+
+pub mod activation;
+pub mod function;
+pub mod limits;
+pub mod runtime;
+
+pub use activation::{Activation, ActivationStatus, ColdReason};
+pub use function::{Function, FunctionConfig, FunctionName, ValidationError};
+pub use runtime::{Runtime, RuntimeKind};
+
+/// The namespace every single-tenant installation starts with.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Milliseconds since the Unix epoch, the one clock format used in records and the API.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

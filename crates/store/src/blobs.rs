@@ -1,0 +1,81 @@
+//! Content-addressed blobs on the local file system: `blobs/<sha256>`, written atomically
+//! (temporary file, fsync, rename), so a crash never leaves a truncated blob under a valid name.
+
+use crate::{sha256_hex, StoreError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct FsBlobs {
+    dir: PathBuf,
+}
+
+impl FsBlobs {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(FsBlobs { dir })
+    }
+
+    /// Stores `bytes` and returns their hex SHA-256; storing the same bytes twice is a no-op.
+    pub fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let sha = sha256_hex(bytes);
+        let path = self.path(&sha);
+        if !path.exists() {
+            let tmp = self
+                .dir
+                .join(format!(".{sha}.{}", uuid::Uuid::new_v4().simple()));
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(sha)
+    }
+
+    pub fn contains(&self, sha: &str) -> bool {
+        is_sha256_hex(sha) && self.path(sha).is_file()
+    }
+
+    pub fn get(&self, sha: &str) -> Result<Vec<u8>, StoreError> {
+        if !self.contains(sha) {
+            return Err(StoreError::MissingBlob(sha.to_string()));
+        }
+        Ok(std::fs::read(self.path(sha))?)
+    }
+
+    fn path(&self, sha: &str) -> PathBuf {
+        self.dir.join(sha)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Whether `s` looks like a hex SHA-256 (and so is safe as a file name).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_content_addressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FsBlobs::open(dir.path()).unwrap();
+        let a = blobs.put(b"hello").unwrap();
+        assert_eq!(a, sha256_hex(b"hello"));
+        assert_eq!(blobs.put(b"hello").unwrap(), a);
+        assert_eq!(blobs.get(&a).unwrap(), b"hello");
+        assert!(!blobs.contains("../etc/passwd"));
+        assert!(matches!(
+            blobs.get(&"0".repeat(64)),
+            Err(StoreError::MissingBlob(_))
+        ));
+    }
+}

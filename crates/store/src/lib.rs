@@ -1,0 +1,96 @@
+//! Where Lambent's state lives, behind the seams that get a second implementation: the
+//! [`Store`] trait for metadata and activation records (SQLite embedded, PostgreSQL in a
+//! cluster), and the content-addressed [`blobs`] and unpacked [`package`]s of function code.
+
+pub mod blobs;
+pub mod package;
+
+use async_trait::async_trait;
+use lambent_core::{Activation, ActivationStatus, Function};
+
+/// A failure of the state layer. The gateway maps these to HTTP statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("function '{0}' was changed concurrently (revision {1} expected): retry the deploy")]
+    Conflict(String, u64),
+    #[error("code blob {0} is not stored: upload it first")]
+    MissingBlob(String),
+    #[error(transparent)]
+    Package(#[from] package::PackageError),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("storage i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A page of activations, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationQuery {
+    pub namespace: String,
+    pub function: Option<String>,
+    pub status: Option<ActivationStatus>,
+    /// Only activations that started at or after this instant (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Continue after this cursor (from the previous page's last record).
+    pub before: Option<ActivationCursor>,
+    pub limit: usize,
+}
+
+/// Position in the newest-first activation order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivationCursor {
+    pub start_ms: i64,
+    pub id: String,
+}
+
+impl ActivationCursor {
+    /// `start_ms:id`, opaque to clients.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.start_ms, self.id)
+    }
+    pub fn decode(s: &str) -> Option<Self> {
+        let (ms, id) = s.split_once(':')?;
+        Some(ActivationCursor {
+            start_ms: ms.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
+}
+
+/// Metadata, keys and activation records.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates or replaces a function. With `expected_revision`, fails with
+    /// [`StoreError::Conflict`] unless the stored revision is that one (`0`: must not exist).
+    async fn put_function(&self, f: &Function, expected_revision: u64) -> Result<(), StoreError>;
+    async fn get_function(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Function>, StoreError>;
+    async fn list_functions(&self, namespace: &str) -> Result<Vec<Function>, StoreError>;
+    /// Every function of every namespace, to warm caches at start-up.
+    async fn all_functions(&self) -> Result<Vec<Function>, StoreError>;
+    async fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Registers an API key (by its SHA-256) for a namespace.
+    async fn add_api_key(&self, namespace: &str, key_sha256: &str) -> Result<(), StoreError>;
+    /// The namespace an API key (by its SHA-256) belongs to.
+    async fn namespace_for_key(&self, key_sha256: &str) -> Result<Option<String>, StoreError>;
+
+    async fn insert_activations(&self, batch: &[Activation]) -> Result<(), StoreError>;
+    async fn query_activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError>;
+    async fn get_activation(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<Activation>, StoreError>;
+    /// Deletes activations that started before `cutoff_ms`; returns how many.
+    async fn prune_activations(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
+}
+
+/// Hex SHA-256 of some bytes: blob addresses and API key digests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
