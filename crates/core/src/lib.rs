@@ -8,7 +8,7 @@ pub mod limits;
 pub mod runtime;
 
 pub use activation::{Activation, ActivationStatus, ColdReason};
-pub use function::{Function, FunctionConfig, FunctionName, ValidationError};
+pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
 pub use runtime::{Runtime, RuntimeKind};
 
 /// The namespace every single-tenant installation starts with.

@@ -1,1 +1,526 @@
-//! placeholder
+//! The AWS Lambda Runtime API (2018-06-01) served to one sandbox, on the listening socket that
+//! sandbox's network namespace holds. An invocation is a hand-off: [`RuntimeApi::invoke`] puts it
+//! in a one-slot mailbox that the runtime's long-polling `GET /next` is (almost always) already
+//! waiting on, and the runtime's `POST …/response` or `…/error` completes it. The server knows
+//! nothing of who invoked or why.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use parking_lot::Mutex;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{oneshot, watch};
+
+/// Largest response or error body a runtime may post: 6 MB + 100 bytes, as the AWS emulator.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 100;
+
+/// One event handed to the runtime.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub request_id: String,
+    pub payload: Bytes,
+    /// Epoch milliseconds by which the function must answer.
+    pub deadline_ms: i64,
+    pub function_arn: String,
+    pub trace_id: String,
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+}
+
+/// An error reported by a runtime, as posted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorReport {
+    /// `Lambda-Runtime-Function-Error-Type` header, if any.
+    pub error_type_header: Option<String>,
+    /// The body, normally `{"errorMessage","errorType","stackTrace"}`.
+    pub body: Bytes,
+}
+
+/// How the runtime answered an invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Response {
+        body: Bytes,
+        content_type: Option<String>,
+    },
+    Error(ErrorReport),
+    /// The runtime failed to initialize (`POST /runtime/init/error`).
+    InitError(ErrorReport),
+    /// The runtime posted a response larger than [`MAX_RESPONSE_BYTES`].
+    ResponseTooLarge,
+}
+
+/// Why an invocation could not be handed over.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HandOffError {
+    /// An invocation is already in flight in this sandbox.
+    Busy,
+    /// The runtime already reported an init error.
+    InitFailed,
+}
+
+#[derive(Default)]
+struct State {
+    /// A `GET /next` waiting for work.
+    waiter: Option<oneshot::Sender<Invocation>>,
+    /// Work offered before a `GET /next` arrived.
+    pending: Option<Invocation>,
+    /// The invocation the runtime is working on, and who waits for its outcome.
+    current: Option<(String, oneshot::Sender<Outcome>)>,
+    init_error: Option<ErrorReport>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Set once, at the first `GET /next`: the runtime finished initializing.
+    ready: watch::Sender<Option<Instant>>,
+}
+
+/// The Runtime API of one sandbox. Dropping it stops the server.
+pub struct RuntimeApi {
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RuntimeApi {
+    /// Serves the Runtime API on `listener` (already bound and listening).
+    pub fn serve(listener: std::net::TcpListener) -> std::io::Result<RuntimeApi> {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            ready: watch::channel(None).0,
+        });
+        let server = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(RuntimeApi { shared, server })
+    }
+
+    /// Hands `inv` to the runtime; the receiver yields its outcome. The receiver errors if the
+    /// server is dropped first (the caller then looks at why the sandbox died).
+    pub fn invoke(&self, inv: Invocation) -> Result<oneshot::Receiver<Outcome>, HandOffError> {
+        let (tx, rx) = oneshot::channel();
+        let mut st = self.shared.state.lock();
+        if st.init_error.is_some() {
+            return Err(HandOffError::InitFailed);
+        }
+        if st.current.is_some() || st.pending.is_some() {
+            return Err(HandOffError::Busy);
+        }
+        st.current = Some((inv.request_id.clone(), tx));
+        let inv = match st.waiter.take() {
+            Some(waiter) => match waiter.send(inv) {
+                Ok(()) => return Ok(rx),
+                // The waiting `GET /next` went away; keep the work for the next one.
+                Err(inv) => inv,
+            },
+            None => inv,
+        };
+        st.pending = Some(inv);
+        Ok(rx)
+    }
+
+    /// When the runtime first asked for work (end of its initialization), if it has.
+    pub fn ready_at(&self) -> Option<Instant> {
+        *self.shared.ready.borrow()
+    }
+
+    /// Waits until the runtime asks for work or reports an init error.
+    pub async fn wait_ready(&self) -> Result<Instant, ErrorReport> {
+        let mut rx = self.shared.ready.subscribe();
+        loop {
+            if let Some(err) = self.shared.state.lock().init_error.clone() {
+                return Err(err);
+            }
+            if let Some(at) = *rx.borrow_and_update() {
+                return Ok(at);
+            }
+            if rx.changed().await.is_err() {
+                return Err(ErrorReport {
+                    error_type_header: Some("Runtime.ExitError".into()),
+                    body: Bytes::new(),
+                });
+            }
+        }
+    }
+
+    /// The init error the runtime reported, if any.
+    pub fn init_error(&self) -> Option<ErrorReport> {
+        self.shared.state.lock().init_error.clone()
+    }
+
+    /// Forgets the in-flight invocation (after a timeout), so a late answer gets
+    /// `InvalidRequestID` rather than completing anything.
+    pub fn abandon(&self) {
+        let mut st = self.shared.state.lock();
+        st.current = None;
+        st.pending = None;
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                connections.spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(route(&shared, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+async fn route(shared: &Shared, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    let rest = path.strip_prefix("/2018-06-01/runtime/");
+    match (req.method(), rest) {
+        (&Method::GET, Some("invocation/next")) => next(shared).await,
+        (&Method::POST, Some("init/error")) => {
+            let report = match read_report(req).await {
+                Ok(r) => r,
+                Err(reply) => return reply,
+            };
+            let mut st = shared.state.lock();
+            st.init_error = Some(report.clone());
+            if let Some((_, tx)) = st.current.take() {
+                let _ = tx.send(Outcome::InitError(report));
+            }
+            st.pending = None;
+            drop(st);
+            shared.ready.send_modify(|_| {});
+            accepted()
+        }
+        (&Method::POST, Some(rest)) if rest.starts_with("invocation/") => {
+            let mut parts = rest["invocation/".len()..].splitn(2, '/');
+            let (id, verb) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let id = id.to_string();
+            match verb {
+                "response" => {
+                    let content_type = req
+                        .headers()
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    match read_body(req).await {
+                        Ok(body) => complete(shared, &id, Outcome::Response { body, content_type }),
+                        Err(BodyError::TooLarge) => {
+                            let _ = complete(shared, &id, Outcome::ResponseTooLarge);
+                            too_large()
+                        }
+                        Err(BodyError::Truncated) => truncated(),
+                    }
+                }
+                "error" => match read_report(req).await {
+                    Ok(report) => complete(shared, &id, Outcome::Error(report)),
+                    Err(reply) => reply,
+                },
+                _ => not_found(&path),
+            }
+        }
+        (&Method::GET, None) if path == "/ping" || path == "/2018-06-01/ping" => {
+            json(StatusCode::OK, "pong".into())
+        }
+        _ => not_found(&path),
+    }
+}
+
+async fn next(shared: &Shared) -> Reply {
+    let rx = {
+        let mut st = shared.state.lock();
+        if st.init_error.is_some() {
+            return error(
+                StatusCode::FORBIDDEN,
+                "InvalidStateTransition",
+                "runtime already failed to initialize",
+            );
+        }
+        shared.ready.send_if_modified(|at| {
+            if at.is_none() {
+                *at = Some(Instant::now());
+                true
+            } else {
+                false
+            }
+        });
+        if let Some(inv) = st.pending.take() {
+            return next_response(inv);
+        }
+        let (tx, rx) = oneshot::channel();
+        st.waiter = Some(tx);
+        rx
+    };
+    match rx.await {
+        Ok(inv) => next_response(inv),
+        // Replaced by a newer `GET /next` from the same runtime.
+        Err(_) => error(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "superseded by another /next",
+        ),
+    }
+}
+
+fn next_response(inv: Invocation) -> Reply {
+    let mut resp = Response::new(Full::new(inv.payload));
+    let h = resp.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    set("lambda-runtime-aws-request-id", &inv.request_id);
+    set("lambda-runtime-deadline-ms", &inv.deadline_ms.to_string());
+    set("lambda-runtime-invoked-function-arn", &inv.function_arn);
+    set("lambda-runtime-trace-id", &inv.trace_id);
+    if let Some(cc) = &inv.client_context {
+        set("lambda-runtime-client-context", cc);
+    }
+    if let Some(ci) = &inv.cognito_identity {
+        set("lambda-runtime-cognito-identity", ci);
+    }
+    set("content-type", "application/json");
+    resp
+}
+
+fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Reply {
+    let mut st = shared.state.lock();
+    match st.current.take() {
+        Some((current, tx)) if current == id => {
+            let _ = tx.send(outcome);
+            accepted()
+        }
+        other => {
+            st.current = other;
+            error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestID",
+                &format!("unknown or answered request id '{id}'"),
+            )
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Truncated,
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, BodyError> {
+    match Limited::new(req.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(BodyError::TooLarge)
+        }
+        Err(_) => Err(BodyError::Truncated),
+    }
+}
+
+async fn read_report(req: Request<Incoming>) -> Result<ErrorReport, Reply> {
+    let error_type_header = req
+        .headers()
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match read_body(req).await {
+        Ok(body) => Ok(ErrorReport {
+            error_type_header,
+            body,
+        }),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::Truncated) => Err(truncated()),
+    }
+}
+
+fn json(status: StatusCode, body: String) -> Reply {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn accepted() -> Reply {
+    json(StatusCode::ACCEPTED, r#"{"status":"OK"}"#.into())
+}
+
+fn error(status: StatusCode, error_type: &str, message: &str) -> Reply {
+    json(
+        status,
+        serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string(),
+    )
+}
+
+fn too_large() -> Reply {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        &format!("Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."),
+    )
+}
+
+fn truncated() -> Reply {
+    error(
+        StatusCode::BAD_REQUEST,
+        "TruncatedHTTPRequest",
+        "the request body was cut short",
+    )
+}
+
+fn not_found(path: &str) -> Reply {
+    error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("no runtime api route '{path}'"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation(id: &str) -> Invocation {
+        Invocation {
+            request_id: id.into(),
+            payload: Bytes::from_static(br#"{"x":1}"#),
+            deadline_ms: 4_000_000_000_000,
+            function_arn: "arn:aws:lambda:local:default:function:f".into(),
+            trace_id: "Root=1-00000000-000000000000000000000000;Sampled=0".into(),
+            client_context: None,
+            cognito_identity: None,
+        }
+    }
+
+    async fn start() -> (RuntimeApi, String) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/2018-06-01/runtime", l.local_addr().unwrap());
+        (RuntimeApi::serve(l).unwrap(), base)
+    }
+
+    #[tokio::test]
+    async fn next_then_response_completes_the_invocation() {
+        let (api, base) = start().await;
+        let client = reqwest::Client::new();
+        let runtime = tokio::spawn({
+            let (client, base) = (client.clone(), base.clone());
+            async move {
+                let next = client
+                    .get(format!("{base}/invocation/next"))
+                    .send()
+                    .await
+                    .unwrap();
+                let h = next.headers().clone();
+                let id = h["lambda-runtime-aws-request-id"]
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                assert_eq!(h["lambda-runtime-deadline-ms"], "4000000000000");
+                assert!(h.contains_key("lambda-runtime-invoked-function-arn"));
+                assert!(h.contains_key("lambda-runtime-trace-id"));
+                assert_eq!(next.text().await.unwrap(), r#"{"x":1}"#);
+                let r = client
+                    .post(format!("{base}/invocation/{id}/response"))
+                    .body("42")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                let again = client
+                    .post(format!("{base}/invocation/{id}/response"))
+                    .body("1")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(again.status(), 400);
+            }
+        });
+        // Offered before or after the runtime polls: both must work.
+        let outcome = api.invoke(invocation("r1")).unwrap().await.unwrap();
+        assert!(matches!(outcome, Outcome::Response { ref body, .. } if body == "42"));
+        runtime.await.unwrap();
+        assert!(api.ready_at().is_some());
+        assert_eq!(api.invoke(invocation("r2")).map(|_| ()), Ok(()));
+        assert_eq!(
+            api.invoke(invocation("r3")).map(|_| ()),
+            Err(HandOffError::Busy)
+        );
+    }
+
+    #[tokio::test]
+    async fn init_error_fails_the_waiting_invocation() {
+        let (api, base) = start().await;
+        let rx = api.invoke(invocation("r1")).unwrap();
+        let r = reqwest::Client::new()
+            .post(format!("{base}/init/error"))
+            .header(
+                "lambda-runtime-function-error-type",
+                "Runtime.ImportModuleError",
+            )
+            .body(r#"{"errorMessage":"no module","errorType":"Runtime.ImportModuleError"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let Outcome::InitError(report) = rx.await.unwrap() else {
+            panic!("expected init error")
+        };
+        assert_eq!(
+            report.error_type_header.as_deref(),
+            Some("Runtime.ImportModuleError")
+        );
+        assert!(api.wait_ready().await.is_err());
+        assert_eq!(
+            api.invoke(invocation("r2")).map(|_| ()),
+            Err(HandOffError::InitFailed)
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_response_is_refused_and_reported() {
+        let (api, base) = start().await;
+        let rx = api.invoke(invocation("big")).unwrap();
+        let client = reqwest::Client::new();
+        client
+            .get(format!("{base}/invocation/next"))
+            .send()
+            .await
+            .unwrap();
+        let r = client
+            .post(format!("{base}/invocation/big/response"))
+            .body(vec![b'x'; MAX_RESPONSE_BYTES + 1])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413);
+        assert_eq!(rx.await.unwrap(), Outcome::ResponseTooLarge);
+    }
+}

@@ -1,1 +1,554 @@
-//! placeholder
+//! The embedded [`Store`]: one SQLite database in WAL mode. Writes go through one connection and
+//! reads through another, each on tokio's blocking pool, so the async runtime never waits on
+//! disk. Schema changes are numbered migrations applied at open.
+
+use async_trait::async_trait;
+use lambent_core::{Activation, ActivationStatus, Function, FunctionConfig, FunctionName};
+use lambent_store::{ActivationQuery, Store, StoreError};
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::Path;
+use std::sync::Arc;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE functions (
+    namespace   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    code_sha256 TEXT NOT NULL,
+    code_size   INTEGER NOT NULL,
+    revision    INTEGER NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE api_keys (
+    key_sha256 TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE activations (
+    id               TEXT PRIMARY KEY,
+    namespace        TEXT NOT NULL,
+    function         TEXT NOT NULL,
+    revision         INTEGER NOT NULL,
+    trigger          TEXT NOT NULL,
+    start_ms         INTEGER NOT NULL,
+    end_ms           INTEGER NOT NULL,
+    duration_us      INTEGER NOT NULL,
+    billed_ms        INTEGER NOT NULL,
+    memory_mb        INTEGER NOT NULL,
+    max_memory_bytes INTEGER,
+    cold             INTEGER NOT NULL,
+    cold_reason      TEXT,
+    init_us          INTEGER,
+    status           TEXT NOT NULL,
+    error_type       TEXT,
+    error_message    TEXT,
+    logs             TEXT NOT NULL
+);
+CREATE INDEX activations_by_time ON activations (namespace, start_ms DESC, id DESC);
+CREATE INDEX activations_by_function ON activations (namespace, function, start_ms DESC, id DESC);
+"#];
+
+/// SQLite-backed [`Store`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let writer = Connection::open(path).map_err(db_err)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;
+                 PRAGMA foreign_keys=ON;",
+            )
+            .map_err(db_err)?;
+        migrate(&writer)?;
+        let reader = Connection::open(path).map_err(db_err)?;
+        reader
+            .execute_batch("PRAGMA busy_timeout=5000;")
+            .map_err(db_err)?;
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.writer.clone();
+        tokio::task::spawn_blocking(move || f(&mut conn.lock()))
+            .await
+            .map_err(db_err)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&conn.lock()))
+            .await
+            .map_err(db_err)?
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+const FUNCTION_COLUMNS: &str =
+    "namespace, name, config, code_sha256, code_size, revision, created_ms, updated_ms";
+
+fn function_from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
+    let name: String = row.get(1)?;
+    let config: String = row.get(2)?;
+    let conv = |e: String| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    };
+    Ok(Function {
+        namespace: row.get(0)?,
+        name: FunctionName::parse(&name).map_err(|e| conv(e.to_string()))?,
+        config: serde_json::from_str::<FunctionConfig>(&config).map_err(|e| conv(e.to_string()))?,
+        code_sha256: row.get(3)?,
+        code_size: row.get(4)?,
+        revision: row.get(5)?,
+        created_ms: row.get(6)?,
+        updated_ms: row.get(7)?,
+    })
+}
+
+const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
+duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
+error_type, error_message, logs";
+
+fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
+    let conv = |e: String| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    };
+    let cold_reason: Option<String> = row.get(12)?;
+    let status: String = row.get(14)?;
+    Ok(Activation {
+        id: row.get(0)?,
+        namespace: row.get(1)?,
+        function: row.get(2)?,
+        revision: row.get(3)?,
+        trigger: row.get(4)?,
+        start_ms: row.get(5)?,
+        end_ms: row.get(6)?,
+        duration_us: row.get(7)?,
+        billed_ms: row.get(8)?,
+        memory_mb: row.get(9)?,
+        max_memory_bytes: row.get(10)?,
+        cold: row.get(11)?,
+        cold_reason: cold_reason
+            .map(|r| serde_json::from_value(serde_json::Value::String(r)))
+            .transpose()
+            .map_err(|e| conv(e.to_string()))?,
+        init_us: row.get(13)?,
+        status: status.parse::<ActivationStatus>().map_err(conv)?,
+        error_type: row.get(15)?,
+        error_message: row.get(16)?,
+        logs: row.get(17)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_function(&self, f: &Function, expected_revision: u64) -> Result<(), StoreError> {
+        let f = f.clone();
+        let config = serde_json::to_string(&f.config).map_err(db_err)?;
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let current: u64 = tx
+                .query_row(
+                    "SELECT revision FROM functions WHERE namespace = ?1 AND name = ?2",
+                    params![f.namespace, f.name.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?
+                .unwrap_or(0);
+            if current != expected_revision {
+                return Err(StoreError::Conflict(f.name.to_string(), expected_revision));
+            }
+            tx.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO functions ({FUNCTION_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    f.namespace,
+                    f.name.as_str(),
+                    config,
+                    f.code_sha256,
+                    f.code_size,
+                    f.revision,
+                    f.created_ms,
+                    f.updated_ms
+                ],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_function(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Function>, StoreError> {
+        let (ns, name) = (namespace.to_string(), name.to_string());
+        self.read(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {FUNCTION_COLUMNS} FROM functions WHERE namespace = ?1 AND name = ?2"
+                ),
+                params![ns, name],
+                function_from_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_functions(&self, namespace: &str) -> Result<Vec<Function>, StoreError> {
+        let ns = namespace.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {FUNCTION_COLUMNS} FROM functions WHERE namespace = ?1 ORDER BY name"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![ns], function_from_row)
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn all_functions(&self) -> Result<Vec<Function>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {FUNCTION_COLUMNS} FROM functions ORDER BY namespace, name"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], function_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        let (ns, name) = (namespace.to_string(), name.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM functions WHERE namespace = ?1 AND name = ?2",
+                    params![ns, name],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn add_api_key(&self, namespace: &str, key_sha256: &str) -> Result<(), StoreError> {
+        let (ns, key) = (namespace.to_string(), key_sha256.to_string());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO api_keys (key_sha256, namespace, created_ms) VALUES (?1, ?2, ?3)",
+                params![key, ns, lambent_core::now_ms()],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn namespace_for_key(&self, key_sha256: &str) -> Result<Option<String>, StoreError> {
+        let key = key_sha256.to_string();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT namespace FROM api_keys WHERE key_sha256 = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn insert_activations(&self, batch: &[Activation]) -> Result<(), StoreError> {
+        let batch = batch.to_vec();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "INSERT OR REPLACE INTO activations ({ACTIVATION_COLUMNS}) VALUES \
+                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                    ))
+                    .map_err(db_err)?;
+                for a in &batch {
+                    let cold_reason = a
+                        .cold_reason
+                        .and_then(|r| serde_json::to_value(r).ok())
+                        .and_then(|v| v.as_str().map(str::to_string));
+                    stmt.execute(params![
+                        a.id,
+                        a.namespace,
+                        a.function,
+                        a.revision,
+                        a.trigger,
+                        a.start_ms,
+                        a.end_ms,
+                        a.duration_us,
+                        a.billed_ms,
+                        a.memory_mb,
+                        a.max_memory_bytes,
+                        a.cold,
+                        cold_reason,
+                        a.init_us,
+                        a.status.as_str(),
+                        a.error_type,
+                        a.error_message,
+                        a.logs
+                    ])
+                    .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn query_activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| {
+            let mut sql =
+                format!("SELECT {ACTIVATION_COLUMNS} FROM activations WHERE namespace = ?1");
+            let mut args: Vec<rusqlite::types::Value> = vec![q.namespace.clone().into()];
+            if let Some(f) = &q.function {
+                args.push(f.clone().into());
+                sql += &format!(" AND function = ?{}", args.len());
+            }
+            if let Some(s) = q.status {
+                args.push(s.as_str().to_string().into());
+                sql += &format!(" AND status = ?{}", args.len());
+            }
+            if let Some(since) = q.since_ms {
+                args.push(since.into());
+                sql += &format!(" AND start_ms >= ?{}", args.len());
+            }
+            if let Some(c) = &q.before {
+                args.push(c.start_ms.into());
+                args.push(c.id.clone().into());
+                sql += &format!(
+                    " AND (start_ms, id) < (?{}, ?{})",
+                    args.len() - 1,
+                    args.len()
+                );
+            }
+            args.push((q.limit.clamp(1, 10_000) as i64).into());
+            sql += &format!(" ORDER BY start_ms DESC, id DESC LIMIT ?{}", args.len());
+            let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), activation_from_row)
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_activation(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<Activation>, StoreError> {
+        let (ns, id) = (namespace.to_string(), id.to_string());
+        self.read(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {ACTIVATION_COLUMNS} FROM activations WHERE namespace = ?1 AND id = ?2"
+                ),
+                params![ns, id],
+                activation_from_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn prune_activations(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM activations WHERE start_ms < ?1",
+                    params![cutoff_ms],
+                )
+                .map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambent_core::FunctionSpec;
+    use lambent_store::ActivationCursor;
+
+    fn function(name: &str, revision: u64) -> Function {
+        let config = FunctionSpec {
+            runtime: "python3.11".into(),
+            handler: Some("app.handler".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        Function {
+            namespace: "default".into(),
+            name: FunctionName::parse(name).unwrap(),
+            config,
+            code_sha256: "ab".repeat(32),
+            code_size: 10,
+            revision,
+            created_ms: 1,
+            updated_ms: 2,
+        }
+    }
+
+    fn activation(id: &str, start_ms: i64, status: ActivationStatus) -> Activation {
+        Activation {
+            id: id.into(),
+            namespace: "default".into(),
+            function: "f".into(),
+            revision: 1,
+            trigger: "api".into(),
+            start_ms,
+            end_ms: start_ms + 1,
+            duration_us: 1500,
+            billed_ms: 2,
+            memory_mb: 128,
+            max_memory_bytes: Some(1 << 20),
+            cold: true,
+            cold_reason: Some(lambent_core::ColdReason::FirstRequest),
+            init_us: Some(5000),
+            status,
+            error_type: None,
+            error_message: None,
+            logs: "hello\n".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn functions_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = SqliteStore::open(&path).unwrap();
+        store.put_function(&function("a", 1), 0).await.unwrap();
+        assert!(matches!(
+            store.put_function(&function("a", 2), 0).await,
+            Err(StoreError::Conflict(..))
+        ));
+        store.put_function(&function("a", 2), 1).await.unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        let got = store.get_function("default", "a").await.unwrap().unwrap();
+        assert_eq!(got, function("a", 2));
+        assert_eq!(store.list_functions("default").await.unwrap().len(), 1);
+        assert!(store.list_functions("other").await.unwrap().is_empty());
+        assert!(store.delete_function("default", "a").await.unwrap());
+        assert!(!store.delete_function("default", "a").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn activations_page_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let batch: Vec<_> = (0..5)
+            .map(|i| {
+                let st = if i == 2 {
+                    ActivationStatus::Timeout
+                } else {
+                    ActivationStatus::Success
+                };
+                activation(&format!("id{i}"), 100 + i, st)
+            })
+            .collect();
+        store.insert_activations(&batch).await.unwrap();
+        let mut q = ActivationQuery {
+            namespace: "default".into(),
+            limit: 2,
+            ..Default::default()
+        };
+        let page1 = store.query_activations(&q).await.unwrap();
+        assert_eq!(
+            page1.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["id4", "id3"]
+        );
+        let last = page1.last().unwrap();
+        q.before = Some(ActivationCursor {
+            start_ms: last.start_ms,
+            id: last.id.clone(),
+        });
+        let page2 = store.query_activations(&q).await.unwrap();
+        assert_eq!(
+            page2.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["id2", "id1"]
+        );
+        q.before = None;
+        q.status = Some(ActivationStatus::Timeout);
+        assert_eq!(store.query_activations(&q).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .get_activation("default", "id0")
+                .await
+                .unwrap()
+                .unwrap(),
+            batch[0]
+        );
+        assert_eq!(store.prune_activations(102).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn api_keys_map_to_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        store.add_api_key("default", "k1").await.unwrap();
+        assert_eq!(
+            store.namespace_for_key("k1").await.unwrap().as_deref(),
+            Some("default")
+        );
+        assert_eq!(store.namespace_for_key("k2").await.unwrap(), None);
+    }
+}
