@@ -1,1 +1,781 @@
-//! placeholder
+//! Runs invocations: one pool of sandboxes per function revision, warm reuse (LIFO), cold starts,
+//! keep-alive reclamation, timeouts, crash and out-of-memory handling, and one activation record
+//! per invocation whatever its fate. Knows nothing of HTTP or storage engines: records leave
+//! through a channel.
+
+mod logs;
+mod pool;
+
+use bytes::Bytes;
+use lambent_core::activation::billed_ms;
+use lambent_core::{now_ms, Activation, ActivationStatus, ColdReason, Function, RuntimeKind};
+use lambent_runtime_api::{ErrorReport, Invocation, Outcome, RuntimeApi};
+use lambent_sandbox::{Host, Sandbox, SandboxSpec};
+use logs::LogCapture;
+use parking_lot::Mutex;
+use pool::{Pool, PoolKey};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+/// Settings of the invoker, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct InvokerConfig {
+    /// How long an idle sandbox stays warm.
+    pub keep_alive: Duration,
+    /// How long a runtime may take to initialize before the invocation fails.
+    pub init_timeout: Duration,
+    /// Interpreters, as paths visible inside sandboxes (the host's `/usr` is).
+    pub python: String,
+    pub node: String,
+    /// Host directory holding Lambent's runtime clients (`python/bootstrap.py`, `node/bootstrap.mjs`).
+    pub runtime_dir: PathBuf,
+    /// Region in ARNs and `AWS_REGION`.
+    pub region: String,
+    /// Size of each sandbox's writable /tmp.
+    pub tmp_mb: u32,
+}
+
+impl Default for InvokerConfig {
+    fn default() -> Self {
+        InvokerConfig {
+            keep_alive: Duration::from_secs(300),
+            init_timeout: Duration::from_secs(10),
+            python: "/usr/bin/python3".into(),
+            node: "/usr/bin/node".into(),
+            runtime_dir: PathBuf::from("/var/lib/lambent/runtimes"),
+            region: "local".into(),
+            tmp_mb: lambent_core::limits::DEFAULT_TMP_MB,
+        }
+    }
+}
+
+/// One function revision, resolved and ready to run: what a pool is made for.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub function: Function,
+    /// Host directory with the unpacked code.
+    pub code_dir: PathBuf,
+}
+
+impl Deployment {
+    pub fn arn(&self, region: &str) -> String {
+        function_arn(
+            region,
+            &self.function.namespace,
+            self.function.name.as_str(),
+        )
+    }
+}
+
+/// `arn:aws:lambda:<region>:<namespace>:function:<name>`: the namespace plays the account.
+pub fn function_arn(region: &str, namespace: &str, name: &str) -> String {
+    format!("arn:aws:lambda:{region}:{namespace}:function:{name}")
+}
+
+/// What to invoke a function with.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeRequest {
+    pub payload: Bytes,
+    /// What started it: `api`, `http`, `async`, …
+    pub trigger: String,
+    /// Use this id for the activation (async invocations decide it when they are accepted).
+    pub request_id: Option<String>,
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+}
+
+/// The answer to an invocation: the record, and the body to return (the function's result, or
+/// an error JSON `{"errorType","errorMessage",…}` when `activation.status` is not success).
+#[derive(Debug, Clone)]
+pub struct InvokeResult {
+    pub activation: Activation,
+    pub body: Bytes,
+}
+
+/// Counts of live sandboxes, for `/metrics` and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SandboxCounts {
+    pub idle: usize,
+    pub busy: usize,
+}
+
+/// The invoker. Cheap to clone.
+#[derive(Clone)]
+pub struct Invoker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    host: Host,
+    config: InvokerConfig,
+    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    /// Latest revision seen per function, to tell "code updated" cold starts apart.
+    revisions: Mutex<HashMap<(String, String), u64>>,
+    records: Option<mpsc::UnboundedSender<Activation>>,
+    reaper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A warm (or warming) sandbox with its Runtime API and log capture.
+pub(crate) struct Instance {
+    api: RuntimeApi,
+    logs: LogCapture,
+    exit: AsyncFd<OwnedFd>,
+    pub(crate) last_used: Instant,
+    // Dropped last: kills the process tree after the server and the log reader stop.
+    sandbox: Sandbox,
+}
+
+impl Instance {
+    async fn exited(&self) {
+        let _ = self.exit.readable().await;
+    }
+}
+
+/// A failed cold start, already shaped as the invocation's answer.
+struct InitFailure {
+    status: ActivationStatus,
+    error_type: String,
+    message: String,
+    logs: String,
+}
+
+impl Invoker {
+    /// `records`: where activation records go (`None` drops them, for benchmarks).
+    pub fn new(
+        host: Host,
+        config: InvokerConfig,
+        records: Option<mpsc::UnboundedSender<Activation>>,
+    ) -> Invoker {
+        let inner = Arc::new(Inner {
+            host,
+            config,
+            pools: Mutex::new(HashMap::new()),
+            revisions: Mutex::new(HashMap::new()),
+            records,
+            reaper: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&inner);
+        let period =
+            (inner.config.keep_alive / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        *inner.reaper.lock() = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.reap_idle();
+            }
+        }));
+        Invoker { inner }
+    }
+
+    pub fn config(&self) -> &InvokerConfig {
+        &self.inner.config
+    }
+
+    /// Runs one invocation to its end and records it.
+    pub async fn invoke(&self, dep: &Arc<Deployment>, req: InvokeRequest) -> InvokeResult {
+        let inner = &self.inner;
+        let pool = inner.pool(dep);
+        let request_id = req.request_id.clone().unwrap_or_else(new_request_id);
+        let start_ms = now_ms();
+        let mut record = Activation {
+            id: request_id.clone(),
+            namespace: dep.function.namespace.clone(),
+            function: dep.function.name.to_string(),
+            revision: dep.function.revision,
+            trigger: req.trigger.clone(),
+            start_ms,
+            end_ms: start_ms,
+            duration_us: 0,
+            billed_ms: 0,
+            memory_mb: dep.function.config.memory_mb,
+            max_memory_bytes: None,
+            cold: false,
+            cold_reason: None,
+            init_us: None,
+            status: ActivationStatus::Success,
+            error_type: None,
+            error_message: None,
+            logs: String::new(),
+        };
+
+        let instance = match pool.take_idle() {
+            Some(instance) => instance,
+            None => {
+                record.cold = true;
+                record.cold_reason = Some(pool.cold_reason());
+                let init_start = Instant::now();
+                match inner.cold_start(&pool).await {
+                    Ok(instance) => {
+                        record.init_us = Some(init_start.elapsed().as_micros() as u64);
+                        instance
+                    }
+                    Err(fail) => {
+                        record.init_us = Some(init_start.elapsed().as_micros() as u64);
+                        let body = error_body(&fail.error_type, &fail.message);
+                        record.status = fail.status;
+                        record.error_type = Some(fail.error_type);
+                        record.error_message = Some(fail.message);
+                        record.logs = fail.logs;
+                        return inner.finish(record, Duration::ZERO, body, &request_id);
+                    }
+                }
+            }
+        };
+        let _busy = pool.busy_guard();
+
+        if !record.cold {
+            instance.sandbox.reset_memory_peak();
+        }
+        let timeout = Duration::from_secs(dep.function.config.timeout_s as u64);
+        let invoke_start = Instant::now();
+        let invocation = Invocation {
+            request_id: request_id.clone(),
+            payload: req.payload,
+            deadline_ms: now_ms() + timeout.as_millis() as i64,
+            function_arn: dep.arn(&inner.config.region),
+            trace_id: trace_id(),
+            client_context: req.client_context,
+            cognito_identity: req.cognito_identity,
+        };
+        let (body, keep) = match instance.api.invoke(invocation) {
+            Err(_) => {
+                // The slot was not free: the sandbox is in a state it should never be in.
+                record.status = ActivationStatus::PlatformError;
+                let (t, m) = (
+                    "Lambent.SandboxBusy",
+                    "sandbox was not ready for a new invocation",
+                );
+                record.error_type = Some(t.into());
+                record.error_message = Some(m.into());
+                (error_body(t, m), false)
+            }
+            Ok(rx) => {
+                let outcome = tokio::select! {
+                    biased;
+                    outcome = rx => outcome.ok(),
+                    _ = instance.exited() => None,
+                    _ = tokio::time::sleep(timeout) => {
+                        instance.api.abandon();
+                        record.status = ActivationStatus::Timeout;
+                        let message = format!("Task timed out after {}.00 seconds", timeout.as_secs());
+                        record.error_type = Some("Sandbox.Timedout".into());
+                        record.error_message = Some(message.clone());
+                        let body = error_body("Sandbox.Timedout", &message);
+                        instance.sandbox.kill();
+                        record.max_memory_bytes = instance.sandbox.memory_peak_bytes();
+                        record.logs = instance.logs.take();
+                        return inner.finish(record, invoke_start.elapsed(), body, &request_id);
+                    }
+                };
+                inner.settle(&instance, outcome, &mut record)
+            }
+        };
+        let duration = invoke_start.elapsed();
+        record.max_memory_bytes = instance.sandbox.memory_peak_bytes();
+        let oom = instance.sandbox.oom_kills() > 0;
+        if oom && record.status != ActivationStatus::Success {
+            record.status = ActivationStatus::OutOfMemory;
+            record.error_type = Some("Runtime.OutOfMemory".into());
+            record.error_message = Some(format!(
+                "Runtime exited: the function used more than its {} MB of memory",
+                dep.function.config.memory_mb
+            ));
+        }
+        record.logs = instance.logs.take();
+        let body = match record.status {
+            ActivationStatus::OutOfMemory => error_body(
+                "Runtime.OutOfMemory",
+                record.error_message.as_deref().unwrap_or_default(),
+            ),
+            _ => body,
+        };
+        if keep && !oom {
+            pool.release(instance);
+        } else {
+            pool.lose(instance, ColdReason::Evicted);
+        }
+        inner.finish(record, duration, body, &request_id)
+    }
+
+    /// Starts one sandbox for `dep` and keeps it warm (for `lambent dev` and provisioning).
+    /// Returns when the runtime is ready, or why it failed.
+    pub async fn prewarm(&self, dep: &Arc<Deployment>) -> Result<(), String> {
+        let pool = self.inner.pool(dep);
+        match self.inner.cold_start(&pool).await {
+            Ok(instance) => {
+                pool.release(instance);
+                Ok(())
+            }
+            Err(fail) => Err(format!("{}: {}", fail.error_type, fail.message)),
+        }
+    }
+
+    /// Drops every pool of this function except `keep_revision`: idle sandboxes are killed now,
+    /// busy ones when their invocation ends (in-flight invocations finish on the old code).
+    pub fn retire(&self, namespace: &str, name: &str, keep_revision: Option<u64>) {
+        let removed: Vec<Arc<Pool>> = {
+            let mut pools = self.inner.pools.lock();
+            let keys: Vec<PoolKey> = pools
+                .keys()
+                .filter(|k| {
+                    k.namespace == namespace && k.name == name && Some(k.revision) != keep_revision
+                })
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| pools.remove(k)).collect()
+        };
+        if keep_revision.is_none() {
+            self.inner
+                .revisions
+                .lock()
+                .remove(&(namespace.to_string(), name.to_string()));
+        }
+        for pool in removed {
+            pool.retire();
+        }
+    }
+
+    /// Live sandboxes of one function (all revisions), or of all functions.
+    pub fn counts(&self, namespace: Option<&str>, name: Option<&str>) -> SandboxCounts {
+        let pools = self.inner.pools.lock();
+        let mut total = SandboxCounts::default();
+        for (key, pool) in pools.iter() {
+            if namespace.is_some_and(|ns| ns != key.namespace)
+                || name.is_some_and(|n| n != key.name)
+            {
+                continue;
+            }
+            let c = pool.counts();
+            total.idle += c.idle;
+            total.busy += c.busy;
+        }
+        total
+    }
+
+    /// Kills every idle sandbox (server shutdown).
+    pub fn shutdown(&self) {
+        if let Some(reaper) = self.inner.reaper.lock().take() {
+            reaper.abort();
+        }
+        let pools: Vec<_> = self.inner.pools.lock().drain().map(|(_, p)| p).collect();
+        for pool in pools {
+            pool.retire();
+        }
+    }
+}
+
+impl Inner {
+    fn pool(&self, dep: &Arc<Deployment>) -> Arc<Pool> {
+        let key = PoolKey::of(&dep.function);
+        if let Some(pool) = self.pools.lock().get(&key) {
+            return pool.clone();
+        }
+        let previous = self
+            .revisions
+            .lock()
+            .insert((key.namespace.clone(), key.name.clone()), key.revision)
+            .filter(|&r| r != key.revision);
+        let first_reason = if previous.is_some() {
+            ColdReason::CodeUpdated
+        } else {
+            ColdReason::FirstRequest
+        };
+        self.pools
+            .lock()
+            .entry(key)
+            .or_insert_with(|| Arc::new(Pool::new(dep.clone(), first_reason)))
+            .clone()
+    }
+
+    fn reap_idle(&self) {
+        let pools: Vec<_> = self.pools.lock().values().cloned().collect();
+        for pool in pools {
+            pool.reap(self.config.keep_alive);
+        }
+    }
+
+    fn spec(&self, dep: &Deployment, id: String) -> SandboxSpec {
+        let f = &dep.function;
+        let c = &f.config;
+        let layout = self.host.layout(&dep.code_dir, &self.config.runtime_dir);
+        let task_root = layout.task_root.display().to_string();
+        let runtime_dir = layout.runtime_dir.display().to_string();
+        let argv = match c.runtime.kind() {
+            RuntimeKind::Python => vec![
+                self.config.python.clone(),
+                format!("{runtime_dir}/python/bootstrap.py"),
+            ],
+            RuntimeKind::Nodejs => vec![
+                self.config.node.clone(),
+                format!("{runtime_dir}/node/bootstrap.mjs"),
+            ],
+            RuntimeKind::Provided => vec![format!("{task_root}/bootstrap")],
+        };
+        let today = time::OffsetDateTime::now_utc().date();
+        let mut env: Vec<(String, String)> =
+            c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in [
+            (
+                "PATH",
+                format!("{task_root}/bin:/usr/local/bin:/usr/bin:/bin"),
+            ),
+            ("LANG", "C.UTF-8".into()),
+            ("TZ", ":UTC".into()),
+            ("LD_LIBRARY_PATH", format!("{task_root}/lib:/usr/lib")),
+            ("PYTHONUNBUFFERED", "1".into()),
+            ("PYTHONDONTWRITEBYTECODE", "1".into()),
+            ("_HANDLER", c.handler.clone()),
+            ("LAMBDA_TASK_ROOT", task_root.clone()),
+            ("LAMBDA_RUNTIME_DIR", runtime_dir),
+            ("AWS_REGION", self.config.region.clone()),
+            ("AWS_DEFAULT_REGION", self.config.region.clone()),
+            (
+                "AWS_EXECUTION_ENV",
+                format!("AWS_Lambda_{}", c.runtime.name()),
+            ),
+            ("AWS_LAMBDA_FUNCTION_NAME", f.name.to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", c.memory_mb.to_string()),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", f.name),
+            ),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                format!(
+                    "{:04}/{:02}/{:02}/[$LATEST]{}",
+                    today.year(),
+                    today.month() as u8,
+                    today.day(),
+                    id
+                ),
+            ),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+        ] {
+            env.push((k.to_string(), v));
+        }
+        SandboxSpec {
+            id,
+            code_dir: dep.code_dir.clone(),
+            runtime_dir: self.config.runtime_dir.clone(),
+            argv,
+            env,
+            memory_mb: c.memory_mb,
+            pids_max: lambent_core::limits::SANDBOX_PIDS_MAX,
+            tmp_mb: self.config.tmp_mb,
+            allow_network: false,
+        }
+    }
+
+    /// Spawns a sandbox and waits until its runtime asks for work.
+    async fn cold_start(&self, pool: &Arc<Pool>) -> Result<Instance, InitFailure> {
+        let dep = pool.deployment();
+        if dep.function.config.runtime.kind() == RuntimeKind::Provided {
+            check_bootstrap(&dep.code_dir)?;
+        }
+        let spec = self.spec(dep, format!("sb-{}", uuid::Uuid::new_v4().simple()));
+        let host = self.host.clone();
+        let spawned = tokio::task::spawn_blocking(move || host.spawn(&spec))
+            .await
+            .map_err(|e| platform_failure(e.to_string()))?;
+        let mut sandbox =
+            spawned.map_err(|e| platform_failure(format!("could not start a sandbox: {e}")))?;
+        pool.started();
+        let instance = (|| -> std::io::Result<Instance> {
+            let listener = sandbox.runtime_api_listener().try_clone()?;
+            let output = sandbox
+                .take_output()
+                .ok_or_else(|| std::io::Error::other("sandbox output already taken"))?;
+            let pidfd = sandbox.pidfd().try_clone_to_owned()?;
+            // SAFETY: the AsyncFd owns this pidfd, which stays open until the AsyncFd drops.
+            let exit =
+                unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)? };
+            Ok(Instance {
+                api: RuntimeApi::serve(listener)?,
+                logs: LogCapture::start(
+                    output,
+                    lambent_core::limits::MAX_LOG_BYTES_PER_INVOCATION,
+                )?,
+                exit,
+                last_used: Instant::now(),
+                sandbox,
+            })
+        })();
+        let instance = match instance {
+            Ok(i) => i,
+            Err(e) => {
+                pool.lost(ColdReason::Evicted);
+                return Err(platform_failure(format!(
+                    "could not attach to the sandbox: {e}"
+                )));
+            }
+        };
+        let ready = tokio::select! {
+            biased;
+            ready = instance.api.wait_ready() => ready.map(|_| ()),
+            _ = instance.exited() => Err(ErrorReport { error_type_header: None, body: Bytes::new() }),
+            _ = tokio::time::sleep(self.config.init_timeout) => {
+                let fail = InitFailure {
+                    status: ActivationStatus::InitError,
+                    error_type: "Runtime.InitTimeout".into(),
+                    message: format!("runtime did not initialize within {} s", self.config.init_timeout.as_secs()),
+                    logs: instance.logs.take(),
+                };
+                pool.lost(ColdReason::Evicted);
+                return Err(fail);
+            }
+        };
+        match ready {
+            Ok(()) => Ok(instance),
+            Err(report) => {
+                let (error_type, message) =
+                    if report.body.is_empty() && report.error_type_header.is_none() {
+                        let status =
+                            exit_status(&instance.exit).unwrap_or_else(|| "unknown status".into());
+                        (
+                            "Runtime.ExitError".to_string(),
+                            format!("Runtime exited during initialization: {status}"),
+                        )
+                    } else {
+                        describe_error(&report, "Runtime.Unknown")
+                    };
+                let status = if instance.sandbox.oom_kills() > 0 {
+                    ActivationStatus::OutOfMemory
+                } else {
+                    ActivationStatus::InitError
+                };
+                let logs = instance.logs.take();
+                pool.lost(ColdReason::Evicted);
+                drop(instance);
+                Err(InitFailure {
+                    status,
+                    error_type,
+                    message,
+                    logs,
+                })
+            }
+        }
+    }
+
+    /// Turns a runtime's outcome into the record's status and the body; says whether the
+    /// sandbox may be reused.
+    fn settle(
+        &self,
+        instance: &Instance,
+        outcome: Option<Outcome>,
+        record: &mut Activation,
+    ) -> (Bytes, bool) {
+        let mut fail = |status, error_type: String, message: String| {
+            let body = error_body(&error_type, &message);
+            record.status = status;
+            record.error_type = Some(error_type);
+            record.error_message = Some(message);
+            body
+        };
+        match outcome {
+            Some(Outcome::Response { body, .. }) => (body, true),
+            Some(Outcome::Error(report)) => {
+                let (error_type, message) = describe_error(&report, "Function.Unknown");
+                record.status = ActivationStatus::FunctionError;
+                record.error_type = Some(error_type);
+                record.error_message = Some(message);
+                let body = if serde_json::from_slice::<serde_json::Value>(&report.body).is_ok() {
+                    report.body
+                } else {
+                    error_body(
+                        record.error_type.as_deref().unwrap_or_default(),
+                        record.error_message.as_deref().unwrap_or_default(),
+                    )
+                };
+                (body, true)
+            }
+            Some(Outcome::InitError(report)) => {
+                let (t, m) = describe_error(&report, "Runtime.Unknown");
+                (fail(ActivationStatus::InitError, t, m), false)
+            }
+            Some(Outcome::ResponseTooLarge) => (
+                fail(
+                    ActivationStatus::FunctionError,
+                    "Function.ResponseSizeTooLarge".into(),
+                    format!(
+                        "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                        lambent_runtime_api::MAX_RESPONSE_BYTES
+                    ),
+                ),
+                false,
+            ),
+            None => {
+                let status = exit_status(&instance.exit).unwrap_or_else(|| "unknown status".into());
+                (
+                    fail(
+                        ActivationStatus::FunctionError,
+                        "Runtime.ExitError".into(),
+                        format!(
+                            "RequestId: {} Error: Runtime exited with error: {status}",
+                            record.id
+                        ),
+                    ),
+                    false,
+                )
+            }
+        }
+    }
+
+    /// Completes the record (durations, billing, report lines), sends it, and shapes the result.
+    fn finish(
+        &self,
+        mut record: Activation,
+        duration: Duration,
+        body: Bytes,
+        request_id: &str,
+    ) -> InvokeResult {
+        record.end_ms = now_ms();
+        record.duration_us = duration.as_micros() as u64;
+        record.billed_ms = billed_ms(record.duration_us + record.init_us.unwrap_or(0));
+        let mut logs = format!("START RequestId: {request_id} Version: $LATEST\n");
+        logs += &record.logs;
+        if !logs.ends_with('\n') {
+            logs.push('\n');
+        }
+        if let Some(t) = &record.error_type {
+            if record.status != ActivationStatus::Success
+                && record.status != ActivationStatus::FunctionError
+            {
+                logs += &format!(
+                    "{request_id} {t}: {}\n",
+                    record.error_message.as_deref().unwrap_or("")
+                );
+            }
+        }
+        logs += &format!("END RequestId: {request_id}\n");
+        logs += &format!(
+            "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+            record.duration_us as f64 / 1000.0,
+            record.billed_ms,
+            record.memory_mb,
+            record.max_memory_bytes.map_or(0, |b| b.div_ceil(1024 * 1024)),
+        );
+        if let Some(init) = record.init_us {
+            logs += &format!("\tInit Duration: {:.2} ms", init as f64 / 1000.0);
+        }
+        logs.push('\n');
+        record.logs = logs;
+        if let Some(tx) = &self.records {
+            let _ = tx.send(record.clone());
+        }
+        InvokeResult {
+            activation: record,
+            body,
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(reaper) = self.reaper.lock().take() {
+            reaper.abort();
+        }
+    }
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// An X-Ray style trace header; runtimes copy it to `_X_AMZN_TRACE_ID`.
+fn trace_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("Root=1-{:08x}-{};Sampled=0", now_ms() / 1000, &id[..24])
+}
+
+fn error_body(error_type: &str, message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+/// Error type and message from a runtime's report: the body's fields win over the header.
+fn describe_error(report: &ErrorReport, default_type: &str) -> (String, String) {
+    let body: serde_json::Value = serde_json::from_slice(&report.body).unwrap_or_default();
+    let error_type = body["errorType"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .or(report.error_type_header.as_deref())
+        .unwrap_or(default_type)
+        .to_string();
+    let message = body["errorMessage"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&report.body[..report.body.len().min(4096)]).into_owned()
+        });
+    (error_type, message)
+}
+
+fn platform_failure(message: String) -> InitFailure {
+    tracing::error!("{message}");
+    InitFailure {
+        status: ActivationStatus::PlatformError,
+        error_type: "Lambent.SandboxError".into(),
+        message,
+        logs: String::new(),
+    }
+}
+
+/// A `provided` function needs an executable `bootstrap` at the root of its code.
+fn check_bootstrap(code_dir: &std::path::Path) -> Result<(), InitFailure> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |message: String| InitFailure {
+        status: ActivationStatus::InitError,
+        error_type: "Runtime.InvalidEntrypoint".into(),
+        message,
+        logs: String::new(),
+    };
+    match std::fs::metadata(code_dir.join("bootstrap")) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(fail(
+            "'bootstrap' is not an executable file: chmod +x bootstrap".into(),
+        )),
+        Err(_) => Err(fail(
+            "the code has no 'bootstrap' executable at its root, which a provided runtime needs"
+                .into(),
+        )),
+    }
+}
+
+/// How the sandbox's init process ended, without reaping it (the sandbox reaps on drop).
+fn exit_status(pidfd: &AsyncFd<OwnedFd>) -> Option<String> {
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on a pidfd we own, with a zeroed siginfo the kernel fills.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.get_ref().as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: after a successful waitid with WEXITED these fields are the child's.
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if rc != 0 || pid == 0 {
+        return None;
+    }
+    Some(match code {
+        libc::CLD_EXITED => format!("exit status {status}"),
+        _ => format!("signal: {}", signal_name(status)),
+    })
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGKILL => "killed".into(),
+        libc::SIGSEGV => "segmentation fault".into(),
+        libc::SIGABRT => "aborted".into(),
+        libc::SIGTERM => "terminated".into(),
+        other => other.to_string(),
+    }
+}

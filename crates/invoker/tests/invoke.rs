@@ -1,0 +1,174 @@
+//! The invoker against real sandboxes and the real Python and Node.js runtime clients.
+//! Needs root (full isolation), as CI has.
+
+use bytes::Bytes;
+use lambent_core::{ActivationStatus, ColdReason, Function, FunctionName, FunctionSpec};
+use lambent_invoker::{Deployment, InvokeRequest, Invoker, InvokerConfig};
+use lambent_sandbox::{Host, HostOptions, Isolation};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn host(state: &Path) -> Host {
+    Host::detect(HostOptions {
+        isolation: Isolation::Full,
+        state_dir: state.into(),
+    })
+    .unwrap_or_else(|e| panic!("these tests need full isolation (run as root): {e}"))
+}
+
+fn runtimes() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../runtimes")
+        .canonicalize()
+        .unwrap()
+}
+
+fn deployment(
+    dir: &Path,
+    name: &str,
+    runtime: &str,
+    handler: &str,
+    files: &[(&str, &str)],
+    timeout: u32,
+) -> Arc<Deployment> {
+    for (name, body) in files {
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    let spec = FunctionSpec {
+        runtime: runtime.into(),
+        handler: Some(handler.into()),
+        timeout: Some(timeout),
+        ..Default::default()
+    };
+    let config = spec.resolve().unwrap();
+    let function = Function {
+        namespace: "default".into(),
+        name: FunctionName::parse(name).unwrap(),
+        config,
+        code_sha256: "0".repeat(64),
+        code_size: 0,
+        revision: 1,
+        created_ms: 0,
+        updated_ms: 0,
+    };
+    Arc::new(Deployment {
+        function,
+        code_dir: dir.into(),
+    })
+}
+
+async fn call(
+    invoker: &Invoker,
+    dep: &Arc<Deployment>,
+    payload: &str,
+) -> lambent_invoker::InvokeResult {
+    invoker
+        .invoke(
+            dep,
+            InvokeRequest {
+                payload: Bytes::from(payload.to_string()),
+                trigger: "test".into(),
+                ..Default::default()
+            },
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_warm_reuse_errors_and_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = tmp.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    let config = InvokerConfig {
+        runtime_dir: runtimes(),
+        ..Default::default()
+    };
+    let invoker = Invoker::new(host(&tmp.path().join("state")), config, None);
+    let dep = deployment(
+        &code,
+        "py",
+        "python3.11",
+        "app.handler",
+        &[(
+            "app.py",
+            "import time\ncount = 0\ndef handler(event, context):\n    global count\n    count += 1\n    print('hello from', context.aws_request_id)\n    if event.get('fail'): raise ValueError('boom')\n    if event.get('sleep'): time.sleep(event['sleep'])\n    return {'count': count}\n",
+        )],
+        1,
+    );
+    let first = call(&invoker, &dep, "{}").await;
+    assert_eq!(
+        first.activation.status,
+        ActivationStatus::Success,
+        "{:?}",
+        first
+    );
+    assert!(first.activation.cold);
+    assert_eq!(first.activation.cold_reason, Some(ColdReason::FirstRequest));
+    assert_eq!(&first.body[..], br#"{"count": 1}"#);
+    assert!(
+        first.activation.logs.contains("hello from"),
+        "{}",
+        first.activation.logs
+    );
+    assert!(first.activation.logs.contains("REPORT RequestId:"));
+
+    let second = call(&invoker, &dep, "{}").await;
+    assert!(!second.activation.cold);
+    assert_eq!(&second.body[..], br#"{"count": 2}"#);
+
+    let err = call(&invoker, &dep, r#"{"fail": true}"#).await;
+    assert_eq!(err.activation.status, ActivationStatus::FunctionError);
+    assert_eq!(err.activation.error_type.as_deref(), Some("ValueError"));
+
+    let slow = call(&invoker, &dep, r#"{"sleep": 5}"#).await;
+    assert_eq!(slow.activation.status, ActivationStatus::Timeout);
+    assert_eq!(invoker.counts(None, None).idle, 0);
+
+    let after = call(&invoker, &dep, "{}").await;
+    assert!(after.activation.cold, "a timed-out sandbox is not reused");
+    assert_eq!(&after.body[..], br#"{"count": 1}"#);
+    invoker.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_and_init_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = tmp.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    let config = InvokerConfig {
+        runtime_dir: runtimes(),
+        ..Default::default()
+    };
+    let invoker = Invoker::new(host(&tmp.path().join("state")), config, None);
+    let dep = deployment(
+        &code,
+        "node",
+        "nodejs20.x",
+        "index.handler",
+        &[(
+            "index.mjs",
+            "let n = 0;\nexport const handler = async (event) => ({ n: ++n, echo: event });\n",
+        )],
+        3,
+    );
+    let r = call(&invoker, &dep, r#"{"a":1}"#).await;
+    assert_eq!(r.activation.status, ActivationStatus::Success, "{r:?}");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v, serde_json::json!({"n": 1, "echo": {"a": 1}}));
+
+    let missing = deployment(&code, "missing", "python", "nope.handler", &[], 3);
+    let r = call(&invoker, &missing, "{}").await;
+    assert_eq!(r.activation.status, ActivationStatus::InitError, "{r:?}");
+    assert_eq!(
+        r.activation.error_type.as_deref(),
+        Some("Runtime.ImportModuleError")
+    );
+
+    let provided = deployment(&code, "custom", "provided.al2023", "x", &[], 3);
+    let r = call(&invoker, &provided, "{}").await;
+    assert_eq!(
+        r.activation.error_type.as_deref(),
+        Some("Runtime.InvalidEntrypoint")
+    );
+    invoker.shutdown();
+}

@@ -1,0 +1,1002 @@
+//! cgroups: which version the host has (detected once), one cgroup per sandbox under
+//! `<hierarchy>/lambent/<sandbox-id>` with its limits, and what the sandbox handle reads and
+//! writes later (memory peak, OOM kills, freezer, kill).
+//!
+//! Both layouts are supported:
+//! - **v2** (`/sys/fs/cgroup/cgroup.controllers` exists): `memory` and `pids` are enabled in the
+//!   root's and `lambent`'s `cgroup.subtree_control` (`cpu` too when available); a sandbox gets
+//!   `memory.max`, `memory.swap.max = 0`, `memory.oom.group = 1` (an OOM kills the whole sandbox),
+//!   `pids.max` and `cpu.weight`; the child is born in it (`CLONE_INTO_CGROUP`). Peak memory is
+//!   `memory.peak` read through one kept-open descriptor, so that writing to it resets the peak
+//!   (Linux ≥ 6.12; older kernels cannot reset and report the peak since start).
+//! - **v1 / hybrid** (controllers mounted at `/sys/fs/cgroup/<controller>`): `memory`, `pids` and
+//!   `freezer` are required, `cpu` is used when mounted; a sandbox gets `memory.limit_in_bytes`
+//!   and, when swap accounting exists, `memory.memsw.limit_in_bytes` at the same value (so swap
+//!   cannot extend the limit), `pids.max`, `cpu.shares`; the child writes itself into each
+//!   hierarchy's `cgroup.procs` before anything else. v1 OOM kills one task, not the sandbox: the
+//!   caller watches [`crate::Sandbox::oom_kills`] and tears the sandbox down.
+//!
+//! CPU follows AWS Lambda's rule that CPU is proportional to memory, as a *share* (1769 MB
+//! weighs as much as one ordinary process group: `cpu.shares` 1024, `cpu.weight` 100), not as a
+//! hard quota: shares are work-conserving, so an idle host lets a 128 MB function import its
+//! modules at full speed instead of at 7 % of a core, while a busy host splits CPU by memory.
+//!
+//! Every file operation goes through [`CgroupFs`], so the logic is unit-tested on a fake tree in
+//! a temporary directory; the real thing is tested end to end as root in `tests/`.
+
+use crate::SandboxError;
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which cgroup interface the host offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// Controllers mounted one by one (legacy or hybrid layout).
+    V1,
+    /// The unified hierarchy.
+    V2,
+}
+
+/// Where cgroup file systems are mounted.
+pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// The directory under each hierarchy that holds all sandboxes.
+const PARENT: &str = "lambent";
+/// Memory size that buys one full core's weight, as on AWS Lambda.
+const MB_PER_CORE: u64 = 1769;
+/// How long `freeze` waits for every task to stop.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long removal retries `rmdir` while exiting tasks linger.
+const REMOVE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The file-system operations the cgroup logic needs: the seam between the logic and the
+/// kernel, so the logic can run against a fake tree in tests.
+pub(crate) trait CgroupFs: Send + Sync + fmt::Debug {
+    fn exists(&self, path: &Path) -> bool;
+    fn read(&self, path: &Path) -> io::Result<String>;
+    /// Writes `value` in one `write(2)`, as cgroup files want; never creates the file.
+    fn write(&self, path: &Path, value: &str) -> io::Result<()>;
+    fn mkdir(&self, path: &Path) -> io::Result<()>;
+    fn rmdir(&self, path: &Path) -> io::Result<()>;
+    /// Opens a file (or, read-only, a directory) and keeps it: `cgroup.procs`, `memory.peak`.
+    fn open(&self, path: &Path, write: bool) -> io::Result<File>;
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
+}
+
+/// The real cgroup file systems.
+#[derive(Debug, Default)]
+pub(crate) struct HostFs;
+
+impl CgroupFs for HostFs {
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+    fn read(&self, path: &Path) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.write_all(value.as_bytes())
+    }
+    fn mkdir(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+    fn rmdir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+    fn open(&self, path: &Path, write: bool) -> io::Result<File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(path)
+    }
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        std::fs::canonicalize(path)
+    }
+}
+
+/// The limits one sandbox's cgroup gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub memory_mb: u32,
+    pub pids_max: u32,
+}
+
+impl Limits {
+    fn memory_bytes(&self) -> u64 {
+        u64::from(self.memory_mb) * 1024 * 1024
+    }
+}
+
+/// v1 `cpu.shares` for a memory size: 1024 (one ordinary group) at 1769 MB, at least 2.
+pub(crate) fn cpu_shares(memory_mb: u32) -> u64 {
+    (u64::from(memory_mb) * 1024 / MB_PER_CORE).max(2)
+}
+
+/// v2 `cpu.weight` for a memory size: 100 (the default) at 1769 MB, within 1..=10000.
+pub(crate) fn cpu_weight(memory_mb: u32) -> u64 {
+    (u64::from(memory_mb) * 100 / MB_PER_CORE).clamp(1, 10_000)
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`key value` per line).
+pub(crate) fn keyed_value(content: &str, key: &str) -> Option<u64> {
+    content.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        (parts.next() == Some(key)).then(|| parts.next()?.parse().ok())?
+    })
+}
+
+/// Where each controller's `lambent` parent lives.
+#[derive(Debug, Clone)]
+enum Hierarchy {
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        freezer: PathBuf,
+        cpu: Option<PathBuf>,
+        /// `memory.memsw.*` exists (swap accounting is on).
+        memsw: bool,
+        /// The distinct parents: co-mounted controllers (`cpu,cpuacct`) share one.
+        distinct: Vec<PathBuf>,
+    },
+    V2 {
+        parent: PathBuf,
+        cpu: bool,
+    },
+}
+
+/// The host's cgroups, as detected once at start-up.
+#[derive(Debug, Clone)]
+pub(crate) struct Cgroups {
+    fs: Arc<dyn CgroupFs>,
+    hierarchy: Hierarchy,
+}
+
+fn cgroup_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> SandboxError + 'a {
+    move |source| SandboxError::Cgroup {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Cgroups {
+    /// Finds out which cgroup layout `root` holds, checks the controllers Lambent needs and
+    /// creates the `lambent` parent(s). The error names what is missing.
+    pub(crate) fn detect(fs: Arc<dyn CgroupFs>, root: &Path) -> Result<Cgroups, SandboxError> {
+        let hierarchy = if fs.exists(&root.join("cgroup.controllers")) {
+            Self::detect_v2(fs.as_ref(), root)?
+        } else {
+            Self::detect_v1(fs.as_ref(), root)?
+        };
+        Ok(Cgroups { fs, hierarchy })
+    }
+
+    fn detect_v2(fs: &dyn CgroupFs, root: &Path) -> Result<Hierarchy, SandboxError> {
+        let path = root.join("cgroup.controllers");
+        let available = fs.read(&path).map_err(cgroup_err("read", &path))?;
+        let available: HashSet<&str> = available.split_whitespace().collect();
+        let missing: Vec<&str> = ["memory", "pids"]
+            .into_iter()
+            .filter(|c| !available.contains(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(SandboxError::Unavailable {
+                missing: format!(
+                    "cgroup v2 controller(s) {} not available in {}",
+                    missing.join(", "),
+                    path.display()
+                ),
+            });
+        }
+        let cpu = available.contains("cpu");
+        if !cpu {
+            tracing::warn!("cgroup v2 cpu controller unavailable: sandboxes get no cpu weight");
+        }
+        let enable = if cpu {
+            "+memory +pids +cpu"
+        } else {
+            "+memory +pids"
+        };
+        let parent = root.join(PARENT);
+        for dir in [root, parent.as_path()] {
+            if dir == parent && !fs.exists(&parent) {
+                fs.mkdir(&parent).map_err(cgroup_err("create", &parent))?;
+            }
+            let control = dir.join("cgroup.subtree_control");
+            fs.write(&control, enable)
+                .map_err(cgroup_err("enable memory, pids and cpu in", &control))?;
+        }
+        if !fs.exists(&parent.join("cgroup.freeze")) {
+            return Err(SandboxError::Unavailable {
+                missing: "the cgroup v2 freezer (cgroup.freeze, linux 5.2 or later)".into(),
+            });
+        }
+        Ok(Hierarchy::V2 { parent, cpu })
+    }
+
+    fn detect_v1(fs: &dyn CgroupFs, root: &Path) -> Result<Hierarchy, SandboxError> {
+        let mounted = |name: &str| fs.exists(&root.join(name).join("cgroup.procs"));
+        let missing: Vec<&str> = ["memory", "pids", "freezer"]
+            .into_iter()
+            .filter(|c| !mounted(c))
+            .collect();
+        if missing.len() == 3 {
+            return Err(SandboxError::Unavailable {
+                missing: format!(
+                    "no cgroup file system at {} (neither cgroup v2 nor v1 controllers)",
+                    root.display()
+                ),
+            });
+        }
+        if !missing.is_empty() {
+            return Err(SandboxError::Unavailable {
+                missing: format!(
+                    "cgroup v1 controller(s) {} not mounted under {}",
+                    missing.join(", "),
+                    root.display()
+                ),
+            });
+        }
+        let cpu = mounted("cpu");
+        if !cpu {
+            tracing::warn!("cgroup v1 cpu controller not mounted: sandboxes get no cpu shares");
+        }
+        let parent = |name: &str| -> Result<PathBuf, SandboxError> {
+            let dir = root.join(name).join(PARENT);
+            if !fs.exists(&dir) {
+                fs.mkdir(&dir).map_err(cgroup_err("create", &dir))?;
+            }
+            Ok(dir)
+        };
+        let (memory, pids, freezer) = (parent("memory")?, parent("pids")?, parent("freezer")?);
+        let cpu = if cpu { Some(parent("cpu")?) } else { None };
+        let mut seen = HashSet::new();
+        let distinct = [Some(&memory), Some(&pids), Some(&freezer), cpu.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|p| seen.insert(fs.canonicalize(p).unwrap_or_else(|_| p.to_path_buf())))
+            .cloned()
+            .collect();
+        Ok(Hierarchy::V1 {
+            memsw: fs.exists(&root.join("memory").join("memory.memsw.limit_in_bytes")),
+            memory,
+            pids,
+            freezer,
+            cpu,
+            distinct,
+        })
+    }
+
+    pub(crate) fn version(&self) -> CgroupVersion {
+        match self.hierarchy {
+            Hierarchy::V1 { .. } => CgroupVersion::V1,
+            Hierarchy::V2 { .. } => CgroupVersion::V2,
+        }
+    }
+
+    /// Creates the cgroup(s) of sandbox `id` with `limits`. Dropping the result removes them.
+    pub(crate) fn create(&self, id: &str, limits: Limits) -> Result<SandboxCgroup, SandboxError> {
+        let fs = Arc::clone(&self.fs);
+        match &self.hierarchy {
+            Hierarchy::V1 {
+                memory,
+                pids,
+                freezer,
+                cpu,
+                memsw,
+                distinct,
+            } => {
+                let mut cg = SandboxCgroup {
+                    fs,
+                    dirs: Vec::new(),
+                    kind: Kind::V1 {
+                        memory: memory.join(id),
+                        freezer: freezer.join(id),
+                    },
+                    peak: None,
+                };
+                for parent in distinct {
+                    cg.make_dir(parent.join(id))?;
+                }
+                let bytes = limits.memory_bytes().to_string();
+                let memory = memory.join(id);
+                cg.set(&memory.join("memory.limit_in_bytes"), &bytes)?;
+                if *memsw {
+                    cg.set(&memory.join("memory.memsw.limit_in_bytes"), &bytes)?;
+                }
+                cg.set(
+                    &pids.join(id).join("pids.max"),
+                    &limits.pids_max.to_string(),
+                )?;
+                if let Some(cpu) = cpu {
+                    let shares = cpu_shares(limits.memory_mb).to_string();
+                    cg.set(&cpu.join(id).join("cpu.shares"), &shares)?;
+                }
+                Ok(cg)
+            }
+            Hierarchy::V2 { parent, cpu } => {
+                let dir = parent.join(id);
+                let mut cg = SandboxCgroup {
+                    fs,
+                    dirs: Vec::new(),
+                    kind: Kind::V2 { dir: dir.clone() },
+                    peak: None,
+                };
+                cg.make_dir(dir.clone())?;
+                cg.set(&dir.join("memory.max"), &limits.memory_bytes().to_string())?;
+                let swap = dir.join("memory.swap.max");
+                if self.fs.exists(&swap) {
+                    cg.set(&swap, "0")?;
+                }
+                cg.set(&dir.join("memory.oom.group"), "1")?;
+                cg.set(&dir.join("pids.max"), &limits.pids_max.to_string())?;
+                if *cpu {
+                    cg.set(
+                        &dir.join("cpu.weight"),
+                        &cpu_weight(limits.memory_mb).to_string(),
+                    )?;
+                }
+                let peak = dir.join("memory.peak");
+                cg.peak = self
+                    .fs
+                    .open(&peak, true)
+                    .or_else(|_| self.fs.open(&peak, false))
+                    .ok();
+                Ok(cg)
+            }
+        }
+    }
+}
+
+/// cgroup2 root options as `/proc/self/mountinfo` shows them (without `rw`/`ro`); empty when
+/// no cgroup2 is mounted (then the kernel's defaults are in force).
+pub(crate) fn cgroup2_options(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split_once(" - ").map(|(_, fs)| fs))
+        .map(|fs| fs.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&"cgroup2"))
+        .and_then(|fields| fields.get(2).copied())
+        .map(|opts| {
+            opts.split(',')
+                .filter(|o| !o.is_empty() && *o != "rw" && *o != "ro")
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Turns on the kernel's `favordynmods` cgroup option, if it is not on yet. Returns whether it
+/// changed anything.
+///
+/// Moving a process into a cgroup takes a global lock whose write side, by default, waits for
+/// an RCU grace period: 10 to 15 ms per sandbox here whenever sandboxes start more than a few
+/// milliseconds apart, which dwarfs the rest of a cold start. `favordynmods` keeps that lock in
+/// its writer-friendly mode, at the price of slightly slower `fork` and `exit` host-wide. It is
+/// an option of the one cgroup2 root and global, so it is set by creating (not mounting) a
+/// cgroup2 superblock with the options already in force plus `favordynmods`; the host's mounts
+/// are not touched. Only cgroup v1 needs it: on v2, sandboxes are born in their cgroup.
+pub(crate) fn favor_dynamic_modifications() -> io::Result<bool> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    let mut options = cgroup2_options(&std::fs::read_to_string("/proc/self/mountinfo")?);
+    if options.iter().any(|o| o == "favordynmods") {
+        return Ok(false);
+    }
+    options.push("favordynmods".into());
+    // SAFETY: fsopen returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"cgroup2".as_ptr(), FSOPEN_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is the descriptor fsopen just returned; nothing else owns it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    let config = |cmd: libc::c_uint, key: Option<&std::ffi::CStr>| {
+        let key = key.map_or(std::ptr::null(), |k| k.as_ptr());
+        // SAFETY: fsconfig on our fs context with a NUL-terminated key (or none) and no value.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fd.as_raw_fd(),
+                cmd,
+                key,
+                std::ptr::null::<u8>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    for option in &options {
+        let key = std::ffi::CString::new(option.as_str()).map_err(io::Error::other)?;
+        config(FSCONFIG_SET_FLAG, Some(&key))?;
+    }
+    config(FSCONFIG_CMD_CREATE, None)?;
+    Ok(true)
+}
+
+#[derive(Debug)]
+enum Kind {
+    V1 { memory: PathBuf, freezer: PathBuf },
+    V2 { dir: PathBuf },
+}
+
+/// One sandbox's cgroup(s). Dropping it removes the directories (retrying briefly while
+/// exiting tasks linger).
+#[derive(Debug)]
+pub(crate) struct SandboxCgroup {
+    fs: Arc<dyn CgroupFs>,
+    /// Every directory created, in creation order (one per v1 hierarchy, one on v2).
+    dirs: Vec<PathBuf>,
+    kind: Kind,
+    /// v2 `memory.peak`, kept open: a reset applies to reads through the same descriptor.
+    peak: Option<File>,
+}
+
+impl SandboxCgroup {
+    fn make_dir(&mut self, dir: PathBuf) -> Result<(), SandboxError> {
+        match self.fs.mkdir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Left behind by a crashed server: reuse it only if it can be emptied.
+                self.fs
+                    .rmdir(&dir)
+                    .map_err(cgroup_err("remove stale", &dir))?;
+                self.fs.mkdir(&dir).map_err(cgroup_err("create", &dir))?;
+            }
+            Err(e) => return Err(cgroup_err("create", &dir)(e)),
+        }
+        self.dirs.push(dir);
+        Ok(())
+    }
+
+    fn set(&self, path: &Path, value: &str) -> Result<(), SandboxError> {
+        self.fs
+            .write(path, value)
+            .map_err(cgroup_err("write", path))
+    }
+
+    /// The sandbox's directories, one per hierarchy.
+    pub(crate) fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// `cgroup.procs` of every directory, open for writing: the child writes `0` to each to
+    /// join (v1, or v2 without `CLONE_INTO_CGROUP`).
+    pub(crate) fn procs_files(&self) -> Result<Vec<File>, SandboxError> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let p = d.join("cgroup.procs");
+                self.fs.open(&p, true).map_err(cgroup_err("open", &p))
+            })
+            .collect()
+    }
+
+    /// The v2 directory, open, for `CLONE_INTO_CGROUP`; `None` on v1.
+    pub(crate) fn dir_file(&self) -> Result<Option<File>, SandboxError> {
+        match &self.kind {
+            Kind::V1 { .. } => Ok(None),
+            Kind::V2 { dir } => self
+                .fs
+                .open(dir, false)
+                .map(Some)
+                .map_err(cgroup_err("open", dir)),
+        }
+    }
+
+    /// Highest memory use since creation or the last reset, in bytes.
+    pub(crate) fn memory_peak_bytes(&self) -> Option<u64> {
+        match (&self.kind, &self.peak) {
+            (Kind::V1 { memory, .. }, _) => self
+                .fs
+                .read(&memory.join("memory.max_usage_in_bytes"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok(),
+            (Kind::V2 { .. }, Some(file)) => {
+                let mut buf = [0u8; 32];
+                let n = file.read_at(&mut buf, 0).ok()?;
+                std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+            }
+            (Kind::V2 { dir }, None) => self
+                .fs
+                .read(&dir.join("memory.peak"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok(),
+        }
+    }
+
+    /// Starts a new peak-measuring window (best effort: v2 needs Linux ≥ 6.12).
+    pub(crate) fn reset_memory_peak(&self) {
+        let result = match (&self.kind, &self.peak) {
+            (Kind::V1 { memory, .. }, _) => self
+                .fs
+                .write(&memory.join("memory.max_usage_in_bytes"), "0"),
+            (Kind::V2 { .. }, Some(file)) => (&*file).write_all(b"reset\n"),
+            (Kind::V2 { .. }, None) => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::debug!("could not reset the memory peak: {e}");
+        }
+    }
+
+    /// How many processes the kernel's OOM killer has killed in this sandbox.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let (path, key) = match &self.kind {
+            Kind::V1 { memory, .. } => (memory.join("memory.oom_control"), "oom_kill"),
+            Kind::V2 { dir } => (dir.join("memory.events"), "oom_kill"),
+        };
+        self.fs
+            .read(&path)
+            .ok()
+            .and_then(|c| keyed_value(&c, key))
+            .unwrap_or(0)
+    }
+
+    /// Stops every task and waits until the kernel says they all are stopped.
+    pub(crate) fn freeze(&self) -> Result<(), SandboxError> {
+        let (control, value, status, frozen): (PathBuf, _, PathBuf, fn(&str) -> bool) =
+            match &self.kind {
+                Kind::V1 { freezer, .. } => (
+                    freezer.join("freezer.state"),
+                    "FROZEN",
+                    freezer.join("freezer.state"),
+                    |s| s.trim() == "FROZEN",
+                ),
+                Kind::V2 { dir } => (
+                    dir.join("cgroup.freeze"),
+                    "1",
+                    dir.join("cgroup.events"),
+                    |s| keyed_value(s, "frozen") == Some(1),
+                ),
+            };
+        self.set(&control, value)?;
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let now = self.fs.read(&status).map_err(cgroup_err("read", &status))?;
+            if frozen(&now) {
+                return Ok(());
+            }
+            if start.elapsed() > FREEZE_TIMEOUT {
+                return Err(SandboxError::FreezeTimeout {
+                    path: status,
+                    state: "frozen",
+                    waited: FREEZE_TIMEOUT,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// Lets every task run again.
+    pub(crate) fn thaw(&self) -> Result<(), SandboxError> {
+        match &self.kind {
+            Kind::V1 { freezer, .. } => self.set(&freezer.join("freezer.state"), "THAWED"),
+            Kind::V2 { dir } => self.set(&dir.join("cgroup.freeze"), "0"),
+        }
+    }
+
+    /// Kills every task (v2 `cgroup.kill`) and thaws, so frozen tasks can die (v1 needs that).
+    /// The caller has already killed the namespace's init, which kills the rest on its own.
+    pub(crate) fn kill_all(&self) {
+        if let Kind::V2 { dir } = &self.kind {
+            let kill = dir.join("cgroup.kill");
+            if self.fs.exists(&kill) {
+                let _ = self.fs.write(&kill, "1");
+            }
+        }
+        let _ = self.thaw();
+    }
+}
+
+impl Drop for SandboxCgroup {
+    fn drop(&mut self) {
+        self.peak = None;
+        let start = Instant::now();
+        for dir in self.dirs.iter().rev() {
+            let mut pause = Duration::from_micros(100);
+            loop {
+                match self.fs.rmdir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) if start.elapsed() > REMOVE_TIMEOUT => {
+                        tracing::warn!("could not remove cgroup {}: {e}", dir.display());
+                        break;
+                    }
+                    Err(_) => {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A cgroup tree in a temporary directory that records every write. Its `mkdir` creates
+    /// the files listed in `on_mkdir` (as the kernel creates control files) and its `write`
+    /// creates the file.
+    #[derive(Debug, Default)]
+    struct FakeFs {
+        writes: Mutex<Vec<(PathBuf, String)>>,
+        on_mkdir: Vec<(&'static str, &'static str)>,
+    }
+
+    impl FakeFs {
+        fn new(on_mkdir: &[(&'static str, &'static str)]) -> Arc<FakeFs> {
+            Arc::new(FakeFs {
+                writes: Mutex::default(),
+                on_mkdir: on_mkdir.to_vec(),
+            })
+        }
+
+        fn written(&self, path: &Path) -> Option<String> {
+            let w = self.writes.lock().unwrap();
+            w.iter()
+                .rev()
+                .find(|(p, _)| p == path)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    impl CgroupFs for FakeFs {
+        fn exists(&self, path: &Path) -> bool {
+            path.exists()
+        }
+        fn read(&self, path: &Path) -> io::Result<String> {
+            std::fs::read_to_string(path)
+        }
+        fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push((path.to_path_buf(), value.to_string()));
+            std::fs::write(path, value)
+        }
+        fn mkdir(&self, path: &Path) -> io::Result<()> {
+            std::fs::create_dir(path)?;
+            for (name, content) in &self.on_mkdir {
+                std::fs::write(path.join(name), content)?;
+            }
+            Ok(())
+        }
+        fn rmdir(&self, path: &Path) -> io::Result<()> {
+            std::fs::remove_dir_all(path)
+        }
+        fn open(&self, path: &Path, write: bool) -> io::Result<File> {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(write && !path.is_dir())
+                .open(path)
+        }
+        fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+            std::fs::canonicalize(path)
+        }
+    }
+
+    /// Files the kernel creates in every new v1 cgroup (the ones Lambent opens).
+    const V1_FILES: &[(&str, &str)] = &[("cgroup.procs", "")];
+    /// Files the kernel creates in every new v2 cgroup (the ones Lambent opens or tests for).
+    const V2_FILES: &[(&str, &str)] = &[
+        ("cgroup.procs", ""),
+        ("cgroup.freeze", "0"),
+        ("memory.swap.max", "max"),
+        ("memory.peak", "0\n"),
+    ];
+
+    fn touch(path: impl AsRef<Path>, content: &str) {
+        let path = path.as_ref();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    fn fake_v1(root: &Path, controllers: &[&str], memsw: bool) {
+        for c in controllers {
+            touch(root.join(c).join("cgroup.procs"), "");
+        }
+        if memsw {
+            touch(root.join("memory/memory.memsw.limit_in_bytes"), "");
+        }
+    }
+
+    fn fake_v2(root: &Path, controllers: &str) {
+        touch(root.join("cgroup.controllers"), controllers);
+    }
+
+    const LIMITS: Limits = Limits {
+        memory_mb: 128,
+        pids_max: 64,
+    };
+
+    #[test]
+    fn cpu_follows_memory_like_lambda() {
+        assert_eq!(cpu_shares(1769), 1024);
+        assert_eq!(cpu_shares(128), 74);
+        assert_eq!(cpu_shares(1), 2);
+        assert_eq!(cpu_shares(3538), 2048);
+        assert_eq!(cpu_weight(1769), 100);
+        assert_eq!(cpu_weight(128), 7);
+        assert_eq!(cpu_weight(1), 1);
+        assert_eq!(cpu_weight(u32::MAX), 10_000);
+    }
+
+    #[test]
+    fn keyed_values_are_parsed() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(keyed_value(v1, "oom_kill"), Some(3));
+        assert_eq!(keyed_value(v1, "under_oom"), Some(0));
+        let v2 = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 1\n";
+        assert_eq!(keyed_value(v2, "oom_kill"), Some(1));
+        assert_eq!(keyed_value(v2, "missing"), None);
+        assert_eq!(keyed_value("populated 1\nfrozen 1\n", "frozen"), Some(1));
+    }
+
+    #[test]
+    fn v1_sandbox_gets_its_limits_in_every_hierarchy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
+        let fs = FakeFs::new(V1_FILES);
+        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        assert_eq!(cgroups.version(), CgroupVersion::V1);
+        for c in ["memory", "pids", "freezer", "cpu"] {
+            assert!(
+                root.join(c).join("lambent").is_dir(),
+                "{c}/lambent not created"
+            );
+        }
+
+        let cg = cgroups.create("sb-1", LIMITS).unwrap();
+        let bytes = (128u64 << 20).to_string();
+        let written = |p: &str| fs.written(&root.join(p));
+        assert_eq!(
+            written("memory/lambent/sb-1/memory.limit_in_bytes"),
+            Some(bytes.clone())
+        );
+        assert_eq!(
+            written("memory/lambent/sb-1/memory.memsw.limit_in_bytes"),
+            Some(bytes)
+        );
+        assert_eq!(written("pids/lambent/sb-1/pids.max"), Some("64".into()));
+        assert_eq!(written("cpu/lambent/sb-1/cpu.shares"), Some("74".into()));
+        assert_eq!(cg.dirs().len(), 4);
+        assert_eq!(cg.procs_files().unwrap().len(), 4);
+        assert!(cg.dir_file().unwrap().is_none());
+
+        // The memory limit is set before the memory+swap limit (the kernel insists).
+        let order: Vec<PathBuf> = fs
+            .writes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect();
+        let pos = |name: &str| order.iter().position(|p| p.ends_with(name)).unwrap();
+        assert!(pos("memory.limit_in_bytes") < pos("memory.memsw.limit_in_bytes"));
+
+        touch(
+            root.join("memory/lambent/sb-1/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
+        assert_eq!(cg.oom_kills(), 2);
+        touch(
+            root.join("memory/lambent/sb-1/memory.max_usage_in_bytes"),
+            "1048576\n",
+        );
+        assert_eq!(cg.memory_peak_bytes(), Some(1 << 20));
+        cg.reset_memory_peak();
+        assert_eq!(
+            written("memory/lambent/sb-1/memory.max_usage_in_bytes"),
+            Some("0".into())
+        );
+
+        // The fake's state file says FROZEN as soon as it is written.
+        cg.freeze().unwrap();
+        assert_eq!(
+            written("freezer/lambent/sb-1/freezer.state"),
+            Some("FROZEN".into())
+        );
+        cg.thaw().unwrap();
+        assert_eq!(
+            written("freezer/lambent/sb-1/freezer.state"),
+            Some("THAWED".into())
+        );
+
+        drop(cg);
+        for c in ["memory", "pids", "freezer", "cpu"] {
+            assert!(
+                !root.join(c).join("lambent/sb-1").exists(),
+                "{c} dir left behind"
+            );
+            assert!(root.join(c).join("lambent").exists());
+        }
+    }
+
+    #[test]
+    fn v1_without_swap_accounting_or_cpu_still_works() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v1(root, &["memory", "pids", "freezer"], false);
+        let fs = FakeFs::new(V1_FILES);
+        let cg = Cgroups::detect(fs.clone(), root)
+            .unwrap()
+            .create("sb-2", LIMITS)
+            .unwrap();
+        assert_eq!(cg.dirs().len(), 3);
+        assert_eq!(
+            fs.written(&root.join("memory/lambent/sb-2/memory.memsw.limit_in_bytes")),
+            None
+        );
+    }
+
+    #[test]
+    fn v1_co_mounted_controllers_share_one_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v1(root, &["memory", "pids", "freezer", "cpu,cpuacct"], false);
+        std::os::unix::fs::symlink("cpu,cpuacct", root.join("cpu")).unwrap();
+        let fs = FakeFs::new(V1_FILES);
+        let cg = Cgroups::detect(fs, root)
+            .unwrap()
+            .create("sb-3", LIMITS)
+            .unwrap();
+        assert_eq!(cg.dirs().len(), 4);
+        assert!(root.join("cpu,cpuacct/lambent/sb-3").is_dir());
+    }
+
+    #[test]
+    fn v1_missing_controllers_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v1(root, &["memory", "cpu"], false);
+        let err = Cgroups::detect(FakeFs::new(V1_FILES), root).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("pids, freezer not mounted"), "{msg}");
+        assert!(msg.contains("--insecure-no-sandbox"), "{msg}");
+    }
+
+    #[test]
+    fn no_cgroups_at_all_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = Cgroups::detect(FakeFs::new(V1_FILES), tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("no cgroup file system"), "{err}");
+    }
+
+    #[test]
+    fn v2_enables_controllers_and_sets_limits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v2(root, "cpuset cpu io memory hugetlb pids rdma misc");
+        let fs = FakeFs::new(V2_FILES);
+        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        assert_eq!(cgroups.version(), CgroupVersion::V2);
+        let written = |p: &str| fs.written(&root.join(p));
+        assert_eq!(
+            written("cgroup.subtree_control"),
+            Some("+memory +pids +cpu".into())
+        );
+        assert_eq!(
+            written("lambent/cgroup.subtree_control"),
+            Some("+memory +pids +cpu".into())
+        );
+
+        let cg = cgroups.create("sb-4", LIMITS).unwrap();
+        assert_eq!(written("lambent/sb-4/memory.swap.max"), Some("0".into()));
+        assert_eq!(
+            written("lambent/sb-4/memory.max"),
+            Some((128u64 << 20).to_string())
+        );
+        assert_eq!(written("lambent/sb-4/memory.oom.group"), Some("1".into()));
+        assert_eq!(written("lambent/sb-4/pids.max"), Some("64".into()));
+        assert_eq!(written("lambent/sb-4/cpu.weight"), Some("7".into()));
+        assert_eq!(cg.procs_files().unwrap().len(), 1);
+        assert!(cg.dir_file().unwrap().is_some());
+
+        touch(
+            root.join("lambent/sb-4/memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        );
+        assert_eq!(cg.oom_kills(), 1);
+
+        touch(
+            root.join("lambent/sb-4/cgroup.events"),
+            "populated 1\nfrozen 1\n",
+        );
+        cg.freeze().unwrap();
+        assert_eq!(written("lambent/sb-4/cgroup.freeze"), Some("1".into()));
+        cg.thaw().unwrap();
+        assert_eq!(written("lambent/sb-4/cgroup.freeze"), Some("0".into()));
+        touch(root.join("lambent/sb-4/cgroup.kill"), "");
+        cg.kill_all();
+        assert_eq!(written("lambent/sb-4/cgroup.kill"), Some("1".into()));
+
+        drop(cg);
+        assert!(!root.join("lambent/sb-4").exists());
+    }
+
+    #[test]
+    fn v2_memory_peak_is_read_through_the_kept_descriptor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v2(root, "memory pids");
+        let fs = FakeFs::new(V2_FILES);
+        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        assert_eq!(
+            fs.written(&root.join("cgroup.subtree_control")),
+            Some("+memory +pids".into())
+        );
+        let cg = cgroups.create("sb-5", LIMITS).unwrap();
+        assert_eq!(fs.written(&root.join("lambent/sb-5/cpu.weight")), None);
+        std::fs::write(root.join("lambent/sb-5/memory.peak"), "8192\n").unwrap();
+        assert_eq!(cg.memory_peak_bytes(), Some(8192));
+    }
+
+    #[test]
+    fn v2_missing_controllers_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v2(tmp.path(), "cpu io");
+        let err = Cgroups::detect(FakeFs::new(V2_FILES), tmp.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("memory, pids not available"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn v2_without_freezer_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        touch(tmp.path().join("cgroup.controllers"), "memory pids");
+        let err = Cgroups::detect(FakeFs::new(&[]), tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("cgroup.freeze"), "{err}");
+    }
+
+    #[test]
+    fn cgroup2_options_keep_the_root_flags_in_force() {
+        let hybrid = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                      41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert!(cgroup2_options(hybrid).is_empty());
+        let systemd = "30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - \
+                       cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        assert_eq!(
+            cgroup2_options(systemd),
+            ["nsdelegate", "memory_recursiveprot"]
+        );
+        assert!(cgroup2_options("22 27 0:21 / /proc rw,relatime - proc proc rw\n").is_empty());
+    }
+
+    #[test]
+    fn stale_directory_from_a_crash_is_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v1(root, &["memory", "pids", "freezer"], false);
+        let cgroups = Cgroups::detect(FakeFs::new(V1_FILES), root).unwrap();
+        std::fs::create_dir(root.join("pids/lambent/sb-6")).unwrap();
+        let cg = cgroups.create("sb-6", LIMITS).unwrap();
+        assert_eq!(cg.dirs().len(), 3);
+    }
+}

@@ -1,0 +1,267 @@
+//! The typed parent↔child handshake: one `SOCK_SEQPACKET` socket pair, close-on-exec at both
+//! ends, carrying fixed-size [`Message`]s from the child to the parent:
+//!
+//! - `Listener`: the runtime API socket the child made in its network namespace (`SCM_RIGHTS`);
+//! - `Failed`: the step that failed, an index within it (which mount) and the `errno`.
+//!
+//! Success needs no message: `execve` closes the child's end, and the parent sees end-of-file.
+//! The child's side ([`ChildChannel`]) uses stack buffers and raw `sendmsg` only, as it runs
+//! between `clone` and `execve`.
+
+use crate::{SandboxError, SetupStep};
+use libc::c_int;
+use nix::errno::Errno;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// Bytes in every message: tag, a, b as native-endian 32-bit words.
+const MSG_LEN: usize = 12;
+const TAG_LISTENER: u32 = 1;
+const TAG_FAILED: u32 = 2;
+
+/// What the child tells the parent.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// The listening runtime API socket, bound inside the sandbox's network namespace.
+    Listener(OwnedFd),
+    /// Set-up failed at `step` (`index` says which mount, for mounts) with `errno`.
+    Failed {
+        step: SetupStep,
+        index: u32,
+        errno: Errno,
+    },
+}
+
+fn encode(tag: u32, a: u32, b: i32) -> [u8; MSG_LEN] {
+    let mut buf = [0u8; MSG_LEN];
+    buf[0..4].copy_from_slice(&tag.to_ne_bytes());
+    buf[4..8].copy_from_slice(&a.to_ne_bytes());
+    buf[8..12].copy_from_slice(&b.to_ne_bytes());
+    buf
+}
+
+fn word(buf: &[u8; MSG_LEN], at: usize) -> [u8; 4] {
+    [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
+}
+
+/// Space for one file descriptor's control message, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct FdControl([u8; 32]);
+
+/// Creates the pair: the parent keeps the first end, the child uses the second.
+pub(crate) fn pair() -> io::Result<(ParentEnd, OwnedFd)> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socketpair succeeded; both descriptors are ours.
+    let (parent, child) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((ParentEnd(parent), child))
+}
+
+/// The child's end, used between `clone` and `execve`: async-signal-safe.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildChannel(pub(crate) RawFd);
+
+impl ChildChannel {
+    /// Sends the listening socket. Returns the `errno` of a failed `sendmsg`.
+    pub(crate) fn send_listener(self, listener: RawFd) -> Result<(), c_int> {
+        let msg = encode(TAG_LISTENER, 0, 0);
+        let mut control = FdControl([0; 32]);
+        let mut iov = libc::iovec {
+            iov_base: msg.as_ptr() as *mut libc::c_void,
+            iov_len: MSG_LEN,
+        };
+        // SAFETY: a zeroed msghdr is valid; every pointer set below points at live stack data,
+        // and the control buffer is large enough and aligned for one `int`'s cmsghdr.
+        unsafe {
+            let mut hdr: libc::msghdr = std::mem::zeroed();
+            hdr.msg_iov = &mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = control.0.as_mut_ptr().cast();
+            hdr.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), listener);
+            if libc::sendmsg(self.0, &hdr, libc::MSG_NOSIGNAL) < 0 {
+                return Err(*libc::__errno_location());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports a failed step. Best effort: if this fails too, the parent sees end-of-file
+    /// without a listener and reports that the child vanished.
+    pub(crate) fn send_failure(self, step: SetupStep, index: u32, errno: c_int) {
+        let msg = encode(TAG_FAILED, step as u32 | ((index & 0xffff) << 16), errno);
+        // SAFETY: sending a stack buffer on a descriptor we own.
+        unsafe {
+            libc::send(self.0, msg.as_ptr().cast(), MSG_LEN, libc::MSG_NOSIGNAL);
+        }
+    }
+}
+
+/// The parent's end.
+#[derive(Debug)]
+pub(crate) struct ParentEnd(OwnedFd);
+
+impl ParentEnd {
+    /// The next message, or `None` at end-of-file (the child exec'd, or died). Gives up with
+    /// [`SandboxError::SetupTimeout`] at `deadline`.
+    pub(crate) fn recv(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Option<Message>, SandboxError> {
+        let fd = self.0.as_raw_fd();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().min(i32::MAX as u128) as c_int;
+            // SAFETY: one valid pollfd.
+            match unsafe { libc::poll(&mut pfd, 1, ms) } {
+                0 => return Err(SandboxError::SetupTimeout(timeout)),
+                n if n < 0 => match Errno::last() {
+                    Errno::EINTR => continue,
+                    e => return Err(e.into()),
+                },
+                _ => {}
+            }
+            let mut buf = [0u8; MSG_LEN];
+            let mut control = FdControl([0; 32]);
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: MSG_LEN,
+            };
+            // SAFETY: a zeroed msghdr is valid; the pointers set point at live locals.
+            let (n, hdr) = unsafe {
+                let mut hdr: libc::msghdr = std::mem::zeroed();
+                hdr.msg_iov = &mut iov;
+                hdr.msg_iovlen = 1;
+                hdr.msg_control = control.0.as_mut_ptr().cast();
+                hdr.msg_controllen = control.0.len() as _;
+                let n = libc::recvmsg(fd, &mut hdr, libc::MSG_CMSG_CLOEXEC);
+                (n, hdr)
+            };
+            if n < 0 {
+                match Errno::last() {
+                    Errno::EINTR | Errno::EAGAIN => continue,
+                    e => return Err(e.into()),
+                }
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            // SAFETY: the kernel filled `hdr` and its control buffer; we only read what
+            // CMSG_FIRSTHDR/CMSG_DATA point at within `control`.
+            let passed = unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+                if !cmsg.is_null()
+                    && (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_RIGHTS
+                {
+                    let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>());
+                    Some(OwnedFd::from_raw_fd(fd))
+                } else {
+                    None
+                }
+            };
+            if n as usize != MSG_LEN {
+                return Err(
+                    io::Error::new(io::ErrorKind::InvalidData, "short handshake message").into(),
+                );
+            }
+            let tag = u32::from_ne_bytes(word(&buf, 0));
+            let a = u32::from_ne_bytes(word(&buf, 4));
+            let b = i32::from_ne_bytes(word(&buf, 8));
+            return match (tag, passed) {
+                (TAG_LISTENER, Some(fd)) => Ok(Some(Message::Listener(fd))),
+                (TAG_FAILED, _) => {
+                    let step = SetupStep::from_code(a & 0xffff).ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("unknown setup step {a}"),
+                        )
+                    })?;
+                    Ok(Some(Message::Failed {
+                        step,
+                        index: a >> 16,
+                        errno: Errno::from_raw(b),
+                    }))
+                }
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unexpected handshake message {tag}"),
+                )
+                .into()),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn deadline() -> (Instant, Duration) {
+        let t = Duration::from_secs(5);
+        (Instant::now() + t, t)
+    }
+
+    #[test]
+    fn listener_and_failure_round_trip_then_eof() {
+        let (parent, child) = pair().unwrap();
+        let channel = ChildChannel(child.as_raw_fd());
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        channel.send_listener(socket.as_raw_fd()).unwrap();
+        channel.send_failure(SetupStep::Mount, 7, libc::ENOENT);
+        drop(child);
+
+        let (d, t) = deadline();
+        let Some(Message::Listener(fd)) = parent.recv(d, t).unwrap() else {
+            panic!("expected the listener");
+        };
+        let received = std::net::TcpListener::from(fd);
+        assert_eq!(received.local_addr().unwrap().port(), port);
+        // SAFETY: fcntl on a descriptor we own.
+        let flags = unsafe { libc::fcntl(received.as_fd().as_raw_fd(), libc::F_GETFD) };
+        assert!(
+            flags & libc::FD_CLOEXEC != 0,
+            "received fd must be close-on-exec"
+        );
+
+        match parent.recv(d, t).unwrap() {
+            Some(Message::Failed { step, index, errno }) => {
+                assert_eq!((step, index, errno), (SetupStep::Mount, 7, Errno::ENOENT));
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        assert!(parent.recv(d, t).unwrap().is_none(), "expected end-of-file");
+    }
+
+    #[test]
+    fn silence_times_out() {
+        let (parent, _child) = pair().unwrap();
+        let t = Duration::from_millis(20);
+        let err = parent.recv(Instant::now() + t, t).unwrap_err();
+        assert!(matches!(err, SandboxError::SetupTimeout(_)), "{err}");
+    }
+}

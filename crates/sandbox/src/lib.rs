@@ -1,0 +1,107 @@
+//! Creating, isolating, measuring and killing one sandbox: a process tree in its own mount, PID,
+//! IPC, UTS, cgroup and network namespaces, its own cgroup (v1 or v2, detected at start-up), a
+//! minimal read-only root with the function's code at `/var/task`, an unprivileged user and a
+//! seccomp filter. Knows nothing of scheduling, HTTP or the Runtime API protocol: it hands the
+//! caller a listening TCP socket bound *inside* the sandbox's network namespace
+//! (`127.0.0.1:9001`) and the read end of the sandbox's stdout+stderr pipe.
+//!
+//! CONTRACT (used by `lambent-invoker`; keep these signatures):
+//! ```ignore
+//! let host = Host::detect(HostOptions { isolation: Isolation::Full, state_dir })?; // error names what is missing
+//! let layout = host.layout(&code_dir, &runtime_dir);   // paths as the sandboxed process sees them
+//! let sb: Sandbox = host.spawn(&SandboxSpec { .. })?;
+//! sb.pid(); sb.runtime_api_listener(); sb.take_output();  // std::net::TcpListener (nonblocking), OwnedFd (nonblocking)
+//! sb.memory_peak_bytes(); sb.reset_memory_peak(); sb.oom_kills(); sb.freeze(); sb.thaw();
+//! sb.kill();  // whole tree; Drop kills and removes the cgroup
+//! sb.pidfd(); // BorrowedFd that becomes readable when the sandbox's init process exits
+//! ```
+//!
+//! # What a sandbox is (full isolation)
+//!
+//! `Host::spawn` prepares everything that allocates in the parent (cgroup with its limits, the
+//! mount plan, argv/envp, the seccomp program compiled once at start-up), then makes one
+//! `clone3` into fresh mount, PID, IPC and UTS namespaces, and a network namespace (one made
+//! ahead by a background thread with its listener already bound, or a fresh one). The child runs
+//! only async-signal-safe raw system calls until `execve` (the parent is a multi-threaded
+//! server), in this order:
+//!
+//! 1. resets every signal handler, starts a new session, joins its cgroups (v2: it was born in
+//!    its cgroup through `CLONE_INTO_CGROUP`) and a new cgroup namespace;
+//! 2. enters its network namespace made ahead, or brings `lo` up in its fresh one, listens on
+//!    `127.0.0.1:9001` and passes that socket to the parent;
+//! 3. builds its root: a small tmpfs holding read-only binds of the host's `/usr` and `/etc`
+//!    (and `/bin`, `/sbin`, `/lib*`: symlinks where the host has symlinks), the code at
+//!    `/var/task` and Lambent's runtime clients at `/var/runtime` (both read-only), a private
+//!    `/tmp` tmpfs of `tmp_mb`, a fresh `/proc`, a minimal `/dev`; `pivot_root`s into it,
+//!    detaches the host's root and makes its own root read-only. Nothing else of the host is
+//!    visible: not `/root`, not the data dir, not other functions' code. `/etc` is the host's,
+//!    read-only (users, certificates, time zones): do not keep secrets in the host's `/etc`;
+//! 4. sets the hostname `lambent`, points stdout and stderr at one pipe and stdin at `/dev/null`,
+//!    marks every other descriptor close-on-exec, limits descriptors to 1024 and core dumps to 0;
+//! 5. empties its capability bounding set and becomes [`SANDBOX_UID`]:[`SANDBOX_GID`] with no
+//!    supplementary groups (no capability survives), then sets `no_new_privs`;
+//! 6. installs the seccomp filter (`seccomp.rs`: namespace, mount, tracing, kernel-module, clock
+//!    and BPF system calls fail with `EPERM`; `clone3` with `ENOSYS` so that libc falls back to
+//!    `clone`, whose namespace flags are filtered);
+//! 7. `execve`s `argv[0]` in `/var/task`.
+//!
+//! The program is PID 1 of its namespace, so killing it kills the whole tree (and, as PID 1, it
+//! inherits orphans: zombies count against `pids_max` until it reaps them or the sandbox ends).
+//! Any failing step is reported over the handshake socket and `spawn` returns
+//! [`SandboxError::Setup`] naming the step; success is the handshake socket closing at `execve`.
+//! `Host::detect` runs all of this once, stopping short of `execve`, so that a host where it
+//! cannot work is refused at start-up, naming the step that failed.
+//!
+//! # Host requirements and effects
+//!
+//! Root, Linux 5.11 or later (`close_range` with `CLOSE_RANGE_CLOEXEC`; `clone3`, pidfds),
+//! cgroups with the memory, pids and freezer controllers (v1, hybrid or v2). On cgroup v1 hosts
+//! `Host::detect` turns on the kernel's global `favordynmods` cgroup option (see `cgroup.rs`):
+//! without it every sandbox start waits 10-15 ms for an RCU grace period. Sandbox cgroups live
+//! under `<hierarchy>/lambent/`; if the server dies, its sandboxes keep running there until
+//! killed (nothing is cleaned up automatically at start-up, since another server may share the
+//! host).
+//!
+//! # Modules
+//! - `host`: detection of what the host offers, `Host::spawn` (the parent's half);
+//! - `spawn`: the child's half, from `clone3` to `execve`;
+//! - `handshake`: the typed parent↔child messages over a `SOCK_SEQPACKET` pair;
+//! - `mounts`: the root file system as a plan (data), applied in the child;
+//! - `netpool`: network namespaces with their listener, made ahead by a background thread;
+//! - `cgroup`: cgroup v1/v2 detection, limits, accounting, freezing, behind a small fs seam;
+//! - `seccomp`: the deny table and its compilation;
+//! - `sandbox`: the handle the caller keeps, its accounting and its teardown;
+//! - `spec`: what to run, its validation and its environment;
+//! - `insecure`: `--insecure-no-sandbox`, a plain child process for development.
+
+mod cgroup;
+mod error;
+mod handshake;
+mod host;
+mod insecure;
+mod mounts;
+mod netpool;
+mod sandbox;
+mod seccomp;
+mod spawn;
+mod spec;
+
+pub use cgroup::CgroupVersion;
+pub use error::{SandboxError, SetupStep};
+pub use host::{Host, HostOptions, Isolation, Layout};
+pub use sandbox::Sandbox;
+pub use spec::SandboxSpec;
+
+/// User id a fully isolated sandbox runs as (the one AWS Lambda uses). No capability survives
+/// the switch; nothing visible in the sandbox is writable by it except `/tmp` and `/dev/shm`.
+pub const SANDBOX_UID: u32 = 993;
+/// Group id a fully isolated sandbox runs as (the one AWS Lambda uses), with no supplementary groups.
+pub const SANDBOX_GID: u32 = 990;
+/// Port of the Runtime API inside every fully isolated sandbox, on its own loopback.
+pub const RUNTIME_API_PORT: u16 = 9001;
+/// Where the function's code appears inside a fully isolated sandbox.
+pub const TASK_ROOT: &str = "/var/task";
+/// Where Lambent's runtime clients appear inside a fully isolated sandbox.
+pub const RUNTIME_ROOT: &str = "/var/runtime";
+/// Hostname inside a fully isolated sandbox.
+pub const HOSTNAME: &str = "lambent";

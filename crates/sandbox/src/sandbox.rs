@@ -1,0 +1,242 @@
+//! [`Sandbox`], the handle the caller keeps for one running sandbox: its init process (pid and
+//! pidfd), its runtime API listener, its output pipe, its accounting (memory peak, OOM kills),
+//! freezing, killing, and its teardown on drop (kill, reap, remove the cgroup).
+
+use crate::cgroup::SandboxCgroup;
+use crate::spawn::Child;
+use crate::SandboxError;
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+/// The sandbox's init process. Dropping it kills it (if still alive) and reaps it.
+#[derive(Debug)]
+pub(crate) struct Process {
+    pid: i32,
+    pidfd: OwnedFd,
+    /// Insecure mode: the process leads its own process group, and signals go to the group.
+    group: bool,
+}
+
+impl Process {
+    pub(crate) fn new(child: Child, group: bool) -> Process {
+        Process {
+            pid: child.pid,
+            pidfd: child.pidfd,
+            group,
+        }
+    }
+
+    /// Sends `signal` through the pidfd (never to a recycled pid), and to the process group
+    /// in insecure mode (the unreaped leader keeps the group id from being reused).
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: pidfd_send_signal on a pidfd we own; kill on our own child's group.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+            if self.group {
+                libc::kill(-self.pid, signal);
+            }
+        }
+    }
+
+    /// Waits for the process to exit and collects it. Blocks until it is gone; after SIGKILL
+    /// that is well under a millisecond unless a task is stuck in the kernel.
+    fn reap(&self) {
+        loop {
+            // SAFETY: waitid on a pidfd we own, into a zeroed siginfo.
+            let rc = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(
+                    libc::P_PIDFD,
+                    self.pidfd.as_raw_fd() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED,
+                )
+            };
+            if rc == 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.reap();
+    }
+}
+
+/// What isolates the process.
+#[derive(Debug)]
+pub(crate) enum Isolated {
+    Full(SandboxCgroup),
+    Insecure,
+}
+
+/// One running sandbox. Dropping it kills the whole tree, reaps it and removes its cgroup.
+#[derive(Debug)]
+pub struct Sandbox {
+    id: String,
+    listener: TcpListener,
+    output: Option<OwnedFd>,
+    // Field order matters: the process is killed and reaped before the cgroup is removed.
+    process: Process,
+    isolated: Isolated,
+}
+
+impl Sandbox {
+    pub(crate) fn new(
+        id: String,
+        listener: TcpListener,
+        output: OwnedFd,
+        process: Process,
+        isolated: Isolated,
+    ) -> Sandbox {
+        Sandbox {
+            id,
+            listener,
+            output: Some(output),
+            process,
+            isolated,
+        }
+    }
+
+    /// The id given in the spec.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Host pid of the sandbox's init process: the runtime (PID 1 inside, with full isolation).
+    pub fn pid(&self) -> i32 {
+        self.process.pid
+    }
+
+    /// The runtime API listener: inside the sandbox's network namespace at `127.0.0.1:9001`
+    /// (full isolation), or on the host's `127.0.0.1` at the port in `AWS_LAMBDA_RUNTIME_API`
+    /// (insecure). Already listening, non-blocking, close-on-exec.
+    pub fn runtime_api_listener(&self) -> &TcpListener {
+        &self.listener
+    }
+
+    /// The read end of the one pipe that is both stdout and stderr of the sandbox
+    /// (`O_NONBLOCK | O_CLOEXEC`). `None` once taken.
+    pub fn take_output(&mut self) -> Option<OwnedFd> {
+        self.output.take()
+    }
+
+    /// A pidfd of the init process: readable once it has exited (it is reaped on drop).
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.process.pidfd.as_fd()
+    }
+
+    /// The sandbox's cgroup directories (one per v1 hierarchy, one on v2; none in insecure
+    /// mode), for diagnostics.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        match &self.isolated {
+            Isolated::Full(cg) => cg.dirs().to_vec(),
+            Isolated::Insecure => Vec::new(),
+        }
+    }
+
+    /// Highest memory use since start or the last [`Sandbox::reset_memory_peak`], in bytes:
+    /// the cgroup's peak, or in insecure mode the init process's peak resident set (`VmHWM`).
+    pub fn memory_peak_bytes(&self) -> Option<u64> {
+        match &self.isolated {
+            Isolated::Full(cg) => cg.memory_peak_bytes(),
+            Isolated::Insecure => {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+                let kb: u64 = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some(kb * 1024)
+            }
+        }
+    }
+
+    /// Starts a new peak window (per invocation). Best effort.
+    pub fn reset_memory_peak(&self) {
+        match &self.isolated {
+            Isolated::Full(cg) => cg.reset_memory_peak(),
+            Isolated::Insecure => {
+                // "5" resets the peak resident set size of the process.
+                let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+            }
+        }
+    }
+
+    /// How many processes the kernel's OOM killer has killed in this sandbox (always 0 in
+    /// insecure mode). On cgroup v1 an OOM kill takes one task, not the sandbox: when this
+    /// grows, tear the sandbox down.
+    pub fn oom_kills(&self) -> u64 {
+        match &self.isolated {
+            Isolated::Full(cg) => cg.oom_kills(),
+            Isolated::Insecure => 0,
+        }
+    }
+
+    /// Stops every process of the sandbox (cgroup freezer; `SIGSTOP` to the process group in
+    /// insecure mode) and returns once they are all stopped.
+    pub fn freeze(&self) -> Result<(), SandboxError> {
+        match &self.isolated {
+            Isolated::Full(cg) => cg.freeze(),
+            Isolated::Insecure => {
+                self.process.signal(libc::SIGSTOP);
+                Ok(())
+            }
+        }
+    }
+
+    /// Lets a frozen sandbox run again.
+    pub fn thaw(&self) -> Result<(), SandboxError> {
+        match &self.isolated {
+            Isolated::Full(cg) => cg.thaw(),
+            Isolated::Insecure => {
+                self.process.signal(libc::SIGCONT);
+                Ok(())
+            }
+        }
+    }
+
+    /// SIGKILLs the whole tree: the init process (the kernel then kills every other process of
+    /// its PID namespace), v2's `cgroup.kill`, and a thaw so frozen tasks can die. Idempotent;
+    /// returns without waiting.
+    pub fn kill(&self) {
+        self.process.signal(libc::SIGKILL);
+        if let Isolated::Full(cg) = &self.isolated {
+            cg.kill_all();
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.kill();
+        // Then the fields drop in order: the process is reaped, then the cgroup removed.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        assert_send_sync::<Sandbox>();
+        assert_send_sync::<crate::Host>();
+    }
+}

@@ -1,0 +1,416 @@
+//! The child's half of a sandbox: one `clone3` into new mount, PID, IPC and UTS namespaces (a
+//! new network namespace too, unless one made ahead is at hand; on cgroup v2, straight into the
+//! sandbox's cgroup), then every set-up step up to `execve`, in the order the crate docs list.
+//!
+//! The parent is a multi-threaded server, so between `clone` and `execve` the child may only
+//! make async-signal-safe calls: no allocation, no locks, no formatting, no panics. Everything
+//! it needs is prepared by the parent in a [`ChildPlan`] (C strings, pointer arrays, the seccomp
+//! program, the mount plan); the child reads it and makes raw system calls. A failing step is
+//! reported over the handshake socket and the child exits with 127.
+
+use crate::handshake::ChildChannel;
+use crate::mounts::MountOp;
+use crate::{seccomp, SetupStep, HOSTNAME, RUNTIME_API_PORT, SANDBOX_GID, SANDBOX_UID};
+use libc::{c_char, c_int, c_long};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// The namespaces every sandbox gets at birth (a cgroup namespace follows once it has joined
+/// its cgroup; the network namespace is either new too or one made ahead, see `netpool`).
+const NAMESPACES: u64 =
+    (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
+const CLONE_NEWNET: u64 = libc::CLONE_NEWNET as u64;
+const CLONE_PIDFD: u64 = libc::CLONE_PIDFD as u64;
+/// (Not libc's constant: it overflows libc's `c_int`.)
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// Descriptors a sandbox may open (AWS Lambda's number).
+const NOFILE: libc::rlim_t = 1024;
+
+/// Everything the child needs, prepared by the parent. Pointers stay valid in the child: it
+/// has a copy of the parent's memory.
+pub(crate) struct ChildPlan<'a> {
+    pub channel: ChildChannel,
+    /// Write end of the output pipe; becomes stdout and stderr. At least 3.
+    pub output: RawFd,
+    /// `cgroup.procs` of each of the sandbox's cgroups, to write `0` into.
+    pub join_cgroup: &'a [RawFd],
+    /// A network namespace made ahead, with the runtime API listener already in it (the parent
+    /// holds that); `None`: the child gets a new one and makes the listener itself.
+    pub netns: Option<RawFd>,
+    pub mounts: &'a [MountOp],
+    pub seccomp: &'a libc::sock_fprog,
+    /// NULL-terminated; `argv[0]` is the program's absolute path inside the sandbox.
+    pub argv: &'a [*const c_char],
+    /// NULL-terminated `KEY=value` strings.
+    pub envp: &'a [*const c_char],
+    /// Stop with exit status 0 just before `execve` (the start-up self-test).
+    pub dry_run: bool,
+}
+
+/// The sandbox's init process, as the parent sees it.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+/// `struct clone_args` (Linux 5.7 layout).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+fn errno() -> c_int {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Starts the sandbox's init in new namespaces and runs `plan` in it. With `cgroup_dir` (v2)
+/// the child is born in that cgroup; otherwise it joins through `plan.join_cgroup`. Falls back
+/// from `clone3` to `clone` where `clone3` is unavailable (then without `CLONE_INTO_CGROUP`).
+pub(crate) fn clone_sandbox(plan: &ChildPlan<'_>, cgroup_dir: Option<RawFd>) -> io::Result<Child> {
+    // Block every signal around the clone, so no handler of the server's runs in the child
+    // before it has reset them all.
+    // SAFETY: sigset_t is plain data; pthread_sigmask only reads/writes these locals.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    // SAFETY: the child branch only runs `run`, which never returns.
+    let result = unsafe { clone_blocked(plan, cgroup_dir) };
+    // SAFETY: restoring the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    result
+}
+
+/// # Safety
+/// Signals must be blocked in the calling thread.
+unsafe fn clone_blocked(plan: &ChildPlan<'_>, cgroup_dir: Option<RawFd>) -> io::Result<Child> {
+    let mut pidfd: c_int = -1;
+    let namespaces = NAMESPACES | plan.netns.map_or(CLONE_NEWNET, |_| 0);
+    let args = CloneArgs {
+        flags: namespaces | CLONE_PIDFD | cgroup_dir.map_or(0, |_| CLONE_INTO_CGROUP),
+        pidfd: &mut pidfd as *mut c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_dir.map_or(0, |fd| fd as u64),
+        ..CloneArgs::default()
+    };
+    // SAFETY: a fork-like clone (no CLONE_VM): the child gets a copy of this thread's stack.
+    let mut rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc == 0 {
+        // SAFETY: we are the child.
+        unsafe { run(plan, cgroup_dir.is_some()) }
+    }
+    if rc < 0 && errno() == libc::ENOSYS {
+        // clone(flags, stack, parent_tid, ...): with CLONE_PIDFD the pidfd lands in parent_tid.
+        let flags = (namespaces | CLONE_PIDFD) as c_long | libc::SIGCHLD as c_long;
+        // SAFETY: as above; a null stack means "the same stack, copied".
+        rc = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags,
+                0 as c_long,
+                &mut pidfd as *mut c_int,
+                0 as c_long,
+                0 as c_long,
+            )
+        };
+        if rc == 0 {
+            // SAFETY: we are the child.
+            unsafe { run(plan, false) }
+        }
+    }
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel stored a new pidfd for the child.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Child {
+        pid: rc as i32,
+        pidfd,
+    })
+}
+
+/// The child, from `clone` to `execve`. Never returns.
+///
+/// # Safety
+/// Only in the child of a fork-like clone; async-signal-safe calls only from here on.
+unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
+    let channel = plan.channel;
+    let fail = |step: SetupStep, index: usize, errno: c_int| -> ! {
+        channel.send_failure(step, index as u32, errno);
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(127) }
+    };
+    let ok = |rc: c_int, step: SetupStep| {
+        if rc < 0 {
+            fail(step, 0, errno());
+        }
+    };
+
+    // SAFETY (whole block): raw system calls on data the plan or this stack owns.
+    unsafe {
+        reset_signals();
+        libc::umask(0o022);
+        ok(libc::setsid(), SetupStep::NewSession);
+
+        if !in_cgroup {
+            for fd in plan.join_cgroup {
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                    fail(SetupStep::JoinCgroup, 0, errno());
+                }
+            }
+        }
+        ok(
+            libc::unshare(libc::CLONE_NEWCGROUP),
+            SetupStep::CgroupNamespace,
+        );
+
+        if let Some(netns) = plan.netns {
+            ok(
+                libc::setns(netns, libc::CLONE_NEWNET),
+                SetupStep::NetworkNamespace,
+            );
+        } else {
+            if let Err(e) = loopback_up() {
+                fail(SetupStep::Loopback, 0, e);
+            }
+            let listener = listen_runtime_api().unwrap_or_else(|e| fail(SetupStep::Listen, 0, e));
+            if let Err(e) = channel.send_listener(listener) {
+                fail(SetupStep::SendListener, 0, e);
+            }
+            libc::close(listener);
+        }
+
+        for (i, op) in plan.mounts.iter().enumerate() {
+            if let Err(e) = op.apply() {
+                fail(SetupStep::Mount, i, e);
+            }
+        }
+        ok(
+            libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len()),
+            SetupStep::Hostname,
+        );
+
+        if let Err(e) = stdio(plan.output) {
+            fail(SetupStep::Stdio, 0, e);
+        }
+        // Everything but 0-2 closes at execve; the handshake socket stays usable until then.
+        let rc = libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        ok(rc as c_int, SetupStep::CloseFds);
+
+        let nofile = libc::rlimit {
+            rlim_cur: NOFILE,
+            rlim_max: NOFILE,
+        };
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        ok(
+            libc::setrlimit(libc::RLIMIT_NOFILE, &nofile),
+            SetupStep::Rlimits,
+        );
+        ok(
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core),
+            SetupStep::Rlimits,
+        );
+
+        if let Err(e) = drop_privileges() {
+            fail(SetupStep::DropPrivileges, 0, e);
+        }
+        ok(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            SetupStep::NoNewPrivileges,
+        );
+        if let Err(e) = seccomp::install(plan.seccomp) {
+            fail(SetupStep::Seccomp, 0, e);
+        }
+        ok(libc::chdir(c"/var/task".as_ptr()), SetupStep::Chdir);
+
+        if plan.dry_run {
+            libc::_exit(0);
+        }
+        let empty: u64 = 0;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            0 as c_long,
+            8 as c_long,
+        );
+        libc::execve(plan.argv[0], plan.argv.as_ptr(), plan.envp.as_ptr());
+        fail(SetupStep::Exec, 0, errno())
+    }
+}
+
+/// Every signal back to its default action (ignored signals would stay ignored across
+/// `execve`: Rust servers ignore `SIGPIPE`, for one). Errors are irrelevant: the kernel refuses
+/// only `SIGKILL`/`SIGSTOP`, and libc its two internal signals, whose handlers `execve` resets.
+///
+/// # Safety
+/// Child only.
+unsafe fn reset_signals() {
+    // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask.
+    unsafe {
+        let dfl: libc::sigaction = std::mem::zeroed();
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// Brings the calling thread's network namespace's `lo` up. Async-signal-safe: used by the
+/// child, and by the `netpool` thread.
+pub(crate) fn loopback_up() -> Result<(), c_int> {
+    // SAFETY: ioctls on a socket we own with a zero-initialised ifreq naming "lo".
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(errno());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as c_char;
+        ifr.ifr_name[1] = b'o' as c_char;
+        let mut rc = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        if rc == 0 {
+            ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            rc = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let e = errno();
+        libc::close(s);
+        if rc < 0 {
+            Err(e)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A TCP socket listening on `127.0.0.1:9001` of the sandbox's own loopback.
+///
+/// # Safety
+/// Child only.
+unsafe fn listen_runtime_api() -> Result<RawFd, c_int> {
+    // SAFETY: socket calls on a descriptor we own, with stack-allocated arguments.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(errno());
+        }
+        let one: c_int = 1;
+        let int_len = std::mem::size_of::<c_int>() as libc::socklen_t;
+        let one_ptr = &one as *const c_int as *const libc::c_void;
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: RUNTIME_API_PORT.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        let addr_len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let ok = libc::setsockopt(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, one_ptr, int_len) == 0
+            && libc::setsockopt(s, libc::IPPROTO_TCP, libc::TCP_NODELAY, one_ptr, int_len) == 0
+            && libc::bind(
+                s,
+                &addr as *const libc::sockaddr_in as *const libc::sockaddr,
+                addr_len,
+            ) == 0
+            && libc::listen(s, 1024) == 0;
+        if ok {
+            Ok(s)
+        } else {
+            let e = errno();
+            libc::close(s);
+            Err(e)
+        }
+    }
+}
+
+/// stdin from the sandbox's `/dev/null`, stdout and stderr to the output pipe.
+///
+/// # Safety
+/// Child only, after `pivot_root`.
+unsafe fn stdio(output: RawFd) -> Result<(), c_int> {
+    // SAFETY: descriptor shuffling on descriptors this process owns.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null < 0 {
+            return Err(errno());
+        }
+        if null != 0 {
+            if libc::dup2(null, 0) < 0 {
+                return Err(errno());
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+        if libc::dup2(output, 1) < 0 || libc::dup2(output, 2) < 0 {
+            return Err(errno());
+        }
+        Ok(())
+    }
+}
+
+/// Empties the capability bounding set, drops supplementary groups, becomes the sandbox user.
+/// Changing uid from 0 clears the permitted and effective sets; `no_new_privs` (next step) keeps
+/// set-uid and file-capability binaries from giving any back.
+///
+/// # Safety
+/// Child only. Raw system calls on purpose: libc's wrappers would try to synchronise the
+/// credentials of the parent's other threads, which do not exist here.
+unsafe fn drop_privileges() -> Result<(), c_int> {
+    // SAFETY: prctl and credential system calls with plain integer arguments.
+    unsafe {
+        for cap in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                match errno() {
+                    libc::EINVAL => break, // past the last capability the kernel knows
+                    e => return Err(e),
+                }
+            }
+        }
+        let (uid, gid) = (SANDBOX_UID as c_long, SANDBOX_GID as c_long);
+        if libc::syscall(
+            libc::SYS_setgroups,
+            0 as c_long,
+            std::ptr::null::<libc::gid_t>(),
+        ) != 0
+            || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+            || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+        {
+            return Err(errno());
+        }
+        Ok(())
+    }
+}

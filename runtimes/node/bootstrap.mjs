@@ -1,0 +1,413 @@
+// Lambent's Node.js runtime interface client.
+//
+// Runs inside a function sandbox as `/usr/bin/node /var/runtime/node/bootstrap.mjs`, speaks the AWS
+// Lambda Runtime API (2018-06-01) to the platform and calls the user's handler. Core modules only.
+//
+// Handlers: `file.export` (`src/app.handler`, nested `app.a.b`), where <task root>/<file> is tried
+// with `.js`, `.mjs` and `.cjs` and loaded with `import()` (CommonJS or ESM). A handler may be
+// `async (event, context)`, return a promise or a value, or take `(event, context, callback)`
+// when it declares three parameters.
+
+import { Agent, request } from 'node:http';
+import { existsSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const API_PREFIX = '/2018-06-01/runtime';
+const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+const USER_AGENT = `lambent-node/${process.version}`;
+const EXTENSIONS = ['.js', '.mjs', '.cjs'];
+
+class RuntimeAPIError extends Error {}
+
+class InitError extends Error {
+  constructor(errorType, message, stackTrace = []) {
+    super(message);
+    this.errorType = errorType;
+    this.stackTrace = stackTrace;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime API client: one kept-alive connection (the agent reconnects when the server closed it)
+// ---------------------------------------------------------------------------------------------
+
+function parseAddress(address) {
+  const i = address.lastIndexOf(':');
+  if (i < 0 || !/^\d+$/.test(address.slice(i + 1))) return { host: address, port: 80 };
+  return { host: address.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port: Number(address.slice(i + 1)) };
+}
+
+class RuntimeClient {
+  constructor(address) {
+    this.address = address;
+    Object.assign(this, parseAddress(address));
+    this.agent = new Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
+  }
+
+  // Resolves { status, headers, body: Buffer }; resends once if a reused connection turned out closed.
+  call(method, path, body, headers = {}, retry = true) {
+    return new Promise((resolve, reject) => {
+      const h = { 'User-Agent': USER_AGENT, ...headers };
+      if (body !== undefined) h['Content-Length'] = body.length;
+      const req = request({
+        host: this.host, port: this.port, method, path: API_PREFIX + path, headers: h, agent: this.agent,
+      });
+      req.on('socket', (socket) => socket.setNoDelay(true));
+      req.on('response', (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', (e) => reject(new RuntimeAPIError(`reading the answer to ${method} ${API_PREFIX}${path}: ${e.message}`)));
+      });
+      req.on('error', (e) => {
+        if (retry && req.reusedSocket && ['ECONNRESET', 'EPIPE', 'ECONNABORTED'].includes(e.code)) {
+          this.call(method, path, body, headers, false).then(resolve, reject);
+        } else {
+          reject(new RuntimeAPIError(`cannot reach the Runtime API at ${this.address}: ${e.message}`));
+        }
+      });
+      req.end(body);
+    });
+  }
+
+  async next() {
+    const res = await this.call('GET', '/invocation/next');
+    if (res.status < 200 || res.status >= 300) {
+      throw new RuntimeAPIError(`GET ${API_PREFIX}/invocation/next answered HTTP ${res.status}: ${res.body.toString('utf8', 0, 500)}`);
+    }
+    const id = res.headers['lambda-runtime-aws-request-id'];
+    if (!id) throw new RuntimeAPIError(`GET ${API_PREFIX}/invocation/next answered without a Lambda-Runtime-Aws-Request-Id`);
+    return { id, headers: res.headers, body: res.body };
+  }
+
+  async post(path, text, headers) {
+    const res = await this.call('POST', path, Buffer.from(text, 'utf8'), { 'Content-Type': 'application/json', ...headers });
+    const detail = () => `POST ${API_PREFIX}${path} answered HTTP ${res.status}: ${res.body.toString('utf8', 0, 500)}`;
+    if (res.status >= 500) throw new RuntimeAPIError(detail());
+    if (res.status < 200 || res.status >= 300) process.stderr.write(`lambent runtime: ${detail()}\n`);
+  }
+
+  postResponse(id, text) {
+    return this.post(`/invocation/${encodeURIComponent(id)}/response`, text, {});
+  }
+
+  postError(id, report, errorType) {
+    return this.post(`/invocation/${encodeURIComponent(id)}/error`, JSON.stringify(report), { [ERROR_TYPE_HEADER]: errorType });
+  }
+
+  postInitError(report) {
+    return this.post('/init/error', JSON.stringify(report), { [ERROR_TYPE_HEADER]: report.errorType });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+function errorType(err) {
+  if (err instanceof Error || (err && typeof err === 'object' && typeof err.message === 'string')) {
+    const name = typeof err.name === 'string' && err.name ? err.name : 'Error';
+    const ctor = err.constructor && typeof err.constructor.name === 'string' ? err.constructor.name : '';
+    return name === 'Error' && ctor && ctor !== 'Object' ? ctor : name;
+  }
+  return typeof err;
+}
+
+function errorMessage(err) {
+  if (err instanceof Error || (err && typeof err === 'object' && typeof err.message === 'string')) return String(err.message);
+  if (err && typeof err === 'object') {
+    try {
+      return JSON.stringify(err);
+    } catch {
+      return String(err);
+    }
+  }
+  return String(err);
+}
+
+const SELF = import.meta.url;
+
+// The error's stack lines, cut where the runtime's own frames begin.
+function stackOf(err) {
+  if (!err || typeof err.stack !== 'string') return [];
+  const lines = err.stack.split('\n');
+  const own = lines.findIndex((l) => l.includes(SELF));
+  return own > 0 ? lines.slice(0, own) : lines;
+}
+
+function errorReport(err, requestId, type = errorType(err), message = errorMessage(err)) {
+  return { errorMessage: message, errorType: type, requestId, stackTrace: stackOf(err) };
+}
+
+function logError(report) {
+  const lines = [`[ERROR] ${report.errorType}: ${report.errorMessage}`];
+  // A V8 stack starts with "Name: message", already said above.
+  const stack = report.stackTrace || [];
+  lines.push(...(stack.length && !/^\s+at /.test(stack[0]) && stack[0].includes(report.errorMessage.split('\n')[0]) ? stack.slice(1) : stack));
+  process.stderr.write(lines.join('\n') + '\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handler loading
+// ---------------------------------------------------------------------------------------------
+
+function lookup(obj, path) {
+  return path.split('.').reduce((o, key) => (o === undefined || o === null ? undefined : o[key]), obj);
+}
+
+async function loadHandler(spec, taskRoot) {
+  spec = (spec || '').trim();
+  if (spec.includes('..')) {
+    throw new InitError('Runtime.MalformedHandlerName',
+      `'${spec}' is not a valid handler name. Relative paths ('..') are not allowed in handler names.`);
+  }
+  const slash = spec.lastIndexOf('/');
+  const moduleRoot = slash >= 0 ? spec.slice(0, slash) : '';
+  const match = /^([^.]+)\.(.+)$/.exec(spec.slice(slash + 1));
+  if (!match || match[2].split('.').some((p) => !p)) {
+    throw new InitError('Runtime.MalformedHandlerName', `Bad handler ${spec}: expected '<file>.<export>', e.g. 'index.handler'`);
+  }
+  const [, moduleName, handlerPath] = match;
+  const base = resolvePath(taskRoot, moduleRoot, moduleName);
+  const file = EXTENSIONS.map((ext) => base + ext).find((f) => existsSync(f));
+  const shown = moduleRoot ? `${moduleRoot}/${moduleName}` : moduleName;
+  if (!file) {
+    throw new InitError('Runtime.ImportModuleError',
+      `Error: Cannot find module '${shown}' (looked for ${EXTENSIONS.map((e) => shown + e).join(', ')} in ${taskRoot})`);
+  }
+  let ns;
+  try {
+    ns = await import(pathToFileURL(file).href);
+  } catch (e) {
+    if (e instanceof SyntaxError) {
+      // V8 puts the location first in the stack of a parse error: "/path/file.js:3".
+      const where = stackOf(e)[0];
+      const at = where && /^(file:\/\/)?\/.*:\d+$/.test(where) ? ` (${where.replace(/^file:\/\//, '')})` : ` (while loading ${file})`;
+      throw new InitError('Runtime.UserCodeSyntaxError', `SyntaxError: ${e.message}${at}`, stackOf(e));
+    }
+    // A missing dependency (ERR_MODULE_NOT_FOUND / MODULE_NOT_FOUND) or any error the module threw.
+    throw new InitError('Runtime.ImportModuleError', `Unable to import module '${shown}': ${errorType(e)}: ${errorMessage(e)}`, stackOf(e));
+  }
+  let handler = lookup(ns, handlerPath);
+  if (handler === undefined && ns.default !== undefined && ns.default !== null) handler = lookup(ns.default, handlerPath);
+  const full = `${shown}.${handlerPath}`;
+  if (handler === undefined) throw new InitError('Runtime.HandlerNotFound', `${full} is undefined or not exported`);
+  if (typeof handler !== 'function') throw new InitError('Runtime.HandlerNotFound', `${full} is not a function`);
+  return handler;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invocations
+// ---------------------------------------------------------------------------------------------
+
+function parseJSONHeader(value) {
+  if (!value) return undefined;
+  try {
+    const v = JSON.parse(value);
+    return v !== null && typeof v === 'object' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function functionInfo(env) {
+  return {
+    functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+    memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+  };
+}
+
+function makeContext(inv, fn, done) {
+  const deadline = Number(inv.headers['lambda-runtime-deadline-ms']) || 0;
+  const identity = parseJSONHeader(inv.headers['lambda-runtime-cognito-identity']);
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: fn.functionName,
+    functionVersion: fn.functionVersion,
+    invokedFunctionArn: inv.headers['lambda-runtime-invoked-function-arn'],
+    memoryLimitInMB: fn.memoryLimitInMB,
+    awsRequestId: inv.id,
+    logGroupName: fn.logGroupName,
+    logStreamName: fn.logStreamName,
+    identity: identity && {
+      cognitoIdentityId: identity.cognitoIdentityId,
+      cognitoIdentityPoolId: identity.cognitoIdentityPoolId,
+    },
+    clientContext: parseJSONHeader(inv.headers['lambda-runtime-client-context']),
+    tenantId: inv.headers['lambda-runtime-aws-tenant-id'],
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    // Legacy completion API.
+    done: (err, result) => done(err, result),
+    succeed: (result) => done(null, result),
+    fail: (err) => done(err === undefined || err === null ? 'handled' : err),
+  };
+}
+
+// What to do when the event loop runs dry during an invocation ('beforeExit'): post the result a
+// callback handler passed while callbackWaitsForEmptyEventLoop was true, or, as AWS does, a null
+// result when the handler never finished.
+let afterDrain = null;
+process.on('beforeExit', () => {
+  const fn = afterDrain;
+  afterDrain = null;
+  if (fn) fn();
+});
+
+// Calls the handler; resolves { ok: true, result } or { ok: false, error }.
+function callHandler(handler, event, inv, fn) {
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (outcome) => {
+      if (!settled) {
+        settled = true;
+        afterDrain = null;
+        resolve(outcome);
+      }
+    };
+    const done = (err, result) => settle(err === undefined || err === null ? { ok: true, result } : { ok: false, error: err });
+    const context = makeContext(inv, fn, done);
+    afterDrain = () => done(null, null);
+    const callback = (err, result) => {
+      if (context.callbackWaitsForEmptyEventLoop) afterDrain = () => done(err, result);
+      else done(err, result);
+    };
+    let ret;
+    try {
+      ret = handler.length >= 3 ? handler(event, context, callback) : handler(event, context);
+    } catch (e) {
+      settle({ ok: false, error: e });
+      return;
+    }
+    if (ret && typeof ret.then === 'function') {
+      // Promise.resolve: a thenable whose then() throws becomes a rejection, not a crash.
+      Promise.resolve(ret).then((result) => settle({ ok: true, result }), (error) => settle({ ok: false, error }));
+    } else if (handler.length < 3) {
+      settle({ ok: true, result: ret });
+    }
+  });
+}
+
+let client;
+let current = null; // the invocation in flight: { id, reported }
+let initDone = false;
+
+async function invoke(handler, inv, fn) {
+  const id = inv.id;
+  current = { id, reported: false };
+  const trace = inv.headers['lambda-runtime-trace-id'];
+  if (trace) process.env._X_AMZN_TRACE_ID = trace;
+  else delete process.env._X_AMZN_TRACE_ID;
+
+  let event;
+  try {
+    const text = inv.body.toString('utf8');
+    event = text.trim() ? JSON.parse(text) : {};
+  } catch (e) {
+    const report = errorReport(e, id, 'Runtime.UnmarshalError', `Unable to unmarshal input: ${e.message}`);
+    report.stackTrace = [];
+    logError(report);
+    await finish(id, () => client.postError(id, report, 'Runtime.UnmarshalError'));
+    return;
+  }
+
+  const outcome = await callHandler(handler, event, inv, fn);
+  if (!outcome.ok) {
+    const report = errorReport(outcome.error, id);
+    logError(report);
+    await finish(id, () => client.postError(id, report, 'Unhandled'));
+    return;
+  }
+  let body;
+  try {
+    body = JSON.stringify(outcome.result === undefined ? null : outcome.result);
+    if (body === undefined) body = 'null'; // functions and symbols serialize to nothing
+  } catch (e) {
+    const report = { errorMessage: `Unable to stringify response body: ${e.message}`, errorType: 'Runtime.MarshalError', requestId: id, stackTrace: [] };
+    logError(report);
+    await finish(id, () => client.postError(id, report, 'Runtime.MarshalError'));
+    return;
+  }
+  await finish(id, () => client.postResponse(id, body));
+}
+
+// Posts the outcome of `id` unless a process-level error already reported it.
+async function finish(id, post) {
+  if (!current || current.id !== id || current.reported) return;
+  current.reported = true;
+  await post();
+  current = null;
+}
+
+// An error escaping the handler's control (uncaughtException / unhandledRejection): report it for
+// the current invocation (or as the init error), then exit so that the platform starts afresh.
+let dying = false;
+function processLevelError(err, rejection) {
+  if (dying) return;
+  dying = true;
+  const type = rejection ? 'Runtime.UnhandledPromiseRejection' : errorType(err);
+  const message = rejection ? (err instanceof Error ? `${err.name}: ${err.message}` : errorMessage(err)) : errorMessage(err);
+  let post = null;
+  if (current && !current.reported) {
+    const id = current.id;
+    current.reported = true;
+    const report = errorReport(err, id, type, message);
+    logError(report);
+    post = client.postError(id, report, 'Unhandled');
+  } else if (!initDone && client) {
+    const report = { errorMessage: message, errorType: type, stackTrace: stackOf(err) };
+    logError(report);
+    post = client.postInitError(report);
+  } else {
+    logError(errorReport(err, undefined, type, message));
+  }
+  // Never linger: exit once the report is posted, or after a short grace period.
+  setTimeout(() => process.exit(1), 2000);
+  Promise.resolve(post).then(() => process.exit(1), (e) => {
+    process.stderr.write(`lambent runtime: ${e.message}\n`);
+    process.exit(1);
+  });
+}
+
+function fatal(message) {
+  process.stderr.write(`lambent runtime: ${message}; exiting\n`);
+  process.exit(1);
+}
+
+async function run(spec, env = process.env) {
+  const address = env.AWS_LAMBDA_RUNTIME_API;
+  if (!address) fatal('AWS_LAMBDA_RUNTIME_API is not set; this program runs inside a Lambent sandbox');
+  if (spec === undefined) spec = env._HANDLER || '';
+  const taskRoot = env.LAMBDA_TASK_ROOT || process.cwd();
+  client = new RuntimeClient(address);
+  process.on('uncaughtException', (err) => processLevelError(err, false));
+  process.on('unhandledRejection', (reason) => processLevelError(reason, true));
+
+  let handler;
+  try {
+    handler = await loadHandler(spec, taskRoot);
+  } catch (e) {
+    const report = e instanceof InitError
+      ? { errorMessage: e.message, errorType: e.errorType, stackTrace: e.stackTrace }
+      : { errorMessage: errorMessage(e), errorType: 'Runtime.Unknown', stackTrace: stackOf(e) };
+    logError(report);
+    dying = true;
+    try {
+      await client.postInitError(report);
+    } catch (err) {
+      process.stderr.write(`lambent runtime: ${err.message}\n`);
+    }
+    process.exit(1);
+  }
+  initDone = true;
+  const fn = functionInfo(env);
+  for (;;) {
+    const inv = await client.next();
+    await invoke(handler, inv, fn);
+  }
+}
+
+run(process.argv[2]).catch((e) => fatal(e instanceof RuntimeAPIError ? e.message : (e && e.stack) || String(e)));
