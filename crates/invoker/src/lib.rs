@@ -1,7 +1,7 @@
 //! Runs invocations: one pool of sandboxes per function revision, warm reuse (LIFO), cold starts,
 //! keep-alive reclamation, timeouts, crash and out-of-memory handling, and one activation record
 //! per invocation whatever its fate. Knows nothing of HTTP or storage engines: records leave
-//! through a channel.
+//! through a [`RecordSink`].
 
 mod logs;
 mod pool;
@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+
+/// Where activation records go: called once per invocation, must not block.
+pub type RecordSink = Arc<dyn Fn(Activation) + Send + Sync>;
 
 /// Settings of the invoker, fixed at start-up.
 #[derive(Debug, Clone)]
@@ -98,7 +100,7 @@ pub struct InvokeResult {
 }
 
 /// Counts of live sandboxes, for `/metrics` and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SandboxCounts {
     pub idle: usize,
     pub busy: usize,
@@ -116,7 +118,7 @@ struct Inner {
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     /// Latest revision seen per function, to tell "code updated" cold starts apart.
     revisions: Mutex<HashMap<(String, String), u64>>,
-    records: Option<mpsc::UnboundedSender<Activation>>,
+    records: Option<RecordSink>,
     reaper: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -146,11 +148,7 @@ struct InitFailure {
 
 impl Invoker {
     /// `records`: where activation records go (`None` drops them, for benchmarks).
-    pub fn new(
-        host: Host,
-        config: InvokerConfig,
-        records: Option<mpsc::UnboundedSender<Activation>>,
-    ) -> Invoker {
+    pub fn new(host: Host, config: InvokerConfig, records: Option<RecordSink>) -> Invoker {
         let inner = Arc::new(Inner {
             host,
             config,
@@ -666,8 +664,8 @@ impl Inner {
         }
         logs.push('\n');
         record.logs = logs;
-        if let Some(tx) = &self.records {
-            let _ = tx.send(record.clone());
+        if let Some(sink) = &self.records {
+            sink(record.clone());
         }
         InvokeResult {
             activation: record,

@@ -44,6 +44,11 @@ impl FsBlobs {
         Ok(std::fs::read(self.path(sha))?)
     }
 
+    /// Size in bytes of a stored blob.
+    pub fn size(&self, sha: &str) -> Option<u64> {
+        std::fs::metadata(self.path(sha)).ok().map(|m| m.len())
+    }
+
     fn path(&self, sha: &str) -> PathBuf {
         self.dir.join(sha)
     }

@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod package;
+pub mod recorder;
 
 use async_trait::async_trait;
 use lambent_core::{Activation, ActivationStatus, Function};

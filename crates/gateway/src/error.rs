@@ -1,0 +1,112 @@
+//! Every way an API call can fail, and the one place that maps each to an HTTP status and the
+//! JSON body `{"error": {"code", "message"}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lambent_core::ValidationError;
+use lambent_store::package::PackageError;
+use lambent_store::StoreError;
+
+/// A refused or failed API call. Client faults first, then the platform's.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    InvalidPackage(PackageError),
+    #[error("code {0} is not uploaded: POST the zip to /v1/code first")]
+    CodeNotFound(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("function '{name}' does not exist in namespace '{namespace}'")]
+    FunctionNotFound { namespace: String, name: String },
+    #[error("activation '{0}' does not exist")]
+    ActivationNotFound(String),
+    #[error("no such path: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{what} is larger than the {limit_mb} MB limit")]
+    PayloadTooLarge { what: &'static str, limit_mb: usize },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn function_not_found(namespace: &str, name: &str) -> ApiError {
+        ApiError::FunctionNotFound {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::Invalid(_)
+            | ApiError::InvalidPackage(_)
+            | ApiError::CodeNotFound(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::FunctionNotFound { .. }
+            | ApiError::ActivationNotFound(_)
+            | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "InvalidJson",
+            ApiError::Invalid(ValidationError::InvalidName(_)) => "InvalidName",
+            ApiError::Invalid(_) => "InvalidSettings",
+            ApiError::InvalidPackage(_) => "InvalidPackage",
+            ApiError::CodeNotFound(_) => "CodeNotFound",
+            ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::FunctionNotFound { .. } => "FunctionNotFound",
+            ApiError::ActivationNotFound(_) => "ActivationNotFound",
+            ApiError::NotFound(_) => "NotFound",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
+            ApiError::Internal(_) => "Internal",
+        }
+    }
+}
+
+impl From<PackageError> for ApiError {
+    fn from(e: PackageError) -> ApiError {
+        match e {
+            PackageError::TooLarge => ApiError::PayloadTooLarge {
+                what: "the unpacked code",
+                limit_mb: (lambent_core::limits::MAX_CODE_UNZIPPED / (1024 * 1024)) as usize,
+            },
+            PackageError::Io(e) => ApiError::Internal(format!("could not store the code: {e}")),
+            other => ApiError::InvalidPackage(other),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict(..) => ApiError::Conflict(e.to_string()),
+            StoreError::MissingBlob(sha) => ApiError::CodeNotFound(sha),
+            StoreError::Package(p) => p.into(),
+            StoreError::Database(_) | StoreError::Io(_) => {
+                tracing::error!("store failure: {e}");
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        (self.status(), axum::Json(body)).into_response()
+    }
+}

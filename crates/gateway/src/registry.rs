@@ -1,0 +1,206 @@
+//! The deployed functions: an in-memory map from (namespace, name) to the deployment that serves
+//! new invocations, backed by the store, and the control-plane operations that change it (code
+//! upload, deploy, delete). Invocations never read the database; a deploy swaps one map entry,
+//! so in-flight invocations finish on the deployment they started with.
+
+use crate::ApiError;
+use bytes::Bytes;
+use lambent_core::{now_ms, Function, FunctionName, FunctionSpec};
+use lambent_invoker::{Deployment, Invoker};
+use lambent_store::blobs::FsBlobs;
+use lambent_store::package::{self, CodeDirs};
+use lambent_store::Store;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Key = (String, String);
+
+/// Deployed functions and the operations on them.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    blobs: FsBlobs,
+    codes: CodeDirs,
+    invoker: Invoker,
+    live: RwLock<HashMap<Key, Arc<Deployment>>>,
+    /// Deploys and deletes are rare: one at a time keeps revision bumps and swaps simple.
+    changes: tokio::sync::Mutex<()>,
+}
+
+/// A stored code package.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredCode {
+    pub sha256: String,
+    pub size: u64,
+    /// False when the same package was stored before.
+    #[serde(skip)]
+    pub new: bool,
+}
+
+/// What a deploy did.
+pub struct Deployed {
+    pub deployment: Arc<Deployment>,
+    pub created: bool,
+}
+
+impl Registry {
+    /// Loads every stored function and makes sure its code is unpacked.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        blobs: FsBlobs,
+        codes: CodeDirs,
+        invoker: Invoker,
+    ) -> Result<Registry, ApiError> {
+        let registry = Registry {
+            store,
+            blobs,
+            codes,
+            invoker,
+            live: RwLock::new(HashMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+        };
+        for function in registry.store.all_functions().await? {
+            let deployment = registry.deployment(function).await?;
+            let key = key_of(&deployment.function);
+            registry.live.write().insert(key, deployment);
+        }
+        Ok(registry)
+    }
+
+    pub fn invoker(&self) -> &Invoker {
+        &self.invoker
+    }
+
+    /// The deployment that serves new invocations of a function.
+    pub fn lookup(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
+        self.live
+            .read()
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// A namespace's functions, sorted by name.
+    pub fn list(&self, namespace: &str) -> Vec<Arc<Deployment>> {
+        let mut list: Vec<_> = self
+            .live
+            .read()
+            .values()
+            .filter(|d| d.function.namespace == namespace)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| a.function.name.cmp(&b.function.name));
+        list
+    }
+
+    /// Checks, unpacks and stores a code zip by its SHA-256.
+    pub async fn upload_code(&self, zip: Bytes) -> Result<StoredCode, ApiError> {
+        let (blobs, codes) = (self.blobs.clone(), self.codes.clone());
+        blocking(move || {
+            package::check(&zip)?;
+            let sha256 = lambent_store::sha256_hex(&zip);
+            let new = !blobs.contains(&sha256);
+            if new {
+                // Unpacking now refuses a zip bomb at upload time, and makes the deploy quick.
+                codes.ensure(&sha256, &zip)?;
+                blobs.put(&zip)?;
+            }
+            Ok(StoredCode {
+                sha256,
+                size: zip.len() as u64,
+                new,
+            })
+        })
+        .await
+    }
+
+    pub fn has_code(&self, sha256: &str) -> bool {
+        lambent_store::blobs::is_sha256_hex(sha256) && self.blobs.contains(sha256)
+    }
+
+    /// Creates or replaces a function. New invocations get the new revision as soon as this
+    /// returns; sandboxes of older revisions are retired (busy ones when they finish).
+    pub async fn deploy(
+        &self,
+        namespace: &str,
+        name: FunctionName,
+        spec: FunctionSpec,
+        code_sha256: String,
+    ) -> Result<Deployed, ApiError> {
+        let config = spec.resolve()?;
+        let code_size = match lambent_store::blobs::is_sha256_hex(&code_sha256) {
+            true => self.blobs.size(&code_sha256),
+            false => None,
+        };
+        let Some(code_size) = code_size else {
+            return Err(ApiError::CodeNotFound(code_sha256));
+        };
+        let _one_at_a_time = self.changes.lock().await;
+        let previous = self.store.get_function(namespace, name.as_str()).await?;
+        let now = now_ms();
+        let function = Function {
+            namespace: namespace.to_string(),
+            name,
+            config,
+            code_size,
+            code_sha256,
+            revision: previous.as_ref().map_or(1, |p| p.revision + 1),
+            created_ms: previous.as_ref().map_or(now, |p| p.created_ms),
+            updated_ms: now,
+        };
+        let deployment = self.deployment(function).await?;
+        let f = &deployment.function;
+        self.store.put_function(f, f.revision - 1).await?;
+        self.live.write().insert(key_of(f), deployment.clone());
+        self.invoker
+            .retire(namespace, f.name.as_str(), Some(f.revision));
+        Ok(Deployed {
+            deployment,
+            created: previous.is_none(),
+        })
+    }
+
+    /// Deletes a function and kills its sandboxes.
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
+        let _one_at_a_time = self.changes.lock().await;
+        if !self.store.delete_function(namespace, name).await? {
+            return Err(ApiError::function_not_found(namespace, name));
+        }
+        self.live
+            .write()
+            .remove(&(namespace.to_string(), name.to_string()));
+        self.invoker.retire(namespace, name, None);
+        Ok(())
+    }
+
+    /// Resolves a function to a runnable deployment, unpacking its code if needed.
+    async fn deployment(&self, function: Function) -> Result<Arc<Deployment>, ApiError> {
+        let (blobs, codes, sha) = (
+            self.blobs.clone(),
+            self.codes.clone(),
+            function.code_sha256.clone(),
+        );
+        let code_dir = blocking(move || {
+            let dir = codes.path(&sha);
+            if dir.is_dir() {
+                return Ok(dir);
+            }
+            let zip = blobs.get(&sha)?;
+            Ok(codes.ensure(&sha, &zip)?)
+        })
+        .await?;
+        Ok(Arc::new(Deployment { function, code_dir }))
+    }
+}
+
+fn key_of(f: &Function) -> Key {
+    (f.namespace.clone(), f.name.to_string())
+}
+
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::Internal(format!("background task failed: {e}"))))
+}

@@ -1,0 +1,317 @@
+//! The Lambent API under `/v1` (documented in `docs/api.md`): code upload, functions CRUD,
+//! synchronous invoke, activations and logs.
+
+use crate::auth::Namespace;
+use crate::{body, ApiError, App};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use lambent_core::limits::{MAX_CODE_ZIP, MAX_SYNC_PAYLOAD};
+use lambent_core::{Activation, ActivationStatus, FunctionName, FunctionSpec};
+use lambent_invoker::{Deployment, InvokeRequest};
+use lambent_store::{ActivationCursor, ActivationQuery};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+type AppState = State<Arc<App>>;
+type Ns = Extension<Namespace>;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/code", post(upload_code))
+        .route("/v1/code/{sha256}", get(code_exists).head(code_exists))
+        .route("/v1/functions", get(list_functions))
+        .route(
+            "/v1/functions/{name}",
+            put(deploy).get(get_function).delete(delete_function),
+        )
+        .route("/v1/functions/{name}/invoke", post(invoke))
+        .route("/v1/functions/{name}/logs", get(function_logs))
+        .route("/v1/activations", get(list_activations))
+        .route("/v1/activations/{id}", get(get_activation))
+}
+
+async fn upload_code(State(app): AppState, body: Body) -> Result<Response, ApiError> {
+    let zip = body::read(body, MAX_CODE_ZIP, "the code zip").await?;
+    let stored = app.registry.upload_code(zip).await?;
+    let status = if stored.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(stored)).into_response())
+}
+
+async fn code_exists(State(app): AppState, Path(sha256): Path<String>) -> StatusCode {
+    if app.registry.has_code(&sha256) {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+/// A deploy request: the function's settings and the address of its uploaded code.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    runtime: String,
+    handler: Option<String>,
+    memory: Option<u32>,
+    timeout: Option<u32>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    description: Option<String>,
+    code_sha256: String,
+}
+
+#[derive(Deserialize)]
+struct DeployQuery {
+    #[serde(default)]
+    warm: bool,
+}
+
+async fn deploy(
+    State(app): AppState,
+    Extension(Namespace(ns)): Ns,
+    Path(name): Path<String>,
+    Query(query): Query<DeployQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = FunctionName::parse(&name)?;
+    let bytes = body::read(body, MAX_SYNC_PAYLOAD, "the deploy request").await?;
+    let req: DeployBody = body::json(&bytes)?;
+    let spec = FunctionSpec {
+        runtime: req.runtime,
+        handler: req.handler,
+        memory: req.memory,
+        timeout: req.timeout,
+        env: req.env,
+        description: req.description,
+    };
+    let deployed = app
+        .registry
+        .deploy(&ns, name, spec, req.code_sha256)
+        .await?;
+    let mut view = function_view(&app, &deployed.deployment);
+    if query.warm {
+        if let Err(e) = app.registry.invoker().prewarm(&deployed.deployment).await {
+            view["warm_error"] = Value::String(e);
+        }
+        view["sandboxes"] = sandboxes(&app, &deployed.deployment);
+    }
+    let status = if deployed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+async fn list_functions(State(app): AppState, Extension(Namespace(ns)): Ns) -> Json<Value> {
+    let functions: Vec<Value> = app
+        .registry
+        .list(&ns)
+        .iter()
+        .map(|d| function_view(&app, d))
+        .collect();
+    Json(json!({ "functions": functions }))
+}
+
+async fn get_function(
+    State(app): AppState,
+    Extension(Namespace(ns)): Ns,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let deployment = lookup(&app, &ns, &name)?;
+    Ok(Json(function_view(&app, &deployment)))
+}
+
+async fn delete_function(
+    State(app): AppState,
+    Extension(Namespace(ns)): Ns,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    FunctionName::parse(&name)?;
+    app.registry.delete(&ns, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn invoke(
+    State(app): AppState,
+    Extension(Namespace(ns)): Ns,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let deployment = lookup(&app, &ns, &name)?;
+    let mut payload = body::read(body, MAX_SYNC_PAYLOAD, "the invoke payload").await?;
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        payload = Bytes::from_static(b"{}");
+    } else {
+        body::check_json(&payload)?;
+    }
+    let request = InvokeRequest {
+        payload,
+        trigger: "api".into(),
+        ..Default::default()
+    };
+    let result = app.registry.invoker().invoke(&deployment, request).await;
+    let a = &result.activation;
+    if a.status == ActivationStatus::PlatformError {
+        return Err(ApiError::Internal(
+            a.error_message.clone().unwrap_or_default(),
+        ));
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set("lambent-activation-id", &a.id);
+    set("lambent-status", a.status.as_str());
+    set("lambent-cold", if a.cold { "true" } else { "false" });
+    if a.status != ActivationStatus::Success {
+        set(
+            "lambent-function-error",
+            a.error_type.as_deref().unwrap_or("Unhandled"),
+        );
+    }
+    Ok((StatusCode::OK, headers, result.body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivationsQuery {
+    function: Option<String>,
+    status: Option<String>,
+    since_ms: Option<i64>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list_activations(
+    State(app): AppState,
+    Extension(Namespace(ns)): Ns,
+    Query(q): Query<ActivationsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = q
+        .status
+        .map(|s| {
+            s.parse::<ActivationStatus>()
+                .map_err(|_| ApiError::InvalidJson(format!("unknown activation status '{s}'")))
+        })
+        .transpose()?;
+    let before = q
+        .cursor
+        .map(|c| {
+            ActivationCursor::decode(&c)
+                .ok_or(ApiError::InvalidJson(format!("invalid cursor '{c}'")))
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    app.recorder.flush().await;
+    let page = app
+        .store
+        .query_activations(&ActivationQuery {
+            namespace: ns,
+            function: q.function,
+            status,
+            since_ms: q.since_ms,
+            before,
+            limit,
+        })
+        .await?;
+    let next_cursor = (page.len() == limit)
+        .then(|| {
+            page.last().map(|a| {
+                ActivationCursor {
+                    start_ms: a.start_ms,
+                    id: a.id.clone(),
+                }
+                .encode()
+            })
+        })
+        .flatten();
+    Ok(Json(
+        json!({ "activations": page, "next_cursor": next_cursor }),
+    ))
+}
+
+async fn get_activation(
+    State(app): AppState,
+    Extension(Namespace(ns)): Ns,
+    Path(id): Path<String>,
+) -> Result<Json<Activation>, ApiError> {
+    app.recorder.flush().await;
+    app.store
+        .get_activation(&ns, &id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::ActivationNotFound(id))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    tail: Option<usize>,
+    after_ms: Option<i64>,
+}
+
+async fn function_logs(
+    State(app): AppState,
+    Extension(Namespace(ns)): Ns,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    lookup(&app, &ns, &name)?;
+    app.recorder.flush().await;
+    let mut page = app
+        .store
+        .query_activations(&ActivationQuery {
+            namespace: ns,
+            function: Some(name),
+            status: None,
+            since_ms: q.after_ms.map(|t| t + 1),
+            before: None,
+            limit: q.tail.unwrap_or(20).clamp(1, 1000),
+        })
+        .await?;
+    page.reverse();
+    let logs: Vec<Value> = page
+        .into_iter()
+        .map(|a| json!({ "activation_id": a.id, "start_ms": a.start_ms, "status": a.status, "text": a.logs }))
+        .collect();
+    Ok(Json(json!({ "logs": logs })))
+}
+
+fn lookup(app: &App, namespace: &str, name: &str) -> Result<Arc<Deployment>, ApiError> {
+    FunctionName::parse(name)?;
+    app.registry
+        .lookup(namespace, name)
+        .ok_or_else(|| ApiError::function_not_found(namespace, name))
+}
+
+fn function_view(app: &App, deployment: &Deployment) -> Value {
+    let mut view = serde_json::to_value(&deployment.function).unwrap_or_default();
+    view["sandboxes"] = sandboxes(app, deployment);
+    view
+}
+
+fn sandboxes(app: &App, deployment: &Deployment) -> Value {
+    let f = &deployment.function;
+    let counts = app
+        .registry
+        .invoker()
+        .counts(Some(&f.namespace), Some(f.name.as_str()));
+    serde_json::to_value(counts).unwrap_or_default()
+}

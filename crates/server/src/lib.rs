@@ -1,0 +1,233 @@
+//! One Lambent node on the embedded default: lays out the data dir (SQLite metadata, code blobs,
+//! unpacked code, runtime clients, the API key), checks the host can isolate sandboxes, wires
+//! store, invoker and gateway together and serves HTTP until told to stop.
+//!
+//! ```text
+//! <data-dir>/lambent.db      SQLite (WAL): functions, API keys, activation records
+//! <data-dir>/blobs/<sha256>  code zips as uploaded
+//! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
+//! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
+//! <data-dir>/sandboxes/      sandbox scratch (mount points)
+//! <data-dir>/api-key         the default namespace's generated API key (mode 0600)
+//! ```
+
+mod runtimes;
+
+use lambent_core::DEFAULT_NAMESPACE;
+use lambent_gateway::{ApiError, ApiKeys, App, Registry};
+use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
+use lambent_sandbox::{Host, HostOptions, Isolation, SandboxError};
+use lambent_store::blobs::FsBlobs;
+use lambent_store::package::CodeDirs;
+use lambent_store::recorder::Recorder;
+use lambent_store::{Store, StoreError};
+use lambent_store_sqlite::SqliteStore;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Run functions as plain processes, without any isolation (development only).
+    pub insecure_no_sandbox: bool,
+    /// The default namespace's API key; `None`: generated once per data dir.
+    pub api_key: Option<String>,
+    /// How long idle sandboxes stay warm.
+    pub keep_alive: Duration,
+}
+
+impl ServerOptions {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> ServerOptions {
+        ServerOptions {
+            listen,
+            data_dir,
+            insecure_no_sandbox: false,
+            api_key: None,
+            keep_alive: InvokerConfig::default().keep_alive,
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot isolate sandboxes on this host: {0}\n(to develop without isolation, pass --insecure-no-sandbox: functions then run as plain processes with your user's rights)")]
+    Sandbox(#[from] SandboxError),
+    #[error("cannot use the data dir {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot load the deployed functions: {0}")]
+    Load(#[from] ApiError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("the API key is empty or has whitespace")]
+    BadApiKey,
+}
+
+/// A node that is serving. Dropping it without [`RunningServer::shutdown`] stops serving too.
+pub struct RunningServer {
+    url: String,
+    addr: SocketAddr,
+    api_key: String,
+    app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// `http://127.0.0.1:PORT`, with the port actually bound.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    /// Stops accepting requests, lets running ones finish, kills idle sandboxes and writes the
+    /// pending activation records.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.serving).await;
+        self.app.registry.invoker().shutdown();
+        self.app.recorder.flush().await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a node and returns once it is listening.
+pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
+    let data = &opts.data_dir;
+    let in_data = |e| ServerError::DataDir(data.clone(), e);
+    std::fs::create_dir_all(data).map_err(in_data)?;
+    let runtime_dir = data.join("runtimes");
+    runtimes::install(&runtime_dir).map_err(in_data)?;
+
+    let isolation = if opts.insecure_no_sandbox {
+        Isolation::Insecure
+    } else {
+        Isolation::Full
+    };
+    if opts.insecure_no_sandbox {
+        tracing::warn!("--insecure-no-sandbox: functions run as plain processes, NOT isolated");
+    }
+    let state_dir = data.join("sandboxes");
+    let host = tokio::task::spawn_blocking(move || {
+        Host::detect(HostOptions {
+            isolation,
+            state_dir,
+        })
+    })
+    .await
+    .expect("host detection panicked")?;
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("lambent.db"))?);
+    let api_key = match opts.api_key {
+        Some(key) if key.is_empty() || key.chars().any(char::is_whitespace) => {
+            return Err(ServerError::BadApiKey)
+        }
+        Some(key) => key,
+        None => generated_key(data).map_err(in_data)?,
+    };
+    store
+        .add_api_key(
+            DEFAULT_NAMESPACE,
+            &lambent_store::sha256_hex(api_key.as_bytes()),
+        )
+        .await?;
+
+    let recorder = Recorder::start(store.clone());
+    let sink: RecordSink = {
+        let recorder = recorder.clone();
+        Arc::new(move |activation| recorder.record(activation))
+    };
+    let config = InvokerConfig {
+        keep_alive: opts.keep_alive,
+        runtime_dir,
+        ..Default::default()
+    };
+    let invoker = Invoker::new(host, config, Some(sink));
+    let registry = Registry::load(
+        store.clone(),
+        FsBlobs::open(data.join("blobs"))?,
+        CodeDirs::open(data.join("code")).map_err(in_data)?,
+        invoker,
+    )
+    .await?;
+    let app = Arc::new(App {
+        store,
+        registry,
+        recorder,
+        keys: ApiKeys::default(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| ServerError::Listen(opts.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Listen(opts.listen, e))?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = lambent_gateway::router(app.clone());
+    let serving = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("HTTP server failed: {e}");
+        }
+    });
+    Ok(RunningServer {
+        url: format!("http://{addr}"),
+        addr,
+        api_key,
+        app,
+        stop: Some(stop),
+        serving,
+    })
+}
+
+/// The data dir's API key, generated on first use.
+fn generated_key(data: &Path) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data.join("api-key");
+    match std::fs::read_to_string(&path) {
+        Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let key = format!("lk_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let tmp = data.join(".api-key.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(key.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(key)
+}

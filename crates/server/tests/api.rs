@@ -1,0 +1,682 @@
+//! The `/v1` REST API end to end: a real node (SQLite store, real sandboxes, the embedded runtime
+//! clients) on an ephemeral port with a temporary data dir, driven over HTTP. Needs root (full
+//! isolation), as CI has.
+
+use lambent_server::{start, RunningServer, ServerOptions};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::time::Duration;
+
+const KEY: &str = "test-key";
+
+struct Node {
+    server: Option<RunningServer>,
+    http: reqwest::Client,
+    _data: tempfile::TempDir,
+}
+
+async fn node() -> Node {
+    let data = tempfile::tempdir().unwrap();
+    let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
+    opts.api_key = Some(KEY.into());
+    let server = start(opts)
+        .await
+        .unwrap_or_else(|e| panic!("the server did not start (these tests need root): {e}"));
+    Node {
+        server: Some(server),
+        http: reqwest::Client::new(),
+        _data: data,
+    }
+}
+
+impl Node {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.as_ref().unwrap().url())
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let response = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(KEY)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, headers, value)
+    }
+
+    async fn upload(&self, zip: Vec<u8>) -> (StatusCode, Value) {
+        let (s, _, v) = self.send(reqwest::Method::POST, "/v1/code", zip).await;
+        (s, v)
+    }
+
+    /// Uploads `files` and deploys them as `name`; returns the deploy response.
+    async fn deploy(
+        &self,
+        name: &str,
+        settings: Value,
+        files: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let (status, code) = self.upload(zip_of(files)).await;
+        assert!(status.is_success(), "upload failed: {status} {code}");
+        let mut body = settings;
+        body["code_sha256"] = code["sha256"].clone();
+        let (s, _, v) = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/v1/functions/{name}"),
+                body.to_string().into_bytes(),
+            )
+            .await;
+        (s, v)
+    }
+
+    async fn invoke(
+        &self,
+        name: &str,
+        payload: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/functions/{name}/invoke"),
+            payload.as_bytes().to_vec(),
+        )
+        .await
+    }
+}
+
+fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, body) in files {
+        let mode = if *name == "bootstrap" { 0o755 } else { 0o644 };
+        w.start_file(
+            *name,
+            zip::write::SimpleFileOptions::default().unix_permissions(mode),
+        )
+        .unwrap();
+        w.write_all(body.as_bytes()).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+const COUNTER_PY: &str = r#"
+import os, sys, time
+count = 0
+def handler(event, context):
+    global count
+    count += 1
+    action = event.get("action")
+    if action == "fail":
+        raise ValueError("it failed")
+    if action == "exit":
+        os._exit(3)
+    if action == "sleep":
+        time.sleep(event["seconds"])
+    if action == "flood":
+        chunk = "x" * 65535 + "\n"
+        for _ in range(event["mb"] * 16):
+            sys.stdout.write(chunk)
+    print("invocation", count)
+    return {"count": count, "version": os.environ.get("VERSION")}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_required_and_health_is_public() {
+    let node = node().await;
+    let health = node.http.get(node.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    let anonymous = node
+        .http
+        .get(node.url("/v1/functions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = anonymous.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "Unauthorized");
+
+    let wrong = node
+        .http
+        .get(node.url("/v1/functions"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    let (status, _, body) = node
+        .send(reqwest::Method::GET, "/v1/functions", vec![])
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"functions": []})));
+
+    let (status, _, body) = node
+        .send(reqwest::Method::GET, "/v1/nothing-here", vec![])
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NotFound"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_invoke_warm_reuse_logs_and_activations() {
+    let node = node().await;
+    let (status, f) = node
+        .deploy(
+            "counter",
+            json!({"runtime": "python3.12", "handler": "app.handler", "env": {"VERSION": "1"}}),
+            &[("app.py", COUNTER_PY)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{f}");
+    assert_eq!(
+        (
+            f["revision"].as_u64(),
+            f["memory"].as_u64(),
+            f["timeout"].as_u64()
+        ),
+        (Some(1), Some(128), Some(3))
+    );
+
+    let (status, h, body) = node.invoke("counter", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"count": 1, "version": "1"}));
+    assert_eq!(header(&h, "lambent-cold"), "true");
+    assert_eq!(header(&h, "lambent-status"), "success");
+    let first_id = header(&h, "lambent-activation-id").to_string();
+
+    let (_, h, body) = node.invoke("counter", "{}").await;
+    assert_eq!(
+        body["count"], 2,
+        "module state survives between warm invocations"
+    );
+    assert_eq!(header(&h, "lambent-cold"), "false");
+
+    let (status, h, body) = node.invoke("counter", r#"{"action": "fail"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&h, "lambent-function-error"), "ValueError");
+    assert_eq!(body["errorMessage"], "it failed");
+    let (_, _, body) = node.invoke("counter", "{}").await;
+    assert_eq!(body["count"], 4, "a handled error keeps the sandbox warm");
+
+    let (status, _, logs) = node
+        .send(
+            reqwest::Method::GET,
+            "/v1/functions/counter/logs?tail=2",
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let logs = logs["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2);
+    let last = logs[1]["text"].as_str().unwrap();
+    assert!(last.contains("invocation 4"), "{last}");
+    assert!(
+        last.contains("REPORT RequestId: ")
+            && last.contains("Billed Duration: ")
+            && last.contains("Max Memory Used: "),
+        "{last}"
+    );
+
+    let (status, _, page) = node
+        .send(
+            reqwest::Method::GET,
+            "/v1/activations?function=counter&limit=3",
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["activations"].as_array().unwrap().len(), 3);
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, _, rest) = node
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/activations?function=counter&cursor={cursor}"),
+            vec![],
+        )
+        .await;
+    let rest = rest["activations"].as_array().unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["id"], first_id.as_str());
+    assert_eq!(rest[0]["cold"], true);
+    assert_eq!(rest[0]["cold_reason"], "first_request");
+
+    let (status, _, one) = node
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/activations/{first_id}"),
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        (status, one["status"].as_str()),
+        (StatusCode::OK, Some("success"))
+    );
+    let (status, _, _) = node
+        .send(reqwest::Method::GET, "/v1/activations/nope", vec![])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _, listed) = node
+        .send(reqwest::Method::GET, "/v1/functions", vec![])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["functions"][0]["name"], "counter");
+    assert_eq!(listed["functions"][0]["sandboxes"]["idle"], 1);
+
+    let (status, _, _) = node
+        .send(reqwest::Method::DELETE, "/v1/functions/counter", vec![])
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, body) = node.invoke("counter", "{}").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("FunctionNotFound"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_crash_and_init_error_are_reported_and_the_node_keeps_serving() {
+    let node = node().await;
+    let (s, f) = node
+        .deploy(
+            "flaky",
+            json!({"runtime": "python", "handler": "app.handler", "timeout": 1}),
+            &[("app.py", COUNTER_PY)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{f}");
+
+    let (status, h, body) = node
+        .invoke("flaky", r#"{"action": "sleep", "seconds": 10}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&h, "lambent-status"), "timeout");
+    assert_eq!(header(&h, "lambent-function-error"), "Sandbox.Timedout");
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1"),
+        "{body}"
+    );
+
+    let (_, h, body) = node.invoke("flaky", "{}").await;
+    assert_eq!(
+        (body["count"].as_u64(), header(&h, "lambent-cold")),
+        (Some(1), "true"),
+        "a timed-out sandbox is replaced"
+    );
+
+    let (_, h, body) = node.invoke("flaky", r#"{"action": "exit"}"#).await;
+    assert_eq!(header(&h, "lambent-function-error"), "Runtime.ExitError");
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("exit status 3"),
+        "{body}"
+    );
+    let (_, h, body) = node.invoke("flaky", "{}").await;
+    assert_eq!(
+        (body["count"].as_u64(), header(&h, "lambent-cold")),
+        (Some(1), "true"),
+        "a crashed sandbox is replaced"
+    );
+
+    let (s, _) = node
+        .deploy(
+            "broken",
+            json!({"runtime": "python", "handler": "missing.handler"}),
+            &[("app.py", COUNTER_PY)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (status, h, body) = node.invoke("broken", "{}").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&h, "lambent-status"), "init_error");
+    assert_eq!(
+        header(&h, "lambent-function-error"),
+        "Runtime.ImportModuleError"
+    );
+    assert!(
+        body["errorMessage"].as_str().unwrap().contains("missing"),
+        "{body}"
+    );
+
+    let (s, _) = node
+        .deploy(
+            "noentry",
+            json!({"runtime": "provided.al2023"}),
+            &[("README", "no bootstrap here")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, h, _) = node.invoke("noentry", "{}").await;
+    assert_eq!(
+        header(&h, "lambent-function-error"),
+        "Runtime.InvalidEntrypoint"
+    );
+
+    // A function that prints 64 MB: its logs are capped, the node is fine.
+    let (_, h, body) = node
+        .invoke("flaky", r#"{"action": "flood", "mb": 64}"#)
+        .await;
+    assert_eq!(header(&h, "lambent-status"), "success", "{body}");
+    let id = header(&h, "lambent-activation-id").to_string();
+    let (_, _, record) = node
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/activations/{id}"),
+            vec![],
+        )
+        .await;
+    let logs = record["logs"].as_str().unwrap();
+    assert!(
+        logs.len() < 300 * 1024,
+        "logs are capped, got {} bytes",
+        logs.len()
+    );
+    assert!(
+        logs.contains("REPORT RequestId"),
+        "the report line survives the cap"
+    );
+
+    let (_, _, body) = node.invoke("flaky", "{}").await;
+    assert!(body["count"].as_u64().is_some(), "still serving: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_precise_errors() {
+    let node = node().await;
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_string();
+    let (_, sha) = node.upload(zip_of(&[("app.py", COUNTER_PY)])).await;
+    let sha = sha["sha256"].as_str().unwrap().to_string();
+    let put = |name: &'static str, body: String| {
+        let node = &node;
+        async move {
+            node.send(
+                reqwest::Method::PUT,
+                &format!("/v1/functions/{name}"),
+                body.into_bytes(),
+            )
+            .await
+        }
+    };
+
+    let (s, _, v) = put(
+        "bad%20name",
+        json!({"runtime": "python", "handler": "app.handler", "code_sha256": sha}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidName".into()),
+        "{v}"
+    );
+    let (s, _, v) = put(
+        "f",
+        json!({"runtime": "cobol", "handler": "app.handler", "code_sha256": sha}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidSettings".into())
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown runtime 'cobol'"),
+        "{v}"
+    );
+    let (s, _, v) = put(
+        "f",
+        json!({"runtime": "python", "handler": "app.handler", "memory": 64, "code_sha256": sha})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidSettings".into())
+    );
+    let (s, _, v) = put("f", "{not json".into()).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidJson".into())
+    );
+    let (s, _, v) = put(
+        "f",
+        json!({"runtime": "python", "handler": "app.handler", "code_sha256": sha, "colour": "red"})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidJson".into())
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("colour"),
+        "{v}"
+    );
+    let (s, _, v) = put(
+        "f",
+        json!({"runtime": "python", "handler": "app.handler", "code_sha256": "0".repeat(64)})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "CodeNotFound".into())
+    );
+    let (s, _, v) = put(
+        "f",
+        json!({"runtime": "python", "handler": "app.handler", "code_sha256": "../../etc/passwd"})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "CodeNotFound".into())
+    );
+
+    // Code packages that try to escape, or explode.
+    let (s, v) = node.upload(b"this is not a zip".to_vec()).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidPackage".into())
+    );
+    let (s, v) = node.upload(zip_of(&[("../evil.py", "x")])).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidPackage".into()),
+        "{v}"
+    );
+    let (s, v) = node.upload(zip_of(&[("/etc/evil", "x")])).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidPackage".into()),
+        "{v}"
+    );
+    let symlink = {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.add_symlink(
+            "link",
+            "../../../etc/shadow",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    let (s, v) = node.upload(symlink).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidPackage".into()),
+        "{v}"
+    );
+    let bomb = {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(true);
+        w.start_file("zeros", opts).unwrap();
+        let block = vec![0u8; 1 << 20];
+        for _ in 0..300 {
+            w.write_all(&block).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    };
+    assert!(bomb.len() < 2 << 20, "the bomb is small: {}", bomb.len());
+    let (s, v) = node.upload(bomb).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge".into()),
+        "{v}"
+    );
+
+    // Invocations with bad payloads; the function itself is fine.
+    let (s, _) = node
+        .deploy(
+            "ok",
+            json!({"runtime": "python", "handler": "app.handler"}),
+            &[("app.py", COUNTER_PY)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _, v) = node.invoke("ok", "{bad").await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidJson".into())
+    );
+    let big = format!("\"{}\"", "a".repeat(6 * 1024 * 1024 + 1));
+    let (s, _, v) = node.invoke("ok", &big).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge".into())
+    );
+    let (s, _, v) = node.invoke("nope", "{}").await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::NOT_FOUND, "FunctionNotFound".into())
+    );
+    let (s, _, v) = node.invoke("ok", "{}").await;
+    assert_eq!(
+        (s, v["count"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "still serving"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeploy_is_atomic_for_in_flight_invocations() {
+    let node = std::sync::Arc::new(node().await);
+    let settings =
+        |v: &str| json!({"runtime": "python", "handler": "app.handler", "env": {"VERSION": v}});
+    let (s, _) = node
+        .deploy("swap", settings("1"), &[("app.py", COUNTER_PY)])
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let slow = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.invoke("swap", r#"{"action": "sleep", "seconds": 1.5}"#)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, f) = node
+        .deploy("swap", settings("2"), &[("app.py", COUNTER_PY)])
+        .await;
+    assert_eq!((s, f["revision"].as_u64()), (StatusCode::OK, Some(2)));
+    let (_, h, body) = node.invoke("swap", "{}").await;
+    assert_eq!(body["version"], "2", "new invocations get the new code");
+    assert_eq!(header(&h, "lambent-cold"), "true");
+    let (_, _, old) = slow.await.unwrap();
+    assert_eq!(
+        old["version"], "1",
+        "the in-flight invocation finished on the old code"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, _, f) = node
+        .send(reqwest::Method::GET, "/v1/functions/swap", vec![])
+        .await;
+    assert_eq!(
+        f["sandboxes"],
+        json!({"idle": 1, "busy": 0}),
+        "the old sandbox was retired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_survive_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let opts = || {
+        let mut o = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
+        o.api_key = Some(KEY.into());
+        o
+    };
+    let first = Node {
+        server: Some(start(opts()).await.unwrap()),
+        http: reqwest::Client::new(),
+        _data: tempfile::tempdir().unwrap(),
+    };
+    let (s, _) = first
+        .deploy(
+            "keep",
+            json!({"runtime": "nodejs20.x", "handler": "index.handler"}),
+            &[(
+                "index.mjs",
+                "export const handler = async (e) => ({ok: true, e});",
+            )],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, _, body) = first.invoke("keep", r#"{"n": 1}"#).await;
+    assert_eq!(body, json!({"ok": true, "e": {"n": 1}}));
+    let mut first = first;
+    first.server.take().unwrap().shutdown().await;
+
+    let second = Node {
+        server: Some(start(opts()).await.unwrap()),
+        http: reqwest::Client::new(),
+        _data: tempfile::tempdir().unwrap(),
+    };
+    let (_, _, listed) = second
+        .send(reqwest::Method::GET, "/v1/functions", vec![])
+        .await;
+    assert_eq!(listed["functions"][0]["name"], "keep");
+    let (_, _, body) = second.invoke("keep", r#"{"n": 2}"#).await;
+    assert_eq!(body, json!({"ok": true, "e": {"n": 2}}));
+    let (_, _, page) = second
+        .send(
+            reqwest::Method::GET,
+            "/v1/activations?function=keep",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        page["activations"].as_array().unwrap().len(),
+        2,
+        "records written before the restart are kept"
+    );
+}
