@@ -13,7 +13,14 @@ const KEY: &str = "test-key";
 /// Installs awslambdaric for the machine's /usr/bin/python3 (the interpreter sandboxes see).
 fn pip_install(target: &Path) {
     let out = Command::new("/usr/bin/python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+        ])
         .args(["--only-binary=:all:", "--target"])
         .arg(target)
         .arg("awslambdaric")
@@ -33,7 +40,11 @@ fn zip_dir(dir: &Path) -> Vec<u8> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
-            let name = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let name = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if path.is_dir() {
                 stack.push(path);
                 continue;
@@ -58,17 +69,33 @@ async fn awslambdaric_runs_unmodified_as_a_provided_bootstrap() {
     .unwrap();
     let bootstrap = code.path().join("bootstrap");
     std::fs::write(&bootstrap, "#!/bin/sh\nexport PYTHONPATH=\"$LAMBDA_TASK_ROOT\"\nexec /usr/bin/python3 -m awslambdaric app.handler\n").unwrap();
-    std::fs::set_permissions(&bootstrap, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        &bootstrap,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
 
     let data = tempfile::tempdir().unwrap();
     let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
     opts.api_key = Some(KEY.into());
-    let server = start(opts).await.unwrap_or_else(|e| panic!("the server did not start: {e}"));
+    let server = start(opts)
+        .await
+        .unwrap_or_else(|e| panic!("the server did not start: {e}"));
     let http = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", server.url());
 
-    let upload = http.post(url("/v1/code")).bearer_auth(KEY).body(zip_dir(code.path())).send().await.unwrap();
-    assert!(upload.status().is_success(), "{}", upload.text().await.unwrap());
+    let upload = http
+        .post(url("/v1/code"))
+        .bearer_auth(KEY)
+        .body(zip_dir(code.path()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        upload.status().is_success(),
+        "{}",
+        upload.text().await.unwrap()
+    );
     let sha = upload.json::<Value>().await.unwrap()["sha256"].clone();
     let deploy = http
         .put(url("/v1/functions/ric"))
@@ -77,11 +104,24 @@ async fn awslambdaric_runs_unmodified_as_a_provided_bootstrap() {
         .send()
         .await
         .unwrap();
-    assert!(deploy.status().is_success(), "{}", deploy.text().await.unwrap());
+    assert!(
+        deploy.status().is_success(),
+        "{}",
+        deploy.text().await.unwrap()
+    );
 
     for calls in 1..=2 {
-        let r = http.post(url("/v1/functions/ric/invoke")).bearer_auth(KEY).body(r#"{"hello": "ric"}"#).send().await.unwrap();
-        let id = r.headers()["lambent-activation-id"].to_str().unwrap().to_string();
+        let r = http
+            .post(url("/v1/functions/ric/invoke"))
+            .bearer_auth(KEY)
+            .body(r#"{"hello": "ric"}"#)
+            .send()
+            .await
+            .unwrap();
+        let id = r.headers()["lambent-activation-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
         let status = r.headers()["lambent-status"].to_str().unwrap().to_string();
         let body: Value = r.json().await.unwrap();
         assert_eq!(status, "success", "{body}");
@@ -90,7 +130,10 @@ async fn awslambdaric_runs_unmodified_as_a_provided_bootstrap() {
         assert_eq!(body["request_id"], id.as_str());
         assert_eq!(body["function"], "ric");
         let remaining = body["remaining_ms"].as_i64().unwrap();
-        assert!(remaining > 5_000 && remaining <= 10_000, "deadline header honoured: {remaining}");
+        assert!(
+            remaining > 5_000 && remaining <= 10_000,
+            "deadline header honoured: {remaining}"
+        );
     }
     server.shutdown().await;
 }
