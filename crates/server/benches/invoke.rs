@@ -66,6 +66,16 @@ fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
+/// label, runtime, handler, file name, file content, baseline command.
+type ColdCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
 struct Bench {
     http: reqwest::Client,
     url: String,
@@ -214,7 +224,7 @@ fn main() {
         );
 
         // Cold starts: each function is invoked once, into a new sandbox.
-        let cases: [(&str, &str, &str, &str, &str, &[&str]); 3] = [
+        let cases: [ColdCase; 3] = [
             (
                 "python",
                 "python",
