@@ -78,6 +78,18 @@ pub enum ColdReason {
     CodeUpdated,
 }
 
+impl ColdReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColdReason::FirstRequest => "first_request",
+            ColdReason::ScaleUp => "scale_up",
+            ColdReason::KeepAliveExpired => "keep_alive_expired",
+            ColdReason::Evicted => "evicted",
+            ColdReason::CodeUpdated => "code_updated",
+        }
+    }
+}
+
 /// One invocation's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activation {

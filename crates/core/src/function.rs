@@ -28,6 +28,12 @@ pub enum ValidationError {
     EnvReserved(String),
     #[error("environment variables take {0} bytes: the limit is {MAX_ENV_BYTES}")]
     EnvTooLarge(usize),
+    #[error("reserved concurrency {0} is out of range: use 0-{MAX_CONCURRENCY}")]
+    ReservedConcurrency(u32),
+    #[error("provisioned concurrency {0} is out of range: use 0-{MAX_PROVISIONED}, and at most the reserved concurrency")]
+    ProvisionedConcurrency(u32),
+    #[error("keep-alive {0} s is out of range: use 1-{MAX_KEEP_ALIVE_S} s")]
+    KeepAlive(u32),
 }
 
 /// A validated function name: 1-64 of `[A-Za-z0-9_-]`, as on Lambda.
@@ -89,6 +95,15 @@ pub struct FunctionSpec {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// At most this many concurrent invocations, guaranteed out of the namespace's limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrency: Option<u32>,
+    /// Sandboxes kept initialized at all times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_concurrency: Option<u32>,
+    /// Seconds an idle sandbox stays warm (default: the server's keep-alive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<u32>,
 }
 
 /// Environment variables the platform sets itself; a function may not override them.
@@ -129,6 +144,24 @@ impl FunctionSpec {
             return Err(ValidationError::Timeout(timeout_s));
         }
         validate_env(&self.env)?;
+        if let Some(r) = self.reserved_concurrency.filter(|&r| r > MAX_CONCURRENCY) {
+            return Err(ValidationError::ReservedConcurrency(r));
+        }
+        let provisioned = self.provisioned_concurrency.unwrap_or(0);
+        if provisioned
+            > self
+                .reserved_concurrency
+                .unwrap_or(MAX_PROVISIONED)
+                .min(MAX_PROVISIONED)
+        {
+            return Err(ValidationError::ProvisionedConcurrency(provisioned));
+        }
+        if let Some(k) = self
+            .keep_alive
+            .filter(|k| !(1..=MAX_KEEP_ALIVE_S).contains(k))
+        {
+            return Err(ValidationError::KeepAlive(k));
+        }
         Ok(FunctionConfig {
             runtime,
             handler,
@@ -136,6 +169,9 @@ impl FunctionSpec {
             timeout_s,
             env: self.env,
             description: self.description.unwrap_or_default(),
+            reserved_concurrency: self.reserved_concurrency,
+            provisioned_concurrency: provisioned,
+            keep_alive_s: self.keep_alive,
         })
     }
 }
@@ -188,6 +224,17 @@ pub struct FunctionConfig {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrency: Option<u32>,
+    #[serde(default)]
+    pub provisioned_concurrency: u32,
+    /// Seconds an idle sandbox stays warm; `None`: the server's default.
+    #[serde(
+        default,
+        rename = "keep_alive",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_alive_s: Option<u32>,
 }
 
 /// A deployed function: its settings plus the code it runs.

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod function;
 pub mod limits;
+pub mod metering;
 pub mod runtime;
 
 pub use activation::{Activation, ActivationStatus, ColdReason};

@@ -24,3 +24,9 @@ pub const MAX_LOG_BYTES_PER_INVOCATION: usize = 256 * 1024;
 pub const SANDBOX_PIDS_MAX: u32 = 1024;
 /// Default size of a sandbox's writable /tmp in MB.
 pub const DEFAULT_TMP_MB: u32 = 512;
+/// Concurrent invocations per namespace by default (Lambda's default account limit).
+pub const MAX_CONCURRENCY: u32 = 1000;
+/// Most sandboxes a function may keep provisioned.
+pub const MAX_PROVISIONED: u32 = 100;
+/// Longest per-function keep-alive in seconds (one day).
+pub const MAX_KEEP_ALIVE_S: u32 = 86_400;

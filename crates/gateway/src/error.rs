@@ -28,6 +28,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Throttled(String),
     #[error("{what} is larger than the {limit_mb} MB limit")]
     PayloadTooLarge { what: &'static str, limit_mb: usize },
     #[error("{0}")]
@@ -54,6 +56,7 @@ impl ApiError {
             | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +74,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NotFound",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
+            ApiError::Throttled(_) => "Throttled",
             ApiError::Internal(_) => "Internal",
         }
     }

@@ -61,8 +61,21 @@ impl Registry {
         };
         for function in registry.store.all_functions().await? {
             let deployment = registry.deployment(function).await?;
-            let key = key_of(&deployment.function);
-            registry.live.write().insert(key, deployment);
+            let f = &deployment.function;
+            registry.invoker.set_reserved_concurrency(
+                &f.namespace,
+                f.name.as_str(),
+                f.config.reserved_concurrency,
+            );
+            if f.config.provisioned_concurrency > 0 {
+                let (invoker, d) = (registry.invoker.clone(), deployment.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = invoker.provision(&d).await {
+                        tracing::warn!("provisioned concurrency of {}: {e}", d.function.name);
+                    }
+                });
+            }
+            registry.live.write().insert(key_of(f), deployment);
         }
         Ok(registry)
     }
@@ -127,6 +140,15 @@ impl Registry {
         code_sha256: String,
     ) -> Result<Deployed, ApiError> {
         let config = spec.resolve()?;
+        if let Some(reserved) = config.reserved_concurrency {
+            let others = self.invoker.reserved_total(namespace, name.as_str());
+            let limit = self.invoker.namespace_concurrency();
+            if others + reserved > limit {
+                return Err(ApiError::Conflict(format!(
+                    "reserved concurrency {reserved} does not fit: the namespace's limit is {limit} and other functions reserve {others}"
+                )));
+            }
+        }
         let code_size = match lambent_store::blobs::is_sha256_hex(&code_sha256) {
             true => self.blobs.size(&code_sha256),
             false => None,
@@ -151,6 +173,11 @@ impl Registry {
         let f = &deployment.function;
         self.store.put_function(f, f.revision - 1).await?;
         self.live.write().insert(key_of(f), deployment.clone());
+        self.invoker.set_reserved_concurrency(
+            namespace,
+            f.name.as_str(),
+            f.config.reserved_concurrency,
+        );
         self.invoker
             .retire(namespace, f.name.as_str(), Some(f.revision));
         Ok(Deployed {

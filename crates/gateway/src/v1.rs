@@ -67,6 +67,9 @@ struct DeployBody {
     #[serde(default)]
     env: BTreeMap<String, String>,
     description: Option<String>,
+    reserved_concurrency: Option<u32>,
+    provisioned_concurrency: Option<u32>,
+    keep_alive: Option<u32>,
     code_sha256: String,
 }
 
@@ -93,18 +96,27 @@ async fn deploy(
         timeout: req.timeout,
         env: req.env,
         description: req.description,
+        reserved_concurrency: req.reserved_concurrency,
+        provisioned_concurrency: req.provisioned_concurrency,
+        keep_alive: req.keep_alive,
     };
     let deployed = app
         .registry
         .deploy(&ns, name, spec, req.code_sha256)
         .await?;
     let mut view = function_view(&app, &deployed.deployment);
-    if query.warm {
-        if let Err(e) = app.registry.invoker().prewarm(&deployed.deployment).await {
-            view["warm_error"] = Value::String(e);
-        }
-        view["sandboxes"] = sandboxes(&app, &deployed.deployment);
+    let invoker = app.registry.invoker();
+    let warmed = if deployed.deployment.function.config.provisioned_concurrency > 0 {
+        invoker.provision(&deployed.deployment).await
+    } else if query.warm {
+        invoker.prewarm(&deployed.deployment).await
+    } else {
+        Ok(())
+    };
+    if let Err(e) = warmed {
+        view["warm_error"] = Value::String(e);
     }
+    view["sandboxes"] = sandboxes(&app, &deployed.deployment);
     let status = if deployed.created {
         StatusCode::CREATED
     } else {
@@ -162,10 +174,18 @@ async fn invoke(
     };
     let result = app.registry.invoker().invoke(&deployment, request).await;
     let a = &result.activation;
-    if a.status == ActivationStatus::PlatformError {
-        return Err(ApiError::Internal(
-            a.error_message.clone().unwrap_or_default(),
-        ));
+    match a.status {
+        ActivationStatus::PlatformError => {
+            return Err(ApiError::Internal(
+                a.error_message.clone().unwrap_or_default(),
+            ))
+        }
+        ActivationStatus::Throttled => {
+            return Err(ApiError::Throttled(
+                a.error_message.clone().unwrap_or_default(),
+            ))
+        }
+        _ => {}
     }
     let mut headers = HeaderMap::new();
     headers.insert(

@@ -3,15 +3,21 @@
 //! per invocation whatever its fate. Knows nothing of HTTP or storage engines: records leave
 //! through a [`RecordSink`].
 
+mod limits;
 mod logs;
+mod metrics;
 mod pool;
+
+pub use limits::{host_memory_mb, Throttle};
 
 use bytes::Bytes;
 use lambent_core::activation::billed_ms;
 use lambent_core::{now_ms, Activation, ActivationStatus, ColdReason, Function, RuntimeKind};
 use lambent_runtime_api::{ErrorReport, Invocation, Outcome, RuntimeApi};
 use lambent_sandbox::{Host, Sandbox, SandboxSpec};
+use limits::{Admission, MemoryBudget, MemoryLease};
 use logs::LogCapture;
+use metrics::{function_labels, Metrics};
 use parking_lot::Mutex;
 use pool::{Pool, PoolKey};
 use std::collections::HashMap;
@@ -40,6 +46,12 @@ pub struct InvokerConfig {
     pub region: String,
     /// Size of each sandbox's writable /tmp.
     pub tmp_mb: u32,
+    /// Concurrent invocations per namespace (reserved concurrency is carved out of it).
+    pub namespace_concurrency: u32,
+    /// The configured memory of all live sandboxes never exceeds this.
+    pub memory_budget_mb: u64,
+    /// How long an invocation may wait for memory to free up before it is throttled.
+    pub queue_timeout: Duration,
 }
 
 impl Default for InvokerConfig {
@@ -52,6 +64,9 @@ impl Default for InvokerConfig {
             runtime_dir: PathBuf::from("/var/lib/lambent/runtimes"),
             region: "local".into(),
             tmp_mb: lambent_core::limits::DEFAULT_TMP_MB,
+            namespace_concurrency: lambent_core::limits::MAX_CONCURRENCY,
+            memory_budget_mb: host_memory_mb().map_or(4096, |mb| mb * 3 / 4),
+            queue_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -120,6 +135,9 @@ struct Inner {
     revisions: Mutex<HashMap<(String, String), u64>>,
     records: Option<RecordSink>,
     reaper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    admission: Arc<Admission>,
+    budget: Arc<MemoryBudget>,
+    metrics: Metrics,
 }
 
 /// A warm (or warming) sandbox with its Runtime API and log capture.
@@ -128,13 +146,37 @@ pub(crate) struct Instance {
     logs: LogCapture,
     exit: AsyncFd<OwnedFd>,
     pub(crate) last_used: Instant,
-    // Dropped last: kills the process tree after the server and the log reader stop.
+    // Dropped after the server and the log reader stop: kills the process tree.
     sandbox: Sandbox,
+    // Dropped last: the memory returns to the budget once the sandbox is gone.
+    _memory: MemoryLease,
 }
 
 impl Instance {
     async fn exited(&self) {
         let _ = self.exit.readable().await;
+    }
+}
+
+/// What `acquire` found: a warm sandbox, or memory for a new one (and why it is cold).
+enum Acquired {
+    Warm(Box<Instance>),
+    Cold(MemoryLease, ColdReason),
+}
+
+/// Why a sandbox is being started (`AWS_LAMBDA_INITIALIZATION_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InitType {
+    OnDemand,
+    Provisioned,
+}
+
+impl InitType {
+    fn as_env(self) -> &'static str {
+        match self {
+            InitType::OnDemand => "on-demand",
+            InitType::Provisioned => "provisioned-concurrency",
+        }
     }
 }
 
@@ -149,6 +191,8 @@ struct InitFailure {
 impl Invoker {
     /// `records`: where activation records go (`None` drops them, for benchmarks).
     pub fn new(host: Host, config: InvokerConfig, records: Option<RecordSink>) -> Invoker {
+        let admission = Arc::new(Admission::new(config.namespace_concurrency));
+        let budget = Arc::new(MemoryBudget::new(config.memory_budget_mb));
         let inner = Arc::new(Inner {
             host,
             config,
@@ -156,16 +200,19 @@ impl Invoker {
             revisions: Mutex::new(HashMap::new()),
             records,
             reaper: Mutex::new(None),
+            admission,
+            budget,
+            metrics: Metrics::new(),
         });
         let weak = Arc::downgrade(&inner);
         let period =
-            (inner.config.keep_alive / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+            (inner.config.keep_alive / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         *inner.reaper.lock() = Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                inner.reap_idle();
+                inner.maintain();
             }
         }));
         Invoker { inner }
@@ -178,7 +225,6 @@ impl Invoker {
     /// Runs one invocation to its end and records it.
     pub async fn invoke(&self, dep: &Arc<Deployment>, req: InvokeRequest) -> InvokeResult {
         let inner = &self.inner;
-        let pool = inner.pool(dep);
         let request_id = req.request_id.clone().unwrap_or_else(new_request_id);
         let start_ms = now_ms();
         let mut record = Activation {
@@ -202,13 +248,20 @@ impl Invoker {
             logs: String::new(),
         };
 
-        let instance = match pool.take_idle() {
-            Some(instance) => instance,
-            None => {
+        let f = &dep.function;
+        let _admitted = match inner.admission.admit(&f.namespace, f.name.as_str()) {
+            Ok(admitted) => admitted,
+            Err(throttle) => return inner.throttled(record, throttle),
+        };
+        let pool = inner.pool(dep);
+        let instance = match inner.acquire(&pool).await {
+            Err(throttle) => return inner.throttled(record, throttle),
+            Ok(Acquired::Warm(instance)) => *instance,
+            Ok(Acquired::Cold(lease, reason)) => {
                 record.cold = true;
-                record.cold_reason = Some(pool.cold_reason());
+                record.cold_reason = Some(reason);
                 let init_start = Instant::now();
-                match inner.cold_start(&pool).await {
+                match inner.cold_start(&pool, lease, InitType::OnDemand).await {
                     Ok(instance) => {
                         record.init_us = Some(init_start.elapsed().as_micros() as u64);
                         instance
@@ -294,7 +347,7 @@ impl Invoker {
             _ => body,
         };
         if keep && !oom {
-            pool.release(instance);
+            inner.release(&pool, instance);
         } else {
             pool.lose(instance, ColdReason::Evicted);
         }
@@ -305,13 +358,52 @@ impl Invoker {
     /// Returns when the runtime is ready, or why it failed.
     pub async fn prewarm(&self, dep: &Arc<Deployment>) -> Result<(), String> {
         let pool = self.inner.pool(dep);
-        match self.inner.cold_start(&pool).await {
-            Ok(instance) => {
-                pool.release(instance);
-                Ok(())
-            }
-            Err(fail) => Err(format!("{}: {}", fail.error_type, fail.message)),
-        }
+        self.inner.start_idle(&pool, InitType::OnDemand).await
+    }
+
+    /// Starts sandboxes until the function's provisioned concurrency is met; returns the first
+    /// failure. Lost provisioned sandboxes are also replaced in the background.
+    pub async fn provision(&self, dep: &Arc<Deployment>) -> Result<(), String> {
+        let pool = self.inner.pool(dep);
+        self.inner.provision(&pool).await
+    }
+
+    /// Records a function's reserved concurrency (`None`: it shares the unreserved pool).
+    pub fn set_reserved_concurrency(&self, namespace: &str, name: &str, reserved: Option<u32>) {
+        self.inner.admission.set_reserved(namespace, name, reserved);
+    }
+
+    /// Reserved concurrency of all functions of a namespace except `except`.
+    pub fn reserved_total(&self, namespace: &str, except: &str) -> u32 {
+        self.inner.admission.reserved_total(namespace, except)
+    }
+
+    /// The per-namespace concurrency limit.
+    pub fn namespace_concurrency(&self) -> u32 {
+        self.inner.admission.namespace_limit()
+    }
+
+    /// Memory in MB held by live sandboxes, and the budget.
+    pub fn memory(&self) -> (u64, u64) {
+        (self.inner.budget.used_mb(), self.inner.budget.limit_mb())
+    }
+
+    /// The Prometheus (OpenMetrics) text exposition of the invoker's metrics.
+    pub fn metrics_text(&self) -> String {
+        let m = &self.inner.metrics;
+        let counts = self.counts(None, None);
+        let state = |s: &str| metrics::StateLabels {
+            state: s.to_string(),
+        };
+        m.sandboxes
+            .get_or_create(&state("idle"))
+            .set(counts.idle as i64);
+        m.sandboxes
+            .get_or_create(&state("busy"))
+            .set(counts.busy as i64);
+        m.memory_used_mb.set(self.inner.budget.used_mb() as i64);
+        m.memory_budget_mb.set(self.inner.budget.limit_mb() as i64);
+        m.encode()
     }
 
     /// Drops every pool of this function except `keep_revision`: idle sandboxes are killed now,
@@ -333,6 +425,7 @@ impl Invoker {
                 .revisions
                 .lock()
                 .remove(&(namespace.to_string(), name.to_string()));
+            self.inner.admission.set_reserved(namespace, name, None);
         }
         for pool in removed {
             pool.retire();
@@ -391,14 +484,142 @@ impl Inner {
             .clone()
     }
 
-    fn reap_idle(&self) {
+    /// Periodic upkeep: reclaims sandboxes idle past their keep-alive and replaces lost
+    /// provisioned ones.
+    fn maintain(self: &Arc<Self>) {
         let pools: Vec<_> = self.pools.lock().values().cloned().collect();
         for pool in pools {
-            pool.reap(self.config.keep_alive);
+            let keep_alive = pool
+                .deployment()
+                .function
+                .config
+                .keep_alive_s
+                .map_or(self.config.keep_alive, |s| Duration::from_secs(s as u64));
+            pool.reap(keep_alive);
+            if pool.missing() > 0 && pool.begin_provisioning() {
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = inner.provision(&pool).await {
+                        tracing::warn!("provisioned concurrency: {e}");
+                    }
+                    pool.end_provisioning();
+                });
+            }
         }
     }
 
-    fn spec(&self, dep: &Deployment, id: String) -> SandboxSpec {
+    /// Starts sandboxes until the pool holds its provisioned concurrency.
+    async fn provision(&self, pool: &Arc<Pool>) -> Result<(), String> {
+        while pool.missing() > 0 {
+            self.start_idle(pool, InitType::Provisioned).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts one sandbox for a pool and keeps it idle.
+    async fn start_idle(&self, pool: &Arc<Pool>, init: InitType) -> Result<(), String> {
+        let mb = pool.deployment().function.config.memory_mb;
+        let lease = self.reserve_memory(mb).ok_or_else(|| {
+            Throttle::Memory {
+                budget_mb: self.budget.limit_mb(),
+                memory_mb: mb,
+            }
+            .to_string()
+        })?;
+        match self.cold_start(pool, lease, init).await {
+            Ok(instance) => {
+                self.release(pool, instance);
+                Ok(())
+            }
+            Err(fail) => Err(format!("{}: {}", fail.error_type, fail.message)),
+        }
+    }
+
+    /// Memory for a new sandbox, evicting least recently used idle sandboxes if needed.
+    fn reserve_memory(&self, mb: u32) -> Option<MemoryLease> {
+        loop {
+            if let Some(lease) = self.budget.try_reserve(mb) {
+                return Some(lease);
+            }
+            if !self.evict_lru_idle() {
+                return None;
+            }
+        }
+    }
+
+    /// Drops the least recently used idle sandbox that no provisioned concurrency needs.
+    fn evict_lru_idle(&self) -> bool {
+        let pools: Vec<_> = self.pools.lock().values().cloned().collect();
+        let victim = pools
+            .iter()
+            .filter_map(|p| p.oldest_evictable().map(|t| (t, p)))
+            .min_by_key(|(t, _)| *t);
+        victim.is_some_and(|(_, pool)| pool.evict_oldest())
+    }
+
+    /// A warm sandbox of the pool, or memory for a cold start; when the budget is full, waits
+    /// up to the queue timeout for either.
+    async fn acquire(&self, pool: &Arc<Pool>) -> Result<Acquired, Throttle> {
+        let f = &pool.deployment().function;
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
+        let acquired = loop {
+            let freed = self.budget.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(instance) = pool.take_idle() {
+                break Ok(Acquired::Warm(Box::new(instance)));
+            }
+            let reason = pool.cold_reason();
+            if let Some(lease) = self.reserve_memory(f.config.memory_mb) {
+                break Ok(Acquired::Cold(lease, reason));
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                break Err(Throttle::Memory {
+                    budget_mb: self.budget.limit_mb(),
+                    memory_mb: f.config.memory_mb,
+                });
+            }
+        };
+        let waited = started.elapsed();
+        if waited > Duration::from_millis(1) {
+            let labels = function_labels(&f.namespace, f.name.as_str());
+            self.metrics
+                .queue_wait
+                .get_or_create(&labels)
+                .observe(waited.as_secs_f64());
+        }
+        acquired
+    }
+
+    /// Returns a sandbox to its pool after a successful invocation and wakes waiters.
+    fn release(&self, pool: &Pool, instance: Instance) {
+        pool.release(instance);
+        self.budget.freed.notify_waiters();
+    }
+
+    /// The answer to an invocation a limit refused: a 429 for the caller, and a record.
+    fn throttled(&self, mut record: Activation, throttle: Throttle) -> InvokeResult {
+        let labels = metrics::ThrottleLabels {
+            namespace: record.namespace.clone(),
+            function: record.function.clone(),
+            limit: throttle.label().to_string(),
+        };
+        self.metrics.throttles.get_or_create(&labels).inc();
+        let message = throttle.to_string();
+        record.status = ActivationStatus::Throttled;
+        record.error_type = Some("Lambent.Throttled".into());
+        record.error_message = Some(message.clone());
+        let id = record.id.clone();
+        self.finish(
+            record,
+            Duration::ZERO,
+            error_body("Lambent.Throttled", &message),
+            &id,
+        )
+    }
+
+    fn spec(&self, dep: &Deployment, id: String, init: InitType) -> SandboxSpec {
         let f = &dep.function;
         let c = &f.config;
         let layout = self.host.layout(&dep.code_dir, &self.config.runtime_dir);
@@ -454,7 +675,7 @@ impl Inner {
                     id
                 ),
             ),
-            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", init.as_env().into()),
         ] {
             env.push((k.to_string(), v));
         }
@@ -472,12 +693,18 @@ impl Inner {
     }
 
     /// Spawns a sandbox and waits until its runtime asks for work.
-    async fn cold_start(&self, pool: &Arc<Pool>) -> Result<Instance, InitFailure> {
+    async fn cold_start(
+        &self,
+        pool: &Arc<Pool>,
+        lease: MemoryLease,
+        init: InitType,
+    ) -> Result<Instance, InitFailure> {
+        let _starting = pool.starting_guard();
         let dep = pool.deployment();
         if dep.function.config.runtime.kind() == RuntimeKind::Provided {
             check_bootstrap(&dep.code_dir)?;
         }
-        let spec = self.spec(dep, format!("sb-{}", uuid::Uuid::new_v4().simple()));
+        let spec = self.spec(dep, format!("sb-{}", uuid::Uuid::new_v4().simple()), init);
         let host = self.host.clone();
         let spawned = tokio::task::spawn_blocking(move || host.spawn(&spec))
             .await
@@ -503,6 +730,7 @@ impl Inner {
                 exit,
                 last_used: Instant::now(),
                 sandbox,
+                _memory: lease,
             })
         })();
         let instance = match instance {
@@ -625,6 +853,39 @@ impl Inner {
         }
     }
 
+    /// Counts a finished invocation in the metrics.
+    fn observe(&self, record: &Activation) {
+        let m = &self.metrics;
+        let labels = function_labels(&record.namespace, &record.function);
+        m.invocations
+            .get_or_create(&metrics::StatusLabels {
+                namespace: record.namespace.clone(),
+                function: record.function.clone(),
+                status: record.status.as_str().to_string(),
+            })
+            .inc();
+        if record.status == ActivationStatus::Throttled {
+            return;
+        }
+        m.duration
+            .get_or_create(&labels)
+            .observe(record.duration_us as f64 / 1e6);
+        if let Some(reason) = record.cold_reason {
+            m.cold_starts
+                .get_or_create(&metrics::ColdLabels {
+                    namespace: record.namespace.clone(),
+                    function: record.function.clone(),
+                    reason: reason.as_str().to_string(),
+                })
+                .inc();
+        }
+        if let Some(init) = record.init_us {
+            m.init_duration
+                .get_or_create(&labels)
+                .observe(init as f64 / 1e6);
+        }
+    }
+
     /// Completes the record (durations, billing, report lines), sends it, and shapes the result.
     fn finish(
         &self,
@@ -635,6 +896,17 @@ impl Inner {
     ) -> InvokeResult {
         record.end_ms = now_ms();
         record.duration_us = duration.as_micros() as u64;
+        self.observe(&record);
+        if record.status == ActivationStatus::Throttled {
+            // Nothing ran: nothing billed, no logs.
+            if let Some(sink) = &self.records {
+                sink(record.clone());
+            }
+            return InvokeResult {
+                activation: record,
+                body,
+            };
+        }
         record.billed_ms = billed_ms(record.duration_us + record.init_us.unwrap_or(0));
         let mut logs = format!("START RequestId: {request_id} Version: $LATEST\n");
         logs += &record.logs;

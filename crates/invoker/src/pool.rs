@@ -1,6 +1,6 @@
 //! One pool of sandboxes per function revision: idle instances (reused last-in first-out, so
-//! the warmest one serves and the coldest ones age out), the busy count, and why the next cold
-//! start is cold.
+//! the warmest one serves and the coldest ones age out), the busy and starting counts, the
+//! provisioned concurrency to keep, and why the next cold start is cold.
 
 use crate::{Deployment, Instance, SandboxCounts};
 use lambent_core::{ColdReason, Function};
@@ -29,8 +29,14 @@ impl PoolKey {
 
 pub(crate) struct Pool {
     deployment: Arc<Deployment>,
+    /// Idle instances, least recently used first.
     idle: Mutex<Vec<Instance>>,
     busy: AtomicUsize,
+    /// Sandboxes being created.
+    starting: AtomicUsize,
+    /// Sandboxes to keep initialized at all times.
+    provisioned: usize,
+    provisioning: AtomicBool,
     retired: AtomicBool,
     state: Mutex<ColdState>,
 }
@@ -41,21 +47,32 @@ struct ColdState {
     last_loss: Option<ColdReason>,
 }
 
-/// Decrements the busy count when the invocation ends, whatever way it ends.
-pub(crate) struct BusyGuard<'a>(&'a Pool);
+/// Decrements a counter when dropped: the busy count when an invocation ends, the starting
+/// count when a cold start ends, whatever way they end.
+pub(crate) struct CountGuard<'a>(&'a AtomicUsize);
 
-impl Drop for BusyGuard<'_> {
+impl<'a> CountGuard<'a> {
+    fn new(counter: &'a AtomicUsize) -> CountGuard<'a> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        CountGuard(counter)
+    }
+}
+
+impl Drop for CountGuard<'_> {
     fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Pool {
     pub fn new(deployment: Arc<Deployment>, first_reason: ColdReason) -> Pool {
         Pool {
+            provisioned: deployment.function.config.provisioned_concurrency as usize,
             deployment,
             idle: Mutex::new(Vec::new()),
             busy: AtomicUsize::new(0),
+            starting: AtomicUsize::new(0),
+            provisioning: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             state: Mutex::new(ColdState {
                 started_any: false,
@@ -111,9 +128,12 @@ impl Pool {
         state.last_loss.unwrap_or(ColdReason::ScaleUp)
     }
 
-    pub fn busy_guard(&self) -> BusyGuard<'_> {
-        self.busy.fetch_add(1, Ordering::SeqCst);
-        BusyGuard(self)
+    pub fn busy_guard(&self) -> CountGuard<'_> {
+        CountGuard::new(&self.busy)
+    }
+
+    pub fn starting_guard(&self) -> CountGuard<'_> {
+        CountGuard::new(&self.starting)
     }
 
     pub fn counts(&self) -> SandboxCounts {
@@ -123,15 +143,62 @@ impl Pool {
         }
     }
 
-    /// Drops idle instances unused for longer than `keep_alive`.
+    /// Sandboxes alive or being created, given the idle count.
+    fn live(&self, idle: usize) -> usize {
+        idle + self.busy.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst)
+    }
+
+    /// How many sandboxes the provisioned concurrency still lacks.
+    pub fn missing(&self) -> usize {
+        if self.retired.load(Ordering::SeqCst) {
+            return 0;
+        }
+        self.provisioned
+            .saturating_sub(self.live(self.idle.lock().len()))
+    }
+
+    /// Claims the background top-up of this pool; false if one is already running.
+    pub fn begin_provisioning(&self) -> bool {
+        !self.provisioning.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn end_provisioning(&self) {
+        self.provisioning.store(false, Ordering::SeqCst);
+    }
+
+    /// When the least recently used idle sandbox was last used, if it may be evicted (the pool
+    /// keeps its provisioned concurrency).
+    pub fn oldest_evictable(&self) -> Option<Instant> {
+        let idle = self.idle.lock();
+        let oldest = idle.first()?;
+        (self.live(idle.len()) > self.provisioned).then_some(oldest.last_used)
+    }
+
+    /// Evicts the least recently used idle sandbox; false if there is none to evict.
+    pub fn evict_oldest(&self) -> bool {
+        let victim = {
+            let mut idle = self.idle.lock();
+            if idle.is_empty() || self.live(idle.len()) <= self.provisioned {
+                return false;
+            }
+            idle.remove(0)
+        };
+        self.lose(victim, ColdReason::Evicted);
+        true
+    }
+
+    /// Drops idle instances unused for longer than `keep_alive`, least recently used first,
+    /// down to the provisioned concurrency.
     pub fn reap(&self, keep_alive: Duration) {
         let expired: Vec<Instance> = {
             let mut idle = self.idle.lock();
-            let (old, fresh): (Vec<_>, Vec<_>) = idle
-                .drain(..)
-                .partition(|i| i.last_used.elapsed() >= keep_alive);
-            *idle = fresh;
-            old
+            let spare = self.live(idle.len()).saturating_sub(self.provisioned);
+            let n = idle
+                .iter()
+                .take(spare)
+                .take_while(|i| i.last_used.elapsed() >= keep_alive)
+                .count();
+            idle.drain(..n).collect()
         };
         if !expired.is_empty() {
             self.lost(ColdReason::KeepAliveExpired);

@@ -1,0 +1,136 @@
+//! Prometheus metrics of the invoker: invocations by function and status, durations, cold starts
+//! and their init durations, throttles, queue waits, live sandboxes and the memory budget. Counters
+//! and histograms are atomics, cheap enough for the invoke path; gauges are read at scrape time.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FunctionLabels {
+    pub namespace: String,
+    pub function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StatusLabels {
+    pub namespace: String,
+    pub function: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ColdLabels {
+    pub namespace: String,
+    pub function: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ThrottleLabels {
+    pub namespace: String,
+    pub function: String,
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StateLabels {
+    pub state: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.1 ms … ~105 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 21))
+}
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub invocations: Family<StatusLabels, Counter>,
+    pub duration: Histograms<FunctionLabels>,
+    pub cold_starts: Family<ColdLabels, Counter>,
+    pub init_duration: Histograms<FunctionLabels>,
+    pub throttles: Family<ThrottleLabels, Counter>,
+    pub queue_wait: Histograms<FunctionLabels>,
+    pub sandboxes: Family<StateLabels, Gauge>,
+    pub memory_used_mb: Gauge,
+    pub memory_budget_mb: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("lambent");
+        let m = Metrics {
+            invocations: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            cold_starts: Family::default(),
+            init_duration: Family::new_with_constructor(latency_histogram),
+            throttles: Family::default(),
+            queue_wait: Family::new_with_constructor(latency_histogram),
+            sandboxes: Family::default(),
+            memory_used_mb: Gauge::default(),
+            memory_budget_mb: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "invocations",
+            "Invocations by function and final status",
+            m.invocations.clone(),
+        );
+        registry.register(
+            "invocation_duration_seconds",
+            "Run time of invocations (excluding init)",
+            m.duration.clone(),
+        );
+        registry.register(
+            "cold_starts",
+            "Invocations that started a new sandbox, by reason",
+            m.cold_starts.clone(),
+        );
+        registry.register(
+            "init_duration_seconds",
+            "Time from sandbox creation to a ready runtime",
+            m.init_duration.clone(),
+        );
+        registry.register(
+            "throttles",
+            "Invocations refused by a limit",
+            m.throttles.clone(),
+        );
+        registry.register(
+            "queue_wait_seconds",
+            "Time invocations waited for sandbox capacity",
+            m.queue_wait.clone(),
+        );
+        registry.register("sandboxes", "Live sandboxes by state", m.sandboxes.clone());
+        registry.register(
+            "memory_used_mb",
+            "Configured memory of live sandboxes",
+            m.memory_used_mb.clone(),
+        );
+        registry.register(
+            "memory_budget_mb",
+            "Memory budget for live sandboxes",
+            m.memory_budget_mb.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub(crate) fn function_labels(namespace: &str, function: &str) -> FunctionLabels {
+    FunctionLabels {
+        namespace: namespace.to_string(),
+        function: function.to_string(),
+    }
+}
