@@ -23,6 +23,8 @@ use std::sync::Arc;
 /// Everything the handlers share.
 pub struct App {
     pub store: Arc<dyn Store>,
+    /// Prices for cost reports.
+    pub prices: lambent_core::metering::Prices,
     pub registry: Registry,
     pub recorder: Recorder,
     pub keys: ApiKeys,

@@ -35,6 +35,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/functions/{name}/logs", get(function_logs))
         .route("/v1/activations", get(list_activations))
         .route("/v1/activations/{id}", get(get_activation))
+        .route("/v1/usage", get(usage))
+        .route("/metrics", get(metrics))
 }
 
 async fn upload_code(State(app): AppState, body: Body) -> Result<Response, ApiError> {
@@ -314,6 +316,16 @@ async fn function_logs(
     Ok(Json(json!({ "logs": logs })))
 }
 
+/// Prometheus metrics (needs an API key, as every path but `/healthz`).
+async fn metrics(State(app): AppState) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        app.registry.invoker().metrics_text(),
+    )
+        .into_response()
+}
+
 fn lookup(app: &App, namespace: &str, name: &str) -> Result<Arc<Deployment>, ApiError> {
     FunctionName::parse(name)?;
     app.registry
@@ -334,4 +346,64 @@ fn sandboxes(app: &App, deployment: &Deployment) -> Value {
         .invoker()
         .counts(Some(&f.namespace), Some(f.name.as_str()));
     serde_json::to_value(counts).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    since_ms: Option<i64>,
+    by: Option<String>,
+    function: Option<String>,
+}
+
+/// Pages through every activation matching `query` (newest first).
+async fn all_activations(
+    app: &App,
+    mut query: ActivationQuery,
+) -> Result<Vec<Activation>, ApiError> {
+    app.recorder.flush().await;
+    query.limit = 1000;
+    let mut all = Vec::new();
+    loop {
+        let page = app.store.query_activations(&query).await?;
+        let full = page.len() == query.limit;
+        query.before = page.last().map(|a| ActivationCursor {
+            start_ms: a.start_ms,
+            id: a.id.clone(),
+        });
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
+async fn usage(
+    State(app): AppState,
+    Extension(Namespace(ns)): Ns,
+    Query(q): Query<UsageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    use lambent_core::metering::{self, Grouping};
+    let by: Grouping =
+        q.by.as_deref()
+            .unwrap_or("function")
+            .parse()
+            .map_err(ApiError::InvalidJson)?;
+    let records = all_activations(
+        &app,
+        ActivationQuery {
+            namespace: ns,
+            function: q.function,
+            since_ms: q.since_ms,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Json(json!({
+        "by": by,
+        "rows": metering::usage(&records, by, &app.prices),
+        "total": metering::total(&records, &app.prices),
+        "rightsizing": metering::rightsizing(&records, &app.prices),
+        "prices": app.prices,
+    })))
 }

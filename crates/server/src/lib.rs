@@ -13,6 +13,7 @@
 
 mod runtimes;
 
+use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
 use lambent_gateway::{ApiError, ApiKeys, App, Registry};
 use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
@@ -38,18 +39,34 @@ pub struct ServerOptions {
     pub insecure_no_sandbox: bool,
     /// The default namespace's API key; `None`: generated once per data dir.
     pub api_key: Option<String>,
-    /// How long idle sandboxes stay warm.
+    /// How long idle sandboxes stay warm (functions may set their own).
     pub keep_alive: Duration,
+    /// Concurrent invocations per namespace.
+    pub namespace_concurrency: u32,
+    /// Memory budget of all live sandboxes in MB; `None`: three quarters of the host's memory.
+    pub memory_budget_mb: Option<u64>,
+    /// How long an invocation may wait for sandbox memory before it gets a 429.
+    pub queue_timeout: Duration,
+    /// How long activation records are kept.
+    pub activation_retention: Duration,
+    /// Prices for cost reports.
+    pub prices: Prices,
 }
 
 impl ServerOptions {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> ServerOptions {
+        let defaults = InvokerConfig::default();
         ServerOptions {
             listen,
             data_dir,
             insecure_no_sandbox: false,
             api_key: None,
-            keep_alive: InvokerConfig::default().keep_alive,
+            keep_alive: defaults.keep_alive,
+            namespace_concurrency: defaults.namespace_concurrency,
+            memory_budget_mb: None,
+            queue_timeout: defaults.queue_timeout,
+            activation_retention: Duration::from_secs(7 * 24 * 3600),
+            prices: Prices::default(),
         }
     }
 }
@@ -79,6 +96,7 @@ pub struct RunningServer {
     app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<()>,
+    pruning: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -100,6 +118,7 @@ impl RunningServer {
             let _ = stop.send(());
         }
         let _ = (&mut self.serving).await;
+        self.pruning.abort();
         self.app.registry.invoker().shutdown();
         self.app.recorder.flush().await;
     }
@@ -110,6 +129,7 @@ impl Drop for RunningServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.pruning.abort();
     }
 }
 
@@ -159,10 +179,14 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         let recorder = recorder.clone();
         Arc::new(move |activation| recorder.record(activation))
     };
+    let defaults = InvokerConfig::default();
     let config = InvokerConfig {
         keep_alive: opts.keep_alive,
         runtime_dir,
-        ..Default::default()
+        namespace_concurrency: opts.namespace_concurrency,
+        memory_budget_mb: opts.memory_budget_mb.unwrap_or(defaults.memory_budget_mb),
+        queue_timeout: opts.queue_timeout,
+        ..defaults
     };
     let invoker = Invoker::new(host, config, Some(sink));
     let registry = Registry::load(
@@ -172,7 +196,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         invoker,
     )
     .await?;
+    let pruning = tokio::spawn(prune_activations(store.clone(), opts.activation_retention));
     let app = Arc::new(App {
+        prices: opts.prices,
         store,
         registry,
         recorder,
@@ -204,7 +230,22 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         app,
         stop: Some(stop),
         serving,
+        pruning,
     })
+}
+
+/// Deletes activation records older than the retention, at start-up and then hourly.
+async fn prune_activations(store: Arc<dyn Store>, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = lambent_core::now_ms() - retention.as_millis() as i64;
+        match store.prune_activations(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("deleted {n} activation records past the retention"),
+            Err(e) => tracing::warn!("could not prune activation records: {e}"),
+        }
+    }
 }
 
 /// The data dir's API key, generated on first use.

@@ -2,121 +2,14 @@
 //! clients) on an ephemeral port with a temporary data dir, driven over HTTP. Needs root (full
 //! isolation), as CI has.
 
-use lambent_server::{start, RunningServer, ServerOptions};
+mod common;
+
+use common::*;
+use lambent_server::{start, ServerOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
-
-const KEY: &str = "test-key";
-
-struct Node {
-    server: Option<RunningServer>,
-    http: reqwest::Client,
-    _data: tempfile::TempDir,
-}
-
-async fn node() -> Node {
-    let data = tempfile::tempdir().unwrap();
-    let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
-    opts.api_key = Some(KEY.into());
-    let server = start(opts)
-        .await
-        .unwrap_or_else(|e| panic!("the server did not start (these tests need root): {e}"));
-    Node {
-        server: Some(server),
-        http: reqwest::Client::new(),
-        _data: data,
-    }
-}
-
-impl Node {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server.as_ref().unwrap().url())
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Vec<u8>,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let response = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(KEY)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let (status, headers) = (response.status(), response.headers().clone());
-        let bytes = response.bytes().await.unwrap();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        (status, headers, value)
-    }
-
-    async fn upload(&self, zip: Vec<u8>) -> (StatusCode, Value) {
-        let (s, _, v) = self.send(reqwest::Method::POST, "/v1/code", zip).await;
-        (s, v)
-    }
-
-    /// Uploads `files` and deploys them as `name`; returns the deploy response.
-    async fn deploy(
-        &self,
-        name: &str,
-        settings: Value,
-        files: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
-        let (status, code) = self.upload(zip_of(files)).await;
-        assert!(status.is_success(), "upload failed: {status} {code}");
-        let mut body = settings;
-        body["code_sha256"] = code["sha256"].clone();
-        let (s, _, v) = self
-            .send(
-                reqwest::Method::PUT,
-                &format!("/v1/functions/{name}"),
-                body.to_string().into_bytes(),
-            )
-            .await;
-        (s, v)
-    }
-
-    async fn invoke(
-        &self,
-        name: &str,
-        payload: &str,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        self.send(
-            reqwest::Method::POST,
-            &format!("/v1/functions/{name}/invoke"),
-            payload.as_bytes().to_vec(),
-        )
-        .await
-    }
-}
-
-fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, body) in files {
-        let mode = if *name == "bootstrap" { 0o755 } else { 0o644 };
-        w.start_file(
-            *name,
-            zip::write::SimpleFileOptions::default().unix_permissions(mode),
-        )
-        .unwrap();
-        w.write_all(body.as_bytes()).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
-fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-}
 
 const COUNTER_PY: &str = r#"
 import os, sys, time
