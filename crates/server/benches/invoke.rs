@@ -1,19 +1,25 @@
-//! Invoke latency of a real node (full isolation, SQLite, the embedded runtime clients), printed
-//! as a table with a baseline measured in the same run:
+//! What the platform costs, on a real node (full isolation, SQLite, the embedded runtime
+//! clients), printed as tables with baselines measured in the same run:
 //!
 //! - warm invoke of a Python no-op through `POST /v1/functions/{name}/invoke`, against
 //!   `GET /healthz` over the same HTTP client (the platform's own round trip);
-//! - cold start (request to response, new sandbox) of Python, Node.js and a `provided` shell
-//!   bootstrap, against a plain exec of the same interpreter outside any sandbox.
+//! - warm invoke of a compiled `provided` echo function through the platform, against the same
+//!   kind of warm runtime called directly through its Runtime API (no HTTP client, gateway or
+//!   invoker): the difference is the platform's overhead per warm invoke;
+//! - throughput (invocations/s) of the `provided` echo function at 1, 8 and 64 concurrent
+//!   callers, with activation records on and off;
+//! - cold start (request to response, new sandbox) of Python, Node.js, a `provided` shell
+//!   bootstrap and the compiled one, against a plain exec of the same program outside any sandbox.
 //!
-//! Run: `cargo bench -p lambent-server --bench invoke` (root needed). `LAMBENT_BENCH_N` sets
-//! the number of warm invocations (default 1000).
+//! Run: `cargo bench -p lambent-server --bench invoke` (root needed). `LAMBENT_BENCH_N` sets the
+//! number of warm invocations (default 1000), `LAMBENT_BENCH_SECS` each throughput run (default 3).
 
 use comfy_table::Table;
 use lambent_server::{start, ServerOptions};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "bench-key";
@@ -52,18 +58,20 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
-fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, body) in files {
         let mode = if *name == "bootstrap" { 0o755 } else { 0o644 };
-        w.start_file(
-            *name,
-            zip::write::SimpleFileOptions::default().unix_permissions(mode),
-        )
-        .unwrap();
-        w.write_all(body.as_bytes()).unwrap();
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(mode);
+        w.start_file(*name, opts).unwrap();
+        w.write_all(body).unwrap();
     }
     w.finish().unwrap().into_inner()
+}
+
+/// The compiled echo runtime (`src/bin/lambent-echo-runtime.rs`), as a `bootstrap`.
+fn echo_runtime() -> Vec<u8> {
+    std::fs::read(env!("CARGO_BIN_EXE_lambent-echo-runtime")).unwrap()
 }
 
 /// label, runtime, handler, file name, file content, baseline command.
@@ -72,17 +80,35 @@ type ColdCase = (
     &'static str,
     &'static str,
     &'static str,
-    &'static str,
-    &'static [&'static str],
+    Vec<u8>,
+    Vec<String>,
 );
 
+#[derive(Clone)]
 struct Bench {
     http: reqwest::Client,
     url: String,
 }
 
 impl Bench {
-    async fn deploy(&self, name: &str, runtime: &str, handler: &str, files: &[(&str, &str)]) {
+    async fn start(
+        adjust: impl FnOnce(&mut ServerOptions),
+    ) -> (lambent_server::RunningServer, Bench, tempfile::TempDir) {
+        let data = tempfile::tempdir().unwrap();
+        let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
+        opts.api_key = Some(KEY.into());
+        adjust(&mut opts);
+        let server = start(opts)
+            .await
+            .unwrap_or_else(|e| panic!("the server did not start: {e}"));
+        let bench = Bench {
+            http: reqwest::Client::new(),
+            url: server.url().to_string(),
+        };
+        (server, bench, data)
+    }
+
+    async fn deploy(&self, name: &str, runtime: &str, handler: &str, files: &[(&str, &[u8])]) {
         let code: Value = self
             .http
             .post(format!("{}/v1/code", self.url))
@@ -94,14 +120,13 @@ impl Bench {
             .json()
             .await
             .unwrap();
+        let settings =
+            json!({"runtime": runtime, "handler": handler, "code_sha256": code["sha256"]});
         let r = self
             .http
             .put(format!("{}/v1/functions/{name}", self.url))
             .bearer_auth(KEY)
-            .body(
-                json!({"runtime": runtime, "handler": handler, "code_sha256": code["sha256"]})
-                    .to_string(),
-            )
+            .body(settings.to_string())
             .send()
             .await
             .unwrap();
@@ -144,37 +169,113 @@ impl Bench {
         let _ = r.bytes().await.unwrap();
         t.elapsed()
     }
+
+    /// Invocations per second with `callers` concurrent callers for `secs`.
+    async fn throughput(&self, name: &str, callers: usize, secs: f64) -> f64 {
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..callers)
+            .map(|_| {
+                let (b, name, done) = (self.clone(), name.to_string(), done.clone());
+                tokio::spawn(async move {
+                    while Instant::now() < until {
+                        b.invoke(&name).await;
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        done.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    }
 }
 
-fn exec_time(argv: &[&str]) -> Duration {
+/// Warm invokes of the echo runtime in a sandbox, through its Runtime API only: no HTTP
+/// client, gateway or invoker. The baseline of the platform's warm overhead.
+async fn direct_runtime(n: usize) -> Vec<Duration> {
+    use lambent_runtime_api::{Invocation, RuntimeApi};
+    use lambent_sandbox::{Host, HostOptions, Isolation, SandboxSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    std::fs::set_permissions(&code, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bootstrap = code.join("bootstrap");
+    std::fs::write(&bootstrap, echo_runtime()).unwrap();
+    std::fs::set_permissions(
+        &bootstrap,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let host = Host::detect(HostOptions {
+        isolation: Isolation::Full,
+        state_dir: dir.path().join("state"),
+    })
+    .unwrap();
+    let sandbox = host
+        .spawn(&SandboxSpec {
+            id: "bench-direct".into(),
+            code_dir: code.clone(),
+            runtime_dir: code,
+            argv: vec!["/var/task/bootstrap".into()],
+            env: vec![],
+            memory_mb: 128,
+            pids_max: 64,
+            tmp_mb: 16,
+            allow_network: false,
+        })
+        .unwrap();
+    let api = RuntimeApi::serve(sandbox.runtime_api_listener().try_clone().unwrap()).unwrap();
+    api.wait_ready().await.unwrap();
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + 50 {
+        let t = Instant::now();
+        let rx = api
+            .invoke(Invocation {
+                request_id: format!("direct-{i}"),
+                payload: bytes::Bytes::from_static(b"{}"),
+                deadline_ms: lambent_core::now_ms() + 3000,
+                function_arn: "arn:aws:lambda:local:default:function:direct".into(),
+                trace_id: "Root=1-0-0".into(),
+                client_context: None,
+                cognito_identity: None,
+            })
+            .unwrap();
+        rx.await.unwrap();
+        if i >= 50 {
+            samples.push(t.elapsed());
+        }
+    }
+    samples
+}
+
+fn exec_time(argv: &[String]) -> Duration {
     let t = Instant::now();
-    let status = Command::new(argv[0]).args(&argv[1..]).status().unwrap();
+    let status = Command::new(&argv[0]).args(&argv[1..]).status().unwrap();
     assert!(status.success());
     t.elapsed()
 }
 
-fn main() {
-    let n: usize = std::env::var("LAMBENT_BENCH_N")
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(default)
+}
+
+fn main() {
+    let n: usize = env_or("LAMBENT_BENCH_N", 1000);
+    let secs: f64 = env_or("LAMBENT_BENCH_SECS", 3.0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let data = tempfile::tempdir().unwrap();
-        let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
-        opts.api_key = Some(KEY.into());
-        let server = start(opts)
-            .await
-            .unwrap_or_else(|e| panic!("the server did not start: {e}"));
-        let b = Bench {
-            http: reqwest::Client::new(),
-            url: server.url().to_string(),
-        };
-        let mut table = Table::new();
-        table.set_header([
+        let (server, b, _data) = Bench::start(|_| {}).await;
+        let mut latency = Table::new();
+        latency.set_header([
             "case",
             "n",
             "p50 ms",
@@ -185,7 +286,7 @@ fn main() {
         ]);
         let mut row = |case: &str, s: &Stats, base_name: &str, base: &Stats| {
             let ratio = s.p50.as_secs_f64() / base.p50.as_secs_f64();
-            table.add_row(vec![
+            latency.add_row(vec![
                 case.to_string(),
                 s.n.to_string(),
                 ms(s.p50),
@@ -196,15 +297,10 @@ fn main() {
             ]);
         };
 
-        // Warm invoke of a Python no-op.
-        b.deploy(
-            "noop",
-            "python",
-            "app.handler",
-            &[("app.py", "def handler(event, context):\n    return event\n")],
-        )
-        .await;
-        b.invoke("noop").await;
+        // Warm invoke of a Python no-op, beside the HTTP round trip of /healthz.
+        let noop = b"def handler(event, context):\n    return event\n";
+        b.deploy("noop", "python", "app.handler", &[("app.py", noop)])
+            .await;
         for _ in 0..50 {
             b.invoke("noop").await;
             b.health().await;
@@ -223,43 +319,75 @@ fn main() {
             &stats(health),
         );
 
+        // Warm invoke of the compiled echo runtime, beside the same runtime called directly.
+        let echo = echo_runtime();
+        b.deploy("echo", "provided", "bootstrap", &[("bootstrap", &echo)])
+            .await;
+        for _ in 0..50 {
+            b.invoke("echo").await;
+        }
+        let platform: Vec<Duration> = {
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(b.invoke("echo").await.0);
+            }
+            v
+        };
+        let direct = direct_runtime(n).await;
+        let (platform, direct) = (stats(platform), stats(direct));
+        let overhead = platform.p50.saturating_sub(direct.p50);
+        row(
+            "provided (compiled) warm invoke",
+            &platform,
+            "same runtime, Runtime API only",
+            &direct,
+        );
+
         // Cold starts: each function is invoked once, into a new sandbox.
-        let cases: [ColdCase; 3] = [
+        let cases: [ColdCase; 4] = [
             (
                 "python",
                 "python",
                 "app.handler",
                 "app.py",
-                "def handler(event, context):\n    return {}\n",
-                &["/usr/bin/python3", "-c", "pass"],
+                b"def handler(event, context):\n    return {}\n".to_vec(),
+                vec!["/usr/bin/python3".into(), "-c".into(), "pass".into()],
             ),
             (
                 "node",
                 "nodejs20.x",
                 "index.handler",
                 "index.mjs",
-                "export const handler = async () => ({});\n",
-                &["/usr/bin/node", "-e", "0"],
+                b"export const handler = async () => ({});\n".to_vec(),
+                vec!["/usr/bin/node".into(), "-e".into(), "0".into()],
             ),
             (
-                "provided",
+                "provided (sh + curl)",
                 "provided",
                 "bootstrap",
                 "bootstrap",
-                SHELL_BOOTSTRAP,
-                &["/bin/sh", "-c", "true"],
+                SHELL_BOOTSTRAP.as_bytes().to_vec(),
+                vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            ),
+            (
+                "provided (compiled)",
+                "provided",
+                "bootstrap",
+                "bootstrap",
+                echo.clone(),
+                vec!["/bin/true".into()],
             ),
         ];
-        for (label, runtime, handler, file, body, baseline) in cases {
+        for (i, (label, runtime, handler, file, body, baseline)) in cases.into_iter().enumerate() {
             let mut cold = Vec::new();
-            for i in 0..COLD_RUNS {
-                let name = format!("cold-{label}-{i}");
-                b.deploy(&name, runtime, handler, &[(file, body)]).await;
+            for j in 0..COLD_RUNS {
+                let name = format!("cold-{i}-{j}");
+                b.deploy(&name, runtime, handler, &[(file, &body)]).await;
                 let (d, was_cold) = b.invoke(&name).await;
                 assert!(was_cold);
                 cold.push(d);
             }
-            let base: Vec<Duration> = (0..COLD_RUNS).map(|_| exec_time(baseline)).collect();
+            let base: Vec<Duration> = (0..COLD_RUNS).map(|_| exec_time(&baseline)).collect();
             row(
                 &format!("{label} cold start"),
                 &stats(cold),
@@ -267,7 +395,40 @@ fn main() {
                 &stats(base),
             );
         }
-        println!("{table}");
+        println!("{latency}");
+        println!(
+            "platform overhead per warm invoke (p50, compiled provided): {:.3} ms\n",
+            overhead.as_secs_f64() * 1000.0
+        );
+
+        // Throughput, with activation records on (this node) and off (a second node).
+        let (quiet_server, quiet, _quiet_data) =
+            Bench::start(|o| o.record_activations = false).await;
+        quiet
+            .deploy("echo", "provided", "bootstrap", &[("bootstrap", &echo)])
+            .await;
+        let mut throughput = Table::new();
+        throughput.set_header([
+            "concurrent callers",
+            "invocations/s (records on)",
+            "invocations/s (records off)",
+            "ratio on/off",
+        ]);
+        for callers in [1, 8, 64] {
+            // Warm enough sandboxes first, then measure.
+            b.throughput("echo", callers, 0.5).await;
+            quiet.throughput("echo", callers, 0.5).await;
+            let on = b.throughput("echo", callers, secs).await;
+            let off = quiet.throughput("echo", callers, secs).await;
+            throughput.add_row(vec![
+                callers.to_string(),
+                format!("{on:.0}"),
+                format!("{off:.0}"),
+                format!("{:.2}", on / off),
+            ]);
+        }
+        println!("{throughput}");
+        quiet_server.shutdown().await;
         server.shutdown().await;
     });
 }

@@ -51,6 +51,8 @@ pub struct ServerOptions {
     pub activation_retention: Duration,
     /// Prices for cost reports.
     pub prices: Prices,
+    /// Write activation records (turned off only to measure what recording costs).
+    pub record_activations: bool,
 }
 
 impl ServerOptions {
@@ -67,6 +69,7 @@ impl ServerOptions {
             queue_timeout: defaults.queue_timeout,
             activation_retention: Duration::from_secs(7 * 24 * 3600),
             prices: Prices::default(),
+            record_activations: true,
         }
     }
 }
@@ -188,7 +191,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         queue_timeout: opts.queue_timeout,
         ..defaults
     };
-    let invoker = Invoker::new(host, config, Some(sink));
+    let invoker = Invoker::new(host, config, opts.record_activations.then_some(sink));
     let registry = Registry::load(
         store.clone(),
         FsBlobs::open(data.join("blobs"))?,
