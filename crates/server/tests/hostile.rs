@@ -1,0 +1,182 @@
+//! Hostile functions through the whole platform: each attack gets a precise activation status
+//! or is refused by the sandbox, and a well-behaved function keeps answering throughout. Needs
+//! root (full isolation), as CI has.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const HOSTILE_PY: &str = r#"
+import ctypes, errno, os, socket, time
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def attempt(fn):
+    try:
+        return {"ok": True, "value": fn()}
+    except OSError as e:
+        return {"ok": False, "errno": errno.errorcode.get(e.errno, str(e.errno))}
+
+def read(path):
+    with open(path, "rb") as f:
+        return len(f.read())
+
+def write(path):
+    with open(path, "w") as f:
+        f.write("pwned")
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=1)
+    s.close()
+    return "connected"
+
+def syscall_errno(rc):
+    return errno.errorcode.get(ctypes.get_errno(), "none") if rc != 0 else "allowed"
+
+def handler(event, context):
+    a = event["attack"]
+    if a == "files":
+        return {
+            "shadow": attempt(lambda: read("/etc/shadow")),
+            "data_dir": os.path.exists(event["data_dir"]),
+            "other_code": os.path.exists(event["other_code"]),
+            "root_home": attempt(lambda: os.listdir("/root")),
+            "task": sorted(os.listdir("/var/task")),
+            "write_task": attempt(lambda: write("/var/task/app.py")),
+            "write_tmp": attempt(lambda: write("/tmp/scratch")),
+        }
+    if a == "network":
+        return {"lambent_api": attempt(lambda: connect(event["port"])),
+                "outside": attempt(lambda: connect(80))}
+    if a == "processes":
+        return {"pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+                "kill_all": attempt(lambda: os.kill(-1, 9)),
+                "uid": os.getuid()}
+    if a == "syscalls":
+        return {"mount": syscall_errno(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)),
+                "ptrace": syscall_errno(libc.ptrace(0, 0, None, None)),
+                "unshare": syscall_errno(libc.unshare(0x00020000))}
+    if a == "fork_bomb":
+        children = 0
+        try:
+            while True:
+                if os.fork() == 0:
+                    time.sleep(60)
+                    os._exit(0)
+                children += 1
+        except OSError as e:
+            return {"children": children, "stopped_by": errno.errorcode.get(e.errno)}
+    if a == "memory":
+        hog = []
+        while True:
+            hog.append(bytearray(16 * 1024 * 1024))
+    if a == "spin":
+        while True:
+            pass
+    raise ValueError("unknown attack " + a)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_functions_are_contained_and_others_keep_answering() {
+    let node = node().await;
+    let (s, f) = node
+        .deploy(
+            "hostile",
+            json!({"runtime": "python", "handler": "app.handler", "timeout": 2, "memory": 512}),
+            &[("app.py", HOSTILE_PY)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{f}");
+    let (s, victim) = node
+        .deploy(
+            "victim",
+            json!({"runtime": "python", "handler": "app.handler"}),
+            &[("app.py", "def handler(e, c):\n    return {'alive': True}\n")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let data_dir = node._data.path().display().to_string();
+    let other_code = format!(
+        "{data_dir}/code/{}",
+        victim["code_sha256"].as_str().unwrap()
+    );
+    assert!(std::path::Path::new(&other_code).is_dir());
+    let attack = |body: Value| {
+        let node = &node;
+        async move {
+            let (status, h, v) = node.invoke("hostile", &body.to_string()).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            let (_, _, alive) = node.invoke("victim", "{}").await;
+            assert_eq!(
+                alive,
+                json!({"alive": true}),
+                "the other function keeps answering"
+            );
+            (
+                header(&h, "lambent-status").to_string(),
+                header(&h, "lambent-function-error").to_string(),
+                v,
+            )
+        }
+    };
+
+    let (status, _, v) =
+        attack(json!({"attack": "files", "data_dir": data_dir, "other_code": other_code})).await;
+    assert_eq!(status, "success", "{v}");
+    assert_eq!(v["shadow"], json!({"ok": false, "errno": "EACCES"}));
+    assert_eq!(v["data_dir"], false, "the data dir is not visible");
+    assert_eq!(
+        v["other_code"], false,
+        "other functions' code is not visible"
+    );
+    assert_eq!(v["root_home"]["ok"], false);
+    assert_eq!(v["task"], json!(["app.py"]));
+    assert_eq!(v["write_task"], json!({"ok": false, "errno": "EROFS"}));
+    assert_eq!(v["write_tmp"]["ok"], true);
+
+    let port = node.server.as_ref().unwrap().addr().port();
+    let (status, _, v) = attack(json!({"attack": "network", "port": port})).await;
+    assert_eq!(status, "success", "{v}");
+    assert_eq!(
+        v["lambent_api"],
+        json!({"ok": false, "errno": "ECONNREFUSED"}),
+        "the host's API is unreachable"
+    );
+    assert_eq!(v["outside"]["ok"], false);
+
+    let (status, _, v) = attack(json!({"attack": "processes"})).await;
+    assert_eq!(status, "success", "{v}");
+    assert_eq!(v["pids"], json!([1]), "only its own process is visible");
+    assert_eq!(v["uid"], 993);
+
+    let (status, _, v) = attack(json!({"attack": "syscalls"})).await;
+    assert_eq!(status, "success", "{v}");
+    assert_eq!(
+        v,
+        json!({"mount": "EPERM", "ptrace": "EPERM", "unshare": "EPERM"})
+    );
+
+    let (status, _, v) = attack(json!({"attack": "fork_bomb"})).await;
+    assert_eq!(status, "success", "{v}");
+    assert_eq!(v["stopped_by"], "EAGAIN", "{v}");
+    assert!(v["children"].as_u64().unwrap() < 1024, "{v}");
+
+    let (status, error, v) = attack(json!({"attack": "memory"})).await;
+    assert_eq!(
+        (status.as_str(), error.as_str()),
+        ("out_of_memory", "Runtime.OutOfMemory"),
+        "{v}"
+    );
+
+    let (status, error, _) = attack(json!({"attack": "spin"})).await;
+    assert_eq!(
+        (status.as_str(), error.as_str()),
+        ("timeout", "Sandbox.Timedout")
+    );
+
+    // The platform itself is unharmed.
+    let health = node.http.get(node.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
