@@ -1,1 +1,163 @@
-//! placeholder
+//! The `lambent` command line.
+//!
+//! Every command but `up` and `dev` is a client of the HTTP API (`docs/api.md`) and nothing
+//! else; `up` and `dev` also start a server in-process through `lambent-server`. The binary
+//! crate only calls [`main`].
+//!
+//! Where the CLI connects: `--url` or `LAMBENT_URL`, else the config file `lambent up` writes
+//! (`$XDG_CONFIG_HOME/lambent/config.json`), else `http://127.0.0.1:8080`. The API key:
+//! `LAMBENT_API_KEY`, else the config file.
+
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod manifest;
+pub mod output;
+pub mod package;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub use output::Format;
+
+/// Lambent: run functions on your own machine, like AWS Lambda.
+#[derive(Debug, Parser)]
+#[command(name = "lambent", version, propagate_version = true)]
+pub struct Cli {
+    /// The Lambent server to talk to [default: the url in the config file `lambent up` wrote,
+    /// else http://127.0.0.1:8080].
+    #[arg(long, env = "LAMBENT_URL", global = true, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Output format: `table` for people, `json` (the API's JSON) for scripts.
+    #[arg(
+        short = 'o',
+        long,
+        value_enum,
+        default_value_t = Format::Table,
+        global = true
+    )]
+    pub output: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a Lambent server (and optionally deploy functions to it), until Ctrl-C.
+    Up(commands::up::UpArgs),
+    /// Deploy a folder or zip, then redeploy it on every change, until Ctrl-C.
+    Dev(commands::dev::DevArgs),
+    /// Deploy a function from a folder, a lambent.yaml or a zip.
+    Deploy(commands::deploy::DeployArgs),
+    /// Invoke a function and print its result.
+    Invoke(commands::invoke::InvokeArgs),
+    /// List functions.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show one function.
+    Get {
+        /// The function's name.
+        name: String,
+    },
+    /// Delete a function.
+    #[command(visible_alias = "delete")]
+    Rm {
+        /// The function's name.
+        name: String,
+    },
+    /// Print a function's logs, oldest first.
+    Logs(commands::logs::LogsArgs),
+}
+
+/// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
+/// 2 bad usage).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run(cli)
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let ctx = commands::Ctx {
+        url: cli.url.clone(),
+        format: cli.output,
+    };
+    let result = match cli.command {
+        Command::Up(args) => commands::up::run(&ctx, args),
+        Command::Dev(args) => commands::dev::run(&ctx, args),
+        Command::Deploy(args) => commands::deploy::run(&ctx, args),
+        Command::Invoke(args) => commands::invoke::run(&ctx, args),
+        Command::Ls => commands::functions::ls(&ctx),
+        Command::Get { name } => commands::functions::get(&ctx, &name),
+        Command::Rm { name } => commands::functions::rm(&ctx, &name),
+        Command::Logs(args) => commands::logs::run(&ctx, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            commands::report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli =
+            Cli::try_parse_from(["lambent", "ls", "-o", "json", "--url", "http://h:1"]).unwrap();
+        assert_eq!(cli.output, Format::Json);
+        assert_eq!(cli.url.as_deref(), Some("http://h:1"));
+    }
+
+    #[test]
+    fn deploy_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "lambent",
+            "deploy",
+            "dir",
+            "--name",
+            "n",
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+            "--memory",
+            "256",
+            "--timeout",
+            "10",
+            "--env",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--warm",
+        ])
+        .unwrap();
+        let Command::Deploy(d) = cli.command else {
+            panic!("not deploy")
+        };
+        let o = d.overrides();
+        assert_eq!(o.name.as_deref(), Some("n"));
+        assert_eq!(o.memory, Some(256));
+        assert_eq!(
+            o.env,
+            [
+                ("A".to_string(), "1".to_string()),
+                ("B".into(), "x=y".into())
+            ]
+        );
+        assert!(d.warm);
+        assert!(Cli::try_parse_from(["lambent", "deploy", "dir", "--env", "novalue"]).is_err());
+    }
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `lambent` binary: everything is in the `lambent-cli` library.
+
+fn main() -> std::process::ExitCode {
+    lambent_cli::main()
+}

@@ -1,0 +1,500 @@
+//! A typed, blocking client of the Lambent REST API (`docs/api.md`).
+//!
+//! Every call returns the API's JSON both typed (for tables) and raw (for `-o json`, so scripts
+//! see exactly what the API said). Failures are one [`ClientError`]: the API's own
+//! `{"error": {"code", "message"}}` bodies become [`ClientError::Api`]; a server that cannot be
+//! reached becomes [`ClientError::Unreachable`] with a hint to start one.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API answered with an error status and its error body.
+    #[error("{message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// Nothing listens at the URL (connection refused, unknown host, connect timeout).
+    #[error("cannot reach Lambent at {url}: is 'lambent up' running?")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The URL given with `--url`, `LAMBENT_URL` or the config file does not parse.
+    #[error("invalid Lambent URL '{0}': expected something like http://127.0.0.1:8080")]
+    InvalidUrl(String),
+    /// The server answered something that is not the API's JSON.
+    #[error("unexpected response from {url}: {detail}")]
+    BadResponse { url: String, detail: String },
+    #[error("request to {url} failed: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl ClientError {
+    /// The API's error code (`FunctionNotFound`, …) if the API answered with an error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status if the API answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A response body both typed and byte for byte as the API sent it.
+#[derive(Debug, Clone)]
+pub struct Json<T> {
+    pub raw: Vec<u8>,
+    pub data: T,
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.data
+    }
+}
+
+/// A function as the API returns it. Unknown fields are ignored so that newer servers work.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Function {
+    pub namespace: String,
+    pub name: String,
+    pub runtime: String,
+    pub handler: String,
+    pub memory: u64,
+    pub timeout: u64,
+    pub env: BTreeMap<String, String>,
+    pub description: String,
+    pub code_sha256: String,
+    pub code_size: u64,
+    pub revision: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub sandboxes: Option<Sandboxes>,
+    /// Set by `PUT …?warm=true` when the new revision failed to initialize.
+    pub warm_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Sandboxes {
+    pub idle: u64,
+    pub busy: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct FunctionList {
+    pub functions: Vec<Function>,
+}
+
+/// The body of `PUT /v1/functions/{name}`: unset fields are omitted and get the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FunctionPut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub code_sha256: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CodeUploaded {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// One activation's log text, from `GET /v1/functions/{name}/logs`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LogEntry {
+    pub activation_id: String,
+    pub start_ms: u64,
+    pub status: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Logs {
+    pub logs: Vec<LogEntry>,
+}
+
+/// What an invocation returned. A function's failure is not an API failure: it is reported in
+/// `function_error` (the `Lambent-Function-Error` header) with the error JSON as the body.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub body: Vec<u8>,
+    pub activation_id: Option<String>,
+    pub status: Option<String>,
+    pub cold: Option<bool>,
+    pub function_error: Option<String>,
+}
+
+/// A client bound to one server and API key.
+pub struct Client {
+    base: String,
+    api_key: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    /// A client for the server at `url` (`http://host:port`, any trailing `/` is ignored).
+    pub fn new(url: &str, api_key: Option<String>) -> Result<Client, ClientError> {
+        let base = url.trim_end_matches('/').to_string();
+        match reqwest::Url::parse(&base) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => return Err(ClientError::InvalidUrl(url.to_string())),
+        }
+        let http = reqwest::blocking::Client::builder()
+            // Invocations and warm deploys last as long as the function's timeout (up to 15 min).
+            .timeout(None)
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|source| ClientError::Http {
+                url: base.clone(),
+                source,
+            })?;
+        Ok(Client {
+            base,
+            api_key,
+            http,
+        })
+    }
+
+    /// The server's base URL, without a trailing `/`.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// The API key sent with each request, if any.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    /// `GET /healthz`: whether a Lambent server answers at the URL.
+    pub fn healthy(&self) -> bool {
+        let url = format!("{}/healthz", self.base);
+        self.http
+            .get(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+    }
+
+    /// `HEAD /v1/code/{sha256}`: whether the server already has this code.
+    pub fn has_code(&self, sha256: &str) -> Result<bool, ClientError> {
+        let url = self.endpoint(&format!("/v1/code/{sha256}"));
+        let resp = self.send(&url, self.http.head(&url))?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            // A HEAD response has no body: name the status at least.
+            401 => Err(unauthorized()),
+            s => Err(ClientError::Api {
+                status: s,
+                code: "HttpStatus".into(),
+                message: format!("HEAD {url} answered {}", resp.status()),
+            }),
+        }
+    }
+
+    /// `POST /v1/code`: uploads a zip.
+    pub fn upload_code(&self, zip: Vec<u8>) -> Result<Json<CodeUploaded>, ClientError> {
+        let url = self.endpoint("/v1/code");
+        let req = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/zip")
+            .body(zip);
+        self.json(&url, req)
+    }
+
+    /// `PUT /v1/functions/{name}[?warm=true]`: creates or replaces a function.
+    pub fn put_function(
+        &self,
+        name: &str,
+        body: &FunctionPut,
+        warm: bool,
+    ) -> Result<Json<Function>, ClientError> {
+        let mut url = self.endpoint(&format!("/v1/functions/{}", path_segment(name)));
+        if warm {
+            url.push_str("?warm=true");
+        }
+        let req = self.http.put(&url).json(body);
+        self.json(&url, req)
+    }
+
+    /// `GET /v1/functions`.
+    pub fn list_functions(&self) -> Result<Json<FunctionList>, ClientError> {
+        let url = self.endpoint("/v1/functions");
+        self.json(&url, self.http.get(&url))
+    }
+
+    /// `GET /v1/functions/{name}`.
+    pub fn get_function(&self, name: &str) -> Result<Json<Function>, ClientError> {
+        let url = self.endpoint(&format!("/v1/functions/{}", path_segment(name)));
+        self.json(&url, self.http.get(&url))
+    }
+
+    /// `DELETE /v1/functions/{name}`.
+    pub fn delete_function(&self, name: &str) -> Result<(), ClientError> {
+        let url = self.endpoint(&format!("/v1/functions/{}", path_segment(name)));
+        let resp = self.send(&url, self.http.delete(&url))?;
+        check(&url, resp).map(|_| ())
+    }
+
+    /// `POST /v1/functions/{name}/invoke` with `payload` as the event.
+    pub fn invoke(&self, name: &str, payload: Vec<u8>) -> Result<Invocation, ClientError> {
+        let url = self.endpoint(&format!("/v1/functions/{}/invoke", path_segment(name)));
+        let req = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(payload);
+        let resp = check(&url, self.send(&url, req)?)?;
+        let header = |h: &str| {
+            resp.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let activation_id = header("lambent-activation-id");
+        let status = header("lambent-status");
+        let cold = header("lambent-cold").map(|v| v == "true");
+        let function_error = header("lambent-function-error");
+        let body = resp
+            .bytes()
+            .map_err(|source| ClientError::Http {
+                url: url.clone(),
+                source,
+            })?
+            .to_vec();
+        Ok(Invocation {
+            body,
+            activation_id,
+            status,
+            cold,
+            function_error,
+        })
+    }
+
+    /// `GET /v1/functions/{name}/logs?tail=N&after_ms=T`: oldest first.
+    pub fn logs(
+        &self,
+        name: &str,
+        tail: u32,
+        after_ms: Option<u64>,
+    ) -> Result<Json<Logs>, ClientError> {
+        let mut url = self.endpoint(&format!(
+            "/v1/functions/{}/logs?tail={tail}",
+            path_segment(name)
+        ));
+        if let Some(t) = after_ms {
+            url.push_str(&format!("&after_ms={t}"));
+        }
+        self.json(&url, self.http.get(&url))
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn send(
+        &self,
+        url: &str,
+        mut req: reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        req.send().map_err(|source| {
+            if source.is_connect() {
+                ClientError::Unreachable {
+                    url: self.base.clone(),
+                    source,
+                }
+            } else {
+                ClientError::Http {
+                    url: url.to_string(),
+                    source,
+                }
+            }
+        })
+    }
+
+    fn json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        req: reqwest::blocking::RequestBuilder,
+    ) -> Result<Json<T>, ClientError> {
+        let resp = check(url, self.send(url, req)?)?;
+        let bytes = resp.bytes().map_err(|source| ClientError::Http {
+            url: url.to_string(),
+            source,
+        })?;
+        let data = serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse {
+            url: url.to_string(),
+            detail: format!("not the expected JSON ({e}): {}", snippet(&bytes)),
+        })?;
+        Ok(Json {
+            raw: bytes.to_vec(),
+            data,
+        })
+    }
+}
+
+/// Turns an error status into [`ClientError::Api`], reading the API's error body.
+fn check(
+    url: &str,
+    resp: reqwest::blocking::Response,
+) -> Result<reqwest::blocking::Response, ClientError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let bytes = resp.bytes().unwrap_or_default();
+    Err(api_error(url, status.as_u16(), &bytes))
+}
+
+/// Parses `{"error": {"code", "message"}}`; anything else keeps the status and a body snippet.
+fn api_error(url: &str, status: u16, body: &[u8]) -> ClientError {
+    #[derive(Deserialize)]
+    struct Body {
+        error: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        code: String,
+        message: String,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => ClientError::Api {
+            status,
+            code: b.error.code,
+            message: b.error.message,
+        },
+        Err(_) if status == 401 => unauthorized(),
+        Err(_) => ClientError::Api {
+            status,
+            code: "HttpStatus".into(),
+            message: format!("{url} answered HTTP {status}: {}", snippet(body)),
+        },
+    }
+}
+
+fn unauthorized() -> ClientError {
+    ClientError::Api {
+        status: 401,
+        code: "Unauthorized".into(),
+        message: "the API key is missing or unknown".into(),
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.chars().count() > 200 {
+        format!("{}…", text.chars().take(200).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+/// Percent-encodes a function name for a URL path, so that a bad name reaches the server (which
+/// says why it is bad) instead of turning into another path.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_errors_keep_code_and_message() {
+        let e = api_error(
+            "u",
+            404,
+            br#"{"error":{"code":"FunctionNotFound","message":"function 'x' does not exist"}}"#,
+        );
+        assert_eq!(e.code(), Some("FunctionNotFound"));
+        assert_eq!(e.status(), Some(404));
+        assert_eq!(e.to_string(), "function 'x' does not exist");
+    }
+
+    #[test]
+    fn non_json_errors_name_the_status() {
+        let e = api_error("http://h/v1/x", 502, b"Bad Gateway");
+        assert_eq!(e.status(), Some(502));
+        assert!(e.to_string().contains("502"), "{e}");
+        assert!(e.to_string().contains("Bad Gateway"), "{e}");
+    }
+
+    #[test]
+    fn names_are_escaped_in_paths() {
+        assert_eq!(path_segment("hello-world_1"), "hello-world_1");
+        assert_eq!(path_segment("bad name/.."), "bad%20name%2F..");
+    }
+
+    #[test]
+    fn put_body_omits_unset_fields() {
+        let body = FunctionPut {
+            runtime: Some("python3.12".into()),
+            code_sha256: "ab".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"runtime": "python3.12", "code_sha256": "ab"})
+        );
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(Client::new("http://127.0.0.1:8080/", None).is_ok());
+        assert!(matches!(
+            Client::new("127.0.0.1:8080", None),
+            Err(ClientError::InvalidUrl(_))
+        ));
+    }
+}

@@ -1,0 +1,181 @@
+//! `lambent deploy PATH`: resolve `lambent.yaml` and flags, upload the code unless the server
+//! has it already, then create or replace each function.
+
+use super::Ctx;
+use crate::client::{Client, Function, FunctionPut, Json};
+use crate::manifest::{self, Deployment, Overrides};
+use crate::package;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// A folder (with or without a lambent.yaml), a lambent.yaml, or a .zip file.
+    pub path: PathBuf,
+    /// The function's name [default: from lambent.yaml, else the folder's name]. With a
+    /// lambent.yaml listing many functions, deploys only this one.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The runtime: python3.12, nodejs20.x, provided, … (overrides lambent.yaml).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// The handler, e.g. app.handler (overrides lambent.yaml).
+    #[arg(long)]
+    pub handler: Option<String>,
+    /// Memory in MB (overrides lambent.yaml).
+    #[arg(long, value_name = "MB")]
+    pub memory: Option<u32>,
+    /// Timeout in seconds (overrides lambent.yaml).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u32>,
+    /// An environment variable, added to those of lambent.yaml; repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = manifest::parse_env_pair)]
+    pub env: Vec<(String, String)>,
+    /// A description (overrides lambent.yaml).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Return only once a sandbox of the new code is initialized (reports init errors).
+    #[arg(long)]
+    pub warm: bool,
+}
+
+impl DeployArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            name: self.name.clone(),
+            runtime: self.runtime.clone(),
+            handler: self.handler.clone(),
+            memory: self.memory,
+            timeout: self.timeout,
+            env: self.env.clone(),
+            description: self.description.clone(),
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
+    let deployments = manifest::resolve(&args.path, &args.overrides())?;
+    let client = ctx.client()?;
+    let deployed = deploy_all(&client, &deployments, args.warm, |f| {
+        if !ctx.json() {
+            println!("{}", deployed_line(f));
+        }
+    })?;
+    if ctx.json() {
+        print_functions_json(&deployed);
+    }
+    let init_failed: Vec<&Json<Function>> =
+        deployed.iter().filter(|f| f.warm_error.is_some()).collect();
+    for f in &init_failed {
+        eprintln!(
+            "error: {} failed to initialize: {}",
+            f.name,
+            f.warm_error.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(if init_failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `-o json`: one function as the API returned it, several as `{"functions": […]}`.
+pub fn print_functions_json(deployed: &[Json<Function>]) {
+    match deployed {
+        [one] => crate::output::print_raw_json(&one.raw),
+        many => {
+            let mut body = b"{\"functions\":[".to_vec();
+            for (i, f) in many.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(f.raw.trim_ascii());
+            }
+            body.extend_from_slice(b"]}");
+            crate::output::print_raw_json(&body);
+        }
+    }
+}
+
+/// Deploys each function in order, calling `each` after each one; stops at the first failure.
+pub fn deploy_all(
+    client: &Client,
+    deployments: &[Deployment],
+    warm: bool,
+    mut each: impl FnMut(&Json<Function>),
+) -> Result<Vec<Json<Function>>> {
+    let mut out = Vec::with_capacity(deployments.len());
+    for d in deployments {
+        let f = deploy_one(client, d, warm);
+        let f = if deployments.len() > 1 {
+            f.with_context(|| format!("cannot deploy '{}'", d.name))?
+        } else {
+            f?
+        };
+        each(&f);
+        out.push(f);
+    }
+    Ok(out)
+}
+
+/// Packs (or reads) the code, uploads it unless the server has it, and puts the function.
+pub fn deploy_one(client: &Client, d: &Deployment, warm: bool) -> Result<Json<Function>> {
+    let zip = package::code(&d.source)?;
+    let mut sha = package::sha256_hex(&zip);
+    if !client.has_code(&sha)? {
+        let uploaded = client.upload_code(zip)?;
+        if !uploaded.sha256.is_empty() {
+            sha.clone_from(&uploaded.sha256);
+        }
+    }
+    let s = &d.settings;
+    let body = FunctionPut {
+        runtime: s.runtime.clone(),
+        handler: s.handler.clone(),
+        memory: s.memory,
+        timeout: s.timeout,
+        env: s.env.clone(),
+        description: s.description.clone(),
+        code_sha256: sha,
+    };
+    Ok(client.put_function(&d.name, &body, warm)?)
+}
+
+/// `deployed hello (python3.12, revision 2)`.
+pub fn deployed_line(f: &Function) -> String {
+    format!(
+        "deployed {} ({}, revision {})",
+        f.name, f.runtime, f.revision
+    )
+}
+
+/// The lines that show how to call a function: a curl command and the CLI's.
+pub fn invoke_hint(url: &str, api_key: Option<&str>, name: &str) -> String {
+    let auth = match api_key {
+        Some(k) => format!("-H \"Authorization: Bearer {k}\" "),
+        None => String::new(),
+    };
+    format!(
+        "try: curl -s -X POST {auth}{url}/v1/functions/{name}/invoke -d '{{\"name\":\"you\"}}'\n\
+         or:  lambent invoke {name} --data '{{\"name\":\"you\"}}'"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hint_is_pasteable() {
+        let h = invoke_hint("http://127.0.0.1:8080", Some("k3y"), "hello");
+        assert_eq!(
+            h,
+            "try: curl -s -X POST -H \"Authorization: Bearer k3y\" \
+             http://127.0.0.1:8080/v1/functions/hello/invoke -d '{\"name\":\"you\"}'\n\
+             or:  lambent invoke hello --data '{\"name\":\"you\"}'"
+        );
+    }
+}

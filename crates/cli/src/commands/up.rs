@@ -1,0 +1,83 @@
+//! `lambent up`: start a server in this process, write the client config, optionally deploy
+//! functions, and serve until SIGINT or SIGTERM.
+//!
+//! The first two lines on stdout are a contract (tests and scripts read them):
+//!
+//! ```text
+//! lambent is up at http://127.0.0.1:8080
+//! api key: <key>
+//! ```
+
+use super::deploy::{deploy_one, deployed_line, invoke_hint};
+use super::embedded::{Embedded, ServerArgs};
+use super::Ctx;
+use crate::client::Client;
+use crate::manifest::{self, Overrides};
+use anyhow::Result;
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Deploy this folder, lambent.yaml or zip once the server is up (as `lambent deploy`
+    /// does); repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub deploy: Vec<PathBuf>,
+}
+
+pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
+    // Resolve what to deploy first: a typo in lambent.yaml should not need a server to show.
+    let mut deployments = Vec::new();
+    for path in &args.deploy {
+        deployments.extend(manifest::resolve(path, &Overrides::default())?);
+    }
+
+    let server = Embedded::start(&args.server, "info")?;
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    server.on_signal(move || {
+        let _ = stop_tx.send(());
+    })?;
+    server.write_client_config();
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "lambent is up at {}", server.url())?;
+        writeln!(out, "api key: {}", server.api_key())?;
+        out.flush()?;
+    }
+
+    let mut code = ExitCode::SUCCESS;
+    if !deployments.is_empty() {
+        let client = Client::new(server.url(), Some(server.api_key().to_string()))?;
+        let mut first = None;
+        for d in &deployments {
+            match deploy_one(&client, d, false) {
+                Ok(f) => {
+                    println!("{}", deployed_line(&f));
+                    first.get_or_insert(f.name.clone());
+                }
+                Err(e) => {
+                    eprintln!("error: cannot deploy '{}': {}", d.name, super::describe(&e));
+                    code = ExitCode::FAILURE;
+                }
+            }
+        }
+        if let Some(name) = first {
+            println!(
+                "{}",
+                invoke_hint(server.url(), Some(server.api_key()), &name)
+            );
+        }
+        std::io::stdout().flush()?;
+    }
+
+    // Serve until SIGINT or SIGTERM. A failed --deploy leaves the server up (the others may
+    // have deployed); the exit code tells.
+    let _ = stop_rx.recv();
+    eprintln!("shutting down");
+    server.shutdown();
+    Ok(code)
+}

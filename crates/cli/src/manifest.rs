@@ -1,0 +1,624 @@
+//! `lambent.yaml` and the deploy flags, resolved into the list of functions to deploy.
+//!
+//! Two forms. One function, whose code is the folder holding the file:
+//!
+//! ```yaml
+//! name: hello            # default: the folder's name
+//! runtime: python3.12
+//! handler: app.handler
+//! memory: 128            # MB
+//! timeout: 3             # seconds
+//! env: {GREETING: hi}
+//! description: says hello
+//! ```
+//!
+//! Many functions, each with the folder (or `.zip`) of its code, relative to the file
+//! (`path` defaults to the function's name):
+//!
+//! ```yaml
+//! functions:
+//!   hello-python: {path: hello-python, runtime: python3.12, handler: app.handler}
+//!   hello-node:   {path: hello-node, runtime: nodejs20.x, handler: index.handler}
+//! ```
+//!
+//! Flags override the file. Values are not validated here: the server does that and says why.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The manifest's file name, looked up in the folder being deployed.
+pub const MANIFEST_FILE: &str = "lambent.yaml";
+
+/// A function's settings as the user gave them; unset fields get the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub memory: Option<u32>,
+    pub timeout: Option<u32>,
+    pub env: BTreeMap<String, String>,
+    pub description: Option<String>,
+}
+
+/// Settings given as `lambent deploy` flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub name: Option<String>,
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub memory: Option<u32>,
+    pub timeout: Option<u32>,
+    pub env: Vec<(String, String)>,
+    pub description: Option<String>,
+}
+
+/// Where a function's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A folder, zipped at deploy time.
+    Dir(PathBuf),
+    /// A ready-made zip, uploaded as is.
+    Zip(PathBuf),
+}
+
+impl Source {
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::Dir(p) | Source::Zip(p) => p,
+        }
+    }
+}
+
+/// One function to deploy, fully resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub name: String,
+    pub settings: Settings,
+    pub source: Source,
+}
+
+/// The single-function form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SingleYaml {
+    name: Option<String>,
+    runtime: Option<String>,
+    handler: Option<String>,
+    memory: Option<u32>,
+    timeout: Option<u32>,
+    #[serde(default, deserialize_with = "env_map")]
+    env: BTreeMap<String, String>,
+    description: Option<String>,
+}
+
+/// One entry of the many-functions form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryYaml {
+    path: Option<String>,
+    runtime: Option<String>,
+    handler: Option<String>,
+    memory: Option<u32>,
+    timeout: Option<u32>,
+    #[serde(default, deserialize_with = "env_map")]
+    env: BTreeMap<String, String>,
+    description: Option<String>,
+}
+
+/// Env values may be written as numbers or booleans (`PORT: 8080`); they are passed as strings.
+fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    use serde::de::Error;
+    let map: Option<BTreeMap<String, serde_yaml::Value>> = Option::deserialize(d)?;
+    let mut out = BTreeMap::new();
+    for (k, v) in map.unwrap_or_default() {
+        let s = match v {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            _ => {
+                return Err(D::Error::custom(format!(
+                    "env.{k}: expected a string, number or boolean"
+                )))
+            }
+        };
+        out.insert(k, s);
+    }
+    Ok(out)
+}
+
+/// A parsed `lambent.yaml`.
+#[derive(Debug)]
+enum Manifest {
+    Single(SingleYaml),
+    /// In the file's order.
+    Many(Vec<(String, EntryYaml)>),
+}
+
+fn parse_manifest(text: &str) -> Result<Manifest> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text)?;
+    let map = match value {
+        serde_yaml::Value::Null => return Ok(Manifest::Single(SingleYaml::default())),
+        serde_yaml::Value::Mapping(m) => m,
+        _ => bail!("expected a mapping of settings (name, runtime, handler, …) or 'functions'"),
+    };
+    let Some(functions) = map.get("functions") else {
+        // Parse the text again rather than the value, so that errors keep their line numbers.
+        return Ok(Manifest::Single(serde_yaml::from_str(text)?));
+    };
+    if let Some(other) = map.keys().find(|k| k.as_str() != Some("functions")) {
+        bail!(
+            "unknown field `{}` beside `functions`: with many functions, put every setting under \
+             its function",
+            yaml_key(other)
+        );
+    }
+    let serde_yaml::Value::Mapping(functions) = functions else {
+        bail!("`functions` must map function names to their settings");
+    };
+    if functions.is_empty() {
+        bail!("`functions` is empty: add at least one function");
+    }
+    let mut entries = Vec::with_capacity(functions.len());
+    for (name, entry) in functions {
+        let name = yaml_key(name);
+        let entry: EntryYaml = match entry {
+            serde_yaml::Value::Null => EntryYaml::default(),
+            v => serde_yaml::from_value(v.clone()).with_context(|| format!("functions.{name}"))?,
+        };
+        entries.push((name, entry));
+    }
+    Ok(Manifest::Many(entries))
+}
+
+fn yaml_key(k: &serde_yaml::Value) -> String {
+    match k {
+        serde_yaml::Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+impl Overrides {
+    /// Applies the flags on top of settings from the file.
+    fn apply(&self, s: &mut Settings) {
+        if self.runtime.is_some() {
+            s.runtime.clone_from(&self.runtime);
+        }
+        if self.handler.is_some() {
+            s.handler.clone_from(&self.handler);
+        }
+        if self.memory.is_some() {
+            s.memory = self.memory;
+        }
+        if self.timeout.is_some() {
+            s.timeout = self.timeout;
+        }
+        for (k, v) in &self.env {
+            s.env.insert(k.clone(), v.clone());
+        }
+        if self.description.is_some() {
+            s.description.clone_from(&self.description);
+        }
+    }
+
+    /// The flags that only make sense for one function.
+    fn single_function_flags(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        if self.runtime.is_some() {
+            flags.push("--runtime");
+        }
+        if self.handler.is_some() {
+            flags.push("--handler");
+        }
+        if self.description.is_some() {
+            flags.push("--description");
+        }
+        flags
+    }
+}
+
+/// Resolves what `lambent deploy PATH` deploys: a folder (with or without `lambent.yaml`), a
+/// `lambent.yaml` file itself, or a `.zip` file.
+pub fn resolve(path: &Path, overrides: &Overrides) -> Result<Vec<Deployment>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot deploy {}", path.display()))?;
+    if meta.is_file() {
+        if path.file_name().is_some_and(|n| n == MANIFEST_FILE) {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            return resolve(dir, overrides);
+        }
+        if !is_zip(path) {
+            bail!(
+                "cannot deploy {}: expected a folder, a .zip file or a {MANIFEST_FILE}",
+                path.display()
+            );
+        }
+        let name = match &overrides.name {
+            Some(n) => n.clone(),
+            None => file_stem(path)?,
+        };
+        return finish(vec![Deployment {
+            name,
+            settings: settings_from(Settings::default(), overrides),
+            source: Source::Zip(path.to_path_buf()),
+        }]);
+    }
+
+    let manifest_path = path.join(MANIFEST_FILE);
+    let manifest = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => {
+            Some(parse_manifest(&text).with_context(|| format!("{}", manifest_path.display()))?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {}", manifest_path.display()))
+        }
+    };
+
+    let deployments = match manifest {
+        None => vec![Deployment {
+            name: match &overrides.name {
+                Some(n) => n.clone(),
+                None => dir_name(path)?,
+            },
+            settings: settings_from(Settings::default(), overrides),
+            source: Source::Dir(path.to_path_buf()),
+        }],
+        Some(Manifest::Single(y)) => {
+            let name = match (&overrides.name, y.name) {
+                (Some(n), _) => n.clone(),
+                (None, Some(n)) => n,
+                (None, None) => dir_name(path)?,
+            };
+            let settings = Settings {
+                runtime: y.runtime,
+                handler: y.handler,
+                memory: y.memory,
+                timeout: y.timeout,
+                env: y.env,
+                description: y.description,
+            };
+            vec![Deployment {
+                name,
+                settings: settings_from(settings, overrides),
+                source: Source::Dir(path.to_path_buf()),
+            }]
+        }
+        Some(Manifest::Many(entries)) => {
+            let names: Vec<String> = entries.iter().map(|(n, _)| n.clone()).collect();
+            let selected: Vec<(String, EntryYaml)> = match &overrides.name {
+                Some(want) => {
+                    let Some(entry) = entries.into_iter().find(|(n, _)| n == want) else {
+                        bail!(
+                            "{} has no function '{want}': it has {}",
+                            manifest_path.display(),
+                            names.join(", ")
+                        );
+                    };
+                    vec![entry]
+                }
+                None => {
+                    let flags = overrides.single_function_flags();
+                    if !flags.is_empty() && entries.len() > 1 {
+                        bail!(
+                            "{} apply to one function: add --name with one of {} (or set them in \
+                             {MANIFEST_FILE})",
+                            flags.join(", "),
+                            names.join(", ")
+                        );
+                    }
+                    entries
+                }
+            };
+            let mut out = Vec::with_capacity(selected.len());
+            for (name, y) in selected {
+                let rel = y.path.clone().unwrap_or_else(|| name.clone());
+                let code = path.join(&rel);
+                let source = if code.is_dir() {
+                    Source::Dir(code)
+                } else if code.is_file() && is_zip(&code) {
+                    Source::Zip(code)
+                } else {
+                    bail!(
+                        "{}: functions.{name}.path: {} is not a folder or a .zip file",
+                        manifest_path.display(),
+                        code.display()
+                    );
+                };
+                let settings = Settings {
+                    runtime: y.runtime,
+                    handler: y.handler,
+                    memory: y.memory,
+                    timeout: y.timeout,
+                    env: y.env,
+                    description: y.description,
+                };
+                out.push(Deployment {
+                    name,
+                    settings: settings_from(settings, overrides),
+                    source,
+                });
+            }
+            out
+        }
+    };
+    finish(deployments)
+}
+
+fn settings_from(mut s: Settings, overrides: &Overrides) -> Settings {
+    overrides.apply(&mut s);
+    s
+}
+
+/// The one check the client makes: a deploy without a runtime cannot mean anything.
+fn finish(deployments: Vec<Deployment>) -> Result<Vec<Deployment>> {
+    for d in &deployments {
+        if d.settings.runtime.is_none() {
+            bail!(
+                "no runtime for '{}': pass --runtime (e.g. python3.12, nodejs20.x, provided) or \
+                 set `runtime` in {MANIFEST_FILE}",
+                d.name
+            );
+        }
+    }
+    Ok(deployments)
+}
+
+fn is_zip(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+}
+
+fn file_stem(path: &Path) -> Result<String> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
+        .with_context(|| {
+            format!(
+                "cannot name a function after {}: pass --name",
+                path.display()
+            )
+        })
+}
+
+/// The folder's own name, also for `.` and paths ending in `..`.
+fn dir_name(path: &Path) -> Result<String> {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    abs.file_name()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
+        .with_context(|| {
+            format!(
+                "cannot name a function after {}: pass --name",
+                path.display()
+            )
+        })
+}
+
+/// Parses a `K=V` flag value.
+pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{s}'")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn err(path: &Path, o: &Overrides) -> String {
+        format!("{:#}", resolve(path, o).unwrap_err())
+    }
+
+    #[test]
+    fn folder_without_manifest_is_named_after_the_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("my-fn");
+        write(&dir, "app.py", "");
+        let o = Overrides {
+            runtime: Some("python3.12".into()),
+            handler: Some("app.handler".into()),
+            ..Default::default()
+        };
+        let d = resolve(&dir, &o).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].name, "my-fn");
+        assert_eq!(d[0].source, Source::Dir(dir.clone()));
+        assert_eq!(d[0].settings.handler.as_deref(), Some("app.handler"));
+        // `.` is named after the real folder.
+        let cwd_named = dir_name(&dir.join(".")).unwrap();
+        assert_eq!(cwd_named, "my-fn");
+    }
+
+    #[test]
+    fn no_runtime_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = err(tmp.path(), &Overrides::default());
+        assert!(e.contains("no runtime") && e.contains("--runtime"), "{e}");
+    }
+
+    #[test]
+    fn single_form_with_flag_overrides() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "name: hello\nruntime: python3.12\nhandler: app.handler\nmemory: 128\ntimeout: 3\n\
+             env: {GREETING: hi, PORT: 8080, DEBUG: true}\ndescription: says hello\n",
+        );
+        let d = resolve(tmp.path(), &Overrides::default()).unwrap();
+        assert_eq!(d[0].name, "hello");
+        assert_eq!(
+            d[0].settings,
+            Settings {
+                runtime: Some("python3.12".into()),
+                handler: Some("app.handler".into()),
+                memory: Some(128),
+                timeout: Some(3),
+                env: [("GREETING", "hi"), ("PORT", "8080"), ("DEBUG", "true")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                description: Some("says hello".into()),
+            }
+        );
+        let o = Overrides {
+            name: Some("other".into()),
+            memory: Some(256),
+            env: vec![("GREETING".into(), "yo".into()), ("NEW".into(), "1".into())],
+            ..Default::default()
+        };
+        let d = resolve(tmp.path(), &o).unwrap();
+        assert_eq!(d[0].name, "other");
+        assert_eq!(d[0].settings.memory, Some(256));
+        assert_eq!(d[0].settings.timeout, Some(3));
+        assert_eq!(d[0].settings.env["GREETING"], "yo");
+        assert_eq!(d[0].settings.env["NEW"], "1");
+        assert_eq!(d[0].settings.env["PORT"], "8080");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "runtime: python3.12\nmemroy: 128\n",
+        );
+        let e = err(tmp.path(), &Overrides::default());
+        assert!(e.contains("memroy") && e.contains(MANIFEST_FILE), "{e}");
+
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "functions:\n  a: {runtime: python3.12, handlr: x}\n",
+        );
+        let e = err(tmp.path(), &Overrides::default());
+        assert!(e.contains("handlr") && e.contains("functions.a"), "{e}");
+
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "runtime: python3.12\nfunctions:\n  a: {runtime: python3.12}\n",
+        );
+        let e = err(tmp.path(), &Overrides::default());
+        assert!(e.contains("`runtime`") && e.contains("functions"), "{e}");
+    }
+
+    #[test]
+    fn many_form_keeps_file_order_and_resolves_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "functions:\n  zeta: {path: code/z, runtime: python3.12, handler: app.handler}\n  \
+             alpha: {runtime: provided, memory: 256}\n",
+        );
+        write(tmp.path(), "code/z/app.py", "");
+        write(tmp.path(), "alpha/bootstrap", "");
+        let d = resolve(tmp.path(), &Overrides::default()).unwrap();
+        let names: Vec<_> = d.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha"]);
+        assert_eq!(d[0].source, Source::Dir(tmp.path().join("code/z")));
+        assert_eq!(d[1].source, Source::Dir(tmp.path().join("alpha")));
+        assert_eq!(d[1].settings.memory, Some(256));
+
+        // Shared flags apply to all; single-function flags need --name.
+        let o = Overrides {
+            timeout: Some(10),
+            env: vec![("A".into(), "1".into())],
+            ..Default::default()
+        };
+        let d = resolve(tmp.path(), &o).unwrap();
+        assert!(d
+            .iter()
+            .all(|d| d.settings.timeout == Some(10) && d.settings.env["A"] == "1"));
+        let o = Overrides {
+            handler: Some("x.y".into()),
+            ..Default::default()
+        };
+        let e = err(tmp.path(), &o);
+        assert!(e.contains("--handler") && e.contains("--name"), "{e}");
+
+        // --name selects one, and then every flag applies to it.
+        let o = Overrides {
+            name: Some("alpha".into()),
+            runtime: Some("provided.al2023".into()),
+            ..Default::default()
+        };
+        let d = resolve(tmp.path(), &o).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].name, "alpha");
+        assert_eq!(d[0].settings.runtime.as_deref(), Some("provided.al2023"));
+        let o = Overrides {
+            name: Some("nope".into()),
+            ..Default::default()
+        };
+        let e = err(tmp.path(), &o);
+        assert!(e.contains("nope") && e.contains("zeta, alpha"), "{e}");
+    }
+
+    #[test]
+    fn many_form_missing_code_folder_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "functions:\n  a: {path: missing, runtime: provided}\n",
+        );
+        let e = err(tmp.path(), &Overrides::default());
+        assert!(
+            e.contains("functions.a.path") && e.contains("missing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zip_files_and_manifest_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "bundle.zip", "PK");
+        let o = Overrides {
+            runtime: Some("provided".into()),
+            ..Default::default()
+        };
+        let d = resolve(&tmp.path().join("bundle.zip"), &o).unwrap();
+        assert_eq!(d[0].name, "bundle");
+        assert_eq!(d[0].source, Source::Zip(tmp.path().join("bundle.zip")));
+
+        write(tmp.path(), "notes.txt", "");
+        let e = err(&tmp.path().join("notes.txt"), &o);
+        assert!(e.contains(".zip"), "{e}");
+
+        let dir = tmp.path().join("fn");
+        write(&dir, MANIFEST_FILE, "name: via-file\nruntime: provided\n");
+        let d = resolve(&dir.join(MANIFEST_FILE), &Overrides::default()).unwrap();
+        assert_eq!(d[0].name, "via-file");
+        assert_eq!(d[0].source, Source::Dir(dir));
+    }
+
+    #[test]
+    fn env_pairs_parse() {
+        assert_eq!(
+            parse_env_pair("A=b=c").unwrap(),
+            ("A".to_string(), "b=c".to_string())
+        );
+        assert_eq!(parse_env_pair("A=").unwrap(), ("A".into(), "".into()));
+        assert!(parse_env_pair("A").is_err());
+        assert!(parse_env_pair("=x").is_err());
+    }
+}
