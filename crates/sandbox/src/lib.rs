@@ -6,7 +6,7 @@
 //! (`127.0.0.1:9001`) and the read end of the sandbox's stdout+stderr pipe.
 //!
 //! CONTRACT (used by `lambent-invoker`; keep these signatures):
-//! ```ignore
+//! ```text
 //! let host = Host::detect(HostOptions { isolation: Isolation::Full, state_dir })?; // error names what is missing
 //! let layout = host.layout(&code_dir, &runtime_dir);   // paths as the sandboxed process sees them
 //! let sb: Sandbox = host.spawn(&SandboxSpec { .. })?;
