@@ -5,6 +5,7 @@
 //! `{"error": {"code", "message"}}` bodies become [`ClientError::Api`]; a server that cannot be
 //! reached becomes [`ClientError::Unreachable`] with a hint to start one.
 
+use lambent_core::metering::{Advice, Grouping, Prices, UsageRow};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -13,8 +14,9 @@ use std::time::Duration;
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The API answered with an error status and its error body.
-    #[error("{message}")]
+    /// The API answered with an error status and its error body. A 429 reads
+    /// `throttled: <message>` (the message names the limit).
+    #[error("{}", api_text(*status, message))]
     Api {
         status: u16,
         code: String,
@@ -39,6 +41,15 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+}
+
+/// How an API error reads: its message, said to be a throttle for a 429.
+fn api_text(status: u16, message: &str) -> String {
+    if status == 429 {
+        format!("throttled: {message}")
+    } else {
+        message.to_string()
+    }
 }
 
 impl ClientError {
@@ -90,6 +101,12 @@ pub struct Function {
     pub revision: u64,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// At most (and at least) this many concurrent invocations; `None`: the shared pool.
+    pub reserved_concurrency: Option<u64>,
+    /// Sandboxes kept initialized at all times.
+    pub provisioned_concurrency: u64,
+    /// Seconds an idle sandbox stays warm; `None`: the server's keep-alive.
+    pub keep_alive: Option<u64>,
     pub sandboxes: Option<Sandboxes>,
     /// Set by `PUT …?warm=true` when the new revision failed to initialize.
     pub warm_error: Option<String>,
@@ -123,6 +140,12 @@ pub struct FunctionPut {
     pub env: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioned_concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<u32>,
     pub code_sha256: String,
 }
 
@@ -147,6 +170,73 @@ pub struct LogEntry {
 #[serde(default)]
 pub struct Logs {
     pub logs: Vec<LogEntry>,
+}
+
+/// One activation record, from `GET /v1/activations[/{id}]`. Unknown fields are ignored and
+/// the status is kept as text, so that newer servers work.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Activation {
+    pub id: String,
+    pub namespace: String,
+    pub function: String,
+    pub revision: u64,
+    pub trigger: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub duration_us: u64,
+    pub billed_ms: u64,
+    /// The configured memory.
+    pub memory_mb: u64,
+    /// Peak memory used, when measured.
+    pub max_memory_bytes: Option<u64>,
+    pub cold: bool,
+    pub cold_reason: Option<String>,
+    pub init_us: Option<u64>,
+    pub status: String,
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+    pub logs: String,
+}
+
+/// One page of `GET /v1/activations`, newest first.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ActivationPage {
+    pub activations: Vec<Activation>,
+    /// Pass back as `cursor` for the next page; `None` when there is none.
+    pub next_cursor: Option<String>,
+}
+
+/// The filters of `GET /v1/activations`; unset ones are left out of the query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivationFilter {
+    pub function: Option<String>,
+    pub status: Option<String>,
+    pub since_ms: Option<u64>,
+    /// Page size (the server caps it at 1000).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// The filters of `GET /v1/usage`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub since_ms: Option<u64>,
+    pub by: Option<Grouping>,
+    pub function: Option<String>,
+}
+
+/// `GET /v1/usage`: usage and cost per group and in total, right-sizing advice, the prices.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Usage {
+    pub by: Grouping,
+    pub rows: Vec<UsageRow>,
+    pub total: UsageRow,
+    #[serde(default)]
+    pub rightsizing: Vec<Advice>,
+    #[serde(default)]
+    pub prices: Prices,
 }
 
 /// What an invocation returned. A function's failure is not an API failure: it is reported in
@@ -327,6 +417,53 @@ impl Client {
         self.json(&url, self.http.get(&url))
     }
 
+    /// `GET /v1/activations?…`: one page, newest first.
+    pub fn list_activations(
+        &self,
+        filter: &ActivationFilter,
+    ) -> Result<Json<ActivationPage>, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(f) = &filter.function {
+            query.push(("function", f.clone()));
+        }
+        if let Some(s) = &filter.status {
+            query.push(("status", s.clone()));
+        }
+        if let Some(t) = filter.since_ms {
+            query.push(("since_ms", t.to_string()));
+        }
+        if let Some(n) = filter.limit {
+            query.push(("limit", n.to_string()));
+        }
+        if let Some(c) = &filter.cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let url = self.endpoint(&format!("/v1/activations{}", query_string(&query)));
+        self.json(&url, self.http.get(&url))
+    }
+
+    /// `GET /v1/activations/{id}`.
+    pub fn get_activation(&self, id: &str) -> Result<Json<Activation>, ClientError> {
+        let url = self.endpoint(&format!("/v1/activations/{}", path_segment(id)));
+        self.json(&url, self.http.get(&url))
+    }
+
+    /// `GET /v1/usage?…`.
+    pub fn usage(&self, filter: &UsageFilter) -> Result<Json<Usage>, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(t) = filter.since_ms {
+            query.push(("since_ms", t.to_string()));
+        }
+        if let Some(by) = filter.by {
+            query.push(("by", by.as_str().to_string()));
+        }
+        if let Some(f) = &filter.function {
+            query.push(("function", f.clone()));
+        }
+        let url = self.endpoint(&format!("/v1/usage{}", query_string(&query)));
+        self.json(&url, self.http.get(&url))
+    }
+
     fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -432,6 +569,18 @@ fn snippet(body: &[u8]) -> String {
     }
 }
 
+/// `?k=v&…` with the values percent-encoded; empty for no pairs.
+fn query_string(pairs: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&path_segment(v));
+    }
+    out
+}
+
 /// Percent-encodes a function name for a URL path, so that a bad name reaches the server (which
 /// says why it is bad) instead of turning into another path.
 fn path_segment(s: &str) -> String {
@@ -487,6 +636,63 @@ mod tests {
             serde_json::to_value(&body).unwrap(),
             serde_json::json!({"runtime": "python3.12", "code_sha256": "ab"})
         );
+    }
+
+    #[test]
+    fn throttles_say_so() {
+        let e = api_error(
+            "u",
+            429,
+            br#"{"error":{"code":"Throttled","message":"function 'f' reached its reserved concurrency of 0"}}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "throttled: function 'f' reached its reserved concurrency of 0"
+        );
+    }
+
+    #[test]
+    fn queries_are_encoded() {
+        assert_eq!(query_string(&[]), "");
+        assert_eq!(
+            query_string(&[("function", "a b".into()), ("cursor", "17:x/y".into())]),
+            "?function=a%20b&cursor=17%3Ax%2Fy"
+        );
+    }
+
+    #[test]
+    fn usage_parses() {
+        let body = br#"{"by": "function",
+            "rows": [{"key": "default/hello", "invocations": 4, "errors": 1, "throttles": 0,
+                      "cold_starts": 1, "p50_ms": 0.41, "p99_ms": 51.2, "billed_ms": 87,
+                      "gb_seconds": 0.0435, "cost": 1.5e-6}],
+            "total": {"key": "total", "invocations": 4, "errors": 1, "throttles": 0,
+                      "cold_starts": 1, "p50_ms": 0.41, "p99_ms": 51.2, "billed_ms": 87,
+                      "gb_seconds": 0.0435, "cost": 1.5e-6},
+            "rightsizing": [{"namespace": "default", "function": "hello", "memory_mb": 512,
+                             "max_used_mb": 9, "recommended_mb": 128, "cost": 1.5e-6,
+                             "recommended_cost": 9.6e-7, "savings": 5.4e-7}],
+            "prices": {"per_request": 2e-7, "per_gb_second": 1.66667e-5}}"#;
+        let u: Usage = serde_json::from_slice(body).unwrap();
+        assert_eq!(u.by, Grouping::Function);
+        assert_eq!(u.rows[0].invocations, 4);
+        assert_eq!(u.rightsizing[0].max_used_mb, Some(9));
+        assert_eq!(u.prices.per_request, 2e-7);
+    }
+
+    #[test]
+    fn activations_parse_leniently() {
+        let page: ActivationPage = serde_json::from_str(
+            r#"{"activations": [{"id": "a", "status": "success", "cold": true,
+                "cold_reason": "first_request", "max_memory_bytes": null, "new_field": 1}],
+                "next_cursor": null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            page.activations[0].cold_reason.as_deref(),
+            Some("first_request")
+        );
+        assert!(page.next_cursor.is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod duration;
 pub mod manifest;
 pub mod output;
 pub mod package;
@@ -69,6 +70,12 @@ pub enum Command {
     },
     /// Print a function's logs, oldest first.
     Logs(commands::logs::LogsArgs),
+    /// List activations (invocation records), newest first.
+    Activations(commands::activations::ActivationsArgs),
+    /// Show one activation: its record and its logs.
+    Activation(commands::activations::ActivationArgs),
+    /// Show usage and cost, and memory right-sizing advice.
+    Usage(commands::usage::UsageArgs),
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -93,6 +100,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Get { name } => commands::functions::get(&ctx, &name),
         Command::Rm { name } => commands::functions::rm(&ctx, &name),
         Command::Logs(args) => commands::logs::run(&ctx, args),
+        Command::Activations(args) => commands::activations::list(&ctx, args),
+        Command::Activation(args) => commands::activations::get(&ctx, args),
+        Command::Usage(args) => commands::usage::run(&ctx, args),
     };
     match result {
         Ok(code) => code,
@@ -142,6 +152,12 @@ mod tests {
             "--env",
             "B=x=y",
             "--warm",
+            "--reserved-concurrency",
+            "0",
+            "--provisioned-concurrency",
+            "2",
+            "--keep-alive",
+            "60",
         ])
         .unwrap();
         let Command::Deploy(d) = cli.command else {
@@ -156,6 +172,14 @@ mod tests {
                 ("A".to_string(), "1".to_string()),
                 ("B".into(), "x=y".into())
             ]
+        );
+        assert_eq!(
+            (
+                o.reserved_concurrency,
+                o.provisioned_concurrency,
+                o.keep_alive
+            ),
+            (Some(0), Some(2), Some(60))
         );
         assert!(d.warm);
         assert!(Cli::try_parse_from(["lambent", "deploy", "dir", "--env", "novalue"]).is_err());

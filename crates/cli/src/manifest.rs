@@ -10,6 +10,9 @@
 //! timeout: 3             # seconds
 //! env: {GREETING: hi}
 //! description: says hello
+//! reserved_concurrency: 10     # at most (and at least) 10 concurrent invocations
+//! provisioned_concurrency: 1   # sandboxes kept initialized at all times
+//! keep_alive: 60               # seconds an idle sandbox stays warm
 //! ```
 //!
 //! Many functions, each with the folder (or `.zip`) of its code, relative to the file
@@ -40,6 +43,10 @@ pub struct Settings {
     pub timeout: Option<u32>,
     pub env: BTreeMap<String, String>,
     pub description: Option<String>,
+    pub reserved_concurrency: Option<u32>,
+    pub provisioned_concurrency: Option<u32>,
+    /// Seconds.
+    pub keep_alive: Option<u32>,
 }
 
 /// Settings given as `lambent deploy` flags.
@@ -52,6 +59,9 @@ pub struct Overrides {
     pub timeout: Option<u32>,
     pub env: Vec<(String, String)>,
     pub description: Option<String>,
+    pub reserved_concurrency: Option<u32>,
+    pub provisioned_concurrency: Option<u32>,
+    pub keep_alive: Option<u32>,
 }
 
 /// Where a function's code comes from.
@@ -91,6 +101,9 @@ struct SingleYaml {
     #[serde(default, deserialize_with = "env_map")]
     env: BTreeMap<String, String>,
     description: Option<String>,
+    reserved_concurrency: Option<u32>,
+    provisioned_concurrency: Option<u32>,
+    keep_alive: Option<u32>,
 }
 
 /// One entry of the many-functions form.
@@ -105,6 +118,9 @@ struct EntryYaml {
     #[serde(default, deserialize_with = "env_map")]
     env: BTreeMap<String, String>,
     description: Option<String>,
+    reserved_concurrency: Option<u32>,
+    provisioned_concurrency: Option<u32>,
+    keep_alive: Option<u32>,
 }
 
 /// Env values may be written as numbers or booleans (`PORT: 8080`); they are passed as strings.
@@ -203,6 +219,15 @@ impl Overrides {
         if self.description.is_some() {
             s.description.clone_from(&self.description);
         }
+        if self.reserved_concurrency.is_some() {
+            s.reserved_concurrency = self.reserved_concurrency;
+        }
+        if self.provisioned_concurrency.is_some() {
+            s.provisioned_concurrency = self.provisioned_concurrency;
+        }
+        if self.keep_alive.is_some() {
+            s.keep_alive = self.keep_alive;
+        }
     }
 
     /// The flags that only make sense for one function.
@@ -284,6 +309,9 @@ pub fn resolve(path: &Path, overrides: &Overrides) -> Result<Vec<Deployment>> {
                 timeout: y.timeout,
                 env: y.env,
                 description: y.description,
+                reserved_concurrency: y.reserved_concurrency,
+                provisioned_concurrency: y.provisioned_concurrency,
+                keep_alive: y.keep_alive,
             };
             vec![Deployment {
                 name,
@@ -339,6 +367,9 @@ pub fn resolve(path: &Path, overrides: &Overrides) -> Result<Vec<Deployment>> {
                     timeout: y.timeout,
                     env: y.env,
                     description: y.description,
+                    reserved_concurrency: y.reserved_concurrency,
+                    provisioned_concurrency: y.provisioned_concurrency,
+                    keep_alive: y.keep_alive,
                 };
                 out.push(Deployment {
                     name,
@@ -459,7 +490,8 @@ mod tests {
             tmp.path(),
             MANIFEST_FILE,
             "name: hello\nruntime: python3.12\nhandler: app.handler\nmemory: 128\ntimeout: 3\n\
-             env: {GREETING: hi, PORT: 8080, DEBUG: true}\ndescription: says hello\n",
+             env: {GREETING: hi, PORT: 8080, DEBUG: true}\ndescription: says hello\n\
+             reserved_concurrency: 10\nprovisioned_concurrency: 2\nkeep_alive: 60\n",
         );
         let d = resolve(tmp.path(), &Overrides::default()).unwrap();
         assert_eq!(d[0].name, "hello");
@@ -475,16 +507,28 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 description: Some("says hello".into()),
+                reserved_concurrency: Some(10),
+                provisioned_concurrency: Some(2),
+                keep_alive: Some(60),
             }
         );
         let o = Overrides {
             name: Some("other".into()),
             memory: Some(256),
             env: vec![("GREETING".into(), "yo".into()), ("NEW".into(), "1".into())],
+            reserved_concurrency: Some(0),
+            keep_alive: Some(5),
             ..Default::default()
         };
         let d = resolve(tmp.path(), &o).unwrap();
         assert_eq!(d[0].name, "other");
+        assert_eq!(d[0].settings.reserved_concurrency, Some(0));
+        assert_eq!(
+            d[0].settings.provisioned_concurrency,
+            Some(2),
+            "kept from the file"
+        );
+        assert_eq!(d[0].settings.keep_alive, Some(5));
         assert_eq!(d[0].settings.memory, Some(256));
         assert_eq!(d[0].settings.timeout, Some(3));
         assert_eq!(d[0].settings.env["GREETING"], "yo");
@@ -527,7 +571,8 @@ mod tests {
             tmp.path(),
             MANIFEST_FILE,
             "functions:\n  zeta: {path: code/z, runtime: python3.12, handler: app.handler}\n  \
-             alpha: {runtime: provided, memory: 256}\n",
+             alpha: {runtime: provided, memory: 256, reserved_concurrency: 4, \
+             provisioned_concurrency: 1, keep_alive: 30}\n",
         );
         write(tmp.path(), "code/z/app.py", "");
         write(tmp.path(), "alpha/bootstrap", "");
@@ -537,17 +582,36 @@ mod tests {
         assert_eq!(d[0].source, Source::Dir(tmp.path().join("code/z")));
         assert_eq!(d[1].source, Source::Dir(tmp.path().join("alpha")));
         assert_eq!(d[1].settings.memory, Some(256));
+        assert_eq!(
+            (
+                d[1].settings.reserved_concurrency,
+                d[1].settings.provisioned_concurrency,
+                d[1].settings.keep_alive
+            ),
+            (Some(4), Some(1), Some(30))
+        );
+        assert_eq!(
+            (
+                d[0].settings.reserved_concurrency,
+                d[0].settings.provisioned_concurrency,
+                d[0].settings.keep_alive
+            ),
+            (None, None, None),
+            "unset stays unset"
+        );
 
         // Shared flags apply to all; single-function flags need --name.
         let o = Overrides {
             timeout: Some(10),
             env: vec![("A".into(), "1".into())],
+            keep_alive: Some(7),
             ..Default::default()
         };
         let d = resolve(tmp.path(), &o).unwrap();
-        assert!(d
-            .iter()
-            .all(|d| d.settings.timeout == Some(10) && d.settings.env["A"] == "1"));
+        assert!(d.iter().all(|d| d.settings.timeout == Some(10)
+            && d.settings.env["A"] == "1"
+            && d.settings.keep_alive == Some(7)));
+        assert_eq!(d[1].settings.reserved_concurrency, Some(4));
         let o = Overrides {
             handler: Some("x.y".into()),
             ..Default::default()

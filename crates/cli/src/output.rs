@@ -61,7 +61,8 @@ pub fn print_kv(rows: &[(&str, String)]) {
     print_table(&t);
 }
 
-fn now_ms() -> u64 {
+/// The current Unix time in milliseconds.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -75,6 +76,57 @@ pub fn datetime(ms: u64) -> String {
         .ok()
         .and_then(|t| t.format(&fmt).ok())
         .unwrap_or_else(|| ms.to_string())
+}
+
+/// `2026-04-20 12:00:01.042Z` (UTC, with milliseconds) for a Unix time in milliseconds.
+pub fn datetime_ms(ms: u64) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Milliseconds with 3 decimals from microseconds: `812` → `0.812`.
+pub fn ms_from_us(us: u64) -> String {
+    format!("{}.{:03}", us / 1000, us % 1000)
+}
+
+/// A number in plain decimal notation with at least `digits` significant digits (more for
+/// large integers parts): `0.40833375` → `0.408334`, `1.5e-6` → `0.00000150000`, `0` → `0`.
+pub fn significant(x: f64, digits: u32) -> String {
+    if x == 0.0 {
+        return "0".into(); // also -0.0, the sum of nothing
+    }
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor() as i64;
+    let decimals = (i64::from(digits) - 1 - magnitude).clamp(0, 30) as usize;
+    let text = format!("{x:.decimals$}");
+    // Rounding may carry into a new digit (9.999995 → 10.00000): one decimal too many then.
+    let sig: usize = text
+        .trim_start_matches(['-', '0', '.'])
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .count();
+    if sig > digits as usize && decimals > 0 {
+        format!("{x:.prec$}", prec = decimals - 1)
+    } else {
+        text
+    }
+}
+
+/// [`significant`] without trailing zeros: `2e-7` → `0.0000002`, `0.2` → `0.2`.
+pub fn significant_trimmed(x: f64, digits: u32) -> String {
+    let s = significant(x, digits);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// How long ago a Unix time in milliseconds was: `12s ago`, `5m ago`, `3h ago`, `2d ago`.
@@ -107,6 +159,27 @@ mod tests {
         assert_eq!(age_at(1, 2 * 86_400_000 + 1), "2d ago");
         assert_eq!(datetime(0), "1970-01-01 00:00:00Z");
         assert_eq!(datetime(1_700_000_000_123), "2023-11-14 22:13:20Z");
+    }
+
+    #[test]
+    fn precise_numbers() {
+        assert_eq!(datetime_ms(1_700_000_000_042), "2023-11-14 22:13:20.042Z");
+        assert_eq!(ms_from_us(812), "0.812");
+        assert_eq!(ms_from_us(51_200), "51.200");
+        assert_eq!(ms_from_us(0), "0.000");
+        assert_eq!(significant(0.0, 6), "0");
+        assert_eq!(significant(-0.0, 6), "0");
+        assert_eq!(significant(0.408_333_75, 6), "0.408334");
+        assert_eq!(significant(1.5e-6, 6), "0.00000150000");
+        assert_eq!(significant(2e-7, 6), "0.000000200000");
+        assert_eq!(significant(12.345_678, 6), "12.3457");
+        assert_eq!(significant(1_234_567.8, 6), "1234568");
+        assert_eq!(significant(9.999_999_9, 6), "10.0000");
+        assert_eq!(significant(-0.5, 6), "-0.500000");
+        assert_eq!(significant_trimmed(0.20 / 1_000_000.0, 6), "0.0000002");
+        assert_eq!(significant_trimmed(0.000_016_666_7, 6), "0.0000166667");
+        assert_eq!(significant_trimmed(100.0, 6), "100");
+        assert_eq!(significant_trimmed(0.0, 6), "0");
     }
 
     #[test]

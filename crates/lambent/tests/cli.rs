@@ -624,3 +624,220 @@ fn dev_redeploys_on_change() {
     std::fs::write(code.join(".app.py.swp"), "x").unwrap();
     assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
 }
+
+/// A Python function in `<home>/<name>` that prints a line and fails when the event asks to.
+fn flaky_function(home: &Path, name: &str) -> PathBuf {
+    let dir = home.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("app.py"),
+        "def handler(event, context):\n    print('ran', event)\n    \
+         if event.get('fail'):\n        raise ValueError('asked to fail')\n    return 'ok'\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn activations_and_usage_report_what_ran() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &["--price-per-request", "0.001"]);
+    let code = flaky_function(home.path(), "flaky");
+    s.cli(&[
+        "deploy",
+        path_str(&code),
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "app.handler",
+        "--memory",
+        "256",
+    ])
+    .ok();
+    s.cli(&["invoke", "flaky"]).ok();
+    s.cli(&["invoke", "flaky", "--data", r#"{"n":2}"#]).ok();
+    s.cli(&["invoke", "flaky", "--data", r#"{"fail":true}"#])
+        .failed();
+
+    // Newest first, with their statuses.
+    let list = s
+        .cli(&["activations", "--function", "flaky", "-o", "json"])
+        .ok()
+        .json();
+    let rows = list["activations"].as_array().unwrap();
+    let statuses: Vec<&str> = rows.iter().map(|a| a["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["function_error", "success", "success"], "{list}");
+    assert!(rows.iter().all(|a| a["function"] == "flaky"));
+    assert_eq!(rows[2]["cold"], true, "the first one started a sandbox");
+    assert_eq!(rows[0]["error_type"], "ValueError");
+    let newest = rows[0]["id"].as_str().unwrap().to_string();
+    let oldest = rows[2]["id"].as_str().unwrap().to_string();
+
+    let two = s
+        .cli(&["activations", "--limit", "2", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(two["activations"].as_array().unwrap().len(), 2);
+    let failed = s
+        .cli(&[
+            "activations",
+            "--status",
+            "function_error",
+            "--since",
+            "1h",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(failed["activations"].as_array().unwrap().len(), 1);
+    let table = s.cli(&["activations", "--function", "flaky"]).ok().stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("DURATION"),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(
+        lines[1].contains(&newest) && lines[1].contains("ValueError"),
+        "{table}"
+    );
+    assert!(
+        lines[3].contains("/256"),
+        "max used / configured MB: {table}"
+    );
+
+    // One activation: the record, then its logs.
+    let out = s.cli(&["activation", &oldest]).ok().stdout;
+    assert!(out.contains("status:") && out.contains("success"), "{out}");
+    assert!(out.contains("cold:") && out.contains("yes ("), "{out}");
+    assert!(out.contains("init duration:"), "{out}");
+    assert!(
+        out.contains(&format!("REPORT RequestId: {oldest}")),
+        "{out}"
+    );
+    assert!(out.contains("ran {}"), "the function's output: {out}");
+    let one = s.cli(&["activation", &newest, "-o", "json"]).ok().json();
+    assert_eq!(one["id"], newest.as_str());
+    assert_eq!(one["error_message"], "asked to fail");
+    let out = s.cli(&["activation", "no-such-id"]).failed();
+    assert!(out.stderr.contains("no-such-id"), "{out:?}");
+
+    // Usage counts them, at the prices `up` was given.
+    let usage = s.cli(&["usage", "-o", "json"]).ok().json();
+    let row = &usage["rows"][0];
+    assert_eq!(row["key"], "default/flaky", "{usage}");
+    assert_eq!(
+        (row["invocations"].as_u64(), row["errors"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(usage["total"]["invocations"], 3);
+    assert_eq!(usage["prices"]["per_request"], 0.001);
+    let cost = usage["total"]["cost"].as_f64().unwrap();
+    let gb_s = usage["total"]["gb_seconds"].as_f64().unwrap();
+    let per_gb_s = usage["prices"]["per_gb_second"].as_f64().unwrap();
+    assert!((cost - (0.003 + gb_s * per_gb_s)).abs() < 1e-12, "{usage}");
+    assert_eq!(usage["rightsizing"][0]["memory_mb"], 256);
+    assert_eq!(
+        usage["rightsizing"][0]["recommended_mb"], 128,
+        "a small function needs less: {usage}"
+    );
+
+    let table = s.cli(&["usage", "--since", "1d"]).ok().stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("KEY") && lines[0].contains("COST($)"),
+        "{table}"
+    );
+    assert!(lines[1].starts_with("default/flaky"), "{table}");
+    let total: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(total[..4], ["TOTAL", "3", "1", "0"], "{table}");
+    assert!(table.contains("right-sizing"), "{table}");
+    assert!(
+        table.contains("256 MB") && table.contains("128 MB"),
+        "{table}"
+    );
+    let by_day = s.cli(&["usage", "--by", "day", "-o", "json"]).ok().json();
+    assert_eq!(by_day["by"], "day");
+    assert_eq!(s.cli(&["usage", "--by", "week"]).code, 2);
+}
+
+#[test]
+fn reserved_and_provisioned_concurrency_from_flags_and_lambent_yaml() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &["--keep-alive", "120"]);
+    let code = flaky_function(home.path(), "stopped");
+
+    // Reserved concurrency 0 stops a function: invocations are throttled (429), exit 1.
+    let f = s
+        .cli(&[
+            "deploy",
+            path_str(&code),
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+            "--reserved-concurrency",
+            "0",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(f["reserved_concurrency"], 0);
+    let out = s.cli(&["invoke", "stopped"]).failed();
+    assert!(
+        out.stderr.starts_with("error: throttled: ") && out.stderr.contains("reserved"),
+        "{out:?}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let usage = s
+        .cli(&["usage", "--function", "stopped", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(usage["total"]["throttles"], 1, "{usage}");
+    assert_eq!(usage["total"]["invocations"], 0, "{usage}");
+
+    // lambent.yaml: a provisioned sandbox is ready when the deploy returns.
+    let app = home.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(code.join("app.py"), app.join("app.py")).unwrap();
+    std::fs::write(
+        app.join("lambent.yaml"),
+        "name: ready\nruntime: python3.12\nhandler: app.handler\nreserved_concurrency: 2\n\
+         provisioned_concurrency: 1\nkeep_alive: 30\n",
+    )
+    .unwrap();
+    s.cli(&["deploy", path_str(&app)]).ok();
+    let f = s.cli(&["get", "ready", "-o", "json"]).ok().json();
+    assert_eq!(f["sandboxes"]["idle"], 1, "{f}");
+    assert_eq!(f["provisioned_concurrency"], 1, "{f}");
+    assert_eq!(f["reserved_concurrency"], 2, "{f}");
+    assert_eq!(f["keep_alive"], 30, "{f}");
+    let got = s.cli(&["get", "ready"]).ok().stdout;
+    assert!(got.contains("1 idle"), "{got}");
+    assert!(got.contains("keep-alive:") && got.contains("30 s"), "{got}");
+    let out = s.cli(&["invoke", "ready"]).ok();
+    assert_eq!(out.stdout.trim(), "\"ok\"");
+    let a = s
+        .cli(&["activations", "--function", "ready", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        a["activations"][0]["cold"], false,
+        "provisioned: warm at once"
+    );
+
+    // The server's limits are checked when deploying: provisioned above reserved is refused.
+    let out = s
+        .cli(&[
+            "deploy",
+            path_str(&app),
+            "--reserved-concurrency",
+            "1",
+            "--provisioned-concurrency",
+            "2",
+        ])
+        .failed();
+    assert!(out.stderr.contains("provisioned"), "{out:?}");
+}

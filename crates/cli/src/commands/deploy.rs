@@ -36,6 +36,17 @@ pub struct DeployArgs {
     /// A description (overrides lambent.yaml).
     #[arg(long)]
     pub description: Option<String>,
+    /// At most this many concurrent invocations, and this many guaranteed (carved out of the
+    /// namespace's limit); 0 stops the function (overrides lambent.yaml).
+    #[arg(long, value_name = "N")]
+    pub reserved_concurrency: Option<u32>,
+    /// Sandboxes kept initialized at all times; the deploy waits for them (overrides
+    /// lambent.yaml).
+    #[arg(long, value_name = "N")]
+    pub provisioned_concurrency: Option<u32>,
+    /// Seconds an idle sandbox stays warm [default: the server's] (overrides lambent.yaml).
+    #[arg(long, value_name = "SECS")]
+    pub keep_alive: Option<u32>,
     /// Return only once a sandbox of the new code is initialized (reports init errors).
     #[arg(long)]
     pub warm: bool,
@@ -51,6 +62,9 @@ impl DeployArgs {
             timeout: self.timeout,
             env: self.env.clone(),
             description: self.description.clone(),
+            reserved_concurrency: self.reserved_concurrency,
+            provisioned_concurrency: self.provisioned_concurrency,
+            keep_alive: self.keep_alive,
         }
     }
 }
@@ -139,6 +153,9 @@ pub fn deploy_one(client: &Client, d: &Deployment, warm: bool) -> Result<Json<Fu
         timeout: s.timeout,
         env: s.env.clone(),
         description: s.description.clone(),
+        reserved_concurrency: s.reserved_concurrency,
+        provisioned_concurrency: s.provisioned_concurrency,
+        keep_alive: s.keep_alive,
         code_sha256: sha,
     };
     Ok(client.put_function(&d.name, &body, warm)?)

@@ -5,7 +5,7 @@
 //! used from async code) can talk to the server from it. SIGINT and SIGTERM are turned into a
 //! callback; a second one exits at once.
 
-use crate::config;
+use crate::{config, duration};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::net::SocketAddr;
@@ -24,9 +24,74 @@ pub struct ServerArgs {
     /// Run functions as plain processes without isolation, e.g. when not root (development only).
     #[arg(long)]
     pub insecure_no_sandbox: bool,
+    /// Seconds an idle sandbox stays warm, for functions that do not set their own keep_alive
+    /// [default: 300].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_alive: Option<u64>,
+    /// Concurrent invocations per namespace; functions' reserved concurrency is carved out of
+    /// it [default: 1000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub namespace_concurrency: Option<u32>,
+    /// Memory budget of all live sandboxes, in MB (their configured memory adds up to at most
+    /// this) [default: 3/4 of the host's memory].
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_budget: Option<u64>,
+    /// How long an invocation may wait for sandbox memory to free up before it is throttled
+    /// (429) [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub queue_timeout_ms: Option<u64>,
+    /// How long activation records are kept: 12h, 7d, 2w, … [default: 7d].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    pub activation_retention: Option<Duration>,
+    /// Price per request in USD, for cost reports [default: 0.0000002, AWS Lambda's x86 list
+    /// price].
+    #[arg(long, value_name = "USD", value_parser = parse_price)]
+    pub price_per_request: Option<f64>,
+    /// Price per GB-second in USD, for cost reports [default: 0.0000166667, AWS Lambda's x86
+    /// list price].
+    #[arg(long, value_name = "USD", value_parser = parse_price)]
+    pub price_per_gb_second: Option<f64>,
+}
+
+/// A price: a finite number, 0 or more.
+fn parse_price(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err(format!(
+            "invalid price '{s}': expected a number of US dollars, e.g. 0.0000002"
+        )),
+    }
 }
 
 impl ServerArgs {
+    /// The server options these flags say; unset flags keep the server's defaults.
+    pub fn options(&self, data_dir: PathBuf) -> lambent_server::ServerOptions {
+        let mut opts = lambent_server::ServerOptions::new(self.listen, data_dir);
+        opts.insecure_no_sandbox = self.insecure_no_sandbox;
+        if let Some(s) = self.keep_alive {
+            opts.keep_alive = Duration::from_secs(s);
+        }
+        if let Some(n) = self.namespace_concurrency {
+            opts.namespace_concurrency = n;
+        }
+        if self.memory_budget.is_some() {
+            opts.memory_budget_mb = self.memory_budget;
+        }
+        if let Some(ms) = self.queue_timeout_ms {
+            opts.queue_timeout = Duration::from_millis(ms);
+        }
+        if let Some(d) = self.activation_retention {
+            opts.activation_retention = d;
+        }
+        if let Some(p) = self.price_per_request {
+            opts.prices.per_request = p;
+        }
+        if let Some(p) = self.price_per_gb_second {
+            opts.prices.per_gb_second = p;
+        }
+        opts
+    }
+
     pub fn data_dir(&self) -> Result<PathBuf> {
         match &self.data_dir {
             Some(d) => Ok(d.clone()),
@@ -53,8 +118,7 @@ impl Embedded {
             .thread_name("lambent-server")
             .build()
             .context("cannot start the async runtime")?;
-        let mut opts = lambent_server::ServerOptions::new(args.listen, data_dir.clone());
-        opts.insecure_no_sandbox = args.insecure_no_sandbox;
+        let mut opts = args.options(data_dir.clone());
         opts.api_key = config::env_api_key();
         let server = rt
             .block_on(lambent_server::start(opts))
@@ -138,4 +202,88 @@ fn init_logging(default: &str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn options(args: &[&str]) -> lambent_server::ServerOptions {
+        let cmd = Cmd::try_parse_from(std::iter::once("up").chain(args.iter().copied())).unwrap();
+        cmd.server.options(PathBuf::from("/data"))
+    }
+
+    #[test]
+    fn defaults_are_the_servers_and_the_documented_ones() {
+        let o = options(&[]);
+        let server = lambent_server::ServerOptions::new(o.listen, PathBuf::from("/data"));
+        // The help texts name these defaults.
+        assert_eq!(o.keep_alive, Duration::from_secs(300));
+        assert_eq!(o.namespace_concurrency, 1000);
+        assert_eq!(o.memory_budget_mb, None);
+        assert_eq!(o.queue_timeout, Duration::from_millis(2000));
+        assert_eq!(o.activation_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(o.prices, lambent_core::metering::Prices::default());
+        assert!((o.prices.per_request - 0.000_000_2).abs() < 1e-18);
+        assert_eq!(o.prices.per_gb_second, 0.000_016_666_7);
+        assert_eq!(
+            (o.keep_alive, o.namespace_concurrency, o.queue_timeout),
+            (
+                server.keep_alive,
+                server.namespace_concurrency,
+                server.queue_timeout
+            )
+        );
+        assert!(!o.insecure_no_sandbox);
+    }
+
+    #[test]
+    fn flags_map_to_options() {
+        let o = options(&[
+            "--keep-alive",
+            "60",
+            "--namespace-concurrency",
+            "50",
+            "--memory-budget",
+            "2048",
+            "--queue-timeout-ms",
+            "500",
+            "--activation-retention",
+            "1d",
+            "--price-per-request",
+            "0.0000001",
+            "--price-per-gb-second",
+            "0.00001",
+            "--insecure-no-sandbox",
+        ]);
+        assert_eq!(o.keep_alive, Duration::from_secs(60));
+        assert_eq!(o.namespace_concurrency, 50);
+        assert_eq!(o.memory_budget_mb, Some(2048));
+        assert_eq!(o.queue_timeout, Duration::from_millis(500));
+        assert_eq!(o.activation_retention, Duration::from_secs(86_400));
+        assert_eq!(o.prices.per_request, 0.000_000_1);
+        assert_eq!(o.prices.per_gb_second, 0.000_01);
+        assert!(o.insecure_no_sandbox);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for bad in [
+            &["--keep-alive", "0"][..],
+            &["--namespace-concurrency", "0"],
+            &["--activation-retention", "7"],
+            &["--price-per-request", "-1"],
+            &["--price-per-gb-second", "NaN"],
+        ] {
+            let args = std::iter::once("up").chain(bad.iter().copied());
+            assert!(Cmd::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
 }

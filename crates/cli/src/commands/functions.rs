@@ -63,6 +63,20 @@ pub fn get(ctx: &Ctx, name: &str) -> Result<ExitCode> {
                 f.description.clone()
             },
         ),
+        (
+            "reserved concurrency",
+            f.reserved_concurrency
+                .map_or_else(|| "-".into(), |n| n.to_string()),
+        ),
+        (
+            "provisioned concurrency",
+            f.provisioned_concurrency.to_string(),
+        ),
+        (
+            "keep-alive",
+            f.keep_alive
+                .map_or_else(|| "server default".into(), |s| format!("{s} s")),
+        ),
         ("revision", f.revision.to_string()),
         (
             "code",

@@ -1,12 +1,14 @@
 //! The commands, one module each, and what they share: the connection settings ([`Ctx`]) and
 //! how errors are reported.
 
+pub mod activations;
 pub mod deploy;
 pub mod dev;
 pub mod functions;
 pub mod invoke;
 pub mod logs;
 pub mod up;
+pub mod usage;
 
 mod embedded;
 

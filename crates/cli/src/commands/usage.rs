@@ -1,0 +1,185 @@
+//! `lambent usage [--since 24h] [--by function|namespace|day] [--function F]`: invocations,
+//! errors, latency, GB-seconds and cost per group and in total, then memory right-sizing advice.
+
+use super::Ctx;
+use crate::client::{Usage, UsageFilter};
+use crate::duration;
+use crate::output::{self, ms_from_us, now_ms, significant, significant_trimmed};
+use anyhow::Result;
+use clap::Args;
+use lambent_core::metering::{Advice, Grouping, UsageRow, HEADROOM, MEMORY_STEP_MB};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Significant digits of costs and GB-seconds (enough to tell a million invocations apart).
+const DIGITS: u32 = 6;
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The last while to report on: 30m, 24h, 7d, 1w, …
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = duration::parse)]
+    pub since: Duration,
+    /// One row per function, per namespace, or per UTC day.
+    #[arg(long, default_value = "function", value_name = "GROUPING", value_parser = groupings())]
+    pub by: Grouping,
+    /// Only this function's activations.
+    #[arg(long, value_name = "NAME")]
+    pub function: Option<String>,
+}
+
+fn groupings() -> impl clap::builder::TypedValueParser<Value = Grouping> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Grouping::ALL.map(Grouping::as_str))
+        .map(|s| s.parse::<Grouping>().expect("a possible value"))
+}
+
+pub fn run(ctx: &Ctx, args: UsageArgs) -> Result<ExitCode> {
+    let filter = UsageFilter {
+        since_ms: Some(duration::ago_ms(args.since, now_ms())),
+        by: Some(args.by),
+        function: args.function,
+    };
+    let usage = ctx.client()?.usage(&filter)?;
+    if ctx.json() {
+        output::print_raw_json(&usage.raw);
+    } else {
+        print_usage(&usage);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_usage(u: &Usage) {
+    let mut t = output::table(&[
+        "KEY",
+        "INVOCATIONS",
+        "ERRORS",
+        "THROTTLES",
+        "COLD",
+        "P50(ms)",
+        "P99(ms)",
+        "GB-S",
+        "COST($)",
+    ]);
+    for row in &u.rows {
+        t.add_row(usage_cells(&row.key, row));
+    }
+    t.add_row(usage_cells("TOTAL", &u.total));
+    output::print_table(&t);
+
+    if !u.rightsizing.is_empty() {
+        println!();
+        println!("right-sizing");
+        let mut t = output::table(&[
+            "FUNCTION",
+            "MEMORY",
+            "MAX-USED",
+            "RECOMMENDED",
+            "COST($)",
+            "RECOMMENDED-COST($)",
+            "SAVINGS($)",
+        ]);
+        for a in &u.rightsizing {
+            t.add_row(advice_cells(a));
+        }
+        output::print_table(&t);
+        println!(
+            "recommended: max used × {HEADROOM} rounded up to {MEMORY_STEP_MB} MB (never above the \
+             current memory); its cost assumes the same durations, though less memory also means \
+             less CPU"
+        );
+    }
+    println!(
+        "prices: ${} per million requests, ${} per GB-second",
+        significant_trimmed(u.prices.per_request * 1e6, DIGITS),
+        significant_trimmed(u.prices.per_gb_second, DIGITS)
+    );
+}
+
+fn usage_cells(key: &str, r: &UsageRow) -> Vec<String> {
+    vec![
+        key.to_string(),
+        r.invocations.to_string(),
+        r.errors.to_string(),
+        r.throttles.to_string(),
+        r.cold_starts.to_string(),
+        ms(r.p50_ms),
+        ms(r.p99_ms),
+        significant(r.gb_seconds, DIGITS),
+        significant(r.cost, DIGITS),
+    ]
+}
+
+fn advice_cells(a: &Advice) -> Vec<String> {
+    vec![
+        format!("{}/{}", a.namespace, a.function),
+        format!("{} MB", a.memory_mb),
+        a.max_used_mb
+            .map_or_else(|| "-".into(), |mb| format!("{mb} MB")),
+        format!("{} MB", a.recommended_mb),
+        significant(a.cost, DIGITS),
+        significant(a.recommended_cost, DIGITS),
+        significant(a.savings, DIGITS),
+    ]
+}
+
+/// Milliseconds with 3 decimals (the API's percentiles are µs precise).
+fn ms(v: f64) -> String {
+    ms_from_us((v * 1000.0).round().max(0.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_read_well() {
+        let row = UsageRow {
+            key: "default/hello".into(),
+            invocations: 4,
+            errors: 1,
+            throttles: 2,
+            cold_starts: 1,
+            p50_ms: 0.41,
+            p99_ms: 51.2,
+            billed_ms: 87,
+            gb_seconds: 0.0435,
+            cost: 1.5e-6,
+        };
+        assert_eq!(
+            usage_cells("TOTAL", &row),
+            [
+                "TOTAL",
+                "4",
+                "1",
+                "2",
+                "1",
+                "0.410",
+                "51.200",
+                "0.0435000",
+                "0.00000150000"
+            ]
+        );
+        let a = Advice {
+            namespace: "default".into(),
+            function: "hello".into(),
+            memory_mb: 512,
+            max_used_mb: None,
+            recommended_mb: 512,
+            cost: 0.408_333_75,
+            recommended_cost: 0.408_333_75,
+            savings: 0.0,
+        };
+        assert_eq!(
+            advice_cells(&a),
+            [
+                "default/hello",
+                "512 MB",
+                "-",
+                "512 MB",
+                "0.408334",
+                "0.408334",
+                "0"
+            ]
+        );
+    }
+}
