@@ -277,6 +277,36 @@ impl Cgroups {
         })
     }
 
+    /// Removes empty sandbox cgroups left behind by a server that died without cleaning up
+    /// (its sandboxes die with it). Only directories untouched for a minute go, so a sandbox
+    /// another server is creating right now is never removed; a non-empty cgroup cannot be.
+    pub(crate) fn remove_stale(&self) {
+        let parents: Vec<&PathBuf> = match &self.hierarchy {
+            Hierarchy::V1 { distinct, .. } => distinct.iter().collect(),
+            Hierarchy::V2 { parent, .. } => vec![parent],
+        };
+        let mut removed = 0;
+        for parent in parents {
+            let Ok(entries) = std::fs::read_dir(parent) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let stale = entry
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .is_some_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(60)));
+                let sandbox = entry.file_name().to_string_lossy().starts_with("sb-");
+                if sandbox && stale && self.fs.rmdir(&entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!("removed {removed} empty cgroups of sandboxes from an earlier run");
+        }
+    }
+
     pub(crate) fn version(&self) -> CgroupVersion {
         match self.hierarchy {
             Hierarchy::V1 { .. } => CgroupVersion::V1,
@@ -304,6 +334,7 @@ impl Cgroups {
                         freezer: freezer.join(id),
                     },
                     peak: None,
+                    events: None,
                 };
                 for parent in distinct {
                     cg.make_dir(parent.join(id))?;
@@ -322,6 +353,11 @@ impl Cgroups {
                     let shares = cpu_shares(limits.memory_mb).to_string();
                     cg.set(&cpu.join(id).join("cpu.shares"), &shares)?;
                 }
+                cg.peak = self
+                    .fs
+                    .open(&memory.join("memory.max_usage_in_bytes"), true)
+                    .ok();
+                cg.events = self.fs.open(&memory.join("memory.oom_control"), false).ok();
                 Ok(cg)
             }
             Hierarchy::V2 { parent, cpu } => {
@@ -331,6 +367,7 @@ impl Cgroups {
                     dirs: Vec::new(),
                     kind: Kind::V2 { dir: dir.clone() },
                     peak: None,
+                    events: None,
                 };
                 cg.make_dir(dir.clone())?;
                 cg.set(&dir.join("memory.max"), &limits.memory_bytes().to_string())?;
@@ -352,6 +389,7 @@ impl Cgroups {
                     .open(&peak, true)
                     .or_else(|_| self.fs.open(&peak, false))
                     .ok();
+                cg.events = self.fs.open(&dir.join("memory.events"), false).ok();
                 Ok(cg)
             }
         }
@@ -443,8 +481,11 @@ pub(crate) struct SandboxCgroup {
     /// Every directory created, in creation order (one per v1 hierarchy, one on v2).
     dirs: Vec<PathBuf>,
     kind: Kind,
-    /// v2 `memory.peak`, kept open: a reset applies to reads through the same descriptor.
+    /// v2 `memory.peak` or v1 `memory.max_usage_in_bytes`, kept open: a v2 reset applies to
+    /// reads through the same descriptor, and both spare an `open` per invocation.
     peak: Option<File>,
+    /// v2 `memory.events` or v1 `memory.oom_control`, kept open (read once per invocation).
+    events: Option<File>,
 }
 
 impl SandboxCgroup {
@@ -502,7 +543,12 @@ impl SandboxCgroup {
     /// Highest memory use since creation or the last reset, in bytes.
     pub(crate) fn memory_peak_bytes(&self) -> Option<u64> {
         match (&self.kind, &self.peak) {
-            (Kind::V1 { memory, .. }, _) => self
+            (Kind::V1 { .. }, Some(file)) => {
+                let mut buf = [0u8; 32];
+                let n = file.read_at(&mut buf, 0).ok()?;
+                std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+            }
+            (Kind::V1 { memory, .. }, None) => self
                 .fs
                 .read(&memory.join("memory.max_usage_in_bytes"))
                 .ok()?
@@ -527,7 +573,8 @@ impl SandboxCgroup {
     /// Starts a new peak-measuring window (best effort: v2 needs Linux ≥ 6.12).
     pub(crate) fn reset_memory_peak(&self) {
         let result = match (&self.kind, &self.peak) {
-            (Kind::V1 { memory, .. }, _) => self
+            (Kind::V1 { .. }, Some(file)) => file.write_at(b"0", 0).map(|_| ()),
+            (Kind::V1 { memory, .. }, None) => self
                 .fs
                 .write(&memory.join("memory.max_usage_in_bytes"), "0"),
             (Kind::V2 { .. }, Some(file)) => (&*file).write_all(b"reset\n"),
@@ -544,11 +591,16 @@ impl SandboxCgroup {
             Kind::V1 { memory, .. } => (memory.join("memory.oom_control"), "oom_kill"),
             Kind::V2 { dir } => (dir.join("memory.events"), "oom_kill"),
         };
-        self.fs
-            .read(&path)
-            .ok()
-            .and_then(|c| keyed_value(&c, key))
-            .unwrap_or(0)
+        let content = match &self.events {
+            Some(file) => {
+                let mut buf = [0u8; 1024];
+                file.read_at(&mut buf, 0)
+                    .ok()
+                    .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+            }
+            None => self.fs.read(&path).ok(),
+        };
+        content.and_then(|c| keyed_value(&c, key)).unwrap_or(0)
     }
 
     /// Stops every task and waits until the kernel says they all are stopped.
@@ -612,6 +664,7 @@ impl SandboxCgroup {
 impl Drop for SandboxCgroup {
     fn drop(&mut self) {
         self.peak = None;
+        self.events = None;
         let start = Instant::now();
         for dir in self.dirs.iter().rev() {
             let mut pause = Duration::from_micros(100);

@@ -159,6 +159,7 @@ impl FullHost {
             }
         }
         let cgroups = Cgroups::detect(Arc::new(HostFs), Path::new(CGROUP_ROOT))?;
+        cgroups.remove_stale();
         if cgroups.version() == CgroupVersion::V1 {
             match cgroup::favor_dynamic_modifications() {
                 Ok(true) => tracing::info!("turned on the kernel's cgroup favordynmods option for fast cgroup moves"),

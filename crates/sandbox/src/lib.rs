@@ -58,9 +58,10 @@
 //! cgroups with the memory, pids and freezer controllers (v1, hybrid or v2). On cgroup v1 hosts
 //! `Host::detect` turns on the kernel's global `favordynmods` cgroup option (see `cgroup.rs`):
 //! without it every sandbox start waits 10-15 ms for an RCU grace period. Sandbox cgroups live
-//! under `<hierarchy>/lambent/`; if the server dies, its sandboxes keep running there until
-//! killed (nothing is cleaned up automatically at start-up, since another server may share the
-//! host).
+//! under `<hierarchy>/lambent/sb-*`; when the server dies, runtime clients see their
+//! Runtime API connection close and exit, and `Host::detect` removes the empty cgroups left behind
+//! (only those untouched for a minute, so another server sharing the host is never disturbed); a
+//! process that outlives its runtime keeps its cgroup until it is killed.
 //!
 //! # Modules
 //! - `host`: detection of what the host offers, `Host::spawn` (the parent's half);
