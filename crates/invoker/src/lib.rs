@@ -52,6 +52,10 @@ pub struct InvokerConfig {
     pub memory_budget_mb: u64,
     /// How long an invocation may wait for memory to free up before it is throttled.
     pub queue_timeout: Duration,
+    /// Freeze idle sandboxes (cgroup freezer) and thaw them for their next invocation: idle
+    /// sandboxes then use no CPU at all (background threads included), at the price of a thaw
+    /// on the warm path. Off by default; the benchmark measures both.
+    pub freeze_idle: bool,
 }
 
 impl Default for InvokerConfig {
@@ -67,6 +71,7 @@ impl Default for InvokerConfig {
             namespace_concurrency: lambent_core::limits::MAX_CONCURRENCY,
             memory_budget_mb: host_memory_mb().map_or(4096, |mb| mb * 3 / 4),
             queue_timeout: Duration::from_secs(2),
+            freeze_idle: false,
         }
     }
 }
@@ -146,6 +151,8 @@ pub(crate) struct Instance {
     logs: LogCapture,
     exit: AsyncFd<OwnedFd>,
     pub(crate) last_used: Instant,
+    /// Frozen while idle (`InvokerConfig::freeze_idle`).
+    frozen: bool,
     // Dropped after the server and the log reader stop: kills the process tree.
     sandbox: Sandbox,
     // Dropped last: the memory returns to the budget once the sandbox is gone.
@@ -567,7 +574,15 @@ impl Inner {
             let freed = self.budget.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(instance) = pool.take_idle() {
+            if let Some(mut instance) = pool.take_idle() {
+                if instance.frozen {
+                    if let Err(e) = instance.sandbox.thaw() {
+                        tracing::warn!("could not thaw a sandbox: {e}");
+                        pool.lose(instance, ColdReason::Evicted);
+                        continue;
+                    }
+                    instance.frozen = false;
+                }
                 break Ok(Acquired::Warm(Box::new(instance)));
             }
             let reason = pool.cold_reason();
@@ -593,9 +608,22 @@ impl Inner {
     }
 
     /// Returns a sandbox to its pool after a successful invocation and wakes waiters.
-    fn release(&self, pool: &Pool, instance: Instance) {
-        pool.release(instance);
-        self.budget.freed.notify_waiters();
+    fn release(&self, pool: &Arc<Pool>, mut instance: Instance) {
+        if !self.config.freeze_idle {
+            pool.release(instance);
+            self.budget.freed.notify_waiters();
+            return;
+        }
+        // Freezing waits for the kernel: off the invocation's path.
+        let (pool, budget) = (pool.clone(), self.budget.clone());
+        tokio::task::spawn_blocking(move || {
+            match instance.sandbox.freeze() {
+                Ok(()) => instance.frozen = true,
+                Err(e) => tracing::warn!("could not freeze an idle sandbox: {e}"),
+            }
+            pool.release(instance);
+            budget.freed.notify_waiters();
+        });
     }
 
     /// The answer to an invocation a limit refused: a 429 for the caller, and a record.
@@ -729,6 +757,7 @@ impl Inner {
                 )?,
                 exit,
                 last_used: Instant::now(),
+                frozen: false,
                 sandbox,
                 _memory: lease,
             })

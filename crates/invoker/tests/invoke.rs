@@ -172,3 +172,41 @@ async fn node_and_init_errors() {
     );
     invoker.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_idle_sandboxes_are_thawed_for_their_next_invocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = tmp.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    let config = InvokerConfig {
+        runtime_dir: runtimes(),
+        freeze_idle: true,
+        ..Default::default()
+    };
+    let invoker = Invoker::new(host(&tmp.path().join("state")), config, None);
+    let dep = deployment(
+        &code,
+        "frozen",
+        "python",
+        "app.handler",
+        &[(
+            "app.py",
+            "n = 0\ndef handler(event, context):\n    global n\n    n += 1\n    return n\n",
+        )],
+        3,
+    );
+    for expected in 1..=3 {
+        let r = call(&invoker, &dep, "{}").await;
+        assert_eq!(r.activation.status, ActivationStatus::Success, "{r:?}");
+        assert_eq!(&r.body[..], expected.to_string().as_bytes());
+        // Let the background freeze finish before the next call takes the sandbox.
+        for _ in 0..100 {
+            if invoker.counts(None, None).idle == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(invoker.counts(None, None).idle, 1);
+    }
+    invoker.shutdown();
+}

@@ -3,6 +3,7 @@
 //!
 //! - warm invoke of a Python no-op through `POST /v1/functions/{name}/invoke`, against
 //!   `GET /healthz` over the same HTTP client (the platform's own round trip);
+//! - the same with idle sandboxes frozen (cgroup freezer) between invocations;
 //! - warm invoke of a compiled `provided` echo function through the platform, against the same
 //!   kind of warm runtime called directly through its Runtime API (no HTTP client, gateway or
 //!   invoker): the difference is the platform's overhead per warm invoke;
@@ -312,12 +313,31 @@ fn main() {
             warm.push(d);
             health.push(b.health().await);
         }
+        let warm = stats(warm);
+        row("python warm invoke", &warm, "GET /healthz", &stats(health));
+
+        // The same with idle sandboxes frozen between invocations (a thaw on the warm path).
+        let (frozen_server, frozen, _frozen_data) = Bench::start(|o| o.freeze_idle = true).await;
+        frozen
+            .deploy("noop", "python", "app.handler", &[("app.py", noop)])
+            .await;
+        let mut thawed = Vec::with_capacity(n);
+        for i in 0..n + 20 {
+            // Give the background freeze time to finish, as between real requests.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let (d, cold) = frozen.invoke("noop").await;
+            // A call that found the sandbox still freezing started another: not a warm sample.
+            if i >= 20 && !cold {
+                thawed.push(d);
+            }
+        }
         row(
+            "python warm invoke, idle frozen",
+            &stats(thawed),
             "python warm invoke",
-            &stats(warm),
-            "GET /healthz",
-            &stats(health),
+            &warm,
         );
+        frozen_server.shutdown().await;
 
         // Warm invoke of the compiled echo runtime, beside the same runtime called directly.
         let echo = echo_runtime();

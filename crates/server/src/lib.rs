@@ -53,6 +53,8 @@ pub struct ServerOptions {
     pub prices: Prices,
     /// Write activation records (turned off only to measure what recording costs).
     pub record_activations: bool,
+    /// Freeze idle sandboxes, thaw them on their next invocation.
+    pub freeze_idle: bool,
 }
 
 impl ServerOptions {
@@ -70,6 +72,7 @@ impl ServerOptions {
             activation_retention: Duration::from_secs(7 * 24 * 3600),
             prices: Prices::default(),
             record_activations: true,
+            freeze_idle: false,
         }
     }
 }
@@ -189,6 +192,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         namespace_concurrency: opts.namespace_concurrency,
         memory_budget_mb: opts.memory_budget_mb.unwrap_or(defaults.memory_budget_mb),
         queue_timeout: opts.queue_timeout,
+        freeze_idle: opts.freeze_idle,
         ..defaults
     };
     let invoker = Invoker::new(host, config, opts.record_activations.then_some(sink));

@@ -51,6 +51,10 @@ pub struct ServerArgs {
     /// list price].
     #[arg(long, value_name = "USD", value_parser = parse_price)]
     pub price_per_gb_second: Option<f64>,
+    /// Freeze idle sandboxes (cgroup freezer) and thaw them for their next invocation: no CPU
+    /// for idle sandboxes, a thaw on the warm path.
+    #[arg(long)]
+    pub freeze_idle: bool,
 }
 
 /// A price: a finite number, 0 or more.
@@ -68,6 +72,7 @@ impl ServerArgs {
     pub fn options(&self, data_dir: PathBuf) -> lambent_server::ServerOptions {
         let mut opts = lambent_server::ServerOptions::new(self.listen, data_dir);
         opts.insecure_no_sandbox = self.insecure_no_sandbox;
+        opts.freeze_idle = self.freeze_idle;
         if let Some(s) = self.keep_alive {
             opts.keep_alive = Duration::from_secs(s);
         }
