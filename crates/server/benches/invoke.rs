@@ -9,6 +9,8 @@
 //!   invoker): the difference is the platform's overhead per warm invoke;
 //! - throughput (invocations/s) of the `provided` echo function at 1, 8 and 64 concurrent
 //!   callers, with activation records on and off;
+//! - what isolation adds: cold start and warm invoke on a node without sandboxes
+//!   (`--insecure-no-sandbox`) beside the same on a fully isolated node;
 //! - cold start (request to response, new sandbox) of Python, Node.js, a `provided` shell
 //!   bootstrap and the compiled one, against a plain exec of the same program outside any sandbox.
 //!
@@ -169,6 +171,25 @@ impl Bench {
             .unwrap();
         let _ = r.bytes().await.unwrap();
         t.elapsed()
+    }
+
+    /// Cold start latencies: `COLD_RUNS` functions named `<prefix>-<i>`, each invoked once.
+    async fn cold_starts(
+        &self,
+        prefix: &str,
+        runtime: &str,
+        handler: &str,
+        files: &[(&str, &[u8])],
+    ) -> Vec<Duration> {
+        let mut cold = Vec::with_capacity(COLD_RUNS);
+        for j in 0..COLD_RUNS {
+            let name = format!("{prefix}-{j}");
+            self.deploy(&name, runtime, handler, files).await;
+            let (d, was_cold) = self.invoke(&name).await;
+            assert!(was_cold);
+            cold.push(d);
+        }
+        cold
     }
 
     /// Invocations per second with `callers` concurrent callers for `secs`.
@@ -399,14 +420,9 @@ fn main() {
             ),
         ];
         for (i, (label, runtime, handler, file, body, baseline)) in cases.into_iter().enumerate() {
-            let mut cold = Vec::new();
-            for j in 0..COLD_RUNS {
-                let name = format!("cold-{i}-{j}");
-                b.deploy(&name, runtime, handler, &[(file, &body)]).await;
-                let (d, was_cold) = b.invoke(&name).await;
-                assert!(was_cold);
-                cold.push(d);
-            }
+            let cold = b
+                .cold_starts(&format!("cold-{i}"), runtime, handler, &[(file, &body)])
+                .await;
             let base: Vec<Duration> = (0..COLD_RUNS).map(|_| exec_time(&baseline)).collect();
             row(
                 &format!("{label} cold start"),
@@ -420,6 +436,76 @@ fn main() {
             "platform overhead per warm invoke (p50, compiled provided): {:.3} ms\n",
             overhead.as_secs_f64() * 1000.0
         );
+
+        // What isolation costs: the same functions on a node without sandboxes
+        // (--insecure-no-sandbox: plain child processes).
+        let (bare_server, bare, _bare_data) = Bench::start(|o| o.insecure_no_sandbox = true).await;
+        let mut isolation = Table::new();
+        isolation.set_header([
+            "case",
+            "isolated p50 ms",
+            "isolated p99 ms",
+            "unsandboxed p50 ms",
+            "isolation adds (p50) ms",
+        ]);
+        let python = b"def handler(event, context):\n    return {}\n".as_slice();
+        let isolation_cases: [(&str, &str, &str, &str, &[u8]); 2] = [
+            ("python", "python", "app.handler", "app.py", python),
+            (
+                "provided (compiled)",
+                "provided",
+                "bootstrap",
+                "bootstrap",
+                &echo,
+            ),
+        ];
+        for (label, runtime, handler, file, body) in isolation_cases {
+            let files = [(file, body)];
+            let full = stats(
+                b.cold_starts(
+                    &format!("iso-{label}").replace([' ', '(', ')'], ""),
+                    runtime,
+                    handler,
+                    &files,
+                )
+                .await,
+            );
+            let none = stats(
+                bare.cold_starts(
+                    &format!("iso-{label}").replace([' ', '(', ')'], ""),
+                    runtime,
+                    handler,
+                    &files,
+                )
+                .await,
+            );
+            isolation.add_row(vec![
+                format!("{label} cold start"),
+                ms(full.p50),
+                ms(full.p99),
+                ms(none.p50),
+                ms(full.p50.saturating_sub(none.p50)),
+            ]);
+        }
+        bare.deploy("echo", "provided", "bootstrap", &[("bootstrap", &echo)])
+            .await;
+        let mut bare_warm = Vec::with_capacity(n);
+        for i in 0..n + 50 {
+            let (d, _) = bare.invoke("echo").await;
+            if i >= 50 {
+                bare_warm.push(d);
+            }
+        }
+        let bare_warm = stats(bare_warm);
+        isolation.add_row(vec![
+            "provided (compiled) warm invoke".into(),
+            ms(platform.p50),
+            ms(platform.p99),
+            ms(bare_warm.p50),
+            ms(platform.p50.saturating_sub(bare_warm.p50)),
+        ]);
+        println!("{isolation}");
+        bare_server.shutdown().await;
 
         // Throughput, with activation records on (this node) and off (a second node).
         let (quiet_server, quiet, _quiet_data) =
