@@ -74,16 +74,23 @@ async fn call(
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_warm_reuse_errors_and_timeout() {
+/// A temporary dir (kept alive by the caller), a code dir in it, and an invoker on real
+/// sandboxes with `config` and the repository's runtime clients.
+fn setup(config: InvokerConfig) -> (tempfile::TempDir, PathBuf, Invoker) {
     let tmp = tempfile::tempdir().unwrap();
     let code = tmp.path().join("code");
     std::fs::create_dir(&code).unwrap();
     let config = InvokerConfig {
         runtime_dir: runtimes(),
-        ..Default::default()
+        ..config
     };
     let invoker = Invoker::new(host(&tmp.path().join("state")), config, None);
+    (tmp, code, invoker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_warm_reuse_errors_and_timeout() {
+    let (_tmp, code, invoker) = setup(InvokerConfig::default());
     let dep = deployment(
         &code,
         "py",
@@ -132,14 +139,7 @@ async fn python_warm_reuse_errors_and_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_and_init_errors() {
-    let tmp = tempfile::tempdir().unwrap();
-    let code = tmp.path().join("code");
-    std::fs::create_dir(&code).unwrap();
-    let config = InvokerConfig {
-        runtime_dir: runtimes(),
-        ..Default::default()
-    };
-    let invoker = Invoker::new(host(&tmp.path().join("state")), config, None);
+    let (_tmp, code, invoker) = setup(InvokerConfig::default());
     let dep = deployment(
         &code,
         "node",
@@ -175,15 +175,10 @@ async fn node_and_init_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_idle_sandboxes_are_thawed_for_their_next_invocation() {
-    let tmp = tempfile::tempdir().unwrap();
-    let code = tmp.path().join("code");
-    std::fs::create_dir(&code).unwrap();
-    let config = InvokerConfig {
-        runtime_dir: runtimes(),
+    let (_tmp, code, invoker) = setup(InvokerConfig {
         freeze_idle: true,
         ..Default::default()
-    };
-    let invoker = Invoker::new(host(&tmp.path().join("state")), config, None);
+    });
     let dep = deployment(
         &code,
         "frozen",
