@@ -89,11 +89,13 @@ pub struct Deployment {
     pub source: Source,
 }
 
-/// The single-function form.
+/// One function's settings as written: the whole file in the single-function form (with
+/// `name`), or one entry of the many-functions form (with `path`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SingleYaml {
+struct FunctionYaml {
     name: Option<String>,
+    path: Option<String>,
     runtime: Option<String>,
     handler: Option<String>,
     memory: Option<u32>,
@@ -106,21 +108,20 @@ struct SingleYaml {
     keep_alive: Option<u32>,
 }
 
-/// One entry of the many-functions form.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntryYaml {
-    path: Option<String>,
-    runtime: Option<String>,
-    handler: Option<String>,
-    memory: Option<u32>,
-    timeout: Option<u32>,
-    #[serde(default, deserialize_with = "env_map")]
-    env: BTreeMap<String, String>,
-    description: Option<String>,
-    reserved_concurrency: Option<u32>,
-    provisioned_concurrency: Option<u32>,
-    keep_alive: Option<u32>,
+impl FunctionYaml {
+    fn settings(self) -> Settings {
+        Settings {
+            runtime: self.runtime,
+            handler: self.handler,
+            memory: self.memory,
+            timeout: self.timeout,
+            env: self.env,
+            description: self.description,
+            reserved_concurrency: self.reserved_concurrency,
+            provisioned_concurrency: self.provisioned_concurrency,
+            keep_alive: self.keep_alive,
+        }
+    }
 }
 
 /// Env values may be written as numbers or booleans (`PORT: 8080`); they are passed as strings.
@@ -147,21 +148,25 @@ fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, 
 /// A parsed `lambent.yaml`.
 #[derive(Debug)]
 enum Manifest {
-    Single(SingleYaml),
+    Single(FunctionYaml),
     /// In the file's order.
-    Many(Vec<(String, EntryYaml)>),
+    Many(Vec<(String, FunctionYaml)>),
 }
 
 fn parse_manifest(text: &str) -> Result<Manifest> {
     let value: serde_yaml::Value = serde_yaml::from_str(text)?;
     let map = match value {
-        serde_yaml::Value::Null => return Ok(Manifest::Single(SingleYaml::default())),
+        serde_yaml::Value::Null => return Ok(Manifest::Single(FunctionYaml::default())),
         serde_yaml::Value::Mapping(m) => m,
         _ => bail!("expected a mapping of settings (name, runtime, handler, …) or 'functions'"),
     };
     let Some(functions) = map.get("functions") else {
         // Parse the text again rather than the value, so that errors keep their line numbers.
-        return Ok(Manifest::Single(serde_yaml::from_str(text)?));
+        let single: FunctionYaml = serde_yaml::from_str(text)?;
+        if single.path.is_some() {
+            bail!("unknown field `path`: the code of a single function is this folder");
+        }
+        return Ok(Manifest::Single(single));
     };
     if let Some(other) = map.keys().find(|k| k.as_str() != Some("functions")) {
         bail!(
@@ -179,10 +184,13 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
     let mut entries = Vec::with_capacity(functions.len());
     for (name, entry) in functions {
         let name = yaml_key(name);
-        let entry: EntryYaml = match entry {
-            serde_yaml::Value::Null => EntryYaml::default(),
+        let entry: FunctionYaml = match entry {
+            serde_yaml::Value::Null => FunctionYaml::default(),
             v => serde_yaml::from_value(v.clone()).with_context(|| format!("functions.{name}"))?,
         };
+        if entry.name.is_some() {
+            bail!("functions.{name}: unknown field `name`: the key above names the function");
+        }
         entries.push((name, entry));
     }
     Ok(Manifest::Many(entries))
@@ -297,31 +305,19 @@ pub fn resolve(path: &Path, overrides: &Overrides) -> Result<Vec<Deployment>> {
             source: Source::Dir(path.to_path_buf()),
         }],
         Some(Manifest::Single(y)) => {
-            let name = match (&overrides.name, y.name) {
-                (Some(n), _) => n.clone(),
-                (None, Some(n)) => n,
+            let name = match (&overrides.name, &y.name) {
+                (Some(n), _) | (None, Some(n)) => n.clone(),
                 (None, None) => dir_name(path)?,
-            };
-            let settings = Settings {
-                runtime: y.runtime,
-                handler: y.handler,
-                memory: y.memory,
-                timeout: y.timeout,
-                env: y.env,
-                description: y.description,
-                reserved_concurrency: y.reserved_concurrency,
-                provisioned_concurrency: y.provisioned_concurrency,
-                keep_alive: y.keep_alive,
             };
             vec![Deployment {
                 name,
-                settings: settings_from(settings, overrides),
+                settings: settings_from(y.settings(), overrides),
                 source: Source::Dir(path.to_path_buf()),
             }]
         }
         Some(Manifest::Many(entries)) => {
             let names: Vec<String> = entries.iter().map(|(n, _)| n.clone()).collect();
-            let selected: Vec<(String, EntryYaml)> = match &overrides.name {
+            let selected: Vec<(String, FunctionYaml)> = match &overrides.name {
                 Some(want) => {
                     let Some(entry) = entries.into_iter().find(|(n, _)| n == want) else {
                         bail!(
@@ -360,20 +356,9 @@ pub fn resolve(path: &Path, overrides: &Overrides) -> Result<Vec<Deployment>> {
                         code.display()
                     );
                 };
-                let settings = Settings {
-                    runtime: y.runtime,
-                    handler: y.handler,
-                    memory: y.memory,
-                    timeout: y.timeout,
-                    env: y.env,
-                    description: y.description,
-                    reserved_concurrency: y.reserved_concurrency,
-                    provisioned_concurrency: y.provisioned_concurrency,
-                    keep_alive: y.keep_alive,
-                };
                 out.push(Deployment {
                     name,
-                    settings: settings_from(settings, overrides),
+                    settings: settings_from(y.settings(), overrides),
                     source,
                 });
             }
