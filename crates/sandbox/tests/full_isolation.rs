@@ -8,7 +8,7 @@ use common::*;
 use lambent_sandbox::{
     CgroupVersion, Isolation, SandboxError, SetupStep, SANDBOX_GID, SANDBOX_UID,
 };
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -217,30 +217,8 @@ fn runtime_api_listener_is_reached_from_inside_and_the_host_loopback_is_not() {
         let mut out = Output::of(&mut sb);
         let listener = sb.runtime_api_listener();
         assert_eq!(listener.local_addr().unwrap().to_string(), "127.0.0.1:9001");
-        let deadline = Instant::now() + PROBE;
-        let (conn, _) = loop {
-            match listener.accept() {
-                Ok(c) => break c,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "no connection from inside; output: {}",
-                        {
-                            out.drain();
-                            out.text.clone()
-                        }
-                    );
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        conn.set_nonblocking(false).unwrap();
-        conn.set_read_timeout(Some(PROBE)).unwrap();
-        let mut line = String::new();
-        BufReader::new(&conn).read_line(&mut line).unwrap();
+        let line = accept_line(&sb, &mut out, PROBE, "pong\n");
         assert_eq!(line, "hello from inside\n");
-        (&conn).write_all(b"pong\n").unwrap();
         let text = out.read_to_end(PROBE).to_string();
         assert_eq!(field(&text, "host-port: "), Some("unreachable"), "{text}");
         assert_eq!(field(&text, "reply: "), Some("pong"), "{text}");

@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use lambent_sandbox::{Isolation, SandboxError, SetupStep};
-use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -34,23 +33,8 @@ fn runs_a_plain_process_with_the_same_contract() {
         let mut sb = fx.host.spawn(&fx.bash("plain", script)).unwrap();
         let mut out = Output::of(&mut sb);
         let port = sb.runtime_api_listener().local_addr().unwrap().port();
-        let deadline = Instant::now() + PROBE;
-        let (conn, _) = loop {
-            match sb.runtime_api_listener().accept() {
-                Ok(c) => break c,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "no connection");
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        conn.set_nonblocking(false).unwrap();
-        conn.set_read_timeout(Some(PROBE)).unwrap();
-        let mut line = String::new();
-        BufReader::new(&conn).read_line(&mut line).unwrap();
+        let line = accept_line(&sb, &mut out, PROBE, "pong\n");
         assert_eq!(line, "hello from the process\n");
-        (&conn).write_all(b"pong\n").unwrap();
         let text = out.read_to_end(PROBE).to_string();
         assert_eq!(
             field(&text, "cwd: "),

@@ -224,3 +224,30 @@ pub fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Accepts the sandbox's connection on its runtime API listener (non-blocking, polled until
+/// `timeout`), reads one line from it and answers `reply`; returns the line. `output` is shown
+/// if nothing connects.
+pub fn accept_line(sb: &Sandbox, out: &mut Output, timeout: Duration, reply: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let deadline = Instant::now() + timeout;
+    let conn = loop {
+        match sb.runtime_api_listener().accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    out.drain();
+                    panic!("no connection from the sandbox; output: {}", out.text);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(timeout)).unwrap();
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line).unwrap();
+    (&conn).write_all(reply.as_bytes()).unwrap();
+    line
+}
