@@ -585,9 +585,8 @@ impl Inner {
                 }
                 break Ok(Acquired::Warm(Box::new(instance)));
             }
-            let reason = pool.cold_reason();
             if let Some(lease) = self.reserve_memory(f.config.memory_mb) {
-                break Ok(Acquired::Cold(lease, reason));
+                break Ok(Acquired::Cold(lease, pool.claim_cold_reason()));
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 break Err(Throttle::Memory {
@@ -739,7 +738,6 @@ impl Inner {
             .map_err(|e| platform_failure(e.to_string()))?;
         let mut sandbox =
             spawned.map_err(|e| platform_failure(format!("could not start a sandbox: {e}")))?;
-        pool.started();
         let instance = (|| -> std::io::Result<Instance> {
             let listener = sandbox.runtime_api_listener().try_clone()?;
             let output = sandbox

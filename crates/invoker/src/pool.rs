@@ -42,7 +42,8 @@ pub(crate) struct Pool {
 }
 
 struct ColdState {
-    started_any: bool,
+    /// A cold start has been explained as the pool's first.
+    first_claimed: bool,
     first_reason: ColdReason,
     last_loss: Option<ColdReason>,
 }
@@ -75,7 +76,7 @@ impl Pool {
             provisioning: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             state: Mutex::new(ColdState {
-                started_any: false,
+                first_claimed: false,
                 first_reason,
                 last_loss: None,
             }),
@@ -111,19 +112,16 @@ impl Pool {
         self.state.lock().last_loss = Some(reason);
     }
 
-    /// Notes that a sandbox was started for this pool.
-    pub fn started(&self) {
-        self.state.lock().started_any = true;
-    }
-
-    /// Why an invocation that finds no idle instance is cold.
-    pub fn cold_reason(&self) -> ColdReason {
-        if self.busy.load(Ordering::SeqCst) > 0 {
-            return ColdReason::ScaleUp;
-        }
-        let state = self.state.lock();
-        if !state.started_any {
+    /// Why a cold start that is about to begin is cold. Claims "first": of many concurrent
+    /// cold starts of a pool that never ran, one is the first request, the rest scale up.
+    pub fn claim_cold_reason(&self) -> ColdReason {
+        let mut state = self.state.lock();
+        if !state.first_claimed {
+            state.first_claimed = true;
             return state.first_reason;
+        }
+        if self.busy.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst) > 0 {
+            return ColdReason::ScaleUp;
         }
         state.last_loss.unwrap_or(ColdReason::ScaleUp)
     }
