@@ -12,6 +12,7 @@ fn host(state: &Path) -> Host {
     Host::detect(HostOptions {
         isolation: Isolation::Full,
         state_dir: state.into(),
+        layers: lambent_sandbox::Layers::ALL,
     })
     .unwrap_or_else(|e| panic!("these tests need full isolation (run as root): {e}"))
 }

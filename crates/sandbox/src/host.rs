@@ -47,6 +47,47 @@ pub struct HostOptions {
     /// mount namespace (the host never sees those mounts), and keeps the empty directories of
     /// its start-up self-test in `<state_dir>/selftest`. Unused in insecure mode.
     pub state_dir: PathBuf,
+    /// The layers a full sandbox gets: all of them ([`Layers::ALL`]) except to measure what
+    /// each one costs.
+    pub layers: Layers,
+}
+
+/// The isolation layers of a full sandbox. Production runs with [`Layers::ALL`]; leaving one out
+/// exists to measure what it costs (the benchmark's per-layer table). The network namespace is
+/// not optional: it is how the Runtime API reaches the sandbox at `127.0.0.1:9001`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    /// Own mount namespace and the minimal read-only root (without it: the host's file
+    /// system, the code at its host path).
+    pub root: bool,
+    /// Own PID, IPC and UTS namespaces.
+    pub pid_ipc_uts: bool,
+    /// Own cgroup (memory, CPU and pids limits, accounting) and cgroup namespace.
+    pub cgroup: bool,
+    /// The unprivileged user: no capabilities, `no_new_privs`.
+    pub user: bool,
+    /// The seccomp filter.
+    pub seccomp: bool,
+    /// Network namespaces made ahead by a background thread (without it, each sandbox makes
+    /// its own on the start-up path).
+    pub netns_ahead: bool,
+}
+
+impl Layers {
+    pub const ALL: Layers = Layers {
+        root: true,
+        pid_ipc_uts: true,
+        cgroup: true,
+        user: true,
+        seccomp: true,
+        netns_ahead: true,
+    };
+}
+
+impl Default for Layers {
+    fn default() -> Layers {
+        Layers::ALL
+    }
 }
 
 /// Paths as the sandboxed process sees them.
@@ -81,6 +122,7 @@ struct FullHost {
     seccomp: SeccompProgram,
     /// Network namespaces made ahead; `None` if the pool thread could not start.
     netpool: Option<NetPool>,
+    layers: Layers,
 }
 
 impl Host {
@@ -93,7 +135,7 @@ impl Host {
                 tracing::warn!("sandboxing disabled: functions run as plain processes with the server's privileges");
                 None
             }
-            Isolation::Full => Some(FullHost::detect(&opts.state_dir)?),
+            Isolation::Full => Some(FullHost::detect(&opts.state_dir, opts.layers)?),
         };
         Ok(Host {
             inner: Arc::new(Inner {
@@ -115,12 +157,13 @@ impl Host {
     /// Paths as the sandboxed process sees them: `/var/task` and `/var/runtime` with full
     /// isolation, the host paths given in insecure mode.
     pub fn layout(&self, code_dir: &Path, runtime_dir: &Path) -> Layout {
-        match self.inner.isolation {
-            Isolation::Full => Layout {
+        let root = self.inner.full.as_ref().is_some_and(|f| f.layers.root);
+        match root {
+            true => Layout {
                 task_root: PathBuf::from(TASK_ROOT),
                 runtime_dir: PathBuf::from(RUNTIME_ROOT),
             },
-            Isolation::Insecure => Layout {
+            false => Layout {
                 task_root: code_dir.to_path_buf(),
                 runtime_dir: runtime_dir.to_path_buf(),
             },
@@ -146,7 +189,7 @@ fn unavailable(missing: impl Into<String>) -> SandboxError {
 }
 
 impl FullHost {
-    fn detect(state_dir: &Path) -> Result<FullHost, SandboxError> {
+    fn detect(state_dir: &Path, layers: Layers) -> Result<FullHost, SandboxError> {
         let euid = nix::unistd::geteuid();
         if !euid.is_root() {
             return Err(unavailable(format!(
@@ -184,16 +227,26 @@ impl FullHost {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(state_err(e)),
         }
-        let netpool = NetPool::start()
-            .map_err(|e| tracing::warn!("no network namespace pool: {e}"))
-            .ok();
+        let netpool = match layers.netns_ahead {
+            true => NetPool::start()
+                .map_err(|e| tracing::warn!("no network namespace pool: {e}"))
+                .ok(),
+            false => None,
+        };
         let host = FullHost {
             cgroups,
             rootfs,
             new_root,
             seccomp,
             netpool,
+            layers,
         };
+        if layers != Layers::ALL {
+            tracing::warn!(
+                ?layers,
+                "sandboxes lack isolation layers (for measurements only)"
+            );
+        }
         host.self_test(&state_dir)?;
         tracing::info!(
             cgroup = ?host.cgroups.version(),
@@ -260,20 +313,40 @@ impl FullHost {
             memory_mb: spec.memory_mb,
             pids_max: spec.pids_max,
         };
-        let cgroup = self.cgroups.create(&spec.id, limits)?;
-        let procs: Vec<OwnedFd> = cgroup
-            .procs_files()?
-            .into_iter()
-            .map(|f| above_stdio(f.into()))
-            .collect::<Result<_, _>>()?;
-        let cgroup_dir: Option<File> = cgroup.dir_file()?;
-        let mounts = mounts::plan(
-            &self.rootfs,
-            &self.new_root,
-            &spec.code_dir,
-            &spec.runtime_dir,
-            spec.tmp_mb,
-        )?;
+        let layers = self.layers;
+        let cgroup = match layers.cgroup {
+            true => Some(self.cgroups.create(&spec.id, limits)?),
+            false => None,
+        };
+        let procs: Vec<OwnedFd> = match &cgroup {
+            Some(cgroup) => cgroup
+                .procs_files()?
+                .into_iter()
+                .map(|f| above_stdio(f.into()))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let cgroup_dir: Option<File> = match &cgroup {
+            Some(cgroup) => cgroup.dir_file()?,
+            None => None,
+        };
+        let (mounts, workdir) = match layers.root {
+            true => (
+                mounts::plan(
+                    &self.rootfs,
+                    &self.new_root,
+                    &spec.code_dir,
+                    &spec.runtime_dir,
+                    spec.tmp_mb,
+                )?,
+                CString::new(TASK_ROOT).expect("no NUL"),
+            ),
+            false => (
+                Vec::new(),
+                CString::new(spec.code_dir.as_os_str().as_encoded_bytes())
+                    .map_err(|e| SandboxError::InvalidSpec(e.to_string()))?,
+            ),
+        };
         let argv = CStrings::new(spec.argv.iter().cloned())?;
         let envp = CStrings::new(spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}")))?;
         let (parent_end, child_end) = handshake::pair()?;
@@ -293,6 +366,8 @@ impl FullHost {
             seccomp: &fprog,
             argv: &argv.pointers,
             envp: &envp.pointers,
+            workdir: &workdir,
+            layers,
             dry_run,
         };
         let child = spawn::clone_sandbox(&plan, cgroup_dir.as_ref().map(AsRawFd::as_raw_fd))?;
@@ -335,7 +410,7 @@ impl FullHost {
             listener,
             output,
             process,
-            Isolated::Full(cgroup),
+            cgroup.map_or(Isolated::NoCgroup, Isolated::Full),
         );
         tracing::debug!(
             id = %spec.id,
@@ -411,6 +486,7 @@ mod tests {
         let host = Host::detect(HostOptions {
             isolation: Isolation::Insecure,
             state_dir: tmp.path().into(),
+            layers: Layers::ALL,
         })
         .unwrap();
         assert_eq!(host.isolation(), Isolation::Insecure);

@@ -63,6 +63,6 @@ pub(crate) fn spawn(spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
         listener,
         output,
         process,
-        Isolated::Insecure,
+        Isolated::NoCgroup,
     ))
 }

@@ -89,7 +89,7 @@ mod spec;
 
 pub use cgroup::CgroupVersion;
 pub use error::{SandboxError, SetupStep};
-pub use host::{Host, HostOptions, Isolation, Layout};
+pub use host::{Host, HostOptions, Isolation, Layers, Layout};
 pub use sandbox::Sandbox;
 pub use spec::SandboxSpec;
 

@@ -76,8 +76,11 @@ impl Drop for Process {
 /// What isolates the process.
 #[derive(Debug)]
 pub(crate) enum Isolated {
+    /// In its own cgroup (full isolation).
     Full(SandboxCgroup),
-    Insecure,
+    /// In no cgroup of its own: insecure mode, or a full sandbox measured without its cgroup
+    /// layer ([`crate::Layers`]). Accounting falls back to `/proc`.
+    NoCgroup,
 }
 
 /// One running sandbox. Dropping it kills the whole tree, reaps it and removes its cgroup.
@@ -141,7 +144,7 @@ impl Sandbox {
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         match &self.isolated {
             Isolated::Full(cg) => cg.dirs().to_vec(),
-            Isolated::Insecure => Vec::new(),
+            Isolated::NoCgroup => Vec::new(),
         }
     }
 
@@ -150,7 +153,7 @@ impl Sandbox {
     pub fn memory_peak_bytes(&self) -> Option<u64> {
         match &self.isolated {
             Isolated::Full(cg) => cg.memory_peak_bytes(),
-            Isolated::Insecure => {
+            Isolated::NoCgroup => {
                 let status =
                     std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
                 let kb: u64 = status
@@ -170,7 +173,7 @@ impl Sandbox {
     pub fn reset_memory_peak(&self) {
         match &self.isolated {
             Isolated::Full(cg) => cg.reset_memory_peak(),
-            Isolated::Insecure => {
+            Isolated::NoCgroup => {
                 // "5" resets the peak resident set size of the process.
                 let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
             }
@@ -183,7 +186,7 @@ impl Sandbox {
     pub fn oom_kills(&self) -> u64 {
         match &self.isolated {
             Isolated::Full(cg) => cg.oom_kills(),
-            Isolated::Insecure => 0,
+            Isolated::NoCgroup => 0,
         }
     }
 
@@ -192,7 +195,7 @@ impl Sandbox {
     pub fn freeze(&self) -> Result<(), SandboxError> {
         match &self.isolated {
             Isolated::Full(cg) => cg.freeze(),
-            Isolated::Insecure => {
+            Isolated::NoCgroup => {
                 self.process.signal(libc::SIGSTOP);
                 Ok(())
             }
@@ -203,7 +206,7 @@ impl Sandbox {
     pub fn thaw(&self) -> Result<(), SandboxError> {
         match &self.isolated {
             Isolated::Full(cg) => cg.thaw(),
-            Isolated::Insecure => {
+            Isolated::NoCgroup => {
                 self.process.signal(libc::SIGCONT);
                 Ok(())
             }

@@ -10,15 +10,22 @@
 
 use crate::handshake::ChildChannel;
 use crate::mounts::MountOp;
-use crate::{seccomp, SetupStep, HOSTNAME, RUNTIME_API_PORT, SANDBOX_GID, SANDBOX_UID};
+use crate::{seccomp, Layers, SetupStep, HOSTNAME, RUNTIME_API_PORT, SANDBOX_GID, SANDBOX_UID};
 use libc::{c_char, c_int, c_long};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-/// The namespaces every sandbox gets at birth (a cgroup namespace follows once it has joined
-/// its cgroup; the network namespace is either new too or one made ahead, see `netpool`).
-const NAMESPACES: u64 =
-    (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
+/// The namespaces a sandbox gets at birth: mount, PID, IPC and UTS (all four but in
+/// measurements). A cgroup namespace follows once it has joined its cgroup; the network
+/// namespace is either new too or one made ahead, see `netpool`.
+fn namespaces(layers: Layers) -> u64 {
+    let mount = if layers.root { libc::CLONE_NEWNS } else { 0 };
+    let others = match layers.pid_ipc_uts {
+        true => libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+        false => 0,
+    };
+    (mount | others) as u64
+}
 const CLONE_NEWNET: u64 = libc::CLONE_NEWNET as u64;
 const CLONE_PIDFD: u64 = libc::CLONE_PIDFD as u64;
 /// (Not libc's constant: it overflows libc's `c_int`.)
@@ -43,6 +50,11 @@ pub(crate) struct ChildPlan<'a> {
     pub argv: &'a [*const c_char],
     /// NULL-terminated `KEY=value` strings.
     pub envp: &'a [*const c_char],
+    /// The working directory: `/var/task`, or the code's host path without the root layer.
+    pub workdir: &'a std::ffi::CStr,
+    /// Which isolation steps to take (all of them but in measurements).
+    pub layers: Layers,
+
     /// Stop with exit status 0 just before `execve` (the start-up self-test).
     pub dry_run: bool,
 }
@@ -102,7 +114,7 @@ pub(crate) fn clone_sandbox(plan: &ChildPlan<'_>, cgroup_dir: Option<RawFd>) -> 
 /// Signals must be blocked in the calling thread.
 unsafe fn clone_blocked(plan: &ChildPlan<'_>, cgroup_dir: Option<RawFd>) -> io::Result<Child> {
     let mut pidfd: c_int = -1;
-    let namespaces = NAMESPACES | plan.netns.map_or(CLONE_NEWNET, |_| 0);
+    let namespaces = namespaces(plan.layers) | plan.netns.map_or(CLONE_NEWNET, |_| 0);
     let args = CloneArgs {
         flags: namespaces | CLONE_PIDFD | cgroup_dir.map_or(0, |_| CLONE_INTO_CGROUP),
         pidfd: &mut pidfd as *mut c_int as u64,
@@ -157,7 +169,7 @@ unsafe fn clone_blocked(plan: &ChildPlan<'_>, cgroup_dir: Option<RawFd>) -> io::
 /// # Safety
 /// Only in the child of a fork-like clone; async-signal-safe calls only from here on.
 unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
-    let channel = plan.channel;
+    let (channel, layers) = (plan.channel, plan.layers);
     let fail = |step: SetupStep, index: usize, errno: c_int| -> ! {
         channel.send_failure(step, index as u32, errno);
         // SAFETY: _exit is async-signal-safe.
@@ -182,10 +194,12 @@ unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
                 }
             }
         }
-        ok(
-            libc::unshare(libc::CLONE_NEWCGROUP),
-            SetupStep::CgroupNamespace,
-        );
+        if layers.cgroup {
+            ok(
+                libc::unshare(libc::CLONE_NEWCGROUP),
+                SetupStep::CgroupNamespace,
+            );
+        }
 
         if let Some(netns) = plan.netns {
             ok(
@@ -208,10 +222,12 @@ unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
                 fail(SetupStep::Mount, i, e);
             }
         }
-        ok(
-            libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len()),
-            SetupStep::Hostname,
-        );
+        if layers.pid_ipc_uts {
+            ok(
+                libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len()),
+                SetupStep::Hostname,
+            );
+        }
 
         if let Err(e) = stdio(plan.output) {
             fail(SetupStep::Stdio, 0, e);
@@ -242,17 +258,21 @@ unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
             SetupStep::Rlimits,
         );
 
-        if let Err(e) = drop_privileges() {
-            fail(SetupStep::DropPrivileges, 0, e);
+        if layers.user {
+            if let Err(e) = drop_privileges() {
+                fail(SetupStep::DropPrivileges, 0, e);
+            }
+            ok(
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+                SetupStep::NoNewPrivileges,
+            );
         }
-        ok(
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
-            SetupStep::NoNewPrivileges,
-        );
-        if let Err(e) = seccomp::install(plan.seccomp) {
-            fail(SetupStep::Seccomp, 0, e);
+        if layers.seccomp {
+            if let Err(e) = seccomp::install(plan.seccomp) {
+                fail(SetupStep::Seccomp, 0, e);
+            }
         }
-        ok(libc::chdir(c"/var/task".as_ptr()), SetupStep::Chdir);
+        ok(libc::chdir(plan.workdir.as_ptr()), SetupStep::Chdir);
 
         if plan.dry_run {
             libc::_exit(0);

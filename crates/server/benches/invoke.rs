@@ -9,13 +9,16 @@
 //!   invoker): the difference is the platform's overhead per warm invoke;
 //! - throughput (invocations/s) of the `provided` echo function at 1, 8 and 64 concurrent
 //!   callers, with activation records on and off;
-//! - what isolation adds: cold start and warm invoke on a node without sandboxes
-//!   (`--insecure-no-sandbox`) beside the same on a fully isolated node;
+//! - what isolation costs, layer by layer: cold start (compiled `provided`, Python) and warm
+//!   invoke on a fully isolated node, on nodes with one layer left out each (read-only root,
+//!   PID/IPC/UTS namespaces, cgroup, unprivileged user, seccomp, network namespaces made ahead),
+//!   and on a node without sandboxes (`--insecure-no-sandbox`);
 //! - cold start (request to response, new sandbox) of Python, Node.js, a `provided` shell
 //!   bootstrap and the compiled one, against a plain exec of the same program outside any sandbox.
 //!
 //! Run: `cargo bench -p lambent-server --bench invoke` (root needed). `LAMBENT_BENCH_N` sets the
-//! number of warm invocations (default 1000), `LAMBENT_BENCH_SECS` each throughput run (default 3).
+//! number of warm invocations (default 1000), `LAMBENT_BENCH_SECS` each throughput run (default 3),
+//! `LAMBENT_BENCH_ONLY=isolation` runs only the per-layer isolation table.
 
 use comfy_table::Table;
 use lambent_server::{start, ServerOptions};
@@ -234,6 +237,7 @@ async fn direct_runtime(n: usize) -> Vec<Duration> {
     let host = Host::detect(HostOptions {
         isolation: Isolation::Full,
         state_dir: dir.path().join("state"),
+        layers: lambent_sandbox::Layers::ALL,
     })
     .unwrap();
     let sandbox = host
@@ -273,6 +277,113 @@ async fn direct_runtime(n: usize) -> Vec<Duration> {
     samples
 }
 
+/// Cold start (compiled `provided` and Python) and warm invoke (compiled `provided`) on a node
+/// per isolation configuration: all layers, each layer left out in turn, and no sandbox at all.
+async fn isolation_table(echo: &[u8], warm_n: usize) -> Table {
+    use lambent_sandbox::Layers;
+    let all = Layers::ALL;
+    let configs: [(&str, Option<Layers>); 8] = [
+        ("full isolation", Some(all)),
+        (
+            "without read-only root (mount ns)",
+            Some(Layers { root: false, ..all }),
+        ),
+        (
+            "without pid/ipc/uts namespaces",
+            Some(Layers {
+                pid_ipc_uts: false,
+                ..all
+            }),
+        ),
+        (
+            "without cgroup",
+            Some(Layers {
+                cgroup: false,
+                ..all
+            }),
+        ),
+        (
+            "without unprivileged user",
+            Some(Layers { user: false, ..all }),
+        ),
+        (
+            "without seccomp",
+            Some(Layers {
+                seccomp: false,
+                ..all
+            }),
+        ),
+        (
+            "without netns made ahead",
+            Some(Layers {
+                netns_ahead: false,
+                ..all
+            }),
+        ),
+        ("no sandbox (--insecure-no-sandbox)", None),
+    ];
+    let python = b"def handler(event, context):\n    return {}\n".as_slice();
+    let mut table = Table::new();
+    table.set_header([
+        "configuration",
+        "provided cold p50 ms",
+        "provided cold p99 ms",
+        "python cold p50 ms",
+        "warm invoke p50 ms",
+        "cold vs no sandbox (p50) ms",
+        "warm vs no sandbox (p50) ms",
+    ]);
+    let mut rows = Vec::new();
+    for (label, layers) in configs {
+        let (server, b, _data) = Bench::start(|o| match layers {
+            Some(layers) => o.isolation_layers = layers,
+            None => o.insecure_no_sandbox = true,
+        })
+        .await;
+        let provided = stats(
+            b.cold_starts(
+                "iso-provided",
+                "provided",
+                "bootstrap",
+                &[("bootstrap", echo)],
+            )
+            .await,
+        );
+        let python = stats(
+            b.cold_starts("iso-python", "python", "app.handler", &[("app.py", python)])
+                .await,
+        );
+        b.deploy("echo", "provided", "bootstrap", &[("bootstrap", echo)])
+            .await;
+        let mut warm = Vec::with_capacity(warm_n);
+        for i in 0..warm_n + 50 {
+            let (d, _) = b.invoke("echo").await;
+            if i >= 50 {
+                warm.push(d);
+            }
+        }
+        rows.push((label, provided, python, stats(warm)));
+        server.shutdown().await;
+    }
+    let (_, bare_cold, _, bare_warm) = rows.last().expect("configurations");
+    let (bare_cold, bare_warm) = (bare_cold.p50, bare_warm.p50);
+    for (label, provided, python, warm) in &rows {
+        let delta = |a: Duration, b: Duration| {
+            format!("{:+.2}", (a.as_secs_f64() - b.as_secs_f64()) * 1000.0)
+        };
+        table.add_row(vec![
+            label.to_string(),
+            ms(provided.p50),
+            ms(provided.p99),
+            ms(python.p50),
+            ms(warm.p50),
+            delta(provided.p50, bare_cold),
+            delta(warm.p50, bare_warm),
+        ]);
+    }
+    table
+}
+
 fn exec_time(argv: &[String]) -> Duration {
     let t = Instant::now();
     let status = Command::new(&argv[0]).args(&argv[1..]).status().unwrap();
@@ -295,6 +406,11 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        let echo = echo_runtime();
+        if std::env::var("LAMBENT_BENCH_ONLY").as_deref() == Ok("isolation") {
+            println!("{}", isolation_table(&echo, n.min(300)).await);
+            return;
+        }
         let (server, b, _data) = Bench::start(|_| {}).await;
         let mut latency = Table::new();
         latency.set_header([
@@ -361,7 +477,6 @@ fn main() {
         frozen_server.shutdown().await;
 
         // Warm invoke of the compiled echo runtime, beside the same runtime called directly.
-        let echo = echo_runtime();
         b.deploy("echo", "provided", "bootstrap", &[("bootstrap", &echo)])
             .await;
         for _ in 0..50 {
@@ -437,75 +552,9 @@ fn main() {
             overhead.as_secs_f64() * 1000.0
         );
 
-        // What isolation costs: the same functions on a node without sandboxes
-        // (--insecure-no-sandbox: plain child processes).
-        let (bare_server, bare, _bare_data) = Bench::start(|o| o.insecure_no_sandbox = true).await;
-        let mut isolation = Table::new();
-        isolation.set_header([
-            "case",
-            "isolated p50 ms",
-            "isolated p99 ms",
-            "unsandboxed p50 ms",
-            "isolation adds (p50) ms",
-        ]);
-        let python = b"def handler(event, context):\n    return {}\n".as_slice();
-        let isolation_cases: [(&str, &str, &str, &str, &[u8]); 2] = [
-            ("python", "python", "app.handler", "app.py", python),
-            (
-                "provided (compiled)",
-                "provided",
-                "bootstrap",
-                "bootstrap",
-                &echo,
-            ),
-        ];
-        for (label, runtime, handler, file, body) in isolation_cases {
-            let files = [(file, body)];
-            let full = stats(
-                b.cold_starts(
-                    &format!("iso-{label}").replace([' ', '(', ')'], ""),
-                    runtime,
-                    handler,
-                    &files,
-                )
-                .await,
-            );
-            let none = stats(
-                bare.cold_starts(
-                    &format!("iso-{label}").replace([' ', '(', ')'], ""),
-                    runtime,
-                    handler,
-                    &files,
-                )
-                .await,
-            );
-            isolation.add_row(vec![
-                format!("{label} cold start"),
-                ms(full.p50),
-                ms(full.p99),
-                ms(none.p50),
-                ms(full.p50.saturating_sub(none.p50)),
-            ]);
-        }
-        bare.deploy("echo", "provided", "bootstrap", &[("bootstrap", &echo)])
-            .await;
-        let mut bare_warm = Vec::with_capacity(n);
-        for i in 0..n + 50 {
-            let (d, _) = bare.invoke("echo").await;
-            if i >= 50 {
-                bare_warm.push(d);
-            }
-        }
-        let bare_warm = stats(bare_warm);
-        isolation.add_row(vec![
-            "provided (compiled) warm invoke".into(),
-            ms(platform.p50),
-            ms(platform.p99),
-            ms(bare_warm.p50),
-            ms(platform.p50.saturating_sub(bare_warm.p50)),
-        ]);
-        println!("{isolation}");
-        bare_server.shutdown().await;
+        // What isolation costs, layer by layer: the same functions on nodes with every layer,
+        // with one layer left out, and with none (--insecure-no-sandbox: plain processes).
+        println!("{}", isolation_table(&echo, n.min(300)).await);
 
         // Throughput, with activation records on (this node) and off (a second node).
         let (quiet_server, quiet, _quiet_data) =

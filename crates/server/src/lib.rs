@@ -17,7 +17,7 @@ use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
 use lambent_gateway::{ApiError, ApiKeys, App, Registry};
 use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
-use lambent_sandbox::{Host, HostOptions, Isolation, SandboxError};
+use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
 use lambent_store::blobs::FsBlobs;
 use lambent_store::package::CodeDirs;
 use lambent_store::recorder::Recorder;
@@ -55,6 +55,8 @@ pub struct ServerOptions {
     pub record_activations: bool,
     /// Freeze idle sandboxes, thaw them on their next invocation.
     pub freeze_idle: bool,
+    /// The isolation layers of each sandbox: all of them, except to measure what each costs.
+    pub isolation_layers: Layers,
 }
 
 impl ServerOptions {
@@ -73,6 +75,7 @@ impl ServerOptions {
             prices: Prices::default(),
             record_activations: true,
             freeze_idle: false,
+            isolation_layers: Layers::ALL,
         }
     }
 }
@@ -156,10 +159,12 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         tracing::warn!("--insecure-no-sandbox: functions run as plain processes, NOT isolated");
     }
     let state_dir = data.join("sandboxes");
+    let layers = opts.isolation_layers;
     let host = tokio::task::spawn_blocking(move || {
         Host::detect(HostOptions {
             isolation,
             state_dir,
+            layers,
         })
     })
     .await

@@ -64,6 +64,7 @@ impl Fixture {
         let host = match Host::detect(HostOptions {
             isolation,
             state_dir: state.clone(),
+            layers: lambent_sandbox::Layers::ALL,
         }) {
             Ok(h) => h,
             Err(e) => panic!(
