@@ -332,27 +332,19 @@ impl Cgroups {
                     kind: Kind::V1 {
                         memory: memory.join(id),
                         freezer: freezer.join(id),
+                        pids: pids.join(id),
+                        cpu: cpu.as_ref().map(|c| c.join(id)),
+                        memsw: *memsw,
                     },
                     peak: None,
                     events: None,
+                    limits: None,
                 };
                 for parent in distinct {
                     cg.make_dir(parent.join(id))?;
                 }
-                let bytes = limits.memory_bytes().to_string();
+                cg.set_limits(limits)?;
                 let memory = memory.join(id);
-                cg.set(&memory.join("memory.limit_in_bytes"), &bytes)?;
-                if *memsw {
-                    cg.set(&memory.join("memory.memsw.limit_in_bytes"), &bytes)?;
-                }
-                cg.set(
-                    &pids.join(id).join("pids.max"),
-                    &limits.pids_max.to_string(),
-                )?;
-                if let Some(cpu) = cpu {
-                    let shares = cpu_shares(limits.memory_mb).to_string();
-                    cg.set(&cpu.join(id).join("cpu.shares"), &shares)?;
-                }
                 cg.peak = self
                     .fs
                     .open(&memory.join("memory.max_usage_in_bytes"), true)
@@ -365,24 +357,21 @@ impl Cgroups {
                 let mut cg = SandboxCgroup {
                     fs,
                     dirs: Vec::new(),
-                    kind: Kind::V2 { dir: dir.clone() },
+                    kind: Kind::V2 {
+                        dir: dir.clone(),
+                        cpu: *cpu,
+                    },
                     peak: None,
                     events: None,
+                    limits: None,
                 };
                 cg.make_dir(dir.clone())?;
-                cg.set(&dir.join("memory.max"), &limits.memory_bytes().to_string())?;
                 let swap = dir.join("memory.swap.max");
                 if self.fs.exists(&swap) {
                     cg.set(&swap, "0")?;
                 }
                 cg.set(&dir.join("memory.oom.group"), "1")?;
-                cg.set(&dir.join("pids.max"), &limits.pids_max.to_string())?;
-                if *cpu {
-                    cg.set(
-                        &dir.join("cpu.weight"),
-                        &cpu_weight(limits.memory_mb).to_string(),
-                    )?;
-                }
+                cg.set_limits(limits)?;
                 let peak = dir.join("memory.peak");
                 cg.peak = self
                     .fs
@@ -469,8 +458,19 @@ pub(crate) fn favor_dynamic_modifications() -> io::Result<bool> {
 
 #[derive(Debug)]
 enum Kind {
-    V1 { memory: PathBuf, freezer: PathBuf },
-    V2 { dir: PathBuf },
+    V1 {
+        memory: PathBuf,
+        freezer: PathBuf,
+        pids: PathBuf,
+        cpu: Option<PathBuf>,
+        /// Swap accounting is on: `memory.memsw.limit_in_bytes` exists.
+        memsw: bool,
+    },
+    V2 {
+        dir: PathBuf,
+        /// The cpu controller is enabled.
+        cpu: bool,
+    },
 }
 
 /// One sandbox's cgroup(s). Dropping it removes the directories (retrying briefly while
@@ -486,6 +486,8 @@ pub(crate) struct SandboxCgroup {
     peak: Option<File>,
     /// v2 `memory.events` or v1 `memory.oom_control`, kept open (read once per invocation).
     events: Option<File>,
+    /// The limits in force.
+    limits: Option<Limits>,
 }
 
 impl SandboxCgroup {
@@ -502,6 +504,52 @@ impl SandboxCgroup {
             Err(e) => return Err(cgroup_err("create", &dir)(e)),
         }
         self.dirs.push(dir);
+        Ok(())
+    }
+
+    /// Sets (or changes: a sandbox made ahead gets its function's limits when it is claimed)
+    /// the memory, pids and CPU limits.
+    pub(crate) fn set_limits(&mut self, limits: Limits) -> Result<(), SandboxError> {
+        let bytes = limits.memory_bytes().to_string();
+        match &self.kind {
+            Kind::V1 {
+                memory,
+                pids,
+                cpu,
+                memsw,
+                ..
+            } => {
+                let (mem, sw) = (
+                    memory.join("memory.limit_in_bytes"),
+                    memory.join("memory.memsw.limit_in_bytes"),
+                );
+                // v1 keeps memory <= memory+swap at every moment: raise memsw first, lower it last.
+                let raising = self
+                    .limits
+                    .is_some_and(|old| limits.memory_bytes() > old.memory_bytes());
+                if *memsw && raising {
+                    self.set(&sw, &bytes)?;
+                }
+                self.set(&mem, &bytes)?;
+                if *memsw && !raising {
+                    self.set(&sw, &bytes)?;
+                }
+                self.set(&pids.join("pids.max"), &limits.pids_max.to_string())?;
+                if let Some(cpu) = cpu {
+                    let shares = cpu_shares(limits.memory_mb).to_string();
+                    self.set(&cpu.join("cpu.shares"), &shares)?;
+                }
+            }
+            Kind::V2 { dir, cpu } => {
+                self.set(&dir.join("memory.max"), &bytes)?;
+                self.set(&dir.join("pids.max"), &limits.pids_max.to_string())?;
+                if *cpu {
+                    let weight = cpu_weight(limits.memory_mb).to_string();
+                    self.set(&dir.join("cpu.weight"), &weight)?;
+                }
+            }
+        }
+        self.limits = Some(limits);
         Ok(())
     }
 
@@ -532,7 +580,7 @@ impl SandboxCgroup {
     pub(crate) fn dir_file(&self) -> Result<Option<File>, SandboxError> {
         match &self.kind {
             Kind::V1 { .. } => Ok(None),
-            Kind::V2 { dir } => self
+            Kind::V2 { dir, .. } => self
                 .fs
                 .open(dir, false)
                 .map(Some)
@@ -560,7 +608,7 @@ impl SandboxCgroup {
                 let n = file.read_at(&mut buf, 0).ok()?;
                 std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
             }
-            (Kind::V2 { dir }, None) => self
+            (Kind::V2 { dir, .. }, None) => self
                 .fs
                 .read(&dir.join("memory.peak"))
                 .ok()?
@@ -589,7 +637,7 @@ impl SandboxCgroup {
     pub(crate) fn oom_kills(&self) -> u64 {
         let (path, key) = match &self.kind {
             Kind::V1 { memory, .. } => (memory.join("memory.oom_control"), "oom_kill"),
-            Kind::V2 { dir } => (dir.join("memory.events"), "oom_kill"),
+            Kind::V2 { dir, .. } => (dir.join("memory.events"), "oom_kill"),
         };
         let content = match &self.events {
             Some(file) => {
@@ -613,7 +661,7 @@ impl SandboxCgroup {
                     freezer.join("freezer.state"),
                     |s| s.trim() == "FROZEN",
                 ),
-                Kind::V2 { dir } => (
+                Kind::V2 { dir, .. } => (
                     dir.join("cgroup.freeze"),
                     "1",
                     dir.join("cgroup.events"),
@@ -644,14 +692,14 @@ impl SandboxCgroup {
     pub(crate) fn thaw(&self) -> Result<(), SandboxError> {
         match &self.kind {
             Kind::V1 { freezer, .. } => self.set(&freezer.join("freezer.state"), "THAWED"),
-            Kind::V2 { dir } => self.set(&dir.join("cgroup.freeze"), "0"),
+            Kind::V2 { dir, .. } => self.set(&dir.join("cgroup.freeze"), "0"),
         }
     }
 
     /// Kills every task (v2 `cgroup.kill`) and thaws, so frozen tasks can die (v1 needs that).
     /// The caller has already killed the namespace's init, which kills the rest on its own.
     pub(crate) fn kill_all(&self) {
-        if let Kind::V2 { dir } = &self.kind {
+        if let Kind::V2 { dir, .. } = &self.kind {
             let kill = dir.join("cgroup.kill");
             if self.fs.exists(&kill) {
                 let _ = self.fs.write(&kill, "1");

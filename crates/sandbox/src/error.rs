@@ -99,10 +99,12 @@ pub enum SetupStep {
     Seccomp,
     Chdir,
     Exec,
+    ReceiveProgram,
+    AttachCode,
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 18] = [
+    const ALL: [SetupStep; 20] = [
         SetupStep::ResetSignals,
         SetupStep::NewSession,
         SetupStep::JoinCgroup,
@@ -121,6 +123,8 @@ impl SetupStep {
         SetupStep::Seccomp,
         SetupStep::Chdir,
         SetupStep::Exec,
+        SetupStep::ReceiveProgram,
+        SetupStep::AttachCode,
     ];
 
     /// The step with wire code `code`, as sent by the child.
@@ -150,6 +154,8 @@ impl fmt::Display for SetupStep {
             SetupStep::Seccomp => "install the seccomp filter",
             SetupStep::Chdir => "enter the task root",
             SetupStep::Exec => "exec",
+            SetupStep::ReceiveProgram => "receive its program from the host",
+            SetupStep::AttachCode => "attach the code at /var/task and /var/runtime",
         })
     }
 }

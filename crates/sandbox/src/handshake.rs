@@ -2,7 +2,12 @@
 //! ends, carrying fixed-size [`Message`]s from the child to the parent:
 //!
 //! - `Listener`: the runtime API socket the child made in its network namespace (`SCM_RIGHTS`);
-//! - `Failed`: the step that failed, an index within it (which mount) and the `errno`.
+//! - `Failed`: the step that failed, an index within it (which mount) and the `errno`;
+//! - `Ready`: a sandbox made ahead (`ready.rs`) is set up and waits for its program.
+//!
+//! and one message from the parent to a sandbox made ahead, [`Program`]: what to run (argv,
+//! environment as NUL-terminated strings) with the code and runtime directories as
+//! detached read-only mounts and the output pipe (`SCM_RIGHTS`).
 //!
 //! Success needs no message: `execve` closes the child's end, and the parent sees end-of-file.
 //! The child's side ([`ChildChannel`]) uses stack buffers and raw `sendmsg` only, as it runs
@@ -19,6 +24,14 @@ use std::time::{Duration, Instant};
 const MSG_LEN: usize = 12;
 const TAG_LISTENER: u32 = 1;
 const TAG_FAILED: u32 = 2;
+const TAG_READY: u32 = 3;
+const TAG_PROGRAM: u32 = 4;
+/// Header of a program message: tag, argc, envc, length of the strings.
+const PROGRAM_HEADER: usize = 16;
+/// Largest program message (argv and environment): Lambda allows 4 KB of environment.
+pub(crate) const PROGRAM_MAX: usize = 64 * 1024;
+/// Descriptors passed with a program: code mount, runtime mount, output pipe.
+const PROGRAM_FDS: usize = 3;
 
 /// What the child tells the parent.
 #[derive(Debug)]
@@ -31,6 +44,19 @@ pub(crate) enum Message {
         index: u32,
         errno: Errno,
     },
+    /// A sandbox made ahead finished its set-up and waits for its program.
+    Ready,
+}
+
+/// What a sandbox made ahead runs, as the child receives it (into memory it mapped itself).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Program {
+    pub argc: usize,
+    pub envc: usize,
+    /// Bytes of NUL-terminated strings at the start of the receive buffer: argv, then envp.
+    pub len: usize,
+    /// Code mount, runtime mount, output pipe.
+    pub fds: [c_int; PROGRAM_FDS],
 }
 
 fn encode(tag: u32, a: u32, b: i32) -> [u8; MSG_LEN] {
@@ -45,7 +71,7 @@ fn word(buf: &[u8; MSG_LEN], at: usize) -> [u8; 4] {
     [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
 }
 
-/// Space for one file descriptor's control message, aligned for `cmsghdr`.
+/// Space for up to three file descriptors' control message, aligned for `cmsghdr`.
 #[repr(C, align(8))]
 struct FdControl([u8; 32]);
 
@@ -102,6 +128,85 @@ impl ChildChannel {
         Ok(())
     }
 
+    /// Says set-up is done and the sandbox waits for its program.
+    pub(crate) fn send_ready(self) -> Result<(), c_int> {
+        let msg = encode(TAG_READY, 0, 0);
+        // SAFETY: sending a stack buffer on a descriptor we own.
+        let rc = unsafe { libc::send(self.0, msg.as_ptr().cast(), MSG_LEN, libc::MSG_NOSIGNAL) };
+        if rc < 0 {
+            // SAFETY: reading this thread's errno.
+            return Err(unsafe { *libc::__errno_location() });
+        }
+        Ok(())
+    }
+
+    /// Waits for the program, receiving its strings into `buf` (the header is stripped).
+    /// `Ok(None)`: the host closed its end (it stopped, or dropped this sandbox).
+    pub(crate) fn recv_program(self, buf: &mut [u8]) -> Result<Option<Program>, c_int> {
+        let mut header = [0u8; PROGRAM_HEADER];
+        let mut control = FdControl([0; 32]);
+        let mut iov = [
+            libc::iovec {
+                iov_base: header.as_mut_ptr().cast(),
+                iov_len: PROGRAM_HEADER,
+            },
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
+        ];
+        // SAFETY: a zeroed msghdr is valid; the pointers set point at live buffers; the
+        // control buffer holds three descriptors' cmsghdr (CMSG_SPACE(12) = 32).
+        unsafe {
+            let mut hdr: libc::msghdr = std::mem::zeroed();
+            hdr.msg_iov = iov.as_mut_ptr();
+            hdr.msg_iovlen = 2;
+            hdr.msg_control = control.0.as_mut_ptr().cast();
+            hdr.msg_controllen = control.0.len() as _;
+            let n = loop {
+                let n = libc::recvmsg(self.0, &mut hdr, libc::MSG_CMSG_CLOEXEC);
+                if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                    break n;
+                }
+            };
+            if n < 0 {
+                return Err(*libc::__errno_location());
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+            let fd_bytes = PROGRAM_FDS * std::mem::size_of::<c_int>();
+            if (n as usize) < PROGRAM_HEADER
+                || hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0
+                || cmsg.is_null()
+                || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+                || (*cmsg).cmsg_len as usize != libc::CMSG_LEN(fd_bytes as u32) as usize
+            {
+                return Err(libc::EPROTO);
+            }
+            let mut fds = [0 as c_int; PROGRAM_FDS];
+            std::ptr::copy_nonoverlapping(
+                libc::CMSG_DATA(cmsg),
+                fds.as_mut_ptr().cast::<u8>(),
+                fd_bytes,
+            );
+            let w = |at: usize| {
+                u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+            };
+            let program = Program {
+                argc: w(4) as usize,
+                envc: w(8) as usize,
+                len: w(12) as usize,
+                fds,
+            };
+            if w(0) != TAG_PROGRAM || program.len != n as usize - PROGRAM_HEADER {
+                return Err(libc::EPROTO);
+            }
+            Ok(Some(program))
+        }
+    }
+
     /// Reports a failed step. Best effort: if this fails too, the parent sees end-of-file
     /// without a listener and reports that the child vanished.
     pub(crate) fn send_failure(self, step: SetupStep, index: u32, errno: c_int) {
@@ -118,6 +223,74 @@ impl ChildChannel {
 pub(crate) struct ParentEnd(OwnedFd);
 
 impl ParentEnd {
+    /// Sends a sandbox made ahead its program. Fails with `InvalidInput` when the strings
+    /// exceed [`PROGRAM_MAX`] (the caller then starts a sandbox from scratch).
+    pub(crate) fn send_program(
+        &self,
+        argv: &[String],
+        envp: &[String],
+        fds: [RawFd; PROGRAM_FDS],
+    ) -> io::Result<()> {
+        let mut strings = Vec::with_capacity(1024);
+        for s in argv.iter().chain(envp) {
+            strings.extend_from_slice(s.as_bytes());
+            strings.push(0);
+        }
+        if strings.len() > PROGRAM_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "argv and environment exceed what a sandbox made ahead accepts",
+            ));
+        }
+        let mut header = [0u8; PROGRAM_HEADER];
+        for (i, v) in [
+            TAG_PROGRAM,
+            argv.len() as u32,
+            envp.len() as u32,
+            strings.len() as u32,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            header[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        let mut iov = [
+            libc::iovec {
+                iov_base: header.as_mut_ptr().cast(),
+                iov_len: PROGRAM_HEADER,
+            },
+            libc::iovec {
+                iov_base: strings.as_mut_ptr().cast(),
+                iov_len: strings.len(),
+            },
+        ];
+        let mut control = FdControl([0; 32]);
+        let fd_bytes = PROGRAM_FDS * std::mem::size_of::<c_int>();
+        // SAFETY: a zeroed msghdr is valid; every pointer points at live locals; the control
+        // buffer is large enough and aligned for three descriptors.
+        let rc = unsafe {
+            let mut hdr: libc::msghdr = std::mem::zeroed();
+            hdr.msg_iov = iov.as_mut_ptr();
+            hdr.msg_iovlen = 2;
+            hdr.msg_control = control.0.as_mut_ptr().cast();
+            hdr.msg_controllen = libc::CMSG_SPACE(fd_bytes as u32) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                fd_bytes,
+            );
+            libc::sendmsg(self.0.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL)
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// The next message, or `None` at end-of-file (the child exec'd, or died). Gives up with
     /// [`SandboxError::SetupTimeout`] at `deadline`.
     pub(crate) fn recv(
@@ -192,6 +365,7 @@ impl ParentEnd {
             let b = i32::from_ne_bytes(word(&buf, 8));
             return match (tag, passed) {
                 (TAG_LISTENER, Some(fd)) => Ok(Some(Message::Listener(fd))),
+                (TAG_READY, None) => Ok(Some(Message::Ready)),
                 (TAG_FAILED, _) => {
                     let step = SetupStep::from_code(a & 0xffff).ok_or_else(|| {
                         io::Error::new(

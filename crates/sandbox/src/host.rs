@@ -3,13 +3,14 @@
 //! directory), and the parent's half of [`Host::spawn`]: create the cgroup, prepare everything
 //! the child needs, clone it, and wait on the handshake until the program runs or a step fails.
 
-use crate::cgroup::{self, Cgroups, HostFs, Limits, CGROUP_ROOT};
-use crate::handshake::{self, ChildChannel, Message};
+use crate::cgroup::{self, Cgroups, HostFs, Limits, SandboxCgroup, CGROUP_ROOT};
+use crate::handshake::{self, ChildChannel, Message, ParentEnd};
 use crate::mounts::{self, HostRootfs};
 use crate::netpool::NetPool;
+use crate::ready::{ReadyPool, ReadySandbox};
 use crate::sandbox::{Isolated, Process, Sandbox};
 use crate::seccomp::SeccompProgram;
-use crate::spawn::{self, ChildPlan};
+use crate::spawn::{self, ChildPlan, Exec};
 use crate::{
     insecure, CgroupVersion, SandboxError, SandboxSpec, SetupStep, RUNTIME_API_PORT, RUNTIME_ROOT,
     TASK_ROOT,
@@ -71,6 +72,9 @@ pub struct Layers {
     /// Network namespaces made ahead by a background thread (without it, each sandbox makes
     /// its own on the start-up path).
     pub netns_ahead: bool,
+    /// Whole sandboxes made ahead, waiting for their code and program (`ready.rs`; needs all
+    /// the layers above).
+    pub sandboxes_ahead: bool,
 }
 
 impl Layers {
@@ -81,6 +85,7 @@ impl Layers {
         user: true,
         seccomp: true,
         netns_ahead: true,
+        sandboxes_ahead: true,
     };
 }
 
@@ -109,7 +114,9 @@ pub struct Host {
 struct Inner {
     isolation: Isolation,
     /// `None` in insecure mode.
-    full: Option<FullHost>,
+    full: Option<Arc<FullHost>>,
+    /// Sandboxes made ahead; `None` in insecure mode, or when left out.
+    ready: Option<ReadyPool>,
 }
 
 /// What full isolation needs, prepared once.
@@ -135,12 +142,22 @@ impl Host {
                 tracing::warn!("sandboxing disabled: functions run as plain processes with the server's privileges");
                 None
             }
-            Isolation::Full => Some(FullHost::detect(&opts.state_dir, opts.layers)?),
+            Isolation::Full => Some(Arc::new(FullHost::detect(&opts.state_dir, opts.layers)?)),
+        };
+        let ready = match &full {
+            Some(full) if full.layers == Layers::ALL => {
+                let maker: Arc<dyn crate::ready::Maker> = full.clone();
+                ReadyPool::start(maker)
+                    .map_err(|e| tracing::warn!("no sandboxes made ahead: {e}"))
+                    .ok()
+            }
+            _ => None,
         };
         Ok(Host {
             inner: Arc::new(Inner {
                 isolation: opts.isolation,
                 full,
+                ready,
             }),
         })
     }
@@ -175,9 +192,19 @@ impl Host {
     /// thread in async code.
     pub fn spawn(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
         spec.validate(self.inner.isolation)?;
-        match &self.inner.full {
-            Some(full) => full.spawn(spec),
-            None => insecure::spawn(spec),
+        let Some(full) = &self.inner.full else {
+            return insecure::spawn(spec);
+        };
+        let ready = match spec.allow_network {
+            false => self.inner.ready.as_ref().and_then(|r| r.take(spec.tmp_mb)),
+            true => None,
+        };
+        match ready.map(|ready| full.start_ready(ready, spec)) {
+            Some(Err(SandboxError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                full.launch(spec, false)
+            }
+            Some(started) => started,
+            None => full.launch(spec, false),
         }
     }
 }
@@ -302,20 +329,67 @@ impl FullHost {
         })
     }
 
-    fn spawn(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
-        self.launch(spec, false)
-    }
-
-    /// Starts a sandbox; with `dry_run`, its child stops just before `execve`.
+    /// Starts a sandbox from scratch; with `dry_run`, its child stops just before `execve`.
     fn launch(&self, spec: &SandboxSpec, dry_run: bool) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
-        let limits = Limits {
-            memory_mb: spec.memory_mb,
-            pids_max: spec.pids_max,
+        let layers = self.layers;
+        let workdir = match layers.root {
+            true => CString::new(TASK_ROOT).expect("no NUL"),
+            false => mounts::c_path(&spec.code_dir)?,
         };
+        let argv = CStrings::new(spec.argv.iter().cloned())?;
+        let envp = CStrings::new(spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}")))?;
+        let (output, output_w) = output_pipe()?;
+        let output_w = above_stdio(output_w)?;
+        let exec = Exec {
+            output: output_w.as_raw_fd(),
+            argv: &argv.pointers,
+            envp: &envp.pointers,
+            workdir: &workdir,
+        };
+        let code = layers
+            .root
+            .then_some((spec.code_dir.as_path(), spec.runtime_dir.as_path()));
+        let mut child = self.clone_child(
+            &spec.id,
+            limits_of(spec),
+            code,
+            spec.tmp_mb,
+            Some(exec),
+            dry_run,
+        )?;
+        drop(output_w);
+        let listener = child.await_setup(Until::Exec, spec)?;
+        let sandbox = Sandbox::new(
+            spec.id.clone(),
+            listener,
+            output,
+            child.process,
+            child.cgroup.map_or(Isolated::NoCgroup, Isolated::Full),
+        );
+        tracing::debug!(
+            id = %spec.id,
+            pid = sandbox.pid(),
+            total_us = started.elapsed().as_micros() as u64,
+            "sandbox started"
+        );
+        Ok(sandbox)
+    }
+
+    /// Makes a cgroup, prepares what the child needs and clones it; the child runs `exec`, or
+    /// with `None` sets up and waits for its program (a sandbox made ahead).
+    fn clone_child(
+        &self,
+        id: &str,
+        limits: Limits,
+        code: Option<(&Path, &Path)>,
+        tmp_mb: u32,
+        exec: Option<Exec<'_>>,
+        dry_run: bool,
+    ) -> Result<Cloned, SandboxError> {
         let layers = self.layers;
         let cgroup = match layers.cgroup {
-            true => Some(self.cgroups.create(&spec.id, limits)?),
+            true => Some(self.cgroups.create(id, limits)?),
             false => None,
         };
         let procs: Vec<OwnedFd> = match &cgroup {
@@ -330,60 +404,220 @@ impl FullHost {
             Some(cgroup) => cgroup.dir_file()?,
             None => None,
         };
-        let (mounts, workdir) = match layers.root {
-            true => (
-                mounts::plan(
-                    &self.rootfs,
-                    &self.new_root,
-                    &spec.code_dir,
-                    &spec.runtime_dir,
-                    spec.tmp_mb,
-                )?,
-                CString::new(TASK_ROOT).expect("no NUL"),
-            ),
-            false => (
-                Vec::new(),
-                CString::new(spec.code_dir.as_os_str().as_encoded_bytes())
-                    .map_err(|e| SandboxError::InvalidSpec(e.to_string()))?,
-            ),
+        let mounts = match layers.root {
+            true => mounts::plan(&self.rootfs, &self.new_root, code, tmp_mb)?,
+            false => Vec::new(),
         };
-        let argv = CStrings::new(spec.argv.iter().cloned())?;
-        let envp = CStrings::new(spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}")))?;
         let (parent_end, child_end) = handshake::pair()?;
         let child_end = above_stdio(child_end)?;
-        let (output, output_w) = output_pipe()?;
-        let output_w = above_stdio(output_w)?;
         let fprog = self.seccomp.fprog();
         let net = self.netpool.as_ref().and_then(NetPool::take);
         let procs_raw: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
-
         let plan = ChildPlan {
             channel: ChildChannel(child_end.as_raw_fd()),
-            output: output_w.as_raw_fd(),
             join_cgroup: &procs_raw,
             netns: net.as_ref().map(|n| n.netns.as_raw_fd()),
             mounts: &mounts,
             seccomp: &fprog,
-            argv: &argv.pointers,
-            envp: &envp.pointers,
-            workdir: &workdir,
             layers,
+            exec,
             dry_run,
         };
         let child = spawn::clone_sandbox(&plan, cgroup_dir.as_ref().map(AsRawFd::as_raw_fd))?;
-        let process = Process::new(child, false);
         // The child has its copies; ours must go, or end-of-file would never come.
-        drop((child_end, output_w, procs, cgroup_dir));
-        let cloned = started.elapsed();
+        drop((child_end, procs, cgroup_dir));
+        Ok(Cloned {
+            process: Process::new(child, false),
+            channel: parent_end,
+            listener: net.map(|n| n.listener),
+            cgroup,
+            mounts,
+        })
+    }
 
+    /// A sandbox made ahead (see `ready.rs`), set up and waiting for its program.
+    fn make_ready(&self, tmp_mb: u32) -> Result<ReadySandbox, SandboxError> {
+        static MADE: AtomicU64 = AtomicU64::new(0);
+        let id = format!(
+            "sb-ready-{}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed)
+        );
+        let limits = Limits {
+            memory_mb: 64,
+            pids_max: 16,
+        };
+        let mut child = self.clone_child(&id, limits, None, tmp_mb, None, false)?;
+        let spec_for_errors = SandboxSpec {
+            id,
+            code_dir: PathBuf::new(),
+            runtime_dir: PathBuf::new(),
+            argv: vec![String::new()],
+            env: Vec::new(),
+            memory_mb: limits.memory_mb,
+            pids_max: limits.pids_max,
+            tmp_mb,
+            allow_network: false,
+        };
+        let listener = child.await_setup(Until::Ready, &spec_for_errors)?;
+        Ok(ReadySandbox {
+            process: child.process,
+            channel: child.channel,
+            listener,
+            cgroup: child.cgroup.take().ok_or(SandboxError::SetupVanished)?,
+            tmp_mb,
+        })
+    }
+
+    /// Starts `spec` in a sandbox made ahead. An `InvalidInput` i/o error means its program
+    /// does not fit the message: start it from scratch instead.
+    fn start_ready(
+        &self,
+        mut ready: ReadySandbox,
+        spec: &SandboxSpec,
+    ) -> Result<Sandbox, SandboxError> {
+        let started = Instant::now();
+        ready.cgroup.set_limits(limits_of(spec))?;
+        let code = detached_read_only(&spec.code_dir)?;
+        let runtime = detached_read_only(&spec.runtime_dir)?;
+        let (output, output_w) = output_pipe()?;
+        let envp = spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}"));
+        if let Some(bad) = spec.argv.iter().chain(&envp).find(|s| s.contains('\0')) {
+            return Err(SandboxError::InvalidSpec(format!("NUL byte in {bad:?}")));
+        }
+        ready.channel.send_program(
+            &spec.argv,
+            &envp,
+            [code.as_raw_fd(), runtime.as_raw_fd(), output_w.as_raw_fd()],
+        )?;
+        drop((code, runtime, output_w));
+        let mut child = Cloned {
+            process: ready.process,
+            channel: ready.channel,
+            listener: Some(ready.listener),
+            cgroup: Some(ready.cgroup),
+            mounts: Vec::new(),
+        };
+        let listener = child.await_setup(Until::Exec, spec)?;
+        let sandbox = Sandbox::new(
+            spec.id.clone(),
+            listener,
+            output,
+            child.process,
+            child.cgroup.map_or(Isolated::NoCgroup, Isolated::Full),
+        );
+        tracing::debug!(
+            id = %spec.id,
+            pid = sandbox.pid(),
+            total_us = started.elapsed().as_micros() as u64,
+            "sandbox made ahead started"
+        );
+        Ok(sandbox)
+    }
+}
+
+impl crate::ready::Maker for FullHost {
+    fn make_ready(&self, tmp_mb: u32) -> Result<ReadySandbox, SandboxError> {
+        FullHost::make_ready(self, tmp_mb)
+    }
+}
+
+fn limits_of(spec: &SandboxSpec) -> Limits {
+    Limits {
+        memory_mb: spec.memory_mb,
+        pids_max: spec.pids_max,
+    }
+}
+
+/// A detached, read-only, nosuid, nodev copy of the mount at `path` (`open_tree`), for a
+/// sandbox made ahead to attach inside its own mount namespace.
+fn detached_read_only(path: &Path) -> Result<OwnedFd, SandboxError> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let c = mounts::c_path(path)?;
+    // SAFETY: open_tree on a NUL-terminated path; returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: `fd` is the descriptor open_tree just returned.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on our detached mount with a live, correctly sized attr struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(fd)
+}
+
+/// What the parent holds of a child it cloned, until set-up ends.
+struct Cloned {
+    process: Process,
+    channel: ParentEnd,
+    /// The runtime API listener, when its network namespace was made ahead.
+    listener: Option<TcpListener>,
+    cgroup: Option<SandboxCgroup>,
+    /// The child's mount plan, to name a failing mount.
+    mounts: Vec<crate::mounts::MountOp>,
+}
+
+/// The end of set-up to wait for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// The program runs (end-of-file: `execve` closed the child's end).
+    Exec,
+    /// A sandbox made ahead says it waits for its program.
+    Ready,
+}
+
+impl Cloned {
+    /// Waits on the handshake until `until`, collecting the runtime API listener; a failed
+    /// step becomes [`SandboxError::Setup`] naming it.
+    fn await_setup(
+        &mut self,
+        until: Until,
+        spec: &SandboxSpec,
+    ) -> Result<TcpListener, SandboxError> {
         let deadline = Instant::now() + SETUP_TIMEOUT;
-        let mut listener = net.map(|n| n.listener);
+        let mut listener = None;
         loop {
-            match parent_end.recv(deadline, SETUP_TIMEOUT)? {
+            match self.channel.recv(deadline, SETUP_TIMEOUT)? {
                 Some(Message::Listener(fd)) => listener = Some(TcpListener::from(fd)),
                 Some(Message::Failed { step, index, errno }) => {
                     let detail = match step {
-                        SetupStep::Mount => mounts
+                        SetupStep::Mount => self
+                            .mounts
                             .get(index as usize)
                             .map(|op| format!(" ({op})"))
                             .unwrap_or_default(),
@@ -400,26 +634,17 @@ impl FullHost {
                         errno,
                     });
                 }
-                None => break,
+                Some(Message::Ready) if until == Until::Ready => break,
+                Some(Message::Ready) => return Err(SandboxError::SetupVanished),
+                None if until == Until::Exec => break,
+                None => return Err(SandboxError::SetupVanished),
             }
         }
-        let listener = listener.ok_or(SandboxError::SetupVanished)?;
+        let listener = listener
+            .or_else(|| self.listener.take())
+            .ok_or(SandboxError::SetupVanished)?;
         listener.set_nonblocking(true)?;
-        let sandbox = Sandbox::new(
-            spec.id.clone(),
-            listener,
-            output,
-            process,
-            cgroup.map_or(Isolated::NoCgroup, Isolated::Full),
-        );
-        tracing::debug!(
-            id = %spec.id,
-            pid = sandbox.pid(),
-            clone_us = cloned.as_micros() as u64,
-            total_us = started.elapsed().as_micros() as u64,
-            "sandbox started"
-        );
-        Ok(sandbox)
+        Ok(listener)
     }
 }
 

@@ -318,11 +318,13 @@ impl Builder<'_> {
 }
 
 /// Everything the child mounts, in order, for one sandbox.
+///
+/// `code`: the code and runtime directories to bind at `/var/task` and `/var/runtime`; `None`
+/// (a sandbox made ahead) leaves both empty, to be attached later (`attach`).
 pub(crate) fn plan(
     host: &HostRootfs,
     new_root: &Path,
-    code_dir: &Path,
-    runtime_dir: &Path,
+    code: Option<(&Path, &Path)>,
     tmp_mb: u32,
 ) -> Result<Vec<MountOp>, SandboxError> {
     let mut b = Builder {
@@ -345,8 +347,16 @@ pub(crate) fn plan(
     }
 
     b.mkdir("var", 0o755)?;
-    b.bind_dir_ro(code_dir, crate::TASK_ROOT)?;
-    b.bind_dir_ro(runtime_dir, crate::RUNTIME_ROOT)?;
+    match code {
+        Some((code_dir, runtime_dir)) => {
+            b.bind_dir_ro(code_dir, crate::TASK_ROOT)?;
+            b.bind_dir_ro(runtime_dir, crate::RUNTIME_ROOT)?;
+        }
+        None => {
+            b.mkdir(crate::TASK_ROOT, 0o755)?;
+            b.mkdir(crate::RUNTIME_ROOT, 0o755)?;
+        }
+    }
 
     b.mkdir("tmp", 0o755)?;
     b.tmpfs(
@@ -438,8 +448,7 @@ mod tests {
         let ops = plan(
             &host,
             new_root,
-            Path::new("/data/code/f1"),
-            Path::new("/data/runtimes"),
+            Some((Path::new("/data/code/f1"), Path::new("/data/runtimes"))),
             256,
         )
         .unwrap();
@@ -500,7 +509,13 @@ mod tests {
     #[test]
     fn every_bind_is_remounted_read_only_nosuid_nodev() {
         let (_tmp, host) = fake_host();
-        let ops = plan(&host, Path::new("/r"), Path::new("/c"), Path::new("/rt"), 1).unwrap();
+        let ops = plan(
+            &host,
+            Path::new("/r"),
+            Some((Path::new("/c"), Path::new("/rt"))),
+            1,
+        )
+        .unwrap();
         for (i, op) in ops.iter().enumerate() {
             let MountOp::Mount { flags, target, .. } = op else {
                 continue;
@@ -525,7 +540,7 @@ mod tests {
     fn paths_with_nul_bytes_are_refused() {
         let (_tmp, host) = fake_host();
         let bad = Path::new(std::ffi::OsStr::from_bytes(b"/code\0x"));
-        let err = plan(&host, Path::new("/r"), bad, Path::new("/rt"), 1).unwrap_err();
+        let err = plan(&host, Path::new("/r"), Some((bad, Path::new("/rt"))), 1).unwrap_err();
         assert!(matches!(err, SandboxError::InvalidSpec(_)), "{err}");
     }
 }

@@ -37,8 +37,6 @@ const NOFILE: libc::rlim_t = 1024;
 /// has a copy of the parent's memory.
 pub(crate) struct ChildPlan<'a> {
     pub channel: ChildChannel,
-    /// Write end of the output pipe; becomes stdout and stderr. At least 3.
-    pub output: RawFd,
     /// `cgroup.procs` of each of the sandbox's cgroups, to write `0` into.
     pub join_cgroup: &'a [RawFd],
     /// A network namespace made ahead, with the runtime API listener already in it (the parent
@@ -46,18 +44,29 @@ pub(crate) struct ChildPlan<'a> {
     pub netns: Option<RawFd>,
     pub mounts: &'a [MountOp],
     pub seccomp: &'a libc::sock_fprog,
+    /// Which isolation steps to take (all of them but in measurements).
+    pub layers: Layers,
+    /// What to run. `None`: a sandbox made ahead (`ready.rs`), which sets everything up
+    /// with empty `/var/task` and `/var/runtime`, says so, and waits for its program.
+    pub exec: Option<Exec<'a>>,
+    /// Stop with exit status 0 just before `execve` (the start-up self-test).
+    pub dry_run: bool,
+}
+
+/// The program a sandbox runs, and where its output goes.
+pub(crate) struct Exec<'a> {
+    /// Write end of the output pipe; becomes stdout and stderr. At least 3.
+    pub output: RawFd,
     /// NULL-terminated; `argv[0]` is the program's absolute path inside the sandbox.
     pub argv: &'a [*const c_char],
     /// NULL-terminated `KEY=value` strings.
     pub envp: &'a [*const c_char],
     /// The working directory: `/var/task`, or the code's host path without the root layer.
     pub workdir: &'a std::ffi::CStr,
-    /// Which isolation steps to take (all of them but in measurements).
-    pub layers: Layers,
-
-    /// Stop with exit status 0 just before `execve` (the start-up self-test).
-    pub dry_run: bool,
 }
+
+/// Strings (argv plus environment) a sandbox made ahead accepts.
+const PROGRAM_STRINGS_MAX: usize = 4096;
 
 /// The sandbox's init process, as the parent sees it.
 #[derive(Debug)]
@@ -164,17 +173,21 @@ unsafe fn clone_blocked(plan: &ChildPlan<'_>, cgroup_dir: Option<RawFd>) -> io::
     })
 }
 
+/// Reports a failed set-up step to the parent and exits with 127. Async-signal-safe.
+fn die(channel: ChildChannel, step: SetupStep, index: usize, errno: c_int) -> ! {
+    channel.send_failure(step, index as u32, errno);
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(127) }
+}
+
 /// The child, from `clone` to `execve`. Never returns.
 ///
 /// # Safety
 /// Only in the child of a fork-like clone; async-signal-safe calls only from here on.
 unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
     let (channel, layers) = (plan.channel, plan.layers);
-    let fail = |step: SetupStep, index: usize, errno: c_int| -> ! {
-        channel.send_failure(step, index as u32, errno);
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(127) }
-    };
+    let fail =
+        |step: SetupStep, index: usize, errno: c_int| -> ! { die(channel, step, index, errno) };
     let ok = |rc: c_int, step: SetupStep| {
         if rc < 0 {
             fail(step, 0, errno());
@@ -228,8 +241,159 @@ unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
                 SetupStep::Hostname,
             );
         }
+        match &plan.exec {
+            Some(exec) => start(
+                plan,
+                exec.output,
+                exec.argv.as_ptr(),
+                exec.envp.as_ptr(),
+                exec.workdir,
+            ),
+            None => wait_for_program(plan),
+        }
+    }
+}
 
-        if let Err(e) = stdio(plan.output) {
+/// A sandbox made ahead: says it is ready, waits for its program, attaches the code and
+/// runtime mounts it came with at `/var/task` and `/var/runtime`, and starts it.
+///
+/// # Safety
+/// Child only, after every set-up step up to the hostname.
+unsafe fn wait_for_program(plan: &ChildPlan<'_>) -> ! {
+    let channel = plan.channel;
+    let fail =
+        |step: SetupStep, index: usize, errno: c_int| -> ! { die(channel, step, index, errno) };
+    // SAFETY (whole block): raw system calls on memory this process maps and owns.
+    unsafe {
+        // Whatever else the server had open when this process was cloned (client
+        // connections, other sandboxes' handshake and output ends) must not stay open for as
+        // long as this sandbox waits: only the channel stays, and /dev/null as stdio.
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 || (0..3).any(|fd| libc::dup2(null, fd) < 0) {
+            fail(SetupStep::Stdio, 0, errno());
+        }
+        let keep = channel.0 as libc::c_uint;
+        if keep > 3 {
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                keep - 1,
+                0 as libc::c_uint,
+            );
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            keep + 1,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
+        if channel.send_ready().is_err() {
+            libc::_exit(0); // the host is gone
+        }
+        let pointers_len = (PROGRAM_STRINGS_MAX + 2) * std::mem::size_of::<*const c_char>();
+        let map = |len: usize| {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                fail(SetupStep::ReceiveProgram, 0, errno());
+            }
+            p
+        };
+        let strings = std::slice::from_raw_parts_mut(
+            map(crate::handshake::PROGRAM_MAX).cast::<u8>(),
+            crate::handshake::PROGRAM_MAX,
+        );
+        let pointers = std::slice::from_raw_parts_mut(
+            map(pointers_len).cast::<*const c_char>(),
+            PROGRAM_STRINGS_MAX + 2,
+        );
+        let program = match channel.recv_program(strings) {
+            Ok(Some(program)) => program,
+            Ok(None) => libc::_exit(0), // dropped unused
+            Err(e) => fail(SetupStep::ReceiveProgram, 0, e),
+        };
+        let (argc, envc) = (program.argc, program.envc);
+        if argc == 0 || argc + envc > PROGRAM_STRINGS_MAX {
+            fail(SetupStep::ReceiveProgram, 0, libc::EPROTO);
+        }
+        // argv pointers, NULL, envp pointers, NULL.
+        let (mut found, mut begin) = (0usize, 0usize);
+        for (i, byte) in strings[..program.len].iter().enumerate() {
+            if *byte == 0 {
+                let slot = if found < argc { found } else { found + 1 };
+                if found >= argc + envc {
+                    fail(SetupStep::ReceiveProgram, 0, libc::EPROTO);
+                }
+                pointers[slot] = strings.as_ptr().add(begin).cast();
+                found += 1;
+                begin = i + 1;
+            }
+        }
+        if found != argc + envc || begin != program.len {
+            fail(SetupStep::ReceiveProgram, 0, libc::EPROTO);
+        }
+        pointers[argc] = std::ptr::null();
+        pointers[argc + 1 + envc] = std::ptr::null();
+        let [code, runtime, output] = program.fds;
+        for (i, (fd, at)) in [(code, c"/var/task"), (runtime, c"/var/runtime")]
+            .into_iter()
+            .enumerate()
+        {
+            let rc = libc::syscall(
+                libc::SYS_move_mount,
+                fd,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                at.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            );
+            if rc < 0 {
+                fail(SetupStep::AttachCode, i, errno());
+            }
+            libc::close(fd);
+        }
+        start(
+            plan,
+            output,
+            pointers.as_ptr(),
+            pointers.as_ptr().add(argc + 1),
+            c"/var/task",
+        )
+    }
+}
+
+/// `move_mount`: the source is the descriptor itself.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// The last steps, identical for every sandbox: standard descriptors, limits, the user, the
+/// seccomp filter, the working directory, `execve`.
+///
+/// # Safety
+/// Child only; `argv` and `envp` NULL-terminated arrays of NUL-terminated strings.
+unsafe fn start(
+    plan: &ChildPlan<'_>,
+    output: RawFd,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    workdir: &std::ffi::CStr,
+) -> ! {
+    let (channel, layers) = (plan.channel, plan.layers);
+    let fail =
+        |step: SetupStep, index: usize, errno: c_int| -> ! { die(channel, step, index, errno) };
+    let ok = |rc: c_int, step: SetupStep| {
+        if rc < 0 {
+            fail(step, 0, errno());
+        }
+    };
+    // SAFETY (whole block): raw system calls on data the plan or the caller owns.
+    unsafe {
+        if let Err(e) = stdio(output) {
             fail(SetupStep::Stdio, 0, e);
         }
         // Everything but 0-2 closes at execve; the handshake socket stays usable until then.
@@ -272,7 +436,7 @@ unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
                 fail(SetupStep::Seccomp, 0, e);
             }
         }
-        ok(libc::chdir(plan.workdir.as_ptr()), SetupStep::Chdir);
+        ok(libc::chdir(workdir.as_ptr()), SetupStep::Chdir);
 
         if plan.dry_run {
             libc::_exit(0);
@@ -285,7 +449,7 @@ unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
             0 as c_long,
             8 as c_long,
         );
-        libc::execve(plan.argv[0], plan.argv.as_ptr(), plan.envp.as_ptr());
+        libc::execve(*argv, argv, envp);
         fail(SetupStep::Exec, 0, errno())
     }
 }

@@ -282,8 +282,15 @@ async fn direct_runtime(n: usize) -> Vec<Duration> {
 async fn isolation_table(echo: &[u8], warm_n: usize) -> Table {
     use lambent_sandbox::Layers;
     let all = Layers::ALL;
-    let configs: [(&str, Option<Layers>); 8] = [
+    let configs: [(&str, Option<Layers>); 9] = [
         ("full isolation", Some(all)),
+        (
+            "full, without sandboxes made ahead",
+            Some(Layers {
+                sandboxes_ahead: false,
+                ..all
+            }),
+        ),
         (
             "without read-only root (mount ns)",
             Some(Layers { root: false, ..all }),
