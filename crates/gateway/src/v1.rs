@@ -72,6 +72,8 @@ struct DeployBody {
     reserved_concurrency: Option<u32>,
     provisioned_concurrency: Option<u32>,
     keep_alive: Option<u32>,
+    #[serde(rename = "async")]
+    async_invoke: Option<lambent_core::AsyncSpec>,
     code_sha256: String,
 }
 
@@ -101,6 +103,7 @@ async fn deploy(
         reserved_concurrency: req.reserved_concurrency,
         provisioned_concurrency: req.provisioned_concurrency,
         keep_alive: req.keep_alive,
+        async_invoke: req.async_invoke,
     };
     let deployed = app
         .registry
