@@ -163,9 +163,14 @@ async fn invoke(
     State(app): AppState,
     Extension(Namespace(ns)): Ns,
     Path(name): Path<String>,
+    uri: axum::http::Uri,
+    request_headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let deployment = lookup(&app, &ns, &name)?;
+    if crate::wants_async(uri.query(), &request_headers)? {
+        return crate::accept_async(&app, &deployment, body).await;
+    }
     let mut payload = body::read(body, MAX_SYNC_PAYLOAD, "the invoke payload").await?;
     if payload.iter().all(u8::is_ascii_whitespace) {
         payload = Bytes::from_static(b"{}");
@@ -329,7 +334,7 @@ async fn metrics(State(app): AppState) -> Response {
         .into_response()
 }
 
-fn lookup(app: &App, namespace: &str, name: &str) -> Result<Arc<Deployment>, ApiError> {
+pub(crate) fn lookup(app: &App, namespace: &str, name: &str) -> Result<Arc<Deployment>, ApiError> {
     FunctionName::parse(name)?;
     app.registry
         .lookup(namespace, name)
