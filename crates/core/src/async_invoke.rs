@@ -20,7 +20,7 @@ pub const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
 /// Where the record of an asynchronous invocation goes once it succeeded or finally failed.
 /// Written `{"function": "audit"}` (and `{"queue": …}` / `{"topic": …}` once queues exist).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "DestinationFields", into = "DestinationFields")]
 pub enum Destination {
     /// Invoke this function of the same namespace asynchronously with the record.
     Function(FunctionName),
@@ -28,6 +28,43 @@ pub enum Destination {
     Queue(String),
     /// A built-in topic: refused at validation until built-in topics exist.
     Topic(String),
+}
+
+/// How a destination is written: a map with exactly one key (plain maps read the same in JSON
+/// and YAML, unlike tagged enums).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    function: Option<FunctionName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    topic: Option<String>,
+}
+
+impl TryFrom<DestinationFields> for Destination {
+    type Error = &'static str;
+    fn try_from(f: DestinationFields) -> Result<Self, Self::Error> {
+        match (f.function, f.queue, f.topic) {
+            (Some(name), None, None) => Ok(Destination::Function(name)),
+            (None, Some(q), None) => Ok(Destination::Queue(q)),
+            (None, None, Some(t)) => Ok(Destination::Topic(t)),
+            _ => Err("a destination names exactly one of: function, queue, topic"),
+        }
+    }
+}
+
+impl From<Destination> for DestinationFields {
+    fn from(d: Destination) -> Self {
+        let mut f = DestinationFields::default();
+        match d {
+            Destination::Function(name) => f.function = Some(name),
+            Destination::Queue(q) => f.queue = Some(q),
+            Destination::Topic(t) => f.topic = Some(t),
+        }
+        f
+    }
 }
 
 /// Async settings as a user writes them; everything optional.
