@@ -146,6 +146,9 @@ pub struct FunctionPut {
     pub provisioned_concurrency: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<u32>,
+    /// Retries, maximum event age and destinations of asynchronous invocations.
+    #[serde(rename = "async", skip_serializing_if = "Option::is_none")]
+    pub async_invoke: Option<lambent_core::AsyncSpec>,
     pub code_sha256: String,
 }
 
@@ -280,6 +283,11 @@ impl Client {
             api_key,
             http,
         })
+    }
+
+    /// The underlying HTTP client (requests go through [`Client::send`] for the key).
+    pub(crate) fn http(&self) -> &reqwest::blocking::Client {
+        &self.http
     }
 
     /// The server's base URL, without a trailing `/`.
@@ -464,11 +472,11 @@ impl Client {
         self.json(&url, self.http.get(&url))
     }
 
-    fn endpoint(&self, path: &str) -> String {
+    pub(crate) fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
-    fn send(
+    pub(crate) fn send(
         &self,
         url: &str,
         mut req: reqwest::blocking::RequestBuilder,
@@ -491,7 +499,7 @@ impl Client {
         })
     }
 
-    fn json<T: DeserializeOwned>(
+    pub(crate) fn json<T: DeserializeOwned>(
         &self,
         url: &str,
         req: reqwest::blocking::RequestBuilder,
@@ -513,7 +521,7 @@ impl Client {
 }
 
 /// Turns an error status into [`ClientError::Api`], reading the API's error body.
-fn check(
+pub(crate) fn check(
     url: &str,
     resp: reqwest::blocking::Response,
 ) -> Result<reqwest::blocking::Response, ClientError> {
@@ -570,7 +578,7 @@ fn snippet(body: &[u8]) -> String {
 }
 
 /// `?k=v&…` with the values percent-encoded; empty for no pairs.
-fn query_string(pairs: &[(&str, String)]) -> String {
+pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (i, (k, v)) in pairs.iter().enumerate() {
         out.push(if i == 0 { '?' } else { '&' });
@@ -583,7 +591,7 @@ fn query_string(pairs: &[(&str, String)]) -> String {
 
 /// Percent-encodes a function name for a URL path, so that a bad name reaches the server (which
 /// says why it is bad) instead of turning into another path.
-fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -12,6 +12,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod duration;
+pub mod events_client;
 pub mod manifest;
 pub mod output;
 pub mod package;
@@ -76,6 +77,10 @@ pub enum Command {
     Activation(commands::activations::ActivationArgs),
     /// Show usage and cost, and memory right-sizing advice.
     Usage(commands::usage::UsageArgs),
+    /// The dead-letter queue of asynchronous invocations: ls, show, redrive.
+    Dlq(commands::dlq::DlqArgs),
+    /// Schedules (cron, rate, at) that invoke functions: add, ls, rm.
+    Schedule(commands::schedule::ScheduleArgs),
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -103,6 +108,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Activations(args) => commands::activations::list(&ctx, args),
         Command::Activation(args) => commands::activations::get(&ctx, args),
         Command::Usage(args) => commands::usage::run(&ctx, args),
+        Command::Dlq(args) => commands::dlq::run(&ctx, args),
+        Command::Schedule(args) => commands::schedule::run(&ctx, args),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,15 @@
 //! reserved_concurrency: 10     # at most (and at least) 10 concurrent invocations
 //! provisioned_concurrency: 1   # sandboxes kept initialized at all times
 //! keep_alive: 60               # seconds an idle sandbox stays warm
+//! async:                       # asynchronous invocations (lambent invoke --async, schedules)
+//!   max_retries: 2             # retries after a failure (1 s, 2 s, 4 s, … apart)
+//!   max_event_age_s: 21600     # give up on older events
+//!   on_success: {function: audit}
+//!   on_failure: {function: alert}
+//! schedules:                   # created or replaced at deploy, invoking this function
+//!   every-5-minutes: {cron: "0 */5 * * * *", tz: Europe/Paris}
+//!   hourly: {rate: 1 hour}
+//!   launch: {at: "2026-12-01T10:00:00"}
 //! ```
 //!
 //! Many functions, each with the folder (or `.zip`) of its code, relative to the file
@@ -26,6 +35,7 @@
 //!
 //! Flags override the file. Values are not validated here: the server does that and says why.
 
+use crate::events_client::SchedulePut;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -47,6 +57,9 @@ pub struct Settings {
     pub provisioned_concurrency: Option<u32>,
     /// Seconds.
     pub keep_alive: Option<u32>,
+    pub async_invoke: Option<lambent_core::AsyncSpec>,
+    /// By name; they invoke this function.
+    pub schedules: BTreeMap<String, SchedulePut>,
 }
 
 /// Settings given as `lambent deploy` flags.
@@ -62,6 +75,10 @@ pub struct Overrides {
     pub reserved_concurrency: Option<u32>,
     pub provisioned_concurrency: Option<u32>,
     pub keep_alive: Option<u32>,
+    pub max_retries: Option<u32>,
+    pub max_event_age_s: Option<u32>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
 }
 
 /// Where a function's code comes from.
@@ -106,6 +123,10 @@ struct FunctionYaml {
     reserved_concurrency: Option<u32>,
     provisioned_concurrency: Option<u32>,
     keep_alive: Option<u32>,
+    #[serde(rename = "async")]
+    async_invoke: Option<lambent_core::AsyncSpec>,
+    #[serde(default)]
+    schedules: BTreeMap<String, SchedulePut>,
 }
 
 impl FunctionYaml {
@@ -120,6 +141,8 @@ impl FunctionYaml {
             reserved_concurrency: self.reserved_concurrency,
             provisioned_concurrency: self.provisioned_concurrency,
             keep_alive: self.keep_alive,
+            async_invoke: self.async_invoke,
+            schedules: self.schedules,
         }
     }
 }
@@ -148,7 +171,7 @@ fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, 
 /// A parsed `lambent.yaml`.
 #[derive(Debug)]
 enum Manifest {
-    Single(FunctionYaml),
+    Single(Box<FunctionYaml>),
     /// In the file's order.
     Many(Vec<(String, FunctionYaml)>),
 }
@@ -156,7 +179,7 @@ enum Manifest {
 fn parse_manifest(text: &str) -> Result<Manifest> {
     let value: serde_yaml::Value = serde_yaml::from_str(text)?;
     let map = match value {
-        serde_yaml::Value::Null => return Ok(Manifest::Single(FunctionYaml::default())),
+        serde_yaml::Value::Null => return Ok(Manifest::Single(Box::default())),
         serde_yaml::Value::Mapping(m) => m,
         _ => bail!("expected a mapping of settings (name, runtime, handler, …) or 'functions'"),
     };
@@ -166,7 +189,7 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
         if single.path.is_some() {
             bail!("unknown field `path`: the code of a single function is this folder");
         }
-        return Ok(Manifest::Single(single));
+        return Ok(Manifest::Single(Box::new(single)));
     };
     if let Some(other) = map.keys().find(|k| k.as_str() != Some("functions")) {
         bail!(
@@ -235,6 +258,33 @@ impl Overrides {
         }
         if self.keep_alive.is_some() {
             s.keep_alive = self.keep_alive;
+        }
+        let destination = |name: &String| {
+            // The flag's parser has checked the name.
+            lambent_core::FunctionName::parse(name)
+                .map(lambent_core::Destination::Function)
+                .ok()
+        };
+        let flags = [
+            self.max_retries.is_some(),
+            self.max_event_age_s.is_some(),
+            self.on_success.is_some(),
+            self.on_failure.is_some(),
+        ];
+        if flags.contains(&true) {
+            let a = s.async_invoke.get_or_insert_with(Default::default);
+            if self.max_retries.is_some() {
+                a.max_retries = self.max_retries;
+            }
+            if self.max_event_age_s.is_some() {
+                a.max_event_age_s = self.max_event_age_s;
+            }
+            if let Some(d) = self.on_success.as_ref() {
+                a.on_success = destination(d);
+            }
+            if let Some(d) = self.on_failure.as_ref() {
+                a.on_failure = destination(d);
+            }
         }
     }
 
@@ -476,7 +526,9 @@ mod tests {
             MANIFEST_FILE,
             "name: hello\nruntime: python3.12\nhandler: app.handler\nmemory: 128\ntimeout: 3\n\
              env: {GREETING: hi, PORT: 8080, DEBUG: true}\ndescription: says hello\n\
-             reserved_concurrency: 10\nprovisioned_concurrency: 2\nkeep_alive: 60\n",
+             reserved_concurrency: 10\nprovisioned_concurrency: 2\nkeep_alive: 60\n\
+             async: {max_retries: 1, on_failure: {function: alert}}\n\
+             schedules: {hourly: {rate: 1 hour, tz: Europe/Paris}}\n",
         );
         let d = resolve(tmp.path(), &Overrides::default()).unwrap();
         assert_eq!(d[0].name, "hello");
@@ -495,6 +547,23 @@ mod tests {
                 reserved_concurrency: Some(10),
                 provisioned_concurrency: Some(2),
                 keep_alive: Some(60),
+                async_invoke: Some(lambent_core::AsyncSpec {
+                    max_retries: Some(1),
+                    on_failure: Some(lambent_core::Destination::Function(
+                        lambent_core::FunctionName::parse("alert").unwrap()
+                    )),
+                    ..Default::default()
+                }),
+                schedules: [(
+                    "hourly".to_string(),
+                    SchedulePut {
+                        rate: Some("1 hour".into()),
+                        tz: Some("Europe/Paris".into()),
+                        ..Default::default()
+                    }
+                )]
+                .into_iter()
+                .collect(),
             }
         );
         let o = Overrides {

@@ -1,6 +1,9 @@
 //! Functions: names, configuration as the user writes it ([`FunctionSpec`]) and as the platform
 //! runs it ([`FunctionConfig`], validated once), and the stored [`Function`].
 
+use crate::async_invoke::{
+    AsyncConfig, AsyncSpec, DEFAULT_MAX_EVENT_AGE_S, MAX_RETRIES, MIN_MAX_EVENT_AGE_S,
+};
 use crate::limits::*;
 use crate::runtime::{Runtime, RuntimeKind, UnknownRuntime};
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,12 @@ pub enum ValidationError {
     ProvisionedConcurrency(u32),
     #[error("keep-alive {0} s is out of range: use 1-{MAX_KEEP_ALIVE_S} s")]
     KeepAlive(u32),
+    #[error("async.max_retries {0} is out of range: use 0-{MAX_RETRIES}")]
+    MaxRetries(u32),
+    #[error("async.max_event_age_s {0} is out of range: use {MIN_MAX_EVENT_AGE_S}-{DEFAULT_MAX_EVENT_AGE_S} s")]
+    MaxEventAge(u32),
+    #[error("queue and topic destinations are not available yet: use {{\"function\": \"NAME\"}}")]
+    UnsupportedDestination,
 }
 
 /// A validated function name: 1-64 of `[A-Za-z0-9_-]`, as on Lambda.
@@ -104,6 +113,9 @@ pub struct FunctionSpec {
     /// Seconds an idle sandbox stays warm (default: the server's keep-alive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<u32>,
+    /// Retries, maximum event age and destinations of asynchronous invocations.
+    #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
+    pub async_invoke: Option<AsyncSpec>,
 }
 
 /// Environment variables the platform sets itself; a function may not override them.
@@ -172,6 +184,7 @@ impl FunctionSpec {
             reserved_concurrency: self.reserved_concurrency,
             provisioned_concurrency: provisioned,
             keep_alive_s: self.keep_alive,
+            async_invoke: self.async_invoke.unwrap_or_default().resolve()?,
         })
     }
 }
@@ -235,6 +248,9 @@ pub struct FunctionConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub keep_alive_s: Option<u32>,
+    /// Retries, maximum event age and destinations of asynchronous invocations.
+    #[serde(default, rename = "async")]
+    pub async_invoke: AsyncConfig,
 }
 
 /// A deployed function: its settings plus the code it runs.

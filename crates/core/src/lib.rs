@@ -3,12 +3,14 @@
 //! Pure data and rules; no I/O.
 
 pub mod activation;
+pub mod async_invoke;
 pub mod function;
 pub mod limits;
 pub mod metering;
 pub mod runtime;
 
 pub use activation::{Activation, ActivationStatus, ColdReason};
+pub use async_invoke::{AsyncConfig, AsyncSpec, Destination};
 pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
 pub use runtime::{Runtime, RuntimeKind};
 

@@ -27,6 +27,11 @@ pub enum ApiError {
     #[error("no such path: {0}")]
     NotFound(String),
     #[error("{0}")]
+    InvalidSchedule(String),
+    /// A schedule or dead letter that does not exist (the message names it).
+    #[error("{0}")]
+    ResourceNotFound(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Throttled(String),
@@ -49,11 +54,13 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::Invalid(_)
             | ApiError::InvalidPackage(_)
-            | ApiError::CodeNotFound(_) => StatusCode::BAD_REQUEST,
+            | ApiError::CodeNotFound(_)
+            | ApiError::InvalidSchedule(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::FunctionNotFound { .. }
             | ApiError::ActivationNotFound(_)
-            | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            | ApiError::NotFound(_)
+            | ApiError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -71,7 +78,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::FunctionNotFound { .. } => "FunctionNotFound",
             ApiError::ActivationNotFound(_) => "ActivationNotFound",
-            ApiError::NotFound(_) => "NotFound",
+            ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => "NotFound",
+            ApiError::InvalidSchedule(_) => "InvalidSchedule",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::Throttled(_) => "Throttled",

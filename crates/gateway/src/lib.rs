@@ -6,11 +6,13 @@
 mod auth;
 mod body;
 mod error;
+mod events_api;
 mod registry;
 mod v1;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
+pub use events_api::{accept_async, wants_async, INVOCATION_TYPE_HEADER};
 pub use registry::{Deployed, Registry, StoredCode};
 
 use axum::extract::DefaultBodyLimit;
@@ -28,14 +30,19 @@ pub struct App {
     pub registry: Registry,
     pub recorder: Recorder,
     pub keys: ApiKeys,
+    /// The durable queue of asynchronous invocations, dead letters and schedules.
+    pub events: lambent_events::Events,
 }
 
 /// The whole HTTP surface.
 pub fn router(app: Arc<App>) -> Router {
-    let authenticated = v1::routes().layer(axum::middleware::from_fn_with_state(
-        app.clone(),
-        auth::require_key,
-    ));
+    let authenticated =
+        v1::routes()
+            .merge(events_api::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                auth::require_key,
+            ));
     Router::new()
         .route(
             "/healthz",

@@ -72,6 +72,8 @@ struct DeployBody {
     reserved_concurrency: Option<u32>,
     provisioned_concurrency: Option<u32>,
     keep_alive: Option<u32>,
+    #[serde(rename = "async")]
+    async_invoke: Option<lambent_core::AsyncSpec>,
     code_sha256: String,
 }
 
@@ -101,6 +103,7 @@ async fn deploy(
         reserved_concurrency: req.reserved_concurrency,
         provisioned_concurrency: req.provisioned_concurrency,
         keep_alive: req.keep_alive,
+        async_invoke: req.async_invoke,
     };
     let deployed = app
         .registry
@@ -160,9 +163,14 @@ async fn invoke(
     State(app): AppState,
     Extension(Namespace(ns)): Ns,
     Path(name): Path<String>,
+    uri: axum::http::Uri,
+    request_headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let deployment = lookup(&app, &ns, &name)?;
+    if crate::wants_async(uri.query(), &request_headers)? {
+        return crate::accept_async(&app, &deployment, body).await;
+    }
     let mut payload = body::read(body, MAX_SYNC_PAYLOAD, "the invoke payload").await?;
     if payload.iter().all(u8::is_ascii_whitespace) {
         payload = Bytes::from_static(b"{}");
@@ -326,7 +334,7 @@ async fn metrics(State(app): AppState) -> Response {
         .into_response()
 }
 
-fn lookup(app: &App, namespace: &str, name: &str) -> Result<Arc<Deployment>, ApiError> {
+pub(crate) fn lookup(app: &App, namespace: &str, name: &str) -> Result<Arc<Deployment>, ApiError> {
     FunctionName::parse(name)?;
     app.registry
         .lookup(namespace, name)

@@ -3,7 +3,8 @@
 //! store, invoker and gateway together and serves HTTP until told to stop.
 //!
 //! ```text
-//! <data-dir>/lambent.db      SQLite (WAL): functions, API keys, activation records
+//! <data-dir>/lambent.db      SQLite (WAL): functions, API keys, activation records, async
+//!                            events, dead letters, schedules
 //! <data-dir>/blobs/<sha256>  code zips as uploaded
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
@@ -15,6 +16,7 @@ mod runtimes;
 
 use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
+use lambent_events::{Events, Runner, WorkerOptions};
 use lambent_gateway::{ApiError, ApiKeys, App, Registry};
 use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
@@ -57,6 +59,8 @@ pub struct ServerOptions {
     pub freeze_idle: bool,
     /// The isolation layers of each sandbox: all of them, except to measure what each costs.
     pub isolation_layers: Layers,
+    /// Asynchronous events (async invokes, schedule fires, destinations) run at once.
+    pub async_concurrency: usize,
 }
 
 impl ServerOptions {
@@ -76,6 +80,7 @@ impl ServerOptions {
             record_activations: true,
             freeze_idle: false,
             isolation_layers: Layers::ALL,
+            async_concurrency: WorkerOptions::default().concurrency,
         }
     }
 }
@@ -103,6 +108,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     api_key: String,
     app: Arc<App>,
+    workers: lambent_events::Running,
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<()>,
     pruning: JoinHandle<()>,
@@ -127,6 +133,7 @@ impl RunningServer {
             let _ = stop.send(());
         }
         let _ = (&mut self.serving).await;
+        self.workers.stop();
         self.pruning.abort();
         self.app.registry.invoker().shutdown();
         self.app.recorder.flush().await;
@@ -170,7 +177,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     .await
     .expect("host detection panicked")?;
 
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("lambent.db"))?);
+    let sqlite = Arc::new(SqliteStore::open(&data.join("lambent.db"))?);
+    let store: Arc<dyn Store> = sqlite.clone();
     let api_key = match opts.api_key {
         Some(key) if key.is_empty() || key.chars().any(char::is_whitespace) => {
             return Err(ServerError::BadApiKey)
@@ -209,13 +217,33 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     )
     .await?;
     let pruning = tokio::spawn(prune_activations(store.clone(), opts.activation_retention));
+    let events = Events::start(sqlite, &registry.invoker().config().region);
     let app = Arc::new(App {
         prices: opts.prices,
         store,
         registry,
         recorder,
         keys: ApiKeys::default(),
+        events: events.clone(),
     });
+    let runner = Runner {
+        invoker: app.registry.invoker().clone(),
+        lookup: {
+            let app = Arc::downgrade(&app);
+            Arc::new(move |ns, name| app.upgrade()?.registry.lookup(ns, name))
+        },
+        recorder: app.recorder.clone(),
+    };
+    let workers = events
+        .run_workers(
+            runner,
+            WorkerOptions {
+                concurrency: opts.async_concurrency.max(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| ServerError::Store(StoreError::Database(e.to_string())))?;
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -240,6 +268,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         addr,
         api_key,
         app,
+        workers,
         stop: Some(stop),
         serving,
         pruning,

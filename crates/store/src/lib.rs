@@ -3,6 +3,7 @@
 //! cluster), and the content-addressed [`blobs`] and unpacked [`package`]s of function code.
 
 pub mod blobs;
+pub mod events;
 pub mod package;
 pub mod recorder;
 

@@ -3,6 +3,7 @@
 
 use super::Ctx;
 use crate::client::{Client, Function, FunctionPut, Json};
+use crate::events_client::SchedulePut;
 use crate::manifest::{self, Deployment, Overrides};
 use crate::package;
 use anyhow::{Context, Result};
@@ -47,9 +48,29 @@ pub struct DeployArgs {
     /// Seconds an idle sandbox stays warm [default: the server's] (overrides lambent.yaml).
     #[arg(long, value_name = "SECS")]
     pub keep_alive: Option<u32>,
+    /// Retries of a failed asynchronous invocation, 0-10 [default: 2] (overrides lambent.yaml).
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Oldest an asynchronous event may get before it is given up [default: 21600]
+    /// (overrides lambent.yaml).
+    #[arg(long, value_name = "SECS")]
+    pub max_event_age: Option<u32>,
+    /// Function that gets the record of each successful asynchronous invocation.
+    #[arg(long, value_name = "FUNCTION", value_parser = function_name)]
+    pub on_success: Option<String>,
+    /// Function that gets the record of each asynchronous invocation that failed for good.
+    #[arg(long, value_name = "FUNCTION", value_parser = function_name)]
+    pub on_failure: Option<String>,
     /// Return only once a sandbox of the new code is initialized (reports init errors).
     #[arg(long)]
     pub warm: bool,
+}
+
+/// A destination flag's value: a valid function name.
+fn function_name(s: &str) -> Result<String, String> {
+    lambent_core::FunctionName::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 impl DeployArgs {
@@ -65,6 +86,10 @@ impl DeployArgs {
             reserved_concurrency: self.reserved_concurrency,
             provisioned_concurrency: self.provisioned_concurrency,
             keep_alive: self.keep_alive,
+            max_retries: self.max_retries,
+            max_event_age_s: self.max_event_age,
+            on_success: self.on_success.clone(),
+            on_failure: self.on_failure.clone(),
         }
     }
 }
@@ -156,9 +181,20 @@ pub fn deploy_one(client: &Client, d: &Deployment, warm: bool) -> Result<Json<Fu
         reserved_concurrency: s.reserved_concurrency,
         provisioned_concurrency: s.provisioned_concurrency,
         keep_alive: s.keep_alive,
+        async_invoke: s.async_invoke.clone(),
         code_sha256: sha,
     };
-    Ok(client.put_function(&d.name, &body, warm)?)
+    let function = client.put_function(&d.name, &body, warm)?;
+    for (name, schedule) in &s.schedules {
+        let schedule = SchedulePut {
+            function: d.name.clone(),
+            ..schedule.clone()
+        };
+        client
+            .put_schedule(name, &schedule, true)
+            .with_context(|| format!("cannot create schedule '{name}'"))?;
+    }
+    Ok(function)
 }
 
 /// `deployed hello (python3.12, revision 2)`.

@@ -1,5 +1,6 @@
-//! `lambent invoke NAME [--data JSON | --data @FILE | --data -]`: print what the function
-//! returned; a function error prints its error JSON too and exits with 1.
+//! `lambent invoke NAME [--data JSON | --data @FILE | --data -] [--async]`: print what the
+//! function returned; a function error prints its error JSON too and exits with 1. With
+//! `--async`, print the activation id once the event is durably queued.
 
 use super::Ctx;
 use anyhow::{Context, Result};
@@ -14,6 +15,10 @@ pub struct InvokeArgs {
     /// The event: JSON text, `@FILE` to read a file, or `-` to read standard input.
     #[arg(short, long, default_value = "{}", value_name = "JSON|@FILE|-")]
     pub data: String,
+    /// Queue the event and return at once with its activation id (retried on failure; see
+    /// `lambent dlq`).
+    #[arg(long = "async")]
+    pub asynchronous: bool,
 }
 
 /// The event's bytes as the user gave them (the server checks that they are JSON).
@@ -34,6 +39,15 @@ pub fn read_data(data: &str) -> Result<Vec<u8>> {
 pub fn run(ctx: &Ctx, args: InvokeArgs) -> Result<ExitCode> {
     let payload = read_data(&args.data)?;
     let client = ctx.client()?;
+    if args.asynchronous {
+        let accepted = client.invoke_async(&args.name, payload)?;
+        if ctx.json() {
+            crate::output::print_raw_json(&accepted.raw);
+        } else {
+            println!("accepted {}", accepted.activation_id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let inv = client.invoke(&args.name, payload)?;
     let mut out = std::io::stdout().lock();
     out.write_all(&inv.body)?;

@@ -4,9 +4,11 @@
 pub mod activations;
 pub mod deploy;
 pub mod dev;
+pub mod dlq;
 pub mod functions;
 pub mod invoke;
 pub mod logs;
+pub mod schedule;
 pub mod up;
 pub mod usage;
 

@@ -36,6 +36,55 @@ pub async fn node_with(adjust: impl FnOnce(&mut ServerOptions)) -> Node {
 }
 
 impl Node {
+    /// Stops the node gracefully and starts a new one on the same data dir.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// Stops the node gracefully, keeping its data dir.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    /// Starts a node on the data dir of a stopped one.
+    pub async fn start_again(&mut self) {
+        let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), self._data.path().into());
+        opts.api_key = Some(KEY.into());
+        self.server = Some(start(opts).await.expect("the node did not restart"));
+    }
+
+    /// `POST /v1/functions/{name}/invoke?async=true`: the status and the accepted id.
+    pub async fn invoke_async(&self, name: &str, payload: &str) -> (StatusCode, Value) {
+        let (s, _, v) = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/functions/{name}/invoke?async=true"),
+                payload.as_bytes().to_vec(),
+            )
+            .await;
+        (s, v)
+    }
+
+    /// A JSON `GET`, asserting success.
+    pub async fn get_ok(&self, path: &str) -> Value {
+        let (s, _, v) = self.send(reqwest::Method::GET, path, vec![]).await;
+        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
+        v
+    }
+
+    /// The activations of a function, oldest first (up to 1000).
+    pub async fn activations_of(&self, function: &str) -> Vec<Value> {
+        let page = self
+            .get_ok(&format!("/v1/activations?function={function}&limit=1000"))
+            .await;
+        let mut list = page["activations"].as_array().cloned().unwrap_or_default();
+        list.reverse();
+        list
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.as_ref().unwrap().url())
     }
@@ -117,6 +166,25 @@ pub fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
         w.write_all(body.as_bytes()).unwrap();
     }
     w.finish().unwrap().into_inner()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 pub fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
