@@ -129,6 +129,8 @@ pub struct FunctionList {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FunctionPut {
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handler: Option<String>,

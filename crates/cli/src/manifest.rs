@@ -13,6 +13,7 @@
 //! reserved_concurrency: 10     # at most (and at least) 10 concurrent invocations
 //! provisioned_concurrency: 1   # sandboxes kept initialized at all times
 //! keep_alive: 60               # seconds an idle sandbox stays warm
+//! network: true                # outbound network (default: loopback only)
 //! async:                       # asynchronous invocations (lambent invoke --async, schedules)
 //!   max_retries: 2             # retries after a failure (1 s, 2 s, 4 s, … apart)
 //!   max_event_age_s: 21600     # give up on older events
@@ -58,6 +59,8 @@ pub struct Settings {
     /// Seconds.
     pub keep_alive: Option<u32>,
     pub async_invoke: Option<lambent_core::AsyncSpec>,
+    /// Outbound network access (opt-in).
+    pub network: Option<bool>,
     /// By name; they invoke this function.
     pub schedules: BTreeMap<String, SchedulePut>,
 }
@@ -79,6 +82,7 @@ pub struct Overrides {
     pub max_event_age_s: Option<u32>,
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
+    pub network: Option<bool>,
 }
 
 /// Where a function's code comes from.
@@ -125,6 +129,7 @@ struct FunctionYaml {
     keep_alive: Option<u32>,
     #[serde(rename = "async")]
     async_invoke: Option<lambent_core::AsyncSpec>,
+    network: Option<bool>,
     #[serde(default)]
     schedules: BTreeMap<String, SchedulePut>,
 }
@@ -142,6 +147,7 @@ impl FunctionYaml {
             provisioned_concurrency: self.provisioned_concurrency,
             keep_alive: self.keep_alive,
             async_invoke: self.async_invoke,
+            network: self.network,
             schedules: self.schedules,
         }
     }
@@ -258,6 +264,9 @@ impl Overrides {
         }
         if self.keep_alive.is_some() {
             s.keep_alive = self.keep_alive;
+        }
+        if self.network.is_some() {
+            s.network = self.network;
         }
         let destination = |name: &String| {
             // The flag's parser has checked the name.
@@ -526,7 +535,8 @@ mod tests {
             MANIFEST_FILE,
             "name: hello\nruntime: python3.12\nhandler: app.handler\nmemory: 128\ntimeout: 3\n\
              env: {GREETING: hi, PORT: 8080, DEBUG: true}\ndescription: says hello\n\
-             reserved_concurrency: 10\nprovisioned_concurrency: 2\nkeep_alive: 60\n\
+                          reserved_concurrency: 10\nprovisioned_concurrency: 2\nkeep_alive: 60\n\
+             network: true\n\
              async: {max_retries: 1, on_failure: {function: alert}}\n\
              schedules: {hourly: {rate: 1 hour, tz: Europe/Paris}}\n",
         );
@@ -554,6 +564,7 @@ mod tests {
                     )),
                     ..Default::default()
                 }),
+                network: Some(true),
                 schedules: [(
                     "hourly".to_string(),
                     SchedulePut {

@@ -116,6 +116,9 @@ pub struct FunctionSpec {
     /// Retries, maximum event age and destinations of asynchronous invocations.
     #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
     pub async_invoke: Option<AsyncSpec>,
+    /// Outbound network access (default: none; the sandbox has only its own loopback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
 }
 
 /// Environment variables the platform sets itself; a function may not override them.
@@ -185,6 +188,7 @@ impl FunctionSpec {
             provisioned_concurrency: provisioned,
             keep_alive_s: self.keep_alive,
             async_invoke: self.async_invoke.unwrap_or_default().resolve()?,
+            network: self.network.unwrap_or(false),
         })
     }
 }
@@ -251,6 +255,9 @@ pub struct FunctionConfig {
     /// Retries, maximum event age and destinations of asynchronous invocations.
     #[serde(default, rename = "async")]
     pub async_invoke: AsyncConfig,
+    /// Outbound network access (a user-mode stack per sandbox); `false`: loopback only.
+    #[serde(default)]
+    pub network: bool,
 }
 
 /// A deployed function: its settings plus the code it runs.

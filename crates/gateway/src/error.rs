@@ -28,6 +28,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     InvalidSchedule(String),
+    /// A setting this host cannot provide (outbound network without slirp4netns).
+    #[error("{0}")]
+    Unavailable(String),
     /// A schedule or dead letter that does not exist (the message names it).
     #[error("{0}")]
     ResourceNotFound(String),
@@ -55,7 +58,8 @@ impl ApiError {
             | ApiError::Invalid(_)
             | ApiError::InvalidPackage(_)
             | ApiError::CodeNotFound(_)
-            | ApiError::InvalidSchedule(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidSchedule(_)
+            | ApiError::Unavailable(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::FunctionNotFound { .. }
             | ApiError::ActivationNotFound(_)
@@ -80,6 +84,7 @@ impl ApiError {
             ApiError::ActivationNotFound(_) => "ActivationNotFound",
             ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => "NotFound",
             ApiError::InvalidSchedule(_) => "InvalidSchedule",
+            ApiError::Unavailable(_) => "UnavailableOnThisHost",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::Throttled(_) => "Throttled",

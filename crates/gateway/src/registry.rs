@@ -140,6 +140,11 @@ impl Registry {
         code_sha256: String,
     ) -> Result<Deployed, ApiError> {
         let config = spec.resolve()?;
+        if config.network {
+            if let Err(e) = self.invoker.outbound_network() {
+                return Err(ApiError::Unavailable(e.to_string()));
+            }
+        }
         if let Some(reserved) = config.reserved_concurrency {
             let others = self.invoker.reserved_total(namespace, name.as_str());
             let limit = self.invoker.namespace_concurrency();

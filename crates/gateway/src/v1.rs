@@ -74,6 +74,7 @@ struct DeployBody {
     keep_alive: Option<u32>,
     #[serde(rename = "async")]
     async_invoke: Option<lambent_core::AsyncSpec>,
+    network: Option<bool>,
     code_sha256: String,
 }
 
@@ -104,6 +105,7 @@ async fn deploy(
         provisioned_concurrency: req.provisioned_concurrency,
         keep_alive: req.keep_alive,
         async_invoke: req.async_invoke,
+        network: req.network,
     };
     let deployed = app
         .registry

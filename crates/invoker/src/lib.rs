@@ -385,6 +385,11 @@ impl Invoker {
         self.inner.admission.reserved_total(namespace, except)
     }
 
+    /// Whether functions can have outbound network on this host; the error says what is missing.
+    pub fn outbound_network(&self) -> Result<(), lambent_sandbox::SandboxError> {
+        self.inner.host.outbound_network()
+    }
+
     /// The per-namespace concurrency limit.
     pub fn namespace_concurrency(&self) -> u32 {
         self.inner.admission.namespace_limit()
@@ -715,7 +720,7 @@ impl Inner {
             memory_mb: c.memory_mb,
             pids_max: lambent_core::limits::SANDBOX_PIDS_MAX,
             tmp_mb: self.config.tmp_mb,
-            allow_network: false,
+            allow_network: c.network,
         }
     }
 

@@ -43,6 +43,10 @@ pub enum SandboxError {
     #[error("sandbox exited during setup before starting the program")]
     SetupVanished,
 
+    /// Outbound network for a sandbox that opted in could not be set up.
+    #[error("outbound network: {0}")]
+    Network(String),
+
     /// A cgroup file or directory could not be used.
     #[error("could not {action} {}: {source}", path.display())]
     Cgroup {

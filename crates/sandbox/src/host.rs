@@ -25,6 +25,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why a function cannot have outbound network here.
+const NO_SLIRP: &str =
+    "the function asks for outbound network, which needs slirp4netns on the host (apt-get install slirp4netns)";
+
 /// How long a child may take from `clone` to `execve` before `spawn` gives up on it.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -130,6 +134,8 @@ struct FullHost {
     /// Network namespaces made ahead; `None` if the pool thread could not start.
     netpool: Option<NetPool>,
     layers: Layers,
+    /// slirp4netns, for sandboxes with outbound network; `None` if not installed.
+    slirp: Option<PathBuf>,
 }
 
 impl Host {
@@ -166,6 +172,16 @@ impl Host {
         self.inner.isolation
     }
 
+    /// Whether sandboxes can get outbound network (`SandboxSpec::allow_network`): always in
+    /// insecure mode (the host's network), with full isolation when slirp4netns is installed.
+    /// The error says what is missing.
+    pub fn outbound_network(&self) -> Result<(), SandboxError> {
+        match &self.inner.full {
+            Some(full) if full.slirp.is_none() => Err(SandboxError::Network(NO_SLIRP.into())),
+            _ => Ok(()),
+        }
+    }
+
     /// The cgroup interface in use; `None` in insecure mode.
     pub fn cgroup_version(&self) -> Option<CgroupVersion> {
         self.inner.full.as_ref().map(|f| f.cgroups.version())
@@ -195,6 +211,9 @@ impl Host {
         let Some(full) = &self.inner.full else {
             return insecure::spawn(spec);
         };
+        if spec.allow_network {
+            return full.spawn_networked(spec);
+        }
         let ready = match spec.allow_network {
             false => self.inner.ready.as_ref().and_then(|r| r.take(spec.tmp_mb)),
             true => None,
@@ -267,6 +286,7 @@ impl FullHost {
             seccomp,
             netpool,
             layers,
+            slirp: crate::network::find_slirp(),
         };
         if layers != Layers::ALL {
             tracing::warn!(
@@ -433,6 +453,17 @@ impl FullHost {
             cgroup,
             mounts,
         })
+    }
+
+    /// A sandbox with outbound network: made like one ahead, given its user-mode network
+    /// while it waits, then started.
+    fn spawn_networked(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
+        let Some(slirp) = &self.slirp else {
+            return Err(SandboxError::Network(NO_SLIRP.into()));
+        };
+        let ready = self.make_ready(spec.tmp_mb)?;
+        let network = crate::network::Slirp::attach(slirp, ready.process.pid())?;
+        Ok(self.start_ready(ready, spec)?.with_network(network))
     }
 
     /// A sandbox made ahead (see `ready.rs`), set up and waiting for its program.

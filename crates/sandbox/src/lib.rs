@@ -82,6 +82,7 @@ mod host;
 mod insecure;
 mod mounts;
 mod netpool;
+mod network;
 mod ready;
 mod sandbox;
 mod seccomp;

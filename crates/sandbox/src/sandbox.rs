@@ -19,6 +19,10 @@ pub(crate) struct Process {
 }
 
 impl Process {
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
     pub(crate) fn new(child: Child, group: bool) -> Process {
         Process {
             pid: child.pid,
@@ -92,6 +96,8 @@ pub struct Sandbox {
     // Field order matters: the process is killed and reaped before the cgroup is removed.
     process: Process,
     isolated: Isolated,
+    /// The user-mode network of a sandbox with outbound network.
+    network: Option<crate::network::Slirp>,
 }
 
 impl Sandbox {
@@ -108,7 +114,14 @@ impl Sandbox {
             output: Some(output),
             process,
             isolated,
+            network: None,
         }
+    }
+
+    /// Keeps the sandbox's user-mode network alive as long as the sandbox.
+    pub(crate) fn with_network(mut self, slirp: crate::network::Slirp) -> Sandbox {
+        self.network = Some(slirp);
+        self
     }
 
     /// The id given in the spec.

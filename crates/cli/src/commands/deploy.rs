@@ -61,6 +61,10 @@ pub struct DeployArgs {
     /// Function that gets the record of each asynchronous invocation that failed for good.
     #[arg(long, value_name = "FUNCTION", value_parser = function_name)]
     pub on_failure: Option<String>,
+    /// Give the function outbound network access (default: none, its own loopback only;
+    /// needs slirp4netns on the server).
+    #[arg(long)]
+    pub network: bool,
     /// Return only once a sandbox of the new code is initialized (reports init errors).
     #[arg(long)]
     pub warm: bool,
@@ -90,6 +94,7 @@ impl DeployArgs {
             max_event_age_s: self.max_event_age,
             on_success: self.on_success.clone(),
             on_failure: self.on_failure.clone(),
+            network: self.network.then_some(true),
         }
     }
 }
@@ -182,6 +187,7 @@ pub fn deploy_one(client: &Client, d: &Deployment, warm: bool) -> Result<Json<Fu
         provisioned_concurrency: s.provisioned_concurrency,
         keep_alive: s.keep_alive,
         async_invoke: s.async_invoke.clone(),
+        network: s.network,
         code_sha256: sha,
     };
     let function = client.put_function(&d.name, &body, warm)?;
