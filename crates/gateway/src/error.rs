@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lambent_core::route::RouteError;
 use lambent_core::ValidationError;
 use lambent_store::package::PackageError;
 use lambent_store::StoreError;
@@ -24,6 +25,10 @@ pub enum ApiError {
     FunctionNotFound { namespace: String, name: String },
     #[error("activation '{0}' does not exist")]
     ActivationNotFound(String),
+    #[error(transparent)]
+    InvalidRoute(#[from] lambent_core::route::RouteError),
+    #[error("route '{0}' does not exist")]
+    RouteNotFound(String),
     #[error("no such path: {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -50,9 +55,12 @@ impl ApiError {
             | ApiError::Invalid(_)
             | ApiError::InvalidPackage(_)
             | ApiError::CodeNotFound(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRoute(RouteError::Reserved { .. }) => StatusCode::CONFLICT,
+            ApiError::InvalidRoute(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::FunctionNotFound { .. }
             | ApiError::ActivationNotFound(_)
+            | ApiError::RouteNotFound(_)
             | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -71,6 +79,12 @@ impl ApiError {
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::FunctionNotFound { .. } => "FunctionNotFound",
             ApiError::ActivationNotFound(_) => "ActivationNotFound",
+            ApiError::InvalidRoute(RouteError::Reserved { .. }) => "ReservedPath",
+            ApiError::InvalidRoute(RouteError::Function(ValidationError::InvalidName(_))) => {
+                "InvalidName"
+            }
+            ApiError::InvalidRoute(_) => "InvalidRoute",
+            ApiError::RouteNotFound(_) => "RouteNotFound",
             ApiError::NotFound(_) => "NotFound",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",

@@ -3,7 +3,7 @@
 //! store, invoker and gateway together and serves HTTP until told to stop.
 //!
 //! ```text
-//! <data-dir>/lambent.db      SQLite (WAL): functions, API keys, activation records
+//! <data-dir>/lambent.db      SQLite (WAL): functions, API keys, activation records, routes
 //! <data-dir>/blobs/<sha256>  code zips as uploaded
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
@@ -15,7 +15,7 @@ mod runtimes;
 
 use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
-use lambent_gateway::{ApiError, ApiKeys, App, Registry};
+use lambent_gateway::{ApiError, ApiKeys, App, Registry, RouteTable};
 use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
 use lambent_sandbox::{Host, HostOptions, Isolation, SandboxError};
 use lambent_store::blobs::FsBlobs;
@@ -165,7 +165,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     .await
     .expect("host detection panicked")?;
 
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("lambent.db"))?);
+    let sqlite = Arc::new(SqliteStore::open(&data.join("lambent.db"))?);
+    let store: Arc<dyn Store> = sqlite.clone();
     let api_key = match opts.api_key {
         Some(key) if key.is_empty() || key.chars().any(char::is_whitespace) => {
             return Err(ServerError::BadApiKey)
@@ -203,6 +204,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         invoker,
     )
     .await?;
+    let routes = RouteTable::load(sqlite).await?;
     let pruning = tokio::spawn(prune_activations(store.clone(), opts.activation_retention));
     let app = Arc::new(App {
         prices: opts.prices,
@@ -210,6 +212,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         registry,
         recorder,
         keys: ApiKeys::default(),
+        routes,
     });
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -221,7 +224,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let (stop, stopped) = oneshot::channel::<()>();
     let router = lambent_gateway::router(app.clone());
     let serving = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
+        // Connection info gives routed functions the caller's address (`sourceIp`).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })

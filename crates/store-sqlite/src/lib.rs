@@ -10,7 +10,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
 
-const MIGRATIONS: &[&str] = &[r#"
+mod routes;
+
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE functions (
     namespace   TEXT NOT NULL,
     name        TEXT NOT NULL,
@@ -49,7 +52,9 @@ CREATE TABLE activations (
 );
 CREATE INDEX activations_by_time ON activations (namespace, start_ms DESC, id DESC);
 CREATE INDEX activations_by_function ON activations (namespace, function, start_ms DESC, id DESC);
-"#];
+"#,
+    routes::MIGRATION,
+];
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]

@@ -5,6 +5,7 @@
 pub mod blobs;
 pub mod package;
 pub mod recorder;
+pub mod routes;
 
 use async_trait::async_trait;
 use lambent_core::{Activation, ActivationStatus, Function};

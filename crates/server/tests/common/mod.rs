@@ -36,6 +36,20 @@ pub async fn node_with(adjust: impl FnOnce(&mut ServerOptions)) -> Node {
 }
 
 impl Node {
+    /// Shuts the node down and starts it again on the same data dir (on a new port), with the
+    /// options of [`node`].
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), self._data.path().into());
+        opts.api_key = Some(KEY.into());
+        let server = start(opts)
+            .await
+            .unwrap_or_else(|e| panic!("the server did not restart: {e}"));
+        self.server = Some(server);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.as_ref().unwrap().url())
     }
