@@ -76,6 +76,12 @@ pub enum Command {
     Activation(commands::activations::ActivationArgs),
     /// Show usage and cost, and memory right-sizing advice.
     Usage(commands::usage::UsageArgs),
+    /// HTTP routes: map a method and path on the server to a function.
+    #[command(visible_alias = "routes")]
+    Route {
+        #[command(subcommand)]
+        command: commands::routes::RouteCommand,
+    },
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -103,6 +109,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Activations(args) => commands::activations::list(&ctx, args),
         Command::Activation(args) => commands::activations::get(&ctx, args),
         Command::Usage(args) => commands::usage::run(&ctx, args),
+        Command::Route { command } => commands::routes::run(&ctx, command),
     };
     match result {
         Ok(code) => code,

@@ -841,3 +841,112 @@ fn reserved_and_provisioned_concurrency_from_flags_and_lambent_yaml() {
         .failed();
     assert!(out.stderr.contains("provisioned"), "{out:?}");
 }
+
+#[test]
+fn routes_from_lambent_yaml_and_the_route_commands() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let app = home.path().join("users-fn");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("app.py"),
+        "def handler(event, context):\n    \
+             return {'statusCode': 200, 'body': event['routeKey'] + ' ' + \
+             str(event.get('pathParameters'))}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("lambent.yaml"),
+        "runtime: python3.12\nhandler: app.handler\nroutes:\n  - GET /hello\n  \
+         - method: ANY\n    path: /files/{proxy+}\n    auth: key\n",
+    )
+    .unwrap();
+    let out = s.cli(&["deploy", path_str(&app)]).ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [
+            "deployed users-fn (python3.12, revision 1)",
+            "route GET /hello -> users-fn",
+            "route ANY /files/{proxy+} -> users-fn",
+        ]
+    );
+    // Deploying again replaces the routes instead of failing.
+    s.cli(&["deploy", path_str(&app)]).ok();
+
+    let out = s
+        .cli(&[
+            "route",
+            "add",
+            "GET",
+            "/users/{id}",
+            "users-fn",
+            "--cors-origin",
+            "https://app.example",
+            "--max-body",
+            "1k",
+        ])
+        .ok();
+    assert!(
+        out.stdout
+            .starts_with("route GET /users/{id} -> users-fn (id rt_"),
+        "{out:?}"
+    );
+    let listed = s.cli(&["route", "ls", "-o", "json"]).ok().json();
+    let keys: Vec<&str> = listed["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["GET /hello", "ANY /files/{proxy+}", "GET /users/{id}"]
+    );
+    assert_eq!(listed["routes"][2]["max_body_bytes"], 1024);
+    let table = s.cli(&["route", "ls"]).ok();
+    assert!(table.stdout.contains("/users/{id}") && table.stdout.contains("https://app.example"));
+
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str, key: Option<&str>| {
+        let mut req = http.get(format!("{}{path}", s.url));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        let resp = req.send().unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    assert_eq!(get("/hello", None), (200, "GET /hello None".to_string()));
+    assert_eq!(
+        get("/users/7", None),
+        (200, "GET /users/{id} {'id': '7'}".to_string())
+    );
+    assert_eq!(get("/files/a/b", None).0, 401, "the yaml route needs a key");
+    assert_eq!(
+        get("/files/a/b", Some(&s.key)),
+        (200, "ANY /files/{proxy+} {'proxy': 'a/b'}".to_string())
+    );
+
+    // Refusals exit 1 and say why; the server keeps serving.
+    let out = s
+        .cli(&["route", "add", "GET", "/v1/mine", "users-fn"])
+        .failed();
+    assert!(out.stderr.contains("reserved"), "{out:?}");
+    let out = s
+        .cli(&["route", "add", "GET", "/hello", "users-fn"])
+        .failed();
+    assert!(out.stderr.contains("exists"), "{out:?}");
+    let out = s.cli(&["route", "add", "GET", "/x", "no-such-fn"]).failed();
+    assert!(out.stderr.contains("no-such-fn"), "{out:?}");
+    let out = s.cli(&["route", "add", "GET", "/x", "users-fn", "--auth", "iam"]);
+    assert_eq!(out.code, 2, "{out:?}");
+
+    // rm by METHOD PATH and by id.
+    s.cli(&["route", "rm", "GET", "/users/{id}"]).ok();
+    assert_eq!(get("/users/7", None).0, 404);
+    let id = listed["routes"][0]["id"].as_str().unwrap();
+    let out = s.cli(&["route", "rm", id]).ok();
+    assert_eq!(out.stdout.trim(), format!("deleted route {id}"));
+    let out = s.cli(&["route", "rm", id]).failed();
+    assert!(out.stderr.contains("does not exist"), "{out:?}");
+    assert_eq!(get("/hello", None).0, 404);
+}
