@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
 
+mod queues;
 mod routes;
 
 const MIGRATIONS: &[&str] = &[
@@ -54,6 +55,7 @@ CREATE INDEX activations_by_time ON activations (namespace, start_ms DESC, id DE
 CREATE INDEX activations_by_function ON activations (namespace, function, start_ms DESC, id DESC);
 "#,
     routes::MIGRATION,
+    queues::MIGRATION,
 ];
 
 /// SQLite-backed [`Store`].

@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod package;
+pub mod queues;
 pub mod recorder;
 pub mod routes;
 
