@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lambent_core::route::RouteError;
 use lambent_core::ValidationError;
+use lambent_queues::ErrorKind as QueueErrorKind;
 use lambent_store::package::PackageError;
 use lambent_store::StoreError;
 
@@ -29,6 +30,8 @@ pub enum ApiError {
     InvalidRoute(#[from] lambent_core::route::RouteError),
     #[error("route '{0}' does not exist")]
     RouteNotFound(String),
+    #[error(transparent)]
+    Queue(#[from] lambent_queues::QueueError),
     #[error("no such path: {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -57,6 +60,13 @@ impl ApiError {
             | ApiError::CodeNotFound(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidRoute(RouteError::Reserved { .. }) => StatusCode::CONFLICT,
             ApiError::InvalidRoute(_) => StatusCode::BAD_REQUEST,
+            ApiError::Queue(e) => match e.kind() {
+                QueueErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                QueueErrorKind::NotFound => StatusCode::NOT_FOUND,
+                QueueErrorKind::Conflict => StatusCode::CONFLICT,
+                QueueErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                QueueErrorKind::Platform => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::FunctionNotFound { .. }
             | ApiError::ActivationNotFound(_)
@@ -85,6 +95,7 @@ impl ApiError {
             }
             ApiError::InvalidRoute(_) => "InvalidRoute",
             ApiError::RouteNotFound(_) => "RouteNotFound",
+            ApiError::Queue(e) => e.code(),
             ApiError::NotFound(_) => "NotFound",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",

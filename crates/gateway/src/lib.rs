@@ -1,5 +1,6 @@
 //! The HTTP surface of Lambent: `GET /healthz`, API-key authentication, and the Lambent API under
-//! `/v1` (code upload, functions, invoke, activations, logs, routes; see `docs/api.md`), and
+//! `/v1` (code upload, functions, invoke, activations, logs, routes, queues, topics, mappings; see
+//! `docs/api.md`), and
 //! the users' HTTP routes at their own paths. Knows how to
 //! turn requests into registry and invoker calls and results into responses; knows nothing of
 //! how sandboxes work or which database holds the records.
@@ -7,12 +8,14 @@
 mod auth;
 mod body;
 mod error;
+mod queues;
 mod registry;
 mod routes;
 mod v1;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
+pub use queues::RegistryRunner;
 pub use registry::{Deployed, Registry, StoredCode};
 pub use routes::RouteTable;
 
@@ -33,17 +36,19 @@ pub struct App {
     pub keys: ApiKeys,
     /// HTTP routes, served as the listener's fallback.
     pub routes: RouteTable,
+    /// Queues, topics and event-source mappings.
+    pub queues: lambent_queues::Queues,
 }
 
 /// The whole HTTP surface.
 pub fn router(app: Arc<App>) -> Router {
-    let authenticated =
-        v1::routes()
-            .merge(routes::routes())
-            .layer(axum::middleware::from_fn_with_state(
-                app.clone(),
-                auth::require_key,
-            ));
+    let authenticated = v1::routes()
+        .merge(routes::routes())
+        .merge(queues::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_key,
+        ));
     Router::new()
         .route(
             "/healthz",

@@ -3,7 +3,8 @@
 //! store, invoker and gateway together and serves HTTP until told to stop.
 //!
 //! ```text
-//! <data-dir>/lambent.db      SQLite (WAL): functions, API keys, activation records, routes
+//! <data-dir>/lambent.db      SQLite (WAL): functions, API keys, activation records, routes,
+//!                            queues and their messages, topics, subscriptions, mappings
 //! <data-dir>/blobs/<sha256>  code zips as uploaded
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
@@ -15,8 +16,9 @@ mod runtimes;
 
 use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
-use lambent_gateway::{ApiError, ApiKeys, App, Registry, RouteTable};
+use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
 use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
+use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, SandboxError};
 use lambent_store::blobs::FsBlobs;
 use lambent_store::package::CodeDirs;
@@ -88,6 +90,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("cannot load the deployed functions: {0}")]
     Load(#[from] ApiError),
+    #[error("cannot start the queues: {0}")]
+    Queues(#[from] QueueError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
     #[error("the API key is empty or has whitespace")]
@@ -125,6 +129,7 @@ impl RunningServer {
         }
         let _ = (&mut self.serving).await;
         self.pruning.abort();
+        self.app.queues.shutdown();
         self.app.registry.invoker().shutdown();
         self.app.recorder.flush().await;
     }
@@ -136,6 +141,7 @@ impl Drop for RunningServer {
             let _ = stop.send(());
         }
         self.pruning.abort();
+        self.app.queues.shutdown();
     }
 }
 
@@ -204,7 +210,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         invoker,
     )
     .await?;
-    let routes = RouteTable::load(sqlite).await?;
+    let routes = RouteTable::load(sqlite.clone()).await?;
+    let queues = Queues::new(sqlite, registry.invoker().config().region.clone());
     let pruning = tokio::spawn(prune_activations(store.clone(), opts.activation_retention));
     let app = Arc::new(App {
         prices: opts.prices,
@@ -213,7 +220,11 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         recorder,
         keys: ApiKeys::default(),
         routes,
+        queues,
     });
+    app.queues
+        .start(Arc::new(RegistryRunner(Arc::downgrade(&app))))
+        .await?;
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
