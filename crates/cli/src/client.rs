@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod queues;
 mod routes;
+pub use queues::*;
 pub use routes::{Route, RouteList};
 
 /// Why a request failed.

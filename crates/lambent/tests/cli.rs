@@ -950,3 +950,144 @@ fn routes_from_lambent_yaml_and_the_route_commands() {
     assert!(out.stderr.contains("does not exist"), "{out:?}");
     assert_eq!(get("/hello", None).0, 404);
 }
+
+#[test]
+fn queue_topic_and_mapping_commands() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    s.cli(&["queue", "create", "dead"]).ok();
+    let out = s
+        .cli(&[
+            "queue",
+            "create",
+            "jobs",
+            "--visibility-timeout",
+            "1",
+            "--dead-letter-queue",
+            "dead",
+            "--max-receive-count",
+            "1",
+        ])
+        .ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "queue jobs (arn:aws:sqs:local:default:jobs)"
+    );
+    let out = s
+        .cli(&["queue", "send", "jobs", "hello", "--attr", "kind=greeting"])
+        .ok();
+    assert!(out.stdout.starts_with("sent "), "{out:?}");
+    s.cli_stdin(&["queue", "send", "jobs", "-"], "from stdin")
+        .ok();
+    let got = s
+        .cli(&["queue", "receive", "jobs", "--max", "10", "-o", "json"])
+        .ok()
+        .json();
+    let messages = got["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["body"], "hello");
+    assert_eq!(messages[0]["attributes"]["kind"]["stringValue"], "greeting");
+    assert_eq!(messages[1]["body"], "from stdin");
+    let receipt = messages[0]["receipt_handle"].as_str().unwrap();
+    let out = s.cli(&["queue", "delete", "jobs", receipt]).ok();
+    assert_eq!(out.stdout.trim(), "deleted 1 message(s)");
+    let out = s.cli(&["queue", "delete", "jobs", receipt]).failed();
+    assert!(out.stderr.contains("matched no message"), "{out:?}");
+    // The other one, received once (the maximum), goes to the dead-letter queue.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = s.cli(&["queue", "receive", "jobs", "--wait", "1"]).ok();
+    assert_eq!(out.stdout.trim(), "no messages");
+    let out = s.cli(&["queue", "receive", "dead"]).ok();
+    assert!(out.stdout.contains("from stdin"), "{out:?}");
+    let table = s.cli(&["queue", "ls"]).ok();
+    assert!(table.stdout.contains("dead after 1"), "{table:?}");
+    let out = s.cli(&["queue", "purge", "dead"]).ok();
+    assert_eq!(out.stdout.trim(), "purged 1 message(s)");
+    let out = s.cli(&["queue", "send", "nope", "x"]).failed();
+    assert!(
+        out.stderr.contains("queue 'nope' does not exist"),
+        "{out:?}"
+    );
+    let out = s
+        .cli(&["queue", "receive", "jobs", "--wait", "30"])
+        .failed();
+    assert!(out.stderr.contains("0-20"), "{out:?}");
+
+    // A topic fans out to a queue; a mapping runs a function on another queue.
+    let app = home.path().join("worker");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("app.py"),
+        "def handler(event, context):\n    \
+             for r in event['Records']:\n        print('worked', r['body'])\n",
+    )
+    .unwrap();
+    s.cli(&[
+        "deploy",
+        path_str(&app),
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "app.handler",
+    ])
+    .ok();
+    s.cli(&["topic", "create", "news"]).ok();
+    let out = s
+        .cli(&["topic", "subscribe", "news", "--queue", "jobs"])
+        .ok();
+    assert!(
+        out.stdout
+            .starts_with("subscribed queue jobs to news (id sub_"),
+        "{out:?}"
+    );
+    let out = s
+        .cli(&["topic", "publish", "news", "extra", "--subject", "s"])
+        .ok();
+    assert!(out.stdout.ends_with("to 1 subscription(s)\n"), "{out:?}");
+    let got = s
+        .cli(&["queue", "receive", "jobs", "-o", "json"])
+        .ok()
+        .json();
+    let note: Value = serde_json::from_str(got["messages"][0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (note["Message"].as_str(), note["Subject"].as_str()),
+        (Some("extra"), Some("s"))
+    );
+    let out = s.cli(&["topic", "subscribe", "news"]);
+    assert_eq!(out.code, 2, "--function or --queue is required: {out:?}");
+
+    s.cli(&["queue", "create", "work"]).ok();
+    let m = s
+        .cli(&[
+            "mapping",
+            "create",
+            "work",
+            "worker",
+            "--batch-size",
+            "5",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(m["batch_size"], 5);
+    s.cli(&["queue", "send", "work", "task-1"]).ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = s.cli(&["logs", "worker"]).ok();
+        if logs.stdout.contains("worked task-1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mapping never ran: {logs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let table = s.cli(&["mapping", "ls"]).ok();
+    assert!(table.stdout.contains("worker"), "{table:?}");
+    let id = m["id"].as_str().unwrap();
+    s.cli(&["mapping", "rm", id]).ok();
+    let out = s.cli(&["mapping", "rm", id]).failed();
+    assert!(out.stderr.contains("does not exist"), "{out:?}");
+}

@@ -7,6 +7,7 @@ pub mod dev;
 pub mod functions;
 pub mod invoke;
 pub mod logs;
+pub mod queues;
 pub mod routes;
 pub mod up;
 pub mod usage;
