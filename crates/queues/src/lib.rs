@@ -525,8 +525,12 @@ impl Queues {
             .iter()
             .any(|s| s.endpoint == endpoint)
         {
+            let (kind, target) = match &endpoint {
+                Endpoint::Function(f) => ("function", f),
+                Endpoint::Queue(q) => ("queue", q),
+            };
             return Err(QueueError::Conflict(format!(
-                "{endpoint:?} is already subscribed to '{topic}'"
+                "{kind} '{target}' is already subscribed to '{topic}'"
             )));
         }
         let s = Subscription {
