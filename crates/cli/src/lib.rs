@@ -81,6 +81,30 @@ pub enum Command {
     Dlq(commands::dlq::DlqArgs),
     /// Schedules (cron, rate, at) that invoke functions: add, ls, rm.
     Schedule(commands::schedule::ScheduleArgs),
+    /// HTTP routes: map a method and path on the server to a function.
+    #[command(visible_alias = "routes")]
+    Route {
+        #[command(subcommand)]
+        command: commands::routes::RouteCommand,
+    },
+    /// Durable queues: create, send, receive, delete (SQS semantics).
+    #[command(visible_alias = "queues")]
+    Queue {
+        #[command(subcommand)]
+        command: commands::queues::QueueCommand,
+    },
+    /// Topics: publish to every subscribed function and queue (SNS semantics).
+    #[command(visible_alias = "topics")]
+    Topic {
+        #[command(subcommand)]
+        command: commands::queues::TopicCommand,
+    },
+    /// Event-source mappings: run a function on a queue's messages, in batches.
+    #[command(visible_alias = "mappings")]
+    Mapping {
+        #[command(subcommand)]
+        command: commands::queues::MappingCommand,
+    },
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -110,6 +134,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Usage(args) => commands::usage::run(&ctx, args),
         Command::Dlq(args) => commands::dlq::run(&ctx, args),
         Command::Schedule(args) => commands::schedule::run(&ctx, args),
+        Command::Route { command } => commands::routes::run(&ctx, command),
+        Command::Queue { command } => commands::queues::queue(&ctx, command),
+        Command::Topic { command } => commands::queues::topic(&ctx, command),
+        Command::Mapping { command } => commands::queues::mapping(&ctx, command),
     };
     match result {
         Ok(code) => code,

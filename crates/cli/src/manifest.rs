@@ -34,10 +34,28 @@
 //!   hello-node:   {path: hello-node, runtime: nodejs20.x, handler: index.handler}
 //! ```
 //!
+//! HTTP routes go in `routes:`, under a function (or at the top of the single-function form),
+//! as `METHOD /path` or a mapping with settings; beside `functions:`, a route names its function:
+//!
+//! ```yaml
+//! routes:
+//!   - GET /users/{id}
+//!   - method: ANY              # default ANY
+//!     path: /files/{proxy+}    # inside {…} flow mappings, quote paths with braces
+//!     auth: key                # none (default) or key
+//!     max_body: 64k            # default 1m
+//!     cors: {allow_origins: [https://app.example], allow_methods: [GET], max_age: 600}
+//! ```
+//!
+//! Deploying adds each route, replacing one with the same method and path; routes no longer in
+//! the file are left as they are (`lambent route rm` removes them).
+//!
 //! Flags override the file. Values are not validated here: the server does that and says why.
 
 use crate::events_client::SchedulePut;
 use anyhow::{bail, Context, Result};
+use lambent_core::route::{Cors, RouteAuth};
+use lambent_core::RouteSpec;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -108,6 +126,8 @@ pub struct Deployment {
     pub name: String,
     pub settings: Settings,
     pub source: Source,
+    /// HTTP routes to this function, added after it is deployed.
+    pub routes: Vec<RouteSpec>,
 }
 
 /// One function's settings as written: the whole file in the single-function form (with
@@ -132,6 +152,107 @@ struct FunctionYaml {
     network: Option<bool>,
     #[serde(default)]
     schedules: BTreeMap<String, SchedulePut>,
+    #[serde(default)]
+    routes: Vec<RouteYaml>,
+}
+
+/// A route as written: `GET /users/{id}`, or a mapping of its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RouteYaml(RouteSpec);
+
+impl<'de> Deserialize<'de> for RouteYaml {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            method: Option<String>,
+            path: String,
+            function: Option<String>,
+            #[serde(default)]
+            auth: RouteAuth,
+            cors: Option<Cors>,
+            max_body: Option<serde_yaml::Value>,
+        }
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) => {
+                let (method, path) = s.trim().split_once(char::is_whitespace).ok_or_else(|| {
+                    D::Error::custom(format!("route '{s}': expected 'METHOD /path'"))
+                })?;
+                Ok(RouteYaml(RouteSpec {
+                    method: method.to_string(),
+                    path: path.trim().to_string(),
+                    ..Default::default()
+                }))
+            }
+            v @ serde_yaml::Value::Mapping(_) => {
+                let full: Full = serde_yaml::from_value(v).map_err(D::Error::custom)?;
+                let max_body_bytes = match full.max_body {
+                    None => None,
+                    Some(serde_yaml::Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+                        D::Error::custom("max_body: expected a size in bytes such as 65536 or 64k")
+                    })?),
+                    Some(serde_yaml::Value::String(s)) => Some(
+                        parse_size(&s).map_err(|e| D::Error::custom(format!("max_body: {e}")))?,
+                    ),
+                    Some(_) => {
+                        return Err(D::Error::custom(
+                            "max_body: expected a size in bytes such as 65536 or 64k",
+                        ))
+                    }
+                };
+                Ok(RouteYaml(RouteSpec {
+                    method: full.method.unwrap_or_else(|| "ANY".into()),
+                    path: full.path,
+                    function: full.function.unwrap_or_default(),
+                    auth: full.auth,
+                    cors: full.cors,
+                    max_body_bytes,
+                }))
+            }
+            _ => Err(D::Error::custom(
+                "a route is 'METHOD /path' or a mapping with method, path, …",
+            )),
+        }
+    }
+}
+
+/// The routes of a function: each must name no other function.
+fn routes_of(function: &str, routes: Vec<RouteYaml>, at: &str) -> Result<Vec<RouteSpec>> {
+    routes
+        .into_iter()
+        .map(|RouteYaml(mut spec)| {
+            if !spec.function.is_empty() && spec.function != function {
+                bail!(
+                    "{at}: route '{} {}' names function '{}', but it is listed under '{function}'",
+                    spec.method,
+                    spec.path,
+                    spec.function
+                );
+            }
+            spec.function = function.to_string();
+            Ok(spec)
+        })
+        .collect()
+}
+
+/// Parses a size in bytes: `65536`, `64k`, `1m` (binary units; `kb`, `mb` and `b` too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, unit) = match t.strip_suffix('k') {
+        Some(d) => (d, 1024),
+        None => match t.strip_suffix('m') {
+            Some(d) => (d, 1024 * 1024),
+            None => (t, 1),
+        },
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("invalid size '{s}': use bytes such as 65536, or 64k, 1m"))
 }
 
 impl FunctionYaml {
@@ -178,8 +299,8 @@ fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, 
 #[derive(Debug)]
 enum Manifest {
     Single(Box<FunctionYaml>),
-    /// In the file's order.
-    Many(Vec<(String, FunctionYaml)>),
+    /// In the file's order, and the routes listed beside `functions`.
+    Many(Vec<(String, FunctionYaml)>, Vec<RouteYaml>),
 }
 
 fn parse_manifest(text: &str) -> Result<Manifest> {
@@ -197,7 +318,10 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
         }
         return Ok(Manifest::Single(Box::new(single)));
     };
-    if let Some(other) = map.keys().find(|k| k.as_str() != Some("functions")) {
+    if let Some(other) = map
+        .keys()
+        .find(|k| !matches!(k.as_str(), Some("functions" | "routes")))
+    {
         bail!(
             "unknown field `{}` beside `functions`: with many functions, put every setting under \
              its function",
@@ -222,7 +346,28 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
         }
         entries.push((name, entry));
     }
-    Ok(Manifest::Many(entries))
+    let routes: Vec<RouteYaml> = match map.get("routes") {
+        None => Vec::new(),
+        Some(v) => serde_yaml::from_value(v.clone()).context("routes")?,
+    };
+    for RouteYaml(r) in &routes {
+        if r.function.is_empty() {
+            bail!(
+                "routes: route '{} {}' needs `function`: name one of the functions",
+                r.method,
+                r.path
+            );
+        }
+        if !entries.iter().any(|(n, _)| *n == r.function) {
+            bail!(
+                "routes: route '{} {}' names function '{}', which is not in `functions`",
+                r.method,
+                r.path,
+                r.function
+            );
+        }
+    }
+    Ok(Manifest::Many(entries, routes))
 }
 
 fn yaml_key(k: &serde_yaml::Value) -> String {
@@ -340,6 +485,7 @@ pub fn resolve(path: &Path, overrides: &Overrides) -> Result<Vec<Deployment>> {
             name,
             settings: settings_from(Settings::default(), overrides),
             source: Source::Zip(path.to_path_buf()),
+            routes: Vec::new(),
         }]);
     }
 
@@ -362,19 +508,26 @@ pub fn resolve(path: &Path, overrides: &Overrides) -> Result<Vec<Deployment>> {
             },
             settings: settings_from(Settings::default(), overrides),
             source: Source::Dir(path.to_path_buf()),
+            routes: Vec::new(),
         }],
-        Some(Manifest::Single(y)) => {
+        Some(Manifest::Single(mut y)) => {
             let name = match (&overrides.name, &y.name) {
                 (Some(n), _) | (None, Some(n)) => n.clone(),
                 (None, None) => dir_name(path)?,
             };
+            let routes = routes_of(
+                &name,
+                std::mem::take(&mut y.routes),
+                &manifest_path.display().to_string(),
+            )?;
             vec![Deployment {
                 name,
                 settings: settings_from(y.settings(), overrides),
                 source: Source::Dir(path.to_path_buf()),
+                routes,
             }]
         }
-        Some(Manifest::Many(entries)) => {
+        Some(Manifest::Many(entries, top_routes)) => {
             let names: Vec<String> = entries.iter().map(|(n, _)| n.clone()).collect();
             let selected: Vec<(String, FunctionYaml)> = match &overrides.name {
                 Some(want) => {
@@ -401,7 +554,15 @@ pub fn resolve(path: &Path, overrides: &Overrides) -> Result<Vec<Deployment>> {
                 }
             };
             let mut out = Vec::with_capacity(selected.len());
-            for (name, y) in selected {
+            for (name, mut y) in selected {
+                let at = format!("{}: functions.{name}", manifest_path.display());
+                let mut routes = routes_of(&name, std::mem::take(&mut y.routes), &at)?;
+                routes.extend(
+                    top_routes
+                        .iter()
+                        .filter(|RouteYaml(r)| r.function == name)
+                        .map(|RouteYaml(r)| r.clone()),
+                );
                 let rel = y.path.clone().unwrap_or_else(|| name.clone());
                 let code = path.join(&rel);
                 let source = if code.is_dir() {
@@ -419,6 +580,7 @@ pub fn resolve(path: &Path, overrides: &Overrides) -> Result<Vec<Deployment>> {
                     name,
                     settings: settings_from(y.settings(), overrides),
                     source,
+                    routes,
                 });
             }
             out
@@ -749,5 +911,113 @@ mod tests {
         assert_eq!(parse_env_pair("A=").unwrap(), ("A".into(), "".into()));
         assert!(parse_env_pair("A").is_err());
         assert!(parse_env_pair("=x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn single_form_routes_belong_to_the_function() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "name: users\nruntime: python3.12\nroutes:\n  - GET /users/{id}\n  - path: /files/{proxy+}\n    auth: key\n    max_body: 64k\n    cors: {allow_origins: ['*'], max_age: 60}\n",
+        );
+        let d = resolve(tmp.path(), &Overrides::default()).unwrap();
+        assert_eq!(
+            d[0].routes,
+            [
+                RouteSpec {
+                    method: "GET".into(),
+                    path: "/users/{id}".into(),
+                    function: "users".into(),
+                    ..Default::default()
+                },
+                RouteSpec {
+                    method: "ANY".into(),
+                    path: "/files/{proxy+}".into(),
+                    function: "users".into(),
+                    auth: RouteAuth::Key,
+                    cors: Some(Cors {
+                        allow_origins: vec!["*".into()],
+                        max_age: Some(60),
+                        ..Default::default()
+                    }),
+                    max_body_bytes: Some(64 * 1024),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn many_form_routes_under_functions_and_beside_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "a/app.py", "");
+        write(tmp.path(), "b/app.py", "");
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "functions:\n  a: {runtime: python3.12, routes: [POST /a]}\n  b: {runtime: python3.12}\nroutes:\n  - {method: GET, path: /b, function: b, max_body: 100}\n",
+        );
+        let d = resolve(tmp.path(), &Overrides::default()).unwrap();
+        let keys = |i: usize| {
+            d[i].routes
+                .iter()
+                .map(|r| format!("{} {} {}", r.method, r.path, r.function))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(0), ["POST /a a"]);
+        assert_eq!(keys(1), ["GET /b b"]);
+        assert_eq!(d[1].routes[0].max_body_bytes, Some(100));
+
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "functions:\n  a: {runtime: python3.12}\nroutes:\n  - {path: /x, function: zz}\n",
+        );
+        let e = format!(
+            "{:#}",
+            resolve(tmp.path(), &Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("zz") && e.contains("not in `functions`"), "{e}");
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "functions:\n  a: {runtime: python3.12, routes: [{path: /x, method: GET, bogus: 1}]}\n",
+        );
+        let e = format!(
+            "{:#}",
+            resolve(tmp.path(), &Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("bogus"), "{e}");
+        write(
+            tmp.path(),
+            MANIFEST_FILE,
+            "functions:\n  a: {runtime: python3.12, routes: [GET]}\n",
+        );
+        let e = format!(
+            "{:#}",
+            resolve(tmp.path(), &Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("METHOD /path"), "{e}");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("64KB"), Ok(65536));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("").is_err());
     }
 }

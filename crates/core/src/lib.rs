@@ -7,11 +7,13 @@ pub mod async_invoke;
 pub mod function;
 pub mod limits;
 pub mod metering;
+pub mod route;
 pub mod runtime;
 
 pub use activation::{Activation, ActivationStatus, ColdReason};
 pub use async_invoke::{AsyncConfig, AsyncSpec, Destination};
 pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
+pub use route::{Route, RouteSpec};
 pub use runtime::{Runtime, RuntimeKind};
 
 /// The namespace every single-tenant installation starts with.

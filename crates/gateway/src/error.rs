@@ -3,7 +3,9 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lambent_core::route::RouteError;
 use lambent_core::ValidationError;
+use lambent_queues::ErrorKind as QueueErrorKind;
 use lambent_store::package::PackageError;
 use lambent_store::StoreError;
 
@@ -24,6 +26,12 @@ pub enum ApiError {
     FunctionNotFound { namespace: String, name: String },
     #[error("activation '{0}' does not exist")]
     ActivationNotFound(String),
+    #[error(transparent)]
+    InvalidRoute(#[from] lambent_core::route::RouteError),
+    #[error("route '{0}' does not exist")]
+    RouteNotFound(String),
+    #[error(transparent)]
+    Queue(#[from] lambent_queues::QueueError),
     #[error("no such path: {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -60,9 +68,19 @@ impl ApiError {
             | ApiError::CodeNotFound(_)
             | ApiError::InvalidSchedule(_)
             | ApiError::Unavailable(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRoute(RouteError::Reserved { .. }) => StatusCode::CONFLICT,
+            ApiError::InvalidRoute(_) => StatusCode::BAD_REQUEST,
+            ApiError::Queue(e) => match e.kind() {
+                QueueErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                QueueErrorKind::NotFound => StatusCode::NOT_FOUND,
+                QueueErrorKind::Conflict => StatusCode::CONFLICT,
+                QueueErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                QueueErrorKind::Platform => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::FunctionNotFound { .. }
             | ApiError::ActivationNotFound(_)
+            | ApiError::RouteNotFound(_)
             | ApiError::NotFound(_)
             | ApiError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -85,6 +103,13 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => "NotFound",
             ApiError::InvalidSchedule(_) => "InvalidSchedule",
             ApiError::Unavailable(_) => "UnavailableOnThisHost",
+            ApiError::InvalidRoute(RouteError::Reserved { .. }) => "ReservedPath",
+            ApiError::InvalidRoute(RouteError::Function(ValidationError::InvalidName(_))) => {
+                "InvalidName"
+            }
+            ApiError::InvalidRoute(_) => "InvalidRoute",
+            ApiError::RouteNotFound(_) => "RouteNotFound",
+            ApiError::Queue(e) => e.code(),
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::Throttled(_) => "Throttled",

@@ -1,5 +1,7 @@
 //! The HTTP surface of Lambent: `GET /healthz`, API-key authentication, and the Lambent API under
-//! `/v1` (code upload, functions, invoke, activations, logs; see `docs/api.md`). Knows how to
+//! `/v1` (code upload, functions, invoke, activations, logs, routes, queues, topics, mappings; see
+//! `docs/api.md`), and
+//! the users' HTTP routes at their own paths. Knows how to
 //! turn requests into registry and invoker calls and results into responses; knows nothing of
 //! how sandboxes work or which database holds the records.
 
@@ -7,13 +9,17 @@ mod auth;
 mod body;
 mod error;
 mod events_api;
+mod queues;
 mod registry;
+mod routes;
 mod v1;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
 pub use events_api::{accept_async, wants_async, INVOCATION_TYPE_HEADER};
+pub use queues::RegistryRunner;
 pub use registry::{Deployed, Registry, StoredCode};
+pub use routes::RouteTable;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -32,24 +38,30 @@ pub struct App {
     pub keys: ApiKeys,
     /// The durable queue of asynchronous invocations, dead letters and schedules.
     pub events: lambent_events::Events,
+    /// HTTP routes, served as the listener's fallback.
+    pub routes: RouteTable,
+    /// Queues, topics and event-source mappings.
+    pub queues: lambent_queues::Queues,
 }
 
 /// The whole HTTP surface.
 pub fn router(app: Arc<App>) -> Router {
-    let authenticated =
-        v1::routes()
-            .merge(events_api::routes())
-            .layer(axum::middleware::from_fn_with_state(
-                app.clone(),
-                auth::require_key,
-            ));
+    let authenticated = v1::routes()
+        .merge(events_api::routes())
+        .merge(routes::routes())
+        .merge(queues::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_key,
+        ));
     Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .merge(authenticated)
-        .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_string()) })
+        // Paths Lambent does not serve itself are the users' HTTP routes.
+        .fallback(routes::serve)
         // Bodies are read with per-route limits (and a JSON 413) by `body::read`.
         .layer(DefaultBodyLimit::disable())
         .with_state(app)

@@ -1128,3 +1128,368 @@ fn sigkill_with_1000_async_invocations_in_flight_loses_none() {
         "the kill came after everything was done: not a crash test"
     );
 }
+
+#[test]
+fn routes_from_lambent_yaml_and_the_route_commands() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let app = home.path().join("users-fn");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("app.py"),
+        "def handler(event, context):\n    \
+             return {'statusCode': 200, 'body': event['routeKey'] + ' ' + \
+             str(event.get('pathParameters'))}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("lambent.yaml"),
+        "runtime: python3.12\nhandler: app.handler\nroutes:\n  - GET /hello\n  \
+         - method: ANY\n    path: /files/{proxy+}\n    auth: key\n",
+    )
+    .unwrap();
+    let out = s.cli(&["deploy", path_str(&app)]).ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [
+            "deployed users-fn (python3.12, revision 1)",
+            "route GET /hello -> users-fn",
+            "route ANY /files/{proxy+} -> users-fn",
+        ]
+    );
+    // Deploying again replaces the routes instead of failing.
+    s.cli(&["deploy", path_str(&app)]).ok();
+
+    let out = s
+        .cli(&[
+            "route",
+            "add",
+            "GET",
+            "/users/{id}",
+            "users-fn",
+            "--cors-origin",
+            "https://app.example",
+            "--max-body",
+            "1k",
+        ])
+        .ok();
+    assert!(
+        out.stdout
+            .starts_with("route GET /users/{id} -> users-fn (id rt_"),
+        "{out:?}"
+    );
+    let listed = s.cli(&["route", "ls", "-o", "json"]).ok().json();
+    let keys: Vec<&str> = listed["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["GET /hello", "ANY /files/{proxy+}", "GET /users/{id}"]
+    );
+    assert_eq!(listed["routes"][2]["max_body_bytes"], 1024);
+    let table = s.cli(&["route", "ls"]).ok();
+    assert!(table.stdout.contains("/users/{id}") && table.stdout.contains("https://app.example"));
+
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str, key: Option<&str>| {
+        let mut req = http.get(format!("{}{path}", s.url));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        let resp = req.send().unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    assert_eq!(get("/hello", None), (200, "GET /hello None".to_string()));
+    assert_eq!(
+        get("/users/7", None),
+        (200, "GET /users/{id} {'id': '7'}".to_string())
+    );
+    assert_eq!(get("/files/a/b", None).0, 401, "the yaml route needs a key");
+    assert_eq!(
+        get("/files/a/b", Some(&s.key)),
+        (200, "ANY /files/{proxy+} {'proxy': 'a/b'}".to_string())
+    );
+
+    // Refusals exit 1 and say why; the server keeps serving.
+    let out = s
+        .cli(&["route", "add", "GET", "/v1/mine", "users-fn"])
+        .failed();
+    assert!(out.stderr.contains("reserved"), "{out:?}");
+    let out = s
+        .cli(&["route", "add", "GET", "/hello", "users-fn"])
+        .failed();
+    assert!(out.stderr.contains("exists"), "{out:?}");
+    let out = s.cli(&["route", "add", "GET", "/x", "no-such-fn"]).failed();
+    assert!(out.stderr.contains("no-such-fn"), "{out:?}");
+    let out = s.cli(&["route", "add", "GET", "/x", "users-fn", "--auth", "iam"]);
+    assert_eq!(out.code, 2, "{out:?}");
+
+    // rm by METHOD PATH and by id.
+    s.cli(&["route", "rm", "GET", "/users/{id}"]).ok();
+    assert_eq!(get("/users/7", None).0, 404);
+    let id = listed["routes"][0]["id"].as_str().unwrap();
+    let out = s.cli(&["route", "rm", id]).ok();
+    assert_eq!(out.stdout.trim(), format!("deleted route {id}"));
+    let out = s.cli(&["route", "rm", id]).failed();
+    assert!(out.stderr.contains("does not exist"), "{out:?}");
+    assert_eq!(get("/hello", None).0, 404);
+}
+
+#[test]
+fn queue_topic_and_mapping_commands() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    s.cli(&["queue", "create", "dead"]).ok();
+    let out = s
+        .cli(&[
+            "queue",
+            "create",
+            "jobs",
+            "--visibility-timeout",
+            "1",
+            "--dead-letter-queue",
+            "dead",
+            "--max-receive-count",
+            "1",
+        ])
+        .ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "queue jobs (arn:aws:sqs:local:default:jobs)"
+    );
+    let out = s
+        .cli(&["queue", "send", "jobs", "hello", "--attr", "kind=greeting"])
+        .ok();
+    assert!(out.stdout.starts_with("sent "), "{out:?}");
+    s.cli_stdin(&["queue", "send", "jobs", "-"], "from stdin")
+        .ok();
+    let got = s
+        .cli(&["queue", "receive", "jobs", "--max", "10", "-o", "json"])
+        .ok()
+        .json();
+    let messages = got["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["body"], "hello");
+    assert_eq!(messages[0]["attributes"]["kind"]["stringValue"], "greeting");
+    assert_eq!(messages[1]["body"], "from stdin");
+    let receipt = messages[0]["receipt_handle"].as_str().unwrap();
+    let out = s.cli(&["queue", "delete", "jobs", receipt]).ok();
+    assert_eq!(out.stdout.trim(), "deleted 1 message(s)");
+    let out = s.cli(&["queue", "delete", "jobs", receipt]).failed();
+    assert!(out.stderr.contains("matched no message"), "{out:?}");
+    // The other one, received once (the maximum), goes to the dead-letter queue.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = s.cli(&["queue", "receive", "jobs", "--wait", "1"]).ok();
+    assert_eq!(out.stdout.trim(), "no messages");
+    let out = s.cli(&["queue", "receive", "dead"]).ok();
+    assert!(out.stdout.contains("from stdin"), "{out:?}");
+    let table = s.cli(&["queue", "ls"]).ok();
+    assert!(table.stdout.contains("dead after 1"), "{table:?}");
+    let out = s.cli(&["queue", "purge", "dead"]).ok();
+    assert_eq!(out.stdout.trim(), "purged 1 message(s)");
+    let out = s.cli(&["queue", "send", "nope", "x"]).failed();
+    assert!(
+        out.stderr.contains("queue 'nope' does not exist"),
+        "{out:?}"
+    );
+    let out = s
+        .cli(&["queue", "receive", "jobs", "--wait", "30"])
+        .failed();
+    assert!(out.stderr.contains("0-20"), "{out:?}");
+
+    // A topic fans out to a queue; a mapping runs a function on another queue.
+    let app = home.path().join("worker");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("app.py"),
+        "def handler(event, context):\n    \
+             for r in event['Records']:\n        print('worked', r['body'])\n",
+    )
+    .unwrap();
+    s.cli(&[
+        "deploy",
+        path_str(&app),
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "app.handler",
+    ])
+    .ok();
+    s.cli(&["topic", "create", "news"]).ok();
+    let out = s
+        .cli(&["topic", "subscribe", "news", "--queue", "jobs"])
+        .ok();
+    assert!(
+        out.stdout
+            .starts_with("subscribed queue jobs to news (id sub_"),
+        "{out:?}"
+    );
+    let out = s
+        .cli(&["topic", "publish", "news", "extra", "--subject", "s"])
+        .ok();
+    assert!(out.stdout.ends_with("to 1 subscription(s)\n"), "{out:?}");
+    let got = s
+        .cli(&["queue", "receive", "jobs", "-o", "json"])
+        .ok()
+        .json();
+    let note: Value = serde_json::from_str(got["messages"][0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (note["Message"].as_str(), note["Subject"].as_str()),
+        (Some("extra"), Some("s"))
+    );
+    let out = s.cli(&["topic", "subscribe", "news"]);
+    assert_eq!(out.code, 2, "--function or --queue is required: {out:?}");
+
+    s.cli(&["queue", "create", "work"]).ok();
+    let m = s
+        .cli(&[
+            "mapping",
+            "create",
+            "work",
+            "worker",
+            "--batch-size",
+            "5",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(m["batch_size"], 5);
+    s.cli(&["queue", "send", "work", "task-1"]).ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = s.cli(&["logs", "worker"]).ok();
+        if logs.stdout.contains("worked task-1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mapping never ran: {logs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let table = s.cli(&["mapping", "ls"]).ok();
+    assert!(table.stdout.contains("worker"), "{table:?}");
+    let id = m["id"].as_str().unwrap();
+    s.cli(&["mapping", "rm", id]).ok();
+    let out = s.cli(&["mapping", "rm", id]).failed();
+    assert!(out.stderr.contains("does not exist"), "{out:?}");
+}
+
+/// SIGKILLs `lambent up` while a mapping works through 1,000 queue messages, starts it again on
+/// the same data dir, and checks from the function's own witness file that every message was
+/// processed at least once (duplicates are counted and printed). The node runs without sandboxes
+/// so that the function can append to a host file: that file, not Lambent's batched activation
+/// records (which a SIGKILL may cut short), is the proof of processing.
+#[test]
+fn queue_messages_survive_sigkill_mid_processing() {
+    const N: usize = 1000;
+    let home = tempfile::tempdir().unwrap();
+    let witness = home.path().join("witness.txt");
+    let app = home.path().join("crash-worker");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("app.py"),
+        "import os, time\n\
+         def handler(event, context):\n    \
+             with open(os.environ['WITNESS'], 'a') as f:\n        \
+                 for r in event['Records']:\n            \
+                     f.write(r['body'] + '\\n')\n        \
+                 f.flush()\n        \
+                 os.fsync(f.fileno())\n    \
+             time.sleep(0.02)\n",
+    )
+    .unwrap();
+    let s = Server::start(home.path(), &["--insecure-no-sandbox"]);
+    let witness_env = format!("WITNESS={}", witness.display());
+    s.cli(&[
+        "deploy",
+        path_str(&app),
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "app.handler",
+        "--env",
+        &witness_env,
+    ])
+    .ok();
+    s.cli(&["queue", "create", "crash", "--visibility-timeout", "2"])
+        .ok();
+    let http = reqwest::blocking::Client::new();
+    for batch in 0..N / 10 {
+        let messages: Vec<Value> = (0..10)
+            .map(|i| serde_json::json!({"body": format!("m{}", batch * 10 + i)}))
+            .collect();
+        let resp = http
+            .post(format!("{}/v1/queues/crash/messages", s.url))
+            .bearer_auth(&s.key)
+            .json(&serde_json::json!({ "messages": messages }))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text());
+    }
+    s.cli(&[
+        "mapping",
+        "create",
+        "crash",
+        "crash-worker",
+        "--batch-size",
+        "10",
+    ])
+    .ok();
+
+    let lines = || {
+        std::fs::read_to_string(&witness)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while lines().len() < N / 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mapping made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before_kill = lines().len();
+    s.kill();
+    assert!(
+        before_kill < N,
+        "the kill came after all the work: lower the batch speed"
+    );
+
+    let s = Server::start(home.path(), &["--insecure-no-sandbox"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let q = s.cli(&["queue", "ls", "-o", "json"]).ok().json();
+        let c = &q["queues"][0]["messages"];
+        if c["visible"] == 0 && c["in_flight"] == 0 && c["delayed"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never drained: {c}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for line in lines() {
+        *seen.entry(line).or_default() += 1;
+    }
+    let missing: Vec<String> = (0..N)
+        .map(|i| format!("m{i}"))
+        .filter(|m| !seen.contains_key(m))
+        .collect();
+    assert!(missing.is_empty(), "never processed: {missing:?}");
+    assert_eq!(seen.len(), N, "only the messages sent were processed");
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "crash test: {N} messages, {before_kill} processed before SIGKILL, all {N} processed at \
+         least once, {duplicates} duplicate deliveries"
+    );
+}

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! <data-dir>/lambent.db      SQLite (WAL): functions, API keys, activation records, async
-//!                            events, dead letters, schedules
+//!                            events, dead letters, schedules, routes, queues and their
+//!                            messages, topics, subscriptions, mappings
 //! <data-dir>/blobs/<sha256>  code zips as uploaded
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
@@ -17,8 +18,9 @@ mod runtimes;
 use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
 use lambent_events::{Events, Runner, WorkerOptions};
-use lambent_gateway::{ApiError, ApiKeys, App, Registry};
+use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
 use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
+use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
 use lambent_store::blobs::FsBlobs;
 use lambent_store::package::CodeDirs;
@@ -96,6 +98,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("cannot load the deployed functions: {0}")]
     Load(#[from] ApiError),
+    #[error("cannot start the queues: {0}")]
+    Queues(#[from] QueueError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
     #[error("the API key is empty or has whitespace")]
@@ -135,6 +139,7 @@ impl RunningServer {
         let _ = (&mut self.serving).await;
         self.workers.stop();
         self.pruning.abort();
+        self.app.queues.shutdown();
         self.app.registry.invoker().shutdown();
         self.app.recorder.flush().await;
     }
@@ -146,6 +151,7 @@ impl Drop for RunningServer {
             let _ = stop.send(());
         }
         self.pruning.abort();
+        self.app.queues.shutdown();
     }
 }
 
@@ -216,6 +222,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         invoker,
     )
     .await?;
+    let routes = RouteTable::load(sqlite.clone()).await?;
+    let queues = Queues::new(sqlite.clone(), registry.invoker().config().region.clone());
     let pruning = tokio::spawn(prune_activations(store.clone(), opts.activation_retention));
     let events = Events::start(sqlite, &registry.invoker().config().region);
     let app = Arc::new(App {
@@ -225,6 +233,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         recorder,
         keys: ApiKeys::default(),
         events: events.clone(),
+        routes,
+        queues,
     });
     let runner = Runner {
         invoker: app.registry.invoker().clone(),
@@ -244,6 +254,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         )
         .await
         .map_err(|e| ServerError::Store(StoreError::Database(e.to_string())))?;
+    app.queues
+        .start(Arc::new(RegistryRunner(Arc::downgrade(&app))))
+        .await?;
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -254,7 +267,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let (stop, stopped) = oneshot::channel::<()>();
     let router = lambent_gateway::router(app.clone());
     let serving = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
+        // Connection info gives routed functions the caller's address (`sourceIp`).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })

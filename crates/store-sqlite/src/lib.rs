@@ -12,6 +12,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
 
+mod queues;
+mod routes;
+
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE functions (
@@ -54,6 +57,8 @@ CREATE INDEX activations_by_time ON activations (namespace, start_ms DESC, id DE
 CREATE INDEX activations_by_function ON activations (namespace, function, start_ms DESC, id DESC);
 "#,
     events::MIGRATION,
+    routes::MIGRATION,
+    queues::MIGRATION,
 ];
 
 /// SQLite-backed [`Store`].

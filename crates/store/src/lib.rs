@@ -5,7 +5,9 @@
 pub mod blobs;
 pub mod events;
 pub mod package;
+pub mod queues;
 pub mod recorder;
+pub mod routes;
 
 use async_trait::async_trait;
 use lambent_core::{Activation, ActivationStatus, Function};

@@ -107,6 +107,16 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
             println!("{}", deployed_line(f));
         }
     })?;
+    if !ctx.json() {
+        for r in deployments.iter().flat_map(|d| &d.routes) {
+            println!(
+                "route {} {} -> {}",
+                r.method.to_ascii_uppercase(),
+                r.path,
+                r.function
+            );
+        }
+    }
     if ctx.json() {
         print_functions_json(&deployed);
     }
@@ -144,7 +154,8 @@ pub fn print_functions_json(deployed: &[Json<Function>]) {
     }
 }
 
-/// Deploys each function in order, calling `each` after each one; stops at the first failure.
+/// Deploys each function in order and adds its routes (replacing those with the same method
+/// and path), calling `each` after each one; stops at the first failure.
 pub fn deploy_all(
     client: &Client,
     deployments: &[Deployment],
@@ -159,6 +170,11 @@ pub fn deploy_all(
         } else {
             f?
         };
+        for route in &d.routes {
+            client
+                .add_route(route, true)
+                .with_context(|| format!("cannot add route '{} {}'", route.method, route.path))?;
+        }
         each(&f);
         out.push(f);
     }

@@ -8,6 +8,8 @@ pub mod dlq;
 pub mod functions;
 pub mod invoke;
 pub mod logs;
+pub mod queues;
+pub mod routes;
 pub mod schedule;
 pub mod up;
 pub mod usage;

@@ -1,0 +1,408 @@
+//! HTTP routes: a method (or `ANY`) and a path template (`/users/{id}`, `/files/{proxy+}`) that
+//! map requests on the main listener to a function, with per-route auth, CORS and body limit.
+//! [`RouteSpec`] is what a user sends; [`RouteSpec::resolve`] validates it into a [`Route`]
+//! that the gateway can compile and serve without further checks.
+
+use crate::FunctionName;
+use serde::{Deserialize, Serialize};
+
+/// Path prefixes Lambent serves itself; a route can never claim them.
+pub const RESERVED_PREFIXES: &[&str] = &["/v1", "/2015-03-31", "/healthz", "/metrics", "/ui"];
+/// Request body limit of a route that sets none (1 MiB).
+pub const DEFAULT_ROUTE_MAX_BODY: u64 = 1024 * 1024;
+/// Largest body limit a route may set (4 MiB: base64-encoded in the event it still fits the
+/// 6 MB synchronous payload limit).
+pub const MAX_ROUTE_BODY: u64 = 4 * 1024 * 1024;
+/// Methods a route may name, besides `ANY`.
+pub const ROUTE_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+/// The method that matches every method without a route of its own.
+pub const ANY_METHOD: &str = "ANY";
+
+/// Why a route is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error(
+        "invalid method '{0}': use one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or ANY"
+    )]
+    Method(String),
+    #[error("invalid route path '{path}': {reason}")]
+    Path { path: String, reason: &'static str },
+    #[error("the path '{path}' is reserved by Lambent (it serves {prefix} itself): pick a path outside /v1/, /2015-03-31/, /healthz, /metrics and /ui/")]
+    Reserved { path: String, prefix: &'static str },
+    #[error("max body {0} bytes is out of range: use 1-{MAX_ROUTE_BODY} bytes")]
+    MaxBody(u64),
+    #[error("invalid CORS setting: {0}")]
+    Cors(String),
+    #[error(transparent)]
+    Function(#[from] crate::ValidationError),
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAuth {
+    /// Public: anyone who reaches the listener.
+    #[default]
+    None,
+    /// An API key of the route's namespace, as `Authorization: Bearer <key>` or `x-api-key`.
+    Key,
+}
+
+impl RouteAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteAuth::None => "none",
+            RouteAuth::Key => "key",
+        }
+    }
+}
+
+impl std::str::FromStr for RouteAuth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(RouteAuth::None),
+            "key" => Ok(RouteAuth::Key),
+            other => Err(format!("unknown auth '{other}': use 'none' or 'key'")),
+        }
+    }
+}
+
+/// CORS settings, answered as API Gateway HTTP APIs do: preflight `OPTIONS` requests get a
+/// `204` from the gateway itself, other responses get the `Access-Control-*` headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cors {
+    /// Origins allowed (`*` for any).
+    pub allow_origins: Vec<String>,
+    /// Methods allowed in preflight answers (`*` for any); empty: the route's method.
+    pub allow_methods: Vec<String>,
+    /// Request headers allowed (`*` for any).
+    pub allow_headers: Vec<String>,
+    /// Response headers the browser may read.
+    pub expose_headers: Vec<String>,
+    /// Seconds a browser may cache a preflight answer.
+    pub max_age: Option<u32>,
+    pub allow_credentials: bool,
+}
+
+impl Cors {
+    /// The value of `Access-Control-Allow-Origin` for a request from `origin`, if allowed.
+    pub fn allowed_origin(&self, origin: &str) -> Option<String> {
+        if self.allow_origins.iter().any(|o| o == origin) {
+            Some(origin.to_string())
+        } else if self.allow_origins.iter().any(|o| o == "*") {
+            // With credentials a browser refuses `*`: name the origin instead.
+            Some(if self.allow_credentials {
+                origin.to_string()
+            } else {
+                "*".to_string()
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// A route as a user writes it (REST body, CLI flags, `lambent.yaml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+    #[serde(default)]
+    pub auth: RouteAuth,
+    #[serde(default)]
+    pub cors: Option<Cors>,
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+}
+
+/// A validated route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub id: String,
+    pub namespace: String,
+    /// Upper case: one of [`ROUTE_METHODS`] or `ANY`.
+    pub method: String,
+    pub path: String,
+    pub function: FunctionName,
+    pub auth: RouteAuth,
+    pub cors: Option<Cors>,
+    pub max_body_bytes: u64,
+    pub created_ms: i64,
+}
+
+impl Route {
+    /// `GET /users/{id}`: the route key API Gateway puts in events.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    /// The path in `matchit` syntax: `{proxy+}` becomes the catch-all `{*proxy}`.
+    pub fn matcher_path(&self) -> String {
+        if self.path == "/" {
+            return "/".into();
+        }
+        segments(&self.path)
+            .map(|s| match greedy_name(s) {
+                Some(name) => format!("/{{*{name}}}"),
+                None => format!("/{s}"),
+            })
+            .collect()
+    }
+}
+
+impl RouteSpec {
+    /// Validates the spec into a route of `namespace`.
+    pub fn resolve(
+        self,
+        id: String,
+        namespace: &str,
+        created_ms: i64,
+    ) -> Result<Route, RouteError> {
+        let method = self.method.trim().to_ascii_uppercase();
+        if method != ANY_METHOD && !ROUTE_METHODS.contains(&method.as_str()) {
+            return Err(RouteError::Method(self.method));
+        }
+        check_path(&self.path)?;
+        let function = FunctionName::parse(&self.function)?;
+        let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_ROUTE_MAX_BODY);
+        if max_body_bytes == 0 || max_body_bytes > MAX_ROUTE_BODY {
+            return Err(RouteError::MaxBody(max_body_bytes));
+        }
+        if let Some(cors) = &self.cors {
+            check_cors(cors)?;
+        }
+        Ok(Route {
+            id,
+            namespace: namespace.to_string(),
+            method,
+            path: self.path,
+            function,
+            auth: self.auth,
+            cors: self.cors,
+            max_body_bytes,
+            created_ms,
+        })
+    }
+}
+
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.strip_prefix('/').unwrap_or(path).split('/')
+}
+
+/// `proxy` for a `{proxy+}` segment.
+fn greedy_name(segment: &str) -> Option<&str> {
+    segment.strip_prefix('{')?.strip_suffix("+}")
+}
+
+fn param_name(segment: &str) -> Option<&str> {
+    segment.strip_prefix('{')?.strip_suffix('}')
+}
+
+fn check_path(path: &str) -> Result<(), RouteError> {
+    let bad = |reason| RouteError::Path {
+        path: path.chars().take(200).collect(),
+        reason,
+    };
+    if !path.starts_with('/') {
+        return Err(bad("it must start with '/'"));
+    }
+    if path.len() > 1024 {
+        return Err(bad("it is longer than 1024 characters"));
+    }
+    for prefix in RESERVED_PREFIXES {
+        if path == *prefix || path.starts_with(&format!("{prefix}/")) {
+            return Err(RouteError::Reserved {
+                path: path.to_string(),
+                prefix,
+            });
+        }
+    }
+    if path == "/" {
+        return Ok(());
+    }
+    let all: Vec<&str> = segments(path).collect();
+    let mut names: Vec<&str> = Vec::new();
+    for (i, s) in all.iter().enumerate() {
+        if s.is_empty() {
+            return Err(bad("empty segment ('//' or a trailing '/')"));
+        }
+        let name = if let Some(name) = greedy_name(s) {
+            if i + 1 != all.len() {
+                return Err(bad("a greedy {name+} segment must be the last one"));
+            }
+            Some(name)
+        } else if let Some(name) = param_name(s) {
+            Some(name)
+        } else if s.contains(['{', '}']) {
+            return Err(bad(
+                "'{' and '}' only enclose a whole segment such as {id} or {proxy+}",
+            ));
+        } else if s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '*'))
+        {
+            return Err(bad("it has whitespace or one of '?', '#', '*'"));
+        } else {
+            None
+        };
+        if let Some(name) = name {
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok {
+                return Err(bad("parameter names use letters, digits, '_', '-' and '.'"));
+            }
+            if names.contains(&name) {
+                return Err(bad("a parameter name appears twice"));
+            }
+            names.push(name);
+        }
+    }
+    Ok(())
+}
+
+fn check_cors(cors: &Cors) -> Result<(), RouteError> {
+    if cors.allow_origins.is_empty() {
+        return Err(RouteError::Cors(
+            "allow_origins is empty: name at least one origin (or '*')".into(),
+        ));
+    }
+    if cors.allow_credentials && cors.allow_origins.iter().any(|o| o == "*") {
+        return Err(RouteError::Cors(
+            "allow_credentials cannot be combined with the origin '*': name the origins".into(),
+        ));
+    }
+    for m in &cors.allow_methods {
+        let m = m.to_ascii_uppercase();
+        if m != "*" && !ROUTE_METHODS.contains(&m.as_str()) {
+            return Err(RouteError::Cors(format!(
+                "unknown method '{m}' in allow_methods"
+            )));
+        }
+    }
+    let texts = cors
+        .allow_origins
+        .iter()
+        .chain(&cors.allow_headers)
+        .chain(&cors.expose_headers);
+    for t in texts {
+        if t.is_empty() || t.chars().any(|c| c.is_control() || c == ',') {
+            return Err(RouteError::Cors(format!(
+                "'{t}' is not a valid origin or header name"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(method: &str, path: &str) -> RouteSpec {
+        RouteSpec {
+            method: method.into(),
+            path: path.into(),
+            function: "f".into(),
+            ..Default::default()
+        }
+    }
+
+    fn resolve(method: &str, path: &str) -> Result<Route, RouteError> {
+        spec(method, path).resolve("r1".into(), "default", 0)
+    }
+
+    #[test]
+    fn templates_become_matcher_paths() {
+        let r = resolve("get", "/users/{id}/files/{proxy+}").unwrap();
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.key(), "GET /users/{id}/files/{proxy+}");
+        assert_eq!(r.matcher_path(), "/users/{id}/files/{*proxy}");
+        assert_eq!(resolve("ANY", "/").unwrap().matcher_path(), "/");
+        assert_eq!(
+            resolve("ANY", "/{proxy+}").unwrap().matcher_path(),
+            "/{*proxy}"
+        );
+        assert_eq!(
+            resolve("GET", "/a/b").unwrap().max_body_bytes,
+            DEFAULT_ROUTE_MAX_BODY
+        );
+    }
+
+    #[test]
+    fn reserved_prefixes_are_refused() {
+        for p in [
+            "/v1",
+            "/v1/functions",
+            "/2015-03-31/functions/x",
+            "/healthz",
+            "/metrics",
+            "/ui/x",
+        ] {
+            assert!(
+                matches!(resolve("GET", p), Err(RouteError::Reserved { .. })),
+                "{p}"
+            );
+        }
+        // Only whole segments are reserved.
+        assert!(resolve("GET", "/v1beta/x").is_ok());
+        assert!(resolve("GET", "/uix").is_ok());
+    }
+
+    #[test]
+    fn bad_paths_and_methods_say_why() {
+        for p in [
+            "users", "/a//b", "/a/", "/{p+}/x", "/a{b}", "/{}", "/{a}/{a}", "/a b", "/a?x",
+        ] {
+            assert!(
+                matches!(resolve("GET", p), Err(RouteError::Path { .. })),
+                "{p}"
+            );
+        }
+        assert!(matches!(resolve("FETCH", "/a"), Err(RouteError::Method(_))));
+        let mut s = spec("GET", "/a");
+        s.max_body_bytes = Some(MAX_ROUTE_BODY + 1);
+        assert!(matches!(
+            s.resolve("r".into(), "d", 0),
+            Err(RouteError::MaxBody(_))
+        ));
+        let mut s = spec("GET", "/a");
+        s.function = "bad name".into();
+        assert!(matches!(
+            s.resolve("r".into(), "d", 0),
+            Err(RouteError::Function(_))
+        ));
+    }
+
+    #[test]
+    fn cors_origins() {
+        let cors = Cors {
+            allow_origins: vec!["https://a.example".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            cors.allowed_origin("https://a.example").as_deref(),
+            Some("https://a.example")
+        );
+        assert_eq!(cors.allowed_origin("https://b.example"), None);
+        let any = Cors {
+            allow_origins: vec!["*".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            any.allowed_origin("https://b.example").as_deref(),
+            Some("*")
+        );
+        let mut s = spec("GET", "/a");
+        s.cors = Some(Cors::default());
+        assert!(matches!(
+            s.resolve("r".into(), "d", 0),
+            Err(RouteError::Cors(_))
+        ));
+    }
+}

@@ -1,0 +1,731 @@
+//! Queues and topics with SQS and SNS semantics, and event-source mappings that run functions
+//! on queue messages, over the [`QueueStore`] seam (SQLite embedded; a cluster store later).
+//!
+//! Owns the rules: names and limits, delays and visibility timeouts, long polling (a receive
+//! waits up to 20 s, woken by sends), redrive to a dead-letter queue (done by the store inside
+//! the receive), topic fan-out (queue subscriptions in one transaction, function subscriptions
+//! through [`deliver_async`]), and the mapping pollers with partial batch responses. Knows
+//! nothing of HTTP or sandboxes: functions are run through the [`FunctionRunner`] trait.
+
+mod error;
+pub mod events;
+mod mapping;
+
+pub use error::{ErrorKind, QueueError};
+pub use lambent_store::queues::{
+    Attributes, Endpoint, Mapping, Message, MessageAttribute, QueueConfig, QueueCounts,
+    Subscription, Topic,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lambent_core::now_ms;
+use lambent_store::queues::{NewMessage, QueueStore, ReceiveRequest};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// Largest message body (256 KB, as SQS and SNS).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Most messages per send, receive or delete call (as SQS).
+pub const MAX_BATCH: usize = 10;
+/// Longest long-poll wait.
+pub const MAX_WAIT_S: u32 = 20;
+/// Longest visibility timeout (12 hours).
+pub const MAX_VISIBILITY_TIMEOUT_S: u32 = 43_200;
+/// Longest delay (15 minutes).
+pub const MAX_DELAY_S: u32 = 900;
+pub const DEFAULT_VISIBILITY_TIMEOUT_S: u32 = 30;
+/// Largest mapping batch and batching window.
+pub const MAX_MAPPING_BATCH: u32 = 10_000;
+pub const MAX_BATCHING_WINDOW_MS: u64 = 300_000;
+
+/// How a function run by a queue or topic ended.
+#[derive(Debug, Clone)]
+pub enum RunOutcome {
+    /// The function's result.
+    Success(Bytes),
+    /// It raised, timed out, crashed or failed to initialize.
+    Failed,
+    Throttled,
+    /// The function does not exist (any more).
+    Missing,
+}
+
+/// Runs functions: the invoker behind the gateway's registry, in the server.
+#[async_trait]
+pub trait FunctionRunner: Send + Sync + 'static {
+    fn exists(&self, namespace: &str, function: &str) -> bool;
+    async fn run(
+        &self,
+        namespace: &str,
+        function: &str,
+        payload: Bytes,
+        trigger: &str,
+    ) -> RunOutcome;
+}
+
+/// Hands an event to a function asynchronously: the caller does not wait for it.
+///
+/// This is the one place topic deliveries to functions go through. It spawns the invocation
+/// in-process for now; the durable async invocation queue (retries, dead letters) takes its
+/// place when it lands, so that an accepted delivery survives a crash.
+pub fn deliver_async(
+    runner: Arc<dyn FunctionRunner>,
+    namespace: String,
+    function: String,
+    event: Bytes,
+    trigger: &'static str,
+) {
+    tokio::spawn(async move {
+        match runner.run(&namespace, &function, event, trigger).await {
+            RunOutcome::Success(_) => {}
+            outcome => tracing::warn!(
+                "async delivery to function '{function}' in '{namespace}' did not succeed: {outcome:?}"
+            ),
+        }
+    });
+}
+
+/// Settings of a new queue; unset ones get the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub name: String,
+    pub visibility_timeout: Option<u32>,
+    pub delay: Option<u32>,
+    pub max_receive_count: Option<u32>,
+    pub dead_letter_queue: Option<String>,
+}
+
+/// A message to send.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outgoing {
+    pub body: String,
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// Seconds; default: the queue's delay.
+    pub delay: Option<u32>,
+}
+
+/// Settings of a new event-source mapping.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingSettings {
+    pub queue: String,
+    pub function: String,
+    pub batch_size: Option<u32>,
+    /// Milliseconds to gather a batch before invoking.
+    pub batching_window_ms: Option<u64>,
+    #[serde(default)]
+    pub report_batch_item_failures: bool,
+}
+
+/// Queues, topics and mappings of every namespace.
+#[derive(Clone)]
+pub struct Queues {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn QueueStore>,
+    region: String,
+    /// Wakes long polls when a queue gets messages.
+    arrivals: Mutex<HashMap<(String, String), Arc<Notify>>>,
+    runner: OnceLock<Arc<dyn FunctionRunner>>,
+    pollers: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), QueueError> {
+    let ok = !name.is_empty()
+        && name.len() <= 80
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(QueueError::InvalidName {
+            what,
+            name: name.chars().take(100).collect(),
+        })
+    }
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    what: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, QueueError> {
+    if value < min || value > max {
+        return Err(QueueError::Invalid(format!(
+            "{what} {value} is out of range: use {min}-{max}"
+        )));
+    }
+    Ok(value)
+}
+
+fn short_id(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+impl Queues {
+    pub fn new(store: Arc<dyn QueueStore>, region: String) -> Queues {
+        Queues {
+            inner: Arc::new(Inner {
+                store,
+                region,
+                arrivals: Mutex::new(HashMap::new()),
+                runner: OnceLock::new(),
+                pollers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Gives the queues a way to run functions and starts every stored mapping.
+    pub async fn start(&self, runner: Arc<dyn FunctionRunner>) -> Result<(), QueueError> {
+        let _ = self.inner.runner.set(runner);
+        for m in self.inner.store.all_mappings().await? {
+            self.spawn_poller(m);
+        }
+        Ok(())
+    }
+
+    /// Stops the mapping pollers. Messages they hold become visible again after their
+    /// visibility timeout.
+    pub fn shutdown(&self) {
+        for (_, poller) in self.inner.pollers.lock().drain() {
+            poller.abort();
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.inner.region
+    }
+
+    fn runner(&self) -> Result<Arc<dyn FunctionRunner>, QueueError> {
+        self.inner
+            .runner
+            .get()
+            .cloned()
+            .ok_or_else(|| QueueError::Invalid("functions cannot be run yet".into()))
+    }
+
+    fn arrivals(&self, namespace: &str, queue: &str) -> Arc<Notify> {
+        self.inner
+            .arrivals
+            .lock()
+            .entry((namespace.to_string(), queue.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    // ---- queues ----
+
+    /// Creates a queue. Creating one that exists with the same settings is not an error
+    /// (`created` is false); with other settings it is a conflict.
+    pub async fn create_queue(
+        &self,
+        namespace: &str,
+        s: QueueSettings,
+    ) -> Result<(QueueConfig, bool), QueueError> {
+        check_name("queue", &s.name)?;
+        let visibility_timeout_s = in_range(
+            "visibility timeout",
+            s.visibility_timeout.unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_S),
+            0,
+            MAX_VISIBILITY_TIMEOUT_S,
+        )?;
+        let delay_s = in_range("delay", s.delay.unwrap_or(0), 0, MAX_DELAY_S)?;
+        let max_receive_count = match (&s.dead_letter_queue, s.max_receive_count) {
+            (Some(dlq), n) => {
+                check_name("queue", dlq)?;
+                if *dlq == s.name {
+                    return Err(QueueError::Invalid(
+                        "a queue cannot be its own dead-letter queue".into(),
+                    ));
+                }
+                if self.inner.store.get_queue(namespace, dlq).await?.is_none() {
+                    return Err(QueueError::QueueNotFound(dlq.clone()));
+                }
+                Some(in_range("max receive count", n.unwrap_or(3), 1, 1000)?)
+            }
+            (None, Some(_)) => {
+                return Err(QueueError::Invalid(
+                    "max_receive_count needs a dead_letter_queue to move messages to".into(),
+                ))
+            }
+            (None, None) => None,
+        };
+        let config = QueueConfig {
+            namespace: namespace.to_string(),
+            name: s.name,
+            visibility_timeout_s,
+            delay_s,
+            max_receive_count,
+            dead_letter_queue: s.dead_letter_queue,
+            created_ms: now_ms(),
+        };
+        if self.inner.store.create_queue(&config).await? {
+            return Ok((config, true));
+        }
+        let existing = self.queue(namespace, &config.name).await?;
+        let same = QueueConfig {
+            created_ms: existing.created_ms,
+            ..config
+        };
+        if same != existing {
+            return Err(QueueError::Conflict(format!(
+                "queue '{}' exists with other settings: delete it first",
+                existing.name
+            )));
+        }
+        Ok((existing, false))
+    }
+
+    pub async fn queue(&self, namespace: &str, name: &str) -> Result<QueueConfig, QueueError> {
+        self.inner
+            .store
+            .get_queue(namespace, name)
+            .await?
+            .ok_or_else(|| QueueError::QueueNotFound(name.to_string()))
+    }
+
+    pub async fn counts(&self, namespace: &str, name: &str) -> Result<QueueCounts, QueueError> {
+        Ok(self
+            .inner
+            .store
+            .queue_counts(namespace, name, now_ms())
+            .await?)
+    }
+
+    pub async fn list_queues(&self, namespace: &str) -> Result<Vec<QueueConfig>, QueueError> {
+        Ok(self.inner.store.list_queues(namespace).await?)
+    }
+
+    /// Deletes a queue, its messages, its mappings and the subscriptions that feed it.
+    pub async fn delete_queue(&self, namespace: &str, name: &str) -> Result<(), QueueError> {
+        let mappings = self.list_mappings(namespace).await?;
+        if !self.inner.store.delete_queue(namespace, name).await? {
+            return Err(QueueError::QueueNotFound(name.to_string()));
+        }
+        let mut pollers = self.inner.pollers.lock();
+        for m in mappings.iter().filter(|m| m.queue == name) {
+            if let Some(p) = pollers.remove(&m.id) {
+                p.abort();
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends messages (at most [`MAX_BATCH`]), all or none; returns their ids.
+    pub async fn send(
+        &self,
+        namespace: &str,
+        queue: &str,
+        messages: Vec<Outgoing>,
+    ) -> Result<Vec<String>, QueueError> {
+        let config = self.queue(namespace, queue).await?;
+        if messages.is_empty() || messages.len() > MAX_BATCH {
+            return Err(QueueError::Invalid(format!(
+                "send 1-{MAX_BATCH} messages at a time"
+            )));
+        }
+        let now = now_ms();
+        let mut batch = Vec::with_capacity(messages.len());
+        for m in messages {
+            check_message(&m.body, &m.attributes)?;
+            let delay = in_range("delay", m.delay.unwrap_or(config.delay_s), 0, MAX_DELAY_S)?;
+            batch.push(NewMessage {
+                id: uuid::Uuid::new_v4().to_string(),
+                body: m.body,
+                attributes: m.attributes,
+                visible_at_ms: now + delay as i64 * 1000,
+            });
+        }
+        self.inner.store.send(namespace, queue, &batch).await?;
+        self.arrivals(namespace, queue).notify_waiters();
+        Ok(batch.into_iter().map(|m| m.id).collect())
+    }
+
+    /// Receives up to `max` messages, waiting up to `wait` for the first ones to arrive.
+    pub async fn receive(
+        &self,
+        namespace: &str,
+        queue: &str,
+        max: usize,
+        visibility_timeout_s: Option<u32>,
+        wait: Duration,
+    ) -> Result<Vec<Message>, QueueError> {
+        let config = self.queue(namespace, queue).await?;
+        let max = in_range("max messages", max, 1, MAX_BATCH)?;
+        let visibility = in_range(
+            "visibility timeout",
+            visibility_timeout_s.unwrap_or(config.visibility_timeout_s),
+            0,
+            MAX_VISIBILITY_TIMEOUT_S,
+        )?;
+        if wait > Duration::from_secs(MAX_WAIT_S as u64) {
+            return Err(QueueError::Invalid(format!(
+                "wait {} s is out of range: use 0-{MAX_WAIT_S}",
+                wait.as_secs()
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let arrivals = self.arrivals(namespace, queue);
+        loop {
+            let arrived = arrivals.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let got = self
+                .inner
+                .store
+                .receive(&ReceiveRequest {
+                    namespace: namespace.to_string(),
+                    queue: queue.to_string(),
+                    max,
+                    visibility_timeout_ms: visibility as i64 * 1000,
+                    now_ms: now_ms(),
+                    receipts: (0..max).map(|_| uuid::Uuid::new_v4().to_string()).collect(),
+                })
+                .await?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= deadline {
+                return Ok(got);
+            }
+            // Sends wake the wait; the tick catches delays and visibility timeouts running out.
+            let tick = (deadline - now).min(Duration::from_millis(100));
+            tokio::select! {
+                _ = &mut arrived => {}
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+
+    /// Deletes messages by receipt handle; returns the handles that were deleted.
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        queue: &str,
+        receipts: &[String],
+    ) -> Result<Vec<String>, QueueError> {
+        self.queue(namespace, queue).await?;
+        if receipts.is_empty() || receipts.len() > MAX_BATCH {
+            return Err(QueueError::Invalid(format!(
+                "delete 1-{MAX_BATCH} messages at a time"
+            )));
+        }
+        Ok(self
+            .inner
+            .store
+            .delete_messages(namespace, queue, receipts)
+            .await?)
+    }
+
+    /// Makes a received message visible again after `timeout_s` (0: now).
+    pub async fn change_visibility(
+        &self,
+        namespace: &str,
+        queue: &str,
+        receipt: &str,
+        timeout_s: u32,
+    ) -> Result<(), QueueError> {
+        self.queue(namespace, queue).await?;
+        let timeout = in_range("visibility timeout", timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S)?;
+        let at = now_ms() + timeout as i64 * 1000;
+        if !self
+            .inner
+            .store
+            .change_visibility(namespace, queue, receipt, at)
+            .await?
+        {
+            return Err(QueueError::Invalid(format!(
+                "receipt handle '{receipt}' is not of a message in flight in '{queue}'"
+            )));
+        }
+        if timeout == 0 {
+            self.arrivals(namespace, queue).notify_waiters();
+        }
+        Ok(())
+    }
+
+    pub async fn purge(&self, namespace: &str, queue: &str) -> Result<u64, QueueError> {
+        self.queue(namespace, queue).await?;
+        Ok(self.inner.store.purge(namespace, queue).await?)
+    }
+
+    // ---- topics ----
+
+    pub async fn create_topic(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(Topic, bool), QueueError> {
+        check_name("topic", name)?;
+        let topic = Topic {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            created_ms: now_ms(),
+        };
+        let created = self.inner.store.create_topic(&topic).await?;
+        Ok((topic, created))
+    }
+
+    pub async fn list_topics(&self, namespace: &str) -> Result<Vec<Topic>, QueueError> {
+        Ok(self.inner.store.list_topics(namespace).await?)
+    }
+
+    async fn topic(&self, namespace: &str, name: &str) -> Result<Topic, QueueError> {
+        self.list_topics(namespace)
+            .await?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| QueueError::TopicNotFound(name.to_string()))
+    }
+
+    pub async fn delete_topic(&self, namespace: &str, name: &str) -> Result<(), QueueError> {
+        if !self.inner.store.delete_topic(namespace, name).await? {
+            return Err(QueueError::TopicNotFound(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Subscribes a function or a queue (which must exist) to a topic.
+    pub async fn subscribe(
+        &self,
+        namespace: &str,
+        topic: &str,
+        endpoint: Endpoint,
+    ) -> Result<Subscription, QueueError> {
+        self.topic(namespace, topic).await?;
+        match &endpoint {
+            Endpoint::Function(f) => {
+                if !self.runner()?.exists(namespace, f) {
+                    return Err(QueueError::FunctionNotFound(f.clone()));
+                }
+            }
+            Endpoint::Queue(q) => {
+                self.queue(namespace, q).await?;
+            }
+        }
+        if self
+            .inner
+            .store
+            .subscriptions(namespace, topic)
+            .await?
+            .iter()
+            .any(|s| s.endpoint == endpoint)
+        {
+            let (kind, target) = match &endpoint {
+                Endpoint::Function(f) => ("function", f),
+                Endpoint::Queue(q) => ("queue", q),
+            };
+            return Err(QueueError::Conflict(format!(
+                "{kind} '{target}' is already subscribed to '{topic}'"
+            )));
+        }
+        let s = Subscription {
+            id: short_id("sub_"),
+            namespace: namespace.to_string(),
+            topic: topic.to_string(),
+            endpoint,
+            created_ms: now_ms(),
+        };
+        self.inner.store.subscribe(&s).await?;
+        Ok(s)
+    }
+
+    pub async fn subscriptions(
+        &self,
+        namespace: &str,
+        topic: &str,
+    ) -> Result<Vec<Subscription>, QueueError> {
+        self.topic(namespace, topic).await?;
+        Ok(self.inner.store.subscriptions(namespace, topic).await?)
+    }
+
+    pub async fn unsubscribe(&self, namespace: &str, id: &str) -> Result<(), QueueError> {
+        if !self.inner.store.unsubscribe(namespace, id).await? {
+            return Err(QueueError::SubscriptionNotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Publishes to every subscription: queues get the SNS notification as a message (all in
+    /// one transaction, before this returns); functions get the SNS event through
+    /// [`deliver_async`]. Returns the message id and the number of deliveries.
+    pub async fn publish(
+        &self,
+        namespace: &str,
+        topic: &str,
+        message: &str,
+        subject: Option<&str>,
+        attributes: &Attributes,
+    ) -> Result<(String, usize), QueueError> {
+        let subscriptions = self.subscriptions(namespace, topic).await?;
+        check_message(message, attributes)?;
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let topic_arn = events::topic_arn(&self.inner.region, namespace, topic);
+        let notification = events::sns_notification(&events::Notification {
+            message_id: &message_id,
+            topic_arn: &topic_arn,
+            subject,
+            message,
+            timestamp_ms: now_ms(),
+            attributes,
+        });
+        let now = now_ms();
+        let to_queues: Vec<(String, NewMessage)> = subscriptions
+            .iter()
+            .filter_map(|s| match &s.endpoint {
+                Endpoint::Queue(q) => Some((
+                    q.clone(),
+                    NewMessage {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        body: notification.to_string(),
+                        attributes: Attributes::new(),
+                        visible_at_ms: now,
+                    },
+                )),
+                Endpoint::Function(_) => None,
+            })
+            .collect();
+        if !to_queues.is_empty() {
+            self.inner
+                .store
+                .send_to_queues(namespace, &to_queues)
+                .await?;
+            for (q, _) in &to_queues {
+                self.arrivals(namespace, q).notify_waiters();
+            }
+        }
+        let runner = self.runner()?;
+        for s in &subscriptions {
+            if let Endpoint::Function(f) = &s.endpoint {
+                let event =
+                    events::sns_event(&format!("{topic_arn}:{}", s.id), notification.clone());
+                deliver_async(
+                    runner.clone(),
+                    namespace.to_string(),
+                    f.clone(),
+                    Bytes::from(event.to_string()),
+                    "sns",
+                );
+            }
+        }
+        Ok((message_id, subscriptions.len()))
+    }
+
+    // ---- event-source mappings ----
+
+    /// Creates a mapping and starts polling its queue.
+    pub async fn create_mapping(
+        &self,
+        namespace: &str,
+        s: MappingSettings,
+    ) -> Result<Mapping, QueueError> {
+        self.queue(namespace, &s.queue).await?;
+        if !self.runner()?.exists(namespace, &s.function) {
+            return Err(QueueError::FunctionNotFound(s.function));
+        }
+        let batch_size = in_range(
+            "batch size",
+            s.batch_size.unwrap_or(10),
+            1,
+            MAX_MAPPING_BATCH,
+        )?;
+        let batching_window_ms = in_range(
+            "batching window (ms)",
+            s.batching_window_ms.unwrap_or(0),
+            0,
+            MAX_BATCHING_WINDOW_MS,
+        )?;
+        let m = Mapping {
+            id: short_id("esm_"),
+            namespace: namespace.to_string(),
+            queue: s.queue,
+            function: s.function,
+            batch_size,
+            batching_window_ms,
+            report_batch_item_failures: s.report_batch_item_failures,
+            created_ms: now_ms(),
+        };
+        self.inner.store.create_mapping(&m).await?;
+        self.spawn_poller(m.clone());
+        Ok(m)
+    }
+
+    pub async fn list_mappings(&self, namespace: &str) -> Result<Vec<Mapping>, QueueError> {
+        Ok(self
+            .inner
+            .store
+            .all_mappings()
+            .await?
+            .into_iter()
+            .filter(|m| m.namespace == namespace)
+            .collect())
+    }
+
+    pub async fn delete_mapping(&self, namespace: &str, id: &str) -> Result<(), QueueError> {
+        if !self.inner.store.delete_mapping(namespace, id).await? {
+            return Err(QueueError::MappingNotFound(id.to_string()));
+        }
+        if let Some(p) = self.inner.pollers.lock().remove(id) {
+            p.abort();
+        }
+        Ok(())
+    }
+
+    fn spawn_poller(&self, m: Mapping) {
+        let Ok(runner) = self.runner() else {
+            return;
+        };
+        let id = m.id.clone();
+        let poller = tokio::spawn(mapping::poll(self.clone(), runner, m));
+        if let Some(old) = self.inner.pollers.lock().insert(id, poller) {
+            old.abort();
+        }
+    }
+}
+
+fn check_message(body: &str, attributes: &Attributes) -> Result<(), QueueError> {
+    let attribute_bytes: usize = attributes
+        .iter()
+        .map(|(k, a)| {
+            k.len()
+                + a.data_type.len()
+                + a.string_value.as_ref().map_or(0, String::len)
+                + a.binary_value.as_ref().map_or(0, String::len)
+        })
+        .sum();
+    if body.len() + attribute_bytes > MAX_MESSAGE_BYTES {
+        return Err(QueueError::MessageTooLarge);
+    }
+    if body.is_empty() {
+        return Err(QueueError::Invalid("a message body cannot be empty".into()));
+    }
+    for (name, a) in attributes {
+        let base = a.data_type.split('.').next().unwrap_or_default();
+        let ok = match base {
+            "String" | "Number" => a.string_value.is_some() && a.binary_value.is_none(),
+            "Binary" => a.binary_value.is_some() && a.string_value.is_none(),
+            _ => false,
+        };
+        if !ok || name.is_empty() {
+            return Err(QueueError::Invalid(format!(
+                "message attribute '{name}': dataType String or Number with a stringValue, or \
+                 Binary with a base64 binaryValue"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,664 @@
+//! [`QueueStore`] on SQLite: queues, their messages, topics, subscriptions and event-source
+//! mappings. Each operation is one transaction on the writer connection, so a receive that
+//! redrives messages to a dead-letter queue, or a publish that fans out to many queues, happens
+//! whole or not at all.
+
+use crate::{db_err, SqliteStore};
+use async_trait::async_trait;
+use lambent_store::queues::{
+    Attributes, Endpoint, Mapping, Message, NewMessage, QueueConfig, QueueCounts, QueueStore,
+    ReceiveRequest, Subscription, Topic,
+};
+use lambent_store::StoreError;
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+/// The queue tables (appended to the store's migrations).
+pub(crate) const MIGRATION: &str = r#"
+CREATE TABLE queues (
+    namespace            TEXT NOT NULL,
+    name                 TEXT NOT NULL,
+    visibility_timeout_s INTEGER NOT NULL,
+    delay_s              INTEGER NOT NULL,
+    max_receive_count    INTEGER,
+    dead_letter_queue    TEXT,
+    created_ms           INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE queue_messages (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    namespace        TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    attributes       TEXT NOT NULL,
+    sent_ms          INTEGER NOT NULL,
+    visible_at_ms    INTEGER NOT NULL,
+    receive_count    INTEGER NOT NULL DEFAULT 0,
+    first_receive_ms INTEGER NOT NULL DEFAULT 0,
+    receipt          TEXT
+);
+CREATE INDEX queue_messages_visible ON queue_messages (namespace, queue, visible_at_ms, seq);
+CREATE INDEX queue_messages_receipt ON queue_messages (receipt);
+CREATE TABLE topics (
+    namespace  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE topic_subscriptions (
+    id         TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE event_source_mappings (
+    id         TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    queue      TEXT NOT NULL,
+    mapping    TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+"#;
+
+const QUEUE_COLUMNS: &str =
+    "namespace, name, visibility_timeout_s, delay_s, max_receive_count, dead_letter_queue, created_ms";
+
+fn queue_from_row(r: &Row<'_>) -> rusqlite::Result<QueueConfig> {
+    Ok(QueueConfig {
+        namespace: r.get(0)?,
+        name: r.get(1)?,
+        visibility_timeout_s: r.get(2)?,
+        delay_s: r.get(3)?,
+        max_receive_count: r.get(4)?,
+        dead_letter_queue: r.get(5)?,
+        created_ms: r.get(6)?,
+    })
+}
+
+fn subscription_from_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
+    let kind: String = r.get(3)?;
+    let target: String = r.get(4)?;
+    Ok(Subscription {
+        id: r.get(0)?,
+        namespace: r.get(1)?,
+        topic: r.get(2)?,
+        endpoint: if kind == "queue" {
+            Endpoint::Queue(target)
+        } else {
+            Endpoint::Function(target)
+        },
+        created_ms: r.get(5)?,
+    })
+}
+
+fn insert_messages(
+    tx: &Transaction<'_>,
+    namespace: &str,
+    deliveries: &[(String, NewMessage)],
+) -> Result<(), StoreError> {
+    let now = lambent_core::now_ms();
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO queue_messages (id, namespace, queue, body, attributes, sent_ms, \
+             visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(db_err)?;
+    for (queue, m) in deliveries {
+        let attributes = serde_json::to_string(&m.attributes).map_err(db_err)?;
+        stmt.execute(params![
+            m.id,
+            namespace,
+            queue,
+            m.body,
+            attributes,
+            now,
+            m.visible_at_ms
+        ])
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn create_queue(&self, q: &QueueConfig) -> Result<bool, StoreError> {
+        let q = q.clone();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    &format!(
+                        "INSERT OR IGNORE INTO queues ({QUEUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                    ),
+                    params![
+                        q.namespace,
+                        q.name,
+                        q.visibility_timeout_s,
+                        q.delay_s,
+                        q.max_receive_count,
+                        q.dead_letter_queue,
+                        q.created_ms
+                    ],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn get_queue(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<QueueConfig>, StoreError> {
+        let (ns, name) = (namespace.to_string(), name.to_string());
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE namespace = ?1 AND name = ?2"),
+                params![ns, name],
+                queue_from_row,
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_queues(&self, namespace: &str) -> Result<Vec<QueueConfig>, StoreError> {
+        let ns = namespace.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {QUEUE_COLUMNS} FROM queues WHERE namespace = ?1 ORDER BY name"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![ns], queue_from_row)
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn delete_queue(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        let (ns, name) = (namespace.to_string(), name.to_string());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM queues WHERE namespace = ?1 AND name = ?2",
+                    params![ns, name],
+                )
+                .map_err(db_err)?;
+            for sql in [
+                "DELETE FROM queue_messages WHERE namespace = ?1 AND queue = ?2",
+                "DELETE FROM event_source_mappings WHERE namespace = ?1 AND queue = ?2",
+                "DELETE FROM topic_subscriptions WHERE namespace = ?1 AND kind = 'queue' AND target = ?2",
+            ] {
+                tx.execute(sql, params![ns, name]).map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn queue_counts(
+        &self,
+        namespace: &str,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<QueueCounts, StoreError> {
+        let (ns, name) = (namespace.to_string(), name.to_string());
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT \
+                   COALESCE(SUM(visible_at_ms <= ?3), 0), \
+                   COALESCE(SUM(visible_at_ms > ?3 AND receipt IS NOT NULL), 0), \
+                   COALESCE(SUM(visible_at_ms > ?3 AND receipt IS NULL), 0) \
+                 FROM queue_messages WHERE namespace = ?1 AND queue = ?2",
+                params![ns, name, now_ms],
+                |r| {
+                    Ok(QueueCounts {
+                        visible: r.get(0)?,
+                        in_flight: r.get(1)?,
+                        delayed: r.get(2)?,
+                    })
+                },
+            )
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn send(
+        &self,
+        namespace: &str,
+        queue: &str,
+        messages: &[NewMessage],
+    ) -> Result<(), StoreError> {
+        let deliveries: Vec<(String, NewMessage)> = messages
+            .iter()
+            .map(|m| (queue.to_string(), m.clone()))
+            .collect();
+        self.send_to_queues(namespace, &deliveries).await
+    }
+
+    async fn receive(&self, req: &ReceiveRequest) -> Result<Vec<Message>, StoreError> {
+        let req = req.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let (max_receives, dlq): (Option<u32>, Option<String>) = tx
+                .query_row(
+                    "SELECT max_receive_count, dead_letter_queue FROM queues \
+                     WHERE namespace = ?1 AND name = ?2",
+                    params![req.namespace, req.queue],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_err)?
+                .unwrap_or((None, None));
+            let redrive_after = max_receives.filter(|_| dlq.is_some());
+            let mut out: Vec<Message> = Vec::new();
+            let mut receipts = req.receipts.iter();
+            loop {
+                let want = req.max.saturating_sub(out.len());
+                if want == 0 {
+                    break;
+                }
+                let candidates: Vec<(i64, Message)> = {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT seq, id, body, attributes, sent_ms, receive_count, first_receive_ms \
+                             FROM queue_messages WHERE namespace = ?1 AND queue = ?2 \
+                             AND visible_at_ms <= ?3 ORDER BY visible_at_ms, seq LIMIT ?4",
+                        )
+                        .map_err(db_err)?;
+                    let rows = stmt
+                        .query_map(
+                            params![req.namespace, req.queue, req.now_ms, want as i64],
+                            |r| {
+                                let attributes: String = r.get(3)?;
+                                Ok((
+                                    r.get::<_, i64>(0)?,
+                                    Message {
+                                        id: r.get(1)?,
+                                        receipt_handle: String::new(),
+                                        body: r.get(2)?,
+                                        attributes: serde_json::from_str::<Attributes>(&attributes)
+                                            .unwrap_or_default(),
+                                        sent_ms: r.get(4)?,
+                                        receive_count: r.get(5)?,
+                                        first_receive_ms: r.get(6)?,
+                                    },
+                                ))
+                            },
+                        )
+                        .map_err(db_err)?;
+                    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+                };
+                if candidates.is_empty() {
+                    break;
+                }
+                let mut redriven = false;
+                for (seq, mut m) in candidates {
+                    if let (Some(limit), Some(dlq)) = (redrive_after, &dlq) {
+                        if m.receive_count >= limit {
+                            tx.execute(
+                                "UPDATE queue_messages SET queue = ?2, receive_count = 0, \
+                                 first_receive_ms = 0, receipt = NULL, visible_at_ms = ?3 \
+                                 WHERE seq = ?1",
+                                params![seq, dlq, req.now_ms],
+                            )
+                            .map_err(db_err)?;
+                            redriven = true;
+                            continue;
+                        }
+                    }
+                    let Some(receipt) = receipts.next() else {
+                        break;
+                    };
+                    m.receive_count += 1;
+                    if m.first_receive_ms == 0 {
+                        m.first_receive_ms = req.now_ms;
+                    }
+                    m.receipt_handle.clone_from(receipt);
+                    tx.execute(
+                        "UPDATE queue_messages SET receive_count = ?2, first_receive_ms = ?3, \
+                         receipt = ?4, visible_at_ms = ?5 WHERE seq = ?1",
+                        params![
+                            seq,
+                            m.receive_count,
+                            m.first_receive_ms,
+                            receipt,
+                            req.now_ms + req.visibility_timeout_ms
+                        ],
+                    )
+                    .map_err(db_err)?;
+                    out.push(m);
+                }
+                if !redriven {
+                    break;
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_messages(
+        &self,
+        namespace: &str,
+        queue: &str,
+        receipts: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let (ns, queue, receipts) = (namespace.to_string(), queue.to_string(), receipts.to_vec());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let mut deleted = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "DELETE FROM queue_messages WHERE receipt = ?1 AND namespace = ?2 AND queue = ?3",
+                    )
+                    .map_err(db_err)?;
+                for r in receipts {
+                    if stmt.execute(params![r, ns, queue]).map_err(db_err)? > 0 {
+                        deleted.push(r);
+                    }
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn change_visibility(
+        &self,
+        namespace: &str,
+        queue: &str,
+        receipt: &str,
+        visible_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (ns, queue, receipt) = (
+            namespace.to_string(),
+            queue.to_string(),
+            receipt.to_string(),
+        );
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE queue_messages SET visible_at_ms = ?4 \
+                     WHERE receipt = ?1 AND namespace = ?2 AND queue = ?3",
+                    params![receipt, ns, queue, visible_at_ms],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn purge(&self, namespace: &str, queue: &str) -> Result<u64, StoreError> {
+        let (ns, queue) = (namespace.to_string(), queue.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM queue_messages WHERE namespace = ?1 AND queue = ?2",
+                    params![ns, queue],
+                )
+                .map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn create_topic(&self, t: &Topic) -> Result<bool, StoreError> {
+        let t = t.clone();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "INSERT OR IGNORE INTO topics (namespace, name, created_ms) VALUES (?1, ?2, ?3)",
+                    params![t.namespace, t.name, t.created_ms],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_topics(&self, namespace: &str) -> Result<Vec<Topic>, StoreError> {
+        let ns = namespace.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT namespace, name, created_ms FROM topics WHERE namespace = ?1 ORDER BY name")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![ns], |r| {
+                    Ok(Topic {
+                        namespace: r.get(0)?,
+                        name: r.get(1)?,
+                        created_ms: r.get(2)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn delete_topic(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        let (ns, name) = (namespace.to_string(), name.to_string());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM topics WHERE namespace = ?1 AND name = ?2",
+                    params![ns, name],
+                )
+                .map_err(db_err)?;
+            tx.execute(
+                "DELETE FROM topic_subscriptions WHERE namespace = ?1 AND topic = ?2",
+                params![ns, name],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn subscribe(&self, s: &Subscription) -> Result<(), StoreError> {
+        let s = s.clone();
+        let (kind, target) = match &s.endpoint {
+            Endpoint::Function(f) => ("function", f.clone()),
+            Endpoint::Queue(q) => ("queue", q.clone()),
+        };
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO topic_subscriptions (id, namespace, topic, kind, target, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![s.id, s.namespace, s.topic, kind, target, s.created_ms],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn subscriptions(
+        &self,
+        namespace: &str,
+        topic: &str,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let (ns, topic) = (namespace.to_string(), topic.to_string());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, namespace, topic, kind, target, created_ms FROM topic_subscriptions \
+                     WHERE namespace = ?1 AND topic = ?2 ORDER BY created_ms, id",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![ns, topic], subscription_from_row)
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn unsubscribe(&self, namespace: &str, id: &str) -> Result<bool, StoreError> {
+        let (ns, id) = (namespace.to_string(), id.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM topic_subscriptions WHERE namespace = ?1 AND id = ?2",
+                    params![ns, id],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn send_to_queues(
+        &self,
+        namespace: &str,
+        deliveries: &[(String, NewMessage)],
+    ) -> Result<(), StoreError> {
+        let (ns, deliveries) = (namespace.to_string(), deliveries.to_vec());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            insert_messages(&tx, &ns, &deliveries)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn create_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
+        let m = m.clone();
+        let json = serde_json::to_string(&m).map_err(db_err)?;
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO event_source_mappings (id, namespace, queue, mapping, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![m.id, m.namespace, m.queue, json, m.created_ms],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn all_mappings(&self) -> Result<Vec<Mapping>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT mapping FROM event_source_mappings ORDER BY created_ms, id")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_err)?;
+            rows.map(|json| serde_json::from_str::<Mapping>(&json.map_err(db_err)?).map_err(db_err))
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_mapping(&self, namespace: &str, id: &str) -> Result<bool, StoreError> {
+        let (ns, id) = (namespace.to_string(), id.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM event_source_mappings WHERE namespace = ?1 AND id = ?2",
+                    params![ns, id],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, visible_at_ms: i64) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            body: format!("body of {id}"),
+            attributes: Attributes::new(),
+            visible_at_ms,
+        }
+    }
+
+    fn receive(max: usize, now_ms: i64) -> ReceiveRequest {
+        ReceiveRequest {
+            namespace: "default".into(),
+            queue: "q".into(),
+            max,
+            visibility_timeout_ms: 1000,
+            now_ms,
+            receipts: (0..max).map(|i| format!("r{now_ms}-{i}")).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn receive_hides_redrives_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let queue = |name: &str, dlq: Option<&str>| QueueConfig {
+            namespace: "default".into(),
+            name: name.into(),
+            visibility_timeout_s: 1,
+            delay_s: 0,
+            max_receive_count: dlq.map(|_| 2),
+            dead_letter_queue: dlq.map(str::to_string),
+            created_ms: 0,
+        };
+        assert!(store.create_queue(&queue("q", Some("dlq"))).await.unwrap());
+        assert!(store.create_queue(&queue("dlq", None)).await.unwrap());
+        assert!(!store.create_queue(&queue("q", None)).await.unwrap());
+        store
+            .send("default", "q", &[message("a", 0), message("b", 5000)])
+            .await
+            .unwrap();
+        // Only `a` is visible; received, it hides for the visibility timeout.
+        let got = store.receive(&receive(10, 100)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].id.as_str(), got[0].receive_count), ("a", 1));
+        assert!(store.receive(&receive(10, 200)).await.unwrap().is_empty());
+        let counts = store.queue_counts("default", "q", 200).await.unwrap();
+        assert_eq!(
+            counts,
+            QueueCounts {
+                visible: 0,
+                in_flight: 1,
+                delayed: 1
+            }
+        );
+        // Visible again after it; a second receive is the last before the DLQ.
+        let got = store.receive(&receive(1, 1100)).await.unwrap();
+        assert_eq!((got[0].id.as_str(), got[0].receive_count), ("a", 2));
+        assert_eq!(got[0].first_receive_ms, 100);
+        // The old receipt no longer deletes; the third receive redrives it.
+        assert!(store
+            .delete_messages("default", "q", &["r100-0".into()])
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.receive(&receive(1, 2200)).await.unwrap().is_empty());
+        let mut in_dlq = receive(1, 2200);
+        in_dlq.queue = "dlq".into();
+        let got = store.receive(&in_dlq).await.unwrap();
+        assert_eq!((got[0].id.as_str(), got[0].receive_count), ("a", 1));
+        let deleted = store
+            .delete_messages("default", "dlq", &[got[0].receipt_handle.clone()])
+            .await
+            .unwrap();
+        assert_eq!(deleted.len(), 1);
+        assert_eq!(store.purge("default", "q").await.unwrap(), 1);
+    }
+}
