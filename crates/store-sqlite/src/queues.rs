@@ -498,7 +498,7 @@ impl QueueStore for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT id, namespace, topic, kind, target, created_ms FROM topic_subscriptions \
-                     WHERE namespace = ?1 AND topic = ?2 ORDER BY created_ms, id",
+                     WHERE namespace = ?1 AND topic = ?2 ORDER BY created_ms, rowid",
                 )
                 .map_err(db_err)?;
             let rows = stmt
@@ -555,7 +555,7 @@ impl QueueStore for SqliteStore {
     async fn all_mappings(&self) -> Result<Vec<Mapping>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare("SELECT mapping FROM event_source_mappings ORDER BY created_ms, id")
+                .prepare("SELECT mapping FROM event_source_mappings ORDER BY created_ms, rowid")
                 .map_err(db_err)?;
             let rows = stmt
                 .query_map([], |r| r.get::<_, String>(0))
