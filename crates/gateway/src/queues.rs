@@ -413,4 +413,19 @@ impl FunctionRunner for RegistryRunner {
             _ => RunOutcome::Failed,
         }
     }
+
+    async fn enqueue(
+        &self,
+        namespace: &str,
+        function: &str,
+        payload: Bytes,
+        trigger: &str,
+    ) -> Result<(), String> {
+        let app = self.0.upgrade().ok_or("the server is stopping")?;
+        app.events
+            .enqueue(namespace, function, payload.to_vec(), trigger)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }

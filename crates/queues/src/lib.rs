@@ -4,7 +4,7 @@
 //! Owns the rules: names and limits, delays and visibility timeouts, long polling (a receive
 //! waits up to 20 s, woken by sends), redrive to a dead-letter queue (done by the store inside
 //! the receive), topic fan-out (queue subscriptions in one transaction, function subscriptions
-//! through [`deliver_async`]), and the mapping pollers with partial batch responses. Knows
+//! through the durable async invocation queue ([`FunctionRunner::enqueue`])), and the mapping pollers with partial batch responses. Knows
 //! nothing of HTTP or sandboxes: functions are run through the [`FunctionRunner`] trait.
 
 mod error;
@@ -67,28 +67,15 @@ pub trait FunctionRunner: Send + Sync + 'static {
         payload: Bytes,
         trigger: &str,
     ) -> RunOutcome;
-}
-
-/// Hands an event to a function asynchronously: the caller does not wait for it.
-///
-/// This is the one place topic deliveries to functions go through. It spawns the invocation
-/// in-process for now; the durable async invocation queue (retries, dead letters) takes its
-/// place when it lands, so that an accepted delivery survives a crash.
-pub fn deliver_async(
-    runner: Arc<dyn FunctionRunner>,
-    namespace: String,
-    function: String,
-    event: Bytes,
-    trigger: &'static str,
-) {
-    tokio::spawn(async move {
-        match runner.run(&namespace, &function, event, trigger).await {
-            RunOutcome::Success(_) => {}
-            outcome => tracing::warn!(
-                "async delivery to function '{function}' in '{namespace}' did not succeed: {outcome:?}"
-            ),
-        }
-    });
+    /// Queues an asynchronous invocation durably (retries, dead letters) and returns once it
+    /// is on disk; the error says why it could not be.
+    async fn enqueue(
+        &self,
+        namespace: &str,
+        function: &str,
+        payload: Bytes,
+        trigger: &str,
+    ) -> Result<(), String>;
 }
 
 /// Settings of a new queue; unset ones get the defaults.
@@ -562,7 +549,7 @@ impl Queues {
 
     /// Publishes to every subscription: queues get the SNS notification as a message (all in
     /// one transaction, before this returns); functions get the SNS event through
-    /// [`deliver_async`]. Returns the message id and the number of deliveries.
+    /// the durable async invocation queue ([`FunctionRunner::enqueue`]). Returns the message id and the number of deliveries.
     pub async fn publish(
         &self,
         namespace: &str,
@@ -613,13 +600,14 @@ impl Queues {
             if let Endpoint::Function(f) = &s.endpoint {
                 let event =
                     events::sns_event(&format!("{topic_arn}:{}", s.id), notification.clone());
-                deliver_async(
-                    runner.clone(),
-                    namespace.to_string(),
-                    f.clone(),
-                    Bytes::from(event.to_string()),
-                    "sns",
-                );
+                runner
+                    .enqueue(namespace, f, Bytes::from(event.to_string()), "sns")
+                    .await
+                    .map_err(|e| {
+                        QueueError::Store(lambent_store::StoreError::Database(format!(
+                            "could not queue the delivery to function '{f}': {e}"
+                        )))
+                    })?;
             }
         }
         Ok((message_id, subscriptions.len()))
