@@ -23,6 +23,9 @@ use std::time::Duration;
 const READY: usize = 2;
 /// Pause after a failure to make one, so a broken host does not spin.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Pause before replacing a claimed sandbox: making one takes a few milliseconds of CPU, which
+/// the cold start that just claimed one should not have to share.
+const REFILL_DELAY: Duration = Duration::from_millis(10);
 
 /// A sandbox set up but for its program.
 #[derive(Debug)]
@@ -99,9 +102,19 @@ fn fill(shared: &Shared, maker: &dyn Maker) {
     loop {
         let tmp_mb = {
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut delayed = false;
             loop {
                 match state.tmp_mb {
                     _ if state.stopped => return,
+                    Some(_) if state.ready.len() < READY && !delayed && !state.ready.is_empty() => {
+                        // Some are left: the claim that woke us is still starting.
+                        delayed = true;
+                        state = shared
+                            .changed
+                            .wait_timeout(state, REFILL_DELAY)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
                     Some(tmp_mb) if state.ready.len() < READY => break tmp_mb,
                     _ => {
                         state = shared

@@ -151,5 +151,7 @@ fn allow_network_is_the_hosts_network_in_insecure_mode() {
     let mut spec = fx.spec("net", &["/usr/bin/true"]);
     spec.allow_network = true;
     assert!(fx.host.outbound_network().is_ok());
-    fx.host.spawn(&spec).expect("an unsandboxed process has the host's network");
+    fx.host
+        .spawn(&spec)
+        .expect("an unsandboxed process has the host's network");
 }
