@@ -49,6 +49,10 @@
 //! inherits orphans: zombies count against `pids_max` until it reaps them or the sandbox ends).
 //! Any failing step is reported over the handshake socket and `spawn` returns
 //! [`SandboxError::Setup`] naming the step; success is the handshake socket closing at `execve`.
+//! Cold starts normally claim a sandbox made ahead (`ready.rs`): steps 1-4 ran in the
+//! background with empty `/var/task` and `/var/runtime`; the claim sets the cgroup's limits,
+//! passes the code and runtime directories as detached read-only mounts (`open_tree`), and the
+//! sandbox attaches them, then takes steps 4-7.
 //! `Host::detect` runs all of this once, stopping short of `execve`, so that a host where it
 //! cannot work is refused at start-up, naming the step that failed.
 //!
@@ -69,6 +73,9 @@
 //! - `handshake`: the typed parent↔child messages over a `SOCK_SEQPACKET` pair;
 //! - `mounts`: the root file system as a plan (data), applied in the child;
 //! - `netpool`: network namespaces with their listener, made ahead by a background thread;
+//! - `ready`: whole sandboxes made ahead (every step above but the code mounts, the user,
+//!   seccomp and `execve`), claimed by cold starts and handed their code and program;
+//! - `network`: outbound network for sandboxes that opt in (slirp4netns, a user-mode stack);
 //! - `cgroup`: cgroup v1/v2 detection, limits, accounting, freezing, behind a small fs seam;
 //! - `seccomp`: the deny table and its compilation;
 //! - `sandbox`: the handle the caller keeps, its accounting and its teardown;
