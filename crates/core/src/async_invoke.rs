@@ -120,11 +120,7 @@ impl AsyncSpec {
         if !(MIN_MAX_EVENT_AGE_S..=DEFAULT_MAX_EVENT_AGE_S).contains(&max_event_age_s) {
             return Err(ValidationError::MaxEventAge(max_event_age_s));
         }
-        for d in [&self.on_success, &self.on_failure].into_iter().flatten() {
-            if let Destination::Queue(_) | Destination::Topic(_) = d {
-                return Err(ValidationError::UnsupportedDestination);
-            }
-        }
+
         Ok(AsyncConfig {
             max_retries,
             max_event_age_s,
@@ -160,8 +156,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            queue.resolve(),
-            Err(ValidationError::UnsupportedDestination)
+            queue.resolve().unwrap().on_failure,
+            Some(Destination::Queue("q".into()))
         );
         let d: Destination = serde_json::from_str(r#"{"function": "audit"}"#).unwrap();
         assert_eq!(

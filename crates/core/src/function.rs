@@ -41,8 +41,6 @@ pub enum ValidationError {
     MaxRetries(u32),
     #[error("async.max_event_age_s {0} is out of range: use {MIN_MAX_EVENT_AGE_S}-{DEFAULT_MAX_EVENT_AGE_S} s")]
     MaxEventAge(u32),
-    #[error("queue and topic destinations are not available yet: use {{\"function\": \"NAME\"}}")]
-    UnsupportedDestination,
 }
 
 /// A validated function name: 1-64 of `[A-Za-z0-9_-]`, as on Lambda.

@@ -87,15 +87,54 @@ pub fn event_for(
             record.to_string().into_bytes(),
             "destination",
         )),
-        Destination::Queue(_) | Destination::Topic(_) => to_queue_or_topic(destination),
+        Destination::Queue(q) => Some(crate::new_event(
+            namespace,
+            &format!("{QUEUE_PREFIX}{q}"),
+            record.to_string().into_bytes(),
+            "destination",
+        )),
+        Destination::Topic(t) => Some(crate::new_event(
+            namespace,
+            &format!("{TOPIC_PREFIX}{t}"),
+            record.to_string().into_bytes(),
+            "destination",
+        )),
     }
 }
 
-/// Queue and topic destinations: wired when built-in queues and topics exist (they are refused
-/// when a function is deployed until then, so this is not reached).
-fn to_queue_or_topic(destination: &Destination) -> Option<QueuedEvent> {
-    tracing::error!("destination {destination:?} is not supported yet; the record is dropped");
-    None
+/// Events bound for a queue or a topic name it in place of a function (function names have no
+/// `:`, so the two never meet): `queue:NAME`, `topic:NAME`.
+const QUEUE_PREFIX: &str = "queue:";
+const TOPIC_PREFIX: &str = "topic:";
+
+/// Where an event bound for a queue or topic goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target<'a> {
+    Queue(&'a str),
+    Topic(&'a str),
+}
+
+impl Target<'_> {
+    /// The queue or topic an event's target names; `None` for a function.
+    pub fn of(function: &str) -> Option<Target<'_>> {
+        if let Some(q) = function.strip_prefix(QUEUE_PREFIX) {
+            return Some(Target::Queue(q));
+        }
+        function.strip_prefix(TOPIC_PREFIX).map(Target::Topic)
+    }
+}
+
+/// Delivers destination records to queues and topics (the built-in ones, `lambent-queues`).
+#[async_trait::async_trait]
+pub trait Deliver: Send + Sync + 'static {
+    /// Sends `record` (JSON) as a message to the queue, or publishes it to the topic; returns
+    /// once it is stored.
+    async fn deliver(
+        &self,
+        namespace: &str,
+        target: Target<'_>,
+        record: &str,
+    ) -> Result<(), String>;
 }
 
 #[cfg(test)]

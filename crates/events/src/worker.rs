@@ -3,7 +3,7 @@
 //! scheduler that fires due schedules. Both stop on [`Running::stop`]; leases still held then
 //! are released at the next start (the embedded store has a single node).
 
-use crate::destination::{self, Condition, Response};
+use crate::destination::{self, Condition, Deliver, Response, Target};
 use crate::schedule::{self, Rule};
 use crate::{new_event, Events};
 use bytes::Bytes;
@@ -26,6 +26,8 @@ pub struct Runner {
     pub lookup: Lookup,
     /// Flushed before an event is marked done: its activation record is then durable too.
     pub recorder: Recorder,
+    /// Queue and topic destinations; `None`: such records fail to the dead-letter queue.
+    pub deliver: Option<Arc<dyn Deliver>>,
 }
 
 /// How the workers behave.
@@ -204,6 +206,9 @@ impl Worker {
     }
 
     async fn attempt(&self, event: &QueuedEvent) -> EventWrite {
+        if let Some(target) = Target::of(&event.function) {
+            return self.deliver(event, target).await;
+        }
         let now = now_ms();
         let Some(dep) = (self.runner.lookup)(&event.namespace, &event.function) else {
             let message = format!(
@@ -274,6 +279,33 @@ impl Worker {
         // event always has its activation), and before a retry (so attempts can be audited).
         self.runner.recorder.flush().await;
         self.decide(event, &config, &arn, activation_id, &result)
+    }
+
+    /// Carries a destination record to its queue or topic, retried like an invocation.
+    async fn deliver(&self, event: &QueuedEvent, target: Target<'_>) -> EventWrite {
+        let record = String::from_utf8_lossy(&event.payload);
+        let outcome = match &self.runner.deliver {
+            Some(d) => d.deliver(&event.namespace, target, &record).await,
+            None => Err("queues and topics are not available on this node".to_string()),
+        };
+        let Err(error) = outcome else {
+            return EventWrite::Complete {
+                id: event.id.clone(),
+                claim: event.claims,
+                then: None,
+            };
+        };
+        let attempts = event.attempts + 1;
+        if attempts <= AsyncConfig::default().max_retries {
+            return EventWrite::Retry {
+                id: event.id.clone(),
+                claim: event.claims,
+                attempts,
+                due_ms: now_ms() + AsyncConfig::retry_delay_ms(attempts) as i64,
+                error: format!("DestinationFailed: {error}"),
+            };
+        }
+        dead_letter(event, attempts, "DestinationFailed", &error, None, None)
     }
 
     fn decide(

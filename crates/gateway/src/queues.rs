@@ -429,3 +429,36 @@ impl FunctionRunner for RegistryRunner {
             .map_err(|e| e.to_string())
     }
 }
+
+/// Destination records of asynchronous invocations go to the built-in queues and topics.
+#[async_trait]
+impl lambent_events::destination::Deliver for RegistryRunner {
+    async fn deliver(
+        &self,
+        namespace: &str,
+        target: lambent_events::destination::Target<'_>,
+        record: &str,
+    ) -> Result<(), String> {
+        use lambent_events::destination::Target;
+        let app = self.0.upgrade().ok_or("the server is stopping")?;
+        let sent = match target {
+            Target::Queue(queue) => {
+                let message = Outgoing {
+                    body: record.to_string(),
+                    attributes: Attributes::new(),
+                    delay: None,
+                };
+                app.queues
+                    .send(namespace, queue, vec![message])
+                    .await
+                    .map(drop)
+            }
+            Target::Topic(topic) => app
+                .queues
+                .publish(namespace, topic, record, None, &Attributes::new())
+                .await
+                .map(drop),
+        };
+        sent.map_err(|e| e.to_string())
+    }
+}

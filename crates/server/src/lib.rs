@@ -243,6 +243,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             Arc::new(move |ns, name| app.upgrade()?.registry.lookup(ns, name))
         },
         recorder: app.recorder.clone(),
+        deliver: Some(Arc::new(RegistryRunner(Arc::downgrade(&app)))),
     };
     let workers = events
         .run_workers(

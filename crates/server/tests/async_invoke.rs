@@ -245,14 +245,53 @@ async fn destinations_receive_lambda_shaped_records() {
         "{audit:?}"
     );
 
-    let queue = json!({"async": {"on_failure": {"queue": "q"}}});
-    let (s, v) = node
-        .deploy("source", python(queue), &[("app.py", EVENTS_PY)])
-        .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("InvalidSettings"))
-    );
+    // Queue and topic destinations: success records to a queue, failure records to a topic
+    // whose subscriber is another queue.
+    for (path, body) in [
+        ("/v1/queues", json!({"name": "records"})),
+        ("/v1/queues", json!({"name": "alerts-inbox"})),
+        ("/v1/topics", json!({"name": "alerts"})),
+        (
+            "/v1/topics/alerts/subscriptions",
+            json!({"queue": "alerts-inbox"}),
+        ),
+    ] {
+        let (s, _, v) = node
+            .send(Method::POST, path, body.to_string().into_bytes())
+            .await;
+        assert!(s.is_success(), "{path}: {s} {v}");
+    }
+    let destinations = json!({"async": {"max_retries": 0,
+        "on_success": {"queue": "records"}, "on_failure": {"topic": "alerts"}}});
+    deploy_events_fn(&node, "source", destinations).await;
+    let ok_id = accept(&node, "source", r#"{"n": 2}"#).await;
+    let failed_id = accept(&node, "source", r#"{"fail": true}"#).await;
+    let receive_one = |queue: &'static str| {
+        let node = &node;
+        async move {
+            eventually(30, queue, || async move {
+                let (_, _, v) = node
+                    .send(
+                        Method::POST,
+                        &format!("/v1/queues/{queue}/receive"),
+                        b"{}".to_vec(),
+                    )
+                    .await;
+                let body = v["messages"][0]["body"].as_str()?.to_string();
+                serde_json::from_str::<Value>(&body).ok()
+            })
+            .await
+        }
+    };
+    let ok = receive_one("records").await;
+    assert_eq!(ok["requestContext"]["requestId"], ok_id.as_str(), "{ok}");
+    assert_eq!(ok["requestContext"]["condition"], "Success");
+    assert_eq!(ok["responsePayload"], json!({"ok": true, "n": 2}));
+    let note = receive_one("alerts-inbox").await;
+    assert_eq!(note["Type"], "Notification", "{note}");
+    let failed: Value = serde_json::from_str(note["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(failed["requestContext"]["requestId"], failed_id.as_str());
+    assert_eq!(failed["requestContext"]["condition"], "RetriesExhausted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
