@@ -96,7 +96,7 @@ impl From<PackageError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Conflict(..) => ApiError::Conflict(e.to_string()),
+            StoreError::Conflict(..) | StoreError::Changed(_) => ApiError::Conflict(e.to_string()),
             StoreError::MissingBlob(sha) => ApiError::CodeNotFound(sha),
             StoreError::Package(p) => p.into(),
             StoreError::Database(_) | StoreError::Io(_) => {

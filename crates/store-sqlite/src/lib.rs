@@ -2,6 +2,8 @@
 //! reads through another, each on tokio's blocking pool, so the async runtime never waits on
 //! disk. Schema changes are numbered migrations applied at open.
 
+mod lambda;
+
 use async_trait::async_trait;
 use lambent_core::{Activation, ActivationStatus, Function, FunctionConfig, FunctionName};
 use lambent_store::{ActivationQuery, Store, StoreError};
@@ -10,7 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE functions (
     namespace   TEXT NOT NULL,
     name        TEXT NOT NULL,
@@ -49,7 +52,9 @@ CREATE TABLE activations (
 );
 CREATE INDEX activations_by_time ON activations (namespace, start_ms DESC, id DESC);
 CREATE INDEX activations_by_function ON activations (namespace, function, start_ms DESC, id DESC);
-"#];
+"#,
+    lambda::MIGRATION,
+];
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]

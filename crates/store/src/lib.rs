@@ -3,6 +3,7 @@
 //! cluster), and the content-addressed [`blobs`] and unpacked [`package`]s of function code.
 
 pub mod blobs;
+pub mod lambda;
 pub mod package;
 pub mod recorder;
 
@@ -14,6 +15,9 @@ use lambent_core::{Activation, ActivationStatus, Function};
 pub enum StoreError {
     #[error("function '{0}' was changed concurrently (revision {1} expected): retry the deploy")]
     Conflict(String, u64),
+    /// A create or update that conflicts with what is stored; the message says what.
+    #[error("{0}")]
+    Changed(String),
     #[error("code blob {0} is not stored: upload it first")]
     MissingBlob(String),
     #[error(transparent)]
@@ -58,9 +62,9 @@ impl ActivationCursor {
     }
 }
 
-/// Metadata, keys and activation records.
+/// Metadata, keys and activation records (and, in [`lambda::LambdaStore`], the Lambda API's).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: lambda::LambdaStore + Send + Sync + 'static {
     /// Creates or replaces a function. With `expected_revision`, fails with
     /// [`StoreError::Conflict`] unless the stored revision is that one (`0`: must not exist).
     async fn put_function(&self, f: &Function, expected_revision: u64) -> Result<(), StoreError>;
