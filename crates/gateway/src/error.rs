@@ -22,8 +22,14 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("function '{name}' does not exist in namespace '{namespace}'")]
     FunctionNotFound { namespace: String, name: String },
+    #[error("function '{name}' has no version or alias '{qualifier}'")]
+    VersionNotFound { name: String, qualifier: String },
+    #[error("{0}")]
+    InvalidParameter(String),
     #[error("activation '{0}' does not exist")]
     ActivationNotFound(String),
+    #[error("access key '{0}' does not exist in this namespace")]
+    AccessKeyNotFound(String),
     #[error("no such path: {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -49,10 +55,13 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::Invalid(_)
             | ApiError::InvalidPackage(_)
-            | ApiError::CodeNotFound(_) => StatusCode::BAD_REQUEST,
+            | ApiError::CodeNotFound(_)
+            | ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::FunctionNotFound { .. }
+            | ApiError::VersionNotFound { .. }
             | ApiError::ActivationNotFound(_)
+            | ApiError::AccessKeyNotFound(_)
             | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -70,7 +79,10 @@ impl ApiError {
             ApiError::CodeNotFound(_) => "CodeNotFound",
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::FunctionNotFound { .. } => "FunctionNotFound",
+            ApiError::VersionNotFound { .. } => "VersionNotFound",
+            ApiError::InvalidParameter(_) => "InvalidParameter",
             ApiError::ActivationNotFound(_) => "ActivationNotFound",
+            ApiError::AccessKeyNotFound(_) => "AccessKeyNotFound",
             ApiError::NotFound(_) => "NotFound",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",

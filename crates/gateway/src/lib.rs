@@ -4,13 +4,16 @@
 //! how sandboxes work or which database holds the records.
 
 mod auth;
-mod body;
+pub mod body;
 mod error;
+mod keys;
 mod registry;
 mod v1;
+pub mod versions;
 
-pub use auth::ApiKeys;
+pub use auth::{ApiKeys, Namespace};
 pub use error::ApiError;
+pub use keys::generate_access_key;
 pub use registry::{Deployed, Registry, StoredCode};
 
 use axum::extract::DefaultBodyLimit;
@@ -32,10 +35,13 @@ pub struct App {
 
 /// The whole HTTP surface.
 pub fn router(app: Arc<App>) -> Router {
-    let authenticated = v1::routes().layer(axum::middleware::from_fn_with_state(
-        app.clone(),
-        auth::require_key,
-    ));
+    let authenticated =
+        v1::routes()
+            .merge(keys::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                auth::require_key,
+            ));
     Router::new()
         .route(
             "/healthz",

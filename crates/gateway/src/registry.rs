@@ -3,6 +3,7 @@
 //! upload, deploy, delete). Invocations never read the database; a deploy swaps one map entry,
 //! so in-flight invocations finish on the deployment they started with.
 
+use crate::versions::{Published, Versions};
 use crate::ApiError;
 use bytes::Bytes;
 use lambent_core::{now_ms, Function, FunctionName, FunctionSpec};
@@ -18,13 +19,15 @@ type Key = (String, String);
 
 /// Deployed functions and the operations on them.
 pub struct Registry {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     blobs: FsBlobs,
     codes: CodeDirs,
     invoker: Invoker,
     live: RwLock<HashMap<Key, Arc<Deployment>>>,
+    /// Published versions and aliases.
+    pub(crate) versions: Versions,
     /// Deploys and deletes are rare: one at a time keeps revision bumps and swaps simple.
-    changes: tokio::sync::Mutex<()>,
+    pub(crate) changes: tokio::sync::Mutex<()>,
 }
 
 /// A stored code package.
@@ -57,8 +60,19 @@ impl Registry {
             codes,
             invoker,
             live: RwLock::new(HashMap::new()),
+            versions: Versions::default(),
             changes: tokio::sync::Mutex::new(()),
         };
+        for version in registry.store.all_versions().await? {
+            let deployment = registry.deployment(version.function.clone()).await?;
+            registry.versions.insert_version(Published {
+                version,
+                deployment,
+            });
+        }
+        for alias in registry.store.all_aliases().await? {
+            registry.versions.insert_alias(alias);
+        }
         for function in registry.store.all_functions().await? {
             let deployment = registry.deployment(function).await?;
             let f = &deployment.function;
@@ -178,20 +192,25 @@ impl Registry {
             f.name.as_str(),
             f.config.reserved_concurrency,
         );
-        self.invoker
-            .retire(namespace, f.name.as_str(), Some(f.revision));
+        let mut keep = self.versions.revisions(namespace, f.name.as_str());
+        keep.push(f.revision);
+        self.invoker.retire(namespace, f.name.as_str(), Some(&keep));
         Ok(Deployed {
             deployment,
             created: previous.is_none(),
         })
     }
 
-    /// Deletes a function and kills its sandboxes.
+    /// Deletes a function (with its versions and aliases) and kills its sandboxes.
     pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
         let _one_at_a_time = self.changes.lock().await;
         if !self.store.delete_function(namespace, name).await? {
             return Err(ApiError::function_not_found(namespace, name));
         }
+        self.store
+            .delete_versions_and_aliases(namespace, name)
+            .await?;
+        self.versions.forget(namespace, name);
         self.live
             .write()
             .remove(&(namespace.to_string(), name.to_string()));
@@ -200,7 +219,7 @@ impl Registry {
     }
 
     /// Resolves a function to a runnable deployment, unpacking its code if needed.
-    async fn deployment(&self, function: Function) -> Result<Arc<Deployment>, ApiError> {
+    pub(crate) async fn deployment(&self, function: Function) -> Result<Arc<Deployment>, ApiError> {
         let (blobs, codes, sha) = (
             self.blobs.clone(),
             self.codes.clone(),

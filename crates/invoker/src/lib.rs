@@ -413,21 +413,25 @@ impl Invoker {
         m.encode()
     }
 
-    /// Drops every pool of this function except `keep_revision`: idle sandboxes are killed now,
-    /// busy ones when their invocation ends (in-flight invocations finish on the old code).
-    pub fn retire(&self, namespace: &str, name: &str, keep_revision: Option<u64>) {
+    /// Drops every pool of this function except those of the `keep` revisions (the live one and
+    /// any a published version still runs): idle sandboxes are killed now, busy ones when their
+    /// invocation ends (in-flight invocations finish on the old code). `None`: the function is
+    /// gone, drop every pool and forget it.
+    pub fn retire(&self, namespace: &str, name: &str, keep: Option<&[u64]>) {
         let removed: Vec<Arc<Pool>> = {
             let mut pools = self.inner.pools.lock();
             let keys: Vec<PoolKey> = pools
                 .keys()
                 .filter(|k| {
-                    k.namespace == namespace && k.name == name && Some(k.revision) != keep_revision
+                    k.namespace == namespace
+                        && k.name == name
+                        && !keep.is_some_and(|keep| keep.contains(&k.revision))
                 })
                 .cloned()
                 .collect();
             keys.iter().filter_map(|k| pools.remove(k)).collect()
         };
-        if keep_revision.is_none() {
+        if keep.is_none() {
             self.inner
                 .revisions
                 .lock()
