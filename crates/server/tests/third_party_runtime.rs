@@ -2,9 +2,11 @@
 //! `awslambdaric` from PyPI, unmodified, runs as the `bootstrap` of a `provided` function.
 //! Needs root (full isolation) and access to PyPI, as CI has.
 
+mod common;
+
+use common::zip_dir;
 use lambent_server::{start, ServerOptions};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -31,31 +33,6 @@ fn pip_install(target: &Path) {
         "pip install awslambdaric failed (is PyPI reachable?):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn zip_dir(dir: &Path) -> Vec<u8> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            let opts = zip::write::SimpleFileOptions::default().unix_permissions(mode & 0o777);
-            w.start_file(name, opts).unwrap();
-            w.write_all(&std::fs::read(&path).unwrap()).unwrap();
-        }
-    }
-    w.finish().unwrap().into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
