@@ -76,6 +76,9 @@ pub enum Command {
     Activation(commands::activations::ActivationArgs),
     /// Show usage and cost, and memory right-sizing advice.
     Usage(commands::usage::UsageArgs),
+    /// Manage access keys for the AWS Lambda-compatible API (SigV4).
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -103,6 +106,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Activations(args) => commands::activations::list(&ctx, args),
         Command::Activation(args) => commands::activations::get(&ctx, args),
         Command::Usage(args) => commands::usage::run(&ctx, args),
+        Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,

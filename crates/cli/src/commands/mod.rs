@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod dev;
 pub mod functions;
 pub mod invoke;
+pub mod keys;
 pub mod logs;
 pub mod up;
 pub mod usage;
