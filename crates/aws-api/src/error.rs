@@ -27,6 +27,8 @@ pub enum AwsError {
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
+    ProvisionedConcurrencyConfigNotFound(String),
+    #[error("{0}")]
     Signature(#[from] SigV4Error),
     #[error("{0}")]
     Service(String),
@@ -35,7 +37,9 @@ pub enum AwsError {
 impl AwsError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AwsError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
+            AwsError::ResourceNotFound(_) | AwsError::ProvisionedConcurrencyConfigNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             AwsError::ResourceConflict(_) => StatusCode::CONFLICT,
             AwsError::InvalidParameterValue(_) | AwsError::InvalidRequestContent(_) => {
                 StatusCode::BAD_REQUEST
@@ -59,6 +63,9 @@ impl AwsError {
             AwsError::RequestTooLarge(_) => "RequestTooLargeException",
             AwsError::TooManyRequests { .. } => "TooManyRequestsException",
             AwsError::PreconditionFailed(_) => "PreconditionFailedException",
+            AwsError::ProvisionedConcurrencyConfigNotFound(_) => {
+                "ProvisionedConcurrencyConfigNotFoundException"
+            }
             AwsError::Signature(e) => match e {
                 SigV4Error::Missing => "MissingAuthenticationTokenException",
                 SigV4Error::Malformed(_) => "IncompleteSignatureException",

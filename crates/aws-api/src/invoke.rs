@@ -121,8 +121,8 @@ async fn invoke(
                     payload,
                     trigger: "async".into(),
                     request_id: Some(request_id),
-                    client_context: None,
-                    cognito_identity: None,
+                    qualifier: f.qualifier.clone(),
+                    ..Default::default()
                 },
             );
             Ok((StatusCode::ACCEPTED, response_headers).into_response())
@@ -132,6 +132,7 @@ async fn invoke(
                 payload,
                 trigger: "api".into(),
                 client_context,
+                qualifier: f.qualifier.clone(),
                 ..Default::default()
             };
             let result = api

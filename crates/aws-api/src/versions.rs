@@ -1,9 +1,10 @@
 //! Versions, aliases and concurrency: `PublishVersion`, `ListVersionsByFunction`,
 //! `CreateAlias` / `GetAlias` / `UpdateAlias` / `DeleteAlias` / `ListAliases` (with
-//! `RoutingConfig.AdditionalVersionWeights`), and `PutFunctionConcurrency` /
-//! `GetFunctionConcurrency` / `DeleteFunctionConcurrency` (Lambent's reserved concurrency).
+//! `RoutingConfig.AdditionalVersionWeights`), `PutFunctionConcurrency` /
+//! `GetFunctionConcurrency` / `DeleteFunctionConcurrency` (Lambent's reserved concurrency), and
+//! `Put`/`Get`/`DeleteProvisionedConcurrencyConfig` (sandboxes kept warm for one version).
 
-use crate::functions::{page, redeploy, ApiState, Ns};
+use crate::functions::{page, redeploy, ApiState, Ns, QualifierQuery};
 use crate::{view, AwsApi, AwsError};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -39,6 +40,12 @@ pub fn routes() -> Router<Arc<AwsApi>> {
         .route(
             "/2019-09-30/functions/{name}/concurrency",
             get(get_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            get(get_provisioned)
+                .put(put_provisioned)
+                .delete(delete_provisioned),
         )
 }
 
@@ -345,5 +352,131 @@ async fn delete_concurrency(
     Path(name): Path<String>,
 ) -> Result<StatusCode, AwsError> {
     set_reserved(&api, &ns, &name, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The published version a provisioned-concurrency call is about: a version number, or an
+/// alias's own version (never `$LATEST`, as on Lambda).
+fn provisioned_target(
+    api: &AwsApi,
+    ns: &str,
+    name: &str,
+    qualifier: Option<&str>,
+) -> Result<(String, u64), AwsError> {
+    let f = api.scope(ns).parse(name, qualifier)?;
+    api.live(ns, &f.name)?;
+    let qualifier = f.qualifier.ok_or_else(|| {
+        AwsError::InvalidParameterValue(
+            "Qualifier is required: a version number or an alias".into(),
+        )
+    })?;
+    let version = match api.app.registry.alias(ns, &f.name, &qualifier) {
+        Some(alias) => alias.function_version,
+        None => qualifier.clone(),
+    };
+    let number = version.parse::<u64>().map_err(|_| {
+        AwsError::InvalidParameterValue(
+            "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+                .into(),
+        )
+    })?;
+    Ok((f.name, number))
+}
+
+fn provisioned_view(
+    api: &AwsApi,
+    published: &lambent_gateway::versions::Published,
+    started: Option<&Result<(), String>>,
+) -> Value {
+    let requested = published.version.function.config.provisioned_concurrency;
+    let counts = api
+        .app
+        .registry
+        .invoker()
+        .revision_counts(&published.deployment);
+    let allocated = ((counts.idle + counts.busy) as u32).min(requested);
+    let mut view = json!({
+        "RequestedProvisionedConcurrentExecutions": requested,
+        "AllocatedProvisionedConcurrentExecutions": allocated,
+        "AvailableProvisionedConcurrentExecutions": allocated,
+        "LastModified": view::last_modified(lambent_core::now_ms()),
+    });
+    match started {
+        Some(Err(reason)) => {
+            view["Status"] = "FAILED".into();
+            view["StatusReason"] = reason.clone().into();
+        }
+        _ if allocated < requested => view["Status"] = "IN_PROGRESS".into(),
+        _ => view["Status"] = "READY".into(),
+    }
+    view
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProvisionedBody {
+    provisioned_concurrent_executions: u32,
+}
+
+async fn put_provisioned(
+    State(api): ApiState,
+    Extension(Namespace(ns)): Ns,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+    body: Bytes,
+) -> Result<Response, AwsError> {
+    let req: ProvisionedBody = body::json(&body)?;
+    let (function, version) = provisioned_target(&api, &ns, &name, q.qualifier.as_deref())?;
+    let (published, started) = api
+        .app
+        .registry
+        .set_version_provisioned(
+            &ns,
+            &function,
+            version,
+            req.provisioned_concurrent_executions,
+        )
+        .await?;
+    let view = provisioned_view(&api, &published, Some(&started));
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+async fn get_provisioned(
+    State(api): ApiState,
+    Extension(Namespace(ns)): Ns,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Result<Json<Value>, AwsError> {
+    let (function, version) = provisioned_target(&api, &ns, &name, q.qualifier.as_deref())?;
+    let published = api
+        .app
+        .registry
+        .published_versions(&ns, &function)
+        .into_iter()
+        .find(|p| p.version.version == version)
+        .filter(|p| p.version.function.config.provisioned_concurrency > 0)
+        .ok_or_else(|| {
+            AwsError::ProvisionedConcurrencyConfigNotFound(format!(
+                "No Provisioned Concurrency Config found for this function: {}",
+                api.scope(&ns)
+                    .qualified_arn(&function, &version.to_string())
+            ))
+        })?;
+    Ok(Json(provisioned_view(&api, &published, None)))
+}
+
+async fn delete_provisioned(
+    State(api): ApiState,
+    Extension(Namespace(ns)): Ns,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Result<StatusCode, AwsError> {
+    let (function, version) = provisioned_target(&api, &ns, &name, q.qualifier.as_deref())?;
+    // Lowering to 0 starts nothing: there is no start-up to report.
+    let (_, _nothing_started) = api
+        .app
+        .registry
+        .set_version_provisioned(&ns, &function, version, 0)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

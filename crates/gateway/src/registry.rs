@@ -63,12 +63,17 @@ impl Registry {
             versions: Versions::default(),
             changes: tokio::sync::Mutex::new(()),
         };
+        let mut provisioned_versions = Vec::new();
         for version in registry.store.all_versions().await? {
             let deployment = registry.deployment(version.function.clone()).await?;
-            registry.versions.insert_version(Published {
+            let published = Published {
                 version,
                 deployment,
-            });
+            };
+            if published.version.function.config.provisioned_concurrency > 0 {
+                provisioned_versions.push(published.clone());
+            }
+            registry.versions.insert_version(published);
         }
         for alias in registry.store.all_aliases().await? {
             registry.versions.insert_alias(alias);
@@ -90,6 +95,20 @@ impl Registry {
                 });
             }
             registry.live.write().insert(key_of(f), deployment);
+        }
+        for published in provisioned_versions {
+            let target = registry.version_provisioned_target(&published);
+            let invoker = registry.invoker.clone();
+            tokio::spawn(async move {
+                if let Err(e) = invoker.set_provisioned(&published.deployment, target).await {
+                    let f = &published.version.function;
+                    tracing::warn!(
+                        "provisioned concurrency of {}:{}: {e}",
+                        f.name,
+                        published.version.version
+                    );
+                }
+            });
         }
         Ok(registry)
     }
@@ -195,6 +214,18 @@ impl Registry {
         let mut keep = self.versions.revisions(namespace, f.name.as_str());
         keep.push(f.revision);
         self.invoker.retire(namespace, f.name.as_str(), Some(&keep));
+        // A version that ran the previous revision keeps its pool, at its own provisioned
+        // concurrency now that `$LATEST` has moved on.
+        let previous_revision = previous.as_ref().map(|p| p.revision);
+        for published in self.published_versions(namespace, f.name.as_str()) {
+            if Some(published.version.function.revision) == previous_revision {
+                let target = self.version_provisioned_target(&published);
+                let invoker = self.invoker.clone();
+                tokio::spawn(async move {
+                    let _ = invoker.set_provisioned(&published.deployment, target).await;
+                });
+            }
+        }
         Ok(Deployed {
             deployment,
             created: previous.is_none(),

@@ -87,16 +87,90 @@ impl Registry {
         let live = self
             .lookup(namespace, name)
             .ok_or_else(|| ApiError::function_not_found(namespace, name))?;
-        let version = self
-            .store
-            .publish_version(&live.function, description)
-            .await?;
+        // A version starts without provisioned concurrency, as on Lambda.
+        let mut snapshot = live.function.clone();
+        snapshot.config.provisioned_concurrency = 0;
+        let version = self.store.publish_version(&snapshot, description).await?;
         let published = Published {
+            deployment: Arc::new(Deployment {
+                function: version.function.clone(),
+                code_dir: live.code_dir.clone(),
+            }),
             version,
-            deployment: live,
         };
         self.versions.insert_version(published.clone());
         Ok(published)
+    }
+
+    /// Sets a published version's provisioned concurrency and starts its sandboxes; the
+    /// inner result says whether they all started. While `$LATEST` runs the same revision, the
+    /// pool keeps the larger of the two settings.
+    pub async fn set_version_provisioned(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+        provisioned: u32,
+    ) -> Result<(Published, Result<(), String>), ApiError> {
+        let published = {
+            let _one_at_a_time = self.changes.lock().await;
+            let live = self
+                .lookup(namespace, name)
+                .ok_or_else(|| ApiError::function_not_found(namespace, name))?;
+            let mut published = self
+                .published_version(namespace, name, &version.to_string())
+                .ok_or_else(|| ApiError::VersionNotFound {
+                    name: name.to_string(),
+                    qualifier: version.to_string(),
+                })?;
+            let config = &live.function.config;
+            if let Some(reserved) = config.reserved_concurrency.filter(|&r| provisioned > r) {
+                return Err(ApiError::InvalidParameter(format!(
+                    "provisioned concurrency {provisioned} is more than the function's reserved concurrency {reserved}"
+                )));
+            }
+            if provisioned > lambent_core::limits::MAX_PROVISIONED {
+                return Err(ApiError::InvalidParameter(format!(
+                    "provisioned concurrency {provisioned} is out of range: use 0-{}",
+                    lambent_core::limits::MAX_PROVISIONED
+                )));
+            }
+            published.version.function.config.provisioned_concurrency = provisioned;
+            if !self.store.put_version_snapshot(&published.version).await? {
+                return Err(ApiError::VersionNotFound {
+                    name: name.to_string(),
+                    qualifier: version.to_string(),
+                });
+            }
+            published.deployment = Arc::new(Deployment {
+                function: published.version.function.clone(),
+                code_dir: published.deployment.code_dir.clone(),
+            });
+            self.versions.insert_version(published.clone());
+            published
+        };
+        let started = self.provision_version(&published).await;
+        Ok((published, started))
+    }
+
+    /// Gives a version's pool its provisioned concurrency (the larger of the version's and
+    /// the live function's while they share a revision).
+    async fn provision_version(&self, published: &Published) -> Result<(), String> {
+        let target = self.version_provisioned_target(published);
+        self.invoker()
+            .set_provisioned(&published.deployment, target)
+            .await
+    }
+
+    pub(crate) fn version_provisioned_target(&self, published: &Published) -> u32 {
+        let f = &published.version.function;
+        let own = f.config.provisioned_concurrency;
+        match self.lookup(&f.namespace, f.name.as_str()) {
+            Some(live) if live.function.revision == f.revision => {
+                own.max(live.function.config.provisioned_concurrency)
+            }
+            _ => own,
+        }
     }
 
     /// A function's published versions, oldest first.

@@ -202,6 +202,23 @@ impl LambdaStore for SqliteStore {
         .await
     }
 
+    async fn put_version_snapshot(&self, version: &FunctionVersion) -> Result<bool, StoreError> {
+        let snapshot = serde_json::to_string(&version.function).map_err(db_err)?;
+        let f = &version.function;
+        let (ns, name, number) = (f.namespace.clone(), f.name.to_string(), version.version);
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE function_versions SET snapshot = ?1 \
+                     WHERE namespace = ?2 AND function = ?3 AND version = ?4",
+                    params![snapshot, ns, name, number],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn all_versions(&self) -> Result<Vec<FunctionVersion>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn
@@ -403,6 +420,10 @@ mod tests {
         let all = store.all_versions().await.unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].function, function(5));
+        let mut changed = v2.clone();
+        changed.function.config.provisioned_concurrency = 2;
+        assert!(store.put_version_snapshot(&changed).await.unwrap());
+        assert_eq!(store.all_versions().await.unwrap()[1], changed);
         store
             .delete_versions_and_aliases("default", "f")
             .await

@@ -65,6 +65,9 @@ pub trait LambdaStore: Send + Sync {
         function: &Function,
         description: &str,
     ) -> Result<FunctionVersion, StoreError>;
+    /// Replaces the stored snapshot of a published version (its provisioned concurrency is
+    /// the one setting that changes); false if the version is gone.
+    async fn put_version_snapshot(&self, version: &FunctionVersion) -> Result<bool, StoreError>;
     /// Every version of every function, to load at start-up.
     async fn all_versions(&self) -> Result<Vec<FunctionVersion>, StoreError>;
 

@@ -23,6 +23,7 @@ for qualifier, expected in [("1", "one"), ("2", "two"), ("$LATEST", "two")]:
     assert out["version"] == expected and r["ExecutedVersion"] == qualifier, (qualifier, r, out)
 r, out = invoke(lam, "canary:1", {})
 assert out["version"] == "one" and r["ExecutedVersion"] == "1", out
+assert out["arn"] == arn("canary", "1"), out
 assert lam.get_function(FunctionName="canary", Qualifier="1")["Configuration"]["Version"] == "1"
 for bad in ["9", "nope"]:
     try:
@@ -73,6 +74,32 @@ _, after = invoke(lam, "canary", {}, Qualifier="1")
 assert after["version"] == "one" and after["calls"] == before["calls"] + 1, (before, after)
 _, latest = invoke(lam, "canary", {})
 assert latest["version"] == "three" and latest["calls"] == 1, latest
+
+# Provisioned concurrency for a published version (never $LATEST).
+config = lam.put_provisioned_concurrency_config(
+    FunctionName="canary", Qualifier="1", ProvisionedConcurrentExecutions=2)
+assert config["RequestedProvisionedConcurrentExecutions"] == 2, config
+assert config["AllocatedProvisionedConcurrentExecutions"] == 2 and config["Status"] == "READY", config
+got = lam.get_provisioned_concurrency_config(FunctionName="canary", Qualifier="1")
+assert got["AvailableProvisionedConcurrentExecutions"] == 2, got
+via_alias = lam.put_provisioned_concurrency_config(
+    FunctionName="canary", Qualifier="live", ProvisionedConcurrentExecutions=1)
+assert via_alias["Status"] == "READY", via_alias
+assert lam.get_provisioned_concurrency_config(FunctionName="canary", Qualifier="2")[
+    "RequestedProvisionedConcurrentExecutions"] == 1
+try:
+    lam.put_provisioned_concurrency_config(
+        FunctionName="canary", Qualifier="$LATEST", ProvisionedConcurrentExecutions=1)
+    raise AssertionError("provisioned concurrency for $LATEST was accepted")
+except lam.exceptions.InvalidParameterValueException:
+    pass
+for version in ["1", "2"]:
+    lam.delete_provisioned_concurrency_config(FunctionName="canary", Qualifier=version)
+    try:
+        lam.get_provisioned_concurrency_config(FunctionName="canary", Qualifier=version)
+        raise AssertionError("a deleted provisioned concurrency config is still there")
+    except lam.exceptions.ProvisionedConcurrencyConfigNotFoundException:
+        pass
 
 lam.delete_alias(FunctionName="canary", Name="live")
 try:
