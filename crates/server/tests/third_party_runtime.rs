@@ -225,11 +225,15 @@ fn npm_install_ric() -> Result<std::path::PathBuf, String> {
         r#"{"private": true, "dependencies": {"aws-lambda-ric": "*"}, "allowScripts": {"aws-lambda-ric": true}}"#,
     )
     .unwrap();
-    let out = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--foreground-scripts"])
-        .current_dir(&building)
-        .output()
-        .map_err(|e| format!("cannot run npm: {e}"))?;
+    let mut npm = Command::new("npm");
+    npm.args(["install", "--no-audit", "--no-fund", "--foreground-scripts"])
+        .current_dir(&building);
+    // node-gyp would download Node's headers; the registries are all that is reachable, and
+    // Debian's nodejs ships the headers.
+    if Path::new("/usr/include/node/node.h").exists() {
+        npm.env("npm_config_nodedir", "/usr");
+    }
+    let out = npm.output().map_err(|e| format!("cannot run npm: {e}"))?;
     if !out.status.success() || !addon(&building).exists() {
         let text = format!(
             "{}{}",
