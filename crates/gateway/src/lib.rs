@@ -1,7 +1,9 @@
 //! The HTTP surface of Lambent: `GET /healthz`, API-key authentication, and the Lambent API under
-//! `/v1` (code upload, functions, invoke, activations, logs; see `docs/api.md`). Knows how to
-//! turn requests into registry and invoker calls and results into responses; knows nothing of
-//! how sandboxes work or which database holds the records.
+//! `/v1` (code upload, functions, invoke, activations, logs, access keys; see `docs/api.md`), and
+//! the registry of deployed functions with their published versions and aliases, which the
+//! Lambda-compatible API (`lambent-aws-api`) shares. Knows how to turn requests into registry and
+//! invoker calls and results into responses; knows nothing of how sandboxes work or which
+//! database holds the records.
 
 mod auth;
 pub mod body;
@@ -13,7 +15,6 @@ pub mod versions;
 
 pub use auth::{ApiKeys, Namespace};
 pub use error::ApiError;
-pub use keys::generate_access_key;
 pub use registry::{Deployed, Registry, StoredCode};
 
 use axum::extract::DefaultBodyLimit;
