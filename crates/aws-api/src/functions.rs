@@ -436,12 +436,20 @@ async fn delete_function(
     Query(q): Query<QualifierQuery>,
 ) -> Result<StatusCode, AwsError> {
     let f = api.scope(&ns).parse(&name, q.qualifier.as_deref())?;
-    if f.qualifier.as_deref().is_some_and(|q| q != LATEST) {
-        return Err(AwsError::InvalidParameterValue(
-            "deleting a single version is not supported: delete the whole function".into(),
-        ));
-    }
     api.live(&ns, &f.name)?;
-    api.app.registry.delete(&ns, &f.name).await?;
+    match f.qualifier.as_deref() {
+        None => api.app.registry.delete(&ns, &f.name).await?,
+        Some(q) => {
+            let version = q.parse::<u64>().map_err(|_| {
+                AwsError::InvalidParameterValue(format!(
+                    "Qualifier '{q}': only a published version number can be deleted (or no qualifier, for the whole function)"
+                ))
+            })?;
+            api.app
+                .registry
+                .delete_version(&ns, &f.name, version)
+                .await?
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -173,6 +173,49 @@ impl Registry {
         }
     }
 
+    /// Deletes a published version, unless an alias routes to it; retires its sandboxes unless
+    /// `$LATEST` or another version runs the same revision.
+    pub async fn delete_version(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<(), ApiError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let live = self
+            .lookup(namespace, name)
+            .ok_or_else(|| ApiError::function_not_found(namespace, name))?;
+        let number = version.to_string();
+        if let Some(alias) = self
+            .aliases(namespace, name)
+            .into_iter()
+            .find(|a| a.function_version == number || a.additional_weights.contains_key(&number))
+        {
+            return Err(ApiError::Conflict(format!(
+                "version {version} is in use by alias '{}': point the alias elsewhere first",
+                alias.name
+            )));
+        }
+        if !self.store.delete_version(namespace, name, version).await? {
+            return Err(ApiError::VersionNotFound {
+                name: name.to_string(),
+                qualifier: number,
+            });
+        }
+        if let Some(versions) = self
+            .versions
+            .published
+            .write()
+            .get_mut(&key(namespace, name))
+        {
+            versions.remove(&version);
+        }
+        let mut keep = self.versions.revisions(namespace, name);
+        keep.push(live.function.revision);
+        self.invoker().retire(namespace, name, Some(&keep));
+        Ok(())
+    }
+
     /// A function's published versions, oldest first.
     pub fn published_versions(&self, namespace: &str, name: &str) -> Vec<Published> {
         self.versions

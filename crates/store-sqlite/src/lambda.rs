@@ -25,6 +25,12 @@ CREATE TABLE function_versions (
     created_ms  INTEGER NOT NULL,
     PRIMARY KEY (namespace, function, version)
 );
+CREATE TABLE version_counters (
+    namespace    TEXT NOT NULL,
+    function     TEXT NOT NULL,
+    next_version INTEGER NOT NULL,
+    PRIMARY KEY (namespace, function)
+);
 CREATE TABLE aliases (
     namespace          TEXT NOT NULL,
     function           TEXT NOT NULL,
@@ -171,11 +177,25 @@ impl LambdaStore for SqliteStore {
                 )
                 .optional()
                 .map_err(db_err)?;
-            let number = match newest {
-                Some(newest) if newest.function.revision == function.revision => return Ok(newest),
-                Some(newest) => newest.version + 1,
-                None => 1,
-            };
+            if let Some(newest) = newest.filter(|n| n.function.revision == function.revision) {
+                return Ok(newest);
+            }
+            // Numbers are never reused, even after a version is deleted (as on Lambda).
+            let number: u64 = tx
+                .query_row(
+                    "SELECT next_version FROM version_counters WHERE namespace = ?1 AND function = ?2",
+                    params![function.namespace, function.name.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?
+                .unwrap_or(1);
+            tx.execute(
+                "INSERT OR REPLACE INTO version_counters (namespace, function, next_version) \
+                 VALUES (?1, ?2, ?3)",
+                params![function.namespace, function.name.as_str(), number + 1],
+            )
+            .map_err(db_err)?;
             let version = FunctionVersion {
                 version: number,
                 function,
@@ -212,6 +232,26 @@ impl LambdaStore for SqliteStore {
                     "UPDATE function_versions SET snapshot = ?1 \
                      WHERE namespace = ?2 AND function = ?3 AND version = ?4",
                     params![snapshot, ns, name, number],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_version(
+        &self,
+        namespace: &str,
+        function: &str,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        let (ns, f) = (namespace.to_string(), function.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM function_versions \
+                     WHERE namespace = ?1 AND function = ?2 AND version = ?3",
+                    params![ns, f, version],
                 )
                 .map_err(db_err)?;
             Ok(n > 0)
@@ -339,7 +379,7 @@ impl LambdaStore for SqliteStore {
         let (ns, f) = (namespace.to_string(), function.to_string());
         self.write(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
-            for table in ["function_versions", "aliases"] {
+            for table in ["function_versions", "version_counters", "aliases"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE namespace = ?1 AND function = ?2"),
                     params![ns, f],
@@ -424,6 +464,10 @@ mod tests {
         changed.function.config.provisioned_concurrency = 2;
         assert!(store.put_version_snapshot(&changed).await.unwrap());
         assert_eq!(store.all_versions().await.unwrap()[1], changed);
+        assert!(store.delete_version("default", "f", 2).await.unwrap());
+        assert!(!store.delete_version("default", "f", 2).await.unwrap());
+        let v3 = store.publish_version(&function(7), "").await.unwrap();
+        assert_eq!(v3.version, 3, "numbers are not reused");
         store
             .delete_versions_and_aliases("default", "f")
             .await

@@ -68,6 +68,13 @@ pub trait LambdaStore: Send + Sync {
     /// Replaces the stored snapshot of a published version (its provisioned concurrency is
     /// the one setting that changes); false if the version is gone.
     async fn put_version_snapshot(&self, version: &FunctionVersion) -> Result<bool, StoreError>;
+    /// Deletes one published version; false if there is no such version.
+    async fn delete_version(
+        &self,
+        namespace: &str,
+        function: &str,
+        version: u64,
+    ) -> Result<bool, StoreError>;
     /// Every version of every function, to load at start-up.
     async fn all_versions(&self) -> Result<Vec<FunctionVersion>, StoreError>;
 

@@ -107,4 +107,23 @@ try:
     raise AssertionError("a deleted alias is still there")
 except lam.exceptions.ResourceNotFoundException:
     pass
+# Deleting one version: not while an alias routes to it; its number is never reused.
+lam.create_alias(FunctionName="canary", Name="pinned", FunctionVersion="2")
+try:
+    lam.delete_function(FunctionName="canary", Qualifier="2")
+    raise AssertionError("a version an alias routes to was deleted")
+except lam.exceptions.ResourceConflictException:
+    pass
+lam.delete_function(FunctionName="canary", Qualifier="1")
+try:
+    invoke(lam, "canary", {}, Qualifier="1")
+    raise AssertionError("a deleted version still runs")
+except lam.exceptions.ResourceNotFoundException:
+    pass
+v3 = lam.publish_version(FunctionName="canary")
+assert v3["Version"] == "3", v3
+versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="canary")["Versions"]]
+assert versions == ["$LATEST", "2", "3"], versions
+_, out = invoke(lam, "canary", {}, Qualifier="pinned")
+assert out["version"] == "two", out
 print("versions: ok")
