@@ -39,7 +39,23 @@ pub fn router(app: Arc<App>, region: String) -> Router {
             api.clone(),
             auth::require_signature,
         ))
+        .layer(axum::middleware::from_fn(request_id))
         // The signature check reads whole bodies, with its own limit.
         .layer(DefaultBodyLimit::disable())
         .with_state(api)
+}
+
+/// Gives every answer, errors included, an `x-amzn-RequestId` (botocore's
+/// `ResponseMetadata.RequestId`): the activation id for an invocation, else a new one.
+async fn request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if !response.headers().contains_key("x-amzn-requestid") {
+        if let Ok(id) = axum::http::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+            response.headers_mut().insert("x-amzn-requestid", id);
+        }
+    }
+    response
 }

@@ -164,6 +164,19 @@ async fn signed_request(
     sign_as: (&str, &str),
     signed_at: time::OffsetDateTime,
 ) -> (u16, String, Value) {
+    signed(node, reqwest::Method::POST, path, body, sign_as, signed_at).await
+}
+
+/// [`signed_request`] with any method; `path` may carry a query.
+async fn signed(
+    node: &Node,
+    method: reqwest::Method,
+    path: &str,
+    body: &str,
+    sign_as: (&str, &str),
+    signed_at: time::OffsetDateTime,
+) -> (u16, String, Value) {
+    let (raw_path, raw_query) = path.split_once('?').unwrap_or((path, ""));
     let host = node.url("").trim_start_matches("http://").to_string();
     let amz_date = sigv4::format_amz_date(signed_at);
     let mut headers = HeaderMap::new();
@@ -179,9 +192,9 @@ async fn signed_request(
     };
     let signature = sigv4::sign(
         &sigv4::Request {
-            method: "POST",
-            raw_path: path,
-            raw_query: "",
+            method: method.as_str(),
+            raw_path,
+            raw_query,
             headers: &headers,
             body: body.as_bytes(),
         },
@@ -198,13 +211,17 @@ async fn signed_request(
     );
     let response = node
         .http
-        .post(node.url(path))
+        .request(method, node.url(path))
         .headers(headers)
         .body(body.to_string())
         .send()
         .await
         .unwrap();
     let status = response.status().as_u16();
+    assert!(
+        response.headers().contains_key("x-amzn-requestid"),
+        "every answer has a request id"
+    );
     let error_type = response
         .headers()
         .get("x-amzn-errortype")
@@ -346,4 +363,106 @@ async fn only_correctly_signed_fresh_requests_get_through() {
     // The server still serves.
     let (status, _, _) = signed_request(&node, path, "{}", ok, now).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_aliases_and_access_keys_survive_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let start_node = || async {
+        let mut opts =
+            lambent_server::ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
+        opts.api_key = Some(KEY.into());
+        Node {
+            server: Some(lambent_server::start(opts).await.unwrap()),
+            http: reqwest::Client::new(),
+            _data: tempfile::tempdir().unwrap(),
+        }
+    };
+    let first = start_node().await;
+    let (_, _, key) = first.send(reqwest::Method::POST, "/v1/keys", vec![]).await;
+    let id = key["access_key_id"].as_str().unwrap().to_string();
+    let secret = key["secret_access_key"].as_str().unwrap().to_string();
+    let as_key = (id.as_str(), secret.as_str());
+    let app = |answer: &str| {
+        format!("def handler(e, c):\n    return {{'answer': '{answer}', 'arn': c.invoked_function_arn}}\n")
+    };
+    let one = app("one");
+    first
+        .deploy(
+            "f",
+            json!({"runtime": "python3.12", "handler": "app.handler"}),
+            &[("app.py", &one)],
+        )
+        .await;
+    let now = time::OffsetDateTime::now_utc;
+    let (status, _, v1) = signed(
+        &first,
+        reqwest::Method::POST,
+        "/2015-03-31/functions/f/versions",
+        "{}",
+        as_key,
+        now(),
+    )
+    .await;
+    assert_eq!((status, &v1["Version"]), (201, &json!("1")), "{v1}");
+    let two = app("two");
+    first
+        .deploy(
+            "f",
+            json!({"runtime": "python3.12", "handler": "app.handler"}),
+            &[("app.py", &two)],
+        )
+        .await;
+    let alias = json!({"Name": "live", "FunctionVersion": "1"}).to_string();
+    let (status, _, created) = signed(
+        &first,
+        reqwest::Method::POST,
+        "/2015-03-31/functions/f/aliases",
+        &alias,
+        as_key,
+        now(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let mut first = first;
+    first.server.take().unwrap().shutdown().await;
+
+    let second = start_node().await;
+    let (status, _, body) = signed(
+        &second,
+        reqwest::Method::POST,
+        "/2015-03-31/functions/f%3Alive/invocations",
+        "{}",
+        as_key,
+        now(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["answer"], "one", "the alias still runs version 1");
+    assert_eq!(
+        body["arn"],
+        "arn:aws:lambda:us-east-1:default:function:f:live"
+    );
+    let (_, _, latest) = signed(
+        &second,
+        reqwest::Method::POST,
+        "/2015-03-31/functions/f/invocations",
+        "{}",
+        as_key,
+        now(),
+    )
+    .await;
+    assert_eq!(latest["answer"], "two");
+    let (status, _, listed) = signed(
+        &second,
+        reqwest::Method::GET,
+        "/2015-03-31/functions/f/versions?MaxItems=1",
+        "",
+        as_key,
+        now(),
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["Versions"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["NextMarker"], "1", "{listed}");
 }
