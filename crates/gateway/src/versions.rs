@@ -318,10 +318,16 @@ impl Registry {
                 qualifier: alias.function_version,
             });
         }
-        if alias.name == LATEST || alias.name.bytes().all(|b| b.is_ascii_digit()) {
+        let name_ok = (1..=128).contains(&alias.name.len())
+            && alias
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !alias.name.bytes().all(|b| b.is_ascii_digit());
+        if !name_ok {
             return Err(ApiError::InvalidParameter(format!(
-                "alias name '{}' looks like a version: use a name with a letter in it",
-                alias.name
+                "invalid alias name '{}': use 1-128 letters, digits, '-' or '_', not only digits (that is a version)",
+                alias.name.chars().take(140).collect::<String>()
             )));
         }
         let mut total = 0.0;

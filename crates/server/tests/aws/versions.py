@@ -65,6 +65,13 @@ try:
 except lam.exceptions.ResourceConflictException:
     pass
 assert [a["Name"] for a in lam.list_aliases(FunctionName="canary")["Aliases"]] == ["live"]
+for bad_alias, bad_weights in [("7", {}), ("has:colon", {}), ("w", {"2": 1.5}), ("w", {"$LATEST": 0.1})]:
+    try:
+        lam.create_alias(FunctionName="canary", Name=bad_alias, FunctionVersion="1",
+                         RoutingConfig={"AdditionalVersionWeights": bad_weights})
+        raise AssertionError(f"alias {bad_alias} {bad_weights} was accepted")
+    except lam.exceptions.InvalidParameterValueException:
+        pass
 
 # Published versions keep their warm sandboxes when $LATEST is redeployed.
 _, before = invoke(lam, "canary", {}, Qualifier="1")
