@@ -159,6 +159,22 @@ pub struct FunctionPut {
     pub code_sha256: String,
 }
 
+/// An access key of the Lambda-compatible API; the secret only in the answer to its creation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub namespace: String,
+    pub created_ms: u64,
+    pub secret_access_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AccessKeyList {
+    pub keys: Vec<AccessKey>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct CodeUploaded {
@@ -477,6 +493,25 @@ impl Client {
         }
         let url = self.endpoint(&format!("/v1/usage{}", query_string(&query)));
         self.json(&url, self.http.get(&url))
+    }
+
+    /// `POST /v1/keys`: a new access key (the only answer with its secret).
+    pub fn create_access_key(&self) -> Result<Json<AccessKey>, ClientError> {
+        let url = self.endpoint("/v1/keys");
+        self.json(&url, self.http.post(&url))
+    }
+
+    /// `GET /v1/keys`.
+    pub fn list_access_keys(&self) -> Result<Json<AccessKeyList>, ClientError> {
+        let url = self.endpoint("/v1/keys");
+        self.json(&url, self.http.get(&url))
+    }
+
+    /// `DELETE /v1/keys/{id}`.
+    pub fn delete_access_key(&self, access_key_id: &str) -> Result<(), ClientError> {
+        let url = self.endpoint(&format!("/v1/keys/{}", path_segment(access_key_id)));
+        let resp = self.send(&url, self.http.delete(&url))?;
+        check(&url, resp).map(|_| ())
     }
 
     pub(crate) fn endpoint(&self, path: &str) -> String {

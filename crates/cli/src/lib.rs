@@ -105,6 +105,9 @@ pub enum Command {
         #[command(subcommand)]
         command: commands::queues::MappingCommand,
     },
+    /// Manage access keys for the AWS Lambda-compatible API (SigV4).
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -138,6 +141,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Queue { command } => commands::queues::queue(&ctx, command),
         Command::Topic { command } => commands::queues::topic(&ctx, command),
         Command::Mapping { command } => commands::queues::mapping(&ctx, command),
+        Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,

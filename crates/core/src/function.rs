@@ -258,6 +258,30 @@ pub struct FunctionConfig {
     pub network: bool,
 }
 
+impl FunctionConfig {
+    /// The spec that resolves to these settings: the starting point of a partial update.
+    pub fn to_spec(&self) -> FunctionSpec {
+        FunctionSpec {
+            runtime: self.runtime.name().to_string(),
+            handler: Some(self.handler.clone()),
+            memory: Some(self.memory_mb),
+            timeout: Some(self.timeout_s),
+            env: self.env.clone(),
+            description: Some(self.description.clone()),
+            reserved_concurrency: self.reserved_concurrency,
+            provisioned_concurrency: Some(self.provisioned_concurrency),
+            keep_alive: self.keep_alive_s,
+            async_invoke: Some(AsyncSpec {
+                max_retries: Some(self.async_invoke.max_retries),
+                max_event_age_s: Some(self.async_invoke.max_event_age_s),
+                on_success: self.async_invoke.on_success.clone(),
+                on_failure: self.async_invoke.on_failure.clone(),
+            }),
+            network: Some(self.network),
+        }
+    }
+}
+
 /// A deployed function: its settings plus the code it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Function {
@@ -277,6 +301,23 @@ pub struct Function {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_resolves_back_from_its_spec() {
+        let config = FunctionSpec {
+            runtime: "python3.12".into(),
+            handler: Some("app.handler".into()),
+            memory: Some(256),
+            env: [("K".to_string(), "V".to_string())].into(),
+            reserved_concurrency: Some(3),
+            provisioned_concurrency: Some(1),
+            keep_alive: Some(60),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.to_spec().resolve().unwrap(), config);
+    }
 
     fn spec(runtime: &str, handler: Option<&str>) -> FunctionSpec {
         FunctionSpec {

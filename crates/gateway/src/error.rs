@@ -24,6 +24,10 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("function '{name}' does not exist in namespace '{namespace}'")]
     FunctionNotFound { namespace: String, name: String },
+    #[error("function '{name}' has no version or alias '{qualifier}'")]
+    VersionNotFound { name: String, qualifier: String },
+    #[error("{0}")]
+    InvalidParameter(String),
     #[error("activation '{0}' does not exist")]
     ActivationNotFound(String),
     #[error(transparent)]
@@ -32,6 +36,8 @@ pub enum ApiError {
     RouteNotFound(String),
     #[error(transparent)]
     Queue(#[from] lambent_queues::QueueError),
+    #[error("access key '{0}' does not exist in this namespace")]
+    AccessKeyNotFound(String),
     #[error("no such path: {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -67,7 +73,8 @@ impl ApiError {
             | ApiError::InvalidPackage(_)
             | ApiError::CodeNotFound(_)
             | ApiError::InvalidSchedule(_)
-            | ApiError::Unavailable(_) => StatusCode::BAD_REQUEST,
+            | ApiError::Unavailable(_)
+            | ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidRoute(RouteError::Reserved { .. }) => StatusCode::CONFLICT,
             ApiError::InvalidRoute(_) => StatusCode::BAD_REQUEST,
             ApiError::Queue(e) => match e.kind() {
@@ -79,8 +86,10 @@ impl ApiError {
             },
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::FunctionNotFound { .. }
+            | ApiError::VersionNotFound { .. }
             | ApiError::ActivationNotFound(_)
             | ApiError::RouteNotFound(_)
+            | ApiError::AccessKeyNotFound(_)
             | ApiError::NotFound(_)
             | ApiError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -99,6 +108,8 @@ impl ApiError {
             ApiError::CodeNotFound(_) => "CodeNotFound",
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::FunctionNotFound { .. } => "FunctionNotFound",
+            ApiError::VersionNotFound { .. } => "VersionNotFound",
+            ApiError::InvalidParameter(_) => "InvalidParameter",
             ApiError::ActivationNotFound(_) => "ActivationNotFound",
             ApiError::NotFound(_) | ApiError::ResourceNotFound(_) => "NotFound",
             ApiError::InvalidSchedule(_) => "InvalidSchedule",
@@ -110,6 +121,7 @@ impl ApiError {
             ApiError::InvalidRoute(_) => "InvalidRoute",
             ApiError::RouteNotFound(_) => "RouteNotFound",
             ApiError::Queue(e) => e.code(),
+            ApiError::AccessKeyNotFound(_) => "AccessKeyNotFound",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::Throttled(_) => "Throttled",
@@ -134,7 +146,7 @@ impl From<PackageError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Conflict(..) => ApiError::Conflict(e.to_string()),
+            StoreError::Conflict(..) | StoreError::Changed(_) => ApiError::Conflict(e.to_string()),
             StoreError::MissingBlob(sha) => ApiError::CodeNotFound(sha),
             StoreError::Package(p) => p.into(),
             StoreError::Database(_) | StoreError::Io(_) => {

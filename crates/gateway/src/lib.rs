@@ -1,20 +1,23 @@
 //! The HTTP surface of Lambent: `GET /healthz`, API-key authentication, and the Lambent API under
-//! `/v1` (code upload, functions, invoke, activations, logs, routes, queues, topics, mappings; see
-//! `docs/api.md`), and
-//! the users' HTTP routes at their own paths. Knows how to
+//! `/v1` (code upload, functions, invoke, activations, logs, access keys, async invocations, dead
+//! letters, schedules, routes, queues, topics, mappings; see `docs/api.md`), the users' HTTP
+//! routes at their own paths, and the registry of deployed functions with their published
+//! versions and aliases, which the Lambda-compatible API (`lambent-aws-api`) shares. Knows how to
 //! turn requests into registry and invoker calls and results into responses; knows nothing of
 //! how sandboxes work or which database holds the records.
 
 mod auth;
-mod body;
+pub mod body;
 mod error;
 mod events_api;
+mod keys;
 mod queues;
 mod registry;
 mod routes;
 mod v1;
+pub mod versions;
 
-pub use auth::ApiKeys;
+pub use auth::{ApiKeys, Namespace};
 pub use error::ApiError;
 pub use events_api::{accept_async, wants_async, INVOCATION_TYPE_HEADER};
 pub use queues::RegistryRunner;
@@ -50,6 +53,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(events_api::routes())
         .merge(routes::routes())
         .merge(queues::routes())
+        .merge(keys::routes())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_key,

@@ -3,6 +3,7 @@
 //! upload, deploy, delete). Invocations never read the database; a deploy swaps one map entry,
 //! so in-flight invocations finish on the deployment they started with.
 
+use crate::versions::{Published, Versions};
 use crate::ApiError;
 use bytes::Bytes;
 use lambent_core::{now_ms, Function, FunctionName, FunctionSpec};
@@ -18,13 +19,15 @@ type Key = (String, String);
 
 /// Deployed functions and the operations on them.
 pub struct Registry {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     blobs: FsBlobs,
     codes: CodeDirs,
     invoker: Invoker,
     live: RwLock<HashMap<Key, Arc<Deployment>>>,
+    /// Published versions and aliases.
+    pub(crate) versions: Versions,
     /// Deploys and deletes are rare: one at a time keeps revision bumps and swaps simple.
-    changes: tokio::sync::Mutex<()>,
+    pub(crate) changes: tokio::sync::Mutex<()>,
 }
 
 /// A stored code package.
@@ -57,8 +60,24 @@ impl Registry {
             codes,
             invoker,
             live: RwLock::new(HashMap::new()),
+            versions: Versions::default(),
             changes: tokio::sync::Mutex::new(()),
         };
+        let mut provisioned_versions = Vec::new();
+        for version in registry.store.all_versions().await? {
+            let deployment = registry.deployment(version.function.clone()).await?;
+            let published = Published {
+                version,
+                deployment,
+            };
+            if published.version.function.config.provisioned_concurrency > 0 {
+                provisioned_versions.push(published.clone());
+            }
+            registry.versions.insert_version(published);
+        }
+        for alias in registry.store.all_aliases().await? {
+            registry.versions.insert_alias(alias);
+        }
         for function in registry.store.all_functions().await? {
             let deployment = registry.deployment(function).await?;
             let f = &deployment.function;
@@ -76,6 +95,20 @@ impl Registry {
                 });
             }
             registry.live.write().insert(key_of(f), deployment);
+        }
+        for published in provisioned_versions {
+            let target = registry.version_provisioned_target(&published);
+            let invoker = registry.invoker.clone();
+            tokio::spawn(async move {
+                if let Err(e) = invoker.set_provisioned(&published.deployment, target).await {
+                    let f = &published.version.function;
+                    tracing::warn!(
+                        "provisioned concurrency of {}:{}: {e}",
+                        f.name,
+                        published.version.version
+                    );
+                }
+            });
         }
         Ok(registry)
     }
@@ -183,20 +216,37 @@ impl Registry {
             f.name.as_str(),
             f.config.reserved_concurrency,
         );
-        self.invoker
-            .retire(namespace, f.name.as_str(), Some(f.revision));
+        let mut keep = self.versions.revisions(namespace, f.name.as_str());
+        keep.push(f.revision);
+        self.invoker.retire(namespace, f.name.as_str(), Some(&keep));
+        // A version that ran the previous revision keeps its pool, at its own provisioned
+        // concurrency now that `$LATEST` has moved on.
+        let previous_revision = previous.as_ref().map(|p| p.revision);
+        for published in self.published_versions(namespace, f.name.as_str()) {
+            if Some(published.version.function.revision) == previous_revision {
+                let target = self.version_provisioned_target(&published);
+                let invoker = self.invoker.clone();
+                tokio::spawn(async move {
+                    let _ = invoker.set_provisioned(&published.deployment, target).await;
+                });
+            }
+        }
         Ok(Deployed {
             deployment,
             created: previous.is_none(),
         })
     }
 
-    /// Deletes a function and kills its sandboxes.
+    /// Deletes a function (with its versions and aliases) and kills its sandboxes.
     pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
         let _one_at_a_time = self.changes.lock().await;
         if !self.store.delete_function(namespace, name).await? {
             return Err(ApiError::function_not_found(namespace, name));
         }
+        self.store
+            .delete_versions_and_aliases(namespace, name)
+            .await?;
+        self.versions.forget(namespace, name);
         self.live
             .write()
             .remove(&(namespace.to_string(), name.to_string()));
@@ -205,7 +255,7 @@ impl Registry {
     }
 
     /// Resolves a function to a runnable deployment, unpacking its code if needed.
-    async fn deployment(&self, function: Function) -> Result<Arc<Deployment>, ApiError> {
+    pub(crate) async fn deployment(&self, function: Function) -> Result<Arc<Deployment>, ApiError> {
         let (blobs, codes, sha) = (
             self.blobs.clone(),
             self.codes.clone(),

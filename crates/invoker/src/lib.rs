@@ -109,6 +109,8 @@ pub struct InvokeRequest {
     pub request_id: Option<String>,
     pub client_context: Option<String>,
     pub cognito_identity: Option<String>,
+    /// The version or alias the caller named (Lambda's qualified invoked ARN).
+    pub qualifier: Option<String>,
 }
 
 /// The answer to an invocation: the record, and the body to return (the function's result, or
@@ -296,7 +298,10 @@ impl Invoker {
             request_id: request_id.clone(),
             payload: req.payload,
             deadline_ms: now_ms() + timeout.as_millis() as i64,
-            function_arn: dep.arn(&inner.config.region),
+            function_arn: match &req.qualifier {
+                Some(q) => format!("{}:{q}", dep.arn(&inner.config.region)),
+                None => dep.arn(&inner.config.region),
+            },
             trace_id: trace_id(),
             client_context: req.client_context,
             cognito_identity: req.cognito_identity,
@@ -375,6 +380,25 @@ impl Invoker {
         self.inner.provision(&pool).await
     }
 
+    /// Sets the provisioned concurrency of one revision's pool (a published version's, which
+    /// may differ from the function's setting), then starts sandboxes until it is met; returns
+    /// the first failure.
+    pub async fn set_provisioned(&self, dep: &Arc<Deployment>, n: u32) -> Result<(), String> {
+        let pool = self.inner.pool(dep);
+        pool.set_provisioned(n as usize);
+        self.inner.provision(&pool).await
+    }
+
+    /// Live sandboxes of one function revision.
+    pub fn revision_counts(&self, dep: &Deployment) -> SandboxCounts {
+        self.inner
+            .pools
+            .lock()
+            .get(&PoolKey::of(&dep.function))
+            .map(|p| p.counts())
+            .unwrap_or_default()
+    }
+
     /// Records a function's reserved concurrency (`None`: it shares the unreserved pool).
     pub fn set_reserved_concurrency(&self, namespace: &str, name: &str, reserved: Option<u32>) {
         self.inner.admission.set_reserved(namespace, name, reserved);
@@ -418,21 +442,25 @@ impl Invoker {
         m.encode()
     }
 
-    /// Drops every pool of this function except `keep_revision`: idle sandboxes are killed now,
-    /// busy ones when their invocation ends (in-flight invocations finish on the old code).
-    pub fn retire(&self, namespace: &str, name: &str, keep_revision: Option<u64>) {
+    /// Drops every pool of this function except those of the `keep` revisions (the live one and
+    /// any a published version still runs): idle sandboxes are killed now, busy ones when their
+    /// invocation ends (in-flight invocations finish on the old code). `None`: the function is
+    /// gone, drop every pool and forget it.
+    pub fn retire(&self, namespace: &str, name: &str, keep: Option<&[u64]>) {
         let removed: Vec<Arc<Pool>> = {
             let mut pools = self.inner.pools.lock();
             let keys: Vec<PoolKey> = pools
                 .keys()
                 .filter(|k| {
-                    k.namespace == namespace && k.name == name && Some(k.revision) != keep_revision
+                    k.namespace == namespace
+                        && k.name == name
+                        && !keep.is_some_and(|keep| keep.contains(&k.revision))
                 })
                 .cloned()
                 .collect();
             keys.iter().filter_map(|k| pools.remove(k)).collect()
         };
-        if keep_revision.is_none() {
+        if keep.is_none() {
             self.inner
                 .revisions
                 .lock()

@@ -34,8 +34,9 @@ pub(crate) struct Pool {
     busy: AtomicUsize,
     /// Sandboxes being created.
     starting: AtomicUsize,
-    /// Sandboxes to keep initialized at all times.
-    provisioned: usize,
+    /// Sandboxes to keep initialized at all times (the function's setting when the pool is
+    /// made; a published version's own setting once `$LATEST` has moved on).
+    provisioned: AtomicUsize,
     provisioning: AtomicBool,
     retired: AtomicBool,
     state: Mutex<ColdState>,
@@ -68,7 +69,9 @@ impl Drop for CountGuard<'_> {
 impl Pool {
     pub fn new(deployment: Arc<Deployment>, first_reason: ColdReason) -> Pool {
         Pool {
-            provisioned: deployment.function.config.provisioned_concurrency as usize,
+            provisioned: AtomicUsize::new(
+                deployment.function.config.provisioned_concurrency as usize,
+            ),
             deployment,
             idle: Mutex::new(Vec::new()),
             busy: AtomicUsize::new(0),
@@ -146,12 +149,22 @@ impl Pool {
         idle + self.busy.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst)
     }
 
+    pub fn provisioned(&self) -> usize {
+        self.provisioned.load(Ordering::SeqCst)
+    }
+
+    /// Changes the provisioned concurrency: more is started by the next top-up, fewer lets the
+    /// keep-alive reclaim the rest.
+    pub fn set_provisioned(&self, n: usize) {
+        self.provisioned.store(n, Ordering::SeqCst);
+    }
+
     /// How many sandboxes the provisioned concurrency still lacks.
     pub fn missing(&self) -> usize {
         if self.retired.load(Ordering::SeqCst) {
             return 0;
         }
-        self.provisioned
+        self.provisioned()
             .saturating_sub(self.live(self.idle.lock().len()))
     }
 
@@ -169,14 +182,14 @@ impl Pool {
     pub fn oldest_evictable(&self) -> Option<Instant> {
         let idle = self.idle.lock();
         let oldest = idle.first()?;
-        (self.live(idle.len()) > self.provisioned).then_some(oldest.last_used)
+        (self.live(idle.len()) > self.provisioned()).then_some(oldest.last_used)
     }
 
     /// Evicts the least recently used idle sandbox; false if there is none to evict.
     pub fn evict_oldest(&self) -> bool {
         let victim = {
             let mut idle = self.idle.lock();
-            if idle.is_empty() || self.live(idle.len()) <= self.provisioned {
+            if idle.is_empty() || self.live(idle.len()) <= self.provisioned() {
                 return false;
             }
             idle.remove(0)
@@ -190,7 +203,7 @@ impl Pool {
     pub fn reap(&self, keep_alive: Duration) {
         let expired: Vec<Instance> = {
             let mut idle = self.idle.lock();
-            let spare = self.live(idle.len()).saturating_sub(self.provisioned);
+            let spare = self.live(idle.len()).saturating_sub(self.provisioned());
             let n = idle
                 .iter()
                 .take(spare)

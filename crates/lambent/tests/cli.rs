@@ -29,6 +29,11 @@ impl Server {
     /// Starts `lambent up --listen 127.0.0.1:0 --data-dir <home>/data` with its client config
     /// under `<home>/config`, and reads the URL and key it prints.
     fn start(home: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(home, extra, &[])
+    }
+
+    /// [`Server::start`] with more environment variables for `lambent up`.
+    fn start_with_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -42,6 +47,7 @@ impl Server {
             .env_remove("LAMBENT_API_KEY")
             .env_remove("LAMBENT_URL")
             .env_remove("LAMBENT_DATA_DIR")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -1492,4 +1498,48 @@ fn queue_messages_survive_sigkill_mid_processing() {
         "crash test: {N} messages, {before_kill} processed before SIGKILL, all {N} processed at \
          least once, {duplicates} duplicate deliveries"
     );
+}
+
+#[test]
+fn keys_create_ls_rm_beside_the_access_key_from_the_environment() {
+    let home = tempfile::tempdir().unwrap();
+    let bad = run(&["up", "--region", "Not A Region"], &[], None);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("invalid region"), "{bad:?}");
+
+    let startup_id = "LKIASTARTUPKEY000001";
+    let server = Server::start_with_env(
+        home.path(),
+        &["--region", "eu-west-1"],
+        &[
+            ("LAMBENT_ACCESS_KEY_ID", startup_id),
+            ("LAMBENT_SECRET_ACCESS_KEY", "startup-secret"),
+        ],
+    );
+    let ls = server.cli(&["keys", "ls"]).ok();
+    assert!(ls.stdout.contains(startup_id), "{ls:?}");
+
+    let created = server.cli(&["-o", "json", "keys", "create"]).ok().json();
+    let id = created["access_key_id"].as_str().unwrap().to_string();
+    let secret = created["secret_access_key"].as_str().unwrap().to_string();
+    assert_eq!((id.len(), secret.len()), (20, 40), "{created}");
+    let table = server.cli(&["keys", "create"]).ok();
+    assert!(table.stdout.contains("shown only now"), "{table:?}");
+
+    let listed = server.cli(&["-o", "json", "keys", "ls"]).ok();
+    assert_eq!(
+        listed.json()["keys"].as_array().unwrap().len(),
+        3,
+        "{listed:?}"
+    );
+    assert!(!listed.stdout.contains(&secret) && !listed.stdout.contains("startup-secret"));
+
+    let rm = server.cli(&["keys", "rm", &id]).ok();
+    assert!(
+        rm.stdout.contains(&format!("deleted access key {id}")),
+        "{rm:?}"
+    );
+    let again = server.cli(&["keys", "rm", &id]).failed();
+    assert!(again.stderr.contains("does not exist"), "{again:?}");
+    assert!(!server.cli(&["keys", "ls"]).ok().stdout.contains(&id));
 }

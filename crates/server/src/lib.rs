@@ -1,11 +1,12 @@
 //! One Lambent node on the embedded default: lays out the data dir (SQLite metadata, code blobs,
 //! unpacked code, runtime clients, the API key), checks the host can isolate sandboxes, wires
-//! store, invoker and gateway together and serves HTTP until told to stop.
+//! store, invoker, gateway and the Lambda-compatible API together and serves HTTP until told to
+//! stop.
 //!
 //! ```text
-//! <data-dir>/lambent.db      SQLite (WAL): functions, API keys, activation records, async
-//!                            events, dead letters, schedules, routes, queues and their
-//!                            messages, topics, subscriptions, mappings
+//! <data-dir>/lambent.db      SQLite (WAL): functions, versions, aliases, API and access keys,
+//!                            activation records, async events, dead letters, schedules,
+//!                            routes, queues and their messages, topics, subscriptions, mappings
 //! <data-dir>/blobs/<sha256>  code zips as uploaded
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
@@ -23,6 +24,7 @@ use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
 use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
 use lambent_store::blobs::FsBlobs;
+use lambent_store::lambda::AccessKey;
 use lambent_store::package::CodeDirs;
 use lambent_store::recorder::Recorder;
 use lambent_store::{Store, StoreError};
@@ -63,6 +65,11 @@ pub struct ServerOptions {
     pub isolation_layers: Layers,
     /// Asynchronous events (async invokes, schedule fires, destinations) run at once.
     pub async_concurrency: usize,
+    /// Region in ARNs, `AWS_REGION`, and the one SigV4 signatures must be scoped to.
+    pub region: String,
+    /// An access key (id, secret) of the default namespace for the Lambda-compatible API,
+    /// stored at start-up (`LAMBENT_ACCESS_KEY_ID`, `LAMBENT_SECRET_ACCESS_KEY` for `lambent up`).
+    pub access_key: Option<(String, String)>,
 }
 
 impl ServerOptions {
@@ -83,9 +90,14 @@ impl ServerOptions {
             freeze_idle: false,
             isolation_layers: Layers::ALL,
             async_concurrency: WorkerOptions::default().concurrency,
+            region: DEFAULT_REGION.into(),
+            access_key: None,
         }
     }
 }
+
+/// The region a node claims unless told otherwise.
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +116,8 @@ pub enum ServerError {
     Listen(SocketAddr, std::io::Error),
     #[error("the API key is empty or has whitespace")]
     BadApiKey,
+    #[error("the access key id and secret must be non-empty and without whitespace")]
+    BadAccessKey,
 }
 
 /// A node that is serving. Dropping it without [`RunningServer::shutdown`] stops serving too.
@@ -199,6 +213,21 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         )
         .await?;
 
+    if let Some((id, secret)) = opts.access_key {
+        let bad = |s: &str| s.is_empty() || s.chars().any(char::is_whitespace);
+        if bad(&id) || bad(&secret) {
+            return Err(ServerError::BadAccessKey);
+        }
+        store
+            .put_access_key(&AccessKey {
+                namespace: DEFAULT_NAMESPACE.into(),
+                access_key_id: id,
+                secret_access_key: secret,
+                created_ms: lambent_core::now_ms(),
+            })
+            .await?;
+    }
+
     let recorder = Recorder::start(store.clone());
     let sink: RecordSink = {
         let recorder = recorder.clone();
@@ -212,6 +241,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         memory_budget_mb: opts.memory_budget_mb.unwrap_or(defaults.memory_budget_mb),
         queue_timeout: opts.queue_timeout,
         freeze_idle: opts.freeze_idle,
+        region: opts.region.clone(),
         ..defaults
     };
     let invoker = Invoker::new(host, config, opts.record_activations.then_some(sink));
@@ -266,7 +296,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         .local_addr()
         .map_err(|e| ServerError::Listen(opts.listen, e))?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let router = lambent_gateway::router(app.clone());
+    let router = lambent_gateway::router(app.clone())
+        .merge(lambent_aws_api::router(app.clone(), opts.region));
     let serving = tokio::spawn(async move {
         // Connection info gives routed functions the caller's address (`sourceIp`).
         let service = router.into_make_service_with_connect_info::<SocketAddr>();

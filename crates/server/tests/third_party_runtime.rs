@@ -2,9 +2,11 @@
 //! `awslambdaric` from PyPI, unmodified, runs as the `bootstrap` of a `provided` function.
 //! Needs root (full isolation) and access to PyPI, as CI has.
 
+mod common;
+
+use common::zip_dir;
 use lambent_server::{start, ServerOptions};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -31,31 +33,6 @@ fn pip_install(target: &Path) {
         "pip install awslambdaric failed (is PyPI reachable?):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn zip_dir(dir: &Path) -> Vec<u8> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            let opts = zip::write::SimpleFileOptions::default().unix_permissions(mode & 0o777);
-            w.start_file(name, opts).unwrap();
-            w.write_all(&std::fs::read(&path).unwrap()).unwrap();
-        }
-    }
-    w.finish().unwrap().into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,4 +113,193 @@ async fn awslambdaric_runs_unmodified_as_a_provided_bootstrap() {
         );
     }
     server.shutdown().await;
+}
+
+/// Deploys the files of `dir` as a `provided` function over `/v1` and returns the node.
+async fn deploy_provided(dir: &Path, name: &str) -> common::Node {
+    let node = common::node().await;
+    let (status, code) = node.upload(zip_dir(dir)).await;
+    assert!(status.is_success(), "upload: {status} {code}");
+    let (status, _, deployed) = node
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/functions/{name}"),
+            json!({"runtime": "provided.al2023", "timeout": 10, "code_sha256": code["sha256"]})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert!(status.is_success(), "deploy: {status} {deployed}");
+    node
+}
+
+/// Invokes a function that echoes and counts calls twice, then makes it fail: the answers a
+/// runtime client gives through the Runtime API are the ones Lambent returns.
+async fn echoes_counts_and_fails(node: &common::Node, name: &str) {
+    for calls in 1..=2 {
+        let (status, headers, body) = node.invoke(name, r#"{"hello": "ric"}"#).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            common::header(&headers, "lambent-status"),
+            "success",
+            "{body}"
+        );
+        assert_eq!(body["echo"], json!({"hello": "ric"}));
+        assert_eq!(body["calls"], calls, "warm reuse: {body}");
+        assert_eq!(
+            body["request_id"],
+            common::header(&headers, "lambent-activation-id")
+        );
+        assert_eq!(
+            body["arn"],
+            format!("arn:aws:lambda:us-east-1:default:function:{name}")
+        );
+    }
+    let (_, headers, body) = node.invoke(name, r#"{"fail": true}"#).await;
+    assert_eq!(
+        common::header(&headers, "lambent-status"),
+        "function_error",
+        "{body}"
+    );
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .contains("asked to fail"),
+        "{body}"
+    );
+}
+
+/// A function built with AWS's Rust runtime client (`lambda_runtime` from crates.io), from
+/// `tests/fixtures/rust-lambda`, built once per machine into a shared target dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_lambda_runtime_runs_unmodified_as_a_provided_bootstrap() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rust-lambda");
+    let target = Path::new("/tmp/lambent-test-rust-lambda-target");
+    let built = tokio::task::spawn_blocking({
+        let (fixture, target) = (fixture.clone(), target.to_path_buf());
+        move || {
+            Command::new(env!("CARGO"))
+                .args(["build", "--release", "--quiet", "--manifest-path"])
+                .arg(fixture.join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .output()
+                .expect("cannot run cargo")
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        built.status.success(),
+        "building the lambda_runtime function failed (is crates.io reachable?):\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let code = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        target.join("release/bootstrap"),
+        code.path().join("bootstrap"),
+    )
+    .unwrap();
+    let node = deploy_provided(code.path(), "rusty").await;
+    echoes_counts_and_fails(&node, "rusty").await;
+}
+
+/// Installs `aws-lambda-ric` from npm once per machine (it builds a native addon: cmake,
+/// autoconf, automake, libtool, make and g++, which scripts/test installs). `Err` with npm's
+/// output when the install itself fails.
+fn npm_install_ric() -> Result<std::path::PathBuf, String> {
+    let dir = std::path::PathBuf::from("/tmp/lambent-test-npm-aws-lambda-ric");
+    let addon = |d: &Path| d.join("node_modules/aws-lambda-ric/dist/rapid-client.node");
+    if addon(&dir).exists() {
+        return Ok(dir);
+    }
+    let building =
+        std::path::PathBuf::from(format!("{}.building-{}", dir.display(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    std::fs::create_dir_all(&building).unwrap();
+    // npm 11 runs a dependency's install scripts only when `allowScripts` names it; older npm
+    // ignores the field and runs them anyway.
+    std::fs::write(
+        building.join("package.json"),
+        r#"{"private": true, "dependencies": {"aws-lambda-ric": "*"}, "allowScripts": {"aws-lambda-ric": true}}"#,
+    )
+    .unwrap();
+    let mut npm = Command::new("npm");
+    npm.args(["install", "--no-audit", "--no-fund", "--foreground-scripts"])
+        .current_dir(&building);
+    // node-gyp would download Node's headers; the registries are all that is reachable, and
+    // Debian's nodejs ships the headers.
+    if Path::new("/usr/include/node/node.h").exists() {
+        npm.env("npm_config_nodedir", "/usr");
+    }
+    let out = npm.output().map_err(|e| format!("cannot run npm: {e}"))?;
+    if !out.status.success() || !addon(&building).exists() {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        return Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    match std::fs::rename(&building, &dir) {
+        Ok(()) => Ok(dir),
+        Err(_) if addon(&dir).exists() => Ok(dir),
+        Err(e) => Err(format!("cannot move the install into place: {e}")),
+    }
+}
+
+/// AWS's Node.js runtime interface client, `aws-lambda-ric` from npm, unmodified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_lambda_ric_from_npm_runs_unmodified_as_a_provided_bootstrap() {
+    let installed = match tokio::task::spawn_blocking(npm_install_ric).await.unwrap() {
+        Ok(dir) => dir,
+        Err(npm_output) => {
+            println!("SKIPPED: npm install aws-lambda-ric failed on this machine:\n{npm_output}");
+            return;
+        }
+    };
+    // What runs: the client's script, its bundle and its native addon (its deps/ and the
+    // build tools are for installing only).
+    let code = tempfile::tempdir().unwrap();
+    let (from, to) = (
+        installed.join("node_modules/aws-lambda-ric"),
+        code.path().join("node_modules/aws-lambda-ric"),
+    );
+    for part in ["bin", "dist"] {
+        copy_tree(&from.join(part), &to.join(part));
+    }
+    std::fs::copy(from.join("package.json"), to.join("package.json")).unwrap();
+    std::fs::write(
+        code.path().join("app.mjs"),
+        "let calls = 0;\nexport const handler = async (event, context) => {\n  calls += 1;\n  if (event.fail) throw new Error('asked to fail');\n  return { echo: event, calls, request_id: context.awsRequestId, arn: context.invokedFunctionArn };\n};\n",
+    )
+    .unwrap();
+    let bootstrap = code.path().join("bootstrap");
+    std::fs::write(
+        &bootstrap,
+        "#!/bin/sh\ncd \"$LAMBDA_TASK_ROOT\"\nexec /usr/bin/node node_modules/aws-lambda-ric/bin/index.mjs app.handler\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &bootstrap,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let node = deploy_provided(code.path(), "noderic").await;
+    echoes_counts_and_fails(&node, "noderic").await;
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! disk. Schema changes are numbered migrations applied at open.
 
 mod events;
+mod lambda;
 
 use async_trait::async_trait;
 use lambent_core::{Activation, ActivationStatus, Function, FunctionConfig, FunctionName};
@@ -59,6 +60,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     events::MIGRATION,
     routes::MIGRATION,
     queues::MIGRATION,
+    lambda::MIGRATION,
 ];
 
 /// SQLite-backed [`Store`].

@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod events;
+pub mod lambda;
 pub mod package;
 pub mod queues;
 pub mod recorder;
@@ -17,6 +18,9 @@ use lambent_core::{Activation, ActivationStatus, Function};
 pub enum StoreError {
     #[error("function '{0}' was changed concurrently (revision {1} expected): retry the deploy")]
     Conflict(String, u64),
+    /// A create or update that conflicts with what is stored; the message says what.
+    #[error("{0}")]
+    Changed(String),
     #[error("code blob {0} is not stored: upload it first")]
     MissingBlob(String),
     #[error(transparent)]
@@ -61,9 +65,9 @@ impl ActivationCursor {
     }
 }
 
-/// Metadata, keys and activation records.
+/// Metadata, keys and activation records (and, in [`lambda::LambdaStore`], the Lambda API's).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: lambda::LambdaStore + Send + Sync + 'static {
     /// Creates or replaces a function. With `expected_revision`, fails with
     /// [`StoreError::Conflict`] unless the stored revision is that one (`0`: must not exist).
     async fn put_function(&self, f: &Function, expected_revision: u64) -> Result<(), StoreError>;

@@ -55,6 +55,42 @@ pub struct ServerArgs {
     /// for idle sandboxes, a thaw on the warm path.
     #[arg(long)]
     pub freeze_idle: bool,
+    /// Region in ARNs and AWS_REGION; AWS clients must sign their requests for it.
+    #[arg(long, env = "LAMBENT_REGION", default_value = lambent_server::DEFAULT_REGION,
+          value_name = "REGION", value_parser = parse_region)]
+    pub region: String,
+    /// An access key id of the default namespace for the AWS Lambda-compatible API, stored at
+    /// start-up (with --secret-access-key); more with `lambent keys create`.
+    #[arg(
+        long,
+        env = "LAMBENT_ACCESS_KEY_ID",
+        value_name = "ID",
+        requires = "secret_access_key"
+    )]
+    pub access_key_id: Option<String>,
+    /// The secret of --access-key-id (prefer the environment variable: flags show in `ps`).
+    #[arg(
+        long,
+        env = "LAMBENT_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        value_name = "SECRET",
+        requires = "access_key_id"
+    )]
+    pub secret_access_key: Option<String>,
+}
+
+/// A region name such as `us-east-1`: lower-case letters, digits and `-`.
+fn parse_region(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "invalid region '{s}': use lower-case letters, digits and '-', e.g. us-east-1"
+        ))
+    }
 }
 
 /// A price: a finite number, 0 or more.
@@ -73,6 +109,10 @@ impl ServerArgs {
         let mut opts = lambent_server::ServerOptions::new(self.listen, data_dir);
         opts.insecure_no_sandbox = self.insecure_no_sandbox;
         opts.freeze_idle = self.freeze_idle;
+        opts.region = self.region.clone();
+        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
+            opts.access_key = Some((id.clone(), secret.clone()));
+        }
         if let Some(s) = self.keep_alive {
             opts.keep_alive = Duration::from_secs(s);
         }

@@ -7,6 +7,7 @@ pub mod dev;
 pub mod dlq;
 pub mod functions;
 pub mod invoke;
+pub mod keys;
 pub mod logs;
 pub mod queues;
 pub mod routes;
