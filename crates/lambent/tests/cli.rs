@@ -1264,7 +1264,7 @@ fn queue_topic_and_mapping_commands() {
         .ok();
     assert_eq!(
         out.stdout.trim(),
-        "queue jobs (arn:aws:sqs:local:default:jobs)"
+        "queue jobs (arn:aws:sqs:us-east-1:default:jobs)"
     );
     let out = s
         .cli(&["queue", "send", "jobs", "hello", "--attr", "kind=greeting"])

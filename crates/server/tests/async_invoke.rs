@@ -229,7 +229,7 @@ async fn destinations_receive_lambda_shaped_records() {
     assert_eq!(ok["requestContext"]["approximateInvokeCount"], 1);
     assert_eq!(
         ok["requestContext"]["functionArn"],
-        "arn:aws:lambda:local:default:function:source:$LATEST"
+        "arn:aws:lambda:us-east-1:default:function:source:$LATEST"
     );
     assert_eq!(ok["requestPayload"], json!({"n": 1}));
     assert_eq!(ok["responseContext"]["statusCode"], 200);

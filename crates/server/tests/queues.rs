@@ -80,7 +80,7 @@ async fn visibility_timeout_redelivers_and_redrive_moves_to_the_dlq() {
         json!({"name": "jobs", "visibility_timeout": 1, "dead_letter_queue": "dead", "max_receive_count": 2}),
     )
     .await;
-    assert_eq!(q["arn"], "arn:aws:sqs:local:default:jobs");
+    assert_eq!(q["arn"], "arn:aws:sqs:us-east-1:default:jobs");
     // Creating it again with the same settings is fine, with others a conflict.
     let (s, _) = api(&node, Method::POST, "/v1/queues", json!({"name": "jobs", "visibility_timeout": 1, "dead_letter_queue": "dead", "max_receive_count": 2})).await;
     assert_eq!(s, StatusCode::OK);
@@ -406,7 +406,7 @@ async fn topics_fan_out_to_two_functions_and_a_queue() {
     }
     ok(&node, Method::POST, "/v1/queues", json!({"name": "inbox"})).await;
     let t = ok(&node, Method::POST, "/v1/topics", json!({"name": "news"})).await;
-    assert_eq!(t["arn"], "arn:aws:sns:local:default:news");
+    assert_eq!(t["arn"], "arn:aws:sns:us-east-1:default:news");
     for sub in [
         json!({"function": "sub-a"}),
         json!({"function": "sub-b"}),
@@ -453,7 +453,7 @@ async fn topics_fan_out_to_two_functions_and_a_queue() {
     assert_eq!(note["Type"], "Notification");
     assert_eq!(note["Message"], "hello-all");
     assert_eq!(note["Subject"], "greeting");
-    assert_eq!(note["TopicArn"], "arn:aws:sns:local:default:news");
+    assert_eq!(note["TopicArn"], "arn:aws:sns:us-east-1:default:news");
     assert_eq!(note["MessageId"], published["message_id"]);
 
     // Each function gets the SNS event, asynchronously.

@@ -77,10 +77,10 @@ async fn cron_fires_every_second_with_an_eventbridge_event() {
     assert_eq!(e["detail-type"], "Scheduled Event");
     assert_eq!(e["source"], "aws.events");
     assert_eq!(e["account"], "default");
-    assert_eq!(e["region"], "local");
+    assert_eq!(e["region"], "us-east-1");
     assert_eq!(
         e["resources"],
-        json!(["arn:aws:events:local:default:rule/every-second"])
+        json!(["arn:aws:events:us-east-1:default:rule/every-second"])
     );
     assert_eq!(e["detail"], json!({}));
     assert!(e["id"].as_str().is_some_and(|id| id.len() == 36));
