@@ -261,12 +261,14 @@ struct ListQuery {
     function_version: Option<String>,
 }
 
-/// One page of `items`: `Marker` is the offset the previous page ended at.
+/// One page of `items` as the answer `{key: [...], "NextMarker"?}`: `Marker` is the offset
+/// the previous page ended at.
 pub(crate) fn page(
+    key: &str,
     items: Vec<Value>,
     marker: Option<&str>,
     max_items: Option<usize>,
-) -> Result<(Vec<Value>, Option<String>), AwsError> {
+) -> Result<Json<Value>, AwsError> {
     let start: usize = match marker {
         None | Some("") => 0,
         Some(m) => m.parse().map_err(|_| {
@@ -276,7 +278,34 @@ pub(crate) fn page(
     let max = max_items.unwrap_or(50).clamp(1, 10_000);
     let end = (start + max).min(items.len());
     let next = (end < items.len()).then(|| end.to_string());
-    Ok((items.into_iter().skip(start).take(max).collect(), next))
+    let items: Vec<Value> = items.into_iter().skip(start).take(max).collect();
+    let mut view = json!({ key: items });
+    if let Some(next) = next {
+        view["NextMarker"] = next.into();
+    }
+    Ok(Json(view))
+}
+
+/// The configuration of `$LATEST`, followed by those of its published versions when asked.
+pub(crate) fn configurations(
+    scope: &crate::arn::Scope<'_>,
+    registry: &lambent_gateway::Registry,
+    latest: &lambent_core::Function,
+    versions: bool,
+) -> Vec<Value> {
+    let mut items = vec![view::function_configuration(scope, latest, None, None)];
+    if versions {
+        let f = latest;
+        for p in registry.published_versions(&f.namespace, f.name.as_str()) {
+            items.push(view::function_configuration(
+                scope,
+                &p.version.function,
+                Some(p.version.version),
+                Some(&p.version.description),
+            ));
+        }
+    }
+    items
 }
 
 async fn list_functions(
@@ -295,31 +324,12 @@ async fn list_functions(
     };
     let scope = api.scope(&ns);
     let registry = &api.app.registry;
-    let mut items = Vec::new();
-    for d in registry.list(&ns) {
-        items.push(view::function_configuration(
-            &scope,
-            &d.function,
-            None,
-            None,
-        ));
-        if all_versions {
-            for p in registry.published_versions(&ns, d.function.name.as_str()) {
-                items.push(view::function_configuration(
-                    &scope,
-                    &p.version.function,
-                    Some(p.version.version),
-                    Some(&p.version.description),
-                ));
-            }
-        }
-    }
-    let (functions, next) = page(items, q.marker.as_deref(), q.max_items)?;
-    let mut view = json!({ "Functions": functions });
-    if let Some(next) = next {
-        view["NextMarker"] = next.into();
-    }
-    Ok(Json(view))
+    let items = registry
+        .list(&ns)
+        .iter()
+        .flat_map(|d| configurations(&scope, registry, &d.function, all_versions))
+        .collect();
+    page("Functions", items, q.marker.as_deref(), q.max_items)
 }
 
 /// Refuses an update made against an older `RevisionId`.

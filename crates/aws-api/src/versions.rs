@@ -4,7 +4,7 @@
 //! `GetFunctionConcurrency` / `DeleteFunctionConcurrency` (Lambent's reserved concurrency), and
 //! `Put`/`Get`/`DeleteProvisionedConcurrencyConfig` (sandboxes kept warm for one version).
 
-use crate::functions::{page, redeploy, ApiState, Ns, QualifierQuery};
+use crate::functions::{configurations, page, redeploy, ApiState, Ns, QualifierQuery};
 use crate::{view, AwsApi, AwsError};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -124,26 +124,9 @@ async fn list_versions(
     let f = api.scope(&ns).parse(&name, None)?;
     let live = api.live(&ns, &f.name)?;
     let scope = api.scope(&ns);
-    let mut items = vec![view::function_configuration(
-        &scope,
-        &live.function,
-        None,
-        None,
-    )];
-    for p in api.app.registry.published_versions(&ns, &f.name) {
-        items.push(view::function_configuration(
-            &scope,
-            &p.version.function,
-            Some(p.version.version),
-            Some(&p.version.description),
-        ));
-    }
-    let (versions, next) = page(items, q.marker.as_deref(), q.max_items)?;
-    let mut view = json!({ "Versions": versions });
-    if let Some(next) = next {
-        view["NextMarker"] = next.into();
-    }
-    Ok(Json(view))
+    let items = configurations(&scope, &api.app.registry, &live.function, true);
+
+    page("Versions", items, q.marker.as_deref(), q.max_items)
 }
 
 #[derive(Deserialize, Default)]
@@ -234,12 +217,7 @@ async fn list_aliases(
         .iter()
         .map(|a| view::alias_configuration(&scope, a))
         .collect();
-    let (aliases, next) = page(items, q.marker.as_deref(), q.max_items)?;
-    let mut view = json!({ "Aliases": aliases });
-    if let Some(next) = next {
-        view["NextMarker"] = next.into();
-    }
-    Ok(Json(view))
+    page("Aliases", items, q.marker.as_deref(), q.max_items)
 }
 
 async fn update_alias(
