@@ -12,6 +12,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use comfy_table::Table;
 use common::*;
@@ -22,13 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const NOOP_PY: &str = "def handler(event, context):\n    return event\n";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Sends `n` requests with `callers` concurrent callers; `each` makes one. Returns the time.
 async fn drive<F, Fut>(n: usize, callers: usize, each: F) -> Duration
@@ -56,8 +50,8 @@ where
 }
 
 fn main() {
-    let n: usize = env_or("LAMBENT_BENCH_N", 2000);
-    let callers: usize = env_or("LAMBENT_BENCH_CALLERS", 64);
+    let n: usize = support::env_or("LAMBENT_BENCH_N", 2000);
+    let callers: usize = support::env_or("LAMBENT_BENCH_CALLERS", 64);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let node = Arc::new(node().await);

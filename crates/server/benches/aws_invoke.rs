@@ -11,35 +11,19 @@
 //! the client's signing is not in the numbers. Run: `cargo bench -p lambent-server --bench
 //! aws_invoke` (root needed); `LAMBENT_BENCH_N` sets N (default 1000).
 
+mod support;
+
 use comfy_table::Table;
 use lambent_aws_api::sigv4;
 use lambent_server::{start, ServerOptions};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::time::{Duration, Instant};
+use support::{echo_runtime, ms, stats, zip_of};
 
 const KEY: &str = "bench-key";
 const ACCESS_KEY_ID: &str = "LKIABENCHBENCHBENCH0";
 const SECRET: &str = "bench-secret-bench-secret-bench-secret00";
-
-fn percentile(samples: &mut [Duration], q: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64() * 1000.0)
-}
-
-fn bootstrap_zip() -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    w.start_file("bootstrap", opts).unwrap();
-    w.write_all(&std::fs::read(env!("CARGO_BIN_EXE_lambent-echo-runtime")).unwrap())
-        .unwrap();
-    w.finish().unwrap().into_inner()
-}
 
 /// Headers of a request signed now with the bench's access key.
 fn signed_headers(host: &str, method: &str, path: &str, body: &[u8]) -> HeaderMap {
@@ -86,10 +70,7 @@ async fn timed(n: usize, mut send: impl AsyncFnMut()) -> Vec<Duration> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("LAMBENT_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n = support::samples(1000);
     let data = tempfile::tempdir().unwrap();
     let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
     opts.api_key = Some(KEY.into());
@@ -100,7 +81,7 @@ async fn main() {
     let code: Value = http
         .post(format!("{url}/v1/code"))
         .bearer_auth(KEY)
-        .body(bootstrap_zip())
+        .body(zip_of(&[("bootstrap", &echo_runtime())]))
         .send()
         .await
         .unwrap()
@@ -117,7 +98,7 @@ async fn main() {
     assert!(r.status().is_success());
 
     let v1 = format!("{url}/v1/functions/echo/invoke");
-    let mut lambent = timed(n, async || {
+    let lambent = timed(n, async || {
         let r = http
             .post(&v1)
             .bearer_auth(KEY)
@@ -133,7 +114,7 @@ async fn main() {
     let host = url.trim_start_matches("http://").to_string();
     let headers = signed_headers(&host, "POST", path, b"{}");
     let aws_url = format!("{url}{path}");
-    let mut aws = timed(n, async || {
+    let aws = timed(n, async || {
         let r = http
             .post(&aws_url)
             .headers(headers.clone())
@@ -167,7 +148,7 @@ async fn main() {
         verify.push(t.elapsed());
     }
 
-    let base50 = percentile(&mut lambent, 0.5);
+    let base50 = stats(lambent.clone()).p50;
     let mut table = Table::new();
     table.set_header([
         "warm invoke, provided echo",
@@ -176,19 +157,19 @@ async fn main() {
         "p99 ms",
         "p50 vs /v1",
     ]);
-    let mut row = |label: &str, samples: &mut Vec<Duration>| {
-        let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
+    let mut row = |label: &str, samples: Vec<Duration>| {
+        let s = stats(samples);
         table.add_row([
             label.to_string(),
-            samples.len().to_string(),
-            ms(p50),
-            ms(p99),
-            format!("{:.2}x", p50.as_secs_f64() / base50.as_secs_f64()),
+            s.n.to_string(),
+            ms(s.p50),
+            ms(s.p99),
+            format!("{:.2}x", s.p50.as_secs_f64() / base50.as_secs_f64()),
         ]);
     };
-    row("/v1 (Bearer API key): baseline", &mut lambent);
-    row("/2015-03-31 Invoke (SigV4 verified)", &mut aws);
-    row("SigV4 verification alone (in process)", &mut verify);
+    row("/v1 (Bearer API key): baseline", lambent);
+    row("/2015-03-31 Invoke (SigV4 verified)", aws);
+    row("SigV4 verification alone (in process)", verify);
     println!("{table}");
     server.shutdown().await;
 }

@@ -20,13 +20,15 @@
 //! number of warm invocations (default 1000), `LAMBENT_BENCH_SECS` each throughput run (default 3),
 //! `LAMBENT_BENCH_ONLY=isolation` runs only the per-layer isolation table.
 
+mod support;
+
 use comfy_table::Table;
 use lambent_server::{start, ServerOptions};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{echo_runtime, env_or, ms, stats, zip_of, Stats};
 
 const KEY: &str = "bench-key";
 const COLD_RUNS: usize = 15;
@@ -42,43 +44,6 @@ while true; do
   curl -sS -o /dev/null -X POST -d "$event" "$api/$id/response"
 done
 "#;
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    n: usize,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let at =
-        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    Stats {
-        p50: at(0.50),
-        p99: at(0.99),
-        n: samples.len(),
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, body) in files {
-        let mode = if *name == "bootstrap" { 0o755 } else { 0o644 };
-        let opts = zip::write::SimpleFileOptions::default().unix_permissions(mode);
-        w.start_file(*name, opts).unwrap();
-        w.write_all(body).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
-/// The compiled echo runtime (`src/bin/lambent-echo-runtime.rs`), as a `bootstrap`.
-fn echo_runtime() -> Vec<u8> {
-    std::fs::read(env!("CARGO_BIN_EXE_lambent-echo-runtime")).unwrap()
-}
 
 /// label, runtime, handler, file name, file content, baseline command.
 type ColdCase = (
@@ -396,13 +361,6 @@ fn exec_time(argv: &[String]) -> Duration {
     let status = Command::new(&argv[0]).args(&argv[1..]).status().unwrap();
     assert!(status.success());
     t.elapsed()
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {

@@ -13,6 +13,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use comfy_table::Table;
 use reqwest::Method;
@@ -75,10 +76,7 @@ fn per_second(n: usize, d: Duration) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("LAMBENT_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n = support::samples(2000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -11,23 +11,17 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use comfy_table::Table;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::{Duration, Instant};
+use support::{ms, stats};
 
 /// Answers as an HTTP route would, and as little else as possible.
 const HANDLER: &str = "def handler(event, context):\n    \
     return {'statusCode': 200, 'headers': {'content-type': 'text/plain'}, 'body': 'ok'}\n";
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64() * 1000.0)
-}
 
 async fn timed(req: reqwest::RequestBuilder, expect: StatusCode) -> Duration {
     let t = Instant::now();
@@ -39,10 +33,7 @@ async fn timed(req: reqwest::RequestBuilder, expect: StatusCode) -> Duration {
 }
 
 fn main() {
-    let n: usize = std::env::var("LAMBENT_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n = support::samples(1000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,16 +104,16 @@ fn main() {
             ("unrouted path (404)", 2, "GET /healthz", 3),
         ];
         for (case, i, base, j) in rows {
-            let (a, b) = (&samples[i], &samples[j]);
-            let ratio = percentile(a, 0.5).as_secs_f64() / percentile(b, 0.5).as_secs_f64();
+            let (a, b) = (stats(samples[i].clone()), stats(samples[j].clone()));
+            let ratio = a.p50.as_secs_f64() / b.p50.as_secs_f64();
             table.add_row(vec![
                 case.to_string(),
-                a.len().to_string(),
-                ms(percentile(a, 0.5)),
-                ms(percentile(a, 0.99)),
+                a.n.to_string(),
+                ms(a.p50),
+                ms(a.p99),
                 base.to_string(),
-                ms(percentile(b, 0.5)),
-                ms(percentile(b, 0.99)),
+                ms(b.p50),
+                ms(b.p99),
                 format!("{ratio:.2}x"),
             ]);
         }
