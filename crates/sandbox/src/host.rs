@@ -379,7 +379,7 @@ impl FullHost {
             dry_run,
         )?;
         drop(output_w);
-        let listener = child.await_setup(Until::Exec, spec)?;
+        let listener = child.await_setup(Until::Exec, &spec.argv[0])?;
         let sandbox = Sandbox::new(
             spec.id.clone(),
             listener,
@@ -479,18 +479,7 @@ impl FullHost {
             pids_max: 16,
         };
         let mut child = self.clone_child(&id, limits, None, tmp_mb, None, false)?;
-        let spec_for_errors = SandboxSpec {
-            id,
-            code_dir: PathBuf::new(),
-            runtime_dir: PathBuf::new(),
-            argv: vec![String::new()],
-            env: Vec::new(),
-            memory_mb: limits.memory_mb,
-            pids_max: limits.pids_max,
-            tmp_mb,
-            allow_network: false,
-        };
-        let listener = child.await_setup(Until::Ready, &spec_for_errors)?;
+        let listener = child.await_setup(Until::Ready, "")?;
         Ok(ReadySandbox {
             process: child.process,
             channel: child.channel,
@@ -529,7 +518,7 @@ impl FullHost {
             cgroup: Some(ready.cgroup),
             mounts: Vec::new(),
         };
-        let listener = child.await_setup(Until::Exec, spec)?;
+        let listener = child.await_setup(Until::Exec, &spec.argv[0])?;
         let sandbox = Sandbox::new(
             spec.id.clone(),
             listener,
@@ -635,11 +624,8 @@ enum Until {
 impl Cloned {
     /// Waits on the handshake until `until`, collecting the runtime API listener; a failed
     /// step becomes [`SandboxError::Setup`] naming it.
-    fn await_setup(
-        &mut self,
-        until: Until,
-        spec: &SandboxSpec,
-    ) -> Result<TcpListener, SandboxError> {
+    /// `program` (`argv[0]`) names what failed to exec.
+    fn await_setup(&mut self, until: Until, program: &str) -> Result<TcpListener, SandboxError> {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         let mut listener = None;
         loop {
@@ -652,7 +638,7 @@ impl Cloned {
                             .get(index as usize)
                             .map(|op| format!(" ({op})"))
                             .unwrap_or_default(),
-                        SetupStep::Exec => format!(" '{}'", spec.argv[0]),
+                        SetupStep::Exec => format!(" '{program}'"),
                         SetupStep::Chdir => format!(
                             " {TASK_ROOT} (is the code directory readable by uid {}?)",
                             crate::SANDBOX_UID
