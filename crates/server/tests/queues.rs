@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{node, Node};
+use common::{eventually, node, Node};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -34,19 +34,6 @@ async fn receive(node: &Node, queue: &str, body: Value) -> Vec<Value> {
     )
     .await;
     v["messages"].as_array().unwrap().clone()
-}
-
-/// Waits until `check` holds, polling; panics with `what` after `secs`.
-async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The log text of a function's activations with `trigger`, oldest first.
@@ -323,7 +310,7 @@ async fn mappings_run_batches_and_only_failed_messages_come_back() {
 
     let empty = || async {
         let q = ok(&node, Method::GET, "/v1/queues/work", Value::Null).await;
-        q["messages"] == json!({"visible": 0, "in_flight": 0, "delayed": 0})
+        (q["messages"] == json!({"visible": 0, "in_flight": 0, "delayed": 0})).then_some(())
     };
     eventually(20, "the queue to drain", empty).await;
     let logs = logs_of(&node, "consumer", "sqs").await.join("");
@@ -463,6 +450,7 @@ async fn topics_fan_out_to_two_functions_and_a_queue() {
                 .await
                 .iter()
                 .any(|l| l.contains("sns aws:sns Notification greeting hello-all v"))
+                .then_some(())
         })
         .await;
     }
