@@ -14,7 +14,7 @@ use bytes::Bytes;
 use lambent_core::activation::billed_ms;
 use lambent_core::{now_ms, Activation, ActivationStatus, ColdReason, Function, RuntimeKind};
 use lambent_runtime_api::{ErrorReport, Invocation, Outcome, RuntimeApi};
-use lambent_sandbox::{Host, Sandbox, SandboxSpec};
+use lambent_sandbox::{Host, Interpreter, Sandbox, SandboxSpec};
 use limits::{Admission, MemoryBudget, MemoryLease};
 use logs::LogCapture;
 use metrics::{function_labels, Metrics};
@@ -749,6 +749,11 @@ impl Inner {
             pids_max: lambent_core::limits::SANDBOX_PIDS_MAX,
             tmp_mb: self.config.tmp_mb,
             allow_network: c.network,
+            interpreter: match c.runtime.kind() {
+                RuntimeKind::Python => Some(Interpreter::Python),
+                RuntimeKind::Nodejs => Some(Interpreter::Node),
+                RuntimeKind::Provided => None,
+            },
         }
     }
 

@@ -120,6 +120,7 @@ fn main() {
                 pids_max: 64,
                 tmp_mb: 16,
                 allow_network: false,
+                interpreter: None,
             };
             let t = Instant::now();
             let sandbox = host.spawn(&spec).unwrap();

@@ -8,7 +8,7 @@ use crate::handshake::{self, ChildChannel, Message, ParentEnd};
 use crate::mounts::{self, HostRootfs};
 use crate::netpool::NetPool;
 use crate::ready::{ReadyPool, ReadySandbox};
-use crate::sandbox::{Isolated, Process, Sandbox};
+use crate::sandbox::{Birth, Isolated, Process, Sandbox, Startup};
 use crate::seccomp::SeccompProgram;
 use crate::spawn::{self, ChildPlan, Exec};
 use crate::{
@@ -79,6 +79,14 @@ pub struct Layers {
     /// Whole sandboxes made ahead, waiting for their code and program (`ready.rs`; needs all
     /// the layers above).
     pub sandboxes_ahead: bool,
+    /// Python sandboxes forked from a zygote interpreter that has already imported the runtime
+    /// client and common modules (`zygote.rs`; needs every layer above). Without it: a fresh
+    /// `python3` exec into the same sandbox.
+    pub python_zygote: bool,
+    /// Node.js sandboxes claimed from stem cells: interpreters already started in a sandbox,
+    /// waiting to be told their function (`stem.rs`; needs every layer above). Without it: a
+    /// fresh `node` exec into the same sandbox.
+    pub node_stem_cells: bool,
 }
 
 impl Layers {
@@ -90,6 +98,8 @@ impl Layers {
         seccomp: true,
         netns_ahead: true,
         sandboxes_ahead: true,
+        python_zygote: true,
+        node_stem_cells: true,
     };
 }
 
@@ -341,6 +351,7 @@ impl FullHost {
             pids_max: 8,
             tmp_mb: 1,
             allow_network: false,
+            interpreter: None,
         };
         self.launch(&spec, true).map(drop).map_err(|e| {
             unavailable(format!(
@@ -386,6 +397,10 @@ impl FullHost {
             output,
             child.process,
             child.cgroup.map_or(Isolated::NoCgroup, Isolated::Full),
+            Startup {
+                birth: Birth::Exec,
+                sandbox_us: started.elapsed().as_micros() as u64,
+            },
         );
         tracing::debug!(
             id = %spec.id,
@@ -525,6 +540,10 @@ impl FullHost {
             output,
             child.process,
             child.cgroup.map_or(Isolated::NoCgroup, Isolated::Full),
+            Startup {
+                birth: Birth::Ahead,
+                sandbox_us: started.elapsed().as_micros() as u64,
+            },
         );
         tracing::debug!(
             id = %spec.id,

@@ -6,7 +6,7 @@
 //! the code directory; the child leads its own process group, so `kill` reaches its children.
 
 use crate::host::output_pipe;
-use crate::sandbox::{Isolated, Process, Sandbox};
+use crate::sandbox::{Birth, Isolated, Process, Sandbox, Startup};
 use crate::spawn::Child;
 use crate::{SandboxError, SandboxSpec, SetupStep};
 use nix::errno::Errno;
@@ -17,6 +17,8 @@ use std::process::{Command, Stdio};
 
 /// Starts `spec` as a plain child process.
 pub(crate) fn spawn(spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
+    let started = std::time::Instant::now();
+
     let listener = TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
@@ -64,5 +66,9 @@ pub(crate) fn spawn(spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
         output,
         process,
         Isolated::NoCgroup,
+        Startup {
+            birth: Birth::Exec,
+            sandbox_us: started.elapsed().as_micros() as u64,
+        },
     ))
 }

@@ -99,8 +99,8 @@ mod spec;
 pub use cgroup::CgroupVersion;
 pub use error::{SandboxError, SetupStep};
 pub use host::{Host, HostOptions, Isolation, Layers, Layout};
-pub use sandbox::Sandbox;
-pub use spec::SandboxSpec;
+pub use sandbox::{Birth, Sandbox, Startup};
+pub use spec::{Interpreter, SandboxSpec};
 
 /// User id a fully isolated sandbox runs as (the one AWS Lambda uses). No capability survives
 /// the switch; nothing visible in the sandbox is writable by it except `/tmp` and `/dev/shm`.

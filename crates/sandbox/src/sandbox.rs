@@ -87,6 +87,40 @@ pub(crate) enum Isolated {
     NoCgroup,
 }
 
+/// How a sandbox's program came to run: the paths a cold start can take, fastest last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Birth {
+    /// Made on demand, then `execve` (also every sandbox in insecure mode).
+    Exec,
+    /// A sandbox made ahead (`ready.rs`) claimed, then `execve`.
+    Ahead,
+    /// Forked from the Python zygote into a sandbox made ahead (`zygote.rs`).
+    Zygote,
+    /// A Node.js interpreter already running in its sandbox, told its function (`stem.rs`).
+    StemCell,
+}
+
+impl Birth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Birth::Exec => "exec",
+            Birth::Ahead => "ahead",
+            Birth::Zygote => "zygote",
+            Birth::StemCell => "stem_cell",
+        }
+    }
+}
+
+/// How a sandbox started, for the activation record and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Startup {
+    pub birth: Birth,
+    /// Microseconds `Host::spawn` took: from the call until the program runs (its `execve`
+    /// done, or the interpreter inside the finished sandbox and told its function). What
+    /// follows (the runtime starting, importing the handler) is the runtime's own time.
+    pub sandbox_us: u64,
+}
+
 /// One running sandbox. Dropping it kills the whole tree, reaps it and removes its cgroup.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -98,6 +132,7 @@ pub struct Sandbox {
     isolated: Isolated,
     /// The user-mode network of a sandbox with outbound network.
     network: Option<crate::network::Slirp>,
+    startup: Startup,
 }
 
 impl Sandbox {
@@ -107,6 +142,7 @@ impl Sandbox {
         output: OwnedFd,
         process: Process,
         isolated: Isolated,
+        startup: Startup,
     ) -> Sandbox {
         Sandbox {
             id,
@@ -115,7 +151,13 @@ impl Sandbox {
             process,
             isolated,
             network: None,
+            startup,
         }
+    }
+
+    /// How it started and how long that took.
+    pub fn startup(&self) -> Startup {
+        self.startup
     }
 
     /// Keeps the sandbox's user-mode network alive as long as the sandbox.

@@ -32,6 +32,20 @@ pub struct SandboxSpec {
     /// `false`: loopback only (a fresh network namespace). `true`: outbound network through a
     /// user-mode stack (`network.rs`; needs slirp4netns), the loopback still its own.
     pub allow_network: bool,
+    /// The interpreter `argv` runs, when it is one Lambent can start ahead of time (a Python
+    /// zygote, a Node.js stem cell): the sandbox may then be born from one instead of an
+    /// `execve`, running the same runtime client with the same environment. `None`: always
+    /// `execve`.
+    pub interpreter: Option<Interpreter>,
+}
+
+/// Interpreters that can be started before their function is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interpreter {
+    /// `python3 /var/runtime/python/bootstrap.py`.
+    Python,
+    /// `node /var/runtime/node/bootstrap.mjs`.
+    Node,
 }
 
 fn invalid(msg: String) -> SandboxError {
@@ -120,6 +134,7 @@ mod tests {
             pids_max: 64,
             tmp_mb: 16,
             allow_network: false,
+            interpreter: None,
         }
     }
 

@@ -216,6 +216,7 @@ async fn direct_runtime(n: usize) -> Vec<Duration> {
             pids_max: 64,
             tmp_mb: 16,
             allow_network: false,
+            interpreter: None,
         })
         .unwrap();
     let api = RuntimeApi::serve(sandbox.runtime_api_listener().try_clone().unwrap()).unwrap();

@@ -107,6 +107,7 @@ impl Fixture {
             pids_max: 128,
             tmp_mb: 16,
             allow_network: false,
+            interpreter: None,
         }
     }
 
