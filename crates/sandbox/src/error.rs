@@ -43,6 +43,10 @@ pub enum SandboxError {
     #[error("sandbox exited during setup before starting the program")]
     SetupVanished,
 
+    /// The Python zygote could not start or fork a sandbox (its cold starts then `execve`).
+    #[error("python zygote: {0}")]
+    Zygote(String),
+
     /// Outbound network for a sandbox that opted in could not be set up.
     #[error("outbound network: {0}")]
     Network(String),

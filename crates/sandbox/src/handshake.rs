@@ -218,6 +218,51 @@ impl ChildChannel {
     }
 }
 
+/// Waits until `fd` is readable; [`SandboxError::SetupTimeout`] (saying `timeout`) at `deadline`.
+fn wait_readable(fd: RawFd, deadline: Instant, timeout: Duration) -> Result<(), SandboxError> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as c_int;
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            0 => return Err(SandboxError::SetupTimeout(timeout)),
+            n if n < 0 => match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e.into()),
+            },
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// One message from a `SOCK_SEQPACKET` socket into `buf`, waiting until `deadline`: its length,
+/// or `None` at end-of-file.
+pub(crate) fn recv_timeout(
+    fd: RawFd,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> Result<Option<usize>, SandboxError> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    loop {
+        wait_readable(fd, deadline, timeout)?;
+        // SAFETY: receiving into a buffer we own, of its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        match n {
+            0 => return Ok(None),
+            n if n > 0 => return Ok(Some(n as usize)),
+            _ => match Errno::last() {
+                Errno::EINTR | Errno::EAGAIN => continue,
+                e => return Err(e.into()),
+            },
+        }
+    }
+}
+
 /// The parent's end.
 #[derive(Debug)]
 pub(crate) struct ParentEnd(OwnedFd);
@@ -300,22 +345,8 @@ impl ParentEnd {
     ) -> Result<Option<Message>, SandboxError> {
         let fd = self.0.as_raw_fd();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = left.as_millis().min(i32::MAX as u128) as c_int;
-            // SAFETY: one valid pollfd.
-            match unsafe { libc::poll(&mut pfd, 1, ms) } {
-                0 => return Err(SandboxError::SetupTimeout(timeout)),
-                n if n < 0 => match Errno::last() {
-                    Errno::EINTR => continue,
-                    e => return Err(e.into()),
-                },
-                _ => {}
-            }
+            wait_readable(fd, deadline, timeout)?;
+
             let mut buf = [0u8; MSG_LEN];
             let mut control = FdControl([0; 32]);
             let mut iov = libc::iovec {

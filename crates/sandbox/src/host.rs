@@ -7,10 +7,11 @@ use crate::cgroup::{self, Cgroups, HostFs, Limits, SandboxCgroup, CGROUP_ROOT};
 use crate::handshake::{self, ChildChannel, Message, ParentEnd};
 use crate::mounts::{self, HostRootfs};
 use crate::netpool::NetPool;
-use crate::ready::{ReadyPool, ReadySandbox};
+use crate::ready::{Flavor, ReadyPool, ReadySandbox};
 use crate::sandbox::{Birth, Isolated, Process, Sandbox, Startup};
 use crate::seccomp::SeccompProgram;
 use crate::spawn::{self, ChildPlan, Exec};
+use crate::zygote::Zygotes;
 use crate::{
     insecure, CgroupVersion, SandboxError, SandboxSpec, SetupStep, RUNTIME_API_PORT, RUNTIME_ROOT,
     TASK_ROOT,
@@ -103,6 +104,17 @@ impl Layers {
     };
 }
 
+impl Layers {
+    /// Every isolation layer and every piece made ahead (what the faster start-ups need).
+    fn complete(&self) -> bool {
+        Layers {
+            python_zygote: true,
+            node_stem_cells: true,
+            ..*self
+        } == Layers::ALL
+    }
+}
+
 impl Default for Layers {
     fn default() -> Layers {
         Layers::ALL
@@ -130,7 +142,10 @@ struct Inner {
     /// `None` in insecure mode.
     full: Option<Arc<FullHost>>,
     /// Sandboxes made ahead; `None` in insecure mode, or when left out.
-    ready: Option<ReadyPool>,
+    ready: Option<ReadyPool<ReadySandbox>>,
+    /// Python zygotes, and the sandboxes made ahead for their children; `None` in insecure
+    /// mode, or when left out.
+    zygotes: Option<(Zygotes, ReadyPool<ReadySandbox>)>,
 }
 
 /// What full isolation needs, prepared once.
@@ -160,12 +175,30 @@ impl Host {
             }
             Isolation::Full => Some(Arc::new(FullHost::detect(&opts.state_dir, opts.layers)?)),
         };
-        let ready = match &full {
-            Some(full) if full.layers == Layers::ALL => {
-                let maker: Arc<dyn crate::ready::Maker> = full.clone();
-                ReadyPool::start(maker)
-                    .map_err(|e| tracing::warn!("no sandboxes made ahead: {e}"))
-                    .ok()
+        let pool = |flavor: Flavor, name: &str| {
+            let maker = Arc::new(MakeReady {
+                full: full.clone()?,
+                flavor,
+            });
+            ReadyPool::start(name, READY_MAX, maker)
+                .map_err(|e| tracing::warn!("no sandboxes made ahead: {e}"))
+                .ok()
+        };
+        let complete = full.as_ref().is_some_and(|f| f.layers.complete());
+        let ready = match complete {
+            true => pool(Flavor::Exec, "lambent-ready"),
+            false => None,
+        };
+        let zygotes = match &full {
+            Some(f) if complete && f.layers.python_zygote => {
+                match crate::zygote::become_subreaper() {
+                    Ok(()) => pool(Flavor::ForZygote, "lambent-ready-py")
+                        .map(|p| (Zygotes::new(f.seccomp.bytes()), p)),
+                    Err(e) => {
+                        tracing::warn!("no Python zygotes (cannot become a subreaper: {e})");
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -174,6 +207,7 @@ impl Host {
                 isolation: opts.isolation,
                 full,
                 ready,
+                zygotes,
             }),
         })
     }
@@ -224,6 +258,9 @@ impl Host {
         if spec.allow_network {
             return full.spawn_networked(spec);
         }
+        if let Some(sandbox) = self.from_zygote(full, spec) {
+            return Ok(sandbox);
+        }
         let ready = match spec.allow_network {
             false => self.inner.ready.as_ref().and_then(|r| r.take(spec.tmp_mb)),
             true => None,
@@ -235,6 +272,72 @@ impl Host {
             Some(started) => started,
             None => full.launch(spec, false),
         }
+    }
+}
+
+impl Host {
+    /// `spec` started from a Python zygote, when it is a Python runtime, zygotes are on, one
+    /// is running and the environment holds nothing only an interpreter's start reads; `None`
+    /// otherwise, or when the fork failed (logged): the caller then `execve`s.
+    fn from_zygote(&self, full: &FullHost, spec: &SandboxSpec) -> Option<Sandbox> {
+        let (zygotes, pool) = self.inner.zygotes.as_ref()?;
+        if spec.interpreter != Some(crate::Interpreter::Python)
+            || spec.allow_network
+            || !crate::zygote::environment_fits(&spec.env)
+        {
+            return None;
+        }
+        let zygote = zygotes.get(Path::new(&spec.argv[0]), &spec.runtime_dir)?;
+        let ready = pool.take(spec.tmp_mb)?;
+        match full.start_forked(&zygote, ready, spec) {
+            Ok(sandbox) => Some(sandbox),
+            Err(e) => {
+                tracing::warn!(id = %spec.id, "could not fork from the Python zygote, starting by exec: {e}");
+                None
+            }
+        }
+    }
+
+    /// Starts what makes `interpreter`'s cold starts fast, in the background, before the first
+    /// one needs it (the Python zygote for `program` and `runtime_dir`). Does nothing when
+    /// that is off or unavailable.
+    /// `tmp_mb`: the `/tmp` size its sandboxes will have.
+    pub fn warm_up(
+        &self,
+        interpreter: crate::Interpreter,
+        program: &Path,
+        runtime_dir: &Path,
+        tmp_mb: u32,
+    ) {
+        if let (crate::Interpreter::Python, Some((zygotes, pool))) =
+            (interpreter, &self.inner.zygotes)
+        {
+            zygotes.get(program, runtime_dir);
+            pool.prime(tmp_mb);
+        }
+    }
+
+    /// Host pids of the running Python zygotes (diagnostics and tests).
+    pub fn zygote_pids(&self) -> Vec<u32> {
+        self.inner
+            .zygotes
+            .as_ref()
+            .map_or_else(Vec::new, |(z, _)| z.pids())
+    }
+}
+
+/// Most sandboxes of one kind kept made ahead (the pools size themselves, see `ready.rs`).
+const READY_MAX: usize = 8;
+
+/// Makes sandboxes ahead of one flavor, for a pool's thread.
+struct MakeReady {
+    full: Arc<FullHost>,
+    flavor: Flavor,
+}
+
+impl crate::ready::Maker<ReadySandbox> for MakeReady {
+    fn make(&self, tmp_mb: u32) -> Result<ReadySandbox, SandboxError> {
+        self.full.make_ready(tmp_mb, self.flavor)
     }
 }
 
@@ -298,7 +401,7 @@ impl FullHost {
             layers,
             slirp: crate::network::find_slirp(),
         };
-        if layers != Layers::ALL {
+        if !layers.complete() {
             tracing::warn!(
                 ?layers,
                 "sandboxes lack isolation layers (for measurements only)"
@@ -388,6 +491,7 @@ impl FullHost {
             spec.tmp_mb,
             Some(exec),
             dry_run,
+            true,
         )?;
         drop(output_w);
         let listener = child.await_setup(Until::Exec, &spec.argv[0])?;
@@ -421,6 +525,7 @@ impl FullHost {
         tmp_mb: u32,
         exec: Option<Exec<'_>>,
         dry_run: bool,
+        own_pid: bool,
     ) -> Result<Cloned, SandboxError> {
         let layers = self.layers;
         let cgroup = match layers.cgroup {
@@ -440,7 +545,7 @@ impl FullHost {
             None => None,
         };
         let mounts = match layers.root {
-            true => mounts::plan(&self.rootfs, &self.new_root, code, tmp_mb)?,
+            true => mounts::plan(&self.rootfs, &self.new_root, code, tmp_mb, own_pid)?,
             false => Vec::new(),
         };
         let (parent_end, child_end) = handshake::pair()?;
@@ -457,6 +562,7 @@ impl FullHost {
             layers,
             exec,
             dry_run,
+            own_pid_namespace: own_pid,
         };
         let child = spawn::clone_sandbox(&plan, cgroup_dir.as_ref().map(AsRawFd::as_raw_fd))?;
         // The child has its copies; ours must go, or end-of-file would never come.
@@ -476,13 +582,13 @@ impl FullHost {
         let Some(slirp) = &self.slirp else {
             return Err(SandboxError::Network(NO_SLIRP.into()));
         };
-        let ready = self.make_ready(spec.tmp_mb)?;
+        let ready = self.make_ready(spec.tmp_mb, Flavor::Exec)?;
         let network = crate::network::Slirp::attach(slirp, ready.process.pid())?;
         Ok(self.start_ready(ready, spec)?.with_network(network))
     }
 
     /// A sandbox made ahead (see `ready.rs`), set up and waiting for its program.
-    fn make_ready(&self, tmp_mb: u32) -> Result<ReadySandbox, SandboxError> {
+    fn make_ready(&self, tmp_mb: u32, flavor: Flavor) -> Result<ReadySandbox, SandboxError> {
         static MADE: AtomicU64 = AtomicU64::new(0);
         let id = format!(
             "sb-ready-{}-{}",
@@ -493,7 +599,8 @@ impl FullHost {
             memory_mb: 64,
             pids_max: 16,
         };
-        let mut child = self.clone_child(&id, limits, None, tmp_mb, None, false)?;
+        let own_pid = flavor == Flavor::Exec;
+        let mut child = self.clone_child(&id, limits, None, tmp_mb, None, false, own_pid)?;
         let listener = child.await_setup(Until::Ready, "")?;
         Ok(ReadySandbox {
             process: child.process,
@@ -502,6 +609,72 @@ impl FullHost {
             cgroup: child.cgroup.take().ok_or(SandboxError::SetupVanished)?,
             tmp_mb,
         })
+    }
+
+    /// Starts `spec` forked from `zygote` into `ready` (made ahead for a zygote's child): see
+    /// `zygote.rs`. The function's environment is sent only once the runtime reports that it
+    /// is inside the finished sandbox (unprivileged, seccomp on).
+    fn start_forked(
+        &self,
+        zygote: &crate::zygote::Zygote,
+        mut ready: ReadySandbox,
+        spec: &SandboxSpec,
+    ) -> Result<Sandbox, SandboxError> {
+        let started = Instant::now();
+        let deadline = started + SETUP_TIMEOUT;
+        ready.cgroup.set_limits(limits_of(spec))?;
+        let code = detached_read_only(&spec.code_dir)?;
+        let runtime = detached_read_only(&spec.runtime_dir)?;
+        mounts::attach_inside(
+            ready.process.pidfd(),
+            &[(code, c"/var/task"), (runtime, c"/var/runtime")],
+        )?;
+        let (output, output_w) = output_pipe()?;
+        let (report, theirs) = crate::zygote::seqpacket_pair()?;
+        let procs = ready.cgroup.procs_files()?;
+        let procs_raw: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
+        zygote.fork(
+            ready.process.pidfd().as_raw_fd(),
+            theirs.as_raw_fd(),
+            output_w.as_raw_fd(),
+            &procs_raw,
+        )?;
+        drop((theirs, output_w, procs));
+        let mut buf = [0u8; 128];
+        let pid = match crate::zygote::report(&report, &mut buf, deadline)? {
+            [b'P', pid @ ..] => std::str::from_utf8(pid)
+                .ok()
+                .and_then(|p| p.parse::<i32>().ok())
+                .ok_or(SandboxError::SetupVanished)?,
+            _ => return Err(SandboxError::SetupVanished),
+        };
+        let process = Process::adopt(pid)?;
+        // The runtime holds the sandbox's namespaces now: the process made ahead goes.
+        let ReadySandbox {
+            process: holder,
+            channel,
+            listener,
+            cgroup,
+            ..
+        } = ready;
+        drop((holder, channel));
+        match crate::zygote::report(&report, &mut buf, deadline)? {
+            b"E" => {}
+            _ => return Err(SandboxError::SetupVanished),
+        }
+        let envp = spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}"));
+        crate::zygote::send(&report, envp.join("\0").as_bytes(), &[])?;
+        Ok(Sandbox::new(
+            spec.id.clone(),
+            listener,
+            output,
+            process,
+            Isolated::Full(cgroup),
+            Startup {
+                birth: Birth::Zygote,
+                sandbox_us: started.elapsed().as_micros() as u64,
+            },
+        ))
     }
 
     /// Starts `spec` in a sandbox made ahead. An `InvalidInput` i/o error means its program
@@ -552,12 +725,6 @@ impl FullHost {
             "sandbox made ahead started"
         );
         Ok(sandbox)
-    }
-}
-
-impl crate::ready::Maker for FullHost {
-    fn make_ready(&self, tmp_mb: u32) -> Result<ReadySandbox, SandboxError> {
-        FullHost::make_ready(self, tmp_mb)
     }
 }
 

@@ -95,6 +95,7 @@ mod sandbox;
 mod seccomp;
 mod spawn;
 mod spec;
+mod zygote;
 
 pub use cgroup::CgroupVersion;
 pub use error::{SandboxError, SetupStep};

@@ -228,6 +228,51 @@ impl fmt::Debug for MountOp {
 }
 
 /// A path as a C string; paths with NUL bytes are refused.
+/// Attaches detached mounts (`open_tree`) at their paths inside the mount namespace of the
+/// process behind `pidfd`, from outside: for a sandbox whose own processes may no longer
+/// mount (a zygote's child joining it, a stem cell already running as the sandbox user). A
+/// short-lived thread unshares its file-system attributes, enters the namespace and moves the
+/// mounts in; the rest of the server is untouched.
+pub(crate) fn attach_inside(
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    mounts: &[(std::os::fd::OwnedFd, &CStr)],
+) -> Result<(), SandboxError> {
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let pidfd = pidfd.as_raw_fd();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> std::io::Result<()> {
+                // SAFETY: unshare/setns/move_mount on descriptors the caller keeps open for the
+                // whole scope, affecting only this thread (CLONE_FS unshared first).
+                unsafe {
+                    if libc::unshare(libc::CLONE_FS) != 0
+                        || libc::setns(pidfd, libc::CLONE_NEWNS) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    for (fd, at) in mounts {
+                        let rc = libc::syscall(
+                            libc::SYS_move_mount,
+                            fd.as_raw_fd(),
+                            c"".as_ptr(),
+                            libc::AT_FDCWD,
+                            at.as_ptr(),
+                            MOVE_MOUNT_F_EMPTY_PATH,
+                        );
+                        if rc < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("attach thread panicked")))
+    })
+    .map_err(SandboxError::Io)
+}
+
 pub(crate) fn c_path(path: &Path) -> Result<CString, SandboxError> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| {
         SandboxError::InvalidSpec(format!("path {} contains a NUL byte", path.display()))
@@ -320,12 +365,14 @@ impl Builder<'_> {
 /// Everything the child mounts, in order, for one sandbox.
 ///
 /// `code`: the code and runtime directories to bind at `/var/task` and `/var/runtime`; `None`
-/// (a sandbox made ahead) leaves both empty, to be attached later (`attach`).
+/// (a sandbox made ahead) leaves both empty, to be attached later (`attach`). Without `proc`,
+/// `/proc` stays an empty directory: a zygote's child mounts the one of its own PID namespace.
 pub(crate) fn plan(
     host: &HostRootfs,
     new_root: &Path,
     code: Option<(&Path, &Path)>,
     tmp_mb: u32,
+    proc: bool,
 ) -> Result<Vec<MountOp>, SandboxError> {
     let mut b = Builder {
         new_root,
@@ -366,9 +413,11 @@ pub(crate) fn plan(
     )?;
 
     b.mkdir("proc", 0o555)?;
-    let target = b.inside("proc")?;
-    let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    b.mount(Some(c_str("proc")), target, Some("proc"), proc_flags, None);
+    if proc {
+        let target = b.inside("proc")?;
+        let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        b.mount(Some(c_str("proc")), target, Some("proc"), proc_flags, None);
+    }
 
     b.mkdir("dev", 0o755)?;
     let dev_flags = libc::MS_NOSUID | libc::MS_NOEXEC;
@@ -450,6 +499,7 @@ mod tests {
             new_root,
             Some((Path::new("/data/code/f1"), Path::new("/data/runtimes"))),
             256,
+            true,
         )
         .unwrap();
         let got: Vec<String> = render(&ops, new_root)
@@ -514,6 +564,7 @@ mod tests {
             Path::new("/r"),
             Some((Path::new("/c"), Path::new("/rt"))),
             1,
+            true,
         )
         .unwrap();
         for (i, op) in ops.iter().enumerate() {
@@ -540,7 +591,14 @@ mod tests {
     fn paths_with_nul_bytes_are_refused() {
         let (_tmp, host) = fake_host();
         let bad = Path::new(std::ffi::OsStr::from_bytes(b"/code\0x"));
-        let err = plan(&host, Path::new("/r"), Some((bad, Path::new("/rt"))), 1).unwrap_err();
+        let err = plan(
+            &host,
+            Path::new("/r"),
+            Some((bad, Path::new("/rt"))),
+            1,
+            true,
+        )
+        .unwrap_err();
         assert!(matches!(err, SandboxError::InvalidSpec(_)), "{err}");
     }
 }

@@ -23,6 +23,27 @@ impl Process {
         self.pid
     }
 
+    /// A process this server did not clone (a runtime forked by a zygote's child, which becomes
+    /// the server's child as its subreaper), by pid. Opened while it cannot have been reaped:
+    /// before its environment is sent, it waits.
+    pub(crate) fn adopt(pid: i32) -> std::io::Result<Process> {
+        // SAFETY: pidfd_open with plain integer arguments.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Process {
+            pid,
+            // SAFETY: pidfd_open returned a new descriptor.
+            pidfd: unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) },
+            group: false,
+        })
+    }
+
+    pub(crate) fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
     pub(crate) fn new(child: Child, group: bool) -> Process {
         Process {
             pid: child.pid,

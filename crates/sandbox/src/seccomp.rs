@@ -225,6 +225,18 @@ impl SeccompProgram {
         })
     }
 
+    /// The program as raw `sock_filter`s (8 bytes each), for a Python zygote to install.
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.program.len() * 8);
+        for f in &self.program {
+            out.extend_from_slice(&f.code.to_ne_bytes());
+            out.push(f.jt);
+            out.push(f.jf);
+            out.extend_from_slice(&f.k.to_ne_bytes());
+        }
+        out
+    }
+
     /// The program as the kernel takes it; the pointer borrows `self`.
     pub(crate) fn fprog(&self) -> libc::sock_fprog {
         libc::sock_fprog {

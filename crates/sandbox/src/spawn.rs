@@ -18,13 +18,18 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 /// The namespaces a sandbox gets at birth: mount, PID, IPC and UTS (all four but in
 /// measurements). A cgroup namespace follows once it has joined its cgroup; the network
 /// namespace is either new too or one made ahead, see `netpool`.
-fn namespaces(layers: Layers) -> u64 {
+/// Without `own_pid`, no PID namespace: a Python zygote's child brings its own (`zygote.rs`).
+fn namespaces(layers: Layers, own_pid: bool) -> u64 {
     let mount = if layers.root { libc::CLONE_NEWNS } else { 0 };
     let others = match layers.pid_ipc_uts {
-        true => libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+        true => libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
         false => 0,
     };
-    (mount | others) as u64
+    let pid = match layers.pid_ipc_uts && own_pid {
+        true => libc::CLONE_NEWPID,
+        false => 0,
+    };
+    (mount | others | pid) as u64
 }
 const CLONE_NEWNET: u64 = libc::CLONE_NEWNET as u64;
 const CLONE_PIDFD: u64 = libc::CLONE_PIDFD as u64;
@@ -51,6 +56,9 @@ pub(crate) struct ChildPlan<'a> {
     pub exec: Option<Exec<'a>>,
     /// Stop with exit status 0 just before `execve` (the start-up self-test).
     pub dry_run: bool,
+    /// A PID namespace of its own (always, but for a sandbox made ahead for a zygote's child,
+    /// which makes its own and mounts its `/proc`).
+    pub own_pid_namespace: bool,
 }
 
 /// The program a sandbox runs, and where its output goes.
@@ -123,7 +131,8 @@ pub(crate) fn clone_sandbox(plan: &ChildPlan<'_>, cgroup_dir: Option<RawFd>) -> 
 /// Signals must be blocked in the calling thread.
 unsafe fn clone_blocked(plan: &ChildPlan<'_>, cgroup_dir: Option<RawFd>) -> io::Result<Child> {
     let mut pidfd: c_int = -1;
-    let namespaces = namespaces(plan.layers) | plan.netns.map_or(CLONE_NEWNET, |_| 0);
+    let namespaces =
+        namespaces(plan.layers, plan.own_pid_namespace) | plan.netns.map_or(CLONE_NEWNET, |_| 0);
     let args = CloneArgs {
         flags: namespaces | CLONE_PIDFD | cgroup_dir.map_or(0, |_| CLONE_INTO_CGROUP),
         pidfd: &mut pidfd as *mut c_int as u64,

@@ -10,6 +10,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../runtimes/python/bootstrap.py"),
     ),
     (
+        "python/zygote.py",
+        include_str!("../../../runtimes/python/zygote.py"),
+    ),
+    (
         "node/bootstrap.mjs",
         include_str!("../../../runtimes/node/bootstrap.mjs"),
     ),
