@@ -258,7 +258,7 @@ impl Host {
         if spec.allow_network {
             return full.spawn_networked(spec);
         }
-        if let Some(sandbox) = self.from_zygote(full, spec) {
+        if let Some(sandbox) = self.fork_from_zygote(full, spec) {
             return Ok(sandbox);
         }
         let ready = match spec.allow_network {
@@ -279,7 +279,7 @@ impl Host {
     /// `spec` started from a Python zygote, when it is a Python runtime, zygotes are on, one
     /// is running and the environment holds nothing only an interpreter's start reads; `None`
     /// otherwise, or when the fork failed (logged): the caller then `execve`s.
-    fn from_zygote(&self, full: &FullHost, spec: &SandboxSpec) -> Option<Sandbox> {
+    fn fork_from_zygote(&self, full: &FullHost, spec: &SandboxSpec) -> Option<Sandbox> {
         let (zygotes, pool) = self.inner.zygotes.as_ref()?;
         if spec.interpreter != Some(crate::Interpreter::Python)
             || spec.allow_network
@@ -324,6 +324,14 @@ impl Host {
             .as_ref()
             .map_or_else(Vec::new, |(z, _)| z.pids())
     }
+}
+
+/// What a cloned sandbox does once set up.
+enum Program<'a> {
+    /// Runs `exec` (with `dry_run`, stops just before `execve`).
+    Run { exec: Exec<'a>, dry_run: bool },
+    /// Waits for its program, made ahead for that flavor.
+    Wait(Flavor),
 }
 
 /// Most sandboxes of one kind kept made ahead (the pools size themselves, see `ready.rs`).
@@ -489,9 +497,7 @@ impl FullHost {
             limits_of(spec),
             code,
             spec.tmp_mb,
-            Some(exec),
-            dry_run,
-            true,
+            Program::Run { exec, dry_run },
         )?;
         drop(output_w);
         let listener = child.await_setup(Until::Exec, &spec.argv[0])?;
@@ -515,18 +521,20 @@ impl FullHost {
         Ok(sandbox)
     }
 
-    /// Makes a cgroup, prepares what the child needs and clones it; the child runs `exec`, or
-    /// with `None` sets up and waits for its program (a sandbox made ahead).
+    /// Makes a cgroup, prepares what the child needs and clones it; the child runs its
+    /// program, or sets up and waits for one (a sandbox made ahead).
     fn clone_child(
         &self,
         id: &str,
         limits: Limits,
         code: Option<(&Path, &Path)>,
         tmp_mb: u32,
-        exec: Option<Exec<'_>>,
-        dry_run: bool,
-        own_pid: bool,
+        program: Program<'_>,
     ) -> Result<Cloned, SandboxError> {
+        let (exec, dry_run, own_pid) = match program {
+            Program::Run { exec, dry_run } => (Some(exec), dry_run, true),
+            Program::Wait(flavor) => (None, false, flavor == Flavor::Exec),
+        };
         let layers = self.layers;
         let cgroup = match layers.cgroup {
             true => Some(self.cgroups.create(id, limits)?),
@@ -599,8 +607,7 @@ impl FullHost {
             memory_mb: 64,
             pids_max: 16,
         };
-        let own_pid = flavor == Flavor::Exec;
-        let mut child = self.clone_child(&id, limits, None, tmp_mb, None, false, own_pid)?;
+        let mut child = self.clone_child(&id, limits, None, tmp_mb, Program::Wait(flavor))?;
         let listener = child.await_setup(Until::Ready, "")?;
         Ok(ReadySandbox {
             process: child.process,
