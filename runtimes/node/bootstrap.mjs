@@ -9,7 +9,7 @@
 // when it declares three parameters.
 
 import { Agent, request } from 'node:http';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -410,4 +410,18 @@ async function run(spec, env = process.env) {
   }
 }
 
+// A stem cell: node was started in its sandbox before its function was known. The function's
+// complete environment (KEY=VALUE, NUL-separated) arrives on stdin once its code is attached at
+// the task root; it replaces this process's environment before anything reads it.
+function adoptAssignment() {
+  const assignment = readFileSync(0, 'utf8');
+  for (const key of Object.keys(process.env)) delete process.env[key];
+  for (const item of assignment.split('\0')) {
+    const eq = item.indexOf('=');
+    if (eq > 0) process.env[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  process.chdir(process.env.LAMBDA_TASK_ROOT || '/var/task');
+}
+
+if (process.env.LAMBENT_STEM_CELL === '1') adoptAssignment();
 run(process.argv[2]).catch((e) => fatal(e instanceof RuntimeAPIError ? e.message : (e && e.stack) || String(e)));

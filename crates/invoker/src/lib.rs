@@ -202,12 +202,17 @@ impl Invoker {
     pub fn new(host: Host, config: InvokerConfig, records: Option<RecordSink>) -> Invoker {
         let admission = Arc::new(Admission::new(config.namespace_concurrency));
         let budget = Arc::new(MemoryBudget::new(config.memory_budget_mb));
-        host.warm_up(
-            Interpreter::Python,
-            std::path::Path::new(&config.python),
-            &config.runtime_dir,
-            config.tmp_mb,
-        );
+        for (interpreter, program) in [
+            (Interpreter::Python, &config.python),
+            (Interpreter::Node, &config.node),
+        ] {
+            host.warm_up(
+                interpreter,
+                std::path::Path::new(program),
+                &config.runtime_dir,
+                config.tmp_mb,
+            );
+        }
         let inner = Arc::new(Inner {
             host,
             config,

@@ -30,8 +30,8 @@ const TAG_PROGRAM: u32 = 4;
 const PROGRAM_HEADER: usize = 16;
 /// Largest program message (argv and environment): Lambda allows 4 KB of environment.
 pub(crate) const PROGRAM_MAX: usize = 64 * 1024;
-/// Descriptors passed with a program: code mount, runtime mount, output pipe.
-const PROGRAM_FDS: usize = 3;
+/// Descriptors passed with a program: code mount, runtime mount, output pipe, stdin.
+const PROGRAM_FDS: usize = 4;
 
 /// What the child tells the parent.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ pub(crate) struct Program {
     pub envc: usize,
     /// Bytes of NUL-terminated strings at the start of the receive buffer: argv, then envp.
     pub len: usize,
-    /// Code mount, runtime mount, output pipe.
+    /// Code mount, runtime mount, output pipe, stdin.
     pub fds: [c_int; PROGRAM_FDS],
 }
 

@@ -11,6 +11,7 @@ use crate::ready::{Flavor, ReadyPool, ReadySandbox};
 use crate::sandbox::{Birth, Isolated, Process, Sandbox, Startup};
 use crate::seccomp::SeccompProgram;
 use crate::spawn::{self, ChildPlan, Exec};
+use crate::stem::{StemCell, StemProgram};
 use crate::zygote::Zygotes;
 use crate::{
     insecure, CgroupVersion, SandboxError, SandboxSpec, SetupStep, RUNTIME_API_PORT, RUNTIME_ROOT,
@@ -23,7 +24,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why a function cannot have outbound network here.
@@ -146,6 +147,50 @@ struct Inner {
     /// Python zygotes, and the sandboxes made ahead for their children; `None` in insecure
     /// mode, or when left out.
     zygotes: Option<(Zygotes, ReadyPool<ReadySandbox>)>,
+    /// Node.js stem cells, one pool for the program they run (made on first need); `None` in
+    /// insecure mode, or when left out.
+    stems: Option<Stems>,
+}
+
+/// The stem cell pool, for the one Node program in use.
+#[derive(Debug)]
+struct Stems {
+    full: Arc<FullHost>,
+    pool: Mutex<Option<(StemProgram, Arc<ReadyPool<StemCell>>)>>,
+}
+
+impl Stems {
+    /// The pool of stem cells running `program` (replacing one running another).
+    fn pool(&self, program: StemProgram) -> Option<Arc<ReadyPool<StemCell>>> {
+        let mut slot = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((running, pool)) = &*slot {
+            if *running == program {
+                return Some(Arc::clone(pool));
+            }
+        }
+        let maker = Arc::new(MakeStem {
+            full: Arc::clone(&self.full),
+            program: program.clone(),
+        });
+        let pool = ReadyPool::start("lambent-stems", crate::stem::MAX, maker)
+            .map_err(|e| tracing::warn!("no Node.js stem cells: {e}"))
+            .ok()?;
+        let pool = Arc::new(pool);
+        *slot = Some((program, Arc::clone(&pool)));
+        Some(pool)
+    }
+}
+
+/// Makes stem cells, for the pool's thread.
+struct MakeStem {
+    full: Arc<FullHost>,
+    program: StemProgram,
+}
+
+impl crate::ready::Maker<StemCell> for MakeStem {
+    fn make(&self, tmp_mb: u32) -> Result<StemCell, SandboxError> {
+        self.full.make_stem_cell(&self.program, tmp_mb)
+    }
 }
 
 /// What full isolation needs, prepared once.
@@ -155,6 +200,8 @@ struct FullHost {
     rootfs: HostRootfs,
     /// `<state_dir>/rootfs`: where each sandbox mounts its root before `pivot_root`.
     new_root: PathBuf,
+    /// `<state_dir>/empty`: what a stem cell sees at `/var/task` before its claim.
+    empty_dir: PathBuf,
     seccomp: SeccompProgram,
     /// Network namespaces made ahead; `None` if the pool thread could not start.
     netpool: Option<NetPool>,
@@ -202,12 +249,20 @@ impl Host {
             }
             _ => None,
         };
+        let stems = match &full {
+            Some(f) if complete && f.layers.node_stem_cells => Some(Stems {
+                full: Arc::clone(f),
+                pool: Mutex::new(None),
+            }),
+            _ => None,
+        };
         Ok(Host {
             inner: Arc::new(Inner {
                 isolation: opts.isolation,
                 full,
                 ready,
                 zygotes,
+                stems,
             }),
         })
     }
@@ -258,7 +313,10 @@ impl Host {
         if spec.allow_network {
             return full.spawn_networked(spec);
         }
-        if let Some(sandbox) = self.fork_from_zygote(full, spec) {
+        if let Some(sandbox) = self
+            .fork_from_zygote(full, spec)
+            .or_else(|| self.claim_stem_cell(full, spec))
+        {
             return Ok(sandbox);
         }
         let ready = match spec.allow_network {
@@ -309,11 +367,46 @@ impl Host {
         runtime_dir: &Path,
         tmp_mb: u32,
     ) {
-        if let (crate::Interpreter::Python, Some((zygotes, pool))) =
-            (interpreter, &self.inner.zygotes)
+        match (interpreter, &self.inner.zygotes, &self.inner.stems) {
+            (crate::Interpreter::Python, Some((zygotes, pool)), _) => {
+                zygotes.get(program, runtime_dir);
+                pool.prime(tmp_mb);
+            }
+            (crate::Interpreter::Node, _, Some(stems)) => {
+                let program = StemProgram {
+                    argv: vec![
+                        program.display().to_string(),
+                        format!("{RUNTIME_ROOT}/node/bootstrap.mjs"),
+                    ],
+                    runtime_dir: runtime_dir.to_path_buf(),
+                };
+                if let Some(pool) = stems.pool(program) {
+                    pool.prime(tmp_mb);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `spec` started in a Node.js stem cell, when it is a Node runtime, stem cells are on, one
+    /// is waiting, and the function's environment and memory suit one; `None` otherwise, or
+    /// when the claim failed (logged): the caller then `execve`s.
+    fn claim_stem_cell(&self, full: &FullHost, spec: &SandboxSpec) -> Option<Sandbox> {
+        let stems = self.inner.stems.as_ref()?;
+        if spec.interpreter != Some(crate::Interpreter::Node)
+            || spec.allow_network
+            || spec.memory_mb < crate::stem::MIN_MEMORY_MB
+            || !crate::stem::environment_fits(&spec.env)
         {
-            zygotes.get(program, runtime_dir);
-            pool.prime(tmp_mb);
+            return None;
+        }
+        let cell = stems.pool(stem_program(spec))?.take(spec.tmp_mb)?;
+        match full.start_stem_cell(cell, spec) {
+            Ok(sandbox) => Some(sandbox),
+            Err(e) => {
+                tracing::warn!(id = %spec.id, "could not claim a Node.js stem cell, starting by exec: {e}");
+                None
+            }
         }
     }
 
@@ -332,6 +425,13 @@ enum Program<'a> {
     Run { exec: Exec<'a>, dry_run: bool },
     /// Waits for its program, made ahead for that flavor.
     Wait(Flavor),
+}
+
+fn stem_program(spec: &SandboxSpec) -> StemProgram {
+    StemProgram {
+        argv: spec.argv.clone(),
+        runtime_dir: spec.runtime_dir.clone(),
+    }
 }
 
 /// Most sandboxes of one kind kept made ahead (the pools size themselves, see `ready.rs`).
@@ -389,10 +489,13 @@ impl FullHost {
         std::fs::create_dir_all(state_dir).map_err(state_err)?;
         let state_dir = state_dir.canonicalize().map_err(state_err)?;
         let new_root = state_dir.join("rootfs");
-        match std::fs::DirBuilder::new().mode(0o700).create(&new_root) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(state_err(e)),
+        let empty_dir = state_dir.join("empty");
+        for (dir, mode) in [(&new_root, 0o700), (&empty_dir, 0o755)] {
+            match std::fs::DirBuilder::new().mode(mode).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(state_err(e)),
+            }
         }
         let netpool = match layers.netns_ahead {
             true => NetPool::start()
@@ -404,6 +507,7 @@ impl FullHost {
             cgroups,
             rootfs,
             new_root,
+            empty_dir,
             seccomp,
             netpool,
             layers,
@@ -597,16 +701,26 @@ impl FullHost {
 
     /// A sandbox made ahead (see `ready.rs`), set up and waiting for its program.
     fn make_ready(&self, tmp_mb: u32, flavor: Flavor) -> Result<ReadySandbox, SandboxError> {
+        let limits = Limits {
+            memory_mb: 64,
+            pids_max: 16,
+        };
+        self.make_ready_with(tmp_mb, flavor, limits)
+    }
+
+    /// A sandbox made ahead with `limits` until it is claimed.
+    fn make_ready_with(
+        &self,
+        tmp_mb: u32,
+        flavor: Flavor,
+        limits: Limits,
+    ) -> Result<ReadySandbox, SandboxError> {
         static MADE: AtomicU64 = AtomicU64::new(0);
         let id = format!(
             "sb-ready-{}-{}",
             std::process::id(),
             MADE.fetch_add(1, Ordering::Relaxed)
         );
-        let limits = Limits {
-            memory_mb: 64,
-            pids_max: 16,
-        };
         let mut child = self.clone_child(&id, limits, None, tmp_mb, Program::Wait(flavor))?;
         let listener = child.await_setup(Until::Ready, "")?;
         Ok(ReadySandbox {
@@ -693,33 +807,17 @@ impl FullHost {
     ) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
         ready.cgroup.set_limits(limits_of(spec))?;
-        let code = detached_read_only(&spec.code_dir)?;
-        let runtime = detached_read_only(&spec.runtime_dir)?;
-        let (output, output_w) = output_pipe()?;
         let envp = spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}"));
-        if let Some(bad) = spec.argv.iter().chain(&envp).find(|s| s.contains('\0')) {
-            return Err(SandboxError::InvalidSpec(format!("NUL byte in {bad:?}")));
-        }
-        ready.channel.send_program(
-            &spec.argv,
-            &envp,
-            [code.as_raw_fd(), runtime.as_raw_fd(), output_w.as_raw_fd()],
-        )?;
-        drop((code, runtime, output_w));
-        let mut child = Cloned {
-            process: ready.process,
-            channel: ready.channel,
-            listener: Some(ready.listener),
-            cgroup: Some(ready.cgroup),
-            mounts: Vec::new(),
-        };
-        let listener = child.await_setup(Until::Exec, &spec.argv[0])?;
+        let code = detached_read_only(&spec.code_dir)?;
+        let stdin = File::open("/dev/null")?.into();
+        let (process, listener, cgroup, output) =
+            self.exec_in(ready, &spec.argv, &envp, code, &spec.runtime_dir, stdin)?;
         let sandbox = Sandbox::new(
             spec.id.clone(),
             listener,
             output,
-            child.process,
-            child.cgroup.map_or(Isolated::NoCgroup, Isolated::Full),
+            process,
+            Isolated::Full(cgroup),
             Startup {
                 birth: Birth::Ahead,
                 sandbox_us: started.elapsed().as_micros() as u64,
@@ -732,6 +830,111 @@ impl FullHost {
             "sandbox made ahead started"
         );
         Ok(sandbox)
+    }
+
+    /// Hands `ready` its program (`argv`, `envp`, the code mount, the runtime directory and
+    /// stdin) and waits for its `execve`: the process, its listener, cgroup and output.
+    fn exec_in(
+        &self,
+        ready: ReadySandbox,
+        argv: &[String],
+        envp: &[String],
+        code: OwnedFd,
+        runtime_dir: &Path,
+        stdin: OwnedFd,
+    ) -> Result<(Process, TcpListener, SandboxCgroup, OwnedFd), SandboxError> {
+        if let Some(bad) = argv.iter().chain(envp).find(|s| s.contains('\0')) {
+            return Err(SandboxError::InvalidSpec(format!("NUL byte in {bad:?}")));
+        }
+        let runtime = detached_read_only(runtime_dir)?;
+        let (output, output_w) = output_pipe()?;
+        ready.channel.send_program(
+            argv,
+            envp,
+            [
+                code.as_raw_fd(),
+                runtime.as_raw_fd(),
+                output_w.as_raw_fd(),
+                stdin.as_raw_fd(),
+            ],
+        )?;
+        drop((code, runtime, output_w, stdin));
+        let mut child = Cloned {
+            process: ready.process,
+            channel: ready.channel,
+            listener: Some(ready.listener),
+            cgroup: None,
+            mounts: Vec::new(),
+        };
+        let listener = child.await_setup(Until::Exec, &argv[0])?;
+        Ok((child.process, listener, ready.cgroup, output))
+    }
+
+    /// A Node.js stem cell: a sandbox made ahead running `node` on the runtime client, which
+    /// waits for its function's environment on stdin (`stem.rs`); `/var/task` holds an empty
+    /// directory until the claim attaches the code over it.
+    fn make_stem_cell(
+        &self,
+        program: &crate::stem::StemProgram,
+        tmp_mb: u32,
+    ) -> Result<crate::stem::StemCell, SandboxError> {
+        let ready = self.make_ready_with(tmp_mb, Flavor::Exec, crate::stem::LIMITS)?;
+        let envp = program.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}"));
+        let empty = detached_read_only(&self.empty_dir)?;
+        let (assignment_r, assignment_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let (process, listener, cgroup, output) = self.exec_in(
+            ready,
+            &program.argv,
+            &envp,
+            empty,
+            &program.runtime_dir,
+            assignment_r,
+        )?;
+        Ok(crate::stem::StemCell {
+            process,
+            listener,
+            cgroup,
+            output,
+            assignment: assignment_w,
+            tmp_mb,
+        })
+    }
+
+    /// Starts `spec` by claiming `cell`: the function's limits, its code attached over the
+    /// empty `/var/task`, its environment written to the waiting runtime.
+    fn start_stem_cell(
+        &self,
+        cell: crate::stem::StemCell,
+        spec: &SandboxSpec,
+    ) -> Result<Sandbox, SandboxError> {
+        let started = Instant::now();
+        let crate::stem::StemCell {
+            process,
+            listener,
+            mut cgroup,
+            output,
+            assignment,
+            ..
+        } = cell;
+        cgroup.set_limits(limits_of(spec))?;
+        let code = detached_read_only(&spec.code_dir)?;
+        mounts::attach_inside(process.pidfd(), &[(code, c"/var/task")])?;
+        let envp = spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}"));
+        let mut assignment = File::from(assignment);
+        std::io::Write::write_all(&mut assignment, envp.join("\0").as_bytes())?;
+        drop(assignment);
+        Ok(Sandbox::new(
+            spec.id.clone(),
+            listener,
+            output,
+            process,
+            Isolated::Full(cgroup),
+            Startup {
+                birth: Birth::StemCell,
+                sandbox_us: started.elapsed().as_micros() as u64,
+            },
+        ))
     }
 }
 

@@ -95,6 +95,7 @@ mod sandbox;
 mod seccomp;
 mod spawn;
 mod spec;
+mod stem;
 mod zygote;
 
 pub use cgroup::CgroupVersion;

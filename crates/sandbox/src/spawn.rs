@@ -254,6 +254,7 @@ unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
             Some(exec) => start(
                 plan,
                 exec.output,
+                None,
                 exec.argv.as_ptr(),
                 exec.envp.as_ptr(),
                 exec.workdir,
@@ -349,7 +350,7 @@ unsafe fn wait_for_program(plan: &ChildPlan<'_>) -> ! {
         }
         pointers[argc] = std::ptr::null();
         pointers[argc + 1 + envc] = std::ptr::null();
-        let [code, runtime, output] = program.fds;
+        let [code, runtime, output, stdin] = program.fds;
         for (i, (fd, at)) in [(code, c"/var/task"), (runtime, c"/var/runtime")]
             .into_iter()
             .enumerate()
@@ -370,6 +371,7 @@ unsafe fn wait_for_program(plan: &ChildPlan<'_>) -> ! {
         start(
             plan,
             output,
+            Some(stdin),
             pointers.as_ptr(),
             pointers.as_ptr().add(argc + 1),
             c"/var/task",
@@ -388,6 +390,7 @@ const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 unsafe fn start(
     plan: &ChildPlan<'_>,
     output: RawFd,
+    stdin: Option<RawFd>,
     argv: *const *const c_char,
     envp: *const *const c_char,
     workdir: &std::ffi::CStr,
@@ -402,7 +405,7 @@ unsafe fn start(
     };
     // SAFETY (whole block): raw system calls on data the plan or the caller owns.
     unsafe {
-        if let Err(e) = stdio(output) {
+        if let Err(e) = stdio(output, stdin) {
             fail(SetupStep::Stdio, 0, e);
         }
         // Everything but 0-2 closes at execve; the handshake socket stays usable until then.
@@ -549,14 +552,24 @@ unsafe fn listen_runtime_api() -> Result<RawFd, c_int> {
     }
 }
 
-/// stdin from the sandbox's `/dev/null`, stdout and stderr to the output pipe.
+/// stdin from `stdin` (a sandbox made ahead gets one with its program: `/dev/null`, or a stem
+/// cell's assignment pipe) or the sandbox's `/dev/null`, stdout and stderr to the output pipe.
 ///
 /// # Safety
 /// Child only, after `pivot_root`.
-unsafe fn stdio(output: RawFd) -> Result<(), c_int> {
+unsafe fn stdio(output: RawFd, stdin: Option<RawFd>) -> Result<(), c_int> {
     // SAFETY: descriptor shuffling on descriptors this process owns.
     unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if let Some(fd) = stdin {
+            if libc::dup2(fd, 0) < 0 {
+                return Err(errno());
+            }
+            libc::close(fd);
+        }
+        let null = match stdin {
+            Some(_) => 0,
+            None => libc::open(c"/dev/null".as_ptr(), libc::O_RDWR),
+        };
         if null < 0 {
             return Err(errno());
         }
