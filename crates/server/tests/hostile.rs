@@ -80,7 +80,34 @@ def handler(event, context):
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_functions_are_contained_and_others_keep_answering() {
+    let node = node_with(|o| o.isolation_layers.python_zygote = false).await;
+    attack_and_check(&node).await;
+    assert_births(&node, "ahead").await;
+}
+
+/// The same attacks on sandboxes forked from the Python zygote (the default): every sandbox of
+/// the hostile function is checked to have been born from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_functions_forked_from_the_zygote_are_contained_too() {
     let node = node().await;
+    await_python_zygote(&node).await;
+    attack_and_check(&node).await;
+    assert_births(&node, "zygote").await;
+}
+
+/// Every sandbox the hostile function and its victim ran in was born `birth`.
+async fn assert_births(node: &Node, birth: &str) {
+    for function in ["hostile", "victim"] {
+        let births = births_of(node, function).await;
+        assert!(
+            births.len() >= 2 || function == "victim",
+            "{function}: {births:?}"
+        );
+        assert!(births.iter().all(|b| b == birth), "{function}: {births:?}");
+    }
+}
+
+async fn attack_and_check(node: &Node) {
     let (s, f) = node
         .deploy(
             "hostile",
@@ -103,23 +130,20 @@ async fn hostile_functions_are_contained_and_others_keep_answering() {
         victim["code_sha256"].as_str().unwrap()
     );
     assert!(std::path::Path::new(&other_code).is_dir());
-    let attack = |body: Value| {
-        let node = &node;
-        async move {
-            let (status, h, v) = node.invoke("hostile", &body.to_string()).await;
-            assert_eq!(status, StatusCode::OK, "{v}");
-            let (_, _, alive) = node.invoke("victim", "{}").await;
-            assert_eq!(
-                alive,
-                json!({"alive": true}),
-                "the other function keeps answering"
-            );
-            (
-                header(&h, "lambent-status").to_string(),
-                header(&h, "lambent-function-error").to_string(),
-                v,
-            )
-        }
+    let attack = |body: Value| async move {
+        let (status, h, v) = node.invoke("hostile", &body.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let (_, _, alive) = node.invoke("victim", "{}").await;
+        assert_eq!(
+            alive,
+            json!({"alive": true}),
+            "the other function keeps answering"
+        );
+        (
+            header(&h, "lambent-status").to_string(),
+            header(&h, "lambent-function-error").to_string(),
+            v,
+        )
     };
 
     let (status, _, v) =

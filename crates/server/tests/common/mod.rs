@@ -274,3 +274,39 @@ pub fn python_venv(packages: &[&str]) -> std::path::PathBuf {
     }
     dir
 }
+
+/// How the sandboxes of a function's cold activations were born (`exec`, `ahead`, `zygote`,
+/// `stem_cell`), oldest first.
+pub async fn births_of(node: &Node, function: &str) -> Vec<String> {
+    node.activations_of(function)
+        .await
+        .into_iter()
+        .filter(|a| a["cold"] == true)
+        .map(|a| a["init"]["birth"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// Waits until the node's Python zygote (started in the background with the server) serves
+/// cold starts: deploys and invokes new functions until one is born from it.
+pub async fn await_python_zygote(node: &Node) {
+    let mut n = 0;
+    eventually(30, "a sandbox forked from the Python zygote", || {
+        n += 1;
+        let name = format!("zygote-probe-{n}");
+        async move {
+            let (s, f) = node
+                .deploy(
+                    &name,
+                    serde_json::json!({"runtime": "python", "handler": "app.handler"}),
+                    &[("app.py", "def handler(e, c):\n    return 1\n")],
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{f}");
+            let (s, _, v) = node.invoke(&name, "{}").await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let births = births_of(node, &name).await;
+            (births.last().map(String::as_str) == Some("zygote")).then_some(())
+        }
+    })
+    .await;
+}

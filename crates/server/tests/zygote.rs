@@ -1,0 +1,332 @@
+//! Sandboxes started from a Python zygote or a Node.js stem cell: as isolated as exec'd ones,
+//! nothing of one function (module state, environment, secrets) reaching another that shares the
+//! zygote, and a killed zygote replaced without failing an invocation. Each test checks, from the
+//! activation records, that the sandboxes it looked at really were born that way. Needs root.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Reports what a sandboxed process is: its credentials, filters and view of the system.
+const PROBE_PY: &str = r#"
+import os
+def handler(event, context):
+    status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+    return {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+            "cap_eff": status["CapEff"].strip(), "cap_prm": status["CapPrm"].strip(),
+            "cap_bnd": status["CapBnd"].strip(), "no_new_privs": status["NoNewPrivs"].strip(),
+            "seccomp": status["Seccomp"].strip(),
+            "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+            "hostname": os.uname().nodename, "cwd": os.getcwd(),
+            "task": sorted(os.listdir("/var/task")), "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
+            "secret": os.environ.get("SECRET")}
+"#;
+
+/// How the sandbox of a function's latest cold activation was born.
+async fn last_birth(node: &Node, function: &str) -> String {
+    let births = births_of(node, function).await;
+    births.last().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_sandbox_is_isolated_like_an_execd_one() {
+    let node = node().await;
+    await_python_zygote(&node).await;
+    let exec = node_with(|o| o.isolation_layers.python_zygote = false).await;
+    let mut seen = Vec::new();
+    for (node, birth) in [(&node, "zygote"), (&exec, "ahead")] {
+        let (s, f) = node
+            .deploy(
+                "probe",
+                json!({"runtime": "python", "handler": "app.handler", "env": {"SECRET": "s3"}}),
+                &[("app.py", PROBE_PY)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{f}");
+        let (s, _, v) = node.invoke("probe", "{}").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(last_birth(node, "probe").await, birth);
+        seen.push(v);
+    }
+    let (forked, execd) = (&seen[0], &seen[1]);
+    assert_eq!(
+        forked, execd,
+        "the forked sandbox looks exactly like the exec'd one"
+    );
+    assert_eq!(forked["pid"], 1, "{forked}");
+    assert_eq!(
+        forked["pids"],
+        json!([1]),
+        "its own PID namespace, nothing else visible"
+    );
+    assert_eq!(
+        (forked["uid"].as_u64(), forked["gid"].as_u64()),
+        (Some(993), Some(990))
+    );
+    assert_eq!(forked["groups"], json!([]));
+    for caps in ["cap_eff", "cap_prm", "cap_bnd"] {
+        assert_eq!(forked[caps], "0000000000000000", "{caps}");
+    }
+    assert_eq!(forked["no_new_privs"], "1");
+    assert_eq!(forked["seccomp"], "2", "seccomp filter mode");
+    assert_eq!(forked["hostname"], "lambent");
+    assert_eq!(forked["task"], json!(["app.py"]));
+    assert_eq!(forked["secret"], "s3");
+    assert_eq!(
+        forked["fds"],
+        json!([0, 1, 2, 3]),
+        "stdio and the runtime API connection only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_sharing_the_zygote_share_no_state_and_no_secret() {
+    let node = node().await;
+    await_python_zygote(&node).await;
+    // A sets module-level state in modules the zygote imported, and has a secret.
+    let writer = r#"
+import json, logging, os, sys, decimal
+COUNTER = 0
+def handler(event, context):
+    global COUNTER
+    COUNTER += 1
+    json.LEAKED = os.environ["SECRET"]
+    logging.getLogger("shared").leaked = os.environ["SECRET"]
+    decimal.getcontext().prec = 3
+    sys.modules["leaked_" + os.environ["SECRET"]] = sys
+    os.environ["EXPORTED"] = os.environ["SECRET"]
+    return {"counter": COUNTER}
+"#;
+    // B looks for any trace of it: module state, environment, and every readable byte of its
+    // own memory. It gets the secret shifted by one (every byte + 1) and searches shifted
+    // memory, so the secret itself never exists in its memory unless it leaked there.
+    let reader = r#"
+import json, logging, os, sys, decimal
+SHIFT = bytes.maketrans(bytes(range(256)), bytes(range(1, 256)) + b"\0")
+def handler(event, context):
+    needle = event["shifted"].encode()
+    has = lambda data: needle in data.translate(SHIFT)
+    found = []
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                                if has(mem.read(end - start)):
+                    found.append(line.strip())
+            except (OSError, ValueError, OverflowError):
+                pass
+    return {"json": hasattr(json, "LEAKED"),
+            "logger": hasattr(logging.getLogger("shared"), "leaked"),
+            "prec": decimal.getcontext().prec,
+            "modules": [m for m in sys.modules if m.startswith("leaked_")],
+                        "environ": [k for k, v in os.environb.items() if has(v) or k == b"EXPORTED"],
+            "proc_environ": has(open("/proc/self/environ", "rb").read()),
+            "memory": found}
+"#;
+    let secret = format!("tok{}", uuid_like());
+    for (name, code, env) in [
+        ("writer", writer, json!({"SECRET": secret})),
+        ("reader", reader, json!({})),
+    ] {
+        let (s, f) = node
+            .deploy(
+                name,
+                json!({"runtime": "python", "handler": "app.handler", "env": env}),
+                &[("app.py", code)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{f}");
+    }
+    for expected in 1..=2 {
+        let (s, _, v) = node.invoke("writer", "{}").await;
+        assert_eq!((s, v), (StatusCode::OK, json!({"counter": expected})));
+    }
+    let shifted: String = secret.bytes().map(|b| (b + 1) as char).collect();
+    let (s, _, v) = node
+        .invoke("reader", &json!({"shifted": shifted}).to_string())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        json!({"json": false, "logger": false, "prec": 28, "modules": [], "environ": [],
+               "proc_environ": false, "memory": []}),
+        "nothing of the writer reaches the reader"
+    );
+    assert_eq!(last_birth(&node, "writer").await, "zygote");
+    assert_eq!(last_birth(&node, "reader").await, "zygote");
+    // Nor does the zygote itself ever hold a function's environment.
+    for pid in zygote_pids() {
+        assert!(
+            !process_memory_contains(pid, secret.as_bytes()),
+            "the zygote {pid} holds the secret"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_zygote_is_replaced_without_failing_invocations() {
+    let node = node().await;
+    await_python_zygote(&node).await;
+    let before = zygote_pids();
+    assert_eq!(before.len(), 1, "one zygote: {before:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Every invocation answers, through exec while the zygote is replaced, then forked again.
+    let mut births = Vec::new();
+    for i in 0..200 {
+        let name = format!("after{i}");
+        let (s, f) = node
+            .deploy(
+                &name,
+                json!({"runtime": "python", "handler": "app.handler"}),
+                &[("app.py", PROBE_PY)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{f}");
+        let (s, _, v) = node.invoke(&name, "{}").await;
+        assert_eq!((s, &v["uid"]), (StatusCode::OK, &json!(993)), "{v}");
+        births.push(last_birth(&node, &name).await);
+        if births.last().map(String::as_str) == Some("zygote") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        births.last().map(String::as_str),
+        Some("zygote"),
+        "{births:?}"
+    );
+    let after = zygote_pids();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before, "a new zygote");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_stem_cells_are_isolated_and_get_only_their_own_function() {
+    let node = node().await;
+    let probe = r#"
+const fs = require('fs');
+const status = Object.fromEntries(fs.readFileSync('/proc/self/status', 'utf8').split('\n')
+  .filter((l) => l.includes(':\t')).map((l) => l.split(':\t').map((s) => s.trim())));
+exports.handler = async () => ({
+  pid: process.pid, uid: process.getuid(), cap_eff: status.CapEff, seccomp: status.Seccomp,
+  no_new_privs: status.NoNewPrivs, cwd: process.cwd(), task: fs.readdirSync('/var/task').sort(),
+  env: Object.keys(process.env).filter((k) => k.startsWith('MINE_') || k.startsWith('LAMBENT')).sort(),
+  pids: fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)),
+});
+"#;
+    let mut results = Vec::new();
+    for i in 0..6 {
+        let name = format!("js{i}");
+        let env = json!({ format!("MINE_{i}"): "yes" });
+        let (s, f) = node
+            .deploy(
+                &name,
+                json!({"runtime": "nodejs", "handler": "app.handler", "env": env}),
+                &[("app.js", probe)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{f}");
+        let (s, _, v) = node.invoke(&name, "{}").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        results.push((last_birth(&node, &name).await, v));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let stem: Vec<&Value> = results
+        .iter()
+        .filter(|(b, _)| b == "stem_cell")
+        .map(|(_, v)| v)
+        .collect();
+    assert!(
+        stem.len() >= 4,
+        "most cold starts claim a stem cell: {results:?}"
+    );
+    for (i, (_, v)) in results.iter().enumerate() {
+        assert_eq!(
+            v["env"],
+            json!([format!("MINE_{i}")]),
+            "only its own environment: {v}"
+        );
+        assert_eq!(
+            (
+                &v["pid"],
+                &v["uid"],
+                &v["cap_eff"],
+                &v["seccomp"],
+                &v["no_new_privs"]
+            ),
+            (
+                &json!(1),
+                &json!(993),
+                &json!("0000000000000000"),
+                &json!("2"),
+                &json!("1")
+            ),
+            "{v}"
+        );
+        assert_eq!(
+            (&v["cwd"], &v["task"], &v["pids"]),
+            (&json!("/var/task"), &json!(["app.js"]), &json!(["1"]))
+        );
+    }
+}
+
+/// A token unlikely to appear anywhere by chance.
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+/// Pids of the Python zygotes this test process's server runs.
+fn zygote_pids() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().nth(1));
+            String::from_utf8_lossy(&cmdline).contains("python/zygote.py")
+                && ppid == Some(me.as_str())
+        })
+        .collect()
+}
+
+/// Whether any readable mapping of process `pid` contains `needle`.
+fn process_memory_contains(pid: i32, needle: &[u8]) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    maps.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if !fields[1].starts_with('r') || line.contains("[vvar]") || line.contains("[vsyscall]") {
+            return false;
+        }
+        let (start, end) = fields[0].split_once('-').unwrap();
+        let (start, end) = (
+            u64::from_str_radix(start, 16).unwrap(),
+            u64::from_str_radix(end, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (end - start) as usize];
+        mem.seek(SeekFrom::Start(start)).is_ok()
+            && mem.read_exact(&mut buf).is_ok()
+            && buf.windows(needle.len()).any(|w| w == needle)
+    })
+}
