@@ -345,8 +345,16 @@ impl Host {
         {
             return None;
         }
-        let zygote = zygotes.get(Path::new(&spec.argv[0]), &spec.runtime_dir)?;
-        let ready = pool.take(spec.tmp_mb)?;
+                let zygote = zygotes.get(Path::new(&spec.argv[0]), &spec.runtime_dir)?;
+        // None waiting (a burst): making one for the zygote's child costs far less than the
+        // interpreter start a fork saves.
+        let ready = match pool.take(spec.tmp_mb) {
+            Some(ready) => ready,
+            None => full
+                .make_ready(spec.tmp_mb, Flavor::ForZygote)
+                .map_err(|e| tracing::warn!("could not make a sandbox for the zygote: {e}"))
+                .ok()?,
+        };
         match full.start_forked(&zygote, ready, spec) {
             Ok(sandbox) => Some(sandbox),
             Err(e) => {
