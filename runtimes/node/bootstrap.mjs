@@ -15,6 +15,9 @@ import { pathToFileURL } from 'node:url';
 
 const API_PREFIX = '/2018-06-01/runtime';
 const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+// Sent on the first GET /next only: how long loading the handler took, for the platform's
+// cold-start breakdown (activation records and metrics).
+const IMPORT_US_HEADER = 'Lambent-Handler-Import-Us';
 const USER_AGENT = `lambent-node/${process.version}`;
 const EXTENSIONS = ['.js', '.mjs', '.cjs'];
 
@@ -71,8 +74,8 @@ class RuntimeClient {
     });
   }
 
-  async next() {
-    const res = await this.call('GET', '/invocation/next');
+  async next(headers = {}) {
+    const res = await this.call('GET', '/invocation/next', undefined, headers);
     if (res.status < 200 || res.status >= 300) {
       throw new RuntimeAPIError(`GET ${API_PREFIX}/invocation/next answered HTTP ${res.status}: ${res.body.toString('utf8', 0, 500)}`);
     }
@@ -387,6 +390,7 @@ async function run(spec, env = process.env) {
   process.on('unhandledRejection', (reason) => processLevelError(reason, true));
 
   let handler;
+  const importStart = process.hrtime.bigint();
   try {
     handler = await loadHandler(spec, taskRoot);
   } catch (e) {
@@ -403,9 +407,12 @@ async function run(spec, env = process.env) {
     process.exit(1);
   }
   initDone = true;
+  const importUs = (process.hrtime.bigint() - importStart) / 1000n;
   const fn = functionInfo(env);
+  let first = { [IMPORT_US_HEADER]: importUs.toString() };
   for (;;) {
-    const inv = await client.next();
+    const inv = await client.next(first);
+    first = {};
     await invoke(handler, inv, fn);
   }
 }

@@ -29,6 +29,9 @@ except ImportError:  # other interpreters: the json package does it all
 
 API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+# Sent on the first GET /next only: how long importing the handler took, for the platform's
+# cold-start breakdown (activation records and metrics).
+IMPORT_US_HEADER = "Lambent-Handler-Import-Us"
 CONNECT_TIMEOUT_S = 2.0
 USER_AGENT = "lambent-python/%d.%d.%d" % sys.version_info[:3]
 _MAX_LINE = 65536
@@ -343,8 +346,8 @@ class RuntimeClient:
         except OSError as e:
             raise RuntimeAPIError("cannot reach the Runtime API at %s: %s" % (self.address, e))
 
-    def next(self):
-        status, headers, body = self._call("GET", "/invocation/next")
+    def next(self, headers=None):
+        status, headers, body = self._call("GET", "/invocation/next", None, headers)
         if not 200 <= status < 300:
             raise RuntimeAPIError("GET %s/invocation/next answered HTTP %d: %s"
                                   % (API_PREFIX, status, body[:500].decode("utf-8", "replace")))
@@ -660,6 +663,7 @@ def run(handler_spec=None, environ=None):
     if handler_spec is None:
         handler_spec = env.get("_HANDLER", "")
     client = RuntimeClient(address)
+    import_start = time.monotonic_ns()
     try:
         handler = load_handler(handler_spec, env.get("LAMBDA_TASK_ROOT") or os.getcwd())
     except InitError as e:
@@ -672,12 +676,16 @@ def run(handler_spec=None, environ=None):
             _stderr("lambent runtime: %s" % err)
         client.conn.close()
         return 1
-    return serve(handler, env, client)
+    import_us = (time.monotonic_ns() - import_start) // 1000
+    return serve(handler, env, client, import_us)
 
 
-def serve(handler, environ=None, client=None):
+def serve(handler, environ=None, client=None, import_us=None):
     """The invocation loop for an already loaded ``handler`` (a zygote that imported the
-    function's code before forking calls this in the child). Returns the exit status, 1."""
+    function's code before forking calls this in the child). Returns the exit status, 1.
+
+    ``import_us``: how long loading the handler took, reported to the platform on the first
+    ``GET /next`` (header ``Lambent-Handler-Import-Us``); ``None`` reports nothing."""
     env = os.environ if environ is None else environ
     if client is None:
         address = env.get("AWS_LAMBDA_RUNTIME_API")
@@ -686,10 +694,12 @@ def serve(handler, environ=None, client=None):
             return 1
         client = RuntimeClient(address)
     function = _function_info(env)
+    first = {IMPORT_US_HEADER: "%d" % import_us} if import_us is not None else None
     try:
+        inv = client.next(first)
         while True:
-            inv = client.next()
             handle_invocation(client, handler, inv, function)
+            inv = client.next()
     except RuntimeAPIError as e:
         _flush_std()
         _stderr("lambent runtime: %s; exiting" % e)

@@ -126,6 +126,16 @@ function response(run, i = 0) {
 }
 
 describe('success', () => {
+  test('the import time is sent on the first /next only', async () => {
+    const run = await runRuntime('slow_import.handler', [{}, {}]);
+    assertServedAll(run, 2);
+    const first = run.gets[0].headers['lambent-handler-import-us'];
+    assert.match(first ?? '', /^\d+$/, JSON.stringify(run.gets[0].headers));
+    assert.ok(Number(first) >= 50_000, `the module waits 50 ms while loading: ${first}`);
+    assert.ok(Number(first) < TIMEOUT_MS * 1000, first);
+    for (const later of run.gets.slice(1)) assert.equal(later.headers['lambent-handler-import-us'], undefined);
+  });
+
   test('object result (async handler, CommonJS)', async () => {
     const run = await runRuntime('cjs.okObject', [{ request_id: 'abc-1', event: { x: 1 } }]);
     assertServedAll(run, 1);

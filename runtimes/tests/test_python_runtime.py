@@ -130,6 +130,18 @@ class PythonRuntimeTest(unittest.TestCase):
         run = self.run_runtime("app.decimals", [{}])
         self.assertEqual(self.response(run)["json"], {"int": 10, "frac": 1.5})
 
+    def test_import_time_is_sent_on_the_first_next_only(self):
+        run = self.run_runtime("slow_import.handler", [{}, {}])
+        self.assert_served_all(run, 2)
+        gets = run.gets()
+        first = gets[0]["headers"].get("lambent-handler-import-us")
+        self.assertIsNotNone(first, gets[0]["headers"])
+        self.assertTrue(first.isdigit(), first)
+        self.assertGreaterEqual(int(first), 50_000, "the module sleeps 50 ms at import")
+        self.assertLess(int(first), TIMEOUT * 1_000_000)
+        for later in gets[1:]:
+            self.assertNotIn("lambent-handler-import-us", later["headers"])
+
     def test_warm_reuse_and_one_persistent_connection(self):
         run = self.run_runtime("app.counter", [{}, {}, {}])
         self.assert_served_all(run, 3)

@@ -90,6 +90,66 @@ impl ColdReason {
     }
 }
 
+/// How a cold start's sandbox came to run (mirrors the sandbox crate's `Birth`): the paths a
+/// cold start can take, fastest last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Birth {
+    /// A sandbox made on demand, then `execve`.
+    Exec,
+    /// A sandbox made ahead of time, then `execve`.
+    Ahead,
+    /// Forked from a Python zygote into a sandbox made ahead.
+    Zygote,
+    /// A Node.js stem cell already running in its sandbox, told its function.
+    StemCell,
+}
+
+impl Birth {
+    pub const ALL: [Birth; 4] = [Self::Exec, Self::Ahead, Self::Zygote, Self::StemCell];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::Ahead => "ahead",
+            Self::Zygote => "zygote",
+            Self::StemCell => "stem_cell",
+        }
+    }
+}
+
+impl fmt::Display for Birth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Birth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| format!("unknown sandbox birth '{s}'"))
+    }
+}
+
+/// Where a cold start's init time went. The phases follow each other: the sandbox is made, the
+/// runtime starts, the runtime imports the handler and asks for work. Their sum is at most the
+/// activation's `init_us`, which also counts the platform's own steps around them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitBreakdown {
+    pub birth: Birth,
+    /// Making the sandbox, until its program runs inside it.
+    pub sandbox_us: u64,
+    /// The runtime starting, until it asked for work; includes the handler import when the
+    /// runtime did not say how long that took (`import_us` is then `None`).
+    pub runtime_us: u64,
+    /// Importing the handler, as the runtime reported it (Lambent's runtime clients do; others
+    /// do not).
+    pub import_us: Option<u64>,
+}
+
 /// One invocation's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activation {
@@ -108,6 +168,9 @@ pub struct Activation {
     pub cold: bool,
     pub cold_reason: Option<ColdReason>,
     pub init_us: Option<u64>,
+    /// Where the init time went, on cold starts (what is known of it when the init failed).
+    #[serde(default)]
+    pub init: Option<InitBreakdown>,
     pub status: ActivationStatus,
     pub error_type: Option<String>,
     pub error_message: Option<String>,
@@ -136,6 +199,15 @@ mod tests {
         assert_eq!(billed_ms(201_670), 202);
         assert!((gb_seconds(1000, 1024) - 1.0).abs() < 1e-12);
         assert!((gb_seconds(202, 2048) - 0.404).abs() < 1e-12);
+    }
+
+    #[test]
+    fn births_round_trip_as_their_json_names() {
+        for b in Birth::ALL {
+            assert_eq!(b.as_str().parse::<Birth>().unwrap(), b);
+            assert_eq!(serde_json::to_value(b).unwrap(), b.as_str());
+        }
+        assert!("fork".parse::<Birth>().is_err());
     }
 
     #[test]

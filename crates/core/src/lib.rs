@@ -10,7 +10,7 @@ pub mod metering;
 pub mod route;
 pub mod runtime;
 
-pub use activation::{Activation, ActivationStatus, ColdReason};
+pub use activation::{Activation, ActivationStatus, Birth, ColdReason, InitBreakdown};
 pub use async_invoke::{AsyncConfig, AsyncSpec, Destination};
 pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
 pub use route::{Route, RouteSpec};

@@ -375,6 +375,7 @@ mod tests {
             cold: false,
             cold_reason: None,
             init_us: None,
+            init: None,
             status: ActivationStatus::Success,
             error_type: None,
             error_message: None,

@@ -16,6 +16,17 @@ pub enum RuntimeKind {
     Provided,
 }
 
+impl RuntimeKind {
+    /// The lower-case name (`python`, `nodejs`, `provided`), as in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Python => "python",
+            RuntimeKind::Nodejs => "nodejs",
+            RuntimeKind::Provided => "provided",
+        }
+    }
+}
+
 /// A runtime as the user named it (`python3.12`, `nodejs20.x`, `provided.al2023`, `python`, …),
 /// resolved to the [`RuntimeKind`] that runs it. The name is kept so that `AWS_EXECUTION_ENV` and
 /// API responses echo what the user asked for.

@@ -12,9 +12,11 @@ pub use limits::{host_memory_mb, Throttle};
 
 use bytes::Bytes;
 use lambent_core::activation::billed_ms;
-use lambent_core::{now_ms, Activation, ActivationStatus, ColdReason, Function, RuntimeKind};
+use lambent_core::{
+    now_ms, Activation, ActivationStatus, ColdReason, Function, InitBreakdown, RuntimeKind,
+};
 use lambent_runtime_api::{ErrorReport, Invocation, Outcome, RuntimeApi};
-use lambent_sandbox::{Host, Interpreter, Sandbox, SandboxSpec};
+use lambent_sandbox::{Host, Interpreter, Sandbox, SandboxSpec, Startup};
 use limits::{Admission, MemoryBudget, MemoryLease};
 use logs::LogCapture;
 use metrics::{function_labels, Metrics};
@@ -195,6 +197,8 @@ struct InitFailure {
     error_type: String,
     message: String,
     logs: String,
+    /// Where the time went until it failed, when a sandbox was made.
+    init: Option<InitBreakdown>,
 }
 
 impl Invoker {
@@ -262,6 +266,7 @@ impl Invoker {
             cold: false,
             cold_reason: None,
             init_us: None,
+            init: None,
             status: ActivationStatus::Success,
             error_type: None,
             error_message: None,
@@ -281,13 +286,20 @@ impl Invoker {
                 record.cold = true;
                 record.cold_reason = Some(reason);
                 let init_start = Instant::now();
+                let kind = f.config.runtime.kind();
                 match inner.cold_start(&pool, lease, InitType::OnDemand).await {
-                    Ok(instance) => {
+                    Ok((instance, init)) => {
                         record.init_us = Some(init_start.elapsed().as_micros() as u64);
+                        record.init = Some(init);
+                        inner.observe_init(kind, &init);
                         instance
                     }
                     Err(fail) => {
                         record.init_us = Some(init_start.elapsed().as_micros() as u64);
+                        record.init = fail.init;
+                        if let Some(init) = &fail.init {
+                            inner.observe_init(kind, init);
+                        }
                         let body = error_body(&fail.error_type, &fail.message);
                         record.status = fail.status;
                         record.error_type = Some(fail.error_type);
@@ -578,7 +590,7 @@ impl Inner {
             .to_string()
         })?;
         match self.cold_start(pool, lease, init).await {
-            Ok(instance) => {
+            Ok((instance, _)) => {
                 self.release(pool, instance);
                 Ok(())
             }
@@ -768,13 +780,13 @@ impl Inner {
         }
     }
 
-    /// Spawns a sandbox and waits until its runtime asks for work.
+    /// Spawns a sandbox and waits until its runtime asks for work; says where the time went.
     async fn cold_start(
         &self,
         pool: &Arc<Pool>,
         lease: MemoryLease,
         init: InitType,
-    ) -> Result<Instance, InitFailure> {
+    ) -> Result<(Instance, InitBreakdown), InitFailure> {
         let _starting = pool.starting_guard();
         let dep = pool.deployment();
         if dep.function.config.runtime.kind() == RuntimeKind::Provided {
@@ -782,11 +794,15 @@ impl Inner {
         }
         let spec = self.spec(dep, format!("sb-{}", uuid::Uuid::new_v4().simple()), init);
         let host = self.host.clone();
-        let spawned = tokio::task::spawn_blocking(move || host.spawn(&spec))
-            .await
-            .map_err(|e| platform_failure(e.to_string()))?;
+        let (spawn_start, spawned) =
+            tokio::task::spawn_blocking(move || (Instant::now(), host.spawn(&spec)))
+                .await
+                .map_err(|e| platform_failure(e.to_string()))?;
         let mut sandbox =
             spawned.map_err(|e| platform_failure(format!("could not start a sandbox: {e}")))?;
+        let startup = sandbox.startup();
+        // What is known of a failed init: the sandbox, and the runtime's time until now.
+        let so_far = || Some(init_breakdown(startup, spawn_start, Instant::now(), None));
         let instance = (|| -> std::io::Result<Instance> {
             let listener = sandbox.runtime_api_listener().try_clone()?;
             let output = sandbox
@@ -813,14 +829,15 @@ impl Inner {
             Ok(i) => i,
             Err(e) => {
                 pool.lost(ColdReason::Evicted);
-                return Err(platform_failure(format!(
-                    "could not attach to the sandbox: {e}"
-                )));
+                return Err(InitFailure {
+                    init: so_far(),
+                    ..platform_failure(format!("could not attach to the sandbox: {e}"))
+                });
             }
         };
         let ready = tokio::select! {
             biased;
-            ready = instance.api.wait_ready() => ready.map(|_| ()),
+            ready = instance.api.wait_ready() => ready,
             _ = instance.exited() => Err(ErrorReport { error_type_header: None, body: Bytes::new() }),
             _ = tokio::time::sleep(self.config.init_timeout) => {
                 let fail = InitFailure {
@@ -828,14 +845,19 @@ impl Inner {
                     error_type: "Runtime.InitTimeout".into(),
                     message: format!("runtime did not initialize within {} s", self.config.init_timeout.as_secs()),
                     logs: instance.logs.take(),
+                    init: so_far(),
                 };
                 pool.lost(ColdReason::Evicted);
                 return Err(fail);
             }
         };
         match ready {
-            Ok(()) => Ok(instance),
+            Ok(ready) => {
+                let init = init_breakdown(startup, spawn_start, ready.at, ready.import_us);
+                Ok((instance, init))
+            }
             Err(report) => {
+                let init = so_far();
                 let (error_type, message) =
                     if report.body.is_empty() && report.error_type_header.is_none() {
                         let status =
@@ -860,6 +882,7 @@ impl Inner {
                     error_type,
                     message,
                     logs,
+                    init,
                 })
             }
         }
@@ -952,6 +975,10 @@ impl Inner {
                     namespace: record.namespace.clone(),
                     function: record.function.clone(),
                     reason: reason.as_str().to_string(),
+                    birth: record
+                        .init
+                        .map_or(metrics::NO_SANDBOX, |i| i.birth.as_str())
+                        .to_string(),
                 })
                 .inc();
         }
@@ -959,6 +986,26 @@ impl Inner {
             m.init_duration
                 .get_or_create(&labels)
                 .observe(init as f64 / 1e6);
+        }
+    }
+
+    /// Counts the phases of an invocation's cold start.
+    fn observe_init(&self, runtime: RuntimeKind, init: &InitBreakdown) {
+        let phases = [
+            ("sandbox", Some(init.sandbox_us)),
+            ("runtime", Some(init.runtime_us)),
+            ("import", init.import_us),
+        ];
+        for (phase, us) in phases {
+            let Some(us) = us else { continue };
+            self.metrics
+                .cold_start_phases
+                .get_or_create(&metrics::PhaseLabels {
+                    runtime: runtime.as_str(),
+                    birth: init.birth.as_str(),
+                    phase,
+                })
+                .observe(us as f64 / 1e6);
         }
     }
 
@@ -1069,6 +1116,36 @@ fn platform_failure(message: String) -> InitFailure {
         error_type: "Lambent.SandboxError".into(),
         message,
         logs: String::new(),
+        init: None,
+    }
+}
+
+/// Where a cold start's time went from `spawn_start` (the sandbox asked for) to `until` (the
+/// runtime's first `GET /next`, or the moment its init failed): the sandbox's own share, the
+/// handler import the runtime reported, and the runtime's start as the rest.
+fn init_breakdown(
+    startup: Startup,
+    spawn_start: Instant,
+    until: Instant,
+    import_us: Option<u64>,
+) -> InitBreakdown {
+    let total_us = until.saturating_duration_since(spawn_start).as_micros() as u64;
+    InitBreakdown {
+        birth: birth(startup.birth),
+        sandbox_us: startup.sandbox_us,
+        runtime_us: total_us
+            .saturating_sub(startup.sandbox_us)
+            .saturating_sub(import_us.unwrap_or(0)),
+        import_us,
+    }
+}
+
+fn birth(birth: lambent_sandbox::Birth) -> lambent_core::Birth {
+    match birth {
+        lambent_sandbox::Birth::Exec => lambent_core::Birth::Exec,
+        lambent_sandbox::Birth::Ahead => lambent_core::Birth::Ahead,
+        lambent_sandbox::Birth::Zygote => lambent_core::Birth::Zygote,
+        lambent_sandbox::Birth::StemCell => lambent_core::Birth::StemCell,
     }
 }
 
@@ -1080,6 +1157,7 @@ fn check_bootstrap(code_dir: &std::path::Path) -> Result<(), InitFailure> {
         error_type: "Runtime.InvalidEntrypoint".into(),
         message,
         logs: String::new(),
+        init: None,
     };
     match std::fs::metadata(code_dir.join("bootstrap")) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
@@ -1123,5 +1201,37 @@ fn signal_name(sig: i32) -> String {
         libc::SIGABRT => "aborted".into(),
         libc::SIGTERM => "terminated".into(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn startup(sandbox_us: u64) -> Startup {
+        Startup {
+            birth: lambent_sandbox::Birth::Zygote,
+            sandbox_us,
+        }
+    }
+
+    #[test]
+    fn the_runtime_phase_is_what_the_sandbox_and_the_import_leave() {
+        let start = Instant::now();
+        let ready = start + Duration::from_micros(10_000);
+        let init = init_breakdown(startup(1_000), start, ready, Some(6_000));
+        assert_eq!(init.birth, lambent_core::Birth::Zygote);
+        assert_eq!(
+            (init.sandbox_us, init.runtime_us, init.import_us),
+            (1_000, 3_000, Some(6_000))
+        );
+        // A runtime that does not report its import: the runtime phase holds both.
+        let init = init_breakdown(startup(1_000), start, ready, None);
+        assert_eq!((init.runtime_us, init.import_us), (9_000, None));
+        // Reports larger than the time that passed never make a phase negative.
+        let init = init_breakdown(startup(1_000), start, ready, Some(60_000));
+        assert_eq!(init.runtime_us, 0);
+        let init = init_breakdown(startup(1_000), ready, start, None);
+        assert_eq!(init.runtime_us, 0);
     }
 }

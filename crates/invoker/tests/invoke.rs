@@ -156,6 +156,15 @@ async fn node_and_init_errors() {
     assert_eq!(r.activation.status, ActivationStatus::Success, "{r:?}");
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v, serde_json::json!({"n": 1, "echo": {"a": 1}}));
+    let init = r
+        .activation
+        .init
+        .expect("a cold start says where its time went");
+    assert!(
+        init.import_us.is_some(),
+        "the Node runtime reports its import: {init:?}"
+    );
+    assert!(init.sandbox_us > 0 && init.runtime_us > 0, "{init:?}");
 
     let missing = deployment(&code, "missing", "python", "nope.handler", &[], 3);
     let r = call(&invoker, &missing, "{}").await;
@@ -164,6 +173,10 @@ async fn node_and_init_errors() {
         r.activation.error_type.as_deref(),
         Some("Runtime.ImportModuleError")
     );
+    // A failed init still says what is known: the sandbox, and the runtime until it failed.
+    let init = r.activation.init.expect("the sandbox was made");
+    assert_eq!(init.import_us, None, "{init:?}");
+    assert!(init.sandbox_us + init.runtime_us <= r.activation.init_us.unwrap());
 
     let provided = deployment(&code, "custom", "provided.al2023", "x", &[], 3);
     let r = call(&invoker, &provided, "{}").await;
@@ -171,6 +184,7 @@ async fn node_and_init_errors() {
         r.activation.error_type.as_deref(),
         Some("Runtime.InvalidEntrypoint")
     );
+    assert_eq!(r.activation.init, None, "no sandbox was made");
     invoker.shutdown();
 }
 

@@ -3,6 +3,9 @@
 //! in a one-slot mailbox that the runtime's long-polling `GET /next` is (almost always) already
 //! waiting on, and the runtime's `POST …/response` or `…/error` completes it. The server knows
 //! nothing of who invoked or why.
+//!
+//! The first `GET /next` marks the end of the runtime's initialization ([`Ready`]); Lambent's own
+//! runtime clients send [`IMPORT_US_HEADER`] on it, saying how long importing the handler took.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,6 +20,20 @@ use tokio::sync::{oneshot, watch};
 
 /// Largest response or error body a runtime may post: 6 MB + 100 bytes, as the AWS emulator.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 100;
+
+/// Request header of the runtime's first `GET /next`: microseconds it spent importing the
+/// handler (an unsigned decimal integer; anything else is ignored). Sent by Lambent's runtime
+/// clients only; third-party runtimes leave the import phase unknown.
+pub const IMPORT_US_HEADER: &str = "lambent-handler-import-us";
+
+/// The runtime finished initializing: it asked for work for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// When the first `GET /next` arrived.
+    pub at: Instant,
+    /// What the runtime said its handler import took ([`IMPORT_US_HEADER`]), if it said.
+    pub import_us: Option<u64>,
+}
 
 /// One event handed to the runtime.
 #[derive(Debug, Clone)]
@@ -77,7 +94,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     /// Set once, at the first `GET /next`: the runtime finished initializing.
-    ready: watch::Sender<Option<Instant>>,
+    ready: watch::Sender<Option<Ready>>,
 }
 
 /// The Runtime API of one sandbox. Dropping it stops the server.
@@ -125,11 +142,11 @@ impl RuntimeApi {
 
     /// When the runtime first asked for work (end of its initialization), if it has.
     pub fn ready_at(&self) -> Option<Instant> {
-        *self.shared.ready.borrow()
+        self.shared.ready.borrow().map(|ready| ready.at)
     }
 
     /// Waits until the runtime asks for work or reports an init error.
-    pub async fn wait_ready(&self) -> Result<Instant, ErrorReport> {
+    pub async fn wait_ready(&self) -> Result<Ready, ErrorReport> {
         let mut rx = self.shared.ready.subscribe();
         loop {
             if let Some(err) = self.shared.state.lock().init_error.clone() {
@@ -198,7 +215,10 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let rest = path.strip_prefix("/2018-06-01/runtime/");
     match (req.method(), rest) {
-        (&Method::GET, Some("invocation/next")) => next(shared).await,
+        (&Method::GET, Some("invocation/next")) => {
+            let import_us = import_us(req.headers());
+            next(shared, import_us).await
+        }
         (&Method::POST, Some("init/error")) => {
             let report = match read_report(req).await {
                 Ok(r) => r,
@@ -248,7 +268,18 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Reply {
     }
 }
 
-async fn next(shared: &Shared) -> Reply {
+/// The [`IMPORT_US_HEADER`] of a request, if it holds an unsigned integer.
+fn import_us(headers: &hyper::HeaderMap) -> Option<u64> {
+    headers
+        .get(IMPORT_US_HEADER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+async fn next(shared: &Shared, import_us: Option<u64>) -> Reply {
     let rx = {
         let mut st = shared.state.lock();
         if st.init_error.is_some() {
@@ -258,9 +289,12 @@ async fn next(shared: &Shared) -> Reply {
                 "runtime already failed to initialize",
             );
         }
-        shared.ready.send_if_modified(|at| {
-            if at.is_none() {
-                *at = Some(Instant::now());
+        shared.ready.send_if_modified(|ready| {
+            if ready.is_none() {
+                *ready = Some(Ready {
+                    at: Instant::now(),
+                    import_us,
+                });
                 true
             } else {
                 false
@@ -502,6 +536,43 @@ mod tests {
             api.invoke(invocation("r2")).map(|_| ()),
             Err(HandOffError::InitFailed)
         );
+    }
+
+    /// Sends one `GET /next` with `import_us` as the header (if any), without waiting for work.
+    async fn poll_next(base: &str, import_us: Option<&str>) {
+        let mut req = reqwest::Client::new().get(format!("{base}/invocation/next"));
+        if let Some(v) = import_us {
+            req = req.header(IMPORT_US_HEADER, v);
+        }
+        tokio::spawn(req.send());
+    }
+
+    #[tokio::test]
+    async fn the_first_next_says_how_long_the_import_took() {
+        let (api, base) = start().await;
+        let before = Instant::now();
+        poll_next(&base, Some("51234")).await;
+        let ready = api.wait_ready().await.unwrap();
+        assert_eq!(ready.import_us, Some(51234));
+        assert!(ready.at >= before);
+        assert_eq!(api.ready_at(), Some(ready.at));
+
+        // Later polls change nothing: only the first /next ends initialization.
+        poll_next(&base, Some("7")).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(api.wait_ready().await.unwrap(), ready);
+    }
+
+    #[tokio::test]
+    async fn an_import_time_that_is_not_an_integer_is_ignored() {
+        for bad in ["", "-5", "1.5", "12ms", "99999999999999999999999"] {
+            let (api, base) = start().await;
+            poll_next(&base, Some(bad)).await;
+            assert_eq!(api.wait_ready().await.unwrap().import_us, None, "{bad:?}");
+        }
+        let (api, base) = start().await;
+        poll_next(&base, None).await;
+        assert_eq!(api.wait_ready().await.unwrap().import_us, None);
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! disk. Schema changes are numbered migrations applied at open.
 
 mod events;
+mod init_breakdown;
 mod lambda;
 
 use async_trait::async_trait;
@@ -61,6 +62,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     routes::MIGRATION,
     queues::MIGRATION,
     lambda::MIGRATION,
+    init_breakdown::MIGRATION,
 ];
 
 /// SQLite-backed [`Store`].
@@ -153,7 +155,7 @@ fn function_from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
 
 const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
-error_type, error_message, logs";
+error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us";
 
 fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
     let conv = |e: String| {
@@ -179,6 +181,7 @@ fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
             .transpose()
             .map_err(|e| conv(e.to_string()))?,
         init_us: row.get(13)?,
+        init: init_breakdown::from_row(row, 18)?,
         status: status.parse::<ActivationStatus>().map_err(conv)?,
         error_type: row.get(15)?,
         error_message: row.get(16)?,
@@ -325,7 +328,8 @@ impl Store for SqliteStore {
                 let mut stmt = tx
                     .prepare_cached(&format!(
                         "INSERT OR REPLACE INTO activations ({ACTIVATION_COLUMNS}) VALUES \
-                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+                         ?19, ?20, ?21, ?22)"
                     ))
                     .map_err(db_err)?;
                 for a in &batch {
@@ -333,6 +337,8 @@ impl Store for SqliteStore {
                         .cold_reason
                         .and_then(|r| serde_json::to_value(r).ok())
                         .and_then(|v| v.as_str().map(str::to_string));
+                    let (birth, sandbox_us, runtime_us, import_us) =
+                        init_breakdown::to_columns(a.init.as_ref());
                     stmt.execute(params![
                         a.id,
                         a.namespace,
@@ -351,7 +357,11 @@ impl Store for SqliteStore {
                         a.status.as_str(),
                         a.error_type,
                         a.error_message,
-                        a.logs
+                        a.logs,
+                        birth,
+                        sandbox_us,
+                        runtime_us,
+                        import_us
                     ])
                     .map_err(db_err)?;
                 }
@@ -475,6 +485,7 @@ mod tests {
             cold: true,
             cold_reason: Some(lambent_core::ColdReason::FirstRequest),
             init_us: Some(5000),
+            init: None,
             status,
             error_type: None,
             error_message: None,
@@ -550,6 +561,67 @@ mod tests {
             batch[0]
         );
         assert_eq!(store.prune_activations(102).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn cold_start_breakdowns_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let mut zygote = activation("zygote", 100, ActivationStatus::Success);
+        zygote.init = Some(lambent_core::InitBreakdown {
+            birth: lambent_core::Birth::Zygote,
+            sandbox_us: 900,
+            runtime_us: 1200,
+            import_us: Some(51_000),
+        });
+        let mut provided = activation("provided", 101, ActivationStatus::InitError);
+        provided.init = Some(lambent_core::InitBreakdown {
+            birth: lambent_core::Birth::Exec,
+            sandbox_us: 1500,
+            runtime_us: 300,
+            import_us: None,
+        });
+        let mut warm = activation("warm", 102, ActivationStatus::Success);
+        (warm.cold, warm.cold_reason, warm.init_us) = (false, None, None);
+        let batch = [zygote, provided, warm];
+        store.insert_activations(&batch).await.unwrap();
+        for a in &batch {
+            let got = store.get_activation("default", &a.id).await.unwrap();
+            assert_eq!(got.as_ref(), Some(a));
+        }
+    }
+
+    #[tokio::test]
+    async fn activations_recorded_before_the_breakdown_read_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let breakdown = MIGRATIONS
+            .iter()
+            .position(|m| *m == init_breakdown::MIGRATION)
+            .unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..breakdown] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {breakdown}"))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO activations (id, namespace, function, revision, trigger, start_ms, \
+                 end_ms, duration_us, billed_ms, memory_mb, cold, cold_reason, init_us, status, logs) \
+                 VALUES ('old', 'default', 'f', 1, 'api', 1, 2, 1000, 1, 128, 1, 'first_request', \
+                 9000, 'success', '')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let old = store
+            .get_activation("default", "old")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((old.cold, old.init_us, old.init), (true, Some(9000), None));
     }
 
     #[tokio::test]
