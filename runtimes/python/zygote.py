@@ -22,7 +22,7 @@ and the runtime
    stderr at the output pipe, closes every other descriptor, limits descriptors to 1024 and core
    dumps to 0;
 4. empties its capability bounding set, becomes 993:990 with no supplementary groups, sets
-   ``no_new_privs`` and installs the seccomp filter: the same steps, in the same order, as a
+   ``no_new_privs`` (dumpable, as after an ``execve``) and installs the seccomp filter: the same steps, in the same order, as a
    sandbox that ``execve``s (``crates/sandbox/src/spawn.rs``);
 5. says ``E`` (entered) and only then receives its function's environment (``KEY=VALUE``
    strings, NUL-separated) on the report socket, closes it, and runs ``bootstrap.run()``.
@@ -32,7 +32,12 @@ that sandbox by ``execve`` instead. Forked children get a fresh random seed (``r
 re-seeds itself after ``fork``) but share the zygote's string-hash seed.
 """
 
-import ctypes
+import gc
+
+# No collection while the zygote imports: what it imports lives as long as it does.
+gc.disable()
+
+import ctypes  # noqa: E402
 import os
 import resource
 import signal
@@ -87,6 +92,7 @@ MS_NODEV = 4
 MS_NOEXEC = 8
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 
@@ -170,6 +176,9 @@ def runtime(report, output, fprog):
         os.setgroups([])
         os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
         os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+        # Changing uids made the process non-dumpable (its /proc/self files root's); an exec'd
+        # runtime is dumpable again after its execve: so is this one (core dumps stay off).
+        check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privileges")
         check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0), "seccomp")
         os.chdir(TASK_ROOT)
@@ -193,6 +202,7 @@ def runtime(report, output, fprog):
         if eq:
             os.environb[key] = value
     time.tzset()
+    gc.enable()
     sys.argv = [BOOTSTRAP]
     os._exit(bootstrap.run())
 
@@ -206,6 +216,9 @@ def serve(control):
     # The children exit as soon as they have forked their runtime; the kernel reaps them. The
     # runtimes become the server's (it is their subreaper), not ours.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Everything imported so far moves to the permanent generation: the runtimes' collections
+    # never walk (and so never copy) the pages they share with the zygote.
+    gc.freeze()
     control.send(b"R")
     while True:
         message, fds, _flags, _addr = socket.recv_fds(control, 16, MAX_FDS)

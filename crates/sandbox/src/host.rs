@@ -345,7 +345,7 @@ impl Host {
         {
             return None;
         }
-                let zygote = zygotes.get(Path::new(&spec.argv[0]), &spec.runtime_dir)?;
+        let zygote = zygotes.get(Path::new(&spec.argv[0]), &spec.runtime_dir)?;
         // None waiting (a burst): making one for the zygote's child costs far less than the
         // interpreter start a fork saves.
         let ready = match pool.take(spec.tmp_mb) {
@@ -416,14 +416,6 @@ impl Host {
                 None
             }
         }
-    }
-
-    /// Host pids of the running Python zygotes (diagnostics and tests).
-    pub fn zygote_pids(&self) -> Vec<u32> {
-        self.inner
-            .zygotes
-            .as_ref()
-            .map_or_else(Vec::new, |(z, _)| z.pids())
     }
 }
 

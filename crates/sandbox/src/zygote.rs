@@ -111,18 +111,6 @@ impl Zygotes {
         }
         None
     }
-
-    /// Host pids of the running zygotes (diagnostics and tests).
-    pub(crate) fn pids(&self) -> Vec<u32> {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots
-            .values()
-            .filter_map(|s| match s {
-                Slot::Running(z) if z.alive() => Some(z.pid),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 /// One zygote process and its control socket. Dropping it kills it.

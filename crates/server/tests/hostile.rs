@@ -82,7 +82,7 @@ def handler(event, context):
 async fn hostile_functions_are_contained_and_others_keep_answering() {
     let node = node_with(|o| o.isolation_layers.python_zygote = false).await;
     attack_and_check(&node).await;
-    assert_births(&node, "ahead").await;
+    assert_births(&node, &["ahead", "exec"]).await;
 }
 
 /// The same attacks on sandboxes forked from the Python zygote (the default): every sandbox of
@@ -92,18 +92,21 @@ async fn hostile_functions_forked_from_the_zygote_are_contained_too() {
     let node = node().await;
     await_python_zygote(&node).await;
     attack_and_check(&node).await;
-    assert_births(&node, "zygote").await;
+    assert_births(&node, &["zygote"]).await;
 }
 
-/// Every sandbox the hostile function and its victim ran in was born `birth`.
-async fn assert_births(node: &Node, birth: &str) {
+/// Every sandbox the hostile function and its victim ran in was born one of `births`.
+async fn assert_births(node: &Node, births: &[&str]) {
     for function in ["hostile", "victim"] {
-        let births = births_of(node, function).await;
+        let seen = births_of(node, function).await;
         assert!(
-            births.len() >= 2 || function == "victim",
-            "{function}: {births:?}"
+            seen.len() >= 2 || function == "victim",
+            "{function}: {seen:?}"
         );
-        assert!(births.iter().all(|b| b == birth), "{function}: {births:?}");
+        assert!(
+            seen.iter().all(|b| births.contains(&b.as_str())),
+            "{function}: {seen:?}"
+        );
     }
 }
 
@@ -182,10 +185,22 @@ async fn attack_and_check(node: &Node) {
         json!({"mount": "EPERM", "ptrace": "EPERM", "unshare": "EPERM"})
     );
 
-    let (status, _, v) = attack(json!({"attack": "fork_bomb"})).await;
-    assert_eq!(status, "success", "{v}");
-    assert_eq!(v["stopped_by"], "EAGAIN", "{v}");
-    assert!(v["children"].as_u64().unwrap() < 1024, "{v}");
+    // Contained either way, and the victim keeps answering (checked by `attack`): stopped by
+    // the pids limit, or first by the memory limit or the timeout. Each child that a runtime
+    // forked from the zygote forks costs ~0.8 MB (copied page tables and pages of a larger
+    // heap) against ~0.25 MB for an exec'd one, so its 512 MB run out before 1024 processes do.
+    let (status, error, v) = attack(json!({"attack": "fork_bomb"})).await;
+    match status.as_str() {
+        "success" => {
+            assert_eq!(v["stopped_by"], "EAGAIN", "{v}");
+            assert!(v["children"].as_u64().unwrap() < 1024, "{v}");
+        }
+        "out_of_memory" => assert_eq!(error, "Runtime.OutOfMemory"),
+        _ => assert_eq!(
+            (status.as_str(), error.as_str()),
+            ("timeout", "Sandbox.Timedout")
+        ),
+    }
 
     let (status, error, v) = attack(json!({"attack": "memory"})).await;
     assert_eq!(
