@@ -16,9 +16,9 @@
 //! `POST /v1/functions/{name}/invoke` until the whole answer is read, and checks the answer.
 //! Each row first makes a few untimed cold starts on each node (they start the zygote or stem
 //! cells on first need), then samples the fast node and the baseline node in turn, pausing
-//! after each cold start so sandboxes made ahead can refill. The birth of each sandbox
-//! (`init.birth` of the activation record: exec, ahead, zygote, stem_cell) is shown when the
-//! API reports it.
+//! after each cold start so sandboxes made ahead can refill. From the activation records: the
+//! median init duration (`init_us`) of the fast node's cold starts, and the birth of each
+//! sandbox (`init.birth`: exec, ahead, zygote, stem_cell) when the API reports it.
 //!
 //! Run: `cargo bench -p lambent-server --bench cold_start` (root needed). Settings:
 //! `LAMBENT_BENCH_N` cold starts per row and node (default 30), `LAMBENT_BENCH_PACE_MS` the
@@ -289,30 +289,46 @@ async fn cold_start(node: &Node, name: &str, case: &Case) -> (Duration, String) 
     (took, id)
 }
 
-/// How the sandboxes of these activations were born, counted (`zygote 30`), or `not reported`
-/// while activation records do not say (`init.birth`).
-async fn births(node: &Node, activations: &[String]) -> String {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+/// What the activation records of cold starts say about them.
+struct Records {
+    /// How their sandboxes were born, counted (`zygote 30`), or `not reported` while records
+    /// do not say (`init.birth`).
+    births: String,
+    /// The median of their init durations (`init_us`): the part of the latency spent getting
+    /// the sandbox and its runtime ready.
+    init_p50: String,
+}
+
+async fn records(node: &Node, activations: &[String]) -> Records {
+    let mut births: BTreeMap<String, usize> = BTreeMap::new();
+    let mut init = Vec::new();
     for id in activations {
         let (status, _, v) = node
             .send(Method::GET, &format!("/v1/activations/{id}"), vec![])
             .await;
-        let birth = v["init"]["birth"].as_str().filter(|_| status.is_success());
-        *counts
-            .entry(birth.unwrap_or("not reported").to_string())
-            .or_default() += 1;
+        assert!(status.is_success(), "activation {id}: {status} {v}");
+        let birth = v["init"]["birth"].as_str().unwrap_or("not reported");
+        *births.entry(birth.to_string()).or_default() += 1;
+        init.extend(v["init_us"].as_u64().map(Duration::from_micros));
     }
-    counts
-        .iter()
-        .map(|(birth, n)| format!("{birth} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    Records {
+        births: births
+            .iter()
+            .map(|(birth, n)| format!("{birth} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        init_p50: if init.is_empty() {
+            "not reported".into()
+        } else {
+            format!("{} ms", ms(stats(init).p50))
+        },
+    }
 }
 
 /// Cold starts of `case` on one node, as its part of a row.
 struct Series {
     latency: Stats,
-    births: String,
+    records: Records,
 }
 
 /// Warm-up cold starts, then `settings.samples` timed ones, each of a new function
@@ -334,11 +350,11 @@ async fn cold_series(settings: &Settings, node: &Node, prefix: &str, case: &Case
         names.push(name);
         tokio::time::sleep(settings.pace).await;
     }
-    let births = births(node, &activations).await;
+    let records = records(node, &activations).await;
     delete(node, &names).await;
     Series {
         latency: stats(latency),
-        births,
+        records,
     }
 }
 
@@ -354,6 +370,8 @@ struct Row {
     baseline_p50: String,
     baseline_p99: String,
     ratio: String,
+    /// The fast node's median init duration, from its activation records.
+    init_p50: String,
     births: String,
     baseline_births: String,
 }
@@ -388,15 +406,16 @@ async fn cold_row(
         baseline_p50: format!("{} ms", ms(b.latency.p50)),
         baseline_p99: format!("{} ms", ms(b.latency.p99)),
         ratio: ratio(f.latency.p50.as_secs_f64(), b.latency.p50.as_secs_f64()),
-        births: f.births,
-        baseline_births: b.births,
+        init_p50: f.records.init_p50,
+        births: f.records.births,
+        baseline_births: b.records.births,
     }
 }
 
 /// The proportional set size (kB) of `count` idle warm Python sandboxes: each function is
 /// invoked once (its cold start), then, after a pause, again; the second answers count.
-/// Returns them sorted, and the births of the cold starts.
-async fn idle_pss(settings: &Settings, node: &Node, prefix: &str) -> (Vec<u64>, String) {
+/// Returns them sorted, and the records of the cold starts.
+async fn idle_pss(settings: &Settings, node: &Node, prefix: &str) -> (Vec<u64>, Records) {
     let case = Case::python_pss();
     let names: Vec<String> = (0..settings.pss_functions)
         .map(|i| format!("{prefix}-{i}"))
@@ -415,14 +434,14 @@ async fn idle_pss(settings: &Settings, node: &Node, prefix: &str) -> (Vec<u64>, 
         pss.push(body["pss_kb"].as_u64().expect("pss_kb"));
     }
     pss.sort();
-    let births = births(node, &activations).await;
+    let records = records(node, &activations).await;
     delete(node, &names).await;
-    (pss, births)
+    (pss, records)
 }
 
 async fn pss_row(settings: &Settings, fast: &Node, naive: &Node) -> Row {
-    let (f, f_births) = idle_pss(settings, fast, "pss").await;
-    let (b, b_births) = idle_pss(settings, naive, "pss").await;
+    let (f, f_records) = idle_pss(settings, fast, "pss").await;
+    let (b, b_records) = idle_pss(settings, naive, "pss").await;
     let mb = |kb: u64| format!("{:.2} MB", kb as f64 / 1024.0);
     const TARGET_KB: u64 = 3 * 1024;
     Row {
@@ -439,8 +458,9 @@ async fn pss_row(settings: &Settings, fast: &Node, naive: &Node) -> Row {
         baseline_p50: mb(quantile(&b, 0.5)),
         baseline_p99: mb(quantile(&b, 0.99)),
         ratio: ratio(quantile(&f, 0.5) as f64, quantile(&b, 0.5) as f64),
-        births: f_births,
-        baseline_births: b_births,
+        init_p50: f_records.init_p50,
+        births: f_records.births,
+        baseline_births: b_records.births,
     }
 }
 
@@ -476,7 +496,7 @@ async fn concurrent_row(settings: &Settings, node: Arc<Node>) -> Row {
         }
     }
     let wall = started.elapsed();
-    let births = births(&node, &activations).await;
+    let records = records(&node, &activations).await;
     delete(&node, &names).await;
     if let Some(first) = failures.first() {
         eprintln!(
@@ -506,7 +526,8 @@ async fn concurrent_row(settings: &Settings, node: Arc<Node>) -> Row {
         baseline_p50: "—".into(),
         baseline_p99: "—".into(),
         ratio: "—".into(),
-        births,
+        init_p50: records.init_p50,
+        births: records.births,
         baseline_births: "—".into(),
     }
 }
@@ -562,6 +583,7 @@ fn table(rows: &[Row]) -> Table {
         "baseline p50",
         "baseline p99",
         "ratio p50",
+        "init p50 (record)",
         "birth",
         "baseline birth",
     ]);
@@ -577,6 +599,7 @@ fn table(rows: &[Row]) -> Table {
             &r.baseline_p50,
             &r.baseline_p99,
             &r.ratio,
+            &r.init_p50,
             &r.births,
             &r.baseline_births,
         ]);
@@ -687,8 +710,9 @@ fn main() {
              plus the deploy); the fast node's series, then the baseline's. Memory: {} warm \
              functions per node, the second invocation's own PSS. Every node: memory budget {} MB \
              (the concurrent row needs {} x {MEMORY_MB} MB), queue timeout {} s, namespace \
-             concurrency {} (default). birth: how each timed sandbox was born, from the \
-             activation record's init.birth. Whole run: {:.0} s; load average {} at the end.",
+             concurrency {} (default). init p50 (record): the median init duration \
+             of the fast node's cold starts, from their activation records (init_us); birth: \
+             how each timed sandbox was born, from the records' init.birth. Whole run: {:.0} s; load average {} at the end.",
             settings.samples,
             settings.pace.as_millis(),
             settings.pace.as_millis(),
