@@ -24,14 +24,17 @@ pub struct Stats {
     pub n: usize,
 }
 
+/// The `q` quantile (nearest rank) of sorted, non-empty samples.
+pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> T {
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 /// Median and 99th percentile (nearest rank) of latency samples.
 pub fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
-    let at =
-        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
     Stats {
-        p50: at(0.50),
-        p99: at(0.99),
+        p50: quantile(&samples, 0.50),
+        p99: quantile(&samples, 0.99),
         n: samples.len(),
     }
 }
