@@ -219,10 +219,25 @@ pub struct Activation {
     pub cold: bool,
     pub cold_reason: Option<String>,
     pub init_us: Option<u64>,
+    /// Where a cold start's init time went.
+    pub init: Option<InitBreakdown>,
     pub status: String,
     pub error_type: Option<String>,
     pub error_message: Option<String>,
     pub logs: String,
+}
+
+/// A cold start's phases, from an activation's `init`. The birth is kept as text, so that
+/// newer servers work.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct InitBreakdown {
+    /// How the sandbox came to run: `exec`, `ahead`, `zygote`, `stem_cell`.
+    pub birth: String,
+    pub sandbox_us: u64,
+    pub runtime_us: u64,
+    /// `None` when the runtime did not report it (then `runtime_us` includes it).
+    pub import_us: Option<u64>,
 }
 
 /// One page of `GET /v1/activations`, newest first.

@@ -719,6 +719,10 @@ fn activations_and_usage_report_what_ran() {
     assert!(out.contains("cold:") && out.contains("yes ("), "{out}");
     assert!(out.contains("init duration:"), "{out}");
     assert!(
+        out.contains("init phases:") && out.contains("sandbox ") && out.contains(" ms, import "),
+        "{out}"
+    );
+    assert!(
         out.contains(&format!("REPORT RequestId: {oldest}")),
         "{out}"
     );
