@@ -611,16 +611,7 @@ impl FullHost {
             output,
             child.process,
             child.cgroup.map_or(Isolated::NoCgroup, Isolated::Full),
-            Startup {
-                birth: Birth::Exec,
-                sandbox_us: started.elapsed().as_micros() as u64,
-            },
-        );
-        tracing::debug!(
-            id = %spec.id,
-            pid = sandbox.pid(),
-            total_us = started.elapsed().as_micros() as u64,
-            "sandbox started"
+            Startup::since(Birth::Exec, started),
         );
         Ok(sandbox)
     }
@@ -791,10 +782,7 @@ impl FullHost {
             output,
             process,
             Isolated::Full(cgroup),
-            Startup {
-                birth: Birth::Zygote,
-                sandbox_us: started.elapsed().as_micros() as u64,
-            },
+            Startup::since(Birth::Zygote, started),
         ))
     }
 
@@ -818,16 +806,7 @@ impl FullHost {
             output,
             process,
             Isolated::Full(cgroup),
-            Startup {
-                birth: Birth::Ahead,
-                sandbox_us: started.elapsed().as_micros() as u64,
-            },
-        );
-        tracing::debug!(
-            id = %spec.id,
-            pid = sandbox.pid(),
-            total_us = started.elapsed().as_micros() as u64,
-            "sandbox made ahead started"
+            Startup::since(Birth::Ahead, started),
         );
         Ok(sandbox)
     }
@@ -930,10 +909,7 @@ impl FullHost {
             output,
             process,
             Isolated::Full(cgroup),
-            Startup {
-                birth: Birth::StemCell,
-                sandbox_us: started.elapsed().as_micros() as u64,
-            },
+            Startup::since(Birth::StemCell, started),
         ))
     }
 }

@@ -66,9 +66,6 @@ pub(crate) fn spawn(spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
         output,
         process,
         Isolated::NoCgroup,
-        Startup {
-            birth: Birth::Exec,
-            sandbox_us: started.elapsed().as_micros() as u64,
-        },
+        Startup::since(Birth::Exec, started),
     ))
 }

@@ -142,6 +142,16 @@ pub struct Startup {
     pub sandbox_us: u64,
 }
 
+impl Startup {
+    /// A start-up of `birth` that began at `started` and ends now.
+    pub(crate) fn since(birth: Birth, started: std::time::Instant) -> Startup {
+        Startup {
+            birth,
+            sandbox_us: started.elapsed().as_micros() as u64,
+        }
+    }
+}
+
 /// One running sandbox. Dropping it kills the whole tree, reaps it and removes its cgroup.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -165,6 +175,13 @@ impl Sandbox {
         isolated: Isolated,
         startup: Startup,
     ) -> Sandbox {
+        tracing::debug!(
+            %id,
+            pid = process.pid,
+            birth = startup.birth.as_str(),
+            us = startup.sandbox_us,
+            "sandbox started"
+        );
         Sandbox {
             id,
             listener,
