@@ -1131,21 +1131,12 @@ fn init_breakdown(
 ) -> InitBreakdown {
     let total_us = until.saturating_duration_since(spawn_start).as_micros() as u64;
     InitBreakdown {
-        birth: birth(startup.birth),
+        birth: startup.birth,
         sandbox_us: startup.sandbox_us,
         runtime_us: total_us
             .saturating_sub(startup.sandbox_us)
             .saturating_sub(import_us.unwrap_or(0)),
         import_us,
-    }
-}
-
-fn birth(birth: lambent_sandbox::Birth) -> lambent_core::Birth {
-    match birth {
-        lambent_sandbox::Birth::Exec => lambent_core::Birth::Exec,
-        lambent_sandbox::Birth::Ahead => lambent_core::Birth::Ahead,
-        lambent_sandbox::Birth::Zygote => lambent_core::Birth::Zygote,
-        lambent_sandbox::Birth::StemCell => lambent_core::Birth::StemCell,
     }
 }
 
@@ -1210,7 +1201,7 @@ mod tests {
 
     fn startup(sandbox_us: u64) -> Startup {
         Startup {
-            birth: lambent_sandbox::Birth::Zygote,
+            birth: lambent_core::Birth::Zygote,
             sandbox_us,
         }
     }

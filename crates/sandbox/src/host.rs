@@ -8,7 +8,7 @@ use crate::handshake::{self, ChildChannel, Message, ParentEnd};
 use crate::mounts::{self, HostRootfs};
 use crate::netpool::NetPool;
 use crate::ready::{Flavor, ReadyPool, ReadySandbox};
-use crate::sandbox::{Birth, Isolated, Process, Sandbox, Startup};
+use crate::sandbox::{Isolated, Process, Sandbox, Startup};
 use crate::seccomp::SeccompProgram;
 use crate::spawn::{self, ChildPlan, Exec};
 use crate::stem::{StemCell, StemProgram};
@@ -17,6 +17,7 @@ use crate::{
     insecure, CgroupVersion, SandboxError, SandboxSpec, SetupStep, RUNTIME_API_PORT, RUNTIME_ROOT,
     TASK_ROOT,
 };
+use lambent_core::Birth;
 use std::ffi::CString;
 use std::fs::File;
 use std::net::TcpListener;

@@ -6,9 +6,10 @@
 //! the code directory; the child leads its own process group, so `kill` reaches its children.
 
 use crate::host::output_pipe;
-use crate::sandbox::{Birth, Isolated, Process, Sandbox, Startup};
+use crate::sandbox::{Isolated, Process, Sandbox, Startup};
 use crate::spawn::Child;
 use crate::{SandboxError, SandboxSpec, SetupStep};
+use lambent_core::Birth;
 use nix::errno::Errno;
 use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd};

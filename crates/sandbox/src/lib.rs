@@ -101,7 +101,8 @@ mod zygote;
 pub use cgroup::CgroupVersion;
 pub use error::{SandboxError, SetupStep};
 pub use host::{Host, HostOptions, Isolation, Layers, Layout};
-pub use sandbox::{Birth, Sandbox, Startup};
+pub use lambent_core::Birth;
+pub use sandbox::{Sandbox, Startup};
 pub use spec::{Interpreter, SandboxSpec};
 
 /// User id a fully isolated sandbox runs as (the one AWS Lambda uses). No capability survives

@@ -5,6 +5,7 @@
 use crate::cgroup::SandboxCgroup;
 use crate::spawn::Child;
 use crate::SandboxError;
+use lambent_core::Birth;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
@@ -108,31 +109,8 @@ pub(crate) enum Isolated {
     NoCgroup,
 }
 
-/// How a sandbox's program came to run: the paths a cold start can take, fastest last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Birth {
-    /// Made on demand, then `execve` (also every sandbox in insecure mode).
-    Exec,
-    /// A sandbox made ahead (`ready.rs`) claimed, then `execve`.
-    Ahead,
-    /// Forked from the Python zygote into a sandbox made ahead (`zygote.rs`).
-    Zygote,
-    /// A Node.js interpreter already running in its sandbox, told its function (`stem.rs`).
-    StemCell,
-}
-
-impl Birth {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Birth::Exec => "exec",
-            Birth::Ahead => "ahead",
-            Birth::Zygote => "zygote",
-            Birth::StemCell => "stem_cell",
-        }
-    }
-}
-
-/// How a sandbox started, for the activation record and metrics.
+/// How a sandbox started, for the activation record and metrics. [`Birth`] is the domain's
+/// (`lambent_core`): the paths a cold start can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Startup {
     pub birth: Birth,
