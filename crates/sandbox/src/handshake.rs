@@ -77,22 +77,20 @@ struct FdControl([u8; 32]);
 
 /// Creates the pair: the parent keeps the first end, the child uses the second.
 pub(crate) fn pair() -> io::Result<(ParentEnd, OwnedFd)> {
-    let mut fds = [0 as c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors socketpair writes.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socketpair succeeded; both descriptors are ours.
-    let (parent, child) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (parent, child) = seqpacket_pair()?;
     Ok((ParentEnd(parent), child))
+}
+
+/// A connected `SOCK_SEQPACKET` pair, close-on-exec at both ends.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(io::Error::from)
 }
 
 /// The child's end, used between `clone` and `execve`: async-signal-safe.

@@ -743,7 +743,7 @@ impl FullHost {
             &[(code, c"/var/task"), (runtime, c"/var/runtime")],
         )?;
         let (output, output_w) = output_pipe()?;
-        let (report, theirs) = crate::zygote::seqpacket_pair()?;
+        let (report, theirs) = handshake::seqpacket_pair()?;
         let procs = ready.cgroup.procs_files()?;
         let procs_raw: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
         zygote.fork(

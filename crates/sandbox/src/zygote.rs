@@ -20,11 +20,11 @@
 //! The server is the child subreaper of the runtimes (their forking parent exits at once), so
 //! it collects their exit status like any sandbox's.
 
-use crate::handshake::recv_timeout;
+use crate::handshake::{recv_timeout, seqpacket_pair};
 use crate::SandboxError;
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -204,25 +204,6 @@ impl Drop for Zygote {
         let _ = child.kill();
         let _ = child.wait();
     }
-}
-
-/// A `SOCK_SEQPACKET` pair, close-on-exec.
-pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors socketpair writes.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socketpair succeeded; both descriptors are ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Sends one message with `fds` attached.
