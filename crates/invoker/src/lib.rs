@@ -206,16 +206,14 @@ impl Invoker {
     pub fn new(host: Host, config: InvokerConfig, records: Option<RecordSink>) -> Invoker {
         let admission = Arc::new(Admission::new(config.namespace_concurrency));
         let budget = Arc::new(MemoryBudget::new(config.memory_budget_mb));
-        for (interpreter, program) in [
-            (Interpreter::Python, &config.python),
-            (Interpreter::Node, &config.node),
-        ] {
-            host.warm_up(
-                interpreter,
-                std::path::Path::new(program),
-                &config.runtime_dir,
-                config.tmp_mb,
-            );
+        let runtime_dir = host
+            .layout(&config.runtime_dir, &config.runtime_dir)
+            .runtime_dir;
+        for kind in [RuntimeKind::Python, RuntimeKind::Nodejs] {
+            let argv = runtime_argv(&config, kind, "", &runtime_dir.display().to_string());
+            if let Some(interpreter) = interpreter(kind) {
+                host.warm_up(interpreter, &argv, &config.runtime_dir, config.tmp_mb);
+            }
         }
         let inner = Arc::new(Inner {
             host,
@@ -708,17 +706,7 @@ impl Inner {
         let layout = self.host.layout(&dep.code_dir, &self.config.runtime_dir);
         let task_root = layout.task_root.display().to_string();
         let runtime_dir = layout.runtime_dir.display().to_string();
-        let argv = match c.runtime.kind() {
-            RuntimeKind::Python => vec![
-                self.config.python.clone(),
-                format!("{runtime_dir}/python/bootstrap.py"),
-            ],
-            RuntimeKind::Nodejs => vec![
-                self.config.node.clone(),
-                format!("{runtime_dir}/node/bootstrap.mjs"),
-            ],
-            RuntimeKind::Provided => vec![format!("{task_root}/bootstrap")],
-        };
+        let argv = runtime_argv(&self.config, c.runtime.kind(), &task_root, &runtime_dir);
         let today = time::OffsetDateTime::now_utc().date();
         let mut env: Vec<(String, String)> =
             c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -772,11 +760,7 @@ impl Inner {
             pids_max: lambent_core::limits::SANDBOX_PIDS_MAX,
             tmp_mb: self.config.tmp_mb,
             allow_network: c.network,
-            interpreter: match c.runtime.kind() {
-                RuntimeKind::Python => Some(Interpreter::Python),
-                RuntimeKind::Nodejs => Some(Interpreter::Node),
-                RuntimeKind::Provided => None,
-            },
+            interpreter: interpreter(c.runtime.kind()),
         }
     }
 
@@ -1137,6 +1121,36 @@ fn init_breakdown(
             .saturating_sub(startup.sandbox_us)
             .saturating_sub(import_us.unwrap_or(0)),
         import_us,
+    }
+}
+
+/// The program a runtime's sandboxes run, as they see it (`task_root`, `runtime_dir`: see
+/// `Host::layout`).
+fn runtime_argv(
+    config: &InvokerConfig,
+    kind: RuntimeKind,
+    task_root: &str,
+    runtime_dir: &str,
+) -> Vec<String> {
+    match kind {
+        RuntimeKind::Python => vec![
+            config.python.clone(),
+            format!("{runtime_dir}/python/bootstrap.py"),
+        ],
+        RuntimeKind::Nodejs => vec![
+            config.node.clone(),
+            format!("{runtime_dir}/node/bootstrap.mjs"),
+        ],
+        RuntimeKind::Provided => vec![format!("{task_root}/bootstrap")],
+    }
+}
+
+/// The interpreter a runtime's sandboxes may be started from ahead of time.
+fn interpreter(kind: RuntimeKind) -> Option<Interpreter> {
+    match kind {
+        RuntimeKind::Python => Some(Interpreter::Python),
+        RuntimeKind::Nodejs => Some(Interpreter::Node),
+        RuntimeKind::Provided => None,
     }
 }
 

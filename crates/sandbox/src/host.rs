@@ -104,9 +104,7 @@ impl Layers {
         python_zygote: true,
         node_stem_cells: true,
     };
-}
 
-impl Layers {
     /// Every isolation layer and every piece made ahead (what the faster start-ups need).
     fn complete(&self) -> bool {
         Layers {
@@ -161,14 +159,19 @@ struct Stems {
 }
 
 impl Stems {
-    /// The pool of stem cells running `program` (replacing one running another).
-    fn pool(&self, program: StemProgram) -> Option<Arc<ReadyPool<StemCell>>> {
+    /// The pool of stem cells running `argv` with `runtime_dir` (replacing one running
+    /// another).
+    fn pool(&self, argv: &[String], runtime_dir: &Path) -> Option<Arc<ReadyPool<StemCell>>> {
         let mut slot = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((running, pool)) = &*slot {
-            if *running == program {
+            if running.argv == argv && running.runtime_dir == runtime_dir {
                 return Some(Arc::clone(pool));
             }
         }
+        let program = StemProgram {
+            argv: argv.to_vec(),
+            runtime_dir: runtime_dir.to_path_buf(),
+        };
         let maker = Arc::new(MakeStem {
             full: Arc::clone(&self.full),
             program: program.clone(),
@@ -320,10 +323,7 @@ impl Host {
         {
             return Ok(sandbox);
         }
-        let ready = match spec.allow_network {
-            false => self.inner.ready.as_ref().and_then(|r| r.take(spec.tmp_mb)),
-            true => None,
-        };
+        let ready = self.inner.ready.as_ref().and_then(|r| r.take(spec.tmp_mb));
         match ready.map(|ready| full.start_ready(ready, spec)) {
             Some(Err(SandboxError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 full.launch(spec, false)
@@ -341,7 +341,6 @@ impl Host {
     fn fork_from_zygote(&self, full: &FullHost, spec: &SandboxSpec) -> Option<Sandbox> {
         let (zygotes, pool) = self.inner.zygotes.as_ref()?;
         if spec.interpreter != Some(crate::Interpreter::Python)
-            || spec.allow_network
             || !crate::zygote::environment_fits(&spec.env)
         {
             return None;
@@ -366,30 +365,23 @@ impl Host {
     }
 
     /// Starts what makes `interpreter`'s cold starts fast, in the background, before the first
-    /// one needs it (the Python zygote for `program` and `runtime_dir`). Does nothing when
-    /// that is off or unavailable.
-    /// `tmp_mb`: the `/tmp` size its sandboxes will have.
+    /// one needs it: the Python zygote, or the Node.js stem cells, for the runtime `argv` (as
+    /// a [`SandboxSpec`] would have it) and `runtime_dir`, with a `/tmp` of `tmp_mb`. Does
+    /// nothing when that is off or unavailable.
     pub fn warm_up(
         &self,
         interpreter: crate::Interpreter,
-        program: &Path,
+        argv: &[String],
         runtime_dir: &Path,
         tmp_mb: u32,
     ) {
         match (interpreter, &self.inner.zygotes, &self.inner.stems) {
             (crate::Interpreter::Python, Some((zygotes, pool)), _) => {
-                zygotes.get(program, runtime_dir);
+                zygotes.get(Path::new(&argv[0]), runtime_dir);
                 pool.prime(tmp_mb);
             }
             (crate::Interpreter::Node, _, Some(stems)) => {
-                let program = StemProgram {
-                    argv: vec![
-                        program.display().to_string(),
-                        format!("{RUNTIME_ROOT}/node/bootstrap.mjs"),
-                    ],
-                    runtime_dir: runtime_dir.to_path_buf(),
-                };
-                if let Some(pool) = stems.pool(program) {
+                if let Some(pool) = stems.pool(argv, runtime_dir) {
                     pool.prime(tmp_mb);
                 }
             }
@@ -403,13 +395,14 @@ impl Host {
     fn claim_stem_cell(&self, full: &FullHost, spec: &SandboxSpec) -> Option<Sandbox> {
         let stems = self.inner.stems.as_ref()?;
         if spec.interpreter != Some(crate::Interpreter::Node)
-            || spec.allow_network
             || spec.memory_mb < crate::stem::MIN_MEMORY_MB
             || !crate::stem::environment_fits(&spec.env)
         {
             return None;
         }
-        let cell = stems.pool(stem_program(spec))?.take(spec.tmp_mb)?;
+        let cell = stems
+            .pool(&spec.argv, &spec.runtime_dir)?
+            .take(spec.tmp_mb)?;
         match full.start_stem_cell(cell, spec) {
             Ok(sandbox) => Some(sandbox),
             Err(e) => {
@@ -428,11 +421,9 @@ enum Program<'a> {
     Wait(Flavor),
 }
 
-fn stem_program(spec: &SandboxSpec) -> StemProgram {
-    StemProgram {
-        argv: spec.argv.clone(),
-        runtime_dir: spec.runtime_dir.clone(),
-    }
+/// `AWS_LAMBDA_RUNTIME_API` inside every fully isolated sandbox.
+fn runtime_api_address() -> String {
+    format!("127.0.0.1:{RUNTIME_API_PORT}")
 }
 
 /// Most sandboxes of one kind kept made ahead (the pools size themselves, see `ready.rs`).
@@ -585,7 +576,7 @@ impl FullHost {
             false => mounts::c_path(&spec.code_dir)?,
         };
         let argv = CStrings::new(spec.argv.iter().cloned())?;
-        let envp = CStrings::new(spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}")))?;
+        let envp = CStrings::new(spec.environment(&runtime_api_address()))?;
         let (output, output_w) = output_pipe()?;
         let output_w = above_stdio(output_w)?;
         let exec = Exec {
@@ -775,7 +766,7 @@ impl FullHost {
             b"E" => {}
             _ => return Err(SandboxError::SetupVanished),
         }
-        let envp = spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}"));
+        let envp = spec.environment(&runtime_api_address());
         crate::zygote::send(&report, envp.join("\0").as_bytes(), &[])?;
         Ok(Sandbox::new(
             spec.id.clone(),
@@ -796,7 +787,7 @@ impl FullHost {
     ) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
         ready.cgroup.set_limits(limits_of(spec))?;
-        let envp = spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}"));
+        let envp = spec.environment(&runtime_api_address());
         let code = detached_read_only(&spec.code_dir)?;
         let stdin = File::open("/dev/null")?.into();
         let (process, listener, cgroup, output) =
@@ -859,7 +850,7 @@ impl FullHost {
         tmp_mb: u32,
     ) -> Result<crate::stem::StemCell, SandboxError> {
         let ready = self.make_ready_with(tmp_mb, Flavor::Exec, crate::stem::LIMITS)?;
-        let envp = program.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}"));
+        let envp = program.environment(&runtime_api_address());
         let empty = detached_read_only(&self.empty_dir)?;
         let (assignment_r, assignment_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
@@ -900,7 +891,7 @@ impl FullHost {
         cgroup.set_limits(limits_of(spec))?;
         let code = detached_read_only(&spec.code_dir)?;
         mounts::attach_inside(process.pidfd(), &[(code, c"/var/task")])?;
-        let envp = spec.environment(&format!("127.0.0.1:{RUNTIME_API_PORT}"));
+        let envp = spec.environment(&runtime_api_address());
         let mut assignment = File::from(assignment);
         std::io::Write::write_all(&mut assignment, envp.join("\0").as_bytes())?;
         drop(assignment);
