@@ -42,7 +42,6 @@ import os
 import resource
 import signal
 import socket
-import struct
 import sys
 import time
 
@@ -126,6 +125,12 @@ def send(report, message):
         os._exit(1)  # the server gave up on this sandbox
 
 
+def die(report, step, errno):
+    """Reports a failed step to the server, which starts this sandbox by exec instead."""
+    send(report, b"X%s %d" % (step.encode(), errno or 0))
+    os._exit(1)
+
+
 def enter(fds, fprog):
     """The forked child: steps 1-2. Never returns."""
     pidfd, report_fd, output, *procs = fds
@@ -143,11 +148,9 @@ def enter(fds, fprog):
         check(libc.unshare(CLONE_NEWPID), "pid_namespace")
         pid = os.fork()
     except StepFailed as e:
-        send(report, b"X%s %d" % (e.step.encode(), e.errno))
-        os._exit(1)
+        die(report, e.step, e.errno)
     except OSError as e:
-        send(report, b"Xfork %d" % (e.errno or 0))
-        os._exit(1)
+        die(report, "fork", e.errno)
     if pid:
         send(report, b"P%d" % pid)
         os._exit(0)
@@ -187,11 +190,9 @@ def runtime(report, output, fprog):
         check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0), "seccomp")
         os.chdir(TASK_ROOT)
     except StepFailed as e:
-        send(report, b"X%s %d" % (e.step.encode(), e.errno))
-        os._exit(1)
+        die(report, e.step, e.errno)
     except OSError as e:
-        send(report, b"Xsetup %d" % (e.errno or 0))
-        os._exit(1)
+        die(report, "setup", e.errno)
     send(report, b"E")
     try:
         environment = report.recv(MAX_MESSAGE)
