@@ -22,6 +22,11 @@ async fn invoke_and_record(node: &Node, name: &str) -> Value {
     assert_eq!(status, StatusCode::OK, "{body}");
     let id = header(&headers, "lambent-activation-id").to_string();
     assert!(!id.is_empty(), "no activation id: {headers:?}");
+    record(node, &id).await
+}
+
+/// The activation record `id`, as `GET /v1/activations/{id}` gives it once it is written.
+async fn record(node: &Node, id: &str) -> Value {
     common::eventually(10, "the activation record", || async {
         let (s, _, record) = node
             .send(Method::GET, &format!("/v1/activations/{id}"), vec![])
@@ -154,14 +159,7 @@ async fn a_failed_init_still_records_what_is_known() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (_, headers, body) = node.invoke("broken", "{}").await;
     assert_eq!(header(&headers, "lambent-status"), "init_error", "{body}");
-    let id = header(&headers, "lambent-activation-id");
-    let record = common::eventually(10, "the activation record", || async {
-        let (s, _, record) = node
-            .send(Method::GET, &format!("/v1/activations/{id}"), vec![])
-            .await;
-        (s == StatusCode::OK).then_some(record)
-    })
-    .await;
+    let record = record(&node, header(&headers, "lambent-activation-id")).await;
     // The runtime never asked for work, so it never said how long its import took.
     assert_cold_breakdown(&record, "first_request", Import::Unknown);
 }
