@@ -52,8 +52,7 @@ where
 fn main() {
     let n: usize = support::env_or("LAMBENT_BENCH_N", 2000);
     let callers: usize = support::env_or("LAMBENT_BENCH_CALLERS", 64);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    support::block_on(async {
         let node = Arc::new(node().await);
         let settings = json!({"runtime": "python3.12", "handler": "app.handler"});
         let (s, v) = node.deploy("noop", settings, &[("app.py", NOOP_PY)]).await;

@@ -619,11 +619,7 @@ fn report_path() -> std::path::PathBuf {
 
 fn main() {
     let settings = Settings::from_env();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    support::block_on(async {
         let started = Instant::now();
         let machine = machine();
         let naive_layers = Layers {

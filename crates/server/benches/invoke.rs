@@ -367,11 +367,7 @@ fn exec_time(argv: &[String]) -> Duration {
 fn main() {
     let n: usize = env_or("LAMBENT_BENCH_N", 1000);
     let secs: f64 = env_or("LAMBENT_BENCH_SECS", 3.0);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    support::block_on(async {
         let echo = echo_runtime();
         if std::env::var("LAMBENT_BENCH_ONLY").as_deref() == Ok("isolation") {
             println!("{}", isolation_table(&echo, n.min(300)).await);

@@ -77,11 +77,7 @@ fn per_second(n: usize, d: Duration) -> f64 {
 
 fn main() {
     let n = support::samples(2000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    support::block_on(async {
         let node = common::node().await;
         let (s, v) = node
             .deploy(

@@ -34,11 +34,7 @@ async fn timed(req: reqwest::RequestBuilder, expect: StatusCode) -> Duration {
 
 fn main() {
     let n = support::samples(1000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    support::block_on(async {
         let node = common::node().await;
         let (s, v) = node
             .deploy(

@@ -6,6 +6,15 @@ use std::io::Write;
 use std::time::Duration;
 
 /// The environment variable `name` parsed, or `default`.
+/// Runs a bench's async body on a multi-threaded runtime.
+pub fn block_on<F: std::future::Future>(body: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(body)
+}
+
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
