@@ -1,11 +1,10 @@
-//! What every benchmark of this crate shares: settings from the environment, p50/p99 of latency
+//! What every benchmark of this crate shares: the async runtime, settings from the environment, p50/p99 of latency
 //! samples, milliseconds for the tables, code zips and the compiled echo runtime.
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::time::Duration;
 
-/// The environment variable `name` parsed, or `default`.
 /// Runs a bench's async body on a multi-threaded runtime.
 pub fn block_on<F: std::future::Future>(body: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
@@ -15,6 +14,7 @@ pub fn block_on<F: std::future::Future>(body: F) -> F::Output {
         .block_on(body)
 }
 
+/// The environment variable `name` parsed, or `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
