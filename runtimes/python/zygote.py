@@ -30,6 +30,35 @@ and the runtime
 A failed step is reported as ``X<step> <errno>`` and the runtime exits; the server then starts
 that sandbox by ``execve`` instead. Forked children get a fresh random seed (``random``
 re-seeds itself after ``fork``) but share the zygote's string-hash seed.
+
+Package zygotes
+---------------
+The second message the zygote receives is the package zygote's seccomp program
+(``crates/sandbox/src/seccomp.rs``: the sandbox's, plus ``mount`` and ``unshare`` without
+``CLONE_NEWUSER``). A ``Z`` message, with ``[pidfd of a sandbox made ahead, report socket,
+cgroup.procs files...]``, asks for a *package zygote* for one function: a child that
+
+P1. joins that sandbox's cgroups and namespaces as in step 1, leaves a ``/proc`` there (of a
+    PID namespace that ends at once: its children need one in view to mount their own), and
+    ``unshare``s a user namespace; says ``U<pid>``, and the server maps root in it to an
+    unprivileged host user of that zygote's own, 993 and 990 to themselves, and answers ``M``;
+P2. becomes that root, points stdio at ``/dev/null``, closes every other descriptor, sets the
+    rlimits and ``no_new_privs``, installs the package zygote program, says ``E``, and receives
+    its function's environment (as in step 5);
+P3. runs, as 993:990 (its saved user id still root, for P4), the *leading imports* of the
+    function's handler module (the ``import`` statements before its first other statement):
+    the function's own dependencies, run in the same order, environment and directory as in a
+    runtime that imports its handler; says ``R<count>`` and serves, or ``N<why>`` and exits when
+    there is nothing to import or a thread was started (``fork`` would lose it);
+P4. then, for each ``S<tmp_mb>`` message on the report socket, with ``[report socket, output
+    pipe, cgroup.procs files...]``, forks a child that joins those cgroups, ``unshare``s new
+    mount, network, IPC, UTS, cgroup and PID namespaces, mounts a fresh ``/tmp`` and
+    ``/dev/shm`` (``tmp_mb`` each), sets the hostname, brings up its loopback and passes the
+    runtime API listener (``L`` with the socket), forks the runtime (``P<pid>``) and exits;
+    the runtime takes steps 3-5 (its capability bounding set emptied in the user namespace,
+    993:990 mapped to the same host ids, the sandbox program on top of the zygote's).
+
+Everything a package zygote runs is its own function's: it serves no other.
 """
 
 import gc
@@ -38,10 +67,12 @@ import gc
 gc.disable()
 
 import ctypes  # noqa: E402
+import fcntl
 import os
 import resource
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -72,6 +103,7 @@ import bootstrap  # noqa: E402
 del sys.path[0]
 
 CONTROL_FD = 3
+RUNTIME_API = ("127.0.0.1", 9001)
 SANDBOX_UID = 993
 SANDBOX_GID = 990
 NOFILE = 1024
@@ -84,6 +116,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID = 2
@@ -95,6 +128,11 @@ PR_SET_DUMPABLE = 4
 SYS_CLOSE_RANGE = 436  # the same number on every architecture
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+HOSTNAME = b"lambent"
+LISTEN_BACKLOG = 1024  # as crates/sandbox/src/spawn.rs
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
@@ -131,20 +169,29 @@ def die(report, step, errno):
     os._exit(1)
 
 
+def join_cgroups(procs):
+    for fd in procs:
+        try:
+            os.write(fd, b"0")
+        except OSError as e:
+            raise StepFailed("join_cgroup", e.errno)
+        os.close(fd)
+
+
+def join_sandbox(pidfd, procs):
+    """Step 1 (and P1): the cgroups and namespaces of the sandbox made ahead behind ``pidfd``."""
+    join_cgroups(procs)
+    check(libc.setns(pidfd, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP),
+          "setns")
+    os.close(pidfd)
+
+
 def enter(fds, fprog):
     """The forked child: steps 1-2. Never returns."""
     pidfd, report_fd, output, *procs = fds
     report = socket.socket(fileno=report_fd)
     try:
-        for fd in procs:
-            try:
-                os.write(fd, b"0")
-            except OSError as e:
-                raise StepFailed("join_cgroup", e.errno)
-            os.close(fd)
-        check(libc.setns(pidfd, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP),
-              "setns")
-        os.close(pidfd)
+        join_sandbox(pidfd, procs)
         check(libc.unshare(CLONE_NEWPID), "pid_namespace")
         pid = os.fork()
     except StepFailed as e:
@@ -157,23 +204,46 @@ def enter(fds, fprog):
     runtime(report, output, fprog)
 
 
+def isolate_stdio(report, output):
+    """stdin on ``/dev/null``, stdout and stderr on ``output`` (``None``: ``/dev/null`` too),
+    every descriptor but those and ``report`` closed, the sandbox's rlimits."""
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null if output is None else output, 1)
+    os.dup2(null if output is None else output, 2)
+    keep = report.fileno()
+    os.closerange(3, keep)
+    # One close_range(2) for all the rest (os.closerange would try each number in turn).
+    if libc.syscall(SYS_CLOSE_RANGE, keep + 1, 0xFFFFFFFF, 0) != 0:
+        os.closerange(keep + 1, NOFILE * 64)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def receive_environment(report):
+    """Step 5 (and P2): says ``E``, then takes the function's environment as its own."""
+    send(report, b"E")
+    try:
+        environment = report.recv(MAX_MESSAGE)
+    except OSError:
+        os._exit(1)
+    if not environment:
+        os._exit(0)  # not needed after all
+    os.environ.clear()
+    for item in environment.split(b"\0"):
+        key, eq, value = item.partition(b"=")
+        if eq:
+            os.environb[key] = value
+    time.tzset()
+
+
 def runtime(report, output, fprog):
     """The runtime, PID 1 of its namespace: steps 3-5. Never returns."""
     try:
         check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount_proc")
         os.setsid()
         os.umask(0o022)
-        null = os.open("/dev/null", os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(output, 1)
-        os.dup2(output, 2)
-        keep = report.fileno()
-        os.closerange(3, keep)
-        # One close_range(2) for all the rest (os.closerange would try each number in turn).
-        if libc.syscall(SYS_CLOSE_RANGE, keep + 1, 0xFFFFFFFF, 0) != 0:
-            os.closerange(keep + 1, NOFILE * 64)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        isolate_stdio(report, output)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for cap in range(64):
             if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
@@ -193,31 +263,218 @@ def runtime(report, output, fprog):
         die(report, e.step, e.errno)
     except OSError as e:
         die(report, "setup", e.errno)
-    send(report, b"E")
-    try:
-        environment = report.recv(MAX_MESSAGE)
-    except OSError:
-        os._exit(1)
+    receive_environment(report)
     report.close()
-    if not environment:
-        os._exit(0)  # not needed after all
-    os.environ.clear()
-    for item in environment.split(b"\0"):
-        key, eq, value = item.partition(b"=")
-        if eq:
-            os.environb[key] = value
-    time.tzset()
     gc.enable()
     sys.argv = [BOOTSTRAP]
     os._exit(bootstrap.run())
 
 
-def serve(control):
+# --------------------------------------------------------------------------------------------
+# Package zygotes (steps P1-P4)
+# --------------------------------------------------------------------------------------------
+
+
+def leave_proc():
+    """A ``/proc`` in the sandbox, of a PID namespace that ends at once: in a user namespace the
+    kernel lets a child mount its own ``/proc`` only where one is already fully in view."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if libc.unshare(CLONE_NEWPID) != 0:
+                os._exit(1)
+            inner = os.fork()
+            if inner == 0:
+                os._exit(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) != 0)
+            os._exit(os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1]))
+        except BaseException:
+            os._exit(2)
+    if os.waitpid(pid, 0)[1] != 0:
+        raise StepFailed("mount_proc", 0)
+
+
+def leading_imports(source):
+    """The modules the ``import`` statements before a module's first other statement name
+    (its docstring and ``from __future__`` imports aside)."""
+    import ast
+
+    names = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module != "__future__":
+                names.append(node.module)
+        else:
+            break
+    return names
+
+
+def preload(handler_spec):
+    """P3: imports the leading imports of the handler's module, as a runtime would on its way to
+    the handler. Returns how many modules that added, or why there is nothing to keep."""
+    path = handler_spec.strip().rpartition(".")[0]
+    while path.startswith("./"):
+        path = path[2:]
+    source = None
+    for candidate in (path + ".py", os.path.join(path, "__init__.py")):
+        try:
+            with open(os.path.join(TASK_ROOT, candidate), "rb") as f:
+                source = f.read()
+            break
+        except OSError:
+            continue
+    if not path or source is None:
+        return 0, "no handler module"
+    try:
+        names = leading_imports(source)
+    except (SyntaxError, ValueError):
+        return 0, "the handler module does not parse"
+    before = len(sys.modules)
+    sys.path.insert(0, TASK_ROOT)
+    for name in names:
+        try:
+            __import__(name)
+        except BaseException:
+            # The runtime will fail the same way, and report it as the function's init error.
+            return 0, "importing %s failed" % name
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return 0, "an import started a thread"
+    if len(sys.modules) == before:
+        return 0, "nothing to import beyond the base zygote"
+    return len(sys.modules) - before, None
+
+
+def package(fds, fprog, package_fprog):
+    """A package zygote: steps P1-P4. Never returns."""
+    pidfd, report_fd, *procs = fds
+    report = socket.socket(fileno=report_fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        join_sandbox(pidfd, procs)
+        leave_proc()
+        check(libc.unshare(CLONE_NEWUSER), "user_namespace")
+    except StepFailed as e:
+        die(report, e.step, e.errno)
+    except OSError as e:
+        die(report, "setup", e.errno)
+    send(report, b"U%d" % os.getpid())
+    try:
+        mapped = report.recv(16)
+    except OSError:
+        os._exit(1)
+    if mapped != b"M":
+        os._exit(1)
+    try:
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        isolate_stdio(report, None)
+        check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privileges")
+        check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(package_fprog), 0, 0), "seccomp")
+        os.chdir(TASK_ROOT)
+    except StepFailed as e:
+        die(report, e.step, e.errno)
+    except OSError as e:
+        die(report, "setup", e.errno)
+    receive_environment(report)
+    try:
+        # The imports run as the sandbox's user; the saved user id keeps root for step P4.
+        os.setresgid(SANDBOX_GID, SANDBOX_GID, 0)
+        os.setresuid(SANDBOX_UID, SANDBOX_UID, 0)
+        added, why = preload(os.environ.get("_HANDLER", ""))
+        os.setresuid(0, 0, 0)
+        os.setresgid(0, 0, 0)
+    except OSError as e:
+        die(report, "switch_user", e.errno)
+    if why is not None:
+        send(report, b"N" + why.encode())
+        os._exit(0)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    gc.freeze()
+    send(report, b"R%d" % added)
+    while True:
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(report, 32, MAX_FDS)
+        except OSError:
+            os._exit(1)
+        if not message:
+            os._exit(0)  # the server evicted this zygote, or is gone
+        if not message.startswith(b"S") or not message[1:].isdigit() or len(fds) < 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = -1
+        if pid == 0:
+            report.close()
+            instance(fds, int(message[1:]), fprog)
+        for fd in fds:
+            os.close(fd)
+
+
+def loopback_listener():
+    """Brings ``lo`` up and listens on the runtime API's address, non-blocking."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    request = struct.pack("16sH14x", b"lo", 0)
+    flags = struct.unpack("16sH14x", fcntl.ioctl(probe, SIOCGIFFLAGS, request))[1]
+    fcntl.ioctl(probe, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    probe.close()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(RUNTIME_API)
+    listener.listen(LISTEN_BACKLOG)
+    listener.setblocking(False)
+    return listener
+
+
+def instance(fds, tmp_mb, fprog):
+    """P4: a package zygote's child, making its own sandbox. Never returns."""
+    report_fd, output, *procs = fds
+    report = socket.socket(fileno=report_fd)
+    try:
+        join_cgroups(procs)
+        check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
+                           | CLONE_NEWPID), "namespaces")
+        options = b"size=%dm,mode=1777" % tmp_mb
+        check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options), "mount_tmp")
+        check(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options), "mount_shm")
+        check(libc.sethostname(HOSTNAME, len(HOSTNAME)), "hostname")
+        listener = loopback_listener()
+        socket.send_fds(report, [b"L"], [listener.fileno()])
+        listener.close()
+        pid = os.fork()
+    except StepFailed as e:
+        die(report, e.step, e.errno)
+    except OSError as e:
+        die(report, "listener", e.errno)
+    if pid:
+        send(report, b"P%d" % pid)
+        os._exit(0)
+    runtime(report, output, fprog)
+
+
+# --------------------------------------------------------------------------------------------
+# The zygote
+# --------------------------------------------------------------------------------------------
+
+
+def seccomp_program(control):
+    """The next message, a seccomp program: its ``sock_fprog`` and the buffer it points into."""
     program = control.recv(MAX_MESSAGE)
     if not program or len(program) % 8:
-        sys.exit("lambent zygote: expected a seccomp program first")
+        sys.exit("lambent zygote: expected a seccomp program")
     filters = ctypes.create_string_buffer(program, len(program))
-    fprog = SockFprog(len(program) // 8, ctypes.addressof(filters))
+    return SockFprog(len(program) // 8, ctypes.addressof(filters)), filters
+
+
+def serve(control):
+    fprog, _filters = seccomp_program(control)
+    package_fprog, _package_filters = seccomp_program(control)
     # The children exit as soon as they have forked their runtime; the kernel reaps them. The
     # runtimes become the server's (it is their subreaper), not ours.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
@@ -229,7 +486,7 @@ def serve(control):
         message, fds, _flags, _addr = socket.recv_fds(control, 16, MAX_FDS)
         if not message:
             return  # the server is gone
-        if message != b"S" or len(fds) < 3:
+        if len(fds) < {b"S": 3, b"Z": 2}.get(message, len(fds) + 1):
             for fd in fds:
                 os.close(fd)
             continue
@@ -239,6 +496,8 @@ def serve(control):
             pid = -1
         if pid == 0:
             control.close()
+            if message == b"Z":
+                package(fds, fprog, package_fprog)
             enter(fds, fprog)
         for fd in fds:
             os.close(fd)

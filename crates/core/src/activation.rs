@@ -103,10 +103,19 @@ pub enum Birth {
     Zygote,
     /// A Node.js stem cell already running in its sandbox, told its function.
     StemCell,
+    /// Forked from a package zygote: a Python zygote of the function's own, which has already
+    /// imported the function's dependencies.
+    PackageZygote,
 }
 
 impl Birth {
-    pub const ALL: [Birth; 4] = [Self::Exec, Self::Ahead, Self::Zygote, Self::StemCell];
+    pub const ALL: [Birth; 5] = [
+        Self::Exec,
+        Self::Ahead,
+        Self::Zygote,
+        Self::StemCell,
+        Self::PackageZygote,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,6 +123,7 @@ impl Birth {
             Self::Ahead => "ahead",
             Self::Zygote => "zygote",
             Self::StemCell => "stem_cell",
+            Self::PackageZygote => "package_zygote",
         }
     }
 }

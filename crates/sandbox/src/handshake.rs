@@ -238,27 +238,60 @@ fn wait_readable(fd: RawFd, deadline: Instant, timeout: Duration) -> Result<(), 
     }
 }
 
-/// One message from a `SOCK_SEQPACKET` socket into `buf`, waiting until `deadline`: its length,
-/// or `None` at end-of-file.
+/// One message from a `SOCK_SEQPACKET` socket into `buf`, waiting until `deadline`: its length
+/// and the descriptor it passed (`SCM_RIGHTS`, close-on-exec), or `None` at end-of-file.
 pub(crate) fn recv_timeout(
     fd: RawFd,
     buf: &mut [u8],
     deadline: Instant,
-) -> Result<Option<usize>, SandboxError> {
+) -> Result<Option<(usize, Option<OwnedFd>)>, SandboxError> {
     let timeout = deadline.saturating_duration_since(Instant::now());
     loop {
         wait_readable(fd, deadline, timeout)?;
-        // SAFETY: receiving into a buffer we own, of its length.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        match n {
-            0 => return Ok(None),
-            n if n > 0 => return Ok(Some(n as usize)),
-            _ => match Errno::last() {
-                Errno::EINTR | Errno::EAGAIN => continue,
-                e => return Err(e.into()),
-            },
+        match recv_with_fd(fd, buf) {
+            Ok((0, _)) => return Ok(None),
+            Ok(received) => return Ok(Some(received)),
+            Err(Errno::EINTR | Errno::EAGAIN) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// One `recvmsg` into `buf`: the length, and the first descriptor passed with it.
+fn recv_with_fd(fd: RawFd, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>), Errno> {
+    let mut control = FdControl([0; 32]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; the pointers set point at live locals.
+    let (n, hdr) = unsafe {
+        let mut hdr: libc::msghdr = std::mem::zeroed();
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = control.0.as_mut_ptr().cast();
+        hdr.msg_controllen = control.0.len() as _;
+        let n = libc::recvmsg(fd, &mut hdr, libc::MSG_CMSG_CLOEXEC);
+        (n, hdr)
+    };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel filled `hdr` and its control buffer; we only read what
+    // CMSG_FIRSTHDR/CMSG_DATA point at within `control`.
+    let passed = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+        if !cmsg.is_null()
+            && (*cmsg).cmsg_level == libc::SOL_SOCKET
+            && (*cmsg).cmsg_type == libc::SCM_RIGHTS
+        {
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>());
+            Some(OwnedFd::from_raw_fd(fd))
+        } else {
+            None
+        }
+    };
+    Ok((n as usize, passed))
 }
 
 /// The parent's end.
@@ -336,84 +369,40 @@ impl ParentEnd {
 
     /// The next message, or `None` at end-of-file (the child exec'd, or died). Gives up with
     /// [`SandboxError::SetupTimeout`] at `deadline`.
-    pub(crate) fn recv(
-        &self,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<Option<Message>, SandboxError> {
-        let fd = self.0.as_raw_fd();
-        loop {
-            wait_readable(fd, deadline, timeout)?;
-
-            let mut buf = [0u8; MSG_LEN];
-            let mut control = FdControl([0; 32]);
-            let mut iov = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: MSG_LEN,
-            };
-            // SAFETY: a zeroed msghdr is valid; the pointers set point at live locals.
-            let (n, hdr) = unsafe {
-                let mut hdr: libc::msghdr = std::mem::zeroed();
-                hdr.msg_iov = &mut iov;
-                hdr.msg_iovlen = 1;
-                hdr.msg_control = control.0.as_mut_ptr().cast();
-                hdr.msg_controllen = control.0.len() as _;
-                let n = libc::recvmsg(fd, &mut hdr, libc::MSG_CMSG_CLOEXEC);
-                (n, hdr)
-            };
-            if n < 0 {
-                match Errno::last() {
-                    Errno::EINTR | Errno::EAGAIN => continue,
-                    e => return Err(e.into()),
-                }
+    pub(crate) fn recv(&self, deadline: Instant) -> Result<Option<Message>, SandboxError> {
+        let mut buf = [0u8; MSG_LEN];
+        let Some((n, passed)) = recv_timeout(self.0.as_raw_fd(), &mut buf, deadline)? else {
+            return Ok(None);
+        };
+        if n != MSG_LEN {
+            return Err(
+                io::Error::new(io::ErrorKind::InvalidData, "short handshake message").into(),
+            );
+        }
+        let tag = u32::from_ne_bytes(word(&buf, 0));
+        let a = u32::from_ne_bytes(word(&buf, 4));
+        let b = i32::from_ne_bytes(word(&buf, 8));
+        match (tag, passed) {
+            (TAG_LISTENER, Some(fd)) => Ok(Some(Message::Listener(fd))),
+            (TAG_READY, None) => Ok(Some(Message::Ready)),
+            (TAG_FAILED, _) => {
+                let step = SetupStep::from_code(a & 0xffff).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("unknown setup step {a}"),
+                    )
+                })?;
+                Ok(Some(Message::Failed {
+                    step,
+                    index: a >> 16,
+                    errno: Errno::from_raw(b),
+                }))
             }
-            if n == 0 {
-                return Ok(None);
-            }
-            // SAFETY: the kernel filled `hdr` and its control buffer; we only read what
-            // CMSG_FIRSTHDR/CMSG_DATA point at within `control`.
-            let passed = unsafe {
-                let cmsg = libc::CMSG_FIRSTHDR(&hdr);
-                if !cmsg.is_null()
-                    && (*cmsg).cmsg_level == libc::SOL_SOCKET
-                    && (*cmsg).cmsg_type == libc::SCM_RIGHTS
-                {
-                    let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>());
-                    Some(OwnedFd::from_raw_fd(fd))
-                } else {
-                    None
-                }
-            };
-            if n as usize != MSG_LEN {
-                return Err(
-                    io::Error::new(io::ErrorKind::InvalidData, "short handshake message").into(),
-                );
-            }
-            let tag = u32::from_ne_bytes(word(&buf, 0));
-            let a = u32::from_ne_bytes(word(&buf, 4));
-            let b = i32::from_ne_bytes(word(&buf, 8));
-            return match (tag, passed) {
-                (TAG_LISTENER, Some(fd)) => Ok(Some(Message::Listener(fd))),
-                (TAG_READY, None) => Ok(Some(Message::Ready)),
-                (TAG_FAILED, _) => {
-                    let step = SetupStep::from_code(a & 0xffff).ok_or_else(|| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("unknown setup step {a}"),
-                        )
-                    })?;
-                    Ok(Some(Message::Failed {
-                        step,
-                        index: a >> 16,
-                        errno: Errno::from_raw(b),
-                    }))
-                }
-                _ => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("unexpected handshake message {tag}"),
-                )
-                .into()),
-            };
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected handshake message {tag}"),
+            )
+            .into()),
         }
     }
 }
@@ -423,9 +412,8 @@ mod tests {
     use super::*;
     use std::os::fd::AsFd;
 
-    fn deadline() -> (Instant, Duration) {
-        let t = Duration::from_secs(5);
-        (Instant::now() + t, t)
+    fn deadline() -> Instant {
+        Instant::now() + Duration::from_secs(5)
     }
 
     #[test]
@@ -438,8 +426,8 @@ mod tests {
         channel.send_failure(SetupStep::Mount, 7, libc::ENOENT);
         drop(child);
 
-        let (d, t) = deadline();
-        let Some(Message::Listener(fd)) = parent.recv(d, t).unwrap() else {
+        let d = deadline();
+        let Some(Message::Listener(fd)) = parent.recv(d).unwrap() else {
             panic!("expected the listener");
         };
         let received = std::net::TcpListener::from(fd);
@@ -451,20 +439,20 @@ mod tests {
             "received fd must be close-on-exec"
         );
 
-        match parent.recv(d, t).unwrap() {
+        match parent.recv(d).unwrap() {
             Some(Message::Failed { step, index, errno }) => {
                 assert_eq!((step, index, errno), (SetupStep::Mount, 7, Errno::ENOENT));
             }
             other => panic!("expected a failure, got {other:?}"),
         }
-        assert!(parent.recv(d, t).unwrap().is_none(), "expected end-of-file");
+        assert!(parent.recv(d).unwrap().is_none(), "expected end-of-file");
     }
 
     #[test]
     fn silence_times_out() {
         let (parent, _child) = pair().unwrap();
         let t = Duration::from_millis(20);
-        let err = parent.recv(Instant::now() + t, t).unwrap_err();
+        let err = parent.recv(Instant::now() + t).unwrap_err();
         assert!(matches!(err, SandboxError::SetupTimeout(_)), "{err}");
     }
 }

@@ -7,12 +7,13 @@ use crate::cgroup::{self, Cgroups, HostFs, Limits, SandboxCgroup, CGROUP_ROOT};
 use crate::handshake::{self, ChildChannel, Message, ParentEnd};
 use crate::mounts::{self, HostRootfs};
 use crate::netpool::NetPool;
+use crate::package::{Built, PackageKey, PackageUid, PackageZygote, PackageZygotes};
 use crate::ready::{Flavor, ReadyPool, ReadySandbox};
 use crate::sandbox::{Isolated, Process, Sandbox, Startup};
-use crate::seccomp::SeccompProgram;
+use crate::seccomp::{Profile, SeccompProgram};
 use crate::spawn::{self, ChildPlan, Exec};
 use crate::stem::{StemCell, StemProgram};
-use crate::zygote::Zygotes;
+use crate::zygote::{Programs, Zygote, Zygotes};
 use crate::{
     insecure, CgroupVersion, SandboxError, SandboxSpec, SetupStep, RUNTIME_API_PORT, RUNTIME_ROOT,
     TASK_ROOT,
@@ -86,6 +87,10 @@ pub struct Layers {
     /// client and common modules (`zygote.rs`; needs every layer above). Without it: a fresh
     /// `python3` exec into the same sandbox.
     pub python_zygote: bool,
+    /// Package zygotes: a Python function that ships packages gets a zygote of its own that has
+    /// already imported its handler's leading imports (`package.rs`; needs `python_zygote`).
+    /// Without it: its cold starts fork the base zygote and import them.
+    pub package_zygotes: bool,
     /// Node.js sandboxes claimed from stem cells: interpreters already started in a sandbox,
     /// waiting to be told their function (`stem.rs`; needs every layer above). Without it: a
     /// fresh `node` exec into the same sandbox.
@@ -102,6 +107,7 @@ impl Layers {
         netns_ahead: true,
         sandboxes_ahead: true,
         python_zygote: true,
+        package_zygotes: true,
         node_stem_cells: true,
     };
 
@@ -109,6 +115,7 @@ impl Layers {
     fn complete(&self) -> bool {
         Layers {
             python_zygote: true,
+            package_zygotes: true,
             node_stem_cells: true,
             ..*self
         } == Layers::ALL
@@ -146,6 +153,8 @@ struct Inner {
     /// Python zygotes, and the sandboxes made ahead for their children; `None` in insecure
     /// mode, or when left out.
     zygotes: Option<(Zygotes, ReadyPool<ReadySandbox>)>,
+    /// Package zygotes; `None` without Python zygotes, or when left out.
+    packages: Option<PackageZygotes>,
     /// Node.js stem cells, one pool for the program they run (made on first need); `None` in
     /// insecure mode, or when left out.
     stems: Option<Stems>,
@@ -207,6 +216,8 @@ struct FullHost {
     /// `<state_dir>/empty`: what a stem cell sees at `/var/task` before its claim.
     empty_dir: PathBuf,
     seccomp: SeccompProgram,
+    /// What a package zygote runs under (`package.rs`).
+    package_seccomp: SeccompProgram,
     /// Network namespaces made ahead; `None` if the pool thread could not start.
     netpool: Option<NetPool>,
     layers: Layers,
@@ -243,14 +254,25 @@ impl Host {
         let zygotes = match &full {
             Some(f) if complete && f.layers.python_zygote => {
                 match crate::zygote::become_subreaper() {
-                    Ok(()) => pool(Flavor::ForZygote, "lambent-ready-py")
-                        .map(|p| (Zygotes::new(f.seccomp.bytes()), p)),
+                    Ok(()) => pool(Flavor::ForZygote, "lambent-ready-py").map(|p| {
+                        let programs = Programs {
+                            sandbox: f.seccomp.bytes(),
+                            package_zygote: f.package_seccomp.bytes(),
+                        };
+                        (Zygotes::new(programs), p)
+                    }),
                     Err(e) => {
                         tracing::warn!("no Python zygotes (cannot become a subreaper: {e})");
                         None
                     }
                 }
             }
+            _ => None,
+        };
+        let packages = match &full {
+            Some(f) if zygotes.is_some() && f.layers.package_zygotes => PackageZygotes::start()
+                .map_err(|e| tracing::warn!("no package zygotes: {e}"))
+                .ok(),
             _ => None,
         };
         let stems = match &full {
@@ -266,6 +288,7 @@ impl Host {
                 full,
                 ready,
                 zygotes,
+                packages,
                 stems,
             }),
         })
@@ -338,7 +361,7 @@ impl Host {
     /// `spec` started from a Python zygote, when it is a Python runtime, zygotes are on, one
     /// is running and the environment holds nothing only an interpreter's start reads; `None`
     /// otherwise, or when the fork failed (logged): the caller then `execve`s.
-    fn fork_from_zygote(&self, full: &FullHost, spec: &SandboxSpec) -> Option<Sandbox> {
+    fn fork_from_zygote(&self, full: &Arc<FullHost>, spec: &SandboxSpec) -> Option<Sandbox> {
         let (zygotes, pool) = self.inner.zygotes.as_ref()?;
         if spec.interpreter != Some(crate::Interpreter::Python)
             || !crate::zygote::environment_fits(&spec.env)
@@ -346,6 +369,9 @@ impl Host {
             return None;
         }
         let zygote = zygotes.get(Path::new(&spec.argv[0]), &spec.runtime_dir)?;
+        if let Some(sandbox) = self.fork_from_package_zygote(full, &zygote, spec) {
+            return Some(sandbox);
+        }
         // None waiting (a burst): making one for the zygote's child costs far less than the
         // interpreter start a fork saves.
         let ready = match pool.take(spec.tmp_mb) {
@@ -359,6 +385,32 @@ impl Host {
             Ok(sandbox) => Some(sandbox),
             Err(e) => {
                 tracing::warn!(id = %spec.id, "could not fork from the Python zygote, starting by exec: {e}");
+                None
+            }
+        }
+    }
+
+    /// `spec` forked from its function's package zygote (`package.rs`), when package zygotes
+    /// are on and that one is running; otherwise `None`, after starting to build it when there
+    /// is none yet. A failed fork is logged, and the zygote replaced.
+    fn fork_from_package_zygote(
+        &self,
+        full: &Arc<FullHost>,
+        zygote: &Arc<Zygote>,
+        spec: &SandboxSpec,
+    ) -> Option<Sandbox> {
+        let packages = self.inner.packages.as_ref()?;
+        let key = PackageKey::of(spec);
+        let build = {
+            let (full, zygote, spec) = (Arc::clone(full), Arc::clone(zygote), spec.clone());
+            move |uid| full.build_package_zygote(&zygote, &spec, uid)
+        };
+        let package = packages.get(&key, build)?;
+        match full.start_from_package_zygote(&package, spec) {
+            Ok(sandbox) => Some(sandbox),
+            Err(e) => {
+                tracing::warn!(id = %spec.id, "could not fork from the package zygote, forking the base zygote: {e}");
+                packages.discard(&key, &package);
                 None
             }
         }
@@ -471,7 +523,8 @@ impl FullHost {
                 ),
             }
         }
-        let seccomp = SeccompProgram::compile()?;
+        let seccomp = SeccompProgram::compile(Profile::Sandbox)?;
+        let package_seccomp = SeccompProgram::compile(Profile::PackageZygote)?;
         let rootfs = HostRootfs::scan(Path::new("/"))?;
 
         let state_err = |source| SandboxError::StateDir {
@@ -501,6 +554,7 @@ impl FullHost {
             new_root,
             empty_dir,
             seccomp,
+            package_seccomp,
             netpool,
             layers,
             slirp: crate::network::find_slirp(),
@@ -726,13 +780,7 @@ impl FullHost {
     ) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
         let deadline = started + SETUP_TIMEOUT;
-        ready.cgroup.set_limits(limits_of(spec))?;
-        let code = detached_read_only(&spec.code_dir)?;
-        let runtime = detached_read_only(&spec.runtime_dir)?;
-        mounts::attach_inside(
-            ready.process.pidfd(),
-            &[(code, c"/var/task"), (runtime, c"/var/runtime")],
-        )?;
+        assign(&mut ready, spec)?;
         let (output, output_w) = output_pipe()?;
         let (report, theirs) = handshake::seqpacket_pair()?;
         let procs = ready.cgroup.procs_files()?;
@@ -745,13 +793,7 @@ impl FullHost {
         )?;
         drop((theirs, output_w, procs));
         let mut buf = [0u8; 128];
-        let pid = match crate::zygote::report(&report, &mut buf, deadline)? {
-            [b'P', pid @ ..] => std::str::from_utf8(pid)
-                .ok()
-                .and_then(|p| p.parse::<i32>().ok())
-                .ok_or(SandboxError::SetupVanished)?,
-            _ => return Err(SandboxError::SetupVanished),
-        };
+        let pid = reported_pid(b'P', crate::zygote::report(&report, &mut buf, deadline)?)?;
         let process = Process::adopt(pid)?;
         // The runtime holds the sandbox's namespaces now: the process made ahead goes.
         let ReadySandbox {
@@ -762,12 +804,7 @@ impl FullHost {
             ..
         } = ready;
         drop((holder, channel));
-        match crate::zygote::report(&report, &mut buf, deadline)? {
-            b"E" => {}
-            _ => return Err(SandboxError::SetupVanished),
-        }
-        let envp = spec.environment(&runtime_api_address());
-        crate::zygote::send(&report, envp.join("\0").as_bytes(), &[])?;
+        send_environment(&report, spec, deadline)?;
         Ok(Sandbox::new(
             spec.id.clone(),
             listener,
@@ -775,6 +812,94 @@ impl FullHost {
             process,
             Isolated::Full(cgroup),
             Startup::since(Birth::Zygote, started),
+        ))
+    }
+
+    /// Builds the package zygote of `spec`'s function from the base `zygote`, its root mapped
+    /// to `uid` (see `package.rs`); [`Built::Unwanted`] when the function needs none.
+    fn build_package_zygote(
+        &self,
+        zygote: &Zygote,
+        spec: &SandboxSpec,
+        uid: PackageUid,
+    ) -> Result<Built, SandboxError> {
+        if !crate::package::ships_packages(&spec.code_dir) {
+            return Ok(Built::Unwanted("its code ships no packages".into()));
+        }
+        let deadline = Instant::now() + PACKAGE_BUILD_TIMEOUT;
+        let mut ready = self.make_ready(spec.tmp_mb, Flavor::ForZygote)?;
+        assign(&mut ready, spec)?;
+        let (control, theirs) = handshake::seqpacket_pair()?;
+        let procs = ready.cgroup.procs_files()?;
+        let procs_raw: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
+        zygote.build_package_zygote(
+            ready.process.pidfd().as_raw_fd(),
+            theirs.as_raw_fd(),
+            &procs_raw,
+        )?;
+        drop((theirs, procs));
+        let mut buf = [0u8; 256];
+        let pid = reported_pid(b'U', crate::zygote::report(&control, &mut buf, deadline)?)?;
+        let process = Process::adopt(pid)?;
+        crate::package::map_ids(pid, uid.get())?;
+        crate::zygote::send(&control, b"M", &[])?;
+        // It is in the sandbox's namespaces now: the process made ahead goes.
+        let ReadySandbox {
+            process: holder,
+            channel,
+            cgroup,
+            ..
+        } = ready;
+        drop((holder, channel));
+        send_environment(&control, spec, deadline)?;
+        match crate::zygote::report(&control, &mut buf, deadline)? {
+            [b'R', modules @ ..] => Ok(Built::Zygote(PackageZygote {
+                process,
+                control,
+                _cgroup: cgroup,
+                _uid: uid,
+                modules: std::str::from_utf8(modules)
+                    .ok()
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(0),
+            })),
+            [b'N', why @ ..] => Ok(Built::Unwanted(String::from_utf8_lossy(why).into())),
+            _ => Err(SandboxError::SetupVanished),
+        }
+    }
+
+    /// Starts `spec` forked from `package`, its function's package zygote: the child makes a
+    /// fresh sandbox in the zygote's user namespace, joins a cgroup made for it here, and
+    /// passes its runtime API listener; the runtime gets the function's environment once it is
+    /// unprivileged and under seccomp.
+    fn start_from_package_zygote(
+        &self,
+        package: &PackageZygote,
+        spec: &SandboxSpec,
+    ) -> Result<Sandbox, SandboxError> {
+        let started = Instant::now();
+        let deadline = started + SETUP_TIMEOUT;
+        let cgroup = self.cgroups.create(&spec.id, limits_of(spec))?;
+        let procs = cgroup.procs_files()?;
+        let (output, output_w) = output_pipe()?;
+        let (report, theirs) = handshake::seqpacket_pair()?;
+        package.fork(spec.tmp_mb, &theirs, &output_w, &procs)?;
+        drop((theirs, output_w, procs));
+        let mut buf = [0u8; 128];
+        let listener = match crate::zygote::report_passing(&report, &mut buf, deadline)? {
+            (b"L", Some(fd)) => TcpListener::from(fd),
+            _ => return Err(SandboxError::SetupVanished),
+        };
+        let pid = reported_pid(b'P', crate::zygote::report(&report, &mut buf, deadline)?)?;
+        let process = Process::adopt(pid)?;
+        send_environment(&report, spec, deadline)?;
+        Ok(Sandbox::new(
+            spec.id.clone(),
+            listener,
+            output,
+            process,
+            Isolated::Full(cgroup),
+            Startup::since(Birth::PackageZygote, started),
         ))
     }
 
@@ -906,6 +1031,49 @@ impl FullHost {
     }
 }
 
+/// How long a package zygote may take to import its function's dependencies.
+const PACKAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Gives `ready` (made ahead for a zygote's child) `spec`'s limits, and attaches its code and
+/// the runtime directory inside it, read-only.
+fn assign(ready: &mut ReadySandbox, spec: &SandboxSpec) -> Result<(), SandboxError> {
+    ready.cgroup.set_limits(limits_of(spec))?;
+    let code = detached_read_only(&spec.code_dir)?;
+    let runtime = detached_read_only(&spec.runtime_dir)?;
+    mounts::attach_inside(
+        ready.process.pidfd(),
+        &[(code, c"/var/task"), (runtime, c"/var/runtime")],
+    )
+}
+
+/// The pid in a zygote's report `<tag><pid>`.
+fn reported_pid(tag: u8, message: &[u8]) -> Result<i32, SandboxError> {
+    match message {
+        [t, pid @ ..] if *t == tag => std::str::from_utf8(pid)
+            .ok()
+            .and_then(|p| p.parse::<i32>().ok())
+            .ok_or(SandboxError::SetupVanished),
+        _ => Err(SandboxError::SetupVanished),
+    }
+}
+
+/// Waits for a forked runtime (or package zygote) to say it entered its sandbox (`E`), then
+/// sends it `spec`'s environment.
+fn send_environment(
+    socket: &OwnedFd,
+    spec: &SandboxSpec,
+    deadline: Instant,
+) -> Result<(), SandboxError> {
+    let mut buf = [0u8; 128];
+    match crate::zygote::report(socket, &mut buf, deadline)? {
+        b"E" => {}
+        _ => return Err(SandboxError::SetupVanished),
+    }
+    let envp = spec.environment(&runtime_api_address());
+    crate::zygote::send(socket, envp.join("\0").as_bytes(), &[])?;
+    Ok(())
+}
+
 fn limits_of(spec: &SandboxSpec) -> Limits {
     Limits {
         memory_mb: spec.memory_mb,
@@ -993,7 +1161,7 @@ impl Cloned {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         let mut listener = None;
         loop {
-            match self.channel.recv(deadline, SETUP_TIMEOUT)? {
+            match self.channel.recv(deadline)? {
                 Some(Message::Listener(fd)) => listener = Some(TcpListener::from(fd)),
                 Some(Message::Failed { step, index, errno }) => {
                     let detail = match step {

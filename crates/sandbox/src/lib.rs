@@ -90,6 +90,7 @@ mod insecure;
 mod mounts;
 mod netpool;
 mod network;
+mod package;
 mod ready;
 mod sandbox;
 mod seccomp;

@@ -12,6 +12,12 @@
 //! | another architecture's ABI (`int 0x80` on x86_64) | the process is killed |
 //! | everything else | allowed |
 //!
+//! A package zygote (`package.rs`) imports a function's dependencies under a second profile,
+//! [`Profile::PackageZygote`]: the same tables, except that `mount` and `unshare` are allowed,
+//! `unshare` only without `CLONE_NEWUSER`. It is root in a user namespace of its own, and
+//! needs those two to make each of its children a fresh sandbox; the children then install the
+//! sandbox profile on top (filters stack: the stricter verdict wins).
+//!
 //! The program is generated here rather than with `seccompiler`, whose linear chain of
 //! comparisons made attaching the filter cost 0.25 ms per sandbox (the kernel runs the filter
 //! once per system call number when it is attached, to build its cache); the table is searched
@@ -98,6 +104,19 @@ pub(crate) const UNIMPLEMENTED: &[(libc::c_long, &str)] = &[(
     "its flags are out of a filter's reach; libc falls back to clone",
 )];
 
+/// What the package zygote profile allows on top of the sandbox's: its children's namespaces
+/// and mounts (`unshare` then only without `CLONE_NEWUSER`).
+pub(crate) const PACKAGE_ZYGOTE_ALLOWED: &[libc::c_long] = &[libc::SYS_mount, libc::SYS_unshare];
+
+/// Which filter to compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Profile {
+    /// Every sandbox's runtime.
+    Sandbox,
+    /// A package zygote while it imports a function's dependencies and forks its children.
+    PackageZygote,
+}
+
 /// `clone` flags that make a new namespace: `clone` with any of them fails with `EPERM`.
 /// (`CLONE_NEWTIME` is absent: in `clone`, its bit is part of the exit signal.)
 pub(crate) const CLONE_NAMESPACE_FLAGS: &[(c_int, &str)] = &[
@@ -145,6 +164,8 @@ enum Verdict {
     Errno(u32),
     /// `clone`: look at the flags.
     CloneFlags,
+    /// `unshare` in a package zygote: `EPERM` with `CLONE_NEWUSER`, otherwise allowed.
+    UnshareFlags,
 }
 
 /// A jump target while generating: a number of instructions to skip, or a shared block.
@@ -174,16 +195,25 @@ pub(crate) struct SeccompProgram {
 }
 
 impl SeccompProgram {
-    /// Compiles the tables for the architecture Lambent was built for.
-    pub(crate) fn compile() -> Result<SeccompProgram, SandboxError> {
+    /// Compiles the tables of `profile` for the architecture Lambent was built for.
+    pub(crate) fn compile(profile: Profile) -> Result<SeccompProgram, SandboxError> {
         let arch = AUDIT_ARCH.ok_or_else(|| SandboxError::Unavailable {
             missing: format!(
                 "a seccomp filter for {} (x86_64 and aarch64 only)",
                 std::env::consts::ARCH
             ),
         })?;
+        let allowed: &[libc::c_long] = match profile {
+            Profile::Sandbox => &[],
+            Profile::PackageZygote => PACKAGE_ZYGOTE_ALLOWED,
+        };
+        let unshare = match profile {
+            Profile::Sandbox => None,
+            Profile::PackageZygote => Some((libc::SYS_unshare as u32, Verdict::UnshareFlags)),
+        };
         let mut table: Vec<(u32, Verdict)> = DENIED
             .iter()
+            .filter(|(nr, _)| !allowed.contains(nr))
             .map(|(nr, _)| (*nr as u32, Verdict::Errno(libc::EPERM as u32)))
             .chain(
                 UNIMPLEMENTED
@@ -191,6 +221,7 @@ impl SeccompProgram {
                     .map(|(nr, _)| (*nr as u32, Verdict::Errno(libc::ENOSYS as u32))),
             )
             .chain([(libc::SYS_clone as u32, Verdict::CloneFlags)])
+            .chain(unshare)
             .collect();
         table.sort_by_key(|(nr, _)| *nr);
         if let Some(w) = table.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -283,13 +314,18 @@ fn assemble(body: &[Insn]) -> Result<Vec<libc::sock_filter>, SandboxError> {
         Verdict::Errno(libc::EPERM as u32),
         Verdict::Errno(libc::ENOSYS as u32),
         Verdict::CloneFlags,
+        Verdict::UnshareFlags,
     ];
-    // Block layout after the body: Allow (1), EPERM (1), ENOSYS (1), clone check (3).
+    // Block layout after the body: Allow (1), EPERM (1), ENOSYS (1), clone check (3),
+    // unshare check (3).
     let mut block_at = Vec::new();
     let mut pos = body.len();
     for b in blocks {
         block_at.push((b, pos));
-        pos += if b == Verdict::CloneFlags { 3 } else { 1 };
+        pos += match b {
+            Verdict::CloneFlags | Verdict::UnshareFlags => 3,
+            _ => 1,
+        };
     }
     let start_of = |v: Verdict| {
         block_at
@@ -327,9 +363,14 @@ fn assemble(body: &[Insn]) -> Result<Vec<libc::sock_filter>, SandboxError> {
     out.push(op(RET_K, 0, 0, RET_ALLOW));
     out.push(op(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32));
     out.push(op(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
-    out.push(op(LD_W_ABS, 0, 0, DATA_ARG0_LOW));
-    out.push(op(JMP_JSET_K, 0, 1, namespaces));
-    out.push(op(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32));
+    for forbidden in [namespaces, libc::CLONE_NEWUSER as u32] {
+        out.push(op(LD_W_ABS, 0, 0, DATA_ARG0_LOW));
+        out.push(op(JMP_JSET_K, 0, 1, forbidden));
+        out.push(op(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32));
+    }
+    // Each check falls through to the next block when its flags are clear: the clone check
+    // into the unshare check (which then allows, clone's flags having no CLONE_NEWUSER), the
+    // unshare check into the final ALLOW.
     out.push(op(RET_K, 0, 0, RET_ALLOW));
     Ok(out)
 }
@@ -390,11 +431,20 @@ mod tests {
         panic!("program ran off its end or looped");
     }
 
-    fn expected(nr: u32, arg0: u64) -> u32 {
+    fn expected(profile: Profile, nr: u32, arg0: u64) -> u32 {
         let eperm = RET_ERRNO | libc::EPERM as u32;
         let enosys = RET_ERRNO | libc::ENOSYS as u32;
         if cfg!(target_arch = "x86_64") && nr >= X32_SYSCALL_BIT {
             return enosys;
+        }
+        if profile == Profile::PackageZygote {
+            if nr == libc::SYS_unshare as u32 {
+                let user = arg0 & libc::CLONE_NEWUSER as u64 != 0;
+                return if user { eperm } else { RET_ALLOW };
+            }
+            if PACKAGE_ZYGOTE_ALLOWED.iter().any(|n| *n as u32 == nr) {
+                return RET_ALLOW;
+            }
         }
         if DENIED.iter().any(|(n, _)| *n as u32 == nr) {
             return eperm;
@@ -413,15 +463,23 @@ mod tests {
 
     #[test]
     fn every_system_call_number_gets_the_tables_verdict() {
-        let program = SeccompProgram::compile().unwrap().program;
+        for profile in [Profile::Sandbox, Profile::PackageZygote] {
+            every_system_call_number_gets_the_verdict_of(profile);
+        }
+    }
+
+    fn every_system_call_number_gets_the_verdict_of(profile: Profile) {
+        let program = SeccompProgram::compile(profile).unwrap().program;
         assert!(program.len() < 200, "{} instructions", program.len());
         let arch = AUDIT_ARCH.unwrap();
         for nr in (0..1024).chain([X32_SYSCALL_BIT, X32_SYSCALL_BIT + 165, u32::MAX]) {
-            assert_eq!(
-                run(&program, nr, arch, 0),
-                expected(nr, 0),
-                "system call {nr}"
-            );
+            for arg0 in [0, libc::CLONE_NEWUSER as u64, libc::CLONE_NEWNET as u64] {
+                assert_eq!(
+                    run(&program, nr, arch, arg0),
+                    expected(profile, nr, arg0),
+                    "{profile:?}: system call {nr} with {arg0:#x}"
+                );
+            }
         }
         let clone = libc::SYS_clone as u32;
         let fork_flags =
@@ -477,7 +535,7 @@ mod tests {
     /// unprivileged, since installing a filter only needs `no_new_privs`.
     #[test]
     fn filter_denies_what_the_table_says_in_a_real_process() {
-        let program = SeccompProgram::compile().unwrap();
+        let program = SeccompProgram::compile(Profile::Sandbox).unwrap();
         let fprog = program.fprog();
         // SAFETY: the child makes raw system calls only, then `_exit`s.
         let pid = unsafe { libc::fork() };

@@ -53,16 +53,23 @@ enum Slot {
     Broken(Instant),
 }
 
+/// The seccomp programs a zygote installs, as raw `sock_filter`s: the sandbox's, and a package
+/// zygote's (`seccomp.rs`).
+#[derive(Debug)]
+pub(crate) struct Programs {
+    pub sandbox: Vec<u8>,
+    pub package_zygote: Vec<u8>,
+}
+
 /// The zygotes of a host.
 #[derive(Debug)]
 pub(crate) struct Zygotes {
     slots: Arc<Mutex<HashMap<Key, Slot>>>,
-    /// The sandbox's seccomp program, as raw `sock_filter`s.
-    seccomp: Arc<Vec<u8>>,
+    seccomp: Arc<Programs>,
 }
 
 impl Zygotes {
-    pub(crate) fn new(seccomp: Vec<u8>) -> Zygotes {
+    pub(crate) fn new(seccomp: Programs) -> Zygotes {
         Zygotes {
             slots: Arc::default(),
             seccomp: Arc::new(seccomp),
@@ -122,7 +129,11 @@ pub(crate) struct Zygote {
 }
 
 impl Zygote {
-    fn start(python: &Path, runtime_dir: &Path, seccomp: &[u8]) -> Result<Zygote, SandboxError> {
+    fn start(
+        python: &Path,
+        runtime_dir: &Path,
+        seccomp: &Programs,
+    ) -> Result<Zygote, SandboxError> {
         let script = runtime_dir.join("python").join("zygote.py");
         if !script.is_file() {
             return Err(SandboxError::Zygote(format!(
@@ -163,11 +174,12 @@ impl Zygote {
             child: Mutex::new(child),
             control,
         };
-        send(&zygote.control, seccomp, &[])?;
+        send(&zygote.control, &seccomp.sandbox, &[])?;
+        send(&zygote.control, &seccomp.package_zygote, &[])?;
         let mut answer = [0u8; 8];
         let deadline = Instant::now() + START_TIMEOUT;
         match recv_timeout(zygote.control.as_raw_fd(), &mut answer, deadline)? {
-            Some(1) if answer[0] == b'R' => {}
+            Some((1, None)) if answer[0] == b'R' => {}
             _ => {
                 return Err(SandboxError::Zygote(format!(
                     "{} did not become ready (its errors are in the server's log)",
@@ -195,6 +207,19 @@ impl Zygote {
         let mut fds = vec![pidfd, report, output];
         fds.extend_from_slice(procs);
         send(&self.control, b"S", &fds)
+    }
+
+    /// Asks for a package zygote entering the sandbox of `pidfd` (`package.rs`); it reports
+    /// on `report`, which becomes its control socket.
+    pub(crate) fn build_package_zygote(
+        &self,
+        pidfd: RawFd,
+        report: RawFd,
+        procs: &[RawFd],
+    ) -> io::Result<()> {
+        let mut fds = vec![pidfd, report];
+        fds.extend_from_slice(procs);
+        send(&self.control, b"Z", &fds)
     }
 }
 
@@ -241,9 +266,18 @@ pub(crate) fn report<'a>(
     buf: &'a mut [u8],
     deadline: Instant,
 ) -> Result<&'a [u8], SandboxError> {
+    report_passing(socket, buf, deadline).map(|(message, _)| message)
+}
+
+/// [`report`], with the descriptor the message passed.
+pub(crate) fn report_passing<'a>(
+    socket: &OwnedFd,
+    buf: &'a mut [u8],
+    deadline: Instant,
+) -> Result<(&'a [u8], Option<OwnedFd>), SandboxError> {
     match recv_timeout(socket.as_raw_fd(), buf, deadline)? {
         None => Err(SandboxError::SetupVanished),
-        Some(n) => match &buf[..n] {
+        Some((n, passed)) => match &buf[..n] {
             [b'X', failure @ ..] => {
                 let failure = String::from_utf8_lossy(failure);
                 let (step, errno) = failure.split_once(' ').unwrap_or((&failure, "0"));
@@ -252,7 +286,7 @@ pub(crate) fn report<'a>(
                     "the forked sandbox failed at {step}: {errno}"
                 )))
             }
-            message => Ok(message),
+            message => Ok((message, passed)),
         },
     }
 }

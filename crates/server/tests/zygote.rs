@@ -82,6 +82,92 @@ async fn a_forked_sandbox_is_isolated_like_an_execd_one() {
     );
 }
 
+/// A function that ships a package: its handler module imports it first (and the probe).
+const WITH_PACKAGE_PY: &str = r#"
+import vendored
+import os
+from probe import handler as probe
+
+def handler(event, context):
+    result = probe(event, context)
+    result["tmp"] = sorted(os.listdir("/tmp"))
+    result["vendored"] = vendored.VALUE
+    open("/tmp/written-by-" + event["who"], "w").close()
+    return result
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_zygote_child_is_isolated_like_an_execd_one() {
+    let node = node_with(|o| o.keep_alive = SHORT_KEEP_ALIVE).await;
+    await_python_zygote(&node).await;
+    let exec = node_with(|o| o.isolation_layers.python_zygote = false).await;
+    let files = [
+        ("app.py", WITH_PACKAGE_PY),
+        ("probe.py", PROBE_PY),
+        ("vendored/__init__.py", "import decimal\nVALUE = 42\n"),
+    ];
+    let config = json!({"runtime": "python", "handler": "app.handler", "env": {"SECRET": "s3"}});
+    for node in [&node, &exec] {
+        let (s, f) = node.deploy("pkg", config.clone(), &files).await;
+        assert_eq!(s, StatusCode::CREATED, "{f}");
+    }
+    let (s, _, v) = node.invoke("pkg", r#"{"who": "first"}"#).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        last_birth(&node, "pkg").await,
+        "zygote",
+        "the first cold start"
+    );
+    let forked = invoke_from_package_zygote(&node, "pkg", r#"{"who": "a"}"#).await;
+    let (s, _, execd) = exec.invoke("pkg", r#"{"who": "a"}"#).await;
+    assert_eq!(s, StatusCode::OK, "{execd}");
+    assert!(
+        ["ahead", "exec"].contains(&last_birth(&exec, "pkg").await.as_str()),
+        "the baseline exec'd"
+    );
+    assert_eq!(
+        forked, execd,
+        "the package zygote's child looks exactly like an exec'd sandbox"
+    );
+    assert_eq!((&forked["pid"], &forked["pids"]), (&json!(1), &json!([1])));
+    assert_eq!((&forked["uid"], &forked["gid"]), (&json!(993), &json!(990)));
+    for caps in ["cap_eff", "cap_prm", "cap_bnd"] {
+        assert_eq!(forked[caps], "0000000000000000", "{caps}");
+    }
+    assert_eq!(
+        (&forked["no_new_privs"], &forked["seccomp"]),
+        (&json!("1"), &json!("2"))
+    );
+    assert_eq!(
+        (&forked["secret"], &forked["vendored"]),
+        (&json!("s3"), &json!(42))
+    );
+    assert_eq!(forked["tmp"], json!([]));
+    // The next one has a /tmp of its own: nothing of the sandbox before.
+    let next = invoke_from_package_zygote(&node, "pkg", r#"{"who": "b"}"#).await;
+    assert_eq!(next["tmp"], json!([]), "{next}");
+    // The package zygote itself is no host root: its own user, no_new_privs, seccomp.
+    let zygotes = package_zygotes();
+    assert_eq!(zygotes.len(), 1, "{zygotes:?}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", zygotes[0])).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let uid: u64 = field("Uid:").parse().unwrap();
+    assert!(uid >= 0x7000_0000, "host uid {uid}");
+    assert_eq!(
+        (field("NoNewPrivs:"), field("Seccomp:")),
+        ("1".into(), "2".into())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functions_sharing_the_zygote_share_no_state_and_no_secret() {
     let node = node().await;
@@ -312,6 +398,25 @@ fn zygote_pids(node: &Node) -> Vec<i32> {
             String::from_utf8_lossy(&cmdline).contains(&*script)
                 && ppid == Some(me.as_str())
                 && root
+        })
+        .collect()
+}
+
+/// Pids of the package zygotes running on this host: `zygote.py` processes running as a host
+/// user of the package zygote range.
+fn package_zygotes() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().next()?.parse::<u64>().ok());
+            String::from_utf8_lossy(&cmdline).contains("zygote.py")
+                && uid.is_some_and(|u| u >= 0x7000_0000)
         })
         .collect()
 }

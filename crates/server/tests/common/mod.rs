@@ -310,3 +310,21 @@ pub async fn await_python_zygote(node: &Node) {
     })
     .await;
 }
+
+/// Keep-alive of nodes whose tests need one function cold-started again and again: an idle
+/// sandbox is gone after about twice this.
+pub const SHORT_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Invokes `function` (on a node with [`SHORT_KEEP_ALIVE`]) with `payload`, letting its
+/// sandbox expire before each try, until a cold start is forked from its package zygote
+/// (built in the background after its first cold start); returns that answer.
+pub async fn invoke_from_package_zygote(node: &Node, function: &str, payload: &str) -> Value {
+    eventually(60, "a sandbox forked from the package zygote", || async {
+        tokio::time::sleep(SHORT_KEEP_ALIVE * 3).await;
+        let (s, _, v) = node.invoke(function, payload).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let births = births_of(node, function).await;
+        (births.last().map(String::as_str) == Some("package_zygote")).then_some(v)
+    })
+    .await
+}
