@@ -4,8 +4,9 @@
 //!
 //! - Python hello world, request to response, on a node with Python zygotes, against a node
 //!   without them (`python_zygote: false`: a fresh `python3` exec into the same sandbox);
-//! - the same with a vendored package (`depkg/`, 40 generated modules) that a zygote has already
-//!   imported, against a fresh exec that imports it;
+//! - the same with a vendored package (`depkg/`, 40 generated modules) that the function's
+//!   package zygote has already imported (one function, cold-started again and again on a node
+//!   whose keep-alive expires its sandbox before each), against a fresh exec that imports it;
 //! - Node.js hello world with stem cells, against a fresh `node` exec (`node_stem_cells: false`);
 //! - the compiled `provided` echo runtime, against the same program as a plain process (a node
 //!   with `--insecure-no-sandbox`);
@@ -295,13 +296,18 @@ struct Records {
     /// do not say (`init.birth`).
     births: String,
     /// The median of their init durations (`init_us`): the part of the latency spent getting
-    /// the sandbox and its runtime ready.
+    /// the sandbox and its runtime ready; then the median of each phase (`init.sandbox_us`,
+    /// `init.runtime_us`, `init.import_us`).
     init_p50: String,
 }
+
+/// The init phases an activation record splits its init duration into (`init.*_us`).
+const PHASES: [&str; 3] = ["sandbox_us", "runtime_us", "import_us"];
 
 async fn records(node: &Node, activations: &[String]) -> Records {
     let mut births: BTreeMap<String, usize> = BTreeMap::new();
     let mut init = Vec::new();
+    let mut phases: [Vec<Duration>; 3] = Default::default();
     for id in activations {
         let (status, _, v) = node
             .send(Method::GET, &format!("/v1/activations/{id}"), vec![])
@@ -310,17 +316,29 @@ async fn records(node: &Node, activations: &[String]) -> Records {
         let birth = v["init"]["birth"].as_str().unwrap_or("not reported");
         *births.entry(birth.to_string()).or_default() += 1;
         init.extend(v["init_us"].as_u64().map(Duration::from_micros));
+        for (phase, values) in PHASES.iter().zip(&mut phases) {
+            values.extend(v["init"][phase].as_u64().map(Duration::from_micros));
+        }
     }
+    let breakdown: Vec<String> = PHASES
+        .iter()
+        .zip(phases)
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(phase, values)| {
+            let name = phase.trim_end_matches("_us");
+            format!("{name} {}", ms(stats(values).p50))
+        })
+        .collect();
     Records {
         births: births
             .iter()
             .map(|(birth, n)| format!("{birth} {n}"))
             .collect::<Vec<_>>()
             .join(", "),
-        init_p50: if init.is_empty() {
-            "not reported".into()
-        } else {
-            format!("{} ms", ms(stats(init).p50))
+        init_p50: match (init.is_empty(), breakdown.is_empty()) {
+            (true, _) => "not reported".into(),
+            (false, true) => format!("{} ms", ms(stats(init).p50)),
+            (false, false) => format!("{} ms ({})", ms(stats(init).p50), breakdown.join(", ")),
         },
     }
 }
@@ -358,6 +376,54 @@ async fn cold_series(settings: &Settings, node: &Node, prefix: &str, case: &Case
     }
 }
 
+/// Keep-alive of the node whose row cold-starts one function again and again.
+const EXPIRING_KEEP_ALIVE: Duration = Duration::from_millis(100);
+
+/// Cold starts of the one function `name`, deployed once, whose sandbox expires before each
+/// (on a node with keep-alive [`EXPIRING_KEEP_ALIVE`]): what a function's package zygote
+/// serves. Warm-up: cold starts until one is born `warm_birth` (the zygote is built in the
+/// background after the first), then `settings.samples` timed ones.
+async fn expiring_series(
+    settings: &Settings,
+    node: &Node,
+    name: &str,
+    case: &Case,
+    warm_birth: &str,
+) -> Series {
+    let expire = || tokio::time::sleep(EXPIRING_KEEP_ALIVE * 3 + settings.pace);
+    deploy(node, name, case).await;
+    let mut born = String::new();
+    for _ in 0..100 {
+        let (_, id, _) = invoke(node, name, case, true)
+            .await
+            .unwrap_or_else(|e| panic!("warm-up cold start: {e}"));
+        born = records(node, &[id]).await.births;
+        if born.starts_with(warm_birth) {
+            break;
+        }
+        expire().await;
+    }
+    assert!(
+        born.starts_with(warm_birth),
+        "never born {warm_birth}: {born}"
+    );
+    let (mut latency, mut activations) = (Vec::new(), Vec::new());
+    for _ in 0..settings.samples {
+        expire().await;
+        let (took, id, _) = invoke(node, name, case, true)
+            .await
+            .unwrap_or_else(|e| panic!("cold start: {e}"));
+        latency.push(took);
+        activations.push(id);
+    }
+    let records = records(node, &activations).await;
+    delete(node, &[name.to_string()]).await;
+    Series {
+        latency: stats(latency),
+        records,
+    }
+}
+
 /// One line of the table.
 struct Row {
     what: String,
@@ -384,7 +450,8 @@ fn yes_no(met: bool) -> String {
     if met { "yes" } else { "no" }.into()
 }
 
-/// A row of cold starts: `case` on the fast node against `baseline_case` on the baseline node.
+/// A row of cold starts: `case` on the fast node against `baseline_case` on the baseline node,
+/// each cold start a new function.
 async fn cold_row(
     settings: &Settings,
     what: &str,
@@ -395,6 +462,11 @@ async fn cold_row(
 ) -> Row {
     let f = cold_series(settings, fast, prefix, fast_case).await;
     let b = cold_series(settings, baseline_node, prefix, baseline_case).await;
+    row_of(what, target, f, b, baseline)
+}
+
+/// A row from the fast and the baseline series.
+fn row_of(what: &str, target: Duration, f: Series, b: Series, baseline: &str) -> Row {
     Row {
         what: what.into(),
         n: f.latency.n,
@@ -629,6 +701,11 @@ fn main() {
         };
         let fast = Arc::new(node_with(|o| settings.apply(o, Layers::ALL)).await);
         let naive = node_with(|o| settings.apply(o, naive_layers)).await;
+        let expiring = node_with(|o| {
+            settings.apply(o, Layers::ALL);
+            o.keep_alive = EXPIRING_KEEP_ALIVE;
+        })
+        .await;
         let plain = node_with(|o| {
             settings.apply(o, Layers::ALL);
             o.insecure_no_sandbox = true;
@@ -655,19 +732,13 @@ fn main() {
                 "py",
             )
             .await,
-            cold_row(
-                &settings,
-                "Python cold start with a dependency already in a zygote",
+            row_of(
+                "Python cold start with a dependency already in a zygote (its package zygote)",
                 Duration::from_millis(10),
-                (&fast, &depkg),
-                (
-                    &naive,
-                    &depkg,
-                    "fresh exec that imports it (python_zygote: false)",
-                ),
-                "dep",
-            )
-            .await,
+                expiring_series(&settings, &expiring, "dep", &depkg, "package_zygote").await,
+                cold_series(&settings, &naive, "dep", &depkg).await,
+                "fresh exec that imports it (python_zygote: false)",
+            ),
             cold_row(
                 &settings,
                 "Node.js hello-world cold start",
@@ -703,15 +774,20 @@ fn main() {
              {WARMUP} untimed cold starts per node first, then {} per node, each a new function \
              (deploy not timed, `memory` {MEMORY_MB} MB; the invoke timed from request to whole \
              answer, answer checked), a pause of {} ms after each (one cold start every {} ms \
-             plus the deploy); the fast node's series, then the baseline's. Memory: {} warm \
+             plus the deploy); the fast node's series, then the baseline's. The dependency \
+             row's fast side instead cold-starts one function again and again, on a node with \
+             keep-alive {} ms (its sandbox expires before each), after warm-up cold starts until \
+             its package zygote serves it. Memory: {} warm \
              functions per node, the second invocation's own PSS. Every node: memory budget {} MB \
              (the concurrent row needs {} x {MEMORY_MB} MB), queue timeout {} s, namespace \
              concurrency {} (default). init p50 (record): the median init duration \
-             of the fast node's cold starts, from their activation records (init_us); birth: \
+             of the fast node's cold starts, from their activation records (init_us), and of \
+             its phases (init.sandbox_us, init.runtime_us, init.import_us); birth: \
              how each timed sandbox was born, from the records' init.birth. Whole run: {:.0} s; load average {} at the end.",
             settings.samples,
             settings.pace.as_millis(),
             settings.pace.as_millis(),
+            EXPIRING_KEEP_ALIVE.as_millis(),
             settings.pss_functions,
             settings.memory_budget_mb(),
             settings.concurrent,
