@@ -25,7 +25,9 @@ and the runtime
    ``no_new_privs`` (dumpable, as after an ``execve``) and installs the seccomp filter: the same steps, in the same order, as a
    sandbox that ``execve``s (``crates/sandbox/src/spawn.rs``);
 5. says ``E`` (entered) and only then receives its function's environment (``KEY=VALUE``
-   strings, NUL-separated) on the report socket, closes it, and runs ``bootstrap.run()``.
+   strings, NUL-separated) on the report socket, closes it, changes to ``/var/task`` again and
+   runs ``bootstrap.run()``. The server forks runtimes ahead of cold starts: they wait here, in
+   a sandbox whose ``/var/task`` is empty until a cold start attaches its code over it.
 
 A failed step is reported as ``X<step> <errno>`` and the runtime exits; the server then starts
 that sandbox by ``execve`` instead. Forked children get a fresh random seed (``random``
@@ -265,6 +267,12 @@ def runtime(report, output, fprog):
         die(report, "setup", e.errno)
     receive_environment(report)
     report.close()
+    try:
+        # Again: a runtime forked ahead of its cold start had its code attached over the empty
+        # /var/task it waited in.
+        os.chdir(TASK_ROOT)
+    except OSError:
+        os._exit(1)
     gc.enable()
     sys.argv = [BOOTSTRAP]
     os._exit(bootstrap.run())

@@ -7,13 +7,15 @@ use crate::cgroup::{self, Cgroups, HostFs, Limits, SandboxCgroup, CGROUP_ROOT};
 use crate::handshake::{self, ChildChannel, Message, ParentEnd};
 use crate::mounts::{self, HostRootfs};
 use crate::netpool::NetPool;
-use crate::package::{Built, PackageKey, PackageUid, PackageZygote, PackageZygotes};
+use crate::package::{
+    Built, PackageControl, PackageKey, PackageUid, PackageZygote, PackageZygotes,
+};
 use crate::ready::{Flavor, ReadyPool, ReadySandbox};
 use crate::sandbox::{Isolated, Process, Sandbox, Startup};
 use crate::seccomp::{Profile, SeccompProgram};
 use crate::spawn::{self, ChildPlan, Exec};
 use crate::stem::{StemCell, StemProgram};
-use crate::zygote::{Programs, Zygote, Zygotes};
+use crate::zygote::{Forked, Programs, Zygote, Zygotes};
 use crate::{
     insecure, CgroupVersion, SandboxError, SandboxSpec, SetupStep, RUNTIME_API_PORT, RUNTIME_ROOT,
     TASK_ROOT,
@@ -153,11 +155,47 @@ struct Inner {
     /// Python zygotes, and the sandboxes made ahead for their children; `None` in insecure
     /// mode, or when left out.
     zygotes: Option<(Zygotes, ReadyPool<ReadySandbox>)>,
+    /// Python runtimes forked ahead from the running zygote.
+    forked: ForkedAhead,
     /// Package zygotes; `None` without Python zygotes, or when left out.
     packages: Option<PackageZygotes>,
     /// Node.js stem cells, one pool for the program they run (made on first need); `None` in
     /// insecure mode, or when left out.
     stems: Option<Stems>,
+}
+
+/// The pool of Python runtimes forked ahead, for the zygote running now (replaced with it).
+#[derive(Debug, Default)]
+struct ForkedAhead {
+    pool: Mutex<Option<(Arc<Zygote>, Arc<ReadyPool<Forked>>)>>,
+}
+
+impl ForkedAhead {
+    /// The pool of runtimes forked from `zygote`, with `runtime_dir` at `/var/runtime`.
+    fn pool(
+        &self,
+        full: &Arc<FullHost>,
+        zygote: &Arc<Zygote>,
+        runtime_dir: &Path,
+    ) -> Option<Arc<ReadyPool<Forked>>> {
+        let mut slot = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((forking, pool)) = &*slot {
+            if Arc::ptr_eq(forking, zygote) {
+                return Some(Arc::clone(pool));
+            }
+        }
+        let maker = Arc::new(MakeForked {
+            full: Arc::clone(full),
+            zygote: Arc::clone(zygote),
+            runtime_dir: runtime_dir.to_path_buf(),
+        });
+        let pool = ReadyPool::start("lambent-forked-py", READY_MAX, maker)
+            .map_err(|e| tracing::warn!("no Python runtimes forked ahead: {e}"))
+            .ok()?;
+        let pool = Arc::new(pool);
+        *slot = Some((Arc::clone(zygote), Arc::clone(&pool)));
+        Some(pool)
+    }
 }
 
 /// The stem cell pool, for the one Node program in use.
@@ -288,6 +326,7 @@ impl Host {
                 full,
                 ready,
                 zygotes,
+                forked: ForkedAhead::default(),
                 packages,
                 stems,
             }),
@@ -372,6 +411,15 @@ impl Host {
         if let Some(sandbox) = self.fork_from_package_zygote(full, &zygote, spec) {
             return Some(sandbox);
         }
+        let ahead = self.inner.forked.pool(full, &zygote, &spec.runtime_dir);
+        if let Some(forked) = ahead.and_then(|pool| pool.take(spec.tmp_mb)) {
+            match full.start_forked_ahead(forked, spec) {
+                Ok(sandbox) => return Some(sandbox),
+                Err(e) => {
+                    tracing::warn!(id = %spec.id, "could not claim a Python runtime forked ahead, forking one: {e}");
+                }
+            }
+        }
         // None waiting (a burst): making one for the zygote's child costs far less than the
         // interpreter start a fork saves.
         let ready = match pool.take(spec.tmp_mb) {
@@ -406,7 +454,14 @@ impl Host {
             move |uid| full.build_package_zygote(&zygote, &spec, uid)
         };
         let package = packages.get(&key, build)?;
-        match full.start_from_package_zygote(&package, spec) {
+        let started = Instant::now();
+        let forked = match package.ahead.as_ref().and_then(|a| a.take(spec.tmp_mb)) {
+            Some(forked) => Ok(forked),
+            None => {
+                full.fork_from_package(&package.control, &spec.id, limits_of(spec), spec.tmp_mb)
+            }
+        };
+        match forked.and_then(|f| claim_forked(f, spec, Birth::PackageZygote, started)) {
             Ok(sandbox) => Some(sandbox),
             Err(e) => {
                 tracing::warn!(id = %spec.id, "could not fork from the package zygote, forking the base zygote: {e}");
@@ -752,13 +807,8 @@ impl FullHost {
         flavor: Flavor,
         limits: Limits,
     ) -> Result<ReadySandbox, SandboxError> {
-        static MADE: AtomicU64 = AtomicU64::new(0);
-        let id = format!(
-            "sb-ready-{}-{}",
-            std::process::id(),
-            MADE.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut child = self.clone_child(&id, limits, None, tmp_mb, Program::Wait(flavor))?;
+        let mut child =
+            self.clone_child(&ahead_id(), limits, None, tmp_mb, Program::Wait(flavor))?;
         let listener = child.await_setup(Until::Ready, "")?;
         Ok(ReadySandbox {
             process: child.process,
@@ -774,13 +824,21 @@ impl FullHost {
     /// is inside the finished sandbox (unprivileged, seccomp on).
     fn start_forked(
         &self,
-        zygote: &crate::zygote::Zygote,
+        zygote: &Zygote,
         mut ready: ReadySandbox,
         spec: &SandboxSpec,
     ) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
-        let deadline = started + SETUP_TIMEOUT;
         assign(&mut ready, spec)?;
+        let forked = self.fork_runtime(zygote, ready)?;
+        claim_forked(forked, spec, Birth::Zygote, started)
+    }
+
+    /// Forks a runtime from `zygote` into `ready` (made ahead for a zygote's child, its code
+    /// and runtime directories attached), and waits until it is in its finished sandbox,
+    /// waiting for its function's environment.
+    fn fork_runtime(&self, zygote: &Zygote, ready: ReadySandbox) -> Result<Forked, SandboxError> {
+        let deadline = Instant::now() + SETUP_TIMEOUT;
         let (output, output_w) = output_pipe()?;
         let (report, theirs) = handshake::seqpacket_pair()?;
         let procs = ready.cgroup.procs_files()?;
@@ -801,24 +859,56 @@ impl FullHost {
             channel,
             listener,
             cgroup,
-            ..
+            tmp_mb,
         } = ready;
         drop((holder, channel));
-        send_environment(&report, spec, deadline)?;
-        Ok(Sandbox::new(
-            spec.id.clone(),
-            listener,
-            output,
+        await_entered(&report, deadline)?;
+        Ok(Forked {
             process,
-            Isolated::Full(cgroup),
-            Startup::since(Birth::Zygote, started),
-        ))
+            listener,
+            cgroup,
+            output,
+            report,
+            tmp_mb,
+        })
+    }
+
+    /// A Python runtime forked ahead from `zygote`, for the pool: in a sandbox made ahead with
+    /// `runtime_dir` at `/var/runtime` and an empty `/var/task`, waiting for a cold start.
+    fn fork_runtime_ahead(
+        &self,
+        zygote: &Zygote,
+        runtime_dir: &Path,
+        tmp_mb: u32,
+    ) -> Result<Forked, SandboxError> {
+        let ready = self.make_ready(tmp_mb, Flavor::ForZygote)?;
+        let empty = detached_read_only(&self.empty_dir)?;
+        let runtime = detached_read_only(runtime_dir)?;
+        mounts::attach_inside(
+            ready.process.pidfd(),
+            &[(empty, c"/var/task"), (runtime, c"/var/runtime")],
+        )?;
+        self.fork_runtime(zygote, ready)
+    }
+
+    /// Starts `spec` in `forked`, a Python runtime forked ahead: the function's limits, its
+    /// code attached over the empty `/var/task`, its environment.
+    fn start_forked_ahead(
+        &self,
+        mut forked: Forked,
+        spec: &SandboxSpec,
+    ) -> Result<Sandbox, SandboxError> {
+        let started = Instant::now();
+        forked.cgroup.set_limits(limits_of(spec))?;
+        let code = detached_read_only(&spec.code_dir)?;
+        mounts::attach_inside(forked.process.pidfd(), &[(code, c"/var/task")])?;
+        claim_forked(forked, spec, Birth::Zygote, started)
     }
 
     /// Builds the package zygote of `spec`'s function from the base `zygote`, its root mapped
     /// to `uid` (see `package.rs`); [`Built::Unwanted`] when the function needs none.
     fn build_package_zygote(
-        &self,
+        self: &Arc<Self>,
         zygote: &Zygote,
         spec: &SandboxSpec,
         uid: PackageUid,
@@ -851,39 +941,57 @@ impl FullHost {
             ..
         } = ready;
         drop((holder, channel));
-        send_environment(&control, spec, deadline)?;
+        await_entered(&control, deadline)?;
+        send_environment(&control, spec)?;
         match crate::zygote::report(&control, &mut buf, deadline)? {
-            [b'R', modules @ ..] => Ok(Built::Zygote(PackageZygote {
-                process,
-                control,
-                _cgroup: cgroup,
-                _uid: uid,
-                modules: std::str::from_utf8(modules)
-                    .ok()
-                    .and_then(|m| m.parse().ok())
-                    .unwrap_or(0),
-            })),
+            [b'R', modules @ ..] => {
+                let control = Arc::new(PackageControl(control));
+                let maker = Arc::new(MakePackageChild {
+                    full: Arc::clone(self),
+                    control: Arc::clone(&control),
+                    limits: limits_of(spec),
+                });
+                let ahead = ReadyPool::start("lambent-pkg-ahead", PACKAGE_AHEAD_MAX, maker)
+                    .map_err(|e| {
+                        tracing::warn!("no runtimes forked ahead from a package zygote: {e}")
+                    })
+                    .ok();
+                if let Some(ahead) = &ahead {
+                    ahead.prime(spec.tmp_mb);
+                }
+                Ok(Built::Zygote(PackageZygote {
+                    ahead,
+                    process,
+                    control,
+                    _cgroup: cgroup,
+                    _uid: uid,
+                    modules: std::str::from_utf8(modules)
+                        .ok()
+                        .and_then(|m| m.parse().ok())
+                        .unwrap_or(0),
+                }))
+            }
             [b'N', why @ ..] => Ok(Built::Unwanted(String::from_utf8_lossy(why).into())),
             _ => Err(SandboxError::SetupVanished),
         }
     }
 
-    /// Starts `spec` forked from `package`, its function's package zygote: the child makes a
-    /// fresh sandbox in the zygote's user namespace, joins a cgroup made for it here, and
-    /// passes its runtime API listener; the runtime gets the function's environment once it is
-    /// unprivileged and under seccomp.
-    fn start_from_package_zygote(
+    /// A runtime forked from `package`, its function's package zygote, waiting for its
+    /// environment: the child made a fresh sandbox in the zygote's user namespace, joined the
+    /// cgroup `id` made for it here with `limits`, and passed its runtime API listener.
+    fn fork_from_package(
         &self,
-        package: &PackageZygote,
-        spec: &SandboxSpec,
-    ) -> Result<Sandbox, SandboxError> {
-        let started = Instant::now();
-        let deadline = started + SETUP_TIMEOUT;
-        let cgroup = self.cgroups.create(&spec.id, limits_of(spec))?;
+        package: &PackageControl,
+        id: &str,
+        limits: Limits,
+        tmp_mb: u32,
+    ) -> Result<Forked, SandboxError> {
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        let cgroup = self.cgroups.create(id, limits)?;
         let procs = cgroup.procs_files()?;
         let (output, output_w) = output_pipe()?;
         let (report, theirs) = handshake::seqpacket_pair()?;
-        package.fork(spec.tmp_mb, &theirs, &output_w, &procs)?;
+        package.fork(tmp_mb, &theirs, &output_w, &procs)?;
         drop((theirs, output_w, procs));
         let mut buf = [0u8; 128];
         let listener = match crate::zygote::report_passing(&report, &mut buf, deadline)? {
@@ -892,15 +1000,15 @@ impl FullHost {
         };
         let pid = reported_pid(b'P', crate::zygote::report(&report, &mut buf, deadline)?)?;
         let process = Process::adopt(pid)?;
-        send_environment(&report, spec, deadline)?;
-        Ok(Sandbox::new(
-            spec.id.clone(),
-            listener,
-            output,
+        await_entered(&report, deadline)?;
+        Ok(Forked {
             process,
-            Isolated::Full(cgroup),
-            Startup::since(Birth::PackageZygote, started),
-        ))
+            listener,
+            cgroup,
+            output,
+            report,
+            tmp_mb,
+        })
     }
 
     /// Starts `spec` in a sandbox made ahead. An `InvalidInput` i/o error means its program
@@ -1031,6 +1139,48 @@ impl FullHost {
     }
 }
 
+/// Most runtimes one package zygote keeps forked ahead.
+const PACKAGE_AHEAD_MAX: usize = 4;
+
+/// Forks runtimes ahead from one package zygote, for its pool's thread.
+struct MakePackageChild {
+    full: Arc<FullHost>,
+    control: Arc<PackageControl>,
+    /// The function's.
+    limits: Limits,
+}
+
+impl crate::ready::Maker<Forked> for MakePackageChild {
+    fn make(&self, tmp_mb: u32) -> Result<Forked, SandboxError> {
+        self.full
+            .fork_from_package(&self.control, &ahead_id(), self.limits, tmp_mb)
+    }
+}
+
+/// Forks Python runtimes ahead from the base zygote, for its pool's thread.
+struct MakeForked {
+    full: Arc<FullHost>,
+    zygote: Arc<Zygote>,
+    runtime_dir: PathBuf,
+}
+
+impl crate::ready::Maker<Forked> for MakeForked {
+    fn make(&self, tmp_mb: u32) -> Result<Forked, SandboxError> {
+        self.full
+            .fork_runtime_ahead(&self.zygote, &self.runtime_dir, tmp_mb)
+    }
+}
+
+/// A new cgroup name for something made ahead of its cold start.
+fn ahead_id() -> String {
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "sb-ready-{}-{}",
+        std::process::id(),
+        MADE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// How long a package zygote may take to import its function's dependencies.
 const PACKAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -1057,21 +1207,38 @@ fn reported_pid(tag: u8, message: &[u8]) -> Result<i32, SandboxError> {
     }
 }
 
-/// Waits for a forked runtime (or package zygote) to say it entered its sandbox (`E`), then
-/// sends it `spec`'s environment.
-fn send_environment(
-    socket: &OwnedFd,
-    spec: &SandboxSpec,
-    deadline: Instant,
-) -> Result<(), SandboxError> {
+/// Waits for a forked runtime (or package zygote) to say it entered its sandbox (`E`).
+fn await_entered(socket: &OwnedFd, deadline: Instant) -> Result<(), SandboxError> {
     let mut buf = [0u8; 128];
     match crate::zygote::report(socket, &mut buf, deadline)? {
-        b"E" => {}
-        _ => return Err(SandboxError::SetupVanished),
+        b"E" => Ok(()),
+        _ => Err(SandboxError::SetupVanished),
     }
+}
+
+/// Sends a forked runtime (or package zygote) that entered its sandbox `spec`'s environment.
+fn send_environment(socket: &OwnedFd, spec: &SandboxSpec) -> Result<(), SandboxError> {
     let envp = spec.environment(&runtime_api_address());
     crate::zygote::send(socket, envp.join("\0").as_bytes(), &[])?;
     Ok(())
+}
+
+/// Starts `spec` in `forked`, which waits for its environment: the sandbox, born `birth`.
+fn claim_forked(
+    forked: Forked,
+    spec: &SandboxSpec,
+    birth: Birth,
+    started: Instant,
+) -> Result<Sandbox, SandboxError> {
+    send_environment(&forked.report, spec)?;
+    Ok(Sandbox::new(
+        spec.id.clone(),
+        forked.listener,
+        forked.output,
+        forked.process,
+        Isolated::Full(forked.cgroup),
+        Startup::since(birth, started),
+    ))
 }
 
 fn limits_of(spec: &SandboxSpec) -> Limits {

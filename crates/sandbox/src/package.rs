@@ -112,18 +112,24 @@ pub(crate) fn ships_packages(code_dir: &Path) -> bool {
     })
 }
 
-/// A running package zygote. Dropping it kills it (not the runtimes it forked).
+/// A running package zygote. Dropping it kills it and the runtimes it forked ahead (not those
+/// that serve cold starts).
 #[derive(Debug)]
 pub(crate) struct PackageZygote {
+    /// Runtimes it forked ahead of cold starts, waiting for their environment.
+    pub(crate) ahead: Option<crate::ready::ReadyPool<crate::zygote::Forked>>,
     pub(crate) process: Process,
-    /// Its control socket: `S<tmp_mb>` messages ask for a child.
-    pub(crate) control: OwnedFd,
+    pub(crate) control: Arc<PackageControl>,
     /// The cgroup it runs in (the function's limits).
     pub(crate) _cgroup: crate::cgroup::SandboxCgroup,
     pub(crate) _uid: PackageUid,
     /// Modules its imports added to the base zygote's.
     pub(crate) modules: usize,
 }
+
+/// A package zygote's control socket: `S<tmp_mb>` messages ask for a child.
+#[derive(Debug)]
+pub(crate) struct PackageControl(pub(crate) OwnedFd);
 
 impl PackageZygote {
     fn alive(&self) -> bool {
@@ -135,7 +141,9 @@ impl PackageZygote {
         // SAFETY: one valid pollfd, no waiting. A pidfd is readable once its process exited.
         unsafe { libc::poll(&mut pfd, 1, 0) == 0 }
     }
+}
 
+impl PackageControl {
     /// Asks for a child that makes its sandbox with a `/tmp` of `tmp_mb`, joins the cgroups of
     /// `procs`, writes to `output` and reports on `report`.
     pub(crate) fn fork(
@@ -147,7 +155,7 @@ impl PackageZygote {
     ) -> std::io::Result<()> {
         let mut fds = vec![report.as_raw_fd(), output.as_raw_fd()];
         fds.extend(procs.iter().map(AsRawFd::as_raw_fd));
-        crate::zygote::send(&self.control, format!("S{tmp_mb}").as_bytes(), &fds)
+        crate::zygote::send(&self.0, format!("S{tmp_mb}").as_bytes(), &fds)
     }
 }
 

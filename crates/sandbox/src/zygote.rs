@@ -231,6 +231,26 @@ impl Drop for Zygote {
     }
 }
 
+/// A runtime forked from a zygote (the base zygote or a package zygote), in its finished
+/// sandbox (unprivileged, seccomp on), that said `E` and waits for its function's environment
+/// on `report`. Made ahead of cold starts (`ready.rs`) or on demand.
+#[derive(Debug)]
+pub(crate) struct Forked {
+    /// Dropped first: an unclaimed runtime is killed, then its cgroup removed.
+    pub process: crate::sandbox::Process,
+    pub listener: std::net::TcpListener,
+    pub cgroup: crate::cgroup::SandboxCgroup,
+    pub output: OwnedFd,
+    pub report: OwnedFd,
+    pub tmp_mb: u32,
+}
+
+impl crate::ready::Ahead for Forked {
+    fn tmp_mb(&self) -> u32 {
+        self.tmp_mb
+    }
+}
+
 /// Sends one message with `fds` attached.
 pub(crate) fn send(socket: &OwnedFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};

@@ -395,9 +395,13 @@ fn zygote_pids(node: &Node) -> Vec<i32> {
                 .rsplit(')')
                 .next()
                 .and_then(|s| s.split_whitespace().nth(1));
+            // Runtimes on their way to a sandbox are briefly root too, but in a PID namespace
+            // of their own already.
+            let pid_namespace = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
             String::from_utf8_lossy(&cmdline).contains(&*script)
                 && ppid == Some(me.as_str())
                 && root
+                && pid_namespace == std::fs::read_link("/proc/self/ns/pid").ok()
         })
         .collect()
 }
@@ -405,7 +409,7 @@ fn zygote_pids(node: &Node) -> Vec<i32> {
 /// Pids of the package zygotes running on this host: `zygote.py` processes running as a host
 /// user of the package zygote range.
 fn package_zygotes() -> Vec<i32> {
-    std::fs::read_dir("/proc")
+    let candidates: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
@@ -418,6 +422,18 @@ fn package_zygotes() -> Vec<i32> {
             String::from_utf8_lossy(&cmdline).contains("zygote.py")
                 && uid.is_some_and(|u| u >= 0x7000_0000)
         })
+        .collect();
+    // Not its children on their way to a sandbox (briefly its user too).
+    let parent = |pid: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<i32>().ok())
+    };
+    candidates
+        .iter()
+        .filter(|pid| !parent(pid).is_some_and(|p| candidates.contains(&p)))
+        .copied()
         .collect()
 }
 

@@ -19,8 +19,15 @@ pub async fn node() -> Node {
     node_with(|_| {}).await
 }
 
-/// A node with adjusted options.
+/// A node with adjusted options. With `LAMBENT_TEST_LOG` set (a filter such as `warn` or
+/// `lambent_sandbox=debug`), the nodes' logs go to stderr (`-- --nocapture` shows them).
 pub async fn node_with(adjust: impl FnOnce(&mut ServerOptions)) -> Node {
+    if let Ok(filter) = std::env::var("LAMBENT_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let data = tempfile::tempdir().unwrap();
     let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
     opts.api_key = Some(KEY.into());
