@@ -167,8 +167,11 @@ struct Inner {
 /// The pool of Python runtimes forked ahead, for the zygote running now (replaced with it).
 #[derive(Debug, Default)]
 struct ForkedAhead {
-    pool: Mutex<Option<(Arc<Zygote>, Arc<ReadyPool<Forked>>)>>,
+    pool: Mutex<Option<ForkedPool>>,
 }
+
+/// The zygote the runtimes are forked from, and their pool.
+type ForkedPool = (Arc<Zygote>, Arc<ReadyPool<Forked>>);
 
 impl ForkedAhead {
     /// The pool of runtimes forked from `zygote`, with `runtime_dir` at `/var/runtime`.
