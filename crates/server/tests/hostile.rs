@@ -81,7 +81,8 @@ def handler(event, context):
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_functions_are_contained_and_others_keep_answering() {
     let node = node_with(|o| o.isolation_layers.python_zygote = false).await;
-    attack_and_check(&node).await;
+    deploy_hostile(&node, &[("app.py", HOSTILE_PY)]).await;
+    attack_and_check(&node, json!(["app.py"])).await;
     assert_births(&node, &["ahead", "exec"]).await;
 }
 
@@ -91,8 +92,28 @@ async fn hostile_functions_are_contained_and_others_keep_answering() {
 async fn hostile_functions_forked_from_the_zygote_are_contained_too() {
     let node = node().await;
     await_python_zygote(&node).await;
-    attack_and_check(&node).await;
+    deploy_hostile(&node, &[("app.py", HOSTILE_PY)]).await;
+    attack_and_check(&node, json!(["app.py"])).await;
     assert_births(&node, &["zygote"]).await;
+}
+
+/// The same attacks on sandboxes forked from the hostile function's own package zygote (it
+/// ships a package): after the first cold starts, every one is checked to be born from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_functions_forked_from_their_package_zygote_are_contained_too() {
+    let node = node_with(|o| o.keep_alive = SHORT_KEEP_ALIVE).await;
+    await_python_zygote(&node).await;
+    let code = format!("import armory\n{HOSTILE_PY}");
+    deploy_hostile(&node, &[("app.py", &code), ("armory/__init__.py", "")]).await;
+    invoke_from_package_zygote(&node, "hostile", r#"{"attack": "processes"}"#).await;
+    let before = births_of(&node, "hostile").await.len();
+    attack_and_check(&node, json!(["app.py", "armory"])).await;
+    let births = births_of(&node, "hostile").await;
+    let attacked = &births[before..];
+    assert!(
+        !attacked.is_empty() && attacked.iter().all(|b| b == "package_zygote"),
+        "{births:?}"
+    );
 }
 
 /// Every sandbox the hostile function and its victim ran in was born one of `births`.
@@ -110,15 +131,19 @@ async fn assert_births(node: &Node, births: &[&str]) {
     }
 }
 
-async fn attack_and_check(node: &Node) {
+async fn deploy_hostile(node: &Node, files: &[(&str, &str)]) {
     let (s, f) = node
         .deploy(
             "hostile",
             json!({"runtime": "python", "handler": "app.handler", "timeout": 2, "memory": 512}),
-            &[("app.py", HOSTILE_PY)],
+            files,
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
+}
+
+/// Runs every attack of the deployed function `hostile`, whose `/var/task` lists `task`.
+async fn attack_and_check(node: &Node, task: Value) {
     let (s, victim) = node
         .deploy(
             "victim",
@@ -159,7 +184,7 @@ async fn attack_and_check(node: &Node) {
         "other functions' code is not visible"
     );
     assert_eq!(v["root_home"]["ok"], false);
-    assert_eq!(v["task"], json!(["app.py"]));
+    assert_eq!(v["task"], task);
     assert_eq!(v["write_task"], json!({"ok": false, "errno": "EROFS"}));
     assert_eq!(v["write_tmp"]["ok"], true);
 

@@ -24,6 +24,38 @@ def handler(event, context):
             "secret": os.environ.get("SECRET")}
 "#;
 
+/// Finds a secret in this process's memory without ever holding it: callers pass the secret
+/// shifted by one (every byte + 1), and the memory is searched shifted the same way, so the
+/// secret itself exists in the process only if it leaked there.
+const SCAN_PY: &str = r#"
+SHIFT = bytes.maketrans(bytes(range(256)), bytes(range(1, 256)) + b"\0")
+
+def has(shifted, data):
+    return shifted in data.translate(SHIFT)
+
+def traces(shifted):
+    """The readable mappings of this process that hold the secret."""
+    found = []
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                if has(shifted, mem.read(end - start)):
+                    found.append(line.strip())
+            except (OSError, ValueError, OverflowError):
+                pass
+    return found
+"#;
+
+/// `secret` shifted by one, for `SCAN_PY`.
+fn shifted(secret: &str) -> String {
+    secret.bytes().map(|b| (b + 1) as char).collect()
+}
+
 /// How the sandbox of a function's latest cold activation was born.
 async fn last_birth(node: &Node, function: &str) -> String {
     let births = births_of(node, function).await;
@@ -187,33 +219,19 @@ def handler(event, context):
     return {"counter": COUNTER}
 "#;
     // B looks for any trace of it: module state, environment, and every readable byte of its
-    // own memory. It gets the secret shifted by one (every byte + 1) and searches shifted
-    // memory, so the secret itself never exists in its memory unless it leaked there.
+    // own memory (`scan.py`).
     let reader = r#"
 import json, logging, os, sys, decimal
-SHIFT = bytes.maketrans(bytes(range(256)), bytes(range(1, 256)) + b"\0")
+from scan import has, traces
 def handler(event, context):
     needle = event["shifted"].encode()
-    has = lambda data: needle in data.translate(SHIFT)
-    found = []
-    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
-        for line in maps:
-            fields = line.split()
-            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            try:
-                mem.seek(start)
-                if has(mem.read(end - start)):
-                    found.append(line.strip())
-            except (OSError, ValueError, OverflowError):
-                pass
+    found = traces(needle)
     return {"json": hasattr(json, "LEAKED"),
             "logger": hasattr(logging.getLogger("shared"), "leaked"),
             "prec": decimal.getcontext().prec,
             "modules": [m for m in sys.modules if m.startswith("leaked_")],
-            "environ": [k.decode() for k, v in os.environb.items() if has(v) or k == b"EXPORTED"],
-            "proc_environ": has(open("/proc/self/environ", "rb").read()),
+            "environ": [k.decode() for k, v in os.environb.items() if has(needle, v) or k == b"EXPORTED"],
+            "proc_environ": has(needle, open("/proc/self/environ", "rb").read()),
             "memory": found}
 "#;
     let secret = format!("tok{}", uuid_like());
@@ -225,7 +243,7 @@ def handler(event, context):
             .deploy(
                 name,
                 json!({"runtime": "python", "handler": "app.handler", "env": env}),
-                &[("app.py", code)],
+                &[("app.py", code), ("scan.py", SCAN_PY)],
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{f}");
@@ -234,9 +252,8 @@ def handler(event, context):
         let (s, _, v) = node.invoke("writer", "{}").await;
         assert_eq!((s, v), (StatusCode::OK, json!({"counter": expected})));
     }
-    let shifted: String = secret.bytes().map(|b| (b + 1) as char).collect();
     let (s, _, v) = node
-        .invoke("reader", &json!({"shifted": shifted}).to_string())
+        .invoke("reader", &json!({"shifted": shifted(&secret)}).to_string())
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(
@@ -254,6 +271,103 @@ def handler(event, context):
             "the zygote {pid} holds the secret"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_zygotes_keep_each_functions_state_and_secrets_to_itself() {
+    let node = node_with(|o| o.keep_alive = SHORT_KEEP_ALIVE).await;
+    await_python_zygote(&node).await;
+    // Both ship the same package, which reads the secret when imported (in its zygote).
+    let package = "import os\nAT_IMPORT = os.environ.get('SECRET')\n";
+    let writer = r#"
+import shared
+import os
+def handler(event, context):
+    shared.LEAKED = os.environ["SECRET"]
+    return {"at_import": shared.AT_IMPORT == os.environ["SECRET"]}
+"#;
+    let reader = r#"
+import shared
+from scan import traces
+def handler(event, context):
+    return {"at_import": shared.AT_IMPORT, "leaked": hasattr(shared, "LEAKED"),
+            "memory": traces(event["shifted"].encode())}
+"#;
+    let secret = format!("pkg{}", uuid_like());
+    for (name, code, env) in [
+        ("writer", writer, json!({"SECRET": secret})),
+        ("reader", reader, json!({})),
+    ] {
+        let files = [
+            ("app.py", code),
+            ("scan.py", SCAN_PY),
+            ("shared/__init__.py", package),
+        ];
+        let config = json!({"runtime": "python", "handler": "app.handler", "env": env});
+        let (s, f) = node.deploy(name, config, &files).await;
+        assert_eq!(s, StatusCode::CREATED, "{f}");
+    }
+    let event = json!({"shifted": shifted(&secret)}).to_string();
+    let wrote = invoke_from_package_zygote(&node, "writer", &event).await;
+    assert_eq!(
+        wrote,
+        json!({"at_import": true}),
+        "imported in its own zygote"
+    );
+    let read = invoke_from_package_zygote(&node, "reader", &event).await;
+    assert_eq!(
+        read,
+        json!({"at_import": null, "leaked": false, "memory": []}),
+        "nothing of the writer or its zygote reaches the reader"
+    );
+    let zygotes = package_zygotes();
+    assert_eq!(zygotes.len(), 2, "one package zygote each: {zygotes:?}");
+    let holding: Vec<_> = zygotes
+        .iter()
+        .filter(|pid| process_memory_contains(**pid, secret.as_bytes()))
+        .collect();
+    assert_eq!(
+        holding.len(),
+        1,
+        "only the writer's zygote holds its secret"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_package_zygote_is_replaced_without_failing_invocations() {
+    let node = node_with(|o| o.keep_alive = SHORT_KEEP_ALIVE).await;
+    await_python_zygote(&node).await;
+    let code = "import vendored\nimport time\n\ndef handler(event, context):\n    \
+        time.sleep(event['sleep'])\n    return {'value': vendored.VALUE}\n";
+    let files = [("app.py", code), ("vendored/__init__.py", "VALUE = 7\n")];
+    let config = json!({"runtime": "python", "handler": "app.handler"});
+    let (s, f) = node.deploy("pkg", config, &files).await;
+    assert_eq!(s, StatusCode::CREATED, "{f}");
+    invoke_from_package_zygote(&node, "pkg", r#"{"sleep": 0}"#).await;
+    let before = package_zygotes();
+    assert_eq!(before.len(), 1, "{before:?}");
+    // A runtime it forked is busy while it is killed: that invocation still completes.
+    tokio::time::sleep(SHORT_KEEP_ALIVE * 3).await;
+    let busy = node.invoke("pkg", r#"{"sleep": 1}"#);
+    let kill = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(before[0]),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    };
+    let ((s, _, v), ()) = tokio::join!(busy, kill);
+    assert_eq!((s, v), (StatusCode::OK, json!({"value": 7})));
+    assert_eq!(
+        births_of(&node, "pkg").await.last().map(String::as_str),
+        Some("package_zygote")
+    );
+    // Every invocation answers while another is built, then they fork from it.
+    invoke_from_package_zygote(&node, "pkg", r#"{"sleep": 0}"#).await;
+    let after = package_zygotes();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before, "a new package zygote");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
