@@ -75,6 +75,10 @@
 //! - `netpool`: network namespaces with their listener, made ahead by a background thread;
 //! - `ready`: whole sandboxes made ahead (every step above but the code mounts, the user,
 //!   seccomp and `execve`), claimed by cold starts and handed their code and program;
+//! - `zygote`: the Python zygote, the host's half; runtimes forked from it, ahead or on demand;
+//! - `package`: package zygotes (a Python function's own zygote, its packages imported), their
+//!   cache and eviction;
+//! - `stem`: Node.js stem cells;
 //! - `network`: outbound network for sandboxes that opt in (slirp4netns, a user-mode stack);
 //! - `cgroup`: cgroup v1/v2 detection, limits, accounting, freezing, behind a small fs seam;
 //! - `seccomp`: the deny table and its compilation;

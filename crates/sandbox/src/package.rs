@@ -365,10 +365,12 @@ fn sweep_until_dropped(slots: Weak<Slots>) {
 
 /// Whether the host's available memory is below [`PRESSURE_PERCENT`] of its total.
 fn under_memory_pressure() -> bool {
-    let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") else {
-        return false;
-    };
-    let field = |name| crate::cgroup::keyed_value(&meminfo, name);
+    std::fs::read_to_string("/proc/meminfo").is_ok_and(|m| pressure_in(&m))
+}
+
+/// [`under_memory_pressure`], from the text of `/proc/meminfo`.
+fn pressure_in(meminfo: &str) -> bool {
+    let field = |name| crate::cgroup::keyed_value(meminfo, name);
     match (field("MemTotal:"), field("MemAvailable:")) {
         (Some(total), Some(available)) => available * 100 < total * PRESSURE_PERCENT,
         _ => false,
@@ -419,6 +421,19 @@ mod tests {
             PackageKey::of(&spec("a", "s")),
             PackageKey::of(&spec("a", "t"))
         );
+    }
+
+    #[test]
+    fn memory_pressure_is_little_available_memory() {
+        let meminfo = |available: u64| {
+            format!(
+                "MemTotal:       16000000 kB\nMemFree:  100 kB\nMemAvailable:   {available} kB\n"
+            )
+        };
+        assert!(!pressure_in(&meminfo(8_000_000)));
+        assert!(!pressure_in(&meminfo(1_600_000)));
+        assert!(pressure_in(&meminfo(1_599_999)));
+        assert!(!pressure_in("garbage"), "unknown is no pressure");
     }
 
     #[test]

@@ -14,6 +14,13 @@
 //! skips the interpreter's start-up and the common imports, and an idle runtime owns little
 //! memory of its own.
 //!
+//! Cold starts mostly claim a runtime forked *ahead* ([`Forked`], kept by a pool in `host.rs`
+//! sized like every pool of `ready.rs`): forked into a sandbox made ahead whose `/var/task` is
+//! an empty directory, it waits, unprivileged and under seccomp, for its environment; the claim
+//! sets the function's limits, attaches its code over `/var/task` and sends the environment.
+//! A function that ships packages gets a zygote of its own instead, which a `Z` message asks
+//! this zygote to fork (`package.rs`).
+//!
 //! One zygote per interpreter and runtime directory, started on first need in the background
 //! (cold starts `execve` meanwhile). A zygote that dies is replaced the same way; a fork that
 //! fails for any reason falls back to `execve`, so no invocation fails because of a zygote.

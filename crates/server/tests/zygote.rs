@@ -179,7 +179,7 @@ async fn a_package_zygote_child_is_isolated_like_an_execd_one() {
     let next = invoke_from_package_zygote(&node, "pkg", r#"{"who": "b"}"#).await;
     assert_eq!(next["tmp"], json!([]), "{next}");
     // The package zygote itself is no host root: its own user, no_new_privs, seccomp.
-    let zygotes = package_zygotes();
+    let zygotes = package_zygotes(&node);
     assert_eq!(zygotes.len(), 1, "{zygotes:?}");
     let status = std::fs::read_to_string(format!("/proc/{}/status", zygotes[0])).unwrap();
     let field = |name: &str| {
@@ -320,7 +320,7 @@ def handler(event, context):
         json!({"at_import": null, "leaked": false, "memory": []}),
         "nothing of the writer or its zygote reaches the reader"
     );
-    let zygotes = package_zygotes();
+    let zygotes = package_zygotes(&node);
     assert_eq!(zygotes.len(), 2, "one package zygote each: {zygotes:?}");
     let holding: Vec<_> = zygotes
         .iter()
@@ -344,7 +344,7 @@ async fn a_killed_package_zygote_is_replaced_without_failing_invocations() {
     let (s, f) = node.deploy("pkg", config, &files).await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
     invoke_from_package_zygote(&node, "pkg", r#"{"sleep": 0}"#).await;
-    let before = package_zygotes();
+    let before = package_zygotes(&node);
     assert_eq!(before.len(), 1, "{before:?}");
     // A runtime it forked is busy while it is killed: that invocation still completes.
     tokio::time::sleep(SHORT_KEEP_ALIVE * 3).await;
@@ -365,7 +365,7 @@ async fn a_killed_package_zygote_is_replaced_without_failing_invocations() {
     );
     // Every invocation answers while another is built, then they fork from it.
     invoke_from_package_zygote(&node, "pkg", r#"{"sleep": 0}"#).await;
-    let after = package_zygotes();
+    let after = package_zygotes(&node);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_ne!(after, before, "a new package zygote");
 }
@@ -520,9 +520,11 @@ fn zygote_pids(node: &Node) -> Vec<i32> {
         .collect()
 }
 
-/// Pids of the package zygotes running on this host: `zygote.py` processes running as a host
-/// user of the package zygote range.
-fn package_zygotes() -> Vec<i32> {
+/// Pids of the package zygotes of `node`: its `zygote.py` processes (their script lies in the
+/// node's data dir) running as a host user of the package zygote range.
+fn package_zygotes(node: &Node) -> Vec<i32> {
+    let script = node._data.path().join("runtimes/python/zygote.py");
+    let script = script.to_string_lossy();
     let candidates: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
@@ -533,11 +535,15 @@ fn package_zygotes() -> Vec<i32> {
                 .lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
                 .and_then(|u| u.split_whitespace().next()?.parse::<u64>().ok());
-            String::from_utf8_lossy(&cmdline).contains("zygote.py")
+            // Not the runtimes it forks, before they become the sandbox user: they are in a
+            // PID namespace of their own already.
+            let pid_namespace = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+            String::from_utf8_lossy(&cmdline).contains(&*script)
                 && uid.is_some_and(|u| u >= 0x7000_0000)
+                && pid_namespace == std::fs::read_link("/proc/self/ns/pid").ok()
         })
         .collect();
-    // Not its children on their way to a sandbox (briefly its user too).
+    // Nor its children on their way to a sandbox (briefly its user too).
     let parent = |pid: &i32| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         stat.rsplit(')')
