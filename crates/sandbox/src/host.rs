@@ -10,7 +10,7 @@ use crate::netpool::NetPool;
 use crate::package::{
     Built, PackageControl, PackageKey, PackageUid, PackageZygote, PackageZygotes,
 };
-use crate::ready::{Flavor, ReadyPool, ReadySandbox};
+use crate::ready::{AheadBudget, Flavor, ReadyPool, ReadySandbox};
 use crate::sandbox::{Isolated, Process, Sandbox, Startup};
 use crate::seccomp::{Profile, SeccompProgram};
 use crate::spawn::{self, ChildPlan, Exec};
@@ -192,7 +192,7 @@ impl ForkedAhead {
             zygote: Arc::clone(zygote),
             runtime_dir: runtime_dir.to_path_buf(),
         });
-        let pool = ReadyPool::start("lambent-forked-py", READY_MAX, maker)
+        let pool = ReadyPool::start("lambent-forked-py", READY_MAX, maker, &full.ahead_budget)
             .map_err(|e| tracing::warn!("no Python runtimes forked ahead: {e}"))
             .ok()?;
         let pool = Arc::new(pool);
@@ -226,9 +226,14 @@ impl Stems {
             full: Arc::clone(&self.full),
             program: program.clone(),
         });
-        let pool = ReadyPool::start("lambent-stems", crate::stem::MAX, maker)
-            .map_err(|e| tracing::warn!("no Node.js stem cells: {e}"))
-            .ok()?;
+        let pool = ReadyPool::start(
+            "lambent-stems",
+            crate::stem::MAX,
+            maker,
+            &self.full.ahead_budget,
+        )
+        .map_err(|e| tracing::warn!("no Node.js stem cells: {e}"))
+        .ok()?;
         let pool = Arc::new(pool);
         *slot = Some((program, Arc::clone(&pool)));
         Some(pool)
@@ -259,6 +264,8 @@ struct FullHost {
     seccomp: SeccompProgram,
     /// What a package zygote runs under (`package.rs`).
     package_seccomp: SeccompProgram,
+    /// What everything made ahead may hold in memory, together (`ready.rs`).
+    ahead_budget: Arc<AheadBudget>,
     /// Network namespaces made ahead; `None` if the pool thread could not start.
     netpool: Option<NetPool>,
     layers: Layers,
@@ -279,11 +286,10 @@ impl Host {
             Isolation::Full => Some(Arc::new(FullHost::detect(&opts.state_dir, opts.layers)?)),
         };
         let pool = |flavor: Flavor, name: &str| {
-            let maker = Arc::new(MakeReady {
-                full: full.clone()?,
-                flavor,
-            });
-            ReadyPool::start(name, READY_MAX, maker)
+            let full = full.clone()?;
+            let budget = Arc::clone(&full.ahead_budget);
+            let maker = Arc::new(MakeReady { full, flavor });
+            ReadyPool::start(name, READY_MAX, maker, &budget)
                 .map_err(|e| tracing::warn!("no sandboxes made ahead: {e}"))
                 .ok()
         };
@@ -613,6 +619,7 @@ impl FullHost {
             empty_dir,
             seccomp,
             package_seccomp,
+            ahead_budget: AheadBudget::for_host(),
             netpool,
             layers,
             slirp: crate::network::find_slirp(),
@@ -954,11 +961,14 @@ impl FullHost {
                     control: Arc::clone(&control),
                     limits: limits_of(spec),
                 });
-                let ahead = ReadyPool::start("lambent-pkg-ahead", PACKAGE_AHEAD_MAX, maker)
-                    .map_err(|e| {
-                        tracing::warn!("no runtimes forked ahead from a package zygote: {e}")
-                    })
-                    .ok();
+                let ahead = ReadyPool::start(
+                    "lambent-pkg-ahead",
+                    PACKAGE_AHEAD_MAX,
+                    maker,
+                    &self.ahead_budget,
+                )
+                .map_err(|e| tracing::warn!("no runtimes forked ahead from a package zygote: {e}"))
+                .ok();
                 if let Some(ahead) = &ahead {
                     ahead.prime(spec.tmp_mb);
                 }
@@ -1128,6 +1138,7 @@ impl FullHost {
         let code = detached_read_only(&spec.code_dir)?;
         mounts::attach_inside(process.pidfd(), &[(code, c"/var/task")])?;
         let envp = spec.environment(&runtime_api_address());
+        let startup = Startup::since(Birth::StemCell, started); // before the hand-off
         let mut assignment = File::from(assignment);
         std::io::Write::write_all(&mut assignment, envp.join("\0").as_bytes())?;
         drop(assignment);
@@ -1137,7 +1148,7 @@ impl FullHost {
             output,
             process,
             Isolated::Full(cgroup),
-            Startup::since(Birth::StemCell, started),
+            startup,
         ))
     }
 }
@@ -1233,6 +1244,9 @@ fn claim_forked(
     birth: Birth,
     started: Instant,
 ) -> Result<Sandbox, SandboxError> {
+    // The sandbox's part ends as the runtime is handed its function: measured before the
+    // hand-off, so that this thread being descheduled after it never counts the runtime's time.
+    let startup = Startup::since(birth, started);
     send_environment(&forked.report, spec)?;
     Ok(Sandbox::new(
         spec.id.clone(),
@@ -1240,7 +1254,7 @@ fn claim_forked(
         forked.output,
         forked.process,
         Isolated::Full(forked.cgroup),
-        Startup::since(birth, started),
+        startup,
     ))
 }
 

@@ -19,11 +19,17 @@
 //! recent rate (an exponentially weighted rate of claims, time constant 5 s), at least one
 //! once it has been used and at most its `max`: nothing is made before the first claim, a
 //! burst grows the pool up to `max`, and it shrinks back to one when claims stop.
+//!
+//! **Memory.** Every pool of a host draws on one [`AheadBudget`]: each waiting item is charged
+//! what it is estimated to hold ([`Ahead::MEMORY_KB`]) from when it is made until it is claimed
+//! or dropped, and a pool makes nothing that does not fit. The host's allowance is 1/16 of its
+//! memory, at most 1 GiB (the invoker's budget for running sandboxes is three quarters of it).
 
 use crate::cgroup::SandboxCgroup;
 use crate::handshake::ParentEnd;
 use crate::sandbox::Process;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,11 +68,76 @@ pub(crate) struct ReadySandbox {
 
 /// Anything a pool keeps.
 pub(crate) trait Ahead: Send + 'static {
+    /// Memory one is estimated to hold while it waits (its processes' own pages, its kernel
+    /// objects), charged to the [`AheadBudget`].
+    const MEMORY_KB: u64;
     /// Size of its `/tmp`: a claim for another size does not take it.
     fn tmp_mb(&self) -> u32;
 }
 
+/// The memory every pool of a host may hold in waiting items, together.
+#[derive(Debug)]
+pub(crate) struct AheadBudget {
+    limit_kb: u64,
+    used_kb: AtomicU64,
+}
+
+impl AheadBudget {
+    pub(crate) fn new(limit_kb: u64) -> Arc<AheadBudget> {
+        Arc::new(AheadBudget {
+            limit_kb,
+            used_kb: AtomicU64::new(0),
+        })
+    }
+
+    /// 1/16 of the host's memory, at most 1 GiB (64 MiB if it cannot be read).
+    pub(crate) fn for_host() -> Arc<AheadBudget> {
+        let total_kb = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| crate::cgroup::keyed_value(&m, "MemTotal:"))
+            .unwrap_or(1024 * 1024);
+        AheadBudget::new((total_kb / 16).min(1024 * 1024))
+    }
+
+    /// Charges `kb` if it fits.
+    fn try_charge(&self, kb: u64) -> bool {
+        self.used_kb
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + kb <= self.limit_kb).then_some(used + kb)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, kb: u64) {
+        self.used_kb.fetch_sub(kb, Ordering::AcqRel);
+    }
+}
+
+/// A waiting item and its charge, released when it leaves the pool.
+struct Charged<T: Ahead> {
+    item: Option<T>,
+    budget: Arc<AheadBudget>,
+}
+
+impl<T: Ahead> Charged<T> {
+    fn into_inner(mut self) -> T {
+        self.item.take().expect("an item until taken")
+    }
+
+    fn tmp_mb(&self) -> u32 {
+        self.item.as_ref().map_or(0, T::tmp_mb)
+    }
+}
+
+impl<T: Ahead> Drop for Charged<T> {
+    fn drop(&mut self) {
+        self.budget.release(T::MEMORY_KB);
+    }
+}
+
 impl Ahead for ReadySandbox {
+    /// A process, its namespaces, its cgroup and an empty root.
+    const MEMORY_KB: u64 = 2 * 1024;
     fn tmp_mb(&self) -> u32 {
         self.tmp_mb
     }
@@ -77,8 +148,8 @@ pub(crate) trait Maker<T>: Send + Sync + 'static {
     fn make(&self, tmp_mb: u32) -> Result<T, crate::SandboxError>;
 }
 
-struct State<T> {
-    ready: Vec<T>,
+struct State<T: Ahead> {
+    ready: Vec<Charged<T>>,
     /// The `/tmp` size asked for last; `None` until the first claim (nothing is made before).
     tmp_mb: Option<u32>,
     stopped: bool,
@@ -87,7 +158,7 @@ struct State<T> {
     last_claim: Option<Instant>,
 }
 
-impl<T> State<T> {
+impl<T: Ahead> State<T> {
     /// How many to keep now.
     fn target(&self, max: usize) -> usize {
         let Some(last) = self.last_claim else {
@@ -98,10 +169,11 @@ impl<T> State<T> {
     }
 }
 
-struct Shared<T> {
+struct Shared<T: Ahead> {
     state: Mutex<State<T>>,
     changed: Condvar,
     max: usize,
+    budget: Arc<AheadBudget>,
 }
 
 /// The pool. Dropping it stops the thread and drops (kills) what is still waiting.
@@ -118,11 +190,12 @@ impl<T: Ahead> std::fmt::Debug for ReadyPool<T> {
 }
 
 impl<T: Ahead> ReadyPool<T> {
-    /// Starts the thread `name`, which keeps up to `max` made by `maker`.
+    /// Starts the thread `name`, which keeps up to `max` made by `maker`, within `budget`.
     pub(crate) fn start(
         name: &str,
         max: usize,
         maker: Arc<dyn Maker<T>>,
+        budget: &Arc<AheadBudget>,
     ) -> std::io::Result<ReadyPool<T>> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -134,6 +207,7 @@ impl<T: Ahead> ReadyPool<T> {
             }),
             changed: Condvar::new(),
             max,
+            budget: Arc::clone(budget),
         });
         let worker = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -158,7 +232,7 @@ impl<T: Ahead> ReadyPool<T> {
         state.last_claim = Some(now);
         let taken = state.ready.pop();
         self.shared.changed.notify_all();
-        taken
+        taken.map(Charged::into_inner)
     }
 
     /// Starts keeping one with a `/tmp` of `tmp_mb` before any claim, as if one had just been
@@ -218,7 +292,9 @@ fn fill<T: Ahead>(shared: &Shared<T>, maker: &dyn Maker<T>) {
                             .unwrap_or_else(|e| e.into_inner())
                             .0;
                     }
-                    Some(tmp_mb) if have < target => break tmp_mb,
+                    Some(tmp_mb) if have < target && shared.budget.try_charge(T::MEMORY_KB) => {
+                        break tmp_mb
+                    }
                     _ if !surplus.is_empty() => break 0,
                     _ => {
                         state = shared
@@ -234,8 +310,14 @@ fn fill<T: Ahead>(shared: &Shared<T>, maker: &dyn Maker<T>) {
             drop(surplus);
             continue;
         }
+        // Charged above: released when it leaves the pool (or now, if making it failed).
+        let charged = |item| Charged {
+            item,
+            budget: Arc::clone(&shared.budget),
+        };
         match maker.make(tmp_mb) {
             Ok(made) => {
+                let made = charged(Some(made));
                 let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
                 if state.stopped {
                     return;
@@ -245,6 +327,7 @@ fn fill<T: Ahead>(shared: &Shared<T>, maker: &dyn Maker<T>) {
                 }
             }
             Err(e) => {
+                drop(charged(None));
                 if !warned {
                     tracing::warn!(
                         "could not make a sandbox ahead (cold starts make their own): {e}"
@@ -264,6 +347,7 @@ mod tests {
 
     struct Token(u32);
     impl Ahead for Token {
+        const MEMORY_KB: u64 = 1000;
         fn tmp_mb(&self) -> u32 {
             self.0
         }
@@ -290,7 +374,8 @@ mod tests {
     #[test]
     fn makes_nothing_before_the_first_claim_then_grows_with_a_burst_up_to_max() {
         let maker = Arc::new(Counter(AtomicUsize::new(0)));
-        let pool = ReadyPool::start("test-ready", 6, maker.clone()).unwrap();
+        let pool =
+            ReadyPool::start("test-ready", 6, maker.clone(), &AheadBudget::new(1 << 30)).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(maker.0.load(Ordering::Relaxed), 0);
         assert!(pool.take(4).is_none());
@@ -303,5 +388,38 @@ mod tests {
             pool.take(8).is_none(),
             "another /tmp size is not handed out"
         );
+    }
+
+    #[test]
+    fn pools_keep_within_their_shared_memory_budget() {
+        let budget = AheadBudget::new(5 * Token::MEMORY_KB);
+        let maker = Arc::new(Counter(AtomicUsize::new(0)));
+        let pools: Vec<_> = (0..2)
+            .map(|_| ReadyPool::start("test-ready", 6, maker.clone(), &budget).unwrap())
+            .collect();
+        for _ in 0..40 {
+            for pool in &pools {
+                pool.take(4);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let waiting: usize = pools.iter().map(|p| p.sizes().1).sum();
+        assert_eq!(
+            waiting, 5,
+            "two pools wanting 6 each hold 5 items' worth together"
+        );
+        assert_eq!(budget.used_kb.load(Ordering::Relaxed), 5 * Token::MEMORY_KB);
+        // Claimed or dropped, an item's charge is released (the pools' threads may be making
+        // others meanwhile: look once they have stopped).
+        drop(pools[0].take(4).expect("one waiting"));
+        drop(pools);
+        let used = || budget.used_kb.load(Ordering::Relaxed);
+        for _ in 0..100 {
+            if used() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(used(), 0, "everything released");
     }
 }

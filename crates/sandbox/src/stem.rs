@@ -68,6 +68,8 @@ pub(crate) struct StemCell {
 }
 
 impl Ahead for StemCell {
+    /// An idle `node` (about 40 MiB) and its sandbox.
+    const MEMORY_KB: u64 = 48 * 1024;
     fn tmp_mb(&self) -> u32 {
         self.tmp_mb
     }

@@ -253,6 +253,8 @@ pub(crate) struct Forked {
 }
 
 impl crate::ready::Ahead for Forked {
+    /// Its own pages (about 1.2 MiB after the fork) and its sandbox.
+    const MEMORY_KB: u64 = 4 * 1024;
     fn tmp_mb(&self) -> u32 {
         self.tmp_mb
     }
