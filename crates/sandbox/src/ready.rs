@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(budget.used_kb.load(Ordering::Relaxed), 5 * Token::MEMORY_KB);
         // Claimed or dropped, an item's charge is released (the pools' threads may be making
         // others meanwhile: look once they have stopped).
-        drop(pools[0].take(4).expect("one waiting"));
+        pools[0].take(4).expect("one waiting");
         drop(pools);
         let used = || budget.used_kb.load(Ordering::Relaxed);
         for _ in 0..100 {
