@@ -29,7 +29,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -385,6 +385,14 @@ impl Cgroups {
     }
 }
 
+/// A pidfd for `pid`, if it still exists.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with plain integer arguments; a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: pidfd_open returned a new descriptor we now own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// cgroup2 root options as `/proc/self/mountinfo` shows them (without `rw`/`ro`); empty when
 /// no cgroup2 is mounted (then the kernel's defaults are in force).
 pub(crate) fn cgroup2_options(mountinfo: &str) -> Vec<String> {
@@ -696,16 +704,50 @@ impl SandboxCgroup {
         }
     }
 
-    /// Kills every task (v2 `cgroup.kill`) and thaws, so frozen tasks can die (v1 needs that).
-    /// The caller has already killed the namespace's init, which kills the rest on its own.
-    pub(crate) fn kill_all(&self) {
-        if let Kind::V2 { dir, .. } = &self.kind {
-            let kill = dir.join("cgroup.kill");
-            if self.fs.exists(&kill) {
-                let _ = self.fs.write(&kill, "1");
+    /// Kills every task (v2 `cgroup.kill`; v1: each process listed, through a pidfd, a few
+    /// rounds against forks) and thaws, so frozen tasks can die (v1 needs that). For a sandbox
+    /// the caller has already killed the namespace's init, which kills the rest on its own.
+    /// Returns pidfds of the processes it listed, for a caller that must reap them.
+    pub(crate) fn kill_all(&self) -> Vec<OwnedFd> {
+        let mut killed = Vec::new();
+        let procs = match &self.kind {
+            Kind::V2 { dir, .. } => {
+                let kill = dir.join("cgroup.kill");
+                if self.fs.exists(&kill) {
+                    let _ = self.fs.write(&kill, "1");
+                }
+                dir.join("cgroup.procs")
             }
+            Kind::V1 { pids, .. } => pids.join("cgroup.procs"),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5 {
+            let listed = self.fs.read(&procs).unwrap_or_default();
+            let pidfds: Vec<OwnedFd> = listed
+                .lines()
+                .filter_map(|l| l.parse::<i32>().ok())
+                .filter(|pid| seen.insert(*pid))
+                .filter_map(pidfd_open)
+                .collect();
+            if pidfds.is_empty() {
+                break;
+            }
+            for pidfd in &pidfds {
+                // SAFETY: pidfd_send_signal on a pidfd we own (never a recycled pid).
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        pidfd.as_raw_fd(),
+                        libc::SIGKILL,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+            }
+            killed.extend(pidfds);
         }
         let _ = self.thaw();
+        killed
     }
 }
 

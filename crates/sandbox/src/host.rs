@@ -976,7 +976,7 @@ impl FullHost {
                     ahead,
                     process,
                     control,
-                    _cgroup: cgroup,
+                    cgroup,
                     _uid: uid,
                     modules: std::str::from_utf8(modules)
                         .ok()

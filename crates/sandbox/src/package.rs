@@ -120,11 +120,53 @@ pub(crate) struct PackageZygote {
     pub(crate) ahead: Option<crate::ready::ReadyPool<crate::zygote::Forked>>,
     pub(crate) process: Process,
     pub(crate) control: Arc<PackageControl>,
-    /// The cgroup it runs in (the function's limits).
-    pub(crate) _cgroup: crate::cgroup::SandboxCgroup,
+    /// The cgroup it runs in (the function's limits), with anything its imports started.
+    pub(crate) cgroup: crate::cgroup::SandboxCgroup,
     pub(crate) _uid: PackageUid,
     /// Modules its imports added to the base zygote's.
     pub(crate) modules: usize,
+}
+
+impl Drop for PackageZygote {
+    /// It is not the init of a PID namespace: processes its imports started would outlive it
+    /// (and keep its cgroup), so every process of its cgroup goes with it. Those become the
+    /// server's children when their parent dies (it is their subreaper): a thread reaps them.
+    fn drop(&mut self) {
+        let killed = self.cgroup.kill_all();
+        if !killed.is_empty() {
+            let reaper = std::thread::Builder::new()
+                .name("lambent-pkg-reap".into())
+                .spawn(move || reap(killed));
+            if reaper.is_err() {
+                tracing::warn!("could not start a thread to reap a package zygote's processes");
+            }
+        }
+    }
+}
+
+/// Collects the exit status of each killed process once it is the server's child (its parent
+/// gone too); gives up on one after a second (someone else's child, reaped elsewhere).
+fn reap(killed: Vec<OwnedFd>) {
+    for pidfd in killed {
+        for _ in 0..100 {
+            // SAFETY: waitid on a pidfd we own, into a zeroed siginfo whose pid field it sets
+            // when it collects the process (0 while it has not exited; -1 while not ours).
+            let collected = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let rc = libc::waitid(
+                    libc::P_PIDFD,
+                    pidfd.as_raw_fd() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG,
+                );
+                rc == 0 && info.si_pid() != 0
+            };
+            if collected {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// A package zygote's control socket: `S<tmp_mb>` messages ask for a child.

@@ -339,13 +339,23 @@ async fn a_killed_package_zygote_is_replaced_without_failing_invocations() {
     await_python_zygote(&node).await;
     let code = "import vendored\nimport time\n\ndef handler(event, context):\n    \
         time.sleep(event['sleep'])\n    return {'value': vendored.VALUE}\n";
-    let files = [("app.py", code), ("vendored/__init__.py", "VALUE = 7\n")];
+    // Its package also starts a process when imported (in the zygote): one that must not
+    // outlive the zygote.
+    let package = "import subprocess\nDAEMON = subprocess.Popen(['/usr/bin/sleep', '1000'])\n\
+        VALUE = 7\n";
+    let files = [("app.py", code), ("vendored/__init__.py", package)];
     let config = json!({"runtime": "python", "handler": "app.handler"});
     let (s, f) = node.deploy("pkg", config, &files).await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
     invoke_from_package_zygote(&node, "pkg", r#"{"sleep": 0}"#).await;
     let before = package_zygotes(&node);
     assert_eq!(before.len(), 1, "{before:?}");
+    let daemons = children_running(before[0], "/usr/bin/sleep");
+    assert_eq!(
+        daemons.len(),
+        1,
+        "the process its import started: {daemons:?}"
+    );
     // A runtime it forked is busy while it is killed: that invocation still completes.
     tokio::time::sleep(SHORT_KEEP_ALIVE * 3).await;
     let busy = node.invoke("pkg", r#"{"sleep": 1}"#);
@@ -368,6 +378,27 @@ async fn a_killed_package_zygote_is_replaced_without_failing_invocations() {
     let after = package_zygotes(&node);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_ne!(after, before, "a new package zygote");
+    eventually(10, "the old zygote's process killed and reaped", || async {
+        (!std::path::Path::new(&format!("/proc/{}", daemons[0])).exists()).then_some(())
+    })
+    .await;
+}
+
+/// Pids of the children of `parent` running `program`.
+fn children_running(parent: i32, program: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().nth(1)?.parse::<i32>().ok());
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(parent) && cmdline.starts_with(program.as_bytes())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
