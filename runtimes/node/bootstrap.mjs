@@ -8,7 +8,7 @@
 // `async (event, context)`, return a promise or a value, or take `(event, context, callback)`
 // when it declares three parameters.
 
-import { Agent, request } from 'node:http';
+import { Agent, createServer, request } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -420,6 +420,38 @@ async function run(spec, env = process.env) {
 // A stem cell: node was started in its sandbox before its function was known. The function's
 // complete environment (KEY=VALUE, NUL-separated) arrives on stdin once its code is attached at
 // the task root; it replaces this process's environment before anything reads it.
+//
+// While it waits, it rehearses what its first invocation does, so that V8 has compiled those
+// paths before the function's clock starts: a dynamic import(), and a GET /next, the event's
+// JSON and a POST of the response through a RuntimeClient, against a throwaway server of its
+// own on its loopback (never the platform's Runtime API, which is not served before the claim).
+// Nothing of any function is involved.
+async function rehearse() {
+  await import('data:text/javascript,export const handler = async (event) => ({ event });');
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      res.setHeader('Content-Type', 'application/json');
+      res.setHeader('Lambda-Runtime-Aws-Request-Id', 'rehearsal');
+      res.setHeader('Lambda-Runtime-Deadline-Ms', String(Date.now() + 1000));
+      res.end(req.method === 'GET' ? '{"rehearsal":true}' : '{"status":"OK"}');
+    });
+  });
+  await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const rehearsal = new RuntimeClient(`127.0.0.1:${server.address().port}`);
+  try {
+    for (let i = 0; i < 3; i++) {
+      const inv = await rehearsal.next({ [IMPORT_US_HEADER]: '0' });
+      const event = JSON.parse(inv.body.toString('utf8'));
+      await rehearsal.postResponse(inv.id, JSON.stringify({ event, context: makeContext(inv, functionInfo({}), () => {}) }));
+    }
+  } finally {
+    rehearsal.agent.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
 function adoptAssignment() {
   const assignment = readFileSync(0, 'utf8');
   for (const key of Object.keys(process.env)) delete process.env[key];
@@ -430,5 +462,9 @@ function adoptAssignment() {
   process.chdir(process.env.LAMBDA_TASK_ROOT || '/var/task');
 }
 
-if (process.env.LAMBENT_STEM_CELL === '1') adoptAssignment();
+if (process.env.LAMBENT_STEM_CELL === '1') {
+  // A failed rehearsal only means a slower first invocation.
+  await rehearse().catch((e) => process.stderr.write(`lambent runtime: stem cell rehearsal failed: ${e.message}\n`));
+  adoptAssignment();
+}
 run(process.argv[2]).catch((e) => fatal(e instanceof RuntimeAPIError ? e.message : (e && e.stack) || String(e)));

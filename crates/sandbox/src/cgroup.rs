@@ -106,6 +106,9 @@ impl CgroupFs for HostFs {
 pub(crate) struct Limits {
     pub memory_mb: u32,
     pub pids_max: u32,
+    /// The least CPU weight there is, whatever the memory: for sandboxes made ahead, whose
+    /// making must not slow the cold starts under way (their claim sets the function's).
+    pub background: bool,
 }
 
 impl Limits {
@@ -114,14 +117,19 @@ impl Limits {
     }
 }
 
+/// The least v1 `cpu.shares`.
+const CPU_SHARES_MIN: u64 = 2;
+/// The least v2 `cpu.weight`.
+const CPU_WEIGHT_MIN: u64 = 1;
+
 /// v1 `cpu.shares` for a memory size: 1024 (one ordinary group) at 1769 MB, at least 2.
 pub(crate) fn cpu_shares(memory_mb: u32) -> u64 {
-    (u64::from(memory_mb) * 1024 / MB_PER_CORE).max(2)
+    (u64::from(memory_mb) * 1024 / MB_PER_CORE).max(CPU_SHARES_MIN)
 }
 
 /// v2 `cpu.weight` for a memory size: 100 (the default) at 1769 MB, within 1..=10000.
 pub(crate) fn cpu_weight(memory_mb: u32) -> u64 {
-    (u64::from(memory_mb) * 100 / MB_PER_CORE).clamp(1, 10_000)
+    (u64::from(memory_mb) * 100 / MB_PER_CORE).clamp(CPU_WEIGHT_MIN, 10_000)
 }
 
 /// The value of `key` in a flat-keyed cgroup file (`key value` per line).
@@ -544,7 +552,11 @@ impl SandboxCgroup {
                 }
                 self.set(&pids.join("pids.max"), &limits.pids_max.to_string())?;
                 if let Some(cpu) = cpu {
-                    let shares = cpu_shares(limits.memory_mb).to_string();
+                    let shares = match limits.background {
+                        true => CPU_SHARES_MIN,
+                        false => cpu_shares(limits.memory_mb),
+                    }
+                    .to_string();
                     self.set(&cpu.join("cpu.shares"), &shares)?;
                 }
             }
@@ -552,7 +564,11 @@ impl SandboxCgroup {
                 self.set(&dir.join("memory.max"), &bytes)?;
                 self.set(&dir.join("pids.max"), &limits.pids_max.to_string())?;
                 if *cpu {
-                    let weight = cpu_weight(limits.memory_mb).to_string();
+                    let weight = match limits.background {
+                        true => CPU_WEIGHT_MIN,
+                        false => cpu_weight(limits.memory_mb),
+                    }
+                    .to_string();
                     self.set(&dir.join("cpu.weight"), &weight)?;
                 }
             }
@@ -874,6 +890,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         memory_mb: 128,
         pids_max: 64,
+        background: false,
     };
 
     #[test]

@@ -806,6 +806,7 @@ impl FullHost {
         let limits = Limits {
             memory_mb: 64,
             pids_max: 16,
+            background: true,
         };
         self.make_ready_with(tmp_mb, flavor, limits)
     }
@@ -1262,6 +1263,7 @@ fn limits_of(spec: &SandboxSpec) -> Limits {
     Limits {
         memory_mb: spec.memory_mb,
         pids_max: spec.pids_max,
+        background: false,
     }
 }
 

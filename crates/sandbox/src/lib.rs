@@ -50,9 +50,11 @@
 //! Any failing step is reported over the handshake socket and `spawn` returns
 //! [`SandboxError::Setup`] naming the step; success is the handshake socket closing at `execve`.
 //! Cold starts normally claim a sandbox made ahead (`ready.rs`): steps 1-4 ran in the
-//! background with empty `/var/task` and `/var/runtime`; the claim sets the cgroup's limits,
-//! passes the code and runtime directories as detached read-only mounts (`open_tree`), and the
-//! sandbox attaches them, then takes steps 4-7.
+//! background with empty `/var/task` and `/var/runtime`, with the least CPU weight; while it
+//! waits, the sandbox also empties its capability bounding set (the first half of step 5) and
+//! unmaps the server's memory it inherited (so that its `execve` has little to tear down); the
+//! claim sets the cgroup's limits, passes the code and runtime directories as detached
+//! read-only mounts (`open_tree`), and the sandbox attaches them, then takes steps 4-7.
 //! `Host::detect` runs all of this once, stopping short of `execve`, so that a host where it
 //! cannot work is refused at start-up, naming the step that failed.
 //!

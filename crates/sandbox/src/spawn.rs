@@ -253,6 +253,7 @@ unsafe fn run(plan: &ChildPlan<'_>, in_cgroup: bool) -> ! {
         match &plan.exec {
             Some(exec) => start(
                 plan,
+                plan.seccomp,
                 exec.output,
                 None,
                 exec.argv.as_ptr(),
@@ -297,6 +298,17 @@ unsafe fn wait_for_program(plan: &ChildPlan<'_>) -> ! {
             libc::c_uint::MAX,
             0 as libc::c_uint,
         );
+        // The seccomp program lives in the server's heap: keep a copy of our own, then let
+        // go of the server's memory this process inherited, so that `execve` at the claim
+        // does not have to tear it down (most of its time).
+        let seccomp = own_seccomp_copy(plan.seccomp)
+            .unwrap_or_else(|e| fail(SetupStep::ReceiveProgram, 0, e));
+        shed_inherited_memory(&[seccomp.filter as usize]);
+        if plan.layers.user {
+            if let Err(e) = drop_bounding_set() {
+                fail(SetupStep::DropPrivileges, 0, e);
+            }
+        }
         if channel.send_ready().is_err() {
             libc::_exit(0); // the host is gone
         }
@@ -370,6 +382,7 @@ unsafe fn wait_for_program(plan: &ChildPlan<'_>) -> ! {
         }
         start(
             plan,
+            &seccomp,
             output,
             Some(stdin),
             pointers.as_ptr(),
@@ -377,6 +390,143 @@ unsafe fn wait_for_program(plan: &ChildPlan<'_>) -> ! {
             c"/var/task",
         )
     }
+}
+
+/// A copy of `program` in memory this process maps itself.
+///
+/// # Safety
+/// Child only; `program` points at a live BPF program.
+unsafe fn own_seccomp_copy(program: &libc::sock_fprog) -> Result<libc::sock_fprog, c_int> {
+    let bytes = usize::from(program.len) * std::mem::size_of::<libc::sock_filter>();
+    // SAFETY: a fresh private anonymous mapping, then a copy of `bytes` from a live program.
+    unsafe {
+        let copy = libc::mmap(
+            std::ptr::null_mut(),
+            bytes.max(1),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if copy == libc::MAP_FAILED {
+            return Err(errno());
+        }
+        std::ptr::copy_nonoverlapping(program.filter.cast::<u8>(), copy.cast::<u8>(), bytes);
+        Ok(libc::sock_fprog {
+            len: program.len,
+            filter: copy.cast(),
+        })
+    }
+}
+
+/// Most inherited anonymous mappings [`shed_inherited_memory`] lets go of.
+const SHED_MAX: usize = 512;
+
+/// Unmaps the anonymous memory this process inherited from the server (its heap, its other
+/// threads' stacks, …), except the mappings holding this thread's stack and thread-local
+/// storage and those holding an address of `keep`. A sandbox made ahead does this while it
+/// waits: what it unmaps it never reads again (everything it still needs is on its stack or
+/// in `keep`), and its `execve` then has little to tear down. File mappings (code, read-only
+/// data) stay. Best effort: if `/proc/self/maps` cannot be read whole, nothing is unmapped.
+///
+/// # Safety
+/// Child only, with `/proc` of its own mounted; after this, nothing but the stack, the
+/// thread-local storage, file mappings and `keep` may be touched.
+unsafe fn shed_inherited_memory(keep: &[usize]) {
+    let marker = 0u8;
+    let stack = std::ptr::addr_of!(marker) as usize;
+    // SAFETY: the calling thread's errno lives in its thread-local storage.
+    let tls = unsafe { libc::__errno_location() } as usize;
+    let kept = |start: usize, end: usize| {
+        [stack, tls]
+            .iter()
+            .chain(keep)
+            .any(|&a| (start..end).contains(&a))
+    };
+    let mut shed = [(0usize, 0usize); SHED_MAX];
+    let mut count = 0;
+    // SAFETY: reading /proc/self/maps into a stack buffer with raw calls.
+    let complete = unsafe {
+        let fd = libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        let mut filled = 0usize;
+        // End of the last mapping that was not inherited anonymous memory.
+        let mut file_end = 0usize;
+        let complete = 'read: loop {
+            let n = libc::read(fd, buf[filled..].as_mut_ptr().cast(), buf.len() - filled);
+            if n < 0 {
+                break false;
+            }
+            filled += n as usize;
+            let mut begin = 0;
+            while let Some(nl) = buf[begin..filled].iter().position(|&b| b == b'\n') {
+                match maps_line(&buf[begin..begin + nl]) {
+                    // Right after a file's mapping: that object's `.bss`.
+                    Some((start, end, true)) if start == file_end => file_end = end,
+                    Some((start, end, true)) => {
+                        if !kept(start, end) && count < SHED_MAX {
+                            shed[count] = (start, end);
+                            count += 1;
+                        }
+                    }
+                    Some((_, end, false)) => file_end = end,
+                    None => break 'read false,
+                }
+                begin += nl + 1;
+            }
+            if n == 0 {
+                break begin == filled;
+            }
+            if begin == 0 && filled == buf.len() {
+                break false; // a line longer than the buffer
+            }
+            buf.copy_within(begin..filled, 0);
+            filled -= begin;
+        };
+        libc::close(fd);
+        complete
+    };
+    if !complete {
+        return;
+    }
+    for &(start, end) in &shed[..count] {
+        // SAFETY: unmapping inherited anonymous memory this process no longer uses.
+        unsafe { libc::munmap(start as *mut libc::c_void, end - start) };
+    }
+}
+
+/// One line of `/proc/self/maps`: its range, and whether it is anonymous private memory the
+/// server had (no file: the heap, stacks, anonymous mappings; not the kernel's `[vdso]`,
+/// `[vvar]`, `[vsyscall]`). `None` if it does not parse.
+fn maps_line(line: &[u8]) -> Option<(usize, usize, bool)> {
+    let hex = |s: &[u8]| -> Option<usize> {
+        let mut v = 0usize;
+        for &b in s {
+            let d = (b as char).to_digit(16)?;
+            v = v.checked_mul(16)?.checked_add(d as usize)?;
+        }
+        (!s.is_empty()).then_some(v)
+    };
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let range = fields.next()?;
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let (start, end) = (hex(&range[..dash])?, hex(&range[dash + 1..])?);
+    let perms = fields.next()?;
+    let (_offset, _dev, inode) = (fields.next()?, fields.next()?, fields.next()?);
+    let path = fields.next().unwrap_or(b"");
+    let private = perms.get(3) == Some(&b'p');
+    let anonymous = inode == b"0"
+        && (path.is_empty()
+            || path == b"[heap]"
+            || path == b"[stack]"
+            || path.starts_with(b"[anon:"));
+    Some((start, end, private && anonymous))
 }
 
 /// `move_mount`: the source is the descriptor itself.
@@ -389,6 +539,7 @@ const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 /// Child only; `argv` and `envp` NULL-terminated arrays of NUL-terminated strings.
 unsafe fn start(
     plan: &ChildPlan<'_>,
+    seccomp: &libc::sock_fprog,
     output: RawFd,
     stdin: Option<RawFd>,
     argv: *const *const c_char,
@@ -435,7 +586,12 @@ unsafe fn start(
         );
 
         if layers.user {
-            if let Err(e) = drop_privileges() {
+            // A sandbox made ahead emptied its bounding set while it waited.
+            let bounding_set = match stdin {
+                Some(_) => Ok(()),
+                None => drop_bounding_set(),
+            };
+            if let Err(e) = bounding_set.and_then(|()| become_sandbox_user()) {
                 fail(SetupStep::DropPrivileges, 0, e);
             }
             ok(
@@ -444,7 +600,7 @@ unsafe fn start(
             );
         }
         if layers.seccomp {
-            if let Err(e) = seccomp::install(plan.seccomp) {
+            if let Err(e) = seccomp::install(seccomp) {
                 fail(SetupStep::Seccomp, 0, e);
             }
         }
@@ -588,15 +744,14 @@ unsafe fn stdio(output: RawFd, stdin: Option<RawFd>) -> Result<(), c_int> {
     }
 }
 
-/// Empties the capability bounding set, drops supplementary groups, becomes the sandbox user.
-/// Changing uid from 0 clears the permitted and effective sets; `no_new_privs` (next step) keeps
-/// set-uid and file-capability binaries from giving any back.
+/// Empties the capability bounding set: no capability can be gained by `execve` any more (the
+/// ones this process holds stay until it changes its uid). A sandbox made ahead does it while
+/// it waits, as it still needs its own capabilities only to attach its code.
 ///
 /// # Safety
-/// Child only. Raw system calls on purpose: libc's wrappers would try to synchronise the
-/// credentials of the parent's other threads, which do not exist here.
-unsafe fn drop_privileges() -> Result<(), c_int> {
-    // SAFETY: prctl and credential system calls with plain integer arguments.
+/// Child only.
+unsafe fn drop_bounding_set() -> Result<(), c_int> {
+    // SAFETY: prctl with plain integer arguments.
     unsafe {
         for cap in 0..64 {
             if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
@@ -606,6 +761,20 @@ unsafe fn drop_privileges() -> Result<(), c_int> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Drops supplementary groups and becomes the sandbox user, its bounding set already empty
+/// ([`drop_bounding_set`]). Changing uid from 0 clears the permitted and effective sets;
+/// `no_new_privs` (next step) keeps set-uid and file-capability binaries from giving any back.
+///
+/// # Safety
+/// Child only. Raw system calls on purpose: libc's wrappers would try to synchronise the
+/// credentials of the parent's other threads, which do not exist here.
+unsafe fn become_sandbox_user() -> Result<(), c_int> {
+    // SAFETY: credential system calls with plain integer arguments.
+    unsafe {
         let (uid, gid) = (SANDBOX_UID as c_long, SANDBOX_GID as c_long);
         if libc::syscall(
             libc::SYS_setgroups,
@@ -618,5 +787,34 @@ unsafe fn drop_privileges() -> Result<(), c_int> {
             return Err(errno());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::maps_line;
+
+    #[test]
+    fn only_private_anonymous_memory_is_shed() {
+        let line = |s: &str| maps_line(s.as_bytes());
+        assert_eq!(
+            line("7fb80d7e0000-7fb80d9e0000 rw-p 00000000 00:00 0 "),
+            Some((0x7fb8_0d7e_0000, 0x7fb8_0d9e_0000, true))
+        );
+        assert_eq!(
+            line("55d0c0000000-55d0c0021000 rw-p 00000000 00:00 0                          [heap]"),
+            Some((0x55d0_c000_0000, 0x55d0_c002_1000, true))
+        );
+        for kept in [
+            "7fb80dbe3000-7fb80dc09000 r--p 00000000 fe:00 326279                     /usr/lib/x86_64-linux-gnu/libc.so.6",
+            "7fb80ded6000-7fb80ded8000 r-xp 00000000 00:00 0                          [vdso]",
+            "7fb80ded0000-7fb80ded4000 r--p 00000000 00:00 0                          [vvar]",
+            "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
+            "7f0000000000-7f0000001000 rw-s 00000000 00:01 1234                       /dev/zero (deleted)",
+        ] {
+            assert_eq!(line(kept).map(|(_, _, shed)| shed), Some(false), "{kept}");
+        }
+        assert_eq!(line("garbage"), None);
+        assert_eq!(line("7fb8-zz rw-p 00000000 00:00 0"), None);
     }
 }

@@ -19,10 +19,12 @@ use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
-/// Limits of a waiting stem cell (node's own start needs more than an empty sandbox's).
+/// Limits of a waiting stem cell (node's own start needs more than an empty sandbox's; its
+/// CPU weight is the least, so that making it does not slow the cold starts under way).
 pub(crate) const LIMITS: Limits = Limits {
     memory_mb: 256,
     pids_max: 64,
+    background: true,
 };
 /// Smallest function memory a stem cell is handed to (an idle node holds ~40 MiB).
 pub(crate) const MIN_MEMORY_MB: u32 = 128;

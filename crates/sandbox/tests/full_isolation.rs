@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use lambent_sandbox::{
-    CgroupVersion, Isolation, SandboxError, SetupStep, SANDBOX_GID, SANDBOX_UID,
+    Birth, CgroupVersion, Isolation, SandboxError, SetupStep, SANDBOX_GID, SANDBOX_UID,
 };
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -141,59 +141,90 @@ fn file_system_is_minimal_and_read_only_except_tmp() {
     });
 }
 
+/// Reports what [`assert_unprivileged_in_its_own_world`] checks.
+const IDENTITY_PROBE: &str = r#"
+    grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status
+    echo "hostname: $(hostname)"
+    echo "api: $AWS_LAMBDA_RUNTIME_API"
+    echo "cwd: $(pwd)"
+    read -r line; echo "stdin-eof: $?"
+    echo "to-stderr" >&2
+    echo "fds: $(ls /proc/self/fd | tr '\n' ' ')"
+"#;
+
+/// The output of [`IDENTITY_PROBE`] says: the sandbox user, no capability, seccomp on, its own
+/// hostname, runtime API address and working directory, stdin empty, no leaked descriptor.
+fn assert_unprivileged_in_its_own_world(out: &str) {
+    let uid = SANDBOX_UID.to_string();
+    let gid = SANDBOX_GID.to_string();
+    let ids = |key| {
+        field(out, key)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids("Uid:"), [uid.as_str(); 4], "{out}");
+    assert_eq!(ids("Gid:"), [gid.as_str(); 4], "{out}");
+    assert_eq!(
+        field(out, "Groups:"),
+        Some(""),
+        "no supplementary groups: {out}"
+    );
+    for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(field(out, cap), Some("0000000000000000"), "{cap} {out}");
+    }
+    assert_eq!(field(out, "NoNewPrivs:"), Some("1"), "{out}");
+    assert_eq!(
+        field(out, "Seccomp:"),
+        Some("2"),
+        "seccomp filter mode: {out}"
+    );
+    assert_eq!(field(out, "hostname: "), Some("lambent"), "{out}");
+    assert_eq!(field(out, "api: "), Some("127.0.0.1:9001"), "{out}");
+    assert_eq!(field(out, "cwd: "), Some("/var/task"), "{out}");
+    assert_eq!(
+        field(out, "stdin-eof: "),
+        Some("1"),
+        "stdin must be /dev/null: {out}"
+    );
+    assert!(
+        out.contains("to-stderr"),
+        "stderr goes to the same pipe: {out}"
+    );
+    // 0-2, plus the descriptor ls itself opens on /proc/self/fd.
+    let fds: Vec<&str> = field(out, "fds: ").unwrap().split_whitespace().collect();
+    assert!(fds.len() <= 4, "leaked descriptors: {out}");
+}
+
 #[test]
 fn runs_unprivileged_with_no_capabilities_in_its_own_world() {
     within(LIMIT, || {
         let fx = Fixture::full();
-        let script = r#"
-            grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status
-            echo "hostname: $(hostname)"
-            echo "api: $AWS_LAMBDA_RUNTIME_API"
-            echo "cwd: $(pwd)"
-            read -r line; echo "stdin-eof: $?"
-            echo "to-stderr" >&2
-            echo "fds: $(ls /proc/self/fd | tr '\n' ' ')"
-        "#;
-        let (_sb, out) = run_probe(&fx.host, &fx.bash("ids", script), PROBE);
-        let uid = SANDBOX_UID.to_string();
-        let gid = SANDBOX_GID.to_string();
-        let ids = |key| {
-            field(&out, key)
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(ids("Uid:"), [uid.as_str(); 4], "{out}");
-        assert_eq!(ids("Gid:"), [gid.as_str(); 4], "{out}");
-        assert_eq!(
-            field(&out, "Groups:"),
-            Some(""),
-            "no supplementary groups: {out}"
-        );
-        for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
-            assert_eq!(field(&out, cap), Some("0000000000000000"), "{cap} {out}");
+        let (_sb, out) = run_probe(&fx.host, &fx.bash("ids", IDENTITY_PROBE), PROBE);
+        assert_unprivileged_in_its_own_world(&out);
+    });
+}
+
+/// A sandbox made ahead empties its bounding set and sheds the server's memory while it waits:
+/// once claimed it must be exactly as unprivileged as one made on demand.
+#[test]
+fn a_sandbox_made_ahead_is_as_unprivileged_once_claimed() {
+    within(LIMIT, || {
+        let fx = Fixture::full();
+        // The first spawn starts the pool of sandboxes made ahead; a later one claims one.
+        let deadline = Instant::now() + PROBE;
+        loop {
+            let (sb, out) = run_probe(&fx.host, &fx.bash("ahead", IDENTITY_PROBE), PROBE);
+            if sb.startup().birth == Birth::Ahead {
+                assert_unprivileged_in_its_own_world(&out);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no sandbox made ahead was claimed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(field(&out, "NoNewPrivs:"), Some("1"), "{out}");
-        assert_eq!(
-            field(&out, "Seccomp:"),
-            Some("2"),
-            "seccomp filter mode: {out}"
-        );
-        assert_eq!(field(&out, "hostname: "), Some("lambent"), "{out}");
-        assert_eq!(field(&out, "api: "), Some("127.0.0.1:9001"), "{out}");
-        assert_eq!(field(&out, "cwd: "), Some("/var/task"), "{out}");
-        assert_eq!(
-            field(&out, "stdin-eof: "),
-            Some("1"),
-            "stdin must be /dev/null: {out}"
-        );
-        assert!(
-            out.contains("to-stderr"),
-            "stderr goes to the same pipe: {out}"
-        );
-        // 0-2, plus the descriptor ls itself opens on /proc/self/fd.
-        let fds: Vec<&str> = field(&out, "fds: ").unwrap().split_whitespace().collect();
-        assert!(fds.len() <= 4, "leaked descriptors: {out}");
     });
 }
 

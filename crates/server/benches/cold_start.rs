@@ -24,8 +24,10 @@
 //! Run: `cargo bench -p lambent-server --bench cold_start` (root needed). Settings:
 //! `LAMBENT_BENCH_N` cold starts per row and node (default 30), `LAMBENT_BENCH_PACE_MS` the
 //! pause after each (default 50), `LAMBENT_BENCH_PSS_FUNCTIONS` warm functions in the memory
-//! row (default 10), `LAMBENT_BENCH_CONCURRENT` functions started at once (default 200). The
-//! table is also written to `$CARGO_TARGET_DIR/cold_start.md` (default `target/`).
+//! row (default 10), `LAMBENT_BENCH_CONCURRENT` functions started at once (default 200),
+//! `LAMBENT_BENCH_ONLY` a comma-separated list of the rows to run (`python`, `depkg`, `node`,
+//! `provided`, `pss`, `concurrent`; default all). The table is also written to
+//! `$CARGO_TARGET_DIR/cold_start.md` (default `target/`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -69,6 +71,8 @@ struct Settings {
     pace: Duration,
     pss_functions: usize,
     concurrent: usize,
+    /// The rows to run (`LAMBENT_BENCH_ONLY`); `None`: all.
+    only: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -78,7 +82,17 @@ impl Settings {
             pace: Duration::from_millis(env_or("LAMBENT_BENCH_PACE_MS", 50)),
             pss_functions: env_or("LAMBENT_BENCH_PSS_FUNCTIONS", 10),
             concurrent: env_or("LAMBENT_BENCH_CONCURRENT", 200),
+            only: std::env::var("LAMBENT_BENCH_ONLY")
+                .ok()
+                .map(|rows| rows.split(',').map(|r| r.trim().to_string()).collect()),
         }
+    }
+
+    /// Whether the row `name` runs.
+    fn runs(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|r| r == name))
     }
 
     /// Enough memory budget for every function of the concurrent row to have its sandbox at
@@ -718,52 +732,69 @@ fn main() {
             Case::node_hello(),
             Case::provided_echo(),
         );
-        let mut rows = vec![
-            cold_row(
-                &settings,
-                "Python hello-world cold start, request to response",
-                Duration::from_millis(5),
-                (&fast, &python),
-                (
-                    &naive,
-                    &python,
-                    "fresh `python3` exec (python_zygote: false)",
-                ),
-                "py",
-            )
-            .await,
-            row_of(
+        let mut rows = Vec::new();
+        if settings.runs("python") {
+            rows.push(
+                cold_row(
+                    &settings,
+                    "Python hello-world cold start, request to response",
+                    Duration::from_millis(5),
+                    (&fast, &python),
+                    (
+                        &naive,
+                        &python,
+                        "fresh `python3` exec (python_zygote: false)",
+                    ),
+                    "py",
+                )
+                .await,
+            );
+        }
+        if settings.runs("depkg") {
+            rows.push(row_of(
                 "Python cold start with a dependency already in a zygote (its package zygote)",
                 Duration::from_millis(10),
                 expiring_series(&settings, &expiring, "dep", &depkg, "package_zygote").await,
                 cold_series(&settings, &naive, "dep", &depkg).await,
                 "fresh exec that imports it (python_zygote: false)",
-            ),
-            cold_row(
-                &settings,
-                "Node.js hello-world cold start",
-                Duration::from_millis(15),
-                (&fast, &node),
-                (&naive, &node, "fresh `node` exec (node_stem_cells: false)"),
-                "node",
-            )
-            .await,
-            cold_row(
-                &settings,
-                "`provided` (compiled) cold start",
-                Duration::from_millis(3),
-                (&fast, &echo),
-                (
-                    &plain,
-                    &echo,
-                    "plain spawn (same runtime unsandboxed: --insecure-no-sandbox)",
-                ),
-                "echo",
-            )
-            .await,
-            pss_row(&settings, &fast, &naive).await,
-        ];
-        rows.push(concurrent_row(&settings, fast.clone()).await);
+            ));
+        }
+        if settings.runs("node") {
+            rows.push(
+                cold_row(
+                    &settings,
+                    "Node.js hello-world cold start",
+                    Duration::from_millis(15),
+                    (&fast, &node),
+                    (&naive, &node, "fresh `node` exec (node_stem_cells: false)"),
+                    "node",
+                )
+                .await,
+            );
+        }
+        if settings.runs("provided") {
+            rows.push(
+                cold_row(
+                    &settings,
+                    "`provided` (compiled) cold start",
+                    Duration::from_millis(3),
+                    (&fast, &echo),
+                    (
+                        &plain,
+                        &echo,
+                        "plain spawn (same runtime unsandboxed: --insecure-no-sandbox)",
+                    ),
+                    "echo",
+                )
+                .await,
+            );
+        }
+        if settings.runs("pss") {
+            rows.push(pss_row(&settings, &fast, &naive).await);
+        }
+        if settings.runs("concurrent") {
+            rows.push(concurrent_row(&settings, fast.clone()).await);
+        }
 
         let mut report = String::from("# Cold starts (issue 5)\n\n");
         writeln!(report, "{machine}").unwrap();
