@@ -244,11 +244,15 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         region: opts.region.clone(),
         ..defaults
     };
+    // A package's requirements.txt is installed with the interpreter its sandboxes run.
+    let python = config.python.clone();
     let invoker = Invoker::new(host, config, opts.record_activations.then_some(sink));
     let registry = Registry::load(
         store.clone(),
         FsBlobs::open(data.join("blobs"))?,
-        CodeDirs::open(data.join("code")).map_err(in_data)?,
+        CodeDirs::open(data.join("code"))
+            .map_err(in_data)?
+            .installing_requirements_with(python),
         invoker,
     )
     .await?;

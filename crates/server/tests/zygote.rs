@@ -401,6 +401,67 @@ fn children_running(parent: i32, program: &str) -> Vec<i32> {
         .collect()
 }
 
+/// A wheel of the pure-Python package `tinydep` 1.0, as `pip` takes it.
+fn tinydep_wheel() -> Vec<u8> {
+    let info = "tinydep-1.0.dist-info";
+    zip_of(&[
+        ("tinydep/__init__.py", "VALUE = 'from a wheel'\n"),
+        (&format!("{info}/METADATA"), "Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n"),
+        (
+            &format!("{info}/WHEEL"),
+            "Wheel-Version: 1.0\nGenerator: lambent-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        ),
+        (
+            &format!("{info}/RECORD"),
+            &format!("tinydep/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n"),
+        ),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requirements_are_installed_at_upload_and_imported_by_the_package_zygote() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = node_with(|o| o.keep_alive = SHORT_KEEP_ALIVE).await;
+    await_python_zygote(&node).await;
+    // A local index (pip runs as the sandbox user: it must be able to read it).
+    let index = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(index.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        index.path().join("tinydep-1.0-py3-none-any.whl"),
+        tinydep_wheel(),
+    )
+    .unwrap();
+    let requirements = |package: &str| {
+        format!(
+            "--no-index\n--find-links {}\n{package}\n",
+            index.path().display()
+        )
+    };
+    let code =
+        "import tinydep\n\ndef handler(event, context):\n    return {'value': tinydep.VALUE}\n";
+    let config = json!({"runtime": "python", "handler": "app.handler"});
+    let files = [
+        ("app.py", code),
+        ("requirements.txt", &requirements("tinydep==1.0")),
+    ];
+    let (s, f) = node.deploy("reqs", config.clone(), &files).await;
+    assert_eq!(s, StatusCode::CREATED, "{f}");
+    let (s, _, v) = node.invoke("reqs", "{}").await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"value": "from a wheel"})));
+    let v = invoke_from_package_zygote(&node, "reqs", "{}").await;
+    assert_eq!(v, json!({"value": "from a wheel"}));
+    // What pip cannot install refuses the upload, with pip's reason.
+    let files = [
+        ("app.py", code),
+        ("requirements.txt", &requirements("nosuchpkg==9")),
+    ];
+    let (s, v) = node.upload(zip_of(&files)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "InvalidPackage", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nosuchpkg"), "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_zygote_is_replaced_without_failing_invocations() {
     let node = node().await;

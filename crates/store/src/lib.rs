@@ -8,6 +8,7 @@ pub mod lambda;
 pub mod package;
 pub mod queues;
 pub mod recorder;
+pub mod requirements;
 pub mod routes;
 
 use async_trait::async_trait;

@@ -23,19 +23,32 @@ pub enum PackageError {
     TooManyFiles,
     #[error("code package i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// Its `requirements.txt` could not be installed (`requirements.rs`).
+    #[error("{0}")]
+    Requirements(String),
 }
 
 /// Unpacked code packages under one directory, one sub-directory per blob address.
 #[derive(Debug, Clone)]
 pub struct CodeDirs {
     dir: PathBuf,
+    /// The interpreter whose `pip` installs a package's `requirements.txt` when it is
+    /// unpacked; `None`: it is left as it is.
+    python: Option<PathBuf>,
 }
 
 impl CodeDirs {
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        Ok(CodeDirs { dir })
+        Ok(CodeDirs { dir, python: None })
+    }
+
+    /// Installs each package's `requirements.txt` into it when unpacking it, with `python`'s
+    /// `pip` (see `requirements.rs`).
+    pub fn installing_requirements_with(mut self, python: impl Into<PathBuf>) -> Self {
+        self.python = Some(python.into());
+        self
     }
 
     /// The directory holding the unpacked package with this address.
@@ -53,7 +66,12 @@ impl CodeDirs {
         let tmp = self
             .dir
             .join(format!(".{sha}.{}", uuid::Uuid::new_v4().simple()));
-        let result = unpack(zip, &tmp).and_then(|()| Ok(std::fs::rename(&tmp, &dest)?));
+        let result = unpack(zip, &tmp)
+            .and_then(|()| match &self.python {
+                Some(python) => crate::requirements::install(python, &tmp),
+                None => Ok(()),
+            })
+            .and_then(|()| Ok(std::fs::rename(&tmp, &dest)?));
         if result.is_err() || tmp.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
