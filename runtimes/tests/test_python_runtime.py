@@ -413,6 +413,66 @@ class PythonRuntimeTest(unittest.TestCase):
         self.assertNotEqual(str(bodies[0]["pid"]), parent, "served by the forked child")
 
 
+class HandlerModuleTest(unittest.TestCase):
+    """load_handler loads a plain module file itself: the module is what importlib would make."""
+
+    REPORT = (
+        "import json, sys\n"
+        "sys.dont_write_bytecode = True\n"
+        "sys.path.insert(0, %r)\n"
+        "import bootstrap\n"
+        "root = %r\n"
+        "if sys.argv[1] == 'importlib':\n"
+        "    sys.path.insert(0, root)\n"
+        "    import importlib; module = importlib.import_module('app')\n"
+        "else:\n"
+        "    module = sys.modules[bootstrap.load_handler('app.handler', root).__module__]\n"
+        "spec = module.__spec__\n"
+        "print(json.dumps({'name': module.__name__, 'file': module.__file__,\n"
+        "    'package': module.__package__, 'loader': type(module.__loader__).__name__,\n"
+        "    'spec': [spec.name, spec.origin, spec.has_location, spec.parent],\n"
+        "    'doc': module.__doc__, 'in_sys_modules': sys.modules['app'] is module,\n"
+        "    'answer': module.handler(None, None)}))\n"
+    )
+
+    def setUp(self):
+        import tempfile
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.root)
+
+    def write(self, name, text):
+        path = os.path.join(self.root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+    def report(self, how):
+        proc = subprocess.run([PYTHON, "-B", "-c", self.REPORT % (os.path.dirname(BOOTSTRAP), self.root), how],
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        return json.loads(proc.stdout)
+
+    def test_a_plain_module_is_what_importlib_makes(self):
+        self.write("app.py", '"""Docs."""\nimport os\ndef handler(e, c):\n    return os.path.basename(__file__)\n')
+        loaded = self.report("bootstrap")
+        self.assertEqual(loaded, self.report("importlib"))
+        self.assertEqual(loaded["answer"], "app.py")
+
+    def test_a_package_of_the_same_name_wins_as_with_importlib(self):
+        self.write("app.py", "def handler(e, c):\n    return 'module'\n")
+        self.write("app/__init__.py", "def handler(e, c):\n    return 'package'\n")
+        self.assertEqual(self.report("bootstrap")["answer"], "package")
+
+    def test_a_failed_module_is_not_left_in_sys_modules(self):
+        self.write("app.py", "raise ValueError('no')\n")
+        code = ("import sys\nsys.path.insert(0, %r)\nimport bootstrap\n"
+                "try:\n    bootstrap.load_handler('app.handler', %r)\n"
+                "except bootstrap.InitError as e:\n    print(e.report()['errorType'], 'app' in sys.modules)\n"
+                ) % (os.path.dirname(BOOTSTRAP), self.root)
+        proc = subprocess.run([PYTHON, "-B", "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(proc.stdout.split(), ["Runtime.ImportModuleError", "False"], proc.stderr)
+
+
 class JSONHelpersTest(unittest.TestCase):
     """bootstrap's json_loads/json_dumps (on _json) behave exactly as json.loads/json.dumps."""
 
