@@ -402,7 +402,7 @@ def package(fds, fprog, package_fprog):
         send(report, b"N" + why.encode())
         os._exit(0)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    gc.freeze()
+    settle_memory()
     send(report, b"R%d" % added)
     while True:
         try:
@@ -471,6 +471,16 @@ def instance(fds, tmp_mb, fprog):
 # --------------------------------------------------------------------------------------------
 
 
+def settle_memory():
+    """Before the first fork: collects what the imports left for garbage (they ran with the
+    collector off) and gives the freed heap back to the system, so that every forked runtime
+    maps (and is charged its share of) less; then moves everything to the permanent generation:
+    the runtimes' collections never walk (and so never copy) the pages they share with it."""
+    gc.collect()
+    libc.malloc_trim(0)
+    gc.freeze()
+
+
 def seccomp_program(control):
     """The next message, a seccomp program: its ``sock_fprog`` and the buffer it points into."""
     program = control.recv(MAX_MESSAGE)
@@ -486,9 +496,7 @@ def serve(control):
     # The children exit as soon as they have forked their runtime; the kernel reaps them. The
     # runtimes become the server's (it is their subreaper), not ours.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    # Everything imported so far moves to the permanent generation: the runtimes' collections
-    # never walk (and so never copy) the pages they share with the zygote.
-    gc.freeze()
+    settle_memory()
     control.send(b"R")
     while True:
         message, fds, _flags, _addr = socket.recv_fds(control, 16, MAX_FDS)
