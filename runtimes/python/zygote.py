@@ -188,22 +188,32 @@ def join_sandbox(pidfd, procs):
     os.close(pidfd)
 
 
-def enter(fds, fprog):
-    """The forked child: steps 1-2. Never returns."""
-    pidfd, report_fd, output, *procs = fds
-    report = socket.socket(fileno=report_fd)
+def spawn_runtime(report, output, fprog, prepare):
+    """A zygote's child: takes its own steps (``prepare``, which leaves it with a new PID
+    namespace for its children), forks the runtime as PID 1 of that namespace, reports the
+    runtime's pid (``P<pid>``) and exits; the runtime takes steps 3-5. Never returns."""
     try:
-        join_sandbox(pidfd, procs)
-        check(libc.unshare(CLONE_NEWPID), "pid_namespace")
+        prepare()
         pid = os.fork()
     except StepFailed as e:
         die(report, e.step, e.errno)
     except OSError as e:
-        die(report, "fork", e.errno)
+        die(report, "setup", e.errno)
     if pid:
         send(report, b"P%d" % pid)
         os._exit(0)
     runtime(report, output, fprog)
+
+
+def enter(fds, fprog):
+    """The forked child: steps 1-2. Never returns."""
+    pidfd, report_fd, output, *procs = fds
+
+    def prepare():
+        join_sandbox(pidfd, procs)
+        check(libc.unshare(CLONE_NEWPID), "pid_namespace")
+
+    spawn_runtime(socket.socket(fileno=report_fd), output, fprog, prepare)
 
 
 def isolate_stdio(report, output):
@@ -444,7 +454,8 @@ def instance(fds, tmp_mb, fprog):
     """P4: a package zygote's child, making its own sandbox. Never returns."""
     report_fd, output, *procs = fds
     report = socket.socket(fileno=report_fd)
-    try:
+
+    def prepare():
         join_cgroups(procs)
         check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
                            | CLONE_NEWPID), "namespaces")
@@ -455,15 +466,8 @@ def instance(fds, tmp_mb, fprog):
         listener = loopback_listener()
         socket.send_fds(report, [b"L"], [listener.fileno()])
         listener.close()
-        pid = os.fork()
-    except StepFailed as e:
-        die(report, e.step, e.errno)
-    except OSError as e:
-        die(report, "listener", e.errno)
-    if pid:
-        send(report, b"P%d" % pid)
-        os._exit(0)
-    runtime(report, output, fprog)
+
+    spawn_runtime(report, output, fprog, prepare)
 
 
 # --------------------------------------------------------------------------------------------
