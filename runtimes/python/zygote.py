@@ -414,26 +414,14 @@ def package(fds, fprog, package_fprog):
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     settle_memory()
     send(report, b"R%d" % added)
-    while True:
-        try:
-            message, fds, _flags, _addr = socket.recv_fds(report, 32, MAX_FDS)
-        except OSError:
-            os._exit(1)
-        if not message:
-            os._exit(0)  # the server evicted this zygote, or is gone
-        if not message.startswith(b"S") or not message[1:].isdigit() or len(fds) < 2:
-            for fd in fds:
-                os.close(fd)
-            continue
-        try:
-            pid = os.fork()
-        except OSError:
-            pid = -1
-        if pid == 0:
-            report.close()
-            instance(fds, int(message[1:]), fprog)
-        for fd in fds:
-            os.close(fd)
+
+    def child(message, fds):
+        if message.startswith(b"S") and message[1:].isdigit() and len(fds) >= 2:
+            return lambda: instance(fds, int(message[1:]), fprog)
+        return None
+
+    fork_per_message(report, child)
+    os._exit(0)  # the server evicted this zygote, or is gone
 
 
 def loopback_listener():
@@ -475,6 +463,30 @@ def instance(fds, tmp_mb, fprog):
 # --------------------------------------------------------------------------------------------
 
 
+def fork_per_message(control, child):
+    """Serves ``control`` until it closes: for each message and the descriptors it passes,
+    ``child(message, fds)`` says what a forked child runs (``None``: the message is dropped);
+    this process closes the descriptors either way. The child runs without ``control``."""
+    while True:
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(control, 32, MAX_FDS)
+        except OSError:
+            return
+        if not message:
+            return
+        run = child(message, fds)
+        if run is not None:
+            try:
+                pid = os.fork()
+            except OSError:
+                pid = -1
+            if pid == 0:
+                control.close()
+                run()
+        for fd in fds:
+            os.close(fd)
+
+
 def settle_memory():
     """Before the first fork: collects what the imports left for garbage (they ran with the
     collector off) and gives the freed heap back to the system, so that every forked runtime
@@ -502,25 +514,15 @@ def serve(control):
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     settle_memory()
     control.send(b"R")
-    while True:
-        message, fds, _flags, _addr = socket.recv_fds(control, 16, MAX_FDS)
-        if not message:
-            return  # the server is gone
-        if len(fds) < {b"S": 3, b"Z": 2}.get(message, len(fds) + 1):
-            for fd in fds:
-                os.close(fd)
-            continue
-        try:
-            pid = os.fork()
-        except OSError:
-            pid = -1
-        if pid == 0:
-            control.close()
-            if message == b"Z":
-                package(fds, fprog, package_fprog)
-            enter(fds, fprog)
-        for fd in fds:
-            os.close(fd)
+
+    def child(message, fds):
+        if message == b"S" and len(fds) >= 3:
+            return lambda: enter(fds, fprog)
+        if message == b"Z" and len(fds) >= 2:
+            return lambda: package(fds, fprog, package_fprog)
+        return None
+
+    fork_per_message(control, child)  # until the server is gone
 
 
 def main():

@@ -720,20 +720,25 @@ impl SandboxCgroup {
         }
     }
 
-    /// Kills every task (v2 `cgroup.kill`; v1: each process listed, through a pidfd, a few
-    /// rounds against forks) and thaws, so frozen tasks can die (v1 needs that). For a sandbox
-    /// the caller has already killed the namespace's init, which kills the rest on its own.
-    /// Returns pidfds of the processes it listed, for a caller that must reap them.
-    pub(crate) fn kill_all(&self) -> Vec<OwnedFd> {
+    /// Kills every task (v2 `cgroup.kill`) and thaws, so frozen tasks can die (v1 needs that).
+    /// The caller has already killed the namespace's init, which kills the rest on its own.
+    pub(crate) fn kill_all(&self) {
+        if let Kind::V2 { dir, .. } = &self.kind {
+            let kill = dir.join("cgroup.kill");
+            if self.fs.exists(&kill) {
+                let _ = self.fs.write(&kill, "1");
+            }
+        }
+        let _ = self.thaw();
+    }
+
+    /// Kills every process of the cgroup when no namespace init takes them along: those
+    /// listed, through pidfds (never a recycled pid), a few rounds against forks, then
+    /// [`Self::kill_all`]. Returns their pidfds, for a caller that must reap them.
+    pub(crate) fn kill_every_process(&self) -> Vec<OwnedFd> {
         let mut killed = Vec::new();
         let procs = match &self.kind {
-            Kind::V2 { dir, .. } => {
-                let kill = dir.join("cgroup.kill");
-                if self.fs.exists(&kill) {
-                    let _ = self.fs.write(&kill, "1");
-                }
-                dir.join("cgroup.procs")
-            }
+            Kind::V2 { dir, .. } => dir.join("cgroup.procs"),
             Kind::V1 { pids, .. } => pids.join("cgroup.procs"),
         };
         let mut seen = std::collections::HashSet::new();
@@ -762,7 +767,7 @@ impl SandboxCgroup {
             }
             killed.extend(pidfds);
         }
-        let _ = self.thaw();
+        self.kill_all();
         killed
     }
 }

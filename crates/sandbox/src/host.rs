@@ -458,7 +458,7 @@ impl Host {
     ) -> Option<Sandbox> {
         let packages = self.inner.packages.as_ref()?;
         let key = PackageKey::of(spec);
-        let build = {
+        let build = || {
             let (full, zygote, spec) = (Arc::clone(full), Arc::clone(zygote), spec.clone());
             move |uid| full.build_package_zygote(&zygote, &spec, uid)
         };
@@ -861,10 +861,6 @@ impl FullHost {
             &procs_raw,
         )?;
         drop((theirs, output_w, procs));
-        let mut buf = [0u8; 128];
-        let pid = reported_pid(b'P', crate::zygote::report(&report, &mut buf, deadline)?)?;
-        let process = Process::adopt(pid)?;
-        // The runtime holds the sandbox's namespaces now: the process made ahead goes.
         let ReadySandbox {
             process: holder,
             channel,
@@ -872,16 +868,11 @@ impl FullHost {
             cgroup,
             tmp_mb,
         } = ready;
+        let forked = collect_runtime(report, deadline, listener, cgroup, output, tmp_mb);
+        // The runtime holds the sandbox's namespaces now (or failed): the process made ahead
+        // goes.
         drop((holder, channel));
-        await_entered(&report, deadline)?;
-        Ok(Forked {
-            process,
-            listener,
-            cgroup,
-            output,
-            report,
-            tmp_mb,
-        })
+        forked
     }
 
     /// A Python runtime forked ahead from `zygote`, for the pool: in a sandbox made ahead with
@@ -1012,17 +1003,7 @@ impl FullHost {
             (b"L", Some(fd)) => TcpListener::from(fd),
             _ => return Err(SandboxError::SetupVanished),
         };
-        let pid = reported_pid(b'P', crate::zygote::report(&report, &mut buf, deadline)?)?;
-        let process = Process::adopt(pid)?;
-        await_entered(&report, deadline)?;
-        Ok(Forked {
-            process,
-            listener,
-            cgroup,
-            output,
-            report,
-            tmp_mb,
-        })
+        collect_runtime(report, deadline, listener, cgroup, output, tmp_mb)
     }
 
     /// Starts `spec` in a sandbox made ahead. An `InvalidInput` i/o error means its program
@@ -1220,6 +1201,30 @@ fn reported_pid(tag: u8, message: &[u8]) -> Result<i32, SandboxError> {
             .ok_or(SandboxError::SetupVanished),
         _ => Err(SandboxError::SetupVanished),
     }
+}
+
+/// The runtime a zygote's child reports it forked (`P<pid>` on `report`), once the runtime says
+/// it entered its sandbox: a [`Forked`] waiting for its environment.
+fn collect_runtime(
+    report: OwnedFd,
+    deadline: Instant,
+    listener: TcpListener,
+    cgroup: SandboxCgroup,
+    output: OwnedFd,
+    tmp_mb: u32,
+) -> Result<Forked, SandboxError> {
+    let mut buf = [0u8; 128];
+    let pid = reported_pid(b'P', crate::zygote::report(&report, &mut buf, deadline)?)?;
+    let process = Process::adopt(pid)?;
+    await_entered(&report, deadline)?;
+    Ok(Forked {
+        process,
+        listener,
+        cgroup,
+        output,
+        report,
+        tmp_mb,
+    })
 }
 
 /// Waits for a forked runtime (or package zygote) to say it entered its sandbox (`E`).

@@ -132,7 +132,7 @@ impl Drop for PackageZygote {
     /// (and keep its cgroup), so every process of its cgroup goes with it. Those become the
     /// server's children when their parent dies (it is their subreaper): a thread reaps them.
     fn drop(&mut self) {
-        let killed = self.cgroup.kill_all();
+        let killed = self.cgroup.kill_every_process();
         if !killed.is_empty() {
             let reaper = std::thread::Builder::new()
                 .name("lambent-pkg-reap".into())
@@ -279,11 +279,13 @@ impl PackageZygotes {
         })
     }
 
-    /// The running package zygote for `key`; otherwise `None`, after starting `build` (given
-    /// the host user id for the zygote's root) on a thread of its own when there is none yet
-    /// (and none failed lately, and the function is not known to need none).
-    pub(crate) fn get<F>(&self, key: &PackageKey, build: F) -> Option<Arc<PackageZygote>>
+    /// The running package zygote for `key`; otherwise `None`, after starting the build that
+    /// `build` makes (given the host user id for the zygote's root) on a thread of its own when
+    /// there is none yet (and none failed lately, and the function is not known to need none).
+    /// `build` is only called then: a cold start served by a zygote prepares no build.
+    pub(crate) fn get<M, F>(&self, key: &PackageKey, build: M) -> Option<Arc<PackageZygote>>
     where
+        M: FnOnce() -> F,
         F: FnOnce(PackageUid) -> Result<Built, SandboxError> + Send + 'static,
     {
         let mut slots = lock(&self.slots);
@@ -303,9 +305,11 @@ impl PackageZygotes {
             tracing::warn!("no host user id left for a package zygote");
             return None;
         };
-        slots.insert(key.clone(), Slot::Building);
-        make_room(&mut slots);
+        let replaced = slots.insert(key.clone(), Slot::Building);
+        let evicted = make_room(&mut slots);
         drop(slots);
+        retire(replaced.into_iter().chain(evicted).collect());
+        let build = build();
         let (slots, building) = (Arc::clone(&self.slots), key.clone());
         let started = std::thread::Builder::new()
             .name("lambent-pkg-build".into())
@@ -354,17 +358,37 @@ impl PackageZygotes {
 }
 
 /// Keeps at most [`MAX_ZYGOTES`] running or being built: evicts the least recently used.
-fn make_room(slots: &mut HashMap<PackageKey, Slot>) {
+/// Returns the evicted, for [`retire`].
+fn make_room(slots: &mut HashMap<PackageKey, Slot>) -> Vec<Slot> {
     let live = |s: &Slot| matches!(s, Slot::Ready { .. } | Slot::Building);
+    let mut evicted = Vec::new();
     while slots.values().filter(|s| live(s)).count() > MAX_ZYGOTES {
-        if !evict_least_recently_used(slots, "too many package zygotes") {
-            break;
+        match evict_least_recently_used(slots, "too many package zygotes") {
+            Some(slot) => evicted.push(slot),
+            None => break,
         }
+    }
+    evicted
+}
+
+/// Drops slots taken out of the map on a thread of their own: dropping a zygote kills its
+/// processes and the runtimes it forked ahead, which neither the lock nor a cold start waits
+/// for.
+fn retire(slots: Vec<Slot>) {
+    if slots.is_empty() {
+        return;
+    }
+    // Without a thread, they are dropped here (with the closure).
+    let dropping = std::thread::Builder::new()
+        .name("lambent-pkg-retire".into())
+        .spawn(move || drop(slots));
+    if let Err(e) = dropping {
+        tracing::warn!("could not start a thread to retire package zygotes: {e}");
     }
 }
 
-/// Evicts the ready zygote used least recently; `false` when there is none.
-fn evict_least_recently_used(slots: &mut HashMap<PackageKey, Slot>, why: &str) -> bool {
+/// Takes the ready zygote used least recently out of `slots`; `None` when there is none.
+fn evict_least_recently_used(slots: &mut HashMap<PackageKey, Slot>, why: &str) -> Option<Slot> {
     let oldest = slots
         .iter()
         .filter_map(|(key, slot)| match slot {
@@ -372,14 +396,9 @@ fn evict_least_recently_used(slots: &mut HashMap<PackageKey, Slot>, why: &str) -
             _ => None,
         })
         .min_by_key(|(used, _)| *used);
-    match oldest {
-        Some((_, key)) => {
-            tracing::info!(code = %key.code_dir.display(), "package zygote evicted: {why}");
-            slots.remove(&key);
-            true
-        }
-        None => false,
-    }
+    let (_, key) = oldest?;
+    tracing::info!(code = %key.code_dir.display(), "package zygote evicted: {why}");
+    slots.remove(&key)
 }
 
 /// Every [`SWEEP_EVERY`]: evicts zygotes idle for [`IDLE_EVICT`], and one zygote while the
@@ -391,17 +410,24 @@ fn sweep_until_dropped(slots: Weak<Slots>) {
             return;
         };
         let mut slots = lock(&slots);
-        slots.retain(|key, slot| match slot {
-            Slot::Ready { last_used, .. } if last_used.elapsed() >= IDLE_EVICT => {
-                tracing::info!(code = %key.code_dir.display(), "package zygote evicted: idle");
-                false
-            }
-            Slot::Broken(at) => at.elapsed() < RETRY_AFTER,
-            _ => true,
-        });
+        let gone: Vec<PackageKey> = slots
+            .iter()
+            .filter(|(key, slot)| match slot {
+                Slot::Ready { last_used, .. } if last_used.elapsed() >= IDLE_EVICT => {
+                    tracing::info!(code = %key.code_dir.display(), "package zygote evicted: idle");
+                    true
+                }
+                Slot::Broken(at) => at.elapsed() >= RETRY_AFTER,
+                _ => false,
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut evicted: Vec<Slot> = gone.iter().filter_map(|key| slots.remove(key)).collect();
         if under_memory_pressure() {
-            evict_least_recently_used(&mut slots, "memory pressure");
+            evicted.extend(evict_least_recently_used(&mut slots, "memory pressure"));
         }
+        drop(slots);
+        drop(evicted); // this thread's own time, outside the lock
     }
 }
 

@@ -290,9 +290,7 @@ impl Sandbox {
     pub fn kill(&self) {
         self.process.signal(libc::SIGKILL);
         if let Isolated::Full(cg) = &self.isolated {
-            // Every process of the cgroup is in the namespace whose init was just killed (and
-            // reaped by its init), nothing to reap here.
-            drop(cg.kill_all());
+            cg.kill_all();
         }
     }
 }

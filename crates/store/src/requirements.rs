@@ -60,7 +60,7 @@ pub fn install(python: &Path, code: &Path) -> Result<(), PackageError> {
     let target = staging.root.join("target");
     std::fs::create_dir(&target)?;
     std::os::unix::fs::chown(&target, Some(BUILD_UID), Some(BUILD_GID))?;
-    let mut log = tempfile_in(&staging.root, "pip.log")?;
+    let mut log = create_new(&staging.root.join("pip.log"))?;
     let mut command = Command::new(python);
     command
         .args([
@@ -173,12 +173,13 @@ fn tail(log: &mut File) -> std::io::Result<String> {
     Ok(text.trim().to_string())
 }
 
-fn tempfile_in(dir: &Path, name: &str) -> std::io::Result<File> {
+/// A new file at `path`, open for reading and writing.
+fn create_new(path: &Path) -> std::io::Result<File> {
     File::options()
         .read(true)
         .write(true)
         .create_new(true)
-        .open(dir.join(name))
+        .open(path)
 }
 
 /// A private directory under the system's temporary directory (mode 0755, so the build user
