@@ -225,6 +225,8 @@ pub struct Activation {
     pub error_type: Option<String>,
     pub error_message: Option<String>,
     pub logs: String,
+    /// The node that ran it.
+    pub node: String,
 }
 
 /// A cold start's phases, from an activation's `init`. The birth is kept as text, so that

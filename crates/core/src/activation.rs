@@ -185,6 +185,9 @@ pub struct Activation {
     pub error_type: Option<String>,
     pub error_message: Option<String>,
     pub logs: String,
+    /// The node that ran it (its `--node-id`; `local` on the embedded single node).
+    #[serde(default)]
+    pub node: String,
 }
 
 /// Billed duration: rounded up to the next millisecond, at least 1 ms (Lambda since 2020-12).

@@ -19,6 +19,9 @@ pub use runtime::{Runtime, RuntimeKind};
 /// The namespace every single-tenant installation starts with.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// The node id of the embedded single node (a cluster node's is its `--node-id`).
+pub const LOCAL_NODE: &str = "local";
+
 /// Milliseconds since the Unix epoch, the one clock format used in records and the API.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

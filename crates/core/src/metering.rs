@@ -380,6 +380,7 @@ mod tests {
             error_type: None,
             error_message: None,
             logs: String::new(),
+            node: String::new(),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod worker;
 
 use lambent_core::now_ms;
+use lambent_store::bus::{Bus, Envelope, Signal};
 use lambent_store::events::{DeadLetter, EventStore, EventWrite, QueuedEvent, StoredSchedule};
 use lambent_store::StoreError;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct Events {
 
 struct Inner {
     store: Arc<dyn EventStore>,
+    /// Tells the other nodes (and this one) that events became due or schedules changed.
+    bus: Arc<dyn Bus>,
     writes: mpsc::UnboundedSender<PendingWrite>,
     /// Wakes the workers: an event became due.
     events_changed: Notify,
@@ -118,19 +121,33 @@ pub fn new_event_id() -> String {
 }
 
 impl Events {
-    /// Starts the group-commit writer on the current tokio runtime. `region` goes into ARNs.
-    pub fn start(store: Arc<dyn EventStore>, region: &str) -> Events {
+    /// Starts the group-commit writer on the current tokio runtime. `region` goes into ARNs;
+    /// `bus` carries wake-ups between the nodes of a cluster.
+    pub fn start(store: Arc<dyn EventStore>, region: &str, bus: Arc<dyn Bus>) -> Events {
         let (writes, rx) = mpsc::unbounded_channel();
         tokio::spawn(commit_batches(store.clone(), rx));
-        Events {
+        let events = Events {
             inner: Arc::new(Inner {
                 store,
+                bus,
                 writes,
                 events_changed: Notify::new(),
                 schedules_changed: Notify::new(),
                 region: region.to_string(),
             }),
-        }
+        };
+        tokio::spawn(wake_on_signals(Arc::downgrade(&events.inner)));
+        events
+    }
+
+    /// Wakes the dispatchers of every node: events became due.
+    pub fn signal_due(&self) {
+        self.inner.bus.publish(Signal::Events);
+    }
+
+    /// Wakes the schedulers of every node: a schedule changed.
+    fn signal_schedules(&self) {
+        self.inner.bus.publish(Signal::Schedules);
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -167,7 +184,7 @@ impl Events {
         let event = new_event(namespace, function, payload, trigger);
         let id = event.id.clone();
         self.write(EventWrite::Enqueue(event)).await?;
-        self.inner.events_changed.notify_one();
+        self.signal_due();
         Ok(id)
     }
 
@@ -233,7 +250,7 @@ impl Events {
                 });
             }
         }
-        self.inner.events_changed.notify_one();
+        self.signal_due();
         Ok(redriven)
     }
 
@@ -267,7 +284,7 @@ impl Events {
         if !self.inner.store.put_schedule(&stored, replace).await? {
             return Err(EventsError::ScheduleExists(name.to_string()));
         }
-        self.inner.schedules_changed.notify_one();
+        self.signal_schedules();
         Ok((stored.into(), existed.is_none()))
     }
 
@@ -287,6 +304,7 @@ impl Events {
 
     pub async fn delete_schedule(&self, namespace: &str, name: &str) -> Result<(), EventsError> {
         if self.inner.store.delete_schedule(namespace, name).await? {
+            self.signal_schedules();
             Ok(())
         } else {
             Err(EventsError::ScheduleNotFound(name.to_string()))
@@ -311,6 +329,34 @@ pub(crate) fn new_event(
         due_ms: now,
         attempts: 0,
         claims: 0,
+    }
+}
+
+/// Turns bus signals (from any node, this one's included) into wake-ups of the workers.
+async fn wake_on_signals(inner: std::sync::Weak<Inner>) {
+    let mut rx = match inner.upgrade() {
+        Some(inner) => inner.bus.subscribe(),
+        None => return,
+    };
+    loop {
+        let signal = rx.recv().await;
+        let Some(inner) = inner.upgrade() else { return };
+        match signal {
+            Ok(Envelope {
+                signal: Signal::Events,
+                ..
+            }) => inner.events_changed.notify_one(),
+            Ok(Envelope {
+                signal: Signal::Schedules,
+                ..
+            }) => inner.schedules_changed.notify_one(),
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                inner.events_changed.notify_one();
+                inner.schedules_changed.notify_one();
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::{new_event, Events};
 use bytes::Bytes;
 use lambent_core::{now_ms, ActivationStatus, AsyncConfig};
 use lambent_invoker::{Deployment, InvokeRequest, InvokeResult, Invoker};
-use lambent_store::events::{DeadLetter, EventWrite, QueuedEvent, StoredSchedule};
+use lambent_store::events::{Claim, DeadLetter, EventWrite, QueuedEvent, StoredSchedule};
 use lambent_store::recorder::Recorder;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,9 +30,26 @@ pub struct Runner {
     pub deliver: Option<Arc<dyn Deliver>>,
 }
 
+/// The functions (`namespace/name` keys) whose events this node should take: its share of the
+/// cluster by placement. Asked before each claim.
+pub type Home = Arc<dyn Fn() -> Arc<Vec<String>> + Send + Sync>;
+
+/// Whether this node holds a cluster-wide lease now.
+pub type IsLeader = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// How the workers behave.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerOptions {
+    /// The node that takes the leases.
+    pub node_id: String,
+    /// One node of a cluster: at start it takes back only its own previous leases (others'
+    /// belong to live nodes or are released by whoever sees their node die).
+    pub clustered: bool,
+    /// Affinity: only these functions' events, and others once overdue by `spill_after`.
+    pub home: Option<Home>,
+    pub spill_after: Duration,
+    /// Whether this node fires the schedules now (a cluster's schedule leader); `None`: always.
+    pub schedule_leader: Option<IsLeader>,
     /// Events run at once (the invoker's limits apply on top).
     pub concurrency: usize,
     /// How long a claim holds an event before another worker may take it over (extended to the
@@ -45,6 +62,11 @@ pub struct WorkerOptions {
 impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
+            node_id: lambent_core::LOCAL_NODE.into(),
+            clustered: false,
+            home: None,
+            spill_after: Duration::from_secs(2),
+            schedule_leader: None,
             concurrency: 64,
             lease: Duration::from_secs(60),
             throttle_delay: Duration::from_millis(500),
@@ -56,6 +78,10 @@ impl Default for WorkerOptions {
 pub struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    events: Events,
+    node_id: String,
 }
 
 impl Running {
@@ -65,6 +91,31 @@ impl Running {
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             t.abort();
+        }
+    }
+
+    /// Stops taking events, lets the running ones finish (up to `grace`), then hands back
+    /// whatever this node still holds so that another node runs it at once.
+    pub async fn drain(&mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = self.concurrency as u32;
+        let slots = self.slots.clone();
+        if let Ok(Ok(permits)) = tokio::time::timeout(grace, slots.acquire_many(all)).await {
+            permits.forget();
+        }
+        self.stop();
+        match self
+            .events
+            .store()
+            .release_leases_of(now_ms(), &self.node_id)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!("handed back {n} asynchronous events still running here");
+                self.events.signal_due();
+            }
+            Err(e) => tracing::warn!("could not hand back the events running here: {e}"),
         }
     }
 }
@@ -101,27 +152,44 @@ impl Events {
         runner: Runner,
         opts: WorkerOptions,
     ) -> Result<Running, crate::EventsError> {
-        let released = self.store().release_leases(now_ms()).await?;
+        let released = match opts.clustered {
+            true => {
+                self.store()
+                    .release_leases_of(now_ms(), &opts.node_id)
+                    .await?
+            }
+            false => self.store().release_leases(now_ms(), &[]).await?,
+        };
         if released > 0 {
             tracing::info!("resuming {released} asynchronous events left running by the last run");
         }
         let (stop, stopped) = watch::channel(false);
+        let slots = Arc::new(Semaphore::new(opts.concurrency));
         let worker = Arc::new(Worker {
             events: self.clone(),
             runner,
-            opts,
+            slots: slots.clone(),
+            opts: opts.clone(),
         });
         let tasks = vec![
             tokio::spawn(worker.clone().dispatch(stopped.clone())),
             tokio::spawn(worker.fire_schedules(stopped)),
         ];
-        Ok(Running { stop, tasks })
+        Ok(Running {
+            stop,
+            tasks,
+            slots,
+            concurrency: opts.concurrency,
+            events: self.clone(),
+            node_id: opts.node_id,
+        })
     }
 }
 
 struct Worker {
     events: Events,
     runner: Runner,
+    slots: Arc<Semaphore>,
     opts: WorkerOptions,
 }
 
@@ -144,7 +212,7 @@ async fn nap(
 
 impl Worker {
     async fn dispatch(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.opts.concurrency));
+        let slots = self.slots.clone();
         let store = self.events.store().clone();
         while !*stopped.borrow() {
             // Wait for a free slot first.
@@ -155,7 +223,16 @@ impl Worker {
             let free = slots.available_permits();
             let now = now_ms();
             let lease_until = now + self.opts.lease.as_millis() as i64;
-            let claimed = match store.claim_events(now, free, lease_until).await {
+            let home = self.opts.home.as_ref().map(|home| home());
+            let claim = Claim {
+                now_ms: now,
+                limit: free,
+                lease_until_ms: lease_until,
+                owner: &self.opts.node_id,
+                home: home.as_ref().map(|h| h.as_slice()),
+                spill_after_ms: self.opts.spill_after.as_millis() as i64,
+            };
+            let claimed = match store.claim_events(&claim).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!("could not lease asynchronous events: {e}");
@@ -399,6 +476,18 @@ impl Worker {
     async fn fire_schedules(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         let store = self.events.store().clone();
         while !*stopped.borrow() {
+            if let Some(leader) = &self.opts.schedule_leader {
+                if !leader() {
+                    nap(
+                        None,
+                        Duration::from_millis(250),
+                        &self.events.inner.schedules_changed,
+                        &mut stopped,
+                    )
+                    .await;
+                    continue;
+                }
+            }
             let now = now_ms();
             match store.due_schedules(now).await {
                 Ok(due) => {
@@ -453,7 +542,7 @@ impl Worker {
             })
             .await;
         match fired {
-            Ok(true) => self.events.inner.events_changed.notify_one(),
+            Ok(true) => self.events.signal_due(),
             Ok(false) => {} // changed or removed meanwhile
             Err(e) => tracing::error!("could not fire schedule '{}': {e}", s.name),
         }

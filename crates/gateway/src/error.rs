@@ -54,6 +54,9 @@ pub enum ApiError {
     Throttled(String),
     #[error("{what} is larger than the {limit_mb} MB limit")]
     PayloadTooLarge { what: &'static str, limit_mb: usize },
+    /// A cluster dependency (PostgreSQL, NATS) cannot be reached; the message names it.
+    #[error("{0}")]
+    DependencyUnavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -95,6 +98,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::DependencyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +129,7 @@ impl ApiError {
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::Throttled(_) => "Throttled",
+            ApiError::DependencyUnavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "Internal",
         }
     }
@@ -149,7 +154,8 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(..) | StoreError::Changed(_) => ApiError::Conflict(e.to_string()),
             StoreError::MissingBlob(sha) => ApiError::CodeNotFound(sha),
             StoreError::Package(p) => p.into(),
-            StoreError::Database(_) | StoreError::Io(_) => {
+            StoreError::Unavailable { .. } => ApiError::DependencyUnavailable(e.to_string()),
+            StoreError::Database(_) | StoreError::Io(_) | StoreError::SchemaTooNew { .. } => {
                 tracing::error!("store failure: {e}");
                 ApiError::Internal(e.to_string())
             }

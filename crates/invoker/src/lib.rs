@@ -58,6 +58,8 @@ pub struct InvokerConfig {
     /// sandboxes then use no CPU at all (background threads included), at the price of a thaw
     /// on the warm path. Off by default; the benchmark measures both.
     pub freeze_idle: bool,
+    /// This node's id, written into every activation record.
+    pub node_id: String,
 }
 
 impl Default for InvokerConfig {
@@ -74,6 +76,7 @@ impl Default for InvokerConfig {
             memory_budget_mb: host_memory_mb().map_or(4096, |mb| mb * 3 / 4),
             queue_timeout: Duration::from_secs(2),
             freeze_idle: false,
+            node_id: lambent_core::LOCAL_NODE.into(),
         }
     }
 }
@@ -269,6 +272,7 @@ impl Invoker {
             error_type: None,
             error_message: None,
             logs: String::new(),
+            node: inner.config.node_id.clone(),
         };
 
         let f = &dep.function;

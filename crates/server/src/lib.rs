@@ -24,6 +24,7 @@ use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
 use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
 use lambent_store::blobs::FsBlobs;
+use lambent_store::bus::{Bus, LocalBus};
 use lambent_store::lambda::AccessKey;
 use lambent_store::package::CodeDirs;
 use lambent_store::recorder::Recorder;
@@ -259,7 +260,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let routes = RouteTable::load(sqlite.clone()).await?;
     let queues = Queues::new(sqlite.clone(), registry.invoker().config().region.clone());
     let pruning = tokio::spawn(prune_activations(store.clone(), opts.activation_retention));
-    let events = Events::start(sqlite, &registry.invoker().config().region);
+    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(lambent_core::LOCAL_NODE));
+    let events = Events::start(sqlite, &registry.invoker().config().region, bus);
     let app = Arc::new(App {
         prices: opts.prices,
         store,

@@ -4,7 +4,9 @@
 
 use crate::{db_err, SqliteStore};
 use async_trait::async_trait;
-use lambent_store::events::{DeadLetter, EventStore, EventWrite, QueuedEvent, StoredSchedule};
+use lambent_store::events::{
+    Claim, DeadLetter, EventStore, EventWrite, QueuedEvent, StoredSchedule,
+};
 use lambent_store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
@@ -51,6 +53,9 @@ CREATE TABLE schedules (
 );
 CREATE INDEX schedules_next_fire ON schedules (next_fire_ms);
 "#;
+
+/// Who holds each lease (a cluster node's id; `local` on the embedded node).
+pub(crate) const OWNER_MIGRATION: &str = "ALTER TABLE async_events ADD COLUMN owner TEXT;";
 
 const EVENT_COLUMNS: &str =
     "id, namespace, function, payload, trigger, created_ms, due_ms, attempts, claims";
@@ -251,36 +256,42 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    async fn claim_events(
-        &self,
-        now_ms: i64,
-        limit: usize,
-        lease_until_ms: i64,
-    ) -> Result<Vec<QueuedEvent>, StoreError> {
+    async fn claim_events(&self, claim: &Claim<'_>) -> Result<Vec<QueuedEvent>, StoreError> {
+        let (now_ms, limit, lease_until_ms) = (claim.now_ms, claim.limit, claim.lease_until_ms);
+        let owner = claim.owner.to_string();
+        let home = claim
+            .home
+            .map(|h| serde_json::to_string(h).unwrap_or_default());
+        let spill_due_ms = now_ms - claim.spill_after_ms;
         self.write(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let mut claimed = {
                 let mut stmt = tx
                     .prepare_cached(&format!(
                         "SELECT {EVENT_COLUMNS} FROM async_events WHERE due_ms <= ?1 \
+                         AND (?3 IS NULL OR due_ms <= ?4 \
+                              OR namespace || '/' || function IN (SELECT value FROM json_each(?3))) \
                          ORDER BY due_ms LIMIT ?2"
                     ))
                     .map_err(db_err)?;
                 let rows = stmt
-                    .query_map(params![now_ms, limit as i64], event_from_row)
+                    .query_map(
+                        params![now_ms, limit as i64, home, spill_due_ms],
+                        event_from_row,
+                    )
                     .map_err(db_err)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
             };
             {
                 let mut lease = tx
                     .prepare_cached(
-                        "UPDATE async_events SET leased = 1, claims = claims + 1, due_ms = ?2 \
-                         WHERE id = ?1",
+                        "UPDATE async_events SET leased = 1, claims = claims + 1, due_ms = ?2, \
+                         owner = ?3 WHERE id = ?1",
                     )
                     .map_err(db_err)?;
                 for e in &mut claimed {
                     lease
-                        .execute(params![e.id, lease_until_ms])
+                        .execute(params![e.id, lease_until_ms, owner])
                         .map_err(db_err)?;
                     e.claims += 1;
                     e.due_ms = lease_until_ms;
@@ -305,12 +316,30 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    async fn release_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
+    async fn release_leases(&self, now_ms: i64, live_owners: &[String]) -> Result<u64, StoreError> {
+        let live = serde_json::to_string(live_owners).unwrap_or_default();
         self.write(move |conn| {
             let n = conn
                 .execute(
-                    "UPDATE async_events SET leased = 0, due_ms = MIN(due_ms, ?1) WHERE leased = 1",
-                    params![now_ms],
+                    "UPDATE async_events SET leased = 0, due_ms = MIN(due_ms, ?1), owner = NULL \
+                     WHERE leased = 1 \
+                     AND coalesce(owner, '') NOT IN (SELECT value FROM json_each(?2))",
+                    params![now_ms, live],
+                )
+                .map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn release_leases_of(&self, now_ms: i64, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_string();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE async_events SET leased = 0, due_ms = MIN(due_ms, ?1), owner = NULL \
+                     WHERE leased = 1 AND owner = ?2",
+                    params![now_ms, owner],
                 )
                 .map_err(db_err)?;
             Ok(n as u64)
@@ -487,6 +516,17 @@ impl EventStore for SqliteStore {
 mod tests {
     use super::*;
 
+    fn claim(now_ms: i64, limit: usize, lease_until_ms: i64) -> Claim<'static> {
+        Claim {
+            now_ms,
+            limit,
+            lease_until_ms,
+            owner: "local",
+            home: None,
+            spill_after_ms: 0,
+        }
+    }
+
     fn event(id: &str, due_ms: i64) -> QueuedEvent {
         QueuedEvent {
             id: id.into(),
@@ -514,12 +554,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(applied, [true, true]);
-        let claimed = store.claim_events(20, 10, 1_000).await.unwrap();
+        let claimed = store.claim_events(&claim(20, 10, 1_000)).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!((claimed[0].id.as_str(), claimed[0].claims), ("a", 1));
         // Leased: not due again before the lease expires; then taken over under claim 2.
-        assert!(store.claim_events(999, 10, 2_000).await.unwrap().len() == 1); // b only
-        let again = store.claim_events(1_000, 10, 3_000).await.unwrap();
+        assert!(
+            store
+                .claim_events(&claim(999, 10, 2_000))
+                .await
+                .unwrap()
+                .len()
+                == 1
+        ); // b only
+        let again = store.claim_events(&claim(1_000, 10, 3_000)).await.unwrap();
         assert_eq!((again[0].id.as_str(), again[0].claims), ("a", 2));
         // The first worker's late "done" is fenced off; the second's applies.
         let stale = EventWrite::Complete {
@@ -530,7 +577,7 @@ mod tests {
         assert_eq!(store.write_events(vec![stale]).await.unwrap(), [false]);
         drop(store);
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.release_leases(5).await.unwrap(), 2);
+        assert_eq!(store.release_leases(5, &[]).await.unwrap(), 2);
         assert_eq!(store.next_due_ms().await.unwrap(), Some(5));
         let done = EventWrite::Complete {
             id: "a".into(),

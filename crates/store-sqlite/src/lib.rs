@@ -63,6 +63,8 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     queues::MIGRATION,
     lambda::MIGRATION,
     init_breakdown::MIGRATION,
+    events::OWNER_MIGRATION,
+    "ALTER TABLE activations ADD COLUMN node TEXT NOT NULL DEFAULT '';",
 ];
 
 /// SQLite-backed [`Store`].
@@ -155,7 +157,7 @@ fn function_from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
 
 const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
-error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us";
+error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node";
 
 fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
     let conv = |e: String| {
@@ -186,6 +188,7 @@ fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
         error_type: row.get(15)?,
         error_message: row.get(16)?,
         logs: row.get(17)?,
+        node: row.get(22)?,
     })
 }
 
@@ -329,7 +332,7 @@ impl Store for SqliteStore {
                     .prepare_cached(&format!(
                         "INSERT OR REPLACE INTO activations ({ACTIVATION_COLUMNS}) VALUES \
                          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                         ?19, ?20, ?21, ?22)"
+                         ?19, ?20, ?21, ?22, ?23)"
                     ))
                     .map_err(db_err)?;
                 for a in &batch {
@@ -361,7 +364,8 @@ impl Store for SqliteStore {
                         birth,
                         sandbox_us,
                         runtime_us,
-                        import_us
+                        import_us,
+                        a.node,
                     ])
                     .map_err(db_err)?;
                 }
@@ -490,6 +494,7 @@ mod tests {
             error_type: None,
             error_message: None,
             logs: "hello\n".into(),
+            node: "n1".into(),
         }
     }
 

@@ -100,23 +100,44 @@ pub enum EventWrite {
     },
 }
 
+/// What a worker asks [`EventStore::claim_events`] for.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub now_ms: i64,
+    pub limit: usize,
+    pub lease_until_ms: i64,
+    /// The node taking the leases (its id; `local` on the embedded single node).
+    pub owner: &'a str,
+    /// Affinity: the functions (`namespace/name`, see [`function_key`]) this node runs;
+    /// `None`: every function.
+    pub home: Option<&'a [String]>,
+    /// With `home`: events of other functions are taken once due for this long (their home is
+    /// saturated or gone).
+    pub spill_after_ms: i64,
+}
+
+/// The key of a function in [`Claim::home`]: `namespace/name`.
+pub fn function_key(namespace: &str, function: &str) -> String {
+    format!("{namespace}/{function}")
+}
+
 /// Where asynchronous invocations and schedules are kept.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Applies every write in one durable transaction; per write, whether it applied.
     async fn write_events(&self, batch: Vec<EventWrite>) -> Result<Vec<bool>, StoreError>;
-    /// Leases up to `limit` due events until `lease_until_ms` (incrementing their `claims`).
-    async fn claim_events(
-        &self,
-        now_ms: i64,
-        limit: usize,
-        lease_until_ms: i64,
-    ) -> Result<Vec<QueuedEvent>, StoreError>;
+    /// Leases up to `claim.limit` due events, oldest due first, to `claim.owner` until
+    /// `claim.lease_until_ms` (incrementing their `claims`). With `claim.home`, only events of
+    /// those functions are taken, and others once they are overdue by `claim.spill_after_ms`.
+    async fn claim_events(&self, claim: &Claim<'_>) -> Result<Vec<QueuedEvent>, StoreError>;
     /// Extends a lease still held under `claim`.
     async fn extend_lease(&self, id: &str, claim: u32, until_ms: i64) -> Result<(), StoreError>;
-    /// Makes every leased event due now: the node that held the leases is gone (start-up of
-    /// the embedded single node). Returns how many.
-    async fn release_leases(&self, now_ms: i64) -> Result<u64, StoreError>;
+    /// Makes due now every leased event whose owner is not one of `live_owners`: the node that
+    /// held it is gone (the embedded single node at start-up passes none: every lease is its
+    /// previous run's). Returns how many.
+    async fn release_leases(&self, now_ms: i64, live_owners: &[String]) -> Result<u64, StoreError>;
+    /// Makes due now every lease `owner` holds (a node handing its work back as it stops).
+    async fn release_leases_of(&self, now_ms: i64, owner: &str) -> Result<u64, StoreError>;
     /// When the earliest pending event is due.
     async fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
     /// Pending events of a namespace (or all), leased or not.

@@ -1,8 +1,13 @@
 //! Where Lambent's state lives, behind the seams that get a second implementation: the
 //! [`Store`] trait for metadata and activation records (SQLite embedded, PostgreSQL in a
-//! cluster), and the content-addressed [`blobs`] and unpacked [`package`]s of function code.
+//! cluster) with its siblings ([`events`], [`queues`], [`routes`], [`lambda`], [`cluster`]),
+//! the content-addressed [`blobs`] of function code (local disk, or the cluster's object store
+//! with the local disk as a cache) and their unpacked [`package`]s, and the [`bus`] that tells
+//! the other nodes of a cluster what changed.
 
 pub mod blobs;
+pub mod bus;
+pub mod cluster;
 pub mod events;
 pub mod lambda;
 pub mod package;
@@ -26,6 +31,21 @@ pub enum StoreError {
     MissingBlob(String),
     #[error(transparent)]
     Package(#[from] package::PackageError),
+    /// A dependency of a cluster node cannot be reached (the caller gets a 503 naming it).
+    #[error("{dependency} at {address} is unreachable: {reason}")]
+    Unavailable {
+        /// `PostgreSQL` or `NATS`.
+        dependency: &'static str,
+        address: String,
+        reason: String,
+    },
+    /// The database's schema was written by a newer Lambent.
+    #[error("the {dependency} schema is at version {found}, newer than this node's {known}: upgrade this node to the cluster's Lambent version")]
+    SchemaTooNew {
+        dependency: &'static str,
+        found: i64,
+        known: i64,
+    },
     #[error("database error: {0}")]
     Database(String),
     #[error("storage i/o error: {0}")]

@@ -1,0 +1,7 @@
+//! Private instances of the servers a Lambent cluster runs on, for tests and benchmarks:
+//! [`postgres`] and [`nats`] each start a real server from Debian's packages on loopback with
+//! an ephemeral port and a temporary directory, never the machine's default ports and never
+//! shared between test runs, and stop it when dropped (or when the test process dies).
+
+pub mod nats;
+pub mod postgres;

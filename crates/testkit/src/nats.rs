@@ -1,0 +1,1 @@
+//! A private NATS server with JetStream (to be written).
