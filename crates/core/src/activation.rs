@@ -5,9 +5,10 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The fate of one invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationStatus {
+    #[default]
     Success,
     /// The handler raised, the runtime crashed or answered badly.
     FunctionError,
@@ -161,7 +162,7 @@ pub struct InitBreakdown {
 }
 
 /// One invocation's record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Activation {
     pub id: String,
     pub namespace: String,

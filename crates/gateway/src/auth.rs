@@ -37,6 +37,11 @@ impl ApiKeys {
         }
         Ok(ns)
     }
+
+    /// Forgets the cached keys (a key was added or removed somewhere in the cluster).
+    pub fn forget(&self) {
+        self.known.write().clear();
+    }
 }
 
 pub async fn require_key(

@@ -8,7 +8,8 @@ use crate::ApiError;
 use bytes::Bytes;
 use lambent_core::{now_ms, Function, FunctionName, FunctionSpec};
 use lambent_invoker::{Deployment, Invoker};
-use lambent_store::blobs::FsBlobs;
+use lambent_store::blobs::BlobStore;
+use lambent_store::bus::{Bus, Signal};
 use lambent_store::package::{self, CodeDirs};
 use lambent_store::Store;
 use parking_lot::RwLock;
@@ -20,8 +21,10 @@ type Key = (String, String);
 /// Deployed functions and the operations on them.
 pub struct Registry {
     pub(crate) store: Arc<dyn Store>,
-    blobs: FsBlobs,
+    blobs: Arc<dyn BlobStore>,
     codes: CodeDirs,
+    /// Tells the other nodes which function changed (they [`Registry::refresh`] it).
+    bus: Arc<dyn Bus>,
     invoker: Invoker,
     live: RwLock<HashMap<Key, Arc<Deployment>>>,
     /// Published versions and aliases.
@@ -50,14 +53,16 @@ impl Registry {
     /// Loads every stored function and makes sure its code is unpacked.
     pub async fn load(
         store: Arc<dyn Store>,
-        blobs: FsBlobs,
+        blobs: Arc<dyn BlobStore>,
         codes: CodeDirs,
         invoker: Invoker,
+        bus: Arc<dyn Bus>,
     ) -> Result<Registry, ApiError> {
         let registry = Registry {
             store,
             blobs,
             codes,
+            bus,
             invoker,
             live: RwLock::new(HashMap::new()),
             versions: Versions::default(),
@@ -140,27 +145,26 @@ impl Registry {
 
     /// Checks, unpacks and stores a code zip by its SHA-256.
     pub async fn upload_code(&self, zip: Bytes) -> Result<StoredCode, ApiError> {
-        let (blobs, codes) = (self.blobs.clone(), self.codes.clone());
-        blocking(move || {
-            package::check(&zip)?;
-            let sha256 = lambent_store::sha256_hex(&zip);
-            let new = !blobs.contains(&sha256);
-            if new {
+        let size = zip.len() as u64;
+        let sha256 = lambent_store::sha256_hex(&zip);
+        let new = self.blobs.size(&sha256).await?.is_none();
+        if new {
+            let (codes, sha) = (self.codes.clone(), sha256.clone());
+            let zip = blocking(move || {
+                package::check(&zip)?;
                 // Unpacking now refuses a zip bomb at upload time, and makes the deploy quick.
-                codes.ensure(&sha256, &zip)?;
-                blobs.put(&zip)?;
-            }
-            Ok(StoredCode {
-                sha256,
-                size: zip.len() as u64,
-                new,
+                codes.ensure(&sha, &zip)?;
+                Ok(zip)
             })
-        })
-        .await
+            .await?;
+            self.blobs.put(&sha256, Arc::new(zip.to_vec())).await?;
+        }
+        Ok(StoredCode { sha256, size, new })
     }
 
-    pub fn has_code(&self, sha256: &str) -> bool {
-        lambent_store::blobs::is_sha256_hex(sha256) && self.blobs.contains(sha256)
+    pub async fn has_code(&self, sha256: &str) -> Result<bool, ApiError> {
+        Ok(lambent_store::blobs::is_sha256_hex(sha256)
+            && self.blobs.size(sha256).await?.is_some())
     }
 
     /// Creates or replaces a function. New invocations get the new revision as soon as this
@@ -188,7 +192,7 @@ impl Registry {
             }
         }
         let code_size = match lambent_store::blobs::is_sha256_hex(&code_sha256) {
-            true => self.blobs.size(&code_sha256),
+            true => self.blobs.size(&code_sha256).await?,
             false => None,
         };
         let Some(code_size) = code_size else {
@@ -231,6 +235,7 @@ impl Registry {
                 });
             }
         }
+        self.changed(namespace, f.name.as_str());
         Ok(Deployed {
             deployment,
             created: previous.is_none(),
@@ -251,25 +256,106 @@ impl Registry {
             .write()
             .remove(&(namespace.to_string(), name.to_string()));
         self.invoker.retire(namespace, name, None);
+        self.changed(namespace, name);
         Ok(())
     }
 
-    /// Resolves a function to a runnable deployment, unpacking its code if needed.
-    pub(crate) async fn deployment(&self, function: Function) -> Result<Arc<Deployment>, ApiError> {
-        let (blobs, codes, sha) = (
-            self.blobs.clone(),
-            self.codes.clone(),
-            function.code_sha256.clone(),
-        );
-        let code_dir = blocking(move || {
-            let dir = codes.path(&sha);
-            if dir.is_dir() {
-                return Ok(dir);
+    /// Tells every node that a function (or its versions or aliases) changed.
+    pub(crate) fn changed(&self, namespace: &str, name: &str) {
+        self.bus.publish(Signal::Function {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        });
+    }
+
+    /// Brings this node's view of one function (live deployment, versions, aliases) in line
+    /// with the store, after another node changed it: new code is fetched and unpacked, pools
+    /// of revisions nothing runs any more are retired.
+    pub async fn refresh(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let stored = self.store.get_function(namespace, name).await?;
+        let versions: Vec<_> = self
+            .store
+            .all_versions()
+            .await?
+            .into_iter()
+            .filter(|v| v.function.namespace == namespace && v.function.name.as_str() == name)
+            .collect();
+        let aliases: Vec<_> = self
+            .store
+            .all_aliases()
+            .await?
+            .into_iter()
+            .filter(|a| a.namespace == namespace && a.function == name)
+            .collect();
+        let Some(function) = stored else {
+            let known = self.lookup(namespace, name).is_some();
+            self.versions.forget(namespace, name);
+            self.live
+                .write()
+                .remove(&(namespace.to_string(), name.to_string()));
+            if known {
+                self.invoker.retire(namespace, name, None);
             }
-            let zip = blobs.get(&sha)?;
-            Ok(codes.ensure(&sha, &zip)?)
-        })
-        .await?;
+            return Ok(());
+        };
+        let mut published = Vec::with_capacity(versions.len());
+        for version in versions {
+            let current = self
+                .published_versions(namespace, name)
+                .into_iter()
+                .find(|p| p.version == version);
+            let deployment = match current {
+                Some(p) => p.deployment,
+                None => self.deployment(version.function.clone()).await?,
+            };
+            published.push(Published {
+                version,
+                deployment,
+            });
+        }
+        self.versions
+            .replace_function(namespace, name, published, aliases);
+        let live = self.lookup(namespace, name);
+        if live.as_ref().map(|d| &d.function) != Some(&function) {
+            let deployment = self.deployment(function).await?;
+            let f = &deployment.function;
+            self.live.write().insert(key_of(f), deployment.clone());
+            self.invoker
+                .set_reserved_concurrency(namespace, name, f.config.reserved_concurrency);
+        }
+        let mut keep = self.versions.revisions(namespace, name);
+        if let Some(d) = self.lookup(namespace, name) {
+            keep.push(d.function.revision);
+        }
+        self.invoker.retire(namespace, name, Some(&keep));
+        Ok(())
+    }
+
+    /// Every function this node knows or the store holds, refreshed (a periodic resync
+    /// catches changes whose signal was lost).
+    pub async fn refresh_all(&self) -> Result<(), ApiError> {
+        let mut names: std::collections::BTreeSet<Key> = self.live.read().keys().cloned().collect();
+        for f in self.store.all_functions().await? {
+            names.insert(key_of(&f));
+        }
+        for (namespace, name) in names {
+            self.refresh(&namespace, &name).await?;
+        }
+        Ok(())
+    }
+
+    /// Resolves a function to a runnable deployment, unpacking its code if needed (a cluster
+    /// node fetches code it lacks from the cluster's blob store).
+    pub(crate) async fn deployment(&self, function: Function) -> Result<Arc<Deployment>, ApiError> {
+        let dir = self.codes.path(&function.code_sha256);
+        let code_dir = if dir.is_dir() {
+            dir
+        } else {
+            let zip = self.blobs.get(&function.code_sha256).await?;
+            let (codes, sha) = (self.codes.clone(), function.code_sha256.clone());
+            blocking(move || Ok(codes.ensure(&sha, &zip)?)).await?
+        };
         Ok(Arc::new(Deployment { function, code_dir }))
     }
 }

@@ -50,12 +50,14 @@ async fn upload_code(State(app): AppState, body: Body) -> Result<Response, ApiEr
     Ok((status, Json(stored)).into_response())
 }
 
-async fn code_exists(State(app): AppState, Path(sha256): Path<String>) -> StatusCode {
-    if app.registry.has_code(&sha256) {
-        StatusCode::OK
-    } else {
-        StatusCode::NOT_FOUND
-    }
+async fn code_exists(
+    State(app): AppState,
+    Path(sha256): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    Ok(match app.registry.has_code(&sha256).await? {
+        true => StatusCode::OK,
+        false => StatusCode::NOT_FOUND,
+    })
 }
 
 /// A deploy request: the function's settings and the address of its uploaded code.
@@ -251,7 +253,7 @@ async fn list_activations(
         })
         .transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    app.recorder.flush().await;
+    app.flush_records().await;
     let page = app
         .store
         .query_activations(&ActivationQuery {
@@ -284,7 +286,7 @@ async fn get_activation(
     Extension(Namespace(ns)): Ns,
     Path(id): Path<String>,
 ) -> Result<Json<Activation>, ApiError> {
-    app.recorder.flush().await;
+    app.flush_records().await;
     app.store
         .get_activation(&ns, &id)
         .await?
@@ -306,7 +308,7 @@ async fn function_logs(
     Query(q): Query<LogsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     lookup(&app, &ns, &name)?;
-    app.recorder.flush().await;
+    app.flush_records().await;
     let mut page = app
         .store
         .query_activations(&ActivationQuery {
@@ -371,7 +373,7 @@ async fn all_activations(
     app: &App,
     mut query: ActivationQuery,
 ) -> Result<Vec<Activation>, ApiError> {
-    app.recorder.flush().await;
+    app.flush_records().await;
     query.limit = 1000;
     let mut all = Vec::new();
     loop {

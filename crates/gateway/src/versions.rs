@@ -68,6 +68,20 @@ impl Versions {
             .unwrap_or_default()
     }
 
+    /// Replaces one function's versions and aliases (with what the store holds).
+    pub(crate) fn replace_function(
+        &self,
+        namespace: &str,
+        name: &str,
+        published: Vec<Published>,
+        aliases: Vec<Alias>,
+    ) {
+        let versions = published.into_iter().map(|p| (p.version.version, p)).collect();
+        self.published.write().insert(key(namespace, name), versions);
+        let aliases = aliases.into_iter().map(|a| (a.name.clone(), a)).collect();
+        self.aliases.write().insert(key(namespace, name), aliases);
+    }
+
     pub(crate) fn forget(&self, namespace: &str, name: &str) {
         self.published.write().remove(&key(namespace, name));
         self.aliases.write().remove(&key(namespace, name));
@@ -99,6 +113,7 @@ impl Registry {
             version,
         };
         self.versions.insert_version(published.clone());
+        self.changed(namespace, name);
         Ok(published)
     }
 
@@ -147,6 +162,7 @@ impl Registry {
                 code_dir: published.deployment.code_dir.clone(),
             });
             self.versions.insert_version(published.clone());
+            self.changed(namespace, name);
             published
         };
         let started = self.provision_version(&published).await;
@@ -213,6 +229,7 @@ impl Registry {
         let mut keep = self.versions.revisions(namespace, name);
         keep.push(live.function.revision);
         self.invoker().retire(namespace, name, Some(&keep));
+        self.changed(namespace, name);
         Ok(())
     }
 
@@ -353,6 +370,7 @@ impl Registry {
         alias.updated_ms = lambent_core::now_ms();
         self.store.put_alias(&alias, expected_revision_id).await?;
         self.versions.insert_alias(alias.clone());
+        self.changed(&ns, &function);
         Ok(alias)
     }
 
@@ -377,6 +395,7 @@ impl Registry {
         {
             aliases.remove(alias);
         }
+        self.changed(namespace, function);
         Ok(())
     }
 }

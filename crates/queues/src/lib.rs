@@ -4,8 +4,10 @@
 //! Owns the rules: names and limits, delays and visibility timeouts, long polling (a receive
 //! waits up to 20 s, woken by sends), redrive to a dead-letter queue (done by the store inside
 //! the receive), topic fan-out (queue subscriptions in one transaction, function subscriptions
-//! through the durable async invocation queue ([`FunctionRunner::enqueue`])), and the mapping pollers with partial batch responses. Knows
-//! nothing of HTTP or sandboxes: functions are run through the [`FunctionRunner`] trait.
+//! through the durable async invocation queue ([`FunctionRunner::enqueue`])), and the mapping
+//! pollers with partial batch responses. In a cluster, sends wake long polls on every node
+//! through the bus, and each mapping is polled by the one node its [`PollGate`] lets poll it.
+//! Knows nothing of HTTP or sandboxes: functions are run through the [`FunctionRunner`] trait.
 
 mod error;
 pub mod events;
@@ -20,6 +22,7 @@ pub use lambent_store::queues::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use lambent_core::now_ms;
+use lambent_store::bus::{Bus, Envelope, Signal};
 use lambent_store::queues::{NewMessage, QueueStore, ReceiveRequest};
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -119,9 +122,39 @@ pub struct Queues {
     inner: Arc<Inner>,
 }
 
+/// Decides which node polls each event-source mapping: the embedded node polls them all
+/// ([`PollAll`]); a cluster node polls a mapping only while it holds its lease.
+#[async_trait]
+pub trait PollGate: Send + Sync + 'static {
+    /// Whether this node should poll the mapping now (taking its lease if it may).
+    async fn may_poll(&self, mapping_id: &str) -> bool;
+    /// This node stopped polling the mapping (or it was deleted): give its lease back.
+    async fn stopped(&self, mapping_id: &str);
+}
+
+/// The embedded single node's gate: every mapping is polled here.
+pub struct PollAll;
+
+#[async_trait]
+impl PollGate for PollAll {
+    async fn may_poll(&self, _: &str) -> bool {
+        true
+    }
+    async fn stopped(&self, _: &str) {}
+}
+
+/// How often pollers are reconciled with the stored mappings and the gate.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
 struct Inner {
     store: Arc<dyn QueueStore>,
     region: String,
+    /// Carries sends and mapping changes to the other nodes.
+    bus: Arc<dyn Bus>,
+    gate: OnceLock<Arc<dyn PollGate>>,
+    /// Serialises reconciliations.
+    reconciling: tokio::sync::Mutex<()>,
+    background: Mutex<Vec<JoinHandle<()>>>,
     /// Wakes long polls when a queue gets messages.
     arrivals: Mutex<HashMap<(String, String), Arc<Notify>>>,
     runner: OnceLock<Arc<dyn FunctionRunner>>,
@@ -166,11 +199,15 @@ fn short_id(prefix: &str) -> String {
 }
 
 impl Queues {
-    pub fn new(store: Arc<dyn QueueStore>, region: String) -> Queues {
+    pub fn new(store: Arc<dyn QueueStore>, region: String, bus: Arc<dyn Bus>) -> Queues {
         Queues {
             inner: Arc::new(Inner {
                 store,
                 region,
+                bus,
+                gate: OnceLock::new(),
+                reconciling: tokio::sync::Mutex::new(()),
+                background: Mutex::new(Vec::new()),
                 arrivals: Mutex::new(HashMap::new()),
                 runner: OnceLock::new(),
                 pollers: Mutex::new(HashMap::new()),
@@ -178,11 +215,62 @@ impl Queues {
         }
     }
 
-    /// Gives the queues a way to run functions and starts every stored mapping.
-    pub async fn start(&self, runner: Arc<dyn FunctionRunner>) -> Result<(), QueueError> {
+    /// Gives the queues a way to run functions and starts polling the stored mappings that
+    /// `gate` lets this node poll (re-checked every [`RECONCILE_EVERY`] and on every change).
+    pub async fn start(
+        &self,
+        runner: Arc<dyn FunctionRunner>,
+        gate: Arc<dyn PollGate>,
+    ) -> Result<(), QueueError> {
         let _ = self.inner.runner.set(runner);
-        for m in self.inner.store.all_mappings().await? {
-            self.spawn_poller(m);
+        let _ = self.inner.gate.set(gate);
+        self.reconcile().await?;
+        let weak = Arc::downgrade(&self.inner);
+        let signals = self.inner.bus.subscribe();
+        let listener = tokio::spawn(follow_signals(weak.clone(), signals));
+        let ticker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RECONCILE_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = (Queues { inner }).reconcile().await {
+                    tracing::warn!("could not reconcile the mapping pollers: {e}");
+                }
+            }
+        });
+        self.inner.background.lock().extend([listener, ticker]);
+        Ok(())
+    }
+
+    /// Starts the pollers of the mappings this node should poll and stops the others.
+    pub async fn reconcile(&self) -> Result<(), QueueError> {
+        let Some(gate) = self.inner.gate.get().cloned() else {
+            return Ok(());
+        };
+        let _one_at_a_time = self.inner.reconciling.lock().await;
+        let mappings = self.inner.store.all_mappings().await?;
+        let mut stopped = Vec::new();
+        for m in &mappings {
+            let running = self.inner.pollers.lock().contains_key(&m.id);
+            match (gate.may_poll(&m.id).await, running) {
+                (true, false) => self.spawn_poller(m.clone()),
+                (false, true) => stopped.push(m.id.clone()),
+                _ => {}
+            }
+        }
+        let gone: Vec<String> = {
+            let pollers = self.inner.pollers.lock();
+            pollers
+                .keys()
+                .filter(|id| !mappings.iter().any(|m| &m.id == *id))
+                .cloned()
+                .collect()
+        };
+        for id in stopped.into_iter().chain(gone) {
+            if let Some(p) = self.inner.pollers.lock().remove(&id) {
+                p.abort();
+            }
+            gate.stopped(&id).await;
         }
         Ok(())
     }
@@ -190,9 +278,31 @@ impl Queues {
     /// Stops the mapping pollers. Messages they hold become visible again after their
     /// visibility timeout.
     pub fn shutdown(&self) {
+        for task in self.inner.background.lock().drain(..) {
+            task.abort();
+        }
         for (_, poller) in self.inner.pollers.lock().drain() {
             poller.abort();
         }
+    }
+
+    /// Stops the pollers and gives their leases back (a node leaving the cluster).
+    pub async fn drain(&self) {
+        let ids: Vec<String> = self.inner.pollers.lock().keys().cloned().collect();
+        self.shutdown();
+        if let Some(gate) = self.inner.gate.get() {
+            for id in ids {
+                gate.stopped(&id).await;
+            }
+        }
+    }
+
+    /// Wakes long polls on `queue`, on this node and (through the bus) on the others.
+    fn arrived(&self, namespace: &str, queue: &str) {
+        self.inner.bus.publish(Signal::Queue {
+            namespace: namespace.to_string(),
+            name: queue.to_string(),
+        });
     }
 
     pub fn region(&self) -> &str {
@@ -305,11 +415,8 @@ impl Queues {
         if !self.inner.store.delete_queue(namespace, name).await? {
             return Err(QueueError::QueueNotFound(name.to_string()));
         }
-        let mut pollers = self.inner.pollers.lock();
-        for m in mappings.iter().filter(|m| m.queue == name) {
-            if let Some(p) = pollers.remove(&m.id) {
-                p.abort();
-            }
+        if mappings.iter().any(|m| m.queue == name) {
+            self.mappings_changed().await;
         }
         Ok(())
     }
@@ -340,7 +447,7 @@ impl Queues {
             });
         }
         self.inner.store.send(namespace, queue, &batch).await?;
-        self.arrivals(namespace, queue).notify_waiters();
+        self.arrived(namespace, queue);
         Ok(batch.into_iter().map(|m| m.id).collect())
     }
 
@@ -440,7 +547,7 @@ impl Queues {
             )));
         }
         if timeout == 0 {
-            self.arrivals(namespace, queue).notify_waiters();
+            self.arrived(namespace, queue);
         }
         Ok(())
     }
@@ -592,7 +699,7 @@ impl Queues {
                 .send_to_queues(namespace, &to_queues)
                 .await?;
             for (q, _) in &to_queues {
-                self.arrivals(namespace, q).notify_waiters();
+                self.arrived(namespace, q);
             }
         }
         let runner = self.runner()?;
@@ -648,7 +755,7 @@ impl Queues {
             created_ms: now_ms(),
         };
         self.inner.store.create_mapping(&m).await?;
-        self.spawn_poller(m.clone());
+        self.mappings_changed().await;
         Ok(m)
     }
 
@@ -667,10 +774,16 @@ impl Queues {
         if !self.inner.store.delete_mapping(namespace, id).await? {
             return Err(QueueError::MappingNotFound(id.to_string()));
         }
-        if let Some(p) = self.inner.pollers.lock().remove(id) {
-            p.abort();
-        }
+        self.mappings_changed().await;
         Ok(())
+    }
+
+    /// Reconciles this node's pollers now and tells the other nodes to.
+    async fn mappings_changed(&self) {
+        if let Err(e) = self.reconcile().await {
+            tracing::warn!("could not reconcile the mapping pollers: {e}");
+        }
+        self.inner.bus.publish(Signal::Mappings);
     }
 
     fn spawn_poller(&self, m: Mapping) {
@@ -681,6 +794,42 @@ impl Queues {
         let poller = tokio::spawn(mapping::poll(self.clone(), runner, m));
         if let Some(old) = self.inner.pollers.lock().insert(id, poller) {
             old.abort();
+        }
+    }
+}
+
+/// Wakes this node's long polls on the queues other nodes (or this one) sent to, and
+/// reconciles the pollers when mappings changed anywhere.
+async fn follow_signals(
+    inner: std::sync::Weak<Inner>,
+    mut signals: tokio::sync::broadcast::Receiver<Envelope>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let received = signals.recv().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let queues = Queues { inner };
+        match received {
+            Ok(Envelope {
+                signal: Signal::Queue { namespace, name },
+                ..
+            }) => queues.arrivals(&namespace, &name).notify_waiters(),
+            Ok(Envelope {
+                signal: Signal::Mappings,
+                origin,
+            }) if origin != queues.inner.bus.node_id() => {
+                if let Err(e) = queues.reconcile().await {
+                    tracing::warn!("could not reconcile the mapping pollers: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => {
+                // Some wake-ups were missed: wake every long poll (they re-check).
+                for n in queues.inner.arrivals.lock().values() {
+                    n.notify_waiters();
+                }
+            }
+            Err(RecvError::Closed) => return,
         }
     }
 }

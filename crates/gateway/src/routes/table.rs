@@ -5,6 +5,7 @@
 use crate::ApiError;
 use lambent_core::route::ANY_METHOD;
 use lambent_core::Route;
+use lambent_store::bus::{Bus, Signal};
 use lambent_store::routes::RouteStore;
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -59,6 +60,8 @@ fn conflict_text(routes: &[Arc<Route>], route: &Route, e: matchit::InsertError) 
 /// Live routes and the operations that change them.
 pub struct RouteTable {
     store: Arc<dyn RouteStore>,
+    /// Tells the other nodes that the routes changed (they [`RouteTable::reload`]).
+    bus: Arc<dyn Bus>,
     compiled: RwLock<Arc<Compiled>>,
     /// Changes are rare: one at a time keeps check, write and swap consistent.
     changes: tokio::sync::Mutex<()>,
@@ -73,19 +76,36 @@ pub struct Added {
 
 impl RouteTable {
     /// Loads and compiles every stored route.
-    pub async fn load(store: Arc<dyn RouteStore>) -> Result<RouteTable, ApiError> {
+    pub async fn load(store: Arc<dyn RouteStore>, bus: Arc<dyn Bus>) -> Result<RouteTable, ApiError> {
+        let compiled = Self::compile_stored(store.as_ref()).await?;
+        Ok(RouteTable {
+            store,
+            bus,
+            compiled: RwLock::new(Arc::new(compiled)),
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn compile_stored(store: &dyn RouteStore) -> Result<Compiled, ApiError> {
         let routes = store
             .all_routes()
             .await?
             .into_iter()
             .map(Arc::new)
             .collect();
-        let compiled = Compiled::build(routes).map_err(ApiError::Internal)?;
-        Ok(RouteTable {
-            store,
-            compiled: RwLock::new(Arc::new(compiled)),
-            changes: tokio::sync::Mutex::new(()),
-        })
+        Compiled::build(routes).map_err(ApiError::Internal)
+    }
+
+    /// Reads every route again (another node changed them), and swaps the compiled table.
+    pub async fn reload(&self) -> Result<(), ApiError> {
+        let _one_at_a_time = self.changes.lock().await;
+        self.reload_locked().await.map(drop)
+    }
+
+    async fn reload_locked(&self) -> Result<Arc<Compiled>, ApiError> {
+        let compiled = Arc::new(Self::compile_stored(self.store.as_ref()).await?);
+        *self.compiled.write() = compiled.clone();
+        Ok(compiled)
     }
 
     /// The route for a request: one of its own method first, else an `ANY` route.
@@ -123,7 +143,8 @@ impl RouteTable {
     /// belongs to the same namespace: then the new one takes its place (and its id).
     pub async fn add(&self, mut route: Route, replace: bool) -> Result<Added, ApiError> {
         let _one_at_a_time = self.changes.lock().await;
-        let current = self.compiled.read().clone();
+        // Another node may have changed them: check against the store, not the cached table.
+        let current = self.reload_locked().await?;
         let mut routes = current.routes.clone();
         let existing = routes.iter().position(|r| r.key() == route.key());
         if let Some(i) = existing {
@@ -152,6 +173,7 @@ impl RouteTable {
         let compiled = Compiled::build(routes).map_err(ApiError::Conflict)?;
         self.store.put_route(&route).await?;
         *self.compiled.write() = Arc::new(compiled);
+        self.bus.publish(Signal::Routes);
         Ok(Added {
             route,
             created: existing.is_none(),
@@ -161,7 +183,7 @@ impl RouteTable {
     /// Removes a namespace's route by id.
     pub async fn remove(&self, namespace: &str, id: &str) -> Result<(), ApiError> {
         let _one_at_a_time = self.changes.lock().await;
-        let current = self.compiled.read().clone();
+        let current = self.reload_locked().await?;
         if !current
             .routes
             .iter()
@@ -178,6 +200,7 @@ impl RouteTable {
         let compiled = Compiled::build(routes).map_err(ApiError::Internal)?;
         self.store.delete_route(id).await?;
         *self.compiled.write() = Arc::new(compiled);
+        self.bus.publish(Signal::Routes);
         Ok(())
     }
 }
