@@ -1,0 +1,517 @@
+//! This node's life in a cluster: it heartbeats into the membership table every
+//! [`HEARTBEAT_PERIOD_MS`] with its load, reads everyone's rows back into a [`View`] (states,
+//! the live set, the placement), takes over the asynchronous events a dead node held, keeps the
+//! leases of once-cluster-wide jobs it holds (schedule leader, pruner, mapping pollers), and
+//! answers the questions the gateway and the invoker ask on every request from memory: where
+//! does this function run, what is this node's share of a limit. When the store cannot be
+//! reached the last view stays in force, so warm invocations keep being placed.
+//!
+//! The embedded single node is a [`Cluster::single`]: one member, every lease held, no store.
+
+use crate::forward::Forwarder;
+use crate::membership::{self, NodeState, NodeStatus, DOWN_AFTER_MS, HEARTBEAT_PERIOD_MS};
+use crate::placement::{function_key, NodeIndex, Placement};
+use lambent_store::bus::{Bus, Signal};
+use lambent_store::cluster::{ClusterStore, Leases, NodeRecord, NodeStats};
+use lambent_store::events::EventStore;
+use lambent_store::StoreError;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// The lease of the node that fires schedules.
+pub const SCHEDULES_LEASE: &str = "lambent:schedules";
+/// The lease of the node that prunes old activation records.
+pub const PRUNER_LEASE: &str = "lambent:pruner";
+
+/// How long a node that answered "saturated" is tried last for its functions.
+const SATURATED_FOR: Duration = Duration::from_secs(1);
+
+/// The name of a mapping poller's lease.
+pub fn mapping_lease(mapping_id: &str) -> String {
+    format!("lambent:mapping:{mapping_id}")
+}
+
+/// What this node knows of the cluster, as of its last read of the membership table.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The store's clock at the read.
+    pub now_ms: i64,
+    pub nodes: Vec<NodeRecord>,
+    /// Placement over the live nodes.
+    pub placement: Placement,
+}
+
+impl View {
+    fn new(now_ms: i64, nodes: Vec<NodeRecord>) -> View {
+        let placement = membership::placement(now_ms, &nodes);
+        View {
+            now_ms,
+            nodes,
+            placement,
+        }
+    }
+
+    fn record(&self, id: &str) -> Option<&NodeRecord> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Ids of the nodes not down (their leases are theirs).
+    fn alive_ids(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| membership::node_state(self.now_ms, n).is_alive())
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    fn down_ids(&self) -> HashSet<String> {
+        self.nodes
+            .iter()
+            .filter(|n| membership::node_state(self.now_ms, n) == NodeState::Down)
+            .map(|n| n.id.clone())
+            .collect()
+    }
+}
+
+/// Where an invocation should be tried, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hop {
+    /// Run it here.
+    Local,
+    /// Forward it to this node.
+    Remote { node: String, address: String },
+}
+
+/// Reports this node's load for its heartbeat.
+pub type StatsFn = Arc<dyn Fn() -> NodeStats + Send + Sync>;
+
+/// How a node joins.
+#[derive(Clone)]
+pub struct JoinOptions {
+    pub node_id: String,
+    /// The URL other nodes reach this one at.
+    pub address: String,
+    pub version: String,
+    pub stats: StatsFn,
+}
+
+/// This node's membership, placement and leases.
+pub struct Cluster {
+    me: String,
+    address: String,
+    version: String,
+    started_ms: i64,
+    store: Option<Arc<dyn ClusterStore>>,
+    events: Option<Arc<dyn EventStore>>,
+    bus: Option<Arc<dyn Bus>>,
+    stats: StatsFn,
+    view: RwLock<Arc<View>>,
+    forwarder: Option<Forwarder>,
+    secret: String,
+    draining: AtomicBool,
+    saturated: Mutex<HashMap<String, Instant>>,
+    leases: tokio::sync::Mutex<Option<Box<dyn Leases>>>,
+    held: RwLock<HashSet<String>>,
+    /// Leases wanted (taken at the next tick if not now).
+    wanted: RwLock<HashSet<String>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// The embedded single node: the only member, holding every lease.
+    pub fn single(node_id: &str, address: &str, stats: StatsFn) -> Arc<Cluster> {
+        let now = lambent_core::now_ms();
+        let record = NodeRecord {
+            id: node_id.to_string(),
+            address: address.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_ms: now,
+            heartbeat_ms: now,
+            draining: false,
+            stats: NodeStats::default(),
+        };
+        Arc::new(Cluster {
+            me: node_id.to_string(),
+            address: address.to_string(),
+            version: record.version.clone(),
+            started_ms: now,
+            store: None,
+            events: None,
+            bus: None,
+            stats,
+            view: RwLock::new(Arc::new(View::new(now, vec![record]))),
+            forwarder: None,
+            secret: String::new(),
+            draining: AtomicBool::new(false),
+            saturated: Mutex::new(HashMap::new()),
+            leases: tokio::sync::Mutex::new(None),
+            held: RwLock::new(HashSet::new()),
+            wanted: RwLock::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Joins the cluster behind `store`: reads its identity, writes the first heartbeat, reads
+    /// the members, and starts the heartbeat loop.
+    pub async fn join(
+        store: Arc<dyn ClusterStore>,
+        events: Arc<dyn EventStore>,
+        bus: Arc<dyn Bus>,
+        opts: JoinOptions,
+    ) -> Result<Arc<Cluster>, StoreError> {
+        let identity = store.identity().await?;
+        let leases = store.leases().await?;
+        let now = lambent_core::now_ms();
+        let cluster = Arc::new(Cluster {
+            me: opts.node_id.clone(),
+            address: opts.address,
+            version: opts.version,
+            started_ms: now,
+            store: Some(store),
+            events: Some(events),
+            bus: Some(bus),
+            stats: opts.stats,
+            view: RwLock::new(Arc::new(View::new(now, Vec::new()))),
+            forwarder: Some(Forwarder::new(&opts.node_id, &identity.secret)),
+            secret: identity.secret,
+            draining: AtomicBool::new(false),
+            saturated: Mutex::new(HashMap::new()),
+            leases: tokio::sync::Mutex::new(Some(leases)),
+            held: RwLock::new(HashSet::new()),
+            wanted: RwLock::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        cluster.beat().await?;
+        let weak = Arc::downgrade(&cluster);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(HEARTBEAT_PERIOD_MS as u64));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(cluster) = weak.upgrade() else { return };
+                if let Err(e) = cluster.beat().await {
+                    tracing::warn!("cluster heartbeat failed (serving from the last view): {e}");
+                }
+                cluster.keep_leases().await;
+            }
+        });
+        cluster.tasks.lock().push(task);
+        Ok(cluster)
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.me
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Whether this node is one of a cluster (not the embedded single node).
+    pub fn clustered(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// The secret forwarded requests carry (empty on the embedded node).
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    pub fn forwarder(&self) -> Option<&Forwarder> {
+        self.forwarder.as_ref()
+    }
+
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().clone()
+    }
+
+    /// Every member with its state, sorted by id (this node's own load is current).
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        let view = self.view();
+        let mut statuses = membership::statuses(view.now_ms, &view.nodes);
+        if let Some(me) = statuses.iter_mut().find(|s| s.id == self.me) {
+            me.stats = (self.stats)();
+        }
+        statuses
+    }
+
+    /// Live members other than this one.
+    pub fn live_peers(&self) -> usize {
+        let view = self.view();
+        let mine = view.placement.index_of(&self.me).is_some() as usize;
+        view.placement.active_len().saturating_sub(mine)
+    }
+
+    /// Where to run an invocation of `namespace/function`, best first: its home, then the
+    /// next nodes by hash (recently saturated ones last). Never empty: this node is the last
+    /// resort when it knows no live node.
+    pub fn hops(&self, namespace: &str, function: &str) -> Vec<Hop> {
+        let view = self.view();
+        if view.placement.active_len() <= 1 {
+            return vec![Hop::Local];
+        }
+        let mut placement = view.placement.clone();
+        {
+            let mut saturated = self.saturated.lock();
+            saturated.retain(|_, since| since.elapsed() < SATURATED_FOR);
+            for id in saturated.keys() {
+                if let Some(i) = placement.index_of(id) {
+                    placement.set_saturated(i, true);
+                }
+            }
+        }
+        let order = placement.try_order(&function_key(namespace, function));
+        let mut hops: Vec<Hop> = order
+            .into_iter()
+            .map(|i| self.hop_to(&view, &placement, i))
+            .collect();
+        if hops.is_empty() {
+            hops.push(Hop::Local);
+        }
+        hops
+    }
+
+    fn hop_to(&self, view: &View, placement: &Placement, i: NodeIndex) -> Hop {
+        let id = placement.id(i);
+        if id == self.me {
+            return Hop::Local;
+        }
+        match view.record(id) {
+            Some(r) => Hop::Remote {
+                node: r.id.clone(),
+                address: r.address.clone(),
+            },
+            None => Hop::Local,
+        }
+    }
+
+    /// Remembers that a node refused work for being saturated (it is tried last for a while).
+    pub fn saturated(&self, node: &str) {
+        self.saturated
+            .lock()
+            .insert(node.to_string(), Instant::now());
+    }
+
+    /// Of `keys` (`namespace/function`), the ones this node runs asynchronous events of.
+    pub fn home_keys<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let view = self.view();
+        match view.placement.index_of(&self.me) {
+            Some(me) if view.placement.active_len() > 1 => view.placement.home_functions(me, keys),
+            _ => keys.into_iter().map(str::to_string).collect(),
+        }
+    }
+
+    /// Whether this node is the home of `key` (e.g. a mapping id).
+    pub fn is_home(&self, key: &str) -> bool {
+        let view = self.view();
+        if view.placement.active_len() <= 1 {
+            return true;
+        }
+        match view.placement.home(key) {
+            Some(home) => view.placement.id(home) == self.me,
+            None => true,
+        }
+    }
+
+    /// This node's share of a function's reserved concurrency.
+    pub fn function_share(&self, namespace: &str, function: &str, limit: u32) -> u32 {
+        let view = self.view();
+        match view.placement.index_of(&self.me) {
+            Some(me) if view.placement.active_len() > 1 => {
+                view.placement
+                    .limit_share(limit, &function_key(namespace, function), me)
+            }
+            _ => limit,
+        }
+    }
+
+    /// This node's share of a namespace's concurrency limit.
+    pub fn namespace_share(&self, namespace: &str, limit: u32) -> u32 {
+        let view = self.view();
+        match view.placement.index_of(&self.me) {
+            Some(me) if view.placement.active_len() > 1 => {
+                view.placement.namespace_share(limit, namespace, me)
+            }
+            _ => limit,
+        }
+    }
+
+    /// Whether this node holds a lease now (the embedded node holds them all).
+    pub fn holds(&self, lease: &str) -> bool {
+        !self.clustered() || self.held.read().contains(lease)
+    }
+
+    /// Keeps trying to take `lease` (at every heartbeat) until [`Cluster::unwant`].
+    pub fn want(&self, lease: &str) {
+        self.wanted.write().insert(lease.to_string());
+    }
+
+    /// Takes a lease now if it is free; whether this node holds it.
+    pub async fn try_take(&self, lease: &str) -> bool {
+        if !self.clustered() {
+            return true;
+        }
+        if self.draining.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.held.read().contains(lease) {
+            return true;
+        }
+        let guard = self.leases.lock().await;
+        let Some(leases) = guard.as_ref() else {
+            return false;
+        };
+        match leases.try_acquire(lease).await {
+            Ok(true) => {
+                self.held.write().insert(lease.to_string());
+                tracing::info!("took the lease {lease}");
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!("could not take the lease {lease}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Gives a lease back (and stops wanting it).
+    pub async fn give_back(&self, lease: &str) {
+        self.wanted.write().remove(lease);
+        if !self.held.write().remove(lease) {
+            return;
+        }
+        if let Some(leases) = self.leases.lock().await.as_ref() {
+            if let Err(e) = leases.release(lease).await {
+                tracing::warn!("could not give the lease {lease} back: {e}");
+            }
+        }
+    }
+
+    /// Marks this node draining (others stop sending it work at their next read) and gives
+    /// every lease back.
+    pub async fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        if let Err(e) = self.beat().await {
+            tracing::warn!("could not announce the drain: {e}");
+        }
+        let held: Vec<String> = self.held.read().iter().cloned().collect();
+        for lease in held {
+            self.give_back(&lease).await;
+        }
+    }
+
+    /// Leaves the membership table (a clean stop) and stops the heartbeat.
+    pub async fn leave(&self) {
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+        if let Some(store) = &self.store {
+            if let Err(e) = store.leave(&self.me).await {
+                tracing::warn!("could not leave the membership table: {e}");
+            }
+        }
+    }
+
+    /// One heartbeat: write this node's row, read everyone's, act on nodes that went down.
+    async fn beat(&self) -> Result<(), StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let record = NodeRecord {
+            id: self.me.clone(),
+            address: self.address.clone(),
+            version: self.version.clone(),
+            started_ms: self.started_ms,
+            heartbeat_ms: 0,
+            draining: self.draining.load(Ordering::Relaxed),
+            stats: (self.stats)(),
+        };
+        store.heartbeat(&record).await?;
+        let (now_ms, nodes) = store.nodes().await?;
+        let view = View::new(now_ms, nodes);
+        let before = self.view();
+        let newly_down: Vec<String> = view
+            .down_ids()
+            .difference(&before.down_ids())
+            .cloned()
+            .collect();
+        let first = before.nodes.is_empty();
+        let live_changed = before.placement.ids().collect::<Vec<_>>()
+            != view.placement.ids().collect::<Vec<_>>();
+        let alive = view.alive_ids();
+        *self.view.write() = Arc::new(view);
+        if live_changed {
+            tracing::info!(
+                "cluster members now: {}",
+                self.view().placement.ids().collect::<Vec<_>>().join(", ")
+            );
+        }
+        if first || !newly_down.is_empty() {
+            self.take_over(now_ms, &alive, &newly_down).await;
+        }
+        if live_changed {
+            if let Some(bus) = &self.bus {
+                // Dispatchers re-read their share of functions; pollers rebalance.
+                bus.publish(Signal::Events);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the events leased by nodes that are down due again, so live nodes run them.
+    async fn take_over(&self, now_ms: i64, alive: &[String], down: &[String]) {
+        let Some(events) = &self.events else { return };
+        match events.release_leases(now_ms, alive).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    "took over {n} asynchronous events held by nodes that are down ({})",
+                    down.join(", ")
+                );
+                if let Some(bus) = &self.bus {
+                    bus.publish(Signal::Events);
+                }
+            }
+            Err(e) => tracing::warn!("could not take over the events of nodes that are down: {e}"),
+        }
+    }
+
+    /// Re-opens the lease session if it died (every lease is then lost) and takes the wanted
+    /// leases that are free.
+    async fn keep_leases(&self) {
+        let Some(store) = &self.store else { return };
+        {
+            let mut guard = self.leases.lock().await;
+            let alive = match guard.as_ref() {
+                Some(leases) => leases.alive().await,
+                None => false,
+            };
+            if !alive {
+                if !self.held.read().is_empty() {
+                    tracing::warn!("lost the lease session: every lease this node held is gone");
+                }
+                self.held.write().clear();
+                *guard = match store.leases().await {
+                    Ok(leases) => Some(leases),
+                    Err(e) => {
+                        tracing::warn!("could not open a lease session: {e}");
+                        None
+                    }
+                };
+            }
+        }
+        let wanted: Vec<String> = self.wanted.read().iter().cloned().collect();
+        for lease in wanted {
+            self.try_take(&lease).await;
+        }
+    }
+}
+
+/// A node silent this long is down (`DOWN_AFTER_MS`).
+pub const DOWN_AFTER: Duration = Duration::from_millis(DOWN_AFTER_MS as u64);
