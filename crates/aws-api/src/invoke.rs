@@ -137,12 +137,7 @@ async fn invoke(
                 qualifier: f.qualifier.clone(),
                 ..Default::default()
             };
-            let result = api
-                .app
-                .registry
-                .invoker()
-                .invoke(&resolved.deployment, request)
-                .await;
+            let result = api.app.run(&resolved.deployment, request).await;
             let a = &result.activation;
             let message = a.error_message.clone().unwrap_or_default();
             match a.status {

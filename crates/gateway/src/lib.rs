@@ -8,8 +8,10 @@
 
 mod auth;
 pub mod body;
+mod dispatch;
 mod error;
 mod events_api;
+pub mod follow;
 mod keys;
 mod queues;
 mod registry;
@@ -45,6 +47,10 @@ pub struct App {
     pub routes: RouteTable,
     /// Queues, topics and event-source mappings.
     pub queues: lambent_queues::Queues,
+    /// Carries what changed to the other nodes of a cluster (in-process on the embedded node).
+    pub bus: Arc<dyn lambent_store::bus::Bus>,
+    /// This node's membership and placement (the embedded node is a cluster of one).
+    pub cluster: Arc<lambent_cluster::node::Cluster>,
 }
 
 /// The whole HTTP surface.
@@ -62,6 +68,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            lambent_cluster::forward::FORWARD_PATH,
+            axum::routing::post(dispatch::serve_forwarded),
         )
         .merge(authenticated)
         // Paths Lambent does not serve itself are the users' HTTP routes.

@@ -406,7 +406,7 @@ impl FunctionRunner for RegistryRunner {
             trigger: trigger.to_string(),
             ..Default::default()
         };
-        let result = app.registry.invoker().invoke(&deployment, request).await;
+        let result = app.run(&deployment, request).await;
         match result.activation.status {
             ActivationStatus::Success => RunOutcome::Success(result.body),
             ActivationStatus::Throttled => RunOutcome::Throttled,

@@ -36,7 +36,16 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/activations", get(list_activations))
         .route("/v1/activations/{id}", get(get_activation))
         .route("/v1/usage", get(usage))
+        .route("/v1/nodes", get(list_nodes))
         .route("/metrics", get(metrics))
+}
+
+/// `GET /v1/nodes`: the cluster's members with their state and load (one on the embedded node).
+async fn list_nodes(State(app): AppState) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "node": app.cluster.node_id(),
+        "nodes": app.cluster.nodes(),
+    }))
 }
 
 async fn upload_code(State(app): AppState, body: Body) -> Result<Response, ApiError> {
@@ -186,7 +195,7 @@ async fn invoke(
         trigger: "api".into(),
         ..Default::default()
     };
-    let result = app.registry.invoker().invoke(&deployment, request).await;
+    let result = app.run(&deployment, request).await;
     let a = &result.activation;
     match a.status {
         ActivationStatus::PlatformError => {

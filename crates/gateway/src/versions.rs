@@ -255,6 +255,21 @@ impl Registry {
 
     /// What `name` with an optional qualifier (`$LATEST`, a version number or an alias) runs.
     /// An alias with additional version weights picks its version at random by weight, per call.
+    /// The deployment of one revision of a function: the live one, or a published version's
+    /// (a forwarded invocation names the revision the sending node resolved).
+    pub fn revision(&self, target: &lambent_cluster::forward::Target) -> Option<Arc<Deployment>> {
+        let (ns, name) = (&target.namespace, &target.function);
+        if let Some(live) = self.lookup(ns, name) {
+            if live.function.revision == target.revision {
+                return Some(live);
+            }
+        }
+        self.published_versions(ns, name)
+            .into_iter()
+            .find(|p| p.deployment.function.revision == target.revision)
+            .map(|p| p.deployment)
+    }
+
     pub fn resolve(
         &self,
         namespace: &str,

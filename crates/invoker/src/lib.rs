@@ -8,7 +8,7 @@ mod logs;
 mod metrics;
 mod pool;
 
-pub use limits::{host_memory_mb, Throttle};
+pub use limits::{host_memory_mb, LimitShares, Throttle};
 
 use bytes::Bytes;
 use lambent_core::activation::billed_ms;
@@ -116,6 +116,9 @@ pub struct InvokeRequest {
     pub cognito_identity: Option<String>,
     /// The version or alias the caller named (Lambda's qualified invoked ARN).
     pub qualifier: Option<String>,
+    /// The caller will try another node if this one is saturated: a throttle is answered
+    /// but neither recorded nor counted (the node that finally runs or refuses it records).
+    pub may_spill: bool,
 }
 
 /// The answer to an invocation: the record, and the body to return (the function's result, or
@@ -278,11 +281,11 @@ impl Invoker {
         let f = &dep.function;
         let _admitted = match inner.admission.admit(&f.namespace, f.name.as_str()) {
             Ok(admitted) => admitted,
-            Err(throttle) => return inner.throttled(record, throttle),
+            Err(throttle) => return inner.throttled(record, throttle, req.may_spill),
         };
         let pool = inner.pool(dep);
         let instance = match inner.acquire(&pool).await {
-            Err(throttle) => return inner.throttled(record, throttle),
+            Err(throttle) => return inner.throttled(record, throttle, req.may_spill),
             Ok(Acquired::Warm(instance)) => *instance,
             Ok(Acquired::Cold(lease, reason)) => {
                 record.cold = true;
@@ -427,6 +430,11 @@ impl Invoker {
     /// Records a function's reserved concurrency (`None`: it shares the unreserved pool).
     pub fn set_reserved_concurrency(&self, namespace: &str, name: &str, reserved: Option<u32>) {
         self.inner.admission.set_reserved(namespace, name, reserved);
+    }
+
+    /// Makes the concurrency limits this node enforces its shares of cluster-wide limits.
+    pub fn set_limit_shares(&self, shares: Arc<dyn LimitShares>) {
+        self.inner.admission.set_shares(shares);
     }
 
     /// Reserved concurrency of all functions of a namespace except `except`.
@@ -684,17 +692,25 @@ impl Inner {
     }
 
     /// The answer to an invocation a limit refused: a 429 for the caller, and a record.
-    fn throttled(&self, mut record: Activation, throttle: Throttle) -> InvokeResult {
+    fn throttled(&self, mut record: Activation, throttle: Throttle, spill: bool) -> InvokeResult {
+        let message = throttle.to_string();
+        record.status = ActivationStatus::Throttled;
+        record.error_type = Some("Lambent.Throttled".into());
+        record.error_message = Some(message.clone());
+        if spill {
+            record.end_ms = now_ms();
+            let body = error_body("Lambent.Throttled", &message);
+            return InvokeResult {
+                activation: record,
+                body,
+            };
+        }
         let labels = metrics::ThrottleLabels {
             namespace: record.namespace.clone(),
             function: record.function.clone(),
             limit: throttle.label().to_string(),
         };
         self.metrics.throttles.get_or_create(&labels).inc();
-        let message = throttle.to_string();
-        record.status = ActivationStatus::Throttled;
-        record.error_type = Some("Lambent.Throttled".into());
-        record.error_message = Some(message.clone());
         let id = record.id.clone();
         self.finish(
             record,

@@ -41,10 +41,21 @@ struct NamespaceCount {
     inflight: HashMap<String, u32>,
 }
 
+/// A cluster node's part of cluster-wide limits: each node enforces its share, and the shares
+/// of all live nodes add up to the limit (see `lambent-cluster`'s placement).
+pub trait LimitShares: Send + Sync + 'static {
+    /// This node's share of a function's reserved concurrency `limit`.
+    fn function(&self, namespace: &str, function: &str, limit: u32) -> u32;
+    /// This node's share of a namespace's concurrency `limit` (unreserved invocations).
+    fn namespace(&self, namespace: &str, limit: u32) -> u32;
+}
+
 /// Concurrent invocations per namespace and function.
 pub(crate) struct Admission {
     namespace_limit: u32,
     counts: Mutex<HashMap<String, NamespaceCount>>,
+    /// Cluster mode: enforce this node's shares instead of the whole limits.
+    shares: parking_lot::RwLock<Option<Arc<dyn LimitShares>>>,
 }
 
 /// One admitted invocation; dropping it frees its slot.
@@ -60,7 +71,12 @@ impl Admission {
         Admission {
             namespace_limit,
             counts: Mutex::new(HashMap::new()),
+            shares: parking_lot::RwLock::new(None),
         }
+    }
+
+    pub fn set_shares(&self, shares: Arc<dyn LimitShares>) {
+        *self.shares.write() = Some(shares);
     }
 
     /// Records a function's reserved concurrency (`None`: it draws from the unreserved pool).
@@ -87,21 +103,29 @@ impl Admission {
     }
 
     pub fn admit(self: &Arc<Self>, namespace: &str, function: &str) -> Result<Admitted, Throttle> {
+        let shares = self.shares.read().clone();
         let mut counts = self.counts.lock();
         let ns = counts.entry(namespace.to_string()).or_default();
         let reserved = ns.reserved.get(function).copied();
         let inflight = ns.inflight.get(function).copied().unwrap_or(0);
         match reserved {
-            Some(limit) if inflight >= limit => {
-                return Err(Throttle::Reserved {
-                    function: function.to_string(),
-                    limit,
-                })
+            Some(limit) => {
+                let here = shares
+                    .as_ref()
+                    .map_or(limit, |s| s.function(namespace, function, limit));
+                if inflight >= here {
+                    return Err(Throttle::Reserved {
+                        function: function.to_string(),
+                        limit,
+                    });
+                }
             }
-            Some(_) => {}
             None => {
                 let limit = self.namespace_limit.saturating_sub(ns.reserved_total);
-                if ns.unreserved_inflight >= limit {
+                let here = shares
+                    .as_ref()
+                    .map_or(limit, |s| s.namespace(namespace, limit));
+                if ns.unreserved_inflight >= here {
                     return Err(Throttle::Namespace {
                         namespace: namespace.to_string(),
                         limit,

@@ -211,9 +211,7 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
     });
     let payload = serde_json::to_vec(&event).map_err(|_| Refusal::Internal)?;
     let result = app
-        .registry
-        .invoker()
-        .invoke(
+        .run(
             &deployment,
             InvokeRequest {
                 payload: payload.into(),
