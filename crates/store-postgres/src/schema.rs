@@ -1,0 +1,203 @@
+//! The schema, as refinery migrations applied at connect. Unlike the SQLite store's history,
+//! PostgreSQL starts at one migration holding every table; later changes append `V2__…`.
+//! Integers are BIGINT (SQLite's INTEGER is 64-bit; PG's is 32), flags BOOLEAN, payloads BYTEA.
+
+/// The migrations, in order: (refinery name `V<n>__<what>`, SQL).
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[("V1__initial", V1)];
+
+const V1: &str = r#"
+CREATE TABLE functions (
+    namespace   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    code_sha256 TEXT NOT NULL,
+    code_size   BIGINT NOT NULL,
+    revision    BIGINT NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    updated_ms  BIGINT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE api_keys (
+    key_sha256 TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE activations (
+    id               TEXT PRIMARY KEY,
+    namespace        TEXT NOT NULL,
+    function         TEXT NOT NULL,
+    revision         BIGINT NOT NULL,
+    trigger          TEXT NOT NULL,
+    start_ms         BIGINT NOT NULL,
+    end_ms           BIGINT NOT NULL,
+    duration_us      BIGINT NOT NULL,
+    billed_ms        BIGINT NOT NULL,
+    memory_mb        BIGINT NOT NULL,
+    max_memory_bytes BIGINT,
+    cold             BOOLEAN NOT NULL,
+    cold_reason      TEXT,
+    init_us          BIGINT,
+    status           TEXT NOT NULL,
+    error_type       TEXT,
+    error_message    TEXT,
+    logs             TEXT NOT NULL,
+    init_birth       TEXT,
+    init_sandbox_us  BIGINT,
+    init_runtime_us  BIGINT,
+    init_import_us   BIGINT,
+    node             TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX activations_by_time ON activations (namespace, start_ms DESC, id DESC);
+CREATE INDEX activations_by_function ON activations (namespace, function, start_ms DESC, id DESC);
+CREATE INDEX activations_start ON activations (start_ms);
+
+CREATE TABLE async_events (
+    id         TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    function   TEXT NOT NULL,
+    payload    BYTEA NOT NULL,
+    trigger    TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    due_ms     BIGINT NOT NULL,
+    attempts   BIGINT NOT NULL DEFAULT 0,
+    claims     BIGINT NOT NULL DEFAULT 0,
+    leased     BOOLEAN NOT NULL DEFAULT FALSE,
+    last_error TEXT,
+    owner      TEXT
+);
+CREATE INDEX async_events_due ON async_events (due_ms);
+CREATE INDEX async_events_owner ON async_events (owner) WHERE leased;
+CREATE TABLE dead_letters (
+    namespace     TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    function      TEXT NOT NULL,
+    payload       BYTEA NOT NULL,
+    trigger       TEXT NOT NULL,
+    created_ms    BIGINT NOT NULL,
+    failed_ms     BIGINT NOT NULL,
+    attempts      BIGINT NOT NULL,
+    error_type    TEXT NOT NULL,
+    error_message TEXT NOT NULL,
+    activation_id TEXT,
+    PRIMARY KEY (namespace, id)
+);
+CREATE INDEX dead_letters_by_time ON dead_letters (namespace, failed_ms DESC);
+CREATE TABLE schedules (
+    namespace    TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    function     TEXT NOT NULL,
+    expression   TEXT NOT NULL,
+    timezone     TEXT NOT NULL,
+    next_fire_ms BIGINT,
+    created_ms   BIGINT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE INDEX schedules_next_fire ON schedules (next_fire_ms);
+
+CREATE TABLE routes (
+    id         TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    method     TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    UNIQUE (method, path)
+);
+
+CREATE TABLE queues (
+    namespace            TEXT NOT NULL,
+    name                 TEXT NOT NULL,
+    visibility_timeout_s BIGINT NOT NULL,
+    delay_s              BIGINT NOT NULL,
+    max_receive_count    BIGINT,
+    dead_letter_queue    TEXT,
+    created_ms           BIGINT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE queue_messages (
+    seq              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,
+    namespace        TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    attributes       TEXT NOT NULL,
+    sent_ms          BIGINT NOT NULL,
+    visible_at_ms    BIGINT NOT NULL,
+    receive_count    BIGINT NOT NULL DEFAULT 0,
+    first_receive_ms BIGINT NOT NULL DEFAULT 0,
+    receipt          TEXT
+);
+CREATE INDEX queue_messages_visible ON queue_messages (namespace, queue, visible_at_ms, seq);
+CREATE INDEX queue_messages_receipt ON queue_messages (receipt);
+CREATE TABLE topics (
+    namespace  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE topic_subscriptions (
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY,
+    id         TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE event_source_mappings (
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY,
+    id         TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
+    queue      TEXT NOT NULL,
+    mapping    TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+
+CREATE TABLE access_keys (
+    access_key_id     TEXT PRIMARY KEY,
+    namespace         TEXT NOT NULL,
+    secret_access_key TEXT NOT NULL,
+    created_ms        BIGINT NOT NULL
+);
+CREATE TABLE function_versions (
+    namespace   TEXT NOT NULL,
+    function    TEXT NOT NULL,
+    version     BIGINT NOT NULL,
+    snapshot    TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    PRIMARY KEY (namespace, function, version)
+);
+CREATE TABLE version_counters (
+    namespace    TEXT NOT NULL,
+    function     TEXT NOT NULL,
+    next_version BIGINT NOT NULL,
+    PRIMARY KEY (namespace, function)
+);
+CREATE TABLE aliases (
+    namespace          TEXT NOT NULL,
+    function           TEXT NOT NULL,
+    name               TEXT NOT NULL,
+    function_version   TEXT NOT NULL,
+    description        TEXT NOT NULL,
+    additional_weights TEXT NOT NULL,
+    revision_id        TEXT NOT NULL,
+    updated_ms         BIGINT NOT NULL,
+    PRIMARY KEY (namespace, function, name)
+);
+
+CREATE TABLE cluster_identity (
+    one    BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    id     TEXT NOT NULL,
+    secret TEXT NOT NULL
+);
+CREATE TABLE nodes (
+    id           TEXT PRIMARY KEY,
+    address      TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    started_ms   BIGINT NOT NULL,
+    heartbeat_ms BIGINT NOT NULL,
+    draining     BOOLEAN NOT NULL,
+    stats        JSONB NOT NULL
+);
+"#;
