@@ -169,6 +169,38 @@ pub struct AccessKey {
     pub secret_access_key: Option<String>,
 }
 
+/// `GET /v1/nodes`: the cluster's members (one on the embedded store).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeList {
+    /// The node that answered.
+    pub node: String,
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One member, as `GET /v1/nodes` shows it. Unknown fields are ignored, the state is text.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeStatus {
+    pub id: String,
+    pub address: String,
+    pub version: String,
+    /// `up`, `suspect`, `draining` or `down`.
+    pub state: String,
+    pub heartbeat_age_ms: i64,
+    pub stats: NodeStats,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeStats {
+    pub warm: u64,
+    pub busy: u64,
+    pub load: f64,
+    pub memory_budget_mb: u64,
+    pub memory_used_mb: u64,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct AccessKeyList {
@@ -509,6 +541,12 @@ impl Client {
             query.push(("function", f.clone()));
         }
         let url = self.endpoint(&format!("/v1/usage{}", query_string(&query)));
+        self.json(&url, self.http.get(&url))
+    }
+
+    /// `GET /v1/nodes`.
+    pub fn nodes(&self) -> Result<Json<NodeList>, ClientError> {
+        let url = self.endpoint("/v1/nodes");
         self.json(&url, self.http.get(&url))
     }
 

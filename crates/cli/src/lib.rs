@@ -77,6 +77,8 @@ pub enum Command {
     Activation(commands::activations::ActivationArgs),
     /// Show usage and cost, and memory right-sizing advice.
     Usage(commands::usage::UsageArgs),
+    /// List the cluster's nodes: id, address, state (up, suspect, draining, down), load.
+    Nodes,
     /// The dead-letter queue of asynchronous invocations: ls, show, redrive.
     Dlq(commands::dlq::DlqArgs),
     /// Schedules (cron, rate, at) that invoke functions: add, ls, rm.
@@ -135,6 +137,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Activations(args) => commands::activations::list(&ctx, args),
         Command::Activation(args) => commands::activations::get(&ctx, args),
         Command::Usage(args) => commands::usage::run(&ctx, args),
+        Command::Nodes => commands::nodes::run(&ctx),
         Command::Dlq(args) => commands::dlq::run(&ctx, args),
         Command::Schedule(args) => commands::schedule::run(&ctx, args),
         Command::Route { command } => commands::routes::run(&ctx, command),

@@ -515,3 +515,13 @@ impl Cluster {
 
 /// A node silent this long is down (`DOWN_AFTER_MS`).
 pub const DOWN_AFTER: Duration = Duration::from_millis(DOWN_AFTER_MS as u64);
+
+impl lambent_invoker::LimitShares for Cluster {
+    fn function(&self, namespace: &str, function: &str, limit: u32) -> u32 {
+        self.function_share(namespace, function, limit)
+    }
+
+    fn namespace(&self, namespace: &str, limit: u32) -> u32 {
+        self.namespace_share(namespace, limit)
+    }
+}

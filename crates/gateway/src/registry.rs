@@ -130,6 +130,15 @@ impl Registry {
             .cloned()
     }
 
+    /// The key (`namespace/name`) of every deployed function.
+    pub fn keys(&self) -> Vec<String> {
+        self.live
+            .read()
+            .keys()
+            .map(|(ns, name)| lambent_store::events::function_key(ns, name))
+            .collect()
+    }
+
     /// A namespace's functions, sorted by name.
     pub fn list(&self, namespace: &str) -> Vec<Arc<Deployment>> {
         let mut list: Vec<_> = self

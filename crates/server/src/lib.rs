@@ -23,7 +23,18 @@ use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTab
 use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
 use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
-use lambent_store::blobs::FsBlobs;
+use lambent_bus_nats::{NatsBlobs, NatsBus};
+use lambent_cluster::node::{
+    mapping_lease, Cluster, JoinOptions, StatsFn, PRUNER_LEASE, SCHEDULES_LEASE,
+};
+use lambent_events::worker::{Home, IsLeader};
+use lambent_queues::{PollAll, PollGate};
+use lambent_store::blobs::{BlobStore, FsBlobs};
+use lambent_store::cluster::{ClusterStore, NodeStats};
+use lambent_store::events::EventStore;
+use lambent_store::queues::QueueStore;
+use lambent_store::routes::RouteStore;
+use lambent_store_postgres::PgStore;
 use lambent_store::bus::{Bus, LocalBus};
 use lambent_store::lambda::AccessKey;
 use lambent_store::package::CodeDirs;
@@ -71,6 +82,16 @@ pub struct ServerOptions {
     /// An access key (id, secret) of the default namespace for the Lambda-compatible API,
     /// stored at start-up (`LAMBENT_ACCESS_KEY_ID`, `LAMBENT_SECRET_ACCESS_KEY` for `lambent up`).
     pub access_key: Option<(String, String)>,
+    /// Cluster mode: the PostgreSQL URL (`--store postgres://…`); with `bus`.
+    pub store: Option<String>,
+    /// Cluster mode: the NATS URL (`--bus nats://…`); with `store`.
+    pub bus: Option<String>,
+    /// This node's id in a cluster (default: host name and port).
+    pub node_id: Option<String>,
+    /// The URL other nodes reach this one at (default: `http://<listen address>`).
+    pub advertise: Option<String>,
+    /// How long a stopping node lets running invocations finish.
+    pub shutdown_grace: Duration,
 }
 
 impl ServerOptions {
@@ -93,6 +114,11 @@ impl ServerOptions {
             async_concurrency: WorkerOptions::default().concurrency,
             region: DEFAULT_REGION.into(),
             access_key: None,
+            store: None,
+            bus: None,
+            node_id: None,
+            advertise: None,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -119,6 +145,14 @@ pub enum ServerError {
     BadApiKey,
     #[error("the access key id and secret must be non-empty and without whitespace")]
     BadAccessKey,
+    #[error("a cluster node needs both --store postgres://… and --bus nats://… (got only {given}); without either, Lambent runs on its embedded store")]
+    HalfCluster { given: &'static str },
+    #[error("--store must be a postgres:// URL, not '{0}'")]
+    BadStoreUrl(String),
+    #[error("--bus must be a nats:// URL, not '{0}'")]
+    BadBusUrl(String),
+    #[error("--node-id '{0}' must be 1-64 characters of letters, digits, '-', '_' or '.'")]
+    BadNodeId(String),
 }
 
 /// A node that is serving. Dropping it without [`RunningServer::shutdown`] stops serving too.
@@ -130,7 +164,8 @@ pub struct RunningServer {
     workers: lambent_events::Running,
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<()>,
-    pruning: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    grace: Duration,
 }
 
 impl RunningServer {
@@ -145,18 +180,31 @@ impl RunningServer {
         &self.api_key
     }
 
-    /// Stops accepting requests, lets running ones finish, kills idle sandboxes and writes the
-    /// pending activation records.
+    /// This node's id (`local` on the embedded node).
+    pub fn node_id(&self) -> &str {
+        self.app.cluster.node_id()
+    }
+
+    /// Drains the node: it tells the cluster it is leaving (others stop sending it work),
+    /// stops accepting requests, lets running invocations and asynchronous events finish
+    /// within the shutdown grace, hands back what it still holds (event leases, mapping and
+    /// schedule leases), kills idle sandboxes, writes the pending activation records and
+    /// leaves the membership table.
     pub async fn shutdown(mut self) {
+        self.app.cluster.drain().await;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.serving).await;
-        self.workers.stop();
-        self.pruning.abort();
-        self.app.queues.shutdown();
+        let grace = self.grace;
+        let _ = tokio::time::timeout(grace, &mut self.serving).await;
+        self.workers.drain(grace).await;
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        self.app.queues.drain().await;
         self.app.registry.invoker().shutdown();
         self.app.recorder.flush().await;
+        self.app.cluster.leave().await;
     }
 }
 
@@ -165,8 +213,117 @@ impl Drop for RunningServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.pruning.abort();
+        for task in self.background.drain(..) {
+            task.abort();
+        }
         self.app.queues.shutdown();
+    }
+}
+
+/// Where this node keeps its state: the embedded store, or a cluster's.
+struct Backends {
+    store: Arc<dyn Store>,
+    events: Arc<dyn EventStore>,
+    routes: Arc<dyn RouteStore>,
+    queues: Arc<dyn QueueStore>,
+    blobs: Arc<dyn BlobStore>,
+    bus: Arc<dyn Bus>,
+    /// Cluster mode: the membership table.
+    cluster: Option<Arc<dyn ClusterStore>>,
+    node_id: String,
+}
+
+impl Backends {
+    fn of<S>(store: Arc<S>, blobs: Arc<dyn BlobStore>, bus: Arc<dyn Bus>, node_id: String) -> Self
+    where
+        S: Store + EventStore + RouteStore + QueueStore,
+    {
+        Backends {
+            store: store.clone(),
+            events: store.clone(),
+            routes: store.clone(),
+            queues: store,
+            blobs,
+            bus,
+            cluster: None,
+            node_id,
+        }
+    }
+
+    /// The embedded default: SQLite and blobs in the data dir, an in-process bus.
+    fn embedded(data: &Path) -> Result<Backends, ServerError> {
+        let sqlite = Arc::new(SqliteStore::open(&data.join("lambent.db"))?);
+        let blobs = Arc::new(FsBlobs::open(data.join("blobs"))?);
+        let bus = Arc::new(LocalBus::new(lambent_core::LOCAL_NODE));
+        Ok(Backends::of(sqlite, blobs, bus, lambent_core::LOCAL_NODE.into()))
+    }
+
+    /// A cluster node: PostgreSQL for state, NATS for signals and code (cached in the data dir).
+    async fn cluster(
+        data: &Path,
+        store_url: &str,
+        bus_url: &str,
+        node_id: String,
+    ) -> Result<Backends, ServerError> {
+        if !store_url.starts_with("postgres://") && !store_url.starts_with("postgresql://") {
+            return Err(ServerError::BadStoreUrl(store_url.into()));
+        }
+        if !bus_url.starts_with("nats://") {
+            return Err(ServerError::BadBusUrl(bus_url.into()));
+        }
+        let pg = Arc::new(PgStore::connect(store_url).await?);
+        let identity = pg.identity().await?;
+        let bus = Arc::new(NatsBus::connect(bus_url, &node_id, &identity.id).await?);
+        let blobs = Arc::new(NatsBlobs::for_bus(&bus, &identity.id, data.join("blobs")).await?);
+        tracing::info!(
+            "joining cluster {} as node {node_id} (PostgreSQL at {}, NATS at {})",
+            identity.id,
+            pg.address(),
+            bus.address()
+        );
+        let mut backends = Backends::of(pg.clone(), blobs, bus, node_id);
+        backends.cluster = Some(pg);
+        Ok(backends)
+    }
+}
+
+/// A node id: letters, digits, `-`, `_`, `.`.
+fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The machine's host name, if it has a usable one.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| valid_node_id(h))
+}
+
+/// The default node id: the host's name and the port.
+fn default_node_id(port: u16) -> String {
+    format!("{}-{port}", host_name().unwrap_or_else(|| "node".into()))
+}
+
+/// Adapts the cluster's mapping leases to the queues' poll gate.
+struct MappingGate(Arc<Cluster>);
+
+#[async_trait::async_trait]
+impl PollGate for MappingGate {
+    async fn may_poll(&self, mapping_id: &str) -> bool {
+        let lease = mapping_lease(mapping_id);
+        if !self.0.is_home(mapping_id) {
+            self.0.give_back(&lease).await;
+            return false;
+        }
+        self.0.try_take(&lease).await
+    }
+
+    async fn stopped(&self, mapping_id: &str) {
+        self.0.give_back(&mapping_lease(mapping_id)).await;
     }
 }
 
@@ -198,8 +355,28 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     .await
     .expect("host detection panicked")?;
 
-    let sqlite = Arc::new(SqliteStore::open(&data.join("lambent.db"))?);
-    let store: Arc<dyn Store> = sqlite.clone();
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| ServerError::Listen(opts.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Listen(opts.listen, e))?;
+    let backends = match (&opts.store, &opts.bus) {
+        (None, None) => Backends::embedded(data)?,
+        (Some(store), Some(bus)) => {
+            let node_id = opts
+                .node_id
+                .clone()
+                .unwrap_or_else(|| default_node_id(addr.port()));
+            if !valid_node_id(&node_id) {
+                return Err(ServerError::BadNodeId(node_id));
+            }
+            Backends::cluster(data, store, bus, node_id).await?
+        }
+        (Some(_), None) => return Err(ServerError::HalfCluster { given: "--store" }),
+        (None, Some(_)) => return Err(ServerError::HalfCluster { given: "--bus" }),
+    };
+    let store = backends.store.clone();
     let api_key = match opts.api_key {
         Some(key) if key.is_empty() || key.chars().any(char::is_whitespace) => {
             return Err(ServerError::BadApiKey)
@@ -243,25 +420,67 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         queue_timeout: opts.queue_timeout,
         freeze_idle: opts.freeze_idle,
         region: opts.region.clone(),
+        node_id: backends.node_id.clone(),
         ..defaults
     };
     // A package's requirements.txt is installed with the interpreter its sandboxes run.
     let python = config.python.clone();
     let invoker = Invoker::new(host, config, opts.record_activations.then_some(sink));
+    let advertise = opts
+        .advertise
+        .clone()
+        .unwrap_or_else(|| advertised_url(addr));
+    let stats: StatsFn = {
+        let invoker = invoker.clone();
+        Arc::new(move || node_stats(&invoker))
+    };
+    let cluster = match &backends.cluster {
+        None => Cluster::single(&backends.node_id, &advertise, stats),
+        Some(membership) => {
+            let cluster = Cluster::join(
+                membership.clone(),
+                backends.events.clone(),
+                backends.bus.clone(),
+                JoinOptions {
+                    node_id: backends.node_id.clone(),
+                    address: advertise.clone(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    stats,
+                },
+            )
+            .await?;
+            invoker.set_limit_shares(cluster.clone());
+            cluster.want(SCHEDULES_LEASE);
+            cluster.want(PRUNER_LEASE);
+            cluster
+        }
+    };
     let registry = Registry::load(
         store.clone(),
-        FsBlobs::open(data.join("blobs"))?,
+        backends.blobs.clone(),
         CodeDirs::open(data.join("code"))
             .map_err(in_data)?
             .installing_requirements_with(python),
         invoker,
+        backends.bus.clone(),
     )
     .await?;
-    let routes = RouteTable::load(sqlite.clone()).await?;
-    let queues = Queues::new(sqlite.clone(), registry.invoker().config().region.clone());
-    let pruning = tokio::spawn(prune_activations(store.clone(), opts.activation_retention));
-    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(lambent_core::LOCAL_NODE));
-    let events = Events::start(sqlite, &registry.invoker().config().region, bus);
+    let routes = RouteTable::load(backends.routes.clone(), backends.bus.clone()).await?;
+    let queues = Queues::new(
+        backends.queues.clone(),
+        registry.invoker().config().region.clone(),
+        backends.bus.clone(),
+    );
+    let pruning = tokio::spawn(prune_activations(
+        store.clone(),
+        cluster.clone(),
+        opts.activation_retention,
+    ));
+    let events = Events::start(
+        backends.events.clone(),
+        &registry.invoker().config().region,
+        backends.bus.clone(),
+    );
     let app = Arc::new(App {
         prices: opts.prices,
         store,
@@ -271,6 +490,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         events: events.clone(),
         routes,
         queues,
+        bus: backends.bus.clone(),
+        cluster: cluster.clone(),
     });
     let runner = Runner {
         invoker: app.registry.invoker().clone(),
@@ -281,27 +502,47 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         recorder: app.recorder.clone(),
         deliver: Some(Arc::new(RegistryRunner(Arc::downgrade(&app)))),
     };
+    let clustered = cluster.clustered();
+    let home: Option<Home> = clustered.then(|| {
+        let (app, cluster) = (Arc::downgrade(&app), cluster.clone());
+        Arc::new(move || {
+            let keys = app.upgrade().map(|a| a.registry.keys()).unwrap_or_default();
+            Arc::new(cluster.home_keys(keys.iter().map(String::as_str)))
+        }) as Home
+    });
+    let schedule_leader: Option<IsLeader> = clustered.then(|| {
+        let cluster = cluster.clone();
+        Arc::new(move || cluster.holds(SCHEDULES_LEASE)) as IsLeader
+    });
     let workers = events
         .run_workers(
             runner,
             WorkerOptions {
+                node_id: cluster.node_id().to_string(),
+                clustered,
+                home,
+                schedule_leader,
                 concurrency: opts.async_concurrency.max(1),
                 ..Default::default()
             },
         )
         .await
-        .map_err(|e| ServerError::Store(StoreError::Database(e.to_string())))?;
+        .map_err(|e| match e {
+            lambent_events::EventsError::Store(e) => ServerError::Store(e),
+            e => ServerError::Store(StoreError::Database(e.to_string())),
+        })?;
+    let gate: Arc<dyn PollGate> = match clustered {
+        true => Arc::new(MappingGate(cluster.clone())),
+        false => Arc::new(PollAll),
+    };
     app.queues
-        .start(Arc::new(RegistryRunner(Arc::downgrade(&app))))
+        .start(Arc::new(RegistryRunner(Arc::downgrade(&app))), gate)
         .await?;
+    let mut background = lambent_gateway::follow::follow(&app);
+    background.push(pruning);
 
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| ServerError::Listen(opts.listen, e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServerError::Listen(opts.listen, e))?;
     let (stop, stopped) = oneshot::channel::<()>();
+
     let router = lambent_gateway::router(app.clone())
         .merge(lambent_aws_api::router(app.clone(), opts.region));
     let serving = tokio::spawn(async move {
@@ -324,15 +565,50 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         workers,
         stop: Some(stop),
         serving,
-        pruning,
+        background,
+        grace: opts.shutdown_grace,
     })
 }
 
-/// Deletes activation records older than the retention, at start-up and then hourly.
-async fn prune_activations(store: Arc<dyn Store>, retention: Duration) {
+/// The URL other nodes reach this one at, when `--advertise` is not given.
+fn advertised_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        let host = host_name().unwrap_or_else(|| "127.0.0.1".into());
+        format!("http://{host}:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// This node's load, for its heartbeat.
+fn node_stats(invoker: &Invoker) -> NodeStats {
+    let counts = invoker.counts(None, None);
+    let (used, budget) = invoker.memory();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    NodeStats {
+        warm: counts.idle as u64,
+        busy: counts.busy as u64,
+        inflight: counts.busy as u64,
+        load: load / cores,
+        memory_budget_mb: budget,
+        memory_used_mb: used,
+    }
+}
+
+/// Deletes activation records older than the retention, at start-up and then hourly (on one
+/// node of a cluster: the holder of the pruner's lease).
+async fn prune_activations(store: Arc<dyn Store>, cluster: Arc<Cluster>, retention: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
+        if !cluster.holds(PRUNER_LEASE) {
+            continue;
+        }
+
         let cutoff = lambent_core::now_ms() - retention.as_millis() as i64;
         match store.prune_activations(cutoff).await {
             Ok(0) => {}

@@ -77,6 +77,23 @@ pub struct ServerArgs {
         requires = "access_key_id"
     )]
     pub secret_access_key: Option<String>,
+    /// Join a cluster: its PostgreSQL (state), e.g. postgres://lambent@db:5432/lambent; needs
+    /// --bus too. Without both, Lambent runs on its embedded store.
+    #[arg(long, env = "LAMBENT_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Join a cluster: its NATS server with JetStream (signals, code), e.g. nats://nats:4222;
+    /// needs --store too.
+    #[arg(long, env = "LAMBENT_BUS", value_name = "URL")]
+    pub bus: Option<String>,
+    /// This node's id in the cluster [default: host name and port].
+    #[arg(long, env = "LAMBENT_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// The URL other nodes reach this one at [default: http://<listen address>].
+    #[arg(long, env = "LAMBENT_ADVERTISE", value_name = "URL")]
+    pub advertise: Option<String>,
+    /// Seconds a stopping node (SIGTERM) lets running invocations finish [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_grace: Option<u64>,
 }
 
 /// A region name such as `us-east-1`: lower-case letters, digits and `-`.
@@ -134,6 +151,13 @@ impl ServerArgs {
         if let Some(p) = self.price_per_gb_second {
             opts.prices.per_gb_second = p;
         }
+        opts.store.clone_from(&self.store);
+        opts.bus.clone_from(&self.bus);
+        opts.node_id.clone_from(&self.node_id);
+        opts.advertise.clone_from(&self.advertise);
+        if let Some(s) = self.shutdown_grace {
+            opts.shutdown_grace = Duration::from_secs(s);
+        }
         opts
     }
 
@@ -181,6 +205,11 @@ impl Embedded {
 
     pub fn api_key(&self) -> &str {
         self.server.as_ref().map_or("", |s| s.api_key())
+    }
+
+    /// The node's id (`local` on the embedded store).
+    pub fn node_id(&self) -> &str {
+        self.server.as_ref().map_or("", |s| s.node_id())
     }
 
     pub fn data_dir(&self) -> &std::path::Path {

@@ -13,6 +13,7 @@ pub mod queues;
 pub mod routes;
 pub mod schedule;
 pub mod up;
+pub mod nodes;
 pub mod usage;
 
 mod embedded;

@@ -45,6 +45,9 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "lambent is up at {}", server.url())?;
+        if args.server.store.is_some() {
+            writeln!(out, "cluster node: {}", server.node_id())?;
+        }
         writeln!(out, "api key: {}", server.api_key())?;
         out.flush()?;
     }
