@@ -34,7 +34,7 @@ const US: u64 = 1_000_000;
 const KEEP_ALIVE: u64 = 600 * US;
 const COLD_START: u64 = 250_000;
 const WARMUP: u64 = 600 * US;
-const HORIZON: u64 = 1_800 * US;
+const HORIZON: u64 = 1_500 * US;
 const RATE_SIGMA: f64 = 3.57;
 const MAX_SPILL: usize = 2;
 
@@ -167,6 +167,26 @@ impl Workload {
 // ---------------------------------------------------------------------------------------------
 // Nodes: slots, memory, warm pool with keep-alive and LRU eviction.
 
+/// Fibonacci hashing of a function index (the default SipHash is needlessly slow here).
+#[derive(Default, Clone, Copy)]
+struct IndexHasher(u64);
+
+impl std::hash::Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IndexMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IndexHasher>>;
+
 #[derive(Default)]
 struct Node {
     busy: u32,
@@ -174,7 +194,7 @@ struct Node {
     /// Idle sandboxes by (idle since, sequence) → (function, memory): LRU first.
     idle: BTreeMap<(u64, u64), (u32, u32)>,
     /// Each function's idle sandboxes (keys into `idle`), most recently used last.
-    idle_by_function: HashMap<u32, Vec<(u64, u64)>>,
+    idle_by_function: IndexMap<Vec<(u64, u64)>>,
     busy_us: u64,
 }
 
@@ -236,7 +256,7 @@ impl Node {
 // ---------------------------------------------------------------------------------------------
 // Policies.
 
-trait Policy {
+trait Policy: Send {
     fn name(&self) -> &'static str;
     /// The node to run `function` on among those with a free slot, and how many candidates
     /// were passed over (spills), or None when the policy finds no free slot.
@@ -318,6 +338,55 @@ impl Policy for Rendezvous<'_> {
             })
             .count();
         Some(moved as f64 / self.workload.functions.len() as f64)
+    }
+}
+
+/// (a') Lambent's order walked to the end: home, `MAX_SPILL` next nodes by hash, then the rest
+/// of the function's rendezvous order (full orders computed on demand by `Placement::order`
+/// and cached, as a node would for its hot functions until the membership changes).
+struct RendezvousWalk<'w> {
+    inner: Rendezvous<'w>,
+    full_orders: HashMap<usize, Vec<usize>>,
+}
+
+impl Policy for RendezvousWalk<'_> {
+    fn name(&self) -> &'static str {
+        "lambent, spill walking the whole order"
+    }
+
+    fn choose(
+        &mut self,
+        function: usize,
+        _receiving: usize,
+        full: &dyn Fn(usize) -> bool,
+        _rng: &mut Rng,
+    ) -> Option<(usize, usize)> {
+        let inner = &mut self.inner;
+        let key = &inner.workload.functions[function].key;
+        inner.placement.try_order_into(key, &mut inner.order);
+        if let Some(found) = inner
+            .order
+            .iter()
+            .enumerate()
+            .find(|&(_, &node)| !full(node))
+        {
+            return Some((*found.1, found.0));
+        }
+        let placement = &inner.placement;
+        let order = self
+            .full_orders
+            .entry(function)
+            .or_insert_with(|| placement.order(key));
+        order
+            .iter()
+            .enumerate()
+            .skip(MAX_SPILL + 1)
+            .find(|&(_, &node)| !full(node))
+            .map(|(spills, &node)| (node, spills))
+    }
+
+    fn moved_on_leave(&self, leaving: usize) -> Option<f64> {
+        self.inner.moved_on_leave(leaving)
     }
 }
 
@@ -481,6 +550,9 @@ impl Policy for LeastLoaded {
 // ---------------------------------------------------------------------------------------------
 // Simulation.
 
+/// A running invocation: (end, sequence, node, function, memory), earliest end first.
+type Running = (u64, u64, u32, u32, u32);
+
 struct Outcome {
     invocations: u64,
     warm: u64,
@@ -494,8 +566,7 @@ fn simulate(nodes: usize, workload: &Workload, policy: &mut dyn Policy) -> Outco
     let mut trace = Rng(SEED ^ 0x7261_6365);
     let mut routing = Rng(SEED ^ 0x726f_7574);
     let mut state: Vec<Node> = (0..nodes).map(|_| Node::default()).collect();
-    // (end, seq, node, function, memory)
-    let mut running: BinaryHeap<Reverse<(u64, u64, u32, u32, u32)>> = BinaryHeap::new();
+    let mut running: BinaryHeap<Reverse<Running>> = BinaryHeap::new();
     let mut out = Outcome {
         invocations: 0,
         warm: 0,
@@ -535,7 +606,13 @@ fn simulate(nodes: usize, workload: &Workload, policy: &mut dyn Policy) -> Outco
         policy.load_changed(node, n.busy - 1, n.busy);
         let busy = duration + if warm { 0 } else { COLD_START };
         seq += 1;
-        running.push(Reverse((now + busy, seq, node as u32, function as u32, memory)));
+        running.push(Reverse((
+            now + busy,
+            seq,
+            node as u32,
+            function as u32,
+            memory,
+        )));
         if measured {
             out.invocations += 1;
             out.warm += u64::from(warm);
@@ -559,7 +636,9 @@ fn imbalance(busy: &[u64]) -> (f64, f64) {
 /// Nanoseconds per `try_order_into` (and per `home`) over many keys, on `nodes` nodes.
 fn time_decision(nodes: usize) -> (f64, f64) {
     let placement = Placement::from_ids(node_ids(nodes));
-    let keys: Vec<String> = (0..4096).map(|i| format!("tenant{}/fn{i}", i % 97)).collect();
+    let keys: Vec<String> = (0..4096)
+        .map(|i| format!("tenant{}/fn{i}", i % 97))
+        .collect();
     let calls = 2_000_000 / nodes.max(10) * 10;
     let mut order = Vec::with_capacity(MAX_SPILL + 2);
     let start = Instant::now();
@@ -605,19 +684,38 @@ fn main() {
             top_busy,
             top_busy / f64::from(SLOTS),
         );
-        let mut policies: Vec<Box<dyn Policy + '_>> = vec![
+        let policies: Vec<Box<dyn Policy + '_>> = vec![
             Box::new(Rendezvous::new(nodes, &workload)),
+            Box::new(RendezvousWalk {
+                inner: Rendezvous::new(nodes, &workload),
+                full_orders: HashMap::new(),
+            }),
             Box::new(Random { nodes }),
             Box::new(OpenWhisk::new(nodes, &workload)),
             Box::new(LeastLoaded::new(nodes)),
         ];
-        for policy in &mut policies {
-            let t = Instant::now();
-            let out = simulate(nodes, &workload, policy.as_mut());
+        // One thread per policy: runs are independent and each is deterministic.
+        let outcomes: Vec<(&'static str, Outcome, f64)> = std::thread::scope(|scope| {
+            let workload = &workload;
+            let handles: Vec<_> = policies
+                .into_iter()
+                .map(|mut policy| {
+                    scope.spawn(move || {
+                        let t = Instant::now();
+                        let out = simulate(nodes, workload, policy.as_mut());
+                        (policy.name(), out, t.elapsed().as_secs_f64())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("simulation thread"))
+                .collect()
+        });
+        for (name, out, seconds) in outcomes {
             let (max_mean, cv) = imbalance(&out.busy_us);
             rows.push(format!(
-                "| {nodes} | {} | {} | {:.2} % | {:.2} | {:.3} | {:.3} | {:.3} % | {} |",
-                policy.name(),
+                "| {nodes} | {name} | {} | {:.2} % | {:.2} | {:.3} | {:.3} | {:.3} % | {} |",
                 out.invocations,
                 out.warm as f64 / out.invocations as f64 * 100.0,
                 max_mean,
@@ -627,11 +725,7 @@ fn main() {
                 out.moved
                     .map_or("n/a".to_owned(), |m| format!("{:.2} %", m * 100.0)),
             ));
-            eprintln!(
-                "  {nodes} nodes, {}: {:.1} s",
-                policy.name(),
-                t.elapsed().as_secs_f64()
-            );
+            eprintln!("  {nodes} nodes, {name}: {seconds:.1} s");
         }
     }
     println!();
@@ -652,5 +746,6 @@ fn main() {
         let (try_order, home) = time_decision(nodes);
         println!("| {nodes} | {try_order:.0} | {home:.0} |");
     }
+    println!();
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
 }
