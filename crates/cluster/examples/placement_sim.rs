@@ -84,8 +84,10 @@ struct Function {
 
 struct Workload {
     functions: Vec<Function>,
-    /// Cumulative rate weights, for sampling which function an arrival invokes.
-    cumulative: Vec<f64>,
+    /// Each function's share of the invocations.
+    probability: Vec<f64>,
+    /// Walker's alias table over `probability`: O(1) sampling of the invoked function.
+    alias: Vec<(f64, u32)>,
     /// Invocations per second, all functions.
     rate: f64,
 }
@@ -120,24 +122,23 @@ impl Workload {
             .map(|(f, w)| w / total * f.median_s * (0.5f64 * 0.5 / 2.0).exp())
             .sum();
         let rate = TARGET_UTILISATION * (nodes as f64) * f64::from(SLOTS) / mean_duration;
-        let mut cumulative = Vec::with_capacity(count);
-        let mut sum = 0.0;
-        for w in &weights {
-            sum += w / total;
-            cumulative.push(sum);
-        }
+        let probability: Vec<f64> = weights.iter().map(|w| w / total).collect();
         Self {
+            alias: alias_table(&probability),
+            probability,
             functions,
-            cumulative,
             rate,
         }
     }
 
     fn sample(&self, rng: &mut Rng) -> usize {
-        let u = rng.unit() * self.cumulative[self.cumulative.len() - 1];
-        self.cumulative
-            .partition_point(|&c| c < u)
-            .min(self.functions.len() - 1)
+        let i = rng.below(self.alias.len());
+        let (keep, other) = self.alias[i];
+        if rng.unit() <= keep {
+            i
+        } else {
+            other as usize
+        }
     }
 
     fn duration_us(&self, function: usize, rng: &mut Rng) -> u64 {
@@ -148,9 +149,7 @@ impl Workload {
     /// (share of invocations going to the top 18 % of functions, share of functions invoked
     /// less than once an hour, busy slots of the most popular function).
     fn shape(&self) -> (f64, f64, f64) {
-        let mut p: Vec<f64> = std::iter::once(self.cumulative[0])
-            .chain(self.cumulative.windows(2).map(|w| w[1] - w[0]))
-            .collect();
+        let mut p = self.probability.clone();
         let top_busy = p
             .iter()
             .zip(&self.functions)
@@ -162,6 +161,27 @@ impl Workload {
         let top_share: f64 = p[..top].iter().sum();
         (top_share, rare as f64 / p.len() as f64, top_busy)
     }
+}
+
+/// Walker's alias method (Vose's construction): entry i keeps i with probability `.0`, else
+/// yields `.1`.
+fn alias_table(probability: &[f64]) -> Vec<(f64, u32)> {
+    let n = probability.len();
+    let mut scaled: Vec<f64> = probability.iter().map(|p| p * n as f64).collect();
+    let mut table = vec![(1.0, 0u32); n];
+    let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < 1.0);
+    while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
+        table[s] = (scaled[s], l as u32);
+        scaled[l] -= 1.0 - scaled[s];
+        if scaled[l] < 1.0 {
+            large.pop();
+            small.push(l);
+        }
+    }
+    for i in small.into_iter().chain(large) {
+        table[i] = (1.0, i as u32);
+    }
+    table
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,9 +289,9 @@ trait Policy: Send {
     ) -> Option<(usize, usize)>;
     /// A node's busy count changed (for policies that track load).
     fn load_changed(&mut self, _node: usize, _old: u32, _new: u32) {}
-    /// Share of functions whose first-choice node changes when node `leaving` leaves (None:
-    /// the policy has no notion of home).
-    fn moved_on_leave(&self, _leaving: usize) -> Option<f64> {
+    /// Shares of functions whose first-choice node changes when node `leaving` leaves, and when
+    /// one node joins (None: the policy has no notion of home).
+    fn rehomed(&self, _leaving: usize) -> Option<(f64, f64)> {
         None
     }
 }
@@ -324,20 +344,22 @@ impl Policy for Rendezvous<'_> {
             .map(|(spills, &node)| (node, spills))
     }
 
-    fn moved_on_leave(&self, leaving: usize) -> Option<f64> {
+    fn rehomed(&self, leaving: usize) -> Option<(f64, f64)> {
         let ids = node_ids(self.placement.len());
         let gone = &ids[leaving];
-        let after = Placement::from_ids(ids.iter().filter(|id| *id != gone).cloned());
-        let moved = self
-            .workload
-            .functions
-            .iter()
-            .filter(|f| {
-                let before = self.placement.id(self.placement.home(&f.key).unwrap());
-                before != after.id(after.home(&f.key).unwrap())
-            })
-            .count();
-        Some(moved as f64 / self.workload.functions.len() as f64)
+        let left = Placement::from_ids(ids.iter().filter(|id| *id != gone).cloned());
+        let joined = Placement::from_ids(ids.iter().cloned().chain(["node-new".to_owned()]));
+        let home = |placement: &Placement, key: &str| -> String {
+            placement.id(placement.home(key).unwrap()).to_owned()
+        };
+        let (mut after_leave, mut after_join) = (0usize, 0usize);
+        for f in &self.workload.functions {
+            let before = home(&self.placement, &f.key);
+            after_leave += usize::from(before != home(&left, &f.key));
+            after_join += usize::from(before != home(&joined, &f.key));
+        }
+        let count = self.workload.functions.len() as f64;
+        Some((after_leave as f64 / count, after_join as f64 / count))
     }
 }
 
@@ -385,8 +407,8 @@ impl Policy for RendezvousWalk<'_> {
             .map(|(spills, &node)| (node, spills))
     }
 
-    fn moved_on_leave(&self, leaving: usize) -> Option<f64> {
-        self.inner.moved_on_leave(leaving)
+    fn rehomed(&self, leaving: usize) -> Option<(f64, f64)> {
+        self.inner.rehomed(leaving)
     }
 }
 
@@ -485,15 +507,18 @@ impl Policy for OpenWhisk {
         None
     }
 
-    fn moved_on_leave(&self, leaving: usize) -> Option<f64> {
-        // Invokers keep their ids; the list of healthy ones shrinks by one.
-        let after: Vec<usize> = (0..self.nodes).filter(|&n| n != leaving).collect();
-        let moved = self
-            .hashes
-            .iter()
-            .filter(|&&h| h as usize % self.nodes != after[h as usize % after.len()])
-            .count();
-        Some(moved as f64 / self.hashes.len() as f64)
+    fn rehomed(&self, leaving: usize) -> Option<(f64, f64)> {
+        // Since apache/openwhisk#2476 an invoker that goes offline keeps its index (the list
+        // never shrinks): only the actions homed on it move, to their next step. A new invoker
+        // is appended: N changes, and with it `hash mod N` for almost every action.
+        let (mut after_leave, mut after_join) = (0usize, 0usize);
+        for &hash in &self.hashes {
+            let home = hash as usize % self.nodes;
+            after_leave += usize::from(home == leaving);
+            after_join += usize::from(home != hash as usize % (self.nodes + 1));
+        }
+        let count = self.hashes.len() as f64;
+        Some((after_leave as f64 / count, after_join as f64 / count))
     }
 }
 
@@ -559,7 +584,7 @@ struct Outcome {
     rejected: u64,
     spills: u64,
     busy_us: Vec<u64>,
-    moved: Option<f64>,
+    rehomed: Option<(f64, f64)>,
 }
 
 fn simulate(nodes: usize, workload: &Workload, policy: &mut dyn Policy) -> Outcome {
@@ -573,7 +598,7 @@ fn simulate(nodes: usize, workload: &Workload, policy: &mut dyn Policy) -> Outco
         rejected: 0,
         spills: 0,
         busy_us: Vec::new(),
-        moved: None,
+        rehomed: None,
     };
     let mut seq = 0u64;
     let mut now = 0u64;
@@ -621,7 +646,7 @@ fn simulate(nodes: usize, workload: &Workload, policy: &mut dyn Policy) -> Outco
         }
     }
     out.busy_us = state.iter().map(|n| n.busy_us).collect();
-    out.moved = policy.moved_on_leave(nodes / 2);
+    out.rehomed = policy.rehomed(nodes / 2);
     out
 }
 
@@ -722,8 +747,12 @@ fn main() {
                 cv,
                 out.spills as f64 / out.invocations as f64,
                 out.rejected as f64 / (out.invocations + out.rejected) as f64 * 100.0,
-                out.moved
-                    .map_or("n/a".to_owned(), |m| format!("{:.2} %", m * 100.0)),
+                out.rehomed
+                    .map_or("n/a".to_owned(), |(leave, join)| format!(
+                        "{:.2} % / {:.2} %",
+                        leave * 100.0,
+                        join * 100.0
+                    )),
             ));
             eprintln!("  {nodes} nodes, {name}: {seconds:.1} s");
         }
@@ -731,7 +760,7 @@ fn main() {
     println!();
     println!(
         "| nodes | policy | invocations | warm hits | busy max/mean | busy CV | spills/inv | \
-         rejected | functions re-homed when 1 node leaves |"
+         rejected | functions re-homed: 1 node leaves / 1 joins |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
