@@ -218,8 +218,9 @@ impl Placement {
     }
 
     /// The full rendezvous order of the nodes that take new work, best first (ties, which
-    /// need a 64-bit collision, go to the lower index). O(N log N): for shares and tests;
-    /// invocations use [`Placement::try_order`].
+    /// need a 64-bit collision, go to the lower index). O(N log N): for callers that need the whole
+    /// order (a hot function's spread, cached per membership change) and tests; invocations use
+    /// [`Placement::try_order`], shares [`Placement::rank`].
     pub fn order(&self, key: &str) -> Vec<NodeIndex> {
         let mut weighted: Vec<(NodeIndex, u64)> = self.active_weights(key_hash(key)).collect();
         weighted.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -227,7 +228,7 @@ impl Placement {
     }
 
     /// The first `k` nodes of [`Placement::order`], by a single pass keeping the best `k`
-    /// (O(N + k·log(N)·k) expected, no allocation beyond the result).
+    /// (O(N) mixes plus about k·ln(N/k) insertions into a list of k; no sort, no allocation of N).
     pub fn top(&self, key: &str, k: usize) -> Vec<NodeIndex> {
         let mut best = Vec::with_capacity(k + 1);
         self.top_into(key_hash(key), k, &mut best);
