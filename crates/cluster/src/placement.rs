@@ -108,6 +108,10 @@ pub struct Placement {
     seeds: Vec<u64>,
     draining: Vec<bool>,
     saturated: Vec<bool>,
+    /// The nodes that take new work (not draining) and their seeds, contiguous for the
+    /// per-key loops; rebuilt when a node's draining flag changes.
+    active: Vec<NodeIndex>,
+    active_seeds: Vec<u64>,
     max_spill: usize,
 }
 
@@ -125,13 +129,22 @@ impl Placement {
             }
             same
         });
-        Self {
+        let mut placement = Self {
             seeds: nodes.iter().map(|node| node_seed(&node.id)).collect(),
             draining: nodes.iter().map(|node| node.draining).collect(),
             saturated: nodes.iter().map(|node| node.saturated).collect(),
             ids: nodes.into_iter().map(|node| node.id).collect(),
+            active: Vec::new(),
+            active_seeds: Vec::new(),
             max_spill: DEFAULT_MAX_SPILL,
-        }
+        };
+        placement.index_active();
+        placement
+    }
+
+    fn index_active(&mut self) {
+        self.active = (0..self.ids.len()).filter(|&i| !self.draining[i]).collect();
+        self.active_seeds = self.active.iter().map(|&i| self.seeds[i]).collect();
     }
 
     /// A live set of nodes without flags.
@@ -160,7 +173,7 @@ impl Placement {
 
     /// Number of nodes that take new work (not draining): the divisor of limit shares.
     pub fn active_len(&self) -> usize {
-        self.draining.iter().filter(|&&draining| !draining).count()
+        self.active.len()
     }
 
     pub fn id(&self, node: NodeIndex) -> &str {
@@ -186,7 +199,10 @@ impl Placement {
     }
 
     pub fn set_draining(&mut self, node: NodeIndex, draining: bool) {
-        self.draining[node] = draining;
+        if self.draining[node] != draining {
+            self.draining[node] = draining;
+            self.index_active();
+        }
     }
 
     pub fn set_saturated(&mut self, node: NodeIndex, saturated: bool) {
@@ -195,17 +211,16 @@ impl Placement {
 
     /// Indices and weights of the nodes that take new work, for one key.
     fn active_weights(&self, key_hash: u64) -> impl Iterator<Item = (NodeIndex, u64)> + '_ {
-        self.seeds
+        self.active
             .iter()
-            .zip(&self.draining)
-            .enumerate()
-            .filter(|(_, (_, &draining))| !draining)
-            .map(move |(node, (&seed, _))| (node, weight(seed, key_hash)))
+            .zip(&self.active_seeds)
+            .map(move |(&node, &seed)| (node, weight(seed, key_hash)))
     }
 
     /// The full rendezvous order of the nodes that take new work, best first (ties, which
-    /// need a 64-bit collision, go to the lower index). O(N log N): for shares and tests;
-    /// invocations use [`Placement::try_order`].
+    /// need a 64-bit collision, go to the lower index). O(N log N): for callers that need the whole
+    /// order (a hot function's spread, cached per membership change) and tests; invocations use
+    /// [`Placement::try_order`], shares [`Placement::rank`].
     pub fn order(&self, key: &str) -> Vec<NodeIndex> {
         let mut weighted: Vec<(NodeIndex, u64)> = self.active_weights(key_hash(key)).collect();
         weighted.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -213,7 +228,7 @@ impl Placement {
     }
 
     /// The first `k` nodes of [`Placement::order`], by a single pass keeping the best `k`
-    /// (O(N + k·log(N)·k) expected, no allocation beyond the result).
+    /// (O(N) mixes plus about k·ln(N/k) insertions into a list of k; no sort, no allocation of N).
     pub fn top(&self, key: &str, k: usize) -> Vec<NodeIndex> {
         let mut best = Vec::with_capacity(k + 1);
         self.top_into(key_hash(key), k, &mut best);
@@ -225,17 +240,24 @@ impl Placement {
         if k == 0 {
             return;
         }
-        for (node, w) in self.active_weights(key_hash) {
-            if best.len() == k && w <= best[k - 1].1 {
+        // Fill with the first k, then only a weight above the k-th best gets in (rarely, about
+        // k·ln(N/k) times): the loop is one mix and one compare per node.
+        let mut floor = 0;
+        for (i, &seed) in self.active_seeds.iter().enumerate() {
+            let w = weight(seed, key_hash);
+            if best.len() == k && w <= floor {
                 continue;
             }
             // Nodes come in index order, so an equal weight stays behind the earlier node.
             let at = best
                 .iter()
                 .rposition(|&(_, kept)| kept >= w)
-                .map_or(0, |i| i + 1);
-            best.insert(at, (node, w));
+                .map_or(0, |j| j + 1);
+            best.insert(at, (self.active[i], w));
             best.truncate(k);
+            if best.len() == k {
+                floor = best[k - 1].1;
+            }
         }
     }
 
@@ -245,13 +267,17 @@ impl Placement {
     }
 
     fn home_of_hash(&self, key_hash: u64) -> Option<NodeIndex> {
-        let mut best: Option<(NodeIndex, u64)> = None;
-        for (node, w) in self.active_weights(key_hash) {
-            if best.is_none_or(|(_, kept)| w > kept) {
-                best = Some((node, w));
+        // Position in `active` of the highest weight (the first one on a tie).
+        let mut best = 0;
+        let mut best_weight = 0;
+        for (i, &seed) in self.active_seeds.iter().enumerate() {
+            let w = weight(seed, key_hash);
+            if w > best_weight || i == 0 {
+                best = i;
+                best_weight = w;
             }
         }
-        best.map(|(node, _)| node)
+        self.active.get(best).copied()
     }
 
     /// Where to send an invocation of `key`, in order: the home and up to `max_spill` next
@@ -265,8 +291,9 @@ impl Placement {
 
     /// [`Placement::try_order`] into a reused buffer (cleared first).
     pub fn try_order_into(&self, key: &str, out: &mut Vec<NodeIndex>) {
-        let mut best = Vec::with_capacity(self.max_spill + 2);
-        self.top_into(key_hash(key), self.max_spill + 1, &mut best);
+        let k = self.max_spill + 1;
+        let mut best = Vec::with_capacity(k + 1);
+        self.top_into(key_hash(key), k, &mut best);
         out.clear();
         let fresh = best.iter().filter(|(node, _)| !self.saturated[*node]);
         let saturated = best.iter().filter(|(node, _)| self.saturated[*node]);
