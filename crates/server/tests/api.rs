@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use lambent_server::{start, ServerOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -522,17 +521,7 @@ async fn redeploy_is_atomic_for_in_flight_invocations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functions_survive_a_restart() {
-    let data = tempfile::tempdir().unwrap();
-    let opts = || {
-        let mut o = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
-        o.api_key = Some(KEY.into());
-        o
-    };
-    let first = Node {
-        server: Some(start(opts()).await.unwrap()),
-        http: reqwest::Client::new(),
-        _data: tempfile::tempdir().unwrap(),
-    };
+    let mut first = common::node().await;
     let (s, _) = first
         .deploy(
             "keep",
@@ -546,14 +535,8 @@ async fn functions_survive_a_restart() {
     assert_eq!(s, StatusCode::CREATED);
     let (_, _, body) = first.invoke("keep", r#"{"n": 1}"#).await;
     assert_eq!(body, json!({"ok": true, "e": {"n": 1}}));
-    let mut first = first;
-    first.server.take().unwrap().shutdown().await;
-
-    let second = Node {
-        server: Some(start(opts()).await.unwrap()),
-        http: reqwest::Client::new(),
-        _data: tempfile::tempdir().unwrap(),
-    };
+    first.restart().await;
+    let second = first;
     let (_, _, listed) = second
         .send(reqwest::Method::GET, "/v1/functions", vec![])
         .await;

@@ -367,18 +367,7 @@ async fn only_correctly_signed_fresh_requests_get_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_aliases_and_access_keys_survive_a_restart() {
-    let data = tempfile::tempdir().unwrap();
-    let start_node = || async {
-        let mut opts =
-            lambent_server::ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
-        opts.api_key = Some(KEY.into());
-        Node {
-            server: Some(lambent_server::start(opts).await.unwrap()),
-            http: reqwest::Client::new(),
-            _data: tempfile::tempdir().unwrap(),
-        }
-    };
-    let first = start_node().await;
+    let mut first = common::node().await;
     let (_, _, key) = first.send(reqwest::Method::POST, "/v1/keys", vec![]).await;
     let id = key["access_key_id"].as_str().unwrap().to_string();
     let secret = key["secret_access_key"].as_str().unwrap().to_string();
@@ -424,10 +413,9 @@ async fn versions_aliases_and_access_keys_survive_a_restart() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    let mut first = first;
-    first.server.take().unwrap().shutdown().await;
+    first.restart().await;
 
-    let second = start_node().await;
+    let second = first;
     let (status, _, body) = signed(
         &second,
         reqwest::Method::POST,

@@ -13,6 +13,30 @@ pub struct Node {
     pub server: Option<RunningServer>,
     pub http: reqwest::Client,
     pub _data: tempfile::TempDir,
+    /// Cluster mode: the node's PostgreSQL database and NATS server, kept across restarts.
+    pub cluster: Option<(String, String)>,
+}
+
+/// With `LAMBENT_TEST_CLUSTER=1`, every node of these tests is a one-node cluster on a private
+/// PostgreSQL (a fresh database per node) and a private NATS server, both started once per
+/// test binary by `lambent-testkit`; otherwise it runs on the embedded store.
+pub fn cluster_backends() -> Option<(String, String)> {
+    let on = std::env::var("LAMBENT_TEST_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0");
+    on.then(|| {
+        let pg = lambent_testkit::postgres::PgServer::shared();
+        let nats = lambent_testkit::nats::NatsServer::shared();
+        (pg.fresh_database(), nats.url())
+    })
+}
+
+fn options(data: &std::path::Path, cluster: &Option<(String, String)>) -> ServerOptions {
+    let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.into());
+    opts.api_key = Some(KEY.into());
+    if let Some((store, bus)) = cluster {
+        opts.store = Some(store.clone());
+        opts.bus = Some(bus.clone());
+    }
+    opts
 }
 
 pub async fn node() -> Node {
@@ -29,8 +53,8 @@ pub async fn node_with(adjust: impl FnOnce(&mut ServerOptions)) -> Node {
             .try_init();
     }
     let data = tempfile::tempdir().unwrap();
-    let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
-    opts.api_key = Some(KEY.into());
+    let cluster = cluster_backends();
+    let mut opts = options(data.path(), &cluster);
     adjust(&mut opts);
     let server = start(opts)
         .await
@@ -39,6 +63,7 @@ pub async fn node_with(adjust: impl FnOnce(&mut ServerOptions)) -> Node {
         server: Some(server),
         http: reqwest::Client::new(),
         _data: data,
+        cluster,
     }
 }
 
@@ -58,8 +83,7 @@ impl Node {
 
     /// Starts a node on the data dir of a stopped one.
     pub async fn start_again(&mut self) {
-        let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), self._data.path().into());
-        opts.api_key = Some(KEY.into());
+        let opts = options(self._data.path(), &self.cluster);
         self.server = Some(start(opts).await.expect("the node did not restart"));
     }
 
