@@ -95,7 +95,7 @@ async fn concurrent_deploys_of_one_revision_have_one_winner() {
     }
     // Creating (expected revision 0) concurrently: one wins too.
     let mut tasks = Vec::new();
-    for store in stores.iter().cloned() {
+    for store in stores.clone() {
         tasks.push(tokio::spawn(async move {
             store.put_function(&function("g", 1), 0).await.is_ok()
         }));
@@ -210,7 +210,7 @@ async fn cluster_identity_membership_and_leases() {
     let stores = nodes(3).await;
     // Concurrent first nodes agree on one identity.
     let mut tasks = Vec::new();
-    for store in stores.iter().cloned() {
+    for store in stores.clone() {
         tasks.push(tokio::spawn(async move { store.identity().await.unwrap() }));
     }
     let mut ids = HashSet::new();
@@ -245,7 +245,10 @@ async fn cluster_identity_membership_and_leases() {
     let a = stores[0].leases().await.unwrap();
     let b = stores[1].leases().await.unwrap();
     assert!(a.try_acquire("scheduler").await.unwrap());
-    assert!(a.try_acquire("scheduler").await.unwrap(), "held: still ours");
+    assert!(
+        a.try_acquire("scheduler").await.unwrap(),
+        "held: still ours"
+    );
     assert!(!b.try_acquire("scheduler").await.unwrap());
     assert!(b.try_acquire("pruner").await.unwrap());
     a.release("scheduler").await.unwrap();
@@ -255,7 +258,10 @@ async fn cluster_identity_membership_and_leases() {
     drop(b);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !a.try_acquire("scheduler").await.unwrap() {
-        assert!(Instant::now() < deadline, "a dropped handle's lease was not freed");
+        assert!(
+            Instant::now() < deadline,
+            "a dropped handle's lease was not freed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(a.try_acquire("pruner").await.unwrap());
@@ -293,7 +299,11 @@ async fn the_pool_recovers_after_the_server_restarts() {
             }
             other => panic!("expected Unavailable, got {other:?}"),
         }
-        assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
     }
     assert!(!leases.alive().await);
     match PgStore::connect(&url).await {
