@@ -196,15 +196,26 @@ impl PgStore {
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(|e| self.err(e))?;
-        let found: Option<i64> = client
+        let migrated: bool = client
             .query_one(
-                "SELECT CASE WHEN to_regclass('refinery_schema_history') IS NULL THEN NULL \
-                 ELSE (SELECT max(version)::bigint FROM refinery_schema_history) END",
+                "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
                 &[],
             )
             .await
             .map_err(|e| self.err(e))?
             .get(0);
+        let found: Option<i64> = if migrated {
+            client
+                .query_one(
+                    "SELECT max(version)::bigint FROM refinery_schema_history",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.err(e))?
+                .get(0)
+        } else {
+            None
+        };
         if let Some(found) = found.filter(|f| *f > known) {
             return Err(StoreError::SchemaTooNew {
                 dependency: DEPENDENCY,

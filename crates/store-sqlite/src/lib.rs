@@ -447,153 +447,38 @@ impl Store for SqliteStore {
     }
 }
 
+/// SQLite-only behaviour: what survives reopening the file, and old schemas. The behaviour every
+/// store shares is `lambent_store::contract`, run by `tests/contract.rs`.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambent_core::FunctionSpec;
-    use lambent_store::ActivationCursor;
-
-    fn function(name: &str, revision: u64) -> Function {
-        let config = FunctionSpec {
-            runtime: "python3.11".into(),
-            handler: Some("app.handler".into()),
-            ..Default::default()
-        }
-        .resolve()
-        .unwrap();
-        Function {
-            namespace: "default".into(),
-            name: FunctionName::parse(name).unwrap(),
-            config,
-            code_sha256: "ab".repeat(32),
-            code_size: 10,
-            revision,
-            created_ms: 1,
-            updated_ms: 2,
-        }
-    }
-
-    fn activation(id: &str, start_ms: i64, status: ActivationStatus) -> Activation {
-        Activation {
-            id: id.into(),
-            namespace: "default".into(),
-            function: "f".into(),
-            revision: 1,
-            trigger: "api".into(),
-            start_ms,
-            end_ms: start_ms + 1,
-            duration_us: 1500,
-            billed_ms: 2,
-            memory_mb: 128,
-            max_memory_bytes: Some(1 << 20),
-            cold: true,
-            cold_reason: Some(lambent_core::ColdReason::FirstRequest),
-            init_us: Some(5000),
-            init: None,
-            status,
-            error_type: None,
-            error_message: None,
-            logs: "hello\n".into(),
-            node: "n1".into(),
-        }
-    }
+    use lambent_store::contract::{activation, claim, event, function};
+    use lambent_store::events::{EventStore, EventWrite};
 
     #[tokio::test]
-    async fn functions_round_trip_and_survive_reopen() {
+    async fn functions_and_leases_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         let store = SqliteStore::open(&path).unwrap();
         store.put_function(&function("a", 1), 0).await.unwrap();
-        assert!(matches!(
-            store.put_function(&function("a", 2), 0).await,
-            Err(StoreError::Conflict(..))
-        ));
-        store.put_function(&function("a", 2), 1).await.unwrap();
+        store
+            .write_events(vec![EventWrite::Enqueue(event("e", 10))])
+            .await
+            .unwrap();
+        store.claim_events(&claim(10, 1, 1_000)).await.unwrap();
+        let mut a = activation("x", 5, ActivationStatus::Success);
+        a.node = "n9".into();
+        store.insert_activations(&[a.clone()]).await.unwrap();
         drop(store);
         let store = SqliteStore::open(&path).unwrap();
-        let got = store.get_function("default", "a").await.unwrap().unwrap();
-        assert_eq!(got, function("a", 2));
-        assert_eq!(store.list_functions("default").await.unwrap().len(), 1);
-        assert!(store.list_functions("other").await.unwrap().is_empty());
-        assert!(store.delete_function("default", "a").await.unwrap());
-        assert!(!store.delete_function("default", "a").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn activations_page_newest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let batch: Vec<_> = (0..5)
-            .map(|i| {
-                let st = if i == 2 {
-                    ActivationStatus::Timeout
-                } else {
-                    ActivationStatus::Success
-                };
-                activation(&format!("id{i}"), 100 + i, st)
-            })
-            .collect();
-        store.insert_activations(&batch).await.unwrap();
-        let mut q = ActivationQuery {
-            namespace: "default".into(),
-            limit: 2,
-            ..Default::default()
-        };
-        let page1 = store.query_activations(&q).await.unwrap();
         assert_eq!(
-            page1.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
-            ["id4", "id3"]
+            store.get_function("default", "a").await.unwrap(),
+            Some(function("a", 1))
         );
-        let last = page1.last().unwrap();
-        q.before = Some(ActivationCursor {
-            start_ms: last.start_ms,
-            id: last.id.clone(),
-        });
-        let page2 = store.query_activations(&q).await.unwrap();
-        assert_eq!(
-            page2.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
-            ["id2", "id1"]
-        );
-        q.before = None;
-        q.status = Some(ActivationStatus::Timeout);
-        assert_eq!(store.query_activations(&q).await.unwrap().len(), 1);
-        assert_eq!(
-            store
-                .get_activation("default", "id0")
-                .await
-                .unwrap()
-                .unwrap(),
-            batch[0]
-        );
-        assert_eq!(store.prune_activations(102).await.unwrap(), 2);
-    }
-
-    #[tokio::test]
-    async fn cold_start_breakdowns_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let mut zygote = activation("zygote", 100, ActivationStatus::Success);
-        zygote.init = Some(lambent_core::InitBreakdown {
-            birth: lambent_core::Birth::Zygote,
-            sandbox_us: 900,
-            runtime_us: 1200,
-            import_us: Some(51_000),
-        });
-        let mut provided = activation("provided", 101, ActivationStatus::InitError);
-        provided.init = Some(lambent_core::InitBreakdown {
-            birth: lambent_core::Birth::Exec,
-            sandbox_us: 1500,
-            runtime_us: 300,
-            import_us: None,
-        });
-        let mut warm = activation("warm", 102, ActivationStatus::Success);
-        (warm.cold, warm.cold_reason, warm.init_us) = (false, None, None);
-        let batch = [zygote, provided, warm];
-        store.insert_activations(&batch).await.unwrap();
-        for a in &batch {
-            let got = store.get_activation("default", &a.id).await.unwrap();
-            assert_eq!(got.as_ref(), Some(a));
-        }
+        assert_eq!(store.get_activation("default", "x").await.unwrap(), Some(a));
+        // The previous run's lease, released at start-up.
+        assert_eq!(store.release_leases(5, &[]).await.unwrap(), 1);
+        assert_eq!(store.next_due_ms().await.unwrap(), Some(5));
     }
 
     #[tokio::test]
@@ -627,17 +512,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((old.cold, old.init_us, old.init), (true, Some(9000), None));
-    }
-
-    #[tokio::test]
-    async fn api_keys_map_to_namespaces() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        store.add_api_key("default", "k1").await.unwrap();
-        assert_eq!(
-            store.namespace_for_key("k1").await.unwrap().as_deref(),
-            Some("default")
-        );
-        assert_eq!(store.namespace_for_key("k2").await.unwrap(), None);
+        assert_eq!(old.node, "");
     }
 }

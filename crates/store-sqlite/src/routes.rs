@@ -66,37 +66,3 @@ impl RouteStore for SqliteStore {
         .await
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use lambent_core::RouteSpec;
-
-    fn route(id: &str, path: &str) -> Route {
-        RouteSpec {
-            method: "GET".into(),
-            path: path.into(),
-            function: "f".into(),
-            ..Default::default()
-        }
-        .resolve(id.into(), "default", 1)
-        .unwrap()
-    }
-
-    #[tokio::test]
-    async fn routes_survive_reopen_and_keys_stay_unique() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let store = SqliteStore::open(&path).unwrap();
-        store.put_route(&route("r1", "/a/{id}")).await.unwrap();
-        store.put_route(&route("r2", "/b")).await.unwrap();
-        assert!(store.put_route(&route("r3", "/b")).await.is_err());
-        drop(store);
-        let store = SqliteStore::open(&path).unwrap();
-        let all = store.all_routes().await.unwrap();
-        assert_eq!(all, [route("r1", "/a/{id}"), route("r2", "/b")]);
-        assert!(store.delete_route("r1").await.unwrap());
-        assert!(!store.delete_route("r1").await.unwrap());
-        assert_eq!(store.all_routes().await.unwrap().len(), 1);
-    }
-}

@@ -8,6 +8,8 @@
 pub mod blobs;
 pub mod bus;
 pub mod cluster;
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod events;
 pub mod lambda;
 pub mod package;

@@ -1,0 +1,13 @@
+//! The store contract (`lambent_store::contract`) on SQLite: each test on a new database file in
+//! a temporary directory of its own.
+
+use lambent_store_sqlite::SqliteStore;
+use std::sync::Arc;
+
+async fn fresh() -> (Arc<SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+    (Arc::new(store), dir)
+}
+
+lambent_store::contract_tests!(fresh);

@@ -1,0 +1,1036 @@
+//! The store contract: behaviour every backend of [`Store`], [`EventStore`], [`QueueStore`] and
+//! [`RouteStore`] must show, as async functions over a fresh store. A backend runs all of them
+//! with [`contract_tests!`](crate::contract_tests), which expands to one `#[tokio::test]` per
+//! function, each on a store of its own:
+//!
+//! ```ignore
+//! lambent_store::contract_tests!(|| async { (Arc::new(open_store(&dir)), dir) });
+//! ```
+//!
+//! Behind the `contract` feature (a dev-dependency feature of the backends' test crates).
+
+use crate::events::{Claim, DeadLetter, EventStore, EventWrite, QueuedEvent, StoredSchedule};
+use crate::lambda::{AccessKey, Alias};
+use crate::queues::{
+    Attributes, Endpoint, Mapping, NewMessage, QueueConfig, QueueCounts, QueueStore,
+    ReceiveRequest, Subscription, Topic,
+};
+use crate::routes::RouteStore;
+use crate::{ActivationCursor, ActivationQuery, Store, StoreError};
+use lambent_core::{
+    Activation, ActivationStatus, Function, FunctionName, FunctionSpec, Route, RouteSpec,
+};
+use std::sync::Arc;
+
+/// Everything a full backend implements.
+pub trait ContractStore: Store + EventStore + QueueStore + RouteStore {}
+impl<T: Store + EventStore + QueueStore + RouteStore> ContractStore for T {}
+
+/// What a test's `make` returns: a fresh store, alone or with a guard that keeps what it needs
+/// (a temporary directory, a server) until the test ends.
+pub trait Fixture {
+    type Store: ContractStore;
+    fn store(&self) -> Arc<Self::Store>;
+}
+
+impl<S: ContractStore> Fixture for Arc<S> {
+    type Store = S;
+    fn store(&self) -> Arc<S> {
+        self.clone()
+    }
+}
+
+impl<S: ContractStore, G> Fixture for (Arc<S>, G) {
+    type Store = S;
+    fn store(&self) -> Arc<S> {
+        self.0.clone()
+    }
+}
+
+/// Expands to one `#[tokio::test]` per contract function; `$make` is called once per test and
+/// returns a future of a fresh [`Fixture`] (an `Arc` of the store, or one with a guard).
+#[macro_export]
+macro_rules! contract_tests {
+    ($make:expr) => {
+        $crate::contract_tests!(@each $make;
+            functions_round_trip,
+            activations_page_newest_first,
+            cold_start_breakdowns_round_trip,
+            activation_nodes_round_trip_and_retried_batches_are_tolerated,
+            api_keys_map_to_namespaces,
+            leases_fence_stale_workers,
+            a_fire_applies_once,
+            a_one_shot_fire_deletes_its_schedule,
+            schedules_are_created_replaced_listed_and_deleted,
+            retries_completions_and_destinations,
+            dead_letters_are_kept_and_redriven,
+            claims_record_their_owner_and_honour_affinity,
+            release_leases_spares_live_owners,
+            release_leases_of_one_owner,
+            access_keys_belong_to_one_namespace,
+            versions_number_up_and_an_unchanged_revision_is_not_republished,
+            aliases_are_created_once_and_updated_by_revision,
+            route_keys_stay_unique,
+            receive_hides_redrives_and_deletes,
+            queues_topics_subscriptions_and_mappings
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let fixture = ($make)().await;
+                $crate::contract::$name($crate::contract::Fixture::store(&fixture)).await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+/// A function named `name` at `revision` in namespace `default`.
+pub fn function(name: &str, revision: u64) -> Function {
+    let config = FunctionSpec {
+        runtime: "python3.11".into(),
+        handler: Some("app.handler".into()),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    Function {
+        namespace: "default".into(),
+        name: FunctionName::parse(name).unwrap(),
+        config,
+        code_sha256: "ab".repeat(32),
+        code_size: 10,
+        revision,
+        created_ms: 1,
+        updated_ms: 2,
+    }
+}
+
+/// An activation of `default/f` on node `n1`.
+pub fn activation(id: &str, start_ms: i64, status: ActivationStatus) -> Activation {
+    Activation {
+        id: id.into(),
+        namespace: "default".into(),
+        function: "f".into(),
+        revision: 1,
+        trigger: "api".into(),
+        start_ms,
+        end_ms: start_ms + 1,
+        duration_us: 1500,
+        billed_ms: 2,
+        memory_mb: 128,
+        max_memory_bytes: Some(1 << 20),
+        cold: true,
+        cold_reason: Some(lambent_core::ColdReason::FirstRequest),
+        init_us: Some(5000),
+        init: None,
+        status,
+        error_type: None,
+        error_message: None,
+        logs: "hello\n".into(),
+        node: "n1".into(),
+    }
+}
+
+/// A claim of every function's events by `local`.
+pub fn claim(now_ms: i64, limit: usize, lease_until_ms: i64) -> Claim<'static> {
+    Claim {
+        now_ms,
+        limit,
+        lease_until_ms,
+        owner: "local",
+        home: None,
+        spill_after_ms: 0,
+    }
+}
+
+/// A pending event of `default/f`.
+pub fn event(id: &str, due_ms: i64) -> QueuedEvent {
+    QueuedEvent {
+        id: id.into(),
+        namespace: "default".into(),
+        function: "f".into(),
+        payload: b"{}".to_vec(),
+        trigger: "async".into(),
+        created_ms: 1,
+        due_ms,
+        attempts: 0,
+        claims: 0,
+    }
+}
+
+fn ids(events: &[QueuedEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.id.as_str()).collect()
+}
+
+pub async fn functions_round_trip<S: ContractStore>(store: Arc<S>) {
+    store.put_function(&function("a", 1), 0).await.unwrap();
+    assert!(matches!(
+        store.put_function(&function("a", 2), 0).await,
+        Err(StoreError::Conflict(..))
+    ));
+    assert!(matches!(
+        store.put_function(&function("a", 2), 5).await,
+        Err(StoreError::Conflict(..))
+    ));
+    assert!(matches!(
+        store.put_function(&function("b", 1), 1).await,
+        Err(StoreError::Conflict(..))
+    ));
+    store.put_function(&function("a", 2), 1).await.unwrap();
+    let got = store.get_function("default", "a").await.unwrap().unwrap();
+    assert_eq!(got, function("a", 2));
+    assert_eq!(store.get_function("default", "b").await.unwrap(), None);
+    store.put_function(&function("c", 1), 0).await.unwrap();
+    let names: Vec<_> = store
+        .list_functions("default")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name.to_string())
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+    assert_eq!(store.all_functions().await.unwrap().len(), 2);
+    assert!(store.list_functions("other").await.unwrap().is_empty());
+    assert!(store.delete_function("default", "a").await.unwrap());
+    assert!(!store.delete_function("default", "a").await.unwrap());
+    // Deleted: it may be created again from revision 0.
+    store.put_function(&function("a", 3), 0).await.unwrap();
+}
+
+pub async fn activations_page_newest_first<S: ContractStore>(store: Arc<S>) {
+    let batch: Vec<_> = (0..5)
+        .map(|i| {
+            let st = if i == 2 {
+                ActivationStatus::Timeout
+            } else {
+                ActivationStatus::Success
+            };
+            activation(&format!("id{i}"), 100 + i, st)
+        })
+        .collect();
+    store.insert_activations(&batch).await.unwrap();
+    let mut q = ActivationQuery {
+        namespace: "default".into(),
+        limit: 2,
+        ..Default::default()
+    };
+    let page1 = store.query_activations(&q).await.unwrap();
+    assert_eq!(
+        page1.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["id4", "id3"]
+    );
+    let last = page1.last().unwrap();
+    q.before = Some(ActivationCursor {
+        start_ms: last.start_ms,
+        id: last.id.clone(),
+    });
+    let page2 = store.query_activations(&q).await.unwrap();
+    assert_eq!(
+        page2.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["id2", "id1"]
+    );
+    q.before = None;
+    q.status = Some(ActivationStatus::Timeout);
+    assert_eq!(store.query_activations(&q).await.unwrap().len(), 1);
+    q.status = None;
+    q.function = Some("f".into());
+    q.since_ms = Some(103);
+    q.limit = 100;
+    assert_eq!(store.query_activations(&q).await.unwrap().len(), 2);
+    q.function = Some("g".into());
+    assert!(store.query_activations(&q).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .get_activation("default", "id0")
+            .await
+            .unwrap()
+            .unwrap(),
+        batch[0]
+    );
+    assert_eq!(store.get_activation("other", "id0").await.unwrap(), None);
+    assert_eq!(store.prune_activations(102).await.unwrap(), 2);
+}
+
+pub async fn cold_start_breakdowns_round_trip<S: ContractStore>(store: Arc<S>) {
+    let mut zygote = activation("zygote", 100, ActivationStatus::Success);
+    zygote.init = Some(lambent_core::InitBreakdown {
+        birth: lambent_core::Birth::Zygote,
+        sandbox_us: 900,
+        runtime_us: 1200,
+        import_us: Some(51_000),
+    });
+    let mut provided = activation("provided", 101, ActivationStatus::InitError);
+    provided.init = Some(lambent_core::InitBreakdown {
+        birth: lambent_core::Birth::Exec,
+        sandbox_us: 1500,
+        runtime_us: 300,
+        import_us: None,
+    });
+    provided.error_type = Some("Runtime.ExitError".into());
+    provided.error_message = Some("exit 1".into());
+    let mut warm = activation("warm", 102, ActivationStatus::Success);
+    (
+        warm.cold,
+        warm.cold_reason,
+        warm.init_us,
+        warm.max_memory_bytes,
+    ) = (false, None, None, None);
+    let batch = [zygote, provided, warm];
+    store.insert_activations(&batch).await.unwrap();
+    for a in &batch {
+        let got = store.get_activation("default", &a.id).await.unwrap();
+        assert_eq!(got.as_ref(), Some(a));
+    }
+}
+
+pub async fn activation_nodes_round_trip_and_retried_batches_are_tolerated<S: ContractStore>(
+    store: Arc<S>,
+) {
+    let mut a = activation("a", 100, ActivationStatus::Success);
+    a.node = "node-7".into();
+    let mut b = activation("b", 101, ActivationStatus::Success);
+    b.node = String::new();
+    let batch = [a, b];
+    store.insert_activations(&batch).await.unwrap();
+    // A recorder retrying a batch whose commit it did not see.
+    store.insert_activations(&batch).await.unwrap();
+    store.insert_activations(&[]).await.unwrap();
+    for a in &batch {
+        let got = store.get_activation("default", &a.id).await.unwrap();
+        assert_eq!(got.as_ref().map(|g| g.node.as_str()), Some(a.node.as_str()));
+    }
+    let all = store
+        .query_activations(&ActivationQuery {
+            namespace: "default".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+}
+
+pub async fn api_keys_map_to_namespaces<S: ContractStore>(store: Arc<S>) {
+    store.add_api_key("default", "k1").await.unwrap();
+    assert_eq!(
+        store.namespace_for_key("k1").await.unwrap().as_deref(),
+        Some("default")
+    );
+    assert_eq!(store.namespace_for_key("k2").await.unwrap(), None);
+    store.add_api_key("other", "k1").await.unwrap();
+    assert_eq!(
+        store.namespace_for_key("k1").await.unwrap().as_deref(),
+        Some("other")
+    );
+}
+
+pub async fn leases_fence_stale_workers<S: ContractStore>(store: Arc<S>) {
+    let applied = store
+        .write_events(vec![
+            EventWrite::Enqueue(event("a", 10)),
+            EventWrite::Enqueue(event("b", 50)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, [true, true]);
+    assert_eq!(store.next_due_ms().await.unwrap(), Some(10));
+    let claimed = store.claim_events(&claim(20, 10, 1_000)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].id.as_str(), claimed[0].claims), ("a", 1));
+    assert_eq!(claimed[0].due_ms, 1_000);
+    // Leased: not due again before the lease expires; then taken over under claim 2.
+    let b = store.claim_events(&claim(999, 10, 2_000)).await.unwrap();
+    assert_eq!(ids(&b), ["b"]);
+    let again = store.claim_events(&claim(1_000, 10, 3_000)).await.unwrap();
+    assert_eq!((again[0].id.as_str(), again[0].claims), ("a", 2));
+    // The first worker's late "done" is fenced off; the second's extension applies.
+    let stale = EventWrite::Complete {
+        id: "a".into(),
+        claim: 1,
+        then: None,
+    };
+    assert_eq!(store.write_events(vec![stale]).await.unwrap(), [false]);
+    store.extend_lease("a", 1, 9_000).await.unwrap();
+    store.extend_lease("a", 2, 4_000).await.unwrap();
+    assert_eq!(store.next_due_ms().await.unwrap(), Some(2_000));
+    assert_eq!(store.release_leases(5, &[]).await.unwrap(), 2);
+    assert_eq!(store.next_due_ms().await.unwrap(), Some(5));
+    let done = EventWrite::Complete {
+        id: "a".into(),
+        claim: 2,
+        then: None,
+    };
+    // Released: no longer held, so a completion under the old claim does not apply.
+    assert_eq!(store.write_events(vec![done]).await.unwrap(), [false]);
+    assert_eq!(store.pending_events(None).await.unwrap(), 2);
+    assert_eq!(store.pending_events(Some("default")).await.unwrap(), 2);
+    assert_eq!(store.pending_events(Some("other")).await.unwrap(), 0);
+}
+
+fn schedule(next_fire_ms: Option<i64>) -> StoredSchedule {
+    StoredSchedule {
+        namespace: "default".into(),
+        name: "tick".into(),
+        function: "f".into(),
+        expression: "rate(1 minute)".into(),
+        timezone: "UTC".into(),
+        next_fire_ms,
+        created_ms: 1,
+    }
+}
+
+pub async fn a_fire_applies_once<S: ContractStore>(store: Arc<S>) {
+    let s = schedule(Some(100));
+    assert!(store.put_schedule(&s, false).await.unwrap());
+    assert!(!store.put_schedule(&s, false).await.unwrap());
+    let fire = |id: &str| EventWrite::Fire {
+        namespace: "default".into(),
+        name: "tick".into(),
+        expected_next_ms: 100,
+        next_fire_ms: Some(160),
+        event: event(id, 100),
+    };
+    let applied = store
+        .write_events(vec![fire("e1"), fire("e2")])
+        .await
+        .unwrap();
+    assert_eq!(applied, [true, false]);
+    assert_eq!(store.pending_events(Some("default")).await.unwrap(), 1);
+    assert_eq!(store.next_fire_ms().await.unwrap(), Some(160));
+}
+
+pub async fn a_one_shot_fire_deletes_its_schedule<S: ContractStore>(store: Arc<S>) {
+    assert!(store
+        .put_schedule(&schedule(Some(100)), false)
+        .await
+        .unwrap());
+    let fire = EventWrite::Fire {
+        namespace: "default".into(),
+        name: "tick".into(),
+        expected_next_ms: 100,
+        next_fire_ms: None,
+        event: event("once", 100),
+    };
+    assert_eq!(store.write_events(vec![fire]).await.unwrap(), [true]);
+    assert_eq!(store.get_schedule("default", "tick").await.unwrap(), None);
+    assert_eq!(store.next_fire_ms().await.unwrap(), None);
+    assert_eq!(store.pending_events(None).await.unwrap(), 1);
+}
+
+pub async fn schedules_are_created_replaced_listed_and_deleted<S: ContractStore>(store: Arc<S>) {
+    assert_eq!(store.next_fire_ms().await.unwrap(), None);
+    let mut s = schedule(Some(100));
+    assert!(store.put_schedule(&s, false).await.unwrap());
+    s.expression = "rate(5 minutes)".into();
+    s.next_fire_ms = Some(300);
+    assert!(store.put_schedule(&s, true).await.unwrap());
+    assert_eq!(
+        store.get_schedule("default", "tick").await.unwrap(),
+        Some(s.clone())
+    );
+    let mut fired = s.clone();
+    (fired.name, fired.next_fire_ms) = ("done".into(), None);
+    assert!(store.put_schedule(&fired, false).await.unwrap());
+    let names: Vec<_> = store
+        .list_schedules("default")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["done", "tick"]);
+    assert!(store.due_schedules(299).await.unwrap().is_empty());
+    assert_eq!(store.due_schedules(300).await.unwrap(), [s]);
+    assert_eq!(store.next_fire_ms().await.unwrap(), Some(300));
+    assert!(store.delete_schedule("default", "tick").await.unwrap());
+    assert!(!store.delete_schedule("default", "tick").await.unwrap());
+    assert!(store.list_schedules("other").await.unwrap().is_empty());
+}
+
+pub async fn retries_completions_and_destinations<S: ContractStore>(store: Arc<S>) {
+    store
+        .write_events(vec![EventWrite::Enqueue(event("a", 10))])
+        .await
+        .unwrap();
+    let got = store.claim_events(&claim(10, 10, 100)).await.unwrap();
+    assert_eq!(got[0].claims, 1);
+    let retry = |claim| EventWrite::Retry {
+        id: "a".into(),
+        claim,
+        attempts: 1,
+        due_ms: 50,
+        error: "boom".into(),
+    };
+    assert_eq!(
+        store.write_events(vec![retry(7), retry(1)]).await.unwrap(),
+        [false, true]
+    );
+    // Released until 50, with its attempt counted.
+    assert!(store
+        .claim_events(&claim(49, 10, 200))
+        .await
+        .unwrap()
+        .is_empty());
+    let got = store.claim_events(&claim(50, 10, 200)).await.unwrap();
+    assert_eq!((got[0].attempts, got[0].claims), (1, 2));
+    let mut dest = event("a.dest", 60);
+    dest.trigger = "destination".into();
+    let complete = EventWrite::Complete {
+        id: "a".into(),
+        claim: 2,
+        then: Some(dest.clone()),
+    };
+    // Applied once: a second completion neither applies nor enqueues again.
+    assert_eq!(
+        store
+            .write_events(vec![complete.clone(), complete])
+            .await
+            .unwrap(),
+        [true, false]
+    );
+    let got = store.claim_events(&claim(60, 10, 300)).await.unwrap();
+    assert_eq!(ids(&got), ["a.dest"]);
+    assert_eq!(got[0].trigger, "destination");
+    assert_eq!(got[0].payload, dest.payload);
+    assert_eq!(store.pending_events(None).await.unwrap(), 1);
+}
+
+pub async fn dead_letters_are_kept_and_redriven<S: ContractStore>(store: Arc<S>) {
+    let mut e = event("a", 10);
+    e.payload = vec![0, 159, 146, 150, 255];
+    store
+        .write_events(vec![EventWrite::Enqueue(e.clone())])
+        .await
+        .unwrap();
+    let got = store.claim_events(&claim(10, 10, 100)).await.unwrap();
+    let letter = |failed_ms| DeadLetter {
+        id: "a".into(),
+        namespace: "default".into(),
+        function: "f".into(),
+        payload: e.payload.clone(),
+        trigger: "async".into(),
+        created_ms: 1,
+        failed_ms,
+        attempts: 3,
+        error_type: "Function.Error".into(),
+        error_message: "it broke".into(),
+        activation_id: Some("act".into()),
+    };
+    let dead = |claim| EventWrite::DeadLetter {
+        claim,
+        letter: letter(20),
+        then: Some(event("a.failure", 20)),
+    };
+    assert_eq!(
+        store
+            .write_events(vec![dead(got[0].claims + 1), dead(got[0].claims)])
+            .await
+            .unwrap(),
+        [false, true]
+    );
+    assert_eq!(
+        ids(&store.claim_events(&claim(30, 10, 100)).await.unwrap()),
+        ["a.failure"]
+    );
+    assert_eq!(
+        store.get_dead_letter("default", "a").await.unwrap(),
+        Some(letter(20))
+    );
+    assert_eq!(store.get_dead_letter("other", "a").await.unwrap(), None);
+    assert_eq!(
+        store.list_dead_letters("default", None, 10).await.unwrap(),
+        [letter(20)]
+    );
+    assert_eq!(
+        store
+            .list_dead_letters("default", Some("f"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .list_dead_letters("default", Some("g"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let redrive = |id: &str| EventWrite::Redrive {
+        namespace: "default".into(),
+        dead_letter_id: "a".into(),
+        event: event(id, 40),
+    };
+    assert_eq!(
+        store
+            .write_events(vec![redrive("a.2"), redrive("a.3")])
+            .await
+            .unwrap(),
+        [true, false]
+    );
+    assert_eq!(store.get_dead_letter("default", "a").await.unwrap(), None);
+    let got = store.claim_events(&claim(40, 10, 100)).await.unwrap();
+    assert_eq!(ids(&got), ["a.2"]);
+}
+
+pub async fn claims_record_their_owner_and_honour_affinity<S: ContractStore>(store: Arc<S>) {
+    let of = |id: &str, function: &str, due_ms| QueuedEvent {
+        function: function.into(),
+        ..event(id, due_ms)
+    };
+    store
+        .write_events(vec![
+            EventWrite::Enqueue(of("home", "f", 100)),
+            EventWrite::Enqueue(of("overdue", "g", 10)),
+            EventWrite::Enqueue(of("recent", "g", 90)),
+        ])
+        .await
+        .unwrap();
+    let home = vec![crate::events::function_key("default", "f")];
+    let affine = |now_ms, owner| Claim {
+        now_ms,
+        limit: 10,
+        lease_until_ms: 10_000,
+        owner,
+        home: Some(&home),
+        spill_after_ms: 50,
+    };
+    // At 100: its own function, and g's event due for 90 ms (over the 50 ms spill delay), not
+    // g's event due for only 10 ms.
+    let got = store.claim_events(&affine(100, "n1")).await.unwrap();
+    assert_eq!(ids(&got), ["overdue", "home"]);
+    assert!(store
+        .claim_events(&affine(120, "n1"))
+        .await
+        .unwrap()
+        .is_empty());
+    let got = store.claim_events(&affine(140, "n2")).await.unwrap();
+    assert_eq!(ids(&got), ["recent"]);
+    // An empty home takes only overdue events.
+    let none: Vec<String> = Vec::new();
+    store
+        .write_events(vec![EventWrite::Enqueue(of("late", "h", 200))])
+        .await
+        .unwrap();
+    let idle = Claim {
+        home: Some(&none),
+        ..affine(240, "n3")
+    };
+    assert!(store.claim_events(&idle).await.unwrap().is_empty());
+    let idle = Claim {
+        home: Some(&none),
+        ..affine(250, "n3")
+    };
+    assert_eq!(ids(&store.claim_events(&idle).await.unwrap()), ["late"]);
+    // The leases are the owners' own.
+    assert_eq!(store.release_leases_of(0, "n1").await.unwrap(), 2);
+    assert_eq!(store.release_leases_of(0, "n2").await.unwrap(), 1);
+    assert_eq!(store.release_leases_of(0, "n2").await.unwrap(), 0);
+}
+
+pub async fn release_leases_spares_live_owners<S: ContractStore>(store: Arc<S>) {
+    store
+        .write_events(
+            (0..4)
+                .map(|i| EventWrite::Enqueue(event(&format!("e{i}"), i)))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    for (i, owner) in ["n1", "n2", "n3"].into_iter().enumerate() {
+        let c = Claim {
+            owner,
+            ..claim(i as i64, 1, 1_000)
+        };
+        assert_eq!(store.claim_events(&c).await.unwrap().len(), 1);
+    }
+    let live = ["n1".to_string(), "n3".to_string()];
+    assert_eq!(store.release_leases(500, &live).await.unwrap(), 1);
+    assert_eq!(store.release_leases(500, &live).await.unwrap(), 0);
+    // n2's event is due now (500), the unleased one keeps its due time, n1's and n3's stay leased.
+    assert_eq!(store.next_due_ms().await.unwrap(), Some(3));
+    let got = store.claim_events(&claim(500, 10, 2_000)).await.unwrap();
+    assert_eq!(ids(&got), ["e3", "e1"]);
+    assert_eq!(got[1].claims, 2);
+    // Without live owners, every lease goes (the embedded node at start-up).
+    assert_eq!(store.release_leases(600, &[]).await.unwrap(), 4);
+}
+
+pub async fn release_leases_of_one_owner<S: ContractStore>(store: Arc<S>) {
+    store
+        .write_events(vec![
+            EventWrite::Enqueue(event("a", 10)),
+            EventWrite::Enqueue(event("b", 20)),
+        ])
+        .await
+        .unwrap();
+    let a = Claim {
+        owner: "n1",
+        ..claim(10, 1, 5_000)
+    };
+    let a = store.claim_events(&a).await.unwrap();
+    let b = Claim {
+        owner: "n2",
+        ..claim(20, 1, 6_000)
+    };
+    store.claim_events(&b).await.unwrap();
+    assert_eq!(store.release_leases_of(30, "n1").await.unwrap(), 1);
+    assert_eq!(store.release_leases_of(30, "n1").await.unwrap(), 0);
+    assert_eq!(store.next_due_ms().await.unwrap(), Some(30));
+    // Released, the old claim no longer completes it; n2 still holds its own.
+    let done = EventWrite::Complete {
+        id: "a".into(),
+        claim: a[0].claims,
+        then: None,
+    };
+    assert_eq!(store.write_events(vec![done]).await.unwrap(), [false]);
+    let got = store.claim_events(&claim(40, 10, 7_000)).await.unwrap();
+    assert_eq!(ids(&got), ["a"]);
+}
+
+fn access_key(ns: &str, secret: &str) -> AccessKey {
+    AccessKey {
+        namespace: ns.into(),
+        access_key_id: "AKIDONE".into(),
+        secret_access_key: secret.into(),
+        created_ms: 1,
+    }
+}
+
+pub async fn access_keys_belong_to_one_namespace<S: ContractStore>(store: Arc<S>) {
+    store
+        .put_access_key(&access_key("default", "s1"))
+        .await
+        .unwrap();
+    store
+        .put_access_key(&access_key("default", "s2"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_access_key(&access_key("other", "s3")).await,
+        Err(StoreError::Changed(_))
+    ));
+    let got = store.access_key("AKIDONE").await.unwrap().unwrap();
+    assert_eq!(
+        (got.namespace.as_str(), got.secret_access_key.as_str()),
+        ("default", "s2")
+    );
+    assert_eq!(store.list_access_keys("default").await.unwrap().len(), 1);
+    assert!(!store.delete_access_key("other", "AKIDONE").await.unwrap());
+    assert!(store.delete_access_key("default", "AKIDONE").await.unwrap());
+    assert_eq!(store.access_key("AKIDONE").await.unwrap(), None);
+}
+
+pub async fn versions_number_up_and_an_unchanged_revision_is_not_republished<S: ContractStore>(
+    store: Arc<S>,
+) {
+    let v1 = store
+        .publish_version(&function("f", 3), "first")
+        .await
+        .unwrap();
+    let again = store
+        .publish_version(&function("f", 3), "again")
+        .await
+        .unwrap();
+    let v2 = store.publish_version(&function("f", 5), "").await.unwrap();
+    assert_eq!((v1.version, again.version, v2.version), (1, 1, 2));
+    assert_eq!(again.description, "first");
+    let all = store.all_versions().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].function, function("f", 5));
+    let mut changed = v2.clone();
+    changed.function.config.provisioned_concurrency = 2;
+    assert!(store.put_version_snapshot(&changed).await.unwrap());
+    assert_eq!(store.all_versions().await.unwrap()[1], changed);
+    assert!(store.delete_version("default", "f", 2).await.unwrap());
+    assert!(!store.delete_version("default", "f", 2).await.unwrap());
+    assert!(!store.put_version_snapshot(&changed).await.unwrap());
+    let v3 = store.publish_version(&function("f", 7), "").await.unwrap();
+    assert_eq!(v3.version, 3, "numbers are not reused");
+    store
+        .delete_versions_and_aliases("default", "f")
+        .await
+        .unwrap();
+    assert!(store.all_versions().await.unwrap().is_empty());
+    assert!(store.all_functions().await.unwrap().is_empty());
+}
+
+pub async fn aliases_are_created_once_and_updated_by_revision<S: ContractStore>(store: Arc<S>) {
+    let mut alias = Alias {
+        namespace: "default".into(),
+        function: "f".into(),
+        name: "live".into(),
+        function_version: "1".into(),
+        description: String::new(),
+        additional_weights: [("2".to_string(), 0.1)].into(),
+        revision_id: "r1".into(),
+        updated_ms: 1,
+    };
+    store.put_alias(&alias, None).await.unwrap();
+    assert!(matches!(
+        store.put_alias(&alias, None).await,
+        Err(StoreError::Changed(_))
+    ));
+    alias.revision_id = "r2".into();
+    assert!(matches!(
+        store.put_alias(&alias, Some("stale")).await,
+        Err(StoreError::Changed(_))
+    ));
+    store.put_alias(&alias, Some("r1")).await.unwrap();
+    assert_eq!(store.all_aliases().await.unwrap(), vec![alias.clone()]);
+    assert!(store.delete_alias("default", "f", "live").await.unwrap());
+    assert!(!store.delete_alias("default", "f", "live").await.unwrap());
+    assert!(matches!(
+        store.put_alias(&alias, Some("r2")).await,
+        Err(StoreError::Changed(_))
+    ));
+}
+
+fn route(id: &str, path: &str, created_ms: i64) -> Route {
+    RouteSpec {
+        method: "GET".into(),
+        path: path.into(),
+        function: "f".into(),
+        ..Default::default()
+    }
+    .resolve(id.into(), "default", created_ms)
+    .unwrap()
+}
+
+pub async fn route_keys_stay_unique<S: ContractStore>(store: Arc<S>) {
+    store.put_route(&route("r1", "/a/{id}", 1)).await.unwrap();
+    store.put_route(&route("r2", "/b", 2)).await.unwrap();
+    assert!(store.put_route(&route("r3", "/b", 3)).await.is_err());
+    let all = store.all_routes().await.unwrap();
+    assert_eq!(all, [route("r1", "/a/{id}", 1), route("r2", "/b", 2)]);
+    // Replacing by id moves the route.
+    store.put_route(&route("r2", "/c", 2)).await.unwrap();
+    assert_eq!(store.all_routes().await.unwrap()[1], route("r2", "/c", 2));
+    assert!(store.delete_route("r1").await.unwrap());
+    assert!(!store.delete_route("r1").await.unwrap());
+    assert_eq!(store.all_routes().await.unwrap().len(), 1);
+}
+
+fn message(id: &str, visible_at_ms: i64) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        body: format!("body of {id}"),
+        attributes: Attributes::new(),
+        visible_at_ms,
+    }
+}
+
+fn receive(max: usize, now_ms: i64) -> ReceiveRequest {
+    ReceiveRequest {
+        namespace: "default".into(),
+        queue: "q".into(),
+        max,
+        visibility_timeout_ms: 1000,
+        now_ms,
+        receipts: (0..max).map(|i| format!("r{now_ms}-{i}")).collect(),
+    }
+}
+
+fn queue(name: &str, dlq: Option<&str>) -> QueueConfig {
+    QueueConfig {
+        namespace: "default".into(),
+        name: name.into(),
+        visibility_timeout_s: 1,
+        delay_s: 0,
+        max_receive_count: dlq.map(|_| 2),
+        dead_letter_queue: dlq.map(str::to_string),
+        created_ms: 0,
+    }
+}
+
+pub async fn receive_hides_redrives_and_deletes<S: ContractStore>(store: Arc<S>) {
+    assert!(store.create_queue(&queue("q", Some("dlq"))).await.unwrap());
+    assert!(store.create_queue(&queue("dlq", None)).await.unwrap());
+    assert!(!store.create_queue(&queue("q", None)).await.unwrap());
+    assert_eq!(
+        store.get_queue("default", "q").await.unwrap(),
+        Some(queue("q", Some("dlq")))
+    );
+    store
+        .send("default", "q", &[message("a", 0), message("b", 5000)])
+        .await
+        .unwrap();
+    // Only `a` is visible; received, it hides for the visibility timeout.
+    let got = store.receive(&receive(10, 100)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].id.as_str(), got[0].receive_count), ("a", 1));
+    assert_eq!(got[0].body, "body of a");
+    assert!(store.receive(&receive(10, 200)).await.unwrap().is_empty());
+    let counts = store.queue_counts("default", "q", 200).await.unwrap();
+    assert_eq!(
+        counts,
+        QueueCounts {
+            visible: 0,
+            in_flight: 1,
+            delayed: 1
+        }
+    );
+    // Visible again after it; a second receive is the last before the DLQ.
+    let got = store.receive(&receive(1, 1100)).await.unwrap();
+    assert_eq!((got[0].id.as_str(), got[0].receive_count), ("a", 2));
+    assert_eq!(got[0].first_receive_ms, 100);
+    // The old receipt no longer deletes; the third receive redrives it.
+    assert!(store
+        .delete_messages("default", "q", &["r100-0".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.receive(&receive(1, 2200)).await.unwrap().is_empty());
+    let mut in_dlq = receive(1, 2200);
+    in_dlq.queue = "dlq".into();
+    let got = store.receive(&in_dlq).await.unwrap();
+    assert_eq!((got[0].id.as_str(), got[0].receive_count), ("a", 1));
+    let deleted = store
+        .delete_messages("default", "dlq", &[got[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(store.purge("default", "q").await.unwrap(), 1);
+}
+
+pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: Arc<S>) {
+    assert!(store.create_queue(&queue("q", None)).await.unwrap());
+    assert!(store.create_queue(&queue("r", None)).await.unwrap());
+    let names: Vec<_> = store
+        .list_queues("default")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(names, ["q", "r"]);
+    // Sent in order, received oldest first; attributes round-trip.
+    let mut first = message("m1", 0);
+    first.attributes.insert(
+        "k".into(),
+        crate::queues::MessageAttribute {
+            data_type: "String".into(),
+            string_value: Some("v".into()),
+            binary_value: None,
+        },
+    );
+    store
+        .send_to_queues(
+            "default",
+            &[
+                ("q".into(), first.clone()),
+                ("q".into(), message("m2", 0)),
+                ("r".into(), message("m3", 0)),
+            ],
+        )
+        .await
+        .unwrap();
+    let got = store.receive(&receive(10, 10)).await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["m1", "m2"]
+    );
+    assert_eq!(got[0].attributes, first.attributes);
+    // A visibility change makes one visible again; an unknown handle changes nothing.
+    assert!(store
+        .change_visibility("default", "q", &got[1].receipt_handle, 20)
+        .await
+        .unwrap());
+    assert!(!store
+        .change_visibility("default", "q", "nope", 20)
+        .await
+        .unwrap());
+    let again = store.receive(&receive(10, 20)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].receive_count), ("m2", 2));
+    let deleted = store
+        .delete_messages(
+            "default",
+            "q",
+            &[
+                again[0].receipt_handle.clone(),
+                "nope".into(),
+                got[0].receipt_handle.clone(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted,
+        [
+            again[0].receipt_handle.clone(),
+            got[0].receipt_handle.clone()
+        ]
+    );
+    // Topics and their subscriptions, oldest first.
+    let topic = Topic {
+        namespace: "default".into(),
+        name: "t".into(),
+        created_ms: 1,
+    };
+    assert!(store.create_topic(&topic).await.unwrap());
+    assert!(!store.create_topic(&topic).await.unwrap());
+    assert_eq!(store.list_topics("default").await.unwrap(), [topic]);
+    let sub = |id: &str, endpoint, created_ms| Subscription {
+        id: id.into(),
+        namespace: "default".into(),
+        topic: "t".into(),
+        endpoint,
+        created_ms,
+    };
+    let subs = [
+        sub("s2", Endpoint::Queue("r".into()), 5),
+        sub("s1", Endpoint::Function("f".into()), 5),
+        sub("s0", Endpoint::Queue("q".into()), 9),
+    ];
+    for s in &subs {
+        store.subscribe(s).await.unwrap();
+    }
+    assert_eq!(store.subscriptions("default", "t").await.unwrap(), subs);
+    assert!(store.unsubscribe("default", "s1").await.unwrap());
+    assert!(!store.unsubscribe("default", "s1").await.unwrap());
+    // Mappings, oldest first.
+    let mapping = |id: &str, queue: &str, created_ms| Mapping {
+        id: id.into(),
+        namespace: "default".into(),
+        queue: queue.into(),
+        function: "f".into(),
+        batch_size: 10,
+        batching_window_ms: 0,
+        report_batch_item_failures: true,
+        created_ms,
+    };
+    store.create_mapping(&mapping("m-b", "r", 3)).await.unwrap();
+    store.create_mapping(&mapping("m-a", "r", 3)).await.unwrap();
+    store.create_mapping(&mapping("m-c", "q", 1)).await.unwrap();
+    let all: Vec<_> = store
+        .all_mappings()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(all, ["m-c", "m-b", "m-a"]);
+    assert!(store.delete_mapping("default", "m-c").await.unwrap());
+    assert!(!store.delete_mapping("default", "m-c").await.unwrap());
+    // Deleting a queue takes its messages, mappings and queue subscriptions with it.
+    assert!(store.delete_queue("default", "r").await.unwrap());
+    assert!(!store.delete_queue("default", "r").await.unwrap());
+    assert!(store.all_mappings().await.unwrap().is_empty());
+    assert_eq!(
+        store.subscriptions("default", "t").await.unwrap(),
+        [sub("s0", Endpoint::Queue("q".into()), 9)]
+    );
+    assert_eq!(
+        store.queue_counts("default", "r", 100).await.unwrap(),
+        QueueCounts::default()
+    );
+    assert!(store.delete_topic("default", "t").await.unwrap());
+    assert!(!store.delete_topic("default", "t").await.unwrap());
+    assert!(store
+        .subscriptions("default", "t")
+        .await
+        .unwrap()
+        .is_empty());
+}
