@@ -254,7 +254,10 @@ async fn bounded<T>(
     }
 }
 
-/// The bucket's store, created with its backing stream if it does not exist yet.
+/// The bucket's store, created with its backing stream if it does not exist yet. Unlike
+/// `create_key_value`, async-nats 0.51's `create_object_store` does not call `query_account()`
+/// and works against Debian's nats-server 2.9 as is (stream `OBJ_<bucket>`, discard new,
+/// rollup and direct get allowed); nodes racing to create it all end up with the same bucket.
 async fn ensure_bucket(js: &jetstream::Context, bucket: &str) -> Result<ObjectStore, String> {
     if let Ok(store) = js.get_object_store(bucket).await {
         return Ok(store);
