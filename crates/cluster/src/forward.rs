@@ -192,10 +192,7 @@ pub fn decode_result(mut body: Bytes) -> Result<InvokeResult, String> {
     let record = body.split_to(len);
     let activation: Activation =
         serde_json::from_slice(&record).map_err(|e| format!("bad activation record: {e}"))?;
-    Ok(InvokeResult {
-        activation,
-        body,
-    })
+    Ok(InvokeResult { activation, body })
 }
 
 #[cfg(test)]
@@ -232,8 +229,7 @@ mod tests {
         ] {
             headers.insert(k, v.parse().unwrap());
         }
-        let (target, req, may_spill) =
-            decode_request(&headers, Bytes::from_static(b"{}")).unwrap();
+        let (target, req, may_spill) = decode_request(&headers, Bytes::from_static(b"{}")).unwrap();
         assert_eq!(target.revision, 3);
         assert_eq!(req.request_id.as_deref(), Some("r1"));
         assert!(may_spill);

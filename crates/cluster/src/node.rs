@@ -193,7 +193,9 @@ impl Cluster {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let Some(cluster) = weak.upgrade() else { return };
+                let Some(cluster) = weak.upgrade() else {
+                    return;
+                };
                 if let Err(e) = cluster.beat().await {
                     tracing::warn!("cluster heartbeat failed (serving from the last view): {e}");
                 }
@@ -346,6 +348,13 @@ impl Cluster {
         !self.clustered() || self.held.read().contains(lease)
     }
 
+    /// The leases this node holds, sorted.
+    pub fn held_leases(&self) -> Vec<String> {
+        let mut held: Vec<String> = self.held.read().iter().cloned().collect();
+        held.sort();
+        held
+    }
+
     /// Keeps trying to take `lease` (at every heartbeat) until [`Cluster::unwant`].
     pub fn want(&self, lease: &str) {
         self.wanted.write().insert(lease.to_string());
@@ -442,8 +451,8 @@ impl Cluster {
             .cloned()
             .collect();
         let first = before.nodes.is_empty();
-        let live_changed = before.placement.ids().collect::<Vec<_>>()
-            != view.placement.ids().collect::<Vec<_>>();
+        let live_changed =
+            before.placement.ids().collect::<Vec<_>>() != view.placement.ids().collect::<Vec<_>>();
         let alive = view.alive_ids();
         *self.view.write() = Arc::new(view);
         if live_changed {

@@ -172,8 +172,7 @@ impl Registry {
     }
 
     pub async fn has_code(&self, sha256: &str) -> Result<bool, ApiError> {
-        Ok(lambent_store::blobs::is_sha256_hex(sha256)
-            && self.blobs.size(sha256).await?.is_some())
+        Ok(lambent_store::blobs::is_sha256_hex(sha256) && self.blobs.size(sha256).await?.is_some())
     }
 
     /// Creates or replaces a function. New invocations get the new revision as soon as this

@@ -44,6 +44,7 @@ pub fn routes() -> Router<Arc<App>> {
 async fn list_nodes(State(app): AppState) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "node": app.cluster.node_id(),
+        "leases": app.cluster.held_leases(),
         "nodes": app.cluster.nodes(),
     }))
 }
@@ -158,7 +159,7 @@ async fn get_function(
     Extension(Namespace(ns)): Ns,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let deployment = lookup(&app, &ns, &name)?;
+    let deployment = find(&app, &ns, &name).await?;
     Ok(Json(function_view(&app, &deployment)))
 }
 
@@ -180,7 +181,7 @@ async fn invoke(
     request_headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let deployment = lookup(&app, &ns, &name)?;
+    let deployment = find(&app, &ns, &name).await?;
     if crate::wants_async(uri.query(), &request_headers)? {
         return crate::accept_async(&app, &deployment, body).await;
     }
@@ -352,6 +353,22 @@ pub(crate) fn lookup(app: &App, namespace: &str, name: &str) -> Result<Arc<Deplo
     app.registry
         .lookup(namespace, name)
         .ok_or_else(|| ApiError::function_not_found(namespace, name))
+}
+
+/// [`lookup`], reading the store when this node does not know the function: in a cluster, a
+/// deploy on another node may be a few milliseconds ahead of its signal.
+pub(crate) async fn find(
+    app: &App,
+    namespace: &str,
+    name: &str,
+) -> Result<Arc<Deployment>, ApiError> {
+    match lookup(app, namespace, name) {
+        Err(ApiError::FunctionNotFound { .. }) if app.cluster.clustered() => {
+            app.registry.refresh(namespace, name).await?;
+            lookup(app, namespace, name)
+        }
+        found => found,
+    }
 }
 
 fn function_view(app: &App, deployment: &Deployment) -> Value {

@@ -76,8 +76,13 @@ impl Versions {
         published: Vec<Published>,
         aliases: Vec<Alias>,
     ) {
-        let versions = published.into_iter().map(|p| (p.version.version, p)).collect();
-        self.published.write().insert(key(namespace, name), versions);
+        let versions = published
+            .into_iter()
+            .map(|p| (p.version.version, p))
+            .collect();
+        self.published
+            .write()
+            .insert(key(namespace, name), versions);
         let aliases = aliases.into_iter().map(|a| (a.name.clone(), a)).collect();
         self.aliases.write().insert(key(namespace, name), aliases);
     }

@@ -16,30 +16,30 @@
 
 mod runtimes;
 
-use lambent_core::metering::Prices;
-use lambent_core::DEFAULT_NAMESPACE;
-use lambent_events::{Events, Runner, WorkerOptions};
-use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
-use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
-use lambent_queues::{QueueError, Queues};
-use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
 use lambent_bus_nats::{NatsBlobs, NatsBus};
 use lambent_cluster::node::{
     mapping_lease, Cluster, JoinOptions, StatsFn, PRUNER_LEASE, SCHEDULES_LEASE,
 };
+use lambent_core::metering::Prices;
+use lambent_core::DEFAULT_NAMESPACE;
 use lambent_events::worker::{Home, IsLeader};
+use lambent_events::{Events, Runner, WorkerOptions};
+use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
+use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
 use lambent_queues::{PollAll, PollGate};
+use lambent_queues::{QueueError, Queues};
+use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
 use lambent_store::blobs::{BlobStore, FsBlobs};
+use lambent_store::bus::{Bus, LocalBus};
 use lambent_store::cluster::{ClusterStore, NodeStats};
 use lambent_store::events::EventStore;
-use lambent_store::queues::QueueStore;
-use lambent_store::routes::RouteStore;
-use lambent_store_postgres::PgStore;
-use lambent_store::bus::{Bus, LocalBus};
 use lambent_store::lambda::AccessKey;
 use lambent_store::package::CodeDirs;
+use lambent_store::queues::QueueStore;
 use lambent_store::recorder::Recorder;
+use lambent_store::routes::RouteStore;
 use lambent_store::{Store, StoreError};
+use lambent_store_postgres::PgStore;
 use lambent_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -255,7 +255,12 @@ impl Backends {
         let sqlite = Arc::new(SqliteStore::open(&data.join("lambent.db"))?);
         let blobs = Arc::new(FsBlobs::open(data.join("blobs"))?);
         let bus = Arc::new(LocalBus::new(lambent_core::LOCAL_NODE));
-        Ok(Backends::of(sqlite, blobs, bus, lambent_core::LOCAL_NODE.into()))
+        Ok(Backends::of(
+            sqlite,
+            blobs,
+            bus,
+            lambent_core::LOCAL_NODE.into(),
+        ))
     }
 
     /// A cluster node: PostgreSQL for state, NATS for signals and code (cached in the data dir).

@@ -9,11 +9,11 @@ pub mod functions;
 pub mod invoke;
 pub mod keys;
 pub mod logs;
+pub mod nodes;
 pub mod queues;
 pub mod routes;
 pub mod schedule;
 pub mod up;
-pub mod nodes;
 pub mod usage;
 
 mod embedded;

@@ -76,7 +76,10 @@ pub struct Added {
 
 impl RouteTable {
     /// Loads and compiles every stored route.
-    pub async fn load(store: Arc<dyn RouteStore>, bus: Arc<dyn Bus>) -> Result<RouteTable, ApiError> {
+    pub async fn load(
+        store: Arc<dyn RouteStore>,
+        bus: Arc<dyn Bus>,
+    ) -> Result<RouteTable, ApiError> {
         let compiled = Self::compile_stored(store.as_ref()).await?;
         Ok(RouteTable {
             store,

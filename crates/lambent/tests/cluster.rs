@@ -1,0 +1,463 @@
+//! Cluster mode end to end: three real `lambent up` processes on one private PostgreSQL and one
+//! private NATS (started by `lambent-testkit` on loopback with ephemeral ports), driven through
+//! their HTTP front doors and the `lambent` command line as users would.
+//!
+//! Sandboxes need root: run as root (as CI does). The tests that start nodes run one at a time
+//! (three nodes each on a 2-core machine are enough).
+
+mod support;
+
+use lambent_testkit::nats::NatsServer;
+use lambent_testkit::postgres::PgServer;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use support::*;
+
+const KEY: &str = "cluster-test-key";
+
+/// One test with three nodes at a time.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A cluster of `lambent up` processes on a fresh database of the shared PostgreSQL.
+struct Cluster {
+    home: tempfile::TempDir,
+    store: String,
+    bus: String,
+    nodes: BTreeMap<String, Server>,
+    http: reqwest::blocking::Client,
+}
+
+impl Cluster {
+    fn start(ids: &[&str]) -> Cluster {
+        let store = PgServer::shared().fresh_database();
+        let bus = NatsServer::shared().url();
+        let mut cluster = Cluster {
+            home: tempfile::tempdir().unwrap(),
+            store,
+            bus,
+            nodes: BTreeMap::new(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        for id in ids {
+            cluster.start_node(id);
+        }
+        cluster.await_members(ids.len());
+        cluster
+    }
+
+    /// Starts (or restarts, on the same data dir) node `id`.
+    fn start_node(&mut self, id: &str) {
+        let dir = self.home.path().join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = Server::start_with_env(
+            &dir,
+            &[
+                "--store",
+                &self.store,
+                "--bus",
+                &self.bus,
+                "--node-id",
+                id,
+                "--shutdown-grace",
+                "5",
+            ],
+            &[("LAMBENT_API_KEY", KEY)],
+        );
+        self.nodes.insert(id.to_string(), server);
+    }
+
+    fn node(&self, id: &str) -> &Server {
+        &self.nodes[id]
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.values().map(|s| s.url.clone()).collect()
+    }
+
+    /// SIGKILL, as a crash would.
+    fn kill(&mut self, id: &str) {
+        self.nodes.remove(id).expect("a running node").kill();
+    }
+
+    /// `GET /v1/nodes` on node `id`.
+    fn members(&self, id: &str) -> Value {
+        self.get(&self.node(id).url, "/v1/nodes")
+    }
+
+    /// Waits until every running node sees `n` members up.
+    fn await_members(&self, n: usize) {
+        for id in self.nodes.keys() {
+            eventually(15, &format!("{id} sees {n} nodes up"), || {
+                let up = self.members(id)["nodes"]
+                    .as_array()?
+                    .iter()
+                    .filter(|m| m["state"] == "up")
+                    .count();
+                (up == n).then_some(())
+            });
+        }
+    }
+
+    fn get(&self, url: &str, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{url}{path}"))
+            .bearer_auth(KEY)
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "GET {path}: {response:?}");
+        response.json().unwrap()
+    }
+
+    fn post(&self, url: &str, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{url}{path}"))
+            .bearer_auth(KEY)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    /// The activation records of a function (up to 1000), as node `via` serves them.
+    fn activations(&self, via: &str, function: &str) -> Vec<Value> {
+        let page = self.get(
+            &self.node(via).url,
+            &format!("/v1/activations?function={function}&limit=1000"),
+        );
+        page["activations"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `lambent deploy DIR --name NAME --runtime python3.12 --handler app.handler` via `via`.
+    fn deploy_python(&self, via: &str, name: &str, code: &str, extra: &[&str]) {
+        let dir = self.home.path().join("code").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app.py"), code).unwrap();
+        let mut args = vec![
+            "deploy",
+            dir.to_str().unwrap(),
+            "--name",
+            name,
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+        ];
+        args.extend_from_slice(extra);
+        self.node(via).cli(&args).ok();
+    }
+}
+
+fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The event an activation belongs to (`<event id>` or `<event id>.<attempt>`).
+fn event_of(activation_id: &str) -> &str {
+    activation_id.split('.').next().unwrap_or(activation_id)
+}
+
+const ECHO: &str = "import time\n\
+def handler(event, context):\n    \
+    time.sleep(event.get('sleep', 0))\n    \
+    return {'echo': event}\n";
+
+#[test]
+fn three_nodes_serve_as_one_platform() {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start(&["n1", "n2", "n3"]);
+
+    // Deployed through node 1, invoked through node 3 at once.
+    cluster.deploy_python("n1", "echo", ECHO, &[]);
+    let out = cluster
+        .node("n3")
+        .cli(&["invoke", "echo", "--data", r#"{"x": 1}"#])
+        .ok();
+    assert!(out.stdout.contains(r#""x": 1"#), "{out:?}");
+
+    // A route added on node 2 is served by every node.
+    cluster
+        .node("n2")
+        .cli(&["route", "add", "GET", "/hello/{who}", "echo"])
+        .ok();
+    for url in cluster.urls() {
+        eventually(5, &format!("the route is served by {url}"), || {
+            let r = reqwest::blocking::get(format!("{url}/hello/you")).ok()?;
+            (r.status() == 200).then_some(())
+        });
+    }
+
+    // Warm affinity: 100 invocations spread over the front doors run on one node, warm
+    // after the first.
+    cluster.deploy_python("n1", "warm", ECHO, &[]);
+    let urls = cluster.urls();
+    for i in 0..100 {
+        let (status, body) = cluster.post(
+            &urls[i % urls.len()],
+            "/v1/functions/warm/invoke",
+            &json!({"i": i}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let records = cluster.activations("n2", "warm");
+    assert_eq!(records.len(), 100, "every invocation has its record");
+    let ran_on: HashSet<&str> = records.iter().filter_map(|a| a["node"].as_str()).collect();
+    let cold = records.iter().filter(|a| a["cold"] == true).count();
+    println!("warm affinity: 100 invocations ran on {ran_on:?}, {cold} cold");
+    assert_eq!(ran_on.len(), 1, "one home node: {ran_on:?}");
+    assert_eq!(cold, 1, "warm after the first");
+
+    // Reserved concurrency holds cluster-wide: 3 slots, 9 concurrent calls over 3 doors.
+    cluster.deploy_python("n1", "capped", ECHO, &["--reserved-concurrency", "3"]);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..9)
+            .map(|i| {
+                let (http, url) = (&cluster.http, urls[i % urls.len()].clone());
+                s.spawn(move || {
+                    http.post(format!("{url}/v1/functions/capped/invoke"))
+                        .bearer_auth(KEY)
+                        .body(r#"{"sleep": 3}"#)
+                        .send()
+                        .map_or(0, |r| r.status().as_u16())
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    println!("reserved concurrency 3 across 3 nodes: {ok} ran, {throttled} throttled");
+    assert_eq!((ok, throttled), (3, 6), "{statuses:?}");
+
+    // `lambent nodes` lists the three, up.
+    let out = cluster.node("n2").cli(&["nodes"]).ok();
+    for id in ["n1", "n2", "n3"] {
+        let row = out.stdout.lines().find(|l| l.contains(id)).unwrap();
+        assert!(row.contains("up"), "{}", out.stdout);
+    }
+}
+
+const WORK: &str = "import time\n\
+def handler(event, context):\n    \
+    time.sleep(0.05)\n    \
+    return event\n";
+
+const TICK: &str = "def handler(event, context):\n    \
+    print('FIRE', event['time'])\n    \
+    return event['time']\n";
+
+/// Fire time → the distinct events (fires) that carried it.
+fn fires(records: &[Value]) -> HashMap<String, HashSet<String>> {
+    let mut fires: HashMap<String, HashSet<String>> = HashMap::new();
+    for a in records.iter().filter(|a| a["status"] == "success") {
+        let logs = a["logs"].as_str().unwrap_or_default();
+        if let Some(line) = logs.lines().find(|l| l.starts_with("FIRE ")) {
+            let id = a["id"].as_str().unwrap_or_default();
+            fires
+                .entry(line[5..].to_string())
+                .or_default()
+                .insert(event_of(id).to_string());
+        }
+    }
+    fires
+}
+
+#[test]
+fn a_killed_node_loses_nothing_and_its_work_moves() {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut cluster = Cluster::start(&["n1", "n2", "n3"]);
+    cluster.deploy_python("n1", "work", WORK, &[]);
+    cluster.deploy_python("n1", "tick", TICK, &[]);
+    cluster
+        .node("n2")
+        .cli(&[
+            "schedule",
+            "add",
+            "every2s",
+            "--function",
+            "tick",
+            "--cron",
+            "*/2 * * * * *",
+        ])
+        .ok();
+
+    // The node `work` runs on (its home): the one to kill.
+    let (status, _) = cluster.post(
+        &cluster.node("n1").url,
+        "/v1/functions/work/invoke",
+        &json!({"warm": true}),
+    );
+    assert_eq!(status, 200);
+    let home = cluster.activations("n1", "work")[0]["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // 300 asynchronous invocations accepted across the nodes; the home is SIGKILLed midway.
+    let mut accepted = Vec::new();
+    let mut killed_at = None;
+    for i in 0..300 {
+        if i == 150 {
+            cluster.kill(&home);
+            killed_at = Some(Instant::now());
+        }
+        let urls = cluster.urls();
+        let url = &urls[i % urls.len()];
+        let (status, body) = cluster.post(
+            url,
+            "/v1/functions/work/invoke?async=true",
+            &json!({"i": i}),
+        );
+        assert_eq!(status, 202, "{body}");
+        accepted.push(body["activation_id"].as_str().unwrap().to_string());
+    }
+    let killed_at = killed_at.unwrap();
+    let survivor = cluster.nodes.keys().next().unwrap().clone();
+
+    // `lambent nodes` shows the killed node down within 5 s.
+    let down_after = eventually(10, "the killed node shows down", || {
+        let out = cluster.node(&survivor).cli(&["nodes", "-o", "json"]).ok();
+        let nodes = out.json()["nodes"].as_array().cloned().unwrap_or_default();
+        nodes
+            .iter()
+            .any(|n| n["id"] == home.as_str() && n["state"] == "down")
+            .then(|| killed_at.elapsed())
+    });
+    println!("{home} SIGKILLed: shown down after {down_after:?}");
+    assert!(down_after <= Duration::from_secs(5), "{down_after:?}");
+
+    // Every accepted event completes: none lost; duplicates counted.
+    let runs = eventually(
+        90,
+        "every accepted event has a successful activation",
+        || {
+            let records = cluster.activations(&survivor, "work");
+            let mut runs: HashMap<String, usize> = HashMap::new();
+            for a in records.iter().filter(|a| a["status"] == "success") {
+                *runs
+                    .entry(event_of(a["id"].as_str().unwrap()).to_string())
+                    .or_default() += 1;
+            }
+            accepted
+                .iter()
+                .all(|id| runs.contains_key(id))
+                .then_some(runs)
+        },
+    );
+    let duplicates: usize = accepted.iter().map(|id| runs[id] - 1).sum();
+    println!(
+        "300 async invocations accepted across 3 nodes, {home} SIGKILLed after 150: \
+         0 lost, {duplicates} duplicates (ran twice: their node died before the outcome was durable)"
+    );
+    assert!(
+        duplicates <= 64,
+        "duplicates are bounded by what was in flight"
+    );
+
+    // The schedule fired once per period with three nodes and after the kill; then its leader
+    // (whoever holds the schedules' lease now) is killed too, and it keeps firing.
+    let leader = eventually(10, "a schedule leader", || {
+        cluster.nodes.keys().find_map(|id| {
+            let leases = cluster.members(id)["leases"].clone();
+            leases
+                .as_array()?
+                .iter()
+                .any(|l| l == "lambent:schedules")
+                .then(|| id.clone())
+        })
+    });
+    cluster.kill(&leader);
+    let leader_killed = Instant::now();
+    let last = cluster.nodes.keys().next().unwrap().clone();
+    std::thread::sleep(Duration::from_secs(10));
+    let records = cluster.activations(&last, "tick");
+    let fires = fires(&records);
+    let doubled: Vec<_> = fires.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(doubled.is_empty(), "a period fired twice: {doubled:?}");
+    let after_kill = records
+        .iter()
+        .filter(|a| {
+            let started = a["start_ms"].as_i64().unwrap_or(0);
+            let killed_ms = now_ms() - leader_killed.elapsed().as_millis() as i64;
+            started > killed_ms + 3000
+        })
+        .count();
+    println!(
+        "schedule every 2 s: {} fires, none doubled; {after_kill} fired after the leader {leader} was SIGKILLed",
+        fires.len()
+    );
+    assert!(fires.len() >= 8, "{fires:?}");
+    assert!(
+        after_kill >= 2,
+        "the schedule kept firing after its leader died"
+    );
+
+    // A restarted node rejoins.
+    cluster.start_node(&home);
+    cluster.await_members(2);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn up_refuses_half_a_cluster_and_names_the_dependency_it_cannot_reach() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let up = |extra: &[&str]| {
+        let mut args = vec![
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &[], None)
+    };
+    let out = up(&["--store", "postgres://postgres@127.0.0.1:1/lambent"]).failed();
+    assert!(
+        out.stderr.contains("needs both --store") && out.stderr.contains("--bus"),
+        "{out:?}"
+    );
+    let out = up(&[
+        "--store",
+        "postgres://postgres@127.0.0.1:1/lambent",
+        "--bus",
+        "nats://127.0.0.1:1",
+    ])
+    .failed();
+    assert!(
+        out.stderr
+            .contains("PostgreSQL at 127.0.0.1:1 is unreachable"),
+        "{out:?}"
+    );
+    let store = PgServer::shared().fresh_database();
+    let out = up(&["--store", &store, "--bus", "nats://127.0.0.1:1"]).failed();
+    assert!(
+        out.stderr.contains("NATS at 127.0.0.1:1 is unreachable"),
+        "{out:?}"
+    );
+}

@@ -1,0 +1,211 @@
+//! The harness of the `lambent` binary's end-to-end tests: `lambent up` as a child process on
+//! port 0 with its own data dir and client config, and `lambent` commands run against it.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_lambent");
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// A `lambent up` process; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub key: String,
+    /// What `up` printed after its first two lines.
+    pub more: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `lambent up --listen 127.0.0.1:0 --data-dir <home>/data` with its client config
+    /// under `<home>/config`, and reads the URL and key it prints.
+    pub fn start(home: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(home, extra, &[])
+    }
+
+    /// [`Server::start`] with more environment variables for `lambent up`.
+    pub fn start_with_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("server.log"))
+            .unwrap();
+        let mut child = Command::new(BIN)
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(home.join("data"))
+            .args(extra)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env_remove("LAMBENT_API_KEY")
+            .env_remove("LAMBENT_URL")
+            .env_remove("LAMBENT_DATA_DIR")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("cannot start lambent up");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let next = |what: &str| {
+            rx.recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    let log = std::fs::read_to_string(home.join("server.log")).unwrap_or_default();
+                    panic!("lambent up printed no {what}; its stderr:\n{log}")
+                })
+        };
+        let first = next("URL line");
+        let url = first
+            .strip_prefix("lambent is up at ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_string();
+        let mut second = next("key line");
+        if second.starts_with("cluster node: ") {
+            second = next("key line");
+        }
+        let key = second
+            .strip_prefix("api key: ")
+            .unwrap_or_else(|| panic!("unexpected second line: {second}"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(!url.ends_with(":0"), "the real port is printed: {url}");
+        Server {
+            child,
+            url,
+            key,
+            more: rx,
+        }
+    }
+
+    /// The next line `up` prints (after the URL and key).
+    pub fn line(&self) -> String {
+        self.more
+            .recv_timeout(Duration::from_secs(60))
+            .expect("lambent up printed no more lines")
+    }
+
+    /// Runs `lambent ARGS` against this server.
+    pub fn cli(&self, args: &[&str]) -> Out {
+        run(
+            args,
+            &[("LAMBENT_URL", &self.url), ("LAMBENT_API_KEY", &self.key)],
+            None,
+        )
+    }
+
+    /// Runs `lambent ARGS` with `stdin` as standard input.
+    pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> Out {
+        run(
+            args,
+            &[("LAMBENT_URL", &self.url), ("LAMBENT_API_KEY", &self.key)],
+            Some(stdin),
+        )
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one CLI run did.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    #[track_caller]
+    pub fn ok(self) -> Out {
+        assert_eq!(self.code, 0, "lambent failed: {self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn failed(self) -> Out {
+        assert_eq!(self.code, 1, "lambent should exit with 1: {self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+pub fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Out {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("LAMBENT_API_KEY")
+        .env_remove("LAMBENT_URL")
+        .env_remove("LAMBENT_DATA_DIR")
+        // No config file from the machine's user.
+        .env("XDG_CONFIG_HOME", "/nonexistent/lambent-test-config")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("cannot run lambent");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
