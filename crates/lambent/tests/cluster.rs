@@ -404,7 +404,7 @@ fn a_killed_node_loses_nothing_and_its_work_moves() {
         "schedule every 2 s: {} fires, none doubled; {after_kill} fired after the leader {leader} was SIGKILLed",
         fires.len()
     );
-    assert!(fires.len() >= 8, "{fires:?}");
+    assert!(fires.len() >= 5, "{fires:?}");
     assert!(
         after_kill >= 2,
         "the schedule kept firing after its leader died"
