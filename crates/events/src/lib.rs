@@ -68,7 +68,7 @@ struct Inner {
 }
 
 /// Whether a write applied, or why its transaction failed.
-type WriteResult = Result<bool, String>;
+type WriteResult = Result<bool, StoreError>;
 
 struct PendingWrite {
     write: EventWrite,
@@ -78,7 +78,7 @@ struct PendingWrite {
 async fn wait_applied(wait: oneshot::Receiver<WriteResult>) -> Result<bool, EventsError> {
     match wait.await {
         Ok(Ok(applied)) => Ok(applied),
-        Ok(Err(e)) => Err(StoreError::Database(e).into()),
+        Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(EventsError::Stopped),
     }
 }
@@ -383,7 +383,7 @@ async fn commit_batches(store: Arc<dyn EventStore>, mut rx: mpsc::UnboundedRecei
             Err(e) => {
                 tracing::error!("could not commit {} event writes: {e}", waiting.len());
                 for done in waiting {
-                    let _ = done.send(Err(e.to_string()));
+                    let _ = done.send(Err(e.for_another()));
                 }
             }
         }

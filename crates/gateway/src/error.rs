@@ -35,7 +35,7 @@ pub enum ApiError {
     #[error("route '{0}' does not exist")]
     RouteNotFound(String),
     #[error(transparent)]
-    Queue(#[from] lambent_queues::QueueError),
+    Queue(lambent_queues::QueueError),
     #[error("access key '{0}' does not exist in this namespace")]
     AccessKeyNotFound(String),
     #[error("no such path: {0}")]
@@ -159,6 +159,16 @@ impl From<StoreError> for ApiError {
                 tracing::error!("store failure: {e}");
                 ApiError::Internal(e.to_string())
             }
+        }
+    }
+}
+
+impl From<lambent_queues::QueueError> for ApiError {
+    fn from(e: lambent_queues::QueueError) -> ApiError {
+        match e {
+            // A cluster dependency that is down is the same 503 everywhere.
+            lambent_queues::QueueError::Store(s @ StoreError::Unavailable { .. }) => s.into(),
+            other => ApiError::Queue(other),
         }
     }
 }

@@ -32,7 +32,11 @@ struct Cluster {
 impl Cluster {
     fn start(ids: &[&str]) -> Cluster {
         let store = PgServer::shared().fresh_database();
-        let bus = NatsServer::shared().url();
+        Cluster::start_on(store, NatsServer::shared().url(), ids)
+    }
+
+    /// A cluster on the given PostgreSQL database and NATS server.
+    fn start_on(store: String, bus: String, ids: &[&str]) -> Cluster {
         let mut cluster = Cluster {
             home: tempfile::tempdir().unwrap(),
             store,
@@ -112,6 +116,19 @@ impl Cluster {
             .unwrap();
         assert!(response.status().is_success(), "GET {path}: {response:?}");
         response.json().unwrap()
+    }
+
+    /// Any request; the status and the JSON answer (`Null` if none).
+    fn send(&self, method: reqwest::Method, url: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .http
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(KEY)
+            .body(body)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
     }
 
     fn post(&self, url: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -460,4 +477,99 @@ fn up_refuses_half_a_cluster_and_names_the_dependency_it_cannot_reach() {
         out.stderr.contains("NATS at 127.0.0.1:1 is unreachable"),
         "{out:?}"
     );
+}
+
+#[test]
+fn dependencies_down_get_503_warm_invocations_go_on_and_the_node_recovers() {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let pg = PgServer::start();
+    let nats = NatsServer::start();
+    let cluster = Cluster::start_on(pg.fresh_database(), nats.url(), &["n1"]);
+    cluster.deploy_python("n1", "echo", ECHO, &[]);
+    let url = cluster.node("n1").url.clone();
+    let invoke = |body: Value| cluster.post(&url, "/v1/functions/echo/invoke", &body);
+    assert_eq!(invoke(json!({"before": true})).0, 200);
+
+    // PostgreSQL down: management calls get a 503 naming it, quickly; warm invocations of a
+    // deployed function go on; an asynchronous invocation is refused, not lost.
+    pg.stop();
+    let asked = Instant::now();
+    let (status, body) = cluster.send(reqwest::Method::GET, &url, "/v1/activations", vec![]);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "ServiceUnavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("PostgreSQL at 127.0.0.1:"), "{message}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        asked.elapsed()
+    );
+    let (status, body) = invoke(json!({"during": "outage"}));
+    assert_eq!(status, 200, "a warm invocation works from memory: {body}");
+    let (status, body) = cluster.post(&url, "/v1/functions/echo/invoke?async=true", &json!({}));
+    assert_eq!(status, 503, "{body}");
+
+    // Back: the node recovers by itself; the record of the invocation made meanwhile is kept.
+    pg.start_again();
+    eventually(30, "management calls work again", || {
+        let (status, _) = cluster.send(reqwest::Method::GET, &url, "/v1/activations", vec![]);
+        (status == 200).then_some(())
+    });
+    eventually(15, "the outage's activation record is written", || {
+        let successes = cluster
+            .activations("n1", "echo")
+            .iter()
+            .filter(|a| a["status"] == "success")
+            .count();
+        (successes >= 2).then_some(())
+    });
+    let (status, body) = cluster.post(&url, "/v1/functions/echo/invoke?async=true", &json!({}));
+    assert_eq!(status, 202, "{body}");
+    let id = body["activation_id"].as_str().unwrap().to_string();
+    eventually(30, "the async invocation runs", || {
+        cluster
+            .activations("n1", "echo")
+            .iter()
+            .any(|a| a["id"] == id.as_str() && a["status"] == "success")
+            .then_some(())
+    });
+
+    // NATS down: code can't reach the cluster's storage (503 naming NATS); invocations and
+    // management calls that need no NATS go on.
+    nats.stop();
+    let zip = code_zip("def handler(e, c):\n    return 'new'\n");
+    let (status, body) = cluster.send(reqwest::Method::POST, &url, "/v1/code", zip.clone());
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NATS at 127.0.0.1:"),
+        "{body}"
+    );
+    assert_eq!(invoke(json!({"nats": "down"})).0, 200);
+    let (status, _) = cluster.send(reqwest::Method::GET, &url, "/v1/functions", vec![]);
+    assert_eq!(status, 200);
+    nats.start_again();
+    eventually(30, "code uploads work again", || {
+        let (status, _) = cluster.send(reqwest::Method::POST, &url, "/v1/code", zip.clone());
+        (status == 201 || status == 200).then_some(())
+    });
+}
+
+/// A zip with one `app.py`.
+fn code_zip(app: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.py"), app).unwrap();
+    let zip = dir.path().join("code.zip");
+    let status = std::process::Command::new("python3")
+        .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w'); z.write(sys.argv[2], 'app.py'); z.close()"])
+        .arg(&zip)
+        .arg(dir.path().join("app.py"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(zip).unwrap()
 }

@@ -54,6 +54,26 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+impl StoreError {
+    /// The same error for another waiter (a group commit answers each of its callers): an
+    /// unreachable dependency stays one, so every caller gets its 503; the rest keep their
+    /// message.
+    pub fn for_another(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable {
+                dependency,
+                address,
+                reason,
+            } => StoreError::Unavailable {
+                dependency,
+                address: address.clone(),
+                reason: reason.clone(),
+            },
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
 /// A page of activations, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ActivationQuery {

@@ -1,7 +1,8 @@
 //! Writes activation records off the invoke path: the invoker sends each record into a channel,
 //! one task writes them in batches (up to [`MAX_BATCH`] records, or whatever arrived within
 //! [`BATCH_WINDOW`]). Readers call [`Recorder::flush`] first, so a finished invocation is always
-//! visible to the next query.
+//! visible to the next query. Records the store refuses (a cluster's PostgreSQL is down) are
+//! kept in memory, up to [`MAX_PENDING`], and written when it is back.
 
 use crate::Store;
 use lambent_core::Activation;
@@ -47,10 +48,30 @@ impl Recorder {
     }
 }
 
+/// Records kept in memory while the store cannot take them (a cluster's PostgreSQL is down);
+/// past this, the oldest are dropped (and counted in the log).
+pub const MAX_PENDING: usize = 200_000;
+/// How often a failed write is tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
 async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Message>) {
     let mut batch: Vec<Activation> = Vec::with_capacity(MAX_BATCH);
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-    while let Some(first) = rx.recv().await {
+    // Records the store refused, oldest first, written before anything newer.
+    let mut pending: std::collections::VecDeque<Activation> = std::collections::VecDeque::new();
+    loop {
+        let first = if pending.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(RETRY_EVERY, rx.recv()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    retry_pending(store.as_ref(), &mut pending).await;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { return };
         let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
         let mut next = Some(first);
         while let Some(message) = next.take() {
@@ -69,14 +90,49 @@ async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Me
                 _ => None,
             };
         }
+        if !pending.is_empty() {
+            retry_pending(store.as_ref(), &mut pending).await;
+        }
         if !batch.is_empty() {
-            if let Err(e) = store.insert_activations(&batch).await {
-                tracing::error!("could not write {} activation records: {e}", batch.len());
+            if !pending.is_empty() {
+                pending.extend(batch.drain(..));
+            } else if let Err(e) = store.insert_activations(&batch).await {
+                tracing::error!(
+                    "could not write {} activation records (kept, retried every {RETRY_EVERY:?}): {e}",
+                    batch.len()
+                );
+                pending.extend(batch.drain(..));
             }
             batch.clear();
+            let over = pending.len().saturating_sub(MAX_PENDING);
+            if over > 0 {
+                pending.drain(..over);
+                tracing::error!("dropped the {over} oldest activation records: the store is unreachable and {MAX_PENDING} are waiting");
+            }
         }
+        // A flush answers once what came before it was tried: it does not wait for a store
+        // that is down (the caller's read then fails on its own).
         for done in waiting.drain(..) {
             let _ = done.send(());
+        }
+    }
+}
+
+/// Writes the records kept from failed writes, in batches, while the store takes them.
+async fn retry_pending(store: &dyn Store, pending: &mut std::collections::VecDeque<Activation>) {
+    while !pending.is_empty() {
+        let n = pending.len().min(MAX_BATCH);
+        let chunk: Vec<Activation> = pending.iter().take(n).cloned().collect();
+        match store.insert_activations(&chunk).await {
+            Ok(()) => {
+                pending.drain(..n);
+                if pending.is_empty() {
+                    tracing::info!(
+                        "the activation records kept while the store was unreachable are written"
+                    );
+                }
+            }
+            Err(_) => return,
         }
     }
 }
