@@ -268,6 +268,39 @@ fn three_nodes_serve_as_one_platform() {
         let row = out.stdout.lines().find(|l| l.contains(id)).unwrap();
         assert!(row.contains("up"), "{}", out.stdout);
     }
+
+    // SIGTERM drains a node: the invocation it runs finishes, then it leaves the cluster.
+    let home = records[0]["node"].as_str().unwrap().to_string();
+    let mut cluster = cluster;
+    let door = cluster.node(&home).url.clone();
+    let (draining, running) = std::thread::scope(|s| {
+        let http = &cluster.http;
+        let running = s.spawn(move || {
+            http.post(format!("{door}/v1/functions/warm/invoke"))
+                .bearer_auth(KEY)
+                .body(r#"{"sleep": 2}"#)
+                .send()
+                .map_or(0, |r| r.status().as_u16())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let server = cluster.nodes.remove(&home).unwrap();
+        let took = server.terminate(Duration::from_secs(10));
+        (took, running.join().unwrap())
+    });
+    println!("SIGTERM: {home} drained in {draining:?}; its running invocation answered {running}");
+    assert_eq!(running, 200, "the running invocation finished");
+    let other = cluster.nodes.keys().next().unwrap().clone();
+    eventually(5, "the drained node left the membership", || {
+        let nodes = cluster.members(&other)["nodes"].as_array()?.clone();
+        (!nodes.iter().any(|n| n["id"] == home.as_str())).then_some(())
+    });
+    // Its functions now run on the others.
+    let (status, body) = cluster.post(
+        &cluster.node(&other).url,
+        "/v1/functions/warm/invoke",
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
 }
 
 const WORK: &str = "import time\n\

@@ -117,6 +117,21 @@ impl Server {
         )
     }
 
+    /// SIGTERM, then waits for the process to exit (up to `limit`); how long it took.
+    pub fn terminate(mut self, limit: Duration) -> Duration {
+        let asked = std::time::Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        while asked.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return asked.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("lambent up did not exit within {limit:?} of SIGTERM");
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
