@@ -127,7 +127,7 @@ pub struct Queues {
 #[async_trait]
 pub trait PollGate: Send + Sync + 'static {
     /// Whether this node should poll the mapping now (taking its lease if it may).
-    async fn may_poll(&self, mapping_id: &str) -> bool;
+    async fn may_poll(&self, mapping: &Mapping) -> bool;
     /// This node stopped polling the mapping (or it was deleted): give its lease back.
     async fn stopped(&self, mapping_id: &str);
 }
@@ -137,7 +137,7 @@ pub struct PollAll;
 
 #[async_trait]
 impl PollGate for PollAll {
-    async fn may_poll(&self, _: &str) -> bool {
+    async fn may_poll(&self, _: &Mapping) -> bool {
         true
     }
     async fn stopped(&self, _: &str) {}
@@ -252,7 +252,7 @@ impl Queues {
         let mut stopped = Vec::new();
         for m in &mappings {
             let running = self.inner.pollers.lock().contains_key(&m.id);
-            match (gate.may_poll(&m.id).await, running) {
+            match (gate.may_poll(m).await, running) {
                 (true, false) => self.spawn_poller(m.clone()),
                 (false, true) => stopped.push(m.id.clone()),
                 _ => {}

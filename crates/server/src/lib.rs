@@ -26,7 +26,7 @@ use lambent_events::worker::{Home, IsLeader};
 use lambent_events::{Events, Runner, WorkerOptions};
 use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
 use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
-use lambent_queues::{PollAll, PollGate};
+use lambent_queues::{Mapping, PollAll, PollGate};
 use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
 use lambent_store::blobs::{BlobStore, FsBlobs};
@@ -313,14 +313,16 @@ fn default_node_id(port: u16) -> String {
     format!("{}-{port}", host_name().unwrap_or_else(|| "node".into()))
 }
 
-/// Adapts the cluster's mapping leases to the queues' poll gate.
+/// Adapts the cluster's mapping leases to the queues' poll gate: a mapping is polled on its
+/// function's home node (where the batches run warm), under the mapping's lease.
 struct MappingGate(Arc<Cluster>);
 
 #[async_trait::async_trait]
 impl PollGate for MappingGate {
-    async fn may_poll(&self, mapping_id: &str) -> bool {
-        let lease = mapping_lease(mapping_id);
-        if !self.0.is_home(mapping_id) {
+    async fn may_poll(&self, mapping: &Mapping) -> bool {
+        let lease = mapping_lease(&mapping.id);
+        let key = lambent_store::events::function_key(&mapping.namespace, &mapping.function);
+        if !self.0.is_home(&key) {
             self.0.give_back(&lease).await;
             return false;
         }

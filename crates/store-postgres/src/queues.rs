@@ -142,19 +142,6 @@ impl QueueStore for PgStore {
         })
     }
 
-    async fn send(
-        &self,
-        namespace: &str,
-        queue: &str,
-        messages: &[NewMessage],
-    ) -> Result<(), StoreError> {
-        let deliveries: Vec<(String, NewMessage)> = messages
-            .iter()
-            .map(|m| (queue.to_string(), m.clone()))
-            .collect();
-        self.send_to_queues(namespace, &deliveries).await
-    }
-
     async fn receive(&self, req: &ReceiveRequest) -> Result<Vec<Message>, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(|e| self.err(e))?;

@@ -232,19 +232,6 @@ impl QueueStore for SqliteStore {
         .await
     }
 
-    async fn send(
-        &self,
-        namespace: &str,
-        queue: &str,
-        messages: &[NewMessage],
-    ) -> Result<(), StoreError> {
-        let deliveries: Vec<(String, NewMessage)> = messages
-            .iter()
-            .map(|m| (queue.to_string(), m.clone()))
-            .collect();
-        self.send_to_queues(namespace, &deliveries).await
-    }
-
     async fn receive(&self, req: &ReceiveRequest) -> Result<Vec<Message>, StoreError> {
         let req = req.clone();
         self.write(move |conn| {

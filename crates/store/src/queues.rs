@@ -148,7 +148,13 @@ pub trait QueueStore: Send + Sync + 'static {
         namespace: &str,
         queue: &str,
         messages: &[NewMessage],
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let deliveries: Vec<(String, NewMessage)> = messages
+            .iter()
+            .map(|m| (queue.to_string(), m.clone()))
+            .collect();
+        self.send_to_queues(namespace, &deliveries).await
+    }
     /// Hands out up to `max` visible messages, oldest first, making them invisible for the
     /// visibility timeout. Messages over the queue's `max_receive_count` move to its dead-letter
     /// queue instead, in the same transaction.
