@@ -10,6 +10,7 @@ use lambent_core::{now_ms, Function, FunctionName, FunctionSpec};
 use lambent_invoker::{Deployment, Invoker};
 use lambent_store::blobs::BlobStore;
 use lambent_store::bus::{Bus, Signal};
+use lambent_store::lambda::{Alias, FunctionVersion};
 use lambent_store::package::{self, CodeDirs};
 use lambent_store::Store;
 use parking_lot::RwLock;
@@ -282,20 +283,61 @@ impl Registry {
     pub async fn refresh(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
         let _one_at_a_time = self.changes.lock().await;
         let stored = self.store.get_function(namespace, name).await?;
-        let versions: Vec<_> = self
+        let mut state = self.stored_state().await?;
+        let key = (namespace.to_string(), name.to_string());
+        let (versions, aliases) = state.remove(&key).unwrap_or_default();
+        self.apply(namespace, name, stored, versions, aliases).await
+    }
+
+    /// Every function this node knows or the store holds, refreshed (a periodic resync
+    /// catches changes whose signal was lost). Reads each table once.
+    pub async fn refresh_all(&self) -> Result<(), ApiError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let mut stored: HashMap<Key, Function> = self
             .store
-            .all_versions()
+            .all_functions()
             .await?
             .into_iter()
-            .filter(|v| v.function.namespace == namespace && v.function.name.as_str() == name)
+            .map(|f| (key_of(&f), f))
             .collect();
-        let aliases: Vec<_> = self
-            .store
-            .all_aliases()
-            .await?
-            .into_iter()
-            .filter(|a| a.namespace == namespace && a.function == name)
-            .collect();
+        let mut state = self.stored_state().await?;
+        let mut names: std::collections::BTreeSet<Key> = self.live.read().keys().cloned().collect();
+        names.extend(stored.keys().cloned());
+        for key in names {
+            let (versions, aliases) = state.remove(&key).unwrap_or_default();
+            let function = stored.remove(&key);
+            self.apply(&key.0, &key.1, function, versions, aliases)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The stored versions and aliases, by function.
+    async fn stored_state(
+        &self,
+    ) -> Result<HashMap<Key, (Vec<FunctionVersion>, Vec<Alias>)>, ApiError> {
+        let mut state: HashMap<Key, (Vec<FunctionVersion>, Vec<Alias>)> = HashMap::new();
+        for v in self.store.all_versions().await? {
+            let key = key_of(&v.function);
+            state.entry(key).or_default().0.push(v);
+        }
+        for a in self.store.all_aliases().await? {
+            let key = (a.namespace.clone(), a.function.clone());
+            state.entry(key).or_default().1.push(a);
+        }
+        Ok(state)
+    }
+
+    /// Makes this node's view of one function what the store holds (`stored`, `versions`,
+    /// `aliases`); the caller holds `changes`.
+    async fn apply(
+        &self,
+        namespace: &str,
+        name: &str,
+        stored: Option<Function>,
+        versions: Vec<FunctionVersion>,
+        aliases: Vec<Alias>,
+    ) -> Result<(), ApiError> {
         let Some(function) = stored else {
             let known = self.lookup(namespace, name).is_some();
             self.versions.forget(namespace, name);
@@ -337,19 +379,6 @@ impl Registry {
             keep.push(d.function.revision);
         }
         self.invoker.retire(namespace, name, Some(&keep));
-        Ok(())
-    }
-
-    /// Every function this node knows or the store holds, refreshed (a periodic resync
-    /// catches changes whose signal was lost).
-    pub async fn refresh_all(&self) -> Result<(), ApiError> {
-        let mut names: std::collections::BTreeSet<Key> = self.live.read().keys().cloned().collect();
-        for f in self.store.all_functions().await? {
-            names.insert(key_of(&f));
-        }
-        for (namespace, name) in names {
-            self.refresh(&namespace, &name).await?;
-        }
         Ok(())
     }
 
