@@ -59,11 +59,28 @@ impl AwsApi {
     }
 
     /// The live deployment of a function named in a path.
-    pub(crate) fn live(&self, namespace: &str, name: &str) -> Result<Arc<Deployment>, AwsError> {
+    /// The live deployment of a function this node knows (callers that checked with
+    /// [`AwsApi::live`] first).
+    pub(crate) fn known(&self, namespace: &str, name: &str) -> Result<Arc<Deployment>, AwsError> {
         FunctionName::parse(name)?;
         self.app
             .registry
             .lookup(namespace, name)
+            .ok_or_else(|| not_found(&self.scope(namespace).function_arn(name)))
+    }
+
+    /// The live deployment of a function (read from the store if this node does not know it
+    /// yet: in a cluster it may have been deployed on another node a moment ago).
+    pub(crate) async fn live(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<Deployment>, AwsError> {
+        FunctionName::parse(name)?;
+        self.app
+            .registry
+            .find(namespace, name)
+            .await?
             .ok_or_else(|| not_found(&self.scope(namespace).function_arn(name)))
     }
 
@@ -74,7 +91,7 @@ impl AwsApi {
         f: &FunctionRef,
     ) -> Result<Value, AwsError> {
         let scope = self.scope(namespace);
-        let live = self.live(namespace, &f.name)?;
+        let live = self.known(namespace, &f.name)?;
         let registry = &self.app.registry;
         let version = match f.qualifier.as_deref() {
             None | Some(LATEST) => None,
@@ -229,7 +246,7 @@ async fn get_function(
 ) -> Result<Json<Value>, AwsError> {
     let f = api.scope(&ns).parse(&name, q.qualifier.as_deref())?;
     let configuration = api.configuration(&ns, &f)?;
-    let live = api.live(&ns, &f.name)?;
+    let live = api.live(&ns, &f.name).await?;
     let mut view = json!({
         "Configuration": configuration,
         "Code": {"RepositoryType": "Lambent"},
@@ -362,7 +379,7 @@ async fn update_function_code(
 ) -> Result<Json<Value>, AwsError> {
     let req: UpdateCode = body::json(&body)?;
     let f = api.scope(&ns).parse(&name, None)?;
-    let live = api.live(&ns, &f.name)?;
+    let live = api.live(&ns, &f.name).await?;
     check_revision(&live, req.revision_id.as_deref())?;
     let sha256 = store_zip(&api, &req.code).await?;
     if req.dry_run {
@@ -422,7 +439,7 @@ async fn update_function_configuration(
 ) -> Result<Json<Value>, AwsError> {
     let req: UpdateConfiguration = body::json(&body)?;
     let f = api.scope(&ns).parse(&name, None)?;
-    let live = api.live(&ns, &f.name)?;
+    let live = api.live(&ns, &f.name).await?;
     check_revision(&live, req.revision_id.as_deref())?;
     let mut spec = live.function.config.to_spec();
     if let Some(runtime) = req.runtime {
@@ -446,7 +463,7 @@ async fn delete_function(
     Query(q): Query<QualifierQuery>,
 ) -> Result<StatusCode, AwsError> {
     let f = api.scope(&ns).parse(&name, q.qualifier.as_deref())?;
-    api.live(&ns, &f.name)?;
+    api.live(&ns, &f.name).await?;
     match f.qualifier.as_deref() {
         None => api.app.registry.delete(&ns, &f.name).await?,
         Some(q) => {

@@ -66,7 +66,7 @@ async fn invoke(
         }
     };
     let f = api.scope(&ns).parse(&name, q.qualifier.as_deref())?;
-    api.live(&ns, &f.name)?;
+    api.live(&ns, &f.name).await?;
     let resolved = api
         .app
         .registry

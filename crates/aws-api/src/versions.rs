@@ -73,7 +73,7 @@ async fn publish_version(
 ) -> Result<Response, AwsError> {
     let req: Publish = optional_json(&body)?;
     let f = api.scope(&ns).parse(&name, None)?;
-    let live = api.live(&ns, &f.name)?;
+    let live = api.live(&ns, &f.name).await?;
     let precondition = |what: &str| {
         AwsError::PreconditionFailed(format!(
             "the {what} provided does not match the function's current one"
@@ -122,7 +122,7 @@ async fn list_versions(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, AwsError> {
     let f = api.scope(&ns).parse(&name, None)?;
-    let live = api.live(&ns, &f.name)?;
+    let live = api.live(&ns, &f.name).await?;
     let scope = api.scope(&ns);
     let items = configurations(&scope, &api.app.registry, &live.function, true);
 
@@ -161,7 +161,7 @@ async fn create_alias(
 ) -> Result<Response, AwsError> {
     let req: AliasBody = body::json(&body)?;
     let f = api.scope(&ns).parse(&name, None)?;
-    api.live(&ns, &f.name)?;
+    api.live(&ns, &f.name).await?;
     let missing = |field: &str| AwsError::InvalidParameterValue(format!("{field} is required"));
     let alias = Alias {
         namespace: ns.clone(),
@@ -192,7 +192,7 @@ async fn get_alias(
     Path((name, alias)): Path<(String, String)>,
 ) -> Result<Json<Value>, AwsError> {
     let f = api.scope(&ns).parse(&name, None)?;
-    api.live(&ns, &f.name)?;
+    api.live(&ns, &f.name).await?;
     let found = api
         .app
         .registry
@@ -208,7 +208,7 @@ async fn list_aliases(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, AwsError> {
     let f = api.scope(&ns).parse(&name, None)?;
-    api.live(&ns, &f.name)?;
+    api.live(&ns, &f.name).await?;
     let scope = api.scope(&ns);
     let items = api
         .app
@@ -228,7 +228,7 @@ async fn update_alias(
 ) -> Result<Json<Value>, AwsError> {
     let req: AliasBody = optional_json(&body)?;
     let f = api.scope(&ns).parse(&name, None)?;
-    api.live(&ns, &f.name)?;
+    api.live(&ns, &f.name).await?;
     let current = api
         .app
         .registry
@@ -266,7 +266,7 @@ async fn delete_alias(
     Path((name, alias)): Path<(String, String)>,
 ) -> Result<StatusCode, AwsError> {
     let f = api.scope(&ns).parse(&name, None)?;
-    api.live(&ns, &f.name)?;
+    api.live(&ns, &f.name).await?;
     api.app
         .registry
         .delete_alias(&ns, &f.name, &alias)
@@ -289,7 +289,7 @@ async fn set_reserved(
     reserved: Option<u32>,
 ) -> Result<(), AwsError> {
     let f = api.scope(ns).parse(name, None)?;
-    let live = api.live(ns, &f.name)?;
+    let live = api.live(ns, &f.name).await?;
     let mut spec = live.function.config.to_spec();
     spec.reserved_concurrency = reserved;
     let sha256 = live.function.code_sha256.clone();
@@ -317,7 +317,7 @@ async fn get_concurrency(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, AwsError> {
     let f = api.scope(&ns).parse(&name, None)?;
-    let live = api.live(&ns, &f.name)?;
+    let live = api.live(&ns, &f.name).await?;
     Ok(Json(match live.function.config.reserved_concurrency {
         Some(r) => json!({ "ReservedConcurrentExecutions": r }),
         None => json!({}),
@@ -342,7 +342,7 @@ fn provisioned_target(
     qualifier: Option<&str>,
 ) -> Result<(String, u64), AwsError> {
     let f = api.scope(ns).parse(name, qualifier)?;
-    api.live(ns, &f.name)?;
+    api.known(ns, &f.name)?;
     let qualifier = f.qualifier.ok_or_else(|| {
         AwsError::InvalidParameterValue(
             "Qualifier is required: a version number or an alias".into(),

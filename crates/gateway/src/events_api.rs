@@ -208,7 +208,7 @@ async fn save_schedule(
     replace: bool,
 ) -> Result<Response, ApiError> {
     check_schedule_name(name)?;
-    crate::v1::lookup(app, ns, &b.function)?;
+    crate::v1::find(app, ns, &b.function).await?;
     let rule = Rule::from_parts(
         b.cron.as_deref(),
         b.rate.as_deref(),

@@ -382,10 +382,11 @@ pub struct RegistryRunner(pub Weak<App>);
 
 #[async_trait]
 impl FunctionRunner for RegistryRunner {
-    fn exists(&self, namespace: &str, function: &str) -> bool {
-        self.0
-            .upgrade()
-            .is_some_and(|app| app.registry.lookup(namespace, function).is_some())
+    async fn exists(&self, namespace: &str, function: &str) -> bool {
+        let Some(app) = self.0.upgrade() else {
+            return false;
+        };
+        matches!(app.registry.find(namespace, function).await, Ok(Some(_)))
     }
 
     async fn run(
@@ -398,7 +399,7 @@ impl FunctionRunner for RegistryRunner {
         let Some(app) = self.0.upgrade() else {
             return RunOutcome::Missing;
         };
-        let Some(deployment) = app.registry.lookup(namespace, function) else {
+        let Ok(Some(deployment)) = app.registry.find(namespace, function).await else {
             return RunOutcome::Missing;
         };
         let request = InvokeRequest {

@@ -26,6 +26,9 @@ pub struct Registry {
     codes: CodeDirs,
     /// Tells the other nodes which function changed (they [`Registry::refresh`] it).
     bus: Arc<dyn Bus>,
+    /// The store is shared with other nodes (a cluster): a function this node does not know
+    /// may have been deployed elsewhere a moment ago.
+    shared: bool,
     invoker: Invoker,
     live: RwLock<HashMap<Key, Arc<Deployment>>>,
     /// Published versions and aliases.
@@ -58,12 +61,14 @@ impl Registry {
         codes: CodeDirs,
         invoker: Invoker,
         bus: Arc<dyn Bus>,
+        shared: bool,
     ) -> Result<Registry, ApiError> {
         let registry = Registry {
             store,
             blobs,
             codes,
             bus,
+            shared,
             invoker,
             live: RwLock::new(HashMap::new()),
             versions: Versions::default(),
@@ -129,6 +134,23 @@ impl Registry {
             .read()
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
+    }
+
+    /// [`Registry::lookup`], reading the store when this node does not know the function and
+    /// the store is shared: a deploy on another node may be a few milliseconds ahead of its
+    /// signal.
+    pub async fn find(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Deployment>>, ApiError> {
+        if let Some(d) = self.lookup(namespace, name) {
+            return Ok(Some(d));
+        }
+        if self.shared {
+            self.refresh(namespace, name).await?;
+        }
+        Ok(self.lookup(namespace, name))
     }
 
     /// The key (`namespace/name`) of every deployed function.

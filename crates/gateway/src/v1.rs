@@ -317,7 +317,7 @@ async fn function_logs(
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    lookup(&app, &ns, &name)?;
+    find(&app, &ns, &name).await?;
     app.flush_records().await;
     let mut page = app
         .store
@@ -348,27 +348,18 @@ async fn metrics(State(app): AppState) -> Response {
         .into_response()
 }
 
-pub(crate) fn lookup(app: &App, namespace: &str, name: &str) -> Result<Arc<Deployment>, ApiError> {
-    FunctionName::parse(name)?;
-    app.registry
-        .lookup(namespace, name)
-        .ok_or_else(|| ApiError::function_not_found(namespace, name))
-}
-
-/// [`lookup`], reading the store when this node does not know the function: in a cluster, a
-/// deploy on another node may be a few milliseconds ahead of its signal.
+/// A deployed function, read from the store when this node does not know it yet: in a cluster,
+/// a deploy on another node may be a few milliseconds ahead of its signal.
 pub(crate) async fn find(
     app: &App,
     namespace: &str,
     name: &str,
 ) -> Result<Arc<Deployment>, ApiError> {
-    match lookup(app, namespace, name) {
-        Err(ApiError::FunctionNotFound { .. }) if app.cluster.clustered() => {
-            app.registry.refresh(namespace, name).await?;
-            lookup(app, namespace, name)
-        }
-        found => found,
-    }
+    FunctionName::parse(name)?;
+    app.registry
+        .find(namespace, name)
+        .await?
+        .ok_or_else(|| ApiError::function_not_found(namespace, name))
 }
 
 fn function_view(app: &App, deployment: &Deployment) -> Value {

@@ -62,7 +62,7 @@ pub enum RunOutcome {
 /// Runs functions: the invoker behind the gateway's registry, in the server.
 #[async_trait]
 pub trait FunctionRunner: Send + Sync + 'static {
-    fn exists(&self, namespace: &str, function: &str) -> bool;
+    async fn exists(&self, namespace: &str, function: &str) -> bool;
     async fn run(
         &self,
         namespace: &str,
@@ -603,7 +603,7 @@ impl Queues {
         self.topic(namespace, topic).await?;
         match &endpoint {
             Endpoint::Function(f) => {
-                if !self.runner()?.exists(namespace, f) {
+                if !self.runner()?.exists(namespace, f).await {
                     return Err(QueueError::FunctionNotFound(f.clone()));
                 }
             }
@@ -729,7 +729,7 @@ impl Queues {
         s: MappingSettings,
     ) -> Result<Mapping, QueueError> {
         self.queue(namespace, &s.queue).await?;
-        if !self.runner()?.exists(namespace, &s.function) {
+        if !self.runner()?.exists(namespace, &s.function).await {
             return Err(QueueError::FunctionNotFound(s.function));
         }
         let batch_size = in_range(

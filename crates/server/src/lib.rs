@@ -470,6 +470,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             .installing_requirements_with(python),
         invoker,
         backends.bus.clone(),
+        backends.cluster.is_some(),
     )
     .await?;
     let routes = RouteTable::load(backends.routes.clone(), backends.bus.clone()).await?;

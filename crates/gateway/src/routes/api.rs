@@ -52,7 +52,12 @@ async fn add(
     let spec: RouteSpec = body::json(&bytes)?;
     let id = format!("rt_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let route = spec.resolve(id, &ns, lambent_core::now_ms())?;
-    if app.registry.lookup(&ns, route.function.as_str()).is_none() {
+    if app
+        .registry
+        .find(&ns, route.function.as_str())
+        .await?
+        .is_none()
+    {
         return Err(ApiError::function_not_found(&ns, route.function.as_str()));
     }
     let added = app.routes.add(route, q.replace).await?;
