@@ -217,11 +217,6 @@ impl NodeCgroup {
             .unwrap_or_else(|e| panic!("cannot set the CPU quota of {}: {e}", self.dir.display()));
     }
 
-    fn adopt(&self, pid: u32) {
-        std::fs::write(self.dir.join("node/cgroup.procs"), pid.to_string())
-            .unwrap_or_else(|e| panic!("cannot move node {pid} into {}: {e}", self.dir.display()));
-    }
-
     /// (periods, throttled periods) so far.
     fn throttling(&self) -> (u64, u64) {
         let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
@@ -258,6 +253,131 @@ impl NodeCgroup {
             }
         }
     }
+}
+
+/// `lambent up` as [`Server::start_with_env`] starts it, but born confined: the child writes
+/// itself into `procs` (a cgroup's `cgroup.procs`) before `execve`, so every thread and process
+/// the node ever makes starts inside its quota (sandboxes then move to their own cgroups, under
+/// the same parent through `LAMBENT_CGROUP_PARENT`).
+fn start_confined(home: &Path, extra: &[&str], env: &[(&str, &str)], procs: &Path) -> Server {
+    use std::io::BufRead;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.join("server.log"))
+        .unwrap();
+    let procs = std::ffi::CString::new(procs.as_os_str().as_bytes()).unwrap();
+    let mut cmd = Command::new(support::BIN);
+    cmd.args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(home.join("data"))
+        .args(extra)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("LAMBENT_URL")
+        .env_remove("LAMBENT_DATA_DIR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    // SAFETY: between fork and exec the closure only calls open, write and close (async-signal
+    // safe) on a path prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let error = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written < 0 {
+                return Err(error);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("cannot start lambent up in its cgroup");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str| {
+        rx.recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let log = std::fs::read_to_string(home.join("server.log")).unwrap_or_default();
+                panic!("lambent up printed no {what}; its stderr:\n{log}")
+            })
+    };
+    let first = next("URL line");
+    let url = first
+        .strip_prefix("lambent is up at ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+    let mut second = next("key line");
+    if second.starts_with("cluster node: ") {
+        second = next("key line");
+    }
+    let key = second
+        .strip_prefix("api key: ")
+        .unwrap_or_else(|| panic!("unexpected second line: {second}"))
+        .to_string();
+    Server {
+        child,
+        url,
+        key,
+        more: rx,
+    }
+}
+
+/// How many processes descending from `root` (itself included) are inside the cpu cgroup
+/// `relative` (or below it), and how many are not.
+fn confined(root: u32, relative: &str) -> (usize, usize) {
+    let mut parent_of = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rfind(')')
+            .and_then(|c| stat[c + 2..].split(' ').nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.insert(pid, ppid);
+        }
+    }
+    let descends = |mut pid: u32| loop {
+        if pid == root {
+            return true;
+        }
+        match parent_of.get(&pid) {
+            Some(&p) if p > 1 => pid = p,
+            _ => return false,
+        }
+    };
+    let (mut inside, mut outside) = (0, 0);
+    for &pid in parent_of.keys().filter(|p| descends(**p)) {
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let cpu = cgroups.lines().find(|l| {
+            let controllers = l.split(':').nth(1).unwrap_or("");
+            controllers.split(',').any(|c| c == "cpu") || l.starts_with("0::")
+        });
+        let want = format!("/{relative}");
+        if cpu.is_some_and(|l| l.ends_with(&want) || l.contains(&format!("{want}/"))) {
+            inside += 1;
+        } else {
+            outside += 1;
+        }
+    }
+    (inside, outside)
 }
 
 /// CPU seconds used so far by every process whose command is `comm` (from `/proc/*/stat`).
@@ -351,7 +471,7 @@ impl Cluster {
             &format!("{}-{id}-{}", self.tag, self.cgroups.len()),
             self.quota,
         );
-        let server = Server::start_with_env(
+        let server = start_confined(
             &dir,
             &[
                 "--store",
@@ -367,8 +487,8 @@ impl Cluster {
                 ("LAMBENT_API_KEY", KEY),
                 ("LAMBENT_CGROUP_PARENT", &cgroup.relative),
             ],
+            &cgroup.dir.join("node/cgroup.procs"),
         );
-        cgroup.adopt(server.child.id());
         self.cgroups.push(NodeCgroup {
             relative: cgroup.relative.clone(),
             dir: cgroup.dir.clone(),
@@ -708,6 +828,8 @@ struct Throughput {
     errors: u64,
     homes: BTreeMap<String, usize>,
     sample: Sample,
+    /// Per node: processes of the node (itself, its runtimes) inside its quota and outside.
+    confinement: Vec<(usize, usize)>,
 }
 
 fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Throughput {
@@ -725,6 +847,11 @@ fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Thr
     let samples: Vec<Sample> = (0..k.runs)
         .map(|_| load(cluster, wrk, &scripts, k, k.secs))
         .collect();
+    let confinement = cluster
+        .nodes
+        .values()
+        .map(|n| confined(n.server.child.id(), &n.cgroup.relative))
+        .collect();
     let runs: Vec<f64> = samples.iter().map(|s| s.rps).collect();
     let rps = median(runs.clone());
     let errors = samples.iter().map(|s| s.errors).sum();
@@ -739,6 +866,7 @@ fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Thr
         errors,
         homes: per_node,
         sample,
+        confinement,
     }
 }
 
@@ -995,15 +1123,15 @@ fn main() {
         writeln!(notes, "\nThroughput detail (run closest to the median):\n").unwrap();
         writeln!(
             notes,
-            "| nodes | runs (inv/s) | errors (non-2xx + socket, all runs) | homes of the functions | nodes throttled (share of CFS periods) | wrk cores | PostgreSQL cores | NATS cores | host busy cores |"
+            "| nodes | runs (inv/s) | errors (non-2xx + socket, all runs) | homes of the functions | nodes throttled (share of CFS periods) | processes per node inside / outside its quota | wrk cores | PostgreSQL cores | NATS cores | host busy cores |"
         )
         .unwrap();
-        writeln!(notes, "|---|---|---|---|---|---|---|---|---|").unwrap();
+        writeln!(notes, "|---|---|---|---|---|---|---|---|---|---|").unwrap();
         for t in &results {
             let s = &t.sample;
             writeln!(
                 notes,
-                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} of {cores} |",
+                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} of {cores} |",
                 t.nodes,
                 t.runs
                     .iter()
@@ -1019,6 +1147,11 @@ fn main() {
                 s.throttled
                     .iter()
                     .map(|x| format!("{:.0} %", x * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t.confinement
+                    .iter()
+                    .map(|(i, o)| format!("{i} / {o}"))
                     .collect::<Vec<_>>()
                     .join(", "),
                 s.wrk_cores,
