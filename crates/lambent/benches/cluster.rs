@@ -406,8 +406,9 @@ fn cpu_of(comm: &str) -> f64 {
     total
 }
 
-/// Busy CPU seconds of the whole host so far (`/proc/stat`).
-fn host_busy() -> f64 {
+/// (busy, stolen) CPU seconds of the whole host so far (`/proc/stat`): busy is everything but
+/// idle, iowait and steal (time the hypervisor gave to other guests).
+fn host_cpu() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<f64> = stat
         .lines()
@@ -417,9 +418,9 @@ fn host_busy() -> f64 {
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
+    let f = |i: usize| fields.get(i).copied().unwrap_or(0.0);
     let total: f64 = fields.iter().take(8).sum();
-    let idle = fields.get(3).copied().unwrap_or(0.0) + fields.get(4).copied().unwrap_or(0.0);
-    (total - idle) / 100.0
+    ((total - f(3) - f(4) - f(7)) / 100.0, f(7) / 100.0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -742,6 +743,7 @@ struct Sample {
     pg_cores: f64,
     nats_cores: f64,
     host_cores: f64,
+    steal_cores: f64,
     /// Share of CFS periods in which each node was throttled.
     throttled: Vec<f64>,
 }
@@ -753,7 +755,7 @@ fn load(cluster: &Cluster, wrk: &Path, scripts: &[PathBuf], k: &Knobs, secs: u64
         .values()
         .map(|n| n.cgroup.throttling())
         .collect();
-    let (pg0, nats0, host0) = (cpu_of("postgres"), cpu_of("nats-server"), host_busy());
+    let (pg0, nats0, host0) = (cpu_of("postgres"), cpu_of("nats-server"), host_cpu());
     let start = Instant::now();
     let children: Vec<_> = cluster
         .nodes
@@ -793,7 +795,7 @@ fn load(cluster: &Cluster, wrk: &Path, scripts: &[PathBuf], k: &Knobs, secs: u64
         runs.push(run);
     }
     let wall = start.elapsed().as_secs_f64();
-    let (pg1, nats1, host1) = (cpu_of("postgres"), cpu_of("nats-server"), host_busy());
+    let (pg1, nats1, host1) = (cpu_of("postgres"), cpu_of("nats-server"), host_cpu());
     let throttled = cluster
         .nodes
         .values()
@@ -816,7 +818,8 @@ fn load(cluster: &Cluster, wrk: &Path, scripts: &[PathBuf], k: &Knobs, secs: u64
         wrk_cores: wrk_cpu / wall,
         pg_cores: (pg1 - pg0) / wall,
         nats_cores: (nats1 - nats0) / wall,
-        host_cores: (host1 - host0) / wall,
+        host_cores: (host1.0 - host0.0) / wall,
+        steal_cores: (host1.1 - host0.1) / wall,
         throttled,
     }
 }
@@ -1123,15 +1126,15 @@ fn main() {
         writeln!(notes, "\nThroughput detail (run closest to the median):\n").unwrap();
         writeln!(
             notes,
-            "| nodes | runs (inv/s) | errors (non-2xx + socket, all runs) | homes of the functions | nodes throttled (share of CFS periods) | processes per node inside / outside its quota | wrk cores | PostgreSQL cores | NATS cores | host busy cores |"
+            "| nodes | runs (inv/s) | errors (non-2xx + socket, all runs) | homes of the functions | nodes throttled (share of CFS periods) | processes per node inside / outside its quota | wrk cores | PostgreSQL cores | NATS cores | host busy cores | stolen by the hypervisor (cores) |"
         )
         .unwrap();
-        writeln!(notes, "|---|---|---|---|---|---|---|---|---|---|").unwrap();
+        writeln!(notes, "|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
         for t in &results {
             let s = &t.sample;
             writeln!(
                 notes,
-                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} of {cores} |",
+                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} of {cores} | {:.2} |",
                 t.nodes,
                 t.runs
                     .iter()
@@ -1158,6 +1161,7 @@ fn main() {
                 s.pg_cores,
                 s.nats_cores,
                 s.host_cores,
+                s.steal_cores,
             )
             .unwrap();
         }
