@@ -833,6 +833,44 @@ struct Throughput {
     sample: Sample,
     /// Per node: processes of the node (itself, its runtimes) inside its quota and outside.
     confinement: Vec<(usize, usize)>,
+    /// Over the measured runs: invocations run per node, cold ones, ones run off their home.
+    placement: Placement,
+}
+
+#[derive(Default)]
+struct Placement {
+    ran: BTreeMap<String, usize>,
+    cold: usize,
+    off_home: usize,
+}
+
+/// What the activation records since `since_ms` say about where invocations ran.
+fn placement(cluster: &Cluster, homes: &HashMap<String, String>, since_ms: i64) -> Placement {
+    std::thread::sleep(Duration::from_secs(1));
+    let via = cluster.ids()[0].clone();
+    let mut p = Placement::default();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/activations?limit=1000&since_ms={since_ms}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = cluster.get(cluster.url(&via), &path);
+        for a in page["activations"].as_array().into_iter().flatten() {
+            let (f, n) = (
+                a["function"].as_str().unwrap_or(""),
+                a["node"].as_str().unwrap_or(""),
+            );
+            *p.ran.entry(n.to_string()).or_default() += 1;
+            p.cold += usize::from(a["cold"] == true);
+            p.off_home += usize::from(homes.get(f).is_some_and(|h| h != n));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    p
 }
 
 fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Throughput {
@@ -847,9 +885,11 @@ fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Thr
         .collect();
     // Warm-up: sandboxes for the concurrency each function sees.
     load(cluster, wrk, &scripts, k, 2);
+    let since = now_ms();
     let samples: Vec<Sample> = (0..k.runs)
         .map(|_| load(cluster, wrk, &scripts, k, k.secs))
         .collect();
+    let placement = placement(cluster, &homes, since);
     let confinement = cluster
         .nodes
         .values()
@@ -870,6 +910,7 @@ fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Thr
         homes: per_node,
         sample,
         confinement,
+        placement,
     }
 }
 
@@ -1126,15 +1167,19 @@ fn main() {
         writeln!(notes, "\nThroughput detail (run closest to the median):\n").unwrap();
         writeln!(
             notes,
-            "| nodes | runs (inv/s) | errors (non-2xx + socket, all runs) | homes of the functions | nodes throttled (share of CFS periods) | processes per node inside / outside its quota | wrk cores | PostgreSQL cores | NATS cores | host busy cores | stolen by the hypervisor (cores) |"
+            "| nodes | runs (inv/s) | errors (non-2xx + socket, all runs) | homes of the functions | nodes throttled (share of CFS periods) | processes per node inside / outside its quota | invocations run per node (records) | cold | run off their home (spilled) | wrk cores | PostgreSQL cores | NATS cores | host busy cores | stolen by the hypervisor (cores) |"
         )
         .unwrap();
-        writeln!(notes, "|---|---|---|---|---|---|---|---|---|---|---|").unwrap();
+        writeln!(
+            notes,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        )
+        .unwrap();
         for t in &results {
             let s = &t.sample;
             writeln!(
                 notes,
-                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} of {cores} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} of {cores} | {:.2} |",
                 t.nodes,
                 t.runs
                     .iter()
@@ -1157,6 +1202,14 @@ fn main() {
                     .map(|(i, o)| format!("{i} / {o}"))
                     .collect::<Vec<_>>()
                     .join(", "),
+                t.placement
+                    .ran
+                    .iter()
+                    .map(|(n, c)| format!("{n}: {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t.placement.cold,
+                t.placement.off_home,
                 s.wrk_cores,
                 s.pg_cores,
                 s.nats_cores,
