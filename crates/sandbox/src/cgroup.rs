@@ -21,6 +21,12 @@
 //! hard quota: shares are work-conserving, so an idle host lets a 128 MB function import its
 //! modules at full speed instead of at 7 % of a core, while a busy host splits CPU by memory.
 //!
+//! `LAMBENT_CGROUP_PARENT` (read once at start-up) names another parent than `lambent`: a
+//! relative path such as `lambent/bench-n1`, created under each hierarchy. A CPU quota set on
+//! that directory then covers every sandbox of the node; put the node process itself in it (or
+//! in a child of it) and one quota confines a node with its functions, as the cluster benchmark
+//! (`crates/lambent/benches/cluster.rs`) does. Unset, sandboxes live under `lambent`.
+//!
 //! Every file operation goes through [`CgroupFs`], so the logic is unit-tested on a fake tree in
 //! a temporary directory; the real thing is tested end to end as root in `tests/`.
 
@@ -48,6 +54,9 @@ pub enum CgroupVersion {
 pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// The directory under each hierarchy that holds all sandboxes.
 const PARENT: &str = "lambent";
+/// The environment variable that names another parent directory (relative to each
+/// hierarchy's root) for this process's sandboxes.
+pub const PARENT_ENV: &str = "LAMBENT_CGROUP_PARENT";
 /// Memory size that buys one full core's weight, as on AWS Lambda.
 const MB_PER_CORE: u64 = 1769;
 /// How long `freeze` waits for every task to stop.
@@ -180,16 +189,30 @@ fn cgroup_err<'a>(
 impl Cgroups {
     /// Finds out which cgroup layout `root` holds, checks the controllers Lambent needs and
     /// creates the `lambent` parent(s). The error names what is missing.
+    /// The parent is `lambent`, or what [`PARENT_ENV`] names.
     pub(crate) fn detect(fs: Arc<dyn CgroupFs>, root: &Path) -> Result<Cgroups, SandboxError> {
+        let parent = match std::env::var_os(PARENT_ENV) {
+            Some(p) if !p.is_empty() => parent_from(Path::new(&p))?,
+            _ => PathBuf::from(PARENT),
+        };
+        Self::detect_in(fs, root, &parent)
+    }
+
+    /// [`Cgroups::detect`] with sandboxes under `parent` (a relative path) in each hierarchy.
+    pub(crate) fn detect_in(
+        fs: Arc<dyn CgroupFs>,
+        root: &Path,
+        parent: &Path,
+    ) -> Result<Cgroups, SandboxError> {
         let hierarchy = if fs.exists(&root.join("cgroup.controllers")) {
-            Self::detect_v2(fs.as_ref(), root)?
+            Self::detect_v2(fs.as_ref(), root, parent)?
         } else {
-            Self::detect_v1(fs.as_ref(), root)?
+            Self::detect_v1(fs.as_ref(), root, parent)?
         };
         Ok(Cgroups { fs, hierarchy })
     }
 
-    fn detect_v2(fs: &dyn CgroupFs, root: &Path) -> Result<Hierarchy, SandboxError> {
+    fn detect_v2(fs: &dyn CgroupFs, root: &Path, name: &Path) -> Result<Hierarchy, SandboxError> {
         let path = root.join("cgroup.controllers");
         let available = fs.read(&path).map_err(cgroup_err("read", &path))?;
         let available: HashSet<&str> = available.split_whitespace().collect();
@@ -215,10 +238,16 @@ impl Cgroups {
         } else {
             "+memory +pids"
         };
-        let parent = root.join(PARENT);
-        for dir in [root, parent.as_path()] {
-            if dir == parent && !fs.exists(&parent) {
-                fs.mkdir(&parent).map_err(cgroup_err("create", &parent))?;
+        let parent = root.join(name);
+        // The root and every directory down to the parent delegate the controllers.
+        let mut dirs = vec![root.to_path_buf()];
+        for component in name.components() {
+            let dir = dirs[dirs.len() - 1].join(component);
+            dirs.push(dir);
+        }
+        for dir in &dirs {
+            if dir.as_path() != root && !fs.exists(dir) {
+                fs.mkdir(dir).map_err(cgroup_err("create", dir))?;
             }
             let control = dir.join("cgroup.subtree_control");
             fs.write(&control, enable)
@@ -232,7 +261,7 @@ impl Cgroups {
         Ok(Hierarchy::V2 { parent, cpu })
     }
 
-    fn detect_v1(fs: &dyn CgroupFs, root: &Path) -> Result<Hierarchy, SandboxError> {
+    fn detect_v1(fs: &dyn CgroupFs, root: &Path, name: &Path) -> Result<Hierarchy, SandboxError> {
         let mounted = |name: &str| fs.exists(&root.join(name).join("cgroup.procs"));
         let missing: Vec<&str> = ["memory", "pids", "freezer"]
             .into_iter()
@@ -259,10 +288,13 @@ impl Cgroups {
         if !cpu {
             tracing::warn!("cgroup v1 cpu controller not mounted: sandboxes get no cpu shares");
         }
-        let parent = |name: &str| -> Result<PathBuf, SandboxError> {
-            let dir = root.join(name).join(PARENT);
-            if !fs.exists(&dir) {
-                fs.mkdir(&dir).map_err(cgroup_err("create", &dir))?;
+        let parent = |controller: &str| -> Result<PathBuf, SandboxError> {
+            let mut dir = root.join(controller);
+            for component in name.components() {
+                dir.push(component);
+                if !fs.exists(&dir) {
+                    fs.mkdir(&dir).map_err(cgroup_err("create", &dir))?;
+                }
             }
             Ok(dir)
         };
@@ -390,6 +422,23 @@ impl Cgroups {
                 Ok(cg)
             }
         }
+    }
+}
+
+/// The parent named by [`PARENT_ENV`]: a relative path of plain names (no `..`, not absolute).
+fn parent_from(path: &Path) -> Result<PathBuf, SandboxError> {
+    let plain = path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if plain && path.components().next().is_some() {
+        Ok(path.to_path_buf())
+    } else {
+        Err(SandboxError::Unavailable {
+            missing: format!(
+                "a valid {PARENT_ENV} (a relative cgroup path such as lambent/node-1, got {})",
+                path.display()
+            ),
+        })
     }
 }
 
@@ -1000,6 +1049,27 @@ mod tests {
             );
             assert!(root.join(c).join("lambent").exists());
         }
+    }
+
+    #[test]
+    fn another_parent_nests_sandboxes_under_it_in_every_hierarchy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
+        let fs = FakeFs::new(V1_FILES);
+        let cgroups = Cgroups::detect_in(fs.clone(), root, Path::new("lambent/bench-n1")).unwrap();
+        let cg = cgroups.create("sb-1", LIMITS).unwrap();
+        for c in ["memory", "pids", "freezer", "cpu"] {
+            assert!(root.join(c).join("lambent/bench-n1/sb-1").is_dir(), "{c}");
+        }
+        drop(cg);
+        assert!(root.join("cpu/lambent/bench-n1").is_dir());
+        assert!(parent_from(Path::new("../escape")).is_err());
+        assert!(parent_from(Path::new("/sys/fs/cgroup/x")).is_err());
+        assert_eq!(
+            parent_from(Path::new("lambent/n1")).unwrap(),
+            Path::new("lambent/n1")
+        );
     }
 
     #[test]
