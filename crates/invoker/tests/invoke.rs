@@ -166,9 +166,15 @@ async fn node_and_init_errors() {
     );
     // The runtime's share is the rest of the init after the sandbox and the import: on a
     // loaded machine it can round to nothing, but the phases never add up to more than it.
-    let total = r.activation.init_us.expect("a cold start has an init duration");
+    let total = r
+        .activation
+        .init_us
+        .expect("a cold start has an init duration");
     let phases = init.sandbox_us + init.runtime_us + init.import_us.unwrap_or(0);
-    assert!(init.sandbox_us > 0 && phases <= total, "{init:?} of {total} µs");
+    assert!(
+        init.sandbox_us > 0 && phases <= total,
+        "{init:?} of {total} µs"
+    );
 
     let missing = deployment(&code, "missing", "python", "nope.handler", &[], 3);
     let r = call(&invoker, &missing, "{}").await;
