@@ -17,7 +17,7 @@ use lambent_store::events::EventStore;
 use lambent_store::StoreError;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -29,6 +29,19 @@ pub const PRUNER_LEASE: &str = "lambent:pruner";
 
 /// How long a node that answered "saturated" is tried last for its functions.
 const SATURATED_FOR: Duration = Duration::from_secs(1);
+
+/// How many more invocations this node must have waiting at a function's home than at the
+/// next node by hash before the next node is tried first.
+pub const SPILL_MARGIN: usize = 2;
+
+/// An invocation counted as running at a node; the count drops with it.
+pub struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The name of a mapping poller's lease.
 pub fn mapping_lease(mapping_id: &str) -> String {
@@ -114,6 +127,8 @@ pub struct Cluster {
     secret: String,
     draining: AtomicBool,
     saturated: Mutex<HashMap<String, Instant>>,
+    /// Invocations this node has running on each node (itself included) right now.
+    inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     leases: tokio::sync::Mutex<Option<Box<dyn Leases>>>,
     held: RwLock<HashSet<String>>,
     /// Leases wanted (taken at the next tick if not now).
@@ -148,6 +163,7 @@ impl Cluster {
             secret: String::new(),
             draining: AtomicBool::new(false),
             saturated: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
             leases: tokio::sync::Mutex::new(None),
             held: RwLock::new(HashSet::new()),
             wanted: RwLock::new(HashSet::new()),
@@ -180,6 +196,7 @@ impl Cluster {
             secret: identity.secret,
             draining: AtomicBool::new(false),
             saturated: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
             leases: tokio::sync::Mutex::new(Some(leases)),
             held: RwLock::new(HashSet::new()),
             wanted: RwLock::new(HashSet::new()),
@@ -275,7 +292,47 @@ impl Cluster {
         if hops.is_empty() {
             hops.push(Hop::Local);
         }
+        // Two choices, biased to the home: when this node already waits on clearly more
+        // invocations at the home than at the next node, the next node goes first (it becomes
+        // a second warm home while the first is busy).
+        if hops.len() >= 2 && self.load(&hops[0]) > self.load(&hops[1]) + SPILL_MARGIN {
+            hops.swap(0, 1);
+        }
         hops
+    }
+
+    /// Invocations this node has running at a hop now.
+    fn load(&self, hop: &Hop) -> usize {
+        let node = self.hop_node(hop);
+        self.inflight
+            .lock()
+            .get(node)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
+    fn hop_node<'a>(&'a self, hop: &'a Hop) -> &'a str {
+        match hop {
+            Hop::Local => &self.me,
+            Hop::Remote { node, .. } => node,
+        }
+    }
+
+    /// Counts an invocation running at `hop` until the guard is dropped (in a cluster: the
+    /// embedded node has nowhere else to run it).
+    pub fn running_at(&self, hop: &Hop) -> Option<Running> {
+        if !self.clustered() {
+            return None;
+        }
+        let node = self.hop_node(hop);
+        let counter = {
+            let mut inflight = self.inflight.lock();
+            match inflight.get(node) {
+                Some(c) => c.clone(),
+                None => inflight.entry(node.to_string()).or_default().clone(),
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Some(Running(counter))
     }
 
     fn hop_to(&self, view: &View, placement: &Placement, i: NodeIndex) -> Hop {

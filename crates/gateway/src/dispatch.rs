@@ -24,10 +24,17 @@ impl App {
     /// Runs a synchronous invocation where it belongs (see the module doc).
     pub async fn run(&self, dep: &Arc<Deployment>, mut req: InvokeRequest) -> InvokeResult {
         let f = &dep.function;
-        let hops = self.cluster.hops(&f.namespace, f.name.as_str());
+        let mut hops = self.cluster.hops(&f.namespace, f.name.as_str());
+        // A sandbox of this revision idle here (its home spilled here while busy): run it here,
+        // warm, without a hop.
+        if hops[0] != Hop::Local && self.registry.invoker().revision_counts(dep).idle > 0 {
+            hops.retain(|h| *h != Hop::Local);
+            hops.insert(0, Hop::Local);
+        }
         let last = hops.len() - 1;
         for (i, hop) in hops.into_iter().enumerate() {
             req.may_spill = i < last;
+            let _running = self.cluster.running_at(&hop);
             let (node, address) = match hop {
                 Hop::Local => {
                     let result = self.registry.invoker().invoke(dep, req.clone()).await;
