@@ -50,7 +50,9 @@ fn assert_cold_breakdown(record: &Value, reason: &str, import: Import) -> Value 
     let sandbox_us = init["sandbox_us"].as_u64().expect("sandbox_us");
     let runtime_us = init["runtime_us"].as_u64().expect("runtime_us");
     assert!(sandbox_us > 0, "making a sandbox takes time: {init}");
-    assert!(runtime_us > 0, "starting a runtime takes time: {init}");
+    // The runtime's share is what is left after the sandbox and the import: when the machine
+    // is loaded, the parent may learn that the sandbox's program runs only once the runtime
+    // is up, and the share rounds to nothing (the sum is still checked below).
     let import_us = match import {
         Import::Unknown => {
             assert!(init["import_us"].is_null(), "{init}");
