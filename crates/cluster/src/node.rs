@@ -590,4 +590,12 @@ impl lambent_invoker::LimitShares for Cluster {
     fn namespace(&self, namespace: &str, limit: u32) -> u32 {
         self.namespace_share(namespace, limit)
     }
+
+    /// Provisioned sandboxes are kept where the function's invocations go: its home.
+    fn provisioned(&self, namespace: &str, function: &str, n: u32) -> u32 {
+        match self.is_home(&function_key(namespace, function)) {
+            true => n,
+            false => 0,
+        }
+    }
 }

@@ -395,6 +395,17 @@ impl Registry {
             self.live.write().insert(key_of(f), deployment.clone());
             self.invoker
                 .set_reserved_concurrency(namespace, name, f.config.reserved_concurrency);
+            if f.config.provisioned_concurrency > 0 {
+                // The function's home keeps its provisioned sandboxes (elsewhere this starts
+                // none: the pool's share is 0).
+                let invoker = self.invoker.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = invoker.provision(&deployment).await {
+                        let f = &deployment.function;
+                        tracing::warn!("provisioned concurrency of {}: {e}", f.name);
+                    }
+                });
+            }
         }
         let mut keep = self.versions.revisions(namespace, name);
         if let Some(d) = self.lookup(namespace, name) {

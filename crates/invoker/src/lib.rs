@@ -550,10 +550,16 @@ impl Inner {
         } else {
             ColdReason::FirstRequest
         };
+        let f = &dep.function;
+        let provisioned = self.admission.provisioned_share(
+            &f.namespace,
+            f.name.as_str(),
+            f.config.provisioned_concurrency,
+        );
         self.pools
             .lock()
             .entry(key)
-            .or_insert_with(|| Arc::new(Pool::new(dep.clone(), first_reason)))
+            .or_insert_with(|| Arc::new(Pool::new(dep.clone(), first_reason, provisioned)))
             .clone()
     }
 

@@ -48,6 +48,8 @@ pub trait LimitShares: Send + Sync + 'static {
     fn function(&self, namespace: &str, function: &str, limit: u32) -> u32;
     /// This node's share of a namespace's concurrency `limit` (unreserved invocations).
     fn namespace(&self, namespace: &str, limit: u32) -> u32;
+    /// How many of a function's `n` provisioned sandboxes this node keeps.
+    fn provisioned(&self, namespace: &str, function: &str, n: u32) -> u32;
 }
 
 /// Concurrent invocations per namespace and function.
@@ -77,6 +79,14 @@ impl Admission {
 
     pub fn set_shares(&self, shares: Arc<dyn LimitShares>) {
         *self.shares.write() = Some(shares);
+    }
+
+    /// This node's part of a function's provisioned concurrency `n` (all of it on one node).
+    pub fn provisioned_share(&self, namespace: &str, function: &str, n: u32) -> u32 {
+        match self.shares.read().as_ref() {
+            Some(shares) if n > 0 => shares.provisioned(namespace, function, n),
+            _ => n,
+        }
     }
 
     /// Records a function's reserved concurrency (`None`: it draws from the unreserved pool).

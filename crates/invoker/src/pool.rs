@@ -67,11 +67,11 @@ impl Drop for CountGuard<'_> {
 }
 
 impl Pool {
-    pub fn new(deployment: Arc<Deployment>, first_reason: ColdReason) -> Pool {
+    /// A pool keeping `provisioned` sandboxes initialized (this node's part of the function's
+    /// provisioned concurrency).
+    pub fn new(deployment: Arc<Deployment>, first_reason: ColdReason, provisioned: u32) -> Pool {
         Pool {
-            provisioned: AtomicUsize::new(
-                deployment.function.config.provisioned_concurrency as usize,
-            ),
+            provisioned: AtomicUsize::new(provisioned as usize),
             deployment,
             idle: Mutex::new(Vec::new()),
             busy: AtomicUsize::new(0),

@@ -240,6 +240,25 @@ fn three_nodes_serve_as_one_platform() {
     assert_eq!(ran_on.len(), 1, "one home node: {ran_on:?}");
     assert_eq!(cold, 1, "warm after the first");
 
+    // Provisioned concurrency is kept on the function's home only: 1 sandbox in the cluster.
+    cluster.deploy_python("n1", "ready", ECHO, &["--provisioned-concurrency", "1"]);
+    let idle_per_node = eventually(15, "one provisioned sandbox in the cluster", || {
+        let idle: Vec<u64> = cluster
+            .nodes
+            .values()
+            .map(|n| cluster.get(&n.url, "/v1/functions/ready")["sandboxes"]["idle"].as_u64())
+            .collect::<Option<_>>()?;
+        (idle.iter().sum::<u64>() == 1).then_some(idle)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let again: u64 = cluster
+        .nodes
+        .values()
+        .filter_map(|n| cluster.get(&n.url, "/v1/functions/ready")["sandboxes"]["idle"].as_u64())
+        .sum();
+    println!("provisioned concurrency 1 across 3 nodes: idle sandboxes per node {idle_per_node:?}");
+    assert_eq!(again, 1, "still one provisioned sandbox");
+
     // Reserved concurrency holds cluster-wide: 3 slots, 9 concurrent calls over 3 doors.
     cluster.deploy_python("n1", "capped", ECHO, &["--reserved-concurrency", "3"]);
     let statuses: Vec<u16> = std::thread::scope(|s| {
