@@ -9,7 +9,7 @@
 //! The embedded single node is a [`Cluster::single`]: one member, every lease held, no store.
 
 use crate::forward::Forwarder;
-use crate::membership::{self, NodeState, NodeStatus, DOWN_AFTER_MS, HEARTBEAT_PERIOD_MS};
+use crate::membership::{self, NodeState, NodeStatus, HEARTBEAT_PERIOD_MS};
 use crate::placement::{function_key, NodeIndex, Placement};
 use lambent_store::bus::{Bus, Signal};
 use lambent_store::cluster::{ClusterStore, Leases, NodeRecord, NodeStats};
@@ -112,19 +112,26 @@ pub struct JoinOptions {
     pub stats: StatsFn,
 }
 
+/// A cluster node's links to the rest of the cluster.
+struct Backing {
+    store: Arc<dyn ClusterStore>,
+    events: Arc<dyn EventStore>,
+    bus: Arc<dyn Bus>,
+    forwarder: Forwarder,
+    /// Authenticates forwarded invocations.
+    secret: String,
+}
+
 /// This node's membership, placement and leases.
 pub struct Cluster {
     me: String,
     address: String,
     version: String,
     started_ms: i64,
-    store: Option<Arc<dyn ClusterStore>>,
-    events: Option<Arc<dyn EventStore>>,
-    bus: Option<Arc<dyn Bus>>,
+    /// What a cluster node has and the embedded node has not.
+    backing: Option<Backing>,
     stats: StatsFn,
     view: RwLock<Arc<View>>,
-    forwarder: Option<Forwarder>,
-    secret: String,
     draining: AtomicBool,
     saturated: Mutex<HashMap<String, Instant>>,
     /// Invocations this node has running on each node (itself included) right now.
@@ -139,36 +146,23 @@ pub struct Cluster {
 impl Cluster {
     /// The embedded single node: the only member, holding every lease.
     pub fn single(node_id: &str, address: &str, stats: StatsFn) -> Arc<Cluster> {
-        let now = lambent_core::now_ms();
-        let record = NodeRecord {
-            id: node_id.to_string(),
+        let me = JoinOptions {
+            node_id: node_id.to_string(),
             address: address.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            stats,
+        };
+        let now = lambent_core::now_ms();
+        let record = NodeRecord {
+            id: me.node_id.clone(),
+            address: me.address.clone(),
+            version: me.version.clone(),
             started_ms: now,
             heartbeat_ms: now,
             draining: false,
             stats: NodeStats::default(),
         };
-        Arc::new(Cluster {
-            me: node_id.to_string(),
-            address: address.to_string(),
-            version: record.version.clone(),
-            started_ms: now,
-            store: None,
-            events: None,
-            bus: None,
-            stats,
-            view: RwLock::new(Arc::new(View::new(now, vec![record]))),
-            forwarder: None,
-            secret: String::new(),
-            draining: AtomicBool::new(false),
-            saturated: Mutex::new(HashMap::new()),
-            inflight: Mutex::new(HashMap::new()),
-            leases: tokio::sync::Mutex::new(None),
-            held: RwLock::new(HashSet::new()),
-            wanted: RwLock::new(HashSet::new()),
-            tasks: Mutex::new(Vec::new()),
-        })
+        Arc::new(Cluster::new(me, now, vec![record], None, None))
     }
 
     /// Joins the cluster behind `store`: reads its identity, writes the first heartbeat, reads
@@ -181,27 +175,21 @@ impl Cluster {
     ) -> Result<Arc<Cluster>, StoreError> {
         let identity = store.identity().await?;
         let leases = store.leases().await?;
-        let now = lambent_core::now_ms();
-        let cluster = Arc::new(Cluster {
-            me: opts.node_id.clone(),
-            address: opts.address,
-            version: opts.version,
-            started_ms: now,
-            store: Some(store),
-            events: Some(events),
-            bus: Some(bus),
-            stats: opts.stats,
-            view: RwLock::new(Arc::new(View::new(now, Vec::new()))),
-            forwarder: Some(Forwarder::new(&opts.node_id, &identity.secret)),
+        let backing = Backing {
+            store,
+            events,
+            bus,
+            forwarder: Forwarder::new(&opts.node_id, &identity.secret),
             secret: identity.secret,
-            draining: AtomicBool::new(false),
-            saturated: Mutex::new(HashMap::new()),
-            inflight: Mutex::new(HashMap::new()),
-            leases: tokio::sync::Mutex::new(Some(leases)),
-            held: RwLock::new(HashSet::new()),
-            wanted: RwLock::new(HashSet::new()),
-            tasks: Mutex::new(Vec::new()),
-        });
+        };
+        let now = lambent_core::now_ms();
+        let cluster = Arc::new(Cluster::new(
+            opts,
+            now,
+            Vec::new(),
+            Some(backing),
+            Some(leases),
+        ));
         cluster.beat().await?;
         let weak = Arc::downgrade(&cluster);
         let task = tokio::spawn(async move {
@@ -223,6 +211,31 @@ impl Cluster {
         Ok(cluster)
     }
 
+    fn new(
+        me: JoinOptions,
+        now: i64,
+        nodes: Vec<NodeRecord>,
+        backing: Option<Backing>,
+        leases: Option<Box<dyn Leases>>,
+    ) -> Cluster {
+        Cluster {
+            me: me.node_id,
+            address: me.address,
+            version: me.version,
+            started_ms: now,
+            backing,
+            stats: me.stats,
+            view: RwLock::new(Arc::new(View::new(now, nodes))),
+            draining: AtomicBool::new(false),
+            saturated: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            leases: tokio::sync::Mutex::new(leases),
+            held: RwLock::new(HashSet::new()),
+            wanted: RwLock::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn node_id(&self) -> &str {
         &self.me
     }
@@ -233,16 +246,16 @@ impl Cluster {
 
     /// Whether this node is one of a cluster (not the embedded single node).
     pub fn clustered(&self) -> bool {
-        self.store.is_some()
+        self.backing.is_some()
     }
 
     /// The secret forwarded requests carry (empty on the embedded node).
     pub fn secret(&self) -> &str {
-        &self.secret
+        self.backing.as_ref().map_or("", |b| b.secret.as_str())
     }
 
     pub fn forwarder(&self) -> Option<&Forwarder> {
-        self.forwarder.as_ref()
+        self.backing.as_ref().map(|b| &b.forwarder)
     }
 
     pub fn view(&self) -> Arc<View> {
@@ -274,16 +287,23 @@ impl Cluster {
         if view.placement.active_len() <= 1 {
             return vec![Hop::Local];
         }
-        let mut placement = view.placement.clone();
-        {
+        // The shared placement as it is, unless some node answered "saturated" lately (a copy
+        // that orders those last): no copy on the common path.
+        let placement = {
             let mut saturated = self.saturated.lock();
             saturated.retain(|_, since| since.elapsed() < SATURATED_FOR);
-            for id in saturated.keys() {
-                if let Some(i) = placement.index_of(id) {
-                    placement.set_saturated(i, true);
+            if saturated.is_empty() {
+                std::borrow::Cow::Borrowed(&view.placement)
+            } else {
+                let mut marked = view.placement.clone();
+                for id in saturated.keys() {
+                    if let Some(i) = marked.index_of(id) {
+                        marked.set_saturated(i, true);
+                    }
                 }
+                std::borrow::Cow::Owned(marked)
             }
-        }
+        };
         let order = placement.try_order(&function_key(namespace, function));
         let mut hops: Vec<Hop> = order
             .into_iter()
@@ -477,8 +497,8 @@ impl Cluster {
         for t in self.tasks.lock().drain(..) {
             t.abort();
         }
-        if let Some(store) = &self.store {
-            if let Err(e) = store.leave(&self.me).await {
+        if let Some(b) = &self.backing {
+            if let Err(e) = b.store.leave(&self.me).await {
                 tracing::warn!("could not leave the membership table: {e}");
             }
         }
@@ -486,7 +506,7 @@ impl Cluster {
 
     /// One heartbeat: write this node's row, read everyone's, act on nodes that went down.
     async fn beat(&self) -> Result<(), StoreError> {
-        let Some(store) = &self.store else {
+        let Some(Backing { store, bus, .. }) = &self.backing else {
             return Ok(());
         };
         let record = NodeRecord {
@@ -522,17 +542,17 @@ impl Cluster {
             self.take_over(now_ms, &alive, &newly_down).await;
         }
         if live_changed {
-            if let Some(bus) = &self.bus {
-                // Dispatchers re-read their share of functions; pollers rebalance.
-                bus.publish(Signal::Events);
-            }
+            // Dispatchers re-read their share of functions; pollers rebalance.
+            bus.publish(Signal::Events);
         }
         Ok(())
     }
 
     /// Makes the events leased by nodes that are down due again, so live nodes run them.
     async fn take_over(&self, now_ms: i64, alive: &[String], down: &[String]) {
-        let Some(events) = &self.events else { return };
+        let Some(Backing { events, bus, .. }) = &self.backing else {
+            return;
+        };
         match events.release_leases(now_ms, alive).await {
             Ok(0) => {}
             Ok(n) => {
@@ -540,9 +560,7 @@ impl Cluster {
                     "took over {n} asynchronous events held by nodes that are down ({})",
                     down.join(", ")
                 );
-                if let Some(bus) = &self.bus {
-                    bus.publish(Signal::Events);
-                }
+                bus.publish(Signal::Events);
             }
             Err(e) => tracing::warn!("could not take over the events of nodes that are down: {e}"),
         }
@@ -551,7 +569,9 @@ impl Cluster {
     /// Re-opens the lease session if it died (every lease is then lost) and takes the wanted
     /// leases that are free.
     async fn keep_leases(&self) {
-        let Some(store) = &self.store else { return };
+        let Some(Backing { store, .. }) = &self.backing else {
+            return;
+        };
         {
             let mut guard = self.leases.lock().await;
             let alive = match guard.as_ref() {
@@ -578,9 +598,6 @@ impl Cluster {
         }
     }
 }
-
-/// A node silent this long is down (`DOWN_AFTER_MS`).
-pub const DOWN_AFTER: Duration = Duration::from_millis(DOWN_AFTER_MS as u64);
 
 impl lambent_invoker::LimitShares for Cluster {
     fn function(&self, namespace: &str, function: &str, limit: u32) -> u32 {

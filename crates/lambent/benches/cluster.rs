@@ -262,26 +262,10 @@ impl NodeCgroup {
 /// the node ever makes starts inside its quota (sandboxes then move to their own cgroups, under
 /// the same parent through `LAMBENT_CGROUP_PARENT`).
 fn start_confined(home: &Path, extra: &[&str], env: &[(&str, &str)], procs: &Path) -> Server {
-    use std::io::BufRead;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.join("server.log"))
-        .unwrap();
     let procs = std::ffi::CString::new(procs.as_os_str().as_bytes()).unwrap();
-    let mut cmd = Command::new(support::BIN);
-    cmd.args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(home.join("data"))
-        .args(extra)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("LAMBENT_URL")
-        .env_remove("LAMBENT_DATA_DIR")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
+    let mut cmd = Server::command(home, extra, env);
     // SAFETY: between fork and exec the closure only calls open, write and close (async-signal
     // safe) on a path prepared before the fork.
     unsafe {
@@ -299,43 +283,7 @@ fn start_confined(home: &Path, extra: &[&str], env: &[(&str, &str)], procs: &Pat
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("cannot start lambent up in its cgroup");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let next = |what: &str| {
-        rx.recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                let log = std::fs::read_to_string(home.join("server.log")).unwrap_or_default();
-                panic!("lambent up printed no {what}; its stderr:\n{log}")
-            })
-    };
-    let first = next("URL line");
-    let url = first
-        .strip_prefix("lambent is up at ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_string();
-    let mut second = next("key line");
-    if second.starts_with("cluster node: ") {
-        second = next("key line");
-    }
-    let key = second
-        .strip_prefix("api key: ")
-        .unwrap_or_else(|| panic!("unexpected second line: {second}"))
-        .to_string();
-    Server {
-        child,
-        url,
-        key,
-        more: rx,
-    }
+    Server::spawn(cmd, home)
 }
 
 /// How many processes descending from `root` (itself included) are inside the cpu cgroup

@@ -306,11 +306,7 @@ impl QueueStore for SqliteStore {
                     let Some(receipt) = receipts.next() else {
                         break;
                     };
-                    m.receive_count += 1;
-                    if m.first_receive_ms == 0 {
-                        m.first_receive_ms = req.now_ms;
-                    }
-                    m.receipt_handle.clone_from(receipt);
+                    m.received(receipt, req.now_ms);
                     tx.execute(
                         "UPDATE queue_messages SET receive_count = ?2, first_receive_ms = ?3, \
                          receipt = ?4, visible_at_ms = ?5 WHERE seq = ?1",

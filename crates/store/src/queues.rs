@@ -60,6 +60,17 @@ pub struct Message {
     pub first_receive_ms: i64,
 }
 
+impl Message {
+    /// Hands the message out under `receipt`: one more receive, the first receive's time.
+    pub fn received(&mut self, receipt: &str, now_ms: i64) {
+        self.receive_count += 1;
+        if self.first_receive_ms == 0 {
+            self.first_receive_ms = now_ms;
+        }
+        self.receipt_handle = receipt.to_string();
+    }
+}
+
 /// Approximate counts of a queue's messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueCounts {

@@ -33,13 +33,19 @@ impl Server {
 
     /// [`Server::start`] with more environment variables for `lambent up`.
     pub fn start_with_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(Server::command(home, extra, env), home)
+    }
+
+    /// The `lambent up --listen 127.0.0.1:0 --data-dir <home>/data EXTRA` command, with its
+    /// client config under `<home>/config` and its stderr appended to `<home>/server.log`.
+    pub fn command(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(home.join("server.log"))
             .unwrap();
-        let mut child = Command::new(BIN)
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(home.join("data"))
             .args(extra)
             .env("XDG_CONFIG_HOME", home.join("config"))
@@ -49,9 +55,13 @@ impl Server {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("cannot start lambent up");
+            .stderr(stderr);
+        cmd
+    }
+
+    /// Starts a [`Server::command`] and reads the URL and key it prints.
+    pub fn spawn(mut cmd: Command, home: &Path) -> Server {
+        let mut child = cmd.spawn().expect("cannot start lambent up");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
