@@ -1,0 +1,6 @@
+//! stub
+pub mod clock;
+pub mod error;
+pub mod intrinsics;
+pub mod jsonata;
+pub mod path;
