@@ -277,7 +277,7 @@ enum Node {
     Range(Box<Node>, Box<Node>),
     Object(Vec<(Node, Node)>),
     Call(Box<Node>, Vec<Node>),
-    Lambda(Vec<String>, Rc<Node>),
+    Lambda(Vec<String>, Box<Node>),
 }
 
 struct Parser {
@@ -393,7 +393,7 @@ impl Parser {
                     self.expect("{")?;
                     let body = self.expr(0)?;
                     self.expect("}")?;
-                    Node::Lambda(params, Rc::new(body))
+                    Node::Lambda(params, Box::new(body))
                 }
                 _ => Node::Name(n),
             },
