@@ -130,7 +130,7 @@ pub enum Kind {
     /// `Parallel`.
     Parallel(Parallel),
     /// `Map` (inline).
-    Map(MapState),
+    Map(Box<MapState>),
 }
 
 impl Kind {
@@ -692,8 +692,11 @@ impl Validator {
             );
             return None;
         }
-        if f.obj.contains_key(&path_key) {
-            return self.query(f, &path_key).map(Template::Path);
+        if let Some(text) = self.string(f, &path_key) {
+            // a path, or (ErrorPath, CausePath, …) an intrinsic function
+            return Template::dynamic(text)
+                .map_err(|e| self.schema(f.at(&path_key), e))
+                .ok();
         }
         let value = f.obj.get(key)?;
         if f.language == QueryLanguage::Jsonata {
@@ -956,7 +959,7 @@ impl Validator {
                 }
                 Kind::Parallel(Parallel { branches: out })
             }
-            "Map" => Kind::Map(self.map(&f)?),
+            "Map" => Kind::Map(Box::new(self.map(&f)?)),
             _ => return None,
         };
         let (parameters, output) = match language {

@@ -189,10 +189,7 @@ fn parse_reference(rest: &str) -> Option<Vec<Step>> {
                     j += 1;
                 }
                 let name: String = chars[start..j].iter().collect();
-                if name.is_empty()
-                    || name == "*"
-                    || name.contains(|c: char| matches!(c, '(' | ')' | '?' | '@' | ' '))
-                {
+                if name.is_empty() || name == "*" || name.contains(['(', ')', '?', '@', ' ']) {
                     return None;
                 }
                 steps.push(Step::Key(name));
