@@ -107,6 +107,9 @@ pub struct State {
     pub retry: Vec<Retrier>,
     /// `Catch` (Task, Parallel, Map).
     pub catch: Vec<Catcher>,
+    /// Whether anything in the state reads the context object (`$$`, `$states`): the engine
+    /// builds it only then.
+    pub needs_context: bool,
 }
 
 /// The type-specific part of a state.
@@ -970,7 +973,9 @@ impl Validator {
             ),
             QueryLanguage::Jsonata => (self.template(&f, "Arguments"), self.template(&f, "Output")),
         };
+        let text = value.to_string();
         let state = State {
+            needs_context: text.contains("$$") || text.contains("$states"),
             name: name.to_string(),
             language,
             next,

@@ -30,6 +30,10 @@ use crate::error::{names, StatesError};
 use crate::events::{EventType, ExecutionSink, HistoryEvent};
 use crate::path::{Scope, Template};
 
+/// The largest state output, in bytes of JSON (AWS's 256 KiB payload quota); a larger one fails
+/// the execution with `States.DataLimitExceeded`.
+pub const PAYLOAD_LIMIT: usize = 256 * 1024;
+
 /// What a Task asks its runner to do.
 #[derive(Debug, Clone)]
 pub struct TaskRequest {
@@ -438,8 +442,18 @@ impl Execution {
                 let output = match &transition {
                     Transition::Next(_, v) | Transition::End(v) => v,
                 };
+                let text = output.to_string();
+                if text.len() > PAYLOAD_LIMIT {
+                    return Err(Halt::Error(StatesError::new(
+                        names::DATA_LIMIT_EXCEEDED,
+                        format!(
+                            "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                            state.name
+                        ),
+                    )));
+                }
                 if let Some(exited) = EventType::exited(type_name) {
-                    let mut details = json!({"name": state.name, "output": output.to_string(), "outputDetails": {"truncated": false}});
+                    let mut details = json!({"name": state.name, "output": text, "outputDetails": {"truncated": false}});
                     if let Some(vars) = &assigned {
                         details["assignedVariables"] = vars
                             .iter()
@@ -468,8 +482,12 @@ impl Execution {
         .boxed()
     }
 
-    /// The context object (`$$` / `$states.context`) of the frame's current state.
-    fn context(&self, frame: &Frame, token: Option<&str>) -> Value {
+    /// The context object (`$$` / `$states.context`) of the frame's current state (null when
+    /// the state never reads it).
+    fn context(&self, state: &State, frame: &Frame, token: Option<&str>) -> Value {
+        if !state.needs_context {
+            return Value::Null;
+        }
         let info = &self.state.info;
         let mut ctx = json!({
             "Execution": {
@@ -528,7 +546,7 @@ impl Execution {
                 return Err(Halt::Error(error));
             };
             let error_output = error.to_output();
-            let ctx = self.context(&frame.lock(), None);
+            let ctx = self.context(state, &frame.lock(), None);
             let (output, assigned) = match state.language {
                 QueryLanguage::JsonPath => {
                     let scope = Scope::jsonpath(&error_output, &ctx, &vars);
@@ -597,7 +615,7 @@ impl Execution {
         vars: &Map<String, Value>,
     ) -> Res<(Transition, Option<Map<String, Value>>)> {
         let token = matches!(state.kind, Kind::Task(_)).then(|| uuid::Uuid::new_v4().to_string());
-        let ctx = self.context(&frame.lock(), token.as_deref());
+        let ctx = self.context(state, &frame.lock(), token.as_deref());
         let jsonata = state.language == QueryLanguage::Jsonata;
         let states_in = jsonata.then(|| json!({"input": raw, "context": ctx}));
         let in_scope = Scope {

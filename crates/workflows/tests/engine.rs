@@ -189,6 +189,21 @@ async fn data_flow_failures_are_runtime_errors_with_aws_texts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn outputs_over_256_kib_exceed_the_data_limit_and_are_not_caught() {
+    let r = runner().on("arn:big", Duration::ZERO, |_, _| {
+        Ok(json!("x".repeat(300 * 1024)))
+    });
+    let def = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:big", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "S"}], "End": true},
+        "S": {"Type": "Succeed"}}});
+    let e = failure(run_with(def, json!({}), r).await.0);
+    assert_eq!(e.error, "States.DataLimitExceeded");
+    assert!(e
+        .cause
+        .starts_with("The state/task 'T' returned a result with a size exceeding"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn intrinsics_in_parameters() {
     let def = json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Parameters": {
         "greeting.$": "States.Format('Hello, {}!', $.name)",
