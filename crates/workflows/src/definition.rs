@@ -360,6 +360,14 @@ impl StateMachine {
         Self::from_value(&value)
     }
 
+    /// `ValidateStateMachineDefinition`: every problem of a definition (none when it is valid).
+    pub fn validate(text: &str) -> Vec<Diagnostic> {
+        Self::parse(text)
+            .err()
+            .map(|e| e.diagnostics)
+            .unwrap_or_default()
+    }
+
     /// Validate a definition given as JSON.
     pub fn from_value(value: &Value) -> Result<StateMachine, InvalidDefinition> {
         let mut v = Validator::default();
@@ -995,9 +1003,28 @@ impl Validator {
 
     fn assign(&mut self, f: &Fields<'_>, key: &str) -> Option<Template> {
         let value = f.obj.get(key)?;
-        if !value.is_object() {
+        let Some(vars) = value.as_object() else {
             self.schema(f.at(key), format!("The field '{key}' must be an object"));
             return None;
+        };
+        for name in vars.keys() {
+            let bare = match f.language {
+                QueryLanguage::JsonPath => name.strip_suffix(".$").unwrap_or(name),
+                QueryLanguage::Jsonata => name.as_str(),
+            };
+            let mut chars = bare.chars();
+            let valid = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && bare.len() <= 80
+                && bare != "states";
+            if !valid {
+                self.schema(
+                    format!("{}/{name}", f.at(key)),
+                    format!("'{bare}' is not a valid variable name (a letter or '_', then letters, digits or '_'; at most 80; not 'states')"),
+                );
+            }
         }
         self.template(f, key)
     }
@@ -1879,6 +1906,10 @@ mod tests {
                 "{state}: want {location}, got {d:?}"
             );
         }
+        assert!(StateMachine::validate(
+            r#"{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}"#
+        )
+        .is_empty());
         let e = StateMachine::parse("{nope").unwrap_err();
         assert_eq!(
             e.diagnostics[0].code,

@@ -198,7 +198,8 @@ impl Frame {
 pub struct Counters {
     /// The id the next event gets.
     pub next_event_id: u64,
-    /// State transitions so far (what Standard executions are billed by).
+    /// State transitions so far (what Standard executions are billed by): one per state
+    /// entered, in every branch and iteration, and one per retry.
     pub transitions: u64,
 }
 
@@ -426,6 +427,7 @@ impl Execution {
                 let state = &branch.states[index];
                 let type_name = state.kind.type_name();
                 if entering {
+                    self.state.counters.lock().transitions += 1;
                     let input = {
                         let mut f = frame.lock();
                         f.step = Step::Run;
@@ -473,7 +475,6 @@ impl Execution {
                             f.retries.clear();
                             f.step = Step::Enter;
                         }
-                        self.state.counters.lock().transitions += 1;
                         self.commit().await?;
                     }
                 }
@@ -535,10 +536,8 @@ impl Execution {
             };
             if let Some(delay) = self.retry_delay(state, frame, &error) {
                 let until = self.rt.clock.now() + delay;
-                {
-                    let mut f = frame.lock();
-                    f.step = Step::RetryAt(until);
-                }
+                frame.lock().step = Step::RetryAt(until);
+                self.state.counters.lock().transitions += 1;
                 self.commit().await?;
                 continue;
             }

@@ -1724,6 +1724,48 @@ mod tests {
     }
 
     #[test]
+    fn expressions_asl_workflows_use() {
+        let input = json!({"order": {"items": [{"sku": "a", "price": 5, "qty": 2}, {"sku": "b", "price": 20, "qty": 1}],
+                                     "customer": {"first": "Ada", "last": "Lovelace"}, "coupon": null}});
+        let cases = [
+            ("$states.input.order.items[price > 10].sku", json!("b")),
+            ("$sum($states.input.order.items.(price * qty))", json!(30)),
+            ("$count($states.input.order.items)", json!(2)),
+            (
+                "$states.input.order.customer.first & ' ' & $states.input.order.customer.last",
+                json!("Ada Lovelace"),
+            ),
+            (
+                "$states.input.order.coupon = null ? 'none' : 'some'",
+                json!("none"),
+            ),
+            ("$exists($states.input.order.discount)", json!(false)),
+            (
+                "{'skus': $states.input.order.items.sku, 'n': $x}",
+                json!({"skus": ["a", "b"], "n": 10}),
+            ),
+            (
+                "$map($states.input.order.items, function($i) { $i.sku & ':' & $string($i.qty) })",
+                json!(["a:2", "b:1"]),
+            ),
+            (
+                "$states.input.order.items[0].price < $states.input.order.items[1].price",
+                json!(true),
+            ),
+            (
+                "$lowercase($states.input.order.customer.last) in ['lovelace', 'x']",
+                json!(true),
+            ),
+            ("$states.input.order.items[-1].sku", json!("b")),
+            ("$states.input.order.items.price ~> $max()", json!(20)),
+            ("$states.result.n * 2", json!(6)),
+        ];
+        for (expr, want) in cases {
+            assert_eq!(eval(expr, input.clone()), Some(want), "{expr}");
+        }
+    }
+
+    #[test]
     fn unsupported_constructs_are_refused_at_parse_time() {
         assert_eq!(Expr::parse("$match('a', /a/)").unwrap_err().code, "D0000");
         assert_eq!(Expr::parse("a^(b)").unwrap_err().code, "D0000");

@@ -855,7 +855,7 @@ async fn a_finished_execution_resumes_to_its_outcome() {
         exec.run().await.unwrap(),
         Outcome::Succeeded(json!({"a": 1}))
     );
-    assert_eq!(exec.state().transitions(), 0);
+    assert_eq!(exec.state().transitions(), 1);
     let state = ExecutionState::from_json(sink.committed.lock().clone().unwrap()).unwrap();
     let again = Execution::resume(
         machine,
@@ -891,4 +891,28 @@ async fn context_object_and_retry_count() {
         lambent_workflows::clock::format_timestamp(clock.now()),
         "2030-01-01T00:00:01.500Z"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn transitions_count_states_entered_and_retries() {
+    let r = runner().on("arn:t", Duration::ZERO, |_, n| {
+        if n < 2 {
+            Err(task_error("E", ""))
+        } else {
+            Ok(json!({"items": [1, 2, 3]}))
+        }
+    });
+    let def = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Next": "T"},
+        "T": {"Type": "Task", "Resource": "arn:t", "Retry": [{"ErrorEquals": ["E"]}], "Next": "M"},
+        "M": {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": true}}}, "End": true}}});
+    let machine = Arc::new(StateMachine::from_value(&def).unwrap());
+    let exec = Execution::start(
+        machine,
+        runtime(r, Arc::new(MemorySink::default())),
+        info(json!({})),
+    );
+    output(exec.run().await.unwrap());
+    // A, T, 2 retries, M, 3 iterations of I
+    assert_eq!(exec.state().transitions(), 1 + 1 + 2 + 1 + 3);
 }
