@@ -440,7 +440,7 @@ impl Execution {
                         json!({"name": state.name, "input": input, "inputDetails": {"truncated": false}}),
                     );
                 }
-                let (transition, assigned) = self.run_state(branch, state, frame).await?;
+                let (transition, assigned) = self.run_state(state, frame).await?;
                 let output = match &transition {
                     Transition::Next(_, v) | Transition::End(v) => v,
                 };
@@ -515,7 +515,6 @@ impl Execution {
     /// Run one state: its result processing, Retry and Catch; the variables it assigned.
     async fn run_state(
         &self,
-        branch: &Branch,
         state: &State,
         frame: &Arc<Mutex<Frame>>,
     ) -> Res<(Transition, Option<Map<String, Value>>)> {
@@ -528,7 +527,7 @@ impl Execution {
                 self.rt.clock.sleep_until(until).await;
                 frame.lock().step = Step::Run;
             }
-            let attempt = self.attempt(branch, state, frame, &raw, &vars).await;
+            let attempt = self.attempt(state, frame, &raw, &vars).await;
             let error = match attempt {
                 Ok(done) => return Ok(done),
                 Err(Halt::Checkpoint(e)) => return Err(Halt::Checkpoint(e)),
@@ -607,7 +606,6 @@ impl Execution {
     /// One attempt at a state: `Ok` with its transition, or the error Retry and Catch see.
     async fn attempt(
         &self,
-        branch: &Branch,
         state: &State,
         frame: &Arc<Mutex<Frame>>,
         raw: &Value,
@@ -717,7 +715,6 @@ impl Execution {
                     .await?
             }
         };
-        let _ = branch;
         let (output, assigned) = self.finish(state, raw, &effective, result, &ctx, vars)?;
         apply_assigned(frame, &assigned);
         Ok((

@@ -916,3 +916,33 @@ async fn transitions_count_states_entered_and_retries() {
     // A, T, 2 retries, M, 3 iterations of I
     assert_eq!(exec.state().transitions(), 1 + 1 + 2 + 1 + 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn nested_maps_and_parallels() {
+    let r = runner().on("arn:leaf", Duration::from_millis(10), |req, _| {
+        Ok(json!(req.input.as_i64().unwrap() * 2))
+    });
+    let inner = json!({"Type": "Map", "MaxConcurrency": 2, "End": true,
+        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "L", "States": {"L": {"Type": "Task", "Resource": "arn:leaf", "End": true}}},
+            {"StartAt": "Id", "States": {"Id": {"Type": "Pass", "End": true}}}]}}}});
+    let def = json!({"StartAt": "Outer", "States": {"Outer": {"Type": "Map", "MaxConcurrency": 3, "End": true,
+        "ItemProcessor": {"StartAt": "Inner", "States": {"Inner": inner}}}}});
+    let input = json!([[1, 2], [3], [], [4, 5, 6]]);
+    let (o, _) = run_with(def.clone(), input.clone(), r.clone()).await;
+    assert_eq!(
+        output(o),
+        json!([[[2, 1], [4, 2]], [[6, 3]], [], [[8, 4], [10, 5], [12, 6]]])
+    );
+    assert!(r.max_in_flight.load(Ordering::SeqCst) <= 6);
+    // and across a crash in the middle of it
+    let r = runner().on("arn:leaf", Duration::from_millis(10), |req, _| {
+        Ok(json!(req.input.as_i64().unwrap() * 2))
+    });
+    let o = crash_and_resume(&def, input, 8, r.clone()).await;
+    assert_eq!(
+        output(o),
+        json!([[[2, 1], [4, 2]], [[6, 3]], [], [[8, 4], [10, 5], [12, 6]]])
+    );
+    assert!(r.calls_to("arn:leaf") >= 6);
+}
