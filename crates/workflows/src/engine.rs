@@ -102,6 +102,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The output of a successful execution.
+    pub fn output(&self) -> Option<&Value> {
+        match self {
+            Outcome::Succeeded(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The error of an execution that did not succeed.
+    pub fn error(&self) -> Option<&StatesError> {
+        match self {
+            Outcome::Succeeded(_) => None,
+            Outcome::Failed(e) | Outcome::TimedOut(e) | Outcome::Aborted(e) => Some(e),
+        }
+    }
+
     /// The execution status as the API names it.
     pub fn status(&self) -> &'static str {
         match self {
@@ -1101,7 +1117,7 @@ impl Execution {
         let run_one = |i: usize| {
             let variables = variables.clone();
             async move {
-                let child = {
+                let (child, fresh) = {
                     let mut f = frame.lock();
                     let Step::Branches(slots) = &mut f.step else {
                         return (
@@ -1112,7 +1128,7 @@ impl Execution {
                         );
                     };
                     match &slots[i] {
-                        Slot::Running(c) => c.clone(),
+                        Slot::Running(c) => (c.clone(), false),
                         Slot::Pending(input) => {
                             let branch = branch_of(i);
                             let c = Arc::new(Mutex::new(Frame::new(
@@ -1123,12 +1139,13 @@ impl Execution {
                                 parent_event,
                             )));
                             slots[i] = Slot::Running(c.clone());
-                            c
+                            (c, true)
                         }
                         _ => unreachable!("only pending and running slots are run"),
                     }
                 };
-                if is_map {
+                // a resumed iteration has recorded its start already
+                if is_map && fresh {
                     self.emit(
                         &child,
                         EventType::MapIterationStarted,
