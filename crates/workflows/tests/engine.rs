@@ -946,3 +946,53 @@ async fn nested_maps_and_parallels() {
     );
     assert!(r.calls_to("arn:leaf") >= 6);
 }
+
+#[tokio::test(start_paused = true)]
+async fn heartbeat_credentials_and_callback_failures_reach_the_runner_and_back() {
+    let r = runner().on(
+        "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        Duration::ZERO,
+        |req, _| {
+            assert_eq!(req.heartbeat, Some(Duration::from_secs(5)));
+            assert_eq!(req.timeout, Some(Duration::from_secs(60)));
+            assert_eq!(
+                req.credentials,
+                Some(json!({"RoleArn": "arn:aws:iam::1:role/x"}))
+            );
+            assert_eq!(req.input["token"], json!(req.task_token));
+            Err(StatesError::new("States.HeartbeatTimeout", ""))
+        },
+    );
+    let def = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "HeartbeatSeconds": 5, "TimeoutSeconds": 60,
+              "Credentials": {"RoleArn": "arn:aws:iam::1:role/x"}, "Parameters": {"token.$": "$$.Task.Token"},
+              "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "No"}, {"ErrorEquals": ["States.TaskFailed"], "Next": "Yes"}], "End": true},
+        "No": {"Type": "Fail"}, "Yes": {"Type": "Succeed"}}});
+    let (o, sink) = run_with(def, json!({}), r.clone()).await;
+    assert_eq!(
+        output(o),
+        json!({"Error": "States.HeartbeatTimeout", "Cause": ""})
+    );
+    assert!(sink.types().contains(&EventType::TaskTimedOut));
+    assert_eq!(r.calls.lock().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn jsonata_wait_and_map_concurrency_expressions() {
+    let r = runner().on("arn:w", Duration::from_secs(1), |_, _| Ok(json!(1)));
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "W", "States": {
+        "W": {"Type": "Wait", "Seconds": "{% $states.input.delay * 2 %}", "Next": "M"},
+        "M": {"Type": "Map", "Items": "{% $states.input.list %}", "MaxConcurrency": "{% $states.input.c %}",
+              "ItemProcessor": {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:w", "End": true}}},
+              "Output": "{% $count($states.result) %}", "End": true}}});
+    let started = tokio::time::Instant::now();
+    let (o, _) = run_with(
+        def,
+        json!({"delay": 3, "list": [1, 2, 3, 4, 5, 6], "c": 2}),
+        r.clone(),
+    )
+    .await;
+    assert_eq!(output(o), json!(6));
+    assert_eq!(r.max_in_flight.load(Ordering::SeqCst), 2);
+    assert_eq!(started.elapsed(), Duration::from_secs(6 + 3));
+}
