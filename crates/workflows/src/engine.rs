@@ -11,6 +11,7 @@
 //! nothing. Parallel branches and Map iterations run concurrently inside the execution's future
 //! (no tasks are spawned), Map honouring `MaxConcurrency`.
 
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1106,13 +1107,14 @@ impl Execution {
         };
         let (limit, tolerance) = map.unwrap_or((0, Tolerance::default()));
         let limit = if limit == 0 { todo.len().max(1) } else { limit };
-        let mut failures = match &frame.lock().step {
+        let failures = AtomicUsize::new(match &frame.lock().step {
             Step::Branches(slots) => slots
                 .iter()
                 .filter(|s| matches!(s, Slot::Failed(_)))
                 .count(),
             _ => 0,
-        };
+        });
+        let failures = &failures;
         let branch_of = &branch_of;
         let run_one = |i: usize| {
             let variables = variables.clone();
@@ -1120,12 +1122,9 @@ impl Execution {
                 let (child, fresh) = {
                     let mut f = frame.lock();
                     let Step::Branches(slots) = &mut f.step else {
-                        return (
-                            i,
-                            Err(Halt::Error(StatesError::runtime(
-                                "lost the branches of a running state",
-                            ))),
-                        );
+                        return Err(Halt::Error(StatesError::runtime(
+                            "lost the branches of a running state",
+                        )));
                     };
                     match &slots[i] {
                         Slot::Running(c) => (c.clone(), false),
@@ -1161,38 +1160,45 @@ impl Execution {
                     };
                     self.emit(&child, ty, json!({"name": state.name, "index": i}));
                 }
-                (i, r)
+                // record and commit here, so that one iteration's commit does not hold up
+                // the others
+                let slot = match r {
+                    Ok(v) => Slot::Done(v),
+                    Err(Halt::Checkpoint(e)) => return Err(Halt::Checkpoint(e)),
+                    Err(Halt::Error(e)) => {
+                        let failed = failures.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+                        if !tolerance.allows(failed, slot_count) {
+                            return Err(Halt::Error(if tolerance.is_set() {
+                                StatesError::new(
+                                    names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                                    "The specified tolerated failure threshold was exceeded",
+                                )
+                            } else {
+                                e
+                            }));
+                        }
+                        Slot::Failed(e)
+                    }
+                };
+                if let Step::Branches(slots) = &mut frame.lock().step {
+                    slots[i] = slot;
+                }
+                self.commit().await
             }
         };
         let mut running = futures::stream::iter(todo)
             .map(run_one)
             .buffer_unordered(limit);
         let mut failure = None;
-        while let Some((i, r)) = running.next().await {
-            let slot = match r {
-                Ok(v) => Slot::Done(v),
+        while let Some(done) = running.next().await {
+            match done {
+                Ok(()) => {}
                 Err(Halt::Checkpoint(e)) => return Err(Halt::Checkpoint(e)),
                 Err(Halt::Error(e)) => {
-                    failures += 1;
-                    let tolerated = tolerance.allows(failures, slot_count);
-                    if !tolerated {
-                        failure = Some(if tolerance.is_set() {
-                            StatesError::new(
-                                names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
-                                "The specified tolerated failure threshold was exceeded",
-                            )
-                        } else {
-                            e
-                        });
-                        break;
-                    }
-                    Slot::Failed(e)
+                    failure = Some(e);
+                    break;
                 }
-            };
-            if let Step::Branches(slots) = &mut frame.lock().step {
-                slots[i] = slot;
             }
-            self.commit().await?;
         }
         drop(running);
         if let Some(e) = failure {
