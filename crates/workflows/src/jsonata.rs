@@ -3,16 +3,18 @@
 //!
 //! Supported: literals (numbers, strings, `true`/`false`/`null`), field names (plain and
 //! back-quoted), paths with `.` (mapping over arrays, flattening as JSONata does), `*` and `**`,
-//! predicates and indexes `[…]` (negative from the end), array constructors with ranges
-//! (`[1..5]`), object constructors, arithmetic (`+ - * / %`, unary minus), string concatenation
-//! `&`, comparisons (`= != < <= > >=`), `in`, `and`/`or`, conditionals `a ? b : c`, the
-//! coalescing `??` and `?:` operators, blocks `( a; b )`, variable binding `:=`, variables (`$x`,
-//! `$` the context, `$$` the root), lambdas `function($x) { … }`, the chain operator `~>`, and
-//! these functions:
+//! predicates and indexes `[…]` (negative from the end), order-by `^(<a, >b)`, array
+//! constructors with ranges (`[1..5]`), object constructors, arithmetic (`+ - * / %`, unary
+//! minus), string concatenation `&`, comparisons (`= != < <= > >=`), `in`, `and`/`or`,
+//! conditionals `a ? b : c`, the coalescing `??` and `?:` operators, blocks `( a; b )`,
+//! variable binding `:=`, variables (`$x`, `$` the context, `$$` the root), lambdas
+//! `function($x) { … }`, the chain operator `~>`, regular expressions (`/re/i`, in Rust `regex`
+//! syntax, for `$match`, `$contains`, `$split` and `$replace`, where `$1` refers to a group),
+//! and these functions:
 //!
-//! - strings: `$string $length $substring $substringBefore $substringAfter $uppercase $lowercase
-//!   $trim $pad $contains $split $join $replace $match $base64encode $base64decode $encodeUrlComponent
-//!   $decodeUrlComponent`
+//! - strings: `$string $length $substring $substringBefore $substringAfter $uppercase
+//!   $lowercase $trim $pad $contains $split $join $replace $match $base64encode $base64decode
+//!   $encodeUrlComponent $decodeUrlComponent`
 //! - numbers: `$number $abs $floor $ceil $round $power $sqrt $random $sum $max $min $average
 //!   $formatBase`
 //! - booleans: `$boolean $not $exists`
@@ -22,13 +24,13 @@
 //! - dates: `$now $millis $toMillis $fromMillis` (ISO 8601 / RFC 3339, without picture strings)
 //! - AWS's additions for Step Functions: `$partition $range $hash $random $uuid $parse`
 //!
-//! Regular expressions (`/re/i`, Rust `regex` syntax) work with `$match`, `$contains`, `$split`
-//! and `$replace` (`$1` refers to a group).
+//! In a state, `$states` is bound to `{input, context, result, errorOutput}` (as far as known at
+//! that point), each workflow variable to `$name`, and `$` to the state input.
 //!
 //! Not supported (an expression using them is refused when the definition is validated, or fails
-//! with `States.QueryEvaluationError` when run): the order-by `^( )` and group-by `{ }` path operators, `@` and `#` bindings, the transform operator
-//! `| … |`, `$formatNumber`/`$formatInteger`/`$parseInteger`, picture strings of the date
-//! functions, partial application `?`.
+//! with `States.QueryEvaluationError` when run): the group-by `{ }` path operator, `@` and `#`
+//! bindings, the transform operator `| … |`, `$formatNumber`/`$formatInteger`/`$parseInteger`,
+//! picture strings of the date functions, partial application `?`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -330,6 +332,7 @@ enum Node {
     Call(Box<Node>, Vec<Node>),
     Lambda(Vec<String>, Box<Node>),
     Regex(String),
+    Sort(Box<Node>, Vec<(Node, bool)>),
 }
 
 struct Parser {
@@ -517,7 +520,32 @@ impl Parser {
                 };
                 Node::Bind(name, b(self.expr(lbp - 1)?))
             }
-            Tok::Op(op @ ("{" | "^" | "|" | "@" | "#")) => {
+            Tok::Op("^") => {
+                self.expect("(")?;
+                let mut terms = Vec::new();
+                loop {
+                    let descending = match self.peek() {
+                        Some(Tok::Op(">")) => {
+                            self.pos += 1;
+                            true
+                        }
+                        Some(Tok::Op("<")) => {
+                            self.pos += 1;
+                            false
+                        }
+                        _ => false,
+                    };
+                    terms.push((self.expr(0)?, descending));
+                    if self.at(",") {
+                        self.pos += 1;
+                    } else {
+                        break;
+                    }
+                }
+                self.expect(")")?;
+                Node::Sort(b(left), terms)
+            }
+            Tok::Op(op @ ("{" | "|" | "@" | "#")) => {
                 return err("D0000", format!("the {op} operator is not supported"))
             }
             Tok::Op(op) => Node::Bin(op, b(left), b(self.expr(lbp)?)),
@@ -736,6 +764,52 @@ impl<'a> Ctx<'a> {
                     }
                     other => self.eval(r, &other, env),
                 }
+            }
+            Node::Sort(l, terms) => {
+                let items = as_items(&self.eval(l, input, env)?);
+                let mut keyed = Vec::with_capacity(items.len());
+                for item in items {
+                    let mut keys = Vec::with_capacity(terms.len());
+                    for (term, _) in terms {
+                        keys.push(match self.eval(term, &V::J(item.clone()), env)? {
+                            V::J(j @ (Value::Number(_) | Value::String(_))) => Some(j),
+                            V::U => None,
+                            _ => return err("T2008", "the expressions within an order-by clause must evaluate to numeric or string values"),
+                        });
+                    }
+                    keyed.push((keys, item));
+                }
+                let mut mixed = false;
+                keyed.sort_by(|(a, _), (b, _)| {
+                    for ((x, y), (_, descending)) in a.iter().zip(b).zip(terms) {
+                        let o = match (x, y) {
+                            (Some(Value::Number(x)), Some(Value::Number(y))) => x
+                                .as_f64()
+                                .partial_cmp(&y.as_f64())
+                                .unwrap_or(std::cmp::Ordering::Equal),
+                            (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+                            (None, None) => std::cmp::Ordering::Equal,
+                            (None, _) => std::cmp::Ordering::Greater,
+                            (_, None) => std::cmp::Ordering::Less,
+                            _ => {
+                                mixed = true;
+                                std::cmp::Ordering::Equal
+                            }
+                        };
+                        let o = if *descending { o.reverse() } else { o };
+                        if o != std::cmp::Ordering::Equal {
+                            return o;
+                        }
+                    }
+                    std::cmp::Ordering::Equal
+                });
+                if mixed {
+                    return err(
+                        "T2007",
+                        "type mismatch when comparing values in an order-by clause",
+                    );
+                }
+                Ok(seq(keyed.into_iter().map(|(_, item)| item).collect()))
             }
             Node::Filter(l, pred) => {
                 let left = self.eval(l, input, env)?;
@@ -1879,6 +1953,11 @@ mod tests {
             ("$states.input.order.items[-1].sku", json!("b")),
             ("$states.input.order.items.price ~> $max()", json!(20)),
             ("$states.result.n * 2", json!(6)),
+            ("$states.input.order.items^(>price).sku", json!(["b", "a"])),
+            (
+                "$states.input.order.items^(qty, sku).sku",
+                json!(["b", "a"]),
+            ),
         ];
         for (expr, want) in cases {
             assert_eq!(eval(expr, input.clone()), Some(want), "{expr}");
@@ -1912,7 +1991,7 @@ mod tests {
 
     #[test]
     fn unsupported_constructs_are_refused_at_parse_time() {
-        assert_eq!(Expr::parse("a^(b)").unwrap_err().code, "D0000");
+        assert_eq!(Expr::parse("a{b: c}").unwrap_err().code, "D0000");
         assert!(Expr::parse("1 +").is_err());
         assert!(Expr::parse("'open").is_err());
     }
