@@ -167,7 +167,10 @@ impl HistoryEvent {
 /// start and Map/Parallel progress; the events recorded since the previous checkpoint belong
 /// with it (write them in the same transaction). After a crash, resume from the last committed
 /// [`ExecutionState`]: the state that was running is run again from its start (Tasks run at
-/// least once), and its events are recorded again. An Express execution keeps nothing: give it
+/// least once), and its events are recorded again. Events received after the last checkpoint
+/// that succeeded belong to no committed state: a sink whose checkpoint fails drops them.
+/// Inside a Map or Parallel, branches checkpoint concurrently: each call carries the whole
+/// tree, so committing the latest call wins. An Express execution keeps nothing: give it
 /// a sink whose `checkpoint` does nothing.
 #[async_trait::async_trait]
 pub trait ExecutionSink: Send + Sync {

@@ -42,11 +42,13 @@
 //! A Standard execution uses a sink that stores the events it receives and, on
 //! [`ExecutionSink::checkpoint`], writes them with [`ExecutionState::to_json`] in one
 //! transaction. On start-up, a node resumes each execution still running with
-//! `Execution::resume(machine, rt, ExecutionState::from_json(saved)?)`: the state that was
+//! `Execution::resume(machine, rt, ExecutionState::from_json(saved)?)` (with the machine
+//! parsed from the definition the execution started with): the state that was
 //! running when the node died runs again from its start (Tasks run at least once; a Wait keeps
 //! its committed deadline; a retry keeps its counters; a Map or Parallel keeps the results of
 //! its finished iterations and branches). [`Execution::stop`] serves `StopExecution`;
-//! [`ExecutionState::transitions`] is what metering counts; [`HistoryEvent::to_api`] gives an
+//! (hold the execution in an `Arc` and run it in a task); [`ExecutionState::transitions`] is
+//! what metering counts (one per state entered and per retry); [`HistoryEvent::to_api`] gives an
 //! event in `GetExecutionHistory`'s shape.
 //!
 //! The `TaskRunner` sees the resource ARN, the effective input, `TimeoutSeconds` (enforced by
@@ -54,6 +56,10 @@
 //! `States.HeartbeatTimeout`) and a task token (`$$.Task.Token`, for `.waitForTaskToken`).
 //! Shaping a result (the `lambda:invoke` response, `.sync` nested executions) is the runner's
 //! business; a Lambda function's error type is the error it returns.
+//!
+//! A state output over 256 KiB fails the execution with `States.DataLimitExceeded`. A Standard
+//! execution commits its whole state at each checkpoint, so a Map over many thousands of items
+//! commits O(items) per iteration; Distributed Map is not supported.
 
 pub mod choice;
 pub mod clock;
