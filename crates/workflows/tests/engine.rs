@@ -996,3 +996,39 @@ async fn jsonata_wait_and_map_concurrency_expressions() {
     assert_eq!(r.max_in_flight.load(Ordering::SeqCst), 2);
     assert_eq!(started.elapsed(), Duration::from_secs(6 + 3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_on_a_multi_threaded_runtime_in_real_time() {
+    let r = runner().on("arn:w", Duration::from_millis(20), |req, _| {
+        Ok(req.input.clone())
+    });
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 5, "End": true,
+        "ItemProcessor": {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:w", "End": true}}}}}});
+    let machine = Arc::new(StateMachine::from_value(&def).unwrap());
+    let rt = Runtime {
+        runner: r.clone(),
+        clock: Arc::new(TokioClock::new()),
+        sink: Arc::new(MemorySink::default()),
+    };
+    let exec = Arc::new(Execution::start(
+        machine,
+        rt,
+        info(json!((0..20).collect::<Vec<_>>())),
+    ));
+    let started = std::time::Instant::now();
+    let outcome = tokio::spawn({
+        let exec = exec.clone();
+        async move { exec.run().await }
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(output(outcome), json!((0..20).collect::<Vec<_>>()));
+    // 20 items, 5 at a time, 20 ms each: about 80 ms, well under the 400 ms of one at a time
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.max_in_flight.load(Ordering::SeqCst), 5);
+}
