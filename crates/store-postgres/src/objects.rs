@@ -353,7 +353,8 @@ impl ObjectStore for PgStore {
         limit: usize,
     ) -> Result<Vec<Upload>, StoreError> {
         let from = prefix.as_bytes();
-        let to = lambent_store::objects::prefix_end(from);
+        // Above every key (UTF-8 never holds 0xFF): one bounded index range either way.
+        let to = lambent_store::objects::prefix_end(from).unwrap_or_else(|| vec![0xFF]);
         let (after_key, after_id) = match after {
             Some((k, id)) => (Some(k.as_bytes()), id),
             None => (None, ""),
@@ -362,7 +363,7 @@ impl ObjectStore for PgStore {
         self.query(
             &format!(
                 "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE bucket = $1 AND key >= $2 \
-                 AND ($3::bytea IS NULL OR key < $3) \
+                 AND key < $3 \
                  AND ($4::bytea IS NULL OR (key, id) > ($4, $5)) ORDER BY key, id LIMIT $6"
             ),
             &[&bucket, &from, &to, &after_key, &after_id, &limit],

@@ -53,6 +53,10 @@ CREATE TABLE upload_parts (
 ) WITHOUT ROWID;
 "#;
 
+/// Above every key (UTF-8 never holds 0xFF): the upper bound of an unbounded range, so each
+/// scan is one bounded index range.
+const UNBOUNDED: &[u8] = &[0xFF];
+
 fn conversion(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.to_string().into())
 }
@@ -328,13 +332,14 @@ impl ObjectStore for SqliteStore {
         to: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<ObjectRecord>, StoreError> {
-        let (bucket, from, to) = (bucket.to_string(), from.to_vec(), to.map(<[u8]>::to_vec));
+        let (bucket, from) = (bucket.to_string(), from.to_vec());
+        let to = to.map_or_else(|| UNBOUNDED.to_vec(), <[u8]>::to_vec);
         let limit = limit.min(i64::MAX as usize) as i64;
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ?1 AND key >= ?2 \
-                     AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4"
+                     AND key < ?3 ORDER BY key LIMIT ?4"
                 ))
                 .map_err(db_err)?;
             let rows = stmt
@@ -387,7 +392,8 @@ impl ObjectStore for SqliteStore {
     ) -> Result<Vec<Upload>, StoreError> {
         let bucket = bucket.to_string();
         let from = prefix.as_bytes().to_vec();
-        let to = lambent_store::objects::prefix_end(prefix.as_bytes());
+        let to = lambent_store::objects::prefix_end(prefix.as_bytes())
+            .unwrap_or_else(|| UNBOUNDED.to_vec());
         let (after_key, after_id) = match after {
             Some((k, id)) => (Some(k.as_bytes().to_vec()), id.to_string()),
             None => (None, String::new()),
@@ -397,7 +403,7 @@ impl ObjectStore for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE bucket = ?1 AND key >= ?2 \
-                     AND (?3 IS NULL OR key < ?3) AND (?4 IS NULL OR (key, id) > (?4, ?5)) \
+                     AND key < ?3 AND (?4 IS NULL OR (key, id) > (?4, ?5)) \
                      ORDER BY key, id LIMIT ?6"
                 ))
                 .map_err(db_err)?;
