@@ -287,3 +287,43 @@ async fn scenario_presign_put(node: &Node) -> String {
     .await
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_domain_serves_virtual_host_style_and_claims_its_host() {
+    let node = node_with(|o| {
+        o.access_key = Some((ACCESS_KEY_ID.into(), SECRET.into()));
+        o.s3_domain = Some("s3.lambent.test".into());
+    })
+    .await;
+    let port = node.server.as_ref().unwrap().addr().port();
+    let connect = format!("::127.0.0.1:{port}");
+    let user = format!("{ACCESS_KEY_ID}:{SECRET}");
+    let signed = |args: &[&str]| {
+        let mut all = vec![
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+            &user,
+            "--connect-to",
+            &connect,
+            // S3 wants the payload's hash header (curl's signer does not add it).
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+        ];
+        all.extend_from_slice(args);
+        curl(&all)
+    };
+    let vhost = |path: &str| format!("http://vhost.s3.lambent.test:{port}{path}");
+    let (status, body) = signed(&["-X", "PUT", &vhost("/")]);
+    assert_eq!(status, "200", "{}", String::from_utf8_lossy(&body));
+    let (status, body) = signed(&["-X", "PUT", "--data-binary", "hello", &vhost("/greeting")]);
+    assert_eq!(status, "200", "{}", String::from_utf8_lossy(&body));
+    // Path-style on the domain itself reaches the same object.
+    let path_style = format!("http://s3.lambent.test:{port}/vhost/greeting");
+    let (status, body) = signed(&[&path_style]);
+    assert_eq!((status.as_str(), body.as_slice()), ("200", &b"hello"[..]));
+    // An unsigned request to the domain is S3's (by its host) and refused as S3 refuses it.
+    let (status, body) = curl(&["--connect-to", &connect, &vhost("/greeting")]);
+    assert_eq!(status, "403");
+    assert!(String::from_utf8_lossy(&body).contains("AccessDenied"));
+}
