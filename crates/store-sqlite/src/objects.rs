@@ -53,10 +53,6 @@ CREATE TABLE upload_parts (
 ) WITHOUT ROWID;
 "#;
 
-/// Above every key (UTF-8 never holds 0xFF): the upper bound of an unbounded range, so each
-/// scan is one bounded index range.
-const UNBOUNDED: &[u8] = &[0xFF];
-
 fn conversion(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.to_string().into())
 }
@@ -140,15 +136,6 @@ fn bucket_exists(conn: &Connection, bucket: &str) -> Result<bool, StoreError> {
         .map_err(db_err)?
         .exists(params![bucket])
         .map_err(db_err)
-}
-
-/// Whether `condition` holds for what is stored.
-fn holds(condition: &WriteIf, current: Option<&ObjectRecord>) -> bool {
-    match condition {
-        WriteIf::Always => true,
-        WriteIf::Absent => current.is_none(),
-        WriteIf::EtagIs(etag) => current.is_some_and(|c| &c.etag == etag),
-    }
 }
 
 /// Inserts or replaces an object row.
@@ -286,7 +273,7 @@ impl ObjectStore for SqliteStore {
                 return Ok(Written::NoSuchBucket);
             }
             let current = get_object(&tx, &o.bucket, &o.key)?;
-            if !holds(&condition, current.as_ref()) {
+            if !condition.holds(current.as_ref()) {
                 return Ok(Written::PreconditionFailed);
             }
             upsert_object(&tx, &o)?;
@@ -333,7 +320,7 @@ impl ObjectStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<ObjectRecord>, StoreError> {
         let (bucket, from) = (bucket.to_string(), from.to_vec());
-        let to = to.map_or_else(|| UNBOUNDED.to_vec(), <[u8]>::to_vec);
+        let to = to.map_or_else(|| lambent_store::objects::KEYS_END.to_vec(), <[u8]>::to_vec);
         let limit = limit.min(i64::MAX as usize) as i64;
         self.read(move |conn| {
             let mut stmt = conn
@@ -393,7 +380,7 @@ impl ObjectStore for SqliteStore {
         let bucket = bucket.to_string();
         let from = prefix.as_bytes().to_vec();
         let to = lambent_store::objects::prefix_end(prefix.as_bytes())
-            .unwrap_or_else(|| UNBOUNDED.to_vec());
+            .unwrap_or_else(|| lambent_store::objects::KEYS_END.to_vec());
         let (after_key, after_id) = match after {
             Some((k, id)) => (Some(k.as_bytes().to_vec()), id.to_string()),
             None => (None, String::new()),
@@ -510,7 +497,7 @@ impl ObjectStore for SqliteStore {
                 return Ok(Completed::NoSuchUpload);
             }
             let current = get_object(&tx, &o.bucket, &o.key)?;
-            if !holds(&condition, current.as_ref()) {
+            if !condition.holds(current.as_ref()) {
                 return Ok(Completed::PreconditionFailed);
             }
             let parts: Vec<(u32, String)> = {
