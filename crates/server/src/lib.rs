@@ -12,9 +12,15 @@
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
 //! <data-dir>/sandboxes/      sandbox scratch (mount points)
 //! <data-dir>/api-key         the default namespace's generated API key (mode 0600)
+//! <data-dir>/session-secret  signs the sandboxes' session credentials (mode 0600; a cluster
+//!                            node derives it from the cluster's shared secret instead)
 //! ```
 
+mod platform;
 mod runtimes;
+pub mod sdk;
+
+pub use platform::aws_router;
 
 use lambent_bus_nats::{NatsBlobs, NatsBus};
 use lambent_cluster::node::{
@@ -24,8 +30,9 @@ use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
 use lambent_events::worker::{Home, IsLeader};
 use lambent_events::{Events, Runner, WorkerOptions};
+use lambent_gateway::credentials::{Credentials, SessionKeys};
 use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
-use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
+use lambent_invoker::{Invoker, InvokerConfig, PlatformHandle, RecordSink};
 use lambent_queues::{Mapping, PollAll, PollGate};
 use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
@@ -92,6 +99,11 @@ pub struct ServerOptions {
     pub advertise: Option<String>,
     /// How long a stopping node lets running invocations finish.
     pub shutdown_grace: Duration,
+    /// How long the session credentials a sandbox gets are valid anywhere but through that
+    /// sandbox's own endpoint (where they stay valid while it lives).
+    pub session_lifetime: Duration,
+    /// The machine-wide cache of the AWS SDKs that come with the runtimes (`None`: no SDKs).
+    pub sdk_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -119,8 +131,17 @@ impl ServerOptions {
             node_id: None,
             advertise: None,
             shutdown_grace: Duration::from_secs(30),
+            session_lifetime: lambent_gateway::credentials::DEFAULT_SESSION_LIFETIME,
+            sdk_dir: Some(default_sdk_dir()),
         }
     }
+}
+
+/// `LAMBENT_SDK_DIR`, else [`sdk::DEFAULT_SDK_DIR`].
+pub fn default_sdk_dir() -> PathBuf {
+    std::env::var_os("LAMBENT_SDK_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(sdk::DEFAULT_SDK_DIR), PathBuf::from)
 }
 
 /// The region a node claims unless told otherwise.
@@ -166,9 +187,15 @@ pub struct RunningServer {
     serving: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
+    sdks: sdk::SdkStatus,
 }
 
 impl RunningServer {
+    /// Where the AWS SDKs that come with the runtimes stand (fetched in the background).
+    pub fn sdks(&self) -> &sdk::SdkStatus {
+        &self.sdks
+    }
+
     /// `http://127.0.0.1:PORT`, with the port actually bound.
     pub fn url(&self) -> &str {
         &self.url
@@ -230,6 +257,8 @@ struct Backends {
     bus: Arc<dyn Bus>,
     /// Cluster mode: the membership table.
     cluster: Option<Arc<dyn ClusterStore>>,
+    /// Cluster mode: the cluster's shared secret.
+    secret: Option<String>,
     node_id: String,
 }
 
@@ -246,6 +275,7 @@ impl Backends {
             blobs,
             bus,
             cluster: None,
+            secret: None,
             node_id,
         }
     }
@@ -288,6 +318,7 @@ impl Backends {
         );
         let mut backends = Backends::of(pg.clone(), blobs, bus, node_id);
         backends.cluster = Some(pg);
+        backends.secret = Some(identity.secret.clone());
         Ok(backends)
     }
 }
@@ -350,13 +381,23 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     if opts.insecure_no_sandbox {
         tracing::warn!("--insecure-no-sandbox: functions run as plain processes, NOT isolated");
     }
+    let python = InvokerConfig::default().python;
+    let sdk_cache = match &opts.sdk_dir {
+        None => Err("turned off".to_string()),
+        Some(dir) => sdk::SdkCache::open(dir, &runtime_dir, &python),
+    };
+    if let Err(why) = &sdk_cache {
+        tracing::error!("no AWS SDKs come with the runtimes: {why}");
+    }
     let state_dir = data.join("sandboxes");
     let layers = opts.isolation_layers;
+    let sdk_dir = sdk_cache.as_ref().ok().map(|c| c.dir.clone());
     let host = tokio::task::spawn_blocking(move || {
         Host::detect(HostOptions {
             isolation,
             state_dir,
             layers,
+            sdk_dir,
         })
     })
     .await
@@ -389,7 +430,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             return Err(ServerError::BadApiKey)
         }
         Some(key) => key,
-        None => generated_key(data).map_err(in_data)?,
+        None => kept_secret(data, "api-key", || {
+            format!("lk_{}", hex::encode(rand::random::<[u8; 24]>()))
+        })
+        .map_err(in_data)?,
     };
     store
         .add_api_key(
@@ -413,6 +457,21 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             .await?;
     }
 
+    // Session credentials verify on every node of a cluster (derived from the cluster's shared
+    // secret) or on this node across restarts (a secret kept in the data dir).
+    let server_secret = match &backends.secret {
+        Some(secret) => secret.clone(),
+        None => kept_secret(data, "session-secret", || {
+            hex::encode(rand::random::<[u8; 32]>())
+        })
+        .map_err(in_data)?,
+    };
+    let sessions = Arc::new(SessionKeys::new(
+        server_secret.as_bytes(),
+        opts.session_lifetime,
+    ));
+    let sandbox_aws = platform::SandboxAws::new(sessions.clone());
+
     let recorder = Recorder::start(store.clone());
     let sink: RecordSink = {
         let recorder = recorder.clone();
@@ -428,10 +487,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         freeze_idle: opts.freeze_idle,
         region: opts.region.clone(),
         node_id: backends.node_id.clone(),
+        platform: Some(PlatformHandle(sandbox_aws.clone())),
         ..defaults
     };
-    // A package's requirements.txt is installed with the interpreter its sandboxes run.
-    let python = config.python.clone();
     let invoker = Invoker::new(host, config, opts.record_activations.then_some(sink));
     let advertise = opts
         .advertise
@@ -462,6 +520,21 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             cluster
         }
     };
+    if opts.insecure_no_sandbox {
+        // Unsandboxed functions run from <data>/code/<sha>/: Node.js finds the SDK for
+        // JavaScript here, after the function's own node_modules.
+        let link = data.join("code").join("node_modules");
+        if link.symlink_metadata().is_err() {
+            std::fs::create_dir_all(data.join("code"))
+                .and_then(|()| {
+                    std::os::unix::fs::symlink(
+                        data.join("runtimes/sdk/node/node_modules"),
+                        &link,
+                    )
+                })
+                .map_err(in_data)?;
+        }
+    }
     let registry = Registry::load(
         store.clone(),
         backends.blobs.clone(),
@@ -489,8 +562,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         &registry.invoker().config().region,
         backends.bus.clone(),
     );
+    let credentials = Credentials::new(store.clone(), sessions);
     let app = Arc::new(App {
         prices: opts.prices,
+        credentials,
         store,
         registry,
         recorder,
@@ -551,8 +626,35 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
 
     let (stop, stopped) = oneshot::channel::<()>();
 
-    let router = lambent_gateway::router(app.clone())
-        .merge(lambent_aws_api::router(app.clone(), opts.region));
+    let aws = aws_router(app.clone(), opts.region);
+    sandbox_aws.serve(aws.clone());
+    let router = lambent_gateway::router(app.clone()).merge(aws);
+    let sdks = match sdk_cache {
+        Ok(cache) => {
+            let status = cache.status.clone();
+            if cache.incomplete() {
+                let invoker = app.registry.invoker().clone();
+                background.push(tokio::spawn(async move {
+                    let fetched = tokio::task::spawn_blocking(move || {
+                        let outcomes = cache.fetch_missing();
+                        (cache, outcomes)
+                    })
+                    .await;
+                    let Ok((cache, outcomes)) = fetched else { return };
+                    if outcomes
+                        .iter()
+                        .any(|(_, s)| matches!(s, sdk::SdkState::Ready(_)))
+                    {
+                        // Cold starts from now on fork zygotes that imported it.
+                        invoker.shared_software_changed();
+                    }
+                    cache.publish(outcomes);
+                }));
+            }
+            status
+        }
+        Err(why) => sdk::SdkCache::unavailable(why),
+    };
     let serving = tokio::spawn(async move {
         // Connection info gives routed functions the caller's address (`sourceIp`).
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -575,6 +677,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         serving,
         background,
         grace: opts.shutdown_grace,
+        sdks,
     })
 }
 
@@ -626,19 +729,23 @@ async fn prune_activations(store: Arc<dyn Store>, cluster: Arc<Cluster>, retenti
     }
 }
 
-/// The data dir's API key, generated on first use.
-fn generated_key(data: &Path) -> std::io::Result<String> {
+/// A secret of the data dir (`<data>/<name>`, mode 0600), made by `generate` on first use.
+fn kept_secret(
+    data: &Path,
+    name: &str,
+    generate: impl FnOnce() -> String,
+) -> std::io::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data.join("api-key");
+    let path = data.join(name);
     match std::fs::read_to_string(&path) {
         Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_string()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let key = format!("lk_{}", hex::encode(rand::random::<[u8; 24]>()));
-    let tmp = data.join(".api-key.tmp");
+    let key = generate();
+    let tmp = data.join(format!(".{name}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -7,6 +7,9 @@
 //! lambent is up at http://127.0.0.1:8080
 //! api key: <key>
 //! ```
+//!
+//! Then one line per AWS SDK that comes with the runtimes: where it lives, or why it is
+//! missing (or that it is being fetched in the background).
 
 use super::deploy::{deploy_one, deployed_line, invoke_hint};
 use super::embedded::{Embedded, ServerArgs};
@@ -49,6 +52,9 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             writeln!(out, "cluster node: {}", server.node_id())?;
         }
         writeln!(out, "api key: {}", server.api_key())?;
+        for line in server.sdks() {
+            writeln!(out, "{line}")?;
+        }
         out.flush()?;
     }
 
