@@ -43,7 +43,9 @@ pub async fn require_signature(
         .resolve(&access_key_id, token, parts.extensions.get::<OwnSandbox>())
         .await
         .map_err(|e| match e {
-            CredentialError::UnknownAccessKey(id) => AwsError::from(SigV4Error::UnknownAccessKey(id)),
+            CredentialError::UnknownAccessKey(id) => {
+                AwsError::from(SigV4Error::UnknownAccessKey(id))
+            }
             e => AwsError::from(e),
         })?;
     let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await?;

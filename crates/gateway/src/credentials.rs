@@ -103,7 +103,7 @@ pub struct Credentials {
 /// Default validity of session credentials outside their own sandbox.
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+fn mac_of(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     for part in parts {
         mac.update(part);
@@ -115,8 +115,8 @@ impl SessionKeys {
     /// Session credentials under `server_secret`, valid for `lifetime` outside their sandbox.
     pub fn new(server_secret: &[u8], lifetime: Duration) -> SessionKeys {
         SessionKeys {
-            token_key: hmac(server_secret, &[b"lambent session token v1"]),
-            secret_key: hmac(server_secret, &[b"lambent session secret v1"]),
+            token_key: mac_of(server_secret, &[b"lambent session token v1"]),
+            secret_key: mac_of(server_secret, &[b"lambent session secret v1"]),
             lifetime,
         }
     }
@@ -146,7 +146,7 @@ impl SessionKeys {
     pub fn credentials_of(&self, session: &Session) -> SessionCredentials {
         let payload =
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(session).expect("a session serializes"));
-        let mac = URL_SAFE_NO_PAD.encode(hmac(&self.token_key, &[payload.as_bytes()]));
+        let mac = URL_SAFE_NO_PAD.encode(mac_of(&self.token_key, &[payload.as_bytes()]));
         SessionCredentials {
             access_key_id: session.access_key_id.clone(),
             secret_access_key: self.session_secret(&session.access_key_id),
@@ -156,7 +156,7 @@ impl SessionKeys {
     }
 
     fn session_secret(&self, access_key_id: &str) -> String {
-        let derived = hmac(&self.secret_key, &[access_key_id.as_bytes()]);
+        let derived = mac_of(&self.secret_key, &[access_key_id.as_bytes()]);
         STANDARD_NO_PAD.encode(&derived[..30])
     }
 
@@ -260,7 +260,10 @@ mod tests {
         let s = k
             .verify_session(&c.access_key_id, &c.session_token, now, None)
             .unwrap();
-        assert_eq!((s.namespace.as_str(), s.function.as_str()), ("team-a", "resize"));
+        assert_eq!(
+            (s.namespace.as_str(), s.function.as_str()),
+            ("team-a", "resize")
+        );
         assert_eq!(s.expires_ms, c.expires_ms);
         assert!(c.expires_ms > now + 59_000 && c.expires_ms <= now + 60_000);
         assert_eq!(k.session_secret(&c.access_key_id), c.secret_access_key);

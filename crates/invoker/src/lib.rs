@@ -771,8 +771,13 @@ impl Inner {
         let runtime_dir = layout.runtime_dir.display().to_string();
         let argv = runtime_argv(&self.config, c.runtime.kind(), &task_root, &runtime_dir);
         let today = time::OffsetDateTime::now_utc().date();
-        let mut env: Vec<(String, String)> =
-            c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // The sandbox user has no home of its own (no passwd entry): libraries that look for
+        // one (the AWS SDK for JavaScript's config loader, `os.homedir()`) get the writable
+        // /tmp, unless the function sets HOME itself.
+        let home = ("HOME".to_string(), "/tmp".to_string());
+        let mut env: Vec<(String, String)> = std::iter::once(home)
+            .chain(c.env.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect();
         for (k, v) in [
             (
                 "PATH",

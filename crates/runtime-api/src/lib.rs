@@ -536,9 +536,16 @@ mod tests {
             get("/2018-06-01/y?X-Amz-Signature=00", None).await,
             "platform GET /2018-06-01/y?X-Amz-Signature=00"
         );
-        assert_eq!(get("/v1/functions", None).await, "platform GET /v1/functions");
+        assert_eq!(
+            get("/v1/functions", None).await,
+            "platform GET /v1/functions"
+        );
         // The Runtime API itself is untouched.
-        tokio::spawn(client.get(format!("{base}/2018-06-01/runtime/invocation/next")).send());
+        tokio::spawn(
+            client
+                .get(format!("{base}/2018-06-01/runtime/invocation/next"))
+                .send(),
+        );
         assert!(api.wait_ready().await.is_ok());
     }
 

@@ -118,7 +118,9 @@ impl HostRootfs {
         let top = normal[0].to_string_lossy();
         let own = ["tmp", "proc", "dev", "node_modules"];
         if HOST_DIRS.contains(&top.as_ref()) || own.contains(&top.as_ref()) {
-            return refuse(&format!("cannot be under /{top}, which sandboxes have their own"));
+            return refuse(&format!(
+                "cannot be under /{top}, which sandboxes have their own"
+            ));
         }
         if sdk.starts_with(crate::TASK_ROOT) || sdk.starts_with(crate::RUNTIME_ROOT) {
             return refuse("cannot be under /var/task or /var/runtime");
@@ -619,9 +621,9 @@ mod tests {
 
     #[test]
     fn the_sdk_is_bound_read_only_at_its_own_path() {
-        let (tmp, mut host) = fake_host();
-        let sdk = tmp.path().join("cache/sdk");
-        std::fs::create_dir_all(&sdk).unwrap();
+        let (_tmp, mut host) = fake_host();
+        // Any existing directory outside what sandboxes have of their own (not under /tmp).
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         host.share_sdk(&sdk).unwrap();
         let new_root = Path::new("/state/rootfs");
         let ops = plan(&host, new_root, None, 16, true).unwrap();
@@ -639,12 +641,25 @@ mod tests {
         );
         // Every parent is made first, outermost first.
         let parent = sdk.parent().unwrap().display().to_string();
-        let made = |p: &str| got.iter().position(|op| *op == format!("create directory R{p}"));
+        let made = |p: &str| {
+            got.iter()
+                .position(|op| *op == format!("create directory R{p}"))
+        };
         assert!(made(&parent).unwrap() < at - 1);
-        for bad in ["/usr/share/sdk", "/tmp/sdk", "/var/task/x", "/var/runtime", "/", "rel/sdk", "/a/../b"] {
+        for bad in [
+            "/usr/share/sdk",
+            "/tmp/sdk",
+            "/var/task/x",
+            "/var/runtime",
+            "/",
+            "rel/sdk",
+            "/a/../b",
+        ] {
             assert!(host.share_sdk(Path::new(bad)).is_err(), "{bad}");
         }
-        assert!(host.share_sdk(&tmp.path().join("missing")).is_err());
+        assert!(host
+            .share_sdk(Path::new("/nonexistent-lambent-sdk"))
+            .is_err());
     }
 
     #[test]

@@ -527,10 +527,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         if link.symlink_metadata().is_err() {
             std::fs::create_dir_all(data.join("code"))
                 .and_then(|()| {
-                    std::os::unix::fs::symlink(
-                        data.join("runtimes/sdk/node/node_modules"),
-                        &link,
-                    )
+                    std::os::unix::fs::symlink(data.join("runtimes/sdk/node/node_modules"), &link)
                 })
                 .map_err(in_data)?;
         }
@@ -635,12 +632,17 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             if cache.incomplete() {
                 let invoker = app.registry.invoker().clone();
                 background.push(tokio::spawn(async move {
-                    let fetched = tokio::task::spawn_blocking(move || {
-                        let outcomes = cache.fetch_missing();
-                        (cache, outcomes)
-                    })
-                    .await;
-                    let Ok((cache, outcomes)) = fetched else { return };
+                    let cache = Arc::new(cache);
+                    let outcomes = loop {
+                        let fetcher = cache.clone();
+                        let attempt =
+                            tokio::task::spawn_blocking(move || fetcher.try_fetch_missing());
+                        match attempt.await {
+                            Ok(Some(outcomes)) => break outcomes,
+                            Ok(None) => tokio::time::sleep(Duration::from_secs(1)).await,
+                            Err(_) => return,
+                        }
+                    };
                     if outcomes
                         .iter()
                         .any(|(_, s)| matches!(s, sdk::SdkState::Ready(_)))

@@ -56,10 +56,8 @@ impl SandboxPlatform for SandboxAws {
             let (router, own) = (router.clone(), own.clone());
             Box::pin(async move {
                 let response = match router {
-                    None => lambent_aws_api::AwsError::Service(
-                        "the node is still starting".into(),
-                    )
-                    .into_response(),
+                    None => lambent_aws_api::AwsError::Service("the node is still starting".into())
+                        .into_response(),
                     Some(_) if !signed(&request) => lambent_aws_api::AwsError::Signature(
                         lambent_aws_api::sigv4::SigV4Error::Missing,
                     )
@@ -82,7 +80,10 @@ impl SandboxPlatform for SandboxAws {
         PlatformAccess {
             env: vec![
                 ("AWS_ACCESS_KEY_ID".into(), credentials.access_key_id),
-                ("AWS_SECRET_ACCESS_KEY".into(), credentials.secret_access_key),
+                (
+                    "AWS_SECRET_ACCESS_KEY".into(),
+                    credentials.secret_access_key,
+                ),
                 ("AWS_SESSION_TOKEN".into(), credentials.session_token),
             ],
             service,

@@ -238,10 +238,11 @@ impl SdkCache {
         Ok(target)
     }
 
-    /// Fetches every SDK still missing (blocking: minutes at most, on a blocking thread), one
-    /// process at a time per cache, and links each one fetched. Returns what became of each;
+    /// Fetches every SDK still missing (blocking: minutes at most, on a blocking thread) and
+    /// links each one fetched, unless another fetcher holds the cache (`None`: try again
+    /// later; what it fetched is then found in place). Returns what became of each;
     /// [`SdkCache::publish`] makes it known.
-    pub fn fetch_missing(&self) -> Vec<(Sdk, SdkState)> {
+    pub fn try_fetch_missing(&self) -> Option<Vec<(Sdk, SdkState)>> {
         let missing: Vec<Sdk> = self
             .status
             .states()
@@ -250,19 +251,22 @@ impl SdkCache {
             .map(|(sdk, _)| sdk)
             .collect();
         if missing.is_empty() {
-            return Vec::new();
+            return Some(Vec::new());
         }
-        let _lock = match CacheLock::take(&self.dir) {
-            Ok(lock) => lock,
+        let _lock = match CacheLock::try_take(&self.dir) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return None,
             Err(e) => {
                 let why = format!("cannot lock {}: {e}", self.dir.display());
-                return missing
-                    .into_iter()
-                    .map(|sdk| (sdk, SdkState::Missing(why.clone())))
-                    .collect();
+                let missing = missing.into_iter();
+                return Some(
+                    missing
+                        .map(|sdk| (sdk, SdkState::Missing(why.clone())))
+                        .collect(),
+                );
             }
         };
-        missing
+        let outcomes = missing
             .into_iter()
             .map(|sdk| {
                 // Another process may have fetched it while this one waited for the lock.
@@ -275,7 +279,8 @@ impl SdkCache {
                     Err(why) => (sdk, SdkState::Missing(why)),
                 }
             })
-            .collect()
+            .collect();
+        Some(outcomes)
     }
 
     /// Makes the outcome of [`SdkCache::fetch_missing`] known (status and logs).
@@ -302,7 +307,8 @@ impl SdkCache {
             .dir
             .join(format!(".{}.tmp-{}", sdk.set_name(), std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         tracing::info!(
             "fetching the {} that comes with the runtimes into {}",
             sdk.describe(),
@@ -358,11 +364,14 @@ fn readable(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// An exclusive advisory lock on `<cache>/.lock`, released on drop.
-struct CacheLock(std::fs::File);
+/// An exclusive advisory lock on `<cache>/.lock`, released on drop (closing the file).
+struct CacheLock {
+    _file: std::fs::File,
+}
 
 impl CacheLock {
-    fn take(dir: &Path) -> std::io::Result<CacheLock> {
+    /// The lock, or `None` while another fetcher (this process or another) holds it.
+    fn try_take(dir: &Path) -> std::io::Result<Option<CacheLock>> {
         use std::os::fd::AsRawFd;
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -370,10 +379,14 @@ impl CacheLock {
             .write(true)
             .open(dir.join(".lock"))?;
         // SAFETY: flock on a descriptor this struct owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                true => Ok(None),
+                false => Err(e),
+            };
         }
-        Ok(CacheLock(file))
+        Ok(Some(CacheLock { _file: file }))
     }
 }
 

@@ -91,7 +91,7 @@ async fn invoke_ok(node: &Node, name: &str, payload: Value) -> Value {
 }
 
 fn python(handler: &str) -> Value {
-    json!({"runtime": "python", "handler": handler, "memory_mb": 256})
+    json!({"runtime": "python", "handler": handler, "memory": 256})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,8 +99,20 @@ async fn an_unmodified_python_handler_invokes_another_function_with_boto3() {
     let node = node_with(|_| {}).await;
     with_sdks(&node).await;
     common::await_python_zygote(&node).await;
-    deploy_ok(&node, "callee", python("app.handler"), &[("app.py", CALLEE)]).await;
-    deploy_ok(&node, "caller", python("app.handler"), &[("app.py", PY_CALLER)]).await;
+    deploy_ok(
+        &node,
+        "callee",
+        python("app.handler"),
+        &[("app.py", CALLEE)],
+    )
+    .await;
+    deploy_ok(
+        &node,
+        "caller",
+        python("app.handler"),
+        &[("app.py", PY_CALLER)],
+    )
+    .await;
 
     let out = invoke_ok(
         &node,
@@ -132,17 +144,20 @@ async fn an_unmodified_python_handler_invokes_another_function_with_boto3() {
     );
     assert_eq!(out["v1"][0], 403, "{out}");
     assert_eq!(out["v1"][1], "MissingAuthenticationTokenException", "{out}");
-    assert!(
-        !out["v1"][2].as_str().unwrap().contains("callee"),
-        "{out}"
-    );
+    assert!(!out["v1"][2].as_str().unwrap().contains("callee"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmodified_node_handler_invokes_another_function_with_the_js_sdk() {
     let node = node_with(|_| {}).await;
     with_sdks(&node).await;
-    deploy_ok(&node, "callee", python("app.handler"), &[("app.py", CALLEE)]).await;
+    deploy_ok(
+        &node,
+        "callee",
+        python("app.handler"),
+        &[("app.py", CALLEE)],
+    )
+    .await;
     let handler = r#"
 import { LambdaClient, InvokeCommand } from "@aws-sdk/client-lambda";
 const client = new LambdaClient({});
@@ -156,7 +171,7 @@ export const handler = async (event) => {
     deploy_ok(
         &node,
         "js-caller",
-        json!({"runtime": "nodejs", "handler": "index.handler", "memory_mb": 512}),
+        json!({"runtime": "nodejs", "handler": "index.handler", "memory": 512}),
         &[("index.mjs", handler)],
     )
     .await;
@@ -166,7 +181,13 @@ export const handler = async (event) => {
         json!({"target": "callee", "payload": {"n": 4}}),
     )
     .await;
-    assert_eq!(out, json!({"status": 200, "result": {"doubled": 8}}));
+    let records = node.activations_of("js-caller").await;
+    assert_eq!(
+        out,
+        json!({"status": 200, "result": {"doubled": 8}}),
+        "logs: {}",
+        records[0]["logs"]
+    );
     assert_eq!(node.activations_of("callee").await.len(), 1);
 }
 
@@ -184,8 +205,15 @@ async fn signed_with(node: &Node, path: &str, body: &str, creds: &Value) -> (u16
     let mut headers = HeaderMap::new();
     headers.insert("host", HeaderValue::from_str(&host).unwrap());
     headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).unwrap());
-    headers.insert("x-amz-security-token", HeaderValue::from_str(token).unwrap());
-    let signed_headers = vec!["host".into(), "x-amz-date".into(), "x-amz-security-token".into()];
+    headers.insert(
+        "x-amz-security-token",
+        HeaderValue::from_str(token).unwrap(),
+    );
+    let signed_headers = vec![
+        "host".into(),
+        "x-amz-date".into(),
+        "x-amz-security-token".into(),
+    ];
     let auth = sigv4::Authorization {
         access_key_id: id.into(),
         date: amz_date[..8].into(),
@@ -248,8 +276,20 @@ async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sa
     let lifetime = Duration::from_secs(4);
     let node = node_with(|o| o.session_lifetime = lifetime).await;
     with_sdks(&node).await;
-    deploy_ok(&node, "callee", python("app.handler"), &[("app.py", CALLEE)]).await;
-    deploy_ok(&node, "caller", python("app.handler"), &[("app.py", PY_CALLER)]).await;
+    deploy_ok(
+        &node,
+        "callee",
+        python("app.handler"),
+        &[("app.py", CALLEE)],
+    )
+    .await;
+    deploy_ok(
+        &node,
+        "caller",
+        python("app.handler"),
+        &[("app.py", PY_CALLER)],
+    )
+    .await;
     // Another namespace, with a function of its own.
     add_namespace(&node, "other", "other-key");
     let zip = common::zip_of(&[("app.py", CALLEE)]);
@@ -267,7 +307,9 @@ async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sa
     let put = http
         .put(node.url("/v1/functions/private"))
         .bearer_auth("other-key")
-        .json(&json!({"runtime": "python", "handler": "app.handler", "code_sha256": code["sha256"]}))
+        .json(
+            &json!({"runtime": "python", "handler": "app.handler", "code_sha256": code["sha256"]}),
+        )
         .send()
         .await
         .unwrap();
@@ -298,7 +340,10 @@ async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sa
         forged["AWS_SESSION_TOKEN"] = format!("{}B", &token[..token.len() - 1]).into();
     }
     let (status, error) = signed_with(&node, &invoke("callee"), "{}", &forged).await;
-    assert_eq!((status, error.as_str()), (403, "UnrecognizedClientException"));
+    assert_eq!(
+        (status, error.as_str()),
+        (403, "UnrecognizedClientException")
+    );
 
     // Expired: refused from outside...
     tokio::time::sleep(lifetime + Duration::from_millis(500)).await;
@@ -339,7 +384,10 @@ async fn a_function_that_bundles_boto3_gets_its_own() {
     let out = invoke_ok(&node, "bundled", json!({})).await;
     assert_eq!(out, bundled);
     assert_eq!(
-        common::births_of(&node, "bundled").await.first().map(String::as_str),
+        common::births_of(&node, "bundled")
+            .await
+            .first()
+            .map(String::as_str),
         Some("zygote")
     );
     // ...and from the function's own package zygote, which imported its code's.
