@@ -21,7 +21,9 @@ use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 
 /// The node's AWS-facing routes: the Lambda API (and every AWS-compatible service mounted
-/// beside it). The node's listener serves them beside `/v1`; sandboxes reach only these.
+/// beside it: a service dispatched by a middleware, such as S3 on paths of its own, is layered
+/// on this router, so that sandboxes reach it too). The node's listener serves them beside
+/// `/v1`; sandboxes reach only these.
 pub fn aws_router(app: Arc<App>, region: String) -> Router {
     lambent_aws_api::router(app, region)
 }
