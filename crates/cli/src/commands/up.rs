@@ -8,8 +8,8 @@
 //! api key: <key>
 //! ```
 //!
-//! Then one line per AWS SDK that comes with the runtimes: where it lives, or why it is
-//! missing (or that it is being fetched in the background).
+//! On stderr, one line per AWS SDK that comes with the runtimes: where it lives, or why it is
+//! missing (or that it is being fetched in the background; the log says when it is ready).
 
 use super::deploy::{deploy_one, deployed_line, invoke_hint};
 use super::embedded::{Embedded, ServerArgs};
@@ -52,10 +52,10 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             writeln!(out, "cluster node: {}", server.node_id())?;
         }
         writeln!(out, "api key: {}", server.api_key())?;
-        for line in server.sdks() {
-            writeln!(out, "{line}")?;
-        }
         out.flush()?;
+    }
+    for line in server.sdks() {
+        eprintln!("{line}");
     }
 
     let mut code = ExitCode::SUCCESS;
