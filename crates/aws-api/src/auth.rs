@@ -1,7 +1,9 @@
-//! The gate of the Lambda API: looks up the access key a request names (before reading its
-//! body), reads the body (the signature covers its hash), checks the SigV4 signature with the
-//! key's secret, and passes the key's namespace on to the handlers. Nothing unsigned or wrongly
-//! signed gets through.
+//! The gate of the Lambda API: resolves the credentials a request names (a stored access key,
+//! or a sandbox's session credential with its `X-Amz-Security-Token`, through the gateway's
+//! one resolver) before reading its body, reads the body (the signature covers its hash),
+//! checks the SigV4 signature with the credentials' secret, and passes their namespace on to
+//! the handlers. Nothing unsigned, wrongly signed or signed with expired credentials gets
+//! through.
 
 use crate::sigv4::{self, SigV4Error};
 use crate::{AwsApi, AwsError};
@@ -10,7 +12,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use lambent_core::limits::MAX_CODE_ZIP;
-use lambent_gateway::{ApiError, Namespace};
+use lambent_gateway::credentials::{CredentialError, OwnSandbox};
+use lambent_gateway::Namespace;
 use std::sync::Arc;
 
 /// The largest request: a 50 MB code zip, base64 in a JSON body.
@@ -30,13 +33,21 @@ pub async fn require_signature(
         .to_str()
         .map_err(|_| SigV4Error::Malformed("Authorization header is not ASCII".into()))?;
     let access_key_id = sigv4::Authorization::parse(header)?.access_key_id;
-    let key = api
+    let token = match parts.headers.get("x-amz-security-token") {
+        Some(v) => Some(v.to_str().map_err(|_| CredentialError::InvalidToken)?),
+        None => None,
+    };
+    let principal = api
         .app
-        .store
-        .access_key(&access_key_id)
+        .credentials
+        .resolve(&access_key_id, token, parts.extensions.get::<OwnSandbox>())
         .await
-        .map_err(ApiError::from)?
-        .ok_or(SigV4Error::UnknownAccessKey(access_key_id))?;
+        .map_err(|e| match e {
+            CredentialError::UnknownAccessKey(id) => {
+                AwsError::from(SigV4Error::UnknownAccessKey(id))
+            }
+            e => AwsError::from(e),
+        })?;
     let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await?;
     let signed = sigv4::Request {
         method: parts.method.as_str(),
@@ -51,7 +62,7 @@ pub async fn require_signature(
         now: time::OffsetDateTime::now_utc(),
     };
     let authorization = sigv4::check_request(&signed, &expected)?;
-    sigv4::verify_signature(&signed, &authorization, &key.secret_access_key)?;
-    parts.extensions.insert(Namespace(key.namespace));
+    sigv4::verify_signature(&signed, &authorization, &principal.secret_access_key)?;
+    parts.extensions.insert(Namespace(principal.namespace));
     Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
 }

@@ -10,10 +10,10 @@ mod auth;
 mod convert;
 mod ops;
 
-pub use auth::{resolve, KeyAuth, Namespace};
+pub use auth::{KeyAuth, Namespace};
 
 use lambent_objects::Objects;
-use lambent_store::Store;
+use lambent_gateway::credentials::Credentials;
 use std::sync::Arc;
 
 /// The S3 operations over one engine.
@@ -60,7 +60,7 @@ impl S3Api {
 
     /// The hyper service: signatures checked against `keys`' access keys, virtual-host style
     /// under `domain` when one is given.
-    pub fn service(self, keys: Arc<dyn Store>, domain: Option<&str>) -> Service {
+    pub fn service(self, keys: Credentials, domain: Option<&str>) -> Service {
         let mut builder = s3s::service::S3ServiceBuilder::new(self);
         builder.set_auth(KeyAuth(keys.clone()));
         builder.set_access(KeyAuth(keys));
@@ -90,7 +90,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// S3 over `objects`, signed with `keys`' access keys, virtual-host style under `domain`.
-    pub fn new(objects: Arc<Objects>, keys: Arc<dyn Store>, domain: Option<&str>) -> Endpoint {
+    pub fn new(objects: Arc<Objects>, keys: Credentials, domain: Option<&str>) -> Endpoint {
         let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
         Endpoint {
             service: S3Api::new(objects).service(keys, domain.as_deref()),

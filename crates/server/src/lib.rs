@@ -13,9 +13,15 @@
 //! <data-dir>/sandboxes/      sandbox scratch (mount points)
 //! <data-dir>/objects/        S3 object data (`lambent_objects::LocalDisk`; metadata in the store)
 //! <data-dir>/api-key         the default namespace's generated API key (mode 0600)
+//! <data-dir>/session-secret  signs the sandboxes' session credentials (mode 0600; a cluster
+//!                            node derives it from the cluster's shared secret instead)
 //! ```
 
+mod platform;
 mod runtimes;
+pub mod sdk;
+
+pub use platform::aws_router;
 
 use lambent_bus_nats::{NatsBlobs, NatsBus};
 use lambent_cluster::node::{
@@ -25,8 +31,9 @@ use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
 use lambent_events::worker::{Home, IsLeader};
 use lambent_events::{Events, Runner, WorkerOptions};
+use lambent_gateway::credentials::{Credentials, SessionKeys};
 use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
-use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
+use lambent_invoker::{Invoker, InvokerConfig, PlatformHandle, RecordSink};
 use lambent_queues::{Mapping, PollAll, PollGate};
 use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
@@ -97,6 +104,11 @@ pub struct ServerOptions {
     /// The S3 API's domain (`--s3-domain`): requests with this Host, or a subdomain of it
     /// (virtual-host style), go to S3; without it S3 is told by the signature's scope alone.
     pub s3_domain: Option<String>,
+    /// How long the session credentials a sandbox gets are valid anywhere but through that
+    /// sandbox's own endpoint (where they stay valid while it lives).
+    pub session_lifetime: Duration,
+    /// The machine-wide cache of the AWS SDKs that come with the runtimes (`None`: no SDKs).
+    pub sdk_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -125,8 +137,17 @@ impl ServerOptions {
             advertise: None,
             shutdown_grace: Duration::from_secs(30),
             s3_domain: None,
+            session_lifetime: lambent_gateway::credentials::DEFAULT_SESSION_LIFETIME,
+            sdk_dir: Some(default_sdk_dir()),
         }
     }
+}
+
+/// `LAMBENT_SDK_DIR`, else [`sdk::DEFAULT_SDK_DIR`].
+pub fn default_sdk_dir() -> PathBuf {
+    std::env::var_os("LAMBENT_SDK_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(sdk::DEFAULT_SDK_DIR), PathBuf::from)
 }
 
 /// The region a node claims unless told otherwise.
@@ -172,9 +193,15 @@ pub struct RunningServer {
     serving: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
+    sdks: sdk::SdkStatus,
 }
 
 impl RunningServer {
+    /// Where the AWS SDKs that come with the runtimes stand (fetched in the background).
+    pub fn sdks(&self) -> &sdk::SdkStatus {
+        &self.sdks
+    }
+
     /// `http://127.0.0.1:PORT`, with the port actually bound.
     pub fn url(&self) -> &str {
         &self.url
@@ -237,6 +264,8 @@ struct Backends {
     bus: Arc<dyn Bus>,
     /// Cluster mode: the membership table.
     cluster: Option<Arc<dyn ClusterStore>>,
+    /// Cluster mode: the cluster's shared secret.
+    secret: Option<String>,
     node_id: String,
 }
 
@@ -254,6 +283,7 @@ impl Backends {
             blobs,
             bus,
             cluster: None,
+            secret: None,
             node_id,
         }
     }
@@ -296,6 +326,7 @@ impl Backends {
         );
         let mut backends = Backends::of(pg.clone(), blobs, bus, node_id);
         backends.cluster = Some(pg);
+        backends.secret = Some(identity.secret.clone());
         Ok(backends)
     }
 }
@@ -358,13 +389,23 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     if opts.insecure_no_sandbox {
         tracing::warn!("--insecure-no-sandbox: functions run as plain processes, NOT isolated");
     }
+    let python = InvokerConfig::default().python;
+    let sdk_cache = match &opts.sdk_dir {
+        None => Err("turned off".to_string()),
+        Some(dir) => sdk::SdkCache::open(dir, &runtime_dir, &python),
+    };
+    if let Err(why) = &sdk_cache {
+        tracing::error!("no AWS SDKs come with the runtimes: {why}");
+    }
     let state_dir = data.join("sandboxes");
     let layers = opts.isolation_layers;
+    let sdk_dir = sdk_cache.as_ref().ok().map(|c| c.dir.clone());
     let host = tokio::task::spawn_blocking(move || {
         Host::detect(HostOptions {
             isolation,
             state_dir,
             layers,
+            sdk_dir,
         })
     })
     .await
@@ -397,7 +438,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             return Err(ServerError::BadApiKey)
         }
         Some(key) => key,
-        None => generated_key(data).map_err(in_data)?,
+        None => kept_secret(data, "api-key", || {
+            format!("lk_{}", hex::encode(rand::random::<[u8; 24]>()))
+        })
+        .map_err(in_data)?,
     };
     store
         .add_api_key(
@@ -421,6 +465,21 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             .await?;
     }
 
+    // Session credentials verify on every node of a cluster (derived from the cluster's shared
+    // secret) or on this node across restarts (a secret kept in the data dir).
+    let server_secret = match &backends.secret {
+        Some(secret) => secret.clone(),
+        None => kept_secret(data, "session-secret", || {
+            hex::encode(rand::random::<[u8; 32]>())
+        })
+        .map_err(in_data)?,
+    };
+    let sessions = Arc::new(SessionKeys::new(
+        server_secret.as_bytes(),
+        opts.session_lifetime,
+    ));
+    let sandbox_aws = platform::SandboxAws::new(sessions.clone());
+
     let recorder = Recorder::start(store.clone());
     let sink: RecordSink = {
         let recorder = recorder.clone();
@@ -436,10 +495,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         freeze_idle: opts.freeze_idle,
         region: opts.region.clone(),
         node_id: backends.node_id.clone(),
+        platform: Some(PlatformHandle(sandbox_aws.clone())),
         ..defaults
     };
-    // A package's requirements.txt is installed with the interpreter its sandboxes run.
-    let python = config.python.clone();
     let invoker = Invoker::new(host, config, opts.record_activations.then_some(sink));
     let advertise = opts
         .advertise
@@ -470,6 +528,18 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             cluster
         }
     };
+    if opts.insecure_no_sandbox {
+        // Unsandboxed functions run from <data>/code/<sha>/: Node.js finds the SDK for
+        // JavaScript here, after the function's own node_modules.
+        let link = data.join("code").join("node_modules");
+        if link.symlink_metadata().is_err() {
+            std::fs::create_dir_all(data.join("code"))
+                .and_then(|()| {
+                    std::os::unix::fs::symlink(data.join("runtimes/sdk/node/node_modules"), &link)
+                })
+                .map_err(in_data)?;
+        }
+    }
     let registry = Registry::load(
         store.clone(),
         backends.blobs.clone(),
@@ -497,8 +567,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         &registry.invoker().config().region,
         backends.bus.clone(),
     );
+    let credentials = Credentials::new(store.clone(), sessions);
     let app = Arc::new(App {
         prices: opts.prices,
+        credentials,
         store,
         registry,
         recorder,
@@ -571,12 +643,48 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     }
     let s3 = Arc::new(lambent_s3_api::Endpoint::new(
         objects,
-        app.store.clone(),
+        app.credentials.clone(),
         opts.s3_domain.as_deref(),
     ));
-    let router = lambent_gateway::router(app.clone())
-        .merge(lambent_aws_api::router(app.clone(), opts.region))
-        .layer(axum::middleware::from_fn_with_state(s3, dispatch_s3));
+    // S3 is told by its requests' signatures, on any path: its dispatch wraps whole routers
+    // (the sandboxes' AWS router as a fallback service, so that it sees every path too).
+    let with_s3 = |router: axum::Router| {
+        router.layer(axum::middleware::from_fn_with_state(s3.clone(), dispatch_s3))
+    };
+    let aws = aws_router(app.clone(), opts.region);
+    sandbox_aws.serve(with_s3(axum::Router::new().fallback_service(aws.clone())));
+    let router = with_s3(lambent_gateway::router(app.clone()).merge(aws));
+    let sdks = match sdk_cache {
+        Ok(cache) => {
+            let status = cache.status.clone();
+            if cache.incomplete() {
+                let invoker = app.registry.invoker().clone();
+                background.push(tokio::spawn(async move {
+                    let cache = Arc::new(cache);
+                    let outcomes = loop {
+                        let fetcher = cache.clone();
+                        let attempt =
+                            tokio::task::spawn_blocking(move || fetcher.try_fetch_missing());
+                        match attempt.await {
+                            Ok(Some(outcomes)) => break outcomes,
+                            Ok(None) => tokio::time::sleep(Duration::from_secs(1)).await,
+                            Err(_) => return,
+                        }
+                    };
+                    if outcomes
+                        .iter()
+                        .any(|(_, s)| matches!(s, sdk::SdkState::Ready(_)))
+                    {
+                        // Cold starts from now on fork zygotes that imported it.
+                        invoker.shared_software_changed();
+                    }
+                    cache.publish(outcomes);
+                }));
+            }
+            status
+        }
+        Err(why) => sdk::SdkCache::unavailable(why),
+    };
     let serving = tokio::spawn(async move {
         // Connection info gives routed functions the caller's address (`sourceIp`).
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -599,6 +707,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         serving,
         background,
         grace: opts.shutdown_grace,
+        sdks,
     })
 }
 
@@ -671,19 +780,23 @@ async fn prune_activations(store: Arc<dyn Store>, cluster: Arc<Cluster>, retenti
     }
 }
 
-/// The data dir's API key, generated on first use.
-fn generated_key(data: &Path) -> std::io::Result<String> {
+/// A secret of the data dir (`<data>/<name>`, mode 0600), made by `generate` on first use.
+fn kept_secret(
+    data: &Path,
+    name: &str,
+    generate: impl FnOnce() -> String,
+) -> std::io::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data.join("api-key");
+    let path = data.join(name);
     match std::fs::read_to_string(&path) {
         Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_string()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let key = format!("lk_{}", hex::encode(rand::random::<[u8; 24]>()));
-    let tmp = data.join(".api-key.tmp");
+    let key = generate();
+    let tmp = data.join(format!(".{name}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
