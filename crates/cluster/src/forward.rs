@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -359,9 +359,24 @@ impl Link {
 pub struct Forwarder {
     secret: Arc<str>,
     me: Arc<str>,
-    links: Arc<Mutex<HashMap<String, Arc<Link>>>>,
-    /// Serializes opening links, so a burst to a new peer opens one.
-    opening: Arc<tokio::sync::Mutex<()>>,
+    peers: Arc<Mutex<HashMap<String, Arc<Peer>>>>,
+}
+
+/// This node's link to one peer address.
+#[derive(Default)]
+struct Peer {
+    link: Mutex<Option<Arc<Link>>>,
+    /// Serializes opening the link, so a burst to a new peer opens one.
+    opening: tokio::sync::Mutex<()>,
+    /// When the last attempt to open it failed, and why: callers that waited for that attempt
+    /// fail with it rather than each waiting for a connect of its own.
+    failed: Mutex<Option<(Instant, String)>>,
+}
+
+impl Peer {
+    fn open_link(&self) -> Option<Arc<Link>> {
+        self.link.lock().clone().filter(|l| l.is_open())
+    }
 }
 
 impl Forwarder {
@@ -369,8 +384,7 @@ impl Forwarder {
         Forwarder {
             secret: secret.into(),
             me: me.into(),
-            links: Arc::default(),
-            opening: Arc::default(),
+            peers: Arc::default(),
         }
     }
 
@@ -434,16 +448,38 @@ impl Forwarder {
 
     /// The open link to `address`, opened if there is none.
     async fn link(&self, address: &str) -> Result<Arc<Link>, Opening> {
-        if let Some(link) = self.links.lock().get(address).filter(|l| l.is_open()) {
-            return Ok(link.clone());
+        let peer = {
+            let mut peers = self.peers.lock();
+            match peers.get(address) {
+                Some(p) => p.clone(),
+                None => peers.entry(address.to_string()).or_default().clone(),
+            }
+        };
+        if let Some(link) = peer.open_link() {
+            return Ok(link);
         }
-        let _opening = self.opening.lock().await;
-        if let Some(link) = self.links.lock().get(address).filter(|l| l.is_open()) {
-            return Ok(link.clone());
+        let asked = Instant::now();
+        let _opening = peer.opening.lock().await;
+        if let Some(link) = peer.open_link() {
+            return Ok(link);
         }
-        let link = self.open(address).await?;
-        self.links.lock().insert(address.to_string(), link.clone());
-        Ok(link)
+        if let Some((at, reason)) = peer.failed.lock().as_ref() {
+            if *at >= asked {
+                return Err(Opening::Unreachable(reason.clone()));
+            }
+        }
+        match self.open(address).await {
+            Ok(link) => {
+                *peer.link.lock() = Some(link.clone());
+                Ok(link)
+            }
+            Err(e) => {
+                if let Opening::Unreachable(reason) = &e {
+                    *peer.failed.lock() = Some((Instant::now(), reason.clone()));
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn open(&self, address: &str) -> Result<Arc<Link>, Opening> {
@@ -834,5 +870,45 @@ mod tests {
             matches!(refused, Err(ForwardError::Refused { status: 401, .. })),
             "{refused:?}"
         );
+    }
+
+    /// A peer that accepts connections but never answers: the first caller's attempt times
+    /// out, and the callers that waited for it fail with it instead of each trying in turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_waiting_for_a_failed_opening_fail_with_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        let forwarder = Forwarder::new("n1", "s3cret");
+        let started = Instant::now();
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let (forwarder, address) = (forwarder.clone(), address.clone());
+                tokio::spawn(
+                    async move { call(&forwarder, &address, "f", &format!("r{i}"), 0).await },
+                )
+            })
+            .collect();
+        for c in calls {
+            let outcome = c.await.unwrap();
+            assert!(
+                matches!(outcome, Err(ForwardError::Unreachable { .. })),
+                "{outcome:?}"
+            );
+        }
+        assert!(
+            started.elapsed() < CONNECT_TIMEOUT * 2,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 }
