@@ -204,7 +204,6 @@ pub fn decode_invoke(mut body: Bytes) -> Result<(Target, InvokeRequest, bool), W
         client_context,
         cognito_identity,
         may_spill,
-        ..Default::default()
     };
     Ok((target, req, may_spill))
 }
@@ -437,12 +436,12 @@ impl Forwarder {
             }
         };
         match answer.kind {
-            RESULT => decode_result(answer.body).map_err(|e| refused(200, e.to_string())),
+            RESULT => decode_result(answer.body).map_err(|e| refused(502, e.to_string())),
             REFUSED => {
-                let r = decode_refused(answer.body).map_err(|e| refused(0, e.to_string()))?;
+                let r = decode_refused(answer.body).map_err(|e| refused(502, e.to_string()))?;
                 Err(refused(r.status, r.message))
             }
-            other => Err(refused(0, format!("unknown frame kind {other}"))),
+            other => Err(refused(502, format!("unknown frame kind {other}"))),
         }
     }
 

@@ -18,15 +18,15 @@
 //!    Each node's CPU time (node and sandboxes, from its cgroup's accounting) divided by the
 //!    invocations served is printed too: unlike throughput, it is little moved by whatever
 //!    else runs on the machine.
-//! 1b. **CPU per invocation, local against forwarded** (on the two-node cluster): wrk at one
+//! 2. **CPU per invocation, local against forwarded** (on the two-node cluster): wrk at one
 //!    door over fresh functions homed there, then over fresh functions homed on the other
 //!    node; each node's CPU per invocation gives what a local invocation costs, and what a
 //!    forwarded one costs at the door and at the home. From those, the ratio three CPU-bound,
 //!    evenly loaded nodes would reach over one.
-//! 2. **Forwarded against local invoke latency** (p50, p99): one front door, two warm functions,
+//! 3. **Forwarded against local invoke latency** (p50, p99): one front door, two warm functions,
 //!    one whose home is that node and one whose home is another, invoked one after the other,
 //!    interleaved, over one kept-alive connection. Homes are read from activation records.
-//! 3. **Recovery after a SIGKILL**: the schedule leader (the node holding the `lambent:schedules`
+//! 4. **Recovery after a SIGKILL**: the schedule leader (the node holding the `lambent:schedules`
 //!    lease in `GET /v1/nodes`) is killed; measured from the kill, until (a) an asynchronous
 //!    event of a function whose home was the killed node, enqueued through a surviving node
 //!    just after the kill, has a successful activation record, and (b) a schedule firing every
@@ -42,7 +42,7 @@
 //! on v2) and moves the node process into a `node` child of it: one quota covers the node and
 //! all its functions' runtimes. The load generator, PostgreSQL and NATS run outside the quotas;
 //! the table shows how much CPU they took and whether the quotas were the binding constraint
-//! (the share of CFS periods in which a node was throttled). Latency (2) and recovery (3) are
+//! (the share of CFS periods in which a node was throttled). Latency (3) and recovery (4) are
 //! measured with the quotas lifted: they are about the path, not capacity.
 //!
 //! Run (as root, sandboxes need it): `cargo bench -p lambent --bench cluster`. Needs `wrk`
@@ -956,7 +956,7 @@ fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Thr
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1b. CPU per invocation
+// 2. CPU per invocation
 
 /// wrk connections for the CPU-cost runs: at most `SPILL_MARGIN` (2) invocations waiting at a
 /// home never make the door run one itself, so every forwarded invocation is one.
@@ -1042,7 +1042,7 @@ fn cost(cluster: &Cluster, bootstrap: &[u8], wrk: &Path, k: &Knobs) -> Cost {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Forwarded against local
+// 3. Forwarded against local
 
 struct Latency {
     door: String,
@@ -1106,7 +1106,7 @@ fn latency(cluster: &Cluster, homes: &HashMap<String, String>, n: usize) -> Late
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. Recovery
+// 4. Recovery
 
 struct Recovery {
     killed: String,
