@@ -73,8 +73,8 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .route(
-            lambent_cluster::forward::FORWARD_PATH,
-            axum::routing::post(dispatch::serve_forwarded),
+            lambent_cluster::forward::LINK_PATH,
+            get(dispatch::serve_link),
         )
         .merge(authenticated)
         // Paths Lambent does not serve itself are the users' HTTP routes.

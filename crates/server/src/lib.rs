@@ -688,6 +688,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let serving = tokio::spawn(async move {
         // Connection info gives routed functions the caller's address (`sourceIp`).
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        // Answers go out at once (a forwarding node's link, small JSON answers).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
