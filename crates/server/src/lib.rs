@@ -15,6 +15,8 @@
 //! ```
 
 mod runtimes;
+pub mod buckets;
+pub mod notifications;
 
 use lambent_bus_nats::{NatsBlobs, NatsBus};
 use lambent_cluster::node::{
