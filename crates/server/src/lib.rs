@@ -11,6 +11,7 @@
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
 //! <data-dir>/sandboxes/      sandbox scratch (mount points)
+//! <data-dir>/objects/        S3 object data (`lambent_objects::LocalDisk`; metadata in the store)
 //! <data-dir>/api-key         the default namespace's generated API key (mode 0600)
 //! ```
 
@@ -36,6 +37,7 @@ use lambent_store::bus::{Bus, LocalBus};
 use lambent_store::cluster::{ClusterStore, NodeStats};
 use lambent_store::events::EventStore;
 use lambent_store::lambda::AccessKey;
+use lambent_store::objects::ObjectStore;
 use lambent_store::package::CodeDirs;
 use lambent_store::queues::QueueStore;
 use lambent_store::recorder::Recorder;
@@ -94,6 +96,9 @@ pub struct ServerOptions {
     pub advertise: Option<String>,
     /// How long a stopping node lets running invocations finish.
     pub shutdown_grace: Duration,
+    /// The S3 API's domain (`--s3-domain`): requests with this Host, or a subdomain of it
+    /// (virtual-host style), go to S3; without it S3 is told by the signature's scope alone.
+    pub s3_domain: Option<String>,
 }
 
 impl ServerOptions {
@@ -121,6 +126,7 @@ impl ServerOptions {
             node_id: None,
             advertise: None,
             shutdown_grace: Duration::from_secs(30),
+            s3_domain: None,
         }
     }
 }
@@ -228,6 +234,7 @@ struct Backends {
     events: Arc<dyn EventStore>,
     routes: Arc<dyn RouteStore>,
     queues: Arc<dyn QueueStore>,
+    objects: Arc<dyn ObjectStore>,
     blobs: Arc<dyn BlobStore>,
     bus: Arc<dyn Bus>,
     /// Cluster mode: the membership table.
@@ -238,13 +245,14 @@ struct Backends {
 impl Backends {
     fn of<S>(store: Arc<S>, blobs: Arc<dyn BlobStore>, bus: Arc<dyn Bus>, node_id: String) -> Self
     where
-        S: Store + EventStore + RouteStore + QueueStore,
+        S: Store + EventStore + RouteStore + QueueStore + ObjectStore,
     {
         Backends {
             store: store.clone(),
             events: store.clone(),
             routes: store.clone(),
-            queues: store,
+            queues: store.clone(),
+            objects: store,
             blobs,
             bus,
             cluster: None,
@@ -553,8 +561,25 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
 
     let (stop, stopped) = oneshot::channel::<()>();
 
+    let objects = Arc::new(lambent_objects::Objects::new(
+        backends.objects.clone(),
+        Arc::new(lambent_objects::LocalDisk::open(data.join("objects")).map_err(objects_err)?),
+        Arc::new(notifications::Notifier::new(app.clone())),
+        opts.region.clone(),
+    ));
+    let collected = objects.collect_garbage().await.map_err(objects_err)?;
+    if collected > 0 {
+        tracing::info!("removed {collected} pieces of object data no object refers to");
+    }
+    let s3 = Arc::new(lambent_s3_api::Endpoint::new(
+        objects.clone(),
+        app.store.clone(),
+        opts.s3_domain.as_deref(),
+    ));
     let router = lambent_gateway::router(app.clone())
-        .merge(lambent_aws_api::router(app.clone(), opts.region));
+        .merge(lambent_aws_api::router(app.clone(), opts.region))
+        .merge(buckets::routes(app.clone(), objects))
+        .layer(axum::middleware::from_fn_with_state(s3, dispatch_s3));
     let serving = tokio::spawn(async move {
         // Connection info gives routed functions the caller's address (`sourceIp`).
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -578,6 +603,31 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         background,
         grace: opts.shutdown_grace,
     })
+}
+
+/// The listener's one dispatch rule: a request signed for the service `s3` (or addressed to
+/// the S3 domain) goes to the S3 API; everything else to `/v1`, the Lambda API and routes.
+async fn dispatch_s3(
+    axum::extract::State(s3): axum::extract::State<Arc<lambent_s3_api::Endpoint>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if s3.wants(&req) {
+        // The request's ids and caller go into the notifications it causes, and its answer.
+        let request = notifications::RequestInfo::of(&req);
+        let mut response = request.clone().scope(s3.handle(req)).await;
+        request.stamp(response.headers_mut());
+        response.map(axum::body::Body::new)
+    } else {
+        next.run(req).await
+    }
+}
+
+fn objects_err(e: lambent_objects::ObjectError) -> ServerError {
+    match e {
+        lambent_objects::ObjectError::Store(e) => ServerError::Store(e),
+        other => ServerError::Store(StoreError::Database(other.to_string())),
+    }
 }
 
 /// The URL other nodes reach this one at, when `--advertise` is not given.
