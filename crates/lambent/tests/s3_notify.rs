@@ -47,8 +47,15 @@ fn notifications_of_answered_puts_survive_a_sigkill() {
     )
     .unwrap();
     let dir = dir.to_str().unwrap();
-    s.cli(&["deploy", dir, "--runtime", "python3.12", "--handler", "app.handler"])
-        .ok();
+    s.cli(&[
+        "deploy",
+        dir,
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "app.handler",
+    ])
+    .ok();
     s.cli(&["queue", "create", "uploads"]).ok();
     let k = s.cli(&["keys", "create", "-o", "json"]).ok().json();
     let key = (
@@ -58,16 +65,35 @@ fn notifications_of_answered_puts_survive_a_sigkill() {
     assert_eq!(s3(&s, &key, "PUT", "/photos", ""), 200);
 
     // The CLI: a function with a prefix filter, a queue with the default events.
-    s.cli(&["bucket", "notify", "photos", "--function", "counter", "--prefix", "in/"])
+    s.cli(&[
+        "bucket",
+        "notify",
+        "photos",
+        "--function",
+        "counter",
+        "--prefix",
+        "in/",
+    ])
+    .ok();
+    s.cli(&["bucket", "notify", "photos", "--queue", "uploads"])
         .ok();
-    s.cli(&["bucket", "notify", "photos", "--queue", "uploads"]).ok();
     // Again for the same function: replaced, not added.
     let out = s.cli(&[
-        "bucket", "notify", "photos", "--function", "counter", "--prefix", "in/",
-        "--events", "s3:ObjectCreated:Put,s3:ObjectCreated:CompleteMultipartUpload",
+        "bucket",
+        "notify",
+        "photos",
+        "--function",
+        "counter",
+        "--prefix",
+        "in/",
+        "--events",
+        "s3:ObjectCreated:Put,s3:ObjectCreated:CompleteMultipartUpload",
     ]);
     assert!(out.ok().stdout.contains("function counter"));
-    let shown = s.cli(&["bucket", "notifications", "photos", "-o", "json"]).ok().json();
+    let shown = s
+        .cli(&["bucket", "notifications", "photos", "-o", "json"])
+        .ok()
+        .json();
     let configs = shown["configurations"].as_array().unwrap();
     assert_eq!(configs.len(), 2, "{shown}");
     let function = configs.iter().find(|c| c["function"] == "counter").unwrap();
@@ -81,11 +107,18 @@ fn notifications_of_answered_puts_survive_a_sigkill() {
         .cli(&["bucket", "notify", "photos", "--function", "nope"])
         .failed();
     assert!(
-        refused.stderr.contains("Unable to validate the following destination configurations"),
+        refused
+            .stderr
+            .contains("Unable to validate the following destination configurations"),
         "{refused:?}"
     );
-    let missing = s.cli(&["bucket", "notify", "nobucket", "--queue", "uploads"]).failed();
-    assert!(missing.stderr.contains("bucket does not exist"), "{missing:?}");
+    let missing = s
+        .cli(&["bucket", "notify", "nobucket", "--queue", "uploads"])
+        .failed();
+    assert!(
+        missing.stderr.contains("bucket does not exist"),
+        "{missing:?}"
+    );
 
     // N answered PUTs, then SIGKILL at once.
     for n in 0..PUTS {
@@ -100,7 +133,10 @@ fn notifications_of_answered_puts_survive_a_sigkill() {
     eventually(120, "every notification's invocation to finish", || {
         (pending() == 0).then_some(())
     });
-    let page = api(&s, "/v1/activations?function=counter&status=success&limit=1000");
+    let page = api(
+        &s,
+        "/v1/activations?function=counter&status=success&limit=1000",
+    );
     let mut events = HashSet::new();
     let mut keys = HashSet::new();
     for a in page["activations"].as_array().unwrap() {
@@ -127,7 +163,12 @@ fn notifications_of_answered_puts_survive_a_sigkill() {
         for m in v["messages"].as_array().unwrap() {
             messages += 1;
             let body: Value = serde_json::from_str(m["body"].as_str().unwrap()).unwrap();
-            queued.insert(body["Records"][0]["s3"]["object"]["key"].as_str().unwrap().to_string());
+            queued.insert(
+                body["Records"][0]["s3"]["object"]["key"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
         }
         (queued.len() >= PUTS).then_some(())
     });

@@ -160,10 +160,7 @@ fn shown(t: &TargetConfig) -> Configuration {
     let name = t.arn.rsplit(':').next().map(str::to_string);
     let name = match t.kind {
         // A qualified function ARN ends in its qualifier: show `name:qualifier`.
-        TargetKind::LambdaFunction => t
-            .arn
-            .split_once(":function:")
-            .map(|(_, f)| f.to_string()),
+        TargetKind::LambdaFunction => t.arn.split_once(":function:").map(|(_, f)| f.to_string()),
         _ => name,
     };
     let mut c = Configuration {

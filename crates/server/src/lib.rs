@@ -15,9 +15,9 @@
 //! <data-dir>/api-key         the default namespace's generated API key (mode 0600)
 //! ```
 
-mod runtimes;
 pub mod buckets;
 pub mod notifications;
+mod runtimes;
 
 use lambent_bus_nats::{NatsBlobs, NatsBus};
 use lambent_cluster::node::{

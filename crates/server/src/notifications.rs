@@ -96,12 +96,14 @@ impl RequestInfo {
 
     /// The request being served, or made-up ids for a change made outside an S3 request.
     fn current() -> RequestInfo {
-        REQUEST.try_with(Clone::clone).unwrap_or_else(|_| RequestInfo {
-            request_id: format!("{:016X}", rand::random::<u64>()),
-            host_id: base64_of(&rand::random::<[u8; 32]>()),
-            source_ip: "127.0.0.1".into(),
-            principal: None,
-        })
+        REQUEST
+            .try_with(Clone::clone)
+            .unwrap_or_else(|_| RequestInfo {
+                request_id: format!("{:016X}", rand::random::<u64>()),
+                host_id: base64_of(&rand::random::<[u8; 32]>()),
+                source_ip: "127.0.0.1".into(),
+                principal: None,
+            })
     }
 }
 
@@ -171,8 +173,12 @@ impl Destination {
                     qualifier: Some(q.to_string()),
                 })
             }
-            (TargetKind::Queue, [queue]) if name_ok(queue) => Ok(Destination::Queue(queue.to_string())),
-            (TargetKind::Topic, [topic]) if name_ok(topic) => Ok(Destination::Topic(topic.to_string())),
+            (TargetKind::Queue, [queue]) if name_ok(queue) => {
+                Ok(Destination::Queue(queue.to_string()))
+            }
+            (TargetKind::Topic, [topic]) if name_ok(topic) => {
+                Ok(Destination::Topic(topic.to_string()))
+            }
             _ => Err("not a function, queue or topic ARN of its configuration's kind".into()),
         }
     }
@@ -321,7 +327,13 @@ impl Notifier {
                     Err(e) => Err(e.to_string()),
                 }
             }
-            Destination::Queue(q) => self.app.queues.queue(namespace, q).await.map(drop).map_err(|e| e.to_string()),
+            Destination::Queue(q) => self
+                .app
+                .queues
+                .queue(namespace, q)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
             Destination::Topic(t) => match self.app.queues.list_topics(namespace).await {
                 Ok(topics) if topics.iter().any(|x| x.name == *t) => Ok(()),
                 Ok(_) => Err(format!("topic '{t}' does not exist")),
@@ -384,7 +396,12 @@ impl Notifier {
 
     /// Delivers one event to one configuration's destination; an error only when it could not
     /// be stored anywhere.
-    async fn send(&self, event: &ObjectEvent, target: &TargetConfig, payload: String) -> Result<(), String> {
+    async fn send(
+        &self,
+        event: &ObjectEvent,
+        target: &TargetConfig,
+        payload: String,
+    ) -> Result<(), String> {
         let destination = match Destination::of(target, self.region(), &event.namespace) {
             Ok(d) => d,
             Err(why) => {
@@ -398,7 +415,10 @@ impl Notifier {
                 return Ok(());
             }
         };
-        match self.deliver(&event.namespace, &destination, payload.clone()).await {
+        match self
+            .deliver(&event.namespace, &destination, payload.clone())
+            .await
+        {
             Ok(()) => {
                 self.counts.delivered.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -509,14 +529,20 @@ mod tests {
     fn arns_route_to_their_destination_in_the_buckets_namespace_only() {
         let of = |kind, arn: &str| Destination::of(&target(kind, arn), "us-east-1", "default");
         assert_eq!(
-            of(TargetKind::LambdaFunction, "arn:aws:lambda:us-east-1:default:function:thumb"),
+            of(
+                TargetKind::LambdaFunction,
+                "arn:aws:lambda:us-east-1:default:function:thumb"
+            ),
             Ok(Destination::Function {
                 name: "thumb".into(),
                 qualifier: None
             })
         );
         assert_eq!(
-            of(TargetKind::LambdaFunction, "arn:aws:lambda:us-east-1:default:function:thumb:live"),
+            of(
+                TargetKind::LambdaFunction,
+                "arn:aws:lambda:us-east-1:default:function:thumb:live"
+            ),
             Ok(Destination::Function {
                 name: "thumb".into(),
                 qualifier: Some("live".into())
@@ -534,11 +560,31 @@ mod tests {
             let e = of(kind, arn).unwrap_err();
             assert!(e.contains(why), "{arn}: {e}");
         };
-        refused(TargetKind::Queue, "arn:aws:sqs:us-east-1:other:uploads", "namespace 'other'");
-        refused(TargetKind::Queue, "arn:aws:sqs:eu-west-1:default:uploads", "region 'eu-west-1'");
-        refused(TargetKind::LambdaFunction, "arn:aws:lambda:us-east-1:default:function:", "kind");
-        refused(TargetKind::LambdaFunction, "arn:aws:lambda:us-east-1:default:function:a:b:c", "kind");
-        refused(TargetKind::Topic, "arn:aws:sns:us-east-1:default:a:b", "kind");
+        refused(
+            TargetKind::Queue,
+            "arn:aws:sqs:us-east-1:other:uploads",
+            "namespace 'other'",
+        );
+        refused(
+            TargetKind::Queue,
+            "arn:aws:sqs:eu-west-1:default:uploads",
+            "region 'eu-west-1'",
+        );
+        refused(
+            TargetKind::LambdaFunction,
+            "arn:aws:lambda:us-east-1:default:function:",
+            "kind",
+        );
+        refused(
+            TargetKind::LambdaFunction,
+            "arn:aws:lambda:us-east-1:default:function:a:b:c",
+            "kind",
+        );
+        refused(
+            TargetKind::Topic,
+            "arn:aws:sns:us-east-1:default:a:b",
+            "kind",
+        );
         refused(TargetKind::Queue, "sqs:uploads", "not an ARN");
     }
 
@@ -556,13 +602,23 @@ mod tests {
         let b = next_sequencer();
         assert_eq!(a.len(), 16);
         assert!(b > a, "{a} then {b}");
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
     }
 
     #[test]
     fn a_put_event_has_s3s_shape() {
-        let t = target(TargetKind::LambdaFunction, "arn:aws:lambda:us-east-1:default:function:f");
-        let v = s3_event(&event(EventName::Put, "in/my cat.jpg"), &t, &request(), "0000000000000001");
+        let t = target(
+            TargetKind::LambdaFunction,
+            "arn:aws:lambda:us-east-1:default:function:f",
+        );
+        let v = s3_event(
+            &event(EventName::Put, "in/my cat.jpg"),
+            &t,
+            &request(),
+            "0000000000000001",
+        );
         let r = &v["Records"][0];
         assert_eq!(v["Records"].as_array().unwrap().len(), 1);
         assert_eq!(r["eventVersion"], "2.1");
@@ -572,7 +628,10 @@ mod tests {
         assert_eq!(r["eventName"], "ObjectCreated:Put");
         assert_eq!(r["userIdentity"]["principalId"], "AWS:LKIAEXAMPLE");
         assert_eq!(r["requestParameters"]["sourceIPAddress"], "10.0.0.7");
-        assert_eq!(r["responseElements"]["x-amz-request-id"], "C3D13FE58DE4C810");
+        assert_eq!(
+            r["responseElements"]["x-amz-request-id"],
+            "C3D13FE58DE4C810"
+        );
         assert_eq!(r["responseElements"]["x-amz-id-2"], "abc=");
         let s3 = &r["s3"];
         assert_eq!(s3["s3SchemaVersion"], "1.0");
@@ -609,7 +668,8 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(access_key_of(&headers, None).as_deref(), Some("LKIA1"));
-        let q = "X-Amz-Credential=LKIA2%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x";
+        let q =
+            "X-Amz-Credential=LKIA2%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x";
         assert_eq!(
             access_key_of(&http::HeaderMap::new(), Some(q)).as_deref(),
             Some("LKIA2")

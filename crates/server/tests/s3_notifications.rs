@@ -130,10 +130,15 @@ async fn uploads_and_deletes_reach_functions_queues_and_topics_in_s3s_shape() {
         time.len() == 24 && time.ends_with('Z') && time.as_bytes()[19] == b'.',
         "{time}"
     );
-    assert_eq!(r["userIdentity"]["principalId"], format!("AWS:{ACCESS_KEY_ID}"));
+    assert_eq!(
+        r["userIdentity"]["principalId"],
+        format!("AWS:{ACCESS_KEY_ID}")
+    );
     assert_eq!(r["requestParameters"]["sourceIPAddress"], "127.0.0.1");
     assert_eq!(r["responseElements"]["x-amz-request-id"], put["request_id"]);
-    assert!(r["responseElements"]["x-amz-id-2"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(r["responseElements"]["x-amz-id-2"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
     let s3 = &r["s3"];
     assert_eq!(s3["s3SchemaVersion"], "1.0");
     assert_eq!(s3["configurationId"], "thumbs");
@@ -176,7 +181,11 @@ async fn a_queue_deleted_after_configuration_keeps_its_notifications_in_the_dead
     let node = node_with(|o| o.access_key = Some((ACCESS_KEY_ID.into(), SECRET.into()))).await;
     post(&node, "/v1/queues", json!({"name": "gone-soon"})).await;
     let (s, _, v) = node
-        .send(Method::PUT, "/v1/buckets/nobucket/notification", b"{\"configurations\": []}".to_vec())
+        .send(
+            Method::PUT,
+            "/v1/buckets/nobucket/notification",
+            b"{\"configurations\": []}".to_vec(),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["error"]["code"], "NoSuchBucket");
@@ -206,14 +215,20 @@ s3.put_bucket_notification_configuration(Bucket="drops", NotificationConfigurati
                     .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
                     .output()
                     .unwrap();
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             })
             .await
             .unwrap()
         }
     };
     python(script).await;
-    let (s, _, _) = node.send(Method::DELETE, "/v1/queues/gone-soon", vec![]).await;
+    let (s, _, _) = node
+        .send(Method::DELETE, "/v1/queues/gone-soon", vec![])
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     // The upload still succeeds; its notification ends as a dead letter, not nowhere.
     python(
