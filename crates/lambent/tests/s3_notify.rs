@@ -42,7 +42,7 @@ fn notifications_of_answered_puts_survive_a_sigkill() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("app.py"),
-        "import time\ndef handler(event, context):\n    time.sleep(0.05)\n    \
+        "import time\ndef handler(event, context):\n    time.sleep(0.5)\n    \
          print('KEY', event['Records'][0]['s3']['object']['key'])\n    return 'ok'\n",
     )
     .unwrap();
