@@ -136,7 +136,8 @@ fn error_response(e: s3s::S3Error) -> http::Response<s3s::Body> {
 }
 
 /// Whether a request is for S3: its SigV4 credential scope (in `Authorization`, or a presigned
-/// URL's `X-Amz-Credential`) names the service `s3`, or its Host is `domain` or a subdomain of it.
+/// URL's `X-Amz-Credential`) names the service `s3`, it is signed with signature version 2
+/// (S3's alone), or its Host is `domain` or a subdomain of it.
 pub fn is_s3_request(headers: &http::HeaderMap, query: Option<&str>, domain: Option<&str>) -> bool {
     if let Some(domain) = domain {
         let host = headers
@@ -161,10 +162,21 @@ pub fn is_s3_request(headers: &http::HeaderMap, query: Option<&str>, domain: Opt
                 .filter_map(|p| p.trim().strip_prefix("Credential="))
                 .any(scope_is_s3);
         }
+        // Signature version 2 (`AWS id:signature`) is S3's alone among AWS's APIs.
+        return auth.starts_with("AWS ");
     }
     query.is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .any(|(k, v)| k == "X-Amz-Credential" && scope_is_s3(&v))
+        let (mut v2_key, mut v2_signature) = (false, false);
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            match &*k {
+                "X-Amz-Credential" if scope_is_s3(&v) => return true,
+                "AWSAccessKeyId" => v2_key = true,
+                "Signature" => v2_signature = true,
+                _ => {}
+            }
+        }
+        // A presigned URL of signature version 2 (the AWS CLI v1's `s3 presign`).
+        v2_key && v2_signature
     })
 }
 
@@ -206,6 +218,13 @@ mod tests {
         let presigned = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x";
         assert!(is_s3_request(&headers(&[]), Some(presigned), None));
         assert!(!is_s3_request(&headers(&[]), Some("a=b"), None));
+        let v2 = "AWSAccessKeyId=AKID&Signature=abc%3D&Expires=1796179017";
+        assert!(is_s3_request(&headers(&[]), Some(v2), None));
+        assert!(is_s3_request(
+            &headers(&[("authorization", "AWS AKID:sig")]),
+            None,
+            None
+        ));
         let domain = Some("s3.local");
         assert!(is_s3_request(
             &headers(&[("host", "s3.local:9000")]),

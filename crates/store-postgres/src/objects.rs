@@ -77,14 +77,6 @@ fn part_from_row(row: &Row) -> Result<Part, StoreError> {
     })
 }
 
-fn holds(condition: &WriteIf, current: Option<&ObjectRecord>) -> bool {
-    match condition {
-        WriteIf::Always => true,
-        WriteIf::Absent => current.is_none(),
-        WriteIf::EtagIs(etag) => current.is_some_and(|c| &c.etag == etag),
-    }
-}
-
 fn is_foreign_key_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
 }
@@ -240,7 +232,7 @@ impl ObjectStore for PgStore {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(|e| self.err(e))?;
         let current = self.lock_object(&tx, &object.bucket, &object.key).await?;
-        if !holds(condition, current.as_ref()) {
+        if !condition.holds(current.as_ref()) {
             return Ok(Written::PreconditionFailed);
         }
         if !self.upsert_object(&tx, object).await? {
@@ -292,28 +284,16 @@ impl ObjectStore for PgStore {
         limit: usize,
     ) -> Result<Vec<ObjectRecord>, StoreError> {
         let limit = limit.min(i64::MAX as usize) as i64;
-        let rows = match to {
-            Some(to) => {
-                self.query(
-                    &format!(
-                        "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key >= $2 \
-                         AND key < $3 ORDER BY key LIMIT $4"
-                    ),
-                    &[&bucket, &from, &to, &limit],
-                )
-                .await?
-            }
-            None => {
-                self.query(
-                    &format!(
-                        "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key >= $2 \
-                         ORDER BY key LIMIT $3"
-                    ),
-                    &[&bucket, &from, &limit],
-                )
-                .await?
-            }
-        };
+        let to = to.unwrap_or(lambent_store::objects::KEYS_END);
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key >= $2 \
+                     AND key < $3 ORDER BY key LIMIT $4"
+                ),
+                &[&bucket, &from, &to, &limit],
+            )
+            .await?;
         rows.iter().map(object_from_row).collect()
     }
 
@@ -353,7 +333,8 @@ impl ObjectStore for PgStore {
         limit: usize,
     ) -> Result<Vec<Upload>, StoreError> {
         let from = prefix.as_bytes();
-        let to = lambent_store::objects::prefix_end(from);
+        let to = lambent_store::objects::prefix_end(from)
+            .unwrap_or_else(|| lambent_store::objects::KEYS_END.to_vec());
         let (after_key, after_id) = match after {
             Some((k, id)) => (Some(k.as_bytes()), id),
             None => (None, ""),
@@ -362,7 +343,7 @@ impl ObjectStore for PgStore {
         self.query(
             &format!(
                 "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE bucket = $1 AND key >= $2 \
-                 AND ($3::bytea IS NULL OR key < $3) \
+                 AND key < $3 \
                  AND ($4::bytea IS NULL OR (key, id) > ($4, $5)) ORDER BY key, id LIMIT $6"
             ),
             &[&bucket, &from, &to, &after_key, &after_id, &limit],
@@ -470,7 +451,7 @@ impl ObjectStore for PgStore {
             return Ok(Completed::NoSuchUpload);
         }
         let current = self.lock_object(&tx, &object.bucket, &object.key).await?;
-        if !holds(condition, current.as_ref()) {
+        if !condition.holds(current.as_ref()) {
             return Ok(Completed::PreconditionFailed);
         }
         let parts = tx

@@ -138,15 +138,6 @@ fn bucket_exists(conn: &Connection, bucket: &str) -> Result<bool, StoreError> {
         .map_err(db_err)
 }
 
-/// Whether `condition` holds for what is stored.
-fn holds(condition: &WriteIf, current: Option<&ObjectRecord>) -> bool {
-    match condition {
-        WriteIf::Always => true,
-        WriteIf::Absent => current.is_none(),
-        WriteIf::EtagIs(etag) => current.is_some_and(|c| &c.etag == etag),
-    }
-}
-
 /// Inserts or replaces an object row.
 fn upsert_object(conn: &Connection, o: &ObjectRecord) -> Result<(), StoreError> {
     let attrs = serde_json::to_string(&o.attrs).map_err(db_err)?;
@@ -282,7 +273,7 @@ impl ObjectStore for SqliteStore {
                 return Ok(Written::NoSuchBucket);
             }
             let current = get_object(&tx, &o.bucket, &o.key)?;
-            if !holds(&condition, current.as_ref()) {
+            if !condition.holds(current.as_ref()) {
                 return Ok(Written::PreconditionFailed);
             }
             upsert_object(&tx, &o)?;
@@ -328,13 +319,14 @@ impl ObjectStore for SqliteStore {
         to: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<ObjectRecord>, StoreError> {
-        let (bucket, from, to) = (bucket.to_string(), from.to_vec(), to.map(<[u8]>::to_vec));
+        let (bucket, from) = (bucket.to_string(), from.to_vec());
+        let to = to.map_or_else(|| lambent_store::objects::KEYS_END.to_vec(), <[u8]>::to_vec);
         let limit = limit.min(i64::MAX as usize) as i64;
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ?1 AND key >= ?2 \
-                     AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4"
+                     AND key < ?3 ORDER BY key LIMIT ?4"
                 ))
                 .map_err(db_err)?;
             let rows = stmt
@@ -387,7 +379,8 @@ impl ObjectStore for SqliteStore {
     ) -> Result<Vec<Upload>, StoreError> {
         let bucket = bucket.to_string();
         let from = prefix.as_bytes().to_vec();
-        let to = lambent_store::objects::prefix_end(prefix.as_bytes());
+        let to = lambent_store::objects::prefix_end(prefix.as_bytes())
+            .unwrap_or_else(|| lambent_store::objects::KEYS_END.to_vec());
         let (after_key, after_id) = match after {
             Some((k, id)) => (Some(k.as_bytes().to_vec()), id.to_string()),
             None => (None, String::new()),
@@ -397,7 +390,7 @@ impl ObjectStore for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE bucket = ?1 AND key >= ?2 \
-                     AND (?3 IS NULL OR key < ?3) AND (?4 IS NULL OR (key, id) > (?4, ?5)) \
+                     AND key < ?3 AND (?4 IS NULL OR (key, id) > (?4, ?5)) \
                      ORDER BY key, id LIMIT ?6"
                 ))
                 .map_err(db_err)?;
@@ -504,7 +497,7 @@ impl ObjectStore for SqliteStore {
                 return Ok(Completed::NoSuchUpload);
             }
             let current = get_object(&tx, &o.bucket, &o.key)?;
-            if !holds(&condition, current.as_ref()) {
+            if !condition.holds(current.as_ref()) {
                 return Ok(Completed::PreconditionFailed);
             }
             let parts: Vec<(u32, String)> = {

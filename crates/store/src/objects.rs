@@ -123,6 +123,17 @@ pub enum WriteIf {
     EtagIs(String),
 }
 
+impl WriteIf {
+    /// Whether the condition holds for what is stored under the key.
+    pub fn holds(&self, current: Option<&ObjectRecord>) -> bool {
+        match self {
+            WriteIf::Always => true,
+            WriteIf::Absent => current.is_none(),
+            WriteIf::EtagIs(etag) => current.is_some_and(|c| &c.etag == etag),
+        }
+    }
+}
+
 /// What an object write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
@@ -194,6 +205,10 @@ pub struct ListPage {
     /// The last key or common prefix of the page (`start_after` of the next one).
     pub last: Option<String>,
 }
+
+/// Above every key (UTF-8 never holds the byte 0xFF): the end of an unbounded key range, so a
+/// scan is always one bounded index range.
+pub const KEYS_END: &[u8] = &[0xFF];
 
 /// The smallest byte string above every string that starts with `prefix`; `None`: unbounded
 /// (every byte of the prefix is 0xFF, which UTF-8 never holds).

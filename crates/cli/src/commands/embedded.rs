@@ -94,6 +94,10 @@ pub struct ServerArgs {
     /// Seconds a stopping node (SIGTERM) lets running invocations finish [default: 30].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
+    /// The S3 API's domain: requests to it (path-style) or to BUCKET.DOMAIN (virtual-host
+    /// style) go to S3. Without it, S3 requests are told by their SigV4 scope alone.
+    #[arg(long, env = "LAMBENT_S3_DOMAIN", value_name = "DOMAIN")]
+    pub s3_domain: Option<String>,
 }
 
 /// A region name such as `us-east-1`: lower-case letters, digits and `-`.
@@ -155,6 +159,7 @@ impl ServerArgs {
         opts.bus.clone_from(&self.bus);
         opts.node_id.clone_from(&self.node_id);
         opts.advertise.clone_from(&self.advertise);
+        opts.s3_domain.clone_from(&self.s3_domain);
         if let Some(s) = self.shutdown_grace {
             opts.shutdown_grace = Duration::from_secs(s);
         }
