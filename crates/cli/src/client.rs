@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod buckets;
 mod queues;
 mod routes;
+pub use buckets::{NotificationConfiguration, Notifications};
 pub use queues::*;
 pub use routes::{Route, RouteList};
 

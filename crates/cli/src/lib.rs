@@ -107,6 +107,12 @@ pub enum Command {
         #[command(subcommand)]
         command: commands::queues::MappingCommand,
     },
+    /// S3 buckets: notifications of object changes to functions, queues and topics.
+    #[command(visible_alias = "buckets")]
+    Bucket {
+        #[command(subcommand)]
+        command: commands::buckets::BucketCommand,
+    },
     /// Manage access keys for the AWS Lambda-compatible API (SigV4).
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -144,6 +150,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Queue { command } => commands::queues::queue(&ctx, command),
         Command::Topic { command } => commands::queues::topic(&ctx, command),
         Command::Mapping { command } => commands::queues::mapping(&ctx, command),
+        Command::Bucket { command } => commands::buckets::run(&ctx, command),
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
     };
     match result {

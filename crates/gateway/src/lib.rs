@@ -20,7 +20,7 @@ mod routes;
 mod v1;
 pub mod versions;
 
-pub use auth::{ApiKeys, Namespace};
+pub use auth::{require_key, ApiKeys, Namespace};
 pub use error::ApiError;
 pub use events_api::{accept_async, wants_async, INVOCATION_TYPE_HEADER};
 pub use queues::RegistryRunner;

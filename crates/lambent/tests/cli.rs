@@ -672,20 +672,6 @@ fn async_function(home: &Path) -> PathBuf {
 
 /// Polls `check` every 100 ms for up to `secs` seconds.
 #[track_caller]
-fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn async_invoke_dead_letters_redrive_and_schedules_from_the_cli() {
     let home = tempfile::tempdir().unwrap();

@@ -172,17 +172,6 @@ impl Cluster {
     }
 }
 
-fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The event an activation belongs to (`<event id>` or `<event id>.<attempt>`).
 fn event_of(activation_id: &str) -> &str {
     activation_id.split('.').next().unwrap_or(activation_id)

@@ -182,6 +182,7 @@ impl Objects {
         config: &NotificationConfig,
     ) -> Result<(), ObjectError> {
         self.bucket(namespace, name).await?;
+        self.events.check(namespace, config).await?;
         let json = (!config.targets.is_empty()).then(|| config.to_json());
         if !self
             .store

@@ -203,6 +203,17 @@ pub struct ObjectEvent {
 #[async_trait]
 pub trait ObjectEvents: Send + Sync + 'static {
     async fn record(&self, event: ObjectEvent) -> Result<(), ObjectError>;
+
+    /// Checks a configuration's destinations before it is stored, as
+    /// PutBucketNotificationConfiguration does (S3 refuses destinations it cannot deliver to
+    /// with `InvalidArgument`); the default accepts every destination.
+    async fn check(
+        &self,
+        _namespace: &str,
+        _config: &NotificationConfig,
+    ) -> Result<(), ObjectError> {
+        Ok(())
+    }
 }
 
 /// Reports nothing (no deliveries wired).

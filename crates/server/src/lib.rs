@@ -18,6 +18,8 @@
 //! ```
 
 mod platform;
+pub mod buckets;
+pub mod notifications;
 mod runtimes;
 pub mod sdk;
 
@@ -634,7 +636,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let objects = Arc::new(lambent_objects::Objects::new(
         backends.objects.clone(),
         Arc::new(lambent_objects::LocalDisk::open(data.join("objects")).map_err(objects_err)?),
-        Arc::new(lambent_objects::NoEvents),
+        Arc::new(notifications::Notifier::new(app.clone())),
         opts.region.clone(),
     ));
     let collected = objects.collect_garbage().await.map_err(objects_err)?;
@@ -642,7 +644,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         tracing::info!("removed {collected} pieces of object data no object refers to");
     }
     let s3 = Arc::new(lambent_s3_api::Endpoint::new(
-        objects,
+        objects.clone(),
         app.credentials.clone(),
         opts.s3_domain.as_deref(),
     ));
@@ -653,7 +655,11 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     };
     let aws = aws_router(app.clone(), opts.region);
     sandbox_aws.serve(with_s3(axum::Router::new().fallback_service(aws.clone())));
-    let router = with_s3(lambent_gateway::router(app.clone()).merge(aws));
+    let router = with_s3(
+        lambent_gateway::router(app.clone())
+            .merge(aws)
+            .merge(buckets::routes(app.clone(), objects)),
+    );
     let sdks = match sdk_cache {
         Ok(cache) => {
             let status = cache.status.clone();
@@ -723,7 +729,11 @@ async fn dispatch_s3(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     if s3.wants(&req) {
-        s3.handle(req).await.map(axum::body::Body::new)
+        // The request's ids and caller go into the notifications it causes, and its answer.
+        let request = notifications::RequestInfo::of(&req);
+        let mut response = request.clone().scope(s3.handle(req)).await;
+        request.stamp(response.headers_mut());
+        response.map(axum::body::Body::new)
     } else {
         next.run(req).await
     }

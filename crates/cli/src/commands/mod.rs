@@ -2,6 +2,7 @@
 //! how errors are reported.
 
 pub mod activations;
+pub mod buckets;
 pub mod deploy;
 pub mod dev;
 pub mod dlq;

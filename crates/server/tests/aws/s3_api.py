@@ -206,21 +206,14 @@ expect_error("EntityTooSmall", 400, c.complete_multipart_upload, Bucket="kept", 
 c.abort_multipart_upload(Bucket="kept", Key="small", UploadId=small)
 expect_error("404", 404, c.head_object, Bucket="kept", Key="small")
 
-# Notification configurations.
+# Notification configurations (round trips and deliveries: s3_notifications.py). Destinations
+# are checked as S3 checks them: these do not exist.
 lambda_arn = "arn:aws:lambda:us-east-1:000000000000:function:thumbnail"
-c.put_bucket_notification_configuration(Bucket="photos", NotificationConfiguration={
-    "LambdaFunctionConfigurations": [{
-        "Id": "thumbs", "LambdaFunctionArn": lambda_arn, "Events": ["s3:ObjectCreated:*"],
-        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "in/"}, {"Name": "suffix", "Value": ".jpg"}]}},
-    }],
-    "QueueConfigurations": [{"QueueArn": "arn:aws:sqs:us-east-1:000000000000:q", "Events": ["s3:ObjectRemoved:Delete"]}],
-})
-n = c.get_bucket_notification_configuration(Bucket="photos")
-lf = n["LambdaFunctionConfigurations"][0]
-assert lf["Id"] == "thumbs" and lf["LambdaFunctionArn"] == lambda_arn and lf["Events"] == ["s3:ObjectCreated:*"], n
-rules = {r["Name"].lower(): r["Value"] for r in lf["Filter"]["Key"]["FilterRules"]}
-assert rules == {"prefix": "in/", "suffix": ".jpg"}, rules
-assert n["QueueConfigurations"][0]["Events"] == ["s3:ObjectRemoved:Delete"], n
+expect_error("InvalidArgument", 400, c.put_bucket_notification_configuration, Bucket="photos",
+             NotificationConfiguration={
+                 "LambdaFunctionConfigurations": [{"Id": "thumbs", "LambdaFunctionArn": lambda_arn, "Events": ["s3:ObjectCreated:*"]}],
+                 "QueueConfigurations": [{"QueueArn": "arn:aws:sqs:us-east-1:000000000000:q", "Events": ["s3:ObjectRemoved:Delete"]}],
+             })
 expect_error("InvalidArgument", 400, c.put_bucket_notification_configuration, Bucket="photos",
              NotificationConfiguration={"LambdaFunctionConfigurations": [{"LambdaFunctionArn": lambda_arn, "Events": ["s3:ObjectRestore:*"]}]})
 expect_error("InvalidArgument", 400, c.put_bucket_notification_configuration, Bucket="photos",
