@@ -12,8 +12,8 @@ mod ops;
 
 pub use auth::{KeyAuth, Namespace};
 
-use lambent_objects::Objects;
 use lambent_gateway::credentials::Credentials;
+use lambent_objects::Objects;
 use std::sync::Arc;
 
 /// The S3 operations over one engine.

@@ -17,9 +17,9 @@
 //!                            node derives it from the cluster's shared secret instead)
 //! ```
 
-mod platform;
 pub mod buckets;
 pub mod notifications;
+mod platform;
 mod runtimes;
 pub mod sdk;
 
@@ -651,7 +651,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     // S3 is told by its requests' signatures, on any path: its dispatch wraps whole routers
     // (the sandboxes' AWS router as a fallback service, so that it sees every path too).
     let with_s3 = |router: axum::Router| {
-        router.layer(axum::middleware::from_fn_with_state(s3.clone(), dispatch_s3))
+        router.layer(axum::middleware::from_fn_with_state(
+            s3.clone(),
+            dispatch_s3,
+        ))
     };
     let aws = aws_router(app.clone(), opts.region);
     sandbox_aws.serve(with_s3(axum::Router::new().fallback_service(aws.clone())));

@@ -399,3 +399,126 @@ async fn a_function_that_bundles_boto3_gets_its_own() {
     let out = invoke_ok(&node, "plain", json!({})).await;
     assert_eq!(out["version"], "1.44.8", "{out}");
 }
+
+/// Uploads under `in/` trigger both handlers (by suffix); each reads the object with its SDK
+/// from inside its sandbox and writes a derived object under `out/`.
+const PIPELINE_CLIENT: &str = r#"
+import json, os, sys, time
+import boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["LAMBENT_URL"], region_name="us-east-1")
+s3.create_bucket(Bucket="photos")
+arn = "arn:aws:lambda:us-east-1:default:function:"
+s3.put_bucket_notification_configuration(Bucket="photos", NotificationConfiguration={
+    "LambdaFunctionConfigurations": [
+        {"LambdaFunctionArn": arn + "thumb-py", "Events": ["s3:ObjectCreated:*"],
+         "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "in/"},
+                                            {"Name": "suffix", "Value": ".py.txt"}]}}},
+        {"LambdaFunctionArn": arn + "thumb-node", "Events": ["s3:ObjectCreated:*"],
+         "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "in/"},
+                                            {"Name": "suffix", "Value": ".js.txt"}]}}},
+    ]})
+s3.put_object(Bucket="photos", Key="in/cat one.py.txt", Body=b"hello from python")
+s3.put_object(Bucket="photos", Key="in/dog.js.txt", Body=b"hello from node")
+found = {}
+deadline = time.time() + 120
+while len(found) < 2 and time.time() < deadline:
+    for key in ("out/cat one.py.txt", "out/dog.js.txt"):
+        try:
+            found[key] = s3.get_object(Bucket="photos", Key=key)["Body"].read().decode()
+        except s3.exceptions.NoSuchKey:
+            pass
+    time.sleep(0.2)
+print(json.dumps(found))
+"#;
+
+const PY_THUMB: &str = r#"
+import urllib.parse
+import boto3
+S3 = boto3.client("s3")
+
+def handler(event, context):
+    for record in event["Records"]:
+        bucket = record["s3"]["bucket"]["name"]
+        key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
+        body = S3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        S3.put_object(Bucket=bucket, Key="out/" + key[len("in/"):], Body=body.upper())
+    return "ok"
+"#;
+
+const JS_THUMB: &str = r#"
+import { S3Client, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+const s3 = new S3Client({});
+export const handler = async (event) => {
+  for (const record of event.Records) {
+    const bucket = record.s3.bucket.name;
+    const key = decodeURIComponent(record.s3.object.key.replace(/\+/g, " "));
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const text = await got.Body.transformToString();
+    await s3.send(new PutObjectCommand({
+      Bucket: bucket, Key: "out/" + key.slice("in/".length), Body: text.toUpperCase(),
+    }));
+  }
+  return "ok";
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_trigger_unmodified_handlers_that_read_and_write_objects_with_their_sdks() {
+    const ID: &str = "LKIAPIPELINEPIPELINE";
+    const SECRET: &str = "pipeline-test-secret-access-key-012345678";
+    let node = node_with(|o| o.access_key = Some((ID.into(), SECRET.into()))).await;
+    with_sdks(&node).await;
+    deploy_ok(
+        &node,
+        "thumb-py",
+        python("app.handler"),
+        &[("app.py", PY_THUMB)],
+    )
+    .await;
+    deploy_ok(
+        &node,
+        "thumb-node",
+        json!({"runtime": "nodejs", "handler": "index.handler", "memory": 512}),
+        &[("index.mjs", JS_THUMB)],
+    )
+    .await;
+    let url = node.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        let venv = common::python_venv(&["boto3", "awscli"]);
+        std::process::Command::new(venv.join("bin/python"))
+            .args(["-c", PIPELINE_CLIENT])
+            .env("LAMBENT_URL", url)
+            .env("AWS_ACCESS_KEY_ID", ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let logs = |f: &'static str| {
+        let node = &node;
+        async move {
+            node.activations_of(f)
+                .await
+                .iter()
+                .map(|a| format!("{}: {}", a["status"], a["logs"]))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        found,
+        json!({"out/cat one.py.txt": "HELLO FROM PYTHON", "out/dog.js.txt": "HELLO FROM NODE"}),
+        "python: {:?}\nnode: {:?}",
+        logs("thumb-py").await,
+        logs("thumb-node").await
+    );
+}
