@@ -135,7 +135,8 @@ async fn deploy_hostile(node: &Node, files: &[(&str, &str)]) {
     let (s, f) = node
         .deploy(
             "hostile",
-            json!({"runtime": "python", "handler": "app.handler", "timeout": 2, "memory": 512}),
+            // 5 s: on a loaded machine, touching 512 MB (the memory attack) can take over 2 s.
+            json!({"runtime": "python", "handler": "app.handler", "timeout": 5, "memory": 512}),
             files,
         )
         .await;
