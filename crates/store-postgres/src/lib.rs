@@ -17,6 +17,7 @@ mod lambda;
 mod queues;
 mod routes;
 mod schema;
+mod workflows;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};

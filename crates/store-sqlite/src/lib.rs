@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 mod queues;
 mod routes;
+mod workflows;
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -65,6 +66,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     init_breakdown::MIGRATION,
     events::OWNER_MIGRATION,
     "ALTER TABLE activations ADD COLUMN node TEXT NOT NULL DEFAULT '';",
+    workflows::MIGRATION,
 ];
 
 /// SQLite-backed [`Store`].
