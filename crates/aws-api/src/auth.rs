@@ -7,10 +7,12 @@ use crate::sigv4::{self, SigV4Error};
 use crate::{AwsApi, AwsError};
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use lambent_core::limits::MAX_CODE_ZIP;
-use lambent_gateway::{ApiError, Namespace};
+use lambent_gateway::{ApiError, App, Namespace};
+use lambent_store::lambda::AccessKey;
 use std::sync::Arc;
 
 /// The largest request: a 50 MB code zip, base64 in a JSON body.
@@ -23,6 +25,15 @@ pub async fn require_signature(
 ) -> Result<Response, AwsError> {
     let (mut parts, body) = request.into_parts();
     // Who signed, before reading a body of up to 67 MB: strangers are refused cheaply.
+    let key = signer(&api.app, &parts).await?;
+    let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await?;
+    let namespace = verify(&parts, &body, &key, &api.region, "lambda")?;
+    parts.extensions.insert(Namespace(namespace));
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+}
+
+/// The access key a request's `Authorization` header names (not yet verified).
+pub async fn signer(app: &App, parts: &Parts) -> Result<AccessKey, AwsError> {
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -30,28 +41,36 @@ pub async fn require_signature(
         .to_str()
         .map_err(|_| SigV4Error::Malformed("Authorization header is not ASCII".into()))?;
     let access_key_id = sigv4::Authorization::parse(header)?.access_key_id;
-    let key = api
-        .app
+    Ok(app
         .store
         .access_key(&access_key_id)
         .await
         .map_err(ApiError::from)?
-        .ok_or(SigV4Error::UnknownAccessKey(access_key_id))?;
-    let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await?;
+        .ok_or(SigV4Error::UnknownAccessKey(access_key_id))?)
+}
+
+/// Verifies a request's SigV4 signature by `key`, scoped to `region` and `service`; returns the
+/// key's namespace. Shared by every AWS-compatible API Lambent serves.
+pub fn verify(
+    parts: &Parts,
+    body: &[u8],
+    key: &AccessKey,
+    region: &str,
+    service: &str,
+) -> Result<String, AwsError> {
     let signed = sigv4::Request {
         method: parts.method.as_str(),
         raw_path: parts.uri.path(),
         raw_query: parts.uri.query().unwrap_or(""),
         headers: &parts.headers,
-        body: &body,
+        body,
     };
     let expected = sigv4::Expected {
-        region: &api.region,
-        service: "lambda",
+        region,
+        service,
         now: time::OffsetDateTime::now_utc(),
     };
     let authorization = sigv4::check_request(&signed, &expected)?;
     sigv4::verify_signature(&signed, &authorization, &key.secret_access_key)?;
-    parts.extensions.insert(Namespace(key.namespace));
-    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+    Ok(key.namespace.clone())
 }

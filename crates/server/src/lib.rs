@@ -6,7 +6,8 @@
 //! ```text
 //! <data-dir>/lambent.db      SQLite (WAL): functions, versions, aliases, API and access keys,
 //!                            activation records, async events, dead letters, schedules,
-//!                            routes, queues and their messages, topics, subscriptions, mappings
+//!                            routes, queues and their messages, topics, subscriptions, mappings,
+//!                            state machines, executions and their histories
 //! <data-dir>/blobs/<sha256>  code zips as uploaded
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
@@ -38,6 +39,7 @@ use lambent_store::package::CodeDirs;
 use lambent_store::queues::QueueStore;
 use lambent_store::recorder::Recorder;
 use lambent_store::routes::RouteStore;
+use lambent_store::workflows::WorkflowStore;
 use lambent_store::{Store, StoreError};
 use lambent_store_postgres::PgStore;
 use lambent_store_sqlite::SqliteStore;
@@ -226,6 +228,7 @@ struct Backends {
     events: Arc<dyn EventStore>,
     routes: Arc<dyn RouteStore>,
     queues: Arc<dyn QueueStore>,
+    workflows: Arc<dyn WorkflowStore>,
     blobs: Arc<dyn BlobStore>,
     bus: Arc<dyn Bus>,
     /// Cluster mode: the membership table.
@@ -236,13 +239,14 @@ struct Backends {
 impl Backends {
     fn of<S>(store: Arc<S>, blobs: Arc<dyn BlobStore>, bus: Arc<dyn Bus>, node_id: String) -> Self
     where
-        S: Store + EventStore + RouteStore + QueueStore,
+        S: Store + EventStore + RouteStore + QueueStore + WorkflowStore,
     {
         Backends {
             store: store.clone(),
             events: store.clone(),
             routes: store.clone(),
-            queues: store,
+            queues: store.clone(),
+            workflows: store,
             blobs,
             bus,
             cluster: None,
@@ -551,8 +555,16 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
 
     let (stop, stopped) = oneshot::channel::<()>();
 
+    let workflows = lambent_sfn_api::Workflows::new(
+        app.clone(),
+        backends.workflows.clone(),
+        opts.region.clone(),
+        cluster.node_id().to_string(),
+    );
+    background.push(workflows.start_background(clustered));
     let router = lambent_gateway::router(app.clone())
         .merge(lambent_aws_api::router(app.clone(), opts.region));
+    let router = with_step_functions(router, workflows);
     let serving = tokio::spawn(async move {
         // Connection info gives routed functions the caller's address (`sourceIp`).
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -579,6 +591,18 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
 }
 
 /// The URL other nodes reach this one at, when `--advertise` is not given.
+/// Answers the AWS Step Functions API (`POST /` with `X-Amz-Target: AWSStepFunctions.*`)
+/// before the rest of the router sees the request.
+fn with_step_functions(
+    router: axum::Router,
+    workflows: Arc<lambent_sfn_api::Workflows>,
+) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        workflows,
+        lambent_sfn_api::api::intercept,
+    ))
+}
+
 fn advertised_url(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         let host = host_name().unwrap_or_else(|| "127.0.0.1".into());
