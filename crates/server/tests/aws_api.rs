@@ -40,6 +40,8 @@ fn run_aws_tool(node: &Node, program: &Path, args: &[&str], cwd: &Path) -> Strin
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        // StartSyncExecution's endpoint has a `sync-` host prefix on AWS; not on Lambent.
+        .env("AWS_DISABLE_HOST_PREFIX_INJECTION", "true")
         .env("PYTHONPATH", scripts_dir())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));

@@ -430,8 +430,19 @@ impl Workflows {
             let ended = execution.run().await;
             me.running.lock().remove(&arn);
             if let Err(e) = ended {
-                // Left as committed: its lease runs out and a node resumes it.
+                // Left as committed. If this node still holds it (the store failed for a
+                // moment), resume it from there; else its new owner runs it.
                 tracing::warn!("execution {arn} stopped without ending: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match me.store.get_execution(&arn).await {
+                    Ok(Some(e)) if e.status == "RUNNING" && e.owner.as_deref() == Some(&me.node) => {
+                        if let Err(err) = me.resume(&e).await {
+                            tracing::error!("cannot resume execution {arn}: {err}");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!("execution {arn} is left to its lease: {err}"),
+                }
             }
         });
     }

@@ -19,7 +19,9 @@ ROLE = "arn:aws:iam::000000000000:role/sfn"
 
 
 def sfn_client():
-    config = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"})
+    # No `sync-` host prefix for StartSyncExecution: the endpoint is the Lambent server.
+    config = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
+                                    inject_host_prefix=False)
     return boto3.client("stepfunctions", endpoint_url=ENDPOINT, region_name=REGION, config=config)
 
 
