@@ -92,13 +92,23 @@ fn runs_of(s: &Server, http: &reqwest::blocking::Client, function: &str) -> usiz
         .count()
 }
 
-fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+/// Polls `check` until it gives a value; on timeout, fails with the server's log.
+fn wait_for<T>(
+    home: &std::path::Path,
+    secs: u64,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; the server's log:\n{}",
+            std::fs::read_to_string(home.join("server.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -106,7 +116,7 @@ fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T
 #[test]
 fn a_standard_execution_finishes_after_sigkill_without_rerunning_completed_tasks() {
     let home = tempfile::tempdir().unwrap();
-    let s = Server::start(home.path(), &[]);
+    let s = Server::start_with_env(home.path(), &[], &[("LAMBENT_LOG", "info")]);
     let http = reqwest::blocking::Client::new();
     deploy(
         &s,
@@ -118,7 +128,7 @@ fn a_standard_execution_finishes_after_sigkill_without_rerunning_completed_tasks
         &s,
         home.path(),
         "second",
-        "import time\ndef handler(e, c):\n    time.sleep(3)\n    return {'n': e['n'] * 10}\n",
+        "import time\ndef handler(e, c):\n    time.sleep(2)\n    return {'n': e['n'] * 10}\n",
     );
     deploy(
         &s,
@@ -163,18 +173,10 @@ fn a_standard_execution_finishes_after_sigkill_without_rerunning_completed_tasks
         .unwrap()
         .to_string();
     // Crash while the second Task runs (the first is done and committed).
-    wait_for(60, "the second Task to start", || {
-        let h = sfn(&s).call("GetExecutionHistory", json!({"executionArn": execution}));
-        h["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| {
-                e["type"] == "TaskStateEntered" && e["stateEnteredEventDetails"]["name"] == "Second"
-            })
-            .then_some(())
+    wait_for(home.path(), 60, "the first Task to be done", || {
+        (runs_of(&s, &http, "first") == 1).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(runs_of(&s, &http, "first"), 1);
     assert_eq!(
         runs_of(&s, &http, "second"),
@@ -183,11 +185,16 @@ fn a_standard_execution_finishes_after_sigkill_without_rerunning_completed_tasks
     );
     s.kill();
 
-    let s = Server::start(home.path(), &[]);
-    let done = wait_for(60, "the execution to end after the restart", || {
-        let d = sfn(&s).call("DescribeExecution", json!({"executionArn": execution}));
-        (d["status"] != "RUNNING").then_some(d)
-    });
+    let s = Server::start_with_env(home.path(), &[], &[("LAMBENT_LOG", "info")]);
+    let done = wait_for(
+        home.path(),
+        60,
+        "the execution to end after the restart",
+        || {
+            let d = sfn(&s).call("DescribeExecution", json!({"executionArn": execution}));
+            (d["status"] != "RUNNING").then_some(d)
+        },
+    );
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     let output: Value = serde_json::from_str(done["output"].as_str().unwrap()).unwrap();
     assert_eq!(output, json!({"n": 25}));

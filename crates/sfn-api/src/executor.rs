@@ -435,7 +435,9 @@ impl Workflows {
                 tracing::warn!("execution {arn} stopped without ending: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 match me.store.get_execution(&arn).await {
-                    Ok(Some(e)) if e.status == "RUNNING" && e.owner.as_deref() == Some(&me.node) => {
+                    Ok(Some(e))
+                        if e.status == "RUNNING" && e.owner.as_deref() == Some(&me.node) =>
+                    {
                         if let Err(err) = me.resume(&e).await {
                             tracing::error!("cannot resume execution {arn}: {err}");
                         }
@@ -586,10 +588,9 @@ impl Workflows {
                 }
             }
             loop {
+                // Claims first: on the embedded node the previous run had this node's id, and
+                // extending "this node's" leases would keep its executions from being resumed.
                 let until = now_ms() + LEASE.as_millis() as i64;
-                if let Err(e) = me.store.extend_execution_leases(&me.node, until).await {
-                    tracing::warn!("extending execution leases: {e}");
-                }
                 match me
                     .store
                     .claim_executions(now_ms(), &me.node, until, 64)
@@ -603,6 +604,9 @@ impl Workflows {
                         }
                     }
                     Err(e) => tracing::warn!("claiming executions to resume: {e}"),
+                }
+                if let Err(e) = me.store.extend_execution_leases(&me.node, until).await {
+                    tracing::warn!("extending execution leases: {e}");
                 }
                 tokio::time::sleep(LEASE / 4).await;
             }
