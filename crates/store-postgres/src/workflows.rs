@@ -214,7 +214,7 @@ impl WorkflowStore for PgStore {
             .get_execution(&e.arn)
             .await?
             .ok_or_else(|| StoreError::Database(format!("execution {} vanished", e.arn)))?;
-        Ok(Started::Existing(existing))
+        Ok(Started::Existing(Box::new(existing)))
     }
 
     async fn get_execution(&self, arn: &str) -> Result<Option<StoredExecution>, StoreError> {

@@ -242,7 +242,7 @@ impl WorkflowStore for SqliteStore {
             }
             let existing = get_execution(conn, &e.arn)?
                 .ok_or_else(|| StoreError::Database(format!("execution {} vanished", e.arn)))?;
-            Ok(Started::Existing(existing))
+            Ok(Started::Existing(Box::new(existing)))
         })
         .await
     }

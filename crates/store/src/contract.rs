@@ -1189,7 +1189,7 @@ pub async fn executions_start_once_by_arn_and_page_newest_first(
     let mut again = execution("sm", "e2", 77, "n2", 5);
     again.input = "{}".into();
     match store.start_execution(&again).await.unwrap() {
-        Started::Existing(e) => assert_eq!(e, execution("sm", "e2", 11, "n1", 1000)),
+        Started::Existing(e) => assert_eq!(*e, execution("sm", "e2", 11, "n1", 1000)),
         Started::New => panic!("a second start of one ARN inserted a row"),
     }
     let sm = "arn:aws:states:us-east-1:default:stateMachine:sm".to_string();

@@ -59,7 +59,7 @@ pub enum Started {
     /// Inserted: the caller runs it.
     New,
     /// An execution of that ARN already exists (idempotency by name): here it is.
-    Existing(StoredExecution),
+    Existing(Box<StoredExecution>),
 }
 
 /// One committed checkpoint of an execution: its new status and state, and the events recorded
