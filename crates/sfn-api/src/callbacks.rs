@@ -114,3 +114,43 @@ impl Drop for Waiter<'_> {
         self.callbacks.retire(&self.token);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_answer_reaches_its_waiter_once_and_late_answers_time_out() {
+        let callbacks = Callbacks::default();
+        let waiter = callbacks.register("t1");
+        callbacks.send("t1", Callback::Heartbeat).unwrap();
+        callbacks
+            .send("t1", Callback::Success(serde_json::json!({"a": 1})))
+            .unwrap();
+        let got = waiter.wait(Some(Duration::from_secs(5))).await.unwrap();
+        assert_eq!(got, serde_json::json!({"a": 1}));
+        let late = callbacks.send("t1", Callback::Heartbeat).unwrap_err();
+        assert_eq!(late.code(), "TaskTimedOut");
+        let unknown = callbacks.send("t2", Callback::Heartbeat).unwrap_err();
+        assert_eq!(unknown.code(), "TaskDoesNotExist");
+        assert_eq!(
+            callbacks.send("", Callback::Heartbeat).unwrap_err().code(),
+            "InvalidToken"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_heartbeat_in_time_fails_with_heartbeat_timeout() {
+        let callbacks = Callbacks::default();
+        let failed = callbacks
+            .register("t")
+            .wait(Some(Duration::from_secs(2)))
+            .await
+            .unwrap_err();
+        assert_eq!(failed.error, names::HEARTBEAT_TIMEOUT);
+        assert_eq!(
+            callbacks.send("t", Callback::Heartbeat).unwrap_err().code(),
+            "TaskTimedOut"
+        );
+    }
+}
