@@ -1,7 +1,8 @@
 //! The gate of the Lambda API: looks up the access key a request names (before reading its
 //! body), reads the body (the signature covers its hash), checks the SigV4 signature with the
 //! key's secret, and passes the key's namespace on to the handlers. Nothing unsigned or wrongly
-//! signed gets through.
+//! signed gets through. [`signer`] and [`verify`] are the same check for the other AWS-compatible
+//! APIs (Step Functions, service `states`).
 
 use crate::sigv4::{self, SigV4Error};
 use crate::{AwsApi, AwsError};
