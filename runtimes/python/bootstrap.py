@@ -537,6 +537,54 @@ def _log_error(report):
 
 
 # --------------------------------------------------------------------------------------------
+# The AWS SDK that comes with the runtime
+# --------------------------------------------------------------------------------------------
+
+# Variables that make botocore read configuration a session made ahead (in the zygote) would
+# not have read: such a function gets a fresh default session.
+_SDK_CONFIG_VARS = ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE",
+                    "AWS_DEFAULT_PROFILE", "AWS_DATA_PATH")
+
+
+def sdk_path(runtime_dir):
+    """Where the runtime's boto3 lives: ``<runtime_dir>/sdk/python`` resolved (a link into the
+    machine's SDK cache, which sandboxes see at the same path), or ``None`` without one."""
+    if not runtime_dir:
+        return None
+    path = os.path.realpath(os.path.join(runtime_dir, "sdk", "python"))
+    return path if os.path.isdir(path) else None
+
+
+def use_sdk(sdk, task_root, environ):
+    """Puts the runtime's SDK first on ``sys.path`` (the task root goes before it when the
+    handler is loaded: a version the function bundles wins, as on Lambda). In a runtime forked
+    from a zygote that imported it already: when the function's code bundles any of the
+    modules the zygote loaded from the SDK (boto3, botocore, urllib3, …), every one of them is
+    forgotten, so that imports resolve as in a fresh interpreter; when the function's
+    environment points botocore at configuration, boto3's default session made ahead goes."""
+    if sdk is None:
+        return
+    if sdk in sys.path:
+        sys.path.remove(sdk)
+    sys.path.insert(0, sdk)
+    prefix = sdk + os.sep
+    loaded = {name.partition(".")[0] for name, module in list(sys.modules.items())
+              if (getattr(module, "__file__", None) or "").startswith(prefix)}
+    if not loaded:
+        return
+    try:
+        names = set(os.listdir(task_root)) if task_root else set()
+    except OSError:
+        names = set()
+    if any(name in names or name + ".py" in names for name in loaded):
+        for name in list(sys.modules):
+            if name.partition(".")[0] in loaded:
+                del sys.modules[name]
+    elif "boto3" in sys.modules and any(environ.get(v) for v in _SDK_CONFIG_VARS):
+        sys.modules["boto3"].DEFAULT_SESSION = None
+
+
+# --------------------------------------------------------------------------------------------
 # Handler loading
 # --------------------------------------------------------------------------------------------
 
@@ -712,8 +760,10 @@ def run(handler_spec=None, environ=None):
         handler_spec = env.get("_HANDLER", "")
     client = RuntimeClient(address)
     import_start = time.monotonic_ns()
+    task_root = env.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    use_sdk(sdk_path(env.get("LAMBDA_RUNTIME_DIR")), task_root, env)
     try:
-        handler = load_handler(handler_spec, env.get("LAMBDA_TASK_ROOT") or os.getcwd())
+        handler = load_handler(handler_spec, task_root)
     except InitError as e:
         report = e.report()
         _flush_std()

@@ -104,6 +104,71 @@ import bootstrap  # noqa: E402
 
 del sys.path[0]
 
+# The AWS SDK's services whose models the zygote loads ahead (those Lambent serves).
+SDK_SERVICES = ("lambda", "s3", "dynamodb", "sqs", "sns", "stepfunctions")
+
+
+def import_sdk():
+    """Imports boto3 from the runtime's SDK (``../sdk/python``, at the same path in every
+    sandbox), as much of botocore as a client needs, and the models of ``SDK_SERVICES``, so
+    that a handler importing boto3 and making a client at module level costs milliseconds.
+
+    Zygote hygiene: nothing here holds a secret. Credentials are never resolved (the clients
+    made to warm up get placeholder keys), and botocore's configuration and credential files
+    are read as ``/dev/null`` (never root's ``~/.aws``). Every new botocore session shares one
+    loader whose models are loaded here (boto3's default session, made here, too); a function
+    that bundles the SDK or points botocore at configuration gets fresh ones
+    (``bootstrap.use_sdk``)."""
+    sdk = bootstrap.sdk_path(os.path.dirname(HERE))
+    if sdk is None:
+        return
+    saved = dict(os.environ)
+    os.environ.update(HOME="/nonexistent", AWS_CONFIG_FILE=os.devnull,
+                      AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_EC2_METADATA_DISABLED="true")
+    bootstrap.use_sdk(sdk, None, os.environ)
+    try:
+        import boto3
+        import boto3.session
+        import botocore.loaders
+        import botocore.session
+
+        class SearchPaths(list):
+            """boto3 appends its data path at every session: once is enough."""
+
+            def append(self, path):
+                if path not in self:
+                    super().append(path)
+
+        loader = botocore.loaders.Loader(include_default_search_paths=False)
+        loader._search_paths = SearchPaths([botocore.loaders.Loader.BUILTIN_DATA_PATH])
+        for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry"):
+            loader.load_data(name)
+        for service in SDK_SERVICES:
+            for kind in ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2"):
+                try:
+                    loader.load_service_model(service, kind)
+                except Exception:  # not every service has waiters
+                    pass
+        create_loader = botocore.session.create_loader
+
+        def shared_loader(search_path_string=None):
+            return loader if search_path_string is None else create_loader(search_path_string)
+
+        botocore.session.create_loader = shared_loader
+        for service in SDK_SERVICES:
+            boto3.session.Session(
+                region_name="us-east-1", aws_access_key_id="zygote", aws_secret_access_key="zygote",
+            ).client(service, endpoint_url="http://127.0.0.1:9")
+        boto3.setup_default_session()
+    except Exception as e:  # a broken SDK must not cost the zygote
+        sys.stderr.write("lambent zygote: could not import the AWS SDK from %s: %r\n" % (sdk, e))
+        for name in list(sys.modules):
+            if (getattr(sys.modules[name], "__file__", None) or "").startswith(sdk + os.sep):
+                del sys.modules[name]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
 CONTROL_FD = 3
 RUNTIME_API = ("127.0.0.1", 9001)
 SANDBOX_UID = 993
@@ -350,6 +415,7 @@ def preload(handler_spec):
         names = leading_imports(source)
     except (SyntaxError, ValueError):
         return 0, "the handler module does not parse"
+    bootstrap.use_sdk(bootstrap.sdk_path(os.environ.get("LAMBDA_RUNTIME_DIR")), TASK_ROOT, os.environ)
     before = len(sys.modules)
     sys.path.insert(0, TASK_ROOT)
     for name in names:
@@ -507,6 +573,7 @@ def seccomp_program(control):
 
 
 def serve(control):
+    import_sdk()
     fprog, _filters = seccomp_program(control)
     package_fprog, _package_filters = seccomp_program(control)
     # The children exit as soon as they have forked their runtime; the kernel reaps them. The

@@ -526,5 +526,51 @@ class JSONHelpersTest(unittest.TestCase):
                 self.b.to_json(v)
 
 
+class SdkTest(unittest.TestCase):
+    """``bootstrap.use_sdk``: the runtime's SDK goes on sys.path after the task root, and what
+    a zygote imported from it is forgotten when the function bundles any of it."""
+
+    def run_child(self, code):
+        """Runs ``code`` in a fresh interpreter with ``bootstrap`` importable; its stdout."""
+        out = subprocess.run(
+            [PYTHON, "-c", "import sys; sys.path.insert(0, %r); import bootstrap\n%s"
+             % (os.path.dirname(BOOTSTRAP), code)],
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
+    def test_a_bundled_module_makes_the_sdks_be_forgotten(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            runtime, task, plain = (os.path.join(tmp, d) for d in ("runtime", "task", "plain"))
+            sdk = os.path.join(tmp, "cache", "python-1")
+            for d in (os.path.join(sdk, "sdkmod"), os.path.join(task, "sdkmod"), plain,
+                      os.path.join(runtime, "sdk")):
+                os.makedirs(d)
+            with open(os.path.join(sdk, "sdkmod", "__init__.py"), "w") as f:
+                f.write("WHERE = 'sdk'\n")
+            with open(os.path.join(task, "sdkmod", "__init__.py"), "w") as f:
+                f.write("WHERE = 'task'\n")
+            os.symlink(sdk, os.path.join(runtime, "sdk", "python"))
+            code = """
+sdk = bootstrap.sdk_path(%r)
+assert sdk == %r, sdk
+bootstrap.use_sdk(sdk, None, {})
+import sdkmod
+assert sdkmod.WHERE == 'sdk'
+task = %r
+bootstrap.use_sdk(sdk, task, {})
+sys.path.insert(0, task)
+import sdkmod
+print(sdkmod.WHERE, sys.path.index(sdk) == 1)
+"""
+            self.assertEqual(self.run_child(code % (runtime, os.path.realpath(sdk), task)).split(),
+                             ["task", "True"])
+            self.assertEqual(self.run_child(code % (runtime, os.path.realpath(sdk), plain)).split(),
+                             ["sdk", "True"])
+            self.assertEqual(self.run_child("print(bootstrap.sdk_path(%r))" % plain).strip(), "None")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,8 +1,9 @@
-//! The gate of the Lambda API: looks up the access key a request names (before reading its
-//! body), reads the body (the signature covers its hash), checks the SigV4 signature with the
-//! key's secret, and passes the key's namespace on to the handlers. Nothing unsigned or wrongly
-//! signed gets through. [`signer`] and [`verify`] are the same check for the other AWS-compatible
-//! APIs (Step Functions, service `states`).
+//! The gate of the Lambda API: resolves the credentials a request names (a stored access key,
+//! or a sandbox's session credential with its `X-Amz-Security-Token`, through the gateway's
+//! one resolver) before reading its body, reads the body (the signature covers its hash),
+//! checks the SigV4 signature with the credentials' secret, and passes their namespace on to
+//! the handlers. Nothing unsigned, wrongly signed or signed with expired credentials gets
+//! through.
 
 use crate::sigv4::{self, SigV4Error};
 use crate::{AwsApi, AwsError};
@@ -12,8 +13,8 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use lambent_core::limits::MAX_CODE_ZIP;
-use lambent_gateway::{ApiError, App, Namespace};
-use lambent_store::lambda::AccessKey;
+use lambent_gateway::credentials::{CredentialError, OwnSandbox, Principal};
+use lambent_gateway::{App, Namespace};
 use std::sync::Arc;
 
 /// The largest request: a 50 MB code zip, base64 in a JSON body.
@@ -26,15 +27,16 @@ pub async fn require_signature(
 ) -> Result<Response, AwsError> {
     let (mut parts, body) = request.into_parts();
     // Who signed, before reading a body of up to 67 MB: strangers are refused cheaply.
-    let key = signer(&api.app, &parts).await?;
+    let principal = signer(&api.app, &parts).await?;
     let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await?;
-    let namespace = verify(&parts, &body, &key, &api.region, "lambda")?;
+    let namespace = verify(&parts, &body, &principal, &api.region, "lambda")?;
     parts.extensions.insert(Namespace(namespace));
     Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
 }
 
-/// The access key a request's `Authorization` header names (not yet verified).
-pub async fn signer(app: &App, parts: &Parts) -> Result<AccessKey, AwsError> {
+/// The credentials a request's `Authorization` (and `X-Amz-Security-Token`) name, resolved
+/// through the gateway's one resolver (not yet verified against the signature).
+pub async fn signer(app: &App, parts: &Parts) -> Result<Principal, AwsError> {
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -42,20 +44,27 @@ pub async fn signer(app: &App, parts: &Parts) -> Result<AccessKey, AwsError> {
         .to_str()
         .map_err(|_| SigV4Error::Malformed("Authorization header is not ASCII".into()))?;
     let access_key_id = sigv4::Authorization::parse(header)?.access_key_id;
-    Ok(app
-        .store
-        .access_key(&access_key_id)
+    let token = match parts.headers.get("x-amz-security-token") {
+        Some(v) => Some(v.to_str().map_err(|_| CredentialError::InvalidToken)?),
+        None => None,
+    };
+    app.credentials
+        .resolve(&access_key_id, token, parts.extensions.get::<OwnSandbox>())
         .await
-        .map_err(ApiError::from)?
-        .ok_or(SigV4Error::UnknownAccessKey(access_key_id))?)
+        .map_err(|e| match e {
+            CredentialError::UnknownAccessKey(id) => {
+                AwsError::from(SigV4Error::UnknownAccessKey(id))
+            }
+            e => AwsError::from(e),
+        })
 }
 
-/// Verifies a request's SigV4 signature by `key`, scoped to `region` and `service`; returns the
-/// key's namespace. Shared by every AWS-compatible API Lambent serves.
+/// Verifies a request's SigV4 signature by `principal`, scoped to `region` and `service`;
+/// returns the principal's namespace. Shared by every AWS-compatible API Lambent serves.
 pub fn verify(
     parts: &Parts,
     body: &[u8],
-    key: &AccessKey,
+    principal: &Principal,
     region: &str,
     service: &str,
 ) -> Result<String, AwsError> {
@@ -72,6 +81,6 @@ pub fn verify(
         now: time::OffsetDateTime::now_utc(),
     };
     let authorization = sigv4::check_request(&signed, &expected)?;
-    sigv4::verify_signature(&signed, &authorization, &key.secret_access_key)?;
-    Ok(key.namespace.clone())
+    sigv4::verify_signature(&signed, &authorization, &principal.secret_access_key)?;
+    Ok(principal.namespace.clone())
 }

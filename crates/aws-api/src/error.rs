@@ -4,6 +4,7 @@
 use crate::sigv4::SigV4Error;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use lambent_gateway::credentials::CredentialError;
 use lambent_gateway::ApiError;
 
 /// Why a Lambda API call failed, as an AWS exception.
@@ -31,6 +32,8 @@ pub enum AwsError {
     #[error("{0}")]
     Signature(#[from] SigV4Error),
     #[error("{0}")]
+    Credentials(#[from] CredentialError),
+    #[error("{0}")]
     Service(String),
 }
 
@@ -49,6 +52,8 @@ impl AwsError {
             AwsError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             AwsError::Signature(SigV4Error::Malformed(_)) => StatusCode::BAD_REQUEST,
             AwsError::Signature(_) => StatusCode::FORBIDDEN,
+            AwsError::Credentials(CredentialError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            AwsError::Credentials(_) => StatusCode::FORBIDDEN,
             AwsError::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,13 +77,18 @@ impl AwsError {
                 SigV4Error::UnknownAccessKey(_) => "UnrecognizedClientException",
                 _ => "InvalidSignatureException",
             },
+            AwsError::Credentials(e) => match e {
+                CredentialError::ExpiredToken => "ExpiredTokenException",
+                CredentialError::Store(_) => "ServiceException",
+                _ => "UnrecognizedClientException",
+            },
             AwsError::Service(_) => "ServiceException",
         }
     }
 
     fn fault(&self) -> &'static str {
         match self {
-            AwsError::Service(_) => "Service",
+            AwsError::Service(_) | AwsError::Credentials(CredentialError::Store(_)) => "Service",
             _ => "User",
         }
     }

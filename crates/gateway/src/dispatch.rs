@@ -1,24 +1,21 @@
 //! Where a synchronous invocation runs. On the embedded node: here. In a cluster: on its
 //! function's home node (warm sandboxes are reused there), or the next node by hash when the
-//! home is saturated or unreachable, through one keep-alive hop ([`lambent_cluster::forward`]).
-//! A node that receives a forwarded invocation runs it itself ([`serve_forwarded`]); when it
-//! does not know the function's revision yet (the deploy's signal is still on its way), it
+//! home is saturated or unreachable, over the link to that node ([`lambent_cluster::forward`]).
+//! A node accepts other nodes' links ([`serve_link`]) and runs what they forward itself; when
+//! it does not know the function's revision yet (the deploy's signal is still on its way), it
 //! reads the function from the store first.
 
 use crate::{ApiError, App};
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use lambent_cluster::forward::{self, ForwardError, Target};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use lambent_cluster::forward::{self, ForwardError, Refusal, Target};
 use lambent_cluster::node::Hop;
 use lambent_core::ActivationStatus;
 use lambent_invoker::{Deployment, InvokeRequest, InvokeResult};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Longest body a forwarded invocation carries (the sync payload limit, with room to spare).
-const MAX_FORWARDED: usize = 8 * 1024 * 1024;
 
 impl App {
     /// Runs a synchronous invocation where it belongs (see the module doc).
@@ -80,16 +77,18 @@ impl App {
     }
 }
 
-/// `POST /v1/cluster/invoke`: an invocation forwarded by another node, run here.
-pub async fn serve_forwarded(
+/// `GET /v1/cluster/link` (an HTTP/1.1 upgrade to `lambent-link/1`, with the cluster's
+/// secret): another node's link, over which it forwards invocations that this node runs
+/// (see [`forward`]).
+pub async fn serve_link(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Body,
+    mut request: Request,
 ) -> Result<Response, ApiError> {
+    let headers = request.headers();
     let secret = app.cluster.secret();
     let authorized = !secret.is_empty()
         && headers
-            .get(axum::http::header::AUTHORIZATION)
+            .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| constant_time_eq(given.as_bytes(), secret.as_bytes()));
@@ -98,22 +97,69 @@ pub async fn serve_forwarded(
             "forwarded invocations need the cluster's secret",
         ));
     }
-    let payload = crate::body::read(body, MAX_FORWARDED, "the forwarded payload").await?;
-    let (target, req, _) =
-        forward::decode_request(&headers, payload).map_err(ApiError::InvalidParameter)?;
+    let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok());
+    if upgrade != Some(forward::LINK_PROTOCOL) {
+        return Err(ApiError::InvalidParameter(format!(
+            "a link is an upgrade to {}",
+            forward::LINK_PROTOCOL
+        )));
+    }
+    let peer = headers
+        .get(forward::FORWARDED_BY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_string();
+    let upgrading = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgrading.await {
+            Ok(upgraded) => {
+                tracing::debug!("link from node {peer} opened");
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                forward::serve_link(io, move |target, req| {
+                    run_forwarded(app.clone(), target, req)
+                })
+                .await;
+                tracing::debug!("link from node {peer} closed");
+            }
+            Err(e) => tracing::warn!("link from node {peer} failed to open: {e}"),
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, forward::LINK_PROTOCOL)
+        .body(Body::empty())
+        .expect("a valid response"))
+}
+
+/// Runs an invocation another node forwarded here; when this node does not know the
+/// function's revision yet (the deploy's signal is still on its way), it reads the function
+/// from the store first.
+async fn run_forwarded(
+    app: Arc<App>,
+    target: Target,
+    req: InvokeRequest,
+) -> Result<InvokeResult, Refusal> {
+    let refusal = |e: ApiError| Refusal {
+        status: e.status().as_u16(),
+        message: e.to_string(),
+    };
     let deployment = match app.registry.revision(&target) {
         Some(d) => d,
         None => {
             app.registry
                 .refresh(&target.namespace, &target.function)
-                .await?;
-            app.registry
-                .revision(&target)
-                .ok_or_else(|| ApiError::function_not_found(&target.namespace, &target.function))?
+                .await
+                .map_err(refusal)?;
+            app.registry.revision(&target).ok_or_else(|| {
+                refusal(ApiError::function_not_found(
+                    &target.namespace,
+                    &target.function,
+                ))
+            })?
         }
     };
-    let result = app.registry.invoker().invoke(&deployment, req).await;
-    Ok((StatusCode::OK, forward::encode_result(&result)).into_response())
+    Ok(app.registry.invoker().invoke(&deployment, req).await)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -8,6 +8,7 @@
 
 mod auth;
 pub mod body;
+pub mod credentials;
 mod dispatch;
 mod error;
 mod events_api;
@@ -41,6 +42,8 @@ pub struct App {
     pub registry: Registry,
     pub recorder: Recorder,
     pub keys: ApiKeys,
+    /// Who signed an AWS request: stored access keys and the sandboxes' session credentials.
+    pub credentials: credentials::Credentials,
     /// The durable queue of asynchronous invocations, dead letters and schedules.
     pub events: lambent_events::Events,
     /// HTTP routes, served as the listener's fallback.
@@ -70,8 +73,8 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .route(
-            lambent_cluster::forward::FORWARD_PATH,
-            axum::routing::post(dispatch::serve_forwarded),
+            lambent_cluster::forward::LINK_PATH,
+            get(dispatch::serve_link),
         )
         .merge(authenticated)
         // Paths Lambent does not serve itself are the users' HTTP routes.

@@ -32,6 +32,33 @@ use tokio::io::unix::AsyncFd;
 /// Where activation records go: called once per invocation, must not block.
 pub type RecordSink = Arc<dyn Fn(Activation) + Send + Sync>;
 
+/// What the platform offers inside every sandbox: its AWS-compatible APIs, served on the
+/// sandbox's own listener beside the Runtime API (`AWS_ENDPOINT_URL`), and credentials of the
+/// function's namespace to sign requests to them with. Implemented by the server, which knows
+/// what those APIs are; the invoker only hands each sandbox what [`SandboxPlatform::open`]
+/// gives it.
+pub trait SandboxPlatform: Send + Sync {
+    /// For one new sandbox of `function` in `namespace`: the variables its environment gets
+    /// (`AWS_ACCESS_KEY_ID`, …), and the service answering AWS requests on its listener.
+    fn open(&self, namespace: &str, function: &str) -> PlatformAccess;
+}
+
+/// One sandbox's access to the platform.
+pub struct PlatformAccess {
+    pub env: Vec<(String, String)>,
+    pub service: lambent_runtime_api::Platform,
+}
+
+/// The platform every sandbox of an invoker reaches ([`InvokerConfig::platform`]).
+#[derive(Clone)]
+pub struct PlatformHandle(pub Arc<dyn SandboxPlatform>);
+
+impl std::fmt::Debug for PlatformHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlatformHandle")
+    }
+}
+
 /// Settings of the invoker, fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct InvokerConfig {
@@ -60,6 +87,9 @@ pub struct InvokerConfig {
     pub freeze_idle: bool,
     /// This node's id, written into every activation record.
     pub node_id: String,
+    /// The platform's AWS APIs and credentials inside each sandbox; `None`: sandboxes get
+    /// neither (no `AWS_ENDPOINT_URL`, no credentials).
+    pub platform: Option<PlatformHandle>,
 }
 
 impl Default for InvokerConfig {
@@ -77,6 +107,7 @@ impl Default for InvokerConfig {
             queue_timeout: Duration::from_secs(2),
             freeze_idle: false,
             node_id: lambent_core::LOCAL_NODE.into(),
+            platform: None,
         }
     }
 }
@@ -212,15 +243,7 @@ impl Invoker {
     pub fn new(host: Host, config: InvokerConfig, records: Option<RecordSink>) -> Invoker {
         let admission = Arc::new(Admission::new(config.namespace_concurrency));
         let budget = Arc::new(MemoryBudget::new(config.memory_budget_mb));
-        let runtime_dir = host
-            .layout(&config.runtime_dir, &config.runtime_dir)
-            .runtime_dir;
-        for kind in [RuntimeKind::Python, RuntimeKind::Nodejs] {
-            let argv = runtime_argv(&config, kind, "", &runtime_dir.display().to_string());
-            if let Some(interpreter) = interpreter(kind) {
-                host.warm_up(interpreter, &argv, &config.runtime_dir, config.tmp_mb);
-            }
-        }
+        warm_up(&host, &config);
         let inner = Arc::new(Inner {
             host,
             config,
@@ -248,6 +271,13 @@ impl Invoker {
 
     pub fn config(&self) -> &InvokerConfig {
         &self.inner.config
+    }
+
+    /// The software every sandbox shares (the AWS SDKs) changed: the Python zygotes are
+    /// replaced, so that new cold starts are forked from one that imported it.
+    pub fn shared_software_changed(&self) {
+        self.inner.host.shared_software_changed();
+        warm_up(&self.inner.host, &self.inner.config);
     }
 
     /// Runs one invocation to its end and records it.
@@ -351,6 +381,10 @@ impl Invoker {
                     biased;
                     outcome = rx => outcome.ok(),
                     _ = instance.exited() => None,
+                    // cgroup v1 kills one task on OOM, maybe not the runtime (a child whose
+                    // RSS counts the pages it shares with a zygote weighs more): the first OOM
+                    // kill ends the invocation, and the sandbox goes (see below).
+                    _ = oom_killed(&instance.sandbox) => None,
                     _ = tokio::time::sleep(timeout) => {
                         instance.api.abandon();
                         record.status = ActivationStatus::Timeout;
@@ -726,7 +760,14 @@ impl Inner {
         )
     }
 
-    fn spec(&self, dep: &Deployment, id: String, init: InitType) -> SandboxSpec {
+    /// What one new sandbox of `dep` runs, and its access to the platform (whose variables
+    /// are in the spec's environment).
+    fn spec(
+        &self,
+        dep: &Deployment,
+        id: String,
+        init: InitType,
+    ) -> (SandboxSpec, Option<lambent_runtime_api::Platform>) {
         let f = &dep.function;
         let c = &f.config;
         let layout = self.host.layout(&dep.code_dir, &self.config.runtime_dir);
@@ -734,8 +775,13 @@ impl Inner {
         let runtime_dir = layout.runtime_dir.display().to_string();
         let argv = runtime_argv(&self.config, c.runtime.kind(), &task_root, &runtime_dir);
         let today = time::OffsetDateTime::now_utc().date();
-        let mut env: Vec<(String, String)> =
-            c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // The sandbox user has no home of its own (no passwd entry): libraries that look for
+        // one (the AWS SDK for JavaScript's config loader, `os.homedir()`) get the writable
+        // /tmp, unless the function sets HOME itself.
+        let home = ("HOME".to_string(), "/tmp".to_string());
+        let mut env: Vec<(String, String)> = std::iter::once(home)
+            .chain(c.env.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect();
         for (k, v) in [
             (
                 "PATH",
@@ -776,7 +822,16 @@ impl Inner {
         ] {
             env.push((k.to_string(), v));
         }
-        SandboxSpec {
+        let access = self
+            .config
+            .platform
+            .as_ref()
+            .map(|p| p.0.open(&f.namespace, f.name.as_str()));
+        let service = access.map(|access| {
+            env.extend(access.env);
+            access.service
+        });
+        let spec = SandboxSpec {
             id,
             code_dir: dep.code_dir.clone(),
             runtime_dir: self.config.runtime_dir.clone(),
@@ -787,7 +842,9 @@ impl Inner {
             tmp_mb: self.config.tmp_mb,
             allow_network: c.network,
             interpreter: interpreter(c.runtime.kind()),
-        }
+            aws_endpoint: service.is_some(),
+        };
+        (spec, service)
     }
 
     /// Spawns a sandbox and waits until its runtime asks for work; says where the time went.
@@ -802,7 +859,8 @@ impl Inner {
         if dep.function.config.runtime.kind() == RuntimeKind::Provided {
             check_bootstrap(&dep.code_dir)?;
         }
-        let spec = self.spec(dep, format!("sb-{}", uuid::Uuid::new_v4().simple()), init);
+        let (spec, platform) =
+            self.spec(dep, format!("sb-{}", uuid::Uuid::new_v4().simple()), init);
         let host = self.host.clone();
         let (spawn_start, spawned) =
             tokio::task::spawn_blocking(move || (Instant::now(), host.spawn(&spec)))
@@ -823,7 +881,7 @@ impl Inner {
             let exit =
                 unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)? };
             Ok(Instance {
-                api: RuntimeApi::serve(listener)?,
+                api: RuntimeApi::serve(listener, platform)?,
                 logs: LogCapture::start(
                     output,
                     lambent_core::limits::MAX_LOG_BYTES_PER_INVOCATION,
@@ -1147,6 +1205,33 @@ fn init_breakdown(
             .saturating_sub(startup.sandbox_us)
             .saturating_sub(import_us.unwrap_or(0)),
         import_us,
+    }
+}
+
+/// Resolves once the kernel's OOM killer has killed a task of `sandbox` (checked every 50 ms:
+/// only invocations that last that long pay for it).
+async fn oom_killed(sandbox: &Sandbox) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if sandbox.oom_kills() > 0 {
+            return;
+        }
+    }
+}
+
+/// Starts what makes cold starts fast (zygotes, stem cells) in the background.
+fn warm_up(host: &Host, config: &InvokerConfig) {
+    let runtime_dir = host
+        .layout(&config.runtime_dir, &config.runtime_dir)
+        .runtime_dir;
+    for kind in [RuntimeKind::Python, RuntimeKind::Nodejs] {
+        let argv = runtime_argv(config, kind, "", &runtime_dir.display().to_string());
+        if let Some(interpreter) = interpreter(kind) {
+            host.warm_up(interpreter, &argv, &config.runtime_dir, config.tmp_mb);
+        }
     }
 }
 

@@ -13,6 +13,7 @@ fn host(state: &Path) -> Host {
         isolation: Isolation::Full,
         state_dir: state.into(),
         layers: lambent_sandbox::Layers::ALL,
+        sdk_dir: None,
     })
     .unwrap_or_else(|e| panic!("these tests need full isolation (run as root): {e}"))
 }

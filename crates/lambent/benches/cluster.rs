@@ -15,10 +15,18 @@
 //!    measured. The table shows how the homes fell: hashing is not a perfect split, and the
 //!    busiest node bounds the cluster. With 2 or 3 nodes, 1/2 or 2/3 of the requests arrive at
 //!    a door that is not their function's home and are forwarded: that cost is in the numbers.
-//! 2. **Forwarded against local invoke latency** (p50, p99): one front door, two warm functions,
+//!    Each node's CPU time (node and sandboxes, from its cgroup's accounting) divided by the
+//!    invocations served is printed too: unlike throughput, it is little moved by whatever
+//!    else runs on the machine.
+//! 2. **CPU per invocation, local against forwarded** (on the two-node cluster): wrk at one
+//!    door over fresh functions homed there, then over fresh functions homed on the other
+//!    node; each node's CPU per invocation gives what a local invocation costs, and what a
+//!    forwarded one costs at the door and at the home. From those, the ratio three CPU-bound,
+//!    evenly loaded nodes would reach over one.
+//! 3. **Forwarded against local invoke latency** (p50, p99): one front door, two warm functions,
 //!    one whose home is that node and one whose home is another, invoked one after the other,
 //!    interleaved, over one kept-alive connection. Homes are read from activation records.
-//! 3. **Recovery after a SIGKILL**: the schedule leader (the node holding the `lambent:schedules`
+//! 4. **Recovery after a SIGKILL**: the schedule leader (the node holding the `lambent:schedules`
 //!    lease in `GET /v1/nodes`) is killed; measured from the kill, until (a) an asynchronous
 //!    event of a function whose home was the killed node, enqueued through a surviving node
 //!    just after the kill, has a successful activation record, and (b) a schedule firing every
@@ -34,7 +42,7 @@
 //! on v2) and moves the node process into a `node` child of it: one quota covers the node and
 //! all its functions' runtimes. The load generator, PostgreSQL and NATS run outside the quotas;
 //! the table shows how much CPU they took and whether the quotas were the binding constraint
-//! (the share of CFS periods in which a node was throttled). Latency (2) and recovery (3) are
+//! (the share of CFS periods in which a node was throttled). Latency (3) and recovery (4) are
 //! measured with the quotas lifted: they are about the path, not capacity.
 //!
 //! Run (as root, sandboxes need it): `cargo bench -p lambent --bench cluster`. Needs `wrk`
@@ -47,7 +55,7 @@
 //! cluster size, median reported, default 3), `LAMBENT_BENCH_CONNECTIONS` (wrk connections per
 //! front door, default 16), `LAMBENT_BENCH_FUNCTIONS` (default 60), `LAMBENT_BENCH_N`
 //! (invocations per latency case, default 1000), `LAMBENT_BENCH_KILLS` (recovery repetitions,
-//! default 3), `LAMBENT_BENCH_ONLY` (`throughput`, `latency` or `recovery`).
+//! default 3), `LAMBENT_BENCH_ONLY` (`throughput`, `cost`, `latency` or `recovery`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -156,6 +164,7 @@ fn layout() -> Layout {
 
 /// One node's CPU cgroup: `<cpu hierarchy>/lambent/bench-<tag>` with the quota, the node
 /// process in its `node` child, its sandboxes (via `LAMBENT_CGROUP_PARENT`) beside it.
+#[derive(Clone)]
 struct NodeCgroup {
     /// Relative to each hierarchy's root: what `LAMBENT_CGROUP_PARENT` gets.
     relative: String,
@@ -192,8 +201,44 @@ impl NodeCgroup {
             dir,
             layout,
         };
+        if layout == Layout::V1 {
+            let acct = cg.cpuacct();
+            std::fs::create_dir_all(&acct)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", acct.display()));
+        }
         cg.set_quota(Some(cores));
         cg
+    }
+
+    /// On cgroup v1, the node's directory in the `cpuacct` hierarchy (mounted apart from `cpu`
+    /// here; the sandbox crate leaves it alone, so the node's sandboxes inherit it).
+    fn cpuacct(&self) -> PathBuf {
+        Path::new(CGROUP_ROOT).join("cpuacct").join(&self.relative)
+    }
+
+    /// The `cgroup.procs` files a node is born into: its `node` child of the quota directory,
+    /// and on v1 its `cpuacct` directory (what [`NodeCgroup::usage`] reads).
+    fn procs(&self) -> Vec<PathBuf> {
+        let mut procs = vec![self.dir.join("node/cgroup.procs")];
+        if self.layout == Layout::V1 {
+            procs.push(self.cpuacct().join("cgroup.procs"));
+        }
+        procs
+    }
+
+    /// CPU seconds used so far by the node and its sandboxes.
+    fn usage(&self) -> f64 {
+        match self.layout {
+            Layout::V1 => std::fs::read_to_string(self.cpuacct().join("cpuacct.usage"))
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .map_or(0.0, |ns| ns / 1e9),
+            Layout::V2 => std::fs::read_to_string(self.dir.join("cpu.stat"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<f64>().ok())
+                .map_or(0.0, |us| us / 1e6),
+        }
     }
 
     /// `Some(cores)`: a CFS quota of that many cores; `None`: no quota.
@@ -233,7 +278,7 @@ impl NodeCgroup {
     /// Removes the directories once the node and its sandboxes are gone (best effort).
     fn remove(&self) {
         let hierarchies: Vec<PathBuf> = match self.layout {
-            Layout::V1 => ["cpu", "memory", "pids", "freezer"]
+            Layout::V1 => ["cpu", "cpuacct", "memory", "pids", "freezer"]
                 .iter()
                 .map(|c| Path::new(CGROUP_ROOT).join(c).join(&self.relative))
                 .collect(),
@@ -258,27 +303,32 @@ impl NodeCgroup {
 }
 
 /// `lambent up` as [`Server::start_with_env`] starts it, but born confined: the child writes
-/// itself into `procs` (a cgroup's `cgroup.procs`) before `execve`, so every thread and process
-/// the node ever makes starts inside its quota (sandboxes then move to their own cgroups, under
-/// the same parent through `LAMBENT_CGROUP_PARENT`).
-fn start_confined(home: &Path, extra: &[&str], env: &[(&str, &str)], procs: &Path) -> Server {
+/// itself into each of `procs` (cgroups' `cgroup.procs`) before `execve`, so every thread and
+/// process the node ever makes starts inside its quota (sandboxes then move to their own
+/// cgroups, under the same parent through `LAMBENT_CGROUP_PARENT`).
+fn start_confined(home: &Path, extra: &[&str], env: &[(&str, &str)], procs: &[PathBuf]) -> Server {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
-    let procs = std::ffi::CString::new(procs.as_os_str().as_bytes()).unwrap();
+    let procs: Vec<std::ffi::CString> = procs
+        .iter()
+        .map(|p| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap())
+        .collect();
     let mut cmd = Server::command(home, extra, env);
     // SAFETY: between fork and exec the closure only calls open, write and close (async-signal
-    // safe) on a path prepared before the fork.
+    // safe) on paths prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-            let error = std::io::Error::last_os_error();
-            libc::close(fd);
-            if written < 0 {
-                return Err(error);
+            for procs in &procs {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let error = std::io::Error::last_os_error();
+                libc::close(fd);
+                if written < 0 {
+                    return Err(error);
+                }
             }
             Ok(())
         });
@@ -438,13 +488,9 @@ impl Cluster {
                 ("LAMBENT_API_KEY", KEY),
                 ("LAMBENT_CGROUP_PARENT", &cgroup.relative),
             ],
-            &cgroup.dir.join("node/cgroup.procs"),
+            &cgroup.procs(),
         );
-        self.cgroups.push(NodeCgroup {
-            relative: cgroup.relative.clone(),
-            dir: cgroup.dir.clone(),
-            layout: cgroup.layout,
-        });
+        self.cgroups.push(cgroup.clone());
         self.nodes.insert(id.to_string(), Node { server, cgroup });
     }
 
@@ -632,23 +678,27 @@ struct WrkRun {
     secs: f64,
 }
 
-/// The Lua script of one front door: POST `{}` to `noop-<i>` for i cycling over the functions,
-/// starting at `offset` (so doors do not move in lockstep).
-fn wrk_script(dir: &Path, door: usize, functions: usize) -> PathBuf {
-    let path = dir.join(format!("door-{door}.lua"));
+/// The Lua script of one front door: POST `{}` to each of `names` in turn, starting at
+/// `offset` (so doors do not move in lockstep).
+fn wrk_script(dir: &Path, file: &str, names: &[String], offset: usize) -> PathBuf {
+    let path = dir.join(format!("{file}.lua"));
+    let paths: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"/v1/functions/{n}/invoke\""))
+        .collect();
     let script = format!(
         r#"wrk.method = "POST"
 wrk.body = "{{}}"
 wrk.headers["Authorization"] = "Bearer {KEY}"
 wrk.headers["Content-Type"] = "application/json"
-local n = {functions}
+local paths = {{ {paths} }}
 local i = {offset}
 request = function()
-  i = i + 1
-  return wrk.format(nil, "/v1/functions/noop-" .. (i % n) .. "/invoke")
+  i = i % #paths + 1
+  return wrk.format(nil, paths[i])
 end
 "#,
-        offset = door * 7
+        paths = paths.join(", "),
     );
     std::fs::write(&path, script).unwrap();
     path
@@ -696,27 +746,44 @@ struct Sample {
     steal_cores: f64,
     /// Share of CFS periods in which each node was throttled.
     throttled: Vec<f64>,
+    /// Successful invocations, summed over the doors.
+    requests: u64,
+    /// CPU seconds each node (with its sandboxes) used during the run, from its cgroup.
+    node_cpu: Vec<f64>,
 }
 
-/// One `wrk` per front door for `secs`, concurrently.
-fn load(cluster: &Cluster, wrk: &Path, scripts: &[PathBuf], k: &Knobs, secs: u64) -> Sample {
+impl Sample {
+    /// CPU microseconds the nodes spent per successful invocation (all nodes together).
+    fn cpu_per_invocation(&self) -> f64 {
+        self.node_cpu.iter().sum::<f64>() * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+/// One `wrk` with `connections` connections per `(front door, script)` for `secs`,
+/// concurrently.
+fn load(
+    cluster: &Cluster,
+    wrk: &Path,
+    doors: &[(&str, &Path)],
+    connections: usize,
+    secs: u64,
+) -> Sample {
     let before_cg: Vec<(u64, u64)> = cluster
         .nodes
         .values()
         .map(|n| n.cgroup.throttling())
         .collect();
+    let cpu0: Vec<f64> = cluster.nodes.values().map(|n| n.cgroup.usage()).collect();
     let (pg0, nats0, host0) = (cpu_of("postgres"), cpu_of("nats-server"), host_cpu());
     let start = Instant::now();
-    let children: Vec<_> = cluster
-        .nodes
-        .values()
-        .zip(scripts)
-        .map(|(node, script)| {
+    let children: Vec<_> = doors
+        .iter()
+        .map(|(door, script)| {
             Command::new(wrk)
-                .args(["-t", "1", "-c", &k.connections.to_string()])
+                .args(["-t", "1", "-c", &connections.to_string()])
                 .args(["-d", &format!("{secs}s"), "--timeout", "10s", "-s"])
                 .arg(script)
-                .arg(&node.server.url)
+                .arg(cluster.url(door))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -745,6 +812,12 @@ fn load(cluster: &Cluster, wrk: &Path, scripts: &[PathBuf], k: &Knobs, secs: u64
         runs.push(run);
     }
     let wall = start.elapsed().as_secs_f64();
+    let node_cpu = cluster
+        .nodes
+        .values()
+        .zip(cpu0)
+        .map(|(n, c0)| n.cgroup.usage() - c0)
+        .collect();
     let (pg1, nats1, host1) = (cpu_of("postgres"), cpu_of("nats-server"), host_cpu());
     let throttled = cluster
         .nodes
@@ -764,6 +837,11 @@ fn load(cluster: &Cluster, wrk: &Path, scripts: &[PathBuf], k: &Knobs, secs: u64
             .iter()
             .map(|r| (r.requests - r.errors.min(r.requests)) as f64 / r.secs)
             .sum(),
+        requests: runs
+            .iter()
+            .map(|r| r.requests - r.errors.min(r.requests))
+            .sum(),
+        node_cpu,
         errors: runs.iter().map(|r| r.errors).sum(),
         wrk_cores: wrk_cpu / wall,
         pg_cores: (pg1 - pg0) / wall,
@@ -830,14 +908,27 @@ fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Thr
     for h in homes.values() {
         *per_node.entry(h.clone()).or_default() += 1;
     }
-    let scripts: Vec<PathBuf> = (0..cluster.nodes.len())
-        .map(|door| wrk_script(cluster.home.path(), door, names.len()))
+    let ids = cluster.ids();
+    let scripts: Vec<PathBuf> = (0..ids.len())
+        .map(|door| {
+            wrk_script(
+                cluster.home.path(),
+                &format!("door-{door}"),
+                names,
+                door * 7,
+            )
+        })
+        .collect();
+    let doors: Vec<(&str, &Path)> = ids
+        .iter()
+        .zip(&scripts)
+        .map(|(id, s)| (id.as_str(), s.as_path()))
         .collect();
     // Warm-up: sandboxes for the concurrency each function sees.
-    load(cluster, wrk, &scripts, k, 2);
+    load(cluster, wrk, &doors, k.connections, 2);
     let since = now_ms();
     let samples: Vec<Sample> = (0..k.runs)
-        .map(|_| load(cluster, wrk, &scripts, k, k.secs))
+        .map(|_| load(cluster, wrk, &doors, k.connections, k.secs))
         .collect();
     let placement = placement(cluster, &homes, since);
     let confinement = cluster
@@ -865,7 +956,93 @@ fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Thr
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Forwarded against local
+// 2. CPU per invocation
+
+/// wrk connections for the CPU-cost runs: at most `SPILL_MARGIN` (2) invocations waiting at a
+/// home never make the door run one itself, so every forwarded invocation is one.
+const COST_CONNECTIONS: usize = 2;
+
+/// CPU microseconds per invocation (median over the runs), from the nodes' cgroups.
+struct Cost {
+    /// A local invocation on its home node (the door is the home).
+    local: f64,
+    /// A forwarded one: at the door, and at the home (which runs it).
+    door: f64,
+    home: f64,
+    /// What the other node used meanwhile during the local runs, per invocation (its idle).
+    idle: f64,
+    /// Invocations/s in the local and forwarded runs.
+    rps: (f64, f64),
+}
+
+impl Cost {
+    /// What a forwarded invocation costs the cluster on top of a local one, in µs.
+    fn extra(&self) -> f64 {
+        self.door + self.home - self.local
+    }
+
+    /// The throughput ratio `n` CPU-bound, evenly loaded nodes would reach over one with these
+    /// costs, when `(n-1)/n` of the invocations arrive at a door that is not their home.
+    fn bound(&self, n: f64) -> f64 {
+        n * self.local / (self.local + (n - 1.0) / n * self.extra())
+    }
+}
+
+/// On a cluster of two nodes: wrk at the first node's door only, over fresh functions homed on
+/// it (local), then over fresh functions homed on the other node (forwarded), each node's
+/// CPU (node + its sandboxes, from its cgroup) divided by the invocations served. CPU time per
+/// invocation is little moved by the other work on a shared machine, unlike throughput.
+fn cost(cluster: &Cluster, bootstrap: &[u8], wrk: &Path, k: &Knobs) -> Cost {
+    let ids = cluster.ids();
+    assert_eq!(ids.len(), 2, "the cost runs use two nodes");
+    let (door, other) = (ids[0].as_str(), ids[1].as_str());
+    let fresh: Vec<String> = (0..20).map(|i| format!("cost-{i}")).collect();
+    cluster.deploy(&fresh, bootstrap);
+    let homes = cluster.homes(&fresh);
+    let homed_on = |node: &str| -> Vec<String> {
+        let mut v: Vec<String> = fresh
+            .iter()
+            .filter(|f| homes.get(*f).map(String::as_str) == Some(node))
+            .cloned()
+            .collect();
+        v.sort();
+        assert!(!v.is_empty(), "no cost-… function is homed on {node}");
+        v
+    };
+    let measure = |names: Vec<String>, file: &str| -> (Vec<(f64, f64)>, f64) {
+        let script = wrk_script(cluster.home.path(), file, &names, 0);
+        let doors = [(door, script.as_path())];
+        load(cluster, wrk, &doors, COST_CONNECTIONS, 2);
+        let samples: Vec<Sample> = (0..k.runs)
+            .map(|_| load(cluster, wrk, &doors, COST_CONNECTIONS, k.secs))
+            .collect();
+        let per: Vec<(f64, f64)> = samples
+            .iter()
+            .map(|s| {
+                let n = s.requests.max(1) as f64;
+                (s.node_cpu[0] * 1e6 / n, s.node_cpu[1] * 1e6 / n)
+            })
+            .collect();
+        (per, median(samples.iter().map(|s| s.rps).collect()))
+    };
+    let (local, local_rps) = measure(homed_on(door), "cost-local");
+    let (forwarded, forwarded_rps) = measure(homed_on(other), "cost-forwarded");
+    let cost = Cost {
+        local: median(local.iter().map(|c| c.0).collect()),
+        idle: median(local.iter().map(|c| c.1).collect()),
+        door: median(forwarded.iter().map(|c| c.0).collect()),
+        home: median(forwarded.iter().map(|c| c.1).collect()),
+        rps: (local_rps, forwarded_rps),
+    };
+    eprintln!(
+        "  CPU per invocation: local {:.0} µs (runs {:?}), forwarded: door {:.0} + home {:.0} µs (runs {:?})",
+        cost.local, local, cost.door, cost.home, forwarded
+    );
+    cost
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Forwarded against local
 
 struct Latency {
     door: String,
@@ -929,7 +1106,7 @@ fn latency(cluster: &Cluster, homes: &HashMap<String, String>, n: usize) -> Late
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. Recovery
+// 4. Recovery
 
 struct Recovery {
     killed: String,
@@ -1077,6 +1254,13 @@ fn main() {
 
     let mut homes_of_3 = None;
     let mut cluster3 = None;
+    let mut costs = None;
+    if !k.runs("throughput") && k.runs("cost") {
+        eprintln!("CPU per invocation: 2 nodes");
+        let cluster = Cluster::start(2, k.quota);
+        costs = Some(cost(&cluster, &bootstrap, &wrk, &k));
+        leftovers.extend(cluster.stop());
+    }
     if k.runs("throughput") {
         let mut results: Vec<Throughput> = Vec::new();
         for size in 1..=3 {
@@ -1085,10 +1269,17 @@ fn main() {
             cluster.deploy(&names, &bootstrap);
             let t = throughput(&cluster, &names, &wrk, &k);
             eprintln!(
-                "  {:.0} invocations/s (runs {:?}), homes {:?}",
-                t.rps, t.runs, t.homes
+                "  {:.0} invocations/s (runs {:?}), homes {:?}, {:.0} µs of node CPU per invocation",
+                t.rps,
+                t.runs,
+                t.homes,
+                t.sample.cpu_per_invocation()
             );
             results.push(t);
+            if size == 2 && k.only.is_none() {
+                eprintln!("CPU per invocation: 2 nodes");
+                costs = Some(cost(&cluster, &bootstrap, &wrk, &k));
+            }
             if size == 3 {
                 homes_of_3 = Some(cluster.homes(&names));
                 cluster3 = Some(cluster);
@@ -1114,22 +1305,34 @@ fn main() {
             )
             .unwrap();
         }
+        let base = results[0].sample.cpu_per_invocation();
+        for t in &results[1..] {
+            let c = t.sample.cpu_per_invocation();
+            writeln!(
+                table,
+                "| node CPU per invocation, {} nodes under that load (µs) | {c:.0} | 1 node: {base:.0} | {:.2}× | | |",
+                t.nodes,
+                c / base,
+            )
+            .unwrap();
+        }
         writeln!(notes, "\nThroughput detail (run closest to the median):\n").unwrap();
         writeln!(
             notes,
-            "| nodes | runs (inv/s) | errors (non-2xx + socket, all runs) | homes of the functions | nodes throttled (share of CFS periods) | processes per node inside / outside its quota | invocations run per node (records) | cold | run off their home (spilled) | wrk cores | PostgreSQL cores | NATS cores | host busy cores | stolen by the hypervisor (cores) |"
+            "| nodes | runs (inv/s) | errors (non-2xx + socket, all runs) | homes of the functions | nodes throttled (share of CFS periods) | node CPU per invocation (µs; cores per node) | processes per node inside / outside its quota | invocations run per node (records) | cold | run off their home (spilled) | wrk cores | PostgreSQL cores | NATS cores | host busy cores | stolen by the hypervisor (cores) |"
         )
         .unwrap();
         writeln!(
             notes,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         )
         .unwrap();
         for t in &results {
             let s = &t.sample;
+            let wall = s.requests as f64 / s.rps.max(1.0);
             writeln!(
                 notes,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} of {cores} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {:.0}; {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} of {cores} | {:.2} |",
                 t.nodes,
                 t.runs
                     .iter()
@@ -1145,6 +1348,12 @@ fn main() {
                 s.throttled
                     .iter()
                     .map(|x| format!("{:.0} %", x * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.cpu_per_invocation(),
+                s.node_cpu
+                    .iter()
+                    .map(|c| format!("{:.2}", c / wall.max(1e-9)))
                     .collect::<Vec<_>>()
                     .join(", "),
                 t.confinement
@@ -1170,129 +1379,167 @@ fn main() {
         }
     }
 
-    let mut cluster = cluster3.unwrap_or_else(|| {
-        let c = Cluster::start(3, k.quota);
-        c.deploy(&names, &bootstrap);
-        c
-    });
-    let homes = homes_of_3.unwrap_or_else(|| cluster.homes(&names));
-    cluster.set_quotas(None);
-
-    if k.runs("latency") {
-        eprintln!("latency: forwarded against local, {} each", k.n);
-        // Fresh functions, first invoked through the door: the door has run none of those
-        // homed elsewhere, so their invocations are forwarded (after the throughput runs the
-        // door may hold warm sandboxes of any `noop-…`, which it would run without a hop).
-        let fresh: Vec<String> = (0..9).map(|i| format!("lat-{i}")).collect();
-        cluster.deploy(&fresh, &bootstrap);
-        let fresh_homes: HashMap<String, String> = cluster
-            .homes(&fresh)
-            .into_iter()
-            .filter(|(f, _)| fresh.contains(f))
-            .collect();
-        let l = latency(&cluster, &fresh_homes, k.n);
-        let d50 = l.forwarded.2.as_secs_f64() - l.local.1.as_secs_f64();
-        let d99 = l.forwarded.3.as_secs_f64() - l.local.2.as_secs_f64();
+    if let Some(c) = &costs {
         writeln!(
             table,
-            "| invoke via {door}, p50 (ms): `{}` forwarded to its home {} / `{}` local | {} | {} | +{:.3} ms | ≤ +0.3 ms | {} |",
-            l.forwarded.0,
-            l.forwarded.1,
-            l.local.0,
-            ms(l.forwarded.2),
-            ms(l.local.1),
-            d50 * 1000.0,
-            if d50 <= 0.0003 { "yes" } else { "**no**" },
-            door = l.door,
+            "| CPU per invocation (µs; node + sandboxes, from cgroups; wrk -c{COST_CONNECTIONS} at one door): local, on its home | {:.0} | | | | |",
+            c.local,
         )
         .unwrap();
         writeln!(
             table,
-            "| invoke via {}, p99 (ms): forwarded / local | {} | {} | +{:.3} ms | | |",
-            l.door,
-            ms(l.forwarded.3),
-            ms(l.local.2),
-            d99 * 1000.0,
+            "| forwarded: at the door + at the home (µs) | {:.0} + {:.0} = {:.0} | local: {:.0} | +{:.0} µs (+{:.0} %) | | |",
+            c.door,
+            c.home,
+            c.door + c.home,
+            c.local,
+            c.extra(),
+            c.extra() / c.local * 100.0,
+        )
+        .unwrap();
+        writeln!(
+            table,
+            "| 3 CPU-bound, evenly loaded nodes over 1 at these costs (2/3 forwarded) | {:.2}× | 2 nodes: {:.2}× | | ≥ 2.5× | {} |",
+            c.bound(3.0),
+            c.bound(2.0),
+            if c.bound(3.0) >= 2.5 { "yes" } else { "**no**" },
+        )
+        .unwrap();
+        writeln!(
+            notes,
+            "\nCPU-cost runs: {:.0} inv/s local, {:.0} inv/s forwarded (wrk -c{COST_CONNECTIONS}, quotas on); the idle node used {:.1} µs per invocation meanwhile.\n",
+            c.rps.0, c.rps.1, c.idle,
         )
         .unwrap();
     }
 
-    if k.runs("recovery") {
-        let via = cluster.ids()[0].clone();
-        cluster.deploy(&["tick".to_string()], &bootstrap);
-        cluster.nodes[&via]
-            .server
-            .cli(&[
-                "schedule",
-                "add",
-                "every-second",
-                "--function",
-                "tick",
-                "--cron",
-                "*/1 * * * * *",
-            ])
-            .ok();
-        eventually(15, "the schedule fires", || {
-            (fires(&cluster, &via).len() >= 3).then_some(())
+    if k.runs("latency") || k.runs("recovery") {
+        let mut cluster = cluster3.unwrap_or_else(|| {
+            let c = Cluster::start(3, k.quota);
+            c.deploy(&names, &bootstrap);
+            c
         });
-        let mut rs = Vec::new();
-        for i in 0..k.kills {
-            eprintln!("recovery {}/{}", i + 1, k.kills);
-            let r = recovery(&mut cluster, &homes);
-            eprintln!(
-                "  killed {}: down after {:?}, async event done after {:?}, schedule fired after {:?}",
-                r.killed, r.down, r.async_done, r.schedule
-            );
-            rs.push(r);
+        let homes = homes_of_3.unwrap_or_else(|| cluster.homes(&names));
+        cluster.set_quotas(None);
+
+        if k.runs("latency") {
+            eprintln!("latency: forwarded against local, {} each", k.n);
+            // Fresh functions, first invoked through the door: the door has run none of those
+            // homed elsewhere, so their invocations are forwarded (after the throughput runs the
+            // door may hold warm sandboxes of any `noop-…`, which it would run without a hop).
+            let fresh: Vec<String> = (0..9).map(|i| format!("lat-{i}")).collect();
+            cluster.deploy(&fresh, &bootstrap);
+            let fresh_homes: HashMap<String, String> = cluster
+                .homes(&fresh)
+                .into_iter()
+                .filter(|(f, _)| fresh.contains(f))
+                .collect();
+            let l = latency(&cluster, &fresh_homes, k.n);
+            let d50 = l.forwarded.2.as_secs_f64() - l.local.1.as_secs_f64();
+            let d99 = l.forwarded.3.as_secs_f64() - l.local.2.as_secs_f64();
+            writeln!(
+                table,
+                "| invoke via {door}, p50 (ms): `{}` forwarded to its home {} / `{}` local | {} | {} | +{:.3} ms | ≤ +0.3 ms | {} |",
+                l.forwarded.0,
+                l.forwarded.1,
+                l.local.0,
+                ms(l.forwarded.2),
+                ms(l.local.1),
+                d50 * 1000.0,
+                if d50 <= 0.0003 { "yes" } else { "**no**" },
+                door = l.door,
+            )
+            .unwrap();
+            writeln!(
+                table,
+                "| invoke via {}, p99 (ms): forwarded / local | {} | {} | +{:.3} ms | | |",
+                l.door,
+                ms(l.forwarded.3),
+                ms(l.local.2),
+                d99 * 1000.0,
+            )
+            .unwrap();
         }
-        let med = |f: &dyn Fn(&Recovery) -> Duration| {
-            Duration::from_secs_f64(median(rs.iter().map(|r| f(r).as_secs_f64()).collect()))
-        };
-        let secs = |d: Duration| format!("{:.2}", d.as_secs_f64());
-        let each = |f: &dyn Fn(&Recovery) -> Duration| {
-            rs.iter()
-                .map(|r| format!("{} ({})", secs(f(r)), r.killed))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let down = med(&|r| r.down);
-        let a = med(&|r| r.async_done);
-        let s = med(&|r| r.schedule);
-        let gap = med(&|r| r.gap_before);
-        let met = |d: Duration| {
-            if d <= Duration::from_secs(5) {
-                "yes"
-            } else {
-                "**no**"
+
+        if k.runs("recovery") {
+            let via = cluster.ids()[0].clone();
+            cluster.deploy(&["tick".to_string()], &bootstrap);
+            cluster.nodes[&via]
+                .server
+                .cli(&[
+                    "schedule",
+                    "add",
+                    "every-second",
+                    "--function",
+                    "tick",
+                    "--cron",
+                    "*/1 * * * * *",
+                ])
+                .ok();
+            eventually(15, "the schedule fires", || {
+                (fires(&cluster, &via).len() >= 3).then_some(())
+            });
+            let mut rs = Vec::new();
+            for i in 0..k.kills {
+                eprintln!("recovery {}/{}", i + 1, k.kills);
+                let r = recovery(&mut cluster, &homes);
+                eprintln!(
+                    "  killed {}: down after {:?}, async event done after {:?}, schedule fired after {:?}",
+                    r.killed, r.down, r.async_done, r.schedule
+                );
+                rs.push(r);
             }
-        };
-        writeln!(
-            table,
-            "| SIGKILL of the schedule leader → shown `down` (s, median of {}) | {} | heartbeat silence limit 3.00 | runs: {} | | |",
-            rs.len(),
-            secs(down),
-            each(&|r| r.down),
-        )
-        .unwrap();
-        writeln!(
-            table,
-            "| SIGKILL → async event of a function homed on the killed node completes (s) | {} | | runs: {} | ≤ 5 s | {} |",
-            secs(a),
-            each(&|r| r.async_done),
-            met(a),
-        )
-        .unwrap();
-        writeln!(
-            table,
-            "| SIGKILL → every-second schedule fires again (s) | {} | widest gap between fires before the kill: {} | runs: {} | ≤ 5 s | {} |",
-            secs(s),
-            secs(gap),
-            each(&|r| r.schedule),
-            met(s),
-        )
-        .unwrap();
+            let med = |f: &dyn Fn(&Recovery) -> Duration| {
+                Duration::from_secs_f64(median(rs.iter().map(|r| f(r).as_secs_f64()).collect()))
+            };
+            let secs = |d: Duration| format!("{:.2}", d.as_secs_f64());
+            let each = |f: &dyn Fn(&Recovery) -> Duration| {
+                rs.iter()
+                    .map(|r| format!("{} ({})", secs(f(r)), r.killed))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let down = med(&|r| r.down);
+            let a = med(&|r| r.async_done);
+            let s = med(&|r| r.schedule);
+            let gap = med(&|r| r.gap_before);
+            let met = |d: Duration| {
+                if d <= Duration::from_secs(5) {
+                    "yes"
+                } else {
+                    "**no**"
+                }
+            };
+            writeln!(
+                table,
+                "| SIGKILL of the schedule leader → shown `down` (s, median of {}) | {} | heartbeat silence limit 3.00 | runs: {} | | |",
+                rs.len(),
+                secs(down),
+                each(&|r| r.down),
+            )
+            .unwrap();
+            writeln!(
+                table,
+                "| SIGKILL → async event of a function homed on the killed node completes (s) | {} | | runs: {} | ≤ 5 s | {} |",
+                secs(a),
+                each(&|r| r.async_done),
+                met(a),
+            )
+            .unwrap();
+            writeln!(
+                table,
+                "| SIGKILL → every-second schedule fires again (s) | {} | widest gap between fires before the kill: {} | runs: {} | ≤ 5 s | {} |",
+                secs(s),
+                secs(gap),
+                each(&|r| r.schedule),
+                met(s),
+            )
+            .unwrap();
+        }
+        leftovers.extend(cluster.stop());
+    } else if let Some(c) = cluster3 {
+        leftovers.extend(c.stop());
     }
-    leftovers.extend(cluster.stop());
 
     let report = format!(
         "{table}{notes}\nLatency and recovery ran with the quotas lifted. Whole run: {:.0} s.\n",

@@ -4,6 +4,13 @@
 //! waiting on, and the runtime's `POST …/response` or `…/error` completes it. The server knows
 //! nothing of who invoked or why.
 //!
+//! The same listener serves the platform's AWS-compatible APIs to the function
+//! (`AWS_ENDPOINT_URL` points at it): a request that carries a SigV4 signature (an
+//! `Authorization` header or a presigned `X-Amz-Signature`), or that is not for a Runtime API
+//! path, goes to the [`Platform`] service its owner injected; this crate knows nothing of what
+//! that service is. Runtime clients never sign, so the two never mix up, even for an S3 bucket
+//! named like the Runtime API's date.
+//!
 //! The first `GET /next` marks the end of the runtime's initialization ([`Ready`]); Lambent's own
 //! runtime clients send [`IMPORT_US_HEADER`] on it, saying how long importing the handler took.
 
@@ -14,6 +21,8 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use parking_lot::Mutex;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{oneshot, watch};
@@ -25,6 +34,17 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 100;
 /// handler (an unsigned decimal integer; anything else is ignored). Sent by Lambent's runtime
 /// clients only; third-party runtimes leave the import phase unknown.
 pub const IMPORT_US_HEADER: &str = "lambent-handler-import-us";
+
+/// The body of the platform's answers (streamed, never collected here).
+pub type PlatformBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// What answers the requests on a sandbox's listener that are not the Runtime API's.
+pub type Platform = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<PlatformBody>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The runtime finished initializing: it asked for work for the first time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,15 +124,19 @@ pub struct RuntimeApi {
 }
 
 impl RuntimeApi {
-    /// Serves the Runtime API on `listener` (already bound and listening).
-    pub fn serve(listener: std::net::TcpListener) -> std::io::Result<RuntimeApi> {
+    /// Serves the Runtime API on `listener` (already bound and listening), and `platform`
+    /// beside it (see the crate's docs).
+    pub fn serve(
+        listener: std::net::TcpListener,
+        platform: Option<Platform>,
+    ) -> std::io::Result<RuntimeApi> {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             ready: watch::channel(None).0,
         });
-        let server = tokio::spawn(accept_loop(listener, shared.clone()));
+        let server = tokio::spawn(accept_loop(listener, shared.clone(), platform));
         Ok(RuntimeApi { shared, server })
     }
 
@@ -184,19 +208,28 @@ impl Drop for RuntimeApi {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    platform: Option<Platform>,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
+                let (shared, platform) = (shared.clone(), platform.clone());
                 connections.spawn(async move {
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let service = hyper::service::service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(route(&shared, req).await) }
+                        let (shared, platform) = (shared.clone(), platform.clone());
+                        async move {
+                            Ok::<_, Infallible>(match platform {
+                                Some(platform) if for_the_platform(&req) => platform(req).await,
+                                _ => boxed(route(&shared, req).await),
+                            })
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -210,6 +243,23 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
 }
 
 type Reply = Response<Full<Bytes>>;
+
+/// Whether a request is the platform's: signed (SigV4 in a header or presigned), or not for a
+/// Runtime API path.
+fn for_the_platform(req: &Request<Incoming>) -> bool {
+    let path = req.uri().path();
+    let runtime_path = path.starts_with("/2018-06-01/") || path == "/ping";
+    let signed = req.headers().contains_key(hyper::header::AUTHORIZATION)
+        || req
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-Signature="));
+    signed || !runtime_path
+}
+
+fn boxed(reply: Reply) -> Response<PlatformBody> {
+    reply.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
@@ -457,7 +507,46 @@ mod tests {
     async fn start() -> (RuntimeApi, String) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}/2018-06-01/runtime", l.local_addr().unwrap());
-        (RuntimeApi::serve(l).unwrap(), base)
+        (RuntimeApi::serve(l, None).unwrap(), base)
+    }
+
+    #[tokio::test]
+    async fn signed_and_foreign_requests_go_to_the_platform() {
+        let platform: Platform = Arc::new(|req: Request<Incoming>| {
+            let answer = format!("platform {} {}", req.method(), req.uri());
+            Box::pin(async move { boxed(Response::new(Full::new(Bytes::from(answer)))) })
+        });
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let api = RuntimeApi::serve(l, Some(platform)).unwrap();
+        let client = reqwest::Client::new();
+        let get = |path: &str, auth: Option<&str>| {
+            let mut req = client.get(format!("{base}{path}"));
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            async move { req.send().await.unwrap().text().await.unwrap() }
+        };
+        assert_eq!(get("/ping", None).await, "pong");
+        assert_eq!(
+            get("/2018-06-01/x", Some("AWS4-HMAC-SHA256 Credential=…")).await,
+            "platform GET /2018-06-01/x"
+        );
+        assert_eq!(
+            get("/2018-06-01/y?X-Amz-Signature=00", None).await,
+            "platform GET /2018-06-01/y?X-Amz-Signature=00"
+        );
+        assert_eq!(
+            get("/v1/functions", None).await,
+            "platform GET /v1/functions"
+        );
+        // The Runtime API itself is untouched.
+        tokio::spawn(
+            client
+                .get(format!("{base}/2018-06-01/runtime/invocation/next"))
+                .send(),
+        );
+        assert!(api.wait_ready().await.is_ok());
     }
 
     #[tokio::test]

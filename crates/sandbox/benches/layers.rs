@@ -104,6 +104,7 @@ fn main() {
             isolation: Isolation::Full,
             state_dir: dir.path().join("state"),
             layers,
+            sdk_dir: None,
         })
         .unwrap_or_else(|e| panic!("full isolation unavailable (root needed): {e}"));
         // Let the network namespace pool fill before measuring.
@@ -121,6 +122,7 @@ fn main() {
                 tmp_mb: 16,
                 allow_network: false,
                 interpreter: None,
+                aws_endpoint: false,
             };
             let t = Instant::now();
             let sandbox = host.spawn(&spec).unwrap();

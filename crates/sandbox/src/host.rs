@@ -61,6 +61,12 @@ pub struct HostOptions {
     /// The layers a full sandbox gets: all of them ([`Layers::ALL`]) except to measure what
     /// each one costs.
     pub layers: Layers,
+    /// A host directory of software every sandbox sees read-only at the same path (the AWS
+    /// SDKs that come with the runtimes), plus `/node_modules` pointing at
+    /// `/var/runtime/sdk/node/node_modules` (see `mounts.rs`). It must exist; `None`: nothing.
+    /// Same path inside as outside, so that modules a Python zygote imported from it on the
+    /// host are where its forked children expect them.
+    pub sdk_dir: Option<PathBuf>,
 }
 
 /// The isolation layers of a full sandbox. Production runs with [`Layers::ALL`]; leaving one out
@@ -283,7 +289,11 @@ impl Host {
                 tracing::warn!("sandboxing disabled: functions run as plain processes with the server's privileges");
                 None
             }
-            Isolation::Full => Some(Arc::new(FullHost::detect(&opts.state_dir, opts.layers)?)),
+            Isolation::Full => Some(Arc::new(FullHost::detect(
+                &opts.state_dir,
+                opts.layers,
+                opts.sdk_dir.as_deref(),
+            )?)),
         };
         let pool = |flavor: Flavor, name: &str| {
             let full = full.clone()?;
@@ -480,6 +490,14 @@ impl Host {
         }
     }
 
+    /// The software every sandbox shares (the SDK directory, [`HostOptions::sdk_dir`])
+    /// changed: the Python zygotes are replaced, so that what they import ahead is the new.
+    pub fn shared_software_changed(&self) {
+        if let Some((zygotes, _)) = &self.inner.zygotes {
+            zygotes.restart();
+        }
+    }
+
     /// Starts what makes `interpreter`'s cold starts fast, in the background, before the first
     /// one needs it: the Python zygote, or the Node.js stem cells, for the runtime `argv` (as
     /// a [`SandboxSpec`] would have it) and `runtime_dir`, with a `/tmp` of `tmp_mb`. Does
@@ -564,7 +582,11 @@ fn unavailable(missing: impl Into<String>) -> SandboxError {
 }
 
 impl FullHost {
-    fn detect(state_dir: &Path, layers: Layers) -> Result<FullHost, SandboxError> {
+    fn detect(
+        state_dir: &Path,
+        layers: Layers,
+        sdk_dir: Option<&Path>,
+    ) -> Result<FullHost, SandboxError> {
         let euid = nix::unistd::geteuid();
         if !euid.is_root() {
             return Err(unavailable(format!(
@@ -589,7 +611,10 @@ impl FullHost {
         }
         let seccomp = SeccompProgram::compile(Profile::Sandbox)?;
         let package_seccomp = SeccompProgram::compile(Profile::PackageZygote)?;
-        let rootfs = HostRootfs::scan(Path::new("/"))?;
+        let mut rootfs = HostRootfs::scan(Path::new("/"))?;
+        if let Some(sdk) = sdk_dir {
+            rootfs.share_sdk(sdk)?;
+        }
 
         let state_err = |source| SandboxError::StateDir {
             path: state_dir.to_path_buf(),
@@ -678,6 +703,7 @@ impl FullHost {
             tmp_mb: 1,
             allow_network: false,
             interpreter: None,
+            aws_endpoint: false,
         };
         self.launch(&spec, true).map(drop).map_err(|e| {
             unavailable(format!(
@@ -944,7 +970,16 @@ impl FullHost {
         } = ready;
         drop((holder, channel));
         await_entered(&control, deadline)?;
-        send_environment(&control, spec)?;
+        // Its imports see the function's environment, but no sandbox's credentials.
+        let envp = spec.environment(&runtime_api_address());
+        let envp: Vec<String> = envp
+            .into_iter()
+            .filter(|kv| {
+                let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+                !crate::package::SESSION_CREDENTIALS.contains(&key)
+            })
+            .collect();
+        crate::zygote::send(&control, envp.join("\0").as_bytes(), &[])?;
         match crate::zygote::report(&control, &mut buf, deadline)? {
             [b'R', modules @ ..] => {
                 let control = Arc::new(PackageControl(control));
@@ -1452,6 +1487,7 @@ mod tests {
             isolation: Isolation::Insecure,
             state_dir: tmp.path().into(),
             layers: Layers::ALL,
+            sdk_dir: None,
         })
         .unwrap();
         assert_eq!(host.isolation(), Isolation::Insecure);

@@ -7,7 +7,7 @@
 //!
 //! CONTRACT (used by `lambent-invoker`; keep these signatures):
 //! ```text
-//! let host = Host::detect(HostOptions { isolation: Isolation::Full, state_dir })?; // error names what is missing
+//! let host = Host::detect(HostOptions { isolation: Isolation::Full, state_dir, layers, sdk_dir })?; // error names what is missing
 //! let layout = host.layout(&code_dir, &runtime_dir);   // paths as the sandboxed process sees them
 //! let sb: Sandbox = host.spawn(&SandboxSpec { .. })?;
 //! sb.pid(); sb.runtime_api_listener(); sb.take_output();  // std::net::TcpListener (nonblocking), OwnedFd (nonblocking)

@@ -10,6 +10,8 @@
 //! | `/bin`, `/sbin`, `/lib`, `/lib32`, `/lib64`, `/libx32` | the host's symlinks (Debian's merged `/usr`), or read-only binds where the host has directories |
 //! | `/var/task` | the function's code, read-only |
 //! | `/var/runtime` | Lambent's runtime clients, read-only |
+//! | the SDK directory, at its host path | the AWS SDKs that come with the runtimes (when the host has them), read-only |
+//! | `/node_modules` | a symlink to `/var/runtime/sdk/node/node_modules`: Node.js finds the SDK for JavaScript after the function's own `node_modules` (ESM and CommonJS alike), with no `NODE_PATH` |
 //! | `/tmp` | a private tmpfs of `tmp_mb` MiB, mode 1777 |
 //! | `/proc` | a fresh proc of the sandbox's own PID namespace |
 //! | `/dev` | a read-only tmpfs with `null`, `zero`, `full`, `random`, `urandom` bound from the host, `fd`/`stdin`/`stdout`/`stderr` symlinks into `/proc/self/fd`, and a `shm` tmpfs of `tmp_mb` MiB |
@@ -53,6 +55,8 @@ pub(crate) struct HostRootfs {
     /// The host's root (`/`; a temporary directory in tests).
     root: PathBuf,
     entries: Vec<(String, HostEntry)>,
+    /// The SDK directory shared with every sandbox, at the same path.
+    sdk: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +88,48 @@ impl HostRootfs {
         Ok(HostRootfs {
             root: root.to_path_buf(),
             entries,
+            sdk: None,
         })
+    }
+
+    /// Shares host directory `sdk` (absolute, normalized, existing) with every sandbox, at the
+    /// same path. Refused where the sandbox has something of its own (`/usr`, `/tmp`,
+    /// `/var/task`, …) or is the root.
+    pub(crate) fn share_sdk(&mut self, sdk: &Path) -> Result<(), SandboxError> {
+        use std::path::Component;
+        let refuse = |why: &str| {
+            Err(SandboxError::InvalidSpec(format!(
+                "the SDK directory {} {why}",
+                sdk.display()
+            )))
+        };
+        let normal: Vec<&std::ffi::OsStr> = match sdk
+            .components()
+            .skip_while(|c| *c == Component::RootDir)
+            .map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(n) if sdk.is_absolute() && !n.is_empty() => n,
+            _ => return refuse("must be an absolute path without '.' or '..', not /"),
+        };
+        let top = normal[0].to_string_lossy();
+        let own = ["tmp", "proc", "dev", "node_modules"];
+        if HOST_DIRS.contains(&top.as_ref()) || own.contains(&top.as_ref()) {
+            return refuse(&format!(
+                "cannot be under /{top}, which sandboxes have their own"
+            ));
+        }
+        if sdk.starts_with(crate::TASK_ROOT) || sdk.starts_with(crate::RUNTIME_ROOT) {
+            return refuse("cannot be under /var/task or /var/runtime");
+        }
+        if !sdk.is_dir() {
+            return refuse("is not a directory");
+        }
+        self.sdk = Some(sdk.to_path_buf());
+        Ok(())
     }
 }
 
@@ -405,6 +450,24 @@ pub(crate) fn plan(
         }
     }
 
+    if let Some(sdk) = &host.sdk {
+        let rel = sdk.strip_prefix("/").unwrap_or(sdk);
+        let mut parents: Vec<&Path> = rel
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        parents.reverse();
+        for parent in parents {
+            b.mkdir(&parent.to_string_lossy(), 0o755)?;
+        }
+        b.bind_dir_ro(sdk, &rel.to_string_lossy())?;
+        b.symlink(
+            &Path::new(crate::RUNTIME_ROOT).join("sdk/node/node_modules"),
+            "node_modules",
+        )?;
+    }
+
     b.mkdir("tmp", 0o755)?;
     b.tmpfs(
         "tmp",
@@ -554,6 +617,49 @@ mod tests {
             "make / read-only",
         ];
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn the_sdk_is_bound_read_only_at_its_own_path() {
+        let (_tmp, mut host) = fake_host();
+        // Any existing directory outside what sandboxes have of their own (not under /tmp).
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        host.share_sdk(&sdk).unwrap();
+        let new_root = Path::new("/state/rootfs");
+        let ops = plan(&host, new_root, None, 16, true).unwrap();
+        let got = render(&ops, new_root);
+        let rel = sdk.display().to_string();
+        let at = got
+            .iter()
+            .position(|op| *op == format!("bind-mount {rel} on R{rel}"))
+            .unwrap_or_else(|| panic!("no bind of the SDK in {got:#?}"));
+        assert_eq!(got[at - 1], format!("create directory R{rel}"));
+        assert_eq!(got[at + 1], format!("make R{rel} read-only"));
+        assert_eq!(
+            got[at + 2],
+            "create symlink R/node_modules -> /var/runtime/sdk/node/node_modules"
+        );
+        // Every parent is made first, outermost first.
+        let parent = sdk.parent().unwrap().display().to_string();
+        let made = |p: &str| {
+            got.iter()
+                .position(|op| *op == format!("create directory R{p}"))
+        };
+        assert!(made(&parent).unwrap() < at - 1);
+        for bad in [
+            "/usr/share/sdk",
+            "/tmp/sdk",
+            "/var/task/x",
+            "/var/runtime",
+            "/",
+            "rel/sdk",
+            "/a/../b",
+        ] {
+            assert!(host.share_sdk(Path::new(bad)).is_err(), "{bad}");
+        }
+        assert!(host
+            .share_sdk(Path::new("/nonexistent-lambent-sdk"))
+            .is_err());
     }
 
     #[test]

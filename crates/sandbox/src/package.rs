@@ -48,10 +48,20 @@ pub(crate) const PRESSURE_PERCENT: u64 = 10;
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// After a failed build, that function's cold starts fork the base zygote for this long.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// The session credentials each sandbox gets: never in a package zygote (which imports with
+/// the function's environment but is no sandbox of its own), and per sandbox.
+pub(crate) const SESSION_CREDENTIALS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 /// Environment variables whose value differs between sandboxes of one function version.
 const PER_SANDBOX: &[&str] = &[
     "AWS_LAMBDA_LOG_STREAM_NAME",
     "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
 ];
 
 /// Which package zygote: one function version's code, runtime and environment.
@@ -473,6 +483,7 @@ mod tests {
             argv: vec!["/usr/bin/python3".into()],
             env: vec![
                 ("AWS_LAMBDA_LOG_STREAM_NAME".into(), stream.into()),
+                ("AWS_SESSION_TOKEN".into(), format!("token-{stream}")),
                 ("SECRET".into(), secret.into()),
             ],
             memory_mb: 128,
@@ -480,6 +491,7 @@ mod tests {
             tmp_mb: 64,
             allow_network: false,
             interpreter: Some(crate::Interpreter::Python),
+            aws_endpoint: false,
         };
         assert_eq!(
             PackageKey::of(&spec("a", "s")),

@@ -21,7 +21,7 @@ pub struct SandboxSpec {
     /// (`/usr/bin/python3`, `/var/task/bootstrap`).
     pub argv: Vec<String>,
     /// The complete environment (a repeated key: the last value wins). `spawn` adds
-    /// `AWS_LAMBDA_RUNTIME_API`.
+    /// `AWS_LAMBDA_RUNTIME_API` (and `AWS_ENDPOINT_URL`, see [`SandboxSpec::aws_endpoint`]).
     pub env: Vec<(String, String)>,
     /// Memory limit in MiB, swap included (no swap beyond it). CPU weight follows it.
     pub memory_mb: u32,
@@ -37,6 +37,9 @@ pub struct SandboxSpec {
     /// `execve`, running the same runtime client with the same environment. `None`: always
     /// `execve`.
     pub interpreter: Option<Interpreter>,
+    /// Also point `AWS_ENDPOINT_URL` at the listener (`http://<AWS_LAMBDA_RUNTIME_API>`): the
+    /// caller serves AWS APIs there beside the Runtime API.
+    pub aws_endpoint: bool,
 }
 
 /// Interpreters that can be started before their function is known.
@@ -105,11 +108,19 @@ impl SandboxSpec {
     }
 
     /// `KEY=value` strings: the spec's environment (last value of a repeated key wins, at the
-    /// key's first position) and `AWS_LAMBDA_RUNTIME_API=<runtime_api>`.
+    /// key's first position), `AWS_LAMBDA_RUNTIME_API=<runtime_api>` and, with
+    /// [`SandboxSpec::aws_endpoint`], `AWS_ENDPOINT_URL=http://<runtime_api>`.
     pub(crate) fn environment(&self, runtime_api: &str) -> Vec<String> {
-        let mut vars: Vec<(&str, &str)> = Vec::with_capacity(self.env.len() + 1);
+        let mut vars: Vec<(&str, &str)> = Vec::with_capacity(self.env.len() + 2);
         let pairs = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        for (key, value) in pairs.chain([("AWS_LAMBDA_RUNTIME_API", runtime_api)]) {
+        let endpoint = format!("http://{runtime_api}");
+        let endpoint = self
+            .aws_endpoint
+            .then_some(("AWS_ENDPOINT_URL", endpoint.as_str()));
+        let platform = [("AWS_LAMBDA_RUNTIME_API", runtime_api)]
+            .into_iter()
+            .chain(endpoint);
+        for (key, value) in pairs.chain(platform) {
             match vars.iter_mut().find(|(k, _)| *k == key) {
                 Some(slot) => slot.1 = value,
                 None => vars.push((key, value)),
@@ -135,6 +146,7 @@ mod tests {
             tmp_mb: 16,
             allow_network: false,
             interpreter: None,
+            aws_endpoint: false,
         }
     }
 
@@ -206,6 +218,15 @@ mod tests {
             vec![
                 "PATH=/platform",
                 "B=2",
+                "AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001"
+            ]
+        );
+        s.aws_endpoint = true;
+        s.env = vec![("AWS_ENDPOINT_URL".into(), "http://spoofed".into())];
+        assert_eq!(
+            s.environment("127.0.0.1:9001"),
+            vec![
+                "AWS_ENDPOINT_URL=http://127.0.0.1:9001",
                 "AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001"
             ]
         );

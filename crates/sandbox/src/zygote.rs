@@ -83,6 +83,13 @@ impl Zygotes {
         }
     }
 
+    /// Replaces every zygote (what they import changed: the SDK arrived): running ones are
+    /// dropped once no cold start uses them, and the next cold start starts new ones.
+    pub(crate) fn restart(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.retain(|_, slot| matches!(slot, Slot::Starting));
+    }
+
     /// The running zygote for `python` and `runtime_dir`, if there is one; otherwise starts
     /// one in the background (unless one failed to start lately) and returns `None`.
     pub(crate) fn get(&self, python: &Path, runtime_dir: &Path) -> Option<Arc<Zygote>> {

@@ -7,6 +7,9 @@
 //! - the same with a vendored package (`depkg/`, 40 generated modules) that the function's
 //!   package zygote has already imported (one function, cold-started again and again on a node
 //!   whose keep-alive expires its sandbox before each), against a fresh exec that imports it;
+//! - a Python handler that imports boto3 (the runtime's, not bundled) and makes a `lambda`
+//!   client at module level, forked from the zygote that has imported boto3 already, against a
+//!   fresh `python3` exec doing the same;
 //! - Node.js hello world with stem cells, against a fresh `node` exec (`node_stem_cells: false`);
 //! - the compiled `provided` echo runtime, against the same program as a plain process (a node
 //!   with `--insecure-no-sandbox`);
@@ -25,8 +28,9 @@
 //! `LAMBENT_BENCH_N` cold starts per row and node (default 30), `LAMBENT_BENCH_PACE_MS` the
 //! pause after each (default 50), `LAMBENT_BENCH_PSS_FUNCTIONS` warm functions in the memory
 //! row (default 10), `LAMBENT_BENCH_CONCURRENT` functions started at once (default 200),
-//! `LAMBENT_BENCH_ONLY` a comma-separated list of the rows to run (`python`, `depkg`, `node`,
-//! `provided`, `pss`, `concurrent`; default all). The table is also written to
+//! `LAMBENT_BENCH_ONLY` a comma-separated list of the rows to run (`python`, `depkg`, `boto3`,
+//! `node`, `provided`, `pss`, `concurrent`; default all). The boto3 row waits until the nodes
+//! have the SDKs (fetched once per machine into `LAMBENT_SDK_DIR`). The table is also written to
 //! `$CARGO_TARGET_DIR/cold_start.md` (default `target/`).
 
 #[path = "../tests/common/mod.rs"]
@@ -58,6 +62,8 @@ const DEPKG_MODULES: usize = 40;
 const PYTHON_HELLO: &str = "def handler(event, context):\n    return {'hello': event['who']}\n";
 const PYTHON_WITH_DEPKG: &str = "import depkg\n\n\
     def handler(event, context):\n    return {'hello': event['who'], 'checksum': depkg.checksum()}\n";
+const PYTHON_BOTO3: &str = "import boto3\n\nCLIENT = boto3.client('lambda')\n\n\
+    def handler(event, context):\n    return {'hello': event['who']}\n";
 const NODE_HELLO: &str = "export const handler = async (event) => ({ hello: event.who });\n";
 /// Answers the proportional set size of its runtime, the only process of its sandbox.
 const PYTHON_PSS: &str = "def handler(event, context):\n    \
@@ -144,6 +150,16 @@ impl Case {
             handler: "app.handler",
             files,
             answer: |name| json!({"hello": name, "checksum": depkg_checksum()}),
+        }
+    }
+
+    /// A handler that imports the runtime's boto3 and makes a client at module level.
+    fn python_boto3() -> Case {
+        Case {
+            runtime: "python3.12",
+            handler: "app.handler",
+            files: vec![("app.py".into(), PYTHON_BOTO3.into())],
+            answer: hello,
         }
     }
 
@@ -758,6 +774,35 @@ fn main() {
                 cold_series(&settings, &naive, "dep", &depkg).await,
                 "fresh exec that imports it (python_zygote: false)",
             ));
+        }
+        if settings.runs("boto3") {
+            for n in [&*fast, &naive] {
+                let sdks = n.server.as_ref().unwrap().sdks();
+                for (sdk, state) in sdks.settled(Duration::from_secs(900)).await {
+                    assert!(
+                        matches!(state, lambent_server::sdk::SdkState::Ready(_)),
+                        "{}: {state:?}",
+                        sdk.describe()
+                    );
+                }
+            }
+            // The fast node's zygote was replaced if the SDKs arrived after it started.
+            tokio::time::sleep(SETTLE).await;
+            rows.push(
+                cold_row(
+                    &settings,
+                    "Python cold start importing boto3 and making a client at module level",
+                    Duration::from_millis(30),
+                    (&fast, &Case::python_boto3()),
+                    (
+                        &naive,
+                        &Case::python_boto3(),
+                        "fresh `python3` exec doing the same (python_zygote: false)",
+                    ),
+                    "boto3",
+                )
+                .await,
+            );
         }
         if settings.runs("node") {
             rows.push(

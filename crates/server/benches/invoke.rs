@@ -203,6 +203,7 @@ async fn direct_runtime(n: usize) -> Vec<Duration> {
         isolation: Isolation::Full,
         state_dir: dir.path().join("state"),
         layers: lambent_sandbox::Layers::ALL,
+        sdk_dir: None,
     })
     .unwrap();
     let sandbox = host
@@ -217,9 +218,10 @@ async fn direct_runtime(n: usize) -> Vec<Duration> {
             tmp_mb: 16,
             allow_network: false,
             interpreter: None,
+            aws_endpoint: false,
         })
         .unwrap();
-    let api = RuntimeApi::serve(sandbox.runtime_api_listener().try_clone().unwrap()).unwrap();
+    let api = RuntimeApi::serve(sandbox.runtime_api_listener().try_clone().unwrap(), None).unwrap();
     api.wait_ready().await.unwrap();
     let mut samples = Vec::with_capacity(n);
     for i in 0..n + 50 {

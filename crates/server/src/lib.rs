@@ -12,10 +12,17 @@
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
 //! <data-dir>/sandboxes/      sandbox scratch (mount points)
+//! <data-dir>/objects/        S3 object data (`lambent_objects::LocalDisk`; metadata in the store)
 //! <data-dir>/api-key         the default namespace's generated API key (mode 0600)
+//! <data-dir>/session-secret  signs the sandboxes' session credentials (mode 0600; a cluster
+//!                            node derives it from the cluster's shared secret instead)
 //! ```
 
+mod platform;
 mod runtimes;
+pub mod sdk;
+
+pub use platform::aws_router;
 
 use lambent_bus_nats::{NatsBlobs, NatsBus};
 use lambent_cluster::node::{
@@ -25,8 +32,9 @@ use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
 use lambent_events::worker::{Home, IsLeader};
 use lambent_events::{Events, Runner, WorkerOptions};
+use lambent_gateway::credentials::{Credentials, SessionKeys};
 use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
-use lambent_invoker::{Invoker, InvokerConfig, RecordSink};
+use lambent_invoker::{Invoker, InvokerConfig, PlatformHandle, RecordSink};
 use lambent_queues::{Mapping, PollAll, PollGate};
 use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
@@ -35,6 +43,7 @@ use lambent_store::bus::{Bus, LocalBus};
 use lambent_store::cluster::{ClusterStore, NodeStats};
 use lambent_store::events::EventStore;
 use lambent_store::lambda::AccessKey;
+use lambent_store::objects::ObjectStore;
 use lambent_store::package::CodeDirs;
 use lambent_store::queues::QueueStore;
 use lambent_store::recorder::Recorder;
@@ -94,6 +103,14 @@ pub struct ServerOptions {
     pub advertise: Option<String>,
     /// How long a stopping node lets running invocations finish.
     pub shutdown_grace: Duration,
+    /// The S3 API's domain (`--s3-domain`): requests with this Host, or a subdomain of it
+    /// (virtual-host style), go to S3; without it S3 is told by the signature's scope alone.
+    pub s3_domain: Option<String>,
+    /// How long the session credentials a sandbox gets are valid anywhere but through that
+    /// sandbox's own endpoint (where they stay valid while it lives).
+    pub session_lifetime: Duration,
+    /// The machine-wide cache of the AWS SDKs that come with the runtimes (`None`: no SDKs).
+    pub sdk_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -121,8 +138,18 @@ impl ServerOptions {
             node_id: None,
             advertise: None,
             shutdown_grace: Duration::from_secs(30),
+            s3_domain: None,
+            session_lifetime: lambent_gateway::credentials::DEFAULT_SESSION_LIFETIME,
+            sdk_dir: Some(default_sdk_dir()),
         }
     }
+}
+
+/// `LAMBENT_SDK_DIR`, else [`sdk::DEFAULT_SDK_DIR`].
+pub fn default_sdk_dir() -> PathBuf {
+    std::env::var_os("LAMBENT_SDK_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(sdk::DEFAULT_SDK_DIR), PathBuf::from)
 }
 
 /// The region a node claims unless told otherwise.
@@ -168,9 +195,15 @@ pub struct RunningServer {
     serving: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
+    sdks: sdk::SdkStatus,
 }
 
 impl RunningServer {
+    /// Where the AWS SDKs that come with the runtimes stand (fetched in the background).
+    pub fn sdks(&self) -> &sdk::SdkStatus {
+        &self.sdks
+    }
+
     /// `http://127.0.0.1:PORT`, with the port actually bound.
     pub fn url(&self) -> &str {
         &self.url
@@ -229,27 +262,32 @@ struct Backends {
     routes: Arc<dyn RouteStore>,
     queues: Arc<dyn QueueStore>,
     workflows: Arc<dyn WorkflowStore>,
+    objects: Arc<dyn ObjectStore>,
     blobs: Arc<dyn BlobStore>,
     bus: Arc<dyn Bus>,
     /// Cluster mode: the membership table.
     cluster: Option<Arc<dyn ClusterStore>>,
+    /// Cluster mode: the cluster's shared secret.
+    secret: Option<String>,
     node_id: String,
 }
 
 impl Backends {
     fn of<S>(store: Arc<S>, blobs: Arc<dyn BlobStore>, bus: Arc<dyn Bus>, node_id: String) -> Self
     where
-        S: Store + EventStore + RouteStore + QueueStore + WorkflowStore,
+        S: Store + EventStore + RouteStore + QueueStore + ObjectStore + WorkflowStore,
     {
         Backends {
             store: store.clone(),
             events: store.clone(),
             routes: store.clone(),
             queues: store.clone(),
-            workflows: store,
+            workflows: store.clone(),
+            objects: store,
             blobs,
             bus,
             cluster: None,
+            secret: None,
             node_id,
         }
     }
@@ -292,6 +330,7 @@ impl Backends {
         );
         let mut backends = Backends::of(pg.clone(), blobs, bus, node_id);
         backends.cluster = Some(pg);
+        backends.secret = Some(identity.secret.clone());
         Ok(backends)
     }
 }
@@ -354,13 +393,23 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     if opts.insecure_no_sandbox {
         tracing::warn!("--insecure-no-sandbox: functions run as plain processes, NOT isolated");
     }
+    let python = InvokerConfig::default().python;
+    let sdk_cache = match &opts.sdk_dir {
+        None => Err("turned off".to_string()),
+        Some(dir) => sdk::SdkCache::open(dir, &runtime_dir, &python),
+    };
+    if let Err(why) = &sdk_cache {
+        tracing::error!("no AWS SDKs come with the runtimes: {why}");
+    }
     let state_dir = data.join("sandboxes");
     let layers = opts.isolation_layers;
+    let sdk_dir = sdk_cache.as_ref().ok().map(|c| c.dir.clone());
     let host = tokio::task::spawn_blocking(move || {
         Host::detect(HostOptions {
             isolation,
             state_dir,
             layers,
+            sdk_dir,
         })
     })
     .await
@@ -393,7 +442,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             return Err(ServerError::BadApiKey)
         }
         Some(key) => key,
-        None => generated_key(data).map_err(in_data)?,
+        None => kept_secret(data, "api-key", || {
+            format!("lk_{}", hex::encode(rand::random::<[u8; 24]>()))
+        })
+        .map_err(in_data)?,
     };
     store
         .add_api_key(
@@ -417,6 +469,21 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             .await?;
     }
 
+    // Session credentials verify on every node of a cluster (derived from the cluster's shared
+    // secret) or on this node across restarts (a secret kept in the data dir).
+    let server_secret = match &backends.secret {
+        Some(secret) => secret.clone(),
+        None => kept_secret(data, "session-secret", || {
+            hex::encode(rand::random::<[u8; 32]>())
+        })
+        .map_err(in_data)?,
+    };
+    let sessions = Arc::new(SessionKeys::new(
+        server_secret.as_bytes(),
+        opts.session_lifetime,
+    ));
+    let sandbox_aws = platform::SandboxAws::new(sessions.clone());
+
     let recorder = Recorder::start(store.clone());
     let sink: RecordSink = {
         let recorder = recorder.clone();
@@ -432,10 +499,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         freeze_idle: opts.freeze_idle,
         region: opts.region.clone(),
         node_id: backends.node_id.clone(),
+        platform: Some(PlatformHandle(sandbox_aws.clone())),
         ..defaults
     };
-    // A package's requirements.txt is installed with the interpreter its sandboxes run.
-    let python = config.python.clone();
     let invoker = Invoker::new(host, config, opts.record_activations.then_some(sink));
     let advertise = opts
         .advertise
@@ -466,6 +532,18 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             cluster
         }
     };
+    if opts.insecure_no_sandbox {
+        // Unsandboxed functions run from <data>/code/<sha>/: Node.js finds the SDK for
+        // JavaScript here, after the function's own node_modules.
+        let link = data.join("code").join("node_modules");
+        if link.symlink_metadata().is_err() {
+            std::fs::create_dir_all(data.join("code"))
+                .and_then(|()| {
+                    std::os::unix::fs::symlink(data.join("runtimes/sdk/node/node_modules"), &link)
+                })
+                .map_err(in_data)?;
+        }
+    }
     let registry = Registry::load(
         store.clone(),
         backends.blobs.clone(),
@@ -493,8 +571,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         &registry.invoker().config().region,
         backends.bus.clone(),
     );
+    let credentials = Credentials::new(store.clone(), sessions);
     let app = Arc::new(App {
         prices: opts.prices,
+        credentials,
         store,
         registry,
         recorder,
@@ -555,6 +635,29 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
 
     let (stop, stopped) = oneshot::channel::<()>();
 
+    let objects = Arc::new(lambent_objects::Objects::new(
+        backends.objects.clone(),
+        Arc::new(lambent_objects::LocalDisk::open(data.join("objects")).map_err(objects_err)?),
+        Arc::new(lambent_objects::NoEvents),
+        opts.region.clone(),
+    ));
+    let collected = objects.collect_garbage().await.map_err(objects_err)?;
+    if collected > 0 {
+        tracing::info!("removed {collected} pieces of object data no object refers to");
+    }
+    let s3 = Arc::new(lambent_s3_api::Endpoint::new(
+        objects,
+        app.credentials.clone(),
+        opts.s3_domain.as_deref(),
+    ));
+    // S3 is told by its requests' signatures, on any path: its dispatch wraps whole routers
+    // (the sandboxes' AWS router as a fallback service, so that it sees every path too).
+    let with_s3 = |router: axum::Router| {
+        router.layer(axum::middleware::from_fn_with_state(
+            s3.clone(),
+            dispatch_s3,
+        ))
+    };
     let workflows = lambent_sfn_api::Workflows::new(
         app.clone(),
         backends.workflows.clone(),
@@ -562,12 +665,48 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         cluster.node_id().to_string(),
     );
     background.push(workflows.start_background(clustered));
-    let router = lambent_gateway::router(app.clone())
-        .merge(lambent_aws_api::router(app.clone(), opts.region));
+    let aws = aws_router(app.clone(), opts.region);
+    sandbox_aws.serve(with_s3(axum::Router::new().fallback_service(aws.clone())));
+    let router = with_s3(lambent_gateway::router(app.clone()).merge(aws));
     let router = with_step_functions(router, workflows);
+    let sdks = match sdk_cache {
+        Ok(cache) => {
+            let status = cache.status.clone();
+            if cache.incomplete() {
+                let invoker = app.registry.invoker().clone();
+                background.push(tokio::spawn(async move {
+                    let cache = Arc::new(cache);
+                    let outcomes = loop {
+                        let fetcher = cache.clone();
+                        let attempt =
+                            tokio::task::spawn_blocking(move || fetcher.try_fetch_missing());
+                        match attempt.await {
+                            Ok(Some(outcomes)) => break outcomes,
+                            Ok(None) => tokio::time::sleep(Duration::from_secs(1)).await,
+                            Err(_) => return,
+                        }
+                    };
+                    if outcomes
+                        .iter()
+                        .any(|(_, s)| matches!(s, sdk::SdkState::Ready(_)))
+                    {
+                        // Cold starts from now on fork zygotes that imported it.
+                        invoker.shared_software_changed();
+                    }
+                    cache.publish(outcomes);
+                }));
+            }
+            status
+        }
+        Err(why) => sdk::SdkCache::unavailable(why),
+    };
     let serving = tokio::spawn(async move {
         // Connection info gives routed functions the caller's address (`sourceIp`).
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        // Answers go out at once (a forwarding node's link, small JSON answers).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
@@ -587,10 +726,31 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         serving,
         background,
         grace: opts.shutdown_grace,
+        sdks,
     })
 }
 
-/// The URL other nodes reach this one at, when `--advertise` is not given.
+/// The listener's one dispatch rule: a request signed for the service `s3` (or addressed to
+/// the S3 domain) goes to the S3 API; everything else to `/v1`, the Lambda API and routes.
+async fn dispatch_s3(
+    axum::extract::State(s3): axum::extract::State<Arc<lambent_s3_api::Endpoint>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if s3.wants(&req) {
+        s3.handle(req).await.map(axum::body::Body::new)
+    } else {
+        next.run(req).await
+    }
+}
+
+fn objects_err(e: lambent_objects::ObjectError) -> ServerError {
+    match e {
+        lambent_objects::ObjectError::Store(e) => ServerError::Store(e),
+        other => ServerError::Store(StoreError::Database(other.to_string())),
+    }
+}
+
 /// Answers the AWS Step Functions API (`POST /` with `X-Amz-Target: AWSStepFunctions.*`)
 /// before the rest of the router sees the request.
 fn with_step_functions(
@@ -603,6 +763,7 @@ fn with_step_functions(
     ))
 }
 
+/// The URL other nodes reach this one at, when `--advertise` is not given.
 fn advertised_url(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         let host = host_name().unwrap_or_else(|| "127.0.0.1".into());
@@ -650,19 +811,23 @@ async fn prune_activations(store: Arc<dyn Store>, cluster: Arc<Cluster>, retenti
     }
 }
 
-/// The data dir's API key, generated on first use.
-fn generated_key(data: &Path) -> std::io::Result<String> {
+/// A secret of the data dir (`<data>/<name>`, mode 0600), made by `generate` on first use.
+fn kept_secret(
+    data: &Path,
+    name: &str,
+    generate: impl FnOnce() -> String,
+) -> std::io::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data.join("api-key");
+    let path = data.join(name);
     match std::fs::read_to_string(&path) {
         Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_string()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let key = format!("lk_{}", hex::encode(rand::random::<[u8; 24]>()));
-    let tmp = data.join(".api-key.tmp");
+    let key = generate();
+    let tmp = data.join(format!(".{name}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -8,12 +8,13 @@
 //! connect under an advisory lock.
 //!
 //! This module owns the connection, error mapping, migrations and the [`Store`] methods
-//! (functions, API keys, activation records); [`events`], [`queues`], [`routes`], [`lambda`] and
-//! [`cluster`] implement the sibling traits.
+//! (functions, API keys, activation records); [`events`], [`queues`], [`routes`], [`lambda`],
+//! [`objects`] and [`cluster`] implement the sibling traits.
 
 mod cluster;
 mod events;
 mod lambda;
+mod objects;
 mod queues;
 mod routes;
 mod schema;

@@ -5,7 +5,8 @@
 /// The migrations, in order: (refinery name `V<n>__<what>`, SQL).
 pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V1__initial", V1),
-    ("V2__workflows", crate::workflows::MIGRATION),
+    ("V2__objects", V2),
+    ("V3__workflows", crate::workflows::MIGRATION),
 ];
 
 const V1: &str = r#"
@@ -202,5 +203,45 @@ CREATE TABLE nodes (
     heartbeat_ms BIGINT NOT NULL,
     draining     BOOLEAN NOT NULL,
     stats        JSONB NOT NULL
+);
+"#;
+
+/// The S3-compatible object store's metadata: keys are BYTEA (ordered bytewise, as S3 lists).
+const V2: &str = r#"
+CREATE TABLE buckets (
+    name         TEXT PRIMARY KEY,
+    namespace    TEXT NOT NULL,
+    created_ms   BIGINT NOT NULL,
+    region       TEXT NOT NULL,
+    notification TEXT
+);
+CREATE INDEX buckets_by_namespace ON buckets (namespace, name);
+CREATE TABLE objects (
+    bucket           TEXT NOT NULL REFERENCES buckets (name),
+    key              BYTEA NOT NULL,
+    size             BIGINT NOT NULL,
+    etag             TEXT NOT NULL,
+    last_modified_ms BIGINT NOT NULL,
+    attrs            TEXT NOT NULL,
+    data             TEXT NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+CREATE TABLE uploads (
+    id           TEXT PRIMARY KEY,
+    bucket       TEXT NOT NULL REFERENCES buckets (name),
+    key          BYTEA NOT NULL,
+    initiated_ms BIGINT NOT NULL,
+    attrs        TEXT NOT NULL
+);
+CREATE INDEX uploads_by_key ON uploads (bucket, key, id);
+CREATE TABLE upload_parts (
+    upload_id        TEXT NOT NULL REFERENCES uploads (id),
+    number           BIGINT NOT NULL,
+    size             BIGINT NOT NULL,
+    etag             TEXT NOT NULL,
+    checksums        TEXT NOT NULL,
+    locator          TEXT NOT NULL,
+    last_modified_ms BIGINT NOT NULL,
+    PRIMARY KEY (upload_id, number)
 );
 "#;

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
 
+mod objects;
 mod queues;
 mod routes;
 mod workflows;
@@ -66,6 +67,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     init_breakdown::MIGRATION,
     events::OWNER_MIGRATION,
     "ALTER TABLE activations ADD COLUMN node TEXT NOT NULL DEFAULT '';",
+    objects::MIGRATION,
     workflows::MIGRATION,
 ];
 

@@ -1,5 +1,5 @@
-//! The store contract: behaviour every backend of [`Store`], [`EventStore`], [`QueueStore`] and
-//! [`RouteStore`] must show, as async functions over a fresh store. A backend runs all of them
+//! The store contract: behaviour every backend of [`Store`], [`EventStore`], [`QueueStore`],
+//! [`RouteStore`] and [`ObjectStore`] must show, as async functions over a fresh store. A backend runs all of them
 //! with [`contract_tests!`](crate::contract_tests), which expands to one `#[tokio::test]` per
 //! function, each on a store of its own:
 //!
@@ -11,6 +11,10 @@
 
 use crate::events::{Claim, DeadLetter, EventStore, EventWrite, QueuedEvent, StoredSchedule};
 use crate::lambda::{AccessKey, Alias};
+use crate::objects::{
+    Bucket, BucketCreated, BucketDeleted, Completed, ListQuery, ObjectAttrs, ObjectRecord,
+    ObjectStore, Part, PartWritten, Segment, Upload, WriteIf, Written,
+};
 use crate::queues::{
     Attributes, Endpoint, Mapping, NewMessage, QueueConfig, QueueCounts, QueueStore,
     ReceiveRequest, Subscription, Topic,
@@ -23,8 +27,8 @@ use lambent_core::{
 use std::sync::Arc;
 
 /// Everything a full backend implements.
-pub trait ContractStore: Store + EventStore + QueueStore + RouteStore {}
-impl<T: Store + EventStore + QueueStore + RouteStore> ContractStore for T {}
+pub trait ContractStore: Store + EventStore + QueueStore + RouteStore + ObjectStore {}
+impl<T: Store + EventStore + QueueStore + RouteStore + ObjectStore> ContractStore for T {}
 
 /// What a test's `make` returns: a fresh store, alone or with a guard that keeps what it needs
 /// (a temporary directory, a server) until the test ends.
@@ -72,7 +76,11 @@ macro_rules! contract_tests {
             aliases_are_created_once_and_updated_by_revision,
             route_keys_stay_unique,
             receive_hides_redrives_and_deletes,
-            queues_topics_subscriptions_and_mappings
+            queues_topics_subscriptions_and_mappings,
+            buckets_have_global_names_and_are_deleted_only_empty,
+            object_writes_are_conditional_and_hand_back_what_they_replace,
+            listings_roll_up_delimiters_and_page_by_marker,
+            multipart_uploads_complete_or_abort_once
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1033,6 +1041,367 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A bucket of `namespace` named `name`.
+pub fn bucket(namespace: &str, name: &str) -> Bucket {
+    Bucket {
+        name: name.into(),
+        namespace: namespace.into(),
+        created_ms: 1,
+        region: "us-east-1".into(),
+        notification: None,
+    }
+}
+
+/// An object in `bucket` whose data is one segment `locator`.
+pub fn object(bucket: &str, key: &str, etag: &str, locator: &str) -> ObjectRecord {
+    ObjectRecord {
+        bucket: bucket.into(),
+        key: key.into(),
+        size: 3,
+        etag: format!("\"{etag}\""),
+        last_modified_ms: 5,
+        attrs: ObjectAttrs {
+            content_type: Some("text/plain".into()),
+            metadata: [("colour".to_string(), "blue".to_string())].into(),
+            ..Default::default()
+        },
+        data: vec![Segment {
+            locator: locator.into(),
+            size: 3,
+        }],
+    }
+}
+
+pub async fn buckets_have_global_names_and_are_deleted_only_empty<S: ContractStore>(store: Arc<S>) {
+    let b = bucket("default", "photos");
+    assert_eq!(
+        store.create_bucket(&b).await.unwrap(),
+        BucketCreated::Created
+    );
+    assert_eq!(
+        store
+            .create_bucket(&bucket("other", "photos"))
+            .await
+            .unwrap(),
+        BucketCreated::Exists(b.clone())
+    );
+    store.create_bucket(&bucket("other", "logs")).await.unwrap();
+    let names = |v: Vec<Bucket>| v.into_iter().map(|b| b.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.list_buckets("default").await.unwrap()),
+        ["photos"]
+    );
+    assert_eq!(names(store.list_buckets("other").await.unwrap()), ["logs"]);
+    assert!(store
+        .set_bucket_notification("photos", Some("{\"x\":1}"))
+        .await
+        .unwrap());
+    assert!(!store.set_bucket_notification("nope", None).await.unwrap());
+    let got = store.get_bucket("photos").await.unwrap().unwrap();
+    assert_eq!(got.notification.as_deref(), Some("{\"x\":1}"));
+
+    let o = object("photos", "a.txt", "e1", "d1");
+    store.put_object(&o, &WriteIf::Always).await.unwrap();
+    assert_eq!(
+        store.delete_bucket("photos").await.unwrap(),
+        BucketDeleted::NotEmpty
+    );
+    store.delete_object("photos", "a.txt").await.unwrap();
+    let upload = Upload {
+        id: "u1".into(),
+        bucket: "photos".into(),
+        key: "big".into(),
+        initiated_ms: 1,
+        attrs: ObjectAttrs::default(),
+    };
+    assert!(store.create_upload(&upload).await.unwrap());
+    assert_eq!(
+        store.delete_bucket("photos").await.unwrap(),
+        BucketDeleted::NotEmpty
+    );
+    store.abort_upload("u1").await.unwrap();
+    assert_eq!(
+        store.delete_bucket("photos").await.unwrap(),
+        BucketDeleted::Deleted
+    );
+    assert_eq!(
+        store.delete_bucket("photos").await.unwrap(),
+        BucketDeleted::Missing
+    );
+    assert_eq!(store.get_bucket("photos").await.unwrap(), None);
+    assert!(!store.create_upload(&upload).await.unwrap());
+    assert_eq!(
+        store.put_object(&o, &WriteIf::Always).await.unwrap(),
+        Written::NoSuchBucket
+    );
+}
+
+pub async fn object_writes_are_conditional_and_hand_back_what_they_replace<S: ContractStore>(
+    store: Arc<S>,
+) {
+    store.create_bucket(&bucket("default", "b")).await.unwrap();
+    // Keys are opaque: what a path would make of them does not matter.
+    let keys = ["../etc/passwd", "/abs", "nul\0byte", "ünïcode/ključ"];
+    for key in keys {
+        let o = object("b", key, "e1", key);
+        assert_eq!(
+            store.put_object(&o, &WriteIf::Absent).await.unwrap(),
+            Written::Stored { replaced: None }
+        );
+        assert_eq!(store.get_object("b", key).await.unwrap(), Some(o));
+    }
+    let first = object("b", "k", "e1", "d1");
+    let second = object("b", "k", "e2", "d2");
+    store.put_object(&first, &WriteIf::Always).await.unwrap();
+    assert_eq!(
+        store.put_object(&second, &WriteIf::Absent).await.unwrap(),
+        Written::PreconditionFailed
+    );
+    assert_eq!(
+        store
+            .put_object(&second, &WriteIf::EtagIs("\"other\"".into()))
+            .await
+            .unwrap(),
+        Written::PreconditionFailed
+    );
+    assert_eq!(
+        store
+            .put_object(&second, &WriteIf::EtagIs(first.etag.clone()))
+            .await
+            .unwrap(),
+        Written::Stored {
+            replaced: Some(Box::new(first.clone()))
+        }
+    );
+    assert_eq!(
+        store
+            .put_object(
+                &object("b", "new", "e", "d"),
+                &WriteIf::EtagIs("\"e\"".into())
+            )
+            .await
+            .unwrap(),
+        Written::PreconditionFailed
+    );
+    assert_eq!(store.delete_object("b", "k").await.unwrap(), Some(second));
+    assert_eq!(store.delete_object("b", "k").await.unwrap(), None);
+    let mut referenced = store.referenced_data().await.unwrap();
+    referenced.sort();
+    let mut want: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    want.sort();
+    assert_eq!(referenced, want);
+
+    // Concurrent conditional creates of one key: exactly one wins.
+    let tries = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let o = object("b", "race", &format!("e{i}"), &format!("r{i}"));
+            store.put_object(&o, &WriteIf::Absent).await.unwrap()
+        })
+    });
+    let mut stored = 0;
+    for t in tries {
+        if matches!(t.await.unwrap(), Written::Stored { .. }) {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+}
+
+pub async fn listings_roll_up_delimiters_and_page_by_marker<S: ContractStore>(store: Arc<S>) {
+    store.create_bucket(&bucket("default", "b")).await.unwrap();
+    store.create_bucket(&bucket("default", "c")).await.unwrap();
+    let keys = [
+        "a/1",
+        "a/2",
+        "a/3/x",
+        "b",
+        "c/1",
+        "c/2",
+        "d",
+        "photos/2024/x",
+        "photos/2025/y",
+        "z\u{ff}",
+    ];
+    for key in keys {
+        store
+            .put_object(&object("b", key, "e", key), &WriteIf::Always)
+            .await
+            .unwrap();
+    }
+    store
+        .put_object(&object("c", "a/other", "e", "x"), &WriteIf::Always)
+        .await
+        .unwrap();
+    let list = |prefix: &str, after: Option<&str>, delimiter: Option<&str>, max: usize| {
+        let store = store.clone();
+        let q = ListQuery {
+            prefix: prefix.into(),
+            start_after: after.map(str::to_string),
+            delimiter: delimiter.map(str::to_string),
+            max_keys: max,
+        };
+        async move { store.list_objects("b", &q).await.unwrap() }
+    };
+    let keys_of =
+        |p: &crate::objects::ListPage| p.objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>();
+
+    let all = list("", None, None, 1000).await;
+    assert_eq!(keys_of(&all), keys);
+    assert!(!all.truncated);
+
+    let top = list("", None, Some("/"), 1000).await;
+    assert_eq!(keys_of(&top), ["b", "d", "z\u{ff}"]);
+    assert_eq!(top.common_prefixes, ["a/", "c/", "photos/"]);
+
+    let under = list("photos/", None, Some("/"), 1000).await;
+    assert_eq!(under.common_prefixes, ["photos/2024/", "photos/2025/"]);
+    assert!(under.objects.is_empty());
+
+    let a = list("a/", None, Some("/"), 1000).await;
+    assert_eq!(
+        (keys_of(&a), a.common_prefixes.clone()),
+        (
+            vec!["a/1".to_string(), "a/2".into()],
+            vec!["a/3/".to_string()]
+        )
+    );
+
+    // Pages of two, each continuing after the last key or common prefix of the one before.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = list("", after.as_deref(), Some("/"), 2).await;
+        seen.extend(keys_of(&page));
+        seen.extend(page.common_prefixes.clone());
+        if !page.truncated {
+            break;
+        }
+        assert_eq!(page.objects.len() + page.common_prefixes.len(), 2);
+        after = page.last.clone();
+    }
+    seen.sort();
+    assert_eq!(seen, ["a/", "b", "c/", "d", "photos/", "z\u{ff}"]);
+
+    let page = list("", Some("b"), None, 3).await;
+    assert_eq!(keys_of(&page), ["c/1", "c/2", "d"]);
+    assert!(page.truncated);
+    assert_eq!(page.last.as_deref(), Some("d"));
+    assert!(list("zz", None, None, 10).await.objects.is_empty());
+    assert!(list("", None, None, 0).await.objects.is_empty());
+}
+
+pub async fn multipart_uploads_complete_or_abort_once<S: ContractStore>(store: Arc<S>) {
+    store.create_bucket(&bucket("default", "b")).await.unwrap();
+    let upload = |id: &str, key: &str| Upload {
+        id: id.into(),
+        bucket: "b".into(),
+        key: key.into(),
+        initiated_ms: 1,
+        attrs: ObjectAttrs {
+            content_type: Some("video/mp4".into()),
+            ..Default::default()
+        },
+    };
+    for (id, key) in [("u2", "movie"), ("u1", "movie"), ("u3", "other")] {
+        assert!(store.create_upload(&upload(id, key)).await.unwrap());
+    }
+    assert_eq!(
+        store.get_upload("b", "u1").await.unwrap(),
+        Some(upload("u1", "movie"))
+    );
+    assert_eq!(store.get_upload("c", "u1").await.unwrap(), None);
+    let ids = |v: Vec<Upload>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_uploads("b", "", None, 10).await.unwrap()),
+        ["u1", "u2", "u3"]
+    );
+    assert_eq!(
+        ids(store
+            .list_uploads("b", "mo", Some(("movie", "u1")), 10)
+            .await
+            .unwrap()),
+        ["u2"]
+    );
+    let part = |number: u32, locator: &str| Part {
+        upload_id: "u1".into(),
+        number,
+        size: 5,
+        etag: format!("\"{locator}\""),
+        checksums: Default::default(),
+        locator: locator.into(),
+        last_modified_ms: 2,
+    };
+    for (n, locator) in [(1, "p1"), (2, "p2"), (3, "p3")] {
+        assert_eq!(
+            store.put_part(&part(n, locator)).await.unwrap(),
+            PartWritten::Stored { replaced: None }
+        );
+    }
+    assert_eq!(
+        store.put_part(&part(2, "p2b")).await.unwrap(),
+        PartWritten::Stored {
+            replaced: Some(part(2, "p2"))
+        }
+    );
+    let numbers = |v: Vec<Part>| v.into_iter().map(|p| p.number).collect::<Vec<_>>();
+    assert_eq!(
+        numbers(store.list_parts("u1", 0, 10).await.unwrap()),
+        [1, 2, 3]
+    );
+    assert_eq!(numbers(store.list_parts("u1", 1, 1).await.unwrap()), [2]);
+
+    let mut done = object("b", "movie", "x-2", "p1");
+    done.data.push(Segment {
+        locator: "p2b".into(),
+        size: 5,
+    });
+    match store
+        .complete_upload("u1", &[1, 2], &done, &WriteIf::Always)
+        .await
+        .unwrap()
+    {
+        Completed::Stored { replaced, unused } => {
+            assert_eq!((replaced, unused), (None, vec!["p3".to_string()]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.get_object("b", "movie").await.unwrap(),
+        Some(done.clone())
+    );
+    assert_eq!(
+        store
+            .complete_upload("u1", &[1], &done, &WriteIf::Always)
+            .await
+            .unwrap(),
+        Completed::NoSuchUpload
+    );
+    assert_eq!(
+        store.put_part(&part(4, "late")).await.unwrap(),
+        PartWritten::NoSuchUpload
+    );
+    assert_eq!(
+        store
+            .complete_upload("u2", &[], &done, &WriteIf::Absent)
+            .await
+            .unwrap(),
+        Completed::PreconditionFailed
+    );
+    assert!(store.get_upload("b", "u2").await.unwrap().is_some());
+    let mut p = part(1, "q1");
+    p.upload_id = "u2".into();
+    store.put_part(&p).await.unwrap();
+    assert_eq!(
+        store.abort_upload("u2").await.unwrap(),
+        Some(vec!["q1".to_string()])
+    );
+    assert_eq!(store.abort_upload("u2").await.unwrap(), None);
+    let mut referenced = store.referenced_data().await.unwrap();
+    referenced.sort();
+    assert_eq!(referenced, ["p1", "p2b"]);
 }
 
 // ---- Workflows (Step Functions): state machines, executions, histories ----

@@ -94,6 +94,14 @@ pub struct ServerArgs {
     /// Seconds a stopping node (SIGTERM) lets running invocations finish [default: 30].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
+    /// The S3 API's domain: requests to it (path-style) or to BUCKET.DOMAIN (virtual-host
+    /// style) go to S3. Without it, S3 requests are told by their SigV4 scope alone.
+    #[arg(long, env = "LAMBENT_S3_DOMAIN", value_name = "DOMAIN")]
+    pub s3_domain: Option<String>,
+    /// Where the AWS SDKs that come with the runtimes (boto3, the AWS SDK for JavaScript v3)
+    /// are kept, fetched once per machine from PyPI and npm [default: /var/cache/lambent/sdk].
+    #[arg(long, env = "LAMBENT_SDK_DIR", value_name = "DIR")]
+    pub sdk_dir: Option<PathBuf>,
 }
 
 /// A region name such as `us-east-1`: lower-case letters, digits and `-`.
@@ -155,8 +163,12 @@ impl ServerArgs {
         opts.bus.clone_from(&self.bus);
         opts.node_id.clone_from(&self.node_id);
         opts.advertise.clone_from(&self.advertise);
+        opts.s3_domain.clone_from(&self.s3_domain);
         if let Some(s) = self.shutdown_grace {
             opts.shutdown_grace = Duration::from_secs(s);
+        }
+        if let Some(dir) = &self.sdk_dir {
+            opts.sdk_dir = Some(dir.clone());
         }
         opts
     }
@@ -205,6 +217,14 @@ impl Embedded {
 
     pub fn api_key(&self) -> &str {
         self.server.as_ref().map_or("", |s| s.api_key())
+    }
+
+    /// Where the AWS SDKs that come with the runtimes live, or why they are missing: one line
+    /// each.
+    pub fn sdks(&self) -> Vec<String> {
+        self.server
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.sdks().describe())
     }
 
     /// The node's id (`local` on the embedded store).

@@ -7,6 +7,9 @@
 //! lambent is up at http://127.0.0.1:8080
 //! api key: <key>
 //! ```
+//!
+//! On stderr, one line per AWS SDK that comes with the runtimes: where it lives, or why it is
+//! missing (or that it is being fetched in the background; the log says when it is ready).
 
 use super::deploy::{deploy_one, deployed_line, invoke_hint};
 use super::embedded::{Embedded, ServerArgs};
@@ -50,6 +53,9 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         }
         writeln!(out, "api key: {}", server.api_key())?;
         out.flush()?;
+    }
+    for line in server.sdks() {
+        eprintln!("{line}");
     }
 
     let mut code = ExitCode::SUCCESS;

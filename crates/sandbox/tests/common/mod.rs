@@ -65,6 +65,7 @@ impl Fixture {
             isolation,
             state_dir: state.clone(),
             layers: lambent_sandbox::Layers::ALL,
+            sdk_dir: None,
         }) {
             Ok(h) => h,
             Err(e) => panic!(
@@ -108,6 +109,7 @@ impl Fixture {
             tmp_mb: 16,
             allow_network: false,
             interpreter: None,
+            aws_endpoint: false,
         }
     }
 

@@ -1,0 +1,293 @@
+//! Where object bytes live: the [`ObjectData`] seam (local disk now; a cluster's shared engine
+//! later) and [`LocalDisk`], its implementation under the data dir.
+//!
+//! A write streams into a temporary file beside its final place, is fsynced, renamed and the
+//! directory fsynced: when [`ObjectData::write`] returns the data is durable under a fresh
+//! locator, yet no object refers to it until the engine commits the metadata. A reader
+//! therefore never sees half an object. A crash leaves at most a temporary file or data no
+//! metadata names; [`ObjectData::collect_garbage`] removes both at start-up.
+//!
+//! ```text
+//! <root>/<aa>/<locator>        data (locator: 32 hex digits of a random UUID, aa its first two)
+//! <root>/<aa>/.<locator>.tmp   a write in progress
+//! ```
+//! Nothing in the layout comes from a bucket name or key.
+
+use crate::ObjectError;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{BoxStream, StreamExt};
+use lambent_store::objects::Segment;
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// A stream of bytes in (a request body) or out (an object's data).
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// Sees every chunk of a write before it is stored; an error stops the write.
+pub type Observer<'a> = &'a mut (dyn FnMut(&[u8]) -> Result<(), ObjectError> + Send);
+
+/// The object data store.
+#[async_trait]
+pub trait ObjectData: Send + Sync + 'static {
+    /// Streams `body` into new data (each chunk shown to `observe` first). Durable when it
+    /// returns; on any error nothing is left behind.
+    async fn write(&self, body: ByteStream, observe: Observer<'_>) -> Result<Segment, ObjectError>;
+    /// Opens `len` bytes of some data from `offset`: a missing locator is
+    /// [`ObjectError::NoSuchKey`] (it was replaced meanwhile). Opened before it returns, so a
+    /// later delete does not cut the stream short.
+    async fn read(&self, locator: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError>;
+    /// Deletes some data (missing data is no error).
+    async fn delete(&self, locator: &str) -> Result<(), ObjectError>;
+    /// Removes every write in progress and every piece of data not in `referenced`; returns
+    /// how many files went. Only while nothing writes (at start-up).
+    async fn collect_garbage(&self, referenced: &HashSet<String>) -> Result<u64, ObjectError>;
+}
+
+/// Object data as files under one directory.
+pub struct LocalDisk {
+    root: PathBuf,
+}
+
+/// How much one read of a file returns at most.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Removes a temporary file unless disarmed (an error, or a dropped request, leaves nothing).
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether `name` is a locator this store made (so a path built from it stays in its shard).
+fn is_locator(name: &str) -> bool {
+    name.len() == 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+impl LocalDisk {
+    /// Uses (creating) `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<LocalDisk, ObjectError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(LocalDisk { root })
+    }
+
+    fn path(&self, locator: &str) -> Result<PathBuf, ObjectError> {
+        if !is_locator(locator) {
+            return Err(ObjectError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("'{locator}' is not a data locator"),
+            )));
+        }
+        Ok(self.root.join(&locator[..2]).join(locator))
+    }
+}
+
+async fn fsync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
+}
+
+#[async_trait]
+impl ObjectData for LocalDisk {
+    async fn write(
+        &self,
+        mut body: ByteStream,
+        observe: Observer<'_>,
+    ) -> Result<Segment, ObjectError> {
+        let locator = uuid::Uuid::new_v4().simple().to_string();
+        let path = self.path(&locator)?;
+        let dir = path.parent().expect("a shard directory").to_path_buf();
+        tokio::fs::create_dir_all(&dir).await?;
+        let tmp_path = dir.join(format!(".{locator}.tmp"));
+        let mut file = tokio::fs::File::create(&tmp_path).await?;
+        let mut tmp = TempFile(Some(tmp_path.clone()));
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ObjectError::BodyFailed(e.to_string()))?;
+            observe(&chunk)?;
+            file.write_all(&chunk).await?;
+            size += chunk.len() as u64;
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp_path, &path).await?;
+        tmp.0 = None;
+        fsync_dir(&dir).await?;
+        Ok(Segment { locator, size })
+    }
+
+    async fn read(&self, locator: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError> {
+        let mut file = match tokio::fs::File::open(self.path(locator)?).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ObjectError::NoSuchKey),
+            Err(e) => return Err(e.into()),
+        };
+        if offset > 0 {
+            file.seek(io::SeekFrom::Start(offset)).await?;
+        }
+        let stream = futures_util::stream::try_unfold((file, len), |(mut file, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let want = left.min(READ_CHUNK as u64) as usize;
+            let mut buf = BytesMut::zeroed(want);
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object data is shorter than its metadata says",
+                ));
+            }
+            buf.truncate(n);
+            Ok(Some((buf.freeze(), (file, left - n as u64))))
+        });
+        Ok(stream.boxed())
+    }
+
+    async fn delete(&self, locator: &str) -> Result<(), ObjectError> {
+        match tokio::fs::remove_file(self.path(locator)?).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn collect_garbage(&self, referenced: &HashSet<String>) -> Result<u64, ObjectError> {
+        let root = self.root.clone();
+        let referenced = referenced.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            for shard in std::fs::read_dir(&root)? {
+                let shard = shard?;
+                if !shard.file_type()?.is_dir() {
+                    continue;
+                }
+                for entry in std::fs::read_dir(shard.path())? {
+                    let entry = entry?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if !referenced.contains(&name) {
+                        std::fs::remove_file(entry.path())?;
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(chunks: Vec<io::Result<Bytes>>) -> ByteStream {
+        futures_util::stream::iter(chunks).boxed()
+    }
+
+    async fn collect(s: ByteStream) -> Vec<u8> {
+        let chunks: Vec<Bytes> = s.map(|c| c.unwrap()).collect().await;
+        chunks.concat()
+    }
+
+    fn files(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for shard in std::fs::read_dir(root).unwrap() {
+            for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+                out.push(f.unwrap().file_name().to_string_lossy().into_owned());
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn writes_read_back_by_range_and_failed_writes_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalDisk::open(dir.path()).unwrap();
+        let mut seen = 0;
+        let seg = disk
+            .write(
+                body(vec![Ok(Bytes::from("hello ")), Ok(Bytes::from("world"))]),
+                &mut |c: &[u8]| {
+                    seen += c.len();
+                    Ok(())
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((seg.size, seen), (11, 11));
+        assert_eq!(
+            collect(disk.read(&seg.locator, 0, 11).await.unwrap()).await,
+            b"hello world"
+        );
+        assert_eq!(
+            collect(disk.read(&seg.locator, 6, 3).await.unwrap()).await,
+            b"wor"
+        );
+
+        // A body that breaks off, and a write its observer refuses, leave no file.
+        let broken = disk
+            .write(
+                body(vec![Ok(Bytes::from("x")), Err(io::Error::other("reset"))]),
+                &mut |_: &[u8]| Ok(()),
+            )
+            .await;
+        assert!(matches!(broken, Err(ObjectError::BodyFailed(_))));
+        let refused = disk
+            .write(body(vec![Ok(Bytes::from("xx"))]), &mut |_: &[u8]| {
+                Err(ObjectError::EntityTooLarge { max: 1 })
+            })
+            .await;
+        assert!(matches!(refused, Err(ObjectError::EntityTooLarge { .. })));
+        assert_eq!(files(dir.path()), vec![seg.locator.clone()]);
+
+        // Reading a file that is open survives its deletion.
+        let open = disk.read(&seg.locator, 0, 11).await.unwrap();
+        disk.delete(&seg.locator).await.unwrap();
+        disk.delete(&seg.locator).await.unwrap();
+        assert_eq!(collect(open).await, b"hello world");
+        assert!(matches!(
+            disk.read(&seg.locator, 0, 1).await,
+            Err(ObjectError::NoSuchKey)
+        ));
+        assert!(disk.read("../../etc/passwd", 0, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn garbage_collection_removes_temporaries_and_unreferenced_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalDisk::open(dir.path()).unwrap();
+        let keep = disk
+            .write(body(vec![Ok(Bytes::from("keep"))]), &mut |_: &[u8]| Ok(()))
+            .await
+            .unwrap();
+        let orphan = disk
+            .write(
+                body(vec![Ok(Bytes::from("orphan"))]),
+                &mut |_: &[u8]| Ok(()),
+            )
+            .await
+            .unwrap();
+        // A crash mid-write leaves a temporary file.
+        let shard = dir.path().join("ab");
+        std::fs::create_dir_all(&shard).unwrap();
+        std::fs::write(shard.join(format!(".{}.tmp", "ab".repeat(16))), b"half").unwrap();
+        let referenced = HashSet::from([keep.locator.clone()]);
+        assert_eq!(disk.collect_garbage(&referenced).await.unwrap(), 2);
+        assert_eq!(files(dir.path()), vec![keep.locator.clone()]);
+        assert!(disk.read(&orphan.locator, 0, 1).await.is_err());
+    }
+}

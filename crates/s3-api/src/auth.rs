@@ -1,0 +1,85 @@
+//! Who signed an S3 request: SigV4 secrets come from the platform's one resolver of AWS
+//! credentials (`lambent_gateway::credentials`: stored access keys and the sandboxes' session
+//! credentials); the access check then verifies a session token, if any, and puts the signer's
+//! namespace on the request ([`Namespace`]) for the operations.
+
+use lambent_gateway::credentials::{CredentialError, Credentials, OwnSandbox, SESSION_KEY_PREFIX};
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::{s3_error, S3Error, S3Result};
+
+/// The namespace a request acts for (the signing key's).
+#[derive(Debug, Clone)]
+pub struct Namespace(pub String);
+
+/// s3s's signature check asks this for a key's secret; the access check then records whose
+/// namespace the verified key belongs to.
+pub struct KeyAuth(pub Credentials);
+
+/// S3's answer to a refused credential.
+fn refused(e: CredentialError) -> S3Error {
+    match e {
+        CredentialError::UnknownAccessKey(_) => s3_error!(
+            InvalidAccessKeyId,
+            "The AWS Access Key Id you provided does not exist in our records."
+        ),
+        CredentialError::InvalidToken => s3_error!(
+            InvalidToken,
+            "The provided token is malformed or otherwise invalid."
+        ),
+        CredentialError::ExpiredToken => {
+            s3_error!(ExpiredToken, "The provided token has expired.")
+        }
+        CredentialError::Store(e) => {
+            s3_error!(e, ServiceUnavailable, "the key store is unavailable")
+        }
+    }
+}
+
+/// The session token a request carries (`X-Amz-Security-Token`, header or presigned query).
+fn session_token<'a>(cx: &'a S3AccessContext<'_>) -> Option<std::borrow::Cow<'a, str>> {
+    if let Some(token) = cx.headers().get("x-amz-security-token") {
+        return token.to_str().ok().map(std::borrow::Cow::Borrowed);
+    }
+    form_urlencoded::parse(cx.uri().query()?.as_bytes())
+        .find(|(name, _)| name == "X-Amz-Security-Token")
+        .map(|(_, value)| value)
+}
+
+#[async_trait::async_trait]
+impl S3Auth for KeyAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        // A session credential's secret derives from its id; its token is checked below.
+        if access_key.starts_with(SESSION_KEY_PREFIX) {
+            return Ok(SecretKey::from(self.0.sessions.session_secret(access_key)));
+        }
+        let principal = self
+            .0
+            .resolve(access_key, None, None)
+            .await
+            .map_err(refused)?;
+        Ok(SecretKey::from(principal.secret_access_key))
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for KeyAuth {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(credentials) = cx.credentials() else {
+            return Err(s3_error!(
+                AccessDenied,
+                "anonymous requests are not allowed: sign it"
+            ));
+        };
+        let id = credentials.access_key.clone();
+        let token = session_token(cx).map(|t| t.into_owned());
+        let own = cx.extensions_mut().get::<OwnSandbox>().cloned();
+        let principal = self
+            .0
+            .resolve(&id, token.as_deref(), own.as_ref())
+            .await
+            .map_err(refused)?;
+        cx.extensions_mut().insert(Namespace(principal.namespace));
+        Ok(())
+    }
+}

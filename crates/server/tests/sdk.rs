@@ -1,0 +1,401 @@
+//! The AWS SDKs inside a function: unmodified handlers that do not bundle them import boto3 or
+//! the AWS SDK for JavaScript v3 (which come with the runtimes), reach the Lambda API through
+//! the endpoint on their sandbox's own loopback (`AWS_ENDPOINT_URL`) with the session
+//! credentials in their environment, and invoke another function. The credentials are useless
+//! in another namespace and, once expired, anywhere but their own sandbox; the endpoint serves
+//! nothing unsigned and nothing of `/v1`; a function that bundles its own boto3 gets its own.
+//!
+//! The SDKs are fetched once per machine (`LAMBENT_SDK_DIR`, default `/var/cache/lambent/sdk`)
+//! by the first node that needs them; these tests wait for that.
+
+mod common;
+
+use common::{node_with, Node, SHORT_KEEP_ALIVE};
+use lambent_aws_api::sigv4;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Waits until the node has both SDKs, or panics saying why not.
+async fn with_sdks(node: &Node) {
+    let states = node
+        .server
+        .as_ref()
+        .unwrap()
+        .sdks()
+        .settled(Duration::from_secs(900))
+        .await;
+    for (sdk, state) in &states {
+        assert!(
+            matches!(state, lambent_server::sdk::SdkState::Ready(_)),
+            "the {} did not come with the runtimes: {state:?} (PyPI and npm must be reachable)",
+            sdk.describe()
+        );
+    }
+}
+
+const CALLEE: &str = "def handler(event, context):\n    return {\"doubled\": event[\"n\"] * 2}\n";
+
+/// A handler that imports boto3 and makes a `lambda` client at module level, as most do; its
+/// events say what to do from inside the sandbox.
+const PY_CALLER: &str = r#"
+import json, os, sys
+PRELOADED = "botocore" in sys.modules
+import boto3
+import botocore.exceptions
+CLIENT = boto3.client("lambda")
+
+
+def probe(path, headers):
+    import urllib.request, urllib.error
+    request = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + path, headers=headers)
+    try:
+        r = urllib.request.urlopen(request, timeout=10)
+        return [r.status, r.headers.get("x-amzn-errortype"), r.read().decode()[:300]]
+    except urllib.error.HTTPError as e:
+        return [e.code, e.headers.get("x-amzn-errortype"), e.read().decode()[:300]]
+
+
+def handler(event, context):
+    out = {
+        "preloaded": PRELOADED,
+        "boto3": boto3.__version__,
+        "boto3_file": boto3.__file__,
+        "env": {k: os.environ.get(k) for k in (
+            "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")},
+    }
+    if "target" in event:
+        try:
+            r = CLIENT.invoke(FunctionName=event["target"], Payload=json.dumps(event["payload"]))
+            out["status"] = r["StatusCode"]
+            out["result"] = json.loads(r["Payload"].read())
+        except botocore.exceptions.ClientError as e:
+            out["error"] = e.response["Error"]["Code"]
+    if event.get("probe"):
+        out["unsigned"] = probe("/2015-03-31/functions/", {})
+        out["v1"] = probe("/v1/functions", {"Authorization": "Bearer test-key"})
+    return out
+"#;
+
+async fn deploy_ok(node: &Node, name: &str, settings: Value, files: &[(&str, &str)]) {
+    let (status, body) = node.deploy(name, settings, files).await;
+    assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
+}
+
+async fn invoke_ok(node: &Node, name: &str, payload: Value) -> Value {
+    let (status, _, body) = node.invoke(name, &payload.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    body
+}
+
+fn python(handler: &str) -> Value {
+    json!({"runtime": "python", "handler": handler, "memory": 256})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_python_handler_invokes_another_function_with_boto3() {
+    let node = node_with(|_| {}).await;
+    with_sdks(&node).await;
+    common::await_python_zygote(&node).await;
+    deploy_ok(
+        &node,
+        "callee",
+        python("app.handler"),
+        &[("app.py", CALLEE)],
+    )
+    .await;
+    deploy_ok(
+        &node,
+        "caller",
+        python("app.handler"),
+        &[("app.py", PY_CALLER)],
+    )
+    .await;
+
+    let out = invoke_ok(
+        &node,
+        "caller",
+        json!({"target": "callee", "payload": {"n": 21}, "probe": true}),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["result"], json!({"doubled": 42}), "{out}");
+    assert_eq!(out["env"]["AWS_ENDPOINT_URL"], "http://127.0.0.1:9001");
+    assert_eq!(out["env"]["AWS_REGION"], "us-east-1");
+    assert_eq!(out["env"]["AWS_DEFAULT_REGION"], "us-east-1");
+    assert!(out["env"]["AWS_ACCESS_KEY_ID"]
+        .as_str()
+        .unwrap()
+        .starts_with("ASIA"));
+    // The runtime's boto3, already imported by the zygote this sandbox was forked from.
+    assert_eq!(out["boto3"], "1.44.8", "{out}");
+    assert_eq!(out["preloaded"], true, "{out}");
+    let callee = node.activations_of("callee").await;
+    assert_eq!(callee.len(), 1, "the callee ran once: {callee:?}");
+    assert_eq!(callee[0]["status"], "success");
+
+    // Nothing unsigned, nothing of /v1 (even with the node's API key).
+    assert_eq!(out["unsigned"][0], 403, "{out}");
+    assert_eq!(
+        out["unsigned"][1], "MissingAuthenticationTokenException",
+        "{out}"
+    );
+    assert_eq!(out["v1"][0], 403, "{out}");
+    assert_eq!(out["v1"][1], "MissingAuthenticationTokenException", "{out}");
+    assert!(!out["v1"][2].as_str().unwrap().contains("callee"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_node_handler_invokes_another_function_with_the_js_sdk() {
+    let node = node_with(|_| {}).await;
+    with_sdks(&node).await;
+    deploy_ok(
+        &node,
+        "callee",
+        python("app.handler"),
+        &[("app.py", CALLEE)],
+    )
+    .await;
+    let handler = r#"
+import { LambdaClient, InvokeCommand } from "@aws-sdk/client-lambda";
+const client = new LambdaClient({});
+export const handler = async (event) => {
+  const r = await client.send(new InvokeCommand({
+    FunctionName: event.target, Payload: JSON.stringify(event.payload),
+  }));
+  return { status: r.StatusCode, result: JSON.parse(Buffer.from(r.Payload).toString()) };
+};
+"#;
+    deploy_ok(
+        &node,
+        "js-caller",
+        json!({"runtime": "nodejs", "handler": "index.handler", "memory": 512}),
+        &[("index.mjs", handler)],
+    )
+    .await;
+    let out = invoke_ok(
+        &node,
+        "js-caller",
+        json!({"target": "callee", "payload": {"n": 4}}),
+    )
+    .await;
+    let records = node.activations_of("js-caller").await;
+    assert_eq!(
+        out,
+        json!({"status": 200, "result": {"doubled": 8}}),
+        "logs: {}",
+        records[0]["logs"]
+    );
+    assert_eq!(node.activations_of("callee").await.len(), 1);
+}
+
+/// A request to the node's Lambda API signed with session credentials (`key`, `secret`,
+/// `token`), from outside any sandbox: (status, AWS error type).
+async fn signed_with(node: &Node, path: &str, body: &str, creds: &Value) -> (u16, String) {
+    let host = node.url("").trim_start_matches("http://").to_string();
+    let now = time::OffsetDateTime::now_utc();
+    let amz_date = sigv4::format_amz_date(now);
+    let (id, secret, token) = (
+        creds["AWS_ACCESS_KEY_ID"].as_str().unwrap(),
+        creds["AWS_SECRET_ACCESS_KEY"].as_str().unwrap(),
+        creds["AWS_SESSION_TOKEN"].as_str().unwrap(),
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_str(&host).unwrap());
+    headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).unwrap());
+    headers.insert(
+        "x-amz-security-token",
+        HeaderValue::from_str(token).unwrap(),
+    );
+    let signed_headers = vec![
+        "host".into(),
+        "x-amz-date".into(),
+        "x-amz-security-token".into(),
+    ];
+    let auth = sigv4::Authorization {
+        access_key_id: id.into(),
+        date: amz_date[..8].into(),
+        region: "us-east-1".into(),
+        service: "lambda".into(),
+        signed_headers,
+        signature: String::new(),
+    };
+    let signature = sigv4::sign(
+        &sigv4::Request {
+            method: "POST",
+            raw_path: path,
+            raw_query: "",
+            headers: &headers,
+            body: body.as_bytes(),
+        },
+        &auth,
+        secret,
+    );
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!(
+            "AWS4-HMAC-SHA256 Credential={id}/{}/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date;x-amz-security-token, Signature={signature}",
+            auth.date
+        ))
+        .unwrap(),
+    );
+    let response = node
+        .http
+        .post(node.url(path))
+        .headers(headers)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let error = common::header(response.headers(), "x-amzn-errortype").to_string();
+    (response.status().as_u16(), error)
+}
+
+/// Makes namespace `ns` with API key `key`, as an operator would in the node's store.
+fn add_namespace(node: &Node, ns: &str, key: &str) {
+    let store =
+        lambent_store_sqlite::SqliteStore::open(&node._data.path().join("lambent.db")).unwrap();
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            use lambent_store::Store;
+            store
+                .add_api_key(ns, &lambent_store::sha256_hex(key.as_bytes()))
+                .await
+                .unwrap();
+        })
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sandbox() {
+    if common::cluster_backends().is_some() {
+        return; // the other namespace is made in the embedded store
+    }
+    let lifetime = Duration::from_secs(4);
+    let node = node_with(|o| o.session_lifetime = lifetime).await;
+    with_sdks(&node).await;
+    deploy_ok(
+        &node,
+        "callee",
+        python("app.handler"),
+        &[("app.py", CALLEE)],
+    )
+    .await;
+    deploy_ok(
+        &node,
+        "caller",
+        python("app.handler"),
+        &[("app.py", PY_CALLER)],
+    )
+    .await;
+    // Another namespace, with a function of its own.
+    add_namespace(&node, "other", "other-key");
+    let zip = common::zip_of(&[("app.py", CALLEE)]);
+    let http = reqwest::Client::new();
+    let code: Value = http
+        .post(node.url("/v1/code"))
+        .bearer_auth("other-key")
+        .body(zip)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let put = http
+        .put(node.url("/v1/functions/private"))
+        .bearer_auth("other-key")
+        .json(
+            &json!({"runtime": "python", "handler": "app.handler", "code_sha256": code["sha256"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+
+    // From inside: the other namespace's function does not exist for these credentials.
+    let foreign = "arn:aws:lambda:us-east-1:other:function:private";
+    let out = invoke_ok(
+        &node,
+        "caller",
+        json!({"target": foreign, "payload": {"n": 1}}),
+    )
+    .await;
+    assert_eq!(out["error"], "ResourceNotFoundException", "{out}");
+    let creds = out["env"].clone();
+
+    // From outside, while they are valid: their namespace's functions only.
+    let invoke = |f: &str| format!("/2015-03-31/functions/{f}/invocations");
+    let (status, error) = signed_with(&node, &invoke("callee"), r#"{"n":2}"#, &creds).await;
+    assert_eq!((status, error.as_str()), (200, ""));
+    let (status, error) = signed_with(&node, &invoke(foreign), r#"{"n":2}"#, &creds).await;
+    assert_eq!((status, error.as_str()), (404, "ResourceNotFoundException"));
+    // A token changed by one character is no token.
+    let mut forged = creds.clone();
+    let token = creds["AWS_SESSION_TOKEN"].as_str().unwrap();
+    forged["AWS_SESSION_TOKEN"] = format!("{}A", &token[..token.len() - 1]).into();
+    if forged["AWS_SESSION_TOKEN"] == creds["AWS_SESSION_TOKEN"] {
+        forged["AWS_SESSION_TOKEN"] = format!("{}B", &token[..token.len() - 1]).into();
+    }
+    let (status, error) = signed_with(&node, &invoke("callee"), "{}", &forged).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (403, "UnrecognizedClientException")
+    );
+
+    // Expired: refused from outside...
+    tokio::time::sleep(lifetime + Duration::from_millis(500)).await;
+    let (status, error) = signed_with(&node, &invoke("callee"), r#"{"n":2}"#, &creds).await;
+    assert_eq!((status, error.as_str()), (403, "ExpiredTokenException"));
+    // ...but the warm sandbox they were given to keeps working with its module-level client,
+    // without a cold start.
+    let out = invoke_ok(
+        &node,
+        "caller",
+        json!({"target": "callee", "payload": {"n": 5}}),
+    )
+    .await;
+    assert_eq!(out["result"], json!({"doubled": 10}), "{out}");
+    assert_eq!(out["env"], creds, "the same sandbox");
+    let caller = node.activations_of("caller").await;
+    assert_eq!(caller.last().unwrap()["cold"], false, "{caller:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_bundles_boto3_gets_its_own() {
+    let node = node_with(|o| o.keep_alive = SHORT_KEEP_ALIVE).await;
+    with_sdks(&node).await;
+    common::await_python_zygote(&node).await;
+    let app = "import boto3\n\ndef handler(event, context):\n    return {\"version\": boto3.__version__, \"file\": boto3.__file__}\n";
+    deploy_ok(
+        &node,
+        "bundled",
+        python("app.handler"),
+        &[
+            ("app.py", app),
+            ("boto3/__init__.py", "__version__ = \"0.0.0-bundled\"\n"),
+        ],
+    )
+    .await;
+    let bundled = json!({"version": "0.0.0-bundled", "file": "/var/task/boto3/__init__.py"});
+    // Forked from the base zygote, which imported the runtime's boto3...
+    let out = invoke_ok(&node, "bundled", json!({})).await;
+    assert_eq!(out, bundled);
+    assert_eq!(
+        common::births_of(&node, "bundled")
+            .await
+            .first()
+            .map(String::as_str),
+        Some("zygote")
+    );
+    // ...and from the function's own package zygote, which imported its code's.
+    let out = common::invoke_from_package_zygote(&node, "bundled", "{}").await;
+    assert_eq!(out, bundled);
+
+    // Without a bundled one, the runtime's.
+    deploy_ok(&node, "plain", python("app.handler"), &[("app.py", app)]).await;
+    let out = invoke_ok(&node, "plain", json!({})).await;
+    assert_eq!(out["version"], "1.44.8", "{out}");
+}
