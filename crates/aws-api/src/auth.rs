@@ -9,11 +9,12 @@ use crate::sigv4::{self, SigV4Error};
 use crate::{AwsApi, AwsError};
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use lambent_core::limits::MAX_CODE_ZIP;
-use lambent_gateway::credentials::{CredentialError, OwnSandbox};
-use lambent_gateway::Namespace;
+use lambent_gateway::credentials::{CredentialError, OwnSandbox, Principal};
+use lambent_gateway::{App, Namespace};
 use std::sync::Arc;
 
 /// The largest request: a 50 MB code zip, base64 in a JSON body.
@@ -26,6 +27,16 @@ pub async fn require_signature(
 ) -> Result<Response, AwsError> {
     let (mut parts, body) = request.into_parts();
     // Who signed, before reading a body of up to 67 MB: strangers are refused cheaply.
+    let principal = signer(&api.app, &parts).await?;
+    let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await?;
+    let namespace = verify(&parts, &body, &principal, &api.region, "lambda")?;
+    parts.extensions.insert(Namespace(namespace));
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+}
+
+/// The credentials a request's `Authorization` (and `X-Amz-Security-Token`) name, resolved
+/// through the gateway's one resolver (not yet verified against the signature).
+pub async fn signer(app: &App, parts: &Parts) -> Result<Principal, AwsError> {
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -37,9 +48,7 @@ pub async fn require_signature(
         Some(v) => Some(v.to_str().map_err(|_| CredentialError::InvalidToken)?),
         None => None,
     };
-    let principal = api
-        .app
-        .credentials
+    app.credentials
         .resolve(&access_key_id, token, parts.extensions.get::<OwnSandbox>())
         .await
         .map_err(|e| match e {
@@ -47,22 +56,31 @@ pub async fn require_signature(
                 AwsError::from(SigV4Error::UnknownAccessKey(id))
             }
             e => AwsError::from(e),
-        })?;
-    let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await?;
+        })
+}
+
+/// Verifies a request's SigV4 signature by `principal`, scoped to `region` and `service`;
+/// returns the principal's namespace. Shared by every AWS-compatible API Lambent serves.
+pub fn verify(
+    parts: &Parts,
+    body: &[u8],
+    principal: &Principal,
+    region: &str,
+    service: &str,
+) -> Result<String, AwsError> {
     let signed = sigv4::Request {
         method: parts.method.as_str(),
         raw_path: parts.uri.path(),
         raw_query: parts.uri.query().unwrap_or(""),
         headers: &parts.headers,
-        body: &body,
+        body,
     };
     let expected = sigv4::Expected {
-        region: &api.region,
-        service: "lambda",
+        region,
+        service,
         now: time::OffsetDateTime::now_utc(),
     };
     let authorization = sigv4::check_request(&signed, &expected)?;
     sigv4::verify_signature(&signed, &authorization, &principal.secret_access_key)?;
-    parts.extensions.insert(Namespace(principal.namespace));
-    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+    Ok(principal.namespace.clone())
 }

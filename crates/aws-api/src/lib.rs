@@ -7,7 +7,7 @@
 //! the namespace as the account ([`arn`]). What each operation supports is in `docs/aws-api.md`.
 
 pub mod arn;
-mod auth;
+pub mod auth;
 mod error;
 mod functions;
 mod invoke;

@@ -6,7 +6,8 @@
 //! ```text
 //! <data-dir>/lambent.db      SQLite (WAL): functions, versions, aliases, API and access keys,
 //!                            activation records, async events, dead letters, schedules,
-//!                            routes, queues and their messages, topics, subscriptions, mappings
+//!                            routes, queues and their messages, topics, subscriptions, mappings,
+//!                            state machines, executions and their histories
 //! <data-dir>/blobs/<sha256>  code zips as uploaded
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
@@ -49,6 +50,7 @@ use lambent_store::package::CodeDirs;
 use lambent_store::queues::QueueStore;
 use lambent_store::recorder::Recorder;
 use lambent_store::routes::RouteStore;
+use lambent_store::workflows::WorkflowStore;
 use lambent_store::{Store, StoreError};
 use lambent_store_postgres::PgStore;
 use lambent_store_sqlite::SqliteStore;
@@ -261,6 +263,7 @@ struct Backends {
     events: Arc<dyn EventStore>,
     routes: Arc<dyn RouteStore>,
     queues: Arc<dyn QueueStore>,
+    workflows: Arc<dyn WorkflowStore>,
     objects: Arc<dyn ObjectStore>,
     blobs: Arc<dyn BlobStore>,
     bus: Arc<dyn Bus>,
@@ -274,13 +277,14 @@ struct Backends {
 impl Backends {
     fn of<S>(store: Arc<S>, blobs: Arc<dyn BlobStore>, bus: Arc<dyn Bus>, node_id: String) -> Self
     where
-        S: Store + EventStore + RouteStore + QueueStore + ObjectStore,
+        S: Store + EventStore + RouteStore + QueueStore + ObjectStore + WorkflowStore,
     {
         Backends {
             store: store.clone(),
             events: store.clone(),
             routes: store.clone(),
             queues: store.clone(),
+            workflows: store.clone(),
             objects: store,
             blobs,
             bus,
@@ -648,17 +652,28 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         app.credentials.clone(),
         opts.s3_domain.as_deref(),
     ));
-    // S3 is told by its requests' signatures, on any path: its dispatch wraps whole routers
-    // (the sandboxes' AWS router as a fallback service, so that it sees every path too).
-    let with_s3 = |router: axum::Router| {
-        router.layer(axum::middleware::from_fn_with_state(
+    let workflows = lambent_sfn_api::Workflows::new(
+        app.clone(),
+        backends.workflows.clone(),
+        opts.region.clone(),
+        cluster.node_id().to_string(),
+    );
+    background.push(workflows.start_background(clustered));
+    // The AWS services told by their requests rather than by paths of their own (S3 by its
+    // signature, on any path; Step Functions by `X-Amz-Target`) wrap whole routers: the
+    // listener's, and the sandboxes' AWS router as a fallback service, so they see every path.
+    let aws_services = |router: axum::Router| {
+        let router = router.layer(axum::middleware::from_fn_with_state(
             s3.clone(),
             dispatch_s3,
-        ))
+        ));
+        with_step_functions(router, workflows.clone())
     };
     let aws = aws_router(app.clone(), opts.region);
-    sandbox_aws.serve(with_s3(axum::Router::new().fallback_service(aws.clone())));
-    let router = with_s3(
+    sandbox_aws.serve(aws_services(
+        axum::Router::new().fallback_service(aws.clone()),
+    ));
+    let router = aws_services(
         lambent_gateway::router(app.clone())
             .merge(aws)
             .merge(buckets::routes(app.clone(), objects)),
@@ -747,6 +762,18 @@ fn objects_err(e: lambent_objects::ObjectError) -> ServerError {
         lambent_objects::ObjectError::Store(e) => ServerError::Store(e),
         other => ServerError::Store(StoreError::Database(other.to_string())),
     }
+}
+
+/// Answers the AWS Step Functions API (`POST /` with `X-Amz-Target: AWSStepFunctions.*`)
+/// before the rest of the router sees the request.
+fn with_step_functions(
+    router: axum::Router,
+    workflows: Arc<lambent_sfn_api::Workflows>,
+) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        workflows,
+        lambent_sfn_api::api::intercept,
+    ))
 }
 
 /// The URL other nodes reach this one at, when `--advertise` is not given.

@@ -18,6 +18,7 @@ mod objects;
 mod queues;
 mod routes;
 mod schema;
+mod workflows;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};

@@ -3,7 +3,11 @@
 //! Integers are BIGINT (SQLite's INTEGER is 64-bit; PG's is 32), flags BOOLEAN, payloads BYTEA.
 
 /// The migrations, in order: (refinery name `V<n>__<what>`, SQL).
-pub(crate) const MIGRATIONS: &[(&str, &str)] = &[("V1__initial", V1), ("V2__objects", V2)];
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
+    ("V1__initial", V1),
+    ("V2__objects", V2),
+    ("V3__workflows", crate::workflows::MIGRATION),
+];
 
 const V1: &str = r#"
 CREATE TABLE functions (

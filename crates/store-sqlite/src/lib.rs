@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod objects;
 mod queues;
 mod routes;
+mod workflows;
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -67,6 +68,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     events::OWNER_MIGRATION,
     "ALTER TABLE activations ADD COLUMN node TEXT NOT NULL DEFAULT '';",
     objects::MIGRATION,
+    workflows::MIGRATION,
 ];
 
 /// SQLite-backed [`Store`].

@@ -1403,3 +1403,306 @@ pub async fn multipart_uploads_complete_or_abort_once<S: ContractStore>(store: A
     referenced.sort();
     assert_eq!(referenced, ["p1", "p2b"]);
 }
+
+// ---- Workflows (Step Functions): state machines, executions, histories ----
+
+/// Expands to one `#[tokio::test]` per workflow contract function (a backend of
+/// [`WorkflowStore`](crate::workflows::WorkflowStore)); `$make` as for [`contract_tests!`].
+#[macro_export]
+macro_rules! workflow_contract_tests {
+    ($make:expr) => {
+        $crate::workflow_contract_tests!(@each $make;
+            state_machines_are_created_once_updated_by_revision_and_deleted,
+            executions_start_once_by_arn_and_page_newest_first,
+            checkpoints_commit_with_their_events_fenced_by_owner,
+            expired_execution_leases_are_claimed_once
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let fixture = ($make)().await;
+                $crate::contract::$name(
+                    $crate::contract::Fixture::store(&fixture) as std::sync::Arc<dyn $crate::workflows::WorkflowStore>,
+                ).await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+/// A Standard state machine `name` of namespace `default` at `revision`.
+pub fn state_machine(name: &str, revision: u64) -> crate::workflows::StoredStateMachine {
+    crate::workflows::StoredStateMachine {
+        namespace: "default".into(),
+        name: name.into(),
+        arn: format!("arn:aws:states:us-east-1:default:stateMachine:{name}"),
+        definition: format!(
+            r#"{{"StartAt":"P","States":{{"P":{{"Type":"Pass","Result":{revision},"End":true}}}}}}"#
+        ),
+        kind: "STANDARD".into(),
+        role_arn: "arn:aws:iam::default:role/r".into(),
+        created_ms: 1,
+        updated_ms: revision as i64,
+        revision,
+    }
+}
+
+/// A running execution `name` of state machine `sm`, started at `start_ms`, leased to `owner`
+/// until `lease_until_ms`.
+pub fn execution(
+    sm: &str,
+    name: &str,
+    start_ms: i64,
+    owner: &str,
+    lease_until_ms: i64,
+) -> crate::workflows::StoredExecution {
+    crate::workflows::StoredExecution {
+        arn: format!("arn:aws:states:us-east-1:default:execution:{sm}:{name}"),
+        namespace: "default".into(),
+        name: name.into(),
+        state_machine_arn: format!("arn:aws:states:us-east-1:default:stateMachine:{sm}"),
+        definition: "{}".into(),
+        status: "RUNNING".into(),
+        input: r#"{"n":1}"#.into(),
+        output: None,
+        error: None,
+        cause: None,
+        start_ms,
+        stop_ms: None,
+        state: None,
+        transitions: 0,
+        owner: Some(owner.into()),
+        lease_until_ms,
+    }
+}
+
+fn checkpoint(status: &str, events: &[u64], lease_until_ms: i64) -> crate::workflows::Checkpoint {
+    crate::workflows::Checkpoint {
+        status: status.into(),
+        state: format!(r#"{{"at":{}}}"#, events.last().copied().unwrap_or(0)),
+        transitions: events.len() as u64,
+        output: (status == "SUCCEEDED").then(|| "42".into()),
+        error: None,
+        cause: None,
+        stop_ms: (status != "RUNNING").then_some(99),
+        events: events
+            .iter()
+            .map(|id| (*id, format!(r#"{{"id":{id}}}"#)))
+            .collect(),
+        lease_until_ms,
+    }
+}
+
+pub async fn state_machines_are_created_once_updated_by_revision_and_deleted(
+    store: Arc<dyn crate::workflows::WorkflowStore>,
+) {
+    assert!(store
+        .create_state_machine(&state_machine("b", 1))
+        .await
+        .unwrap());
+    assert!(store
+        .create_state_machine(&state_machine("a", 1))
+        .await
+        .unwrap());
+    assert!(!store
+        .create_state_machine(&state_machine("a", 1))
+        .await
+        .unwrap());
+    assert!(store
+        .update_state_machine(&state_machine("a", 2))
+        .await
+        .unwrap());
+    // A stale update (revision 2 again, expecting 1 stored) is refused.
+    assert!(!store
+        .update_state_machine(&state_machine("a", 2))
+        .await
+        .unwrap());
+    assert!(!store
+        .update_state_machine(&state_machine("zz", 2))
+        .await
+        .unwrap());
+    let a = store
+        .get_state_machine("default", "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a, state_machine("a", 2));
+    let names: Vec<String> = store
+        .list_state_machines("default")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(store.list_state_machines("other").await.unwrap().is_empty());
+    assert!(store.delete_state_machine("default", "a").await.unwrap());
+    assert!(!store.delete_state_machine("default", "a").await.unwrap());
+    assert_eq!(store.get_state_machine("default", "a").await.unwrap(), None);
+}
+
+pub async fn executions_start_once_by_arn_and_page_newest_first(
+    store: Arc<dyn crate::workflows::WorkflowStore>,
+) {
+    use crate::workflows::{ExecutionQuery, Started};
+    for (i, name) in ["e1", "e2", "e3"].iter().enumerate() {
+        let e = execution("sm", name, 10 + i as i64, "n1", 1000);
+        assert_eq!(store.start_execution(&e).await.unwrap(), Started::New);
+    }
+    store
+        .start_execution(&execution("other", "e9", 50, "n1", 1000))
+        .await
+        .unwrap();
+    let mut again = execution("sm", "e2", 77, "n2", 5);
+    again.input = "{}".into();
+    match store.start_execution(&again).await.unwrap() {
+        Started::Existing(e) => assert_eq!(*e, execution("sm", "e2", 11, "n1", 1000)),
+        Started::New => panic!("a second start of one ARN inserted a row"),
+    }
+    let sm = "arn:aws:states:us-east-1:default:stateMachine:sm".to_string();
+    let page = |after: Option<(i64, String)>, status: Option<&str>| ExecutionQuery {
+        state_machine_arn: sm.clone(),
+        status: status.map(str::to_string),
+        after,
+        limit: 2,
+    };
+    let first = store.list_executions(&page(None, None)).await.unwrap();
+    let names: Vec<&str> = first.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["e3", "e2"]);
+    let last = &first[1];
+    let second = store
+        .list_executions(&page(Some((last.start_ms, last.arn.clone())), None))
+        .await
+        .unwrap();
+    let names: Vec<&str> = second.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["e1"]);
+    assert!(store
+        .list_executions(&page(None, Some("SUCCEEDED")))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .list_executions(&page(None, Some("RUNNING")))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(store.get_execution("arn:none").await.unwrap(), None);
+}
+
+pub async fn checkpoints_commit_with_their_events_fenced_by_owner(
+    store: Arc<dyn crate::workflows::WorkflowStore>,
+) {
+    let e = execution("sm", "e1", 10, "n1", 1000);
+    store.start_execution(&e).await.unwrap();
+    assert!(store
+        .commit_execution(&e.arn, "n1", &checkpoint("RUNNING", &[1, 2, 3], 2000))
+        .await
+        .unwrap());
+    // Another node's commit is refused and writes nothing.
+    assert!(!store
+        .commit_execution(&e.arn, "n2", &checkpoint("RUNNING", &[4, 5], 2000))
+        .await
+        .unwrap());
+    let stored = store.get_execution(&e.arn).await.unwrap().unwrap();
+    assert_eq!(stored.state.as_deref(), Some(r#"{"at":3}"#));
+    assert_eq!((stored.transitions, stored.lease_until_ms), (3, 2000));
+    // A resumed state records ids 3 and 4 again: 3 is replaced, 4 appended.
+    let mut c = checkpoint("SUCCEEDED", &[3, 4], 3000);
+    c.events[0].1 = r#"{"id":3,"again":true}"#.into();
+    assert!(store.commit_execution(&e.arn, "n1", &c).await.unwrap());
+    let done = store.get_execution(&e.arn).await.unwrap().unwrap();
+    assert_eq!(done.status, "SUCCEEDED");
+    assert_eq!(done.output.as_deref(), Some("42"));
+    assert_eq!((done.stop_ms, done.owner.as_deref()), (Some(99), None));
+    // A finished execution takes no more commits.
+    assert!(!store
+        .commit_execution(&e.arn, "n1", &checkpoint("RUNNING", &[9], 2000))
+        .await
+        .unwrap());
+    let all = store
+        .execution_history(&e.arn, 0, false, 100)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = all.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    assert_eq!(all[2].1, r#"{"id":3,"again":true}"#);
+    let page: Vec<u64> = store
+        .execution_history(&e.arn, 1, false, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(page, [2, 3]);
+    let newest: Vec<u64> = store
+        .execution_history(&e.arn, 0, true, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(newest, [4, 3, 2]);
+    let older: Vec<u64> = store
+        .execution_history(&e.arn, 2, true, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(older, [1]);
+}
+
+pub async fn expired_execution_leases_are_claimed_once(
+    store: Arc<dyn crate::workflows::WorkflowStore>,
+) {
+    let live = execution("sm", "live", 1, "n1", 1000);
+    let dead = execution("sm", "dead", 2, "n2", 1000);
+    let expired = execution("sm", "expired", 3, "n3", 50);
+    for e in [&live, &dead, &expired] {
+        store.start_execution(e).await.unwrap();
+    }
+    let done = execution("sm", "done", 4, "n3", 50);
+    store.start_execution(&done).await.unwrap();
+    store
+        .commit_execution(&done.arn, "n3", &checkpoint("SUCCEEDED", &[1], 0))
+        .await
+        .unwrap();
+    // At 100 only the expired lease is due; finished executions are never claimed.
+    let claimed = store.claim_executions(100, "n1", 500, 10).await.unwrap();
+    let names: Vec<&str> = claimed.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["expired"]);
+    assert_eq!(claimed[0].owner.as_deref(), Some("n1"));
+    assert!(store
+        .claim_executions(100, "n4", 500, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // n2 is gone: its lease ends now, n1's stay.
+    assert_eq!(
+        store
+            .release_execution_leases(100, &["n1".to_string()])
+            .await
+            .unwrap(),
+        1
+    );
+    let claimed = store.claim_executions(100, "n4", 500, 10).await.unwrap();
+    let names: Vec<&str> = claimed.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["dead"]);
+    // The old owner's commit is fenced off; the new owner's applies.
+    assert!(!store
+        .commit_execution(&dead.arn, "n2", &checkpoint("RUNNING", &[1], 900))
+        .await
+        .unwrap());
+    assert!(store
+        .commit_execution(&dead.arn, "n4", &checkpoint("RUNNING", &[1], 900))
+        .await
+        .unwrap());
+    assert_eq!(store.extend_execution_leases("n1", 5000).await.unwrap(), 2);
+    let e = store.get_execution(&expired.arn).await.unwrap().unwrap();
+    assert_eq!(e.lease_until_ms, 5000);
+}
