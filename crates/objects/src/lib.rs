@@ -362,7 +362,14 @@ impl Objects {
         names::check_key(key)?;
         let b = self.bucket(namespace, bucket).await?;
         let stored = self.write_body(body, MAX_OBJECT_PUT).await?;
-        let record = ObjectRecord {
+        let record = Self::single_part(bucket, key, stored, attrs);
+        self.commit(&b, record, condition, EventName::Put).await
+    }
+
+    /// The record of an object written in one piece (PutObject, CopyObject): its ETag and
+    /// checksums are those of the bytes just stored.
+    fn single_part(bucket: &str, key: &str, stored: Stored, attrs: ObjectAttrs) -> ObjectRecord {
+        ObjectRecord {
             bucket: bucket.to_string(),
             key: key.to_string(),
             size: stored.segment.size,
@@ -375,8 +382,7 @@ impl Objects {
                 ..attrs
             },
             data: vec![stored.segment],
-        };
-        self.commit(&b, record, condition, EventName::Put).await
+        }
     }
 
     /// Makes a written object visible, deletes what it replaced, reports it.
@@ -520,20 +526,7 @@ impl Objects {
         let mut body = Body::new(stream, Some(src.size));
         body.algorithms = algorithms;
         let stored = self.write_body(body, MAX_OBJECT_PUT).await?;
-        let record = ObjectRecord {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            size: stored.segment.size,
-            etag: checksum::etag(&stored.md5),
-            last_modified_ms: lambent_core::now_ms(),
-            attrs: ObjectAttrs {
-                checksums: stored.checksums,
-                parts: None,
-                checksum_algorithm: None,
-                ..attrs
-            },
-            data: vec![stored.segment],
-        };
+        let record = Self::single_part(bucket, key, stored, attrs);
         self.commit(&b, record, condition, EventName::Copy).await
     }
 

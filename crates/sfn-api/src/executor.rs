@@ -347,13 +347,7 @@ impl Workflows {
         input: Option<&str>,
     ) -> Result<(String, i64), SfnError> {
         let sm = self.state_machine(namespace, machine_arn).await?;
-        let name = match name {
-            Some(n) => {
-                check_name(n)?;
-                n.to_string()
-            }
-            None => uuid::Uuid::new_v4().to_string(),
-        };
+        let name = execution_name(name)?;
         let (text, value) = Self::parse_input(input)?;
         let machine = Self::parse_definition(&sm.definition)?;
         let start_ms = now_ms();
@@ -463,13 +457,7 @@ impl Workflows {
                 "This operation is not supported by this type of state machine".into(),
             ));
         }
-        let name = match name {
-            Some(n) => {
-                check_name(n)?;
-                n.to_string()
-            }
-            None => uuid::Uuid::new_v4().to_string(),
-        };
+        let name = execution_name(name)?;
         let (text, value) = Self::parse_input(input)?;
         let machine = Self::parse_definition(&sm.definition)?;
         let start_ms = now_ms();
@@ -723,5 +711,16 @@ impl ExecutionSink for StoreSink {
             )),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// An execution's name: the one asked for (checked), else a new UUID, as AWS names them.
+fn execution_name(name: Option<&str>) -> Result<String, SfnError> {
+    match name {
+        Some(n) => {
+            check_name(n)?;
+            Ok(n.to_string())
+        }
+        None => Ok(uuid::Uuid::new_v4().to_string()),
     }
 }
