@@ -554,9 +554,7 @@ impl Workflows {
             )));
         };
         execution.stop(error, cause);
-        // The executor commits the abort at its next step; give a loaded node (and a remote
-        // PostgreSQL) time to, so that the caller then reads ABORTED as on AWS.
-        for _ in 0..500 {
+        for _ in 0..100 {
             let e = self.execution(namespace, arn).await?;
             if e.status != "RUNNING" {
                 return Ok(e.stop_ms.unwrap_or_else(now_ms));
