@@ -10,7 +10,6 @@ use lambent_aws_api::sigv4;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const ACCESS_KEY_ID: &str = "LKIATESTTESTTESTTEST";
 const SECRET: &str = "test-secret-access-key-0123456789abcdefgh";
@@ -23,44 +22,26 @@ fn venv() -> PathBuf {
     python_venv(&["boto3", "awscli"])
 }
 
-fn scripts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws")
-}
-
-/// Runs `program` with the server's endpoint and the access key in its environment, as AWS
-/// tools expect them; panics with its output unless it succeeds. Returns stdout.
+/// Runs `program` with the server's endpoint and the access key in its environment.
 fn run_aws_tool(node: &Node, program: &Path, args: &[&str], cwd: &Path) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .env("LAMBENT_URL", node.url(""))
-        .env("LAMBENT_API_KEY", KEY)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        // StartSyncExecution's endpoint has a `sync-` host prefix on AWS; not on Lambent.
-        .env("AWS_DISABLE_HOST_PREFIX_INJECTION", "true")
-        .env("PYTHONPATH", scripts_dir())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed:\n{stdout}\n{}",
-        program.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    // StartSyncExecution's endpoint has a `sync-` host prefix on AWS; not on Lambent.
+    let extra = [("AWS_DISABLE_HOST_PREFIX_INJECTION", "true")];
+    common::run_aws_client(
+        program,
+        args,
+        cwd,
+        &node.url(""),
+        (ACCESS_KEY_ID, SECRET),
+        &extra,
+    )
 }
 
 async fn run_scenario(script: &str) -> String {
     let venv = tokio::task::spawn_blocking(venv).await.unwrap();
     let node = aws_node().await;
     let python = venv.join("bin/python");
-    let script = scripts_dir().join(script);
-    let cwd = scripts_dir();
+    let script = common::aws_scripts_dir().join(script);
+    let cwd = common::aws_scripts_dir();
     tokio::task::spawn_blocking(move || {
         run_aws_tool(&node, &python, &[script.to_str().unwrap()], &cwd)
     })
@@ -94,7 +75,7 @@ async fn aws_cli_creates_a_state_machine_and_runs_it_synchronously() {
     let node = aws_node().await;
     let aws = venv.join("bin/aws");
     let endpoint = node.url("");
-    let cwd = scripts_dir();
+    let cwd = common::aws_scripts_dir();
     let (created, ran, listed) = tokio::task::spawn_blocking(move || {
         let common = ["--endpoint-url", endpoint.as_str(), "--output", "json"];
         let definition = r#"{"StartAt":"Hi","States":{"Hi":{"Type":"Pass","Parameters":{"greeting.$":"States.Format('hi {}', $.who)"},"End":true}}}"#;

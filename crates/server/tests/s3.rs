@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{node_with, python_venv, Node, KEY};
+use common::{node_with, python_venv, Node};
 use lambent_store::lambda::{AccessKey, LambdaStore};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,10 +17,6 @@ const OTHER_SECRET: &str = "other-namespace-secret-0123456789abcdefg";
 
 fn venv() -> PathBuf {
     python_venv(&["boto3", "awscli"])
-}
-
-fn scripts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws")
 }
 
 /// A node with an access key of the default namespace and one of namespace `other` (written
@@ -47,43 +43,31 @@ async fn s3_node() -> Node {
     node
 }
 
-/// Runs `program` with the node's endpoint and keys in its environment; panics with its
-/// output unless it succeeds. Returns stdout.
+/// Runs `program` with the node's endpoint and both namespaces' keys in its environment.
 fn run(node_url: &str, program: &Path, args: &[&str], cwd: &Path) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .env("LAMBENT_URL", node_url)
-        .env("LAMBENT_API_KEY", KEY)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("OTHER_ACCESS_KEY_ID", OTHER_KEY_ID)
-        .env("OTHER_SECRET_ACCESS_KEY", OTHER_SECRET)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("PYTHONPATH", scripts_dir())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed:\n{stdout}\n{}",
-        program.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let other = [
+        ("OTHER_ACCESS_KEY_ID", OTHER_KEY_ID),
+        ("OTHER_SECRET_ACCESS_KEY", OTHER_SECRET),
+    ];
+    common::run_aws_client(
+        program,
+        args,
+        cwd,
+        node_url,
+        (ACCESS_KEY_ID, SECRET),
+        &other,
+    )
 }
 
 async fn scenario(node: &Node, script: &str) -> String {
     let venv = tokio::task::spawn_blocking(venv).await.unwrap();
-    let (url, script) = (node.url(""), scripts_dir().join(script));
+    let (url, script) = (node.url(""), common::aws_scripts_dir().join(script));
     tokio::task::spawn_blocking(move || {
         run(
             &url,
             &venv.join("bin/python"),
             &[script.to_str().unwrap()],
-            &scripts_dir(),
+            &common::aws_scripts_dir(),
         )
     })
     .await
@@ -282,7 +266,7 @@ async fn scenario_presign_put(node: &Node) -> String {
         let code = "import boto3, os\n\
             c = boto3.client('s3', endpoint_url=os.environ['LAMBENT_URL'], region_name='us-east-1')\n\
             print(c.generate_presigned_url('put_object', Params={'Bucket': 'cli', 'Key': 'by-curl.txt'}, ExpiresIn=60))";
-        run(&url, &venv.join("bin/python"), &["-c", code], &scripts_dir())
+        run(&url, &venv.join("bin/python"), &["-c", code], &common::aws_scripts_dir())
     })
     .await
     .unwrap()

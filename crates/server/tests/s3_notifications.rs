@@ -8,17 +8,12 @@ mod common;
 use common::{eventually, node_with, python_venv, Node};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const ACCESS_KEY_ID: &str = "LKIANOTIFYNOTIFYNOTI";
 const SECRET: &str = "notify-test-secret-access-key-0123456789";
 
 const PRINTS_EVENTS: &str = "import json\ndef handler(event, context):\n    print('EVENT ' + json.dumps(event))\n    return 'ok'\n";
-
-fn scripts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws")
-}
 
 async fn post(node: &Node, path: &str, body: Value) -> Value {
     let (s, _, v) = node
@@ -63,22 +58,17 @@ fn printed_events(activations: &[Value]) -> Vec<Value> {
 
 fn run_scenario(node_url: &str, script: &str) -> String {
     let venv = python_venv(&["boto3", "awscli"]);
-    let out = Command::new(venv.join("bin/python"))
-        .arg(scripts_dir().join(script))
-        .env("LAMBENT_URL", node_url)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let script = common::aws_scripts_dir().join(script);
+    let args = [script.to_str().unwrap()];
+    let key = (ACCESS_KEY_ID, SECRET);
+    common::run_aws_client(
+        &venv.join("bin/python"),
+        &args,
+        &common::aws_scripts_dir(),
+        node_url,
+        key,
+        &[],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

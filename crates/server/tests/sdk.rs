@@ -483,21 +483,21 @@ async fn uploads_trigger_unmodified_handlers_that_read_and_write_objects_with_th
     )
     .await;
     let url = node.url("");
-    let out = tokio::task::spawn_blocking(move || {
+    let stdout = tokio::task::spawn_blocking(move || {
         let venv = common::python_venv(&["boto3", "awscli"]);
-        std::process::Command::new(venv.join("bin/python"))
-            .args(["-c", PIPELINE_CLIENT])
-            .env("LAMBENT_URL", url)
-            .env("AWS_ACCESS_KEY_ID", ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .output()
-            .unwrap()
+        let python = venv.join("bin/python");
+        let dir = common::aws_scripts_dir();
+        common::run_aws_client(
+            &python,
+            &["-c", PIPELINE_CLIENT],
+            &dir,
+            &url,
+            (ID, SECRET),
+            &[],
+        )
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let logs = |f: &'static str| {
         let node = &node;
         async move {
@@ -508,11 +508,6 @@ async fn uploads_trigger_unmodified_handlers_that_read_and_write_objects_with_th
                 .collect::<Vec<_>>()
         }
     };
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let found: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(
         found,

@@ -359,3 +359,43 @@ pub async fn invoke_from_package_zygote(node: &Node, function: &str, payload: &s
     })
     .await
 }
+
+/// The boto3 scenarios and their shared module (`tests/aws`).
+pub fn aws_scripts_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws")
+}
+
+/// Runs an AWS client (`program`: a venv's python with a boto3 scenario, or the AWS CLI) with
+/// the node at `url` and the access key `key` (id, secret) in its environment as AWS tools
+/// expect them, plus `extra`; panics with its output unless it succeeds. Returns stdout.
+pub fn run_aws_client(
+    program: &std::path::Path,
+    args: &[&str],
+    cwd: &std::path::Path,
+    url: &str,
+    key: (&str, &str),
+    extra: &[(&str, &str)],
+) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("LAMBENT_URL", url)
+        .env("LAMBENT_API_KEY", KEY)
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("PYTHONPATH", aws_scripts_dir())
+        .envs(extra.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{stdout}\n{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
