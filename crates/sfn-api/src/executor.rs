@@ -409,9 +409,9 @@ impl Workflows {
         Arc::new(StoreSink {
             store: self.store.clone(),
             arn: arn.into(),
-            owner: self.node.clone(),
+            owner: self.node.as_str().into(),
             pending: Mutex::new(Vec::new()),
-            committed: tokio::sync::Mutex::new(0),
+            committed: Arc::new(tokio::sync::Mutex::new(0)),
             requested: AtomicU64::new(0),
         })
     }
@@ -645,13 +645,18 @@ impl Workflows {
 /// The sink of a Standard execution: events wait in memory for the next checkpoint, which
 /// commits them with the state in one transaction. Checkpoints of concurrent branches are
 /// grouped: one whose state a later commit already covered returns at once.
+///
+/// A commit, once its events are taken, runs in a task of its own: the execution's future
+/// may be dropped mid-checkpoint (a `StopExecution` or the execution's timeout wins the
+/// race with a running state), and a commit cut off there would lose the events it took
+/// and leave its transaction to be rolled back under the next commit's feet.
 struct StoreSink {
     store: Arc<dyn WorkflowStore>,
-    arn: String,
-    owner: String,
+    arn: Arc<str>,
+    owner: Arc<str>,
     pending: Mutex<Vec<HistoryEvent>>,
     /// The last request number committed.
-    committed: tokio::sync::Mutex<u64>,
+    committed: Arc<tokio::sync::Mutex<u64>>,
     requested: AtomicU64,
 }
 
@@ -663,7 +668,7 @@ impl ExecutionSink for StoreSink {
 
     async fn checkpoint(&self, state: &ExecutionState) -> Result<(), String> {
         let mine = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut committed = self.committed.lock().await;
+        let mut committed = self.committed.clone().lock_owned().await;
         if *committed >= mine {
             return Ok(());
         }
@@ -694,21 +699,23 @@ impl ExecutionSink for StoreSink {
             events,
             lease_until_ms: now_ms() + LEASE.as_millis() as i64,
         };
-        match self
-            .store
-            .commit_execution(&self.arn, &self.owner, &checkpoint)
-            .await
-        {
-            Ok(true) => {
-                *committed = covers;
-                Ok(())
+        let (store, arn, owner) = (self.store.clone(), self.arn.clone(), self.owner.clone());
+        let commit = tokio::spawn(async move {
+            let held = store.commit_execution(&arn, &owner, &checkpoint).await;
+            match held {
+                Ok(true) => {
+                    *committed = covers;
+                    Ok(())
+                }
+                Ok(false) => Err(format!(
+                    "this node ({owner}) no longer holds the execution's lease"
+                )),
+                Err(e) => Err(e.to_string()),
             }
-            Ok(false) => Err(format!(
-                "this node ({}) no longer holds the execution's lease",
-                self.owner
-            )),
-            Err(e) => Err(e.to_string()),
-        }
+        });
+        commit
+            .await
+            .map_err(|e| format!("the commit's task failed: {e}"))?
     }
 }
 

@@ -280,16 +280,10 @@ b = sfn.start_execution(stateMachineArn=slow, name="once", input='{"a":1}')
 assert a["executionArn"] == b["executionArn"], (a, b)
 expect_error("ExecutionAlreadyExists", sfn.start_execution, stateMachineArn=slow, name="once",
              input='{"a": 2}')
-if os.environ.get("LAMBENT_TEST_CLUSTER", "0") not in ("", "0"):
-    # Known bug on PostgreSQL (docs/workflows.md, "Known problems"): a Standard execution
-    # stopped during a Wait stays RUNNING there. Skipped loudly until it is fixed.
-    print("stop: SKIPPED on a cluster node (known bug)")
-    sfn.start_execution(stateMachineArn=slow, name="stopped")
-else:
-    stopped = sfn.start_execution(stateMachineArn=slow, name="stopped")
-    sfn.stop_execution(executionArn=stopped["executionArn"], error="Enough", cause="asked")
-    d = sfn.describe_execution(executionArn=stopped["executionArn"])
-    assert d["status"] == "ABORTED" and d["error"] == "Enough", d
+stopped = sfn.start_execution(stateMachineArn=slow, name="stopped")
+sfn.stop_execution(executionArn=stopped["executionArn"], error="Enough", cause="asked")
+d = sfn.describe_execution(executionArn=stopped["executionArn"])
+assert d["status"] == "ABORTED" and d["error"] == "Enough", d
 page = sfn.list_executions(stateMachineArn=slow, maxResults=1)
 assert len(page["executions"]) == 1 and "nextToken" in page, page
 rest = sfn.list_executions(stateMachineArn=slow, maxResults=1, nextToken=page["nextToken"])
