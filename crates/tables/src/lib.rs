@@ -1,0 +1,4 @@
+//! The DynamoDB-compatible tables' engine.
+pub mod error;
+pub mod number;
+pub mod value;
