@@ -2,3 +2,4 @@
 pub mod error;
 pub mod number;
 pub mod value;
+pub mod key;
