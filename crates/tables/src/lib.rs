@@ -3,3 +3,4 @@ pub mod error;
 pub mod number;
 pub mod value;
 pub mod key;
+pub mod expr;
