@@ -105,7 +105,8 @@ mod tests {
 
     #[test]
     fn types_and_messages() {
-        let cases: Vec<(TableError, &str, &str, u16)> = vec![
+        let cases: Vec<(TableError, &str, &str, u16)> =
+            vec![
             (TableError::validation("x"), "ValidationException", "x", 400),
             (
                 TableError::ConditionalCheckFailed { item: None },
@@ -133,7 +134,10 @@ mod tests {
         ];
         for (err, ty, msg, status) in cases {
             assert_eq!(err.error_type(), ty);
-            assert_eq!(err.wire_type(), format!("com.amazonaws.dynamodb.v20120810#{ty}"));
+            assert_eq!(
+                err.wire_type(),
+                format!("com.amazonaws.dynamodb.v20120810#{ty}")
+            );
             assert_eq!(err.to_string(), msg);
             assert_eq!(err.http_status(), status);
         }

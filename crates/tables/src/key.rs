@@ -63,8 +63,14 @@ const INVALID: &str = "One or more parameter values were invalid: ";
 
 impl KeySchema {
     pub fn new(partition: (&str, KeyType), sort: Option<(&str, KeyType)>) -> KeySchema {
-        let attr = |(name, key_type): (&str, KeyType)| KeyAttribute { name: name.into(), key_type };
-        KeySchema { partition: attr(partition), sort: sort.map(attr) }
+        let attr = |(name, key_type): (&str, KeyType)| KeyAttribute {
+            name: name.into(),
+            key_type,
+        };
+        KeySchema {
+            partition: attr(partition),
+            sort: sort.map(attr),
+        }
     }
 
     /// The key attributes, partition first.
@@ -84,7 +90,10 @@ impl KeySchema {
         let mut parts = [None, None];
         for (i, attr) in self.attributes().enumerate() {
             let value = item.get(&attr.name).ok_or_else(|| {
-                TableError::validation(format!("{INVALID}Missing the key {} in the item", attr.name))
+                TableError::validation(format!(
+                    "{INVALID}Missing the key {} in the item",
+                    attr.name
+                ))
             })?;
             if value.attribute_type() != attr.key_type.attribute_type() {
                 return Err(TableError::validation(format!(
@@ -103,7 +112,8 @@ impl KeySchema {
     /// Checks a `Key` parameter (GetItem, DeleteItem, UpdateItem, …): exactly the schema's
     /// attributes with the schema's types; returns the encoded composite key.
     pub fn key(&self, key: &Item) -> Result<Vec<u8>, TableError> {
-        let mismatch = || TableError::validation("The provided key element does not match the schema");
+        let mismatch =
+            || TableError::validation("The provided key element does not match the schema");
         if key.len() != self.attributes().count() {
             return Err(mismatch());
         }
@@ -206,7 +216,11 @@ pub fn decode_number(bytes: &[u8]) -> Option<Number> {
         0x03 => false,
         _ => return None,
     };
-    let rest = if neg { rest.strip_suffix(&[0xFF])? } else { rest };
+    let rest = if neg {
+        rest.strip_suffix(&[0xFF])?
+    } else {
+        rest
+    };
     let flip = |b: u8| if neg { 0xFF - b } else { b };
     let (&exp, pairs) = rest.split_first()?;
     let adjusted = i32::from(flip(exp)) + MIN_ADJUSTED;
@@ -233,7 +247,9 @@ pub fn decode_number(bytes: &[u8]) -> Option<Number> {
 /// Decodes a key value of the given type from [`encode_key_value`]'s bytes.
 pub fn decode_key_value(key_type: KeyType, bytes: &[u8]) -> Option<AttributeValue> {
     match key_type {
-        KeyType::S => String::from_utf8(bytes.to_vec()).ok().map(AttributeValue::S),
+        KeyType::S => String::from_utf8(bytes.to_vec())
+            .ok()
+            .map(AttributeValue::S),
         KeyType::B => Some(AttributeValue::B(bytes.to_vec())),
         KeyType::N => decode_number(bytes).map(AttributeValue::N),
     }
@@ -361,7 +377,11 @@ mod tests {
         }
         // Mostly near each other (shared exponents, many ties in leading digits), sometimes
         // across the whole range.
-        let exp = if rng.gen_bool(0.7) { rng.gen_range(-3..3) } else { rng.gen_range(-120..80) };
+        let exp = if rng.gen_bool(0.7) {
+            rng.gen_range(-3..3)
+        } else {
+            rng.gen_range(-120..80)
+        };
         Number::parse(&format!("{text}e{exp}")).unwrap_or(Number::ZERO)
     }
 
@@ -370,8 +390,21 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(17);
         let mut numbers: Vec<Number> = (0..5000).map(|_| random_number(&mut rng)).collect();
         numbers.extend(
-            ["0", "1E-130", "-1E-130", "9.9999999999999999999999999999999999999E+125", "-9.9999999999999999999999999999999999999E+125", "1", "10", "-1", "-10", "0.1", "1.01", "1.1"]
-                .map(num),
+            [
+                "0",
+                "1E-130",
+                "-1E-130",
+                "9.9999999999999999999999999999999999999E+125",
+                "-9.9999999999999999999999999999999999999E+125",
+                "1",
+                "10",
+                "-1",
+                "-10",
+                "0.1",
+                "1.01",
+                "1.1",
+            ]
+            .map(num),
         );
         let mut by_bytes = numbers.clone();
         by_bytes.sort_by_key(enc);
@@ -382,7 +415,13 @@ mod tests {
             assert_eq!(decode_number(&enc(n)), Some(*n), "{n}");
         }
         for w in by_value.windows(2) {
-            assert_eq!(enc(&w[0]).cmp(&enc(&w[1])), w[0].cmp(&w[1]), "{} vs {}", w[0], w[1]);
+            assert_eq!(
+                enc(&w[0]).cmp(&enc(&w[1])),
+                w[0].cmp(&w[1]),
+                "{} vs {}",
+                w[0],
+                w[1]
+            );
         }
     }
 
@@ -390,10 +429,13 @@ mod tests {
     fn composite_orders_by_partition_then_sort() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let bytes = |rng: &mut rand::rngs::StdRng| -> Vec<u8> {
-            (0..rng.gen_range(0..4)).map(|_| [0u8, 1, 2, 0xFF][rng.gen_range(0..4)]).collect()
+            (0..rng.gen_range(0..4))
+                .map(|_| [0u8, 1, 2, 0xFF][rng.gen_range(0..4)])
+                .collect()
         };
-        let mut pairs: Vec<(Vec<u8>, Number)> =
-            (0..3000).map(|_| (bytes(&mut rng), random_number(&mut rng))).collect();
+        let mut pairs: Vec<(Vec<u8>, Number)> = (0..3000)
+            .map(|_| (bytes(&mut rng), random_number(&mut rng)))
+            .collect();
         let key = |(p, s): &(Vec<u8>, Number)| {
             encode_composite(&AttributeValue::B(p.clone()), Some(&AttributeValue::N(*s)))
         };
@@ -413,11 +455,20 @@ mod tests {
     fn composite_range_covers_exactly_one_partition() {
         let p = AttributeValue::S("a".into());
         let (lo, hi) = composite_range(&p, (Bound::Unbounded, Bound::Unbounded));
-        let inside = [encode_composite(&p, Some(&AttributeValue::S("".into()))), encode_composite(&p, Some(&AttributeValue::S("\u{10FFFF}".into())))];
+        let inside = [
+            encode_composite(&p, Some(&AttributeValue::S("".into()))),
+            encode_composite(&p, Some(&AttributeValue::S("\u{10FFFF}".into()))),
+        ];
         let outside = [
-            encode_composite(&AttributeValue::S("a\u{0}".into()), Some(&AttributeValue::S("x".into()))),
+            encode_composite(
+                &AttributeValue::S("a\u{0}".into()),
+                Some(&AttributeValue::S("x".into())),
+            ),
             encode_composite(&AttributeValue::S("b".into()), None),
-            encode_composite(&AttributeValue::S("".into()), Some(&AttributeValue::S("zz".into()))),
+            encode_composite(
+                &AttributeValue::S("".into()),
+                Some(&AttributeValue::S("zz".into())),
+            ),
         ];
         for k in inside {
             assert!((lo.clone(), hi.clone()).contains(&k));
@@ -442,28 +493,49 @@ mod tests {
         let empty = "One or more parameter values are not valid. The AttributeValue for a key \
                      attribute cannot contain an empty";
         let item_cases = vec![
-            (item(vec![("sk", n("1"))]), format!("{inv}Missing the key pk in the item")),
-            (item(vec![("pk", s("a"))]), format!("{inv}Missing the key sk in the item")),
+            (
+                item(vec![("sk", n("1"))]),
+                format!("{inv}Missing the key pk in the item"),
+            ),
+            (
+                item(vec![("pk", s("a"))]),
+                format!("{inv}Missing the key sk in the item"),
+            ),
             (
                 item(vec![("pk", n("1")), ("sk", n("1"))]),
                 format!("{inv}Type mismatch for key pk expected: S actual: N"),
             ),
-            (item(vec![("pk", s("")), ("sk", n("1"))]), format!("{empty} string value. Key: pk")),
+            (
+                item(vec![("pk", s("")), ("sk", n("1"))]),
+                format!("{empty} string value. Key: pk"),
+            ),
             (
                 item(vec![("pk", s(&"x".repeat(2049))), ("sk", n("1"))]),
                 format!("{inv}Size of hashkey has exceeded the maximum size limit of2048 bytes"),
             ),
         ];
         for (it, msg) in item_cases {
-            assert_eq!(schema.item_key(&it), Err(TableError::validation(msg.clone())), "{msg}");
+            assert_eq!(
+                schema.item_key(&it),
+                Err(TableError::validation(msg.clone())),
+                "{msg}"
+            );
         }
         let bin = KeySchema::new(("pk", KeyType::S), Some(("sk", KeyType::B)));
         assert_eq!(
-            bin.item_key(&item(vec![("pk", s("a")), ("sk", AttributeValue::B(vec![]))])),
-            Err(TableError::validation(format!("{empty} binary value. Key: sk")))
+            bin.item_key(&item(vec![
+                ("pk", s("a")),
+                ("sk", AttributeValue::B(vec![]))
+            ])),
+            Err(TableError::validation(format!(
+                "{empty} binary value. Key: sk"
+            )))
         );
         assert_eq!(
-            bin.item_key(&item(vec![("pk", s("a")), ("sk", AttributeValue::B(vec![1; 1025]))])),
+            bin.item_key(&item(vec![
+                ("pk", s("a")),
+                ("sk", AttributeValue::B(vec![1; 1025]))
+            ])),
             Err(TableError::validation(format!(
                 "{inv}Aggregated size of all range keys has exceeded the size limit of 1024 bytes"
             )))

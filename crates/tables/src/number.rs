@@ -52,7 +52,11 @@ fn digit_count(m: u128) -> u32 {
 
 impl Number {
     /// Zero.
-    pub const ZERO: Number = Number { negative: false, mantissa: 0, exponent: 0 };
+    pub const ZERO: Number = Number {
+        negative: false,
+        mantissa: 0,
+        exponent: 0,
+    };
 
     /// Parses DynamoDB's number text (Java `BigDecimal` syntax: `[+-]digits[.digits][e[+-]digits]`,
     /// either side of the point may be empty but not both) and checks range and precision.
@@ -137,9 +141,15 @@ impl Number {
         if sig > MAX_DIGITS as usize {
             return Err(TableError::validation(MSG_PRECISION));
         }
-        let mantissa =
-            digits.skip(lead).take(sig).fold(0u128, |m, &d| m * 10 + u128::from(d - b'0'));
-        Ok(Number { negative, mantissa, exponent: exponent as i32 })
+        let mantissa = digits
+            .skip(lead)
+            .take(sig)
+            .fold(0u128, |m, &d| m * 10 + u128::from(d - b'0'));
+        Ok(Number {
+            negative,
+            mantissa,
+            exponent: exponent as i32,
+        })
     }
 
     /// Builds `±digits × 10^exponent` from a digit sequence (most significant first), with
@@ -162,9 +172,14 @@ impl Number {
         if sig > MAX_DIGITS as usize {
             return Err(TableError::validation(MSG_PRECISION));
         }
-        let mantissa =
-            digits[lead..lead + sig].iter().fold(0u128, |m, &d| m * 10 + u128::from(d));
-        Ok(Number { negative, mantissa, exponent: exponent as i32 })
+        let mantissa = digits[lead..lead + sig]
+            .iter()
+            .fold(0u128, |m, &d| m * 10 + u128::from(d));
+        Ok(Number {
+            negative,
+            mantissa,
+            exponent: exponent as i32,
+        })
     }
 
     pub fn is_zero(&self) -> bool {
@@ -178,7 +193,10 @@ impl Number {
     /// The significant digits, most significant first (`[0]` for zero).
     pub fn digits(&self) -> Vec<u8> {
         let n = digit_count(self.mantissa).max(1);
-        (0..n).rev().map(|i| ((self.mantissa / POW10[i as usize]) % 10) as u8).collect()
+        (0..n)
+            .rev()
+            .map(|i| ((self.mantissa / POW10[i as usize]) % 10) as u8)
+            .collect()
     }
 
     /// The number of significant digits (1 for zero).
@@ -196,7 +214,10 @@ impl Number {
         if self.is_zero() {
             self
         } else {
-            Number { negative: !self.negative, ..self }
+            Number {
+                negative: !self.negative,
+                ..self
+            }
         }
     }
 
@@ -283,11 +304,13 @@ fn cmp_magnitude(a: &Number, b: &Number) -> Ordering {
         (false, true) => return Ordering::Greater,
         _ => {}
     }
-    a.adjusted_exponent().cmp(&b.adjusted_exponent()).then_with(|| {
-        let (da, db) = (digit_count(a.mantissa), digit_count(b.mantissa));
-        let n = da.max(db);
-        (a.mantissa * POW10[(n - da) as usize]).cmp(&(b.mantissa * POW10[(n - db) as usize]))
-    })
+    a.adjusted_exponent()
+        .cmp(&b.adjusted_exponent())
+        .then_with(|| {
+            let (da, db) = (digit_count(a.mantissa), digit_count(b.mantissa));
+            let n = da.max(db);
+            (a.mantissa * POW10[(n - da) as usize]).cmp(&(b.mantissa * POW10[(n - db) as usize]))
+        })
 }
 
 impl Ord for Number {
@@ -329,7 +352,11 @@ impl From<i64> for Number {
             mantissa /= 10;
             exponent += 1;
         }
-        Number { negative: v < 0, mantissa, exponent }
+        Number {
+            negative: v < 0,
+            mantissa,
+            exponent,
+        }
     }
 }
 
@@ -400,10 +427,19 @@ mod tests {
             ("5.", "5"),
             ("+7", "7"),
             ("123.456", "123.456"),
-            ("12345678901234567890123456789012345678", "12345678901234567890123456789012345678"),
+            (
+                "12345678901234567890123456789012345678",
+                "12345678901234567890123456789012345678",
+            ),
             ("1E-130", &format!("0.{}1", "0".repeat(129))),
-            ("9.9999999999999999999999999999999999999E+125", &format!("99999999999999999999999999999999999999{}", "0".repeat(88))),
-            ("1000000000000000000000000000000000000000000", "1000000000000000000000000000000000000000000"),
+            (
+                "9.9999999999999999999999999999999999999E+125",
+                &format!("99999999999999999999999999999999999999{}", "0".repeat(88)),
+            ),
+            (
+                "1000000000000000000000000000000000000000000",
+                "1000000000000000000000000000000000000000000",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(n(input).to_string(), want, "{input}");
@@ -431,16 +467,37 @@ mod tests {
             ("1.23456789012345678901234567890123456789", MSG_PRECISION),
         ];
         for (input, msg) in cases {
-            assert_eq!(Number::parse(input), Err(TableError::validation(msg)), "{input}");
+            assert_eq!(
+                Number::parse(input),
+                Err(TableError::validation(msg)),
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn comparison_is_numeric() {
         let ordered = [
-            "-1E+125", "-100", "-10.5", "-10", "-1", "-0.5", "-1E-130", "0", "1E-130", "0.001",
-            "0.5", "1", "1.0000000000000000000000000000000000001", "9.99", "10", "10.01", "1E+2",
-            "99999999999999999999999999999999999999", "1E+38", "9.9999999999999999999999999999999999999E+125",
+            "-1E+125",
+            "-100",
+            "-10.5",
+            "-10",
+            "-1",
+            "-0.5",
+            "-1E-130",
+            "0",
+            "1E-130",
+            "0.001",
+            "0.5",
+            "1",
+            "1.0000000000000000000000000000000000001",
+            "9.99",
+            "10",
+            "10.01",
+            "1E+2",
+            "99999999999999999999999999999999999999",
+            "1E+38",
+            "9.9999999999999999999999999999999999999E+125",
         ];
         for (i, a) in ordered.iter().enumerate() {
             for (j, b) in ordered.iter().enumerate() {
@@ -459,23 +516,43 @@ mod tests {
             ("-5", "3", "-2"),
             ("5", "-5", "0"),
             ("1E+100", "1E+100", "2E+100"),
-            ("99999999999999999999999999999999999999", "-1", "99999999999999999999999999999999999998"),
+            (
+                "99999999999999999999999999999999999999",
+                "-1",
+                "99999999999999999999999999999999999998",
+            ),
             ("1.5", "-0.25", "1.25"),
             ("-1E-130", "-1E-130", "-2E-130"),
-            ("12345678901234567890123456789012345678", "0", "12345678901234567890123456789012345678"),
+            (
+                "12345678901234567890123456789012345678",
+                "0",
+                "12345678901234567890123456789012345678",
+            ),
         ];
         for (a, b, want) in cases {
             assert_eq!(n(a).checked_add(n(b)).unwrap(), n(want), "{a} + {b}");
             assert_eq!(n(want).checked_sub(n(b)).unwrap(), n(a), "{want} - {b}");
         }
         let errors = [
-            ("99999999999999999999999999999999999999", "0.1", MSG_PRECISION),
+            (
+                "99999999999999999999999999999999999999",
+                "0.1",
+                MSG_PRECISION,
+            ),
             ("1E+38", "1", MSG_PRECISION),
             ("1E+50", "-1", MSG_PRECISION),
-            ("9.9999999999999999999999999999999999999E+125", "1E+88", MSG_OVERFLOW),
+            (
+                "9.9999999999999999999999999999999999999E+125",
+                "1E+88",
+                MSG_OVERFLOW,
+            ),
         ];
         for (a, b, msg) in errors {
-            assert_eq!(n(a).checked_add(n(b)), Err(TableError::validation(msg)), "{a} + {b}");
+            assert_eq!(
+                n(a).checked_add(n(b)),
+                Err(TableError::validation(msg)),
+                "{a} + {b}"
+            );
         }
         assert_eq!(n("1E+38").checked_add(n("1E+38")).unwrap(), n("2E+38"));
     }

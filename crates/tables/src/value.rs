@@ -104,7 +104,10 @@ impl AttributeType {
     }
 
     pub fn is_set(self) -> bool {
-        matches!(self, AttributeType::Ss | AttributeType::Ns | AttributeType::Bs)
+        matches!(
+            self,
+            AttributeType::Ss | AttributeType::Ns | AttributeType::Bs
+        )
     }
 }
 
@@ -137,7 +140,9 @@ impl AttributeValue {
             AttributeValue::B(b) => b.len(),
             AttributeValue::Bool(_) | AttributeValue::Null => 1,
             AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + v.size()).sum::<usize>(),
-            AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| 1 + k.len() + v.size()).sum::<usize>(),
+            AttributeValue::M(m) => {
+                3 + m.iter().map(|(k, v)| 1 + k.len() + v.size()).sum::<usize>()
+            }
             AttributeValue::Ss(s) => s.iter().map(String::len).sum(),
             AttributeValue::Ns(s) => s.iter().map(Number::stored_size).sum(),
             AttributeValue::Bs(s) => s.iter().map(Vec::len).sum(),
@@ -205,10 +210,14 @@ pub fn item_size(item: &Item) -> usize {
 /// Refuses an item over 400 KB or nested deeper than 32 levels (AWS's messages, verbatim).
 pub fn check_item_limits(item: &Item) -> Result<(), TableError> {
     if item.values().any(|v| v.depth() > MAX_NESTING) {
-        return Err(TableError::validation("Nesting Levels have exceeded supported limits"));
+        return Err(TableError::validation(
+            "Nesting Levels have exceeded supported limits",
+        ));
     }
     if item_size(item) > MAX_ITEM_SIZE {
-        return Err(TableError::validation("Item size has exceeded the maximum allowed size"));
+        return Err(TableError::validation(
+            "Item size has exceeded the maximum allowed size",
+        ));
     }
     Ok(())
 }
@@ -238,10 +247,16 @@ fn check_set<T: PartialEq>(
             _ => format!("{INVALID}Binary sets should not be empty"),
         });
     }
-    let duplicate = members.iter().enumerate().any(|(i, m)| members[..i].contains(m));
+    let duplicate = members
+        .iter()
+        .enumerate()
+        .any(|(i, m)| members[..i].contains(m));
     if duplicate {
         let list: Vec<String> = members.iter().map(show).collect();
-        return Err(format!("{INVALID}Input collection [{}] contains duplicates.", list.join(", ")));
+        return Err(format!(
+            "{INVALID}Input collection [{}] contains duplicates.",
+            list.join(", ")
+        ));
     }
     Ok(())
 }
@@ -296,7 +311,13 @@ impl<'de> Deserialize<'de> for Base64 {
         base64::engine::general_purpose::STANDARD
             .decode(s.as_bytes())
             .map(Base64)
-            .map_err(|_| de::Error::custom("Base64 encoded length is expected a multiple of 4 bytes but found: ".to_string() + &s.len().to_string()))
+            .map_err(|_| {
+                de::Error::custom(
+                    "Base64 encoded length is expected a multiple of 4 bytes but found: "
+                        .to_string()
+                        + &s.len().to_string(),
+                )
+            })
     }
 }
 
@@ -333,8 +354,12 @@ impl<'de> Visitor<'de> for ValueVisitor {
             // are ignored.
             let value = match key.as_ref() {
                 "S" => map.next_value::<Option<String>>()?.map(AttributeValue::S),
-                "N" => map.next_value::<Option<Num>>()?.map(|n| AttributeValue::N(n.0)),
-                "B" => map.next_value::<Option<Base64>>()?.map(|b| AttributeValue::B(b.0)),
+                "N" => map
+                    .next_value::<Option<Num>>()?
+                    .map(|n| AttributeValue::N(n.0)),
+                "B" => map
+                    .next_value::<Option<Base64>>()?
+                    .map(|b| AttributeValue::B(b.0)),
                 "BOOL" => map.next_value::<Option<bool>>()?.map(AttributeValue::Bool),
                 "NULL" => match map.next_value::<Option<bool>>()? {
                     Some(true) => Some(AttributeValue::Null),
@@ -345,9 +370,13 @@ impl<'de> Visitor<'de> for ValueVisitor {
                     }
                     None => None,
                 },
-                "L" => map.next_value::<Option<Vec<AttributeValue>>>()?.map(AttributeValue::L),
+                "L" => map
+                    .next_value::<Option<Vec<AttributeValue>>>()?
+                    .map(AttributeValue::L),
                 "M" => map.next_value::<Option<Item>>()?.map(AttributeValue::M),
-                "SS" => map.next_value::<Option<Vec<String>>>()?.map(AttributeValue::Ss),
+                "SS" => map
+                    .next_value::<Option<Vec<String>>>()?
+                    .map(AttributeValue::Ss),
                 "NS" => map
                     .next_value::<Option<SeqOf<Num>>>()?
                     .map(|v| AttributeValue::Ns(v.0.into_iter().map(|n| n.0).collect())),
@@ -425,13 +454,19 @@ mod tests {
             let v = parse(case.clone()).unwrap();
             assert_eq!(serde_json::to_value(&v).unwrap(), case);
         }
-        assert_eq!(parse(json!({"B": "AAEC"})).unwrap(), AttributeValue::B(vec![0, 1, 2]));
+        assert_eq!(
+            parse(json!({"B": "AAEC"})).unwrap(),
+            AttributeValue::B(vec![0, 1, 2])
+        );
     }
 
     #[test]
     fn canonical_numbers_on_the_way_out() {
         let v = parse(json!({"NS": ["1.50", "0100"]})).unwrap();
-        assert_eq!(serde_json::to_value(&v).unwrap(), json!({"NS": ["1.5", "100"]}));
+        assert_eq!(
+            serde_json::to_value(&v).unwrap(),
+            json!({"NS": ["1.5", "100"]})
+        );
     }
 
     #[test]
@@ -442,23 +477,41 @@ mod tests {
             (json!({"S": null}), v(MSG_EMPTY)),
             (json!({"X": "a"}), v(MSG_EMPTY)),
             (json!({"S": "a", "N": "1"}), v(MSG_MANY)),
-            (json!({"SS": []}), v(&format!("{INVALID}An string set  may not be empty"))),
-            (json!({"NS": []}), v(&format!("{INVALID}An number set  may not be empty"))),
-            (json!({"BS": []}), v(&format!("{INVALID}Binary sets should not be empty"))),
+            (
+                json!({"SS": []}),
+                v(&format!("{INVALID}An string set  may not be empty")),
+            ),
+            (
+                json!({"NS": []}),
+                v(&format!("{INVALID}An number set  may not be empty")),
+            ),
+            (
+                json!({"BS": []}),
+                v(&format!("{INVALID}Binary sets should not be empty")),
+            ),
             (
                 json!({"SS": ["a", "b", "a"]}),
-                v(&format!("{INVALID}Input collection [a, b, a] contains duplicates.")),
+                v(&format!(
+                    "{INVALID}Input collection [a, b, a] contains duplicates."
+                )),
             ),
             (
                 json!({"NS": ["1", "1.0"]}),
-                v(&format!("{INVALID}Input collection [1, 1] contains duplicates.")),
+                v(&format!(
+                    "{INVALID}Input collection [1, 1] contains duplicates."
+                )),
             ),
             (
                 json!({"NULL": false}),
-                v(&format!("{INVALID}Null attribute value types must have the value of true")),
+                v(&format!(
+                    "{INVALID}Null attribute value types must have the value of true"
+                )),
             ),
             (json!({"N": "x"}), v(crate::number::MSG_NOT_A_NUMBER)),
-            (json!({"L": [{"N": "1E+200"}]}), v(crate::number::MSG_OVERFLOW)),
+            (
+                json!({"L": [{"N": "1E+200"}]}),
+                v(crate::number::MSG_OVERFLOW),
+            ),
             (json!({"M": {"a": {}}}), v(MSG_EMPTY)),
         ];
         for (input, want) in cases {
@@ -466,7 +519,10 @@ mod tests {
         }
         // Shape errors are the protocol's, not validation.
         for input in [json!({"S": 5}), json!("S"), json!({"BOOL": "yes"})] {
-            assert!(matches!(parse(input.clone()), Err(TableError::Serialization(_))), "{input}");
+            assert!(
+                matches!(parse(input.clone()), Err(TableError::Serialization(_))),
+                "{input}"
+            );
         }
     }
 
@@ -475,9 +531,13 @@ mod tests {
         let bad = AttributeValue::L(vec![AttributeValue::Ss(vec![])]);
         assert_eq!(
             bad.validate(),
-            Err(TableError::validation(format!("{INVALID}An string set  may not be empty")))
+            Err(TableError::validation(format!(
+                "{INVALID}An string set  may not be empty"
+            )))
         );
-        assert!(AttributeValue::Ns(vec![Number::from(1), Number::from(2)]).validate().is_ok());
+        assert!(AttributeValue::Ns(vec![Number::from(1), Number::from(2)])
+            .validate()
+            .is_ok());
     }
 
     #[test]
@@ -505,7 +565,9 @@ mod tests {
         item.insert("b".into(), AttributeValue::Bool(true));
         assert_eq!(
             check_item_limits(&item),
-            Err(TableError::validation("Item size has exceeded the maximum allowed size"))
+            Err(TableError::validation(
+                "Item size has exceeded the maximum allowed size"
+            ))
         );
         let mut deep = AttributeValue::Null;
         for _ in 0..33 {
@@ -514,7 +576,9 @@ mod tests {
         let item: Item = [("d".to_string(), deep)].into();
         assert_eq!(
             check_item_limits(&item),
-            Err(TableError::validation("Nesting Levels have exceeded supported limits"))
+            Err(TableError::validation(
+                "Nesting Levels have exceeded supported limits"
+            ))
         );
     }
 }

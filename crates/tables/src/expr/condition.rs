@@ -121,8 +121,12 @@ impl Node {
                     Comparator::Eq => matches!((a, b), (Some(a), Some(b)) if a == b),
                     Comparator::Ne => !matches!((a, b), (Some(a), Some(b)) if a == b),
                     _ => {
-                        let (Some(a), Some(b)) = (a, b) else { return false };
-                        let Some(ord) = compare(&a, &b) else { return false };
+                        let (Some(a), Some(b)) = (a, b) else {
+                            return false;
+                        };
+                        let Some(ord) = compare(&a, &b) else {
+                            return false;
+                        };
                         match op {
                             Comparator::Lt => ord == Ordering::Less,
                             Comparator::Le => ord != Ordering::Greater,
@@ -167,6 +171,7 @@ impl Condition {
     /// `attribute_not_exists(pk)` holds for an item not yet written).
     pub fn evaluate(&self, item: Option<&Item>) -> bool {
         static EMPTY: std::sync::OnceLock<Item> = std::sync::OnceLock::new();
-        self.0.eval(item.unwrap_or_else(|| EMPTY.get_or_init(Item::new)))
+        self.0
+            .eval(item.unwrap_or_else(|| EMPTY.get_or_init(Item::new)))
     }
 }

@@ -32,7 +32,9 @@ pub enum SortCondition {
 
 fn unsupported(what: &str) -> TableError {
     // AWS's wording, verbatim as recalled.
-    TableError::validation(format!("Invalid operator used in KeyConditionExpression: {what}"))
+    TableError::validation(format!(
+        "Invalid operator used in KeyConditionExpression: {what}"
+    ))
 }
 
 /// One `attribute <op> value` leaf of the expression.
@@ -100,13 +102,19 @@ fn leaves(node: Node, out: &mut Vec<Leaf>) -> Result<(), TableError> {
         Node::Between(a, lo, hi) => {
             let name = leaf_name(&a)?
                 .ok_or_else(|| TableError::validation("Query key condition not supported"))?;
-            out.push(Leaf { name, cond: SortCondition::Between(value(lo)?, value(hi)?) });
+            out.push(Leaf {
+                name,
+                cond: SortCondition::Between(value(lo)?, value(hi)?),
+            });
             Ok(())
         }
         Node::BeginsWith(a, prefix) => {
             let name = leaf_name(&a)?
                 .ok_or_else(|| TableError::validation("Query key condition not supported"))?;
-            out.push(Leaf { name, cond: SortCondition::BeginsWith(value(prefix)?) });
+            out.push(Leaf {
+                name,
+                cond: SortCondition::BeginsWith(value(prefix)?),
+            });
             Ok(())
         }
     }
@@ -157,8 +165,11 @@ impl KeyCondition {
         let mut found = Vec::new();
         leaves(cond.0, &mut found)?;
         // AWS's wording, verbatim as recalled.
-        let one_per_key =
-            || TableError::validation("KeyConditionExpressions must only contain one condition per key");
+        let one_per_key = || {
+            TableError::validation(
+                "KeyConditionExpressions must only contain one condition per key",
+            )
+        };
         if found.len() > 2 || (found.len() == 2 && found[0].name == found[1].name) {
             return Err(one_per_key());
         }
@@ -200,7 +211,10 @@ impl KeyCondition {
                      function; operator or function: begins_with, operand type: N",
                 ));
             }
-            if cond.values().any(|v| v.attribute_type() != attr.key_type.attribute_type()) {
+            if cond
+                .values()
+                .any(|v| v.attribute_type() != attr.key_type.attribute_type())
+            {
                 return Err(mismatch());
             }
         }
@@ -216,7 +230,9 @@ impl KeyCondition {
 
     /// The range of encoded sort keys within the partition.
     pub fn sort_range(&self) -> KeyRange {
-        self.sort.as_ref().map_or((Bound::Unbounded, Bound::Unbounded), SortCondition::range)
+        self.sort
+            .as_ref()
+            .map_or((Bound::Unbounded, Bound::Unbounded), SortCondition::range)
     }
 
     /// The range of composite keys ([`key::encode_composite`]) to scan.
@@ -241,4 +257,3 @@ impl KeyCondition {
         }
     }
 }
-

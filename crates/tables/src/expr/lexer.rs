@@ -59,7 +59,10 @@ pub(crate) fn lex(src: &str) -> Vec<Token> {
             b'#' | b':' if b.get(i + 1).is_some_and(|&c| is_word(c)) => {
                 (if c == b'#' { Tok::Name } else { Tok::Value }, run(i + 1))
             }
-            b'0'..=b'9' => (Tok::Int, i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count()),
+            b'0'..=b'9' => (
+                Tok::Int,
+                i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count(),
+            ),
             c if c.is_ascii_alphabetic() || c == b'_' => (Tok::Ident, run(i)),
             b'<' if b.get(i + 1) == Some(&b'>') => (Tok::Ne, i + 2),
             b'<' if b.get(i + 1) == Some(&b'=') => (Tok::Le, i + 2),
@@ -83,7 +86,11 @@ pub(crate) fn lex(src: &str) -> Vec<Token> {
         out.push(Token { tok, start, end });
         i = end;
     }
-    out.push(Token { tok: Tok::Eof, start: b.len(), end: b.len() });
+    out.push(Token {
+        tok: Tok::Eof,
+        start: b.len(),
+        end: b.len(),
+    });
     out
 }
 
@@ -94,8 +101,10 @@ mod tests {
     #[test]
     fn tokens() {
         let src = "#a.b[12] <> :v AND size(x)>=:y_1 @";
-        let toks: Vec<(Tok, &str)> =
-            lex(src).iter().map(|t| (t.tok, &src[t.start..t.end])).collect();
+        let toks: Vec<(Tok, &str)> = lex(src)
+            .iter()
+            .map(|t| (t.tok, &src[t.start..t.end]))
+            .collect();
         assert_eq!(
             toks,
             vec![

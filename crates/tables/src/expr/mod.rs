@@ -127,7 +127,11 @@ impl fmt::Display for Path {
 pub(crate) fn check_overlaps(kind: ExpressionKind, paths: &[&Path]) -> Result<(), TableError> {
     for (j, q) in paths.iter().enumerate() {
         for p in &paths[..j] {
-            let common = p.0.iter().zip(q.0.iter()).take_while(|(a, b)| a == b).count();
+            let common =
+                p.0.iter()
+                    .zip(q.0.iter())
+                    .take_while(|(a, b)| a == b)
+                    .count();
             let problem = match (p.0.get(common), q.0.get(common)) {
                 (None, _) | (_, None) => "overlap",
                 (Some(PathElement::Attr(_)), Some(PathElement::Index(_)))
@@ -161,17 +165,23 @@ impl Expressions {
         values: Option<HashMap<String, AttributeValue>>,
     ) -> Result<Expressions, TableError> {
         if names.as_ref().is_some_and(HashMap::is_empty) {
-            return Err(TableError::validation("ExpressionAttributeNames must not be empty"));
+            return Err(TableError::validation(
+                "ExpressionAttributeNames must not be empty",
+            ));
         }
         if values.as_ref().is_some_and(HashMap::is_empty) {
-            return Err(TableError::validation("ExpressionAttributeValues must not be empty"));
+            return Err(TableError::validation(
+                "ExpressionAttributeValues must not be empty",
+            ));
         }
         let names = names.unwrap_or_default();
         let values = values.unwrap_or_default();
         let bad_key = |k: &str, sigil: char| {
             k.len() < 2
                 || !k.starts_with(sigil)
-                || !k[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                || !k[1..]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         };
         if let Some(k) = sorted(names.keys()).into_iter().find(|k| bad_key(k, '#')) {
             return Err(TableError::validation(format!(
@@ -183,13 +193,18 @@ impl Expressions {
                 "ExpressionAttributeValues contains invalid key: Syntax error; key: \"{k}\""
             )));
         }
-        if let Some(k) = sorted(names.iter().filter(|(_, v)| v.is_empty()).map(|(k, _)| k)).first() {
+        if let Some(k) = sorted(names.iter().filter(|(_, v)| v.is_empty()).map(|(k, _)| k)).first()
+        {
             // Approximated: AWS refuses an empty substitute name for the key.
             return Err(TableError::validation(format!(
                 "ExpressionAttributeNames contains invalid value: Empty attribute name for key {k}"
             )));
         }
-        Ok(Expressions { names, values, ..Default::default() })
+        Ok(Expressions {
+            names,
+            values,
+            ..Default::default()
+        })
     }
 
     /// Whether the request carried any names or values (DynamoDB refuses them when no
@@ -240,8 +255,11 @@ impl Expressions {
                 join(&unused_names)
             )));
         }
-        let unused_values: Vec<&String> =
-            sorted(self.values.keys().filter(|k| !self.used_values.contains(*k)));
+        let unused_values: Vec<&String> = sorted(
+            self.values
+                .keys()
+                .filter(|k| !self.used_values.contains(*k)),
+        );
         if !unused_values.is_empty() {
             return Err(TableError::validation(format!(
                 "Value provided in ExpressionAttributeValues unused in expressions: keys: {{{}}}",
@@ -271,7 +289,10 @@ fn sorted<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
 }
 
 fn join(keys: &[&String]) -> String {
-    keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    keys.iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A value as DynamoDB shows it in some messages: `{N:5}`, `{S:abc}`.

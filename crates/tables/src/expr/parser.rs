@@ -8,8 +8,8 @@ use super::condition::{Comparator, Node, Operand};
 use super::lexer::{lex, Tok, Token};
 use super::update::{SetValue, UpdateOperand};
 use super::{
-    brief, check_overlaps, is_reserved, Condition, ExpressionKind, Expressions, Path,
-    PathElement, Projection, Update, MAX_EXPRESSION_LENGTH, MAX_IN_OPERANDS, MAX_PATH_DEPTH,
+    brief, check_overlaps, is_reserved, Condition, ExpressionKind, Expressions, Path, PathElement,
+    Projection, Update, MAX_EXPRESSION_LENGTH, MAX_IN_OPERANDS, MAX_PATH_DEPTH,
 };
 use crate::error::TableError;
 use crate::value::{AttributeType, AttributeValue};
@@ -21,8 +21,13 @@ enum Raw {
     Call { name: String, args: Vec<Raw> },
 }
 
-const CONDITION_FUNCTIONS: [&str; 5] =
-    ["attribute_exists", "attribute_not_exists", "attribute_type", "begins_with", "contains"];
+const CONDITION_FUNCTIONS: [&str; 5] = [
+    "attribute_exists",
+    "attribute_not_exists",
+    "attribute_type",
+    "begins_with",
+    "contains",
+];
 const FUNCTIONS: [&str; 8] = [
     "attribute_exists",
     "attribute_not_exists",
@@ -62,7 +67,13 @@ impl<'a> Parser<'a> {
                 "Invalid {kind}: The expression can not be empty;"
             )));
         }
-        Ok(Parser { ctx, kind, src, toks: lex(src), pos: 0 })
+        Ok(Parser {
+            ctx,
+            kind,
+            src,
+            toks: lex(src),
+            pos: 0,
+        })
     }
 
     /// `Invalid <Kind>: <detail>`.
@@ -74,13 +85,25 @@ impl<'a> Parser<'a> {
     /// token after it (the shape of AWS's `near`, reconstructed from its messages).
     fn syntax(&self) -> TableError {
         let t = self.toks[self.pos];
-        let token = if t.tok == Tok::Eof { "<EOF>" } else { &self.src[t.start..t.end] };
-        let from = if self.pos > 0 { self.toks[self.pos - 1].start } else { t.start };
+        let token = if t.tok == Tok::Eof {
+            "<EOF>"
+        } else {
+            &self.src[t.start..t.end]
+        };
+        let from = if self.pos > 0 {
+            self.toks[self.pos - 1].start
+        } else {
+            t.start
+        };
         let to = match self.toks.get(self.pos + 1) {
             Some(n) if n.tok != Tok::Eof => n.end,
+            _ if t.tok == Tok::Eof && self.pos > 0 => self.toks[self.pos - 1].end,
             _ => t.end,
         };
-        self.err(format_args!("Syntax error; token: \"{token}\", near: \"{}\"", &self.src[from..to]))
+        self.err(format_args!(
+            "Syntax error; token: \"{token}\", near: \"{}\"",
+            &self.src[from..to]
+        ))
     }
 
     fn peek(&self) -> Tok {
@@ -300,7 +323,12 @@ impl<'a> Parser<'a> {
     /// Refuses a literal that cannot be ordered (only S, N and B can).
     fn orderable(&self, op: &str, o: &Operand) -> Result<(), TableError> {
         match o {
-            Operand::Value(v) if !matches!(v.attribute_type(), AttributeType::S | AttributeType::N | AttributeType::B) => {
+            Operand::Value(v)
+                if !matches!(
+                    v.attribute_type(),
+                    AttributeType::S | AttributeType::N | AttributeType::B
+                ) =>
+            {
                 Err(self.operand_type(op, v))
             }
             _ => Ok(()),
@@ -407,7 +435,11 @@ impl<'a> Parser<'a> {
             "attribute_exists" | "attribute_not_exists" => {
                 self.arity(n, &args, 1)?;
                 let p = self.needs_path(n, args.remove(0))?;
-                Ok(if n == "attribute_exists" { Node::Exists(p) } else { Node::NotExists(p) })
+                Ok(if n == "attribute_exists" {
+                    Node::Exists(p)
+                } else {
+                    Node::NotExists(p)
+                })
             }
             "attribute_type" => {
                 self.arity(n, &args, 2)?;
@@ -458,7 +490,12 @@ impl<'a> Parser<'a> {
     // ---- updates ----
 
     pub(crate) fn update_expression(mut self) -> Result<Update, TableError> {
-        let mut update = Update { set: vec![], remove: vec![], add: vec![], delete: vec![] };
+        let mut update = Update {
+            set: vec![],
+            remove: vec![],
+            add: vec![],
+            delete: vec![],
+        };
         let mut seen = [false; 4];
         while self.peek() != Tok::Eof {
             let clause = ["SET", "REMOVE", "ADD", "DELETE"]
@@ -487,9 +524,15 @@ impl<'a> Parser<'a> {
                         if self.peek() != Tok::Value {
                             return Err(self.syntax());
                         }
-                        let Raw::Value(v) = self.raw()? else { unreachable!("a value token") };
+                        let Raw::Value(v) = self.raw()? else {
+                            unreachable!("a value token")
+                        };
                         let (op, ok) = if clause == 2 {
-                            ("ADD", v.attribute_type() == AttributeType::N || v.attribute_type().is_set())
+                            (
+                                "ADD",
+                                v.attribute_type() == AttributeType::N
+                                    || v.attribute_type().is_set(),
+                            )
                         } else {
                             ("DELETE", v.attribute_type().is_set())
                         };
@@ -537,7 +580,11 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Ok(if plus { SetValue::Plus(a, b) } else { SetValue::Minus(a, b) })
+        Ok(if plus {
+            SetValue::Plus(a, b)
+        } else {
+            SetValue::Minus(a, b)
+        })
     }
 
     fn update_operand(&self, raw: Raw) -> Result<UpdateOperand, TableError> {

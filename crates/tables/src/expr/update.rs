@@ -33,7 +33,8 @@ pub(crate) enum UpdateOperand {
 }
 
 // Runtime messages, AWS's verbatim as recalled.
-const MSG_MISSING: &str = "The provided expression refers to an attribute that does not exist in the item";
+const MSG_MISSING: &str =
+    "The provided expression refers to an attribute that does not exist in the item";
 const MSG_TYPE: &str = "An operand in the update expression has an incorrect data type";
 const MSG_PATH: &str = "The document path provided in the update expression is invalid for update";
 
@@ -63,9 +64,16 @@ impl UpdateOperand {
 
 impl SetValue {
     fn eval(&self, item: &Item) -> Result<AttributeValue, TableError> {
-        let arith = |a: &UpdateOperand, b: &UpdateOperand, minus: bool| match (a.eval(item)?, b.eval(item)?) {
+        let arith = |a: &UpdateOperand, b: &UpdateOperand, minus: bool| match (
+            a.eval(item)?,
+            b.eval(item)?,
+        ) {
             (AttributeValue::N(a), AttributeValue::N(b)) => {
-                let r = if minus { a.checked_sub(b) } else { a.checked_add(b) };
+                let r = if minus {
+                    a.checked_sub(b)
+                } else {
+                    a.checked_add(b)
+                };
                 r.map(AttributeValue::N)
             }
             _ => Err(err(MSG_TYPE)),
@@ -165,7 +173,10 @@ fn remove_path(item: &mut Item, path: &Path) -> Result<(), TableError> {
 }
 
 /// `ADD`: numbers add, sets unite; a missing attribute starts as the operand.
-fn add(slot: Option<&mut AttributeValue>, v: &AttributeValue) -> Result<Option<AttributeValue>, TableError> {
+fn add(
+    slot: Option<&mut AttributeValue>,
+    v: &AttributeValue,
+) -> Result<Option<AttributeValue>, TableError> {
     fn union<T: PartialEq + Clone>(into: &mut Vec<T>, from: &[T]) {
         for m in from {
             if !into.contains(m) {
@@ -173,7 +184,9 @@ fn add(slot: Option<&mut AttributeValue>, v: &AttributeValue) -> Result<Option<A
             }
         }
     }
-    let Some(cur) = slot else { return Ok(Some(v.clone())) };
+    let Some(cur) = slot else {
+        return Ok(Some(v.clone()));
+    };
     match (cur, v) {
         (AttributeValue::N(a), AttributeValue::N(b)) => *a = a.checked_add(*b)?,
         (AttributeValue::Ss(a), AttributeValue::Ss(b)) => union(a, b),
@@ -233,8 +246,11 @@ impl Update {
     /// attributes). Fails with DynamoDB's errors for missing operands, type mismatches,
     /// invalid paths, number overflow and an updated item over 400 KB; `item` is untouched.
     pub fn apply(&self, item: &Item) -> Result<Item, TableError> {
-        let values: Vec<AttributeValue> =
-            self.set.iter().map(|(_, v)| v.eval(item)).collect::<Result<_, _>>()?;
+        let values: Vec<AttributeValue> = self
+            .set
+            .iter()
+            .map(|(_, v)| v.eval(item))
+            .collect::<Result<_, _>>()?;
         let mut new = item.clone();
         for ((path, _), value) in self.set.iter().zip(values) {
             set_path(&mut new, path, value)?;
@@ -253,7 +269,12 @@ impl Update {
         }
         let mut removals: Vec<&Path> = self.remove.iter().chain(emptied).collect();
         // Highest index first within a list; other paths are independent of each other.
-        removals.sort_by(|a, b| b.elements().iter().map(order_key).cmp(a.elements().iter().map(order_key)));
+        removals.sort_by(|a, b| {
+            b.elements()
+                .iter()
+                .map(order_key)
+                .cmp(a.elements().iter().map(order_key))
+        });
         for path in removals {
             remove_path(&mut new, path)?;
         }
