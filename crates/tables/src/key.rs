@@ -320,6 +320,18 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The parallel-scan segment (`Segment` of `TotalSegments`) an item belongs to: a stable
+/// hash (FNV-1a) of its encoded partition key, so all of a partition's items fall in one
+/// segment and every item in exactly one.
+pub fn scan_segment(partition: &AttributeValue, total_segments: u32) -> u32 {
+    let mut enc = Vec::with_capacity(16);
+    encode_key_value(partition, &mut enc);
+    let hash = enc.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % u64::from(total_segments.max(1))) as u32
+}
+
 /// A range of encoded keys: `(lower, upper)` bounds for a `memcmp`-ordered scan.
 pub type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
@@ -479,6 +491,18 @@ mod tests {
         assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
         assert_eq!(prefix_successor(&[1, 0xFF]), Some(vec![2]));
         assert_eq!(prefix_successor(&[0xFF]), None);
+    }
+
+    #[test]
+    fn scan_segments_partition_items() {
+        let mut counts = [0u32; 4];
+        for i in 0..4000 {
+            let seg = scan_segment(&AttributeValue::S(format!("key-{i}")), 4);
+            counts[seg as usize] += 1;
+            assert_eq!(seg, scan_segment(&AttributeValue::S(format!("key-{i}")), 4));
+        }
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+        assert_eq!(scan_segment(&AttributeValue::S("x".into()), 1), 0);
     }
 
     #[test]

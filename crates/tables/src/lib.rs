@@ -7,6 +7,7 @@
 //!   values and (partition, sort) pairs that a store indexes.
 //! - [`expr`]: condition, filter, update, projection and key condition expressions, parsed
 //!   once per request through [`Expressions`] and evaluated against items.
+//! - [`names`]: table and index name checks.
 //! - [`error`]: [`TableError`], whose variants are DynamoDB's error types and whose text is
 //!   AWS's message.
 //!
@@ -21,6 +22,7 @@
 pub mod error;
 pub mod expr;
 pub mod key;
+pub mod names;
 pub mod number;
 pub mod value;
 
