@@ -34,6 +34,8 @@ use std::fmt;
 pub const MAX_EXPRESSION_LENGTH: usize = 4096;
 /// The deepest document path.
 pub const MAX_PATH_DEPTH: usize = 32;
+/// The most operators and functions in one expression.
+pub const MAX_OPERATORS: usize = 300;
 /// The most operands of one `IN`.
 pub const MAX_IN_OPERANDS: usize = 100;
 

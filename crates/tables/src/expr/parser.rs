@@ -9,7 +9,7 @@ use super::lexer::{lex, Tok, Token};
 use super::update::{SetValue, UpdateOperand};
 use super::{
     brief, check_overlaps, is_reserved, Condition, ExpressionKind, Expressions, Path, PathElement,
-    Projection, Update, MAX_EXPRESSION_LENGTH, MAX_IN_OPERANDS, MAX_PATH_DEPTH,
+    Projection, Update, MAX_EXPRESSION_LENGTH, MAX_IN_OPERANDS, MAX_OPERATORS, MAX_PATH_DEPTH,
 };
 use crate::error::TableError;
 use crate::value::{AttributeType, AttributeValue};
@@ -45,6 +45,7 @@ pub(crate) struct Parser<'a> {
     src: &'a str,
     toks: Vec<Token>,
     pos: usize,
+    operators: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -73,6 +74,7 @@ impl<'a> Parser<'a> {
             src,
             toks: lex(src),
             pos: 0,
+            operators: 0,
         })
     }
 
@@ -126,6 +128,32 @@ impl<'a> Parser<'a> {
             return Err(self.syntax());
         }
         self.advance();
+        Ok(())
+    }
+
+    /// `one (',' one)*`.
+    fn comma_separated<T>(
+        &mut self,
+        mut one: impl FnMut(&mut Self) -> Result<T, TableError>,
+    ) -> Result<Vec<T>, TableError> {
+        let mut out = vec![one(self)?];
+        while self.peek() == Tok::Comma {
+            self.advance();
+            out.push(one(self)?);
+        }
+        Ok(out)
+    }
+
+    /// Counts an operator or function against DynamoDB's limit of 300 per expression.
+    fn count_operator(&mut self) -> Result<(), TableError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            // Approximated wording; the limit is AWS's.
+            return Err(self.err(format_args!(
+                "The expression contains too many operators; operator count: {}",
+                self.operators
+            )));
+        }
         Ok(())
     }
 
@@ -205,16 +233,12 @@ impl<'a> Parser<'a> {
                 }
                 self.advance();
                 self.advance();
-                let mut args = Vec::new();
-                if self.peek() != Tok::RParen {
-                    loop {
-                        args.push(self.raw()?);
-                        if self.peek() != Tok::Comma {
-                            break;
-                        }
-                        self.advance();
-                    }
-                }
+                self.count_operator()?;
+                let args = if self.peek() == Tok::RParen {
+                    Vec::new()
+                } else {
+                    self.comma_separated(Self::raw)?
+                };
                 self.expect(Tok::RParen)?;
                 Ok(Raw::Call { name, args })
             }
@@ -279,6 +303,7 @@ impl<'a> Parser<'a> {
     fn or(&mut self) -> Result<Node, TableError> {
         let mut left = self.and()?;
         while self.at_keyword("OR") {
+            self.count_operator()?;
             self.advance();
             left = Node::Or(Box::new(left), Box::new(self.and()?));
         }
@@ -288,6 +313,7 @@ impl<'a> Parser<'a> {
     fn and(&mut self) -> Result<Node, TableError> {
         let mut left = self.not()?;
         while self.at_keyword("AND") {
+            self.count_operator()?;
             self.advance();
             left = Node::And(Box::new(left), Box::new(self.not()?));
         }
@@ -296,6 +322,7 @@ impl<'a> Parser<'a> {
 
     fn not(&mut self) -> Result<Node, TableError> {
         if self.at_keyword("NOT") {
+            self.count_operator()?;
             self.advance();
             return Ok(Node::Not(Box::new(self.not()?)));
         }
@@ -358,6 +385,7 @@ impl<'a> Parser<'a> {
             _ => None,
         };
         if let Some(op) = op {
+            self.count_operator()?;
             self.advance();
             let raw = self.raw()?;
             let right = self.cond_operand(raw)?;
@@ -368,6 +396,7 @@ impl<'a> Parser<'a> {
             return Ok(Node::Compare(left, op, right));
         }
         if self.at_keyword("BETWEEN") {
+            self.count_operator()?;
             self.advance();
             let raw = self.raw()?;
             let lo = self.cond_operand(raw)?;
@@ -405,17 +434,13 @@ impl<'a> Parser<'a> {
             return Ok(Node::Between(left, lo, hi));
         }
         if self.at_keyword("IN") {
+            self.count_operator()?;
             self.advance();
             self.expect(Tok::LParen)?;
-            let mut list = Vec::new();
-            loop {
-                let raw = self.raw()?;
-                list.push(self.cond_operand(raw)?);
-                if self.peek() != Tok::Comma {
-                    break;
-                }
-                self.advance();
-            }
+            let list = self.comma_separated(|p| {
+                let raw = p.raw()?;
+                p.cond_operand(raw)
+            })?;
             self.expect(Tok::RParen)?;
             if list.len() > MAX_IN_OPERANDS {
                 // Approximated wording; the limit of 100 is AWS's.
@@ -510,21 +535,22 @@ impl<'a> Parser<'a> {
                 )));
             }
             self.advance();
-            loop {
+            self.comma_separated(|p| {
+                p.count_operator()?;
                 match clause {
                     0 => {
-                        let path = self.path()?;
-                        self.expect(Tok::Eq)?;
-                        let value = self.set_value()?;
+                        let path = p.path()?;
+                        p.expect(Tok::Eq)?;
+                        let value = p.set_value()?;
                         update.set.push((path, value));
                     }
-                    1 => update.remove.push(self.path()?),
+                    1 => update.remove.push(p.path()?),
                     _ => {
-                        let path = self.path()?;
-                        if self.peek() != Tok::Value {
-                            return Err(self.syntax());
+                        let path = p.path()?;
+                        if p.peek() != Tok::Value {
+                            return Err(p.syntax());
                         }
-                        let Raw::Value(v) = self.raw()? else {
+                        let Raw::Value(v) = p.raw()? else {
                             unreachable!("a value token")
                         };
                         let (op, ok) = if clause == 2 {
@@ -538,7 +564,7 @@ impl<'a> Parser<'a> {
                         };
                         if !ok {
                             // AWS's message, verbatim as recalled (ADD/DELETE name long types).
-                            return Err(self.err(format_args!(
+                            return Err(p.err(format_args!(
                                 "Incorrect operand type for operator or function; operator: \
                                  {op}, operand type: {}",
                                 v.attribute_type().long_name()
@@ -551,11 +577,8 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                if self.peek() != Tok::Comma {
-                    break;
-                }
-                self.advance();
-            }
+                Ok(())
+            })?;
         }
         let paths: Vec<&Path> = update.paths().collect();
         check_overlaps(self.kind, &paths)?;
@@ -570,6 +593,7 @@ impl<'a> Parser<'a> {
             Tok::Minus => false,
             _ => return Ok(SetValue::Operand(a)),
         };
+        self.count_operator()?;
         self.advance();
         let raw = self.raw()?;
         let b = self.update_operand(raw)?;
@@ -619,14 +643,7 @@ impl<'a> Parser<'a> {
     // ---- projections ----
 
     pub(crate) fn projection_expression(mut self) -> Result<Projection, TableError> {
-        let mut paths = Vec::new();
-        loop {
-            paths.push(self.path()?);
-            if self.peek() != Tok::Comma {
-                break;
-            }
-            self.advance();
-        }
+        let paths = self.comma_separated(Self::path)?;
         self.expect_end()?;
         check_overlaps(self.kind, &paths.iter().collect::<Vec<_>>())?;
         Ok(Projection::from_paths(paths))

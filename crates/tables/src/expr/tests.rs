@@ -196,6 +196,16 @@ fn condition_errors() {
             huge.len()
         )))
     );
+    let many = vec!["a = :one"; 151].join(" OR ");
+    let mut c = ctx();
+    assert_eq!(
+        c.condition(&many).err(),
+        Some(TableError::validation(
+            "Invalid ConditionExpression: The expression contains too many operators; operator count: 301"
+        ))
+    );
+    let mut c = ctx();
+    assert!(c.condition(&vec!["a = :one"; 150].join(" OR ")).is_ok());
     let deep = format!("a{} = :one", ".b".repeat(32));
     let mut c = ctx();
     assert_eq!(
