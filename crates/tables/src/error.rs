@@ -104,6 +104,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_errors_map_to_validation_or_serialization() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        #[allow(dead_code)]
+        struct PutItem {
+            table_name: String,
+            item: Item,
+        }
+        let cases = [
+            (
+                r#"{"TableName": "t", "Item": {"a": {"SS": []}}}"#,
+                TableError::validation(
+                    "One or more parameter values were invalid: An string set  may not be empty",
+                ),
+            ),
+            (
+                r#"{"TableName": "t", "Item": {"a": {"N": "1e999"}}}"#,
+                TableError::validation(
+                    "Number overflow. Attempting to store a number with magnitude larger than \
+                     supported range",
+                ),
+            ),
+            (
+                r#"{"TableName": "t", "Item": {"a": {"S": 1}}}"#,
+                TableError::Serialization("invalid type: integer `1`, expected a string".into()),
+            ),
+            (
+                r#"{"TableName": "t", "Item": {"a": "#,
+                TableError::Serialization("EOF while parsing a value".into()),
+            ),
+        ];
+        for (body, want) in cases {
+            let err = serde_json::from_str::<PutItem>(body).unwrap_err();
+            assert_eq!(TableError::from_json(&err), want, "{body}");
+        }
+    }
+
+    #[test]
     fn types_and_messages() {
         let cases: Vec<(TableError, &str, &str, u16)> =
             vec![

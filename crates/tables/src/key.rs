@@ -425,7 +425,26 @@ mod tests {
         assert_eq!(by_bytes, by_value);
         for n in &numbers {
             assert_eq!(decode_number(&enc(n)), Some(*n), "{n}");
+            let value = AttributeValue::N(*n);
+            let mut bytes = Vec::new();
+            encode_key_value(&value, &mut bytes);
+            assert_eq!(decode_key_value(KeyType::N, &bytes), Some(value));
         }
+        for v in [
+            AttributeValue::S("héllo".into()),
+            AttributeValue::B(vec![0, 255, 1]),
+        ] {
+            let mut bytes = Vec::new();
+            encode_key_value(&v, &mut bytes);
+            let t = if matches!(v, AttributeValue::S(_)) {
+                KeyType::S
+            } else {
+                KeyType::B
+            };
+            assert_eq!(decode_key_value(t, &bytes), Some(v));
+        }
+        assert_eq!(decode_number(&[0x07]), None);
+        assert_eq!(decode_number(&[0x03, 0x80, 200]), None);
         for w in by_value.windows(2) {
             assert_eq!(
                 enc(&w[0]).cmp(&enc(&w[1])),
