@@ -558,6 +558,41 @@ mod tests {
     }
 
     #[test]
+    fn arithmetic_and_order_match_exact_integer_math() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(38);
+        // a × 10^-5 with |a| < 10^14: exact in i128 after scaling by 10^5.
+        let random = |rng: &mut rand::rngs::StdRng| -> (i128, Number) {
+            let mantissa: i64 = rng.gen_range(-99_999_999_999_999..100_000_000_000_000);
+            let exp: i32 = rng.gen_range(-5..=5);
+            let scaled = i128::from(mantissa) * 10i128.pow((exp + 5) as u32);
+            (scaled, n(&format!("{mantissa}e{exp}")))
+        };
+        let from_scaled = |v: i128| n(&format!("{v}e-5"));
+        for _ in 0..20_000 {
+            let (a, na) = random(&mut rng);
+            let (b, nb) = random(&mut rng);
+            assert_eq!(na, from_scaled(a));
+            assert_eq!(
+                na.checked_add(nb).unwrap(),
+                from_scaled(a + b),
+                "{na} + {nb}"
+            );
+            assert_eq!(
+                na.checked_sub(nb).unwrap(),
+                from_scaled(a - b),
+                "{na} - {nb}"
+            );
+            assert_eq!(na.cmp(&nb), a.cmp(&b), "{na} vs {nb}");
+            assert_eq!(
+                Number::parse(&na.to_string()).unwrap(),
+                na,
+                "{na} round trip"
+            );
+        }
+    }
+
+    #[test]
     fn stored_sizes() {
         let cases = [
             ("0", 1),

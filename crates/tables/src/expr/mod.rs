@@ -215,6 +215,18 @@ impl Expressions {
         self.names.is_empty() && self.values.is_empty()
     }
 
+    /// Whether the request carried `ExpressionAttributeNames` (DynamoDB refuses them, with
+    /// "ExpressionAttributeNames can only be specified when using expressions", when the
+    /// request has no expression).
+    pub fn has_names(&self) -> bool {
+        !self.names.is_empty()
+    }
+
+    /// Whether the request carried `ExpressionAttributeValues`.
+    pub fn has_values(&self) -> bool {
+        !self.values.is_empty()
+    }
+
     /// Parses a `ConditionExpression`.
     pub fn condition(&mut self, text: &str) -> Result<Condition, TableError> {
         parser::Parser::new(self, ExpressionKind::Condition, text)?.condition_expression()
