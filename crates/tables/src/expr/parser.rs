@@ -21,6 +21,9 @@ enum Raw {
     Call { name: String, args: Vec<Raw> },
 }
 
+/// The deepest nesting of parentheses accepted.
+const MAX_PARENTHESES: usize = 100;
+
 const CONDITION_FUNCTIONS: [&str; 5] = [
     "attribute_exists",
     "attribute_not_exists",
@@ -46,6 +49,8 @@ pub(crate) struct Parser<'a> {
     toks: Vec<Token>,
     pos: usize,
     operators: usize,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -75,6 +80,7 @@ impl<'a> Parser<'a> {
             toks: lex(src),
             pos: 0,
             operators: 0,
+            depth: 0,
         })
     }
 
@@ -327,9 +333,18 @@ impl<'a> Parser<'a> {
             return Ok(Node::Not(Box::new(self.not()?)));
         }
         if self.peek() == Tok::LParen {
+            self.depth += 1;
+            if self.depth > MAX_PARENTHESES {
+                // Approximated wording; bounds the parser's recursion.
+                return Err(self.err(format_args!(
+                    "The expression has too many nested parentheses; nesting levels: {}",
+                    self.depth
+                )));
+            }
             self.advance();
             let node = self.or()?;
             self.expect(Tok::RParen)?;
+            self.depth -= 1;
             return Ok(node);
         }
         self.comparison()

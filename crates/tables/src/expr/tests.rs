@@ -196,6 +196,17 @@ fn condition_errors() {
             huge.len()
         )))
     );
+    let nested = format!("{}a = :one{}", "(".repeat(2000), ")".repeat(2000));
+    let mut c = ctx();
+    assert_eq!(
+        c.condition(&nested).err(),
+        Some(TableError::validation(
+            "Invalid ConditionExpression: The expression has too many nested parentheses; nesting levels: 101"
+        ))
+    );
+    let mut c = ctx();
+    let nested = format!("{}a = :one{}", "(".repeat(100), ")".repeat(100));
+    assert!(c.condition(&nested).is_ok());
     let many = vec!["a = :one"; 151].join(" OR ");
     let mut c = ctx();
     assert_eq!(
