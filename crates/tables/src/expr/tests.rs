@@ -421,7 +421,21 @@ fn update_errors() {
             "{text}"
         );
     }
+    let mut deep = AttributeValue::Null;
+    for _ in 0..32 {
+        deep = AttributeValue::L(vec![deep]);
+    }
     let mut values = values();
+    values.insert(":deep".into(), deep);
+    let mut c = Expressions::new(None, Some(values.clone())).unwrap();
+    assert!(c.update("SET s = :deep").unwrap().apply(&base).is_ok());
+    let mut c = Expressions::new(None, Some(values.clone())).unwrap();
+    assert_eq!(
+        c.update("SET l[0] = :deep").unwrap().apply(&base),
+        Err(TableError::validation(
+            "Nesting Levels have exceeded supported limits"
+        ))
+    );
     values.insert(":huge".into(), AttributeValue::S("x".repeat(400 * 1024)));
     let mut c = Expressions::new(None, Some(values)).unwrap();
     assert_eq!(

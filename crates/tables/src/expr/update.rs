@@ -6,7 +6,7 @@
 use super::{Path, PathElement, Projection};
 use crate::error::TableError;
 use crate::key::KeySchema;
-use crate::value::{AttributeValue, Item, MAX_ITEM_SIZE};
+use crate::value::{AttributeValue, Item, MAX_ITEM_SIZE, MAX_NESTING};
 
 /// A parsed `UpdateExpression`.
 #[derive(Clone, Debug, PartialEq)]
@@ -244,7 +244,8 @@ impl Update {
 
     /// The item after the update; `item` is the current item (for a new item, its key
     /// attributes). Fails with DynamoDB's errors for missing operands, type mismatches,
-    /// invalid paths, number overflow and an updated item over 400 KB; `item` is untouched.
+    /// invalid paths, number overflow, an updated item over 400 KB or nested deeper than 32
+    /// levels; `item` is untouched.
     pub fn apply(&self, item: &Item) -> Result<Item, TableError> {
         let values: Vec<AttributeValue> = self
             .set
@@ -277,6 +278,11 @@ impl Update {
         });
         for path in removals {
             remove_path(&mut new, path)?;
+        }
+        if new.values().any(|v| v.depth() > MAX_NESTING) {
+            return Err(TableError::validation(
+                "Nesting Levels have exceeded supported limits",
+            ));
         }
         if crate::value::item_size(&new) > MAX_ITEM_SIZE {
             return Err(TableError::validation(
