@@ -302,7 +302,8 @@ impl Serialize for AttributeValue {
     }
 }
 
-/// A base64 string decoded while deserializing.
+/// A base64 string decoded while deserializing; bad base64 is a `SerializationException`
+/// (the message approximates AWS's).
 struct Base64(Vec<u8>);
 
 impl<'de> Deserialize<'de> for Base64 {
