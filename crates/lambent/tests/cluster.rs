@@ -699,7 +699,7 @@ fn s3_objects_are_one_store_across_nodes() {
     assert!(got == photo[500_000..=1_600_000]);
 
     // A multipart upload whose parts go to different nodes, completed on b.
-    let (status, _, created) = s3(&a, &key, "POST", "/shared/big.bin?uploads", &[]);
+    let (status, _, created) = s3(&a, &key, "POST", "/shared/big.bin?uploads=", &[]);
     assert_eq!(status, 200);
     let created = String::from_utf8(created).unwrap();
     let upload = created
