@@ -343,6 +343,26 @@ impl NatsObjectData {
         Ok(out)
     }
 
+    /// The locators whose data is stored and not deleted: written (committed or not) or being
+    /// written. What an operator (or a test) counts to see that nothing leaked.
+    pub async fn stored(&self) -> Result<Vec<String>, ObjectError> {
+        let metas = self.metas().await?;
+        let mut out: Vec<String> = metas
+            .iter()
+            .filter(|(_, (deleted, _))| !deleted)
+            .map(|(locator, _)| locator.clone())
+            .collect();
+        let prefix = format!("$O.{}.C.", self.bucket);
+        for subject in self.subjects(&format!("{prefix}>")).await? {
+            match subject.strip_prefix(&prefix) {
+                Some(locator) if !metas.contains_key(locator) => out.push(locator.to_string()),
+                _ => {}
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The subjects of the stream matching `filter`.
     async fn subjects(&self, filter: &str) -> Result<Vec<String>, ObjectError> {
         let listing = self
