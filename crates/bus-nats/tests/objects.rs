@@ -76,6 +76,27 @@ async fn subjects(nats: &NatsServer, cluster: &str) -> Vec<String> {
     out
 }
 
+/// How many runs of consecutive stream sequences a piece's chunks form (from its meta).
+async fn chunk_runs(nats: &NatsServer, cluster: &str, locator: &str) -> usize {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let bucket = objects_bucket_name(cluster);
+    let stream = jetstream::new(client)
+        .get_stream(format!("OBJ_{bucket}"))
+        .await
+        .unwrap();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE, locator);
+    let meta = stream
+        .direct_get_last_for_subject(format!("$O.{bucket}.M.{encoded}"))
+        .await
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&meta.payload).unwrap();
+    info["metadata"]["lambent-seqs"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .count()
+}
+
 fn mentioning<'a>(subjects: &'a [String], locator: &str) -> Vec<&'a String> {
     let encoded = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE, locator);
     subjects
@@ -133,11 +154,31 @@ async fn interleaved_writes_keep_their_chunk_index_exact() {
     let nats = NatsServer::shared();
     let (a, b) = (node(nats, "obj-mix").await, node(nats, "obj-mix").await);
     let (x, y) = (
-        bytes(9 * OBJECT_CHUNK + 3, 1),
+        bytes(12 * OBJECT_CHUNK + 3, 1),
         bytes(7 * OBJECT_CHUNK + 11, 2),
     );
-    // Small pieces make the two writers alternate on the stream.
-    let (sx, sy) = tokio::join!(write(&a, &x, 4096), write(&b, &y, 4096));
+    // `x` pauses after 9 chunks (more than the writer's window, so its first chunk is stored),
+    // `y` is written whole meanwhile, then `x` goes on: `x`'s chunks are not one run.
+    let split = 9 * OBJECT_CHUNK;
+    let (resume, resumed) = tokio::sync::oneshot::channel::<()>();
+    let paused = body(&x[..split], 4096)
+        .chain(futures_util::stream::once(async move {
+            resumed.await.ok();
+            Ok(Bytes::new())
+        }))
+        .chain(body(&x[split..], 4096))
+        .boxed();
+    let mut accept = |_: &[u8]| Ok(());
+    let written_x = a.write(paused, &mut accept);
+    let written_y = async {
+        let seg = write(&b, &y, 4096).await;
+        resume.send(()).unwrap();
+        seg
+    };
+    let (sx, sy) = tokio::join!(written_x, written_y);
+    let sx = sx.unwrap();
+    let runs = chunk_runs(nats, "obj-mix", &sx.locator).await;
+    assert!(runs > 1, "{runs} run(s) of chunks");
     for (seg, data) in [(&sx, &x), (&sy, &y)] {
         for from in [0, 1, OBJECT_CHUNK * 4 + 9, data.len() - 2] {
             let n = (data.len() - from).min(2 * OBJECT_CHUNK + 1);
