@@ -1,5 +1,5 @@
-//! Where object bytes live: the [`ObjectData`] seam (local disk now; a cluster's shared engine
-//! later) and [`LocalDisk`], its implementation under the data dir.
+//! Where object bytes live: the [`ObjectData`] seam and [`LocalDisk`], its implementation under
+//! the data dir (a cluster's implementation, on the NATS object store, is in `lambent-bus-nats`).
 //!
 //! A write streams into a temporary file beside its final place, is fsynced, renamed and the
 //! directory fsynced: when [`ObjectData::write`] returns the data is durable under a fresh
@@ -21,6 +21,7 @@ use lambent_store::objects::Segment;
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// A stream of bytes in (a request body) or out (an object's data).
@@ -41,9 +42,16 @@ pub trait ObjectData: Send + Sync + 'static {
     async fn read(&self, locator: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError>;
     /// Deletes some data (missing data is no error).
     async fn delete(&self, locator: &str) -> Result<(), ObjectError>;
-    /// Removes every write in progress and every piece of data not in `referenced`; returns
-    /// how many files went. Only while nothing writes (at start-up).
+    /// Removes data no metadata refers to: on [`LocalDisk`] every write in progress and every
+    /// piece of data not in `referenced`, so only while nothing writes (at start-up); an
+    /// implementation that answers [`ObjectData::collection_interval`] is safe while writes go on.
+    /// Returns how many pieces went.
     async fn collect_garbage(&self, referenced: &HashSet<String>) -> Result<u64, ObjectError>;
+    /// How often [`ObjectData::collect_garbage`] should run while the node serves: `None` (the
+    /// default) means once, at start-up, before anything writes.
+    fn collection_interval(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Object data as files under one directory.

@@ -119,10 +119,17 @@ impl Objects {
     }
 
     /// Removes object data no metadata refers to (writes cut off by a crash, data whose
-    /// delete a crash interrupted). At start-up, before serving; returns how many went.
+    /// delete a crash interrupted). At start-up, before serving, and every
+    /// [`Objects::collection_interval`] if the data store has one; returns how many went.
     pub async fn collect_garbage(&self) -> Result<u64, ObjectError> {
         let referenced: HashSet<String> = self.store.referenced_data().await?.into_iter().collect();
         self.data.collect_garbage(&referenced).await
+    }
+
+    /// How often [`Objects::collect_garbage`] should run while serving (`None`: at start-up
+    /// only, before anything writes).
+    pub fn collection_interval(&self) -> Option<std::time::Duration> {
+        self.data.collection_interval()
     }
 
     // ---- buckets -------------------------------------------------------------------------
