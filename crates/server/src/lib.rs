@@ -676,7 +676,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let router = aws_services(
         lambent_gateway::router(app.clone())
             .merge(aws)
-            .merge(buckets::routes(app.clone(), objects)),
+            .merge(buckets::routes(app.clone(), objects))
+            .merge(lambent_sfn_api::rest::routes(workflows.clone())),
     );
     let sdks = match sdk_cache {
         Ok(cache) => {
