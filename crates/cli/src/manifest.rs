@@ -158,8 +158,8 @@ struct FunctionYaml {
     #[serde(default)]
     routes: Vec<RouteYaml>,
     /// Read by [`crate::workflow_manifest`].
-    #[serde(default)]
-    workflows: Option<serde_yaml::Value>,
+    #[serde(default, rename = "workflows")]
+    _workflows: Option<serde::de::IgnoredAny>,
 }
 
 /// A route as written: `GET /users/{id}`, or a mapping of its settings.

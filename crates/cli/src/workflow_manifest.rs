@@ -63,8 +63,9 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<WorkflowDeployment>> {
             serde_yaml::Value::String(s) if s.trim_start().starts_with('{') => {
                 serde_json::from_str(&s).with_context(|| format!("{at}.definition"))?
             }
-            serde_yaml::Value::String(file) => read_definition(&dir.join(&file))
-                .with_context(|| format!("{at}.definition"))?,
+            serde_yaml::Value::String(file) => {
+                read_definition(&dir.join(&file)).with_context(|| format!("{at}.definition"))?
+            }
             v @ serde_yaml::Value::Mapping(_) => {
                 yaml_to_json(v).with_context(|| format!("{at}.definition"))?
             }
@@ -83,7 +84,10 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<WorkflowDeployment>> {
 /// there is no manifest.
 pub fn resolve(path: &Path) -> Result<Vec<WorkflowDeployment>> {
     let (dir, file) = if path.is_dir() {
-        (path.to_path_buf(), path.join(crate::manifest::MANIFEST_FILE))
+        (
+            path.to_path_buf(),
+            path.join(crate::manifest::MANIFEST_FILE),
+        )
     } else if path
         .file_name()
         .is_some_and(|n| n == crate::manifest::MANIFEST_FILE)
@@ -105,8 +109,8 @@ pub fn resolve(path: &Path) -> Result<Vec<WorkflowDeployment>> {
 
 /// A definition file: JSON, or YAML (whatever its extension; JSON is tried first).
 pub fn read_definition(file: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     if let Ok(v) = serde_json::from_str::<Value>(&text) {
         return Ok(v);
     }
@@ -150,13 +154,19 @@ workflows:
 "#;
         let w = parse(text, dir.path()).unwrap();
         assert_eq!(w.len(), 3);
-        assert_eq!((w[0].name.as_str(), w[0].kind.as_deref()), ("a", Some("EXPRESS")));
+        assert_eq!(
+            (w[0].name.as_str(), w[0].kind.as_deref()),
+            ("a", Some("EXPRESS"))
+        );
         assert_eq!(
             w[0].definition,
             json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 1, "End": true}}})
         );
         assert_eq!(w[1].kind, None);
-        assert_eq!(w[1].definition, json!({"StartAt": "B", "States": {"B": {"Type": "Succeed"}}}));
+        assert_eq!(
+            w[1].definition,
+            json!({"StartAt": "B", "States": {"B": {"Type": "Succeed"}}})
+        );
         assert_eq!(w[2].definition["StartAt"], "C");
         assert!(parse("name: x\n", dir.path()).unwrap().is_empty());
     }

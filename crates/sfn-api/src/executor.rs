@@ -163,17 +163,17 @@ impl Workflows {
     }
 
     /// A state machine's type: `STANDARD` (the default) or `EXPRESS`.
-pub fn check_kind(kind: Option<&str>) -> Result<&'static str, SfnError> {
-    match kind.unwrap_or(STANDARD) {
+    pub fn check_kind(kind: Option<&str>) -> Result<&'static str, SfnError> {
+        match kind.unwrap_or(STANDARD) {
         STANDARD => Ok(STANDARD),
         EXPRESS => Ok(EXPRESS),
         other => Err(SfnError::Validation(format!(
             "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [STANDARD, EXPRESS]"
         ))),
     }
-}
+    }
 
-/// The parts of an execution ARN of `namespace`.
+    /// The parts of an execution ARN of `namespace`.
     pub fn parse_execution_arn<'a>(
         &self,
         namespace: &str,

@@ -193,11 +193,7 @@ async fn list(State(wf): St, Extension(Namespace(ns)): Ns) -> Answer {
     Ok(Json(json!({ "workflows": views })).into_response())
 }
 
-async fn describe(
-    State(wf): St,
-    Extension(Namespace(ns)): Ns,
-    Path(name): Path<String>,
-) -> Answer {
+async fn describe(State(wf): St, Extension(Namespace(ns)): Ns, Path(name): Path<String>) -> Answer {
     let sm = wf
         .state_machine(&ns, &wf.state_machine_arn(&ns, &name))
         .await?;
@@ -238,7 +234,8 @@ async fn deploy(
         }
         other => serde_json::to_string_pretty(&other).expect("JSON serializes"),
     };
-    let (sm, deployed) = deploy_state_machine(&wf, &ns, &name, &definition, req.kind.as_deref()).await?;
+    let (sm, deployed) =
+        deploy_state_machine(&wf, &ns, &name, &definition, req.kind.as_deref()).await?;
     let mut answer = serde_json::to_value(WorkflowView::of(&sm, true)).expect("serializes");
     answer["deployed"] = json!(deployed);
     let status = match deployed {
@@ -286,11 +283,7 @@ pub async fn deploy_state_machine(
     Ok((sm, Deployed::Updated))
 }
 
-async fn remove(
-    State(wf): St,
-    Extension(Namespace(ns)): Ns,
-    Path(name): Path<String>,
-) -> Answer {
+async fn remove(State(wf): St, Extension(Namespace(ns)): Ns, Path(name): Path<String>) -> Answer {
     let arn = wf.state_machine_arn(&ns, &name);
     // A missing workflow is an error here (the AWS call is silent about it).
     wf.state_machine(&ns, &arn).await?;
@@ -321,7 +314,8 @@ async fn start(
 ) -> Answer {
     let req: StartRequest = body(request.into_body()).await?;
     let input = req.input.unwrap_or_else(|| json!({})).to_string();
-    let started = start_execution(&wf, &ns, &workflow, req.name.as_deref(), &input, req.sync).await?;
+    let started =
+        start_execution(&wf, &ns, &workflow, req.name.as_deref(), &input, req.sync).await?;
     let status = if started.status == "RUNNING" {
         StatusCode::ACCEPTED
     } else {
@@ -461,7 +455,9 @@ async fn history(
     // The whole history, in pages of the store's.
     let mut events = Vec::new();
     loop {
-        let after = events.last().map_or(0, |e: &lambent_workflows::HistoryEvent| e.id);
+        let after = events
+            .last()
+            .map_or(0, |e: &lambent_workflows::HistoryEvent| e.id);
         let page = wf.history(&ns, &arn, after, false, 1000).await?;
         let full = page.len() == 1000;
         events.extend(page);
@@ -515,11 +511,7 @@ pub struct TransitionRow {
     pub cost: f64,
 }
 
-async fn usage(
-    State(wf): St,
-    Extension(Namespace(ns)): Ns,
-    Query(q): Query<UsageQuery>,
-) -> Answer {
+async fn usage(State(wf): St, Extension(Namespace(ns)): Ns, Query(q): Query<UsageQuery>) -> Answer {
     let price = wf.app.prices.per_transition;
     let rows: Vec<TransitionRow> = wf
         .transition_usage(&ns, q.since_ms.unwrap_or(0))

@@ -1712,7 +1712,12 @@ pub async fn transitions_are_summed_per_state_machine_since_a_time(
     store: Arc<dyn crate::workflows::WorkflowStore>,
 ) {
     use crate::workflows::TransitionUsage;
-    for (sm, name, start) in [("a", "old", 5), ("a", "e1", 10), ("a", "e2", 20), ("b", "e3", 30)] {
+    for (sm, name, start) in [
+        ("a", "old", 5),
+        ("a", "e1", 10),
+        ("a", "e2", 20),
+        ("b", "e3", 30),
+    ] {
         store
             .start_execution(&execution(sm, name, start, "n1", 1000))
             .await
@@ -1722,8 +1727,13 @@ pub async fn transitions_are_summed_per_state_machine_since_a_time(
     other.namespace = "other".into();
     other.arn = "arn:aws:states:us-east-1:other:execution:a:elsewhere".into();
     store.start_execution(&other).await.unwrap();
-    let arn = |sm: &str, name: &str| format!("arn:aws:states:us-east-1:default:execution:{sm}:{name}");
-    for (exec, events) in [(arn("a", "e1"), &[1, 2, 3][..]), (arn("a", "e2"), &[1, 2][..]), (arn("a", "old"), &[1][..])] {
+    let arn =
+        |sm: &str, name: &str| format!("arn:aws:states:us-east-1:default:execution:{sm}:{name}");
+    for (exec, events) in [
+        (arn("a", "e1"), &[1, 2, 3][..]),
+        (arn("a", "e2"), &[1, 2][..]),
+        (arn("a", "old"), &[1][..]),
+    ] {
         assert!(store
             .commit_execution(&exec, "n1", &checkpoint("SUCCEEDED", events, 0))
             .await

@@ -176,7 +176,13 @@ mod tests {
     use serde_json::json;
     use time::OffsetDateTime;
 
-    fn event(id: u64, previous: u64, ms: i64, event_type: EventType, details: Value) -> HistoryEvent {
+    fn event(
+        id: u64,
+        previous: u64,
+        ms: i64,
+        event_type: EventType,
+        details: Value,
+    ) -> HistoryEvent {
         HistoryEvent {
             id,
             previous_event_id: previous,
@@ -248,9 +254,15 @@ mod tests {
         ];
         let t = timeline(&events);
         assert_eq!(t.len(), 3);
-        assert_eq!((t[1].state.as_str(), t[1].retries, t[1].error.as_deref()), ("A", 0, None));
+        assert_eq!(
+            (t[1].state.as_str(), t[1].retries, t[1].error.as_deref()),
+            ("A", 0, None)
+        );
         assert_eq!(t[1].duration_ms, Some(7.0));
-        assert_eq!((t[2].state.as_str(), t[2].retries, t[2].error.as_deref()), ("B", 1, Some("E")));
+        assert_eq!(
+            (t[2].state.as_str(), t[2].retries, t[2].error.as_deref()),
+            ("B", 1, Some("E"))
+        );
         assert_eq!(t[2].duration_ms, None, "B still runs");
         assert_eq!(t[0].duration_ms, None, "the Parallel state still runs");
     }

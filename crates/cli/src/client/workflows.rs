@@ -126,7 +126,11 @@ fn execution_path(workflow: &str, execution: &str) -> String {
 
 impl Client {
     /// `PUT /v1/workflows/{name}`: creates or updates a workflow.
-    pub fn put_workflow(&self, name: &str, body: &WorkflowPut) -> Result<Json<Workflow>, ClientError> {
+    pub fn put_workflow(
+        &self,
+        name: &str,
+        body: &WorkflowPut,
+    ) -> Result<Json<Workflow>, ClientError> {
         let url = self.endpoint(&workflow_path(name));
         self.json(&url, self.http().put(&url).json(body))
     }
@@ -206,7 +210,10 @@ impl Client {
     }
 
     /// `GET /v1/usage/transitions?since_ms=`.
-    pub fn transition_usage(&self, since_ms: Option<u64>) -> Result<Json<TransitionUsage>, ClientError> {
+    pub fn transition_usage(
+        &self,
+        since_ms: Option<u64>,
+    ) -> Result<Json<TransitionUsage>, ClientError> {
         let query: Vec<(&str, String)> = since_ms
             .map(|ms| ("since_ms", ms.to_string()))
             .into_iter()

@@ -129,7 +129,8 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
     if ctx.json() && deployed_workflows.is_empty() {
         print_functions_json(&deployed);
     } else if ctx.json() {
-        let raw = |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+        let raw =
+            |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
         crate::output::print_json(&serde_json::json!({
             "functions": deployed.iter().map(|f| raw(&f.raw)).collect::<Vec<_>>(),
             "workflows": deployed_workflows.iter().map(|w| raw(&w.raw)).collect::<Vec<_>>(),

@@ -212,8 +212,10 @@ pub fn execution(ctx: &Ctx, command: ExecutionCommand) -> Result<ExitCode> {
                         e.name.clone(),
                         e.status.clone(),
                         datetime_ms(e.start_ms),
-                        e.stop_ms
-                            .map_or_else(|| "-".into(), |stop| millis(stop.saturating_sub(e.start_ms) as f64)),
+                        e.stop_ms.map_or_else(
+                            || "-".into(),
+                            |stop| millis(stop.saturating_sub(e.start_ms) as f64),
+                        ),
                         e.transitions.to_string(),
                     ]);
                 }
@@ -272,7 +274,10 @@ pub fn execution(ctx: &Ctx, command: ExecutionCommand) -> Result<ExitCode> {
 }
 
 /// Deploys one workflow (create or update).
-pub fn deploy_one(client: &Client, w: &WorkflowDeployment) -> Result<crate::client::Json<Workflow>> {
+pub fn deploy_one(
+    client: &Client,
+    w: &WorkflowDeployment,
+) -> Result<crate::client::Json<Workflow>> {
     client
         .put_workflow(
             &w.name,
@@ -385,9 +390,12 @@ mod tests {
             ("flow".to_string(), "e1".to_string())
         );
         assert!(execution_id("flow", None).is_err());
-        let e = execution_id("arn:aws:states:us-east-1:default:express:flow:e1:uuid", None)
-            .unwrap_err()
-            .to_string();
+        let e = execution_id(
+            "arn:aws:states:us-east-1:default:express:flow:e1:uuid",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("express"), "{e}");
     }
 
