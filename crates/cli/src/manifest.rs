@@ -164,7 +164,7 @@ struct FunctionYaml {
 
 /// A route as written: `GET /users/{id}`, or a mapping of its settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct RouteYaml(RouteSpec);
+pub(crate) struct RouteYaml(pub(crate) RouteSpec);
 
 impl<'de> Deserialize<'de> for RouteYaml {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -214,6 +214,7 @@ impl<'de> Deserialize<'de> for RouteYaml {
                     auth: full.auth,
                     cors: full.cors,
                     max_body_bytes,
+                    ..Default::default()
                 }))
             }
             _ => Err(D::Error::custom(
@@ -963,6 +964,7 @@ mod route_tests {
                         ..Default::default()
                     }),
                     max_body_bytes: Some(64 * 1024),
+                    workflow: None,
                 },
             ]
         );

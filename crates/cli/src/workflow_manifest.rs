@@ -11,12 +11,16 @@
 //!         Charge: {Type: Task, Resource: "arn:aws:lambda:us-east-1:default:function:charge", End: true}
 //!   nightly:
 //!     definition: flows/nightly.asl.json  # … or a file (JSON or YAML), relative to lambent.yaml
+//!     routes:                           # HTTP routes starting an execution with the body
+//!       - POST /nightly                 # (as in `routes:` of functions, without `function`)
 //! ```
 //!
 //! The definition is sent as JSON; the server validates it and says what is wrong (state,
 //! field, reason).
 
+use crate::manifest::RouteYaml;
 use anyhow::{bail, Context, Result};
+use lambent_core::RouteSpec;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
@@ -28,6 +32,8 @@ pub struct WorkflowDeployment {
     /// `STANDARD` or `EXPRESS`; `None`: the server's default.
     pub kind: Option<String>,
     pub definition: Value,
+    /// HTTP routes to the workflow, added after it is deployed.
+    pub routes: Vec<RouteSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +42,8 @@ struct WorkflowYaml {
     #[serde(rename = "type")]
     kind: Option<String>,
     definition: serde_yaml::Value,
+    #[serde(default)]
+    routes: Vec<RouteYaml>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,10 +79,24 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<WorkflowDeployment>> {
             }
             _ => bail!("{at}.definition: expected a mapping (the definition) or a file path"),
         };
+        let mut routes = Vec::with_capacity(y.routes.len());
+        for RouteYaml(mut spec) in y.routes {
+            if !spec.function.is_empty() {
+                bail!(
+                    "{at}.routes: route '{} {}' names function '{}': a workflow's routes start it",
+                    spec.method,
+                    spec.path,
+                    spec.function
+                );
+            }
+            spec.workflow = Some(name.clone());
+            routes.push(spec);
+        }
         out.push(WorkflowDeployment {
             name,
             kind: y.kind.map(|k| k.to_ascii_uppercase()),
             definition,
+            routes,
         });
     }
     Ok(out)
@@ -149,6 +171,7 @@ workflows:
         P: {Type: Pass, Result: 1, End: true}
   b:
     definition: flows/b.yaml
+    routes: [POST /b, {method: GET, path: "/b/{id}", auth: key}]
   c:
     definition: '{"StartAt": "C", "States": {"C": {"Type": "Succeed"}}}'
 "#;
@@ -163,6 +186,16 @@ workflows:
             json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 1, "End": true}}})
         );
         assert_eq!(w[1].kind, None);
+        let routes: Vec<_> = w[1]
+            .routes
+            .iter()
+            .map(|r| (r.method.as_str(), r.path.as_str(), r.workflow.as_deref()))
+            .collect();
+        assert_eq!(
+            routes,
+            [("POST", "/b", Some("b")), ("GET", "/b/{id}", Some("b"))]
+        );
+        assert!(w[0].routes.is_empty());
         assert_eq!(
             w[1].definition,
             json!({"StartAt": "B", "States": {"B": {"Type": "Succeed"}}})

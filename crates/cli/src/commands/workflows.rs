@@ -101,6 +101,7 @@ pub fn workflow(ctx: &Ctx, command: WorkflowCommand) -> Result<ExitCode> {
                     name,
                     kind: kind.map(|k| k.to_ascii_uppercase()),
                     definition,
+                    routes: Vec::new(),
                 },
             )?;
             if ctx.json() {
