@@ -1,8 +1,8 @@
 //! The workflow commands end to end: a `lambent.yaml` with functions and `workflows:` (inline
 //! and from a file) deployed by `lambent deploy`, then `lambent workflow
 //! deploy|ls|get|rm|start` and `lambent execution ls|show|stop` against a real server running
-//! real Python functions, and `lambent usage` showing the state transitions at the price given
-//! to `lambent up`.
+//! real Python functions, `lambent usage` showing the state transitions at the price given
+//! to `lambent up`, and HTTP routes starting executions.
 
 mod support;
 
@@ -45,8 +45,10 @@ workflows:
       StartAt: Double
       States:
         Double: {{Type: Task, Resource: "{LAMBDA}:double", End: true}}
+    routes: [POST /quick]
   steps:
     definition: flows/standard.yaml
+    routes: [{{method: POST, path: /steps}}]
   failing:
     definition:
       StartAt: Try
@@ -350,4 +352,80 @@ fn workflows_deploy_from_lambent_yaml_run_from_the_cli_and_are_metered() {
         "{}",
         out.stdout
     );
+
+    // Routes: an Express workflow answers StartSyncExecution's response, a Standard one
+    // StartExecution's (API Gateway's Step Functions integrations), the body as input.
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{}/quick", s.url))
+        .body(r#"{"n": 5}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().unwrap();
+    assert_eq!(answer["status"], "SUCCEEDED", "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(answer["output"].as_str().unwrap()).unwrap(),
+        json!({"n": 10})
+    );
+    let r = http
+        .post(format!("{}/steps", s.url))
+        .body(r#"{"n": 7}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().unwrap();
+    let arn = answer["executionArn"].as_str().unwrap().to_string();
+    assert!(
+        arn.starts_with("arn:aws:states:us-east-1:default:execution:steps:"),
+        "{answer}"
+    );
+    assert!(answer["startDate"].as_f64().is_some(), "{answer}");
+    let shown = eventually(30, "the routed execution to end", || {
+        let v = s
+            .cli(&["execution", "show", &arn, "-o", "json"])
+            .ok()
+            .json();
+        (v["execution"]["status"] != "RUNNING").then_some(v)
+    });
+    assert_eq!(shown["execution"]["output"], json!({"n": 28}));
+    // A body that is not JSON is refused as API Gateway does.
+    let r = http
+        .post(format!("{}/quick", s.url))
+        .body("nope")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // route add --workflow, listed as such; an unknown workflow is refused.
+    let out = s
+        .cli(&["route", "add", "PUT", "/again", "--workflow", "quick"])
+        .ok();
+    assert!(
+        out.stdout.contains("route PUT /again -> workflow quick"),
+        "{}",
+        out.stdout
+    );
+    let out = s.cli(&["route", "ls"]).ok();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains("/steps") && l.contains("workflow steps")),
+        "{}",
+        out.stdout
+    );
+    let out = s
+        .cli(&["route", "add", "PUT", "/none", "--workflow", "nope"])
+        .failed();
+    assert!(
+        out.stderr.contains("workflow 'nope' does not exist"),
+        "{}",
+        out.stderr
+    );
+    let r = http
+        .put(format!("{}/again", s.url))
+        .body(r#"{"n": 1}"#)
+        .send()
+        .unwrap();
+    let answer: Value = r.json().unwrap();
+    assert_eq!(answer["output"], r#"{"n":2}"#);
 }

@@ -149,7 +149,7 @@ fn ls(ctx: &Ctx) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = output::table(&[
-        "ID", "METHOD", "PATH", "FUNCTION", "AUTH", "CORS", "MAX BODY", "CREATED",
+        "ID", "METHOD", "PATH", "TARGET", "AUTH", "CORS", "MAX BODY", "CREATED",
     ]);
     for r in &list.routes {
         let cors = r

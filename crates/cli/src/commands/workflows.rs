@@ -274,12 +274,13 @@ pub fn execution(ctx: &Ctx, command: ExecutionCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Deploys one workflow (create or update).
+/// Deploys one workflow (create or update), then adds its routes (replacing those with the
+/// same method and path).
 pub fn deploy_one(
     client: &Client,
     w: &WorkflowDeployment,
 ) -> Result<crate::client::Json<Workflow>> {
-    client
+    let deployed = client
         .put_workflow(
             &w.name,
             &WorkflowPut {
@@ -287,7 +288,13 @@ pub fn deploy_one(
                 kind: w.kind.clone(),
             },
         )
-        .with_context(|| format!("cannot deploy workflow '{}'", w.name))
+        .with_context(|| format!("cannot deploy workflow '{}'", w.name))?;
+    for route in &w.routes {
+        client
+            .add_route(route, true)
+            .with_context(|| format!("cannot add route '{} {}'", route.method, route.path))?;
+    }
+    Ok(deployed)
 }
 
 /// `workflow orders created (EXPRESS, revision 1)`.
