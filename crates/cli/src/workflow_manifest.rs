@@ -13,16 +13,20 @@
 //!     definition: flows/nightly.asl.json  # … or a file (JSON or YAML), relative to lambent.yaml
 //!     routes:                           # HTTP routes starting an execution with the body
 //!       - POST /nightly                 # (as in `routes:` of functions, without `function`)
+//!     schedules:                        # schedules starting one (the scheduled event as input)
+//!       at-two: {cron: "0 0 2 * * *"}
 //! ```
 //!
 //! The definition is sent as JSON; the server validates it and says what is wrong (state,
 //! field, reason).
 
+use crate::events_client::SchedulePut;
 use crate::manifest::RouteYaml;
 use anyhow::{bail, Context, Result};
 use lambent_core::RouteSpec;
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One workflow to deploy, resolved (its definition read and converted to JSON).
@@ -34,6 +38,8 @@ pub struct WorkflowDeployment {
     pub definition: Value,
     /// HTTP routes to the workflow, added after it is deployed.
     pub routes: Vec<RouteSpec>,
+    /// Schedules starting it, by name, created or replaced after it is deployed.
+    pub schedules: BTreeMap<String, SchedulePut>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +50,8 @@ struct WorkflowYaml {
     definition: serde_yaml::Value,
     #[serde(default)]
     routes: Vec<RouteYaml>,
+    #[serde(default)]
+    schedules: BTreeMap<String, SchedulePut>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,11 +100,19 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<WorkflowDeployment>> {
             spec.workflow = Some(name.clone());
             routes.push(spec);
         }
+        let mut schedules = y.schedules;
+        for (schedule, s) in &mut schedules {
+            if !s.function.is_empty() || s.workflow.is_some() {
+                bail!("{at}.schedules.{schedule}: a workflow's schedules start it: name no target");
+            }
+            s.workflow = Some(name.clone());
+        }
         out.push(WorkflowDeployment {
             name,
             kind: y.kind.map(|k| k.to_ascii_uppercase()),
             definition,
             routes,
+            schedules,
         });
     }
     Ok(out)
@@ -172,6 +188,8 @@ workflows:
   b:
     definition: flows/b.yaml
     routes: [POST /b, {method: GET, path: "/b/{id}", auth: key}]
+    schedules:
+      hourly: {rate: 1 hour}
   c:
     definition: '{"StartAt": "C", "States": {"C": {"Type": "Succeed"}}}'
 "#;
@@ -196,6 +214,8 @@ workflows:
             [("POST", "/b", Some("b")), ("GET", "/b/{id}", Some("b"))]
         );
         assert!(w[0].routes.is_empty());
+        assert_eq!(w[1].schedules["hourly"].workflow.as_deref(), Some("b"));
+        assert_eq!(w[1].schedules["hourly"].rate.as_deref(), Some("1 hour"));
         assert_eq!(
             w[1].definition,
             json!({"StartAt": "B", "States": {"B": {"Type": "Succeed"}}})

@@ -32,10 +32,38 @@ pub trait WorkflowHook: Send + Sync {
     /// Express workflow runs as `StartSyncExecution` and the answer is that call's response;
     /// a Standard one is started (`StartExecution`) and the answer is its ARN and start date.
     /// `input` is the request body (JSON text).
+    /// Starts an execution of `workflow` with `input` (JSON text) named `name`; a second
+    /// start of the same name is a success (it was started before). Returns its ARN.
+    async fn start(
+        &self,
+        namespace: &str,
+        workflow: &str,
+        input: &str,
+        name: &str,
+    ) -> Result<String, WorkflowHookError>;
     async fn serve_route(
         &self,
         namespace: &str,
         workflow: &str,
         input: &str,
     ) -> Result<RouteAnswer, WorkflowHookError>;
+}
+
+/// Refuses a trigger naming a workflow that does not exist (or a node without workflows).
+pub(crate) async fn check_exists(
+    app: &crate::App,
+    namespace: &str,
+    workflow: &str,
+) -> Result<(), crate::ApiError> {
+    let hook = app
+        .workflows
+        .get()
+        .ok_or_else(|| crate::ApiError::Unavailable("this node runs no workflows".into()))?;
+    match hook.exists(namespace, workflow).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(crate::ApiError::ResourceNotFound(format!(
+            "workflow '{workflow}' does not exist in namespace '{namespace}'"
+        ))),
+        Err(e) => Err(crate::ApiError::Internal(e.to_string())),
+    }
 }

@@ -428,4 +428,76 @@ fn workflows_deploy_from_lambent_yaml_run_from_the_cli_and_are_metered() {
         .unwrap();
     let answer: Value = r.json().unwrap();
     assert_eq!(answer["output"], r#"{"n":2}"#);
+
+    // A schedule and a topic subscription start executions (the scheduled event, the SNS
+    // event as input), through the durable event queue.
+    let echo = r#"{"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": true}}}"#;
+    s.cli(&["workflow", "deploy", "echo", "--definition", echo])
+        .ok();
+    s.cli(&[
+        "schedule",
+        "add",
+        "tick",
+        "--workflow",
+        "echo",
+        "--rate",
+        "1 second",
+    ])
+    .ok();
+    s.cli(&["topic", "create", "news"]).ok();
+    let out = s
+        .cli(&["topic", "subscribe", "news", "--workflow", "echo"])
+        .ok();
+    assert!(
+        out.stdout.contains("subscribed workflow echo to news"),
+        "{}",
+        out.stdout
+    );
+    s.cli(&["topic", "publish", "news", "hello"]).ok();
+    let inputs = eventually(30, "executions from the schedule and the topic", || {
+        let list = s
+            .cli(&["execution", "ls", "echo", "-o", "json"])
+            .ok()
+            .json();
+        let mut inputs = Vec::new();
+        for e in list["executions"].as_array().unwrap() {
+            let name = e["name"].as_str().unwrap();
+            let shown = s
+                .cli(&["execution", "show", "echo", name, "-o", "json"])
+                .ok()
+                .json();
+            inputs.push(shown["execution"]["output"].clone());
+        }
+        let scheduled = inputs.iter().any(|i| i["detail-type"] == "Scheduled Event");
+        let published = inputs
+            .iter()
+            .any(|i| i["Records"][0]["Sns"]["Message"] == "hello");
+        (scheduled && published).then_some(inputs)
+    });
+    assert!(inputs.len() >= 2);
+    s.cli(&["schedule", "rm", "tick"]).ok();
+    let out = s
+        .cli(&[
+            "schedule",
+            "add",
+            "never",
+            "--workflow",
+            "nope",
+            "--rate",
+            "1 hour",
+        ])
+        .failed();
+    assert!(
+        out.stderr.contains("workflow 'nope' does not exist"),
+        "{}",
+        out.stderr
+    );
+    let out = s
+        .cli(&["topic", "subscribe", "news", "--workflow", "nope"])
+        .failed();
+    assert!(
+        out.stderr.contains("workflow 'nope' does not exist"),
+        "{}",
+        out.stderr
+    );
 }

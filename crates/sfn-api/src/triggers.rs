@@ -1,5 +1,7 @@
 //! Triggers that start executions: the gateway's [`WorkflowHook`], implemented over the
-//! executor. An HTTP route answers as API Gateway's Step Functions integrations do: an
+//! executor. Schedules and topic subscriptions reach it through the durable event queue
+//! (target `workflow:NAME`): each event starts one execution named after the event, so a
+//! retried delivery does not start a second. An HTTP route answers as API Gateway's Step Functions integrations do: an
 //! Express workflow runs as `StartSyncExecution` and the route answers that call's response
 //! (`200`, whatever the execution's status: `status`, `output` as text, `error`, `cause`); a
 //! Standard one is started and the route answers `StartExecution`'s response (`200`
@@ -46,6 +48,28 @@ impl WorkflowHook for WorkflowTrigger {
         {
             Ok(_) => Ok(true),
             Err(SfnError::StateMachineDoesNotExist(_)) => Ok(false),
+            Err(e) => Err(hook_error(e)),
+        }
+    }
+
+    async fn start(
+        &self,
+        namespace: &str,
+        workflow: &str,
+        input: &str,
+        name: &str,
+    ) -> Result<String, WorkflowHookError> {
+        let wf = self.workflows()?;
+        let machine = wf.state_machine_arn(namespace, workflow);
+        match wf
+            .start_execution(namespace, &machine, Some(name), Some(input))
+            .await
+        {
+            Ok((arn, _)) => Ok(arn),
+            // Started by an earlier attempt of the same event, and ended since.
+            Err(SfnError::ExecutionAlreadyExists(_)) => {
+                Ok(wf.execution_arn(namespace, workflow, name))
+            }
             Err(e) => Err(hook_error(e)),
         }
     }

@@ -991,6 +991,7 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
         sub("s2", Endpoint::Queue("r".into()), 5),
         sub("s1", Endpoint::Function("f".into()), 5),
         sub("s0", Endpoint::Queue("q".into()), 9),
+        sub("s3", Endpoint::Workflow("w".into()), 12),
     ];
     for s in &subs {
         store.subscribe(s).await.unwrap();
@@ -1028,7 +1029,10 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
     assert!(store.all_mappings().await.unwrap().is_empty());
     assert_eq!(
         store.subscriptions("default", "t").await.unwrap(),
-        [sub("s0", Endpoint::Queue("q".into()), 9)]
+        [
+            sub("s0", Endpoint::Queue("q".into()), 9),
+            sub("s3", Endpoint::Workflow("w".into()), 12)
+        ]
     );
     assert_eq!(
         store.queue_counts("default", "r", 100).await.unwrap(),

@@ -102,6 +102,7 @@ pub fn workflow(ctx: &Ctx, command: WorkflowCommand) -> Result<ExitCode> {
                     kind: kind.map(|k| k.to_ascii_uppercase()),
                     definition,
                     routes: Vec::new(),
+                    schedules: Default::default(),
                 },
             )?;
             if ctx.json() {
@@ -293,6 +294,11 @@ pub fn deploy_one(
         client
             .add_route(route, true)
             .with_context(|| format!("cannot add route '{} {}'", route.method, route.path))?;
+    }
+    for (name, schedule) in &w.schedules {
+        client
+            .put_schedule(name, schedule, true)
+            .with_context(|| format!("cannot create schedule '{name}'"))?;
     }
     Ok(deployed)
 }

@@ -58,21 +58,7 @@ async fn add(
                 return Err(ApiError::function_not_found(&ns, f.as_str()));
             }
         }
-        RouteTarget::Workflow(w) => {
-            let hook = app
-                .workflows
-                .get()
-                .ok_or_else(|| ApiError::Unavailable("this node runs no workflows".into()))?;
-            match hook.exists(&ns, w).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(ApiError::ResourceNotFound(format!(
-                        "workflow '{w}' does not exist in namespace '{ns}'"
-                    )))
-                }
-                Err(e) => return Err(ApiError::Internal(e.to_string())),
-            }
-        }
+        RouteTarget::Workflow(w) => crate::workflow_hook::check_exists(&app, &ns, w).await?,
     }
     let added = app.routes.add(route, q.replace).await?;
     let status = if added.created {
