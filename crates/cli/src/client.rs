@@ -14,9 +14,14 @@ use std::time::Duration;
 mod buckets;
 mod queues;
 mod routes;
+mod workflows;
 pub use buckets::{NotificationConfiguration, Notifications};
 pub use queues::*;
 pub use routes::{Route, RouteList};
+pub use workflows::{
+    Execution, ExecutionList, ExecutionStart, History, TimelineEntry, TransitionRow,
+    TransitionUsage, Workflow, WorkflowList, WorkflowPut,
+};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]

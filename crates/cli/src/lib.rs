@@ -16,6 +16,7 @@ pub mod events_client;
 pub mod manifest;
 pub mod output;
 pub mod package;
+pub mod workflow_manifest;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -116,6 +117,18 @@ pub enum Command {
     /// Manage access keys for the AWS Lambda-compatible API (SigV4).
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Workflows (Step Functions state machines): deploy, ls, get, rm, start.
+    #[command(visible_alias = "workflows")]
+    Workflow {
+        #[command(subcommand)]
+        command: commands::workflows::WorkflowCommand,
+    },
+    /// Executions of workflows: ls, show (with a timeline of the states), stop.
+    #[command(visible_alias = "executions")]
+    Execution {
+        #[command(subcommand)]
+        command: commands::workflows::ExecutionCommand,
+    },
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -152,6 +165,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Mapping { command } => commands::queues::mapping(&ctx, command),
         Command::Bucket { command } => commands::buckets::run(&ctx, command),
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
+        Command::Workflow { command } => commands::workflows::workflow(&ctx, command),
+        Command::Execution { command } => commands::workflows::execution(&ctx, command),
     };
     match result {
         Ok(code) => code,

@@ -50,6 +50,9 @@
 //! Deploying adds each route, replacing one with the same method and path; routes no longer in
 //! the file are left as they are (`lambent route rm` removes them).
 //!
+//! `workflows:` (state machines) may sit beside either form, or alone: see
+//! [`crate::workflow_manifest`].
+//!
 //! Flags override the file. Values are not validated here: the server does that and says why.
 
 use crate::events_client::SchedulePut;
@@ -154,11 +157,14 @@ struct FunctionYaml {
     schedules: BTreeMap<String, SchedulePut>,
     #[serde(default)]
     routes: Vec<RouteYaml>,
+    /// Read by [`crate::workflow_manifest`].
+    #[serde(default, rename = "workflows")]
+    _workflows: Option<serde::de::IgnoredAny>,
 }
 
 /// A route as written: `GET /users/{id}`, or a mapping of its settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct RouteYaml(RouteSpec);
+pub(crate) struct RouteYaml(pub(crate) RouteSpec);
 
 impl<'de> Deserialize<'de> for RouteYaml {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -208,6 +214,7 @@ impl<'de> Deserialize<'de> for RouteYaml {
                     auth: full.auth,
                     cors: full.cors,
                     max_body_bytes,
+                    ..Default::default()
                 }))
             }
             _ => Err(D::Error::custom(
@@ -310,6 +317,10 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
         serde_yaml::Value::Mapping(m) => m,
         _ => bail!("expected a mapping of settings (name, runtime, handler, …) or 'functions'"),
     };
+    if !map.is_empty() && map.keys().all(|k| k.as_str() == Some("workflows")) {
+        // Only workflows (`crate::workflow_manifest`): no function to deploy.
+        return Ok(Manifest::Many(Vec::new(), Vec::new()));
+    }
     let Some(functions) = map.get("functions") else {
         // Parse the text again rather than the value, so that errors keep their line numbers.
         let single: FunctionYaml = serde_yaml::from_str(text)?;
@@ -320,7 +331,7 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
     };
     if let Some(other) = map
         .keys()
-        .find(|k| !matches!(k.as_str(), Some("functions" | "routes")))
+        .find(|k| !matches!(k.as_str(), Some("functions" | "routes" | "workflows")))
     {
         bail!(
             "unknown field `{}` beside `functions`: with many functions, put every setting under \
@@ -953,6 +964,7 @@ mod route_tests {
                         ..Default::default()
                     }),
                     max_body_bytes: Some(64 * 1024),
+                    workflow: None,
                 },
             ]
         );

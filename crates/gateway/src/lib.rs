@@ -19,6 +19,7 @@ mod registry;
 mod routes;
 mod v1;
 pub mod versions;
+pub mod workflow_hook;
 
 pub use auth::{require_key, ApiKeys, Namespace};
 pub use error::ApiError;
@@ -54,6 +55,8 @@ pub struct App {
     pub bus: Arc<dyn lambent_store::bus::Bus>,
     /// This node's membership and placement (the embedded node is a cluster of one).
     pub cluster: Arc<lambent_cluster::node::Cluster>,
+    /// Workflows, for the triggers that start them (set once by the server).
+    pub workflows: std::sync::OnceLock<Arc<dyn workflow_hook::WorkflowHook>>,
 }
 
 /// The whole HTTP surface.

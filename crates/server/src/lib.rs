@@ -601,6 +601,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         queues,
         bus: backends.bus.clone(),
         cluster: cluster.clone(),
+        workflows: std::sync::OnceLock::new(),
     });
     let runner = Runner {
         invoker: app.registry.invoker().clone(),
@@ -679,6 +680,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         cluster.node_id().to_string(),
     );
     background.push(workflows.start_background(clustered));
+    let _ = app
+        .workflows
+        .set(lambent_sfn_api::triggers::WorkflowTrigger::hook(&workflows));
     // The AWS services told by their requests rather than by paths of their own (S3 by its
     // signature, on any path; Step Functions by `X-Amz-Target`) wrap whole routers: the
     // listener's, and the sandboxes' AWS router as a fallback service, so they see every path.
@@ -696,7 +700,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let router = aws_services(
         lambent_gateway::router(app.clone())
             .merge(aws)
-            .merge(buckets::routes(app.clone(), objects)),
+            .merge(buckets::routes(app.clone(), objects))
+            .merge(lambent_sfn_api::rest::routes(workflows.clone())),
     );
     let sdks = match sdk_cache {
         Ok(cache) => {

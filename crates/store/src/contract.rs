@@ -991,6 +991,7 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
         sub("s2", Endpoint::Queue("r".into()), 5),
         sub("s1", Endpoint::Function("f".into()), 5),
         sub("s0", Endpoint::Queue("q".into()), 9),
+        sub("s3", Endpoint::Workflow("w".into()), 12),
     ];
     for s in &subs {
         store.subscribe(s).await.unwrap();
@@ -1028,7 +1029,10 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
     assert!(store.all_mappings().await.unwrap().is_empty());
     assert_eq!(
         store.subscriptions("default", "t").await.unwrap(),
-        [sub("s0", Endpoint::Queue("q".into()), 9)]
+        [
+            sub("s0", Endpoint::Queue("q".into()), 9),
+            sub("s3", Endpoint::Workflow("w".into()), 12)
+        ]
     );
     assert_eq!(
         store.queue_counts("default", "r", 100).await.unwrap(),
@@ -1415,7 +1419,8 @@ macro_rules! workflow_contract_tests {
             state_machines_are_created_once_updated_by_revision_and_deleted,
             executions_start_once_by_arn_and_page_newest_first,
             checkpoints_commit_with_their_events_fenced_by_owner,
-            expired_execution_leases_are_claimed_once
+            expired_execution_leases_are_claimed_once,
+            transitions_are_summed_per_state_machine_since_a_time
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1705,4 +1710,55 @@ pub async fn expired_execution_leases_are_claimed_once(
     assert_eq!(store.extend_execution_leases("n1", 5000).await.unwrap(), 2);
     let e = store.get_execution(&expired.arn).await.unwrap().unwrap();
     assert_eq!(e.lease_until_ms, 5000);
+}
+
+pub async fn transitions_are_summed_per_state_machine_since_a_time(
+    store: Arc<dyn crate::workflows::WorkflowStore>,
+) {
+    use crate::workflows::TransitionUsage;
+    for (sm, name, start) in [
+        ("a", "old", 5),
+        ("a", "e1", 10),
+        ("a", "e2", 20),
+        ("b", "e3", 30),
+    ] {
+        store
+            .start_execution(&execution(sm, name, start, "n1", 1000))
+            .await
+            .unwrap();
+    }
+    let mut other = execution("a", "elsewhere", 40, "n1", 1000);
+    other.namespace = "other".into();
+    other.arn = "arn:aws:states:us-east-1:other:execution:a:elsewhere".into();
+    store.start_execution(&other).await.unwrap();
+    let arn =
+        |sm: &str, name: &str| format!("arn:aws:states:us-east-1:default:execution:{sm}:{name}");
+    for (exec, events) in [
+        (arn("a", "e1"), &[1, 2, 3][..]),
+        (arn("a", "e2"), &[1, 2][..]),
+        (arn("a", "old"), &[1][..]),
+    ] {
+        assert!(store
+            .commit_execution(&exec, "n1", &checkpoint("SUCCEEDED", events, 0))
+            .await
+            .unwrap());
+    }
+    let machine = |sm: &str| format!("arn:aws:states:us-east-1:default:stateMachine:{sm}");
+    assert_eq!(
+        store.transition_usage("default", 10).await.unwrap(),
+        [
+            TransitionUsage {
+                state_machine_arn: machine("a"),
+                executions: 2,
+                transitions: 5
+            },
+            TransitionUsage {
+                state_machine_arn: machine("b"),
+                executions: 1,
+                transitions: 0
+            }
+        ]
+    );
+    assert_eq!(store.transition_usage("default", 31).await.unwrap(), []);
+    assert_eq!(store.transition_usage("other", 0).await.unwrap().len(), 1);
 }

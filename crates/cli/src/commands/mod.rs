@@ -16,6 +16,7 @@ pub mod routes;
 pub mod schedule;
 pub mod up;
 pub mod usage;
+pub mod workflows;
 
 mod embedded;
 
