@@ -116,6 +116,12 @@ pub enum Command {
     /// Manage access keys for the AWS Lambda-compatible API (SigV4).
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Sequences of functions, each one's output the next one's input: create, update, ls, get, rm.
+    #[command(visible_alias = "sequences")]
+    Sequence {
+        #[command(subcommand)]
+        command: commands::sequences::SequenceCommand,
+    },
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -152,6 +158,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Mapping { command } => commands::queues::mapping(&ctx, command),
         Command::Bucket { command } => commands::buckets::run(&ctx, command),
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
+        Command::Sequence { command } => commands::sequences::run(&ctx, command),
     };
     match result {
         Ok(code) => code,
