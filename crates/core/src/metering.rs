@@ -381,6 +381,8 @@ mod tests {
             error_message: None,
             logs: String::new(),
             node: String::new(),
+            parent: None,
+            steps: Vec::new(),
         }
     }
 
