@@ -453,14 +453,25 @@ impl Invoker {
     /// Starts one sandbox for `dep` and keeps it warm (for `lambent dev` and provisioning).
     /// Returns when the runtime is ready, or why it failed.
     pub async fn prewarm(&self, dep: &Arc<Deployment>) -> Result<(), String> {
-        let pool = self.inner.pool(dep);
+        let pool = self.sandboxed_pool(dep)?;
         self.inner.start_idle(&pool, InitType::OnDemand).await
+    }
+
+    /// The pool of a function that runs in sandboxes; a sequence has none (its steps do).
+    fn sandboxed_pool(&self, dep: &Arc<Deployment>) -> Result<Arc<Pool>, String> {
+        if dep.function.config.is_sequence() {
+            return Err(format!(
+                "'{}' is a sequence: it has no sandboxes of its own (its functions do)",
+                dep.function.name
+            ));
+        }
+        Ok(self.inner.pool(dep))
     }
 
     /// Starts sandboxes until the function's provisioned concurrency is met; returns the first
     /// failure. Lost provisioned sandboxes are also replaced in the background.
     pub async fn provision(&self, dep: &Arc<Deployment>) -> Result<(), String> {
-        let pool = self.inner.pool(dep);
+        let pool = self.sandboxed_pool(dep)?;
         self.inner.provision(&pool).await
     }
 
@@ -468,7 +479,7 @@ impl Invoker {
     /// may differ from the function's setting), then starts sandboxes until it is met; returns
     /// the first failure.
     pub async fn set_provisioned(&self, dep: &Arc<Deployment>, n: u32) -> Result<(), String> {
-        let pool = self.inner.pool(dep);
+        let pool = self.sandboxed_pool(dep)?;
         pool.set_provisioned(n as usize);
         self.inner.provision(&pool).await
     }

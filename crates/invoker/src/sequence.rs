@@ -101,7 +101,6 @@ impl Invoker {
                     a.duration_us as f64 / 1000.0
                 );
                 record.steps.push(a.id.clone());
-                record.cold |= a.cold;
                 if a.status != ActivationStatus::Success {
                     record.status = a.status;
                     record.error_type = a.error_type.clone();
