@@ -259,7 +259,8 @@ async fn sequences_chain_their_steps_link_records_and_stop_at_a_failure() {
     let records = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let sink = {
         let records = records.clone();
-        Arc::new(move |a| records.lock().push(a)) as lambent_invoker::RecordSink
+        Arc::new(move |a: lambent_core::Activation| records.lock().push(a))
+            as lambent_invoker::RecordSink
     };
     let config = InvokerConfig {
         runtime_dir: runtimes(),
