@@ -262,8 +262,13 @@ fn sequences_through_the_cli_a_route_and_async_with_linked_records() {
 #[test]
 fn cycles_and_missing_components_are_refused() {
     let home = tempfile::tempdir().unwrap();
-    let s = Server::start(home.path(), &[]);
-    s.cli(&["deploy", path_str(&project(home.path()))]).ok();
+    // `up --deploy` creates the file's sequences too.
+    let project = project(home.path());
+    let s = Server::start(home.path(), &["--deploy", path_str(&project)]);
+    eventually(60, "the sequence deployed by up", || {
+        let line = s.line();
+        (line == "sequence calc: add → double → add").then_some(())
+    });
 
     let out = s.cli(&["sequence", "create", "x", "add", "nope"]).failed();
     assert!(
