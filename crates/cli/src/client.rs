@@ -14,6 +14,7 @@ use std::time::Duration;
 mod buckets;
 mod queues;
 mod routes;
+mod sequences;
 mod workflows;
 pub use buckets::{NotificationConfiguration, Notifications};
 pub use queues::*;
@@ -22,6 +23,7 @@ pub use workflows::{
     Execution, ExecutionList, ExecutionStart, History, TimelineEntry, TransitionRow,
     TransitionUsage, Workflow, WorkflowList, WorkflowPut,
 };
+pub use sequences::{Sequence, SequenceList, SequencePut};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +268,10 @@ pub struct Activation {
     pub logs: String,
     /// The node that ran it.
     pub node: String,
+    /// The activation of the sequence this one is a step of.
+    pub parent: Option<String>,
+    /// A sequence's activation: its steps' activations, in order.
+    pub steps: Vec<String>,
 }
 
 /// A cold start's phases, from an activation's `init`. The birth is kept as text, so that

@@ -129,6 +129,12 @@ pub enum Command {
         #[command(subcommand)]
         command: commands::workflows::ExecutionCommand,
     },
+    /// Sequences of functions, each one's output the next one's input: create, update, ls, get, rm.
+    #[command(visible_alias = "sequences")]
+    Sequence {
+        #[command(subcommand)]
+        command: commands::sequences::SequenceCommand,
+    },
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -167,6 +173,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
         Command::Workflow { command } => commands::workflows::workflow(&ctx, command),
         Command::Execution { command } => commands::workflows::execution(&ctx, command),
+    },
+        Command::Sequence { command } => commands::sequences::run(&ctx, command),
     };
     match result {
         Ok(code) => code,

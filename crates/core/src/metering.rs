@@ -384,6 +384,8 @@ mod tests {
             error_message: None,
             logs: String::new(),
             node: String::new(),
+            parent: None,
+            steps: Vec::new(),
         }
     }
 

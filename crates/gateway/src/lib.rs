@@ -1,6 +1,6 @@
 //! The HTTP surface of Lambent: `GET /healthz`, API-key authentication, and the Lambent API under
 //! `/v1` (code upload, functions, invoke, activations, logs, access keys, async invocations, dead
-//! letters, schedules, routes, queues, topics, mappings; see `docs/api.md`), the users' HTTP
+//! letters, schedules, routes, queues, topics, mappings, sequences; see `docs/api.md`), the users' HTTP
 //! routes at their own paths, and the registry of deployed functions with their published
 //! versions and aliases, which the Lambda-compatible API (`lambent-aws-api`) shares. Knows how to
 //! turn requests into registry and invoker calls and results into responses; knows nothing of
@@ -17,6 +17,7 @@ mod keys;
 mod queues;
 mod registry;
 mod routes;
+mod sequences;
 mod v1;
 pub mod versions;
 pub mod workflow_hook;
@@ -66,6 +67,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(routes::routes())
         .merge(queues::routes())
         .merge(keys::routes())
+        .merge(sequences::routes())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_key,

@@ -603,12 +603,15 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         cluster: cluster.clone(),
         workflows: std::sync::OnceLock::new(),
     });
+    // The deployment serving a function now: for async events, and for the steps of sequences.
+    let lookup: lambent_invoker::Lookup = {
+        let app = Arc::downgrade(&app);
+        Arc::new(move |ns, name| app.upgrade()?.registry.lookup(ns, name))
+    };
+    app.registry.invoker().set_lookup(lookup.clone());
     let runner = Runner {
         invoker: app.registry.invoker().clone(),
-        lookup: {
-            let app = Arc::downgrade(&app);
-            Arc::new(move |ns, name| app.upgrade()?.registry.lookup(ns, name))
-        },
+        lookup,
         recorder: app.recorder.clone(),
         deliver: Some(Arc::new(RegistryRunner(Arc::downgrade(&app)))),
     };

@@ -61,6 +61,7 @@ macro_rules! contract_tests {
             activations_page_newest_first,
             cold_start_breakdowns_round_trip,
             activation_nodes_round_trip_and_retried_batches_are_tolerated,
+            sequences_and_their_activation_links_round_trip,
             api_keys_map_to_namespaces,
             leases_fence_stale_workers,
             a_fire_applies_once,
@@ -139,6 +140,8 @@ pub fn activation(id: &str, start_ms: i64, status: ActivationStatus) -> Activati
         error_message: None,
         logs: "hello\n".into(),
         node: "n1".into(),
+        parent: None,
+        steps: Vec::new(),
     }
 }
 
@@ -319,6 +322,51 @@ pub async fn activation_nodes_round_trip_and_retried_batches_are_tolerated<S: Co
         .await
         .unwrap();
     assert_eq!(all.len(), 2);
+}
+
+/// A sequence is stored as a function (runtime `sequence`, its components in its config); its
+/// activation lists its steps' and each step's names it as parent.
+pub async fn sequences_and_their_activation_links_round_trip<S: ContractStore>(store: Arc<S>) {
+    let components = ["a".to_string(), "b".to_string(), "a".to_string()];
+    let mut seq = function("seq", 1);
+    seq.config = lambent_core::FunctionConfig::sequence(&components, 9, Some("s".into())).unwrap();
+    (seq.code_sha256, seq.code_size) = (String::new(), 0);
+    store.put_function(&seq, 0).await.unwrap();
+    let got = store.get_function("default", "seq").await.unwrap().unwrap();
+    assert_eq!(got, seq);
+    assert!(got.config.is_sequence());
+    assert_eq!(
+        got.config
+            .sequence
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "a"]
+    );
+
+    let mut parent = activation("p", 100, ActivationStatus::FunctionError);
+    parent.steps = vec!["p-1".into(), "p-2.1".into()];
+    let mut first = activation("p-1", 100, ActivationStatus::Success);
+    first.parent = Some("p".into());
+    let mut second = activation("p-2.1", 101, ActivationStatus::FunctionError);
+    second.parent = Some("p".into());
+    let plain = activation("plain", 102, ActivationStatus::Success);
+    let batch = [parent, first, second, plain];
+    store.insert_activations(&batch).await.unwrap();
+    for a in &batch {
+        let got = store.get_activation("default", &a.id).await.unwrap();
+        assert_eq!(got.as_ref(), Some(a));
+    }
+    let page = store
+        .query_activations(&ActivationQuery {
+            namespace: "default".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let parent = page.iter().find(|a| a.id == "p").unwrap();
+    assert_eq!(parent.steps, ["p-1", "p-2.1"]);
 }
 
 pub async fn api_keys_map_to_namespaces<S: ContractStore>(store: Arc<S>) {

@@ -102,6 +102,7 @@ impl DeployArgs {
 pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
     let deployments = manifest::resolve(&args.path, &args.overrides())?;
     let workflows = crate::workflow_manifest::resolve(&args.path)?;
+    let sequences = manifest::sequences(&args.path)?;
     let client = ctx.client()?;
     let deployed = deploy_all(&client, &deployments, args.warm, |f| {
         if !ctx.json() {
@@ -116,8 +117,18 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
         }
         deployed_workflows.push(w);
     }
+    super::sequences::deploy_declared(&client, &sequences, |s| {
+        if !ctx.json() {
+            println!("sequence {}: {}", s.name, s.components.join(" → "));
+        }
+    })?;
     if !ctx.json() {
-        for r in deployments.iter().flat_map(|d| &d.routes) {
+        let sequence_routes = sequences.iter().flat_map(|s| &s.routes);
+        for r in deployments
+            .iter()
+            .flat_map(|d| &d.routes)
+            .chain(sequence_routes)
+        {
             println!(
                 "route {} {} -> {}",
                 r.method.to_ascii_uppercase(),

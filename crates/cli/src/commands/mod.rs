@@ -14,6 +14,7 @@ pub mod nodes;
 pub mod queues;
 pub mod routes;
 pub mod schedule;
+pub mod sequences;
 pub mod up;
 pub mod usage;
 pub mod workflows;
