@@ -173,7 +173,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
         Command::Workflow { command } => commands::workflows::workflow(&ctx, command),
         Command::Execution { command } => commands::workflows::execution(&ctx, command),
-    },
         Command::Sequence { command } => commands::sequences::run(&ctx, command),
     };
     match result {
