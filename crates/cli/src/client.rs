@@ -14,7 +14,10 @@ use std::time::Duration;
 mod buckets;
 mod queues;
 mod routes;
-pub use buckets::{NotificationConfiguration, Notifications};
+pub use buckets::{
+    BucketDeleted, BucketInfo, BucketList, NotificationConfiguration, Notifications, ObjectInfo,
+    ObjectPage, ObjectQuery,
+};
 pub use queues::*;
 pub use routes::{Route, RouteList};
 

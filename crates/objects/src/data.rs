@@ -26,6 +26,15 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 /// A stream of bytes in (a request body) or out (an object's data).
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
+/// A [`ByteStream`] of any stream of chunks (a request body of some HTTP library).
+pub fn byte_stream<S, E>(chunks: S) -> ByteStream
+where
+    S: futures_util::stream::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    chunks.map(|c| c.map_err(io::Error::other)).boxed()
+}
+
 /// Sees every chunk of a write before it is stored; an error stops the write.
 pub type Observer<'a> = &'a mut (dyn FnMut(&[u8]) -> Result<(), ObjectError> + Send);
 
