@@ -269,6 +269,8 @@ fn buckets_and_objects_through_the_cli_are_the_s3_apis() {
         .cli(&["object", "put", "photos", "k", path_str(&file("missing"))])
         .failed();
     assert!(e.stderr.contains("cannot open"), "{e:?}");
+    let e = s.cli(&["object", "get", "photos", ".."]).failed();
+    assert!(e.stderr.contains("the key '..' cannot be sent in a URL"), "{e:?}");
     let e = s.cli(&["object", "ls", "nobucket"]).failed();
     assert!(
         e.stderr.contains("bucket 'nobucket' does not exist"),

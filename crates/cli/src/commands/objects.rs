@@ -74,7 +74,21 @@ pub enum ObjectCommand {
     },
 }
 
+/// Refuses the keys a URL cannot carry: `.` and `..` are removed from a URL's path as dot
+/// segments, even percent-encoded.
+fn addressable(key: &str) -> Result<()> {
+    if key == "." || key == ".." {
+        bail!("the key '{key}' cannot be sent in a URL (it is a dot segment)");
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &Ctx, command: ObjectCommand) -> Result<ExitCode> {
+    match &command {
+        ObjectCommand::Put { key, .. } | ObjectCommand::Get { key, .. } => addressable(key)?,
+        ObjectCommand::Rm { keys, .. } => keys.iter().try_for_each(|k| addressable(k))?,
+        ObjectCommand::Ls { .. } => {}
+    }
     match command {
         ObjectCommand::Put {
             bucket,
