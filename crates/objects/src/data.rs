@@ -1,8 +1,8 @@
 //! Where object bytes live: the [`ObjectData`] seam (local disk now; a cluster's shared engine
 //! later) and [`LocalDisk`], its implementation under the data dir.
 //!
-//! A write streams into a temporary file beside its final place, is fsynced, renamed and the
-//! directory fsynced: when [`ObjectData::write`] returns the data is durable under a fresh
+//! A write streams into a temporary file beside its final place (a thread of its own writes
+//! while the body arrives and is hashed), is fsynced, renamed and the directory fsynced: when [`ObjectData::write`] returns the data is durable under a fresh
 //! locator, yet no object refers to it until the engine commits the metadata. A reader
 //! therefore never sees half an object. A crash leaves at most a temporary file or data no
 //! metadata names; [`ObjectData::collect_garbage`] removes both at start-up.
@@ -21,7 +21,7 @@ use lambent_store::objects::Segment;
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use std::io::{Read, Seek, Write};
 
 /// A stream of bytes in (a request body) or out (an object's data).
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -59,9 +59,6 @@ pub trait ObjectData: Send + Sync + 'static {
 pub struct LocalDisk {
     root: PathBuf,
 }
-
-/// How much one read of a file returns at most.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// Removes a temporary file unless disarmed (an error, or a dropped request, leaves nothing).
 struct TempFile(Option<PathBuf>);
@@ -108,30 +105,108 @@ async fn fsync_dir(dir: &Path) -> io::Result<()> {
         .map_err(io::Error::other)?
 }
 
+/// Reads up to this much of a file in one go (one chunk of a download).
+const READ_CHUNK: usize = 1 << 20;
+/// Chunks a download reads ahead of the response (the disk and the socket work at once).
+const READ_AHEAD: usize = 2;
+/// An upload's small chunks are gathered into writes of at least this much.
+const WRITE_CHUNK: usize = 256 * 1024;
+/// Chunks an upload hands to its writer ahead of the disk (hashing and writing overlap).
+const WRITE_AHEAD: usize = 4;
+
+/// A file being written by a blocking thread: chunks in, then `None` to finish (fsync). A
+/// writer whose sender goes away without `None` stops without syncing.
+type Chunks = tokio::sync::mpsc::Sender<Option<Bytes>>;
+
+fn write_file(
+    mut file: std::fs::File,
+    mut chunks: tokio::sync::mpsc::Receiver<Option<Bytes>>,
+) -> io::Result<()> {
+    while let Some(chunk) = chunks.blocking_recv() {
+        match chunk {
+            Some(chunk) => file.write_all(&chunk)?,
+            None => return file.sync_all(),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Interrupted,
+        "the write was abandoned",
+    ))
+}
+
+/// Feeds a body to a writer (each chunk shown to `observe` first), gathering small chunks; its
+/// size. Stops early if the writer has failed (its error tells why).
+async fn feed(
+    mut body: ByteStream,
+    observe: Observer<'_>,
+    chunks: &Chunks,
+) -> Result<u64, ObjectError> {
+    let mut size = 0u64;
+    let mut pending = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ObjectError::BodyFailed(e.to_string()))?;
+        observe(&chunk)?;
+        size += chunk.len() as u64;
+        let out = if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
+            chunk
+        } else {
+            pending.extend_from_slice(&chunk);
+            if pending.len() < WRITE_CHUNK {
+                continue;
+            }
+            pending.split().freeze()
+        };
+        if chunks.send(Some(out)).await.is_err() {
+            return Ok(size);
+        }
+    }
+    if !pending.is_empty() {
+        let _ = chunks.send(Some(pending.freeze())).await;
+    }
+    let _ = chunks.send(None).await;
+    Ok(size)
+}
+
+/// Reads exactly `buf.len()` bytes (or fails: the data is shorter than its metadata says).
+fn read_exact(file: &mut std::fs::File, buf: &mut [u8]) -> io::Result<()> {
+    file.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "object data is shorter than its metadata says",
+        ),
+        _ => e,
+    })
+}
+
+fn read_chunk(file: &mut std::fs::File, len: usize) -> io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(len);
+    read_exact(file, &mut buf)?;
+    Ok(buf.freeze())
+}
+
 #[async_trait]
 impl ObjectData for LocalDisk {
-    async fn write(
-        &self,
-        mut body: ByteStream,
-        observe: Observer<'_>,
-    ) -> Result<Segment, ObjectError> {
+    async fn write(&self, body: ByteStream, observe: Observer<'_>) -> Result<Segment, ObjectError> {
         let locator = uuid::Uuid::new_v4().simple().to_string();
         let path = self.path(&locator)?;
         let dir = path.parent().expect("a shard directory").to_path_buf();
-        tokio::fs::create_dir_all(&dir).await?;
         let tmp_path = dir.join(format!(".{locator}.tmp"));
-        let mut file = tokio::fs::File::create(&tmp_path).await?;
+        let created = tmp_path.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(created.parent().expect("a shard directory"))?;
+            std::fs::File::create(&created)
+        })
+        .await
+        .map_err(io::Error::other)??;
         let mut tmp = TempFile(Some(tmp_path.clone()));
-        let mut size = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ObjectError::BodyFailed(e.to_string()))?;
-            observe(&chunk)?;
-            file.write_all(&chunk).await?;
-            size += chunk.len() as u64;
-        }
-        file.flush().await?;
-        file.sync_all().await?;
-        drop(file);
+        // The disk is written by a thread of its own while the body arrives and is hashed.
+        let (chunks, received) = tokio::sync::mpsc::channel(WRITE_AHEAD);
+        let writer = tokio::task::spawn_blocking(move || write_file(file, received));
+        let fed = feed(body, observe, &chunks).await;
+        drop(chunks);
+        let written = writer.await.map_err(io::Error::other)?;
+        let size = fed?;
+        written?;
         tokio::fs::rename(&tmp_path, &path).await?;
         tmp.0 = None;
         fsync_dir(&dir).await?;
@@ -139,29 +214,46 @@ impl ObjectData for LocalDisk {
     }
 
     async fn read(&self, locator: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError> {
-        let mut file = match tokio::fs::File::open(self.path(locator)?).await {
-            Ok(f) => f,
+        let path = self.path(locator)?;
+        // Opened (and a small object read whole) in one trip to a blocking thread.
+        let opened = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            let mut file = std::fs::File::open(path)?;
+            if offset > 0 {
+                file.seek(io::SeekFrom::Start(offset))?;
+            }
+            let whole = match len <= READ_CHUNK as u64 {
+                true => Some(read_chunk(&mut file, len as usize)?),
+                false => None,
+            };
+            Ok((file, whole))
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let (mut file, whole) = match opened {
+            Ok(o) => o,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ObjectError::NoSuchKey),
             Err(e) => return Err(e.into()),
         };
-        if offset > 0 {
-            file.seek(io::SeekFrom::Start(offset)).await?;
+        if let Some(bytes) = whole {
+            let chunks = (!bytes.is_empty()).then_some(Ok(bytes));
+            return Ok(futures_util::stream::iter(chunks).boxed());
         }
-        let stream = futures_util::stream::try_unfold((file, len), |(mut file, left)| async move {
-            if left == 0 {
-                return Ok(None);
+        // A large read: a thread reads ahead while the response is sent.
+        let (chunks, received) = tokio::sync::mpsc::channel(READ_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let mut left = len;
+            while left > 0 {
+                let want = left.min(READ_CHUNK as u64) as usize;
+                let chunk = read_chunk(&mut file, want);
+                let failed = chunk.is_err();
+                if chunks.blocking_send(chunk).is_err() || failed {
+                    return;
+                }
+                left -= want as u64;
             }
-            let want = left.min(READ_CHUNK as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            let n = file.read(&mut buf).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "object data is shorter than its metadata says",
-                ));
-            }
-            buf.truncate(n);
-            Ok(Some((buf.freeze(), (file, left - n as u64))))
+        });
+        let stream = futures_util::stream::unfold(received, |mut received| async move {
+            received.recv().await.map(|chunk| (chunk, received))
         });
         Ok(stream.boxed())
     }
