@@ -270,7 +270,10 @@ fn buckets_and_objects_through_the_cli_are_the_s3_apis() {
         .failed();
     assert!(e.stderr.contains("cannot open"), "{e:?}");
     let e = s.cli(&["object", "get", "photos", ".."]).failed();
-    assert!(e.stderr.contains("the key '..' cannot be sent in a URL"), "{e:?}");
+    assert!(
+        e.stderr.contains("the key '..' cannot be sent in a URL"),
+        "{e:?}"
+    );
     let e = s.cli(&["object", "ls", "nobucket"]).failed();
     assert!(
         e.stderr.contains("bucket 'nobucket' does not exist"),

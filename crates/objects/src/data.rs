@@ -20,8 +20,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use lambent_store::objects::Segment;
 use std::collections::HashSet;
 use std::io;
-use std::path::{Path, PathBuf};
 use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 
 /// A stream of bytes in (a request body) or out (an object's data).
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -167,21 +167,18 @@ async fn feed(
     Ok(size)
 }
 
-/// Reads exactly `buf.len()` bytes (or fails: the data is shorter than its metadata says).
-fn read_exact(file: &mut std::fs::File, buf: &mut [u8]) -> io::Result<()> {
-    file.read_exact(buf).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => io::Error::new(
+/// The next `len` bytes of a file (or an error: the data is shorter than its metadata says).
+/// Read into fresh memory without zeroing it first (`read_to_end` reads into spare capacity).
+fn read_chunk(file: &mut std::fs::File, len: usize) -> io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() < len {
+        return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "object data is shorter than its metadata says",
-        ),
-        _ => e,
-    })
-}
-
-fn read_chunk(file: &mut std::fs::File, len: usize) -> io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len);
-    read_exact(file, &mut buf)?;
-    Ok(buf.freeze())
+        ));
+    }
+    Ok(Bytes::from(buf))
 }
 
 #[async_trait]
