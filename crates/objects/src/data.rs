@@ -365,6 +365,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn large_data_is_written_and_read_ahead_in_order_by_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalDisk::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..READ_CHUNK * 5 / 2)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        // Chunks of many sizes: small ones gathered, large ones passed on.
+        let chunks: Vec<io::Result<Bytes>> = bytes
+            .chunks(1000)
+            .take(300)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .chain(
+                bytes[300_000..]
+                    .chunks(WRITE_CHUNK + 17)
+                    .map(|c| Ok(Bytes::copy_from_slice(c))),
+            )
+            .collect();
+        let seg = disk
+            .write(body(chunks), &mut |_: &[u8]| Ok(()))
+            .await
+            .unwrap();
+        assert_eq!(seg.size, bytes.len() as u64);
+        let all = disk.read(&seg.locator, 0, seg.size).await.unwrap();
+        assert!(collect(all).await == bytes);
+        let (from, len) = (READ_CHUNK - 3, READ_CHUNK + 10);
+        let part = disk
+            .read(&seg.locator, from as u64, len as u64)
+            .await
+            .unwrap();
+        assert!(collect(part).await == bytes[from..from + len]);
+        // Metadata claiming more than the data holds ends the stream with an error.
+        let long = disk
+            .read(&seg.locator, 0, seg.size + READ_CHUNK as u64)
+            .await
+            .unwrap();
+        let results: Vec<io::Result<Bytes>> = long.collect().await;
+        assert!(results.last().unwrap().is_err());
+    }
+
+    #[tokio::test]
     async fn garbage_collection_removes_temporaries_and_unreferenced_data() {
         let dir = tempfile::tempdir().unwrap();
         let disk = LocalDisk::open(dir.path()).unwrap();
