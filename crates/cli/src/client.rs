@@ -16,14 +16,17 @@ mod queues;
 mod routes;
 mod sequences;
 mod workflows;
-pub use buckets::{NotificationConfiguration, Notifications};
+pub use buckets::{
+    BucketDeleted, BucketInfo, BucketList, NotificationConfiguration, Notifications, ObjectInfo,
+    ObjectPage, ObjectQuery,
+};
 pub use queues::*;
 pub use routes::{Route, RouteList};
+pub use sequences::{Sequence, SequenceList, SequencePut};
 pub use workflows::{
     Execution, ExecutionList, ExecutionStart, History, TimelineEntry, TransitionRow,
     TransitionUsage, Workflow, WorkflowList, WorkflowPut,
 };
-pub use sequences::{Sequence, SequenceList, SequencePut};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]

@@ -108,11 +108,18 @@ pub enum Command {
         #[command(subcommand)]
         command: commands::queues::MappingCommand,
     },
-    /// S3 buckets: notifications of object changes to functions, queues and topics.
+    /// S3 buckets: create, ls, rm; notifications of object changes to functions, queues and
+    /// topics.
     #[command(visible_alias = "buckets")]
     Bucket {
         #[command(subcommand)]
         command: commands::buckets::BucketCommand,
+    },
+    /// Objects in S3 buckets: put, get, ls, rm (streamed, with a progress bar when large).
+    #[command(visible_alias = "objects")]
+    Object {
+        #[command(subcommand)]
+        command: commands::objects::ObjectCommand,
     },
     /// Manage access keys for the AWS Lambda-compatible API (SigV4).
     #[command(subcommand)]
@@ -170,6 +177,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Topic { command } => commands::queues::topic(&ctx, command),
         Command::Mapping { command } => commands::queues::mapping(&ctx, command),
         Command::Bucket { command } => commands::buckets::run(&ctx, command),
+        Command::Object { command } => commands::objects::run(&ctx, command),
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
         Command::Workflow { command } => commands::workflows::workflow(&ctx, command),
         Command::Execution { command } => commands::workflows::execution(&ctx, command),

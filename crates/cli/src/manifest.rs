@@ -346,10 +346,12 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
         .into_iter()
         .map(|(name, _)| name)
         .collect::<Vec<_>>();
-    if let Some(other) = map
-        .keys()
-        .find(|k| !matches!(k.as_str(), Some("functions" | "routes" | "sequences" | "workflows")))
-    {
+    if let Some(other) = map.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            Some("functions" | "routes" | "sequences" | "workflows")
+        )
+    }) {
         bail!(
             "unknown field `{}` beside `functions`: with many functions, put every setting under \
              its function",

@@ -11,6 +11,7 @@ pub mod invoke;
 pub mod keys;
 pub mod logs;
 pub mod nodes;
+pub mod objects;
 pub mod queues;
 pub mod routes;
 pub mod schedule;
