@@ -1231,12 +1231,15 @@ fn init_breakdown(
     import_us: Option<u64>,
 ) -> InitBreakdown {
     let total_us = until.saturating_duration_since(spawn_start).as_micros() as u64;
+    let import = import_us.unwrap_or(0);
+    // The phases partition the total. On a loaded machine the server may learn that the
+    // sandbox is up only after its runtime started and imported: then the sandbox's share is
+    // what the import leaves (never counted twice).
+    let sandbox_us = startup.sandbox_us.min(total_us.saturating_sub(import));
     InitBreakdown {
         birth: startup.birth,
-        sandbox_us: startup.sandbox_us,
-        runtime_us: total_us
-            .saturating_sub(startup.sandbox_us)
-            .saturating_sub(import_us.unwrap_or(0)),
+        sandbox_us,
+        runtime_us: total_us.saturating_sub(sandbox_us).saturating_sub(import),
         import_us,
     }
 }
