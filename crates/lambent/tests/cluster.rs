@@ -782,3 +782,71 @@ fn s3_objects_are_one_store_across_nodes() {
     let (status, _, got) = s3(&a, &key, "GET", "/shared/big.bin", &[]);
     assert_eq!((status, got.len()), (200, whole.len()));
 }
+
+const STEP: &str = "def handler(event, context):\n    return {\"n\": event[\"n\"] + 1}\n";
+
+#[test]
+fn a_standard_execution_resumes_on_another_node_when_its_node_dies() {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut cluster = Cluster::start(&["n1", "n2"]);
+    cluster.deploy_python("n1", "step", STEP, &[]);
+    let definition = json!({
+        "StartAt": "First",
+        "States": {
+            "First": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                      "Parameters": {"FunctionName": "step", "Payload.$": "$"},
+                      "OutputPath": "$.Payload", "Next": "Nap"},
+            "Nap": {"Type": "Wait", "Seconds": 6, "Next": "Second"},
+            "Second": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                       "Parameters": {"FunctionName": "step", "Payload.$": "$"},
+                       "OutputPath": "$.Payload", "End": true}
+        }
+    })
+    .to_string();
+    let n1 = cluster.node("n1");
+    n1.cli(&["workflow", "deploy", "twice", "--definition", &definition])
+        .ok();
+    // Started on n1, which runs it (it holds the execution's lease) ...
+    n1.cli(&[
+        "workflow", "start", "twice", "--input", r#"{"n": 0}"#, "--name", "run1",
+    ])
+    .ok();
+    eventually(30, "the execution waits in Nap", || {
+        let shown = n1
+            .cli(&["execution", "show", "twice", "run1", "-o", "json"])
+            .ok()
+            .json();
+        shown["events"]
+            .as_array()?
+            .iter()
+            .any(|e| e["type"] == "WaitStateEntered")
+            .then_some(())
+    });
+    // ... and dies there; n2 claims the execution when its lease runs out and finishes it.
+    cluster.kill("n1");
+    let killed = Instant::now();
+    let n2 = cluster.node("n2");
+    let shown = eventually(90, "n2 finishes the execution", || {
+        let shown = n2
+            .cli(&["execution", "show", "twice", "run1", "-o", "json"])
+            .ok()
+            .json();
+        (shown["execution"]["status"] != "RUNNING").then_some(shown)
+    });
+    println!(
+        "execution finished on n2 {:?} after n1 was SIGKILLed",
+        killed.elapsed()
+    );
+    assert_eq!(shown["execution"]["status"], "SUCCEEDED", "{shown}");
+    let output: Value =
+        serde_json::from_str(shown["execution"]["output"].as_str().unwrap_or("null"))
+            .unwrap_or_else(|_| shown["execution"]["output"].clone());
+    assert_eq!(output, json!({"n": 2}), "{shown}");
+    // The completed Task was not run again: `step` ran exactly twice, the second time on n2.
+    let runs = cluster.activations("n2", "step");
+    let succeeded: Vec<&Value> = runs.iter().filter(|a| a["status"] == "success").collect();
+    assert_eq!(succeeded.len(), 2, "{runs:?}");
+    assert!(succeeded.iter().any(|a| a["node"] == "n2"), "{runs:?}");
+}

@@ -454,7 +454,17 @@ fn workflows_deploy_from_lambent_yaml_run_from_the_cli_and_are_metered() {
         out.stdout
     );
     s.cli(&["topic", "publish", "news", "hello"]).ok();
-    let inputs = eventually(30, "executions from the schedule and the topic", || {
+    // And a bucket notification: each upload's S3 event starts an execution.
+    s.cli(&["bucket", "create", "uploads"]).ok();
+    let out = s
+        .cli(&["bucket", "notify", "uploads", "--workflow", "echo"])
+        .ok();
+    assert!(out.stdout.contains("workflow echo"), "{}", out.stdout);
+    let upload = app.join("photo.jpg");
+    write(&upload, "not really a photo");
+    s.cli(&["object", "put", "uploads", "photo.jpg", upload.to_str().unwrap()])
+        .ok();
+    let inputs = eventually(30, "executions from the schedule, the topic and the bucket", || {
         let list = s
             .cli(&["execution", "ls", "echo", "-o", "json"])
             .ok()
@@ -472,9 +482,12 @@ fn workflows_deploy_from_lambent_yaml_run_from_the_cli_and_are_metered() {
         let published = inputs
             .iter()
             .any(|i| i["Records"][0]["Sns"]["Message"] == "hello");
-        (scheduled && published).then_some(inputs)
+        let uploaded = inputs
+            .iter()
+            .any(|i| i["Records"][0]["s3"]["object"]["key"] == "photo.jpg");
+        (scheduled && published && uploaded).then_some(inputs)
     });
-    assert!(inputs.len() >= 2);
+    assert!(inputs.len() >= 3);
     s.cli(&["schedule", "rm", "tick"]).ok();
     let out = s
         .cli(&[
@@ -497,6 +510,14 @@ fn workflows_deploy_from_lambent_yaml_run_from_the_cli_and_are_metered() {
         .failed();
     assert!(
         out.stderr.contains("workflow 'nope' does not exist"),
+        "{}",
+        out.stderr
+    );
+    let out = s
+        .cli(&["bucket", "notify", "uploads", "--workflow", "nope"])
+        .failed();
+    assert!(
+        out.stderr.contains("state machine 'nope' does not exist"),
         "{}",
         out.stderr
     );

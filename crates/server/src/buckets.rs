@@ -25,7 +25,8 @@ use lambent_store::objects::{Bucket, ListQuery, ObjectAttrs, ObjectRecord, Write
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// One configuration as `/v1` shows and takes it: exactly one of `function`, `queue`, `topic`.
+/// One configuration as `/v1` shows and takes it: exactly one of `function`, `workflow`,
+/// `queue`, `topic`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Configuration {
@@ -33,6 +34,9 @@ pub struct Configuration {
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
+    /// A state machine: each event starts an execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -432,16 +436,24 @@ async fn put_notification(
 
 /// A configuration as taken, validated by the engine into a target.
 fn target(c: Configuration, region: &str, ns: &str) -> Result<TargetConfig, ObjectError> {
-    let (kind, arn) = match (c.function, c.queue, c.topic) {
-        (Some(f), None, None) => (
+    let (kind, arn) = match (c.function, c.workflow, c.queue, c.topic) {
+        (Some(f), None, None, None) => (
             TargetKind::LambdaFunction,
             format!("arn:aws:lambda:{region}:{ns}:function:{f}"),
         ),
-        (None, Some(q), None) => (TargetKind::Queue, format!("arn:aws:sqs:{region}:{ns}:{q}")),
-        (None, None, Some(t)) => (TargetKind::Topic, format!("arn:aws:sns:{region}:{ns}:{t}")),
+        (None, Some(w), None, None) => (
+            TargetKind::LambdaFunction,
+            format!("arn:aws:states:{region}:{ns}:stateMachine:{w}"),
+        ),
+        (None, None, Some(q), None) => {
+            (TargetKind::Queue, format!("arn:aws:sqs:{region}:{ns}:{q}"))
+        }
+        (None, None, None, Some(t)) => {
+            (TargetKind::Topic, format!("arn:aws:sns:{region}:{ns}:{t}"))
+        }
         _ => {
             return Err(ObjectError::InvalidArgument(
-                "a configuration names exactly one of function, queue or topic".into(),
+                "a configuration names exactly one of function, workflow, queue or topic".into(),
             ))
         }
     };
@@ -479,6 +491,9 @@ fn shown(t: &TargetConfig) -> Configuration {
         ..Default::default()
     };
     match t.kind {
+        TargetKind::LambdaFunction if t.arn.contains(":stateMachine:") => {
+            c.workflow = t.arn.rsplit(':').next().map(str::to_string)
+        }
         TargetKind::LambdaFunction => c.function = name,
         TargetKind::Queue => c.queue = name,
         TargetKind::Topic => c.topic = name,

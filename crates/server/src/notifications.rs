@@ -7,7 +7,10 @@
 //!   asynchronous invocation (`Events::enqueue`, trigger `s3`: retries, dead letters);
 //! - a queue (`arn:aws:sqs:REGION:NAMESPACE:QUEUE`) gets the record as a message;
 //! - a topic (`arn:aws:sns:REGION:NAMESPACE:TOPIC`) gets it published (subject
-//!   `Amazon S3 Notification`) to every subscriber.
+//!   `Amazon S3 Notification`) to every subscriber;
+//! - a state machine (`arn:aws:states:REGION:NAMESPACE:stateMachine:NAME`, a Lambent
+//!   extension accepted in a `LambdaFunctionConfiguration`) gets an execution started with the
+//!   record as input, through the same async path (target `workflow:NAME`).
 //!
 //! Configurations are checked when they are put ([`ObjectEvents::check`]): a destination must
 //! be in this server's region and the bucket's namespace, and must exist. A queue or topic
@@ -23,6 +26,7 @@ use lambent_gateway::App;
 use lambent_objects::notification::{TargetConfig, TargetKind};
 use lambent_objects::{EventName, NotificationConfig, ObjectError, ObjectEvent, ObjectEvents};
 use lambent_queues::{Attributes, Outgoing, QueueError};
+use lambent_store::events::WORKFLOW_TARGET_PREFIX;
 use lambent_store::StoreError;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
@@ -138,6 +142,9 @@ pub enum Destination {
     },
     Queue(String),
     Topic(String),
+    /// A state machine (a Lambent extension: its ARN in a `LambdaFunctionConfiguration`, as
+    /// S3 reaches Step Functions only through EventBridge); each event starts an execution.
+    Workflow(String),
 }
 
 impl Destination {
@@ -179,7 +186,13 @@ impl Destination {
             (TargetKind::Topic, [topic]) if name_ok(topic) => {
                 Ok(Destination::Topic(topic.to_string()))
             }
-            _ => Err("not a function, queue or topic ARN of its configuration's kind".into()),
+            (TargetKind::LambdaFunction, ["stateMachine", name]) if name_ok(name) => {
+                Ok(Destination::Workflow(name.to_string()))
+            }
+            _ => Err(
+                "not a function, state machine, queue or topic ARN of its configuration's kind"
+                    .into(),
+            ),
         }
     }
 }
@@ -339,6 +352,14 @@ impl Notifier {
                 Ok(_) => Err(format!("topic '{t}' does not exist")),
                 Err(e) => Err(e.to_string()),
             },
+            Destination::Workflow(w) => match self.app.workflows.get() {
+                None => Err("this node runs no workflows".into()),
+                Some(hook) => match hook.exists(namespace, w).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(format!("state machine '{w}' does not exist")),
+                    Err(e) => Err(e.to_string()),
+                },
+            },
         };
         found.err()
     }
@@ -362,6 +383,20 @@ impl Notifier {
                 .app
                 .events
                 .enqueue(namespace, name, payload.into_bytes(), TRIGGER)
+                .await
+                .map(drop)
+                .map_err(|e| failed(&e)),
+            // Through the durable async path too: the worker starts one execution per event,
+            // named after it, so a redelivery starts none twice.
+            Destination::Workflow(w) => self
+                .app
+                .events
+                .enqueue(
+                    namespace,
+                    &format!("{WORKFLOW_TARGET_PREFIX}{w}"),
+                    payload.into_bytes(),
+                    TRIGGER,
+                )
                 .await
                 .map(drop)
                 .map_err(|e| failed(&e)),
@@ -431,6 +466,7 @@ impl Notifier {
                     Destination::Queue(q) => format!("queue:{q}"),
                     Destination::Topic(t) => format!("topic:{t}"),
                     Destination::Function { name, .. } => name.clone(),
+                    Destination::Workflow(w) => format!("{WORKFLOW_TARGET_PREFIX}{w}"),
                 };
                 self.counts.rerouted.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(

@@ -13,6 +13,8 @@ pub struct NotificationConfiguration {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
@@ -28,9 +30,10 @@ pub struct NotificationConfiguration {
 }
 
 impl NotificationConfiguration {
-    /// Whether both send to the same function, queue or topic.
+    /// Whether both send to the same function, workflow, queue or topic.
     pub fn same_target(&self, other: &NotificationConfiguration) -> bool {
-        (&self.function, &self.queue, &self.topic) == (&other.function, &other.queue, &other.topic)
+        let target = |c: &Self| (c.function.clone(), c.workflow.clone(), c.queue.clone(), c.topic.clone());
+        target(self) == target(other)
     }
 }
 

@@ -32,15 +32,18 @@ pub enum BucketCommand {
         #[arg(long, short = 'f')]
         force: bool,
     },
-    /// Send a bucket's object events to a function, queue or topic (replacing what the bucket
-    /// sent to that same target).
-    #[command(group(ArgGroup::new("target").required(true).args(["function", "queue", "topic"])))]
+    /// Send a bucket's object events to a function, workflow, queue or topic (replacing what
+    /// the bucket sent to that same target).
+    #[command(group(ArgGroup::new("target").required(true).args(["function", "workflow", "queue", "topic"])))]
     Notify {
         /// The bucket.
         bucket: String,
         /// Invoke this function asynchronously with each S3 event.
         #[arg(long)]
         function: Option<String>,
+        /// Start an execution of this workflow (state machine) with each S3 event.
+        #[arg(long)]
+        workflow: Option<String>,
         /// Send each S3 event to this queue.
         #[arg(long)]
         queue: Option<String>,
@@ -115,6 +118,7 @@ pub fn run(ctx: &Ctx, command: BucketCommand) -> Result<ExitCode> {
         BucketCommand::Notify {
             bucket,
             function,
+            workflow,
             queue,
             topic,
             events,
@@ -124,6 +128,7 @@ pub fn run(ctx: &Ctx, command: BucketCommand) -> Result<ExitCode> {
         } => {
             let wanted = NotificationConfiguration {
                 function,
+                workflow,
                 queue,
                 topic,
                 events: events.into_iter().filter(|e| !e.is_empty()).collect(),
@@ -167,10 +172,11 @@ fn show(ctx: &Ctx, raw: &[u8], n: &Notifications) {
     }
     let mut t = output::table(&["TARGET", "EVENTS", "PREFIX", "SUFFIX", "ID"]);
     for c in &n.configurations {
-        let target = match (&c.function, &c.queue, &c.topic) {
-            (Some(f), _, _) => format!("function {f}"),
-            (_, Some(q), _) => format!("queue {q}"),
-            (_, _, Some(t)) => format!("topic {t}"),
+        let target = match (&c.function, &c.workflow, &c.queue, &c.topic) {
+            (Some(f), ..) => format!("function {f}"),
+            (_, Some(w), ..) => format!("workflow {w}"),
+            (_, _, Some(q), _) => format!("queue {q}"),
+            (.., Some(t)) => format!("topic {t}"),
             _ => c.arn.clone().unwrap_or_default(),
         };
         t.add_row(vec![
