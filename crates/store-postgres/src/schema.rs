@@ -7,6 +7,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V1__initial", V1),
     ("V2__objects", V2),
     ("V3__workflows", crate::workflows::MIGRATION),
+    ("V4__tables", crate::tables::MIGRATION),
 ];
 
 const V1: &str = r#"

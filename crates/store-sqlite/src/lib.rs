@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod objects;
 mod queues;
 mod routes;
+mod tables;
 mod workflows;
 
 const MIGRATIONS: &[&str] = &[
@@ -69,6 +70,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     "ALTER TABLE activations ADD COLUMN node TEXT NOT NULL DEFAULT '';",
     objects::MIGRATION,
     workflows::MIGRATION,
+    tables::MIGRATION,
 ];
 
 /// SQLite-backed [`Store`].

@@ -19,6 +19,7 @@ pub mod queues;
 pub mod recorder;
 pub mod requirements;
 pub mod routes;
+pub mod tables;
 pub mod workflows;
 
 use async_trait::async_trait;

@@ -320,16 +320,22 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The parallel-scan segment (`Segment` of `TotalSegments`) an item belongs to: a stable
-/// hash (FNV-1a) of its encoded partition key, so all of a partition's items fall in one
-/// segment and every item in exactly one.
-pub fn scan_segment(partition: &AttributeValue, total_segments: u32) -> u32 {
+/// A stable 31-bit hash (FNV-1a, top bits) of an encoded partition key: stores keep it with
+/// each item so a parallel scan's segment is `hash % TotalSegments`.
+pub fn partition_hash(partition: &AttributeValue) -> u32 {
     let mut enc = Vec::with_capacity(16);
     encode_key_value(partition, &mut enc);
     let hash = enc.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    (hash % u64::from(total_segments.max(1))) as u32
+    (hash >> 33) as u32
+}
+
+/// The parallel-scan segment (`Segment` of `TotalSegments`) an item belongs to:
+/// [`partition_hash`] modulo the segments, so all of a partition's items fall in one
+/// segment and every item in exactly one.
+pub fn scan_segment(partition: &AttributeValue, total_segments: u32) -> u32 {
+    partition_hash(partition) % total_segments.max(1)
 }
 
 /// A range of encoded keys: `(lower, upper)` bounds for a `memcmp`-ordered scan.
