@@ -28,7 +28,10 @@ const LEGACY: &[(&str, &str)] = &[
     ("QueryFilter", "FilterExpression"),
     ("ScanFilter", "FilterExpression"),
     ("AttributesToGet", "ProjectionExpression"),
-    ("ConditionalOperator", "ConditionExpression or FilterExpression"),
+    (
+        "ConditionalOperator",
+        "ConditionExpression or FilterExpression",
+    ),
 ];
 
 /// The DynamoDB endpoint: the tables service and the credentials that sign for it.
@@ -119,8 +122,7 @@ pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|t| t.strip_prefix(TARGET_PREFIX))
                                 .unwrap_or_default();
-                            match dispatch(&endpoint.tables, &namespace, operation, &body).await
-                            {
+                            match dispatch(&endpoint.tables, &namespace, operation, &body).await {
                                 Ok(v) => json_response(StatusCode::OK, v),
                                 Err(e) => error_response(&e),
                             }
@@ -141,12 +143,15 @@ fn decode<T: DeserializeOwned>(input: Value) -> Result<T, TableError> {
 }
 
 fn table_name(input: &Value) -> Result<&str, TableError> {
-    input.get("TableName").and_then(Value::as_str).ok_or_else(|| {
-        TableError::validation(
+    input
+        .get("TableName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            TableError::validation(
             "1 validation error detected: Value null at 'tableName' failed to satisfy constraint: \
              Member must not be null",
         )
-    })
+        })
 }
 
 /// Runs one operation on a decoded body.

@@ -96,7 +96,7 @@ impl Definition {
     pub fn schema(&self) -> Result<Schema, TableError> {
         let key = self.key_schema_of(&self.key_schema, "Table")?;
         let mut indexes = Vec::new();
-        let mut used: Vec<&str> = key.attributes().map(|a| a.name.as_str()).collect();
+        let mut used: Vec<String> = key.attributes().map(|a| a.name.clone()).collect();
         for (list, global) in [
             (&self.global_secondary_indexes, true),
             (&self.local_secondary_indexes, false),
@@ -104,10 +104,7 @@ impl Definition {
             for def in list {
                 lambent_tables::names::check_name("indexName", &def.index_name)?;
                 if indexes.iter().any(|i: &Index| i.name == def.index_name) {
-                    return Err(invalid(format!(
-                        "Duplicate index name: {}",
-                        def.index_name
-                    )));
+                    return Err(invalid(format!("Duplicate index name: {}", def.index_name)));
                 }
                 let schema = self.key_schema_of(&def.key_schema, &def.index_name)?;
                 if !global
@@ -131,7 +128,7 @@ impl Definition {
                         )))
                     }
                 }
-                used.extend(schema.attributes().map(|a| a.name.as_str()));
+                used.extend(schema.attributes().map(|a| a.name.clone()));
                 indexes.push(Index {
                     name: def.index_name.clone(),
                     schema,
@@ -239,7 +236,10 @@ impl Schema {
                 }
                 parts.push(value);
             }
-            out.push((index.name.clone(), encode_composite(parts[0], parts.get(1).copied())));
+            out.push((
+                index.name.clone(),
+                encode_composite(parts[0], parts.get(1).copied()),
+            ));
         }
         Ok(out)
     }

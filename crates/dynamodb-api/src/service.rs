@@ -127,7 +127,11 @@ impl ItemOp {
     fn decide(&self, old: Option<Item>) -> Result<Change, TableError> {
         if let Some(cond) = &self.condition {
             if !cond.evaluate(old.as_ref()) {
-                let item = if self.old_on_failure { old.map(Box::new) } else { None };
+                let item = if self.old_on_failure {
+                    old.map(Box::new)
+                } else {
+                    None
+                };
                 return Err(TableError::ConditionalCheckFailed { item });
             }
         }
@@ -379,7 +383,9 @@ impl Tables {
                 let def: Definition = serde_json::from_str(&stored.definition)
                     .map_err(|e| TableError::Internal(format!("stored definition: {e}")))?;
                 let schema = Arc::new(def.schema()?);
-                self.schemas.lock().insert(stored.id.clone(), schema.clone());
+                self.schemas
+                    .lock()
+                    .insert(stored.id.clone(), schema.clone());
                 schema
             }
         };
@@ -388,7 +394,11 @@ impl Tables {
 
     /// `TableDescription`.
     async fn describe(&self, t: &Table, status: &str) -> Result<Value, TableError> {
-        let (count, bytes) = self.store.table_stats(&t.stored.id).await.map_err(store_err)?;
+        let (count, bytes) = self
+            .store
+            .table_stats(&t.stored.id)
+            .await
+            .map_err(store_err)?;
         let d = &t.schema.definition;
         let arn = self.arn(&t.stored.namespace, &t.stored.name);
         let index = |i: &crate::definition::IndexDefinition| {
@@ -413,8 +423,7 @@ impl Tables {
             "ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0, "NumberOfDecreasesToday": 0},
         });
         if !d.global_secondary_indexes.is_empty() {
-            desc["GlobalSecondaryIndexes"] =
-                d.global_secondary_indexes.iter().map(index).collect();
+            desc["GlobalSecondaryIndexes"] = d.global_secondary_indexes.iter().map(index).collect();
         }
         if !d.local_secondary_indexes.is_empty() {
             desc["LocalSecondaryIndexes"] = d.local_secondary_indexes.iter().map(index).collect();
@@ -428,7 +437,11 @@ impl Tables {
         Ok(desc)
     }
 
-    pub async fn create_table(&self, ns: &str, input: CreateTableInput) -> Result<Value, TableError> {
+    pub async fn create_table(
+        &self,
+        ns: &str,
+        input: CreateTableInput,
+    ) -> Result<Value, TableError> {
         lambent_tables::names::check_name("tableName", &input.table_name)?;
         let c = input.definition;
         let billing_mode = c.billing_mode.unwrap_or_else(|| "PROVISIONED".into());
@@ -446,29 +459,28 @@ impl Tables {
             billing_mode,
         };
         let schema = definition.schema()?;
-        let stream_view_type = match input.stream_specification {
-            Some(StreamSpecification {
-                stream_enabled: true,
-                stream_view_type: Some(v),
-            }) if matches!(
-                v.as_str(),
-                "KEYS_ONLY" | "NEW_IMAGE" | "OLD_IMAGE" | "NEW_AND_OLD_IMAGES"
-            ) =>
-            {
-                Some(v)
-            }
-            Some(StreamSpecification {
-                stream_enabled: true,
-                ..
-            }) => {
-                return Err(TableError::validation(
+        let stream_view_type =
+            match input.stream_specification {
+                Some(StreamSpecification {
+                    stream_enabled: true,
+                    stream_view_type: Some(v),
+                }) if matches!(
+                    v.as_str(),
+                    "KEYS_ONLY" | "NEW_IMAGE" | "OLD_IMAGE" | "NEW_AND_OLD_IMAGES"
+                ) =>
+                {
+                    Some(v)
+                }
+                Some(StreamSpecification {
+                    stream_enabled: true,
+                    ..
+                }) => return Err(TableError::validation(
                     "One or more parameter values were invalid: StreamViewType is required and \
                      must be KEYS_ONLY, NEW_IMAGE, OLD_IMAGE or NEW_AND_OLD_IMAGES when \
                      StreamEnabled is true",
-                ))
-            }
-            _ => None,
-        };
+                )),
+                _ => None,
+            };
         let stored = StoredTable {
             namespace: ns.into(),
             name: input.table_name.clone(),
@@ -522,7 +534,11 @@ impl Tables {
                 return Err(TableError::validation(format!(
                     "1 validation error detected: Value '{n}' at 'limit' failed to satisfy \
                      constraint: Member must have value {} 100",
-                    if n < 1 { "greater than or equal to 1, and less than or equal to" } else { "less than or equal to" }
+                    if n < 1 {
+                        "greater than or equal to 1, and less than or equal to"
+                    } else {
+                        "less than or equal to"
+                    }
                 )))
             }
         };
@@ -564,7 +580,11 @@ impl Tables {
                 match op.decide(old) {
                     Ok(change) => {
                         changes.push(change);
-                        reasons.push(CancellationReason { code: "None".into(), message: None, item: None });
+                        reasons.push(CancellationReason {
+                            code: "None".into(),
+                            message: None,
+                            item: None,
+                        });
                     }
                     Err(e) if !transaction => return Err(abort(e)),
                     Err(TableError::ConditionalCheckFailed { item }) => {
@@ -577,7 +597,11 @@ impl Tables {
                     }
                     Err(TableError::Validation(m)) => {
                         failed = true;
-                        reasons.push(CancellationReason { code: "ValidationError".into(), message: Some(m), item: None });
+                        reasons.push(CancellationReason {
+                            code: "ValidationError".into(),
+                            message: Some(m),
+                            item: None,
+                        });
                     }
                     Err(e) => return Err(abort(e)),
                 }
@@ -607,7 +631,11 @@ impl Tables {
 
     fn put_op(&self, table: Table, input: &mut PutItemInput) -> Result<ItemOp, TableError> {
         let mut exprs = input.expressions.take()?;
-        let condition = input.condition_expression.as_deref().map(|c| exprs.condition(c)).transpose()?;
+        let condition = input
+            .condition_expression
+            .as_deref()
+            .map(|c| exprs.condition(c))
+            .transpose()?;
         finish(exprs, condition.is_some())?;
         check_item_limits(&input.item)?;
         let key = table.schema.key.item_key(&input.item)?;
@@ -618,14 +646,20 @@ impl Tables {
             table,
             key,
             condition,
-            old_on_failure: old_on_failure(input.return_values_on_condition_check_failure.as_deref())?,
+            old_on_failure: old_on_failure(
+                input.return_values_on_condition_check_failure.as_deref(),
+            )?,
         })
     }
 
     /// A ConditionCheck, Delete or Update op from a key request.
     fn key_op(&self, table: Table, input: &mut KeyInput, kind: &str) -> Result<ItemOp, TableError> {
         let mut exprs = input.expressions.take()?;
-        let condition = input.condition_expression.as_deref().map(|c| exprs.condition(c)).transpose()?;
+        let condition = input
+            .condition_expression
+            .as_deref()
+            .map(|c| exprs.condition(c))
+            .transpose()?;
         let kind = match kind {
             "Update" => {
                 let text = input.update_expression.as_deref().ok_or_else(|| {
@@ -638,7 +672,9 @@ impl Tables {
             "Delete" => OpKind::Delete,
             _ => {
                 if condition.is_none() {
-                    return Err(TableError::validation("The ConditionCheck of a transaction needs a ConditionExpression"));
+                    return Err(TableError::validation(
+                        "The ConditionCheck of a transaction needs a ConditionExpression",
+                    ));
                 }
                 OpKind::Check
             }
@@ -652,16 +688,30 @@ impl Tables {
             key_item: std::mem::take(&mut input.key),
             kind,
             condition,
-            old_on_failure: old_on_failure(input.return_values_on_condition_check_failure.as_deref())?,
+            old_on_failure: old_on_failure(
+                input.return_values_on_condition_check_failure.as_deref(),
+            )?,
         })
     }
 
     pub async fn put_item(&self, ns: &str, mut input: PutItemInput) -> Result<Value, TableError> {
         let table = self.table(ns, &input.table_name).await?;
         let op = self.put_op(table, &mut input)?;
-        return_values(input.return_values.as_deref(), &["NONE", "ALL_OLD"], None, None, None)?;
+        return_values(
+            input.return_values.as_deref(),
+            &["NONE", "ALL_OLD"],
+            None,
+            None,
+            None,
+        )?;
         let (old, _) = self.run(vec![op], false).await?.pop().unwrap_or_default();
-        let old = return_values(input.return_values.as_deref(), &["NONE", "ALL_OLD"], old, None, None)?;
+        let old = return_values(
+            input.return_values.as_deref(),
+            &["NONE", "ALL_OLD"],
+            old,
+            None,
+            None,
+        )?;
         Ok(attributes(old))
     }
 
@@ -675,27 +725,63 @@ impl Tables {
             _ => unreachable!("an update op"),
         };
         let (old, new) = self.run(vec![op], false).await?.pop().unwrap_or_default();
-        Ok(attributes(return_values(input.return_values.as_deref(), &all, old, new, Some(&update))?))
+        Ok(attributes(return_values(
+            input.return_values.as_deref(),
+            &all,
+            old,
+            new,
+            Some(&update),
+        )?))
     }
 
     pub async fn delete_item(&self, ns: &str, mut input: KeyInput) -> Result<Value, TableError> {
         let table = self.table(ns, &input.table_name).await?;
         let op = self.key_op(table, &mut input, "Delete")?;
-        return_values(input.return_values.as_deref(), &["NONE", "ALL_OLD"], None, None, None)?;
+        return_values(
+            input.return_values.as_deref(),
+            &["NONE", "ALL_OLD"],
+            None,
+            None,
+            None,
+        )?;
         let (old, _) = self.run(vec![op], false).await?.pop().unwrap_or_default();
-        Ok(attributes(return_values(input.return_values.as_deref(), &["NONE", "ALL_OLD"], old, None, None)?))
+        Ok(attributes(return_values(
+            input.return_values.as_deref(),
+            &["NONE", "ALL_OLD"],
+            old,
+            None,
+            None,
+        )?))
     }
 
     /// Prepares a key read: the encoded key and the projection.
-    fn read_op(&self, table: &Table, input: &mut KeyInput) -> Result<(ItemKey, Option<Projection>), TableError> {
+    fn read_op(
+        &self,
+        table: &Table,
+        input: &mut KeyInput,
+    ) -> Result<(ItemKey, Option<Projection>), TableError> {
         let mut exprs = input.expressions.take()?;
-        let projection = input.projection_expression.as_deref().map(|p| exprs.projection(p)).transpose()?;
+        let projection = input
+            .projection_expression
+            .as_deref()
+            .map(|p| exprs.projection(p))
+            .transpose()?;
         finish(exprs, projection.is_some())?;
         let key = table.schema.key.key(&input.key)?;
-        Ok((ItemKey { table_id: table.stored.id.clone(), key }, projection))
+        Ok((
+            ItemKey {
+                table_id: table.stored.id.clone(),
+                key,
+            },
+            projection,
+        ))
     }
 
-    async fn read_items(&self, keys: &[ItemKey], projections: &[Option<Projection>]) -> Result<Vec<Option<Item>>, TableError> {
+    async fn read_items(
+        &self,
+        keys: &[ItemKey],
+        projections: &[Option<Projection>],
+    ) -> Result<Vec<Option<Item>>, TableError> {
         let found = self.store.get_items(keys).await.map_err(store_err)?;
         found
             .into_iter()
@@ -713,14 +799,22 @@ impl Tables {
     pub async fn get_item(&self, ns: &str, mut input: KeyInput) -> Result<Value, TableError> {
         let table = self.table(ns, &input.table_name).await?;
         let (key, projection) = self.read_op(&table, &mut input)?;
-        let item = self.read_items(&[key], &[projection]).await?.pop().flatten();
+        let item = self
+            .read_items(&[key], &[projection])
+            .await?
+            .pop()
+            .flatten();
         Ok(match item {
             Some(item) => json!({"Item": item_json(&item)}),
             None => json!({}),
         })
     }
 
-    pub async fn batch_get_item(&self, ns: &str, input: BatchGetInput) -> Result<Value, TableError> {
+    pub async fn batch_get_item(
+        &self,
+        ns: &str,
+        input: BatchGetInput,
+    ) -> Result<Value, TableError> {
         let total: usize = input.request_items.values().map(|r| r.keys.len()).sum();
         if total > 100 {
             return Err(TableError::validation(
@@ -731,17 +825,28 @@ impl Tables {
         for (name, mut request) in input.request_items {
             let table = self.table(ns, &name).await?;
             let mut exprs = request.expressions.take()?;
-            let projection = request.projection_expression.as_deref().map(|p| exprs.projection(p)).transpose()?;
+            let projection = request
+                .projection_expression
+                .as_deref()
+                .map(|p| exprs.projection(p))
+                .transpose()?;
             finish(exprs, projection.is_some())?;
             let keys = request
                 .keys
                 .iter()
-                .map(|k| Ok(ItemKey { table_id: table.stored.id.clone(), key: table.schema.key.key(k)? }))
+                .map(|k| {
+                    Ok(ItemKey {
+                        table_id: table.stored.id.clone(),
+                        key: table.schema.key.key(k)?,
+                    })
+                })
                 .collect::<Result<Vec<_>, TableError>>()?;
             let mut sorted = keys.clone();
             sorted.sort();
             if sorted.windows(2).any(|w| w[0] == w[1]) {
-                return Err(TableError::validation("Provided list of item keys contains duplicates"));
+                return Err(TableError::validation(
+                    "Provided list of item keys contains duplicates",
+                ));
             }
             let projections = vec![projection; keys.len()];
             let items = self.read_items(&keys, &projections).await?;
@@ -750,7 +855,11 @@ impl Tables {
         Ok(json!({"Responses": responses, "UnprocessedKeys": {}}))
     }
 
-    pub async fn transact_get_items(&self, ns: &str, input: TransactGetInput) -> Result<Value, TableError> {
+    pub async fn transact_get_items(
+        &self,
+        ns: &str,
+        input: TransactGetInput,
+    ) -> Result<Value, TableError> {
         if input.transact_items.is_empty() || input.transact_items.len() > 100 {
             return Err(TableError::validation(
                 "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length between 1 and 100",
@@ -775,7 +884,11 @@ impl Tables {
         Ok(json!({"Responses": responses}))
     }
 
-    pub async fn batch_write_item(&self, ns: &str, input: BatchWriteInput) -> Result<Value, TableError> {
+    pub async fn batch_write_item(
+        &self,
+        ns: &str,
+        input: BatchWriteInput,
+    ) -> Result<Value, TableError> {
         let total: usize = input.request_items.values().map(Vec::len).sum();
         if total == 0 || total > 25 {
             return Err(TableError::validation(
@@ -819,7 +932,12 @@ impl Tables {
         Ok(json!({"UnprocessedItems": {}}))
     }
 
-    pub async fn transact_write_items(&self, ns: &str, input: TransactWriteInput, request: &str) -> Result<Value, TableError> {
+    pub async fn transact_write_items(
+        &self,
+        ns: &str,
+        input: TransactWriteInput,
+        request: &str,
+    ) -> Result<Value, TableError> {
         if input.transact_items.is_empty() || input.transact_items.len() > 100 {
             return Err(TableError::validation(
                 "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length between 1 and 100",
@@ -840,19 +958,39 @@ impl Tables {
         let mut ops = Vec::new();
         for item in input.transact_items {
             let op = match item {
-                TransactWriteItem { put: Some(mut put), condition_check: None, delete: None, update: None } => {
+                TransactWriteItem {
+                    put: Some(mut put),
+                    condition_check: None,
+                    delete: None,
+                    update: None,
+                } => {
                     let table = self.table(ns, &put.table_name).await?;
                     self.put_op(table, &mut put)?
                 }
-                TransactWriteItem { condition_check: Some(mut k), put: None, delete: None, update: None } => {
+                TransactWriteItem {
+                    condition_check: Some(mut k),
+                    put: None,
+                    delete: None,
+                    update: None,
+                } => {
                     let table = self.table(ns, &k.table_name).await?;
                     self.key_op(table, &mut k, "ConditionCheck")?
                 }
-                TransactWriteItem { delete: Some(mut k), put: None, condition_check: None, update: None } => {
+                TransactWriteItem {
+                    delete: Some(mut k),
+                    put: None,
+                    condition_check: None,
+                    update: None,
+                } => {
                     let table = self.table(ns, &k.table_name).await?;
                     self.key_op(table, &mut k, "Delete")?
                 }
-                TransactWriteItem { update: Some(mut k), put: None, condition_check: None, delete: None } => {
+                TransactWriteItem {
+                    update: Some(mut k),
+                    put: None,
+                    condition_check: None,
+                    delete: None,
+                } => {
                     let table = self.table(ns, &k.table_name).await?;
                     self.key_op(table, &mut k, "Update")?
                 }
@@ -866,15 +1004,27 @@ impl Tables {
         }
         self.run(ops, true).await?;
         if let Some(token) = input.client_request_token {
-            self.tokens.lock().insert((ns.to_string(), token), (request.to_string(), Instant::now()));
+            self.tokens.lock().insert(
+                (ns.to_string(), token),
+                (request.to_string(), Instant::now()),
+            );
         }
         Ok(json!({}))
     }
 
     /// Query (with a key condition) and Scan (without).
-    pub async fn read(&self, ns: &str, mut input: ReadInput, query: bool) -> Result<Value, TableError> {
+    pub async fn read(
+        &self,
+        ns: &str,
+        mut input: ReadInput,
+        query: bool,
+    ) -> Result<Value, TableError> {
         let table = self.table(ns, &input.table_name).await?;
-        let index = input.index_name.as_deref().map(|n| table.schema.index(n)).transpose()?;
+        let index = input
+            .index_name
+            .as_deref()
+            .map(|n| table.schema.index(n))
+            .transpose()?;
         let schema = index.map_or(&table.schema.key, |i| &i.schema);
         let mut exprs = input.expressions.take()?;
         let key_condition = match (&input.key_condition_expression, query) {
@@ -886,9 +1036,20 @@ impl Tables {
             }
             (_, false) => None,
         };
-        let filter = input.filter_expression.as_deref().map(|f| exprs.filter(f)).transpose()?;
-        let projection = input.projection_expression.as_deref().map(|p| exprs.projection(p)).transpose()?;
-        finish(exprs, key_condition.is_some() || filter.is_some() || projection.is_some())?;
+        let filter = input
+            .filter_expression
+            .as_deref()
+            .map(|f| exprs.filter(f))
+            .transpose()?;
+        let projection = input
+            .projection_expression
+            .as_deref()
+            .map(|p| exprs.projection(p))
+            .transpose()?;
+        finish(
+            exprs,
+            key_condition.is_some() || filter.is_some() || projection.is_some(),
+        )?;
         let count_only = match input.select.as_deref() {
             None | Some("ALL_ATTRIBUTES") | Some("ALL_PROJECTED_ATTRIBUTES") => false,
             Some("COUNT") => true,
@@ -959,7 +1120,10 @@ impl Tables {
                 }
                 scanned += 1;
                 bytes += row.json.len();
-                after = Some(ItemCursor { index_key: row.index_key, key: row.key });
+                after = Some(ItemCursor {
+                    index_key: row.index_key,
+                    key: row.key,
+                });
                 if filter.as_ref().is_none_or(|f| f.evaluate(Some(&item))) {
                     items.push(match &projection {
                         Some(p) => p.apply(&item),
@@ -990,8 +1154,15 @@ impl Tables {
     }
 
     /// The position an `ExclusiveStartKey` names.
-    fn cursor(&self, table: &Table, index: Option<&crate::definition::Index>, esk: &Item) -> Result<ItemCursor, TableError> {
-        let bad = || TableError::validation("The provided starting key is invalid: The provided key element does not match the schema");
+    fn cursor(
+        &self,
+        table: &Table,
+        index: Option<&crate::definition::Index>,
+        esk: &Item,
+    ) -> Result<ItemCursor, TableError> {
+        let bad = || {
+            TableError::validation("The provided starting key is invalid: The provided key element does not match the schema")
+        };
         let table_key: Item = table.schema.key.project_key(esk);
         let key = table.schema.key.key(&table_key).map_err(|_| bad())?;
         let index_key = match index {

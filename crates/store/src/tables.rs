@@ -186,7 +186,7 @@ pub enum SqlParam {
 pub fn range_sql(q: &RangeQuery, dollar: bool) -> (String, Vec<SqlParam>) {
     let mut params = vec![SqlParam::Text(q.table_id.clone())];
     let mut sql = String::new();
-    let mut next = |params: &mut Vec<SqlParam>, p: SqlParam| {
+    let next = |params: &mut Vec<SqlParam>, p: SqlParam| {
         params.push(p);
         if dollar {
             format!("${}", params.len())
