@@ -106,16 +106,18 @@ fails("ConditionalCheckFailedException", table.update_item, Key={"customer": "an
       UpdateExpression="SET seen = :v", ConditionExpression=Attr("seen").gt(5),
       ExpressionAttributeValues={":v": 9})
 # An update of a missing item creates it from its key.
-table.update_item(Key={"customer": "bob", "order": 7}, UpdateExpression="SET #s = :s, total = :t",
-                  ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "open", ":t": 3})
+table.update_item(Key={"customer": "bob", "order": 7}, UpdateExpression="SET #s = :s, #t = :t",
+                  ExpressionAttributeNames={"#s": "status", "#t": "total"}, ExpressionAttributeValues={":s": "open", ":t": 3})
 deleted = table.delete_item(Key={"customer": "bob", "order": 7}, ReturnValues="ALL_OLD")["Attributes"]
 assert deleted["status"] == "open", deleted
 assert "Item" not in table.get_item(Key={"customer": "bob", "order": 7})
 fails("ConditionalCheckFailedException", table.delete_item, Key={"customer": "ann", "order": 1},
       ConditionExpression=Attr("status").eq("done"))
-proj = table.get_item(Key={"customer": "ann", "order": 1}, ProjectionExpression="#s, nested.l[1]",
+table.put_item(Item={"customer": "dan", "order": 1, "status": "open", "nested": {"l": [1, "x"], "m": 2}})
+proj = table.get_item(Key={"customer": "dan", "order": 1}, ProjectionExpression="#s, nested.l[1]",
                       ExpressionAttributeNames={"#s": "status"})["Item"]
 assert proj == {"status": "open", "nested": {"l": ["x"]}}, proj
+table.delete_item(Key={"customer": "dan", "order": 1})
 
 # ---- Query and Scan: pagination visits every item once ----
 with table.batch_writer() as batch:
