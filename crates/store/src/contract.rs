@@ -2126,7 +2126,8 @@ pub async fn stream_records_follow_commit_order_with_both_images(store: Arc<dyn 
     .await;
 
     let records = store.stream_records(&t.id, 0, 100).await.unwrap();
-    let seen: Vec<(u64, Vec<u8>, Option<&str>, Option<&str>)> = records
+    type Seen<'a> = (u64, Vec<u8>, Option<&'a str>, Option<&'a str>);
+    let seen: Vec<Seen<'_>> = records
         .iter()
         .map(|r| {
             (
