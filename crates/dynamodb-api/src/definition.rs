@@ -262,3 +262,90 @@ impl Index {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambent_tables::AttributeValue;
+
+    fn definition(json: serde_json::Value) -> Definition {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn orders() -> serde_json::Value {
+        serde_json::json!({
+            "KeySchema": [{"AttributeName": "c", "KeyType": "HASH"}, {"AttributeName": "o", "KeyType": "RANGE"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "c", "AttributeType": "S"}, {"AttributeName": "o", "AttributeType": "N"},
+                {"AttributeName": "s", "AttributeType": "S"}],
+            "GlobalSecondaryIndexes": [{"IndexName": "by_s",
+                "KeySchema": [{"AttributeName": "s", "KeyType": "HASH"}], "Projection": {"ProjectionType": "KEYS_ONLY"}}],
+            "BillingMode": "PAY_PER_REQUEST"
+        })
+    }
+
+    fn message(json: serde_json::Value) -> String {
+        definition(json).schema().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn definitions_are_checked() {
+        assert!(definition(orders()).schema().is_ok());
+        let mut unused = orders();
+        unused["GlobalSecondaryIndexes"] = serde_json::json!([]);
+        assert!(message(unused).contains("does not exactly match"));
+        let mut undefined = orders();
+        undefined["AttributeDefinitions"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
+        assert!(message(undefined).contains("not defined in AttributeDefinitions"));
+        let mut range_first = orders();
+        range_first["KeySchema"] = serde_json::json!([{"AttributeName": "c", "KeyType": "RANGE"}]);
+        assert!(message(range_first).contains("Invalid KeySchema of Table"));
+        let mut lsi_other_hash = orders();
+        lsi_other_hash["LocalSecondaryIndexes"] = serde_json::json!([{"IndexName": "by_s2",
+            "KeySchema": [{"AttributeName": "s", "KeyType": "HASH"}, {"AttributeName": "o", "KeyType": "RANGE"}]}]);
+        assert!(message(lsi_other_hash).contains("local secondary index by_s2"));
+        let mut bad_type = orders();
+        bad_type["AttributeDefinitions"][2]["AttributeType"] = serde_json::json!("BOOL");
+        assert!(message(bad_type).contains("[B, N, S]"));
+    }
+
+    #[test]
+    fn index_keys_are_sparse_and_typed() {
+        let schema = definition(orders()).schema().unwrap();
+        let item = |s: Option<AttributeValue>| {
+            let mut item: Item = [
+                ("c".to_string(), AttributeValue::S("x".into())),
+                ("o".to_string(), AttributeValue::number("1").unwrap()),
+            ]
+            .into();
+            if let Some(s) = s {
+                item.insert("s".into(), s);
+            }
+            item
+        };
+        assert!(schema.index_keys(&item(None)).unwrap().is_empty());
+        let keys = schema
+            .index_keys(&item(Some(AttributeValue::S("open".into()))))
+            .unwrap();
+        assert_eq!(
+            keys,
+            [(
+                "by_s".to_string(),
+                encode_composite(&AttributeValue::S("open".into()), None)
+            )]
+        );
+        let err = schema
+            .index_keys(&item(Some(AttributeValue::Bool(true))))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Type mismatch for Index Key s Expected: S Actual: BOOL IndexName: by_s"),
+            "{err}"
+        );
+        let names = schema.indexes[0].projected(&schema.key).unwrap();
+        assert_eq!(names, ["c", "o", "s"]);
+    }
+}
