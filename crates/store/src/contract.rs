@@ -1,5 +1,6 @@
 //! The store contract: behaviour every backend of [`Store`], [`EventStore`], [`QueueStore`],
-//! [`RouteStore`] and [`ObjectStore`] must show, as async functions over a fresh store. A backend runs all of them
+//! [`RouteStore`] and [`ObjectStore`] must show (and, with their own macros, every backend of
+//! [`WorkflowStore`](crate::workflows::WorkflowStore) and [`TableStore`](crate::tables::TableStore)), as async functions over a fresh store. A backend runs all of them
 //! with [`contract_tests!`](crate::contract_tests), which expands to one `#[tokio::test]` per
 //! function, each on a store of its own:
 //!

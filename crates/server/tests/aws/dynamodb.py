@@ -4,6 +4,7 @@ visiting every item once, parallel scan segments, batches, transactions (one can
 failing condition, with per-item reasons; idempotent tokens), and bad requests refused with
 DynamoDB's errors while the table stays unchanged."""
 
+import threading
 from decimal import Decimal
 
 import boto3
@@ -193,6 +194,30 @@ tg = ddb.transact_get_items(TransactItems=[
     {"Get": {"TableName": "orders", "Key": {"customer": {"S": "tx"}, "order": {"N": "1"}}}},
     {"Get": {"TableName": "orders", "Key": {"customer": {"S": "tx"}, "order": {"N": "9"}}}}])
 assert tg["Responses"][0]["Item"]["customer"] == {"S": "tx"} and tg["Responses"][1] == {}, tg
+
+# ---- Eight racing conditional writers: exactly one wins ----
+outcomes = []
+
+
+def race(n):
+    c = boto3.client("dynamodb", endpoint_url=ENDPOINT, region_name=REGION, config=config)
+    try:
+        c.put_item(TableName="orders", Item={"customer": {"S": "race"}, "order": {"N": "1"}, "w": {"N": str(n)}},
+                   ConditionExpression="attribute_not_exists(customer)")
+        outcomes.append(("won", n))
+    except botocore.exceptions.ClientError as e:
+        outcomes.append((e.response["Error"]["Code"], n))
+
+
+threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+winners = [n for code, n in outcomes if code == "won"]
+assert len(winners) == 1 and len(outcomes) == 8, outcomes
+assert all(code in ("won", "ConditionalCheckFailedException") for code, _ in outcomes), outcomes
+assert table.get_item(Key={"customer": "race", "order": 1})["Item"]["w"] == winners[0]
 
 # ---- Bad requests leave the table unchanged ----
 before = table.get_item(Key={"customer": "ann", "order": 1})["Item"]
