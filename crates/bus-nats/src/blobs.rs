@@ -66,7 +66,7 @@ impl NatsBlobs {
         let js = jetstream::new(client);
         let bucket = bucket_name(cluster_id);
         let store = bounded(address, DEFAULT_TIMEOUT, "opening the code bucket", async {
-            ensure_bucket(&js, &bucket).await
+            ensure_bucket(&js, &bucket, "Lambent function code, by SHA-256").await
         })
         .await?;
         Ok(NatsBlobs {
@@ -235,7 +235,7 @@ impl BlobStore for NatsBlobs {
 
 /// Runs a NATS call with a deadline; both a failure and the deadline mean NATS is unreachable
 /// (from this node's point of view).
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     address: &str,
     limit: Duration,
     what: &str,
@@ -258,14 +258,18 @@ async fn bounded<T>(
 /// `create_key_value`, async-nats 0.51's `create_object_store` does not call `query_account()`
 /// and works against Debian's nats-server 2.9 as is (stream `OBJ_<bucket>`, discard new,
 /// rollup and direct get allowed); nodes racing to create it all end up with the same bucket.
-async fn ensure_bucket(js: &jetstream::Context, bucket: &str) -> Result<ObjectStore, String> {
+pub(crate) async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+) -> Result<ObjectStore, String> {
     if let Ok(store) = js.get_object_store(bucket).await {
         return Ok(store);
     }
     let created = js
         .create_object_store(jetstream::object_store::Config {
             bucket: bucket.to_string(),
-            description: Some("Lambent function code, by SHA-256".into()),
+            description: Some(description.into()),
             storage: stream::StorageType::File,
             ..Default::default()
         })

@@ -1,16 +1,19 @@
 //! Lambent's NATS side of a cluster: [`NatsBus`], the cluster bus that carries
-//! [`lambent_store::bus::Signal`]s between nodes over core NATS, and [`NatsBlobs`], the code blob
-//! store on a JetStream object store with each node's local disk as a verified cache.
+//! [`lambent_store::bus::Signal`]s between nodes over core NATS; [`NatsBlobs`], the code blob
+//! store on a JetStream object store with each node's local disk as a verified cache; and
+//! [`NatsObjectData`], the S3 object data every node reads and writes, in another object store.
 //! Both speak [`lambent_store::StoreError`] at their trait boundary; [`NatsError`] is this crate's
 //! own vocabulary before it is mapped there.
 
 mod blobs;
 mod bus;
 mod error;
+mod objects;
 
 pub use blobs::NatsBlobs;
 pub use bus::{signals_subject, NatsBus};
 pub use error::NatsError;
+pub use objects::{objects_bucket_name, NatsObjectData, CHUNK as OBJECT_CHUNK};
 
 /// Checks that a cluster id can be both a NATS subject token and part of an object store bucket
 /// name (`[A-Za-z0-9_-]+`).

@@ -14,9 +14,19 @@ use std::time::Duration;
 mod buckets;
 mod queues;
 mod routes;
-pub use buckets::{NotificationConfiguration, Notifications};
+mod sequences;
+mod workflows;
+pub use buckets::{
+    BucketDeleted, BucketInfo, BucketList, NotificationConfiguration, Notifications, ObjectInfo,
+    ObjectPage, ObjectQuery,
+};
 pub use queues::*;
 pub use routes::{Route, RouteList};
+pub use sequences::{Sequence, SequenceList, SequencePut};
+pub use workflows::{
+    Execution, ExecutionList, ExecutionStart, History, TimelineEntry, TransitionRow,
+    TransitionUsage, Workflow, WorkflowList, WorkflowPut,
+};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +271,10 @@ pub struct Activation {
     pub logs: String,
     /// The node that ran it.
     pub node: String,
+    /// The activation of the sequence this one is a step of.
+    pub parent: Option<String>,
+    /// A sequence's activation: its steps' activations, in order.
+    pub steps: Vec<String>,
 }
 
 /// A cold start's phases, from an activation's `init`. The birth is kept as text, so that

@@ -55,6 +55,9 @@ pub struct SchedulePut {
     /// Set from the function the schedule is declared under in `lambent.yaml`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub function: String,
+    /// The workflow it starts instead of a function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

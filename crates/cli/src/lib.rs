@@ -16,6 +16,7 @@ pub mod events_client;
 pub mod manifest;
 pub mod output;
 pub mod package;
+pub mod workflow_manifest;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -107,15 +108,40 @@ pub enum Command {
         #[command(subcommand)]
         command: commands::queues::MappingCommand,
     },
-    /// S3 buckets: notifications of object changes to functions, queues and topics.
+    /// S3 buckets: create, ls, rm; notifications of object changes to functions, queues and
+    /// topics.
     #[command(visible_alias = "buckets")]
     Bucket {
         #[command(subcommand)]
         command: commands::buckets::BucketCommand,
     },
+    /// Objects in S3 buckets: put, get, ls, rm (streamed, with a progress bar when large).
+    #[command(visible_alias = "objects")]
+    Object {
+        #[command(subcommand)]
+        command: commands::objects::ObjectCommand,
+    },
     /// Manage access keys for the AWS Lambda-compatible API (SigV4).
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Workflows (Step Functions state machines): deploy, ls, get, rm, start.
+    #[command(visible_alias = "workflows")]
+    Workflow {
+        #[command(subcommand)]
+        command: commands::workflows::WorkflowCommand,
+    },
+    /// Executions of workflows: ls, show (with a timeline of the states), stop.
+    #[command(visible_alias = "executions")]
+    Execution {
+        #[command(subcommand)]
+        command: commands::workflows::ExecutionCommand,
+    },
+    /// Sequences of functions, each one's output the next one's input: create, update, ls, get, rm.
+    #[command(visible_alias = "sequences")]
+    Sequence {
+        #[command(subcommand)]
+        command: commands::sequences::SequenceCommand,
+    },
 }
 
 /// Runs the CLI with the process's arguments; the exit code says how it went (0 ok, 1 failed,
@@ -151,7 +177,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Topic { command } => commands::queues::topic(&ctx, command),
         Command::Mapping { command } => commands::queues::mapping(&ctx, command),
         Command::Bucket { command } => commands::buckets::run(&ctx, command),
+        Command::Object { command } => commands::objects::run(&ctx, command),
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
+        Command::Workflow { command } => commands::workflows::workflow(&ctx, command),
+        Command::Execution { command } => commands::workflows::execution(&ctx, command),
+        Command::Sequence { command } => commands::sequences::run(&ctx, command),
     };
     match result {
         Ok(code) => code,

@@ -50,6 +50,19 @@
 //! Deploying adds each route, replacing one with the same method and path; routes no longer in
 //! the file are left as they are (`lambent route rm` removes them).
 //!
+//! `workflows:` (state machines) may sit beside either form, or alone: see
+//! [`crate::workflow_manifest`].
+//!
+//! Sequences go in `sequences:` beside `functions:`, each a list of function names run in order
+//! (or a mapping with `components`, `description` and `routes`); they are created or replaced
+//! after the functions, and routes beside `functions:` may name them:
+//!
+//! ```yaml
+//! sequences:
+//!   pipeline: [resize, tag, store]
+//!   checkout: {components: [validate, charge], routes: [POST /checkout]}
+//! ```
+//!
 //! Flags override the file. Values are not validated here: the server does that and says why.
 
 use crate::events_client::SchedulePut;
@@ -154,11 +167,14 @@ struct FunctionYaml {
     schedules: BTreeMap<String, SchedulePut>,
     #[serde(default)]
     routes: Vec<RouteYaml>,
+    /// Read by [`crate::workflow_manifest`].
+    #[serde(default, rename = "workflows")]
+    _workflows: Option<serde::de::IgnoredAny>,
 }
 
 /// A route as written: `GET /users/{id}`, or a mapping of its settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct RouteYaml(RouteSpec);
+pub(crate) struct RouteYaml(pub(crate) RouteSpec);
 
 impl<'de> Deserialize<'de> for RouteYaml {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -208,6 +224,7 @@ impl<'de> Deserialize<'de> for RouteYaml {
                     auth: full.auth,
                     cors: full.cors,
                     max_body_bytes,
+                    ..Default::default()
                 }))
             }
             _ => Err(D::Error::custom(
@@ -310,6 +327,13 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
         serde_yaml::Value::Mapping(m) => m,
         _ => bail!("expected a mapping of settings (name, runtime, handler, …) or 'functions'"),
     };
+    if !map.is_empty() && map.keys().all(|k| k.as_str() == Some("workflows")) {
+        // Only workflows (`crate::workflow_manifest`): no function to deploy.
+        return Ok(Manifest::Many(Vec::new(), Vec::new()));
+    }
+    if map.contains_key("sequences") && !map.contains_key("functions") {
+        bail!("`sequences` goes beside `functions`: list the functions under `functions`");
+    }
     let Some(functions) = map.get("functions") else {
         // Parse the text again rather than the value, so that errors keep their line numbers.
         let single: FunctionYaml = serde_yaml::from_str(text)?;
@@ -318,10 +342,16 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
         }
         return Ok(Manifest::Single(Box::new(single)));
     };
-    if let Some(other) = map
-        .keys()
-        .find(|k| !matches!(k.as_str(), Some("functions" | "routes")))
-    {
+    let sequence_names = sequences_in(&map)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect::<Vec<_>>();
+    if let Some(other) = map.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            Some("functions" | "routes" | "sequences" | "workflows")
+        )
+    }) {
         bail!(
             "unknown field `{}` beside `functions`: with many functions, put every setting under \
              its function",
@@ -358,9 +388,9 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
                 r.path
             );
         }
-        if !entries.iter().any(|(n, _)| *n == r.function) {
+        if !entries.iter().any(|(n, _)| *n == r.function) && !sequence_names.contains(&r.function) {
             bail!(
-                "routes: route '{} {}' names function '{}', which is not in `functions`",
+                "routes: route '{} {}' names function '{}', which is not in `functions` or `sequences`",
                 r.method,
                 r.path,
                 r.function
@@ -368,6 +398,105 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
         }
     }
     Ok(Manifest::Many(entries, routes))
+}
+
+/// A sequence declared in `sequences:`, with the routes (its own and those beside
+/// `functions:`) that name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceDecl {
+    pub name: String,
+    pub body: crate::client::SequencePut,
+    pub routes: Vec<RouteSpec>,
+}
+
+/// A sequence as written: a list of function names, or a mapping.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SequenceYaml {
+    Components(Vec<String>),
+    Full(SequenceFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SequenceFull {
+    components: Vec<String>,
+    description: Option<String>,
+    #[serde(default)]
+    routes: Vec<RouteYaml>,
+}
+
+/// The entries of `sequences:` in the file's order.
+fn sequences_in(map: &serde_yaml::Mapping) -> Result<Vec<(String, SequenceFull)>> {
+    let Some(value) = map.get("sequences") else {
+        return Ok(Vec::new());
+    };
+    let serde_yaml::Value::Mapping(entries) = value else {
+        bail!("`sequences` must map sequence names to their functions");
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (name, entry) in entries {
+        let name = yaml_key(name);
+        let parsed: SequenceYaml = serde_yaml::from_value(entry.clone()).map_err(|_| {
+            anyhow::anyhow!(
+                "sequences.{name}: expected a list of function names, or a mapping with                  `components` (and `description`, `routes`)"
+            )
+        })?;
+        out.push((
+            name,
+            match parsed {
+                SequenceYaml::Components(components) => SequenceFull {
+                    components,
+                    description: None,
+                    routes: Vec::new(),
+                },
+                SequenceYaml::Full(full) => full,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// The sequences `lambent deploy PATH` creates after the functions (none when `PATH` has no
+/// `lambent.yaml` or it declares none).
+pub fn sequences(path: &Path) -> Result<Vec<SequenceDecl>> {
+    let manifest_path = match path.file_name() {
+        Some(n) if n == MANIFEST_FILE => path.to_path_buf(),
+        _ => path.join(MANIFEST_FILE),
+    };
+    let text = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => text,
+        Err(_) => return Ok(Vec::new()),
+    };
+    let at = manifest_path.display().to_string();
+    let serde_yaml::Value::Mapping(map) = serde_yaml::from_str(&text).context(at.clone())? else {
+        return Ok(Vec::new());
+    };
+    let top_routes: Vec<RouteYaml> = match map.get("routes") {
+        Some(v) if map.contains_key("functions") => {
+            serde_yaml::from_value(v.clone()).context("routes")?
+        }
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for (name, full) in sequences_in(&map).with_context(|| at.clone())? {
+        let mut routes = routes_of(&name, full.routes, &format!("{at}: sequences.{name}"))?;
+        routes.extend(
+            top_routes
+                .iter()
+                .filter(|RouteYaml(r)| r.function == name)
+                .map(|RouteYaml(r)| r.clone()),
+        );
+        out.push(SequenceDecl {
+            body: crate::client::SequencePut {
+                components: full.components,
+                description: full.description,
+            },
+            name,
+            routes,
+        });
+    }
+    Ok(out)
 }
 
 fn yaml_key(k: &serde_yaml::Value) -> String {
@@ -953,6 +1082,7 @@ mod route_tests {
                         ..Default::default()
                     }),
                     max_body_bytes: Some(64 * 1024),
+                    workflow: None,
                 },
             ]
         );
@@ -1019,5 +1149,78 @@ mod route_tests {
         assert_eq!(parse_size("1m"), Ok(1 << 20));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod sequence_tests {
+    use super::*;
+
+    fn dir_with(manifest: &str) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        for f in ["a", "b"] {
+            std::fs::create_dir_all(tmp.path().join(f)).unwrap();
+        }
+        std::fs::write(tmp.path().join(MANIFEST_FILE), manifest).unwrap();
+        tmp
+    }
+
+    #[test]
+    fn sequences_beside_functions_with_their_routes() {
+        let tmp = dir_with(
+            "functions:\n  a: {runtime: python3.12}\n  b: {runtime: python3.12}\n\
+             sequences:\n  ab: [a, b]\n  ba: {components: [b, a], description: back, routes: [POST /ba]}\n\
+             routes:\n  - {method: GET, path: /ab, function: ab}\n  - GET /a-only\n",
+        );
+        // Top-level routes must name a function or sequence (the second one names none).
+        let e = format!(
+            "{:#}",
+            resolve(tmp.path(), &Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("needs `function`"), "{e}");
+
+        let tmp = dir_with(
+            "functions:\n  a: {runtime: python3.12}\n  b: {runtime: python3.12}\n\
+             sequences:\n  ab: [a, b]\n  ba: {components: [b, a], description: back, routes: [POST /ba]}\n\
+             routes:\n  - {method: GET, path: /ab, function: ab}\n",
+        );
+        let functions = resolve(tmp.path(), &Overrides::default()).unwrap();
+        assert_eq!(functions.len(), 2);
+        assert!(functions.iter().all(|d| d.routes.is_empty()));
+        let seqs = sequences(tmp.path()).unwrap();
+        assert_eq!(seqs.len(), 2);
+        assert_eq!(seqs[0].name, "ab");
+        assert_eq!(seqs[0].body.components, ["a", "b"]);
+        assert_eq!(seqs[0].routes.len(), 1);
+        assert_eq!(seqs[0].routes[0].function, "ab");
+        assert_eq!(seqs[1].body.description.as_deref(), Some("back"));
+        assert_eq!(seqs[1].routes[0].path, "/ba");
+        assert_eq!(seqs[1].routes[0].function, "ba");
+        // The file itself names the same.
+        assert_eq!(sequences(&tmp.path().join(MANIFEST_FILE)).unwrap(), seqs);
+    }
+
+    #[test]
+    fn bad_sequences_are_refused_clearly() {
+        let tmp = dir_with("functions:\n  a: {runtime: python3.12}\nsequences:\n  s: 3\n");
+        let e = format!(
+            "{:#}",
+            resolve(tmp.path(), &Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("sequences.s: expected a list"), "{e}");
+        let tmp = dir_with("runtime: python3.12\nsequences:\n  s: [a]\n");
+        let e = format!(
+            "{:#}",
+            resolve(tmp.path(), &Overrides::default()).unwrap_err()
+        );
+        assert!(e.contains("`sequences` goes beside `functions`"), "{e}");
+        let tmp = dir_with(
+            "functions:\n  a: {runtime: python3.12}\nsequences:\n  s: {components: [a], routes: [{path: /x, function: a}]}\n",
+        );
+        let e = format!("{:#}", sequences(tmp.path()).unwrap_err());
+        assert!(
+            e.contains("names function 'a', but it is listed under 's'"),
+            "{e}"
+        );
     }
 }

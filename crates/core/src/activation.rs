@@ -189,6 +189,12 @@ pub struct Activation {
     /// The node that ran it (its `--node-id`; `local` on the embedded single node).
     #[serde(default)]
     pub node: String,
+    /// The activation of the sequence this one is a step of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// A sequence's record: the activations of its steps, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 /// Billed duration: rounded up to the next millisecond, at least 1 ms (Lambda since 2020-12).

@@ -41,6 +41,10 @@ pub enum ValidationError {
     MaxRetries(u32),
     #[error("async.max_event_age_s {0} is out of range: use {MIN_MAX_EVENT_AGE_S}-{DEFAULT_MAX_EVENT_AGE_S} s")]
     MaxEventAge(u32),
+    #[error("a sequence needs at least one function: name its components in order")]
+    EmptySequence,
+    #[error("a sequence has {0} components: the limit is {MAX_SEQUENCE_STEPS}")]
+    SequenceTooLong(usize),
 }
 
 /// A validated function name: 1-64 of `[A-Za-z0-9_-]`, as on Lambda.
@@ -187,6 +191,7 @@ impl FunctionSpec {
             keep_alive_s: self.keep_alive,
             async_invoke: self.async_invoke.unwrap_or_default().resolve()?,
             network: self.network.unwrap_or(false),
+            sequence: Vec::new(),
         })
     }
 }
@@ -256,9 +261,53 @@ pub struct FunctionConfig {
     /// Outbound network access (a user-mode stack per sandbox); `false`: loopback only.
     #[serde(default)]
     pub network: bool,
+    /// A sequence's components, run in this order (runtime `sequence`; empty for functions of
+    /// code).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequence: Vec<FunctionName>,
 }
 
 impl FunctionConfig {
+    /// The settings of a sequence of `components` (function names, in order): no code, no
+    /// sandbox; each step runs with its own component's settings. `timeout_s` is the sum of
+    /// the steps' timeouts (`step_timeouts_s`), what a caller waiting for the whole sequence
+    /// (a cluster hop, an async event's lease) must allow.
+    pub fn sequence(
+        components: &[String],
+        step_timeouts_s: u32,
+        description: Option<String>,
+    ) -> Result<FunctionConfig, ValidationError> {
+        if components.is_empty() {
+            return Err(ValidationError::EmptySequence);
+        }
+        if components.len() > MAX_SEQUENCE_STEPS {
+            return Err(ValidationError::SequenceTooLong(components.len()));
+        }
+        let sequence = components
+            .iter()
+            .map(|c| FunctionName::parse(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FunctionConfig {
+            runtime: Runtime::sequence(),
+            handler: String::new(),
+            memory_mb: 0,
+            timeout_s: step_timeouts_s,
+            env: BTreeMap::new(),
+            description: description.unwrap_or_default(),
+            reserved_concurrency: None,
+            provisioned_concurrency: 0,
+            keep_alive_s: None,
+            async_invoke: AsyncConfig::default(),
+            network: false,
+            sequence,
+        })
+    }
+
+    /// Whether this is a sequence (runs its components, has no code).
+    pub fn is_sequence(&self) -> bool {
+        self.runtime.kind() == RuntimeKind::Sequence
+    }
+
     /// The spec that resolves to these settings: the starting point of a partial update.
     pub fn to_spec(&self) -> FunctionSpec {
         FunctionSpec {
@@ -325,6 +374,28 @@ mod tests {
             handler: handler.map(Into::into),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn sequences_are_validated() {
+        let c = FunctionConfig::sequence(&["a".into(), "b-2".into()], 6, None).unwrap();
+        assert!(c.is_sequence());
+        assert_eq!(c.sequence.len(), 2);
+        let stored = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<FunctionConfig>(&stored).unwrap(), c);
+        assert_eq!(
+            FunctionConfig::sequence(&[], 0, None),
+            Err(ValidationError::EmptySequence)
+        );
+        assert!(matches!(
+            FunctionConfig::sequence(&["bad name".into()], 3, None),
+            Err(ValidationError::InvalidName(_))
+        ));
+        let long = vec!["f".to_string(); MAX_SEQUENCE_STEPS + 1];
+        assert_eq!(
+            FunctionConfig::sequence(&long, 3, None),
+            Err(ValidationError::SequenceTooLong(MAX_SEQUENCE_STEPS + 1))
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod runtime;
 pub use activation::{Activation, ActivationStatus, Birth, ColdReason, InitBreakdown};
 pub use async_invoke::{AsyncConfig, AsyncSpec, Destination};
 pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
-pub use route::{Route, RouteSpec};
+pub use route::{Route, RouteSpec, RouteTarget};
 pub use runtime::{Runtime, RuntimeKind};
 
 /// The namespace every single-tenant installation starts with.

@@ -30,3 +30,8 @@ pub const MAX_CONCURRENCY: u32 = 1000;
 pub const MAX_PROVISIONED: u32 = 100;
 /// Longest per-function keep-alive in seconds (one day).
 pub const MAX_KEEP_ALIVE_S: u32 = 86_400;
+/// Most components a sequence may name.
+pub const MAX_SEQUENCE_STEPS: usize = 50;
+/// Deepest nesting of sequences within sequences at run time (a cycle made by two concurrent
+/// updates stops here instead of recursing forever).
+pub const MAX_SEQUENCE_DEPTH: usize = 16;

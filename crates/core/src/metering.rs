@@ -44,8 +44,8 @@ const MIB: u64 = 1024 * 1024;
 /// Unit prices in US dollars.
 ///
 /// The default is AWS Lambda's x86_64 list price (us-east-1, first tier): $0.20 per million
-/// requests and $0.0000166667 per GB-second. Fields missing when deserializing take these
-/// defaults.
+/// requests and $0.0000166667 per GB-second; and Step Functions Standard's $0.025 per 1,000
+/// state transitions. Fields missing when deserializing take these defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Prices {
@@ -53,6 +53,8 @@ pub struct Prices {
     pub per_request: f64,
     /// Dollars per GB-second of billed duration.
     pub per_gb_second: f64,
+    /// Dollars per state transition of a workflow execution.
+    pub per_transition: f64,
 }
 
 impl Default for Prices {
@@ -60,6 +62,7 @@ impl Default for Prices {
         Prices {
             per_request: 0.20 / 1_000_000.0,
             per_gb_second: 0.000_016_666_7,
+            per_transition: 0.025 / 1000.0,
         }
     }
 }
@@ -381,6 +384,8 @@ mod tests {
             error_message: None,
             logs: String::new(),
             node: String::new(),
+            parent: None,
+            steps: Vec::new(),
         }
     }
 
@@ -435,6 +440,7 @@ mod tests {
         let prices = Prices {
             per_request: 0.5,
             per_gb_second: 2.0,
+            ..Prices::default()
         };
         let row = total(&records, &prices);
         assert_eq!(row.billed_ms, 202 + 1000 + 1);

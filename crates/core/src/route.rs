@@ -33,6 +33,8 @@ pub enum RouteError {
     MaxBody(u64),
     #[error("invalid CORS setting: {0}")]
     Cors(String),
+    #[error("{0}")]
+    Target(String),
     #[error(transparent)]
     Function(#[from] crate::ValidationError),
 }
@@ -110,7 +112,12 @@ impl Cors {
 pub struct RouteSpec {
     pub method: String,
     pub path: String,
+    /// The function it runs; empty when it runs a workflow.
+    #[serde(default)]
     pub function: String,
+    /// The workflow (state machine) it runs instead of a function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     #[serde(default)]
     pub auth: RouteAuth,
     #[serde(default)]
@@ -127,11 +134,43 @@ pub struct Route {
     /// Upper case: one of [`ROUTE_METHODS`] or `ANY`.
     pub method: String,
     pub path: String,
-    pub function: FunctionName,
+    /// Stored and shown as `"function": NAME` or `"workflow": NAME`.
+    #[serde(flatten)]
+    pub target: RouteTarget,
     pub auth: RouteAuth,
     pub cors: Option<Cors>,
     pub max_body_bytes: u64,
     pub created_ms: i64,
+}
+
+/// What a route runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteTarget {
+    /// A function, with the request as an API Gateway 2.0 event.
+    Function(FunctionName),
+    /// A workflow (state machine) of the route's namespace, with the request body as the
+    /// execution's input (API Gateway's Step Functions integration).
+    Workflow(String),
+}
+
+impl RouteTarget {
+    /// The function's or the workflow's name.
+    pub fn name(&self) -> &str {
+        match self {
+            RouteTarget::Function(f) => f.as_str(),
+            RouteTarget::Workflow(w) => w,
+        }
+    }
+}
+
+impl std::fmt::Display for RouteTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteTarget::Function(name) => write!(f, "function '{name}'"),
+            RouteTarget::Workflow(name) => write!(f, "workflow '{name}'"),
+        }
+    }
 }
 
 impl Route {
@@ -167,7 +206,26 @@ impl RouteSpec {
             return Err(RouteError::Method(self.method));
         }
         check_path(&self.path)?;
-        let function = FunctionName::parse(&self.function)?;
+        let target = match (self.function.is_empty(), self.workflow) {
+            (false, None) => RouteTarget::Function(FunctionName::parse(&self.function)?),
+            (true, Some(w)) => {
+                let bad = w.is_empty()
+                    || w.chars().count() > 80
+                    || w.chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || c == '/');
+                if bad {
+                    return Err(RouteError::Target(format!(
+                        "invalid workflow name '{w}': 1-80 characters, no spaces or '/'"
+                    )));
+                }
+                RouteTarget::Workflow(w)
+            }
+            _ => {
+                return Err(RouteError::Target(
+                    "a route runs exactly one function or one workflow: name one".into(),
+                ))
+            }
+        };
         let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_ROUTE_MAX_BODY);
         if max_body_bytes == 0 || max_body_bytes > MAX_ROUTE_BODY {
             return Err(RouteError::MaxBody(max_body_bytes));
@@ -180,7 +238,7 @@ impl RouteSpec {
             namespace: namespace.to_string(),
             method,
             path: self.path,
-            function,
+            target,
             auth: self.auth,
             cors: self.cors,
             max_body_bytes,
@@ -332,6 +390,41 @@ mod tests {
             resolve("GET", "/a/b").unwrap().max_body_bytes,
             DEFAULT_ROUTE_MAX_BODY
         );
+    }
+
+    #[test]
+    fn a_route_runs_one_function_or_one_workflow_stored_as_either_key() {
+        let r = resolve("POST", "/orders").unwrap();
+        let stored = serde_json::to_value(&r).unwrap();
+        assert_eq!(stored["function"], "f");
+        assert!(stored.get("workflow").is_none());
+        let w = RouteSpec {
+            workflow: Some("orders".into()),
+            function: String::new(),
+            ..spec("POST", "/orders")
+        }
+        .resolve("r2".into(), "default", 0)
+        .unwrap();
+        assert_eq!(w.target, RouteTarget::Workflow("orders".into()));
+        let stored = serde_json::to_value(&w).unwrap();
+        assert_eq!(stored["workflow"], "orders");
+        assert!(stored.get("function").is_none());
+        let back: Route = serde_json::from_value(stored).unwrap();
+        assert_eq!(back, w);
+        for (function, workflow) in [("f", Some("w")), ("", None), ("", Some("a b"))] {
+            let bad = RouteSpec {
+                function: function.into(),
+                workflow: workflow.map(String::from),
+                ..spec("GET", "/x")
+            };
+            assert!(
+                matches!(
+                    bad.resolve("r".into(), "default", 0),
+                    Err(RouteError::Target(_))
+                ),
+                "{function} {workflow:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum RuntimeKind {
     Nodejs,
     /// The code's own `bootstrap` executable speaking the Runtime API.
     Provided,
+    /// No code of its own: a sequence runs its components one after the other (see
+    /// [`crate::function::FunctionConfig::sequence`]).
+    Sequence,
 }
 
 impl RuntimeKind {
@@ -23,6 +26,7 @@ impl RuntimeKind {
             RuntimeKind::Python => "python",
             RuntimeKind::Nodejs => "nodejs",
             RuntimeKind::Provided => "provided",
+            RuntimeKind::Sequence => "sequence",
         }
     }
 }
@@ -45,7 +49,16 @@ impl Runtime {
     }
     /// Whether functions of this runtime need a `module.function` handler.
     pub fn needs_handler(&self) -> bool {
-        self.kind != RuntimeKind::Provided
+        matches!(self.kind, RuntimeKind::Python | RuntimeKind::Nodejs)
+    }
+
+    /// The runtime of sequences (`sequence`): not one a user names for a function of code,
+    /// so [`str::parse`] refuses it; stored sequences deserialize to it.
+    pub fn sequence() -> Runtime {
+        Runtime {
+            name: RuntimeKind::Sequence.as_str().to_string(),
+            kind: RuntimeKind::Sequence,
+        }
     }
 }
 
@@ -97,6 +110,9 @@ impl Serialize for Runtime {
 impl<'de> Deserialize<'de> for Runtime {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
+        if s == RuntimeKind::Sequence.as_str() {
+            return Ok(Runtime::sequence());
+        }
         s.parse().map_err(serde::de::Error::custom)
     }
 }
@@ -125,5 +141,14 @@ mod tests {
         assert!(err.to_string().contains("unknown runtime 'ruby3.2'"));
         assert!(err.to_string().contains("nodejs20.x"));
         assert!("python3.99".parse::<Runtime>().is_err());
+    }
+
+    #[test]
+    fn sequence_is_stored_but_not_named_by_users() {
+        assert!("sequence".parse::<Runtime>().is_err());
+        let stored = serde_json::to_string(&Runtime::sequence()).unwrap();
+        let back: Runtime = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back.kind(), RuntimeKind::Sequence);
+        assert!(!back.needs_handler());
     }
 }

@@ -106,34 +106,45 @@ pub fn event_for(
 /// `:`, so the two never meet): `queue:NAME`, `topic:NAME`.
 const QUEUE_PREFIX: &str = "queue:";
 const TOPIC_PREFIX: &str = "topic:";
+use lambent_store::events::WORKFLOW_TARGET_PREFIX;
 
-/// Where an event bound for a queue or topic goes.
+/// Where an event bound for a queue, topic or workflow goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target<'a> {
     Queue(&'a str),
     Topic(&'a str),
+    /// A workflow (state machine): the event starts an execution with it as input.
+    Workflow(&'a str),
 }
 
 impl Target<'_> {
-    /// The queue or topic an event's target names; `None` for a function.
+    /// The queue, topic or workflow an event's target names; `None` for a function.
     pub fn of(function: &str) -> Option<Target<'_>> {
         if let Some(q) = function.strip_prefix(QUEUE_PREFIX) {
             return Some(Target::Queue(q));
+        }
+        if let Some(w) = function.strip_prefix(WORKFLOW_TARGET_PREFIX) {
+            return Some(Target::Workflow(w));
         }
         function.strip_prefix(TOPIC_PREFIX).map(Target::Topic)
     }
 }
 
-/// Delivers destination records to queues and topics (the built-in ones, `lambent-queues`).
+pub use lambent_store::events::workflow_target;
+
+/// Delivers events to queues, topics and workflows (the built-in ones: `lambent-queues`,
+/// the server's workflows).
 #[async_trait::async_trait]
 pub trait Deliver: Send + Sync + 'static {
-    /// Sends `record` (JSON) as a message to the queue, or publishes it to the topic; returns
-    /// once it is stored.
+    /// Sends `record` (JSON) as a message to the queue, publishes it to the topic, or starts
+    /// an execution of the workflow with it as input (named after `event_id`, so a retried
+    /// event starts it once); returns once it is stored.
     async fn deliver(
         &self,
         namespace: &str,
         target: Target<'_>,
         record: &str,
+        event_id: &str,
     ) -> Result<(), String>;
 }
 

@@ -362,7 +362,10 @@ impl Worker {
     async fn deliver(&self, event: &QueuedEvent, target: Target<'_>) -> EventWrite {
         let record = String::from_utf8_lossy(&event.payload);
         let outcome = match &self.runner.deliver {
-            Some(d) => d.deliver(&event.namespace, target, &record).await,
+            Some(d) => {
+                d.deliver(&event.namespace, target, &record, &event.id)
+                    .await
+            }
             None => Err("queues and topics are not available on this node".to_string()),
         };
         let Err(error) = outcome else {

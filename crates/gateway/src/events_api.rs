@@ -178,7 +178,11 @@ async fn redrive_one(
 struct ScheduleBody {
     /// Only in `POST /v1/schedules` (the path names it in `PUT`).
     name: Option<String>,
+    /// The function it invokes, or empty with `workflow`.
+    #[serde(default)]
     function: String,
+    /// The workflow it starts instead (an execution per fire, the scheduled event as input).
+    workflow: Option<String>,
     cron: Option<String>,
     rate: Option<String>,
     at: Option<String>,
@@ -208,7 +212,21 @@ async fn save_schedule(
     replace: bool,
 ) -> Result<Response, ApiError> {
     check_schedule_name(name)?;
-    crate::v1::find(app, ns, &b.function).await?;
+    let target = match (b.function.is_empty(), &b.workflow) {
+        (false, None) => {
+            crate::v1::find(app, ns, &b.function).await?;
+            b.function.clone()
+        }
+        (true, Some(w)) => {
+            crate::workflow_hook::check_exists(app, ns, w).await?;
+            lambent_events::destination::workflow_target(w)
+        }
+        _ => {
+            return Err(ApiError::InvalidSchedule(
+                "a schedule names exactly one of function or workflow".into(),
+            ))
+        }
+    };
     let rule = Rule::from_parts(
         b.cron.as_deref(),
         b.rate.as_deref(),
@@ -217,7 +235,7 @@ async fn save_schedule(
     )?;
     let (view, created) = app
         .events
-        .put_schedule(ns, name, &b.function, &rule, replace)
+        .put_schedule(ns, name, &target, &rule, replace)
         .await?;
     let status = if created {
         StatusCode::CREATED

@@ -1,6 +1,6 @@
 //! The HTTP surface of Lambent: `GET /healthz`, API-key authentication, and the Lambent API under
 //! `/v1` (code upload, functions, invoke, activations, logs, access keys, async invocations, dead
-//! letters, schedules, routes, queues, topics, mappings; see `docs/api.md`), the users' HTTP
+//! letters, schedules, routes, queues, topics, mappings, sequences; see `docs/api.md`), the users' HTTP
 //! routes at their own paths, and the registry of deployed functions with their published
 //! versions and aliases, which the Lambda-compatible API (`lambent-aws-api`) shares. Knows how to
 //! turn requests into registry and invoker calls and results into responses; knows nothing of
@@ -17,8 +17,10 @@ mod keys;
 mod queues;
 mod registry;
 mod routes;
+mod sequences;
 mod v1;
 pub mod versions;
+pub mod workflow_hook;
 
 pub use auth::{require_key, ApiKeys, Namespace};
 pub use error::ApiError;
@@ -54,6 +56,8 @@ pub struct App {
     pub bus: Arc<dyn lambent_store::bus::Bus>,
     /// This node's membership and placement (the embedded node is a cluster of one).
     pub cluster: Arc<lambent_cluster::node::Cluster>,
+    /// Workflows, for the triggers that start them (set once by the server).
+    pub workflows: std::sync::OnceLock<Arc<dyn workflow_hook::WorkflowHook>>,
 }
 
 /// The whole HTTP surface.
@@ -63,6 +67,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(routes::routes())
         .merge(queues::routes())
         .merge(keys::routes())
+        .merge(sequences::routes())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_key,

@@ -274,12 +274,13 @@ async fn delete_topic(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `{"function": "f"}` or `{"queue": "q"}`.
+/// `{"function": "f"}`, `{"queue": "q"}` or `{"workflow": "w"}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscribeBody {
     function: Option<String>,
     queue: Option<String>,
+    workflow: Option<String>,
 }
 
 async fn subscribe(
@@ -289,12 +290,16 @@ async fn subscribe(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: SubscribeBody = json_body(body).await?;
-    let endpoint = match (req.function, req.queue) {
-        (Some(f), None) => Endpoint::Function(f),
-        (None, Some(q)) => Endpoint::Queue(q),
+    let endpoint = match (req.function, req.queue, req.workflow) {
+        (Some(f), None, None) => Endpoint::Function(f),
+        (None, Some(q), None) => Endpoint::Queue(q),
+        (None, None, Some(w)) => {
+            crate::workflow_hook::check_exists(&app, &ns, &w).await?;
+            Endpoint::Workflow(w)
+        }
         _ => {
             return Err(ApiError::InvalidJson(
-                "name either a function or a queue to subscribe".into(),
+                "name one function, queue or workflow to subscribe".into(),
             ))
         }
     };
@@ -439,9 +444,18 @@ impl lambent_events::destination::Deliver for RegistryRunner {
         namespace: &str,
         target: lambent_events::destination::Target<'_>,
         record: &str,
+        event_id: &str,
     ) -> Result<(), String> {
         use lambent_events::destination::Target;
         let app = self.0.upgrade().ok_or("the server is stopping")?;
+        if let Target::Workflow(workflow) = target {
+            let hook = app.workflows.get().ok_or("this node runs no workflows")?;
+            return hook
+                .start(namespace, workflow, record, event_id)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string());
+        }
         let sent = match target {
             Target::Queue(queue) => {
                 let message = Outgoing {
@@ -459,6 +473,7 @@ impl lambent_events::destination::Deliver for RegistryRunner {
                 .publish(namespace, topic, record, None, &Attributes::new())
                 .await
                 .map(drop),
+            Target::Workflow(_) => unreachable!("started above"),
         };
         sent.map_err(|e| e.to_string())
     }

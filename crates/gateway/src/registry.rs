@@ -273,6 +273,40 @@ impl Registry {
         })
     }
 
+    /// Stores a new revision of a function that runs no sandbox of its own (a sequence) and
+    /// makes it live; the caller holds `changes` and has read `previous`.
+    pub(crate) async fn install_codeless(
+        &self,
+        namespace: &str,
+        name: FunctionName,
+        config: lambent_core::FunctionConfig,
+        previous: Option<&Function>,
+    ) -> Result<Deployed, ApiError> {
+        let now = now_ms();
+        let function = Function {
+            namespace: namespace.to_string(),
+            name,
+            config,
+            code_sha256: String::new(),
+            code_size: 0,
+            revision: previous.map_or(1, |p| p.revision + 1),
+            created_ms: previous.map_or(now, |p| p.created_ms),
+            updated_ms: now,
+        };
+        let deployment = self.deployment(function).await?;
+        let f = &deployment.function;
+        self.store.put_function(f, f.revision - 1).await?;
+        self.live.write().insert(key_of(f), deployment.clone());
+        self.invoker
+            .set_reserved_concurrency(namespace, f.name.as_str(), None);
+        self.invoker.retire(namespace, f.name.as_str(), None);
+        self.changed(namespace, f.name.as_str());
+        Ok(Deployed {
+            deployment,
+            created: previous.is_none(),
+        })
+    }
+
     /// Deletes a function (with its versions and aliases) and kills its sandboxes.
     pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
         let _one_at_a_time = self.changes.lock().await;
@@ -418,6 +452,13 @@ impl Registry {
     /// Resolves a function to a runnable deployment, unpacking its code if needed (a cluster
     /// node fetches code it lacks from the cluster's blob store).
     pub(crate) async fn deployment(&self, function: Function) -> Result<Arc<Deployment>, ApiError> {
+        if function.config.is_sequence() {
+            // No code: the invoker runs its components.
+            return Ok(Arc::new(Deployment {
+                function,
+                code_dir: Default::default(),
+            }));
+        }
         let dir = self.codes.path(&function.code_sha256);
         let code_dir = if dir.is_dir() {
             dir

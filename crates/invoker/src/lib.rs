@@ -7,8 +7,10 @@ mod limits;
 mod logs;
 mod metrics;
 mod pool;
+mod sequence;
 
 pub use limits::{host_memory_mb, LimitShares, Throttle};
+pub use sequence::Lookup;
 
 use bytes::Bytes;
 use lambent_core::activation::billed_ms;
@@ -184,6 +186,8 @@ struct Inner {
     admission: Arc<Admission>,
     budget: Arc<MemoryBudget>,
     metrics: Metrics,
+    /// Finds the components of sequences ([`Invoker::set_lookup`]).
+    lookup: std::sync::OnceLock<Lookup>,
 }
 
 /// A warm (or warming) sandbox with its Runtime API and log capture.
@@ -254,6 +258,7 @@ impl Invoker {
             admission,
             budget,
             metrics: Metrics::new(),
+            lookup: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&inner);
         let period =
@@ -280,8 +285,23 @@ impl Invoker {
         warm_up(&self.inner.host, &self.inner.config);
     }
 
-    /// Runs one invocation to its end and records it.
+    /// Runs one invocation to its end and records it. A sequence runs its components in turn
+    /// (see [`sequence`]).
     pub async fn invoke(&self, dep: &Arc<Deployment>, req: InvokeRequest) -> InvokeResult {
+        if dep.function.config.is_sequence() {
+            return self.run_sequence(dep, req, None, 0).await;
+        }
+        self.invoke_function(dep, req, None).await
+    }
+
+    /// Runs one invocation of a function of code; `parent`: the activation of the sequence
+    /// it is a step of.
+    async fn invoke_function(
+        &self,
+        dep: &Arc<Deployment>,
+        req: InvokeRequest,
+        parent: Option<String>,
+    ) -> InvokeResult {
         let inner = &self.inner;
         let request_id = req.request_id.clone().unwrap_or_else(new_request_id);
         let start_ms = now_ms();
@@ -306,6 +326,8 @@ impl Invoker {
             error_message: None,
             logs: String::new(),
             node: inner.config.node_id.clone(),
+            parent,
+            steps: Vec::new(),
         };
 
         let f = &dep.function;
@@ -431,14 +453,25 @@ impl Invoker {
     /// Starts one sandbox for `dep` and keeps it warm (for `lambent dev` and provisioning).
     /// Returns when the runtime is ready, or why it failed.
     pub async fn prewarm(&self, dep: &Arc<Deployment>) -> Result<(), String> {
-        let pool = self.inner.pool(dep);
+        let pool = self.sandboxed_pool(dep)?;
         self.inner.start_idle(&pool, InitType::OnDemand).await
+    }
+
+    /// The pool of a function that runs in sandboxes; a sequence has none (its steps do).
+    fn sandboxed_pool(&self, dep: &Arc<Deployment>) -> Result<Arc<Pool>, String> {
+        if dep.function.config.is_sequence() {
+            return Err(format!(
+                "'{}' is a sequence: it has no sandboxes of its own (its functions do)",
+                dep.function.name
+            ));
+        }
+        Ok(self.inner.pool(dep))
     }
 
     /// Starts sandboxes until the function's provisioned concurrency is met; returns the first
     /// failure. Lost provisioned sandboxes are also replaced in the background.
     pub async fn provision(&self, dep: &Arc<Deployment>) -> Result<(), String> {
-        let pool = self.inner.pool(dep);
+        let pool = self.sandboxed_pool(dep)?;
         self.inner.provision(&pool).await
     }
 
@@ -446,7 +479,7 @@ impl Invoker {
     /// may differ from the function's setting), then starts sandboxes until it is met; returns
     /// the first failure.
     pub async fn set_provisioned(&self, dep: &Arc<Deployment>, n: u32) -> Result<(), String> {
-        let pool = self.inner.pool(dep);
+        let pool = self.sandboxed_pool(dep)?;
         pool.set_provisioned(n as usize);
         self.inner.provision(&pool).await
     }
@@ -1253,6 +1286,8 @@ fn runtime_argv(
             format!("{runtime_dir}/node/bootstrap.mjs"),
         ],
         RuntimeKind::Provided => vec![format!("{task_root}/bootstrap")],
+        // Sequences run no program: `Invoker::invoke` runs their components.
+        RuntimeKind::Sequence => Vec::new(),
     }
 }
 
@@ -1261,7 +1296,7 @@ fn interpreter(kind: RuntimeKind) -> Option<Interpreter> {
     match kind {
         RuntimeKind::Python => Some(Interpreter::Python),
         RuntimeKind::Nodejs => Some(Interpreter::Node),
-        RuntimeKind::Provided => None,
+        RuntimeKind::Provided | RuntimeKind::Sequence => None,
     }
 }
 

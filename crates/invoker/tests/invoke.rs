@@ -231,3 +231,125 @@ async fn frozen_idle_sandboxes_are_thawed_for_their_next_invocation() {
     }
     invoker.shutdown();
 }
+
+/// A sequence of `components` (resolved through the invoker's lookup).
+fn sequence(name: &str, components: &[&str]) -> Arc<Deployment> {
+    let components: Vec<String> = components.iter().map(|c| c.to_string()).collect();
+    let config = lambent_core::FunctionConfig::sequence(&components, 9, None).unwrap();
+    Arc::new(Deployment {
+        function: Function {
+            namespace: "default".into(),
+            name: FunctionName::parse(name).unwrap(),
+            config,
+            code_sha256: String::new(),
+            code_size: 0,
+            revision: 1,
+            created_ms: 0,
+            updated_ms: 0,
+        },
+        code_dir: PathBuf::new(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_chain_their_steps_link_records_and_stop_at_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = tmp.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    let records = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let sink = {
+        let records = records.clone();
+        Arc::new(move |a: lambent_core::Activation| records.lock().push(a))
+            as lambent_invoker::RecordSink
+    };
+    let config = InvokerConfig {
+        runtime_dir: runtimes(),
+        ..Default::default()
+    };
+    let invoker = Invoker::new(host(&tmp.path().join("state")), config, Some(sink));
+    let app = "def inc(event, context):\n    return {'n': event['n'] + 1}\n\
+               def fail(event, context):\n    raise ValueError('stop at %d' % event['n'])\n";
+    let inc = deployment(&code, "inc", "python3.12", "app.inc", &[("app.py", app)], 3);
+    let fail = deployment(
+        &code,
+        "fail",
+        "python3.12",
+        "app.fail",
+        &[("app.py", app)],
+        3,
+    );
+    let known: std::collections::HashMap<&str, Arc<Deployment>> = [
+        ("inc", inc),
+        ("fail", fail),
+        ("three", sequence("three", &["inc", "inc", "inc"])),
+        ("nested", sequence("nested", &["three", "inc"])),
+        ("loop", sequence("loop", &["inc", "loop"])),
+    ]
+    .into();
+    let lookup = known.clone();
+    invoker.set_lookup(Arc::new(move |ns, name| {
+        assert_eq!(ns, "default");
+        lookup.get(name).cloned()
+    }));
+    let record = |id: &str| {
+        records
+            .lock()
+            .iter()
+            .find(|a| a.id == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no record {id}"))
+    };
+
+    // Each output is the next input; the records link both ways.
+    let r = call(&invoker, &known["nested"], r#"{"n": 1}"#).await;
+    assert_eq!(r.activation.status, ActivationStatus::Success, "{r:?}");
+    assert_eq!(&r.body[..], br#"{"n": 5}"#);
+    let nested = record(&r.activation.id);
+    assert_eq!((nested.billed_ms, nested.memory_mb), (0, 0));
+    assert_eq!(nested.steps.len(), 2);
+    let three = record(&nested.steps[0]);
+    assert_eq!(three.function, "three");
+    assert_eq!(three.parent.as_deref(), Some(nested.id.as_str()));
+    assert_eq!(three.trigger, "sequence");
+    assert_eq!(three.steps.len(), 3);
+    for id in three.steps.iter().chain(&nested.steps[1..]) {
+        let step = record(id);
+        assert_eq!(step.function, "inc");
+        assert!(step.billed_ms >= 1);
+        assert!(step.steps.is_empty());
+    }
+    assert!(nested.logs.contains("step 2/2 inc"), "{}", nested.logs);
+
+    // The first failure stops it with its error; later steps do not run.
+    let stops = sequence("stops", &["inc", "fail", "inc"]);
+    let before = records.lock().len();
+    let r = call(&invoker, &stops, r#"{"n": 1}"#).await;
+    assert_eq!(r.activation.status, ActivationStatus::FunctionError);
+    assert_eq!(r.activation.error_type.as_deref(), Some("ValueError"));
+    assert_eq!(r.activation.error_message.as_deref(), Some("stop at 2"));
+    assert!(String::from_utf8_lossy(&r.body).contains("stop at 2"));
+    assert_eq!(r.activation.steps.len(), 2);
+    assert_eq!(
+        records.lock().len(),
+        before + 3,
+        "two steps and the sequence"
+    );
+
+    // A missing component, and a cycle, fail without running forever.
+    let r = call(&invoker, &sequence("gone", &["inc", "nope"]), r#"{"n": 1}"#).await;
+    assert_eq!(
+        r.activation.error_type.as_deref(),
+        Some("Lambent.SequenceComponentNotFound")
+    );
+    assert_eq!(r.activation.steps.len(), 1);
+    let r = call(&invoker, &known["loop"], r#"{"n": 0}"#).await;
+    assert_eq!(r.activation.status, ActivationStatus::FunctionError);
+    assert_eq!(
+        r.activation.error_type.as_deref(),
+        Some("Lambent.SequenceTooDeep")
+    );
+
+    // A sequence has no sandboxes of its own.
+    let e = invoker.prewarm(&known["three"]).await.unwrap_err();
+    assert!(e.contains("is a sequence"), "{e}");
+}

@@ -614,3 +614,171 @@ fn code_zip(app: &str) -> Vec<u8> {
     assert!(status.success());
     std::fs::read(zip).unwrap()
 }
+
+/// An S3 request signed with SigV4 by curl (`--aws-sigv4`): `args` adds the body (`-T FILE`,
+/// `--data-binary …`) and headers. The status, the response headers and the body.
+fn s3(
+    url: &str,
+    key: &(String, String),
+    method: &str,
+    path: &str,
+    args: &[&str],
+) -> (u16, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (headers, body) = (dir.path().join("headers"), dir.path().join("body"));
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-w", "%{http_code}", "-X", method, "-D"])
+        .arg(&headers)
+        .arg("-o")
+        .arg(&body)
+        .args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
+        .args(["--user", &format!("{}:{}", key.0, key.1)])
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+        .args(args)
+        .arg(format!("{url}{path}"))
+        .output()
+        .expect("curl runs");
+    let status = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
+    let headers = std::fs::read_to_string(headers).unwrap_or_default();
+    (status, headers, std::fs::read(body).unwrap_or_default())
+}
+
+/// A response header's value.
+fn header(headers: &str, name: &str) -> String {
+    headers
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .next_back()
+        .unwrap_or_else(|| panic!("no {name} in {headers}"))
+}
+
+/// Deterministic bytes, different per seed.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 11) as u8 ^ seed)
+        .collect()
+}
+
+#[test]
+fn s3_objects_are_one_store_across_nodes() {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut cluster = Cluster::start(&["a", "b"]);
+    let k = cluster
+        .node("a")
+        .cli(&["keys", "create", "-o", "json"])
+        .ok()
+        .json();
+    let key = (
+        k["access_key_id"].as_str().unwrap().to_string(),
+        k["secret_access_key"].as_str().unwrap().to_string(),
+    );
+    let (a, b) = (cluster.node("a").url.clone(), cluster.node("b").url.clone());
+    let files = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = files.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    assert_eq!(s3(&a, &key, "PUT", "/shared", &[]).0, 200);
+
+    // PUT on a, GET (whole and a range across chunks) on b.
+    let photo = pattern(3 << 20, 1);
+    let path = file("photo", &photo);
+    let (status, _, _) = s3(&a, &key, "PUT", "/shared/photo.jpg", &["-T", &path]);
+    assert_eq!(status, 200);
+    let (status, _, got) = s3(&b, &key, "GET", "/shared/photo.jpg", &[]);
+    assert_eq!((status, got.len()), (200, photo.len()));
+    assert!(got == photo);
+    let range = ["-H", "Range: bytes=500000-1600000"];
+    let (status, _, got) = s3(&b, &key, "GET", "/shared/photo.jpg", &range);
+    assert_eq!(status, 206);
+    assert!(got == photo[500_000..=1_600_000]);
+
+    // A multipart upload whose parts go to different nodes, completed on b.
+    let (status, _, created) = s3(&a, &key, "POST", "/shared/big.bin?uploads=", &[]);
+    assert_eq!(status, 200);
+    let created = String::from_utf8(created).unwrap();
+    let upload = created
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|s| s.split("</UploadId>").next())
+        .unwrap_or_else(|| panic!("no upload id in {created}"))
+        .to_string();
+    let parts = [pattern(5 << 20, 2), pattern((1 << 20) + 3, 3)];
+    let mut etags = Vec::new();
+    for (i, (node, part)) in [&a, &b].into_iter().zip(&parts).enumerate() {
+        let path = file(&format!("part{i}"), part);
+        let query = format!("/shared/big.bin?partNumber={}&uploadId={upload}", i + 1);
+        let (status, headers, _) = s3(node, &key, "PUT", &query, &["-T", &path]);
+        assert_eq!(status, 200, "part {}", i + 1);
+        etags.push(header(&headers, "etag"));
+    }
+    let complete: String = etags
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
+                i + 1
+            )
+        })
+        .collect();
+    let complete = format!("<CompleteMultipartUpload>{complete}</CompleteMultipartUpload>");
+    let (status, _, answer) = s3(
+        &b,
+        &key,
+        "POST",
+        &format!("/shared/big.bin?uploadId={upload}"),
+        &["--data-binary", &complete],
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let whole = parts.concat();
+    let (status, _, got) = s3(&a, &key, "GET", "/shared/big.bin", &[]);
+    assert_eq!((status, got.len()), (200, whole.len()));
+    assert!(got == whole);
+    let boundary = 5 << 20;
+    let range = format!("Range: bytes={}-{}", boundary - 10, boundary + 10);
+    let (status, _, got) = s3(&b, &key, "GET", "/shared/big.bin", &["-H", &range]);
+    assert_eq!(status, 206);
+    assert!(got == whole[boundary - 10..=boundary + 10]);
+
+    // A delete on b is a delete for a.
+    assert_eq!(s3(&b, &key, "DELETE", "/shared/photo.jpg", &[]).0, 204);
+    assert_eq!(s3(&a, &key, "GET", "/shared/photo.jpg", &[]).0, 404);
+
+    // No node keeps object data on its own disk.
+    for node in ["a", "b"] {
+        let local = cluster.home.path().join(node).join("data/objects");
+        let files = std::fs::read_dir(&local).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(files, 0, "{}", local.display());
+    }
+
+    // a is SIGKILLed halfway through a slow upload: nobody ever sees half an object.
+    let path = file("slow", &pattern(8 << 20, 4));
+    let mut upload = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--limit-rate", "2M", "-T", &path])
+        .args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
+        .args(["--user", &format!("{}:{}", key.0, key.1)])
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+        .arg(format!("{a}/shared/slow.bin"))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.kill("a");
+    let _ = upload.wait();
+    assert_eq!(s3(&b, &key, "HEAD", "/shared/slow.bin", &["-I"]).0, 404);
+    let (status, _, listing) = s3(&b, &key, "GET", "/shared?list-type=2", &[]);
+    let listing = String::from_utf8(listing).unwrap();
+    assert_eq!(status, 200);
+    assert!(listing.contains("<Key>big.bin</Key>"), "{listing}");
+    assert!(!listing.contains("slow.bin"), "{listing}");
+    // The restarted node serves what was written before.
+    cluster.start_node("a");
+    let a = cluster.node("a").url.clone();
+    let (status, _, got) = s3(&a, &key, "GET", "/shared/big.bin", &[]);
+    assert_eq!((status, got.len()), (200, whole.len()));
+}

@@ -1,8 +1,8 @@
-//! Where object bytes live: the [`ObjectData`] seam (local disk now; a cluster's shared engine
-//! later) and [`LocalDisk`], its implementation under the data dir.
+//! Where object bytes live: the [`ObjectData`] seam and [`LocalDisk`], its implementation under
+//! the data dir (a cluster's implementation, on the NATS object store, is in `lambent-bus-nats`).
 //!
-//! A write streams into a temporary file beside its final place, is fsynced, renamed and the
-//! directory fsynced: when [`ObjectData::write`] returns the data is durable under a fresh
+//! A write streams into a temporary file beside its final place (a thread of its own writes
+//! while the body arrives and is hashed), is fsynced, renamed and the directory fsynced: when [`ObjectData::write`] returns the data is durable under a fresh
 //! locator, yet no object refers to it until the engine commits the metadata. A reader
 //! therefore never sees half an object. A crash leaves at most a temporary file or data no
 //! metadata names; [`ObjectData::collect_garbage`] removes both at start-up.
@@ -20,11 +20,21 @@ use futures_util::stream::{BoxStream, StreamExt};
 use lambent_store::objects::Segment;
 use std::collections::HashSet;
 use std::io;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use std::time::Duration;
 
 /// A stream of bytes in (a request body) or out (an object's data).
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// A [`ByteStream`] of any stream of chunks (a request body of some HTTP library).
+pub fn byte_stream<S, E>(chunks: S) -> ByteStream
+where
+    S: futures_util::stream::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    chunks.map(|c| c.map_err(io::Error::other)).boxed()
+}
 
 /// Sees every chunk of a write before it is stored; an error stops the write.
 pub type Observer<'a> = &'a mut (dyn FnMut(&[u8]) -> Result<(), ObjectError> + Send);
@@ -41,18 +51,22 @@ pub trait ObjectData: Send + Sync + 'static {
     async fn read(&self, locator: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError>;
     /// Deletes some data (missing data is no error).
     async fn delete(&self, locator: &str) -> Result<(), ObjectError>;
-    /// Removes every write in progress and every piece of data not in `referenced`; returns
-    /// how many files went. Only while nothing writes (at start-up).
+    /// Removes data no metadata refers to: on [`LocalDisk`] every write in progress and every
+    /// piece of data not in `referenced`, so only while nothing writes (at start-up); an
+    /// implementation that answers [`ObjectData::collection_interval`] is safe while writes go on.
+    /// Returns how many pieces went.
     async fn collect_garbage(&self, referenced: &HashSet<String>) -> Result<u64, ObjectError>;
+    /// How often [`ObjectData::collect_garbage`] should run while the node serves: `None` (the
+    /// default) means once, at start-up, before anything writes.
+    fn collection_interval(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Object data as files under one directory.
 pub struct LocalDisk {
     root: PathBuf,
 }
-
-/// How much one read of a file returns at most.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// Removes a temporary file unless disarmed (an error, or a dropped request, leaves nothing).
 struct TempFile(Option<PathBuf>);
@@ -99,30 +113,105 @@ async fn fsync_dir(dir: &Path) -> io::Result<()> {
         .map_err(io::Error::other)?
 }
 
+/// Reads up to this much of a file in one go (one chunk of a download).
+const READ_CHUNK: usize = 1 << 20;
+/// Chunks a download reads ahead of the response (the disk and the socket work at once).
+const READ_AHEAD: usize = 2;
+/// An upload's small chunks are gathered into writes of at least this much.
+const WRITE_CHUNK: usize = 256 * 1024;
+/// Chunks an upload hands to its writer ahead of the disk (hashing and writing overlap).
+const WRITE_AHEAD: usize = 4;
+
+/// A file being written by a blocking thread: chunks in, then `None` to finish (fsync). A
+/// writer whose sender goes away without `None` stops without syncing.
+type Chunks = tokio::sync::mpsc::Sender<Option<Bytes>>;
+
+fn write_file(
+    mut file: std::fs::File,
+    mut chunks: tokio::sync::mpsc::Receiver<Option<Bytes>>,
+) -> io::Result<()> {
+    while let Some(chunk) = chunks.blocking_recv() {
+        match chunk {
+            Some(chunk) => file.write_all(&chunk)?,
+            None => return file.sync_all(),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Interrupted,
+        "the write was abandoned",
+    ))
+}
+
+/// Feeds a body to a writer (each chunk shown to `observe` first), gathering small chunks; its
+/// size. Stops early if the writer has failed (its error tells why).
+async fn feed(
+    mut body: ByteStream,
+    observe: Observer<'_>,
+    chunks: &Chunks,
+) -> Result<u64, ObjectError> {
+    let mut size = 0u64;
+    let mut pending = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ObjectError::BodyFailed(e.to_string()))?;
+        observe(&chunk)?;
+        size += chunk.len() as u64;
+        let out = if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
+            chunk
+        } else {
+            pending.extend_from_slice(&chunk);
+            if pending.len() < WRITE_CHUNK {
+                continue;
+            }
+            pending.split().freeze()
+        };
+        if chunks.send(Some(out)).await.is_err() {
+            return Ok(size);
+        }
+    }
+    if !pending.is_empty() {
+        let _ = chunks.send(Some(pending.freeze())).await;
+    }
+    let _ = chunks.send(None).await;
+    Ok(size)
+}
+
+/// The next `len` bytes of a file (or an error: the data is shorter than its metadata says).
+/// Read into fresh memory without zeroing it first (`read_to_end` reads into spare capacity).
+fn read_chunk(file: &mut std::fs::File, len: usize) -> io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "object data is shorter than its metadata says",
+        ));
+    }
+    Ok(Bytes::from(buf))
+}
+
 #[async_trait]
 impl ObjectData for LocalDisk {
-    async fn write(
-        &self,
-        mut body: ByteStream,
-        observe: Observer<'_>,
-    ) -> Result<Segment, ObjectError> {
+    async fn write(&self, body: ByteStream, observe: Observer<'_>) -> Result<Segment, ObjectError> {
         let locator = uuid::Uuid::new_v4().simple().to_string();
         let path = self.path(&locator)?;
         let dir = path.parent().expect("a shard directory").to_path_buf();
-        tokio::fs::create_dir_all(&dir).await?;
         let tmp_path = dir.join(format!(".{locator}.tmp"));
-        let mut file = tokio::fs::File::create(&tmp_path).await?;
+        let created = tmp_path.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(created.parent().expect("a shard directory"))?;
+            std::fs::File::create(&created)
+        })
+        .await
+        .map_err(io::Error::other)??;
         let mut tmp = TempFile(Some(tmp_path.clone()));
-        let mut size = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ObjectError::BodyFailed(e.to_string()))?;
-            observe(&chunk)?;
-            file.write_all(&chunk).await?;
-            size += chunk.len() as u64;
-        }
-        file.flush().await?;
-        file.sync_all().await?;
-        drop(file);
+        // The disk is written by a thread of its own while the body arrives and is hashed.
+        let (chunks, received) = tokio::sync::mpsc::channel(WRITE_AHEAD);
+        let writer = tokio::task::spawn_blocking(move || write_file(file, received));
+        let fed = feed(body, observe, &chunks).await;
+        drop(chunks);
+        let written = writer.await.map_err(io::Error::other)?;
+        let size = fed?;
+        written?;
         tokio::fs::rename(&tmp_path, &path).await?;
         tmp.0 = None;
         fsync_dir(&dir).await?;
@@ -130,29 +219,46 @@ impl ObjectData for LocalDisk {
     }
 
     async fn read(&self, locator: &str, offset: u64, len: u64) -> Result<ByteStream, ObjectError> {
-        let mut file = match tokio::fs::File::open(self.path(locator)?).await {
-            Ok(f) => f,
+        let path = self.path(locator)?;
+        // Opened (and a small object read whole) in one trip to a blocking thread.
+        let opened = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            let mut file = std::fs::File::open(path)?;
+            if offset > 0 {
+                file.seek(io::SeekFrom::Start(offset))?;
+            }
+            let whole = match len <= READ_CHUNK as u64 {
+                true => Some(read_chunk(&mut file, len as usize)?),
+                false => None,
+            };
+            Ok((file, whole))
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let (mut file, whole) = match opened {
+            Ok(o) => o,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ObjectError::NoSuchKey),
             Err(e) => return Err(e.into()),
         };
-        if offset > 0 {
-            file.seek(io::SeekFrom::Start(offset)).await?;
+        if let Some(bytes) = whole {
+            let chunks = (!bytes.is_empty()).then_some(Ok(bytes));
+            return Ok(futures_util::stream::iter(chunks).boxed());
         }
-        let stream = futures_util::stream::try_unfold((file, len), |(mut file, left)| async move {
-            if left == 0 {
-                return Ok(None);
+        // A large read: a thread reads ahead while the response is sent.
+        let (chunks, received) = tokio::sync::mpsc::channel(READ_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let mut left = len;
+            while left > 0 {
+                let want = left.min(READ_CHUNK as u64) as usize;
+                let chunk = read_chunk(&mut file, want);
+                let failed = chunk.is_err();
+                if chunks.blocking_send(chunk).is_err() || failed {
+                    return;
+                }
+                left -= want as u64;
             }
-            let want = left.min(READ_CHUNK as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            let n = file.read(&mut buf).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "object data is shorter than its metadata says",
-                ));
-            }
-            buf.truncate(n);
-            Ok(Some((buf.freeze(), (file, left - n as u64))))
+        });
+        let stream = futures_util::stream::unfold(received, |mut received| async move {
+            received.recv().await.map(|chunk| (chunk, received))
         });
         Ok(stream.boxed())
     }
@@ -264,6 +370,46 @@ mod tests {
             Err(ObjectError::NoSuchKey)
         ));
         assert!(disk.read("../../etc/passwd", 0, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn large_data_is_written_and_read_ahead_in_order_by_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalDisk::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..READ_CHUNK * 5 / 2)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        // Chunks of many sizes: small ones gathered, large ones passed on.
+        let chunks: Vec<io::Result<Bytes>> = bytes
+            .chunks(1000)
+            .take(300)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .chain(
+                bytes[300_000..]
+                    .chunks(WRITE_CHUNK + 17)
+                    .map(|c| Ok(Bytes::copy_from_slice(c))),
+            )
+            .collect();
+        let seg = disk
+            .write(body(chunks), &mut |_: &[u8]| Ok(()))
+            .await
+            .unwrap();
+        assert_eq!(seg.size, bytes.len() as u64);
+        let all = disk.read(&seg.locator, 0, seg.size).await.unwrap();
+        assert!(collect(all).await == bytes);
+        let (from, len) = (READ_CHUNK - 3, READ_CHUNK + 10);
+        let part = disk
+            .read(&seg.locator, from as u64, len as u64)
+            .await
+            .unwrap();
+        assert!(collect(part).await == bytes[from..from + len]);
+        // Metadata claiming more than the data holds ends the stream with an error.
+        let long = disk
+            .read(&seg.locator, 0, seg.size + READ_CHUNK as u64)
+            .await
+            .unwrap();
+        let results: Vec<io::Result<Bytes>> = long.collect().await;
+        assert!(results.last().unwrap().is_err());
     }
 
     #[tokio::test]

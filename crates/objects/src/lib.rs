@@ -19,7 +19,7 @@ pub mod notification;
 
 pub use checksum::Algorithm;
 pub use conditions::{ByteRange, Conditions};
-pub use data::{ByteStream, LocalDisk, ObjectData};
+pub use data::{byte_stream, ByteStream, LocalDisk, ObjectData};
 pub use error::ObjectError;
 pub use notification::{EventName, NoEvents, NotificationConfig, ObjectEvent, ObjectEvents};
 
@@ -119,10 +119,17 @@ impl Objects {
     }
 
     /// Removes object data no metadata refers to (writes cut off by a crash, data whose
-    /// delete a crash interrupted). At start-up, before serving; returns how many went.
+    /// delete a crash interrupted). At start-up, before serving, and every
+    /// [`Objects::collection_interval`] if the data store has one; returns how many went.
     pub async fn collect_garbage(&self) -> Result<u64, ObjectError> {
         let referenced: HashSet<String> = self.store.referenced_data().await?.into_iter().collect();
         self.data.collect_garbage(&referenced).await
+    }
+
+    /// How often [`Objects::collect_garbage`] should run while serving (`None`: at start-up
+    /// only, before anything writes).
+    pub fn collection_interval(&self) -> Option<std::time::Duration> {
+        self.data.collection_interval()
     }
 
     // ---- buckets -------------------------------------------------------------------------
@@ -453,20 +460,60 @@ impl Objects {
         Err(ObjectError::NoSuchKey)
     }
 
-    /// Deletes an object; a missing key is no error (DeleteObject).
+    /// Deletes an object; a missing key is no error (DeleteObject): whether there was one.
     pub async fn delete_object(
         &self,
         namespace: &str,
         bucket: &str,
         key: &str,
-    ) -> Result<(), ObjectError> {
+    ) -> Result<bool, ObjectError> {
         names::check_key(key)?;
         let b = self.bucket(namespace, bucket).await?;
-        if let Some(object) = self.store.delete_object(bucket, key).await? {
-            self.notify(&b, EventName::Delete, &object).await?;
-            self.discard_object(Some(object)).await;
+        match self.store.delete_object(bucket, key).await? {
+            Some(object) => {
+                self.notify(&b, EventName::Delete, &object).await?;
+                self.discard_object(Some(object)).await;
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        Ok(())
+    }
+
+    /// Deletes every object of a bucket (each reported as a delete) and aborts its multipart
+    /// uploads, so that it can be deleted; how many objects went. Objects written meanwhile
+    /// may remain.
+    pub async fn empty_bucket(&self, namespace: &str, name: &str) -> Result<u64, ObjectError> {
+        self.bucket(namespace, name).await?;
+        let mut deleted = 0;
+        let mut query = ListQuery {
+            prefix: String::new(),
+            start_after: None,
+            delimiter: None,
+            max_keys: MAX_LIST,
+        };
+        loop {
+            let page = self.store.list_objects(name, &query).await?;
+            for o in &page.objects {
+                if self.delete_object(namespace, name, &o.key).await? {
+                    deleted += 1;
+                }
+            }
+            if !page.truncated {
+                break;
+            }
+            query.start_after = page.last;
+        }
+        loop {
+            let uploads = self.store.list_uploads(name, "", None, MAX_LIST).await?;
+            for u in &uploads {
+                if let Some(locators) = self.store.abort_upload(&u.id).await? {
+                    self.discard(&locators).await;
+                }
+            }
+            if uploads.len() < MAX_LIST {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Deletes many objects (DeleteObjects): each key's outcome.
@@ -484,7 +531,10 @@ impl Objects {
         self.bucket(namespace, bucket).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let result = self.delete_object(namespace, bucket, &key).await;
+            let result = self
+                .delete_object(namespace, bucket, &key)
+                .await
+                .map(|_| ());
             out.push((key, result));
         }
         Ok(out)

@@ -208,8 +208,8 @@ async fn objects_round_trip_with_ranges_conditions_and_etags() {
             .await,
         Err(ObjectError::InvalidRequest(_))
     ));
-    f.objects.delete_object(NS, "bkt", "copy").await.unwrap();
-    f.objects.delete_object(NS, "bkt", "copy").await.unwrap();
+    assert!(f.objects.delete_object(NS, "bkt", "copy").await.unwrap());
+    assert!(!f.objects.delete_object(NS, "bkt", "copy").await.unwrap());
     assert_eq!(data_files(f.dir.path()).len(), 1);
 }
 
@@ -365,6 +365,27 @@ async fn buckets_belong_to_their_namespace() {
         f.objects.delete_bucket(NS, "bkt").await,
         Err(ObjectError::NoSuchBucket)
     ));
+}
+
+#[tokio::test]
+async fn emptying_a_bucket_deletes_its_objects_and_uploads_across_pages() {
+    let f = fixture();
+    f.objects.create_bucket(NS, "bkt", None).await.unwrap();
+    let n = MAX_LIST + 5;
+    for i in 0..n {
+        put(&f, &format!("k/{i:05}"), b"x").await;
+    }
+    f.objects
+        .create_upload(NS, "bkt", "half", ObjectAttrs::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.objects.empty_bucket("other", "bkt").await,
+        Err(ObjectError::AccessDenied)
+    ));
+    assert_eq!(f.objects.empty_bucket(NS, "bkt").await.unwrap(), n as u64);
+    assert!(data_files(f.dir.path()).is_empty());
+    f.objects.delete_bucket(NS, "bkt").await.unwrap();
 }
 
 #[tokio::test]

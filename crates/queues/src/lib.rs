@@ -610,6 +610,8 @@ impl Queues {
             Endpoint::Queue(q) => {
                 self.queue(namespace, q).await?;
             }
+            // The caller checks that the workflow exists (they live above this crate).
+            Endpoint::Workflow(_) => {}
         }
         if self
             .inner
@@ -619,10 +621,7 @@ impl Queues {
             .iter()
             .any(|s| s.endpoint == endpoint)
         {
-            let (kind, target) = match &endpoint {
-                Endpoint::Function(f) => ("function", f),
-                Endpoint::Queue(q) => ("queue", q),
-            };
+            let (kind, target) = endpoint.kind_and_target();
             return Err(QueueError::Conflict(format!(
                 "{kind} '{target}' is already subscribed to '{topic}'"
             )));
@@ -655,7 +654,7 @@ impl Queues {
     }
 
     /// Publishes to every subscription: queues get the SNS notification as a message (all in
-    /// one transaction, before this returns); functions get the SNS event through
+    /// one transaction, before this returns); functions and workflows get the SNS event through
     /// the durable async invocation queue ([`FunctionRunner::enqueue`]). Returns the message id and the number of deliveries.
     pub async fn publish(
         &self,
@@ -690,7 +689,7 @@ impl Queues {
                         visible_at_ms: now,
                     },
                 )),
-                Endpoint::Function(_) => None,
+                Endpoint::Function(_) | Endpoint::Workflow(_) => None,
             })
             .collect();
         if !to_queues.is_empty() {
@@ -704,18 +703,21 @@ impl Queues {
         }
         let runner = self.runner()?;
         for s in &subscriptions {
-            if let Endpoint::Function(f) = &s.endpoint {
-                let event =
-                    events::sns_event(&format!("{topic_arn}:{}", s.id), notification.clone());
-                runner
-                    .enqueue(namespace, f, Bytes::from(event.to_string()), "sns")
-                    .await
-                    .map_err(|e| {
-                        QueueError::Store(lambent_store::StoreError::Database(format!(
-                            "could not queue the delivery to function '{f}': {e}"
-                        )))
-                    })?;
-            }
+            // Functions and workflows get the SNS event through the durable async queue.
+            let target = match &s.endpoint {
+                Endpoint::Function(f) => f.clone(),
+                Endpoint::Workflow(w) => lambent_store::events::workflow_target(w),
+                Endpoint::Queue(_) => continue,
+            };
+            let event = events::sns_event(&format!("{topic_arn}:{}", s.id), notification.clone());
+            runner
+                .enqueue(namespace, &target, Bytes::from(event.to_string()), "sns")
+                .await
+                .map_err(|e| {
+                    QueueError::Store(lambent_store::StoreError::Database(format!(
+                        "could not queue the delivery to '{target}': {e}"
+                    )))
+                })?;
         }
         Ok((message_id, subscriptions.len()))
     }

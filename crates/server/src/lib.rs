@@ -12,7 +12,8 @@
 //! <data-dir>/code/<sha256>/  unpacked code, bind-mounted read-only at /var/task
 //! <data-dir>/runtimes/       Lambent's runtime clients, bind-mounted read-only at /var/runtime
 //! <data-dir>/sandboxes/      sandbox scratch (mount points)
-//! <data-dir>/objects/        S3 object data (`lambent_objects::LocalDisk`; metadata in the store)
+//! <data-dir>/objects/        S3 object data (`lambent_objects::LocalDisk`; metadata in the store;
+//!                             a cluster keeps it in NATS, `lambent_bus_nats::NatsObjectData`)
 //! <data-dir>/api-key         the default namespace's generated API key (mode 0600)
 //! <data-dir>/session-secret  signs the sandboxes' session credentials (mode 0600; a cluster
 //!                            node derives it from the cluster's shared secret instead)
@@ -26,7 +27,7 @@ pub mod sdk;
 
 pub use platform::aws_router;
 
-use lambent_bus_nats::{NatsBlobs, NatsBus};
+use lambent_bus_nats::{NatsBlobs, NatsBus, NatsObjectData};
 use lambent_cluster::node::{
     mapping_lease, Cluster, JoinOptions, StatsFn, PRUNER_LEASE, SCHEDULES_LEASE,
 };
@@ -37,6 +38,7 @@ use lambent_events::{Events, Runner, WorkerOptions};
 use lambent_gateway::credentials::{Credentials, SessionKeys};
 use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
 use lambent_invoker::{Invoker, InvokerConfig, PlatformHandle, RecordSink};
+use lambent_objects::{LocalDisk, ObjectData};
 use lambent_queues::{Mapping, PollAll, PollGate};
 use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
@@ -267,6 +269,8 @@ struct Backends {
     workflows: Arc<dyn WorkflowStore>,
     tables: Arc<dyn TableStore>,
     objects: Arc<dyn ObjectStore>,
+    /// S3 object bytes: the data dir's `objects/`, or the cluster's NATS object store.
+    object_data: Arc<dyn ObjectData>,
     blobs: Arc<dyn BlobStore>,
     bus: Arc<dyn Bus>,
     /// Cluster mode: the membership table.
@@ -277,7 +281,13 @@ struct Backends {
 }
 
 impl Backends {
-    fn of<S>(store: Arc<S>, blobs: Arc<dyn BlobStore>, bus: Arc<dyn Bus>, node_id: String) -> Self
+    fn of<S>(
+        store: Arc<S>,
+        object_data: Arc<dyn ObjectData>,
+        blobs: Arc<dyn BlobStore>,
+        bus: Arc<dyn Bus>,
+        node_id: String,
+    ) -> Self
     where
         S: Store + EventStore + RouteStore + QueueStore + ObjectStore + WorkflowStore + TableStore,
     {
@@ -289,6 +299,7 @@ impl Backends {
             workflows: store.clone(),
             tables: store.clone(),
             objects: store,
+            object_data,
             blobs,
             bus,
             cluster: None,
@@ -302,15 +313,18 @@ impl Backends {
         let sqlite = Arc::new(SqliteStore::open(&data.join("lambent.db"))?);
         let blobs = Arc::new(FsBlobs::open(data.join("blobs"))?);
         let bus = Arc::new(LocalBus::new(lambent_core::LOCAL_NODE));
+        let object_data = Arc::new(LocalDisk::open(data.join("objects")).map_err(objects_err)?);
         Ok(Backends::of(
             sqlite,
+            object_data,
             blobs,
             bus,
             lambent_core::LOCAL_NODE.into(),
         ))
     }
 
-    /// A cluster node: PostgreSQL for state, NATS for signals and code (cached in the data dir).
+    /// A cluster node: PostgreSQL for state, NATS for signals, code (cached in the data dir) and
+    /// S3 object data.
     async fn cluster(
         data: &Path,
         store_url: &str,
@@ -327,13 +341,14 @@ impl Backends {
         let identity = pg.identity().await?;
         let bus = Arc::new(NatsBus::connect(bus_url, &node_id, &identity.id).await?);
         let blobs = Arc::new(NatsBlobs::for_bus(&bus, &identity.id, data.join("blobs")).await?);
+        let object_data = Arc::new(NatsObjectData::for_bus(&bus, &identity.id).await?);
         tracing::info!(
             "joining cluster {} as node {node_id} (PostgreSQL at {}, NATS at {})",
             identity.id,
             pg.address(),
             bus.address()
         );
-        let mut backends = Backends::of(pg.clone(), blobs, bus, node_id);
+        let mut backends = Backends::of(pg.clone(), object_data, blobs, bus, node_id);
         backends.cluster = Some(pg);
         backends.secret = Some(identity.secret.clone());
         Ok(backends)
@@ -589,13 +604,17 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         queues,
         bus: backends.bus.clone(),
         cluster: cluster.clone(),
+        workflows: std::sync::OnceLock::new(),
     });
+    // The deployment serving a function now: for async events, and for the steps of sequences.
+    let lookup: lambent_invoker::Lookup = {
+        let app = Arc::downgrade(&app);
+        Arc::new(move |ns, name| app.upgrade()?.registry.lookup(ns, name))
+    };
+    app.registry.invoker().set_lookup(lookup.clone());
     let runner = Runner {
         invoker: app.registry.invoker().clone(),
-        lookup: {
-            let app = Arc::downgrade(&app);
-            Arc::new(move |ns, name| app.upgrade()?.registry.lookup(ns, name))
-        },
+        lookup,
         recorder: app.recorder.clone(),
         deliver: Some(Arc::new(RegistryRunner(Arc::downgrade(&app)))),
     };
@@ -642,13 +661,18 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
 
     let objects = Arc::new(lambent_objects::Objects::new(
         backends.objects.clone(),
-        Arc::new(lambent_objects::LocalDisk::open(data.join("objects")).map_err(objects_err)?),
+        backends.object_data.clone(),
         Arc::new(notifications::Notifier::new(app.clone())),
         opts.region.clone(),
     ));
-    let collected = objects.collect_garbage().await.map_err(objects_err)?;
-    if collected > 0 {
-        tracing::info!("removed {collected} pieces of object data no object refers to");
+    match objects.collection_interval() {
+        // The node's own disk: collected once, before anything writes.
+        None => report_collected(objects.collect_garbage().await.map_err(objects_err)?),
+        // Shared data other nodes write to meanwhile: collected while serving.
+        Some(interval) => background.push(tokio::spawn(collect_object_garbage(
+            objects.clone(),
+            interval,
+        ))),
     }
     let s3 = Arc::new(lambent_s3_api::Endpoint::new(
         objects.clone(),
@@ -662,6 +686,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         cluster.node_id().to_string(),
     );
     background.push(workflows.start_background(clustered));
+    let _ = app
+        .workflows
+        .set(lambent_sfn_api::triggers::WorkflowTrigger::hook(&workflows));
     let dynamodb = Arc::new(lambent_dynamodb_api::Endpoint {
         tables: Arc::new(lambent_dynamodb_api::Tables::new(
             backends.tables.clone(),
@@ -691,7 +718,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let router = aws_services(
         lambent_gateway::router(app.clone())
             .merge(aws)
-            .merge(buckets::routes(app.clone(), objects)),
+            .merge(buckets::routes(app.clone(), objects))
+            .merge(lambent_sfn_api::rest::routes(workflows.clone())),
     );
     let sdks = match sdk_cache {
         Ok(cache) => {
@@ -769,6 +797,24 @@ async fn dispatch_s3(
         response.map(axum::body::Body::new)
     } else {
         next.run(req).await
+    }
+}
+
+fn report_collected(collected: u64) {
+    if collected > 0 {
+        tracing::info!("removed {collected} pieces of object data no object refers to");
+    }
+}
+
+/// Collects object data no object refers to now and every `interval` (a failed round is
+/// logged and tried again at the next).
+async fn collect_object_garbage(objects: Arc<lambent_objects::Objects>, interval: Duration) {
+    loop {
+        match objects.collect_garbage().await {
+            Ok(collected) => report_collected(collected),
+            Err(e) => tracing::warn!("collecting object data garbage: {e}"),
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 

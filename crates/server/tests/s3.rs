@@ -6,6 +6,7 @@
 mod common;
 
 use common::{node_with, python_venv, Node};
+use lambent_store::cluster::ClusterStore;
 use lambent_store::lambda::{AccessKey, LambdaStore};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,8 +90,27 @@ async fn aws(node: &Node, args: &[&str], cwd: &Path) -> String {
     .unwrap()
 }
 
-/// Every file under the node's object data directory.
-fn data_files(node: &Node) -> Vec<PathBuf> {
+/// Every piece of object data the node stores: the files under its data dir's `objects/`, or,
+/// on a cluster, the pieces in its cluster's NATS bucket (written or being written, not
+/// deleted: a deleted piece's chunks stay a while for reads in flight).
+async fn data_files(node: &Node) -> Vec<PathBuf> {
+    if let Some((pg, nats)) = &node.cluster {
+        let store = lambent_store_postgres::PgStore::connect(pg).await.unwrap();
+        let id = store.identity().await.unwrap().id;
+        let bus = lambent_bus_nats::NatsBus::connect(nats, "counter", &id)
+            .await
+            .unwrap();
+        let data = lambent_bus_nats::NatsObjectData::for_bus(&bus, &id)
+            .await
+            .unwrap();
+        return data
+            .stored()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+    }
     let mut out = Vec::new();
     let mut stack = vec![node._data.path().join("objects")];
     while let Some(dir) = stack.pop() {
@@ -137,7 +157,8 @@ async fn boto3_runs_every_operation_and_its_errors_and_a_restart_keeps_the_objec
         b"kept across a restart"
     );
     // Exactly the data of what is stored: 2 parts of `multi`, `plain`, `replaced`.
-    assert_eq!(data_files(&node).len(), 4, "{:?}", data_files(&node));
+    let files = data_files(&node).await;
+    assert_eq!(files.len(), 4, "{files:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +171,7 @@ async fn bad_input_gets_s3_errors_and_leaves_nothing_behind() {
         .find_map(|l| l.strip_prefix("objects: "))
         .and_then(|n| n.parse().ok())
         .expect("the scenario says how many objects it stored");
-    let files = data_files(&node);
+    let files = data_files(&node).await;
     assert_eq!(files.len(), stored, "{files:?}");
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy();
@@ -255,7 +276,8 @@ async fn the_aws_cli_copies_syncs_lists_uploads_in_parts_and_presigns() {
 
     aws(&node, &["s3", "rm", "--recursive", "s3://cli/"], d).await;
     aws(&node, &["s3", "rb", "s3://cli"], d).await;
-    assert!(data_files(&node).is_empty(), "{:?}", data_files(&node));
+    let files = data_files(&node).await;
+    assert!(files.is_empty(), "{files:?}");
 }
 
 /// A presigned PUT URL for `cli/by-curl.txt` (the AWS CLI presigns GETs only).

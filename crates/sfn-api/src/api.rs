@@ -96,7 +96,7 @@ async fn serve(workflows: &Workflows, request: Request) -> Result<Value, SfnErro
 }
 
 /// Epoch seconds, as the JSON protocol carries timestamps.
-fn seconds(ms: i64) -> Value {
+pub(crate) fn seconds(ms: i64) -> Value {
     json!(ms as f64 / 1000.0)
 }
 
@@ -383,7 +383,7 @@ fn describe_execution(e: &StoredExecution) -> Value {
     v
 }
 
-fn sync_result(r: &SyncResult) -> Value {
+pub(crate) fn sync_result(r: &SyncResult) -> Value {
     let mut v = json!({
         "executionArn": r.execution_arn, "stateMachineArn": r.state_machine_arn,
         "name": r.name, "startDate": seconds(r.start_ms), "stopDate": seconds(r.stop_ms),

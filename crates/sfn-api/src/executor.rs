@@ -10,7 +10,8 @@ use crate::error::SfnError;
 use crate::tasks::Tasks;
 use lambent_gateway::App;
 use lambent_store::workflows::{
-    Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, WorkflowStore,
+    Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, TransitionUsage,
+    WorkflowStore,
 };
 use lambent_workflows::{
     Diagnostic, Execution, ExecutionInfo, ExecutionSink, ExecutionState, HistoryEvent, MemorySink,
@@ -80,6 +81,17 @@ pub fn check_name(name: &str) -> Result<(), SfnError> {
     Ok(())
 }
 
+/// A state machine's type: `STANDARD` (the default) or `EXPRESS`.
+pub fn check_kind(kind: Option<&str>) -> Result<&'static str, SfnError> {
+    match kind.unwrap_or(STANDARD) {
+        STANDARD => Ok(STANDARD),
+        EXPRESS => Ok(EXPRESS),
+        other => Err(SfnError::Validation(format!(
+            "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [STANDARD, EXPRESS]"
+        ))),
+    }
+}
+
 /// The parts of an execution ARN
 /// `arn:aws:states:<region>:<namespace>:(execution|express):<machine>:<name>[:<id>]`.
 pub struct ExecutionArn<'a> {
@@ -117,7 +129,8 @@ impl Workflows {
         )
     }
 
-    fn execution_arn(&self, namespace: &str, machine: &str, name: &str) -> String {
+    /// The ARN of the Standard execution `name` of state machine `machine`.
+    pub fn execution_arn(&self, namespace: &str, machine: &str, name: &str) -> String {
         format!(
             "arn:aws:states:{}:{namespace}:execution:{machine}:{name}",
             self.region
@@ -147,6 +160,17 @@ impl Workflows {
             }
             _ => Err(invalid()),
         }
+    }
+
+    /// A state machine's type: `STANDARD` (the default) or `EXPRESS`.
+    pub fn check_kind(kind: Option<&str>) -> Result<&'static str, SfnError> {
+        match kind.unwrap_or(STANDARD) {
+        STANDARD => Ok(STANDARD),
+        EXPRESS => Ok(EXPRESS),
+        other => Err(SfnError::Validation(format!(
+            "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [STANDARD, EXPRESS]"
+        ))),
+    }
     }
 
     /// The parts of an execution ARN of `namespace`.
@@ -197,14 +221,7 @@ impl Workflows {
         role_arn: &str,
     ) -> Result<StoredStateMachine, SfnError> {
         check_name(name)?;
-        let kind = match kind.unwrap_or(STANDARD) {
-            k @ (STANDARD | EXPRESS) => k,
-            other => {
-                return Err(SfnError::Validation(format!(
-                    "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [STANDARD, EXPRESS]"
-                )))
-            }
-        };
+        let kind = check_kind(kind)?;
         Self::parse_definition(definition)?;
         let now = now_ms();
         let sm = StoredStateMachine {
@@ -512,6 +529,16 @@ impl Workflows {
                 limit,
             })
             .await?)
+    }
+
+    /// Per state machine of `namespace`: executions started since `since_ms` and their state
+    /// transitions (metering).
+    pub async fn transition_usage(
+        &self,
+        namespace: &str,
+        since_ms: i64,
+    ) -> Result<Vec<TransitionUsage>, SfnError> {
+        Ok(self.store.transition_usage(namespace, since_ms).await?)
     }
 
     /// A page of an execution's history events (as stored, `HistoryEvent` JSON).

@@ -8,13 +8,17 @@
 //!   Lambent's parts (functions through the gateway's invocation path, queues, topics, nested
 //!   executions); [`callbacks`] carries `SendTask*` to a `.waitForTaskToken` Task.
 //! - [`api`]: the protocol adapter, the AWS Step Functions JSON 1.0 API behind SigV4
-//!   (service `states`), mounted on the server's router with [`api::intercept`].
+//!   (service `states`), mounted on the server's router with [`api::intercept`]; and
+//!   [`rest`], Lambent's own `/v1/workflows…` API (the CLI's), over the same executor calls;
+//!   [`triggers`], what the gateway's routes call to start executions.
 
 pub mod api;
 pub mod callbacks;
 pub mod error;
 pub mod executor;
+pub mod rest;
 pub mod tasks;
+pub mod triggers;
 
 pub use error::SfnError;
 pub use executor::Workflows;

@@ -299,7 +299,8 @@ fn function_from_row(row: &Row) -> Result<Function, StoreError> {
 
 const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
-error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node";
+error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
+parent, steps";
 
 fn opt_u64(row: &Row, i: usize) -> Option<u64> {
     row.get::<_, Option<i64>>(i).map(|v| v as u64)
@@ -342,6 +343,9 @@ fn activation_from_row(row: &Row) -> Result<Activation, StoreError> {
         error_message: row.get(16),
         logs: row.get(17),
         node: row.get(22),
+        parent: row.get(23),
+        steps: lambent_store::steps_from_column(row.get::<_, Option<&str>>(24))
+            .map_err(json_err)?,
     })
 }
 
@@ -371,6 +375,8 @@ struct ActivationColumns {
     init_runtime_us: Vec<Option<i64>>,
     init_import_us: Vec<Option<i64>>,
     node: Vec<String>,
+    parent: Vec<Option<String>>,
+    steps: Vec<Option<String>>,
 }
 
 impl ActivationColumns {
@@ -404,6 +410,8 @@ impl ActivationColumns {
         self.init_import_us
             .push(a.init.and_then(|i| i.import_us.map(|v| v as i64)));
         self.node.push(a.node.clone());
+        self.parent.push(a.parent.clone());
+        self.steps.push(lambent_store::steps_column(&a.steps));
     }
 }
 
@@ -517,7 +525,8 @@ impl Store for PgStore {
                  $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], \
                  $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], \
                  $12::boolean[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], \
-                 $18::text[], $19::text[], $20::bigint[], $21::bigint[], $22::bigint[], $23::text[]) \
+                 $18::text[], $19::text[], $20::bigint[], $21::bigint[], $22::bigint[], $23::text[], \
+                 $24::text[], $25::text[]) \
                  ON CONFLICT (id) DO NOTHING"
             ),
             &[
@@ -544,6 +553,8 @@ impl Store for PgStore {
                 &c.init_runtime_us,
                 &c.init_import_us,
                 &c.node,
+                &c.parent,
+                &c.steps,
             ],
         )
         .await?;

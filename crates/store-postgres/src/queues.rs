@@ -36,11 +36,7 @@ fn subscription_from_row(r: &Row) -> Subscription {
         id: r.get(0),
         namespace: r.get(1),
         topic: r.get(2),
-        endpoint: if kind == "queue" {
-            Endpoint::Queue(target)
-        } else {
-            Endpoint::Function(target)
-        },
+        endpoint: Endpoint::from_kind(&kind, target),
         created_ms: r.get(5),
     }
 }
@@ -332,10 +328,7 @@ impl QueueStore for PgStore {
     }
 
     async fn subscribe(&self, s: &Subscription) -> Result<(), StoreError> {
-        let (kind, target) = match &s.endpoint {
-            Endpoint::Function(f) => ("function", f.as_str()),
-            Endpoint::Queue(q) => ("queue", q.as_str()),
-        };
+        let (kind, target) = s.endpoint.kind_and_target();
         self.execute(
             "INSERT INTO topic_subscriptions (id, namespace, topic, kind, target, created_ms) \
              VALUES ($1, $2, $3, $4, $5, $6)",

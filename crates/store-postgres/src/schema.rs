@@ -7,8 +7,15 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V1__initial", V1),
     ("V2__objects", V2),
     ("V3__workflows", crate::workflows::MIGRATION),
-    ("V4__tables", crate::tables::MIGRATION),
+    ("V4__sequence_links", V4),
+    ("V5__tables", crate::tables::MIGRATION),
 ];
+
+/// The links between a sequence's activation and its steps' (see `lambent_core::Activation`).
+const V4: &str = r#"
+ALTER TABLE activations ADD COLUMN parent TEXT;
+ALTER TABLE activations ADD COLUMN steps TEXT;
+"#;
 
 const V1: &str = r#"
 CREATE TABLE functions (

@@ -6,7 +6,8 @@
 use crate::PgStore;
 use async_trait::async_trait;
 use lambent_store::workflows::{
-    Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, WorkflowStore,
+    Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, TransitionUsage,
+    WorkflowStore,
 };
 use lambent_store::StoreError;
 use tokio_postgres::Row;
@@ -251,6 +252,28 @@ impl WorkflowStore for PgStore {
             .await?
             .iter()
             .map(execution_from_row)
+            .collect())
+    }
+
+    async fn transition_usage(
+        &self,
+        namespace: &str,
+        since_ms: i64,
+    ) -> Result<Vec<TransitionUsage>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT state_machine_arn, COUNT(*)::BIGINT, COALESCE(SUM(transitions), 0)::BIGINT \
+                 FROM executions WHERE namespace = $1 AND start_ms >= $2 \
+                 GROUP BY state_machine_arn ORDER BY state_machine_arn",
+                &[&namespace, &since_ms],
+            )
+            .await?
+            .iter()
+            .map(|r| TransitionUsage {
+                state_machine_arn: r.get(0),
+                executions: r.get::<_, i64>(1) as u64,
+                transitions: r.get::<_, i64>(2) as u64,
+            })
             .collect())
     }
 

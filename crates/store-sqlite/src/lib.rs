@@ -70,6 +70,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     "ALTER TABLE activations ADD COLUMN node TEXT NOT NULL DEFAULT '';",
     objects::MIGRATION,
     workflows::MIGRATION,
+    "ALTER TABLE activations ADD COLUMN parent TEXT; ALTER TABLE activations ADD COLUMN steps TEXT;",
     tables::MIGRATION,
 ];
 
@@ -163,7 +164,8 @@ fn function_from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
 
 const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
-error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node";
+error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
+parent, steps";
 
 fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
     let conv = |e: String| {
@@ -195,6 +197,9 @@ fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
         error_message: row.get(16)?,
         logs: row.get(17)?,
         node: row.get(22)?,
+        parent: row.get(23)?,
+        steps: lambent_store::steps_from_column(row.get::<_, Option<String>>(24)?.as_deref())
+            .map_err(conv)?,
     })
 }
 
@@ -338,7 +343,7 @@ impl Store for SqliteStore {
                     .prepare_cached(&format!(
                         "INSERT OR REPLACE INTO activations ({ACTIVATION_COLUMNS}) VALUES \
                          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                         ?19, ?20, ?21, ?22, ?23)"
+                         ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
                     ))
                     .map_err(db_err)?;
                 for a in &batch {
@@ -372,6 +377,8 @@ impl Store for SqliteStore {
                         runtime_us,
                         import_us,
                         a.node,
+                        a.parent,
+                        lambent_store::steps_column(&a.steps),
                     ])
                     .map_err(db_err)?;
                 }

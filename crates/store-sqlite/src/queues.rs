@@ -84,11 +84,7 @@ fn subscription_from_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
         id: r.get(0)?,
         namespace: r.get(1)?,
         topic: r.get(2)?,
-        endpoint: if kind == "queue" {
-            Endpoint::Queue(target)
-        } else {
-            Endpoint::Function(target)
-        },
+        endpoint: Endpoint::from_kind(&kind, target),
         created_ms: r.get(5)?,
     })
 }
@@ -455,10 +451,8 @@ impl QueueStore for SqliteStore {
 
     async fn subscribe(&self, s: &Subscription) -> Result<(), StoreError> {
         let s = s.clone();
-        let (kind, target) = match &s.endpoint {
-            Endpoint::Function(f) => ("function", f.clone()),
-            Endpoint::Queue(q) => ("queue", q.clone()),
-        };
+        let (kind, target) = s.endpoint.kind_and_target();
+        let target = target.to_string();
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO topic_subscriptions (id, namespace, topic, kind, target, created_ms) \

@@ -4,7 +4,8 @@
 use crate::{db_err, SqliteStore};
 use async_trait::async_trait;
 use lambent_store::workflows::{
-    Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, WorkflowStore,
+    Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, TransitionUsage,
+    WorkflowStore,
 };
 use lambent_store::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
@@ -278,6 +279,34 @@ impl WorkflowStore for SqliteStore {
                     ],
                     execution_from_row,
                 )
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn transition_usage(
+        &self,
+        namespace: &str,
+        since_ms: i64,
+    ) -> Result<Vec<TransitionUsage>, StoreError> {
+        let ns = namespace.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT state_machine_arn, COUNT(*), COALESCE(SUM(transitions), 0) \
+                     FROM executions WHERE namespace = ?1 AND start_ms >= ?2 \
+                     GROUP BY state_machine_arn ORDER BY state_machine_arn",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![ns, since_ms], |r| {
+                    Ok(TransitionUsage {
+                        state_machine_arn: r.get(0)?,
+                        executions: r.get::<_, i64>(1)? as u64,
+                        transitions: r.get::<_, i64>(2)? as u64,
+                    })
+                })
                 .map_err(db_err)?;
             rows.collect::<Result<_, _>>().map_err(db_err)
         })

@@ -62,6 +62,7 @@ macro_rules! contract_tests {
             activations_page_newest_first,
             cold_start_breakdowns_round_trip,
             activation_nodes_round_trip_and_retried_batches_are_tolerated,
+            sequences_and_their_activation_links_round_trip,
             api_keys_map_to_namespaces,
             leases_fence_stale_workers,
             a_fire_applies_once,
@@ -140,6 +141,8 @@ pub fn activation(id: &str, start_ms: i64, status: ActivationStatus) -> Activati
         error_message: None,
         logs: "hello\n".into(),
         node: "n1".into(),
+        parent: None,
+        steps: Vec::new(),
     }
 }
 
@@ -320,6 +323,51 @@ pub async fn activation_nodes_round_trip_and_retried_batches_are_tolerated<S: Co
         .await
         .unwrap();
     assert_eq!(all.len(), 2);
+}
+
+/// A sequence is stored as a function (runtime `sequence`, its components in its config); its
+/// activation lists its steps' and each step's names it as parent.
+pub async fn sequences_and_their_activation_links_round_trip<S: ContractStore>(store: Arc<S>) {
+    let components = ["a".to_string(), "b".to_string(), "a".to_string()];
+    let mut seq = function("seq", 1);
+    seq.config = lambent_core::FunctionConfig::sequence(&components, 9, Some("s".into())).unwrap();
+    (seq.code_sha256, seq.code_size) = (String::new(), 0);
+    store.put_function(&seq, 0).await.unwrap();
+    let got = store.get_function("default", "seq").await.unwrap().unwrap();
+    assert_eq!(got, seq);
+    assert!(got.config.is_sequence());
+    assert_eq!(
+        got.config
+            .sequence
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "a"]
+    );
+
+    let mut parent = activation("p", 100, ActivationStatus::FunctionError);
+    parent.steps = vec!["p-1".into(), "p-2.1".into()];
+    let mut first = activation("p-1", 100, ActivationStatus::Success);
+    first.parent = Some("p".into());
+    let mut second = activation("p-2.1", 101, ActivationStatus::FunctionError);
+    second.parent = Some("p".into());
+    let plain = activation("plain", 102, ActivationStatus::Success);
+    let batch = [parent, first, second, plain];
+    store.insert_activations(&batch).await.unwrap();
+    for a in &batch {
+        let got = store.get_activation("default", &a.id).await.unwrap();
+        assert_eq!(got.as_ref(), Some(a));
+    }
+    let page = store
+        .query_activations(&ActivationQuery {
+            namespace: "default".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let parent = page.iter().find(|a| a.id == "p").unwrap();
+    assert_eq!(parent.steps, ["p-1", "p-2.1"]);
 }
 
 pub async fn api_keys_map_to_namespaces<S: ContractStore>(store: Arc<S>) {
@@ -992,6 +1040,7 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
         sub("s2", Endpoint::Queue("r".into()), 5),
         sub("s1", Endpoint::Function("f".into()), 5),
         sub("s0", Endpoint::Queue("q".into()), 9),
+        sub("s3", Endpoint::Workflow("w".into()), 12),
     ];
     for s in &subs {
         store.subscribe(s).await.unwrap();
@@ -1029,7 +1078,10 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
     assert!(store.all_mappings().await.unwrap().is_empty());
     assert_eq!(
         store.subscriptions("default", "t").await.unwrap(),
-        [sub("s0", Endpoint::Queue("q".into()), 9)]
+        [
+            sub("s0", Endpoint::Queue("q".into()), 9),
+            sub("s3", Endpoint::Workflow("w".into()), 12)
+        ]
     );
     assert_eq!(
         store.queue_counts("default", "r", 100).await.unwrap(),
@@ -1416,7 +1468,8 @@ macro_rules! workflow_contract_tests {
             state_machines_are_created_once_updated_by_revision_and_deleted,
             executions_start_once_by_arn_and_page_newest_first,
             checkpoints_commit_with_their_events_fenced_by_owner,
-            expired_execution_leases_are_claimed_once
+            expired_execution_leases_are_claimed_once,
+            transitions_are_summed_per_state_machine_since_a_time
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -1706,6 +1759,57 @@ pub async fn expired_execution_leases_are_claimed_once(
     assert_eq!(store.extend_execution_leases("n1", 5000).await.unwrap(), 2);
     let e = store.get_execution(&expired.arn).await.unwrap().unwrap();
     assert_eq!(e.lease_until_ms, 5000);
+}
+
+pub async fn transitions_are_summed_per_state_machine_since_a_time(
+    store: Arc<dyn crate::workflows::WorkflowStore>,
+) {
+    use crate::workflows::TransitionUsage;
+    for (sm, name, start) in [
+        ("a", "old", 5),
+        ("a", "e1", 10),
+        ("a", "e2", 20),
+        ("b", "e3", 30),
+    ] {
+        store
+            .start_execution(&execution(sm, name, start, "n1", 1000))
+            .await
+            .unwrap();
+    }
+    let mut other = execution("a", "elsewhere", 40, "n1", 1000);
+    other.namespace = "other".into();
+    other.arn = "arn:aws:states:us-east-1:other:execution:a:elsewhere".into();
+    store.start_execution(&other).await.unwrap();
+    let arn =
+        |sm: &str, name: &str| format!("arn:aws:states:us-east-1:default:execution:{sm}:{name}");
+    for (exec, events) in [
+        (arn("a", "e1"), &[1, 2, 3][..]),
+        (arn("a", "e2"), &[1, 2][..]),
+        (arn("a", "old"), &[1][..]),
+    ] {
+        assert!(store
+            .commit_execution(&exec, "n1", &checkpoint("SUCCEEDED", events, 0))
+            .await
+            .unwrap());
+    }
+    let machine = |sm: &str| format!("arn:aws:states:us-east-1:default:stateMachine:{sm}");
+    assert_eq!(
+        store.transition_usage("default", 10).await.unwrap(),
+        [
+            TransitionUsage {
+                state_machine_arn: machine("a"),
+                executions: 2,
+                transitions: 5
+            },
+            TransitionUsage {
+                state_machine_arn: machine("b"),
+                executions: 1,
+                transitions: 0
+            }
+        ]
+    );
+    assert_eq!(store.transition_usage("default", 31).await.unwrap(), []);
+    assert_eq!(store.transition_usage("other", 0).await.unwrap().len(), 1);
 }
 
 // ---- Tables (DynamoDB-compatible): definitions, items, index entries, stream records ----

@@ -7,6 +7,15 @@
 use crate::StoreError;
 use async_trait::async_trait;
 
+/// The `function` of an event (or schedule) that starts workflow `name` instead of invoking a
+/// function (function names cannot hold a `:`); `lambent-events` delivers it.
+pub fn workflow_target(name: &str) -> String {
+    format!("{WORKFLOW_TARGET_PREFIX}{name}")
+}
+
+/// See [`workflow_target`].
+pub const WORKFLOW_TARGET_PREFIX: &str = "workflow:";
+
 /// One pending asynchronous invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedEvent {

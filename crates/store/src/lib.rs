@@ -149,3 +149,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// A sequence's step ids as one nullable text column (a JSON array; `None` when there are
+/// none), the same on every backend.
+pub fn steps_column(steps: &[String]) -> Option<String> {
+    (!steps.is_empty()).then(|| serde_json::Value::from(steps.to_vec()).to_string())
+}
+
+/// The step ids stored by [`steps_column`].
+pub fn steps_from_column(column: Option<&str>) -> Result<Vec<String>, String> {
+    column.map_or(Ok(Vec::new()), |text| {
+        serde_json::from_str(text).map_err(|e| format!("invalid steps column: {e}"))
+    })
+}

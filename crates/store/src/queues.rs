@@ -100,6 +100,29 @@ pub struct ReceiveRequest {
 pub enum Endpoint {
     Function(String),
     Queue(String),
+    /// A workflow: each notification starts an execution (through the async event queue).
+    Workflow(String),
+}
+
+impl Endpoint {
+    /// How the stores keep it: its kind (`function`, `queue`, `workflow`) and its target.
+    pub fn kind_and_target(&self) -> (&'static str, &str) {
+        match self {
+            Endpoint::Function(f) => ("function", f),
+            Endpoint::Queue(q) => ("queue", q),
+            Endpoint::Workflow(w) => ("workflow", w),
+        }
+    }
+
+    /// The inverse of [`Endpoint::kind_and_target`] (an unknown kind reads as a function, as
+    /// rows written before kinds other than `queue` existed).
+    pub fn from_kind(kind: &str, target: String) -> Endpoint {
+        match kind {
+            "queue" => Endpoint::Queue(target),
+            "workflow" => Endpoint::Workflow(target),
+            _ => Endpoint::Function(target),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,6 +90,14 @@ pub struct ExecutionQuery {
     pub limit: usize,
 }
 
+/// State transitions of one state machine's executions started in a window (metering).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionUsage {
+    pub state_machine_arn: String,
+    pub executions: u64,
+    pub transitions: u64,
+}
+
 /// Durable state machines, executions and histories.
 #[async_trait]
 pub trait WorkflowStore: Send + Sync + 'static {
@@ -116,6 +124,13 @@ pub trait WorkflowStore: Send + Sync + 'static {
     async fn get_execution(&self, arn: &str) -> Result<Option<StoredExecution>, StoreError>;
     async fn list_executions(&self, q: &ExecutionQuery)
         -> Result<Vec<StoredExecution>, StoreError>;
+    /// Per state machine of `namespace` (by ARN): the executions started at or after
+    /// `since_ms` and their state transitions so far.
+    async fn transition_usage(
+        &self,
+        namespace: &str,
+        since_ms: i64,
+    ) -> Result<Vec<TransitionUsage>, StoreError>;
     /// Commits a checkpoint and its events in one transaction, if `owner` still holds the
     /// execution (fencing); false otherwise (nothing written). A status other than `RUNNING`
     /// ends the lease.

@@ -70,6 +70,7 @@ pub mod events;
 pub mod intrinsics;
 pub mod jsonata;
 pub mod path;
+pub mod timeline;
 
 pub use clock::{Clock, TokioClock};
 pub use definition::{QueryLanguage, StateMachine};
@@ -79,3 +80,4 @@ pub use engine::{
 };
 pub use error::{names, Diagnostic, DiagnosticCode, InvalidDefinition, StatesError};
 pub use events::{EventType, ExecutionSink, HistoryEvent, MemorySink};
+pub use timeline::{timeline, TimelineEntry};

@@ -142,7 +142,7 @@ pub struct TopicList {
 pub struct Subscription {
     pub id: String,
     pub topic: String,
-    /// `function` or `queue`.
+    /// `function`, `queue` or `workflow`.
     pub kind: String,
     pub target: String,
     pub created_ms: u64,

@@ -15,7 +15,10 @@ pub struct Route {
     pub key: String,
     pub method: String,
     pub path: String,
+    /// Empty for a workflow's route.
     pub function: String,
+    /// The workflow it starts, if it runs one.
+    pub workflow: Option<String>,
     /// `none` or `key`.
     pub auth: String,
     pub cors: Option<Cors>,

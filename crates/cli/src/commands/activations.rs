@@ -130,7 +130,8 @@ pub fn list(ctx: &Ctx, args: ActivationsArgs) -> Result<ExitCode> {
 }
 
 pub fn get(ctx: &Ctx, args: ActivationArgs) -> Result<ExitCode> {
-    let a = ctx.client()?.get_activation(&args.id)?;
+    let client = ctx.client()?;
+    let a = client.get_activation(&args.id)?;
     if ctx.json() {
         output::print_raw_json(&a.raw);
         return Ok(ExitCode::SUCCESS);
@@ -168,6 +169,13 @@ pub fn get(ctx: &Ctx, args: ActivationArgs) -> Result<ExitCode> {
     ];
     output::print_kv(&rows);
     let mut out = std::io::stdout().lock();
+    if let Some(parent) = &a.parent {
+        writeln!(out, "\nstep of sequence activation {parent}")?;
+    }
+    if !a.steps.is_empty() {
+        writeln!(out, "\nsteps:")?;
+        output::print_table(&steps_table(&client, &a.steps)?);
+    }
     writeln!(out)?;
     if a.logs.is_empty() {
         writeln!(out, "(no logs)")?;
@@ -179,6 +187,30 @@ pub fn get(ctx: &Ctx, args: ActivationArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A sequence's steps, in order: each one's record, read from the server.
+fn steps_table(client: &Client, steps: &[String]) -> Result<comfy_table::Table> {
+    let mut t = output::table(&[
+        "#",
+        "ACTIVATION",
+        "FUNCTION",
+        "STATUS",
+        "DURATION(ms)",
+        "ERROR",
+    ]);
+    for (i, id) in steps.iter().enumerate() {
+        let step = client.get_activation(id)?;
+        t.add_row(vec![
+            (i + 1).to_string(),
+            id.clone(),
+            step.function.clone(),
+            step.status.clone(),
+            ms_from_us(step.duration_us),
+            error_summary(&step),
+        ]);
+    }
+    Ok(t)
 }
 
 /// `sandbox 0.812 ms (zygote), runtime 1.204 ms, import 50.310 ms`; `-` on warm activations.

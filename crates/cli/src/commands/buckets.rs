@@ -1,8 +1,9 @@
-//! `lambent bucket notify|notifications`: which object changes of a bucket invoke a function or
-//! reach a queue or topic (S3 bucket notifications).
+//! `lambent bucket create|ls|rm`: the namespace's S3 buckets; `lambent bucket
+//! notify|notifications`: which object changes of a bucket invoke a function or reach a queue
+//! or topic (S3 bucket notifications). Also how the object store's errors read ([`explain`]).
 
 use super::Ctx;
-use crate::client::{NotificationConfiguration, Notifications};
+use crate::client::{ClientError, NotificationConfiguration, Notifications};
 use crate::output;
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Subcommand};
@@ -10,6 +11,27 @@ use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum BucketCommand {
+    /// Create a bucket (names as on S3: 3-63 of a-z, 0-9, '.', '-', unique on the server).
+    #[command(visible_alias = "mb")]
+    Create {
+        /// The bucket.
+        bucket: String,
+        /// Its region (location constraint) [default: the server's].
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// List the namespace's buckets.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Delete a bucket; it must be empty unless --force is given.
+    #[command(visible_alias = "delete")]
+    Rm {
+        /// The bucket.
+        bucket: String,
+        /// Delete its objects (and abort its multipart uploads) first.
+        #[arg(long, short = 'f')]
+        force: bool,
+    },
     /// Send a bucket's object events to a function, queue or topic (replacing what the bucket
     /// sent to that same target).
     #[command(group(ArgGroup::new("target").required(true).args(["function", "queue", "topic"])))]
@@ -48,6 +70,48 @@ pub enum BucketCommand {
 pub fn run(ctx: &Ctx, command: BucketCommand) -> Result<ExitCode> {
     let client = ctx.client()?;
     match command {
+        BucketCommand::Create { bucket, region } => {
+            let created = client
+                .create_bucket(&bucket, region.as_deref())
+                .map_err(|e| explain(e, &bucket, None, "cannot create bucket"))?;
+            if ctx.json() {
+                output::print_raw_json(&created.raw);
+            } else {
+                println!("created bucket {} ({})", bucket, created.region);
+            }
+        }
+        BucketCommand::Ls => {
+            let list = client.list_buckets().context("cannot list buckets")?;
+            if ctx.json() {
+                output::print_raw_json(&list.raw);
+            } else if list.buckets.is_empty() {
+                println!("no buckets: create one with 'lambent bucket create NAME'");
+            } else {
+                let mut t = output::table(&["NAME", "REGION", "CREATED"]);
+                for b in &list.buckets {
+                    t.add_row(vec![
+                        b.name.clone(),
+                        b.region.clone(),
+                        output::datetime(b.created_ms),
+                    ]);
+                }
+                output::print_table(&t);
+            }
+        }
+        BucketCommand::Rm { bucket, force } => {
+            let deleted = client
+                .delete_bucket(&bucket, force)
+                .map_err(|e| explain(e, &bucket, None, "cannot delete bucket"))?;
+            if ctx.json() {
+                output::print_raw_json(&deleted.raw);
+            } else if force {
+                let n = deleted.deleted_objects;
+                let s = if n == 1 { "" } else { "s" };
+                println!("deleted bucket {bucket} and {n} object{s} in it");
+            } else {
+                println!("deleted bucket {bucket}");
+            }
+        }
         BucketCommand::Notify {
             bucket,
             function,
@@ -118,4 +182,33 @@ fn show(ctx: &Ctx, raw: &[u8], n: &Notifications) {
         ]);
     }
     output::print_table(&t);
+}
+
+/// An object store error as the CLI tells it: what was missing or in the way, by name, and
+/// what to do; other errors keep the server's message after `doing 'bucket'`.
+pub fn explain(e: ClientError, bucket: &str, key: Option<&str>, doing: &str) -> anyhow::Error {
+    let object = key.map(|k| format!("'{k}' in bucket '{bucket}'"));
+    let text = match (e.code(), &object) {
+        (Some("NoSuchBucket"), _) => format!(
+            "bucket '{bucket}' does not exist (create it with 'lambent bucket create {bucket}')"
+        ),
+        (Some("NoSuchKey"), Some(o)) => format!("no object {o}"),
+        (Some("BucketNotEmpty"), _) => format!(
+            "bucket '{bucket}' is not empty: delete its objects first, or use \
+             'lambent bucket rm {bucket} --force'"
+        ),
+        (Some("AccessDenied"), _) => {
+            format!("bucket '{bucket}' belongs to another namespace")
+        }
+        (Some("BucketAlreadyOwnedByYou"), _) => format!("you already have bucket '{bucket}'"),
+        (Some("BucketAlreadyExists"), _) => {
+            format!("the bucket name '{bucket}' is taken (by another namespace)")
+        }
+        (Some("PreconditionFailed"), Some(o)) => format!("object {o} exists already"),
+        _ => {
+            let what = object.unwrap_or_else(|| format!("'{bucket}'"));
+            return anyhow::Error::new(e).context(format!("{doing} {what}"));
+        }
+    };
+    anyhow::anyhow!(text)
 }

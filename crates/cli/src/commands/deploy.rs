@@ -101,14 +101,34 @@ impl DeployArgs {
 
 pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
     let deployments = manifest::resolve(&args.path, &args.overrides())?;
+    let workflows = crate::workflow_manifest::resolve(&args.path)?;
+    let sequences = manifest::sequences(&args.path)?;
     let client = ctx.client()?;
     let deployed = deploy_all(&client, &deployments, args.warm, |f| {
         if !ctx.json() {
             println!("{}", deployed_line(f));
         }
     })?;
+    let mut deployed_workflows = Vec::with_capacity(workflows.len());
+    for w in &workflows {
+        let w = super::workflows::deploy_one(&client, w)?;
+        if !ctx.json() {
+            println!("{}", super::workflows::deployed_line(&w));
+        }
+        deployed_workflows.push(w);
+    }
+    super::sequences::deploy_declared(&client, &sequences, |s| {
+        if !ctx.json() {
+            println!("sequence {}: {}", s.name, s.components.join(" → "));
+        }
+    })?;
     if !ctx.json() {
-        for r in deployments.iter().flat_map(|d| &d.routes) {
+        let sequence_routes = sequences.iter().flat_map(|s| &s.routes);
+        for r in deployments
+            .iter()
+            .flat_map(|d| &d.routes)
+            .chain(sequence_routes)
+        {
             println!(
                 "route {} {} -> {}",
                 r.method.to_ascii_uppercase(),
@@ -117,8 +137,15 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
             );
         }
     }
-    if ctx.json() {
+    if ctx.json() && deployed_workflows.is_empty() {
         print_functions_json(&deployed);
+    } else if ctx.json() {
+        let raw =
+            |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+        crate::output::print_json(&serde_json::json!({
+            "functions": deployed.iter().map(|f| raw(&f.raw)).collect::<Vec<_>>(),
+            "workflows": deployed_workflows.iter().map(|w| raw(&w.raw)).collect::<Vec<_>>(),
+        }));
     }
     let init_failed: Vec<&Json<Function>> =
         deployed.iter().filter(|f| f.warm_error.is_some()).collect();

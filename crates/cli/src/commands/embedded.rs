@@ -51,6 +51,10 @@ pub struct ServerArgs {
     /// list price].
     #[arg(long, value_name = "USD", value_parser = parse_price)]
     pub price_per_gb_second: Option<f64>,
+    /// Price per state transition of a workflow execution in USD, for cost reports [default:
+    /// 0.000025, AWS Step Functions Standard's $0.025 per 1,000].
+    #[arg(long, env = "LAMBENT_PRICE_PER_TRANSITION", value_name = "USD", value_parser = parse_price)]
+    pub price_per_transition: Option<f64>,
     /// Freeze idle sandboxes (cgroup freezer) and thaw them for their next invocation: no CPU
     /// for idle sandboxes, a thaw on the warm path.
     #[arg(long)]
@@ -158,6 +162,9 @@ impl ServerArgs {
         }
         if let Some(p) = self.price_per_gb_second {
             opts.prices.per_gb_second = p;
+        }
+        if let Some(p) = self.price_per_transition {
+            opts.prices.per_transition = p;
         }
         opts.store.clone_from(&self.store);
         opts.bus.clone_from(&self.bus);
@@ -355,6 +362,8 @@ mod tests {
             "0.0000001",
             "--price-per-gb-second",
             "0.00001",
+            "--price-per-transition",
+            "0.00005",
             "--insecure-no-sandbox",
         ]);
         assert_eq!(o.keep_alive, Duration::from_secs(60));
@@ -364,6 +373,7 @@ mod tests {
         assert_eq!(o.activation_retention, Duration::from_secs(86_400));
         assert_eq!(o.prices.per_request, 0.000_000_1);
         assert_eq!(o.prices.per_gb_second, 0.000_01);
+        assert_eq!(o.prices.per_transition, 0.000_05);
         assert!(o.insecure_no_sandbox);
     }
 

@@ -11,11 +11,14 @@ pub mod invoke;
 pub mod keys;
 pub mod logs;
 pub mod nodes;
+pub mod objects;
 pub mod queues;
 pub mod routes;
 pub mod schedule;
+pub mod sequences;
 pub mod up;
 pub mod usage;
+pub mod workflows;
 
 mod embedded;
 

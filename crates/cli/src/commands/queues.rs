@@ -82,13 +82,17 @@ pub enum TopicCommand {
     Ls,
     /// Delete a topic and its subscriptions.
     Rm { name: String },
-    /// Subscribe a function or a queue to a topic.
+    /// Subscribe a function, a queue or a workflow to a topic.
+    #[command(group(clap::ArgGroup::new("endpoint").required(true).args(["function", "queue", "workflow"])))]
     Subscribe {
         topic: String,
-        #[arg(long, conflicts_with = "queue", required_unless_present = "queue")]
+        #[arg(long)]
         function: Option<String>,
         #[arg(long)]
         queue: Option<String>,
+        /// Start an execution of this workflow per message (the SNS event as its input).
+        #[arg(long)]
+        workflow: Option<String>,
     },
     /// List a topic's subscriptions.
     Subscriptions { topic: String },
@@ -324,11 +328,13 @@ pub fn topic(ctx: &Ctx, command: TopicCommand) -> Result<ExitCode> {
             topic,
             function,
             queue,
+            workflow,
         } => {
-            let (kind, target) = match (function, queue) {
-                (Some(f), _) => ("function", f),
-                (None, Some(q)) => ("queue", q),
-                (None, None) => bail!("pass --function or --queue"),
+            let (kind, target) = match (function, queue, workflow) {
+                (Some(f), _, _) => ("function", f),
+                (None, Some(q), _) => ("queue", q),
+                (None, None, Some(w)) => ("workflow", w),
+                (None, None, None) => bail!("pass --function, --queue or --workflow"),
             };
             let s = client.subscribe(&topic, kind, &target)?;
             done(

@@ -1,5 +1,5 @@
 //! `lambent route add|ls|rm`: HTTP routes that map a method and path on the server's listener
-//! to a function.
+//! to a function, or to a workflow (`--workflow`).
 
 use super::Ctx;
 use crate::client::Route;
@@ -34,7 +34,12 @@ pub struct AddArgs {
     /// The path: literal segments, `{name}` parameters and a last greedy `{name+}`.
     pub path: String,
     /// The function that serves it.
-    pub function: String,
+    #[arg(required_unless_present = "workflow")]
+    pub function: Option<String>,
+    /// Start an execution of this workflow instead, with the request body as its input (an
+    /// Express one answers with its result, a Standard one with its ARN).
+    #[arg(long, conflicts_with = "function", value_name = "NAME")]
+    pub workflow: Option<String>,
     /// `none`: public; `key`: needs an API key of the namespace (`Authorization: Bearer` or
     /// `x-api-key`).
     #[arg(long, default_value = "none", value_parser = parse_auth)]
@@ -91,7 +96,8 @@ impl AddArgs {
         Ok(RouteSpec {
             method: self.method.clone(),
             path: self.path.clone(),
-            function: self.function.clone(),
+            function: self.function.clone().unwrap_or_default(),
+            workflow: self.workflow.clone(),
             auth: self.auth,
             cors,
             max_body_bytes: self.max_body,
@@ -121,7 +127,15 @@ fn add(ctx: &Ctx, args: &AddArgs) -> Result<ExitCode> {
 
 /// `route GET /users/{id} -> users-fn (id rt_…)`.
 pub fn route_line(r: &Route) -> String {
-    format!("route {} -> {} (id {})", r.key, r.function, r.id)
+    format!("route {} -> {} (id {})", r.key, target(r), r.id)
+}
+
+/// `users-fn`, or `workflow orders`.
+fn target(r: &Route) -> String {
+    match &r.workflow {
+        Some(w) => format!("workflow {w}"),
+        None => r.function.clone(),
+    }
 }
 
 fn ls(ctx: &Ctx) -> Result<ExitCode> {
@@ -135,7 +149,7 @@ fn ls(ctx: &Ctx) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = output::table(&[
-        "ID", "METHOD", "PATH", "FUNCTION", "AUTH", "CORS", "MAX BODY", "CREATED",
+        "ID", "METHOD", "PATH", "TARGET", "AUTH", "CORS", "MAX BODY", "CREATED",
     ]);
     for r in &list.routes {
         let cors = r
@@ -146,7 +160,7 @@ fn ls(ctx: &Ctx) -> Result<ExitCode> {
             r.id.clone(),
             r.method.clone(),
             r.path.clone(),
-            r.function.clone(),
+            target(r),
             r.auth.clone(),
             cors,
             format!("{} B", r.max_body_bytes),

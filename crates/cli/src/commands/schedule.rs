@@ -22,8 +22,11 @@ pub enum ScheduleCommand {
         /// The schedule's name.
         name: String,
         /// The function to invoke.
-        #[arg(long)]
-        function: String,
+        #[arg(long, required_unless_present = "workflow")]
+        function: Option<String>,
+        /// Start an execution of this workflow instead (the scheduled event as its input).
+        #[arg(long, conflicts_with = "function", value_name = "NAME")]
+        workflow: Option<String>,
         /// A cron expression with seconds: "sec min hour day-of-month month day-of-week".
         #[arg(long)]
         cron: Option<String>,
@@ -52,6 +55,7 @@ pub fn run(ctx: &Ctx, args: ScheduleArgs) -> Result<ExitCode> {
         ScheduleCommand::Add {
             name,
             function,
+            workflow,
             cron,
             rate,
             at,
@@ -59,7 +63,8 @@ pub fn run(ctx: &Ctx, args: ScheduleArgs) -> Result<ExitCode> {
         } => {
             let body = SchedulePut {
                 name: None,
-                function,
+                function: function.unwrap_or_default(),
+                workflow,
                 cron,
                 rate,
                 at,

@@ -34,9 +34,10 @@ pub struct UpArgs {
 
 pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     // Resolve what to deploy first: a typo in lambent.yaml should not need a server to show.
-    let mut deployments = Vec::new();
+    let (mut deployments, mut sequences) = (Vec::new(), Vec::new());
     for path in &args.deploy {
         deployments.extend(manifest::resolve(path, &Overrides::default())?);
+        sequences.extend(manifest::sequences(path)?);
     }
 
     let server = Embedded::start(&args.server, "info")?;
@@ -73,6 +74,13 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
                     code = ExitCode::FAILURE;
                 }
             }
+        }
+        let created = super::sequences::deploy_declared(&client, &sequences, |s| {
+            println!("sequence {}: {}", s.name, s.components.join(" → "));
+        });
+        if let Err(e) = created {
+            eprintln!("error: {}", super::describe(&e));
+            code = ExitCode::FAILURE;
         }
         if let Some(name) = first {
             println!(

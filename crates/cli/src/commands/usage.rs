@@ -1,8 +1,9 @@
 //! `lambent usage [--since 24h] [--by function|namespace|day] [--function F]`: invocations,
-//! errors, latency, GB-seconds and cost per group and in total, then memory right-sizing advice.
+//! errors, latency, GB-seconds and cost per group and in total, then memory right-sizing advice,
+//! then the state transitions of workflow executions started in the window and their cost.
 
 use super::Ctx;
-use crate::client::{Usage, UsageFilter};
+use crate::client::{TransitionRow, TransitionUsage, Usage, UsageFilter};
 use crate::duration;
 use crate::output::{self, ms_from_us, now_ms, significant, significant_trimmed};
 use anyhow::Result;
@@ -34,16 +35,34 @@ fn groupings() -> impl clap::builder::TypedValueParser<Value = Grouping> {
 }
 
 pub fn run(ctx: &Ctx, args: UsageArgs) -> Result<ExitCode> {
+    let since_ms = duration::ago_ms(args.since, now_ms());
+    let only_function = args.function.is_some();
     let filter = UsageFilter {
-        since_ms: Some(duration::ago_ms(args.since, now_ms())),
+        since_ms: Some(since_ms),
         by: Some(args.by),
         function: args.function,
     };
-    let usage = ctx.client()?.usage(&filter)?;
+    let client = ctx.client()?;
+    let usage = client.usage(&filter)?;
+    // Workflows are not functions: a report on one function leaves them out.
+    let transitions = match only_function {
+        true => None,
+        false => Some(client.transition_usage(Some(since_ms))?),
+    };
     if ctx.json() {
-        output::print_raw_json(&usage.raw);
+        match transitions {
+            None => output::print_raw_json(&usage.raw),
+            Some(t) => {
+                let mut all: serde_json::Value = serde_json::from_slice(&usage.raw)?;
+                all["workflows"] = serde_json::from_slice(&t.raw)?;
+                output::print_json(&all);
+            }
+        }
     } else {
         print_usage(&usage);
+        if let Some(t) = transitions {
+            print_transitions(&t);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -93,6 +112,33 @@ fn print_usage(u: &Usage) {
         significant_trimmed(u.prices.per_request * 1e6, DIGITS),
         significant_trimmed(u.prices.per_gb_second, DIGITS)
     );
+}
+
+fn print_transitions(u: &TransitionUsage) {
+    if u.rows.is_empty() {
+        return;
+    }
+    println!();
+    println!("workflows");
+    let mut t = output::table(&["WORKFLOW", "EXECUTIONS", "TRANSITIONS", "COST($)"]);
+    for row in &u.rows {
+        t.add_row(transition_cells(&row.workflow, row));
+    }
+    t.add_row(transition_cells("TOTAL", &u.total));
+    output::print_table(&t);
+    println!(
+        "price: ${} per 1,000 state transitions (Standard executions; Express ones are not kept)",
+        significant_trimmed(u.per_transition * 1000.0, DIGITS)
+    );
+}
+
+fn transition_cells(key: &str, r: &TransitionRow) -> Vec<String> {
+    vec![
+        key.to_string(),
+        r.executions.to_string(),
+        r.transitions.to_string(),
+        significant(r.cost, DIGITS),
+    ]
 }
 
 fn usage_cells(key: &str, r: &UsageRow) -> Vec<String> {

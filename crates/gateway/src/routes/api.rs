@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use lambent_core::limits::MAX_SYNC_PAYLOAD;
-use lambent_core::{Route, RouteSpec};
+use lambent_core::{Route, RouteSpec, RouteTarget};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -52,13 +52,13 @@ async fn add(
     let spec: RouteSpec = body::json(&bytes)?;
     let id = format!("rt_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let route = spec.resolve(id, &ns, lambent_core::now_ms())?;
-    if app
-        .registry
-        .find(&ns, route.function.as_str())
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::function_not_found(&ns, route.function.as_str()));
+    match &route.target {
+        RouteTarget::Function(f) => {
+            if app.registry.find(&ns, f.as_str()).await?.is_none() {
+                return Err(ApiError::function_not_found(&ns, f.as_str()));
+            }
+        }
+        RouteTarget::Workflow(w) => crate::workflow_hook::check_exists(&app, &ns, w).await?,
     }
     let added = app.routes.add(route, q.replace).await?;
     let status = if added.created {

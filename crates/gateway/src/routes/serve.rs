@@ -1,16 +1,18 @@
 //! Serving routed requests: the listener's fallback after Lambent's own paths. Matches the
 //! compiled table, answers CORS preflights, checks the route's API key and body limit, invokes
-//! the function with the 2.0 event (trigger `http`) and maps its result back. Errors take API
+//! the function with the 2.0 event (trigger `http`) and maps its result back, or starts the
+//! route's workflow with the body as input (through the [`WorkflowHook`]). Errors take API
 //! Gateway's shape, `{"message": …}`, so that a user's API looks like their API.
 
 use super::apigw::{self, HttpRequest};
 use super::table::Matched;
+use crate::workflow_hook::WorkflowHookError;
 use crate::{body, ApiError, App};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use lambent_core::route::{Cors, RouteAuth, RESERVED_PREFIXES};
+use lambent_core::route::{Cors, RouteAuth, RouteTarget, RESERVED_PREFIXES};
 use lambent_core::ActivationStatus;
 use lambent_invoker::InvokeRequest;
 use std::net::SocketAddr;
@@ -177,14 +179,14 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
             ApiError::PayloadTooLarge { .. } => Refusal::TooLarge,
             _ => Refusal::BadRequest,
         })?;
-    let Some(deployment) = app
-        .registry
-        .lookup(&route.namespace, route.function.as_str())
-    else {
+    let function = match &route.target {
+        RouteTarget::Function(f) => f,
+        RouteTarget::Workflow(w) => return start_workflow(app, route, w, &body).await,
+    };
+    let Some(deployment) = app.registry.lookup(&route.namespace, function.as_str()) else {
         tracing::warn!(
-            "route '{}' names function '{}', which does not exist",
+            "route '{}' names function '{function}', which does not exist",
             route.key(),
-            route.function
         );
         return Err(Refusal::Internal);
     };
@@ -229,9 +231,8 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
     }
     let mapped = apigw::response(&result.body).map_err(|e| {
         tracing::info!(
-            "route '{}': function '{}' answered no valid response: {e}",
+            "route '{}': function '{function}' answered no valid response: {e}",
             route.key(),
-            route.function
         );
         Refusal::BadGateway
     })?;
@@ -244,6 +245,38 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
         &request_id,
     );
     Ok(response)
+}
+
+/// A route to a workflow: the body (JSON; empty means `{}`) is the execution's input.
+async fn start_workflow(
+    app: &App,
+    route: &lambent_core::Route,
+    workflow: &str,
+    body: &[u8],
+) -> Result<Response, Refusal> {
+    let input = match std::str::from_utf8(body).map(str::trim) {
+        Ok("") => "{}",
+        Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => text,
+        _ => return Err(Refusal::BadRequest),
+    };
+    let Some(hook) = app.workflows.get() else {
+        tracing::warn!("route '{}': this node runs no workflows", route.key());
+        return Err(Refusal::Internal);
+    };
+    match hook.serve_route(&route.namespace, workflow, input).await {
+        Ok(answer) => {
+            let status = StatusCode::from_u16(answer.status).map_err(|_| Refusal::Internal)?;
+            Ok((status, axum::Json(answer.body)).into_response())
+        }
+        Err(WorkflowHookError::Invalid(e)) => {
+            tracing::info!("route '{}': {e}", route.key());
+            Err(Refusal::BadRequest)
+        }
+        Err(e) => {
+            tracing::warn!("route '{}' to workflow '{workflow}': {e}", route.key());
+            Err(Refusal::Internal)
+        }
+    }
 }
 
 /// The API key of the route's namespace, from `Authorization: Bearer` or `x-api-key`. The
