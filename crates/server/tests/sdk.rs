@@ -517,3 +517,47 @@ async fn uploads_trigger_unmodified_handlers_that_read_and_write_objects_with_th
         logs("thumb-node").await
     );
 }
+
+/// A handler that keeps notes in a table through boto3's `resource("dynamodb")`, creating the
+/// table on its first call.
+const PY_NOTES: &str = r#"
+import boto3
+from boto3.dynamodb.conditions import Key
+
+DDB = boto3.resource("dynamodb")
+
+
+def handler(event, context):
+    try:
+        DDB.create_table(TableName="notes",
+                         KeySchema=[{"AttributeName": "user", "KeyType": "HASH"},
+                                    {"AttributeName": "n", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "user", "AttributeType": "S"},
+                                               {"AttributeName": "n", "AttributeType": "N"}],
+                         BillingMode="PAY_PER_REQUEST")
+    except DDB.meta.client.exceptions.ResourceInUseException:
+        pass
+    table = DDB.Table("notes")
+    table.put_item(Item={"user": event["user"], "n": event["n"], "text": event["text"]})
+    got = table.get_item(Key={"user": event["user"], "n": event["n"]})["Item"]
+    notes = table.query(KeyConditionExpression=Key("user").eq(event["user"]))["Items"]
+    return {"got": got["text"], "notes": [[int(i["n"]), i["text"]] for i in notes]}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_python_handler_keeps_items_in_a_table_with_boto3() {
+    let node = node_with(|_| {}).await;
+    with_sdks(&node).await;
+    common::await_python_zygote(&node).await;
+    deploy_ok(
+        &node,
+        "notes",
+        python("app.handler"),
+        &[("app.py", PY_NOTES)],
+    )
+    .await;
+    let first = invoke_ok(&node, "notes", json!({"user": "ann", "n": 2, "text": "b"})).await;
+    assert_eq!(first["got"], "b", "{first}");
+    let second = invoke_ok(&node, "notes", json!({"user": "ann", "n": 1, "text": "a"})).await;
+    assert_eq!(second["notes"], json!([[1, "a"], [2, "b"]]), "{second}");
+}
