@@ -52,6 +52,7 @@ use lambent_store::package::CodeDirs;
 use lambent_store::queues::QueueStore;
 use lambent_store::recorder::Recorder;
 use lambent_store::routes::RouteStore;
+use lambent_store::tables::TableStore;
 use lambent_store::workflows::WorkflowStore;
 use lambent_store::{Store, StoreError};
 use lambent_store_postgres::PgStore;
@@ -266,6 +267,7 @@ struct Backends {
     routes: Arc<dyn RouteStore>,
     queues: Arc<dyn QueueStore>,
     workflows: Arc<dyn WorkflowStore>,
+    tables: Arc<dyn TableStore>,
     objects: Arc<dyn ObjectStore>,
     /// S3 object bytes: the data dir's `objects/`, or the cluster's NATS object store.
     object_data: Arc<dyn ObjectData>,
@@ -287,7 +289,7 @@ impl Backends {
         node_id: String,
     ) -> Self
     where
-        S: Store + EventStore + RouteStore + QueueStore + ObjectStore + WorkflowStore,
+        S: Store + EventStore + RouteStore + QueueStore + ObjectStore + WorkflowStore + TableStore,
     {
         Backends {
             store: store.clone(),
@@ -295,6 +297,7 @@ impl Backends {
             routes: store.clone(),
             queues: store.clone(),
             workflows: store.clone(),
+            tables: store.clone(),
             objects: store,
             object_data,
             blobs,
@@ -686,15 +689,27 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let _ = app
         .workflows
         .set(lambent_sfn_api::triggers::WorkflowTrigger::hook(&workflows));
+    let dynamodb = Arc::new(lambent_dynamodb_api::Endpoint {
+        tables: Arc::new(lambent_dynamodb_api::Tables::new(
+            backends.tables.clone(),
+            opts.region.clone(),
+        )),
+        app: app.clone(),
+        region: opts.region.clone(),
+    });
     // The AWS services told by their requests rather than by paths of their own (S3 by its
-    // signature, on any path; Step Functions by `X-Amz-Target`) wrap whole routers: the
+    // signature, on any path; Step Functions and DynamoDB by `X-Amz-Target`) wrap whole routers: the
     // listener's, and the sandboxes' AWS router as a fallback service, so they see every path.
     let aws_services = |router: axum::Router| {
         let router = router.layer(axum::middleware::from_fn_with_state(
             s3.clone(),
             dispatch_s3,
         ));
-        with_step_functions(router, workflows.clone())
+        let router = with_step_functions(router, workflows.clone());
+        router.layer(axum::middleware::from_fn_with_state(
+            dynamodb.clone(),
+            lambent_dynamodb_api::api::intercept,
+        ))
     };
     let aws = aws_router(app.clone(), opts.region);
     sandbox_aws.serve(aws_services(

@@ -63,6 +63,13 @@ async fn boto3_publishes_versions_and_routes_a_weighted_alias() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_uses_dynamodb_tables() {
+    let out = run_scenario("dynamodb.py").await;
+    println!("{out}");
+    assert!(out.contains("dynamodb: ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_runs_step_functions_state_machines() {
     let out = run_scenario("stepfunctions.py").await;
     println!("{out}");

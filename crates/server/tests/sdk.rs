@@ -517,3 +517,105 @@ async fn uploads_trigger_unmodified_handlers_that_read_and_write_objects_with_th
         logs("thumb-node").await
     );
 }
+
+/// A handler that keeps notes in a table through boto3's `resource("dynamodb")`, creating the
+/// table on its first call.
+const PY_NOTES: &str = r#"
+import boto3
+from boto3.dynamodb.conditions import Key
+
+DDB = boto3.resource("dynamodb")
+
+
+def handler(event, context):
+    try:
+        DDB.create_table(TableName="notes",
+                         KeySchema=[{"AttributeName": "user", "KeyType": "HASH"},
+                                    {"AttributeName": "n", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "user", "AttributeType": "S"},
+                                               {"AttributeName": "n", "AttributeType": "N"}],
+                         BillingMode="PAY_PER_REQUEST")
+    except DDB.meta.client.exceptions.ResourceInUseException:
+        pass
+    table = DDB.Table("notes")
+    table.put_item(Item={"user": event["user"], "n": event["n"], "text": event["text"]})
+    got = table.get_item(Key={"user": event["user"], "n": event["n"]})["Item"]
+    notes = table.query(KeyConditionExpression=Key("user").eq(event["user"]))["Items"]
+    return {"got": got["text"], "notes": [[int(i["n"]), i["text"]] for i in notes]}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_python_handler_keeps_items_in_a_table_with_boto3() {
+    let node = node_with(|_| {}).await;
+    with_sdks(&node).await;
+    common::await_python_zygote(&node).await;
+    deploy_ok(
+        &node,
+        "notes",
+        python("app.handler"),
+        &[("app.py", PY_NOTES)],
+    )
+    .await;
+    let first = invoke_ok(&node, "notes", json!({"user": "ann", "n": 2, "text": "b"})).await;
+    assert_eq!(first["got"], "b", "{first}");
+    let second = invoke_ok(&node, "notes", json!({"user": "ann", "n": 1, "text": "a"})).await;
+    assert_eq!(second["notes"], json!([[1, "a"], [2, "b"]]), "{second}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_node_handler_keeps_items_in_a_table_with_the_js_sdk() {
+    let node = node_with(|_| {}).await;
+    with_sdks(&node).await;
+    let handler = r##"
+import { DynamoDBClient, CreateTableCommand, ResourceInUseException } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient, PutCommand, GetCommand, QueryCommand, DeleteCommand } from "@aws-sdk/lib-dynamodb";
+const client = new DynamoDBClient({});
+const docs = DynamoDBDocumentClient.from(client);
+export const handler = async (event) => {
+  try {
+    await client.send(new CreateTableCommand({
+      TableName: "notes",
+      KeySchema: [{ AttributeName: "user", KeyType: "HASH" }, { AttributeName: "n", KeyType: "RANGE" }],
+      AttributeDefinitions: [{ AttributeName: "user", AttributeType: "S" }, { AttributeName: "n", AttributeType: "N" }],
+      BillingMode: "PAY_PER_REQUEST",
+    }));
+  } catch (e) {
+    if (!(e instanceof ResourceInUseException)) throw e;
+  }
+  await docs.send(new PutCommand({ TableName: "notes", Item: { user: event.user, n: event.n, text: event.text } }));
+  const got = await docs.send(new GetCommand({ TableName: "notes", Key: { user: event.user, n: event.n } }));
+  const q = await docs.send(new QueryCommand({
+    TableName: "notes", KeyConditionExpression: "#u = :u",
+    ExpressionAttributeNames: { "#u": "user" }, ExpressionAttributeValues: { ":u": event.user },
+  }));
+  await docs.send(new DeleteCommand({ TableName: "notes", Key: { user: event.user, n: 0 } }));
+  return { got: got.Item.text, notes: q.Items.map((i) => [i.n, i.text]) };
+};
+"##;
+    deploy_ok(
+        &node,
+        "js-notes",
+        json!({"runtime": "nodejs", "handler": "index.handler", "memory": 512}),
+        &[("index.mjs", handler)],
+    )
+    .await;
+    invoke_ok(
+        &node,
+        "js-notes",
+        json!({"user": "bo", "n": 2, "text": "b"}),
+    )
+    .await;
+    let out = invoke_ok(
+        &node,
+        "js-notes",
+        json!({"user": "bo", "n": 1, "text": "a"}),
+    )
+    .await;
+    let records = node.activations_of("js-notes").await;
+    assert_eq!(
+        out,
+        json!({"got": "a", "notes": [[1, "a"], [2, "b"]]}),
+        "logs: {}",
+        records[0]["logs"]
+    );
+}

@@ -18,6 +18,7 @@ mod objects;
 mod queues;
 mod routes;
 mod schema;
+mod tables;
 mod workflows;
 
 use async_trait::async_trait;

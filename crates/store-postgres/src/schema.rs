@@ -8,6 +8,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V2__objects", V2),
     ("V3__workflows", crate::workflows::MIGRATION),
     ("V4__sequence_links", V4),
+    ("V5__tables", crate::tables::MIGRATION),
 ];
 
 /// The links between a sequence's activation and its steps' (see `lambent_core::Activation`).

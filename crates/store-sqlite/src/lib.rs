@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod objects;
 mod queues;
 mod routes;
+mod tables;
 mod workflows;
 
 const MIGRATIONS: &[&str] = &[
@@ -70,6 +71,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     objects::MIGRATION,
     workflows::MIGRATION,
     "ALTER TABLE activations ADD COLUMN parent TEXT; ALTER TABLE activations ADD COLUMN steps TEXT;",
+    tables::MIGRATION,
 ];
 
 /// SQLite-backed [`Store`].

@@ -34,6 +34,10 @@ pub enum TableError {
     #[error("Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
         .reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", "))]
     TransactionCanceled { reasons: Vec<CancellationReason> },
+    /// `IdempotentParameterMismatchException`: a `ClientRequestToken` reused for another
+    /// request.
+    #[error("{0}")]
+    IdempotentParameterMismatch(String),
     /// `InternalServerError`: a fault of the platform, not the caller.
     #[error("{0}")]
     Internal(String),
@@ -64,6 +68,7 @@ impl TableError {
             TableError::ResourceInUse(_) => "ResourceInUseException",
             TableError::LimitExceeded(_) => "LimitExceededException",
             TableError::TransactionCanceled { .. } => "TransactionCanceledException",
+            TableError::IdempotentParameterMismatch(_) => "IdempotentParameterMismatchException",
             TableError::Internal(_) => "InternalServerError",
         }
     }

@@ -320,16 +320,28 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The parallel-scan segment (`Segment` of `TotalSegments`) an item belongs to: a stable
-/// hash (FNV-1a) of its encoded partition key, so all of a partition's items fall in one
-/// segment and every item in exactly one.
-pub fn scan_segment(partition: &AttributeValue, total_segments: u32) -> u32 {
+/// A stable 31-bit hash (FNV-1a, mixed, top bits) of an encoded partition key: stores keep it with
+/// each item so a parallel scan's segment is `hash % TotalSegments`.
+pub fn partition_hash(partition: &AttributeValue) -> u32 {
     let mut enc = Vec::with_capacity(16);
     encode_key_value(partition, &mut enc);
-    let hash = enc.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+    let mut h = enc.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    (hash % u64::from(total_segments.max(1))) as u32
+    // MurmurHash3's finalizer: FNV's high bits alone are poorly mixed for short keys.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    (h >> 33) as u32
+}
+
+/// The parallel-scan segment (`Segment` of `TotalSegments`) an item belongs to:
+/// [`partition_hash`] modulo the segments, so all of a partition's items fall in one
+/// segment and every item in exactly one.
+pub fn scan_segment(partition: &AttributeValue, total_segments: u32) -> u32 {
+    partition_hash(partition) % total_segments.max(1)
 }
 
 /// A range of encoded keys: `(lower, upper)` bounds for a `memcmp`-ordered scan.

@@ -1,0 +1,204 @@
+//! The DynamoDB JSON 1.0 protocol: `POST /` with `X-Amz-Target: DynamoDB_20120810.<Op>`,
+//! SigV4-signed for service `dynamodb` with the namespace's access keys (the Lambda API's
+//! verification), bodies `application/x-amz-json-1.0`, errors as
+//! `{"__type": "com.amazonaws.dynamodb.v20120810#<Type>", "message"}` with the error's
+//! status. Legacy parameters are refused by name before the typed request is read.
+
+use crate::service::Tables;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lambent_aws_api::auth;
+use lambent_gateway::App;
+use lambent_tables::TableError;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The largest request body (25 items of 400 KB in a BatchWriteItem, with room).
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+
+/// The parameters of DynamoDB's legacy API, and what replaces each.
+const LEGACY: &[(&str, &str)] = &[
+    ("AttributeUpdates", "UpdateExpression"),
+    ("Expected", "ConditionExpression"),
+    ("KeyConditions", "KeyConditionExpression"),
+    ("QueryFilter", "FilterExpression"),
+    ("ScanFilter", "FilterExpression"),
+    ("AttributesToGet", "ProjectionExpression"),
+    (
+        "ConditionalOperator",
+        "ConditionExpression or FilterExpression",
+    ),
+];
+
+/// The DynamoDB endpoint: the tables service and the credentials that sign for it.
+pub struct Endpoint {
+    pub tables: Arc<Tables>,
+    pub app: Arc<App>,
+    pub region: String,
+}
+
+/// Whether a request is a DynamoDB call: `POST /` whose `X-Amz-Target` names the service.
+pub fn is_dynamodb(request: &Request) -> bool {
+    request.method() == Method::POST
+        && request.uri().path() == "/"
+        && request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with(TARGET_PREFIX))
+}
+
+/// A middleware for the server's whole router: DynamoDB calls are answered here, every other
+/// request goes on.
+pub async fn intercept(
+    State(endpoint): State<Arc<Endpoint>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if is_dynamodb(&request) {
+        handle(&endpoint, request).await
+    } else {
+        next.run(request).await
+    }
+}
+
+/// The JSON error body of a [`TableError`], with its status.
+pub fn error_response(e: &TableError) -> Response {
+    let mut body = json!({"__type": e.wire_type(), "message": e.to_string()});
+    match e {
+        TableError::ConditionalCheckFailed { item: Some(item) } => {
+            body["Item"] = serde_json::to_value(item).unwrap_or(Value::Null);
+        }
+        TableError::TransactionCanceled { reasons } => {
+            body["CancellationReasons"] = reasons
+                .iter()
+                .map(|r| {
+                    let mut v = json!({"Code": r.code});
+                    if let Some(m) = &r.message {
+                        v["Message"] = json!(m);
+                    }
+                    if let Some(item) = &r.item {
+                        v["Item"] = serde_json::to_value(item).unwrap_or(Value::Null);
+                    }
+                    v
+                })
+                .collect();
+        }
+        _ => {}
+    }
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    json_response(status, body)
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    r
+}
+
+/// Answers one DynamoDB call.
+pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = request.into_parts();
+    let mut response = match auth::signer(&endpoint.app, &parts).await {
+        Err(e) => e.into_response(),
+        Ok(principal) => {
+            match lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await {
+                Err(e) => error_response(&TableError::validation(e.to_string())),
+                Ok(body) => {
+                    match auth::verify(&parts, &body, &principal, &endpoint.region, "dynamodb") {
+                        Err(e) => e.into_response(),
+                        Ok(namespace) => {
+                            let operation = parts
+                                .headers
+                                .get("x-amz-target")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+                                .unwrap_or_default();
+                            match dispatch(&endpoint.tables, &namespace, operation, &body).await {
+                                Ok(v) => json_response(StatusCode::OK, v),
+                                Err(e) => error_response(&e),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", id);
+    }
+    response
+}
+
+fn decode<T: DeserializeOwned>(input: Value) -> Result<T, TableError> {
+    serde_json::from_value(input).map_err(|e| TableError::from_json(&e))
+}
+
+fn table_name(input: &Value) -> Result<&str, TableError> {
+    input
+        .get("TableName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            TableError::validation(
+            "1 validation error detected: Value null at 'tableName' failed to satisfy constraint: \
+             Member must not be null",
+        )
+        })
+}
+
+/// Runs one operation on a decoded body.
+pub async fn dispatch(
+    tables: &Tables,
+    ns: &str,
+    operation: &str,
+    body: &[u8],
+) -> Result<Value, TableError> {
+    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| TableError::from_json(&e))?
+    };
+    if let Some(obj) = input.as_object() {
+        if let Some((legacy, modern)) = LEGACY.iter().find(|(k, _)| obj.contains_key(*k)) {
+            return Err(TableError::validation(format!(
+                "The legacy parameter {legacy} is not supported: use {modern}"
+            )));
+        }
+    }
+    match operation {
+        "CreateTable" => tables.create_table(ns, decode(input)?).await,
+        "DescribeTable" => tables.describe_table(ns, table_name(&input)?).await,
+        "DeleteTable" => tables.delete_table(ns, table_name(&input)?).await,
+        "ListTables" => tables.list_tables(ns, decode(input)?).await,
+        "PutItem" => tables.put_item(ns, decode(input)?).await,
+        "GetItem" => tables.get_item(ns, decode(input)?).await,
+        "UpdateItem" => tables.update_item(ns, decode(input)?).await,
+        "DeleteItem" => tables.delete_item(ns, decode(input)?).await,
+        "Query" => tables.read(ns, decode(input)?, true).await,
+        "Scan" => tables.read(ns, decode(input)?, false).await,
+        "BatchGetItem" => tables.batch_get_item(ns, decode(input)?).await,
+        "BatchWriteItem" => tables.batch_write_item(ns, decode(input)?).await,
+        "TransactGetItems" => tables.transact_get_items(ns, decode(input)?).await,
+        "TransactWriteItems" => {
+            let mut fingerprint = input.clone();
+            if let Some(o) = fingerprint.as_object_mut() {
+                o.remove("ClientRequestToken");
+            }
+            let fingerprint = fingerprint.to_string();
+            tables
+                .transact_write_items(ns, decode(input)?, &fingerprint)
+                .await
+        }
+        other => Err(TableError::Validation(format!(
+            "The operation {other} is not supported by Lambent's DynamoDB API"
+        ))),
+    }
+}

@@ -1,0 +1,365 @@
+//! [`TableStore`] on SQLite: table definitions, items under their encoded key (BLOB, compared
+//! with `memcmp`), index entries and stream records. A write is one transaction on the single
+//! writer connection, so its read-check-write is serialised against every other write.
+
+use crate::{db_err, SqliteStore};
+use async_trait::async_trait;
+use lambent_store::tables::{
+    range_sql, Abort, Change, Decide, ItemKey, RangeItem, RangeQuery, SqlParam, StoredTable,
+    StreamRecord, TableStore, Written, TABLE_GONE,
+};
+use lambent_store::StoreError;
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+/// The table tables (appended to the store's migrations).
+pub(crate) const MIGRATION: &str = r#"
+CREATE TABLE ddb_tables (
+    namespace        TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    id               TEXT NOT NULL UNIQUE,
+    definition       TEXT NOT NULL,
+    stream_view_type TEXT,
+    ttl_attribute    TEXT,
+    created_ms       INTEGER NOT NULL,
+    stream_seq       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE ddb_items (
+    table_id       TEXT NOT NULL,
+    key            BLOB NOT NULL,
+    item           TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    partition_hash INTEGER NOT NULL,
+    PRIMARY KEY (table_id, key)
+) WITHOUT ROWID;
+CREATE TABLE ddb_index_entries (
+    table_id   TEXT NOT NULL,
+    index_name TEXT NOT NULL,
+    index_key  BLOB NOT NULL,
+    key        BLOB NOT NULL,
+    PRIMARY KEY (table_id, index_name, index_key, key)
+) WITHOUT ROWID;
+CREATE INDEX ddb_index_entries_by_item ON ddb_index_entries (table_id, key);
+CREATE TABLE ddb_stream_records (
+    table_id   TEXT NOT NULL,
+    sequence   INTEGER NOT NULL,
+    key        BLOB NOT NULL,
+    old        TEXT,
+    new        TEXT,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (table_id, sequence)
+) WITHOUT ROWID;
+"#;
+
+const TABLE_COLUMNS: &str =
+    "namespace, name, id, definition, stream_view_type, ttl_attribute, created_ms";
+
+fn table_from_row(r: &Row<'_>) -> rusqlite::Result<StoredTable> {
+    Ok(StoredTable {
+        namespace: r.get(0)?,
+        name: r.get(1)?,
+        id: r.get(2)?,
+        definition: r.get(3)?,
+        stream_view_type: r.get(4)?,
+        ttl_attribute: r.get(5)?,
+        created_ms: r.get(6)?,
+    })
+}
+
+fn to_sql(p: &SqlParam) -> &dyn rusqlite::ToSql {
+    match p {
+        SqlParam::Text(s) => s,
+        SqlParam::Bytes(b) => b,
+        SqlParam::Int(i) => i,
+    }
+}
+
+fn get_item(conn: &rusqlite::Connection, k: &ItemKey) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached("SELECT item FROM ddb_items WHERE table_id = ?1 AND key = ?2")
+        .map_err(db_err)?
+        .query_row(params![k.table_id, k.key], |r| r.get(0))
+        .optional()
+        .map_err(db_err)
+}
+
+/// Applies one change of a write: the item, its index entries, its stream record.
+fn apply(
+    tx: &Transaction<'_>,
+    k: &ItemKey,
+    old: &Option<String>,
+    change: Change,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    let new = match change {
+        Change::Keep => return Ok(old.clone()),
+        Change::Delete if old.is_none() => return Ok(None),
+        Change::Delete => {
+            tx.prepare_cached("DELETE FROM ddb_items WHERE table_id = ?1 AND key = ?2")
+                .and_then(|mut s| s.execute(params![k.table_id, k.key]))
+                .map_err(db_err)?;
+            None
+        }
+        Change::Put(item) => {
+            tx.prepare_cached(
+                "INSERT INTO ddb_items (table_id, key, item, size, partition_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (table_id, key) DO UPDATE SET \
+                 item = excluded.item, size = excluded.size, \
+                 partition_hash = excluded.partition_hash",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    k.table_id,
+                    k.key,
+                    item.json,
+                    item.size as i64,
+                    i64::from(item.partition_hash)
+                ])
+            })
+            .map_err(db_err)?;
+            Some((item.json, item.index_keys))
+        }
+    };
+    if old.is_some() {
+        tx.prepare_cached("DELETE FROM ddb_index_entries WHERE table_id = ?1 AND key = ?2")
+            .and_then(|mut s| s.execute(params![k.table_id, k.key]))
+            .map_err(db_err)?;
+    }
+    let new = new.map(|(json, index_keys)| {
+        for (index, index_key) in index_keys {
+            tx.prepare_cached(
+                "INSERT INTO ddb_index_entries (table_id, index_name, index_key, key) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![k.table_id, index, index_key, k.key]))
+            .map_err(db_err)?;
+        }
+        Ok::<_, StoreError>(json)
+    });
+    let new = new.transpose()?;
+    let seq: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE ddb_tables SET stream_seq = stream_seq + 1 \
+             WHERE id = ?1 AND stream_view_type IS NOT NULL RETURNING stream_seq",
+        )
+        .and_then(|mut s| s.query_row(params![k.table_id], |r| r.get(0)).optional())
+        .map_err(db_err)?;
+    if let Some(seq) = seq {
+        tx.prepare_cached(
+            "INSERT INTO ddb_stream_records (table_id, sequence, key, old, new, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| s.execute(params![k.table_id, seq, k.key, old, new, now_ms]))
+        .map_err(db_err)?;
+    }
+    Ok(new)
+}
+
+#[async_trait]
+impl TableStore for SqliteStore {
+    async fn create_table(&self, t: &StoredTable) -> Result<bool, StoreError> {
+        let t = t.clone();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    &format!(
+                        "INSERT INTO ddb_tables ({TABLE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                         ON CONFLICT DO NOTHING"
+                    ),
+                    params![
+                        t.namespace,
+                        t.name,
+                        t.id,
+                        t.definition,
+                        t.stream_view_type,
+                        t.ttl_attribute,
+                        t.created_ms
+                    ],
+                )
+                .map_err(db_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn get_table(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<StoredTable>, StoreError> {
+        let (ns, name) = (namespace.to_string(), name.to_string());
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {TABLE_COLUMNS} FROM ddb_tables WHERE namespace = ?1 AND name = ?2"
+            ))
+            .and_then(|mut s| s.query_row(params![ns, name], table_from_row).optional())
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_tables(
+        &self,
+        namespace: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let (ns, after) = (namespace.to_string(), after.unwrap_or("").to_string());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT name FROM ddb_tables WHERE namespace = ?1 AND name > ?2 \
+                     ORDER BY name LIMIT ?3",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![ns, after, limit as i64], |r| r.get(0))
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn delete_table(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<StoredTable>, StoreError> {
+        let (ns, name) = (namespace.to_string(), name.to_string());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let table = tx
+                .query_row(
+                    &format!(
+                        "DELETE FROM ddb_tables WHERE namespace = ?1 AND name = ?2 \
+                         RETURNING {TABLE_COLUMNS}"
+                    ),
+                    params![ns, name],
+                    table_from_row,
+                )
+                .optional()
+                .map_err(db_err)?;
+            if let Some(t) = &table {
+                for sql in [
+                    "DELETE FROM ddb_items WHERE table_id = ?1",
+                    "DELETE FROM ddb_index_entries WHERE table_id = ?1",
+                    "DELETE FROM ddb_stream_records WHERE table_id = ?1",
+                ] {
+                    tx.execute(sql, params![t.id]).map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(table)
+        })
+        .await
+    }
+
+    async fn table_stats(&self, table_id: &str) -> Result<(u64, u64), StoreError> {
+        let id = table_id.to_string();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT count(*), coalesce(sum(size), 0) FROM ddb_items WHERE table_id = ?1",
+                params![id],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_items(&self, keys: &[ItemKey]) -> Result<Vec<Option<String>>, StoreError> {
+        let keys = keys.to_vec();
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(db_err)?;
+            let items = keys
+                .iter()
+                .map(|k| get_item(&tx, k))
+                .collect::<Result<_, _>>()?;
+            tx.finish().map_err(db_err)?;
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn range_items(&self, q: &RangeQuery) -> Result<Vec<RangeItem>, StoreError> {
+        let (sql, params) = range_sql(q, false);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params.iter().map(to_sql)), |r| {
+                    Ok(RangeItem {
+                        index_key: r.get(0)?,
+                        key: r.get(1)?,
+                        json: r.get(2)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn write_items(
+        &self,
+        keys: Vec<ItemKey>,
+        now_ms: i64,
+        decide: Decide,
+    ) -> Result<Result<Written, Abort>, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            for k in &keys {
+                let exists = tx
+                    .prepare_cached("SELECT 1 FROM ddb_tables WHERE id = ?1")
+                    .and_then(|mut s| s.exists(params![k.table_id]))
+                    .map_err(db_err)?;
+                if !exists {
+                    return Err(StoreError::Changed(TABLE_GONE.into()));
+                }
+            }
+            let old = keys
+                .iter()
+                .map(|k| get_item(&tx, k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let changes = match decide(&old) {
+                Ok(changes) => changes,
+                Err(abort) => return Ok(Err(abort)),
+            };
+            let mut new = Vec::with_capacity(keys.len());
+            for ((k, old), change) in keys.iter().zip(&old).zip(changes) {
+                new.push(apply(&tx, k, old, change, now_ms)?);
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(Ok(Written { old, new }))
+        })
+        .await
+    }
+
+    async fn stream_records(
+        &self,
+        table_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        let id = table_id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT sequence, key, old, new, created_ms FROM ddb_stream_records \
+                     WHERE table_id = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![id, after as i64, limit as i64], |r| {
+                    Ok(StreamRecord {
+                        sequence: r.get::<_, i64>(0)? as u64,
+                        key: r.get(1)?,
+                        old: r.get(2)?,
+                        new: r.get(3)?,
+                        created_ms: r.get(4)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+}
