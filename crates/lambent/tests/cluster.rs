@@ -810,7 +810,13 @@ fn a_standard_execution_resumes_on_another_node_when_its_node_dies() {
         .ok();
     // Started on n1, which runs it (it holds the execution's lease) ...
     n1.cli(&[
-        "workflow", "start", "twice", "--input", r#"{"n": 0}"#, "--name", "run1",
+        "workflow",
+        "start",
+        "twice",
+        "--input",
+        r#"{"n": 0}"#,
+        "--name",
+        "run1",
     ])
     .ok();
     eventually(30, "the execution waits in Nap", || {

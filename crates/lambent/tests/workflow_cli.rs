@@ -462,31 +462,41 @@ fn workflows_deploy_from_lambent_yaml_run_from_the_cli_and_are_metered() {
     assert!(out.stdout.contains("workflow echo"), "{}", out.stdout);
     let upload = app.join("photo.jpg");
     write(&upload, "not really a photo");
-    s.cli(&["object", "put", "uploads", "photo.jpg", upload.to_str().unwrap()])
-        .ok();
-    let inputs = eventually(30, "executions from the schedule, the topic and the bucket", || {
-        let list = s
-            .cli(&["execution", "ls", "echo", "-o", "json"])
-            .ok()
-            .json();
-        let mut inputs = Vec::new();
-        for e in list["executions"].as_array().unwrap() {
-            let name = e["name"].as_str().unwrap();
-            let shown = s
-                .cli(&["execution", "show", "echo", name, "-o", "json"])
+    s.cli(&[
+        "object",
+        "put",
+        "uploads",
+        "photo.jpg",
+        upload.to_str().unwrap(),
+    ])
+    .ok();
+    let inputs = eventually(
+        30,
+        "executions from the schedule, the topic and the bucket",
+        || {
+            let list = s
+                .cli(&["execution", "ls", "echo", "-o", "json"])
                 .ok()
                 .json();
-            inputs.push(shown["execution"]["output"].clone());
-        }
-        let scheduled = inputs.iter().any(|i| i["detail-type"] == "Scheduled Event");
-        let published = inputs
-            .iter()
-            .any(|i| i["Records"][0]["Sns"]["Message"] == "hello");
-        let uploaded = inputs
-            .iter()
-            .any(|i| i["Records"][0]["s3"]["object"]["key"] == "photo.jpg");
-        (scheduled && published && uploaded).then_some(inputs)
-    });
+            let mut inputs = Vec::new();
+            for e in list["executions"].as_array().unwrap() {
+                let name = e["name"].as_str().unwrap();
+                let shown = s
+                    .cli(&["execution", "show", "echo", name, "-o", "json"])
+                    .ok()
+                    .json();
+                inputs.push(shown["execution"]["output"].clone());
+            }
+            let scheduled = inputs.iter().any(|i| i["detail-type"] == "Scheduled Event");
+            let published = inputs
+                .iter()
+                .any(|i| i["Records"][0]["Sns"]["Message"] == "hello");
+            let uploaded = inputs
+                .iter()
+                .any(|i| i["Records"][0]["s3"]["object"]["key"] == "photo.jpg");
+            (scheduled && published && uploaded).then_some(inputs)
+        },
+    );
     assert!(inputs.len() >= 3);
     s.cli(&["schedule", "rm", "tick"]).ok();
     let out = s

@@ -32,7 +32,14 @@ pub struct NotificationConfiguration {
 impl NotificationConfiguration {
     /// Whether both send to the same function, workflow, queue or topic.
     pub fn same_target(&self, other: &NotificationConfiguration) -> bool {
-        let target = |c: &Self| (c.function.clone(), c.workflow.clone(), c.queue.clone(), c.topic.clone());
+        let target = |c: &Self| {
+            (
+                c.function.clone(),
+                c.workflow.clone(),
+                c.queue.clone(),
+                c.topic.clone(),
+            )
+        };
         target(self) == target(other)
     }
 }
