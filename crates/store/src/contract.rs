@@ -1468,6 +1468,7 @@ macro_rules! workflow_contract_tests {
             state_machines_are_created_once_updated_by_revision_and_deleted,
             executions_start_once_by_arn_and_page_newest_first,
             checkpoints_commit_with_their_events_fenced_by_owner,
+            any_node_aborts_a_running_execution_and_fences_its_owner,
             expired_execution_leases_are_claimed_once,
             transitions_are_summed_per_state_machine_since_a_time
         );
@@ -1646,6 +1647,58 @@ pub async fn executions_start_once_by_arn_and_page_newest_first(
         2
     );
     assert_eq!(store.get_execution("arn:none").await.unwrap(), None);
+}
+
+pub async fn any_node_aborts_a_running_execution_and_fences_its_owner(
+    store: Arc<dyn crate::workflows::WorkflowStore>,
+) {
+    let e = execution("sm", "stopped", 10, "n1", 1000);
+    store.start_execution(&e).await.unwrap();
+    assert!(store
+        .commit_execution(&e.arn, "n1", &checkpoint("RUNNING", &[1, 2], 2000))
+        .await
+        .unwrap());
+    let abort = crate::workflows::Abort {
+        stop_ms: 77,
+        error: Some("Enough".into()),
+        cause: None,
+        event: r#"{"event_type":"ExecutionAborted","id":0,"previous_event_id":0}"#.into(),
+    };
+    assert!(store.abort_execution(&e.arn, &abort).await.unwrap());
+    let stored = store.get_execution(&e.arn).await.unwrap().unwrap();
+    assert_eq!(stored.status, "ABORTED");
+    assert_eq!(
+        (stored.error.as_deref(), stored.cause, stored.stop_ms),
+        (Some("Enough"), None, Some(77))
+    );
+    assert_eq!((stored.owner, stored.lease_until_ms), (None, 0));
+    // The event follows the last one, numbered by the store.
+    let events = store
+        .execution_history(&e.arn, 0, false, 100)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3);
+    let (id, json) = &events[2];
+    let event: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(*id, 3);
+    assert_eq!(
+        (&event["event_type"], &event["id"], &event["previous_event_id"]),
+        (&serde_json::json!("ExecutionAborted"), &serde_json::json!(3), &serde_json::json!(2))
+    );
+    // The owner's next commit is refused; a second abort finds nothing running.
+    assert!(!store
+        .commit_execution(&e.arn, "n1", &checkpoint("RUNNING", &[3], 3000))
+        .await
+        .unwrap());
+    assert!(!store.abort_execution(&e.arn, &abort).await.unwrap());
+    assert_eq!(
+        store
+            .execution_history(&e.arn, 0, false, 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 pub async fn checkpoints_commit_with_their_events_fenced_by_owner(
