@@ -824,7 +824,13 @@ fn standard_executions_stop_from_any_node_and_resume_on_another_when_their_node_
     // StopExecution through the node that does not run it: the execution ends at once, and
     // its holder, whose next commit is refused, runs nothing more of it.
     n1.cli(&[
-        "workflow", "start", "twice", "--input", r#"{"n": 10}"#, "--name", "stopped",
+        "workflow",
+        "start",
+        "twice",
+        "--input",
+        r#"{"n": 10}"#,
+        "--name",
+        "stopped",
     ])
     .ok();
     waits("stopped");

@@ -10,12 +10,12 @@ use crate::error::SfnError;
 use crate::tasks::Tasks;
 use lambent_gateway::App;
 use lambent_store::workflows::{
-    Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, TransitionUsage,
-    WorkflowStore,
+    Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine,
+    TransitionUsage, WorkflowStore,
 };
 use lambent_workflows::{
-    Diagnostic, EventType, Execution, ExecutionInfo, ExecutionSink, ExecutionState, HistoryEvent, MemorySink,
-    Outcome, Runtime, StateMachine, TokioClock,
+    Diagnostic, EventType, Execution, ExecutionInfo, ExecutionSink, ExecutionState, HistoryEvent,
+    MemorySink, Outcome, Runtime, StateMachine, TokioClock,
 };
 use parking_lot::Mutex;
 use serde_json::Value;

@@ -6,8 +6,8 @@
 use crate::PgStore;
 use async_trait::async_trait;
 use lambent_store::workflows::{
-    number_event, Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, TransitionUsage,
-    WorkflowStore,
+    number_event, Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine,
+    TransitionUsage, WorkflowStore,
 };
 use lambent_store::StoreError;
 use tokio_postgres::Row;

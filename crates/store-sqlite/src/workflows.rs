@@ -4,8 +4,8 @@
 use crate::{db_err, SqliteStore};
 use async_trait::async_trait;
 use lambent_store::workflows::{
-    number_event, Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, TransitionUsage,
-    WorkflowStore,
+    number_event, Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine,
+    TransitionUsage, WorkflowStore,
 };
 use lambent_store::StoreError;
 use rusqlite::{params, OptionalExtension, Row};

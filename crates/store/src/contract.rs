@@ -1682,8 +1682,16 @@ pub async fn any_node_aborts_a_running_execution_and_fences_its_owner(
     let event: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(*id, 3);
     assert_eq!(
-        (&event["event_type"], &event["id"], &event["previous_event_id"]),
-        (&serde_json::json!("ExecutionAborted"), &serde_json::json!(3), &serde_json::json!(2))
+        (
+            &event["event_type"],
+            &event["id"],
+            &event["previous_event_id"]
+        ),
+        (
+            &serde_json::json!("ExecutionAborted"),
+            &serde_json::json!(3),
+            &serde_json::json!(2)
+        )
     );
     // The owner's next commit is refused; a second abort finds nothing running.
     assert!(!store

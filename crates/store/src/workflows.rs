@@ -170,11 +170,7 @@ pub trait WorkflowStore: Send + Sync + 'static {
     /// JSON) is appended after the last stored event, its `id` and `previous_event_id` set here
     /// ([`number_event`]). The holder's next commit is refused (fencing), and it stops. False
     /// if the execution was not running.
-    async fn abort_execution(
-        &self,
-        arn: &str,
-        abort: &Abort,
-    ) -> Result<bool, StoreError>;
+    async fn abort_execution(&self, arn: &str, abort: &Abort) -> Result<bool, StoreError>;
     /// Events of an execution with ids after `after_id`, in id order (reversed: ids before
     /// `after_id`, or from the last when it is 0, newest first), at most `limit`.
     async fn execution_history(
