@@ -136,10 +136,10 @@ assert krec[0]["dynamodb"]["StreamViewType"] == "KEYS_ONLY"
 fails("ResourceNotFoundException", streams.describe_stream, StreamArn=arn.rsplit("/", 1)[0] + "/stream/1")
 fails("ResourceNotFoundException", streams.describe_stream,
       StreamArn=arn.replace("table/events", "table/plain"))
-fails("ResourceNotFoundException", iterator, "TRIM_HORIZON", shard="shardId-nope")
+fails("ResourceNotFoundException", iterator, "TRIM_HORIZON", shard="shardId-00000000000000000000-00000000")
 fails("ValidationException", iterator, "AT_SEQUENCE_NUMBER")
 fails("ValidationException", iterator, "AT_SEQUENCE_NUMBER", "9" * 30)
-fails("ValidationException", iterator, "AT_SEQUENCE_NUMBER", "12x")
+fails("ValidationException", iterator, "AT_SEQUENCE_NUMBER", "0" * 20 + "x")
 fails("ValidationException", iterator, "SOMEWHERE")
 fails("ValidationException", streams.get_records, ShardIterator="not-an-iterator")
 fails("ValidationException", streams.get_records, ShardIterator=nxt, Limit=1001)
