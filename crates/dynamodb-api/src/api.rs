@@ -7,13 +7,13 @@
 //! [`crate::streams`].
 
 use crate::service::Tables;
+use crate::streams::StreamError;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lambent_aws_api::auth;
 use lambent_gateway::App;
-use crate::streams::StreamError;
 use lambent_tables::error::ERROR_TYPE_PREFIX;
 use lambent_tables::TableError;
 use serde::de::DeserializeOwned;
@@ -153,8 +153,13 @@ pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
                         Err(e) => e.into_response(),
                         Ok(namespace) => match streams {
                             Some(operation) => {
-                                match dispatch_streams(&endpoint.tables, &namespace, operation, &body)
-                                    .await
+                                match dispatch_streams(
+                                    &endpoint.tables,
+                                    &namespace,
+                                    operation,
+                                    &body,
+                                )
+                                .await
                                 {
                                     Ok(v) => json_response(StatusCode::OK, v),
                                     Err(e) => stream_error_response(&e),

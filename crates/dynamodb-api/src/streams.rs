@@ -126,7 +126,11 @@ pub(crate) fn record_json(
     region: &str,
     record: &StreamRecord,
 ) -> Result<Value, TableError> {
-    let view = table.stored.stream_view_type.as_deref().unwrap_or("KEYS_ONLY");
+    let view = table
+        .stored
+        .stream_view_type
+        .as_deref()
+        .unwrap_or("KEYS_ONLY");
     let old = record.old.as_deref().map(parse_item).transpose()?;
     let new = record.new.as_deref().map(parse_item).transpose()?;
     let event_name = match (&old, &new) {
@@ -240,8 +244,8 @@ pub struct GetRecordsInput {
 impl Tables {
     /// The table of a stream ARN the namespace `ns` may read, with a stream of that label.
     async fn stream_table(&self, ns: &str, arn: &str) -> Result<Table, StreamError> {
-        let (arn_ns, name, label) = parse_stream_arn(arn)
-            .ok_or_else(|| invalid(format!("Invalid StreamArn: {arn}")))?;
+        let (arn_ns, name, label) =
+            parse_stream_arn(arn).ok_or_else(|| invalid(format!("Invalid StreamArn: {arn}")))?;
         if arn_ns != ns {
             return Err(not_found(arn));
         }
@@ -531,7 +535,10 @@ mod tests {
             parse_stream_arn("arn:aws:dynamodb:us-east-1:default:table/orders/stream/1700"),
             Some(("default", "orders", "1700"))
         );
-        assert_eq!(parse_stream_arn("arn:aws:dynamodb:us-east-1:default:table/orders"), None);
+        assert_eq!(
+            parse_stream_arn("arn:aws:dynamodb:us-east-1:default:table/orders"),
+            None
+        );
         assert_eq!(sequence_text(7), "000000000000000000007");
         assert_eq!(parse_sequence("000000000000000000007").unwrap(), 7);
         assert!(parse_sequence("7a").is_err());
@@ -585,14 +592,26 @@ mod tests {
             )
         };
         assert_eq!(images("KEYS_ONLY", &modify), ("MODIFY".into(), None, None));
-        assert_eq!(images("NEW_IMAGE", &modify), ("MODIFY".into(), None, Some(json!("2"))));
-        assert_eq!(images("OLD_IMAGE", &modify), ("MODIFY".into(), Some(json!("1")), None));
+        assert_eq!(
+            images("NEW_IMAGE", &modify),
+            ("MODIFY".into(), None, Some(json!("2")))
+        );
+        assert_eq!(
+            images("OLD_IMAGE", &modify),
+            ("MODIFY".into(), Some(json!("1")), None)
+        );
         assert_eq!(
             images("NEW_AND_OLD_IMAGES", &modify),
             ("MODIFY".into(), Some(json!("1")), Some(json!("2")))
         );
-        assert_eq!(images("NEW_AND_OLD_IMAGES", &record(None, Some(a1))).0, "INSERT");
-        assert_eq!(images("NEW_AND_OLD_IMAGES", &record(Some(a1), None)).0, "REMOVE");
+        assert_eq!(
+            images("NEW_AND_OLD_IMAGES", &record(None, Some(a1))).0,
+            "INSERT"
+        );
+        assert_eq!(
+            images("NEW_AND_OLD_IMAGES", &record(Some(a1), None)).0,
+            "REMOVE"
+        );
 
         let v = record_json(&table("KEYS_ONLY"), "eu-west-1", &record(Some(a1), None)).unwrap();
         assert_eq!(v["eventID"], "tid-000000000000000000003");

@@ -2305,7 +2305,13 @@ pub async fn stream_records_are_trimmed_by_age_and_bounds_say_what_is_kept(
         let store = store.clone();
         async move { store.stream_bounds(&id).await.unwrap() }
     };
-    assert_eq!(bounds(t.id.clone()).await, StreamBounds { oldest: None, latest: 0 });
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: None,
+            latest: 0
+        }
+    );
     let p = Av::S("p".into());
     for (i, at) in [100, 200, 300].into_iter().enumerate() {
         let item = new_item(&format!("v{i}"), &p, vec![]);
@@ -2316,15 +2322,33 @@ pub async fn stream_records_are_trimmed_by_age_and_bounds_say_what_is_kept(
             .unwrap()
             .unwrap();
     }
-    assert_eq!(bounds(t.id.clone()).await, StreamBounds { oldest: Some(1), latest: 3 });
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: Some(1),
+            latest: 3
+        }
+    );
     assert_eq!(store.trim_stream_records(250).await.unwrap(), 2);
-    assert_eq!(bounds(t.id.clone()).await, StreamBounds { oldest: Some(3), latest: 3 });
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: Some(3),
+            latest: 3
+        }
+    );
     let kept = store.stream_records(&t.id, 0, 10).await.unwrap();
     assert_eq!(kept.iter().map(|r| r.sequence).collect::<Vec<_>>(), [3]);
     assert_eq!(store.trim_stream_records(250).await.unwrap(), 0);
     assert_eq!(store.trim_stream_records(301).await.unwrap(), 1);
     // Trimmed away, the numbering goes on from where it was.
-    assert_eq!(bounds(t.id.clone()).await, StreamBounds { oldest: None, latest: 3 });
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: None,
+            latest: 3
+        }
+    );
     assert_eq!(bounds(quiet.id.clone()).await, StreamBounds::default());
 }
 
