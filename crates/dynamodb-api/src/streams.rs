@@ -185,18 +185,14 @@ impl ShardIterator {
             "{}\n{}\n{}\n{}\n{}",
             self.ns, self.name, self.id, self.after, self.made_ms
         );
-        text.bytes().map(|b| format!("{b:02x}")).collect()
+        hex::encode(text)
     }
 
     fn decode(text: &str) -> Option<ShardIterator> {
-        if text.len() % 2 != 0 || text.len() > 8192 {
+        if text.len() > 8192 {
             return None;
         }
-        let bytes = (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()?;
-        let text = String::from_utf8(bytes).ok()?;
+        let text = String::from_utf8(hex::decode(text).ok()?).ok()?;
         let mut parts = text.split('\n');
         let it = ShardIterator {
             ns: parts.next()?.to_string(),
