@@ -1,11 +1,13 @@
 //! Tables with the DynamoDB API. [`service::Tables`] runs DynamoDB's operations on typed
 //! requests over a [`lambent_store::tables::TableStore`] and the `lambent-tables` engine;
 //! [`api`] is the JSON 1.0 protocol adapter the server mounts by `X-Amz-Target`;
-//! [`definition`] holds a table's key schema, indexes and stream settings.
+//! [`definition`] holds a table's key schema, indexes and stream settings; [`streams`] is
+//! DynamoDB Streams (`DynamoDBStreams_20120810.*`) on the same endpoint.
 
 pub mod api;
 pub mod definition;
 pub mod service;
+pub mod streams;
 
 pub use api::Endpoint;
 pub use service::Tables;

@@ -1886,6 +1886,7 @@ macro_rules! table_contract_tests {
             one_of_eight_racing_conditional_writers_wins,
             index_entries_follow_updates_and_deletes,
             stream_records_follow_commit_order_with_both_images,
+            stream_records_are_trimmed_by_age_and_bounds_say_what_is_kept,
             parallel_scan_segments_partition_the_items
         );
     };
@@ -1991,7 +1992,7 @@ mod table_fixtures {
     }
 }
 
-use crate::tables::{Abort, Change, Decide, RangeQuery, TableStore};
+use crate::tables::{Abort, Change, Decide, RangeQuery, StreamBounds, TableStore};
 use lambent_tables::AttributeValue as Av;
 use std::ops::Bound;
 use table_fixtures::*;
@@ -2352,6 +2353,64 @@ pub async fn stream_records_follow_commit_order_with_both_images(store: Arc<dyn 
         let expected: Vec<String> = (0..5).map(|i| format!("c{w}-{i}")).collect();
         assert_eq!(mine, expected);
     }
+}
+
+pub async fn stream_records_are_trimmed_by_age_and_bounds_say_what_is_kept(
+    store: Arc<dyn TableStore>,
+) {
+    let t = table("ns", "t", true);
+    let quiet = table("ns", "quiet", false);
+    store.create_table(&t).await.unwrap();
+    store.create_table(&quiet).await.unwrap();
+    let bounds = |id: String| {
+        let store = store.clone();
+        async move { store.stream_bounds(&id).await.unwrap() }
+    };
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: None,
+            latest: 0
+        }
+    );
+    let p = Av::S("p".into());
+    for (i, at) in [100, 200, 300].into_iter().enumerate() {
+        let item = new_item(&format!("v{i}"), &p, vec![]);
+        let decide: Decide = Box::new(move |_| Ok(vec![Change::Put(item)]));
+        store
+            .write_items(vec![item_key(&t, key(&p, None))], at, decide)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: Some(1),
+            latest: 3
+        }
+    );
+    assert_eq!(store.trim_stream_records(250).await.unwrap(), 2);
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: Some(3),
+            latest: 3
+        }
+    );
+    let kept = store.stream_records(&t.id, 0, 10).await.unwrap();
+    assert_eq!(kept.iter().map(|r| r.sequence).collect::<Vec<_>>(), [3]);
+    assert_eq!(store.trim_stream_records(250).await.unwrap(), 0);
+    assert_eq!(store.trim_stream_records(301).await.unwrap(), 1);
+    // Trimmed away, the numbering goes on from where it was.
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: None,
+            latest: 3
+        }
+    );
+    assert_eq!(bounds(quiet.id.clone()).await, StreamBounds::default());
 }
 
 pub async fn parallel_scan_segments_partition_the_items(store: Arc<dyn TableStore>) {
