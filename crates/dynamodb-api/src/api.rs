@@ -3,14 +3,18 @@
 //! verification), bodies `application/x-amz-json-1.0`, errors as
 //! `{"__type": "com.amazonaws.dynamodb.v20120810#<Type>", "message"}` with the error's
 //! status. Legacy parameters are refused by name before the typed request is read.
+//! `DynamoDBStreams_20120810.<Op>` calls (signed for `dynamodb` or `streams.dynamodb`) go to
+//! [`crate::streams`].
 
 use crate::service::Tables;
+use crate::streams::StreamError;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lambent_aws_api::auth;
 use lambent_gateway::App;
+use lambent_tables::error::ERROR_TYPE_PREFIX;
 use lambent_tables::TableError;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -19,6 +23,7 @@ use std::sync::Arc;
 /// The largest request body (25 items of 400 KB in a BatchWriteItem, with room).
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+const STREAMS_PREFIX: &str = "DynamoDBStreams_20120810.";
 
 /// The parameters of DynamoDB's legacy API, and what replaces each.
 const LEGACY: &[(&str, &str)] = &[
@@ -41,7 +46,8 @@ pub struct Endpoint {
     pub region: String,
 }
 
-/// Whether a request is a DynamoDB call: `POST /` whose `X-Amz-Target` names the service.
+/// Whether a request is a DynamoDB (or DynamoDB Streams) call: `POST /` whose
+/// `X-Amz-Target` names the service.
 pub fn is_dynamodb(request: &Request) -> bool {
     request.method() == Method::POST
         && request.uri().path() == "/"
@@ -49,7 +55,7 @@ pub fn is_dynamodb(request: &Request) -> bool {
             .headers()
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with(TARGET_PREFIX))
+            .is_some_and(|t| t.starts_with(TARGET_PREFIX) || t.starts_with(STREAMS_PREFIX))
 }
 
 /// A middleware for the server's whole router: DynamoDB calls are answered here, every other
@@ -94,6 +100,17 @@ pub fn error_response(e: &TableError) -> Response {
     json_response(status, body)
 }
 
+/// The JSON error body of a [`StreamError`], with its status.
+pub fn stream_error_response(e: &StreamError) -> Response {
+    match e {
+        StreamError::Table(e) => error_response(e),
+        e => json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"__type": format!("{ERROR_TYPE_PREFIX}{}", e.error_type()), "message": e.to_string()}),
+        ),
+    }
+}
+
 fn json_response(status: StatusCode, body: Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
     r.headers_mut().insert(
@@ -113,20 +130,51 @@ pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
             match lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await {
                 Err(e) => error_response(&TableError::validation(e.to_string())),
                 Ok(body) => {
-                    match auth::verify(&parts, &body, &principal, &endpoint.region, "dynamodb") {
+                    let target = parts
+                        .headers
+                        .get("x-amz-target")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    let streams = target.strip_prefix(STREAMS_PREFIX);
+                    // Streams clients sign for `dynamodb` (boto3) or `streams.dynamodb`.
+                    let verified =
+                        auth::verify(&parts, &body, &principal, &endpoint.region, "dynamodb")
+                            .or_else(|e| match streams {
+                                Some(_) => auth::verify(
+                                    &parts,
+                                    &body,
+                                    &principal,
+                                    &endpoint.region,
+                                    "streams.dynamodb",
+                                ),
+                                None => Err(e),
+                            });
+                    match verified {
                         Err(e) => e.into_response(),
-                        Ok(namespace) => {
-                            let operation = parts
-                                .headers
-                                .get("x-amz-target")
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-                                .unwrap_or_default();
-                            match dispatch(&endpoint.tables, &namespace, operation, &body).await {
-                                Ok(v) => json_response(StatusCode::OK, v),
-                                Err(e) => error_response(&e),
+                        Ok(namespace) => match streams {
+                            Some(operation) => {
+                                match dispatch_streams(
+                                    &endpoint.tables,
+                                    &namespace,
+                                    operation,
+                                    &body,
+                                )
+                                .await
+                                {
+                                    Ok(v) => json_response(StatusCode::OK, v),
+                                    Err(e) => stream_error_response(&e),
+                                }
                             }
-                        }
+                            None => {
+                                let operation =
+                                    target.strip_prefix(TARGET_PREFIX).unwrap_or_default();
+                                match dispatch(&endpoint.tables, &namespace, operation, &body).await
+                                {
+                                    Ok(v) => json_response(StatusCode::OK, v),
+                                    Err(e) => error_response(&e),
+                                }
+                            }
+                        },
                     }
                 }
             }
@@ -154,6 +202,34 @@ fn table_name(input: &Value) -> Result<&str, TableError> {
         })
 }
 
+fn body_json(body: &[u8]) -> Result<Value, TableError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(json!({}))
+    } else {
+        serde_json::from_slice(body).map_err(|e| TableError::from_json(&e))
+    }
+}
+
+/// Runs one DynamoDB Streams operation on a decoded body.
+pub async fn dispatch_streams(
+    tables: &Tables,
+    ns: &str,
+    operation: &str,
+    body: &[u8],
+) -> Result<Value, StreamError> {
+    let input = body_json(body)?;
+    match operation {
+        "ListStreams" => tables.list_streams(ns, decode(input)?).await,
+        "DescribeStream" => tables.describe_stream(ns, decode(input)?).await,
+        "GetShardIterator" => tables.get_shard_iterator(ns, decode(input)?).await,
+        "GetRecords" => tables.get_records(ns, decode(input)?).await,
+        other => Err(TableError::Validation(format!(
+            "The operation {other} is not supported by Lambent's DynamoDB Streams API"
+        ))
+        .into()),
+    }
+}
+
 /// Runs one operation on a decoded body.
 pub async fn dispatch(
     tables: &Tables,
@@ -161,11 +237,7 @@ pub async fn dispatch(
     operation: &str,
     body: &[u8],
 ) -> Result<Value, TableError> {
-    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| TableError::from_json(&e))?
-    };
+    let input = body_json(body)?;
     if let Some(obj) = input.as_object() {
         if let Some((legacy, modern)) = LEGACY.iter().find(|(k, _)| obj.contains_key(*k)) {
             return Err(TableError::validation(format!(

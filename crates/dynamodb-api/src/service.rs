@@ -45,9 +45,9 @@ pub struct Tables {
 
 /// A table found for a request: its stored row and its schema.
 #[derive(Clone)]
-struct Table {
-    stored: StoredTable,
-    schema: Arc<Schema>,
+pub(crate) struct Table {
+    pub(crate) stored: StoredTable,
+    pub(crate) schema: Arc<Schema>,
 }
 
 fn store_err(e: StoreError) -> TableError {
@@ -61,7 +61,7 @@ fn not_found() -> TableError {
     TableError::ResourceNotFound("Requested resource not found".into())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -370,11 +370,19 @@ impl Tables {
         }
     }
 
-    fn arn(&self, ns: &str, name: &str) -> String {
+    pub(crate) fn store(&self) -> &Arc<dyn TableStore> {
+        &self.store
+    }
+
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub(crate) fn arn(&self, ns: &str, name: &str) -> String {
         format!("arn:aws:dynamodb:{}:{ns}:table/{name}", self.region)
     }
 
-    async fn table(&self, ns: &str, name: &str) -> Result<Table, TableError> {
+    pub(crate) async fn table(&self, ns: &str, name: &str) -> Result<Table, TableError> {
         lambent_tables::names::check_name("tableName", name)?;
         let stored = self
             .store

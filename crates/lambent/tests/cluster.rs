@@ -786,7 +786,7 @@ fn s3_objects_are_one_store_across_nodes() {
 const STEP: &str = "def handler(event, context):\n    return {\"n\": event[\"n\"] + 1}\n";
 
 #[test]
-fn a_standard_execution_resumes_on_another_node_when_its_node_dies() {
+fn standard_executions_stop_from_any_node_and_resume_on_another_when_their_node_dies() {
     let _one = ONE_CLUSTER_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());
@@ -808,6 +808,47 @@ fn a_standard_execution_resumes_on_another_node_when_its_node_dies() {
     let n1 = cluster.node("n1");
     n1.cli(&["workflow", "deploy", "twice", "--definition", &definition])
         .ok();
+    let waits = |name: &str| {
+        eventually(30, &format!("{name} waits in Nap"), || {
+            let shown = n1
+                .cli(&["execution", "show", "twice", name, "-o", "json"])
+                .ok()
+                .json();
+            shown["events"]
+                .as_array()?
+                .iter()
+                .any(|e| e["type"] == "WaitStateEntered")
+                .then_some(())
+        })
+    };
+    // StopExecution through the node that does not run it: the execution ends at once, and
+    // its holder, whose next commit is refused, runs nothing more of it.
+    n1.cli(&[
+        "workflow",
+        "start",
+        "twice",
+        "--input",
+        r#"{"n": 10}"#,
+        "--name",
+        "stopped",
+    ])
+    .ok();
+    waits("stopped");
+    cluster
+        .node("n2")
+        .cli(&["execution", "stop", "twice", "stopped"])
+        .ok();
+    let shown = n1
+        .cli(&["execution", "show", "twice", "stopped", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(shown["execution"]["status"], "ABORTED", "{shown}");
+    let events = shown["events"].as_array().unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "ExecutionAborted", "{shown}");
+    assert_eq!(last["id"].as_u64(), Some(events.len() as u64), "{shown}");
+    std::thread::sleep(Duration::from_secs(7)); // its Wait ends on n1; nothing follows
+
     // Started on n1, which runs it (it holds the execution's lease) ...
     n1.cli(&[
         "workflow",
@@ -819,17 +860,7 @@ fn a_standard_execution_resumes_on_another_node_when_its_node_dies() {
         "run1",
     ])
     .ok();
-    eventually(30, "the execution waits in Nap", || {
-        let shown = n1
-            .cli(&["execution", "show", "twice", "run1", "-o", "json"])
-            .ok()
-            .json();
-        shown["events"]
-            .as_array()?
-            .iter()
-            .any(|e| e["type"] == "WaitStateEntered")
-            .then_some(())
-    });
+    waits("run1");
     // ... and dies there; n2 claims the execution when its lease runs out and finishes it.
     cluster.kill("n1");
     let killed = Instant::now();
@@ -847,9 +878,10 @@ fn a_standard_execution_resumes_on_another_node_when_its_node_dies() {
     );
     assert_eq!(shown["execution"]["status"], "SUCCEEDED", "{shown}");
     assert_eq!(shown["execution"]["output"], json!({"n": 2}), "{shown}");
-    // The completed Task was not run again: `step` ran exactly twice, the second time on n2.
+    // The completed Task was not run again: `step` ran twice for run1, the second time on
+    // n2, and once for the stopped execution.
     let runs = cluster.activations("n2", "step");
     let succeeded: Vec<&Value> = runs.iter().filter(|a| a["status"] == "success").collect();
-    assert_eq!(succeeded.len(), 2, "{runs:?}");
+    assert_eq!(succeeded.len(), 3, "{runs:?}");
     assert!(succeeded.iter().any(|a| a["node"] == "n2"), "{runs:?}");
 }

@@ -75,11 +75,19 @@ impl TargetConfig {
         rules: Vec<FilterRule>,
     ) -> Result<TargetConfig, ObjectError> {
         let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        // A Lambda configuration may name a state machine too (a Lambent extension: each
+        // event starts an execution).
+        let state_machine = kind == TargetKind::LambdaFunction
+            && parts.len() == 6
+            && parts[2] == "states"
+            && parts[5].starts_with("stateMachine:");
         let arn_ok = parts.len() == 6
             && parts[0] == "arn"
-            && parts[2] == kind.service()
+            && (parts[2] == kind.service() || state_machine)
             && !parts[5].is_empty()
-            && (kind != TargetKind::LambdaFunction || parts[5].starts_with("function:"));
+            && (kind != TargetKind::LambdaFunction
+                || parts[5].starts_with("function:")
+                || state_machine);
         if !arn_ok {
             return Err(ObjectError::InvalidArgument(format!(
                 "unable to validate the following destination configurations: '{arn}' is not a {} ARN",
@@ -271,6 +279,22 @@ mod tests {
             vec![]
         ));
         assert!(bad(TargetKind::LambdaFunction, &lambda, vec![], vec![]));
+        // A state machine in a Lambda configuration (Lambent's extension), never elsewhere.
+        let machine = "arn:aws:states:us-east-1:000000000000:stateMachine:ingest";
+        let created = vec!["s3:ObjectCreated:*"];
+        assert!(!bad(
+            TargetKind::LambdaFunction,
+            machine,
+            created.clone(),
+            vec![]
+        ));
+        assert!(bad(TargetKind::Queue, machine, created.clone(), vec![]));
+        assert!(bad(
+            TargetKind::LambdaFunction,
+            "arn:aws:states:us-east-1:000000000000:execution:ingest:x",
+            created,
+            vec![]
+        ));
         assert!(bad(
             TargetKind::LambdaFunction,
             &lambda,

@@ -689,6 +689,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let _ = app
         .workflows
         .set(lambent_sfn_api::triggers::WorkflowTrigger::hook(&workflows));
+    background.push(lambent_dynamodb_api::streams::start_trimming(
+        backends.tables.clone(),
+    ));
     let tables = Arc::new(lambent_dynamodb_api::Tables::new(
         backends.tables.clone(),
         opts.region.clone(),

@@ -70,6 +70,13 @@ async fn boto3_uses_dynamodb_tables() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_reads_dynamodb_streams() {
+    let out = run_scenario("dynamodb_streams.py").await;
+    println!("{out}");
+    assert!(out.contains("dynamodb streams: ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_runs_step_functions_state_machines() {
     let out = run_scenario("stepfunctions.py").await;
     println!("{out}");

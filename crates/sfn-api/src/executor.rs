@@ -10,12 +10,12 @@ use crate::error::SfnError;
 use crate::tasks::Tasks;
 use lambent_gateway::App;
 use lambent_store::workflows::{
-    Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, TransitionUsage,
-    WorkflowStore,
+    Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine,
+    TransitionUsage, WorkflowStore,
 };
 use lambent_workflows::{
-    Diagnostic, Execution, ExecutionInfo, ExecutionSink, ExecutionState, HistoryEvent, MemorySink,
-    Outcome, Runtime, StateMachine, TokioClock,
+    Diagnostic, EventType, Execution, ExecutionInfo, ExecutionSink, ExecutionState, HistoryEvent,
+    MemorySink, Outcome, Runtime, StateMachine, TokioClock,
 };
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -576,9 +576,32 @@ impl Workflows {
         }
         let running = self.running.lock().get(arn).cloned();
         let Some(execution) = running else {
-            return Err(SfnError::Conflict(format!(
-                "Execution '{arn}' is running on another node, or being resumed: retry"
-            )));
+            // Held by another node (or by none, its node dead): ended in the store, which
+            // fences the holder's next commit, so it stops there.
+            let stop_ms = now_ms();
+            let event = HistoryEvent {
+                id: 0,
+                previous_event_id: 0,
+                timestamp: OffsetDateTime::now_utc(),
+                event_type: EventType::ExecutionAborted,
+                // As the engine records a stop (`Execution::stop`).
+                details: serde_json::json!({
+                    "error": error.clone().unwrap_or_default(),
+                    "cause": cause.clone().unwrap_or_default(),
+                }),
+            };
+            let abort = Abort {
+                stop_ms,
+                error,
+                cause,
+                event: serde_json::to_string(&event)
+                    .map_err(|e| SfnError::Internal(e.to_string()))?,
+            };
+            if self.store.abort_execution(arn, &abort).await? {
+                return Ok(stop_ms);
+            }
+            let e = self.execution(namespace, arn).await?;
+            return Ok(e.stop_ms.unwrap_or(stop_ms));
         };
         execution.stop(error, cause);
         for _ in 0..100 {

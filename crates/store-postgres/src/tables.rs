@@ -9,7 +9,7 @@ use crate::PgStore;
 use async_trait::async_trait;
 use lambent_store::tables::{
     range_sql, Abort, Change, Decide, ItemKey, RangeItem, RangeQuery, SqlParam, StoredTable,
-    StreamRecord, TableStore, Written, TABLE_GONE,
+    StreamBounds, StreamRecord, TableStore, Written, TABLE_GONE,
 };
 use lambent_store::StoreError;
 use tokio_postgres::types::ToSql;
@@ -425,5 +425,28 @@ impl TableStore for PgStore {
                 created_ms: r.get(4),
             })
             .collect())
+    }
+
+    async fn stream_bounds(&self, table_id: &str) -> Result<StreamBounds, StoreError> {
+        let rows = self
+            .query(
+                "SELECT (SELECT min(sequence) FROM ddb_stream_records WHERE table_id = $1)::BIGINT, \
+                 coalesce((SELECT stream_seq FROM ddb_tables WHERE id = $1), 0)::BIGINT",
+                &[&table_id],
+            )
+            .await?;
+        let row = rows.first().expect("a SELECT of scalars returns a row");
+        Ok(StreamBounds {
+            oldest: row.get::<_, Option<i64>>(0).map(|s| s as u64),
+            latest: row.get::<_, i64>(1) as u64,
+        })
+    }
+
+    async fn trim_stream_records(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.execute(
+            "DELETE FROM ddb_stream_records WHERE created_ms < $1",
+            &[&before_ms],
+        )
+        .await
     }
 }

@@ -6,8 +6,8 @@
 use crate::PgStore;
 use async_trait::async_trait;
 use lambent_store::workflows::{
-    Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, TransitionUsage,
-    WorkflowStore,
+    number_event, Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine,
+    TransitionUsage, WorkflowStore,
 };
 use lambent_store::StoreError;
 use tokio_postgres::Row;
@@ -324,6 +324,42 @@ impl WorkflowStore for PgStore {
             .await
             .map_err(|e| self.err(e))?;
         }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    async fn abort_execution(&self, arn: &str, a: &Abort) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(|e| self.err(e))?;
+        let n = tx
+            .execute(
+                "UPDATE executions SET status = 'ABORTED', error = $2, cause = $3, \
+                 stop_ms = $4, lease_until_ms = 0, owner = NULL \
+                 WHERE arn = $1 AND status = 'RUNNING'",
+                &[&arn, &a.error, &a.cause, &a.stop_ms],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        // The row lock taken above holds off the owner's commits: the last id is stable.
+        let last: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(id), 0) FROM execution_events WHERE execution_arn = $1",
+                &[&arn],
+            )
+            .await
+            .map_err(|e| self.err(e))?
+            .get(0);
+        let id = last + 1;
+        let event = number_event(&a.event, id as u64)?;
+        tx.execute(
+            "INSERT INTO execution_events (execution_arn, id, event) VALUES ($1, $2, $3)",
+            &[&arn, &id, &event],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(true)
     }

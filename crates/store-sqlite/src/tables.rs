@@ -6,7 +6,7 @@ use crate::{db_err, SqliteStore};
 use async_trait::async_trait;
 use lambent_store::tables::{
     range_sql, Abort, Change, Decide, ItemKey, RangeItem, RangeQuery, SqlParam, StoredTable,
-    StreamRecord, TableStore, Written, TABLE_GONE,
+    StreamBounds, StreamRecord, TableStore, Written, TABLE_GONE,
 };
 use lambent_store::StoreError;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
@@ -408,6 +408,37 @@ impl TableStore for SqliteStore {
                 })
                 .map_err(db_err)?;
             rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn stream_bounds(&self, table_id: &str) -> Result<StreamBounds, StoreError> {
+        let id = table_id.to_string();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT (SELECT min(sequence) FROM ddb_stream_records WHERE table_id = ?1), \
+                 coalesce((SELECT stream_seq FROM ddb_tables WHERE id = ?1), 0)",
+                params![id],
+                |r| {
+                    Ok(StreamBounds {
+                        oldest: r.get::<_, Option<i64>>(0)?.map(|s| s as u64),
+                        latest: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn trim_stream_records(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM ddb_stream_records WHERE created_ms < ?1",
+                params![before_ms],
+            )
+            .map(|n| n as u64)
+            .map_err(db_err)
         })
         .await
     }

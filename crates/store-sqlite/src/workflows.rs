@@ -4,8 +4,8 @@
 use crate::{db_err, SqliteStore};
 use async_trait::async_trait;
 use lambent_store::workflows::{
-    Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine, TransitionUsage,
-    WorkflowStore,
+    number_event, Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine,
+    TransitionUsage, WorkflowStore,
 };
 use lambent_store::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
@@ -359,6 +359,40 @@ impl WorkflowStore for SqliteStore {
                     insert.execute(params![arn, id, event]).map_err(db_err)?;
                 }
             }
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn abort_execution(&self, arn: &str, abort: &Abort) -> Result<bool, StoreError> {
+        let (arn, a) = (arn.to_string(), abort.clone());
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let n = tx
+                .execute(
+                    "UPDATE executions SET status = 'ABORTED', error = ?2, cause = ?3, \
+                     stop_ms = ?4, lease_until_ms = 0, owner = NULL \
+                     WHERE arn = ?1 AND status = 'RUNNING'",
+                    params![arn, a.error, a.cause, a.stop_ms],
+                )
+                .map_err(db_err)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let last: u64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(id), 0) FROM execution_events WHERE execution_arn = ?1",
+                    params![arn],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            let event = number_event(&a.event, last + 1)?;
+            tx.execute(
+                "INSERT INTO execution_events (execution_arn, id, event) VALUES (?1, ?2, ?3)",
+                params![arn, last + 1, event],
+            )
+            .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
             Ok(true)
         })

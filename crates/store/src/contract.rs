@@ -1468,6 +1468,7 @@ macro_rules! workflow_contract_tests {
             state_machines_are_created_once_updated_by_revision_and_deleted,
             executions_start_once_by_arn_and_page_newest_first,
             checkpoints_commit_with_their_events_fenced_by_owner,
+            any_node_aborts_a_running_execution_and_fences_its_owner,
             expired_execution_leases_are_claimed_once,
             transitions_are_summed_per_state_machine_since_a_time
         );
@@ -1648,6 +1649,66 @@ pub async fn executions_start_once_by_arn_and_page_newest_first(
     assert_eq!(store.get_execution("arn:none").await.unwrap(), None);
 }
 
+pub async fn any_node_aborts_a_running_execution_and_fences_its_owner(
+    store: Arc<dyn crate::workflows::WorkflowStore>,
+) {
+    let e = execution("sm", "stopped", 10, "n1", 1000);
+    store.start_execution(&e).await.unwrap();
+    assert!(store
+        .commit_execution(&e.arn, "n1", &checkpoint("RUNNING", &[1, 2], 2000))
+        .await
+        .unwrap());
+    let abort = crate::workflows::Abort {
+        stop_ms: 77,
+        error: Some("Enough".into()),
+        cause: None,
+        event: r#"{"event_type":"ExecutionAborted","id":0,"previous_event_id":0}"#.into(),
+    };
+    assert!(store.abort_execution(&e.arn, &abort).await.unwrap());
+    let stored = store.get_execution(&e.arn).await.unwrap().unwrap();
+    assert_eq!(stored.status, "ABORTED");
+    assert_eq!(
+        (stored.error.as_deref(), stored.cause, stored.stop_ms),
+        (Some("Enough"), None, Some(77))
+    );
+    assert_eq!((stored.owner, stored.lease_until_ms), (None, 0));
+    // The event follows the last one, numbered by the store.
+    let events = store
+        .execution_history(&e.arn, 0, false, 100)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3);
+    let (id, json) = &events[2];
+    let event: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(*id, 3);
+    assert_eq!(
+        (
+            &event["event_type"],
+            &event["id"],
+            &event["previous_event_id"]
+        ),
+        (
+            &serde_json::json!("ExecutionAborted"),
+            &serde_json::json!(3),
+            &serde_json::json!(2)
+        )
+    );
+    // The owner's next commit is refused; a second abort finds nothing running.
+    assert!(!store
+        .commit_execution(&e.arn, "n1", &checkpoint("RUNNING", &[3], 3000))
+        .await
+        .unwrap());
+    assert!(!store.abort_execution(&e.arn, &abort).await.unwrap());
+    assert_eq!(
+        store
+            .execution_history(&e.arn, 0, false, 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
 pub async fn checkpoints_commit_with_their_events_fenced_by_owner(
     store: Arc<dyn crate::workflows::WorkflowStore>,
 ) {
@@ -1826,6 +1887,7 @@ macro_rules! table_contract_tests {
             index_entries_follow_updates_and_deletes,
             tables_are_updated_and_reindexed_without_stream_records,
             stream_records_follow_commit_order_with_both_images,
+            stream_records_are_trimmed_by_age_and_bounds_say_what_is_kept,
             parallel_scan_segments_partition_the_items
         );
     };
@@ -1931,7 +1993,7 @@ mod table_fixtures {
     }
 }
 
-use crate::tables::{Abort, Change, Decide, RangeQuery, TableStore};
+use crate::tables::{Abort, Change, Decide, RangeQuery, StreamBounds, TableStore};
 use lambent_tables::AttributeValue as Av;
 use std::ops::Bound;
 use table_fixtures::*;
@@ -2350,6 +2412,64 @@ pub async fn stream_records_follow_commit_order_with_both_images(store: Arc<dyn 
         let expected: Vec<String> = (0..5).map(|i| format!("c{w}-{i}")).collect();
         assert_eq!(mine, expected);
     }
+}
+
+pub async fn stream_records_are_trimmed_by_age_and_bounds_say_what_is_kept(
+    store: Arc<dyn TableStore>,
+) {
+    let t = table("ns", "t", true);
+    let quiet = table("ns", "quiet", false);
+    store.create_table(&t).await.unwrap();
+    store.create_table(&quiet).await.unwrap();
+    let bounds = |id: String| {
+        let store = store.clone();
+        async move { store.stream_bounds(&id).await.unwrap() }
+    };
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: None,
+            latest: 0
+        }
+    );
+    let p = Av::S("p".into());
+    for (i, at) in [100, 200, 300].into_iter().enumerate() {
+        let item = new_item(&format!("v{i}"), &p, vec![]);
+        let decide: Decide = Box::new(move |_| Ok(vec![Change::Put(item)]));
+        store
+            .write_items(vec![item_key(&t, key(&p, None))], at, decide)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: Some(1),
+            latest: 3
+        }
+    );
+    assert_eq!(store.trim_stream_records(250).await.unwrap(), 2);
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: Some(3),
+            latest: 3
+        }
+    );
+    let kept = store.stream_records(&t.id, 0, 10).await.unwrap();
+    assert_eq!(kept.iter().map(|r| r.sequence).collect::<Vec<_>>(), [3]);
+    assert_eq!(store.trim_stream_records(250).await.unwrap(), 0);
+    assert_eq!(store.trim_stream_records(301).await.unwrap(), 1);
+    // Trimmed away, the numbering goes on from where it was.
+    assert_eq!(
+        bounds(t.id.clone()).await,
+        StreamBounds {
+            oldest: None,
+            latest: 3
+        }
+    );
+    assert_eq!(bounds(quiet.id.clone()).await, StreamBounds::default());
 }
 
 pub async fn parallel_scan_segments_partition_the_items(store: Arc<dyn TableStore>) {

@@ -123,6 +123,15 @@ pub struct StreamRecord {
     pub created_ms: i64,
 }
 
+/// Which of a table's stream records exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamBounds {
+    /// The oldest record kept (`None`: none is, all were trimmed or none was written).
+    pub oldest: Option<u64>,
+    /// The sequence number of the latest record written (0: none ever was).
+    pub latest: u64,
+}
+
 /// Durable tables, items, index entries and stream records.
 #[async_trait]
 pub trait TableStore: Send + Sync + 'static {
@@ -175,6 +184,11 @@ pub trait TableStore: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StreamRecord>, StoreError>;
+    /// The oldest kept and the latest written sequence numbers of a table's stream.
+    async fn stream_bounds(&self, table_id: &str) -> Result<StreamBounds, StoreError>;
+    /// Deletes every table's stream records created before `before_ms` (retention); returns
+    /// how many.
+    async fn trim_stream_records(&self, before_ms: i64) -> Result<u64, StoreError>;
 }
 
 /// The message of [`StoreError::Changed`] for a write to a deleted table.

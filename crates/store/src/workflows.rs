@@ -80,6 +80,30 @@ pub struct Checkpoint {
     pub lease_until_ms: i64,
 }
 
+/// How [`WorkflowStore::abort_execution`] ends an execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abort {
+    pub stop_ms: i64,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// The `ExecutionAborted` event, JSON; its ids are set by the store.
+    pub event: String,
+}
+
+/// `event` (a history event in its stored form, `lambent_workflows::HistoryEvent` as JSON)
+/// numbered `id`, following `id - 1`: the store numbers an event it appends on its own
+/// ([`WorkflowStore::abort_execution`]).
+pub fn number_event(event: &str, id: u64) -> Result<String, StoreError> {
+    let mut value: serde_json::Value = serde_json::from_str(event)
+        .map_err(|e| StoreError::Database(format!("a history event is not JSON: {e}")))?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| StoreError::Database("a history event is not a JSON object".into()))?;
+    object.insert("id".into(), id.into());
+    object.insert("previous_event_id".into(), id.saturating_sub(1).into());
+    Ok(value.to_string())
+}
+
 /// A page of executions of one state machine, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionQuery {
@@ -140,6 +164,13 @@ pub trait WorkflowStore: Send + Sync + 'static {
         owner: &str,
         checkpoint: &Checkpoint,
     ) -> Result<bool, StoreError>;
+    /// Ends a running execution as `ABORTED` whichever node holds it (`StopExecution` received
+    /// by a node that does not run it): in one transaction the status, `error`, `cause` and
+    /// `stop_ms` are set, the lease ends, and `event` (the `ExecutionAborted` history event,
+    /// JSON) is appended after the last stored event, its `id` and `previous_event_id` set here
+    /// ([`number_event`]). The holder's next commit is refused (fencing), and it stops. False
+    /// if the execution was not running.
+    async fn abort_execution(&self, arn: &str, abort: &Abort) -> Result<bool, StoreError>;
     /// Events of an execution with ids after `after_id`, in id order (reversed: ids before
     /// `after_id`, or from the last when it is 0, newest first), at most `limit`.
     async fn execution_history(
