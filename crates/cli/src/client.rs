@@ -15,6 +15,7 @@ mod buckets;
 mod queues;
 mod routes;
 mod sequences;
+mod tables;
 mod workflows;
 pub use buckets::{
     BucketDeleted, BucketInfo, BucketList, NotificationConfiguration, Notifications, ObjectInfo,

@@ -8,6 +8,7 @@
 //! (`$XDG_CONFIG_HOME/lambent/config.json`), else `http://127.0.0.1:8080`. The API key:
 //! `LAMBENT_API_KEY`, else the config file.
 
+pub mod attributes;
 pub mod client;
 pub mod commands;
 pub mod config;
@@ -136,6 +137,18 @@ pub enum Command {
         #[command(subcommand)]
         command: commands::workflows::ExecutionCommand,
     },
+    /// Tables with the DynamoDB API: create, ls, get, rm.
+    #[command(visible_alias = "tables")]
+    Table {
+        #[command(subcommand)]
+        command: commands::tables::TableCommand,
+    },
+    /// Items in tables: put, get, rm, query, scan (plain JSON, or DynamoDB's with --typed).
+    #[command(visible_alias = "items")]
+    Item {
+        #[command(subcommand)]
+        command: commands::tables::ItemCommand,
+    },
     /// Sequences of functions, each one's output the next one's input: create, update, ls, get, rm.
     #[command(visible_alias = "sequences")]
     Sequence {
@@ -182,6 +195,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Workflow { command } => commands::workflows::workflow(&ctx, command),
         Command::Execution { command } => commands::workflows::execution(&ctx, command),
         Command::Sequence { command } => commands::sequences::run(&ctx, command),
+        Command::Table { command } => commands::tables::table(&ctx, command),
+        Command::Item { command } => commands::tables::item(&ctx, command),
     };
     match result {
         Ok(code) => code,

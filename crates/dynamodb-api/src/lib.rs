@@ -2,10 +2,12 @@
 //! requests over a [`lambent_store::tables::TableStore`] and the `lambent-tables` engine;
 //! [`api`] is the JSON 1.0 protocol adapter the server mounts by `X-Amz-Target`;
 //! [`definition`] holds a table's key schema, indexes and stream settings; [`streams`] is
-//! DynamoDB Streams (`DynamoDBStreams_20120810.*`) on the same endpoint.
+//! DynamoDB Streams (`DynamoDBStreams_20120810.*`) on the same endpoint; [`rest`] serves the
+//! table operations under `/v1/tables` for the CLI.
 
 pub mod api;
 pub mod definition;
+pub mod rest;
 pub mod service;
 pub mod streams;
 

@@ -17,6 +17,11 @@ use lambent_tables::{Condition, Expressions, Item, Projection, TableError, Updat
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+
+mod maintenance;
+pub use maintenance::{
+    IndexName, IndexUpdate, TimeToLiveSpecification, UpdateTableInput, UpdateTimeToLiveInput,
+};
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -33,7 +38,8 @@ const TOKEN_TTL: Duration = Duration::from_secs(600);
 pub struct Tables {
     store: Arc<dyn TableStore>,
     region: String,
-    schemas: Mutex<HashMap<String, Arc<Schema>>>,
+    /// Per table id: the definition text a schema was made from, and the schema.
+    schemas: Mutex<HashMap<String, (String, Arc<Schema>)>>,
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
 }
 
@@ -384,16 +390,23 @@ impl Tables {
             .await
             .map_err(store_err)?
             .ok_or_else(not_found)?;
-        let cached = self.schemas.lock().get(&stored.id).cloned();
+        // UpdateTable changes the definition (on any node): a schema is for one text of it.
+        let cached = self
+            .schemas
+            .lock()
+            .get(&stored.id)
+            .filter(|(text, _)| *text == stored.definition)
+            .map(|(_, schema)| schema.clone());
         let schema = match cached {
             Some(s) => s,
             None => {
                 let def: Definition = serde_json::from_str(&stored.definition)
                     .map_err(|e| TableError::Internal(format!("stored definition: {e}")))?;
                 let schema = Arc::new(def.schema()?);
-                self.schemas
-                    .lock()
-                    .insert(stored.id.clone(), schema.clone());
+                self.schemas.lock().insert(
+                    stored.id.clone(),
+                    (stored.definition.clone(), schema.clone()),
+                );
                 schema
             }
         };
@@ -467,28 +480,10 @@ impl Tables {
             billing_mode,
         };
         let schema = definition.schema()?;
-        let stream_view_type =
-            match input.stream_specification {
-                Some(StreamSpecification {
-                    stream_enabled: true,
-                    stream_view_type: Some(v),
-                }) if matches!(
-                    v.as_str(),
-                    "KEYS_ONLY" | "NEW_IMAGE" | "OLD_IMAGE" | "NEW_AND_OLD_IMAGES"
-                ) =>
-                {
-                    Some(v)
-                }
-                Some(StreamSpecification {
-                    stream_enabled: true,
-                    ..
-                }) => return Err(TableError::validation(
-                    "One or more parameter values were invalid: StreamViewType is required and \
-                     must be KEYS_ONLY, NEW_IMAGE, OLD_IMAGE or NEW_AND_OLD_IMAGES when \
-                     StreamEnabled is true",
-                )),
-                _ => None,
-            };
+        let stream_view_type = match input.stream_specification {
+            Some(spec) => maintenance::stream_view(spec)?,
+            None => None,
+        };
         let stored = StoredTable {
             namespace: ns.into(),
             name: input.table_name.clone(),

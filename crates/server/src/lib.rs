@@ -692,11 +692,13 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     background.push(lambent_dynamodb_api::streams::start_trimming(
         backends.tables.clone(),
     ));
+    let tables = Arc::new(lambent_dynamodb_api::Tables::new(
+        backends.tables.clone(),
+        opts.region.clone(),
+    ));
+    background.push(tokio::spawn(expire_table_items(tables.clone(), TTL_SWEEP)));
     let dynamodb = Arc::new(lambent_dynamodb_api::Endpoint {
-        tables: Arc::new(lambent_dynamodb_api::Tables::new(
-            backends.tables.clone(),
-            opts.region.clone(),
-        )),
+        tables: tables.clone(),
         app: app.clone(),
         region: opts.region.clone(),
     });
@@ -722,7 +724,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         lambent_gateway::router(app.clone())
             .merge(aws)
             .merge(buckets::routes(app.clone(), objects))
-            .merge(lambent_sfn_api::rest::routes(workflows.clone())),
+            .merge(lambent_sfn_api::rest::routes(workflows.clone()))
+            .merge(lambent_dynamodb_api::rest::routes(tables, app.clone())),
     );
     let sdks = match sdk_cache {
         Ok(cache) => {
@@ -806,6 +809,26 @@ async fn dispatch_s3(
 fn report_collected(collected: u64) {
     if collected > 0 {
         tracing::info!("removed {collected} pieces of object data no object refers to");
+    }
+}
+
+/// How often items whose TTL has passed are looked for and deleted.
+const TTL_SWEEP: Duration = Duration::from_secs(2);
+
+/// Deletes the expired items of tables with TTL on, every `interval` (a failed round is
+/// logged and tried again at the next; each deletion checks expiry again, so the sweeps of
+/// several nodes do not conflict).
+async fn expire_table_items(tables: Arc<lambent_dynamodb_api::Tables>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        match tables.expire(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("deleted {n} expired table items"),
+            Err(e) => tracing::warn!("deleting expired table items: {e}"),
+        }
     }
 }
 

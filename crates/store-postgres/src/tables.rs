@@ -82,6 +82,34 @@ const GET_ITEM: &str = "SELECT item FROM ddb_items WHERE table_id = $1 AND key =
 
 impl PgStore {
     /// Applies one change of a write: the item, its index entries, its stream record.
+    /// Replaces an item's index entries (`had`: it may have some) with `index_keys`.
+    async fn index_entries(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        k: &ItemKey,
+        had: bool,
+        index_keys: &[(String, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        if had {
+            tx.execute(
+                "DELETE FROM ddb_index_entries WHERE table_id = $1 AND key = $2",
+                &[&k.table_id, &k.key],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        for (index, index_key) in index_keys {
+            tx.execute(
+                "INSERT INTO ddb_index_entries (table_id, index_name, index_key, key) \
+                 VALUES ($1, $2, $3, $4)",
+                &[&k.table_id, index, index_key, &k.key],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     async fn apply_change(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
@@ -93,7 +121,11 @@ impl PgStore {
         let err = |e| self.err(e);
         let new = match change {
             Change::Keep => return Ok(old.clone()),
-            Change::Delete if old.is_none() => return Ok(None),
+            Change::Delete | Change::Reindex(_) if old.is_none() => return Ok(None),
+            Change::Reindex(index_keys) => {
+                self.index_entries(tx, k, true, &index_keys).await?;
+                return Ok(old.clone());
+            }
             Change::Delete => {
                 tx.execute(
                     "DELETE FROM ddb_items WHERE table_id = $1 AND key = $2",
@@ -122,26 +154,14 @@ impl PgStore {
                 Some((item.json, item.index_keys))
             }
         };
-        if old.is_some() {
-            tx.execute(
-                "DELETE FROM ddb_index_entries WHERE table_id = $1 AND key = $2",
-                &[&k.table_id, &k.key],
-            )
-            .await
-            .map_err(err)?;
-        }
         let new = match new {
-            None => None,
+            None => {
+                self.index_entries(tx, k, old.is_some(), &[]).await?;
+                None
+            }
             Some((json, index_keys)) => {
-                for (index, index_key) in &index_keys {
-                    tx.execute(
-                        "INSERT INTO ddb_index_entries (table_id, index_name, index_key, key) \
-                         VALUES ($1, $2, $3, $4)",
-                        &[&k.table_id, index, index_key, &k.key],
-                    )
-                    .await
-                    .map_err(err)?;
-                }
+                self.index_entries(tx, k, old.is_some(), &index_keys)
+                    .await?;
                 Some(json)
             }
         };
@@ -263,6 +283,30 @@ impl TableStore for PgStore {
             .await?;
         let row = rows.first().expect("an aggregate returns a row");
         Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+    }
+
+    async fn update_table(&self, t: &StoredTable) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE ddb_tables SET definition = $1, stream_view_type = $2, \
+                 ttl_attribute = $3 WHERE id = $4",
+                &[&t.definition, &t.stream_view_type, &t.ttl_attribute, &t.id],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn ttl_tables(&self) -> Result<Vec<StoredTable>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {TABLE_COLUMNS} FROM ddb_tables WHERE ttl_attribute IS NOT NULL \
+                     ORDER BY namespace, name"
+                ),
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(table_from_row).collect())
     }
 
     async fn get_items(&self, keys: &[ItemKey]) -> Result<Vec<Option<String>>, StoreError> {

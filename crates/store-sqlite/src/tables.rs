@@ -82,6 +82,29 @@ fn get_item(conn: &rusqlite::Connection, k: &ItemKey) -> Result<Option<String>, 
         .map_err(db_err)
 }
 
+/// Replaces an item's index entries (`had`: it may have some) with `index_keys`.
+fn index_entries(
+    tx: &Transaction<'_>,
+    k: &ItemKey,
+    had: bool,
+    index_keys: &[(String, Vec<u8>)],
+) -> Result<(), StoreError> {
+    if had {
+        tx.prepare_cached("DELETE FROM ddb_index_entries WHERE table_id = ?1 AND key = ?2")
+            .and_then(|mut s| s.execute(params![k.table_id, k.key]))
+            .map_err(db_err)?;
+    }
+    for (index, index_key) in index_keys {
+        tx.prepare_cached(
+            "INSERT INTO ddb_index_entries (table_id, index_name, index_key, key) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![k.table_id, index, index_key, k.key]))
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// Applies one change of a write: the item, its index entries, its stream record.
 fn apply(
     tx: &Transaction<'_>,
@@ -92,7 +115,11 @@ fn apply(
 ) -> Result<Option<String>, StoreError> {
     let new = match change {
         Change::Keep => return Ok(old.clone()),
-        Change::Delete if old.is_none() => return Ok(None),
+        Change::Delete | Change::Reindex(_) if old.is_none() => return Ok(None),
+        Change::Reindex(index_keys) => {
+            index_entries(tx, k, true, &index_keys)?;
+            return Ok(old.clone());
+        }
         Change::Delete => {
             tx.prepare_cached("DELETE FROM ddb_items WHERE table_id = ?1 AND key = ?2")
                 .and_then(|mut s| s.execute(params![k.table_id, k.key]))
@@ -119,23 +146,16 @@ fn apply(
             Some((item.json, item.index_keys))
         }
     };
-    if old.is_some() {
-        tx.prepare_cached("DELETE FROM ddb_index_entries WHERE table_id = ?1 AND key = ?2")
-            .and_then(|mut s| s.execute(params![k.table_id, k.key]))
-            .map_err(db_err)?;
-    }
-    let new = new.map(|(json, index_keys)| {
-        for (index, index_key) in index_keys {
-            tx.prepare_cached(
-                "INSERT INTO ddb_index_entries (table_id, index_name, index_key, key) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| s.execute(params![k.table_id, index, index_key, k.key]))
-            .map_err(db_err)?;
+    let new = match new {
+        Some((json, index_keys)) => {
+            index_entries(tx, k, old.is_some(), &index_keys)?;
+            Some(json)
         }
-        Ok::<_, StoreError>(json)
-    });
-    let new = new.transpose()?;
+        None => {
+            index_entries(tx, k, old.is_some(), &[])?;
+            None
+        }
+    };
     let seq: Option<i64> = tx
         .prepare_cached(
             "UPDATE ddb_tables SET stream_seq = stream_seq + 1 \
@@ -262,6 +282,35 @@ impl TableStore for SqliteStore {
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
             .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn update_table(&self, t: &StoredTable) -> Result<bool, StoreError> {
+        let t = t.clone();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE ddb_tables SET definition = ?1, stream_view_type = ?2, \
+                     ttl_attribute = ?3 WHERE id = ?4",
+                    params![t.definition, t.stream_view_type, t.ttl_attribute, t.id],
+                )
+                .map_err(db_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn ttl_tables(&self) -> Result<Vec<StoredTable>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {TABLE_COLUMNS} FROM ddb_tables WHERE ttl_attribute IS NOT NULL \
+                     ORDER BY namespace, name"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], table_from_row).map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
         })
         .await
     }

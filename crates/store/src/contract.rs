@@ -1885,6 +1885,7 @@ macro_rules! table_contract_tests {
             keys_order_numbers_strings_and_binaries_both_ways,
             one_of_eight_racing_conditional_writers_wins,
             index_entries_follow_updates_and_deletes,
+            tables_are_updated_and_reindexed_without_stream_records,
             stream_records_follow_commit_order_with_both_images,
             stream_records_are_trimmed_by_age_and_bounds_say_what_is_kept,
             parallel_scan_segments_partition_the_items
@@ -2250,6 +2251,64 @@ pub async fn index_entries_follow_updates_and_deletes(store: Arc<dyn TableStore>
         names(read_all(&*store, &t, None, all, true, 10).await),
         ["a"]
     );
+}
+
+pub async fn tables_are_updated_and_reindexed_without_stream_records(store: Arc<dyn TableStore>) {
+    let t = table("ns", "t", true);
+    store.create_table(&t).await.unwrap();
+    store
+        .create_table(&table("ns", "plain", false))
+        .await
+        .unwrap();
+    assert!(store.ttl_tables().await.unwrap().is_empty());
+    let mut changed = t.clone();
+    changed.definition = r#"{"KeySchema":[],"GlobalSecondaryIndexes":[]}"#.into();
+    changed.stream_view_type = Some("KEYS_ONLY".into());
+    changed.ttl_attribute = Some("expires".into());
+    assert!(store.update_table(&changed).await.unwrap());
+    assert_eq!(
+        store.get_table("ns", "t").await.unwrap(),
+        Some(changed.clone())
+    );
+    assert_eq!(store.ttl_tables().await.unwrap(), [changed.clone()]);
+    let mut gone = changed.clone();
+    gone.id = "another".into();
+    assert!(!store.update_table(&gone).await.unwrap());
+
+    // A reindex replaces the index entries of existing items only, and writes no record.
+    let (pa, pb) = (Av::S("a".into()), Av::S("b".into()));
+    write(
+        &*store,
+        item_key(&t, key(&pa, None)),
+        Change::Put(new_item("a", &pa, vec![])),
+    )
+    .await;
+    let entry = |v: &str| vec![("by_v".to_string(), key(&Av::S(v.into()), None))];
+    let decide: Decide = Box::new(move |current| {
+        assert_eq!(current, [Some("a".to_string()), None]);
+        Ok(vec![
+            Change::Reindex(entry("x")),
+            Change::Reindex(entry("y")),
+        ])
+    });
+    let keys = vec![item_key(&t, key(&pa, None)), item_key(&t, key(&pb, None))];
+    let written = store.write_items(keys, 9, decide).await.unwrap().unwrap();
+    assert_eq!(written.new, [Some("a".to_string()), None]);
+    let all = (Bound::Unbounded, Bound::Unbounded);
+    let rows = read_all(&*store, &t, Some("by_v"), all.clone(), true, 10).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].json, "a");
+    assert_eq!(rows[0].index_key, Some(key(&Av::S("x".into()), None)));
+    // Removed again: an empty reindex.
+    let decide: Decide = Box::new(|_| Ok(vec![Change::Reindex(vec![])]));
+    let keys = vec![item_key(&t, key(&pa, None))];
+    store.write_items(keys, 10, decide).await.unwrap().unwrap();
+    assert!(read_all(&*store, &t, Some("by_v"), all.clone(), true, 10)
+        .await
+        .is_empty());
+    // Only the put wrote a stream record.
+    assert_eq!(store.stream_records(&t.id, 0, 100).await.unwrap().len(), 1);
+    assert_eq!(store.table_stats(&t.id).await.unwrap(), (1, 1));
 }
 
 pub async fn stream_records_follow_commit_order_with_both_images(store: Arc<dyn TableStore>) {

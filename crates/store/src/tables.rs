@@ -52,6 +52,9 @@ pub enum Change {
     Keep,
     Put(NewItem),
     Delete,
+    /// The item stays as it is, its index entries become these (an index added or removed by
+    /// UpdateTable, backfilled): no stream record. Nothing for a missing item.
+    Reindex(Vec<(String, Vec<u8>)>),
 }
 
 /// One key of a write: a table (by id) and an encoded item key.
@@ -154,6 +157,11 @@ pub trait TableStore: Send + Sync + 'static {
     ) -> Result<Option<StoredTable>, StoreError>;
     /// `(item count, total item size)` of a table.
     async fn table_stats(&self, table_id: &str) -> Result<(u64, u64), StoreError>;
+    /// Replaces the definition, stream view type and TTL attribute of the table with
+    /// `table.id` (UpdateTable, UpdateTimeToLive); false if that table no longer exists.
+    async fn update_table(&self, table: &StoredTable) -> Result<bool, StoreError>;
+    /// Every table, of every namespace, with TTL on (for the expiry sweeper).
+    async fn ttl_tables(&self) -> Result<Vec<StoredTable>, StoreError>;
 
     /// Reads items by key in one consistent snapshot (`None`: absent), in the keys' order.
     async fn get_items(&self, keys: &[ItemKey]) -> Result<Vec<Option<String>>, StoreError>;

@@ -16,6 +16,7 @@ pub mod queues;
 pub mod routes;
 pub mod schedule;
 pub mod sequences;
+pub mod tables;
 pub mod up;
 pub mod usage;
 pub mod workflows;

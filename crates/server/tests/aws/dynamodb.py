@@ -252,6 +252,81 @@ for case in bad:
     fails(code, fn, contains=contains, **case)
 assert table.get_item(Key={"customer": "ann", "order": 1})["Item"] == before
 
+# ---- UpdateTable: a GSI added is backfilled from the items there, then queried; removed ----
+ddb.create_table(
+    TableName="people",
+    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    BillingMode="PAY_PER_REQUEST")
+people = res.Table("people")
+for i in range(30):
+    people.put_item(Item={"id": f"p{i}", "city": "lisbon" if i % 3 == 0 else "porto", "age": i})
+people.put_item(Item={"id": "nocity", "age": 99})
+fails("ValidationException", people.query, IndexName="by_city",
+      KeyConditionExpression=Key("city").eq("lisbon"))
+described = ddb.update_table(
+    TableName="people",
+    AttributeDefinitions=[{"AttributeName": "city", "AttributeType": "S"},
+                          {"AttributeName": "age", "AttributeType": "N"}],
+    GlobalSecondaryIndexUpdates=[{"Create": {
+        "IndexName": "by_city",
+        "KeySchema": [{"AttributeName": "city", "KeyType": "HASH"},
+                      {"AttributeName": "age", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "ALL"}}}],
+    StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"]
+assert [i["IndexName"] for i in described["GlobalSecondaryIndexes"]] == ["by_city"], described
+assert described["StreamSpecification"]["StreamViewType"] == "NEW_IMAGE", described
+got = people.query(IndexName="by_city", KeyConditionExpression=Key("city").eq("lisbon"))["Items"]
+assert [int(i["age"]) for i in got] == list(range(0, 30, 3)), got
+people.put_item(Item={"id": "new", "city": "lisbon", "age": 100})
+people.update_item(Key={"id": "p3"}, UpdateExpression="SET city = :c", ExpressionAttributeValues={":c": "faro"})
+got = people.query(IndexName="by_city", KeyConditionExpression=Key("city").eq("lisbon") & Key("age").gte(20))
+assert [int(i["age"]) for i in got["Items"]] == [21, 24, 27, 100], got
+fails("ValidationException", ddb.update_table, TableName="people",
+      GlobalSecondaryIndexUpdates=[{"Create": {
+          "IndexName": "by_city", "KeySchema": [{"AttributeName": "city", "KeyType": "HASH"}],
+          "Projection": {"ProjectionType": "ALL"}}}], contains="already exists")
+fails("ResourceNotFoundException", ddb.update_table, TableName="people",
+      GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "nope"}}])
+fails("ValidationException", ddb.update_table, TableName="people",
+      StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}, contains="already has")
+described = ddb.update_table(TableName="people", GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "by_city"}}],
+                             StreamSpecification={"StreamEnabled": False})["TableDescription"]
+assert "GlobalSecondaryIndexes" not in described and "StreamSpecification" not in described, described
+assert [a["AttributeName"] for a in described["AttributeDefinitions"]] == ["id"], described
+fails("ValidationException", people.query, IndexName="by_city",
+      KeyConditionExpression=Key("city").eq("lisbon"))
+
+# ---- Time to live: expired items are deleted in the background, others stay ----
+import time
+
+assert ddb.describe_time_to_live(TableName="people")["TimeToLiveDescription"] == {"TimeToLiveStatus": "DISABLED"}
+spec = ddb.update_time_to_live(TableName="people",
+                               TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+assert spec["TimeToLiveSpecification"] == {"Enabled": True, "AttributeName": "expires"}, spec
+assert ddb.describe_time_to_live(TableName="people")["TimeToLiveDescription"] == {
+    "TimeToLiveStatus": "ENABLED", "AttributeName": "expires"}
+fails("ValidationException", ddb.update_time_to_live, TableName="people",
+      TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}, contains="already enabled")
+now = int(time.time())
+people.put_item(Item={"id": "gone", "expires": now - 10})
+people.put_item(Item={"id": "soon", "expires": now + 1})
+people.put_item(Item={"id": "later", "expires": now + 3600})
+people.put_item(Item={"id": "ancient", "expires": 1000})
+people.put_item(Item={"id": "text", "expires": "yesterday"})
+deadline = time.time() + 30
+while time.time() < deadline:
+    left = {i["id"] for i in people.scan(ProjectionExpression="id")["Items"]}
+    if "gone" not in left and "soon" not in left:
+        break
+    time.sleep(0.5)
+else:
+    raise AssertionError(f"expired items still there after 30 s: {left}")
+assert {"later", "ancient", "text", "p0", "new"} <= left, left
+ddb.update_time_to_live(TableName="people", TimeToLiveSpecification={"Enabled": False, "AttributeName": "expires"})
+assert ddb.describe_time_to_live(TableName="people")["TimeToLiveDescription"] == {"TimeToLiveStatus": "DISABLED"}
+ddb.delete_table(TableName="people")
+
 # ---- Delete ----
 ddb.delete_table(TableName="orders")
 fails("ResourceNotFoundException", ddb.describe_table, TableName="orders")
