@@ -26,13 +26,12 @@ use lambent_server::{start, ServerOptions};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::Method;
 use sha2::Sha256;
-use std::future::Future;
 use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{ms, stats, Stats};
+use support::{abba, closed_loop, ms, stats, Run, Stats};
 
 const KEY: &str = "bench-key";
 const ACCESS_KEY_ID: &str = "LKIABENCHBENCHBENCH0";
@@ -101,67 +100,6 @@ impl S3 {
         }
         n
     }
-}
-
-/// Latencies of `n` operations run by `conc` tasks, and how long they all took.
-struct Run {
-    samples: Vec<Duration>,
-    wall: Duration,
-}
-
-/// Operations `from..from + n` run by `conc` tasks.
-async fn run<F, Fut>(conc: usize, from: usize, n: usize, op: F) -> Run
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let per = n / conc;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..conc)
-        .map(|t| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut samples = Vec::with_capacity(per);
-                for j in 0..per {
-                    let at = Instant::now();
-                    op(from + t * per + j).await;
-                    samples.push(at.elapsed());
-                }
-                samples
-            })
-        })
-        .collect();
-    let mut samples = Vec::with_capacity(n);
-    for t in tasks {
-        samples.extend(t.await.unwrap());
-    }
-    Run {
-        samples,
-        wall: started.elapsed(),
-    }
-}
-
-/// `n` operations of `a` and of `b` in the order a, b, b, a (halves), so that both see the
-/// same machine (others' load changes during a run).
-async fn abba<A, AF, B, BF>(conc: usize, n: usize, a: A, b: B) -> (Run, Run)
-where
-    A: Fn(usize) -> AF + Clone + Send + Sync + 'static,
-    AF: Future<Output = ()> + Send,
-    B: Fn(usize) -> BF + Clone + Send + Sync + 'static,
-    BF: Future<Output = ()> + Send,
-{
-    let half = n / 2;
-    let a1 = run(conc, 0, half, a.clone()).await;
-    let b1 = run(conc, 0, half, b.clone()).await;
-    let b2 = run(conc, half, half, b).await;
-    let a2 = run(conc, half, half, a).await;
-    let join = |mut x: Run, y: Run| {
-        x.samples.extend(y.samples);
-        x.wall += y.wall;
-        x
-    };
-    (join(a1, a2), join(b1, b2))
 }
 
 /// A new file with `bytes`, as durable as an object: written, fsynced, renamed, directory
@@ -334,7 +272,7 @@ async fn bench() {
         // Warm-up: connections open, caches filled.
         {
             let (s3, body, tag) = (s3.clone(), small.clone(), tag.clone());
-            run(conc, 0, conc * 4, move |i| {
+            closed_loop(conc, 0, conc * 4, move |_, i| {
                 let (s3, body) = (s3.clone(), body.clone());
                 let path = format!("/bench/warm-{tag}-{i}");
                 async move { s3.put(&path, body.into(), SMALL as u64).await }
@@ -343,7 +281,7 @@ async fn bench() {
         }
         let s3_put = {
             let (s3, body, tag) = (s3.clone(), small.clone(), tag.clone());
-            move |i| {
+            move |_, i| {
                 let (s3, body) = (s3.clone(), body.clone());
                 let path = format!("/bench/small-{tag}-{i}");
                 async move { s3.put(&path, body.into(), SMALL as u64).await }
@@ -351,7 +289,7 @@ async fn bench() {
         };
         let file_put = {
             let (dir, body, tag) = (plain.clone(), small.clone(), tag.clone());
-            move |i| {
+            move |_, i| {
                 let (dir, body, name) = (dir.clone(), body.clone(), format!("small-{tag}-{i}"));
                 async move {
                     tokio::task::spawn_blocking(move || durable_write(&dir, &name, &body))
@@ -363,7 +301,7 @@ async fn bench() {
         let (put, put_base) = abba(conc, n, s3_put, file_put).await;
         let s3_get = {
             let (s3, tag) = (s3.clone(), tag.clone());
-            move |i| {
+            move |_, i| {
                 let s3 = s3.clone();
                 let path = format!("/bench/small-{tag}-{i}");
                 async move { assert_eq!(s3.get(&path).await, SMALL as u64) }
@@ -371,7 +309,7 @@ async fn bench() {
         };
         let file_get = {
             let (dir, tag) = (plain.clone(), tag.clone());
-            move |i| {
+            move |_, i| {
                 let path = dir.join(format!("small-{tag}-{i}"));
                 async move {
                     let read = tokio::task::spawn_blocking(move || {

@@ -21,11 +21,9 @@ use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use support::{ms, stats};
+use support::{abba, closed_loop, ms, stats, Run};
 
 const ACCESS_KEY_ID: &str = "LKIABENCHBENCHBENCH0";
 const SECRET: &str = "bench-secret-bench-secret-bench-secret00";
@@ -184,71 +182,6 @@ fn baseline_key(pk: &str, sk: usize) -> Vec<u8> {
     k
 }
 
-/// Latencies of `n` operations run by `conc` tasks, and how long they all took.
-struct Run {
-    samples: Vec<Duration>,
-    wall: Duration,
-}
-
-impl Run {
-    fn ops(&self) -> f64 {
-        self.samples.len() as f64 / self.wall.as_secs_f64()
-    }
-}
-
-async fn run<F, Fut>(conc: usize, n: usize, op: F) -> Run
-where
-    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let per = (n / conc).max(1);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..conc)
-        .map(|t| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut samples = Vec::with_capacity(per);
-                for j in 0..per {
-                    let at = Instant::now();
-                    op(t, t * per + j).await;
-                    samples.push(at.elapsed());
-                }
-                samples
-            })
-        })
-        .collect();
-    let mut samples = Vec::with_capacity(n);
-    for t in tasks {
-        samples.extend(t.await.unwrap());
-    }
-    Run {
-        samples,
-        wall: started.elapsed(),
-    }
-}
-
-/// `a` and `b` in the order a, b, b, a (halves), so that both see the same machine.
-async fn abba<A, AF, B, BF>(conc: usize, n: usize, a: A, b: B) -> (Run, Run)
-where
-    A: Fn(usize, usize) -> AF + Clone + Send + Sync + 'static,
-    AF: Future<Output = ()> + Send,
-    B: Fn(usize, usize) -> BF + Clone + Send + Sync + 'static,
-    BF: Future<Output = ()> + Send,
-{
-    let half = n / 2;
-    let a1 = run(conc, half, a.clone()).await;
-    let b1 = run(conc, half, b.clone()).await;
-    let b2 = run(conc, half, b).await;
-    let a2 = run(conc, half, a).await;
-    let join = |mut x: Run, y: Run| {
-        x.samples.extend(y.samples);
-        x.wall += y.wall;
-        x
-    };
-    (join(a1, a2), join(b1, b2))
-}
-
 /// A row: the case, the API's numbers, the baseline's, the ratio, the target.
 fn row(case: &str, conc: usize, api: &Run, base: &Run, target: &str, met: Option<bool>) -> String {
     let (a, b) = (stats(api.samples.clone()), stats(base.samples.clone()));
@@ -398,8 +331,8 @@ async fn bench() {
     };
 
     // Warm-up: connections open, statements prepared.
-    run(64, 640, api_get.clone()).await;
-    run(64, 640, base_get.clone()).await;
+    closed_loop(64, 0, 640, api_get.clone()).await;
+    closed_loop(64, 0, 640, base_get.clone()).await;
 
     let mut table = String::from(
         "| case | DynamoDB API (SigV4, HTTP) | baseline: rusqlite, same schema and file settings | API vs baseline | target |\n\
