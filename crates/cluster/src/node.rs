@@ -24,7 +24,8 @@ use tokio::task::JoinHandle;
 
 /// The lease of the node that fires schedules.
 pub const SCHEDULES_LEASE: &str = "lambent:schedules";
-/// The lease of the node that prunes old activation records.
+/// The lease of the node that does the housekeeping: prunes old activation records, trims
+/// stream records past their retention and deletes expired table items.
 pub const PRUNER_LEASE: &str = "lambent:pruner";
 
 /// How long a node that answered "saturated" is tried last for its functions.

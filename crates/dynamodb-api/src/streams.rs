@@ -495,11 +495,19 @@ impl Tables {
     }
 }
 
-/// Deletes stream records older than [`RETENTION`] every minute, forever (every node may run
-/// it: a delete by age is idempotent).
-pub fn start_trimming(store: Arc<dyn TableStore>) -> tokio::task::JoinHandle<()> {
+/// Deletes stream records older than [`RETENTION`] every minute, forever, while `mine()` says
+/// this node does the housekeeping (one node of a cluster; a delete by age is idempotent, so a
+/// lease hand-over does no harm).
+pub fn start_trimming(
+    store: Arc<dyn TableStore>,
+    mine: impl Fn() -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
+            if !mine() {
+                tokio::time::sleep(TRIM_EVERY).await;
+                continue;
+            }
             let cutoff = now_ms() - RETENTION.as_millis() as i64;
             match store.trim_stream_records(cutoff).await {
                 Ok(0) => {}

@@ -689,14 +689,21 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let _ = app
         .workflows
         .set(lambent_sfn_api::triggers::WorkflowTrigger::hook(&workflows));
+    // Table housekeeping runs on one node of a cluster: the holder of the pruner's lease.
+    let pruner = app.cluster.clone();
     background.push(lambent_dynamodb_api::streams::start_trimming(
         backends.tables.clone(),
+        move || pruner.holds(PRUNER_LEASE),
     ));
     let tables = Arc::new(lambent_dynamodb_api::Tables::new(
         backends.tables.clone(),
         opts.region.clone(),
     ));
-    background.push(tokio::spawn(expire_table_items(tables.clone(), TTL_SWEEP)));
+    background.push(tokio::spawn(expire_table_items(
+        tables.clone(),
+        app.cluster.clone(),
+        TTL_SWEEP,
+    )));
     let dynamodb = Arc::new(lambent_dynamodb_api::Endpoint {
         tables: tables.clone(),
         app: app.clone(),
@@ -815,12 +822,20 @@ fn report_collected(collected: u64) {
 /// How often items whose TTL has passed are looked for and deleted.
 const TTL_SWEEP: Duration = Duration::from_secs(2);
 
-/// Deletes the expired items of tables with TTL on, every `interval` (a failed round is
-/// logged and tried again at the next; each deletion checks expiry again, so the sweeps of
-/// several nodes do not conflict).
-async fn expire_table_items(tables: Arc<lambent_dynamodb_api::Tables>, interval: Duration) {
+/// Deletes the expired items of tables with TTL on, every `interval`, on one node of a
+/// cluster (the holder of the pruner's lease). A failed round is logged and tried again at the
+/// next; each deletion checks expiry again, so a sweep overlapping a lease hand-over does no
+/// harm.
+async fn expire_table_items(
+    tables: Arc<lambent_dynamodb_api::Tables>,
+    cluster: Arc<Cluster>,
+    interval: Duration,
+) {
     loop {
         tokio::time::sleep(interval).await;
+        if !cluster.holds(PRUNER_LEASE) {
+            continue;
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
