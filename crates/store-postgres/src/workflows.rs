@@ -7,7 +7,7 @@ use crate::PgStore;
 use async_trait::async_trait;
 use lambent_store::workflows::{
     number_event, Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine,
-    TransitionUsage, WorkflowStore,
+    TransitionUsage, WorkflowStore, EXECUTION_COLUMNS, SM_COLUMNS,
 };
 use lambent_store::StoreError;
 use tokio_postgres::Row;
@@ -53,12 +53,6 @@ CREATE TABLE execution_events (
     PRIMARY KEY (execution_arn, id)
 );
 "#;
-
-const SM_COLUMNS: &str =
-    "namespace, name, arn, definition, kind, role_arn, created_ms, updated_ms, revision";
-
-const EXECUTION_COLUMNS: &str = "arn, namespace, name, state_machine_arn, definition, status, \
-input, output, error, cause, start_ms, stop_ms, state, transitions, owner, lease_until_ms";
 
 fn sm_from_row(r: &Row) -> StoredStateMachine {
     StoredStateMachine {

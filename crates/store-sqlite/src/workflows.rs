@@ -5,7 +5,7 @@ use crate::{db_err, SqliteStore};
 use async_trait::async_trait;
 use lambent_store::workflows::{
     number_event, Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine,
-    TransitionUsage, WorkflowStore,
+    TransitionUsage, WorkflowStore, EXECUTION_COLUMNS, SM_COLUMNS,
 };
 use lambent_store::StoreError;
 use rusqlite::{params, OptionalExtension, Row};
@@ -51,12 +51,6 @@ CREATE TABLE execution_events (
     PRIMARY KEY (execution_arn, id)
 );
 "#;
-
-const SM_COLUMNS: &str =
-    "namespace, name, arn, definition, kind, role_arn, created_ms, updated_ms, revision";
-
-const EXECUTION_COLUMNS: &str = "arn, namespace, name, state_machine_arn, definition, status, \
-input, output, error, cause, start_ms, stop_ms, state, transitions, owner, lease_until_ms";
 
 fn sm_from_row(r: &Row<'_>) -> rusqlite::Result<StoredStateMachine> {
     Ok(StoredStateMachine {

@@ -80,6 +80,14 @@ pub struct Checkpoint {
     pub lease_until_ms: i64,
 }
 
+/// The columns of a stored state machine, in the order both backends read them.
+pub const SM_COLUMNS: &str =
+    "namespace, name, arn, definition, kind, role_arn, created_ms, updated_ms, revision";
+
+/// The columns of a stored execution, in the order both backends read them.
+pub const EXECUTION_COLUMNS: &str = "arn, namespace, name, state_machine_arn, definition, \
+status, input, output, error, cause, start_ms, stop_ms, state, transitions, owner, lease_until_ms";
+
 /// How [`WorkflowStore::abort_execution`] ends an execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Abort {
