@@ -516,9 +516,11 @@ async fn messages_survive_a_restart_and_in_flight_ones_come_back() {
         json!({"messages": [{"body": "first"}, {"body": "second"}]}),
     )
     .await;
+    // Timed from before the receive: the server starts the visibility timeout when it
+    // answers, which is before the answer reaches here.
+    let received_at = Instant::now();
     let held = receive(&node, "durable", json!({})).await;
     assert_eq!(held[0]["body"], "first");
-    let received_at = Instant::now();
 
     node.restart().await;
 
