@@ -248,8 +248,6 @@ pub fn zip_dir(dir: &std::path::Path) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
-pub use lambent_testkit::python::venv as python_venv;
-
 /// How the sandboxes of a function's cold activations were born (`exec`, `ahead`, `zygote`,
 /// `stem_cell`), oldest first.
 pub async fn births_of(node: &Node, function: &str) -> Vec<String> {
