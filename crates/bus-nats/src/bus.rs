@@ -31,9 +31,10 @@ pub fn signals_subject(cluster_id: &str) -> String {
 
 /// The cluster bus of one node (see the module docs).
 pub struct NatsBus {
-    node_id: String,
-    address: String,
-    client: Client,
+    pub(crate) node_id: String,
+    pub(crate) cluster_id: String,
+    pub(crate) address: String,
+    pub(crate) client: Client,
     local: broadcast::Sender<Envelope>,
     outbox: mpsc::Sender<Envelope>,
     tasks: Vec<JoinHandle<()>>,
@@ -123,6 +124,7 @@ impl NatsBus {
         };
         Ok(NatsBus {
             node_id: node_id.to_string(),
+            cluster_id: cluster_id.to_string(),
             address,
             client,
             local,

@@ -1,7 +1,8 @@
 //! Lambent's NATS side of a cluster: [`NatsBus`], the cluster bus that carries
 //! [`lambent_store::bus::Signal`]s between nodes over core NATS; [`NatsBlobs`], the code blob
 //! store on a JetStream object store with each node's local disk as a verified cache; and
-//! [`NatsObjectData`], the S3 object data every node reads and writes, in another object store.
+//! [`NatsObjectData`], the S3 object data every node reads and writes, in another object store;
+//! and requests addressed to one node ([`NatsBus::serve`], [`NatsBus::ask`]).
 //! Both speak [`lambent_store::StoreError`] at their trait boundary; [`NatsError`] is this crate's
 //! own vocabulary before it is mapped there.
 
@@ -9,11 +10,13 @@ mod blobs;
 mod bus;
 mod error;
 mod objects;
+mod requests;
 
 pub use blobs::NatsBlobs;
 pub use bus::{signals_subject, NatsBus};
 pub use error::NatsError;
 pub use objects::{objects_bucket_name, NatsObjectData, CHUNK as OBJECT_CHUNK};
+pub use requests::{node_subject, AskError, Handler};
 
 /// Checks that a cluster id can be both a NATS subject token and part of an object store bucket
 /// name (`[A-Za-z0-9_-]+`).

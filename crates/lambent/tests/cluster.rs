@@ -152,6 +152,14 @@ impl Cluster {
         page["activations"].as_array().cloned().unwrap_or_default()
     }
 
+    /// `lambent execution show MACHINE NAME -o json` via node `via`.
+    fn execution(&self, via: &str, machine: &str, name: &str) -> Value {
+        self.node(via)
+            .cli(&["execution", "show", machine, name, "-o", "json"])
+            .ok()
+            .json()
+    }
+
     /// `lambent deploy DIR --name NAME --runtime python3.12 --handler app.handler` via `via`.
     fn deploy_python(&self, via: &str, name: &str, code: &str, extra: &[&str]) {
         let dir = self.home.path().join("code").join(name);
@@ -810,10 +818,7 @@ fn standard_executions_stop_from_any_node_and_resume_on_another_when_their_node_
         .ok();
     let waits = |name: &str| {
         eventually(30, &format!("{name} waits in Nap"), || {
-            let shown = n1
-                .cli(&["execution", "show", "twice", name, "-o", "json"])
-                .ok()
-                .json();
+            let shown = cluster.execution("n1", "twice", name);
             shown["events"]
                 .as_array()?
                 .iter()
@@ -838,10 +843,7 @@ fn standard_executions_stop_from_any_node_and_resume_on_another_when_their_node_
         .node("n2")
         .cli(&["execution", "stop", "twice", "stopped"])
         .ok();
-    let shown = n1
-        .cli(&["execution", "show", "twice", "stopped", "-o", "json"])
-        .ok()
-        .json();
+    let shown = cluster.execution("n1", "twice", "stopped");
     assert_eq!(shown["execution"]["status"], "ABORTED", "{shown}");
     let events = shown["events"].as_array().unwrap();
     let last = events.last().unwrap();
@@ -864,12 +866,8 @@ fn standard_executions_stop_from_any_node_and_resume_on_another_when_their_node_
     // ... and dies there; n2 claims the execution when its lease runs out and finishes it.
     cluster.kill("n1");
     let killed = Instant::now();
-    let n2 = cluster.node("n2");
     let shown = eventually(90, "n2 finishes the execution", || {
-        let shown = n2
-            .cli(&["execution", "show", "twice", "run1", "-o", "json"])
-            .ok()
-            .json();
+        let shown = cluster.execution("n2", "twice", "run1");
         (shown["execution"]["status"] != "RUNNING").then_some(shown)
     });
     println!(
@@ -884,4 +882,159 @@ fn standard_executions_stop_from_any_node_and_resume_on_another_when_their_node_
     let succeeded: Vec<&Value> = runs.iter().filter(|a| a["status"] == "success").collect();
     assert_eq!(succeeded.len(), 3, "{runs:?}");
     assert!(succeeded.iter().any(|a| a["node"] == "n2"), "{runs:?}");
+}
+
+/// `aws stepfunctions <args>` against `url` with an access key: its exit status, stdout and
+/// stderr.
+fn aws_stepfunctions(url: &str, key: (&str, &str), args: &[&str]) -> (bool, String, String) {
+    let venv = lambent_testkit::python::venv(&["boto3", "awscli"]);
+    let out = std::process::Command::new(venv.join("bin/aws"))
+        .arg("stepfunctions")
+        .args(args)
+        .args(["--endpoint-url", url])
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("the AWS CLI runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn task_tokens_are_answered_through_any_node() {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start(&["n1", "n2"]);
+    let (n1, n2) = (cluster.node("n1"), cluster.node("n2"));
+    let created = n1.cli(&["-o", "json", "keys", "create"]).ok().json();
+    let key = (
+        created["access_key_id"].as_str().unwrap().to_string(),
+        created["secret_access_key"].as_str().unwrap().to_string(),
+    );
+    let key = (key.0.as_str(), key.1.as_str());
+    cluster.deploy_python(
+        "n1",
+        "hold",
+        "def handler(event, context):\n    print(event[\"run\"], \"token\", event[\"token\"])\n    return {}\n",
+        &[],
+    );
+    // The Task hands its token to `hold` and waits for an answer, a heartbeat every 8 s.
+    let definition = json!({
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {"Type": "Task",
+                    "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                    "Parameters": {"FunctionName": "hold",
+                                   "Payload": {"token.$": "$$.Task.Token",
+                                               "run.$": "$$.Execution.Name"}},
+                    "HeartbeatSeconds": 8, "End": true}
+        }
+    })
+    .to_string();
+    n1.cli(&["workflow", "deploy", "asks", "--definition", &definition])
+        .ok();
+    // Started on n1, which runs it: its token names n1. `hold` logs it with the execution's
+    // name, and its activation record shows the log.
+    let token_of = |name: &str| -> String {
+        n1.cli(&["workflow", "start", "asks", "--input", "{}", "--name", name])
+            .ok();
+        let prefix = format!("{name} token ");
+        eventually(60, &format!("{name} hands out its token"), || {
+            cluster.activations("n1", "hold").iter().find_map(|a| {
+                let logs = a["logs"].as_str()?;
+                let line = logs.lines().find(|l| l.starts_with(&prefix))?;
+                Some(line[prefix.len()..].trim().to_string())
+            })
+        })
+    };
+    let on_n2 = |args: &[&str]| aws_stepfunctions(&n2.url, key, args);
+    // n2 learns the new access key through the cluster's signals.
+    eventually(15, "n2 accepts the new access key", || {
+        let (_, _, err) = on_n2(&["send-task-heartbeat", "--task-token", "x"]);
+        err.contains("(TaskDoesNotExist)").then_some(())
+    });
+
+    // Heartbeats and the answer through n2 reach the Task on n1 (which would have failed with
+    // States.HeartbeatTimeout without them: the answer comes 10 s after the token).
+    let token = token_of("answered");
+    for _ in 0..2 {
+        let (ok, _, err) = on_n2(&["send-task-heartbeat", "--task-token", &token]);
+        assert!(ok, "{err}");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let (ok, _, err) = on_n2(&[
+        "send-task-success",
+        "--task-token",
+        &token,
+        "--task-output",
+        r#"{"answer": 42}"#,
+    ]);
+    assert!(ok, "{err}");
+    let ended = |name: &str| {
+        eventually(30, &format!("{name} ends"), || {
+            let shown = cluster.execution("n1", "asks", name);
+            (shown["execution"]["status"] != "RUNNING").then_some(shown)
+        })
+    };
+    let shown = ended("answered");
+    assert_eq!(shown["execution"]["status"], "SUCCEEDED", "{shown}");
+    assert_eq!(
+        shown["execution"]["output"],
+        json!({"answer": 42}),
+        "{shown}"
+    );
+    // A second answer finds the owner's Task over.
+    let (ok, _, err) = on_n2(&["send-task-heartbeat", "--task-token", &token]);
+    assert!(!ok && err.contains("(TaskTimedOut)"), "{err}");
+
+    // A failure through n2 fails the execution with it.
+    let token = token_of("failed");
+    let (ok, _, err) = on_n2(&[
+        "send-task-failure",
+        "--task-token",
+        &token,
+        "--error",
+        "Declined",
+        "--cause",
+        "the reviewer said no",
+    ]);
+    assert!(ok, "{err}");
+    let shown = ended("failed");
+    assert_eq!(shown["execution"]["status"], "FAILED", "{shown}");
+    let last = shown["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "ExecutionFailed", "{shown}");
+    assert!(
+        last.to_string().contains("Declined") && last.to_string().contains("the reviewer said no"),
+        "{last}"
+    );
+
+    // Tokens no Task waits on: of n1, of a node that does not exist, not a token at all. Each
+    // is answered at once.
+    use lambent_sfn_api::callbacks::new_token;
+    for unknown in [new_token("n1"), new_token("n9"), "not-a-token".to_string()] {
+        let asked = Instant::now();
+        let (ok, _, err) = on_n2(&[
+            "send-task-success",
+            "--task-token",
+            &unknown,
+            "--task-output",
+            "{}",
+        ]);
+        assert!(
+            !ok && err.contains("(TaskDoesNotExist)"),
+            "{unknown}: {err}"
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(4),
+            "{unknown}: {:?}",
+            asked.elapsed()
+        );
+    }
 }

@@ -62,6 +62,22 @@ fn part_number(n: i32) -> S3Result<u32> {
     })
 }
 
+/// The result element of CopyObject (`CopyObjectResult`) or of UploadPartCopy
+/// (`CopyPartResult`), two s3s types of the same fields: the copy's ETag, time and checksums.
+macro_rules! copy_result {
+    ($result:ident, $etag:expr, $last_modified_ms:expr, $checksums:expr) => {{
+        let c = convert::out_checksums($checksums);
+        $result {
+            e_tag: Some(convert::etag($etag)),
+            last_modified: Some(convert::timestamp($last_modified_ms)),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_sha256: c.sha256,
+            ..Default::default()
+        }
+    }};
+}
+
 fn source(copy: &CopySource) -> S3Result<(&str, &str)> {
     match copy {
         CopySource::Bucket { bucket, key, .. } => Ok((bucket, key)),
@@ -627,16 +643,13 @@ impl S3 for S3Api {
             )
             .await
             .map_err(s3_err)?;
-        let c = convert::out_checksums(&o.attrs.checksums);
         ok(CopyObjectOutput {
-            copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(convert::etag(&o.etag)),
-                last_modified: Some(convert::timestamp(o.last_modified_ms)),
-                checksum_crc32: c.crc32,
-                checksum_crc32c: c.crc32c,
-                checksum_sha256: c.sha256,
-                ..Default::default()
-            }),
+            copy_object_result: Some(copy_result!(
+                CopyObjectResult,
+                &o.etag,
+                o.last_modified_ms,
+                &o.attrs.checksums
+            )),
             ..Default::default()
         })
     }
@@ -838,16 +851,13 @@ impl S3 for S3Api {
             )
             .await
             .map_err(s3_err)?;
-        let c = convert::out_checksums(&p.checksums);
         ok(UploadPartCopyOutput {
-            copy_part_result: Some(CopyPartResult {
-                e_tag: Some(convert::etag(&p.etag)),
-                last_modified: Some(convert::timestamp(p.last_modified_ms)),
-                checksum_crc32: c.crc32,
-                checksum_crc32c: c.crc32c,
-                checksum_sha256: c.sha256,
-                ..Default::default()
-            }),
+            copy_part_result: Some(copy_result!(
+                CopyPartResult,
+                &p.etag,
+                p.last_modified_ms,
+                &p.checksums
+            )),
             ..Default::default()
         })
     }

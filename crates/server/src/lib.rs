@@ -22,6 +22,7 @@
 pub mod buckets;
 pub mod notifications;
 mod platform;
+mod relay;
 mod runtimes;
 pub mod sdk;
 
@@ -277,6 +278,8 @@ struct Backends {
     cluster: Option<Arc<dyn ClusterStore>>,
     /// Cluster mode: the cluster's shared secret.
     secret: Option<String>,
+    /// Cluster mode: the NATS client requests to one node go through.
+    nats: Option<Arc<NatsBus>>,
     node_id: String,
 }
 
@@ -304,6 +307,7 @@ impl Backends {
             bus,
             cluster: None,
             secret: None,
+            nats: None,
             node_id,
         }
     }
@@ -348,8 +352,9 @@ impl Backends {
             pg.address(),
             bus.address()
         );
-        let mut backends = Backends::of(pg.clone(), object_data, blobs, bus, node_id);
+        let mut backends = Backends::of(pg.clone(), object_data, blobs, bus.clone(), node_id);
         backends.cluster = Some(pg);
+        backends.nats = Some(bus);
         backends.secret = Some(identity.secret.clone());
         Ok(backends)
     }
@@ -686,6 +691,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         cluster.node_id().to_string(),
     );
     background.push(workflows.start_background(clustered));
+    if let Some(nats) = &backends.nats {
+        background.push(relay::serve(nats, &workflows).await?);
+    }
     let _ = app
         .workflows
         .set(lambent_sfn_api::triggers::WorkflowTrigger::hook(&workflows));

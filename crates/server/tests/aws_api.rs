@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::{node_with, python_venv, Node, KEY};
+use common::{node_with, Node, KEY};
 use lambent_aws_api::sigv4;
+use lambent_testkit::python::venv as python_venv;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

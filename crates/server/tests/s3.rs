@@ -5,9 +5,10 @@
 
 mod common;
 
-use common::{node_with, python_venv, Node};
+use common::{node_with, Node};
 use lambent_store::cluster::ClusterStore;
 use lambent_store::lambda::{AccessKey, LambdaStore};
+use lambent_testkit::python::venv as python_venv;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -484,7 +484,7 @@ async fn uploads_trigger_unmodified_handlers_that_read_and_write_objects_with_th
     .await;
     let url = node.url("");
     let stdout = tokio::task::spawn_blocking(move || {
-        let venv = common::python_venv(&["boto3", "awscli"]);
+        let venv = lambent_testkit::python::venv(&["boto3", "awscli"]);
         let python = venv.join("bin/python");
         let dir = common::aws_scripts_dir();
         common::run_aws_client(

@@ -315,7 +315,8 @@ impl Call<'_> {
                 let value: Value = serde_json::from_str(output)
                     .map_err(|e| SfnError::InvalidOutput(format!("Invalid Output: '{e}'")))?;
                 wf.callbacks
-                    .send(self.req("taskToken")?, Callback::Success(value))?;
+                    .deliver(self.req("taskToken")?, Callback::Success(value))
+                    .await?;
                 Ok(json!({}))
             }
             "SendTaskFailure" => {
@@ -324,12 +325,14 @@ impl Call<'_> {
                     self.opt("cause")?.unwrap_or_default(),
                 );
                 wf.callbacks
-                    .send(self.req("taskToken")?, Callback::Failure(error))?;
+                    .deliver(self.req("taskToken")?, Callback::Failure(error))
+                    .await?;
                 Ok(json!({}))
             }
             "SendTaskHeartbeat" => {
                 wf.callbacks
-                    .send(self.req("taskToken")?, Callback::Heartbeat)?;
+                    .deliver(self.req("taskToken")?, Callback::Heartbeat)
+                    .await?;
                 Ok(json!({}))
             }
             other => Err(SfnError::UnknownOperation(format!(

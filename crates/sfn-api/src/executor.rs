@@ -111,11 +111,16 @@ impl Workflows {
             app,
             store,
             region,
+            callbacks: Callbacks::new(&node),
             node,
             running: Mutex::new(HashMap::new()),
-            callbacks: Callbacks::default(),
             me: me.clone(),
         })
+    }
+
+    /// The task tokens waiting on this node (and, in a cluster, the relay to the others').
+    pub fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
     }
 
     fn arc(&self) -> Arc<Workflows> {

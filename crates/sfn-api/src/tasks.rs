@@ -114,6 +114,15 @@ impl TaskRunner for Tasks {
             None => Ok(result),
         }
     }
+
+    /// A token naming this node, so that a `SendTask*` reaching another node of a cluster
+    /// finds the waiting Task here.
+    fn task_token(&self) -> String {
+        match self.workflows.upgrade() {
+            Some(workflows) => workflows.callbacks.new_token(),
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
 }
 
 impl Tasks {

@@ -66,6 +66,13 @@ pub struct TaskRequest {
 pub trait TaskRunner: Send + Sync {
     /// Run one attempt.
     async fn run(&self, request: TaskRequest) -> Result<Value, StatesError>;
+
+    /// A new task token for an attempt (`$$.Task.Token`): unguessable, at most 1024
+    /// characters. A runner that must find the waiting Task again from the token alone (on
+    /// another machine, say) puts what it needs into it.
+    fn task_token(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
 }
 
 /// Who started an execution, and how it is named (the context object's `Execution` and
@@ -628,7 +635,7 @@ impl Execution {
         raw: &Value,
         vars: &Map<String, Value>,
     ) -> Res<(Transition, Option<Map<String, Value>>)> {
-        let token = matches!(state.kind, Kind::Task(_)).then(|| uuid::Uuid::new_v4().to_string());
+        let token = matches!(state.kind, Kind::Task(_)).then(|| self.rt.runner.task_token());
         let ctx = self.context(state, &frame.lock(), token.as_deref());
         let jsonata = state.language == QueryLanguage::Jsonata;
         let states_in = jsonata.then(|| json!({"input": raw, "context": ctx}));
