@@ -754,6 +754,7 @@ impl Queues {
             batch_size,
             batching_window_ms,
             report_batch_item_failures: s.report_batch_item_failures,
+            enabled: true,
             created_ms: now_ms(),
         };
         self.inner.store.create_mapping(&m).await?;
