@@ -149,7 +149,9 @@ impl MappingRequest {
             ));
         }
         if self.tumbling_window_in_seconds.is_some_and(|t| t != 0) {
-            return Err(invalid("TumblingWindowInSeconds is not supported by Lambent"));
+            return Err(invalid(
+                "TumblingWindowInSeconds is not supported by Lambent",
+            ));
         }
         if self.filter_criteria.is_some() {
             return Err(invalid("FilterCriteria is not supported by Lambent"));
@@ -178,7 +180,10 @@ impl MappingRequest {
                     self.bisect_batch_on_function_error.is_some(),
                     "BisectBatchOnFunctionError",
                 ),
-                (self.maximum_retry_attempts.is_some(), "MaximumRetryAttempts"),
+                (
+                    self.maximum_retry_attempts.is_some(),
+                    "MaximumRetryAttempts",
+                ),
                 (self.destination_config.is_some(), "DestinationConfig"),
             ];
             if let Some((_, name)) = stream_only.iter().find(|(set, _)| *set) {
@@ -221,8 +226,8 @@ fn aws_error(scope: &Scope<'_>, e: QueueError) -> AwsError {
         QueueError::FunctionNotFound(f) => crate::functions::not_found(&scope.function_arn(&f)),
         QueueError::MappingNotFound(_) => no_such_mapping(),
         QueueError::QueueNotFound(q) => invalid(format!(
-            "Error occurred while ReceiveMessage. SQS Error Code: AWS.SimpleQueueService.NonExistentQueue. \
-             SQS Error Message: The specified queue {q} does not exist."
+            "The specified queue does not exist: arn:aws:sqs:{}:{}:{q}",
+            scope.region, scope.namespace
         )),
         e => ApiError::from(e).into(),
     }
@@ -535,7 +540,11 @@ async fn list_mappings(
         .await
         .map_err(|e| aws_error(&scope, e))?
     {
-        all.push((m.created_ms, m.function.clone(), stream_view(&scope, &m, "")));
+        all.push((
+            m.created_ms,
+            m.function.clone(),
+            stream_view(&scope, &m, ""),
+        ));
     }
     all.sort_by_key(|(created, _, _)| *created);
     let items = all

@@ -47,9 +47,9 @@ impl StreamSource for TableStreams {
         }
         match self.0.stream_table(namespace, arn).await {
             Ok(t) => Ok(Some(self.info(&t))),
-            Err(StreamError::Table(TableError::ResourceNotFound(_) | TableError::Validation(_))) => {
-                Ok(None)
-            }
+            Err(StreamError::Table(
+                TableError::ResourceNotFound(_) | TableError::Validation(_),
+            )) => Ok(None),
             Err(e) => Err(failed(e)),
         }
     }

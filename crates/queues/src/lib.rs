@@ -18,13 +18,13 @@ mod stream_poller;
 pub mod streams;
 
 pub use error::{ErrorKind, QueueError};
-pub use lambent_store::stream_mappings::{StartingPosition, StreamMapping};
-pub use streams::{
-    EventRecord, MappingChanges, SourceError, StreamInfo, StreamMappingSettings, StreamSource,
-};
 pub use lambent_store::queues::{
     Attributes, Endpoint, Mapping, Message, MessageAttribute, QueueConfig, QueueCounts,
     Subscription, Topic,
+};
+pub use lambent_store::stream_mappings::{StartingPosition, StreamMapping};
+pub use streams::{
+    EventRecord, MappingChanges, SourceError, StreamInfo, StreamMappingSettings, StreamSource,
 };
 
 use async_trait::async_trait;

@@ -292,9 +292,8 @@ impl Poller {
             }
             let now = tokio::time::Instant::now();
             if !batch.is_empty() {
-                let ends = *window_ends.get_or_insert(
-                    now + Duration::from_millis(self.m.batching_window_ms),
-                );
+                let ends = *window_ends
+                    .get_or_insert(now + Duration::from_millis(self.m.batching_window_ms));
                 if now >= ends {
                     return Some(batch);
                 }
@@ -343,7 +342,11 @@ impl Poller {
         let sequences: Vec<&str> = batch
             .records
             .iter()
-            .map(|r| r.record["dynamodb"]["SequenceNumber"].as_str().unwrap_or(""))
+            .map(|r| {
+                r.record["dynamodb"]["SequenceNumber"]
+                    .as_str()
+                    .unwrap_or("")
+            })
             .collect();
         let verdict = verdict(self.m.report_batch_item_failures, &sequences, &outcome);
         match judge(&self.m, batch.records.len(), batch.attempts, verdict) {
@@ -548,10 +551,7 @@ mod tests {
             ),
             Verdict::Processed
         );
-        assert_eq!(
-            verdict(true, &batch, &RunOutcome::Failed),
-            Verdict::Failed
-        );
+        assert_eq!(verdict(true, &batch, &RunOutcome::Failed), Verdict::Failed);
         assert_eq!(
             verdict(true, &batch, &RunOutcome::Throttled),
             Verdict::NotRun

@@ -99,7 +99,7 @@ pub struct StreamMappingSettings {
     pub bisect_on_error: bool,
     #[serde(default)]
     pub report_batch_item_failures: bool,
-    /// A queue or topic ARN of the namespace.
+    /// A queue or topic ARN of the namespace, or a queue's name.
     pub on_failure: Option<String>,
     pub enabled: Option<bool>,
 }
@@ -207,11 +207,7 @@ fn max_record_age(s: i64) -> Result<i64, QueueError> {
 impl Queues {
     /// Lets the queues run stream mappings: where they are kept and how streams are read.
     /// Call before [`Queues::start`].
-    pub fn serve_streams(
-        &self,
-        store: Arc<dyn StreamMappingStore>,
-        source: Arc<dyn StreamSource>,
-    ) {
+    pub fn serve_streams(&self, store: Arc<dyn StreamMappingStore>, source: Arc<dyn StreamSource>) {
         let _ = self.inner.streams.set(StreamParts { store, source });
     }
 
@@ -231,11 +227,19 @@ impl Queues {
         }
     }
 
-    async fn check_destination(&self, namespace: &str, arn: &str) -> Result<(), QueueError> {
-        match failure_destination(arn, self.region(), namespace)? {
-            FailureDestination::Queue(q) => self.queue(namespace, &q).await.map(|_| ()),
-            FailureDestination::Topic(t) => self.subscriptions(namespace, &t).await.map(|_| ()),
+    /// The ARN of an on-failure destination (a queue's name stands for its ARN) once it is
+    /// known to exist.
+    async fn check_destination(&self, namespace: &str, name: &str) -> Result<String, QueueError> {
+        let arn = if name.starts_with("arn:") {
+            name.to_string()
+        } else {
+            format!("arn:aws:sqs:{}:{namespace}:{name}", self.region())
+        };
+        match failure_destination(&arn, self.region(), namespace)? {
+            FailureDestination::Queue(q) => self.queue(namespace, &q).await.map(|_| ())?,
+            FailureDestination::Topic(t) => self.subscriptions(namespace, &t).await.map(|_| ())?,
         }
+        Ok(arn)
     }
 
     /// Creates a stream mapping, its checkpoint placed by its starting position, and starts
@@ -287,26 +291,26 @@ impl Queues {
                 info.stream_arn, s.function, existing.id
             )));
         }
-        if let Some(arn) = &s.on_failure {
-            self.check_destination(namespace, arn).await?;
-        }
+        let on_failure = match &s.on_failure {
+            Some(d) => Some(self.check_destination(namespace, d).await?),
+            None => None,
+        };
         let starting_position = s.starting_position.unwrap_or(StartingPosition::TrimHorizon);
-        let starting_timestamp_ms = match (starting_position, s.starting_timestamp_ms) {
-            (StartingPosition::AtTimestamp, Some(t)) => Some(t),
-            (StartingPosition::AtTimestamp, None) => {
-                return Err(QueueError::Invalid(
-                    "StartingPositionTimestamp is required with StartingPosition AT_TIMESTAMP"
-                        .into(),
-                ))
-            }
-            (_, Some(_)) => {
-                return Err(QueueError::Invalid(
+        let starting_timestamp_ms =
+            match (starting_position, s.starting_timestamp_ms) {
+                (StartingPosition::AtTimestamp, Some(t)) => Some(t),
+                (StartingPosition::AtTimestamp, None) => {
+                    return Err(QueueError::Invalid(
+                        "StartingPositionTimestamp is required with StartingPosition AT_TIMESTAMP"
+                            .into(),
+                    ))
+                }
+                (_, Some(_)) => return Err(QueueError::Invalid(
                     "StartingPositionTimestamp is only valid with StartingPosition AT_TIMESTAMP"
                         .into(),
-                ))
-            }
-            (_, None) => None,
-        };
+                )),
+                (_, None) => None,
+            };
         let now = now_ms();
         let m = StreamMapping {
             id: uuid::Uuid::new_v4().to_string(),
@@ -315,7 +319,10 @@ impl Queues {
             table_id: info.table_id.clone(),
             stream_arn: info.stream_arn.clone(),
             function: s.function,
-            batch_size: batch_size(s.batch_size.unwrap_or(DEFAULT_STREAM_BATCH), MAX_STREAM_BATCH)?,
+            batch_size: batch_size(
+                s.batch_size.unwrap_or(DEFAULT_STREAM_BATCH),
+                MAX_STREAM_BATCH,
+            )?,
             batching_window_ms: batching_window(s.batching_window_ms.unwrap_or(0))?,
             starting_position,
             starting_timestamp_ms,
@@ -323,7 +330,7 @@ impl Queues {
             max_record_age_s: max_record_age(s.max_record_age_s.unwrap_or(-1))?,
             bisect_on_error: s.bisect_on_error,
             report_batch_item_failures: s.report_batch_item_failures,
-            on_failure: s.on_failure,
+            on_failure,
             enabled: s.enabled.unwrap_or(true),
             created_ms: now,
             modified_ms: now,
@@ -438,10 +445,7 @@ impl Queues {
         match c.on_failure.as_deref() {
             None => {}
             Some("") => m.on_failure = None,
-            Some(arn) => {
-                self.check_destination(namespace, arn).await?;
-                m.on_failure = Some(arn.to_string());
-            }
+            Some(d) => m.on_failure = Some(self.check_destination(namespace, d).await?),
         }
         m.modified_ms = now_ms();
         if !parts.store.update_stream_mapping(&m).await? {
