@@ -813,7 +813,7 @@ impl Queues {
             MAX_BATCHING_WINDOW_MS,
         )?;
         let m = Mapping {
-            id: short_id("esm_"),
+            id: uuid::Uuid::new_v4().to_string(),
             namespace: namespace.to_string(),
             queue: s.queue,
             function: s.function,

@@ -250,6 +250,14 @@ impl Queues {
         s: StreamMappingSettings,
     ) -> Result<StreamMapping, QueueError> {
         let parts = self.streams()?.clone();
+        // The settings first, as Lambda checks them before it looks anything up.
+        let batch_size = batch_size(
+            s.batch_size.unwrap_or(DEFAULT_STREAM_BATCH),
+            MAX_STREAM_BATCH,
+        )?;
+        let batching_window_ms = batching_window(s.batching_window_ms.unwrap_or(0))?;
+        let max_retries = max_retries(s.max_retries.unwrap_or(-1))?;
+        let max_record_age_s = max_record_age(s.max_record_age_s.unwrap_or(-1))?;
         let source_err = |e: SourceError| QueueError::Invalid(e.to_string());
         let info = match (&s.table, &s.stream_arn) {
             (Some(table), None) => parts
@@ -275,6 +283,10 @@ impl Queues {
                 ))
             }
         };
+        let on_failure = match &s.on_failure {
+            Some(d) => Some(self.check_destination(namespace, d).await?),
+            None => None,
+        };
         self.check_function(namespace, &s.function).await?;
         if let Some(existing) = parts
             .store
@@ -291,10 +303,6 @@ impl Queues {
                 info.stream_arn, s.function, existing.id
             )));
         }
-        let on_failure = match &s.on_failure {
-            Some(d) => Some(self.check_destination(namespace, d).await?),
-            None => None,
-        };
         let starting_position = s.starting_position.unwrap_or(StartingPosition::TrimHorizon);
         let starting_timestamp_ms =
             match (starting_position, s.starting_timestamp_ms) {
@@ -319,15 +327,12 @@ impl Queues {
             table_id: info.table_id.clone(),
             stream_arn: info.stream_arn.clone(),
             function: s.function,
-            batch_size: batch_size(
-                s.batch_size.unwrap_or(DEFAULT_STREAM_BATCH),
-                MAX_STREAM_BATCH,
-            )?,
-            batching_window_ms: batching_window(s.batching_window_ms.unwrap_or(0))?,
+            batch_size,
+            batching_window_ms,
             starting_position,
             starting_timestamp_ms,
-            max_retries: max_retries(s.max_retries.unwrap_or(-1))?,
-            max_record_age_s: max_record_age(s.max_record_age_s.unwrap_or(-1))?,
+            max_retries,
+            max_record_age_s,
             bisect_on_error: s.bisect_on_error,
             report_batch_item_failures: s.report_batch_item_failures,
             on_failure,

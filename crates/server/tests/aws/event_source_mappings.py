@@ -172,7 +172,7 @@ assert uq["FunctionResponseTypes"] == ["ReportBatchItemFailures"], uq
 fails("InvalidParameterValueException", lam.update_event_source_mapping, UUID=queue_uuid, MaximumRetryAttempts=1)
 fails("InvalidParameterValueException", lam.update_event_source_mapping, UUID=stream_uuid, BatchSize=20000)
 fails("ResourceNotFoundException", lam.update_event_source_mapping, UUID=stream_uuid, FunctionName="missing")
-fails("ResourceNotFoundException", lam.update_event_source_mapping, UUID="nope", BatchSize=1)
+fails("ResourceNotFoundException", lam.update_event_source_mapping, UUID="00000000-0000-0000-0000-000000000000", BatchSize=1)
 
 # ---- The stream mapping runs its function on a write ----
 ddb.put_item(TableName="orders", Item={"pk": {"S": "from-boto3"}})
