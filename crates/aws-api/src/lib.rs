@@ -11,6 +11,7 @@ pub mod auth;
 mod error;
 mod functions;
 mod invoke;
+mod mappings;
 pub mod sigv4;
 mod versions;
 mod view;
@@ -35,6 +36,7 @@ pub fn router(app: Arc<App>, region: String) -> Router {
     functions::routes()
         .merge(invoke::routes())
         .merge(versions::routes())
+        .merge(mappings::routes())
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             auth::require_signature,

@@ -103,7 +103,8 @@ pub enum Command {
         #[command(subcommand)]
         command: commands::queues::TopicCommand,
     },
-    /// Event-source mappings: run a function on a queue's messages, in batches.
+    /// Event-source mappings: run a function on a queue's messages or a table's changes, in
+    /// batches.
     #[command(visible_alias = "mappings")]
     Mapping {
         #[command(subcommand)]

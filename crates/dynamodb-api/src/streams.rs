@@ -82,7 +82,7 @@ pub fn stream_label(table: &lambent_store::tables::StoredTable) -> String {
 }
 
 /// The id of a stream's one shard.
-fn shard_id(table: &lambent_store::tables::StoredTable) -> String {
+pub(crate) fn shard_id(table: &lambent_store::tables::StoredTable) -> String {
     format!("shardId-{:020}-00000001", table.created_ms)
 }
 
@@ -239,7 +239,7 @@ pub struct GetRecordsInput {
 
 impl Tables {
     /// The table of a stream ARN the namespace `ns` may read, with a stream of that label.
-    async fn stream_table(&self, ns: &str, arn: &str) -> Result<Table, StreamError> {
+    pub(crate) async fn stream_table(&self, ns: &str, arn: &str) -> Result<Table, StreamError> {
         let (arn_ns, name, label) =
             parse_stream_arn(arn).ok_or_else(|| invalid(format!("Invalid StreamArn: {arn}")))?;
         if arn_ns != ns {
@@ -255,7 +255,7 @@ impl Tables {
         Ok(table)
     }
 
-    fn stream_arn(&self, table: &Table) -> String {
+    pub(crate) fn stream_arn(&self, table: &Table) -> String {
         format!(
             "{}/stream/{}",
             self.arn(&table.stored.namespace, &table.stored.name),

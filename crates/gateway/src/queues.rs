@@ -16,8 +16,8 @@ use lambent_core::limits::MAX_SYNC_PAYLOAD;
 use lambent_core::ActivationStatus;
 use lambent_invoker::InvokeRequest;
 use lambent_queues::{
-    Attributes, Endpoint, FunctionRunner, MappingSettings, Outgoing, QueueConfig, QueueSettings,
-    RunOutcome,
+    Attributes, Endpoint, FunctionRunner, MappingSettings, Outgoing, QueueConfig, QueueError,
+    QueueSettings, RunOutcome, StreamMappingSettings,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -359,9 +359,18 @@ async fn create_mapping(
     Extension(Namespace(ns)): Ns,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let settings: MappingSettings = json_body(body).await?;
-    let m = app.queues.create_mapping(&ns, settings).await?;
-    Ok((StatusCode::CREATED, Json(m)).into_response())
+    let settings: Value = json_body(body).await?;
+    // A mapping names its source: a queue, or a table's stream.
+    let from_stream = settings.get("table").is_some() || settings.get("stream_arn").is_some();
+    let parse = |e: serde_json::Error| ApiError::InvalidJson(e.to_string());
+    let created = if from_stream {
+        let settings: StreamMappingSettings = serde_json::from_value(settings).map_err(parse)?;
+        json!(app.queues.create_stream_mapping(&ns, settings).await?)
+    } else {
+        let settings: MappingSettings = serde_json::from_value(settings).map_err(parse)?;
+        json!(app.queues.create_mapping(&ns, settings).await?)
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 async fn list_mappings(
@@ -369,7 +378,10 @@ async fn list_mappings(
     Extension(Namespace(ns)): Ns,
 ) -> Result<Json<Value>, ApiError> {
     let mappings = app.queues.list_mappings(&ns).await?;
-    Ok(Json(json!({ "mappings": mappings })))
+    let streams = app.queues.list_stream_mappings(&ns).await?;
+    Ok(Json(
+        json!({ "mappings": mappings, "stream_mappings": streams }),
+    ))
 }
 
 async fn delete_mapping(
@@ -377,7 +389,12 @@ async fn delete_mapping(
     Extension(Namespace(ns)): Ns,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.queues.delete_mapping(&ns, &id).await?;
+    match app.queues.delete_mapping(&ns, &id).await {
+        Err(QueueError::MappingNotFound(_)) => {
+            app.queues.delete_stream_mapping(&ns, &id).await?;
+        }
+        deleted => deleted?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

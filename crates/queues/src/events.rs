@@ -113,7 +113,7 @@ pub fn sns_event(subscription_arn: &str, notification: Value) -> Value {
 }
 
 /// `2019-01-02T12:45:07.000Z`.
-fn iso_time(ms: i64) -> String {
+pub(crate) fn iso_time(ms: i64) -> String {
     const FORMAT: &[time::format_description::FormatItem<'_>] = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );

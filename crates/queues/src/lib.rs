@@ -5,18 +5,26 @@
 //! waits up to 20 s, woken by sends), redrive to a dead-letter queue (done by the store inside
 //! the receive), topic fan-out (queue subscriptions in one transaction, function subscriptions
 //! through the durable async invocation queue ([`FunctionRunner::enqueue`])), and the mapping
-//! pollers with partial batch responses. In a cluster, sends wake long polls on every node
-//! through the bus, and each mapping is polled by the one node its [`PollGate`] lets poll it.
+//! pollers with partial batch responses, for queues and for tables' streams ([`streams`]:
+//! checkpoints, retries, bisection, on-failure destinations). In a cluster, sends wake long
+//! polls on every node through the bus, and each mapping is polled by the one node its
+//! [`PollGate`] lets poll it.
 //! Knows nothing of HTTP or sandboxes: functions are run through the [`FunctionRunner`] trait.
 
 mod error;
 pub mod events;
 mod mapping;
+mod stream_poller;
+pub mod streams;
 
 pub use error::{ErrorKind, QueueError};
 pub use lambent_store::queues::{
     Attributes, Endpoint, Mapping, Message, MessageAttribute, QueueConfig, QueueCounts,
     Subscription, Topic,
+};
+pub use lambent_store::stream_mappings::{StartingPosition, StreamMapping};
+pub use streams::{
+    EventRecord, MappingChanges, SourceError, StreamInfo, StreamMappingSettings, StreamSource,
 };
 
 use async_trait::async_trait;
@@ -126,8 +134,9 @@ pub struct Queues {
 /// ([`PollAll`]); a cluster node polls a mapping only while it holds its lease.
 #[async_trait]
 pub trait PollGate: Send + Sync + 'static {
-    /// Whether this node should poll the mapping now (taking its lease if it may).
-    async fn may_poll(&self, mapping: &Mapping) -> bool;
+    /// Whether this node should poll the mapping `id` (of either kind), which runs `function`
+    /// of `namespace`, now (taking its lease if it may).
+    async fn may_poll(&self, id: &str, namespace: &str, function: &str) -> bool;
     /// This node stopped polling the mapping (or it was deleted): give its lease back.
     async fn stopped(&self, mapping_id: &str);
 }
@@ -137,7 +146,7 @@ pub struct PollAll;
 
 #[async_trait]
 impl PollGate for PollAll {
-    async fn may_poll(&self, _: &Mapping) -> bool {
+    async fn may_poll(&self, _: &str, _: &str, _: &str) -> bool {
         true
     }
     async fn stopped(&self, _: &str) {}
@@ -158,7 +167,34 @@ struct Inner {
     /// Wakes long polls when a queue gets messages.
     arrivals: Mutex<HashMap<(String, String), Arc<Notify>>>,
     runner: OnceLock<Arc<dyn FunctionRunner>>,
-    pollers: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Where stream mappings are kept and how streams are read (set by the server).
+    streams: OnceLock<streams::StreamParts>,
+    /// The running pollers by mapping id, with the settings each was started with.
+    pollers: Mutex<HashMap<String, (String, JoinHandle<()>)>>,
+}
+
+/// A stored mapping of either kind, as the reconciler sees it.
+enum Polled {
+    Queue(Mapping),
+    Stream(StreamMapping),
+}
+
+impl Polled {
+    fn id(&self) -> &str {
+        match self {
+            Polled::Queue(m) => &m.id,
+            Polled::Stream(m) => &m.id,
+        }
+    }
+
+    /// Its settings: a poller started with others is restarted.
+    fn settings(&self) -> String {
+        match self {
+            Polled::Queue(m) => serde_json::to_string(m),
+            Polled::Stream(m) => serde_json::to_string(m),
+        }
+        .unwrap_or_default()
+    }
 }
 
 fn check_name(what: &'static str, name: &str) -> Result<(), QueueError> {
@@ -210,6 +246,7 @@ impl Queues {
                 background: Mutex::new(Vec::new()),
                 arrivals: Mutex::new(HashMap::new()),
                 runner: OnceLock::new(),
+                streams: OnceLock::new(),
                 pollers: Mutex::new(HashMap::new()),
             }),
         }
@@ -242,19 +279,48 @@ impl Queues {
         Ok(())
     }
 
-    /// Starts the pollers of the mappings this node should poll and stops the others.
+    /// Starts the pollers of the enabled mappings (of queues and of streams) this node should
+    /// poll, restarts those whose settings changed, and stops the others.
     pub async fn reconcile(&self) -> Result<(), QueueError> {
         let Some(gate) = self.inner.gate.get().cloned() else {
             return Ok(());
         };
         let _one_at_a_time = self.inner.reconciling.lock().await;
-        let mappings = self.inner.store.all_mappings().await?;
+        let mut mappings: Vec<Polled> = self
+            .inner
+            .store
+            .all_mappings()
+            .await?
+            .into_iter()
+            .map(Polled::Queue)
+            .collect();
+        if let Some(parts) = self.inner.streams.get() {
+            mappings.extend(
+                parts
+                    .store
+                    .all_stream_mappings()
+                    .await?
+                    .into_iter()
+                    .map(Polled::Stream),
+            );
+        }
         let mut stopped = Vec::new();
         for m in &mappings {
-            let running = self.inner.pollers.lock().contains_key(&m.id);
-            match (gate.may_poll(m).await, running) {
-                (true, false) => self.spawn_poller(m.clone()),
-                (false, true) => stopped.push(m.id.clone()),
+            let (namespace, function, enabled) = match m {
+                Polled::Queue(q) => (&q.namespace, &q.function, q.enabled),
+                Polled::Stream(s) => (&s.namespace, &s.function, s.enabled),
+            };
+            let settings = m.settings();
+            let running = self
+                .inner
+                .pollers
+                .lock()
+                .get(m.id())
+                .map(|(started_with, _)| *started_with == settings);
+            let wanted = enabled && gate.may_poll(m.id(), namespace, function).await;
+            match (wanted, running) {
+                (true, None | Some(false)) => self.spawn_poller(m, settings),
+                (false, Some(_)) => stopped.push(m.id().to_string()),
                 _ => {}
             }
         }
@@ -262,12 +328,12 @@ impl Queues {
             let pollers = self.inner.pollers.lock();
             pollers
                 .keys()
-                .filter(|id| !mappings.iter().any(|m| &m.id == *id))
+                .filter(|id| !mappings.iter().any(|m| m.id() == id.as_str()))
                 .cloned()
                 .collect()
         };
         for id in stopped.into_iter().chain(gone) {
-            if let Some(p) = self.inner.pollers.lock().remove(&id) {
+            if let Some((_, p)) = self.inner.pollers.lock().remove(&id) {
                 p.abort();
             }
             gate.stopped(&id).await;
@@ -281,7 +347,7 @@ impl Queues {
         for task in self.inner.background.lock().drain(..) {
             task.abort();
         }
-        for (_, poller) in self.inner.pollers.lock().drain() {
+        for (_, (_, poller)) in self.inner.pollers.lock().drain() {
             poller.abort();
         }
     }
@@ -747,13 +813,14 @@ impl Queues {
             MAX_BATCHING_WINDOW_MS,
         )?;
         let m = Mapping {
-            id: short_id("esm_"),
+            id: uuid::Uuid::new_v4().to_string(),
             namespace: namespace.to_string(),
             queue: s.queue,
             function: s.function,
             batch_size,
             batching_window_ms,
             report_batch_item_failures: s.report_batch_item_failures,
+            enabled: true,
             created_ms: now_ms(),
         };
         self.inner.store.create_mapping(&m).await?;
@@ -788,13 +855,21 @@ impl Queues {
         self.inner.bus.publish(Signal::Mappings);
     }
 
-    fn spawn_poller(&self, m: Mapping) {
+    fn spawn_poller(&self, m: &Polled, settings: String) {
         let Ok(runner) = self.runner() else {
             return;
         };
-        let id = m.id.clone();
-        let poller = tokio::spawn(mapping::poll(self.clone(), runner, m));
-        if let Some(old) = self.inner.pollers.lock().insert(id, poller) {
+        let poller = match m {
+            Polled::Queue(q) => tokio::spawn(mapping::poll(self.clone(), runner, q.clone())),
+            Polled::Stream(s) => {
+                let Some(parts) = self.inner.streams.get().cloned() else {
+                    return;
+                };
+                tokio::spawn(stream_poller::poll(self.clone(), parts, runner, s.clone()))
+            }
+        };
+        let id = m.id().to_string();
+        if let Some((_, old)) = self.inner.pollers.lock().insert(id, (settings, poller)) {
             old.abort();
         }
     }

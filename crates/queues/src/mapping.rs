@@ -151,6 +151,7 @@ mod tests {
             batch_size: 10,
             batching_window_ms: 0,
             report_batch_item_failures: true,
+            enabled: true,
             created_ms: 0,
         };
         let batch = [message("a"), message("b"), message("c")];

@@ -40,7 +40,7 @@ use lambent_gateway::credentials::{Credentials, SessionKeys};
 use lambent_gateway::{ApiError, ApiKeys, App, Registry, RegistryRunner, RouteTable};
 use lambent_invoker::{Invoker, InvokerConfig, PlatformHandle, RecordSink};
 use lambent_objects::{LocalDisk, ObjectData};
-use lambent_queues::{Mapping, PollAll, PollGate};
+use lambent_queues::{PollAll, PollGate};
 use lambent_queues::{QueueError, Queues};
 use lambent_sandbox::{Host, HostOptions, Isolation, Layers, SandboxError};
 use lambent_store::blobs::{BlobStore, FsBlobs};
@@ -53,6 +53,7 @@ use lambent_store::package::CodeDirs;
 use lambent_store::queues::QueueStore;
 use lambent_store::recorder::Recorder;
 use lambent_store::routes::RouteStore;
+use lambent_store::stream_mappings::StreamMappingStore;
 use lambent_store::tables::TableStore;
 use lambent_store::workflows::WorkflowStore;
 use lambent_store::{Store, StoreError};
@@ -269,6 +270,7 @@ struct Backends {
     queues: Arc<dyn QueueStore>,
     workflows: Arc<dyn WorkflowStore>,
     tables: Arc<dyn TableStore>,
+    stream_mappings: Arc<dyn StreamMappingStore>,
     objects: Arc<dyn ObjectStore>,
     /// S3 object bytes: the data dir's `objects/`, or the cluster's NATS object store.
     object_data: Arc<dyn ObjectData>,
@@ -292,7 +294,14 @@ impl Backends {
         node_id: String,
     ) -> Self
     where
-        S: Store + EventStore + RouteStore + QueueStore + ObjectStore + WorkflowStore + TableStore,
+        S: Store
+            + EventStore
+            + RouteStore
+            + QueueStore
+            + ObjectStore
+            + WorkflowStore
+            + TableStore
+            + StreamMappingStore,
     {
         Backends {
             store: store.clone(),
@@ -301,6 +310,7 @@ impl Backends {
             queues: store.clone(),
             workflows: store.clone(),
             tables: store.clone(),
+            stream_mappings: store.clone(),
             objects: store,
             object_data,
             blobs,
@@ -381,15 +391,16 @@ fn default_node_id(port: u16) -> String {
     format!("{}-{port}", host_name().unwrap_or_else(|| "node".into()))
 }
 
-/// Adapts the cluster's mapping leases to the queues' poll gate: a mapping is polled on its
-/// function's home node (where the batches run warm), under the mapping's lease.
+/// Adapts the cluster's mapping leases to the queues' poll gate: a mapping (of a queue or a
+/// table's stream) is polled on its function's home node (where the batches run warm), under
+/// the mapping's lease.
 struct MappingGate(Arc<Cluster>);
 
 #[async_trait::async_trait]
 impl PollGate for MappingGate {
-    async fn may_poll(&self, mapping: &Mapping) -> bool {
-        let lease = mapping_lease(&mapping.id);
-        let key = lambent_store::events::function_key(&mapping.namespace, &mapping.function);
+    async fn may_poll(&self, id: &str, namespace: &str, function: &str) -> bool {
+        let lease = mapping_lease(id);
+        let key = lambent_store::events::function_key(namespace, function);
         if !self.0.is_home(&key) {
             self.0.give_back(&lease).await;
             return false;
@@ -652,6 +663,14 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             lambent_events::EventsError::Store(e) => ServerError::Store(e),
             e => ServerError::Store(StoreError::Database(e.to_string())),
         })?;
+    let tables = Arc::new(lambent_dynamodb_api::Tables::new(
+        backends.tables.clone(),
+        opts.region.clone(),
+    ));
+    app.queues.serve_streams(
+        backends.stream_mappings.clone(),
+        Arc::new(lambent_dynamodb_api::source::TableStreams(tables.clone())),
+    );
     let gate: Arc<dyn PollGate> = match clustered {
         true => Arc::new(MappingGate(cluster.clone())),
         false => Arc::new(PollAll),
@@ -702,10 +721,6 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     background.push(lambent_dynamodb_api::streams::start_trimming(
         backends.tables.clone(),
         move || pruner.holds(PRUNER_LEASE),
-    ));
-    let tables = Arc::new(lambent_dynamodb_api::Tables::new(
-        backends.tables.clone(),
-        opts.region.clone(),
     ));
     background.push(tokio::spawn(expire_table_items(
         tables.clone(),

@@ -18,6 +18,7 @@ mod objects;
 mod queues;
 mod routes;
 mod schema;
+mod stream_mappings;
 mod tables;
 mod workflows;
 

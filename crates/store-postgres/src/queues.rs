@@ -428,6 +428,17 @@ impl QueueStore for PgStore {
         .collect()
     }
 
+    async fn update_mapping(&self, m: &Mapping) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(m).map_err(json_err)?;
+        let n = self
+            .execute(
+                "UPDATE event_source_mappings SET mapping = $3 WHERE namespace = $1 AND id = $2",
+                &[&m.namespace, &m.id, &json],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn delete_mapping(&self, namespace: &str, id: &str) -> Result<bool, StoreError> {
         let n = self
             .execute(

@@ -9,6 +9,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V3__workflows", crate::workflows::MIGRATION),
     ("V4__sequence_links", V4),
     ("V5__tables", crate::tables::MIGRATION),
+    ("V6__stream_mappings", crate::stream_mappings::MIGRATION),
 ];
 
 /// The links between a sequence's activation and its steps' (see `lambent_core::Activation`).

@@ -15,3 +15,4 @@ async fn fresh() -> Arc<PgStore> {
 lambent_store::contract_tests!(fresh);
 lambent_store::workflow_contract_tests!(fresh);
 lambent_store::table_contract_tests!(fresh);
+lambent_store::stream_mapping_contract_tests!(fresh);

@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod objects;
 mod queues;
 mod routes;
+mod stream_mappings;
 mod tables;
 mod workflows;
 
@@ -72,6 +73,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     workflows::MIGRATION,
     "ALTER TABLE activations ADD COLUMN parent TEXT; ALTER TABLE activations ADD COLUMN steps TEXT;",
     tables::MIGRATION,
+    stream_mappings::MIGRATION,
 ];
 
 /// SQLite-backed [`Store`].

@@ -543,6 +543,21 @@ impl QueueStore for SqliteStore {
         .await
     }
 
+    async fn update_mapping(&self, m: &Mapping) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(m).map_err(db_err)?;
+        let (ns, id) = (m.namespace.clone(), m.id.clone());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE event_source_mappings SET mapping = ?3 WHERE namespace = ?1 AND id = ?2",
+                    params![ns, id, json],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn delete_mapping(&self, namespace: &str, id: &str) -> Result<bool, StoreError> {
         let (ns, id) = (namespace.to_string(), id.to_string());
         self.write(move |conn| {

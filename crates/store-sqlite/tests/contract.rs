@@ -13,3 +13,4 @@ async fn fresh() -> (Arc<SqliteStore>, tempfile::TempDir) {
 lambent_store::contract_tests!(fresh);
 lambent_store::workflow_contract_tests!(fresh);
 lambent_store::table_contract_tests!(fresh);
+lambent_store::stream_mapping_contract_tests!(fresh);

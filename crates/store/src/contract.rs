@@ -1057,6 +1057,7 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
         batch_size: 10,
         batching_window_ms: 0,
         report_batch_item_failures: true,
+        enabled: true,
         created_ms,
     };
     store.create_mapping(&mapping("m-b", "r", 3)).await.unwrap();
@@ -1070,6 +1071,18 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
         .map(|m| m.id)
         .collect();
     assert_eq!(all, ["m-c", "m-b", "m-a"]);
+    // An update replaces the settings of that mapping only, in its own namespace.
+    let mut changed = mapping("m-b", "r", 3);
+    changed.batch_size = 7;
+    changed.enabled = false;
+    assert!(store.update_mapping(&changed).await.unwrap());
+    let mut elsewhere = mapping("m-a", "r", 3);
+    elsewhere.namespace = "other".into();
+    assert!(!store.update_mapping(&elsewhere).await.unwrap());
+    assert!(!store.update_mapping(&mapping("m-z", "r", 3)).await.unwrap());
+    let stored = store.all_mappings().await.unwrap();
+    assert_eq!(stored[1], changed);
+    assert_eq!(stored[2], mapping("m-a", "r", 3));
     assert!(store.delete_mapping("default", "m-c").await.unwrap());
     assert!(!store.delete_mapping("default", "m-c").await.unwrap());
     // Deleting a queue takes its messages, mappings and queue subscriptions with it.
@@ -2508,4 +2521,139 @@ pub async fn parallel_scan_segments_partition_the_items(store: Arc<dyn TableStor
     let mut all: Vec<String> = (0..40).map(|i| format!("item{i}")).collect();
     all.sort();
     assert_eq!(seen, all);
+}
+
+/// Expands to one `#[tokio::test]` per stream mapping contract function, over a fresh
+/// [`Fixture`] whose store is also a [`StreamMappingStore`](crate::stream_mappings::StreamMappingStore).
+#[macro_export]
+macro_rules! stream_mapping_contract_tests {
+    ($make:expr) => {
+        $crate::stream_mapping_contract_tests!(@each $make;
+            stream_mappings_are_created_updated_and_deleted_without_touching_checkpoints,
+            stream_checkpoints_move_forward_by_compare_and_set
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let fixture = ($make)().await;
+                $crate::contract::$name(
+                    $crate::contract::Fixture::store(&fixture)
+                        as std::sync::Arc<dyn $crate::stream_mappings::StreamMappingStore>,
+                ).await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+/// A stream mapping `id` of namespace `ns`, created at `created_ms`.
+pub fn stream_mapping(
+    ns: &str,
+    id: &str,
+    created_ms: i64,
+) -> crate::stream_mappings::StreamMapping {
+    crate::stream_mappings::StreamMapping {
+        id: id.into(),
+        namespace: ns.into(),
+        table: "orders".into(),
+        table_id: "t-1".into(),
+        stream_arn: format!("arn:aws:dynamodb:us-east-1:{ns}:table/orders/stream/1"),
+        function: "f".into(),
+        batch_size: 100,
+        batching_window_ms: 0,
+        starting_position: crate::stream_mappings::StartingPosition::TrimHorizon,
+        starting_timestamp_ms: None,
+        max_retries: -1,
+        max_record_age_s: -1,
+        bisect_on_error: false,
+        report_batch_item_failures: false,
+        on_failure: None,
+        enabled: true,
+        created_ms,
+        modified_ms: created_ms,
+    }
+}
+
+pub async fn stream_mappings_are_created_updated_and_deleted_without_touching_checkpoints(
+    store: Arc<dyn crate::stream_mappings::StreamMappingStore>,
+) {
+    let b = stream_mapping("default", "m-b", 5);
+    let a = stream_mapping("other", "m-a", 5);
+    let c = stream_mapping("default", "m-c", 1);
+    store.create_stream_mapping(&b, 0).await.unwrap();
+    store.create_stream_mapping(&a, 7).await.unwrap();
+    store.create_stream_mapping(&c, 3).await.unwrap();
+    // A second mapping with the same id is refused.
+    assert!(store.create_stream_mapping(&b, 0).await.is_err());
+    // Every namespace's, in creation order (ties in insertion order).
+    let all = store.all_stream_mappings().await.unwrap();
+    assert_eq!(all, [c.clone(), b.clone(), a.clone()]);
+    assert_eq!(
+        store.get_stream_mapping("default", "m-b").await.unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(
+        store.get_stream_mapping("default", "m-a").await.unwrap(),
+        None
+    );
+    // An update replaces the settings (in the mapping's namespace only), not the checkpoint.
+    let mut changed = a.clone();
+    changed.batch_size = 3;
+    changed.enabled = false;
+    changed.on_failure = Some("arn:aws:sqs:us-east-1:other:dlq".into());
+    changed.starting_position = crate::stream_mappings::StartingPosition::AtTimestamp;
+    changed.starting_timestamp_ms = Some(1234);
+    assert!(store.update_stream_mapping(&changed).await.unwrap());
+    let mut wrong_ns = changed.clone();
+    wrong_ns.namespace = "default".into();
+    assert!(!store.update_stream_mapping(&wrong_ns).await.unwrap());
+    assert_eq!(
+        store.get_stream_mapping("other", "m-a").await.unwrap(),
+        Some(changed)
+    );
+    assert_eq!(store.stream_checkpoint("m-a").await.unwrap(), Some(7));
+    assert_eq!(store.stream_checkpoint("m-c").await.unwrap(), Some(3));
+    // Deleted with its checkpoint, once, in its own namespace.
+    assert!(!store.delete_stream_mapping("other", "m-b").await.unwrap());
+    assert!(store.delete_stream_mapping("default", "m-b").await.unwrap());
+    assert!(!store.delete_stream_mapping("default", "m-b").await.unwrap());
+    assert_eq!(store.stream_checkpoint("m-b").await.unwrap(), None);
+    assert_eq!(store.all_stream_mappings().await.unwrap().len(), 2);
+}
+
+pub async fn stream_checkpoints_move_forward_by_compare_and_set(
+    store: Arc<dyn crate::stream_mappings::StreamMappingStore>,
+) {
+    store
+        .create_stream_mapping(&stream_mapping("default", "m", 1), 10)
+        .await
+        .unwrap();
+    assert!(store.advance_stream_checkpoint("m", 10, 15).await.unwrap());
+    // A poller that read the old checkpoint (another node's, before a lease moved) loses.
+    assert!(!store.advance_stream_checkpoint("m", 10, 12).await.unwrap());
+    assert_eq!(store.stream_checkpoint("m").await.unwrap(), Some(15));
+    // Racing pollers from one checkpoint: exactly one moves it.
+    let racers: Vec<_> = (0..8u64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.advance_stream_checkpoint("m", 15, 20 + i).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for (i, r) in racers.into_iter().enumerate() {
+        if r.await.unwrap().unwrap() {
+            won.push(20 + i as u64);
+        }
+    }
+    assert_eq!(won.len(), 1);
+    assert_eq!(store.stream_checkpoint("m").await.unwrap(), Some(won[0]));
+    // A deleted mapping's checkpoint cannot move.
+    assert!(store.delete_stream_mapping("default", "m").await.unwrap());
+    assert!(!store
+        .advance_stream_checkpoint("m", won[0], won[0] + 1)
+        .await
+        .unwrap());
+    assert_eq!(store.stream_checkpoint("m").await.unwrap(), None);
 }

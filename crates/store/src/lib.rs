@@ -1,7 +1,7 @@
 //! Where Lambent's state lives, behind the seams that get a second implementation: the
 //! [`Store`] trait for metadata and activation records (SQLite embedded, PostgreSQL in a
 //! cluster) with its siblings ([`events`], [`queues`], [`routes`], [`lambda`], [`cluster`],
-//! [`objects`], [`workflows`], [`tables`]),
+//! [`objects`], [`workflows`], [`tables`], [`stream_mappings`]),
 //! the content-addressed [`blobs`] of function code (local disk, or the cluster's object store
 //! with the local disk as a cache) and their unpacked [`package`]s, and the [`bus`] that tells
 //! the other nodes of a cluster what changed.
@@ -19,6 +19,7 @@ pub mod queues;
 pub mod recorder;
 pub mod requirements;
 pub mod routes;
+pub mod stream_mappings;
 pub mod tables;
 pub mod workflows;
 

@@ -153,7 +153,15 @@ pub struct Mapping {
     pub batching_window_ms: u64,
     /// `FunctionResponseTypes: ["ReportBatchItemFailures"]`: honour `batchItemFailures`.
     pub report_batch_item_failures: bool,
+    /// A disabled mapping is kept but not polled (mappings stored before this existed are
+    /// enabled).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
     pub created_ms: i64,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// Durable queues, topics and mappings.
@@ -232,5 +240,8 @@ pub trait QueueStore: Send + Sync + 'static {
 
     async fn create_mapping(&self, m: &Mapping) -> Result<(), StoreError>;
     async fn all_mappings(&self) -> Result<Vec<Mapping>, StoreError>;
+    /// Replaces the settings of the mapping with `m.id` in `m.namespace`; false if there is
+    /// none.
+    async fn update_mapping(&self, m: &Mapping) -> Result<bool, StoreError>;
     async fn delete_mapping(&self, namespace: &str, id: &str) -> Result<bool, StoreError>;
 }

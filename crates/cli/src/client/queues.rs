@@ -174,6 +174,39 @@ pub struct Mapping {
     pub batching_window_ms: Option<u64>,
     pub report_batch_item_failures: bool,
     #[serde(skip_serializing)]
+    pub enabled: bool,
+    #[serde(skip_serializing)]
+    pub created_ms: u64,
+}
+
+/// A mapping from a table's stream to a function: what `create` sends (unset fields get the
+/// server's defaults) and what the server answers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamMapping {
+    #[serde(skip_serializing)]
+    pub id: String,
+    pub table: String,
+    pub function: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batching_window_ms: Option<u64>,
+    /// `TRIM_HORIZON` or `LATEST`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starting_position: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_record_age_s: Option<i64>,
+    pub bisect_on_error: bool,
+    pub report_batch_item_failures: bool,
+    /// A queue's name (or a queue or topic ARN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+    #[serde(skip_serializing)]
+    pub enabled: bool,
+    #[serde(skip_serializing)]
     pub created_ms: u64,
 }
 
@@ -181,6 +214,7 @@ pub struct Mapping {
 #[serde(default)]
 pub struct MappingList {
     pub mappings: Vec<Mapping>,
+    pub stream_mappings: Vec<StreamMapping>,
 }
 
 impl Client {
@@ -304,6 +338,13 @@ impl Client {
     }
 
     pub fn create_mapping(&self, m: &Mapping) -> Result<Json<Mapping>, ClientError> {
+        self.post_json("/v1/mappings", m)
+    }
+
+    pub fn create_stream_mapping(
+        &self,
+        m: &StreamMapping,
+    ) -> Result<Json<StreamMapping>, ClientError> {
         self.post_json("/v1/mappings", m)
     }
 

@@ -5,6 +5,7 @@
 use super::Ctx;
 use crate::client::{
     Attributes, Mapping, MessageAttribute, OutgoingMessage, QueueCreate, ReceiveOptions,
+    StreamMapping,
 };
 use crate::manifest::parse_env_pair;
 use crate::output::{self, age};
@@ -112,26 +113,72 @@ pub enum TopicCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum MappingCommand {
-    /// Run FUNCTION on QUEUE's messages, in batches.
-    Create {
-        queue: String,
-        function: String,
-        /// Most messages per invocation (1-10000) [default: 10].
-        #[arg(long, value_name = "N")]
-        batch_size: Option<u32>,
-        /// Milliseconds to gather a batch before invoking (0-300000) [default: 0].
-        #[arg(long, value_name = "MS")]
-        batching_window: Option<u64>,
-        /// Honour `batchItemFailures` in the function's result: only the messages it names
-        /// are retried.
-        #[arg(long)]
-        report_batch_item_failures: bool,
-    },
-    /// List mappings.
+    /// Run FUNCTION on QUEUE's messages (`create QUEUE FUNCTION`), or on the changes of a
+    /// table (`create --table TABLE FUNCTION`: its stream, in order per key), in batches.
+    Create(MappingCreateArgs),
+    /// List mappings of queues and of tables.
     #[command(visible_alias = "list")]
     Ls,
-    /// Delete a mapping.
+    /// Delete a mapping (of either kind).
     Rm { id: String },
+}
+
+/// Where a table mapping starts reading the stream.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StartingPosition {
+    /// The oldest record kept (24 hours).
+    TrimHorizon,
+    /// Only changes made after the mapping is created.
+    Latest,
+}
+
+#[derive(Debug, Args)]
+pub struct MappingCreateArgs {
+    /// QUEUE FUNCTION, or FUNCTION with --table.
+    #[arg(value_name = "QUEUE|FUNCTION", num_args = 1..=2, required = true)]
+    names: Vec<String>,
+    /// Read the stream of this table (created with --stream) instead of a queue.
+    #[arg(long, value_name = "TABLE")]
+    table: Option<String>,
+    /// Most messages or records per invocation (1-10000) [default: 10 for a queue, 100 for a
+    /// table].
+    #[arg(long, value_name = "N")]
+    batch_size: Option<u32>,
+    /// Milliseconds to gather a batch before invoking (0-300000) [default: 0].
+    #[arg(long, value_name = "MS")]
+    batching_window: Option<u64>,
+    /// Honour `batchItemFailures` in the function's result: only the messages it names are
+    /// retried (for a table: from the first record it names).
+    #[arg(long)]
+    report_batch_item_failures: bool,
+    /// Table only: where to start [default: trim-horizon].
+    #[arg(long, value_enum, requires = "table")]
+    starting_position: Option<StartingPosition>,
+    /// Table only: retries of a failed batch before it is given up (-1: until its records
+    /// expire) [default: -1].
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "table",
+        allow_negative_numbers = true
+    )]
+    max_retries: Option<i64>,
+    /// Table only: records older than this many seconds are given up (60-604800, -1: no
+    /// limit) [default: -1].
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        requires = "table",
+        allow_negative_numbers = true
+    )]
+    max_record_age: Option<i64>,
+    /// Table only: split a failed batch in two and retry each half.
+    #[arg(long, requires = "table")]
+    bisect: bool,
+    /// Table only: the queue that gets a record of each batch given up on (a queue's name,
+    /// or a queue or topic ARN).
+    #[arg(long, value_name = "QUEUE", requires = "table")]
+    on_failure: Option<String>,
 }
 
 fn text_or_stdin(arg: String, what: &str) -> Result<String> {
@@ -393,27 +440,7 @@ pub fn topic(ctx: &Ctx, command: TopicCommand) -> Result<ExitCode> {
 pub fn mapping(ctx: &Ctx, command: MappingCommand) -> Result<ExitCode> {
     let client = ctx.client()?;
     match command {
-        MappingCommand::Create {
-            queue,
-            function,
-            batch_size,
-            batching_window,
-            report_batch_item_failures,
-        } => {
-            let m = client.create_mapping(&Mapping {
-                queue,
-                function,
-                batch_size,
-                batching_window_ms: batching_window,
-                report_batch_item_failures,
-                ..Default::default()
-            })?;
-            done(
-                ctx,
-                Some(&m.raw),
-                format!("mapping {}: {} -> {}", m.id, m.queue, m.function),
-            )
-        }
+        MappingCommand::Create(a) => create_mapping(ctx, &client, a),
         MappingCommand::Ls => {
             let list = client.list_mappings()?;
             if ctx.json() {
@@ -421,22 +448,33 @@ pub fn mapping(ctx: &Ctx, command: MappingCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut t = output::table(&[
-                "ID",
-                "QUEUE",
-                "FUNCTION",
-                "BATCH",
-                "WINDOW",
-                "ITEM FAILURES",
-                "CREATED",
+                "ID", "SOURCE", "FUNCTION", "BATCH", "WINDOW", "SETTINGS", "ENABLED", "CREATED",
             ]);
             for m in &list.mappings {
+                let settings = match m.report_batch_item_failures {
+                    true => "item failures",
+                    false => "",
+                };
                 t.add_row(vec![
                     m.id.clone(),
-                    m.queue.clone(),
+                    format!("queue {}", m.queue),
                     m.function.clone(),
                     m.batch_size.unwrap_or_default().to_string(),
                     format!("{} ms", m.batching_window_ms.unwrap_or_default()),
-                    m.report_batch_item_failures.to_string(),
+                    settings.to_string(),
+                    m.enabled.to_string(),
+                    age(m.created_ms),
+                ]);
+            }
+            for m in &list.stream_mappings {
+                t.add_row(vec![
+                    m.id.clone(),
+                    format!("table {}", m.table),
+                    m.function.clone(),
+                    m.batch_size.unwrap_or_default().to_string(),
+                    format!("{} ms", m.batching_window_ms.unwrap_or_default()),
+                    stream_settings(m),
+                    m.enabled.to_string(),
                     age(m.created_ms),
                 ]);
             }
@@ -448,4 +486,85 @@ pub fn mapping(ctx: &Ctx, command: MappingCommand) -> Result<ExitCode> {
             done(ctx, None, format!("deleted mapping {id}"))
         }
     }
+}
+
+fn create_mapping(
+    ctx: &Ctx,
+    client: &crate::client::Client,
+    a: MappingCreateArgs,
+) -> Result<ExitCode> {
+    let mut names = a.names.into_iter();
+    let (first, second) = (names.next().unwrap_or_default(), names.next());
+    let Some(table) = a.table else {
+        let Some(function) = second else {
+            bail!(
+                "name the queue and the function (QUEUE FUNCTION), or use --table TABLE FUNCTION"
+            );
+        };
+        let m = client.create_mapping(&Mapping {
+            queue: first,
+            function,
+            batch_size: a.batch_size,
+            batching_window_ms: a.batching_window,
+            report_batch_item_failures: a.report_batch_item_failures,
+            ..Default::default()
+        })?;
+        return done(
+            ctx,
+            Some(&m.raw),
+            format!("mapping {}: queue {} -> {}", m.id, m.queue, m.function),
+        );
+    };
+    if second.is_some() {
+        bail!("with --table, name only the function: mapping create --table {table} FUNCTION");
+    }
+    let m = client.create_stream_mapping(&StreamMapping {
+        table,
+        function: first,
+        batch_size: a.batch_size,
+        batching_window_ms: a.batching_window,
+        starting_position: a.starting_position.map(|p| {
+            match p {
+                StartingPosition::TrimHorizon => "TRIM_HORIZON",
+                StartingPosition::Latest => "LATEST",
+            }
+            .to_string()
+        }),
+        max_retries: a.max_retries,
+        max_record_age_s: a.max_record_age,
+        bisect_on_error: a.bisect,
+        report_batch_item_failures: a.report_batch_item_failures,
+        on_failure: a.on_failure,
+        ..Default::default()
+    })?;
+    done(
+        ctx,
+        Some(&m.raw),
+        format!("mapping {}: table {} -> {}", m.id, m.table, m.function),
+    )
+}
+
+/// A table mapping's settings in a few words: where it started, retries, bisection,
+/// partial batches, where failures go.
+fn stream_settings(m: &StreamMapping) -> String {
+    let mut words = vec![m
+        .starting_position
+        .as_deref()
+        .unwrap_or_default()
+        .to_lowercase()
+        .replace('_', "-")];
+    match m.max_retries {
+        Some(n) if n >= 0 => words.push(format!("retries {n}")),
+        _ => {}
+    }
+    if m.bisect_on_error {
+        words.push("bisect".into());
+    }
+    if m.report_batch_item_failures {
+        words.push("item failures".into());
+    }
+    if let Some(d) = &m.on_failure {
+        words.push(format!("on failure {}", d.rsplit(':').next().unwrap_or(d)));
+    }
+    words.join(", ")
 }
