@@ -9,6 +9,8 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V3__workflows", crate::workflows::MIGRATION),
     ("V4__sequence_links", V4),
     ("V5__tables", crate::tables::MIGRATION),
+    // V6 is the stream mappings' (another branch).
+    ("V7__tables_2", crate::tables::MIGRATION_2),
 ];
 
 /// The links between a sequence's activation and its steps' (see `lambent_core::Activation`).
