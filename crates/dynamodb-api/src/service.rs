@@ -6,8 +6,8 @@
 
 use crate::definition::{Definition, Schema, StreamSpecification};
 use lambent_store::tables::{
-    Abort, Change, Decide, ItemCursor, ItemKey, NewItem, RangeQuery, StoredTable, TableStore,
-    TABLE_GONE,
+    Abort, Change, Decide, Idempotent, ItemCursor, ItemKey, NewItem, RangeQuery, RequestToken,
+    StoredTable, TableStore, TABLE_GONE,
 };
 use lambent_store::StoreError;
 use lambent_tables::error::CancellationReason;
@@ -25,7 +25,7 @@ pub use maintenance::{
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The largest page a Query or Scan returns (DynamoDB's 1 MB).
 const MAX_PAGE_BYTES: usize = 1024 * 1024;
@@ -40,7 +40,10 @@ pub struct Tables {
     region: String,
     /// Per table id: the definition text a schema was made from, and the schema.
     schemas: Mutex<HashMap<String, (String, Arc<Schema>)>>,
-    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Per (namespace, name): the table last found, for key reads (GetItem, BatchGetItem,
+    /// TransactGetItems), which need only its id and key schema, and neither changes under
+    /// an id; the store refuses a read of a deleted table, and the read looks it up again.
+    key_tables: Mutex<HashMap<String, HashMap<String, Arc<Table>>>>,
 }
 
 /// A table found for a request: its stored row and its schema.
@@ -366,7 +369,7 @@ impl Tables {
             store,
             region,
             schemas: Mutex::default(),
-            tokens: Mutex::default(),
+            key_tables: Mutex::default(),
         }
     }
 
@@ -410,7 +413,47 @@ impl Tables {
                 schema
             }
         };
-        Ok(Table { stored, schema })
+        let table = Table { stored, schema };
+        self.key_tables
+            .lock()
+            .entry(ns.into())
+            .or_default()
+            .insert(name.into(), Arc::new(table.clone()));
+        Ok(table)
+    }
+
+    /// The table `ns`/`name` for a key read: the one remembered unless `refresh`.
+    async fn key_table(
+        &self,
+        ns: &str,
+        name: &str,
+        refresh: bool,
+    ) -> Result<Arc<Table>, TableError> {
+        if !refresh {
+            let known = self
+                .key_tables
+                .lock()
+                .get(ns)
+                .and_then(|t| t.get(name))
+                .cloned();
+            if let Some(t) = known {
+                return Ok(t);
+            }
+        }
+        match self.table(ns, name).await {
+            Ok(t) => Ok(Arc::new(t)),
+            Err(e) => {
+                self.forget_table(ns, name);
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops what [`Tables::key_table`] remembers of `ns`/`name`.
+    pub(crate) fn forget_table(&self, ns: &str, name: &str) {
+        if let Some(t) = self.key_tables.lock().get_mut(ns) {
+            t.remove(name);
+        }
     }
 
     /// `TableDescription`.
@@ -526,6 +569,7 @@ impl Tables {
             .map_err(store_err)?
             .ok_or_else(not_found)?;
         self.schemas.lock().remove(&table.stored.id);
+        self.forget_table(ns, name);
         Ok(json!({"TableDescription": description}))
     }
 
@@ -563,6 +607,16 @@ impl Tables {
         &self,
         ops: Vec<ItemOp>,
         transaction: bool,
+    ) -> Result<Vec<(Option<Item>, Option<Item>)>, TableError> {
+        self.run_once(ops, transaction, None).await
+    }
+
+    /// [`Tables::run`], at most once per `token` (nothing and no items for a repeat).
+    async fn run_once(
+        &self,
+        ops: Vec<ItemOp>,
+        transaction: bool,
+        token: Option<RequestToken>,
     ) -> Result<Vec<(Option<Item>, Option<Item>)>, TableError> {
         let keys: Vec<ItemKey> = ops.iter().map(ItemOp::item_key).collect();
         let mut sorted = keys.clone();
@@ -614,15 +668,30 @@ impl Tables {
             }
             Ok(changes)
         });
-        let written = self
-            .store
-            .write_items(keys, now_ms(), decide)
-            .await
-            .map_err(store_err)?
-            .map_err(|Abort(e)| match e.downcast::<TableError>() {
-                Ok(e) => *e,
-                Err(e) => TableError::Internal(e.to_string()),
-            })?;
+        let written = match token {
+            None => self.store.write_items(keys, now_ms(), decide).await,
+            Some(token) => match self
+                .store
+                .write_items_once(keys, now_ms(), decide, &token)
+                .await
+                .map_err(store_err)?
+            {
+                Idempotent::Ran(written) => Ok(written),
+                Idempotent::Repeated => return Ok(Vec::new()),
+                Idempotent::Mismatch => {
+                    return Err(TableError::IdempotentParameterMismatch(
+                        "The request uses the same client token as a previous, but non-identical request.".into(),
+                    ))
+                }
+            },
+        };
+        let written =
+            written
+                .map_err(store_err)?
+                .map_err(|Abort(e)| match e.downcast::<TableError>() {
+                    Ok(e) => *e,
+                    Err(e) => TableError::Internal(e.to_string()),
+                })?;
         let parse = |j: Option<String>| j.as_deref().map(parse_item).transpose();
         written
             .old
@@ -757,35 +826,17 @@ impl Tables {
         )?))
     }
 
-    /// Prepares a key read: the encoded key and the projection.
-    fn read_op(
+    /// Reads items by key (`reads`: table name and `Key`), through the tables remembered by
+    /// [`Tables::key_table`], looked up again once if one was deleted or replaced since;
+    /// `distinct`: duplicate keys are refused (BatchGetItem's rule).
+    async fn read_keys(
         &self,
-        table: &Table,
-        input: &mut KeyInput,
-    ) -> Result<(ItemKey, Option<Projection>), TableError> {
-        let mut exprs = input.expressions.take()?;
-        let projection = input
-            .projection_expression
-            .as_deref()
-            .map(|p| exprs.projection(p))
-            .transpose()?;
-        finish(exprs, projection.is_some())?;
-        let key = table.schema.key.key(&input.key)?;
-        Ok((
-            ItemKey {
-                table_id: table.stored.id.clone(),
-                key,
-            },
-            projection,
-        ))
-    }
-
-    async fn read_items(
-        &self,
-        keys: &[ItemKey],
+        ns: &str,
+        reads: &[(&str, &Item)],
         projections: &[Option<Projection>],
+        distinct: bool,
     ) -> Result<Vec<Option<Item>>, TableError> {
-        let found = self.store.get_items(keys).await.map_err(store_err)?;
+        let found = self.read_key_texts(ns, reads, distinct).await?;
         found
             .into_iter()
             .zip(projections)
@@ -799,17 +850,72 @@ impl Tables {
             .collect()
     }
 
-    pub async fn get_item(&self, ns: &str, mut input: KeyInput) -> Result<Value, TableError> {
-        let table = self.table(ns, &input.table_name).await?;
-        let (key, projection) = self.read_op(&table, &mut input)?;
-        let item = self
-            .read_items(&[key], &[projection])
+    /// [`Tables::read_keys`] without projections: the items' stored JSON.
+    async fn read_key_texts(
+        &self,
+        ns: &str,
+        reads: &[(&str, &Item)],
+        distinct: bool,
+    ) -> Result<Vec<Option<String>>, TableError> {
+        let mut refresh = false;
+        loop {
+            let mut keys = Vec::with_capacity(reads.len());
+            for (name, key) in reads {
+                let table = self.key_table(ns, name, refresh).await?;
+                keys.push(ItemKey {
+                    key: table.schema.key.key(key)?,
+                    table_id: table.stored.id.clone(),
+                });
+            }
+            if distinct {
+                let mut sorted: Vec<&ItemKey> = keys.iter().collect();
+                sorted.sort();
+                if sorted.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(TableError::validation(
+                        "Provided list of item keys contains duplicates",
+                    ));
+                }
+            }
+            match self.store.get_items(&keys).await {
+                Err(StoreError::Changed(m)) if m == TABLE_GONE && !refresh => refresh = true,
+                found => return found.map_err(store_err),
+            }
+        }
+    }
+
+    /// The projection of a key read (which checks its names and values).
+    fn read_projection(input: &mut KeyInput) -> Result<Option<Projection>, TableError> {
+        let mut exprs = input.expressions.take()?;
+        let projection = input
+            .projection_expression
+            .as_deref()
+            .map(|p| exprs.projection(p))
+            .transpose()?;
+        finish(exprs, projection.is_some())?;
+        Ok(projection)
+    }
+
+    pub async fn get_item(&self, ns: &str, input: KeyInput) -> Result<Value, TableError> {
+        let text = self.get_item_text(ns, input).await?;
+        serde_json::from_str(&text).map_err(|e| TableError::Internal(e.to_string()))
+    }
+
+    /// GetItem's answer as JSON text: without a projection, the stored item as it is (it is
+    /// what serializing the item gives), neither parsed nor serialized again.
+    pub async fn get_item_text(&self, ns: &str, mut input: KeyInput) -> Result<String, TableError> {
+        lambent_tables::names::check_name("tableName", &input.table_name)?;
+        let projection = Self::read_projection(&mut input)?;
+        let found = self
+            .read_key_texts(ns, &[(&input.table_name, &input.key)], false)
             .await?
             .pop()
             .flatten();
-        Ok(match item {
-            Some(item) => json!({"Item": item_json(&item)}),
-            None => json!({}),
+        Ok(match (found, projection) {
+            (None, _) => "{}".into(),
+            (Some(text), None) => format!("{{\"Item\":{text}}}"),
+            (Some(text), Some(p)) => {
+                json!({"Item": item_json(&p.apply(&parse_item(&text)?))}).to_string()
+            }
         })
     }
 
@@ -826,7 +932,7 @@ impl Tables {
         }
         let mut responses = Map::new();
         for (name, mut request) in input.request_items {
-            let table = self.table(ns, &name).await?;
+            lambent_tables::names::check_name("tableName", &name)?;
             let mut exprs = request.expressions.take()?;
             let projection = request
                 .projection_expression
@@ -834,25 +940,10 @@ impl Tables {
                 .map(|p| exprs.projection(p))
                 .transpose()?;
             finish(exprs, projection.is_some())?;
-            let keys = request
-                .keys
-                .iter()
-                .map(|k| {
-                    Ok(ItemKey {
-                        table_id: table.stored.id.clone(),
-                        key: table.schema.key.key(k)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, TableError>>()?;
-            let mut sorted = keys.clone();
-            sorted.sort();
-            if sorted.windows(2).any(|w| w[0] == w[1]) {
-                return Err(TableError::validation(
-                    "Provided list of item keys contains duplicates",
-                ));
-            }
-            let projections = vec![projection; keys.len()];
-            let items = self.read_items(&keys, &projections).await?;
+            let reads: Vec<(&str, &Item)> =
+                request.keys.iter().map(|k| (name.as_str(), k)).collect();
+            let projections = vec![projection; reads.len()];
+            let items = self.read_keys(ns, &reads, &projections, true).await?;
             responses.insert(name, items.iter().flatten().map(item_json).collect());
         }
         Ok(json!({"Responses": responses, "UnprocessedKeys": {}}))
@@ -868,15 +959,18 @@ impl Tables {
                 "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length between 1 and 100",
             ));
         }
-        let mut keys = Vec::new();
-        let mut projections = Vec::new();
+        let mut gets = Vec::with_capacity(input.transact_items.len());
+        let mut projections = Vec::with_capacity(input.transact_items.len());
         for mut item in input.transact_items {
-            let table = self.table(ns, &item.get.table_name).await?;
-            let (key, projection) = self.read_op(&table, &mut item.get)?;
-            keys.push(key);
-            projections.push(projection);
+            lambent_tables::names::check_name("tableName", &item.get.table_name)?;
+            projections.push(Self::read_projection(&mut item.get)?);
+            gets.push(item.get);
         }
-        let items = self.read_items(&keys, &projections).await?;
+        let reads: Vec<(&str, &Item)> = gets
+            .iter()
+            .map(|g| (g.table_name.as_str(), &g.key))
+            .collect();
+        let items = self.read_keys(ns, &reads, &projections, false).await?;
         let responses: Vec<Value> = items
             .iter()
             .map(|i| match i {
@@ -935,6 +1029,8 @@ impl Tables {
         Ok(json!({"UnprocessedItems": {}}))
     }
 
+    /// TransactWriteItems; `request`: the request without its `ClientRequestToken` (the same
+    /// request with the same token within 10 minutes, on any node, is not applied again).
     pub async fn transact_write_items(
         &self,
         ns: &str,
@@ -945,18 +1041,6 @@ impl Tables {
             return Err(TableError::validation(
                 "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length between 1 and 100",
             ));
-        }
-        if let Some(token) = &input.client_request_token {
-            let mut tokens = self.tokens.lock();
-            tokens.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
-            if let Some((seen, _)) = tokens.get(&(ns.to_string(), token.clone())) {
-                if seen == request {
-                    return Ok(json!({}));
-                }
-                return Err(TableError::IdempotentParameterMismatch(
-                    "The request uses the same client token as a previous, but non-identical request.".into(),
-                ));
-            }
         }
         let mut ops = Vec::new();
         for item in input.transact_items {
@@ -971,47 +1055,34 @@ impl Tables {
                     self.put_op(table, &mut put)?
                 }
                 TransactWriteItem {
-                    condition_check: Some(mut k),
                     put: None,
-                    delete: None,
-                    update: None,
+                    condition_check,
+                    delete,
+                    update,
                 } => {
+                    let (kind, mut k) = match (condition_check, delete, update) {
+                        (Some(k), None, None) => ("ConditionCheck", k),
+                        (None, Some(k), None) => ("Delete", k),
+                        (None, None, Some(k)) => ("Update", k),
+                        _ => return Err(one_action()),
+                    };
                     let table = self.table(ns, &k.table_name).await?;
-                    self.key_op(table, &mut k, "ConditionCheck")?
+                    self.key_op(table, &mut k, kind)?
                 }
-                TransactWriteItem {
-                    delete: Some(mut k),
-                    put: None,
-                    condition_check: None,
-                    update: None,
-                } => {
-                    let table = self.table(ns, &k.table_name).await?;
-                    self.key_op(table, &mut k, "Delete")?
-                }
-                TransactWriteItem {
-                    update: Some(mut k),
-                    put: None,
-                    condition_check: None,
-                    delete: None,
-                } => {
-                    let table = self.table(ns, &k.table_name).await?;
-                    self.key_op(table, &mut k, "Update")?
-                }
-                _ => {
-                    return Err(TableError::validation(
-                        "TransactItems can only contain one of Check, Put, Update or Delete",
-                    ))
-                }
+                _ => return Err(one_action()),
             };
             ops.push(op);
         }
-        self.run(ops, true).await?;
-        if let Some(token) = input.client_request_token {
-            self.tokens.lock().insert(
-                (ns.to_string(), token),
-                (request.to_string(), Instant::now()),
-            );
-        }
+        let token = input.client_request_token.map(|token| {
+            use sha2::Digest;
+            RequestToken {
+                namespace: ns.into(),
+                token,
+                fingerprint: hex::encode(sha2::Sha256::digest(request.as_bytes())),
+                since_ms: now_ms() - TOKEN_TTL.as_millis() as i64,
+            }
+        });
+        self.run_once(ops, true, token).await?;
         Ok(json!({}))
     }
 
@@ -1182,6 +1253,11 @@ impl Tables {
         };
         Ok(ItemCursor { index_key, key })
     }
+}
+
+/// A `TransactItems` entry naming no action or several.
+fn one_action() -> TableError {
+    TableError::validation("TransactItems can only contain one of Check, Put, Update or Delete")
 }
 
 fn abort(e: TableError) -> Abort {

@@ -159,14 +159,19 @@ pub(crate) fn record_json(
         dynamodb["OldImage"] = serde_json::to_value(old).unwrap_or(Value::Null);
     }
     dynamodb["SizeBytes"] = json!(size);
-    Ok(json!({
+    let mut out = json!({
         "eventID": format!("{}-{}", table.stored.id, sequence_text(record.sequence)),
         "eventName": event_name,
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
         "awsRegion": region,
         "dynamodb": dynamodb,
-    }))
+    });
+    if record.expired {
+        // What DynamoDB's TTL deletions carry.
+        out["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+    }
+    Ok(out)
 }
 
 /// Where a shard iterator reads: after `after`, in the table `ns`/`name` with id `id`.
@@ -576,6 +581,7 @@ mod tests {
             old: old.map(str::to_string),
             new: new.map(str::to_string),
             created_ms: 1_700_000_000_999,
+            expired: false,
         }
     }
 
@@ -627,5 +633,15 @@ mod tests {
         assert_eq!(v["dynamodb"]["ApproximateCreationDateTime"], 1_700_000_000);
         // Keys only: "pk" (2) + "a" (1).
         assert_eq!(v["dynamodb"]["SizeBytes"], 3);
+        assert!(v.get("userIdentity").is_none(), "a request's delete: {v}");
+        let expired = StreamRecord {
+            expired: true,
+            ..record(Some(a1), None)
+        };
+        let v = record_json(&table("KEYS_ONLY"), "eu-west-1", &expired).unwrap();
+        assert_eq!(
+            v["userIdentity"],
+            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+        );
     }
 }

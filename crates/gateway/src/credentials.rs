@@ -16,6 +16,10 @@
 //!
 //! The server secret is generated once per data dir on the embedded node and derived from the
 //! cluster's shared secret on a cluster node (see `lambent-server`).
+//!
+//! A stored access key found is remembered for [`KEY_CACHE_TTL`], so a signed request does not
+//! read the store: a key deleted on this node stops working at once, on another node of a
+//! cluster within that time (unknown ids are not remembered, so a new key works at once).
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -23,8 +27,15 @@ use hmac::{Hmac, Mac};
 use lambent_store::{Store, StoreError};
 use rand::Rng;
 use sha2::Sha256;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a stored access key found is trusted without reading the store again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Stored access keys found, by id: (namespace, secret, when read).
+type KeyCache = HashMap<String, (String, String, Instant)>;
 
 /// Prefix of session credentials' access key ids (AWS's for temporary credentials).
 pub const SESSION_KEY_PREFIX: &str = "ASIA";
@@ -99,6 +110,8 @@ pub struct SessionKeys {
 pub struct Credentials {
     store: Arc<dyn Store>,
     pub sessions: Arc<SessionKeys>,
+    /// Stored access keys found, by id: (namespace, secret, when read).
+    keys: Arc<parking_lot::Mutex<KeyCache>>,
 }
 
 /// Default validity of session credentials outside their own sandbox.
@@ -201,7 +214,16 @@ impl SessionKeys {
 impl Credentials {
     /// A resolver over `store`'s access keys and `sessions`.
     pub fn new(store: Arc<dyn Store>, sessions: Arc<SessionKeys>) -> Credentials {
-        Credentials { store, sessions }
+        Credentials {
+            store,
+            sessions,
+            keys: Arc::default(),
+        }
+    }
+
+    /// Forgets a stored access key (deleted): the next request signed with it reads the store.
+    pub fn forget(&self, access_key_id: &str) {
+        self.keys.lock().remove(access_key_id);
     }
 
     /// Who signed with `access_key_id` (and `session_token`, the `X-Amz-Security-Token` the
@@ -229,14 +251,35 @@ impl Credentials {
                 Err(CredentialError::InvalidToken)
             }
             None => {
-                let key = self
-                    .store
-                    .access_key(access_key_id)
-                    .await?
-                    .ok_or_else(|| CredentialError::UnknownAccessKey(access_key_id.into()))?;
+                let known = self
+                    .keys
+                    .lock()
+                    .get(access_key_id)
+                    .and_then(|(ns, secret, at)| {
+                        (at.elapsed() < KEY_CACHE_TTL).then(|| (ns.clone(), secret.clone()))
+                    });
+                let (namespace, secret_access_key) = match known {
+                    Some(key) => key,
+                    None => {
+                        let key = self.store.access_key(access_key_id).await?.ok_or_else(|| {
+                            CredentialError::UnknownAccessKey(access_key_id.into())
+                        })?;
+                        let mut keys = self.keys.lock();
+                        keys.retain(|_, (_, _, at)| at.elapsed() < KEY_CACHE_TTL);
+                        keys.insert(
+                            access_key_id.into(),
+                            (
+                                key.namespace.clone(),
+                                key.secret_access_key.clone(),
+                                Instant::now(),
+                            ),
+                        );
+                        (key.namespace, key.secret_access_key)
+                    }
+                };
                 Ok(Principal {
-                    namespace: key.namespace,
-                    secret_access_key: key.secret_access_key,
+                    namespace,
+                    secret_access_key,
                     session: None,
                 })
             }

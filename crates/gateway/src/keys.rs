@@ -71,6 +71,7 @@ async fn delete_key(
     Path(access_key_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if app.store.delete_access_key(&ns, &access_key_id).await? {
+        app.credentials.forget(&access_key_id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::AccessKeyNotFound(access_key_id))

@@ -499,36 +499,31 @@ fn workflows_deploy_from_lambent_yaml_run_from_the_cli_and_are_metered() {
     );
     assert!(inputs.len() >= 3);
     s.cli(&["schedule", "rm", "tick"]).ok();
-    let out = s
-        .cli(&[
-            "schedule",
-            "add",
-            "never",
-            "--workflow",
-            "nope",
-            "--rate",
-            "1 hour",
-        ])
-        .failed();
-    assert!(
-        out.stderr.contains("workflow 'nope' does not exist"),
-        "{}",
-        out.stderr
-    );
-    let out = s
-        .cli(&["topic", "subscribe", "news", "--workflow", "nope"])
-        .failed();
-    assert!(
-        out.stderr.contains("workflow 'nope' does not exist"),
-        "{}",
-        out.stderr
-    );
-    let out = s
-        .cli(&["bucket", "notify", "uploads", "--workflow", "nope"])
-        .failed();
-    assert!(
-        out.stderr.contains("state machine 'nope' does not exist"),
-        "{}",
-        out.stderr
-    );
+    // Triggers of a workflow that does not exist are refused, saying so.
+    let missing: [(&[&str], &str); 3] = [
+        (
+            &[
+                "schedule",
+                "add",
+                "never",
+                "--workflow",
+                "nope",
+                "--rate",
+                "1 hour",
+            ],
+            "workflow 'nope' does not exist",
+        ),
+        (
+            &["topic", "subscribe", "news", "--workflow", "nope"],
+            "workflow 'nope' does not exist",
+        ),
+        (
+            &["bucket", "notify", "uploads", "--workflow", "nope"],
+            "state machine 'nope' does not exist",
+        ),
+    ];
+    for (args, message) in missing {
+        let out = s.cli(args).failed();
+        assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
+    }
 }

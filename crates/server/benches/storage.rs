@@ -20,12 +20,8 @@
 mod support;
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
-use lambent_aws_api::sigv4;
 use lambent_server::{start, ServerOptions};
-use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::Method;
-use sha2::Sha256;
 use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -51,27 +47,14 @@ struct S3 {
 
 impl S3 {
     fn signed(&self, method: Method, path: &str, secret: &str) -> reqwest::RequestBuilder {
-        let amz_date = sigv4::format_amz_date(time::OffsetDateTime::now_utc());
-        let date = &amz_date[..8];
         let payload = "UNSIGNED-PAYLOAD";
-        let signed = "host;x-amz-content-sha256;x-amz-date";
-        let canonical = format!(
-            "{method}\n{path}\n\nhost:{}\nx-amz-content-sha256:{payload}\nx-amz-date:{amz_date}\n\n{signed}\n{payload}",
-            self.host
+        let headers = support::sigv4_headers(
+            (ACCESS_KEY_ID, secret),
+            "s3",
+            (method.as_str(), &self.host, path),
+            &[("x-amz-content-sha256", payload)],
+            payload,
         );
-        let scope = format!("{date}/us-east-1/s3/aws4_request");
-        let to_sign = sigv4::string_to_sign(&amz_date, &scope, &canonical);
-        let key = sigv4::signing_key(secret, date, "us-east-1", "s3");
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-        mac.update(to_sign.as_bytes());
-        let signature = hex::encode(mac.finalize().into_bytes());
-        let mut headers = HeaderMap::new();
-        headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).unwrap());
-        headers.insert("x-amz-content-sha256", HeaderValue::from_static(payload));
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{scope}, SignedHeaders={signed}, Signature={signature}"
-        );
-        headers.insert("authorization", HeaderValue::from_str(&auth).unwrap());
         self.http
             .request(method, format!("{}{path}", self.url))
             .headers(headers)
@@ -234,11 +217,7 @@ async fn bench() {
     let server = start(opts).await.expect("the server did not start (root?)");
     let url = server.url().to_string();
     let s3 = Arc::new(S3 {
-        http: reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(128)
-            .build()
-            .unwrap(),
+        http: support::http_client(),
         host: url.trim_start_matches("http://").to_string(),
         url,
     });

@@ -14,11 +14,8 @@
 
 mod support;
 
-use hmac::{Hmac, Mac};
-use lambent_aws_api::sigv4;
 use lambent_server::{start, ServerOptions};
 use parking_lot::Mutex;
-use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -43,33 +40,17 @@ struct Dynamo {
 impl Dynamo {
     async fn call(&self, operation: &str, body: &Value) -> Value {
         let body = body.to_string();
-        let amz_date = sigv4::format_amz_date(time::OffsetDateTime::now_utc());
-        let date = &amz_date[..8];
-        let payload = hex::encode(Sha256::digest(body.as_bytes()));
         let target = format!("DynamoDB_20120810.{operation}");
-        let signed = "content-type;host;x-amz-date;x-amz-target";
-        let canonical = format!(
-            "POST\n/\n\ncontent-type:application/x-amz-json-1.0\nhost:{}\nx-amz-date:{amz_date}\n\
-             x-amz-target:{target}\n\n{signed}\n{payload}",
-            self.host
+        let headers = support::sigv4_headers(
+            (ACCESS_KEY_ID, SECRET),
+            "dynamodb",
+            ("POST", &self.host, "/"),
+            &[
+                ("content-type", "application/x-amz-json-1.0"),
+                ("x-amz-target", &target),
+            ],
+            &hex::encode(Sha256::digest(body.as_bytes())),
         );
-        let scope = format!("{date}/us-east-1/dynamodb/aws4_request");
-        let to_sign = sigv4::string_to_sign(&amz_date, &scope, &canonical);
-        let key = sigv4::signing_key(SECRET, date, "us-east-1", "dynamodb");
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-        mac.update(to_sign.as_bytes());
-        let signature = hex::encode(mac.finalize().into_bytes());
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("application/x-amz-json-1.0"),
-        );
-        headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).unwrap());
-        headers.insert("x-amz-target", HeaderValue::from_str(&target).unwrap());
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{scope}, SignedHeaders={signed}, Signature={signature}"
-        );
-        headers.insert("authorization", HeaderValue::from_str(&auth).unwrap());
         let r = self
             .http
             .post(format!("{}/", self.url))
@@ -190,15 +171,17 @@ fn row(case: &str, conc: usize, api: &Run, base: &Run, target: &str, met: Option
         None => "-".into(),
     };
     format!(
-        "| {case}, {conc} caller{}, n={} | p50 {} / p99 {} ms, {:.0} op/s | p50 {} / p99 {} ms, {:.0} op/s | p50 {:.1}×, op/s {:.0}% | {target} |\n",
+        "| {case}, {conc} caller{}, n={} | p50 {} / p99 {} ms, {:.0} op/s, CPU {:.0} µs/op | p50 {} / p99 {} ms, {:.0} op/s, CPU {:.0} µs/op | p50 {:.1}×, op/s {:.0}% | {target} |\n",
         if conc == 1 { "" } else { "s" },
         a.n,
         ms(a.p50),
         ms(a.p99),
         api.ops(),
+        api.cpu_us(),
         ms(b.p50),
         ms(b.p99),
         base.ops(),
+        base.cpu_us(),
         a.p50.as_secs_f64() / b.p50.as_secs_f64(),
         100.0 * api.ops() / base.ops(),
     )
@@ -221,11 +204,7 @@ async fn bench() {
     let server = start(opts).await.expect("the server did not start (root?)");
     let url = server.url().to_string();
     let db = Arc::new(Dynamo {
-        http: reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(128)
-            .build()
-            .unwrap(),
+        http: support::http_client(),
         host: url.trim_start_matches("http://").to_string(),
         url,
     });
@@ -386,7 +365,8 @@ async fn bench() {
          `ddb_items` table and pragmas (WAL, synchronous=NORMAL); GetItem = one SELECT by key and \
          a JSON parse, PutItem = one INSERT … ON CONFLICT in a transaction, Query = one range \
          SELECT of the partition with every item parsed; from blocking threads, 4 reader \
-         connections and 1 writer. The bench's client runs in the server's process.\n"
+         connections and 1 writer. The bench's client runs in the server's process: CPU is the \
+         process's (client, server and store) per operation, from getrusage.\n"
     );
     println!("{report}");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().map_or_else(

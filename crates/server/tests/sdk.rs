@@ -84,6 +84,27 @@ async fn deploy_ok(node: &Node, name: &str, settings: Value, files: &[(&str, &st
     assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
 }
 
+/// A function to deploy: name, settings, files.
+type Deploy<'a> = (&'a str, Value, &'a [(&'a str, &'a str)]);
+
+/// A node (`adjust`ed) with both SDKs and the Python zygote ready, and `functions` deployed.
+async fn sdk_node(
+    adjust: impl FnOnce(&mut lambent_server::ServerOptions),
+    functions: &[Deploy<'_>],
+) -> Node {
+    let node = node_with(adjust).await;
+    with_sdks(&node).await;
+    common::await_python_zygote(&node).await;
+    for (name, settings, files) in functions {
+        deploy_ok(&node, name, settings.clone(), files).await;
+    }
+    node
+}
+
+fn node_js() -> Value {
+    json!({"runtime": "nodejs", "handler": "index.handler", "memory": 512})
+}
+
 async fn invoke_ok(node: &Node, name: &str, payload: Value) -> Value {
     let (status, _, body) = node.invoke(name, &payload.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{name}: {body}");
@@ -96,21 +117,12 @@ fn python(handler: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmodified_python_handler_invokes_another_function_with_boto3() {
-    let node = node_with(|_| {}).await;
-    with_sdks(&node).await;
-    common::await_python_zygote(&node).await;
-    deploy_ok(
-        &node,
-        "callee",
-        python("app.handler"),
-        &[("app.py", CALLEE)],
-    )
-    .await;
-    deploy_ok(
-        &node,
-        "caller",
-        python("app.handler"),
-        &[("app.py", PY_CALLER)],
+    let node = sdk_node(
+        |_| {},
+        &[
+            ("callee", python("app.handler"), &[("app.py", CALLEE)]),
+            ("caller", python("app.handler"), &[("app.py", PY_CALLER)]),
+        ],
     )
     .await;
 
@@ -149,15 +161,6 @@ async fn an_unmodified_python_handler_invokes_another_function_with_boto3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmodified_node_handler_invokes_another_function_with_the_js_sdk() {
-    let node = node_with(|_| {}).await;
-    with_sdks(&node).await;
-    deploy_ok(
-        &node,
-        "callee",
-        python("app.handler"),
-        &[("app.py", CALLEE)],
-    )
-    .await;
     let handler = r#"
 import { LambdaClient, InvokeCommand } from "@aws-sdk/client-lambda";
 const client = new LambdaClient({});
@@ -168,11 +171,12 @@ export const handler = async (event) => {
   return { status: r.StatusCode, result: JSON.parse(Buffer.from(r.Payload).toString()) };
 };
 "#;
-    deploy_ok(
-        &node,
-        "js-caller",
-        json!({"runtime": "nodejs", "handler": "index.handler", "memory": 512}),
-        &[("index.mjs", handler)],
+    let node = sdk_node(
+        |_| {},
+        &[
+            ("callee", python("app.handler"), &[("app.py", CALLEE)]),
+            ("js-caller", node_js(), &[("index.mjs", handler)]),
+        ],
     )
     .await;
     let out = invoke_ok(
@@ -274,20 +278,12 @@ async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sa
         return; // the other namespace is made in the embedded store
     }
     let lifetime = Duration::from_secs(4);
-    let node = node_with(|o| o.session_lifetime = lifetime).await;
-    with_sdks(&node).await;
-    deploy_ok(
-        &node,
-        "callee",
-        python("app.handler"),
-        &[("app.py", CALLEE)],
-    )
-    .await;
-    deploy_ok(
-        &node,
-        "caller",
-        python("app.handler"),
-        &[("app.py", PY_CALLER)],
+    let node = sdk_node(
+        |o| o.session_lifetime = lifetime,
+        &[
+            ("callee", python("app.handler"), &[("app.py", CALLEE)]),
+            ("caller", python("app.handler"), &[("app.py", PY_CALLER)]),
+        ],
     )
     .await;
     // Another namespace, with a function of its own.
@@ -365,18 +361,14 @@ async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_that_bundles_boto3_gets_its_own() {
-    let node = node_with(|o| o.keep_alive = SHORT_KEEP_ALIVE).await;
-    with_sdks(&node).await;
-    common::await_python_zygote(&node).await;
     let app = "import boto3\n\ndef handler(event, context):\n    return {\"version\": boto3.__version__, \"file\": boto3.__file__}\n";
-    deploy_ok(
-        &node,
-        "bundled",
-        python("app.handler"),
-        &[
-            ("app.py", app),
-            ("boto3/__init__.py", "__version__ = \"0.0.0-bundled\"\n"),
-        ],
+    let files = [
+        ("app.py", app),
+        ("boto3/__init__.py", "__version__ = \"0.0.0-bundled\"\n"),
+    ];
+    let node = sdk_node(
+        |o| o.keep_alive = SHORT_KEEP_ALIVE,
+        &[("bundled", python("app.handler"), &files)],
     )
     .await;
     let bundled = json!({"version": "0.0.0-bundled", "file": "/var/task/boto3/__init__.py"});
@@ -466,20 +458,12 @@ export const handler = async (event) => {
 async fn uploads_trigger_unmodified_handlers_that_read_and_write_objects_with_their_sdks() {
     const ID: &str = "LKIAPIPELINEPIPELINE";
     const SECRET: &str = "pipeline-test-secret-access-key-012345678";
-    let node = node_with(|o| o.access_key = Some((ID.into(), SECRET.into()))).await;
-    with_sdks(&node).await;
-    deploy_ok(
-        &node,
-        "thumb-py",
-        python("app.handler"),
-        &[("app.py", PY_THUMB)],
-    )
-    .await;
-    deploy_ok(
-        &node,
-        "thumb-node",
-        json!({"runtime": "nodejs", "handler": "index.handler", "memory": 512}),
-        &[("index.mjs", JS_THUMB)],
+    let node = sdk_node(
+        |o| o.access_key = Some((ID.into(), SECRET.into())),
+        &[
+            ("thumb-py", python("app.handler"), &[("app.py", PY_THUMB)]),
+            ("thumb-node", node_js(), &[("index.mjs", JS_THUMB)]),
+        ],
     )
     .await;
     let url = node.url("");
@@ -546,14 +530,9 @@ def handler(event, context):
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmodified_python_handler_keeps_items_in_a_table_with_boto3() {
-    let node = node_with(|_| {}).await;
-    with_sdks(&node).await;
-    common::await_python_zygote(&node).await;
-    deploy_ok(
-        &node,
-        "notes",
-        python("app.handler"),
-        &[("app.py", PY_NOTES)],
+    let node = sdk_node(
+        |_| {},
+        &[("notes", python("app.handler"), &[("app.py", PY_NOTES)])],
     )
     .await;
     let first = invoke_ok(&node, "notes", json!({"user": "ann", "n": 2, "text": "b"})).await;
@@ -564,8 +543,6 @@ async fn an_unmodified_python_handler_keeps_items_in_a_table_with_boto3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmodified_node_handler_keeps_items_in_a_table_with_the_js_sdk() {
-    let node = node_with(|_| {}).await;
-    with_sdks(&node).await;
     let handler = r##"
 import { DynamoDBClient, CreateTableCommand, ResourceInUseException } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand, GetCommand, QueryCommand, DeleteCommand } from "@aws-sdk/lib-dynamodb";
@@ -592,11 +569,9 @@ export const handler = async (event) => {
   return { got: got.Item.text, notes: q.Items.map((i) => [i.n, i.text]) };
 };
 "##;
-    deploy_ok(
-        &node,
-        "js-notes",
-        json!({"runtime": "nodejs", "handler": "index.handler", "memory": 512}),
-        &[("index.mjs", handler)],
+    let node = sdk_node(
+        |_| {},
+        &[("js-notes", node_js(), &[("index.mjs", handler)])],
     )
     .await;
     invoke_ok(

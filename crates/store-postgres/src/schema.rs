@@ -10,6 +10,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V4__sequence_links", V4),
     ("V5__tables", crate::tables::MIGRATION),
     ("V6__stream_mappings", crate::stream_mappings::MIGRATION),
+    ("V7__tables_2", crate::tables::MIGRATION_2),
 ];
 
 /// The links between a sequence's activation and its steps' (see `lambent_core::Activation`).

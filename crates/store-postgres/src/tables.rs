@@ -8,8 +8,8 @@
 use crate::PgStore;
 use async_trait::async_trait;
 use lambent_store::tables::{
-    range_sql, Abort, Change, Decide, ItemKey, RangeItem, RangeQuery, SqlParam, StoredTable,
-    StreamBounds, StreamRecord, TableStore, Written, TABLE_GONE,
+    range_sql, Abort, Change, Decide, Idempotent, ItemKey, RangeItem, RangeQuery, RequestToken,
+    SqlParam, StoredTable, StreamBounds, StreamRecord, TableStore, Written, TABLE_GONE,
 };
 use lambent_store::StoreError;
 use tokio_postgres::types::ToSql;
@@ -53,6 +53,21 @@ CREATE TABLE ddb_stream_records (
     created_ms BIGINT NOT NULL,
     PRIMARY KEY (table_id, sequence)
 );
+"#;
+
+/// Stream records of TTL deletions are marked, stream records are trimmed by time through an
+/// index, transactions' request tokens are kept (refinery migration `V7`).
+pub(crate) const MIGRATION_2: &str = r#"
+ALTER TABLE ddb_stream_records ADD COLUMN expired BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX ddb_stream_records_by_time ON ddb_stream_records (created_ms);
+CREATE TABLE ddb_request_tokens (
+    namespace   TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    PRIMARY KEY (namespace, token)
+);
+CREATE INDEX ddb_request_tokens_by_time ON ddb_request_tokens (created_ms);
 "#;
 
 const TABLE_COLUMNS: &str =
@@ -110,6 +125,63 @@ impl PgStore {
         Ok(())
     }
 
+    /// The lock-read-decide-write of [`TableStore::write_items`] in `tx` (committed by the
+    /// caller).
+    async fn write_in(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        keys: &[ItemKey],
+        now_ms: i64,
+        decide: Decide,
+    ) -> Result<Result<Written, Abort>, StoreError> {
+        // Locks and changes go in key order: two writes sharing keys or tables never deadlock.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+        for &i in &order {
+            let k = &keys[i];
+            let lock = format!("ddb:{}:{}", k.table_id, hex::encode(&k.key));
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&lock],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        let mut old = Vec::with_capacity(keys.len());
+        for k in keys {
+            let exists = tx
+                .query_opt(
+                    "SELECT 1 FROM ddb_tables WHERE id = $1 FOR KEY SHARE",
+                    &[&k.table_id],
+                )
+                .await
+                .map_err(|e| self.err(e))?;
+            if exists.is_none() {
+                return Err(StoreError::Changed(TABLE_GONE.into()));
+            }
+            let row = tx
+                .query_opt(GET_ITEM, &[&k.table_id, &k.key])
+                .await
+                .map_err(|e| self.err(e))?;
+            old.push(row.map(|r| r.get::<_, String>(0)));
+        }
+        let mut changes: Vec<Option<Change>> = match decide(&old) {
+            Ok(changes) => changes.into_iter().map(Some).collect(),
+            Err(abort) => return Ok(Err(abort)),
+        };
+        let mut new = vec![None; keys.len()];
+        for &i in &order {
+            let change = changes
+                .get_mut(i)
+                .and_then(Option::take)
+                .unwrap_or(Change::Keep);
+            new[i] = self
+                .apply_change(&tx, &keys[i], &old[i], change, now_ms)
+                .await?;
+        }
+        Ok(Ok(Written { old, new }))
+    }
+
     async fn apply_change(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
@@ -119,14 +191,17 @@ impl PgStore {
         now_ms: i64,
     ) -> Result<Option<String>, StoreError> {
         let err = |e| self.err(e);
+        let expired = matches!(change, Change::Expire);
         let new = match change {
             Change::Keep => return Ok(old.clone()),
-            Change::Delete | Change::Reindex(_) if old.is_none() => return Ok(None),
+            Change::Delete | Change::Expire | Change::Reindex(_) if old.is_none() => {
+                return Ok(None)
+            }
             Change::Reindex(index_keys) => {
                 self.index_entries(tx, k, true, &index_keys).await?;
                 return Ok(old.clone());
             }
-            Change::Delete => {
+            Change::Delete | Change::Expire => {
                 tx.execute(
                     "DELETE FROM ddb_items WHERE table_id = $1 AND key = $2",
                     &[&k.table_id, &k.key],
@@ -176,9 +251,10 @@ impl PgStore {
         if let Some(seq) = seq {
             let seq: i64 = seq.get(0);
             tx.execute(
-                "INSERT INTO ddb_stream_records (table_id, sequence, key, old, new, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&k.table_id, &seq, &k.key, old, &new, &now_ms],
+                "INSERT INTO ddb_stream_records \
+                 (table_id, sequence, key, old, new, created_ms, expired) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&k.table_id, &seq, &k.key, old, &new, &now_ms, &expired],
             )
             .await
             .map_err(err)?;
@@ -310,6 +386,23 @@ impl TableStore for PgStore {
     }
 
     async fn get_items(&self, keys: &[ItemKey]) -> Result<Vec<Option<String>>, StoreError> {
+        let gone = || StoreError::Changed(TABLE_GONE.into());
+        if let [k] = keys {
+            // One statement is one snapshot: the table's existence and the item at once.
+            let row = self
+                .query_opt(
+                    "SELECT EXISTS (SELECT 1 FROM ddb_tables WHERE id = $1), \
+                     (SELECT item FROM ddb_items WHERE table_id = $1 AND key = $2)",
+                    &[&k.table_id, &k.key],
+                )
+                .await?
+                .ok_or_else(|| StoreError::Database("no row from a SELECT".into()))?;
+            return if row.get::<_, bool>(0) {
+                Ok(vec![row.get(1)])
+            } else {
+                Err(gone())
+            };
+        }
         let mut conn = self.conn().await?;
         let tx = conn
             .build_transaction()
@@ -318,6 +411,19 @@ impl TableStore for PgStore {
             .start()
             .await
             .map_err(|e| self.err(e))?;
+        let mut ids: Vec<&str> = keys.iter().map(|k| k.table_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let found = tx
+            .query_one(
+                "SELECT count(*) FROM ddb_tables WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        if found.get::<_, i64>(0) != ids.len() as i64 {
+            return Err(gone());
+        }
         let stmt = tx.prepare_cached(GET_ITEM).await.map_err(|e| self.err(e))?;
         let mut items = Vec::with_capacity(keys.len());
         for k in keys {
@@ -353,53 +459,72 @@ impl TableStore for PgStore {
     ) -> Result<Result<Written, Abort>, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(|e| self.err(e))?;
-        // Locks and changes go in key order: two writes sharing keys or tables never deadlock.
-        let mut order: Vec<usize> = (0..keys.len()).collect();
-        order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
-        for &i in &order {
-            let k = &keys[i];
-            let lock = format!("ddb:{}:{}", k.table_id, hex::encode(&k.key));
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&lock],
+        let written = self.write_in(&tx, &keys, now_ms, decide).await?;
+        if written.is_ok() {
+            tx.commit().await.map_err(|e| self.err(e))?;
+        }
+        Ok(written)
+    }
+
+    async fn write_items_once(
+        &self,
+        keys: Vec<ItemKey>,
+        now_ms: i64,
+        decide: Decide,
+        token: &RequestToken,
+    ) -> Result<Idempotent, StoreError> {
+        let err = |e| self.err(e);
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(err)?;
+        // Requests with one token run one at a time (this lock before the keys': no deadlock).
+        let lock = format!("ddbtoken:{}:{}", token.namespace, token.token);
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&lock],
+        )
+        .await
+        .map_err(err)?;
+        tx.execute(
+            "DELETE FROM ddb_request_tokens WHERE namespace = $1 AND token = $2 \
+             AND created_ms < $3",
+            &[&token.namespace, &token.token, &token.since_ms],
+        )
+        .await
+        .map_err(err)?;
+        let seen = tx
+            .query_opt(
+                "SELECT fingerprint FROM ddb_request_tokens WHERE namespace = $1 AND token = $2",
+                &[&token.namespace, &token.token],
             )
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(err)?;
+        if let Some(row) = seen {
+            tx.commit().await.map_err(err)?;
+            return Ok(if row.get::<_, String>(0) == token.fingerprint {
+                Idempotent::Repeated
+            } else {
+                Idempotent::Mismatch
+            });
         }
-        let mut old = Vec::with_capacity(keys.len());
-        for k in &keys {
-            let exists = tx
-                .query_opt(
-                    "SELECT 1 FROM ddb_tables WHERE id = $1 FOR KEY SHARE",
-                    &[&k.table_id],
-                )
-                .await
-                .map_err(|e| self.err(e))?;
-            if exists.is_none() {
-                return Err(StoreError::Changed(TABLE_GONE.into()));
-            }
-            let row = tx
-                .query_opt(GET_ITEM, &[&k.table_id, &k.key])
-                .await
-                .map_err(|e| self.err(e))?;
-            old.push(row.map(|r| r.get::<_, String>(0)));
+        let written = self.write_in(&tx, &keys, now_ms, decide).await?;
+        if written.is_ok() {
+            tx.execute(
+                "INSERT INTO ddb_request_tokens (namespace, token, fingerprint, created_ms) \
+                 VALUES ($1, $2, $3, $4)",
+                &[&token.namespace, &token.token, &token.fingerprint, &now_ms],
+            )
+            .await
+            .map_err(err)?;
+            // Every node's old tokens go too (by the index on their time).
+            tx.execute(
+                "DELETE FROM ddb_request_tokens WHERE created_ms < $1",
+                &[&token.since_ms],
+            )
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
         }
-        let mut changes: Vec<Option<Change>> = match decide(&old) {
-            Ok(changes) => changes.into_iter().map(Some).collect(),
-            Err(abort) => return Ok(Err(abort)),
-        };
-        let mut new = vec![None; keys.len()];
-        for &i in &order {
-            let change = changes
-                .get_mut(i)
-                .and_then(Option::take)
-                .unwrap_or(Change::Keep);
-            new[i] = self
-                .apply_change(&tx, &keys[i], &old[i], change, now_ms)
-                .await?;
-        }
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(Ok(Written { old, new }))
+        Ok(Idempotent::Ran(written))
     }
 
     async fn stream_records(
@@ -410,7 +535,7 @@ impl TableStore for PgStore {
     ) -> Result<Vec<StreamRecord>, StoreError> {
         let rows = self
             .query(
-                "SELECT sequence, key, old, new, created_ms FROM ddb_stream_records \
+                "SELECT sequence, key, old, new, created_ms, expired FROM ddb_stream_records \
                  WHERE table_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
                 &[&table_id, &(after as i64), &(limit as i64)],
             )
@@ -423,6 +548,7 @@ impl TableStore for PgStore {
                 old: r.get(2),
                 new: r.get(3),
                 created_ms: r.get(4),
+                expired: r.get(5),
             })
             .collect())
     }

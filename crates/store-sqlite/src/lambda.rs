@@ -112,13 +112,11 @@ impl LambdaStore for SqliteStore {
     async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
         let id = access_key_id.to_string();
         self.read(move |conn| {
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT access_key_id, namespace, secret_access_key, created_ms FROM access_keys \
                  WHERE access_key_id = ?1",
-                params![id],
-                access_key_from_row,
             )
-            .optional()
+            .and_then(|mut s| s.query_row(params![id], access_key_from_row).optional())
             .map_err(db_err)
         })
         .await

@@ -1,6 +1,11 @@
-//! The embedded [`Store`]: one SQLite database in WAL mode. Writes go through one connection and
-//! reads through another, each on tokio's blocking pool, so the async runtime never waits on
-//! disk. Schema changes are numbered migrations applied at open.
+//! The embedded [`Store`]: one SQLite database in WAL mode. Writes go through one connection,
+//! reads through a small pool of others (WAL lets readers run beside each other and beside the
+//! writer), each on tokio's blocking pool, so the async runtime never waits on disk. A call
+//! first waits (asynchronously) for a free connection, so no blocking thread ever sits on a
+//! lock. One exception: reads of a few items by key (GetItem) run on the caller's thread when
+//! a reader is free at once: from SQLite's page cache they take microseconds, less than
+//! handing them to another thread and back. Schema changes are numbered migrations applied at
+//! open.
 
 mod events;
 mod init_breakdown;
@@ -74,13 +79,91 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     "ALTER TABLE activations ADD COLUMN parent TEXT; ALTER TABLE activations ADD COLUMN steps TEXT;",
     tables::MIGRATION,
     stream_mappings::MIGRATION,
+    tables::MIGRATION_2,
 ];
+
+/// How many reader connections a store keeps.
+const READERS: usize = 4;
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    writer: Arc<Pool>,
+    readers: Arc<Pool>,
+}
+
+/// Connections handed out one caller at a time: the semaphore counts the free ones, so a
+/// caller waits on the runtime, not on a blocking thread.
+struct Pool {
+    free: Mutex<Vec<Connection>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection taken from a [`Pool`], back in it when dropped (even by a panic).
+struct Lease<'a> {
+    conn: Option<Connection>,
+    pool: &'a Pool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.free.lock().push(conn);
+        }
+    }
+}
+
+impl Pool {
+    fn new(conns: Vec<Connection>) -> Pool {
+        Pool {
+            permits: Arc::new(tokio::sync::Semaphore::new(conns.len())),
+            free: Mutex::new(conns),
+        }
+    }
+
+    /// Runs `f` on the caller's thread if a connection is free right now; `None` if none is.
+    fn run_here<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        let permit = self.permits.try_acquire().ok()?;
+        let mut lease = Lease {
+            conn: self.free.lock().pop(),
+            pool: self,
+        };
+        let result = f(lease
+            .conn
+            .as_mut()
+            .expect("a permit means a free connection"));
+        drop(lease);
+        drop(permit);
+        Some(result)
+    }
+
+    /// Runs `f` on a free connection, on the blocking pool.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(db_err)?;
+        let pool = self.clone();
+        // The permit goes with the connection, so a caller that stops waiting (a dropped
+        // future) does not free it before the blocking task gives the connection back.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut lease = Lease {
+                conn: pool.free.lock().pop(),
+                pool: &pool,
+            };
+            let conn = lease
+                .conn
+                .as_mut()
+                .expect("a permit means a free connection");
+            f(conn)
+        })
+        .await
+        .map_err(db_err)?
+    }
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -98,13 +181,18 @@ impl SqliteStore {
             )
             .map_err(db_err)?;
         migrate(&writer)?;
-        let reader = Connection::open(path).map_err(db_err)?;
-        reader
-            .execute_batch("PRAGMA busy_timeout=5000;")
-            .map_err(db_err)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(path).map_err(db_err)?;
+                reader
+                    .execute_batch("PRAGMA busy_timeout=5000;")
+                    .map_err(db_err)?;
+                Ok(reader)
+            })
+            .collect::<Result<_, StoreError>>()?;
         Ok(SqliteStore {
-            writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            writer: Arc::new(Pool::new(vec![writer])),
+            readers: Arc::new(Pool::new(readers)),
         })
     }
 
@@ -112,20 +200,26 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.writer.clone();
-        tokio::task::spawn_blocking(move || f(&mut conn.lock()))
-            .await
-            .map_err(db_err)?
+        self.writer.run(f).await
+    }
+
+    /// [`SqliteStore::read`] on the caller's thread when a reader is free at once (for
+    /// reads that touch a few pages by key), else as `read` does.
+    async fn quick_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + Clone + 'static,
+    ) -> Result<T, StoreError> {
+        match self.readers.run_here(|conn| f.clone()(conn)) {
+            Some(result) => result,
+            None => self.read(f).await,
+        }
     }
 
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.reader.clone();
-        tokio::task::spawn_blocking(move || f(&conn.lock()))
-            .await
-            .map_err(db_err)?
+        self.readers.run(move |conn| f(conn)).await
     }
 }
 

@@ -5,11 +5,12 @@
 use crate::{db_err, SqliteStore};
 use async_trait::async_trait;
 use lambent_store::tables::{
-    range_sql, Abort, Change, Decide, ItemKey, RangeItem, RangeQuery, SqlParam, StoredTable,
-    StreamBounds, StreamRecord, TableStore, Written, TABLE_GONE,
+    range_sql, Abort, Change, Decide, Idempotent, ItemKey, RangeItem, RangeQuery, RequestToken,
+    SqlParam, StoredTable, StreamBounds, StreamRecord, TableStore, Written, TABLE_GONE,
 };
 use lambent_store::StoreError;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
+use std::sync::Arc;
 
 /// The table tables (appended to the store's migrations).
 pub(crate) const MIGRATION: &str = r#"
@@ -51,6 +52,21 @@ CREATE TABLE ddb_stream_records (
 ) WITHOUT ROWID;
 "#;
 
+/// Stream records of TTL deletions are marked, stream records are trimmed by time through an
+/// index, transactions' request tokens are kept (appended to the store's migrations).
+pub(crate) const MIGRATION_2: &str = r#"
+ALTER TABLE ddb_stream_records ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX ddb_stream_records_by_time ON ddb_stream_records (created_ms);
+CREATE TABLE ddb_request_tokens (
+    namespace   TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, token)
+) WITHOUT ROWID;
+CREATE INDEX ddb_request_tokens_by_time ON ddb_request_tokens (created_ms);
+"#;
+
 const TABLE_COLUMNS: &str =
     "namespace, name, id, definition, stream_view_type, ttl_attribute, created_ms";
 
@@ -80,6 +96,83 @@ fn get_item(conn: &rusqlite::Connection, k: &ItemKey) -> Result<Option<String>, 
         .query_row(params![k.table_id, k.key], |r| r.get(0))
         .optional()
         .map_err(db_err)
+}
+
+/// The read-decide-write of [`TableStore::write_items`] in `tx` (committed by the caller).
+fn write_in(
+    tx: &Transaction<'_>,
+    keys: &[ItemKey],
+    now_ms: i64,
+    decide: Decide,
+) -> Result<Result<Written, Abort>, StoreError> {
+    check_tables(tx, keys)?;
+    let old = keys
+        .iter()
+        .map(|k| get_item(tx, k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let changes = match decide(&old) {
+        Ok(changes) => changes,
+        Err(abort) => return Ok(Err(abort)),
+    };
+    let mut new = Vec::with_capacity(keys.len());
+    for ((k, old), change) in keys.iter().zip(&old).zip(changes) {
+        new.push(apply(tx, k, old, change, now_ms)?);
+    }
+    Ok(Ok(Written { old, new }))
+}
+
+/// Reads of at most this many keys may run on the caller's thread (see the crate's docs).
+const QUICK_KEYS: usize = 4;
+
+/// [`TableStore::get_items`] on a reader connection.
+fn read_items(
+    conn: &rusqlite::Connection,
+    keys: &[ItemKey],
+) -> Result<Vec<Option<String>>, StoreError> {
+    if let [k] = keys {
+        // One statement is one snapshot: the table's existence and the item at once.
+        let (exists, item) = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM ddb_tables WHERE id = ?1), \
+                 (SELECT item FROM ddb_items WHERE table_id = ?1 AND key = ?2)",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![k.table_id, k.key], |r| {
+                    Ok((r.get::<_, bool>(0)?, r.get::<_, Option<String>>(1)?))
+                })
+            })
+            .map_err(db_err)?;
+        return if exists {
+            Ok(vec![item])
+        } else {
+            Err(StoreError::Changed(TABLE_GONE.into()))
+        };
+    }
+    let tx = conn.unchecked_transaction().map_err(db_err)?;
+    check_tables(&tx, keys)?;
+    let items = keys
+        .iter()
+        .map(|k| get_item(&tx, k))
+        .collect::<Result<_, _>>()?;
+    tx.finish().map_err(db_err)?;
+    Ok(items)
+}
+
+/// [`TABLE_GONE`] unless every table of `keys` exists.
+fn check_tables(conn: &rusqlite::Connection, keys: &[ItemKey]) -> Result<(), StoreError> {
+    let mut ids: Vec<&str> = keys.iter().map(|k| k.table_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM ddb_tables WHERE id = ?1")
+            .and_then(|mut s| s.exists(params![id]))
+            .map_err(db_err)?;
+        if !exists {
+            return Err(StoreError::Changed(TABLE_GONE.into()));
+        }
+    }
+    Ok(())
 }
 
 /// Replaces an item's index entries (`had`: it may have some) with `index_keys`.
@@ -113,14 +206,15 @@ fn apply(
     change: Change,
     now_ms: i64,
 ) -> Result<Option<String>, StoreError> {
+    let expired = matches!(change, Change::Expire);
     let new = match change {
         Change::Keep => return Ok(old.clone()),
-        Change::Delete | Change::Reindex(_) if old.is_none() => return Ok(None),
+        Change::Delete | Change::Expire | Change::Reindex(_) if old.is_none() => return Ok(None),
         Change::Reindex(index_keys) => {
             index_entries(tx, k, true, &index_keys)?;
             return Ok(old.clone());
         }
-        Change::Delete => {
+        Change::Delete | Change::Expire => {
             tx.prepare_cached("DELETE FROM ddb_items WHERE table_id = ?1 AND key = ?2")
                 .and_then(|mut s| s.execute(params![k.table_id, k.key]))
                 .map_err(db_err)?;
@@ -165,10 +259,11 @@ fn apply(
         .map_err(db_err)?;
     if let Some(seq) = seq {
         tx.prepare_cached(
-            "INSERT INTO ddb_stream_records (table_id, sequence, key, old, new, created_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO ddb_stream_records \
+             (table_id, sequence, key, old, new, created_ms, expired) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
-        .and_then(|mut s| s.execute(params![k.table_id, seq, k.key, old, new, now_ms]))
+        .and_then(|mut s| s.execute(params![k.table_id, seq, k.key, old, new, now_ms, expired]))
         .map_err(db_err)?;
     }
     Ok(new)
@@ -316,17 +411,12 @@ impl TableStore for SqliteStore {
     }
 
     async fn get_items(&self, keys: &[ItemKey]) -> Result<Vec<Option<String>>, StoreError> {
-        let keys = keys.to_vec();
-        self.read(move |conn| {
-            let tx = conn.unchecked_transaction().map_err(db_err)?;
-            let items = keys
-                .iter()
-                .map(|k| get_item(&tx, k))
-                .collect::<Result<_, _>>()?;
-            tx.finish().map_err(db_err)?;
-            Ok(items)
-        })
-        .await
+        let keys: Arc<[ItemKey]> = keys.into();
+        if keys.len() <= QUICK_KEYS {
+            self.quick_read(move |conn| read_items(conn, &keys)).await
+        } else {
+            self.read(move |conn| read_items(conn, &keys)).await
+        }
     }
 
     async fn range_items(&self, q: &RangeQuery) -> Result<Vec<RangeItem>, StoreError> {
@@ -355,29 +445,59 @@ impl TableStore for SqliteStore {
     ) -> Result<Result<Written, Abort>, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
-            for k in &keys {
-                let exists = tx
-                    .prepare_cached("SELECT 1 FROM ddb_tables WHERE id = ?1")
-                    .and_then(|mut s| s.exists(params![k.table_id]))
-                    .map_err(db_err)?;
-                if !exists {
-                    return Err(StoreError::Changed(TABLE_GONE.into()));
-                }
+            let written = write_in(&tx, &keys, now_ms, decide)?;
+            if written.is_ok() {
+                tx.commit().map_err(db_err)?;
             }
-            let old = keys
-                .iter()
-                .map(|k| get_item(&tx, k))
-                .collect::<Result<Vec<_>, _>>()?;
-            let changes = match decide(&old) {
-                Ok(changes) => changes,
-                Err(abort) => return Ok(Err(abort)),
-            };
-            let mut new = Vec::with_capacity(keys.len());
-            for ((k, old), change) in keys.iter().zip(&old).zip(changes) {
-                new.push(apply(&tx, k, old, change, now_ms)?);
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn write_items_once(
+        &self,
+        keys: Vec<ItemKey>,
+        now_ms: i64,
+        decide: Decide,
+        token: &RequestToken,
+    ) -> Result<Idempotent, StoreError> {
+        let token = token.clone();
+        // The single writer connection serialises this with every other write.
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            tx.prepare_cached("DELETE FROM ddb_request_tokens WHERE created_ms < ?1")
+                .and_then(|mut s| s.execute(params![token.since_ms]))
+                .map_err(db_err)?;
+            let seen: Option<String> = tx
+                .prepare_cached(
+                    "SELECT fingerprint FROM ddb_request_tokens WHERE namespace = ?1 AND token = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![token.namespace, token.token], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(db_err)?;
+            if let Some(fingerprint) = seen {
+                tx.commit().map_err(db_err)?;
+                return Ok(if fingerprint == token.fingerprint {
+                    Idempotent::Repeated
+                } else {
+                    Idempotent::Mismatch
+                });
             }
-            tx.commit().map_err(db_err)?;
-            Ok(Ok(Written { old, new }))
+            let written = write_in(&tx, &keys, now_ms, decide)?;
+            if written.is_ok() {
+                tx.prepare_cached(
+                    "INSERT INTO ddb_request_tokens (namespace, token, fingerprint, created_ms) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![token.namespace, token.token, token.fingerprint, now_ms])
+                })
+                .map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
+            }
+            Ok(Idempotent::Ran(written))
         })
         .await
     }
@@ -392,7 +512,7 @@ impl TableStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT sequence, key, old, new, created_ms FROM ddb_stream_records \
+                    "SELECT sequence, key, old, new, created_ms, expired FROM ddb_stream_records \
                      WHERE table_id = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3",
                 )
                 .map_err(db_err)?;
@@ -404,6 +524,7 @@ impl TableStore for SqliteStore {
                         old: r.get(2)?,
                         new: r.get(3)?,
                         created_ms: r.get(4)?,
+                        expired: r.get(5)?,
                     })
                 })
                 .map_err(db_err)?;

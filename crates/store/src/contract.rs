@@ -1901,7 +1901,8 @@ macro_rules! table_contract_tests {
             tables_are_updated_and_reindexed_without_stream_records,
             stream_records_follow_commit_order_with_both_images,
             stream_records_are_trimmed_by_age_and_bounds_say_what_is_kept,
-            parallel_scan_segments_partition_the_items
+            parallel_scan_segments_partition_the_items,
+            request_tokens_make_a_transaction_happen_once
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -2006,7 +2007,9 @@ mod table_fixtures {
     }
 }
 
-use crate::tables::{Abort, Change, Decide, RangeQuery, StreamBounds, TableStore};
+use crate::tables::{
+    Abort, Change, Decide, Idempotent, RangeQuery, RequestToken, StreamBounds, TableStore,
+};
 use lambent_tables::AttributeValue as Av;
 use std::ops::Bound;
 use table_fixtures::*;
@@ -2040,6 +2043,19 @@ pub async fn tables_are_created_once_listed_by_name_and_deleted_with_their_items
     )
     .await;
     assert_eq!(store.table_stats(&t.id).await.unwrap(), (1, 2));
+    let b = table("ns", "b", false);
+    let (at_a, at_b) = (item_key(&t, key(&p, None)), item_key(&b, key(&p, None)));
+    assert_eq!(
+        store.get_items(std::slice::from_ref(&at_a)).await.unwrap(),
+        [Some("{}".to_string())]
+    );
+    assert_eq!(
+        store
+            .get_items(&[at_b.clone(), at_a.clone()])
+            .await
+            .unwrap(),
+        [None, Some("{}".to_string())]
+    );
     assert_eq!(
         store.delete_table("ns", "a").await.unwrap(),
         Some(t.clone())
@@ -2053,6 +2069,14 @@ pub async fn tables_are_created_once_listed_by_name_and_deleted_with_their_items
         .write_items(vec![item_key(&t, key(&p, None))], 1, decide)
         .await;
     assert!(matches!(gone, Err(StoreError::Changed(_))), "{gone:?}");
+    // Reads by a remembered id of a deleted table say so, alone or beside another table's.
+    for keys in [vec![at_a.clone()], vec![at_b, at_a]] {
+        let gone = store.get_items(&keys).await;
+        assert!(
+            matches!(&gone, Err(StoreError::Changed(m)) if m == crate::tables::TABLE_GONE),
+            "{gone:?}"
+        );
+    }
 }
 
 pub async fn keys_order_numbers_strings_and_binaries_both_ways(store: Arc<dyn TableStore>) {
@@ -2356,6 +2380,9 @@ pub async fn stream_records_follow_commit_order_with_both_images(store: Arc<dyn 
     write(&*store, k1.clone(), Change::Delete).await;
     // Deleting what is not there changes nothing and records nothing.
     write(&*store, k1.clone(), Change::Delete).await;
+    write(&*store, k1.clone(), Change::Expire).await;
+    // A TTL deletion: a REMOVE record marked as the service's.
+    write(&*store, k2.clone(), Change::Expire).await;
     let qp = Av::S("q".into());
     write(
         &*store,
@@ -2384,7 +2411,13 @@ pub async fn stream_records_follow_commit_order_with_both_images(store: Arc<dyn 
             (2, k1.key.clone(), Some("v1"), Some("v2")),
             (3, k2.key.clone(), None, Some("w1")),
             (4, k1.key.clone(), Some("v2"), None),
+            (5, k2.key.clone(), Some("w1"), None),
         ]
+    );
+    // Only the TTL's deletion is marked as such.
+    assert_eq!(
+        records.iter().map(|r| r.expired).collect::<Vec<_>>(),
+        [false, false, false, false, true]
     );
     assert_eq!(records[2].created_ms, 9);
     let rest = store.stream_records(&t.id, 2, 1).await.unwrap();
@@ -2411,10 +2444,10 @@ pub async fn stream_records_follow_commit_order_with_both_images(store: Arc<dyn 
     for w in writers {
         w.await.unwrap();
     }
-    let records = store.stream_records(&t.id, 4, 1000).await.unwrap();
+    let records = store.stream_records(&t.id, 5, 1000).await.unwrap();
     assert_eq!(
         records.iter().map(|r| r.sequence).collect::<Vec<_>>(),
-        (5..45).collect::<Vec<u64>>()
+        (6..46).collect::<Vec<u64>>()
     );
     for w in 0..8 {
         let mine: Vec<&str> = records
@@ -2656,4 +2689,76 @@ pub async fn stream_checkpoints_move_forward_by_compare_and_set(
         .await
         .unwrap());
     assert_eq!(store.stream_checkpoint("m").await.unwrap(), None);
+}
+
+pub async fn request_tokens_make_a_transaction_happen_once(store: Arc<dyn TableStore>) {
+    let t = table("ns", "t", true);
+    store.create_table(&t).await.unwrap();
+    let p = Av::S("p".into());
+    let k = item_key(&t, key(&p, None));
+    let token = |ns: &str, token: &str, fingerprint: &str, since_ms: i64| RequestToken {
+        namespace: ns.into(),
+        token: token.into(),
+        fingerprint: fingerprint.into(),
+        since_ms,
+    };
+    let put = |json: &str| -> Decide {
+        let (p, json) = (p.clone(), json.to_string());
+        Box::new(move |_| Ok(vec![Change::Put(new_item(&json, &p, vec![]))]))
+    };
+    let once = |decide: Decide, now_ms: i64, t: RequestToken| {
+        let (store, k) = (store.clone(), k.clone());
+        async move {
+            store
+                .write_items_once(vec![k], now_ms, decide, &t)
+                .await
+                .unwrap()
+        }
+    };
+    let item = || {
+        let (store, k) = (store.clone(), k.clone());
+        async move { store.get_items(&[k]).await.unwrap().pop().unwrap() }
+    };
+
+    let first = once(put("a"), 1_000, token("ns", "tok", "f1", 0)).await;
+    assert!(matches!(first, Idempotent::Ran(Ok(_))), "{first:?}");
+    // The same request again: nothing done.
+    let again = once(put("b"), 2_000, token("ns", "tok", "f1", 0)).await;
+    assert!(matches!(again, Idempotent::Repeated), "{again:?}");
+    // Another request with that token: refused, nothing done.
+    let other = once(put("c"), 2_000, token("ns", "tok", "f2", 0)).await;
+    assert!(matches!(other, Idempotent::Mismatch), "{other:?}");
+    assert_eq!(item().await.as_deref(), Some("a"));
+    assert_eq!(store.stream_records(&t.id, 0, 10).await.unwrap().len(), 1);
+    // Tokens are per namespace.
+    let elsewhere = once(put("d"), 2_000, token("other", "tok", "f2", 0)).await;
+    assert!(matches!(elsewhere, Idempotent::Ran(Ok(_))), "{elsewhere:?}");
+    // A refused write records no token: its retry runs.
+    let refuse: Decide = Box::new(|_| Err(Abort("no".into())));
+    let refused = once(refuse, 2_000, token("ns", "t2", "f1", 0)).await;
+    assert!(matches!(refused, Idempotent::Ran(Err(_))), "{refused:?}");
+    let retried = once(put("e"), 2_000, token("ns", "t2", "f1", 0)).await;
+    assert!(matches!(retried, Idempotent::Ran(Ok(_))), "{retried:?}");
+    // Out of the window (recorded before `since_ms`), a token is forgotten.
+    let later = once(put("f"), 700_000, token("ns", "tok", "f9", 1_001)).await;
+    assert!(matches!(later, Idempotent::Ran(Ok(_))), "{later:?}");
+    assert_eq!(item().await.as_deref(), Some("f"));
+
+    // Racing retries of one request: exactly one runs.
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        let fut = once(put(&format!("r{i}")), 800_000, token("ns", "race", "f", 0));
+        racers.push(tokio::spawn(fut));
+    }
+    let mut ran = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Idempotent::Ran(Ok(_)) => ran += 1,
+            Idempotent::Repeated => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ran, 1);
+    let records = store.stream_records(&t.id, 0, 100).await.unwrap();
+    assert_eq!(records.len(), 5, "a, d, e, f and one racer");
 }

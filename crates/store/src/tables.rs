@@ -9,7 +9,9 @@
 //!   [`Decide`] closure, and writes what it returns, with the items' index entries and (for a
 //!   table with a stream) one stream record per changed item, numbered in commit order;
 //! - reads are by key or by ranges of encoded keys (of the table or of one index), either way,
-//!   with a limit and an exclusive start.
+//!   with a limit and an exclusive start;
+//! - a transaction with a `ClientRequestToken` ([`TableStore::write_items_once`]) records the
+//!   token in its own transaction, so a retry on any node is not applied twice.
 
 use crate::StoreError;
 use async_trait::async_trait;
@@ -52,6 +54,9 @@ pub enum Change {
     Keep,
     Put(NewItem),
     Delete,
+    /// A delete by the table's time to live, not by a request: its stream record says so
+    /// ([`StreamRecord::expired`]).
+    Expire,
     /// The item stays as it is, its index entries become these (an index added or removed by
     /// UpdateTable, backfilled): no stream record. Nothing for a missing item.
     Reindex(Vec<(String, Vec<u8>)>),
@@ -121,6 +126,8 @@ pub struct StreamRecord {
     pub old: Option<String>,
     pub new: Option<String>,
     pub created_ms: i64,
+    /// A deletion by the table's time to live ([`Change::Expire`]): DynamoDB's service did it.
+    pub expired: bool,
 }
 
 /// Which of a table's stream records exist.
@@ -130,6 +137,28 @@ pub struct StreamBounds {
     pub oldest: Option<u64>,
     /// The sequence number of the latest record written (0: none ever was).
     pub latest: u64,
+}
+
+/// A transaction's `ClientRequestToken`: whose, and which request it named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestToken {
+    pub namespace: String,
+    pub token: String,
+    /// A digest of the request without its token: the same again is a retry.
+    pub fingerprint: String,
+    /// Tokens recorded before this time are forgotten (DynamoDB remembers them 10 minutes).
+    pub since_ms: i64,
+}
+
+/// What a write with a [`RequestToken`] did.
+#[derive(Debug)]
+pub enum Idempotent {
+    /// The token was not in use: the write ran, and if it committed, so did the token.
+    Ran(Result<Written, Abort>),
+    /// The same request committed with this token: nothing was done again.
+    Repeated,
+    /// Another request committed with this token: nothing was done.
+    Mismatch,
 }
 
 /// Durable tables, items, index entries and stream records.
@@ -164,6 +193,8 @@ pub trait TableStore: Send + Sync + 'static {
     async fn ttl_tables(&self) -> Result<Vec<StoredTable>, StoreError>;
 
     /// Reads items by key in one consistent snapshot (`None`: absent), in the keys' order.
+    /// A table that no longer exists is [`StoreError::Changed`] ([`TABLE_GONE`]), so a
+    /// caller may name tables by ids it remembered.
     async fn get_items(&self, keys: &[ItemKey]) -> Result<Vec<Option<String>>, StoreError>;
     /// A page of a table's items or of an index's entries.
     async fn range_items(&self, q: &RangeQuery) -> Result<Vec<RangeItem>, StoreError>;
@@ -177,6 +208,17 @@ pub trait TableStore: Send + Sync + 'static {
         now_ms: i64,
         decide: Decide,
     ) -> Result<Result<Written, Abort>, StoreError>;
+    /// [`TableStore::write_items`] at most once per token: a token recorded (since
+    /// `token.since_ms`) answers [`Idempotent::Repeated`] or [`Idempotent::Mismatch`] without
+    /// writing; otherwise the write runs and, if it commits, records the token (stamped
+    /// `now_ms`) in the same transaction. Racing requests with one token run one at a time.
+    async fn write_items_once(
+        &self,
+        keys: Vec<ItemKey>,
+        now_ms: i64,
+        decide: Decide,
+        token: &RequestToken,
+    ) -> Result<Idempotent, StoreError>;
     /// A table's stream records with sequence numbers after `after`, in order, at most `limit`.
     async fn stream_records(
         &self,

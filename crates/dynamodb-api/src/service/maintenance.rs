@@ -380,7 +380,7 @@ impl Tables {
                         .as_deref()
                         .and_then(|j| parse_item(j).ok())
                         .is_some_and(|item| expired(&item, &attribute, now_s));
-                    Ok(vec![if still { Change::Delete } else { Change::Keep }])
+                    Ok(vec![if still { Change::Expire } else { Change::Keep }])
                 });
                 let key = ItemKey {
                     table_id: table.stored.id.clone(),

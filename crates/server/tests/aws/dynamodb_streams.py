@@ -1,7 +1,9 @@
 """boto3's dynamodbstreams client against Lambent: ListStreams, DescribeStream (one shard),
 GetShardIterator with every iterator type, GetRecords with the Streams record shape for each
-StreamViewType, paging with NextShardIterator, and the errors for bad ARNs, shards,
-iterators and sequence numbers."""
+StreamViewType, paging with NextShardIterator, TTL deletions marked as the service's, and the
+errors for bad ARNs, shards, iterators and sequence numbers."""
+
+import time
 
 import boto3
 import botocore.config
@@ -131,6 +133,24 @@ krec = streams.get_records(ShardIterator=iterator("TRIM_HORIZON", stream=keys_ar
 assert len(krec) == 1 and krec[0]["dynamodb"]["Keys"] == {"pk": {"S": "k"}}, krec
 assert "NewImage" not in krec[0]["dynamodb"] and "OldImage" not in krec[0]["dynamodb"]
 assert krec[0]["dynamodb"]["StreamViewType"] == "KEYS_ONLY"
+
+# ---- TTL: the sweep's deletions are the service's, a request's are not ----
+ddb.update_time_to_live(TableName="events",
+                        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+before_ttl = iterator("LATEST")
+ddb.put_item(TableName="events", Item={"pk": {"S": "old"}, "expires": {"N": str(int(time.time()) - 60)}})
+ddb.delete_item(TableName="events", Key={"pk": {"S": "b"}})
+deadline = time.time() + 30
+while "Item" in ddb.get_item(TableName="events", Key={"pk": {"S": "old"}}):
+    assert time.time() < deadline, "the expired item is still there after 30 s"
+    time.sleep(0.5)
+ttl_records = streams.get_records(ShardIterator=before_ttl)["Records"]
+assert [(r["eventName"], r["dynamodb"]["Keys"]["pk"]["S"]) for r in ttl_records] == [
+    ("INSERT", "old"), ("REMOVE", "b"), ("REMOVE", "old")], ttl_records
+inserted, removed, expired = ttl_records
+assert "userIdentity" not in inserted and "userIdentity" not in removed, removed
+assert expired["userIdentity"] == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}, expired
+assert expired["dynamodb"]["OldImage"]["pk"] == {"S": "old"}, expired
 
 # ---- Errors ----
 fails("ResourceNotFoundException", streams.describe_stream, StreamArn=arn.rsplit("/", 1)[0] + "/stream/1")
