@@ -23,8 +23,10 @@
 //! ```
 //!
 //! Answers carry the id of their invocation and come in any order. Neither payloads nor
-//! results are re-encoded; under load one write (one `write` system call, one TCP segment
-//! when they fit) carries the frames that queued up meanwhile, in both directions. A link that
+//! results are re-encoded. A frame is written by the task that has it, at once, without
+//! waiting (no hand-over to a writer task: each hop between tasks costs more CPU than the
+//! frame); what the socket does not take at once queues, and the link's writer task sends it
+//! with the frames that queued meanwhile in one write. A link that
 //! breaks fails the invocations waiting on it (their senders try another node), and the next
 //! forward to that peer opens a new one.
 
@@ -34,11 +36,13 @@ use lambent_invoker::{InvokeRequest, InvokeResult};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// The path a node accepts links on.
 pub const LINK_PATH: &str = "/v1/cluster/link";
@@ -56,8 +60,6 @@ const REFUSED: u8 = 3;
 const ABSENT: u32 = u32::MAX;
 /// Frame header: length, id, kind.
 const HEADER: usize = 4 + 8 + 1;
-/// Frames smaller than this are copied into one buffer and written together.
-const BATCH: usize = 64 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a forwarded invocation got no answer from the node it was sent to.
@@ -296,37 +298,140 @@ async fn read_frames<R: AsyncRead + Unpin>(
     }
 }
 
-/// Writes the frames sent on `frames` to `io`, the ones queued together in one write, until
-/// every sender is gone or the link breaks.
-async fn write_frames<W: AsyncWrite + Unpin>(
-    mut io: W,
-    mut frames: mpsc::UnboundedReceiver<Bytes>,
-) -> std::io::Result<()> {
-    let mut batch = BytesMut::with_capacity(BATCH);
-    while let Some(first) = frames.recv().await {
-        let mut next = Some(first);
-        while let Some(f) = next.take() {
-            if f.len() >= BATCH {
-                if !batch.is_empty() {
-                    io.write_all(&batch).await?;
-                    batch.clear();
-                }
-                io.write_all(&f).await?;
-            } else {
-                batch.put_slice(&f);
-                if batch.len() >= BATCH {
-                    io.write_all(&batch).await?;
-                    batch.clear();
+/// The sending half of a link, shared by every task that sends on it. A frame is written by
+/// the task that has it, at once, with a write that does not wait (no hand-over to another
+/// task, no wake-up of a writer, no copy) whenever nothing is queued before it; what the socket
+/// does not take at once is queued, and the link's writer task drains the queue, together with
+/// the frames that arrive meanwhile, in one write each time. Sending never awaits, so a caller
+/// that gives up cannot leave half a frame on the link.
+struct Outbox<W> {
+    state: Mutex<Out<W>>,
+    /// Something was queued, or the link is closing: the writer task has work.
+    work: tokio::sync::Notify,
+}
+
+struct Out<W> {
+    io: W,
+    /// Bytes the socket did not take yet, in order.
+    queued: BytesMut,
+    /// Why the link carries nothing more (a write failed or the link was closed).
+    broken: Option<String>,
+    /// Write what is queued, then shut the link down.
+    closing: bool,
+}
+
+impl<W: AsyncWrite + Unpin> Outbox<W> {
+    fn new(io: W) -> Arc<Outbox<W>> {
+        Arc::new(Outbox {
+            state: Mutex::new(Out {
+                io,
+                queued: BytesMut::new(),
+                broken: None,
+                closing: false,
+            }),
+            work: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Sends one frame (written now, or queued for the writer task); false if the link is
+    /// broken or closing.
+    fn send(&self, frame: &[u8]) -> bool {
+        let mut out = self.state.lock();
+        if out.broken.is_some() || out.closing {
+            return false;
+        }
+        let mut rest = frame;
+        if out.queued.is_empty() {
+            // Nothing before it: write it now. A socket that would block is polled again by
+            // the writer task, with its own waker, once the rest is queued.
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            while !rest.is_empty() {
+                match Pin::new(&mut out.io).poll_write(&mut cx, rest) {
+                    Poll::Ready(Ok(0)) => return self.fail(out, "the link was closed".into()),
+                    Poll::Ready(Ok(n)) => rest = &rest[n..],
+                    Poll::Ready(Err(e)) => return self.fail(out, e.to_string()),
+                    Poll::Pending => break,
                 }
             }
-            next = frames.try_recv().ok();
+            if rest.is_empty() {
+                return true;
+            }
         }
-        if !batch.is_empty() {
-            io.write_all(&batch).await?;
-            batch.clear();
+        let was_idle = out.queued.is_empty();
+        out.queued.extend_from_slice(rest);
+        drop(out);
+        if was_idle {
+            self.work.notify_one();
+        }
+        true
+    }
+
+    fn fail(&self, mut out: parking_lot::MutexGuard<'_, Out<W>>, why: String) -> bool {
+        out.broken = Some(why);
+        out.queued.clear();
+        drop(out);
+        self.work.notify_one();
+        false
+    }
+
+    /// Writes what is queued; then, closing, shuts the link down. After it returns, frames
+    /// are refused.
+    fn close(&self) {
+        self.state.lock().closing = true;
+        self.work.notify_one();
+    }
+
+    /// Writes as much of the queue as the socket takes: ready when the queue is empty (`true`:
+    /// the writer is done, the link broke or was closed).
+    fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut out = self.state.lock();
+        let Out {
+            io,
+            queued,
+            broken,
+            closing,
+        } = &mut *out;
+        loop {
+            if broken.is_some() {
+                return Poll::Ready(true);
+            }
+            if queued.is_empty() {
+                if !*closing {
+                    return Poll::Ready(false);
+                }
+                if Pin::new(&mut *io).poll_shutdown(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                *broken = Some("the link was closed".into());
+                return Poll::Ready(true);
+            }
+            match Pin::new(&mut *io).poll_write(cx, queued) {
+                Poll::Ready(Ok(0)) => *broken = Some("the link was closed".into()),
+                Poll::Ready(Ok(n)) => queued.advance(n),
+                Poll::Ready(Err(e)) => {
+                    *broken = Some(e.to_string());
+                    queued.clear();
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
-    io.shutdown().await
+
+    /// The writer task: drains the queue whenever a sender could not write everything, until
+    /// the link breaks or is closed; why it ended.
+    async fn drain(self: Arc<Self>) -> String {
+        loop {
+            self.work.notified().await;
+            if std::future::poll_fn(|cx| self.poll_drain(cx)).await {
+                return self.state.lock().broken.clone().unwrap_or_default();
+            }
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        let out = self.state.lock();
+        out.broken.is_none() && !out.closing
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,7 +441,7 @@ type Answer = oneshot::Sender<Frame>;
 
 /// One open link to a peer.
 struct Link {
-    frames: mpsc::UnboundedSender<Bytes>,
+    out: Arc<Outbox<tokio::net::tcp::OwnedWriteHalf>>,
     /// Invocations waiting for their answer; `None` once the link broke.
     waiting: Mutex<Option<HashMap<u64, Answer>>>,
     next_id: AtomicU64,
@@ -344,7 +449,7 @@ struct Link {
 
 impl Link {
     fn is_open(&self) -> bool {
-        self.waiting.lock().is_some() && !self.frames.is_closed()
+        self.waiting.lock().is_some() && self.out.is_open()
     }
 
     /// Fails every waiting invocation (their answers' senders drop) and refuses new ones.
@@ -417,11 +522,7 @@ impl Forwarder {
             Some(waiting) => waiting.insert(id, tx),
             None => return Err(unreachable("the link broke".into())),
         };
-        if link
-            .frames
-            .send(encode_invoke(id, target, req, may_spill))
-            .is_err()
-        {
+        if !link.out.send(&encode_invoke(id, target, req, may_spill)) {
             link.broke();
             return Err(unreachable("the link broke".into()));
         }
@@ -500,17 +601,15 @@ impl Forwarder {
         .map_err(|_| Opening::Unreachable(format!("no link within {CONNECT_TIMEOUT:?}")))??;
         let (stream, leftover) = opened;
         let (read, write) = stream.into_split();
-        let (frames, queued) = mpsc::unbounded_channel();
         let link = Arc::new(Link {
-            frames,
+            out: Outbox::new(write),
             waiting: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
         });
         let writer = link.clone();
         tokio::spawn(async move {
-            if let Err(e) = write_frames(write, queued).await {
-                tracing::debug!("link write failed: {e}");
-            }
+            let why = writer.out.clone().drain().await;
+            tracing::debug!("link write ended: {why}");
             writer.broke();
         });
         let reader = link.clone();
@@ -527,6 +626,7 @@ impl Forwarder {
                 tracing::debug!("link to {peer}: {e}");
             }
             reader.broke();
+            reader.out.close();
         });
         Ok(link)
     }
@@ -596,17 +696,16 @@ where
     Fut: Future<Output = Result<InvokeResult, Refusal>> + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let (answers, queued) = mpsc::unbounded_channel::<Bytes>();
-    let writer = tokio::spawn(write_frames(write, queued));
+    let answers = Outbox::new(write);
+    let writer = tokio::spawn(answers.clone().drain());
     let run = Arc::new(run);
     let outcome = read_frames(read, BytesMut::with_capacity(64 * 1024), |f| {
-        let answers = answers.clone();
         if f.kind != INVOKE {
             let refusal = Refusal {
                 status: 400,
                 message: format!("unknown frame kind {}", f.kind),
             };
-            let _ = answers.send(encode_refused(f.id, &refusal));
+            answers.send(&encode_refused(f.id, &refusal));
             return;
         }
         let (target, req, _) = match decode_invoke(f.body) {
@@ -616,24 +715,25 @@ where
                     status: 400,
                     message: e.to_string(),
                 };
-                let _ = answers.send(encode_refused(f.id, &refusal));
+                answers.send(&encode_refused(f.id, &refusal));
                 return;
             }
         };
         let running = run(target, req);
+        let answers = answers.clone();
         tokio::spawn(async move {
             let answer = match running.await {
                 Ok(result) => encode_result(f.id, &result),
                 Err(refusal) => encode_refused(f.id, &refusal),
             };
-            let _ = answers.send(answer);
+            answers.send(&answer);
         });
     })
     .await;
     if let Err(e) = outcome {
         tracing::debug!("forwarded link ended: {e}");
     }
-    drop(answers);
+    answers.close();
     let _ = writer.await;
     drop(run);
 }
@@ -736,7 +836,10 @@ mod tests {
                 message: "no such function".into(),
             });
         }
-        let ms: u64 = std::str::from_utf8(&req.payload).unwrap().parse().unwrap();
+        let ms: u64 = match target.function.as_str() {
+            "echo" => 0,
+            _ => std::str::from_utf8(&req.payload).unwrap().parse().unwrap(),
+        };
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(InvokeResult {
             activation: Activation {
@@ -845,6 +948,51 @@ mod tests {
                 ..
             }) => assert_eq!(message, "no such function"),
             other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// Frames larger than the socket takes at once (queued, then drained by the writer task)
+    /// go through whole and in order among small ones written at once, in both directions.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_the_socket_cannot_take_at_once_are_queued_whole() {
+        let (address, _) = peer(false).await;
+        let forwarder = Forwarder::new("n1", "s3cret");
+        let calls: Vec<_> = (0..12usize)
+            .map(|i| {
+                let (forwarder, address) = (forwarder.clone(), address.clone());
+                // Every third payload is 6 MiB; the others a few bytes.
+                let len = if i % 3 == 0 { 6 << 20 } else { 5 + i };
+                let payload: Bytes = (0..len).map(|j| (j * 31 + i) as u8).collect();
+                tokio::spawn(async move {
+                    let target = Target {
+                        namespace: "default".into(),
+                        function: "echo".into(),
+                        revision: 1,
+                    };
+                    let req = InvokeRequest {
+                        payload: payload.clone(),
+                        trigger: "api".into(),
+                        request_id: Some(format!("r{i}")),
+                        ..Default::default()
+                    };
+                    let result = forwarder
+                        .invoke(
+                            "n2",
+                            &address,
+                            &target,
+                            &req,
+                            false,
+                            Duration::from_secs(20),
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(result.activation.id, format!("r{i}"));
+                    assert!(result.body == payload, "payload {i} came back changed");
+                })
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap();
         }
     }
 

@@ -2,9 +2,11 @@
 //! the data dir (a cluster's implementation, on the NATS object store, is in `lambent-bus-nats`).
 //!
 //! A write streams into a temporary file beside its final place (a thread of its own writes
-//! while the body arrives and is hashed), is fsynced, renamed and the directory fsynced: when [`ObjectData::write`] returns the data is durable under a fresh
-//! locator, yet no object refers to it until the engine commits the metadata. A reader
-//! therefore never sees half an object. A crash leaves at most a temporary file or data no
+//! while the body arrives and is hashed, and hands a large upload's data to the disk a window
+//! at a time so that little is left for the end), is fsynced, renamed and the directory
+//! fsynced: when [`ObjectData::write`] returns the data is durable under a fresh locator, yet
+//! no object refers to it until the engine commits the metadata. A reader therefore never sees
+//! half an object. A crash leaves at most a temporary file or data no
 //! metadata names; [`ObjectData::collect_garbage`] removes both at start-up.
 //!
 //! ```text
@@ -15,7 +17,7 @@
 
 use crate::ObjectError;
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use lambent_store::objects::Segment;
 use std::collections::HashSet;
@@ -117,23 +119,58 @@ async fn fsync_dir(dir: &Path) -> io::Result<()> {
 const READ_CHUNK: usize = 1 << 20;
 /// Chunks a download reads ahead of the response (the disk and the socket work at once).
 const READ_AHEAD: usize = 2;
-/// An upload's small chunks are gathered into writes of at least this much.
+/// An upload's small chunks are gathered into writes of at least this much (one vectored
+/// `write`, no copy).
 const WRITE_CHUNK: usize = 256 * 1024;
 /// Chunks an upload hands to its writer ahead of the disk (hashing and writing overlap).
 const WRITE_AHEAD: usize = 4;
+/// A large upload's data is handed to the disk every this many bytes while it arrives
+/// (writeback started, not waited for), so the disk works while the body is still being
+/// received and hashed, and the final fsync finds little left to write.
+const FLUSH_WINDOW: u64 = 8 << 20;
 
-/// A file being written by a blocking thread: chunks in, then `None` to finish (fsync). A
-/// writer whose sender goes away without `None` stops without syncing.
-type Chunks = tokio::sync::mpsc::Sender<Option<Bytes>>;
+/// A file being written by a blocking thread: gathered chunks in, then `None` to finish
+/// (fsync). A writer whose sender goes away without `None` stops without syncing.
+type Chunks = tokio::sync::mpsc::Sender<Option<Vec<Bytes>>>;
+
+/// Writes all of `chunks` with vectored writes.
+fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = chunks.iter().map(|c| io::IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Starts writing back `len` bytes from `offset` (`sync_file_range(2)`, not waited for). Only
+/// a hint: the fsync at the end is what makes the data durable, and reports any error.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::unix::io::AsRawFd;
+    let flags = libc::SYNC_FILE_RANGE_WRITE;
+    // SAFETY: a valid open descriptor; the call reads no memory of ours.
+    unsafe { libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, flags) };
+}
 
 fn write_file(
     mut file: std::fs::File,
-    mut chunks: tokio::sync::mpsc::Receiver<Option<Bytes>>,
+    mut chunks: tokio::sync::mpsc::Receiver<Option<Vec<Bytes>>>,
 ) -> io::Result<()> {
+    let (mut written, mut flushed) = (0u64, 0u64);
     while let Some(chunk) = chunks.blocking_recv() {
-        match chunk {
-            Some(chunk) => file.write_all(&chunk)?,
-            None => return file.sync_all(),
+        let Some(chunk) = chunk else {
+            return file.sync_all();
+        };
+        write_chunks(&mut file, &chunk)?;
+        written += chunk.iter().map(|c| c.len() as u64).sum::<u64>();
+        if written - flushed >= FLUSH_WINDOW {
+            start_writeback(&file, flushed, written - flushed);
+            flushed = written;
         }
     }
     Err(io::Error::new(
@@ -150,26 +187,27 @@ async fn feed(
     chunks: &Chunks,
 ) -> Result<u64, ObjectError> {
     let mut size = 0u64;
-    let mut pending = BytesMut::new();
+    let (mut pending, mut pending_len) = (Vec::new(), 0usize);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ObjectError::BodyFailed(e.to_string()))?;
         observe(&chunk)?;
         size += chunk.len() as u64;
-        let out = if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
-            chunk
-        } else {
-            pending.extend_from_slice(&chunk);
-            if pending.len() < WRITE_CHUNK {
-                continue;
-            }
-            pending.split().freeze()
-        };
-        if chunks.send(Some(out)).await.is_err() {
+        pending_len += chunk.len();
+        pending.push(chunk);
+        if pending_len < WRITE_CHUNK {
+            continue;
+        }
+        pending_len = 0;
+        if chunks
+            .send(Some(std::mem::take(&mut pending)))
+            .await
+            .is_err()
+        {
             return Ok(size);
         }
     }
     if !pending.is_empty() {
-        let _ = chunks.send(Some(pending.freeze())).await;
+        let _ = chunks.send(Some(pending)).await;
     }
     let _ = chunks.send(None).await;
     Ok(size)
@@ -376,7 +414,8 @@ mod tests {
     async fn large_data_is_written_and_read_ahead_in_order_by_range() {
         let dir = tempfile::tempdir().unwrap();
         let disk = LocalDisk::open(dir.path()).unwrap();
-        let bytes: Vec<u8> = (0..READ_CHUNK * 5 / 2)
+        // Past a writeback window, so that writeback starts while the upload goes on.
+        let bytes: Vec<u8> = (0..FLUSH_WINDOW as usize + READ_CHUNK * 5 / 2)
             .map(|i| (i * 7 % 251) as u8)
             .collect();
         // Chunks of many sizes: small ones gathered, large ones passed on.

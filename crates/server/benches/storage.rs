@@ -6,7 +6,11 @@
 //!   bytes written to a new file with the same durability (write, fsync, rename, fsync the
 //!   directory) and read back from one;
 //! - 256 MiB PUT and GET throughput; baseline: a `dd`-style sequential write (1 MiB blocks,
-//!   then fsync) and read (page cache dropped for that file first, as for the object's);
+//!   then fsync) and read (page cache dropped for that file first, as for the object's); each
+//!   with the CPU seconds it took (the process's user + system time, client included), which
+//!   unlike throughput little depends on what else runs on the machine: a PUT hashes every
+//!   byte (MD5 for the ETag), so on a machine whose cores are busy it loses more to the
+//!   others than the baseline, which mostly waits for the disk;
 //! - the process's RSS growth while a 1 GiB object streams up and down (the peak, `VmHWM`,
 //!   reset before; the bench's own client runs in the same process, so this is an upper bound
 //!   of the server's).
@@ -137,6 +141,19 @@ fn status_kb(field: &str) -> u64 {
         * 1024
 }
 
+/// CPU seconds (user + system) this process has used so far: the server's and the bench's
+/// client's, since they share it.
+fn cpu_s() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn mib_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
 }
@@ -188,12 +205,13 @@ fn latency_row(case: &str, conc: usize, s3: &Run, base: &Run, target: Option<f64
     }
 }
 
-fn throughput_row(case: &str, s3: f64, base: f64) -> Row {
+/// A large-object row: throughput (MiB/s) and CPU seconds per operation, S3 against baseline.
+fn throughput_row(case: &str, (s3, s3_cpu): (f64, f64), (base, base_cpu): (f64, f64)) -> Row {
     let pct = 100.0 * s3 / base;
     Row {
         case: case.into(),
-        measured: format!("{s3:.0} MiB/s"),
-        baseline: format!("{base:.0} MiB/s"),
+        measured: format!("{s3:.0} MiB/s, {s3_cpu:.2} CPU-s"),
+        baseline: format!("{base:.0} MiB/s, {base_cpu:.2} CPU-s"),
         ratio: format!("{pct:.0}%"),
         target: format!("≥ 80%: {}", if pct >= 80.0 { "met" } else { "MISSED" }),
     }
@@ -317,30 +335,31 @@ async fn bench() {
         *b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
     }
     let block = Bytes::from(block);
-    let (mut put_mib, mut get_mib, mut write_mib, mut read_mib) = (vec![], vec![], vec![], vec![]);
+    // Throughput and CPU seconds of each run.
+    let (mut put, mut get, mut write, mut read) = (vec![], vec![], vec![], vec![]);
     let dd = plain.join("dd.bin");
     for _ in 0..runs {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_s());
         s3.put("/bench/large", stream_of(&block, LARGE), LARGE)
             .await;
-        put_mib.push(mib_s(LARGE, t.elapsed()));
+        put.push((mib_s(LARGE, t.elapsed()), cpu_s() - cpu));
         evict(&largest_file(&data.join("objects")));
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_s());
         assert_eq!(s3.get("/bench/large").await, LARGE);
-        get_mib.push(mib_s(LARGE, t.elapsed()));
+        get.push((mib_s(LARGE, t.elapsed()), cpu_s() - cpu));
 
         let (path, block) = (dd.clone(), block.clone());
         let (w, r) = tokio::task::spawn_blocking(move || {
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), cpu_s());
             let mut f = std::fs::File::create(&path).unwrap();
             for _ in 0..LARGE / BLOCK as u64 {
                 f.write_all(&block).unwrap();
             }
             f.sync_all().unwrap();
             drop(f);
-            let w = t.elapsed();
+            let w = (t.elapsed(), cpu_s() - cpu);
             evict(&path);
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), cpu_s());
             let mut f = std::fs::File::open(&path).unwrap();
             let mut buf = vec![0u8; BLOCK];
             let mut total = 0u64;
@@ -352,23 +371,27 @@ async fn bench() {
                 total += n as u64;
             }
             assert_eq!(total, LARGE);
-            (w, t.elapsed())
+            (w, (t.elapsed(), cpu_s() - cpu))
         })
         .await
         .unwrap();
-        write_mib.push(mib_s(LARGE, w));
-        read_mib.push(mib_s(LARGE, r));
+        write.push((mib_s(LARGE, w.0), w.1));
+        read.push((mib_s(LARGE, r.0), r.1));
         std::fs::remove_file(&dd).unwrap();
     }
+    let medians = |runs: Vec<(f64, f64)>| {
+        let (mib, cpu): (Vec<f64>, Vec<f64>) = runs.into_iter().unzip();
+        (median(mib), median(cpu))
+    };
     rows.push(throughput_row(
         &format!("256 MiB PUT (median of {runs})"),
-        median(put_mib),
-        median(write_mib),
+        medians(put),
+        medians(write),
     ));
     rows.push(throughput_row(
         &format!("256 MiB GET (median of {runs}, cache dropped)"),
-        median(get_mib),
-        median(read_mib),
+        medians(get),
+        medians(read),
     ));
 
     // RSS while 1 GiB streams up and down.
@@ -410,11 +433,18 @@ async fn bench() {
             r.case, r.measured, r.baseline, r.ratio, r.target
         ));
     }
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let report = format!(
         "{table}\nBaselines: 4 KiB PUT = write + fsync + rename + fsync dir of a new file; 4 KiB GET = \
          open + read of a cached file (both from a blocking thread); 256 MiB = 1 MiB blocks written \
          then fsynced / read after dropping the file's cached pages. The bench's client runs in the \
-         server's process (RSS is an upper bound).\n"
+         server's process (RSS is an upper bound; CPU-s, the process's user + system seconds per \
+         operation, count the client's work too). Machine load (1-minute average) at the end: \
+         {load} on {cores} cores.\n"
     );
     println!("{report}");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().map_or_else(
