@@ -29,6 +29,8 @@ pub enum QueueError {
     SubscriptionNotFound(String),
     #[error("mapping '{0}' does not exist")]
     MappingNotFound(String),
+    #[error("receipt handle '{receipt}' is not of a message in flight in '{queue}'")]
+    NotInFlight { queue: String, receipt: String },
     #[error("{0}")]
     Conflict(String),
     #[error("a message is larger than the {} KB limit", crate::MAX_MESSAGE_BYTES / 1024)]
@@ -40,7 +42,9 @@ pub enum QueueError {
 impl QueueError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            QueueError::InvalidName { .. } | QueueError::Invalid(_) => ErrorKind::Invalid,
+            QueueError::InvalidName { .. }
+            | QueueError::Invalid(_)
+            | QueueError::NotInFlight { .. } => ErrorKind::Invalid,
             QueueError::QueueNotFound(_)
             | QueueError::TopicNotFound(_)
             | QueueError::FunctionNotFound(_)
@@ -57,6 +61,7 @@ impl QueueError {
         match self {
             QueueError::InvalidName { .. } => "InvalidName",
             QueueError::Invalid(_) => "InvalidSettings",
+            QueueError::NotInFlight { .. } => "InvalidReceipt",
             QueueError::QueueNotFound(_) => "QueueNotFound",
             QueueError::TopicNotFound(_) => "TopicNotFound",
             QueueError::FunctionNotFound(_) => "FunctionNotFound",

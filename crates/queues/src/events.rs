@@ -59,7 +59,8 @@ pub fn sqs_event(region: &str, namespace: &str, queue: &str, batch: &[Message]) 
     json!({ "Records": records })
 }
 
-fn hex_md5(bytes: &[u8]) -> String {
+/// The lower-case hex MD5 of `bytes` (SQS's `md5OfBody`).
+pub fn hex_md5(bytes: &[u8]) -> String {
     md5::Md5::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -401,6 +401,32 @@ impl Queues {
         namespace: &str,
         s: QueueSettings,
     ) -> Result<(QueueConfig, bool), QueueError> {
+        let config = self.validated(namespace, s, now_ms()).await?;
+        if self.inner.store.create_queue(&config).await? {
+            return Ok((config, true));
+        }
+        let existing = self.queue(namespace, &config.name).await?;
+        let same = QueueConfig {
+            created_ms: existing.created_ms,
+            ..config
+        };
+        if same != existing {
+            return Err(QueueError::Conflict(format!(
+                "queue '{}' exists with other settings: delete it first",
+                existing.name
+            )));
+        }
+        Ok((existing, false))
+    }
+
+    /// A queue's settings checked: its name, the ranges, and a dead-letter queue that exists
+    /// and is not the queue itself. Unset settings get the defaults.
+    async fn validated(
+        &self,
+        namespace: &str,
+        s: QueueSettings,
+        created_ms: i64,
+    ) -> Result<QueueConfig, QueueError> {
         check_name("queue", &s.name)?;
         let visibility_timeout_s = in_range(
             "visibility timeout",
@@ -429,30 +455,30 @@ impl Queues {
             }
             (None, None) => None,
         };
-        let config = QueueConfig {
+        Ok(QueueConfig {
             namespace: namespace.to_string(),
             name: s.name,
             visibility_timeout_s,
             delay_s,
             max_receive_count,
             dead_letter_queue: s.dead_letter_queue,
-            created_ms: now_ms(),
-        };
-        if self.inner.store.create_queue(&config).await? {
-            return Ok((config, true));
+            created_ms,
+        })
+    }
+
+    /// Replaces an existing queue's settings with `s` (unset ones get the defaults, as at
+    /// creation); its messages stay. Messages in flight keep the visibility they were given.
+    pub async fn update_queue(
+        &self,
+        namespace: &str,
+        s: QueueSettings,
+    ) -> Result<QueueConfig, QueueError> {
+        let existing = self.queue(namespace, &s.name).await?;
+        let config = self.validated(namespace, s, existing.created_ms).await?;
+        if !self.inner.store.update_queue(&config).await? {
+            return Err(QueueError::QueueNotFound(config.name));
         }
-        let existing = self.queue(namespace, &config.name).await?;
-        let same = QueueConfig {
-            created_ms: existing.created_ms,
-            ..config
-        };
-        if same != existing {
-            return Err(QueueError::Conflict(format!(
-                "queue '{}' exists with other settings: delete it first",
-                existing.name
-            )));
-        }
-        Ok((existing, false))
+        Ok(config)
     }
 
     pub async fn queue(&self, namespace: &str, name: &str) -> Result<QueueConfig, QueueError> {
@@ -608,9 +634,10 @@ impl Queues {
             .change_visibility(namespace, queue, receipt, at)
             .await?
         {
-            return Err(QueueError::Invalid(format!(
-                "receipt handle '{receipt}' is not of a message in flight in '{queue}'"
-            )));
+            return Err(QueueError::NotInFlight {
+                queue: queue.to_string(),
+                receipt: receipt.to_string(),
+            });
         }
         if timeout == 0 {
             self.arrived(namespace, queue);

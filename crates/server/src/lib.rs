@@ -732,10 +732,19 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         app: app.clone(),
         region: opts.region.clone(),
     });
+    let messaging = Arc::new(lambent_sqs_api::Endpoint {
+        app: app.clone(),
+        region: opts.region.clone(),
+    });
     // The AWS services told by their requests rather than by paths of their own (S3 by its
-    // signature, on any path; Step Functions and DynamoDB by `X-Amz-Target`) wrap whole routers: the
+    // signature, on any path; Step Functions, DynamoDB and SQS's JSON protocol by `X-Amz-Target`;
+    // SQS's and SNS's query protocol by a form signed for `sqs` or `sns`) wrap whole routers: the
     // listener's, and the sandboxes' AWS router as a fallback service, so they see every path.
     let aws_services = |router: axum::Router| {
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            messaging.clone(),
+            lambent_sqs_api::intercept,
+        ));
         let router = router.layer(axum::middleware::from_fn_with_state(
             s3.clone(),
             dispatch_s3,

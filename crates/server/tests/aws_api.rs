@@ -71,6 +71,117 @@ async fn boto3_uses_dynamodb_tables() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_uses_sqs_queues_and_sns_topics_in_both_protocols() {
+    let out = run_scenario("sqs_sns.py").await;
+    println!("{out}");
+    assert!(out.contains("sqs sns: ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_sends_receives_and_publishes_through_sqs_and_sns() {
+    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
+    let node = aws_node().await;
+    let aws = venv.join("bin/aws");
+    let endpoint = node.url("");
+    let cwd = common::aws_scripts_dir();
+    let (node, outputs) = tokio::task::spawn_blocking(move || {
+        let cli = |args: &[&str]| -> Value {
+            let common = ["--endpoint-url", endpoint.as_str(), "--output", "json"];
+            let out = run_aws_tool(&node, &aws, &[&common[..], args].concat(), &cwd);
+            serde_json::from_str(&out).unwrap_or(Value::Null)
+        };
+        let url = cli(&["sqs", "create-queue", "--queue-name", "cli-q"])["QueueUrl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let sent = cli(&[
+            "sqs",
+            "send-message",
+            "--queue-url",
+            &url,
+            "--message-body",
+            "from the cli",
+            "--message-attributes",
+            r#"{"kind": {"DataType": "String", "StringValue": "cli"}}"#,
+        ]);
+        let received = cli(&[
+            "sqs",
+            "receive-message",
+            "--queue-url",
+            &url,
+            "--message-attribute-names",
+            "All",
+            "--wait-time-seconds",
+            "5",
+        ]);
+        let topic = cli(&["sns", "create-topic", "--name", "cli-t"])["TopicArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let queue_arn = cli(&[
+            "sqs",
+            "get-queue-attributes",
+            "--queue-url",
+            &url,
+            "--attribute-names",
+            "QueueArn",
+        ])["Attributes"]["QueueArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        cli(&[
+            "sns",
+            "subscribe",
+            "--topic-arn",
+            &topic,
+            "--protocol",
+            "sqs",
+            "--notification-endpoint",
+            &queue_arn,
+        ]);
+        let published = cli(&[
+            "sns",
+            "publish",
+            "--topic-arn",
+            &topic,
+            "--message",
+            "published by the cli",
+        ]);
+        (node, [url, sent.to_string(), received.to_string(), published.to_string()])
+    })
+    .await
+    .unwrap();
+    let [url, sent, received, published] = outputs;
+    assert_eq!(url, node.url("/default/cli-q"));
+    let sent: Value = serde_json::from_str(&sent).unwrap();
+    let received: Value = serde_json::from_str(&received).unwrap();
+    let m = &received["Messages"][0];
+    assert_eq!(m["MessageId"], sent["MessageId"], "{received}");
+    assert_eq!(m["Body"], "from the cli");
+    assert_eq!(m["MessageAttributes"]["kind"]["StringValue"], "cli");
+    assert_eq!(m["MD5OfBody"], sent["MD5OfMessageBody"]);
+    // The topic's message is in the queue, in Lambent's own API, as SNS's envelope.
+    let published: Value = serde_json::from_str(&published).unwrap();
+    let (status, _, got) = node
+        .send(
+            reqwest::Method::POST,
+            "/v1/queues/cli-q/receive",
+            json!({"max": 10, "wait": 5}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{got}");
+    let bodies: Vec<Value> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_str(m["body"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 1, "{got}");
+    assert_eq!(bodies[0]["Message"], "published by the cli");
+    assert_eq!(bodies[0]["MessageId"], published["MessageId"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_reads_dynamodb_streams() {
     let out = run_scenario("dynamodb_streams.py").await;
     println!("{out}");

@@ -1,7 +1,8 @@
 //! The AWS SDKs inside a function: unmodified handlers that do not bundle them import boto3 or
 //! the AWS SDK for JavaScript v3 (which come with the runtimes), reach the Lambda API through
 //! the endpoint on their sandbox's own loopback (`AWS_ENDPOINT_URL`) with the session
-//! credentials in their environment, and invoke another function. The credentials are useless
+//! credentials in their environment, invoke another function, and send to queues and topics
+//! (SQS, SNS). The credentials are useless
 //! in another namespace and, once expired, anywhere but their own sandbox; the endpoint serves
 //! nothing unsigned and nothing of `/v1`; a function that bundles its own boto3 gets its own.
 //!
@@ -593,4 +594,77 @@ export const handler = async (event) => {
         "logs: {}",
         records[0]["logs"]
     );
+}
+
+/// A handler that sends an order to a queue and announces it on a topic with boto3's `sqs`
+/// and `sns` clients, creating both (idempotently) as it goes.
+const PY_ORDERS: &str = r#"
+import json
+import boto3
+
+SQS = boto3.client("sqs")
+SNS = boto3.client("sns")
+
+
+def handler(event, context):
+    url = SQS.create_queue(QueueName="orders")["QueueUrl"]
+    sent = SQS.send_message(QueueUrl=url, MessageBody=json.dumps(event),
+                            MessageAttributes={"source": {"DataType": "String", "StringValue": "handler"}})
+    arn = SQS.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic = SNS.create_topic(Name="order-events")["TopicArn"]
+    SNS.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    published = SNS.publish(TopicArn=topic, Message="order placed", Subject="orders")
+    try:
+        SQS.get_queue_url(QueueName="no-such-queue")
+        missing = None
+    except SQS.exceptions.ClientError as e:
+        missing = e.response["Error"]["Code"]
+    return {"url": url, "sent": sent["MessageId"], "published": published["MessageId"],
+            "missing": missing}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_python_handler_sends_to_a_queue_and_publishes_with_boto3() {
+    let node = node_with(|_| {}).await;
+    with_sdks(&node).await;
+    common::await_python_zygote(&node).await;
+    deploy_ok(
+        &node,
+        "orders",
+        python("app.handler"),
+        &[("app.py", PY_ORDERS)],
+    )
+    .await;
+    let out = invoke_ok(&node, "orders", json!({"order": 7})).await;
+    // The queue's URL is on the sandbox's own endpoint, where the handler reached it.
+    assert_eq!(out["url"], "http://127.0.0.1:9001/default/orders", "{out}");
+    assert_eq!(
+        out["missing"], "AWS.SimpleQueueService.NonExistentQueue",
+        "{out}"
+    );
+    // Both messages are in the node's queue: the order, and the topic's notification.
+    let mut got: Vec<Value> = Vec::new();
+    for _ in 0..10 {
+        let (status, _, v) = node
+            .send(
+                reqwest::Method::POST,
+                "/v1/queues/orders/receive",
+                json!({"max": 10, "wait": 2}).to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        got.extend(v["messages"].as_array().cloned().unwrap_or_default());
+        if got.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    let order = got.iter().find(|m| m["id"] == out["sent"]).expect("the order");
+    assert_eq!(order["body"], r#"{"order": 7}"#);
+    assert_eq!(order["attributes"]["source"]["stringValue"], "handler");
+    let note = got.iter().find(|m| m["id"] != out["sent"]).unwrap();
+    let envelope: Value = serde_json::from_str(note["body"].as_str().unwrap()).unwrap();
+    assert_eq!(envelope["MessageId"], out["published"]);
+    assert_eq!(envelope["Message"], "order placed");
+    assert_eq!(envelope["TopicArn"], "arn:aws:sns:us-east-1:default:order-events");
 }

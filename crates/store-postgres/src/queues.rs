@@ -64,6 +64,25 @@ impl QueueStore for PgStore {
         Ok(n > 0)
     }
 
+    async fn update_queue(&self, q: &QueueConfig) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE queues SET visibility_timeout_s = $3, delay_s = $4, \
+                 max_receive_count = $5, dead_letter_queue = $6 \
+                 WHERE namespace = $1 AND name = $2",
+                &[
+                    &q.namespace,
+                    &q.name,
+                    &i64::from(q.visibility_timeout_s),
+                    &i64::from(q.delay_s),
+                    &q.max_receive_count.map(i64::from),
+                    &q.dead_letter_queue,
+                ],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn get_queue(
         &self,
         namespace: &str,

@@ -143,6 +143,29 @@ impl QueueStore for SqliteStore {
         .await
     }
 
+    async fn update_queue(&self, q: &QueueConfig) -> Result<bool, StoreError> {
+        let q = q.clone();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE queues SET visibility_timeout_s = ?3, delay_s = ?4, \
+                     max_receive_count = ?5, dead_letter_queue = ?6 \
+                     WHERE namespace = ?1 AND name = ?2",
+                    params![
+                        q.namespace,
+                        q.name,
+                        q.visibility_timeout_s,
+                        q.delay_s,
+                        q.max_receive_count,
+                        q.dead_letter_queue
+                    ],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn get_queue(
         &self,
         namespace: &str,

@@ -909,6 +909,26 @@ pub async fn receive_hides_redrives_and_deletes<S: ContractStore>(store: Arc<S>)
         store.get_queue("default", "q").await.unwrap(),
         Some(queue("q", Some("dlq")))
     );
+    // Settings are replaced in place (the creation time kept); an unknown queue is not made.
+    let changed = QueueConfig {
+        visibility_timeout_s: 9,
+        delay_s: 3,
+        max_receive_count: None,
+        dead_letter_queue: None,
+        created_ms: 12345,
+        ..queue("q", None)
+    };
+    assert!(store.update_queue(&changed).await.unwrap());
+    assert_eq!(
+        store.get_queue("default", "q").await.unwrap(),
+        Some(QueueConfig {
+            created_ms: 0,
+            ..changed
+        })
+    );
+    assert!(store.update_queue(&queue("q", Some("dlq"))).await.unwrap());
+    assert!(!store.update_queue(&queue("nope", None)).await.unwrap());
+    assert_eq!(store.get_queue("default", "nope").await.unwrap(), None);
     store
         .send("default", "q", &[message("a", 0), message("b", 5000)])
         .await

@@ -175,6 +175,9 @@ pub trait QueueStore: Send + Sync + 'static {
         name: &str,
     ) -> Result<Option<QueueConfig>, StoreError>;
     async fn list_queues(&self, namespace: &str) -> Result<Vec<QueueConfig>, StoreError>;
+    /// Replaces an existing queue's settings (visibility timeout, delay, redrive; its creation
+    /// time stays); false if there is no such queue. Its messages are kept.
+    async fn update_queue(&self, q: &QueueConfig) -> Result<bool, StoreError>;
     /// Deletes a queue with its messages and mappings; false if there was none.
     async fn delete_queue(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
     async fn queue_counts(
