@@ -8,6 +8,7 @@
 //! (`$XDG_CONFIG_HOME/lambent/config.json`), else `http://127.0.0.1:8080`. The API key:
 //! `LAMBENT_API_KEY`, else the config file.
 
+pub mod app;
 pub mod attributes;
 pub mod client;
 pub mod commands;

@@ -45,6 +45,7 @@
 //!     auth: key                # none (default) or key
 //!     max_body: 64k            # default 1m
 //!     cors: {allow_origins: [https://app.example], allow_methods: [GET], max_age: 600}
+//!     payload: "1.0"           # the REST API event (default "2.0", the HTTP API's)
 //! ```
 //!
 //! Deploying adds each route, replacing one with the same method and path; routes no longer in
@@ -67,7 +68,7 @@
 
 use crate::events_client::SchedulePut;
 use anyhow::{bail, Context, Result};
-use lambent_core::route::{Cors, RouteAuth};
+use lambent_core::route::{Cors, PayloadFormat, RouteAuth};
 use lambent_core::RouteSpec;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -189,6 +190,8 @@ impl<'de> Deserialize<'de> for RouteYaml {
             auth: RouteAuth,
             cors: Option<Cors>,
             max_body: Option<serde_yaml::Value>,
+            /// `"1.0"` (REST API event) or `"2.0"`; a bare `1.0` reads as a number.
+            payload: Option<serde_yaml::Value>,
         }
         match serde_yaml::Value::deserialize(d)? {
             serde_yaml::Value::String(s) => {
@@ -217,6 +220,14 @@ impl<'de> Deserialize<'de> for RouteYaml {
                         ))
                     }
                 };
+                let payload = match full.payload {
+                    None => PayloadFormat::default(),
+                    Some(serde_yaml::Value::Number(n)) => {
+                        format!("{n:?}").parse().map_err(D::Error::custom)?
+                    }
+                    Some(serde_yaml::Value::String(s)) => s.parse().map_err(D::Error::custom)?,
+                    Some(_) => return Err(D::Error::custom("payload: '1.0' or '2.0'")),
+                };
                 Ok(RouteYaml(RouteSpec {
                     method: full.method.unwrap_or_else(|| "ANY".into()),
                     path: full.path,
@@ -224,6 +235,7 @@ impl<'de> Deserialize<'de> for RouteYaml {
                     auth: full.auth,
                     cors: full.cors,
                     max_body_bytes,
+                    payload,
                     ..Default::default()
                 }))
             }

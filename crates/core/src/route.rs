@@ -70,6 +70,44 @@ impl std::str::FromStr for RouteAuth {
     }
 }
 
+/// The API Gateway payload format a route's function receives and answers in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PayloadFormat {
+    /// API Gateway REST APIs' Lambda proxy integration (`httpMethod`, `multiValueHeaders`, …).
+    #[serde(rename = "1.0")]
+    V1,
+    /// API Gateway HTTP APIs' format 2.0 (`rawPath`, `requestContext.http`, `cookies`, …).
+    #[default]
+    #[serde(rename = "2.0")]
+    V2,
+}
+
+impl PayloadFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadFormat::V1 => "1.0",
+            PayloadFormat::V2 => "2.0",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == PayloadFormat::V2
+    }
+}
+
+impl std::str::FromStr for PayloadFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "1.0" | "1" => Ok(PayloadFormat::V1),
+            "2.0" | "2" => Ok(PayloadFormat::V2),
+            other => Err(format!(
+                "unknown payload format '{other}': use '1.0' (REST API) or '2.0' (HTTP API)"
+            )),
+        }
+    }
+}
+
 /// CORS settings, answered as API Gateway HTTP APIs do: preflight `OPTIONS` requests get a
 /// `204` from the gateway itself, other responses get the `Access-Control-*` headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +162,9 @@ pub struct RouteSpec {
     pub cors: Option<Cors>,
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// The event format the function receives: `"2.0"` (the default) or `"1.0"` (REST API).
+    #[serde(default, skip_serializing_if = "PayloadFormat::is_default")]
+    pub payload: PayloadFormat,
 }
 
 /// A validated route.
@@ -140,6 +181,9 @@ pub struct Route {
     pub auth: RouteAuth,
     pub cors: Option<Cors>,
     pub max_body_bytes: u64,
+    /// Routes stored before payload formats existed are 2.0.
+    #[serde(default)]
+    pub payload: PayloadFormat,
     pub created_ms: i64,
 }
 
@@ -147,7 +191,7 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteTarget {
-    /// A function, with the request as an API Gateway 2.0 event.
+    /// A function, with the request as an API Gateway event of the route's [`PayloadFormat`].
     Function(FunctionName),
     /// A workflow (state machine) of the route's namespace, with the request body as the
     /// execution's input (API Gateway's Step Functions integration).
@@ -242,6 +286,7 @@ impl RouteSpec {
             auth: self.auth,
             cors: self.cors,
             max_body_bytes,
+            payload: self.payload,
             created_ms,
         })
     }

@@ -473,3 +473,97 @@ async fn routes_survive_a_restart() {
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(json_of(&body)["pathParameters"]["proxy"], "x/y");
 }
+
+/// A REST API (payload 1.0) handler: echoes its event, or answers as `?mode=` says.
+const REST_ECHO: &str = r#"
+import json
+
+def handler(event, context):
+    mode = (event.get("queryStringParameters") or {}).get("mode")
+    if mode == "v2-shaped":
+        return {"hello": "world"}
+    if mode == "object-body":
+        return {"statusCode": 200, "body": {"not": "a string"}}
+    if mode == "fail":
+        raise ValueError("boom")
+    return {"statusCode": 202,
+            "headers": {"content-type": "application/json", "x-one": "1"},
+            "multiValueHeaders": {"x-many": ["a", "b"]},
+            "body": json.dumps(event)}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_routes_deliver_the_v1_event_and_map_proxy_results() {
+    let node = node().await;
+    let (s, v) = node
+        .deploy(
+            "rest-fn",
+            json!({"runtime": "python3.12", "handler": "app.handler", "timeout": 2}),
+            &[("app.py", REST_ECHO)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, route) = add_route(
+        &node,
+        json!({"method": "GET", "path": "/items/{id}", "function": "rest-fn", "payload": "1.0"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{route}");
+    assert_eq!(route["payload"], "1.0");
+    let (s, bad) = add_route(
+        &node,
+        json!({"method": "GET", "path": "/x", "function": "rest-fn", "payload": "3.0"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+
+    let (s, headers, body) = call(
+        &node,
+        Method::GET,
+        "/items/a%20b?tag=x&tag=y&one=1",
+        &[("x-multi", "v1"), ("x-multi", "v2"), ("cookie", "c=1")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(header(&headers, "x-one"), "1");
+    let many: Vec<_> = headers.get_all("x-many").iter().collect();
+    assert_eq!(many, ["a", "b"]);
+    let e = json_of(&body);
+    assert_eq!(e["resource"], "/items/{id}");
+    assert_eq!(e["path"], "/items/a%20b");
+    assert_eq!(e["httpMethod"], "GET");
+    assert_eq!(e["pathParameters"], json!({"id": "a b"}));
+    assert_eq!(e["queryStringParameters"], json!({"tag": "y", "one": "1"}));
+    assert_eq!(
+        e["multiValueQueryStringParameters"],
+        json!({"tag": ["x", "y"], "one": ["1"]})
+    );
+    assert_eq!(e["headers"]["x-multi"], "v2");
+    assert_eq!(e["multiValueHeaders"]["x-multi"], json!(["v1", "v2"]));
+    assert_eq!(e["headers"]["cookie"], "c=1");
+    assert_eq!(e["stageVariables"], Value::Null);
+    assert_eq!(e["body"], Value::Null);
+    assert_eq!(e["isBase64Encoded"], false);
+    let ctx = &e["requestContext"];
+    assert_eq!(ctx["resourcePath"], "/items/{id}");
+    assert_eq!(ctx["httpMethod"], "GET");
+    assert_eq!(ctx["stage"], "$default");
+    assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
+    assert_eq!(ctx["requestId"], header(&headers, "apigw-requestid"));
+    assert!(e.get("version").is_none() && e.get("rawPath").is_none(), "{e}");
+
+    // What payload 2.0 would accept is malformed for a REST API; so is a failure.
+    for mode in ["v2-shaped", "object-body", "fail"] {
+        let (s, _, body) = call(
+            &node,
+            Method::GET,
+            &format!("/items/1?mode={mode}"),
+            &[],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_GATEWAY, "{mode}");
+        assert_eq!(json_of(&body), json!({"message": "Internal server error"}), "{mode}");
+    }
+}

@@ -1,9 +1,11 @@
 //! `lambent deploy PATH`: resolve `lambent.yaml` and flags, upload the code unless the server
-//! has it already, then create or replace each function.
+//! has it already, then create or replace each function. A folder with a `serverless.yml` or
+//! a SAM `template.yaml` (and no `lambent.yaml`) goes to [`super::app_deploy`].
 
 use super::Ctx;
 use crate::client::{Client, Function, FunctionPut, Json};
 use crate::events_client::SchedulePut;
+use crate::app;
 use crate::manifest::{self, Deployment, Overrides};
 use crate::package;
 use anyhow::{Context, Result};
@@ -68,6 +70,16 @@ pub struct DeployArgs {
     /// Return only once a sandbox of the new code is initialized (reports init errors).
     #[arg(long)]
     pub warm: bool,
+    /// For a serverless.yml or SAM template: print what would be deployed (functions, routes,
+    /// queues, topics, schedules, mappings, skipped items) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The stage of a serverless.yml (`${opt:stage}`) [default: provider.stage, else dev].
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// A SAM template parameter, overriding its Default; repeatable.
+    #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = manifest::parse_env_pair)]
+    pub parameters: Vec<(String, String)>,
 }
 
 /// A destination flag's value: a valid function name.
@@ -99,7 +111,34 @@ impl DeployArgs {
     }
 }
 
+/// The other tool's file to deploy: `PATH` itself, or found in the folder `PATH` when it holds
+/// no `lambent.yaml`.
+fn app_file(path: &std::path::Path) -> Option<(app::Format, PathBuf)> {
+    if path.is_dir() {
+        if path.join(manifest::MANIFEST_FILE).is_file() {
+            return None;
+        }
+        return app::detect(path);
+    }
+    let dir = path.parent()?;
+    app::detect(dir).filter(|(_, found)| found.file_name() == path.file_name())
+}
+
 pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
+    if let Some((format, file)) = app_file(&args.path) {
+        let options = app::Options {
+            stage: args.stage.clone(),
+            parameters: args.parameters.iter().cloned().collect(),
+            env: std::env::vars().collect(),
+        };
+        return super::app_deploy::run(ctx, format, &file, &options, args.dry_run, args.warm);
+    }
+    if args.dry_run || args.stage.is_some() || !args.parameters.is_empty() {
+        anyhow::bail!(
+            "--dry-run, --stage and --parameter apply to a serverless.yml or SAM template; {} has none",
+            args.path.display()
+        );
+    }
     let deployments = manifest::resolve(&args.path, &args.overrides())?;
     let workflows = crate::workflow_manifest::resolve(&args.path)?;
     let sequences = manifest::sequences(&args.path)?;

@@ -2,6 +2,7 @@
 //! how errors are reported.
 
 pub mod activations;
+pub mod app_deploy;
 pub mod buckets;
 pub mod deploy;
 pub mod dev;

@@ -7,7 +7,7 @@ use crate::manifest::parse_size;
 use crate::output::{self, age};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use lambent_core::route::{Cors, RouteAuth};
+use lambent_core::route::{Cors, PayloadFormat, RouteAuth};
 use lambent_core::RouteSpec;
 use std::process::ExitCode;
 
@@ -65,12 +65,20 @@ pub struct AddArgs {
     /// Largest request body, e.g. 65536, 64k, 1m [default: 1m]; larger ones get a 413.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_body: Option<u64>,
+    /// The event the function receives: 2.0 (HTTP API, the default) or 1.0 (REST API's
+    /// Lambda proxy integration).
+    #[arg(long, default_value = "2.0", value_parser = parse_payload)]
+    pub payload: PayloadFormat,
     /// Replace a route with the same method and path instead of failing.
     #[arg(long)]
     pub replace: bool,
 }
 
 fn parse_auth(s: &str) -> Result<RouteAuth, String> {
+    s.parse()
+}
+
+fn parse_payload(s: &str) -> Result<PayloadFormat, String> {
     s.parse()
 }
 
@@ -101,6 +109,7 @@ impl AddArgs {
             auth: self.auth,
             cors,
             max_body_bytes: self.max_body,
+            payload: self.payload,
         })
     }
 }

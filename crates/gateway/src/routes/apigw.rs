@@ -1,6 +1,7 @@
-//! The API Gateway HTTP API payload format 2.0: the event a routed request becomes, and how a
-//! function's result becomes the HTTP response (`docs/api.md`, "HTTP routes"). Pure functions
-//! of their inputs, so that every rule is unit-tested here.
+//! The API Gateway payload formats: HTTP APIs' 2.0 and REST APIs' 1.0 (Lambda proxy
+//! integration) — the event a routed request becomes, and how a function's result becomes the
+//! HTTP response (`docs/api.md`, "HTTP routes"). Pure functions of their inputs, so that every
+//! rule is unit-tested here.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine;
@@ -18,6 +19,8 @@ pub struct HttpRequest<'a> {
     pub source_ip: String,
     /// `GET /users/{id}`.
     pub route_key: String,
+    /// The route's path template, `/users/{id}` (REST's `resource`).
+    pub resource: &'a str,
     /// As matched, still percent-encoded.
     pub path_parameters: &'a [(String, String)],
     pub request_id: &'a str,
@@ -114,24 +117,122 @@ pub fn request_event(req: &HttpRequest<'_>) -> Value {
         event["queryStringParameters"] = Value::Object(params);
     }
     if !req.path_parameters.is_empty() {
-        let params: Map<String, Value> = req
-            .path_parameters
-            .iter()
-            .map(|(k, v)| {
-                let decoded = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
-                (k.clone(), Value::String(decoded.into_owned()))
-            })
-            .collect();
-        event["pathParameters"] = Value::Object(params);
+        event["pathParameters"] = path_parameters(req);
     }
     if !req.body.is_empty() {
-        event["body"] = Value::String(if text {
-            String::from_utf8_lossy(req.body).into_owned()
-        } else {
-            base64::engine::general_purpose::STANDARD.encode(req.body)
-        });
+        event["body"] = Value::String(body_text(req.body, text));
     }
     event
+}
+
+/// Path parameters, percent-decoded.
+fn path_parameters(req: &HttpRequest<'_>) -> Value {
+    req.path_parameters
+        .iter()
+        .map(|(k, v)| {
+            let decoded = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+            (k.clone(), Value::String(decoded.into_owned()))
+        })
+        .collect::<Map<String, Value>>()
+        .into()
+}
+
+/// The body as the event carries it: text, or base64 when binary.
+fn body_text(body: &[u8], text: bool) -> String {
+    if text {
+        String::from_utf8_lossy(body).into_owned()
+    } else {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    }
+}
+
+/// The stage a REST event names (API Gateway REST APIs always have one; Lambent serves routes
+/// without a stage prefix).
+pub const REST_STAGE: &str = "$default";
+
+/// The REST API (payload format 1.0) event of a request, as API Gateway's Lambda proxy
+/// integration sends it: single- and multi-value headers and query parameters (the single
+/// map keeps the last value), `null` for absent parts, the cookie header left in the headers.
+pub fn request_event_v1(req: &HttpRequest<'_>) -> Value {
+    let mut headers = Map::new();
+    let mut multi_headers = Map::new();
+    for name in req.headers.keys() {
+        let values: Vec<Value> = req
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        if let Some(last) = values.last() {
+            headers.insert(name.as_str().to_string(), last.clone());
+        }
+        multi_headers.insert(name.as_str().to_string(), Value::Array(values));
+    }
+    let header = |name: &str| headers.get(name).cloned().unwrap_or(Value::Null);
+    let mut query = Map::new();
+    let mut multi_query: Map<String, Value> = Map::new();
+    for (k, v) in form_urlencoded::parse(req.raw_query.as_bytes()) {
+        query.insert(k.to_string(), Value::String(v.to_string()));
+        match multi_query.get_mut(k.as_ref()) {
+            Some(Value::Array(all)) => all.push(Value::String(v.into_owned())),
+            _ => {
+                multi_query.insert(k.into_owned(), json!([v]));
+            }
+        }
+    }
+    let or_null = |m: Map<String, Value>| {
+        if m.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(m)
+        }
+    };
+    let domain_name = header("host").as_str().unwrap_or_default().to_string();
+    let domain_prefix = domain_name.split(['.', ':']).next().unwrap_or_default();
+    let text = is_text(req.headers, req.body);
+    json!({
+        "resource": req.resource,
+        "path": req.raw_path,
+        "httpMethod": req.method,
+        "headers": or_null(headers.clone()),
+        "multiValueHeaders": or_null(multi_headers),
+        "queryStringParameters": or_null(query),
+        "multiValueQueryStringParameters": or_null(multi_query),
+        "pathParameters": if req.path_parameters.is_empty() { Value::Null } else { path_parameters(req) },
+        "stageVariables": null,
+        "requestContext": {
+            "accountId": req.account_id,
+            "apiId": API_ID,
+            "domainName": domain_name,
+            "domainPrefix": domain_prefix,
+            "extendedRequestId": req.request_id,
+            "httpMethod": req.method,
+            "identity": {
+                "accessKey": null,
+                "accountId": null,
+                "caller": null,
+                "cognitoAuthenticationProvider": null,
+                "cognitoAuthenticationType": null,
+                "cognitoIdentityId": null,
+                "cognitoIdentityPoolId": null,
+                "principalOrgId": null,
+                "sourceIp": req.source_ip,
+                "user": null,
+                "userAgent": header("user-agent"),
+                "userArn": null,
+            },
+            "path": req.raw_path,
+            "protocol": req.protocol,
+            "requestId": req.request_id,
+            "requestTime": clf_time(req.time_ms),
+            "requestTimeEpoch": req.time_ms,
+            "resourceId": req.route_key,
+            "resourcePath": req.resource,
+            "stage": REST_STAGE,
+        },
+        "body": if req.body.is_empty() { Value::Null } else { Value::String(body_text(req.body, text)) },
+        "isBase64Encoded": !text,
+    })
 }
 
 /// Whether a body goes into the event as text (else base64): UTF-8 and a textual (or absent)
@@ -199,6 +300,12 @@ pub enum MalformedResponse {
     Cookies,
     #[error("isBase64Encoded is set but the body is not base64")]
     Base64,
+    #[error("a REST API result needs an object with an integer statusCode")]
+    NotProxyResult,
+    #[error("a REST API result's body must be a string")]
+    Body,
+    #[error("a REST API result has the unknown field '{0}'")]
+    Field(String),
 }
 
 /// Maps a function's result as API Gateway does with payload format 2.0: an object with
@@ -266,6 +373,69 @@ pub fn response(result: &[u8]) -> Result<HttpResponse, MalformedResponse> {
     Ok(out)
 }
 
+/// Maps a function's result as API Gateway REST APIs' Lambda proxy integration does: an object
+/// with an integer `statusCode` and only `headers`, `multiValueHeaders`, `body` (a string) and
+/// `isBase64Encoded` besides; anything else is malformed (the caller answers 502).
+pub fn response_v1(result: &[u8]) -> Result<HttpResponse, MalformedResponse> {
+    let value: Value = serde_json::from_slice(result).map_err(|_| MalformedResponse::NotJson)?;
+    let fields = value.as_object().ok_or(MalformedResponse::NotProxyResult)?;
+    const KNOWN: &[&str] = &[
+        "statusCode",
+        "headers",
+        "multiValueHeaders",
+        "body",
+        "isBase64Encoded",
+    ];
+    if let Some(unknown) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(MalformedResponse::Field(unknown.chars().take(100).collect()));
+    }
+    let status = match fields.get("statusCode") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or(MalformedResponse::StatusCode)?,
+        Some(Value::String(s)) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or(MalformedResponse::StatusCode)?,
+        _ => return Err(MalformedResponse::NotProxyResult),
+    };
+    let mut out = HttpResponse {
+        status: status as u16,
+        ..Default::default()
+    };
+    // Multi-value headers first; a single-value header of the same name replaces them.
+    if let Some(multi) = fields.get("multiValueHeaders").and_then(Value::as_object) {
+        for (name, values) in multi {
+            for value in values.as_array().into_iter().flatten() {
+                append_header(&mut out.headers, name, value)?;
+            }
+        }
+    }
+    if let Some(headers) = fields.get("headers").and_then(Value::as_object) {
+        for (name, value) in headers {
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                out.headers.remove(n);
+            }
+            append_header(&mut out.headers, name, value)?;
+        }
+    }
+    let base64 = fields
+        .get("isBase64Encoded")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    out.body = match fields.get("body") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) if base64 => base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|_| MalformedResponse::Base64)?,
+        Some(Value::String(s)) => s.clone().into_bytes(),
+        Some(_) => return Err(MalformedResponse::Body),
+    };
+    Ok(out)
+}
+
 /// Adds one header; values may be strings, numbers or booleans. Framing headers are the
 /// server's business and are dropped.
 fn append_header(
@@ -309,6 +479,7 @@ mod tests {
             protocol: "HTTP/1.1",
             source_ip: "127.0.0.1".into(),
             route_key: "POST /users/{id}".into(),
+            resource: "/users/{id}",
             path_parameters: params,
             request_id: "req-1",
             account_id: "default",
@@ -425,5 +596,85 @@ mod tests {
             response(br#"{"statusCode": 200, "headers": {"bad name": "x"}}"#).unwrap_err(),
             MalformedResponse::Header("bad name".into())
         );
+    }
+
+    #[test]
+    fn rest_events_follow_payload_format_1() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-multi", HeaderValue::from_static("v1"));
+        headers.append("x-multi", HeaderValue::from_static("v2"));
+        headers.append("cookie", HeaderValue::from_static("c1=v1"));
+        headers.append("host", HeaderValue::from_static("api.example.com"));
+        headers.append("user-agent", HeaderValue::from_static("curl/8"));
+        let params = [("id".to_string(), "a%20b".to_string())];
+        let e = request_event_v1(&request(&headers, b"hello", &params));
+        assert_eq!(e["resource"], "/users/{id}");
+        assert_eq!(e["path"], "/users/a%20b");
+        assert_eq!(e["httpMethod"], "POST");
+        assert_eq!(e["headers"]["x-multi"], "v2");
+        assert_eq!(e["headers"]["cookie"], "c1=v1");
+        assert_eq!(e["multiValueHeaders"]["x-multi"], json!(["v1", "v2"]));
+        assert_eq!(e["queryStringParameters"]["a"], "2");
+        assert_eq!(e["queryStringParameters"]["b"], "x y");
+        assert_eq!(e["multiValueQueryStringParameters"]["a"], json!(["1", "2"]));
+        assert_eq!(e["pathParameters"]["id"], "a b");
+        assert_eq!(e["stageVariables"], Value::Null);
+        let ctx = &e["requestContext"];
+        assert_eq!(ctx["stage"], REST_STAGE);
+        assert_eq!(ctx["resourcePath"], "/users/{id}");
+        assert_eq!(ctx["httpMethod"], "POST");
+        assert_eq!(ctx["requestId"], "req-1");
+        assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
+        assert_eq!(ctx["identity"]["userAgent"], "curl/8");
+        assert_eq!(ctx["requestTimeEpoch"], 1_583_348_638_390i64);
+        assert_eq!(e["body"], "hello");
+        assert_eq!(e["isBase64Encoded"], false);
+        assert!(e.get("version").is_none());
+
+        let mut bare = request(&HeaderMap::new(), b"", &[]);
+        bare.raw_query = "";
+        let e = request_event_v1(&bare);
+        for null in [
+            "queryStringParameters",
+            "multiValueQueryStringParameters",
+            "pathParameters",
+            "body",
+            "headers",
+        ] {
+            assert_eq!(e[null], Value::Null, "{null}");
+        }
+    }
+
+    #[test]
+    fn rest_results_map_as_the_proxy_integration_does() {
+        let r = response_v1(
+            br#"{"statusCode": 201, "headers": {"x-a": "1"},
+                 "multiValueHeaders": {"x-m": ["a", "b"], "x-a": ["0"]},
+                 "body": "aGk=", "isBase64Encoded": true}"#,
+        )
+        .unwrap();
+        assert_eq!(r.status, 201);
+        let a: Vec<_> = r.headers.get_all("x-a").iter().collect();
+        assert_eq!(a, ["1"]);
+        let m: Vec<_> = r.headers.get_all("x-m").iter().collect();
+        assert_eq!(m, ["a", "b"]);
+        assert_eq!(r.body, b"hi");
+        let r = response_v1(br#"{"statusCode": "404"}"#).unwrap();
+        assert_eq!((r.status, r.body.len()), (404, 0));
+    }
+
+    #[test]
+    fn malformed_rest_results_are_refused() {
+        for (result, error) in [
+            (&br#"{"hello": "world"}"#[..], MalformedResponse::Field("hello".into())),
+            (br#"{"body": "x"}"#, MalformedResponse::NotProxyResult),
+            (br#""text""#, MalformedResponse::NotProxyResult),
+            (b"nope", MalformedResponse::NotJson),
+            (br#"{"statusCode": 200, "body": {"a": 1}}"#, MalformedResponse::Body),
+            (br#"{"statusCode": 200, "cookies": ["a=1"]}"#, MalformedResponse::Field("cookies".into())),
+            (br#"{"statusCode": 1000}"#, MalformedResponse::StatusCode),
+        ] {
+            assert_eq!(response_v1(result).unwrap_err(), error);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Serving routed requests: the listener's fallback after Lambent's own paths. Matches the
 //! compiled table, answers CORS preflights, checks the route's API key and body limit, invokes
-//! the function with the 2.0 event (trigger `http`) and maps its result back, or starts the
+//! the function with the event of the route's payload format (2.0 or REST's 1.0) (trigger `http`) and maps its result back, or starts the
 //! route's workflow with the body as input (through the [`WorkflowHook`]). Errors take API
 //! Gateway's shape, `{"message": …}`, so that a user's API looks like their API.
 
@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use lambent_core::route::{Cors, RouteAuth, RouteTarget, RESERVED_PREFIXES};
+use lambent_core::route::{Cors, PayloadFormat, RouteAuth, RouteTarget, RESERVED_PREFIXES};
 use lambent_core::ActivationStatus;
 use lambent_invoker::InvokeRequest;
 use std::net::SocketAddr;
@@ -29,6 +29,8 @@ enum Refusal {
     Throttled,
     /// The function failed, timed out or answered something that is not a response.
     BadGateway,
+    /// The same for a REST (payload 1.0) route, whose message API Gateway spells differently.
+    RestBadGateway,
     /// The route's function is gone, or Lambent failed.
     Internal,
 }
@@ -43,6 +45,7 @@ impl IntoResponse for Refusal {
             Refusal::BadRequest => (StatusCode::BAD_REQUEST, "Bad Request"),
             Refusal::Throttled => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
             Refusal::BadGateway => (StatusCode::BAD_GATEWAY, "Internal Server Error"),
+            Refusal::RestBadGateway => (StatusCode::BAD_GATEWAY, "Internal server error"),
             Refusal::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
         };
         (
@@ -197,7 +200,7 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
     let protocol = format!("{:?}", parts.version);
-    let event = apigw::request_event(&HttpRequest {
+    let request = HttpRequest {
         method: parts.method.as_str(),
         raw_path: parts.uri.path(),
         raw_query: parts.uri.query().unwrap_or_default(),
@@ -206,11 +209,16 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
         protocol: &protocol,
         source_ip,
         route_key: route.key(),
+        resource: &route.path,
         path_parameters: &matched.params,
         request_id: &request_id,
         account_id: &route.namespace,
         time_ms: lambent_core::now_ms(),
-    });
+    };
+    let (event, bad_gateway) = match route.payload {
+        PayloadFormat::V2 => (apigw::request_event(&request), Refusal::BadGateway),
+        PayloadFormat::V1 => (apigw::request_event_v1(&request), Refusal::RestBadGateway),
+    };
     let payload = serde_json::to_vec(&event).map_err(|_| Refusal::Internal)?;
     let result = app
         .run(
@@ -227,16 +235,20 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
         ActivationStatus::Success => {}
         ActivationStatus::Throttled => return Err(Refusal::Throttled),
         ActivationStatus::PlatformError => return Err(Refusal::Internal),
-        _ => return Err(Refusal::BadGateway),
+        _ => return Err(bad_gateway),
     }
-    let mapped = apigw::response(&result.body).map_err(|e| {
+    let mapped = match route.payload {
+        PayloadFormat::V2 => apigw::response(&result.body),
+        PayloadFormat::V1 => apigw::response_v1(&result.body),
+    };
+    let mapped = mapped.map_err(|e| {
         tracing::info!(
             "route '{}': function '{function}' answered no valid response: {e}",
             route.key(),
         );
-        Refusal::BadGateway
+        bad_gateway
     })?;
-    let status = StatusCode::from_u16(mapped.status).map_err(|_| Refusal::BadGateway)?;
+    let status = StatusCode::from_u16(mapped.status).map_err(|_| bad_gateway)?;
     let mut response = (status, Body::from(mapped.body)).into_response();
     *response.headers_mut() = mapped.headers;
     set(

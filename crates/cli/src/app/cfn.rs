@@ -1,0 +1,663 @@
+//! CloudFormation as SAM templates and `serverless.yml`'s `resources:` write it: the intrinsic
+//! functions (`!Ref`, `!GetAtt`, `!Sub`, `!Join`, `!Select`, `!Split`, `!If`, `!FindInMap`,
+//! short and long forms) evaluated over the template's parameters and resources, and the plain
+//! resources Lambent has (`AWS::SQS::Queue`, `AWS::SNS::Topic`).
+//!
+//! A resource's `!Ref` and `!GetAtt` name what Lambent makes of it: a function's name, a
+//! queue's URL and ARN, a topic's ARN (the last as placeholders, see [`super::Platform`]).
+//! Physical names come from the resource's name property (`FunctionName`, `QueueName`,
+//! `TopicName`), else `STACK-LogicalId`; evaluating a name that refers back to itself is a
+//! cycle, reported with its chain.
+
+use super::{invalid, scalar_text, unsupported, AppError, Plan, PlanQueue, PlanSubscription};
+use serde_yaml::{Mapping, Value};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// A template being evaluated.
+pub(super) struct Template {
+    pub stack: String,
+    pub params: BTreeMap<String, String>,
+    pub resources: Mapping,
+    pub conditions: Mapping,
+    pub mappings: Mapping,
+    /// Names being evaluated, outermost first (cycle detection).
+    visiting: RefCell<Vec<String>>,
+}
+
+/// `!Tag x` as the long form `{Fn::Tag: x}` (`!Ref x` as `{Ref: x}`).
+fn long_form(tag: &str) -> String {
+    match tag {
+        "Ref" | "Condition" => tag.to_string(),
+        other => format!("Fn::{other}"),
+    }
+}
+
+impl Template {
+    pub fn new(
+        stack: String,
+        params: BTreeMap<String, String>,
+        root: &Mapping,
+    ) -> Template {
+        let section = |k: &str| match root.get(k) {
+            Some(Value::Mapping(m)) => m.clone(),
+            _ => Mapping::new(),
+        };
+        Template {
+            stack,
+            params,
+            resources: section("Resources"),
+            conditions: section("Conditions"),
+            mappings: section("Mappings"),
+            visiting: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The type of resource `id`.
+    pub fn kind(&self, id: &str) -> Option<String> {
+        self.resources
+            .get(id)?
+            .get("Type")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    fn property(&self, id: &str, name: &str) -> Option<Value> {
+        self.resources.get(id)?.get("Properties")?.get(name).cloned()
+    }
+
+    /// The physical name of resource `id` (function, queue, topic, …).
+    pub fn physical_name(&self, id: &str) -> Result<String, AppError> {
+        let prop = match self.kind(id).as_deref() {
+            Some("AWS::Serverless::Function" | "AWS::Lambda::Function") => "FunctionName",
+            Some("AWS::SQS::Queue") => "QueueName",
+            Some("AWS::SNS::Topic") => "TopicName",
+            _ => return Ok(id.to_string()),
+        };
+        let Some(raw) = self.property(id, prop) else {
+            return Ok(format!("{}-{id}", self.stack));
+        };
+        {
+            let mut visiting = self.visiting.borrow_mut();
+            if let Some(pos) = visiting.iter().position(|v| v == id) {
+                let mut chain: Vec<String> = visiting[pos..].to_vec();
+                chain.push(id.to_string());
+                return Err(AppError::Cycle(chain.join(" → ")));
+            }
+            visiting.push(id.to_string());
+        }
+        let name = self.text(&raw, &format!("{id}.Properties.{prop}"));
+        self.visiting.borrow_mut().pop();
+        name
+    }
+
+    /// Evaluates `v` and requires a scalar.
+    pub fn text(&self, v: &Value, at: &str) -> Result<String, AppError> {
+        let out = self.eval(v, at)?;
+        scalar_text(&out).ok_or_else(|| invalid(at, "expected a string"))
+    }
+
+    /// `v` with every intrinsic function evaluated; `AWS::NoValue` drops the entry.
+    pub fn eval(&self, v: &Value, at: &str) -> Result<Value, AppError> {
+        match v {
+            Value::Tagged(t) => {
+                let tag = t.tag.to_string();
+                let name = long_form(tag.trim_start_matches('!'));
+                self.intrinsic(&name, &t.value, at)
+            }
+            Value::Mapping(m) => {
+                if m.len() == 1 {
+                    if let Some((Value::String(k), arg)) = m.iter().next() {
+                        if k == "Ref" || k.starts_with("Fn::") || k == "Condition" {
+                            return self.intrinsic(k, arg, at);
+                        }
+                    }
+                }
+                let mut out = Mapping::new();
+                for (k, val) in m {
+                    let key = scalar_text(k).unwrap_or_default();
+                    let val = self.eval(val, &format!("{at}.{key}"))?;
+                    if val != Value::Null {
+                        out.insert(k.clone(), val);
+                    }
+                }
+                Ok(Value::Mapping(out))
+            }
+            Value::Sequence(s) => Ok(Value::Sequence(
+                s.iter()
+                    .enumerate()
+                    .map(|(i, x)| self.eval(x, &format!("{at}[{i}]")))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .filter(|x| *x != Value::Null)
+                    .collect(),
+            )),
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn list(&self, arg: &Value, at: &str, n: usize, f: &str) -> Result<Vec<Value>, AppError> {
+        match arg {
+            Value::Sequence(s) if s.len() == n => Ok(s.clone()),
+            _ => Err(invalid(at, format!("{f} takes a list of {n} items"))),
+        }
+    }
+
+    fn intrinsic(&self, f: &str, arg: &Value, at: &str) -> Result<Value, AppError> {
+        let s = |x: String| Ok(Value::String(x));
+        match f {
+            "Ref" => {
+                let name = self.text(arg, at)?;
+                self.reference(&name, at)
+            }
+            "Fn::GetAtt" => {
+                let (id, attr) = match self.eval(arg, at)? {
+                    Value::String(x) => match x.split_once('.') {
+                        Some((a, b)) => (a.to_string(), b.to_string()),
+                        None => return Err(invalid(at, "GetAtt takes 'Resource.Attribute'")),
+                    },
+                    Value::Sequence(xs) if xs.len() == 2 => (
+                        scalar_text(&xs[0]).unwrap_or_default(),
+                        scalar_text(&xs[1]).unwrap_or_default(),
+                    ),
+                    _ => return Err(invalid(at, "GetAtt takes 'Resource.Attribute'")),
+                };
+                self.attribute(&id, &attr, at).map(Value::String)
+            }
+            "Fn::Sub" => {
+                let (template, vars) = match arg {
+                    Value::Sequence(xs) if xs.len() == 2 => {
+                        let vars = match self.eval(&xs[1], at)? {
+                            Value::Mapping(m) => m
+                                .iter()
+                                .map(|(k, v)| {
+                                    (
+                                        scalar_text(k).unwrap_or_default(),
+                                        scalar_text(v).unwrap_or_default(),
+                                    )
+                                })
+                                .collect(),
+                            _ => return Err(invalid(at, "Sub's second item is a mapping")),
+                        };
+                        (self.text(&xs[0], at)?, vars)
+                    }
+                    other => (self.text(other, at)?, BTreeMap::new()),
+                };
+                self.sub(&template, &vars, at).map(Value::String)
+            }
+            "Fn::Join" => {
+                let xs = self.list(arg, at, 2, "Join")?;
+                let delim = self.text(&xs[0], at)?;
+                let Value::Sequence(items) = self.eval(&xs[1], at)? else {
+                    return Err(invalid(at, "Join's second item is a list"));
+                };
+                let parts: Vec<String> = items.iter().filter_map(scalar_text).collect();
+                s(parts.join(&delim))
+            }
+            "Fn::Select" => {
+                let xs = self.list(arg, at, 2, "Select")?;
+                let index: usize = self
+                    .text(&xs[0], at)?
+                    .parse()
+                    .map_err(|_| invalid(at, "Select's index is a number"))?;
+                let Value::Sequence(items) = self.eval(&xs[1], at)? else {
+                    return Err(invalid(at, "Select's second item is a list"));
+                };
+                items
+                    .get(index)
+                    .cloned()
+                    .ok_or_else(|| invalid(at, format!("Select index {index} is out of range")))
+            }
+            "Fn::Split" => {
+                let xs = self.list(arg, at, 2, "Split")?;
+                let delim = self.text(&xs[0], at)?;
+                let text = self.text(&xs[1], at)?;
+                Ok(Value::Sequence(
+                    text.split(delim.as_str())
+                        .map(|p| Value::String(p.to_string()))
+                        .collect(),
+                ))
+            }
+            "Fn::If" => {
+                let xs = self.list(arg, at, 3, "If")?;
+                let cond = scalar_text(&xs[0]).unwrap_or_default();
+                let chosen = if self.condition(&cond, at)? {
+                    &xs[1]
+                } else {
+                    &xs[2]
+                };
+                self.eval(chosen, at)
+            }
+            "Fn::FindInMap" => {
+                let xs = self.list(arg, at, 3, "FindInMap")?;
+                let keys = xs
+                    .iter()
+                    .map(|x| self.text(x, at))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.mappings
+                    .get(&keys[0])
+                    .and_then(|m| m.get(&keys[1]))
+                    .and_then(|m| m.get(&keys[2]))
+                    .cloned()
+                    .ok_or_else(|| AppError::MissingReference {
+                        at: at.to_string(),
+                        name: keys.join("."),
+                    })
+            }
+            "Fn::Equals" | "Fn::Not" | "Fn::And" | "Fn::Or" | "Condition" => {
+                let mut m = Mapping::new();
+                m.insert(Value::String(f.to_string()), arg.clone());
+                Ok(Value::Bool(self.truth(&Value::Mapping(m), at)?))
+            }
+            other => Err(unsupported(at, other, "Lambent does not evaluate this intrinsic function")),
+        }
+    }
+
+    /// The value of a named condition.
+    fn condition(&self, name: &str, at: &str) -> Result<bool, AppError> {
+        let def = self
+            .conditions
+            .get(name)
+            .ok_or_else(|| AppError::MissingReference {
+                at: at.to_string(),
+                name: name.to_string(),
+            })?;
+        {
+            let mut visiting = self.visiting.borrow_mut();
+            let key = format!("Condition {name}");
+            if visiting.contains(&key) {
+                return Err(AppError::Cycle(format!("{} → {key}", visiting.join(" → "))));
+            }
+            visiting.push(key);
+        }
+        let out = self.truth(def, &format!("Conditions.{name}"));
+        self.visiting.borrow_mut().pop();
+        out
+    }
+
+    fn truth(&self, v: &Value, at: &str) -> Result<bool, AppError> {
+        let (f, arg) = match v {
+            Value::Tagged(t) => (
+                long_form(t.tag.to_string().trim_start_matches('!')),
+                t.value.clone(),
+            ),
+            Value::Mapping(m) if m.len() == 1 => {
+                let (k, a) = m.iter().next().expect("one entry");
+                (scalar_text(k).unwrap_or_default(), a.clone())
+            }
+            Value::Bool(b) => return Ok(*b),
+            _ => return Err(invalid(at, "expected a condition")),
+        };
+        let items = || match &arg {
+            Value::Sequence(xs) => Ok(xs.clone()),
+            _ => Err(invalid(at, format!("{f} takes a list"))),
+        };
+        match f.as_str() {
+            "Fn::Equals" => {
+                let xs = items()?;
+                if xs.len() != 2 {
+                    return Err(invalid(at, "Equals takes two items"));
+                }
+                Ok(self.eval(&xs[0], at)? == self.eval(&xs[1], at)?
+                    || self.text(&xs[0], at).ok() == self.text(&xs[1], at).ok())
+            }
+            "Fn::Not" => Ok(!self.truth(items()?.first().unwrap_or(&Value::Null), at)?),
+            "Fn::And" => items()?
+                .iter()
+                .try_fold(true, |acc, x| Ok(acc && self.truth(x, at)?)),
+            "Fn::Or" => items()?
+                .iter()
+                .try_fold(false, |acc, x| Ok(acc || self.truth(x, at)?)),
+            "Condition" => self.condition(&scalar_text(&arg).unwrap_or_default(), at),
+            other => Err(unsupported(at, other, "not a condition function")),
+        }
+    }
+
+    /// `!Ref name`.
+    fn reference(&self, name: &str, at: &str) -> Result<Value, AppError> {
+        if let Some(v) = self.params.get(name) {
+            return Ok(Value::String(v.clone()));
+        }
+        let pseudo = match name {
+            "AWS::Region" => Some(super::REGION.to_string()),
+            "AWS::AccountId" => Some(super::ACCOUNT.to_string()),
+            "AWS::StackName" => Some(self.stack.clone()),
+            "AWS::StackId" => Some(format!(
+                "arn:aws:cloudformation:{}:{}:stack/{}/lambent",
+                super::REGION,
+                super::ACCOUNT,
+                self.stack
+            )),
+            "AWS::Partition" => Some("aws".into()),
+            "AWS::URLSuffix" => Some("amazonaws.com".into()),
+            "AWS::NoValue" => return Ok(Value::Null),
+            _ => None,
+        };
+        if let Some(p) = pseudo {
+            return Ok(Value::String(p));
+        }
+        match name {
+            "ServerlessRestApi" => return Ok(Value::String(REST_API.into())),
+            "ServerlessHttpApi" => return Ok(Value::String(HTTP_API.into())),
+            _ => {}
+        }
+        let Some(kind) = self.kind(name) else {
+            if let Some(function) = self.implicit_role_of(name) {
+                return Ok(Value::String(format!("{function}Role")));
+            }
+            return Err(AppError::MissingReference {
+                at: at.to_string(),
+                name: name.to_string(),
+            });
+        };
+        let physical = self.physical_name(name)?;
+        Ok(Value::String(match kind.as_str() {
+            "AWS::SQS::Queue" => super::queue_url(&physical),
+            "AWS::SNS::Topic" => super::topic_arn(&physical),
+            "AWS::Serverless::Api" => REST_API.into(),
+            "AWS::Serverless::HttpApi" => HTTP_API.into(),
+            _ => physical,
+        }))
+    }
+
+    /// `XRole` for a function `X` that declares no role (SAM makes one).
+    fn implicit_role_of(&self, id: &str) -> Option<String> {
+        let function = id.strip_suffix("Role")?;
+        (self.kind(function).as_deref() == Some("AWS::Serverless::Function"))
+            .then(|| function.to_string())
+    }
+
+    /// `!GetAtt id.attr`.
+    fn attribute(&self, id: &str, attr: &str, at: &str) -> Result<String, AppError> {
+        if let Some(function) = self.implicit_role_of(id) {
+            return Ok(format!(
+                "arn:aws:iam::{}:role/{function}Role",
+                super::ACCOUNT
+            ));
+        }
+        let Some(kind) = self.kind(id) else {
+            return Err(AppError::MissingReference {
+                at: at.to_string(),
+                name: format!("{id}.{attr}"),
+            });
+        };
+        let name = self.physical_name(id)?;
+        Ok(match (kind.as_str(), attr) {
+            ("AWS::SQS::Queue", "Arn") => super::queue_arn(&name),
+            ("AWS::SQS::Queue", "QueueUrl") => super::queue_url(&name),
+            ("AWS::SQS::Queue", "QueueName") => name,
+            ("AWS::SNS::Topic", "TopicArn") => super::topic_arn(&name),
+            ("AWS::SNS::Topic", "TopicName") => name,
+            ("AWS::Serverless::Function" | "AWS::Lambda::Function", "Arn") => {
+                super::function_arn(&name)
+            }
+            (_, "Arn") => format!("arn:aws:{}:{}:{}:{name}", kind_service(&kind), super::REGION, super::ACCOUNT),
+            _ => format!("{name}.{attr}"),
+        })
+    }
+
+    /// `!Sub` text: `${Param}`, `${Resource}`, `${Resource.Attr}`, `${AWS::…}`, `${!Literal}`.
+    fn sub(&self, template: &str, vars: &BTreeMap<String, String>, at: &str) -> Result<String, AppError> {
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(len) = rest[start..].find('}') else {
+                return Err(invalid(at, format!("unclosed '${{' in Sub '{template}'")));
+            };
+            let inner = rest[start + 2..start + len].trim();
+            if let Some(literal) = inner.strip_prefix('!') {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            } else if let Some(v) = vars.get(inner) {
+                out.push_str(v);
+            } else if let Some((id, attr)) = inner.split_once('.').filter(|_| !inner.starts_with("AWS::")) {
+                out.push_str(&self.attribute(id, attr, at)?);
+            } else {
+                let v = self.reference(inner, at)?;
+                out.push_str(&scalar_text(&v).unwrap_or_default());
+            }
+            rest = &rest[start + len + 1..];
+        }
+        out.push_str(rest);
+        Ok(api_url(&out))
+    }
+
+    /// The plain resources Lambent has into the plan (queues, topics, their subscriptions);
+    /// every other resource not of `handled` types is skipped with a note.
+    pub fn plain_resources(&self, plan: &mut Plan, handled: &[&str]) -> Result<(), AppError> {
+        for (id, _) in &self.resources {
+            let id = scalar_text(id).unwrap_or_default();
+            let kind = self.kind(&id).unwrap_or_default();
+            let at = format!("Resources.{id}");
+            match kind.as_str() {
+                "AWS::SQS::Queue" => plan.queues.push(self.queue(&id, &at)?),
+                "AWS::SNS::Topic" => {
+                    let name = self.physical_name(&id)?;
+                    if let Some(Value::Sequence(subs)) = self.property(&id, "Subscription") {
+                        for (i, sub) in subs.iter().enumerate() {
+                            let at = format!("{at}.Properties.Subscription[{i}]");
+                            let sub = self.eval(sub, &at)?;
+                            let protocol = sub.get("Protocol").and_then(scalar_text).unwrap_or_default();
+                            let endpoint = sub.get("Endpoint").and_then(scalar_text).unwrap_or_default();
+                            let (kind, target) = match protocol.as_str() {
+                                "sqs" => ("queue", super::name_from_arn(&endpoint)),
+                                "lambda" => ("function", function_from_arn(&endpoint)),
+                                other => {
+                                    plan.skip(&at, format!("subscription protocol '{other}' is not supported"));
+                                    continue;
+                                }
+                            };
+                            let target = target.ok_or_else(|| invalid(&at, format!("cannot tell what '{endpoint}' names")))?;
+                            plan.subscriptions.push(PlanSubscription { topic: name.clone(), kind, target });
+                        }
+                    }
+                    plan.topics.push(name);
+                }
+                k if handled.contains(&k) => {}
+                "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
+                    plan.skip(&at, format!("{kind}: Lambent has no IAM; access is per namespace"))
+                }
+                "AWS::Lambda::Permission" | "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy" => {
+                    plan.skip(&at, format!("{kind}: permissions do not apply in Lambent"))
+                }
+                "AWS::Logs::LogGroup" => plan.skip(&at, format!("{kind}: logs are kept per function (lambent logs)")),
+                k if k.starts_with("AWS::ApiGateway") || k.starts_with("AWS::ApiGatewayV2") => {
+                    plan.skip(&at, format!("{kind}: routes come from the functions' events"))
+                }
+                "AWS::SNS::Subscription" => {
+                    let topic = self.property(&id, "TopicArn").map(|v| self.text(&v, &at)).transpose()?;
+                    let endpoint = self.property(&id, "Endpoint").map(|v| self.text(&v, &at)).transpose()?;
+                    let protocol = self.property(&id, "Protocol").and_then(|p| scalar_text(&p)).unwrap_or_default();
+                    let kind = if protocol == "sqs" { "queue" } else { "function" };
+                    let target = endpoint.as_deref().and_then(|e| if kind == "queue" { super::name_from_arn(e) } else { function_from_arn(e) });
+                    match (topic.as_deref().and_then(super::name_from_arn), target) {
+                        (Some(topic), Some(target)) => plan.subscriptions.push(PlanSubscription { topic, kind, target }),
+                        _ => return Err(invalid(&at, "cannot tell which topic and endpoint the subscription joins")),
+                    }
+                }
+                _ => plan.skip(&at, format!("{kind} is not a resource Lambent has (yet)")),
+            }
+        }
+        Ok(())
+    }
+
+    fn queue(&self, id: &str, at: &str) -> Result<PlanQueue, AppError> {
+        let name = self.physical_name(id)?;
+        let number = |p: &str| -> Result<Option<u32>, AppError> {
+            self.property(id, p)
+                .map(|v| {
+                    self.text(&v, at)?
+                        .parse()
+                        .map_err(|_| invalid(format!("{at}.Properties.{p}"), "expected a number"))
+                })
+                .transpose()
+        };
+        if let Some(fifo) = self.property(id, "FifoQueue") {
+            if self.text(&fifo, at)? == "true" {
+                return Err(unsupported(at, "FifoQueue", "Lambent's queues are standard queues"));
+            }
+        }
+        let mut q = PlanQueue {
+            name,
+            visibility_timeout: number("VisibilityTimeout")?,
+            delay: number("DelaySeconds")?,
+            ..Default::default()
+        };
+        if let Some(policy) = self.property(id, "RedrivePolicy") {
+            let at = format!("{at}.Properties.RedrivePolicy");
+            let policy = match self.eval(&policy, &at)? {
+                Value::String(json) => serde_yaml::from_str(&json).map_err(|e| invalid(&at, e.to_string()))?,
+                other => other,
+            };
+            let target = policy.get("deadLetterTargetArn").and_then(scalar_text).unwrap_or_default();
+            q.dead_letter_queue = Some(
+                super::name_from_arn(&target)
+                    .ok_or_else(|| invalid(&at, format!("deadLetterTargetArn '{target}' names no queue")))?,
+            );
+            q.max_receive_count = Some(
+                policy
+                    .get("maxReceiveCount")
+                    .and_then(scalar_text)
+                    .and_then(|c| c.parse().ok())
+                    .ok_or_else(|| invalid(&at, "maxReceiveCount must be a number"))?,
+            );
+        }
+        Ok(q)
+    }
+}
+
+/// What `!Ref` of a REST API (`ServerlessRestApi`) gives; `!Sub` turns the API Gateway URLs
+/// built of it into Lambent's.
+const REST_API: &str = "lambent-rest";
+/// The same for an HTTP API (`ServerlessHttpApi`).
+const HTTP_API: &str = "lambent-http";
+
+/// `https://lambent-rest.execute-api.REGION.amazonaws.com/STAGE/x` → `API_URL/x` (REST APIs
+/// name their stage first; HTTP APIs' `$default` stage has no segment).
+fn api_url(text: &str) -> String {
+    for (api, has_stage) in [(REST_API, true), (HTTP_API, false)] {
+        let marker = format!("https://{api}.execute-api.");
+        let Some(start) = text.find(&marker) else {
+            continue;
+        };
+        let after = &text[start + marker.len()..];
+        let mut rest = &after[after.find('/').unwrap_or(after.len())..];
+        if has_stage {
+            if let Some(tail) = rest.strip_prefix('/') {
+                rest = &tail[tail.find('/').unwrap_or(tail.len())..];
+            }
+        }
+        return format!("{}{}{}", &text[..start], super::API_URL, api_url(rest));
+    }
+    text.to_string()
+}
+
+fn kind_service(kind: &str) -> String {
+    kind.split("::").nth(1).unwrap_or("cloudformation").to_ascii_lowercase()
+}
+
+/// A function name from a Lambda ARN (or its placeholder), or a bare name.
+pub(super) fn function_from_arn(arn: &str) -> Option<String> {
+    if let Some(rest) = arn.strip_prefix("${lambent:function-arn:") {
+        return rest.strip_suffix('}').map(str::to_string);
+    }
+    if let Some(i) = arn.find(":function:") {
+        return Some(arn[i + ":function:".len()..].split(':').next()?.to_string());
+    }
+    (!arn.contains(':')).then(|| arn.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(yaml: &str, params: &[(&str, &str)]) -> Template {
+        let root: Value = serde_yaml::from_str(yaml).unwrap();
+        Template::new(
+            "stack".into(),
+            params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            root.as_mapping().unwrap(),
+        )
+    }
+
+    fn eval(t: &Template, yaml: &str) -> Result<Value, AppError> {
+        t.eval(&serde_yaml::from_str(yaml).unwrap(), "x")
+    }
+
+    const RESOURCES: &str = r#"
+Conditions:
+  IsProd: !Equals [!Ref Stage, prod]
+Mappings:
+  Sizes: {dev: {mem: "128"}}
+Resources:
+  Jobs: {Type: AWS::SQS::Queue, Properties: {QueueName: !Sub "${Stage}-jobs"}}
+  Dead: {Type: AWS::SQS::Queue}
+  News: {Type: AWS::SNS::Topic, Properties: {TopicName: news}}
+  Fn: {Type: AWS::Serverless::Function, Properties: {FunctionName: worker}}
+  A: {Type: AWS::SQS::Queue, Properties: {QueueName: !GetAtt B.TopicName}}
+  B: {Type: AWS::SNS::Topic, Properties: {TopicName: !Ref A}}
+"#;
+
+    #[test]
+    fn references_name_what_lambent_makes() {
+        let t = template(RESOURCES, &[("Stage", "dev")]);
+        let s = |y: &str| scalar_text(&eval(&t, y).unwrap()).unwrap();
+        assert_eq!(s("!Ref Jobs"), "${lambent:queue-url:dev-jobs}");
+        assert_eq!(s("!GetAtt Jobs.Arn"), "${lambent:queue-arn:dev-jobs}");
+        assert_eq!(s("{'Fn::GetAtt': [Dead, QueueName]}"), "stack-Dead");
+        assert_eq!(s("!Ref News"), "${lambent:topic-arn:news}");
+        assert_eq!(s("!Ref Fn"), "worker");
+        assert_eq!(s("!Sub '${Fn}-${AWS::Region}-${!Keep}'"), "worker-${lambent:region}-${Keep}");
+        assert_eq!(s("!Sub ['${X}/${Stage}', {X: !GetAtt News.TopicName}]"), "news/dev");
+        assert_eq!(s("!Join ['-', [a, !Ref Stage, 1]]"), "a-dev-1");
+        assert_eq!(s("!Select [1, !Split [',', 'a,b,c']]"), "b");
+        assert_eq!(s("!If [IsProd, big, small]"), "small");
+        assert_eq!(s("!FindInMap [Sizes, !Ref Stage, mem]"), "128");
+        assert_eq!(
+            s("!Sub 'https://${ServerlessRestApi}.execute-api.${AWS::Region}.amazonaws.com/Prod/hello/'"),
+            "${lambent:api-url}/hello/"
+        );
+        assert_eq!(
+            s("!Sub 'https://${ServerlessHttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/x'"),
+            "${lambent:api-url}/x"
+        );
+        assert_eq!(s("!GetAtt FnRole.Arn"), "arn:aws:iam::${lambent:account}:role/FnRole");
+        assert_eq!(eval(&t, "{a: !Ref AWS::NoValue, b: 1}").unwrap(), serde_yaml::from_str::<Value>("{b: 1}").unwrap());
+    }
+
+    #[test]
+    fn missing_references_and_cycles_are_refused() {
+        let t = template(RESOURCES, &[("Stage", "dev")]);
+        assert!(matches!(eval(&t, "!Ref Nope"), Err(AppError::MissingReference { name, .. }) if name == "Nope"));
+        assert!(matches!(eval(&t, "!GetAtt Nope.Arn"), Err(AppError::MissingReference { .. })));
+        let e = eval(&t, "!Ref A").unwrap_err();
+        assert!(matches!(&e, AppError::Cycle(chain) if chain == "A → B → A"), "{e}");
+        assert!(matches!(eval(&t, "!GetAZs ''"), Err(AppError::Unsupported { .. })));
+    }
+
+    #[test]
+    fn queues_with_a_redrive_policy_name_their_dead_letter_queue() {
+        let t = template(
+            r#"
+Resources:
+  Jobs:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 30
+      RedrivePolicy: {deadLetterTargetArn: !GetAtt Dead.Arn, maxReceiveCount: 3}
+  Dead: {Type: AWS::SQS::Queue}
+  Role: {Type: AWS::IAM::Role}
+"#,
+            &[],
+        );
+        let mut plan = Plan::default();
+        t.plain_resources(&mut plan, &[]).unwrap();
+        assert_eq!(plan.queues[0].dead_letter_queue.as_deref(), Some("stack-Dead"));
+        assert_eq!(plan.queues[0].max_receive_count, Some(3));
+        assert_eq!(plan.queues[0].visibility_timeout, Some(30));
+        assert_eq!(plan.skipped.len(), 1);
+        assert!(plan.skipped[0].0.contains("Role"));
+    }
+}

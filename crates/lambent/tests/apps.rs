@@ -1,0 +1,331 @@
+//! `lambent deploy` of apps written for other tools (`tests/fixtures/apps/`): a Serverless
+//! Framework HTTP service (REST and HTTP API events), a SAM app with parameters, intrinsics, a
+//! schedule in AWS cron and outputs, an SQS worker with a dead-letter queue and partial batch
+//! failures, and an SNS fan-out — each planned with `--dry-run`, deployed, exercised and its
+//! events' shapes checked; and bad apps, each refused before anything is deployed.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use support::{eventually, path_str, Server};
+
+fn app(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apps").join(name)
+}
+
+/// The events a function logged (`EVENT {"fn": …, "event": …}` lines), oldest first.
+fn logged_events(s: &Server, function: &str) -> Vec<Value> {
+    let logs = s.cli(&["logs", function, "--tail", "50", "-o", "json"]).ok().json();
+    let mut events: Vec<Value> = logs["logs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| {
+            e["text"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_once("EVENT ").map(|(_, j)| j.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|j| serde_json::from_str(&j).ok())
+        .collect();
+    events.reverse();
+    events
+}
+
+fn get(url: &str) -> (u16, Value) {
+    let resp = reqwest::blocking::get(url).unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[test]
+fn a_serverless_http_service_serves_rest_and_http_api_events() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let dir = app("sls-http");
+    let plan = s.cli(&["deploy", "--dry-run", path_str(&dir)]).ok().stdout;
+    for line in [
+        "function http-demo-dev-rest (python3.12, handler.handler, 256 MB, 6 s)",
+        "function http-demo-dev-v2 (python3.12, handler.handler, 256 MB, 10 s)",
+        "  env GREETING=hello-dev",
+        "route GET /hello/{name} -> http-demo-dev-rest (payload 1.0)",
+        "route POST /items -> http-demo-dev-rest (payload 1.0, cors)",
+        "route GET /v2/hello -> http-demo-dev-v2 (payload 2.0)",
+        "skipped provider.iam: not applied by Lambent",
+        "skipped plugins.serverless-offline: local emulation: Lambent runs the functions itself",
+    ] {
+        assert!(plan.contains(line), "{line} not in:\n{plan}");
+    }
+    assert!(
+        s.cli(&["ls", "-o", "json"]).ok().stdout.contains("[]"),
+        "--dry-run deployed"
+    );
+
+    let out = s
+        .cli(&["deploy", path_str(&dir), "--stage", "prod"])
+        .ok()
+        .stdout;
+    assert!(out.contains("deployed http-demo-prod-rest"), "{out}");
+
+    let (status, body) = get(&format!("{}/hello/w%C3%B6rld?a=1&a=2", s.url));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fn"], "http-demo-prod-rest");
+    assert_eq!(body["env"]["GREETING"], "hello-prod");
+    let e = &body["event"];
+    assert_eq!(e["resource"], "/hello/{name}");
+    assert_eq!(e["httpMethod"], "GET");
+    assert_eq!(e["pathParameters"], json!({"name": "wörld"}));
+    assert_eq!(e["multiValueQueryStringParameters"], json!({"a": ["1", "2"]}));
+    assert_eq!(e["queryStringParameters"], json!({"a": "2"}));
+    assert_eq!(e["requestContext"]["resourcePath"], "/hello/{name}");
+
+    let (status, body) = get(&format!("{}/v2/hello?a=1&a=2", s.url));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fn"], "http-demo-prod-v2");
+    assert_eq!(body["event"]["version"], "2.0");
+    assert_eq!(body["event"]["routeKey"], "GET /v2/hello");
+    assert_eq!(body["event"]["queryStringParameters"], json!({"a": "1,2"}));
+
+    // A second deploy changes nothing but the revisions.
+    s.cli(&["deploy", path_str(&dir), "--stage", "prod"]).ok();
+    let routes = s.cli(&["route", "ls", "-o", "json"]).ok().json();
+    assert_eq!(routes["routes"].as_array().unwrap().len(), 3, "{routes}");
+}
+
+#[test]
+fn a_sam_app_with_parameters_intrinsics_a_schedule_and_outputs() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let dir = app("sam-app");
+    let dry = s.cli(&["deploy", "--dry-run", path_str(&dir)]).failed();
+    assert!(
+        dry.stderr.contains("parameter 'Greeting' has no Default"),
+        "{dry:?}"
+    );
+    let plan = s
+        .cli(&[
+            "deploy",
+            "--dry-run",
+            path_str(&dir),
+            "--parameter",
+            "Greeting=bonjour",
+        ])
+        .ok()
+        .stdout;
+    for line in [
+        "queue sam-app-jobs",
+        "topic sam-app-Alerts",
+        "function sam-app-dev-greeter (python3.12, app.handler, 256 MB, 5 s)",
+        "  env FLAG=false",
+        "  env GREETING=bonjour, dev",
+        "  env QUEUE_URL=${lambent:queue-url:sam-app-jobs}",
+        "route GET /hello/{name} -> sam-app-dev-greeter (payload 1.0)",
+        "schedule sam-app-dev-greeter-Tick cron(0 * * * ? *) -> sam-app-dev-greeter",
+        "output HelloApi = ${lambent:api-url}/hello/",
+        "output GreeterName = sam-app-dev-greeter",
+        "skipped Resources.GreeterLogs: AWS::Logs::LogGroup",
+        "skipped Resources.Greeter.Properties.Policies",
+    ] {
+        assert!(plan.contains(line), "{line} not in:\n{plan}");
+    }
+
+    let out = s
+        .cli(&["deploy", path_str(&dir), "--parameter", "Greeting=bonjour"])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains(&format!("output HelloApi = {}/hello/", s.url)),
+        "{out}"
+    );
+    assert!(out.contains("output GreeterName = sam-app-dev-greeter"), "{out}");
+    let queue_url = format!("{}/default/sam-app-jobs", s.url);
+    assert!(
+        out.contains(&format!("output QueueUrl = {queue_url}")),
+        "{out}"
+    );
+
+    let (status, body) = get(&format!("{}/hello/sam", s.url));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["event"]["httpMethod"], "GET");
+    assert_eq!(body["event"]["pathParameters"]["name"], "sam");
+    let env = &body["env"];
+    assert_eq!(env["GREETING"], "bonjour, dev");
+    assert_eq!(env["FLAG"], "false");
+    assert_eq!(env["QUEUE_URL"], queue_url.as_str());
+    assert_eq!(env["QUEUE_ARN"], "arn:aws:sqs:us-east-1:default:sam-app-jobs");
+    assert_eq!(env["TOPIC_ARN"], "arn:aws:sns:us-east-1:default:sam-app-Alerts");
+
+    // The AWS cron fires at the next minute with EventBridge's scheduled event.
+    let scheduled = eventually(75, "the scheduled invocation", || {
+        logged_events(&s, "sam-app-dev-greeter")
+            .into_iter()
+            .find(|e| e["event"]["source"] == "aws.events")
+    });
+    assert_eq!(scheduled["event"]["detail-type"], "Scheduled Event");
+}
+
+#[test]
+fn an_sqs_worker_with_a_dead_letter_queue_and_partial_batch_failures() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let dir = app("sls-worker");
+    let plan = s.cli(&["deploy", "--dry-run", path_str(&dir)]).ok().stdout;
+    for line in [
+        "queue worker-dev-jobs visibility_timeout=1s dead_letter_queue=worker-dev-dead max_receive_count=1",
+        "queue worker-dev-dead",
+        "function worker-dev-work (python3.12, handler.handler, 1024 MB, 6 s)",
+        "mapping worker-dev-jobs -> worker-dev-work batch_size=10 report_batch_item_failures",
+    ] {
+        assert!(plan.contains(line), "{line} not in:\n{plan}");
+    }
+    s.cli(&["deploy", path_str(&dir)]).ok();
+    s.cli(&["queue", "send", "worker-dev-jobs", "good-1"]).ok();
+    s.cli(&["queue", "send", "worker-dev-jobs", "bad-1"]).ok();
+    let dead = eventually(30, "the failed message in the dead-letter queue", || {
+        let got = s
+            .cli(&["queue", "receive", "worker-dev-dead", "-o", "json"])
+            .ok()
+            .json();
+        got["messages"].as_array()?.first().cloned()
+    });
+    assert_eq!(dead["body"], "bad-1");
+    let events = logged_events(&s, "worker-dev-work");
+    let records: Vec<&Value> = events
+        .iter()
+        .flat_map(|e| e["event"]["Records"].as_array().unwrap().iter())
+        .collect();
+    let r = records.iter().find(|r| r["body"] == "good-1").unwrap();
+    assert_eq!(r["eventSource"], "aws:sqs");
+    assert!(
+        r["eventSourceARN"].as_str().unwrap().ends_with(":worker-dev-jobs"),
+        "{r}"
+    );
+    // The good message was processed once: only the failed one was retried.
+    assert_eq!(records.iter().filter(|r| r["body"] == "good-1").count(), 1);
+}
+
+#[test]
+fn an_sns_fan_out_reaches_every_subscribed_function() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let dir = app("sls-fanout");
+    let plan = s.cli(&["deploy", "--dry-run", path_str(&dir)]).ok().stdout;
+    assert_eq!(plan.matches("topic news").count(), 1, "{plan}");
+    for line in [
+        "subscription news -> function fanout-dev-audit",
+        "subscription news -> function fanout-dev-notify",
+    ] {
+        assert!(plan.contains(line), "{line} not in:\n{plan}");
+    }
+    s.cli(&["deploy", path_str(&dir)]).ok();
+    s.cli(&["deploy", path_str(&dir)]).ok();
+    s.cli(&["topic", "publish", "news", "hello all", "--subject", "greeting"])
+        .ok();
+    for function in ["fanout-dev-audit", "fanout-dev-notify"] {
+        let events = eventually(30, function, || {
+            Some(logged_events(&s, function)).filter(|e| !e.is_empty())
+        });
+        assert_eq!(events.len(), 1, "a redeploy doubled the subscription: {events:?}");
+        let record = &events[0]["event"]["Records"][0];
+        assert_eq!(record["EventSource"], "aws:sns");
+        assert_eq!(record["Sns"]["Message"], "hello all");
+        assert_eq!(record["Sns"]["Subject"], "greeting");
+        assert!(record["Sns"]["TopicArn"].as_str().unwrap().ends_with(":news"));
+    }
+}
+
+/// Writes an app of `files` into a fresh folder.
+fn scratch(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+const SAM_HEAD: &str = "Transform: AWS::Serverless-2016-10-31\nResources:\n";
+
+#[test]
+fn bad_apps_are_refused_before_anything_is_deployed() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let function = "  F:\n    Type: AWS::Serverless::Function\n    Properties: {Runtime: python3.12, Handler: app.handler, CodeUri: CODE, Environment: {Variables: {Q: REF}}}\n";
+    let sam = |code: &str, reference: &str, extra: &str| {
+        format!(
+            "{SAM_HEAD}{}  Q1:\n    Type: AWS::SQS::Queue\n{extra}",
+            function.replace("CODE", code).replace("REF", reference)
+        )
+    };
+    let cases: Vec<(Vec<(String, String)>, &str)> = vec![
+        (
+            vec![(
+                "serverless.yml".into(),
+                "service: x\nprovider:\n  name: aws\n  runtime: [python3.12\nfunctions: {}\n".into(),
+            )],
+            "serverless.yml:3:",
+        ),
+        (
+            vec![
+                ("template.yaml".into(), sam(".", "!Ref Nowhere", "")),
+                ("app.py".into(), "".into()),
+            ],
+            "refers to 'Nowhere'",
+        ),
+        (
+            vec![
+                (
+                    "template.yaml".into(),
+                    format!("Parameters:\n  Size: {{Type: Number}}\n{}", sam(".", "!Ref Size", "")),
+                ),
+                ("app.py".into(), "".into()),
+            ],
+            "parameter 'Size' has no Default",
+        ),
+        (
+            vec![
+                (
+                    "template.yaml".into(),
+                    sam(
+                        ".",
+                        "!Ref Q1",
+                        "    Properties: {QueueName: !GetAtt Q2.QueueName}\n  Q2:\n    Type: AWS::SQS::Queue\n    Properties: {QueueName: !Sub '${Q1}-x'}\n",
+                    ),
+                ),
+                ("app.py".into(), "".into()),
+            ],
+            "cycle: Q1 → Q2 → Q1",
+        ),
+        (
+            vec![("template.yaml".into(), sam(".", "x", ""))],
+            "the handler 'app.handler' needs the file app.py",
+        ),
+        (
+            vec![
+                ("template.yaml".into(), sam("..", "x", "")),
+                ("app.py".into(), "".into()),
+            ],
+            "Resources.F.Properties.CodeUri: the path '..' leads outside the app's folder",
+        ),
+    ];
+    for (files, message) in cases {
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let dir = scratch(&files);
+        let out = s.cli(&["deploy", path_str(dir.path())]).failed();
+        assert!(out.stderr.contains(message), "{message} not in {out:?}");
+    }
+    assert!(s.cli(&["ls", "-o", "json"]).ok().stdout.contains("[]"));
+    let queues = s.cli(&["queue", "ls", "-o", "json"]).ok().json();
+    assert_eq!(queues["queues"], json!([]), "{queues}");
+}
