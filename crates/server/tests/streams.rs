@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{eventually, node, node_with, python_venv, Node};
+use common::{eventually, node, node_with, Node};
+use lambent_testkit::python::venv as python_venv;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
