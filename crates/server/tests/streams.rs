@@ -352,7 +352,7 @@ async fn a_failing_batch_is_bisected_to_the_bad_record_which_goes_to_the_failure
         .as_array()
         .unwrap()
         .iter()
-        .filter(|a| a["status"] != "success")
+        .filter(|a| a["status"] == "function_error")
         .count();
     // 1..10, then 6..10, then 6..7, then 7 three times.
     assert_eq!(failures, 6, "{v}");
