@@ -147,7 +147,15 @@ async fn aws_cli_sends_receives_and_publishes_through_sqs_and_sns() {
             "--message",
             "published by the cli",
         ]);
-        (node, [url, sent.to_string(), received.to_string(), published.to_string()])
+        (
+            node,
+            [
+                url,
+                sent.to_string(),
+                received.to_string(),
+                published.to_string(),
+            ],
+        )
     })
     .await
     .unwrap();

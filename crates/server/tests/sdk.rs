@@ -659,12 +659,18 @@ async fn an_unmodified_python_handler_sends_to_a_queue_and_publishes_with_boto3(
         }
     }
     assert_eq!(got.len(), 2, "{got:?}");
-    let order = got.iter().find(|m| m["id"] == out["sent"]).expect("the order");
+    let order = got
+        .iter()
+        .find(|m| m["id"] == out["sent"])
+        .expect("the order");
     assert_eq!(order["body"], r#"{"order": 7}"#);
     assert_eq!(order["attributes"]["source"]["stringValue"], "handler");
     let note = got.iter().find(|m| m["id"] != out["sent"]).unwrap();
     let envelope: Value = serde_json::from_str(note["body"].as_str().unwrap()).unwrap();
     assert_eq!(envelope["MessageId"], out["published"]);
     assert_eq!(envelope["Message"], "order placed");
-    assert_eq!(envelope["TopicArn"], "arn:aws:sns:us-east-1:default:order-events");
+    assert_eq!(
+        envelope["TopicArn"],
+        "arn:aws:sns:us-east-1:default:order-events"
+    );
 }

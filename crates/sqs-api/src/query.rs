@@ -207,15 +207,14 @@ mod tests {
         });
         assert_eq!(
             result("ReceiveMessage", &out),
-            "<Message><Attributes_placeholder/></Message>"
-                .replace(
-                    "<Attributes_placeholder/>",
-                    "<Attribute><Name>SentTimestamp</Name><Value>1</Value></Attribute>\
+            "<Message><Attributes_placeholder/></Message>".replace(
+                "<Attributes_placeholder/>",
+                "<Attribute><Name>SentTimestamp</Name><Value>1</Value></Attribute>\
                      <Body>&lt;b&gt;</Body>\
                      <MessageAttribute><Name>k</Name><Value><DataType>String</DataType>\
                      <StringValue>v</StringValue></Value></MessageAttribute>\
                      <MessageId>m</MessageId>"
-                )
+            )
         );
         let batch = json!({"Successful": [{"Id": "a"}], "Failed": []});
         assert_eq!(

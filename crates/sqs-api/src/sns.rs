@@ -167,9 +167,7 @@ fn required<'p>(p: &'p Params, name: &str) -> Result<&'p str, SnsError> {
         .map(String::as_str)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| {
-            SnsError::InvalidParameter(format!(
-                "{name} Reason: no value for required parameter"
-            ))
+            SnsError::InvalidParameter(format!("{name} Reason: no value for required parameter"))
         })
 }
 
@@ -210,11 +208,14 @@ fn paginate<T>(
 
 fn subscription_member(c: &Call<'_>, out: &mut String, s: &Subscription) {
     let (protocol, endpoint) = match &s.endpoint {
-        Endpoint::Function(f) => ("lambda", Scope {
-            region: c.queues.region(),
-            namespace: c.namespace,
-        }
-        .function_arn(f)),
+        Endpoint::Function(f) => (
+            "lambda",
+            Scope {
+                region: c.queues.region(),
+                namespace: c.namespace,
+            }
+            .function_arn(f),
+        ),
         Endpoint::Queue(q) => ("sqs", queue_arn(c.queues.region(), c.namespace, q)),
         Endpoint::Workflow(w) => ("states", w.clone()),
     };
@@ -261,7 +262,9 @@ async fn subscribe(c: &Call<'_>, p: &Params) -> Result<String, SnsError> {
             let q = target
                 .strip_prefix(&prefix)
                 .filter(|q| !q.is_empty())
-                .ok_or_else(|| invalid(&format!("'{target}' is not a queue ARN of this account")))?;
+                .ok_or_else(|| {
+                    invalid(&format!("'{target}' is not a queue ARN of this account"))
+                })?;
             Endpoint::Queue(q.to_string())
         }
         other => {
@@ -270,7 +273,11 @@ async fn subscribe(c: &Call<'_>, p: &Params) -> Result<String, SnsError> {
             )))
         }
     };
-    match c.queues.subscribe(c.namespace, &topic, endpoint.clone()).await {
+    match c
+        .queues
+        .subscribe(c.namespace, &topic, endpoint.clone())
+        .await
+    {
         Ok(s) => Ok(c.subscription_arn(&s)),
         // Subscribing again answers with the subscription there is (as SNS).
         Err(QueueError::Conflict(_)) => c
@@ -362,7 +369,11 @@ async fn publish_batch(c: &Call<'_>, p: &Params, out: &mut String) -> Result<(),
                 element(
                     &mut failed,
                     "SenderFault",
-                    if status.is_client_error() { "true" } else { "false" },
+                    if status.is_client_error() {
+                        "true"
+                    } else {
+                        "false"
+                    },
                 );
                 failed.push_str("</member>");
             }

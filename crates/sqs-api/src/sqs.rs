@@ -6,8 +6,8 @@ use crate::error::SqsError;
 use base64::Engine as _;
 use lambent_queues::events::{hex_md5, queue_arn};
 use lambent_queues::{
-    Attributes, Message, MessageAttribute, Outgoing, QueueConfig, QueueSettings, Queues,
-    MAX_BATCH, MAX_MESSAGE_BYTES,
+    Attributes, Message, MessageAttribute, Outgoing, QueueConfig, QueueSettings, Queues, MAX_BATCH,
+    MAX_MESSAGE_BYTES,
 };
 use md5::Digest;
 use serde_json::{json, Map, Value};
@@ -207,7 +207,10 @@ fn settings(c: &Call<'_>, name: &str, input: &Value) -> Result<Requested, SqsErr
         return Ok(Requested { s, redrive_given });
     };
     for (key, value) in attributes {
-        let text = value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+        let text = value
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
         let number = || {
             text.parse::<u32>().map_err(|_| {
                 SqsError::InvalidAttributeValue(format!(
@@ -253,11 +256,12 @@ fn redrive_policy(c: &Call<'_>, text: &str) -> Result<(String, u32), SqsError> {
         ))
     };
     let policy: Value = serde_json::from_str(text).map_err(|_| invalid("it is not JSON."))?;
-    let arn = policy["deadLetterTargetArn"]
-        .as_str()
-        .ok_or_else(|| invalid("Redrive policy does not contain mandatory attribute: deadLetterTargetArn."))?;
-    let max = uint(&policy, "maxReceiveCount")?
-        .ok_or_else(|| invalid("Redrive policy does not contain mandatory attribute: maxReceiveCount."))?;
+    let arn = policy["deadLetterTargetArn"].as_str().ok_or_else(|| {
+        invalid("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+    })?;
+    let max = uint(&policy, "maxReceiveCount")?.ok_or_else(|| {
+        invalid("Redrive policy does not contain mandatory attribute: maxReceiveCount.")
+    })?;
     let prefix = queue_arn(c.queues.region(), c.namespace, "");
     let dlq = arn
         .strip_prefix(&prefix)
@@ -480,12 +484,7 @@ pub fn md5_of_attributes(attributes: &Attributes) -> Option<String> {
             (None, None) => {}
         }
     }
-    Some(
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn put_value(h: &mut md5::Md5, bytes: &[u8]) {
@@ -645,8 +644,8 @@ async fn delete_message_batch(c: &Call<'_>, input: &Value) -> Result<Value, SqsE
 
 async fn change_visibility(c: &Call<'_>, q: &str, input: &Value) -> Result<(), SqsError> {
     let receipt = receipt(input)?;
-    let timeout = uint(input, "VisibilityTimeout")?
-        .ok_or(SqsError::MissingParameter("VisibilityTimeout"))?;
+    let timeout =
+        uint(input, "VisibilityTimeout")?.ok_or(SqsError::MissingParameter("VisibilityTimeout"))?;
     c.queues
         .change_visibility(c.namespace, q, &receipt, timeout)
         .await?;
@@ -700,8 +699,7 @@ fn attribute_wanted(wanted: &[&str], name: &str) -> bool {
         *w == "All"
             || *w == ".*"
             || *w == name
-            || w
-                .strip_suffix(".*")
+            || w.strip_suffix(".*")
                 .is_some_and(|p| name.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
     })
 }
@@ -790,10 +788,14 @@ mod tests {
         a.insert("bin".into(), attr("Binary", None, Some("AAEC")));
         let two = md5_of_attributes(&a).unwrap();
         assert_eq!(two.len(), 32);
-        assert_ne!(two, md5_of_attributes(&Attributes::from([(
-            "test".to_string(),
-            attr("String", Some("test"), None)
-        )])).unwrap());
+        assert_ne!(
+            two,
+            md5_of_attributes(&Attributes::from([(
+                "test".to_string(),
+                attr("String", Some("test"), None)
+            )]))
+            .unwrap()
+        );
         assert_eq!(md5_of_attributes(&Attributes::new()), None);
     }
 

@@ -250,13 +250,18 @@ assert any(q["name"] == "sqs-jobs" for q in lambent("GET", "/v1/queues")["queues
 credentials = botocore.session.get_session().get_credentials()
 
 
+def body_bytes(prepared):
+    body = prepared.body
+    return body.encode() if isinstance(body, str) else body
+
+
 def query(service, params, path="/"):
     req = botocore.awsrequest.AWSRequest(
         method="POST", url=f"{ENDPOINT}{path}", data=params,
         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
     botocore.auth.SigV4Auth(credentials, service, REGION).add_auth(req)
     prepared = req.prepare()
-    r = urllib.request.Request(prepared.url, data=prepared.body, method="POST",
+    r = urllib.request.Request(prepared.url, data=body_bytes(prepared), method="POST",
                                headers=dict(prepared.headers))
     try:
         with urllib.request.urlopen(r) as resp:
@@ -323,7 +328,7 @@ req = botocore.awsrequest.AWSRequest(method="POST", url=f"{ENDPOINT}/", data={"A
 botocore.auth.SigV4Auth(bad, "sqs", REGION).add_auth(req)
 p = req.prepare()
 try:
-    urllib.request.urlopen(urllib.request.Request(p.url, data=p.body, method="POST", headers=dict(p.headers)))
+    urllib.request.urlopen(urllib.request.Request(p.url, data=body_bytes(p), method="POST", headers=dict(p.headers)))
     raise AssertionError("a wrongly signed request was answered")
 except urllib.error.HTTPError as e:
     body = ET.fromstring(e.read())
