@@ -149,7 +149,7 @@ assert [(r["eventName"], r["dynamodb"]["Keys"]["pk"]["S"]) for r in ttl_records]
     ("REMOVE", "b"), ("INSERT", "old"), ("REMOVE", "old")], ttl_records
 removed, inserted, expired = ttl_records
 assert "userIdentity" not in inserted and "userIdentity" not in removed, removed
-assert expired["userIdentity"] == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}, expired
+assert expired["userIdentity"] == {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}, expired
 assert expired["dynamodb"]["OldImage"]["pk"] == {"S": "old"}, expired
 
 # ---- Errors ----
