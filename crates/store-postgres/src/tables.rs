@@ -176,7 +176,7 @@ impl PgStore {
                 .and_then(Option::take)
                 .unwrap_or(Change::Keep);
             new[i] = self
-                .apply_change(&tx, &keys[i], &old[i], change, now_ms)
+                .apply_change(tx, &keys[i], &old[i], change, now_ms)
                 .await?;
         }
         Ok(Ok(Written { old, new }))
