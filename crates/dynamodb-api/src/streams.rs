@@ -168,8 +168,9 @@ pub(crate) fn record_json(
         "dynamodb": dynamodb,
     });
     if record.expired {
-        // What DynamoDB's TTL deletions carry.
-        out["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+        // What DynamoDB's TTL deletions carry, as the Streams API spells it (a Lambda event
+        // spells it `{"type": "Service", "principalId": "dynamodb.amazonaws.com"}`).
+        out["userIdentity"] = json!({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"});
     }
     Ok(out)
 }
@@ -641,7 +642,7 @@ mod tests {
         let v = record_json(&table("KEYS_ONLY"), "eu-west-1", &expired).unwrap();
         assert_eq!(
             v["userIdentity"],
-            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+            json!({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"})
         );
     }
 }

@@ -176,7 +176,7 @@ impl PgStore {
                 .and_then(Option::take)
                 .unwrap_or(Change::Keep);
             new[i] = self
-                .apply_change(&tx, &keys[i], &old[i], change, now_ms)
+                .apply_change(tx, &keys[i], &old[i], change, now_ms)
                 .await?;
         }
         Ok(Ok(Written { old, new }))
@@ -515,9 +515,12 @@ impl TableStore for PgStore {
             )
             .await
             .map_err(err)?;
-            // Every node's old tokens go too (by the index on their time).
+            // Others' old tokens go too (by the index on their time), skipping rows another
+            // transaction holds, so two of these never wait on each other.
             tx.execute(
-                "DELETE FROM ddb_request_tokens WHERE created_ms < $1",
+                "DELETE FROM ddb_request_tokens WHERE (namespace, token) IN \
+                 (SELECT namespace, token FROM ddb_request_tokens WHERE created_ms < $1 \
+                 LIMIT 100 FOR UPDATE SKIP LOCKED)",
                 &[&token.since_ms],
             )
             .await

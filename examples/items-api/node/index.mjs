@@ -59,7 +59,9 @@ export const handler = async (event) => {
       const items = [];
       let ExclusiveStartKey;
       do {
-        const page = await docs.send(new ScanCommand({ TableName, ExclusiveStartKey }));
+        const page = await docs.send(
+          new ScanCommand(ExclusiveStartKey ? { TableName, ExclusiveStartKey } : { TableName }),
+        );
         items.push(...page.Items);
         ExclusiveStartKey = page.LastEvaluatedKey;
       } while (ExclusiveStartKey);

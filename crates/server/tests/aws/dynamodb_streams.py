@@ -138,18 +138,18 @@ assert krec[0]["dynamodb"]["StreamViewType"] == "KEYS_ONLY"
 ddb.update_time_to_live(TableName="events",
                         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
 before_ttl = iterator("LATEST")
-ddb.put_item(TableName="events", Item={"pk": {"S": "old"}, "expires": {"N": str(int(time.time()) - 60)}})
 ddb.delete_item(TableName="events", Key={"pk": {"S": "b"}})
+ddb.put_item(TableName="events", Item={"pk": {"S": "old"}, "expires": {"N": str(int(time.time()) - 60)}})
 deadline = time.time() + 30
 while "Item" in ddb.get_item(TableName="events", Key={"pk": {"S": "old"}}):
     assert time.time() < deadline, "the expired item is still there after 30 s"
     time.sleep(0.5)
 ttl_records = streams.get_records(ShardIterator=before_ttl)["Records"]
 assert [(r["eventName"], r["dynamodb"]["Keys"]["pk"]["S"]) for r in ttl_records] == [
-    ("INSERT", "old"), ("REMOVE", "b"), ("REMOVE", "old")], ttl_records
-inserted, removed, expired = ttl_records
+    ("REMOVE", "b"), ("INSERT", "old"), ("REMOVE", "old")], ttl_records
+removed, inserted, expired = ttl_records
 assert "userIdentity" not in inserted and "userIdentity" not in removed, removed
-assert expired["userIdentity"] == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}, expired
+assert expired["userIdentity"] == {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}, expired
 assert expired["dynamodb"]["OldImage"]["pk"] == {"S": "old"}, expired
 
 # ---- Errors ----
