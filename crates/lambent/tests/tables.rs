@@ -413,7 +413,7 @@ fn items_api_works(s: &Server, prefix: &str, table: &str) {
         ])
         .ok()
         .json();
-    assert_eq!(cli["Item"]["name"], "green tea", "{cli}");
+    assert_eq!(cli["name"], "green tea", "{cli}");
 
     // Missing items, bad bodies.
     let (status, _) = http(s, "GET", &format!("{items}/nope"), None);
