@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use lambent_queues::{EventRecord, SourceError, StreamInfo, StreamMapping, StreamSource};
 use lambent_tables::TableError;
 use std::sync::Arc;
+use serde_json::json;
 
 /// The streams of [`Tables`].
 pub struct TableStreams(pub Arc<Tables>);
@@ -86,6 +87,10 @@ impl StreamSource for TableStreams {
             .map(|r| {
                 let mut record = record_json(&table, self.0.region(), r).map_err(failed)?;
                 record["eventSourceARN"] = m.stream_arn.clone().into();
+                // The Streams API spells it `Type`/`PrincipalId`; Lambda's event, lower case.
+                if let Some(who) = record.get_mut("userIdentity") {
+                    *who = json!({"type": who["Type"], "principalId": who["PrincipalId"]});
+                }
                 Ok(EventRecord {
                     sequence: r.sequence,
                     created_ms: r.created_ms,
