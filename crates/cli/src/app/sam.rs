@@ -461,7 +461,7 @@ Resources:
       Environment: {Variables: {QUEUE: !Ref Jobs, GREETING: !Ref Greeting}}
       Policies: [AWSLambdaBasicExecutionRole]
       Events:
-        Get: {Type: Api, Properties: {Path: /hello/{name}, Method: get}}
+        Get: {Type: Api, Properties: {Path: '/hello/{name}', Method: get}}
         All: {Type: HttpApi}
         Tick: {Type: Schedule, Properties: {Schedule: cron(0/2 * ? * MON-FRI *)}}
   Worker:

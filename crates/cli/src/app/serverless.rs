@@ -768,7 +768,7 @@ resources:
             split_top("opt:stage, 'a,b', self:x"),
             ["opt:stage", " 'a,b'", " self:x"]
         );
-        assert_eq!(innermost("a${b${c}}"), Some((3, 6)));
+        assert_eq!(innermost("a${b${c}}"), Some((4, 7)));
         let dir = tempfile::tempdir().unwrap();
         let root: Value =
             serde_yaml::from_str("{service: s, x: !Sub '${AWS::Region}-${self:service}'}").unwrap();
