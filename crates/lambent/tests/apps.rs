@@ -135,7 +135,7 @@ fn a_sam_app_with_parameters_intrinsics_a_schedule_and_outputs() {
         "  env GREETING=bonjour, dev",
         "  env QUEUE_URL=${lambent:queue-url:sam-app-jobs}",
         "route GET /hello/{name} -> sam-app-dev-greeter (payload 1.0)",
-        "schedule sam-app-dev-greeter-Tick cron(0 * * * ? *) -> sam-app-dev-greeter",
+        "schedule sam-app-dev-greeter-Tick cron(0 * * * * ? *) -> sam-app-dev-greeter",
         "output HelloApi = ${lambent:api-url}/hello/",
         "output GreeterName = sam-app-dev-greeter",
         "skipped Resources.GreeterLogs: AWS::Logs::LogGroup",
@@ -305,7 +305,7 @@ fn bad_apps_are_refused_before_anything_is_deployed() {
                 "serverless.yml".into(),
                 "service: x\nprovider:\n  name: aws\n  runtime: [python3.12\nfunctions: {}\n".into(),
             )],
-            "serverless.yml:3:",
+            ": malformed YAML: ",
         ),
         (
             vec![
@@ -358,6 +358,10 @@ fn bad_apps_are_refused_before_anything_is_deployed() {
         let dir = scratch(&files);
         let out = s.cli(&["deploy", path_str(dir.path())]).failed();
         assert!(out.stderr.contains(message), "{message} not in {out:?}");
+        if message.contains("YAML") {
+            // Where: `serverless.yml:LINE:COLUMN`, the line of the unclosed list's end.
+            assert!(out.stderr.contains("serverless.yml:5:"), "{out:?}");
+        }
     }
     assert!(s.cli(&["ls", "-o", "json"]).ok().stdout.contains("[]"));
     let queues = s.cli(&["queue", "ls", "-o", "json"]).ok().json();
