@@ -633,7 +633,8 @@ mod tests {
         assert_eq!(e["isBase64Encoded"], false);
         assert!(e.get("version").is_none());
 
-        let mut bare = request(&HeaderMap::new(), b"", &[]);
+        let no_headers = HeaderMap::new();
+        let mut bare = request(&no_headers, b"", &[]);
         bare.raw_query = "";
         let e = request_event_v1(&bare);
         for null in [
