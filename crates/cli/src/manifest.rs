@@ -223,7 +223,7 @@ impl<'de> Deserialize<'de> for RouteYaml {
                 let payload = match full.payload {
                     None => PayloadFormat::default(),
                     Some(serde_yaml::Value::Number(n)) => {
-                        format!("{n:?}").parse().map_err(D::Error::custom)?
+                        n.to_string().parse().map_err(D::Error::custom)?
                     }
                     Some(serde_yaml::Value::String(s)) => s.parse().map_err(D::Error::custom)?,
                     Some(_) => return Err(D::Error::custom("payload: '1.0' or '2.0'")),
@@ -1071,7 +1071,7 @@ mod route_tests {
         write(
             tmp.path(),
             MANIFEST_FILE,
-            "name: users\nruntime: python3.12\nroutes:\n  - GET /users/{id}\n  - path: /files/{proxy+}\n    auth: key\n    max_body: 64k\n    cors: {allow_origins: ['*'], max_age: 60}\n",
+            "name: users\nruntime: python3.12\nroutes:\n  - GET /users/{id}\n  - path: /files/{proxy+}\n    auth: key\n    max_body: 64k\n    cors: {allow_origins: ['*'], max_age: 60}\n    payload: 1.0\n",
         );
         let d = resolve(tmp.path(), &Overrides::default()).unwrap();
         assert_eq!(
@@ -1095,6 +1095,7 @@ mod route_tests {
                     }),
                     max_body_bytes: Some(64 * 1024),
                     workflow: None,
+                    payload: PayloadFormat::V1,
                 },
             ]
         );

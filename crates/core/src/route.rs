@@ -473,6 +473,28 @@ mod tests {
     }
 
     #[test]
+    fn payload_formats_default_to_2_and_old_routes_read_as_2() {
+        let r = resolve("GET", "/a").unwrap();
+        assert_eq!(r.payload, PayloadFormat::V2);
+        let mut stored = serde_json::to_value(&r).unwrap();
+        stored.as_object_mut().unwrap().remove("payload");
+        let back: Route = serde_json::from_value(stored).unwrap();
+        assert_eq!(back.payload, PayloadFormat::V2);
+        let spec: RouteSpec = serde_json::from_value(
+            serde_json::json!({"method": "GET", "path": "/a", "function": "f", "payload": "1.0"}),
+        )
+        .unwrap();
+        let r = spec.resolve("r".into(), "default", 0).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap()["payload"], "1.0");
+        assert_eq!("1".parse::<PayloadFormat>(), Ok(PayloadFormat::V1));
+        assert!("3.0".parse::<PayloadFormat>().is_err());
+        assert!(serde_json::from_value::<RouteSpec>(
+            serde_json::json!({"method": "GET", "path": "/a", "function": "f", "payload": "3.0"})
+        )
+        .is_err());
+    }
+
+    #[test]
     fn reserved_prefixes_are_refused() {
         for p in [
             "/v1",

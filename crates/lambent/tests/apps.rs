@@ -11,12 +11,17 @@ use std::path::{Path, PathBuf};
 use support::{eventually, path_str, Server};
 
 fn app(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apps").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/apps")
+        .join(name)
 }
 
 /// The events a function logged (`EVENT {"fn": …, "event": …}` lines), oldest first.
 fn logged_events(s: &Server, function: &str) -> Vec<Value> {
-    let logs = s.cli(&["logs", function, "--tail", "50", "-o", "json"]).ok().json();
+    let logs = s
+        .cli(&["logs", function, "--tail", "50", "-o", "json"])
+        .ok()
+        .json();
     let mut events: Vec<Value> = logs["logs"]
         .as_array()
         .into_iter()
@@ -82,7 +87,10 @@ fn a_serverless_http_service_serves_rest_and_http_api_events() {
     assert_eq!(e["resource"], "/hello/{name}");
     assert_eq!(e["httpMethod"], "GET");
     assert_eq!(e["pathParameters"], json!({"name": "wörld"}));
-    assert_eq!(e["multiValueQueryStringParameters"], json!({"a": ["1", "2"]}));
+    assert_eq!(
+        e["multiValueQueryStringParameters"],
+        json!({"a": ["1", "2"]})
+    );
     assert_eq!(e["queryStringParameters"], json!({"a": "2"}));
     assert_eq!(e["requestContext"]["resourcePath"], "/hello/{name}");
 
@@ -127,7 +135,7 @@ fn a_sam_app_with_parameters_intrinsics_a_schedule_and_outputs() {
         "  env GREETING=bonjour, dev",
         "  env QUEUE_URL=${lambent:queue-url:sam-app-jobs}",
         "route GET /hello/{name} -> sam-app-dev-greeter (payload 1.0)",
-        "schedule sam-app-dev-greeter-Tick cron(0 * * * ? *) -> sam-app-dev-greeter",
+        "schedule sam-app-dev-greeter-Tick cron(0 * * * * ? *) -> sam-app-dev-greeter",
         "output HelloApi = ${lambent:api-url}/hello/",
         "output GreeterName = sam-app-dev-greeter",
         "skipped Resources.GreeterLogs: AWS::Logs::LogGroup",
@@ -144,7 +152,10 @@ fn a_sam_app_with_parameters_intrinsics_a_schedule_and_outputs() {
         out.contains(&format!("output HelloApi = {}/hello/", s.url)),
         "{out}"
     );
-    assert!(out.contains("output GreeterName = sam-app-dev-greeter"), "{out}");
+    assert!(
+        out.contains("output GreeterName = sam-app-dev-greeter"),
+        "{out}"
+    );
     let queue_url = format!("{}/default/sam-app-jobs", s.url);
     assert!(
         out.contains(&format!("output QueueUrl = {queue_url}")),
@@ -159,8 +170,14 @@ fn a_sam_app_with_parameters_intrinsics_a_schedule_and_outputs() {
     assert_eq!(env["GREETING"], "bonjour, dev");
     assert_eq!(env["FLAG"], "false");
     assert_eq!(env["QUEUE_URL"], queue_url.as_str());
-    assert_eq!(env["QUEUE_ARN"], "arn:aws:sqs:us-east-1:default:sam-app-jobs");
-    assert_eq!(env["TOPIC_ARN"], "arn:aws:sns:us-east-1:default:sam-app-Alerts");
+    assert_eq!(
+        env["QUEUE_ARN"],
+        "arn:aws:sqs:us-east-1:default:sam-app-jobs"
+    );
+    assert_eq!(
+        env["TOPIC_ARN"],
+        "arn:aws:sns:us-east-1:default:sam-app-Alerts"
+    );
 
     // The AWS cron fires at the next minute with EventBridge's scheduled event.
     let scheduled = eventually(75, "the scheduled invocation", || {
@@ -204,7 +221,10 @@ fn an_sqs_worker_with_a_dead_letter_queue_and_partial_batch_failures() {
     let r = records.iter().find(|r| r["body"] == "good-1").unwrap();
     assert_eq!(r["eventSource"], "aws:sqs");
     assert!(
-        r["eventSourceARN"].as_str().unwrap().ends_with(":worker-dev-jobs"),
+        r["eventSourceARN"]
+            .as_str()
+            .unwrap()
+            .ends_with(":worker-dev-jobs"),
         "{r}"
     );
     // The good message was processed once: only the failed one was retried.
@@ -226,18 +246,32 @@ fn an_sns_fan_out_reaches_every_subscribed_function() {
     }
     s.cli(&["deploy", path_str(&dir)]).ok();
     s.cli(&["deploy", path_str(&dir)]).ok();
-    s.cli(&["topic", "publish", "news", "hello all", "--subject", "greeting"])
-        .ok();
+    s.cli(&[
+        "topic",
+        "publish",
+        "news",
+        "hello all",
+        "--subject",
+        "greeting",
+    ])
+    .ok();
     for function in ["fanout-dev-audit", "fanout-dev-notify"] {
         let events = eventually(30, function, || {
             Some(logged_events(&s, function)).filter(|e| !e.is_empty())
         });
-        assert_eq!(events.len(), 1, "a redeploy doubled the subscription: {events:?}");
+        assert_eq!(
+            events.len(),
+            1,
+            "a redeploy doubled the subscription: {events:?}"
+        );
         let record = &events[0]["event"]["Records"][0];
         assert_eq!(record["EventSource"], "aws:sns");
         assert_eq!(record["Sns"]["Message"], "hello all");
         assert_eq!(record["Sns"]["Subject"], "greeting");
-        assert!(record["Sns"]["TopicArn"].as_str().unwrap().ends_with(":news"));
+        assert!(record["Sns"]["TopicArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":news"));
     }
 }
 
@@ -271,7 +305,7 @@ fn bad_apps_are_refused_before_anything_is_deployed() {
                 "serverless.yml".into(),
                 "service: x\nprovider:\n  name: aws\n  runtime: [python3.12\nfunctions: {}\n".into(),
             )],
-            "serverless.yml:3:",
+            ": malformed YAML: ",
         ),
         (
             vec![
@@ -324,6 +358,10 @@ fn bad_apps_are_refused_before_anything_is_deployed() {
         let dir = scratch(&files);
         let out = s.cli(&["deploy", path_str(dir.path())]).failed();
         assert!(out.stderr.contains(message), "{message} not in {out:?}");
+        if message.contains("YAML") {
+            // Where: `serverless.yml:LINE:COLUMN`, the line of the unclosed list's end.
+            assert!(out.stderr.contains("serverless.yml:5:"), "{out:?}");
+        }
     }
     assert!(s.cli(&["ls", "-o", "json"]).ok().stdout.contains("[]"));
     let queues = s.cli(&["queue", "ls", "-o", "json"]).ok().json();

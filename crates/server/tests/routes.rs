@@ -525,7 +525,12 @@ async fn rest_routes_deliver_the_v1_event_and_map_proxy_results() {
         Vec::new(),
     )
     .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        s,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     assert_eq!(header(&headers, "x-one"), "1");
     let many: Vec<_> = headers.get_all("x-many").iter().collect();
     assert_eq!(many, ["a", "b"]);
@@ -551,7 +556,10 @@ async fn rest_routes_deliver_the_v1_event_and_map_proxy_results() {
     assert_eq!(ctx["stage"], "$default");
     assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
     assert_eq!(ctx["requestId"], header(&headers, "apigw-requestid"));
-    assert!(e.get("version").is_none() && e.get("rawPath").is_none(), "{e}");
+    assert!(
+        e.get("version").is_none() && e.get("rawPath").is_none(),
+        "{e}"
+    );
 
     // What payload 2.0 would accept is malformed for a REST API; so is a failure.
     for mode in ["v2-shaped", "object-body", "fail"] {
@@ -564,6 +572,10 @@ async fn rest_routes_deliver_the_v1_event_and_map_proxy_results() {
         )
         .await;
         assert_eq!(s, StatusCode::BAD_GATEWAY, "{mode}");
-        assert_eq!(json_of(&body), json!({"message": "Internal server error"}), "{mode}");
+        assert_eq!(
+            json_of(&body),
+            json!({"message": "Internal server error"}),
+            "{mode}"
+        );
     }
 }

@@ -34,11 +34,7 @@ fn long_form(tag: &str) -> String {
 }
 
 impl Template {
-    pub fn new(
-        stack: String,
-        params: BTreeMap<String, String>,
-        root: &Mapping,
-    ) -> Template {
+    pub fn new(stack: String, params: BTreeMap<String, String>, root: &Mapping) -> Template {
         let section = |k: &str| match root.get(k) {
             Some(Value::Mapping(m)) => m.clone(),
             _ => Mapping::new(),
@@ -63,7 +59,11 @@ impl Template {
     }
 
     fn property(&self, id: &str, name: &str) -> Option<Value> {
-        self.resources.get(id)?.get("Properties")?.get(name).cloned()
+        self.resources
+            .get(id)?
+            .get("Properties")?
+            .get(name)
+            .cloned()
     }
 
     /// The physical name of resource `id` (function, queue, topic, …).
@@ -249,7 +249,11 @@ impl Template {
                 m.insert(Value::String(f.to_string()), arg.clone());
                 Ok(Value::Bool(self.truth(&Value::Mapping(m), at)?))
             }
-            other => Err(unsupported(at, other, "Lambent does not evaluate this intrinsic function")),
+            other => Err(unsupported(
+                at,
+                other,
+                "Lambent does not evaluate this intrinsic function",
+            )),
         }
     }
 
@@ -304,10 +308,10 @@ impl Template {
             "Fn::Not" => Ok(!self.truth(items()?.first().unwrap_or(&Value::Null), at)?),
             "Fn::And" => items()?
                 .iter()
-                .try_fold(true, |acc, x| Ok(acc && self.truth(x, at)?)),
+                .try_fold(true, |acc, x| Ok::<_, AppError>(acc && self.truth(x, at)?)),
             "Fn::Or" => items()?
                 .iter()
-                .try_fold(false, |acc, x| Ok(acc || self.truth(x, at)?)),
+                .try_fold(false, |acc, x| Ok::<_, AppError>(acc || self.truth(x, at)?)),
             "Condition" => self.condition(&scalar_text(&arg).unwrap_or_default(), at),
             other => Err(unsupported(at, other, "not a condition function")),
         }
@@ -391,13 +395,23 @@ impl Template {
             ("AWS::Serverless::Function" | "AWS::Lambda::Function", "Arn") => {
                 super::function_arn(&name)
             }
-            (_, "Arn") => format!("arn:aws:{}:{}:{}:{name}", kind_service(&kind), super::REGION, super::ACCOUNT),
+            (_, "Arn") => format!(
+                "arn:aws:{}:{}:{}:{name}",
+                kind_service(&kind),
+                super::REGION,
+                super::ACCOUNT
+            ),
             _ => format!("{name}.{attr}"),
         })
     }
 
     /// `!Sub` text: `${Param}`, `${Resource}`, `${Resource.Attr}`, `${AWS::…}`, `${!Literal}`.
-    fn sub(&self, template: &str, vars: &BTreeMap<String, String>, at: &str) -> Result<String, AppError> {
+    fn sub(
+        &self,
+        template: &str,
+        vars: &BTreeMap<String, String>,
+        at: &str,
+    ) -> Result<String, AppError> {
         let mut out = String::new();
         let mut rest = template;
         while let Some(start) = rest.find("${") {
@@ -412,7 +426,10 @@ impl Template {
                 out.push('}');
             } else if let Some(v) = vars.get(inner) {
                 out.push_str(v);
-            } else if let Some((id, attr)) = inner.split_once('.').filter(|_| !inner.starts_with("AWS::")) {
+            } else if let Some((id, attr)) = inner
+                .split_once('.')
+                .filter(|_| !inner.starts_with("AWS::"))
+            {
                 out.push_str(&self.attribute(id, attr, at)?);
             } else {
                 let v = self.reference(inner, at)?;
@@ -439,42 +456,91 @@ impl Template {
                         for (i, sub) in subs.iter().enumerate() {
                             let at = format!("{at}.Properties.Subscription[{i}]");
                             let sub = self.eval(sub, &at)?;
-                            let protocol = sub.get("Protocol").and_then(scalar_text).unwrap_or_default();
-                            let endpoint = sub.get("Endpoint").and_then(scalar_text).unwrap_or_default();
+                            let protocol = sub
+                                .get("Protocol")
+                                .and_then(scalar_text)
+                                .unwrap_or_default();
+                            let endpoint = sub
+                                .get("Endpoint")
+                                .and_then(scalar_text)
+                                .unwrap_or_default();
                             let (kind, target) = match protocol.as_str() {
                                 "sqs" => ("queue", super::name_from_arn(&endpoint)),
                                 "lambda" => ("function", function_from_arn(&endpoint)),
                                 other => {
-                                    plan.skip(&at, format!("subscription protocol '{other}' is not supported"));
+                                    plan.skip(
+                                        &at,
+                                        format!("subscription protocol '{other}' is not supported"),
+                                    );
                                     continue;
                                 }
                             };
-                            let target = target.ok_or_else(|| invalid(&at, format!("cannot tell what '{endpoint}' names")))?;
-                            plan.subscriptions.push(PlanSubscription { topic: name.clone(), kind, target });
+                            let target = target.ok_or_else(|| {
+                                invalid(&at, format!("cannot tell what '{endpoint}' names"))
+                            })?;
+                            plan.subscriptions.push(PlanSubscription {
+                                topic: name.clone(),
+                                kind,
+                                target,
+                            });
                         }
                     }
                     plan.topics.push(name);
                 }
                 k if handled.contains(&k) => {}
-                "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => {
-                    plan.skip(&at, format!("{kind}: Lambent has no IAM; access is per namespace"))
-                }
+                "AWS::IAM::Role" | "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" => plan.skip(
+                    &at,
+                    format!("{kind}: Lambent has no IAM; access is per namespace"),
+                ),
                 "AWS::Lambda::Permission" | "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy" => {
                     plan.skip(&at, format!("{kind}: permissions do not apply in Lambent"))
                 }
-                "AWS::Logs::LogGroup" => plan.skip(&at, format!("{kind}: logs are kept per function (lambent logs)")),
-                k if k.starts_with("AWS::ApiGateway") || k.starts_with("AWS::ApiGatewayV2") => {
-                    plan.skip(&at, format!("{kind}: routes come from the functions' events"))
-                }
+                "AWS::Logs::LogGroup" => plan.skip(
+                    &at,
+                    format!("{kind}: logs are kept per function (lambent logs)"),
+                ),
+                k if k.starts_with("AWS::ApiGateway") || k.starts_with("AWS::ApiGatewayV2") => plan
+                    .skip(
+                        &at,
+                        format!("{kind}: routes come from the functions' events"),
+                    ),
                 "AWS::SNS::Subscription" => {
-                    let topic = self.property(&id, "TopicArn").map(|v| self.text(&v, &at)).transpose()?;
-                    let endpoint = self.property(&id, "Endpoint").map(|v| self.text(&v, &at)).transpose()?;
-                    let protocol = self.property(&id, "Protocol").and_then(|p| scalar_text(&p)).unwrap_or_default();
-                    let kind = if protocol == "sqs" { "queue" } else { "function" };
-                    let target = endpoint.as_deref().and_then(|e| if kind == "queue" { super::name_from_arn(e) } else { function_from_arn(e) });
+                    let topic = self
+                        .property(&id, "TopicArn")
+                        .map(|v| self.text(&v, &at))
+                        .transpose()?;
+                    let endpoint = self
+                        .property(&id, "Endpoint")
+                        .map(|v| self.text(&v, &at))
+                        .transpose()?;
+                    let protocol = self
+                        .property(&id, "Protocol")
+                        .and_then(|p| scalar_text(&p))
+                        .unwrap_or_default();
+                    let kind = if protocol == "sqs" {
+                        "queue"
+                    } else {
+                        "function"
+                    };
+                    let target = endpoint.as_deref().and_then(|e| {
+                        if kind == "queue" {
+                            super::name_from_arn(e)
+                        } else {
+                            function_from_arn(e)
+                        }
+                    });
                     match (topic.as_deref().and_then(super::name_from_arn), target) {
-                        (Some(topic), Some(target)) => plan.subscriptions.push(PlanSubscription { topic, kind, target }),
-                        _ => return Err(invalid(&at, "cannot tell which topic and endpoint the subscription joins")),
+                        (Some(topic), Some(target)) => plan.subscriptions.push(PlanSubscription {
+                            topic,
+                            kind,
+                            target,
+                        }),
+                        _ => {
+                            return Err(invalid(
+                                &at,
+                                "cannot tell which topic and endpoint the subscription joins",
+                            ))
+                        }
                     }
                 }
                 _ => plan.skip(&at, format!("{kind} is not a resource Lambent has (yet)")),
@@ -496,7 +562,11 @@ impl Template {
         };
         if let Some(fifo) = self.property(id, "FifoQueue") {
             if self.text(&fifo, at)? == "true" {
-                return Err(unsupported(at, "FifoQueue", "Lambent's queues are standard queues"));
+                return Err(unsupported(
+                    at,
+                    "FifoQueue",
+                    "Lambent's queues are standard queues",
+                ));
             }
         }
         let mut q = PlanQueue {
@@ -508,14 +578,21 @@ impl Template {
         if let Some(policy) = self.property(id, "RedrivePolicy") {
             let at = format!("{at}.Properties.RedrivePolicy");
             let policy = match self.eval(&policy, &at)? {
-                Value::String(json) => serde_yaml::from_str(&json).map_err(|e| invalid(&at, e.to_string()))?,
+                Value::String(json) => {
+                    serde_yaml::from_str(&json).map_err(|e| invalid(&at, e.to_string()))?
+                }
                 other => other,
             };
-            let target = policy.get("deadLetterTargetArn").and_then(scalar_text).unwrap_or_default();
-            q.dead_letter_queue = Some(
-                super::name_from_arn(&target)
-                    .ok_or_else(|| invalid(&at, format!("deadLetterTargetArn '{target}' names no queue")))?,
-            );
+            let target = policy
+                .get("deadLetterTargetArn")
+                .and_then(scalar_text)
+                .unwrap_or_default();
+            q.dead_letter_queue = Some(super::name_from_arn(&target).ok_or_else(|| {
+                invalid(
+                    &at,
+                    format!("deadLetterTargetArn '{target}' names no queue"),
+                )
+            })?);
             q.max_receive_count = Some(
                 policy
                     .get("maxReceiveCount")
@@ -555,7 +632,10 @@ fn api_url(text: &str) -> String {
 }
 
 fn kind_service(kind: &str) -> String {
-    kind.split("::").nth(1).unwrap_or("cloudformation").to_ascii_lowercase()
+    kind.split("::")
+        .nth(1)
+        .unwrap_or("cloudformation")
+        .to_ascii_lowercase()
 }
 
 /// A function name from a Lambda ARN (or its placeholder), or a bare name.
@@ -577,7 +657,10 @@ mod tests {
         let root: Value = serde_yaml::from_str(yaml).unwrap();
         Template::new(
             "stack".into(),
-            params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             root.as_mapping().unwrap(),
         )
     }
@@ -609,8 +692,14 @@ Resources:
         assert_eq!(s("{'Fn::GetAtt': [Dead, QueueName]}"), "stack-Dead");
         assert_eq!(s("!Ref News"), "${lambent:topic-arn:news}");
         assert_eq!(s("!Ref Fn"), "worker");
-        assert_eq!(s("!Sub '${Fn}-${AWS::Region}-${!Keep}'"), "worker-${lambent:region}-${Keep}");
-        assert_eq!(s("!Sub ['${X}/${Stage}', {X: !GetAtt News.TopicName}]"), "news/dev");
+        assert_eq!(
+            s("!Sub '${Fn}-${AWS::Region}-${!Keep}'"),
+            "worker-${lambent:region}-${Keep}"
+        );
+        assert_eq!(
+            s("!Sub ['${X}/${Stage}', {X: !GetAtt News.TopicName}]"),
+            "news/dev"
+        );
         assert_eq!(s("!Join ['-', [a, !Ref Stage, 1]]"), "a-dev-1");
         assert_eq!(s("!Select [1, !Split [',', 'a,b,c']]"), "b");
         assert_eq!(s("!If [IsProd, big, small]"), "small");
@@ -623,18 +712,35 @@ Resources:
             s("!Sub 'https://${ServerlessHttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/x'"),
             "${lambent:api-url}/x"
         );
-        assert_eq!(s("!GetAtt FnRole.Arn"), "arn:aws:iam::${lambent:account}:role/FnRole");
-        assert_eq!(eval(&t, "{a: !Ref AWS::NoValue, b: 1}").unwrap(), serde_yaml::from_str::<Value>("{b: 1}").unwrap());
+        assert_eq!(
+            s("!GetAtt FnRole.Arn"),
+            "arn:aws:iam::${lambent:account}:role/FnRole"
+        );
+        assert_eq!(
+            eval(&t, "{a: !Ref AWS::NoValue, b: 1}").unwrap(),
+            serde_yaml::from_str::<Value>("{b: 1}").unwrap()
+        );
     }
 
     #[test]
     fn missing_references_and_cycles_are_refused() {
         let t = template(RESOURCES, &[("Stage", "dev")]);
-        assert!(matches!(eval(&t, "!Ref Nope"), Err(AppError::MissingReference { name, .. }) if name == "Nope"));
-        assert!(matches!(eval(&t, "!GetAtt Nope.Arn"), Err(AppError::MissingReference { .. })));
+        assert!(
+            matches!(eval(&t, "!Ref Nope"), Err(AppError::MissingReference { name, .. }) if name == "Nope")
+        );
+        assert!(matches!(
+            eval(&t, "!GetAtt Nope.Arn"),
+            Err(AppError::MissingReference { .. })
+        ));
         let e = eval(&t, "!Ref A").unwrap_err();
-        assert!(matches!(&e, AppError::Cycle(chain) if chain == "A → B → A"), "{e}");
-        assert!(matches!(eval(&t, "!GetAZs ''"), Err(AppError::Unsupported { .. })));
+        assert!(
+            matches!(&e, AppError::Cycle(chain) if chain == "A → B → A"),
+            "{e}"
+        );
+        assert!(matches!(
+            eval(&t, "!GetAZs ''"),
+            Err(AppError::Unsupported { .. })
+        ));
     }
 
     #[test]
@@ -654,7 +760,10 @@ Resources:
         );
         let mut plan = Plan::default();
         t.plain_resources(&mut plan, &[]).unwrap();
-        assert_eq!(plan.queues[0].dead_letter_queue.as_deref(), Some("stack-Dead"));
+        assert_eq!(
+            plan.queues[0].dead_letter_queue.as_deref(),
+            Some("stack-Dead")
+        );
         assert_eq!(plan.queues[0].max_receive_count, Some(3));
         assert_eq!(plan.queues[0].visibility_timeout, Some(30));
         assert_eq!(plan.skipped.len(), 1);

@@ -106,7 +106,9 @@ pub enum AppError {
         property: String,
         reason: String,
     },
-    #[error("{at}: refers to '{name}', which is neither a resource nor a parameter of the template")]
+    #[error(
+        "{at}: refers to '{name}', which is neither a resource nor a parameter of the template"
+    )]
     MissingReference { at: String, name: String },
     #[error("parameter '{0}' has no Default: give it with --parameter {0}=VALUE")]
     MissingParameter(String),
@@ -471,7 +473,9 @@ fn aws_cron(expr: &str, at: &str) -> Result<String, AppError> {
     if fields.len() != 6 {
         return Err(invalid(
             at,
-            format!("cron({expr}) needs six fields: minutes hours day-of-month month day-of-week year"),
+            format!(
+                "cron({expr}) needs six fields: minutes hours day-of-month month day-of-week year"
+            ),
         ));
     }
     Ok(format!("0 {}", fields.join(" ")))
@@ -527,7 +531,11 @@ mod tests {
             account: "default".into(),
         };
         assert_eq!(
-            p.render(&format!("{} and {} and x", queue_url("jobs"), topic_arn("news"))),
+            p.render(&format!(
+                "{} and {} and x",
+                queue_url("jobs"),
+                topic_arn("news")
+            )),
             "http://127.0.0.1:9/default/jobs and arn:aws:sns:us-east-1:default:news and x"
         );
         assert_eq!(p.render("plain ${X}"), "plain ${X}");

@@ -42,7 +42,12 @@ const KNOWN: &[&str] = &[
     "Layers",
 ];
 
-pub(super) fn plan(dir: &Path, stack: &str, root: Value, options: &Options) -> Result<Plan, AppError> {
+pub(super) fn plan(
+    dir: &Path,
+    stack: &str,
+    root: Value,
+    options: &Options,
+) -> Result<Plan, AppError> {
     let Value::Mapping(root) = root else {
         return Err(invalid("template", "expected a mapping at the top"));
     };
@@ -52,7 +57,10 @@ pub(super) fn plan(dir: &Path, stack: &str, root: Value, options: &Options) -> R
         _ => false,
     };
     if !transform_ok {
-        return Err(invalid("Transform", format!("a SAM template has 'Transform: {TRANSFORM}'")));
+        return Err(invalid(
+            "Transform",
+            format!("a SAM template has 'Transform: {TRANSFORM}'"),
+        ));
     }
     let params = parameters(&root, options)?;
     let t = Template::new(stack.to_string(), params, &root);
@@ -66,7 +74,10 @@ pub(super) fn plan(dir: &Path, stack: &str, root: Value, options: &Options) -> R
         let id = scalar_text(id).unwrap_or_default();
         match t.kind(&id).as_deref() {
             Some("AWS::Serverless::Function") => {
-                let props = resource.get("Properties").cloned().unwrap_or(Value::Mapping(Mapping::new()));
+                let props = resource
+                    .get("Properties")
+                    .cloned()
+                    .unwrap_or(Value::Mapping(Mapping::new()));
                 function(&t, dir, &id, merge(&globals, &props), &mut plan)?;
             }
             Some(k @ ("AWS::Serverless::Api" | "AWS::Serverless::HttpApi")) => plan.skip(
@@ -78,13 +89,19 @@ pub(super) fn plan(dir: &Path, stack: &str, root: Value, options: &Options) -> R
     }
     t.plain_resources(
         &mut plan,
-        &["AWS::Serverless::Function", "AWS::Serverless::Api", "AWS::Serverless::HttpApi"],
+        &[
+            "AWS::Serverless::Function",
+            "AWS::Serverless::Api",
+            "AWS::Serverless::HttpApi",
+        ],
     )?;
     if let Some(Value::Mapping(outputs)) = root.get("Outputs") {
         for (k, o) in outputs {
             let k = scalar_text(k).unwrap_or_default();
             let at = format!("Outputs.{k}");
-            let v = o.get("Value").ok_or_else(|| invalid(&at, "an output needs a Value"))?;
+            let v = o
+                .get("Value")
+                .ok_or_else(|| invalid(&at, "an output needs a Value"))?;
             plan.outputs.push((k, t.text(v, &at)?));
         }
     }
@@ -108,13 +125,19 @@ fn parameters(root: &Mapping, options: &Options) -> Result<BTreeMap<String, Stri
             .ok_or_else(|| AppError::MissingParameter(k.clone()))?;
         if let Some(Value::Sequence(allowed)) = decl.get("AllowedValues") {
             if !allowed.iter().filter_map(scalar_text).any(|a| a == value) {
-                return Err(invalid(format!("Parameters.{k}"), format!("'{value}' is not one of its AllowedValues")));
+                return Err(invalid(
+                    format!("Parameters.{k}"),
+                    format!("'{value}' is not one of its AllowedValues"),
+                ));
             }
         }
         out.insert(k, value);
     }
     if let Some(unknown) = options.parameters.keys().find(|k| !out.contains_key(*k)) {
-        return Err(invalid("--parameter", format!("the template declares no parameter '{unknown}'")));
+        return Err(invalid(
+            "--parameter",
+            format!("the template declares no parameter '{unknown}'"),
+        ));
     }
     Ok(out)
 }
@@ -134,26 +157,45 @@ fn merge(global: &Value, local: &Value) -> Value {
             }
             Value::Mapping(out)
         }
-        (Value::Sequence(g), Value::Sequence(l)) => Value::Sequence(g.iter().chain(l).cloned().collect()),
+        (Value::Sequence(g), Value::Sequence(l)) => {
+            Value::Sequence(g.iter().chain(l).cloned().collect())
+        }
         (_, l) => l.clone(),
     }
 }
 
-fn function(t: &Template, dir: &Path, id: &str, props: Value, plan: &mut Plan) -> Result<(), AppError> {
+fn function(
+    t: &Template,
+    dir: &Path,
+    id: &str,
+    props: Value,
+    plan: &mut Plan,
+) -> Result<(), AppError> {
     let at = format!("Resources.{id}");
     let props = t.eval(&props, &format!("{at}.Properties"))?;
     let get = |k: &str| props.get(k);
     let text = |k: &str| get(k).and_then(scalar_text);
     let number = |k: &str| -> Result<Option<u32>, AppError> {
         text(k)
-            .map(|v| v.parse().map_err(|_| invalid(format!("{at}.Properties.{k}"), "expected a number")))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| invalid(format!("{at}.Properties.{k}"), "expected a number"))
+            })
             .transpose()
     };
     if text("PackageType").as_deref() == Some("Image") {
-        return Err(unsupported(&at, "PackageType: Image", "Lambent runs zip packages, not container images"));
+        return Err(unsupported(
+            &at,
+            "PackageType: Image",
+            "Lambent runs zip packages, not container images",
+        ));
     }
     if get("Layers").is_some() {
-        return Err(unsupported(&at, "Layers", "Lambent has no layers: package the code with the function"));
+        return Err(unsupported(
+            &at,
+            "Layers",
+            "Lambent has no layers: package the code with the function",
+        ));
     }
     let runtime = text("Runtime").ok_or_else(|| invalid(&at, "Runtime is missing"))?;
     check_runtime(&at, &runtime)?;
@@ -161,12 +203,25 @@ fn function(t: &Template, dir: &Path, id: &str, props: Value, plan: &mut Plan) -
     let name = t.physical_name(id)?;
     let (code, inline) = match (get("InlineCode"), get("CodeUri")) {
         (Some(code), _) => {
-            let file = if runtime.starts_with("python") { "index.py" } else { "index.js" };
-            (dir.to_path_buf(), Some((file.to_string(), scalar_text(code).unwrap_or_default())))
+            let file = if runtime.starts_with("python") {
+                "index.py"
+            } else {
+                "index.js"
+            };
+            (
+                dir.to_path_buf(),
+                Some((file.to_string(), scalar_text(code).unwrap_or_default())),
+            )
         }
-        (None, Some(Value::String(uri))) => (inside(dir, uri, &format!("{at}.Properties.CodeUri"))?, None),
+        (None, Some(Value::String(uri))) => {
+            (inside(dir, uri, &format!("{at}.Properties.CodeUri"))?, None)
+        }
         (None, Some(_)) => {
-            return Err(unsupported(&at, "CodeUri", "code in S3 (Bucket/Key): give a folder of the app"))
+            return Err(unsupported(
+                &at,
+                "CodeUri",
+                "code in S3 (Bucket/Key): give a folder of the app",
+            ))
         }
         (None, None) => (inside(dir, ".", &at)?, None),
     };
@@ -176,7 +231,12 @@ fn function(t: &Template, dir: &Path, id: &str, props: Value, plan: &mut Plan) -
     let env = match get("Environment").and_then(|e| e.get("Variables")) {
         Some(Value::Mapping(vars)) => vars
             .iter()
-            .map(|(k, v)| (scalar_text(k).unwrap_or_default(), scalar_text(v).unwrap_or_default()))
+            .map(|(k, v)| {
+                (
+                    scalar_text(k).unwrap_or_default(),
+                    scalar_text(v).unwrap_or_default(),
+                )
+            })
             .collect(),
         _ => BTreeMap::new(),
     };
@@ -189,7 +249,10 @@ fn function(t: &Template, dir: &Path, id: &str, props: Value, plan: &mut Plan) -
             if !KNOWN.contains(&k) {
                 plan.skip(format!("{at}.Properties.{k}"), "not applied by Lambent");
             } else if matches!(k, "Policies" | "Role") {
-                plan.skip(format!("{at}.Properties.{k}"), "Lambent has no IAM; access is per namespace");
+                plan.skip(
+                    format!("{at}.Properties.{k}"),
+                    "Lambent has no IAM; access is per namespace",
+                );
             }
         }
     }
@@ -226,15 +289,23 @@ fn function(t: &Template, dir: &Path, id: &str, props: Value, plan: &mut Plan) -
     Ok(())
 }
 
-fn event(function: &str, at: &str, ev_id: &str, ev: &Value, plan: &mut Plan) -> Result<(), AppError> {
+fn event(
+    function: &str,
+    at: &str,
+    ev_id: &str,
+    ev: &Value,
+    plan: &mut Plan,
+) -> Result<(), AppError> {
     let kind = ev.get("Type").and_then(scalar_text).unwrap_or_default();
     let empty = Value::Mapping(Mapping::new());
     let p = ev.get("Properties").unwrap_or(&empty);
     let text = |k: &str| p.get(k).and_then(scalar_text);
-    let enabled = text("Enabled").is_none_or(|e| e == "true") && text("State").is_none_or(|s| s == "ENABLED");
+    let enabled =
+        text("Enabled").is_none_or(|e| e == "true") && text("State").is_none_or(|s| s == "ENABLED");
     match kind.as_str() {
         "Api" | "HttpApi" => {
-            let payload = if kind == "Api" || text("PayloadFormatVersion").as_deref() == Some("1.0") {
+            let payload = if kind == "Api" || text("PayloadFormatVersion").as_deref() == Some("1.0")
+            {
                 PayloadFormat::V1
             } else {
                 PayloadFormat::V2
@@ -249,7 +320,10 @@ fn event(function: &str, at: &str, ev_id: &str, ev: &Value, plan: &mut Plan) -> 
                 m => m.to_string(),
             };
             if let Some(api) = text("RestApiId").or_else(|| text("ApiId")) {
-                plan.skip(format!("{at}.Properties.ApiId"), format!("'{api}': routes are served at Lambent's URL"));
+                plan.skip(
+                    format!("{at}.Properties.ApiId"),
+                    format!("'{api}': routes are served at Lambent's URL"),
+                );
             }
             plan.routes.push(PlanRoute {
                 method,
@@ -261,7 +335,8 @@ fn event(function: &str, at: &str, ev_id: &str, ev: &Value, plan: &mut Plan) -> 
         }
         "SQS" => {
             let arn = text("Queue").ok_or_else(|| invalid(at, "an SQS event needs Queue"))?;
-            let queue = super::name_from_arn(&arn).ok_or_else(|| invalid(at, format!("Queue '{arn}' names no queue")))?;
+            let queue = super::name_from_arn(&arn)
+                .ok_or_else(|| invalid(at, format!("Queue '{arn}' names no queue")))?;
             if !enabled {
                 plan.skip(at, "Enabled: false");
                 return Ok(());
@@ -269,7 +344,10 @@ fn event(function: &str, at: &str, ev_id: &str, ev: &Value, plan: &mut Plan) -> 
             let report = p
                 .get("FunctionResponseTypes")
                 .and_then(Value::as_sequence)
-                .is_some_and(|ts| ts.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures")));
+                .is_some_and(|ts| {
+                    ts.iter()
+                        .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                });
             plan.mappings.push(PlanMapping {
                 queue,
                 function: function.to_string(),
@@ -282,12 +360,21 @@ fn event(function: &str, at: &str, ev_id: &str, ev: &Value, plan: &mut Plan) -> 
         }
         "SNS" => {
             let arn = text("Topic").ok_or_else(|| invalid(at, "an SNS event needs Topic"))?;
-            let topic = super::name_from_arn(&arn).ok_or_else(|| invalid(at, format!("Topic '{arn}' names no topic")))?;
+            let topic = super::name_from_arn(&arn)
+                .ok_or_else(|| invalid(at, format!("Topic '{arn}' names no topic")))?;
             if p.get("FilterPolicy").is_some() {
-                return Err(unsupported(at, "FilterPolicy", "Lambent's subscriptions deliver every message"));
+                return Err(unsupported(
+                    at,
+                    "FilterPolicy",
+                    "Lambent's subscriptions deliver every message",
+                ));
             }
             if p.get("SqsSubscription").is_some() {
-                return Err(unsupported(at, "SqsSubscription", "subscribe a queue with an AWS::SNS::Subscription"));
+                return Err(unsupported(
+                    at,
+                    "SqsSubscription",
+                    "subscribe a queue with an AWS::SNS::Subscription",
+                ));
             }
             plan.subscriptions.push(PlanSubscription {
                 topic,
@@ -304,7 +391,11 @@ fn event(function: &str, at: &str, ev_id: &str, ev: &Value, plan: &mut Plan) -> 
                 return Ok(());
             }
             if p.get("Input").is_some() {
-                return Err(unsupported(at, "Input", "Lambent's schedules send the scheduled event"));
+                return Err(unsupported(
+                    at,
+                    "Input",
+                    "Lambent's schedules send the scheduled event",
+                ));
             }
             let name = text("Name").unwrap_or_else(|| format!("{function}-{ev_id}"));
             let mut s = schedule(name, function, &expr, at)?;
@@ -339,10 +430,15 @@ mod tests {
 
     fn run(dir: &Path, params: &[(&str, &str)]) -> Result<Plan, AppError> {
         let options = Options {
-            parameters: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            parameters: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         };
-        let root = serde_yaml::from_str(&std::fs::read_to_string(dir.join("template.yaml")).unwrap()).unwrap();
+        let root =
+            serde_yaml::from_str(&std::fs::read_to_string(dir.join("template.yaml")).unwrap())
+                .unwrap();
         plan(dir, "stack", root, &options)
     }
 
@@ -365,7 +461,7 @@ Resources:
       Environment: {Variables: {QUEUE: !Ref Jobs, GREETING: !Ref Greeting}}
       Policies: [AWSLambdaBasicExecutionRole]
       Events:
-        Get: {Type: Api, Properties: {Path: /hello/{name}, Method: get}}
+        Get: {Type: Api, Properties: {Path: '/hello/{name}', Method: get}}
         All: {Type: HttpApi}
         Tick: {Type: Schedule, Properties: {Schedule: cron(0/2 * ? * MON-FRI *)}}
   Worker:
@@ -396,12 +492,18 @@ Outputs:
         assert_eq!(api.env["QUEUE"], "${lambent:queue-url:stack-Jobs}");
         assert!(api.code.ends_with("src"));
         let worker = &plan.functions[1];
-        assert_eq!((worker.name.as_str(), worker.timeout), ("dev-worker", Some(30)));
+        assert_eq!(
+            (worker.name.as_str(), worker.timeout),
+            ("dev-worker", Some(30))
+        );
         assert_eq!(plan.routes[0].path, "/hello/{name}");
         assert_eq!(plan.routes[0].payload, PayloadFormat::V1);
         assert_eq!(plan.routes[1].path, "/{proxy+}");
         assert_eq!(plan.routes[1].payload, PayloadFormat::V2);
-        assert_eq!(plan.schedules[0].cron.as_deref(), Some("0 0/2 * ? * MON-FRI *"));
+        assert_eq!(
+            plan.schedules[0].cron.as_deref(),
+            Some("0 0/2 * ? * MON-FRI *")
+        );
         assert_eq!(plan.mappings[0].queue, "stack-Jobs");
         assert!(plan.mappings[0].report_batch_item_failures);
         assert_eq!(plan.queues[0].name, "stack-Jobs");
@@ -413,25 +515,44 @@ Outputs:
     #[test]
     fn bad_templates_are_refused() {
         let dir = app(TEMPLATE, &["src/app.py"]);
-        assert_eq!(run(dir.path(), &[]).unwrap_err(), AppError::MissingParameter("Greeting".into()));
-        let dir = app(TEMPLATE, &[]);
-        assert!(matches!(run(dir.path(), &[("Greeting", "x")]), Err(AppError::MissingHandler { .. })));
+        assert_eq!(
+            run(dir.path(), &[]).unwrap_err(),
+            AppError::MissingParameter("Greeting".into())
+        );
+        let dir = app(TEMPLATE, &["src/other.py"]);
+        assert!(matches!(
+            run(dir.path(), &[("Greeting", "x")]),
+            Err(AppError::MissingHandler { .. })
+        ));
         let escaping = TEMPLATE.replace("CodeUri: src/", "CodeUri: ../");
         let dir = app(&escaping, &["src/app.py"]);
-        assert!(matches!(run(dir.path(), &[("Greeting", "x")]), Err(AppError::Escapes { .. })));
+        assert!(matches!(
+            run(dir.path(), &[("Greeting", "x")]),
+            Err(AppError::Escapes { .. })
+        ));
         let java = TEMPLATE.replace("Runtime: python3.12", "Runtime: java21");
         let dir = app(&java, &["src/app.py"]);
-        assert!(matches!(run(dir.path(), &[("Greeting", "x")]), Err(AppError::Unsupported { .. })));
+        assert!(matches!(
+            run(dir.path(), &[("Greeting", "x")]),
+            Err(AppError::Unsupported { .. })
+        ));
         let s3 = TEMPLATE.replace("Type: Api,", "Type: S3,");
         let dir = app(&s3, &["src/app.py"]);
         let e = run(dir.path(), &[("Greeting", "x")]).unwrap_err();
-        assert!(e.to_string().contains("Events.Get") && e.to_string().contains("S3"), "{e}");
+        assert!(
+            e.to_string().contains("Events.Get") && e.to_string().contains("S3"),
+            "{e}"
+        );
     }
 
     #[test]
     fn globals_merge_as_sam_merges() {
-        let g: Value = serde_yaml::from_str("{Timeout: 3, Environment: {Variables: {A: '1'}}, Layers: [x]}").unwrap();
-        let l: Value = serde_yaml::from_str("{Timeout: 9, Environment: {Variables: {B: '2'}}, Layers: [y]}").unwrap();
+        let g: Value =
+            serde_yaml::from_str("{Timeout: 3, Environment: {Variables: {A: '1'}}, Layers: [x]}")
+                .unwrap();
+        let l: Value =
+            serde_yaml::from_str("{Timeout: 9, Environment: {Variables: {B: '2'}}, Layers: [y]}")
+                .unwrap();
         let m = merge(&g, &l);
         assert_eq!(m["Timeout"], 9);
         assert_eq!(m["Environment"]["Variables"]["A"], "1");

@@ -1,7 +1,7 @@
 //! Serverless Framework `serverless.yml` (v3; v4 reads the same file) into a [`Plan`].
 //!
 //! Variables are resolved first over the whole file: `${self:path}`, `${opt:stage}`,
-//! `${opt:region}`, `${sls:stage}`, `${env:NAME}`, `${file(x.json):key}`, each with
+//! `${sls:stage}`, `${env:NAME}`, `${file(x.json):key}`, each with
 //! fallbacks after a comma (`${opt:stage, 'dev'}`). Functions are named as the Framework names
 //! them on AWS, `SERVICE-STAGE-FUNCTION`, with its defaults of 1024 MB and 6 s; their code is
 //! the service folder. `resources.Resources` goes through [`super::cfn`].
@@ -20,7 +20,6 @@ use std::path::Path;
 const DEFAULT_MEMORY: u32 = 1024;
 const DEFAULT_TIMEOUT: u32 = 6;
 const DEFAULT_STAGE: &str = "dev";
-const DEFAULT_REGION: &str = "us-east-1";
 
 /// Provider keys read here; others are noted as skipped.
 const PROVIDER_KEYS: &[&str] = &[
@@ -46,7 +45,9 @@ impl Vars<'_> {
             return Ok(s.clone());
         }
         match self.root.get("provider").and_then(|p| p.get("stage")) {
-            Some(v) => Ok(scalar_text(&self.resolve(v, 0)?).unwrap_or_else(|| DEFAULT_STAGE.into())),
+            Some(v) => {
+                Ok(scalar_text(&self.resolve(v, 0)?).unwrap_or_else(|| DEFAULT_STAGE.into()))
+            }
             None => Ok(DEFAULT_STAGE.into()),
         }
     }
@@ -54,7 +55,9 @@ impl Vars<'_> {
     /// `v` with every `${…}` resolved.
     fn resolve(&self, v: &Value, depth: usize) -> Result<Value, AppError> {
         if depth > 20 {
-            return Err(AppError::Cycle("serverless.yml variables refer to each other".into()));
+            return Err(AppError::Cycle(
+                "serverless.yml variables refer to each other".into(),
+            ));
         }
         match v {
             Value::String(s) if s.contains("${") => self.string(s, depth),
@@ -64,7 +67,9 @@ impl Vars<'_> {
                     .collect::<Result<Mapping, AppError>>()?,
             )),
             Value::Sequence(s) => Ok(Value::Sequence(
-                s.iter().map(|x| self.resolve(x, depth)).collect::<Result<_, _>>()?,
+                s.iter()
+                    .map(|x| self.resolve(x, depth))
+                    .collect::<Result<_, _>>()?,
             )),
             Value::Tagged(t) => {
                 let mut t = t.clone();
@@ -85,29 +90,31 @@ impl Vars<'_> {
             let kept = format!("{}{KEPT}{inner}}}{}", &s[..start], &s[end + 1..]);
             return self.resolve(&Value::String(kept), depth);
         }
-        let value = self.variable(inner, depth)?;
+        let value = self.variable(inner)?;
         if start == 0 && end == s.len() - 1 {
             return self.resolve(&value, depth + 1);
         }
-        let text = scalar_text(&value).ok_or_else(|| {
-            invalid(s, "a variable inside a longer string must give a string")
-        })?;
+        let text = scalar_text(&value)
+            .ok_or_else(|| invalid(s, "a variable inside a longer string must give a string"))?;
         let joined = format!("{}{text}{}", &s[..start], &s[end + 1..]);
         self.resolve(&Value::String(joined), depth + 1)
     }
 
     /// One variable: sources separated by commas, the first that has a value wins.
-    fn variable(&self, inner: &str, depth: usize) -> Result<Value, AppError> {
+    fn variable(&self, inner: &str) -> Result<Value, AppError> {
         for source in split_top(inner) {
             let source = source.trim();
-            if let Some(v) = self.source(source, depth)? {
+            if let Some(v) = self.source(source)? {
                 return Ok(v);
             }
         }
-        Err(invalid(format!("${{{inner}}}"), "the variable has no value"))
+        Err(invalid(
+            format!("${{{inner}}}"),
+            "the variable has no value",
+        ))
     }
 
-    fn source(&self, source: &str, depth: usize) -> Result<Option<Value>, AppError> {
+    fn source(&self, source: &str) -> Result<Option<Value>, AppError> {
         let quoted = |q: char| source.strip_prefix(q).and_then(|r| r.strip_suffix(q));
         if let Some(literal) = quoted('\'').or_else(|| quoted('"')) {
             return Ok(Some(Value::String(literal.to_string())));
@@ -150,7 +157,6 @@ impl Vars<'_> {
                 lookup(&content, key).cloned()
             });
         }
-        let _ = depth;
         Err(unsupported(
             format!("${{{source}}}"),
             source.split(':').next().unwrap_or(source),
@@ -165,9 +171,19 @@ const KEPT: &str = "$\u{1}{";
 /// Whether `${inner}` is a Framework variable (else CloudFormation's, left alone).
 fn is_variable(inner: &str) -> bool {
     let first = split_top(inner)[0].trim();
-    ["self:", "opt:", "sls:", "env:", "file(", "ssm:", "cf:", "s3:", "construct:"]
-        .iter()
-        .any(|p| first.starts_with(p))
+    [
+        "self:",
+        "opt:",
+        "sls:",
+        "env:",
+        "file(",
+        "ssm:",
+        "cf:",
+        "s3:",
+        "construct:",
+    ]
+    .iter()
+    .any(|p| first.starts_with(p))
 }
 
 /// Puts the kept `${` back.
@@ -242,12 +258,16 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
     .ok_or_else(|| invalid("service", "serverless.yml names its service"))?;
     let empty = Value::Mapping(Mapping::new());
     let provider = root.get("provider").unwrap_or(&empty);
-    let provider_name = provider.get("name").and_then(scalar_text).unwrap_or_default();
+    let provider_name = provider
+        .get("name")
+        .and_then(scalar_text)
+        .unwrap_or_default();
     if provider_name != "aws" {
-        return Err(invalid("provider.name", format!("'{provider_name}': Lambent deploys 'aws' services")));
+        return Err(invalid(
+            "provider.name",
+            format!("'{provider_name}': Lambent deploys 'aws' services"),
+        ));
     }
-    let region = provider.get("region").and_then(scalar_text).unwrap_or_else(|| DEFAULT_REGION.into());
-    let _ = region;
     let mut plan = Plan::default();
     if let Value::Mapping(m) = provider {
         for k in m.keys().filter_map(Value::as_str) {
@@ -268,7 +288,10 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
     );
     t.plain_resources(&mut plan, &[])?;
     if root.get("package").is_some() {
-        plan.skip("package", "the whole service folder is packed (less .git and __pycache__)");
+        plan.skip(
+            "package",
+            "the whole service folder is packed (less .git and __pycache__)",
+        );
     }
     let code = inside(dir, ".", "service")?;
     let env_of = |v: Option<&Value>, at: &str| -> Result<BTreeMap<String, String>, AppError> {
@@ -303,16 +326,29 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
             .and_then(scalar_text)
             .unwrap_or_else(|| format!("{service}-{stage}-{key}"));
         if f.get("image").is_some() {
-            return Err(unsupported(&at, "image", "Lambent runs zip packages, not container images"));
+            return Err(unsupported(
+                &at,
+                "image",
+                "Lambent runs zip packages, not container images",
+            ));
         }
         if f.get("layers").is_some() {
-            return Err(unsupported(&at, "layers", "Lambent has no layers: package the code with the function"));
+            return Err(unsupported(
+                &at,
+                "layers",
+                "Lambent has no layers: package the code with the function",
+            ));
         }
         let runtime = f
             .get("runtime")
             .or_else(|| provider.get("runtime"))
             .and_then(scalar_text)
-            .ok_or_else(|| invalid(&at, "no runtime (neither the function's nor provider.runtime)"))?;
+            .ok_or_else(|| {
+                invalid(
+                    &at,
+                    "no runtime (neither the function's nor provider.runtime)",
+                )
+            })?;
         check_runtime(&at, &runtime)?;
         let handler = f
             .get("handler")
@@ -328,19 +364,37 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
             runtime,
             handler,
             memory: Some(
-                number(f.get("memorySize").or(provider.get("memorySize")), &format!("{at}.memorySize"))?
-                    .unwrap_or(DEFAULT_MEMORY),
+                number(
+                    f.get("memorySize").or(provider.get("memorySize")),
+                    &format!("{at}.memorySize"),
+                )?
+                .unwrap_or(DEFAULT_MEMORY),
             ),
             timeout: Some(
-                number(f.get("timeout").or(provider.get("timeout")), &format!("{at}.timeout"))?
-                    .unwrap_or(DEFAULT_TIMEOUT),
+                number(
+                    f.get("timeout").or(provider.get("timeout")),
+                    &format!("{at}.timeout"),
+                )?
+                .unwrap_or(DEFAULT_TIMEOUT),
             ),
             env,
             description: f.get("description").and_then(scalar_text),
-            reserved_concurrency: number(f.get("reservedConcurrency"), &format!("{at}.reservedConcurrency"))?,
-            provisioned_concurrency: number(f.get("provisionedConcurrency"), &format!("{at}.provisionedConcurrency"))?,
+            reserved_concurrency: number(
+                f.get("reservedConcurrency"),
+                &format!("{at}.reservedConcurrency"),
+            )?,
+            provisioned_concurrency: number(
+                f.get("provisionedConcurrency"),
+                &format!("{at}.provisionedConcurrency"),
+            )?,
         });
-        for (i, ev) in f.get("events").and_then(Value::as_sequence).into_iter().flatten().enumerate() {
+        for (i, ev) in f
+            .get("events")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             event(&t, &name, &format!("{at}.events[{i}]"), i, ev, &mut plan)?;
         }
     }
@@ -352,24 +406,39 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
 fn plugins(root: &Value, plan: &mut Plan) -> Result<(), AppError> {
     let list = match root.get("plugins") {
         Some(Value::Sequence(s)) => s.clone(),
-        Some(Value::Mapping(m)) => m.get("modules").and_then(Value::as_sequence).cloned().unwrap_or_default(),
+        Some(Value::Mapping(m)) => m
+            .get("modules")
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default(),
         _ => Vec::new(),
     };
     for p in list.iter().filter_map(Value::as_str) {
         let at = format!("plugins.{p}");
         match p {
-            "serverless-offline" => plan.skip(at, "local emulation: Lambent runs the functions itself"),
-            "serverless-python-requirements" => {
-                plan.skip(at, "requirements.txt is installed when the code is uploaded")
+            "serverless-offline" => {
+                plan.skip(at, "local emulation: Lambent runs the functions itself")
             }
+            "serverless-python-requirements" => plan.skip(
+                at,
+                "requirements.txt is installed when the code is uploaded",
+            ),
             "serverless-plugin-typescript" | "serverless-webpack" | "serverless-esbuild" => {
-                return Err(unsupported(at, p, "the code needs a build step: build it, then deploy the output"))
+                return Err(unsupported(
+                    at,
+                    p,
+                    "the code needs a build step: build it, then deploy the output",
+                ))
             }
             _ => plan.skip(at, "plugin not run by Lambent"),
         }
     }
     if root.get("constructs").is_some() {
-        return Err(unsupported("constructs", "constructs", "serverless-lift constructs are not supported yet"));
+        return Err(unsupported(
+            "constructs",
+            "constructs",
+            "serverless-lift constructs are not supported yet",
+        ));
     }
     Ok(())
 }
@@ -391,7 +460,14 @@ fn method_path(method: &str, path: &str) -> (String, String) {
     (method, path)
 }
 
-fn event(t: &Template, function: &str, at: &str, index: usize, ev: &Value, plan: &mut Plan) -> Result<(), AppError> {
+fn event(
+    t: &Template,
+    function: &str,
+    at: &str,
+    index: usize,
+    ev: &Value,
+    plan: &mut Plan,
+) -> Result<(), AppError> {
     let Some((kind, spec)) = ev.as_mapping().and_then(|m| m.iter().next()) else {
         return Err(invalid(at, "an event is a mapping such as {http: …}"));
     };
@@ -403,7 +479,10 @@ fn event(t: &Template, function: &str, at: &str, index: usize, ev: &Value, plan:
             let (method, path) = match spec {
                 Value::String(s) if s.trim() == "*" => ("ANY".to_string(), "*".to_string()),
                 Value::String(s) => {
-                    let (m, p) = s.trim().split_once(char::is_whitespace).ok_or_else(|| invalid(at, format!("'{s}': expected 'METHOD path'")))?;
+                    let (m, p) = s
+                        .trim()
+                        .split_once(char::is_whitespace)
+                        .ok_or_else(|| invalid(at, format!("'{s}': expected 'METHOD path'")))?;
                     (m.to_string(), p.to_string())
                 }
                 _ => (
@@ -413,12 +492,28 @@ fn event(t: &Template, function: &str, at: &str, index: usize, ev: &Value, plan:
             };
             let (method, path) = method_path(&method, &path);
             let cors = kind == "http" && get("cors").is_some_and(|c| c.as_bool() != Some(false));
-            let payload = if kind == "http" { PayloadFormat::V1 } else { PayloadFormat::V2 };
+            let payload = if kind == "http" {
+                PayloadFormat::V1
+            } else {
+                PayloadFormat::V2
+            };
             if path == "/{proxy+}" && kind == "httpApi" {
                 // `'*'` catches every path, `/` included.
-                plan.routes.push(PlanRoute { method: method.clone(), path: "/".into(), function: function.into(), payload, cors });
+                plan.routes.push(PlanRoute {
+                    method: method.clone(),
+                    path: "/".into(),
+                    function: function.into(),
+                    payload,
+                    cors,
+                });
             }
-            plan.routes.push(PlanRoute { method, path, function: function.into(), payload, cors });
+            plan.routes.push(PlanRoute {
+                method,
+                path,
+                function: function.into(),
+                payload,
+                cors,
+            });
         }
         "schedule" => {
             let (rates, enabled) = match spec {
@@ -429,7 +524,10 @@ fn event(t: &Template, function: &str, at: &str, index: usize, ev: &Value, plan:
                         Some(r) => scalar_text(r).into_iter().collect(),
                         None => return Err(invalid(at, "a schedule needs a rate")),
                     };
-                    (rates, get("enabled").and_then(Value::as_bool).unwrap_or(true))
+                    (
+                        rates,
+                        get("enabled").and_then(Value::as_bool).unwrap_or(true),
+                    )
                 }
             };
             if !enabled {
@@ -437,20 +535,29 @@ fn event(t: &Template, function: &str, at: &str, index: usize, ev: &Value, plan:
                 return Ok(());
             }
             if get("input").is_some() || get("inputPath").is_some() {
-                return Err(unsupported(at, "input", "Lambent's schedules send the scheduled event"));
+                return Err(unsupported(
+                    at,
+                    "input",
+                    "Lambent's schedules send the scheduled event",
+                ));
             }
             for (j, rate) in rates.iter().enumerate() {
-                let name = text("name").filter(|_| rates.len() == 1).unwrap_or_else(|| format!("{function}-schedule-{}", index + j + 1));
+                let name = text("name")
+                    .filter(|_| rates.len() == 1)
+                    .unwrap_or_else(|| format!("{function}-schedule-{}", index + j + 1));
                 plan.schedules.push(schedule(name, function, rate, at)?);
             }
         }
         "sqs" => {
             let arn_value = match spec {
-                Value::Mapping(_) => get("arn").cloned().ok_or_else(|| invalid(at, "an sqs event needs arn"))?,
+                Value::Mapping(_) => get("arn")
+                    .cloned()
+                    .ok_or_else(|| invalid(at, "an sqs event needs arn"))?,
                 other => other.clone(),
             };
             let arn = t.text(&arn_value, at)?;
-            let queue = super::name_from_arn(&arn).ok_or_else(|| invalid(at, format!("arn '{arn}' names no queue")))?;
+            let queue = super::name_from_arn(&arn)
+                .ok_or_else(|| invalid(at, format!("arn '{arn}' names no queue")))?;
             if get("enabled").and_then(Value::as_bool) == Some(false) {
                 plan.skip(at, "enabled: false");
                 return Ok(());
@@ -459,25 +566,41 @@ fn event(t: &Template, function: &str, at: &str, index: usize, ev: &Value, plan:
                 queue,
                 function: function.into(),
                 batch_size: text("batchSize").and_then(|b| b.parse().ok()),
-                batching_window_ms: text("maximumBatchingWindow").and_then(|w| w.parse::<u64>().ok()).map(|s| s * 1000),
-                report_batch_item_failures: text("functionResponseType").as_deref() == Some("ReportBatchItemFailures"),
+                batching_window_ms: text("maximumBatchingWindow")
+                    .and_then(|w| w.parse::<u64>().ok())
+                    .map(|s| s * 1000),
+                report_batch_item_failures: text("functionResponseType").as_deref()
+                    == Some("ReportBatchItemFailures"),
             });
         }
         "sns" => {
             let topic = match spec {
                 Value::String(s) => super::name_from_arn(s).unwrap_or_else(|| s.clone()),
                 _ => {
-                    let by_arn = get("arn").map(|a| t.text(a, at)).transpose()?.and_then(|a| super::name_from_arn(&a));
-                    by_arn.or_else(|| text("topicName")).ok_or_else(|| invalid(at, "an sns event needs a topic name or arn"))?
+                    let by_arn = get("arn")
+                        .map(|a| t.text(a, at))
+                        .transpose()?
+                        .and_then(|a| super::name_from_arn(&a));
+                    by_arn
+                        .or_else(|| text("topicName"))
+                        .ok_or_else(|| invalid(at, "an sns event needs a topic name or arn"))?
                 }
             };
             if get("filterPolicy").is_some() {
-                return Err(unsupported(at, "filterPolicy", "Lambent's subscriptions deliver every message"));
+                return Err(unsupported(
+                    at,
+                    "filterPolicy",
+                    "Lambent's subscriptions deliver every message",
+                ));
             }
             if !plan.topics.contains(&topic) {
                 plan.topics.push(topic.clone());
             }
-            plan.subscriptions.push(PlanSubscription { topic, kind: "function", target: function.into() });
+            plan.subscriptions.push(PlanSubscription {
+                topic,
+                kind: "function",
+                target: function.into(),
+            });
         }
         other => {
             return Err(unsupported(
@@ -509,7 +632,9 @@ mod tests {
             env: [("GREETING".to_string(), "hey".to_string())].into(),
             ..Default::default()
         };
-        let raw = serde_yaml::from_str(&std::fs::read_to_string(dir.join("serverless.yml")).unwrap()).unwrap();
+        let raw =
+            serde_yaml::from_str(&std::fs::read_to_string(dir.join("serverless.yml")).unwrap())
+                .unwrap();
         plan(dir, raw, &options)
     }
 
@@ -558,7 +683,10 @@ resources:
 
     #[test]
     fn a_service_becomes_a_plan() {
-        let dir = app(APP, &[("handler.py", ""), ("config.json", r#"{"limit": 7}"#)]);
+        let dir = app(
+            APP,
+            &[("handler.py", ""), ("config.json", r#"{"limit": 7}"#)],
+        );
         let plan = run(dir.path(), None).unwrap();
         let api = &plan.functions[0];
         assert_eq!(api.name, "shop-dev-api");
@@ -568,8 +696,15 @@ resources:
         assert_eq!(api.env["LIMIT"], "7");
         assert_eq!(api.env["JOBS"], "${lambent:queue-url:shop-dev-jobs}");
         let worker = &plan.functions[1];
-        assert_eq!((worker.memory, worker.reserved_concurrency), (Some(1024), Some(2)));
-        let routes: Vec<_> = plan.routes.iter().map(|r| (r.method.as_str(), r.path.as_str(), r.payload, r.cors)).collect();
+        assert_eq!(
+            (worker.memory, worker.reserved_concurrency),
+            (Some(1024), Some(2))
+        );
+        let routes: Vec<_> = plan
+            .routes
+            .iter()
+            .map(|r| (r.method.as_str(), r.path.as_str(), r.payload, r.cors))
+            .collect();
         assert_eq!(
             routes,
             [
@@ -582,37 +717,71 @@ resources:
         );
         assert_eq!(plan.mappings[0].queue, "shop-dev-jobs");
         assert!(plan.mappings[0].report_batch_item_failures);
-        assert_eq!(plan.queues[0].dead_letter_queue.as_deref(), Some("shop-dead"));
+        assert_eq!(
+            plan.queues[0].dead_letter_queue.as_deref(),
+            Some("shop-dead")
+        );
         assert_eq!(plan.topics, ["news"]);
         assert_eq!(plan.subscriptions[0].target, "shop-dev-worker");
-        assert_eq!(plan.schedules[0].cron.as_deref(), Some("0 0/2 * ? * MON-FRI *"));
+        assert_eq!(
+            plan.schedules[0].cron.as_deref(),
+            Some("0 0/2 * ? * MON-FRI *")
+        );
         assert!(plan.skipped.iter().any(|(i, _)| i == "provider.iam"));
-        assert!(plan.skipped.iter().any(|(i, _)| i == "plugins.serverless-offline"));
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|(i, _)| i == "plugins.serverless-offline"));
         let prod = run(dir.path(), Some("prod")).unwrap();
         assert_eq!(prod.functions[0].name, "shop-prod-api");
     }
 
     #[test]
     fn unsupported_events_and_missing_handlers_are_refused() {
-        let dir = app(&APP.replace("- sns: news", "- s3: photos"), &[("handler.py", ""), ("config.json", "{}")]);
+        let dir = app(
+            &APP.replace("- sns: news", "- s3: photos"),
+            &[("handler.py", ""), ("config.json", r#"{"limit": 7}"#)],
+        );
         let e = run(dir.path(), None).unwrap_err();
-        assert!(matches!(&e, AppError::Unsupported { property, .. } if property == "s3"), "{e}");
+        assert!(
+            matches!(&e, AppError::Unsupported { property, .. } if property == "s3"),
+            "{e}"
+        );
         let dir = app(APP, &[("config.json", r#"{"limit": 7}"#)]);
-        assert!(matches!(run(dir.path(), None), Err(AppError::MissingHandler { .. })));
-        let dir = app(&APP.replace("config.json", "../config.json"), &[("handler.py", "")]);
-        assert!(matches!(run(dir.path(), None), Err(AppError::Escapes { .. }) | Err(AppError::Io { .. })));
+        assert!(matches!(
+            run(dir.path(), None),
+            Err(AppError::MissingHandler { .. })
+        ));
+        let dir = app(
+            &APP.replace("config.json", "../config.json"),
+            &[("handler.py", "")],
+        );
+        assert!(matches!(
+            run(dir.path(), None),
+            Err(AppError::Escapes { .. }) | Err(AppError::Io { .. })
+        ));
     }
 
     #[test]
     fn variables_take_fallbacks_and_nest() {
-        assert_eq!(split_top("opt:stage, 'a,b', self:x"), ["opt:stage", " 'a,b'", " self:x"]);
-        assert_eq!(innermost("a${b${c}}"), Some((3, 6)));
+        assert_eq!(
+            split_top("opt:stage, 'a,b', self:x"),
+            ["opt:stage", " 'a,b'", " self:x"]
+        );
+        assert_eq!(innermost("a${b${c}}"), Some((4, 7)));
         let dir = tempfile::tempdir().unwrap();
-        let root: Value = serde_yaml::from_str("{service: s, x: !Sub '${AWS::Region}-${self:service}'}").unwrap();
+        let root: Value =
+            serde_yaml::from_str("{service: s, x: !Sub '${AWS::Region}-${self:service}'}").unwrap();
         let options = Options::default();
-        let vars = Vars { root: &root, dir: dir.path(), options: &options };
+        let vars = Vars {
+            root: &root,
+            dir: dir.path(),
+            options: &options,
+        };
         let out = restore(vars.resolve(&root, 0).unwrap());
-        let Value::Tagged(t) = &out["x"] else { panic!("{out:?}") };
+        let Value::Tagged(t) = &out["x"] else {
+            panic!("{out:?}")
+        };
         assert_eq!(t.value, "${AWS::Region}-s");
     }
 }

@@ -122,8 +122,8 @@ pub fn apply(
             source: Source::Dir(code),
             routes: Vec::new(),
         };
-        let deployed = deploy_one(client, &d, warm)
-            .with_context(|| format!("cannot deploy '{}'", f.name))?;
+        let deployed =
+            deploy_one(client, &d, warm).with_context(|| format!("cannot deploy '{}'", f.name))?;
         say(deployed_line(&deployed));
     }
     let _ = std::fs::remove_dir_all(&staging);
@@ -187,16 +187,24 @@ pub fn apply(
     for s in &plan.subscriptions {
         let subscribed = client
             .subscriptions(&s.topic)?
-            .value
+            .data
             .subscriptions
             .iter()
             .any(|e| e.kind == s.kind && e.target == s.target);
         if !subscribed {
             client
                 .subscribe(&s.topic, s.kind, &s.target)
-                .with_context(|| format!("cannot subscribe {} '{}' to '{}'", s.kind, s.target, s.topic))?;
+                .with_context(|| {
+                    format!(
+                        "cannot subscribe {} '{}' to '{}'",
+                        s.kind, s.target, s.topic
+                    )
+                })?;
         }
-        say(format!("subscription {} -> {} {}", s.topic, s.kind, s.target));
+        say(format!(
+            "subscription {} -> {} {}",
+            s.topic, s.kind, s.target
+        ));
     }
     Ok(platform)
 }
@@ -207,7 +215,11 @@ pub fn apply(
 fn platform(client: &Client) -> Result<Platform> {
     let endpoint = client.url().trim_end_matches('/').to_string();
     let queues = client.list_queues()?.data.queues;
-    if let Some(arn) = queues.iter().map(|q| q.arn.as_str()).find(|a| a.starts_with("arn:")) {
+    if let Some(arn) = queues
+        .iter()
+        .map(|q| q.arn.as_str())
+        .find(|a| a.starts_with("arn:"))
+    {
         let parts: Vec<&str> = arn.split(':').collect();
         if parts.len() == 6 {
             return Ok(Platform {
@@ -219,7 +231,7 @@ fn platform(client: &Client) -> Result<Platform> {
     }
     let account = client
         .list_functions()?
-        .value
+        .data
         .functions
         .first()
         .map(|f| f.namespace.clone())

@@ -3,9 +3,9 @@
 //! a SAM `template.yaml` (and no `lambent.yaml`) goes to [`super::app_deploy`].
 
 use super::Ctx;
+use crate::app;
 use crate::client::{Client, Function, FunctionPut, Json};
 use crate::events_client::SchedulePut;
-use crate::app;
 use crate::manifest::{self, Deployment, Overrides};
 use crate::package;
 use anyhow::{Context, Result};

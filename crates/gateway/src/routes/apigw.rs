@@ -387,7 +387,9 @@ pub fn response_v1(result: &[u8]) -> Result<HttpResponse, MalformedResponse> {
         "isBase64Encoded",
     ];
     if let Some(unknown) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(MalformedResponse::Field(unknown.chars().take(100).collect()));
+        return Err(MalformedResponse::Field(
+            unknown.chars().take(100).collect(),
+        ));
     }
     let status = match fields.get("statusCode") {
         Some(Value::Number(n)) => n
@@ -631,7 +633,8 @@ mod tests {
         assert_eq!(e["isBase64Encoded"], false);
         assert!(e.get("version").is_none());
 
-        let mut bare = request(&HeaderMap::new(), b"", &[]);
+        let no_headers = HeaderMap::new();
+        let mut bare = request(&no_headers, b"", &[]);
         bare.raw_query = "";
         let e = request_event_v1(&bare);
         for null in [
@@ -665,15 +668,25 @@ mod tests {
 
     #[test]
     fn malformed_rest_results_are_refused() {
-        for (result, error) in [
-            (&br#"{"hello": "world"}"#[..], MalformedResponse::Field("hello".into())),
+        let cases: [(&[u8], MalformedResponse); 7] = [
+            (
+                br#"{"hello": "world"}"#,
+                MalformedResponse::Field("hello".into()),
+            ),
             (br#"{"body": "x"}"#, MalformedResponse::NotProxyResult),
             (br#""text""#, MalformedResponse::NotProxyResult),
             (b"nope", MalformedResponse::NotJson),
-            (br#"{"statusCode": 200, "body": {"a": 1}}"#, MalformedResponse::Body),
-            (br#"{"statusCode": 200, "cookies": ["a=1"]}"#, MalformedResponse::Field("cookies".into())),
+            (
+                br#"{"statusCode": 200, "body": {"a": 1}}"#,
+                MalformedResponse::Body,
+            ),
+            (
+                br#"{"statusCode": 200, "cookies": ["a=1"]}"#,
+                MalformedResponse::Field("cookies".into()),
+            ),
             (br#"{"statusCode": 1000}"#, MalformedResponse::StatusCode),
-        ] {
+        ];
+        for (result, error) in cases {
             assert_eq!(response_v1(result).unwrap_err(), error);
         }
     }
