@@ -7,8 +7,8 @@ use crate::streams::{parse_stream_arn, record_json, shard_id, StreamError};
 use async_trait::async_trait;
 use lambent_queues::{EventRecord, SourceError, StreamInfo, StreamMapping, StreamSource};
 use lambent_tables::TableError;
-use std::sync::Arc;
 use serde_json::json;
+use std::sync::Arc;
 
 /// The streams of [`Tables`].
 pub struct TableStreams(pub Arc<Tables>);
