@@ -1,7 +1,8 @@
 //! `lambent deploy` of apps written for other tools (`tests/fixtures/apps/`): a Serverless
 //! Framework HTTP service (REST and HTTP API events), a SAM app with parameters, intrinsics, a
 //! schedule in AWS cron and outputs, an SQS worker with a dead-letter queue and partial batch
-//! failures, and an SNS fan-out — each planned with `--dry-run`, deployed, exercised and its
+//! failures, an SNS fan-out, and an order intake whose function sends to a queue with boto3
+//! from inside its sandbox — each planned with `--dry-run`, deployed, exercised and its
 //! events' shapes checked; and bad apps, each refused before anything is deployed.
 
 mod support;
@@ -18,6 +19,11 @@ fn app(name: &str) -> PathBuf {
 
 /// The events a function logged (`EVENT {"fn": …, "event": …}` lines), oldest first.
 fn logged_events(s: &Server, function: &str) -> Vec<Value> {
+    logged(s, function, "EVENT ")
+}
+
+/// The JSON a function logged after `marker` on a line, oldest first.
+fn logged(s: &Server, function: &str, marker: &str) -> Vec<Value> {
     let logs = s
         .cli(&["logs", function, "--tail", "50", "-o", "json"])
         .ok()
@@ -31,7 +37,7 @@ fn logged_events(s: &Server, function: &str) -> Vec<Value> {
                 .as_str()
                 .unwrap_or_default()
                 .lines()
-                .filter_map(|l| l.split_once("EVENT ").map(|(_, j)| j.to_string()))
+                .filter_map(|l| l.split_once(marker).map(|(_, j)| j.to_string()))
                 .collect::<Vec<_>>()
         })
         .filter_map(|j| serde_json::from_str(&j).ok())
@@ -273,6 +279,55 @@ fn an_sns_fan_out_reaches_every_subscribed_function() {
             .unwrap()
             .ends_with(":news"));
     }
+}
+
+#[test]
+fn a_function_sends_to_its_apps_queue_with_boto3() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let dir = app("sls-producer");
+    let plan = s.cli(&["deploy", "--dry-run", path_str(&dir)]).ok().stdout;
+    for line in [
+        "queue orders-dev-orders",
+        "function orders-dev-intake (python3.12, intake.handler, 1024 MB, 6 s)",
+        "mapping orders-dev-orders -> orders-dev-fulfil batch_size=5",
+    ] {
+        assert!(plan.contains(line), "{line} not in:\n{plan}");
+    }
+    s.cli(&["deploy", path_str(&dir)]).ok();
+    let env = s
+        .cli(&["get", "orders-dev-intake", "-o", "json"])
+        .ok()
+        .json();
+    let queue_url = env["env"]["ORDERS_QUEUE_URL"].as_str().unwrap_or_default();
+    assert!(
+        queue_url.starts_with("http") && queue_url.ends_with("/orders-dev-orders"),
+        "the queue's URL in the environment: {env}"
+    );
+    // The first call may wait for the runtimes' AWS SDK (fetched once per machine).
+    let client = reqwest::blocking::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let sent: Value = loop {
+        let resp = client
+            .post(format!("{}/orders", s.url))
+            .body(r#"{"sku": "tea", "qty": 2}"#)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().unwrap();
+        if status == 202 || std::time::Instant::now() > deadline {
+            assert_eq!(status, 202, "{body}");
+            break serde_json::from_str(&body).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    };
+    let orders = eventually(60, "the order reaches the worker", || {
+        Some(logged(&s, "orders-dev-fulfil", "ORDER ")).filter(|o| !o.is_empty())
+    });
+    assert_eq!(
+        orders[0],
+        json!({"body": {"sku": "tea", "qty": 2}, "messageId": sent["messageId"], "kind": "order"})
+    );
 }
 
 /// Writes an app of `files` into a fresh folder.
