@@ -707,9 +707,46 @@ def _flush_std():
             pass
 
 
+# The request being handled, for the root logger's lines (see install_log_handler).
+_current_request_id = None
+
+# AWS_LAMBDA_LOG_LEVEL's values and the logging levels they name.
+_LOG_LEVELS = {"TRACE": "DEBUG", "DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING",
+               "WARNING": "WARNING", "ERROR": "ERROR", "FATAL": "CRITICAL", "CRITICAL": "CRITICAL"}
+
+
+def install_log_handler(env):
+    """Lambda's habit that handlers rely on: the root logger has a handler writing
+    ``[LEVEL]\tTIME\tREQUEST_ID\tMESSAGE`` lines to the function's log, so an unconfigured
+    ``logging.getLogger().info(...)`` is logged; the root level is ``AWS_LAMBDA_LOG_LEVEL``'s
+    when it is set (else logging's own default, WARNING, as on Lambda)."""
+    import logging
+
+    class RequestId(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = _current_request_id
+            return True
+
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+        "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    handler.terminator = ""
+    handler.addFilter(RequestId())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = _LOG_LEVELS.get((env.get("AWS_LAMBDA_LOG_LEVEL") or "").strip().upper())
+    if level:
+        root.setLevel(level)
+
+
 def handle_invocation(client, handler, inv, function):
     """Runs one invocation and posts its outcome."""
+    global _current_request_id
     rid = inv.request_id
+    _current_request_id = rid
     if inv.trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = inv.trace_id
     else:
@@ -762,6 +799,7 @@ def run(handler_spec=None, environ=None):
     import_start = time.monotonic_ns()
     task_root = env.get("LAMBDA_TASK_ROOT") or os.getcwd()
     use_sdk(sdk_path(env.get("LAMBDA_RUNTIME_DIR")), task_root, env)
+    install_log_handler(env)
     try:
         handler = load_handler(handler_spec, task_root)
     except InitError as e:

@@ -166,6 +166,22 @@ class PythonRuntimeTest(unittest.TestCase):
         self.assertEqual(self.response(run)["json"], "printed")
         self.assertEqual(run.stdout, "hello from the handler\n")
 
+    def test_the_root_logger_writes_lambdas_lines_at_the_configured_level(self):
+        rid = "log-req-1"
+        run = self.run_runtime("app.logs", [{"request_id": rid}], env={"AWS_LAMBDA_LOG_LEVEL": "INFO"})
+        self.assertEqual(self.response(run)["json"], "logged")
+        lines = run.stdout.splitlines()
+        self.assertEqual(len(lines), 2, run.stdout)
+        for line, (level, text) in zip(lines, [("INFO", "info line"), ("WARNING", "warning line")]):
+            fields = line.split("\t")
+            self.assertEqual(fields[0], "[%s]" % level, line)
+            self.assertRegex(fields[1], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            self.assertEqual(fields[2:], [rid, text])
+        # Without AWS_LAMBDA_LOG_LEVEL, logging's default level (WARNING), as on Lambda.
+        run = self.run_runtime("app.logs", [{}])
+        self.assertEqual(len(run.stdout.splitlines()), 1, run.stdout)
+        self.assertIn("warning line", run.stdout)
+
     # ---- handler errors -----------------------------------------------------------------
 
     def test_handler_exception_then_continues(self):
