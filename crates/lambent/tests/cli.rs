@@ -1205,18 +1205,7 @@ fn queue_messages_survive_sigkill_mid_processing() {
     )
     .unwrap();
     let s = Server::start(home.path(), &["--insecure-no-sandbox"]);
-    let witness_env = format!("WITNESS={}", witness.display());
-    s.cli(&[
-        "deploy",
-        path_str(&app),
-        "--runtime",
-        "python3.12",
-        "--handler",
-        "app.handler",
-        "--env",
-        &witness_env,
-    ])
-    .ok();
+    s.deploy_witnessed(&app, &witness);
     s.cli(&["queue", "create", "crash", "--visibility-timeout", "2"])
         .ok();
     let http = reqwest::blocking::Client::new();

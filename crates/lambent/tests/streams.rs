@@ -152,18 +152,7 @@ fn stream_records_survive_sigkill_mid_processing() {
     )
     .unwrap();
     let s = Server::start(home.path(), &["--insecure-no-sandbox"]);
-    let witness_env = format!("WITNESS={}", witness.display());
-    s.cli(&[
-        "deploy",
-        path_str(&app),
-        "--runtime",
-        "python3.12",
-        "--handler",
-        "app.handler",
-        "--env",
-        &witness_env,
-    ])
-    .ok();
+    s.deploy_witnessed(&app, &witness);
     s.cli(&[
         "table",
         "create",

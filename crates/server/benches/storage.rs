@@ -446,12 +446,6 @@ async fn bench() {
          operation, count the client's work too). Machine load (1-minute average) at the end: \
          {load} on {cores} cores.\n"
     );
-    println!("{report}");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().map_or_else(
-        || PathBuf::from("storage_bench.md"),
-        |t| t.join("storage_bench.md"),
-    );
-    std::fs::write(&out, &report).unwrap();
-    eprintln!("written to {}", out.display());
+    support::write_report("storage_bench.md", &report);
     server.shutdown().await;
 }

@@ -18,7 +18,7 @@ use lambent_server::{start, ServerOptions};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use support::{abba, closed_loop, ms, stats, Run};
 
@@ -368,12 +368,6 @@ async fn bench() {
          connections and 1 writer. The bench's client runs in the server's process: CPU is the \
          process's (client, server and store) per operation, from getrusage.\n"
     );
-    println!("{report}");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().map_or_else(
-        || PathBuf::from("tables_bench.md"),
-        |t| t.join("tables_bench.md"),
-    );
-    std::fs::write(&out, &report).unwrap();
-    eprintln!("written to {}", out.display());
+    support::write_report("tables_bench.md", &report);
     server.shutdown().await;
 }

@@ -42,19 +42,7 @@ async fn receive(node: &Node, queue: &str, n: usize, secs: u64) -> Vec<Value> {
 
 /// The events the function printed, from its success activations' logs.
 fn printed_events(activations: &[Value]) -> Vec<Value> {
-    activations
-        .iter()
-        .filter(|a| a["status"] == "success")
-        .flat_map(|a| {
-            a["logs"]
-                .as_str()
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.split_once("EVENT ").map(|(_, e)| e.to_string()))
-                .collect::<Vec<_>>()
-        })
-        .map(|e| serde_json::from_str(&e).unwrap())
-        .collect()
+    common::printed_after(activations, "EVENT ")
 }
 
 fn run_scenario(node_url: &str, script: &str) -> String {

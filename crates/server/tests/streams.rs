@@ -95,19 +95,7 @@ async fn records_seen(node: &Node, function: &str) -> Vec<Value> {
     .await;
     let mut activations = v["activations"].as_array().unwrap().clone();
     activations.reverse();
-    activations
-        .iter()
-        .filter(|a| a["status"] == "success")
-        .flat_map(|a| {
-            a["logs"]
-                .as_str()
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.split_once("REC ").map(|(_, r)| r.to_string()))
-                .collect::<Vec<_>>()
-        })
-        .map(|r| serde_json::from_str(&r).unwrap())
-        .collect()
+    common::printed_after(&activations, "REC ")
 }
 
 fn sequence(r: &Value) -> String {

@@ -358,19 +358,28 @@ pub fn response(result: &[u8]) -> Result<HttpResponse, MalformedResponse> {
         }
         Some(_) => return Err(MalformedResponse::Cookies),
     }
+    out.body = proxy_body(fields, |other| Ok(other.to_string().into_bytes()))?;
+    Ok(out)
+}
+
+/// A proxy result's `body` as bytes: base64-decoded when `isBase64Encoded`, empty when absent;
+/// a body that is not a string is `not_a_string`'s (the two payload versions differ there).
+fn proxy_body(
+    fields: &serde_json::Map<String, Value>,
+    not_a_string: impl FnOnce(&Value) -> Result<Vec<u8>, MalformedResponse>,
+) -> Result<Vec<u8>, MalformedResponse> {
     let base64 = fields
         .get("isBase64Encoded")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    out.body = match fields.get("body") {
-        None | Some(Value::Null) => Vec::new(),
+    match fields.get("body") {
+        None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) if base64 => base64::engine::general_purpose::STANDARD
             .decode(s)
-            .map_err(|_| MalformedResponse::Base64)?,
-        Some(Value::String(s)) => s.clone().into_bytes(),
-        Some(other) => other.to_string().into_bytes(),
-    };
-    Ok(out)
+            .map_err(|_| MalformedResponse::Base64),
+        Some(Value::String(s)) => Ok(s.clone().into_bytes()),
+        Some(other) => not_a_string(other),
+    }
 }
 
 /// Maps a function's result as API Gateway REST APIs' Lambda proxy integration does: an object
@@ -423,18 +432,7 @@ pub fn response_v1(result: &[u8]) -> Result<HttpResponse, MalformedResponse> {
             append_header(&mut out.headers, name, value)?;
         }
     }
-    let base64 = fields
-        .get("isBase64Encoded")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    out.body = match fields.get("body") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) if base64 => base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(|_| MalformedResponse::Base64)?,
-        Some(Value::String(s)) => s.clone().into_bytes(),
-        Some(_) => return Err(MalformedResponse::Body),
-    };
+    out.body = proxy_body(fields, |_| Err(MalformedResponse::Body))?;
     Ok(out)
 }
 

@@ -110,6 +110,23 @@ impl Server {
     }
 
     /// Runs `lambent ARGS` against this server.
+    /// Deploys the Python 3.12 function in `app` (handler `app.handler`) with `WITNESS` set to
+    /// `witness`: the file its handler appends what it processed to.
+    pub fn deploy_witnessed(&self, app: &Path, witness: &Path) {
+        let witness_env = format!("WITNESS={}", witness.display());
+        self.cli(&[
+            "deploy",
+            path_str(app),
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+            "--env",
+            &witness_env,
+        ])
+        .ok();
+    }
+
     pub fn cli(&self, args: &[&str]) -> Out {
         run(
             args,

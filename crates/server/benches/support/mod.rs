@@ -218,3 +218,13 @@ where
     };
     (join(a1, a2), join(b1, b2))
 }
+
+/// Prints a benchmark's report and keeps it as `target/<file>` (beside the target's tmp dir).
+pub fn write_report(file: &str, report: &str) {
+    println!("{report}");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| std::path::PathBuf::from(file), |t| t.join(file));
+    std::fs::write(&out, report).unwrap();
+    eprintln!("written to {}", out.display());
+}

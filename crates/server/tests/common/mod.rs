@@ -341,3 +341,21 @@ pub fn run_aws_client(
     );
     stdout
 }
+
+/// The JSON a function printed after `marker` on a line, from its success activations' logs, in
+/// the order of `activations`.
+pub fn printed_after(activations: &[Value], marker: &str) -> Vec<Value> {
+    activations
+        .iter()
+        .filter(|a| a["status"] == "success")
+        .flat_map(|a| {
+            a["logs"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_once(marker).map(|(_, e)| e.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .map(|e| serde_json::from_str(&e).unwrap())
+        .collect()
+}
