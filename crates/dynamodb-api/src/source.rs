@@ -7,7 +7,6 @@ use crate::streams::{parse_stream_arn, record_json, shard_id, StreamError};
 use async_trait::async_trait;
 use lambent_queues::{EventRecord, SourceError, StreamInfo, StreamMapping, StreamSource};
 use lambent_tables::TableError;
-use serde_json::json;
 use std::sync::Arc;
 
 /// The streams of [`Tables`].
@@ -85,12 +84,8 @@ impl StreamSource for TableStreams {
         records
             .iter()
             .map(|r| {
-                let mut record = record_json(&table, self.0.region(), r).map_err(failed)?;
-                record["eventSourceARN"] = m.stream_arn.clone().into();
-                // The Streams API spells it `Type`/`PrincipalId`; Lambda's event, lower case.
-                if let Some(who) = record.get_mut("userIdentity") {
-                    *who = json!({"type": who["Type"], "principalId": who["PrincipalId"]});
-                }
+                let record =
+                    record_json(&table, self.0.region(), r, Some(&m.stream_arn)).map_err(failed)?;
                 Ok(EventRecord {
                     sequence: r.sequence,
                     created_ms: r.created_ms,

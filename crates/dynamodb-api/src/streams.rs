@@ -119,12 +119,14 @@ fn parse_item(json: &str) -> Result<Item, TableError> {
     serde_json::from_str(json).map_err(|e| TableError::Internal(format!("stored item: {e}")))
 }
 
-/// One stream record in the DynamoDB Streams shape (GetRecords' `Records[]` and the Lambda
-/// event's, which adds `eventSourceARN`).
+/// One stream record in the DynamoDB Streams shape: GetRecords' `Records[]` with
+/// `event_source_arn` `None`, a Lambda event's with the stream's ARN (the event adds
+/// `eventSourceARN` and spells `userIdentity`'s fields in lower case).
 pub(crate) fn record_json(
     table: &Table,
     region: &str,
     record: &StreamRecord,
+    event_source_arn: Option<&str>,
 ) -> Result<Value, TableError> {
     let view = table
         .stored
@@ -167,10 +169,20 @@ pub(crate) fn record_json(
         "awsRegion": region,
         "dynamodb": dynamodb,
     });
-    if record.expired {
-        // What DynamoDB's TTL deletions carry, as the Streams API spells it (a Lambda event
-        // spells it `{"type": "Service", "principalId": "dynamodb.amazonaws.com"}`).
-        out["userIdentity"] = json!({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"});
+    // What DynamoDB's TTL deletions carry.
+    const TTL_DELETER: (&str, &str) = ("Service", "dynamodb.amazonaws.com");
+    match event_source_arn {
+        None => {
+            if record.expired {
+                out["userIdentity"] = json!({"Type": TTL_DELETER.0, "PrincipalId": TTL_DELETER.1});
+            }
+        }
+        Some(arn) => {
+            out["eventSourceARN"] = arn.into();
+            if record.expired {
+                out["userIdentity"] = json!({"type": TTL_DELETER.0, "principalId": TTL_DELETER.1});
+            }
+        }
     }
     Ok(out)
 }
@@ -470,7 +482,7 @@ impl Tables {
         }
         let out: Vec<Value> = records
             .iter()
-            .map(|r| record_json(&table, self.region(), r))
+            .map(|r| record_json(&table, self.region(), r, None))
             .collect::<Result<_, _>>()?;
         let next = ShardIterator {
             after: records.last().map_or(it.after, |r| r.sequence),
@@ -594,7 +606,7 @@ mod tests {
         );
         let modify = record(Some(a1), Some(a2));
         let images = |view: &str, r: &StreamRecord| {
-            let v = record_json(&table(view), "r", r).unwrap();
+            let v = record_json(&table(view), "r", r, None).unwrap();
             let d = &v["dynamodb"];
             (
                 v["eventName"].as_str().unwrap().to_string(),
@@ -624,7 +636,13 @@ mod tests {
             "REMOVE"
         );
 
-        let v = record_json(&table("KEYS_ONLY"), "eu-west-1", &record(Some(a1), None)).unwrap();
+        let v = record_json(
+            &table("KEYS_ONLY"),
+            "eu-west-1",
+            &record(Some(a1), None),
+            None,
+        )
+        .unwrap();
         assert_eq!(v["eventID"], "tid-000000000000000000003");
         assert_eq!(v["eventVersion"], "1.1");
         assert_eq!(v["eventSource"], "aws:dynamodb");
@@ -639,10 +657,17 @@ mod tests {
             expired: true,
             ..record(Some(a1), None)
         };
-        let v = record_json(&table("KEYS_ONLY"), "eu-west-1", &expired).unwrap();
+        let v = record_json(&table("KEYS_ONLY"), "eu-west-1", &expired, None).unwrap();
         assert_eq!(
             v["userIdentity"],
             json!({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"})
+        );
+        // A Lambda event names its stream and spells the deleter in lower case.
+        let v = record_json(&table("KEYS_ONLY"), "eu-west-1", &expired, Some("arn:s")).unwrap();
+        assert_eq!(v["eventSourceARN"], "arn:s");
+        assert_eq!(
+            v["userIdentity"],
+            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
         );
     }
 }
