@@ -124,12 +124,15 @@ pub enum Source {
     Dir(PathBuf),
     /// A ready-made zip, uploaded as is.
     Zip(PathBuf),
+    /// A folder packed through the Serverless Framework's `package.patterns` (globs in order,
+    /// `!` excluding; the last that matches a file decides).
+    Patterns(PathBuf, Vec<String>),
 }
 
 impl Source {
     pub fn path(&self) -> &Path {
         match self {
-            Source::Dir(p) | Source::Zip(p) => p,
+            Source::Dir(p) | Source::Zip(p) | Source::Patterns(p, _) => p,
         }
     }
 }
