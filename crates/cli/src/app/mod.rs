@@ -685,8 +685,19 @@ fn inside(dir: &Path, rel: &str, at: &str) -> Result<PathBuf, AppError> {
         at: at.to_string(),
         path: rel.to_string(),
     };
-    if Path::new(rel).is_absolute() {
-        return Err(escapes());
+    // Refused by its words first (so a path to nowhere outside says so), then by where it
+    // really leads (a symlink may lead out).
+    let mut depth = 0i32;
+    for c in Path::new(rel).components() {
+        match c {
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::CurDir => {}
+            _ => return Err(escapes()),
+        }
+        if depth < 0 {
+            return Err(escapes());
+        }
     }
     let base = dir.canonicalize().map_err(|e| AppError::Io {
         path: dir.display().to_string(),

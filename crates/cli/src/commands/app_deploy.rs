@@ -206,54 +206,36 @@ pub fn apply(
             .with_context(|| format!("cannot create schedule '{}'", s.name))?;
         say(format!("schedule {} -> {}", s.name, s.target));
     }
-    let mappings = client.list_mappings()?.data.mappings;
-    for m in &plan.mappings {
-        let same = mappings
-            .iter()
-            .any(|e| e.queue == m.queue && e.function == m.function);
-        if !same {
-            client
-                .create_mapping(&Mapping {
-                    queue: m.queue.clone(),
-                    function: m.function.clone(),
-                    batch_size: m.batch_size,
-                    batching_window_ms: m.batching_window_ms,
-                    report_batch_item_failures: m.report_batch_item_failures,
-                    ..Default::default()
-                })
-                .with_context(|| format!("cannot map queue '{}' to '{}'", m.queue, m.function))?;
-        }
-        say(format!("mapping {} -> {}", m.queue, m.function));
-    }
-    let stream_mappings = client.list_mappings()?.data.stream_mappings;
-    for m in &plan.stream_mappings {
-        let same = stream_mappings
-            .iter()
-            .any(|e| e.table == m.table && e.function == m.function);
-        if !same {
-            client
-                .create_stream_mapping(&StreamMapping {
-                    table: m.table.clone(),
-                    function: m.function.clone(),
-                    batch_size: m.batch_size,
-                    batching_window_ms: m.batching_window_ms,
-                    starting_position: m.starting_position.clone(),
-                    max_retries: m.max_retries,
-                    max_record_age_s: m.max_record_age_s,
-                    bisect_on_error: m.bisect_on_error,
-                    report_batch_item_failures: m.report_batch_item_failures,
-                    on_failure: m.on_failure.as_deref().map(|d| platform.render(d)),
-                    ..Default::default()
-                })
-                .with_context(|| {
-                    format!(
-                        "cannot map the stream of table '{}' to '{}'",
-                        m.table, m.function
-                    )
-                })?;
-        }
-        say(format!("mapping table {} stream -> {}", m.table, m.function));
-    }
+    let queue_mappings: Vec<Mapping> = plan
+        .mappings
+        .iter()
+        .map(|m| Mapping {
+            queue: m.queue.clone(),
+            function: m.function.clone(),
+            batch_size: m.batch_size,
+            batching_window_ms: m.batching_window_ms,
+            report_batch_item_failures: m.report_batch_item_failures,
+            ..Default::default()
+        })
+        .collect();
+    let stream_mappings: Vec<StreamMapping> = plan
+        .stream_mappings
+        .iter()
+        .map(|m| StreamMapping {
+            table: m.table.clone(),
+            function: m.function.clone(),
+            batch_size: m.batch_size,
+            batching_window_ms: m.batching_window_ms,
+            starting_position: m.starting_position.clone(),
+            max_retries: m.max_retries,
+            max_record_age_s: m.max_record_age_s,
+            bisect_on_error: m.bisect_on_error,
+            report_batch_item_failures: m.report_batch_item_failures,
+            on_failure: m.on_failure.as_deref().map(|d| platform.render(d)),
+            ..Default::default()
+        })
+        .collect();
+    ensure_mappings(client, &queue_mappings, &stream_mappings, &mut say)?;
     notifications(client, plan, &mut say)?;
     for s in &plan.subscriptions {
         let subscribed = client
@@ -278,6 +260,47 @@ pub fn apply(
         ));
     }
     Ok(platform)
+}
+
+/// Creates each mapping unless the same queue or table already feeds the same function.
+pub fn ensure_mappings(
+    client: &Client,
+    queues: &[Mapping],
+    streams: &[StreamMapping],
+    say: &mut impl FnMut(String),
+) -> Result<()> {
+    if queues.is_empty() && streams.is_empty() {
+        return Ok(());
+    }
+    let existing = client.list_mappings()?.data;
+    for m in queues {
+        let same = existing
+            .mappings
+            .iter()
+            .any(|e| e.queue == m.queue && e.function == m.function);
+        if !same {
+            client
+                .create_mapping(m)
+                .with_context(|| format!("cannot map queue '{}' to '{}'", m.queue, m.function))?;
+        }
+        say(format!("mapping {} -> {}", m.queue, m.function));
+    }
+    for m in streams {
+        let same = existing
+            .stream_mappings
+            .iter()
+            .any(|e| e.table == m.table && e.function == m.function);
+        if !same {
+            client.create_stream_mapping(m).with_context(|| {
+                format!(
+                    "cannot map the stream of table '{}' to '{}'",
+                    m.table, m.function
+                )
+            })?;
+        }
+        say(format!("mapping table {} stream -> {}", m.table, m.function));
+    }
+    Ok(())
 }
 
 /// A route's or schedule's function, or workflow.
