@@ -75,11 +75,9 @@ pub fn glob_match(pattern: &str, path: &str) -> bool {
         match p.split_first() {
             None => s.is_empty(),
             Some((&"**", rest)) => (0..=s.len()).any(|i| segments(rest, &s[i..])),
-            Some((first, rest)) => {
-                s.split_first().is_some_and(|(seg, srest)| {
-                    segment(first.as_bytes(), seg.as_bytes()) && segments(rest, srest)
-                })
-            }
+            Some((first, rest)) => s.split_first().is_some_and(|(seg, srest)| {
+                segment(first.as_bytes(), seg.as_bytes()) && segments(rest, srest)
+            }),
         }
     }
     fn segment(p: &[u8], s: &[u8]) -> bool {
@@ -178,10 +176,15 @@ mod tests {
         assert!(!glob_match("*.md", "docs/b.md"));
         assert!(glob_match("node_modules/**", "node_modules/x/index.js"));
         assert!(glob_match("src/?.py", "src/a.py"));
-        let p: Vec<String> = ["!node_modules/**", "node_modules/keep/**", "!tests", "!*.md"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let p: Vec<String> = [
+            "!node_modules/**",
+            "node_modules/keep/**",
+            "!tests",
+            "!*.md",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert!(included(&p, "handler.py"));
         assert!(!included(&p, "node_modules/drop/index.js"));
         assert!(included(&p, "node_modules/keep/index.js"));

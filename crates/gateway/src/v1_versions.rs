@@ -119,6 +119,11 @@ async fn list_aliases(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     find(&app, &ns, &name).await?;
-    let aliases: Vec<Value> = app.registry.aliases(&ns, &name).iter().map(alias_view).collect();
+    let aliases: Vec<Value> = app
+        .registry
+        .aliases(&ns, &name)
+        .iter()
+        .map(alias_view)
+        .collect();
     Ok(Json(json!({ "aliases": aliases })))
 }

@@ -419,7 +419,10 @@ fn an_s3_upload_is_recorded_in_a_table_whose_stream_reaches_an_auditor() {
     ] {
         assert!(out.contains(line), "{line} not in:\n{out}");
     }
-    let ingest = s.cli(&["get", "uploads-dev-ingest", "-o", "json"]).ok().json();
+    let ingest = s
+        .cli(&["get", "uploads-dev-ingest", "-o", "json"])
+        .ok()
+        .json();
     assert_eq!(ingest["env"]["TABLE"], "uploads-dev-files");
     assert_eq!(
         ingest["env"]["TABLE_ARN"],
@@ -464,7 +467,12 @@ fn an_s3_upload_is_recorded_in_a_table_whose_stream_reaches_an_auditor() {
     let ttl = aws(
         &s,
         &key,
-        &["dynamodb", "describe-time-to-live", "--table-name", "uploads-dev-files"],
+        &[
+            "dynamodb",
+            "describe-time-to-live",
+            "--table-name",
+            "uploads-dev-files",
+        ],
     );
     let ttl: Value = serde_json::from_str(&ttl).unwrap();
     assert_eq!(
@@ -472,18 +480,29 @@ fn an_s3_upload_is_recorded_in_a_table_whose_stream_reaches_an_auditor() {
         json!({"TimeToLiveStatus": "ENABLED", "AttributeName": "expires"})
     );
     // Only the .txt under incoming/ was recorded, once.
-    let scan = s.cli(&["item", "scan", "uploads-dev-files", "-o", "json"]).ok().json();
+    let scan = s
+        .cli(&["item", "scan", "uploads-dev-files", "-o", "json"])
+        .ok()
+        .json();
     assert_eq!(scan["Count"], 1, "{scan}");
 
     // A second deploy keeps the table's items and adds no second mapping or notification.
     s.cli(&["deploy", path_str(&dir)]).ok();
     let mappings = s.cli(&["mapping", "ls", "-o", "json"]).ok().json();
-    assert_eq!(mappings["stream_mappings"].as_array().unwrap().len(), 1, "{mappings}");
+    assert_eq!(
+        mappings["stream_mappings"].as_array().unwrap().len(),
+        1,
+        "{mappings}"
+    );
     let notes = s
         .cli(&["bucket", "notifications", "uploads-dev-inbox", "-o", "json"])
         .ok()
         .json();
-    assert_eq!(notes["configurations"].as_array().unwrap().len(), 1, "{notes}");
+    assert_eq!(
+        notes["configurations"].as_array().unwrap().len(),
+        1,
+        "{notes}"
+    );
     item_eventually(&s, "uploads-dev-files", r#"{"key": "incoming/hello.txt"}"#);
 }
 
@@ -529,7 +548,10 @@ fn a_sam_app_with_tables_a_stream_a_state_machine_and_an_alias() {
     ] {
         assert!(out.contains(&line), "{line} not in:\n{out}");
     }
-    let on_order = s.cli(&["get", "sam-orders-OnOrder", "-o", "json"]).ok().json();
+    let on_order = s
+        .cli(&["get", "sam-orders-OnOrder", "-o", "json"])
+        .ok()
+        .json();
     assert_eq!(on_order["env"]["MACHINE_ARN"], machine);
     let stream = on_order["env"]["ORDERS_STREAM"].as_str().unwrap();
     assert!(
@@ -562,7 +584,16 @@ fn a_sam_app_with_tables_a_stream_a_state_machine_and_an_alias() {
         .unwrap()
         .to_string();
     let done = eventually(120, "the execution to finish", || {
-        let d = aws(&s, &key, &["stepfunctions", "describe-execution", "--execution-arn", &arn]);
+        let d = aws(
+            &s,
+            &key,
+            &[
+                "stepfunctions",
+                "describe-execution",
+                "--execution-arn",
+                &arn,
+            ],
+        );
         let d: Value = serde_json::from_str(&d).unwrap();
         (d["status"] != "RUNNING").then_some(d)
     });

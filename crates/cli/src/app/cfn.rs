@@ -14,7 +14,7 @@
 //! is a cycle, reported with its chain.
 
 use super::{
-    invalid, scalar_text, unsupported, AppError, Plan, PlanBucket, PlanNotification, PlanQueue,
+    invalid, scalar_text, unsupported, AppError, Plan, PlanNotification, PlanQueue,
     PlanSubscription, PlanTable, PlanWorkflow, Target,
 };
 use serde_yaml::{Mapping, Value};
@@ -419,7 +419,12 @@ impl Template {
     /// The alias a SAM function publishes (`AutoPublishAlias`).
     pub fn auto_alias(&self, function: &str) -> Result<Option<String>, AppError> {
         self.property(function, "AutoPublishAlias")
-            .map(|a| self.text(&a, &format!("Resources.{function}.Properties.AutoPublishAlias")))
+            .map(|a| {
+                self.text(
+                    &a,
+                    &format!("Resources.{function}.Properties.AutoPublishAlias"),
+                )
+            })
             .transpose()
     }
 
@@ -445,7 +450,11 @@ impl Template {
             return Ok(None);
         }
         let arn = super::function_arn(&self.physical_name(function)?);
-        Ok(Some(if version { arn } else { format!("{arn}:{alias}") }))
+        Ok(Some(if version {
+            arn
+        } else {
+            format!("{arn}:{alias}")
+        }))
     }
 
     /// `!GetAtt id.attr`.
@@ -799,8 +808,13 @@ impl Template {
                                 "Queue" => super::name_from_arn(&arn).map(Target::Queue),
                                 _ => super::name_from_arn(&arn).map(Target::Topic),
                             }
-                            .ok_or_else(|| invalid(&at, format!("'{arn}' names no {target_key}")))?;
-                            let rules = c.get("Filter").and_then(|f| f.get("S3Key")).and_then(|k| k.get("Rules"));
+                            .ok_or_else(|| {
+                                invalid(&at, format!("'{arn}' names no {target_key}"))
+                            })?;
+                            let rules = c
+                                .get("Filter")
+                                .and_then(|f| f.get("S3Key"))
+                                .and_then(|k| k.get("Rules"));
                             let (prefix, suffix) = super::events::key_filter(&at, rules)?;
                             plan.notifications.push(PlanNotification {
                                 bucket: name.clone(),
@@ -811,9 +825,20 @@ impl Template {
                             });
                         }
                     }
-                    for k in v.as_mapping().into_iter().flat_map(|m| m.keys()).filter_map(Value::as_str) {
-                        if !matches!(k, "LambdaConfigurations" | "QueueConfigurations" | "TopicConfigurations") {
-                            plan.skip(format!("{at}.{k}"), "Lambent sends notifications to functions, queues and topics");
+                    for k in v
+                        .as_mapping()
+                        .into_iter()
+                        .flat_map(|m| m.keys())
+                        .filter_map(Value::as_str)
+                    {
+                        if !matches!(
+                            k,
+                            "LambdaConfigurations" | "QueueConfigurations" | "TopicConfigurations"
+                        ) {
+                            plan.skip(
+                                format!("{at}.{k}"),
+                                "Lambent sends notifications to functions, queues and topics",
+                            );
                         }
                     }
                 }
@@ -834,7 +859,10 @@ impl Template {
             (None, Some(text)) => {
                 let text = scalar_text(text).unwrap_or_default();
                 serde_json::from_str(&text).map_err(|e| {
-                    invalid(format!("{at}.Properties.DefinitionString"), format!("not JSON: {e}"))
+                    invalid(
+                        format!("{at}.Properties.DefinitionString"),
+                        format!("not JSON: {e}"),
+                    )
                 })?
             }
             (None, None) => {
@@ -848,14 +876,21 @@ impl Template {
         for k in props.keys().filter_map(Value::as_str) {
             if !matches!(
                 k,
-                "Definition" | "DefinitionString" | "DefinitionSubstitutions" | "StateMachineName" | "StateMachineType"
+                "Definition"
+                    | "DefinitionString"
+                    | "DefinitionSubstitutions"
+                    | "StateMachineName"
+                    | "StateMachineType"
             ) {
                 plan.skip(format!("{at}.Properties.{k}"), "not applied by Lambent");
             }
         }
         Ok(PlanWorkflow {
             name,
-            definition: substitute(definition, &substitutions(props.get("DefinitionSubstitutions"))),
+            definition: substitute(
+                definition,
+                &substitutions(props.get("DefinitionSubstitutions")),
+            ),
             kind: props.get("StateMachineType").and_then(scalar_text),
         })
     }
@@ -949,7 +984,11 @@ pub(super) fn substitute(
             J::String(s)
         }
         J::Array(xs) => J::Array(xs.into_iter().map(|x| substitute(x, subs)).collect()),
-        J::Object(m) => J::Object(m.into_iter().map(|(k, x)| (k, substitute(x, subs))).collect()),
+        J::Object(m) => J::Object(
+            m.into_iter()
+                .map(|(k, x)| (k, substitute(x, subs)))
+                .collect(),
+        ),
         other => other,
     }
 }

@@ -138,11 +138,7 @@ pub(super) fn key_filter(
     rules: Option<&Value>,
 ) -> Result<(Option<String>, Option<String>), AppError> {
     let (mut prefix, mut suffix) = (None, None);
-    for rule in rules
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
+    for rule in rules.and_then(Value::as_sequence).into_iter().flatten() {
         let (name, value) = match (rule.get("Name"), rule.get("Value")) {
             (Some(n), Some(v)) => (scalar_text(n), scalar_text(v)),
             _ => match rule.as_mapping().and_then(|m| m.iter().next()) {

@@ -203,6 +203,15 @@ pub enum Target {
     Topic(String),
 }
 
+impl Target {
+    /// The name of what it sets off.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Function(n) | Target::Workflow(n) | Target::Queue(n) | Target::Topic(n) => n,
+        }
+    }
+}
+
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -813,6 +822,7 @@ mod tests {
             endpoint: "http://127.0.0.1:9".into(),
             region: "us-east-1".into(),
             account: "default".into(),
+            streams: [("orders".to_string(), "arn:s".to_string())].into(),
         };
         assert_eq!(
             p.render(&format!(
@@ -823,6 +833,16 @@ mod tests {
             "http://127.0.0.1:9/default/jobs and arn:aws:sns:us-east-1:default:news and x"
         );
         assert_eq!(p.render("plain ${X}"), "plain ${X}");
+        assert_eq!(p.render(&stream_arn("orders")), "arn:s");
+        assert_eq!(
+            p.render(&format!("{} {}", table_arn("t"), workflow_arn("w"))),
+            "arn:aws:dynamodb:us-east-1:default:table/t arn:aws:states:us-east-1:default:stateMachine:w"
+        );
+        assert_eq!(table_from_arn(&stream_arn("orders")), Some("orders".into()));
+        assert_eq!(
+            table_from_arn("arn:aws:dynamodb:eu-west-1:1:table/orders/stream/2024"),
+            Some("orders".into())
+        );
         assert_eq!(name_from_arn(&queue_arn("q")), Some("q".into()));
         assert_eq!(
             name_from_arn("arn:aws:sqs:eu-west-1:123:orders"),

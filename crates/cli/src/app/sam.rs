@@ -328,7 +328,10 @@ fn async_config(at: &str, props: &Value, plan: &mut Plan) -> Result<Option<Async
         config
             .and_then(|c| c.get(k))
             .and_then(scalar_text)
-            .map(|v| v.parse().map_err(|_| invalid(format!("{at}.{k}"), "expected a number")))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| invalid(format!("{at}.{k}"), "expected a number"))
+            })
             .transpose()
     };
     let target = |which: &str| -> Result<Option<lambent_core::Destination>, AppError> {
@@ -427,7 +430,11 @@ fn state_machine(
     if let Value::Mapping(m) = &props {
         for k in m.keys().filter_map(Value::as_str) {
             match k {
-                "Definition" | "DefinitionUri" | "DefinitionSubstitutions" | "Name" | "Type"
+                "Definition"
+                | "DefinitionUri"
+                | "DefinitionSubstitutions"
+                | "Name"
+                | "Type"
                 | "Events" => {}
                 "Role" | "Policies" | "RolePath" | "PermissionsBoundary" => plan.skip(
                     format!("{at}.Properties.{k}"),
@@ -572,9 +579,7 @@ fn event(
                     "Lambent's schedules send the scheduled event",
                 ));
             }
-            let owner = match target {
-                Target::Function(n) | Target::Workflow(n) | Target::Queue(n) | Target::Topic(n) => n,
-            };
+            let owner = target.name();
             let name = text("Name").unwrap_or_else(|| format!("{owner}-{ev_id}"));
             let mut s = schedule(name, target.clone(), &expr, at)?;
             s.tz = text("ScheduleExpressionTimezone");
@@ -743,13 +748,112 @@ Outputs:
             run(dir.path(), &[("Greeting", "x")]),
             Err(AppError::Unsupported { .. })
         ));
-        let s3 = TEMPLATE.replace("Type: Api,", "Type: S3,");
+        let s3 = TEMPLATE.replace("Type: Api,", "Type: Kinesis,");
         let dir = app(&s3, &["src/app.py"]);
         let e = run(dir.path(), &[("Greeting", "x")]).unwrap_err();
         assert!(
-            e.to_string().contains("Events.Get") && e.to_string().contains("S3"),
+            e.to_string().contains("Events.Get") && e.to_string().contains("Kinesis"),
             "{e}"
         );
+    }
+
+    const ORDERS: &str = r#"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Results: {Type: AWS::Serverless::SimpleTable}
+  Photos: {Type: AWS::S3::Bucket, Properties: {BucketName: photos, VersioningConfiguration: {Status: Enabled}}}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      AutoPublishAlias: live
+      ProvisionedConcurrencyConfig: {ProvisionedConcurrentExecutions: 1}
+      FunctionUrlConfig: {AuthType: NONE}
+      Environment: {Variables: {TABLE: !Ref Results, ARN: !GetAtt Results.Arn, LIVE: !Ref FnAliaslive}}
+      Events:
+        Up: {Type: S3, Properties: {Bucket: !Ref Photos, Events: ['s3:ObjectCreated:*'], Filter: {S3Key: {Rules: [{Name: suffix, Value: .jpg}]}}}}
+  Machine:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      Type: EXPRESS
+      Definition:
+        StartAt: Go
+        States: {Go: {Type: Task, Resource: '${F}', End: true}}
+      DefinitionSubstitutions: {F: !GetAtt Fn.Arn}
+      Events:
+        Hourly: {Type: Schedule, Properties: {Schedule: rate(1 hour)}}
+        Bad: {Type: SQS, Properties: {Queue: x}}
+Outputs:
+  Url: {Value: !GetAtt FnUrl.FunctionUrl}
+  Machine: {Value: !GetAtt Machine.Name}
+"#;
+
+    #[test]
+    fn tables_buckets_state_machines_and_aliases() {
+        let dir = app(ORDERS, &["app.py"]);
+        let e = run(dir.path(), &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("Machine.Events.Bad") && e.to_string().contains("SQS"),
+            "{e}"
+        );
+        let ok = ORDERS.replace("        Bad: {Type: SQS, Properties: {Queue: x}}\n", "");
+        let dir = app(&ok, &["app.py"]);
+        let plan = run(dir.path(), &[]).unwrap();
+        assert_eq!(plan.tables[0].name, "stack-Results");
+        assert_eq!(
+            plan.tables[0].definition["AttributeDefinitions"][0],
+            serde_json::json!({"AttributeName": "id", "AttributeType": "S"})
+        );
+        let f = &plan.functions[0];
+        assert_eq!(f.alias.as_deref(), Some("live"));
+        assert_eq!(f.env["TABLE"], "stack-Results");
+        assert_eq!(f.env["ARN"], "${lambent:table-arn:stack-Results}");
+        assert_eq!(f.env["LIVE"], "${lambent:function-arn:stack-Fn}:live");
+        assert_eq!(
+            plan.buckets,
+            [super::super::PlanBucket {
+                name: "photos".into(),
+                create: true
+            }]
+        );
+        assert_eq!(plan.notifications[0].suffix.as_deref(), Some(".jpg"));
+        assert_eq!(
+            plan.notifications[0].target,
+            Target::Function("stack-Fn".into())
+        );
+        let m = &plan.workflows[0];
+        assert_eq!(
+            (m.name.as_str(), m.kind.as_deref()),
+            ("stack-Machine", Some("EXPRESS"))
+        );
+        assert_eq!(
+            m.definition["States"]["Go"]["Resource"],
+            "${lambent:function-arn:stack-Fn}"
+        );
+        assert_eq!(
+            plan.schedules[0].target,
+            Target::Workflow("stack-Machine".into())
+        );
+        assert_eq!(plan.outputs[0].1, "${lambent:api-url}/stack-Fn/");
+        assert_eq!(plan.outputs[1].1, "stack-Machine");
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|(i, _)| i == "Resources.Photos.Properties.VersioningConfiguration"));
+        assert!(plan
+            .notes
+            .iter()
+            .any(|(i, _)| i.ends_with("ProvisionedConcurrencyConfig")));
+        let s3_uri = ok.replace(
+            "      Definition:\n        StartAt: Go\n        States: {Go: {Type: Task, Resource: '${F}', End: true}}\n",
+            "      DefinitionUri: {Bucket: b, Key: k}\n",
+        );
+        let dir = app(&s3_uri, &["app.py"]);
+        assert!(run(dir.path(), &[])
+            .unwrap_err()
+            .to_string()
+            .contains("DefinitionUri"));
     }
 
     #[test]

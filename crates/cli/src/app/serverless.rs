@@ -123,7 +123,10 @@ impl Vars<'_> {
         if kind.as_deref() != Some("queue") {
             return Err(invalid(&at, format!("there is no queue construct '{id}'")));
         }
-        let service = service_name(&self.resolve(self.root, 0)?)?;
+        let service = match self.root.get("service") {
+            Some(v) => service_name(Some(&self.resolve(v, 0)?))?,
+            None => service_name(None)?,
+        };
         let queue = lift_queue(&service, &self.stage()?, id);
         match property {
             "queueUrl" => Ok(Value::String(super::queue_url(&queue))),
@@ -296,8 +299,8 @@ fn logical_id(name: &str) -> String {
 }
 
 /// The service's name (`service: x` or `service: {name: x}`).
-fn service_name(root: &Value) -> Result<String, AppError> {
-    match root.get("service") {
+fn service_name(service: Option<&Value>) -> Result<String, AppError> {
+    match service {
         Some(Value::Mapping(m)) => m.get("name").and_then(scalar_text),
         Some(v) => scalar_text(v),
         None => None,
@@ -318,7 +321,7 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
     };
     let root = restore(vars.resolve(&raw, 0)?);
     let stage = vars.stage()?;
-    let service = service_name(&root)?;
+    let service = service_name(root.get("service"))?;
     let empty = Value::Mapping(Mapping::new());
     let provider = root.get("provider").unwrap_or(&empty);
     let provider_name = provider
@@ -542,7 +545,12 @@ fn patterns(at: &str, package: Option<&Value>, plan: &mut Plan) -> Result<Vec<St
     let mut out: Vec<String> = list("exclude").iter().map(|x| format!("!{x}")).collect();
     out.extend(list("include"));
     out.extend(list("patterns"));
-    for k in package.as_mapping().into_iter().flat_map(|m| m.keys()).filter_map(Value::as_str) {
+    for k in package
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(Value::as_str)
+    {
         match k {
             "patterns" | "include" | "exclude" => {}
             "artifact" => {
@@ -575,7 +583,10 @@ fn async_config(
     let number = |k: &str| -> Result<Option<u32>, AppError> {
         f.get(k)
             .and_then(scalar_text)
-            .map(|v| v.parse().map_err(|_| invalid(format!("{at}.{k}"), "expected a number")))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| invalid(format!("{at}.{k}"), "expected a number"))
+            })
             .transpose()
     };
     let target = |v: &Value, at: &str| -> Result<lambent_core::Destination, AppError> {
@@ -607,7 +618,10 @@ fn async_config(
     if let Some(on_error) = f.get("onError") {
         let on_error_at = format!("{at}.onError");
         if spec.on_failure.is_some() {
-            plan.skip(on_error_at, "destinations.onFailure receives the failed events");
+            plan.skip(
+                on_error_at,
+                "destinations.onFailure receives the failed events",
+            );
         } else {
             spec.on_failure = Some(target(on_error, &on_error_at)?);
             plan.note(
@@ -644,11 +658,17 @@ fn constructs(
             ));
         }
         if c.get("fifo").and_then(Value::as_bool) == Some(true) {
-            return Err(unsupported(&at, "fifo", "Lambent's queues are standard queues"));
+            return Err(unsupported(
+                &at,
+                "fifo",
+                "Lambent's queues are standard queues",
+            ));
         }
         let number = |k: &str, default: u32| -> Result<u32, AppError> {
             match c.get(k).and_then(scalar_text) {
-                Some(v) => v.parse().map_err(|_| invalid(format!("{at}.{k}"), "expected a number")),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| invalid(format!("{at}.{k}"), "expected a number")),
                 None => Ok(default),
             }
         };
@@ -666,7 +686,10 @@ fn constructs(
         plan.queues.push(PlanQueue {
             name: queue.clone(),
             visibility_timeout: Some(6 * timeout),
-            delay: c.get("delay").and_then(scalar_text).and_then(|d| d.parse().ok()),
+            delay: c
+                .get("delay")
+                .and_then(scalar_text)
+                .and_then(|d| d.parse().ok()),
             dead_letter_queue: Some(dlq.clone()),
             max_receive_count: Some(number("maxRetries", 3)?),
         });
@@ -687,12 +710,26 @@ fn constructs(
         let mut event = Mapping::new();
         event.insert("sqs".into(), Value::Mapping(sqs));
         if let Value::Mapping(w) = &mut worker {
-            w.insert("events".into(), Value::Sequence(vec![Value::Mapping(event)]));
+            w.insert(
+                "events".into(),
+                Value::Sequence(vec![Value::Mapping(event)]),
+            );
         }
-        for k in c.as_mapping().into_iter().flat_map(|m| m.keys()).filter_map(Value::as_str) {
+        for k in c
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(Value::as_str)
+        {
             if !matches!(
                 k,
-                "type" | "worker" | "maxRetries" | "batchSize" | "maxBatchingWindow" | "delay" | "fifo"
+                "type"
+                    | "worker"
+                    | "maxRetries"
+                    | "batchSize"
+                    | "maxBatchingWindow"
+                    | "delay"
+                    | "fifo"
             ) {
                 plan.skip(format!("{at}.{k}"), "not applied by Lambent");
             }
@@ -741,10 +778,18 @@ fn state_machine(
             .map_err(|e| invalid(format!("{at}.definition"), format!("not JSON: {e}")))?,
         v => cfn::to_json(&v, &format!("{at}.definition"))?,
     };
-    for k in sm.as_mapping().into_iter().flat_map(|m| m.keys()).filter_map(Value::as_str) {
+    for k in sm
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(Value::as_str)
+    {
         match k {
             "name" | "id" | "definition" | "type" | "events" => {}
-            "role" => plan.skip(format!("{at}.role"), "Lambent has no IAM; access is per namespace"),
+            "role" => plan.skip(
+                format!("{at}.role"),
+                "Lambent has no IAM; access is per namespace",
+            ),
             other => plan.skip(format!("{at}.{other}"), "not applied by Lambent"),
         }
     }
@@ -916,14 +961,13 @@ fn event(
                     ));
                 }
             }
-            let owner = match target {
-                Target::Function(n) | Target::Workflow(n) | Target::Queue(n) | Target::Topic(n) => n,
-            };
+            let owner = target.name();
             for (j, rate) in rates.iter().enumerate() {
                 let name = text("name")
                     .filter(|_| rates.len() == 1)
                     .unwrap_or_else(|| format!("{owner}-schedule-{}", index + j + 1));
-                plan.schedules.push(schedule(name, target.clone(), rate, at)?);
+                plan.schedules
+                    .push(schedule(name, target.clone(), rate, at)?);
             }
         }
         "sqs" => {
@@ -1179,12 +1223,12 @@ resources:
     #[test]
     fn unsupported_events_and_missing_handlers_are_refused() {
         let dir = app(
-            &APP.replace("- sns: news", "- s3: photos"),
+            &APP.replace("- sns: news", "- websocket: $connect"),
             &[("handler.py", ""), ("config.json", r#"{"limit": 7}"#)],
         );
         let e = run(dir.path(), None).unwrap_err();
         assert!(
-            matches!(&e, AppError::Unsupported { property, .. } if property == "s3"),
+            matches!(&e, AppError::Unsupported { property, .. } if property == "websocket"),
             "{e}"
         );
         let dir = app(APP, &[("config.json", r#"{"limit": 7}"#)]);
@@ -1200,6 +1244,161 @@ resources:
             run(dir.path(), None),
             Err(AppError::Escapes { .. }) | Err(AppError::Io { .. })
         ));
+    }
+
+    const PIPELINE: &str = r#"
+service: pipe
+provider: {name: aws, runtime: python3.12, environment: {JOBS: '${construct:jobs.queueUrl}', MACHINE: !Ref FlowStepFunctionsStateMachine}}
+plugins: [serverless-lift, serverless-step-functions]
+package: {patterns: ['!docs/**'], individually: true}
+constructs:
+  jobs:
+    type: queue
+    maxRetries: 5
+    worker: {handler: handler.main, timeout: 10}
+functions:
+  ingest:
+    handler: handler.main
+    package: {patterns: ['!big/**']}
+    destinations: {onFailure: audit}
+    events:
+      - s3: {bucket: inbox, event: 's3:ObjectCreated:Put', rules: [{prefix: in/}], existing: true}
+      - s3: photos
+  audit:
+    handler: handler.main
+    events:
+      - stream: {type: dynamodb, arn: {'Fn::GetAtt': [Files, StreamArn]}, batchSize: 3, startingPosition: LATEST, destinations: {onFailure: {'Fn::GetAtt': [Dead, Arn]}}}
+      - stream: {type: dynamodb, arn: {'Fn::GetAtt': [Files, StreamArn]}, enabled: false}
+stepFunctions:
+  validate: true
+  stateMachines:
+    flow:
+      type: EXPRESS
+      definition:
+        StartAt: A
+        States:
+          A: {Type: Task, Resource: {'Fn::GetAtt': [audit, Arn]}, Next: B}
+          B: {Type: Task, Resource: !GetAtt IngestLambdaFunction.Arn, End: true}
+      events:
+        - http: {path: flow, method: post}
+        - schedule: rate(1 hour)
+resources:
+  Resources:
+    Files:
+      Type: AWS::DynamoDB::Table
+      Properties:
+        KeySchema: [{AttributeName: k, KeyType: HASH}]
+        AttributeDefinitions: [{AttributeName: k, AttributeType: S}]
+        StreamSpecification: {StreamViewType: KEYS_ONLY}
+    Dead: {Type: AWS::SQS::Queue, Properties: {QueueName: dead}}
+"#;
+
+    #[test]
+    fn buckets_streams_state_machines_and_lift_queues() {
+        let dir = app(PIPELINE, &[("handler.py", "")]);
+        let plan = run(dir.path(), None).unwrap();
+        let names: Vec<&str> = plan.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["pipe-dev-ingest", "pipe-dev-audit", "pipe-dev-jobsWorker"]
+        );
+        let ingest = &plan.functions[0];
+        assert_eq!(ingest.env["JOBS"], "${lambent:queue-url:pipe-dev-jobs}");
+        assert_eq!(
+            ingest.env["MACHINE"],
+            "${lambent:workflow-arn:pipe-dev-flow}"
+        );
+        assert_eq!(ingest.patterns, ["!docs/**", "!big/**"]);
+        assert_eq!(
+            ingest.async_invoke.as_ref().unwrap().on_failure,
+            Some(lambent_core::Destination::Function(
+                lambent_core::FunctionName::parse("pipe-dev-audit").unwrap()
+            ))
+        );
+        assert_eq!(
+            plan.buckets,
+            [
+                super::super::PlanBucket {
+                    name: "inbox".into(),
+                    create: false
+                },
+                super::super::PlanBucket {
+                    name: "photos".into(),
+                    create: true
+                },
+            ]
+        );
+        assert_eq!(plan.notifications[0].prefix.as_deref(), Some("in/"));
+        assert_eq!(plan.notifications[0].events, ["s3:ObjectCreated:Put"]);
+        assert_eq!(plan.notifications[1].events, ["s3:ObjectCreated:*"]);
+        assert_eq!(plan.stream_mappings.len(), 1);
+        let m = &plan.stream_mappings[0];
+        assert_eq!(
+            (m.table.as_str(), m.batch_size),
+            ("pipe-dev-Files", Some(3))
+        );
+        assert_eq!(m.on_failure.as_deref(), Some("${lambent:queue-arn:dead}"));
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|(i, _)| i == "functions.audit.events[1]"));
+        let queues: Vec<(&str, Option<&str>, Option<u32>)> = plan
+            .queues
+            .iter()
+            .map(|q| {
+                (
+                    q.name.as_str(),
+                    q.dead_letter_queue.as_deref(),
+                    q.max_receive_count,
+                )
+            })
+            .collect();
+        assert!(queues.contains(&("pipe-dev-jobs", Some("pipe-dev-jobs-dlq"), Some(5))));
+        assert_eq!(plan.mappings[0].queue, "pipe-dev-jobs");
+        assert_eq!(plan.mappings[0].function, "pipe-dev-jobsWorker");
+        assert_eq!(plan.mappings[0].batch_size, Some(1));
+        assert!(plan.mappings[0].report_batch_item_failures);
+        let flow = &plan.workflows[0];
+        assert_eq!(
+            (flow.name.as_str(), flow.kind.as_deref()),
+            ("pipe-dev-flow", Some("EXPRESS"))
+        );
+        assert_eq!(
+            flow.definition["States"]["A"]["Resource"],
+            "${lambent:function-arn:pipe-dev-audit}"
+        );
+        assert_eq!(
+            flow.definition["States"]["B"]["Resource"],
+            "${lambent:function-arn:pipe-dev-ingest}"
+        );
+        assert_eq!(
+            plan.routes[0].target,
+            Target::Workflow("pipe-dev-flow".into())
+        );
+        assert_eq!(
+            plan.schedules[0].target,
+            Target::Workflow("pipe-dev-flow".into())
+        );
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|(i, _)| i == "stepFunctions.validate"));
+
+        let kinesis = PIPELINE.replace(
+            "type: dynamodb, arn: {'Fn::GetAtt': [Files, StreamArn]}, batchSize",
+            "type: kinesis, arn: x, batchSize",
+        );
+        let dir = app(&kinesis, &[("handler.py", "")]);
+        assert!(run(dir.path(), None)
+            .unwrap_err()
+            .to_string()
+            .contains("kinesis"));
+        let artifact = PIPELINE.replace("individually: true", "artifact: build.zip");
+        let dir = app(&artifact, &[("handler.py", "")]);
+        assert!(run(dir.path(), None)
+            .unwrap_err()
+            .to_string()
+            .contains("artifact"));
     }
 
     #[test]

@@ -298,7 +298,10 @@ pub fn ensure_mappings(
                 )
             })?;
         }
-        say(format!("mapping table {} stream -> {}", m.table, m.function));
+        say(format!(
+            "mapping table {} stream -> {}",
+            m.table, m.function
+        ));
     }
     Ok(())
 }
@@ -323,9 +326,7 @@ fn tables(
     if plan.tables.is_empty() {
         return Ok(streams);
     }
-    let existing: BTreeSet<String> = client
-        .list_tables()?
-        .data["tables"]
+    let existing: BTreeSet<String> = client.list_tables()?.data["tables"]
         .as_array()
         .into_iter()
         .flatten()
