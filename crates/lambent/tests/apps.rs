@@ -370,12 +370,12 @@ fn aws(s: &Server, key: &(String, String), args: &[&str]) -> String {
 fn until_invoked(s: &Server, function: &str, event: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
     loop {
-        let out = s.cli(&["invoke", function, event]);
+        let out = s.cli(&["invoke", function, "--data", event]);
         if out.code == 0 {
             return;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            out.code == 1 && std::time::Instant::now() < deadline,
             "{function} never ran: {out:?}"
         );
         std::thread::sleep(std::time::Duration::from_secs(2));
