@@ -626,6 +626,17 @@ fn a_sam_app_with_tables_a_stream_a_state_machine_and_an_alias() {
     assert_eq!(started.len(), 1, "{started:?}");
     assert_eq!(started[0]["source"], stream);
 
+    // A second deploy keeps the tables and their items; the redeployed function is published
+    // again and its alias moved to the new version.
+    let again = s.cli(&["deploy", path_str(&dir)]).ok().stdout;
+    for line in [
+        "table sam-orders-Orders (exists)",
+        "alias sam-orders-Price:live -> version 2",
+    ] {
+        assert!(again.contains(line), "{line} not in:\n{again}");
+    }
+    item_eventually(&s, "sam-orders-Results", r#"{"order": "o-7"}"#);
+
     // The state machine's Api event: POST /checkout starts it with the body as its input.
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/checkout", s.url))
@@ -637,6 +648,68 @@ fn a_sam_app_with_tables_a_stream_a_state_machine_and_an_alias() {
         item_eventually(&s, "sam-orders-Results", r#"{"order": "web"}"#)["total"],
         5
     );
+}
+
+#[test]
+fn a_lambent_yaml_maps_a_queue_and_a_tables_stream_to_its_function() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    s.cli(&["queue", "create", "jobs"]).ok();
+    s.cli(&[
+        "table",
+        "create",
+        "notes",
+        "--key",
+        "id:S",
+        "--stream",
+        "new-image",
+    ])
+    .ok();
+    let dir = scratch(&[
+        (
+            "lambent.yaml",
+            "name: reader\nruntime: python3.12\nhandler: app.handler\nmappings:\n  - {queue: jobs, batch_size: 2}\n  - {table: notes, starting_position: TRIM_HORIZON, max_retries: 1}\n",
+        ),
+        (
+            "app.py",
+            "import json\ndef handler(event, context):\n    for r in event['Records']:\n        print('EVENT ' + json.dumps({'source': r.get('eventSource') or r.get('EventSource')}))\n    return {}\n",
+        ),
+    ]);
+    let out = s.cli(&["deploy", path_str(dir.path())]).ok().stdout;
+    assert!(out.contains("mapping jobs -> reader"), "{out}");
+    assert!(
+        out.contains("mapping table notes stream -> reader"),
+        "{out}"
+    );
+    // Again: nothing doubled.
+    s.cli(&["deploy", path_str(dir.path())]).ok();
+    let mappings = s.cli(&["mapping", "ls", "-o", "json"]).ok().json();
+    assert_eq!(
+        mappings["mappings"].as_array().unwrap().len(),
+        1,
+        "{mappings}"
+    );
+    assert_eq!(
+        mappings["stream_mappings"].as_array().unwrap().len(),
+        1,
+        "{mappings}"
+    );
+    assert_eq!(
+        mappings["stream_mappings"][0]["starting_position"],
+        "TRIM_HORIZON"
+    );
+    s.cli(&["queue", "send", "jobs", "hello"]).ok();
+    s.cli(&["item", "put", "notes", r#"{"id": "a"}"#]).ok();
+    let sources = eventually(60, "both sources' events", || {
+        let events = logged(&s, "reader", "EVENT ");
+        let sources: Vec<String> = events
+            .iter()
+            .filter_map(|e| e["source"].as_str().map(str::to_string))
+            .collect();
+        (sources.len() >= 2).then_some(sources)
+    });
+    assert!(sources.contains(&"aws:sqs".to_string()), "{sources:?}");
+    assert!(sources.contains(&"aws:dynamodb".to_string()), "{sources:?}");
 }
 
 /// Writes an app of `files` into a fresh folder.
