@@ -656,6 +656,35 @@ impl Plan {
     }
 }
 
+/// A function URL: routes `ANY /NAME` and `ANY /NAME/{proxy+}` to the function, with the
+/// HTTP API's event (payload 2.0).
+fn function_url(plan: &mut Plan, name: &str, cors: bool) {
+    for path in [format!("/{name}"), format!("/{name}/{{proxy+}}")] {
+        plan.routes.push(PlanRoute {
+            method: "ANY".into(),
+            path,
+            target: Target::Function(name.to_string()),
+            payload: PayloadFormat::V2,
+            cors,
+        });
+    }
+}
+
+/// The note of a function setting Lambent has no counterpart for, by its (either format's)
+/// name; `None` for the settings it applies.
+fn function_setting_note(key: &str) -> Option<&'static str> {
+    Some(match key.to_ascii_lowercase().as_str() {
+        "policies" | "role" | "iamrolestatements" | "rolepath" | "permissionsboundary" => {
+            "Lambent has no IAM; access is per namespace"
+        }
+        "architectures" | "architecture" => "functions run on the host's architecture",
+        "tracing" => "Lambent has no X-Ray tracing; activations and logs record each invocation",
+        "vpcconfig" | "vpc" => "sandboxes have no VPC; outbound network is opt-in (network: true)",
+        "tags" => "not applied by Lambent",
+        _ => return None,
+    })
+}
+
 /// Adds a bucket once (a bucket the app creates stays created when an event names it too).
 fn add_bucket(plan: &mut Plan, name: &str, create: bool) {
     match plan.buckets.iter_mut().find(|b| b.name == name) {

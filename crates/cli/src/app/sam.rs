@@ -269,13 +269,10 @@ fn function(
     let async_invoke = async_config(&at, &props, plan)?;
     if let Value::Mapping(m) = &props {
         for k in m.keys().filter_map(Value::as_str) {
-            if !KNOWN.contains(&k) {
+            if let Some(why) = super::function_setting_note(k) {
+                plan.skip(format!("{at}.Properties.{k}"), why);
+            } else if !KNOWN.contains(&k) {
                 plan.skip(format!("{at}.Properties.{k}"), "not applied by Lambent");
-            } else if matches!(k, "Policies" | "Role") {
-                plan.skip(
-                    format!("{at}.Properties.{k}"),
-                    "Lambent has no IAM; access is per namespace",
-                );
             }
         }
     }
@@ -286,15 +283,7 @@ fn function(
                 "AWS_IAM: Lambent's routes are open (add auth: key in lambent.yaml to require a key)",
             );
         }
-        for path in [format!("/{name}"), format!("/{name}/{{proxy+}}")] {
-            plan.routes.push(PlanRoute {
-                method: "ANY".into(),
-                path,
-                target: Target::Function(name.clone()),
-                payload: PayloadFormat::V2,
-                cors: url.get("Cors").is_some(),
-            });
-        }
+        super::function_url(plan, &name, url.get("Cors").is_some());
     }
     plan.functions.push(PlanFunction {
         name: name.clone(),

@@ -284,6 +284,28 @@ fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
         .try_fold(root, |v, key| v.get(key))
 }
 
+/// Function keys read here; others are noted as skipped.
+const FUNCTION_KEYS: &[&str] = &[
+    "handler",
+    "runtime",
+    "environment",
+    "memorySize",
+    "timeout",
+    "reservedConcurrency",
+    "provisionedConcurrency",
+    "events",
+    "name",
+    "description",
+    "package",
+    "image",
+    "layers",
+    "maximumRetryAttempts",
+    "maximumEventAge",
+    "destinations",
+    "onError",
+    "url",
+];
+
 /// The Framework's logical id of a name: `my-fn_x` → `MyDashfnUnderscorex`.
 fn logical_id(name: &str) -> String {
     let mut out = String::new();
@@ -457,6 +479,27 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
             &mut plan,
         )?);
         let async_invoke = async_config(&t, &at, f, &keys, &mut plan)?;
+        for k in f
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(Value::as_str)
+        {
+            if let Some(why) = super::function_setting_note(k) {
+                plan.skip(format!("{at}.{k}"), why);
+            } else if !FUNCTION_KEYS.contains(&k) {
+                plan.skip(format!("{at}.{k}"), "not applied by Lambent");
+            }
+        }
+        if let Some(url) = f.get("url").filter(|u| u.as_bool() != Some(false)) {
+            if url.get("authorizer").and_then(scalar_text).as_deref() == Some("aws_iam") {
+                plan.note(
+                    format!("{at}.url.authorizer"),
+                    "aws_iam: Lambent's routes are open (add auth: key in lambent.yaml to require a key)",
+                );
+            }
+            super::function_url(&mut plan, &name, url.get("cors").is_some());
+        }
         plan.functions.push(PlanFunction {
             name: name.clone(),
             code: code.clone(),
@@ -1261,6 +1304,8 @@ functions:
     handler: handler.main
     package: {patterns: ['!big/**']}
     destinations: {onFailure: audit}
+    url: true
+    tracing: Active
     events:
       - s3: {bucket: inbox, event: 's3:ObjectCreated:Put', rules: [{prefix: in/}], existing: true}
       - s3: photos
@@ -1371,8 +1416,15 @@ resources:
             flow.definition["States"]["B"]["Resource"],
             "${lambent:function-arn:pipe-dev-ingest}"
         );
+        assert_eq!(plan.routes[0].path, "/pipe-dev-ingest");
+        assert_eq!(plan.routes[1].path, "/pipe-dev-ingest/{proxy+}");
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|(i, why)| i == "functions.ingest.tracing" && why.contains("X-Ray")));
+        assert_eq!(plan.routes.len(), 3, "{:?}", plan.routes);
         assert_eq!(
-            plan.routes[0].target,
+            plan.routes[2].target,
             Target::Workflow("pipe-dev-flow".into())
         );
         assert_eq!(
