@@ -651,6 +651,51 @@ fn a_sam_app_with_tables_a_stream_a_state_machine_and_an_alias() {
 }
 
 #[test]
+fn a_serverless_lift_queue_becomes_a_queue_a_dead_letter_queue_and_a_worker() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let dir = scratch(&[
+        (
+            "serverless.yml",
+            "service: lifted\nprovider: {name: aws, runtime: python3.12}\nplugins: [serverless-lift]\n\
+             constructs:\n  jobs:\n    type: queue\n    maxRetries: 2\n    batchSize: 4\n    \
+             worker: {handler: app.handler, timeout: 5, environment: {SELF: '${construct:jobs.queueUrl}'}}\n",
+        ),
+        (
+            "app.py",
+            "import json\ndef handler(event, context):\n    for r in event['Records']:\n        print('EVENT ' + json.dumps({'body': r['body']}))\n    return {}\n",
+        ),
+    ]);
+    let plan = s
+        .cli(&["deploy", "--dry-run", path_str(dir.path())])
+        .ok()
+        .stdout;
+    for line in [
+        "queue lifted-dev-jobs visibility_timeout=30s dead_letter_queue=lifted-dev-jobs-dlq max_receive_count=2",
+        "queue lifted-dev-jobs-dlq",
+        "function lifted-dev-jobsWorker (python3.12, app.handler, 1024 MB, 5 s)",
+        "mapping lifted-dev-jobs -> lifted-dev-jobsWorker batch_size=4 report_batch_item_failures",
+        "note plugins.serverless-lift: queue constructs are made by Lambent itself",
+    ] {
+        assert!(plan.contains(line), "{line} not in:\n{plan}");
+    }
+    s.cli(&["deploy", path_str(dir.path())]).ok();
+    let worker = s
+        .cli(&["get", "lifted-dev-jobsWorker", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        worker["env"]["SELF"],
+        format!("{}/default/lifted-dev-jobs", s.url).as_str()
+    );
+    s.cli(&["queue", "send", "lifted-dev-jobs", "job-1"]).ok();
+    let events = eventually(60, "the job at the worker", || {
+        Some(logged_events(&s, "lifted-dev-jobsWorker")).filter(|e| !e.is_empty())
+    });
+    assert_eq!(events[0]["body"], "job-1");
+}
+
+#[test]
 fn a_lambent_yaml_maps_a_queue_and_a_tables_stream_to_its_function() {
     let home = tempfile::tempdir().unwrap();
     let s = Server::start(home.path(), &[]);
