@@ -86,8 +86,8 @@ pub fn apply(
             .with_context(|| format!("cannot create queue '{}'", q.name))?;
         say(format!("queue {}", q.name));
     }
-    let streams = tables(client, plan, &mut say)?;
-    let mut platform = platform(client)?;
+    let (streams, table_arn) = tables(client, plan, &mut say)?;
+    let mut platform = platform(client, table_arn.as_deref())?;
     platform.streams = streams;
     let topics: BTreeSet<String> = client
         .list_topics()?
@@ -316,15 +316,16 @@ fn runs(target: &Target) -> Result<(String, Option<String>)> {
 }
 
 /// Creates the plan's tables that do not exist yet (and sets their TTL); returns each
-/// table's stream ARN.
+/// table's stream ARN, and a table's ARN.
 fn tables(
     client: &Client,
     plan: &Plan,
     say: &mut impl FnMut(String),
-) -> Result<BTreeMap<String, String>> {
+) -> Result<(BTreeMap<String, String>, Option<String>)> {
     let mut streams = BTreeMap::new();
+    let mut table_arn = None;
     if plan.tables.is_empty() {
-        return Ok(streams);
+        return Ok((streams, table_arn));
     }
     let existing: BTreeSet<String> = client.list_tables()?.data["tables"]
         .as_array()
@@ -346,6 +347,9 @@ fn tables(
         if let Some(arn) = described["LatestStreamArn"].as_str() {
             streams.insert(t.name.clone(), arn.to_string());
         }
+        if let Some(arn) = described["TableArn"].as_str() {
+            table_arn = Some(arn.to_string());
+        }
         if let Some(attribute) = &t.ttl_attribute {
             let ttl = client.table_operation(&t.name, "DescribeTimeToLive", &json!({}))?;
             let on = &ttl.data["TimeToLiveDescription"];
@@ -357,7 +361,7 @@ fn tables(
             }
         }
     }
-    Ok(streams)
+    Ok((streams, table_arn))
 }
 
 /// Creates the plan's buckets that do not exist yet; an `existing` one must exist.
@@ -444,14 +448,15 @@ fn notifications(client: &Client, plan: &Plan, say: &mut impl FnMut(String)) -> 
 }
 
 /// The server's URL, region and namespace: region and namespace from a queue's ARN
-/// (`arn:aws:sqs:REGION:NAMESPACE:NAME`), else the namespace of a function and the region of
-/// `LAMBENT_REGION` (default `us-east-1`).
-fn platform(client: &Client) -> Result<Platform> {
+/// (`arn:aws:sqs:REGION:NAMESPACE:NAME`) or `table_arn`, else the namespace of a function and
+/// the region of `LAMBENT_REGION` (default `us-east-1`).
+fn platform(client: &Client, table_arn: Option<&str>) -> Result<Platform> {
     let endpoint = client.url().trim_end_matches('/').to_string();
     let queues = client.list_queues()?.data.queues;
     if let Some(arn) = queues
         .iter()
         .map(|q| q.arn.as_str())
+        .chain(table_arn)
         .find(|a| a.starts_with("arn:"))
     {
         let parts: Vec<&str> = arn.split(':').collect();
