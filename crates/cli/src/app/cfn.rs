@@ -3,7 +3,7 @@
 //! short and long forms) evaluated over the template's parameters and resources, and the plain
 //! resources Lambent has (`AWS::SQS::Queue`, `AWS::SNS::Topic`, `AWS::DynamoDB::Table`,
 //! `AWS::Serverless::SimpleTable`, `AWS::S3::Bucket` with its notifications,
-//! `AWS::StepFunctions::StateMachine`).
+//! `AWS::StepFunctions::StateMachine`, `AWS::Lambda::EventSourceMapping`).
 //!
 //! A resource's `!Ref` and `!GetAtt` name what Lambent makes of it: a function's name, a
 //! queue's URL and ARN, a topic's ARN, a table's name, ARN and stream ARN, a bucket's name and
@@ -576,6 +576,7 @@ impl Template {
                     let workflow = self.state_machine(&id, &at, plan)?;
                     plan.workflows.push(workflow);
                 }
+                "AWS::Lambda::EventSourceMapping" => self.event_source_mapping(&id, &at, plan)?,
                 "AWS::SNS::Topic" => {
                     let name = self.physical_name(&id)?;
                     if let Some(Value::Sequence(subs)) = self.property(&id, "Subscription") {
@@ -846,6 +847,49 @@ impl Template {
             }
         }
         super::add_bucket(plan, &name, true);
+        Ok(())
+    }
+
+    /// An `AWS::Lambda::EventSourceMapping` of a queue or a table's stream (spelled as SAM's
+    /// `SQS` and `DynamoDB` events are).
+    fn event_source_mapping(&self, id: &str, at: &str, plan: &mut Plan) -> Result<(), AppError> {
+        let props = Value::Mapping(self.properties(id, at)?);
+        let text = |k: &str| props.get(k).and_then(scalar_text);
+        let arn = text("EventSourceArn")
+            .ok_or_else(|| invalid(at, "EventSourceArn is missing (Lambent has no Kafka or MQ)"))?;
+        let function = text("FunctionName")
+            .as_deref()
+            .and_then(function_from_arn)
+            .ok_or_else(|| invalid(at, "FunctionName names no function"))?;
+        if let Some(queue) = super::name_from_arn(&arn).filter(|_| !arn.contains(":sns:")) {
+            if text("Enabled").as_deref() == Some("false") {
+                plan.skip(at, "Enabled: false");
+                return Ok(());
+            }
+            plan.mappings.push(super::PlanMapping {
+                queue,
+                function,
+                batch_size: text("BatchSize").and_then(|b| b.parse().ok()),
+                batching_window_ms: text("MaximumBatchingWindowInSeconds")
+                    .and_then(|w| w.parse::<u64>().ok())
+                    .map(|s| s * 1000),
+                report_batch_item_failures: super::events::reports_failures(
+                    props.get("FunctionResponseTypes"),
+                ),
+            });
+            return Ok(());
+        }
+        let on_failure = props
+            .get("DestinationConfig")
+            .and_then(|d| d.get("OnFailure"))
+            .and_then(|d| d.get("Destination"))
+            .and_then(scalar_text);
+        let spelling = &super::events::SAM_STREAM;
+        if let Some(m) =
+            super::events::stream_mapping(at, &function, &arn, &props, spelling, on_failure, plan)?
+        {
+            plan.stream_mappings.push(m);
+        }
         Ok(())
     }
 
@@ -1156,5 +1200,46 @@ Resources:
         assert_eq!(plan.queues[0].visibility_timeout, Some(30));
         assert_eq!(plan.skipped.len(), 1);
         assert!(plan.skipped[0].0.contains("Role"));
+    }
+
+    #[test]
+    fn event_source_mappings_read_a_queue_or_a_stream() {
+        let t = template(
+            r#"
+Resources:
+  Jobs: {Type: AWS::SQS::Queue}
+  Orders:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: id, KeyType: HASH}]
+      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
+  Fn: {Type: AWS::Lambda::Function, Properties: {FunctionName: worker}}
+  FromQueue:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties: {EventSourceArn: !GetAtt Jobs.Arn, FunctionName: !Ref Fn, BatchSize: 3}
+  FromStream:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties: {EventSourceArn: !GetAtt Orders.StreamArn, FunctionName: !GetAtt Fn.Arn, StartingPosition: LATEST}
+"#,
+            &[],
+        );
+        let mut plan = Plan::default();
+        t.plain_resources(&mut plan, &["AWS::Lambda::Function"])
+            .unwrap();
+        assert_eq!(
+            (
+                plan.mappings[0].queue.as_str(),
+                plan.mappings[0].function.as_str()
+            ),
+            ("stack-Jobs", "worker")
+        );
+        assert_eq!(plan.mappings[0].batch_size, Some(3));
+        let m = &plan.stream_mappings[0];
+        assert_eq!(
+            (m.table.as_str(), m.function.as_str()),
+            ("stack-Orders", "worker")
+        );
+        assert_eq!(m.starting_position.as_deref(), Some("LATEST"));
     }
 }
