@@ -1203,6 +1203,44 @@ Resources:
     }
 
     #[test]
+    fn state_machines_read_a_definition_string_with_substitutions() {
+        let t = template(
+            r#"
+Resources:
+  Fn: {Type: AWS::Lambda::Function, Properties: {FunctionName: worker}}
+  Flow:
+    Type: AWS::StepFunctions::StateMachine
+    Properties:
+      StateMachineName: flow
+      StateMachineType: EXPRESS
+      RoleArn: arn:aws:iam::1:role/x
+      DefinitionString: !Sub '{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${Fn.Arn}", "Next": "B"}, "B": {"Type": "Pass", "Result": "${!Greeting}", "End": true}}}'
+      DefinitionSubstitutions: {Greeting: hello}
+  Bad:
+    Type: AWS::StepFunctions::StateMachine
+    Properties: {DefinitionS3Location: {Bucket: b, Key: k}}
+"#,
+            &[],
+        );
+        let mut plan = Plan::default();
+        let e = t
+            .plain_resources(&mut plan, &["AWS::Lambda::Function"])
+            .unwrap_err();
+        assert!(e.to_string().contains("DefinitionS3Location"), "{e}");
+        let w = &plan.workflows[0];
+        assert_eq!(
+            (w.name.as_str(), w.kind.as_deref()),
+            ("flow", Some("EXPRESS"))
+        );
+        assert_eq!(
+            w.definition["States"]["A"]["Resource"],
+            "${lambent:function-arn:worker}"
+        );
+        assert_eq!(w.definition["States"]["B"]["Result"], "hello");
+        assert!(plan.skipped.iter().any(|(i, _)| i.ends_with("RoleArn")));
+    }
+
+    #[test]
     fn event_source_mappings_read_a_queue_or_a_stream() {
         let t = template(
             r#"
