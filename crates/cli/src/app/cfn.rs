@@ -677,7 +677,7 @@ impl Template {
     }
 
     /// Resource `id`'s properties, evaluated.
-    fn properties(&self, id: &str, at: &str) -> Result<Mapping, AppError> {
+    pub(super) fn properties(&self, id: &str, at: &str) -> Result<Mapping, AppError> {
         let raw = self
             .resource(id)
             .and_then(|r| r.get("Properties"))

@@ -386,13 +386,7 @@ fn state_machine(
     plan: &mut Plan,
 ) -> Result<PlanWorkflow, AppError> {
     let at = format!("Resources.{id}");
-    let raw = t
-        .resources
-        .get(id)
-        .and_then(|r| r.get("Properties"))
-        .cloned()
-        .unwrap_or(Value::Mapping(Mapping::new()));
-    let props = t.eval(&raw, &format!("{at}.Properties"))?;
+    let props = Value::Mapping(t.properties(id, &at)?);
     let name = t.physical_name(id)?;
     let definition = match (props.get("Definition"), props.get("DefinitionUri")) {
         (Some(d), _) => cfn::to_json(d, &format!("{at}.Properties.Definition"))?,
