@@ -66,6 +66,9 @@ pub struct SchedulePut {
     pub at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
+    /// Sent on each fire instead of EventBridge's scheduled event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -77,6 +80,7 @@ pub struct Schedule {
     pub timezone: String,
     pub next_fire_ms: Option<u64>,
     pub created_ms: u64,
+    pub input: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

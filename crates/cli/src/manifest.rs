@@ -21,7 +21,7 @@
 //!   on_failure: {function: alert}
 //! schedules:                   # created or replaced at deploy, invoking this function
 //!   every-5-minutes: {cron: "0 */5 * * * *", tz: Europe/Paris}
-//!   hourly: {rate: 1 hour}
+//!   hourly: {rate: 1 hour, input: {job: report}}  # input: sent instead of the scheduled event
 //!   launch: {at: "2026-12-01T10:00:00"}
 //! ```
 //!
@@ -950,7 +950,7 @@ mod tests {
                           reserved_concurrency: 10\nprovisioned_concurrency: 2\nkeep_alive: 60\n\
              network: true\n\
              async: {max_retries: 1, on_failure: {function: alert}}\n\
-             schedules: {hourly: {rate: 1 hour, tz: Europe/Paris}}\n",
+             schedules: {hourly: {rate: 1 hour, tz: Europe/Paris, input: {job: report, n: 2}}}\n",
         );
         let d = resolve(tmp.path(), &Overrides::default()).unwrap();
         assert_eq!(d[0].name, "hello");
@@ -982,6 +982,7 @@ mod tests {
                     SchedulePut {
                         rate: Some("1 hour".into()),
                         tz: Some("Europe/Paris".into()),
+                        input: Some(serde_json::json!({"job": "report", "n": 2})),
                         ..Default::default()
                     }
                 )]

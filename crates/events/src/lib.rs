@@ -100,11 +100,18 @@ pub struct ScheduleView {
     pub timezone: String,
     pub next_fire_ms: Option<i64>,
     pub created_ms: i64,
+    /// The constant input each fire sends instead of EventBridge's scheduled event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
 }
 
 impl From<StoredSchedule> for ScheduleView {
     fn from(s: StoredSchedule) -> Self {
         ScheduleView {
+            input: s.input.as_deref().map(|text| {
+                // Stored only after it was serialized from a JSON value, so it reads back.
+                serde_json::from_str(text).unwrap_or(serde_json::Value::String(text.to_string()))
+            }),
             name: s.name,
             function: s.function,
             expression: s.expression,
@@ -114,6 +121,9 @@ impl From<StoredSchedule> for ScheduleView {
         }
     }
 }
+
+/// The largest constant input a schedule takes (EventBridge's limit on a target's `Input`).
+pub const MAX_SCHEDULE_INPUT: usize = 256 * 1024;
 
 /// A new event id (also the first attempt's activation id).
 pub fn new_event_id() -> String {
@@ -255,14 +265,24 @@ impl Events {
     }
 
     /// Creates (or with `replace`, replaces) a schedule; returns it and whether it is new.
+    /// `input`, if given, is what each fire sends instead of EventBridge's scheduled event.
     pub async fn put_schedule(
         &self,
         namespace: &str,
         name: &str,
         function: &str,
         rule: &schedule::Rule,
+        input: Option<&serde_json::Value>,
         replace: bool,
     ) -> Result<(ScheduleView, bool), EventsError> {
+        let input = input.map(serde_json::Value::to_string);
+        if let Some(text) = input.as_ref().filter(|t| t.len() > MAX_SCHEDULE_INPUT) {
+            return Err(EventsError::InvalidSchedule(format!(
+                "the schedule's input is {} bytes of JSON; at most {MAX_SCHEDULE_INPUT} (256 KiB) \
+                 are allowed",
+                text.len()
+            )));
+        }
         let now = now_ms();
         let existed = self.inner.store.get_schedule(namespace, name).await?;
         let next_fire_ms = rule.next_after(now, now);
@@ -280,6 +300,7 @@ impl Events {
             timezone: rule.timezone().to_string(),
             next_fire_ms,
             created_ms: now,
+            input,
         };
         if !self.inner.store.put_schedule(&stored, replace).await? {
             return Err(EventsError::ScheduleExists(name.to_string()));

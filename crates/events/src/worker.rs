@@ -511,7 +511,7 @@ impl Worker {
         }
     }
 
-    /// One fire: the scheduled event is enqueued in the transaction that moves the next fire
+    /// One fire: the scheduled event (or the schedule's constant input) is enqueued in the transaction that moves the next fire
     /// time to the first one after now (so missed fires become one catch-up fire).
     async fn fire(&self, s: StoredSchedule, now: i64) {
         let Some(fire_ms) = s.next_fire_ms else {
@@ -525,15 +525,18 @@ impl Worker {
             }
         };
         let mut event = new_event(&s.namespace, &s.function, Vec::new(), "schedule");
-        event.payload = schedule::scheduled_event(
-            &event.id,
-            self.events.region(),
-            &s.namespace,
-            &s.name,
-            fire_ms,
-        )
-        .to_string()
-        .into_bytes();
+        event.payload = match s.input {
+            Some(input) => input.into_bytes(),
+            None => schedule::scheduled_event(
+                &event.id,
+                self.events.region(),
+                &s.namespace,
+                &s.name,
+                fire_ms,
+            )
+            .to_string()
+            .into_bytes(),
+        };
         let fired = self
             .events
             .write(EventWrite::Fire {

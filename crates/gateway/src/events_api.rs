@@ -172,6 +172,10 @@ async fn redrive_one(
     Ok(Json(json!({ "redriven": redriven })))
 }
 
+/// A schedule's body: its 256 KiB input (`lambent_events::MAX_SCHEDULE_INPUT`, checked as
+/// compact JSON) with room for indentation and the other fields.
+const SCHEDULE_BODY_LIMIT: usize = 1024 * 1024;
+
 /// A schedule as a request body gives it: the target and exactly one of cron / rate / at.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +191,8 @@ struct ScheduleBody {
     rate: Option<String>,
     at: Option<String>,
     tz: Option<String>,
+    /// Sent on each fire instead of EventBridge's scheduled event (any JSON value).
+    input: Option<Value>,
 }
 
 fn check_schedule_name(name: &str) -> Result<(), ApiError> {
@@ -235,7 +241,7 @@ async fn save_schedule(
     )?;
     let (view, created) = app
         .events
-        .put_schedule(ns, name, &target, &rule, replace)
+        .put_schedule(ns, name, &target, &rule, b.input.as_ref(), replace)
         .await?;
     let status = if created {
         StatusCode::CREATED
@@ -250,7 +256,7 @@ async fn add_schedule(
     Extension(Namespace(ns)): Ns,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(body, 64 * 1024, "the schedule").await?;
+    let bytes = body::read(body, SCHEDULE_BODY_LIMIT, "the schedule").await?;
     let b: ScheduleBody = body::json(&bytes)?;
     let Some(name) = b.name.clone() else {
         return Err(ApiError::InvalidJson("missing field `name`".into()));
@@ -264,7 +270,7 @@ async fn put_schedule(
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(body, 64 * 1024, "the schedule").await?;
+    let bytes = body::read(body, SCHEDULE_BODY_LIMIT, "the schedule").await?;
     let b: ScheduleBody = body::json(&bytes)?;
     if b.name.as_deref().is_some_and(|n| n != name) {
         return Err(ApiError::InvalidJson(format!(

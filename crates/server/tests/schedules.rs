@@ -1,6 +1,6 @@
 //! Schedules end to end on a real node: a cron fire every second, a rate, a one-shot `at` that
-//! fires once and is gone, precise errors, and exactly one catch-up fire for the fires missed
-//! while the node was stopped.
+//! fires once and is gone, a constant input sent in place of the scheduled event, precise
+//! errors, and exactly one catch-up fire for the fires missed while the node was stopped.
 
 mod common;
 
@@ -103,6 +103,56 @@ async fn cron_fires_every_second_with_an_eventbridge_event() {
         (s, v["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("NotFound"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_constant_input_is_sent_instead_of_the_scheduled_event() {
+    let node = node().await;
+    setup(&node).await;
+    let input = json!({"job": "report", "ids": [1, 2], "opts": {"dry": false, "note": null}});
+    let (s, v) = put_schedule(
+        &node,
+        "with-input",
+        json!({"function": "tick", "cron": "* * * * * *", "input": input}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["input"], input);
+    assert_eq!(node.get_ok("/v1/schedules/with-input").await["input"], input);
+    let events = eventually(20, "a fire", || async {
+        let f = fired(&node).await;
+        (!f.is_empty()).then_some(f)
+    })
+    .await;
+    assert_eq!(events[0], input);
+    node.send(Method::DELETE, "/v1/schedules/with-input", vec![])
+        .await;
+
+    // EventBridge's limit: 256 KiB of input (here one byte over, as compact JSON).
+    let over = json!("x".repeat(256 * 1024 - 1));
+    let (s, v) = put_schedule(
+        &node,
+        "too-big",
+        json!({"function": "tick", "rate": "1 hour", "input": over}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidSchedule")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("256 KiB"),
+        "{v}"
+    );
+    let fits = json!("x".repeat(256 * 1024 - 2));
+    let (s, v) = put_schedule(
+        &node,
+        "fits",
+        json!({"function": "tick", "rate": "1 hour", "input": fits}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{}", v["error"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

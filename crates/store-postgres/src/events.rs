@@ -51,7 +51,10 @@ fn letter_from_row(row: &Row) -> DeadLetter {
 }
 
 const SCHEDULE_COLUMNS: &str =
-    "namespace, name, function, expression, timezone, next_fire_ms, created_ms";
+    "namespace, name, function, expression, timezone, next_fire_ms, created_ms, input";
+
+/// A schedule's constant input (JSON text), sent instead of EventBridge's scheduled event.
+pub(crate) const INPUT_MIGRATION: &str = "ALTER TABLE schedules ADD COLUMN input TEXT;";
 
 fn schedule_from_row(row: &Row) -> StoredSchedule {
     StoredSchedule {
@@ -62,6 +65,7 @@ fn schedule_from_row(row: &Row) -> StoredSchedule {
         timezone: row.get(4),
         next_fire_ms: row.get(5),
         created_ms: row.get(6),
+        input: row.get(7),
     }
 }
 
@@ -387,14 +391,14 @@ impl EventStore for PgStore {
         let on_conflict = if replace {
             "DO UPDATE SET function = excluded.function, expression = excluded.expression, \
              timezone = excluded.timezone, next_fire_ms = excluded.next_fire_ms, \
-             created_ms = excluded.created_ms"
+             created_ms = excluded.created_ms, input = excluded.input"
         } else {
             "DO NOTHING"
         };
         let n = self
             .execute(
                 &format!(
-                    "INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                    "INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                      ON CONFLICT (namespace, name) {on_conflict}"
                 ),
                 &[
@@ -405,6 +409,7 @@ impl EventStore for PgStore {
                     &s.timezone,
                     &s.next_fire_ms,
                     &s.created_ms,
+                    &s.input,
                 ],
             )
             .await?;

@@ -94,7 +94,10 @@ fn letter_from_row(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
 }
 
 const SCHEDULE_COLUMNS: &str =
-    "namespace, name, function, expression, timezone, next_fire_ms, created_ms";
+    "namespace, name, function, expression, timezone, next_fire_ms, created_ms, input";
+
+/// A schedule's constant input (JSON text), sent instead of EventBridge's scheduled event.
+pub(crate) const INPUT_MIGRATION: &str = "ALTER TABLE schedules ADD COLUMN input TEXT;";
 
 fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSchedule> {
     Ok(StoredSchedule {
@@ -105,6 +108,7 @@ fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSchedule> {
         timezone: row.get(4)?,
         next_fire_ms: row.get(5)?,
         created_ms: row.get(6)?,
+        input: row.get(7)?,
     })
 }
 
@@ -421,7 +425,7 @@ impl EventStore for SqliteStore {
                 .execute(
                     &format!(
                         "{verb} INTO schedules ({SCHEDULE_COLUMNS}) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                     ),
                     params![
                         s.namespace,
@@ -430,7 +434,8 @@ impl EventStore for SqliteStore {
                         s.expression,
                         s.timezone,
                         s.next_fire_ms,
-                        s.created_ms
+                        s.created_ms,
+                        s.input
                     ],
                 )
                 .map_err(db_err)?;

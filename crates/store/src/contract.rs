@@ -68,6 +68,7 @@ macro_rules! contract_tests {
             a_fire_applies_once,
             a_one_shot_fire_deletes_its_schedule,
             schedules_are_created_replaced_listed_and_deleted,
+            a_schedule_keeps_its_input,
             retries_completions_and_destinations,
             dead_letters_are_kept_and_redriven,
             claims_record_their_owner_and_honour_affinity,
@@ -436,6 +437,7 @@ fn schedule(next_fire_ms: Option<i64>) -> StoredSchedule {
         timezone: "UTC".into(),
         next_fire_ms,
         created_ms: 1,
+        input: None,
     }
 }
 
@@ -505,6 +507,31 @@ pub async fn schedules_are_created_replaced_listed_and_deleted<S: ContractStore>
     assert!(store.delete_schedule("default", "tick").await.unwrap());
     assert!(!store.delete_schedule("default", "tick").await.unwrap());
     assert!(store.list_schedules("other").await.unwrap().is_empty());
+}
+
+pub async fn a_schedule_keeps_its_input<S: ContractStore>(store: Arc<S>) {
+    let mut s = schedule(Some(100));
+    s.input = Some(r#"{"job":"report","n":[1,2]}"#.into());
+    assert!(store.put_schedule(&s, false).await.unwrap());
+    assert_eq!(
+        store.get_schedule("default", "tick").await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(store.due_schedules(100).await.unwrap(), [s.clone()]);
+    assert_eq!(store.list_schedules("default").await.unwrap(), [s.clone()]);
+    // Replacing without an input clears it: the schedule sends EventBridge's event again.
+    s.input = None;
+    assert!(store.put_schedule(&s, true).await.unwrap());
+    assert_eq!(
+        store.get_schedule("default", "tick").await.unwrap(),
+        Some(s.clone())
+    );
+    s.input = Some("\"plain string\"".into());
+    assert!(store.put_schedule(&s, true).await.unwrap());
+    assert_eq!(
+        store.get_schedule("default", "tick").await.unwrap(),
+        Some(s)
+    );
 }
 
 pub async fn retries_completions_and_destinations<S: ContractStore>(store: Arc<S>) {

@@ -63,6 +63,8 @@ pub struct StoredSchedule {
     /// The next fire (ms since the epoch); `None`: a one-shot that already fired.
     pub next_fire_ms: Option<i64>,
     pub created_ms: i64,
+    /// A constant input (JSON text) sent instead of EventBridge's scheduled event.
+    pub input: Option<String>,
 }
 
 /// One change, applied with others in one transaction (group commit). A change that carries a

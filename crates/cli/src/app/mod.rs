@@ -257,6 +257,8 @@ pub struct PlanSchedule {
     pub cron: Option<String>,
     pub rate: Option<String>,
     pub tz: Option<String>,
+    /// Sent on each fire instead of EventBridge's scheduled event.
+    pub input: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -582,7 +584,11 @@ impl Plan {
                 (_, Some(r)) => format!("rate({r})"),
                 _ => String::new(),
             };
-            let _ = writeln!(out, "schedule {} {expr} -> {}", s.name, s.target);
+            let _ = write!(out, "schedule {} {expr} -> {}", s.name, s.target);
+            if let Some(input) = &s.input {
+                let _ = write!(out, " input={input}");
+            }
+            out.push('\n');
         }
         for m in &self.mappings {
             let _ = write!(out, "mapping {} -> {}", m.queue, m.function);
@@ -817,6 +823,7 @@ fn schedule(
         cron: None,
         rate: None,
         tz: None,
+        input: None,
     };
     if let Some(inner) = e.strip_prefix("cron(").and_then(|r| r.strip_suffix(')')) {
         s.cron = Some(aws_cron(inner, at)?);
@@ -829,6 +836,17 @@ fn schedule(
         ));
     }
     Ok(s)
+}
+
+/// A schedule's constant input, evaluated: JSON text (CloudFormation's `Input`, a string in
+/// serverless.yml), or a YAML value that the Serverless Framework sends as JSON.
+fn schedule_input(v: &serde_yaml::Value, at: &str) -> Result<serde_json::Value, AppError> {
+    match v {
+        serde_yaml::Value::String(json) => {
+            serde_json::from_str(json).map_err(|e| invalid(at, format!("not JSON: {e}")))
+        }
+        other => cfn::to_json(other, at),
+    }
 }
 
 /// A scalar YAML value as text (`false` → `"false"`, as CloudFormation does).

@@ -555,17 +555,14 @@ fn event(
                 plan.skip(at, "disabled");
                 return Ok(());
             }
-            if p.get("Input").is_some() {
-                return Err(unsupported(
-                    at,
-                    "Input",
-                    "Lambent's schedules send the scheduled event",
-                ));
-            }
             let owner = target.name();
             let name = text("Name").unwrap_or_else(|| format!("{owner}-{ev_id}"));
             let mut s = schedule(name, target.clone(), &expr, at)?;
             s.tz = text("ScheduleExpressionTimezone");
+            s.input = p
+                .get("Input")
+                .map(|v| super::schedule_input(v, &format!("{at}.Properties.Input")))
+                .transpose()?;
             plan.schedules.push(s);
         }
         "S3" => {
@@ -659,6 +656,7 @@ Resources:
         Get: {Type: Api, Properties: {Path: '/hello/{name}', Method: get}}
         All: {Type: HttpApi}
         Tick: {Type: Schedule, Properties: {Schedule: cron(0/2 * ? * MON-FRI *)}}
+        Report: {Type: ScheduleV2, Properties: {ScheduleExpression: rate(1 hour), Input: !Sub '{"stage": "${Stage}", "n": [1]}'}}
   Worker:
     Type: AWS::Serverless::Function
     Properties:
@@ -699,6 +697,14 @@ Outputs:
             plan.schedules[0].cron.as_deref(),
             Some("0 0/2 * ? * MON-FRI *")
         );
+        assert_eq!(plan.schedules[0].input, None);
+        assert_eq!(
+            (plan.schedules[1].rate.as_deref(), &plan.schedules[1].input),
+            (
+                Some("1 hour"),
+                &Some(serde_json::json!({"stage": "dev", "n": [1]}))
+            )
+        );
         assert_eq!(plan.mappings[0].queue, "stack-Jobs");
         assert!(plan.mappings[0].report_batch_item_failures);
         assert_eq!(plan.queues[0].name, "stack-Jobs");
@@ -731,6 +737,13 @@ Outputs:
             run(dir.path(), &[("Greeting", "x")]),
             Err(AppError::Unsupported { .. })
         ));
+        let not_json = TEMPLATE.replace(r#""n": [1]}'"#, r#""n": [1]'"#);
+        let dir = app(&not_json, &["src/app.py"]);
+        let e = run(dir.path(), &[("Greeting", "x")]).unwrap_err().to_string();
+        assert!(
+            e.contains("Events.Report.Properties.Input") && e.contains("not JSON"),
+            "{e}"
+        );
         let s3 = TEMPLATE.replace("Type: Api,", "Type: Kinesis,");
         let dir = app(&s3, &["src/app.py"]);
         let e = run(dir.path(), &[("Greeting", "x")]).unwrap_err();

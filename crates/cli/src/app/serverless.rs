@@ -995,22 +995,27 @@ fn event(
                 plan.skip(at, "enabled: false");
                 return Ok(());
             }
-            for key in ["input", "inputPath", "inputTransformer"] {
+            for key in ["inputPath", "inputTransformer"] {
                 if get(key).is_some() {
                     return Err(unsupported(
                         at,
                         key,
-                        "Lambent's schedules send EventBridge's scheduled event",
+                        "Lambent's schedules send the scheduled event or a constant input",
                     ));
                 }
             }
+            let input_at = format!("{at}.input");
+            let input = get("input")
+                .map(|v| super::schedule_input(&t.eval(v, &input_at)?, &input_at))
+                .transpose()?;
             let owner = target.name();
             for (j, rate) in rates.iter().enumerate() {
                 let name = text("name")
                     .filter(|_| rates.len() == 1)
                     .unwrap_or_else(|| format!("{owner}-schedule-{}", index + j + 1));
-                plan.schedules
-                    .push(schedule(name, target.clone(), rate, at)?);
+                let mut s = schedule(name, target.clone(), rate, at)?;
+                s.input.clone_from(&input);
+                plan.schedules.push(s);
             }
         }
         "sqs" => {
@@ -1198,6 +1203,8 @@ functions:
       - sqs: {arn: !GetAtt Jobs.Arn, batchSize: 5, functionResponseType: ReportBatchItemFailures}
       - sns: news
       - schedule: cron(0/2 * ? * MON-FRI *)
+      - schedule: {rate: rate(1 hour), input: {job: report, stage: "${sls:stage}", ids: [1, 2]}}
+      - schedule: {rate: rate(1 day), input: '{"raw": true}'}
 resources:
   Resources:
     Jobs:
@@ -1254,6 +1261,21 @@ resources:
             plan.schedules[0].cron.as_deref(),
             Some("0 0/2 * ? * MON-FRI *")
         );
+        let inputs: Vec<_> = plan.schedules.iter().map(|s| s.input.clone()).collect();
+        assert_eq!(
+            inputs,
+            [
+                None,
+                Some(serde_json::json!({"job": "report", "stage": "dev", "ids": [1, 2]})),
+                Some(serde_json::json!({"raw": true})),
+            ]
+        );
+        let described = plan.describe();
+        let daily = described.lines().find(|l| l.contains("rate(1 day)"));
+        assert!(
+            daily.is_some_and(|l| l.ends_with(r#" input={"raw":true}"#)),
+            "{described}"
+        );
         assert!(plan.skipped.iter().any(|(i, _)| i == "provider.iam"));
         assert!(plan
             .skipped
@@ -1272,6 +1294,24 @@ resources:
         let e = run(dir.path(), None).unwrap_err();
         assert!(
             matches!(&e, AppError::Unsupported { property, .. } if property == "websocket"),
+            "{e}"
+        );
+        let dir = app(
+            &APP.replace("input: '{", "inputPath: '{"),
+            &[("handler.py", ""), ("config.json", r#"{"limit": 7}"#)],
+        );
+        let e = run(dir.path(), None).unwrap_err();
+        assert!(
+            matches!(&e, AppError::Unsupported { property, .. } if property == "inputPath"),
+            "{e}"
+        );
+        let dir = app(
+            &APP.replace(r#"'{"raw": true}'"#, "'{raw}'"),
+            &[("handler.py", ""), ("config.json", r#"{"limit": 7}"#)],
+        );
+        let e = run(dir.path(), None).unwrap_err().to_string();
+        assert!(
+            e.contains("functions.worker.events[5].input") && e.contains("not JSON"),
             "{e}"
         );
         let dir = app(APP, &[("config.json", r#"{"limit": 7}"#)]);

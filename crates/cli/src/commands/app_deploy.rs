@@ -199,6 +199,7 @@ pub fn apply(
             cron: s.cron.clone(),
             rate: s.rate.clone(),
             tz: s.tz.clone(),
+            input: s.input.clone(),
             ..Default::default()
         };
         client

@@ -1,5 +1,5 @@
 //! `lambent schedule add|ls|rm`: cron, rate and one-shot schedules that invoke a function
-//! asynchronously with an EventBridge scheduled event.
+//! asynchronously with an EventBridge scheduled event (or a constant `--input`).
 
 use super::Ctx;
 use crate::events_client::SchedulePut;
@@ -39,6 +39,9 @@ pub enum ScheduleCommand {
         /// The time zone of --cron and --at (an IANA name) [default: UTC].
         #[arg(long)]
         tz: Option<String>,
+        /// JSON sent on each fire instead of the scheduled event: '{"job": "report"}'.
+        #[arg(long, value_name = "JSON", value_parser = parse_input)]
+        input: Option<serde_json::Value>,
     },
     /// List schedules.
     Ls,
@@ -47,6 +50,11 @@ pub enum ScheduleCommand {
         /// The schedule's name.
         name: String,
     },
+}
+
+/// `--input`: one JSON value.
+fn parse_input(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 pub fn run(ctx: &Ctx, args: ScheduleArgs) -> Result<ExitCode> {
@@ -60,6 +68,7 @@ pub fn run(ctx: &Ctx, args: ScheduleArgs) -> Result<ExitCode> {
             rate,
             at,
             tz,
+            input,
         } => {
             let body = SchedulePut {
                 name: None,
@@ -69,6 +78,7 @@ pub fn run(ctx: &Ctx, args: ScheduleArgs) -> Result<ExitCode> {
                 rate,
                 at,
                 tz,
+                input,
             };
             let s = client.put_schedule(&name, &body, false)?;
             if ctx.json() {
