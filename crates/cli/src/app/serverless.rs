@@ -1311,7 +1311,7 @@ resources:
         );
         let e = run(dir.path(), None).unwrap_err().to_string();
         assert!(
-            e.contains("functions.worker.events[5].input") && e.contains("not JSON"),
+            e.contains("functions.worker.events[4].input") && e.contains("not JSON"),
             "{e}"
         );
         let dir = app(APP, &[("config.json", r#"{"limit": 7}"#)]);
