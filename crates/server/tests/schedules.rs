@@ -118,7 +118,10 @@ async fn a_constant_input_is_sent_instead_of_the_scheduled_event() {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["input"], input);
-    assert_eq!(node.get_ok("/v1/schedules/with-input").await["input"], input);
+    assert_eq!(
+        node.get_ok("/v1/schedules/with-input").await["input"],
+        input
+    );
     let events = eventually(20, "a fire", || async {
         let f = fired(&node).await;
         (!f.is_empty()).then_some(f)

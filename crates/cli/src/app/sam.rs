@@ -739,7 +739,9 @@ Outputs:
         ));
         let not_json = TEMPLATE.replace(r#""n": [1]}'"#, r#""n": [1]'"#);
         let dir = app(&not_json, &["src/app.py"]);
-        let e = run(dir.path(), &[("Greeting", "x")]).unwrap_err().to_string();
+        let e = run(dir.path(), &[("Greeting", "x")])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("Events.Report.Properties.Input") && e.contains("not JSON"),
             "{e}"
