@@ -16,6 +16,7 @@ mod queues;
 mod routes;
 mod sequences;
 mod tables;
+mod versions;
 mod workflows;
 pub use buckets::{
     BucketDeleted, BucketInfo, BucketList, NotificationConfiguration, Notifications, ObjectInfo,
@@ -24,6 +25,7 @@ pub use buckets::{
 pub use queues::*;
 pub use routes::{Route, RouteList};
 pub use sequences::{Sequence, SequenceList, SequencePut};
+pub use versions::{AliasInfo, Version};
 pub use workflows::{
     Execution, ExecutionList, ExecutionStart, History, TimelineEntry, TransitionRow,
     TransitionUsage, Workflow, WorkflowList, WorkflowPut,

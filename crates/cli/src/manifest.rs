@@ -64,6 +64,17 @@
 //!   checkout: {components: [validate, charge], routes: [POST /checkout]}
 //! ```
 //!
+//! Event-source mappings go in `mappings:` (in either form): a queue or a table's stream read
+//! by a function in batches, created at deploy unless the same source already feeds the same
+//! function (`function` defaults to the single function of the file):
+//!
+//! ```yaml
+//! mappings:
+//!   - {queue: jobs, function: worker, batch_size: 5, report_batch_item_failures: true}
+//!   - {table: orders, function: audit, starting_position: TRIM_HORIZON, max_retries: 2,
+//!      bisect_on_error: true, on_failure: failed-orders}
+//! ```
+//!
 //! Flags override the file. Values are not validated here: the server does that and says why.
 
 use crate::events_client::SchedulePut;
@@ -124,12 +135,15 @@ pub enum Source {
     Dir(PathBuf),
     /// A ready-made zip, uploaded as is.
     Zip(PathBuf),
+    /// A folder packed through the Serverless Framework's `package.patterns` (globs in order,
+    /// `!` excluding; the last that matches a file decides).
+    Patterns(PathBuf, Vec<String>),
 }
 
 impl Source {
     pub fn path(&self) -> &Path {
         match self {
-            Source::Dir(p) | Source::Zip(p) => p,
+            Source::Dir(p) | Source::Zip(p) | Source::Patterns(p, _) => p,
         }
     }
 }
@@ -171,6 +185,101 @@ struct FunctionYaml {
     /// Read by [`crate::workflow_manifest`].
     #[serde(default, rename = "workflows")]
     _workflows: Option<serde::de::IgnoredAny>,
+    /// Read by [`mappings`].
+    #[serde(default, rename = "mappings")]
+    _mappings: Option<serde::de::IgnoredAny>,
+}
+
+/// One entry of `mappings:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingYaml {
+    queue: Option<String>,
+    table: Option<String>,
+    #[serde(default)]
+    function: String,
+    batch_size: Option<u32>,
+    batching_window_ms: Option<u64>,
+    #[serde(default)]
+    report_batch_item_failures: bool,
+    starting_position: Option<String>,
+    max_retries: Option<i64>,
+    max_record_age_s: Option<i64>,
+    #[serde(default)]
+    bisect_on_error: bool,
+    on_failure: Option<String>,
+}
+
+/// An event-source mapping declared in `mappings:`.
+#[derive(Debug, Clone)]
+pub enum MappingDecl {
+    Queue(crate::client::Mapping),
+    Table(crate::client::StreamMapping),
+}
+
+/// The mappings `lambent deploy PATH` creates after the functions; an entry without
+/// `function` names `single` (the file's one function), else it is refused.
+pub fn mappings(path: &Path, single: Option<&str>) -> Result<Vec<MappingDecl>> {
+    let manifest_path = match path.file_name() {
+        Some(n) if n == MANIFEST_FILE => path.to_path_buf(),
+        _ => path.join(MANIFEST_FILE),
+    };
+    let Ok(text) = std::fs::read_to_string(&manifest_path) else {
+        return Ok(Vec::new());
+    };
+    let at = manifest_path.display().to_string();
+    let serde_yaml::Value::Mapping(map) = serde_yaml::from_str(&text).context(at.clone())? else {
+        return Ok(Vec::new());
+    };
+    let Some(list) = map.get("mappings") else {
+        return Ok(Vec::new());
+    };
+    let entries: Vec<MappingYaml> =
+        serde_yaml::from_value(list.clone()).with_context(|| format!("{at}: mappings"))?;
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let function = match (m.function.is_empty(), single) {
+                (false, _) => m.function,
+                (true, Some(f)) => f.to_string(),
+                (true, None) => bail!("{at}: mappings[{i}]: name its `function`"),
+            };
+            let queue_only = m.starting_position.is_some()
+                || m.max_retries.is_some()
+                || m.max_record_age_s.is_some()
+                || m.bisect_on_error
+                || m.on_failure.is_some();
+            match (m.queue, m.table) {
+                (Some(_), _) if queue_only => bail!(
+                    "{at}: mappings[{i}]: starting_position, max_retries, max_record_age_s, \
+                     bisect_on_error and on_failure apply to a table's stream, not a queue"
+                ),
+                (Some(queue), None) => Ok(MappingDecl::Queue(crate::client::Mapping {
+                    queue,
+                    function,
+                    batch_size: m.batch_size,
+                    batching_window_ms: m.batching_window_ms,
+                    report_batch_item_failures: m.report_batch_item_failures,
+                    ..Default::default()
+                })),
+                (None, Some(table)) => Ok(MappingDecl::Table(crate::client::StreamMapping {
+                    table,
+                    function,
+                    batch_size: m.batch_size,
+                    batching_window_ms: m.batching_window_ms,
+                    starting_position: m.starting_position,
+                    max_retries: m.max_retries,
+                    max_record_age_s: m.max_record_age_s,
+                    bisect_on_error: m.bisect_on_error,
+                    report_batch_item_failures: m.report_batch_item_failures,
+                    on_failure: m.on_failure,
+                    ..Default::default()
+                })),
+                _ => bail!("{at}: mappings[{i}]: name exactly one of `queue` and `table`"),
+            }
+        })
+        .collect()
 }
 
 /// A route as written: `GET /users/{id}`, or a mapping of its settings.
@@ -361,7 +470,7 @@ fn parse_manifest(text: &str) -> Result<Manifest> {
     if let Some(other) = map.keys().find(|k| {
         !matches!(
             k.as_str(),
-            Some("functions" | "routes" | "sequences" | "workflows")
+            Some("functions" | "routes" | "sequences" | "workflows" | "mappings")
         )
     }) {
         bail!(
@@ -1211,6 +1320,35 @@ mod sequence_tests {
         assert_eq!(seqs[1].routes[0].function, "ba");
         // The file itself names the same.
         assert_eq!(sequences(&tmp.path().join(MANIFEST_FILE)).unwrap(), seqs);
+    }
+
+    #[test]
+    fn mappings_name_a_queue_or_a_table_and_default_to_the_single_function() {
+        let tmp = dir_with(
+            "runtime: python3.12\nmappings:\n  - {queue: jobs, batch_size: 5}\n  - {table: orders, starting_position: TRIM_HORIZON, bisect_on_error: true}\n",
+        );
+        resolve(tmp.path(), &Overrides::default()).unwrap();
+        let m = mappings(tmp.path(), Some("w")).unwrap();
+        let MappingDecl::Queue(q) = &m[0] else {
+            panic!("{m:?}")
+        };
+        assert_eq!((q.queue.as_str(), q.function.as_str()), ("jobs", "w"));
+        assert_eq!(q.batch_size, Some(5));
+        let MappingDecl::Table(t) = &m[1] else {
+            panic!("{m:?}")
+        };
+        assert_eq!(t.starting_position.as_deref(), Some("TRIM_HORIZON"));
+        assert!(t.bisect_on_error);
+        let e = format!("{:#}", mappings(tmp.path(), None).unwrap_err());
+        assert!(e.contains("mappings[0]: name its `function`"), "{e}");
+        for bad in [
+            "mappings:\n  - {queue: q, table: t, function: f}\n",
+            "mappings:\n  - {queue: q, function: f, max_retries: 2}\n",
+            "mappings:\n  - {queue: q, function: f, nope: 1}\n",
+        ] {
+            let tmp = dir_with(bad);
+            assert!(mappings(tmp.path(), None).is_err(), "{bad}");
+        }
     }
 
     #[test]

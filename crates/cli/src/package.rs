@@ -37,6 +37,7 @@ pub fn skipped(rel: &Path) -> bool {
 pub fn code(source: &Source) -> Result<Vec<u8>> {
     match source {
         Source::Dir(dir) => pack_dir(dir),
+        Source::Patterns(dir, patterns) => pack_filtered(dir, |rel| included(patterns, rel)),
         Source::Zip(file) => {
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
         }
@@ -45,6 +46,55 @@ pub fn code(source: &Source) -> Result<Vec<u8>> {
 
 /// Packs `dir` into a zip: files with their permissions, symlinks as symlinks.
 pub fn pack_dir(dir: &Path) -> Result<Vec<u8>> {
+    pack_filtered(dir, |_| true)
+}
+
+/// Whether the Framework's `package.patterns` keep the file at `rel` (`/`-separated): every
+/// file is in at first, then each pattern that matches it (or one of its folders) puts it in,
+/// or out when the pattern starts with `!`; the last match decides. `.serverless/` is left out.
+pub fn included(patterns: &[String], rel: &str) -> bool {
+    let mut keep = !rel.starts_with(".serverless/");
+    for p in patterns {
+        let (exclude, glob) = match p.strip_prefix('!') {
+            Some(g) => (true, g),
+            None => (false, p.as_str()),
+        };
+        let glob = glob.trim_start_matches("./");
+        let mut prefixes = rel.match_indices('/').map(|(i, _)| &rel[..i]);
+        if glob_match(glob, rel) || prefixes.any(|dir| glob_match(glob, dir)) {
+            keep = !exclude;
+        }
+    }
+    keep
+}
+
+/// Glob matching over `/`-separated paths: `*` and `?` within one segment, `**` across any
+/// number of segments.
+pub fn glob_match(pattern: &str, path: &str) -> bool {
+    fn segments(p: &[&str], s: &[&str]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((&"**", rest)) => (0..=s.len()).any(|i| segments(rest, &s[i..])),
+            Some((first, rest)) => s.split_first().is_some_and(|(seg, srest)| {
+                segment(first.as_bytes(), seg.as_bytes()) && segments(rest, srest)
+            }),
+        }
+    }
+    fn segment(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len()).any(|i| segment(rest, &s[i..])),
+            Some((b'?', rest)) => !s.is_empty() && segment(rest, &s[1..]),
+            Some((c, rest)) => s.first() == Some(c) && segment(rest, &s[1..]),
+        }
+    }
+    let p: Vec<&str> = pattern.split('/').filter(|x| !x.is_empty()).collect();
+    let s: Vec<&str> = path.split('/').filter(|x| !x.is_empty()).collect();
+    segments(&p, &s)
+}
+
+/// Packs the files of `dir` that `keep` keeps (given their `/`-separated relative path).
+fn pack_filtered(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<u8>> {
     let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
     let base = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
@@ -68,7 +118,7 @@ pub fn pack_dir(dir: &Path) -> Result<Vec<u8>> {
         }
         let name = zip_name(rel)?;
         let ft = entry.file_type();
-        if ft.is_dir() {
+        if ft.is_dir() || !keep(&name) {
             continue;
         }
         let meta = entry
@@ -118,6 +168,32 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn serverless_patterns_exclude_then_include_again() {
+        use super::{glob_match, included};
+        assert!(glob_match("**/*.md", "docs/a/b.md"));
+        assert!(glob_match("*.md", "README.md"));
+        assert!(!glob_match("*.md", "docs/b.md"));
+        assert!(glob_match("node_modules/**", "node_modules/x/index.js"));
+        assert!(glob_match("src/?.py", "src/a.py"));
+        let p: Vec<String> = [
+            "!node_modules/**",
+            "node_modules/keep/**",
+            "!tests",
+            "!*.md",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert!(included(&p, "handler.py"));
+        assert!(!included(&p, "node_modules/drop/index.js"));
+        assert!(included(&p, "node_modules/keep/index.js"));
+        assert!(!included(&p, "tests/test_a.py"));
+        assert!(!included(&p, "README.md"));
+        assert!(included(&p, "docs/guide.md"));
+        assert!(!included(&[], ".serverless/state.json"));
+    }
+
     use super::*;
     use std::fs;
     use std::io::Read;

@@ -7,7 +7,8 @@
 //! - `PUT /v1/tables/{name}`: CreateTable's input without `TableName`; answers CreateTable's
 //! - `GET /v1/tables/{name}`: DescribeTable's answer; `DELETE /v1/tables/{name}`: DeleteTable's
 //! - `POST /v1/tables/{name}/{operation}`, operation one of `PutItem`, `GetItem`,
-//!   `UpdateItem`, `DeleteItem`, `Query`, `Scan`: that operation's input without `TableName`
+//!   `UpdateItem`, `DeleteItem`, `Query`, `Scan`, `DescribeTimeToLive`, `UpdateTimeToLive`:
+//!   that operation's input without `TableName`
 //!
 //! `docs/api.md` describes each.
 
@@ -24,7 +25,8 @@ use lambent_tables::TableError;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// The operations on a table's items that `POST /v1/tables/{name}/{operation}` runs.
+/// The operations on a table's items (and its TTL setting) that
+/// `POST /v1/tables/{name}/{operation}` runs.
 const ITEM_OPERATIONS: &[&str] = &[
     "PutItem",
     "GetItem",
@@ -32,6 +34,8 @@ const ITEM_OPERATIONS: &[&str] = &[
     "DeleteItem",
     "Query",
     "Scan",
+    "DescribeTimeToLive",
+    "UpdateTimeToLive",
 ];
 
 /// The routes, behind the API-key check of the rest of `/v1`.

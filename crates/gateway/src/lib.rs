@@ -19,6 +19,7 @@ mod registry;
 mod routes;
 mod sequences;
 mod v1;
+mod v1_versions;
 pub mod versions;
 pub mod workflow_hook;
 
@@ -68,6 +69,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(queues::routes())
         .merge(keys::routes())
         .merge(sequences::routes())
+        .merge(v1_versions::routes())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_key,

@@ -2,8 +2,11 @@
 //! Framework HTTP service (REST and HTTP API events), a SAM app with parameters, intrinsics, a
 //! schedule in AWS cron and outputs, an SQS worker with a dead-letter queue and partial batch
 //! failures, an SNS fan-out, and an order intake whose function sends to a queue with boto3
-//! from inside its sandbox — each planned with `--dry-run`, deployed, exercised and its
-//! events' shapes checked; and bad apps, each refused before anything is deployed.
+//! from inside its sandbox, an upload pipeline (an S3 event into a function that writes to a
+//! table declared as a resource, whose stream reaches another function), and a SAM app with a
+//! SimpleTable, a DynamoDB stream event, a state machine and an `AutoPublishAlias` — each
+//! planned with `--dry-run`, deployed, exercised (HTTP, the AWS CLI) and its events' shapes
+//! checked; and bad apps, each refused before anything is deployed.
 
 mod support;
 
@@ -330,6 +333,430 @@ fn a_function_sends_to_its_apps_queue_with_boto3() {
     );
 }
 
+/// An access key of the server's namespace: (id, secret).
+fn access_key(s: &Server) -> (String, String) {
+    let k = s.cli(&["keys", "create", "-o", "json"]).ok().json();
+    (
+        k["access_key_id"].as_str().unwrap().to_string(),
+        k["secret_access_key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `aws ARGS…` (the AWS CLI of the test venv) against the server with `key`: its stdout;
+/// the test fails if the command does.
+fn aws(s: &Server, key: &(String, String), args: &[&str]) -> String {
+    let venv = lambent_testkit::python::venv(&["boto3", "awscli"]);
+    let out = std::process::Command::new(venv.join("bin/aws"))
+        .args(args)
+        .args(["--endpoint-url", &s.url, "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("the AWS CLI runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "aws {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Invokes `function` with `event` until it succeeds: the first import of boto3 in a sandbox
+/// may wait for the runtimes' AWS SDK (fetched once per machine).
+fn until_invoked(s: &Server, function: &str, event: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    loop {
+        let out = s.cli(&["invoke", function, "--data", event]);
+        if out.code == 0 {
+            return;
+        }
+        assert!(
+            out.code == 1 && std::time::Instant::now() < deadline,
+            "{function} never ran: {out:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+/// The item of `table` with `key` (plain JSON), once it exists.
+fn item_eventually(s: &Server, table: &str, key: &str) -> Value {
+    eventually(60, &format!("the item {key} in {table}"), || {
+        let out = s.cli(&["item", "get", table, key, "-o", "json"]);
+        (out.code == 0).then(|| out.json())
+    })
+}
+
+#[test]
+fn an_s3_upload_is_recorded_in_a_table_whose_stream_reaches_an_auditor() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let dir = app("sls-uploads");
+    let plan = s.cli(&["deploy", "--dry-run", path_str(&dir)]).ok().stdout;
+    for line in [
+        "table uploads-dev-files key=key:HASH gsi=by-size stream=NEW_IMAGE ttl=expires",
+        "bucket uploads-dev-inbox",
+        "function uploads-dev-ingest (python3.12, ingest.handler, 1024 MB, 6 s)",
+        "  env TABLE=uploads-dev-files",
+        "  env TABLE_ARN=${lambent:table-arn:uploads-dev-files}",
+        "  package !notes/** !*.md",
+        "  async max_retries=5 max_event_age_s=default on_success=- on_failure=-",
+        "mapping table uploads-dev-files stream -> uploads-dev-audit batch_size=5 starting_position=TRIM_HORIZON max_retries=2 bisect_on_error report_batch_item_failures",
+        "notification uploads-dev-inbox s3:ObjectCreated:* -> uploads-dev-ingest prefix=incoming/ suffix=.txt",
+        "skipped Resources.FilesTable.Properties.PointInTimeRecoverySpecification: not applied by Lambent",
+    ] {
+        assert!(plan.contains(line), "{line} not in:\n{plan}");
+    }
+    let out = s.cli(&["deploy", path_str(&dir)]).ok().stdout;
+    for line in [
+        "table uploads-dev-files",
+        "bucket uploads-dev-inbox",
+        "mapping table uploads-dev-files stream -> uploads-dev-audit",
+        "notification uploads-dev-inbox s3:ObjectCreated:* -> uploads-dev-ingest",
+    ] {
+        assert!(out.contains(line), "{line} not in:\n{out}");
+    }
+    let ingest = s
+        .cli(&["get", "uploads-dev-ingest", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(ingest["env"]["TABLE"], "uploads-dev-files");
+    assert_eq!(
+        ingest["env"]["TABLE_ARN"],
+        "arn:aws:dynamodb:us-east-1:default:table/uploads-dev-files"
+    );
+    until_invoked(&s, "uploads-dev-ingest", r#"{"Records": []}"#);
+
+    let key = access_key(&s);
+    let file = home.path().join("hello.txt");
+    std::fs::write(&file, "hello!").unwrap();
+    for object in ["incoming/hello.txt", "incoming/skip.bin", "elsewhere/x.txt"] {
+        aws(
+            &s,
+            &key,
+            &[
+                "s3",
+                "cp",
+                path_str(&file),
+                &format!("s3://uploads-dev-inbox/{object}"),
+            ],
+        );
+    }
+    let item = item_eventually(&s, "uploads-dev-files", r#"{"key": "incoming/hello.txt"}"#);
+    assert_eq!(
+        item,
+        json!({"key": "incoming/hello.txt", "size": 6, "bucket": "uploads-dev-inbox",
+               "event": "ObjectCreated:Put", "notes_packed": false})
+    );
+    let audits = eventually(60, "the stream's record at the auditor", || {
+        Some(logged(&s, "uploads-dev-audit", "AUDIT ")).filter(|a| !a.is_empty())
+    });
+    assert_eq!(audits[0]["event"], "INSERT");
+    assert_eq!(audits[0]["source"], "aws:dynamodb");
+    assert_eq!(audits[0]["key"], "incoming/hello.txt");
+    assert!(
+        audits[0]["arn"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:dynamodb:us-east-1:default:table/uploads-dev-files/stream/"),
+        "{audits:?}"
+    );
+    let ttl = aws(
+        &s,
+        &key,
+        &[
+            "dynamodb",
+            "describe-time-to-live",
+            "--table-name",
+            "uploads-dev-files",
+        ],
+    );
+    let ttl: Value = serde_json::from_str(&ttl).unwrap();
+    assert_eq!(
+        ttl["TimeToLiveDescription"],
+        json!({"TimeToLiveStatus": "ENABLED", "AttributeName": "expires"})
+    );
+    // Only the .txt under incoming/ was recorded, once.
+    let scan = s
+        .cli(&["item", "scan", "uploads-dev-files", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(scan["Count"], 1, "{scan}");
+
+    // A second deploy keeps the table's items and adds no second mapping or notification.
+    s.cli(&["deploy", path_str(&dir)]).ok();
+    let mappings = s.cli(&["mapping", "ls", "-o", "json"]).ok().json();
+    assert_eq!(
+        mappings["stream_mappings"].as_array().unwrap().len(),
+        1,
+        "{mappings}"
+    );
+    let notes = s
+        .cli(&["bucket", "notifications", "uploads-dev-inbox", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        notes["configurations"].as_array().unwrap().len(),
+        1,
+        "{notes}"
+    );
+    item_eventually(&s, "uploads-dev-files", r#"{"key": "incoming/hello.txt"}"#);
+}
+
+#[test]
+fn a_sam_app_with_tables_a_stream_a_state_machine_and_an_alias() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let dir = app("sam-orders");
+    let plan = s.cli(&["deploy", "--dry-run", path_str(&dir)]).ok().stdout;
+    for line in [
+        "queue sam-orders-Failed",
+        "topic sam-orders-Alerts",
+        "table sam-orders-Results key=order:HASH",
+        "table sam-orders-Orders key=id:HASH stream=NEW_AND_OLD_IMAGES",
+        "function sam-orders-Price (python3.12, price.handler, 128 MB, 10 s)",
+        " alias=live",
+        "  env RESULTS_TABLE=sam-orders-Results",
+        "  async max_retries=1 max_event_age_s=600 on_success=- on_failure=queue sam-orders-Failed",
+        "  env MACHINE_ARN=${lambent:workflow-arn:sam-orders-Checkout}",
+        "  env ORDERS_STREAM=${lambent:stream-arn:sam-orders-Orders}",
+        "  async max_retries=default max_event_age_s=default on_success=- on_failure=topic sam-orders-Alerts",
+        "workflow sam-orders-Checkout (STANDARD)",
+        "\"FunctionName\":\"${lambent:function-arn:sam-orders-Price}:live\"",
+        "route POST /checkout -> workflow sam-orders-Checkout (payload 1.0)",
+        "mapping table sam-orders-Orders stream -> sam-orders-OnOrder batch_size=10 starting_position=TRIM_HORIZON max_retries=3 report_batch_item_failures",
+        "output CheckoutArn = ${lambent:workflow-arn:sam-orders-Checkout}",
+        "output CheckoutName = sam-orders-Checkout",
+        "note Resources.OnOrder.Properties.DeadLetterQueue: a failure destination",
+        "skipped Resources.Checkout.Properties.Policies: Lambent has no IAM",
+    ] {
+        assert!(plan.contains(line), "{line} not in:\n{plan}");
+    }
+
+    let out = s.cli(&["deploy", path_str(&dir)]).ok().stdout;
+    let machine = "arn:aws:states:us-east-1:default:stateMachine:sam-orders-Checkout";
+    for line in [
+        "alias sam-orders-Price:live -> version 1".to_string(),
+        "workflow sam-orders-Checkout".to_string(),
+        format!("output CheckoutArn = {machine}"),
+        "output PriceLive = arn:aws:lambda:us-east-1:default:function:sam-orders-Price:live"
+            .to_string(),
+        "output ResultsTable = sam-orders-Results".to_string(),
+    ] {
+        assert!(out.contains(&line), "{line} not in:\n{out}");
+    }
+    let on_order = s
+        .cli(&["get", "sam-orders-OnOrder", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(on_order["env"]["MACHINE_ARN"], machine);
+    let stream = on_order["env"]["ORDERS_STREAM"].as_str().unwrap();
+    assert!(
+        stream.starts_with("arn:aws:dynamodb:us-east-1:default:table/sam-orders-Orders/stream/"),
+        "{on_order}"
+    );
+    assert_eq!(
+        on_order["async"]["on_failure"],
+        json!({"topic": "sam-orders-Alerts"}),
+        "{on_order}"
+    );
+    until_invoked(&s, "sam-orders-OnOrder", r#"{"Records": []}"#);
+
+    // StartExecution with the AWS CLI: the live alias (version 1) prices the order.
+    let key = access_key(&s);
+    let started = aws(
+        &s,
+        &key,
+        &[
+            "stepfunctions",
+            "start-execution",
+            "--state-machine-arn",
+            machine,
+            "--input",
+            r#"{"order": "direct", "qty": 2}"#,
+        ],
+    );
+    let arn = serde_json::from_str::<Value>(&started).unwrap()["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = eventually(120, "the execution to finish", || {
+        let d = aws(
+            &s,
+            &key,
+            &[
+                "stepfunctions",
+                "describe-execution",
+                "--execution-arn",
+                &arn,
+            ],
+        );
+        let d: Value = serde_json::from_str(&d).unwrap();
+        (d["status"] != "RUNNING").then_some(d)
+    });
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let output: Value = serde_json::from_str(done["output"].as_str().unwrap()).unwrap();
+    assert_eq!(output, json!({"total": 10, "version": "1"}));
+    assert_eq!(
+        item_eventually(&s, "sam-orders-Results", r#"{"order": "direct"}"#),
+        json!({"order": "direct", "total": 10})
+    );
+
+    // PutItem into Orders: its stream starts a checkout, whose total lands in Results.
+    aws(
+        &s,
+        &key,
+        &[
+            "dynamodb",
+            "put-item",
+            "--table-name",
+            "sam-orders-Orders",
+            "--item",
+            r#"{"id": {"S": "o-7"}, "qty": {"N": "3"}}"#,
+        ],
+    );
+    assert_eq!(
+        item_eventually(&s, "sam-orders-Results", r#"{"order": "o-7"}"#),
+        json!({"order": "o-7", "total": 15})
+    );
+    let started = logged(&s, "sam-orders-OnOrder", "STARTED ");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["source"], stream);
+
+    // A second deploy keeps the tables and their items; the redeployed function is published
+    // again and its alias moved to the new version.
+    let again = s.cli(&["deploy", path_str(&dir)]).ok().stdout;
+    for line in [
+        "table sam-orders-Orders (exists)",
+        "alias sam-orders-Price:live -> version 2",
+    ] {
+        assert!(again.contains(line), "{line} not in:\n{again}");
+    }
+    item_eventually(&s, "sam-orders-Results", r#"{"order": "o-7"}"#);
+
+    // The state machine's Api event: POST /checkout starts it with the body as its input.
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/checkout", s.url))
+        .body(r#"{"order": "web", "qty": 1}"#)
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text());
+    assert_eq!(
+        item_eventually(&s, "sam-orders-Results", r#"{"order": "web"}"#)["total"],
+        5
+    );
+}
+
+#[test]
+fn a_serverless_lift_queue_becomes_a_queue_a_dead_letter_queue_and_a_worker() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let dir = scratch(&[
+        (
+            "serverless.yml",
+            "service: lifted\nprovider: {name: aws, runtime: python3.12}\nplugins: [serverless-lift]\n\
+             constructs:\n  jobs:\n    type: queue\n    maxRetries: 2\n    batchSize: 4\n    \
+             worker: {handler: app.handler, timeout: 5, environment: {SELF: '${construct:jobs.queueUrl}'}}\n",
+        ),
+        (
+            "app.py",
+            "import json\ndef handler(event, context):\n    for r in event['Records']:\n        print('EVENT ' + json.dumps({'body': r['body']}))\n    return {}\n",
+        ),
+    ]);
+    let plan = s
+        .cli(&["deploy", "--dry-run", path_str(dir.path())])
+        .ok()
+        .stdout;
+    for line in [
+        "queue lifted-dev-jobs visibility_timeout=30s dead_letter_queue=lifted-dev-jobs-dlq max_receive_count=2",
+        "queue lifted-dev-jobs-dlq",
+        "function lifted-dev-jobsWorker (python3.12, app.handler, 1024 MB, 5 s)",
+        "mapping lifted-dev-jobs -> lifted-dev-jobsWorker batch_size=4 report_batch_item_failures",
+        "note plugins.serverless-lift: queue constructs are made by Lambent itself",
+    ] {
+        assert!(plan.contains(line), "{line} not in:\n{plan}");
+    }
+    s.cli(&["deploy", path_str(dir.path())]).ok();
+    let worker = s
+        .cli(&["get", "lifted-dev-jobsWorker", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        worker["env"]["SELF"],
+        format!("{}/default/lifted-dev-jobs", s.url).as_str()
+    );
+    s.cli(&["queue", "send", "lifted-dev-jobs", "job-1"]).ok();
+    let events = eventually(60, "the job at the worker", || {
+        Some(logged_events(&s, "lifted-dev-jobsWorker")).filter(|e| !e.is_empty())
+    });
+    assert_eq!(events[0]["body"], "job-1");
+}
+
+#[test]
+fn a_lambent_yaml_maps_a_queue_and_a_tables_stream_to_its_function() {
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    s.cli(&["queue", "create", "jobs"]).ok();
+    s.cli(&[
+        "table",
+        "create",
+        "notes",
+        "--key",
+        "id:S",
+        "--stream",
+        "new-image",
+    ])
+    .ok();
+    let dir = scratch(&[
+        (
+            "lambent.yaml",
+            "name: reader\nruntime: python3.12\nhandler: app.handler\nmappings:\n  - {queue: jobs, batch_size: 2}\n  - {table: notes, starting_position: TRIM_HORIZON, max_retries: 1}\n",
+        ),
+        (
+            "app.py",
+            "import json\ndef handler(event, context):\n    for r in event['Records']:\n        print('EVENT ' + json.dumps({'source': r.get('eventSource') or r.get('EventSource')}))\n    return {}\n",
+        ),
+    ]);
+    let out = s.cli(&["deploy", path_str(dir.path())]).ok().stdout;
+    assert!(out.contains("mapping jobs -> reader"), "{out}");
+    assert!(
+        out.contains("mapping table notes stream -> reader"),
+        "{out}"
+    );
+    // Again: nothing doubled.
+    s.cli(&["deploy", path_str(dir.path())]).ok();
+    let mappings = s.cli(&["mapping", "ls", "-o", "json"]).ok().json();
+    assert_eq!(
+        mappings["mappings"].as_array().unwrap().len(),
+        1,
+        "{mappings}"
+    );
+    assert_eq!(
+        mappings["stream_mappings"].as_array().unwrap().len(),
+        1,
+        "{mappings}"
+    );
+    assert_eq!(
+        mappings["stream_mappings"][0]["starting_position"],
+        "TRIM_HORIZON"
+    );
+    s.cli(&["queue", "send", "jobs", "hello"]).ok();
+    s.cli(&["item", "put", "notes", r#"{"id": "a"}"#]).ok();
+    let sources = eventually(60, "both sources' events", || {
+        let events = logged(&s, "reader", "EVENT ");
+        let sources: Vec<String> = events
+            .iter()
+            .filter_map(|e| e["source"].as_str().map(str::to_string))
+            .collect();
+        (sources.len() >= 2).then_some(sources)
+    });
+    assert!(sources.contains(&"aws:sqs".to_string()), "{sources:?}");
+    assert!(sources.contains(&"aws:dynamodb".to_string()), "{sources:?}");
+}
+
 /// Writes an app of `files` into a fresh folder.
 fn scratch(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -403,6 +830,20 @@ fn bad_apps_are_refused_before_anything_is_deployed() {
                 ("app.py".into(), "".into()),
             ],
             "Resources.F.Properties.CodeUri: the path '..' leads outside the app's folder",
+        ),
+        (
+            vec![
+                (
+                    "template.yaml".into(),
+                    sam(
+                        ".",
+                        "x",
+                        "  M:\n    Type: AWS::Serverless::StateMachine\n    Properties: {DefinitionUri: ../machine.json}\n",
+                    ),
+                ),
+                ("app.py".into(), "".into()),
+            ],
+            "Resources.M.Properties.DefinitionUri: the path '../machine.json' leads outside the app's folder",
         ),
     ];
     for (files, message) in cases {

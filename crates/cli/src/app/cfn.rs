@@ -1,15 +1,22 @@
 //! CloudFormation as SAM templates and `serverless.yml`'s `resources:` write it: the intrinsic
 //! functions (`!Ref`, `!GetAtt`, `!Sub`, `!Join`, `!Select`, `!Split`, `!If`, `!FindInMap`,
 //! short and long forms) evaluated over the template's parameters and resources, and the plain
-//! resources Lambent has (`AWS::SQS::Queue`, `AWS::SNS::Topic`).
+//! resources Lambent has (`AWS::SQS::Queue`, `AWS::SNS::Topic`, `AWS::DynamoDB::Table`,
+//! `AWS::Serverless::SimpleTable`, `AWS::S3::Bucket` with its notifications,
+//! `AWS::StepFunctions::StateMachine`, `AWS::Lambda::EventSourceMapping`).
 //!
 //! A resource's `!Ref` and `!GetAtt` name what Lambent makes of it: a function's name, a
-//! queue's URL and ARN, a topic's ARN (the last as placeholders, see [`super::Platform`]).
+//! queue's URL and ARN, a topic's ARN, a table's name, ARN and stream ARN, a bucket's name and
+//! ARN, a state machine's ARN and name (ARNs as placeholders, see [`super::Platform`]).
 //! Physical names come from the resource's name property (`FunctionName`, `QueueName`,
-//! `TopicName`), else `STACK-LogicalId`; evaluating a name that refers back to itself is a
-//! cycle, reported with its chain.
+//! `TopicName`, `TableName`, `BucketName`, `StateMachineName`, `Name`), else
+//! `STACK-LogicalId` (lower case for buckets); evaluating a name that refers back to itself
+//! is a cycle, reported with its chain.
 
-use super::{invalid, scalar_text, unsupported, AppError, Plan, PlanQueue, PlanSubscription};
+use super::{
+    invalid, scalar_text, unsupported, AppError, Plan, PlanNotification, PlanQueue,
+    PlanSubscription, PlanTable, PlanWorkflow, Target,
+};
 use serde_yaml::{Mapping, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -19,6 +26,9 @@ pub(super) struct Template {
     pub stack: String,
     pub params: BTreeMap<String, String>,
     pub resources: Mapping,
+    /// Resources a tool makes of its own declarations (the Framework's
+    /// `FooLambdaFunction` for function `foo`): referable, but not resources to plan.
+    implicit: Mapping,
     pub conditions: Mapping,
     pub mappings: Mapping,
     /// Names being evaluated, outermost first (cycle detection).
@@ -43,39 +53,63 @@ impl Template {
             stack,
             params,
             resources: section("Resources"),
+            implicit: Mapping::new(),
             conditions: section("Conditions"),
             mappings: section("Mappings"),
             visiting: RefCell::new(Vec::new()),
         }
     }
 
+    /// Declares an implicit resource `id` of `kind` named `name` (unless the template has a
+    /// resource of that id).
+    pub fn add_implicit(&mut self, id: &str, kind: &str, name_property: &str, name: &str) {
+        if self.resources.contains_key(id) {
+            return;
+        }
+        let mut props = Mapping::new();
+        props.insert(name_property.into(), name.into());
+        let mut resource = Mapping::new();
+        resource.insert("Type".into(), kind.into());
+        resource.insert("Properties".into(), Value::Mapping(props));
+        self.implicit.insert(id.into(), Value::Mapping(resource));
+    }
+
+    fn resource(&self, id: &str) -> Option<&Value> {
+        self.resources.get(id).or_else(|| self.implicit.get(id))
+    }
+
     /// The type of resource `id`.
     pub fn kind(&self, id: &str) -> Option<String> {
-        self.resources
-            .get(id)?
+        self.resource(id)?
             .get("Type")
             .and_then(Value::as_str)
             .map(str::to_string)
     }
 
-    fn property(&self, id: &str, name: &str) -> Option<Value> {
-        self.resources
-            .get(id)?
-            .get("Properties")?
-            .get(name)
-            .cloned()
+    pub fn property(&self, id: &str, name: &str) -> Option<Value> {
+        self.resource(id)?.get("Properties")?.get(name).cloned()
     }
 
     /// The physical name of resource `id` (function, queue, topic, …).
     pub fn physical_name(&self, id: &str) -> Result<String, AppError> {
-        let prop = match self.kind(id).as_deref() {
+        let kind = self.kind(id);
+        let prop = match kind.as_deref() {
             Some("AWS::Serverless::Function" | "AWS::Lambda::Function") => "FunctionName",
             Some("AWS::SQS::Queue") => "QueueName",
             Some("AWS::SNS::Topic") => "TopicName",
+            Some("AWS::DynamoDB::Table" | "AWS::Serverless::SimpleTable") => "TableName",
+            Some("AWS::S3::Bucket") => "BucketName",
+            Some("AWS::StepFunctions::StateMachine") => "StateMachineName",
+            Some("AWS::Serverless::StateMachine") => "Name",
             _ => return Ok(id.to_string()),
         };
         let Some(raw) = self.property(id, prop) else {
-            return Ok(format!("{}-{id}", self.stack));
+            let name = format!("{}-{id}", self.stack);
+            return Ok(if prop == "BucketName" {
+                name.to_ascii_lowercase()
+            } else {
+                name
+            });
         };
         {
             let mut visiting = self.visiting.borrow_mut();
@@ -345,6 +379,9 @@ impl Template {
             "ServerlessHttpApi" => return Ok(Value::String(HTTP_API.into())),
             _ => {}
         }
+        if let Some(arn) = self.implicit_alias(name)? {
+            return Ok(Value::String(arn));
+        }
         let Some(kind) = self.kind(name) else {
             if let Some(function) = self.implicit_role_of(name) {
                 return Ok(Value::String(format!("{function}Role")));
@@ -358,6 +395,9 @@ impl Template {
         Ok(Value::String(match kind.as_str() {
             "AWS::SQS::Queue" => super::queue_url(&physical),
             "AWS::SNS::Topic" => super::topic_arn(&physical),
+            "AWS::StepFunctions::StateMachine" | "AWS::Serverless::StateMachine" => {
+                super::workflow_arn(&physical)
+            }
             "AWS::Serverless::Api" => REST_API.into(),
             "AWS::Serverless::HttpApi" => HTTP_API.into(),
             _ => physical,
@@ -366,9 +406,55 @@ impl Template {
 
     /// `XRole` for a function `X` that declares no role (SAM makes one).
     fn implicit_role_of(&self, id: &str) -> Option<String> {
-        let function = id.strip_suffix("Role")?;
+        self.implicit_of(id, "Role")
+    }
+
+    /// The SAM function `X` of an implicit resource `X{suffix}`.
+    fn implicit_of(&self, id: &str, suffix: &str) -> Option<String> {
+        let function = id.strip_suffix(suffix)?;
         (self.kind(function).as_deref() == Some("AWS::Serverless::Function"))
             .then(|| function.to_string())
+    }
+
+    /// The alias a SAM function publishes (`AutoPublishAlias`).
+    pub fn auto_alias(&self, function: &str) -> Result<Option<String>, AppError> {
+        self.property(function, "AutoPublishAlias")
+            .map(|a| {
+                self.text(
+                    &a,
+                    &format!("Resources.{function}.Properties.AutoPublishAlias"),
+                )
+            })
+            .transpose()
+    }
+
+    /// `!Ref X.Alias` / `!Ref XAliasLIVE` of a function with `AutoPublishAlias: LIVE`: the
+    /// alias's ARN; `!Ref X.Version`: the function's ARN (the version is numbered at deploy).
+    fn implicit_alias(&self, name: &str) -> Result<Option<String>, AppError> {
+        let (function, version) = match name.split_once('.') {
+            Some((f, "Alias")) => (f, false),
+            Some((f, "Version")) => (f, true),
+            Some(_) => return Ok(None),
+            None => match name.find("Alias") {
+                Some(i) => (&name[..i], false),
+                None => return Ok(None),
+            },
+        };
+        if self.kind(function).as_deref() != Some("AWS::Serverless::Function") {
+            return Ok(None);
+        }
+        let Some(alias) = self.auto_alias(function)? else {
+            return Ok(None);
+        };
+        if !name.contains('.') && name != format!("{function}Alias{alias}") {
+            return Ok(None);
+        }
+        let arn = super::function_arn(&self.physical_name(function)?);
+        Ok(Some(if version {
+            arn
+        } else {
+            format!("{arn}:{alias}")
+        }))
     }
 
     /// `!GetAtt id.attr`.
@@ -379,6 +465,13 @@ impl Template {
                 super::ACCOUNT
             ));
         }
+        if let (Some(function), "FunctionUrl") = (self.implicit_of(id, "Url"), attr) {
+            return Ok(format!(
+                "{}/{}/",
+                super::API_URL,
+                self.physical_name(&function)?
+            ));
+        }
         let Some(kind) = self.kind(id) else {
             return Err(AppError::MissingReference {
                 at: at.to_string(),
@@ -387,6 +480,26 @@ impl Template {
         };
         let name = self.physical_name(id)?;
         Ok(match (kind.as_str(), attr) {
+            ("AWS::DynamoDB::Table" | "AWS::Serverless::SimpleTable", "Arn") => {
+                super::table_arn(&name)
+            }
+            ("AWS::DynamoDB::Table", "StreamArn") => {
+                if self.property(id, "StreamSpecification").is_none() {
+                    return Err(invalid(
+                        at,
+                        format!("{id}.StreamArn: the table has no StreamSpecification"),
+                    ));
+                }
+                super::stream_arn(&name)
+            }
+            ("AWS::S3::Bucket", "Arn") => format!("arn:aws:s3:::{name}"),
+            ("AWS::StepFunctions::StateMachine" | "AWS::Serverless::StateMachine", "Arn") => {
+                super::workflow_arn(&name)
+            }
+            (
+                "AWS::StepFunctions::StateMachine" | "AWS::Serverless::StateMachine",
+                "Name" | "StateMachineName",
+            ) => name,
             ("AWS::SQS::Queue", "Arn") => super::queue_arn(&name),
             ("AWS::SQS::Queue", "QueueUrl") => super::queue_url(&name),
             ("AWS::SQS::Queue", "QueueName") => name,
@@ -450,6 +563,20 @@ impl Template {
             let at = format!("Resources.{id}");
             match kind.as_str() {
                 "AWS::SQS::Queue" => plan.queues.push(self.queue(&id, &at)?),
+                "AWS::DynamoDB::Table" => {
+                    let table = self.table(&id, &at, plan)?;
+                    plan.tables.push(table);
+                }
+                "AWS::Serverless::SimpleTable" => {
+                    let table = self.simple_table(&id, &at, plan)?;
+                    plan.tables.push(table);
+                }
+                "AWS::S3::Bucket" => self.bucket(&id, &at, plan)?,
+                "AWS::StepFunctions::StateMachine" => {
+                    let workflow = self.state_machine(&id, &at, plan)?;
+                    plan.workflows.push(workflow);
+                }
+                "AWS::Lambda::EventSourceMapping" => self.event_source_mapping(&id, &at, plan)?,
                 "AWS::SNS::Topic" => {
                     let name = self.physical_name(&id)?;
                     if let Some(Value::Sequence(subs)) = self.property(&id, "Subscription") {
@@ -549,6 +676,269 @@ impl Template {
         Ok(())
     }
 
+    /// Resource `id`'s properties, evaluated.
+    pub(super) fn properties(&self, id: &str, at: &str) -> Result<Mapping, AppError> {
+        let raw = self
+            .resource(id)
+            .and_then(|r| r.get("Properties"))
+            .cloned()
+            .unwrap_or(Value::Mapping(Mapping::new()));
+        match self.eval(&raw, &format!("{at}.Properties"))? {
+            Value::Mapping(m) => Ok(m),
+            _ => Err(invalid(at, "Properties must be a mapping")),
+        }
+    }
+
+    /// An `AWS::DynamoDB::Table` as CreateTable's input: keys, attributes, indexes, billing
+    /// and stream as written (a stream named by its view type is enabled); the TTL attribute.
+    fn table(&self, id: &str, at: &str, plan: &mut Plan) -> Result<PlanTable, AppError> {
+        let name = self.physical_name(id)?;
+        let mut definition = serde_json::Map::new();
+        let mut ttl_attribute = None;
+        for (k, v) in self.properties(id, at)? {
+            let k = scalar_text(&k).unwrap_or_default();
+            let at = format!("{at}.Properties.{k}");
+            match k.as_str() {
+                "TableName" => {}
+                "KeySchema"
+                | "AttributeDefinitions"
+                | "GlobalSecondaryIndexes"
+                | "LocalSecondaryIndexes"
+                | "BillingMode"
+                | "ProvisionedThroughput" => {
+                    definition.insert(k, to_json(&v, &at)?);
+                }
+                "StreamSpecification" => {
+                    let view = v
+                        .get("StreamViewType")
+                        .and_then(scalar_text)
+                        .ok_or_else(|| invalid(&at, "StreamViewType is missing"))?;
+                    definition.insert(
+                        k,
+                        serde_json::json!({"StreamEnabled": true, "StreamViewType": view}),
+                    );
+                }
+                "TimeToLiveSpecification" => {
+                    if v.get("Enabled").and_then(scalar_text).as_deref() != Some("false") {
+                        ttl_attribute = Some(
+                            v.get("AttributeName")
+                                .and_then(scalar_text)
+                                .ok_or_else(|| invalid(&at, "AttributeName is missing"))?,
+                        );
+                    }
+                }
+                _ => plan.skip(at, "not applied by Lambent"),
+            }
+        }
+        if !definition.contains_key("KeySchema") {
+            return Err(invalid(at, "a table needs a KeySchema"));
+        }
+        Ok(PlanTable {
+            name,
+            definition: serde_json::Value::Object(definition),
+            ttl_attribute,
+        })
+    }
+
+    /// An `AWS::Serverless::SimpleTable`: a partition key (`PrimaryKey`, by default `id` of
+    /// type String), billed per request.
+    fn simple_table(&self, id: &str, at: &str, plan: &mut Plan) -> Result<PlanTable, AppError> {
+        let name = self.physical_name(id)?;
+        let props = self.properties(id, at)?;
+        let key = props.get("PrimaryKey");
+        let key_name = key
+            .and_then(|k| k.get("Name"))
+            .and_then(scalar_text)
+            .unwrap_or_else(|| "id".into());
+        let kind = match key
+            .and_then(|k| k.get("Type"))
+            .and_then(scalar_text)
+            .as_deref()
+            .unwrap_or("String")
+        {
+            "String" => "S",
+            "Number" => "N",
+            "Binary" => "B",
+            other => {
+                return Err(invalid(
+                    format!("{at}.Properties.PrimaryKey.Type"),
+                    format!("'{other}' is not String, Number or Binary"),
+                ))
+            }
+        };
+        for k in props.keys().filter_map(Value::as_str) {
+            if !matches!(k, "PrimaryKey" | "TableName") {
+                plan.skip(format!("{at}.Properties.{k}"), "not applied by Lambent");
+            }
+        }
+        Ok(PlanTable {
+            name,
+            definition: serde_json::json!({
+                "KeySchema": [{"AttributeName": key_name, "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": key_name, "AttributeType": kind}],
+                "BillingMode": "PAY_PER_REQUEST",
+            }),
+            ttl_attribute: None,
+        })
+    }
+
+    /// An `AWS::S3::Bucket` and the function, queue and topic notifications of its
+    /// `NotificationConfiguration`.
+    fn bucket(&self, id: &str, at: &str, plan: &mut Plan) -> Result<(), AppError> {
+        let name = self.physical_name(id)?;
+        for (k, v) in self.properties(id, at)? {
+            let k = scalar_text(&k).unwrap_or_default();
+            let at = format!("{at}.Properties.{k}");
+            match k.as_str() {
+                "BucketName" => {}
+                "NotificationConfiguration" => {
+                    for (list, target_key) in [
+                        ("LambdaConfigurations", "Function"),
+                        ("QueueConfigurations", "Queue"),
+                        ("TopicConfigurations", "Topic"),
+                    ] {
+                        let configs = v.get(list).and_then(Value::as_sequence);
+                        for (i, c) in configs.into_iter().flatten().enumerate() {
+                            let at = format!("{at}.{list}[{i}]");
+                            let arn = c
+                                .get(target_key)
+                                .and_then(scalar_text)
+                                .ok_or_else(|| invalid(&at, format!("{target_key} is missing")))?;
+                            let target = match target_key {
+                                "Function" => function_from_arn(&arn).map(Target::Function),
+                                "Queue" => super::name_from_arn(&arn).map(Target::Queue),
+                                _ => super::name_from_arn(&arn).map(Target::Topic),
+                            }
+                            .ok_or_else(|| {
+                                invalid(&at, format!("'{arn}' names no {target_key}"))
+                            })?;
+                            let rules = c
+                                .get("Filter")
+                                .and_then(|f| f.get("S3Key"))
+                                .and_then(|k| k.get("Rules"));
+                            let (prefix, suffix) = super::events::key_filter(&at, rules)?;
+                            plan.notifications.push(PlanNotification {
+                                bucket: name.clone(),
+                                target,
+                                events: super::events::s3_events(c.get("Event")),
+                                prefix,
+                                suffix,
+                            });
+                        }
+                    }
+                    for k in v
+                        .as_mapping()
+                        .into_iter()
+                        .flat_map(|m| m.keys())
+                        .filter_map(Value::as_str)
+                    {
+                        if !matches!(
+                            k,
+                            "LambdaConfigurations" | "QueueConfigurations" | "TopicConfigurations"
+                        ) {
+                            plan.skip(
+                                format!("{at}.{k}"),
+                                "Lambent sends notifications to functions, queues and topics",
+                            );
+                        }
+                    }
+                }
+                _ => plan.skip(at, "not applied by Lambent"),
+            }
+        }
+        super::add_bucket(plan, &name, true);
+        Ok(())
+    }
+
+    /// An `AWS::Lambda::EventSourceMapping` of a queue or a table's stream (spelled as SAM's
+    /// `SQS` and `DynamoDB` events are).
+    fn event_source_mapping(&self, id: &str, at: &str, plan: &mut Plan) -> Result<(), AppError> {
+        let props = Value::Mapping(self.properties(id, at)?);
+        let text = |k: &str| props.get(k).and_then(scalar_text);
+        let arn = text("EventSourceArn")
+            .ok_or_else(|| invalid(at, "EventSourceArn is missing (Lambent has no Kafka or MQ)"))?;
+        let function = text("FunctionName")
+            .as_deref()
+            .and_then(function_from_arn)
+            .ok_or_else(|| invalid(at, "FunctionName names no function"))?;
+        if let Some(queue) = super::name_from_arn(&arn).filter(|_| !arn.contains(":sns:")) {
+            if text("Enabled").as_deref() == Some("false") {
+                plan.skip(at, "Enabled: false");
+                return Ok(());
+            }
+            plan.mappings.push(super::PlanMapping {
+                queue,
+                function,
+                batch_size: text("BatchSize").and_then(|b| b.parse().ok()),
+                batching_window_ms: text("MaximumBatchingWindowInSeconds")
+                    .and_then(|w| w.parse::<u64>().ok())
+                    .map(|s| s * 1000),
+                report_batch_item_failures: super::events::reports_failures(
+                    props.get("FunctionResponseTypes"),
+                ),
+            });
+            return Ok(());
+        }
+        let on_failure = props
+            .get("DestinationConfig")
+            .and_then(|d| d.get("OnFailure"))
+            .and_then(|d| d.get("Destination"))
+            .and_then(scalar_text);
+        let spelling = &super::events::SAM_STREAM;
+        if let Some(m) =
+            super::events::stream_mapping(at, &function, &arn, &props, spelling, on_failure, plan)?
+        {
+            plan.stream_mappings.push(m);
+        }
+        Ok(())
+    }
+
+    /// An `AWS::StepFunctions::StateMachine`: its `Definition` (or `DefinitionString`) with
+    /// `DefinitionSubstitutions` made, and its type.
+    fn state_machine(&self, id: &str, at: &str, plan: &mut Plan) -> Result<PlanWorkflow, AppError> {
+        let name = self.physical_name(id)?;
+        let props = self.properties(id, at)?;
+        let definition = match (props.get("Definition"), props.get("DefinitionString")) {
+            (Some(d), _) => to_json(d, &format!("{at}.Properties.Definition"))?,
+            (None, Some(text)) => {
+                let text = scalar_text(text).unwrap_or_default();
+                serde_json::from_str(&text).map_err(|e| {
+                    invalid(
+                        format!("{at}.Properties.DefinitionString"),
+                        format!("not JSON: {e}"),
+                    )
+                })?
+            }
+            (None, None) => {
+                return Err(unsupported(
+                    at,
+                    "DefinitionS3Location",
+                    "give the definition in the template (Definition or DefinitionString)",
+                ))
+            }
+        };
+        for k in props.keys().filter_map(Value::as_str) {
+            if !matches!(
+                k,
+                "Definition"
+                    | "DefinitionString"
+                    | "DefinitionSubstitutions"
+                    | "StateMachineName"
+                    | "StateMachineType"
+            ) {
+                plan.skip(format!("{at}.Properties.{k}"), "not applied by Lambent");
+            }
+        }
+        Ok(PlanWorkflow {
+            name,
+            definition: substitute(
+                definition,
+                &substitutions(props.get("DefinitionSubstitutions")),
+            ),
+            kind: props.get("StateMachineType").and_then(scalar_text),
+        })
+    }
+
     fn queue(&self, id: &str, at: &str) -> Result<PlanQueue, AppError> {
         let name = self.physical_name(id)?;
         let number = |p: &str| -> Result<Option<u32>, AppError> {
@@ -602,6 +992,48 @@ impl Template {
             );
         }
         Ok(q)
+    }
+}
+
+/// An evaluated YAML value as JSON.
+pub(super) fn to_json(v: &Value, at: &str) -> Result<serde_json::Value, AppError> {
+    serde_json::to_value(v).map_err(|e| invalid(at, format!("cannot be read as JSON: {e}")))
+}
+
+/// `DefinitionSubstitutions`, evaluated, as text.
+pub(super) fn substitutions(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            (
+                scalar_text(k).unwrap_or_default(),
+                scalar_text(v).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// A state machine definition with `${Name}` replaced in every string by its substitution.
+pub(super) fn substitute(
+    v: serde_json::Value,
+    subs: &BTreeMap<String, String>,
+) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::String(mut s) => {
+            for (k, value) in subs {
+                s = s.replace(&format!("${{{k}}}"), value);
+            }
+            J::String(s)
+        }
+        J::Array(xs) => J::Array(xs.into_iter().map(|x| substitute(x, subs)).collect()),
+        J::Object(m) => J::Object(
+            m.into_iter()
+                .map(|(k, x)| (k, substitute(x, subs)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -768,5 +1200,84 @@ Resources:
         assert_eq!(plan.queues[0].visibility_timeout, Some(30));
         assert_eq!(plan.skipped.len(), 1);
         assert!(plan.skipped[0].0.contains("Role"));
+    }
+
+    #[test]
+    fn state_machines_read_a_definition_string_with_substitutions() {
+        let t = template(
+            r#"
+Resources:
+  Fn: {Type: AWS::Lambda::Function, Properties: {FunctionName: worker}}
+  Flow:
+    Type: AWS::StepFunctions::StateMachine
+    Properties:
+      StateMachineName: flow
+      StateMachineType: EXPRESS
+      RoleArn: arn:aws:iam::1:role/x
+      DefinitionString: !Sub '{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${Fn.Arn}", "Next": "B"}, "B": {"Type": "Pass", "Result": "${!Greeting}", "End": true}}}'
+      DefinitionSubstitutions: {Greeting: hello}
+  Bad:
+    Type: AWS::StepFunctions::StateMachine
+    Properties: {DefinitionS3Location: {Bucket: b, Key: k}}
+"#,
+            &[],
+        );
+        let mut plan = Plan::default();
+        let e = t
+            .plain_resources(&mut plan, &["AWS::Lambda::Function"])
+            .unwrap_err();
+        assert!(e.to_string().contains("DefinitionS3Location"), "{e}");
+        let w = &plan.workflows[0];
+        assert_eq!(
+            (w.name.as_str(), w.kind.as_deref()),
+            ("flow", Some("EXPRESS"))
+        );
+        assert_eq!(
+            w.definition["States"]["A"]["Resource"],
+            "${lambent:function-arn:worker}"
+        );
+        assert_eq!(w.definition["States"]["B"]["Result"], "hello");
+        assert!(plan.skipped.iter().any(|(i, _)| i.ends_with("RoleArn")));
+    }
+
+    #[test]
+    fn event_source_mappings_read_a_queue_or_a_stream() {
+        let t = template(
+            r#"
+Resources:
+  Jobs: {Type: AWS::SQS::Queue}
+  Orders:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: id, KeyType: HASH}]
+      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
+  Fn: {Type: AWS::Lambda::Function, Properties: {FunctionName: worker}}
+  FromQueue:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties: {EventSourceArn: !GetAtt Jobs.Arn, FunctionName: !Ref Fn, BatchSize: 3}
+  FromStream:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties: {EventSourceArn: !GetAtt Orders.StreamArn, FunctionName: !GetAtt Fn.Arn, StartingPosition: LATEST}
+"#,
+            &[],
+        );
+        let mut plan = Plan::default();
+        t.plain_resources(&mut plan, &["AWS::Lambda::Function"])
+            .unwrap();
+        assert_eq!(
+            (
+                plan.mappings[0].queue.as_str(),
+                plan.mappings[0].function.as_str()
+            ),
+            ("stack-Jobs", "worker")
+        );
+        assert_eq!(plan.mappings[0].batch_size, Some(3));
+        let m = &plan.stream_mappings[0];
+        assert_eq!(
+            (m.table.as_str(), m.function.as_str()),
+            ("stack-Orders", "worker")
+        );
+        assert_eq!(m.starting_position.as_deref(), Some("LATEST"));
     }
 }

@@ -1,6 +1,8 @@
 //! Apps written for other tools — a Serverless Framework `serverless.yml` or an AWS SAM
 //! `template.yaml` — read into one [`Plan`]: the functions, routes, queues, topics,
-//! subscriptions, schedules and queue mappings to create, and each item skipped with why.
+//! subscriptions, schedules, queue and stream mappings, tables, buckets with their
+//! notifications and workflows (state machines) to create, each item skipped with why, and
+//! notes where a setting maps onto Lambent's nearest equivalent.
 //!
 //! Pure: reading the app's folder is the only I/O; nothing here talks to a server. Values
 //! that only the server knows (its URL, region and namespace, which stands for the AWS
@@ -9,10 +11,12 @@
 //! Everything refused is refused here, before anything is deployed.
 
 mod cfn;
+mod events;
 mod sam;
 mod serverless;
 
 use lambent_core::route::PayloadFormat;
+use lambent_core::AsyncSpec;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -153,8 +157,15 @@ pub struct Plan {
     pub subscriptions: Vec<PlanSubscription>,
     pub schedules: Vec<PlanSchedule>,
     pub mappings: Vec<PlanMapping>,
+    pub tables: Vec<PlanTable>,
+    pub stream_mappings: Vec<PlanStreamMapping>,
+    pub buckets: Vec<PlanBucket>,
+    pub notifications: Vec<PlanNotification>,
+    pub workflows: Vec<PlanWorkflow>,
     /// (item, why).
     pub skipped: Vec<(String, String)>,
+    /// (item, how it maps onto Lambent): applied, but not exactly as on AWS.
+    pub notes: Vec<(String, String)>,
     /// SAM `Outputs`, evaluated (placeholders filled in at apply).
     pub outputs: Vec<(String, String)>,
 }
@@ -175,13 +186,48 @@ pub struct PlanFunction {
     pub description: Option<String>,
     pub reserved_concurrency: Option<u32>,
     pub provisioned_concurrency: Option<u32>,
+    /// Retries, event age and destinations of asynchronous invocations.
+    pub async_invoke: Option<AsyncSpec>,
+    /// After deploying, publish a version and point this alias at it.
+    pub alias: Option<String>,
+    /// Serverless `package.patterns`: globs, `!` excluding, applied in order to the folder.
+    pub patterns: Vec<String>,
+}
+
+/// What a route, schedule or bucket notification sets off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Function(String),
+    Workflow(String),
+    Queue(String),
+    Topic(String),
+}
+
+impl Target {
+    /// The name of what it sets off.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Function(n) | Target::Workflow(n) | Target::Queue(n) | Target::Topic(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Function(n) => write!(f, "{n}"),
+            Target::Workflow(n) => write!(f, "workflow {n}"),
+            Target::Queue(n) => write!(f, "queue {n}"),
+            Target::Topic(n) => write!(f, "topic {n}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanRoute {
     pub method: String,
     pub path: String,
-    pub function: String,
+    pub target: Target,
     pub payload: PayloadFormat,
     pub cors: bool,
 }
@@ -206,7 +252,7 @@ pub struct PlanSubscription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanSchedule {
     pub name: String,
-    pub function: String,
+    pub target: Target,
     /// Lambent's form: `cron` with seconds first, or `rate`.
     pub cron: Option<String>,
     pub rate: Option<String>,
@@ -222,14 +268,72 @@ pub struct PlanMapping {
     pub report_batch_item_failures: bool,
 }
 
+/// A DynamoDB table: CreateTable's input (without `TableName`), and the attribute whose
+/// time stamps expire items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanTable {
+    pub name: String,
+    pub definition: serde_json::Value,
+    pub ttl_attribute: Option<String>,
+}
+
+impl Eq for PlanTable {}
+
+/// A table's stream read by a function.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanStreamMapping {
+    pub table: String,
+    pub function: String,
+    pub batch_size: Option<u32>,
+    pub batching_window_ms: Option<u64>,
+    /// `TRIM_HORIZON` or `LATEST`.
+    pub starting_position: Option<String>,
+    pub max_retries: Option<i64>,
+    pub max_record_age_s: Option<i64>,
+    pub bisect_on_error: bool,
+    pub report_batch_item_failures: bool,
+    /// A queue or topic ARN (or its placeholder) for batches given up on.
+    pub on_failure: Option<String>,
+}
+
+/// A bucket; `create: false` for one the app only attaches notifications to (`existing`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanBucket {
+    pub name: String,
+    pub create: bool,
+}
+
+/// Object changes of a bucket sent to a function, workflow, queue or topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanNotification {
+    pub bucket: String,
+    pub target: Target,
+    pub events: Vec<String>,
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+}
+
+/// A state machine: its definition (placeholders filled in at apply) and type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanWorkflow {
+    pub name: String,
+    pub definition: serde_json::Value,
+    /// `STANDARD` or `EXPRESS`.
+    pub kind: Option<String>,
+}
+
+impl Eq for PlanWorkflow {}
+
 /// What only the server knows, filled into the plan's placeholders.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Platform {
     /// The server's URL, without a trailing `/`.
     pub endpoint: String,
     pub region: String,
     /// The namespace, in the role of the AWS account.
     pub account: String,
+    /// Table → the ARN of its stream (known once the table exists).
+    pub streams: BTreeMap<String, String>,
 }
 
 /// Placeholder of a queue's URL.
@@ -248,6 +352,18 @@ pub fn topic_arn(name: &str) -> String {
 pub fn function_arn(name: &str) -> String {
     format!("${{lambent:function-arn:{name}}}")
 }
+/// Placeholder of a table's ARN.
+pub fn table_arn(name: &str) -> String {
+    format!("${{lambent:table-arn:{name}}}")
+}
+/// Placeholder of the ARN of a table's stream.
+pub fn stream_arn(name: &str) -> String {
+    format!("${{lambent:stream-arn:{name}}}")
+}
+/// Placeholder of a workflow's (state machine's) ARN.
+pub fn workflow_arn(name: &str) -> String {
+    format!("${{lambent:workflow-arn:{name}}}")
+}
 pub const REGION: &str = "${lambent:region}";
 pub const ACCOUNT: &str = "${lambent:account}";
 /// Placeholder of the URL routes are served under.
@@ -263,6 +379,18 @@ pub fn name_from_arn(arn: &str) -> Option<String> {
     let parts: Vec<&str> = arn.split(':').collect();
     (parts.len() == 6 && parts[0] == "arn" && matches!(parts[2], "sqs" | "sns"))
         .then(|| parts[5].to_string())
+}
+
+/// The table a table or stream ARN (or their placeholders) names.
+pub fn table_from_arn(arn: &str) -> Option<String> {
+    for prefix in ["${lambent:stream-arn:", "${lambent:table-arn:"] {
+        if let Some(rest) = arn.strip_prefix(prefix) {
+            return rest.strip_suffix('}').map(str::to_string);
+        }
+    }
+    let rest = arn.strip_prefix("arn:aws:dynamodb:")?;
+    let table = rest.split_once(":table/")?.1;
+    Some(table.split('/').next()?.to_string())
 }
 
 impl Platform {
@@ -283,6 +411,12 @@ impl Platform {
                 "queue-arn" => format!("arn:aws:sqs:{region}:{account}:{name}"),
                 "topic-arn" => format!("arn:aws:sns:{region}:{account}:{name}"),
                 "function-arn" => format!("arn:aws:lambda:{region}:{account}:function:{name}"),
+                "table-arn" => format!("arn:aws:dynamodb:{region}:{account}:table/{name}"),
+                "stream-arn" => match self.streams.get(name) {
+                    Some(arn) => arn.clone(),
+                    None => rest[at..at + end + 1].to_string(),
+                },
+                "workflow-arn" => format!("arn:aws:states:{region}:{account}:stateMachine:{name}"),
                 "region" => region.clone(),
                 "account" => account.clone(),
                 "api-url" => self.endpoint.clone(),
@@ -293,6 +427,21 @@ impl Platform {
         }
         out.push_str(rest);
         out
+    }
+
+    /// `v` with every placeholder in its strings replaced.
+    pub fn render_json(&self, v: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match v {
+            J::String(s) => J::String(self.render(s)),
+            J::Array(xs) => J::Array(xs.iter().map(|x| self.render_json(x)).collect()),
+            J::Object(m) => J::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), self.render_json(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
     }
 }
 
@@ -317,6 +466,48 @@ impl Plan {
         for t in &self.topics {
             let _ = writeln!(out, "topic {t}");
         }
+        for t in &self.tables {
+            let keys: Vec<String> = t.definition["KeySchema"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        k["AttributeName"].as_str().unwrap_or_default(),
+                        k["KeyType"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
+            let _ = write!(out, "table {} key={}", t.name, keys.join(","));
+            for (field, label) in [
+                ("GlobalSecondaryIndexes", "gsi"),
+                ("LocalSecondaryIndexes", "lsi"),
+            ] {
+                for index in t.definition[field].as_array().into_iter().flatten() {
+                    let _ = write!(
+                        out,
+                        " {label}={}",
+                        index["IndexName"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            if let Some(view) = t.definition["StreamSpecification"]["StreamViewType"].as_str() {
+                let _ = write!(out, " stream={view}");
+            }
+            if let Some(ttl) = &t.ttl_attribute {
+                let _ = write!(out, " ttl={ttl}");
+            }
+            out.push('\n');
+        }
+        for b in &self.buckets {
+            let _ = writeln!(
+                out,
+                "bucket {}{}",
+                b.name,
+                if b.create { "" } else { " (existing)" }
+            );
+        }
         for f in &self.functions {
             let code = match &f.inline {
                 Some((file, _)) => format!("inline {file}"),
@@ -334,10 +525,45 @@ impl Plan {
             if let Some(r) = f.reserved_concurrency {
                 let _ = write!(out, " reserved_concurrency={r}");
             }
+            if let Some(p) = f.provisioned_concurrency {
+                let _ = write!(out, " provisioned_concurrency={p}");
+            }
+            if let Some(a) = &f.alias {
+                let _ = write!(out, " alias={a}");
+            }
             out.push('\n');
             for (k, v) in &f.env {
                 let _ = writeln!(out, "  env {k}={v}");
             }
+            if !f.patterns.is_empty() {
+                let _ = writeln!(out, "  package {}", f.patterns.join(" "));
+            }
+            if let Some(a) = &f.async_invoke {
+                let dest = |d: &Option<lambent_core::Destination>| match d {
+                    Some(lambent_core::Destination::Function(n)) => format!("function {n}"),
+                    Some(lambent_core::Destination::Queue(n)) => format!("queue {n}"),
+                    Some(lambent_core::Destination::Topic(n)) => format!("topic {n}"),
+                    None => "-".into(),
+                };
+                let opt = |v: Option<u32>| v.map_or("default".into(), |v| v.to_string());
+                let _ = writeln!(
+                    out,
+                    "  async max_retries={} max_event_age_s={} on_success={} on_failure={}",
+                    opt(a.max_retries),
+                    opt(a.max_event_age_s),
+                    dest(&a.on_success),
+                    dest(&a.on_failure),
+                );
+            }
+        }
+        for w in &self.workflows {
+            let _ = writeln!(
+                out,
+                "workflow {} ({}) {}",
+                w.name,
+                w.kind.as_deref().unwrap_or("STANDARD"),
+                w.definition
+            );
         }
         for r in &self.routes {
             let _ = writeln!(
@@ -345,7 +571,7 @@ impl Plan {
                 "route {} {} -> {} (payload {}{})",
                 r.method,
                 r.path,
-                r.function,
+                r.target,
                 r.payload.as_str(),
                 if r.cors { ", cors" } else { "" }
             );
@@ -356,7 +582,7 @@ impl Plan {
                 (_, Some(r)) => format!("rate({r})"),
                 _ => String::new(),
             };
-            let _ = writeln!(out, "schedule {} {expr} -> {}", s.name, s.function);
+            let _ = writeln!(out, "schedule {} {expr} -> {}", s.name, s.target);
         }
         for m in &self.mappings {
             let _ = write!(out, "mapping {} -> {}", m.queue, m.function);
@@ -368,11 +594,52 @@ impl Plan {
             }
             out.push('\n');
         }
+        for m in &self.stream_mappings {
+            let _ = write!(out, "mapping table {} stream -> {}", m.table, m.function);
+            if let Some(b) = m.batch_size {
+                let _ = write!(out, " batch_size={b}");
+            }
+            if let Some(p) = &m.starting_position {
+                let _ = write!(out, " starting_position={p}");
+            }
+            if let Some(r) = m.max_retries {
+                let _ = write!(out, " max_retries={r}");
+            }
+            if m.bisect_on_error {
+                out.push_str(" bisect_on_error");
+            }
+            if m.report_batch_item_failures {
+                out.push_str(" report_batch_item_failures");
+            }
+            if let Some(d) = &m.on_failure {
+                let _ = write!(out, " on_failure={d}");
+            }
+            out.push('\n');
+        }
+        for n in &self.notifications {
+            let _ = write!(
+                out,
+                "notification {} {} -> {}",
+                n.bucket,
+                n.events.join(","),
+                n.target
+            );
+            if let Some(p) = &n.prefix {
+                let _ = write!(out, " prefix={p}");
+            }
+            if let Some(s) = &n.suffix {
+                let _ = write!(out, " suffix={s}");
+            }
+            out.push('\n');
+        }
         for s in &self.subscriptions {
             let _ = writeln!(out, "subscription {} -> {} {}", s.topic, s.kind, s.target);
         }
         for (k, v) in &self.outputs {
             let _ = writeln!(out, "output {k} = {v}");
+        }
+        for (item, how) in &self.notes {
+            let _ = writeln!(out, "note {item}: {how}");
         }
         for (item, why) in &self.skipped {
             let _ = writeln!(out, "skipped {item}: {why}");
@@ -380,8 +647,52 @@ impl Plan {
         out
     }
 
+    fn note(&mut self, item: impl Into<String>, how: impl Into<String>) {
+        self.notes.push((item.into(), how.into()));
+    }
+
     fn skip(&mut self, item: impl Into<String>, why: impl Into<String>) {
         self.skipped.push((item.into(), why.into()));
+    }
+}
+
+/// A function URL: routes `ANY /NAME` and `ANY /NAME/{proxy+}` to the function, with the
+/// HTTP API's event (payload 2.0).
+fn function_url(plan: &mut Plan, name: &str, cors: bool) {
+    for path in [format!("/{name}"), format!("/{name}/{{proxy+}}")] {
+        plan.routes.push(PlanRoute {
+            method: "ANY".into(),
+            path,
+            target: Target::Function(name.to_string()),
+            payload: PayloadFormat::V2,
+            cors,
+        });
+    }
+}
+
+/// The note of a function setting Lambent has no counterpart for, by its (either format's)
+/// name; `None` for the settings it applies.
+fn function_setting_note(key: &str) -> Option<&'static str> {
+    Some(match key.to_ascii_lowercase().as_str() {
+        "policies" | "role" | "iamrolestatements" | "rolepath" | "permissionsboundary" => {
+            "Lambent has no IAM; access is per namespace"
+        }
+        "architectures" | "architecture" => "functions run on the host's architecture",
+        "tracing" => "Lambent has no X-Ray tracing; activations and logs record each invocation",
+        "vpcconfig" | "vpc" => "sandboxes have no VPC; outbound network is opt-in (network: true)",
+        "tags" => "not applied by Lambent",
+        _ => return None,
+    })
+}
+
+/// Adds a bucket once (a bucket the app creates stays created when an event names it too).
+fn add_bucket(plan: &mut Plan, name: &str, create: bool) {
+    match plan.buckets.iter_mut().find(|b| b.name == name) {
+        Some(b) => b.create |= create,
+        None => plan.buckets.push(PlanBucket {
+            name: name.to_string(),
+            create,
+        }),
     }
 }
 
@@ -412,8 +723,19 @@ fn inside(dir: &Path, rel: &str, at: &str) -> Result<PathBuf, AppError> {
         at: at.to_string(),
         path: rel.to_string(),
     };
-    if Path::new(rel).is_absolute() {
-        return Err(escapes());
+    // Refused by its words first (so a path to nowhere outside says so), then by where it
+    // really leads (a symlink may lead out).
+    let mut depth = 0i32;
+    for c in Path::new(rel).components() {
+        match c {
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::CurDir => {}
+            _ => return Err(escapes()),
+        }
+        if depth < 0 {
+            return Err(escapes());
+        }
     }
     let base = dir.canonicalize().map_err(|e| AppError::Io {
         path: dir.display().to_string(),
@@ -481,17 +803,17 @@ fn aws_cron(expr: &str, at: &str) -> Result<String, AppError> {
     Ok(format!("0 {}", fields.join(" ")))
 }
 
-/// `rate(5 minutes)` / `cron(…)` into a schedule of `function`.
+/// `rate(5 minutes)` / `cron(…)` into a schedule of `target`.
 fn schedule(
     name: String,
-    function: &str,
+    target: Target,
     expression: &str,
     at: &str,
 ) -> Result<PlanSchedule, AppError> {
     let e = expression.trim();
     let mut s = PlanSchedule {
         name,
-        function: function.to_string(),
+        target,
         cron: None,
         rate: None,
         tz: None,
@@ -529,6 +851,7 @@ mod tests {
             endpoint: "http://127.0.0.1:9".into(),
             region: "us-east-1".into(),
             account: "default".into(),
+            streams: [("orders".to_string(), "arn:s".to_string())].into(),
         };
         assert_eq!(
             p.render(&format!(
@@ -539,6 +862,16 @@ mod tests {
             "http://127.0.0.1:9/default/jobs and arn:aws:sns:us-east-1:default:news and x"
         );
         assert_eq!(p.render("plain ${X}"), "plain ${X}");
+        assert_eq!(p.render(&stream_arn("orders")), "arn:s");
+        assert_eq!(
+            p.render(&format!("{} {}", table_arn("t"), workflow_arn("w"))),
+            "arn:aws:dynamodb:us-east-1:default:table/t arn:aws:states:us-east-1:default:stateMachine:w"
+        );
+        assert_eq!(table_from_arn(&stream_arn("orders")), Some("orders".into()));
+        assert_eq!(
+            table_from_arn("arn:aws:dynamodb:eu-west-1:1:table/orders/stream/2024"),
+            Some("orders".into())
+        );
         assert_eq!(name_from_arn(&queue_arn("q")), Some("q".into()));
         assert_eq!(
             name_from_arn("arn:aws:sqs:eu-west-1:123:orders"),

@@ -1,17 +1,24 @@
 //! AWS SAM templates (`Transform: AWS::Serverless-2016-10-31`) into a [`Plan`]: parameters
 //! (defaults and `--parameter K=V`), `Globals.Function` merged under each function as SAM
 //! merges (maps merge, lists add up, scalars override), `AWS::Serverless::Function` with its
-//! events, the plain resources of [`super::cfn`], and `Outputs` evaluated.
+//! events (`Api`, `HttpApi`, `SQS`, `SNS`, `Schedule`, `S3`, `DynamoDB`) and its
+//! `AutoPublishAlias`, `EventInvokeConfig`, `DeadLetterQueue`, `FunctionUrlConfig` and
+//! `ProvisionedConcurrencyConfig`, `AWS::Serverless::StateMachine` (inline or a file of the
+//! app's folder, with substitutions and `Api`/`Schedule` events), the plain resources of
+//! [`super::cfn`], and `Outputs` evaluated.
 //!
 //! A function without `FunctionName` is named `STACK-LogicalId`, the stack being the app
-//! folder's name.
+//! folder's name; a state machine without `Name` likewise.
 
-use super::cfn::Template;
+use super::cfn::{self, Template};
+use super::events::{self, SAM_STREAM};
 use super::{
     check_handler, check_runtime, inside, invalid, scalar_text, schedule, unsupported, AppError,
-    Options, Plan, PlanFunction, PlanMapping, PlanRoute, PlanSubscription,
+    Options, Plan, PlanFunction, PlanMapping, PlanNotification, PlanRoute, PlanSubscription,
+    PlanWorkflow, Target,
 };
 use lambent_core::route::PayloadFormat;
+use lambent_core::AsyncSpec;
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +47,9 @@ const KNOWN: &[&str] = &[
     "Tags",
     "PackageType",
     "Layers",
+    "AutoPublishAlias",
+    "DeadLetterQueue",
+    "EventInvokeConfig",
 ];
 
 pub(super) fn plan(
@@ -80,6 +90,10 @@ pub(super) fn plan(
                     .unwrap_or(Value::Mapping(Mapping::new()));
                 function(&t, dir, &id, merge(&globals, &props), &mut plan)?;
             }
+            Some("AWS::Serverless::StateMachine") => {
+                let workflow = state_machine(&t, dir, &id, &mut plan)?;
+                plan.workflows.push(workflow);
+            }
             Some(k @ ("AWS::Serverless::Api" | "AWS::Serverless::HttpApi")) => plan.skip(
                 format!("Resources.{id}"),
                 format!("{k}: its routes come from the functions' events, served at Lambent's URL"),
@@ -91,6 +105,7 @@ pub(super) fn plan(
         &mut plan,
         &[
             "AWS::Serverless::Function",
+            "AWS::Serverless::StateMachine",
             "AWS::Serverless::Api",
             "AWS::Serverless::HttpApi",
         ],
@@ -244,28 +259,31 @@ fn function(
         .and_then(|p| p.get("ProvisionedConcurrentExecutions"))
         .and_then(scalar_text)
         .and_then(|p| p.parse().ok());
+    let alias = text("AutoPublishAlias");
+    if provisioned.is_some() && alias.is_some() {
+        plan.note(
+            format!("{at}.Properties.ProvisionedConcurrencyConfig"),
+            "sandboxes kept warm for the function's code, which its alias's version runs too",
+        );
+    }
+    let async_invoke = async_config(&at, &props, plan)?;
     if let Value::Mapping(m) = &props {
         for k in m.keys().filter_map(Value::as_str) {
-            if !KNOWN.contains(&k) {
+            if let Some(why) = super::function_setting_note(k) {
+                plan.skip(format!("{at}.Properties.{k}"), why);
+            } else if !KNOWN.contains(&k) {
                 plan.skip(format!("{at}.Properties.{k}"), "not applied by Lambent");
-            } else if matches!(k, "Policies" | "Role") {
-                plan.skip(
-                    format!("{at}.Properties.{k}"),
-                    "Lambent has no IAM; access is per namespace",
-                );
             }
         }
     }
-    if get("FunctionUrlConfig").is_some() {
-        for path in [format!("/{name}"), format!("/{name}/{{proxy+}}")] {
-            plan.routes.push(PlanRoute {
-                method: "ANY".into(),
-                path,
-                function: name.clone(),
-                payload: PayloadFormat::V2,
-                cors: false,
-            });
+    if let Some(url) = get("FunctionUrlConfig") {
+        if url.get("AuthType").and_then(scalar_text).as_deref() == Some("AWS_IAM") {
+            plan.note(
+                format!("{at}.Properties.FunctionUrlConfig.AuthType"),
+                "AWS_IAM: Lambent's routes are open (add auth: key in lambent.yaml to require a key)",
+            );
         }
+        super::function_url(plan, &name, url.get("Cors").is_some());
     }
     plan.functions.push(PlanFunction {
         name: name.clone(),
@@ -279,18 +297,154 @@ fn function(
         description: text("Description"),
         reserved_concurrency: number("ReservedConcurrentExecutions")?,
         provisioned_concurrency: provisioned,
+        async_invoke,
+        alias,
+        patterns: Vec::new(),
     });
-    if let Some(Value::Mapping(events)) = get("Events") {
+    events_of(&Target::Function(name), &at, get("Events"), plan)
+}
+
+/// `EventInvokeConfig` (retries, event age, destinations) and `DeadLetterQueue` (the
+/// failure destination when `EventInvokeConfig` names none) as the function's async settings.
+fn async_config(at: &str, props: &Value, plan: &mut Plan) -> Result<Option<AsyncSpec>, AppError> {
+    let config = props.get("EventInvokeConfig");
+    let dlq = props.get("DeadLetterQueue");
+    if config.is_none() && dlq.is_none() {
+        return Ok(None);
+    }
+    let at = format!("{at}.Properties.EventInvokeConfig");
+    let number = |k: &str| -> Result<Option<u32>, AppError> {
+        config
+            .and_then(|c| c.get(k))
+            .and_then(scalar_text)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| invalid(format!("{at}.{k}"), "expected a number"))
+            })
+            .transpose()
+    };
+    let target = |which: &str| -> Result<Option<lambent_core::Destination>, AppError> {
+        let d = config
+            .and_then(|c| c.get("DestinationConfig"))
+            .and_then(|d| d.get(which))
+            .and_then(|d| d.get("Destination"))
+            .and_then(scalar_text);
+        d.map(|arn| events::destination(&format!("{at}.DestinationConfig.{which}"), &arn))
+            .transpose()
+    };
+    let mut spec = AsyncSpec {
+        max_retries: number("MaximumRetryAttempts")?,
+        max_event_age_s: number("MaximumEventAgeInSeconds")?,
+        on_success: target("OnSuccess")?,
+        on_failure: target("OnFailure")?,
+    };
+    if let Some(dlq) = dlq {
+        let dlq_at = at.replace("EventInvokeConfig", "DeadLetterQueue");
+        let arn = dlq
+            .get("TargetArn")
+            .and_then(scalar_text)
+            .ok_or_else(|| invalid(&dlq_at, "TargetArn is missing"))?;
+        if spec.on_failure.is_some() {
+            plan.skip(
+                dlq_at,
+                "EventInvokeConfig's OnFailure destination receives the failed events",
+            );
+        } else {
+            spec.on_failure = Some(events::destination(&dlq_at, &arn)?);
+            plan.note(
+                dlq_at,
+                "a failure destination: the message is the invocation record, the event in its requestPayload",
+            );
+        }
+    }
+    Ok(Some(spec))
+}
+
+/// The `Events` of a function or a state machine.
+fn events_of(
+    target: &Target,
+    at: &str,
+    events: Option<&Value>,
+    plan: &mut Plan,
+) -> Result<(), AppError> {
+    if let Some(Value::Mapping(events)) = events {
         for (ev_id, ev) in events {
             let ev_id = scalar_text(ev_id).unwrap_or_default();
-            event(&name, &format!("{at}.Events.{ev_id}"), &ev_id, ev, plan)?;
+            event(target, &format!("{at}.Events.{ev_id}"), &ev_id, ev, plan)?;
         }
     }
     Ok(())
 }
 
+/// An `AWS::Serverless::StateMachine`: `Definition`, or `DefinitionUri` naming a JSON or YAML
+/// file of the app's folder, with `DefinitionSubstitutions` made; its `Api` and `Schedule`
+/// events start it.
+fn state_machine(
+    t: &Template,
+    dir: &Path,
+    id: &str,
+    plan: &mut Plan,
+) -> Result<PlanWorkflow, AppError> {
+    let at = format!("Resources.{id}");
+    let props = Value::Mapping(t.properties(id, &at)?);
+    let name = t.physical_name(id)?;
+    let definition = match (props.get("Definition"), props.get("DefinitionUri")) {
+        (Some(d), _) => cfn::to_json(d, &format!("{at}.Properties.Definition"))?,
+        (None, Some(Value::String(uri))) => {
+            let uri_at = format!("{at}.Properties.DefinitionUri");
+            let path = inside(dir, uri, &uri_at)?;
+            let text = std::fs::read_to_string(&path).map_err(|e| AppError::Io {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let v = super::parse_yaml(uri, &text)?;
+            cfn::to_json(&v, &uri_at)?
+        }
+        (None, Some(_)) => {
+            return Err(unsupported(
+                &at,
+                "DefinitionUri",
+                "a definition in S3 (Bucket/Key): give a file of the app",
+            ))
+        }
+        (None, None) => return Err(invalid(&at, "Definition or DefinitionUri is missing")),
+    };
+    let kind = props.get("Type").and_then(scalar_text);
+    if let Value::Mapping(m) = &props {
+        for k in m.keys().filter_map(Value::as_str) {
+            match k {
+                "Definition"
+                | "DefinitionUri"
+                | "DefinitionSubstitutions"
+                | "Name"
+                | "Type"
+                | "Events" => {}
+                "Role" | "Policies" | "RolePath" | "PermissionsBoundary" => plan.skip(
+                    format!("{at}.Properties.{k}"),
+                    "Lambent has no IAM; access is per namespace",
+                ),
+                _ => plan.skip(format!("{at}.Properties.{k}"), "not applied by Lambent"),
+            }
+        }
+    }
+    events_of(
+        &Target::Workflow(name.clone()),
+        &at,
+        props.get("Events"),
+        plan,
+    )?;
+    Ok(PlanWorkflow {
+        name,
+        definition: cfn::substitute(
+            definition,
+            &cfn::substitutions(props.get("DefinitionSubstitutions")),
+        ),
+        kind,
+    })
+}
+
 fn event(
-    function: &str,
+    target: &Target,
     at: &str,
     ev_id: &str,
     ev: &Value,
@@ -302,6 +456,17 @@ fn event(
     let text = |k: &str| p.get(k).and_then(scalar_text);
     let enabled =
         text("Enabled").is_none_or(|e| e == "true") && text("State").is_none_or(|s| s == "ENABLED");
+    let function = match target {
+        Target::Function(f) => f.as_str(),
+        _ if matches!(kind.as_str(), "Api" | "HttpApi" | "Schedule" | "ScheduleV2") => "",
+        _ => {
+            return Err(unsupported(
+                at,
+                format!("Type: {kind}"),
+                "a state machine starts from Api, HttpApi and Schedule events in Lambent",
+            ))
+        }
+    };
     match kind.as_str() {
         "Api" | "HttpApi" => {
             let payload = if kind == "Api" || text("PayloadFormatVersion").as_deref() == Some("1.0")
@@ -328,7 +493,7 @@ fn event(
             plan.routes.push(PlanRoute {
                 method,
                 path,
-                function: function.to_string(),
+                target: target.clone(),
                 payload,
                 cors: false,
             });
@@ -397,10 +562,40 @@ fn event(
                     "Lambent's schedules send the scheduled event",
                 ));
             }
-            let name = text("Name").unwrap_or_else(|| format!("{function}-{ev_id}"));
-            let mut s = schedule(name, function, &expr, at)?;
+            let owner = target.name();
+            let name = text("Name").unwrap_or_else(|| format!("{owner}-{ev_id}"));
+            let mut s = schedule(name, target.clone(), &expr, at)?;
             s.tz = text("ScheduleExpressionTimezone");
             plan.schedules.push(s);
+        }
+        "S3" => {
+            let bucket = text("Bucket").ok_or_else(|| invalid(at, "an S3 event needs Bucket"))?;
+            let rules = p
+                .get("Filter")
+                .and_then(|f| f.get("S3Key"))
+                .and_then(|k| k.get("Rules"));
+            let (prefix, suffix) = events::key_filter(at, rules)?;
+            super::add_bucket(plan, &bucket, false);
+            plan.notifications.push(PlanNotification {
+                bucket,
+                target: target.clone(),
+                events: events::s3_events(p.get("Events")),
+                prefix,
+                suffix,
+            });
+        }
+        "DynamoDB" => {
+            let arn = text("Stream").ok_or_else(|| invalid(at, "a DynamoDB event needs Stream"))?;
+            let on_failure = p
+                .get("DestinationConfig")
+                .and_then(|d| d.get("OnFailure"))
+                .and_then(|d| d.get("Destination"))
+                .and_then(scalar_text);
+            if let Some(m) =
+                events::stream_mapping(at, function, &arn, p, &SAM_STREAM, on_failure, plan)?
+            {
+                plan.stream_mappings.push(m);
+            }
         }
         other => {
             return Err(unsupported(
@@ -536,13 +731,112 @@ Outputs:
             run(dir.path(), &[("Greeting", "x")]),
             Err(AppError::Unsupported { .. })
         ));
-        let s3 = TEMPLATE.replace("Type: Api,", "Type: S3,");
+        let s3 = TEMPLATE.replace("Type: Api,", "Type: Kinesis,");
         let dir = app(&s3, &["src/app.py"]);
         let e = run(dir.path(), &[("Greeting", "x")]).unwrap_err();
         assert!(
-            e.to_string().contains("Events.Get") && e.to_string().contains("S3"),
+            e.to_string().contains("Events.Get") && e.to_string().contains("Kinesis"),
             "{e}"
         );
+    }
+
+    const ORDERS: &str = r#"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Results: {Type: AWS::Serverless::SimpleTable}
+  Photos: {Type: AWS::S3::Bucket, Properties: {BucketName: photos, VersioningConfiguration: {Status: Enabled}}}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Handler: app.handler
+      AutoPublishAlias: live
+      ProvisionedConcurrencyConfig: {ProvisionedConcurrentExecutions: 1}
+      FunctionUrlConfig: {AuthType: NONE}
+      Environment: {Variables: {TABLE: !Ref Results, ARN: !GetAtt Results.Arn, LIVE: !Ref FnAliaslive}}
+      Events:
+        Up: {Type: S3, Properties: {Bucket: !Ref Photos, Events: ['s3:ObjectCreated:*'], Filter: {S3Key: {Rules: [{Name: suffix, Value: .jpg}]}}}}
+  Machine:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      Type: EXPRESS
+      Definition:
+        StartAt: Go
+        States: {Go: {Type: Task, Resource: '${F}', End: true}}
+      DefinitionSubstitutions: {F: !GetAtt Fn.Arn}
+      Events:
+        Hourly: {Type: Schedule, Properties: {Schedule: rate(1 hour)}}
+        Bad: {Type: SQS, Properties: {Queue: x}}
+Outputs:
+  Url: {Value: !GetAtt FnUrl.FunctionUrl}
+  Machine: {Value: !GetAtt Machine.Name}
+"#;
+
+    #[test]
+    fn tables_buckets_state_machines_and_aliases() {
+        let dir = app(ORDERS, &["app.py"]);
+        let e = run(dir.path(), &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("Machine.Events.Bad") && e.to_string().contains("SQS"),
+            "{e}"
+        );
+        let ok = ORDERS.replace("        Bad: {Type: SQS, Properties: {Queue: x}}\n", "");
+        let dir = app(&ok, &["app.py"]);
+        let plan = run(dir.path(), &[]).unwrap();
+        assert_eq!(plan.tables[0].name, "stack-Results");
+        assert_eq!(
+            plan.tables[0].definition["AttributeDefinitions"][0],
+            serde_json::json!({"AttributeName": "id", "AttributeType": "S"})
+        );
+        let f = &plan.functions[0];
+        assert_eq!(f.alias.as_deref(), Some("live"));
+        assert_eq!(f.env["TABLE"], "stack-Results");
+        assert_eq!(f.env["ARN"], "${lambent:table-arn:stack-Results}");
+        assert_eq!(f.env["LIVE"], "${lambent:function-arn:stack-Fn}:live");
+        assert_eq!(
+            plan.buckets,
+            [super::super::PlanBucket {
+                name: "photos".into(),
+                create: true
+            }]
+        );
+        assert_eq!(plan.notifications[0].suffix.as_deref(), Some(".jpg"));
+        assert_eq!(
+            plan.notifications[0].target,
+            Target::Function("stack-Fn".into())
+        );
+        let m = &plan.workflows[0];
+        assert_eq!(
+            (m.name.as_str(), m.kind.as_deref()),
+            ("stack-Machine", Some("EXPRESS"))
+        );
+        assert_eq!(
+            m.definition["States"]["Go"]["Resource"],
+            "${lambent:function-arn:stack-Fn}"
+        );
+        assert_eq!(
+            plan.schedules[0].target,
+            Target::Workflow("stack-Machine".into())
+        );
+        assert_eq!(plan.outputs[0].1, "${lambent:api-url}/stack-Fn/");
+        assert_eq!(plan.outputs[1].1, "stack-Machine");
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|(i, _)| i == "Resources.Photos.Properties.VersioningConfiguration"));
+        assert!(plan
+            .notes
+            .iter()
+            .any(|(i, _)| i.ends_with("ProvisionedConcurrencyConfig")));
+        let s3_uri = ok.replace(
+            "      Definition:\n        StartAt: Go\n        States: {Go: {Type: Task, Resource: '${F}', End: true}}\n",
+            "      DefinitionUri: {Bucket: b, Key: k}\n",
+        );
+        let dir = app(&s3_uri, &["app.py"]);
+        assert!(run(dir.path(), &[])
+            .unwrap_err()
+            .to_string()
+            .contains("DefinitionUri"));
     }
 
     #[test]

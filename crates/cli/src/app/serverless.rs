@@ -1,17 +1,25 @@
 //! Serverless Framework `serverless.yml` (v3; v4 reads the same file) into a [`Plan`].
 //!
 //! Variables are resolved first over the whole file: `${self:path}`, `${opt:stage}`,
-//! `${sls:stage}`, `${env:NAME}`, `${file(x.json):key}`, each with
+//! `${sls:stage}`, `${env:NAME}`, `${file(x.json):key}`, `${construct:ID.queueUrl}`, each with
 //! fallbacks after a comma (`${opt:stage, 'dev'}`). Functions are named as the Framework names
 //! them on AWS, `SERVICE-STAGE-FUNCTION`, with its defaults of 1024 MB and 6 s; their code is
-//! the service folder. `resources.Resources` goes through [`super::cfn`].
+//! the service folder, packed through `package.patterns`. Events: `http`, `httpApi`,
+//! `schedule`, `sqs`, `sns`, `s3` and `stream` (DynamoDB). `resources.Resources` goes through
+//! [`super::cfn`], where functions are also referable by their logical ids
+//! (`HelloLambdaFunction`). The serverless-step-functions plugin's `stepFunctions` become
+//! workflows (started by `http` and `schedule` events) and serverless-lift `type: queue`
+//! constructs a queue, its dead-letter queue and a worker, as Lift names them on AWS.
 
-use super::cfn::Template;
+use super::cfn::{self, Template};
+use super::events::{self, SLS_STREAM};
 use super::{
     check_handler, check_runtime, inside, invalid, scalar_text, schedule, unsupported, AppError,
-    Options, Plan, PlanFunction, PlanMapping, PlanRoute, PlanSubscription,
+    Options, Plan, PlanFunction, PlanMapping, PlanNotification, PlanQueue, PlanRoute,
+    PlanSubscription, PlanWorkflow, Target,
 };
 use lambent_core::route::PayloadFormat;
+use lambent_core::AsyncSpec;
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -100,6 +108,37 @@ impl Vars<'_> {
         self.resolve(&Value::String(joined), depth + 1)
     }
 
+    /// `${construct:ID.queueUrl}` / `${construct:ID.queueArn}` of a serverless-lift queue.
+    fn construct(&self, rest: &str) -> Result<Value, AppError> {
+        let at = format!("${{construct:{rest}}}");
+        let (id, property) = rest
+            .split_once('.')
+            .ok_or_else(|| invalid(&at, "expected ${construct:NAME.PROPERTY}"))?;
+        let kind = self
+            .root
+            .get("constructs")
+            .and_then(|c| c.get(id))
+            .and_then(|c| c.get("type"))
+            .and_then(scalar_text);
+        if kind.as_deref() != Some("queue") {
+            return Err(invalid(&at, format!("there is no queue construct '{id}'")));
+        }
+        let service = match self.root.get("service") {
+            Some(v) => service_name(Some(&self.resolve(v, 0)?))?,
+            None => service_name(None)?,
+        };
+        let queue = lift_queue(&service, &self.stage()?, id);
+        match property {
+            "queueUrl" => Ok(Value::String(super::queue_url(&queue))),
+            "queueArn" => Ok(Value::String(super::queue_arn(&queue))),
+            other => Err(unsupported(
+                at,
+                other,
+                "a queue construct has queueUrl and queueArn",
+            )),
+        }
+    }
+
     /// One variable: sources separated by commas, the first that has a value wins.
     fn variable(&self, inner: &str) -> Result<Value, AppError> {
         for source in split_top(inner) {
@@ -136,6 +175,9 @@ impl Vars<'_> {
         }
         if source == "sls:instanceId" {
             return Ok(Some(Value::String("lambent".into())));
+        }
+        if let Some(rest) = source.strip_prefix("construct:") {
+            return self.construct(rest).map(Some);
         }
         if let Some(name) = source.strip_prefix("env:") {
             return Ok(self.options.env.get(name).cloned().map(Value::String));
@@ -242,6 +284,57 @@ fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
         .try_fold(root, |v, key| v.get(key))
 }
 
+/// Function keys read here; others are noted as skipped.
+const FUNCTION_KEYS: &[&str] = &[
+    "handler",
+    "runtime",
+    "environment",
+    "memorySize",
+    "timeout",
+    "reservedConcurrency",
+    "provisionedConcurrency",
+    "events",
+    "name",
+    "description",
+    "package",
+    "image",
+    "layers",
+    "maximumRetryAttempts",
+    "maximumEventAge",
+    "destinations",
+    "onError",
+    "url",
+];
+
+/// The Framework's logical id of a name: `my-fn_x` → `MyDashfnUnderscorex`.
+fn logical_id(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        match c {
+            '-' => out.push_str("Dash"),
+            '_' => out.push_str("Underscore"),
+            c if i == 0 => out.extend(c.to_uppercase()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The service's name (`service: x` or `service: {name: x}`).
+fn service_name(service: Option<&Value>) -> Result<String, AppError> {
+    match service {
+        Some(Value::Mapping(m)) => m.get("name").and_then(scalar_text),
+        Some(v) => scalar_text(v),
+        None => None,
+    }
+    .ok_or_else(|| invalid("service", "serverless.yml names its service"))
+}
+
+/// The queue serverless-lift makes of construct `id`, as on AWS.
+fn lift_queue(service: &str, stage: &str, id: &str) -> String {
+    format!("{service}-{stage}-{id}")
+}
+
 pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, AppError> {
     let vars = Vars {
         root: &raw,
@@ -250,12 +343,7 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
     };
     let root = restore(vars.resolve(&raw, 0)?);
     let stage = vars.stage()?;
-    let service = match root.get("service") {
-        Some(Value::Mapping(m)) => m.get("name").and_then(scalar_text),
-        Some(v) => scalar_text(v),
-        None => None,
-    }
-    .ok_or_else(|| invalid("service", "serverless.yml names its service"))?;
+    let service = service_name(root.get("service"))?;
     let empty = Value::Mapping(Mapping::new());
     let provider = root.get("provider").unwrap_or(&empty);
     let provider_name = provider
@@ -281,18 +369,48 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
         .get("resources")
         .cloned()
         .unwrap_or(Value::Mapping(Mapping::new()));
-    let t = Template::new(
+    let mut t = Template::new(
         format!("{service}-{stage}"),
         BTreeMap::new(),
         resources.as_mapping().unwrap_or(&Mapping::new()),
     );
-    t.plain_resources(&mut plan, &[])?;
-    if root.get("package").is_some() {
-        plan.skip(
-            "package",
-            "the whole service folder is packed (less .git and __pycache__)",
-        );
+    let mut functions: Vec<(String, Value)> = match root.get("functions") {
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .map(|(k, f)| (scalar_text(k).unwrap_or_default(), f.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    constructs(&root, &service, &stage, &mut plan, &mut functions)?;
+    let name_of = |key: &str, f: &Value| {
+        f.get("name")
+            .and_then(scalar_text)
+            .unwrap_or_else(|| format!("{service}-{stage}-{key}"))
+    };
+    for (key, f) in &functions {
+        let name = name_of(key, f);
+        for id in [format!("{}LambdaFunction", logical_id(key)), key.clone()] {
+            t.add_implicit(&id, "AWS::Lambda::Function", "FunctionName", &name);
+        }
     }
+    let machines = state_machines(&root);
+    for (key, sm) in &machines {
+        let name = machine_name(&service, &stage, key, sm);
+        let ids = [
+            sm.get("id").and_then(scalar_text),
+            Some(format!("{}StepFunctionsStateMachine", logical_id(key))),
+        ];
+        for id in ids.into_iter().flatten() {
+            t.add_implicit(
+                &id,
+                "AWS::StepFunctions::StateMachine",
+                "StateMachineName",
+                &name,
+            );
+        }
+    }
+    t.plain_resources(&mut plan, &[])?;
+    let service_patterns = patterns("package", root.get("package"), &mut plan)?;
     let code = inside(dir, ".", "service")?;
     let env_of = |v: Option<&Value>, at: &str| -> Result<BTreeMap<String, String>, AppError> {
         match v {
@@ -315,16 +433,13 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
         })
         .transpose()
     };
-    let Some(Value::Mapping(functions)) = root.get("functions") else {
-        return Ok(plan);
-    };
-    for (key, f) in functions {
-        let key = scalar_text(key).unwrap_or_default();
+    let keys: BTreeMap<String, String> = functions
+        .iter()
+        .map(|(k, f)| (k.clone(), name_of(k, f)))
+        .collect();
+    for (key, f) in &functions {
         let at = format!("functions.{key}");
-        let name = f
-            .get("name")
-            .and_then(scalar_text)
-            .unwrap_or_else(|| format!("{service}-{stage}-{key}"));
+        let name = name_of(key, f);
         if f.get("image").is_some() {
             return Err(unsupported(
                 &at,
@@ -357,6 +472,34 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
         check_handler(&at, &code, &runtime, &handler)?;
         let mut env = provider_env.clone();
         env.extend(env_of(f.get("environment"), &format!("{at}.environment"))?);
+        let mut function_patterns = service_patterns.clone();
+        function_patterns.extend(patterns(
+            &format!("{at}.package"),
+            f.get("package"),
+            &mut plan,
+        )?);
+        let async_invoke = async_config(&t, &at, f, &keys, &mut plan)?;
+        for k in f
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(Value::as_str)
+        {
+            if let Some(why) = super::function_setting_note(k) {
+                plan.skip(format!("{at}.{k}"), why);
+            } else if !FUNCTION_KEYS.contains(&k) {
+                plan.skip(format!("{at}.{k}"), "not applied by Lambent");
+            }
+        }
+        if let Some(url) = f.get("url").filter(|u| u.as_bool() != Some(false)) {
+            if url.get("authorizer").and_then(scalar_text).as_deref() == Some("aws_iam") {
+                plan.note(
+                    format!("{at}.url.authorizer"),
+                    "aws_iam: Lambent's routes are open (add auth: key in lambent.yaml to require a key)",
+                );
+            }
+            super::function_url(&mut plan, &name, url.get("cors").is_some());
+        }
         plan.functions.push(PlanFunction {
             name: name.clone(),
             code: code.clone(),
@@ -387,7 +530,11 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
                 f.get("provisionedConcurrency"),
                 &format!("{at}.provisionedConcurrency"),
             )?,
+            async_invoke,
+            alias: None,
+            patterns: function_patterns,
         });
+        let target = Target::Function(name);
         for (i, ev) in f
             .get("events")
             .and_then(Value::as_sequence)
@@ -395,10 +542,315 @@ pub(super) fn plan(dir: &Path, raw: Value, options: &Options) -> Result<Plan, Ap
             .flatten()
             .enumerate()
         {
-            event(&t, &name, &format!("{at}.events[{i}]"), i, ev, &mut plan)?;
+            event(&t, &target, &format!("{at}.events[{i}]"), i, ev, &mut plan)?;
+        }
+    }
+    for (key, sm) in &machines {
+        let workflow = state_machine(&t, &service, &stage, key, sm, &mut plan)?;
+        plan.workflows.push(workflow);
+    }
+    if let Some(Value::Mapping(sf)) = root.get("stepFunctions") {
+        for k in sf.keys().filter_map(Value::as_str) {
+            match k {
+                "stateMachines" => {}
+                "validate" | "noOutput" => plan.skip(
+                    format!("stepFunctions.{k}"),
+                    "the server checks each definition when it is deployed",
+                ),
+                other => {
+                    return Err(unsupported(
+                        "stepFunctions",
+                        other,
+                        "Lambent deploys stepFunctions.stateMachines",
+                    ))
+                }
+            }
         }
     }
     Ok(plan)
+}
+
+/// `package` (of the service or a function): `patterns` (and v2's `exclude`/`include`) as
+/// one ordered list of globs, `!` excluding; a ready-made `artifact` is refused.
+fn patterns(at: &str, package: Option<&Value>, plan: &mut Plan) -> Result<Vec<String>, AppError> {
+    let Some(package) = package else {
+        return Ok(Vec::new());
+    };
+    let list = |k: &str| -> Vec<String> {
+        package
+            .get(k)
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(scalar_text)
+            .collect()
+    };
+    let mut out: Vec<String> = list("exclude").iter().map(|x| format!("!{x}")).collect();
+    out.extend(list("include"));
+    out.extend(list("patterns"));
+    for k in package
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(Value::as_str)
+    {
+        match k {
+            "patterns" | "include" | "exclude" => {}
+            "artifact" => {
+                return Err(unsupported(
+                    at,
+                    "artifact",
+                    "Lambent packs the service folder: deploy the folder, not a built zip",
+                ))
+            }
+            "individually" => plan.note(
+                format!("{at}.individually"),
+                "each function is packed from the service folder with its own patterns",
+            ),
+            other => plan.skip(format!("{at}.{other}"), "not applied by Lambent"),
+        }
+    }
+    Ok(out)
+}
+
+/// A function's asynchronous settings: `maximumRetryAttempts`, `maximumEventAge`,
+/// `destinations` (an ARN, a function of the service, or `{type, arn}`) and `onError` (the
+/// dead-letter target, when `destinations.onFailure` is not given).
+fn async_config(
+    t: &Template,
+    at: &str,
+    f: &Value,
+    functions: &BTreeMap<String, String>,
+    plan: &mut Plan,
+) -> Result<Option<AsyncSpec>, AppError> {
+    let number = |k: &str| -> Result<Option<u32>, AppError> {
+        f.get(k)
+            .and_then(scalar_text)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| invalid(format!("{at}.{k}"), "expected a number"))
+            })
+            .transpose()
+    };
+    let target = |v: &Value, at: &str| -> Result<lambent_core::Destination, AppError> {
+        let arn = match v.get("arn") {
+            Some(a) => t.text(a, at)?,
+            None => t.text(v, at)?,
+        };
+        if let Some(name) = functions.get(&arn) {
+            return events::destination(at, &super::function_arn(name));
+        }
+        if arn.contains(':') {
+            events::destination(at, &arn)
+        } else {
+            events::destination(at, &super::function_arn(&arn))
+        }
+    };
+    let dest = f.get("destinations");
+    let which = |k: &str| -> Result<Option<lambent_core::Destination>, AppError> {
+        dest.and_then(|d| d.get(k))
+            .map(|v| target(v, &format!("{at}.destinations.{k}")))
+            .transpose()
+    };
+    let mut spec = AsyncSpec {
+        max_retries: number("maximumRetryAttempts")?,
+        max_event_age_s: number("maximumEventAge")?,
+        on_success: which("onSuccess")?,
+        on_failure: which("onFailure")?,
+    };
+    if let Some(on_error) = f.get("onError") {
+        let on_error_at = format!("{at}.onError");
+        if spec.on_failure.is_some() {
+            plan.skip(
+                on_error_at,
+                "destinations.onFailure receives the failed events",
+            );
+        } else {
+            spec.on_failure = Some(target(on_error, &on_error_at)?);
+            plan.note(
+                on_error_at,
+                "a failure destination: the message is the invocation record, the event in its requestPayload",
+            );
+        }
+    }
+    Ok((spec != AsyncSpec::default()).then_some(spec))
+}
+
+/// serverless-lift `constructs`: each `type: queue` becomes its queue, the queue's
+/// dead-letter queue (`maxRetries` receives, default 3) and a worker function reading it
+/// (`batchSize` default 1, partial batch failures reported), named as Lift names them.
+fn constructs(
+    root: &Value,
+    service: &str,
+    stage: &str,
+    plan: &mut Plan,
+    functions: &mut Vec<(String, Value)>,
+) -> Result<(), AppError> {
+    let Some(Value::Mapping(constructs)) = root.get("constructs") else {
+        return Ok(());
+    };
+    for (id, c) in constructs {
+        let id = scalar_text(id).unwrap_or_default();
+        let at = format!("constructs.{id}");
+        let kind = c.get("type").and_then(scalar_text).unwrap_or_default();
+        if kind != "queue" {
+            return Err(unsupported(
+                &at,
+                format!("type: {kind}"),
+                "Lambent makes serverless-lift queue constructs only",
+            ));
+        }
+        if c.get("fifo").and_then(Value::as_bool) == Some(true) {
+            return Err(unsupported(
+                &at,
+                "fifo",
+                "Lambent's queues are standard queues",
+            ));
+        }
+        let number = |k: &str, default: u32| -> Result<u32, AppError> {
+            match c.get(k).and_then(scalar_text) {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| invalid(format!("{at}.{k}"), "expected a number")),
+                None => Ok(default),
+            }
+        };
+        let mut worker = c
+            .get("worker")
+            .cloned()
+            .ok_or_else(|| invalid(&at, "a queue construct needs a worker"))?;
+        let timeout = worker
+            .get("timeout")
+            .and_then(scalar_text)
+            .and_then(|t| t.parse::<u32>().ok())
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let queue = lift_queue(service, stage, &id);
+        let dlq = format!("{queue}-dlq");
+        plan.queues.push(PlanQueue {
+            name: queue.clone(),
+            visibility_timeout: Some(6 * timeout),
+            delay: c
+                .get("delay")
+                .and_then(scalar_text)
+                .and_then(|d| d.parse().ok()),
+            dead_letter_queue: Some(dlq.clone()),
+            max_receive_count: Some(number("maxRetries", 3)?),
+        });
+        plan.queues.push(PlanQueue {
+            name: dlq,
+            ..Default::default()
+        });
+        let mut sqs = Mapping::new();
+        sqs.insert("arn".into(), super::queue_arn(&queue).into());
+        sqs.insert("batchSize".into(), number("batchSize", 1)?.into());
+        if let Some(w) = c.get("maxBatchingWindow") {
+            sqs.insert("maximumBatchingWindow".into(), w.clone());
+        }
+        sqs.insert(
+            "functionResponseType".into(),
+            "ReportBatchItemFailures".into(),
+        );
+        let mut event = Mapping::new();
+        event.insert("sqs".into(), Value::Mapping(sqs));
+        if let Value::Mapping(w) = &mut worker {
+            w.insert(
+                "events".into(),
+                Value::Sequence(vec![Value::Mapping(event)]),
+            );
+        }
+        for k in c
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(Value::as_str)
+        {
+            if !matches!(
+                k,
+                "type"
+                    | "worker"
+                    | "maxRetries"
+                    | "batchSize"
+                    | "maxBatchingWindow"
+                    | "delay"
+                    | "fifo"
+            ) {
+                plan.skip(format!("{at}.{k}"), "not applied by Lambent");
+            }
+        }
+        functions.push((format!("{id}Worker"), worker));
+    }
+    Ok(())
+}
+
+/// `stepFunctions.stateMachines` (the serverless-step-functions plugin), by key.
+fn state_machines(root: &Value) -> Vec<(String, Value)> {
+    root.get("stepFunctions")
+        .and_then(|s| s.get("stateMachines"))
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (scalar_text(k).unwrap_or_default(), v.clone()))
+        .collect()
+}
+
+/// A state machine's name: its `name`, else `SERVICE-STAGE-KEY`.
+fn machine_name(service: &str, stage: &str, key: &str, sm: &Value) -> String {
+    sm.get("name")
+        .and_then(scalar_text)
+        .unwrap_or_else(|| format!("{service}-{stage}-{key}"))
+}
+
+/// One state machine of the plugin: its definition (intrinsics evaluated: functions are
+/// referred to by key, `Fn::GetAtt: [hello, Arn]`, or logical id), type and `http` /
+/// `schedule` events.
+fn state_machine(
+    t: &Template,
+    service: &str,
+    stage: &str,
+    key: &str,
+    sm: &Value,
+    plan: &mut Plan,
+) -> Result<PlanWorkflow, AppError> {
+    let at = format!("stepFunctions.stateMachines.{key}");
+    let name = machine_name(service, stage, key, sm);
+    let definition = sm
+        .get("definition")
+        .ok_or_else(|| invalid(&at, "a state machine needs a definition"))?;
+    let definition = match t.eval(definition, &format!("{at}.definition"))? {
+        Value::String(json) => serde_json::from_str(&json)
+            .map_err(|e| invalid(format!("{at}.definition"), format!("not JSON: {e}")))?,
+        v => cfn::to_json(&v, &format!("{at}.definition"))?,
+    };
+    for k in sm
+        .as_mapping()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter_map(Value::as_str)
+    {
+        match k {
+            "name" | "id" | "definition" | "type" | "events" => {}
+            "role" => plan.skip(
+                format!("{at}.role"),
+                "Lambent has no IAM; access is per namespace",
+            ),
+            other => plan.skip(format!("{at}.{other}"), "not applied by Lambent"),
+        }
+    }
+    let target = Target::Workflow(name.clone());
+    for (i, ev) in sm
+        .get("events")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        event(t, &target, &format!("{at}.events[{i}]"), i, ev, plan)?;
+    }
+    Ok(PlanWorkflow {
+        name,
+        definition,
+        kind: sm.get("type").and_then(scalar_text),
+    })
 }
 
 /// Plugins: the ones that only change packaging or local runs are noted; build steps and
@@ -430,15 +882,13 @@ fn plugins(root: &Value, plan: &mut Plan) -> Result<(), AppError> {
                     "the code needs a build step: build it, then deploy the output",
                 ))
             }
+            "serverless-lift" => plan.note(at, "queue constructs are made by Lambent itself"),
+            "serverless-step-functions" => plan.note(
+                at,
+                "stepFunctions.stateMachines are deployed as Lambent workflows",
+            ),
             _ => plan.skip(at, "plugin not run by Lambent"),
         }
-    }
-    if root.get("constructs").is_some() {
-        return Err(unsupported(
-            "constructs",
-            "constructs",
-            "serverless-lift constructs are not supported yet",
-        ));
     }
     Ok(())
 }
@@ -462,7 +912,7 @@ fn method_path(method: &str, path: &str) -> (String, String) {
 
 fn event(
     t: &Template,
-    function: &str,
+    target: &Target,
     at: &str,
     index: usize,
     ev: &Value,
@@ -474,6 +924,17 @@ fn event(
     let kind = scalar_text(kind).unwrap_or_default();
     let get = |k: &str| spec.get(k);
     let text = |k: &str| get(k).and_then(scalar_text);
+    let function = match target {
+        Target::Function(f) => f.as_str(),
+        _ if matches!(kind.as_str(), "http" | "httpApi" | "schedule") => "",
+        _ => {
+            return Err(unsupported(
+                at,
+                kind,
+                "a state machine starts from http and schedule events in Lambent",
+            ))
+        }
+    };
     match kind.as_str() {
         "http" | "httpApi" => {
             let (method, path) = match spec {
@@ -502,7 +963,7 @@ fn event(
                 plan.routes.push(PlanRoute {
                     method: method.clone(),
                     path: "/".into(),
-                    function: function.into(),
+                    target: target.clone(),
                     payload,
                     cors,
                 });
@@ -510,7 +971,7 @@ fn event(
             plan.routes.push(PlanRoute {
                 method,
                 path,
-                function: function.into(),
+                target: target.clone(),
                 payload,
                 cors,
             });
@@ -534,18 +995,22 @@ fn event(
                 plan.skip(at, "enabled: false");
                 return Ok(());
             }
-            if get("input").is_some() || get("inputPath").is_some() {
-                return Err(unsupported(
-                    at,
-                    "input",
-                    "Lambent's schedules send the scheduled event",
-                ));
+            for key in ["input", "inputPath", "inputTransformer"] {
+                if get(key).is_some() {
+                    return Err(unsupported(
+                        at,
+                        key,
+                        "Lambent's schedules send EventBridge's scheduled event",
+                    ));
+                }
             }
+            let owner = target.name();
             for (j, rate) in rates.iter().enumerate() {
                 let name = text("name")
                     .filter(|_| rates.len() == 1)
-                    .unwrap_or_else(|| format!("{function}-schedule-{}", index + j + 1));
-                plan.schedules.push(schedule(name, function, rate, at)?);
+                    .unwrap_or_else(|| format!("{owner}-schedule-{}", index + j + 1));
+                plan.schedules
+                    .push(schedule(name, target.clone(), rate, at)?);
             }
         }
         "sqs" => {
@@ -569,8 +1034,7 @@ fn event(
                 batching_window_ms: text("maximumBatchingWindow")
                     .and_then(|w| w.parse::<u64>().ok())
                     .map(|s| s * 1000),
-                report_batch_item_failures: text("functionResponseType").as_deref()
-                    == Some("ReportBatchItemFailures"),
+                report_batch_item_failures: events::reports_failures(get("functionResponseType")),
             });
         }
         "sns" => {
@@ -601,6 +1065,69 @@ fn event(
                 kind: "function",
                 target: function.into(),
             });
+        }
+        "s3" => {
+            let spec = t.eval(spec, at)?;
+            let (bucket, existing) = match &spec {
+                Value::Mapping(_) => (
+                    spec.get("bucket")
+                        .and_then(scalar_text)
+                        .ok_or_else(|| invalid(at, "an s3 event needs a bucket"))?,
+                    spec.get("existing").and_then(scalar_text).as_deref() == Some("true"),
+                ),
+                other => (
+                    scalar_text(other).ok_or_else(|| invalid(at, "an s3 event names a bucket"))?,
+                    false,
+                ),
+            };
+            let (prefix, suffix) = events::key_filter(at, spec.get("rules"))?;
+            if spec.get("forceDeploy").is_some() {
+                plan.skip(
+                    format!("{at}.forceDeploy"),
+                    "the notification is set at every deploy",
+                );
+            }
+            super::add_bucket(plan, &bucket, !existing);
+            plan.notifications.push(PlanNotification {
+                bucket,
+                target: target.clone(),
+                events: events::s3_events(spec.get("event")),
+                prefix,
+                suffix,
+            });
+        }
+        "stream" => {
+            let spec = t.eval(spec, at)?;
+            let empty = Value::Mapping(Mapping::new());
+            let (arn, props) = match &spec {
+                Value::Mapping(_) => (
+                    spec.get("arn")
+                        .and_then(scalar_text)
+                        .ok_or_else(|| invalid(at, "a stream event needs arn"))?,
+                    &spec,
+                ),
+                other => (
+                    scalar_text(other).ok_or_else(|| invalid(at, "a stream event names an arn"))?,
+                    &empty,
+                ),
+            };
+            if props.get("type").and_then(scalar_text).as_deref() == Some("kinesis") {
+                return Err(unsupported(
+                    at,
+                    "type: kinesis",
+                    "Lambent has DynamoDB streams, not Kinesis",
+                ));
+            }
+            let on_failure = props
+                .get("destinations")
+                .and_then(|d| d.get("onFailure"))
+                .and_then(|d| d.get("arn").or(Some(d)))
+                .and_then(scalar_text);
+            if let Some(m) =
+                events::stream_mapping(at, function, &arn, props, &SLS_STREAM, on_failure, plan)?
+            {
+                plan.stream_mappings.push(m);
+            }
         }
         other => {
             return Err(unsupported(
@@ -739,12 +1266,12 @@ resources:
     #[test]
     fn unsupported_events_and_missing_handlers_are_refused() {
         let dir = app(
-            &APP.replace("- sns: news", "- s3: photos"),
+            &APP.replace("- sns: news", "- websocket: $connect"),
             &[("handler.py", ""), ("config.json", r#"{"limit": 7}"#)],
         );
         let e = run(dir.path(), None).unwrap_err();
         assert!(
-            matches!(&e, AppError::Unsupported { property, .. } if property == "s3"),
+            matches!(&e, AppError::Unsupported { property, .. } if property == "websocket"),
             "{e}"
         );
         let dir = app(APP, &[("config.json", r#"{"limit": 7}"#)]);
@@ -760,6 +1287,170 @@ resources:
             run(dir.path(), None),
             Err(AppError::Escapes { .. }) | Err(AppError::Io { .. })
         ));
+    }
+
+    const PIPELINE: &str = r#"
+service: pipe
+provider: {name: aws, runtime: python3.12, environment: {JOBS: '${construct:jobs.queueUrl}', MACHINE: !Ref FlowStepFunctionsStateMachine}}
+plugins: [serverless-lift, serverless-step-functions]
+package: {patterns: ['!docs/**'], individually: true}
+constructs:
+  jobs:
+    type: queue
+    maxRetries: 5
+    worker: {handler: handler.main, timeout: 10}
+functions:
+  ingest:
+    handler: handler.main
+    package: {patterns: ['!big/**']}
+    destinations: {onFailure: audit}
+    url: true
+    tracing: Active
+    events:
+      - s3: {bucket: inbox, event: 's3:ObjectCreated:Put', rules: [{prefix: in/}], existing: true}
+      - s3: photos
+  audit:
+    handler: handler.main
+    events:
+      - stream: {type: dynamodb, arn: {'Fn::GetAtt': [Files, StreamArn]}, batchSize: 3, startingPosition: LATEST, destinations: {onFailure: {'Fn::GetAtt': [Dead, Arn]}}}
+      - stream: {type: dynamodb, arn: {'Fn::GetAtt': [Files, StreamArn]}, enabled: false}
+stepFunctions:
+  validate: true
+  stateMachines:
+    flow:
+      type: EXPRESS
+      definition:
+        StartAt: A
+        States:
+          A: {Type: Task, Resource: {'Fn::GetAtt': [audit, Arn]}, Next: B}
+          B: {Type: Task, Resource: !GetAtt IngestLambdaFunction.Arn, End: true}
+      events:
+        - http: {path: flow, method: post}
+        - schedule: rate(1 hour)
+resources:
+  Resources:
+    Files:
+      Type: AWS::DynamoDB::Table
+      Properties:
+        KeySchema: [{AttributeName: k, KeyType: HASH}]
+        AttributeDefinitions: [{AttributeName: k, AttributeType: S}]
+        StreamSpecification: {StreamViewType: KEYS_ONLY}
+    Dead: {Type: AWS::SQS::Queue, Properties: {QueueName: dead}}
+"#;
+
+    #[test]
+    fn buckets_streams_state_machines_and_lift_queues() {
+        let dir = app(PIPELINE, &[("handler.py", "")]);
+        let plan = run(dir.path(), None).unwrap();
+        let names: Vec<&str> = plan.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["pipe-dev-ingest", "pipe-dev-audit", "pipe-dev-jobsWorker"]
+        );
+        let ingest = &plan.functions[0];
+        assert_eq!(ingest.env["JOBS"], "${lambent:queue-url:pipe-dev-jobs}");
+        assert_eq!(
+            ingest.env["MACHINE"],
+            "${lambent:workflow-arn:pipe-dev-flow}"
+        );
+        assert_eq!(ingest.patterns, ["!docs/**", "!big/**"]);
+        assert_eq!(
+            ingest.async_invoke.as_ref().unwrap().on_failure,
+            Some(lambent_core::Destination::Function(
+                lambent_core::FunctionName::parse("pipe-dev-audit").unwrap()
+            ))
+        );
+        assert_eq!(
+            plan.buckets,
+            [
+                super::super::PlanBucket {
+                    name: "inbox".into(),
+                    create: false
+                },
+                super::super::PlanBucket {
+                    name: "photos".into(),
+                    create: true
+                },
+            ]
+        );
+        assert_eq!(plan.notifications[0].prefix.as_deref(), Some("in/"));
+        assert_eq!(plan.notifications[0].events, ["s3:ObjectCreated:Put"]);
+        assert_eq!(plan.notifications[1].events, ["s3:ObjectCreated:*"]);
+        assert_eq!(plan.stream_mappings.len(), 1);
+        let m = &plan.stream_mappings[0];
+        assert_eq!(
+            (m.table.as_str(), m.batch_size),
+            ("pipe-dev-Files", Some(3))
+        );
+        assert_eq!(m.on_failure.as_deref(), Some("${lambent:queue-arn:dead}"));
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|(i, _)| i == "functions.audit.events[1]"));
+        let queues: Vec<(&str, Option<&str>, Option<u32>)> = plan
+            .queues
+            .iter()
+            .map(|q| {
+                (
+                    q.name.as_str(),
+                    q.dead_letter_queue.as_deref(),
+                    q.max_receive_count,
+                )
+            })
+            .collect();
+        assert!(queues.contains(&("pipe-dev-jobs", Some("pipe-dev-jobs-dlq"), Some(5))));
+        assert_eq!(plan.mappings[0].queue, "pipe-dev-jobs");
+        assert_eq!(plan.mappings[0].function, "pipe-dev-jobsWorker");
+        assert_eq!(plan.mappings[0].batch_size, Some(1));
+        assert!(plan.mappings[0].report_batch_item_failures);
+        let flow = &plan.workflows[0];
+        assert_eq!(
+            (flow.name.as_str(), flow.kind.as_deref()),
+            ("pipe-dev-flow", Some("EXPRESS"))
+        );
+        assert_eq!(
+            flow.definition["States"]["A"]["Resource"],
+            "${lambent:function-arn:pipe-dev-audit}"
+        );
+        assert_eq!(
+            flow.definition["States"]["B"]["Resource"],
+            "${lambent:function-arn:pipe-dev-ingest}"
+        );
+        assert_eq!(plan.routes[0].path, "/pipe-dev-ingest");
+        assert_eq!(plan.routes[1].path, "/pipe-dev-ingest/{proxy+}");
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|(i, why)| i == "functions.ingest.tracing" && why.contains("X-Ray")));
+        assert_eq!(plan.routes.len(), 3, "{:?}", plan.routes);
+        assert_eq!(
+            plan.routes[2].target,
+            Target::Workflow("pipe-dev-flow".into())
+        );
+        assert_eq!(
+            plan.schedules[0].target,
+            Target::Workflow("pipe-dev-flow".into())
+        );
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|(i, _)| i == "stepFunctions.validate"));
+
+        let kinesis = PIPELINE.replace(
+            "type: dynamodb, arn: {'Fn::GetAtt': [Files, StreamArn]}, batchSize",
+            "type: kinesis, arn: x, batchSize",
+        );
+        let dir = app(&kinesis, &[("handler.py", "")]);
+        assert!(run(dir.path(), None)
+            .unwrap_err()
+            .to_string()
+            .contains("kinesis"));
+        let artifact = PIPELINE.replace("individually: true", "artifact: build.zip");
+        let dir = app(&artifact, &[("handler.py", "")]);
+        assert!(run(dir.path(), None)
+            .unwrap_err()
+            .to_string()
+            .contains("artifact"));
     }
 
     #[test]

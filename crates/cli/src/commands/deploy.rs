@@ -142,6 +142,11 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
     let deployments = manifest::resolve(&args.path, &args.overrides())?;
     let workflows = crate::workflow_manifest::resolve(&args.path)?;
     let sequences = manifest::sequences(&args.path)?;
+    let single = match deployments.as_slice() {
+        [one] => Some(one.name.as_str()),
+        _ => None,
+    };
+    let mappings = manifest::mappings(&args.path, single)?;
     let client = ctx.client()?;
     let deployed = deploy_all(&client, &deployments, args.warm, |f| {
         if !ctx.json() {
@@ -159,6 +164,18 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
     super::sequences::deploy_declared(&client, &sequences, |s| {
         if !ctx.json() {
             println!("sequence {}: {}", s.name, s.components.join(" → "));
+        }
+    })?;
+    let (mut queue_mappings, mut stream_mappings) = (Vec::new(), Vec::new());
+    for m in mappings {
+        match m {
+            manifest::MappingDecl::Queue(q) => queue_mappings.push(q),
+            manifest::MappingDecl::Table(t) => stream_mappings.push(t),
+        }
+    }
+    super::app_deploy::ensure_mappings(&client, &queue_mappings, &stream_mappings, &mut |line| {
+        if !ctx.json() {
+            println!("{line}");
         }
     })?;
     if !ctx.json() {
