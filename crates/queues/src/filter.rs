@@ -60,7 +60,9 @@ impl FilterPolicy {
                     let Some(s) = &a.string_value else { continue };
                     let value = match a.data_type.split('.').next().unwrap_or_default() {
                         "Number" => match s.trim().parse::<f64>() {
-                            Ok(n) => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+                            Ok(n) => {
+                                serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+                            }
                             Err(_) => continue,
                         },
                         _ if a.data_type == "String.Array" => {
@@ -99,10 +101,14 @@ fn check_object(policy: &Map<String, Value>, scope: Scope, depth: usize) -> Resu
                     check_object(b, scope, depth + 1)?;
                 }
             }
-            ("$or", _) => return Err("FilterPolicy: $or must be a list of 2 or more objects".into()),
+            ("$or", _) => {
+                return Err("FilterPolicy: $or must be a list of 2 or more objects".into())
+            }
             (_, Value::Array(conditions)) => {
                 if conditions.is_empty() {
-                    return Err(format!("FilterPolicy: Empty arrays are not allowed ({key})"));
+                    return Err(format!(
+                        "FilterPolicy: Empty arrays are not allowed ({key})"
+                    ));
                 }
                 for c in conditions {
                     check_condition(key, c)?;
@@ -207,8 +213,16 @@ fn matches_condition(c: &Value, field: Option<&Value>) -> bool {
     let any = |test: &dyn Fn(&Value) -> bool| values(field).into_iter().any(test);
     let text = |v: &Value| v.as_str().map(str::to_string);
     match op.as_str() {
-        "prefix" => any(&|v| text(v).zip(arg.as_str()).is_some_and(|(s, p)| s.starts_with(p))),
-        "suffix" => any(&|v| text(v).zip(arg.as_str()).is_some_and(|(s, p)| s.ends_with(p))),
+        "prefix" => any(&|v| {
+            text(v)
+                .zip(arg.as_str())
+                .is_some_and(|(s, p)| s.starts_with(p))
+        }),
+        "suffix" => any(&|v| {
+            text(v)
+                .zip(arg.as_str())
+                .is_some_and(|(s, p)| s.ends_with(p))
+        }),
         "equals-ignore-case" => any(&|v| {
             text(v)
                 .zip(arg.as_str())
@@ -291,7 +305,11 @@ mod tests {
             ("store", "String", "example_corp"),
             ("event", "String", "order_placed"),
             ("price_usd", "Number", "210.75"),
-            ("customer_interests", "String.Array", r#"["soccer", "rugby"]"#),
+            (
+                "customer_interests",
+                "String.Array",
+                r#"["soccer", "rugby"]"#,
+            ),
         ]);
         assert!(passes(r#"{"store": ["example_corp"]}"#, &order));
         assert!(!passes(r#"{"store": ["other"]}"#, &order));
@@ -299,20 +317,41 @@ mod tests {
         assert!(passes(r#"{"customer_interests": ["rugby"]}"#, &order));
         assert!(passes(r#"{"event": [{"prefix": "order_"}]}"#, &order));
         assert!(passes(r#"{"event": [{"suffix": "_placed"}]}"#, &order));
-        assert!(passes(r#"{"store": [{"equals-ignore-case": "EXAMPLE_CORP"}]}"#, &order));
-        assert!(passes(r#"{"price_usd": [{"numeric": [">=", 100, "<", 300]}]}"#, &order));
-        assert!(!passes(r#"{"price_usd": [{"numeric": ["<", 100]}]}"#, &order));
+        assert!(passes(
+            r#"{"store": [{"equals-ignore-case": "EXAMPLE_CORP"}]}"#,
+            &order
+        ));
+        assert!(passes(
+            r#"{"price_usd": [{"numeric": [">=", 100, "<", 300]}]}"#,
+            &order
+        ));
+        assert!(!passes(
+            r#"{"price_usd": [{"numeric": ["<", 100]}]}"#,
+            &order
+        ));
         assert!(passes(r#"{"price_usd": [210.75]}"#, &order));
-        assert!(passes(r#"{"event": [{"anything-but": ["order_cancelled"]}]}"#, &order));
-        assert!(!passes(r#"{"event": [{"anything-but": "order_placed"}]}"#, &order));
-        assert!(!passes(r#"{"event": [{"anything-but": {"prefix": "order"}}]}"#, &order));
+        assert!(passes(
+            r#"{"event": [{"anything-but": ["order_cancelled"]}]}"#,
+            &order
+        ));
+        assert!(!passes(
+            r#"{"event": [{"anything-but": "order_placed"}]}"#,
+            &order
+        ));
+        assert!(!passes(
+            r#"{"event": [{"anything-but": {"prefix": "order"}}]}"#,
+            &order
+        ));
         assert!(passes(r#"{"store": [{"exists": true}]}"#, &order));
         assert!(passes(r#"{"coupon": [{"exists": false}]}"#, &order));
         assert!(!passes(r#"{"coupon": [{"exists": true}]}"#, &order));
         // A missing attribute fails anything-but too.
         assert!(!passes(r#"{"coupon": [{"anything-but": "x"}]}"#, &order));
         // Every key must match.
-        assert!(!passes(r#"{"store": ["example_corp"], "event": ["refund"]}"#, &order));
+        assert!(!passes(
+            r#"{"store": ["example_corp"], "event": ["refund"]}"#,
+            &order
+        ));
         assert!(passes(
             r#"{"$or": [{"event": ["refund"]}, {"store": ["example_corp"]}]}"#,
             &order

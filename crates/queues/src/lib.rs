@@ -495,7 +495,8 @@ impl Queues {
         };
         let retention_s = in_range(
             "retention",
-            s.retention.unwrap_or(lambent_store::queues::DEFAULT_RETENTION_S),
+            s.retention
+                .unwrap_or(lambent_store::queues::DEFAULT_RETENTION_S),
             MIN_RETENTION_S,
             MAX_RETENTION_S,
         )?;
@@ -1089,10 +1090,9 @@ pub fn check_subscription_attributes(
                 filter::Scope::parse(Some(value)).map_err(QueueError::Invalid)?;
             }
             "FilterPolicy" => {
-                let scope = filter::Scope::parse(
-                    attributes.get("FilterPolicyScope").map(String::as_str),
-                )
-                .map_err(QueueError::Invalid)?;
+                let scope =
+                    filter::Scope::parse(attributes.get("FilterPolicyScope").map(String::as_str))
+                        .map_err(QueueError::Invalid)?;
                 filter::FilterPolicy::parse(value, scope).map_err(QueueError::Invalid)?;
             }
             other => {

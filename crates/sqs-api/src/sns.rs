@@ -211,7 +211,9 @@ fn entries(out: &mut String, pairs: &[(&str, &str)]) {
 async fn subscription_of(c: &Call<'_>, p: &Params) -> Result<Subscription, SnsError> {
     let arn = required(p, "SubscriptionArn")?;
     let (topic_arn, id) = arn.rsplit_once(':').ok_or_else(|| {
-        SnsError::InvalidParameter(format!("SubscriptionArn Reason: '{arn}' is not a subscription ARN"))
+        SnsError::InvalidParameter(format!(
+            "SubscriptionArn Reason: '{arn}' is not a subscription ARN"
+        ))
     })?;
     let topic = topic_name(c, topic_arn)?;
     c.queues

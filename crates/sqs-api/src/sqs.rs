@@ -178,7 +178,10 @@ fn string_map(input: &Value, name: &str) -> Result<BTreeMap<String, String>, Sqs
     Ok(map
         .iter()
         .map(|(k, v)| {
-            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            let text = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
             (k.clone(), text)
         })
         .collect())
@@ -547,7 +550,9 @@ fn queue_attribute(
             .get(name)
             .cloned()
             .unwrap_or_else(|| "true".into()),
-        "FifoQueue" | "ContentBasedDeduplication" | "DeduplicationScope"
+        "FifoQueue"
+        | "ContentBasedDeduplication"
+        | "DeduplicationScope"
         | "FifoThroughputLimit" => return None,
         "RedrivePolicy" => {
             let dlq = q.dead_letter_queue.as_ref()?;

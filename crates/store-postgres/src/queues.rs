@@ -224,7 +224,11 @@ impl QueueStore for PgStore {
         // Messages past the retention period are gone.
         tx.execute(
             "DELETE FROM queue_messages WHERE namespace = $1 AND queue = $2 AND sent_ms < $3",
-            &[&req.namespace, &req.queue, &(req.now_ms - retention_s * 1000)],
+            &[
+                &req.namespace,
+                &req.queue,
+                &(req.now_ms - retention_s * 1000),
+            ],
         )
         .await
         .map_err(|e| self.err(e))?;

@@ -903,15 +903,17 @@ fn queue(name: &str, dlq: Option<&str>) -> QueueConfig {
     }
 }
 
-pub async fn queue_settings_retention_and_subscription_attributes<S: ContractStore>(
-    store: Arc<S>,
-) {
+pub async fn queue_settings_retention_and_subscription_attributes<S: ContractStore>(store: Arc<S>) {
     // Every setting round-trips, through a create and an update.
     let settings = QueueConfig {
         retention_s: 60,
         max_message_bytes: 1024,
         receive_wait_s: 20,
-        attributes: [("Policy".to_string(), "{\"Version\": \"2012-10-17\"}".to_string())].into(),
+        attributes: [(
+            "Policy".to_string(),
+            "{\"Version\": \"2012-10-17\"}".to_string(),
+        )]
+        .into(),
         tags: [("team".to_string(), "orders".to_string())].into(),
         modified_ms: 7,
         ..queue("q", None)
@@ -931,12 +933,12 @@ pub async fn queue_settings_retention_and_subscription_attributes<S: ContractSto
         ..settings.clone()
     };
     assert!(store.update_queue(&changed).await.unwrap());
-    assert_eq!(
-        store.list_queues("default").await.unwrap(),
-        [changed.clone()]
-    );
+    assert_eq!(store.list_queues("default").await.unwrap(), [changed]);
     // A message older than the retention is neither counted nor received: it is gone.
-    store.send("default", "q", &[message("old", 0)]).await.unwrap();
+    store
+        .send("default", "q", &[message("old", 0)])
+        .await
+        .unwrap();
     let now = lambent_core::now_ms();
     let counts = store.queue_counts("default", "q", now).await.unwrap();
     assert_eq!(counts.visible, 1);
@@ -944,7 +946,11 @@ pub async fn queue_settings_retention_and_subscription_attributes<S: ContractSto
     let counts = store.queue_counts("default", "q", later).await.unwrap();
     assert_eq!(counts, QueueCounts::default());
     assert!(store.receive(&receive(10, later)).await.unwrap().is_empty());
-    assert_eq!(store.purge("default", "q").await.unwrap(), 0, "it was deleted");
+    assert_eq!(
+        store.purge("default", "q").await.unwrap(),
+        0,
+        "it was deleted"
+    );
     // Subscription attributes round-trip and are replaced whole.
     let topic = Topic {
         namespace: "default".into(),
@@ -961,7 +967,10 @@ pub async fn queue_settings_retention_and_subscription_attributes<S: ContractSto
         attributes: [("RawMessageDelivery".to_string(), "true".to_string())].into(),
     };
     store.subscribe(&s).await.unwrap();
-    assert_eq!(store.subscriptions("default", "t").await.unwrap(), [s.clone()]);
+    assert_eq!(
+        store.subscriptions("default", "t").await.unwrap(),
+        [s.clone()]
+    );
     s.attributes = [(
         "FilterPolicy".to_string(),
         "{\"kind\": [\"order\"]}".to_string(),
