@@ -3,8 +3,9 @@
 //!
 //! Owns the rules: names and limits, delays and visibility timeouts, long polling (a receive
 //! waits up to 20 s, woken by sends), redrive to a dead-letter queue (done by the store inside
-//! the receive), topic fan-out (queue subscriptions in one transaction, function subscriptions
-//! through the durable async invocation queue ([`FunctionRunner::enqueue`])), and the mapping
+//! the receive; retention too), topic fan-out (queue subscriptions in one transaction, function
+//! subscriptions through the durable async invocation queue ([`FunctionRunner::enqueue`]);
+//! subscription filter policies ([`filter`]) and raw delivery), and the mapping
 //! pollers with partial batch responses, for queues and for tables' streams ([`streams`]:
 //! checkpoints, retries, bisection, on-failure destinations). In a cluster, sends wake long
 //! polls on every node through the bus, and each mapping is polled by the one node its
