@@ -274,13 +274,16 @@ async fn delete_topic(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `{"function": "f"}`, `{"queue": "q"}` or `{"workflow": "w"}`.
+/// `{"function": "f"}`, `{"queue": "q"}` or `{"workflow": "w"}`, optionally with SNS's
+/// subscription `attributes` (`RawMessageDelivery`, `FilterPolicy`, `FilterPolicyScope`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscribeBody {
     function: Option<String>,
     queue: Option<String>,
     workflow: Option<String>,
+    #[serde(default)]
+    attributes: std::collections::BTreeMap<String, String>,
 }
 
 async fn subscribe(
@@ -303,7 +306,10 @@ async fn subscribe(
             ))
         }
     };
-    let s = app.queues.subscribe(&ns, &name, endpoint).await?;
+    let s = app
+        .queues
+        .subscribe_with(&ns, &name, endpoint, req.attributes)
+        .await?;
     Ok((StatusCode::CREATED, Json(s)).into_response())
 }
 

@@ -585,7 +585,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         backends.blobs.clone(),
         CodeDirs::open(data.join("code"))
             .map_err(in_data)?
-            .installing_requirements_with(python),
+            .installing_requirements_with(python)
+            .installing_node_packages_with("npm"),
         invoker,
         backends.bus.clone(),
         backends.cluster.is_some(),

@@ -674,3 +674,121 @@ async fn an_unmodified_python_handler_sends_to_a_queue_and_publishes_with_boto3(
         "arn:aws:sns:us-east-1:default:order-events"
     );
 }
+
+/// A Node.js handler that uses the AWS SDK for JavaScript v3's SQS client (JSON protocol: send
+/// with attributes, a batch, receive with long polling and attributes, delete, batch delete,
+/// an AWS error mapped to its class) and SNS client (publish to a topic whose raw subscription
+/// feeds the queue), making queue and topic as it goes.
+const JS_QUEUES: &str = r#"
+import {
+  SQSClient, CreateQueueCommand, SendMessageCommand, SendMessageBatchCommand, ReceiveMessageCommand,
+  DeleteMessageCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, GetQueueUrlCommand,
+  QueueDoesNotExist,
+} from "@aws-sdk/client-sqs";
+import { SNSClient, CreateTopicCommand, SubscribeCommand, PublishCommand } from "@aws-sdk/client-sns";
+const sqs = new SQSClient({});
+const sns = new SNSClient({});
+export const handler = async (event) => {
+  const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: "js-orders" }));
+  const sent = await sqs.send(new SendMessageCommand({
+    QueueUrl, MessageBody: JSON.stringify(event),
+    MessageAttributes: { source: { DataType: "String", StringValue: "js" } },
+  }));
+  const batch = await sqs.send(new SendMessageBatchCommand({ QueueUrl, Entries: [
+    { Id: "a", MessageBody: "batch a" }, { Id: "b", MessageBody: "batch b" },
+  ] }));
+  const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ["QueueArn"] })))
+    .Attributes.QueueArn;
+  const { TopicArn } = await sns.send(new CreateTopicCommand({ Name: "js-events" }));
+  await sns.send(new SubscribeCommand({
+    TopicArn, Protocol: "sqs", Endpoint: arn, Attributes: { RawMessageDelivery: "true" },
+  }));
+  const published = await sns.send(new PublishCommand({ TopicArn, Message: "published by js" }));
+  const bodies = [];
+  const firstAttributes = {};
+  while (bodies.length < 4) {
+    const got = await sqs.send(new ReceiveMessageCommand({
+      QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 5,
+      MessageAttributeNames: ["All"], MessageSystemAttributeNames: ["ApproximateReceiveCount"],
+    }));
+    if (!got.Messages) break;
+    for (const m of got.Messages) {
+      bodies.push(m.Body);
+      if (m.MessageId === sent.MessageId) {
+        firstAttributes.source = m.MessageAttributes.source.StringValue;
+        firstAttributes.count = m.Attributes.ApproximateReceiveCount;
+        await sqs.send(new DeleteMessageCommand({ QueueUrl, ReceiptHandle: m.ReceiptHandle }));
+      }
+    }
+    const rest = got.Messages.filter((m) => m.MessageId !== sent.MessageId);
+    if (rest.length) {
+      const deleted = await sqs.send(new DeleteMessageBatchCommand({
+        QueueUrl, Entries: rest.map((m, i) => ({ Id: `d${i}`, ReceiptHandle: m.ReceiptHandle })),
+      }));
+      if ((deleted.Failed || []).length) throw new Error(JSON.stringify(deleted.Failed));
+    }
+  }
+  let missing = null;
+  try {
+    await sqs.send(new GetQueueUrlCommand({ QueueName: "js-no-such-queue" }));
+  } catch (e) {
+    missing = { isClass: e instanceof QueueDoesNotExist, name: e.name, status: e.$metadata.httpStatusCode };
+  }
+  const left = (await sqs.send(new GetQueueAttributesCommand({
+    QueueUrl, AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+  }))).Attributes;
+  return {
+    url: QueueUrl, sent: sent.MessageId, batch: batch.Successful.map((s) => s.Id).sort(),
+    published: Boolean(published.MessageId), bodies: bodies.sort(), firstAttributes, missing, left,
+  };
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_node_handler_uses_queues_and_topics_with_the_js_sdk() {
+    let node = sdk_node(
+        |_| {},
+        &[("js-queues", node_js(), &[("index.mjs", JS_QUEUES)])],
+    )
+    .await;
+    let out = invoke_ok(&node, "js-queues", json!({"order": 9})).await;
+    let records = node.activations_of("js-queues").await;
+    let logs = &records[0]["logs"];
+    assert_eq!(
+        out["url"], "http://127.0.0.1:9001/default/js-orders",
+        "{out} logs: {logs}"
+    );
+    assert_eq!(out["batch"], json!(["a", "b"]), "{out}");
+    assert_eq!(out["published"], true, "{out}");
+    assert_eq!(
+        out["bodies"],
+        json!(["batch a", "batch b", "published by js", r#"{"order":9}"#]),
+        "{out}"
+    );
+    assert_eq!(
+        out["firstAttributes"],
+        json!({"source": "js", "count": "1"}),
+        "{out}"
+    );
+    assert_eq!(
+        out["missing"],
+        json!({"isClass": true, "name": "QueueDoesNotExist", "status": 400}),
+        "{out}"
+    );
+    assert_eq!(
+        out["left"],
+        json!({"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}),
+        "{out}"
+    );
+    // Lambent's own API sees the queue the handler made, empty.
+    let (status, _, v) = node
+        .send(reqwest::Method::GET, "/v1/queues", Vec::new())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(
+        v["queues"]
+            .as_array()
+            .is_some_and(|q| q.iter().any(|q| q["name"] == "js-orders")),
+        "{v}"
+    );
+}

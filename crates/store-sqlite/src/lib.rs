@@ -80,6 +80,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     tables::MIGRATION,
     stream_mappings::MIGRATION,
     tables::MIGRATION_2,
+    queues::MIGRATION_2,
 ];
 
 /// How many reader connections a store keeps.

@@ -79,6 +79,7 @@ macro_rules! contract_tests {
             route_keys_stay_unique,
             receive_hides_redrives_and_deletes,
             queues_topics_subscriptions_and_mappings,
+            queue_settings_retention_and_subscription_attributes,
             buckets_have_global_names_and_are_deleted_only_empty,
             object_writes_are_conditional_and_hand_back_what_they_replace,
             listings_roll_up_delimiters_and_page_by_marker,
@@ -898,7 +899,92 @@ fn queue(name: &str, dlq: Option<&str>) -> QueueConfig {
         max_receive_count: dlq.map(|_| 2),
         dead_letter_queue: dlq.map(str::to_string),
         created_ms: 0,
+        ..QueueConfig::default()
     }
+}
+
+pub async fn queue_settings_retention_and_subscription_attributes<S: ContractStore>(store: Arc<S>) {
+    // Every setting round-trips, through a create and an update.
+    let settings = QueueConfig {
+        retention_s: 60,
+        max_message_bytes: 1024,
+        receive_wait_s: 20,
+        attributes: [(
+            "Policy".to_string(),
+            "{\"Version\": \"2012-10-17\"}".to_string(),
+        )]
+        .into(),
+        tags: [("team".to_string(), "orders".to_string())].into(),
+        modified_ms: 7,
+        ..queue("q", None)
+    };
+    assert!(store.create_queue(&settings).await.unwrap());
+    assert_eq!(
+        store.get_queue("default", "q").await.unwrap().as_ref(),
+        Some(&settings)
+    );
+    let changed = QueueConfig {
+        retention_s: 61,
+        max_message_bytes: 2048,
+        receive_wait_s: 1,
+        attributes: Default::default(),
+        tags: [("team".to_string(), "billing".to_string())].into(),
+        modified_ms: 9,
+        ..settings.clone()
+    };
+    assert!(store.update_queue(&changed).await.unwrap());
+    assert_eq!(store.list_queues("default").await.unwrap(), [changed]);
+    // A message older than the retention is neither counted nor received: it is gone.
+    store
+        .send("default", "q", &[message("old", 0)])
+        .await
+        .unwrap();
+    let now = lambent_core::now_ms();
+    let counts = store.queue_counts("default", "q", now).await.unwrap();
+    assert_eq!(counts.visible, 1);
+    let later = now + 62_000;
+    let counts = store.queue_counts("default", "q", later).await.unwrap();
+    assert_eq!(counts, QueueCounts::default());
+    assert!(store.receive(&receive(10, later)).await.unwrap().is_empty());
+    assert_eq!(
+        store.purge("default", "q").await.unwrap(),
+        0,
+        "it was deleted"
+    );
+    // Subscription attributes round-trip and are replaced whole.
+    let topic = Topic {
+        namespace: "default".into(),
+        name: "t".into(),
+        created_ms: 1,
+    };
+    store.create_topic(&topic).await.unwrap();
+    let mut s = Subscription {
+        id: "s".into(),
+        namespace: "default".into(),
+        topic: "t".into(),
+        endpoint: Endpoint::Queue("q".into()),
+        created_ms: 1,
+        attributes: [("RawMessageDelivery".to_string(), "true".to_string())].into(),
+    };
+    store.subscribe(&s).await.unwrap();
+    assert_eq!(
+        store.subscriptions("default", "t").await.unwrap(),
+        [s.clone()]
+    );
+    s.attributes = [(
+        "FilterPolicy".to_string(),
+        "{\"kind\": [\"order\"]}".to_string(),
+    )]
+    .into();
+    assert!(store
+        .set_subscription_attributes("default", "s", &s.attributes)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_subscription_attributes("other", "s", &s.attributes)
+        .await
+        .unwrap());
+    assert_eq!(store.subscriptions("default", "t").await.unwrap(), [s]);
 }
 
 pub async fn receive_hides_redrives_and_deletes<S: ContractStore>(store: Arc<S>) {
@@ -1055,6 +1141,7 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
         topic: "t".into(),
         endpoint,
         created_ms,
+        attributes: Default::default(),
     };
     let subs = [
         sub("s2", Endpoint::Queue("r".into()), 5),

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod contract;
 pub mod events;
 pub mod lambda;
+pub mod node_packages;
 pub mod objects;
 pub mod package;
 pub mod queues;
