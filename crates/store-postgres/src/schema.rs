@@ -11,6 +11,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V5__tables", crate::tables::MIGRATION),
     ("V6__stream_mappings", crate::stream_mappings::MIGRATION),
     ("V7__tables_2", crate::tables::MIGRATION_2),
+    ("V9__activation_rollups", crate::rollups::MIGRATION),
 ];
 
 /// The links between a sequence's activation and its steps' (see `lambent_core::Activation`).
