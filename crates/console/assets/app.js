@@ -82,7 +82,7 @@ function chart(title, times, series, opts = {}) {
       width,
       height: opts.height || 200,
       series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5,
-        fill: s.fill ? COLORS[i % COLORS.length] + "33" : undefined, spanGaps: false, points: { show: true, size: 4 } }))],
+        fill: s.fill ? COLORS[i % COLORS.length] + "33" : undefined, spanGaps: false, points: { show: true, size: 6 } }))],
       axes: [{}, { size: 60 }],
       scales: { x: { time: true } },
     },

@@ -341,6 +341,16 @@ async fn pass_through(
     // The session's namespace, whatever key a request might carry.
     parts.headers.remove(axum::http::header::AUTHORIZATION);
     parts.headers.remove(axum::http::header::COOKIE);
+    // A fresh start for the inner router (this router's path parameters would be taken for
+    // its own), keeping only who connected.
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .cloned();
+    parts.extensions = axum::http::Extensions::new();
+    if let Some(peer) = peer {
+        parts.extensions.insert(peer);
+    }
     parts.extensions.insert(Namespace(s.namespace));
     match c
         .api
