@@ -17,6 +17,11 @@ const $ = (tag, attrs = {}, ...children) => {
   return el;
 };
 
+// Replaces an element's children, leaving out the absent ones (null, undefined) and flattening lists.
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function csrf() {
   const m = document.cookie.match(/(?:^|;\s*)lambent_csrf=([^;]+)/);
   return m ? m[1] : "";
@@ -62,7 +67,7 @@ function setPage(title, ...children) {
   cleanup.forEach((f) => f());
   cleanup = [];
   document.title = title + " · Lambent";
-  page().replaceChildren($("h1", { text: title }), ...children);
+  fill(page(), $("h1", { text: title }), children);
 }
 
 function showError(where, e) {
@@ -76,14 +81,15 @@ const COLORS = ["#2f6fde", "#c8372d", "#c98a12", "#2e8b57", "#7b5bd6", "#2fa3a3"
 function chart(title, times, series, opts = {}) {
   const box = $("div", { class: "chart", "data-chart": title });
   box.append($("h3", { text: title }));
-  const width = opts.width || 460;
+  // Two charts a row, as wide as the page allows.
+  const width = opts.width || Math.max(420, Math.floor((page().clientWidth - 60) / 2));
   const plot = new uPlot(
     {
       width,
       height: opts.height || 200,
       series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5,
         fill: s.fill ? COLORS[i % COLORS.length] + "33" : undefined, spanGaps: false, points: { show: true, size: 6 } }))],
-      axes: [{}, { size: 60 }],
+      axes: [{}, { size: 70, values: opts.yValues }],
       scales: { x: { time: true } },
     },
     [times, ...series.map((s) => s.data)],
@@ -181,12 +187,13 @@ async function functionPage(name) {
         { label: "runtime ms", data: s.init_runtime_ms }, { label: "import ms", data: s.init_import_ms },
         { label: "other init ms", data: s.init_other_ms }]),
       chart("Memory (MB)", s.times, [{ label: "used", data: s.memory_used_mb }, { label: "configured", data: s.memory_configured_mb }]),
-      chart("Cost ($)", s.times, [{ label: "cost", data: s.cost, fill: true }]));
+      chart("Cost ($)", s.times, [{ label: "cost", data: s.cost, fill: true }],
+        { yValues: (u, vals) => vals.map((v) => (v === 0 ? "0" : v.toPrecision(2))) }));
     const advice = adv.max_used_mb === null ? $("p", { class: "muted", text: "No memory measured in this window." })
       : $("div", { class: "advice" }, adv.recommended_mb < adv.memory_mb
         ? `Peak memory ${adv.max_used_mb.toFixed(1)} MB of ${adv.memory_mb} MB configured: ${adv.recommended_mb} MB would hold it with headroom and cost ${fmt.cost(adv.recommended_cost)} instead of ${fmt.cost(adv.cost)} (same durations assumed).`
         : `Peak memory ${adv.max_used_mb.toFixed(1)} MB of ${adv.memory_mb} MB configured: the size fits.`);
-    body.replaceChildren(cards, charts, $("h2", { text: "Right-sizing" }), advice,
+    fill(body, cards, charts, $("h2", { text: "Right-sizing" }), advice,
       configSection(data), sourcesFor(name, sources), invokePanel(name),
       $("p", {}, $("a", { href: "/ui/invocations?function=" + encodeURIComponent(name), text: "All invocations of " + name + " →" })));
   } catch (e) { showError(body, e); }
@@ -228,7 +235,7 @@ function invokePanel(name) {
   const text = $("textarea", { id: "event", spellcheck: "false" });
   text.value = "{}";
   const select = $("select", { id: "saved" });
-  const refresh = () => select.replaceChildren($("option", { value: "", text: "saved events…" }),
+  const refresh = () => fill(select, $("option", { value: "", text: "saved events…" }),
     Object.keys(saved()).map((k) => $("option", { value: k, text: k })));
   refresh();
   select.addEventListener("change", () => { if (select.value) text.value = saved()[select.value]; });
@@ -396,7 +403,7 @@ async function invocationPage(id) {
       ["Memory", (a.max_memory_bytes ? (a.max_memory_bytes / 1048576).toFixed(1) : "?") + " of " + a.memory_mb + " MB"],
       ["Node", a.node || "–"], ["Permalink", $("a", { href: location.pathname, text: location.origin + location.pathname })]]);
     const kept = (k) => a[k] === undefined || a[k] === null ? $("p", { class: "muted", text: "Not kept." }) : $("pre", { text: JSON.stringify(a[k], null, 2) });
-    body.replaceChildren(facts,
+    fill(body, facts,
       $("h2", { text: "Timeline" }), timeline(a),
       $("h2", { text: "Trace" }), await waterfall(a),
       a.error_message ? $("div", {}, $("h2", { text: "Error" }), $("pre", { class: "error", text: a.error_message })) : null,
@@ -477,7 +484,7 @@ async function eventSources() {
   schedules.forEach((s) => edges.push({ kind: "schedule", source: `${s.name} ${s.expression}`, function: s.function }));
   (mappings.mappings || []).forEach((m) => edges.push({ kind: "queue", source: m.queue, function: m.function }));
   (mappings.stream_mappings || []).forEach((m) => edges.push({ kind: "stream", source: m.table || m.source || m.id, function: m.function }));
-  subscriptions.forEach((s) => s.function && edges.push({ kind: "topic", source: s.topic, function: s.function }));
+  subscriptions.forEach((s) => s.kind === "function" && edges.push({ kind: "topic", source: s.topic, function: s.target }));
   return { routes, schedules, queues, topics, subscriptions, mappings, dlq, buckets, edges };
 }
 
@@ -500,7 +507,7 @@ async function sources() {
       button.disabled = true;
       try { await api(path, { method: "POST" }); await draw(); } catch (e) { button.disabled = false; alert(e.message); }
     };
-    body.replaceChildren(
+    fill(body,
       $("h2", { text: "Map" }), table("map", ["Source", "", "Function"], s.edges.map((e) =>
         $("tr", {}, $("td", {}, $("b", { text: e.kind + " " }), e.source), $("td", { text: "→" }), $("td", {}, fnLink(e.function)))), "No event sources."),
       $("h2", { text: "Routes" }), table("routes", ["Method", "Path", "Target", "Auth"], s.routes.map((r) =>
@@ -522,7 +529,7 @@ async function sources() {
           $("td", {}, $("button", { type: "button", class: "redrive", onclick: (e) => redrive(e.target, `/v1/dlq/${encodeURIComponent(d.id)}/redrive`) }, "Redrive")))),
         "No dead letters."),
       $("h2", { text: "Topics and subscriptions" }), table("topics", ["Topic", "Subscriber"], s.subscriptions.map((x) =>
-        $("tr", {}, $("td", { text: x.topic }), $("td", {}, x.function ? fnLink(x.function) : x.queue ? "queue " + x.queue : "workflow " + x.workflow))),
+        $("tr", {}, $("td", { text: x.topic }), $("td", {}, x.kind === "function" ? fnLink(x.target) : x.kind + " " + x.target))),
         s.topics.length ? "Topics without subscribers: " + s.topics.map((t) => t.name).join(", ") : "No topics."),
       $("h2", { text: "Mappings" }), table("mappings", ["Source", "Function", "Batch", "Enabled"], [...(s.mappings.mappings || []), ...(s.mappings.stream_mappings || [])].map((m) =>
         $("tr", {}, $("td", { text: m.queue || m.table || m.source || m.id }), $("td", {}, fnLink(m.function)), $("td", { class: "num", text: m.batch_size }),

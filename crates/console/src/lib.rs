@@ -98,7 +98,10 @@ async fn server_timing(request: Request, next: Next) -> Response {
 async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.entry("cache-control")
@@ -303,8 +306,8 @@ async fn function(
             })
         })
         .collect();
-    let aliases = serde_json::to_value(c.app.registry.aliases(&s.namespace, &name))
-        .unwrap_or_default();
+    let aliases =
+        serde_json::to_value(c.app.registry.aliases(&s.namespace, &name)).unwrap_or_default();
     Ok(Json(json!({
         "name": name,
         "window": window.as_str(),

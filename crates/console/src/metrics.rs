@@ -69,7 +69,9 @@ impl Window {
 
 /// The start of every step of a query (ms).
 pub fn grid(q: &RollupQuery) -> Vec<i64> {
-    (q.since_ms..q.until_ms).step_by(q.step_ms as usize).collect()
+    (q.since_ms..q.until_ms)
+        .step_by(q.step_ms as usize)
+        .collect()
 }
 
 /// A function's numbers over a whole window.
@@ -163,7 +165,9 @@ pub fn series(
     let at: BTreeMap<i64, &Rollup> = rows.iter().map(|r| (r.start_ms, *r)).collect();
     let mut hist: BTreeMap<i64, Vec<(i32, u64)>> = BTreeMap::new();
     for h in histogram {
-        hist.entry(h.start_ms).or_default().push((h.bucket, h.count));
+        hist.entry(h.start_ms)
+            .or_default()
+            .push((h.bucket, h.count));
     }
     let mut s = Series::default();
     let empty = Rollup::default();
@@ -263,7 +267,12 @@ mod tests {
         let q = Window::Hour.query("n", None, 60 * MINUTE_MS - 1, true);
         let g = grid(&q);
         let rows = [row(g[1], 4, 2)];
-        let s = series(&g, &rows.iter().collect::<Vec<_>>(), &[], &Prices::default());
+        let s = series(
+            &g,
+            &rows.iter().collect::<Vec<_>>(),
+            &[],
+            &Prices::default(),
+        );
         assert_eq!(s.invocations[..3], [0, 4, 0]);
         assert_eq!(s.init_sandbox_ms[1], Some(2.0));
         assert_eq!(s.init_other_ms[1], Some(1.0));

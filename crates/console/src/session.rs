@@ -152,18 +152,16 @@ pub fn is_https(headers: &HeaderMap) -> bool {
 }
 
 /// The `Set-Cookie` headers that start a session (`Some`) or end it (`None`).
-pub fn set_cookies(
-    headers: &mut HeaderMap,
-    session: Option<(&str, &Session)>,
-    secure: bool,
-) {
+pub fn set_cookies(headers: &mut HeaderMap, session: Option<(&str, &Session)>, secure: bool) {
     let secure = if secure { "; Secure" } else { "" };
     let (id, csrf, age) = match session {
         Some((id, s)) => (id, s.csrf.as_str(), SESSION_TTL.as_secs()),
         None => ("", "", 0),
     };
     for cookie in [
-        format!("{SESSION_COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={age}{secure}"),
+        format!(
+            "{SESSION_COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={age}{secure}"
+        ),
         format!("{CSRF_COOKIE}={csrf}; Path=/ui; SameSite=Strict; Max-Age={age}{secure}"),
     ] {
         if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -190,14 +188,26 @@ mod tests {
         let (id, s) = sessions.create("default".into());
         let cookie = format!("{SESSION_COOKIE}={id}");
         let get = headers(&[("cookie", &cookie)]);
-        assert_eq!(sessions.check(&Method::GET, &get).unwrap().namespace, "default");
-        assert_eq!(sessions.check(&Method::POST, &get).unwrap_err(), Refusal::Csrf);
+        assert_eq!(
+            sessions.check(&Method::GET, &get).unwrap().namespace,
+            "default"
+        );
+        assert_eq!(
+            sessions.check(&Method::POST, &get).unwrap_err(),
+            Refusal::Csrf
+        );
         let post = headers(&[("cookie", &cookie), (CSRF_HEADER, &s.csrf)]);
         assert!(sessions.check(&Method::POST, &post).is_ok());
         let forged = headers(&[("cookie", "lambent_session=00ff")]);
-        assert_eq!(sessions.check(&Method::GET, &forged).unwrap_err(), Refusal::NoSession);
+        assert_eq!(
+            sessions.check(&Method::GET, &forged).unwrap_err(),
+            Refusal::NoSession
+        );
         assert!(sessions.delete(&get));
-        assert_eq!(sessions.check(&Method::GET, &get).unwrap_err(), Refusal::NoSession);
+        assert_eq!(
+            sessions.check(&Method::GET, &get).unwrap_err(),
+            Refusal::NoSession
+        );
     }
 
     #[test]
@@ -210,7 +220,10 @@ mod tests {
             (CSRF_HEADER, &s.csrf),
             ("sec-fetch-site", "cross-site"),
         ]);
-        assert_eq!(sessions.check(&Method::POST, &cross).unwrap_err(), Refusal::CrossSite);
+        assert_eq!(
+            sessions.check(&Method::POST, &cross).unwrap_err(),
+            Refusal::CrossSite
+        );
         let other_origin = headers(&[
             ("cookie", &cookie),
             (CSRF_HEADER, &s.csrf),
@@ -236,11 +249,20 @@ mod tests {
         let (id, s) = sessions.create("default".into());
         let mut h = HeaderMap::new();
         set_cookies(&mut h, Some((&id, &s)), true);
-        let all: Vec<_> = h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        let all: Vec<_> = h
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert!(all[0].contains("HttpOnly") && all[0].contains("SameSite=Strict"));
         assert!(all[0].ends_with("; Secure") && !all[1].contains("HttpOnly"));
         let mut h = HeaderMap::new();
         set_cookies(&mut h, None, false);
-        assert!(h.get(SET_COOKIE).unwrap().to_str().unwrap().contains("Max-Age=0"));
+        assert!(h
+            .get(SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
     }
 }

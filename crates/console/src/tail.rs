@@ -49,7 +49,12 @@ impl Tail {
         self.console.app.flush_records().await;
         self.query.since_ms = Some(since);
         self.query.limit = if self.started { 500 } else { BACKLOG };
-        let page = self.console.app.store.query_activations(&self.query).await?;
+        let page = self
+            .console
+            .app
+            .store
+            .query_activations(&self.query)
+            .await?;
         self.sent.retain(|_, start| *start >= since);
         for a in page.into_iter().rev() {
             if self.sent.insert(a.id.clone(), a.start_ms).is_some() {
@@ -93,7 +98,10 @@ impl Tail {
             }
             if let Err(e) = self.poll().await {
                 self.started = true;
-                let frame = format!("event: error\ndata: {}\n\n", serde_json::json!(e.to_string()));
+                let frame = format!(
+                    "event: error\ndata: {}\n\n",
+                    serde_json::json!(e.to_string())
+                );
                 return Some((Ok(Bytes::from(frame)), self));
             }
         }

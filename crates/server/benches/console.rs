@@ -83,8 +83,7 @@ async fn store_of(node: &common::Node) -> Arc<dyn Store> {
                 .expect("the node's PostgreSQL"),
         ),
         None => Arc::new(
-            lambent_store_sqlite::SqliteStore::open(&node._data.path().join("lambent.db"))
-                .unwrap(),
+            lambent_store_sqlite::SqliteStore::open(&node._data.path().join("lambent.db")).unwrap(),
         ),
     }
 }
@@ -169,7 +168,10 @@ fn main() {
         for window in ["1h", "24h", "7d"] {
             for (page, path) in [
                 ("overview", format!("/ui/api/overview?window={window}")),
-                ("function", format!("/ui/api/functions/fn-07?window={window}")),
+                (
+                    "function",
+                    format!("/ui/api/functions/fn-07?window={window}"),
+                ),
             ] {
                 timed(&node, &cookie, &path).await; // warm the page cache
                 let mut server = Vec::with_capacity(n);

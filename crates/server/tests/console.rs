@@ -64,11 +64,7 @@ impl Browser {
                 .map(|c| c.split(';').next().unwrap().to_string())
                 .unwrap()
         };
-        let csrf = pair("lambent_csrf")
-            .split_once('=')
-            .unwrap()
-            .1
-            .to_string();
+        let csrf = pair("lambent_csrf").split_once('=').unwrap().1.to_string();
         Ok(Browser {
             http,
             base: node.url(""),
@@ -164,7 +160,11 @@ async fn console_sessions_refuse_forged_cross_site_and_other_namespaces() {
     .get("/ui/api/overview")
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let r = http.get(node.url("/ui/api/v1/functions")).send().await.unwrap();
+    let r = http
+        .get(node.url("/ui/api/v1/functions"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         Browser::sign_in(&node, "wrong").await.err(),
@@ -177,7 +177,9 @@ async fn console_sessions_refuse_forged_cross_site_and_other_namespaces() {
     assert_eq!(s, StatusCode::OK, "{overview}");
     assert_eq!(overview["functions"][0]["name"], "hello");
     assert_eq!(overview["functions"][0]["totals"]["invocations"], 1);
-    let (s, a) = me.get(&format!("/ui/api/v1/activations/{activation}")).await;
+    let (s, a) = me
+        .get(&format!("/ui/api/v1/activations/{activation}"))
+        .await;
     assert_eq!((s, a["function"].as_str()), (StatusCode::OK, Some("hello")));
 
     // State changes need the CSRF token and a same-origin request.
@@ -228,7 +230,10 @@ async fn console_sessions_refuse_forged_cross_site_and_other_namespaces() {
         add_namespace(&node, "other", "other-key");
         let other = Browser::sign_in(&node, "other-key").await.unwrap();
         let (s, o) = other.get("/ui/api/overview?window=7d").await;
-        assert_eq!((s, o["functions"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+        assert_eq!(
+            (s, o["functions"].as_array().map(Vec::len)),
+            (StatusCode::OK, Some(0))
+        );
         let (s, _) = other.get("/ui/api/functions/hello?window=1h").await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         let (s, _) = other
@@ -249,7 +254,11 @@ async fn console_sessions_refuse_forged_cross_site_and_other_namespaces() {
 
     // Signing out ends the session on the server: the old cookie no longer works.
     let (s, headers, _) = me
-        .request(Method::DELETE, "/ui/api/session", &[("x-csrf-token", &token)])
+        .request(
+            Method::DELETE,
+            "/ui/api/session",
+            &[("x-csrf-token", &token)],
+        )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert!(headers
@@ -282,10 +291,46 @@ async fn console_pages_in_chromium() {
     let node = common::node().await;
     for (name, settings, code) in [
         ("hello", python(json!({})), HELLO),
-        ("flaky", python(json!({"async": {"max_retries": 0}})), BROKEN),
+        (
+            "flaky",
+            python(json!({"async": {"max_retries": 0}})),
+            BROKEN,
+        ),
     ] {
         let (s, v) = node.deploy(name, settings, &[("app.py", code)]).await;
         assert!(s.is_success(), "{v}");
+    }
+    // Its event sources: a route, a schedule, a queue (with a dead-letter queue holding one
+    // message) mapped to it, a topic it subscribes to.
+    for (path, body) in [
+        (
+            "/v1/routes",
+            json!({"method": "GET", "path": "/hello", "function": "hello"}),
+        ),
+        (
+            "/v1/schedules",
+            json!({"name": "nightly", "function": "hello", "cron": "0 0 3 * * *"}),
+        ),
+        ("/v1/queues", json!({"name": "jobs-dlq"})),
+        (
+            "/v1/queues",
+            json!({"name": "jobs", "dead_letter_queue": "jobs-dlq", "max_receive_count": 3}),
+        ),
+        ("/v1/queues/jobs-dlq/messages", json!({"body": "lost"})),
+        (
+            "/v1/mappings",
+            json!({"queue": "jobs", "function": "hello"}),
+        ),
+        ("/v1/topics", json!({"name": "orders"})),
+        (
+            "/v1/topics/orders/subscriptions",
+            json!({"function": "hello"}),
+        ),
+    ] {
+        let (s, _, v) = node
+            .send(Method::POST, path, body.to_string().into_bytes())
+            .await;
+        assert!(s.is_success(), "{path}: {v}");
     }
     // Three that ran (one cold) and one error.
     for payload in ["{}", "{}", r#"{"msg": "third"}"#, r#"{"fail": true}"#] {
@@ -308,8 +353,8 @@ async fn console_pages_in_chromium() {
         .await;
     assert!(s.is_success(), "{v}");
 
-    let screenshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/ui-screenshots");
+    let screenshots =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-screenshots");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/browser.mjs");
     let output = tokio::process::Command::new("node")
         .arg(script)
@@ -329,7 +374,15 @@ async fn console_pages_in_chromium() {
         output.status.success(),
         "the browser test failed:\n{stdout}\n{stderr}"
     );
-    for page in ["login", "overview", "function", "invocations", "invocation", "logs", "sources"] {
+    for page in [
+        "login",
+        "overview",
+        "function",
+        "invocations",
+        "invocation",
+        "logs",
+        "sources",
+    ] {
         assert!(
             screenshots.join(format!("{page}.png")).is_file(),
             "no screenshot of {page}"

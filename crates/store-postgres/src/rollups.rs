@@ -134,7 +134,9 @@ pub(crate) async fn add(
     params.extend(sums.iter().map(|s| s as &(dyn ToSql + Sync)));
     params.push(&max_mem);
     params.push(&mem_mb);
-    tx.execute(sql.as_str(), &params).await.map_err(|e| store.err(e))?;
+    tx.execute(sql.as_str(), &params)
+        .await
+        .map_err(|e| store.err(e))?;
     tx.execute(
         "INSERT INTO activation_histogram (namespace, resolution_ms, start_ms, function, bucket, \
          count) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], \
@@ -179,10 +181,7 @@ async fn rows(store: &PgStore, sql: &str, q: &RollupQuery) -> Result<Vec<Row>, S
 }
 
 pub(crate) async fn query(store: &PgStore, q: &RollupQuery) -> Result<Vec<Rollup>, StoreError> {
-    let sums: Vec<String> = SUMMED
-        .iter()
-        .map(|c| format!("SUM({c})::bigint"))
-        .collect();
+    let sums: Vec<String> = SUMMED.iter().map(|c| format!("SUM({c})::bigint")).collect();
     let sql = format!(
         "SELECT function, {STEP} AS step, {}, MAX(max_memory_bytes), MAX(memory_mb) \
          FROM activation_rollups {} GROUP BY function, step ORDER BY function, step",

@@ -332,7 +332,11 @@ pub async fn activations_filter_by_time_cold_and_text<S: ContractStore>(store: A
     (warm.cold, warm.logs) = (false, "order 42 shipped\n".into());
     let mut failed = activation("failed", 300, ActivationStatus::FunctionError);
     failed.error_message = Some("order 43 lost".into());
-    let batch = [activation("cold", 100, ActivationStatus::Success), warm, failed];
+    let batch = [
+        activation("cold", 100, ActivationStatus::Success),
+        warm,
+        failed,
+    ];
     store.insert_activations(&batch).await.unwrap();
     let ids = |q: ActivationQuery| {
         let store = store.clone();
@@ -371,9 +375,7 @@ pub async fn activations_filter_by_time_cold_and_text<S: ContractStore>(store: A
 
 /// Rollups add every record once (a retried batch adds nothing), at minute and hour
 /// resolutions, summed per step; throttles are counted but neither billed nor timed.
-pub async fn rollups_count_each_record_once_per_minute_and_hour<S: ContractStore>(
-    store: Arc<S>,
-) {
+pub async fn rollups_count_each_record_once_per_minute_and_hour<S: ContractStore>(store: Arc<S>) {
     use crate::rollups::{percentile_us, RollupQuery, HOUR_MS, MINUTE_MS};
     let t0 = 1_700_000_000_000 / HOUR_MS * HOUR_MS;
     let mut cold = activation("c", t0 + 1_000, ActivationStatus::Success);
@@ -413,7 +415,12 @@ pub async fn rollups_count_each_record_once_per_minute_and_hour<S: ContractStore
     );
     assert_eq!((first.init_import_us, first.duration_us), (3000, 1500));
     assert_eq!(
-        (second.start_ms, second.count, second.throttles, second.errors),
+        (
+            second.start_ms,
+            second.count,
+            second.throttles,
+            second.errors
+        ),
         (t0 + MINUTE_MS, 2, 1, 1)
     );
     assert_eq!(second.invocations(), 1);
@@ -444,7 +451,11 @@ pub async fn rollups_count_each_record_once_per_minute_and_hour<S: ContractStore
         namespace: "other".into(),
         ..q(None, HOUR_MS)
     };
-    assert!(store.activation_rollups(&elsewhere).await.unwrap().is_empty());
+    assert!(store
+        .activation_rollups(&elsewhere)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A sequence is stored as a function (runtime `sequence`, its components in its config); its

@@ -259,9 +259,15 @@ mod tests {
         for us in [1u64, 2, 9, 10, 11, 999, 1000, 1001, 123_456, 900_000_000] {
             let b = bucket_of(us);
             assert!(BUCKET_RATIO.powi(b) >= us as f64, "{us} above bucket {b}");
-            assert!(b == 0 || BUCKET_RATIO.powi(b - 1) < us as f64, "{us} below {b}");
+            assert!(
+                b == 0 || BUCKET_RATIO.powi(b - 1) < us as f64,
+                "{us} below {b}"
+            );
             let v = bucket_value_us(b) as f64;
-            assert!((v / us as f64 - 1.0).abs() <= 0.06 || us < 10, "{us} read as {v}");
+            assert!(
+                (v / us as f64 - 1.0).abs() <= 0.06 || us < 10,
+                "{us} read as {v}"
+            );
         }
     }
 
@@ -285,7 +291,10 @@ mod tests {
             step_ms,
         };
         assert_eq!(q(10 * HOUR_MS, 6 * HOUR_MS).resolution_ms(), HOUR_MS);
-        assert_eq!(q(10 * HOUR_MS + MINUTE_MS, HOUR_MS).resolution_ms(), MINUTE_MS);
+        assert_eq!(
+            q(10 * HOUR_MS + MINUTE_MS, HOUR_MS).resolution_ms(),
+            MINUTE_MS
+        );
         assert_eq!(q(0, 2 * MINUTE_MS).resolution_ms(), MINUTE_MS);
         assert_eq!(q(0, 2 * MINUTE_MS).step_of(5 * MINUTE_MS), 4 * MINUTE_MS);
     }

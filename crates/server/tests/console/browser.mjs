@@ -106,6 +106,9 @@ try {
   }));
   check(inked.length === 5 && inked.every((n) => n >= 10), "every chart's canvas has its series drawn", JSON.stringify(inked));
   check((await page.textContent(".advice")).includes("Peak memory"), "the right-sizing advice is shown");
+  const own = await page.$$eval("ul.sources li", (lis) => lis.map((l) => l.textContent));
+  check(["route GET /hello", "schedule nightly", "queue jobs", "topic orders"].every((s) => own.some((o) => o.startsWith(s))),
+    "the function page lists its event sources", JSON.stringify(own));
   await shot("function");
 
   // Invocations: a cold one's permanent link opens its page with the timeline.
@@ -144,6 +147,12 @@ try {
   // Event sources: the dead letter is redriven with the button, and then succeeds.
   await page.goto(base + "/ui/sources");
   await page.waitForSelector("table#dead-letters tr[data-letter]");
+  const map = await page.$$eval("table#map tbody tr", (trs) => trs.map((t) => t.textContent));
+  check(map.length === 4 && map.every((m) => m.endsWith("hello")), "the map draws every source to its function", JSON.stringify(map));
+  const schedule = await page.textContent("table#schedules tbody tr td:nth-child(4)");
+  check(/^\d{4}-\d\d-\d\d 03:00:00Z$/.test(schedule), "the schedule shows its next fire", schedule);
+  const dlqCell = await page.textContent("table#queues tr[data-queue=jobs] td:nth-child(5)");
+  check(dlqCell === "1 in jobs-dlq", "the queue shows its dead-letter queue's depth", dlqCell);
   await shot("sources");
   const letter = await page.getAttribute("table#dead-letters tr[data-letter]", "data-letter");
   await page.click(`tr[data-letter="${letter}"] button.redrive`);
