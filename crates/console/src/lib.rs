@@ -121,6 +121,27 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
+/// Why a console endpoint could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] lambent_store::StoreError),
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        match self {
+            ConsoleError::BadRequest(m) => error(StatusCode::BAD_REQUEST, m),
+            ConsoleError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
+            ConsoleError::Store(e) => lambent_gateway::ApiError::from(e).into_response(),
+        }
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let status = match self {
@@ -205,8 +226,8 @@ struct WindowQuery {
     window: Option<String>,
 }
 
-fn window(q: &WindowQuery) -> Result<Window, Response> {
-    Window::parse(q.window.as_deref()).map_err(|e| error(StatusCode::BAD_REQUEST, e))
+fn window(q: &WindowQuery) -> Result<Window, ConsoleError> {
+    Window::parse(q.window.as_deref()).map_err(ConsoleError::BadRequest)
 }
 
 /// Every function of the namespace with its totals and a sparkline of invocations.
@@ -214,15 +235,19 @@ async fn overview(
     State(c): Shared,
     Extension(s): Extension<Session>,
     Query(q): Query<WindowQuery>,
-) -> Result<Json<Value>, Response> {
+) -> Result<Json<Value>, ConsoleError> {
     let window = window(&q)?;
     c.app.flush_records().await;
     let query = window.query(&s.namespace, None, lambent_core::now_ms(), false);
+    // Percentiles over the whole window only: one step, a few rows per function.
+    let whole = lambent_store::rollups::RollupQuery {
+        step_ms: query.until_ms - query.since_ms,
+        ..query.clone()
+    };
     let (rows, histogram) = tokio::try_join!(
         c.app.store.activation_rollups(&query),
-        c.app.store.duration_histogram(&query),
-    )
-    .map_err(|e| lambent_gateway::ApiError::from(e).into_response())?;
+        c.app.store.duration_histogram(&whole),
+    )?;
     let grid = metrics::grid(&query);
     let prices = &c.app.prices;
     let mut names: Vec<String> = c
@@ -269,21 +294,19 @@ async fn function(
     Extension(s): Extension<Session>,
     Path(name): Path<String>,
     Query(q): Query<WindowQuery>,
-) -> Result<Json<Value>, Response> {
+) -> Result<Json<Value>, ConsoleError> {
     let window = window(&q)?;
     c.app.flush_records().await;
     let query = window.query(&s.namespace, Some(&name), lambent_core::now_ms(), true);
     let (rows, histogram) = tokio::try_join!(
         c.app.store.activation_rollups(&query),
         c.app.store.duration_histogram(&query),
-    )
-    .map_err(|e| lambent_gateway::ApiError::from(e).into_response())?;
+    )?;
     let deployed = c.app.registry.lookup(&s.namespace, &name);
     if deployed.is_none() && rows.is_empty() {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            format!("function '{name}' does not exist"),
-        ));
+        return Err(ConsoleError::NotFound(format!(
+            "function '{name}' does not exist"
+        )));
     }
     let rows: Vec<_> = rows.iter().collect();
     let hist: Vec<_> = histogram.iter().collect();
