@@ -239,15 +239,16 @@ async fn overview(
     let window = window(&q)?;
     c.app.flush_records().await;
     let query = window.query(&s.namespace, None, lambent_core::now_ms(), false);
-    // Percentiles over the whole window only: one step, a few rows per function.
-    let whole = lambent_store::rollups::RollupQuery {
-        step_ms: query.until_ms - query.since_ms,
-        ..query.clone()
-    };
-    let (rows, histogram) = tokio::try_join!(
+    // Percentiles over the whole window only: one step per piece (whole days read day rows).
+    let pieces = query.pieces();
+    let histograms = pieces
+        .iter()
+        .map(|piece| c.app.store.duration_histogram(piece));
+    let (rows, histograms) = tokio::try_join!(
         c.app.store.activation_rollups(&query),
-        c.app.store.duration_histogram(&whole),
+        futures_util::future::try_join_all(histograms),
     )?;
+    let histogram: Vec<_> = histograms.into_iter().flatten().collect();
     let grid = metrics::grid(&query);
     let prices = &c.app.prices;
     let mut names: Vec<String> = c

@@ -376,7 +376,7 @@ pub async fn activations_filter_by_time_cold_and_text<S: ContractStore>(store: A
 /// Rollups add every record once (a retried batch adds nothing), at minute and hour
 /// resolutions, summed per step; throttles are counted but neither billed nor timed.
 pub async fn rollups_count_each_record_once_per_minute_and_hour<S: ContractStore>(store: Arc<S>) {
-    use crate::rollups::{percentile_us, RollupQuery, HOUR_MS, MINUTE_MS};
+    use crate::rollups::{percentile_us, RollupQuery, DAY_MS, HOUR_MS, MINUTE_MS};
     let t0 = 1_700_000_000_000 / HOUR_MS * HOUR_MS;
     let mut cold = activation("c", t0 + 1_000, ActivationStatus::Success);
     cold.init = Some(lambent_core::InitBreakdown {
@@ -433,6 +433,20 @@ pub async fn rollups_count_each_record_once_per_minute_and_hour<S: ContractStore
         .map(|r| (r.function.as_str(), r.start_ms, r.count))
         .collect();
     assert_eq!(summary, [("f", t0, 3), ("g", t0 + HOUR_MS, 1)]);
+    let day = t0.div_euclid(DAY_MS) * DAY_MS;
+    let days = RollupQuery {
+        since_ms: day,
+        until_ms: day + DAY_MS,
+        step_ms: DAY_MS,
+        ..q(None, DAY_MS)
+    };
+    assert_eq!(days.resolution_ms(), DAY_MS);
+    let days = store.activation_rollups(&days).await.unwrap();
+    let summary: Vec<_> = days
+        .iter()
+        .map(|r| (r.function.as_str(), r.start_ms, r.count))
+        .collect();
+    assert_eq!(summary, [("f", day, 3), ("g", day, 1)]);
     let whole = store
         .activation_rollups(&q(Some("f"), 2 * HOUR_MS))
         .await

@@ -17,8 +17,10 @@ use std::collections::BTreeMap;
 pub const MINUTE_MS: i64 = 60_000;
 /// One hour, in ms.
 pub const HOUR_MS: i64 = 3_600_000;
+/// One day (UTC), in ms.
+pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// The resolutions rows are kept at: every record is counted in one row of each.
-pub const RESOLUTIONS_MS: [i64; 2] = [MINUTE_MS, HOUR_MS];
+pub const RESOLUTIONS_MS: [i64; 3] = [MINUTE_MS, HOUR_MS, DAY_MS];
 
 /// Ratio between consecutive histogram bucket bounds: a percentile read from the histogram is
 /// within ±5 % of the true value.
@@ -244,6 +246,34 @@ impl RollupQuery {
             .unwrap_or(MINUTE_MS)
     }
 
+    /// The same range as one step per piece, cut at day boundaries so that the whole days in
+    /// the middle read day rows and only the ends read finer ones (for totals over a long
+    /// window; the pieces' rows add up to the range's). `since_ms` and `until_ms` must be
+    /// aligned to a stored resolution.
+    pub fn pieces(&self) -> Vec<RollupQuery> {
+        let first_day = self.since_ms.div_euclid(DAY_MS) * DAY_MS;
+        let first_day = if first_day < self.since_ms {
+            first_day + DAY_MS
+        } else {
+            first_day
+        };
+        let last_day = self.until_ms.div_euclid(DAY_MS) * DAY_MS;
+        let cuts = if first_day < last_day {
+            vec![self.since_ms, first_day, last_day, self.until_ms]
+        } else {
+            vec![self.since_ms, self.until_ms]
+        };
+        cuts.windows(2)
+            .filter(|w| w[0] < w[1])
+            .map(|w| RollupQuery {
+                since_ms: w[0],
+                until_ms: w[1],
+                step_ms: w[1] - w[0],
+                ..self.clone()
+            })
+            .collect()
+    }
+
     /// The start of the step an interval starting at `start_ms` is summed into.
     pub fn step_of(&self, start_ms: i64) -> i64 {
         self.since_ms + (start_ms - self.since_ms).div_euclid(self.step_ms) * self.step_ms
@@ -297,5 +327,37 @@ mod tests {
         );
         assert_eq!(q(0, 2 * MINUTE_MS).resolution_ms(), MINUTE_MS);
         assert_eq!(q(0, 2 * MINUTE_MS).step_of(5 * MINUTE_MS), 4 * MINUTE_MS);
+    }
+
+    #[test]
+    fn long_ranges_read_whole_days_in_the_middle() {
+        let q = RollupQuery {
+            namespace: "n".into(),
+            function: None,
+            since_ms: 10 * DAY_MS + 5 * HOUR_MS,
+            until_ms: 17 * DAY_MS + 5 * HOUR_MS,
+            step_ms: HOUR_MS,
+        };
+        let pieces: Vec<_> = q
+            .pieces()
+            .iter()
+            .map(|p| (p.since_ms, p.until_ms, p.resolution_ms()))
+            .collect();
+        assert_eq!(
+            pieces,
+            [
+                (10 * DAY_MS + 5 * HOUR_MS, 11 * DAY_MS, HOUR_MS),
+                (11 * DAY_MS, 17 * DAY_MS, DAY_MS),
+                (17 * DAY_MS, 17 * DAY_MS + 5 * HOUR_MS, HOUR_MS),
+            ]
+        );
+        let short = RollupQuery {
+            since_ms: 10 * DAY_MS + MINUTE_MS,
+            until_ms: 10 * DAY_MS + HOUR_MS,
+            ..q
+        };
+        let pieces = short.pieces();
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(pieces[0].resolution_ms(), MINUTE_MS);
     }
 }
