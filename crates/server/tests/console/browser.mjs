@@ -109,6 +109,12 @@ try {
   const own = await page.$$eval("ul.sources li", (lis) => lis.map((l) => l.textContent));
   check(["route GET /hello", "schedule nightly", "queue jobs", "topic orders"].every((s) => own.some((o) => o.startsWith(s))),
     "the function page lists its event sources", JSON.stringify(own));
+  // The test-invoke panel: a state-changing request from the page, with its CSRF token.
+  await page.fill("#event", JSON.stringify({ msg: "from-the-panel" }));
+  await page.click("#invoke");
+  await page.waitForSelector("#invoke-result a");
+  const result = await page.textContent("#invoke-result");
+  check(result.startsWith("200 ") && result.includes('"ok": true'), "the test-invoke panel invokes and links the invocation", result);
   await shot("function");
 
   // Invocations: a cold one's permanent link opens its page with the timeline.
