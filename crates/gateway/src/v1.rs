@@ -239,6 +239,10 @@ struct ActivationsQuery {
     function: Option<String>,
     status: Option<String>,
     since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    cold: Option<bool>,
+    /// Text the logs or the error message contain.
+    text: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -271,6 +275,9 @@ async fn list_activations(
             function: q.function,
             status,
             since_ms: q.since_ms,
+            until_ms: q.until_ms,
+            cold: q.cold,
+            text: q.text.filter(|t| !t.is_empty()),
             before,
             limit,
         })
@@ -328,6 +335,7 @@ async fn function_logs(
             since_ms: q.after_ms.map(|t| t + 1),
             before: None,
             limit: q.tail.unwrap_or(20).clamp(1, 1000),
+            ..Default::default()
         })
         .await?;
     page.reverse();

@@ -12,6 +12,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V6__stream_mappings", crate::stream_mappings::MIGRATION),
     ("V7__tables_2", crate::tables::MIGRATION_2),
     ("V8__queue_settings", crate::queues::MIGRATION),
+    ("V9__activation_rollups", crate::rollups::MIGRATION),
 ];
 
 /// The links between a sequence's activation and its steps' (see `lambent_core::Activation`).

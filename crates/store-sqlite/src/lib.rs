@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 mod objects;
 mod queues;
+mod rollups;
 mod routes;
 mod stream_mappings;
 mod tables;
@@ -81,6 +82,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     stream_mappings::MIGRATION,
     tables::MIGRATION_2,
     queues::MIGRATION_2,
+    rollups::MIGRATION,
 ];
 
 /// How many reader connections a store keeps.
@@ -435,7 +437,14 @@ impl Store for SqliteStore {
         let batch = batch.to_vec();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
+            let mut new = Vec::with_capacity(batch.len());
+            let mut seen = std::collections::HashSet::new();
             {
+                // A record written again (same id) replaces the old one but is counted once
+                // in the rollups.
+                let mut exists = tx
+                    .prepare_cached("SELECT 1 FROM activations WHERE id = ?1")
+                    .map_err(db_err)?;
                 let mut stmt = tx
                     .prepare_cached(&format!(
                         "INSERT OR REPLACE INTO activations ({ACTIVATION_COLUMNS}) VALUES \
@@ -444,6 +453,11 @@ impl Store for SqliteStore {
                     ))
                     .map_err(db_err)?;
                 for a in &batch {
+                    if !exists.exists(params![a.id]).map_err(db_err)?
+                        && seen.insert(a.id.as_str())
+                    {
+                        new.push(a);
+                    }
                     let cold_reason = a
                         .cold_reason
                         .and_then(|r| serde_json::to_value(r).ok())
@@ -480,6 +494,7 @@ impl Store for SqliteStore {
                     .map_err(db_err)?;
                 }
             }
+            rollups::add(&tx, &new)?;
             tx.commit().map_err(db_err)
         })
         .await
@@ -502,6 +517,21 @@ impl Store for SqliteStore {
             if let Some(since) = q.since_ms {
                 args.push(since.into());
                 sql += &format!(" AND start_ms >= ?{}", args.len());
+            }
+            if let Some(until) = q.until_ms {
+                args.push(until.into());
+                sql += &format!(" AND start_ms < ?{}", args.len());
+            }
+            if let Some(cold) = q.cold {
+                args.push(i64::from(cold).into());
+                sql += &format!(" AND cold = ?{}", args.len());
+            }
+            if let Some(text) = &q.text {
+                args.push(text.clone().into());
+                sql += &format!(
+                    " AND (instr(logs, ?{0}) > 0 OR instr(coalesce(error_message, ''), ?{0}) > 0)",
+                    args.len()
+                );
             }
             if let Some(c) = &q.before {
                 args.push(c.start_ms.into());
@@ -554,6 +584,22 @@ impl Store for SqliteStore {
             Ok(n as u64)
         })
         .await
+    }
+
+    async fn activation_rollups(
+        &self,
+        q: &lambent_store::rollups::RollupQuery,
+    ) -> Result<Vec<lambent_store::rollups::Rollup>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| rollups::query(conn, &q)).await
+    }
+
+    async fn duration_histogram(
+        &self,
+        q: &lambent_store::rollups::RollupQuery,
+    ) -> Result<Vec<lambent_store::rollups::HistogramRow>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| rollups::histogram(conn, &q)).await
     }
 }
 

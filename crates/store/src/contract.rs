@@ -62,6 +62,8 @@ macro_rules! contract_tests {
             activations_page_newest_first,
             cold_start_breakdowns_round_trip,
             activation_nodes_round_trip_and_retried_batches_are_tolerated,
+            activations_filter_by_time_cold_and_text,
+            rollups_count_each_record_once_per_minute_and_hour,
             sequences_and_their_activation_links_round_trip,
             api_keys_map_to_namespaces,
             leases_fence_stale_workers,
@@ -324,6 +326,151 @@ pub async fn activation_nodes_round_trip_and_retried_batches_are_tolerated<S: Co
         .await
         .unwrap();
     assert_eq!(all.len(), 2);
+}
+
+pub async fn activations_filter_by_time_cold_and_text<S: ContractStore>(store: Arc<S>) {
+    let mut warm = activation("warm", 200, ActivationStatus::Success);
+    (warm.cold, warm.logs) = (false, "order 42 shipped\n".into());
+    let mut failed = activation("failed", 300, ActivationStatus::FunctionError);
+    failed.error_message = Some("order 43 lost".into());
+    let batch = [
+        activation("cold", 100, ActivationStatus::Success),
+        warm,
+        failed,
+    ];
+    store.insert_activations(&batch).await.unwrap();
+    let ids = |q: ActivationQuery| {
+        let store = store.clone();
+        async move {
+            let page = store.query_activations(&q).await.unwrap();
+            page.into_iter().map(|a| a.id).collect::<Vec<_>>()
+        }
+    };
+    let q = || ActivationQuery {
+        namespace: "default".into(),
+        limit: 10,
+        ..Default::default()
+    };
+    let cold = ids(ActivationQuery {
+        cold: Some(true),
+        ..q()
+    });
+    assert_eq!(cold.await, ["failed", "cold"]);
+    let warm = ids(ActivationQuery {
+        cold: Some(false),
+        ..q()
+    });
+    assert_eq!(warm.await, ["warm"]);
+    let window = ids(ActivationQuery {
+        since_ms: Some(100),
+        until_ms: Some(300),
+        ..q()
+    });
+    assert_eq!(window.await, ["warm", "cold"]);
+    let text = ids(ActivationQuery {
+        text: Some("order 4".into()),
+        ..q()
+    });
+    assert_eq!(text.await, ["failed", "warm"]);
+}
+
+/// Rollups add every record once (a retried batch adds nothing), at minute and hour
+/// resolutions, summed per step; throttles are counted but neither billed nor timed.
+pub async fn rollups_count_each_record_once_per_minute_and_hour<S: ContractStore>(store: Arc<S>) {
+    use crate::rollups::{percentile_us, RollupQuery, DAY_MS, HOUR_MS, MINUTE_MS};
+    let t0 = 1_700_000_000_000 / HOUR_MS * HOUR_MS;
+    let mut cold = activation("c", t0 + 1_000, ActivationStatus::Success);
+    cold.init = Some(lambent_core::InitBreakdown {
+        birth: lambent_core::Birth::Zygote,
+        sandbox_us: 900,
+        runtime_us: 1200,
+        import_us: Some(3000),
+    });
+    let mut warm = activation("w", t0 + 61_000, ActivationStatus::FunctionError);
+    (warm.cold, warm.init_us, warm.duration_us) = (false, None, 100_000);
+    warm.max_memory_bytes = Some(50 << 20);
+    let mut throttled = activation("t", t0 + 62_000, ActivationStatus::Throttled);
+    (throttled.cold, throttled.init_us, throttled.billed_ms) = (false, None, 0);
+    let mut other = activation("g", t0 + HOUR_MS + 5, ActivationStatus::Success);
+    other.function = "g".into();
+    let batch = [cold, warm, throttled, other];
+    store.insert_activations(&batch).await.unwrap();
+    store.insert_activations(&batch).await.unwrap();
+    let q = |function: Option<&str>, step_ms| RollupQuery {
+        namespace: "default".into(),
+        function: function.map(str::to_string),
+        since_ms: t0,
+        until_ms: t0 + 2 * HOUR_MS,
+        step_ms,
+    };
+    let minutes = store
+        .activation_rollups(&q(Some("f"), MINUTE_MS))
+        .await
+        .unwrap();
+    assert_eq!(minutes.len(), 2, "{minutes:?}");
+    let (first, second) = (&minutes[0], &minutes[1]);
+    assert_eq!((first.start_ms, first.count, first.cold), (t0, 1, 1));
+    assert_eq!(
+        (first.init_us, first.init_sandbox_us, first.init_runtime_us),
+        (5000, 900, 1200)
+    );
+    assert_eq!((first.init_import_us, first.duration_us), (3000, 1500));
+    assert_eq!(
+        (
+            second.start_ms,
+            second.count,
+            second.throttles,
+            second.errors
+        ),
+        (t0 + MINUTE_MS, 2, 1, 1)
+    );
+    assert_eq!(second.invocations(), 1);
+    // The throttled record billed nothing: 2 ms × 128 MB of the one that ran.
+    assert_eq!((second.billed_ms, second.mb_ms), (2, 256));
+    assert_eq!((second.max_memory_bytes, second.memory_mb), (50 << 20, 128));
+    let hours = store.activation_rollups(&q(None, HOUR_MS)).await.unwrap();
+    let summary: Vec<_> = hours
+        .iter()
+        .map(|r| (r.function.as_str(), r.start_ms, r.count))
+        .collect();
+    assert_eq!(summary, [("f", t0, 3), ("g", t0 + HOUR_MS, 1)]);
+    let day = t0.div_euclid(DAY_MS) * DAY_MS;
+    let days = RollupQuery {
+        since_ms: day,
+        until_ms: day + DAY_MS,
+        step_ms: DAY_MS,
+        ..q(None, DAY_MS)
+    };
+    assert_eq!(days.resolution_ms(), DAY_MS);
+    let days = store.activation_rollups(&days).await.unwrap();
+    let summary: Vec<_> = days
+        .iter()
+        .map(|r| (r.function.as_str(), r.start_ms, r.count))
+        .collect();
+    assert_eq!(summary, [("f", day, 3), ("g", day, 1)]);
+    let whole = store
+        .activation_rollups(&q(Some("f"), 2 * HOUR_MS))
+        .await
+        .unwrap();
+    assert_eq!(whole.len(), 1);
+    assert_eq!((whole[0].count, whole[0].errors, whole[0].cold), (3, 1, 1));
+    let histogram = store
+        .duration_histogram(&q(Some("f"), 2 * HOUR_MS))
+        .await
+        .unwrap();
+    let counts: Vec<(i32, u64)> = histogram.iter().map(|h| (h.bucket, h.count)).collect();
+    assert_eq!(counts.iter().map(|(_, c)| c).sum::<u64>(), 2);
+    let p99 = percentile_us(&counts, 99.0).unwrap();
+    assert!((95_000..=105_000).contains(&p99), "{p99}");
+    let elsewhere = RollupQuery {
+        namespace: "other".into(),
+        ..q(None, HOUR_MS)
+    };
+    assert!(store
+        .activation_rollups(&elsewhere)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A sequence is stored as a function (runtime `sequence`, its components in its config); its

@@ -19,6 +19,7 @@ pub mod package;
 pub mod queues;
 pub mod recorder;
 pub mod requirements;
+pub mod rollups;
 pub mod routes;
 pub mod stream_mappings;
 pub mod tables;
@@ -88,6 +89,12 @@ pub struct ActivationQuery {
     pub status: Option<ActivationStatus>,
     /// Only activations that started at or after this instant (ms since the epoch).
     pub since_ms: Option<i64>,
+    /// Only activations that started before this instant (ms since the epoch).
+    pub until_ms: Option<i64>,
+    /// Only cold (`Some(true)`) or warm (`Some(false)`) ones.
+    pub cold: Option<bool>,
+    /// Only activations whose logs or error message contain this text (case-sensitive).
+    pub text: Option<String>,
     /// Continue after this cursor (from the previous page's last record).
     pub before: Option<ActivationCursor>,
     pub limit: usize,
@@ -142,8 +149,22 @@ pub trait Store: lambda::LambdaStore + Send + Sync + 'static {
         namespace: &str,
         id: &str,
     ) -> Result<Option<Activation>, StoreError>;
-    /// Deletes activations that started before `cutoff_ms`; returns how many.
+    /// Deletes activations that started before `cutoff_ms`; returns how many. The
+    /// [`rollups`] stay: they are the history of what was pruned.
     async fn prune_activations(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
+
+    /// The [`rollups`] of the activations, summed per function and step of `q`, ordered by
+    /// function then step; steps with no record are absent.
+    async fn activation_rollups(
+        &self,
+        q: &rollups::RollupQuery,
+    ) -> Result<Vec<rollups::Rollup>, StoreError>;
+    /// The duration histogram of the activations, summed the same way (ordered by function,
+    /// step, bucket).
+    async fn duration_histogram(
+        &self,
+        q: &rollups::RollupQuery,
+    ) -> Result<Vec<rollups::HistogramRow>, StoreError>;
 }
 
 /// Hex SHA-256 of some bytes: blob addresses and API key digests.
