@@ -10,11 +10,15 @@
 //!    `LAMBENT_BENCH_FUNCTIONS` (default 60) such functions, `noop-0`…: with warm affinity every
 //!    invocation of one function runs on its home node (chosen by rendezvous hashing), so a
 //!    cluster serves more only when there are more functions than nodes, which is what a FaaS
-//!    platform carries. Spill (a saturated home handing work to the next node) is a safety
-//!    valve for one hot function, not how a cluster is meant to scale, so it is not what is
-//!    measured. The table shows how the homes fell: hashing is not a perfect split, and the
-//!    busiest node bounds the cluster. With 2 or 3 nodes, 1/2 or 2/3 of the requests arrive at
-//!    a door that is not their function's home and are forwarded: that cost is in the numbers.
+//!    platform carries. The table shows how the homes fell: hashing is not a perfect split,
+//!    and the busiest node bounds the cluster. With 2 or 3 nodes, 1/2 or 2/3 of the requests
+//!    arrive at a door that is not their function's home. Under this load (every home at its
+//!    quota) most of them are *not* forwarded: a door spills (runs one itself) as soon as it
+//!    waits on more than `SPILL_MARGIN` more invocations at the home than at itself, and from
+//!    then on runs that function on its own sandbox whenever that sandbox is idle, which with
+//!    many functions cycling is nearly always. The "run off their home" column counts them
+//!    (on 2 nodes, nearly every request that arrived at the other door). A spilled invocation
+//!    costs what a local one does; a forwarded one more (part 2).
 //!    Each node's CPU time (node and sandboxes, from its cgroup's accounting) divided by the
 //!    invocations served is printed too: unlike throughput, it is little moved by whatever
 //!    else runs on the machine.
