@@ -15,8 +15,9 @@
 //! frame   = length:u32 (of what follows) id:u64 kind:u8 body
 //! invoke  (kind 1, sender → peer)  revision:u64 flags:u8 (bit 0: may spill)
 //!                                  namespace function trigger request-id qualifier
-//!                                  client-context cognito-identity   (each: len:u32 bytes;
-//!                                  len 0xFFFF_FFFF = absent) payload (the rest)
+//!                                  client-context cognito-identity trace (each: len:u32
+//!                                  bytes; len 0xFFFF_FFFF = absent; trace: the
+//!                                  `TraceOrigin` as JSON) payload (the rest)
 //! result  (kind 2, peer → sender)  record-length:u32 record (the activation, JSON)
 //!                                  result (the rest: the function's bytes as they are)
 //! refused (kind 3, peer → sender)  status:u16 message (UTF-8, the rest)
@@ -156,6 +157,8 @@ fn get_text(body: &mut Bytes, what: &str) -> Result<Option<String>, WireError> {
 
 /// An `invoke` frame.
 pub fn encode_invoke(id: u64, target: &Target, req: &InvokeRequest, may_spill: bool) -> Bytes {
+    let trace = (req.trace != Default::default())
+        .then(|| serde_json::to_string(&req.trace).expect("trace origins serialize"));
     let texts = [
         Some(target.namespace.as_str()),
         Some(target.function.as_str()),
@@ -164,6 +167,7 @@ pub fn encode_invoke(id: u64, target: &Target, req: &InvokeRequest, may_spill: b
         req.qualifier.as_deref(),
         req.client_context.as_deref(),
         req.cognito_identity.as_deref(),
+        trace.as_deref(),
     ];
     let len = 8
         + 1
@@ -201,6 +205,10 @@ pub fn decode_invoke(mut body: Bytes) -> Result<(Target, InvokeRequest, bool), W
     let qualifier = get_text(&mut body, "qualifier")?;
     let client_context = get_text(&mut body, "client context")?;
     let cognito_identity = get_text(&mut body, "cognito identity")?;
+    let trace = match get_text(&mut body, "trace")? {
+        Some(t) => serde_json::from_str(&t).map_err(|e| wire(format!("invalid trace: {e}")))?,
+        None => Default::default(),
+    };
     let req = InvokeRequest {
         payload: body,
         trigger,
@@ -209,6 +217,7 @@ pub fn decode_invoke(mut body: Bytes) -> Result<(Target, InvokeRequest, bool), W
         client_context,
         cognito_identity,
         may_spill,
+        trace,
     };
     Ok((target, req, may_spill))
 }
@@ -796,6 +805,10 @@ mod tests {
             trigger: "api".into(),
             request_id: Some("r1".into()),
             client_context: Some("e30=".into()),
+            trace: lambent_core::TraceOrigin::of(lambent_core::TraceContext::from_traceparent(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                None,
+            )),
             ..Default::default()
         };
         (target, req)
@@ -821,6 +834,7 @@ mod tests {
         assert_eq!(r.request_id.as_deref(), Some("r1"));
         assert_eq!(r.client_context.as_deref(), Some("e30="));
         assert_eq!((r.qualifier, r.cognito_identity), (None, None));
+        assert_eq!(r.trace, req.trace);
     }
 
     #[test]

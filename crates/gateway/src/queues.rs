@@ -452,7 +452,7 @@ impl FunctionRunner for RegistryRunner {
     ) -> Result<(), String> {
         let app = self.0.upgrade().ok_or("the server is stopping")?;
         app.events
-            .enqueue(namespace, function, payload.to_vec(), trigger)
+            .enqueue(namespace, function, payload.to_vec(), trigger, None)
             .await
             .map(drop)
             .map_err(|e| e.to_string())

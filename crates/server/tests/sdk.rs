@@ -11,30 +11,12 @@
 
 mod common;
 
-use common::{node_with, Node, SHORT_KEEP_ALIVE};
+use common::{node_with, with_sdks, Node, SHORT_KEEP_ALIVE};
 use lambent_aws_api::sigv4;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// Waits until the node has both SDKs, or panics saying why not.
-async fn with_sdks(node: &Node) {
-    let states = node
-        .server
-        .as_ref()
-        .unwrap()
-        .sdks()
-        .settled(Duration::from_secs(900))
-        .await;
-    for (sdk, state) in &states {
-        assert!(
-            matches!(state, lambent_server::sdk::SdkState::Ready(_)),
-            "the {} did not come with the runtimes: {state:?} (PyPI and npm must be reachable)",
-            sdk.describe()
-        );
-    }
-}
 
 const CALLEE: &str = "def handler(event, context):\n    return {\"doubled\": event[\"n\"] * 2}\n";
 
@@ -258,21 +240,6 @@ async fn signed_with(node: &Node, path: &str, body: &str, creds: &Value) -> (u16
     (response.status().as_u16(), error)
 }
 
-/// Makes namespace `ns` with API key `key`, as an operator would in the node's store.
-fn add_namespace(node: &Node, ns: &str, key: &str) {
-    let store =
-        lambent_store_sqlite::SqliteStore::open(&node._data.path().join("lambent.db")).unwrap();
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(async {
-            use lambent_store::Store;
-            store
-                .add_api_key(ns, &lambent_store::sha256_hex(key.as_bytes()))
-                .await
-                .unwrap();
-        })
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sandbox() {
     if common::cluster_backends().is_some() {
@@ -288,7 +255,7 @@ async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sa
     )
     .await;
     // Another namespace, with a function of its own.
-    add_namespace(&node, "other", "other-key");
+    common::add_namespace(&node, "other", "other-key");
     let zip = common::zip_of(&[("app.py", CALLEE)]);
     let http = reqwest::Client::new();
     let code: Value = http

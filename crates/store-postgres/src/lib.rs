@@ -302,7 +302,7 @@ fn function_from_row(row: &Row) -> Result<Function, StoreError> {
 const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
 error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
-parent, steps";
+parent, steps, trace_id, trace";
 
 fn opt_u64(row: &Row, i: usize) -> Option<u64> {
     row.get::<_, Option<i64>>(i).map(|v| v as u64)
@@ -348,6 +348,8 @@ fn activation_from_row(row: &Row) -> Result<Activation, StoreError> {
         parent: row.get(23),
         steps: lambent_store::steps_from_column(row.get::<_, Option<&str>>(24))
             .map_err(json_err)?,
+        trace: lambent_store::trace_from_column(row.get::<_, Option<&str>>(26))
+            .map_err(json_err)?,
     })
 }
 
@@ -379,6 +381,8 @@ struct ActivationColumns {
     node: Vec<String>,
     parent: Vec<Option<String>>,
     steps: Vec<Option<String>>,
+    trace_id: Vec<Option<String>>,
+    trace: Vec<Option<String>>,
 }
 
 impl ActivationColumns {
@@ -414,6 +418,9 @@ impl ActivationColumns {
         self.node.push(a.node.clone());
         self.parent.push(a.parent.clone());
         self.steps.push(lambent_store::steps_column(&a.steps));
+        let (trace_id, trace) = lambent_store::trace_columns(a.trace.as_ref());
+        self.trace_id.push(trace_id);
+        self.trace.push(trace);
     }
 }
 
@@ -532,7 +539,7 @@ impl Store for PgStore {
                  $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], \
                  $12::boolean[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], \
                  $18::text[], $19::text[], $20::bigint[], $21::bigint[], $22::bigint[], $23::text[], \
-                 $24::text[], $25::text[]) \
+                 $24::text[], $25::text[], $26::text[], $27::text[]) \
                  ON CONFLICT (id) DO NOTHING RETURNING id"
             ),
             &[
@@ -561,6 +568,8 @@ impl Store for PgStore {
                 &c.node,
                 &c.parent,
                 &c.steps,
+                &c.trace_id,
+                &c.trace,
             ],
         )
         .await
@@ -605,6 +614,10 @@ impl Store for PgStore {
                 " AND (strpos(logs, ${0}) > 0 OR strpos(coalesce(error_message, ''), ${0}) > 0)",
                 args.len()
             );
+        }
+        if let Some(t) = &q.trace_id {
+            args.push(Box::new(t.clone()));
+            sql += &format!(" AND trace_id = ${}", args.len());
         }
         if let Some(c) = &q.before {
             args.push(Box::new(c.start_ms));

@@ -83,6 +83,9 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     tables::MIGRATION_2,
     queues::MIGRATION_2,
     rollups::MIGRATION,
+    "ALTER TABLE activations ADD COLUMN trace_id TEXT; ALTER TABLE activations ADD COLUMN trace TEXT; \
+     CREATE INDEX activations_by_trace ON activations (namespace, trace_id);",
+    events::TRACE_MIGRATION,
 ];
 
 /// How many reader connections a store keeps.
@@ -264,7 +267,7 @@ fn function_from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
 const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
 error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
-parent, steps";
+parent, steps, trace_id, trace";
 
 fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
     let conv = |e: String| {
@@ -298,6 +301,8 @@ fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
         node: row.get(22)?,
         parent: row.get(23)?,
         steps: lambent_store::steps_from_column(row.get::<_, Option<String>>(24)?.as_deref())
+            .map_err(conv)?,
+        trace: lambent_store::trace_from_column(row.get::<_, Option<String>>(26)?.as_deref())
             .map_err(conv)?,
     })
 }
@@ -449,7 +454,7 @@ impl Store for SqliteStore {
                     .prepare_cached(&format!(
                         "INSERT OR REPLACE INTO activations ({ACTIVATION_COLUMNS}) VALUES \
                          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                         ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
+                         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
                     ))
                     .map_err(db_err)?;
                 for a in &batch {
@@ -464,6 +469,7 @@ impl Store for SqliteStore {
                         .and_then(|v| v.as_str().map(str::to_string));
                     let (birth, sandbox_us, runtime_us, import_us) =
                         init_breakdown::to_columns(a.init.as_ref());
+                    let (trace_id, trace) = lambent_store::trace_columns(a.trace.as_ref());
                     stmt.execute(params![
                         a.id,
                         a.namespace,
@@ -490,6 +496,8 @@ impl Store for SqliteStore {
                         a.node,
                         a.parent,
                         lambent_store::steps_column(&a.steps),
+                        trace_id,
+                        trace,
                     ])
                     .map_err(db_err)?;
                 }
@@ -532,6 +540,10 @@ impl Store for SqliteStore {
                     " AND (instr(logs, ?{0}) > 0 OR instr(coalesce(error_message, ''), ?{0}) > 0)",
                     args.len()
                 );
+            }
+            if let Some(t) = &q.trace_id {
+                args.push(t.clone().into());
+                sql += &format!(" AND trace_id = ?{}", args.len());
             }
             if let Some(c) = &q.before {
                 args.push(c.start_ms.into());

@@ -65,6 +65,8 @@ macro_rules! contract_tests {
             activations_filter_by_time_cold_and_text,
             rollups_count_each_record_once_per_minute_and_hour,
             sequences_and_their_activation_links_round_trip,
+            activation_traces_round_trip_and_are_found_by_trace_id,
+            events_carry_their_trace_context,
             api_keys_map_to_namespaces,
             leases_fence_stale_workers,
             a_fire_applies_once,
@@ -146,6 +148,7 @@ pub fn activation(id: &str, start_ms: i64, status: ActivationStatus) -> Activati
         node: "n1".into(),
         parent: None,
         steps: Vec::new(),
+        trace: None,
     }
 }
 
@@ -173,6 +176,7 @@ pub fn event(id: &str, due_ms: i64) -> QueuedEvent {
         due_ms,
         attempts: 0,
         claims: 0,
+        trace: None,
     }
 }
 
@@ -516,6 +520,122 @@ pub async fn sequences_and_their_activation_links_round_trip<S: ContractStore>(s
         .unwrap();
     let parent = page.iter().find(|a| a.id == "p").unwrap();
     assert_eq!(parent.steps, ["p-1", "p-2.1"]);
+}
+
+/// A trace context of trace `t` (1 hex digit repeated) from span `s`.
+fn trace_context(t: char, s: char) -> lambent_core::TraceContext {
+    let tp = format!(
+        "00-{}-{}-01",
+        t.to_string().repeat(32),
+        s.to_string().repeat(16)
+    );
+    lambent_core::TraceContext::from_traceparent(&tp, Some("k=v")).unwrap()
+}
+
+pub async fn activation_traces_round_trip_and_are_found_by_trace_id<S: ContractStore>(
+    store: Arc<S>,
+) {
+    use lambent_core::{ActivationTrace, HttpTrigger, TraceOrigin};
+    let traced = |id: &str, start_ms, origin: TraceOrigin| {
+        let mut a = activation(id, start_ms, ActivationStatus::Success);
+        a.trace = Some(ActivationTrace::start(origin, start_ms * 1000 + 7));
+        a
+    };
+    let root = traced(
+        "root",
+        100,
+        TraceOrigin {
+            http: Some(HttpTrigger {
+                method: "GET".into(),
+                route: "/a/{x}".into(),
+                path: "/a/1".into(),
+            }),
+            ..Default::default()
+        },
+    );
+    let trace = root.trace.clone().unwrap();
+    let child = traced(
+        "child",
+        101,
+        TraceOrigin {
+            context: Some(trace.handler_context()),
+            queued_ms: Some(100),
+            ..Default::default()
+        },
+    );
+    let mut elsewhere = child.clone();
+    (elsewhere.id, elsewhere.namespace) = ("other-ns".into(), "other".into());
+    let other_trace = traced(
+        "other-trace",
+        102,
+        TraceOrigin {
+            context: Some(trace_context('a', 'b')),
+            ..Default::default()
+        },
+    );
+    let untraced = activation("untraced", 103, ActivationStatus::Success);
+    let batch = [root, child, elsewhere, other_trace, untraced];
+    store.insert_activations(&batch).await.unwrap();
+    for a in &batch {
+        let got = store.get_activation(&a.namespace, &a.id).await.unwrap();
+        assert_eq!(got.as_ref(), Some(a));
+    }
+    let of = |ns: &str, trace_id: String| ActivationQuery {
+        namespace: ns.into(),
+        trace_id: Some(trace_id),
+        limit: 100,
+        ..Default::default()
+    };
+    let found = store
+        .query_activations(&of("default", trace.trace_id.to_string()))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = found.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["child", "root"]);
+    assert_eq!(
+        found[0].trace.as_ref().unwrap().parent_span_id,
+        Some(trace.handler_context().parent)
+    );
+    assert_eq!(found[0].trace.as_ref().unwrap().queued_ms, Some(100));
+    // Another namespace's activations of the same trace stay there.
+    let there = store
+        .query_activations(&of("other", trace.trace_id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(there.len(), 1);
+    assert_eq!(there[0].id, "other-ns");
+    let none = store
+        .query_activations(&of("default", "f".repeat(32)))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub async fn events_carry_their_trace_context<S: ContractStore>(store: Arc<S>) {
+    let mut traced = event("traced", 10);
+    traced.trace = Some(trace_context('c', 'd'));
+    let mut dest = event("traced.dest", 20);
+    dest.trace = Some(trace_context('e', 'f'));
+    store
+        .write_events(vec![
+            EventWrite::Enqueue(traced.clone()),
+            EventWrite::Enqueue(event("plain", 10)),
+        ])
+        .await
+        .unwrap();
+    let got = store.claim_events(&claim(10, 10, 100)).await.unwrap();
+    let by_id = |id: &str| got.iter().find(|e| e.id == id).unwrap().trace.clone();
+    assert_eq!(by_id("traced"), traced.trace);
+    assert_eq!(by_id("plain"), None);
+    let complete = EventWrite::Complete {
+        id: "traced".into(),
+        claim: 1,
+        then: Some(dest.clone()),
+    };
+    assert_eq!(store.write_events(vec![complete]).await.unwrap(), [true]);
+    let got = store.claim_events(&claim(20, 10, 200)).await.unwrap();
+    assert_eq!(ids(&got), ["traced.dest"]);
+    assert_eq!(got[0].trace, dest.trace);
 }
 
 pub async fn api_keys_map_to_namespaces<S: ContractStore>(store: Arc<S>) {

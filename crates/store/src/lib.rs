@@ -97,6 +97,8 @@ pub struct ActivationQuery {
     pub text: Option<String>,
     /// Continue after this cursor (from the previous page's last record).
     pub before: Option<ActivationCursor>,
+    /// Only the activations of this trace (32 hex digits).
+    pub trace_id: Option<String>,
     pub limit: usize,
 }
 
@@ -177,6 +179,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// none), the same on every backend.
 pub fn steps_column(steps: &[String]) -> Option<String> {
     (!steps.is_empty()).then(|| serde_json::Value::from(steps.to_vec()).to_string())
+}
+
+/// An activation's trace as two nullable text columns, the same on every backend: the trace
+/// id (indexed with the namespace, for `GET /v1/traces/{id}`) and the whole
+/// [`lambent_core::ActivationTrace`] as compact JSON.
+pub fn trace_columns(
+    trace: Option<&lambent_core::ActivationTrace>,
+) -> (Option<String>, Option<String>) {
+    match trace {
+        Some(t) => (Some(t.trace_id.to_string()), serde_json::to_string(t).ok()),
+        None => (None, None),
+    }
+}
+
+/// The trace stored by [`trace_columns`] (from its JSON column).
+pub fn trace_from_column(
+    column: Option<&str>,
+) -> Result<Option<lambent_core::ActivationTrace>, String> {
+    column
+        .map(|text| serde_json::from_str(text).map_err(|e| format!("invalid trace column: {e}")))
+        .transpose()
 }
 
 /// The step ids stored by [`steps_column`].
