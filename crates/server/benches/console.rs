@@ -71,6 +71,7 @@ fn record(rng: &mut rand::rngs::StdRng, i: usize, now: i64) -> Activation {
         node: "local".into(),
         parent: None,
         steps: Vec::new(),
+        trace: None,
     }
 }
 
