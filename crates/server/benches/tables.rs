@@ -98,7 +98,8 @@ impl Dynamo {
                     .iter()
                     .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
                     .collect();
-                headers.push(("host".into(), self.host.clone()));
+                // wrk adds its own `Host` unless the table has one under that spelling.
+                headers.push(("Host".into(), self.host.clone()));
                 wrk::ScriptRequest {
                     method: "POST".into(),
                     path: "/".into(),
