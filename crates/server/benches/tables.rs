@@ -29,6 +29,10 @@
 
 mod support;
 
+/// The `lambent` binary's allocator, so that the server measured here is the one it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use lambent_server::{start, ServerOptions};
 use lambent_testkit::wrk;
 use parking_lot::Mutex;
@@ -217,6 +221,8 @@ struct Measure {
     ops: f64,
     /// CPU microseconds per operation (this process: the server, and the client if in it).
     cpu_us: f64,
+    /// Failed requests (wrk's non-2xx answers and socket errors; an in-process failure panics).
+    errors: u64,
 }
 
 impl Measure {
@@ -227,6 +233,7 @@ impl Measure {
             p99: s.p99,
             ops: run.ops(),
             cpu_us: run.cpu_us(),
+            errors: 0,
         }
     }
 
@@ -241,6 +248,7 @@ impl Measure {
             p99: mid(rounds.iter().map(|m| m.p99).collect()),
             ops: mid(rounds.iter().map(|m| m.ops).collect()),
             cpu_us: mid(rounds.iter().map(|m| m.cpu_us).collect()),
+            errors: rounds.iter().map(|m| m.errors).sum(),
         }
     }
 
@@ -249,8 +257,12 @@ impl Measure {
     }
 
     fn cell(&self) -> String {
+        let errors = match self.errors {
+            0 => String::new(),
+            n => format!(", **{n} errors** (all rounds)"),
+        };
         format!(
-            "p50 {} / p99 {} ms, {:.0} op/s, CPU {:.0} µs/op",
+            "p50 {} / p99 {} ms, {:.0} op/s, CPU {:.0} µs/op{errors}",
             ms(self.p50),
             ms(self.p99),
             self.ops,
@@ -280,12 +292,15 @@ async fn outside(wrk: &Path, script: &Path, url: &str, connections: usize, secs:
         };
         let (m, _) = wrk::start(&wrk, &load).finish();
         let cpu = support::process_cpu() - cpu;
-        assert_eq!(m.errors, 0, "wrk saw errors: {m:?}");
+        if m.errors > 0 {
+            eprintln!("wrk saw {} errors:\n{}", m.errors, m.report);
+        }
         Measure {
             p50: m.p50.expect("wrk's latency distribution"),
             p99: m.p99.expect("wrk's latency distribution"),
             ops: m.rps(),
             cpu_us: cpu.as_secs_f64() * 1e6 / m.ok().max(1) as f64,
+            errors: m.errors,
         }
     })
     .await

@@ -94,6 +94,8 @@ pub struct Measured {
     /// Latency percentiles (wrk's `--latency` distribution).
     pub p50: Option<Duration>,
     pub p99: Option<Duration>,
+    /// wrk's whole report.
+    pub report: String,
 }
 
 impl Measured {
@@ -127,7 +129,10 @@ fn seconds(t: &str) -> Option<f64> {
 
 /// Reads wrk's report.
 pub fn parse(out: &str) -> Measured {
-    let mut run = Measured::default();
+    let mut run = Measured {
+        report: out.to_string(),
+        ..Measured::default()
+    };
     for line in out.lines().map(str::trim) {
         if let Some((n, rest)) = line.split_once(" requests in ") {
             run.requests = n.trim().parse().unwrap_or(0);
