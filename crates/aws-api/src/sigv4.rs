@@ -282,7 +282,13 @@ fn kept_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u
         kept.truncate(KEPT_SIGNING_KEYS - 1);
         kept.insert(
             0,
-            (secret.into(), date.into(), region.into(), service.into(), key),
+            (
+                secret.into(),
+                date.into(),
+                region.into(),
+                service.into(),
+                key,
+            ),
         );
         key
     })
@@ -479,6 +485,29 @@ mod tests {
     fn get_vanilla_verifies() {
         let h = vector_headers("5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
         assert_eq!(check("GET", "/", "", &h, b""), Ok(()));
+    }
+
+    #[test]
+    fn kept_signing_keys_are_the_derived_ones_for_each_scope_and_secret() {
+        let dates: Vec<String> = (0..KEPT_SIGNING_KEYS + 2)
+            .map(|d| format!("201508{:02}", d + 1))
+            .collect();
+        let mut scopes: Vec<(&str, &str, &str, &str)> = dates
+            .iter()
+            .map(|d| (SECRET, d.as_str(), "us-east-1", "service"))
+            .collect();
+        scopes.push((SECRET, &dates[0], "eu-west-1", "service"));
+        scopes.push((SECRET, &dates[0], "us-east-1", "dynamodb"));
+        scopes.push(("another-secret", &dates[0], "us-east-1", "service"));
+        // More scopes than a thread keeps, twice over, then one again at once: misses,
+        // evictions and hits alike.
+        for &(secret, date, region, service) in scopes.iter().chain(&scopes).chain(&scopes[..1]) {
+            assert_eq!(
+                kept_signing_key(secret, date, region, service),
+                signing_key(secret, date, region, service)
+            );
+        }
+        assert!(SIGNING_KEYS.with(|k| k.borrow().len()) <= KEPT_SIGNING_KEYS);
     }
 
     #[test]

@@ -217,11 +217,11 @@ fn table_name(body: &[u8]) -> Result<String, TableError> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| {
-        TableError::validation(
+            TableError::validation(
             "1 validation error detected: Value null at 'tableName' failed to satisfy constraint: \
              Member must not be null",
         )
-    })
+        })
 }
 
 /// Refuses a body naming a legacy parameter (any top-level member [`dispatch`] refuses): one
@@ -252,8 +252,8 @@ fn legacy_error(legacy: &str, modern: &str) -> TableError {
     ))
 }
 
-/// Runs one operation on a body; the answer as JSON text. GetItem, the hottest call, answers
-/// the stored item's text as it is; the others go through [`dispatch`].
+/// Runs one operation on a body; the answer as JSON text. GetItem, Query and Scan answer
+/// stored items' text as it is; the others go through [`dispatch`].
 pub async fn dispatch_text(
     tables: &Tables,
     ns: &str,
@@ -264,6 +264,12 @@ pub async fn dispatch_text(
         "GetItem" => {
             refuse_legacy(body)?;
             tables.get_item_text(ns, decode(body)?).await
+        }
+        "Query" | "Scan" => {
+            refuse_legacy(body)?;
+            tables
+                .read_text(ns, decode(body)?, operation == "Query")
+                .await
         }
         _ => dispatch(tables, ns, operation, body)
             .await

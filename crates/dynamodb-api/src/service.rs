@@ -1112,12 +1112,19 @@ impl Tables {
     }
 
     /// Query (with a key condition) and Scan (without).
-    pub async fn read(
+    pub async fn read(&self, ns: &str, input: ReadInput, query: bool) -> Result<Value, TableError> {
+        let text = self.read_text(ns, input, query).await?;
+        serde_json::from_str(&text).map_err(|e| TableError::Internal(e.to_string()))
+    }
+
+    /// Query or Scan, the answer as JSON text: an item read whole (no index projection,
+    /// filter or projection) is answered as stored, neither parsed nor serialized again.
+    pub async fn read_text(
         &self,
         ns: &str,
         mut input: ReadInput,
         query: bool,
-    ) -> Result<Value, TableError> {
+    ) -> Result<String, TableError> {
         let table = self.table(ns, &input.table_name).await?;
         let index = input
             .index_name
@@ -1197,7 +1204,9 @@ impl Tables {
         };
         let forward = input.scan_index_forward.unwrap_or(true);
         let index_projection = index.and_then(|i| i.projected(&table.schema.key));
-        let (mut items, mut scanned, mut bytes) = (Vec::new(), 0usize, 0usize);
+        // Items kept as stored unless something reads into them.
+        let whole = index_projection.is_none() && filter.is_none() && projection.is_none();
+        let (mut items, mut scanned, mut bytes) = (Vec::<String>::new(), 0usize, 0usize);
         let mut last: Option<Item> = None;
         'pages: loop {
             let q = RangeQuery {
@@ -1213,23 +1222,38 @@ impl Tables {
             let rows = self.store.range_items(&q).await.map_err(store_err)?;
             let fetched = rows.len();
             for row in rows {
-                let mut item = parse_item(&row.json)?;
-                if let Some(names) = &index_projection {
-                    item.retain(|k, _| names.contains(k));
-                }
                 scanned += 1;
                 bytes += row.json.len();
+                let full_page = scanned >= limit || bytes >= MAX_PAGE_BYTES;
+                let item = if whole && !full_page {
+                    None
+                } else {
+                    let mut item = parse_item(&row.json)?;
+                    if let Some(names) = &index_projection {
+                        item.retain(|k, _| names.contains(k));
+                    }
+                    Some(item)
+                };
+                let kept = match &item {
+                    None => Some(row.json),
+                    Some(_) if whole => Some(row.json),
+                    Some(item) => match filter.as_ref().is_none_or(|f| f.evaluate(Some(item))) {
+                        true => Some(
+                            match &projection {
+                                Some(p) => serde_json::to_string(&p.apply(item)),
+                                None => serde_json::to_string(item),
+                            }
+                            .map_err(|e| TableError::Internal(e.to_string()))?,
+                        ),
+                        false => None,
+                    },
+                };
+                items.extend(kept);
                 after = Some(ItemCursor {
                     index_key: row.index_key,
                     key: row.key,
                 });
-                if filter.as_ref().is_none_or(|f| f.evaluate(Some(&item))) {
-                    items.push(match &projection {
-                        Some(p) => p.apply(&item),
-                        None => item.clone(),
-                    });
-                }
-                if scanned >= limit || bytes >= MAX_PAGE_BYTES {
+                if let (true, Some(item)) = (full_page, item) {
                     let mut key = table.schema.key.project_key(&item);
                     if let Some(i) = index {
                         key.extend(i.schema.project_key(&item));
@@ -1242,13 +1266,17 @@ impl Tables {
                 break;
             }
         }
-        let mut out = json!({"Count": items.len(), "ScannedCount": scanned});
+        let mut out = format!("{{\"Count\":{},\"ScannedCount\":{scanned}", items.len());
         if !count_only {
-            out["Items"] = items.iter().map(item_json).collect();
+            out.push_str(",\"Items\":[");
+            out.push_str(&items.join(","));
+            out.push(']');
         }
         if let Some(last) = last {
-            out["LastEvaluatedKey"] = item_json(&last);
+            out.push_str(",\"LastEvaluatedKey\":");
+            out.push_str(&item_json(&last).to_string());
         }
+        out.push('}');
         Ok(out)
     }
 

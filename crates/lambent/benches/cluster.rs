@@ -766,14 +766,8 @@ fn load(
         })
         .collect();
     Sample {
-        rps: runs
-            .iter()
-            .map(wrk::Measured::rps)
-            .sum(),
-        requests: runs
-            .iter()
-            .map(wrk::Measured::ok)
-            .sum(),
+        rps: runs.iter().map(wrk::Measured::rps).sum(),
+        requests: runs.iter().map(wrk::Measured::ok).sum(),
         node_cpu,
         errors: runs.iter().map(|r| r.errors).sum(),
         wrk_cores: wrk_cpu / wall,

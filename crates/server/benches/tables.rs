@@ -223,6 +223,8 @@ struct Measure {
     cpu_us: f64,
     /// Failed requests (wrk's non-2xx answers and socket errors; an in-process failure panics).
     errors: u64,
+    /// wrk's own CPU microseconds per request (rows driven from outside).
+    wrk_us: Option<f64>,
 }
 
 impl Measure {
@@ -234,6 +236,7 @@ impl Measure {
             ops: run.ops(),
             cpu_us: run.cpu_us(),
             errors: 0,
+            wrk_us: None,
         }
     }
 
@@ -249,6 +252,11 @@ impl Measure {
             ops: mid(rounds.iter().map(|m| m.ops).collect()),
             cpu_us: mid(rounds.iter().map(|m| m.cpu_us).collect()),
             errors: rounds.iter().map(|m| m.errors).sum(),
+            wrk_us: rounds
+                .iter()
+                .map(|m| m.wrk_us)
+                .collect::<Option<Vec<f64>>>()
+                .map(mid),
         }
     }
 
@@ -261,8 +269,12 @@ impl Measure {
             0 => String::new(),
             n => format!(", **{n} errors** (all rounds)"),
         };
+        let wrk = match self.wrk_us {
+            Some(us) => format!(" (wrk: {us:.0})"),
+            None => String::new(),
+        };
         format!(
-            "p50 {} / p99 {} ms, {:.0} op/s, CPU {:.0} µs/op{errors}",
+            "p50 {} / p99 {} ms, {:.0} op/s, CPU {:.0}{wrk} µs/op{errors}",
             ms(self.p50),
             ms(self.p99),
             self.ops,
@@ -290,7 +302,7 @@ async fn outside(wrk: &Path, script: &Path, url: &str, connections: usize, secs:
             script: &script,
             url: &url,
         };
-        let (m, _) = wrk::start(&wrk, &load).finish();
+        let (m, wrk_cpu) = wrk::start(&wrk, &load).finish();
         let cpu = support::process_cpu() - cpu;
         if m.errors > 0 {
             eprintln!("wrk saw {} errors:\n{}", m.errors, m.report);
@@ -301,6 +313,7 @@ async fn outside(wrk: &Path, script: &Path, url: &str, connections: usize, secs:
             ops: m.rps(),
             cpu_us: cpu.as_secs_f64() * 1e6 / m.ok().max(1) as f64,
             errors: m.errors,
+            wrk_us: Some(wrk_cpu.as_secs_f64() * 1e6 / m.ok().max(1) as f64),
         }
     })
     .await
@@ -348,6 +361,21 @@ impl Case {
     }
 }
 
+/// The 1-minute load average (runnable threads of the whole machine).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// What a case would serve on the machine's cores with nothing else running: cores ÷ (the
+/// server's CPU per request + wrk's), from a row driven from outside.
+fn capacity(m: &Measure) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    cores * 1e6 / (m.cpu_us + m.wrk_us.unwrap_or(0.0))
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
@@ -392,6 +420,7 @@ async fn bench() {
     let rounds = support::env_or("LAMBENT_BENCH_ROUNDS", 3usize).max(1);
     let secs = support::env_or("LAMBENT_BENCH_SECS", 3u64);
     let wrk_bin = wrk::find();
+    let load_before = load_average();
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), tmp.path().join("data"));
     opts.api_key = Some("bench-key".into());
@@ -582,8 +611,12 @@ async fn bench() {
         Measure::median(&http_ceiling).cell()
     ));
 
+    let get64_outside = Measure::median(&get64.outside);
     let report = format!(
-        "{table}\nMedians of {rounds} rounds; per round, each in-process row and its baseline \
+        "{table}\nGetItem at 64 callers from outside costs {:.0} µs of server CPU and {:.0} µs \
+         of wrk's per request: the machine's cores alone would serve {:.0} GetItem/s. The run \
+         shares them: load average {load_before} at its start, {} at its end.\n\n\
+         Medians of {rounds} rounds; per round, each in-process row and its baseline \
          ran {n} operations ({} at 64 callers, {nq} for Query) in a-b-b-a order, each wrk row {secs} s. \
          **wrk, outside**: wrk in its own process replaying requests signed by the bench just \
          before the run (1000 distinct GetItem keys and PutItem items in turn; the server \
@@ -598,6 +631,10 @@ async fn bench() {
          synchronous=NORMAL, so a commit is in the WAL file (the OS's page cache) before the \
          answer: nothing accepted is lost when the server is killed; a power cut may lose the \
          commits since the last checkpoint's fsync.\n",
+        get64_outside.cpu_us,
+        get64_outside.wrk_us.unwrap_or(0.0),
+        capacity(&get64_outside),
+        load_average(),
         n64
     );
     support::write_report("tables_bench.md", &report);

@@ -14,7 +14,9 @@ pub fn find() -> PathBuf {
             .map(|p| p.join("wrk"))
             .find(|p| p.is_file())
     });
-    found.unwrap_or_else(|| panic!("this bench needs wrk as its load generator: apt-get install -y wrk"))
+    found.unwrap_or_else(|| {
+        panic!("this bench needs wrk as its load generator: apt-get install -y wrk")
+    })
 }
 
 /// One HTTP request of a script.
@@ -174,7 +176,13 @@ pub fn start(wrk: &Path, load: &Load<'_>) -> Running {
     let child = Command::new(wrk)
         .args(["-t", &load.threads.to_string()])
         .args(["-c", &load.connections.to_string()])
-        .args(["-d", &format!("{}s", load.secs), "--timeout", "10s", "--latency"])
+        .args([
+            "-d",
+            &format!("{}s", load.secs),
+            "--timeout",
+            "10s",
+            "--latency",
+        ])
         .arg("-s")
         .arg(load.script)
         .arg(load.url)
