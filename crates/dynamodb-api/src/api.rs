@@ -237,7 +237,7 @@ fn refuse_legacy(body: &[u8]) -> Result<(), TableError> {
             })
     });
     if mentions {
-        if let Some(obj) = body_json(body)?.as_object() {
+        if let Some(obj) = decode::<Value>(body)?.as_object() {
             if let Some((legacy, modern)) = LEGACY.iter().find(|(k, _)| obj.contains_key(*k)) {
                 return Err(legacy_error(legacy, modern));
             }
@@ -275,10 +275,6 @@ pub async fn dispatch_text(
             .await
             .map(|v| v.to_string()),
     }
-}
-
-fn body_json(body: &[u8]) -> Result<Value, TableError> {
-    decode(body)
 }
 
 /// Runs one DynamoDB Streams operation on a decoded body.
@@ -327,7 +323,7 @@ pub async fn dispatch(
         "BatchWriteItem" => tables.batch_write_item(ns, decode(body)?).await,
         "TransactGetItems" => tables.transact_get_items(ns, decode(body)?).await,
         "TransactWriteItems" => {
-            let mut fingerprint = body_json(body)?;
+            let mut fingerprint = decode::<Value>(body)?;
             if let Some(o) = fingerprint.as_object_mut() {
                 o.remove("ClientRequestToken");
             }
