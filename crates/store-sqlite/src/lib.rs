@@ -2,9 +2,9 @@
 //! reads through a small pool of others (WAL lets readers run beside each other and beside the
 //! writer), each on tokio's blocking pool, so the async runtime never waits on disk. A call
 //! first waits (asynchronously) for a free connection, so no blocking thread ever sits on a
-//! lock. One exception: reads of a few items by key (GetItem) run on the caller's thread when
-//! a reader is free at once: from SQLite's page cache they take microseconds, less than
-//! handing them to another thread and back. Schema changes are numbered migrations applied at
+//! lock. One exception: reads of a few items by key (GetItem) and of a table by name (before
+//! every item write) run on the caller's thread when a reader is free at once: from SQLite's
+//! page cache they take microseconds, less than handing them to another thread and back. Schema changes are numbered migrations applied at
 //! open.
 
 mod events;
