@@ -123,6 +123,7 @@ async fn invoke(
                     function.name.as_str(),
                     payload.to_vec(),
                     "async",
+                    lambent_gateway::trace_context(&headers),
                 )
                 .await
                 .map_err(|e| AwsError::from(lambent_gateway::ApiError::from(e)))?;
@@ -135,6 +136,7 @@ async fn invoke(
                 trigger: "api".into(),
                 client_context,
                 qualifier: f.qualifier.clone(),
+                trace: lambent_core::TraceOrigin::of(lambent_gateway::trace_context(&headers)),
                 ..Default::default()
             };
             let result = api.app.run(&resolved.deployment, request).await;

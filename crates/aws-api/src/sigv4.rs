@@ -209,7 +209,7 @@ pub fn verify_signature(
     let claimed = hex::decode(&auth.signature).map_err(|_| SigV4Error::Mismatch)?;
     let amz_date = header_value(req.headers, "x-amz-date").unwrap_or_default();
     let to_sign = string_to_sign(&amz_date, &auth.scope(), &canonical_request(req, auth));
-    let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
+    let key = kept_signing_key(secret, &auth.date, &auth.region, &auth.service);
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
     mac.update(to_sign.as_bytes());
     mac.verify_slice(&claimed).map_err(|_| SigV4Error::Mismatch)
@@ -253,6 +253,45 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
         key = hmac_sha256(&key, part.as_bytes());
     }
     key
+}
+
+/// How many signing keys each thread keeps (most recent first).
+const KEPT_SIGNING_KEYS: usize = 8;
+
+/// A signing key with what it was derived from: secret, date, region, service.
+type KeptKey = (String, String, String, String, [u8; 32]);
+
+thread_local! {
+    /// Signing keys this thread derived lately: one serves every request of a day signed
+    /// with the same secret for the same region and service, and deriving it again takes
+    /// four HMACs.
+    static SIGNING_KEYS: std::cell::RefCell<Vec<KeptKey>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`signing_key`], kept per thread for the next request with the same scope and secret.
+fn kept_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    SIGNING_KEYS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let found = kept
+            .iter()
+            .find(|(s, d, r, v, _)| s == secret && d == date && r == region && v == service);
+        if let Some((.., key)) = found {
+            return *key;
+        }
+        let key = signing_key(secret, date, region, service);
+        kept.truncate(KEPT_SIGNING_KEYS - 1);
+        kept.insert(
+            0,
+            (
+                secret.into(),
+                date.into(),
+                region.into(),
+                service.into(),
+                key,
+            ),
+        );
+        key
+    })
 }
 
 /// Signs a request (the client side, used to test the verifier against itself and to let a
@@ -446,6 +485,29 @@ mod tests {
     fn get_vanilla_verifies() {
         let h = vector_headers("5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31");
         assert_eq!(check("GET", "/", "", &h, b""), Ok(()));
+    }
+
+    #[test]
+    fn kept_signing_keys_are_the_derived_ones_for_each_scope_and_secret() {
+        let dates: Vec<String> = (0..KEPT_SIGNING_KEYS + 2)
+            .map(|d| format!("201508{:02}", d + 1))
+            .collect();
+        let mut scopes: Vec<(&str, &str, &str, &str)> = dates
+            .iter()
+            .map(|d| (SECRET, d.as_str(), "us-east-1", "service"))
+            .collect();
+        scopes.push((SECRET, &dates[0], "eu-west-1", "service"));
+        scopes.push((SECRET, &dates[0], "us-east-1", "dynamodb"));
+        scopes.push(("another-secret", &dates[0], "us-east-1", "service"));
+        // More scopes than a thread keeps, twice over, then one again at once: misses,
+        // evictions and hits alike.
+        for &(secret, date, region, service) in scopes.iter().chain(&scopes).chain(&scopes[..1]) {
+            assert_eq!(
+                kept_signing_key(secret, date, region, service),
+                signing_key(secret, date, region, service)
+            );
+        }
+        assert!(SIGNING_KEYS.with(|k| k.borrow().len()) <= KEPT_SIGNING_KEYS);
     }
 
     #[test]

@@ -195,6 +195,10 @@ pub struct Activation {
     /// A sequence's record: the activations of its steps, in the order they ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<String>,
+    /// Its place in its trace (`trace_id`, `span_id`, … beside the other fields in JSON);
+    /// `None` when tracing is off.
+    #[serde(flatten, default)]
+    pub trace: Option<crate::ActivationTrace>,
 }
 
 /// Billed duration: rounded up to the next millisecond, at least 1 ms (Lambda since 2020-12).
@@ -228,6 +232,23 @@ mod tests {
             assert_eq!(serde_json::to_value(b).unwrap(), b.as_str());
         }
         assert!("fork".parse::<Birth>().is_err());
+    }
+
+    #[test]
+    fn a_trace_sits_beside_the_record_fields_in_json() {
+        let mut a = Activation {
+            id: "a".into(),
+            ..Default::default()
+        };
+        let plain = serde_json::to_value(&a).unwrap();
+        assert!(plain.get("trace_id").is_none());
+        assert_eq!(serde_json::from_value::<Activation>(plain).unwrap(), a);
+        a.trace = Some(crate::ActivationTrace::start(Default::default(), 5));
+        let json = serde_json::to_value(&a).unwrap();
+        let t = a.trace.as_ref().unwrap();
+        assert_eq!(json["trace_id"], t.trace_id.to_string());
+        assert_eq!(json["span_id"], t.span_id.to_string());
+        assert_eq!(serde_json::from_value::<Activation>(json).unwrap(), a);
     }
 
     #[test]

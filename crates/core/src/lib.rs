@@ -9,12 +9,14 @@ pub mod limits;
 pub mod metering;
 pub mod route;
 pub mod runtime;
+pub mod trace;
 
 pub use activation::{Activation, ActivationStatus, Birth, ColdReason, InitBreakdown};
 pub use async_invoke::{AsyncConfig, AsyncSpec, Destination};
 pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
 pub use route::{Route, RouteSpec, RouteTarget};
 pub use runtime::{Runtime, RuntimeKind};
+pub use trace::{ActivationTrace, HttpTrigger, SpanId, TraceContext, TraceId, TraceOrigin};
 
 /// The namespace every single-tenant installation starts with.
 pub const DEFAULT_NAMESPACE: &str = "default";

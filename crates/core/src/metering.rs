@@ -386,6 +386,7 @@ mod tests {
             node: String::new(),
             parent: None,
             steps: Vec::new(),
+            trace: None,
         }
     }
 

@@ -126,7 +126,10 @@ fn json_text_response(status: StatusCode, body: String) -> Response {
 
 /// Answers one DynamoDB call.
 pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    // A v4 UUID from the thread's RNG (seeded once), not a getrandom call per request.
+    let request_id = uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string();
     let (parts, body) = request.into_parts();
     let mut response = match auth::signer(&endpoint.app, &parts).await {
         Err(e) => e.into_response(),
@@ -191,14 +194,28 @@ pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
     response
 }
 
-fn decode<T: DeserializeOwned>(input: Value) -> Result<T, TableError> {
-    serde_json::from_value(input).map_err(|e| TableError::from_json(&e))
+/// A typed request read straight from the body's bytes (no intermediate `Value`).
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, TableError> {
+    let body: &[u8] = if is_empty(body) { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| TableError::from_json(&e))
 }
 
-fn table_name(input: &Value) -> Result<&str, TableError> {
-    input
-        .get("TableName")
+fn is_empty(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The `TableName` of a request that needs nothing else.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TableNameOnly {
+    table_name: Option<Value>,
+}
+
+fn table_name(body: &[u8]) -> Result<String, TableError> {
+    let name = decode::<TableNameOnly>(body)?.table_name;
+    name.as_ref()
         .and_then(Value::as_str)
+        .map(str::to_string)
         .ok_or_else(|| {
             TableError::validation(
             "1 validation error detected: Value null at 'tableName' failed to satisfy constraint: \
@@ -207,15 +224,20 @@ fn table_name(input: &Value) -> Result<&str, TableError> {
         })
 }
 
-/// Refuses a body naming a legacy parameter (any top-level member [`dispatch`] refuses): a
-/// scan for the quoted names first, the parse only if one is there.
+/// Refuses a body naming a legacy parameter (any top-level member [`dispatch`] refuses): one
+/// pass over the body for a quoted legacy name, the parse only if one is there.
 fn refuse_legacy(body: &[u8]) -> Result<(), TableError> {
-    let mentions = |name: &str| {
-        let quoted = format!("\"{name}\"");
-        body.windows(quoted.len()).any(|w| w == quoted.as_bytes())
-    };
-    if LEGACY.iter().any(|(legacy, _)| mentions(legacy)) {
-        if let Some(obj) = body_json(body)?.as_object() {
+    let mentions = body.iter().enumerate().any(|(i, &b)| {
+        b == b'"'
+            && LEGACY.iter().any(|(name, _)| {
+                let rest = &body[i + 1..];
+                rest.len() > name.len()
+                    && rest.starts_with(name.as_bytes())
+                    && rest[name.len()] == b'"'
+            })
+    });
+    if mentions {
+        if let Some(obj) = decode::<Value>(body)?.as_object() {
             if let Some((legacy, modern)) = LEGACY.iter().find(|(k, _)| obj.contains_key(*k)) {
                 return Err(legacy_error(legacy, modern));
             }
@@ -230,9 +252,8 @@ fn legacy_error(legacy: &str, modern: &str) -> TableError {
     ))
 }
 
-/// Runs one operation on a body; the answer as JSON text. GetItem, the hottest call, reads its
-/// typed request straight from the body and answers the stored item's text as it is; the
-/// others go through [`dispatch`].
+/// Runs one operation on a body; the answer as JSON text. GetItem, Query and Scan answer
+/// stored items' text as it is; the others go through [`dispatch`].
 pub async fn dispatch_text(
     tables: &Tables,
     ns: &str,
@@ -240,22 +261,19 @@ pub async fn dispatch_text(
     body: &[u8],
 ) -> Result<String, TableError> {
     match operation {
-        "GetItem" if !body.iter().all(u8::is_ascii_whitespace) => {
+        "GetItem" => {
             refuse_legacy(body)?;
-            let input = serde_json::from_slice(body).map_err(|e| TableError::from_json(&e))?;
-            tables.get_item_text(ns, input).await
+            tables.get_item_text(ns, decode(body)?).await
+        }
+        "Query" | "Scan" => {
+            refuse_legacy(body)?;
+            tables
+                .read_text(ns, decode(body)?, operation == "Query")
+                .await
         }
         _ => dispatch(tables, ns, operation, body)
             .await
             .map(|v| v.to_string()),
-    }
-}
-
-fn body_json(body: &[u8]) -> Result<Value, TableError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(json!({}))
-    } else {
-        serde_json::from_slice(body).map_err(|e| TableError::from_json(&e))
     }
 }
 
@@ -266,12 +284,11 @@ pub async fn dispatch_streams(
     operation: &str,
     body: &[u8],
 ) -> Result<Value, StreamError> {
-    let input = body_json(body)?;
     match operation {
-        "ListStreams" => tables.list_streams(ns, decode(input)?).await,
-        "DescribeStream" => tables.describe_stream(ns, decode(input)?).await,
-        "GetShardIterator" => tables.get_shard_iterator(ns, decode(input)?).await,
-        "GetRecords" => tables.get_records(ns, decode(input)?).await,
+        "ListStreams" => tables.list_streams(ns, decode(body)?).await,
+        "DescribeStream" => tables.describe_stream(ns, decode(body)?).await,
+        "GetShardIterator" => tables.get_shard_iterator(ns, decode(body)?).await,
+        "GetRecords" => tables.get_records(ns, decode(body)?).await,
         other => Err(TableError::Validation(format!(
             "The operation {other} is not supported by Lambent's DynamoDB Streams API"
         ))
@@ -279,44 +296,40 @@ pub async fn dispatch_streams(
     }
 }
 
-/// Runs one operation on a decoded body.
+/// Runs one operation on a body: legacy parameters refused, the typed request read from the
+/// bytes.
 pub async fn dispatch(
     tables: &Tables,
     ns: &str,
     operation: &str,
     body: &[u8],
 ) -> Result<Value, TableError> {
-    let input = body_json(body)?;
-    if let Some(obj) = input.as_object() {
-        if let Some((legacy, modern)) = LEGACY.iter().find(|(k, _)| obj.contains_key(*k)) {
-            return Err(legacy_error(legacy, modern));
-        }
-    }
+    refuse_legacy(body)?;
     match operation {
-        "CreateTable" => tables.create_table(ns, decode(input)?).await,
-        "DescribeTable" => tables.describe_table(ns, table_name(&input)?).await,
-        "DeleteTable" => tables.delete_table(ns, table_name(&input)?).await,
-        "ListTables" => tables.list_tables(ns, decode(input)?).await,
-        "UpdateTable" => tables.update_table(ns, decode(input)?).await,
-        "UpdateTimeToLive" => tables.update_time_to_live(ns, decode(input)?).await,
-        "DescribeTimeToLive" => tables.describe_time_to_live(ns, table_name(&input)?).await,
-        "PutItem" => tables.put_item(ns, decode(input)?).await,
-        "GetItem" => tables.get_item(ns, decode(input)?).await,
-        "UpdateItem" => tables.update_item(ns, decode(input)?).await,
-        "DeleteItem" => tables.delete_item(ns, decode(input)?).await,
-        "Query" => tables.read(ns, decode(input)?, true).await,
-        "Scan" => tables.read(ns, decode(input)?, false).await,
-        "BatchGetItem" => tables.batch_get_item(ns, decode(input)?).await,
-        "BatchWriteItem" => tables.batch_write_item(ns, decode(input)?).await,
-        "TransactGetItems" => tables.transact_get_items(ns, decode(input)?).await,
+        "CreateTable" => tables.create_table(ns, decode(body)?).await,
+        "DescribeTable" => tables.describe_table(ns, &table_name(body)?).await,
+        "DeleteTable" => tables.delete_table(ns, &table_name(body)?).await,
+        "ListTables" => tables.list_tables(ns, decode(body)?).await,
+        "UpdateTable" => tables.update_table(ns, decode(body)?).await,
+        "UpdateTimeToLive" => tables.update_time_to_live(ns, decode(body)?).await,
+        "DescribeTimeToLive" => tables.describe_time_to_live(ns, &table_name(body)?).await,
+        "PutItem" => tables.put_item(ns, decode(body)?).await,
+        "GetItem" => tables.get_item(ns, decode(body)?).await,
+        "UpdateItem" => tables.update_item(ns, decode(body)?).await,
+        "DeleteItem" => tables.delete_item(ns, decode(body)?).await,
+        "Query" => tables.read(ns, decode(body)?, true).await,
+        "Scan" => tables.read(ns, decode(body)?, false).await,
+        "BatchGetItem" => tables.batch_get_item(ns, decode(body)?).await,
+        "BatchWriteItem" => tables.batch_write_item(ns, decode(body)?).await,
+        "TransactGetItems" => tables.transact_get_items(ns, decode(body)?).await,
         "TransactWriteItems" => {
-            let mut fingerprint = input.clone();
+            let mut fingerprint = decode::<Value>(body)?;
             if let Some(o) = fingerprint.as_object_mut() {
                 o.remove("ClientRequestToken");
             }
             let fingerprint = fingerprint.to_string();
             tables
-                .transact_write_items(ns, decode(input)?, &fingerprint)
+                .transact_write_items(ns, decode(body)?, &fingerprint)
                 .await
         }
         other => Err(TableError::Validation(format!(

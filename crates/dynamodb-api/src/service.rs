@@ -78,22 +78,38 @@ fn item_json(item: &Item) -> Value {
     serde_json::to_value(item).unwrap_or(Value::Null)
 }
 
-/// The common expression members of a request.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ExpressionMembers {
-    pub expression_attribute_names: Option<HashMap<String, String>>,
-    pub expression_attribute_values: Option<HashMap<String, lambent_tables::AttributeValue>>,
-}
+/// `ExpressionAttributeNames`, as a request carries them.
+pub type Names = Option<HashMap<String, String>>;
+/// `ExpressionAttributeValues`, as a request carries them.
+pub type Values = Option<HashMap<String, lambent_tables::AttributeValue>>;
 
-impl ExpressionMembers {
-    fn take(&mut self) -> Result<Expressions, TableError> {
-        Expressions::new(
-            self.expression_attribute_names.take(),
-            self.expression_attribute_values.take(),
-        )
+/// A request with the common expression members. They are fields of each request rather
+/// than a flattened struct: serde reads a struct with a flattened member by buffering the
+/// whole request (every item in it) into an intermediate tree first.
+trait WithExpressions {
+    fn members(&mut self) -> (&mut Names, &mut Values);
+
+    /// The request's expression names and values, taken out of it.
+    fn take_expressions(&mut self) -> Result<Expressions, TableError> {
+        let (names, values) = self.members();
+        Expressions::new(names.take(), values.take())
     }
 }
+
+macro_rules! with_expressions {
+    ($($request:ty),*) => {$(
+        impl WithExpressions for $request {
+            fn members(&mut self) -> (&mut Names, &mut Values) {
+                (
+                    &mut self.expression_attribute_names,
+                    &mut self.expression_attribute_values,
+                )
+            }
+        }
+    )*};
+}
+
+with_expressions!(PutItemInput, KeyInput, ReadInput, KeysAndProjection);
 
 /// Refuses names or values given without an expression, then unused ones.
 fn finish(exprs: Expressions, any_expression: bool) -> Result<(), TableError> {
@@ -132,6 +148,12 @@ enum OpKind {
 }
 
 impl ItemOp {
+    /// Whether [`ItemOp::decide`] looks at the current item (a condition or an update does;
+    /// an unconditional put or delete does not).
+    fn reads_old(&self) -> bool {
+        self.condition.is_some() || matches!(self.kind, OpKind::Update(_))
+    }
+
     /// Decides this op against the current item: the change, or why not.
     fn decide(&self, old: Option<Item>) -> Result<Change, TableError> {
         if let Some(cond) = &self.condition {
@@ -179,8 +201,8 @@ impl ItemOp {
 fn return_values(
     mode: Option<&str>,
     allowed: &[&str],
-    old: Option<Item>,
-    new: Option<Item>,
+    old: Option<String>,
+    new: Option<String>,
     update: Option<&Update>,
 ) -> Result<Option<Item>, TableError> {
     let mode = mode.unwrap_or("NONE");
@@ -195,15 +217,19 @@ fn return_values(
             }
         )));
     }
-    let projected = |item: Option<Item>| match (item, update) {
-        (Some(item), Some(u)) => Some(u.updated_projection().apply(&item)),
-        _ => None,
+    // Only the item returned is parsed.
+    let parsed = |text: Option<String>| text.as_deref().map(parse_item).transpose();
+    let projected = |text: Option<String>| -> Result<Option<Item>, TableError> {
+        Ok(match (parsed(text)?, update) {
+            (Some(item), Some(u)) => Some(u.updated_projection().apply(&item)),
+            _ => None,
+        })
     };
     Ok(match mode {
-        "ALL_OLD" => old,
-        "ALL_NEW" => new,
-        "UPDATED_OLD" => projected(old),
-        "UPDATED_NEW" => projected(new),
+        "ALL_OLD" => parsed(old)?,
+        "ALL_NEW" => parsed(new)?,
+        "UPDATED_OLD" => projected(old)?,
+        "UPDATED_NEW" => projected(new)?,
         _ => None,
     }
     .filter(|i| !i.is_empty()))
@@ -259,8 +285,8 @@ pub struct PutItemInput {
     pub condition_expression: Option<String>,
     pub return_values: Option<String>,
     pub return_values_on_condition_check_failure: Option<String>,
-    #[serde(flatten)]
-    pub expressions: ExpressionMembers,
+    pub expression_attribute_names: Names,
+    pub expression_attribute_values: Values,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,8 +299,8 @@ pub struct KeyInput {
     pub projection_expression: Option<String>,
     pub return_values: Option<String>,
     pub return_values_on_condition_check_failure: Option<String>,
-    #[serde(flatten)]
-    pub expressions: ExpressionMembers,
+    pub expression_attribute_names: Names,
+    pub expression_attribute_values: Values,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,8 +317,8 @@ pub struct ReadInput {
     pub exclusive_start_key: Option<Item>,
     pub segment: Option<i64>,
     pub total_segments: Option<i64>,
-    #[serde(flatten)]
-    pub expressions: ExpressionMembers,
+    pub expression_attribute_names: Names,
+    pub expression_attribute_values: Values,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,8 +332,8 @@ pub struct BatchGetInput {
 pub struct KeysAndProjection {
     pub keys: Vec<Item>,
     pub projection_expression: Option<String>,
-    #[serde(flatten)]
-    pub expressions: ExpressionMembers,
+    pub expression_attribute_names: Names,
+    pub expression_attribute_values: Values,
 }
 
 #[derive(Debug, Deserialize)]
@@ -602,12 +628,13 @@ impl Tables {
     }
 
     /// Runs item ops as one atomic write. A single op's failure is its own error; in a
-    /// transaction, any failure cancels all with one reason per op.
+    /// transaction, any failure cancels all with one reason per op. Per op, the old and new
+    /// item's stored JSON, parsed only by a caller that returns them.
     async fn run(
         &self,
         ops: Vec<ItemOp>,
         transaction: bool,
-    ) -> Result<Vec<(Option<Item>, Option<Item>)>, TableError> {
+    ) -> Result<Vec<(Option<String>, Option<String>)>, TableError> {
         self.run_once(ops, transaction, None).await
     }
 
@@ -617,7 +644,7 @@ impl Tables {
         ops: Vec<ItemOp>,
         transaction: bool,
         token: Option<RequestToken>,
-    ) -> Result<Vec<(Option<Item>, Option<Item>)>, TableError> {
+    ) -> Result<Vec<(Option<String>, Option<String>)>, TableError> {
         let keys: Vec<ItemKey> = ops.iter().map(ItemOp::item_key).collect();
         let mut sorted = keys.clone();
         sorted.sort();
@@ -633,7 +660,10 @@ impl Tables {
             let mut reasons = Vec::new();
             let mut failed = false;
             for (op, json) in ops.iter().zip(current) {
-                let old = json.as_deref().map(parse_item).transpose().map_err(abort)?;
+                let old = match op.reads_old() {
+                    true => json.as_deref().map(parse_item).transpose().map_err(abort)?,
+                    false => None,
+                };
                 match op.decide(old) {
                     Ok(change) => {
                         changes.push(change);
@@ -692,17 +722,11 @@ impl Tables {
                     Ok(e) => *e,
                     Err(e) => TableError::Internal(e.to_string()),
                 })?;
-        let parse = |j: Option<String>| j.as_deref().map(parse_item).transpose();
-        written
-            .old
-            .into_iter()
-            .zip(written.new)
-            .map(|(o, n)| Ok((parse(o)?, parse(n)?)))
-            .collect()
+        Ok(written.old.into_iter().zip(written.new).collect())
     }
 
     fn put_op(&self, table: Table, input: &mut PutItemInput) -> Result<ItemOp, TableError> {
-        let mut exprs = input.expressions.take()?;
+        let mut exprs = input.take_expressions()?;
         let condition = input
             .condition_expression
             .as_deref()
@@ -726,7 +750,7 @@ impl Tables {
 
     /// A ConditionCheck, Delete or Update op from a key request.
     fn key_op(&self, table: Table, input: &mut KeyInput, kind: &str) -> Result<ItemOp, TableError> {
-        let mut exprs = input.expressions.take()?;
+        let mut exprs = input.take_expressions()?;
         let condition = input
             .condition_expression
             .as_deref()
@@ -885,7 +909,7 @@ impl Tables {
 
     /// The projection of a key read (which checks its names and values).
     fn read_projection(input: &mut KeyInput) -> Result<Option<Projection>, TableError> {
-        let mut exprs = input.expressions.take()?;
+        let mut exprs = input.take_expressions()?;
         let projection = input
             .projection_expression
             .as_deref()
@@ -933,7 +957,7 @@ impl Tables {
         let mut responses = Map::new();
         for (name, mut request) in input.request_items {
             lambent_tables::names::check_name("tableName", &name)?;
-            let mut exprs = request.expressions.take()?;
+            let mut exprs = request.take_expressions()?;
             let projection = request
                 .projection_expression
                 .as_deref()
@@ -1004,7 +1028,8 @@ impl Tables {
                             condition_expression: None,
                             return_values: None,
                             return_values_on_condition_check_failure: None,
-                            expressions: ExpressionMembers::default(),
+                            expression_attribute_names: None,
+                            expression_attribute_values: None,
                         };
                         self.put_op(table.clone(), &mut put)?
                     }
@@ -1087,12 +1112,19 @@ impl Tables {
     }
 
     /// Query (with a key condition) and Scan (without).
-    pub async fn read(
+    pub async fn read(&self, ns: &str, input: ReadInput, query: bool) -> Result<Value, TableError> {
+        let text = self.read_text(ns, input, query).await?;
+        serde_json::from_str(&text).map_err(|e| TableError::Internal(e.to_string()))
+    }
+
+    /// Query or Scan, the answer as JSON text: an item read whole (no index projection,
+    /// filter or projection) is answered as stored, neither parsed nor serialized again.
+    pub async fn read_text(
         &self,
         ns: &str,
         mut input: ReadInput,
         query: bool,
-    ) -> Result<Value, TableError> {
+    ) -> Result<String, TableError> {
         let table = self.table(ns, &input.table_name).await?;
         let index = input
             .index_name
@@ -1100,7 +1132,7 @@ impl Tables {
             .map(|n| table.schema.index(n))
             .transpose()?;
         let schema = index.map_or(&table.schema.key, |i| &i.schema);
-        let mut exprs = input.expressions.take()?;
+        let mut exprs = input.take_expressions()?;
         let key_condition = match (&input.key_condition_expression, query) {
             (Some(text), true) => Some(exprs.key_condition(text, schema)?),
             (None, true) => {
@@ -1172,7 +1204,9 @@ impl Tables {
         };
         let forward = input.scan_index_forward.unwrap_or(true);
         let index_projection = index.and_then(|i| i.projected(&table.schema.key));
-        let (mut items, mut scanned, mut bytes) = (Vec::new(), 0usize, 0usize);
+        // Items kept as stored unless something reads into them.
+        let whole = index_projection.is_none() && filter.is_none() && projection.is_none();
+        let (mut items, mut scanned, mut bytes) = (Vec::<String>::new(), 0usize, 0usize);
         let mut last: Option<Item> = None;
         'pages: loop {
             let q = RangeQuery {
@@ -1188,23 +1222,38 @@ impl Tables {
             let rows = self.store.range_items(&q).await.map_err(store_err)?;
             let fetched = rows.len();
             for row in rows {
-                let mut item = parse_item(&row.json)?;
-                if let Some(names) = &index_projection {
-                    item.retain(|k, _| names.contains(k));
-                }
                 scanned += 1;
                 bytes += row.json.len();
+                let full_page = scanned >= limit || bytes >= MAX_PAGE_BYTES;
+                let item = if whole && !full_page {
+                    None
+                } else {
+                    let mut item = parse_item(&row.json)?;
+                    if let Some(names) = &index_projection {
+                        item.retain(|k, _| names.contains(k));
+                    }
+                    Some(item)
+                };
+                let kept = match &item {
+                    None => Some(row.json),
+                    Some(_) if whole => Some(row.json),
+                    Some(item) => match filter.as_ref().is_none_or(|f| f.evaluate(Some(item))) {
+                        true => Some(
+                            match &projection {
+                                Some(p) => serde_json::to_string(&p.apply(item)),
+                                None => serde_json::to_string(item),
+                            }
+                            .map_err(|e| TableError::Internal(e.to_string()))?,
+                        ),
+                        false => None,
+                    },
+                };
+                items.extend(kept);
                 after = Some(ItemCursor {
                     index_key: row.index_key,
                     key: row.key,
                 });
-                if filter.as_ref().is_none_or(|f| f.evaluate(Some(&item))) {
-                    items.push(match &projection {
-                        Some(p) => p.apply(&item),
-                        None => item.clone(),
-                    });
-                }
-                if scanned >= limit || bytes >= MAX_PAGE_BYTES {
+                if let (true, Some(item)) = (full_page, item) {
                     let mut key = table.schema.key.project_key(&item);
                     if let Some(i) = index {
                         key.extend(i.schema.project_key(&item));
@@ -1217,13 +1266,17 @@ impl Tables {
                 break;
             }
         }
-        let mut out = json!({"Count": items.len(), "ScannedCount": scanned});
+        let mut out = format!("{{\"Count\":{},\"ScannedCount\":{scanned}", items.len());
         if !count_only {
-            out["Items"] = items.iter().map(item_json).collect();
+            out.push_str(",\"Items\":[");
+            out.push_str(&items.join(","));
+            out.push(']');
         }
         if let Some(last) = last {
-            out["LastEvaluatedKey"] = item_json(&last);
+            out.push_str(",\"LastEvaluatedKey\":");
+            out.push_str(&item_json(&last).to_string());
         }
+        out.push('}');
         Ok(out)
     }
 

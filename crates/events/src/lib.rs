@@ -183,15 +183,18 @@ impl Events {
         Ok(wait)
     }
 
-    /// Accepts an asynchronous invocation: returns its id once it is durably stored.
+    /// Accepts an asynchronous invocation: returns its id once it is durably stored. `trace`:
+    /// the caller's trace context, which the invocation continues.
     pub async fn enqueue(
         &self,
         namespace: &str,
         function: &str,
         payload: Vec<u8>,
         trigger: &str,
+        trace: Option<lambent_core::TraceContext>,
     ) -> Result<String, EventsError> {
-        let event = new_event(namespace, function, payload, trigger);
+        let mut event = new_event(namespace, function, payload, trigger);
+        event.trace = trace;
         let id = event.id.clone();
         self.write(EventWrite::Enqueue(event)).await?;
         self.signal_due();
@@ -350,6 +353,7 @@ pub(crate) fn new_event(
         due_ms: now,
         attempts: 0,
         claims: 0,
+        trace: None,
     }
 }
 

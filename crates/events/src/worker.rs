@@ -7,7 +7,7 @@ use crate::destination::{self, Condition, Deliver, Response, Target};
 use crate::schedule::{self, Rule};
 use crate::{new_event, Events};
 use bytes::Bytes;
-use lambent_core::{now_ms, ActivationStatus, AsyncConfig};
+use lambent_core::{now_ms, ActivationStatus, AsyncConfig, TraceOrigin};
 use lambent_invoker::{Deployment, InvokeRequest, InvokeResult, Invoker};
 use lambent_store::events::{Claim, DeadLetter, EventWrite, QueuedEvent, StoredSchedule};
 use lambent_store::recorder::Recorder;
@@ -348,6 +348,11 @@ impl Worker {
                     payload: Bytes::from(event.payload.clone()),
                     trigger: event.trigger.clone(),
                     request_id: Some(activation_id.clone()),
+                    trace: TraceOrigin {
+                        context: event.trace.clone(),
+                        queued_ms: Some(event.created_ms),
+                        http: None,
+                    },
                     ..Default::default()
                 },
             )
@@ -411,7 +416,7 @@ impl Worker {
                             function_error: None,
                         }),
                     );
-                    destination::event_for(&event.namespace, d, &record)
+                    destination::event_for(&event.namespace, d, &record).map(|e| continued(e, a))
                 });
                 EventWrite::Complete {
                     id: event.id.clone(),
@@ -461,7 +466,7 @@ impl Worker {
                             function_error: Some(&error_type),
                         }),
                     );
-                    destination::event_for(&event.namespace, d, &record)
+                    destination::event_for(&event.namespace, d, &record).map(|e| continued(e, a))
                 });
                 dead_letter(
                     event,
@@ -553,6 +558,12 @@ impl Worker {
             Err(e) => tracing::error!("could not fire schedule '{}': {e}", s.name),
         }
     }
+}
+
+/// A destination's event continues the trace of the activation it reports.
+fn continued(mut then: QueuedEvent, a: &lambent_core::Activation) -> QueuedEvent {
+    then.trace = a.trace.as_ref().map(|t| t.child_context());
+    then
 }
 
 fn dead_letter(

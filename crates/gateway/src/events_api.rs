@@ -87,6 +87,7 @@ pub async fn accept_async(
     app: &App,
     deployment: &Deployment,
     payload: Body,
+    trace: Option<lambent_core::TraceContext>,
 ) -> Result<Response, ApiError> {
     let mut payload = body::read(payload, MAX_ASYNC_PAYLOAD, "the async invoke payload").await?;
     if payload.iter().all(u8::is_ascii_whitespace) {
@@ -97,7 +98,13 @@ pub async fn accept_async(
     let f = &deployment.function;
     let id = app
         .events
-        .enqueue(&f.namespace, f.name.as_str(), payload.to_vec(), "async")
+        .enqueue(
+            &f.namespace,
+            f.name.as_str(),
+            payload.to_vec(),
+            "async",
+            trace,
+        )
         .await?;
     let headers = [("lambent-activation-id", id.clone())];
     Ok((

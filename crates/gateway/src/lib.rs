@@ -18,6 +18,7 @@ mod queues;
 mod registry;
 mod routes;
 mod sequences;
+mod traces_api;
 mod v1;
 mod v1_versions;
 pub mod versions;
@@ -59,6 +60,14 @@ pub struct App {
     pub cluster: Arc<lambent_cluster::node::Cluster>,
     /// Workflows, for the triggers that start them (set once by the server).
     pub workflows: std::sync::OnceLock<Arc<dyn workflow_hook::WorkflowHook>>,
+    /// The OTLP exporter of spans, when one is configured (its counters join `/metrics`).
+    pub trace_export: Option<lambent_traces::Exporter>,
+}
+
+/// The trace context a request carries (`traceparent` and `tracestate`, else
+/// `X-Amzn-Trace-Id`); `None` when it carries none (or a malformed one): a new trace starts.
+pub fn trace_context(headers: &axum::http::HeaderMap) -> Option<lambent_core::TraceContext> {
+    lambent_core::TraceContext::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
 }
 
 /// The whole HTTP surface.
@@ -70,6 +79,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(keys::routes())
         .merge(sequences::routes())
         .merge(v1_versions::routes())
+        .merge(traces_api::routes())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_key,

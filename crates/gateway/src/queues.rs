@@ -274,13 +274,16 @@ async fn delete_topic(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `{"function": "f"}`, `{"queue": "q"}` or `{"workflow": "w"}`.
+/// `{"function": "f"}`, `{"queue": "q"}` or `{"workflow": "w"}`, optionally with SNS's
+/// subscription `attributes` (`RawMessageDelivery`, `FilterPolicy`, `FilterPolicyScope`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscribeBody {
     function: Option<String>,
     queue: Option<String>,
     workflow: Option<String>,
+    #[serde(default)]
+    attributes: std::collections::BTreeMap<String, String>,
 }
 
 async fn subscribe(
@@ -303,7 +306,10 @@ async fn subscribe(
             ))
         }
     };
-    let s = app.queues.subscribe(&ns, &name, endpoint).await?;
+    let s = app
+        .queues
+        .subscribe_with(&ns, &name, endpoint, req.attributes)
+        .await?;
     Ok((StatusCode::CREATED, Json(s)).into_response())
 }
 
@@ -446,7 +452,7 @@ impl FunctionRunner for RegistryRunner {
     ) -> Result<(), String> {
         let app = self.0.upgrade().ok_or("the server is stopping")?;
         app.events
-            .enqueue(namespace, function, payload.to_vec(), trigger)
+            .enqueue(namespace, function, payload.to_vec(), trigger, None)
             .await
             .map(drop)
             .map_err(|e| e.to_string())

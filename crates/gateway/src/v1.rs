@@ -182,8 +182,9 @@ async fn invoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let deployment = find(&app, &ns, &name).await?;
+    let trace = crate::trace_context(&request_headers);
     if crate::wants_async(uri.query(), &request_headers)? {
-        return crate::accept_async(&app, &deployment, body).await;
+        return crate::accept_async(&app, &deployment, body, trace).await;
     }
     let mut payload = body::read(body, MAX_SYNC_PAYLOAD, "the invoke payload").await?;
     if payload.iter().all(u8::is_ascii_whitespace) {
@@ -194,6 +195,7 @@ async fn invoke(
     let request = InvokeRequest {
         payload,
         trigger: "api".into(),
+        trace: lambent_core::TraceOrigin::of(trace),
         ..Default::default()
     };
     let result = app.run(&deployment, request).await;
@@ -239,6 +241,10 @@ struct ActivationsQuery {
     function: Option<String>,
     status: Option<String>,
     since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    cold: Option<bool>,
+    /// Text the logs or the error message contain.
+    text: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -271,8 +277,12 @@ async fn list_activations(
             function: q.function,
             status,
             since_ms: q.since_ms,
+            until_ms: q.until_ms,
+            cold: q.cold,
+            text: q.text.filter(|t| !t.is_empty()),
             before,
             limit,
+            trace_id: None,
         })
         .await?;
     let next_cursor = (page.len() == limit)
@@ -328,6 +338,7 @@ async fn function_logs(
             since_ms: q.after_ms.map(|t| t + 1),
             before: None,
             limit: q.tail.unwrap_or(20).clamp(1, 1000),
+            ..Default::default()
         })
         .await?;
     page.reverse();
@@ -341,11 +352,13 @@ async fn function_logs(
 /// Prometheus metrics (needs an API key, as every path but `/healthz`).
 async fn metrics(State(app): AppState) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    (
-        [(header::CONTENT_TYPE, content_type)],
-        app.registry.invoker().metrics_text(),
-    )
-        .into_response()
+    let mut text = app.registry.invoker().metrics_text();
+    if let Some(export) = &app.trace_export {
+        // Before the exposition's closing `# EOF`.
+        let end = text.rfind("# EOF").unwrap_or(text.len());
+        text.insert_str(end, &export.metrics_text());
+    }
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 /// A deployed function, read from the store when this node does not know it yet: in a cluster,

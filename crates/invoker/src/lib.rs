@@ -15,7 +15,8 @@ pub use sequence::Lookup;
 use bytes::Bytes;
 use lambent_core::activation::billed_ms;
 use lambent_core::{
-    now_ms, Activation, ActivationStatus, ColdReason, Function, InitBreakdown, RuntimeKind,
+    now_ms, Activation, ActivationStatus, ActivationTrace, ColdReason, Function, InitBreakdown,
+    RuntimeKind,
 };
 use lambent_runtime_api::{ErrorReport, Invocation, Outcome, RuntimeApi};
 use lambent_sandbox::{Host, Interpreter, Sandbox, SandboxSpec, Startup};
@@ -92,6 +93,10 @@ pub struct InvokerConfig {
     /// The platform's AWS APIs and credentials inside each sandbox; `None`: sandboxes get
     /// neither (no `AWS_ENDPOINT_URL`, no credentials).
     pub platform: Option<PlatformHandle>,
+    /// Every invocation joins its caller's trace or starts one (its record says where it sits,
+    /// the runtime gets the context in `Lambda-Runtime-Trace-Id`). Off: records carry no
+    /// trace and runtimes get an unsampled id of their own.
+    pub tracing: bool,
 }
 
 impl Default for InvokerConfig {
@@ -110,6 +115,7 @@ impl Default for InvokerConfig {
             freeze_idle: false,
             node_id: lambent_core::LOCAL_NODE.into(),
             platform: None,
+            tracing: true,
         }
     }
 }
@@ -152,6 +158,8 @@ pub struct InvokeRequest {
     /// The caller will try another node if this one is saturated: a throttle is answered
     /// but neither recorded nor counted (the node that finally runs or refuses it records).
     pub may_spill: bool,
+    /// The trace it continues and the hop that brought it.
+    pub trace: lambent_core::TraceOrigin,
 }
 
 /// The answer to an invocation: the record, and the body to return (the function's result, or
@@ -304,7 +312,12 @@ impl Invoker {
     ) -> InvokeResult {
         let inner = &self.inner;
         let request_id = req.request_id.clone().unwrap_or_else(new_request_id);
-        let start_ms = now_ms();
+        let start_us = ActivationTrace::now_us();
+        let start_ms = start_us / 1000;
+        let trace = inner
+            .config
+            .tracing
+            .then(|| ActivationTrace::start(req.trace.clone(), start_us));
         let mut record = Activation {
             id: request_id.clone(),
             namespace: dep.function.namespace.clone(),
@@ -328,6 +341,7 @@ impl Invoker {
             node: inner.config.node_id.clone(),
             parent,
             steps: Vec::new(),
+            trace,
         };
 
         let f = &dep.function;
@@ -382,7 +396,10 @@ impl Invoker {
                 Some(q) => format!("{}:{q}", dep.arn(&inner.config.region)),
                 None => dep.arn(&inner.config.region),
             },
-            trace_id: trace_id(),
+            trace_id: match &record.trace {
+                Some(t) => t.handler_context().xray(),
+                None => untraced_id(),
+            },
             client_context: req.client_context,
             cognito_identity: req.cognito_identity,
         };
@@ -1118,8 +1135,12 @@ impl Inner {
         body: Bytes,
         request_id: &str,
     ) -> InvokeResult {
-        record.end_ms = now_ms();
+        let end_us = ActivationTrace::now_us();
+        record.end_ms = end_us / 1000;
         record.duration_us = duration.as_micros() as u64;
+        if let Some(t) = &mut record.trace {
+            t.end_us = end_us;
+        }
         self.observe(&record);
         if record.status == ActivationStatus::Throttled {
             // Nothing ran: nothing billed, no logs.
@@ -1182,8 +1203,9 @@ fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// An X-Ray style trace header; runtimes copy it to `_X_AMZN_TRACE_ID`.
-fn trace_id() -> String {
+/// An unsampled X-Ray style trace header, when tracing is off; runtimes copy it to
+/// `_X_AMZN_TRACE_ID`.
+fn untraced_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("Root=1-{:08x}-{};Sampled=0", now_ms() / 1000, &id[..24])
 }

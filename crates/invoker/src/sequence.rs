@@ -10,7 +10,7 @@
 use crate::{error_body, new_request_id, Deployment, InvokeRequest, InvokeResult, Invoker};
 use bytes::Bytes;
 use lambent_core::limits::MAX_SEQUENCE_DEPTH;
-use lambent_core::{now_ms, Activation, ActivationStatus};
+use lambent_core::{Activation, ActivationStatus, ActivationTrace};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
@@ -44,15 +44,22 @@ impl Invoker {
         Box::pin(async move {
             let started = Instant::now();
             let f = &dep.function;
+            let start_us = ActivationTrace::now_us();
+            let trace = self
+                .inner
+                .config
+                .tracing
+                .then(|| ActivationTrace::start(req.trace.clone(), start_us));
             let mut record = Activation {
                 id: req.request_id.clone().unwrap_or_else(new_request_id),
                 namespace: f.namespace.clone(),
                 function: f.name.to_string(),
                 revision: f.revision,
                 trigger: req.trigger.clone(),
-                start_ms: now_ms(),
+                start_ms: start_us / 1000,
                 node: self.inner.config.node_id.clone(),
                 parent,
+                trace,
                 ..Default::default()
             };
             let total = f.config.sequence.len();
@@ -66,6 +73,10 @@ impl Invoker {
                     cognito_identity: req.cognito_identity.clone(),
                     qualifier: None,
                     may_spill: false,
+                    trace: lambent_core::TraceOrigin {
+                        context: record.trace.as_ref().map(|t| t.child_context()),
+                        ..Default::default()
+                    },
                 };
                 let parent = Some(record.id.clone());
                 let lookup = self.inner.lookup.get();
@@ -121,8 +132,12 @@ impl Invoker {
         started: Instant,
         body: Bytes,
     ) -> InvokeResult {
-        record.end_ms = now_ms();
+        let end_us = ActivationTrace::now_us();
+        record.end_ms = end_us / 1000;
         record.duration_us = started.elapsed().as_micros() as u64;
+        if let Some(t) = &mut record.trace {
+            t.end_us = end_us;
+        }
         if let Some(sink) = &self.inner.records {
             sink(record.clone());
         }

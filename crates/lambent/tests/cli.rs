@@ -1327,3 +1327,51 @@ fn keys_create_ls_rm_beside_the_access_key_from_the_environment() {
     assert!(again.stderr.contains("does not exist"), "{again:?}");
     assert!(!server.cli(&["keys", "ls"]).ok().stdout.contains(&id));
 }
+
+#[test]
+fn deploy_installs_package_json_dependencies_and_exits_1_when_npm_cannot() {
+    let registry_up = Command::new("timeout")
+        .args(["30", "npm", "ping", "--no-update-notifier"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !registry_up {
+        eprintln!("SKIPPED: the npm registry is unreachable (`npm ping` failed)");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let s = Server::start(home.path(), &[]);
+    let app = home.path().join("uses-ms");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("index.mjs"),
+        "import ms from 'ms';\nexport const handler = async () => ms(90000);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("lambent.yaml"),
+        "runtime: nodejs20.x\nhandler: index.handler\n",
+    )
+    .unwrap();
+    let package = |dependency: &str| {
+        format!(r#"{{"name": "uses-ms", "dependencies": {{"{dependency}": "2.1.3"}}}}"#)
+    };
+    std::fs::write(app.join("package.json"), package("ms")).unwrap();
+    s.cli(&["deploy", path_str(&app)]).ok();
+    let out = s.cli(&["invoke", "uses-ms"]).ok();
+    assert_eq!(out.json(), Value::String("2m".into()), "{out:?}");
+    // A dependency npm cannot find: the upload is refused, the CLI says why and exits 1.
+    std::fs::write(
+        app.join("package.json"),
+        package("lambent-no-such-package-8c1f2"),
+    )
+    .unwrap();
+    let out = s.cli(&["deploy", path_str(&app)]).failed();
+    assert!(
+        out.stderr.starts_with("error: ")
+            && out.stderr.contains("lambent-no-such-package-8c1f2")
+            && out.stderr.contains("404"),
+        "{out:?}"
+    );
+}

@@ -33,8 +33,8 @@ pub enum QueueError {
     NotInFlight { queue: String, receipt: String },
     #[error("{0}")]
     Conflict(String),
-    #[error("a message is larger than the {} KB limit", crate::MAX_MESSAGE_BYTES / 1024)]
-    MessageTooLarge,
+    #[error("a message is larger than the queue's limit of {0} bytes")]
+    MessageTooLarge(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,7 +51,7 @@ impl QueueError {
             | QueueError::SubscriptionNotFound(_)
             | QueueError::MappingNotFound(_) => ErrorKind::NotFound,
             QueueError::Conflict(_) => ErrorKind::Conflict,
-            QueueError::MessageTooLarge => ErrorKind::TooLarge,
+            QueueError::MessageTooLarge(_) => ErrorKind::TooLarge,
             QueueError::Store(_) => ErrorKind::Platform,
         }
     }
@@ -68,7 +68,7 @@ impl QueueError {
             QueueError::SubscriptionNotFound(_) => "SubscriptionNotFound",
             QueueError::MappingNotFound(_) => "MappingNotFound",
             QueueError::Conflict(_) => "Conflict",
-            QueueError::MessageTooLarge => "PayloadTooLarge",
+            QueueError::MessageTooLarge(_) => "PayloadTooLarge",
             QueueError::Store(_) => "Internal",
         }
     }

@@ -3,8 +3,9 @@
 //!
 //! Owns the rules: names and limits, delays and visibility timeouts, long polling (a receive
 //! waits up to 20 s, woken by sends), redrive to a dead-letter queue (done by the store inside
-//! the receive), topic fan-out (queue subscriptions in one transaction, function subscriptions
-//! through the durable async invocation queue ([`FunctionRunner::enqueue`])), and the mapping
+//! the receive; retention too), topic fan-out (queue subscriptions in one transaction, function
+//! subscriptions through the durable async invocation queue ([`FunctionRunner::enqueue`]);
+//! subscription filter policies ([`filter`]) and raw delivery), and the mapping
 //! pollers with partial batch responses, for queues and for tables' streams ([`streams`]:
 //! checkpoints, retries, bisection, on-failure destinations). In a cluster, sends wake long
 //! polls on every node through the bus, and each mapping is polled by the one node its
@@ -13,6 +14,7 @@
 
 mod error;
 pub mod events;
+pub mod filter;
 mod mapping;
 mod stream_poller;
 pub mod streams;
@@ -34,7 +36,7 @@ use lambent_store::bus::{Bus, Envelope, Signal};
 use lambent_store::queues::{NewMessage, QueueStore, ReceiveRequest};
 use parking_lot::Mutex;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -42,6 +44,11 @@ use tokio::task::JoinHandle;
 
 /// Largest message body (256 KB, as SQS and SNS).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Smallest `max_message_bytes` a queue may have.
+pub const MIN_MESSAGE_BYTES: u32 = 1024;
+/// Shortest and longest retention (1 minute, 14 days).
+pub const MIN_RETENTION_S: u32 = 60;
+pub const MAX_RETENTION_S: u32 = 1_209_600;
 /// Most messages per send, receive or delete call (as SQS).
 pub const MAX_BATCH: usize = 10;
 /// Longest long-poll wait.
@@ -98,6 +105,35 @@ pub struct QueueSettings {
     pub delay: Option<u32>,
     pub max_receive_count: Option<u32>,
     pub dead_letter_queue: Option<String>,
+    /// Seconds a message is kept (60 s to 14 days; default 4 days).
+    pub retention: Option<u32>,
+    /// Largest message in bytes (1 KB to 256 KB; default 256 KB).
+    pub max_message_bytes: Option<u32>,
+    /// Seconds a receive that does not say waits for messages (0-20; default 0).
+    pub receive_wait: Option<u32>,
+    /// SQS attributes kept as given (see [`QueueConfig::attributes`]).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl QueueSettings {
+    /// The settings a queue has now, every one of them set.
+    pub fn of(q: &QueueConfig) -> QueueSettings {
+        QueueSettings {
+            name: q.name.clone(),
+            visibility_timeout: Some(q.visibility_timeout_s),
+            delay: Some(q.delay_s),
+            max_receive_count: q.max_receive_count,
+            dead_letter_queue: q.dead_letter_queue.clone(),
+            retention: Some(q.retention_s),
+            max_message_bytes: Some(q.max_message_bytes),
+            receive_wait: Some(q.receive_wait_s),
+            attributes: q.attributes.clone(),
+            tags: q.tags.clone(),
+        }
+    }
 }
 
 /// A message to send.
@@ -406,8 +442,11 @@ impl Queues {
             return Ok((config, true));
         }
         let existing = self.queue(namespace, &config.name).await?;
+        // Tags are not compared (as SQS).
         let same = QueueConfig {
             created_ms: existing.created_ms,
+            modified_ms: existing.modified_ms,
+            tags: existing.tags.clone(),
             ..config
         };
         if same != existing {
@@ -455,6 +494,20 @@ impl Queues {
             }
             (None, None) => None,
         };
+        let retention_s = in_range(
+            "retention",
+            s.retention
+                .unwrap_or(lambent_store::queues::DEFAULT_RETENTION_S),
+            MIN_RETENTION_S,
+            MAX_RETENTION_S,
+        )?;
+        let max_message_bytes = in_range(
+            "maximum message size",
+            s.max_message_bytes.unwrap_or(MAX_MESSAGE_BYTES as u32),
+            MIN_MESSAGE_BYTES,
+            MAX_MESSAGE_BYTES as u32,
+        )?;
+        let receive_wait_s = in_range("receive wait", s.receive_wait.unwrap_or(0), 0, MAX_WAIT_S)?;
         Ok(QueueConfig {
             namespace: namespace.to_string(),
             name: s.name,
@@ -463,6 +516,12 @@ impl Queues {
             max_receive_count,
             dead_letter_queue: s.dead_letter_queue,
             created_ms,
+            retention_s,
+            max_message_bytes,
+            receive_wait_s,
+            attributes: s.attributes,
+            tags: s.tags,
+            modified_ms: now_ms(),
         })
     }
 
@@ -529,7 +588,7 @@ impl Queues {
         let now = now_ms();
         let mut batch = Vec::with_capacity(messages.len());
         for m in messages {
-            check_message(&m.body, &m.attributes)?;
+            check_message(&m.body, &m.attributes, config.max_message_bytes as usize)?;
             let delay = in_range("delay", m.delay.unwrap_or(config.delay_s), 0, MAX_DELAY_S)?;
             batch.push(NewMessage {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -693,7 +752,21 @@ impl Queues {
         topic: &str,
         endpoint: Endpoint,
     ) -> Result<Subscription, QueueError> {
+        self.subscribe_with(namespace, topic, endpoint, BTreeMap::new())
+            .await
+    }
+
+    /// Subscribes a function or a queue (which must exist) to a topic, with subscription
+    /// attributes (checked: see [`check_subscription_attributes`]).
+    pub async fn subscribe_with(
+        &self,
+        namespace: &str,
+        topic: &str,
+        endpoint: Endpoint,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<Subscription, QueueError> {
         self.topic(namespace, topic).await?;
+        check_subscription_attributes(&endpoint, &attributes)?;
         match &endpoint {
             Endpoint::Function(f) => {
                 if !self.runner()?.exists(namespace, f).await {
@@ -725,8 +798,42 @@ impl Queues {
             topic: topic.to_string(),
             endpoint,
             created_ms: now_ms(),
+            attributes,
         };
         self.inner.store.subscribe(&s).await?;
+        Ok(s)
+    }
+
+    /// Sets one attribute of a subscription of `topic` (an empty value removes it); returns
+    /// the subscription as it is now.
+    pub async fn set_subscription_attribute(
+        &self,
+        namespace: &str,
+        topic: &str,
+        id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<Subscription, QueueError> {
+        let mut s = self
+            .subscriptions(namespace, topic)
+            .await?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| QueueError::SubscriptionNotFound(id.to_string()))?;
+        if value.is_empty() {
+            s.attributes.remove(name);
+        } else {
+            s.attributes.insert(name.to_string(), value.to_string());
+        }
+        check_subscription_attributes(&s.endpoint, &s.attributes)?;
+        if !self
+            .inner
+            .store
+            .set_subscription_attributes(namespace, id, &s.attributes)
+            .await?
+        {
+            return Err(QueueError::SubscriptionNotFound(id.to_string()));
+        }
         Ok(s)
     }
 
@@ -758,7 +865,7 @@ impl Queues {
         attributes: &Attributes,
     ) -> Result<(String, usize), QueueError> {
         let subscriptions = self.subscriptions(namespace, topic).await?;
-        check_message(message, attributes)?;
+        check_message(message, attributes, MAX_MESSAGE_BYTES)?;
         let message_id = uuid::Uuid::new_v4().to_string();
         let topic_arn = events::topic_arn(&self.inner.region, namespace, topic);
         let notification = events::sns_notification(&events::Notification {
@@ -770,18 +877,30 @@ impl Queues {
             attributes,
         });
         let now = now_ms();
+        // Only the subscriptions whose filter policy the message passes get it.
+        let subscriptions: Vec<Subscription> = subscriptions
+            .into_iter()
+            .filter(|s| passes_filter(s, attributes, message))
+            .collect();
         let to_queues: Vec<(String, NewMessage)> = subscriptions
             .iter()
             .filter_map(|s| match &s.endpoint {
-                Endpoint::Queue(q) => Some((
-                    q.clone(),
-                    NewMessage {
-                        id: uuid::Uuid::new_v4().to_string(),
-                        body: notification.to_string(),
-                        attributes: Attributes::new(),
-                        visible_at_ms: now,
-                    },
-                )),
+                Endpoint::Queue(q) => {
+                    // Raw delivery: the message itself, its attributes as the SQS message's.
+                    let (body, attributes) = match raw_delivery(s) {
+                        true => (message.to_string(), attributes.clone()),
+                        false => (notification.to_string(), Attributes::new()),
+                    };
+                    Some((
+                        q.clone(),
+                        NewMessage {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            body,
+                            attributes,
+                            visible_at_ms: now,
+                        },
+                    ))
+                }
                 Endpoint::Function(_) | Endpoint::Workflow(_) => None,
             })
             .collect();
@@ -938,7 +1057,78 @@ async fn follow_signals(
     }
 }
 
-fn check_message(body: &str, attributes: &Attributes) -> Result<(), QueueError> {
+/// The subscription attributes Lambent honours.
+pub const SUBSCRIPTION_ATTRIBUTES: &[&str] =
+    &["RawMessageDelivery", "FilterPolicy", "FilterPolicyScope"];
+
+/// Checks a subscription's attributes: known names, `RawMessageDelivery` `true`/`false` (true
+/// only for queues), a valid `FilterPolicy` in its `FilterPolicyScope`.
+pub fn check_subscription_attributes(
+    endpoint: &Endpoint,
+    attributes: &BTreeMap<String, String>,
+) -> Result<(), QueueError> {
+    for (name, value) in attributes {
+        match name.as_str() {
+            "RawMessageDelivery" => match value.as_str() {
+                "false" => {}
+                "true" if matches!(endpoint, Endpoint::Queue(_)) => {}
+                "true" => {
+                    let (kind, _) = endpoint.kind_and_target();
+                    return Err(QueueError::Invalid(format!(
+                        "Attributes Reason: Delivery protocol [{}] does not support raw message \
+                         delivery.",
+                        if kind == "function" { "lambda" } else { kind }
+                    )));
+                }
+                other => {
+                    return Err(QueueError::Invalid(format!(
+                        "Attributes Reason: RawMessageDelivery: Invalid value [{other}]. Must \
+                         be true or false."
+                    )))
+                }
+            },
+            "FilterPolicyScope" => {
+                filter::Scope::parse(Some(value)).map_err(QueueError::Invalid)?;
+            }
+            "FilterPolicy" => {
+                let scope =
+                    filter::Scope::parse(attributes.get("FilterPolicyScope").map(String::as_str))
+                        .map_err(QueueError::Invalid)?;
+                filter::FilterPolicy::parse(value, scope).map_err(QueueError::Invalid)?;
+            }
+            other => {
+                return Err(QueueError::Invalid(format!(
+                    "AttributeName: Lambent does not support the subscription attribute {other} \
+                     (it supports {})",
+                    SUBSCRIPTION_ATTRIBUTES.join(", ")
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn raw_delivery(s: &Subscription) -> bool {
+    s.attributes.get("RawMessageDelivery").map(String::as_str) == Some("true")
+}
+
+/// Whether a published message passes a subscription's filter policy (none: it does).
+fn passes_filter(s: &Subscription, attributes: &Attributes, message: &str) -> bool {
+    let Some(text) = s.attributes.get("FilterPolicy") else {
+        return true;
+    };
+    let scope = filter::Scope::parse(s.attributes.get("FilterPolicyScope").map(String::as_str))
+        .unwrap_or(filter::Scope::MessageAttributes);
+    match filter::FilterPolicy::parse(text, scope) {
+        Ok(policy) => policy.matches(scope, attributes, message),
+        // Checked when set: a policy that no longer parses delivers nothing.
+        Err(_) => false,
+    }
+}
+
+/// Checks a message: its size (body, attribute names, types and values) within `limit`, a
+/// body, and attributes of a known type with their value.
+fn check_message(body: &str, attributes: &Attributes, limit: usize) -> Result<(), QueueError> {
     let attribute_bytes: usize = attributes
         .iter()
         .map(|(k, a)| {
@@ -948,8 +1138,8 @@ fn check_message(body: &str, attributes: &Attributes) -> Result<(), QueueError> 
                 + a.binary_value.as_ref().map_or(0, String::len)
         })
         .sum();
-    if body.len() + attribute_bytes > MAX_MESSAGE_BYTES {
-        return Err(QueueError::MessageTooLarge);
+    if body.len() + attribute_bytes > limit {
+        return Err(QueueError::MessageTooLarge(limit));
     }
     if body.is_empty() {
         return Err(QueueError::Invalid("a message body cannot be empty".into()));

@@ -118,6 +118,11 @@ pub struct ServerOptions {
     pub session_lifetime: Duration,
     /// The machine-wide cache of the AWS SDKs that come with the runtimes (`None`: no SDKs).
     pub sdk_dir: Option<PathBuf>,
+    /// Every invocation joins or starts a trace (off only to measure what tracing costs).
+    pub tracing: bool,
+    /// Where spans are exported over OTLP/HTTP (`--otlp-endpoint`, `LAMBENT_OTLP_ENDPOINT`);
+    /// `None`: they are only kept with the activation records.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServerOptions {
@@ -148,6 +153,8 @@ impl ServerOptions {
             s3_domain: None,
             session_lifetime: lambent_gateway::credentials::DEFAULT_SESSION_LIFETIME,
             sdk_dir: Some(default_sdk_dir()),
+            tracing: true,
+            otlp_endpoint: None,
         }
     }
 }
@@ -189,6 +196,8 @@ pub enum ServerError {
     BadBusUrl(String),
     #[error("--node-id '{0}' must be 1-64 characters of letters, digits, '-', '_' or '.'")]
     BadNodeId(String),
+    #[error("--otlp-endpoint: {0}")]
+    Otlp(#[from] lambent_traces::ExportError),
 }
 
 /// A node that is serving. Dropping it without [`RunningServer::shutdown`] stops serving too.
@@ -521,9 +530,22 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let sandbox_aws = platform::SandboxAws::new(sessions.clone());
 
     let recorder = Recorder::start(store.clone());
+    let trace_export = match &opts.otlp_endpoint {
+        Some(endpoint) => Some(lambent_traces::Exporter::start(
+            lambent_traces::ExportConfig::new(endpoint)?,
+            lambent_traces::Platform::new(&opts.region),
+        )),
+        None => None,
+    };
     let sink: RecordSink = {
         let recorder = recorder.clone();
-        Arc::new(move |activation| recorder.record(activation))
+        match trace_export.clone() {
+            Some(export) => Arc::new(move |activation| {
+                export.offer(&activation);
+                recorder.record(activation)
+            }),
+            None => Arc::new(move |activation| recorder.record(activation)),
+        }
     };
     let defaults = InvokerConfig::default();
     let config = InvokerConfig {
@@ -536,6 +558,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         region: opts.region.clone(),
         node_id: backends.node_id.clone(),
         platform: Some(PlatformHandle(sandbox_aws.clone())),
+        tracing: opts.tracing,
         ..defaults
     };
     let invoker = Invoker::new(host, config, opts.record_activations.then_some(sink));
@@ -585,7 +608,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         backends.blobs.clone(),
         CodeDirs::open(data.join("code"))
             .map_err(in_data)?
-            .installing_requirements_with(python),
+            .installing_requirements_with(python)
+            .installing_node_packages_with("npm"),
         invoker,
         backends.bus.clone(),
         backends.cluster.is_some(),
@@ -621,6 +645,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         bus: backends.bus.clone(),
         cluster: cluster.clone(),
         workflows: std::sync::OnceLock::new(),
+        trace_export,
     });
     // The deployment serving a function now: for async events, and for the steps of sequences.
     let lookup: lambent_invoker::Lookup = {
@@ -759,12 +784,14 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     sandbox_aws.serve(aws_services(
         axum::Router::new().fallback_service(aws.clone()),
     ));
+    // The Lambent API (`/v1`), which the console also serves to its signed-in pages.
+    let v1 = lambent_gateway::router(app.clone()).merge(buckets::routes(app.clone(), objects));
     let router = aws_services(
-        lambent_gateway::router(app.clone())
+        v1.clone()
             .merge(aws)
-            .merge(buckets::routes(app.clone(), objects))
             .merge(lambent_sfn_api::rest::routes(workflows.clone()))
-            .merge(lambent_dynamodb_api::rest::routes(tables, app.clone())),
+            .merge(lambent_dynamodb_api::rest::routes(tables, app.clone()))
+            .merge(lambent_console::router(app.clone(), v1)),
     );
     let sdks = match sdk_cache {
         Ok(cache) => {

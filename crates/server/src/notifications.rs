@@ -382,7 +382,7 @@ impl Notifier {
             Destination::Function { name, .. } => self
                 .app
                 .events
-                .enqueue(namespace, name, payload.into_bytes(), TRIGGER)
+                .enqueue(namespace, name, payload.into_bytes(), TRIGGER, None)
                 .await
                 .map(drop)
                 .map_err(|e| failed(&e)),
@@ -396,6 +396,7 @@ impl Notifier {
                     &format!("{WORKFLOW_TARGET_PREFIX}{w}"),
                     payload.into_bytes(),
                     TRIGGER,
+                    None,
                 )
                 .await
                 .map(drop)
@@ -477,7 +478,7 @@ impl Notifier {
                 );
                 self.app
                     .events
-                    .enqueue(&event.namespace, &via, payload.into_bytes(), TRIGGER)
+                    .enqueue(&event.namespace, &via, payload.into_bytes(), TRIGGER, None)
                     .await
                     .map(drop)
                     .map_err(|e| e.to_string())

@@ -556,3 +556,103 @@ async fn functions_survive_a_restart() {
         "records written before the restart are kept"
     );
 }
+
+/// Whether the npm registry answers (`npm ping`, 30 s at most).
+fn npm_registry_reachable() -> bool {
+    std::process::Command::new("timeout")
+        .args(["30", "npm", "ping", "--no-update-notifier"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_json_dependencies_are_installed_at_upload_with_npm() {
+    if !npm_registry_reachable() {
+        eprintln!("SKIPPED: the npm registry is unreachable (`npm ping` failed)");
+        return;
+    }
+    let node = node().await;
+    // A handler using a real registry package (`ms`), CommonJS, shipped without node_modules;
+    // the dev dependency is not installed.
+    let handler = "const ms = require('ms');\n\
+                   exports.handler = async () => ({ ms: ms('2 days'), \
+                   dev: (() => { try { require('left-pad'); return true; } catch { return false; } })() });\n";
+    let manifest = r#"{"name": "uses-ms", "version": "1.0.0",
+                       "dependencies": {"ms": "2.1.3"},
+                       "devDependencies": {"left-pad": "1.3.0"}}"#;
+    let config = json!({"runtime": "nodejs", "handler": "index.handler"});
+    let files = [("index.js", handler), ("package.json", manifest)];
+    let (s, f) = node.deploy("uses-ms", config.clone(), &files).await;
+    assert_eq!(s, StatusCode::CREATED, "{f}");
+    let (s, _, v) = node.invoke("uses-ms", "{}").await;
+    assert_eq!(
+        (s, v),
+        (StatusCode::OK, json!({"ms": 172_800_000, "dev": false}))
+    );
+    let sha = f["code_sha256"].as_str().unwrap().to_string();
+    let installed = node
+        ._data
+        .path()
+        .join("code")
+        .join(&sha)
+        .join("node_modules/ms/package.json");
+    assert!(installed.is_file(), "{} is missing", installed.display());
+
+    // A lock file is honoured (`npm ci`): it pins ms 2.1.2 where package.json allows any 2.x.
+    let lock = r#"{"name": "locked", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+      "packages": {
+        "": {"name": "locked", "version": "1.0.0", "dependencies": {"ms": "^2.0.0"}},
+        "node_modules/ms": {"version": "2.1.2",
+          "resolved": "https://registry.npmjs.org/ms/-/ms-2.1.2.tgz",
+          "integrity": "sha512-sGkPx+VjMtmA6MX27oA4FBFELFCZZ4S4XqeGOXCv68tT+jb3vk/RyaKWP0PTKyWtmLSM0b+adUTEvbs1PEaH2w=="}
+      }}"#;
+    let handler = "exports.handler = async () => require('ms/package.json').version;\n";
+    let manifest = r#"{"name": "locked", "version": "1.0.0", "dependencies": {"ms": "^2.0.0"}}"#;
+    let files = [
+        ("index.js", handler),
+        ("package.json", manifest),
+        ("package-lock.json", lock),
+    ];
+    let (s, f) = node.deploy("locked", config.clone(), &files).await;
+    assert_eq!(s, StatusCode::CREATED, "{f}");
+    let (s, _, v) = node.invoke("locked", "{}").await;
+    assert_eq!((s, v), (StatusCode::OK, json!("2.1.2")));
+
+    // A node_modules in the code is used as it is: nothing is fetched.
+    let files = [
+        (
+            "index.js",
+            "exports.handler = async () => require('ms')('1s');\n",
+        ),
+        ("package.json", r#"{"dependencies": {"ms": "2.1.3"}}"#),
+        (
+            "node_modules/ms/index.js",
+            "module.exports = () => 'shipped';\n",
+        ),
+    ];
+    let (s, f) = node.deploy("shipped", config.clone(), &files).await;
+    assert_eq!(s, StatusCode::CREATED, "{f}");
+    let (s, _, v) = node.invoke("shipped", "{}").await;
+    assert_eq!((s, v), (StatusCode::OK, json!("shipped")));
+
+    // A package that does not exist refuses the upload with npm's reason.
+    let files = [
+        ("index.js", "exports.handler = async () => 1;\n"),
+        (
+            "package.json",
+            r#"{"dependencies": {"lambent-no-such-package-8c1f2": "1.0.0"}}"#,
+        ),
+    ];
+    let (s, v) = node.upload(zip_of(&files)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "InvalidPackage", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("package.json")
+            && message.contains("lambent-no-such-package-8c1f2")
+            && message.contains("404"),
+        "{message}"
+    );
+}

@@ -78,6 +78,13 @@ async fn boto3_uses_sqs_queues_and_sns_topics_in_both_protocols() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_sqs_queue_attributes_and_sns_subscription_filters() {
+    let out = run_scenario("sqs_sns_attributes.py").await;
+    println!("{out}");
+    assert!(out.contains("sqs sns attributes: ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_cli_sends_receives_and_publishes_through_sqs_and_sns() {
     let venv = tokio::task::spawn_blocking(venv).await.unwrap();
     let node = aws_node().await;

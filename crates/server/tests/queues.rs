@@ -541,3 +541,71 @@ async fn messages_survive_a_restart_and_in_flight_ones_come_back() {
         "{counts}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_attributes_filter_and_deliver_raw_through_v1() {
+    let node = node().await;
+    for q in ["raw", "all"] {
+        ok(&node, Method::POST, "/v1/queues", json!({"name": q})).await;
+    }
+    ok(&node, Method::POST, "/v1/topics", json!({"name": "orders"})).await;
+    let policy = json!({"kind": ["order"], "total": [{"numeric": [">", 10]}]}).to_string();
+    let sub = ok(
+        &node,
+        Method::POST,
+        "/v1/topics/orders/subscriptions",
+        json!({"queue": "raw",
+               "attributes": {"RawMessageDelivery": "true", "FilterPolicy": policy}}),
+    )
+    .await;
+    assert_eq!(sub["attributes"]["RawMessageDelivery"], "true", "{sub}");
+    ok(
+        &node,
+        Method::POST,
+        "/v1/topics/orders/subscriptions",
+        json!({"queue": "all"}),
+    )
+    .await;
+    // A policy that is not one is refused before anything is stored.
+    let (s, v) = api(
+        &node,
+        Method::POST,
+        "/v1/topics/orders/subscriptions",
+        json!({"queue": "raw", "attributes": {"FilterPolicy": "{\"kind\": \"order\"}"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("FilterPolicy")),
+        "{v}"
+    );
+    let attrs = |kind: &str, total: &str| {
+        json!({"kind": {"dataType": "String", "stringValue": kind},
+               "total": {"dataType": "Number", "stringValue": total}})
+    };
+    let mut deliveries = Vec::new();
+    for (message, attributes) in [
+        ("big", attrs("order", "12")),
+        ("small", attrs("order", "3")),
+        ("refund", attrs("refund", "50")),
+    ] {
+        let p = ok(
+            &node,
+            Method::POST,
+            "/v1/topics/orders/publish",
+            json!({"message": message, "attributes": attributes}),
+        )
+        .await;
+        deliveries.push(p["deliveries"].as_u64().unwrap());
+    }
+    // Only the matching message reached the filtered subscription, counted in `deliveries`.
+    assert_eq!(deliveries, [2, 1, 1]);
+    let raw = receive(&node, "raw", json!({"max": 10})).await;
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    assert_eq!(raw[0]["body"], "big");
+    assert_eq!(raw[0]["attributes"]["total"]["stringValue"], "12");
+    let all = receive(&node, "all", json!({"max": 10})).await;
+    assert_eq!(all.len(), 3, "{all:?}");
+}

@@ -11,30 +11,12 @@
 
 mod common;
 
-use common::{node_with, Node, SHORT_KEEP_ALIVE};
+use common::{node_with, with_sdks, Node, SHORT_KEEP_ALIVE};
 use lambent_aws_api::sigv4;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// Waits until the node has both SDKs, or panics saying why not.
-async fn with_sdks(node: &Node) {
-    let states = node
-        .server
-        .as_ref()
-        .unwrap()
-        .sdks()
-        .settled(Duration::from_secs(900))
-        .await;
-    for (sdk, state) in &states {
-        assert!(
-            matches!(state, lambent_server::sdk::SdkState::Ready(_)),
-            "the {} did not come with the runtimes: {state:?} (PyPI and npm must be reachable)",
-            sdk.describe()
-        );
-    }
-}
 
 const CALLEE: &str = "def handler(event, context):\n    return {\"doubled\": event[\"n\"] * 2}\n";
 
@@ -258,21 +240,6 @@ async fn signed_with(node: &Node, path: &str, body: &str, creds: &Value) -> (u16
     (response.status().as_u16(), error)
 }
 
-/// Makes namespace `ns` with API key `key`, as an operator would in the node's store.
-fn add_namespace(node: &Node, ns: &str, key: &str) {
-    let store =
-        lambent_store_sqlite::SqliteStore::open(&node._data.path().join("lambent.db")).unwrap();
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(async {
-            use lambent_store::Store;
-            store
-                .add_api_key(ns, &lambent_store::sha256_hex(key.as_bytes()))
-                .await
-                .unwrap();
-        })
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sandbox() {
     if common::cluster_backends().is_some() {
@@ -288,7 +255,7 @@ async fn session_credentials_stay_in_their_namespace_and_expire_outside_their_sa
     )
     .await;
     // Another namespace, with a function of its own.
-    add_namespace(&node, "other", "other-key");
+    common::add_namespace(&node, "other", "other-key");
     let zip = common::zip_of(&[("app.py", CALLEE)]);
     let http = reqwest::Client::new();
     let code: Value = http
@@ -672,5 +639,123 @@ async fn an_unmodified_python_handler_sends_to_a_queue_and_publishes_with_boto3(
     assert_eq!(
         envelope["TopicArn"],
         "arn:aws:sns:us-east-1:default:order-events"
+    );
+}
+
+/// A Node.js handler that uses the AWS SDK for JavaScript v3's SQS client (JSON protocol: send
+/// with attributes, a batch, receive with long polling and attributes, delete, batch delete,
+/// an AWS error mapped to its class) and SNS client (publish to a topic whose raw subscription
+/// feeds the queue), making queue and topic as it goes.
+const JS_QUEUES: &str = r#"
+import {
+  SQSClient, CreateQueueCommand, SendMessageCommand, SendMessageBatchCommand, ReceiveMessageCommand,
+  DeleteMessageCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, GetQueueUrlCommand,
+  QueueDoesNotExist,
+} from "@aws-sdk/client-sqs";
+import { SNSClient, CreateTopicCommand, SubscribeCommand, PublishCommand } from "@aws-sdk/client-sns";
+const sqs = new SQSClient({});
+const sns = new SNSClient({});
+export const handler = async (event) => {
+  const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: "js-orders" }));
+  const sent = await sqs.send(new SendMessageCommand({
+    QueueUrl, MessageBody: JSON.stringify(event),
+    MessageAttributes: { source: { DataType: "String", StringValue: "js" } },
+  }));
+  const batch = await sqs.send(new SendMessageBatchCommand({ QueueUrl, Entries: [
+    { Id: "a", MessageBody: "batch a" }, { Id: "b", MessageBody: "batch b" },
+  ] }));
+  const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ["QueueArn"] })))
+    .Attributes.QueueArn;
+  const { TopicArn } = await sns.send(new CreateTopicCommand({ Name: "js-events" }));
+  await sns.send(new SubscribeCommand({
+    TopicArn, Protocol: "sqs", Endpoint: arn, Attributes: { RawMessageDelivery: "true" },
+  }));
+  const published = await sns.send(new PublishCommand({ TopicArn, Message: "published by js" }));
+  const bodies = [];
+  const firstAttributes = {};
+  while (bodies.length < 4) {
+    const got = await sqs.send(new ReceiveMessageCommand({
+      QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 5,
+      MessageAttributeNames: ["All"], MessageSystemAttributeNames: ["ApproximateReceiveCount"],
+    }));
+    if (!got.Messages) break;
+    for (const m of got.Messages) {
+      bodies.push(m.Body);
+      if (m.MessageId === sent.MessageId) {
+        firstAttributes.source = m.MessageAttributes.source.StringValue;
+        firstAttributes.count = m.Attributes.ApproximateReceiveCount;
+        await sqs.send(new DeleteMessageCommand({ QueueUrl, ReceiptHandle: m.ReceiptHandle }));
+      }
+    }
+    const rest = got.Messages.filter((m) => m.MessageId !== sent.MessageId);
+    if (rest.length) {
+      const deleted = await sqs.send(new DeleteMessageBatchCommand({
+        QueueUrl, Entries: rest.map((m, i) => ({ Id: `d${i}`, ReceiptHandle: m.ReceiptHandle })),
+      }));
+      if ((deleted.Failed || []).length) throw new Error(JSON.stringify(deleted.Failed));
+    }
+  }
+  let missing = null;
+  try {
+    await sqs.send(new GetQueueUrlCommand({ QueueName: "js-no-such-queue" }));
+  } catch (e) {
+    missing = { isClass: e instanceof QueueDoesNotExist, name: e.name, status: e.$metadata.httpStatusCode };
+  }
+  const left = (await sqs.send(new GetQueueAttributesCommand({
+    QueueUrl, AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+  }))).Attributes;
+  return {
+    url: QueueUrl, sent: sent.MessageId, batch: batch.Successful.map((s) => s.Id).sort(),
+    published: Boolean(published.MessageId), bodies: bodies.sort(), firstAttributes, missing, left,
+  };
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_node_handler_uses_queues_and_topics_with_the_js_sdk() {
+    let node = sdk_node(
+        |_| {},
+        &[("js-queues", node_js(), &[("index.mjs", JS_QUEUES)])],
+    )
+    .await;
+    let out = invoke_ok(&node, "js-queues", json!({"order": 9})).await;
+    let records = node.activations_of("js-queues").await;
+    let logs = &records[0]["logs"];
+    assert_eq!(
+        out["url"], "http://127.0.0.1:9001/default/js-orders",
+        "{out} logs: {logs}"
+    );
+    assert_eq!(out["batch"], json!(["a", "b"]), "{out}");
+    assert_eq!(out["published"], true, "{out}");
+    assert_eq!(
+        out["bodies"],
+        json!(["batch a", "batch b", "published by js", r#"{"order":9}"#]),
+        "{out}"
+    );
+    assert_eq!(
+        out["firstAttributes"],
+        json!({"source": "js", "count": "1"}),
+        "{out}"
+    );
+    assert_eq!(
+        out["missing"],
+        json!({"isClass": true, "name": "QueueDoesNotExist", "status": 400}),
+        "{out}"
+    );
+    assert_eq!(
+        out["left"],
+        json!({"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}),
+        "{out}"
+    );
+    // Lambent's own API sees the queue the handler made, empty.
+    let (status, _, v) = node
+        .send(reqwest::Method::GET, "/v1/queues", Vec::new())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(
+        v["queues"]
+            .as_array()
+            .is_some_and(|q| q.iter().any(|q| q["name"] == "js-orders")),
+        "{v}"
     );
 }

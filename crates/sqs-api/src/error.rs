@@ -130,6 +130,10 @@ impl From<QueueError> for SqsError {
             QueueError::QueueNotFound(_) => SqsError::QueueDoesNotExist,
             QueueError::Conflict(m) => SqsError::QueueNameExists(m),
             QueueError::NotInFlight { .. } => SqsError::MessageNotInflight(e.to_string()),
+            QueueError::MessageTooLarge(limit) => SqsError::InvalidParameterValue(format!(
+                "One or more parameters are invalid. Reason: Message must be shorter than \
+                 {limit} bytes."
+            )),
             QueueError::Store(_) => {
                 tracing::error!("queue store failure: {e}");
                 SqsError::Internal(e.to_string())

@@ -9,7 +9,7 @@ use crate::wire::{element, numbered, Params};
 use lambent_aws_api::arn::Scope;
 use lambent_queues::events::{queue_arn, topic_arn};
 use lambent_queues::{Attributes, Endpoint, MessageAttribute, QueueError, Queues, Subscription};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// Most entries of a PublishBatch.
 const MAX_PUBLISH_BATCH: usize = 10;
@@ -81,25 +81,58 @@ pub async fn dispatch(c: &Call<'_>, action: &str, p: &Params) -> Result<String, 
             let subscriptions = c.queues.subscriptions(c.namespace, &topic).await?;
             let arn = c.topic_arn(&topic);
             let confirmed = subscriptions.len().to_string();
-            out.push_str("<Attributes>");
-            for (k, v) in [
-                ("TopicArn", arn.as_str()),
-                ("Owner", c.namespace),
-                ("DisplayName", ""),
-                ("SubscriptionsConfirmed", &confirmed),
-                ("SubscriptionsPending", "0"),
-                ("SubscriptionsDeleted", "0"),
-            ] {
-                out.push_str("<entry>");
-                element(&mut out, "key", k);
-                element(&mut out, "value", v);
-                out.push_str("</entry>");
-            }
-            out.push_str("</Attributes>");
+            entries(
+                &mut out,
+                &[
+                    ("TopicArn", arn.as_str()),
+                    ("Owner", c.namespace),
+                    ("DisplayName", ""),
+                    ("SubscriptionsConfirmed", &confirmed),
+                    ("SubscriptionsPending", "0"),
+                    ("SubscriptionsDeleted", "0"),
+                ],
+            );
         }
         "Subscribe" => {
             let arn = subscribe(c, p).await?;
             element(&mut out, "SubscriptionArn", &arn);
+        }
+        "GetSubscriptionAttributes" => {
+            let s = subscription_of(c, p).await?;
+            let (protocol, endpoint) = protocol_and_endpoint(c, &s);
+            let arn = c.subscription_arn(&s);
+            let topic = c.topic_arn(&s.topic);
+            let mut attributes: Vec<(&str, &str)> = vec![
+                ("SubscriptionArn", &arn),
+                ("TopicArn", &topic),
+                ("Owner", c.namespace),
+                ("Protocol", protocol),
+                ("Endpoint", &endpoint),
+                ("ConfirmationWasAuthenticated", "true"),
+                ("PendingConfirmation", "false"),
+            ];
+            let raw = s
+                .attributes
+                .get("RawMessageDelivery")
+                .map_or("false", String::as_str);
+            attributes.push(("RawMessageDelivery", raw));
+            if let Some(policy) = s.attributes.get("FilterPolicy") {
+                attributes.push(("FilterPolicy", policy));
+                let scope = s
+                    .attributes
+                    .get("FilterPolicyScope")
+                    .map_or("MessageAttributes", String::as_str);
+                attributes.push(("FilterPolicyScope", scope));
+            }
+            entries(&mut out, &attributes);
+        }
+        "SetSubscriptionAttributes" => {
+            let s = subscription_of(c, p).await?;
+            let name = required(p, "AttributeName")?;
+            let value = p.get("AttributeValue").map_or("", String::as_str);
+            c.queues
+                .set_subscription_attribute(c.namespace, &s.topic, &s.id, name, value)
+                .await?;
         }
         "Unsubscribe" => {
             let arn = required(p, "SubscriptionArn")?;
@@ -162,6 +195,35 @@ pub async fn dispatch(c: &Call<'_>, action: &str, p: &Params) -> Result<String, 
     Ok(out)
 }
 
+/// `<Attributes>` with one `<entry><key/><value/></entry>` per pair.
+fn entries(out: &mut String, pairs: &[(&str, &str)]) {
+    out.push_str("<Attributes>");
+    for (k, v) in pairs {
+        out.push_str("<entry>");
+        element(out, "key", k);
+        element(out, "value", v);
+        out.push_str("</entry>");
+    }
+    out.push_str("</Attributes>");
+}
+
+/// The subscription a `SubscriptionArn` names (`<topic ARN>:<id>`).
+async fn subscription_of(c: &Call<'_>, p: &Params) -> Result<Subscription, SnsError> {
+    let arn = required(p, "SubscriptionArn")?;
+    let (topic_arn, id) = arn.rsplit_once(':').ok_or_else(|| {
+        SnsError::InvalidParameter(format!(
+            "SubscriptionArn Reason: '{arn}' is not a subscription ARN"
+        ))
+    })?;
+    let topic = topic_name(c, topic_arn)?;
+    c.queues
+        .subscriptions(c.namespace, &topic)
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| SnsError::NotFound("Subscription does not exist".into()))
+}
+
 fn required<'p>(p: &'p Params, name: &str) -> Result<&'p str, SnsError> {
     p.get(name)
         .map(String::as_str)
@@ -206,8 +268,9 @@ fn paginate<T>(
     (page, next)
 }
 
-fn subscription_member(c: &Call<'_>, out: &mut String, s: &Subscription) {
-    let (protocol, endpoint) = match &s.endpoint {
+/// How SNS names a subscription's protocol, and its endpoint's ARN.
+fn protocol_and_endpoint(c: &Call<'_>, s: &Subscription) -> (&'static str, String) {
+    match &s.endpoint {
         Endpoint::Function(f) => (
             "lambda",
             Scope {
@@ -218,7 +281,11 @@ fn subscription_member(c: &Call<'_>, out: &mut String, s: &Subscription) {
         ),
         Endpoint::Queue(q) => ("sqs", queue_arn(c.queues.region(), c.namespace, q)),
         Endpoint::Workflow(w) => ("states", w.clone()),
-    };
+    }
+}
+
+fn subscription_member(c: &Call<'_>, out: &mut String, s: &Subscription) {
+    let (protocol, endpoint) = protocol_and_endpoint(c, s);
     out.push_str("<member>");
     element(out, "SubscriptionArn", &c.subscription_arn(s));
     element(out, "Owner", c.namespace);
@@ -232,16 +299,10 @@ async fn subscribe(c: &Call<'_>, p: &Params) -> Result<String, SnsError> {
     let topic = topic_of(c, p, "TopicArn")?;
     let protocol = required(p, "Protocol")?;
     let target = required(p, "Endpoint")?;
-    for a in numbered(p, "Attributes.entry") {
-        let key = a.get("key").map_or("", String::as_str);
-        let value = a.get("value").map_or("", String::as_str);
-        // Only the values Lambent delivers by are accepted.
-        if !(key == "RawMessageDelivery" && value == "false") {
-            return Err(SnsError::InvalidParameter(format!(
-                "Attributes: Lambent does not support the subscription attribute {key}={value}"
-            )));
-        }
-    }
+    let attributes: BTreeMap<String, String> = numbered(p, "Attributes.entry")
+        .into_iter()
+        .filter_map(|mut a| Some((a.remove("key")?, a.remove("value").unwrap_or_default())))
+        .collect();
     let invalid = |why: &str| SnsError::InvalidParameter(format!("Endpoint Reason: {why}"));
     let endpoint = match protocol {
         "lambda" => {
@@ -275,19 +336,28 @@ async fn subscribe(c: &Call<'_>, p: &Params) -> Result<String, SnsError> {
     };
     match c
         .queues
-        .subscribe(c.namespace, &topic, endpoint.clone())
+        .subscribe_with(c.namespace, &topic, endpoint.clone(), attributes.clone())
         .await
     {
         Ok(s) => Ok(c.subscription_arn(&s)),
-        // Subscribing again answers with the subscription there is (as SNS).
-        Err(QueueError::Conflict(_)) => c
-            .queues
-            .subscriptions(c.namespace, &topic)
-            .await?
-            .iter()
-            .find(|s| s.endpoint == endpoint)
-            .map(|s| c.subscription_arn(s))
-            .ok_or_else(|| SnsError::Internal("the subscription went away".into())),
+        // Subscribing again answers with the subscription there is (as SNS), unless it asks
+        // for other attributes.
+        Err(QueueError::Conflict(_)) => {
+            let there = c
+                .queues
+                .subscriptions(c.namespace, &topic)
+                .await?
+                .into_iter()
+                .find(|s| s.endpoint == endpoint)
+                .ok_or_else(|| SnsError::Internal("the subscription went away".into()))?;
+            if there.attributes != attributes {
+                return Err(SnsError::InvalidParameter(
+                    "Attributes Reason: Subscription already exists with different attributes"
+                        .into(),
+                ));
+            }
+            Ok(c.subscription_arn(&there))
+        }
         Err(e) => Err(e.into()),
     }
 }

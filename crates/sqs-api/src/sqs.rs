@@ -11,7 +11,7 @@ use lambent_queues::{
 };
 use md5::Digest;
 use serde_json::{json, Map, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 /// Who calls, and where their queues are addressed.
@@ -30,7 +30,7 @@ const MESSAGE_SYSTEM_ATTRIBUTES: &[&str] = &[
     "SentTimestamp",
 ];
 
-/// The queue attributes Lambent keeps or reports.
+/// The queue attributes Lambent keeps or reports, in the order `All` lists them.
 const QUEUE_ATTRIBUTES: &[&str] = &[
     "QueueArn",
     "ApproximateNumberOfMessages",
@@ -39,10 +39,35 @@ const QUEUE_ATTRIBUTES: &[&str] = &[
     "CreatedTimestamp",
     "LastModifiedTimestamp",
     "VisibilityTimeout",
-    "DelaySeconds",
     "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "DelaySeconds",
     "ReceiveMessageWaitTimeSeconds",
     "RedrivePolicy",
+    "RedriveAllowPolicy",
+    "Policy",
+    "SqsManagedSseEnabled",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+];
+
+/// Attributes only a client can change, kept as given (they change nothing in Lambent).
+const KEPT_ATTRIBUTES: &[&str] = &[
+    "Policy",
+    "SqsManagedSseEnabled",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+];
+
+/// Attributes of FIFO queues, which Lambent does not have.
+const FIFO_ATTRIBUTES: &[&str] = &[
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
 ];
 
 /// Runs one operation.
@@ -112,8 +137,54 @@ pub async fn dispatch(c: &Call<'_>, operation: &str, input: &Value) -> Result<Va
             }
             Ok(results.into_value())
         }
+        "TagQueue" => {
+            let q = queue_of(c, input)?;
+            let mut s = QueueSettings::of(&c.queues.queue(c.namespace, &q).await?);
+            s.tags.extend(string_map(input, "Tags")?);
+            c.queues.update_queue(c.namespace, s).await?;
+            Ok(json!({}))
+        }
+        "UntagQueue" => {
+            let q = queue_of(c, input)?;
+            let mut s = QueueSettings::of(&c.queues.queue(c.namespace, &q).await?);
+            for key in names(input, "TagKeys") {
+                s.tags.remove(key);
+            }
+            c.queues.update_queue(c.namespace, s).await?;
+            Ok(json!({}))
+        }
+        "ListQueueTags" => {
+            let q = queue_of(c, input)?;
+            let tags = c.queues.queue(c.namespace, &q).await?.tags;
+            if tags.is_empty() {
+                return Ok(json!({}));
+            }
+            Ok(json!({ "Tags": tags }))
+        }
         other => Err(SqsError::InvalidAction(other.to_string())),
     }
+}
+
+/// A map of strings (`Tags`, `Attributes`): JSON strings, or numbers and booleans as text.
+fn string_map(input: &Value, name: &str) -> Result<BTreeMap<String, String>, SqsError> {
+    let Some(map) = input.get(name).filter(|v| !v.is_null()) else {
+        return Ok(BTreeMap::new());
+    };
+    let map = map.as_object().ok_or_else(|| {
+        SqsError::InvalidParameterValue(format!(
+            "Value for parameter {name} is invalid. Reason: it must be a map."
+        ))
+    })?;
+    Ok(map
+        .iter()
+        .map(|(k, v)| {
+            let text = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            (k.clone(), text)
+        })
+        .collect())
 }
 
 fn url(c: &Call<'_>, queue: &str) -> String {
@@ -188,55 +259,86 @@ fn queue_of(c: &Call<'_>, input: &Value) -> Result<String, SqsError> {
     }
 }
 
-/// The settings a request's queue attributes ask for, and whether they name a redrive policy
-/// (an empty one removes it).
-struct Requested {
-    s: QueueSettings,
-    redrive_given: bool,
-}
-
-/// Reads a queue's attributes: the settings Lambent keeps; attributes it has no setting for
-/// are accepted only with the value Lambent behaves by.
-fn settings(c: &Call<'_>, name: &str, input: &Value) -> Result<Requested, SqsError> {
-    let mut s = QueueSettings {
-        name: name.to_string(),
-        ..QueueSettings::default()
-    };
-    let mut redrive_given = false;
-    let Some(attributes) = input.get("Attributes").and_then(Value::as_object) else {
-        return Ok(Requested { s, redrive_given });
-    };
-    for (key, value) in attributes {
-        let text = value
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| value.to_string());
-        let number = || {
-            text.parse::<u32>().map_err(|_| {
-                SqsError::InvalidAttributeValue(format!(
-                    "Invalid value for the parameter {key}: '{text}' is not an integer."
-                ))
-            })
+/// Applies a request's queue attributes (`Attributes`) to `s`: the settings Lambent keeps and
+/// enforces, the attributes it keeps as given; an empty `RedrivePolicy` removes it.
+/// Out-of-range values are `InvalidAttributeValue`, names SQS does not have (or that only
+/// SQS sets) `InvalidAttributeName`, FIFO queues `UnsupportedOperation`.
+async fn apply_attributes(
+    c: &Call<'_>,
+    s: &mut QueueSettings,
+    input: &Value,
+) -> Result<(), SqsError> {
+    for (key, text) in string_map(input, "Attributes")? {
+        let number = |min: u32, max: u32| {
+            text.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    SqsError::InvalidAttributeValue(format!(
+                        "Invalid value for the parameter {key}. Reason: must be an integer \
+                         from {min} to {max}."
+                    ))
+                })
         };
         match key.as_str() {
-            "VisibilityTimeout" => s.visibility_timeout = Some(number()?),
-            "DelaySeconds" => s.delay = Some(number()?),
-            "RedrivePolicy" if text.is_empty() => redrive_given = true,
+            "VisibilityTimeout" => {
+                s.visibility_timeout = Some(number(0, lambent_queues::MAX_VISIBILITY_TIMEOUT_S)?)
+            }
+            "DelaySeconds" => s.delay = Some(number(0, lambent_queues::MAX_DELAY_S)?),
+            "MessageRetentionPeriod" => {
+                s.retention = Some(number(
+                    lambent_queues::MIN_RETENTION_S,
+                    lambent_queues::MAX_RETENTION_S,
+                )?)
+            }
+            "MaximumMessageSize" => {
+                s.max_message_bytes = Some(number(
+                    lambent_queues::MIN_MESSAGE_BYTES,
+                    MAX_MESSAGE_BYTES as u32,
+                )?)
+            }
+            "ReceiveMessageWaitTimeSeconds" => {
+                s.receive_wait = Some(number(0, lambent_queues::MAX_WAIT_S)?)
+            }
+            "RedrivePolicy" if text.is_empty() => {
+                s.dead_letter_queue = None;
+                s.max_receive_count = None;
+            }
             "RedrivePolicy" => {
-                redrive_given = true;
                 let (dlq, max) = redrive_policy(c, &text)?;
+                allowed_to_redrive(c, &s.name, &dlq).await?;
                 s.dead_letter_queue = Some(dlq);
                 s.max_receive_count = Some(max);
             }
-            "MaximumMessageSize" if number()? as usize == MAX_MESSAGE_BYTES => {}
-            "ReceiveMessageWaitTimeSeconds" if number()? == 0 => {}
-            _ if QUEUE_ATTRIBUTES.contains(&key.as_str())
-                || key == "MessageRetentionPeriod"
-                || key == "FifoQueue" =>
-            {
-                return Err(SqsError::InvalidAttributeValue(format!(
-                    "Lambent does not support the value '{text}' for the attribute {key}"
+            "RedriveAllowPolicy" => {
+                if text.is_empty() {
+                    s.attributes.remove(&key);
+                } else {
+                    redrive_allow_policy(&text)?;
+                    s.attributes.insert(key, text);
+                }
+            }
+            "FifoQueue" if text == "false" => {}
+            "FifoQueue" => {
+                return Err(SqsError::UnsupportedOperation(
+                    "Lambent's queues are standard queues: FIFO queues (FifoQueue=true) are \
+                     not supported."
+                        .into(),
+                ))
+            }
+            k if FIFO_ATTRIBUTES.contains(&k) => {
+                return Err(SqsError::InvalidAttributeName(format!(
+                    "Unknown Attribute {key}: it is an attribute of FIFO queues, which Lambent \
+                     does not support."
                 )))
+            }
+            k if KEPT_ATTRIBUTES.contains(&k) => {
+                if text.is_empty() {
+                    s.attributes.remove(&key);
+                } else {
+                    s.attributes.insert(key, text);
+                }
             }
             _ => {
                 return Err(SqsError::InvalidAttributeName(format!(
@@ -245,7 +347,59 @@ fn settings(c: &Call<'_>, name: &str, input: &Value) -> Result<Requested, SqsErr
             }
         }
     }
-    Ok(Requested { s, redrive_given })
+    Ok(())
+}
+
+/// `{"redrivePermission": "allowAll" | "denyAll" | "byQueue", "sourceQueueArns": [...]}`:
+/// the source queue ARNs it lets use the queue as their dead-letter queue (`None`: any).
+fn redrive_allow_policy(text: &str) -> Result<Option<Vec<String>>, SqsError> {
+    let invalid = |why: &str| {
+        SqsError::InvalidParameterValue(format!(
+            "Value {text} for parameter RedriveAllowPolicy is invalid. Reason: {why}"
+        ))
+    };
+    let policy: Value = serde_json::from_str(text).map_err(|_| invalid("it is not JSON."))?;
+    let sources: Vec<String> = names(&policy, "sourceQueueArns")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    match policy["redrivePermission"].as_str() {
+        Some("allowAll") if sources.is_empty() => Ok(None),
+        Some("denyAll") if sources.is_empty() => Ok(Some(Vec::new())),
+        Some("byQueue") if (1..=10).contains(&sources.len()) => Ok(Some(sources)),
+        Some("byQueue") => Err(invalid(
+            "byQueue needs 1 to 10 source queue ARNs in sourceQueueArns.",
+        )),
+        Some("allowAll" | "denyAll") => Err(invalid(
+            "sourceQueueArns is only valid with the byQueue redrive permission.",
+        )),
+        _ => Err(invalid(
+            "redrivePermission must be allowAll, denyAll or byQueue.",
+        )),
+    }
+}
+
+/// Refuses a redrive policy whose dead-letter queue's `RedriveAllowPolicy` does not let
+/// `source` use it.
+async fn allowed_to_redrive(c: &Call<'_>, source: &str, dlq: &str) -> Result<(), SqsError> {
+    let Ok(target) = c.queues.queue(c.namespace, dlq).await else {
+        // A missing target is the engine's to report.
+        return Ok(());
+    };
+    let Some(text) = target.attributes.get("RedriveAllowPolicy") else {
+        return Ok(());
+    };
+    let source_arn = queue_arn(c.queues.region(), c.namespace, source);
+    match redrive_allow_policy(text)? {
+        Some(allowed) if !allowed.contains(&source_arn) => {
+            Err(SqsError::InvalidParameterValue(format!(
+                "Value for parameter RedrivePolicy is invalid. Reason: Queue {source_arn} is \
+                 not allowed to use {} as its dead-letter queue (its RedriveAllowPolicy).",
+                queue_arn(c.queues.region(), c.namespace, dlq)
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `{"deadLetterTargetArn": "arn:aws:sqs:…:<queue>", "maxReceiveCount": N}`.
@@ -272,7 +426,18 @@ fn redrive_policy(c: &Call<'_>, text: &str) -> Result<(String, u32), SqsError> {
 
 async fn create_queue(c: &Call<'_>, input: &Value) -> Result<Value, SqsError> {
     let name = string(input, "QueueName")?;
-    let s = settings(c, name, input)?.s;
+    if name.ends_with(".fifo") {
+        return Err(SqsError::UnsupportedOperation(format!(
+            "Lambent's queues are standard queues: FIFO queues ('{name}') are not supported."
+        )));
+    }
+    let mut s = QueueSettings {
+        name: name.to_string(),
+        tags: string_map(input, "tags")?,
+        ..QueueSettings::default()
+    };
+    s.tags.extend(string_map(input, "Tags")?);
+    apply_attributes(c, &mut s, input).await?;
     match c.queues.create_queue(c.namespace, s).await {
         Ok(_) => Ok(json!({ "QueueUrl": url(c, name) })),
         // The redrive policy's dead-letter queue.
@@ -367,17 +532,28 @@ fn queue_attribute(
     counts: lambent_queues::QueueCounts,
     name: &str,
 ) -> Option<String> {
-    let created_s = (q.created_ms / 1000).to_string();
     Some(match name {
         "QueueArn" => queue_arn(c.queues.region(), c.namespace, &q.name),
         "ApproximateNumberOfMessages" => counts.visible.to_string(),
         "ApproximateNumberOfMessagesNotVisible" => counts.in_flight.to_string(),
         "ApproximateNumberOfMessagesDelayed" => counts.delayed.to_string(),
-        "CreatedTimestamp" | "LastModifiedTimestamp" => created_s,
+        "CreatedTimestamp" => (q.created_ms / 1000).to_string(),
+        "LastModifiedTimestamp" => (q.modified_ms.max(q.created_ms) / 1000).to_string(),
         "VisibilityTimeout" => q.visibility_timeout_s.to_string(),
         "DelaySeconds" => q.delay_s.to_string(),
-        "MaximumMessageSize" => MAX_MESSAGE_BYTES.to_string(),
-        "ReceiveMessageWaitTimeSeconds" => "0".into(),
+        "MaximumMessageSize" => q.max_message_bytes.to_string(),
+        "MessageRetentionPeriod" => q.retention_s.to_string(),
+        "ReceiveMessageWaitTimeSeconds" => q.receive_wait_s.to_string(),
+        // SQS-managed encryption is on by default for new queues on AWS.
+        "SqsManagedSseEnabled" => q
+            .attributes
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| "true".into()),
+        "FifoQueue"
+        | "ContentBasedDeduplication"
+        | "DeduplicationScope"
+        | "FifoThroughputLimit" => return None,
         "RedrivePolicy" => {
             let dlq = q.dead_letter_queue.as_ref()?;
             json!({
@@ -386,29 +562,18 @@ fn queue_attribute(
             })
             .to_string()
         }
-        _ => return None,
+        other => q.attributes.get(other)?.clone(),
     })
 }
 
 async fn set_queue_attributes(c: &Call<'_>, input: &Value) -> Result<Value, SqsError> {
     let q = queue_of(c, input)?;
-    let current = c.queues.queue(c.namespace, &q).await?;
-    let Requested { s, redrive_given } = settings(c, &q, input)?;
     // The attributes not named keep their values.
-    let (dead_letter_queue, max_receive_count) = match redrive_given {
-        true => (s.dead_letter_queue, s.max_receive_count),
-        false => (current.dead_letter_queue, current.max_receive_count),
-    };
-    let merged = QueueSettings {
-        name: q.clone(),
-        visibility_timeout: s.visibility_timeout.or(Some(current.visibility_timeout_s)),
-        delay: s.delay.or(Some(current.delay_s)),
-        dead_letter_queue,
-        max_receive_count,
-    };
+    let mut s = QueueSettings::of(&c.queues.queue(c.namespace, &q).await?);
+    apply_attributes(c, &mut s, input).await?;
     let changed = c
         .queues
-        .update_queue(c.namespace, merged)
+        .update_queue(c.namespace, s)
         .await
         .map_err(|e| match e {
             lambent_queues::QueueError::QueueNotFound(dlq) if dlq != q => {
@@ -661,7 +826,11 @@ async fn receive_message(c: &Call<'_>, input: &Value) -> Result<Value, SqsError>
              1 and 10, if provided."
         )));
     }
-    let wait = int(input, "WaitTimeSeconds")?.unwrap_or(0);
+    // Without WaitTimeSeconds, the queue's ReceiveMessageWaitTimeSeconds.
+    let wait = match int(input, "WaitTimeSeconds")? {
+        Some(w) => w,
+        None => i64::from(c.queues.queue(c.namespace, &q).await?.receive_wait_s),
+    };
     if !(0..=lambent_queues::MAX_WAIT_S as i64).contains(&wait) {
         return Err(SqsError::InvalidParameterValue(format!(
             "Value {wait} for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 and \

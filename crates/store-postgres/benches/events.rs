@@ -30,6 +30,7 @@ fn event(i: usize) -> QueuedEvent {
         due_ms: i as i64,
         attempts: 0,
         claims: 0,
+        trace: None,
     }
 }
 

@@ -15,7 +15,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 const EVENT_COLUMNS: &str =
-    "id, namespace, function, payload, trigger, created_ms, due_ms, attempts, claims";
+    "id, namespace, function, payload, trigger, created_ms, due_ms, attempts, claims, trace";
+/// How many [`EVENT_COLUMNS`] there are.
+const EVENT_COLUMN_COUNT: usize = 10;
 
 fn event_from_row(row: &Row) -> QueuedEvent {
     QueuedEvent {
@@ -28,6 +30,9 @@ fn event_from_row(row: &Row) -> QueuedEvent {
         due_ms: row.get(6),
         attempts: row.get::<_, i64>(7) as u32,
         claims: row.get::<_, i64>(8) as u32,
+        trace: row
+            .get::<_, Option<&str>>(9)
+            .and_then(lambent_core::TraceContext::decode),
     }
 }
 
@@ -97,6 +102,7 @@ fn event_params(e: &QueuedEvent, params: &mut Vec<Param>) {
     params.push(Box::new(e.due_ms));
     params.push(Box::new(i64::from(e.attempts)));
     params.push(Box::new(i64::from(e.claims)));
+    params.push(Box::new(e.trace.as_ref().map(|t| t.encode())));
 }
 
 /// A CTE inserting `then` (when given) once the CTE `gate` returned a row, as a `WITH` item.
@@ -109,7 +115,7 @@ fn then_insert(then: Option<&QueuedEvent>, gate: &str, params: &mut Vec<Param>) 
     format!(
         ", t AS (INSERT INTO async_events ({EVENT_COLUMNS}) SELECT {} \
          WHERE EXISTS (SELECT 1 FROM {gate}) ON CONFLICT (id) DO NOTHING)",
-        placeholders(k, 9)
+        placeholders(k, EVENT_COLUMN_COUNT)
     )
 }
 
@@ -122,7 +128,7 @@ fn plan(write: &EventWrite) -> Planned {
                 sql: format!(
                     "INSERT INTO async_events ({EVENT_COLUMNS}) VALUES ({}) \
                      ON CONFLICT (id) DO NOTHING",
-                    placeholders(1, 9)
+                    placeholders(1, EVENT_COLUMN_COUNT)
                 ),
                 params,
                 counts: false,
@@ -286,7 +292,7 @@ impl EventStore for PgStore {
                  UPDATE async_events e SET leased = TRUE, claims = e.claims + 1, due_ms = $3, \
                    owner = $4 FROM c WHERE e.id = c.id \
                  RETURNING e.id, e.namespace, e.function, e.payload, e.trigger, e.created_ms, \
-                   e.due_ms, e.attempts, e.claims, c.due_ms",
+                   e.due_ms, e.attempts, e.claims, e.trace, c.due_ms",
                 &[
                     &claim.now_ms,
                     &(claim.limit as i64),
@@ -299,7 +305,7 @@ impl EventStore for PgStore {
             .await?;
         let mut claimed: Vec<(i64, QueuedEvent)> = rows
             .iter()
-            .map(|r| (r.get::<_, i64>(9), event_from_row(r)))
+            .map(|r| (r.get::<_, i64>(EVENT_COLUMN_COUNT), event_from_row(r)))
             .collect();
         claimed.sort_by_key(|(due, _)| *due);
         Ok(claimed.into_iter().map(|(_, e)| e).collect())

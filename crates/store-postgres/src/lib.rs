@@ -16,6 +16,7 @@ mod events;
 mod lambda;
 mod objects;
 mod queues;
+mod rollups;
 mod routes;
 mod schema;
 mod stream_mappings;
@@ -301,7 +302,7 @@ fn function_from_row(row: &Row) -> Result<Function, StoreError> {
 const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
 error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
-parent, steps";
+parent, steps, trace_id, trace";
 
 fn opt_u64(row: &Row, i: usize) -> Option<u64> {
     row.get::<_, Option<i64>>(i).map(|v| v as u64)
@@ -347,6 +348,8 @@ fn activation_from_row(row: &Row) -> Result<Activation, StoreError> {
         parent: row.get(23),
         steps: lambent_store::steps_from_column(row.get::<_, Option<&str>>(24))
             .map_err(json_err)?,
+        trace: lambent_store::trace_from_column(row.get::<_, Option<&str>>(26))
+            .map_err(json_err)?,
     })
 }
 
@@ -378,6 +381,8 @@ struct ActivationColumns {
     node: Vec<String>,
     parent: Vec<Option<String>>,
     steps: Vec<Option<String>>,
+    trace_id: Vec<Option<String>>,
+    trace: Vec<Option<String>>,
 }
 
 impl ActivationColumns {
@@ -413,6 +418,9 @@ impl ActivationColumns {
         self.node.push(a.node.clone());
         self.parent.push(a.parent.clone());
         self.steps.push(lambent_store::steps_column(&a.steps));
+        let (trace_id, trace) = lambent_store::trace_columns(a.trace.as_ref());
+        self.trace_id.push(trace_id);
+        self.trace.push(trace);
     }
 }
 
@@ -519,16 +527,20 @@ impl Store for PgStore {
         let mut c = ActivationColumns::default();
         batch.iter().for_each(|a| c.push(a));
         // One statement for the batch; a batch retried after an unknown commit inserts nothing
-        // twice (and a batch naming one id twice keeps the first).
-        self.execute(
+        // twice (and a batch naming one id twice keeps the first). The rollups count what it
+        // inserted, in the same transaction.
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(|e| self.err(e))?;
+        let inserted = tx
+            .query(
             &format!(
                 "INSERT INTO activations ({ACTIVATION_COLUMNS}) SELECT * FROM unnest(\
                  $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], \
                  $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], \
                  $12::boolean[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], \
                  $18::text[], $19::text[], $20::bigint[], $21::bigint[], $22::bigint[], $23::text[], \
-                 $24::text[], $25::text[]) \
-                 ON CONFLICT (id) DO NOTHING"
+                 $24::text[], $25::text[], $26::text[], $27::text[]) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id"
             ),
             &[
                 &c.id,
@@ -556,10 +568,21 @@ impl Store for PgStore {
                 &c.node,
                 &c.parent,
                 &c.steps,
+                &c.trace_id,
+                &c.trace,
             ],
         )
-        .await?;
-        Ok(())
+        .await
+        .map_err(|e| self.err(e))?;
+        let inserted: std::collections::HashSet<String> =
+            inserted.iter().map(|r| r.get(0)).collect();
+        let mut counted = std::collections::HashSet::new();
+        let new: Vec<&Activation> = batch
+            .iter()
+            .filter(|a| inserted.contains(&a.id) && counted.insert(a.id.as_str()))
+            .collect();
+        rollups::add(self, &tx, &new).await?;
+        tx.commit().await.map_err(|e| self.err(e))
     }
 
     async fn query_activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError> {
@@ -576,6 +599,25 @@ impl Store for PgStore {
         if let Some(since) = q.since_ms {
             args.push(Box::new(since));
             sql += &format!(" AND start_ms >= ${}", args.len());
+        }
+        if let Some(until) = q.until_ms {
+            args.push(Box::new(until));
+            sql += &format!(" AND start_ms < ${}", args.len());
+        }
+        if let Some(cold) = q.cold {
+            args.push(Box::new(cold));
+            sql += &format!(" AND cold = ${}", args.len());
+        }
+        if let Some(text) = &q.text {
+            args.push(Box::new(text.clone()));
+            sql += &format!(
+                " AND (strpos(logs, ${0}) > 0 OR strpos(coalesce(error_message, ''), ${0}) > 0)",
+                args.len()
+            );
+        }
+        if let Some(t) = &q.trace_id {
+            args.push(Box::new(t.clone()));
+            sql += &format!(" AND trace_id = ${}", args.len());
         }
         if let Some(c) = &q.before {
             args.push(Box::new(c.start_ms));
@@ -619,5 +661,19 @@ impl Store for PgStore {
     async fn prune_activations(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         self.execute("DELETE FROM activations WHERE start_ms < $1", &[&cutoff_ms])
             .await
+    }
+
+    async fn activation_rollups(
+        &self,
+        q: &lambent_store::rollups::RollupQuery,
+    ) -> Result<Vec<lambent_store::rollups::Rollup>, StoreError> {
+        rollups::query(self, q).await
+    }
+
+    async fn duration_histogram(
+        &self,
+        q: &lambent_store::rollups::RollupQuery,
+    ) -> Result<Vec<lambent_store::rollups::HistogramRow>, StoreError> {
+        rollups::histogram(self, q).await
     }
 }

@@ -12,10 +12,32 @@ use lambent_store::queues::{
     ReceiveRequest, Subscription, Topic,
 };
 use lambent_store::StoreError;
+use std::collections::BTreeMap;
 use tokio_postgres::Row;
 
-const QUEUE_COLUMNS: &str =
-    "namespace, name, visibility_timeout_s, delay_s, max_receive_count, dead_letter_queue, created_ms";
+/// The queues' SQS settings and the subscriptions' attributes (refinery migration `V8`).
+pub(crate) const MIGRATION: &str = r#"
+ALTER TABLE queues ADD COLUMN retention_s BIGINT NOT NULL DEFAULT 345600;
+ALTER TABLE queues ADD COLUMN max_message_bytes BIGINT NOT NULL DEFAULT 262144;
+ALTER TABLE queues ADD COLUMN receive_wait_s BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE queues ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE queues ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE queues ADD COLUMN modified_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE topic_subscriptions ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+"#;
+
+const QUEUE_COLUMNS: &str = "namespace, name, visibility_timeout_s, delay_s, max_receive_count, \
+     dead_letter_queue, created_ms, retention_s, max_message_bytes, receive_wait_s, attributes, \
+     tags, modified_ms";
+
+/// A JSON map column (a row written by hand that is not JSON reads as empty).
+fn map_column(r: &Row, i: usize) -> BTreeMap<String, String> {
+    serde_json::from_str(r.get::<_, &str>(i)).unwrap_or_default()
+}
+
+fn map_json(map: &BTreeMap<String, String>) -> Result<String, StoreError> {
+    serde_json::to_string(map).map_err(json_err)
+}
 
 fn queue_from_row(r: &Row) -> QueueConfig {
     QueueConfig {
@@ -26,8 +48,16 @@ fn queue_from_row(r: &Row) -> QueueConfig {
         max_receive_count: r.get::<_, Option<i64>>(4).map(|v| v as u32),
         dead_letter_queue: r.get(5),
         created_ms: r.get(6),
+        retention_s: r.get::<_, i64>(7) as u32,
+        max_message_bytes: r.get::<_, i64>(8) as u32,
+        receive_wait_s: r.get::<_, i64>(9) as u32,
+        attributes: map_column(r, 10),
+        tags: map_column(r, 11),
+        modified_ms: r.get(12),
     }
 }
+
+const SUBSCRIPTION_COLUMNS: &str = "id, namespace, topic, kind, target, created_ms, attributes";
 
 fn subscription_from_row(r: &Row) -> Subscription {
     let kind: String = r.get(3);
@@ -38,16 +68,19 @@ fn subscription_from_row(r: &Row) -> Subscription {
         topic: r.get(2),
         endpoint: Endpoint::from_kind(&kind, target),
         created_ms: r.get(5),
+        attributes: map_column(r, 6),
     }
 }
 
 #[async_trait]
 impl QueueStore for PgStore {
     async fn create_queue(&self, q: &QueueConfig) -> Result<bool, StoreError> {
+        let (attributes, tags) = (map_json(&q.attributes)?, map_json(&q.tags)?);
         let n = self
             .execute(
                 &format!(
-                    "INSERT INTO queues ({QUEUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                    "INSERT INTO queues ({QUEUE_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                      ON CONFLICT (namespace, name) DO NOTHING"
                 ),
                 &[
@@ -58,6 +91,12 @@ impl QueueStore for PgStore {
                     &q.max_receive_count.map(i64::from),
                     &q.dead_letter_queue,
                     &q.created_ms,
+                    &i64::from(q.retention_s),
+                    &i64::from(q.max_message_bytes),
+                    &i64::from(q.receive_wait_s),
+                    &attributes,
+                    &tags,
+                    &q.modified_ms,
                 ],
             )
             .await?;
@@ -65,10 +104,13 @@ impl QueueStore for PgStore {
     }
 
     async fn update_queue(&self, q: &QueueConfig) -> Result<bool, StoreError> {
+        let (attributes, tags) = (map_json(&q.attributes)?, map_json(&q.tags)?);
         let n = self
             .execute(
                 "UPDATE queues SET visibility_timeout_s = $3, delay_s = $4, \
-                 max_receive_count = $5, dead_letter_queue = $6 \
+                 max_receive_count = $5, dead_letter_queue = $6, retention_s = $7, \
+                 max_message_bytes = $8, receive_wait_s = $9, attributes = $10, tags = $11, \
+                 modified_ms = $12 \
                  WHERE namespace = $1 AND name = $2",
                 &[
                     &q.namespace,
@@ -77,6 +119,12 @@ impl QueueStore for PgStore {
                     &i64::from(q.delay_s),
                     &q.max_receive_count.map(i64::from),
                     &q.dead_letter_queue,
+                    &i64::from(q.retention_s),
+                    &i64::from(q.max_message_bytes),
+                    &i64::from(q.receive_wait_s),
+                    &attributes,
+                    &tags,
+                    &q.modified_ms,
                 ],
             )
             .await?;
@@ -145,7 +193,9 @@ impl QueueStore for PgStore {
                    COUNT(*) FILTER (WHERE visible_at_ms <= $3), \
                    COUNT(*) FILTER (WHERE visible_at_ms > $3 AND receipt IS NOT NULL), \
                    COUNT(*) FILTER (WHERE visible_at_ms > $3 AND receipt IS NULL) \
-                 FROM queue_messages WHERE namespace = $1 AND queue = $2",
+                 FROM queue_messages WHERE namespace = $1 AND queue = $2 \
+                 AND sent_ms >= $3 - 1000 * COALESCE((SELECT retention_s FROM queues \
+                     WHERE namespace = $1 AND name = $2), 0)",
                 &[&namespace, &name, &now_ms],
             )
             .await?;
@@ -162,15 +212,26 @@ impl QueueStore for PgStore {
         let tx = conn.transaction().await.map_err(|e| self.err(e))?;
         let settings = tx
             .query_opt(
-                "SELECT max_receive_count, dead_letter_queue FROM queues \
+                "SELECT max_receive_count, dead_letter_queue, retention_s FROM queues \
                  WHERE namespace = $1 AND name = $2",
                 &[&req.namespace, &req.queue],
             )
             .await
             .map_err(|e| self.err(e))?;
-        let (max_receives, dlq): (Option<i64>, Option<String>) = settings
-            .map(|r| (r.get(0), r.get(1)))
-            .unwrap_or((None, None));
+        let (max_receives, dlq, retention_s): (Option<i64>, Option<String>, i64) = settings
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .unwrap_or((None, None, 0));
+        // Messages past the retention period are gone.
+        tx.execute(
+            "DELETE FROM queue_messages WHERE namespace = $1 AND queue = $2 AND sent_ms < $3",
+            &[
+                &req.namespace,
+                &req.queue,
+                &(req.now_ms - retention_s * 1000),
+            ],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
         let redrive_after = max_receives.filter(|_| dlq.is_some());
         let select = tx
             .prepare_cached(
@@ -348,10 +409,21 @@ impl QueueStore for PgStore {
 
     async fn subscribe(&self, s: &Subscription) -> Result<(), StoreError> {
         let (kind, target) = s.endpoint.kind_and_target();
+        let attributes = map_json(&s.attributes)?;
         self.execute(
-            "INSERT INTO topic_subscriptions (id, namespace, topic, kind, target, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&s.id, &s.namespace, &s.topic, &kind, &target, &s.created_ms],
+            &format!(
+                "INSERT INTO topic_subscriptions ({SUBSCRIPTION_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            &[
+                &s.id,
+                &s.namespace,
+                &s.topic,
+                &kind,
+                &target,
+                &s.created_ms,
+                &attributes,
+            ],
         )
         .await?;
         Ok(())
@@ -364,8 +436,10 @@ impl QueueStore for PgStore {
     ) -> Result<Vec<Subscription>, StoreError> {
         Ok(self
             .query(
-                "SELECT id, namespace, topic, kind, target, created_ms FROM topic_subscriptions \
-                 WHERE namespace = $1 AND topic = $2 ORDER BY created_ms, seq",
+                &format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM topic_subscriptions \
+                     WHERE namespace = $1 AND topic = $2 ORDER BY created_ms, seq"
+                ),
                 &[&namespace, &topic],
             )
             .await?
@@ -379,6 +453,21 @@ impl QueueStore for PgStore {
             .execute(
                 "DELETE FROM topic_subscriptions WHERE namespace = $1 AND id = $2",
                 &[&namespace, &id],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn set_subscription_attributes(
+        &self,
+        namespace: &str,
+        id: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE topic_subscriptions SET attributes = $3 WHERE namespace = $1 AND id = $2",
+                &[&namespace, &id, &map_json(attributes)?],
             )
             .await?;
         Ok(n > 0)

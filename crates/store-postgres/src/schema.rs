@@ -11,8 +11,21 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V5__tables", crate::tables::MIGRATION),
     ("V6__stream_mappings", crate::stream_mappings::MIGRATION),
     ("V7__tables_2", crate::tables::MIGRATION_2),
+    ("V8__queue_settings", crate::queues::MIGRATION),
+    ("V9__activation_rollups", crate::rollups::MIGRATION),
+    ("V10__traces", V10),
     ("V11__schedule_input", crate::events::INPUT_MIGRATION),
 ];
+
+/// Traces: each activation's place in its trace (see `lambent_store::trace_columns`), and the
+/// trace context an async event carries (`traceparent[ tracestate]`). V8 and V9 are other
+/// branches' (numbers are claimed in order of the work, not of merging).
+const V10: &str = r#"
+ALTER TABLE activations ADD COLUMN trace_id TEXT;
+ALTER TABLE activations ADD COLUMN trace TEXT;
+CREATE INDEX activations_by_trace ON activations (namespace, trace_id);
+ALTER TABLE async_events ADD COLUMN trace TEXT;
+"#;
 
 /// The links between a sequence's activation and its steps' (see `lambent_core::Activation`).
 const V4: &str = r#"

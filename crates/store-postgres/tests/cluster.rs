@@ -118,6 +118,7 @@ async fn concurrent_receives_never_hand_out_a_message_twice() {
         max_receive_count: None,
         dead_letter_queue: None,
         created_ms: 0,
+        ..Default::default()
     };
     stores[0].create_queue(&q).await.unwrap();
     let messages: Vec<_> = (0..400)

@@ -58,7 +58,10 @@ CREATE INDEX schedules_next_fire ON schedules (next_fire_ms);
 pub(crate) const OWNER_MIGRATION: &str = "ALTER TABLE async_events ADD COLUMN owner TEXT;";
 
 const EVENT_COLUMNS: &str =
-    "id, namespace, function, payload, trigger, created_ms, due_ms, attempts, claims";
+    "id, namespace, function, payload, trigger, created_ms, due_ms, attempts, claims, trace";
+
+/// The trace context an event carries (`traceparent[ tracestate]`).
+pub(crate) const TRACE_MIGRATION: &str = "ALTER TABLE async_events ADD COLUMN trace TEXT;";
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<QueuedEvent> {
     Ok(QueuedEvent {
@@ -71,6 +74,10 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<QueuedEvent> {
         due_ms: row.get(6)?,
         attempts: row.get(7)?,
         claims: row.get(8)?,
+        trace: row
+            .get::<_, Option<String>>(9)?
+            .as_deref()
+            .and_then(lambent_core::TraceContext::decode),
     })
 }
 
@@ -114,7 +121,7 @@ fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSchedule> {
 
 fn insert_event(tx: &Transaction<'_>, e: &QueuedEvent) -> rusqlite::Result<usize> {
     tx.prepare_cached(&format!(
-        "INSERT INTO async_events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "INSERT INTO async_events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))?
     .execute(params![
         e.id,
@@ -125,7 +132,8 @@ fn insert_event(tx: &Transaction<'_>, e: &QueuedEvent) -> rusqlite::Result<usize
         e.created_ms,
         e.due_ms,
         e.attempts,
-        e.claims
+        e.claims,
+        e.trace.as_ref().map(|t| t.encode()),
     ])
 }
 

@@ -2,9 +2,9 @@
 //! reads through a small pool of others (WAL lets readers run beside each other and beside the
 //! writer), each on tokio's blocking pool, so the async runtime never waits on disk. A call
 //! first waits (asynchronously) for a free connection, so no blocking thread ever sits on a
-//! lock. One exception: reads of a few items by key (GetItem) run on the caller's thread when
-//! a reader is free at once: from SQLite's page cache they take microseconds, less than
-//! handing them to another thread and back. Schema changes are numbered migrations applied at
+//! lock. One exception: reads of a few items by key (GetItem) and of a table by name (before
+//! every item write) run on the caller's thread when a reader is free at once: from SQLite's
+//! page cache they take microseconds, less than handing them to another thread and back. Schema changes are numbered migrations applied at
 //! open.
 
 mod events;
@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 mod objects;
 mod queues;
+mod rollups;
 mod routes;
 mod stream_mappings;
 mod tables;
@@ -80,6 +81,11 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     tables::MIGRATION,
     stream_mappings::MIGRATION,
     tables::MIGRATION_2,
+    queues::MIGRATION_2,
+    rollups::MIGRATION,
+    "ALTER TABLE activations ADD COLUMN trace_id TEXT; ALTER TABLE activations ADD COLUMN trace TEXT; \
+     CREATE INDEX activations_by_trace ON activations (namespace, trace_id);",
+    events::TRACE_MIGRATION,
     events::INPUT_MIGRATION,
 ];
 
@@ -262,7 +268,7 @@ fn function_from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
 const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
 error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
-parent, steps";
+parent, steps, trace_id, trace";
 
 fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
     let conv = |e: String| {
@@ -296,6 +302,8 @@ fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
         node: row.get(22)?,
         parent: row.get(23)?,
         steps: lambent_store::steps_from_column(row.get::<_, Option<String>>(24)?.as_deref())
+            .map_err(conv)?,
+        trace: lambent_store::trace_from_column(row.get::<_, Option<String>>(26)?.as_deref())
             .map_err(conv)?,
     })
 }
@@ -435,21 +443,34 @@ impl Store for SqliteStore {
         let batch = batch.to_vec();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
+            let mut new = Vec::with_capacity(batch.len());
+            let mut seen = std::collections::HashSet::new();
             {
+                // A record written again (same id) replaces the old one but is counted once
+                // in the rollups.
+                let mut exists = tx
+                    .prepare_cached("SELECT 1 FROM activations WHERE id = ?1")
+                    .map_err(db_err)?;
                 let mut stmt = tx
                     .prepare_cached(&format!(
                         "INSERT OR REPLACE INTO activations ({ACTIVATION_COLUMNS}) VALUES \
                          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                         ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
+                         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
                     ))
                     .map_err(db_err)?;
                 for a in &batch {
+                    if !exists.exists(params![a.id]).map_err(db_err)?
+                        && seen.insert(a.id.as_str())
+                    {
+                        new.push(a);
+                    }
                     let cold_reason = a
                         .cold_reason
                         .and_then(|r| serde_json::to_value(r).ok())
                         .and_then(|v| v.as_str().map(str::to_string));
                     let (birth, sandbox_us, runtime_us, import_us) =
                         init_breakdown::to_columns(a.init.as_ref());
+                    let (trace_id, trace) = lambent_store::trace_columns(a.trace.as_ref());
                     stmt.execute(params![
                         a.id,
                         a.namespace,
@@ -476,10 +497,13 @@ impl Store for SqliteStore {
                         a.node,
                         a.parent,
                         lambent_store::steps_column(&a.steps),
+                        trace_id,
+                        trace,
                     ])
                     .map_err(db_err)?;
                 }
             }
+            rollups::add(&tx, &new)?;
             tx.commit().map_err(db_err)
         })
         .await
@@ -502,6 +526,25 @@ impl Store for SqliteStore {
             if let Some(since) = q.since_ms {
                 args.push(since.into());
                 sql += &format!(" AND start_ms >= ?{}", args.len());
+            }
+            if let Some(until) = q.until_ms {
+                args.push(until.into());
+                sql += &format!(" AND start_ms < ?{}", args.len());
+            }
+            if let Some(cold) = q.cold {
+                args.push(i64::from(cold).into());
+                sql += &format!(" AND cold = ?{}", args.len());
+            }
+            if let Some(text) = &q.text {
+                args.push(text.clone().into());
+                sql += &format!(
+                    " AND (instr(logs, ?{0}) > 0 OR instr(coalesce(error_message, ''), ?{0}) > 0)",
+                    args.len()
+                );
+            }
+            if let Some(t) = &q.trace_id {
+                args.push(t.clone().into());
+                sql += &format!(" AND trace_id = ?{}", args.len());
             }
             if let Some(c) = &q.before {
                 args.push(c.start_ms.into());
@@ -554,6 +597,22 @@ impl Store for SqliteStore {
             Ok(n as u64)
         })
         .await
+    }
+
+    async fn activation_rollups(
+        &self,
+        q: &lambent_store::rollups::RollupQuery,
+    ) -> Result<Vec<lambent_store::rollups::Rollup>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| rollups::query(conn, &q)).await
+    }
+
+    async fn duration_histogram(
+        &self,
+        q: &lambent_store::rollups::RollupQuery,
+    ) -> Result<Vec<lambent_store::rollups::HistogramRow>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| rollups::histogram(conn, &q)).await
     }
 }
 

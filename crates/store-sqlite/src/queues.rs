@@ -11,6 +11,7 @@ use lambent_store::queues::{
 };
 use lambent_store::StoreError;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
+use std::collections::BTreeMap;
 
 /// The queue tables (appended to the store's migrations).
 pub(crate) const MIGRATION: &str = r#"
@@ -62,8 +63,31 @@ CREATE TABLE event_source_mappings (
 );
 "#;
 
-const QUEUE_COLUMNS: &str =
-    "namespace, name, visibility_timeout_s, delay_s, max_receive_count, dead_letter_queue, created_ms";
+/// The queues' SQS settings and the subscriptions' attributes (appended to the store's
+/// migrations).
+pub(crate) const MIGRATION_2: &str = r#"
+ALTER TABLE queues ADD COLUMN retention_s INTEGER NOT NULL DEFAULT 345600;
+ALTER TABLE queues ADD COLUMN max_message_bytes INTEGER NOT NULL DEFAULT 262144;
+ALTER TABLE queues ADD COLUMN receive_wait_s INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queues ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE queues ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE queues ADD COLUMN modified_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE topic_subscriptions ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+"#;
+
+const QUEUE_COLUMNS: &str = "namespace, name, visibility_timeout_s, delay_s, max_receive_count, \
+     dead_letter_queue, created_ms, retention_s, max_message_bytes, receive_wait_s, attributes, \
+     tags, modified_ms";
+
+/// A JSON map column (a row written by hand that is not JSON reads as empty).
+fn map_column(r: &Row<'_>, i: usize) -> rusqlite::Result<BTreeMap<String, String>> {
+    let text: String = r.get(i)?;
+    Ok(serde_json::from_str(&text).unwrap_or_default())
+}
+
+fn map_json(map: &BTreeMap<String, String>) -> Result<String, StoreError> {
+    serde_json::to_string(map).map_err(db_err)
+}
 
 fn queue_from_row(r: &Row<'_>) -> rusqlite::Result<QueueConfig> {
     Ok(QueueConfig {
@@ -74,8 +98,16 @@ fn queue_from_row(r: &Row<'_>) -> rusqlite::Result<QueueConfig> {
         max_receive_count: r.get(4)?,
         dead_letter_queue: r.get(5)?,
         created_ms: r.get(6)?,
+        retention_s: r.get(7)?,
+        max_message_bytes: r.get(8)?,
+        receive_wait_s: r.get(9)?,
+        attributes: map_column(r, 10)?,
+        tags: map_column(r, 11)?,
+        modified_ms: r.get(12)?,
     })
 }
+
+const SUBSCRIPTION_COLUMNS: &str = "id, namespace, topic, kind, target, created_ms, attributes";
 
 fn subscription_from_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
     let kind: String = r.get(3)?;
@@ -86,6 +118,7 @@ fn subscription_from_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
         topic: r.get(2)?,
         endpoint: Endpoint::from_kind(&kind, target),
         created_ms: r.get(5)?,
+        attributes: map_column(r, 6)?,
     })
 }
 
@@ -121,11 +154,13 @@ fn insert_messages(
 impl QueueStore for SqliteStore {
     async fn create_queue(&self, q: &QueueConfig) -> Result<bool, StoreError> {
         let q = q.clone();
+        let (attributes, tags) = (map_json(&q.attributes)?, map_json(&q.tags)?);
         self.write(move |conn| {
             let n = conn
                 .execute(
                     &format!(
-                        "INSERT OR IGNORE INTO queues ({QUEUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                        "INSERT OR IGNORE INTO queues ({QUEUE_COLUMNS}) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                     ),
                     params![
                         q.namespace,
@@ -134,7 +169,13 @@ impl QueueStore for SqliteStore {
                         q.delay_s,
                         q.max_receive_count,
                         q.dead_letter_queue,
-                        q.created_ms
+                        q.created_ms,
+                        q.retention_s,
+                        q.max_message_bytes,
+                        q.receive_wait_s,
+                        attributes,
+                        tags,
+                        q.modified_ms
                     ],
                 )
                 .map_err(db_err)?;
@@ -145,11 +186,14 @@ impl QueueStore for SqliteStore {
 
     async fn update_queue(&self, q: &QueueConfig) -> Result<bool, StoreError> {
         let q = q.clone();
+        let (attributes, tags) = (map_json(&q.attributes)?, map_json(&q.tags)?);
         self.write(move |conn| {
             let n = conn
                 .execute(
                     "UPDATE queues SET visibility_timeout_s = ?3, delay_s = ?4, \
-                     max_receive_count = ?5, dead_letter_queue = ?6 \
+                     max_receive_count = ?5, dead_letter_queue = ?6, retention_s = ?7, \
+                     max_message_bytes = ?8, receive_wait_s = ?9, attributes = ?10, tags = ?11, \
+                     modified_ms = ?12 \
                      WHERE namespace = ?1 AND name = ?2",
                     params![
                         q.namespace,
@@ -157,7 +201,13 @@ impl QueueStore for SqliteStore {
                         q.visibility_timeout_s,
                         q.delay_s,
                         q.max_receive_count,
-                        q.dead_letter_queue
+                        q.dead_letter_queue,
+                        q.retention_s,
+                        q.max_message_bytes,
+                        q.receive_wait_s,
+                        attributes,
+                        tags,
+                        q.modified_ms
                     ],
                 )
                 .map_err(db_err)?;
@@ -236,7 +286,9 @@ impl QueueStore for SqliteStore {
                    COALESCE(SUM(visible_at_ms <= ?3), 0), \
                    COALESCE(SUM(visible_at_ms > ?3 AND receipt IS NOT NULL), 0), \
                    COALESCE(SUM(visible_at_ms > ?3 AND receipt IS NULL), 0) \
-                 FROM queue_messages WHERE namespace = ?1 AND queue = ?2",
+                 FROM queue_messages WHERE namespace = ?1 AND queue = ?2 \
+                 AND sent_ms >= ?3 - 1000 * COALESCE((SELECT retention_s FROM queues \
+                     WHERE namespace = ?1 AND name = ?2), 0)",
                 params![ns, name, now_ms],
                 |r| {
                     Ok(QueueCounts {
@@ -255,16 +307,22 @@ impl QueueStore for SqliteStore {
         let req = req.clone();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
-            let (max_receives, dlq): (Option<u32>, Option<String>) = tx
+            let (max_receives, dlq, retention_s): (Option<u32>, Option<String>, i64) = tx
                 .query_row(
-                    "SELECT max_receive_count, dead_letter_queue FROM queues \
+                    "SELECT max_receive_count, dead_letter_queue, retention_s FROM queues \
                      WHERE namespace = ?1 AND name = ?2",
                     params![req.namespace, req.queue],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(db_err)?
-                .unwrap_or((None, None));
+                .unwrap_or((None, None, 0));
+            // Messages past the retention period are gone.
+            tx.execute(
+                "DELETE FROM queue_messages WHERE namespace = ?1 AND queue = ?2 AND sent_ms < ?3",
+                params![req.namespace, req.queue, req.now_ms - retention_s * 1000],
+            )
+            .map_err(db_err)?;
             let redrive_after = max_receives.filter(|_| dlq.is_some());
             let mut out: Vec<Message> = Vec::new();
             let mut receipts = req.receipts.iter();
@@ -476,11 +534,22 @@ impl QueueStore for SqliteStore {
         let s = s.clone();
         let (kind, target) = s.endpoint.kind_and_target();
         let target = target.to_string();
+        let attributes = map_json(&s.attributes)?;
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO topic_subscriptions (id, namespace, topic, kind, target, created_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![s.id, s.namespace, s.topic, kind, target, s.created_ms],
+                &format!(
+                    "INSERT INTO topic_subscriptions ({SUBSCRIPTION_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ),
+                params![
+                    s.id,
+                    s.namespace,
+                    s.topic,
+                    kind,
+                    target,
+                    s.created_ms,
+                    attributes
+                ],
             )
             .map_err(db_err)?;
             Ok(())
@@ -496,10 +565,10 @@ impl QueueStore for SqliteStore {
         let (ns, topic) = (namespace.to_string(), topic.to_string());
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, namespace, topic, kind, target, created_ms FROM topic_subscriptions \
-                     WHERE namespace = ?1 AND topic = ?2 ORDER BY created_ms, rowid",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM topic_subscriptions \
+                     WHERE namespace = ?1 AND topic = ?2 ORDER BY created_ms, rowid"
+                ))
                 .map_err(db_err)?;
             let rows = stmt
                 .query_map(params![ns, topic], subscription_from_row)
@@ -516,6 +585,25 @@ impl QueueStore for SqliteStore {
                 .execute(
                     "DELETE FROM topic_subscriptions WHERE namespace = ?1 AND id = ?2",
                     params![ns, id],
+                )
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn set_subscription_attributes(
+        &self,
+        namespace: &str,
+        id: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<bool, StoreError> {
+        let (ns, id, attributes) = (namespace.to_string(), id.to_string(), map_json(attributes)?);
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE topic_subscriptions SET attributes = ?3 WHERE namespace = ?1 AND id = ?2",
+                    params![ns, id, attributes],
                 )
                 .map_err(db_err)?;
             Ok(n > 0)

@@ -302,7 +302,8 @@ impl TableStore for SqliteStore {
         name: &str,
     ) -> Result<Option<StoredTable>, StoreError> {
         let (ns, name) = (namespace.to_string(), name.to_string());
-        self.read(move |conn| {
+        // One row by primary key, before every write of an item: on the caller's thread.
+        self.quick_read(move |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {TABLE_COLUMNS} FROM ddb_tables WHERE namespace = ?1 AND name = ?2"
             ))

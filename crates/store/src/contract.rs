@@ -62,7 +62,11 @@ macro_rules! contract_tests {
             activations_page_newest_first,
             cold_start_breakdowns_round_trip,
             activation_nodes_round_trip_and_retried_batches_are_tolerated,
+            activations_filter_by_time_cold_and_text,
+            rollups_count_each_record_once_per_minute_and_hour,
             sequences_and_their_activation_links_round_trip,
+            activation_traces_round_trip_and_are_found_by_trace_id,
+            events_carry_their_trace_context,
             api_keys_map_to_namespaces,
             leases_fence_stale_workers,
             a_fire_applies_once,
@@ -80,6 +84,7 @@ macro_rules! contract_tests {
             route_keys_stay_unique,
             receive_hides_redrives_and_deletes,
             queues_topics_subscriptions_and_mappings,
+            queue_settings_retention_and_subscription_attributes,
             buckets_have_global_names_and_are_deleted_only_empty,
             object_writes_are_conditional_and_hand_back_what_they_replace,
             listings_roll_up_delimiters_and_page_by_marker,
@@ -144,6 +149,7 @@ pub fn activation(id: &str, start_ms: i64, status: ActivationStatus) -> Activati
         node: "n1".into(),
         parent: None,
         steps: Vec::new(),
+        trace: None,
     }
 }
 
@@ -171,6 +177,7 @@ pub fn event(id: &str, due_ms: i64) -> QueuedEvent {
         due_ms,
         attempts: 0,
         claims: 0,
+        trace: None,
     }
 }
 
@@ -326,6 +333,151 @@ pub async fn activation_nodes_round_trip_and_retried_batches_are_tolerated<S: Co
     assert_eq!(all.len(), 2);
 }
 
+pub async fn activations_filter_by_time_cold_and_text<S: ContractStore>(store: Arc<S>) {
+    let mut warm = activation("warm", 200, ActivationStatus::Success);
+    (warm.cold, warm.logs) = (false, "order 42 shipped\n".into());
+    let mut failed = activation("failed", 300, ActivationStatus::FunctionError);
+    failed.error_message = Some("order 43 lost".into());
+    let batch = [
+        activation("cold", 100, ActivationStatus::Success),
+        warm,
+        failed,
+    ];
+    store.insert_activations(&batch).await.unwrap();
+    let ids = |q: ActivationQuery| {
+        let store = store.clone();
+        async move {
+            let page = store.query_activations(&q).await.unwrap();
+            page.into_iter().map(|a| a.id).collect::<Vec<_>>()
+        }
+    };
+    let q = || ActivationQuery {
+        namespace: "default".into(),
+        limit: 10,
+        ..Default::default()
+    };
+    let cold = ids(ActivationQuery {
+        cold: Some(true),
+        ..q()
+    });
+    assert_eq!(cold.await, ["failed", "cold"]);
+    let warm = ids(ActivationQuery {
+        cold: Some(false),
+        ..q()
+    });
+    assert_eq!(warm.await, ["warm"]);
+    let window = ids(ActivationQuery {
+        since_ms: Some(100),
+        until_ms: Some(300),
+        ..q()
+    });
+    assert_eq!(window.await, ["warm", "cold"]);
+    let text = ids(ActivationQuery {
+        text: Some("order 4".into()),
+        ..q()
+    });
+    assert_eq!(text.await, ["failed", "warm"]);
+}
+
+/// Rollups add every record once (a retried batch adds nothing), at minute and hour
+/// resolutions, summed per step; throttles are counted but neither billed nor timed.
+pub async fn rollups_count_each_record_once_per_minute_and_hour<S: ContractStore>(store: Arc<S>) {
+    use crate::rollups::{percentile_us, RollupQuery, DAY_MS, HOUR_MS, MINUTE_MS};
+    let t0 = 1_700_000_000_000 / HOUR_MS * HOUR_MS;
+    let mut cold = activation("c", t0 + 1_000, ActivationStatus::Success);
+    cold.init = Some(lambent_core::InitBreakdown {
+        birth: lambent_core::Birth::Zygote,
+        sandbox_us: 900,
+        runtime_us: 1200,
+        import_us: Some(3000),
+    });
+    let mut warm = activation("w", t0 + 61_000, ActivationStatus::FunctionError);
+    (warm.cold, warm.init_us, warm.duration_us) = (false, None, 100_000);
+    warm.max_memory_bytes = Some(50 << 20);
+    let mut throttled = activation("t", t0 + 62_000, ActivationStatus::Throttled);
+    (throttled.cold, throttled.init_us, throttled.billed_ms) = (false, None, 0);
+    let mut other = activation("g", t0 + HOUR_MS + 5, ActivationStatus::Success);
+    other.function = "g".into();
+    let batch = [cold, warm, throttled, other];
+    store.insert_activations(&batch).await.unwrap();
+    store.insert_activations(&batch).await.unwrap();
+    let q = |function: Option<&str>, step_ms| RollupQuery {
+        namespace: "default".into(),
+        function: function.map(str::to_string),
+        since_ms: t0,
+        until_ms: t0 + 2 * HOUR_MS,
+        step_ms,
+    };
+    let minutes = store
+        .activation_rollups(&q(Some("f"), MINUTE_MS))
+        .await
+        .unwrap();
+    assert_eq!(minutes.len(), 2, "{minutes:?}");
+    let (first, second) = (&minutes[0], &minutes[1]);
+    assert_eq!((first.start_ms, first.count, first.cold), (t0, 1, 1));
+    assert_eq!(
+        (first.init_us, first.init_sandbox_us, first.init_runtime_us),
+        (5000, 900, 1200)
+    );
+    assert_eq!((first.init_import_us, first.duration_us), (3000, 1500));
+    assert_eq!(
+        (
+            second.start_ms,
+            second.count,
+            second.throttles,
+            second.errors
+        ),
+        (t0 + MINUTE_MS, 2, 1, 1)
+    );
+    assert_eq!(second.invocations(), 1);
+    // The throttled record billed nothing: 2 ms × 128 MB of the one that ran.
+    assert_eq!((second.billed_ms, second.mb_ms), (2, 256));
+    assert_eq!((second.max_memory_bytes, second.memory_mb), (50 << 20, 128));
+    let hours = store.activation_rollups(&q(None, HOUR_MS)).await.unwrap();
+    let summary: Vec<_> = hours
+        .iter()
+        .map(|r| (r.function.as_str(), r.start_ms, r.count))
+        .collect();
+    assert_eq!(summary, [("f", t0, 3), ("g", t0 + HOUR_MS, 1)]);
+    let day = t0.div_euclid(DAY_MS) * DAY_MS;
+    let days = RollupQuery {
+        since_ms: day,
+        until_ms: day + DAY_MS,
+        step_ms: DAY_MS,
+        ..q(None, DAY_MS)
+    };
+    assert_eq!(days.resolution_ms(), DAY_MS);
+    let days = store.activation_rollups(&days).await.unwrap();
+    let summary: Vec<_> = days
+        .iter()
+        .map(|r| (r.function.as_str(), r.start_ms, r.count))
+        .collect();
+    assert_eq!(summary, [("f", day, 3), ("g", day, 1)]);
+    let whole = store
+        .activation_rollups(&q(Some("f"), 2 * HOUR_MS))
+        .await
+        .unwrap();
+    assert_eq!(whole.len(), 1);
+    assert_eq!((whole[0].count, whole[0].errors, whole[0].cold), (3, 1, 1));
+    let histogram = store
+        .duration_histogram(&q(Some("f"), 2 * HOUR_MS))
+        .await
+        .unwrap();
+    let counts: Vec<(i32, u64)> = histogram.iter().map(|h| (h.bucket, h.count)).collect();
+    assert_eq!(counts.iter().map(|(_, c)| c).sum::<u64>(), 2);
+    let p99 = percentile_us(&counts, 99.0).unwrap();
+    assert!((95_000..=105_000).contains(&p99), "{p99}");
+    let elsewhere = RollupQuery {
+        namespace: "other".into(),
+        ..q(None, HOUR_MS)
+    };
+    assert!(store
+        .activation_rollups(&elsewhere)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// A sequence is stored as a function (runtime `sequence`, its components in its config); its
 /// activation lists its steps' and each step's names it as parent.
 pub async fn sequences_and_their_activation_links_round_trip<S: ContractStore>(store: Arc<S>) {
@@ -369,6 +521,122 @@ pub async fn sequences_and_their_activation_links_round_trip<S: ContractStore>(s
         .unwrap();
     let parent = page.iter().find(|a| a.id == "p").unwrap();
     assert_eq!(parent.steps, ["p-1", "p-2.1"]);
+}
+
+/// A trace context of trace `t` (1 hex digit repeated) from span `s`.
+fn trace_context(t: char, s: char) -> lambent_core::TraceContext {
+    let tp = format!(
+        "00-{}-{}-01",
+        t.to_string().repeat(32),
+        s.to_string().repeat(16)
+    );
+    lambent_core::TraceContext::from_traceparent(&tp, Some("k=v")).unwrap()
+}
+
+pub async fn activation_traces_round_trip_and_are_found_by_trace_id<S: ContractStore>(
+    store: Arc<S>,
+) {
+    use lambent_core::{ActivationTrace, HttpTrigger, TraceOrigin};
+    let traced = |id: &str, start_ms, origin: TraceOrigin| {
+        let mut a = activation(id, start_ms, ActivationStatus::Success);
+        a.trace = Some(ActivationTrace::start(origin, start_ms * 1000 + 7));
+        a
+    };
+    let root = traced(
+        "root",
+        100,
+        TraceOrigin {
+            http: Some(HttpTrigger {
+                method: "GET".into(),
+                route: "/a/{x}".into(),
+                path: "/a/1".into(),
+            }),
+            ..Default::default()
+        },
+    );
+    let trace = root.trace.clone().unwrap();
+    let child = traced(
+        "child",
+        101,
+        TraceOrigin {
+            context: Some(trace.handler_context()),
+            queued_ms: Some(100),
+            ..Default::default()
+        },
+    );
+    let mut elsewhere = child.clone();
+    (elsewhere.id, elsewhere.namespace) = ("other-ns".into(), "other".into());
+    let other_trace = traced(
+        "other-trace",
+        102,
+        TraceOrigin {
+            context: Some(trace_context('a', 'b')),
+            ..Default::default()
+        },
+    );
+    let untraced = activation("untraced", 103, ActivationStatus::Success);
+    let batch = [root, child, elsewhere, other_trace, untraced];
+    store.insert_activations(&batch).await.unwrap();
+    for a in &batch {
+        let got = store.get_activation(&a.namespace, &a.id).await.unwrap();
+        assert_eq!(got.as_ref(), Some(a));
+    }
+    let of = |ns: &str, trace_id: String| ActivationQuery {
+        namespace: ns.into(),
+        trace_id: Some(trace_id),
+        limit: 100,
+        ..Default::default()
+    };
+    let found = store
+        .query_activations(&of("default", trace.trace_id.to_string()))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = found.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["child", "root"]);
+    assert_eq!(
+        found[0].trace.as_ref().unwrap().parent_span_id,
+        Some(trace.handler_context().parent)
+    );
+    assert_eq!(found[0].trace.as_ref().unwrap().queued_ms, Some(100));
+    // Another namespace's activations of the same trace stay there.
+    let there = store
+        .query_activations(&of("other", trace.trace_id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(there.len(), 1);
+    assert_eq!(there[0].id, "other-ns");
+    let none = store
+        .query_activations(&of("default", "f".repeat(32)))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub async fn events_carry_their_trace_context<S: ContractStore>(store: Arc<S>) {
+    let mut traced = event("traced", 10);
+    traced.trace = Some(trace_context('c', 'd'));
+    let mut dest = event("traced.dest", 20);
+    dest.trace = Some(trace_context('e', 'f'));
+    store
+        .write_events(vec![
+            EventWrite::Enqueue(traced.clone()),
+            EventWrite::Enqueue(event("plain", 10)),
+        ])
+        .await
+        .unwrap();
+    let got = store.claim_events(&claim(10, 10, 100)).await.unwrap();
+    let by_id = |id: &str| got.iter().find(|e| e.id == id).unwrap().trace.clone();
+    assert_eq!(by_id("traced"), traced.trace);
+    assert_eq!(by_id("plain"), None);
+    let complete = EventWrite::Complete {
+        id: "traced".into(),
+        claim: 1,
+        then: Some(dest.clone()),
+    };
+    assert_eq!(store.write_events(vec![complete]).await.unwrap(), [true]);
+    let got = store.claim_events(&claim(20, 10, 200)).await.unwrap();
+    assert_eq!(ids(&got), ["traced.dest"]);
+    assert_eq!(got[0].trace, dest.trace);
 }
 
 pub async fn api_keys_map_to_namespaces<S: ContractStore>(store: Arc<S>) {
@@ -925,7 +1193,92 @@ fn queue(name: &str, dlq: Option<&str>) -> QueueConfig {
         max_receive_count: dlq.map(|_| 2),
         dead_letter_queue: dlq.map(str::to_string),
         created_ms: 0,
+        ..QueueConfig::default()
     }
+}
+
+pub async fn queue_settings_retention_and_subscription_attributes<S: ContractStore>(store: Arc<S>) {
+    // Every setting round-trips, through a create and an update.
+    let settings = QueueConfig {
+        retention_s: 60,
+        max_message_bytes: 1024,
+        receive_wait_s: 20,
+        attributes: [(
+            "Policy".to_string(),
+            "{\"Version\": \"2012-10-17\"}".to_string(),
+        )]
+        .into(),
+        tags: [("team".to_string(), "orders".to_string())].into(),
+        modified_ms: 7,
+        ..queue("q", None)
+    };
+    assert!(store.create_queue(&settings).await.unwrap());
+    assert_eq!(
+        store.get_queue("default", "q").await.unwrap().as_ref(),
+        Some(&settings)
+    );
+    let changed = QueueConfig {
+        retention_s: 61,
+        max_message_bytes: 2048,
+        receive_wait_s: 1,
+        attributes: Default::default(),
+        tags: [("team".to_string(), "billing".to_string())].into(),
+        modified_ms: 9,
+        ..settings.clone()
+    };
+    assert!(store.update_queue(&changed).await.unwrap());
+    assert_eq!(store.list_queues("default").await.unwrap(), [changed]);
+    // A message older than the retention is neither counted nor received: it is gone.
+    store
+        .send("default", "q", &[message("old", 0)])
+        .await
+        .unwrap();
+    let now = lambent_core::now_ms();
+    let counts = store.queue_counts("default", "q", now).await.unwrap();
+    assert_eq!(counts.visible, 1);
+    let later = now + 62_000;
+    let counts = store.queue_counts("default", "q", later).await.unwrap();
+    assert_eq!(counts, QueueCounts::default());
+    assert!(store.receive(&receive(10, later)).await.unwrap().is_empty());
+    assert_eq!(
+        store.purge("default", "q").await.unwrap(),
+        0,
+        "it was deleted"
+    );
+    // Subscription attributes round-trip and are replaced whole.
+    let topic = Topic {
+        namespace: "default".into(),
+        name: "t".into(),
+        created_ms: 1,
+    };
+    store.create_topic(&topic).await.unwrap();
+    let mut s = Subscription {
+        id: "s".into(),
+        namespace: "default".into(),
+        topic: "t".into(),
+        endpoint: Endpoint::Queue("q".into()),
+        created_ms: 1,
+        attributes: [("RawMessageDelivery".to_string(), "true".to_string())].into(),
+    };
+    store.subscribe(&s).await.unwrap();
+    assert_eq!(
+        store.subscriptions("default", "t").await.unwrap(),
+        [s.clone()]
+    );
+    s.attributes = [(
+        "FilterPolicy".to_string(),
+        "{\"kind\": [\"order\"]}".to_string(),
+    )]
+    .into();
+    assert!(store
+        .set_subscription_attributes("default", "s", &s.attributes)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_subscription_attributes("other", "s", &s.attributes)
+        .await
+        .unwrap());
+    assert_eq!(store.subscriptions("default", "t").await.unwrap(), [s]);
 }
 
 pub async fn receive_hides_redrives_and_deletes<S: ContractStore>(store: Arc<S>) {
@@ -1082,6 +1435,7 @@ pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: A
         topic: "t".into(),
         endpoint,
         created_ms,
+        attributes: Default::default(),
     };
     let subs = [
         sub("s2", Endpoint::Queue("r".into()), 5),

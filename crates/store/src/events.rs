@@ -32,6 +32,8 @@ pub struct QueuedEvent {
     pub attempts: u32,
     /// Times it was handed to a worker; the fencing token of the current lease.
     pub claims: u32,
+    /// The trace of whoever enqueued it, continued by the invocation.
+    pub trace: Option<lambent_core::TraceContext>,
 }
 
 /// An event given up on: retries exhausted or too old.

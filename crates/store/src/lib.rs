@@ -13,11 +13,13 @@ pub mod cluster;
 pub mod contract;
 pub mod events;
 pub mod lambda;
+pub mod node_packages;
 pub mod objects;
 pub mod package;
 pub mod queues;
 pub mod recorder;
 pub mod requirements;
+pub mod rollups;
 pub mod routes;
 pub mod stream_mappings;
 pub mod tables;
@@ -87,8 +89,16 @@ pub struct ActivationQuery {
     pub status: Option<ActivationStatus>,
     /// Only activations that started at or after this instant (ms since the epoch).
     pub since_ms: Option<i64>,
+    /// Only activations that started before this instant (ms since the epoch).
+    pub until_ms: Option<i64>,
+    /// Only cold (`Some(true)`) or warm (`Some(false)`) ones.
+    pub cold: Option<bool>,
+    /// Only activations whose logs or error message contain this text (case-sensitive).
+    pub text: Option<String>,
     /// Continue after this cursor (from the previous page's last record).
     pub before: Option<ActivationCursor>,
+    /// Only the activations of this trace (32 hex digits).
+    pub trace_id: Option<String>,
     pub limit: usize,
 }
 
@@ -141,8 +151,22 @@ pub trait Store: lambda::LambdaStore + Send + Sync + 'static {
         namespace: &str,
         id: &str,
     ) -> Result<Option<Activation>, StoreError>;
-    /// Deletes activations that started before `cutoff_ms`; returns how many.
+    /// Deletes activations that started before `cutoff_ms`; returns how many. The
+    /// [`rollups`] stay: they are the history of what was pruned.
     async fn prune_activations(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
+
+    /// The [`rollups`] of the activations, summed per function and step of `q`, ordered by
+    /// function then step; steps with no record are absent.
+    async fn activation_rollups(
+        &self,
+        q: &rollups::RollupQuery,
+    ) -> Result<Vec<rollups::Rollup>, StoreError>;
+    /// The duration histogram of the activations, summed the same way (ordered by function,
+    /// step, bucket).
+    async fn duration_histogram(
+        &self,
+        q: &rollups::RollupQuery,
+    ) -> Result<Vec<rollups::HistogramRow>, StoreError>;
 }
 
 /// Hex SHA-256 of some bytes: blob addresses and API key digests.
@@ -155,6 +179,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// none), the same on every backend.
 pub fn steps_column(steps: &[String]) -> Option<String> {
     (!steps.is_empty()).then(|| serde_json::Value::from(steps.to_vec()).to_string())
+}
+
+/// An activation's trace as two nullable text columns, the same on every backend: the trace
+/// id (indexed with the namespace, for `GET /v1/traces/{id}`) and the whole
+/// [`lambent_core::ActivationTrace`] as compact JSON.
+pub fn trace_columns(
+    trace: Option<&lambent_core::ActivationTrace>,
+) -> (Option<String>, Option<String>) {
+    match trace {
+        Some(t) => (Some(t.trace_id.to_string()), serde_json::to_string(t).ok()),
+        None => (None, None),
+    }
+}
+
+/// The trace stored by [`trace_columns`] (from its JSON column).
+pub fn trace_from_column(
+    column: Option<&str>,
+) -> Result<Option<lambent_core::ActivationTrace>, String> {
+    column
+        .map(|text| serde_json::from_str(text).map_err(|e| format!("invalid trace column: {e}")))
+        .transpose()
 }
 
 /// The step ids stored by [`steps_column`].

@@ -23,7 +23,8 @@ pub enum PackageError {
     TooManyFiles,
     #[error("code package i/o error: {0}")]
     Io(#[from] std::io::Error),
-    /// Its `requirements.txt` could not be installed (`requirements.rs`).
+    /// Its `requirements.txt` or `package.json` dependencies could not be installed
+    /// (`requirements.rs`, `node_packages.rs`).
     #[error("{0}")]
     Requirements(String),
 }
@@ -35,19 +36,33 @@ pub struct CodeDirs {
     /// The interpreter whose `pip` installs a package's `requirements.txt` when it is
     /// unpacked; `None`: it is left as it is.
     python: Option<PathBuf>,
+    /// The `npm` that installs a package's missing `package.json` dependencies when it is
+    /// unpacked; `None`: they are left missing.
+    npm: Option<PathBuf>,
 }
 
 impl CodeDirs {
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        Ok(CodeDirs { dir, python: None })
+        Ok(CodeDirs {
+            dir,
+            python: None,
+            npm: None,
+        })
     }
 
     /// Installs each package's `requirements.txt` into it when unpacking it, with `python`'s
     /// `pip` (see `requirements.rs`).
     pub fn installing_requirements_with(mut self, python: impl Into<PathBuf>) -> Self {
         self.python = Some(python.into());
+        self
+    }
+
+    /// Installs each package's missing `package.json` dependencies into it when unpacking it,
+    /// with `npm` (see `node_packages.rs`).
+    pub fn installing_node_packages_with(mut self, npm: impl Into<PathBuf>) -> Self {
+        self.npm = Some(npm.into());
         self
     }
 
@@ -69,6 +84,10 @@ impl CodeDirs {
         let result = unpack(zip, &tmp)
             .and_then(|()| match &self.python {
                 Some(python) => crate::requirements::install(python, &tmp),
+                None => Ok(()),
+            })
+            .and_then(|()| match &self.npm {
+                Some(npm) => crate::node_packages::install(npm, &tmp),
                 None => Ok(()),
             })
             .and_then(|()| Ok(std::fs::rename(&tmp, &dest)?));

@@ -21,6 +21,60 @@ pub struct QueueConfig {
     pub max_receive_count: Option<u32>,
     pub dead_letter_queue: Option<String>,
     pub created_ms: i64,
+    /// Messages sent longer ago than this are dropped (SQS's `MessageRetentionPeriod`).
+    #[serde(default = "default_retention")]
+    pub retention_s: u32,
+    /// The largest message (body and attributes) a send may add.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u32,
+    /// How long a receive that does not say waits for messages (long polling by default).
+    #[serde(default)]
+    pub receive_wait_s: u32,
+    /// SQS attributes kept as given and reported back (`RedriveAllowPolicy`, `Policy`, the
+    /// encryption settings), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// Cost-allocation tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// When its settings last changed (its creation until then).
+    #[serde(default)]
+    pub modified_ms: i64,
+}
+
+/// SQS's default retention: 4 days.
+pub const DEFAULT_RETENTION_S: u32 = 345_600;
+/// SQS's largest message: 256 KB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 262_144;
+
+impl Default for QueueConfig {
+    /// SQS's defaults (a 30 s visibility timeout, no delay, 4 days' retention, 256 KB
+    /// messages, no long polling), with no namespace or name.
+    fn default() -> QueueConfig {
+        QueueConfig {
+            namespace: String::new(),
+            name: String::new(),
+            visibility_timeout_s: 30,
+            delay_s: 0,
+            max_receive_count: None,
+            dead_letter_queue: None,
+            created_ms: 0,
+            retention_s: DEFAULT_RETENTION_S,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            receive_wait_s: 0,
+            attributes: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            modified_ms: 0,
+        }
+    }
+}
+
+fn default_retention() -> u32 {
+    DEFAULT_RETENTION_S
+}
+
+fn default_max_message_bytes() -> u32 {
+    DEFAULT_MAX_MESSAGE_BYTES
 }
 
 /// A message attribute, in the shape SQS events use.
@@ -133,6 +187,10 @@ pub struct Subscription {
     #[serde(flatten)]
     pub endpoint: Endpoint,
     pub created_ms: i64,
+    /// SNS subscription attributes (`RawMessageDelivery`, `FilterPolicy`,
+    /// `FilterPolicyScope`), as given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,11 +233,13 @@ pub trait QueueStore: Send + Sync + 'static {
         name: &str,
     ) -> Result<Option<QueueConfig>, StoreError>;
     async fn list_queues(&self, namespace: &str) -> Result<Vec<QueueConfig>, StoreError>;
-    /// Replaces an existing queue's settings (visibility timeout, delay, redrive; its creation
-    /// time stays); false if there is no such queue. Its messages are kept.
+    /// Replaces an existing queue's settings (all but its creation time: visibility timeout,
+    /// delay, redrive, retention, sizes, attributes, tags); false if there is no such queue.
+    /// Its messages are kept.
     async fn update_queue(&self, q: &QueueConfig) -> Result<bool, StoreError>;
     /// Deletes a queue with its messages and mappings; false if there was none.
     async fn delete_queue(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
+    /// Counts a queue's messages, leaving out those older than its retention.
     async fn queue_counts(
         &self,
         namespace: &str,
@@ -202,7 +262,8 @@ pub trait QueueStore: Send + Sync + 'static {
     }
     /// Hands out up to `max` visible messages, oldest first, making them invisible for the
     /// visibility timeout. Messages over the queue's `max_receive_count` move to its dead-letter
-    /// queue instead, in the same transaction.
+    /// queue instead, in the same transaction; messages older than its retention are deleted
+    /// first.
     async fn receive(&self, req: &ReceiveRequest) -> Result<Vec<Message>, StoreError>;
     /// Deletes messages by receipt handle; returns the handles that matched.
     async fn delete_messages(
@@ -233,6 +294,13 @@ pub trait QueueStore: Send + Sync + 'static {
         topic: &str,
     ) -> Result<Vec<Subscription>, StoreError>;
     async fn unsubscribe(&self, namespace: &str, id: &str) -> Result<bool, StoreError>;
+    /// Replaces a subscription's attributes; false if there is no such subscription.
+    async fn set_subscription_attributes(
+        &self,
+        namespace: &str,
+        id: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<bool, StoreError>;
     /// Delivers a topic message to its queue subscriptions (one `NewMessage` per queue, in
     /// order of `queues`), all or none.
     async fn send_to_queues(

@@ -13,6 +13,9 @@
 //!
 //! A failure is a [`PackageError::Requirements`] with the end of `pip`'s output. Options in
 //! `requirements.txt` work as `pip` documents them (`--index-url`, `--find-links`, …).
+//!
+//! The confinement ([`build`], [`Staging`]) is shared with Node.js's `package.json`
+//! dependencies (`node_packages.rs`).
 
 use crate::package::PackageError;
 use std::fs::File;
@@ -55,12 +58,9 @@ pub fn install(python: &Path, code: &Path) -> Result<(), PackageError> {
     if !requirements.is_file() {
         return Ok(());
     }
-    let staging = Staging::new()?;
+    let staging = Staging::new("pip")?;
     std::fs::copy(&requirements, staging.root.join(FILE))?;
-    let target = staging.root.join("target");
-    std::fs::create_dir(&target)?;
-    std::os::unix::fs::chown(&target, Some(BUILD_UID), Some(BUILD_GID))?;
-    let mut log = create_new(&staging.root.join("pip.log"))?;
+    let target = staging.build_dir("target")?;
     let mut command = Command::new(python);
     command
         .args([
@@ -73,13 +73,43 @@ pub fn install(python: &Path, code: &Path) -> Result<(), PackageError> {
         .args(["--no-cache-dir", "--only-binary=:all:", "--target"])
         .arg(&target)
         .arg("-r")
-        .arg(staging.root.join(FILE))
+        .arg(staging.root.join(FILE));
+    let tool = format!("{} -m pip", python.display());
+    build(
+        command,
+        &staging,
+        PASSED,
+        &Build {
+            file: FILE,
+            tool: &tool,
+        },
+    )?;
+    join(&target, code)
+}
+
+/// What a build installs, for its messages: the file that declares it and the tool.
+pub(crate) struct Build<'a> {
+    pub file: &'a str,
+    pub tool: &'a str,
+}
+
+/// Runs `command` as [`BUILD_UID`]:[`BUILD_GID`] in `staging` with an empty environment but
+/// `PATH`, `HOME`, `LANG` and the server's variables named in `passed`, within [`TIMEOUT`];
+/// its output goes to a log whose end a failure quotes.
+pub(crate) fn build(
+    mut command: Command,
+    staging: &Staging,
+    passed: &[&str],
+    what: &Build<'_>,
+) -> Result<(), PackageError> {
+    let mut log = create_new(&staging.root.join("build.log"))?;
+    command
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", "/nonexistent")
         .env("LANG", "C.UTF-8")
         .envs(
-            PASSED
+            passed
                 .iter()
                 .filter_map(|k| Some((k, std::env::var_os(k)?))),
         )
@@ -89,13 +119,13 @@ pub fn install(python: &Path, code: &Path) -> Result<(), PackageError> {
         .stderr(log.try_clone()?);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
-        // (An unprivileged server, in insecure mode, runs pip as itself.)
+        // (An unprivileged server, in insecure mode, runs the build as itself.)
         command.uid(BUILD_UID).gid(BUILD_GID);
     }
+    let (file, tool) = (what.file, what.tool);
     let mut child = command.spawn().map_err(|e| {
         PackageError::Requirements(format!(
-            "the code has a {FILE}, but {} -m pip could not start: {e}",
-            python.display()
+            "the code has a {file}, but {tool} could not start: {e}"
         ))
     })?;
     let deadline = Instant::now() + TIMEOUT;
@@ -107,7 +137,7 @@ pub fn install(python: &Path, code: &Path) -> Result<(), PackageError> {
             let _ = child.kill();
             let _ = child.wait();
             return Err(PackageError::Requirements(format!(
-                "installing {FILE} took more than {} s",
+                "installing {file} took more than {} s",
                 TIMEOUT.as_secs()
             )));
         }
@@ -115,11 +145,11 @@ pub fn install(python: &Path, code: &Path) -> Result<(), PackageError> {
     };
     if !status.success() {
         return Err(PackageError::Requirements(format!(
-            "pip could not install {FILE} ({status}): {}",
+            "{tool} could not install {file} ({status}): {}",
             tail(&mut log)?
         )));
     }
-    join(&target, code)
+    Ok(())
 }
 
 /// Moves what `pip` installed into the package, owned by root; refuses a name the package has.
@@ -140,7 +170,7 @@ fn join(installed: &Path, code: &Path) -> Result<(), PackageError> {
 
 /// Copies `from` to `to` (a file, a symlink or a directory tree), owned by root, keeping the
 /// permission bits (directories and executables 0755, files 0644, as unpacked packages have).
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = from.symlink_metadata()?;
     if meta.file_type().is_symlink() {
@@ -184,18 +214,26 @@ fn create_new(path: &Path) -> std::io::Result<File> {
 
 /// A private directory under the system's temporary directory (mode 0755, so the build user
 /// can reach what it is given), removed when dropped.
-struct Staging {
-    root: PathBuf,
+pub(crate) struct Staging {
+    pub root: PathBuf,
 }
 
 impl Staging {
-    fn new() -> std::io::Result<Staging> {
+    pub fn new(tool: &str) -> std::io::Result<Staging> {
         use std::os::unix::fs::PermissionsExt;
         let root =
-            std::env::temp_dir().join(format!("lambent-pip-{}", uuid::Uuid::new_v4().simple()));
+            std::env::temp_dir().join(format!("lambent-{tool}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&root)?;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
         Ok(Staging { root })
+    }
+
+    /// A new directory `name` in it that the build user owns.
+    pub fn build_dir(&self, name: &str) -> std::io::Result<PathBuf> {
+        let dir = self.root.join(name);
+        std::fs::create_dir(&dir)?;
+        std::os::unix::fs::chown(&dir, Some(BUILD_UID), Some(BUILD_GID))?;
+        Ok(dir)
     }
 }
 

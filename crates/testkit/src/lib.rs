@@ -2,8 +2,10 @@
 //! [`postgres`] and [`nats`] each start a real server from Debian's packages on loopback with
 //! an ephemeral port and a temporary directory, never the machine's default ports and never
 //! shared between test runs, and stop it when dropped (or when the test process dies).
-//! [`python`] makes the Python environments of the real AWS clients tests use.
+//! [`python`] makes the Python environments of the real AWS clients tests use; [`wrk`] runs
+//! the benchmarks' load generator from outside their process.
 
 pub mod nats;
 pub mod postgres;
 pub mod python;
+pub mod wrk;

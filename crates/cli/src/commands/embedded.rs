@@ -106,6 +106,11 @@ pub struct ServerArgs {
     /// are kept, fetched once per machine from PyPI and npm [default: /var/cache/lambent/sdk].
     #[arg(long, env = "LAMBENT_SDK_DIR", value_name = "DIR")]
     pub sdk_dir: Option<PathBuf>,
+    /// Export every invocation's spans over OTLP/HTTP (protobuf) to this collector, e.g.
+    /// http://127.0.0.1:4318 (`/v1/traces` is appended unless the URL ends with it). Batched,
+    /// bounded; spans that do not fit are dropped and counted in /metrics.
+    #[arg(long, env = "LAMBENT_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A region name such as `us-east-1`: lower-case letters, digits and `-`.
@@ -177,6 +182,7 @@ impl ServerArgs {
         if let Some(dir) = &self.sdk_dir {
             opts.sdk_dir = Some(dir.clone());
         }
+        opts.otlp_endpoint.clone_from(&self.otlp_endpoint);
         opts
     }
 

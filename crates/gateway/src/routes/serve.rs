@@ -227,6 +227,15 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
                 payload: payload.into(),
                 trigger: "http".into(),
                 request_id: Some(request_id.clone()),
+                trace: lambent_core::TraceOrigin {
+                    context: crate::trace_context(&headers),
+                    queued_ms: None,
+                    http: Some(lambent_core::HttpTrigger {
+                        method: parts.method.to_string(),
+                        route: route.path.clone(),
+                        path: parts.uri.path().to_string(),
+                    }),
+                },
                 ..Default::default()
             },
         )

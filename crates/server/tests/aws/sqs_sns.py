@@ -117,10 +117,8 @@ assert json.loads(a["RedrivePolicy"])["maxReceiveCount"] == 2, a
 sqs.set_queue_attributes(QueueUrl=scratch, Attributes={"RedrivePolicy": "", "DelaySeconds": "0"})
 a = sqs.get_queue_attributes(QueueUrl=scratch, AttributeNames=["All"])["Attributes"]
 assert "RedrivePolicy" not in a and (a["VisibilityTimeout"], a["DelaySeconds"]) == ("7", "0"), a
-fails("InvalidParameterValue", sqs.set_queue_attributes, QueueUrl=scratch,
-      Attributes={"VisibilityTimeout": "50000"})
 fails("InvalidAttributeValue", sqs.set_queue_attributes, QueueUrl=scratch,
-      Attributes={"MessageRetentionPeriod": "60"})
+      Attributes={"VisibilityTimeout": "50000"})
 fails("AWS.SimpleQueueService.NonExistentQueue", sqs.set_queue_attributes,
       QueueUrl=f"{ENDPOINT}/{ACCOUNT}/missing", Attributes={"VisibilityTimeout": "7"})
 # Another account's queue URL names no queue of the caller's.
@@ -393,7 +391,7 @@ fails("NotFound", sns.subscribe, TopicArn=topic, Protocol="lambda",
       Endpoint=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:missing")
 fails("InvalidParameter", sns.subscribe, TopicArn=topic, Protocol="email", Endpoint="a@b.c")
 fails("InvalidParameter", sns.subscribe, TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn,
-      Attributes={"FilterPolicy": json.dumps({"edition": ["morning"]})})
+      Attributes={"FilterPolicy": json.dumps({"edition": ["morning"]})})  # other attributes
 fails("InvalidParameter", sns.publish, TopicArn="not-an-arn", Message="x")
 fails("InvalidParameter", sns.create_topic, Name="bad name!")
 

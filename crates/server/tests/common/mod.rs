@@ -248,6 +248,39 @@ pub fn zip_dir(dir: &std::path::Path) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
+/// Waits until the node has both SDKs, or panics saying why not.
+pub async fn with_sdks(node: &Node) {
+    let states = node
+        .server
+        .as_ref()
+        .unwrap()
+        .sdks()
+        .settled(std::time::Duration::from_secs(900))
+        .await;
+    for (sdk, state) in &states {
+        assert!(
+            matches!(state, lambent_server::sdk::SdkState::Ready(_)),
+            "the {} did not come with the runtimes: {state:?} (PyPI and npm must be reachable)",
+            sdk.describe()
+        );
+    }
+}
+
+/// Makes namespace `ns` with API key `key`, as an operator would in the node's store.
+pub fn add_namespace(node: &Node, ns: &str, key: &str) {
+    let store =
+        lambent_store_sqlite::SqliteStore::open(&node._data.path().join("lambent.db")).unwrap();
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            use lambent_store::Store;
+            store
+                .add_api_key(ns, &lambent_store::sha256_hex(key.as_bytes()))
+                .await
+                .unwrap();
+        })
+    });
+}
+
 /// How the sandboxes of a function's cold activations were born (`exec`, `ahead`, `zygote`,
 /// `stem_cell`), oldest first.
 pub async fn births_of(node: &Node, function: &str) -> Vec<String> {

@@ -1,0 +1,262 @@
+//! The OTLP/HTTP exporter: finished activations are offered to it from the invoke path
+//! ([`Exporter::offer`]: a copy of the record without its logs into a bounded channel; never
+//! waits, never allocates per span), one task derives their spans, gathers them into batches
+//! (up to [`ExportConfig::max_batch`] spans or [`ExportConfig::interval`]) and POSTs each
+//! batch as protobuf, one request at a time. Memory is bounded by the channel and one batch:
+//! whatever does not fit (the receiver is slow or down), or a batch the receiver refuses or
+//! does not answer in time, is dropped and counted (`lambent_trace_spans_dropped_total`).
+//! Only sampled traces are exported.
+
+use crate::otlp::Batch;
+use crate::spans::{activation_spans, span_count, Platform};
+use lambent_core::Activation;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How the exporter batches and where it sends.
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    /// The traces URL: `--otlp-endpoint` as given when it ends in `/v1/traces`, else with
+    /// `/v1/traces` appended (as `OTEL_EXPORTER_OTLP_ENDPOINT` is read).
+    pub url: String,
+    /// Most spans in one request.
+    pub max_batch: usize,
+    /// Longest a span waits for its batch to fill.
+    pub interval: Duration,
+    /// Activations waiting for the exporter, at most; more are dropped.
+    pub queue: usize,
+    /// How long one request may take.
+    pub timeout: Duration,
+}
+
+impl ExportConfig {
+    pub fn new(endpoint: &str) -> Result<ExportConfig, ExportError> {
+        let endpoint = endpoint.trim();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ExportError::BadEndpoint(endpoint.to_string()));
+        }
+        let base = endpoint.trim_end_matches('/');
+        let url = if base.ends_with("/v1/traces") {
+            base.to_string()
+        } else {
+            format!("{base}/v1/traces")
+        };
+        Ok(ExportConfig {
+            url,
+            max_batch: 512,
+            interval: Duration::from_secs(1),
+            queue: 4096,
+            timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("the OTLP endpoint must be an http:// or https:// URL, not '{0}'")]
+    BadEndpoint(String),
+}
+
+/// Counts of the exporter, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    pub exported: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// Handle to the export task. Cheap to clone; the task ends (exporting what it holds) when
+/// every handle is dropped.
+#[derive(Clone)]
+pub struct Exporter {
+    tx: mpsc::Sender<Box<Activation>>,
+    stats: Arc<ExportStats>,
+}
+
+impl Exporter {
+    /// Starts the export task on the current tokio runtime.
+    pub fn start(config: ExportConfig, platform: Platform) -> Exporter {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let stats = Arc::new(ExportStats::default());
+        tokio::spawn(run(config, platform, rx, stats.clone()));
+        Exporter { tx, stats }
+    }
+
+    /// Offers a finished activation's spans for export; drops (and counts) them when the
+    /// queue is full. Never waits.
+    pub fn offer(&self, a: &Activation) {
+        let Some(trace) = &a.trace else { return };
+        if !trace.sampled {
+            return;
+        }
+        let slim = Box::new(Activation {
+            id: a.id.clone(),
+            namespace: a.namespace.clone(),
+            function: a.function.clone(),
+            revision: a.revision,
+            trigger: a.trigger.clone(),
+            start_ms: a.start_ms,
+            end_ms: a.end_ms,
+            duration_us: a.duration_us,
+            billed_ms: a.billed_ms,
+            memory_mb: a.memory_mb,
+            max_memory_bytes: a.max_memory_bytes,
+            cold: a.cold,
+            cold_reason: a.cold_reason,
+            init_us: a.init_us,
+            init: a.init,
+            status: a.status,
+            error_type: a.error_type.clone(),
+            error_message: None,
+            logs: String::new(),
+            node: a.node.clone(),
+            parent: None,
+            steps: Vec::new(),
+            trace: Some(trace.clone()),
+        });
+        if let Err(e) = self.tx.try_send(slim) {
+            let lost = match &e {
+                mpsc::error::TrySendError::Full(a) | mpsc::error::TrySendError::Closed(a) => a,
+            };
+            self.stats
+                .dropped
+                .fetch_add(span_count(lost) as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn stats(&self) -> &ExportStats {
+        &self.stats
+    }
+
+    /// The exporter's counters in the OpenMetrics text format (without `# EOF`).
+    pub fn metrics_text(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "# HELP lambent_trace_spans_exported Spans sent to the OTLP endpoint.\n\
+             # TYPE lambent_trace_spans_exported counter\n\
+             lambent_trace_spans_exported_total {}\n\
+             # HELP lambent_trace_spans_dropped Spans not exported: the export queue was full, or the endpoint refused or did not answer.\n\
+             # TYPE lambent_trace_spans_dropped counter\n\
+             lambent_trace_spans_dropped_total {}\n",
+            s.exported.load(Ordering::Relaxed),
+            s.dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+async fn run(
+    config: ExportConfig,
+    platform: Platform,
+    mut rx: mpsc::Receiver<Box<Activation>>,
+    stats: Arc<ExportStats>,
+) {
+    let client = reqwest::Client::new();
+    let mut batch = Batch::default();
+    let mut closed = false;
+    while !closed {
+        let Some(first) = rx.recv().await else { break };
+        add(&mut batch, &first, &platform);
+        let deadline = tokio::time::Instant::now() + config.interval;
+        while batch.len() < config.max_batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(a)) => add(&mut batch, &a, &platform),
+                Ok(None) => {
+                    closed = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        let body = batch.encode(&platform);
+        match send(&client, &config, body).await {
+            Ok(()) => {
+                stats.exported.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.dropped.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!("dropped {n} spans: {e}");
+            }
+        }
+    }
+}
+
+fn add(batch: &mut Batch, a: &Activation, platform: &Platform) {
+    let spans = activation_spans(a, platform);
+    let state = a
+        .trace
+        .as_ref()
+        .and_then(|t| t.tracestate.as_deref())
+        .unwrap_or("");
+    batch.add(&a.namespace, &a.function, &spans, state);
+}
+
+async fn send(
+    client: &reqwest::Client,
+    config: &ExportConfig,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let response = client
+        .post(&config.url)
+        .header("content-type", "application/x-protobuf")
+        .timeout(config.timeout)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("the OTLP endpoint {} did not answer: {e}", config.url))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the OTLP endpoint {} answered {}",
+            config.url,
+            response.status()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_get_the_traces_path_once() {
+        for (given, url) in [
+            ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
+            ("http://127.0.0.1:4318/", "http://127.0.0.1:4318/v1/traces"),
+            ("http://c:4318/v1/traces", "http://c:4318/v1/traces"),
+        ] {
+            assert_eq!(ExportConfig::new(given).unwrap().url, url);
+        }
+        assert!(ExportConfig::new("127.0.0.1:4318").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        // Nothing listens on port 9 of loopback: every export fails, and the queue of one
+        // fills while the first batch waits to be sent.
+        let mut config = ExportConfig::new("http://127.0.0.1:9").unwrap();
+        (config.queue, config.interval) = (1, Duration::from_secs(30));
+        let exporter = Exporter::start(config, Platform::new("r"));
+        let mut a = Activation {
+            function: "f".into(),
+            trace: Some(lambent_core::ActivationTrace::start(Default::default(), 1)),
+            ..Default::default()
+        };
+        a.status = lambent_core::ActivationStatus::Success;
+        let per = span_count(&a) as u64;
+        for _ in 0..10 {
+            exporter.offer(&a);
+        }
+        let dropped = exporter.stats().dropped.load(Ordering::Relaxed);
+        assert!(dropped >= 8 * per, "{dropped}");
+        assert!(exporter
+            .metrics_text()
+            .contains(&format!("lambent_trace_spans_dropped_total {dropped}")));
+        // An unsampled trace is not exported at all.
+        a.trace.as_mut().unwrap().sampled = false;
+        exporter.offer(&a);
+        assert_eq!(exporter.stats().dropped.load(Ordering::Relaxed), dropped);
+    }
+}
