@@ -120,7 +120,11 @@ fn buckets_and_objects_through_the_cli_are_the_s3_apis() {
     // The S3 API sees the bucket.
     let (status, body) = s3(&s, &key, "GET", "/", None);
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&body).contains("<Name>photos</Name>"));
+    assert!(
+        String::from_utf8_lossy(&body).contains("<Name>photos</Name>"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 
     // A 64 MiB round trip, byte for byte, through the CLI and through S3.
     random_file(&file("big.bin"), BIG);
