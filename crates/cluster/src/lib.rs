@@ -6,9 +6,11 @@
 //!   membership table's heartbeats and the store's clock, and the live set in a stable order;
 //! - [`placement`]: which node runs a function (rendezvous hashing over the live set, with a
 //!   bounded spill to the next nodes by hash), which functions' async events a node claims, and
-//!   each node's share of a cluster-wide concurrency limit.
+//!   each node's share of a cluster-wide concurrency limit;
+//! - [`spill`]: whether an invocation goes to its function's home or, the home being saturated
+//!   right now, to the next node by hash.
 //!
-//! Both are pure (no I/O, no clocks, no randomness): two nodes with the same view of the
+//! These are pure (no I/O, no clocks, no randomness): two nodes with the same view of the
 //! membership table compute the same homes and the same shares, on any machine and Rust
 //! version. The design and the simulation behind it are in `docs/cluster.md`.
 //!
@@ -22,3 +24,4 @@ pub mod forward;
 pub mod membership;
 pub mod node;
 pub mod placement;
+pub mod spill;

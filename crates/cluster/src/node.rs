@@ -10,7 +10,8 @@
 
 use crate::forward::Forwarder;
 use crate::membership::{self, NodeState, NodeStatus, HEARTBEAT_PERIOD_MS};
-use crate::placement::{function_key, NodeIndex, Placement};
+use crate::placement::{function_key, Placement};
+use crate::spill::{self, Candidate};
 use lambent_store::bus::{Bus, Signal};
 use lambent_store::cluster::{ClusterStore, Leases, NodeRecord, NodeStats};
 use lambent_store::events::EventStore;
@@ -28,12 +29,15 @@ pub const SCHEDULES_LEASE: &str = "lambent:schedules";
 /// stream records past their retention and deletes expired table items.
 pub const PRUNER_LEASE: &str = "lambent:pruner";
 
-/// How long a node that answered "saturated" is tried last for its functions.
-const SATURATED_FOR: Duration = Duration::from_secs(1);
+/// How long a node that refused an invocation for having no room (or could not be reached) is
+/// tried last: for that function, or for every function when it could not be reached. Short:
+/// the mark says "saturated right now", and a home that has room again gets its functions back
+/// after at most this long.
+pub const SATURATED_FOR: Duration = Duration::from_millis(250);
 
-/// How many more invocations this node must have waiting at a function's home than at the
-/// next node by hash before the next node is tried first.
-pub const SPILL_MARGIN: usize = 2;
+/// The key of a whole-node mark in [`Cluster`]'s saturation marks (function keys always hold a
+/// `/`).
+const WHOLE_NODE: &str = "";
 
 /// An invocation counted as running at a node; the count drops with it.
 pub struct Running(Arc<AtomicUsize>);
@@ -134,7 +138,8 @@ pub struct Cluster {
     stats: StatsFn,
     view: RwLock<Arc<View>>,
     draining: AtomicBool,
-    saturated: Mutex<HashMap<String, Instant>>,
+    /// Node → function key (or [`WHOLE_NODE`]) → when it refused for having no room.
+    saturated: Mutex<HashMap<String, HashMap<String, Instant>>>,
     /// Invocations this node has running on each node (itself included) right now.
     inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     leases: tokio::sync::Mutex<Option<Box<dyn Leases>>>,
@@ -280,55 +285,51 @@ impl Cluster {
         view.placement.active_len().saturating_sub(mine)
     }
 
-    /// Where to run an invocation of `namespace/function`, best first: its home, then the
-    /// next nodes by hash (recently saturated ones last). Never empty: this node is the last
-    /// resort when it knows no live node.
-    pub fn hops(&self, namespace: &str, function: &str) -> Vec<Hop> {
+    /// Where to run an invocation of `namespace/function`, best first: its home, then the next
+    /// nodes by hash, unless the home is saturated right now (see [`spill`]). `warm_here` is
+    /// asked only when the home is passed over: whether this node holds an idle sandbox of the
+    /// function's revision, which it then runs itself. Never empty: this node is the last resort
+    /// when it knows no live node.
+    pub fn hops(
+        &self,
+        namespace: &str,
+        function: &str,
+        warm_here: impl FnOnce() -> bool,
+    ) -> Vec<Hop> {
         let view = self.view();
         if view.placement.active_len() <= 1 {
             return vec![Hop::Local];
         }
-        // The shared placement as it is, unless some node answered "saturated" lately (a copy
-        // that orders those last): no copy on the common path.
-        let placement = {
-            let mut saturated = self.saturated.lock();
-            saturated.retain(|_, since| since.elapsed() < SATURATED_FOR);
-            if saturated.is_empty() {
-                std::borrow::Cow::Borrowed(&view.placement)
-            } else {
-                let mut marked = view.placement.clone();
-                for id in saturated.keys() {
-                    if let Some(i) = marked.index_of(id) {
-                        marked.set_saturated(i, true);
-                    }
-                }
-                std::borrow::Cow::Owned(marked)
+        let placement = &view.placement;
+        let key = function_key(namespace, function);
+        let top = placement.top(&key, placement.max_spill() + 1);
+        let candidates: Vec<Candidate<&str>> = {
+            let mut marks = self.saturated.lock();
+            if !marks.is_empty() {
+                marks.retain(|_, keys| {
+                    keys.retain(|_, since| since.elapsed() < SATURATED_FOR);
+                    !keys.is_empty()
+                });
             }
+            let inflight = self.inflight.lock();
+            top.iter()
+                .map(|&i| {
+                    let node = placement.id(i);
+                    Candidate {
+                        node,
+                        load: inflight.get(node).map_or(0, |n| n.load(Ordering::Relaxed)),
+                        saturated: marks.get(node).is_some_and(|keys| {
+                            keys.contains_key(WHOLE_NODE) || keys.contains_key(&key)
+                        }),
+                    }
+                })
+                .collect()
         };
-        let order = placement.try_order(&function_key(namespace, function));
-        let mut hops: Vec<Hop> = order
+        let plan = spill::plan(&candidates, self.me.as_str(), warm_here);
+        plan.order
             .into_iter()
-            .map(|i| self.hop_to(&view, &placement, i))
-            .collect();
-        if hops.is_empty() {
-            hops.push(Hop::Local);
-        }
-        // Two choices, biased to the home: when this node already waits on clearly more
-        // invocations at the home than at the next node, the next node goes first (it becomes
-        // a second warm home while the first is busy).
-        if hops.len() >= 2 && self.load(&hops[0]) > self.load(&hops[1]) + SPILL_MARGIN {
-            hops.swap(0, 1);
-        }
-        hops
-    }
-
-    /// Invocations this node has running at a hop now.
-    fn load(&self, hop: &Hop) -> usize {
-        let node = self.hop_node(hop);
-        self.inflight
-            .lock()
-            .get(node)
-            .map_or(0, |n| n.load(Ordering::Relaxed))
+            .map(|node| self.hop_to(&view, node))
+            .collect()
     }
 
     fn hop_node<'a>(&'a self, hop: &'a Hop) -> &'a str {
@@ -356,8 +357,7 @@ impl Cluster {
         Some(Running(counter))
     }
 
-    fn hop_to(&self, view: &View, placement: &Placement, i: NodeIndex) -> Hop {
-        let id = placement.id(i);
+    fn hop_to(&self, view: &View, id: &str) -> Hop {
         if id == self.me {
             return Hop::Local;
         }
@@ -370,11 +370,24 @@ impl Cluster {
         }
     }
 
-    /// Remembers that a node refused work for being saturated (it is tried last for a while).
-    pub fn saturated(&self, node: &str) {
+    /// Remembers that a node refused an invocation of `namespace/function` for having no room:
+    /// it is tried last for that function for [`SATURATED_FOR`].
+    pub fn saturated(&self, node: &str, namespace: &str, function: &str) {
+        self.mark(node, function_key(namespace, function));
+    }
+
+    /// Remembers that a node could not be reached: it is tried last for every function for
+    /// [`SATURATED_FOR`].
+    pub fn unreachable(&self, node: &str) {
+        self.mark(node, WHOLE_NODE.to_string());
+    }
+
+    fn mark(&self, node: &str, key: String) {
         self.saturated
             .lock()
-            .insert(node.to_string(), Instant::now());
+            .entry(node.to_string())
+            .or_default()
+            .insert(key, Instant::now());
     }
 
     /// Of `keys` (`namespace/function`), the ones this node runs asynchronous events of.
@@ -615,5 +628,118 @@ impl lambent_invoker::LimitShares for Cluster {
             true => n,
             false => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node `me` of a cluster of `ids`, all up (no store behind it).
+    fn cluster_of(me: &str, ids: &[&str]) -> Cluster {
+        let now = lambent_core::now_ms();
+        let record = |id: &str| NodeRecord {
+            id: id.to_string(),
+            address: format!("http://{id}"),
+            version: "test".into(),
+            started_ms: now,
+            heartbeat_ms: now,
+            draining: false,
+            stats: NodeStats::default(),
+        };
+        let opts = JoinOptions {
+            node_id: me.to_string(),
+            address: format!("http://{me}"),
+            version: "test".into(),
+            stats: Arc::new(NodeStats::default),
+        };
+        Cluster::new(
+            opts,
+            now,
+            ids.iter().map(|id| record(id)).collect(),
+            None,
+            None,
+        )
+    }
+
+    fn node_of(hop: &Hop, me: &str) -> String {
+        match hop {
+            Hop::Local => me.to_string(),
+            Hop::Remote { node, .. } => node.clone(),
+        }
+    }
+
+    /// The nodes `cluster` would try for `function`, in order (`warm_here` never true).
+    fn order(cluster: &Cluster, function: &str) -> Vec<String> {
+        cluster
+            .hops("ns", function, || false)
+            .iter()
+            .map(|h| node_of(h, cluster.node_id()))
+            .collect()
+    }
+
+    /// A function of `ns` homed on `home`, other than `except`.
+    fn homed_on(cluster: &Cluster, home: &str, except: &str) -> String {
+        (0..)
+            .map(|i| format!("f{i}"))
+            .find(|f| f != except && order(cluster, f)[0] == home)
+            .unwrap()
+    }
+
+    #[test]
+    fn hops_go_home_and_spill_only_while_the_home_is_saturated() {
+        let door = cluster_of("c", &["a", "b", "c"]);
+        let f = homed_on(&door, "a", "");
+        let g = homed_on(&door, "a", &f);
+        let home_first = order(&door, &f);
+        assert_eq!(home_first.len(), 3);
+        // The door holds an idle sandbox of f, but the home has room: f goes home.
+        let hops = door.hops("ns", &f, || panic!("asked while the home has room"));
+        assert_eq!(node_of(&hops[0], "c"), "a");
+
+        // The home refused f: it is tried last for f, not for g.
+        door.saturated("a", "ns", &f);
+        let spilled = order(&door, &f);
+        assert_eq!(spilled.last().unwrap(), "a", "{spilled:?}");
+        assert_eq!(order(&door, &g)[0], "a");
+        // Meanwhile the door's idle sandbox of f runs it.
+        assert_eq!(door.hops("ns", &f, || true)[0], Hop::Local);
+
+        // The mark lasts SATURATED_FOR: then f goes home again, even with a warm door.
+        std::thread::sleep(SATURATED_FOR + Duration::from_millis(20));
+        assert_eq!(order(&door, &f), home_first);
+        let hops = door.hops("ns", &f, || panic!("asked while the home has room"));
+        assert_eq!(node_of(&hops[0], "c"), "a");
+
+        // A node that could not be reached is tried last for every function.
+        door.unreachable("a");
+        assert_eq!(order(&door, &f).last().unwrap(), "a");
+        assert_eq!(order(&door, &g).last().unwrap(), "a");
+    }
+
+    #[test]
+    fn hops_pass_an_overloaded_home_over_for_the_next_node() {
+        let door = cluster_of("c", &["a", "b", "c"]);
+        let f = homed_on(&door, "a", "");
+        let home_first = order(&door, &f);
+        let load = |node: &str, n: usize| {
+            door.inflight
+                .lock()
+                .entry(node.to_string())
+                .or_default()
+                .store(n, Ordering::Relaxed)
+        };
+        // Under the floor: home.
+        load("a", spill::SPILL_FLOOR - 1);
+        assert_eq!(order(&door, &f), home_first);
+        // At the floor, with nothing waiting at the next node: the next node first.
+        load("a", spill::SPILL_FLOOR);
+        let spilled = order(&door, &f);
+        assert_eq!(spilled[0], home_first[1]);
+        assert_eq!(spilled[1], "a");
+        // Within 1.5 times the next node's load: home.
+        load(&home_first[1], 4);
+        load("a", 6);
+        assert_eq!(order(&door, &f), home_first);
     }
 }

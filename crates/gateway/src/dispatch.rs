@@ -21,13 +21,11 @@ impl App {
     /// Runs a synchronous invocation where it belongs (see the module doc).
     pub async fn run(&self, dep: &Arc<Deployment>, mut req: InvokeRequest) -> InvokeResult {
         let f = &dep.function;
-        let mut hops = self.cluster.hops(&f.namespace, f.name.as_str());
-        // A sandbox of this revision idle here (its home spilled here while busy): run it here,
-        // warm, without a hop.
-        if hops[0] != Hop::Local && self.registry.invoker().revision_counts(dep).idle > 0 {
-            hops.retain(|h| *h != Hop::Local);
-            hops.insert(0, Hop::Local);
-        }
+        // While the home is saturated, a sandbox of this revision idle here (the home spilled
+        // here before) runs it, warm and without a hop.
+        let hops = self.cluster.hops(&f.namespace, f.name.as_str(), || {
+            self.registry.invoker().revision_counts(dep).idle > 0
+        });
         let last = hops.len() - 1;
         for (i, hop) in hops.into_iter().enumerate() {
             req.may_spill = i < last;
@@ -36,7 +34,11 @@ impl App {
                 Hop::Local => {
                     let result = self.registry.invoker().invoke(dep, req.clone()).await;
                     if result.activation.status == ActivationStatus::Throttled && i < last {
-                        self.cluster.saturated(self.cluster.node_id());
+                        self.cluster.saturated(
+                            self.cluster.node_id(),
+                            &f.namespace,
+                            f.name.as_str(),
+                        );
                         continue;
                     }
                     return result;
@@ -59,14 +61,14 @@ impl App {
             {
                 Ok(result) => {
                     if result.activation.status == ActivationStatus::Throttled && i < last {
-                        self.cluster.saturated(&node);
+                        self.cluster.saturated(&node, &f.namespace, f.name.as_str());
                         continue;
                     }
                     return result;
                 }
                 Err(e @ ForwardError::Unreachable { .. }) => {
                     tracing::warn!("{e}: trying the next node");
-                    self.cluster.saturated(&node);
+                    self.cluster.unreachable(&node);
                 }
                 Err(e) => tracing::warn!("{e}: trying the next node"),
             }

@@ -155,8 +155,9 @@ pub struct InvokeRequest {
     pub cognito_identity: Option<String>,
     /// The version or alias the caller named (Lambda's qualified invoked ARN).
     pub qualifier: Option<String>,
-    /// The caller will try another node if this one is saturated: a throttle is answered
-    /// but neither recorded nor counted (the node that finally runs or refuses it records).
+    /// The caller will try another node if this one is saturated: a throttle is answered at
+    /// once (without waiting for sandbox memory to free up) and neither recorded nor counted
+    /// (the node that finally runs or refuses it records).
     pub may_spill: bool,
     /// The trace it continues and the hop that brought it.
     pub trace: lambent_core::TraceOrigin,
@@ -350,7 +351,9 @@ impl Invoker {
             Err(throttle) => return inner.throttled(record, throttle, req.may_spill),
         };
         let pool = inner.pool(dep);
-        let instance = match inner.acquire(&pool).await {
+        // A caller that can spill elsewhere is told at once that there is no room here.
+        let queue = !req.may_spill;
+        let instance = match inner.acquire(&pool, queue).await {
             Err(throttle) => return inner.throttled(record, throttle, req.may_spill),
             Ok(Acquired::Warm(instance)) => *instance,
             Ok(Acquired::Cold(lease, reason)) => {
@@ -721,11 +724,16 @@ impl Inner {
     }
 
     /// A warm sandbox of the pool, or memory for a cold start; when the budget is full, waits
-    /// up to the queue timeout for either.
-    async fn acquire(&self, pool: &Arc<Pool>) -> Result<Acquired, Throttle> {
+    /// up to the queue timeout for either (`queue`), or refuses at once (not `queue`).
+    async fn acquire(&self, pool: &Arc<Pool>, queue: bool) -> Result<Acquired, Throttle> {
         let f = &pool.deployment().function;
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
+        let wait = if queue {
+            self.config.queue_timeout
+        } else {
+            Duration::ZERO
+        };
+        let deadline = tokio::time::Instant::now() + wait;
         let acquired = loop {
             let freed = self.budget.freed.notified();
             tokio::pin!(freed);

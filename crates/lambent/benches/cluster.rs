@@ -12,12 +12,12 @@
 //!    cluster serves more only when there are more functions than nodes, which is what a FaaS
 //!    platform carries. The table shows how the homes fell: hashing is not a perfect split,
 //!    and the busiest node bounds the cluster. With 2 or 3 nodes, 1/2 or 2/3 of the requests
-//!    arrive at a door that is not their function's home. Under this load (every home at its
-//!    quota) most of them are *not* forwarded: a door spills (runs one itself) as soon as it
-//!    waits on more than `SPILL_MARGIN` more invocations at the home than at itself, and from
-//!    then on runs that function on its own sandbox whenever that sandbox is idle, which with
-//!    many functions cycling is nearly always. The "run off their home" column counts them
-//!    (on 2 nodes, nearly every request that arrived at the other door). A spilled invocation
+//!    arrive at a door that is not their function's home. They are forwarded to the home,
+//!    unless the home is saturated right now (`lambent_cluster::spill`): the door waits on at
+//!    least 4 invocations there and over 1.5 times as many as at the next node by hash (the
+//!    home's CPU is the bottleneck), or the home refused one for having no room. Then the next
+//!    node by hash takes it, or the door itself when it holds an idle sandbox of the function.
+//!    The "run off their home" column counts those spills. A spilled invocation run at the door
 //!    costs what a local one does; a forwarded one more (part 2).
 //!    Each node's CPU time (node and sandboxes, from its cgroup's accounting) divided by the
 //!    invocations served is printed too: unlike throughput, it is little moved by whatever
@@ -889,8 +889,9 @@ fn throughput(cluster: &Cluster, names: &[String], wrk: &Path, k: &Knobs) -> Thr
 // ---------------------------------------------------------------------------------------------
 // 2. CPU per invocation
 
-/// wrk connections for the CPU-cost runs: at most `SPILL_MARGIN` (2) invocations waiting at a
-/// home never make the door run one itself, so every forwarded invocation is one.
+/// wrk connections for the CPU-cost runs: 2 invocations waiting at a home, under the spill floor
+/// (`lambent_cluster::spill::SPILL_FLOOR`, 4), never make the door pass the home over, so every
+/// forwarded invocation is one.
 const COST_CONNECTIONS: usize = 2;
 
 /// CPU microseconds per invocation (median over the runs), from the nodes' cgroups.

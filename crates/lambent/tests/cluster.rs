@@ -26,22 +26,30 @@ struct Cluster {
     store: String,
     bus: String,
     nodes: BTreeMap<String, Server>,
+    /// Flags every node gets besides the cluster's.
+    node_args: Vec<String>,
     http: reqwest::blocking::Client,
 }
 
 impl Cluster {
     fn start(ids: &[&str]) -> Cluster {
+        Cluster::start_with(ids, &[])
+    }
+
+    /// A cluster whose nodes get `node_args` too.
+    fn start_with(ids: &[&str], node_args: &[&str]) -> Cluster {
         let store = PgServer::shared().fresh_database();
-        Cluster::start_on(store, NatsServer::shared().url(), ids)
+        Cluster::start_on(store, NatsServer::shared().url(), ids, node_args)
     }
 
     /// A cluster on the given PostgreSQL database and NATS server.
-    fn start_on(store: String, bus: String, ids: &[&str]) -> Cluster {
+    fn start_on(store: String, bus: String, ids: &[&str], node_args: &[&str]) -> Cluster {
         let mut cluster = Cluster {
             home: tempfile::tempdir().unwrap(),
             store,
             bus,
             nodes: BTreeMap::new(),
+            node_args: node_args.iter().map(|a| a.to_string()).collect(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -58,20 +66,18 @@ impl Cluster {
     fn start_node(&mut self, id: &str) {
         let dir = self.home.path().join(id);
         std::fs::create_dir_all(&dir).unwrap();
-        let server = Server::start_with_env(
-            &dir,
-            &[
-                "--store",
-                &self.store,
-                "--bus",
-                &self.bus,
-                "--node-id",
-                id,
-                "--shutdown-grace",
-                "5",
-            ],
-            &[("LAMBENT_API_KEY", KEY)],
-        );
+        let mut args = vec![
+            "--store",
+            &self.store,
+            "--bus",
+            &self.bus,
+            "--node-id",
+            id,
+            "--shutdown-grace",
+            "5",
+        ];
+        args.extend(self.node_args.iter().map(String::as_str));
+        let server = Server::start_with_env(&dir, &args, &[("LAMBENT_API_KEY", KEY)]);
         self.nodes.insert(id.to_string(), server);
     }
 
@@ -319,6 +325,98 @@ fn three_nodes_serve_as_one_platform() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// Node `id`'s records of `function` that started at or after `since_ms`.
+fn records_since(cluster: &Cluster, via: &str, function: &str, since_ms: i64) -> Vec<Value> {
+    cluster
+        .activations(via, function)
+        .into_iter()
+        .filter(|a| a["start_ms"].as_i64().unwrap_or(0) >= since_ms)
+        .collect()
+}
+
+/// How many of `records` ran on each node.
+fn ran_per_node(records: &[Value]) -> BTreeMap<String, usize> {
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for a in records {
+        *per.entry(a["node"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    per
+}
+
+#[test]
+fn a_saturated_home_spills_and_gets_its_function_back_after_the_burst() {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    // Room for 4 sandboxes of 128 MB per node: a home is saturated when 4 are busy.
+    let cluster = Cluster::start_with(&["n1", "n2", "n3"], &["--memory-budget", "512"]);
+    cluster.deploy_python("n1", "slow", ECHO, &["--memory", "128"]);
+    let urls = cluster.urls();
+    let (status, body) = cluster.post(&urls[0], "/v1/functions/slow/invoke", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    let home = cluster.activations("n1", "slow")[0]["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A burst of 10 slow invocations over the three doors: the home runs 4, the rest spill.
+    let burst_ms = now_ms();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..10)
+            .map(|i| {
+                let (http, url) = (&cluster.http, urls[i % urls.len()].clone());
+                s.spawn(move || {
+                    http.post(format!("{url}/v1/functions/slow/invoke"))
+                        .bearer_auth(KEY)
+                        .body(r#"{"sleep": 1.5}"#)
+                        .send()
+                        .map_or(0, |r| r.status().as_u16())
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let burst = eventually(10, "the burst's 10 records", || {
+        let records = records_since(&cluster, "n2", "slow", burst_ms);
+        (records.len() == 10).then_some(records)
+    });
+    let during = ran_per_node(&burst);
+    println!("burst of 10 over 3 doors, home {home} with room for 4: ran {during:?}");
+    assert!(
+        during.get(&home).copied().unwrap_or(0) <= 4,
+        "the home ran no more than it has room for: {during:?}"
+    );
+    assert!(during.len() >= 2, "the burst spilled: {during:?}");
+
+    // After the burst, every door sends the function home again, though two of them hold idle
+    // sandboxes of it now: 30 invocations over the doors run on the home, warm.
+    std::thread::sleep(Duration::from_millis(600));
+    let after_ms = now_ms();
+    for i in 0..30 {
+        let (status, body) = cluster.post(
+            &urls[i % urls.len()],
+            "/v1/functions/slow/invoke",
+            &json!({"i": i}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let after = eventually(10, "the 30 records after the burst", || {
+        let records = records_since(&cluster, "n3", "slow", after_ms);
+        (records.len() == 30).then_some(records)
+    });
+    let ran = ran_per_node(&after);
+    let cold = after.iter().filter(|a| a["cold"] == true).count();
+    println!("after the burst: 30 invocations over 3 doors ran {ran:?}, {cold} cold");
+    assert_eq!(
+        ran,
+        BTreeMap::from([(home.clone(), 30)]),
+        "traffic returned to the home"
+    );
+    assert_eq!(cold, 0, "warm on the home");
+}
+
 const WORK: &str = "import time\n\
 def handler(event, context):\n    \
     time.sleep(0.05)\n    \
@@ -535,7 +633,7 @@ fn dependencies_down_get_503_warm_invocations_go_on_and_the_node_recovers() {
         .unwrap_or_else(|e| e.into_inner());
     let pg = PgServer::start();
     let nats = NatsServer::start();
-    let cluster = Cluster::start_on(pg.fresh_database(), nats.url(), &["n1"]);
+    let cluster = Cluster::start_on(pg.fresh_database(), nats.url(), &["n1"], &[]);
     cluster.deploy_python("n1", "echo", ECHO, &[]);
     let url = cluster.node("n1").url.clone();
     let invoke = |body: Value| cluster.post(&url, "/v1/functions/echo/invoke", &body);
