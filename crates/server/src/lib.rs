@@ -785,12 +785,13 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         axum::Router::new().fallback_service(aws.clone()),
     ));
     // The Lambent API (`/v1`), which the console also serves to its signed-in pages.
-    let v1 = lambent_gateway::router(app.clone()).merge(buckets::routes(app.clone(), objects));
+    let v1 = lambent_gateway::router(app.clone())
+        .merge(buckets::routes(app.clone(), objects))
+        .merge(lambent_sfn_api::rest::routes(workflows.clone()))
+        .merge(lambent_dynamodb_api::rest::routes(tables, app.clone()));
     let router = aws_services(
         v1.clone()
             .merge(aws)
-            .merge(lambent_sfn_api::rest::routes(workflows.clone()))
-            .merge(lambent_dynamodb_api::rest::routes(tables, app.clone()))
             .merge(lambent_console::router(app.clone(), v1)),
     );
     let sdks = match sdk_cache {
