@@ -210,10 +210,11 @@ function configSection(data) {
   const f = data.function;
   const out = [$("h2", { text: "Configuration" })];
   if (!f) return [...out, $("p", { class: "muted", text: "Deleted: only its history remains." })];
-  const c = f.config || {};
-  out.push(keyValues([["Runtime", c.runtime], ["Handler", c.handler || "–"], ["Memory", (c.memory_mb || "?") + " MB"],
-    ["Timeout", (c.timeout_s ?? "?") + " s"], ["Revision", f.revision], ["Code", (f.code_sha256 || "").slice(0, 16) + "…"],
-    ["Environment", Object.keys(c.env || {}).join(", ") || "–"], ["Updated", fmt.time(f.updated_ms)]]));
+  // The function's settings are flattened into it (as GET /v1/functions/NAME shows them).
+  const runtime = typeof f.runtime === "string" ? f.runtime : JSON.stringify(f.runtime);
+  out.push($("div", { id: "configuration" }, keyValues([["Runtime", runtime], ["Handler", f.handler || "–"], ["Memory", (f.memory ?? "?") + " MB"],
+    ["Timeout", (f.timeout ?? "?") + " s"], ["Revision", f.revision], ["Code", (f.code_sha256 || "").slice(0, 16) + "…"],
+    ["Environment", Object.keys(f.env || {}).join(", ") || "–"], ["Updated", fmt.time(f.updated_ms)]])));
   out.push($("h2", { text: "Versions and aliases" }));
   const versions = data.versions.map((v) => $("tr", {}, $("td", { text: v.version }), $("td", { text: v.description || "" }), $("td", { text: fmt.time(v.created_ms) })));
   const aliases = data.aliases.map((a) => $("tr", {}, $("td", { text: a.name }), $("td", { text: a.function_version }),
@@ -652,7 +653,7 @@ function graphView(definition, entries, status) {
   const byLayer = new Map();
   nodes.forEach((n) => { if (!byLayer.has(n.layer)) byLayer.set(n.layer, []); byLayer.get(n.layer).push(n); });
   const widest = Math.max(1, ...[...byLayer.values()].map((l) => l.length));
-  const width = widest * (W + GX) + GX, height = byLayer.size * (H + GY) + GY;
+  const width = widest * (W + GX) + GX, height = byLayer.size * (H + GY);
   const pos = new Map();
   for (const [d, layerNodes] of byLayer) {
     const offset = (width - layerNodes.length * (W + GX) + GX) / 2;
@@ -747,7 +748,7 @@ async function clusterPage() {
         $("td", { class: "num", text: fmt.ms(n.heartbeat_age_ms) }),
         $("td", { class: "num", "data-col": "inflight", text: fmt.int(st.inflight) }), $("td", { class: "num", "data-col": "busy", text: fmt.int(st.busy) }),
         $("td", { class: "num", "data-col": "warm", text: fmt.int(st.warm) }),
-        $("td", { class: "load", "data-col": "load" }, $("span", { class: "num", text: (st.load || 0).toFixed(2) }), meter),
+        $("td", { "data-col": "load" }, $("div", { class: "load" }, $("span", { class: "num", text: (st.load || 0).toFixed(2) }), meter)),
         $("td", { class: "num", text: mem }));
     });
     fill(body, table("nodes", ["Node", "Address", "State", "Version", "Heartbeat age", "In flight", "Busy", "Warm", "Load", "Memory"], rows, "No nodes."),

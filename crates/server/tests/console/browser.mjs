@@ -114,6 +114,8 @@ try {
   const charted_s = fn.series.concurrency.reduce((s, c) => s + c * fn.step_ms / 1000, 0);
   check(busy_s > 0 && Math.abs(charted_s - busy_s) < 1e-6 * Math.max(1, busy_s), "the concurrency series holds the records' busy time", `${charted_s} vs ${busy_s}`);
   check((await page.textContent(".advice")).includes("Peak memory"), "the right-sizing advice is shown");
+  const config = await page.textContent("#configuration");
+  check(config.includes("python3.12") && config.includes(`${fn.function.memory} MB`) && config.includes("app.handler"), "the configuration is shown", config);
   const own = await page.$$eval("ul.sources li", (lis) => lis.map((l) => l.textContent));
   check(["route GET /hello", "schedule nightly", "queue jobs", "topic orders", "bucket uploads", "table visits", "workflow greet"].every((s) => own.some((o) => o.startsWith(s))),
     "the function page lists its event sources", JSON.stringify(own));
