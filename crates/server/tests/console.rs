@@ -353,7 +353,11 @@ async fn console_pages_in_chromium() {
                 "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "NEW_IMAGE"},
             });
             let (s, _, v) = node
-                .send(Method::PUT, "/v1/tables/visits", table.to_string().into_bytes())
+                .send(
+                    Method::PUT,
+                    "/v1/tables/visits",
+                    table.to_string().into_bytes(),
+                )
                 .await;
             assert!(s.is_success(), "the table: {v}");
         }
@@ -446,7 +450,11 @@ async fn console_pages_in_chromium() {
         .env("EXPECT_ERRORS", "1")
         .env(
             "EXPECT_NODES",
-            if common::cluster_backends().is_none() { "1" } else { "" },
+            if common::cluster_backends().is_none() {
+                "1"
+            } else {
+                ""
+            },
         )
         .output()
         .await

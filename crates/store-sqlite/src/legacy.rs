@@ -31,7 +31,8 @@ pub fn create_before_rollups(path: &Path, records: &[Activation]) -> Result<(), 
         )
         .map_err(db_err)?;
     for a in records {
-        let (birth, sandbox_us, runtime_us, import_us) = init_breakdown::to_columns(a.init.as_ref());
+        let (birth, sandbox_us, runtime_us, import_us) =
+            init_breakdown::to_columns(a.init.as_ref());
         insert
             .execute(params![
                 a.id,

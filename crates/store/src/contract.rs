@@ -513,7 +513,11 @@ where
     ];
     let old: Vec<Activation> = (0..25i64)
         .map(|i| {
-            let mut a = activation(&format!("old-{i:02}"), t0 + i * 7_000, statuses[i as usize % 3]);
+            let mut a = activation(
+                &format!("old-{i:02}"),
+                t0 + i * 7_000,
+                statuses[i as usize % 3],
+            );
             a.function = if i % 4 == 0 { "g" } else { "f" }.into();
             a.duration_us = 1_000 * (i as u64 + 1);
             a.billed_ms = i as u64 + 1;
@@ -538,7 +542,11 @@ where
         until_ms: t0 + DAY_MS,
         step_ms,
     };
-    assert!(store.activation_rollups(&q(MINUTE_MS)).await.unwrap().is_empty());
+    assert!(store
+        .activation_rollups(&q(MINUTE_MS))
+        .await
+        .unwrap()
+        .is_empty());
     // Written since the upgrade: a new record counts at once; an old one written again does
     // not (it is the backfill's to count).
     let new = activation("new", t0 + 30_000, ActivationStatus::Success);
@@ -1474,15 +1482,24 @@ pub async fn dead_letters_move_back_to_their_queue<S: ContractStore>(store: Arc<
     assert_eq!(got[0].id, "a");
     // Another namespace moves nothing; a move takes at most `max`, oldest first.
     assert_eq!(
-        store.move_messages("other", "dlq", "q", 10, 20).await.unwrap(),
+        store
+            .move_messages("other", "dlq", "q", 10, 20)
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(
-        store.move_messages("default", "dlq", "q", 1, 20).await.unwrap(),
+        store
+            .move_messages("default", "dlq", "q", 1, 20)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
-        store.move_messages("default", "dlq", "q", 10, 30).await.unwrap(),
+        store
+            .move_messages("default", "dlq", "q", 10, 30)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
@@ -1499,10 +1516,7 @@ pub async fn dead_letters_move_back_to_their_queue<S: ContractStore>(store: Arc<
         .iter()
         .map(|m| (m.id.as_str(), m.receive_count, m.body.as_str(), m.sent_ms))
         .collect();
-    assert_eq!(
-        ids,
-        [("b", 1, "body of b", 20), ("c", 1, "body of c", 30)]
-    );
+    assert_eq!(ids, [("b", 1, "body of b", 20), ("c", 1, "body of c", 30)]);
 }
 
 pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: Arc<S>) {
