@@ -484,3 +484,71 @@ async fn console_pages_in_chromium() {
         );
     }
 }
+
+/// A data dir from before the rollups: the node rolls its records up in the background at
+/// start-up, and the console counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_from_before_the_rollups_are_counted_after_an_upgrade() {
+    if common::cluster_backends().is_some() {
+        // The PostgreSQL upgrade is the store contract's (lambent-store-postgres).
+        return;
+    }
+    let now = lambent_core::now_ms();
+    let records: Vec<_> = (0..30i64)
+        .map(|i| {
+            let start_ms = now - 60_000 * i - 1_000;
+            lambent_core::Activation {
+                id: format!("old-{i}"),
+                namespace: "default".into(),
+                function: "legacy".into(),
+                revision: 1,
+                trigger: "api".into(),
+                start_ms,
+                end_ms: start_ms + 3,
+                duration_us: 2_000,
+                billed_ms: 2,
+                memory_mb: 128,
+                max_memory_bytes: Some(20 << 20),
+                cold: i == 0,
+                cold_reason: None,
+                init_us: (i == 0).then_some(50_000),
+                init: None,
+                status: if i % 10 == 0 {
+                    lambent_core::ActivationStatus::FunctionError
+                } else {
+                    lambent_core::ActivationStatus::Success
+                },
+                error_type: None,
+                error_message: None,
+                logs: String::new(),
+                node: String::new(),
+                parent: None,
+                steps: Vec::new(),
+                trace: None,
+            }
+        })
+        .collect();
+    let node = common::node_with(|o| {
+        lambent_store_sqlite::legacy::create_before_rollups(
+            &o.data_dir.join("lambent.db"),
+            &records,
+        )
+        .unwrap()
+    })
+    .await;
+    let me = Browser::sign_in(&node, KEY).await.unwrap();
+    let totals = common::eventually(30, "the older records in the rollups", || async {
+        let (_, o) = me.get("/ui/api/overview?window=24h").await;
+        let f = o["functions"]
+            .as_array()?
+            .iter()
+            .find(|f| f["name"] == "legacy")?
+            .clone();
+        (f["totals"]["invocations"] == 30).then_some(f["totals"].clone())
+    })
+    .await;
+    assert_eq!(
+        (totals["errors"].as_u64(), totals["cold"].as_u64()),
+        (Some(3), Some(1))
+    );
+}
