@@ -58,7 +58,7 @@ try {
   // A wrong key is refused.
   await page.fill("#key", "not-the-key");
   await page.click("button[type=submit]");
-  await page.waitForFunction(() => document.getElementById("error").textContent.length > 0);
+  await page.waitForFunction(() => (document.getElementById("error")?.textContent.length ?? 0) > 0);
   check((await page.textContent("#error")).includes("unknown API key"), "a wrong key is refused");
   check(new URL(page.url()).pathname === "/ui/login", "a wrong key stays on sign-in");
   await shot("login");
@@ -146,7 +146,7 @@ try {
 
   // Live tail: a new invocation's log line within 2 s.
   await page.goto(base + "/ui/logs?function=hello");
-  await page.waitForFunction(() => document.getElementById("tail-state").textContent === "live");
+  await page.waitForFunction(() => document.getElementById("tail-state")?.textContent === "live");
   await page.waitForSelector("#tail section.group");
   const marker = "tail-" + Math.random().toString(36).slice(2);
   const sent = Date.now();
@@ -179,7 +179,7 @@ try {
   await shot("sources");
   // The queue's dead letter goes back to its queue with the button, and the fixed worker consumes it.
   await page.click("table#queues tr[data-queue=work] button.redrive-queue");
-  await page.waitForFunction(() => document.querySelector("table#queues tr[data-queue=work] .depth").textContent === "0 in work-dlq");
+  await page.waitForFunction(() => document.querySelector("table#queues tr[data-queue=work] .depth")?.textContent === "0 in work-dlq");
   const consumed = await until("the redriven message to be consumed", async () => {
     const r = await v1("/v1/activations?function=worker&status=success");
     return r.body.activations.find((a) => a.logs.includes('"bodies": ["job-42"]'));
