@@ -101,6 +101,9 @@ function chart(title, times, series, opts = {}) {
   return box;
 }
 
+// Axis labels for values that may be far below 1 (costs, mean concurrency).
+const smallValues = (u, vals) => vals.map((v) => (v === 0 ? "0" : v.toPrecision(2)));
+
 function sparkline(times, data) {
   const box = $("div", { class: "sparkline" });
   const plot = new uPlot(
@@ -187,8 +190,8 @@ async function functionPage(name) {
         { label: "runtime ms", data: s.init_runtime_ms }, { label: "import ms", data: s.init_import_ms },
         { label: "other init ms", data: s.init_other_ms }]),
       chart("Memory (MB)", s.times, [{ label: "used", data: s.memory_used_mb }, { label: "configured", data: s.memory_configured_mb }]),
-      chart("Cost ($)", s.times, [{ label: "cost", data: s.cost, fill: true }],
-        { yValues: (u, vals) => vals.map((v) => (v === 0 ? "0" : v.toPrecision(2))) }));
+      chart("Cost ($)", s.times, [{ label: "cost", data: s.cost, fill: true }], { yValues: smallValues }),
+      chart("Concurrency", s.times, [{ label: "concurrent executions (mean)", data: s.concurrency, fill: true }], { yValues: smallValues }));
     const advice = adv.max_used_mb === null ? $("p", { class: "muted", text: "No memory measured in this window." })
       : $("div", { class: "advice" }, adv.recommended_mb < adv.memory_mb
         ? `Peak memory ${adv.max_used_mb.toFixed(1)} MB of ${adv.memory_mb} MB configured: ${adv.recommended_mb} MB would hold it with headroom and cost ${fmt.cost(adv.recommended_cost)} instead of ${fmt.cost(adv.cost)} (same durations assumed).`
@@ -207,10 +210,11 @@ function configSection(data) {
   const f = data.function;
   const out = [$("h2", { text: "Configuration" })];
   if (!f) return [...out, $("p", { class: "muted", text: "Deleted: only its history remains." })];
-  const c = f.config || {};
-  out.push(keyValues([["Runtime", c.runtime], ["Handler", c.handler || "–"], ["Memory", (c.memory_mb || "?") + " MB"],
-    ["Timeout", (c.timeout_s ?? "?") + " s"], ["Revision", f.revision], ["Code", (f.code_sha256 || "").slice(0, 16) + "…"],
-    ["Environment", Object.keys(c.env || {}).join(", ") || "–"], ["Updated", fmt.time(f.updated_ms)]]));
+  // The function's settings are flattened into it (as GET /v1/functions/NAME shows them).
+  const runtime = typeof f.runtime === "string" ? f.runtime : JSON.stringify(f.runtime);
+  out.push($("div", { id: "configuration" }, keyValues([["Runtime", runtime], ["Handler", f.handler || "–"], ["Memory", (f.memory ?? "?") + " MB"],
+    ["Timeout", (f.timeout ?? "?") + " s"], ["Revision", f.revision], ["Code", (f.code_sha256 || "").slice(0, 16) + "…"],
+    ["Environment", Object.keys(f.env || {}).join(", ") || "–"], ["Updated", fmt.time(f.updated_ms)]])));
   out.push($("h2", { text: "Versions and aliases" }));
   const versions = data.versions.map((v) => $("tr", {}, $("td", { text: v.version }), $("td", { text: v.description || "" }), $("td", { text: fmt.time(v.created_ms) })));
   const aliases = data.aliases.map((a) => $("tr", {}, $("td", { text: a.name }), $("td", { text: a.function_version }),
@@ -474,18 +478,54 @@ async function logs() {
 
 async function eventSources() {
   const get = (p, k) => api(p).then((b) => b[k] || []).catch(() => []);
-  const [routes, schedules, queues, topics, mappings, dlq, buckets] = await Promise.all([
+  const [routes, schedules, queues, topics, mappings, dlq, buckets, tables, workflowList] = await Promise.all([
     get("/v1/routes", "routes"), get("/v1/schedules", "schedules"), get("/v1/queues", "queues"), get("/v1/topics", "topics"),
-    api("/v1/mappings").catch(() => ({})), get("/v1/dlq", "dead_letters"), get("/v1/buckets", "buckets")]);
-  const subscriptions = (await Promise.all(topics.map((t) => get(`/v1/topics/${encodeURIComponent(t.name)}/subscriptions`, "subscriptions"))))
-    .flat();
+    api("/v1/mappings").catch(() => ({})), get("/v1/dlq", "dead_letters"), get("/v1/buckets", "buckets"),
+    get("/v1/tables", "tables"), get("/v1/workflows", "workflows")]);
+  const each = (list, f) => Promise.all(list.map((x) => f(x).catch(() => null)));
+  const [subscriptions, notifications, workflows] = await Promise.all([
+    each(topics, (t) => get(`/v1/topics/${encodeURIComponent(t.name)}/subscriptions`, "subscriptions")).then((l) => l.flat().filter(Boolean)),
+    each(buckets, (b) => api(`/v1/buckets/${encodeURIComponent(b.name)}/notification`)
+      .then((n) => (n.configurations || []).map((c) => ({ ...c, bucket: b.name })))).then((l) => l.flat().filter(Boolean)),
+    each(workflowList, (w) => api("/v1/workflows/" + encodeURIComponent(w.name))).then((l) => l.filter(Boolean))]);
+  // Each edge: a source, and the function or workflow it runs.
   const edges = [];
-  routes.forEach((r) => r.function && edges.push({ kind: "route", source: `${r.method} ${r.path}`, function: r.function }));
-  schedules.forEach((s) => edges.push({ kind: "schedule", source: `${s.name} ${s.expression}`, function: s.function }));
-  (mappings.mappings || []).forEach((m) => edges.push({ kind: "queue", source: m.queue, function: m.function }));
-  (mappings.stream_mappings || []).forEach((m) => edges.push({ kind: "stream", source: m.table || m.source || m.id, function: m.function }));
-  subscriptions.forEach((s) => s.kind === "function" && edges.push({ kind: "topic", source: s.topic, function: s.target }));
-  return { routes, schedules, queues, topics, subscriptions, mappings, dlq, buckets, edges };
+  const to = (kind, source, target) => target.function ? edges.push({ kind, source, function: target.function })
+    : target.workflow && edges.push({ kind, source, workflow: target.workflow });
+  routes.forEach((r) => to("route", `${r.method} ${r.path}`, r));
+  schedules.forEach((s) => to("schedule", `${s.name} ${s.expression}`, s));
+  (mappings.mappings || []).forEach((m) => to("queue", m.queue, m));
+  (mappings.stream_mappings || []).forEach((m) => to("table", m.table + " (stream)", m));
+  subscriptions.forEach((s) => s.kind === "function" && to("topic", s.topic, { function: s.target }));
+  notifications.forEach((n) => to("bucket", `${n.bucket} ${(n.events || []).join(" ")}`.trim(), n));
+  workflows.forEach((w) => workflowFunctions(w.definition).forEach((f) => to("workflow", w.name, { function: f })));
+  return { routes, schedules, queues, topics, subscriptions, mappings, dlq, buckets, notifications, tables, workflows, edges };
+}
+
+// The functions a workflow definition's Task states invoke (a Lambda ARN as the resource, or
+// the lambda:invoke integration's FunctionName), in every branch and iteration.
+function workflowFunctions(definition) {
+  const found = new Set();
+  const name = (ref) => {
+    if (typeof ref !== "string") return null;
+    const m = ref.match(/:function:([^:]+)/);
+    return m ? m[1] : ref.includes(":") ? null : ref;
+  };
+  const walk = (machine) => Object.values((machine && machine.States) || {}).forEach((st) => {
+    if (st.Type === "Task" && typeof st.Resource === "string") {
+      const f = st.Resource.includes(":states:::lambda:invoke") ? name(st.Parameters && st.Parameters.FunctionName)
+        : st.Resource.includes(":lambda:") ? name(st.Resource) : null;
+      if (f) found.add(f);
+    }
+    (st.Branches || []).forEach(walk);
+    walk(st.ItemProcessor || st.Iterator);
+  });
+  walk(typeof definition === "string" ? safeJson(definition) : definition);
+  return [...found];
+}
+
+function safeJson(text) {
+  try { return JSON.parse(text); } catch (_) { return null; }
 }
 
 function table(id, heads, rows, empty) {
@@ -493,25 +533,35 @@ function table(id, heads, rows, empty) {
   return $("table", { id }, $("thead", {}, $("tr", {}, heads.map((h) => $("th", { text: h })))), $("tbody", {}, rows));
 }
 
+const fnLink = (f) => $("a", { href: "/ui/functions/" + encodeURIComponent(f), text: f });
+const workflowLink = (w) => $("a", { href: "/ui/workflows/" + encodeURIComponent(w), text: w });
+const targetLink = (t) => (t.function ? fnLink(t.function) : t.workflow ? $("span", {}, "workflow ", workflowLink(t.workflow)) : "–");
+
+// A state-changing button: disabled while its request runs, then `done` (a redraw).
+async function act(button, path, done, json) {
+  button.disabled = true;
+  try { await api(path, { method: "POST", json }); await done(); } catch (e) { button.disabled = false; alert(e.message); }
+}
+
 async function sources() {
   const body = $("div", {}, $("p", { class: "muted", text: "Loading…" }));
   setPage("Event sources", body);
   const draw = async () => {
     const s = await eventSources();
-    const fnLink = (f) => $("a", { href: "/ui/functions/" + encodeURIComponent(f), text: f });
-    const dlqDepth = (q) => {
+    const queueCell = (q) => {
       const dlq = q.dead_letter_queue && s.queues.find((x) => x.name === q.dead_letter_queue);
-      return dlq ? fmt.int(dlq.messages.visible) + " in " + dlq.name : "–";
+      if (!dlq) return $("td", { text: "–" });
+      return $("td", { class: "dlq" }, $("span", { class: "depth", text: fmt.int(dlq.messages.visible) + " in " + dlq.name }),
+        dlq.messages.visible > 0 ? $("button", { type: "button", class: "redrive-queue",
+          onclick: (e) => act(e.target, `/v1/queues/${encodeURIComponent(dlq.name)}/redrive`, draw, { destination: q.name }) }, "Redrive") : null);
     };
-    const redrive = async (button, path) => {
-      button.disabled = true;
-      try { await api(path, { method: "POST" }); await draw(); } catch (e) { button.disabled = false; alert(e.message); }
-    };
+    const stream = (t) => (t.StreamSpecification && t.StreamSpecification.StreamEnabled ? t.StreamSpecification.StreamViewType : "–");
+    const tableMappings = (t) => (s.mappings.stream_mappings || []).filter((m) => m.table === t.TableName);
     fill(body,
-      $("h2", { text: "Map" }), table("map", ["Source", "", "Function"], s.edges.map((e) =>
-        $("tr", {}, $("td", {}, $("b", { text: e.kind + " " }), e.source), $("td", { text: "→" }), $("td", {}, fnLink(e.function)))), "No event sources."),
+      $("h2", { text: "Map" }), table("map", ["Source", "", "Target"], s.edges.map((e) =>
+        $("tr", { "data-kind": e.kind }, $("td", {}, $("b", { text: e.kind + " " }), e.source), $("td", { text: "→" }), $("td", {}, targetLink(e)))), "No event sources."),
       $("h2", { text: "Routes" }), table("routes", ["Method", "Path", "Target", "Auth"], s.routes.map((r) =>
-        $("tr", {}, $("td", { text: r.method }), $("td", { text: r.path }), $("td", {}, r.function ? fnLink(r.function) : "workflow " + r.workflow),
+        $("tr", {}, $("td", { text: r.method }), $("td", { text: r.path }), $("td", {}, targetLink(r)),
           $("td", { text: typeof r.auth === "string" ? r.auth : JSON.stringify(r.auth) }))), "No routes."),
       $("h2", { text: "Schedules" }), table("schedules", ["Name", "Expression", "Function", "Next fire"], s.schedules.map((x) =>
         $("tr", {}, $("td", { text: x.name }), $("td", { text: x.expression + (x.timezone && x.timezone !== "UTC" ? " " + x.timezone : "") }),
@@ -519,25 +569,194 @@ async function sources() {
       $("h2", { text: "Queues" }), table("queues", ["Queue", "Visible", "In flight", "Delayed", "Dead letters"], s.queues.map((q) =>
         $("tr", { "data-queue": q.name }, $("td", { text: q.name }), $("td", { class: "num", text: fmt.int(q.messages.visible) }),
           $("td", { class: "num", text: fmt.int(q.messages.in_flight) }), $("td", { class: "num", text: fmt.int(q.messages.delayed) }),
-          $("td", { text: dlqDepth(q) }))), "No queues."),
+          queueCell(q))), "No queues."),
       $("h2", { text: "Dead letters of asynchronous invocations" }),
-      s.dlq.length ? $("p", {}, $("button", { type: "button", id: "redrive-all", onclick: (e) => redrive(e.target, "/v1/dlq/redrive") }, "Redrive all")) : null,
+      s.dlq.length ? $("p", {}, $("button", { type: "button", id: "redrive-all", onclick: (e) => act(e.target, "/v1/dlq/redrive", draw) }, "Redrive all")) : null,
       table("dead-letters", ["Id", "Function", "Failed", "Attempts", "Error", ""], s.dlq.map((d) =>
         $("tr", { "data-letter": d.id }, $("td", {}, d.activation_id ? $("a", { href: "/ui/invocations/" + encodeURIComponent(d.activation_id), text: d.id }) : d.id),
           $("td", {}, fnLink(d.function)), $("td", { text: fmt.time(d.failed_ms) }), $("td", { class: "num", text: d.attempts }),
           $("td", { text: d.error_type + ": " + d.error_message }),
-          $("td", {}, $("button", { type: "button", class: "redrive", onclick: (e) => redrive(e.target, `/v1/dlq/${encodeURIComponent(d.id)}/redrive`) }, "Redrive")))),
+          $("td", {}, $("button", { type: "button", class: "redrive", onclick: (e) => act(e.target, `/v1/dlq/${encodeURIComponent(d.id)}/redrive`, draw) }, "Redrive")))),
         "No dead letters."),
       $("h2", { text: "Topics and subscriptions" }), table("topics", ["Topic", "Subscriber"], s.subscriptions.map((x) =>
         $("tr", {}, $("td", { text: x.topic }), $("td", {}, x.kind === "function" ? fnLink(x.target) : x.kind + " " + x.target))),
         s.topics.length ? "Topics without subscribers: " + s.topics.map((t) => t.name).join(", ") : "No topics."),
       $("h2", { text: "Mappings" }), table("mappings", ["Source", "Function", "Batch", "Enabled"], [...(s.mappings.mappings || []), ...(s.mappings.stream_mappings || [])].map((m) =>
-        $("tr", {}, $("td", { text: m.queue || m.table || m.source || m.id }), $("td", {}, fnLink(m.function)), $("td", { class: "num", text: m.batch_size }),
+        $("tr", {}, $("td", { text: m.queue || (m.table && m.table + " (stream)") || m.source || m.id }), $("td", {}, fnLink(m.function)), $("td", { class: "num", text: m.batch_size }),
           $("td", { text: m.enabled === false ? "no" : "yes" }))), "No mappings."),
-      $("h2", { text: "Buckets" }), table("buckets", ["Bucket", "Created"], s.buckets.map((b) =>
-        $("tr", {}, $("td", { text: b.name }), $("td", { text: b.created_ms ? fmt.time(b.created_ms) : "" }))), "No buckets."));
+      $("h2", { text: "Buckets" }), table("buckets", ["Bucket", "Created", "Notifications"], s.buckets.map((b) =>
+        $("tr", { "data-bucket": b.name }, $("td", { text: b.name }), $("td", { text: b.created_ms ? fmt.time(b.created_ms) : "" }),
+          $("td", {}, s.notifications.filter((n) => n.bucket === b.name).map((n) =>
+            $("div", {}, (n.events || []).join(", ") + (n.prefix ? " " + n.prefix + "*" : "") + (n.suffix ? " *" + n.suffix : "") + " → ",
+              n.function || n.workflow ? targetLink(n) : (n.queue ? "queue " + n.queue : "topic " + n.topic)))))), "No buckets."),
+      $("h2", { text: "Tables" }), table("tables", ["Table", "Items", "Stream", "Mappings"], s.tables.map((t) =>
+        $("tr", { "data-table": t.TableName }, $("td", { text: t.TableName }), $("td", { class: "num", text: fmt.int(t.ItemCount) }), $("td", { text: stream(t) }),
+          $("td", {}, tableMappings(t).map((m) => $("div", {}, "→ ", fnLink(m.function)))))), "No tables."),
+      $("h2", { text: "Workflows" }), table("workflows", ["Workflow", "Type", "Invokes"], s.workflows.map((w) =>
+        $("tr", { "data-workflow": w.name }, $("td", {}, workflowLink(w.name)), $("td", { text: w.type }),
+          $("td", {}, workflowFunctions(w.definition).map((f) => $("div", {}, fnLink(f)))))), "No workflows."));
   };
   await draw().catch((e) => showError(body, e));
+}
+
+// ---- workflows ------------------------------------------------------------------------------
+
+async function workflowsPage() {
+  const body = $("div", {}, $("p", { class: "muted", text: "Loading…" }));
+  setPage("Workflows", body);
+  try {
+    const list = (await api("/v1/workflows")).workflows;
+    const rows = await Promise.all(list.map(async (w) => {
+      const ex = await api(`/v1/workflows/${encodeURIComponent(w.name)}/executions?limit=1`).catch(() => ({ executions: [] }));
+      const last = ex.executions[0];
+      return $("tr", { "data-workflow": w.name }, $("td", {}, workflowLink(w.name)), $("td", { text: w.type }), $("td", { text: "r" + w.revision }),
+        $("td", {}, last ? $("span", { class: "exec-" + last.status, text: last.status + " · " + fmt.time(last.start_ms) }) : "–"));
+    }));
+    fill(body, table("workflows", ["Workflow", "Type", "Revision", "Last execution"], rows, "No workflows: deploy one with lambent deploy."));
+  } catch (e) { showError(body, e); }
+}
+
+// The states of a definition's top level (Parallel and Map states drawn as one box each) as
+// layers from StartAt: [{name, type, layer, next: [names]}].
+function stateGraph(definition) {
+  const machine = typeof definition === "string" ? safeJson(definition) : definition;
+  const states = (machine && machine.States) || {};
+  const nexts = (st) => [st.Next, st.Default, ...(st.Choices || []).map((c) => c.Next), ...(st.Catch || []).map((c) => c.Next)]
+    .filter((n, i, all) => n && all.indexOf(n) === i && states[n]);
+  const layer = new Map();
+  const queue = machine && states[machine.StartAt] ? [[machine.StartAt, 0]] : [];
+  while (queue.length) {
+    const [n, d] = queue.shift();
+    if (layer.has(n)) continue;
+    layer.set(n, d);
+    nexts(states[n]).forEach((m) => queue.push([m, d + 1]));
+  }
+  // States nothing reaches still show, below the rest.
+  const deepest = Math.max(0, ...layer.values());
+  Object.keys(states).forEach((n) => { if (!layer.has(n)) layer.set(n, deepest + 1); });
+  return Object.entries(states).map(([name, st]) => ({ name, type: st.Type, layer: layer.get(name), next: nexts(st) }));
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) if (k === "text") el.textContent = v; else el.setAttribute(k, v);
+  children.forEach((c) => el.append(c));
+  return el;
+}
+
+// The state graph, each state coloured by how it went in `entries` (a timeline) of an
+// execution that ended with `status`, if given.
+function graphView(definition, entries, status) {
+  const nodes = stateGraph(definition);
+  const W = 170, H = 38, GX = 40, GY = 44;
+  const byLayer = new Map();
+  nodes.forEach((n) => { if (!byLayer.has(n.layer)) byLayer.set(n.layer, []); byLayer.get(n.layer).push(n); });
+  const widest = Math.max(1, ...[...byLayer.values()].map((l) => l.length));
+  const width = widest * (W + GX) + GX, height = byLayer.size * (H + GY);
+  const pos = new Map();
+  for (const [d, layerNodes] of byLayer) {
+    const offset = (width - layerNodes.length * (W + GX) + GX) / 2;
+    layerNodes.forEach((n, i) => pos.set(n.name, { x: offset + i * (W + GX), y: GY / 2 + d * (H + GY) }));
+  }
+  // Where a failed execution failed: the last state entered that met an error.
+  const failedAt = status && status !== "SUCCEEDED" && status !== "RUNNING"
+    ? [...(entries || [])].reverse().find((e) => e.error || e.type === "Fail") : null;
+  const outcome = (name) => {
+    const mine = (entries || []).filter((e) => e.state === name);
+    if (!entries) return "plain";
+    if (!mine.length) return "skipped";
+    if (mine[mine.length - 1].duration_ms === null) return "running";
+    return failedAt && failedAt.state === name ? "failed" : "done";
+  };
+  const root = svg("svg", { class: "graph", id: "graph", width, height, viewBox: `0 0 ${width} ${height}` },
+    svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto" },
+      svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#9aa3b5" }))));
+  nodes.forEach((n) => n.next.forEach((m) => {
+    const a = pos.get(n.name), b = pos.get(m);
+    root.append(svg("line", { x1: a.x + W / 2, y1: a.y + H, x2: b.x + W / 2, y2: b.y, stroke: "#9aa3b5", "stroke-width": "1.5", "marker-end": "url(#arrow)" }));
+  }));
+  nodes.forEach((n) => {
+    const p = pos.get(n.name), o = outcome(n.name);
+    root.append(svg("g", { class: "state " + o, "data-state": n.name, "data-outcome": o },
+      svg("rect", { x: p.x, y: p.y, width: W, height: H, rx: "6" }),
+      svg("text", { x: p.x + W / 2, y: p.y + 16, "text-anchor": "middle", text: n.name }),
+      svg("text", { x: p.x + W / 2, y: p.y + 31, "text-anchor": "middle", class: "kind", text: n.type })));
+  });
+  return $("div", { class: "graph-box" }, root);
+}
+
+async function workflowPage(name) {
+  const body = $("div", {}, $("p", { class: "muted", text: "Loading…" }));
+  setPage("Workflow " + name, body);
+  try {
+    const [w, ex] = await Promise.all([api("/v1/workflows/" + encodeURIComponent(name)),
+      api(`/v1/workflows/${encodeURIComponent(name)}/executions?limit=100`)]);
+    const rows = ex.executions.map((e) => $("tr", { "data-execution": e.name },
+      $("td", {}, $("a", { href: `/ui/workflows/${encodeURIComponent(name)}/executions/${encodeURIComponent(e.name)}`, text: e.name })),
+      $("td", { class: "exec-" + e.status, text: e.status }), $("td", { text: fmt.time(e.start_ms) }),
+      $("td", { class: "num", text: e.stop_ms ? fmt.ms(e.stop_ms - e.start_ms) : "–" }), $("td", { class: "num", text: e.transitions })));
+    const invokes = workflowFunctions(w.definition);
+    fill(body, keyValues([["Type", w.type], ["Revision", w.revision], ["ARN", w.arn], ["Updated", fmt.time(w.updated_ms)],
+      ["Invokes", invokes.length ? $("span", {}, invokes.map((f, i) => [i ? ", " : "", fnLink(f)]).flat()) : "–"]]),
+    $("h2", { text: "States" }), graphView(w.definition),
+    $("h2", { text: "Executions" }), table("executions", ["Execution", "Status", "Started", "Duration", "Transitions"], rows, "No executions yet."));
+  } catch (e) { showError(body, e); }
+}
+
+async function executionPage(workflow, name) {
+  const body = $("div", {}, $("p", { class: "muted", text: "Loading…" }));
+  setPage("Execution " + name, body);
+  try {
+    const path = `/v1/workflows/${encodeURIComponent(workflow)}/executions/${encodeURIComponent(name)}`;
+    const h = await api(path + "/history");
+    const e = h.execution, entries = h.timeline;
+    const start = e.start_ms, end = Math.max(e.stop_ms || Date.now(), ...entries.map((t) => t.start_ms + (t.duration_ms || 0)));
+    const span = Math.max(1, end - start);
+    const bars = entries.map((t) => {
+      const bar = $("div", { class: "bar state-" + t.type });
+      bar.style.left = ((t.start_ms - start) / span * 100) + "%";
+      bar.style.width = ((t.duration_ms || 0) / span * 100) + "%";
+      return $("div", { class: "phase", "data-state": t.state, "data-ms": t.duration_ms ?? "" },
+        $("span", { text: t.state, title: t.type + (t.retries ? ` · ${t.retries} retries` : "") + (t.error ? ` · ${t.error}` : "") }),
+        $("div", { class: "track" }, bar), $("span", { class: "num", text: t.duration_ms === null ? "running" : fmt.ms(t.duration_ms) }));
+    });
+    fill(body, keyValues([["Workflow", workflowLink(workflow)], ["Status", $("span", { class: "exec-" + e.status, text: e.status })],
+      ["Started", fmt.time(e.start_ms)], ["Duration", e.stop_ms ? fmt.ms(e.stop_ms - e.start_ms) : "running"], ["Transitions", e.transitions]]),
+    $("h2", { text: "State graph" }), graphView(h.definition, entries, e.status),
+    $("h2", { text: "Per-state timing" }), $("div", { class: "timeline", id: "state-timing" }, bars),
+    e.error ? $("div", {}, $("h2", { text: "Error" }), $("pre", { class: "error", text: e.error + (e.cause ? ": " + e.cause : "") })) : null,
+    $("h2", { text: "Input" }), $("pre", { text: JSON.stringify(e.input, null, 2) }),
+    $("h2", { text: "Output" }), e.output === undefined ? $("p", { class: "muted", text: "None." }) : $("pre", { text: JSON.stringify(e.output, null, 2) }));
+  } catch (err) { showError(body, err); }
+}
+
+// ---- cluster --------------------------------------------------------------------------------
+
+async function clusterPage() {
+  const body = $("div", {}, $("p", { class: "muted", text: "Loading…" }));
+  setPage("Cluster", body);
+  const draw = async () => {
+    const c = await api("/v1/nodes");
+    const rows = c.nodes.map((n) => {
+      const st = n.stats || {};
+      const mem = st.memory_budget_mb ? `${fmt.int(st.memory_used_mb)} of ${fmt.int(st.memory_budget_mb)} MB` : "–";
+      const meter = $("div", { class: "track" }, $("div", { class: "bar" }));
+      meter.firstChild.style.width = Math.min(100, (st.load || 0) * 100) + "%";
+      return $("tr", { "data-node": n.id }, $("td", {}, n.id, n.id === c.node ? $("span", { class: "muted", text: " (this node)" }) : null),
+        $("td", { text: n.address }), $("td", { class: "node-" + n.state, "data-col": "state", text: n.state }), $("td", { text: n.version }),
+        $("td", { class: "num", text: fmt.ms(n.heartbeat_age_ms) }),
+        $("td", { class: "num", "data-col": "inflight", text: fmt.int(st.inflight) }), $("td", { class: "num", "data-col": "busy", text: fmt.int(st.busy) }),
+        $("td", { class: "num", "data-col": "warm", text: fmt.int(st.warm) }),
+        $("td", { "data-col": "load" }, $("div", { class: "load" }, $("span", { class: "num", text: (st.load || 0).toFixed(2) }), meter)),
+        $("td", { class: "num", text: mem }));
+    });
+    fill(body, table("nodes", ["Node", "Address", "State", "Version", "Heartbeat age", "In flight", "Busy", "Warm", "Load", "Memory"], rows, "No nodes."),
+      $("p", { class: "muted", text: (c.leases || []).length ? "Leases held here: " + c.leases.join(", ") : "This node holds no singleton lease." }));
+  };
+  await draw().catch((e) => showError(body, e));
+  const timer = setInterval(() => draw().catch(() => {}), 5000);
+  onLeave(() => clearInterval(timer));
 }
 
 // ---- routing --------------------------------------------------------------------------------
@@ -554,6 +773,10 @@ function route() {
   if ((r = m(/^\/ui\/invocations\/([^/]+)$/))) { active("invocations"); return invocationPage(decodeURIComponent(r[1])); }
   if (path === "/ui/logs") { active("logs"); return logs(); }
   if (path === "/ui/sources") { active("sources"); return sources(); }
+  if (path === "/ui/workflows") { active("workflows"); return workflowsPage(); }
+  if ((r = m(/^\/ui\/workflows\/([^/]+)$/))) { active("workflows"); return workflowPage(decodeURIComponent(r[1])); }
+  if ((r = m(/^\/ui\/workflows\/([^/]+)\/executions\/([^/]+)$/))) { active("workflows"); return executionPage(decodeURIComponent(r[1]), decodeURIComponent(r[2])); }
+  if (path === "/ui/cluster") { active("cluster"); return clusterPage(); }
   setPage("Not found", $("p", { text: "No such page." }));
 }
 

@@ -12,8 +12,9 @@
 //! - `/ui/api/v1/…`: the `/v1` API as the session's namespace (traces included, once the
 //!   server has `GET /v1/traces/{trace_id}`).
 //! - the pages (`/ui/`, `/ui/functions/{name}`, `/ui/invocations`, `/ui/invocations/{id}`,
-//!   `/ui/logs`, `/ui/sources`): one shell whose script draws the page; without a session they
-//!   redirect to the sign-in page.
+//!   `/ui/logs`, `/ui/sources`, `/ui/workflows[/{name}[/executions/{execution}]]`,
+//!   `/ui/cluster`): one shell whose script draws the page from the endpoints above; without
+//!   a session they redirect to the sign-in page.
 //!
 //! Every response carries a strict Content-Security-Policy (no inline script or style).
 
@@ -274,7 +275,7 @@ async fn overview(
                 "runtime": deployed.as_ref().map(|d| d.function.config.runtime.name().to_string()),
                 "memory_mb": deployed.as_ref().map(|d| d.function.config.memory_mb),
                 "totals": metrics::totals(&rows, &hist, prices),
-                "sparkline": metrics::series(&grid, &rows, &[], prices).invocations,
+                "sparkline": metrics::series(&grid, query.step_ms, &rows, &[], prices).invocations,
             })
         })
         .collect();
@@ -339,7 +340,7 @@ async fn function(
         "until_ms": query.until_ms,
         "step_ms": query.step_ms,
         "function": deployed.as_ref().map(|d| &d.function),
-        "series": metrics::series(&metrics::grid(&query), &rows, &hist, prices),
+        "series": metrics::series(&metrics::grid(&query), query.step_ms, &rows, &hist, prices),
         "totals": metrics::totals(&rows, &hist, prices),
         "rightsizing": metrics::advice(&rows, configured, prices),
         "versions": versions,

@@ -153,11 +153,24 @@ pub struct Series {
     pub memory_used_mb: Vec<Option<f64>>,
     pub memory_configured_mb: Vec<Option<f64>>,
     pub cost: Vec<f64>,
+    /// Mean concurrent executions over the step: the time sandboxes spent on the step's
+    /// records (init and handler) divided by the step's length (Little's law; a record
+    /// counts in the step it started in).
+    pub concurrency: Vec<f64>,
 }
 
-/// The series of one function's rows and histogram rows over `grid`.
+/// Mean concurrent executions of a step's rollup (see [`Series::concurrency`]).
+pub fn concurrency(r: &Rollup, step_ms: i64) -> f64 {
+    if step_ms <= 0 {
+        return 0.0;
+    }
+    (r.duration_us + r.init_us) as f64 / (step_ms as f64 * 1000.0)
+}
+
+/// The series of one function's rows and histogram rows over `grid` (steps of `step_ms`).
 pub fn series(
     grid: &[i64],
+    step_ms: i64,
     rows: &[&Rollup],
     histogram: &[&HistogramRow],
     prices: &Prices,
@@ -192,6 +205,7 @@ pub fn series(
         s.memory_configured_mb
             .push((r.memory_mb > 0).then_some(f64::from(r.memory_mb)));
         s.cost.push(prices.cost(r.invocations(), r.gb_seconds()));
+        s.concurrency.push(concurrency(r, step_ms));
     }
     s
 }
@@ -237,6 +251,7 @@ mod tests {
             start_ms,
             count,
             cold,
+            duration_us: 100_000 * count,
             billed_ms: 100 * count,
             mb_ms: 100 * count * 512,
             init_us: cold * 10_000,
@@ -269,6 +284,7 @@ mod tests {
         let rows = [row(g[1], 4, 2)];
         let s = series(
             &g,
+            q.step_ms,
             &rows.iter().collect::<Vec<_>>(),
             &[],
             &Prices::default(),
@@ -278,6 +294,10 @@ mod tests {
         assert_eq!(s.init_other_ms[1], Some(1.0));
         assert_eq!(s.init_import_ms[0], None);
         assert_eq!(s.times[1], g[1] / 1000);
+        // 4 × (100 ms handler) + 2 × 10 ms init over a 60 s step.
+        let busy_us = 4.0 * 100_000.0 + 2.0 * 10_000.0;
+        assert!((s.concurrency[1] - busy_us / 60_000_000.0).abs() < 1e-12);
+        assert_eq!(s.concurrency[0], 0.0);
     }
 
     #[test]

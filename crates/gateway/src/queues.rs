@@ -37,6 +37,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/queues/{name}/delete", post(delete_messages))
         .route("/v1/queues/{name}/visibility", post(change_visibility))
         .route("/v1/queues/{name}/purge", post(purge))
+        .route("/v1/queues/{name}/redrive", post(redrive))
         .route("/v1/topics", get(list_topics).post(create_topic))
         .route("/v1/topics/{name}", delete(delete_topic))
         .route(
@@ -233,6 +234,34 @@ async fn purge(
 ) -> Result<Json<Value>, ApiError> {
     let n = app.queues.purge(&ns, &name).await?;
     Ok(Json(json!({ "purged": n })))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedriveBody {
+    destination: Option<String>,
+}
+
+/// Moves a dead-letter queue's messages back to its source queue (or `destination`).
+async fn redrive(
+    State(app): AppState,
+    Extension(Namespace(ns)): Ns,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let bytes = body::read(body, MAX_SYNC_PAYLOAD, "the request").await?;
+    let RedriveBody { destination } = if bytes.iter().all(u8::is_ascii_whitespace) {
+        RedriveBody::default()
+    } else {
+        body::json(&bytes)?
+    };
+    let (destination, moved) = app
+        .queues
+        .redrive(&ns, &name, destination.as_deref())
+        .await?;
+    Ok(Json(
+        json!({ "source": name, "destination": destination, "moved": moved }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -61,6 +61,8 @@ pub const DEFAULT_VISIBILITY_TIMEOUT_S: u32 = 30;
 /// Largest mapping batch and batching window.
 pub const MAX_MAPPING_BATCH: u32 = 10_000;
 pub const MAX_BATCHING_WINDOW_MS: u64 = 300_000;
+/// Messages a redrive moves per store statement.
+pub const MOVE_STEP: usize = 500;
 
 /// How a function run by a queue or topic ended.
 #[derive(Debug, Clone)]
@@ -707,6 +709,63 @@ impl Queues {
     pub async fn purge(&self, namespace: &str, queue: &str) -> Result<u64, QueueError> {
         self.queue(namespace, queue).await?;
         Ok(self.inner.store.purge(namespace, queue).await?)
+    }
+
+    /// Moves the visible messages of dead-letter queue `dlq` (some queue's redrive policy
+    /// names it) back to `destination`, by default the one queue whose dead-letter queue it
+    /// is (SQS's `StartMessageMoveTask`, run to completion): each message as if sent now, in
+    /// steps of [`MOVE_STEP`] messages, each step one store statement. Messages in flight
+    /// stay. Returns the queue they went to and how many moved.
+    pub async fn redrive(
+        &self,
+        namespace: &str,
+        dlq: &str,
+        destination: Option<&str>,
+    ) -> Result<(String, u64), QueueError> {
+        self.queue(namespace, dlq).await?;
+        let sources: Vec<String> = self
+            .list_queues(namespace)
+            .await?
+            .into_iter()
+            .filter(|q| q.dead_letter_queue.as_deref() == Some(dlq))
+            .map(|q| q.name)
+            .collect();
+        let destination = match (destination, sources.as_slice()) {
+            (_, []) => {
+                return Err(QueueError::Invalid(format!(
+                    "'{dlq}' is no queue's dead-letter queue: only a dead-letter queue's messages move back"
+                )))
+            }
+            (Some(d), _) => self.queue(namespace, d).await?.name,
+            (None, [one]) => one.clone(),
+            (None, several) => {
+                return Err(QueueError::Invalid(format!(
+                    "'{dlq}' is the dead-letter queue of {}: name the destination",
+                    several.join(", ")
+                )))
+            }
+        };
+        if destination == dlq {
+            return Err(QueueError::Invalid(
+                "a queue's messages cannot move to itself".into(),
+            ));
+        }
+        let mut moved = 0;
+        loop {
+            let n = self
+                .inner
+                .store
+                .move_messages(namespace, dlq, &destination, MOVE_STEP, now_ms())
+                .await?;
+            moved += n;
+            if n > 0 {
+                self.arrived(namespace, &destination);
+            }
+            if n < MOVE_STEP as u64 {
+                break;
+            }
+        }
+        Ok((destination, moved))
     }
 
     // ---- topics ----

@@ -785,12 +785,13 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         axum::Router::new().fallback_service(aws.clone()),
     ));
     // The Lambent API (`/v1`), which the console also serves to its signed-in pages.
-    let v1 = lambent_gateway::router(app.clone()).merge(buckets::routes(app.clone(), objects));
+    let v1 = lambent_gateway::router(app.clone())
+        .merge(buckets::routes(app.clone(), objects))
+        .merge(lambent_sfn_api::rest::routes(workflows.clone()))
+        .merge(lambent_dynamodb_api::rest::routes(tables, app.clone()));
     let router = aws_services(
         v1.clone()
             .merge(aws)
-            .merge(lambent_sfn_api::rest::routes(workflows.clone()))
-            .merge(lambent_dynamodb_api::rest::routes(tables, app.clone()))
             .merge(lambent_console::router(app.clone(), v1)),
     );
     let sdks = match sdk_cache {
@@ -966,9 +967,38 @@ fn node_stats(invoker: &Invoker) -> NodeStats {
     }
 }
 
-/// Deletes activation records older than the retention, at start-up and then hourly (on one
-/// node of a cluster: the holder of the pruner's lease).
+/// Records the rollups backfill folds per step (one transaction each).
+const BACKFILL_STEP: usize = 1000;
+/// The pause between backfill steps, so live writes and pages go between them.
+const BACKFILL_PAUSE: Duration = Duration::from_millis(20);
+
+/// Folds the records written before the rollups existed (a data dir upgraded from an older
+/// version) into them, [`BACKFILL_STEP`] records per step, until none remain; a failed step
+/// is retried after a while. Every node of a cluster may run it: the store hands each step's
+/// records to one of them.
+async fn backfill_rollups(store: &dyn Store) {
+    let mut done = 0u64;
+    loop {
+        match store.backfill_rollups(BACKFILL_STEP).await {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) => {
+                tracing::warn!("could not roll up older activation records (retrying): {e}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+        tokio::time::sleep(BACKFILL_PAUSE).await;
+    }
+    if done > 0 {
+        tracing::info!("rolled up {done} activation records written before the rollups");
+    }
+}
+
+/// Rolls up older records first ([`backfill_rollups`]: pruning keeps the rollups of what it
+/// deletes), then deletes activation records older than the retention, at once and then
+/// hourly (on one node of a cluster: the holder of the pruner's lease).
 async fn prune_activations(store: Arc<dyn Store>, cluster: Arc<Cluster>, retention: Duration) {
+    backfill_rollups(store.as_ref()).await;
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;

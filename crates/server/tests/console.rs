@@ -21,6 +21,8 @@ def handler(event, context):
 "#;
 
 const BROKEN: &str = "def handler(event, context):\n    raise RuntimeError('not yet')\n";
+/// A queue consumer fixed later: it prints the bodies it was given.
+const WORKER: &str = "import json\n\ndef handler(event, context):\n    print(json.dumps({'bodies': [r['body'] for r in event['Records']]}))\n";
 const FIXED: &str = "def handler(event, context):\n    return {'fixed': True}\n";
 
 fn python(extra: Value) -> Value {
@@ -296,6 +298,7 @@ async fn console_pages_in_chromium() {
             python(json!({"async": {"max_retries": 0}})),
             BROKEN,
         ),
+        ("worker", python(json!({})), BROKEN),
     ] {
         let (s, v) = node.deploy(name, settings, &[("app.py", code)]).await;
         assert!(s.is_success(), "{v}");
@@ -326,11 +329,81 @@ async fn console_pages_in_chromium() {
             "/v1/topics/orders/subscriptions",
             json!({"function": "hello"}),
         ),
+        // A consumer that fails every receive: its message ends in the dead-letter queue.
+        ("/v1/queues", json!({"name": "work-dlq"})),
+        (
+            "/v1/queues",
+            json!({"name": "work", "visibility_timeout": 1, "dead_letter_queue": "work-dlq", "max_receive_count": 2}),
+        ),
+        (
+            "/v1/mappings",
+            json!({"queue": "work", "function": "worker", "batch_size": 1}),
+        ),
+        ("/v1/queues/work/messages", json!({"body": "job-42"})),
+        // A table whose stream runs hello.
+        (
+            "/v1/mappings",
+            json!({"table": "visits", "function": "hello"}),
+        ),
     ] {
+        if path == "/v1/mappings" && body["table"] == "visits" {
+            let table = json!({
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "NEW_IMAGE"},
+            });
+            let (s, _, v) = node
+                .send(
+                    Method::PUT,
+                    "/v1/tables/visits",
+                    table.to_string().into_bytes(),
+                )
+                .await;
+            assert!(s.is_success(), "the table: {v}");
+        }
         let (s, _, v) = node
             .send(Method::POST, path, body.to_string().into_bytes())
             .await;
         assert!(s.is_success(), "{path}: {v}");
+    }
+    // A bucket that notifies hello, and a workflow that invokes it (run once).
+    for (method, path, body) in [
+        (Method::PUT, "/v1/buckets/uploads", json!({})),
+        (
+            Method::PUT,
+            "/v1/buckets/uploads/notification",
+            json!({"configurations": [{"function": "hello", "events": ["s3:ObjectCreated:*"]}]}),
+        ),
+        (
+            Method::PUT,
+            "/v1/workflows/greet",
+            json!({"definition": {
+                "StartAt": "Init",
+                "States": {
+                    "Init": {"Type": "Pass", "Result": {"msg": "from-workflow"}, "Next": "Greet"},
+                    "Greet": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                        "Parameters": {"FunctionName": "hello", "Payload.$": "$"}, "Next": "Check"},
+                    "Check": {"Type": "Choice", "Choices": [
+                        {"Variable": "$.Payload.ok", "BooleanEquals": false, "Next": "Oops"}],
+                        "Default": "Done"},
+                    "Oops": {"Type": "Fail", "Error": "NotOk"},
+                    "Done": {"Type": "Succeed"},
+                },
+            }}),
+        ),
+        (
+            Method::POST,
+            "/v1/workflows/greet/executions",
+            json!({"name": "run-1", "sync": true}),
+        ),
+    ] {
+        let (s, _, v) = node
+            .send(method.clone(), path, body.to_string().into_bytes())
+            .await;
+        assert!(s.is_success(), "{method} {path}: {v}");
+        if path.ends_with("/executions") {
+            assert_eq!(v["status"], "SUCCEEDED", "{v}");
+        }
     }
     // Three that ran (one cold) and one error.
     for payload in ["{}", "{}", r#"{"msg": "third"}"#, r#"{"fail": true}"#] {
@@ -352,6 +425,16 @@ async fn console_pages_in_chromium() {
         )
         .await;
     assert!(s.is_success(), "{v}");
+    // The worker failed its message twice: it is in work-dlq. Then the worker is fixed.
+    common::eventually(60, "the queue's dead letter", || async {
+        let v = node.get_ok("/v1/queues/work-dlq").await;
+        (v["messages"]["visible"] == 1).then_some(())
+    })
+    .await;
+    let (s, v) = node
+        .deploy("worker", python(json!({})), &[("app.py", WORKER)])
+        .await;
+    assert!(s.is_success(), "{v}");
 
     let screenshots =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-screenshots");
@@ -362,8 +445,17 @@ async fn console_pages_in_chromium() {
         .env("LAMBENT_KEY", KEY)
         .env("PLAYWRIGHT_DIR", playwright)
         .env("SCREENSHOTS", &screenshots)
-        .env("EXPECT_INVOCATIONS", "4")
+        // Four invokes and the workflow's task.
+        .env("EXPECT_INVOCATIONS", "5")
         .env("EXPECT_ERRORS", "1")
+        .env(
+            "EXPECT_NODES",
+            if common::cluster_backends().is_none() {
+                "1"
+            } else {
+                ""
+            },
+        )
         .output()
         .await
         .expect("node runs");
@@ -382,10 +474,81 @@ async fn console_pages_in_chromium() {
         "invocation",
         "logs",
         "sources",
+        "workflow",
+        "execution",
+        "cluster",
     ] {
         assert!(
             screenshots.join(format!("{page}.png")).is_file(),
             "no screenshot of {page}"
         );
     }
+}
+
+/// A data dir from before the rollups: the node rolls its records up in the background at
+/// start-up, and the console counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_from_before_the_rollups_are_counted_after_an_upgrade() {
+    if common::cluster_backends().is_some() {
+        // The PostgreSQL upgrade is the store contract's (lambent-store-postgres).
+        return;
+    }
+    let now = lambent_core::now_ms();
+    let records: Vec<_> = (0..30i64)
+        .map(|i| {
+            let start_ms = now - 60_000 * i - 1_000;
+            lambent_core::Activation {
+                id: format!("old-{i}"),
+                namespace: "default".into(),
+                function: "legacy".into(),
+                revision: 1,
+                trigger: "api".into(),
+                start_ms,
+                end_ms: start_ms + 3,
+                duration_us: 2_000,
+                billed_ms: 2,
+                memory_mb: 128,
+                max_memory_bytes: Some(20 << 20),
+                cold: i == 0,
+                cold_reason: None,
+                init_us: (i == 0).then_some(50_000),
+                init: None,
+                status: if i % 10 == 0 {
+                    lambent_core::ActivationStatus::FunctionError
+                } else {
+                    lambent_core::ActivationStatus::Success
+                },
+                error_type: None,
+                error_message: None,
+                logs: String::new(),
+                node: String::new(),
+                parent: None,
+                steps: Vec::new(),
+                trace: None,
+            }
+        })
+        .collect();
+    let node = common::node_with(|o| {
+        lambent_store_sqlite::legacy::create_before_rollups(
+            &o.data_dir.join("lambent.db"),
+            &records,
+        )
+        .unwrap()
+    })
+    .await;
+    let me = Browser::sign_in(&node, KEY).await.unwrap();
+    let totals = common::eventually(30, "the older records in the rollups", || async {
+        let (_, o) = me.get("/ui/api/overview?window=24h").await;
+        let f = o["functions"]
+            .as_array()?
+            .iter()
+            .find(|f| f["name"] == "legacy")?
+            .clone();
+        (f["totals"]["invocations"] == 30).then_some(f["totals"].clone())
+    })
+    .await;
+    assert_eq!(
+        (totals["errors"].as_u64(), totals["cold"].as_u64()),
+        (Some(3), Some(1))
+    );
 }

@@ -141,6 +141,59 @@ async fn visibility_timeout_redelivers_and_redrive_moves_to_the_dlq() {
     .await;
     assert_eq!(d["deleted"].as_array().unwrap().len(), 1);
 
+    // A redrive moves a dead-letter queue's visible messages back: only a dead-letter queue's,
+    // to its one source queue, or to the one named when it serves several.
+    let (s, v) = api(&node, Method::POST, "/v1/queues/jobs/redrive", Value::Null).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    ok(
+        &node,
+        Method::POST,
+        "/v1/queues/dead/messages",
+        json!({"body": "lost-1"}),
+    )
+    .await;
+    let moved = ok(&node, Method::POST, "/v1/queues/dead/redrive", Value::Null).await;
+    assert_eq!(
+        moved,
+        json!({"source": "dead", "destination": "jobs", "moved": 1})
+    );
+    let back = receive(&node, "jobs", json!({})).await;
+    assert_eq!(
+        (back[0]["body"].as_str(), back[0]["receive_count"].as_u64()),
+        (Some("lost-1"), Some(1))
+    );
+    ok(
+        &node,
+        Method::POST,
+        "/v1/queues/jobs/delete",
+        json!({"receipt_handles": [back[0]["receipt_handle"]]}),
+    )
+    .await;
+    ok(
+        &node,
+        Method::POST,
+        "/v1/queues",
+        json!({"name": "jobs-2", "dead_letter_queue": "dead", "max_receive_count": 2}),
+    )
+    .await;
+    let (s, v) = api(&node, Method::POST, "/v1/queues/dead/redrive", Value::Null).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("jobs, jobs-2")),
+        "{v}"
+    );
+    let moved = ok(
+        &node,
+        Method::POST,
+        "/v1/queues/dead/redrive",
+        json!({"destination": "jobs-2"}),
+    )
+    .await;
+    assert_eq!(moved["moved"], 0);
+    ok(&node, Method::DELETE, "/v1/queues/jobs-2", Value::Null).await;
+
     // Long polling wakes on a send; a delayed message waits for its delay; visibility can be
     // changed; purge empties.
     let poller = {

@@ -468,6 +468,8 @@ async fn history(
     let api: Vec<Value> = events.iter().map(|e| e.to_api()).collect();
     Ok(Json(json!({
         "execution": ExecutionView::of(&e, true),
+        // The definition it ran (its workflow's may have changed since).
+        "definition": json_text(&e.definition),
         "timeline": lambent_workflows::timeline(&events),
         "events": api,
     }))

@@ -109,6 +109,7 @@ pub async fn dispatch(c: &Call<'_>, operation: &str, input: &Value) -> Result<Va
             Ok(with_id(answer, &id[0]))
         }
         "SendMessageBatch" => send_message_batch(c, input).await,
+        "StartMessageMoveTask" => start_message_move_task(c, input).await,
         "ReceiveMessage" => receive_message(c, input).await,
         "DeleteMessage" => {
             let q = queue_of(c, input)?;
@@ -416,12 +417,43 @@ fn redrive_policy(c: &Call<'_>, text: &str) -> Result<(String, u32), SqsError> {
     let max = uint(&policy, "maxReceiveCount")?.ok_or_else(|| {
         invalid("Redrive policy does not contain mandatory attribute: maxReceiveCount.")
     })?;
-    let prefix = queue_arn(c.queues.region(), c.namespace, "");
-    let dlq = arn
-        .strip_prefix(&prefix)
-        .filter(|q| !q.is_empty())
-        .ok_or_else(|| invalid("Dead letter target does not exist."))?;
+    let dlq = queue_of_arn(c, arn).ok_or_else(|| invalid("Dead letter target does not exist."))?;
     Ok((dlq.to_string(), max))
+}
+
+/// The name of the caller's queue an ARN names, if it names one.
+fn queue_of_arn<'a>(c: &Call<'_>, arn: &'a str) -> Option<&'a str> {
+    arn.strip_prefix(&queue_arn(c.queues.region(), c.namespace, ""))
+        .filter(|q| !q.is_empty())
+}
+
+/// `StartMessageMoveTask`: a dead-letter queue's messages back to `DestinationArn`, by default
+/// the queue whose dead-letter queue it is. Lambent runs the move before answering (so there
+/// is no task to list or cancel afterwards); the handle names the source and what moved.
+async fn start_message_move_task(c: &Call<'_>, input: &Value) -> Result<Value, SqsError> {
+    let arn_param = |name: &'static str| -> Result<Option<&str>, SqsError> {
+        match input.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(arn)) => queue_of_arn(c, arn).map(Some).ok_or_else(|| {
+                SqsError::InvalidParameterValue(format!(
+                    "Value {arn} for parameter {name} is invalid. Reason: it is not a queue ARN of this account."
+                ))
+            }),
+            Some(_) => Err(SqsError::InvalidParameterValue(format!(
+                "Value for parameter {name} is invalid. Reason: it must be a string."
+            ))),
+        }
+    };
+    let source = arn_param("SourceArn")?.ok_or(SqsError::MissingParameter("SourceArn"))?;
+    let destination = arn_param("DestinationArn")?;
+    let (_, moved) = c.queues.redrive(c.namespace, source, destination).await?;
+    let handle = json!({
+        "sourceArn": queue_arn(c.queues.region(), c.namespace, source),
+        "movedMessages": moved,
+    });
+    Ok(json!({
+        "TaskHandle": base64::engine::general_purpose::STANDARD.encode(handle.to_string()),
+    }))
 }
 
 async fn create_queue(c: &Call<'_>, input: &Value) -> Result<Value, SqsError> {

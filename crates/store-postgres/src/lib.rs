@@ -14,6 +14,8 @@
 mod cluster;
 mod events;
 mod lambda;
+#[doc(hidden)]
+pub mod legacy;
 mod objects;
 mod queues;
 mod rollups;
@@ -299,7 +301,7 @@ fn function_from_row(row: &Row) -> Result<Function, StoreError> {
     })
 }
 
-const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
+pub(crate) const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
 error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
 parent, steps, trace_id, trace";
@@ -308,7 +310,7 @@ fn opt_u64(row: &Row, i: usize) -> Option<u64> {
     row.get::<_, Option<i64>>(i).map(|v| v as u64)
 }
 
-fn activation_from_row(row: &Row) -> Result<Activation, StoreError> {
+pub(crate) fn activation_from_row(row: &Row) -> Result<Activation, StoreError> {
     let cold_reason: Option<String> = row.get(12);
     let status: String = row.get(14);
     let birth: Option<String> = row.get(18);
@@ -661,6 +663,10 @@ impl Store for PgStore {
     async fn prune_activations(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         self.execute("DELETE FROM activations WHERE start_ms < $1", &[&cutoff_ms])
             .await
+    }
+
+    async fn backfill_rollups(&self, limit: usize) -> Result<u64, StoreError> {
+        rollups::backfill(self, limit).await
     }
 
     async fn activation_rollups(

@@ -360,6 +360,25 @@ impl QueueStore for PgStore {
         .await
     }
 
+    async fn move_messages(
+        &self,
+        namespace: &str,
+        from: &str,
+        to: &str,
+        max: usize,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE queue_messages SET queue = $3, sent_ms = $4, visible_at_ms = $4, \
+             receive_count = 0, first_receive_ms = 0, receipt = NULL \
+             WHERE seq IN (SELECT seq FROM queue_messages WHERE namespace = $1 \
+             AND queue = $2 AND visible_at_ms <= $4 ORDER BY visible_at_ms, seq LIMIT $5 \
+             FOR UPDATE SKIP LOCKED)",
+            &[&namespace, &from, &to, &now_ms, &(max as i64)],
+        )
+        .await
+    }
+
     async fn create_topic(&self, t: &Topic) -> Result<bool, StoreError> {
         let n = self
             .execute(

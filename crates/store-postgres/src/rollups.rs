@@ -66,6 +66,56 @@ fn n(v: u64) -> i64 {
     v as i64
 }
 
+/// The records the database had before the rollups, to fold into them in the background
+/// ([`backfill`]): every record that starts before the first minute the rollups counted (all
+/// of them when the rollups are empty, as right after V9).
+pub(crate) const BACKFILL_MIGRATION: &str = r#"
+CREATE TABLE rollup_backfill (
+    id       TEXT PRIMARY KEY,
+    start_ms BIGINT NOT NULL
+);
+CREATE INDEX rollup_backfill_by_time ON rollup_backfill (start_ms, id);
+INSERT INTO rollup_backfill (id, start_ms)
+    SELECT id, start_ms FROM activations
+    WHERE start_ms < COALESCE(
+        (SELECT MIN(start_ms) FROM activation_rollups WHERE resolution_ms = 60000),
+        9223372036854775807);
+"#;
+
+/// One backfill step: up to `limit` listed records, oldest first, taken off the list (rows
+/// another node is taking are skipped) and folded into the rollups in one transaction.
+pub(crate) async fn backfill(store: &PgStore, limit: usize) -> Result<u64, StoreError> {
+    let mut conn = store.conn().await?;
+    let tx = conn.transaction().await.map_err(|e| store.err(e))?;
+    let taken: Vec<String> = tx
+        .query(
+            "DELETE FROM rollup_backfill WHERE id IN (SELECT id FROM rollup_backfill \
+             ORDER BY start_ms, id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
+            &[&(limit as i64)],
+        )
+        .await
+        .map_err(|e| store.err(e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let records = tx
+        .query(
+            &format!(
+                "SELECT {} FROM activations WHERE id = ANY($1)",
+                crate::ACTIVATION_COLUMNS
+            ),
+            &[&taken],
+        )
+        .await
+        .map_err(|e| store.err(e))?
+        .iter()
+        .map(crate::activation_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    add(store, &tx, &records.iter().collect::<Vec<_>>()).await?;
+    tx.commit().await.map_err(|e| store.err(e))?;
+    Ok(taken.len() as u64)
+}
+
 /// Adds the records (each one this transaction inserted) to the rollups.
 pub(crate) async fn add(
     store: &PgStore,

@@ -10,6 +10,8 @@
 mod events;
 mod init_breakdown;
 mod lambda;
+#[doc(hidden)]
+pub mod legacy;
 
 use async_trait::async_trait;
 use lambent_core::{Activation, ActivationStatus, Function, FunctionConfig, FunctionName};
@@ -87,6 +89,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
      CREATE INDEX activations_by_trace ON activations (namespace, trace_id);",
     events::TRACE_MIGRATION,
     events::INPUT_MIGRATION,
+    rollups::BACKFILL_MIGRATION,
 ];
 
 /// How many reader connections a store keeps.
@@ -265,12 +268,12 @@ fn function_from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
     })
 }
 
-const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
+pub(crate) const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
 error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
 parent, steps, trace_id, trace";
 
-fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
+pub(crate) fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
     let conv = |e: String| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
     };
@@ -595,6 +598,16 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_err)?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn backfill_rollups(&self, limit: usize) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let taken = rollups::backfill(&tx, limit)?;
+            tx.commit().map_err(db_err)?;
+            Ok(taken)
         })
         .await
     }

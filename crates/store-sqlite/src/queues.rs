@@ -475,6 +475,30 @@ impl QueueStore for SqliteStore {
         .await
     }
 
+    async fn move_messages(
+        &self,
+        namespace: &str,
+        from: &str,
+        to: &str,
+        max: usize,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let (ns, from, to) = (namespace.to_string(), from.to_string(), to.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE queue_messages SET queue = ?3, sent_ms = ?4, visible_at_ms = ?4, \
+                     receive_count = 0, first_receive_ms = 0, receipt = NULL \
+                     WHERE seq IN (SELECT seq FROM queue_messages WHERE namespace = ?1 \
+                     AND queue = ?2 AND visible_at_ms <= ?4 ORDER BY visible_at_ms, seq LIMIT ?5)",
+                    params![ns, from, to, now_ms, max as i64],
+                )
+                .map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn create_topic(&self, t: &Topic) -> Result<bool, StoreError> {
         let t = t.clone();
         self.write(move |conn| {

@@ -43,6 +43,48 @@ CREATE INDEX activation_histogram_by_function
     ON activation_histogram (namespace, resolution_ms, function, start_ms);
 "#;
 
+/// The records a data dir had before the rollups, to fold into them in the background
+/// ([`backfill`]): every record that starts before the first minute the rollups counted (all
+/// of them when the rollups are empty, as right after their own migration).
+pub(crate) const BACKFILL_MIGRATION: &str = r#"
+CREATE TABLE rollup_backfill (
+    id       TEXT PRIMARY KEY,
+    start_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX rollup_backfill_by_time ON rollup_backfill (start_ms, id);
+INSERT INTO rollup_backfill (id, start_ms)
+    SELECT id, start_ms FROM activations
+    WHERE start_ms < COALESCE(
+        (SELECT MIN(start_ms) FROM activation_rollups WHERE resolution_ms = 60000),
+        9223372036854775807);
+"#;
+
+/// One backfill step: up to `limit` listed records, oldest first, folded into the rollups
+/// and taken off the list in one transaction.
+pub(crate) fn backfill(tx: &Transaction<'_>, limit: usize) -> Result<u64, StoreError> {
+    const TAKE: &str = "SELECT id FROM rollup_backfill ORDER BY start_ms, id LIMIT ?1";
+    let records = {
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {} FROM activations WHERE id IN ({TAKE})",
+                crate::ACTIVATION_COLUMNS
+            ))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![limit as i64], crate::activation_from_row)
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+    };
+    add(tx, &records.iter().collect::<Vec<_>>())?;
+    let taken = tx
+        .execute(
+            &format!("DELETE FROM rollup_backfill WHERE id IN ({TAKE})"),
+            params![limit as i64],
+        )
+        .map_err(db_err)?;
+    Ok(taken as u64)
+}
+
 /// Adds the records (each new to the table) to the rollups, inside the insert's transaction.
 pub(crate) fn add(tx: &Transaction<'_>, records: &[&Activation]) -> Result<(), StoreError> {
     if records.is_empty() {

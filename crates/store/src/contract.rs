@@ -83,6 +83,7 @@ macro_rules! contract_tests {
             aliases_are_created_once_and_updated_by_revision,
             route_keys_stay_unique,
             receive_hides_redrives_and_deletes,
+            dead_letters_move_back_to_their_queue,
             queues_topics_subscriptions_and_mappings,
             queue_settings_retention_and_subscription_attributes,
             buckets_have_global_names_and_are_deleted_only_empty,
@@ -100,6 +101,19 @@ macro_rules! contract_tests {
                 drop(fixture);
             }
         )*
+    };
+}
+
+/// Expands to the upgrade test of the rollups: `$legacy` takes activation records and
+/// returns a future of a [`Fixture`] whose store was opened over a database the last version
+/// without rollups wrote those records into (each backend builds it at that schema).
+#[macro_export]
+macro_rules! rollup_backfill_contract_tests {
+    ($legacy:expr) => {
+        #[tokio::test]
+        async fn rollups_backfill_records_written_before_them() {
+            $crate::contract::rollups_backfill_records_written_before_them($legacy).await;
+        }
     };
 }
 
@@ -480,6 +494,105 @@ pub async fn rollups_count_each_record_once_per_minute_and_hour<S: ContractStore
 
 /// A sequence is stored as a function (runtime `sequence`, its components in its config); its
 /// activation lists its steps' and each step's names it as parent.
+/// A data dir from before the rollups: its records are listed by the upgrade and folded into
+/// the rollups by [`Store::backfill_rollups`] in bounded steps, each record once (also one
+/// written again after the upgrade, as a retried batch would), leaving the rollups as if
+/// every record had been counted when written.
+pub async fn rollups_backfill_records_written_before_them<F, Fut, X>(legacy: F)
+where
+    F: FnOnce(Vec<Activation>) -> Fut,
+    Fut: std::future::Future<Output = X>,
+    X: Fixture,
+{
+    use crate::rollups::{fold, RollupQuery, DAY_MS, HOUR_MS, MINUTE_MS};
+    let t0 = 1_700_000_000_000 / DAY_MS * DAY_MS;
+    let statuses = [
+        ActivationStatus::Success,
+        ActivationStatus::FunctionError,
+        ActivationStatus::Throttled,
+    ];
+    let old: Vec<Activation> = (0..25i64)
+        .map(|i| {
+            let mut a = activation(
+                &format!("old-{i:02}"),
+                t0 + i * 7_000,
+                statuses[i as usize % 3],
+            );
+            a.function = if i % 4 == 0 { "g" } else { "f" }.into();
+            a.duration_us = 1_000 * (i as u64 + 1);
+            a.billed_ms = i as u64 + 1;
+            a.max_memory_bytes = Some((i as u64 + 1) << 20);
+            a.cold = i % 5 == 0;
+            a.init_us = a.cold.then_some(4_000);
+            a.init = a.cold.then_some(lambent_core::InitBreakdown {
+                birth: lambent_core::Birth::Zygote,
+                sandbox_us: 900,
+                runtime_us: 1_200,
+                import_us: Some(1_500),
+            });
+            a
+        })
+        .collect();
+    let fixture = legacy(old.clone()).await;
+    let store = fixture.store();
+    let q = |step_ms| RollupQuery {
+        namespace: "default".into(),
+        function: None,
+        since_ms: t0,
+        until_ms: t0 + DAY_MS,
+        step_ms,
+    };
+    assert!(store
+        .activation_rollups(&q(MINUTE_MS))
+        .await
+        .unwrap()
+        .is_empty());
+    // Written since the upgrade: a new record counts at once; an old one written again does
+    // not (it is the backfill's to count).
+    let new = activation("new", t0 + 30_000, ActivationStatus::Success);
+    store
+        .insert_activations(&[new.clone(), old[3].clone()])
+        .await
+        .unwrap();
+    let now = store.activation_rollups(&q(HOUR_MS)).await.unwrap();
+    assert_eq!(
+        now.iter().map(|r| r.count).sum::<u64>(),
+        1,
+        "only the new record: {now:?}"
+    );
+    // Bounded steps, until none remain; then nothing more.
+    let mut steps = Vec::new();
+    loop {
+        let n = store.backfill_rollups(10).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        steps.push(n);
+    }
+    assert_eq!(steps, [10, 10, 5]);
+    assert_eq!(store.backfill_rollups(10).await.unwrap(), 0);
+    // As if every record had been counted when written, at every resolution.
+    let mut all = old;
+    all.push(new);
+    for (res, step) in [(MINUTE_MS, MINUTE_MS), (HOUR_MS, HOUR_MS), (DAY_MS, DAY_MS)] {
+        let want = fold(&all)
+            .into_iter()
+            .find(|f| f.resolution_ms == res)
+            .unwrap();
+        let mut got = store.activation_rollups(&q(step)).await.unwrap();
+        let mut want_rows = want.rollups;
+        got.sort_by(|a, b| (&a.function, a.start_ms).cmp(&(&b.function, b.start_ms)));
+        want_rows.sort_by(|a, b| (&a.function, a.start_ms).cmp(&(&b.function, b.start_ms)));
+        assert_eq!(got, want_rows, "rollups at {res} ms");
+        let mut got = store.duration_histogram(&q(step)).await.unwrap();
+        let mut want_hist = want.histogram;
+        let key = |h: &crate::rollups::HistogramRow| (h.function.clone(), h.start_ms, h.bucket);
+        got.sort_by_key(key);
+        want_hist.sort_by_key(key);
+        assert_eq!(got, want_hist, "histogram at {res} ms");
+    }
+}
+
 pub async fn sequences_and_their_activation_links_round_trip<S: ContractStore>(store: Arc<S>) {
     let components = ["a".to_string(), "b".to_string(), "a".to_string()];
     let mut seq = function("seq", 1);
@@ -1349,6 +1462,61 @@ pub async fn receive_hides_redrives_and_deletes<S: ContractStore>(store: Arc<S>)
         .unwrap();
     assert_eq!(deleted.len(), 1);
     assert_eq!(store.purge("default", "q").await.unwrap(), 1);
+}
+
+pub async fn dead_letters_move_back_to_their_queue<S: ContractStore>(store: Arc<S>) {
+    assert!(store.create_queue(&queue("q", Some("dlq"))).await.unwrap());
+    assert!(store.create_queue(&queue("dlq", None)).await.unwrap());
+    store
+        .send(
+            "default",
+            "dlq",
+            &[message("a", 0), message("b", 0), message("c", 0)],
+        )
+        .await
+        .unwrap();
+    // `a` is being looked at in the dead-letter queue: it stays there.
+    let mut in_dlq = receive(1, 10);
+    in_dlq.queue = "dlq".into();
+    let got = store.receive(&in_dlq).await.unwrap();
+    assert_eq!(got[0].id, "a");
+    // Another namespace moves nothing; a move takes at most `max`, oldest first.
+    assert_eq!(
+        store
+            .move_messages("other", "dlq", "q", 10, 20)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .move_messages("default", "dlq", "q", 1, 20)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .move_messages("default", "dlq", "q", 10, 30)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.queue_counts("default", "dlq", 40).await.unwrap(),
+        QueueCounts {
+            visible: 0,
+            in_flight: 1,
+            delayed: 0
+        }
+    );
+    // In the source queue they are new: never received, visible now, their bodies kept.
+    let got = store.receive(&receive(10, 40)).await.unwrap();
+    let ids: Vec<_> = got
+        .iter()
+        .map(|m| (m.id.as_str(), m.receive_count, m.body.as_str(), m.sent_ms))
+        .collect();
+    assert_eq!(ids, [("b", 1, "body of b", 20), ("c", 1, "body of c", 30)]);
 }
 
 pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: Arc<S>) {

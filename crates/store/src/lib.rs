@@ -167,6 +167,12 @@ pub trait Store: lambda::LambdaStore + Send + Sync + 'static {
         &self,
         q: &rollups::RollupQuery,
     ) -> Result<Vec<rollups::HistogramRow>, StoreError>;
+    /// Folds up to `limit` of the records written before the rollups existed (a data dir
+    /// upgraded from a version without them: the upgrade lists those records) into the
+    /// rollups, oldest first, in one transaction; returns how many left the list (0: none
+    /// remain). A record since pruned leaves the list uncounted; one written again since was
+    /// not counted by that write, so it counts once here. Safe to run on many nodes at once.
+    async fn backfill_rollups(&self, limit: usize) -> Result<u64, StoreError>;
 }
 
 /// Hex SHA-256 of some bytes: blob addresses and API key digests.

@@ -282,6 +282,18 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Deletes every message of a queue; returns how many.
     async fn purge(&self, namespace: &str, queue: &str) -> Result<u64, StoreError>;
+    /// Moves up to `max` visible messages of queue `from` to queue `to` (SQS's message move
+    /// task: a dead-letter queue's messages back to their source), oldest first, each as if
+    /// sent now and never received (its id, body and attributes kept). One statement: a message
+    /// moves once, and is in one queue or the other whatever fails. Returns how many moved.
+    async fn move_messages(
+        &self,
+        namespace: &str,
+        from: &str,
+        to: &str,
+        max: usize,
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
 
     async fn create_topic(&self, t: &Topic) -> Result<bool, StoreError>;
     async fn list_topics(&self, namespace: &str) -> Result<Vec<Topic>, StoreError>;

@@ -136,6 +136,26 @@ fails("InvalidParameterValue", sqs.set_queue_attributes, QueueUrl=other,
 fails("InvalidParameterValue", sqs.set_queue_attributes, QueueUrl=closed,
       Attributes={"RedriveAllowPolicy": json.dumps({"redrivePermission": "sometimes"})})
 
+# ---- StartMessageMoveTask: a dead-letter queue's messages back to their source ----
+# A message received maxReceiveCount (3) times moves to the dead-letter queue on the next receive.
+sqs.send_message(QueueUrl=src, MessageBody="poison",
+                 MessageAttributes={"k": {"DataType": "String", "StringValue": "v"}})
+for _ in range(3):
+    assert len(sqs.receive_message(QueueUrl=src, VisibilityTimeout=0)["Messages"]) == 1
+assert "Messages" not in sqs.receive_message(QueueUrl=src, VisibilityTimeout=0)
+assert counts(closed) == (1, 0, 0), counts(closed)
+e = fails("InvalidParameterValue", sqs.start_message_move_task, SourceArn=arn_of(other))
+assert "dead-letter" in e.response["Error"]["Message"], e.response
+fails("InvalidParameterValue", sqs.start_message_move_task, SourceArn="arn:aws:sqs:nowhere:1:x")
+handle = sqs.start_message_move_task(SourceArn=arn_of(closed))["TaskHandle"]
+assert handle, handle
+assert counts(closed) == (0, 0, 0) and counts(src) == (1, 0, 0), (counts(closed), counts(src))
+m = sqs.receive_message(QueueUrl=src, MessageAttributeNames=["All"],
+                        MessageSystemAttributeNames=["ApproximateReceiveCount"])["Messages"][0]
+assert (m["Body"], m["MessageAttributes"]["k"]["StringValue"], m["Attributes"]["ApproximateReceiveCount"]) == \
+    ("poison", "v", "1"), m
+sqs.delete_message(QueueUrl=src, ReceiptHandle=m["ReceiptHandle"])
+
 # ---- FIFO queues are refused with AWS's error; botocore maps the codes to its classes ----
 try:
     sqs.create_queue(QueueName="attr.fifo", Attributes={"FifoQueue": "true"})

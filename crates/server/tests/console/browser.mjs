@@ -58,7 +58,7 @@ try {
   // A wrong key is refused.
   await page.fill("#key", "not-the-key");
   await page.click("button[type=submit]");
-  await page.waitForFunction(() => document.getElementById("error").textContent.length > 0);
+  await page.waitForFunction(() => (document.getElementById("error")?.textContent.length ?? 0) > 0);
   check((await page.textContent("#error")).includes("unknown API key"), "a wrong key is refused");
   check(new URL(page.url()).pathname === "/ui/login", "a wrong key stays on sign-in");
   await shot("login");
@@ -104,10 +104,20 @@ try {
     for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - 0x2f) < 24 && Math.abs(d[i + 1] - 0x6f) < 24 && Math.abs(d[i + 2] - 0xde) < 24 && d[i + 3] > 100) n++;
     return n;
   }));
-  check(inked.length === 5 && inked.every((n) => n >= 10), "every chart's canvas has its series drawn", JSON.stringify(inked));
+  check(inked.length === 6 && inked.every((n) => n >= 10), "every chart's canvas has its series drawn", JSON.stringify(inked));
+  // Concurrency: the chart draws the API's series, and the series is the records' busy time
+  // (init and handler, as /v1/activations lists them) over each step.
+  const concurrency = JSON.parse(await page.getAttribute(".chart[data-chart=Concurrency]", "data-series"));
+  check(JSON.stringify(concurrency[0].data) === JSON.stringify(fn.series.concurrency), "the concurrency chart draws the API's series");
+  const records = (await inPage("/ui/api/v1/activations?function=hello&limit=100")).activations.filter((a) => a.status !== "throttled");
+  const busy_s = records.reduce((s, a) => s + (a.duration_us + (a.cold ? a.init_us || 0 : 0)) / 1e6, 0);
+  const charted_s = fn.series.concurrency.reduce((s, c) => s + c * fn.step_ms / 1000, 0);
+  check(busy_s > 0 && Math.abs(charted_s - busy_s) < 1e-6 * Math.max(1, busy_s), "the concurrency series holds the records' busy time", `${charted_s} vs ${busy_s}`);
   check((await page.textContent(".advice")).includes("Peak memory"), "the right-sizing advice is shown");
+  const config = await page.textContent("#configuration");
+  check(config.includes("python3.12") && config.includes(`${fn.function.memory} MB`) && config.includes("app.handler"), "the configuration is shown", config);
   const own = await page.$$eval("ul.sources li", (lis) => lis.map((l) => l.textContent));
-  check(["route GET /hello", "schedule nightly", "queue jobs", "topic orders"].every((s) => own.some((o) => o.startsWith(s))),
+  check(["route GET /hello", "schedule nightly", "queue jobs", "topic orders", "bucket uploads", "table visits", "workflow greet"].every((s) => own.some((o) => o.startsWith(s))),
     "the function page lists its event sources", JSON.stringify(own));
   // The test-invoke panel: a state-changing request from the page, with its CSRF token.
   await page.fill("#event", JSON.stringify({ msg: "from-the-panel" }));
@@ -136,7 +146,7 @@ try {
 
   // Live tail: a new invocation's log line within 2 s.
   await page.goto(base + "/ui/logs?function=hello");
-  await page.waitForFunction(() => document.getElementById("tail-state").textContent === "live");
+  await page.waitForFunction(() => document.getElementById("tail-state")?.textContent === "live");
   await page.waitForSelector("#tail section.group");
   const marker = "tail-" + Math.random().toString(36).slice(2);
   const sent = Date.now();
@@ -153,13 +163,29 @@ try {
   // Event sources: the dead letter is redriven with the button, and then succeeds.
   await page.goto(base + "/ui/sources");
   await page.waitForSelector("table#dead-letters tr[data-letter]");
-  const map = await page.$$eval("table#map tbody tr", (trs) => trs.map((t) => t.textContent));
-  check(map.length === 4 && map.every((m) => m.endsWith("hello")), "the map draws every source to its function", JSON.stringify(map));
+  const map = await page.$$eval("table#map tbody tr", (trs) => trs.map((t) => [t.dataset.kind, t.textContent]));
+  const kinds = map.filter(([, m]) => m.endsWith("hello")).map(([k]) => k).sort();
+  check(JSON.stringify(kinds) === JSON.stringify(["bucket", "queue", "route", "schedule", "table", "topic", "workflow"]),
+    "the map draws every kind of source to hello", JSON.stringify(map));
+  check(map.some(([k, m]) => k === "queue" && m.startsWith("queue work") && m.endsWith("worker")), "the map draws the work queue to its worker", JSON.stringify(map));
+  check((await page.textContent("table#buckets tr[data-bucket=uploads]")).includes("s3:ObjectCreated:* → hello"), "the bucket shows its notification's function");
+  check((await page.textContent("table#tables tr[data-table=visits]")).includes("NEW_IMAGE→ hello"), "the table shows its stream and mapping");
+  check((await page.textContent("table#workflows tr[data-workflow=greet]")).endsWith("hello"), "the workflow shows the function it invokes");
   const schedule = await page.textContent("table#schedules tbody tr td:nth-child(4)");
   check(/^\d{4}-\d\d-\d\d 03:00:00Z$/.test(schedule), "the schedule shows its next fire", schedule);
-  const dlqCell = await page.textContent("table#queues tr[data-queue=jobs] td:nth-child(5)");
+  const dlqCell = await page.textContent("table#queues tr[data-queue=jobs] td:nth-child(5) .depth");
   check(dlqCell === "1 in jobs-dlq", "the queue shows its dead-letter queue's depth", dlqCell);
+  check((await page.textContent("table#queues tr[data-queue=work] .depth")) === "1 in work-dlq", "the failing consumer's message is in its dead-letter queue");
   await shot("sources");
+  // The queue's dead letter goes back to its queue with the button, and the fixed worker consumes it.
+  await page.click("table#queues tr[data-queue=work] button.redrive-queue");
+  await page.waitForFunction(() => document.querySelector("table#queues tr[data-queue=work] .depth")?.textContent === "0 in work-dlq");
+  const consumed = await until("the redriven message to be consumed", async () => {
+    const r = await v1("/v1/activations?function=worker&status=success");
+    return r.body.activations.find((a) => a.logs.includes('"bodies": ["job-42"]'));
+  }, 30000);
+  check(consumed.trigger === "sqs", "the redriven message was consumed from its queue", consumed.trigger);
+  check(await page.$("table#queues tr[data-queue=work] button.redrive-queue") === null, "an empty dead-letter queue has no redrive button");
   const letter = await page.getAttribute("table#dead-letters tr[data-letter]", "data-letter");
   await page.click(`tr[data-letter="${letter}"] button.redrive`);
   await page.waitForSelector(`tr[data-letter="${letter}"]`, { state: "detached" });
@@ -168,6 +194,39 @@ try {
     return r.body.activations.length > 0 && r.body.activations[0];
   }, 20000);
   check(succeeded.status === "success", "the redriven dead letter succeeded");
+
+  // Workflows: the execution's state graph and per-state timing, as the API has them.
+  await page.goto(base + "/ui/workflows");
+  await page.waitForSelector("table#workflows tr[data-workflow=greet]");
+  check((await page.textContent("tr[data-workflow=greet]")).includes("SUCCEEDED"), "the workflows page shows the last execution");
+  await page.click("tr[data-workflow=greet] a");
+  await page.waitForSelector("#graph g[data-state=Greet]");
+  const states = await page.$$eval("#graph g[data-state]", (gs) => gs.map((g) => g.dataset.state).sort());
+  check(JSON.stringify(states) === JSON.stringify(["Check", "Done", "Greet", "Init", "Oops"]), "the workflow's graph has every state", JSON.stringify(states));
+  check((await page.$$("#graph line")).length === 4, "the graph draws every transition");
+  await page.waitForSelector("table#executions tr[data-execution=run-1]");
+  await shot("workflow");
+  await page.click("tr[data-execution=run-1] a");
+  await page.waitForSelector("#state-timing [data-state]");
+  const history = await v1("/v1/workflows/greet/executions/run-1/history");
+  const timing = await page.$$eval("#state-timing [data-state]", (rows) => rows.map((r) => [r.dataset.state, Number(r.dataset.ms)]));
+  check(JSON.stringify(timing) === JSON.stringify(history.body.timeline.map((t) => [t.state, t.duration_ms])),
+    "the per-state timing is the API's timeline", JSON.stringify(timing));
+  check(timing.find(([st]) => st === "Greet")[1] > 0, "the Task state took time");
+  const outcomes = Object.fromEntries(await page.$$eval("#graph g[data-state]", (gs) => gs.map((g) => [g.dataset.state, g.dataset.outcome])));
+  check(outcomes.Greet === "done" && outcomes.Done === "done" && outcomes.Oops === "skipped", "the graph marks the states run and skipped", JSON.stringify(outcomes));
+  await shot("execution");
+
+  // Cluster: the nodes with their state and load (on an embedded node, itself).
+  await page.goto(base + "/ui/cluster");
+  await page.waitForSelector("table#nodes tr[data-node]");
+  const nodes = (await v1("/v1/nodes")).body;
+  const shownNodes = await page.$$eval("table#nodes tr[data-node]", (trs) => trs.map((t) => [t.dataset.node, t.querySelector("[data-col=state]").textContent]));
+  check(JSON.stringify(shownNodes) === JSON.stringify(nodes.nodes.map((n) => [n.id, n.state])), "the cluster page lists the nodes and their states", JSON.stringify(shownNodes));
+  check(nodes.nodes.length >= 1 && shownNodes.some(([id, st]) => id === nodes.node && st === "up"), "this node is up");
+  if (env("EXPECT_NODES")) check(nodes.nodes.length === Number(env("EXPECT_NODES")), "the embedded node shows the one node");
+  check(await page.$(`tr[data-node="${nodes.node}"] [data-col=load] .bar`) !== null, "each node shows its load");
+  await shot("cluster");
 
   // Sign out: the session ends, pages redirect again.
   await page.click("#signout");
