@@ -1,9 +1,11 @@
 //! The gate of the Lambda API: resolves the credentials a request names (a stored access key,
 //! or a sandbox's session credential with its `X-Amz-Security-Token`, through the gateway's
 //! one resolver) before reading its body, reads the body (the signature covers its hash),
-//! checks the SigV4 signature with the credentials' secret, and passes their namespace on to
-//! the handlers. Nothing unsigned, wrongly signed or signed with expired credentials gets
-//! through.
+//! checks the SigV4 signature with the credentials' secret, checks the key's role against
+//! the access table (the Lambda API's routes) or the action's access (the other AWS APIs,
+//! through [`authorize`]), and passes the [`Principal`] on to the handlers. Nothing unsigned,
+//! wrongly signed, signed with expired credentials or beyond its role gets through; changes
+//! are written to the namespace's audit log ([`audit`]).
 
 use crate::sigv4::{self, SigV4Error};
 use crate::{AwsApi, AwsError};
@@ -36,7 +38,7 @@ pub async fn require_signature(
 
 /// The credentials a request's `Authorization` (and `X-Amz-Security-Token`) name, resolved
 /// through the gateway's one resolver (not yet verified against the signature).
-pub async fn signer(app: &App, parts: &Parts) -> Result<Principal, AwsError> {
+pub async fn signer(app: &App, parts: &Parts) -> Result<Signer, AwsError> {
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -59,15 +61,15 @@ pub async fn signer(app: &App, parts: &Parts) -> Result<Principal, AwsError> {
         })
 }
 
-/// Verifies a request's SigV4 signature by `principal`, scoped to `region` and `service`;
-/// returns the principal's namespace. Shared by every AWS-compatible API Lambent serves.
+/// Verifies a request's SigV4 signature by `signer`, scoped to `region` and `service`;
+/// returns who the request acts as. Shared by every AWS-compatible API Lambent serves.
 pub fn verify(
     parts: &Parts,
     body: &[u8],
-    principal: &Principal,
+    signer: &Signer,
     region: &str,
     service: &str,
-) -> Result<String, AwsError> {
+) -> Result<Principal, AwsError> {
     let signed = sigv4::Request {
         method: parts.method.as_str(),
         raw_path: parts.uri.path(),
@@ -81,6 +83,6 @@ pub fn verify(
         now: time::OffsetDateTime::now_utc(),
     };
     let authorization = sigv4::check_request(&signed, &expected)?;
-    sigv4::verify_signature(&signed, &authorization, &principal.secret_access_key)?;
-    Ok(principal.namespace.clone())
+    sigv4::verify_signature(&signed, &authorization, &signer.secret_access_key)?;
+    Ok(signer.principal())
 }

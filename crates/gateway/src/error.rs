@@ -22,6 +22,13 @@ pub enum ApiError {
     CodeNotFound(String),
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The key is valid but its role (or namespace) may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("namespace '{0}' does not exist")]
+    NamespaceNotFound(String),
+    #[error("api key '{0}' does not exist in this namespace")]
+    ApiKeyNotFound(String),
     #[error("function '{name}' does not exist in namespace '{namespace}'")]
     FunctionNotFound { namespace: String, name: String },
     #[error("function '{name}' has no version or alias '{qualifier}'")]
@@ -50,6 +57,8 @@ pub enum ApiError {
     ResourceNotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error(transparent)]
+    InvalidNamespace(#[from] lambent_core::tenancy::TenancyError),
     #[error("{0}")]
     Throttled(String),
     #[error("{what} is larger than the {limit_mb} MB limit")]
@@ -77,6 +86,7 @@ impl ApiError {
             | ApiError::CodeNotFound(_)
             | ApiError::InvalidSchedule(_)
             | ApiError::Unavailable(_)
+            | ApiError::InvalidNamespace(_)
             | ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidRoute(RouteError::Reserved { .. }) => StatusCode::CONFLICT,
             ApiError::InvalidRoute(_) => StatusCode::BAD_REQUEST,
@@ -88,6 +98,8 @@ impl ApiError {
                 QueueErrorKind::Platform => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NamespaceNotFound(_) | ApiError::ApiKeyNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::FunctionNotFound { .. }
             | ApiError::VersionNotFound { .. }
             | ApiError::ActivationNotFound(_)
@@ -111,6 +123,9 @@ impl ApiError {
             ApiError::InvalidPackage(_) => "InvalidPackage",
             ApiError::CodeNotFound(_) => "CodeNotFound",
             ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::Forbidden(_) => "AccessDenied",
+            ApiError::NamespaceNotFound(_) => "NamespaceNotFound",
+            ApiError::ApiKeyNotFound(_) => "ApiKeyNotFound",
             ApiError::FunctionNotFound { .. } => "FunctionNotFound",
             ApiError::VersionNotFound { .. } => "VersionNotFound",
             ApiError::InvalidParameter(_) => "InvalidParameter",
@@ -127,6 +142,7 @@ impl ApiError {
             ApiError::Queue(e) => e.code(),
             ApiError::AccessKeyNotFound(_) => "AccessKeyNotFound",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::InvalidNamespace(_) => "InvalidNamespace",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::Throttled(_) => "Throttled",
             ApiError::DependencyUnavailable(_) => "ServiceUnavailable",

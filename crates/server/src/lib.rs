@@ -55,6 +55,7 @@ use lambent_store::recorder::Recorder;
 use lambent_store::routes::RouteStore;
 use lambent_store::stream_mappings::StreamMappingStore;
 use lambent_store::tables::TableStore;
+use lambent_store::tenants::TenantStore;
 use lambent_store::workflows::WorkflowStore;
 use lambent_store::{Store, StoreError};
 use lambent_store_postgres::PgStore;
@@ -75,6 +76,9 @@ pub struct ServerOptions {
     pub insecure_no_sandbox: bool,
     /// The default namespace's API key; `None`: generated once per data dir.
     pub api_key: Option<String>,
+    /// The operator's key (every namespace, and `/v1/namespaces`; `LAMBENT_ADMIN_KEY`);
+    /// `None`: generated once per data dir, kept in `<data-dir>/admin-key`.
+    pub admin_key: Option<String>,
     /// How long idle sandboxes stay warm (functions may set their own).
     pub keep_alive: Duration,
     /// Concurrent invocations per namespace.
@@ -133,6 +137,7 @@ impl ServerOptions {
             data_dir,
             insecure_no_sandbox: false,
             api_key: None,
+            admin_key: None,
             keep_alive: defaults.keep_alive,
             namespace_concurrency: defaults.namespace_concurrency,
             memory_budget_mb: None,
@@ -184,8 +189,10 @@ pub enum ServerError {
     Queues(#[from] QueueError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
-    #[error("the API key is empty or has whitespace")]
+    #[error("the API key (or the operator's key) is empty or has whitespace")]
     BadApiKey,
+    #[error("the operator's key (LAMBENT_ADMIN_KEY) must differ from the API key")]
+    SameKeys,
     #[error("the access key id and secret must be non-empty and without whitespace")]
     BadAccessKey,
     #[error("a cluster node needs both --store postgres://… and --bus nats://… (got only {given}); without either, Lambent runs on its embedded store")]
@@ -205,6 +212,9 @@ pub struct RunningServer {
     url: String,
     addr: SocketAddr,
     api_key: String,
+    admin_key: String,
+    /// Where the generated operator key is kept (`None`: it was configured).
+    admin_key_file: Option<PathBuf>,
     app: Arc<App>,
     workers: lambent_events::Running,
     stop: Option<oneshot::Sender<()>>,
@@ -212,6 +222,7 @@ pub struct RunningServer {
     background: Vec<JoinHandle<()>>,
     grace: Duration,
     sdks: sdk::SdkStatus,
+    route_paths: Vec<String>,
 }
 
 impl RunningServer {
@@ -229,6 +240,19 @@ impl RunningServer {
     }
     pub fn api_key(&self) -> &str {
         &self.api_key
+    }
+    /// The operator's key.
+    pub fn admin_key(&self) -> &str {
+        &self.admin_key
+    }
+    /// The file the generated operator key is kept in (`None`: configured, not generated).
+    pub fn admin_key_file(&self) -> Option<&Path> {
+        self.admin_key_file.as_deref()
+    }
+    /// The paths the listener's router serves (from the router itself): what the access
+    /// table must cover.
+    pub fn route_paths(&self) -> &[String] {
+        &self.route_paths
     }
 
     /// This node's id (`local` on the embedded node).
@@ -498,6 +522,26 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             &lambent_store::sha256_hex(api_key.as_bytes()),
         )
         .await?;
+    let (admin_key, admin_key_file) = match opts.admin_key {
+        Some(key) if key.is_empty() || key.chars().any(char::is_whitespace) => {
+            return Err(ServerError::BadApiKey)
+        }
+        Some(key) => (key, None),
+        None => (
+            kept_secret(data, "admin-key", lambent_gateway::new_secret).map_err(in_data)?,
+            Some(data.join("admin-key")),
+        ),
+    };
+    if admin_key == api_key {
+        return Err(ServerError::SameKeys);
+    }
+    store
+        .add_key_with_role(
+            DEFAULT_NAMESPACE,
+            &lambent_store::sha256_hex(admin_key.as_bytes()),
+            lambent_core::Role::Operator,
+        )
+        .await?;
 
     if let Some((id, secret)) = opts.access_key {
         let bad = |s: &str| s.is_empty() || s.chars().any(char::is_whitespace);
@@ -510,6 +554,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
                 access_key_id: id,
                 secret_access_key: secret,
                 created_ms: lambent_core::now_ms(),
+                role: lambent_core::Role::Owner,
+                expires_ms: None,
             })
             .await?;
     }
@@ -793,6 +839,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             .merge(lambent_dynamodb_api::rest::routes(tables, app.clone()))
             .merge(lambent_console::router(app.clone(), v1)),
     );
+    let route_paths = route_paths(&router);
     let sdks = match sdk_cache {
         Ok(cache) => {
             let status = cache.status.clone();
@@ -844,6 +891,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         url: format!("http://{addr}"),
         addr,
         api_key,
+        admin_key,
+        admin_key_file,
+        route_paths,
         app,
         workers,
         stop: Some(stop),
@@ -983,6 +1033,20 @@ async fn prune_activations(store: Arc<dyn Store>, cluster: Arc<Cluster>, retenti
             Err(e) => tracing::warn!("could not prune activation records: {e}"),
         }
     }
+}
+
+/// The paths a router serves, read from its `Debug` form (axum lists the paths of its route
+/// tree there; nothing else names them): the access table's test checks each has a rule.
+fn route_paths(router: &axum::Router) -> Vec<String> {
+    let text = format!("{router:?}");
+    let mut paths: Vec<String> = text
+        .split('"')
+        .filter(|s| s.starts_with('/') && !s.contains("__private__"))
+        .map(str::to_string)
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// A secret of the data dir (`<data>/<name>`, mode 0600), made by `generate` on first use.

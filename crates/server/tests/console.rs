@@ -112,7 +112,7 @@ fn add_namespace(node: &Node, ns: &str, key: &str) {
         lambent_store_sqlite::SqliteStore::open(&node._data.path().join("lambent.db")).unwrap();
     tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(async {
-            use lambent_store::Store;
+            use lambent_store::tenants::TenantStore;
             store
                 .add_api_key(ns, &lambent_store::sha256_hex(key.as_bytes()))
                 .await

@@ -15,6 +15,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V9__activation_rollups", crate::rollups::MIGRATION),
     ("V10__traces", V10),
     ("V11__schedule_input", crate::events::INPUT_MIGRATION),
+    ("V12__tenants", crate::tenants::MIGRATION),
 ];
 
 /// Traces: each activation's place in its trace (see `lambent_store::trace_columns`), and the

@@ -2,6 +2,7 @@
 //! how errors are reported.
 
 pub mod activations;
+pub mod audit;
 pub mod app_deploy;
 pub mod buckets;
 pub mod deploy;
@@ -11,6 +12,7 @@ pub mod functions;
 pub mod invoke;
 pub mod keys;
 pub mod logs;
+pub mod ns;
 pub mod nodes;
 pub mod objects;
 pub mod queues;
@@ -35,6 +37,8 @@ pub struct Ctx {
     /// `--url` or `LAMBENT_URL`.
     pub url: Option<String>,
     pub format: Format,
+    /// `--namespace` or `LAMBENT_NAMESPACE`: the namespace the operator's key acts in.
+    pub namespace: Option<String>,
 }
 
 impl Ctx {
@@ -54,7 +58,14 @@ impl Ctx {
     /// A client for the target.
     pub fn client(&self) -> Result<Client> {
         let t = self.target()?;
-        Ok(Client::new(&t.url, t.api_key)?)
+        Ok(Client::new(&t.url, t.api_key)?.in_namespace(self.namespace.clone()))
+    }
+
+    /// A client with the operator's key: `LAMBENT_ADMIN_KEY` when set, else the usual key.
+    pub fn operator_client(&self) -> Result<Client> {
+        let t = self.target()?;
+        let key = config::env_admin_key().or(t.api_key);
+        Ok(Client::new(&t.url, key)?.in_namespace(self.namespace.clone()))
     }
 
     pub fn json(&self) -> bool {

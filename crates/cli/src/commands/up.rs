@@ -53,6 +53,11 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             writeln!(out, "cluster node: {}", server.node_id())?;
         }
         writeln!(out, "api key: {}", server.api_key())?;
+        writeln!(
+            out,
+            "operator key (namespaces): in {}",
+            server.admin_key_source()
+        )?;
         out.flush()?;
     }
     for line in server.sdks() {
