@@ -15,8 +15,9 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use lambent_core::limits::MAX_CODE_ZIP;
-use lambent_gateway::credentials::{CredentialError, OwnSandbox, Principal};
-use lambent_gateway::{App, Namespace};
+use lambent_core::tenancy::Access;
+use lambent_gateway::credentials::{CredentialError, OwnSandbox, Signer};
+use lambent_gateway::{App, Principal};
 use std::sync::Arc;
 
 /// The largest request: a 50 MB code zip, base64 in a JSON body.
@@ -27,13 +28,62 @@ pub async fn require_signature(
     request: Request,
     next: Next,
 ) -> Result<Response, AwsError> {
+    let need = lambent_gateway::route_need(&request)?;
     let (mut parts, body) = request.into_parts();
     // Who signed, before reading a body of up to 67 MB: strangers are refused cheaply.
-    let principal = signer(&api.app, &parts).await?;
+    let signer = signer(&api.app, &parts).await?;
     let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await?;
-    let namespace = verify(&parts, &body, &principal, &api.region, "lambda")?;
-    parts.extensions.insert(Namespace(namespace));
-    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+    let principal = verify(&parts, &body, &signer, &api.region, "lambda")?;
+    if let Some(need) = need {
+        authorize(&principal, need)?;
+    }
+    parts.extensions.insert(principal.clone());
+    let (method, path) = (parts.method.to_string(), parts.uri.path().to_string());
+    let client = client_address(&parts);
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if need.is_some_and(lambent_gateway::audited) {
+        let status = response.status().as_u16();
+        audit(&api.app, &principal, &method, &path, "", status, client).await;
+    }
+    Ok(response)
+}
+
+/// Refuses an action the principal's role may not do (`AccessDeniedException`).
+pub fn authorize(principal: &Principal, access: Access) -> Result<(), AwsError> {
+    principal.require(access).map_err(AwsError::from)
+}
+
+/// The client's address, as the listener saw it.
+pub fn client_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default()
+}
+
+/// Writes one AWS API change to the principal's namespace's audit log.
+pub async fn audit(
+    app: &App,
+    principal: &Principal,
+    method: &str,
+    action: &str,
+    target: &str,
+    status: u16,
+    client: String,
+) {
+    app.audit(lambent_store::tenants::AuditEntry {
+        namespace: principal.namespace.clone(),
+        at_ms: lambent_core::now_ms(),
+        key_id: principal.key_id.clone(),
+        role: principal.role,
+        method: method.into(),
+        action: action.into(),
+        target: target.into(),
+        status,
+        client,
+    })
+    .await;
 }
 
 /// The credentials a request's `Authorization` (and `X-Amz-Security-Token`) name, resolved

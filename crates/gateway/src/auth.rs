@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use lambent_core::tenancy::{Access, Role};
-use lambent_store::tenants::{ApiKey, AuditEntry, TenantStore};
+use lambent_store::tenants::{ApiKey, AuditEntry};
 use lambent_store::Store;
 use parking_lot::RwLock;
 use std::collections::HashMap;

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use lambent_core::tenancy::{self, Namespace, NamespaceSettings, Role};
 use lambent_store::bus::Signal;
-use lambent_store::tenants::{ApiKey, AuditQuery, TenantStore};
+use lambent_store::tenants::{ApiKey, AuditQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -55,7 +55,6 @@ use lambent_store::recorder::Recorder;
 use lambent_store::routes::RouteStore;
 use lambent_store::stream_mappings::StreamMappingStore;
 use lambent_store::tables::TableStore;
-use lambent_store::tenants::TenantStore;
 use lambent_store::workflows::WorkflowStore;
 use lambent_store::{Store, StoreError};
 use lambent_store_postgres::PgStore;
@@ -1041,7 +1040,9 @@ fn route_paths(router: &axum::Router) -> Vec<String> {
     let text = format!("{router:?}");
     let mut paths: Vec<String> = text
         .split('"')
-        .filter(|s| s.starts_with('/') && !s.contains("__private__"))
+        // `/` and `__private__` paths are axum's own (the fallback that serves the users'
+        // routes, nested tails).
+        .filter(|s| s.starts_with('/') && *s != "/" && !s.contains("__private__"))
         .map(str::to_string)
         .collect();
     paths.sort();

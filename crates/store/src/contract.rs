@@ -21,7 +21,7 @@ use crate::queues::{
     ReceiveRequest, Subscription, Topic,
 };
 use crate::routes::RouteStore;
-use crate::tenants::{ApiKey, AuditEntry, AuditQuery, TenantStore, RECORD_TABLES};
+use crate::tenants::{ApiKey, AuditEntry, AuditQuery, RECORD_TABLES};
 use lambent_core::tenancy::{Namespace, NamespaceSettings, Role};
 use crate::{ActivationCursor, ActivationQuery, Store, StoreError};
 use lambent_core::{
@@ -751,7 +751,7 @@ async fn fill_namespace<S: ContractStore>(store: &S, ns: &str) {
     let mut q = queue("q", None);
     q.namespace = ns.into();
     store.create_queue(&q).await.unwrap();
-    store.send(ns, "q", &[message("m1", 0)]).await.unwrap();
+    store.send(ns, "q", &[message(&format!("{ns}-m1"), 0)]).await.unwrap();
     store
         .create_topic(&Topic {
             namespace: ns.into(),
