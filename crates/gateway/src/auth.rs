@@ -126,18 +126,25 @@ pub async fn acting_in(
     Ok(principal)
 }
 
-/// What a request's route needs, refusing a route without a rule.
+/// What a request's route needs, refusing a route without a rule. A method the table has no
+/// rule for on a path it has rules for is one the path does not serve (every served route has
+/// a rule: the table-driven test checks it over the real router), so it is `405`; the gates
+/// see such requests because axum's layers also wrap the method-not-allowed answer.
 pub fn route_need(request: &Request) -> Result<Option<Access>, ApiError> {
     let method = request.method().as_str();
     let Some(route) = request.extensions().get::<MatchedPath>() else {
         return Err(ApiError::Forbidden("no access rule for this path".into()));
     };
-    access::need(method, route.as_str(), request.uri().path()).ok_or_else(|| {
-        ApiError::Forbidden(format!(
-            "no access rule for {method} {}: refused",
-            route.as_str()
-        ))
-    })
+    let route = route.as_str();
+    match access::need(method, route, request.uri().path()) {
+        Some(need) => Ok(need),
+        None if access::RULES.iter().any(|r| r.path == route) => {
+            Err(ApiError::MethodNotAllowed(method.to_string()))
+        }
+        None => Err(ApiError::Forbidden(format!(
+            "no access rule for {method} {route}: refused"
+        ))),
+    }
 }
 
 /// Authenticates a request by its API key and checks its role against the access table. A

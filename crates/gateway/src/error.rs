@@ -47,6 +47,8 @@ pub enum ApiError {
     AccessKeyNotFound(String),
     #[error("no such path: {0}")]
     NotFound(String),
+    #[error("method {0} is not allowed on this path")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     InvalidSchedule(String),
     /// A setting this host cannot provide (outbound network without slirp4netns).
@@ -108,6 +110,7 @@ impl ApiError {
             | ApiError::NotFound(_)
             | ApiError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::DependencyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -142,6 +145,7 @@ impl ApiError {
             ApiError::Queue(e) => e.code(),
             ApiError::AccessKeyNotFound(_) => "AccessKeyNotFound",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::InvalidNamespace(_) => "InvalidNamespace",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::Throttled(_) => "Throttled",

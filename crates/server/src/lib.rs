@@ -221,7 +221,7 @@ pub struct RunningServer {
     background: Vec<JoinHandle<()>>,
     grace: Duration,
     sdks: sdk::SdkStatus,
-    route_paths: Vec<String>,
+    served_routes: Vec<(String, String)>,
 }
 
 impl RunningServer {
@@ -248,10 +248,10 @@ impl RunningServer {
     pub fn admin_key_file(&self) -> Option<&Path> {
         self.admin_key_file.as_deref()
     }
-    /// The paths the listener's router serves (from the router itself): what the access
-    /// table must cover.
-    pub fn route_paths(&self) -> &[String] {
-        &self.route_paths
+    /// The routes the listener's router serves, as (method, path) read from the router
+    /// itself (`HEAD` left out: `GET` routes serve it): what the access table must cover.
+    pub fn served_routes(&self) -> &[(String, String)] {
+        &self.served_routes
     }
 
     /// This node's id (`local` on the embedded node).
@@ -838,7 +838,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             .merge(lambent_dynamodb_api::rest::routes(tables, app.clone()))
             .merge(lambent_console::router(app.clone(), v1)),
     );
-    let route_paths = route_paths(&router);
+    let served_routes = served_routes(&router);
     let sdks = match sdk_cache {
         Ok(cache) => {
             let status = cache.status.clone();
@@ -892,7 +892,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         api_key,
         admin_key,
         admin_key_file,
-        route_paths,
+        served_routes,
         app,
         workers,
         stop: Some(stop),
@@ -1034,20 +1034,74 @@ async fn prune_activations(store: Arc<dyn Store>, cluster: Arc<Cluster>, retenti
     }
 }
 
-/// The paths a router serves, read from its `Debug` form (axum lists the paths of its route
-/// tree there; nothing else names them): the access table's test checks each has a rule.
-fn route_paths(router: &axum::Router) -> Vec<String> {
+/// The routes a router serves, as (method, path), read from its `Debug` form (axum names its
+/// paths and each path's method endpoints there, and nowhere else): the access table's test
+/// checks each has a rule. `HEAD` is left out (a `GET` route serves it, under the `GET` rule).
+fn served_routes(router: &axum::Router) -> Vec<(String, String)> {
     let text = format!("{router:?}");
-    let mut paths: Vec<String> = text
-        .split('"')
-        // `/` and `__private__` paths are axum's own (the fallback that serves the users'
-        // routes, nested tails).
-        .filter(|s| s.starts_with('/') && *s != "/" && !s.contains("__private__"))
-        .map(str::to_string)
-        .collect();
-    paths.sort();
-    paths.dedup();
-    paths
+    // The router's own routes come before its fallback router's (axum's catch-all).
+    let text = text.split("fallback_router").next().unwrap_or("");
+    let id_after = |s: &str| -> Option<u32> {
+        let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    // `RouteId(N): "/path"` in the path node.
+    let mut paths = std::collections::HashMap::new();
+    for piece in text.split("RouteId(").skip(1) {
+        let Some(id) = id_after(piece) else { continue };
+        if let Some(path) = piece.split_once("): \"").map(|(_, rest)| rest) {
+            if let Some(path) = path.split('"').next() {
+                paths.insert(id, path.to_string());
+            }
+        }
+    }
+    // `RouteId(N): MethodRouter(MethodRouter { get: Route, head: None, … })` in the routes.
+    let mut served = Vec::new();
+    for piece in text.split("RouteId(").skip(1) {
+        let Some(id) = id_after(piece) else { continue };
+        let Some(fields) = piece.split_once("MethodRouter { ").map(|(_, f)| f) else {
+            continue;
+        };
+        let Some(path) = paths.get(&id) else { continue };
+        for method in ["get", "delete", "options", "patch", "post", "put", "trace", "connect"] {
+            let served_here = fields
+                .split(", ")
+                .find_map(|f| f.strip_prefix(&format!("{method}: ")))
+                .is_some_and(|v| !v.starts_with("None"));
+            if served_here && path != "/" && !path.contains("__private__") {
+                served.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    served.sort();
+    served.dedup();
+    served
+}
+
+#[cfg(test)]
+mod served_routes_tests {
+    use axum::routing::{get, put};
+
+    async fn ok() -> &'static str {
+        "ok"
+    }
+
+    #[test]
+    fn a_router_names_its_paths_and_their_methods() {
+        let router = axum::Router::new()
+            .route("/a/{x}", get(ok).post(ok))
+            .route("/b", put(ok).delete(ok))
+            .route_layer(axum::middleware::from_fn(
+                |r: axum::extract::Request, n: axum::middleware::Next| n.run(r),
+            ))
+            .fallback(ok);
+        let got = super::served_routes(&router);
+        let want: Vec<(String, String)> = [("DELETE", "/b"), ("GET", "/a/{x}"), ("POST", "/a/{x}"), ("PUT", "/b")]
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
 }
 
 /// A secret of the data dir (`<data>/<name>`, mode 0600), made by `generate` on first use.
