@@ -146,8 +146,8 @@ pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
                     let streams = target.strip_prefix(STREAMS_PREFIX);
                     // Streams clients sign for `dynamodb` (boto3) or `streams.dynamodb`.
                     let verified =
-                        auth::verify(&parts, &body, &signer, &endpoint.region, "dynamodb")
-                            .or_else(|e| match streams {
+                        auth::verify(&parts, &body, &signer, &endpoint.region, "dynamodb").or_else(
+                            |e| match streams {
                                 Some(_) => auth::verify(
                                     &parts,
                                     &body,
@@ -156,7 +156,8 @@ pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
                                     "streams.dynamodb",
                                 ),
                                 None => Err(e),
-                            });
+                            },
+                        );
                     let operation = streams
                         .or_else(|| target.strip_prefix(TARGET_PREFIX))
                         .unwrap_or_default();
@@ -170,34 +171,47 @@ pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
                         Ok(principal) => {
                             let namespace = principal.namespace.clone();
                             let response = match streams {
-                            Some(operation) => {
-                                match dispatch_streams(
-                                    &endpoint.tables,
-                                    &namespace,
-                                    operation,
-                                    &body,
-                                )
-                                .await
-                                {
-                                    Ok(v) => json_response(StatusCode::OK, v),
-                                    Err(e) => stream_error_response(&e),
-                                }
-                            }
-                            None => {
-                                match dispatch_text(&endpoint.tables, &namespace, operation, &body)
+                                Some(operation) => {
+                                    match dispatch_streams(
+                                        &endpoint.tables,
+                                        &namespace,
+                                        operation,
+                                        &body,
+                                    )
                                     .await
-                                {
-                                    Ok(text) => json_text_response(StatusCode::OK, text),
-                                    Err(e) => error_response(&e),
+                                    {
+                                        Ok(v) => json_response(StatusCode::OK, v),
+                                        Err(e) => stream_error_response(&e),
+                                    }
                                 }
-                            }
+                                None => {
+                                    match dispatch_text(
+                                        &endpoint.tables,
+                                        &namespace,
+                                        operation,
+                                        &body,
+                                    )
+                                    .await
+                                    {
+                                        Ok(text) => json_text_response(StatusCode::OK, text),
+                                        Err(e) => error_response(&e),
+                                    }
+                                }
                             };
                             if lambent_gateway::audited(access) {
                                 let action = format!("dynamodb:{operation}");
                                 let client = auth::client_address(&parts);
                                 let status = response.status().as_u16();
-                                auth::audit(&endpoint.app, &principal, "POST", &action, "", status, client)
-                                    .await;
+                                auth::audit(
+                                    &endpoint.app,
+                                    &principal,
+                                    "POST",
+                                    &action,
+                                    "",
+                                    status,
+                                    client,
+                                )
+                                .await;
                             }
                             response
                         }

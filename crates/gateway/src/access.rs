@@ -147,8 +147,16 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/v1/workflows/{name}/executions", R),
     rule("POST", "/v1/workflows/{name}/executions", I),
     rule("GET", "/v1/workflows/{name}/executions/{execution}", R),
-    rule("GET", "/v1/workflows/{name}/executions/{execution}/history", R),
-    rule("POST", "/v1/workflows/{name}/executions/{execution}/stop", W),
+    rule(
+        "GET",
+        "/v1/workflows/{name}/executions/{execution}/history",
+        R,
+    ),
+    rule(
+        "POST",
+        "/v1/workflows/{name}/executions/{execution}/stop",
+        W,
+    ),
     // The Lambda API (SigV4).
     rule("GET", "/2015-03-31/functions", R),
     rule("GET", "/2015-03-31/functions/", R),
@@ -169,9 +177,21 @@ pub const RULES: &[Rule] = &[
     rule("PUT", "/2017-10-31/functions/{name}/concurrency", W),
     rule("DELETE", "/2017-10-31/functions/{name}/concurrency", W),
     rule("GET", "/2019-09-30/functions/{name}/concurrency", R),
-    rule("GET", "/2019-09-30/functions/{name}/provisioned-concurrency", R),
-    rule("PUT", "/2019-09-30/functions/{name}/provisioned-concurrency", W),
-    rule("DELETE", "/2019-09-30/functions/{name}/provisioned-concurrency", W),
+    rule(
+        "GET",
+        "/2019-09-30/functions/{name}/provisioned-concurrency",
+        R,
+    ),
+    rule(
+        "PUT",
+        "/2019-09-30/functions/{name}/provisioned-concurrency",
+        W,
+    ),
+    rule(
+        "DELETE",
+        "/2019-09-30/functions/{name}/provisioned-concurrency",
+        W,
+    ),
     rule("GET", "/2015-03-31/event-source-mappings", R),
     rule("GET", "/2015-03-31/event-source-mappings/", R),
     rule("POST", "/2015-03-31/event-source-mappings", W),
@@ -224,7 +244,14 @@ pub fn need(method: &str, route_path: &str, path: &str) -> Option<Option<Access>
 /// rest write.
 pub fn aws_action(action: &str, invoke_actions: &[&str]) -> Access {
     const READ_PREFIXES: &[&str] = &[
-        "Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "TransactGet",
+        "Get",
+        "List",
+        "Describe",
+        "Head",
+        "Query",
+        "Scan",
+        "BatchGet",
+        "TransactGet",
     ];
     if invoke_actions.contains(&action) {
         Invoke
@@ -276,7 +303,10 @@ mod tests {
         let op = "/v1/tables/{name}/{operation}";
         assert_eq!(need("POST", op, "/v1/tables/t/Query"), Some(Some(Read)));
         assert_eq!(need("POST", op, "/v1/tables/t/PutItem"), Some(Some(Write)));
-        assert_eq!(need("PATCH", "/v1/functions/{name}", "/v1/functions/f"), None);
+        assert_eq!(
+            need("PATCH", "/v1/functions/{name}", "/v1/functions/f"),
+            None
+        );
         assert_eq!(need("GET", "/healthz", "/healthz"), Some(None));
     }
 

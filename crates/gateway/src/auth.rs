@@ -8,7 +8,7 @@
 use crate::access;
 use crate::{ApiError, App};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use lambent_core::tenancy::{Access, Role};
@@ -173,7 +173,8 @@ pub async fn require_key(
         principal.require(need)?;
     }
     request.extensions_mut().insert(principal.clone());
-    let audited = need.filter(|n| audited(*n)).map(|_| {
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    let audited = need.filter(|n| audited(*n) && !reads).map(|_| {
         (
             request.method().clone(),
             request.uri().path().to_string(),
@@ -199,7 +200,8 @@ pub async fn require_key(
     Ok(response)
 }
 
-/// Whether an action of this kind is a management action (kept in the audit log).
+/// Whether an action of this kind is a management action (kept in the audit log, unless it
+/// only reads: a `GET` of keys or of the audit log is not one).
 pub fn audited(need: Access) -> bool {
     matches!(need, Access::Write | Access::Manage | Access::Operate)
 }

@@ -30,12 +30,12 @@ pub use auth::{
     acting_in, audited, bearer, client_of, require_key, route_need, ApiKeys, Principal,
     NAMESPACE_HEADER,
 };
-pub use tenants::{expiry, namespace_role, new_secret};
 pub use error::ApiError;
 pub use events_api::{accept_async, wants_async, INVOCATION_TYPE_HEADER};
 pub use queues::RegistryRunner;
 pub use registry::{Deployed, Registry, StoredCode};
 pub use routes::RouteTable;
+pub use tenants::{expiry, namespace_role, new_secret};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;

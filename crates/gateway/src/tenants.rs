@@ -84,7 +84,9 @@ async fn create(State(app): AppState, body: Body) -> Result<Response, ApiError> 
 }
 
 async fn list(State(app): AppState) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "namespaces": app.store.list_namespaces().await? })))
+    Ok(Json(
+        json!({ "namespaces": app.store.list_namespaces().await? }),
+    ))
 }
 
 async fn find_namespace(app: &App, name: &str) -> Result<Namespace, ApiError> {
@@ -295,7 +297,9 @@ async fn list_keys(State(app): AppState, Extension(who): Who) -> Result<Json<Val
     let mut keys: BTreeMap<String, Value> = BTreeMap::new();
     for k in app.store.list_api_keys(&who.namespace).await? {
         let valid = k.valid_at(now);
-        let entry = keys.entry(k.key_id.clone()).or_insert_with(|| json!({"secrets": 0}));
+        let entry = keys
+            .entry(k.key_id.clone())
+            .or_insert_with(|| json!({"secrets": 0}));
         let secrets = entry["secrets"].as_u64().unwrap_or(0) + u64::from(valid);
         // The newest secret's settings are the key's.
         *entry = key_view(&k, None);

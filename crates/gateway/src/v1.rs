@@ -144,7 +144,10 @@ async fn deploy(
     Ok((status, Json(view)).into_response())
 }
 
-async fn list_functions(State(app): AppState, Extension(Principal { namespace: ns, .. }): Ns) -> Json<Value> {
+async fn list_functions(
+    State(app): AppState,
+    Extension(Principal { namespace: ns, .. }): Ns,
+) -> Json<Value> {
     let functions: Vec<Value> = app
         .registry
         .list(&ns)

@@ -1063,7 +1063,9 @@ fn served_routes(router: &axum::Router) -> Vec<(String, String)> {
             continue;
         };
         let Some(path) = paths.get(&id) else { continue };
-        for method in ["get", "delete", "options", "patch", "post", "put", "trace", "connect"] {
+        for method in [
+            "get", "delete", "options", "patch", "post", "put", "trace", "connect",
+        ] {
             let served_here = fields
                 .split(", ")
                 .find_map(|f| f.strip_prefix(&format!("{method}: ")))
@@ -1096,10 +1098,15 @@ mod served_routes_tests {
             ))
             .fallback(ok);
         let got = super::served_routes(&router);
-        let want: Vec<(String, String)> = [("DELETE", "/b"), ("GET", "/a/{x}"), ("POST", "/a/{x}"), ("PUT", "/b")]
-            .iter()
-            .map(|(m, p)| (m.to_string(), p.to_string()))
-            .collect();
+        let want: Vec<(String, String)> = [
+            ("DELETE", "/b"),
+            ("GET", "/a/{x}"),
+            ("POST", "/a/{x}"),
+            ("PUT", "/b"),
+        ]
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
         assert_eq!(got, want);
     }
 }

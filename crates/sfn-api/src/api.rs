@@ -100,7 +100,16 @@ async fn serve(workflows: &Workflows, request: Request) -> Result<Value, SfnErro
         let status = if result.is_ok() { 200 } else { 400 };
         let client = auth::client_address(&parts);
         let action = format!("states:{operation}");
-        auth::audit(&workflows.app, &principal, "POST", &action, "", status, client).await;
+        auth::audit(
+            &workflows.app,
+            &principal,
+            "POST",
+            &action,
+            "",
+            status,
+            client,
+        )
+        .await;
     }
     result
 }

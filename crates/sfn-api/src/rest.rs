@@ -193,7 +193,11 @@ async fn list(State(wf): St, Extension(Principal { namespace: ns, .. }): Ns) -> 
     Ok(Json(json!({ "workflows": views })).into_response())
 }
 
-async fn describe(State(wf): St, Extension(Principal { namespace: ns, .. }): Ns, Path(name): Path<String>) -> Answer {
+async fn describe(
+    State(wf): St,
+    Extension(Principal { namespace: ns, .. }): Ns,
+    Path(name): Path<String>,
+) -> Answer {
     let sm = wf
         .state_machine(&ns, &wf.state_machine_arn(&ns, &name))
         .await?;
@@ -283,7 +287,11 @@ pub async fn deploy_state_machine(
     Ok((sm, Deployed::Updated))
 }
 
-async fn remove(State(wf): St, Extension(Principal { namespace: ns, .. }): Ns, Path(name): Path<String>) -> Answer {
+async fn remove(
+    State(wf): St,
+    Extension(Principal { namespace: ns, .. }): Ns,
+    Path(name): Path<String>,
+) -> Answer {
     let arn = wf.state_machine_arn(&ns, &name);
     // A missing workflow is an error here (the AWS call is silent about it).
     wf.state_machine(&ns, &arn).await?;
@@ -511,7 +519,11 @@ pub struct TransitionRow {
     pub cost: f64,
 }
 
-async fn usage(State(wf): St, Extension(Principal { namespace: ns, .. }): Ns, Query(q): Query<UsageQuery>) -> Answer {
+async fn usage(
+    State(wf): St,
+    Extension(Principal { namespace: ns, .. }): Ns,
+    Query(q): Query<UsageQuery>,
+) -> Answer {
     let price = wf.app.prices.per_transition;
     let rows: Vec<TransitionRow> = wf
         .transition_usage(&ns, q.since_ms.unwrap_or(0))

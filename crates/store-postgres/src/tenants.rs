@@ -76,7 +76,8 @@ fn key_from_row(row: &Row) -> ApiKey {
     }
 }
 
-const AUDIT_COLUMNS: &str = "namespace, at_ms, key_id, role, method, action, target, status, client";
+const AUDIT_COLUMNS: &str =
+    "namespace, at_ms, key_id, role, method, action, target, status, client";
 
 fn audit_from_row(row: &Row) -> AuditEntry {
     AuditEntry {

@@ -49,9 +49,10 @@ CREATE INDEX audit_by_time ON audit (namespace, at_ms);
 /// A role read from a column (an unknown one is a conversion error).
 pub(crate) fn role_column(row: &Row<'_>, i: usize) -> rusqlite::Result<Role> {
     let text: String = row.get(i)?;
-    text.parse().map_err(|e: lambent_core::tenancy::UnknownRole| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    })
+    text.parse()
+        .map_err(|e: lambent_core::tenancy::UnknownRole| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        })
 }
 
 fn namespace_from_row(row: &Row<'_>) -> rusqlite::Result<Namespace> {
@@ -79,7 +80,8 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
     })
 }
 
-const AUDIT_COLUMNS: &str = "namespace, at_ms, key_id, role, method, action, target, status, client";
+const AUDIT_COLUMNS: &str =
+    "namespace, at_ms, key_id, role, method, action, target, status, client";
 
 fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     Ok(AuditEntry {
@@ -144,7 +146,9 @@ impl TenantStore for SqliteStore {
     async fn list_namespaces(&self) -> Result<Vec<Namespace>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare("SELECT name, settings, created_ms, updated_ms FROM namespaces ORDER BY name")
+                .prepare(
+                    "SELECT name, settings, created_ms, updated_ms FROM namespaces ORDER BY name",
+                )
                 .map_err(db_err)?;
             let rows = stmt.query_map([], namespace_from_row).map_err(db_err)?;
             rows.collect::<Result<_, _>>().map_err(db_err)
@@ -289,7 +293,14 @@ impl TenantStore for SqliteStore {
             }
             tx.execute(
                 &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-                params![k.key_id, k.namespace, k.role.as_str(), k.key_sha256, k.created_ms, k.expires_ms],
+                params![
+                    k.key_id,
+                    k.namespace,
+                    k.role.as_str(),
+                    k.key_sha256,
+                    k.created_ms,
+                    k.expires_ms
+                ],
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;

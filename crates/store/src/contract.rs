@@ -22,8 +22,8 @@ use crate::queues::{
 };
 use crate::routes::RouteStore;
 use crate::tenants::{ApiKey, AuditEntry, AuditQuery, RECORD_TABLES};
-use lambent_core::tenancy::{Namespace, NamespaceSettings, Role};
 use crate::{ActivationCursor, ActivationQuery, Store, StoreError};
+use lambent_core::tenancy::{Namespace, NamespaceSettings, Role};
 use lambent_core::{
     Activation, ActivationStatus, Function, FunctionName, FunctionSpec, Route, RouteSpec,
 };
@@ -676,7 +676,10 @@ pub async fn api_keys_carry_a_namespace_role_and_expiry_and_rotate<S: ContractSt
     // Rotation: the new secret has the key's expiry, the old one the grace's (if sooner).
     let new = api_key("team-a", "lk-v", "v2", Role::Viewer, Some(500));
     assert!(store.rotate_api_key(&new, 200).await.unwrap());
-    assert_eq!(store.api_key("v1").await.unwrap().unwrap().expires_ms, Some(200));
+    assert_eq!(
+        store.api_key("v1").await.unwrap().unwrap().expires_ms,
+        Some(200)
+    );
     assert_eq!(store.api_key("v2").await.unwrap(), Some(new));
     let ghost = api_key("team-a", "lk-ghost", "g1", Role::Owner, None);
     assert!(!store.rotate_api_key(&ghost, 200).await.unwrap());
@@ -684,8 +687,14 @@ pub async fn api_keys_carry_a_namespace_role_and_expiry_and_rotate<S: ContractSt
     // A rotation never lengthens what a secret had left.
     let third = api_key("team-a", "lk-v", "v3", Role::Viewer, Some(500));
     assert!(store.rotate_api_key(&third, 900).await.unwrap());
-    assert_eq!(store.api_key("v1").await.unwrap().unwrap().expires_ms, Some(200));
-    assert_eq!(store.api_key("v2").await.unwrap().unwrap().expires_ms, Some(500));
+    assert_eq!(
+        store.api_key("v1").await.unwrap().unwrap().expires_ms,
+        Some(200)
+    );
+    assert_eq!(
+        store.api_key("v2").await.unwrap().unwrap().expires_ms,
+        Some(500)
+    );
 
     let listed = store.list_api_keys("team-a").await.unwrap();
     assert_eq!(listed.len(), 3);
@@ -713,8 +722,14 @@ fn tenant(name: &str, concurrency: Option<u32>) -> Namespace {
 }
 
 pub async fn namespaces_are_created_once_updated_and_listed<S: ContractStore>(store: Arc<S>) {
-    assert!(store.create_namespace(&tenant("team-a", Some(5))).await.unwrap());
-    assert!(!store.create_namespace(&tenant("team-a", Some(9))).await.unwrap());
+    assert!(store
+        .create_namespace(&tenant("team-a", Some(5)))
+        .await
+        .unwrap());
+    assert!(!store
+        .create_namespace(&tenant("team-a", Some(9)))
+        .await
+        .unwrap());
     assert_eq!(
         store.get_namespace("team-a").await.unwrap(),
         Some(tenant("team-a", Some(5)))
@@ -722,9 +737,15 @@ pub async fn namespaces_are_created_once_updated_and_listed<S: ContractStore>(st
     let mut changed = tenant("team-a", None);
     changed.updated_ms = 7;
     assert!(store.update_namespace(&changed).await.unwrap());
-    assert!(!store.update_namespace(&tenant("ghost", None)).await.unwrap());
+    assert!(!store
+        .update_namespace(&tenant("ghost", None))
+        .await
+        .unwrap());
     assert_eq!(store.get_namespace("team-a").await.unwrap(), Some(changed));
-    store.create_namespace(&tenant("team-b", None)).await.unwrap();
+    store
+        .create_namespace(&tenant("team-b", None))
+        .await
+        .unwrap();
     let names: Vec<String> = store
         .list_namespaces()
         .await
@@ -751,7 +772,10 @@ async fn fill_namespace<S: ContractStore>(store: &S, ns: &str) {
     let mut q = queue("q", None);
     q.namespace = ns.into();
     store.create_queue(&q).await.unwrap();
-    store.send(ns, "q", &[message(&format!("{ns}-m1"), 0)]).await.unwrap();
+    store
+        .send(ns, "q", &[message(&format!("{ns}-m1"), 0)])
+        .await
+        .unwrap();
     store
         .create_topic(&Topic {
             namespace: ns.into(),
@@ -775,10 +799,7 @@ async fn fill_namespace<S: ContractStore>(store: &S, ns: &str) {
     let mut key = access_key(ns, "secret");
     key.access_key_id = format!("AKID{ns}");
     store.put_access_key(&key).await.unwrap();
-    store
-        .append_audit(&[audit(ns, 5, "PUT")])
-        .await
-        .unwrap();
+    store.append_audit(&[audit(ns, 5, "PUT")]).await.unwrap();
 }
 
 pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: ContractStore>(
@@ -788,7 +809,15 @@ pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: Co
     fill_namespace(store.as_ref(), "kept").await;
     let kinds = |found: Vec<(String, u64)>| found.into_iter().map(|(t, _)| t).collect::<Vec<_>>();
     let before = kinds(store.namespace_contents("gone").await.unwrap());
-    for table in ["functions", "queues", "queue_messages", "topics", "routes", "schedules", "buckets"] {
+    for table in [
+        "functions",
+        "queues",
+        "queue_messages",
+        "topics",
+        "routes",
+        "schedules",
+        "buckets",
+    ] {
         assert!(before.iter().any(|t| t == table), "{table} in {before:?}");
     }
     // Records (activations, keys, audit) do not make a namespace non-empty.
@@ -800,11 +829,23 @@ pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: Co
     assert_eq!(store.get_namespace("gone").await.unwrap(), None);
     assert_eq!(store.api_key("gone-key").await.unwrap(), None);
     assert_eq!(store.access_key("AKIDgone").await.unwrap(), None);
-    assert_eq!(store.get_activation("gone", "gone-act").await.unwrap(), None);
-    assert!(store.get_object("gone-bucket", "k").await.unwrap().is_none());
+    assert_eq!(
+        store.get_activation("gone", "gone-act").await.unwrap(),
+        None
+    );
+    assert!(store
+        .get_object("gone-bucket", "k")
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.get_bucket("gone-bucket").await.unwrap().is_none());
     assert!(store.list_functions("gone").await.unwrap().is_empty());
-    assert!(!store.all_versions().await.unwrap().iter().any(|v| v.function.namespace == "gone"));
+    assert!(!store
+        .all_versions()
+        .await
+        .unwrap()
+        .iter()
+        .any(|v| v.function.namespace == "gone"));
     let audit_left = store
         .query_audit(&AuditQuery {
             namespace: Some("gone".into()),
@@ -814,18 +855,34 @@ pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: Co
         .await
         .unwrap();
     assert!(audit_left.is_empty());
-    assert!(!store.all_routes().await.unwrap().iter().any(|r| r.namespace == "gone"));
+    assert!(!store
+        .all_routes()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.namespace == "gone"));
     // A name freed is free: a new bucket of that name in another namespace works.
     assert!(matches!(
-        store.create_bucket(&bucket("kept", "gone-bucket")).await.unwrap(),
+        store
+            .create_bucket(&bucket("kept", "gone-bucket"))
+            .await
+            .unwrap(),
         BucketCreated::Created
     ));
     store.delete_bucket("gone-bucket").await.unwrap();
 
     assert_eq!(store.namespace_contents("kept").await.unwrap(), kept_before);
     assert!(store.api_key("kept-key").await.unwrap().is_some());
-    assert!(store.get_activation("kept", "kept-act").await.unwrap().is_some());
-    assert!(store.get_object("kept-bucket", "k").await.unwrap().is_some());
+    assert!(store
+        .get_activation("kept", "kept-act")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .get_object("kept-bucket", "k")
+        .await
+        .unwrap()
+        .is_some());
     assert!(!store.purge_namespace("gone").await.unwrap());
 }
 
@@ -845,7 +902,11 @@ fn audit(ns: &str, at_ms: i64, method: &str) -> AuditEntry {
 
 pub async fn audit_entries_are_kept_per_namespace_newest_first<S: ContractStore>(store: Arc<S>) {
     store
-        .append_audit(&[audit("a", 10, "PUT"), audit("a", 20, "DELETE"), audit("b", 15, "POST")])
+        .append_audit(&[
+            audit("a", 10, "PUT"),
+            audit("a", 20, "DELETE"),
+            audit("b", 15, "POST"),
+        ])
         .await
         .unwrap();
     store.append_audit(&[]).await.unwrap();
@@ -856,7 +917,10 @@ pub async fn audit_entries_are_kept_per_namespace_newest_first<S: ContractStore>
     };
     let a = store.query_audit(&q(Some("a"), None, 10)).await.unwrap();
     assert_eq!(a, [audit("a", 20, "DELETE"), audit("a", 10, "PUT")]);
-    let recent = store.query_audit(&q(Some("a"), Some(11), 10)).await.unwrap();
+    let recent = store
+        .query_audit(&q(Some("a"), Some(11), 10))
+        .await
+        .unwrap();
     assert_eq!(recent, [audit("a", 20, "DELETE")]);
     let all = store.query_audit(&q(None, None, 2)).await.unwrap();
     assert_eq!(all, [audit("a", 20, "DELETE"), audit("b", 15, "POST")]);

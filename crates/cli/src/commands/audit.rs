@@ -33,7 +33,14 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = output::table(&[
-        "TIME", "NAMESPACE", "KEY", "ROLE", "ACTION", "TARGET", "STATUS", "CLIENT",
+        "TIME",
+        "NAMESPACE",
+        "KEY",
+        "ROLE",
+        "ACTION",
+        "TARGET",
+        "STATUS",
+        "CLIENT",
     ]);
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     for e in &entries {

@@ -2,8 +2,8 @@
 //! how errors are reported.
 
 pub mod activations;
-pub mod audit;
 pub mod app_deploy;
+pub mod audit;
 pub mod buckets;
 pub mod deploy;
 pub mod dev;
@@ -12,8 +12,8 @@ pub mod functions;
 pub mod invoke;
 pub mod keys;
 pub mod logs;
-pub mod ns;
 pub mod nodes;
+pub mod ns;
 pub mod objects;
 pub mod queues;
 pub mod routes;

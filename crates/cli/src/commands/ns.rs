@@ -114,7 +114,9 @@ pub fn run(ctx: &Ctx, cmd: NsCommand) -> Result<ExitCode> {
                     ("owner key id", key["key_id"].as_str().unwrap_or("").into()),
                     ("owner key", key["secret"].as_str().unwrap_or("").into()),
                 ]);
-                println!("\nthe key is shown only now: LAMBENT_API_KEY=<owner key> acts in '{name}'");
+                println!(
+                    "\nthe key is shown only now: LAMBENT_API_KEY=<owner key> acts in '{name}'"
+                );
             }
         }
         NsCommand::Ls => {
