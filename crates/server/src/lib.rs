@@ -1080,6 +1080,35 @@ fn served_routes(router: &axum::Router) -> Vec<(String, String)> {
     served
 }
 
+/// A secret of the data dir (`<data>/<name>`, mode 0600), made by `generate` on first use.
+fn kept_secret(
+    data: &Path,
+    name: &str,
+    generate: impl FnOnce() -> String,
+) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let key = generate();
+    let tmp = data.join(format!(".{name}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(key.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(key)
+}
+
 #[cfg(test)]
 mod served_routes_tests {
     use axum::routing::{get, put};
@@ -1109,33 +1138,4 @@ mod served_routes_tests {
         .collect();
         assert_eq!(got, want);
     }
-}
-
-/// A secret of the data dir (`<data>/<name>`, mode 0600), made by `generate` on first use.
-fn kept_secret(
-    data: &Path,
-    name: &str,
-    generate: impl FnOnce() -> String,
-) -> std::io::Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data.join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let key = generate();
-    let tmp = data.join(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(key.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(key)
 }
