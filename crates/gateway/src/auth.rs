@@ -165,7 +165,7 @@ pub async fn require_key(
             app.keys
                 .principal(app.store.as_ref(), key)
                 .await?
-                .ok_or(ApiError::Unauthorized("unknown or expired API key"))?
+                .ok_or(ApiError::Unauthorized("unknown API key, or an expired one"))?
         }
     };
     let principal = acting_in(&app, principal, request.headers()).await?;
