@@ -205,7 +205,12 @@ async fn sign_in(State(c): Shared, headers: HeaderMap, body: axum::body::Bytes) 
     };
     let who = match c.app.keys.principal(c.app.store.as_ref(), key.trim()).await {
         Ok(Some(who)) => who,
-        Ok(None) => return error(StatusCode::UNAUTHORIZED, "unknown API key, or an expired one"),
+        Ok(None) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unknown API key, or an expired one",
+            )
+        }
         Err(e) => return e.into_response(),
     };
     let namespace = who.namespace.clone();

@@ -53,13 +53,10 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             writeln!(out, "cluster node: {}", server.node_id())?;
         }
         writeln!(out, "api key: {}", server.api_key())?;
-        writeln!(
-            out,
-            "operator key (namespaces): in {}",
-            server.admin_key_source()
-        )?;
         out.flush()?;
     }
+    // Where the operator's key is (for `lambent ns`), beside the other notes on stderr.
+    eprintln!("operator key (namespaces): {}", server.admin_key_source());
     for line in server.sdks() {
         eprintln!("{line}");
     }
