@@ -33,6 +33,9 @@ pub enum AwsError {
     Signature(#[from] SigV4Error),
     #[error("{0}")]
     Credentials(#[from] CredentialError),
+    /// The key's role may not do this action.
+    #[error("{0}")]
+    AccessDenied(String),
     #[error("{0}")]
     Service(String),
 }
@@ -54,6 +57,7 @@ impl AwsError {
             AwsError::Signature(_) => StatusCode::FORBIDDEN,
             AwsError::Credentials(CredentialError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             AwsError::Credentials(_) => StatusCode::FORBIDDEN,
+            AwsError::AccessDenied(_) => StatusCode::FORBIDDEN,
             AwsError::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +86,7 @@ impl AwsError {
                 CredentialError::Store(_) => "ServiceException",
                 _ => "UnrecognizedClientException",
             },
+            AwsError::AccessDenied(_) => "AccessDeniedException",
             AwsError::Service(_) => "ServiceException",
         }
     }
@@ -116,6 +121,7 @@ impl From<ApiError> for AwsError {
                 message,
             },
             ApiError::Internal(_) => AwsError::Service(message),
+            ApiError::Forbidden(_) => AwsError::AccessDenied(message),
             // Errors of Lambent's other surfaces (routes, queues, schedules), by their status.
             other => match other.status().as_u16() {
                 404 => AwsError::ResourceNotFound(message),

@@ -13,7 +13,7 @@ use base64::Engine;
 use bytes::Bytes;
 use lambent_core::{FunctionName, FunctionSpec, ValidationError};
 use lambent_gateway::versions::LATEST;
-use lambent_gateway::{body, ApiError, Namespace};
+use lambent_gateway::{body, ApiError, Principal};
 use lambent_invoker::Deployment;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub(crate) type ApiState = State<Arc<AwsApi>>;
-pub(crate) type Ns = Extension<Namespace>;
+pub(crate) type Ns = Extension<Principal>;
 
 pub fn routes() -> Router<Arc<AwsApi>> {
     Router::new()
@@ -194,7 +194,7 @@ async fn store_zip(api: &AwsApi, code: &Code) -> Result<String, AwsError> {
 
 async fn create_function(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     body: Bytes,
 ) -> Result<Response, AwsError> {
     let req: CreateFunction = body::json(&body)?;
@@ -240,7 +240,7 @@ async fn create_function(
 
 async fn get_function(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Json<Value>, AwsError> {
@@ -260,7 +260,7 @@ async fn get_function(
 
 async fn get_function_configuration(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Json<Value>, AwsError> {
@@ -327,7 +327,7 @@ pub(crate) fn configurations(
 
 async fn list_functions(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, AwsError> {
     let all_versions = match q.function_version.as_deref() {
@@ -373,7 +373,7 @@ struct UpdateCode {
 
 async fn update_function_code(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, AwsError> {
@@ -433,7 +433,7 @@ struct UpdateConfiguration {
 
 async fn update_function_configuration(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, AwsError> {
@@ -458,7 +458,7 @@ async fn update_function_configuration(
 
 async fn delete_function(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
 ) -> Result<StatusCode, AwsError> {

@@ -15,7 +15,7 @@ use base64::Engine;
 use bytes::Bytes;
 use lambent_core::limits::MAX_SYNC_PAYLOAD;
 use lambent_core::ActivationStatus;
-use lambent_gateway::{body, Namespace};
+use lambent_gateway::{body, Principal};
 use lambent_invoker::InvokeRequest;
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 async fn invoke(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
     headers: HeaderMap,

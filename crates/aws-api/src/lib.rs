@@ -37,7 +37,7 @@ pub fn router(app: Arc<App>, region: String) -> Router {
         .merge(invoke::routes())
         .merge(versions::routes())
         .merge(mappings::routes())
-        .layer(axum::middleware::from_fn_with_state(
+        .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             auth::require_signature,
         ))

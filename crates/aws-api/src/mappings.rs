@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
-use lambent_gateway::{body, ApiError, Namespace};
+use lambent_gateway::{body, ApiError, Principal};
 use lambent_queues::{
     Mapping, MappingChanges, MappingSettings, QueueError, StartingPosition, StreamMapping,
     StreamMappingSettings,
@@ -304,7 +304,7 @@ fn state_of(transition: &str, enabled: bool) -> &str {
 
 async fn create_mapping(
     axum::extract::State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     body: Bytes,
 ) -> Result<Response, AwsError> {
     let req: MappingRequest = body::json(&body)?;
@@ -424,7 +424,7 @@ fn view(scope: &Scope<'_>, found: &Found, state: &str) -> Value {
 
 async fn get_mapping(
     axum::extract::State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AwsError> {
     let found = find(&api, &ns, &id).await?;
@@ -433,7 +433,7 @@ async fn get_mapping(
 
 async fn update_mapping(
     axum::extract::State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, AwsError> {
@@ -481,7 +481,7 @@ async fn update_mapping(
 
 async fn delete_mapping(
     axum::extract::State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
 ) -> Result<Response, AwsError> {
     let scope = api.scope(&ns);
@@ -509,7 +509,7 @@ struct ListQuery {
 
 async fn list_mappings(
     axum::extract::State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, AwsError> {
     let scope = api.scope(&ns);

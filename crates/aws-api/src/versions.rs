@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
-use lambent_gateway::{body, Namespace};
+use lambent_gateway::{body, Principal};
 use lambent_store::lambda::Alias;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -67,7 +67,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Resu
 
 async fn publish_version(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, AwsError> {
@@ -117,7 +117,7 @@ struct ListQuery {
 
 async fn list_versions(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, AwsError> {
@@ -155,7 +155,7 @@ fn alias_not_found(api: &AwsApi, ns: &str, function: &str, alias: &str) -> AwsEr
 
 async fn create_alias(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, AwsError> {
@@ -188,7 +188,7 @@ async fn create_alias(
 
 async fn get_alias(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path((name, alias)): Path<(String, String)>,
 ) -> Result<Json<Value>, AwsError> {
     let f = api.scope(&ns).parse(&name, None)?;
@@ -203,7 +203,7 @@ async fn get_alias(
 
 async fn list_aliases(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, AwsError> {
@@ -222,7 +222,7 @@ async fn list_aliases(
 
 async fn update_alias(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path((name, alias)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Value>, AwsError> {
@@ -262,7 +262,7 @@ async fn update_alias(
 
 async fn delete_alias(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path((name, alias)): Path<(String, String)>,
 ) -> Result<StatusCode, AwsError> {
     let f = api.scope(&ns).parse(&name, None)?;
@@ -300,7 +300,7 @@ async fn set_reserved(
 
 async fn put_concurrency(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, AwsError> {
@@ -313,7 +313,7 @@ async fn put_concurrency(
 
 async fn get_concurrency(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, AwsError> {
     let f = api.scope(&ns).parse(&name, None)?;
@@ -326,7 +326,7 @@ async fn get_concurrency(
 
 async fn delete_concurrency(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<StatusCode, AwsError> {
     set_reserved(&api, &ns, &name, None).await?;
@@ -398,7 +398,7 @@ struct ProvisionedBody {
 
 async fn put_provisioned(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
     body: Bytes,
@@ -421,7 +421,7 @@ async fn put_provisioned(
 
 async fn get_provisioned(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
 ) -> Result<Json<Value>, AwsError> {
@@ -445,7 +445,7 @@ async fn get_provisioned(
 
 async fn delete_provisioned(
     State(api): ApiState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<QualifierQuery>,
 ) -> Result<StatusCode, AwsError> {

@@ -16,6 +16,7 @@ mod queues;
 mod routes;
 mod sequences;
 mod tables;
+mod tenants;
 mod versions;
 mod workflows;
 pub use buckets::{
@@ -182,6 +183,8 @@ pub struct AccessKey {
     pub namespace: String,
     pub created_ms: u64,
     pub secret_access_key: Option<String>,
+    pub role: String,
+    pub expires_ms: Option<u64>,
 }
 
 /// `GET /v1/nodes`: the cluster's members (one on the embedded store).
@@ -348,6 +351,8 @@ pub struct Invocation {
 pub struct Client {
     base: String,
     api_key: Option<String>,
+    /// The namespace the operator's key acts in (`Lambent-Namespace`).
+    namespace: Option<String>,
     http: reqwest::blocking::Client,
 }
 
@@ -372,8 +377,15 @@ impl Client {
         Ok(Client {
             base,
             api_key,
+            namespace: None,
             http,
         })
+    }
+
+    /// The same client acting in `namespace` (the operator's key may act in any).
+    pub fn in_namespace(mut self, namespace: Option<String>) -> Client {
+        self.namespace = namespace;
+        self
     }
 
     /// The underlying HTTP client (requests go through [`Client::send`] for the key).
@@ -599,6 +611,9 @@ impl Client {
     ) -> Result<reqwest::blocking::Response, ClientError> {
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key);
+        }
+        if let Some(ns) = &self.namespace {
+            req = req.header("lambent-namespace", ns);
         }
         req.send().map_err(|source| {
             if source.is_connect() {

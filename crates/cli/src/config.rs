@@ -13,6 +13,8 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The environment variable holding the API key.
 pub const API_KEY_ENV: &str = "LAMBENT_API_KEY";
+/// The operator's key (`/v1/namespaces`; the server's too: it is the operator key's value).
+pub const ADMIN_KEY_ENV: &str = "LAMBENT_ADMIN_KEY";
 
 /// The client config file's content.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +93,11 @@ pub fn resolve(flag_url: Option<&str>, env_key: Option<&str>, file: &ClientConfi
 }
 
 /// `LAMBENT_API_KEY` if set and not empty.
+/// `LAMBENT_ADMIN_KEY`, if set and not empty.
+pub fn env_admin_key() -> Option<String> {
+    std::env::var(ADMIN_KEY_ENV).ok().filter(|k| !k.is_empty())
+}
+
 pub fn env_api_key() -> Option<String> {
     std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty())
 }

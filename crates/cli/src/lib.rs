@@ -44,6 +44,10 @@ pub struct Cli {
     )]
     pub output: Format,
 
+    /// The namespace to act in (the operator's key may act in any; others in their own).
+    #[arg(long, env = "LAMBENT_NAMESPACE", global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -124,9 +128,18 @@ pub enum Command {
         #[command(subcommand)]
         command: commands::objects::ObjectCommand,
     },
-    /// Manage access keys for the AWS Lambda-compatible API (SigV4).
+    /// Keys of the namespace, with roles: AWS access keys (SigV4, the default) or API keys
+    /// (`--api`): create, ls, rotate, rm.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Namespaces (tenants), with the operator's key: create, ls, get, update, rm.
+    #[command(visible_alias = "namespace")]
+    Ns {
+        #[command(subcommand)]
+        command: commands::ns::NsCommand,
+    },
+    /// The namespace's audit log of management actions (the operator's: every namespace's).
+    Audit(commands::audit::AuditArgs),
     /// Workflows (Step Functions state machines): deploy, ls, get, rm, start.
     #[command(visible_alias = "workflows")]
     Workflow {
@@ -171,6 +184,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let ctx = commands::Ctx {
         url: cli.url.clone(),
         format: cli.output,
+        namespace: cli.namespace.clone(),
     };
     let result = match cli.command {
         Command::Up(args) => commands::up::run(&ctx, args),
@@ -194,6 +208,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bucket { command } => commands::buckets::run(&ctx, command),
         Command::Object { command } => commands::objects::run(&ctx, command),
         Command::Keys(cmd) => commands::keys::run(&ctx, cmd),
+        Command::Ns { command } => commands::ns::run(&ctx, command),
+        Command::Audit(args) => commands::audit::run(&ctx, args),
         Command::Workflow { command } => commands::workflows::workflow(&ctx, command),
         Command::Execution { command } => commands::workflows::execution(&ctx, command),
         Command::Sequence { command } => commands::sequences::run(&ctx, command),

@@ -374,23 +374,22 @@ fn routes_of(function: &str, routes: Vec<RouteYaml>, at: &str) -> Result<Vec<Rou
         .collect()
 }
 
-/// Parses a size in bytes: `65536`, `64k`, `1m` (binary units; `kb`, `mb` and `b` too).
+/// Parses a size in bytes: `65536`, `64k`, `1m`, `10g` (binary units; `kb`, `mb`, `gb` and
+/// `b` too).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').unwrap_or(&t);
-    let (digits, unit) = match t.strip_suffix('k') {
-        Some(d) => (d, 1024),
-        None => match t.strip_suffix('m') {
-            Some(d) => (d, 1024 * 1024),
-            None => (t, 1),
-        },
-    };
+    let units: [(char, u64); 3] = [('k', 1 << 10), ('m', 1 << 20), ('g', 1 << 30)];
+    let (digits, unit) = units
+        .iter()
+        .find_map(|(suffix, unit)| t.strip_suffix(*suffix).map(|d| (d, *unit)))
+        .unwrap_or((t, 1));
     digits
         .trim()
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("invalid size '{s}': use bytes such as 65536, or 64k, 1m"))
+        .ok_or_else(|| format!("invalid size '{s}': use bytes such as 65536, or 64k, 1m, 10g"))
 }
 
 impl FunctionYaml {
@@ -1270,6 +1269,7 @@ mod route_tests {
         assert_eq!(parse_size("64k"), Ok(65536));
         assert_eq!(parse_size("64KB"), Ok(65536));
         assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("10GB"), Ok(10 << 30));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("").is_err());
     }

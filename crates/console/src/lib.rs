@@ -31,7 +31,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use lambent_gateway::{App, Namespace};
+use lambent_gateway::{App, Principal};
 use metrics::Window;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -68,7 +68,7 @@ pub fn router(app: Arc<App>, api: Router) -> Router {
         .route("/ui/api/functions/{name}", get(function))
         .route("/ui/api/tail", get(tail::tail))
         .route("/ui/api/v1/{*rest}", axum::routing::any(pass_through))
-        .layer(axum::middleware::from_fn_with_state(
+        .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),
             require_session,
         ))
@@ -153,14 +153,22 @@ impl IntoResponse for Refusal {
     }
 }
 
-async fn require_session(
-    State(c): Shared,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, Refusal> {
-    let session = c.sessions.check(request.method(), request.headers())?;
+async fn require_session(State(c): Shared, mut request: Request, next: Next) -> Response {
+    let session = match c.sessions.check(request.method(), request.headers()) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
+    // The session acts as its key: the access table decides what its role may see.
+    match lambent_gateway::route_need(&request) {
+        Err(e) => return e.into_response(),
+        Ok(Some(need)) if !session.role.may(need) => {
+            let message = lambent_gateway::access::refusal(session.role, need);
+            return lambent_gateway::ApiError::Forbidden(message).into_response();
+        }
+        Ok(_) => {}
+    }
     request.extensions_mut().insert(session);
-    Ok(next.run(request).await)
+    next.run(request).await
 }
 
 /// A page: the shell for a signed-in browser, else the sign-in page's address.
@@ -196,13 +204,19 @@ async fn sign_in(State(c): Shared, headers: HeaderMap, body: axum::body::Bytes) 
     let Ok(SignIn { key }) = serde_json::from_slice::<SignIn>(&body) else {
         return error(StatusCode::BAD_REQUEST, "send {\"key\": \"<API key>\"}");
     };
-    let namespace = match c.app.keys.namespace(c.app.store.as_ref(), key.trim()).await {
-        Ok(Some(ns)) => ns,
-        Ok(None) => return error(StatusCode::UNAUTHORIZED, "unknown API key"),
+    let who = match c.app.keys.principal(c.app.store.as_ref(), key.trim()).await {
+        Ok(Some(who)) => who,
+        Ok(None) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unknown API key, or an expired one",
+            )
+        }
         Err(e) => return e.into_response(),
     };
-    let (id, session) = c.sessions.create(namespace.clone());
-    let mut response = Json(json!({ "namespace": namespace })).into_response();
+    let namespace = who.namespace.clone();
+    let (id, session) = c.sessions.create(who.namespace, who.role, who.key_id);
+    let mut response = Json(json!({ "namespace": namespace, "role": who.role })).into_response();
     session::set_cookies(
         response.headers_mut(),
         Some((&id, &session)),
@@ -219,7 +233,7 @@ async fn sign_out(State(c): Shared, headers: HeaderMap) -> Response {
 }
 
 async fn whoami(Extension(s): Extension<Session>) -> Json<Value> {
-    Json(json!({ "namespace": s.namespace }))
+    Json(json!({ "namespace": s.namespace, "role": s.role }))
 }
 
 #[derive(Deserialize)]
@@ -379,7 +393,11 @@ async fn pass_through(
     if let Some(peer) = peer {
         parts.extensions.insert(peer);
     }
-    parts.extensions.insert(Namespace(s.namespace));
+    parts.extensions.insert(Principal {
+        namespace: s.namespace,
+        role: s.role,
+        key_id: s.key_id,
+    });
     match c
         .api
         .clone()

@@ -28,6 +28,9 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 #[derive(Debug, Clone)]
 pub struct Session {
     pub namespace: String,
+    /// The signing-in key's role and id: the session acts as that key.
+    pub role: lambent_core::Role,
+    pub key_id: String,
     pub csrf: String,
     expires: Instant,
 }
@@ -56,11 +59,18 @@ fn random_hex() -> String {
 }
 
 impl Sessions {
-    /// Starts a session for `namespace`; returns (id, session).
-    pub fn create(&self, namespace: String) -> (String, Session) {
+    /// Starts a session acting as a key of `namespace` (its role and id); returns (id, session).
+    pub fn create(
+        &self,
+        namespace: String,
+        role: lambent_core::Role,
+        key_id: String,
+    ) -> (String, Session) {
         let now = Instant::now();
         let session = Session {
             namespace,
+            role,
+            key_id,
             csrf: random_hex(),
             expires: now + SESSION_TTL,
         };
@@ -185,7 +195,7 @@ mod tests {
     #[test]
     fn a_session_needs_its_cookie_and_state_changes_need_its_token() {
         let sessions = Sessions::default();
-        let (id, s) = sessions.create("default".into());
+        let (id, s) = sessions.create("default".into(), lambent_core::Role::Owner, "lk-1".into());
         let cookie = format!("{SESSION_COOKIE}={id}");
         let get = headers(&[("cookie", &cookie)]);
         assert_eq!(
@@ -213,7 +223,7 @@ mod tests {
     #[test]
     fn cross_site_requests_are_refused() {
         let sessions = Sessions::default();
-        let (id, s) = sessions.create("default".into());
+        let (id, s) = sessions.create("default".into(), lambent_core::Role::Owner, "lk-1".into());
         let cookie = format!("{SESSION_COOKIE}={id}");
         let cross = headers(&[
             ("cookie", &cookie),
@@ -246,7 +256,7 @@ mod tests {
     #[test]
     fn cookies_are_http_only_strict_and_secure_over_https() {
         let sessions = Sessions::default();
-        let (id, s) = sessions.create("default".into());
+        let (id, s) = sessions.create("default".into(), lambent_core::Role::Owner, "lk-1".into());
         let mut h = HeaderMap::new();
         set_cookies(&mut h, Some((&id, &s)), true);
         let all: Vec<_> = h

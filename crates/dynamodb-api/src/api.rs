@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lambent_aws_api::auth;
+use lambent_gateway::access;
 use lambent_gateway::App;
 use lambent_tables::error::ERROR_TYPE_PREFIX;
 use lambent_tables::TableError;
@@ -133,7 +134,7 @@ pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let mut response = match auth::signer(&endpoint.app, &parts).await {
         Err(e) => e.into_response(),
-        Ok(principal) => {
+        Ok(signer) => {
             match lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request").await {
                 Err(e) => error_response(&TableError::validation(e.to_string())),
                 Ok(body) => {
@@ -145,44 +146,75 @@ pub async fn handle(endpoint: &Endpoint, request: Request) -> Response {
                     let streams = target.strip_prefix(STREAMS_PREFIX);
                     // Streams clients sign for `dynamodb` (boto3) or `streams.dynamodb`.
                     let verified =
-                        auth::verify(&parts, &body, &principal, &endpoint.region, "dynamodb")
-                            .or_else(|e| match streams {
+                        auth::verify(&parts, &body, &signer, &endpoint.region, "dynamodb").or_else(
+                            |e| match streams {
                                 Some(_) => auth::verify(
                                     &parts,
                                     &body,
-                                    &principal,
+                                    &signer,
                                     &endpoint.region,
                                     "streams.dynamodb",
                                 ),
                                 None => Err(e),
-                            });
+                            },
+                        );
+                    let operation = streams
+                        .or_else(|| target.strip_prefix(TARGET_PREFIX))
+                        .unwrap_or_default();
+                    let access = access::aws_action(operation, &[]);
+                    let verified = verified.and_then(|p| {
+                        auth::authorize(&p, access)?;
+                        Ok(p)
+                    });
                     match verified {
                         Err(e) => e.into_response(),
-                        Ok(namespace) => match streams {
-                            Some(operation) => {
-                                match dispatch_streams(
-                                    &endpoint.tables,
-                                    &namespace,
-                                    operation,
-                                    &body,
-                                )
-                                .await
-                                {
-                                    Ok(v) => json_response(StatusCode::OK, v),
-                                    Err(e) => stream_error_response(&e),
-                                }
-                            }
-                            None => {
-                                let operation =
-                                    target.strip_prefix(TARGET_PREFIX).unwrap_or_default();
-                                match dispatch_text(&endpoint.tables, &namespace, operation, &body)
+                        Ok(principal) => {
+                            let namespace = principal.namespace.clone();
+                            let response = match streams {
+                                Some(operation) => {
+                                    match dispatch_streams(
+                                        &endpoint.tables,
+                                        &namespace,
+                                        operation,
+                                        &body,
+                                    )
                                     .await
-                                {
-                                    Ok(text) => json_text_response(StatusCode::OK, text),
-                                    Err(e) => error_response(&e),
+                                    {
+                                        Ok(v) => json_response(StatusCode::OK, v),
+                                        Err(e) => stream_error_response(&e),
+                                    }
                                 }
+                                None => {
+                                    match dispatch_text(
+                                        &endpoint.tables,
+                                        &namespace,
+                                        operation,
+                                        &body,
+                                    )
+                                    .await
+                                    {
+                                        Ok(text) => json_text_response(StatusCode::OK, text),
+                                        Err(e) => error_response(&e),
+                                    }
+                                }
+                            };
+                            if lambent_gateway::audited(access) {
+                                let action = format!("dynamodb:{operation}");
+                                let client = auth::client_address(&parts);
+                                let status = response.status().as_u16();
+                                auth::audit(
+                                    &endpoint.app,
+                                    &principal,
+                                    "POST",
+                                    &action,
+                                    "",
+                                    status,
+                                    client,
+                                )
+                                .await;
                             }
-                        },
+                            response
+                        }
                     }
                 }
             }

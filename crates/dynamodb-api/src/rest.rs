@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use lambent_gateway::{App, Namespace};
+use lambent_gateway::{App, Principal};
 use lambent_tables::TableError;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub fn routes(tables: Arc<Tables>, app: Arc<App>) -> Router {
             get(describe).put(create).delete(remove),
         )
         .route("/v1/tables/{name}/{operation}", post(item_operation))
-        .layer(axum::middleware::from_fn_with_state(
+        .route_layer(axum::middleware::from_fn_with_state(
             app,
             lambent_gateway::require_key,
         ))
@@ -73,7 +73,7 @@ impl IntoResponse for RestError {
 }
 
 type St = State<Arc<Tables>>;
-type Ns = Extension<Namespace>;
+type Ns = Extension<Principal>;
 type Answer = Result<Json<Value>, RestError>;
 
 /// Runs `operation` with `body` (a JSON object, or empty) and `TableName` set to `name`.
@@ -96,7 +96,7 @@ async fn run(tables: &Tables, ns: &str, operation: &str, name: &str, body: &[u8]
         .map_err(RestError)
 }
 
-async fn list(State(tables): St, Extension(Namespace(ns)): Ns) -> Answer {
+async fn list(State(tables): St, Extension(Principal { namespace: ns, .. }): Ns) -> Answer {
     let mut descriptions = Vec::new();
     let mut start: Option<String> = None;
     loop {
@@ -126,7 +126,7 @@ async fn list(State(tables): St, Extension(Namespace(ns)): Ns) -> Answer {
 
 async fn create(
     State(tables): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, RestError> {
@@ -136,7 +136,7 @@ async fn create(
 
 async fn describe(
     State(tables): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Answer {
     run(&tables, &ns, "DescribeTable", &name, b"").await
@@ -144,7 +144,7 @@ async fn describe(
 
 async fn remove(
     State(tables): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Answer {
     run(&tables, &ns, "DeleteTable", &name, b"").await
@@ -152,7 +152,7 @@ async fn remove(
 
 async fn item_operation(
     State(tables): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path((name, operation)): Path<(String, String)>,
     body: Bytes,
 ) -> Answer {

@@ -24,6 +24,8 @@
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use lambent_core::Role;
+use lambent_store::lambda::AccessKey;
 use lambent_store::{Store, StoreError};
 use rand::Rng;
 use sha2::Sha256;
@@ -34,8 +36,8 @@ use std::time::{Duration, Instant};
 /// How long a stored access key found is trusted without reading the store again.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// Stored access keys found, by id: (namespace, secret, when read).
-type KeyCache = HashMap<String, (String, String, Instant)>;
+/// Stored access keys found, by id, with when they were read.
+type KeyCache = HashMap<String, (AccessKey, Instant)>;
 
 /// Prefix of session credentials' access key ids (AWS's for temporary credentials).
 pub const SESSION_KEY_PREFIX: &str = "ASIA";
@@ -81,13 +83,29 @@ pub struct SessionCredentials {
     pub expires_ms: i64,
 }
 
-/// Who signed: the namespace acted in, and the secret the signature must verify with.
+/// Who signed: the namespace acted in, the key's role, and the secret the signature must
+/// verify with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
+pub struct Signer {
     pub namespace: String,
+    /// A stored key's role; a sandbox's session credential acts as a `deployer` of its
+    /// namespace (what a function's code may do with the platform's services).
+    pub role: Role,
+    pub access_key_id: String,
     pub secret_access_key: String,
     /// Set for session credentials.
     pub session: Option<Session>,
+}
+
+impl Signer {
+    /// The principal the request acts as once its signature verified.
+    pub fn principal(&self) -> crate::Principal {
+        crate::Principal {
+            namespace: self.namespace.clone(),
+            role: self.role,
+            key_id: self.access_key_id.clone(),
+        }
+    }
 }
 
 /// A request extension set by a sandbox's private endpoint (never from anything a client
@@ -110,7 +128,7 @@ pub struct SessionKeys {
 pub struct Credentials {
     store: Arc<dyn Store>,
     pub sessions: Arc<SessionKeys>,
-    /// Stored access keys found, by id: (namespace, secret, when read).
+    /// Stored access keys found, by id.
     keys: Arc<parking_lot::Mutex<KeyCache>>,
 }
 
@@ -226,6 +244,11 @@ impl Credentials {
         self.keys.lock().remove(access_key_id);
     }
 
+    /// Forgets every stored access key found (a namespace was deleted).
+    pub fn forget_all(&self) {
+        self.keys.lock().clear();
+    }
+
     /// Who signed with `access_key_id` (and `session_token`, the `X-Amz-Security-Token` the
     /// request carried): a session credential's namespace and derived secret, or a stored
     /// access key's.
@@ -234,15 +257,17 @@ impl Credentials {
         access_key_id: &str,
         session_token: Option<&str>,
         own_sandbox: Option<&OwnSandbox>,
-    ) -> Result<Principal, CredentialError> {
+    ) -> Result<Signer, CredentialError> {
         let now = lambent_core::now_ms();
         match session_token {
             Some(token) => {
                 let session =
                     self.sessions
                         .verify_session(access_key_id, token, now, own_sandbox)?;
-                Ok(Principal {
+                Ok(Signer {
                     namespace: session.namespace.clone(),
+                    role: Role::Deployer,
+                    access_key_id: access_key_id.into(),
                     secret_access_key: self.sessions.session_secret(access_key_id),
                     session: Some(session),
                 })
@@ -255,31 +280,27 @@ impl Credentials {
                     .keys
                     .lock()
                     .get(access_key_id)
-                    .and_then(|(ns, secret, at)| {
-                        (at.elapsed() < KEY_CACHE_TTL).then(|| (ns.clone(), secret.clone()))
-                    });
-                let (namespace, secret_access_key) = match known {
+                    .and_then(|(key, at)| (at.elapsed() < KEY_CACHE_TTL).then(|| key.clone()));
+                let key = match known {
                     Some(key) => key,
                     None => {
                         let key = self.store.access_key(access_key_id).await?.ok_or_else(|| {
                             CredentialError::UnknownAccessKey(access_key_id.into())
                         })?;
                         let mut keys = self.keys.lock();
-                        keys.retain(|_, (_, _, at)| at.elapsed() < KEY_CACHE_TTL);
-                        keys.insert(
-                            access_key_id.into(),
-                            (
-                                key.namespace.clone(),
-                                key.secret_access_key.clone(),
-                                Instant::now(),
-                            ),
-                        );
-                        (key.namespace, key.secret_access_key)
+                        keys.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+                        keys.insert(access_key_id.into(), (key.clone(), Instant::now()));
+                        key
                     }
                 };
-                Ok(Principal {
-                    namespace,
-                    secret_access_key,
+                if key.expires_ms.is_some_and(|e| e <= now) {
+                    return Err(CredentialError::ExpiredToken);
+                }
+                Ok(Signer {
+                    namespace: key.namespace,
+                    role: key.role,
+                    access_key_id: key.access_key_id,
+                    secret_access_key: key.secret_access_key,
                     session: None,
                 })
             }

@@ -22,6 +22,13 @@ pub enum ApiError {
     CodeNotFound(String),
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The key is valid but its role (or namespace) may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("namespace '{0}' does not exist")]
+    NamespaceNotFound(String),
+    #[error("api key '{0}' does not exist in this namespace")]
+    ApiKeyNotFound(String),
     #[error("function '{name}' does not exist in namespace '{namespace}'")]
     FunctionNotFound { namespace: String, name: String },
     #[error("function '{name}' has no version or alias '{qualifier}'")]
@@ -40,6 +47,8 @@ pub enum ApiError {
     AccessKeyNotFound(String),
     #[error("no such path: {0}")]
     NotFound(String),
+    #[error("method {0} is not allowed on this path")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     InvalidSchedule(String),
     /// A setting this host cannot provide (outbound network without slirp4netns).
@@ -50,6 +59,8 @@ pub enum ApiError {
     ResourceNotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error(transparent)]
+    InvalidNamespace(#[from] lambent_core::tenancy::TenancyError),
     #[error("{0}")]
     Throttled(String),
     #[error("{what} is larger than the {limit_mb} MB limit")]
@@ -77,6 +88,7 @@ impl ApiError {
             | ApiError::CodeNotFound(_)
             | ApiError::InvalidSchedule(_)
             | ApiError::Unavailable(_)
+            | ApiError::InvalidNamespace(_)
             | ApiError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidRoute(RouteError::Reserved { .. }) => StatusCode::CONFLICT,
             ApiError::InvalidRoute(_) => StatusCode::BAD_REQUEST,
@@ -88,6 +100,8 @@ impl ApiError {
                 QueueErrorKind::Platform => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NamespaceNotFound(_) | ApiError::ApiKeyNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::FunctionNotFound { .. }
             | ApiError::VersionNotFound { .. }
             | ApiError::ActivationNotFound(_)
@@ -96,6 +110,7 @@ impl ApiError {
             | ApiError::NotFound(_)
             | ApiError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::DependencyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -111,6 +126,9 @@ impl ApiError {
             ApiError::InvalidPackage(_) => "InvalidPackage",
             ApiError::CodeNotFound(_) => "CodeNotFound",
             ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::Forbidden(_) => "AccessDenied",
+            ApiError::NamespaceNotFound(_) => "NamespaceNotFound",
+            ApiError::ApiKeyNotFound(_) => "ApiKeyNotFound",
             ApiError::FunctionNotFound { .. } => "FunctionNotFound",
             ApiError::VersionNotFound { .. } => "VersionNotFound",
             ApiError::InvalidParameter(_) => "InvalidParameter",
@@ -127,6 +145,8 @@ impl ApiError {
             ApiError::Queue(e) => e.code(),
             ApiError::AccessKeyNotFound(_) => "AccessKeyNotFound",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::InvalidNamespace(_) => "InvalidNamespace",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::Throttled(_) => "Throttled",
             ApiError::DependencyUnavailable(_) => "ServiceUnavailable",

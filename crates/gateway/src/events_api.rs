@@ -2,7 +2,7 @@
 //! (`POST /v1/functions/{name}/invoke?async=true` or `Lambent-Invocation-Type: Event`), the
 //! queue's depth, the dead-letter queue and its redrive, and schedules.
 
-use crate::auth::Namespace;
+use crate::auth::Principal;
 use crate::{body, ApiError, App};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 type AppState = State<Arc<App>>;
-type Ns = Extension<Namespace>;
+type Ns = Extension<Principal>;
 
 /// The header that asks for an asynchronous invocation, with the value `Event`.
 pub const INVOCATION_TYPE_HEADER: &str = "lambent-invocation-type";
@@ -117,7 +117,7 @@ pub async fn accept_async(
 
 async fn queue_depth(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
 ) -> Result<Json<Value>, ApiError> {
     let pending = app.events.pending(Some(&ns)).await?;
     Ok(Json(json!({ "pending": pending })))
@@ -132,7 +132,7 @@ struct DeadLetterQuery {
 
 async fn list_dead_letters(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Query(q): Query<DeadLetterQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -145,7 +145,7 @@ async fn list_dead_letters(
 
 async fn get_dead_letter(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let letter = app.events.dead_letter(&ns, &id).await?;
@@ -163,7 +163,7 @@ struct RedriveQuery {
 
 async fn redrive_all(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Query(q): Query<RedriveQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let redriven = app.events.redrive(&ns, None, q.function.as_deref()).await?;
@@ -172,7 +172,7 @@ async fn redrive_all(
 
 async fn redrive_one(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let redriven = app.events.redrive(&ns, Some(&id), None).await?;
@@ -260,7 +260,7 @@ async fn save_schedule(
 
 async fn add_schedule(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = body::read(body, SCHEDULE_BODY_LIMIT, "the schedule").await?;
@@ -273,7 +273,7 @@ async fn add_schedule(
 
 async fn put_schedule(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -290,7 +290,7 @@ async fn put_schedule(
 
 async fn list_schedules(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
 ) -> Result<Json<Value>, ApiError> {
     let list = app.events.schedules(&ns).await?;
     Ok(Json(json!({ "schedules": list })))
@@ -298,7 +298,7 @@ async fn list_schedules(
 
 async fn get_schedule(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<Json<lambent_events::ScheduleView>, ApiError> {
     Ok(Json(app.events.schedule(&ns, &name).await?))
@@ -306,7 +306,7 @@ async fn get_schedule(
 
 async fn delete_schedule(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     app.events.delete_schedule(&ns, &name).await?;

@@ -53,7 +53,10 @@ async fn apply_signals(app: Weak<App>, mut signals: tokio::sync::broadcast::Rece
                     tracing::warn!("could not reload the routes from the store: {e}");
                 }
             }
-            Signal::Keys => app.keys.forget(),
+            Signal::Keys => {
+                app.keys.forget();
+                app.credentials.forget_all();
+            }
             Signal::FlushRecords { nonce } => {
                 // Answer from a task: a slow flush must not hold up other signals.
                 let app = app.clone();

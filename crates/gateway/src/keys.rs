@@ -1,17 +1,19 @@
-//! SigV4 access keys of a namespace, under `/v1/keys` (Bearer API key): create (the only
-//! answer that shows the secret), list, delete. The Lambda-compatible API verifies request
-//! signatures with them.
+//! SigV4 access keys of a namespace, under `/v1/keys` (Bearer API key): create with a role
+//! and an optional lifetime (the only answer that shows the secret), list, delete. The
+//! AWS-compatible APIs verify request signatures with them and give the request the key's role.
 
-use crate::auth::Namespace;
+use crate::auth::Principal;
 use crate::{ApiError, App};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
+use lambent_core::Role;
 use lambent_store::lambda::AccessKey;
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ pub fn routes() -> Router<Arc<App>> {
 
 /// A new random key pair: a 20-character id (`LKIA` + 16 of A-Z, 2-7, as AWS ids look) and a
 /// 40-character secret.
-pub fn generate_access_key(namespace: &str) -> AccessKey {
+pub fn generate_access_key(namespace: &str, role: Role, expires_ms: Option<i64>) -> AccessKey {
     const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut rng = rand::thread_rng();
     let id: String = (0..16)
@@ -34,6 +36,8 @@ pub fn generate_access_key(namespace: &str) -> AccessKey {
         access_key_id: format!("LKIA{id}"),
         secret_access_key: Alphanumeric.sample_string(&mut rng, 40),
         created_ms: lambent_core::now_ms(),
+        role,
+        expires_ms,
     }
 }
 
@@ -42,14 +46,32 @@ fn key_view(key: &AccessKey) -> Value {
         "access_key_id": key.access_key_id,
         "namespace": key.namespace,
         "created_ms": key.created_ms,
+        "role": key.role,
+        "expires_ms": key.expires_ms,
     })
+}
+
+/// Optional settings of a new access key.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    role: Option<String>,
+    expires_in_s: Option<u64>,
 }
 
 async fn create_key(
     State(app): State<Arc<App>>,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let key = generate_access_key(&ns);
+    let bytes = crate::body::read(body, 64 * 1024, "the key").await?;
+    let req: CreateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
+        CreateKey::default()
+    } else {
+        crate::body::json(&bytes)?
+    };
+    let role = crate::namespace_role(req.role.as_deref())?;
+    let key = generate_access_key(&ns, role, crate::expiry(req.expires_in_s)?);
     app.store.put_access_key(&key).await?;
     let mut view = key_view(&key);
     view["secret_access_key"] = key.secret_access_key.into();
@@ -58,7 +80,7 @@ async fn create_key(
 
 async fn list_keys(
     State(app): State<Arc<App>>,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
     let keys = app.store.list_access_keys(&ns).await?;
     let keys: Vec<Value> = keys.iter().map(key_view).collect();
@@ -67,7 +89,7 @@ async fn list_keys(
 
 async fn delete_key(
     State(app): State<Arc<App>>,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path(access_key_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if app.store.delete_access_key(&ns, &access_key_id).await? {

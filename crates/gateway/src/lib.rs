@@ -6,6 +6,7 @@
 //! turn requests into registry and invoker calls and results into responses; knows nothing of
 //! how sandboxes work or which database holds the records.
 
+pub mod access;
 mod auth;
 pub mod body;
 pub mod credentials;
@@ -18,18 +19,23 @@ mod queues;
 mod registry;
 mod routes;
 mod sequences;
+mod tenants;
 mod traces_api;
 mod v1;
 mod v1_versions;
 pub mod versions;
 pub mod workflow_hook;
 
-pub use auth::{require_key, ApiKeys, Namespace};
+pub use auth::{
+    acting_in, audited, bearer, client_of, require_key, route_need, ApiKeys, Principal,
+    NAMESPACE_HEADER,
+};
 pub use error::ApiError;
 pub use events_api::{accept_async, wants_async, INVOCATION_TYPE_HEADER};
 pub use queues::RegistryRunner;
 pub use registry::{Deployed, Registry, StoredCode};
 pub use routes::RouteTable;
+pub use tenants::{expiry, namespace_role, new_secret};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -80,7 +86,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(sequences::routes())
         .merge(v1_versions::routes())
         .merge(traces_api::routes())
-        .layer(axum::middleware::from_fn_with_state(
+        .merge(tenants::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_key,
         ));

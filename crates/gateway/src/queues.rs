@@ -2,7 +2,7 @@
 //! handlers over `lambent-queues`, and [`RegistryRunner`], through which queues and topics run
 //! the deployed functions.
 
-use crate::auth::Namespace;
+use crate::auth::Principal;
 use crate::{body, ApiError, App};
 use async_trait::async_trait;
 use axum::body::Body;
@@ -26,7 +26,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 type AppState = State<Arc<App>>;
-type Ns = Extension<Namespace>;
+type Ns = Extension<Principal>;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -76,7 +76,7 @@ fn queue_view(q: &QueueConfig, region: &str) -> Value {
 
 async fn create_queue(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     body: Body,
 ) -> Result<Response, ApiError> {
     let settings: QueueSettings = json_body(body).await?;
@@ -86,7 +86,7 @@ async fn create_queue(
 
 async fn list_queues(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
 ) -> Result<Json<Value>, ApiError> {
     let queues: Vec<Value> = app
         .queues
@@ -107,7 +107,7 @@ async fn list_queues(
 
 async fn show_queue(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let q = app.queues.queue(&ns, &name).await?;
@@ -118,7 +118,7 @@ async fn show_queue(
 
 async fn delete_queue(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     app.queues.delete_queue(&ns, &name).await?;
@@ -135,7 +135,7 @@ enum SendBody {
 
 async fn send(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -162,7 +162,7 @@ struct ReceiveBody {
 
 async fn receive(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -193,7 +193,7 @@ struct DeleteBody {
 
 async fn delete_messages(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -216,7 +216,7 @@ struct VisibilityBody {
 
 async fn change_visibility(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
@@ -229,7 +229,7 @@ async fn change_visibility(
 
 async fn purge(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let n = app.queues.purge(&ns, &name).await?;
@@ -272,7 +272,7 @@ struct TopicBody {
 
 async fn create_topic(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: TopicBody = json_body(body).await?;
@@ -288,7 +288,7 @@ async fn create_topic(
 
 async fn list_topics(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
 ) -> Result<Json<Value>, ApiError> {
     let topics = app.queues.list_topics(&ns).await?;
     Ok(Json(json!({ "topics": topics })))
@@ -296,7 +296,7 @@ async fn list_topics(
 
 async fn delete_topic(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     app.queues.delete_topic(&ns, &name).await?;
@@ -317,7 +317,7 @@ struct SubscribeBody {
 
 async fn subscribe(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -344,7 +344,7 @@ async fn subscribe(
 
 async fn list_subscriptions(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let subs = app.queues.subscriptions(&ns, &name).await?;
@@ -353,7 +353,7 @@ async fn list_subscriptions(
 
 async fn unsubscribe(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     app.queues.unsubscribe(&ns, &id).await?;
@@ -371,7 +371,7 @@ struct PublishBody {
 
 async fn publish(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -391,7 +391,7 @@ async fn publish(
 
 async fn create_mapping(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     body: Body,
 ) -> Result<Response, ApiError> {
     let settings: Value = json_body(body).await?;
@@ -410,7 +410,7 @@ async fn create_mapping(
 
 async fn list_mappings(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
 ) -> Result<Json<Value>, ApiError> {
     let mappings = app.queues.list_mappings(&ns).await?;
     let streams = app.queues.list_stream_mappings(&ns).await?;
@@ -421,7 +421,7 @@ async fn list_mappings(
 
 async fn delete_mapping(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     match app.queues.delete_mapping(&ns, &id).await {

@@ -5,7 +5,7 @@
 //! Lambda API) invokes a sequence too. Here: create or update (components must exist and
 //! must not lead back to the sequence), list, get, delete.
 
-use crate::auth::Namespace;
+use crate::auth::Principal;
 use crate::registry::Registry;
 use crate::{body, ApiError, App};
 use axum::body::Body;
@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 type AppState = State<Arc<App>>;
-type Ns = Extension<Namespace>;
+type Ns = Extension<Principal>;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -41,7 +41,7 @@ struct SequenceBody {
 
 async fn put(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -59,7 +59,7 @@ async fn put(
     Ok((status, Json(view(&function))).into_response())
 }
 
-async fn list(State(app): AppState, Extension(Namespace(ns)): Ns) -> Json<Value> {
+async fn list(State(app): AppState, Extension(Principal { namespace: ns, .. }): Ns) -> Json<Value> {
     let sequences: Vec<Value> = app
         .registry
         .list(&ns)
@@ -72,7 +72,7 @@ async fn list(State(app): AppState, Extension(Namespace(ns)): Ns) -> Json<Value>
 
 async fn get_one(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let function = sequence(&app, &ns, &name).await?;
@@ -81,7 +81,7 @@ async fn get_one(
 
 async fn delete(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     sequence(&app, &ns, &name).await?;

@@ -1,7 +1,7 @@
 //! `GET /v1/traces/{trace_id}`: the spans of one trace in the caller's namespace, derived from
 //! its activation records (`lambent_traces::spans`); no exporter needs to be configured.
 
-use crate::auth::Namespace;
+use crate::auth::Principal;
 use crate::{ApiError, App};
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -20,7 +20,7 @@ pub fn routes() -> Router<Arc<App>> {
 
 async fn get_trace(
     State(app): State<Arc<App>>,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path(trace_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = TraceId::parse(&trace_id).ok_or_else(|| {

@@ -1,7 +1,7 @@
 //! The Lambent API under `/v1` (documented in `docs/api.md`): code upload, functions CRUD,
 //! synchronous invoke, activations and logs.
 
-use crate::auth::Namespace;
+use crate::auth::Principal;
 use crate::{body, ApiError, App};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 type AppState = State<Arc<App>>;
-type Ns = Extension<Namespace>;
+type Ns = Extension<Principal>;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -98,7 +98,7 @@ struct DeployQuery {
 
 async fn deploy(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(query): Query<DeployQuery>,
     body: Body,
@@ -144,7 +144,10 @@ async fn deploy(
     Ok((status, Json(view)).into_response())
 }
 
-async fn list_functions(State(app): AppState, Extension(Namespace(ns)): Ns) -> Json<Value> {
+async fn list_functions(
+    State(app): AppState,
+    Extension(Principal { namespace: ns, .. }): Ns,
+) -> Json<Value> {
     let functions: Vec<Value> = app
         .registry
         .list(&ns)
@@ -156,7 +159,7 @@ async fn list_functions(State(app): AppState, Extension(Namespace(ns)): Ns) -> J
 
 async fn get_function(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let deployment = find(&app, &ns, &name).await?;
@@ -165,7 +168,7 @@ async fn get_function(
 
 async fn delete_function(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     FunctionName::parse(&name)?;
@@ -175,7 +178,7 @@ async fn delete_function(
 
 async fn invoke(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     uri: axum::http::Uri,
     request_headers: HeaderMap,
@@ -251,7 +254,7 @@ struct ActivationsQuery {
 
 async fn list_activations(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Query(q): Query<ActivationsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let status = q
@@ -303,7 +306,7 @@ async fn list_activations(
 
 async fn get_activation(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
 ) -> Result<Json<Activation>, ApiError> {
     app.flush_records().await;
@@ -323,7 +326,7 @@ struct LogsQuery {
 
 async fn function_logs(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -349,8 +352,9 @@ async fn function_logs(
     Ok(Json(json!({ "logs": logs })))
 }
 
-/// Prometheus metrics (needs an API key, as every path but `/healthz`).
-async fn metrics(State(app): AppState) -> Response {
+/// Prometheus metrics (needs an API key, as every path but `/healthz`): the operator's key
+/// sees every series, a namespace's key only the series labelled with its namespace.
+async fn metrics(State(app): AppState, Extension(who): Extension<Principal>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     let mut text = app.registry.invoker().metrics_text();
     if let Some(export) = &app.trace_export {
@@ -358,7 +362,34 @@ async fn metrics(State(app): AppState) -> Response {
         let end = text.rfind("# EOF").unwrap_or(text.len());
         text.insert_str(end, &export.metrics_text());
     }
+    if !who.is_operator() {
+        text = own_series(&text, &who.namespace);
+    }
     ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+/// An exposition with only `namespace`'s samples: the metadata lines (`# …`) stay, a sample
+/// stays when its labels hold `namespace="<namespace>"`; node-wide series (no namespace
+/// label) are the operator's.
+pub fn own_series(text: &str, namespace: &str) -> String {
+    let label = format!("namespace=\"{namespace}\"");
+    let ours = |line: &str| {
+        let Some(open) = line.find('{') else {
+            return false;
+        };
+        let labels = &line[open..];
+        labels
+            .match_indices(&label)
+            .any(|(i, _)| i > 0 && matches!(labels.as_bytes()[i - 1], b'{' | b','))
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with('#') || ours(line) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A deployed function, read from the store when this node does not know it yet: in a cluster,
@@ -422,7 +453,7 @@ async fn all_activations(
 
 async fn usage(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Query(q): Query<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     use lambent_core::metering::{self, Grouping};
@@ -448,4 +479,24 @@ async fn usage(
         "rightsizing": metering::rightsizing(&records, &app.prices),
         "prices": app.prices,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_namespace_sees_only_its_own_series() {
+        let text = "# TYPE lambent_invocations counter\n\
+lambent_invocations_total{namespace=\"a\",function=\"f\",status=\"success\"} 3\n\
+lambent_invocations_total{namespace=\"ab\",function=\"f\",status=\"success\"} 1\n\
+lambent_invocations_total{function=\"x\",namespace=\"b\",status=\"success\"} 2\n\
+lambent_sandboxes{state=\"idle\"} 4\n# EOF\n";
+        let a = super::own_series(text, "a");
+        assert_eq!(
+            a,
+            "# TYPE lambent_invocations counter\n\
+lambent_invocations_total{namespace=\"a\",function=\"f\",status=\"success\"} 3\n# EOF\n"
+        );
+        let b = super::own_series(text, "b");
+        assert!(b.contains("function=\"x\",namespace=\"b\"") && !b.contains("\"a\""));
+    }
 }

@@ -4,7 +4,7 @@
 //! version, `PUT /v1/functions/{name}/aliases/{alias}` points an alias at a version (creating
 //! or moving it), `GET /v1/functions/{name}/aliases` lists them.
 
-use crate::auth::Namespace;
+use crate::auth::Principal;
 use crate::v1::find;
 use crate::{body, ApiError, App};
 use axum::extract::{Path, State};
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 type AppState = State<Arc<App>>;
-type Ns = Extension<Namespace>;
+type Ns = Extension<Principal>;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -53,7 +53,7 @@ fn optional<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T,
 
 async fn publish(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -86,7 +86,7 @@ fn alias_view(a: &Alias) -> Value {
 
 async fn put_alias(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path((name, alias)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -115,7 +115,7 @@ async fn put_alias(
 
 async fn list_aliases(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     find(&app, &ns, &name).await?;

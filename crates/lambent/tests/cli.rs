@@ -1375,3 +1375,138 @@ fn deploy_installs_package_json_dependencies_and_exits_1_when_npm_cannot() {
         "{out:?}"
     );
 }
+
+#[test]
+fn namespaces_keys_with_roles_and_the_audit_log_from_the_command_line() {
+    let home = tempfile::tempdir().unwrap();
+    let admin = "cli-test-admin-key";
+    let s = Server::start_with_env(home.path(), &[], &[("LAMBENT_ADMIN_KEY", admin)]);
+    let with_key = |key: &str, args: &[&str]| {
+        run(
+            args,
+            &[("LAMBENT_URL", &s.url), ("LAMBENT_API_KEY", key)],
+            None,
+        )
+    };
+    let as_admin = |args: &[&str]| {
+        run(
+            args,
+            &[("LAMBENT_URL", &s.url), ("LAMBENT_ADMIN_KEY", admin)],
+            None,
+        )
+    };
+    // The default namespace's owner key does not manage namespaces.
+    let refused = s.cli(&["ns", "ls"]).failed();
+    assert!(refused.stderr.contains("operator"), "{refused:?}");
+
+    let created = as_admin(&[
+        "-o",
+        "json",
+        "ns",
+        "create",
+        "team-a",
+        "--concurrency",
+        "5",
+        "--storage-quota",
+        "10g",
+        "--monthly-budget",
+        "12.5",
+    ])
+    .ok()
+    .json();
+    assert_eq!(
+        created["settings"]["storage_quota_bytes"],
+        10u64 << 30,
+        "{created}"
+    );
+    assert_eq!(created["settings"]["monthly_budget_usd"], 12.5);
+    let owner = created["owner_key"]["secret"].as_str().unwrap().to_string();
+    let listed = as_admin(&["ns", "ls"]).ok();
+    assert!(
+        listed.stdout.contains("team-a") && listed.stdout.contains("default"),
+        "{listed:?}"
+    );
+    let shown = as_admin(&["ns", "get", "team-a"]).ok();
+    assert!(shown.stdout.contains("nothing"), "{shown:?}");
+    as_admin(&["ns", "update", "team-a", "--max-functions", "3"]).ok();
+    let got = as_admin(&["-o", "json", "ns", "get", "team-a"]).ok().json();
+    assert_eq!(got["settings"]["max_functions"], 3, "{got}");
+    assert_eq!(got["settings"]["concurrency"], 5, "{got}");
+    let dup = as_admin(&["ns", "create", "team-a"]).failed();
+    assert!(dup.stderr.contains("exists"), "{dup:?}");
+
+    // A viewer key, made by the owner: it reads, and may not change anything or make keys.
+    let viewer = with_key(
+        &owner,
+        &[
+            "-o",
+            "json",
+            "keys",
+            "create",
+            "--api",
+            "--role",
+            "viewer",
+            "--expires",
+            "1h",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(viewer["role"], "viewer", "{viewer}");
+    assert!(viewer["expires_ms"].as_u64().unwrap() > 0);
+    let (id, first) = (
+        viewer["key_id"].as_str().unwrap().to_string(),
+        viewer["secret"].as_str().unwrap().to_string(),
+    );
+    with_key(&first, &["ls"]).ok();
+    let denied = with_key(&first, &["keys", "create", "--api"]).failed();
+    assert!(denied.stderr.contains("may not"), "{denied:?}");
+    let denied = with_key(&first, &["queue", "create", "jobs"]).failed();
+    assert!(denied.stderr.contains("may not"), "{denied:?}");
+
+    // Rotation with a grace period: both secrets work; without one, only the newest.
+    let rotated = with_key(
+        &owner,
+        &["-o", "json", "keys", "rotate", &id, "--grace", "1h"],
+    )
+    .ok()
+    .json();
+    let second = rotated["secret"].as_str().unwrap().to_string();
+    with_key(&first, &["ls"]).ok();
+    with_key(&second, &["ls"]).ok();
+    let third = with_key(&owner, &["-o", "json", "keys", "rotate", &id])
+        .ok()
+        .json();
+    let third = third["secret"].as_str().unwrap().to_string();
+    with_key(&first, &["ls"]).failed();
+    with_key(&second, &["ls"]).failed();
+    with_key(&third, &["ls"]).ok();
+    let keys = with_key(&owner, &["keys", "ls"]).ok();
+    assert!(
+        keys.stdout.contains(&id) && keys.stdout.contains("viewer"),
+        "{keys:?}"
+    );
+
+    // The audit log names who made and rotated keys; the operator sees every namespace's.
+    let audit = with_key(&owner, &["audit", "--since", "1h"]).ok();
+    assert!(
+        audit.stdout.contains("/v1/api-keys") && audit.stdout.contains("rotate"),
+        "{audit:?}"
+    );
+    let all = as_admin(&["-o", "json", "audit"]).ok().json();
+    let namespaces: Vec<&str> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["namespace"].as_str())
+        .collect();
+    assert!(
+        namespaces.contains(&"team-a") && namespaces.contains(&"default"),
+        "{all}"
+    );
+
+    // Keys and records do not keep a namespace alive; once deleted its keys are refused.
+    as_admin(&["ns", "rm", "team-a"]).ok();
+    with_key(&owner, &["ls"]).failed();
+    with_key(&third, &["ls"]).failed();
+}

@@ -1,7 +1,8 @@
 //! Who signed an S3 request: SigV4 secrets come from the platform's one resolver of AWS
 //! credentials (`lambent_gateway::credentials`: stored access keys and the sandboxes' session
-//! credentials); the access check then verifies a session token, if any, and puts the signer's
-//! namespace on the request ([`Namespace`]) for the operations.
+//! credentials); the access check then verifies a session token, if any, checks the
+//! operation against the key's role, and puts the signer's namespace on the request
+//! ([`Namespace`]) for the operations.
 
 use lambent_gateway::credentials::{CredentialError, Credentials, OwnSandbox, SESSION_KEY_PREFIX};
 use s3s::access::{S3Access, S3AccessContext};
@@ -74,12 +75,21 @@ impl S3Access for KeyAuth {
         let id = credentials.access_key.clone();
         let token = session_token(cx).map(|t| t.into_owned());
         let own = cx.extensions_mut().get::<OwnSandbox>().cloned();
-        let principal = self
+        let signer = self
             .0
             .resolve(&id, token.as_deref(), own.as_ref())
             .await
             .map_err(refused)?;
-        cx.extensions_mut().insert(Namespace(principal.namespace));
+        // The operation's access (reads by their names, the rest writes) against the role.
+        let access = lambent_gateway::access::aws_action(cx.s3_op().name(), &[]);
+        if !signer.role.may(access) {
+            return Err(s3_error!(
+                AccessDenied,
+                "{}",
+                lambent_gateway::access::refusal(signer.role, access)
+            ));
+        }
+        cx.extensions_mut().insert(Namespace(signer.namespace));
         Ok(())
     }
 }

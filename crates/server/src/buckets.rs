@@ -18,7 +18,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use lambent_gateway::{App, Namespace};
+use lambent_gateway::{App, Principal};
 use lambent_objects::notification::{FilterRule, TargetConfig, TargetKind};
 use lambent_objects::{Conditions, NotificationConfig, ObjectError, Objects};
 use lambent_store::objects::{Bucket, ListQuery, ObjectAttrs, ObjectRecord, WriteIf};
@@ -88,7 +88,7 @@ pub fn routes(app: Arc<App>, objects: Arc<Objects>) -> Router {
             "/v1/buckets/{bucket}/notification",
             get(get_notification).put(put_notification),
         )
-        .layer(axum::middleware::from_fn_with_state(
+        .route_layer(axum::middleware::from_fn_with_state(
             app,
             lambent_gateway::require_key,
         ))
@@ -159,7 +159,7 @@ impl From<&ObjectRecord> for ObjectInfo {
 
 async fn list_buckets(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
 ) -> Result<Json<serde_json::Value>, Failed> {
     let buckets: Vec<BucketInfo> = b
         .objects
@@ -181,7 +181,7 @@ struct CreateBucket {
 /// `PUT /v1/buckets/{bucket}` with an optional `{"region"}` → `201` and the bucket.
 async fn create_bucket(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path(bucket): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<BucketInfo>), Failed> {
@@ -207,7 +207,7 @@ struct DeleteBucket {
 /// `DELETE /v1/buckets/{bucket}[?force=true]` → `200 {"deleted_objects": n}`.
 async fn delete_bucket(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path(bucket): Path<String>,
     Query(q): Query<DeleteBucket>,
 ) -> Result<Json<serde_json::Value>, Failed> {
@@ -235,7 +235,7 @@ struct ListObjects {
 /// A page of keys; `next_start_after` is where the next page starts (with `truncated`).
 async fn list_objects(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path(bucket): Path<String>,
     Query(q): Query<ListObjects>,
 ) -> Result<Json<serde_json::Value>, Failed> {
@@ -287,7 +287,7 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<St
 /// `Content-Type`, `Content-MD5` and `If-None-Match: *` (only if absent) are honoured.
 async fn put_object(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -366,7 +366,7 @@ fn httpdate(t: std::time::SystemTime) -> String {
 /// `Content-Length`.
 async fn get_object(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path((bucket, key)): Path<(String, String)>,
 ) -> Result<Response, Failed> {
     let d = b
@@ -379,7 +379,7 @@ async fn get_object(
 
 async fn head_object(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path((bucket, key)): Path<(String, String)>,
 ) -> Result<Response, Failed> {
     let o = b
@@ -393,7 +393,7 @@ async fn head_object(
 /// (unlike S3, which answers 204: the CLI tells a typo from a deletion).
 async fn delete_object(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path((bucket, key)): Path<(String, String)>,
 ) -> Result<StatusCode, Failed> {
     match b.objects.delete_object(&ns, &bucket, &key).await? {
@@ -404,7 +404,7 @@ async fn delete_object(
 
 async fn get_notification(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path(bucket): Path<String>,
 ) -> Result<Json<Configurations>, Failed> {
     let config = b.objects.notification(&ns, &bucket).await?;
@@ -415,7 +415,7 @@ async fn get_notification(
 
 async fn put_notification(
     State(b): St,
-    Extension(Namespace(ns)): Extension<Namespace>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
     Path(bucket): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Configurations>, Failed> {

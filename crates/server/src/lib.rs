@@ -75,6 +75,9 @@ pub struct ServerOptions {
     pub insecure_no_sandbox: bool,
     /// The default namespace's API key; `None`: generated once per data dir.
     pub api_key: Option<String>,
+    /// The operator's key (every namespace, and `/v1/namespaces`; `LAMBENT_ADMIN_KEY`);
+    /// `None`: generated once per data dir, kept in `<data-dir>/admin-key`.
+    pub admin_key: Option<String>,
     /// How long idle sandboxes stay warm (functions may set their own).
     pub keep_alive: Duration,
     /// Concurrent invocations per namespace.
@@ -133,6 +136,7 @@ impl ServerOptions {
             data_dir,
             insecure_no_sandbox: false,
             api_key: None,
+            admin_key: None,
             keep_alive: defaults.keep_alive,
             namespace_concurrency: defaults.namespace_concurrency,
             memory_budget_mb: None,
@@ -184,8 +188,10 @@ pub enum ServerError {
     Queues(#[from] QueueError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
-    #[error("the API key is empty or has whitespace")]
+    #[error("the API key (or the operator's key) is empty or has whitespace")]
     BadApiKey,
+    #[error("the operator's key (LAMBENT_ADMIN_KEY) must differ from the API key")]
+    SameKeys,
     #[error("the access key id and secret must be non-empty and without whitespace")]
     BadAccessKey,
     #[error("a cluster node needs both --store postgres://… and --bus nats://… (got only {given}); without either, Lambent runs on its embedded store")]
@@ -205,6 +211,9 @@ pub struct RunningServer {
     url: String,
     addr: SocketAddr,
     api_key: String,
+    admin_key: String,
+    /// Where the generated operator key is kept (`None`: it was configured).
+    admin_key_file: Option<PathBuf>,
     app: Arc<App>,
     workers: lambent_events::Running,
     stop: Option<oneshot::Sender<()>>,
@@ -212,6 +221,7 @@ pub struct RunningServer {
     background: Vec<JoinHandle<()>>,
     grace: Duration,
     sdks: sdk::SdkStatus,
+    served_routes: Vec<(String, String)>,
 }
 
 impl RunningServer {
@@ -229,6 +239,19 @@ impl RunningServer {
     }
     pub fn api_key(&self) -> &str {
         &self.api_key
+    }
+    /// The operator's key.
+    pub fn admin_key(&self) -> &str {
+        &self.admin_key
+    }
+    /// The file the generated operator key is kept in (`None`: configured, not generated).
+    pub fn admin_key_file(&self) -> Option<&Path> {
+        self.admin_key_file.as_deref()
+    }
+    /// The routes the listener's router serves, as (method, path) read from the router
+    /// itself (`HEAD` left out: `GET` routes serve it): what the access table must cover.
+    pub fn served_routes(&self) -> &[(String, String)] {
+        &self.served_routes
     }
 
     /// This node's id (`local` on the embedded node).
@@ -498,6 +521,26 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             &lambent_store::sha256_hex(api_key.as_bytes()),
         )
         .await?;
+    let (admin_key, admin_key_file) = match opts.admin_key {
+        Some(key) if key.is_empty() || key.chars().any(char::is_whitespace) => {
+            return Err(ServerError::BadApiKey)
+        }
+        Some(key) => (key, None),
+        None => (
+            kept_secret(data, "admin-key", lambent_gateway::new_secret).map_err(in_data)?,
+            Some(data.join("admin-key")),
+        ),
+    };
+    if admin_key == api_key {
+        return Err(ServerError::SameKeys);
+    }
+    store
+        .add_key_with_role(
+            DEFAULT_NAMESPACE,
+            &lambent_store::sha256_hex(admin_key.as_bytes()),
+            lambent_core::Role::Operator,
+        )
+        .await?;
 
     if let Some((id, secret)) = opts.access_key {
         let bad = |s: &str| s.is_empty() || s.chars().any(char::is_whitespace);
@@ -510,6 +553,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
                 access_key_id: id,
                 secret_access_key: secret,
                 created_ms: lambent_core::now_ms(),
+                role: lambent_core::Role::Owner,
+                expires_ms: None,
             })
             .await?;
     }
@@ -794,6 +839,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             .merge(aws)
             .merge(lambent_console::router(app.clone(), v1)),
     );
+    let served_routes = served_routes(&router);
     let sdks = match sdk_cache {
         Ok(cache) => {
             let status = cache.status.clone();
@@ -845,6 +891,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         url: format!("http://{addr}"),
         addr,
         api_key,
+        admin_key,
+        admin_key_file,
+        served_routes,
         app,
         workers,
         stop: Some(stop),
@@ -1015,6 +1064,52 @@ async fn prune_activations(store: Arc<dyn Store>, cluster: Arc<Cluster>, retenti
     }
 }
 
+/// The routes a router serves, as (method, path), read from its `Debug` form (axum names its
+/// paths and each path's method endpoints there, and nowhere else): the access table's test
+/// checks each has a rule. `HEAD` is left out (a `GET` route serves it, under the `GET` rule).
+fn served_routes(router: &axum::Router) -> Vec<(String, String)> {
+    let text = format!("{router:?}");
+    // The router's own routes come before its fallback router's (axum's catch-all).
+    let text = text.split("fallback_router").next().unwrap_or("");
+    let id_after = |s: &str| -> Option<u32> {
+        let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    // `RouteId(N): "/path"` in the path node.
+    let mut paths = std::collections::HashMap::new();
+    for piece in text.split("RouteId(").skip(1) {
+        let Some(id) = id_after(piece) else { continue };
+        if let Some(path) = piece.split_once("): \"").map(|(_, rest)| rest) {
+            if let Some(path) = path.split('"').next() {
+                paths.insert(id, path.to_string());
+            }
+        }
+    }
+    // `RouteId(N): MethodRouter(MethodRouter { get: Route, head: None, … })` in the routes.
+    let mut served = Vec::new();
+    for piece in text.split("RouteId(").skip(1) {
+        let Some(id) = id_after(piece) else { continue };
+        let Some(fields) = piece.split_once("MethodRouter { ").map(|(_, f)| f) else {
+            continue;
+        };
+        let Some(path) = paths.get(&id) else { continue };
+        for method in [
+            "get", "delete", "options", "patch", "post", "put", "trace", "connect",
+        ] {
+            let served_here = fields
+                .split(", ")
+                .find_map(|f| f.strip_prefix(&format!("{method}: ")))
+                .is_some_and(|v| !v.starts_with("None"));
+            if served_here && path != "/" && !path.contains("__private__") {
+                served.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    served.sort();
+    served.dedup();
+    served
+}
+
 /// A secret of the data dir (`<data>/<name>`, mode 0600), made by `generate` on first use.
 fn kept_secret(
     data: &Path,
@@ -1042,4 +1137,35 @@ fn kept_secret(
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod served_routes_tests {
+    use axum::routing::{get, put};
+
+    async fn ok() -> &'static str {
+        "ok"
+    }
+
+    #[test]
+    fn a_router_names_its_paths_and_their_methods() {
+        let router = axum::Router::new()
+            .route("/a/{x}", get(ok).post(ok))
+            .route("/b", put(ok).delete(ok))
+            .route_layer(axum::middleware::from_fn(
+                |r: axum::extract::Request, n: axum::middleware::Next| n.run(r),
+            ))
+            .fallback(ok);
+        let got = super::served_routes(&router);
+        let want: Vec<(String, String)> = [
+            ("DELETE", "/b"),
+            ("GET", "/a/{x}"),
+            ("POST", "/a/{x}"),
+            ("PUT", "/b"),
+        ]
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+        assert_eq!(got, want);
+    }
 }

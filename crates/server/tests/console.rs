@@ -114,7 +114,7 @@ fn add_namespace(node: &Node, ns: &str, key: &str) {
         lambent_store_sqlite::SqliteStore::open(&node._data.path().join("lambent.db")).unwrap();
     tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(async {
-            use lambent_store::Store;
+            use lambent_store::tenants::TenantStore;
             store
                 .add_api_key(ns, &lambent_store::sha256_hex(key.as_bytes()))
                 .await
@@ -551,4 +551,51 @@ async fn records_from_before_the_rollups_are_counted_after_an_upgrade() {
         (totals["errors"].as_u64(), totals["cold"].as_u64()),
         (Some(3), Some(1))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_session_may_do_what_its_keys_role_may() {
+    let node = common::node().await;
+    let key_of = |role: &'static str| {
+        let node = &node;
+        async move {
+            let body = json!({ "role": role }).to_string().into_bytes();
+            let (s, _, v) = node.send(Method::POST, "/v1/api-keys", body).await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            v["secret"].as_str().unwrap().to_string()
+        }
+    };
+    let viewer = Browser::sign_in(&node, &key_of("viewer").await)
+        .await
+        .unwrap();
+    let (s, who) = viewer.get("/ui/api/session").await;
+    assert_eq!((s, who["role"].as_str()), (StatusCode::OK, Some("viewer")));
+    assert_eq!(viewer.get("/ui/api/overview").await.0, StatusCode::OK);
+    assert_eq!(viewer.get("/ui/api/v1/functions").await.0, StatusCode::OK);
+    // Through the pass-through, the inner route's rule applies: a viewer may not create.
+    let (s, _, v) = viewer
+        .request(
+            Method::POST,
+            "/ui/api/v1/queues",
+            &[("x-csrf-token", &viewer.csrf), ("origin", &viewer.base)],
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("AccessDenied")),
+        "{v}"
+    );
+
+    // An invoker's session reads nothing.
+    let invoker = Browser::sign_in(&node, &key_of("invoker").await)
+        .await
+        .unwrap();
+    for path in [
+        "/ui/api/overview",
+        "/ui/api/v1/functions",
+        "/ui/api/v1/activations",
+    ] {
+        let (s, v) = invoker.get(path).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {v}");
+    }
 }

@@ -30,6 +30,8 @@ async fn s3_node() -> Node {
         access_key_id: OTHER_KEY_ID.into(),
         secret_access_key: OTHER_SECRET.into(),
         created_ms: 1,
+        role: lambent_core::Role::Owner,
+        expires_ms: None,
     };
     match &node.cluster {
         Some((pg, _)) => {

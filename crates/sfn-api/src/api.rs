@@ -73,7 +73,7 @@ async fn serve(workflows: &Workflows, request: Request) -> Result<Value, SfnErro
     let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request")
         .await
         .map_err(|e| SfnError::Validation(e.to_string()))?;
-    let namespace = auth::verify(&parts, &body, &key, &workflows.region, "states")?;
+    let principal = auth::verify(&parts, &body, &key, &workflows.region, "states")?;
     let operation = parts
         .headers
         .get("x-amz-target")
@@ -81,6 +81,9 @@ async fn serve(workflows: &Workflows, request: Request) -> Result<Value, SfnErro
         .and_then(|t| t.strip_prefix(TARGET_PREFIX))
         .unwrap_or_default()
         .to_string();
+    let access = lambent_gateway::access::aws_action(&operation, INVOKE_ACTIONS);
+    auth::authorize(&principal, access)?;
+    let namespace = principal.namespace.clone();
     let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -92,8 +95,27 @@ async fn serve(workflows: &Workflows, request: Request) -> Result<Value, SfnErro
         namespace: &namespace,
         input: &input,
     };
-    call.dispatch(&operation).await
+    let result = call.dispatch(&operation).await;
+    if lambent_gateway::audited(access) {
+        let status = if result.is_ok() { 200 } else { 400 };
+        let client = auth::client_address(&parts);
+        let action = format!("states:{operation}");
+        auth::audit(
+            &workflows.app,
+            &principal,
+            "POST",
+            &action,
+            "",
+            status,
+            client,
+        )
+        .await;
+    }
+    result
 }
+
+/// The Step Functions actions that run something (the rest read or write by their names).
+const INVOKE_ACTIONS: &[&str] = &["StartExecution", "StartSyncExecution"];
 
 /// Epoch seconds, as the JSON protocol carries timestamps.
 pub(crate) fn seconds(ms: i64) -> Value {

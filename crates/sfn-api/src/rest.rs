@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use lambent_gateway::Namespace;
+use lambent_gateway::Principal;
 use lambent_store::workflows::{StoredExecution, StoredStateMachine};
 use lambent_workflows::Outcome;
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,7 @@ pub fn routes(workflows: Arc<Workflows>) -> Router {
             post(stop),
         )
         .route("/v1/usage/transitions", get(usage))
-        .layer(axum::middleware::from_fn_with_state(
+        .route_layer(axum::middleware::from_fn_with_state(
             app,
             lambent_gateway::require_key,
         ))
@@ -88,7 +88,7 @@ impl IntoResponse for RestError {
 }
 
 type St = State<Arc<Workflows>>;
-type Ns = Extension<Namespace>;
+type Ns = Extension<Principal>;
 type Answer = Result<Response, RestError>;
 
 /// A state machine as `/v1` shows it.
@@ -187,13 +187,17 @@ async fn body<T: serde::de::DeserializeOwned + Default>(
     read_body(&bytes)
 }
 
-async fn list(State(wf): St, Extension(Namespace(ns)): Ns) -> Answer {
+async fn list(State(wf): St, Extension(Principal { namespace: ns, .. }): Ns) -> Answer {
     let all = wf.list_state_machines(&ns).await?;
     let views: Vec<WorkflowView> = all.iter().map(|sm| WorkflowView::of(sm, false)).collect();
     Ok(Json(json!({ "workflows": views })).into_response())
 }
 
-async fn describe(State(wf): St, Extension(Namespace(ns)): Ns, Path(name): Path<String>) -> Answer {
+async fn describe(
+    State(wf): St,
+    Extension(Principal { namespace: ns, .. }): Ns,
+    Path(name): Path<String>,
+) -> Answer {
     let sm = wf
         .state_machine(&ns, &wf.state_machine_arn(&ns, &name))
         .await?;
@@ -222,7 +226,7 @@ pub enum Deployed {
 
 async fn deploy(
     State(wf): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     request: axum::extract::Request,
 ) -> Answer {
@@ -283,7 +287,11 @@ pub async fn deploy_state_machine(
     Ok((sm, Deployed::Updated))
 }
 
-async fn remove(State(wf): St, Extension(Namespace(ns)): Ns, Path(name): Path<String>) -> Answer {
+async fn remove(
+    State(wf): St,
+    Extension(Principal { namespace: ns, .. }): Ns,
+    Path(name): Path<String>,
+) -> Answer {
     let arn = wf.state_machine_arn(&ns, &name);
     // A missing workflow is an error here (the AWS call is silent about it).
     wf.state_machine(&ns, &arn).await?;
@@ -308,7 +316,7 @@ pub struct StartRequest {
 
 async fn start(
     State(wf): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(workflow): Path<String>,
     request: axum::extract::Request,
 ) -> Answer {
@@ -403,7 +411,7 @@ struct ExecutionsQuery {
 
 async fn executions(
     State(wf): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(workflow): Path<String>,
     Query(q): Query<ExecutionsQuery>,
 ) -> Answer {
@@ -436,7 +444,7 @@ async fn executions(
 
 async fn execution(
     State(wf): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path((workflow, name)): Path<(String, String)>,
 ) -> Answer {
     let e = wf
@@ -447,7 +455,7 @@ async fn execution(
 
 async fn history(
     State(wf): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path((workflow, name)): Path<(String, String)>,
 ) -> Answer {
     let arn = wf.execution_arn(&ns, &workflow, &name);
@@ -487,7 +495,7 @@ struct StopRequest {
 
 async fn stop(
     State(wf): St,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path((workflow, name)): Path<(String, String)>,
     request: axum::extract::Request,
 ) -> Answer {
@@ -513,7 +521,11 @@ pub struct TransitionRow {
     pub cost: f64,
 }
 
-async fn usage(State(wf): St, Extension(Namespace(ns)): Ns, Query(q): Query<UsageQuery>) -> Answer {
+async fn usage(
+    State(wf): St,
+    Extension(Principal { namespace: ns, .. }): Ns,
+    Query(q): Query<UsageQuery>,
+) -> Answer {
     let price = wf.app.prices.per_transition;
     let rows: Vec<TransitionRow> = wf
         .transition_usage(&ns, q.since_ms.unwrap_or(0))

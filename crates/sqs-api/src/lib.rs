@@ -22,6 +22,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lambent_aws_api::{auth, sigv4};
+use lambent_gateway::access::Access;
 use lambent_gateway::App;
 use serde_json::Value;
 use std::sync::Arc;
@@ -213,14 +214,30 @@ async fn answer(
     let body = lambent_gateway::body::read(body, MAX_REQUEST_BYTES, "the request")
         .await
         .map_err(|e| SqsError::InvalidParameterValue(e.to_string()))?;
-    let namespace = auth::verify(
-        &parts,
-        &body,
-        &principal,
-        &endpoint.region,
-        protocol.service(),
-    )?;
+    let signer = principal;
+    let principal = auth::verify(&parts, &body, &signer, &endpoint.region, protocol.service())?;
+    let namespace = principal.namespace.clone();
     let queues = &endpoint.app.queues;
+    // The action's access, checked before it runs and audited after (changes only).
+    let gate = |action: &str| -> Result<Access, Failure> {
+        let invoking: &[&str] = match protocol {
+            Protocol::SnsQuery => &["Publish", "PublishBatch"],
+            _ => &["SendMessage", "SendMessageBatch"],
+        };
+        let access = lambent_gateway::access::aws_action(action, invoking);
+        auth::authorize(&principal, access)?;
+        Ok(access)
+    };
+    let client = auth::client_address(&parts);
+    let audit = |action: String, access: Access, ok: bool| {
+        let (app, principal, client) = (&endpoint.app, &principal, client.clone());
+        async move {
+            if lambent_gateway::audited(access) {
+                let status = if ok { 200 } else { 400 };
+                auth::audit(app, principal, "POST", &action, "", status, client).await;
+            }
+        }
+    };
     match protocol {
         Protocol::SqsJson => {
             let operation = target(&parts);
@@ -237,8 +254,10 @@ async fn answer(
                 namespace: &namespace,
                 origin: &origin,
             };
-            let output = sqs::dispatch(&call, &operation, &input).await?;
-            Ok(json_response(StatusCode::OK, &output))
+            let access = gate(&operation)?;
+            let output = sqs::dispatch(&call, &operation, &input).await;
+            audit(format!("sqs:{operation}"), access, output.is_ok()).await;
+            Ok(json_response(StatusCode::OK, &output?))
         }
         Protocol::SqsQuery => {
             let params = wire::params(parts.uri.query(), &body);
@@ -254,7 +273,10 @@ async fn answer(
                 namespace: &namespace,
                 origin: &origin,
             };
-            let output = sqs::dispatch(&call, &action, &input).await?;
+            let access = gate(&action)?;
+            let output = sqs::dispatch(&call, &action, &input).await;
+            audit(format!("sqs:{action}"), access, output.is_ok()).await;
+            let output = output?;
             Ok(wire::xml_success(
                 SQS_XMLNS,
                 &action,
@@ -270,8 +292,10 @@ async fn answer(
                 queues,
                 namespace: &namespace,
             };
-            let result = sns::dispatch(&call, &action, &params).await?;
-            Ok(wire::xml_success(SNS_XMLNS, &action, &result, request_id))
+            let access = gate(&action)?;
+            let result = sns::dispatch(&call, &action, &params).await;
+            audit(format!("sns:{action}"), access, result.is_ok()).await;
+            Ok(wire::xml_success(SNS_XMLNS, &action, &result?, request_id))
         }
     }
 }

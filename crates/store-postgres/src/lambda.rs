@@ -17,6 +17,8 @@ fn access_key_from_row(row: &Row) -> AccessKey {
         namespace: row.get(1),
         secret_access_key: row.get(2),
         created_ms: row.get(3),
+        role: crate::tenants::role_of(row.get(4)),
+        expires_ms: row.get(5),
     }
 }
 
@@ -52,15 +54,19 @@ impl LambdaStore for PgStore {
     async fn put_access_key(&self, key: &AccessKey) -> Result<(), StoreError> {
         let changed = self
             .execute(
-                "INSERT INTO access_keys (access_key_id, namespace, secret_access_key, created_ms) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (access_key_id) DO UPDATE \
-                 SET secret_access_key = excluded.secret_access_key \
+                "INSERT INTO access_keys (access_key_id, namespace, secret_access_key, created_ms, \
+                 role, expires_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (access_key_id) DO UPDATE \
+                 SET secret_access_key = excluded.secret_access_key, role = excluded.role, \
+                 expires_ms = excluded.expires_ms \
                  WHERE access_keys.namespace = excluded.namespace",
                 &[
                     &key.access_key_id,
                     &key.namespace,
                     &key.secret_access_key,
                     &key.created_ms,
+                    &key.role.as_str(),
+                    &key.expires_ms,
                 ],
             )
             .await?;
@@ -76,7 +82,8 @@ impl LambdaStore for PgStore {
     async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
         Ok(self
             .query_opt(
-                "SELECT access_key_id, namespace, secret_access_key, created_ms FROM access_keys \
+                "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms \
+                 FROM access_keys \
                  WHERE access_key_id = $1",
                 &[&access_key_id],
             )
@@ -88,7 +95,8 @@ impl LambdaStore for PgStore {
     async fn list_access_keys(&self, namespace: &str) -> Result<Vec<AccessKey>, StoreError> {
         Ok(self
             .query(
-                "SELECT access_key_id, namespace, secret_access_key, created_ms FROM access_keys \
+                "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms \
+                 FROM access_keys \
                  WHERE namespace = $1 ORDER BY created_ms, access_key_id",
                 &[&namespace],
             )

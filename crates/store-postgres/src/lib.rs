@@ -23,6 +23,7 @@ mod routes;
 mod schema;
 mod stream_mappings;
 mod tables;
+mod tenants;
 mod workflows;
 
 use async_trait::async_trait;
@@ -499,27 +500,6 @@ impl Store for PgStore {
             )
             .await?;
         Ok(n > 0)
-    }
-
-    async fn add_api_key(&self, namespace: &str, key_sha256: &str) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO api_keys (key_sha256, namespace, created_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (key_sha256) DO UPDATE SET namespace = excluded.namespace, \
-             created_ms = excluded.created_ms",
-            &[&key_sha256, &namespace, &lambent_core::now_ms()],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn namespace_for_key(&self, key_sha256: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .query_opt(
-                "SELECT namespace FROM api_keys WHERE key_sha256 = $1",
-                &[&key_sha256],
-            )
-            .await?
-            .map(|r| r.get(0)))
     }
 
     async fn insert_activations(&self, batch: &[Activation]) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V10__traces", V10),
     ("V11__schedule_input", crate::events::INPUT_MIGRATION),
     ("V12__rollup_backfill", crate::rollups::BACKFILL_MIGRATION),
+    ("V13__tenants", crate::tenants::MIGRATION),
 ];
 
 /// Traces: each activation's place in its trace (see `lambent_store::trace_columns`), and the

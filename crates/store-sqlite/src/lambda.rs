@@ -54,6 +54,8 @@ fn access_key_from_row(row: &Row<'_>) -> rusqlite::Result<AccessKey> {
         namespace: row.get(1)?,
         secret_access_key: row.get(2)?,
         created_ms: row.get(3)?,
+        role: crate::tenants::role_column(row, 4)?,
+        expires_ms: row.get(5)?,
     })
 }
 
@@ -91,11 +93,14 @@ impl LambdaStore for SqliteStore {
         self.write(move |conn| {
             let changed = conn
                 .execute(
-                    "INSERT INTO access_keys (access_key_id, namespace, secret_access_key, created_ms) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (access_key_id) DO UPDATE \
-                     SET secret_access_key = excluded.secret_access_key \
+                    "INSERT INTO access_keys (access_key_id, namespace, secret_access_key, created_ms, \
+                     role, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (access_key_id) DO UPDATE \
+                     SET secret_access_key = excluded.secret_access_key, role = excluded.role, \
+                     expires_ms = excluded.expires_ms \
                      WHERE namespace = excluded.namespace",
-                    params![key.access_key_id, key.namespace, key.secret_access_key, key.created_ms],
+                    params![key.access_key_id, key.namespace, key.secret_access_key, key.created_ms,
+                        key.role.as_str(), key.expires_ms],
                 )
                 .map_err(db_err)?;
             if changed == 0 {
@@ -113,7 +118,7 @@ impl LambdaStore for SqliteStore {
         let id = access_key_id.to_string();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT access_key_id, namespace, secret_access_key, created_ms FROM access_keys \
+                "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms FROM access_keys \
                  WHERE access_key_id = ?1",
             )
             .and_then(|mut s| s.query_row(params![id], access_key_from_row).optional())
@@ -127,7 +132,7 @@ impl LambdaStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT access_key_id, namespace, secret_access_key, created_ms FROM access_keys \
+                    "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms FROM access_keys \
                      WHERE namespace = ?1 ORDER BY created_ms, access_key_id",
                 )
                 .map_err(db_err)?;

@@ -27,6 +27,7 @@ mod rollups;
 mod routes;
 mod stream_mappings;
 mod tables;
+mod tenants;
 mod workflows;
 
 const MIGRATIONS: &[&str] = &[
@@ -90,6 +91,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     events::TRACE_MIGRATION,
     events::INPUT_MIGRATION,
     rollups::BACKFILL_MIGRATION,
+    tenants::MIGRATION,
 ];
 
 /// How many reader connections a store keeps.
@@ -411,33 +413,6 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_err)?;
             Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn add_api_key(&self, namespace: &str, key_sha256: &str) -> Result<(), StoreError> {
-        let (ns, key) = (namespace.to_string(), key_sha256.to_string());
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT OR REPLACE INTO api_keys (key_sha256, namespace, created_ms) VALUES (?1, ?2, ?3)",
-                params![key, ns, lambent_core::now_ms()],
-            )
-            .map_err(db_err)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn namespace_for_key(&self, key_sha256: &str) -> Result<Option<String>, StoreError> {
-        let key = key_sha256.to_string();
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT namespace FROM api_keys WHERE key_sha256 = ?1",
-                params![key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)
         })
         .await
     }

@@ -21,7 +21,9 @@ use crate::queues::{
     ReceiveRequest, Subscription, Topic,
 };
 use crate::routes::RouteStore;
+use crate::tenants::{ApiKey, AuditEntry, AuditQuery, RECORD_TABLES};
 use crate::{ActivationCursor, ActivationQuery, Store, StoreError};
+use lambent_core::tenancy::{Namespace, NamespaceSettings, Role};
 use lambent_core::{
     Activation, ActivationStatus, Function, FunctionName, FunctionSpec, Route, RouteSpec,
 };
@@ -67,7 +69,10 @@ macro_rules! contract_tests {
             sequences_and_their_activation_links_round_trip,
             activation_traces_round_trip_and_are_found_by_trace_id,
             events_carry_their_trace_context,
-            api_keys_map_to_namespaces,
+            api_keys_carry_a_namespace_role_and_expiry_and_rotate,
+            namespaces_are_created_once_updated_and_listed,
+            a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others,
+            audit_entries_are_kept_per_namespace_newest_first,
             leases_fence_stale_workers,
             a_fire_applies_once,
             a_one_shot_fire_deletes_its_schedule,
@@ -752,18 +757,286 @@ pub async fn events_carry_their_trace_context<S: ContractStore>(store: Arc<S>) {
     assert_eq!(got[0].trace, dest.trace);
 }
 
-pub async fn api_keys_map_to_namespaces<S: ContractStore>(store: Arc<S>) {
-    store.add_api_key("default", "k1").await.unwrap();
+fn api_key(ns: &str, id: &str, digest: &str, role: Role, expires_ms: Option<i64>) -> ApiKey {
+    ApiKey {
+        key_id: id.into(),
+        namespace: ns.into(),
+        role,
+        key_sha256: digest.into(),
+        created_ms: 10,
+        expires_ms,
+    }
+}
+
+pub async fn api_keys_carry_a_namespace_role_and_expiry_and_rotate<S: ContractStore>(
+    store: Arc<S>,
+) {
+    // A configured key: an owner key of its namespace, which now exists.
+    store.add_api_key("default", "d1").await.unwrap();
+    let got = store.api_key("d1").await.unwrap().unwrap();
     assert_eq!(
-        store.namespace_for_key("k1").await.unwrap().as_deref(),
-        Some("default")
+        (got.namespace.as_str(), got.role, got.key_id.as_str()),
+        ("default", Role::Owner, "lk-d1")
     );
-    assert_eq!(store.namespace_for_key("k2").await.unwrap(), None);
-    store.add_api_key("other", "k1").await.unwrap();
+    assert!(store.get_namespace("default").await.unwrap().is_some());
+    assert_eq!(store.api_key("nope").await.unwrap(), None);
+
+    let viewer = api_key("team-a", "lk-v", "v1", Role::Viewer, Some(500));
+    store.put_api_key(&viewer).await.unwrap();
+    assert_eq!(store.api_key("v1").await.unwrap(), Some(viewer.clone()));
+    assert!(viewer.valid_at(499) && !viewer.valid_at(500));
+
+    // Rotation: the new secret has the key's expiry, the old one the grace's (if sooner).
+    let new = api_key("team-a", "lk-v", "v2", Role::Viewer, Some(500));
+    assert!(store.rotate_api_key(&new, 200).await.unwrap());
     assert_eq!(
-        store.namespace_for_key("k1").await.unwrap().as_deref(),
-        Some("other")
+        store.api_key("v1").await.unwrap().unwrap().expires_ms,
+        Some(200)
     );
+    assert_eq!(store.api_key("v2").await.unwrap(), Some(new));
+    let ghost = api_key("team-a", "lk-ghost", "g1", Role::Owner, None);
+    assert!(!store.rotate_api_key(&ghost, 200).await.unwrap());
+    assert_eq!(store.api_key("g1").await.unwrap(), None);
+    // A rotation never lengthens what a secret had left.
+    let third = api_key("team-a", "lk-v", "v3", Role::Viewer, Some(500));
+    assert!(store.rotate_api_key(&third, 900).await.unwrap());
+    assert_eq!(
+        store.api_key("v1").await.unwrap().unwrap().expires_ms,
+        Some(200)
+    );
+    assert_eq!(
+        store.api_key("v2").await.unwrap().unwrap().expires_ms,
+        Some(500)
+    );
+
+    let listed = store.list_api_keys("team-a").await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|k| k.key_id == "lk-v"));
+    // Another namespace cannot delete it; its own can, every secret at once.
+    assert!(!store.delete_api_key("default", "lk-v").await.unwrap());
+    assert!(store.delete_api_key("team-a", "lk-v").await.unwrap());
+    assert!(store.list_api_keys("team-a").await.unwrap().is_empty());
+    assert_eq!(store.api_key("v3").await.unwrap(), None);
+    assert_eq!(store.list_api_keys("default").await.unwrap().len(), 1);
+}
+
+fn tenant(name: &str, concurrency: Option<u32>) -> Namespace {
+    Namespace {
+        name: name.into(),
+        settings: NamespaceSettings {
+            concurrency,
+            monthly_budget_usd: Some(12.5),
+            budget_hard: true,
+            ..Default::default()
+        },
+        created_ms: 1,
+        updated_ms: 1,
+    }
+}
+
+pub async fn namespaces_are_created_once_updated_and_listed<S: ContractStore>(store: Arc<S>) {
+    assert!(store
+        .create_namespace(&tenant("team-a", Some(5)))
+        .await
+        .unwrap());
+    assert!(!store
+        .create_namespace(&tenant("team-a", Some(9)))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_namespace("team-a").await.unwrap(),
+        Some(tenant("team-a", Some(5)))
+    );
+    let mut changed = tenant("team-a", None);
+    changed.updated_ms = 7;
+    assert!(store.update_namespace(&changed).await.unwrap());
+    assert!(!store
+        .update_namespace(&tenant("ghost", None))
+        .await
+        .unwrap());
+    assert_eq!(store.get_namespace("team-a").await.unwrap(), Some(changed));
+    store
+        .create_namespace(&tenant("team-b", None))
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .list_namespaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    // `default` exists from the start.
+    assert_eq!(names, ["default", "team-a", "team-b"]);
+    assert_eq!(store.get_namespace("ghost").await.unwrap(), None);
+}
+
+/// One of everything a namespace can hold, in `ns` (bucket and table names are global).
+async fn fill_namespace<S: ContractStore>(store: &S, ns: &str) {
+    store.create_namespace(&tenant(ns, None)).await.unwrap();
+    store.add_api_key(ns, &format!("{ns}-key")).await.unwrap();
+    let mut f = function("f", 1);
+    f.namespace = ns.into();
+    store.put_function(&f, 0).await.unwrap();
+    store.publish_version(&f, "v1").await.unwrap();
+    let mut a = activation(&format!("{ns}-act"), 1_000, ActivationStatus::Success);
+    a.namespace = ns.into();
+    store.insert_activations(&[a]).await.unwrap();
+    let mut q = queue("q", None);
+    q.namespace = ns.into();
+    store.create_queue(&q).await.unwrap();
+    store
+        .send(ns, "q", &[message(&format!("{ns}-m1"), 0)])
+        .await
+        .unwrap();
+    store
+        .create_topic(&Topic {
+            namespace: ns.into(),
+            name: "t".into(),
+            created_ms: 1,
+        })
+        .await
+        .unwrap();
+    let mut r = route(&format!("{ns}-r"), &format!("/{ns}"), 1);
+    r.namespace = ns.into();
+    store.put_route(&r).await.unwrap();
+    let mut s = schedule(Some(5_000));
+    s.namespace = ns.into();
+    store.put_schedule(&s, false).await.unwrap();
+    let b = format!("{ns}-bucket");
+    store.create_bucket(&bucket(ns, &b)).await.unwrap();
+    store
+        .put_object(&object(&b, "k", "e", "loc"), &WriteIf::Always)
+        .await
+        .unwrap();
+    let mut key = access_key(ns, "secret");
+    key.access_key_id = format!("AKID{ns}");
+    store.put_access_key(&key).await.unwrap();
+    store.append_audit(&[audit(ns, 5, "PUT")]).await.unwrap();
+}
+
+pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: ContractStore>(
+    store: Arc<S>,
+) {
+    fill_namespace(store.as_ref(), "gone").await;
+    fill_namespace(store.as_ref(), "kept").await;
+    let kinds = |found: Vec<(String, u64)>| found.into_iter().map(|(t, _)| t).collect::<Vec<_>>();
+    let before = kinds(store.namespace_contents("gone").await.unwrap());
+    for table in [
+        "functions",
+        "queues",
+        "queue_messages",
+        "topics",
+        "routes",
+        "schedules",
+        "buckets",
+    ] {
+        assert!(before.iter().any(|t| t == table), "{table} in {before:?}");
+    }
+    // Records (activations, keys, audit) do not make a namespace non-empty.
+    assert!(!before.iter().any(|t| RECORD_TABLES.contains(&t.as_str())));
+    let kept_before = store.namespace_contents("kept").await.unwrap();
+
+    assert!(store.purge_namespace("gone").await.unwrap());
+    assert!(store.namespace_contents("gone").await.unwrap().is_empty());
+    assert_eq!(store.get_namespace("gone").await.unwrap(), None);
+    assert_eq!(store.api_key("gone-key").await.unwrap(), None);
+    assert_eq!(store.access_key("AKIDgone").await.unwrap(), None);
+    assert_eq!(
+        store.get_activation("gone", "gone-act").await.unwrap(),
+        None
+    );
+    assert!(store
+        .get_object("gone-bucket", "k")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_bucket("gone-bucket").await.unwrap().is_none());
+    assert!(store.list_functions("gone").await.unwrap().is_empty());
+    assert!(!store
+        .all_versions()
+        .await
+        .unwrap()
+        .iter()
+        .any(|v| v.function.namespace == "gone"));
+    let audit_left = store
+        .query_audit(&AuditQuery {
+            namespace: Some("gone".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(audit_left.is_empty());
+    assert!(!store
+        .all_routes()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.namespace == "gone"));
+    // A name freed is free: a new bucket of that name in another namespace works.
+    assert!(matches!(
+        store
+            .create_bucket(&bucket("kept", "gone-bucket"))
+            .await
+            .unwrap(),
+        BucketCreated::Created
+    ));
+    store.delete_bucket("gone-bucket").await.unwrap();
+
+    assert_eq!(store.namespace_contents("kept").await.unwrap(), kept_before);
+    assert!(store.api_key("kept-key").await.unwrap().is_some());
+    assert!(store
+        .get_activation("kept", "kept-act")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .get_object("kept-bucket", "k")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(!store.purge_namespace("gone").await.unwrap());
+}
+
+fn audit(ns: &str, at_ms: i64, method: &str) -> AuditEntry {
+    AuditEntry {
+        namespace: ns.into(),
+        at_ms,
+        key_id: "lk-1".into(),
+        role: Role::Deployer,
+        method: method.into(),
+        action: "/v1/functions/f".into(),
+        target: "f".into(),
+        status: 201,
+        client: "127.0.0.1:5000".into(),
+    }
+}
+
+pub async fn audit_entries_are_kept_per_namespace_newest_first<S: ContractStore>(store: Arc<S>) {
+    store
+        .append_audit(&[
+            audit("a", 10, "PUT"),
+            audit("a", 20, "DELETE"),
+            audit("b", 15, "POST"),
+        ])
+        .await
+        .unwrap();
+    store.append_audit(&[]).await.unwrap();
+    let q = |ns: Option<&str>, since_ms: Option<i64>, limit: usize| AuditQuery {
+        namespace: ns.map(str::to_string),
+        since_ms,
+        limit,
+    };
+    let a = store.query_audit(&q(Some("a"), None, 10)).await.unwrap();
+    assert_eq!(a, [audit("a", 20, "DELETE"), audit("a", 10, "PUT")]);
+    let recent = store
+        .query_audit(&q(Some("a"), Some(11), 10))
+        .await
+        .unwrap();
+    assert_eq!(recent, [audit("a", 20, "DELETE")]);
+    let all = store.query_audit(&q(None, None, 2)).await.unwrap();
+    assert_eq!(all, [audit("a", 20, "DELETE"), audit("b", 15, "POST")]);
 }
 
 pub async fn leases_fence_stale_workers<S: ContractStore>(store: Arc<S>) {
@@ -1160,6 +1433,8 @@ fn access_key(ns: &str, secret: &str) -> AccessKey {
         access_key_id: "AKIDONE".into(),
         secret_access_key: secret.into(),
         created_ms: 1,
+        role: Role::Owner,
+        expires_ms: None,
     }
 }
 

@@ -16,6 +16,10 @@ pub struct AccessKey {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub created_ms: i64,
+    /// What requests signed with it may do (as an API key's role).
+    pub role: lambent_core::Role,
+    /// After this instant it is refused.
+    pub expires_ms: Option<i64>,
 }
 
 /// A published version: the function as it was at one revision, numbered 1, 2, … per function.

@@ -23,6 +23,7 @@ pub mod rollups;
 pub mod routes;
 pub mod stream_mappings;
 pub mod tables;
+pub mod tenants;
 pub mod workflows;
 
 use async_trait::async_trait;
@@ -125,7 +126,7 @@ impl ActivationCursor {
 
 /// Metadata, keys and activation records (and, in [`lambda::LambdaStore`], the Lambda API's).
 #[async_trait]
-pub trait Store: lambda::LambdaStore + Send + Sync + 'static {
+pub trait Store: lambda::LambdaStore + tenants::TenantStore + Send + Sync + 'static {
     /// Creates or replaces a function. With `expected_revision`, fails with
     /// [`StoreError::Conflict`] unless the stored revision is that one (`0`: must not exist).
     async fn put_function(&self, f: &Function, expected_revision: u64) -> Result<(), StoreError>;
@@ -138,11 +139,6 @@ pub trait Store: lambda::LambdaStore + Send + Sync + 'static {
     /// Every function of every namespace, to warm caches at start-up.
     async fn all_functions(&self) -> Result<Vec<Function>, StoreError>;
     async fn delete_function(&self, namespace: &str, name: &str) -> Result<bool, StoreError>;
-
-    /// Registers an API key (by its SHA-256) for a namespace.
-    async fn add_api_key(&self, namespace: &str, key_sha256: &str) -> Result<(), StoreError>;
-    /// The namespace an API key (by its SHA-256) belongs to.
-    async fn namespace_for_key(&self, key_sha256: &str) -> Result<Option<String>, StoreError>;
 
     async fn insert_activations(&self, batch: &[Activation]) -> Result<(), StoreError>;
     async fn query_activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>, StoreError>;

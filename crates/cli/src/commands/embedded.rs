@@ -214,6 +214,7 @@ impl Embedded {
             .context("cannot start the async runtime")?;
         let mut opts = args.options(data_dir.clone());
         opts.api_key = config::env_api_key();
+        opts.admin_key = config::env_admin_key();
         let server = rt
             .block_on(lambent_server::start(opts))
             .context("cannot start Lambent")?;
@@ -230,6 +231,15 @@ impl Embedded {
 
     pub fn api_key(&self) -> &str {
         self.server.as_ref().map_or("", |s| s.api_key())
+    }
+
+    /// Where the operator's key is: the file it was generated into, or the variable it
+    /// came from.
+    pub fn admin_key_source(&self) -> String {
+        match self.server.as_ref().and_then(|s| s.admin_key_file()) {
+            Some(file) => file.display().to_string(),
+            None => format!("${}", config::ADMIN_KEY_ENV),
+        }
     }
 
     /// Where the AWS SDKs that come with the runtimes live, or why they are missing: one line

@@ -3,6 +3,7 @@
 
 pub mod activations;
 pub mod app_deploy;
+pub mod audit;
 pub mod buckets;
 pub mod deploy;
 pub mod dev;
@@ -12,6 +13,7 @@ pub mod invoke;
 pub mod keys;
 pub mod logs;
 pub mod nodes;
+pub mod ns;
 pub mod objects;
 pub mod queues;
 pub mod routes;
@@ -35,6 +37,8 @@ pub struct Ctx {
     /// `--url` or `LAMBENT_URL`.
     pub url: Option<String>,
     pub format: Format,
+    /// `--namespace` or `LAMBENT_NAMESPACE`: the namespace the operator's key acts in.
+    pub namespace: Option<String>,
 }
 
 impl Ctx {
@@ -54,7 +58,14 @@ impl Ctx {
     /// A client for the target.
     pub fn client(&self) -> Result<Client> {
         let t = self.target()?;
-        Ok(Client::new(&t.url, t.api_key)?)
+        Ok(Client::new(&t.url, t.api_key)?.in_namespace(self.namespace.clone()))
+    }
+
+    /// A client with the operator's key: `LAMBENT_ADMIN_KEY` when set, else the usual key.
+    pub fn operator_client(&self) -> Result<Client> {
+        let t = self.target()?;
+        let key = config::env_admin_key().or(t.api_key);
+        Ok(Client::new(&t.url, key)?.in_namespace(self.namespace.clone()))
     }
 
     pub fn json(&self) -> bool {

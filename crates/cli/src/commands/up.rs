@@ -55,6 +55,8 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         writeln!(out, "api key: {}", server.api_key())?;
         out.flush()?;
     }
+    // Where the operator's key is (for `lambent ns`), beside the other notes on stderr.
+    eprintln!("operator key (namespaces): {}", server.admin_key_source());
     for line in server.sdks() {
         eprintln!("{line}");
     }

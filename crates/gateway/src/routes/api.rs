@@ -1,6 +1,6 @@
 //! `/v1/routes`: list, add (or replace), show and remove a namespace's HTTP routes.
 
-use crate::auth::Namespace;
+use crate::auth::Principal;
 use crate::{body, ApiError, App};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 type AppState = State<Arc<App>>;
-type Ns = Extension<Namespace>;
+type Ns = Extension<Principal>;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -30,7 +30,7 @@ fn view(route: &Route) -> Value {
     v
 }
 
-async fn list(State(app): AppState, Extension(Namespace(ns)): Ns) -> Json<Value> {
+async fn list(State(app): AppState, Extension(Principal { namespace: ns, .. }): Ns) -> Json<Value> {
     let routes: Vec<Value> = app.routes.list(&ns).iter().map(|r| view(r)).collect();
     Json(json!({ "routes": routes }))
 }
@@ -44,7 +44,7 @@ struct AddQuery {
 
 async fn add(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Query(q): Query<AddQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -71,7 +71,7 @@ async fn add(
 
 async fn show(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     app.routes
@@ -82,7 +82,7 @@ async fn show(
 
 async fn remove(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     app.routes.remove(&ns, &id).await?;

@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lambent_core::route::{Cors, PayloadFormat, RouteAuth, RouteTarget, RESERVED_PREFIXES};
+use lambent_core::tenancy::Access;
 use lambent_core::ActivationStatus;
 use lambent_invoker::InvokeRequest;
 use std::net::SocketAddr;
@@ -300,7 +301,7 @@ async fn start_workflow(
     }
 }
 
-/// The API key of the route's namespace, from `Authorization: Bearer` or `x-api-key`. The
+/// An API key of the route's namespace whose role may invoke, from `Authorization: Bearer` or `x-api-key`. The
 /// header that carried it is not passed on to the function.
 async fn check_key(app: &App, namespace: &str, headers: &mut HeaderMap) -> Result<(), Refusal> {
     let bearer = headers
@@ -322,8 +323,8 @@ async fn check_key(app: &App, namespace: &str, headers: &mut HeaderMap) -> Resul
     let Some((carrier, key)) = bearer.or_else(x_api_key).filter(|(_, k)| !k.is_empty()) else {
         return Err(Refusal::Unauthorized);
     };
-    match app.keys.namespace(app.store.as_ref(), &key).await {
-        Ok(Some(ns)) if ns == namespace => {
+    match app.keys.principal(app.store.as_ref(), &key).await {
+        Ok(Some(p)) if p.namespace == namespace && p.role.may(Access::Invoke) => {
             headers.remove(carrier);
             Ok(())
         }

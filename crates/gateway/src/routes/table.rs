@@ -45,7 +45,11 @@ fn conflict_text(routes: &[Arc<Route>], route: &Route, e: matchit::InsertError) 
         matchit::InsertError::Conflict { with } => routes
             .iter()
             .find(|r| r.method == route.method && r.matcher_path() == *with)
-            .map(|r| format!("'{}'", r.key())),
+            // Another namespace's route is claimed, and nothing more is said of it.
+            .map(|r| match r.namespace == route.namespace {
+                true => format!("'{}'", r.key()),
+                false => "a route of another namespace".to_string(),
+            }),
         _ => None,
     };
     match with {

@@ -50,6 +50,8 @@ impl Server {
             .args(extra)
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env_remove("LAMBENT_API_KEY")
+            .env_remove("LAMBENT_ADMIN_KEY")
+            .env_remove("LAMBENT_NAMESPACE")
             .env_remove("LAMBENT_URL")
             .env_remove("LAMBENT_DATA_DIR")
             .envs(env.iter().copied())
@@ -217,6 +219,8 @@ pub fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Out {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("LAMBENT_API_KEY")
+        .env_remove("LAMBENT_ADMIN_KEY")
+        .env_remove("LAMBENT_NAMESPACE")
         .env_remove("LAMBENT_URL")
         .env_remove("LAMBENT_DATA_DIR")
         // No config file from the machine's user.

@@ -8,6 +8,8 @@ use serde_json::Value;
 use std::io::Write;
 
 pub const KEY: &str = "test-key";
+/// The operator's key of every test node.
+pub const ADMIN: &str = "test-admin-key";
 
 pub struct Node {
     pub server: Option<RunningServer>,
@@ -32,6 +34,7 @@ pub fn cluster_backends() -> Option<(String, String)> {
 fn options(data: &std::path::Path, cluster: &Option<(String, String)>) -> ServerOptions {
     let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.into());
     opts.api_key = Some(KEY.into());
+    opts.admin_key = Some(ADMIN.into());
     if let Some((store, bus)) = cluster {
         opts.store = Some(store.clone());
         opts.bus = Some(bus.clone());
@@ -126,10 +129,21 @@ impl Node {
         path: &str,
         body: Vec<u8>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.send_as(KEY, method, path, body).await
+    }
+
+    /// [`Node::send`] with another API key.
+    pub async fn send_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let response = self
             .http
             .request(method, self.url(path))
-            .bearer_auth(KEY)
+            .bearer_auth(key)
             .body(body)
             .send()
             .await
@@ -157,12 +171,26 @@ impl Node {
         settings: Value,
         files: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let (status, code) = self.upload(zip_of(files)).await;
+        self.deploy_as(KEY, name, settings, files).await
+    }
+
+    /// [`Node::deploy`] with another API key (into its namespace).
+    pub async fn deploy_as(
+        &self,
+        key: &str,
+        name: &str,
+        settings: Value,
+        files: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let (status, _, code) = self
+            .send_as(key, reqwest::Method::POST, "/v1/code", zip_of(files))
+            .await;
         assert!(status.is_success(), "upload failed: {status} {code}");
         let mut body = settings;
         body["code_sha256"] = code["sha256"].clone();
         let (s, _, v) = self
-            .send(
+            .send_as(
+                key,
                 reqwest::Method::PUT,
                 &format!("/v1/functions/{name}"),
                 body.to_string().into_bytes(),
@@ -272,7 +300,7 @@ pub fn add_namespace(node: &Node, ns: &str, key: &str) {
         lambent_store_sqlite::SqliteStore::open(&node._data.path().join("lambent.db")).unwrap();
     tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(async {
-            use lambent_store::Store;
+            use lambent_store::tenants::TenantStore;
             store
                 .add_api_key(ns, &lambent_store::sha256_hex(key.as_bytes()))
                 .await

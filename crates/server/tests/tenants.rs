@@ -1,0 +1,740 @@
+//! Tenants on a real node: every route of the listener has an access rule and each role gets
+//! exactly its operations (table-driven, over the router's own list of paths); two tenants
+//! with functions, activations, dead letters, queues, topics, routes, schedules, mappings,
+//! buckets, tables, workflows and keys, where every `/v1` path with the other tenant's key on
+//! the first one's names and ids is refused or not found with nothing of the first in the
+//! answer, the AWS APIs (boto3) see nothing of it, `/metrics` shows none of its series; a
+//! namespace's deletion refuses while it holds anything, and with `force` leaves nothing.
+
+mod common;
+
+use common::{eventually, node, Node, ADMIN};
+use lambent_aws_api::sigv4;
+use lambent_core::tenancy::{Role, NAMESPACE_ROLES};
+use lambent_gateway::access;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+const HELLO: &str = r#"
+import json
+
+def handler(event, context):
+    if event.get("fail"):
+        raise ValueError("asked to fail")
+    print(json.dumps({"msg": event.get("msg", "hi")}))
+    return {"ok": True, "arn": context.invoked_function_arn}
+"#;
+
+/// A namespace made by the operator, with an API key and an AWS access key of every role.
+struct Tenant {
+    name: String,
+    keys: HashMap<Role, String>,
+    aws: HashMap<Role, (String, String)>,
+}
+
+impl Tenant {
+    fn key(&self, role: Role) -> &str {
+        &self.keys[&role]
+    }
+    fn owner(&self) -> &str {
+        self.key(Role::Owner)
+    }
+}
+
+async fn call(
+    node: &Node,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let body = if body.is_null() {
+        vec![]
+    } else {
+        body.to_string().into_bytes()
+    };
+    let (s, _, v) = node.send_as(key, method, path, body).await;
+    (s, v)
+}
+
+/// `call`, asserting success; the answer.
+async fn ok(node: &Node, key: &str, method: Method, path: &str, body: Value) -> Value {
+    let (s, v) = call(node, key, method.clone(), path, body).await;
+    assert!(s.is_success(), "{method} {path}: {s} {v}");
+    v
+}
+
+async fn tenant(node: &Node, name: &str) -> Tenant {
+    let created = ok(
+        node,
+        ADMIN,
+        Method::POST,
+        "/v1/namespaces",
+        json!({"name": name, "concurrency": 20}),
+    )
+    .await;
+    let owner = created["owner_key"]["secret"].as_str().unwrap().to_string();
+    let mut keys = HashMap::from([(Role::Owner, owner.clone())]);
+    let mut aws = HashMap::new();
+    for role in NAMESPACE_ROLES {
+        if role != Role::Owner {
+            let k = ok(
+                node,
+                &owner,
+                Method::POST,
+                "/v1/api-keys",
+                json!({"role": role}),
+            )
+            .await;
+            keys.insert(role, k["secret"].as_str().unwrap().to_string());
+        }
+        let k = ok(
+            node,
+            &owner,
+            Method::POST,
+            "/v1/keys",
+            json!({"role": role}),
+        )
+        .await;
+        let pair = (
+            k["access_key_id"].as_str().unwrap().to_string(),
+            k["secret_access_key"].as_str().unwrap().to_string(),
+        );
+        aws.insert(role, pair);
+    }
+    Tenant {
+        name: name.into(),
+        keys,
+        aws,
+    }
+}
+
+/// `path` with each `{param}` (or `{*param}`) replaced by `value(param)`.
+fn fill(path: &str, value: impl Fn(&str) -> String) -> String {
+    path.split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(p) => value(p.trim_start_matches('*')),
+                None => seg.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A request to the Lambda API signed with an access key.
+async fn signed(
+    node: &Node,
+    key: &(String, String),
+    method: Method,
+    path: &str,
+) -> (StatusCode, String) {
+    let url = node.url(path);
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("host", host.parse().unwrap());
+    sigv4::Signer {
+        access_key_id: &key.0,
+        secret: &key.1,
+        region: lambent_server::DEFAULT_REGION,
+        service: "lambda",
+    }
+    .sign(
+        method.as_str(),
+        path,
+        &mut headers,
+        b"",
+        time::OffsetDateTime::now_utc(),
+    );
+    let r = node
+        .http
+        .request(method, url)
+        .headers(headers)
+        .send()
+        .await
+        .unwrap();
+    let kind = common::header(r.headers(), "x-amzn-errortype").to_string();
+    (r.status(), kind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_has_a_rule_and_each_role_gets_exactly_its_operations() {
+    let node = node().await;
+    let t = tenant(&node, "team-roles").await;
+    let served = node.server.as_ref().unwrap().served_routes().to_vec();
+    assert!(
+        served.len() > 100,
+        "the router lists too few routes: {served:?}"
+    );
+    let mut checked = 0;
+    for (method, path) in &served {
+        let rule = access::rule_of(method, path).unwrap_or_else(|| {
+            panic!("{method} {path} has no access rule: add it to lambent_gateway::access::RULES")
+        });
+        let concrete = fill(path, |_| "x".into());
+        let Some(need) = access::need(method, path, &concrete).unwrap() else {
+            continue;
+        };
+        // The console's gate is its session (checked with the same table in console.rs).
+        if path.starts_with("/ui") {
+            continue;
+        }
+        let method: Method = method.parse().unwrap();
+        for role in NAMESPACE_ROLES {
+            let denied = if path.starts_with("/20") {
+                let (s, kind) = signed(&node, &t.aws[&role], method.clone(), &concrete).await;
+                s == StatusCode::FORBIDDEN && kind.starts_with("AccessDeniedException")
+            } else {
+                let (s, v) = call(&node, t.key(role), method.clone(), &concrete, Value::Null).await;
+                s == StatusCode::FORBIDDEN && v["error"]["code"] == "AccessDenied"
+            };
+            assert_eq!(denied, !role.may(need), "{role} {method} {path} ({rule:?})");
+            checked += 1;
+        }
+    }
+    // A method a path does not serve is 405, not a refusal.
+    let (s, v) = call(&node, ADMIN, Method::PATCH, "/v1/functions/x", Value::Null).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{v}");
+    // Every rule names a route the router serves (no stale rules).
+    for r in access::RULES
+        .iter()
+        .filter(|r| r.method != "*" && r.method != "HEAD")
+    {
+        assert!(
+            served.iter().any(|(m, p)| m == r.method && p == r.path),
+            "the rule {} {} names no route",
+            r.method,
+            r.path
+        );
+    }
+    assert!(checked > 300, "only {checked} role checks ran");
+}
+
+/// What a tenant made, by the names its resources have.
+struct Holdings {
+    function: String,
+    activation: String,
+    trace: String,
+    dead_letter: String,
+    queue: String,
+    topic: String,
+    subscription: String,
+    route: String,
+    route_path: String,
+    schedule: String,
+    mapping: String,
+    bucket: String,
+    table: String,
+    workflow: String,
+    execution: String,
+    api_key: String,
+    code: String,
+}
+
+impl Holdings {
+    /// The value of a path parameter naming this tenant's resource in `path`.
+    fn param(&self, path: &str, param: &str) -> String {
+        let first = path.split('/').nth(2).unwrap_or("");
+        let v = match (first, param) {
+            ("functions" | "sequences", "name") => &self.function,
+            ("queues", "name") => &self.queue,
+            ("topics", "name") => &self.topic,
+            ("schedules", "name") => &self.schedule,
+            ("tables", "name") => &self.table,
+            ("workflows", "name") => &self.workflow,
+            ("activations", "id") => &self.activation,
+            ("dlq", "id") => &self.dead_letter,
+            ("routes", "id") => &self.route,
+            ("subscriptions", "id") => &self.subscription,
+            ("mappings", "id") => &self.mapping,
+            ("api-keys", "id") => &self.api_key,
+            (_, "bucket") => &self.bucket,
+            (_, "execution") => &self.execution,
+            (_, "trace_id") => &self.trace,
+            (_, "sha256") => &self.code,
+            (_, "operation") => return "GetItem".into(),
+            (_, "key") => return "k".into(),
+            (_, "alias") => return "live".into(),
+            _ => return "x".into(),
+        };
+        v.clone()
+    }
+
+    /// Every name of it, which no answer to another tenant may hold.
+    fn names(&self) -> Vec<&str> {
+        vec![
+            &self.function,
+            &self.queue,
+            &self.topic,
+            &self.route_path,
+            &self.schedule,
+            &self.bucket,
+            &self.table,
+            &self.workflow,
+        ]
+    }
+}
+
+/// Fills a tenant with one of everything, named with `p`.
+async fn populate(node: &Node, t: &Tenant, p: &str) -> Holdings {
+    let key = t.owner();
+    let function = format!("{p}-fn");
+    let settings =
+        json!({"runtime": "python3.12", "handler": "app.handler", "async": {"max_retries": 0}});
+    let (s, v) = node
+        .deploy_as(key, &function, settings, &[("app.py", HELLO)])
+        .await;
+    assert!(s.is_success(), "{v}");
+    let code = v["code_sha256"].as_str().unwrap().to_string();
+    let secret = format!("secret-of-{p}");
+    let path = format!("/v1/functions/{function}/invoke");
+    let (s, h, _) = node
+        .send_as(
+            key,
+            Method::POST,
+            &path,
+            json!({"msg": secret}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let activation = common::header(&h, "lambent-activation-id").to_string();
+    let (s, _, _) = node
+        .send_as(
+            key,
+            Method::POST,
+            &format!("{path}?async=true"),
+            br#"{"fail": true}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let dead_letter = eventually(60, "a dead letter", || async {
+        let v = ok(node, key, Method::GET, "/v1/dlq", Value::Null).await;
+        v["dead_letters"][0]["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let a = ok(
+        node,
+        key,
+        Method::GET,
+        &format!("/v1/activations/{activation}"),
+        Value::Null,
+    )
+    .await;
+    let trace = a["trace"]["trace_id"].as_str().unwrap_or("0").to_string();
+
+    let queue = format!("{p}-queue");
+    ok(
+        node,
+        key,
+        Method::POST,
+        "/v1/queues",
+        json!({"name": queue}),
+    )
+    .await;
+    ok(
+        node,
+        key,
+        Method::POST,
+        &format!("/v1/queues/{queue}/messages"),
+        json!({"body": secret}),
+    )
+    .await;
+    let mapped = format!("{p}-mq");
+    ok(
+        node,
+        key,
+        Method::POST,
+        "/v1/queues",
+        json!({"name": mapped}),
+    )
+    .await;
+    let m = ok(
+        node,
+        key,
+        Method::POST,
+        "/v1/mappings",
+        json!({"queue": mapped, "function": function}),
+    )
+    .await;
+    let topic = format!("{p}-topic");
+    ok(
+        node,
+        key,
+        Method::POST,
+        "/v1/topics",
+        json!({"name": topic}),
+    )
+    .await;
+    let sub = ok(
+        node,
+        key,
+        Method::POST,
+        &format!("/v1/topics/{topic}/subscriptions"),
+        json!({"queue": queue}),
+    )
+    .await;
+    let route_path = format!("/{p}-route");
+    let r = ok(
+        node,
+        key,
+        Method::POST,
+        "/v1/routes",
+        json!({"method": "GET", "path": route_path, "function": function, "auth": "key"}),
+    )
+    .await;
+    let schedule = format!("{p}-sched");
+    ok(
+        node,
+        key,
+        Method::POST,
+        "/v1/schedules",
+        json!({"name": schedule, "function": function, "cron": "0 0 3 * * *"}),
+    )
+    .await;
+    let bucket = format!("{p}-bucket-{}", std::process::id());
+    ok(
+        node,
+        key,
+        Method::PUT,
+        &format!("/v1/buckets/{bucket}"),
+        Value::Null,
+    )
+    .await;
+    let (s, _, v) = node
+        .send_as(
+            key,
+            Method::PUT,
+            &format!("/v1/buckets/{bucket}/objects/k"),
+            secret.clone().into_bytes(),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let table = format!("{p}-table");
+    let definition = json!({
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    });
+    ok(
+        node,
+        key,
+        Method::PUT,
+        &format!("/v1/tables/{table}"),
+        definition,
+    )
+    .await;
+    let item = json!({"Item": {"id": {"S": "1"}, "v": {"S": secret}}});
+    ok(
+        node,
+        key,
+        Method::POST,
+        &format!("/v1/tables/{table}/PutItem"),
+        item,
+    )
+    .await;
+    let workflow = format!("{p}-wf");
+    let definition = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}});
+    ok(
+        node,
+        key,
+        Method::PUT,
+        &format!("/v1/workflows/{workflow}"),
+        json!({"definition": definition}),
+    )
+    .await;
+    let e = ok(
+        node,
+        key,
+        Method::POST,
+        &format!("/v1/workflows/{workflow}/executions"),
+        json!({"input": {"s": secret}}),
+    )
+    .await;
+    let k = ok(
+        node,
+        key,
+        Method::POST,
+        "/v1/api-keys",
+        json!({"role": "viewer"}),
+    )
+    .await;
+    Holdings {
+        function,
+        activation,
+        trace,
+        dead_letter,
+        queue,
+        topic,
+        subscription: sub["id"].as_str().unwrap_or_default().to_string(),
+        route: r["id"].as_str().unwrap().to_string(),
+        route_path,
+        schedule,
+        mapping: m["id"].as_str().unwrap().to_string(),
+        bucket,
+        table,
+        workflow,
+        execution: e["name"].as_str().unwrap_or("x").to_string(),
+        api_key: k["key_id"].as_str().unwrap().to_string(),
+        code,
+    }
+}
+
+fn venv() -> PathBuf {
+    lambent_testkit::python::venv(&["boto3"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_one_tenant_reaches_another() {
+    let node = node().await;
+    let a = tenant(&node, "tenant-a").await;
+    let b = tenant(&node, "tenant-b").await;
+    let ha = populate(&node, &a, "a").await;
+    let hb = populate(&node, &b, "b").await;
+    let leaks = |text: &str| -> Vec<String> {
+        let mut found: Vec<String> = ["secret-of-a", "tenant-a"]
+            .into_iter()
+            .filter(|m| text.contains(m))
+            .map(str::to_string)
+            .collect();
+        found.extend(
+            ha.names()
+                .into_iter()
+                .filter(|n| text.contains(n))
+                .map(str::to_string),
+        );
+        found
+    };
+
+    // Every /v1 path, with B's owner key, on A's names and ids.
+    let served = node.server.as_ref().unwrap().served_routes().to_vec();
+    let mut probes = 0;
+    for (method, path) in served
+        .iter()
+        .filter(|(_, p)| p.starts_with("/v1/") || p == "/metrics")
+    {
+        if path.starts_with("/v1/namespaces") || path == "/v1/cluster/link" {
+            continue; // the operator's; the cluster's link
+        }
+        let has_params = path.contains('{');
+        let method: Method = method.parse().unwrap();
+        {
+            // Creating or replacing under a name makes B's own resource of that name: not a
+            // cross-tenant access (names are per namespace). Reads, deletes and actions on
+            // a named resource are.
+            let acts_on_existing = method == Method::GET
+                || method == Method::DELETE
+                || (method == Method::POST && has_params);
+            if !acts_on_existing {
+                continue;
+            }
+            let concrete = fill(path, |param| ha.param(path, param));
+            let (s, v) = call(&node, b.owner(), method.clone(), &concrete, Value::Null).await;
+            if path == "/v1/audit" {
+                // B's own log names what B asked for; none of it is A's.
+                let entries = v["entries"].as_array().unwrap();
+                assert!(
+                    entries.iter().all(|e| e["namespace"] == b.name.as_str()),
+                    "{v}"
+                );
+                continue;
+            }
+            let text = v.to_string();
+            // Names B sent come back in "does not exist" messages; nothing else of A may.
+            let echoed: Vec<&str> = concrete.split('/').collect();
+            let found: Vec<String> = leaks(&text)
+                .into_iter()
+                .filter(|l| !(s.is_client_error() && echoed.contains(&l.as_str())))
+                .collect();
+            assert!(
+                found.is_empty(),
+                "{method} {concrete} with B's key showed {found:?}: {s} {v}"
+            );
+            if has_params && path != "/v1/code/{sha256}" && path != "/v1/traces/{trace_id}" {
+                assert!(
+                    s.is_client_error(),
+                    "{method} {concrete} with B's key on A's resource: {s} {v}"
+                );
+            }
+            probes += 1;
+        }
+    }
+    assert!(probes > 50, "only {probes} probes");
+
+    // A's route refuses B's key; A's key runs it.
+    let url = node.url(&ha.route_path);
+    let r = node
+        .http
+        .get(&url)
+        .bearer_auth(b.owner())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = node
+        .http
+        .get(&url)
+        .bearer_auth(a.key(Role::Invoker))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Nothing of A was changed by B's attempts.
+    for path in [
+        format!("/v1/functions/{}", ha.function),
+        format!("/v1/queues/{}", ha.queue),
+        format!("/v1/routes/{}", ha.route),
+        format!("/v1/schedules/{}", ha.schedule),
+        format!("/v1/dlq/{}", ha.dead_letter),
+        format!("/v1/tables/{}", ha.table),
+        format!("/v1/workflows/{}", ha.workflow),
+        format!("/v1/buckets/{}/objects/k", ha.bucket),
+    ] {
+        ok(&node, a.owner(), Method::GET, &path, Value::Null).await;
+    }
+
+    // `/metrics`: B sees its own series and none of A's; the operator sees both.
+    let metrics = |key: String| {
+        let http = node.http.clone();
+        let url = node.url("/metrics");
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let seen_by_b = metrics(b.owner().to_string()).await;
+    assert!(seen_by_b.contains("namespace=\"tenant-b\""), "{seen_by_b}");
+    assert!(!seen_by_b.contains("tenant-a"), "{seen_by_b}");
+    let seen_by_operator = metrics(ADMIN.to_string()).await;
+    assert!(
+        seen_by_operator.contains("namespace=\"tenant-a\"")
+            && seen_by_operator.contains("namespace=\"tenant-b\"")
+    );
+
+    // The AWS APIs with B's access key: none of A's functions, queues, topics, tables,
+    // buckets; ARNs name B's account.
+    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
+    let (id, secret) = &b.aws[&Role::Owner];
+    let out = tokio::task::spawn_blocking({
+        let url = node.url("");
+        let names = [
+            ha.function.clone(),
+            ha.queue.clone(),
+            ha.topic.clone(),
+            ha.table.clone(),
+            ha.bucket.clone(),
+            hb.function.clone(),
+            a.name.clone(),
+            b.name.clone(),
+        ];
+        let (id, secret) = (id.clone(), secret.clone());
+        move || {
+            let args: Vec<&str> = std::iter::once("tenants.py")
+                .chain(names.iter().map(String::as_str))
+                .collect();
+            common::run_aws_client(
+                &venv.join("bin/python"),
+                &args,
+                &common::aws_scripts_dir(),
+                &url,
+                (&id, &secret),
+                &[],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("tenants ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_is_deleted_only_empty_or_with_force_and_leaves_nothing() {
+    let node = node().await;
+    let t = tenant(&node, "short-lived").await;
+    let h = populate(&node, &t, "gone").await;
+    let path = "/v1/namespaces/short-lived";
+    let (s, v) = call(&node, ADMIN, Method::DELETE, path, Value::Null).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("functions"),
+        "{v}"
+    );
+    // Only the operator deletes namespaces.
+    let (s, _) = call(
+        &node,
+        t.owner(),
+        Method::DELETE,
+        &format!("{path}?force=true"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let (s, v) = call(
+        &node,
+        ADMIN,
+        Method::DELETE,
+        &format!("{path}?force=true"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, _) = call(&node, ADMIN, Method::GET, path, Value::Null).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Its keys are gone, its route answers nothing, its bucket's name is free.
+    for role in NAMESPACE_ROLES {
+        let (s, _) = call(
+            &node,
+            t.key(role),
+            Method::GET,
+            "/v1/functions",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{role}");
+    }
+    let r = node.http.get(node.url(&h.route_path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let fresh = tenant(&node, "after").await;
+    ok(
+        &node,
+        fresh.owner(),
+        Method::PUT,
+        &format!("/v1/buckets/{}", h.bucket),
+        Value::Null,
+    )
+    .await;
+    // The operator cannot act in it any more.
+    let r = node
+        .http
+        .get(node.url("/v1/activations"))
+        .bearer_auth(ADMIN)
+        .header("lambent-namespace", "short-lived")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // The audit log kept the deletion (in the operator's namespace), not the deleted one's.
+    let audit = ok(&node, ADMIN, Method::GET, "/v1/audit", Value::Null).await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e["method"] == "DELETE" && e["target"] == "short-lived" && e["status"] == 204));
+    assert!(!entries.iter().any(|e| e["namespace"] == "short-lived"));
+}

@@ -1,0 +1,160 @@
+//! Tenants' state: namespaces with their settings, the API keys of each (digests of their
+//! secrets, with a role and an optional expiry; a rotated key keeps its old secret's digest
+//! until the grace period ends), the audit log of management actions, and the removal of
+//! everything a namespace holds.
+
+use crate::StoreError;
+use async_trait::async_trait;
+use lambent_core::tenancy::{Namespace, Role};
+use serde::{Deserialize, Serialize};
+
+/// One secret of an API key: its SHA-256 digest, the key's id (shared by the secrets a
+/// rotation leaves valid for a while), namespace and role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub key_id: String,
+    pub namespace: String,
+    pub role: Role,
+    #[serde(skip)]
+    pub key_sha256: String,
+    pub created_ms: i64,
+    /// After this instant the secret is refused (the key's expiry, or a rotation's grace).
+    pub expires_ms: Option<i64>,
+}
+
+impl ApiKey {
+    /// Whether the secret is still accepted at `now_ms`.
+    pub fn valid_at(&self, now_ms: i64) -> bool {
+        self.expires_ms.is_none_or(|e| now_ms < e)
+    }
+}
+
+/// One management action, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub namespace: String,
+    pub at_ms: i64,
+    pub key_id: String,
+    pub role: Role,
+    pub method: String,
+    /// The path (or the AWS action) acted on.
+    pub action: String,
+    /// The resource named, when one is (function, queue, key id, …).
+    pub target: String,
+    pub status: u16,
+    /// The client's address.
+    pub client: String,
+}
+
+/// Which audit entries to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// `None`: every namespace's (the operator's view).
+    pub namespace: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+}
+
+/// The tables whose rows are records of what happened rather than resources: a namespace
+/// holding only these counts as empty.
+pub const RECORD_TABLES: &[&str] = &[
+    "activations",
+    "activation_rollups",
+    "activation_histogram",
+    "version_counters",
+    "ddb_request_tokens",
+    "api_keys",
+    "access_keys",
+    "audit",
+    "namespaces",
+];
+
+/// The rows of a namespace in tables without a `namespace` column, deleted before their
+/// parents' (`$1` is the namespace; SQLite reads `$1` as the first parameter too). Every
+/// table with a `namespace` column is then emptied of the namespace's rows by name.
+pub const PURGE_CHILDREN: &[&str] = &[
+    "DELETE FROM upload_parts WHERE upload_id IN (SELECT u.id FROM uploads u \
+     JOIN buckets b ON u.bucket = b.name WHERE b.namespace = $1)",
+    "DELETE FROM uploads WHERE bucket IN (SELECT name FROM buckets WHERE namespace = $1)",
+    "DELETE FROM objects WHERE bucket IN (SELECT name FROM buckets WHERE namespace = $1)",
+    "DELETE FROM ddb_index_entries WHERE table_id IN \
+     (SELECT id FROM ddb_tables WHERE namespace = $1)",
+    "DELETE FROM ddb_items WHERE table_id IN (SELECT id FROM ddb_tables WHERE namespace = $1)",
+    "DELETE FROM ddb_stream_records WHERE table_id IN \
+     (SELECT id FROM ddb_tables WHERE namespace = $1)",
+    "DELETE FROM execution_events WHERE execution_arn IN \
+     (SELECT arn FROM executions WHERE namespace = $1)",
+];
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Creates a namespace; false if one of that name exists.
+    async fn create_namespace(&self, ns: &Namespace) -> Result<bool, StoreError>;
+    async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>, StoreError>;
+    async fn list_namespaces(&self) -> Result<Vec<Namespace>, StoreError>;
+    /// Replaces a namespace's settings; false if it does not exist.
+    async fn update_namespace(&self, ns: &Namespace) -> Result<bool, StoreError>;
+    /// What a namespace holds, as (table, rows) for each table of resources with rows of it
+    /// (records — activations, keys, audit — are not counted).
+    async fn namespace_contents(&self, name: &str) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Deletes every row of the namespace in every table (children before their parents:
+    /// objects and uploads of its buckets, items and stream records of its tables, messages
+    /// of its queues, executions of its state machines), its keys, audit log and record, in
+    /// one transaction. False if there was no such namespace record.
+    async fn purge_namespace(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores one secret of a key.
+    async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    /// The secret with this digest, expired or not (the caller checks [`ApiKey::valid_at`]).
+    async fn api_key(&self, key_sha256: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// Every secret of the namespace's keys, oldest first.
+    async fn list_api_keys(&self, namespace: &str) -> Result<Vec<ApiKey>, StoreError>;
+    /// Deletes every secret of a key; false if it has none in this namespace.
+    async fn delete_api_key(&self, namespace: &str, key_id: &str) -> Result<bool, StoreError>;
+    /// Gives a key a new secret (`new`, same id) and lets its current secrets expire at
+    /// `grace_until_ms` at the latest, in one transaction; false if the key does not exist.
+    async fn rotate_api_key(&self, new: &ApiKey, grace_until_ms: i64) -> Result<bool, StoreError>;
+
+    async fn append_audit(&self, batch: &[AuditEntry]) -> Result<(), StoreError>;
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Adds an owner key to `namespace` (creating the namespace without settings if needed),
+    /// its id derived from the digest: what a single-namespace setup's key becomes.
+    async fn add_api_key(&self, namespace: &str, key_sha256: &str) -> Result<(), StoreError> {
+        self.add_key_with_role(namespace, key_sha256, Role::Owner)
+            .await
+    }
+
+    /// [`TenantStore::add_api_key`] with another role (the operator's key: `Operator`).
+    async fn add_key_with_role(
+        &self,
+        namespace: &str,
+        key_sha256: &str,
+        role: Role,
+    ) -> Result<(), StoreError> {
+        let now = lambent_core::now_ms();
+        self.create_namespace(&Namespace {
+            name: namespace.into(),
+            settings: Default::default(),
+            created_ms: now,
+            updated_ms: now,
+        })
+        .await?;
+        self.put_api_key(&ApiKey {
+            key_id: derived_key_id(role, key_sha256),
+            namespace: namespace.into(),
+            role,
+            key_sha256: key_sha256.into(),
+            created_ms: now,
+            expires_ms: None,
+        })
+        .await
+    }
+}
+
+/// The id of a key given by its digest alone (configured keys): `lk-` (`op-` for the
+/// operator's) and twelve hex digits of the digest.
+pub fn derived_key_id(role: Role, key_sha256: &str) -> String {
+    let prefix = if role == Role::Operator { "op" } else { "lk" };
+    format!("{prefix}-{}", &key_sha256[..key_sha256.len().min(12)])
+}
