@@ -245,7 +245,7 @@ struct RedriveBody {
 /// Moves a dead-letter queue's messages back to its source queue (or `destination`).
 async fn redrive(
     State(app): AppState,
-    Extension(Namespace(ns)): Ns,
+    Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
