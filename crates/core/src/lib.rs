@@ -16,7 +16,7 @@ pub use async_invoke::{AsyncConfig, AsyncSpec, Destination};
 pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
 pub use route::{Route, RouteSpec, RouteTarget};
 pub use runtime::{Runtime, RuntimeKind};
-pub use trace::{ActivationTrace, HttpTrigger, SpanId, TraceContext, TraceId, TraceOrigin};
+pub use trace::{ActivationTrace, Hop, HttpTrigger, SpanId, TraceContext, TraceId, TraceOrigin};
 
 /// The namespace every single-tenant installation starts with.
 pub const DEFAULT_NAMESPACE: &str = "default";

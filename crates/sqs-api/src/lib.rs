@@ -221,6 +221,9 @@ async fn answer(
         protocol.service(),
     )?;
     let queues = &endpoint.app.queues;
+    // The caller's trace context (what boto3 and the JavaScript SDK send as
+    // `X-Amzn-Trace-Id` inside a function): messages and deliveries continue it.
+    let trace = lambent_gateway::trace_context(&parts.headers);
     match protocol {
         Protocol::SqsJson => {
             let operation = target(&parts);
@@ -236,6 +239,7 @@ async fn answer(
                 queues,
                 namespace: &namespace,
                 origin: &origin,
+                trace: trace.clone(),
             };
             let output = sqs::dispatch(&call, &operation, &input).await?;
             Ok(json_response(StatusCode::OK, &output))
@@ -253,6 +257,7 @@ async fn answer(
                 queues,
                 namespace: &namespace,
                 origin: &origin,
+                trace: trace.clone(),
             };
             let output = sqs::dispatch(&call, &action, &input).await?;
             Ok(wire::xml_success(
@@ -269,6 +274,7 @@ async fn answer(
             let call = sns::Call {
                 queues,
                 namespace: &namespace,
+                trace,
             };
             let result = sns::dispatch(&call, &action, &params).await?;
             Ok(wire::xml_success(SNS_XMLNS, &action, &result, request_id))

@@ -15,7 +15,16 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V9__activation_rollups", crate::rollups::MIGRATION),
     ("V10__traces", V10),
     ("V11__schedule_input", crate::events::INPUT_MIGRATION),
+    ("V12__message_traces", V12),
 ];
+
+/// Trace context carried through queues and workflows: each message's sender's
+/// (`traceparent[ tracestate]`, SQS's `AWSTraceHeader`), and the context of the request that
+/// started each execution.
+const V12: &str = r#"
+ALTER TABLE queue_messages ADD COLUMN trace TEXT;
+ALTER TABLE executions ADD COLUMN trace TEXT;
+"#;
 
 /// Traces: each activation's place in its trace (see `lambent_store::trace_columns`), and the
 /// trace context an async event carries (`traceparent[ tracestate]`). V8 and V9 are other

@@ -87,6 +87,8 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
      CREATE INDEX activations_by_trace ON activations (namespace, trace_id);",
     events::TRACE_MIGRATION,
     events::INPUT_MIGRATION,
+    queues::TRACE_MIGRATION,
+    workflows::TRACE_MIGRATION,
 ];
 
 /// How many reader connections a store keeps.

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
-    status, ResourceSpans, ScopeSpans, Span as OtlpSpan, Status,
+    span::Link as OtlpLink, status, ResourceSpans, ScopeSpans, Span as OtlpSpan, Status,
 };
 use prost::Message;
 use serde_json::Value;
@@ -59,6 +59,15 @@ fn otlp_span(s: &Span, trace_state: &str) -> OtlpSpan {
             },
             None => Status::default(),
         }),
+        links: s
+            .links
+            .iter()
+            .map(|l| OtlpLink {
+                trace_id: l.trace_id.to_bytes().to_vec(),
+                span_id: l.span_id.to_bytes().to_vec(),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     }
 }
