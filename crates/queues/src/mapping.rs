@@ -4,8 +4,8 @@
 //! with `report_batch_item_failures`, only the messages named in `batchItemFailures` do.
 
 use crate::{events, FunctionRunner, Mapping, Message, Queues, RunOutcome, MAX_BATCH};
-use lambent_core::{Hop, TraceContext, TraceOrigin};
 use bytes::Bytes;
+use lambent_core::{Hop, TraceContext, TraceOrigin};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -33,8 +33,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use axum::body::Bytes;
 use comfy_table::Table;
 use lambent_server::{start, RunningServer, ServerOptions};
-use serde_json::{json, Value};
 use lambent_testkit::wrk;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -217,7 +217,8 @@ fn main() {
             support::env_or("LAMBENT_BENCH_SECS", 2u64),
         );
         let urls = (off.server.url(), on.server.url(), export.server.url());
-        let (cpu_off_1, cpu_on) = server_cpu(&wrk_bin, &script, (urls.0, urls.1), rounds, secs).await;
+        let (cpu_off_1, cpu_on) =
+            server_cpu(&wrk_bin, &script, (urls.0, urls.1), rounds, secs).await;
         let (cpu_off_2, cpu_export) =
             server_cpu(&wrk_bin, &script, (urls.0, urls.2), rounds, secs).await;
         let mut cpu_table = Table::new();

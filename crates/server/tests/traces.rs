@@ -196,17 +196,35 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
     }
     // The queue (mapped to Q), the topic (to T, and to the same queue), the workflow (to D).
     for (method, path, body) in [
-        (Method::POST, "/v1/routes", json!({"method": "GET", "path": "/orders/{id}", "function": "trace-a"})),
+        (
+            Method::POST,
+            "/v1/routes",
+            json!({"method": "GET", "path": "/orders/{id}", "function": "trace-a"}),
+        ),
         (Method::POST, "/v1/queues", json!({"name": "trace-orders"})),
-        (Method::POST, "/v1/mappings", json!({"queue": "trace-orders", "function": "trace-q"})),
+        (
+            Method::POST,
+            "/v1/mappings",
+            json!({"queue": "trace-orders", "function": "trace-q"}),
+        ),
         (Method::POST, "/v1/topics", json!({"name": "trace-news"})),
-        (Method::POST, "/v1/topics/trace-news/subscriptions", json!({"function": "trace-t"})),
-        (Method::POST, "/v1/topics/trace-news/subscriptions", json!({"queue": "trace-orders"})),
-        (Method::PUT, "/v1/workflows/trace-flow", json!({"definition": FLOW})),
+        (
+            Method::POST,
+            "/v1/topics/trace-news/subscriptions",
+            json!({"function": "trace-t"}),
+        ),
+        (
+            Method::POST,
+            "/v1/topics/trace-news/subscriptions",
+            json!({"queue": "trace-orders"}),
+        ),
+        (
+            Method::PUT,
+            "/v1/workflows/trace-flow",
+            json!({"definition": FLOW}),
+        ),
     ] {
-        let (s, _, v) = node
-            .send(method, path, body.to_string().into_bytes())
-            .await;
+        let (s, _, v) = node.send(method, path, body.to_string().into_bytes()).await;
         assert!(s.is_success(), "{path}: {s} {v}");
     }
 
@@ -236,7 +254,12 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
 
     // C ran (from the async queue), Q (both messages), T and D, and every span reached the
     // receiver.
-    for (function, runs) in [("trace-c", 1), ("trace-t", 1), ("trace-d", 1), ("trace-q", 2)] {
+    for (function, runs) in [
+        ("trace-c", 1),
+        ("trace-t", 1),
+        ("trace-d", 1),
+        ("trace-q", 2),
+    ] {
         eventually(60, &format!("{function}'s activations"), || async {
             let list = node.activations_of(function).await;
             let logs: String = list.iter().filter_map(|a| a["logs"].as_str()).collect();
@@ -262,7 +285,11 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
         let consumed: u64 = spans
             .iter()
             .filter(|s| s["name"] == "process trace-orders")
-            .map(|s| s["attributes"]["messaging.batch.message_count"].as_u64().unwrap())
+            .map(|s| {
+                s["attributes"]["messaging.batch.message_count"]
+                    .as_u64()
+                    .unwrap()
+            })
             .sum();
         (servers == FUNCTIONS.len() && consumed == 2).then_some(spans)
     })
@@ -344,7 +371,9 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
         .filter_map(|a| a["logs"].as_str().map(str::to_string))
         .collect();
     assert_eq!(
-        q_logs.matches(&format!("{header}{a_handler_id};Sampled=1")).count(),
+        q_logs
+            .matches(&format!("{header}{a_handler_id};Sampled=1"))
+            .count(),
         2,
         "{q_logs}"
     );
@@ -421,7 +450,10 @@ async fn traces_are_shown_to_their_namespace_and_a_callers_context_is_honoured()
         .unwrap_or_else(|| panic!("no gateway span: {spans:#?}"));
     assert_eq!(gateway["parent_span_id"], "53995c3f42cd8ad8");
     assert_eq!(gateway["attributes"]["http.response.status_code"], 200);
-    assert_eq!(gateway["attributes"]["url.path"], "/v1/functions/plain/invoke");
+    assert_eq!(
+        gateway["attributes"]["url.path"],
+        "/v1/functions/plain/invoke"
+    );
     assert!(gateway.get("error").is_none(), "{gateway}");
     let server = spans.iter().find(|s| s["name"] == "plain").unwrap();
     assert_eq!(server["parent_span_id"], gateway["span_id"]);

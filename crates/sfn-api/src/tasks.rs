@@ -373,12 +373,12 @@ impl Tasks {
         }
         let (arn, _) = workflows
             .start_execution(
-                        ns,
-                        &machine,
-                        name.as_deref(),
-                        child_input.as_deref(),
-                        self.trace.clone(),
-                    )
+                ns,
+                &machine,
+                name.as_deref(),
+                child_input.as_deref(),
+                self.trace.clone(),
+            )
             .await
             .map_err(failed)?;
         loop {

@@ -10,8 +10,8 @@
 use crate::api;
 use crate::error::SfnError;
 use crate::executor::{Workflows, EXPRESS};
-use lambent_gateway::workflow_hook::{RouteAnswer, WorkflowHook, WorkflowHookError};
 use lambent_core::TraceContext;
+use lambent_gateway::workflow_hook::{RouteAnswer, WorkflowHook, WorkflowHookError};
 use serde_json::json;
 use std::sync::{Arc, Weak};
 

@@ -226,7 +226,10 @@ pub fn event_trace_column(
 /// carries no trace (a new one starts).
 pub fn event_trace_from_column(
     column: Option<&str>,
-) -> (Option<lambent_core::TraceContext>, Option<lambent_core::Hop>) {
+) -> (
+    Option<lambent_core::TraceContext>,
+    Option<lambent_core::Hop>,
+) {
     let Some(text) = column else {
         return (None, None);
     };

@@ -134,7 +134,8 @@ fn hop_span(hop: &Hop, mut base: Span) -> Span {
         } => {
             base.name = state.clone();
             base.kind = SpanKind::Internal;
-            base.start_unix_nano = us_to_ns(entered_ms.saturating_mul(1000)).min(base.start_unix_nano);
+            base.start_unix_nano =
+                us_to_ns(entered_ms.saturating_mul(1000)).min(base.start_unix_nano);
             set("lambent.workflow.state", state.clone().into());
             set("lambent.workflow.execution", execution.clone().into());
         }
@@ -499,11 +500,17 @@ mod tests {
         assert_eq!(batch.end_unix_nano, server.end_unix_nano);
         assert_eq!(batch.attributes["messaging.system"], "aws_sqs");
         assert_eq!(batch.attributes["messaging.batch.message_count"], 3);
-        let linked: Vec<(TraceId, SpanId)> =
-            batch.links.iter().map(|l| (l.trace_id, l.span_id)).collect();
+        let linked: Vec<(TraceId, SpanId)> = batch
+            .links
+            .iter()
+            .map(|l| (l.trace_id, l.span_id))
+            .collect();
         assert_eq!(
             linked,
-            [(first.trace_id, first.parent), (other.trace_id, other.parent)]
+            [
+                (first.trace_id, first.parent),
+                (other.trace_id, other.parent)
+            ]
         );
         assert_eq!(server.parent_span_id, Some(batch.span_id));
         assert_eq!(server.attributes["faas.trigger"], "pubsub");
@@ -533,6 +540,9 @@ mod tests {
             topic: "news".into(),
         });
         let spans = activation_spans(&a, &Platform::new("r"));
-        assert_eq!(by_name(&spans, "process news").attributes["messaging.system"], "aws_sns");
+        assert_eq!(
+            by_name(&spans, "process news").attributes["messaging.system"],
+            "aws_sns"
+        );
     }
 }
