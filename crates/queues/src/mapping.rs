@@ -61,7 +61,7 @@ fn batch_origin(queue: &str, batch: &[Message]) -> TraceOrigin {
     let first_sent = batch
         .iter()
         .find(|m| m.trace.is_some())
-        .or(batch.first())
+        .or_else(|| batch.first())
         .map(|m| m.sent_ms);
     TraceOrigin {
         context: links.first().cloned(),

@@ -499,6 +499,35 @@ async fn traces_are_shown_to_their_namespace_and_a_callers_context_is_honoured()
         .await;
     assert_ne!(malformed["trace_id"], honoured);
 
+    // A message sent on `/v1` keeps the sender's context, handed back by a receive.
+    let (s, _, v) = node
+        .send(
+            Method::POST,
+            "/v1/queues",
+            json!({"name": "traced"}).to_string().into_bytes(),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let sender = format!("00-{honoured}-53995c3f42cd8ad8-01");
+    let response = node
+        .http
+        .post(node.url("/v1/queues/traced/messages"))
+        .bearer_auth(KEY)
+        .header("traceparent", &sender)
+        .body(json!({"body": "hello"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let (_, _, got) = node
+        .send(
+            Method::POST,
+            "/v1/queues/traced/receive",
+            json!({"max": 1}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(got["messages"][0]["trace"], sender.as_str(), "{got}");
+
     // A route whose function fails answers 502: its gateway span says so, as an error; one
     // answering its own 404 is no server error.
     deploy(&node, "answers", 128, ANSWERS).await;

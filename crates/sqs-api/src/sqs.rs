@@ -679,10 +679,7 @@ fn outgoing(c: &Call<'_>, input: &Value) -> Result<Outgoing, SqsError> {
         body,
         attributes: message_attributes(input)?,
         delay: uint(input, "DelaySeconds")?,
-        trace: match trace_header(input)? {
-            Some(header) => Some(header),
-            None => c.trace.clone(),
-        },
+        trace: trace_header(input)?.or_else(|| c.trace.clone()),
     })
 }
 
@@ -978,6 +975,39 @@ fn received(c: &Call<'_>, m: &Message, system: &[&str], wanted: &[&str]) -> Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_may_carry_an_xray_trace_header_and_nothing_else() {
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let system = |name: &str, value: Value| json!({"MessageSystemAttributes": {name: value}});
+        let got = trace_header(&system(
+            TRACE_HEADER,
+            json!({"DataType": "String", "StringValue": header}),
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(got.xray(), header);
+        assert!(trace_header(&json!({})).unwrap().is_none());
+        for bad in [
+            system(
+                "SenderId",
+                json!({"DataType": "String", "StringValue": "x"}),
+            ),
+            system(
+                TRACE_HEADER,
+                json!({"DataType": "String", "StringValue": "not a header"}),
+            ),
+            system(
+                TRACE_HEADER,
+                json!({"DataType": "Number", "StringValue": header}),
+            ),
+        ] {
+            assert!(
+                matches!(trace_header(&bad), Err(SqsError::InvalidParameterValue(_))),
+                "{bad}"
+            );
+        }
+    }
 
     fn attr(data_type: &str, s: Option<&str>, b: Option<&str>) -> MessageAttribute {
         MessageAttribute {
