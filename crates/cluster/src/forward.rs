@@ -243,7 +243,13 @@ pub fn decode_result(mut body: Bytes) -> Result<InvokeResult, WireError> {
     let record = body.split_to(len);
     let activation: Activation =
         serde_json::from_slice(&record).map_err(|e| wire(format!("bad activation record: {e}")))?;
-    Ok(InvokeResult { activation, body })
+    // The node that ran it left the record to whoever answers the HTTP request: this node.
+    let record_due = lambent_invoker::awaits_http_status(&activation);
+    Ok(InvokeResult {
+        activation,
+        body,
+        record_due,
+    })
 }
 
 /// A `refused` frame.
@@ -847,6 +853,7 @@ mod tests {
                 ..Default::default()
             },
             body: Bytes::from_static(b"{\"ok\":true}"),
+            record_due: false,
         };
         let f = only_frame(encode_result(9, &result));
         assert_eq!((f.id, f.kind), (9, RESULT));
@@ -904,6 +911,7 @@ mod tests {
                 ..Default::default()
             },
             body: req.payload,
+            record_due: false,
         })
     }
 

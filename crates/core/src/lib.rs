@@ -18,7 +18,7 @@ pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, Validat
 pub use route::{Route, RouteSpec, RouteTarget};
 pub use runtime::{Runtime, RuntimeKind};
 pub use tenancy::{Access, NamespaceSettings, Role};
-pub use trace::{ActivationTrace, HttpTrigger, SpanId, TraceContext, TraceId, TraceOrigin};
+pub use trace::{ActivationTrace, Hop, HttpTrigger, SpanId, TraceContext, TraceId, TraceOrigin};
 
 /// The namespace every single-tenant installation starts with.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -260,6 +260,9 @@ pub struct TraceOrigin {
     /// The HTTP route that received it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpTrigger>,
+    /// The queue, topic or workflow state that delivered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hop: Option<Hop>,
 }
 
 impl TraceOrigin {
@@ -280,6 +283,35 @@ pub struct HttpTrigger {
     pub route: String,
     /// The path as requested.
     pub path: String,
+    /// The status the gateway answered with (set by the gateway once it has mapped the
+    /// result, before the record is sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+/// A delivery Lambent draws as a span between the sender and the activation it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Hop {
+    /// A batch of queue messages handed to a function by an event-source mapping; the
+    /// activation continues the first traced message's context, `links` are every traced
+    /// message's (OpenTelemetry: one span per batch, a link per message).
+    Queue {
+        queue: String,
+        messages: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        links: Vec<TraceContext>,
+    },
+    /// A topic's delivery to a subscribed function.
+    Topic { topic: String },
+    /// A workflow's Task state, run by an execution.
+    State {
+        state: String,
+        /// The execution's ARN.
+        execution: String,
+        /// When the state's attempt began (ms since the epoch).
+        entered_ms: i64,
+    },
 }
 
 /// Derived-span numbers ([`SpanId::derive`]) of an activation's spans.
@@ -291,6 +323,8 @@ pub mod spans {
     pub const RUNTIME: u64 = 5;
     pub const IMPORT: u64 = 6;
     pub const HANDLER: u64 = 7;
+    /// A queue or topic delivery, or a workflow state ([`super::Hop`]).
+    pub const HOP: u64 = 8;
 }
 
 /// An activation's place in its trace (stored with the record; its JSON fields sit beside the
@@ -316,6 +350,8 @@ pub struct ActivationTrace {
     pub queued_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpTrigger>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hop: Option<Hop>,
 }
 
 fn yes() -> bool {
@@ -339,6 +375,7 @@ impl ActivationTrace {
             end_us: start_us,
             queued_ms: origin.queued_ms,
             http: origin.http,
+            hop: origin.hop,
         }
     }
 

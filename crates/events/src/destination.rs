@@ -138,13 +138,15 @@ pub use lambent_store::events::workflow_target;
 pub trait Deliver: Send + Sync + 'static {
     /// Sends `record` (JSON) as a message to the queue, publishes it to the topic, or starts
     /// an execution of the workflow with it as input (named after `event_id`, so a retried
-    /// event starts it once); returns once it is stored.
+    /// event starts it once); returns once it is stored. `trace`: the event's context, which
+    /// the message, the publication or the execution continues.
     async fn deliver(
         &self,
         namespace: &str,
         target: Target<'_>,
         record: &str,
         event_id: &str,
+        trace: Option<&lambent_core::TraceContext>,
     ) -> Result<(), String>;
 }
 

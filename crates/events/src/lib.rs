@@ -193,8 +193,23 @@ impl Events {
         trigger: &str,
         trace: Option<lambent_core::TraceContext>,
     ) -> Result<String, EventsError> {
+        let origin = lambent_core::TraceOrigin::of(trace);
+        self.enqueue_traced(namespace, function, payload, trigger, origin)
+            .await
+    }
+
+    /// [`Events::enqueue`] of a delivery Lambent draws as a span of its own (`origin.hop`: a
+    /// topic's); the origin's other fields are the worker's to set.
+    pub async fn enqueue_traced(
+        &self,
+        namespace: &str,
+        function: &str,
+        payload: Vec<u8>,
+        trigger: &str,
+        origin: lambent_core::TraceOrigin,
+    ) -> Result<String, EventsError> {
         let mut event = new_event(namespace, function, payload, trigger);
-        event.trace = trace;
+        (event.trace, event.hop) = (origin.context, origin.hop);
         let id = event.id.clone();
         self.write(EventWrite::Enqueue(event)).await?;
         self.signal_due();
@@ -354,6 +369,7 @@ pub(crate) fn new_event(
         attempts: 0,
         claims: 0,
         trace: None,
+        hop: None,
     }
 }
 

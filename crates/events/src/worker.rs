@@ -352,6 +352,7 @@ impl Worker {
                         context: event.trace.clone(),
                         queued_ms: Some(event.created_ms),
                         http: None,
+                        hop: event.hop.clone(),
                     },
                     ..Default::default()
                 },
@@ -368,8 +369,14 @@ impl Worker {
         let record = String::from_utf8_lossy(&event.payload);
         let outcome = match &self.runner.deliver {
             Some(d) => {
-                d.deliver(&event.namespace, target, &record, &event.id)
-                    .await
+                d.deliver(
+                    &event.namespace,
+                    target,
+                    &record,
+                    &event.id,
+                    event.trace.as_ref(),
+                )
+                .await
             }
             None => Err("queues and topics are not available on this node".to_string()),
         };

@@ -77,6 +77,21 @@ impl App {
         req.may_spill = false;
         self.registry.invoker().invoke(dep, req).await
     }
+
+    /// Sends the record of an invocation that came through HTTP (a route, `/v1` invoke), with
+    /// the status this node answers it with (its gateway span's `http.response.status_code`);
+    /// see [`lambent_invoker::awaits_http_status`]. Call it once the status is known, before
+    /// answering.
+    pub fn answered(&self, result: &mut InvokeResult, status: u16) {
+        if !std::mem::take(&mut result.record_due) {
+            return;
+        }
+        let mut record = result.activation.clone();
+        if let Some(http) = record.trace.as_mut().and_then(|t| t.http.as_mut()) {
+            http.status = Some(status);
+        }
+        self.registry.invoker().record(record);
+    }
 }
 
 /// `GET /v1/cluster/link` (an HTTP/1.1 upgrade to `lambent-link/1`, with the cluster's

@@ -7,7 +7,7 @@ use crate::{body, ApiError, App};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
@@ -137,15 +137,21 @@ async fn send(
     State(app): AppState,
     Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = body::read(body, MAX_SYNC_PAYLOAD, "the messages").await?;
-    let messages = match body::json::<SendBody>(&bytes) {
+    let mut messages = match body::json::<SendBody>(&bytes) {
         Ok(SendBody::Batch { messages }) => messages,
         Ok(SendBody::One(m)) => vec![m],
         // Say what is wrong with the single form, which most callers use.
         Err(_) => vec![body::json::<Outgoing>(&bytes)?],
     };
+    // Each message carries the sender's trace context, continued by whoever processes it.
+    let trace = crate::trace_context(&headers);
+    for m in &mut messages {
+        m.trace.clone_from(&trace);
+    }
     let ids = app.queues.send(&ns, &name, messages).await?;
     let ids: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
     Ok((StatusCode::CREATED, Json(json!({ "messages": ids }))).into_response())
@@ -373,6 +379,7 @@ async fn publish(
     State(app): AppState,
     Extension(Principal { namespace: ns, .. }): Ns,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: PublishBody = json_body(body).await?;
@@ -384,6 +391,7 @@ async fn publish(
             &req.message,
             req.subject.as_deref(),
             &req.attributes,
+            crate::trace_context(&headers).as_ref(),
         )
         .await?;
     Ok(Json(json!({ "message_id": id, "deliveries": deliveries })))
@@ -452,6 +460,7 @@ impl FunctionRunner for RegistryRunner {
         function: &str,
         payload: Bytes,
         trigger: &str,
+        trace: lambent_core::TraceOrigin,
     ) -> RunOutcome {
         let Some(app) = self.0.upgrade() else {
             return RunOutcome::Missing;
@@ -462,6 +471,7 @@ impl FunctionRunner for RegistryRunner {
         let request = InvokeRequest {
             payload,
             trigger: trigger.to_string(),
+            trace,
             ..Default::default()
         };
         let result = app.run(&deployment, request).await;
@@ -478,10 +488,11 @@ impl FunctionRunner for RegistryRunner {
         function: &str,
         payload: Bytes,
         trigger: &str,
+        trace: lambent_core::TraceOrigin,
     ) -> Result<(), String> {
         let app = self.0.upgrade().ok_or("the server is stopping")?;
         app.events
-            .enqueue(namespace, function, payload.to_vec(), trigger, None)
+            .enqueue_traced(namespace, function, payload.to_vec(), trigger, trace)
             .await
             .map(drop)
             .map_err(|e| e.to_string())
@@ -497,13 +508,14 @@ impl lambent_events::destination::Deliver for RegistryRunner {
         target: lambent_events::destination::Target<'_>,
         record: &str,
         event_id: &str,
+        trace: Option<&lambent_core::TraceContext>,
     ) -> Result<(), String> {
         use lambent_events::destination::Target;
         let app = self.0.upgrade().ok_or("the server is stopping")?;
         if let Target::Workflow(workflow) = target {
             let hook = app.workflows.get().ok_or("this node runs no workflows")?;
             return hook
-                .start(namespace, workflow, record, event_id)
+                .start(namespace, workflow, record, event_id, trace.cloned())
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string());
@@ -512,8 +524,8 @@ impl lambent_events::destination::Deliver for RegistryRunner {
             Target::Queue(queue) => {
                 let message = Outgoing {
                     body: record.to_string(),
-                    attributes: Attributes::new(),
-                    delay: None,
+                    trace: trace.cloned(),
+                    ..Default::default()
                 };
                 app.queues
                     .send(namespace, queue, vec![message])
@@ -522,7 +534,7 @@ impl lambent_events::destination::Deliver for RegistryRunner {
             }
             Target::Topic(topic) => app
                 .queues
-                .publish(namespace, topic, record, None, &Attributes::new())
+                .publish(namespace, topic, record, None, &Attributes::new(), trace)
                 .await
                 .map(drop),
             Target::Workflow(_) => unreachable!("started above"),

@@ -176,6 +176,9 @@ async fn delete_function(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The synchronous invoke's route, as its gateway span names it.
+const INVOKE_ROUTE: &str = "/v1/functions/{name}/invoke";
+
 async fn invoke(
     State(app): AppState,
     Extension(Principal { namespace: ns, .. }): Ns,
@@ -198,24 +201,34 @@ async fn invoke(
     let request = InvokeRequest {
         payload,
         trigger: "api".into(),
-        trace: lambent_core::TraceOrigin::of(trace),
+        trace: lambent_core::TraceOrigin {
+            context: trace,
+            http: Some(lambent_core::HttpTrigger {
+                method: "POST".into(),
+                route: INVOKE_ROUTE.into(),
+                path: uri.path().to_string(),
+                status: None,
+            }),
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let result = app.run(&deployment, request).await;
-    let a = &result.activation;
-    match a.status {
-        ActivationStatus::PlatformError => {
-            return Err(ApiError::Internal(
-                a.error_message.clone().unwrap_or_default(),
-            ))
-        }
-        ActivationStatus::Throttled => {
-            return Err(ApiError::Throttled(
-                a.error_message.clone().unwrap_or_default(),
-            ))
-        }
-        _ => {}
+    let mut result = app.run(&deployment, request).await;
+    let refusal = match result.activation.status {
+        ActivationStatus::PlatformError => Some(ApiError::Internal(
+            result.activation.error_message.clone().unwrap_or_default(),
+        )),
+        ActivationStatus::Throttled => Some(ApiError::Throttled(
+            result.activation.error_message.clone().unwrap_or_default(),
+        )),
+        _ => None,
+    };
+    let status = refusal.as_ref().map_or(StatusCode::OK, ApiError::status);
+    app.answered(&mut result, status.as_u16());
+    if let Some(refusal) = refusal {
+        return Err(refusal);
     }
+    let a = &result.activation;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,

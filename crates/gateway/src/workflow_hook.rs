@@ -34,18 +34,21 @@ pub trait WorkflowHook: Send + Sync {
     /// `input` is the request body (JSON text).
     /// Starts an execution of `workflow` with `input` (JSON text) named `name`; a second
     /// start of the same name is a success (it was started before). Returns its ARN.
+    /// `trace`: the context its states continue.
     async fn start(
         &self,
         namespace: &str,
         workflow: &str,
         input: &str,
         name: &str,
+        trace: Option<lambent_core::TraceContext>,
     ) -> Result<String, WorkflowHookError>;
     async fn serve_route(
         &self,
         namespace: &str,
         workflow: &str,
         input: &str,
+        trace: Option<lambent_core::TraceContext>,
     ) -> Result<RouteAnswer, WorkflowHookError>;
 }
 

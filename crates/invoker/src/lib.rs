@@ -169,6 +169,19 @@ pub struct InvokeRequest {
 pub struct InvokeResult {
     pub activation: Activation,
     pub body: Bytes,
+    /// The record is not sent yet: it waits for the HTTP status its caller answers with
+    /// ([`awaits_http_status`]); the caller sets it and sends the record ([`Invoker::record`]).
+    pub record_due: bool,
+}
+
+/// Whether `a` came through an HTTP hop whose answer is not known yet: the gateway span's
+/// `http.response.status_code` is the status the gateway answers with, which it knows only
+/// once it has mapped the result. Such a record is sent by the gateway, not the invoker.
+pub fn awaits_http_status(a: &Activation) -> bool {
+    a.trace
+        .as_ref()
+        .and_then(|t| t.http.as_ref())
+        .is_some_and(|h| h.status.is_none())
 }
 
 /// Counts of live sandboxes, for `/metrics` and tests.
@@ -285,6 +298,13 @@ impl Invoker {
 
     pub fn config(&self) -> &InvokerConfig {
         &self.inner.config
+    }
+
+    /// Sends a record its caller completed (an [`InvokeResult::record_due`] one).
+    pub fn record(&self, a: Activation) {
+        if let Some(sink) = &self.inner.records {
+            sink(a);
+        }
     }
 
     /// The software every sandbox shares (the AWS SDKs) changed: the Python zygotes are
@@ -801,6 +821,7 @@ impl Inner {
             return InvokeResult {
                 activation: record,
                 body,
+                record_due: false,
             };
         }
         let labels = metrics::ThrottleLabels {
@@ -1152,12 +1173,11 @@ impl Inner {
         self.observe(&record);
         if record.status == ActivationStatus::Throttled {
             // Nothing ran: nothing billed, no logs.
-            if let Some(sink) = &self.records {
-                sink(record.clone());
-            }
+            let record_due = self.send(&record);
             return InvokeResult {
                 activation: record,
                 body,
+                record_due,
             };
         }
         record.billed_ms = billed_ms(record.duration_us + record.init_us.unwrap_or(0));
@@ -1189,13 +1209,24 @@ impl Inner {
         }
         logs.push('\n');
         record.logs = logs;
-        if let Some(sink) = &self.records {
-            sink(record.clone());
-        }
+        let record_due = self.send(&record);
         InvokeResult {
             activation: record,
             body,
+            record_due,
         }
+    }
+
+    /// Sends a finished record, unless its caller sends it ([`awaits_http_status`]): returns
+    /// whether it is left to the caller.
+    fn send(&self, record: &Activation) -> bool {
+        if awaits_http_status(record) {
+            return true;
+        }
+        if let Some(sink) = &self.records {
+            sink(record.clone());
+        }
+        false
     }
 }
 

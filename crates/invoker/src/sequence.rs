@@ -138,12 +138,11 @@ impl Invoker {
         if let Some(t) = &mut record.trace {
             t.end_us = end_us;
         }
-        if let Some(sink) = &self.inner.records {
-            sink(record.clone());
-        }
+        let record_due = self.inner.send(&record);
         InvokeResult {
             activation: record,
             body,
+            record_due,
         }
     }
 }

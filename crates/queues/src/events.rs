@@ -38,16 +38,21 @@ pub fn sqs_event(region: &str, namespace: &str, queue: &str, batch: &[Message]) 
                     (name.clone(), v)
                 })
                 .collect();
+            let mut system = json!({
+                "ApproximateReceiveCount": m.receive_count.to_string(),
+                "SentTimestamp": m.sent_ms.to_string(),
+                "SenderId": namespace,
+                "ApproximateFirstReceiveTimestamp": m.first_receive_ms.to_string(),
+            });
+            // As Lambda's: the sender's trace header, when it sent one.
+            if let Some(t) = &m.trace {
+                system["AWSTraceHeader"] = t.xray().into();
+            }
             json!({
                 "messageId": m.id,
                 "receiptHandle": m.receipt_handle,
                 "body": m.body,
-                "attributes": {
-                    "ApproximateReceiveCount": m.receive_count.to_string(),
-                    "SentTimestamp": m.sent_ms.to_string(),
-                    "SenderId": namespace,
-                    "ApproximateFirstReceiveTimestamp": m.first_receive_ms.to_string(),
-                },
+                "attributes": system,
                 "messageAttributes": attributes,
                 "md5OfBody": hex_md5(m.body.as_bytes()),
                 "eventSource": "aws:sqs",
@@ -148,6 +153,7 @@ mod tests {
             sent_ms: 1,
             receive_count: 2,
             first_receive_ms: 3,
+            trace: None,
         };
         let e = sqs_event("local", "default", "orders", &[m]);
         let r = &e["Records"][0];

@@ -31,7 +31,7 @@ pub use streams::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use lambent_core::now_ms;
+use lambent_core::{now_ms, Hop, TraceContext, TraceOrigin};
 use lambent_store::bus::{Bus, Envelope, Signal};
 use lambent_store::queues::{NewMessage, QueueStore, ReceiveRequest};
 use parking_lot::Mutex;
@@ -80,21 +80,24 @@ pub enum RunOutcome {
 #[async_trait]
 pub trait FunctionRunner: Send + Sync + 'static {
     async fn exists(&self, namespace: &str, function: &str) -> bool;
+    /// Runs `function` now; `trace`: the trace it continues and the delivery that brought it.
     async fn run(
         &self,
         namespace: &str,
         function: &str,
         payload: Bytes,
         trigger: &str,
+        trace: TraceOrigin,
     ) -> RunOutcome;
     /// Queues an asynchronous invocation durably (retries, dead letters) and returns once it
-    /// is on disk; the error says why it could not be.
+    /// is on disk; the error says why it could not be. `trace`: its context and delivery.
     async fn enqueue(
         &self,
         namespace: &str,
         function: &str,
         payload: Bytes,
         trigger: &str,
+        trace: TraceOrigin,
     ) -> Result<(), String>;
 }
 
@@ -147,6 +150,10 @@ pub struct Outgoing {
     pub attributes: Attributes,
     /// Seconds; default: the queue's delay.
     pub delay: Option<u32>,
+    /// The sender's trace context (SQS's `AWSTraceHeader`), continued by whoever processes
+    /// the message; set by the protocol adapter from the request, never from a JSON body.
+    #[serde(skip)]
+    pub trace: Option<TraceContext>,
 }
 
 /// Settings of a new event-source mapping.
@@ -597,6 +604,7 @@ impl Queues {
                 body: m.body,
                 attributes: m.attributes,
                 visible_at_ms: now + delay as i64 * 1000,
+                trace: m.trace,
             });
         }
         self.inner.store.send(namespace, queue, &batch).await?;
@@ -915,6 +923,8 @@ impl Queues {
     /// Publishes to every subscription: queues get the SNS notification as a message (all in
     /// one transaction, before this returns); functions and workflows get the SNS event through
     /// the durable async invocation queue ([`FunctionRunner::enqueue`]). Returns the message id and the number of deliveries.
+    /// `trace`: the publisher's context, which every delivery continues (a queue's message
+    /// carries it; a function's invocation draws the topic's delivery as its own span).
     pub async fn publish(
         &self,
         namespace: &str,
@@ -922,6 +932,7 @@ impl Queues {
         message: &str,
         subject: Option<&str>,
         attributes: &Attributes,
+        trace: Option<&TraceContext>,
     ) -> Result<(String, usize), QueueError> {
         let subscriptions = self.subscriptions(namespace, topic).await?;
         check_message(message, attributes, MAX_MESSAGE_BYTES)?;
@@ -957,6 +968,7 @@ impl Queues {
                             body,
                             attributes,
                             visible_at_ms: now,
+                            trace: trace.cloned(),
                         },
                     ))
                 }
@@ -981,8 +993,21 @@ impl Queues {
                 Endpoint::Queue(_) => continue,
             };
             let event = events::sns_event(&format!("{topic_arn}:{}", s.id), notification.clone());
+            let origin = TraceOrigin {
+                context: trace.cloned(),
+                hop: Some(Hop::Topic {
+                    topic: topic.to_string(),
+                }),
+                ..Default::default()
+            };
             runner
-                .enqueue(namespace, &target, Bytes::from(event.to_string()), "sns")
+                .enqueue(
+                    namespace,
+                    &target,
+                    Bytes::from(event.to_string()),
+                    "sns",
+                    origin,
+                )
                 .await
                 .map_err(|e| {
                     QueueError::Store(lambent_store::StoreError::Database(format!(

@@ -5,6 +5,7 @@
 
 use crate::{events, FunctionRunner, Mapping, Message, Queues, RunOutcome, MAX_BATCH};
 use bytes::Bytes;
+use lambent_core::{Hop, TraceContext, TraceOrigin};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub(crate) async fn poll(queues: Queues, runner: Arc<dyn FunctionRunner>, m: Map
                 &m.function,
                 Bytes::from(event.to_string()),
                 "sqs",
+                batch_origin(&m.queue, &batch),
             )
             .await;
         let done: Vec<String> = match outcome {
@@ -47,6 +49,29 @@ pub(crate) async fn poll(queues: Queues, runner: Arc<dyn FunctionRunner>, m: Map
                 tracing::warn!("mapping {} cannot delete processed messages: {e}", m.id);
             }
         }
+    }
+}
+
+/// Where a batch's invocation sits in a trace: it continues the first traced message's
+/// context under a span of the batch's delivery (from when that message was sent), linked to
+/// every traced message's sender (OpenTelemetry's messaging convention for batches). A batch
+/// of untraced messages starts a trace of its own, still with the delivery's span.
+fn batch_origin(queue: &str, batch: &[Message]) -> TraceOrigin {
+    let links: Vec<TraceContext> = batch.iter().filter_map(|m| m.trace.clone()).collect();
+    let first_sent = batch
+        .iter()
+        .find(|m| m.trace.is_some())
+        .or_else(|| batch.first())
+        .map(|m| m.sent_ms);
+    TraceOrigin {
+        context: links.first().cloned(),
+        queued_ms: first_sent,
+        http: None,
+        hop: Some(Hop::Queue {
+            queue: queue.to_string(),
+            messages: batch.len() as u32,
+            links,
+        }),
     }
 }
 
@@ -138,6 +163,7 @@ mod tests {
             sent_ms: 0,
             receive_count: 1,
             first_receive_ms: 0,
+            trace: None,
         }
     }
 

@@ -337,6 +337,7 @@ impl Poller {
                 &self.m.function,
                 Bytes::from(event.to_string()),
                 "dynamodb",
+                lambent_core::TraceOrigin::default(),
             )
             .await;
         let sequences: Vec<&str> = batch
@@ -451,7 +452,7 @@ impl Poller {
             }
             FailureDestination::Topic(t) => self
                 .queues
-                .publish(ns, &t, &record.to_string(), None, &Default::default())
+                .publish(ns, &t, &record.to_string(), None, &Default::default(), None)
                 .await
                 .map(|_| ()),
         }

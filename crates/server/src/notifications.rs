@@ -404,8 +404,7 @@ impl Notifier {
             Destination::Queue(queue) => {
                 let message = Outgoing {
                     body: payload,
-                    attributes: Attributes::new(),
-                    delay: None,
+                    ..Default::default()
                 };
                 self.app
                     .queues
@@ -423,6 +422,7 @@ impl Notifier {
                     &payload,
                     Some(TOPIC_SUBJECT),
                     &Attributes::new(),
+                    None,
                 )
                 .await
                 .map(drop)

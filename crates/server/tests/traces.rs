@@ -1,9 +1,12 @@
 //! Traces end to end: a request to an HTTP route runs function A, which invokes B with boto3's
 //! Lambda client from inside its sandbox, and B queues an asynchronous invocation of C the same
-//! way. Every span of the three reaches a real OTLP/HTTP receiver (a Python `http.server`
-//! decoding with PyPI's `opentelemetry-proto`) in one trace, linked parent to child, with the
-//! cold-start phases and the OpenTelemetry FaaS attributes; `GET /v1/traces/{id}` shows the same
-//! spans, to the trace's namespace only.
+//! way; A also sends a message to a queue mapped to Q, publishes to a topic subscribed by T (and
+//! by the same queue), and starts a workflow whose Task invokes D, all with boto3. Every span of
+//! the seven reaches a real OTLP/HTTP receiver (a Python `http.server` decoding with PyPI's
+//! `opentelemetry-proto`) in one trace, linked parent to child through a span of each delivery
+//! (the mapping's batch, the topic's delivery, the workflow's state), with the cold-start phases
+//! and the OpenTelemetry FaaS attributes; `GET /v1/traces/{id}` shows the same spans, to the
+//! trace's namespace only. The gateway's span carries the HTTP status it answered.
 
 mod common;
 
@@ -64,9 +67,18 @@ impl Drop for Receiver {
 const A: &str = r#"
 import json, os, boto3
 CLIENT = boto3.client("lambda")
+SQS = boto3.client("sqs")
+SNS = boto3.client("sns")
+SFN = boto3.client("stepfunctions")
 
 def handler(event, context):
     r = CLIENT.invoke(FunctionName="trace-b", Payload=json.dumps({"from": "a"}))
+    url = SQS.get_queue_url(QueueName="trace-orders")["QueueUrl"]
+    SQS.send_message(QueueUrl=url, MessageBody="order 7")
+    SNS.publish(TopicArn="arn:aws:sns:us-east-1:default:trace-news", Message="news")
+    SFN.start_execution(
+        stateMachineArn="arn:aws:states:us-east-1:default:stateMachine:trace-flow",
+        input=json.dumps({"from": "a"}))
     return {"statusCode": 200, "body": json.dumps({
         "xray": os.environ.get("_X_AMZN_TRACE_ID"),
         "traceparent": event["headers"].get("traceparent"),
@@ -89,6 +101,34 @@ import os
 def handler(event, context):
     print("C", os.environ.get("_X_AMZN_TRACE_ID"))
     return {"ok": True}
+"#;
+
+/// The queue consumer: prints each message's `AWSTraceHeader`, as Lambda's SQS event carries it.
+const Q: &str = r#"
+def handler(event, context):
+    for r in event["Records"]:
+        print("AWSTraceHeader", r["attributes"].get("AWSTraceHeader"))
+    return {"ok": True}
+"#;
+
+/// The workflow: one Task invoking D through the Lambda integration.
+const FLOW: &str = r#"{"StartAt": "InvokeD", "States": {"InvokeD": {"Type": "Task",
+  "Resource": "arn:aws:states:::lambda:invoke",
+  "Parameters": {"FunctionName": "trace-d", "Payload.$": "$"}, "End": true}}}"#;
+
+/// Every function of the trace: A, what A invokes (B), what B queues (C), the queue's consumer
+/// (Q), the topic's subscriber (T) and the workflow's Task (D).
+const FUNCTIONS: [&str; 6] = [
+    "trace-a", "trace-b", "trace-c", "trace-q", "trace-t", "trace-d",
+];
+
+/// Answers the status its query asks for; raises (its route then answers 502) for 502.
+const ANSWERS: &str = r#"
+def handler(event, context):
+    status = int(event["queryStringParameters"]["status"])
+    if status == 502:
+        raise RuntimeError("no")
+    return {"statusCode": status, "body": "answered"}
 "#;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -151,16 +191,42 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
     deploy(&node, "trace-a", 256, A).await;
     deploy(&node, "trace-b", 192, B).await;
     deploy(&node, "trace-c", 128, C).await;
-    let (s, _, v) = node
-        .send(
+    for name in ["trace-q", "trace-t", "trace-d"] {
+        deploy(&node, name, 128, if name == "trace-q" { Q } else { C }).await;
+    }
+    // The queue (mapped to Q), the topic (to T, and to the same queue), the workflow (to D).
+    for (method, path, body) in [
+        (
             Method::POST,
             "/v1/routes",
-            json!({"method": "GET", "path": "/orders/{id}", "function": "trace-a"})
-                .to_string()
-                .into_bytes(),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+            json!({"method": "GET", "path": "/orders/{id}", "function": "trace-a"}),
+        ),
+        (Method::POST, "/v1/queues", json!({"name": "trace-orders"})),
+        (
+            Method::POST,
+            "/v1/mappings",
+            json!({"queue": "trace-orders", "function": "trace-q"}),
+        ),
+        (Method::POST, "/v1/topics", json!({"name": "trace-news"})),
+        (
+            Method::POST,
+            "/v1/topics/trace-news/subscriptions",
+            json!({"function": "trace-t"}),
+        ),
+        (
+            Method::POST,
+            "/v1/topics/trace-news/subscriptions",
+            json!({"queue": "trace-orders"}),
+        ),
+        (
+            Method::PUT,
+            "/v1/workflows/trace-flow",
+            json!({"definition": FLOW}),
+        ),
+    ] {
+        let (s, _, v) = node.send(method, path, body.to_string().into_bytes()).await;
+        assert!(s.is_success(), "{path}: {s} {v}");
+    }
 
     // The caller's context is honoured: the whole chain joins its trace.
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
@@ -186,24 +252,46 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
     }
     assert_eq!(body["b"]["status"], 202);
 
-    // C ran (from the async queue), and every span reached the receiver.
-    eventually(30, "C's activation", || async {
-        let list = node.activations_of("trace-c").await;
-        list.iter().any(|a| a["status"] == "success").then_some(())
-    })
-    .await;
+    // C ran (from the async queue), Q (both messages), T and D, and every span reached the
+    // receiver.
+    for (function, runs) in [
+        ("trace-c", 1),
+        ("trace-t", 1),
+        ("trace-d", 1),
+        ("trace-q", 2),
+    ] {
+        eventually(60, &format!("{function}'s activations"), || async {
+            let list = node.activations_of(function).await;
+            let logs: String = list.iter().filter_map(|a| a["logs"].as_str()).collect();
+            let done = match function {
+                "trace-q" => logs.matches("AWSTraceHeader").count(),
+                _ => list.iter().filter(|a| a["status"] == "success").count(),
+            };
+            (done >= runs).then_some(())
+        })
+        .await;
+    }
     // (The zygote's probe function has a trace of its own.)
-    let spans = eventually(30, "the spans of A, B and C", || async {
+    let spans = eventually(30, "the spans of every function", || async {
         let spans: Vec<Value> = receiver
             .spans()
             .into_iter()
             .filter(|s| s["trace_id"] == TRACE)
             .collect();
-        let servers = ["trace-a", "trace-b", "trace-c"]
+        let servers = FUNCTIONS
             .iter()
             .filter(|n| spans.iter().any(|s| s["name"] == **n))
             .count();
-        (servers == 3).then_some(spans)
+        let consumed: u64 = spans
+            .iter()
+            .filter(|s| s["name"] == "process trace-orders")
+            .map(|s| {
+                s["attributes"]["messaging.batch.message_count"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum();
+        (servers == FUNCTIONS.len() && consumed == 2).then_some(spans)
     })
     .await;
     assert!(spans.iter().all(|s| s["scope"] == "lambent"));
@@ -221,6 +309,8 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
     assert_eq!(gateway["kind"], 2);
     assert_eq!(gateway["attributes"]["url.path"], "/orders/7");
     assert_eq!(gateway["attributes"]["http.request.method"], "GET");
+    assert_eq!(gateway["attributes"]["http.response.status_code"], 200);
+    assert_eq!(gateway["status"], 0, "a 200 is no error: {gateway}");
     assert_eq!(gateway["trace_state"], "vendor=x");
     let a = child(&spans, gateway["span_id"].as_str().unwrap(), "trace-a");
     assert_eq!(a["kind"], 2);
@@ -245,6 +335,68 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
     check_cold_activation(&spans, c, "other", 128);
     assert!(c["start"].as_u64() >= wait["end"].as_u64());
 
+    // A → queue → Q: each batch the mapping hands Q is a span of the queue's delivery under
+    // A's handler (A's message and the topic's copy of A's publication both continue A),
+    // linked to each message's sender; Q's runtime sees the X-Ray header in the SQS event.
+    let a_handler_id = a_handler["span_id"].as_str().unwrap();
+    let batches: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "process trace-orders")
+        .collect();
+    for batch in &batches {
+        assert_eq!(batch["parent_span_id"], a_handler_id, "{batch}");
+        assert_eq!(batch["kind"], 5);
+        assert_eq!(batch["attributes"]["messaging.system"], "aws_sqs");
+        assert_eq!(batch["attributes"]["messaging.operation.type"], "process");
+        let links = batch["links"].as_array().unwrap();
+        assert_eq!(
+            links.len() as u64,
+            batch["attributes"]["messaging.batch.message_count"]
+                .as_u64()
+                .unwrap()
+        );
+        for link in links {
+            assert_eq!(link, &json!({"trace_id": TRACE, "span_id": a_handler_id}));
+        }
+        let q = child(&spans, batch["span_id"].as_str().unwrap(), "trace-q");
+        assert_eq!(q["attributes"]["faas.trigger"], "pubsub", "{q}");
+        assert!(q["start"].as_u64() >= batch["start"].as_u64());
+        assert!(q["end"].as_u64() <= batch["end"].as_u64());
+    }
+    let header = format!("AWSTraceHeader {root}");
+    let q_logs: String = node
+        .activations_of("trace-q")
+        .await
+        .iter()
+        .filter_map(|a| a["logs"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        q_logs
+            .matches(&format!("{header}{a_handler_id};Sampled=1"))
+            .count(),
+        2,
+        "{q_logs}"
+    );
+
+    // A → topic → T: the topic's delivery is a span under A's handler, T's span under it.
+    let delivery = child(&spans, a_handler_id, "process trace-news");
+    assert_eq!(delivery["kind"], 5);
+    assert_eq!(delivery["attributes"]["messaging.system"], "aws_sns");
+    let t = child(&spans, delivery["span_id"].as_str().unwrap(), "trace-t");
+    check_cold_activation(&spans, t, "pubsub", 128);
+
+    // A → workflow → D: the Task state is a span named after it under A's handler (the
+    // execution continues the context of A's StartExecution), D's span under it.
+    let state = child(&spans, a_handler_id, "InvokeD");
+    assert_eq!(state["kind"], 1);
+    assert_eq!(state["attributes"]["lambent.workflow.state"], "InvokeD");
+    assert!(state["attributes"]["lambent.workflow.execution"]
+        .as_str()
+        .is_some_and(|e| e.contains(":execution:trace-flow:")));
+    let d = child(&spans, state["span_id"].as_str().unwrap(), "trace-d");
+    check_cold_activation(&spans, d, "other", 128);
+    assert!(d["start"].as_u64() >= state["start"].as_u64());
+
     // The node's own view of the trace is the same spans, with each activation's record
     // naming its trace.
     let view = node.get_ok(&format!("/v1/traces/{TRACE}")).await;
@@ -256,7 +408,7 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
         .collect();
     shown.sort();
     assert_eq!(shown, unique);
-    for function in ["trace-a", "trace-b", "trace-c"] {
+    for function in FUNCTIONS {
         let list = node.activations_of(function).await;
         assert_eq!(list[0]["trace_id"], TRACE, "{function}");
     }
@@ -291,8 +443,20 @@ async fn traces_are_shown_to_their_namespace_and_a_callers_context_is_honoured()
     assert_eq!(record["parent_span_id"], "53995c3f42cd8ad8");
     let view = node.get_ok(&format!("/v1/traces/{honoured}")).await;
     let spans = view["spans"].as_array().unwrap();
+    // The gateway's span (the caller's child) carries the status it answered.
+    let gateway = spans
+        .iter()
+        .find(|s| s["name"] == "POST /v1/functions/{name}/invoke")
+        .unwrap_or_else(|| panic!("no gateway span: {spans:#?}"));
+    assert_eq!(gateway["parent_span_id"], "53995c3f42cd8ad8");
+    assert_eq!(gateway["attributes"]["http.response.status_code"], 200);
+    assert_eq!(
+        gateway["attributes"]["url.path"],
+        "/v1/functions/plain/invoke"
+    );
+    assert!(gateway.get("error").is_none(), "{gateway}");
     let server = spans.iter().find(|s| s["name"] == "plain").unwrap();
-    assert_eq!(server["parent_span_id"], "53995c3f42cd8ad8");
+    assert_eq!(server["parent_span_id"], gateway["span_id"]);
     assert_eq!(server["activation_id"], id.as_str());
     assert_eq!(server["attributes"]["faas.trigger"], "other");
     for s in spans {
@@ -334,6 +498,71 @@ async fn traces_are_shown_to_their_namespace_and_a_callers_context_is_honoured()
         ))
         .await;
     assert_ne!(malformed["trace_id"], honoured);
+
+    // A message sent on `/v1` keeps the sender's context, handed back by a receive.
+    let (s, _, v) = node
+        .send(
+            Method::POST,
+            "/v1/queues",
+            json!({"name": "traced"}).to_string().into_bytes(),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let sender = format!("00-{honoured}-53995c3f42cd8ad8-01");
+    let response = node
+        .http
+        .post(node.url("/v1/queues/traced/messages"))
+        .bearer_auth(KEY)
+        .header("traceparent", &sender)
+        .body(json!({"body": "hello"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let (_, _, got) = node
+        .send(
+            Method::POST,
+            "/v1/queues/traced/receive",
+            json!({"max": 1}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(got["messages"][0]["trace"], sender.as_str(), "{got}");
+
+    // A route whose function fails answers 502: its gateway span says so, as an error; one
+    // answering its own 404 is no server error.
+    deploy(&node, "answers", 128, ANSWERS).await;
+    let route = json!({"method": "GET", "path": "/answer", "function": "answers"});
+    let (s, _, v) = node
+        .send(Method::POST, "/v1/routes", route.to_string().into_bytes())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for (trace, status, error) in [
+        ("0af7651916cd43dd8448eb211c80319c", 502, true),
+        ("0af7651916cd43dd8448eb211c80319d", 404, false),
+    ] {
+        let response = node
+            .http
+            .get(node.url("/answer"))
+            .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+            .query(&[("status", status)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let view = node.get_ok(&format!("/v1/traces/{trace}")).await;
+        let gateway = view["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "GET /answer")
+            .unwrap_or_else(|| panic!("no gateway span: {view:#}"))
+            .clone();
+        assert_eq!(
+            gateway["attributes"]["http.response.status_code"], status,
+            "{gateway}"
+        );
+        assert_eq!(gateway.get("error").is_some(), error, "{gateway}");
+    }
 
     // Another namespace's key sees nothing of it; no key, or a bad id, is refused.
     if common::cluster_backends().is_some() {

@@ -94,6 +94,7 @@ async fn serve(workflows: &Workflows, request: Request) -> Result<Value, SfnErro
         workflows,
         namespace: &namespace,
         input: &input,
+        trace: lambent_gateway::trace_context(&parts.headers),
     };
     let result = call.dispatch(&operation).await;
     if lambent_gateway::audited(access) {
@@ -126,6 +127,9 @@ struct Call<'a> {
     workflows: &'a Workflows,
     namespace: &'a str,
     input: &'a Value,
+    /// The request's trace context (`X-Amzn-Trace-Id`, which boto3 sends from inside a
+    /// function).
+    trace: Option<lambent_core::TraceContext>,
 }
 
 impl Call<'_> {
@@ -136,6 +140,21 @@ impl Call<'_> {
             Some(_) => Err(SfnError::Validation(format!(
                 "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must be a string"
             ))),
+        }
+    }
+
+    /// The context an execution started by this call continues: the `traceHeader` member (an
+    /// X-Ray trace header, as Step Functions takes it), else the request's own.
+    fn trace(&self) -> Result<Option<lambent_core::TraceContext>, SfnError> {
+        match self.opt("traceHeader")? {
+            Some(header) => lambent_core::TraceContext::from_xray(header)
+                .map(Some)
+                .ok_or_else(|| {
+                    SfnError::Validation(format!(
+                        "1 validation error detected: Value at 'traceHeader' is not an X-Ray trace header: {header}"
+                    ))
+                }),
+            None => Ok(self.trace.clone()),
         }
     }
 
@@ -239,6 +258,7 @@ impl Call<'_> {
                         self.req("stateMachineArn")?,
                         self.opt("name")?,
                         self.opt("input")?,
+                        self.trace()?,
                     )
                     .await?;
                 Ok(json!({"executionArn": arn, "startDate": seconds(start)}))
@@ -250,6 +270,7 @@ impl Call<'_> {
                         self.req("stateMachineArn")?,
                         self.opt("name")?,
                         self.opt("input")?,
+                        self.trace()?,
                     )
                     .await?;
                 Ok(sync_result(&r))

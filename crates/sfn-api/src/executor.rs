@@ -8,6 +8,7 @@
 use crate::callbacks::Callbacks;
 use crate::error::SfnError;
 use crate::tasks::Tasks;
+use lambent_core::TraceContext;
 use lambent_gateway::App;
 use lambent_store::workflows::{
     Abort, Checkpoint, ExecutionQuery, Started, StoredExecution, StoredStateMachine,
@@ -316,11 +317,18 @@ impl Workflows {
         Ok(())
     }
 
-    fn runtime(&self, namespace: &str, sink: Arc<dyn ExecutionSink>) -> Runtime {
+    /// What runs one execution: its Task runner (which continues `trace`), clock and sink.
+    fn runtime(
+        &self,
+        namespace: &str,
+        sink: Arc<dyn ExecutionSink>,
+        trace: Option<TraceContext>,
+    ) -> Runtime {
         Runtime {
             runner: Arc::new(Tasks {
                 workflows: self.me.clone(),
                 namespace: namespace.into(),
+                trace,
             }),
             clock: Arc::new(TokioClock::new()),
             sink,
@@ -361,12 +369,15 @@ impl Workflows {
 
     /// `StartExecution`: a Standard execution committed before this returns, then run here;
     /// an Express one run in memory. Same name and input as a running execution: that one.
+    /// `trace`: the caller's context, which the execution's states continue (kept with a
+    /// Standard execution, so a resumed one continues it too).
     pub async fn start_execution(
         &self,
         namespace: &str,
         machine_arn: &str,
         name: Option<&str>,
         input: Option<&str>,
+        trace: Option<TraceContext>,
     ) -> Result<(String, i64), SfnError> {
         let sm = self.state_machine(namespace, machine_arn).await?;
         let name = execution_name(name)?;
@@ -381,7 +392,7 @@ impl Workflows {
                 uuid::Uuid::new_v4()
             );
             let info = self.info(&sm, arn.clone(), &name, start_ms, value);
-            let rt = self.runtime(namespace, Arc::new(MemorySink::default()));
+            let rt = self.runtime(namespace, Arc::new(MemorySink::default()), trace);
             let execution = Execution::start(machine, rt, info);
             tokio::spawn(async move {
                 if let Err(e) = execution.run().await {
@@ -408,6 +419,7 @@ impl Workflows {
             transitions: 0,
             owner: Some(self.node.clone()),
             lease_until_ms: start_ms + LEASE.as_millis() as i64,
+            trace: trace.clone(),
         };
         match self.store.start_execution(&record).await? {
             Started::New => {}
@@ -422,7 +434,7 @@ impl Workflows {
             }
         }
         let info = self.info(&sm, arn.clone(), &name, start_ms, value);
-        let rt = self.runtime(namespace, self.sink(&arn));
+        let rt = self.runtime(namespace, self.sink(&arn), trace);
         self.launch(arn.clone(), Execution::start(machine, rt, info));
         Ok((arn, start_ms))
     }
@@ -465,13 +477,15 @@ impl Workflows {
         });
     }
 
-    /// `StartSyncExecution`: an Express execution run in memory and answered when done.
+    /// `StartSyncExecution`: an Express execution run in memory and answered when done;
+    /// `trace` as for [`Workflows::start_execution`].
     pub async fn start_sync_execution(
         &self,
         namespace: &str,
         machine_arn: &str,
         name: Option<&str>,
         input: Option<&str>,
+        trace: Option<TraceContext>,
     ) -> Result<SyncResult, SfnError> {
         let sm = self.state_machine(namespace, machine_arn).await?;
         if sm.kind != EXPRESS {
@@ -490,7 +504,7 @@ impl Workflows {
             uuid::Uuid::new_v4()
         );
         let info = self.info(&sm, arn.clone(), &name, start_ms, value);
-        let rt = self.runtime(namespace, Arc::new(MemorySink::default()));
+        let rt = self.runtime(namespace, Arc::new(MemorySink::default()), trace);
         let execution = Execution::start(machine, rt, info);
         let outcome = execution
             .run()
@@ -661,7 +675,7 @@ impl Workflows {
             return Ok(());
         }
         let machine = Self::parse_definition(&e.definition)?;
-        let rt = self.runtime(&e.namespace, self.sink(&e.arn));
+        let rt = self.runtime(&e.namespace, self.sink(&e.arn), e.trace.clone());
         let execution = match &e.state {
             Some(state) => {
                 let value: Value = serde_json::from_str(state)

@@ -320,10 +320,19 @@ async fn start(
     Path(workflow): Path<String>,
     request: axum::extract::Request,
 ) -> Answer {
+    let trace = lambent_gateway::trace_context(request.headers());
     let req: StartRequest = body(request.into_body()).await?;
     let input = req.input.unwrap_or_else(|| json!({})).to_string();
-    let started =
-        start_execution(&wf, &ns, &workflow, req.name.as_deref(), &input, req.sync).await?;
+    let started = start_execution(
+        &wf,
+        &ns,
+        &workflow,
+        req.name.as_deref(),
+        &input,
+        req.sync,
+        trace,
+    )
+    .await?;
     let status = if started.status == "RUNNING" {
         StatusCode::ACCEPTED
     } else {
@@ -334,7 +343,8 @@ async fn start(
 
 /// Starts an execution of `workflow` with `input` (JSON text). `sync`: answers when it
 /// ends (an Express one runs as `StartSyncExecution`; a Standard one is committed, run and
-/// waited for). Otherwise answers once started (`RUNNING`).
+/// waited for). Otherwise answers once started (`RUNNING`). `trace`: the context its states
+/// continue.
 pub async fn start_execution(
     wf: &Workflows,
     ns: &str,
@@ -342,11 +352,12 @@ pub async fn start_execution(
     name: Option<&str>,
     input: &str,
     sync: bool,
+    trace: Option<lambent_core::TraceContext>,
 ) -> Result<ExecutionView, SfnError> {
     let machine = wf.state_machine_arn(ns, workflow);
     if sync && wf.state_machine(ns, &machine).await?.kind == EXPRESS {
         let r = wf
-            .start_sync_execution(ns, &machine, name, Some(input))
+            .start_sync_execution(ns, &machine, name, Some(input), trace)
             .await?;
         let error = r.outcome.error().cloned();
         return Ok(ExecutionView {
@@ -366,7 +377,9 @@ pub async fn start_execution(
             cause: error.map(|e| e.cause),
         });
     }
-    let (arn, start_ms) = wf.start_execution(ns, &machine, name, Some(input)).await?;
+    let (arn, start_ms) = wf
+        .start_execution(ns, &machine, name, Some(input), trace)
+        .await?;
     let running = |name: String| ExecutionView {
         arn: arn.clone(),
         name,

@@ -9,7 +9,7 @@ use crate::callbacks::Callbacks;
 use crate::executor::{Workflows, EXPRESS};
 use bytes::Bytes;
 use lambent_aws_api::arn::Scope;
-use lambent_core::ActivationStatus;
+use lambent_core::{ActivationStatus, Hop, TraceContext, TraceOrigin};
 use lambent_invoker::InvokeRequest;
 use lambent_queues::{Outgoing, QueueError};
 use lambent_workflows::{names, Outcome, StatesError, TaskRequest, TaskRunner};
@@ -22,6 +22,10 @@ use std::time::Duration;
 pub struct Tasks {
     pub(crate) workflows: Weak<Workflows>,
     pub(crate) namespace: String,
+    /// The context of the request that started the execution: a function a Task runs is a
+    /// child of the state's span under it; messages, publications and child executions
+    /// continue it.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 const WAIT_FOR_TOKEN: &str = ".waitForTaskToken";
@@ -106,8 +110,13 @@ impl TaskRunner for Tasks {
         // Registered before the call hands the token out, so an answer cannot come too early.
         let waiter = matches!(pattern, Pattern::Token)
             .then(|| Callbacks::register(&workflows.callbacks, &request.task_token));
+        let state = Hop::State {
+            state: request.state_name.clone(),
+            execution: request.execution_arn.clone(),
+            entered_ms: lambent_core::now_ms(),
+        };
         let result = self
-            .call(&workflows, base, &pattern, &request.input)
+            .call(&workflows, base, &pattern, &request.input, state)
             .await?;
         match waiter {
             Some(waiter) => waiter.wait(request.heartbeat).await,
@@ -132,6 +141,7 @@ impl Tasks {
         resource: &str,
         pattern: &Pattern,
         input: &Value,
+        state: Hop,
     ) -> Result<Value, StatesError> {
         let sync = matches!(pattern, Pattern::Sync { .. });
         let unsupported = || {
@@ -145,7 +155,7 @@ impl Tasks {
                 let qualifier = input.get("Qualifier").map(text_of);
                 let payload = input.get("Payload").cloned().unwrap_or(json!({}));
                 let (result, version, request_id) = self
-                    .invoke(workflows, &name, qualifier.as_deref(), &payload)
+                    .invoke(workflows, &name, qualifier.as_deref(), &payload, state)
                     .await?;
                 Ok(merge(
                     json!({"ExecutedVersion": version, "Payload": result, "StatusCode": 200}),
@@ -170,6 +180,7 @@ impl Tasks {
                             body,
                             attributes: Default::default(),
                             delay,
+                            trace: self.trace.clone(),
                         }],
                     )
                     .await
@@ -193,6 +204,7 @@ impl Tasks {
                         &message,
                         subject.as_deref(),
                         &Default::default(),
+                        self.trace.as_ref(),
                     )
                     .await
                     .map_err(|e| queue_error("SNS", e))?;
@@ -205,22 +217,24 @@ impl Tasks {
                 self.start_execution(workflows, pattern, input).await
             }
             r if r.starts_with("arn:aws:lambda:") && matches!(pattern, Pattern::Call) => {
-                let (result, _, _) = self.invoke(workflows, r, None, input).await?;
+                let (result, _, _) = self.invoke(workflows, r, None, input, state).await?;
                 Ok(result)
             }
             _ => Err(unsupported()),
         }
     }
 
-    /// Runs a function of the execution's namespace through the gateway's invocation path;
-    /// returns its result, the version that ran and the activation id. A function error fails
-    /// with the function's error type and the error JSON as the cause.
+    /// Runs a function of the execution's namespace through the gateway's invocation path,
+    /// its activation drawn under a span of `state`; returns its result, the version that ran
+    /// and the activation id. A function error fails with the function's error type and the
+    /// error JSON as the cause.
     async fn invoke(
         &self,
         workflows: &Arc<Workflows>,
         name: &str,
         qualifier: Option<&str>,
         payload: &Value,
+        state: Hop,
     ) -> Result<(Value, String, String), StatesError> {
         let app = &workflows.app;
         let scope = Scope {
@@ -244,6 +258,11 @@ impl Tasks {
             payload: Bytes::from(payload.to_string()),
             trigger: "workflow".into(),
             qualifier: f.qualifier.clone(),
+            trace: TraceOrigin {
+                context: self.trace.clone(),
+                hop: Some(state),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let result = app.run(&resolved.deployment, request).await;
@@ -291,7 +310,13 @@ impl Tasks {
             Pattern::Sync { json_output } => *json_output,
             _ => {
                 let (arn, start) = workflows
-                    .start_execution(ns, &machine, name.as_deref(), child_input.as_deref())
+                    .start_execution(
+                        ns,
+                        &machine,
+                        name.as_deref(),
+                        child_input.as_deref(),
+                        self.trace.clone(),
+                    )
                     .await
                     .map_err(failed)?;
                 return Ok(json!({"ExecutionArn": arn, "StartDate": start}));
@@ -324,7 +349,13 @@ impl Tasks {
         };
         if sm.kind == EXPRESS {
             let r = workflows
-                .start_sync_execution(ns, &machine, name.as_deref(), child_input.as_deref())
+                .start_sync_execution(
+                    ns,
+                    &machine,
+                    name.as_deref(),
+                    child_input.as_deref(),
+                    self.trace.clone(),
+                )
                 .await
                 .map_err(failed)?;
             let described = shaped(
@@ -341,7 +372,13 @@ impl Tasks {
             };
         }
         let (arn, _) = workflows
-            .start_execution(ns, &machine, name.as_deref(), child_input.as_deref())
+            .start_execution(
+                ns,
+                &machine,
+                name.as_deref(),
+                child_input.as_deref(),
+                self.trace.clone(),
+            )
             .await
             .map_err(failed)?;
         loop {

@@ -10,6 +10,7 @@
 use crate::api;
 use crate::error::SfnError;
 use crate::executor::{Workflows, EXPRESS};
+use lambent_core::TraceContext;
 use lambent_gateway::workflow_hook::{RouteAnswer, WorkflowHook, WorkflowHookError};
 use serde_json::json;
 use std::sync::{Arc, Weak};
@@ -58,11 +59,12 @@ impl WorkflowHook for WorkflowTrigger {
         workflow: &str,
         input: &str,
         name: &str,
+        trace: Option<TraceContext>,
     ) -> Result<String, WorkflowHookError> {
         let wf = self.workflows()?;
         let machine = wf.state_machine_arn(namespace, workflow);
         match wf
-            .start_execution(namespace, &machine, Some(name), Some(input))
+            .start_execution(namespace, &machine, Some(name), Some(input), trace)
             .await
         {
             Ok((arn, _)) => Ok(arn),
@@ -79,6 +81,7 @@ impl WorkflowHook for WorkflowTrigger {
         namespace: &str,
         workflow: &str,
         input: &str,
+        trace: Option<TraceContext>,
     ) -> Result<RouteAnswer, WorkflowHookError> {
         let wf = self.workflows()?;
         let machine = wf.state_machine_arn(namespace, workflow);
@@ -88,7 +91,7 @@ impl WorkflowHook for WorkflowTrigger {
             .map_err(hook_error)?;
         if sm.kind == EXPRESS {
             let r = wf
-                .start_sync_execution(namespace, &machine, None, Some(input))
+                .start_sync_execution(namespace, &machine, None, Some(input), trace)
                 .await
                 .map_err(hook_error)?;
             return Ok(RouteAnswer {
@@ -97,7 +100,7 @@ impl WorkflowHook for WorkflowTrigger {
             });
         }
         let (arn, start) = wf
-            .start_execution(namespace, &machine, None, Some(input))
+            .start_execution(namespace, &machine, None, Some(input), trace)
             .await
             .map_err(hook_error)?;
         Ok(RouteAnswer {

@@ -238,6 +238,9 @@ async fn answer(
             }
         }
     };
+    // The caller's trace context (what boto3 and the JavaScript SDK send as
+    // `X-Amzn-Trace-Id` inside a function): messages and deliveries continue it.
+    let trace = lambent_gateway::trace_context(&parts.headers);
     match protocol {
         Protocol::SqsJson => {
             let operation = target(&parts);
@@ -253,6 +256,7 @@ async fn answer(
                 queues,
                 namespace: &namespace,
                 origin: &origin,
+                trace: trace.clone(),
             };
             let access = gate(&operation)?;
             let output = sqs::dispatch(&call, &operation, &input).await;
@@ -272,6 +276,7 @@ async fn answer(
                 queues,
                 namespace: &namespace,
                 origin: &origin,
+                trace: trace.clone(),
             };
             let access = gate(&action)?;
             let output = sqs::dispatch(&call, &action, &input).await;
@@ -291,6 +296,7 @@ async fn answer(
             let call = sns::Call {
                 queues,
                 namespace: &namespace,
+                trace,
             };
             let access = gate(&action)?;
             let result = sns::dispatch(&call, &action, &params).await;

@@ -20,6 +20,8 @@ const PAGE: usize = 100;
 pub struct Call<'a> {
     pub queues: &'a Queues,
     pub namespace: &'a str,
+    /// The request's trace context, which a publish's deliveries continue.
+    pub trace: Option<lambent_core::TraceContext>,
 }
 
 impl Call<'_> {
@@ -390,7 +392,14 @@ async fn publish(c: &Call<'_>, topic: &str, p: &Params) -> Result<String, SnsErr
     let subject = p.get("Subject").map(String::as_str);
     let (id, _) = c
         .queues
-        .publish(c.namespace, topic, message, subject, &message_attributes(p))
+        .publish(
+            c.namespace,
+            topic,
+            message,
+            subject,
+            &message_attributes(p),
+            c.trace.as_ref(),
+        )
         .await?;
     Ok(id)
 }

@@ -20,6 +20,9 @@ pub struct Call<'a> {
     pub namespace: &'a str,
     /// `scheme://host` of the request, the base of queue URLs.
     pub origin: &'a str,
+    /// The request's trace context: a message sent without an `AWSTraceHeader` system
+    /// attribute carries it (as SQS does with the `X-Amzn-Trace-Id` of the send).
+    pub trace: Option<lambent_core::TraceContext>,
 }
 
 /// The system attributes a receive can return.
@@ -28,7 +31,11 @@ const MESSAGE_SYSTEM_ATTRIBUTES: &[&str] = &[
     "ApproximateFirstReceiveTimestamp",
     "SenderId",
     "SentTimestamp",
+    "AWSTraceHeader",
 ];
+
+/// The only system attribute a sender may set: the X-Ray trace header.
+const TRACE_HEADER: &str = "AWSTraceHeader";
 
 /// The queue attributes Lambent keeps or reports, in the order `All` lists them.
 const QUEUE_ATTRIBUTES: &[&str] = &[
@@ -103,7 +110,7 @@ pub async fn dispatch(c: &Call<'_>, operation: &str, input: &Value) -> Result<Va
         }
         "SendMessage" => {
             let q = queue_of(c, input)?;
-            let outgoing = outgoing(input)?;
+            let outgoing = outgoing(c, input)?;
             let answer = sent(&outgoing);
             let id = c.queues.send(c.namespace, &q, vec![outgoing]).await?;
             Ok(with_id(answer, &id[0]))
@@ -691,7 +698,7 @@ fn put_value(h: &mut md5::Md5, bytes: &[u8]) {
 
 /// The message a `SendMessage` (or batch entry) asks to send. FIFO parameters are refused: a
 /// Lambent queue is a standard queue.
-fn outgoing(input: &Value) -> Result<Outgoing, SqsError> {
+fn outgoing(c: &Call<'_>, input: &Value) -> Result<Outgoing, SqsError> {
     let body = string(input, "MessageBody")?.to_string();
     for fifo in ["MessageGroupId", "MessageDeduplicationId"] {
         if input.get(fifo).is_some_and(|v| !v.is_null()) {
@@ -704,7 +711,45 @@ fn outgoing(input: &Value) -> Result<Outgoing, SqsError> {
         body,
         attributes: message_attributes(input)?,
         delay: uint(input, "DelaySeconds")?,
+        trace: trace_header(input)?.or_else(|| c.trace.clone()),
     })
+}
+
+/// The `AWSTraceHeader` of a send's `MessageSystemAttributes` (an X-Ray trace header, as SQS
+/// takes it; the only system attribute a sender may set).
+fn trace_header(input: &Value) -> Result<Option<lambent_core::TraceContext>, SqsError> {
+    let Some(system) = input
+        .get("MessageSystemAttributes")
+        .filter(|v| !v.is_null())
+    else {
+        return Ok(None);
+    };
+    let system = system.as_object().ok_or_else(|| {
+        SqsError::InvalidParameterValue("MessageSystemAttributes must be a map".into())
+    })?;
+    let mut header = None;
+    for (name, value) in system {
+        if name != TRACE_HEADER {
+            return Err(SqsError::InvalidParameterValue(format!(
+                "Message system attribute name '{name}' is invalid."
+            )));
+        }
+        let text = value
+            .get("StringValue")
+            .and_then(Value::as_str)
+            .filter(|_| value.get("DataType").and_then(Value::as_str) == Some("String"))
+            .ok_or_else(|| {
+                SqsError::InvalidParameterValue(format!(
+                    "Message system attribute '{TRACE_HEADER}' must be a String"
+                ))
+            })?;
+        header = Some(lambent_core::TraceContext::from_xray(text).ok_or_else(|| {
+            SqsError::InvalidParameterValue(format!(
+                "Message system attribute '{TRACE_HEADER}' is not an X-Ray trace header: {text}"
+            ))
+        })?);
+    }
+    Ok(header)
 }
 
 /// The checksums a send answers with (the id added once sent).
@@ -792,7 +837,7 @@ async fn send_message_batch(c: &Call<'_>, input: &Value) -> Result<Value, SqsErr
     for entry in batch_entries(input, "SendMessageBatchRequestEntry")? {
         let id = entry_id(entry);
         let sent_one = async {
-            let m = outgoing(entry)?;
+            let m = outgoing(c, entry)?;
             let answer = sent(&m);
             let ids = c.queues.send(c.namespace, &q, vec![m]).await?;
             Ok::<_, SqsError>(with_id(answer, &ids[0]))
@@ -922,6 +967,10 @@ fn received(c: &Call<'_>, m: &Message, system: &[&str], wanted: &[&str]) -> Valu
             "ApproximateReceiveCount" => m.receive_count.to_string(),
             "ApproximateFirstReceiveTimestamp" => m.first_receive_ms.to_string(),
             "SenderId" => c.namespace.to_string(),
+            TRACE_HEADER => match &m.trace {
+                Some(t) => t.xray(),
+                None => continue,
+            },
             _ => m.sent_ms.to_string(),
         };
         attributes.insert(name.to_string(), Value::String(value));
@@ -958,6 +1007,39 @@ fn received(c: &Call<'_>, m: &Message, system: &[&str], wanted: &[&str]) -> Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_may_carry_an_xray_trace_header_and_nothing_else() {
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let system = |name: &str, value: Value| json!({"MessageSystemAttributes": {name: value}});
+        let got = trace_header(&system(
+            TRACE_HEADER,
+            json!({"DataType": "String", "StringValue": header}),
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(got.xray(), header);
+        assert!(trace_header(&json!({})).unwrap().is_none());
+        for bad in [
+            system(
+                "SenderId",
+                json!({"DataType": "String", "StringValue": "x"}),
+            ),
+            system(
+                TRACE_HEADER,
+                json!({"DataType": "String", "StringValue": "not a header"}),
+            ),
+            system(
+                TRACE_HEADER,
+                json!({"DataType": "Number", "StringValue": header}),
+            ),
+        ] {
+            assert!(
+                matches!(trace_header(&bad), Err(SqsError::InvalidParameterValue(_))),
+                "{bad}"
+            );
+        }
+    }
 
     fn attr(data_type: &str, s: Option<&str>, b: Option<&str>) -> MessageAttribute {
         MessageAttribute {

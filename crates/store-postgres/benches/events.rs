@@ -31,6 +31,7 @@ fn event(i: usize) -> QueuedEvent {
         attempts: 0,
         claims: 0,
         trace: None,
+        hop: None,
     }
 }
 

@@ -20,6 +20,7 @@ const EVENT_COLUMNS: &str =
 const EVENT_COLUMN_COUNT: usize = 10;
 
 fn event_from_row(row: &Row) -> QueuedEvent {
+    let (trace, hop) = lambent_store::event_trace_from_column(row.get::<_, Option<&str>>(9));
     QueuedEvent {
         id: row.get(0),
         namespace: row.get(1),
@@ -30,9 +31,8 @@ fn event_from_row(row: &Row) -> QueuedEvent {
         due_ms: row.get(6),
         attempts: row.get::<_, i64>(7) as u32,
         claims: row.get::<_, i64>(8) as u32,
-        trace: row
-            .get::<_, Option<&str>>(9)
-            .and_then(lambent_core::TraceContext::decode),
+        trace,
+        hop,
     }
 }
 
@@ -102,7 +102,10 @@ fn event_params(e: &QueuedEvent, params: &mut Vec<Param>) {
     params.push(Box::new(e.due_ms));
     params.push(Box::new(i64::from(e.attempts)));
     params.push(Box::new(i64::from(e.claims)));
-    params.push(Box::new(e.trace.as_ref().map(|t| t.encode())));
+    params.push(Box::new(lambent_store::event_trace_column(
+        e.trace.as_ref(),
+        e.hop.as_ref(),
+    )));
 }
 
 /// A CTE inserting `then` (when given) once the CTE `gate` returned a row, as a `WITH` item.

@@ -235,8 +235,8 @@ impl QueueStore for PgStore {
         let redrive_after = max_receives.filter(|_| dlq.is_some());
         let select = tx
             .prepare_cached(
-                "SELECT seq, id, body, attributes, sent_ms, receive_count, first_receive_ms \
-                 FROM queue_messages WHERE namespace = $1 AND queue = $2 \
+                "SELECT seq, id, body, attributes, sent_ms, receive_count, first_receive_ms, \
+                 trace FROM queue_messages WHERE namespace = $1 AND queue = $2 \
                  AND visible_at_ms <= $3 ORDER BY visible_at_ms, seq LIMIT $4 \
                  FOR UPDATE SKIP LOCKED",
             )
@@ -271,6 +271,7 @@ impl QueueStore for PgStore {
                     sent_ms: r.get(4),
                     receive_count: r.get::<_, i64>(5) as u32,
                     first_receive_ms: r.get(6),
+                    trace: lambent_store::context_from_column(r.get(7)),
                 };
                 if let (Some(limit), Some(dlq)) = (redrive_after, &dlq) {
                     if i64::from(m.receive_count) >= limit {
@@ -506,19 +507,23 @@ impl QueueStore for PgStore {
         let mut bodies = Vec::with_capacity(deliveries.len());
         let mut attributes = Vec::with_capacity(deliveries.len());
         let mut visible = Vec::with_capacity(deliveries.len());
+        let mut traces = Vec::with_capacity(deliveries.len());
         for (queue, m) in deliveries {
             ids.push(m.id.as_str());
             queues.push(queue.as_str());
             bodies.push(m.body.as_str());
             attributes.push(serde_json::to_string(&m.attributes).map_err(json_err)?);
             visible.push(m.visible_at_ms);
+            traces.push(m.trace.as_ref().map(|t| t.encode()));
         }
         // One statement: all or none, `seq` in the order given.
         self.execute(
             "INSERT INTO queue_messages (id, namespace, queue, body, attributes, sent_ms, \
-             visible_at_ms) SELECT m.id, $1, m.queue, m.body, m.attributes, $2, m.visible \
-             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) \
-             WITH ORDINALITY AS m(id, queue, body, attributes, visible, n) ORDER BY m.n",
+             visible_at_ms, trace) \
+             SELECT m.id, $1, m.queue, m.body, m.attributes, $2, m.visible, m.trace \
+             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], \
+                         $8::text[]) \
+             WITH ORDINALITY AS m(id, queue, body, attributes, visible, trace, n) ORDER BY m.n",
             &[
                 &namespace,
                 &now,
@@ -527,6 +532,7 @@ impl QueueStore for PgStore {
                 &bodies,
                 &attributes,
                 &visible,
+                &traces,
             ],
         )
         .await?;

@@ -17,7 +17,16 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V11__schedule_input", crate::events::INPUT_MIGRATION),
     ("V12__rollup_backfill", crate::rollups::BACKFILL_MIGRATION),
     ("V13__tenants", crate::tenants::MIGRATION),
+    ("V14__message_traces", V14),
 ];
+
+/// Trace context carried through queues and workflows: each message's sender's
+/// (`traceparent[ tracestate]`, SQS's `AWSTraceHeader`), and the context of the request that
+/// started each execution.
+const V14: &str = r#"
+ALTER TABLE queue_messages ADD COLUMN trace TEXT;
+ALTER TABLE executions ADD COLUMN trace TEXT;
+"#;
 
 /// Traces: each activation's place in its trace (see `lambent_store::trace_columns`), and the
 /// trace context an async event carries (`traceparent[ tracestate]`). V8 and V9 are other

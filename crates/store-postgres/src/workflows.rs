@@ -86,6 +86,7 @@ fn execution_from_row(r: &Row) -> StoredExecution {
         transitions: r.get::<_, i64>(13) as u64,
         owner: r.get(14),
         lease_until_ms: r.get(15),
+        trace: lambent_store::context_from_column(r.get(16)),
     }
 }
 
@@ -180,7 +181,7 @@ impl WorkflowStore for PgStore {
             .execute(
                 &format!(
                     "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, \
-                     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING"
+                     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING"
                 ),
                 &[
                     &e.arn,
@@ -199,6 +200,7 @@ impl WorkflowStore for PgStore {
                     &(e.transitions as i64),
                     &e.owner,
                     &e.lease_until_ms,
+                    &e.trace.as_ref().map(|t| t.encode()),
                 ],
             )
             .await?;

@@ -127,6 +127,7 @@ async fn concurrent_receives_never_hand_out_a_message_twice() {
             body: i.to_string(),
             attributes: Default::default(),
             visible_at_ms: 0,
+            trace: None,
         })
         .collect();
     stores[0].send("default", "q", &messages).await.unwrap();

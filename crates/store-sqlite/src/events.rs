@@ -60,10 +60,12 @@ pub(crate) const OWNER_MIGRATION: &str = "ALTER TABLE async_events ADD COLUMN ow
 const EVENT_COLUMNS: &str =
     "id, namespace, function, payload, trigger, created_ms, due_ms, attempts, claims, trace";
 
-/// The trace context an event carries (`traceparent[ tracestate]`).
+/// The trace context an event carries (`lambent_store::event_trace_column`).
 pub(crate) const TRACE_MIGRATION: &str = "ALTER TABLE async_events ADD COLUMN trace TEXT;";
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<QueuedEvent> {
+    let (trace, hop) =
+        lambent_store::event_trace_from_column(row.get::<_, Option<String>>(9)?.as_deref());
     Ok(QueuedEvent {
         id: row.get(0)?,
         namespace: row.get(1)?,
@@ -74,10 +76,8 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<QueuedEvent> {
         due_ms: row.get(6)?,
         attempts: row.get(7)?,
         claims: row.get(8)?,
-        trace: row
-            .get::<_, Option<String>>(9)?
-            .as_deref()
-            .and_then(lambent_core::TraceContext::decode),
+        trace,
+        hop,
     })
 }
 
@@ -133,7 +133,7 @@ fn insert_event(tx: &Transaction<'_>, e: &QueuedEvent) -> rusqlite::Result<usize
         e.due_ms,
         e.attempts,
         e.claims,
-        e.trace.as_ref().map(|t| t.encode()),
+        lambent_store::event_trace_column(e.trace.as_ref(), e.hop.as_ref()),
     ])
 }
 

@@ -92,6 +92,8 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     events::INPUT_MIGRATION,
     rollups::BACKFILL_MIGRATION,
     tenants::MIGRATION,
+    queues::TRACE_MIGRATION,
+    workflows::TRACE_MIGRATION,
 ];
 
 /// How many reader connections a store keeps.

@@ -63,6 +63,9 @@ CREATE TABLE event_source_mappings (
 );
 "#;
 
+/// The sender's trace context of each message (`traceparent[ tracestate]`).
+pub(crate) const TRACE_MIGRATION: &str = "ALTER TABLE queue_messages ADD COLUMN trace TEXT;";
+
 /// The queues' SQS settings and the subscriptions' attributes (appended to the store's
 /// migrations).
 pub(crate) const MIGRATION_2: &str = r#"
@@ -131,7 +134,7 @@ fn insert_messages(
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO queue_messages (id, namespace, queue, body, attributes, sent_ms, \
-             visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             visible_at_ms, trace) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .map_err(db_err)?;
     for (queue, m) in deliveries {
@@ -143,7 +146,8 @@ fn insert_messages(
             m.body,
             attributes,
             now,
-            m.visible_at_ms
+            m.visible_at_ms,
+            m.trace.as_ref().map(|t| t.encode())
         ])
         .map_err(db_err)?;
     }
@@ -334,7 +338,8 @@ impl QueueStore for SqliteStore {
                 let candidates: Vec<(i64, Message)> = {
                     let mut stmt = tx
                         .prepare_cached(
-                            "SELECT seq, id, body, attributes, sent_ms, receive_count, first_receive_ms \
+                            "SELECT seq, id, body, attributes, sent_ms, receive_count, \
+                             first_receive_ms, trace \
                              FROM queue_messages WHERE namespace = ?1 AND queue = ?2 \
                              AND visible_at_ms <= ?3 ORDER BY visible_at_ms, seq LIMIT ?4",
                         )
@@ -355,6 +360,9 @@ impl QueueStore for SqliteStore {
                                         sent_ms: r.get(4)?,
                                         receive_count: r.get(5)?,
                                         first_receive_ms: r.get(6)?,
+                                        trace: lambent_store::context_from_column(
+                                            r.get::<_, Option<String>>(7)?.as_deref(),
+                                        ),
                                     },
                                 ))
                             },

@@ -66,6 +66,9 @@ fn sm_from_row(r: &Row<'_>) -> rusqlite::Result<StoredStateMachine> {
     })
 }
 
+/// The trace context of the request that started each execution (`traceparent[ tracestate]`).
+pub(crate) const TRACE_MIGRATION: &str = "ALTER TABLE executions ADD COLUMN trace TEXT;";
+
 fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<StoredExecution> {
     Ok(StoredExecution {
         arn: r.get(0)?,
@@ -84,6 +87,7 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<StoredExecution> {
         transitions: r.get(13)?,
         owner: r.get(14)?,
         lease_until_ms: r.get(15)?,
+        trace: lambent_store::context_from_column(r.get::<_, Option<String>>(16)?.as_deref()),
     })
 }
 
@@ -209,7 +213,7 @@ impl WorkflowStore for SqliteStore {
                 .execute(
                     &format!(
                         "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, \
-                         ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+                         ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
                          ON CONFLICT DO NOTHING"
                     ),
                     params![
@@ -228,7 +232,8 @@ impl WorkflowStore for SqliteStore {
                         e.state,
                         e.transitions,
                         e.owner,
-                        e.lease_until_ms
+                        e.lease_until_ms,
+                        e.trace.as_ref().map(|t| t.encode())
                     ],
                 )
                 .map_err(db_err)?;

@@ -17,7 +17,7 @@ use crate::objects::{
     ObjectStore, Part, PartWritten, Segment, Upload, WriteIf, Written,
 };
 use crate::queues::{
-    Attributes, Endpoint, Mapping, NewMessage, QueueConfig, QueueCounts, QueueStore,
+    Attributes, Endpoint, Mapping, Message, NewMessage, QueueConfig, QueueCounts, QueueStore,
     ReceiveRequest, Subscription, Topic,
 };
 use crate::routes::RouteStore;
@@ -89,6 +89,7 @@ macro_rules! contract_tests {
             route_keys_stay_unique,
             receive_hides_redrives_and_deletes,
             dead_letters_move_back_to_their_queue,
+            messages_carry_their_senders_trace,
             queues_topics_subscriptions_and_mappings,
             queue_settings_retention_and_subscription_attributes,
             buckets_have_global_names_and_are_deleted_only_empty,
@@ -197,6 +198,7 @@ pub fn event(id: &str, due_ms: i64) -> QueuedEvent {
         attempts: 0,
         claims: 0,
         trace: None,
+        hop: None,
     }
 }
 
@@ -668,6 +670,7 @@ pub async fn activation_traces_round_trip_and_are_found_by_trace_id<S: ContractS
                 method: "GET".into(),
                 route: "/a/{x}".into(),
                 path: "/a/1".into(),
+                status: Some(200),
             }),
             ..Default::default()
         },
@@ -679,6 +682,11 @@ pub async fn activation_traces_round_trip_and_are_found_by_trace_id<S: ContractS
         TraceOrigin {
             context: Some(trace.handler_context()),
             queued_ms: Some(100),
+            hop: Some(lambent_core::Hop::Queue {
+                queue: "q".into(),
+                messages: 2,
+                links: vec![trace.handler_context(), trace_context('a', 'b')],
+            }),
             ..Default::default()
         },
     );
@@ -755,6 +763,27 @@ pub async fn events_carry_their_trace_context<S: ContractStore>(store: Arc<S>) {
     let got = store.claim_events(&claim(20, 10, 200)).await.unwrap();
     assert_eq!(ids(&got), ["traced.dest"]);
     assert_eq!(got[0].trace, dest.trace);
+    // A topic's delivery keeps its hop beside the context, with or without one.
+    let topic = lambent_core::Hop::Topic {
+        topic: "orders".into(),
+    };
+    let mut delivery = event("delivery", 30);
+    (delivery.trace, delivery.hop) = (Some(trace_context('7', '8')), Some(topic.clone()));
+    let mut untraced = event("untraced-delivery", 30);
+    untraced.hop = Some(topic.clone());
+    store
+        .write_events(vec![
+            EventWrite::Enqueue(delivery.clone()),
+            EventWrite::Enqueue(untraced),
+        ])
+        .await
+        .unwrap();
+    let got = store.claim_events(&claim(30, 10, 300)).await.unwrap();
+    let of = |id: &str| got.iter().find(|e| e.id == id).unwrap();
+    assert_eq!(of("delivery").trace, delivery.trace);
+    assert_eq!(of("delivery").hop.as_ref(), Some(&topic));
+    assert_eq!(of("untraced-delivery").trace, None);
+    assert_eq!(of("untraced-delivery").hop.as_ref(), Some(&topic));
 }
 
 fn api_key(ns: &str, id: &str, digest: &str, role: Role, expires_ms: Option<i64>) -> ApiKey {
@@ -1558,6 +1587,7 @@ fn message(id: &str, visible_at_ms: i64) -> NewMessage {
         body: format!("body of {id}"),
         attributes: Attributes::new(),
         visible_at_ms,
+        trace: None,
     }
 }
 
@@ -1792,6 +1822,56 @@ pub async fn dead_letters_move_back_to_their_queue<S: ContractStore>(store: Arc<
         .map(|m| (m.id.as_str(), m.receive_count, m.body.as_str(), m.sent_ms))
         .collect();
     assert_eq!(ids, [("b", 1, "body of b", 20), ("c", 1, "body of c", 30)]);
+pub async fn messages_carry_their_senders_trace<S: ContractStore>(store: Arc<S>) {
+    assert!(store.create_queue(&queue("q", Some("dlq"))).await.unwrap());
+    assert!(store.create_queue(&queue("dlq", None)).await.unwrap());
+    assert!(store.create_queue(&queue("fan", None)).await.unwrap());
+    let traced = NewMessage {
+        trace: Some(trace_context('1', '2')),
+        ..message("traced", 0)
+    };
+    store
+        .send("default", "q", &[traced.clone(), message("plain", 0)])
+        .await
+        .unwrap();
+    let got = store.receive(&receive(10, 100)).await.unwrap();
+    let trace_of = |got: &[Message], id: &str| {
+        got.iter()
+            .find(|m| m.id == id)
+            .unwrap_or_else(|| panic!("{id} not received"))
+            .trace
+            .clone()
+    };
+    assert_eq!(trace_of(&got, "traced"), traced.trace);
+    assert_eq!(trace_of(&got, "plain"), None);
+    // A topic's fan-out keeps each delivery's context.
+    let fanned = NewMessage {
+        trace: Some(trace_context('3', '4')),
+        ..message("fanned", 0)
+    };
+    store
+        .send_to_queues(
+            "default",
+            &[
+                ("fan".to_string(), fanned.clone()),
+                ("fan".to_string(), message("fanned-plain", 0)),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut from_fan = receive(10, 100);
+    from_fan.queue = "fan".into();
+    let got = store.receive(&from_fan).await.unwrap();
+    assert_eq!(trace_of(&got, "fanned"), fanned.trace);
+    assert_eq!(trace_of(&got, "fanned-plain"), None);
+    // Moved to the dead-letter queue, a message keeps its context.
+    store.receive(&receive(10, 1100)).await.unwrap();
+    assert!(store.receive(&receive(10, 2200)).await.unwrap().is_empty());
+    let mut in_dlq = receive(10, 2200);
+    in_dlq.queue = "dlq".into();
+    let got = store.receive(&in_dlq).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(trace_of(&got, "traced"), traced.trace);
 }
 
 pub async fn queues_topics_subscriptions_and_mappings<S: ContractStore>(store: Arc<S>) {
@@ -2327,6 +2407,7 @@ macro_rules! workflow_contract_tests {
             checkpoints_commit_with_their_events_fenced_by_owner,
             any_node_aborts_a_running_execution_and_fences_its_owner,
             expired_execution_leases_are_claimed_once,
+            executions_keep_the_trace_that_started_them,
             transitions_are_summed_per_state_machine_since_a_time
         );
     };
@@ -2387,6 +2468,7 @@ pub fn execution(
         transitions: 0,
         owner: Some(owner.into()),
         lease_until_ms,
+        trace: None,
     }
 }
 
@@ -2627,6 +2709,24 @@ pub async fn checkpoints_commit_with_their_events_fenced_by_owner(
         .map(|(id, _)| id)
         .collect();
     assert_eq!(older, [1]);
+}
+
+pub async fn executions_keep_the_trace_that_started_them(
+    store: Arc<dyn crate::workflows::WorkflowStore>,
+) {
+    let mut traced = execution("sm", "traced", 1, "n1", 50);
+    traced.trace = Some(trace_context('5', '6'));
+    store.start_execution(&traced).await.unwrap();
+    let plain = execution("sm", "plain", 2, "n1", 1000);
+    store.start_execution(&plain).await.unwrap();
+    let got = store.get_execution(&traced.arn).await.unwrap().unwrap();
+    assert_eq!(got.trace, traced.trace);
+    let got = store.get_execution(&plain.arn).await.unwrap().unwrap();
+    assert_eq!(got.trace, None);
+    // The node that takes it over continues the same trace.
+    let claimed = store.claim_executions(100, "n2", 500, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].trace, traced.trace);
 }
 
 pub async fn expired_execution_leases_are_claimed_once(

@@ -34,6 +34,9 @@ pub struct QueuedEvent {
     pub claims: u32,
     /// The trace of whoever enqueued it, continued by the invocation.
     pub trace: Option<lambent_core::TraceContext>,
+    /// The delivery it is, when Lambent draws one (a topic's): see
+    /// [`crate::event_trace_column`].
+    pub hop: Option<lambent_core::Hop>,
 }
 
 /// An event given up on: retries exhausted or too old.

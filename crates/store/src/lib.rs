@@ -204,6 +204,56 @@ pub fn trace_from_column(
         .transpose()
 }
 
+/// An async event's trace as one nullable text column, the same on every backend: the
+/// context's `traceparent[ tracestate]` ([`lambent_core::TraceContext::encode`]), or, for an
+/// event that is a delivery Lambent draws as a span of its own (a topic's), a JSON object
+/// `{"context": "<traceparent[ tracestate]>", "hop": {…}}`.
+pub fn event_trace_column(
+    trace: Option<&lambent_core::TraceContext>,
+    hop: Option<&lambent_core::Hop>,
+) -> Option<String> {
+    match hop {
+        None => trace.map(lambent_core::TraceContext::encode),
+        Some(hop) => {
+            let mut carried = serde_json::json!({ "hop": hop });
+            if let Some(t) = trace {
+                carried["context"] = t.encode().into();
+            }
+            Some(carried.to_string())
+        }
+    }
+}
+
+/// The context and the hop stored by [`event_trace_column`]; a column that reads as neither
+/// carries no trace (a new one starts).
+pub fn event_trace_from_column(
+    column: Option<&str>,
+) -> (
+    Option<lambent_core::TraceContext>,
+    Option<lambent_core::Hop>,
+) {
+    let Some(text) = column else {
+        return (None, None);
+    };
+    if !text.starts_with('{') {
+        return (lambent_core::TraceContext::decode(text), None);
+    }
+    #[derive(serde::Deserialize)]
+    struct Carried {
+        context: Option<lambent_core::TraceContext>,
+        hop: Option<lambent_core::Hop>,
+    }
+    match serde_json::from_str::<Carried>(text) {
+        Ok(c) => (c.context, c.hop),
+        Err(_) => (None, None),
+    }
+}
+
+/// A context stored by [`lambent_core::TraceContext::encode`] in a nullable text column.
+pub fn context_from_column(column: Option<&str>) -> Option<lambent_core::TraceContext> {
+    column.and_then(lambent_core::TraceContext::decode)
+}
+
 /// The step ids stored by [`steps_column`].
 pub fn steps_from_column(column: Option<&str>) -> Result<Vec<String>, String> {
     column.map_or(Ok(Vec::new()), |text| {

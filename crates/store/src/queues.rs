@@ -100,6 +100,8 @@ pub struct NewMessage {
     pub attributes: Attributes,
     /// Milliseconds since the epoch before which it cannot be received.
     pub visible_at_ms: i64,
+    /// The sender's trace context (SQS's `AWSTraceHeader`), continued by whoever processes it.
+    pub trace: Option<lambent_core::TraceContext>,
 }
 
 /// A message as a receive hands it out.
@@ -112,6 +114,9 @@ pub struct Message {
     pub sent_ms: i64,
     pub receive_count: u32,
     pub first_receive_ms: i64,
+    /// The sender's trace context, as sent ([`NewMessage::trace`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<lambent_core::TraceContext>,
 }
 
 impl Message {

@@ -51,6 +51,8 @@ pub struct StoredExecution {
     pub owner: Option<String>,
     /// Until when `owner` holds it (ms since the epoch): past that, another node may take it.
     pub lease_until_ms: i64,
+    /// The trace context of the request that started it, which its states continue.
+    pub trace: Option<lambent_core::TraceContext>,
 }
 
 /// What [`WorkflowStore::start_execution`] found.
@@ -86,7 +88,8 @@ pub const SM_COLUMNS: &str =
 
 /// The columns of a stored execution, in the order both backends read them.
 pub const EXECUTION_COLUMNS: &str = "arn, namespace, name, state_machine_arn, definition, \
-status, input, output, error, cause, start_ms, stop_ms, state, transitions, owner, lease_until_ms";
+status, input, output, error, cause, start_ms, stop_ms, state, transitions, owner, lease_until_ms, \
+trace";
 
 /// How [`WorkflowStore::abort_execution`] ends an execution.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -189,7 +189,7 @@ fn add(batch: &mut Batch, a: &Activation, platform: &Platform) {
         .as_ref()
         .and_then(|t| t.tracestate.as_deref())
         .unwrap_or("");
-    batch.add(&a.namespace, &a.function, &spans, state);
+    batch.add(&a.namespace, &a.function, spans, state);
 }
 
 async fn send(

@@ -7,16 +7,17 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
-    status, ResourceSpans, ScopeSpans, Span as OtlpSpan, Status,
+    span::Link as OtlpLink, status, ResourceSpans, ScopeSpans, Span as OtlpSpan, Status,
 };
 use prost::Message;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-fn key_value(key: &str, value: &Value) -> Option<KeyValue> {
+/// An attribute, moved into its OTLP form (no copy of its key or text).
+fn key_value(key: String, value: Value) -> Option<KeyValue> {
     let v = match value {
-        Value::String(s) => any_value::Value::StringValue(s.clone()),
-        Value::Bool(b) => any_value::Value::BoolValue(*b),
+        Value::String(s) => any_value::Value::StringValue(s),
+        Value::Bool(b) => any_value::Value::BoolValue(b),
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => any_value::Value::IntValue(i),
             (None, Some(u), _) => any_value::Value::IntValue(u as i64),
@@ -26,16 +27,17 @@ fn key_value(key: &str, value: &Value) -> Option<KeyValue> {
         _ => return None,
     };
     Some(KeyValue {
-        key: key.to_string(),
+        key,
         value: Some(AnyValue { value: Some(v) }),
     })
 }
 
 fn text(key: &str, value: &str) -> KeyValue {
-    key_value(key, &Value::String(value.to_string())).expect("a string is a value")
+    key_value(key.to_string(), Value::String(value.to_string())).expect("a string is a value")
 }
 
-fn otlp_span(s: &Span, trace_state: &str) -> OtlpSpan {
+/// A span in its OTLP form; taken by value, so that its name and attributes move.
+fn otlp_span(s: Span, trace_state: &str) -> OtlpSpan {
     OtlpSpan {
         trace_id: s.trace_id.to_bytes().to_vec(),
         span_id: s.span_id.to_bytes().to_vec(),
@@ -43,22 +45,31 @@ fn otlp_span(s: &Span, trace_state: &str) -> OtlpSpan {
             .parent_span_id
             .map_or_else(Vec::new, |p| p.to_bytes().to_vec()),
         trace_state: trace_state.to_string(),
-        name: s.name.clone(),
+        name: s.name,
         kind: s.kind as i32,
         start_time_unix_nano: s.start_unix_nano,
         end_time_unix_nano: s.end_unix_nano,
         attributes: s
             .attributes
-            .iter()
+            .into_iter()
             .filter_map(|(k, v)| key_value(k, v))
             .collect(),
-        status: Some(match &s.error {
+        status: Some(match s.error {
             Some(message) => Status {
-                message: message.clone(),
+                message,
                 code: status::StatusCode::Error as i32,
             },
             None => Status::default(),
         }),
+        links: s
+            .links
+            .iter()
+            .map(|l| OtlpLink {
+                trace_id: l.trace_id.to_bytes().to_vec(),
+                span_id: l.span_id.to_bytes().to_vec(),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     }
 }
@@ -73,13 +84,13 @@ pub struct Batch {
 
 impl Batch {
     /// Adds the spans of one activation of `function` in `namespace`.
-    pub fn add(&mut self, namespace: &str, function: &str, spans: &[Span], trace_state: &str) {
+    pub fn add(&mut self, namespace: &str, function: &str, spans: Vec<Span>, trace_state: &str) {
+        self.len += spans.len();
         let group = self
             .groups
             .entry((namespace.to_string(), function.to_string()))
             .or_default();
-        group.extend(spans.iter().map(|s| otlp_span(s, trace_state)));
-        self.len += spans.len();
+        group.extend(spans.into_iter().map(|s| otlp_span(s, trace_state)));
     }
 
     /// Spans in the batch.
@@ -147,7 +158,7 @@ mod tests {
         let platform = Platform::new("eu-west-1");
         let spans = activation_spans(&a, &platform);
         let mut batch = Batch::default();
-        batch.add("ns", "f", &spans, "k=v");
+        batch.add("ns", "f", spans, "k=v");
         assert_eq!(batch.len(), 2);
         let body = batch.encode(&platform);
         assert!(batch.is_empty());

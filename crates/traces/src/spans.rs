@@ -3,10 +3,13 @@
 //! durable hop carried it, the activation itself (kind SERVER, named after the function, with
 //! the OpenTelemetry FaaS attributes), its cold start's phases (sandbox, runtime, import) and
 //! its handler. Phase spans are placed back from the activation's end (the handler ends with
-//! it, the init phases end where the handler starts), so they nest exactly.
+//! it, the init phases end where the handler starts), so they nest exactly. A delivery
+//! ([`Hop`]: a mapping's batch of queue messages, a topic's delivery, a workflow's Task
+//! state) is a span of its own between the sender and the activation, from when the message
+//! was sent (or the state entered) to the activation's end.
 
 use lambent_core::trace::spans;
-use lambent_core::{Activation, ActivationStatus, SpanId, TraceId};
+use lambent_core::{Activation, ActivationStatus, Hop, SpanId, TraceId};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -37,8 +40,18 @@ pub struct Span {
     /// Set when the activation failed: its error type.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Other spans this one is linked to (a batch's messages).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
     #[serde(skip)]
     pub sampled: bool,
+}
+
+/// A link to a span of another (or the same) trace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Link {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
 }
 
 /// Where spans come from: the platform's identity in `cloud.*`.
@@ -75,11 +88,59 @@ pub fn span_count(a: &Activation) -> usize {
     let Some(t) = &a.trace else { return 0 };
     let init = a.init.map_or(0, |i| 3 + usize::from(i.import_us.is_some()));
     let handler = usize::from(a.status != ActivationStatus::Throttled);
-    1 + usize::from(t.http.is_some()) + usize::from(t.queued_ms.is_some()) + init + handler
+    let hop = usize::from(t.hop.is_some() || t.queued_ms.is_some());
+    1 + usize::from(t.http.is_some()) + hop + init + handler
 }
 
 fn us_to_ns(us: i64) -> u64 {
     (us.max(0) as u64).saturating_mul(1000)
+}
+
+/// The span of a delivery: `base` (ids, times) named and described after `hop`.
+fn hop_span(hop: &Hop, mut base: Span) -> Span {
+    let attrs = &mut base.attributes;
+    let mut set = |k: &str, v: Value| {
+        attrs.insert(k.to_string(), v);
+    };
+    match hop {
+        Hop::Queue {
+            queue,
+            messages,
+            links,
+        } => {
+            base.name = format!("process {queue}");
+            set("messaging.system", "aws_sqs".into());
+            set("messaging.destination.name", queue.clone().into());
+            set("messaging.operation.type", "process".into());
+            set("messaging.batch.message_count", (*messages).into());
+            base.links = links
+                .iter()
+                .map(|c| Link {
+                    trace_id: c.trace_id,
+                    span_id: c.parent,
+                })
+                .collect();
+        }
+        Hop::Topic { topic } => {
+            base.name = format!("process {topic}");
+            set("messaging.system", "aws_sns".into());
+            set("messaging.destination.name", topic.clone().into());
+            set("messaging.operation.type", "process".into());
+        }
+        Hop::State {
+            state,
+            execution,
+            entered_ms,
+        } => {
+            base.name = state.clone();
+            base.kind = SpanKind::Internal;
+            base.start_unix_nano =
+                us_to_ns(entered_ms.saturating_mul(1000)).min(base.start_unix_nano);
+            set("lambent.workflow.state", state.clone().into());
+            set("lambent.workflow.execution", execution.clone().into());
+        }
+    }
+    base
 }
 
 /// The spans of one activation (none when it carries no trace).
@@ -103,6 +164,7 @@ pub fn activation_spans(a: &Activation, platform: &Platform) -> Vec<Span> {
         attributes: Map::new(),
         activation_id: a.id.clone(),
         error: None,
+        links: Vec::new(),
         sampled: t.sampled,
     };
     // The hops before the activation, each the parent of what follows.
@@ -121,18 +183,40 @@ pub fn activation_spans(a: &Activation, platform: &Platform) -> Vec<Span> {
         attrs.insert("http.request.method".into(), http.method.clone().into());
         attrs.insert("http.route".into(), http.route.clone().into());
         attrs.insert("url.path".into(), http.path.clone().into());
-        s.error.clone_from(&error);
+        match http.status {
+            Some(status) => {
+                attrs.insert("http.response.status_code".into(), status.into());
+                // OpenTelemetry's rule for HTTP servers: only a 5xx is the server's error.
+                s.error = (status >= 500).then(|| status.to_string());
+            }
+            None => s.error.clone_from(&error),
+        }
         out.push(s);
         parent = Some(id);
     }
-    if let Some(queued_ms) = t.queued_ms {
+    let queued_us = t.queued_ms.map(|ms| ms.saturating_mul(1000).min(start));
+    if let Some(hop) = &t.hop {
+        let id = t.span_id.derive(spans::HOP);
+        out.push(hop_span(
+            hop,
+            span(
+                id,
+                parent,
+                String::new(),
+                SpanKind::Consumer,
+                queued_us.unwrap_or(start),
+                end,
+            ),
+        ));
+        parent = Some(id);
+    } else if let Some(queued_us) = queued_us {
         let id = t.span_id.derive(spans::QUEUE);
         let mut s = span(
             id,
             parent,
             "queue wait".into(),
             SpanKind::Consumer,
-            queued_ms.saturating_mul(1000).min(start),
+            queued_us,
             start,
         );
         s.attributes
@@ -281,18 +365,21 @@ mod tests {
         .unwrap();
         let a = traced(TraceOrigin {
             context: Some(caller.clone()),
-            queued_ms: None,
             http: Some(HttpTrigger {
                 method: "GET".into(),
                 route: "/items/{id}".into(),
                 path: "/items/7".into(),
+                status: Some(200),
             }),
+            ..Default::default()
         });
         let spans = activation_spans(&a, &Platform::new("us-east-1"));
         assert_eq!(spans.len(), span_count(&a));
         assert!(spans.iter().all(|s| s.trace_id == caller.trace_id));
         let gateway = by_name(&spans, "GET /items/{id}");
         assert_eq!(gateway.parent_span_id, Some(caller.parent));
+        assert_eq!(gateway.attributes["http.response.status_code"], 200);
+        assert_eq!(gateway.error, None);
         let server = by_name(&spans, "f");
         assert_eq!(server.parent_span_id, Some(gateway.span_id));
         assert_eq!(server.attributes["faas.trigger"], "http");
@@ -345,5 +432,117 @@ mod tests {
         assert_eq!(span_count(&a), 3);
         a.trace = None;
         assert!(activation_spans(&a, &Platform::new("r")).is_empty());
+    }
+
+    fn gateway_of(a: &Activation) -> Span {
+        let spans = activation_spans(a, &Platform::new("r"));
+        spans.into_iter().find(|s| s.name == "GET /r").unwrap()
+    }
+
+    #[test]
+    fn only_a_5xx_makes_the_gateway_span_an_error() {
+        let route = |status| {
+            traced(TraceOrigin {
+                http: Some(HttpTrigger {
+                    method: "GET".into(),
+                    route: "/r".into(),
+                    path: "/r".into(),
+                    status,
+                }),
+                ..Default::default()
+            })
+        };
+        let mut failed = route(Some(502));
+        failed.status = ActivationStatus::FunctionError;
+        let gateway = gateway_of(&failed);
+        assert_eq!(gateway.attributes["http.response.status_code"], 502);
+        assert_eq!(gateway.error.as_deref(), Some("502"));
+        assert_eq!(gateway_of(&route(Some(404))).error, None);
+        // A record whose status never came (written before there was one) says what failed.
+        let mut old = route(None);
+        (old.status, old.error_type) = (ActivationStatus::FunctionError, Some("E".into()));
+        let gateway = gateway_of(&old);
+        assert!(!gateway.attributes.contains_key("http.response.status_code"));
+        assert_eq!(gateway.error.as_deref(), Some("E"));
+    }
+
+    #[test]
+    fn a_batch_is_one_delivery_span_linked_to_each_sender() {
+        let first = TraceContext::from_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            None,
+        )
+        .unwrap();
+        let other = TraceContext::from_traceparent(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            None,
+        )
+        .unwrap();
+        let mut a = traced(TraceOrigin {
+            context: Some(first.clone()),
+            queued_ms: Some(999_000),
+            hop: Some(Hop::Queue {
+                queue: "orders".into(),
+                messages: 3,
+                links: vec![first.clone(), other.clone()],
+            }),
+            ..Default::default()
+        });
+        (a.cold, a.init_us, a.init, a.trigger) = (false, None, None, "sqs".into());
+        let spans = activation_spans(&a, &Platform::new("r"));
+        assert_eq!(spans.len(), span_count(&a));
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["process orders", "f", "handler"]);
+        let (batch, server) = (&spans[0], &spans[1]);
+        assert_eq!(batch.parent_span_id, Some(first.parent));
+        assert_eq!(batch.kind, SpanKind::Consumer);
+        assert_eq!(batch.start_unix_nano, 999_000_000_000);
+        assert_eq!(batch.end_unix_nano, server.end_unix_nano);
+        assert_eq!(batch.attributes["messaging.system"], "aws_sqs");
+        assert_eq!(batch.attributes["messaging.batch.message_count"], 3);
+        let linked: Vec<(TraceId, SpanId)> = batch
+            .links
+            .iter()
+            .map(|l| (l.trace_id, l.span_id))
+            .collect();
+        assert_eq!(
+            linked,
+            [
+                (first.trace_id, first.parent),
+                (other.trace_id, other.parent)
+            ]
+        );
+        assert_eq!(server.parent_span_id, Some(batch.span_id));
+        assert_eq!(server.attributes["faas.trigger"], "pubsub");
+    }
+
+    #[test]
+    fn a_workflow_state_is_a_span_named_after_it_around_its_task() {
+        let mut a = traced(TraceOrigin {
+            hop: Some(Hop::State {
+                state: "Charge".into(),
+                execution: "arn:aws:states:r:ns:execution:m:e1".into(),
+                entered_ms: 999_990,
+            }),
+            ..Default::default()
+        });
+        a.trigger = "workflow".into();
+        let spans = activation_spans(&a, &Platform::new("r"));
+        assert_eq!(spans.len(), span_count(&a));
+        let state = by_name(&spans, "Charge");
+        assert_eq!(state.kind, SpanKind::Internal);
+        assert_eq!(state.parent_span_id, None);
+        assert_eq!(state.start_unix_nano, 999_990_000_000);
+        assert_eq!(state.attributes["lambent.workflow.state"], "Charge");
+        assert_eq!(by_name(&spans, "f").parent_span_id, Some(state.span_id));
+        // A topic's delivery, likewise, under its own name.
+        a.trace.as_mut().unwrap().hop = Some(Hop::Topic {
+            topic: "news".into(),
+        });
+        let spans = activation_spans(&a, &Platform::new("r"));
+        assert_eq!(
+            by_name(&spans, "process news").attributes["messaging.system"],
+            "aws_sns"
+        );
     }
 }

@@ -36,9 +36,13 @@ enum Refusal {
     Internal,
 }
 
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        self.status_and_message().0
+    }
+
+    fn status_and_message(&self) -> (StatusCode, &'static str) {
+        match self {
             Refusal::NotFound => (StatusCode::NOT_FOUND, "Not Found"),
             Refusal::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             Refusal::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
@@ -48,7 +52,13 @@ impl IntoResponse for Refusal {
             Refusal::BadGateway => (StatusCode::BAD_GATEWAY, "Internal Server Error"),
             Refusal::RestBadGateway => (StatusCode::BAD_GATEWAY, "Internal server error"),
             Refusal::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
-        };
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, message) = self.status_and_message();
         (
             status,
             axum::Json(serde_json::json!({ "message": message })),
@@ -185,7 +195,10 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
         })?;
     let function = match &route.target {
         RouteTarget::Function(f) => f,
-        RouteTarget::Workflow(w) => return start_workflow(app, route, w, &body).await,
+        RouteTarget::Workflow(w) => {
+            let trace = crate::trace_context(&headers);
+            return start_workflow(app, route, w, &body, trace).await;
+        }
     };
     let Some(deployment) = app.registry.lookup(&route.namespace, function.as_str()) else {
         tracing::warn!(
@@ -221,7 +234,7 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
         PayloadFormat::V1 => (apigw::request_event_v1(&request), Refusal::RestBadGateway),
     };
     let payload = serde_json::to_vec(&event).map_err(|_| Refusal::Internal)?;
-    let result = app
+    let mut result = app
         .run(
             &deployment,
             InvokeRequest {
@@ -230,17 +243,36 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
                 request_id: Some(request_id.clone()),
                 trace: lambent_core::TraceOrigin {
                     context: crate::trace_context(&headers),
-                    queued_ms: None,
                     http: Some(lambent_core::HttpTrigger {
                         method: parts.method.to_string(),
                         route: route.path.clone(),
                         path: parts.uri.path().to_string(),
+                        status: None,
                     }),
+                    ..Default::default()
                 },
                 ..Default::default()
             },
         )
         .await;
+    let answer = answer(route, function.as_str(), &result, bad_gateway, &request_id);
+    let status = match &answer {
+        Ok(response) => response.status(),
+        Err(refusal) => refusal.status(),
+    };
+    app.answered(&mut result, status.as_u16());
+    answer
+}
+
+/// The response to a route's invocation: the function's result mapped by the route's payload
+/// format, or the refusal its failure (or a malformed result) gets.
+fn answer(
+    route: &lambent_core::Route,
+    function: &str,
+    result: &lambent_invoker::InvokeResult,
+    bad_gateway: Refusal,
+    request_id: &str,
+) -> Result<Response, Refusal> {
     match result.activation.status {
         ActivationStatus::Success => {}
         ActivationStatus::Throttled => return Err(Refusal::Throttled),
@@ -264,7 +296,7 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
     set(
         response.headers_mut(),
         header::HeaderName::from_static("apigw-requestid"),
-        &request_id,
+        request_id,
     );
     Ok(response)
 }
@@ -275,6 +307,7 @@ async fn start_workflow(
     route: &lambent_core::Route,
     workflow: &str,
     body: &[u8],
+    trace: Option<lambent_core::TraceContext>,
 ) -> Result<Response, Refusal> {
     let input = match std::str::from_utf8(body).map(str::trim) {
         Ok("") => "{}",
@@ -285,7 +318,10 @@ async fn start_workflow(
         tracing::warn!("route '{}': this node runs no workflows", route.key());
         return Err(Refusal::Internal);
     };
-    match hook.serve_route(&route.namespace, workflow, input).await {
+    match hook
+        .serve_route(&route.namespace, workflow, input, trace)
+        .await
+    {
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status).map_err(|_| Refusal::Internal)?;
             Ok((status, axum::Json(answer.body)).into_response())

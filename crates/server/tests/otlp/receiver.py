@@ -48,6 +48,10 @@ class Receiver(BaseHTTPRequestHandler):
                         "end": s.end_time_unix_nano,
                         "attributes": attributes(s.attributes),
                         "status": s.status.code,
+                        "links": [
+                            {"trace_id": l.trace_id.hex(), "span_id": l.span_id.hex()}
+                            for l in s.links
+                        ],
                         "resource": resource,
                         "scope": ss.scope.name,
                     }))
