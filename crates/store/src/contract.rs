@@ -1822,6 +1822,8 @@ pub async fn dead_letters_move_back_to_their_queue<S: ContractStore>(store: Arc<
         .map(|m| (m.id.as_str(), m.receive_count, m.body.as_str(), m.sent_ms))
         .collect();
     assert_eq!(ids, [("b", 1, "body of b", 20), ("c", 1, "body of c", 30)]);
+}
+
 pub async fn messages_carry_their_senders_trace<S: ContractStore>(store: Arc<S>) {
     assert!(store.create_queue(&queue("q", Some("dlq"))).await.unwrap());
     assert!(store.create_queue(&queue("dlq", None)).await.unwrap());
