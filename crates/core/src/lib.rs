@@ -9,6 +9,7 @@ pub mod limits;
 pub mod metering;
 pub mod route;
 pub mod runtime;
+pub mod tenant;
 pub mod trace;
 
 pub use activation::{Activation, ActivationStatus, Birth, ColdReason, InitBreakdown};
@@ -16,6 +17,7 @@ pub use async_invoke::{AsyncConfig, AsyncSpec, Destination};
 pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
 pub use route::{Route, RouteSpec, RouteTarget};
 pub use runtime::{Runtime, RuntimeKind};
+pub use tenant::TenantLimits;
 pub use trace::{ActivationTrace, HttpTrigger, SpanId, TraceContext, TraceId, TraceOrigin};
 
 /// The namespace every single-tenant installation starts with.

@@ -893,6 +893,7 @@ impl Inner {
             allow_network: c.network,
             interpreter: interpreter(c.runtime.kind()),
             aws_endpoint: service.is_some(),
+            namespace: Some(f.namespace.clone()),
         };
         (spec, service)
     }

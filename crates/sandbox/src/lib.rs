@@ -105,10 +105,10 @@ mod spec;
 mod stem;
 mod zygote;
 
-pub use cgroup::CgroupVersion;
+pub use cgroup::{CgroupVersion, TenantRemoval};
 pub use error::{SandboxError, SetupStep};
 pub use host::{Host, HostOptions, Isolation, Layers, Layout};
-pub use lambent_core::Birth;
+pub use lambent_core::{Birth, TenantLimits};
 pub use sandbox::{Sandbox, Startup};
 pub use spec::{Interpreter, SandboxSpec};
 
