@@ -2,6 +2,18 @@
 //! `<hierarchy>/lambent/<sandbox-id>` with its limits, and what the sandbox handle reads and
 //! writes later (memory peak, OOM kills, freezer, kill).
 //!
+//! **Namespaces (tenants).** A sandbox of a namespace lives one level down, under its
+//! namespace's cgroup: `<hierarchy>/lambent/ns-<namespace>/<sandbox-id>`. That cgroup carries the
+//! namespace's [`TenantLimits`]: its CPU weight among the namespaces (v2 `cpu.weight`, v1
+//! `cpu.shares` = weight × 1024 / 100) and the memory all its sandboxes may hold together (v2
+//! `memory.max`, v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`). It is made on
+//! first use with the limits last set for it ([`Cgroups::set_tenant`]), the defaults otherwise.
+//! Things made ahead of their function (sandboxes, forked runtimes, stem cells) are born right
+//! under the parent and moved under their namespace when claimed ([`Cgroups::adopt`]: a new
+//! cgroup there, every process written into it, the old one removed; cgroup directories cannot
+//! be renamed across parents). [`Cgroups::remove_tenant`] kills whatever runs in a namespace's
+//! tree and removes it.
+//!
 //! Both layouts are supported:
 //! - **v2** (`/sys/fs/cgroup/cgroup.controllers` exists): `memory` and `pids` are enabled in the
 //!   root's and `lambent`'s `cgroup.subtree_control` (`cpu` too when available); a sandbox gets
@@ -1142,6 +1154,25 @@ impl SandboxCgroup {
             None => self.fs.read(&path).ok(),
         };
         content.and_then(|c| keyed_value(&c, key)).unwrap_or(0)
+    }
+
+    /// Whether memory use ever reached this cgroup's own limit: v2 `memory.events` `max`, v1
+    /// `memory.failcnt` (a charge that fails at an ancestor's limit counts there, not here).
+    pub(crate) fn reached_memory_limit(&self) -> bool {
+        match &self.kind {
+            Kind::V1 { memory, .. } => self
+                .fs
+                .read(&memory.join("memory.failcnt"))
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0),
+            Kind::V2 { dir, .. } => self
+                .fs
+                .read(&dir.join("memory.events"))
+                .ok()
+                .and_then(|c| keyed_value(&c, "max"))
+                .is_some_and(|n| n > 0),
+        }
     }
 
     /// Stops every task and waits until the kernel says they all are stopped.
