@@ -73,11 +73,19 @@ fn every_sandbox_of_a_namespace_lives_under_its_cgroup_with_its_limits() {
             tenant_value(&dirs, memory),
             Some((768u64 << 20).to_string())
         );
-        // The first start has nothing made ahead (exec); the next ones claim sandboxes made
-        // ahead, moved under the namespace at their claim.
-        let mut sandboxes = Vec::new();
-        for i in 0..4 {
-            let mut spec = fx.bash(&format!("ns{i}"), "sleep 1000");
+        // The first start has nothing made ahead (exec) and starts the pool of sandboxes made
+        // ahead; a later one claims one, moved under the namespace at its claim.
+        let mut sandboxes: Vec<Sandbox> = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !sandboxes
+            .iter()
+            .any(|s| s.startup().birth == lambent_sandbox::Birth::Ahead)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no sandbox made ahead was claimed"
+            );
+            let mut spec = fx.bash(&format!("ns{}", sandboxes.len()), "sleep 1000");
             spec.namespace = Some(ns.clone());
             let sb = fx.host.spawn(&spec).unwrap();
             assert!(
@@ -87,13 +95,8 @@ fn every_sandbox_of_a_namespace_lives_under_its_cgroup_with_its_limits() {
                 sb.startup().birth
             );
             sandboxes.push(sb);
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        let births: Vec<_> = sandboxes.iter().map(|s| s.startup().birth).collect();
-        assert!(
-            births.contains(&lambent_sandbox::Birth::Ahead),
-            "no sandbox made ahead was claimed: {births:?}"
-        );
         // Changing the limits applies to the running namespace.
         let lower = TenantLimits {
             cpu_weight: 100,
