@@ -709,7 +709,7 @@ impl Cgroups {
         removal.killed = killed.len();
         let dirs = children
             .iter()
-            .chain(tenant.parents().into_iter())
+            .chain(tenant.parents())
             .cloned()
             .collect::<Vec<_>>();
         for dir in dirs {

@@ -1104,7 +1104,7 @@ impl FullHost {
                 if let Some(ahead) = &ahead {
                     ahead.prime(spec.tmp_mb);
                 }
-                Ok(Built::Zygote(PackageZygote {
+                Ok(Built::Zygote(Box::new(PackageZygote {
                     ahead,
                     process,
                     control,
@@ -1115,7 +1115,7 @@ impl FullHost {
                         .ok()
                         .and_then(|m| m.parse().ok())
                         .unwrap_or(0),
-                }))
+                })))
             }
             [b'N', why @ ..] => Ok(Built::Unwanted(String::from_utf8_lossy(why).into())),
             _ => Err(SandboxError::SetupVanished),

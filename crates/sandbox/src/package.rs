@@ -228,7 +228,7 @@ impl PackageControl {
 /// What building a package zygote came to.
 #[derive(Debug)]
 pub(crate) enum Built {
-    Zygote(PackageZygote),
+    Zygote(Box<PackageZygote>),
     /// The function's handler imports nothing worth a zygote of its own (why).
     Unwanted(String),
 }
@@ -349,7 +349,7 @@ impl PackageZygotes {
                             "package zygote ready"
                         );
                         Slot::Ready {
-                            zygote: Arc::new(zygote),
+                            zygote: Arc::from(zygote),
                             last_used: Instant::now(),
                         }
                     }

@@ -103,7 +103,10 @@ fn every_sandbox_of_a_namespace_lives_under_its_cgroup_with_its_limits() {
             memory_max_bytes: Some(512 << 20),
         };
         fx.host.set_tenant_limits(&ns, lower).unwrap();
-        assert_eq!(tenant_value(&dirs, memory), Some((512u64 << 20).to_string()));
+        assert_eq!(
+            tenant_value(&dirs, memory),
+            Some((512u64 << 20).to_string())
+        );
         drop(sandboxes);
         let removal = fx.host.remove_tenant(&ns).unwrap();
         assert_eq!(removal.killed, 0, "dropped sandboxes left processes");
@@ -136,7 +139,10 @@ fn a_hog_at_its_namespaces_memory_cap_is_oom_killed_and_the_other_namespace_runs
         hog.memory_mb = 512;
         hog.namespace = Some(a.clone());
         let (hog, out) = run_probe(&fx.host, &hog, Duration::from_secs(20));
-        assert!(wait_exit(&hog, Duration::from_secs(20)), "the hog still runs");
+        assert!(
+            wait_exit(&hog, Duration::from_secs(20)),
+            "the hog still runs"
+        );
         assert!(!out.contains("survived"), "allocated past the cap: {out}");
         assert!(hog.oom_kills() > 0, "no OOM kill recorded; output: {out}");
         assert!(

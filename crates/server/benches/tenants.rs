@@ -67,7 +67,10 @@ impl Confinement {
         };
         if v2 {
             let _ = std::fs::create_dir_all(Path::new(CGROUP_ROOT).join("lambent"));
-            for d in [Path::new(CGROUP_ROOT).to_path_buf(), Path::new(CGROUP_ROOT).join("lambent")] {
+            for d in [
+                Path::new(CGROUP_ROOT).to_path_buf(),
+                Path::new(CGROUP_ROOT).join("lambent"),
+            ] {
                 let _ = std::fs::write(d.join("cgroup.subtree_control"), "+cpu +memory +pids");
             }
         }
@@ -85,8 +88,11 @@ impl Confinement {
             };
             set.unwrap_or_else(|e| panic!("cannot set the quota of {}: {e}", cpu.display()));
         }
-        std::fs::write(cpu.join("node/cgroup.procs"), std::process::id().to_string())
-            .unwrap_or_else(|e| panic!("cannot move the bench into {}: {e}", cpu.display()));
+        std::fs::write(
+            cpu.join("node/cgroup.procs"),
+            std::process::id().to_string(),
+        )
+        .unwrap_or_else(|e| panic!("cannot move the bench into {}: {e}", cpu.display()));
         Confinement { relative, cpu, v2 }
     }
 
@@ -166,7 +172,9 @@ fn main() {
         let node = common::node().await;
         common::add_namespace(&node, B, B_KEY);
         let python = |memory: u32| json!({"runtime": "python", "handler": "app.handler", "memory": memory, "timeout": 30});
-        let (s, f) = node.deploy("burn", python(128), &[("app.py", BURN_PY)]).await;
+        let (s, f) = node
+            .deploy("burn", python(128), &[("app.py", BURN_PY)])
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{f}");
         let (s, f) = node
             .deploy_as(B_KEY, "noop", python(128), &[("app.py", NOOP_PY)])
@@ -211,7 +219,13 @@ fn main() {
         let (alone, contended) = (stats(alone), stats(contended));
         let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
         let mut table = Table::new();
-        table.set_header(vec!["tenant B's warm no-op", "n", "p50 ms", "p99 ms", "p99 / alone"]);
+        table.set_header(vec![
+            "tenant B's warm no-op",
+            "n",
+            "p50 ms",
+            "p99 ms",
+            "p99 / alone",
+        ]);
         table.add_row(vec![
             "alone".to_string(),
             alone.n.to_string(),

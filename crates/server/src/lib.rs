@@ -255,7 +255,11 @@ impl RunningServer {
         &self,
         namespace: &str,
     ) -> Result<lambent_sandbox::TenantRemoval, SandboxError> {
-        self.app.registry.invoker().remove_namespace(namespace).await
+        self.app
+            .registry
+            .invoker()
+            .remove_namespace(namespace)
+            .await
     }
 
     /// This node's id (`local` on the embedded node).

@@ -121,11 +121,20 @@ fn weight(dirs: &[PathBuf]) -> String {
 async fn a_tenant_burning_cpu_at_its_concurrency_leaves_the_other_its_share() {
     let node = two_tenants().await;
     let (s, f) = node
-        .deploy("burn", json!({"runtime": "python", "handler": "app.handler", "timeout": 60}), &[("app.py", BURN_PY)])
+        .deploy(
+            "burn",
+            json!({"runtime": "python", "handler": "app.handler", "timeout": 60}),
+            &[("app.py", BURN_PY)],
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
     let (s, f) = node
-        .deploy_as(B_KEY, "who", json!({"runtime": "python", "handler": "app.handler"}), &[("app.py", WHO_PY)])
+        .deploy_as(
+            B_KEY,
+            "who",
+            json!({"runtime": "python", "handler": "app.handler"}),
+            &[("app.py", WHO_PY)],
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
     let (s, _, warm) = node.invoke_as(B_KEY, "who", "{}").await;
@@ -164,8 +173,14 @@ async fn a_tenant_burning_cpu_at_its_concurrency_leaves_the_other_its_share() {
     // Each tenant's sandboxes sit in its own cgroup, weighted alike; both got CPU.
     assert_eq!(weight(&a), weight(&b), "{a:?} {b:?}");
     assert!(!weight(&a).is_empty(), "no cpu weight in {a:?}");
-    assert!(after.0 > before.0, "A's burners used no CPU: {before:?} {after:?}");
-    assert!(after.1 > before.1, "B's sandbox got no CPU: {before:?} {after:?}");
+    assert!(
+        after.0 > before.0,
+        "A's burners used no CPU: {before:?} {after:?}"
+    );
+    assert!(
+        after.1 > before.1,
+        "B's sandbox got no CPU: {before:?} {after:?}"
+    );
     let last = last_activation(&node, B_KEY, "who").await;
     assert_eq!(last["cold"], false, "{last}");
 }
@@ -176,19 +191,31 @@ async fn a_memory_hog_at_its_namespaces_budget_is_killed_and_the_other_tenant_ke
     let budget = TenantLimits::with_memory_budget_mb(Some(256));
     server(&node).set_tenant_limits("default", budget).unwrap();
     let (s, f) = node
-        .deploy_as(B_KEY, "who", json!({"runtime": "python", "handler": "app.handler"}), &[("app.py", WHO_PY)])
+        .deploy_as(
+            B_KEY,
+            "who",
+            json!({"runtime": "python", "handler": "app.handler"}),
+            &[("app.py", WHO_PY)],
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
     let (s, _, warm) = node.invoke_as(B_KEY, "who", "{}").await;
     assert_eq!(s, StatusCode::OK, "{warm}");
     let b_dirs = server(&node).tenant_cgroup_dirs(B).unwrap();
     let b_pids = processes(&b_dirs);
-    assert!(!b_pids.is_empty(), "B's warm sandbox is not under {b_dirs:?}");
+    assert!(
+        !b_pids.is_empty(),
+        "B's warm sandbox is not under {b_dirs:?}"
+    );
 
     // Each sandbox may hold 1 GB, the namespace only 256 MB in all.
     let hog = "def handler(event, context):\n    b = b'x' * (600 << 20)\n    return len(b)\n";
     let (s, f) = node
-        .deploy("hog", json!({"runtime": "python", "handler": "app.handler", "memory": 1024}), &[("app.py", hog)])
+        .deploy(
+            "hog",
+            json!({"runtime": "python", "handler": "app.handler", "memory": 1024}),
+            &[("app.py", hog)],
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
     let (_, _, v) = node.invoke("hog", "{}").await;
@@ -204,7 +231,10 @@ async fn a_memory_hog_at_its_namespaces_budget_is_killed_and_the_other_tenant_ke
     assert_eq!(processes(&b_dirs), b_pids, "B's sandbox changed");
     let (s, _, again) = node.invoke_as(B_KEY, "who", "{}").await;
     assert_eq!(s, StatusCode::OK, "{again}");
-    assert_eq!(again["token"], warm["token"], "B's warm sandbox was replaced");
+    assert_eq!(
+        again["token"], warm["token"],
+        "B's warm sandbox was replaced"
+    );
     let last = last_activation(&node, B_KEY, "who").await;
     assert_eq!(last["cold"], false, "{last}");
 }
@@ -239,7 +269,12 @@ def handler(event, context):
         .await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
     let (s, f) = node
-        .deploy_as(B_KEY, "seek", settings, &[("app.py", seek), ("scan.py", SCAN_PY)])
+        .deploy_as(
+            B_KEY,
+            "seek",
+            settings,
+            &[("app.py", seek), ("scan.py", SCAN_PY)],
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
     let secret = format!("tenant{}", uuid_like());
@@ -255,7 +290,9 @@ def handler(event, context):
                 B_KEY,
                 reqwest::Method::POST,
                 "/v1/functions/seek/invoke",
-                json!({"shifted": shifted(&secret)}).to_string().into_bytes(),
+                json!({"shifted": shifted(&secret)})
+                    .to_string()
+                    .into_bytes(),
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
@@ -267,7 +304,12 @@ def handler(event, context):
         let node = &node;
         async move {
             let (_, _, page) = node
-                .send_as(key, reqwest::Method::GET, &format!("/v1/activations?function={f}&limit=10"), vec![])
+                .send_as(
+                    key,
+                    reqwest::Method::GET,
+                    &format!("/v1/activations?function={f}&limit=10"),
+                    vec![],
+                )
                 .await;
             page["activations"]
                 .as_array()
@@ -287,7 +329,12 @@ async fn removing_a_namespaces_sandboxes_leaves_no_process_and_no_cgroup() {
     let node = two_tenants().await;
     for (key, name) in [(B_KEY, "one"), (B_KEY, "two"), (KEY, "kept")] {
         let (s, f) = node
-            .deploy_as(key, name, json!({"runtime": "python", "handler": "app.handler"}), &[("app.py", WHO_PY)])
+            .deploy_as(
+                key,
+                name,
+                json!({"runtime": "python", "handler": "app.handler"}),
+                &[("app.py", WHO_PY)],
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{f}");
         let (s, _, v) = node.invoke_as(key, name, "{}").await;
@@ -295,7 +342,10 @@ async fn removing_a_namespaces_sandboxes_leaves_no_process_and_no_cgroup() {
     }
     let b = server(&node).tenant_cgroup_dirs(B).unwrap();
     let pids = processes(&b);
-    assert!(pids.len() >= 2, "B's sandboxes are not under {b:?}: {pids:?}");
+    assert!(
+        pids.len() >= 2,
+        "B's sandboxes are not under {b:?}: {pids:?}"
+    );
     let kept = processes(&server(&node).tenant_cgroup_dirs("default").unwrap());
 
     server(&node).remove_namespace_sandboxes(B).await.unwrap();
@@ -304,8 +354,10 @@ async fn removing_a_namespaces_sandboxes_leaves_no_process_and_no_cgroup() {
     }
     for pid in &pids {
         let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')));
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            });
         assert!(gone, "process {pid} of B still runs");
     }
     assert_eq!(

@@ -545,7 +545,6 @@ exports.handler = async () => ({
     }
 }
 
-
 /// Pids of the Python zygote of `node` (its script lies in the node's data dir).
 fn zygote_pids(node: &Node) -> Vec<i32> {
     let me = std::process::id().to_string();
