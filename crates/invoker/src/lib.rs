@@ -198,8 +198,6 @@ struct Inner {
     metrics: Metrics,
     /// Finds the components of sequences ([`Invoker::set_lookup`]).
     lookup: std::sync::OnceLock<Lookup>,
-    /// Each namespace's share of the machine, as last set ([`Invoker::set_tenant_limits`]).
-    tenants: Mutex<HashMap<String, TenantLimits>>,
 }
 
 /// A warm (or warming) sandbox with its Runtime API and log capture.
@@ -271,7 +269,6 @@ impl Invoker {
             budget,
             metrics: Metrics::new(),
             lookup: std::sync::OnceLock::new(),
-            tenants: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
         let period =
@@ -566,19 +563,11 @@ impl Invoker {
     /// invocation ends (in-flight invocations finish on the old code). `None`: the function is
     /// gone, drop every pool and forget it.
     pub fn retire(&self, namespace: &str, name: &str, keep: Option<&[u64]>) {
-        let removed: Vec<Arc<Pool>> = {
-            let mut pools = self.inner.pools.lock();
-            let keys: Vec<PoolKey> = pools
-                .keys()
-                .filter(|k| {
-                    k.namespace == namespace
-                        && k.name == name
-                        && !keep.is_some_and(|keep| keep.contains(&k.revision))
-                })
-                .cloned()
-                .collect();
-            keys.iter().filter_map(|k| pools.remove(k)).collect()
-        };
+        let removed = self.inner.take_pools(|k| {
+            k.namespace == namespace
+                && k.name == name
+                && !keep.is_some_and(|keep| keep.contains(&k.revision))
+        });
         if keep.is_none() {
             self.inner
                 .revisions
@@ -618,12 +607,7 @@ impl Invoker {
         namespace: &str,
         limits: TenantLimits,
     ) -> Result<(), SandboxError> {
-        self.inner.host.set_tenant_limits(namespace, limits)?;
-        self.inner
-            .tenants
-            .lock()
-            .insert(namespace.to_string(), limits);
-        Ok(())
+        self.inner.host.set_tenant_limits(namespace, limits)
     }
 
     /// The directories of namespace `namespace`'s cgroup, one per hierarchy (none in
@@ -634,7 +618,7 @@ impl Invoker {
 
     /// The share of the machine set for `namespace` (the defaults when none was).
     pub fn tenant_limits(&self, namespace: &str) -> TenantLimits {
-        self.inner.tenant_limits(namespace)
+        self.inner.host.tenant_limits(namespace)
     }
 
     /// Everything of namespace `namespace` on this node goes: every pool of its functions
@@ -643,23 +627,13 @@ impl Invoker {
     /// limits are forgotten. Call it once the namespace's functions are gone from the
     /// registry, so that no new sandbox starts for it meanwhile.
     pub async fn remove_namespace(&self, namespace: &str) -> Result<TenantRemoval, SandboxError> {
-        let pools: Vec<Arc<Pool>> = {
-            let mut pools = self.inner.pools.lock();
-            let keys: Vec<PoolKey> = pools
-                .keys()
-                .filter(|k| k.namespace == namespace)
-                .cloned()
-                .collect();
-            keys.iter().filter_map(|k| pools.remove(k)).collect()
-        };
-        for pool in pools {
+        for pool in self.inner.take_pools(|k| k.namespace == namespace) {
             pool.retire();
         }
         self.inner
             .revisions
             .lock()
             .retain(|(ns, _), _| ns != namespace);
-        self.inner.tenants.lock().remove(namespace);
         let (host, namespace) = (self.inner.host.clone(), namespace.to_string());
         tokio::task::spawn_blocking(move || host.remove_tenant(&namespace))
             .await
@@ -679,18 +653,17 @@ impl Invoker {
 }
 
 impl Inner {
-    fn tenant_limits(&self, namespace: &str) -> TenantLimits {
-        self.tenants
-            .lock()
-            .get(namespace)
-            .copied()
-            .unwrap_or_default()
+    /// Takes the pools whose key `which` picks out of the map.
+    fn take_pools(&self, which: impl Fn(&PoolKey) -> bool) -> Vec<Arc<Pool>> {
+        let mut pools = self.pools.lock();
+        let keys: Vec<PoolKey> = pools.keys().filter(|k| which(k)).cloned().collect();
+        keys.iter().filter_map(|k| pools.remove(k)).collect()
     }
 
     /// The message of an invocation the OOM killer ended: the function's own memory, or,
     /// when the sandbox never reached it, its namespace's cap on all its sandboxes together.
     fn out_of_memory(&self, f: &Function, sandbox: &Sandbox) -> String {
-        let cap = self.tenant_limits(&f.namespace).memory_max_bytes;
+        let cap = self.host.tenant_limits(&f.namespace).memory_max_bytes;
         match cap {
             Some(bytes) if !sandbox.reached_own_memory_limit() => format!(
                 "Runtime exited: namespace '{}' used more than its memory budget of {} MB (all its sandboxes together)",

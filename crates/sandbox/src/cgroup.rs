@@ -545,7 +545,7 @@ impl Cgroups {
     }
 
     /// The limits set for `namespace`, or the defaults.
-    fn tenant_limits(&self, namespace: &str) -> TenantLimits {
+    pub(crate) fn tenant_limits(&self, namespace: &str) -> TenantLimits {
         let tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         tenants.get(namespace).copied().unwrap_or_default()
     }

@@ -386,6 +386,16 @@ impl Host {
         }
     }
 
+    /// The limits in force for namespace `namespace`'s cgroup: those last set, else the
+    /// defaults (always the defaults in insecure mode or without the cgroup layer, where no
+    /// namespace is capped).
+    pub fn tenant_limits(&self, namespace: &str) -> TenantLimits {
+        match &self.inner.full {
+            Some(full) if full.layers.cgroup => full.cgroups.tenant_limits(namespace),
+            _ => TenantLimits::default(),
+        }
+    }
+
     /// Removes everything of namespace `namespace` on this host: its package zygotes (and
     /// the runtimes they forked ahead), then every process left in its cgroup tree (its
     /// sandboxes, killed), then the tree itself, in every hierarchy. Call it once the

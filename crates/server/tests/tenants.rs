@@ -165,7 +165,10 @@ async fn a_tenant_burning_cpu_at_its_concurrency_leaves_the_other_its_share() {
     }
     for (s, _, v) in &answers {
         assert_eq!(*s, StatusCode::OK, "{v}");
-        assert_eq!(v["token"], warm["token"], "B's warm sandbox was replaced: {v}");
+        assert_eq!(
+            v["token"], warm["token"],
+            "B's warm sandbox was replaced: {v}"
+        );
     }
     // Each tenant's sandboxes sit in its own cgroup, weighted alike; both got CPU.
     assert_eq!(weight(&a), weight(&b), "{a:?} {b:?}");
