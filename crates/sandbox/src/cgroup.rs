@@ -3,7 +3,9 @@
 //! writes later (memory peak, OOM kills, freezer, kill).
 //!
 //! **Namespaces (tenants).** A sandbox of a namespace lives one level down, under its
-//! namespace's cgroup: `<hierarchy>/lambent/ns-<namespace>/<sandbox-id>`. That cgroup carries the
+//! namespace's cgroup: `<hierarchy>/lambent/tenants-<pid>-<n>/ns-<namespace>/<sandbox-id>` (the
+//! middle directory is this host's own, so that two servers on one machine never share a
+//! namespace's cgroup, its limits or its removal). That cgroup carries the
 //! namespace's [`TenantLimits`]: its CPU weight among the namespaces (v2 `cpu.weight`, v1
 //! `cpu.shares` = weight × 1024 / 100) and the memory all its sandboxes may hold together (v2
 //! `memory.max`, v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`). It is made on
@@ -216,8 +218,10 @@ impl Hierarchy {
     }
 }
 
-/// Prefix of a namespace's cgroup directory: `<parent>/ns-<namespace>`.
+/// Prefix of a namespace's cgroup directory: `<parent>/tenants-<pid>-<n>/ns-<namespace>`.
 const TENANT_PREFIX: &str = "ns-";
+/// Prefix of one host's directory of namespaces.
+const TENANTS_PREFIX: &str = "tenants-";
 /// Prefix of a sandbox's cgroup directory.
 const SANDBOX_PREFIX: &str = "sb-";
 /// Longest namespace name that names a cgroup directory.
@@ -257,6 +261,10 @@ pub(crate) struct Cgroups {
     /// The limits set for each namespace ([`Cgroups::set_tenant`]), applied again whenever its
     /// cgroup has to be made (first use, or after something removed it).
     tenants: Arc<Mutex<HashMap<String, TenantLimits>>>,
+    /// This host's directory of namespaces under the parent, `tenants-<pid>-<n>`: of its own,
+    /// so that two servers on one machine (or two hosts in one process) never share, limit
+    /// or remove each other's namespaces.
+    tenants_root: String,
 }
 
 fn cgroup_err<'a>(
@@ -293,10 +301,13 @@ impl Cgroups {
         } else {
             Self::detect_v1(fs.as_ref(), root, parent)?
         };
+        static HOSTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = HOSTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Cgroups {
             fs,
             hierarchy,
             tenants: Arc::default(),
+            tenants_root: format!("{TENANTS_PREFIX}{}-{n}", std::process::id()),
         })
     }
 
@@ -408,7 +419,8 @@ impl Cgroups {
     /// Removes empty sandbox cgroups left behind by a server that died without cleaning up
     /// (its sandboxes die with it). Only directories untouched for a minute go, so a sandbox
     /// another server is creating right now is never removed; a non-empty cgroup cannot be.
-    /// Namespaces' directories (`ns-*`) stay, with their limits: only the sandboxes in them go.
+    /// Directories of namespaces (`tenants-<pid>-*`) of a server that is gone go too, where
+    /// empty.
     pub(crate) fn remove_stale(&self) {
         let mut parents: Vec<PathBuf> = Vec::new();
         for parent in self.hierarchy.parents() {
@@ -416,10 +428,16 @@ impl Cgroups {
             let Ok(entries) = std::fs::read_dir(parent) else {
                 continue;
             };
-            parents.extend(entries.flatten().filter_map(|e| {
-                let tenant = e.file_name().to_string_lossy().starts_with(TENANT_PREFIX);
-                (tenant && e.path().is_dir()).then(|| e.path())
-            }));
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name
+                    .strip_prefix(TENANTS_PREFIX)
+                    .and_then(|rest| rest.split('-').next())
+                    .and_then(|pid| pid.parse::<u32>().ok());
+                if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                    remove_empty_tree(self.fs.as_ref(), &e.path());
+                }
+            }
         }
         let mut removed = 0;
         for parent in parents {
@@ -516,7 +534,30 @@ impl Cgroups {
     /// (the defaults when none were): the layout its sandboxes are created in.
     fn tenant(&self, namespace: &str) -> Result<Hierarchy, SandboxError> {
         let name = tenant_dir(namespace)?;
-        let hierarchy = self.hierarchy.under(&name);
+        let root = self.hierarchy.under(&self.tenants_root);
+        if self.make_dirs(&root)? {
+            if let Hierarchy::V2 { parent, cpu } = &root {
+                let control = parent.join("cgroup.subtree_control");
+                let enable = if *cpu {
+                    "+memory +pids +cpu"
+                } else {
+                    "+memory +pids"
+                };
+                self.fs
+                    .write(&control, enable)
+                    .map_err(cgroup_err("write", &control))?;
+            }
+        }
+        let hierarchy = root.under(&name);
+        if self.make_dirs(&hierarchy)? {
+            let limits = self.tenant_limits(namespace);
+            self.apply_tenant(&hierarchy, limits, true)?;
+        }
+        Ok(hierarchy)
+    }
+
+    /// Makes the parent directories of `hierarchy` that are missing; whether any was.
+    fn make_dirs(&self, hierarchy: &Hierarchy) -> Result<bool, SandboxError> {
         let mut made = false;
         for dir in hierarchy.parents() {
             match self.fs.mkdir(dir) {
@@ -525,23 +566,31 @@ impl Cgroups {
                 Err(e) => return Err(cgroup_err("create", dir)(e)),
             }
         }
-        if made {
-            let limits = self.tenant_limits(namespace);
-            self.apply_tenant(&hierarchy, limits, true)?;
-        }
-        Ok(hierarchy)
+        Ok(made)
+    }
+
+    /// Namespace `namespace`'s layout (its directories may not exist).
+    fn tenant_layout(&self, namespace: &str) -> Result<Hierarchy, SandboxError> {
+        let name = tenant_dir(namespace)?;
+        Ok(self.hierarchy.under(&self.tenants_root).under(&name))
     }
 
     /// The directories of namespace `namespace`'s cgroup, one per distinct hierarchy.
     pub(crate) fn tenant_dirs(&self, namespace: &str) -> Result<Vec<PathBuf>, SandboxError> {
-        let name = tenant_dir(namespace)?;
         Ok(self
-            .hierarchy
-            .under(&name)
+            .tenant_layout(namespace)?
             .parents()
             .into_iter()
             .cloned()
             .collect())
+    }
+
+    /// Removes this host's directory of namespaces, and those in it, where empty (best
+    /// effort: at the end of the server).
+    pub(crate) fn remove_tenants_root(&self) {
+        for dir in self.hierarchy.under(&self.tenants_root).parents() {
+            remove_empty_tree(self.fs.as_ref(), dir);
+        }
     }
 
     /// The limits set for `namespace`, or the defaults.
@@ -651,8 +700,7 @@ impl Cgroups {
     /// directory and then the namespace's, in every hierarchy, and forgets its limits.
     /// Nothing of it is left; a namespace that has no cgroup is not an error.
     pub(crate) fn remove_tenant(&self, namespace: &str) -> Result<TenantRemoval, SandboxError> {
-        let name = tenant_dir(namespace)?;
-        let tenant = self.hierarchy.under(&name);
+        let tenant = self.tenant_layout(namespace)?;
         self.tenants
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -826,6 +874,16 @@ impl Cgroups {
             }
         }
     }
+}
+
+/// Removes `dir` and the directories below it, deepest first, where empty (best effort).
+fn remove_empty_tree(fs: &dyn CgroupFs, dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten().filter(|e| e.path().is_dir()) {
+            remove_empty_tree(fs, &e.path());
+        }
+    }
+    let _ = fs.rmdir(dir);
 }
 
 /// How long removing a namespace's cgroup waits for its processes to die.
@@ -1679,6 +1737,7 @@ mod tests {
         fake_v2(root, "cpu memory pids");
         let fs = FakeFs::new(V2_FILES);
         let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.tenants_root.clone();
         let written = |p: &str| fs.written(&root.join(p));
         let limits = TenantLimits {
             cpu_weight: 300,
@@ -1686,24 +1745,33 @@ mod tests {
         };
         cgroups.set_tenant("team-a", limits).unwrap();
         assert_eq!(
-            written("lambent/ns-team-a/cgroup.subtree_control"),
+            written(&format!("lambent/{t}/ns-team-a/cgroup.subtree_control")),
             Some("+memory +pids +cpu".into())
         );
-        assert_eq!(written("lambent/ns-team-a/cpu.weight"), Some("300".into()));
         assert_eq!(
-            written("lambent/ns-team-a/memory.max"),
+            written(&format!("lambent/{t}/ns-team-a/cpu.weight")),
+            Some("300".into())
+        );
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-a/memory.max")),
             Some((512u64 << 20).to_string())
         );
         let cg = cgroups.create(Some("team-a"), "sb-7", LIMITS).unwrap();
-        assert!(root.join("lambent/ns-team-a/sb-7").is_dir());
+        assert!(root.join(&format!("lambent/{t}/ns-team-a/sb-7")).is_dir());
         assert_eq!(
-            written("lambent/ns-team-a/sb-7/memory.max"),
+            written(&format!("lambent/{t}/ns-team-a/sb-7/memory.max")),
             Some((128u64 << 20).to_string())
         );
         // A namespace never set gets the defaults on its first sandbox: equal weight, no cap.
         let other = cgroups.create(Some("team-b"), "sb-8", LIMITS).unwrap();
-        assert_eq!(written("lambent/ns-team-b/cpu.weight"), Some("100".into()));
-        assert_eq!(written("lambent/ns-team-b/memory.max"), Some("max".into()));
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-b/cpu.weight")),
+            Some("100".into())
+        );
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-b/memory.max")),
+            Some("max".into())
+        );
         // Raising the cap later.
         cgroups
             .set_tenant(
@@ -1715,22 +1783,25 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            written("lambent/ns-team-b/memory.max"),
+            written(&format!("lambent/{t}/ns-team-b/memory.max")),
             Some((1u64 << 30).to_string())
         );
         drop((cg, other));
-        assert!(!root.join("lambent/ns-team-a/sb-7").exists());
+        assert!(!root.join(&format!("lambent/{t}/ns-team-a/sb-7")).exists());
         assert!(
-            root.join("lambent/ns-team-a").is_dir(),
+            root.join(&format!("lambent/{t}/ns-team-a")).is_dir(),
             "the namespace stays"
         );
 
         let removal = cgroups.remove_tenant("team-a").unwrap();
         assert_eq!(removal.removed_dirs, 1);
-        assert!(!root.join("lambent/ns-team-a").exists());
+        assert!(!root.join(&format!("lambent/{t}/ns-team-a")).exists());
         // Its limits are forgotten: made again, it has the defaults.
         drop(cgroups.create(Some("team-a"), "sb-9", LIMITS).unwrap());
-        assert_eq!(written("lambent/ns-team-a/cpu.weight"), Some("100".into()));
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-a/cpu.weight")),
+            Some("100".into())
+        );
     }
 
     #[test]
@@ -1740,6 +1811,7 @@ mod tests {
         fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
         let fs = FakeFs::new(V1_FILES);
         let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.tenants_root.clone();
         let written = |p: &str| fs.written(&root.join(p));
         cgroups
             .set_tenant(
@@ -1751,23 +1823,34 @@ mod tests {
             )
             .unwrap();
         for c in ["memory", "pids", "freezer", "cpu"] {
-            assert!(root.join(c).join("lambent/ns-a").is_dir(), "{c}");
+            assert!(
+                root.join(c).join(&format!("lambent/{t}/ns-a")).is_dir(),
+                "{c}"
+            );
         }
-        assert_eq!(written("cpu/lambent/ns-a/cpu.shares"), Some("512".into()));
+        assert_eq!(
+            written(&format!("cpu/lambent/{t}/ns-a/cpu.shares")),
+            Some("512".into())
+        );
         let bytes = (256u64 << 20).to_string();
         assert_eq!(
-            written("memory/lambent/ns-a/memory.limit_in_bytes"),
+            written(&format!("memory/lambent/{t}/ns-a/memory.limit_in_bytes")),
             Some(bytes.clone())
         );
         assert_eq!(
-            written("memory/lambent/ns-a/memory.memsw.limit_in_bytes"),
+            written(&format!(
+                "memory/lambent/{t}/ns-a/memory.memsw.limit_in_bytes"
+            )),
             Some(bytes)
         );
         let cg = cgroups.create(Some("a"), "sb-1", LIMITS).unwrap();
         assert_eq!(cg.dirs().len(), 4);
-        assert!(cg.dirs().iter().all(|d| d.ends_with("lambent/ns-a/sb-1")));
+        assert!(cg
+            .dirs()
+            .iter()
+            .all(|d| d.ends_with(&format!("lambent/{t}/ns-a/sb-1"))));
         assert_eq!(
-            written("cpu/lambent/ns-a/sb-1/cpu.shares"),
+            written(&format!("cpu/lambent/{t}/ns-a/sb-1/cpu.shares")),
             Some("74".into())
         );
         // Removing the namespace takes its sandboxes' directories along.
@@ -1775,13 +1858,16 @@ mod tests {
         let removal = cgroups.remove_tenant("a").unwrap();
         assert_eq!(removal.removed_dirs, 8);
         for c in ["memory", "pids", "freezer", "cpu"] {
-            assert!(!root.join(c).join("lambent/ns-a").exists(), "{c}");
+            assert!(
+                !root.join(c).join(&format!("lambent/{t}/ns-a")).exists(),
+                "{c}"
+            );
             assert!(root.join(c).join("lambent").is_dir(), "{c}");
         }
         // Unlimited again: memory+swap is raised first.
         cgroups.set_tenant("a", TenantLimits::default()).unwrap();
         assert_eq!(
-            written("memory/lambent/ns-a/memory.limit_in_bytes"),
+            written(&format!("memory/lambent/{t}/ns-a/memory.limit_in_bytes")),
             Some("-1".into())
         );
     }
@@ -1793,6 +1879,7 @@ mod tests {
         fake_v2(root, "cpu memory pids");
         let fs = FakeFs::new(V2_FILES);
         let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.tenants_root.clone();
         let mut cg = cgroups.create(None, "sb-ready-1", LIMITS).unwrap();
         std::fs::write(root.join("lambent/sb-ready-1/cgroup.procs"), "").unwrap();
         let bigger = Limits {
@@ -1800,13 +1887,13 @@ mod tests {
             ..LIMITS
         };
         cgroups.adopt(&mut cg, Some("b"), "sb-2", bigger).unwrap();
-        assert_eq!(cg.dirs(), [root.join("lambent/ns-b/sb-2")]);
+        assert_eq!(cg.dirs(), [root.join(&format!("lambent/{t}/ns-b/sb-2"))]);
         assert!(
             !root.join("lambent/sb-ready-1").exists(),
             "the old one goes"
         );
         assert_eq!(
-            fs.written(&root.join("lambent/ns-b/sb-2/memory.max")),
+            fs.written(&root.join(&format!("lambent/{t}/ns-b/sb-2/memory.max"))),
             Some((1024u64 << 20).to_string())
         );
         // Outside every namespace, the same cgroup gets the limits.

@@ -280,6 +280,13 @@ struct FullHost {
     slirp: Option<PathBuf>,
 }
 
+impl Drop for FullHost {
+    /// This host's directory of namespaces goes with it (where its sandboxes are gone).
+    fn drop(&mut self) {
+        self.cgroups.remove_tenants_root();
+    }
+}
+
 impl Host {
     /// Finds out what the host offers. With [`Isolation::Full`], fails with
     /// [`SandboxError::Unavailable`] naming exactly what is missing (root, a cgroup controller,

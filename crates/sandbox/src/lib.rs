@@ -72,7 +72,8 @@
 //! process that outlives its runtime keeps its cgroup until it is killed.
 //!
 //! A sandbox whose spec names a namespace ([`SandboxSpec::namespace`]) lives under that
-//! namespace's cgroup, `<hierarchy>/lambent/ns-<namespace>/sb-*`, whose CPU weight and memory
+//! namespace's cgroup, `<hierarchy>/lambent/tenants-<pid>-<n>/ns-<namespace>/sb-*` (the middle
+//! directory is this host's own), whose CPU weight and memory
 //! cap [`Host::set_tenant_limits`] sets ([`TenantLimits`]); [`Host::remove_tenant`] kills
 //! everything of a namespace and removes its cgroup tree. Whatever way the sandbox is born
 //! (exec, made ahead, zygote, package zygote, stem cell) it ends up there before its function's
