@@ -1757,7 +1757,7 @@ mod tests {
             Some((512u64 << 20).to_string())
         );
         let cg = cgroups.create(Some("team-a"), "sb-7", LIMITS).unwrap();
-        assert!(root.join(&format!("lambent/{t}/ns-team-a/sb-7")).is_dir());
+        assert!(root.join(format!("lambent/{t}/ns-team-a/sb-7")).is_dir());
         assert_eq!(
             written(&format!("lambent/{t}/ns-team-a/sb-7/memory.max")),
             Some((128u64 << 20).to_string())
@@ -1787,15 +1787,15 @@ mod tests {
             Some((1u64 << 30).to_string())
         );
         drop((cg, other));
-        assert!(!root.join(&format!("lambent/{t}/ns-team-a/sb-7")).exists());
+        assert!(!root.join(format!("lambent/{t}/ns-team-a/sb-7")).exists());
         assert!(
-            root.join(&format!("lambent/{t}/ns-team-a")).is_dir(),
+            root.join(format!("lambent/{t}/ns-team-a")).is_dir(),
             "the namespace stays"
         );
 
         let removal = cgroups.remove_tenant("team-a").unwrap();
         assert_eq!(removal.removed_dirs, 1);
-        assert!(!root.join(&format!("lambent/{t}/ns-team-a")).exists());
+        assert!(!root.join(format!("lambent/{t}/ns-team-a")).exists());
         // Its limits are forgotten: made again, it has the defaults.
         drop(cgroups.create(Some("team-a"), "sb-9", LIMITS).unwrap());
         assert_eq!(
@@ -1824,7 +1824,7 @@ mod tests {
             .unwrap();
         for c in ["memory", "pids", "freezer", "cpu"] {
             assert!(
-                root.join(c).join(&format!("lambent/{t}/ns-a")).is_dir(),
+                root.join(c).join(format!("lambent/{t}/ns-a")).is_dir(),
                 "{c}"
             );
         }
@@ -1848,7 +1848,7 @@ mod tests {
         assert!(cg
             .dirs()
             .iter()
-            .all(|d| d.ends_with(&format!("lambent/{t}/ns-a/sb-1"))));
+            .all(|d| d.ends_with(format!("lambent/{t}/ns-a/sb-1"))));
         assert_eq!(
             written(&format!("cpu/lambent/{t}/ns-a/sb-1/cpu.shares")),
             Some("74".into())
@@ -1859,7 +1859,7 @@ mod tests {
         assert_eq!(removal.removed_dirs, 8);
         for c in ["memory", "pids", "freezer", "cpu"] {
             assert!(
-                !root.join(c).join(&format!("lambent/{t}/ns-a")).exists(),
+                !root.join(c).join(format!("lambent/{t}/ns-a")).exists(),
                 "{c}"
             );
             assert!(root.join(c).join("lambent").is_dir(), "{c}");
@@ -1887,13 +1887,13 @@ mod tests {
             ..LIMITS
         };
         cgroups.adopt(&mut cg, Some("b"), "sb-2", bigger).unwrap();
-        assert_eq!(cg.dirs(), [root.join(&format!("lambent/{t}/ns-b/sb-2"))]);
+        assert_eq!(cg.dirs(), [root.join(format!("lambent/{t}/ns-b/sb-2"))]);
         assert!(
             !root.join("lambent/sb-ready-1").exists(),
             "the old one goes"
         );
         assert_eq!(
-            fs.written(&root.join(&format!("lambent/{t}/ns-b/sb-2/memory.max"))),
+            fs.written(&root.join(format!("lambent/{t}/ns-b/sb-2/memory.max"))),
             Some((1024u64 << 20).to_string())
         );
         // Outside every namespace, the same cgroup gets the limits.
