@@ -11,6 +11,11 @@
 //! sandboxes are created under the same directory (`LAMBENT_CGROUP_PARENT`): A, B and the node
 //! compete inside that quota, by weight.
 //!
+//! A quota covering both tenants also stalls B whenever A's burners exhaust it (every process of
+//! the workload waits for the next period), so the quota bounds the workload's CPU but adds to
+//! B's tail; `LAMBENT_BENCH_QUOTA=0` measures without it (then the machine's other load is
+//! noise).
+//!
 //! Run: `cargo bench -p lambent-server --bench tenants` (root needed). Knobs:
 //! `LAMBENT_BENCH_N` (B's requests per round and phase, default 100), `LAMBENT_BENCH_ROUNDS`
 //! (default 4), `LAMBENT_BENCH_BURNERS` (A's concurrent burners, default 8),
@@ -57,9 +62,29 @@ struct Confinement {
 }
 
 impl Confinement {
-    /// Creates it, sets the quota and moves this process into its `node` child.
+    /// Creates it, sets the quota and moves this process into its `node` child. Directories
+    /// an earlier run left (its sandboxes made ahead die with its process, after it leaves)
+    /// go first.
     fn enter(cores: f64) -> Confinement {
         let v2 = Path::new(CGROUP_ROOT).join("cgroup.controllers").exists();
+        let hierarchies: Vec<PathBuf> = match v2 {
+            true => vec![Path::new(CGROUP_ROOT).join("lambent")],
+            false => ["cpu", "memory", "pids", "freezer"]
+                .iter()
+                .map(|c| Path::new(CGROUP_ROOT).join(c).join("lambent"))
+                .collect(),
+        };
+        for dir in hierarchies.iter().filter_map(|h| std::fs::read_dir(h).ok()) {
+            for e in dir.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let dead = name
+                    .strip_prefix("bench-tenants-")
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if dead {
+                    remove_tree(&e.path());
+                }
+            }
+        }
         let relative = format!("lambent/bench-tenants-{}", std::process::id());
         let cpu = match v2 {
             true => Path::new(CGROUP_ROOT).join(&relative),
