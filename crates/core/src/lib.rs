@@ -10,6 +10,7 @@ pub mod metering;
 pub mod route;
 pub mod runtime;
 pub mod tenancy;
+pub mod tenant;
 pub mod trace;
 
 pub use activation::{Activation, ActivationStatus, Birth, ColdReason, InitBreakdown};
@@ -18,6 +19,7 @@ pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, Validat
 pub use route::{Route, RouteSpec, RouteTarget};
 pub use runtime::{Runtime, RuntimeKind};
 pub use tenancy::{Access, NamespaceSettings, Role};
+pub use tenant::TenantLimits;
 pub use trace::{ActivationTrace, Hop, HttpTrigger, SpanId, TraceContext, TraceId, TraceOrigin};
 
 /// The namespace every single-tenant installation starts with.

@@ -19,7 +19,9 @@ use lambent_core::{
     RuntimeKind,
 };
 use lambent_runtime_api::{ErrorReport, Invocation, Outcome, RuntimeApi};
-use lambent_sandbox::{Host, Interpreter, Sandbox, SandboxSpec, Startup};
+use lambent_sandbox::{
+    Host, Interpreter, Sandbox, SandboxError, SandboxSpec, Startup, TenantLimits, TenantRemoval,
+};
 use limits::{Admission, MemoryBudget, MemoryLease};
 use logs::LogCapture;
 use metrics::{function_labels, Metrics};
@@ -469,10 +471,7 @@ impl Invoker {
         if oom && record.status != ActivationStatus::Success {
             record.status = ActivationStatus::OutOfMemory;
             record.error_type = Some("Runtime.OutOfMemory".into());
-            record.error_message = Some(format!(
-                "Runtime exited: the function used more than its {} MB of memory",
-                dep.function.config.memory_mb
-            ));
+            record.error_message = Some(inner.out_of_memory(&dep.function, &instance.sandbox));
         }
         record.logs = instance.logs.take();
         let body = match record.status {
@@ -587,19 +586,11 @@ impl Invoker {
     /// invocation ends (in-flight invocations finish on the old code). `None`: the function is
     /// gone, drop every pool and forget it.
     pub fn retire(&self, namespace: &str, name: &str, keep: Option<&[u64]>) {
-        let removed: Vec<Arc<Pool>> = {
-            let mut pools = self.inner.pools.lock();
-            let keys: Vec<PoolKey> = pools
-                .keys()
-                .filter(|k| {
-                    k.namespace == namespace
-                        && k.name == name
-                        && !keep.is_some_and(|keep| keep.contains(&k.revision))
-                })
-                .cloned()
-                .collect();
-            keys.iter().filter_map(|k| pools.remove(k)).collect()
-        };
+        let removed = self.inner.take_pools(|k| {
+            k.namespace == namespace
+                && k.name == name
+                && !keep.is_some_and(|keep| keep.contains(&k.revision))
+        });
         if keep.is_none() {
             self.inner
                 .revisions
@@ -629,6 +620,49 @@ impl Invoker {
         total
     }
 
+    /// Sets namespace `namespace`'s share of the machine: the CPU weight and memory cap of
+    /// the cgroup all its sandboxes live under (see [`TenantLimits`]); takes effect at once,
+    /// for running sandboxes too. A namespace never set has the defaults: the same weight as
+    /// every other, no memory cap beyond each sandbox's own. The namespace's record calls
+    /// this when it is loaded, created or its limits change.
+    pub fn set_tenant_limits(
+        &self,
+        namespace: &str,
+        limits: TenantLimits,
+    ) -> Result<(), SandboxError> {
+        self.inner.host.set_tenant_limits(namespace, limits)
+    }
+
+    /// The directories of namespace `namespace`'s cgroup, one per hierarchy (none in
+    /// insecure mode), for diagnostics and tests.
+    pub fn tenant_cgroup_dirs(&self, namespace: &str) -> Result<Vec<PathBuf>, SandboxError> {
+        self.inner.host.tenant_cgroup_dirs(namespace)
+    }
+
+    /// The share of the machine set for `namespace` (the defaults when none was).
+    pub fn tenant_limits(&self, namespace: &str) -> TenantLimits {
+        self.inner.host.tenant_limits(namespace)
+    }
+
+    /// Everything of namespace `namespace` on this node goes: every pool of its functions
+    /// (idle sandboxes killed now), then every process left in its cgroup tree (sandboxes
+    /// still busy, package zygotes, anything they started), then the tree itself. Its
+    /// limits are forgotten. Call it once the namespace's functions are gone from the
+    /// registry, so that no new sandbox starts for it meanwhile.
+    pub async fn remove_namespace(&self, namespace: &str) -> Result<TenantRemoval, SandboxError> {
+        for pool in self.inner.take_pools(|k| k.namespace == namespace) {
+            pool.retire();
+        }
+        self.inner
+            .revisions
+            .lock()
+            .retain(|(ns, _), _| ns != namespace);
+        let (host, namespace) = (self.inner.host.clone(), namespace.to_string());
+        tokio::task::spawn_blocking(move || host.remove_tenant(&namespace))
+            .await
+            .map_err(|e| SandboxError::Io(std::io::Error::other(e.to_string())))?
+    }
+
     /// Kills every idle sandbox (server shutdown).
     pub fn shutdown(&self) {
         if let Some(reaper) = self.inner.reaper.lock().take() {
@@ -642,6 +676,30 @@ impl Invoker {
 }
 
 impl Inner {
+    /// Takes the pools whose key `which` picks out of the map.
+    fn take_pools(&self, which: impl Fn(&PoolKey) -> bool) -> Vec<Arc<Pool>> {
+        let mut pools = self.pools.lock();
+        let keys: Vec<PoolKey> = pools.keys().filter(|k| which(k)).cloned().collect();
+        keys.iter().filter_map(|k| pools.remove(k)).collect()
+    }
+
+    /// The message of an invocation the OOM killer ended: the function's own memory, or,
+    /// when the sandbox never reached it, its namespace's cap on all its sandboxes together.
+    fn out_of_memory(&self, f: &Function, sandbox: &Sandbox) -> String {
+        let cap = self.host.tenant_limits(&f.namespace).memory_max_bytes;
+        match cap {
+            Some(bytes) if !sandbox.reached_own_memory_limit() => format!(
+                "Runtime exited: namespace '{}' used more than its memory budget of {} MB (all its sandboxes together)",
+                f.namespace,
+                bytes / (1024 * 1024)
+            ),
+            _ => format!(
+                "Runtime exited: the function used more than its {} MB of memory",
+                f.config.memory_mb
+            ),
+        }
+    }
+
     fn pool(&self, dep: &Arc<Deployment>) -> Arc<Pool> {
         let key = PoolKey::of(&dep.function);
         if let Some(pool) = self.pools.lock().get(&key) {
@@ -704,8 +762,9 @@ impl Inner {
 
     /// Starts one sandbox for a pool and keeps it idle.
     async fn start_idle(&self, pool: &Arc<Pool>, init: InitType) -> Result<(), String> {
-        let mb = pool.deployment().function.config.memory_mb;
-        let lease = self.reserve_memory(mb).ok_or_else(|| {
+        let f = &pool.deployment().function;
+        let mb = f.config.memory_mb;
+        let lease = self.reserve_memory(&f.namespace, mb).ok_or_else(|| {
             Throttle::Memory {
                 budget_mb: self.budget.limit_mb(),
                 memory_mb: mb,
@@ -721,23 +780,26 @@ impl Inner {
         }
     }
 
-    /// Memory for a new sandbox, evicting least recently used idle sandboxes if needed.
-    fn reserve_memory(&self, mb: u32) -> Option<MemoryLease> {
+    /// Memory for a new sandbox of `namespace`, evicting least recently used idle
+    /// sandboxes if needed: the namespace's own first, another's only when it has none.
+    fn reserve_memory(&self, namespace: &str, mb: u32) -> Option<MemoryLease> {
         loop {
             if let Some(lease) = self.budget.try_reserve(mb) {
                 return Some(lease);
             }
-            if !self.evict_lru_idle() {
+            if !self.evict_lru_idle(Some(namespace)) && !self.evict_lru_idle(None) {
                 return None;
             }
         }
     }
 
-    /// Drops the least recently used idle sandbox that no provisioned concurrency needs.
-    fn evict_lru_idle(&self) -> bool {
+    /// Drops the least recently used idle sandbox that no provisioned concurrency needs, of
+    /// `namespace` only, or of any.
+    fn evict_lru_idle(&self, namespace: Option<&str>) -> bool {
         let pools: Vec<_> = self.pools.lock().values().cloned().collect();
         let victim = pools
             .iter()
+            .filter(|p| namespace.is_none_or(|ns| p.deployment().function.namespace == ns))
             .filter_map(|p| p.oldest_evictable().map(|t| (t, p)))
             .min_by_key(|(t, _)| *t);
         victim.is_some_and(|(_, pool)| pool.evict_oldest())
@@ -769,7 +831,7 @@ impl Inner {
                 }
                 break Ok(Acquired::Warm(Box::new(instance)));
             }
-            if let Some(lease) = self.reserve_memory(f.config.memory_mb) {
+            if let Some(lease) = self.reserve_memory(&f.namespace, f.config.memory_mb) {
                 break Ok(Acquired::Cold(lease, pool.claim_cold_reason()));
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
@@ -922,6 +984,7 @@ impl Inner {
             allow_network: c.network,
             interpreter: interpreter(c.runtime.kind()),
             aws_endpoint: service.is_some(),
+            namespace: Some(f.namespace.clone()),
         };
         (spec, service)
     }

@@ -123,6 +123,7 @@ fn main() {
                 allow_network: false,
                 interpreter: None,
                 aws_endpoint: false,
+                namespace: None,
             };
             let t = Instant::now();
             let sandbox = host.spawn(&spec).unwrap();

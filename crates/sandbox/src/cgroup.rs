@@ -2,6 +2,20 @@
 //! `<hierarchy>/lambent/<sandbox-id>` with its limits, and what the sandbox handle reads and
 //! writes later (memory peak, OOM kills, freezer, kill).
 //!
+//! **Namespaces (tenants).** A sandbox of a namespace lives one level down, under its
+//! namespace's cgroup: `<hierarchy>/lambent/tenants-<pid>-<n>/ns-<namespace>/<sandbox-id>` (the
+//! middle directory is this host's own, so that two servers on one machine never share a
+//! namespace's cgroup, its limits or its removal). That cgroup carries the
+//! namespace's [`TenantLimits`]: its CPU weight among the namespaces (v2 `cpu.weight`, v1
+//! `cpu.shares` = weight × 1024 / 100) and the memory all its sandboxes may hold together (v2
+//! `memory.max`, v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`). It is made on
+//! first use with the limits last set for it ([`Cgroups::set_tenant`]), the defaults otherwise.
+//! Things made ahead of their function (sandboxes, forked runtimes, stem cells) are born right
+//! under the parent and moved under their namespace when claimed ([`Cgroups::adopt`]: a new
+//! cgroup there, every process written into it, the old one removed; cgroup directories cannot
+//! be renamed across parents). [`Cgroups::remove_tenant`] kills whatever runs in a namespace's
+//! tree and removes it.
+//!
 //! Both layouts are supported:
 //! - **v2** (`/sys/fs/cgroup/cgroup.controllers` exists): `memory` and `pids` are enabled in the
 //!   root's and `lambent`'s `cgroup.subtree_control` (`cpu` too when available); a sandbox gets
@@ -31,14 +45,15 @@
 //! a temporary directory; the real thing is tested end to end as root in `tests/`.
 
 use crate::SandboxError;
-use std::collections::HashSet;
+use lambent_core::TenantLimits;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Which cgroup interface the host offers.
@@ -168,11 +183,88 @@ enum Hierarchy {
     },
 }
 
+impl Hierarchy {
+    /// The same layout one level down: every parent joined with `name`.
+    fn under(&self, name: &str) -> Hierarchy {
+        match self {
+            Hierarchy::V1 {
+                memory,
+                pids,
+                freezer,
+                cpu,
+                memsw,
+                distinct,
+            } => Hierarchy::V1 {
+                memory: memory.join(name),
+                pids: pids.join(name),
+                freezer: freezer.join(name),
+                cpu: cpu.as_ref().map(|c| c.join(name)),
+                memsw: *memsw,
+                distinct: distinct.iter().map(|d| d.join(name)).collect(),
+            },
+            Hierarchy::V2 { parent, cpu } => Hierarchy::V2 {
+                parent: parent.join(name),
+                cpu: *cpu,
+            },
+        }
+    }
+
+    /// The parent directories, one per distinct hierarchy.
+    fn parents(&self) -> Vec<&PathBuf> {
+        match self {
+            Hierarchy::V1 { distinct, .. } => distinct.iter().collect(),
+            Hierarchy::V2 { parent, .. } => vec![parent],
+        }
+    }
+}
+
+/// Prefix of a namespace's cgroup directory: `<parent>/tenants-<pid>-<n>/ns-<namespace>`.
+const TENANT_PREFIX: &str = "ns-";
+/// Prefix of one host's directory of namespaces.
+const TENANTS_PREFIX: &str = "tenants-";
+/// Prefix of a sandbox's cgroup directory.
+const SANDBOX_PREFIX: &str = "sb-";
+/// Longest namespace name that names a cgroup directory.
+const MAX_TENANT_LEN: usize = 128;
+
+/// The directory name of namespace `namespace`'s cgroup: `ns-<namespace>`, for a name of
+/// ASCII letters, digits, `.`, `_` and `-`.
+pub(crate) fn tenant_dir(namespace: &str) -> Result<String, SandboxError> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if namespace.is_empty() || namespace.len() > MAX_TENANT_LEN || !namespace.chars().all(ok) {
+        return Err(SandboxError::InvalidSpec(format!(
+            "namespace {namespace:?} cannot name a cgroup: use 1 to {MAX_TENANT_LEN} ASCII letters, digits, '.', '_' or '-'"
+        )));
+    }
+    Ok(format!("{TENANT_PREFIX}{namespace}"))
+}
+
+/// v1 `cpu.shares` for a namespace's weight (v2 units: 100 → 1024).
+fn tenant_shares(weight: u32) -> u64 {
+    (u64::from(weight) * 1024 / 100).max(CPU_SHARES_MIN)
+}
+
+/// What removing a namespace's cgroup found and did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TenantRemoval {
+    /// Processes killed (they were still running in the namespace's sandboxes).
+    pub killed: usize,
+    /// Cgroup directories removed (the namespace's own included, once per hierarchy).
+    pub removed_dirs: usize,
+}
+
 /// The host's cgroups, as detected once at start-up.
 #[derive(Debug, Clone)]
 pub(crate) struct Cgroups {
     fs: Arc<dyn CgroupFs>,
     hierarchy: Hierarchy,
+    /// The limits set for each namespace ([`Cgroups::set_tenant`]), applied again whenever its
+    /// cgroup has to be made (first use, or after something removed it).
+    tenants: Arc<Mutex<HashMap<String, TenantLimits>>>,
+    /// This host's directory of namespaces under the parent, `tenants-<pid>-<n>`: of its own,
+    /// so that two servers on one machine (or two hosts in one process) never share, limit
+    /// or remove each other's namespaces.
+    tenants_root: String,
 }
 
 fn cgroup_err<'a>(
@@ -209,7 +301,14 @@ impl Cgroups {
         } else {
             Self::detect_v1(fs.as_ref(), root, parent)?
         };
-        Ok(Cgroups { fs, hierarchy })
+        static HOSTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = HOSTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Cgroups {
+            fs,
+            hierarchy,
+            tenants: Arc::default(),
+            tenants_root: format!("{TENANTS_PREFIX}{}-{n}", std::process::id()),
+        })
     }
 
     fn detect_v2(fs: &dyn CgroupFs, root: &Path, name: &Path) -> Result<Hierarchy, SandboxError> {
@@ -320,14 +419,29 @@ impl Cgroups {
     /// Removes empty sandbox cgroups left behind by a server that died without cleaning up
     /// (its sandboxes die with it). Only directories untouched for a minute go, so a sandbox
     /// another server is creating right now is never removed; a non-empty cgroup cannot be.
+    /// Directories of namespaces (`tenants-<pid>-*`) of a server that is gone go too, where
+    /// empty.
     pub(crate) fn remove_stale(&self) {
-        let parents: Vec<&PathBuf> = match &self.hierarchy {
-            Hierarchy::V1 { distinct, .. } => distinct.iter().collect(),
-            Hierarchy::V2 { parent, .. } => vec![parent],
-        };
+        let mut parents: Vec<PathBuf> = Vec::new();
+        for parent in self.hierarchy.parents() {
+            parents.push(parent.clone());
+            let Ok(entries) = std::fs::read_dir(parent) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name
+                    .strip_prefix(TENANTS_PREFIX)
+                    .and_then(|rest| rest.split('-').next())
+                    .and_then(|pid| pid.parse::<u32>().ok());
+                if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                    remove_empty_tree(self.fs.as_ref(), &e.path());
+                }
+            }
+        }
         let mut removed = 0;
         for parent in parents {
-            let Ok(entries) = std::fs::read_dir(parent) else {
+            let Ok(entries) = std::fs::read_dir(&parent) else {
                 continue;
             };
             for entry in entries.flatten() {
@@ -336,7 +450,10 @@ impl Cgroups {
                     .ok()
                     .and_then(|m| m.modified().ok())
                     .is_some_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(60)));
-                let sandbox = entry.file_name().to_string_lossy().starts_with("sb-");
+                let sandbox = entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(SANDBOX_PREFIX);
                 if sandbox && stale && self.fs.rmdir(&entry.path()).is_ok() {
                     removed += 1;
                 }
@@ -354,10 +471,344 @@ impl Cgroups {
         }
     }
 
-    /// Creates the cgroup(s) of sandbox `id` with `limits`. Dropping the result removes them.
-    pub(crate) fn create(&self, id: &str, limits: Limits) -> Result<SandboxCgroup, SandboxError> {
+    /// Creates the cgroup(s) of sandbox `id` with `limits`, under namespace `tenant`'s cgroup
+    /// (made if missing, see [`Cgroups::tenant`]) or, for `None`, right under the parent.
+    /// Dropping the result removes them.
+    pub(crate) fn create(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        limits: Limits,
+    ) -> Result<SandboxCgroup, SandboxError> {
+        match tenant {
+            Some(namespace) => self.create_in(&self.tenant(namespace)?, id, limits),
+            None => self.create_in(&self.hierarchy, id, limits),
+        }
+    }
+
+    /// Makes `cgroup` (of something made ahead, its processes running) sandbox `id`'s, with
+    /// `limits`, under namespace `tenant`'s cgroup: a new cgroup there, every process of the
+    /// old one moved into it, the old one removed. For `None`, the same cgroup with `limits`.
+    /// Memory charged before the move stays with the old cgroup's parent (the kernel does not
+    /// move charges): a made-ahead sandbox's pages, not the function's.
+    pub(crate) fn adopt(
+        &self,
+        cgroup: &mut SandboxCgroup,
+        tenant: Option<&str>,
+        id: &str,
+        limits: Limits,
+    ) -> Result<(), SandboxError> {
+        let Some(namespace) = tenant else {
+            return cgroup.set_limits(limits);
+        };
+        let old = &*cgroup;
+        let new = self.create(Some(namespace), id, limits)?;
+        let procs = new.procs_files()?;
+        let listing = old.procs_path();
+        for _ in 0..5 {
+            let pids = self
+                .fs
+                .read(&listing)
+                .map_err(cgroup_err("read", &listing))?;
+            let pids: Vec<&str> = pids.lines().filter(|l| !l.is_empty()).collect();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                for (file, dir) in procs.iter().zip(new.dirs()) {
+                    match (&*file).write_all(pid.as_bytes()) {
+                        Ok(()) => {}
+                        // It exited meanwhile.
+                        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                        Err(e) => return Err(cgroup_err("move a process into", dir)(e)),
+                    }
+                }
+            }
+        }
+        // The old one, empty now, is removed as it drops.
+        drop(std::mem::replace(cgroup, new));
+        Ok(())
+    }
+
+    /// Namespace `namespace`'s cgroup, made when missing with the limits last set for it
+    /// (the defaults when none were): the layout its sandboxes are created in.
+    fn tenant(&self, namespace: &str) -> Result<Hierarchy, SandboxError> {
+        let name = tenant_dir(namespace)?;
+        let root = self.hierarchy.under(&self.tenants_root);
+        if self.make_dirs(&root)? {
+            if let Hierarchy::V2 { parent, cpu } = &root {
+                let control = parent.join("cgroup.subtree_control");
+                let enable = if *cpu {
+                    "+memory +pids +cpu"
+                } else {
+                    "+memory +pids"
+                };
+                self.fs
+                    .write(&control, enable)
+                    .map_err(cgroup_err("write", &control))?;
+            }
+        }
+        let hierarchy = root.under(&name);
+        if self.make_dirs(&hierarchy)? {
+            let limits = self.tenant_limits(namespace);
+            self.apply_tenant(&hierarchy, limits, true)?;
+        }
+        Ok(hierarchy)
+    }
+
+    /// Makes the parent directories of `hierarchy` that are missing; whether any was.
+    fn make_dirs(&self, hierarchy: &Hierarchy) -> Result<bool, SandboxError> {
+        let mut made = false;
+        for dir in hierarchy.parents() {
+            match self.fs.mkdir(dir) {
+                Ok(()) => made = true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(cgroup_err("create", dir)(e)),
+            }
+        }
+        Ok(made)
+    }
+
+    /// Namespace `namespace`'s layout (its directories may not exist).
+    fn tenant_layout(&self, namespace: &str) -> Result<Hierarchy, SandboxError> {
+        let name = tenant_dir(namespace)?;
+        Ok(self.hierarchy.under(&self.tenants_root).under(&name))
+    }
+
+    /// The directories of namespace `namespace`'s cgroup, one per distinct hierarchy.
+    pub(crate) fn tenant_dirs(&self, namespace: &str) -> Result<Vec<PathBuf>, SandboxError> {
+        Ok(self
+            .tenant_layout(namespace)?
+            .parents()
+            .into_iter()
+            .cloned()
+            .collect())
+    }
+
+    /// Removes this host's directory of namespaces, and those in it, where empty (best
+    /// effort: at the end of the server).
+    pub(crate) fn remove_tenants_root(&self) {
+        for dir in self.hierarchy.under(&self.tenants_root).parents() {
+            remove_empty_tree(self.fs.as_ref(), dir);
+        }
+    }
+
+    /// The limits set for `namespace`, or the defaults.
+    pub(crate) fn tenant_limits(&self, namespace: &str) -> TenantLimits {
+        let tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        tenants.get(namespace).copied().unwrap_or_default()
+    }
+
+    /// Creates namespace `namespace`'s cgroup, or changes its limits: its CPU weight among
+    /// the namespaces, and the memory all its sandboxes may hold together. Lowering the
+    /// memory cap below what they hold now makes the kernel reclaim; where it cannot, the
+    /// error says so and the old cap stays.
+    pub(crate) fn set_tenant(
+        &self,
+        namespace: &str,
+        limits: TenantLimits,
+    ) -> Result<(), SandboxError> {
+        limits
+            .validate()
+            .map_err(|e| SandboxError::InvalidSpec(format!("namespace {namespace:?}: {e}")))?;
+        tenant_dir(namespace)?;
+        let previous = {
+            let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+            tenants.insert(namespace.to_string(), limits)
+        };
+        let applied = self
+            .tenant(namespace)
+            .and_then(|h| self.apply_tenant(&h, limits, false));
+        if applied.is_err() {
+            let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+            match previous {
+                Some(p) => tenants.insert(namespace.to_string(), p),
+                None => tenants.remove(namespace),
+            };
+        }
+        applied
+    }
+
+    /// Writes `limits` into a namespace's cgroup; `fresh`: it was just made (its controllers
+    /// are delegated to its children on v2).
+    fn apply_tenant(
+        &self,
+        tenant: &Hierarchy,
+        limits: TenantLimits,
+        fresh: bool,
+    ) -> Result<(), SandboxError> {
+        let set = |path: &Path, value: &str| {
+            self.fs
+                .write(path, value)
+                .map_err(cgroup_err("write", path))
+        };
+        match tenant {
+            Hierarchy::V2 { parent, cpu } => {
+                if fresh {
+                    let control = parent.join("cgroup.subtree_control");
+                    let enable = if *cpu {
+                        "+memory +pids +cpu"
+                    } else {
+                        "+memory +pids"
+                    };
+                    set(&control, enable)?;
+                }
+                if *cpu {
+                    set(&parent.join("cpu.weight"), &limits.cpu_weight.to_string())?;
+                }
+                let max = limits
+                    .memory_max_bytes
+                    .map_or("max".to_string(), |b| b.to_string());
+                set(&parent.join("memory.max"), &max)?;
+            }
+            Hierarchy::V1 {
+                memory, cpu, memsw, ..
+            } => {
+                if let Some(cpu) = cpu {
+                    let shares = tenant_shares(limits.cpu_weight).to_string();
+                    set(&cpu.join("cpu.shares"), &shares)?;
+                }
+                let (mem, sw) = (
+                    memory.join("memory.limit_in_bytes"),
+                    memory.join("memory.memsw.limit_in_bytes"),
+                );
+                let value = limits
+                    .memory_max_bytes
+                    .map_or("-1".to_string(), |b| b.to_string());
+                // memory <= memory+swap at every moment: raise memsw first, lower it last.
+                let current: Option<u64> =
+                    self.fs.read(&mem).ok().and_then(|v| v.trim().parse().ok());
+                let raising = match (limits.memory_max_bytes, current) {
+                    (None, _) => true,
+                    (Some(new), Some(old)) => new > old,
+                    (Some(_), None) => false,
+                };
+                if *memsw && raising {
+                    set(&sw, &value)?;
+                }
+                set(&mem, &value)?;
+                if *memsw && !raising {
+                    set(&sw, &value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes namespace `namespace`'s cgroup tree: kills every process still in it (its
+    /// sandboxes, anything they started), waits for them to leave, removes each sandbox's
+    /// directory and then the namespace's, in every hierarchy, and forgets its limits.
+    /// Nothing of it is left; a namespace that has no cgroup is not an error.
+    pub(crate) fn remove_tenant(&self, namespace: &str) -> Result<TenantRemoval, SandboxError> {
+        let tenant = self.tenant_layout(namespace)?;
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(namespace);
+        let mut removal = TenantRemoval::default();
+        // Children first (one level: sandboxes are leaves), then the namespace's own.
+        let mut children: Vec<PathBuf> = Vec::new();
+        for parent in tenant.parents() {
+            if let Ok(entries) = std::fs::read_dir(parent) {
+                children.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        let mut killed = HashSet::new();
+        let deadline = Instant::now() + TENANT_REMOVE_TIMEOUT;
+        loop {
+            let listed = self.tenant_processes(&tenant, &children);
+            if listed.is_empty() {
+                break;
+            }
+            for pid in listed {
+                if let Some(pidfd) = pidfd_open(pid) {
+                    // SAFETY: pidfd_send_signal on a pidfd we own (never a recycled pid).
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_pidfd_send_signal,
+                            pidfd.as_raw_fd(),
+                            libc::SIGKILL,
+                            std::ptr::null::<libc::siginfo_t>(),
+                            0,
+                        )
+                    };
+                    killed.insert(pid);
+                }
+            }
+            // Frozen tasks die only once thawed (v1); v2 kills the whole tree at once.
+            self.thaw_tree(&tenant, &children);
+            if Instant::now() > deadline {
+                return Err(SandboxError::Cgroup {
+                    action: "empty",
+                    path: tenant.parents()[0].clone(),
+                    source: io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("processes still running after {TENANT_REMOVE_TIMEOUT:?}"),
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        removal.killed = killed.len();
+        let dirs = children
+            .iter()
+            .chain(tenant.parents())
+            .cloned()
+            .collect::<Vec<_>>();
+        for dir in dirs {
+            if remove_dir_retrying(self.fs.as_ref(), &dir)? {
+                removal.removed_dirs += 1;
+            }
+        }
+        Ok(removal)
+    }
+
+    /// Every process in a namespace's cgroup tree (its own directories and `children`).
+    fn tenant_processes(&self, tenant: &Hierarchy, children: &[PathBuf]) -> HashSet<i32> {
+        tenant
+            .parents()
+            .into_iter()
+            .chain(children)
+            .filter_map(|dir| self.fs.read(&dir.join("cgroup.procs")).ok())
+            .flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.parse::<i32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Kills (v2 `cgroup.kill`, the whole tree) and thaws every cgroup of a namespace.
+    fn thaw_tree(&self, tenant: &Hierarchy, children: &[PathBuf]) {
+        match tenant {
+            Hierarchy::V2 { parent, .. } => {
+                let _ = self.fs.write(&parent.join("cgroup.kill"), "1");
+                for dir in children.iter().chain([parent]) {
+                    let _ = self.fs.write(&dir.join("cgroup.freeze"), "0");
+                }
+            }
+            Hierarchy::V1 { freezer, .. } => {
+                for dir in children.iter().filter(|c| c.starts_with(freezer)) {
+                    let _ = self.fs.write(&dir.join("freezer.state"), "THAWED");
+                }
+                let _ = self.fs.write(&freezer.join("freezer.state"), "THAWED");
+            }
+        }
+    }
+
+    fn create_in(
+        &self,
+        hierarchy: &Hierarchy,
+        id: &str,
+        limits: Limits,
+    ) -> Result<SandboxCgroup, SandboxError> {
         let fs = Arc::clone(&self.fs);
-        match &self.hierarchy {
+        match hierarchy {
             Hierarchy::V1 {
                 memory,
                 pids,
@@ -420,6 +871,37 @@ impl Cgroups {
                     .ok();
                 cg.events = self.fs.open(&dir.join("memory.events"), false).ok();
                 Ok(cg)
+            }
+        }
+    }
+}
+
+/// Removes `dir` and the directories below it, deepest first, where empty (best effort).
+fn remove_empty_tree(fs: &dyn CgroupFs, dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten().filter(|e| e.path().is_dir()) {
+            remove_empty_tree(fs, &e.path());
+        }
+    }
+    let _ = fs.rmdir(dir);
+}
+
+/// How long removing a namespace's cgroup waits for its processes to die.
+const TENANT_REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Removes an empty cgroup directory, retrying briefly while exiting tasks linger. `false`:
+/// it was not there.
+fn remove_dir_retrying(fs: &dyn CgroupFs, dir: &Path) -> Result<bool, SandboxError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match fs.rmdir(dir) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if start.elapsed() > REMOVE_TIMEOUT => return Err(cgroup_err("remove", dir)(e)),
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
             }
         }
     }
@@ -632,6 +1114,14 @@ impl SandboxCgroup {
             .map_err(cgroup_err("write", path))
     }
 
+    /// The `cgroup.procs` that lists every process of the sandbox (v1: the pids hierarchy's).
+    pub(crate) fn procs_path(&self) -> PathBuf {
+        match &self.kind {
+            Kind::V2 { dir, .. } => dir.join("cgroup.procs"),
+            Kind::V1 { pids, .. } => pids.join("cgroup.procs"),
+        }
+    }
+
     /// The sandbox's directories, one per hierarchy.
     pub(crate) fn dirs(&self) -> &[PathBuf] {
         &self.dirs
@@ -724,6 +1214,25 @@ impl SandboxCgroup {
         content.and_then(|c| keyed_value(&c, key)).unwrap_or(0)
     }
 
+    /// Whether memory use ever reached this cgroup's own limit: v2 `memory.events` `max`, v1
+    /// `memory.failcnt` (a charge that fails at an ancestor's limit counts there, not here).
+    pub(crate) fn reached_memory_limit(&self) -> bool {
+        match &self.kind {
+            Kind::V1 { memory, .. } => self
+                .fs
+                .read(&memory.join("memory.failcnt"))
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0),
+            Kind::V2 { dir, .. } => self
+                .fs
+                .read(&dir.join("memory.events"))
+                .ok()
+                .and_then(|c| keyed_value(&c, "max"))
+                .is_some_and(|n| n > 0),
+        }
+    }
+
     /// Stops every task and waits until the kernel says they all are stopped.
     pub(crate) fn freeze(&self) -> Result<(), SandboxError> {
         let (control, value, status, frozen): (PathBuf, _, PathBuf, fn(&str) -> bool) =
@@ -786,10 +1295,7 @@ impl SandboxCgroup {
     /// [`Self::kill_all`]. Returns their pidfds, for a caller that must reap them.
     pub(crate) fn kill_every_process(&self) -> Vec<OwnedFd> {
         let mut killed = Vec::new();
-        let procs = match &self.kind {
-            Kind::V2 { dir, .. } => dir.join("cgroup.procs"),
-            Kind::V1 { pids, .. } => pids.join("cgroup.procs"),
-        };
+        let procs = self.procs_path();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..5 {
             let listed = self.fs.read(&procs).unwrap_or_default();
@@ -985,7 +1491,7 @@ mod tests {
             );
         }
 
-        let cg = cgroups.create("sb-1", LIMITS).unwrap();
+        let cg = cgroups.create(None, "sb-1", LIMITS).unwrap();
         let bytes = (128u64 << 20).to_string();
         let written = |p: &str| fs.written(&root.join(p));
         assert_eq!(
@@ -1058,7 +1564,7 @@ mod tests {
         fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
         let fs = FakeFs::new(V1_FILES);
         let cgroups = Cgroups::detect_in(fs.clone(), root, Path::new("lambent/bench-n1")).unwrap();
-        let cg = cgroups.create("sb-1", LIMITS).unwrap();
+        let cg = cgroups.create(None, "sb-1", LIMITS).unwrap();
         for c in ["memory", "pids", "freezer", "cpu"] {
             assert!(root.join(c).join("lambent/bench-n1/sb-1").is_dir(), "{c}");
         }
@@ -1080,7 +1586,7 @@ mod tests {
         let fs = FakeFs::new(V1_FILES);
         let cg = Cgroups::detect(fs.clone(), root)
             .unwrap()
-            .create("sb-2", LIMITS)
+            .create(None, "sb-2", LIMITS)
             .unwrap();
         assert_eq!(cg.dirs().len(), 3);
         assert_eq!(
@@ -1098,7 +1604,7 @@ mod tests {
         let fs = FakeFs::new(V1_FILES);
         let cg = Cgroups::detect(fs, root)
             .unwrap()
-            .create("sb-3", LIMITS)
+            .create(None, "sb-3", LIMITS)
             .unwrap();
         assert_eq!(cg.dirs().len(), 4);
         assert!(root.join("cpu,cpuacct/lambent/sb-3").is_dir());
@@ -1140,7 +1646,7 @@ mod tests {
             Some("+memory +pids +cpu".into())
         );
 
-        let cg = cgroups.create("sb-4", LIMITS).unwrap();
+        let cg = cgroups.create(None, "sb-4", LIMITS).unwrap();
         assert_eq!(written("lambent/sb-4/memory.swap.max"), Some("0".into()));
         assert_eq!(
             written("lambent/sb-4/memory.max"),
@@ -1185,7 +1691,7 @@ mod tests {
             fs.written(&root.join("cgroup.subtree_control")),
             Some("+memory +pids".into())
         );
-        let cg = cgroups.create("sb-5", LIMITS).unwrap();
+        let cg = cgroups.create(None, "sb-5", LIMITS).unwrap();
         assert_eq!(fs.written(&root.join("lambent/sb-5/cpu.weight")), None);
         std::fs::write(root.join("lambent/sb-5/memory.peak"), "8192\n").unwrap();
         assert_eq!(cg.memory_peak_bytes(), Some(8192));
@@ -1225,13 +1731,207 @@ mod tests {
     }
 
     #[test]
+    fn v2_namespace_cgroup_gets_its_weight_and_memory_cap_and_holds_its_sandboxes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v2(root, "cpu memory pids");
+        let fs = FakeFs::new(V2_FILES);
+        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.tenants_root.clone();
+        let written = |p: &str| fs.written(&root.join(p));
+        let limits = TenantLimits {
+            cpu_weight: 300,
+            memory_max_bytes: Some(512 << 20),
+        };
+        cgroups.set_tenant("team-a", limits).unwrap();
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-a/cgroup.subtree_control")),
+            Some("+memory +pids +cpu".into())
+        );
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-a/cpu.weight")),
+            Some("300".into())
+        );
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-a/memory.max")),
+            Some((512u64 << 20).to_string())
+        );
+        let cg = cgroups.create(Some("team-a"), "sb-7", LIMITS).unwrap();
+        assert!(root.join(format!("lambent/{t}/ns-team-a/sb-7")).is_dir());
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-a/sb-7/memory.max")),
+            Some((128u64 << 20).to_string())
+        );
+        // A namespace never set gets the defaults on its first sandbox: equal weight, no cap.
+        let other = cgroups.create(Some("team-b"), "sb-8", LIMITS).unwrap();
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-b/cpu.weight")),
+            Some("100".into())
+        );
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-b/memory.max")),
+            Some("max".into())
+        );
+        // Raising the cap later.
+        cgroups
+            .set_tenant(
+                "team-b",
+                TenantLimits {
+                    memory_max_bytes: Some(1 << 30),
+                    ..TenantLimits::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-b/memory.max")),
+            Some((1u64 << 30).to_string())
+        );
+        drop((cg, other));
+        assert!(!root.join(format!("lambent/{t}/ns-team-a/sb-7")).exists());
+        assert!(
+            root.join(format!("lambent/{t}/ns-team-a")).is_dir(),
+            "the namespace stays"
+        );
+
+        let removal = cgroups.remove_tenant("team-a").unwrap();
+        assert_eq!(removal.removed_dirs, 1);
+        assert!(!root.join(format!("lambent/{t}/ns-team-a")).exists());
+        // Its limits are forgotten: made again, it has the defaults.
+        drop(cgroups.create(Some("team-a"), "sb-9", LIMITS).unwrap());
+        assert_eq!(
+            written(&format!("lambent/{t}/ns-team-a/cpu.weight")),
+            Some("100".into())
+        );
+    }
+
+    #[test]
+    fn v1_namespace_cgroup_is_made_in_every_hierarchy_with_shares_and_both_memory_limits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
+        let fs = FakeFs::new(V1_FILES);
+        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.tenants_root.clone();
+        let written = |p: &str| fs.written(&root.join(p));
+        cgroups
+            .set_tenant(
+                "a",
+                TenantLimits {
+                    cpu_weight: 50,
+                    memory_max_bytes: Some(256 << 20),
+                },
+            )
+            .unwrap();
+        for c in ["memory", "pids", "freezer", "cpu"] {
+            assert!(
+                root.join(c).join(format!("lambent/{t}/ns-a")).is_dir(),
+                "{c}"
+            );
+        }
+        assert_eq!(
+            written(&format!("cpu/lambent/{t}/ns-a/cpu.shares")),
+            Some("512".into())
+        );
+        let bytes = (256u64 << 20).to_string();
+        assert_eq!(
+            written(&format!("memory/lambent/{t}/ns-a/memory.limit_in_bytes")),
+            Some(bytes.clone())
+        );
+        assert_eq!(
+            written(&format!(
+                "memory/lambent/{t}/ns-a/memory.memsw.limit_in_bytes"
+            )),
+            Some(bytes)
+        );
+        let cg = cgroups.create(Some("a"), "sb-1", LIMITS).unwrap();
+        assert_eq!(cg.dirs().len(), 4);
+        assert!(cg
+            .dirs()
+            .iter()
+            .all(|d| d.ends_with(format!("lambent/{t}/ns-a/sb-1"))));
+        assert_eq!(
+            written(&format!("cpu/lambent/{t}/ns-a/sb-1/cpu.shares")),
+            Some("74".into())
+        );
+        // Removing the namespace takes its sandboxes' directories along.
+        std::mem::forget(cg);
+        let removal = cgroups.remove_tenant("a").unwrap();
+        assert_eq!(removal.removed_dirs, 8);
+        for c in ["memory", "pids", "freezer", "cpu"] {
+            assert!(
+                !root.join(c).join(format!("lambent/{t}/ns-a")).exists(),
+                "{c}"
+            );
+            assert!(root.join(c).join("lambent").is_dir(), "{c}");
+        }
+        // Unlimited again: memory+swap is raised first.
+        cgroups.set_tenant("a", TenantLimits::default()).unwrap();
+        assert_eq!(
+            written(&format!("memory/lambent/{t}/ns-a/memory.limit_in_bytes")),
+            Some("-1".into())
+        );
+    }
+
+    #[test]
+    fn adopting_a_cgroup_made_ahead_moves_it_under_the_namespace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v2(root, "cpu memory pids");
+        let fs = FakeFs::new(V2_FILES);
+        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.tenants_root.clone();
+        let mut cg = cgroups.create(None, "sb-ready-1", LIMITS).unwrap();
+        std::fs::write(root.join("lambent/sb-ready-1/cgroup.procs"), "").unwrap();
+        let bigger = Limits {
+            memory_mb: 1024,
+            ..LIMITS
+        };
+        cgroups.adopt(&mut cg, Some("b"), "sb-2", bigger).unwrap();
+        assert_eq!(cg.dirs(), [root.join(format!("lambent/{t}/ns-b/sb-2"))]);
+        assert!(
+            !root.join("lambent/sb-ready-1").exists(),
+            "the old one goes"
+        );
+        assert_eq!(
+            fs.written(&root.join(format!("lambent/{t}/ns-b/sb-2/memory.max"))),
+            Some((1024u64 << 20).to_string())
+        );
+        // Outside every namespace, the same cgroup gets the limits.
+        let mut plain = cgroups.create(None, "sb-ready-2", LIMITS).unwrap();
+        cgroups.adopt(&mut plain, None, "sb-3", bigger).unwrap();
+        assert_eq!(plain.dirs(), [root.join("lambent/sb-ready-2")]);
+    }
+
+    #[test]
+    fn namespace_names_that_cannot_name_a_directory_are_refused() {
+        assert_eq!(tenant_dir("team_a.prod-1").unwrap(), "ns-team_a.prod-1");
+        for bad in ["", "a/b", "..", "a b", &"x".repeat(129)] {
+            if bad == ".." {
+                // `ns-..` is a plain name: allowed, and harmless.
+                assert_eq!(tenant_dir(bad).unwrap(), "ns-..");
+                continue;
+            }
+            assert!(tenant_dir(bad).is_err(), "{bad:?}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v2(tmp.path(), "memory pids");
+        let cgroups = Cgroups::detect(FakeFs::new(V2_FILES), tmp.path()).unwrap();
+        let bad = TenantLimits {
+            cpu_weight: 0,
+            memory_max_bytes: None,
+        };
+        let err = cgroups.set_tenant("a", bad).unwrap_err().to_string();
+        assert!(err.contains("cpu weight 0"), "{err}");
+    }
+
+    #[test]
     fn stale_directory_from_a_crash_is_replaced() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         fake_v1(root, &["memory", "pids", "freezer"], false);
         let cgroups = Cgroups::detect(FakeFs::new(V1_FILES), root).unwrap();
         std::fs::create_dir(root.join("pids/lambent/sb-6")).unwrap();
-        let cg = cgroups.create("sb-6", LIMITS).unwrap();
+        let cg = cgroups.create(None, "sb-6", LIMITS).unwrap();
         assert_eq!(cg.dirs().len(), 3);
     }
 }

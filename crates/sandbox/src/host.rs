@@ -3,12 +3,13 @@
 //! directory), and the parent's half of [`Host::spawn`]: create the cgroup, prepare everything
 //! the child needs, clone it, and wait on the handshake until the program runs or a step fails.
 
+use crate::cgroup::TenantRemoval;
 use crate::cgroup::{self, Cgroups, HostFs, Limits, SandboxCgroup, CGROUP_ROOT};
 use crate::handshake::{self, ChildChannel, Message, ParentEnd};
 use crate::mounts::{self, HostRootfs};
 use crate::netpool::NetPool;
 use crate::package::{
-    Built, PackageControl, PackageKey, PackageUid, PackageZygote, PackageZygotes,
+    Birthplace, Built, PackageControl, PackageKey, PackageUid, PackageZygote, PackageZygotes,
 };
 use crate::ready::{AheadBudget, Flavor, ReadyPool, ReadySandbox};
 use crate::sandbox::{Isolated, Process, Sandbox, Startup};
@@ -20,7 +21,7 @@ use crate::{
     insecure, CgroupVersion, SandboxError, SandboxSpec, SetupStep, RUNTIME_API_PORT, RUNTIME_ROOT,
     TASK_ROOT,
 };
-use lambent_core::Birth;
+use lambent_core::{Birth, TenantLimits};
 use std::ffi::CString;
 use std::fs::File;
 use std::net::TcpListener;
@@ -279,6 +280,13 @@ struct FullHost {
     slirp: Option<PathBuf>,
 }
 
+impl Drop for FullHost {
+    /// This host's directory of namespaces goes with it (where its sandboxes are gone).
+    fn drop(&mut self) {
+        self.cgroups.remove_tenants_root();
+    }
+}
+
 impl Host {
     /// Finds out what the host offers. With [`Isolation::Full`], fails with
     /// [`SandboxError::Unavailable`] naming exactly what is missing (root, a cgroup controller,
@@ -363,6 +371,59 @@ impl Host {
         match &self.inner.full {
             Some(full) if full.slirp.is_none() => Err(SandboxError::Network(NO_SLIRP.into())),
             _ => Ok(()),
+        }
+    }
+
+    /// Creates namespace `namespace`'s cgroup, or changes its limits (see [`TenantLimits`]):
+    /// the parent of every sandbox whose spec names the namespace, weighted against the other
+    /// namespaces for CPU and capped for memory as a whole. A namespace whose limits were
+    /// never set gets its cgroup on its first sandbox, with the defaults (equal weight, no
+    /// cap). The limits are kept and applied again if the cgroup has to be made again.
+    /// Nothing to do in insecure mode or without the cgroup layer.
+    pub fn set_tenant_limits(
+        &self,
+        namespace: &str,
+        limits: TenantLimits,
+    ) -> Result<(), SandboxError> {
+        match &self.inner.full {
+            Some(full) if full.layers.cgroup => full.cgroups.set_tenant(namespace, limits),
+            _ => limits
+                .validate()
+                .map_err(|e| SandboxError::InvalidSpec(format!("namespace {namespace:?}: {e}"))),
+        }
+    }
+
+    /// The limits in force for namespace `namespace`'s cgroup: those last set, else the
+    /// defaults (always the defaults in insecure mode or without the cgroup layer, where no
+    /// namespace is capped).
+    pub fn tenant_limits(&self, namespace: &str) -> TenantLimits {
+        match &self.inner.full {
+            Some(full) if full.layers.cgroup => full.cgroups.tenant_limits(namespace),
+            _ => TenantLimits::default(),
+        }
+    }
+
+    /// Removes everything of namespace `namespace` on this host: its package zygotes (and
+    /// the runtimes they forked ahead), then every process left in its cgroup tree (its
+    /// sandboxes, killed), then the tree itself, in every hierarchy. Call it once the
+    /// namespace's functions can no longer start sandboxes (the caller retired their pools):
+    /// a sandbox started meanwhile would make the namespace's cgroup again.
+    pub fn remove_tenant(&self, namespace: &str) -> Result<TenantRemoval, SandboxError> {
+        if let Some(packages) = &self.inner.packages {
+            packages.discard_namespace(namespace);
+        }
+        match &self.inner.full {
+            Some(full) if full.layers.cgroup => full.cgroups.remove_tenant(namespace),
+            _ => Ok(TenantRemoval::default()),
+        }
+    }
+
+    /// The directories of namespace `namespace`'s cgroup, one per hierarchy (they may not
+    /// exist yet); empty in insecure mode or without the cgroup layer.
+    pub fn tenant_cgroup_dirs(&self, namespace: &str) -> Result<Vec<PathBuf>, SandboxError> {
+        match &self.inner.full {
+            Some(full) if full.layers.cgroup => full.cgroups.tenant_dirs(namespace),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -477,7 +538,7 @@ impl Host {
         let forked = match package.ahead.as_ref().and_then(|a| a.take(spec.tmp_mb)) {
             Some(forked) => Ok(forked),
             None => {
-                full.fork_from_package(&package.control, &spec.id, limits_of(spec), spec.tmp_mb)
+                full.fork_from_package(&package.control, &spec.id, &package.birthplace, spec.tmp_mb)
             }
         };
         match forked.and_then(|f| claim_forked(f, spec, Birth::PackageZygote, started)) {
@@ -704,6 +765,7 @@ impl FullHost {
             allow_network: false,
             interpreter: None,
             aws_endpoint: false,
+            namespace: None,
         };
         self.launch(&spec, true).map(drop).map_err(|e| {
             unavailable(format!(
@@ -713,6 +775,36 @@ impl FullHost {
     }
 
     /// Starts a sandbox from scratch; with `dry_run`, its child stops just before `execve`.
+    /// Makes `cgroup`, of something made ahead, `spec`'s: its limits, under its namespace's
+    /// cgroup (see `Cgroups::adopt`).
+    fn claim_cgroup(
+        &self,
+        cgroup: &mut SandboxCgroup,
+        spec: &SandboxSpec,
+    ) -> Result<(), SandboxError> {
+        self.cgroups
+            .adopt(cgroup, spec.namespace.as_deref(), &spec.id, limits_of(spec))
+    }
+
+    /// The cgroup a process forked into `ready` (made ahead for a zygote's child) joins for
+    /// `spec`: a new one `id` under `spec`'s namespace (returned; `ready`'s own goes with the
+    /// process made ahead), or, outside every namespace, `ready`'s own with `spec`'s limits
+    /// (`None`). A zygote's child joins it on its own, so nothing has to move.
+    fn cgroup_to_join(
+        &self,
+        ready: &mut ReadySandbox,
+        spec: &SandboxSpec,
+        id: &str,
+    ) -> Result<Option<SandboxCgroup>, SandboxError> {
+        match spec.namespace.as_deref() {
+            Some(tenant) => self
+                .cgroups
+                .create(Some(tenant), id, limits_of(spec))
+                .map(Some),
+            None => ready.cgroup.set_limits(limits_of(spec)).map(|()| None),
+        }
+    }
+
     fn launch(&self, spec: &SandboxSpec, dry_run: bool) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
         let layers = self.layers;
@@ -734,6 +826,7 @@ impl FullHost {
             .root
             .then_some((spec.code_dir.as_path(), spec.runtime_dir.as_path()));
         let mut child = self.clone_child(
+            spec.namespace.as_deref(),
             &spec.id,
             limits_of(spec),
             code,
@@ -757,6 +850,7 @@ impl FullHost {
     /// program, or sets up and waits for one (a sandbox made ahead).
     fn clone_child(
         &self,
+        tenant: Option<&str>,
         id: &str,
         limits: Limits,
         code: Option<(&Path, &Path)>,
@@ -769,7 +863,7 @@ impl FullHost {
         };
         let layers = self.layers;
         let cgroup = match layers.cgroup {
-            true => Some(self.cgroups.create(id, limits)?),
+            true => Some(self.cgroups.create(tenant, id, limits)?),
             false => None,
         };
         let procs: Vec<OwnedFd> = match &cgroup {
@@ -844,8 +938,14 @@ impl FullHost {
         flavor: Flavor,
         limits: Limits,
     ) -> Result<ReadySandbox, SandboxError> {
-        let mut child =
-            self.clone_child(&ahead_id(), limits, None, tmp_mb, Program::Wait(flavor))?;
+        let mut child = self.clone_child(
+            None,
+            &ahead_id(),
+            limits,
+            None,
+            tmp_mb,
+            Program::Wait(flavor),
+        )?;
         let listener = child.await_setup(Until::Ready, "")?;
         Ok(ReadySandbox {
             process: child.process,
@@ -866,19 +966,27 @@ impl FullHost {
         spec: &SandboxSpec,
     ) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
-        assign(&mut ready, spec)?;
-        let forked = self.fork_runtime(zygote, ready)?;
+        attach_code(&ready, spec)?;
+        let cgroup = self.cgroup_to_join(&mut ready, spec, &spec.id)?;
+        let forked = self.fork_runtime(zygote, ready, cgroup)?;
         claim_forked(forked, spec, Birth::Zygote, started)
     }
 
     /// Forks a runtime from `zygote` into `ready` (made ahead for a zygote's child, its code
     /// and runtime directories attached), and waits until it is in its finished sandbox,
     /// waiting for its function's environment.
-    fn fork_runtime(&self, zygote: &Zygote, ready: ReadySandbox) -> Result<Forked, SandboxError> {
+    /// `cgroup`: the one the runtime joins instead of `ready`'s (see
+    /// [`FullHost::cgroup_to_join`]).
+    fn fork_runtime(
+        &self,
+        zygote: &Zygote,
+        ready: ReadySandbox,
+        cgroup: Option<SandboxCgroup>,
+    ) -> Result<Forked, SandboxError> {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         let (output, output_w) = output_pipe()?;
         let (report, theirs) = handshake::seqpacket_pair()?;
-        let procs = ready.cgroup.procs_files()?;
+        let procs = cgroup.as_ref().unwrap_or(&ready.cgroup).procs_files()?;
         let procs_raw: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
         zygote.fork(
             ready.process.pidfd().as_raw_fd(),
@@ -891,13 +999,17 @@ impl FullHost {
             process: holder,
             channel,
             listener,
-            cgroup,
+            cgroup: made_ahead,
             tmp_mb,
         } = ready;
+        let (cgroup, replaced) = match cgroup {
+            Some(cgroup) => (cgroup, Some(made_ahead)),
+            None => (made_ahead, None),
+        };
         let forked = collect_runtime(report, deadline, listener, cgroup, output, tmp_mb);
         // The runtime holds the sandbox's namespaces now (or failed): the process made ahead
-        // goes.
-        drop((holder, channel));
+        // goes, then the cgroup it was alone in, if the runtime joined another.
+        drop((holder, channel, replaced));
         forked
     }
 
@@ -916,7 +1028,7 @@ impl FullHost {
             ready.process.pidfd(),
             &[(empty, c"/var/task"), (runtime, c"/var/runtime")],
         )?;
-        self.fork_runtime(zygote, ready)
+        self.fork_runtime(zygote, ready, None)
     }
 
     /// Starts `spec` in `forked`, a Python runtime forked ahead: the function's limits, its
@@ -927,7 +1039,7 @@ impl FullHost {
         spec: &SandboxSpec,
     ) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
-        forked.cgroup.set_limits(limits_of(spec))?;
+        self.claim_cgroup(&mut forked.cgroup, spec)?;
         let code = detached_read_only(&spec.code_dir)?;
         mounts::attach_inside(forked.process.pidfd(), &[(code, c"/var/task")])?;
         claim_forked(forked, spec, Birth::Zygote, started)
@@ -946,9 +1058,11 @@ impl FullHost {
         }
         let deadline = Instant::now() + PACKAGE_BUILD_TIMEOUT;
         let mut ready = self.make_ready(spec.tmp_mb, Flavor::ForZygote)?;
-        assign(&mut ready, spec)?;
+        attach_code(&ready, spec)?;
+        // Its namespace's cgroup: the memory its imports hold is the namespace's.
+        let own = self.cgroup_to_join(&mut ready, spec, &ahead_id())?;
         let (control, theirs) = handshake::seqpacket_pair()?;
-        let procs = ready.cgroup.procs_files()?;
+        let procs = own.as_ref().unwrap_or(&ready.cgroup).procs_files()?;
         let procs_raw: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
         zygote.build_package_zygote(
             ready.process.pidfd().as_raw_fd(),
@@ -965,10 +1079,14 @@ impl FullHost {
         let ReadySandbox {
             process: holder,
             channel,
-            cgroup,
+            cgroup: made_ahead,
             ..
         } = ready;
-        drop((holder, channel));
+        let (cgroup, replaced) = match own {
+            Some(own) => (own, Some(made_ahead)),
+            None => (made_ahead, None),
+        };
+        drop((holder, channel, replaced));
         await_entered(&control, deadline)?;
         // Its imports see the function's environment, but no sandbox's credentials.
         let envp = spec.environment(&runtime_api_address());
@@ -983,10 +1101,14 @@ impl FullHost {
         match crate::zygote::report(&control, &mut buf, deadline)? {
             [b'R', modules @ ..] => {
                 let control = Arc::new(PackageControl(control));
+                let birthplace = Birthplace {
+                    tenant: spec.namespace.clone(),
+                    limits: limits_of(spec),
+                };
                 let maker = Arc::new(MakePackageChild {
                     full: Arc::clone(self),
                     control: Arc::clone(&control),
-                    limits: limits_of(spec),
+                    birthplace: birthplace.clone(),
                 });
                 let ahead = ReadyPool::start(
                     "lambent-pkg-ahead",
@@ -999,17 +1121,18 @@ impl FullHost {
                 if let Some(ahead) = &ahead {
                     ahead.prime(spec.tmp_mb);
                 }
-                Ok(Built::Zygote(PackageZygote {
+                Ok(Built::Zygote(Box::new(PackageZygote {
                     ahead,
                     process,
                     control,
                     cgroup,
+                    birthplace,
                     _uid: uid,
                     modules: std::str::from_utf8(modules)
                         .ok()
                         .and_then(|m| m.parse().ok())
                         .unwrap_or(0),
-                }))
+                })))
             }
             [b'N', why @ ..] => Ok(Built::Unwanted(String::from_utf8_lossy(why).into())),
             _ => Err(SandboxError::SetupVanished),
@@ -1018,16 +1141,19 @@ impl FullHost {
 
     /// A runtime forked from `package`, its function's package zygote, waiting for its
     /// environment: the child made a fresh sandbox in the zygote's user namespace, joined the
-    /// cgroup `id` made for it here with `limits`, and passed its runtime API listener.
+    /// cgroup `id` made for it here where `birthplace` says, and passed its runtime API
+    /// listener.
     fn fork_from_package(
         &self,
         package: &PackageControl,
         id: &str,
-        limits: Limits,
+        birthplace: &Birthplace,
         tmp_mb: u32,
     ) -> Result<Forked, SandboxError> {
         let deadline = Instant::now() + SETUP_TIMEOUT;
-        let cgroup = self.cgroups.create(id, limits)?;
+        let cgroup = self
+            .cgroups
+            .create(birthplace.tenant.as_deref(), id, birthplace.limits)?;
         let procs = cgroup.procs_files()?;
         let (output, output_w) = output_pipe()?;
         let (report, theirs) = handshake::seqpacket_pair()?;
@@ -1049,7 +1175,7 @@ impl FullHost {
         spec: &SandboxSpec,
     ) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
-        ready.cgroup.set_limits(limits_of(spec))?;
+        self.claim_cgroup(&mut ready.cgroup, spec)?;
         let envp = spec.environment(&runtime_api_address());
         let code = detached_read_only(&spec.code_dir)?;
         let stdin = File::open("/dev/null")?.into();
@@ -1151,7 +1277,7 @@ impl FullHost {
             assignment,
             ..
         } = cell;
-        cgroup.set_limits(limits_of(spec))?;
+        self.claim_cgroup(&mut cgroup, spec)?;
         let code = detached_read_only(&spec.code_dir)?;
         mounts::attach_inside(process.pidfd(), &[(code, c"/var/task")])?;
         let envp = spec.environment(&runtime_api_address());
@@ -1177,14 +1303,14 @@ const PACKAGE_AHEAD_MAX: usize = 4;
 struct MakePackageChild {
     full: Arc<FullHost>,
     control: Arc<PackageControl>,
-    /// The function's.
-    limits: Limits,
+    /// The function's namespace and limits.
+    birthplace: Birthplace,
 }
 
 impl crate::ready::Maker<Forked> for MakePackageChild {
     fn make(&self, tmp_mb: u32) -> Result<Forked, SandboxError> {
         self.full
-            .fork_from_package(&self.control, &ahead_id(), self.limits, tmp_mb)
+            .fork_from_package(&self.control, &ahead_id(), &self.birthplace, tmp_mb)
     }
 }
 
@@ -1215,10 +1341,9 @@ fn ahead_id() -> String {
 /// How long a package zygote may take to import its function's dependencies.
 const PACKAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Gives `ready` (made ahead for a zygote's child) `spec`'s limits, and attaches its code and
-/// the runtime directory inside it, read-only.
-fn assign(ready: &mut ReadySandbox, spec: &SandboxSpec) -> Result<(), SandboxError> {
-    ready.cgroup.set_limits(limits_of(spec))?;
+/// Attaches `spec`'s code and the runtime directory inside `ready` (made ahead for a zygote's
+/// child), read-only.
+fn attach_code(ready: &ReadySandbox, spec: &SandboxSpec) -> Result<(), SandboxError> {
     let code = detached_read_only(&spec.code_dir)?;
     let runtime = detached_read_only(&spec.runtime_dir)?;
     mounts::attach_inside(

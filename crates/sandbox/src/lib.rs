@@ -13,6 +13,8 @@
 //! sb.pid(); sb.runtime_api_listener(); sb.take_output();  // std::net::TcpListener (nonblocking), OwnedFd (nonblocking)
 //! sb.memory_peak_bytes(); sb.reset_memory_peak(); sb.oom_kills(); sb.freeze(); sb.thaw();
 //! sb.kill();  // whole tree; Drop kills and removes the cgroup
+//! host.set_tenant_limits("team-a", TenantLimits { cpu_weight: 100, memory_max_bytes: None })?;
+//! host.remove_tenant("team-a")?;  // kills the namespace's sandboxes, removes its cgroups
 //! sb.pidfd(); // BorrowedFd that becomes readable when the sandbox's init process exits
 //! ```
 //!
@@ -69,6 +71,14 @@
 //! (only those untouched for a minute, so another server sharing the host is never disturbed); a
 //! process that outlives its runtime keeps its cgroup until it is killed.
 //!
+//! A sandbox whose spec names a namespace ([`SandboxSpec::namespace`]) lives under that
+//! namespace's cgroup, `<hierarchy>/lambent/tenants-<pid>-<n>/ns-<namespace>/sb-*` (the middle
+//! directory is this host's own), whose CPU weight and memory
+//! cap [`Host::set_tenant_limits`] sets ([`TenantLimits`]); [`Host::remove_tenant`] kills
+//! everything of a namespace and removes its cgroup tree. Whatever way the sandbox is born
+//! (exec, made ahead, zygote, package zygote, stem cell) it ends up there before its function's
+//! code runs (see `cgroup.rs`).
+//!
 //! # Modules
 //! - `host`: detection of what the host offers, `Host::spawn` (the parent's half);
 //! - `spawn`: the child's half, from `clone3` to `execve`;
@@ -105,10 +115,10 @@ mod spec;
 mod stem;
 mod zygote;
 
-pub use cgroup::CgroupVersion;
+pub use cgroup::{CgroupVersion, TenantRemoval};
 pub use error::{SandboxError, SetupStep};
 pub use host::{Host, HostOptions, Isolation, Layers, Layout};
-pub use lambent_core::Birth;
+pub use lambent_core::{Birth, TenantLimits};
 pub use sandbox::{Sandbox, Startup};
 pub use spec::{Interpreter, SandboxSpec};
 

@@ -64,9 +64,11 @@ const PER_SANDBOX: &[&str] = &[
     "AWS_SESSION_TOKEN",
 ];
 
-/// Which package zygote: one function version's code, runtime and environment.
+/// Which package zygote: one function version's code, runtime and environment, in one
+/// namespace (two namespaces deploying the same code and settings get one each).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PackageKey {
+    namespace: Option<String>,
     python: PathBuf,
     runtime_dir: PathBuf,
     code_dir: PathBuf,
@@ -83,6 +85,7 @@ impl PackageKey {
             }
         }
         PackageKey {
+            namespace: spec.namespace.clone(),
             python: PathBuf::from(&spec.argv[0]),
             runtime_dir: spec.runtime_dir.clone(),
             code_dir: spec.code_dir.clone(),
@@ -130,8 +133,11 @@ pub(crate) struct PackageZygote {
     pub(crate) ahead: Option<crate::ready::ReadyPool<crate::zygote::Forked>>,
     pub(crate) process: Process,
     pub(crate) control: Arc<PackageControl>,
-    /// The cgroup it runs in (the function's limits), with anything its imports started.
+    /// The cgroup it runs in (the function's limits, under its namespace's cgroup), with
+    /// anything its imports started.
     pub(crate) cgroup: crate::cgroup::SandboxCgroup,
+    /// Where the runtimes it forks get their cgroups.
+    pub(crate) birthplace: Birthplace,
     pub(crate) _uid: PackageUid,
     /// Modules its imports added to the base zygote's.
     pub(crate) modules: usize,
@@ -179,6 +185,14 @@ fn reap(killed: Vec<OwnedFd>) {
     }
 }
 
+/// Where a package zygote's runtimes get their cgroups: under its function's namespace, with
+/// its function's limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Birthplace {
+    pub(crate) tenant: Option<String>,
+    pub(crate) limits: crate::cgroup::Limits,
+}
+
 /// A package zygote's control socket: `S<tmp_mb>` messages ask for a child.
 #[derive(Debug)]
 pub(crate) struct PackageControl(pub(crate) OwnedFd);
@@ -214,7 +228,7 @@ impl PackageControl {
 /// What building a package zygote came to.
 #[derive(Debug)]
 pub(crate) enum Built {
-    Zygote(PackageZygote),
+    Zygote(Box<PackageZygote>),
     /// The function's handler imports nothing worth a zygote of its own (why).
     Unwanted(String),
 }
@@ -335,7 +349,7 @@ impl PackageZygotes {
                             "package zygote ready"
                         );
                         Slot::Ready {
-                            zygote: Arc::new(zygote),
+                            zygote: Arc::from(zygote),
                             last_used: Instant::now(),
                         }
                     }
@@ -348,13 +362,36 @@ impl PackageZygotes {
                         Slot::Broken(Instant::now())
                     }
                 };
-                lock(&slots).insert(key, slot);
+                let mut guard = lock(&slots);
+                if matches!(guard.get(&key), Some(Slot::Building)) {
+                    guard.insert(key, slot);
+                } else {
+                    // Discarded meanwhile (its namespace went away): it goes, outside the lock.
+                    drop(guard);
+                    drop(slot);
+                }
             });
         if started.is_err() {
             tracing::warn!("could not start a thread to build a package zygote");
             lock(&self.slots).remove(key);
         }
         None
+    }
+
+    /// Kills every package zygote of `namespace` (and the runtimes they forked ahead), and
+    /// any being built when it finishes: the namespace is going away. Returns when the
+    /// running ones are gone.
+    pub(crate) fn discard_namespace(&self, namespace: &str) {
+        let taken: Vec<Slot> = {
+            let mut slots = lock(&self.slots);
+            let keys: Vec<PackageKey> = slots
+                .keys()
+                .filter(|k| k.namespace.as_deref() == Some(namespace))
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| slots.remove(k)).collect()
+        };
+        drop(taken);
     }
 
     /// Forgets `key`'s zygote if it is `zygote` (it failed a fork): the next cold start builds
@@ -475,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn per_sandbox_values_do_not_change_the_key() {
+    fn per_sandbox_values_do_not_change_the_key_but_the_namespace_does() {
         let spec = |stream: &str, secret: &str| crate::SandboxSpec {
             id: "sb".into(),
             code_dir: "/code/v1".into(),
@@ -492,6 +529,7 @@ mod tests {
             allow_network: false,
             interpreter: Some(crate::Interpreter::Python),
             aws_endpoint: false,
+            namespace: Some("a".into()),
         };
         assert_eq!(
             PackageKey::of(&spec("a", "s")),
@@ -501,6 +539,12 @@ mod tests {
             PackageKey::of(&spec("a", "s")),
             PackageKey::of(&spec("a", "t"))
         );
+        // The same code, settings and environment in another namespace: a zygote of its own.
+        let other = crate::SandboxSpec {
+            namespace: Some("b".into()),
+            ..spec("a", "s")
+        };
+        assert_ne!(PackageKey::of(&spec("a", "s")), PackageKey::of(&other));
     }
 
     #[test]

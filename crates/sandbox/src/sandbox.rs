@@ -261,6 +261,16 @@ impl Sandbox {
         }
     }
 
+    /// Whether the sandbox's memory ever reached its own limit (v2 `memory.events` `max`, v1
+    /// `memory.failcnt`; never in insecure mode). An OOM kill without it came from a limit
+    /// above the sandbox's: its namespace's memory cap.
+    pub fn reached_own_memory_limit(&self) -> bool {
+        match &self.isolated {
+            Isolated::Full(cg) => cg.reached_memory_limit(),
+            Isolated::NoCgroup => false,
+        }
+    }
+
     /// Stops every process of the sandbox (cgroup freezer; `SIGSTOP` to the process group in
     /// insecure mode) and returns once they are all stopped.
     pub fn freeze(&self) -> Result<(), SandboxError> {

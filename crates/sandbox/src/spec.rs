@@ -40,6 +40,11 @@ pub struct SandboxSpec {
     /// Also point `AWS_ENDPOINT_URL` at the listener (`http://<AWS_LAMBDA_RUNTIME_API>`): the
     /// caller serves AWS APIs there beside the Runtime API.
     pub aws_endpoint: bool,
+    /// The namespace (tenant) the sandbox belongs to: its cgroup lives under the namespace's
+    /// (`<parent>/ns-<namespace>/`, see [`crate::Host::set_tenant_limits`]), and nothing made
+    /// for another namespace's function (a package zygote) serves it. `None`: right under
+    /// the parent, outside every namespace's share.
+    pub namespace: Option<String>,
 }
 
 /// Interpreters that can be started before their function is known.
@@ -147,6 +152,7 @@ mod tests {
             allow_network: false,
             interpreter: None,
             aws_endpoint: false,
+            namespace: None,
         }
     }
 

@@ -219,6 +219,7 @@ async fn direct_runtime(n: usize) -> Vec<Duration> {
             allow_network: false,
             interpreter: None,
             aws_endpoint: false,
+            namespace: None,
         })
         .unwrap();
     let api = RuntimeApi::serve(sandbox.runtime_api_listener().try_clone().unwrap(), None).unwrap();

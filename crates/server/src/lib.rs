@@ -254,6 +254,37 @@ impl RunningServer {
         &self.served_routes
     }
 
+    /// Sets namespace `namespace`'s share of this machine: the CPU weight and memory cap of
+    /// the cgroup its sandboxes live under (see `Invoker::set_tenant_limits`).
+    pub fn set_tenant_limits(
+        &self,
+        namespace: &str,
+        limits: lambent_sandbox::TenantLimits,
+    ) -> Result<(), SandboxError> {
+        self.app
+            .registry
+            .invoker()
+            .set_tenant_limits(namespace, limits)
+    }
+
+    /// The directories of namespace `namespace`'s cgroup on this node, one per hierarchy.
+    pub fn tenant_cgroup_dirs(&self, namespace: &str) -> Result<Vec<PathBuf>, SandboxError> {
+        self.app.registry.invoker().tenant_cgroup_dirs(namespace)
+    }
+
+    /// Kills every sandbox of namespace `namespace` on this node and removes its cgroup tree
+    /// (see `Invoker::remove_namespace`).
+    pub async fn remove_namespace_sandboxes(
+        &self,
+        namespace: &str,
+    ) -> Result<lambent_sandbox::TenantRemoval, SandboxError> {
+        self.app
+            .registry
+            .invoker()
+            .remove_namespace(namespace)
+            .await
+    }
+
     /// This node's id (`local` on the embedded node).
     pub fn node_id(&self) -> &str {
         self.app.cluster.node_id()

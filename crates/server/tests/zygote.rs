@@ -24,38 +24,6 @@ def handler(event, context):
             "secret": os.environ.get("SECRET")}
 "#;
 
-/// Finds a secret in this process's memory without ever holding it: callers pass the secret
-/// shifted by one (every byte + 1), and the memory is searched shifted the same way, so the
-/// secret itself exists in the process only if it leaked there.
-const SCAN_PY: &str = r#"
-SHIFT = bytes.maketrans(bytes(range(256)), bytes(range(1, 256)) + b"\0")
-
-def has(shifted, data):
-    return shifted in data.translate(SHIFT)
-
-def traces(shifted):
-    """The readable mappings of this process that hold the secret."""
-    found = []
-    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
-        for line in maps:
-            fields = line.split()
-            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            try:
-                mem.seek(start)
-                if has(shifted, mem.read(end - start)):
-                    found.append(line.strip())
-            except (OSError, ValueError, OverflowError):
-                pass
-    return found
-"#;
-
-/// `secret` shifted by one, for `SCAN_PY`.
-fn shifted(secret: &str) -> String {
-    secret.bytes().map(|b| (b + 1) as char).collect()
-}
-
 /// How the sandbox of a function's latest cold activation was born.
 async fn last_birth(node: &Node, function: &str) -> String {
     let births = births_of(node, function).await;
@@ -575,16 +543,6 @@ exports.handler = async () => ({
             (&json!("/var/task"), &json!(["app.js"]), &json!(["1"]))
         );
     }
-}
-
-/// A token unlikely to appear anywhere by chance.
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", nanos, std::process::id())
 }
 
 /// Pids of the Python zygote of `node` (its script lies in the node's data dir).

@@ -110,6 +110,7 @@ impl Fixture {
             allow_network: false,
             interpreter: None,
             aws_endpoint: false,
+            namespace: None,
         }
     }
 

@@ -204,7 +204,18 @@ impl Node {
         name: &str,
         payload: &str,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        self.send(
+        self.invoke_as(KEY, name, payload).await
+    }
+
+    /// [`Node::invoke`] with another API key (another namespace's function).
+    pub async fn invoke_as(
+        &self,
+        key: &str,
+        name: &str,
+        payload: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.send_as(
+            key,
             reqwest::Method::POST,
             &format!("/v1/functions/{name}/invoke"),
             payload.as_bytes().to_vec(),
@@ -419,4 +430,46 @@ pub fn printed_after(activations: &[Value], marker: &str) -> Vec<Value> {
         })
         .map(|e| serde_json::from_str(&e).unwrap())
         .collect()
+}
+
+/// Finds a secret in this process's memory without ever holding it: callers pass the secret
+/// shifted by one (every byte + 1), and the memory is searched shifted the same way, so the
+/// secret itself exists in the process only if it leaked there.
+pub const SCAN_PY: &str = r#"
+SHIFT = bytes.maketrans(bytes(range(256)), bytes(range(1, 256)) + b"\0")
+
+def has(shifted, data):
+    return shifted in data.translate(SHIFT)
+
+def traces(shifted):
+    """The readable mappings of this process that hold the secret."""
+    found = []
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                if has(shifted, mem.read(end - start)):
+                    found.append(line.strip())
+            except (OSError, ValueError, OverflowError):
+                pass
+    return found
+"#;
+
+/// `secret` shifted by one, for `SCAN_PY`.
+pub fn shifted(secret: &str) -> String {
+    secret.bytes().map(|b| (b + 1) as char).collect()
+}
+
+/// A token unlikely to appear anywhere by chance.
+pub fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
 }
