@@ -20,7 +20,10 @@ pub const FLUSH_WAIT: Duration = Duration::from_millis(300);
 /// Starts following the bus; the tasks end when the app is dropped.
 pub fn follow(app: &Arc<App>) -> Vec<JoinHandle<()>> {
     let signals = app.bus.subscribe();
+    let first = app.clone();
     vec![
+        // Each namespace's share of the machine, from its stored settings.
+        tokio::spawn(async move { first.apply_namespaces().await }),
         tokio::spawn(apply_signals(Arc::downgrade(app), signals)),
         tokio::spawn(resync_periodically(Arc::downgrade(app))),
     ]
@@ -57,6 +60,7 @@ async fn apply_signals(app: Weak<App>, mut signals: tokio::sync::broadcast::Rece
                 app.keys.forget();
                 app.credentials.forget_all();
             }
+            Signal::Namespace { name } => app.apply_namespace(&name).await,
             Signal::FlushRecords { nonce } => {
                 // Answer from a task: a slow flush must not hold up other signals.
                 let app = app.clone();
@@ -88,6 +92,7 @@ async fn resync(app: &App) {
         tracing::warn!("could not re-read the routes from the store: {e}");
     }
     app.keys.forget();
+    app.apply_namespaces().await;
 }
 
 impl App {

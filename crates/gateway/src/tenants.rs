@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use lambent_core::tenancy::{self, Namespace, NamespaceSettings, Role};
+use lambent_core::TenantLimits;
 use lambent_store::bus::Signal;
 use lambent_store::tenants::{ApiKey, AuditQuery};
 use serde::Deserialize;
@@ -77,6 +78,7 @@ async fn create(State(app): AppState, body: Body) -> Result<Response, ApiError> 
             ns.name
         )));
     }
+    app.namespace_changed(&ns.name).await;
     let (key, secret) = issue_key(&app, &ns.name, Role::Owner, None).await?;
     let mut view = serde_json::to_value(&ns).unwrap_or_default();
     view["owner_key"] = key_view(&key, Some(&secret));
@@ -138,6 +140,7 @@ async fn update(
     if !app.store.update_namespace(&ns).await? {
         return Err(ApiError::NamespaceNotFound(name));
     }
+    app.namespace_changed(&ns.name).await;
     Ok(Json(serde_json::to_value(&ns).unwrap_or_default()))
 }
 
@@ -206,7 +209,49 @@ impl App {
         for signal in [Signal::Keys, Signal::Mappings, Signal::Routes] {
             self.bus.publish(signal);
         }
+        self.namespace_changed(namespace).await;
         Ok(existed)
+    }
+
+    /// A namespace was created, changed or deleted here: this node applies it, and every
+    /// other node is told to.
+    async fn namespace_changed(&self, name: &str) {
+        self.apply_namespace(name).await;
+        self.bus.publish(Signal::Namespace { name: name.into() });
+    }
+
+    /// Applies namespace `name`'s stored settings to this node's sandboxes: the CPU weight
+    /// and memory cap of its cgroup, or, when it no longer exists, the removal of every
+    /// sandbox, zygote and cgroup of it here.
+    pub async fn apply_namespace(&self, name: &str) {
+        match self.store.get_namespace(name).await {
+            Ok(Some(ns)) => self.apply_limits(&ns),
+            Ok(None) => {
+                if let Err(e) = self.registry.invoker().remove_namespace(name).await {
+                    tracing::warn!("could not remove namespace '{name}''s sandboxes: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("could not read namespace '{name}': {e}"),
+        }
+    }
+
+    /// Applies every stored namespace's settings to this node's sandboxes (at start-up, and
+    /// at each resync in case a signal was lost).
+    pub async fn apply_namespaces(&self) {
+        match self.store.list_namespaces().await {
+            Ok(all) => all.iter().for_each(|ns| self.apply_limits(ns)),
+            Err(e) => tracing::warn!("could not read the namespaces: {e}"),
+        }
+    }
+
+    fn apply_limits(&self, ns: &Namespace) {
+        let limits = TenantLimits::with_memory_budget_mb(ns.settings.memory_budget_mb);
+        if self.registry.invoker().tenant_limits(&ns.name) == limits {
+            return;
+        }
+        if let Err(e) = self.registry.invoker().set_tenant_limits(&ns.name, limits) {
+            tracing::warn!("could not set namespace '{}''s limits: {e}", ns.name);
+        }
     }
 }
 

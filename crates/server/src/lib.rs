@@ -267,6 +267,11 @@ impl RunningServer {
             .set_tenant_limits(namespace, limits)
     }
 
+    /// The share of this machine namespace `namespace` has now (its settings', once applied).
+    pub fn tenant_limits(&self, namespace: &str) -> lambent_sandbox::TenantLimits {
+        self.app.registry.invoker().tenant_limits(namespace)
+    }
+
     /// The directories of namespace `namespace`'s cgroup on this node, one per hierarchy.
     pub fn tenant_cgroup_dirs(&self, namespace: &str) -> Result<Vec<PathBuf>, SandboxError> {
         self.app.registry.invoker().tenant_cgroup_dirs(namespace)

@@ -62,6 +62,15 @@ async fn last_activation(node: &Node, key: &str, function: &str) -> Value {
 }
 
 /// Every directory of a namespace's cgroup tree (the namespace's and its sandboxes').
+/// Whether process `pid` has ended (gone, or a zombie not yet reaped).
+fn gone(pid: i32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+}
+
 fn tree(dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut all = dirs.to_vec();
     for d in dirs {
@@ -188,8 +197,21 @@ async fn a_tenant_burning_cpu_at_its_concurrency_leaves_the_other_its_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_hog_at_its_namespaces_budget_is_killed_and_the_other_tenant_keeps_its_sandbox() {
     let node = two_tenants().await;
-    let budget = TenantLimits::with_memory_budget_mb(Some(256));
-    server(&node).set_tenant_limits("default", budget).unwrap();
+    // The budget is the namespace's setting, set through the API: the node applies it to
+    // the namespace's cgroup.
+    let (s, _, v) = node
+        .send_as(
+            ADMIN,
+            reqwest::Method::PATCH,
+            "/v1/namespaces/default",
+            json!({"memory_budget_mb": 256}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        server(&node).tenant_limits("default"),
+        TenantLimits::with_memory_budget_mb(Some(256))
+    );
     let (s, f) = node
         .deploy_as(
             B_KEY,
@@ -353,12 +375,7 @@ async fn removing_a_namespaces_sandboxes_leaves_no_process_and_no_cgroup() {
         assert!(!d.exists(), "{} left behind", d.display());
     }
     for pid in &pids {
-        let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            });
-        assert!(gone, "process {pid} of B still runs");
+        assert!(gone(*pid), "process {pid} of B still runs");
     }
     assert_eq!(
         processes(&server(&node).tenant_cgroup_dirs("default").unwrap()),
@@ -369,4 +386,30 @@ async fn removing_a_namespaces_sandboxes_leaves_no_process_and_no_cgroup() {
     let (s, _, v) = node.invoke_as(B_KEY, "one", "{}").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(b.iter().all(|d| d.is_dir()));
+    let pids = processes(&b);
+    assert!(!pids.is_empty());
+
+    // Deleting the namespace through the API does the same: nothing of B is left here.
+    let (s, _, v) = node
+        .send_as(
+            ADMIN,
+            reqwest::Method::DELETE,
+            &format!("/v1/namespaces/{B}?force=true"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    for d in &b {
+        assert!(
+            !d.exists(),
+            "{} left behind by the namespace's deletion",
+            d.display()
+        );
+    }
+    for pid in &pids {
+        assert!(
+            gone(*pid),
+            "process {pid} of B survived the namespace's deletion"
+        );
+    }
 }

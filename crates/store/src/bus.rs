@@ -26,6 +26,9 @@ pub enum Signal {
     Queue { namespace: String, name: String },
     /// Queues, topics or event-source mappings were created or removed.
     Mappings,
+    /// A namespace was created, had its settings changed, or was deleted: each node applies
+    /// its share of the machine (or removes its sandboxes).
+    Namespace { name: String },
     /// Asks every node to write its pending activation records (`nonce` names the request).
     FlushRecords { nonce: String },
     /// A node's answer to [`Signal::FlushRecords`].
