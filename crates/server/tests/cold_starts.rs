@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{header, node, Node};
+use common::{header, node, Node, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -80,7 +80,7 @@ enum Import {
 }
 
 async fn metrics(node: &Node) -> String {
-    let (status, _, text) = node.send(Method::GET, "/metrics", vec![]).await;
+    let (status, _, text) = node.send_as(ADMIN, Method::GET, "/metrics", vec![]).await;
     assert_eq!(status, StatusCode::OK);
     text.as_str().unwrap().to_string()
 }

@@ -291,7 +291,7 @@ async fn the_memory_budget_evicts_lru_idle_sandboxes_then_throttles() {
         "{v}"
     );
     let (used, budget) = {
-        let (_, _, m) = node.send(Method::GET, "/metrics", vec![]).await;
+        let (_, _, m) = node.send_as(ADMIN, Method::GET, "/metrics", vec![]).await;
         let text = m.as_str().unwrap().to_string();
         let value = |name: &str| {
             text.lines()
@@ -357,7 +357,7 @@ async fn usage_adds_up_to_the_activation_records_and_metrics_count_them() {
         "a sleeping python needs far less: {advice}"
     );
 
-    let (status, _, text) = node.send(Method::GET, "/metrics", vec![]).await;
+    let (status, _, text) = node.send_as(ADMIN, Method::GET, "/metrics", vec![]).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
     assert!(text.contains(r#"lambent_invocations_total{namespace="default",function="metered",status="success"} 3"#), "{text}");

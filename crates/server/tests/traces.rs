@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{eventually, node_with, with_sdks, Node, KEY};
+use common::{eventually, node_with, with_sdks, Node, ADMIN, KEY};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -412,7 +412,7 @@ async fn a_route_a_boto3_call_and_an_async_hop_make_one_exported_trace() {
         let list = node.activations_of(function).await;
         assert_eq!(list[0]["trace_id"], TRACE, "{function}");
     }
-    let metrics = node.send(Method::GET, "/metrics", vec![]).await.2;
+    let metrics = node.send_as(ADMIN, Method::GET, "/metrics", vec![]).await.2;
     let text = metrics.as_str().unwrap();
     assert!(
         text.contains("lambent_trace_spans_dropped_total 0"),
