@@ -801,6 +801,25 @@ impl Cgroups {
         }
     }
 
+    /// The directory name sandbox `id` gets under `hierarchy`: `id`, unless a directory of
+    /// that name is there and does not empty within [`STALE_TIMEOUT`] (an earlier attempt to
+    /// start this sandbox whose processes are still exiting, or a crashed server's): then
+    /// `id-2`, `id-3`… (the leftover goes with its namespace's tree or at the next start).
+    fn free_name(&self, hierarchy: &Hierarchy, id: &str) -> String {
+        let mut name = id.to_string();
+        for n in 2.. {
+            let taken = hierarchy.parents().into_iter().any(|parent| {
+                let dir = parent.join(&name);
+                self.fs.exists(&dir) && remove_dir(self.fs.as_ref(), &dir, STALE_TIMEOUT).is_err()
+            });
+            if !taken || n > 64 {
+                break;
+            }
+            name = format!("{id}-{n}");
+        }
+        name
+    }
+
     fn create_in(
         &self,
         hierarchy: &Hierarchy,
@@ -808,6 +827,8 @@ impl Cgroups {
         limits: Limits,
     ) -> Result<SandboxCgroup, SandboxError> {
         let fs = Arc::clone(&self.fs);
+        let name = self.free_name(hierarchy, id);
+        let id = name.as_str();
         match hierarchy {
             Hierarchy::V1 {
                 memory,
@@ -1327,26 +1348,36 @@ impl SandboxCgroup {
     }
 }
 
+/// How long a sandbox's start waits for a cgroup directory of the same name to empty.
+const STALE_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Removes cgroup directory `dir` (gone already counts), retrying for up to `timeout` while
+/// exiting tasks linger in it.
+fn remove_dir(fs: &dyn CgroupFs, dir: &Path, timeout: Duration) -> io::Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match fs.rmdir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if start.elapsed() >= timeout => return Err(e),
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 impl Drop for SandboxCgroup {
     fn drop(&mut self) {
         self.peak = None;
         self.events = None;
         let start = Instant::now();
         for dir in self.dirs.iter().rev() {
-            let mut pause = Duration::from_micros(100);
-            loop {
-                match self.fs.rmdir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if start.elapsed() > REMOVE_TIMEOUT => {
-                        tracing::warn!("could not remove cgroup {}: {e}", dir.display());
-                        break;
-                    }
-                    Err(_) => {
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_millis(20));
-                    }
-                }
+            let left = REMOVE_TIMEOUT.saturating_sub(start.elapsed());
+            if let Err(e) = remove_dir(self.fs.as_ref(), dir, left) {
+                tracing::warn!("could not remove cgroup {}: {e}", dir.display());
             }
         }
     }
