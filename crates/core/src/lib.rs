@@ -10,7 +10,6 @@ pub mod metering;
 pub mod route;
 pub mod runtime;
 pub mod tenancy;
-pub mod tenant;
 pub mod trace;
 
 pub use activation::{Activation, ActivationStatus, Birth, ColdReason, InitBreakdown};
@@ -18,8 +17,8 @@ pub use async_invoke::{AsyncConfig, AsyncSpec, Destination};
 pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
 pub use route::{Route, RouteSpec, RouteTarget};
 pub use runtime::{Runtime, RuntimeKind};
+pub use tenancy::limits::TenantLimits;
 pub use tenancy::{Access, NamespaceSettings, Role};
-pub use tenant::TenantLimits;
 pub use trace::{ActivationTrace, Hop, HttpTrigger, SpanId, TraceContext, TraceId, TraceOrigin};
 
 /// The namespace every single-tenant installation starts with.

@@ -1,5 +1,8 @@
 //! Tenants: namespaces with their settings, the roles a key of a namespace carries, and what
-//! each role may do. Pure rules; where they are enforced is the gateway's access table.
+//! each role may do (pure rules; where they are enforced is the gateway's access table), and
+//! each namespace's share of the machine ([`limits`]).
+
+pub mod limits;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

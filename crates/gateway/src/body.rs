@@ -38,6 +38,15 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))
 }
 
+/// Parses a JSON body into `T`; an empty (or all-whitespace) body is `T::default()`.
+pub fn json_or_default<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        json(bytes)
+    }
+}
+
 /// Checks that a body is one JSON value, without building it.
 pub fn check_json(bytes: &[u8]) -> Result<(), ApiError> {
     json::<serde::de::IgnoredAny>(bytes).map(|_| ())

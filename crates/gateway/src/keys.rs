@@ -65,11 +65,7 @@ async fn create_key(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let bytes = crate::body::read(body, 64 * 1024, "the key").await?;
-    let req: CreateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
-        CreateKey::default()
-    } else {
-        crate::body::json(&bytes)?
-    };
+    let req: CreateKey = crate::body::json_or_default(&bytes)?;
     let role = crate::namespace_role(req.role.as_deref())?;
     let key = generate_access_key(&ns, role, crate::expiry(req.expires_in_s)?);
     app.store.put_access_key(&key).await?;

@@ -173,11 +173,7 @@ async fn receive(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let bytes = body::read(body, MAX_SYNC_PAYLOAD, "the request").await?;
-    let req: ReceiveBody = if bytes.iter().all(u8::is_ascii_whitespace) {
-        ReceiveBody::default()
-    } else {
-        body::json(&bytes)?
-    };
+    let req: ReceiveBody = body::json_or_default(&bytes)?;
     let messages = app
         .queues
         .receive(
@@ -256,11 +252,7 @@ async fn redrive(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let bytes = body::read(body, MAX_SYNC_PAYLOAD, "the request").await?;
-    let RedriveBody { destination } = if bytes.iter().all(u8::is_ascii_whitespace) {
-        RedriveBody::default()
-    } else {
-        body::json(&bytes)?
-    };
+    let RedriveBody { destination } = body::json_or_default(&bytes)?;
     let (destination, moved) = app
         .queues
         .redrive(&ns, &name, destination.as_deref())

@@ -255,7 +255,7 @@ impl App {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
     role: Option<String>,
@@ -322,14 +322,7 @@ async fn create_key(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = body::read(body, MAX_BODY, "the key").await?;
-    let req: CreateKey = if bytes.iter().all(u8::is_ascii_whitespace) {
-        CreateKey {
-            role: None,
-            expires_in_s: None,
-        }
-    } else {
-        body::json(&bytes)?
-    };
+    let req: CreateKey = body::json_or_default(&bytes)?;
     let role = namespace_role(req.role.as_deref())?;
     let expires_ms = expiry(req.expires_in_s)?;
     let (key, secret) = issue_key(&app, &who.namespace, role, expires_ms).await?;
@@ -367,7 +360,7 @@ async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Rotate {
     /// Seconds the old secret keeps working (default 0: it stops now).
@@ -384,11 +377,7 @@ async fn rotate_key(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let bytes = body::read(body, MAX_BODY, "the rotation").await?;
-    let req: Rotate = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Rotate { grace_s: 0 }
-    } else {
-        body::json(&bytes)?
-    };
+    let req: Rotate = body::json_or_default(&bytes)?;
     let current = app
         .store
         .list_api_keys(&who.namespace)
