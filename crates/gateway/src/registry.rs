@@ -215,7 +215,7 @@ impl Registry {
         }
         if let Some(reserved) = config.reserved_concurrency {
             let others = self.invoker.reserved_total(namespace, name.as_str());
-            let limit = self.invoker.namespace_concurrency();
+            let limit = self.invoker.namespace_concurrency(namespace);
             if others + reserved > limit {
                 return Err(ApiError::Conflict(format!(
                     "reserved concurrency {reserved} does not fit: the namespace's limit is {limit} and other functions reserve {others}"

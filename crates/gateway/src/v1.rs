@@ -218,10 +218,7 @@ async fn invoke(
         ActivationStatus::PlatformError => Some(ApiError::Internal(
             result.activation.error_message.clone().unwrap_or_default(),
         )),
-        ActivationStatus::Throttled => Some(ApiError::Throttled(
-            result.activation.error_message.clone().unwrap_or_default(),
-        )),
-        _ => None,
+        _ => ApiError::of_refused(&result.activation),
     };
     let status = refusal.as_ref().map_or(StatusCode::OK, ApiError::status);
     app.answered(&mut result, status.as_u16());
