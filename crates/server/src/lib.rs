@@ -786,6 +786,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         .await?;
     let mut background = lambent_gateway::follow::follow(&app);
     background.push(pruning);
+    background.push(app.registry.quotas.start(app.prices));
 
     let (stop, stopped) = oneshot::channel::<()>();
 
