@@ -140,6 +140,7 @@ impl ApiError {
                 QueueErrorKind::NotFound => StatusCode::NOT_FOUND,
                 QueueErrorKind::Conflict => StatusCode::CONFLICT,
                 QueueErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                QueueErrorKind::Quota => StatusCode::FORBIDDEN,
                 QueueErrorKind::Platform => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,

@@ -19,7 +19,7 @@ use crate::ApiError;
 use lambent_core::metering::Prices;
 use lambent_core::tenancy::NamespaceSettings;
 use lambent_store::rollups::RollupQuery;
-use lambent_store::tenants::StorageUse;
+use lambent_store::tenants::{QuotaError, StorageQuota, StorageUse};
 use lambent_store::Store;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -289,6 +289,20 @@ impl Quotas {
     /// What `namespace` stores now, read from the store.
     pub async fn storage_use(&self, namespace: &str) -> Result<StorageUse, ApiError> {
         Ok(self.store.storage_use(namespace).await?)
+    }
+}
+
+/// The storage quota the object, table and queue engines ask before a write.
+#[async_trait::async_trait]
+impl StorageQuota for Quotas {
+    async fn reserve(&self, namespace: &str, bytes: u64) -> Result<(), QuotaError> {
+        match self.reserve_storage(namespace, bytes).await {
+            Ok(()) => Ok(()),
+            Err(ApiError::QuotaExceeded(q)) => Err(QuotaError::Exceeded(q.to_string())),
+            Err(e) => Err(QuotaError::Store(lambent_store::StoreError::Database(
+                e.to_string(),
+            ))),
+        }
     }
 }
 

@@ -105,6 +105,41 @@ impl StorageUse {
     }
 }
 
+/// Why a write may not store its bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    /// The namespace's storage quota would be exceeded (the message says by what).
+    #[error("{0}")]
+    Exceeded(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Takes bytes of a namespace's storage quota before a write stores them: the object, table
+/// and queue engines ask it, and refuse the write (storing nothing) when it refuses.
+#[async_trait]
+pub trait StorageQuota: Send + Sync + 'static {
+    async fn reserve(&self, namespace: &str, bytes: u64) -> Result<(), QuotaError>;
+}
+
+/// Where an engine keeps the [`StorageQuota`] it is given (none: no quota).
+#[derive(Default)]
+pub struct QuotaSlot(std::sync::OnceLock<std::sync::Arc<dyn StorageQuota>>);
+
+impl QuotaSlot {
+    /// Sets the quota (once; later calls are ignored).
+    pub fn set(&self, quota: std::sync::Arc<dyn StorageQuota>) {
+        let _ = self.0.set(quota);
+    }
+
+    pub async fn reserve(&self, namespace: &str, bytes: u64) -> Result<(), QuotaError> {
+        match self.0.get() {
+            Some(q) => q.reserve(namespace, bytes).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// [`StorageUse`] of namespace `$1`, one row of four sums (SQLite and PostgreSQL alike: each
 /// sum reads the namespace's rows through an index on the namespace, its buckets or tables).
 pub const STORAGE_USE: &str = "SELECT \
