@@ -311,7 +311,12 @@ pub async fn dispatch_text(
 
 /// The operations that may store more bytes: each counts its request's length against the
 /// namespace's storage quota (an upper bound of what its items add).
-const GROWING_WRITES: [&str; 4] = ["PutItem", "UpdateItem", "BatchWriteItem", "TransactWriteItems"];
+const GROWING_WRITES: [&str; 4] = [
+    "PutItem",
+    "UpdateItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+];
 
 /// Runs one DynamoDB Streams operation on a decoded body.
 pub async fn dispatch_streams(

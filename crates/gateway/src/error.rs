@@ -5,9 +5,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lambent_core::route::RouteError;
 use lambent_core::ValidationError;
+use lambent_invoker::Throttle;
 use lambent_queues::ErrorKind as QueueErrorKind;
 use lambent_store::package::PackageError;
-use lambent_invoker::Throttle;
 use lambent_store::StoreError;
 
 /// Which quota of a namespace a write or create would exceed.
@@ -43,7 +43,6 @@ pub struct QuotaExceeded {
     /// `, N more asked`, or nothing.
     pub wanted: String,
 }
-
 
 /// A refused or failed API call. Client faults first, then the platform's.
 #[derive(Debug, thiserror::Error)]
@@ -270,7 +269,10 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let mut response = (self.status(), axum::Json(serde_json::json!({ "error": error })))
+        let mut response = (
+            self.status(),
+            axum::Json(serde_json::json!({ "error": error })),
+        )
             .into_response();
         if matches!(self, ApiError::Throttled(_)) {
             response

@@ -228,7 +228,9 @@ impl App {
             Ok(Some(ns)) => self.apply_limits(&ns),
             Ok(None) => {
                 self.registry.quotas.set(name, None);
-                self.registry.invoker().set_namespace_concurrency(name, None);
+                self.registry
+                    .invoker()
+                    .set_namespace_concurrency(name, None);
                 if let Err(e) = self.registry.invoker().remove_namespace(name).await {
                     tracing::warn!("could not remove namespace '{name}''s sandboxes: {e}");
                 }

@@ -891,7 +891,13 @@ impl Inner {
     /// The answer to an invocation a limit refused: a 429 for the caller, and a record.
     fn throttled(&self, record: Activation, throttle: Throttle, spill: bool) -> InvokeResult {
         let label = throttle.label();
-        self.refused(record, "Lambent.Throttled", throttle.to_string(), label, spill)
+        self.refused(
+            record,
+            "Lambent.Throttled",
+            throttle.to_string(),
+            label,
+            spill,
+        )
     }
 
     /// An invocation that does not run: a throttle (`Lambent.Throttled`) or a refusal of the

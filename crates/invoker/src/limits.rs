@@ -331,7 +331,10 @@ mod tests {
             "namespace small is at its concurrency limit of 1 (namespace concurrency)"
         );
         let others: Vec<_> = (0..5).map(|_| a.admit("big", "f").unwrap()).collect();
-        assert!(a.admit("big", "f").is_err(), "the default applies elsewhere");
+        assert!(
+            a.admit("big", "f").is_err(),
+            "the default applies elsewhere"
+        );
         a.set_namespace_limit("small", None);
         assert!(a.admit("small", "g").is_ok(), "unset: the default again");
         drop((held, others));

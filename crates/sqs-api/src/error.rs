@@ -170,6 +170,9 @@ pub enum SnsError {
     InvalidBatchEntryId,
     #[error("The action {0} is not valid for this endpoint.")]
     InvalidAction(String),
+    /// A delivery to a queue would exceed the namespace's storage quota: nothing was sent.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -189,6 +192,7 @@ impl SnsError {
             }
             SnsError::InvalidBatchEntryId => ("InvalidBatchEntryId", StatusCode::BAD_REQUEST),
             SnsError::InvalidAction(_) => ("InvalidAction", StatusCode::BAD_REQUEST),
+            SnsError::QuotaExceeded(_) => ("QuotaExceeded", StatusCode::FORBIDDEN),
             SnsError::Internal(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -207,6 +211,7 @@ impl From<QueueError> for SnsError {
             QueueError::FunctionNotFound(f) => {
                 SnsError::NotFound(format!("Endpoint function '{f}' does not exist"))
             }
+            QueueError::QuotaExceeded(m) => SnsError::QuotaExceeded(m),
             QueueError::Store(_) => {
                 tracing::error!("queue store failure: {e}");
                 SnsError::Internal(e.to_string())

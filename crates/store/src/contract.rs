@@ -1045,7 +1045,10 @@ pub async fn storage_use_counts_objects_parts_items_and_message_bytes_per_namesp
     let empty = store.storage_use("q-a").await.unwrap();
     assert_eq!((empty, empty.total()), (StorageUse::default(), 0));
     for ns in ["q-a", "q-b"] {
-        store.create_bucket(&bucket(ns, &format!("{ns}-b"))).await.unwrap();
+        store
+            .create_bucket(&bucket(ns, &format!("{ns}-b")))
+            .await
+            .unwrap();
         let mut q = queue("q", None);
         q.namespace = ns.into();
         store.create_queue(&q).await.unwrap();
@@ -1087,16 +1090,17 @@ pub async fn storage_use_counts_objects_parts_items_and_message_bytes_per_namesp
     let mut m = message("q-m1", 0);
     m.body = "é".repeat(10); // 20 bytes of UTF-8
     store.send("q-a", "q", &[m]).await.unwrap();
-    store
-        .send("q-b", "q", &[message("q-m2", 0)])
-        .await
-        .unwrap();
+    store.send("q-b", "q", &[message("q-m2", 0)]).await.unwrap();
     let t = table("q-a", "t", false);
     let p = Av::S("p".into());
     write(
         &*store,
         item_key(&t, key(&p, None)),
-        Change::Put(new_item(r#"{"p":{"S":"p"},"v":{"S":"0123456789"}}"#, &p, vec![])),
+        Change::Put(new_item(
+            r#"{"p":{"S":"p"},"v":{"S":"0123456789"}}"#,
+            &p,
+            vec![],
+        )),
     )
     .await;
     let used = store.storage_use("q-a").await.unwrap();
