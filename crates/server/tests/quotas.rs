@@ -62,7 +62,7 @@ fn object_files(node: &Node) -> usize {
 }
 
 fn sleepy() -> Value {
-    json!({"runtime": "python", "handler": "app.handler", "timeout_s": 30})
+    json!({"runtime": "python", "handler": "app.handler", "timeout": 30})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -255,7 +255,7 @@ async fn each_quota_is_reached_and_answered_with_its_error() {
     );
 
     // A soft budget (the `default` namespace's) only warns.
-    let (s, _, v) = node
+    let (s, v) = node
         .deploy("soft", sleepy(), &[("app.py", SLEEPY_PY)])
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
