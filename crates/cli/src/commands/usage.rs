@@ -39,7 +39,7 @@ fn groupings() -> impl clap::builder::TypedValueParser<Value = Grouping> {
 pub fn run(ctx: &Ctx, args: UsageArgs) -> Result<ExitCode> {
     let since_ms = duration::ago_ms(args.since, now_ms());
     if args.by == Grouping::Namespace {
-        let bills = ctx.client()?.bills(Some(since_ms))?;
+        let bills = ctx.operator_client()?.bills(Some(since_ms))?;
         match ctx.json() {
             true => output::print_raw_json(&bills.raw),
             false => print_bills(&bills.rows),
