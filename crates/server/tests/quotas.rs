@@ -121,14 +121,21 @@ async fn each_quota_is_reached_and_answered_with_its_error() {
     let holder = {
         let (node_url, owner) = (node.url("/v1/functions/sleepy/invoke"), owner.clone());
         let http = node.http.clone();
+        // Until it holds the slot (a probe below may hold it for a moment first).
         tokio::spawn(async move {
-            http.post(node_url)
-                .bearer_auth(owner)
-                .body(r#"{"ms": 2500}"#)
-                .send()
-                .await
-                .unwrap()
-                .status()
+            loop {
+                let status = http
+                    .post(&node_url)
+                    .bearer_auth(&owner)
+                    .body(r#"{"ms": 2500}"#)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                if status != StatusCode::TOO_MANY_REQUESTS {
+                    return status;
+                }
+            }
         })
     };
     let refused = eventually(10, "a 429 while sleepy holds the slot", || async {
@@ -178,6 +185,7 @@ async fn each_quota_is_reached_and_answered_with_its_error() {
     .await;
 
     // Storage (S3, DynamoDB, SQS) and the function count over the Lambda API, with boto3.
+    // The embedded node's object data is on its disk (a cluster's is in NATS).
     let files_before = object_files(&node);
     let venv = venv.await.unwrap();
     let out = run_aws_client(
@@ -189,11 +197,13 @@ async fn each_quota_is_reached_and_answered_with_its_error() {
         &[],
     );
     assert!(out.contains("storage ok"), "{out}");
-    assert_eq!(
-        object_files(&node),
-        files_before + 1,
-        "only the object that fit is stored: no orphan data of the refused writes"
-    );
+    if node.cluster.is_none() {
+        assert_eq!(
+            object_files(&node),
+            files_before + 1,
+            "only the object that fit is stored: no orphan data of the refused writes"
+        );
+    }
     // Over /v1 too: a queue message that does not fit.
     ok(
         &node,
