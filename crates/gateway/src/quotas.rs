@@ -240,21 +240,48 @@ impl Quotas {
         .into())
     }
 
-    /// Takes `bytes` more of a namespace's storage quota for a write about to happen, or
-    /// refuses the write (before anything of it is stored).
-    pub async fn reserve_storage(&self, namespace: &str, bytes: u64) -> Result<(), ApiError> {
+    /// What `namespace` stores now, read from the store.
+    pub async fn storage_use(&self, namespace: &str) -> Result<StorageUse, ApiError> {
+        Ok(self.store.storage_use(namespace).await?)
+    }
+}
+
+/// The storage quota the object, table and queue engines ask before a write: takes `bytes`
+/// more of the namespace's quota for a write about to happen, or refuses the write (before
+/// anything of it is stored).
+#[async_trait::async_trait]
+impl StorageQuota for Quotas {
+    async fn reserve(&self, namespace: &str, bytes: u64) -> Result<(), QuotaError> {
         let Some(quota) = self
             .settings_of(namespace)
             .and_then(|s| s.storage_quota_bytes)
         else {
             return Ok(());
         };
-        let fresh = self
-            .stored
-            .lock()
-            .get(namespace)
-            .is_some_and(|s| s.at.elapsed() < REFRESH);
-        if !fresh {
+        loop {
+            if let Some(s) = self
+                .stored
+                .lock()
+                .get_mut(namespace)
+                .filter(|s| s.at.elapsed() < REFRESH)
+            {
+                let used = s.read.total() + s.accepted;
+                if used.saturating_add(bytes) > quota {
+                    let refused = QuotaExceeded {
+                        namespace: namespace.into(),
+                        quota: Quota::Storage,
+                        what: "storage",
+                        limit: quota,
+                        used,
+                        unit: " bytes",
+                        wanted: format!(", {bytes} more asked"),
+                    };
+                    return Err(QuotaError::Exceeded(refused.to_string()));
+                }
+                s.accepted += bytes;
+                return Ok(());
+            }
+            // Not read in the last second (or dropped by a settings change): read it again.
             let read = self.store.storage_use(namespace).await?;
             self.stored.lock().insert(
                 namespace.to_string(),
@@ -264,44 +291,6 @@ impl Quotas {
                     accepted: 0,
                 },
             );
-        }
-        let mut stored = self.stored.lock();
-        let Some(s) = stored.get_mut(namespace) else {
-            return Ok(());
-        };
-        let used = s.read.total() + s.accepted;
-        if used.saturating_add(bytes) > quota {
-            return Err(QuotaExceeded {
-                namespace: namespace.into(),
-                quota: Quota::Storage,
-                what: "storage",
-                limit: quota,
-                used,
-                unit: " bytes",
-                wanted: format!(", {bytes} more asked"),
-            }
-            .into());
-        }
-        s.accepted += bytes;
-        Ok(())
-    }
-
-    /// What `namespace` stores now, read from the store.
-    pub async fn storage_use(&self, namespace: &str) -> Result<StorageUse, ApiError> {
-        Ok(self.store.storage_use(namespace).await?)
-    }
-}
-
-/// The storage quota the object, table and queue engines ask before a write.
-#[async_trait::async_trait]
-impl StorageQuota for Quotas {
-    async fn reserve(&self, namespace: &str, bytes: u64) -> Result<(), QuotaError> {
-        match self.reserve_storage(namespace, bytes).await {
-            Ok(()) => Ok(()),
-            Err(ApiError::QuotaExceeded(q)) => Err(QuotaError::Exceeded(q.to_string())),
-            Err(e) => Err(QuotaError::Store(lambent_store::StoreError::Database(
-                e.to_string(),
-            ))),
         }
     }
 }
