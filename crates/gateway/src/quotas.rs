@@ -110,6 +110,10 @@ impl Quotas {
 
     /// A namespace's settings changed (`None`: it is gone).
     pub fn set(&self, namespace: &str, settings: Option<&NamespaceSettings>) {
+        if self.settings.read().get(namespace) == settings {
+            // A resync's re-application: what this node counted stays.
+            return;
+        }
         let mut all = self.settings.write();
         match settings {
             Some(s) => all.insert(namespace.to_string(), s.clone()),

@@ -3,7 +3,7 @@
 //! documented error, and nothing half-done afterwards: the concurrency limit (a `429` naming
 //! `namespace_concurrency`; an async invocation over it waits and runs), the function count
 //! and the storage quota (`QuotaExceeded`), a hard budget (`402 BudgetExhausted`, queued
-//! invocations wait) and a soft one (a warning in `/v1/usage`, a gauge in `/metrics`), and the
+//! routes and AWS Invoke too) and a soft one (a warning in `/v1/usage`, a gauge in `/metrics`), and the
 //! operator's bills (`/v1/usage?by=namespace`, refused to a namespace's key).
 
 mod common;
@@ -340,6 +340,25 @@ async fn each_quota_is_reached_and_answered_with_its_error() {
     assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{v}");
     let usage = ok(&node, &owner, Method::GET, "/v1/usage", Value::Null).await;
     assert_eq!(usage["budget"]["exhausted"], true, "{usage}");
+    ok(
+        &node,
+        &owner,
+        Method::POST,
+        "/v1/routes",
+        json!({"method": "GET", "path": "/team-q/quick", "function": "quick"}),
+    )
+    .await;
+    let r = node
+        .http
+        .get(node.url("/team-q/quick"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::PAYMENT_REQUIRED,
+        "a route's invocation too"
+    );
     let out = run_aws_client(
         &venv.join("bin/python"),
         &["quotas.py", "budget"],
