@@ -2,9 +2,10 @@
 //! (`/v1`, and boto3 for the AWS APIs: `tests/aws/quotas.py`), each answered with its
 //! documented error, and nothing half-done afterwards: the concurrency limit (a `429` naming
 //! `namespace_concurrency`; an async invocation over it waits and runs), the function count
-//! and the storage quota (`QuotaExceeded`), a hard budget (`402 BudgetExhausted`, queued
-//! routes and AWS Invoke too) and a soft one (a warning in `/v1/usage`, a gauge in `/metrics`), and the
-//! operator's bills (`/v1/usage?by=namespace`, refused to a namespace's key).
+//! and the storage quota (`QuotaExceeded`), a hard budget (`402 BudgetExhausted` for sync,
+//! async, route and AWS Invoke invocations) and a soft one (a warning in `/v1/usage`, a gauge
+//! in `/metrics`), and the operator's bills (`/v1/usage?by=namespace`, refused to a
+//! namespace's key).
 
 mod common;
 
