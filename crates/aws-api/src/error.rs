@@ -36,6 +36,12 @@ pub enum AwsError {
     /// The key's role may not do this action.
     #[error("{0}")]
     AccessDenied(String),
+    /// A quota of the namespace would be exceeded (`max_functions`): nothing was created.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The namespace's hard monthly budget is spent.
+    #[error("{0}")]
+    BudgetExhausted(String),
     #[error("{0}")]
     Service(String),
 }
@@ -57,7 +63,8 @@ impl AwsError {
             AwsError::Signature(_) => StatusCode::FORBIDDEN,
             AwsError::Credentials(CredentialError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             AwsError::Credentials(_) => StatusCode::FORBIDDEN,
-            AwsError::AccessDenied(_) => StatusCode::FORBIDDEN,
+            AwsError::AccessDenied(_) | AwsError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
+            AwsError::BudgetExhausted(_) => StatusCode::PAYMENT_REQUIRED,
             AwsError::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +94,8 @@ impl AwsError {
                 _ => "UnrecognizedClientException",
             },
             AwsError::AccessDenied(_) => "AccessDeniedException",
+            AwsError::QuotaExceeded(_) => "QuotaExceeded",
+            AwsError::BudgetExhausted(_) => "BudgetExhausted",
             AwsError::Service(_) => "ServiceException",
         }
     }
@@ -122,6 +131,8 @@ impl From<ApiError> for AwsError {
             },
             ApiError::Internal(_) => AwsError::Service(message),
             ApiError::Forbidden(_) => AwsError::AccessDenied(message),
+            ApiError::QuotaExceeded(_) => AwsError::QuotaExceeded(message),
+            ApiError::BudgetExhausted(_) => AwsError::BudgetExhausted(message),
             // Errors of Lambent's other surfaces (routes, queues, schedules), by their status.
             other => match other.status().as_u16() {
                 404 => AwsError::ResourceNotFound(message),

@@ -115,6 +115,7 @@ async fn invoke(
             // Durable before the 202: Lambent's async queue (retries, dead letters). The event
             // runs the function's current code ($LATEST) whatever the qualifier.
             let function = &resolved.deployment.function;
+            api.app.registry.quotas.check_budget(&function.namespace)?;
             let id = api
                 .app
                 .events
@@ -144,9 +145,14 @@ async fn invoke(
             let message = a.error_message.clone().unwrap_or_default();
             match a.status {
                 ActivationStatus::Throttled => {
-                    return Err(AwsError::TooManyRequests {
-                        reason: crate::error::throttle_reason(&message),
-                        message: format!("Rate Exceeded: {message}"),
+                    return Err(match lambent_gateway::ApiError::of_refused(a) {
+                        Some(budget @ lambent_gateway::ApiError::BudgetExhausted(_)) => {
+                            budget.into()
+                        }
+                        _ => AwsError::TooManyRequests {
+                            reason: crate::error::throttle_reason(&message),
+                            message: format!("Rate Exceeded: {message}"),
+                        },
                     })
                 }
                 ActivationStatus::PlatformError => return Err(AwsError::Service(message)),

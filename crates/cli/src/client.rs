@@ -334,6 +334,42 @@ pub struct Usage {
     pub rightsizing: Vec<Advice>,
     #[serde(default)]
     pub prices: Prices,
+    /// The namespace's monthly budget and this month's spend, when it has one.
+    #[serde(default)]
+    pub budget: Option<BudgetView>,
+}
+
+/// A namespace's monthly budget, as `/v1/usage` shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BudgetView {
+    pub monthly_usd: f64,
+    pub spent_usd: f64,
+    pub hard: bool,
+    #[serde(default)]
+    pub exhausted: bool,
+    #[serde(default)]
+    pub warning: Option<String>,
+}
+
+/// `GET /v1/usage?by=namespace` (the operator's): one bill per namespace.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Bills {
+    pub rows: Vec<Bill>,
+}
+
+/// One namespace's bill.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Bill {
+    pub namespace: String,
+    pub invocations: u64,
+    pub gb_seconds: f64,
+    pub cost: f64,
+    pub storage_bytes: u64,
+    pub storage_quota_bytes: Option<u64>,
+    pub functions: u64,
+    pub max_functions: Option<u64>,
+    #[serde(default)]
+    pub budget: Option<BudgetView>,
 }
 
 /// What an invocation returned. A function's failure is not an API failure: it is reported in
@@ -570,6 +606,16 @@ impl Client {
         }
         if let Some(f) = &filter.function {
             query.push(("function", f.clone()));
+        }
+        let url = self.endpoint(&format!("/v1/usage{}", query_string(&query)));
+        self.json(&url, self.http.get(&url))
+    }
+
+    /// `GET /v1/usage?by=namespace` (the operator's bills).
+    pub fn bills(&self, since_ms: Option<u64>) -> Result<Json<Bills>, ClientError> {
+        let mut query: Vec<(&str, String)> = vec![("by", "namespace".into())];
+        if let Some(t) = since_ms {
+            query.push(("since_ms", t.to_string()));
         }
         let url = self.endpoint(&format!("/v1/usage{}", query_string(&query)));
         self.json(&url, self.http.get(&url))

@@ -309,6 +309,15 @@ pub async fn dispatch_text(
     }
 }
 
+/// The operations that may store more bytes: each counts its request's length against the
+/// namespace's storage quota (an upper bound of what its items add).
+const GROWING_WRITES: [&str; 4] = [
+    "PutItem",
+    "UpdateItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+];
+
 /// Runs one DynamoDB Streams operation on a decoded body.
 pub async fn dispatch_streams(
     tables: &Tables,
@@ -337,6 +346,9 @@ pub async fn dispatch(
     body: &[u8],
 ) -> Result<Value, TableError> {
     refuse_legacy(body)?;
+    if GROWING_WRITES.contains(&operation) {
+        tables.reserve_storage(ns, body.len() as u64).await?;
+    }
     match operation {
         "CreateTable" => tables.create_table(ns, decode(body)?).await,
         "DescribeTable" => tables.describe_table(ns, &table_name(body)?).await,

@@ -37,6 +37,8 @@ const TOKEN_TTL: Duration = Duration::from_secs(600);
 /// The tables of every namespace.
 pub struct Tables {
     store: Arc<dyn TableStore>,
+    /// The namespaces' storage quota, which item writes count against.
+    quota: lambent_store::tenants::QuotaSlot,
     region: String,
     /// Per table id: the definition text a schema was made from, and the schema.
     schemas: Mutex<HashMap<String, (String, Arc<Schema>)>>,
@@ -393,10 +395,24 @@ impl Tables {
     pub fn new(store: Arc<dyn TableStore>, region: String) -> Tables {
         Tables {
             store,
+            quota: Default::default(),
             region,
             schemas: Mutex::default(),
             key_tables: Mutex::default(),
         }
+    }
+
+    /// Makes item writes count against their namespace's storage quota.
+    pub fn set_storage_quota(&self, quota: Arc<dyn lambent_store::tenants::StorageQuota>) {
+        self.quota.set(quota);
+    }
+
+    /// Takes `bytes` of `ns`'s storage quota before a write, or refuses it.
+    pub(crate) async fn reserve_storage(&self, ns: &str, bytes: u64) -> Result<(), TableError> {
+        self.quota.reserve(ns, bytes).await.map_err(|e| match e {
+            lambent_store::tenants::QuotaError::Exceeded(m) => TableError::QuotaExceeded(m),
+            lambent_store::tenants::QuotaError::Store(s) => TableError::Internal(s.to_string()),
+        })
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn TableStore> {

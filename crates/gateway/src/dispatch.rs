@@ -33,7 +33,7 @@ impl App {
             let (node, address) = match hop {
                 Hop::Local => {
                     let result = self.registry.invoker().invoke(dep, req.clone()).await;
-                    if result.activation.status == ActivationStatus::Throttled && i < last {
+                    if spills(&result.activation) && i < last {
                         self.cluster.saturated(
                             self.cluster.node_id(),
                             &f.namespace,
@@ -60,7 +60,7 @@ impl App {
                 .await
             {
                 Ok(result) => {
-                    if result.activation.status == ActivationStatus::Throttled && i < last {
+                    if spills(&result.activation) && i < last {
                         self.cluster.saturated(&node, &f.namespace, f.name.as_str());
                         continue;
                     }
@@ -92,6 +92,13 @@ impl App {
         }
         self.registry.invoker().record(record);
     }
+}
+
+/// Whether a refused invocation may be tried on the next node: a throttle may; a spent
+/// budget is the same everywhere.
+fn spills(a: &lambent_core::Activation) -> bool {
+    a.status == ActivationStatus::Throttled
+        && a.error_type.as_deref() != Some(lambent_invoker::BUDGET_EXHAUSTED)
 }
 
 /// `GET /v1/cluster/link` (an HTTP/1.1 upgrade to `lambent-link/1`, with the cluster's

@@ -5,9 +5,44 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lambent_core::route::RouteError;
 use lambent_core::ValidationError;
+use lambent_invoker::Throttle;
 use lambent_queues::ErrorKind as QueueErrorKind;
 use lambent_store::package::PackageError;
 use lambent_store::StoreError;
+
+/// Which quota of a namespace a write or create would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// `max_functions`.
+    MaxFunctions,
+    /// `storage_quota_bytes`.
+    Storage,
+}
+
+impl Quota {
+    /// The quota's name: its setting.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quota::MaxFunctions => "max_functions",
+            Quota::Storage => "storage_quota_bytes",
+        }
+    }
+}
+
+/// A namespace's quota would be exceeded: the message names the quota, its value and what is
+/// used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("namespace {namespace} would exceed its {what} quota of {limit}{unit} ({used}{unit} used{wanted}): delete some or ask the operator to raise {}", quota.name())]
+pub struct QuotaExceeded {
+    pub namespace: String,
+    pub quota: Quota,
+    pub what: &'static str,
+    pub limit: u64,
+    pub used: u64,
+    pub unit: &'static str,
+    /// `, N more asked`, or nothing.
+    pub wanted: String,
+}
 
 /// A refused or failed API call. Client faults first, then the platform's.
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +96,15 @@ pub enum ApiError {
     Conflict(String),
     #[error(transparent)]
     InvalidNamespace(#[from] lambent_core::tenancy::TenancyError),
+    /// A concurrency limit is reached (the message names it, see [`Throttle::limit_name_of`]).
     #[error("{0}")]
     Throttled(String),
+    /// A quota of the namespace would be exceeded; nothing was done.
+    #[error(transparent)]
+    QuotaExceeded(#[from] QuotaExceeded),
+    /// The namespace's hard monthly budget is spent (the message says how much of what).
+    #[error("{0}")]
+    BudgetExhausted(String),
     #[error("{what} is larger than the {limit_mb} MB limit")]
     PayloadTooLarge { what: &'static str, limit_mb: usize },
     /// A cluster dependency (PostgreSQL, NATS) cannot be reached; the message names it.
@@ -97,6 +139,7 @@ impl ApiError {
                 QueueErrorKind::NotFound => StatusCode::NOT_FOUND,
                 QueueErrorKind::Conflict => StatusCode::CONFLICT,
                 QueueErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                QueueErrorKind::Quota => StatusCode::FORBIDDEN,
                 QueueErrorKind::Platform => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -113,6 +156,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
+            ApiError::BudgetExhausted(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::DependencyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -149,9 +194,26 @@ impl ApiError {
             ApiError::InvalidNamespace(_) => "InvalidNamespace",
             ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
             ApiError::Throttled(_) => "Throttled",
+            ApiError::QuotaExceeded(_) => "QuotaExceeded",
+            ApiError::BudgetExhausted(_) => "BudgetExhausted",
             ApiError::DependencyUnavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "Internal",
         }
+    }
+}
+
+impl ApiError {
+    /// The refusal of an invocation that did not run (a throttle, or a spent hard budget), by
+    /// its record; `None` when it ran.
+    pub fn of_refused(a: &lambent_core::Activation) -> Option<ApiError> {
+        if a.status != lambent_core::ActivationStatus::Throttled {
+            return None;
+        }
+        let message = a.error_message.clone().unwrap_or_default();
+        Some(match a.error_type.as_deref() {
+            Some(lambent_invoker::BUDGET_EXHAUSTED) => ApiError::BudgetExhausted(message),
+            _ => ApiError::Throttled(message),
+        })
     }
 }
 
@@ -195,8 +257,28 @@ impl From<lambent_queues::QueueError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        (self.status(), axum::Json(body)).into_response()
+        let mut error = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        match &self {
+            ApiError::Throttled(message) => {
+                error["limit"] = Throttle::limit_name_of(message).into();
+            }
+            ApiError::QuotaExceeded(q) => {
+                error["quota"] = q.quota.name().into();
+                error["limit"] = q.limit.into();
+                error["used"] = q.used.into();
+            }
+            _ => {}
+        }
+        let mut response = (
+            self.status(),
+            axum::Json(serde_json::json!({ "error": error })),
+        )
+            .into_response();
+        if matches!(self, ApiError::Throttled(_)) {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }

@@ -96,6 +96,7 @@ pub async fn accept_async(
         body::check_json(&payload)?;
     }
     let f = &deployment.function;
+    app.registry.quotas.check_budget(&f.namespace)?;
     let id = app
         .events
         .enqueue(

@@ -16,6 +16,7 @@ mod events_api;
 pub mod follow;
 mod keys;
 mod queues;
+pub mod quotas;
 mod registry;
 mod routes;
 mod sequences;
@@ -30,7 +31,7 @@ pub use auth::{
     acting_in, audited, bearer, client_of, require_key, route_need, ApiKeys, Principal,
     NAMESPACE_HEADER,
 };
-pub use error::ApiError;
+pub use error::{ApiError, Quota, QuotaExceeded};
 pub use events_api::{accept_async, wants_async, INVOCATION_TYPE_HEADER};
 pub use queues::RegistryRunner;
 pub use registry::{Deployed, Registry, StoredCode};

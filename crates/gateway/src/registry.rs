@@ -3,6 +3,7 @@
 //! upload, deploy, delete). Invocations never read the database; a deploy swaps one map entry,
 //! so in-flight invocations finish on the deployment they started with.
 
+use crate::quotas::Quotas;
 use crate::versions::{Published, Versions};
 use crate::ApiError;
 use bytes::Bytes;
@@ -35,6 +36,8 @@ pub struct Registry {
     pub(crate) versions: Versions,
     /// Deploys and deletes are rare: one at a time keeps revision bumps and swaps simple.
     pub(crate) changes: tokio::sync::Mutex<()>,
+    /// The namespaces' quotas and budgets (the invoker's gate; deploys check the count).
+    pub quotas: Arc<Quotas>,
 }
 
 /// A stored code package.
@@ -63,7 +66,10 @@ impl Registry {
         bus: Arc<dyn Bus>,
         shared: bool,
     ) -> Result<Registry, ApiError> {
+        let quotas = Arc::new(Quotas::new(store.clone()));
+        invoker.set_gate(quotas.clone());
         let registry = Registry {
+            quotas,
             store,
             blobs,
             codes,
@@ -215,7 +221,7 @@ impl Registry {
         }
         if let Some(reserved) = config.reserved_concurrency {
             let others = self.invoker.reserved_total(namespace, name.as_str());
-            let limit = self.invoker.namespace_concurrency();
+            let limit = self.invoker.namespace_concurrency(namespace);
             if others + reserved > limit {
                 return Err(ApiError::Conflict(format!(
                     "reserved concurrency {reserved} does not fit: the namespace's limit is {limit} and other functions reserve {others}"
@@ -231,6 +237,10 @@ impl Registry {
         };
         let _one_at_a_time = self.changes.lock().await;
         let previous = self.store.get_function(namespace, name.as_str()).await?;
+        if previous.is_none() {
+            let existing = self.store.list_functions(namespace).await?.len();
+            self.quotas.check_functions(namespace, existing)?;
+        }
         let now = now_ms();
         let function = Function {
             namespace: namespace.to_string(),

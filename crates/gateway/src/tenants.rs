@@ -227,6 +227,10 @@ impl App {
         match self.store.get_namespace(name).await {
             Ok(Some(ns)) => self.apply_limits(&ns),
             Ok(None) => {
+                self.registry.quotas.set(name, None);
+                self.registry
+                    .invoker()
+                    .set_namespace_concurrency(name, None);
                 if let Err(e) = self.registry.invoker().remove_namespace(name).await {
                     tracing::warn!("could not remove namespace '{name}''s sandboxes: {e}");
                 }
@@ -245,6 +249,10 @@ impl App {
     }
 
     fn apply_limits(&self, ns: &Namespace) {
+        self.registry.quotas.set(&ns.name, Some(&ns.settings));
+        self.registry
+            .invoker()
+            .set_namespace_concurrency(&ns.name, ns.settings.concurrency);
         let limits = TenantLimits::with_memory_budget_mb(ns.settings.memory_budget_mb);
         if self.registry.invoker().tenant_limits(&ns.name) == limits {
             return;

@@ -218,10 +218,7 @@ async fn invoke(
         ActivationStatus::PlatformError => Some(ApiError::Internal(
             result.activation.error_message.clone().unwrap_or_default(),
         )),
-        ActivationStatus::Throttled => Some(ApiError::Throttled(
-            result.activation.error_message.clone().unwrap_or_default(),
-        )),
-        _ => None,
+        _ => ApiError::of_refused(&result.activation),
     };
     let status = refusal.as_ref().map_or(StatusCode::OK, ApiError::status);
     app.answered(&mut result, status.as_u16());
@@ -370,11 +367,13 @@ async fn function_logs(
 async fn metrics(State(app): AppState, Extension(who): Extension<Principal>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     let mut text = app.registry.invoker().metrics_text();
+    // Before the exposition's closing `# EOF`.
+    let mut extra = app.registry.quotas.budget_metrics();
     if let Some(export) = &app.trace_export {
-        // Before the exposition's closing `# EOF`.
-        let end = text.rfind("# EOF").unwrap_or(text.len());
-        text.insert_str(end, &export.metrics_text());
+        extra.push_str(&export.metrics_text());
     }
+    let end = text.rfind("# EOF").unwrap_or(text.len());
+    text.insert_str(end, &extra);
     if !who.is_operator() {
         text = own_series(&text, &who.namespace);
     }
@@ -466,7 +465,7 @@ async fn all_activations(
 
 async fn usage(
     State(app): AppState,
-    Extension(Principal { namespace: ns, .. }): Ns,
+    Extension(who): Extension<Principal>,
     Query(q): Query<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     use lambent_core::metering::{self, Grouping};
@@ -475,23 +474,93 @@ async fn usage(
             .unwrap_or("function")
             .parse()
             .map_err(ApiError::InvalidJson)?;
+    if by == Grouping::Namespace {
+        if !who.is_operator() {
+            return Err(ApiError::Forbidden(
+                "usage by namespace is the operator's: a namespace's key sees its own bill".into(),
+            ));
+        }
+        return Ok(Json(bills(&app, q.since_ms).await?));
+    }
+    let ns = who.namespace;
     let records = all_activations(
         &app,
         ActivationQuery {
-            namespace: ns,
+            namespace: ns.clone(),
             function: q.function,
             since_ms: q.since_ms,
             ..Default::default()
         },
     )
     .await?;
-    Ok(Json(json!({
+    let mut view = json!({
         "by": by,
         "rows": metering::usage(&records, by, &app.prices),
         "total": metering::total(&records, &app.prices),
         "rightsizing": metering::rightsizing(&records, &app.prices),
         "prices": app.prices,
-    })))
+    });
+    view["namespace"] = json!(ns);
+    if let Some(budget) = app.registry.quotas.budget(&ns) {
+        view["budget"] = budget_view(&app, &ns, budget).await?;
+    }
+    Ok(Json(view))
+}
+
+/// A namespace's budget with this month's spend (read now, not the cached value).
+async fn budget_view(
+    app: &App,
+    ns: &str,
+    mut budget: crate::quotas::BudgetState,
+) -> Result<Value, ApiError> {
+    budget.spent_usd = app.registry.quotas.month_spend(ns).await?;
+    let mut view = json!({
+        "monthly_usd": budget.budget_usd,
+        "spent_usd": budget.spent_usd,
+        "hard": budget.hard,
+        "exhausted": budget.hard && budget.exhausted(),
+    });
+    if let Some(warning) = budget.warning(ns) {
+        view["warning"] = json!(warning);
+    }
+    Ok(view)
+}
+
+/// The operator's bills: per namespace, its invocations, GB-s and cost (since `since_ms`,
+/// else this month), its budget and its storage used against its quota.
+async fn bills(app: &App, since_ms: Option<i64>) -> Result<Value, ApiError> {
+    let now = lambent_core::now_ms();
+    let since = since_ms.unwrap_or_else(|| crate::quotas::month_start_ms(now));
+    let mut rows = Vec::new();
+    for ns in app.store.list_namespaces().await? {
+        let records = all_activations(
+            app,
+            ActivationQuery {
+                namespace: ns.name.clone(),
+                since_ms: Some(since),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let total = lambent_core::metering::total(&records, &app.prices);
+        let storage = app.registry.quotas.storage_use(&ns.name).await?;
+        let mut row = json!({
+            "namespace": ns.name,
+            "invocations": total.invocations,
+            "throttles": total.throttles,
+            "gb_seconds": total.gb_seconds,
+            "cost": total.cost,
+            "storage_bytes": storage.total(),
+            "storage_quota_bytes": ns.settings.storage_quota_bytes,
+            "functions": app.registry.list(&ns.name).len(),
+            "max_functions": ns.settings.max_functions,
+        });
+        if let Some(budget) = app.registry.quotas.budget(&ns.name) {
+            row["budget"] = budget_view(app, &ns.name, budget).await?;
+        }
+        rows.push(row);
+    }
+    Ok(json!({ "by": "namespace", "since_ms": since, "rows": rows, "prices": app.prices }))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ mod metrics;
 mod pool;
 mod sequence;
 
-pub use limits::{host_memory_mb, LimitShares, Throttle};
+pub use limits::{host_memory_mb, Gate, LimitShares, Throttle, BUDGET_EXHAUSTED};
 pub use sequence::Lookup;
 
 use bytes::Bytes;
@@ -212,6 +212,8 @@ struct Inner {
     metrics: Metrics,
     /// Finds the components of sequences ([`Invoker::set_lookup`]).
     lookup: std::sync::OnceLock<Lookup>,
+    /// Refuses the invocations of namespaces that may not run now ([`Invoker::set_gate`]).
+    gate: std::sync::OnceLock<Arc<dyn Gate>>,
 }
 
 /// A warm (or warming) sandbox with its Runtime API and log capture.
@@ -283,6 +285,7 @@ impl Invoker {
             budget,
             metrics: Metrics::new(),
             lookup: std::sync::OnceLock::new(),
+            gate: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&inner);
         let period =
@@ -368,6 +371,9 @@ impl Invoker {
         };
 
         let f = &dep.function;
+        if let Some(message) = inner.gate.get().and_then(|g| g.refuse(&f.namespace)) {
+            return inner.refused(record, BUDGET_EXHAUSTED, message, "budget", false);
+        }
         let _admitted = match inner.admission.admit(&f.namespace, f.name.as_str()) {
             Ok(admitted) => admitted,
             Err(throttle) => return inner.throttled(record, throttle, req.may_spill),
@@ -553,9 +559,20 @@ impl Invoker {
         self.inner.host.outbound_network()
     }
 
-    /// The per-namespace concurrency limit.
-    pub fn namespace_concurrency(&self) -> u32 {
-        self.inner.admission.namespace_limit()
+    /// The concurrency limit of `namespace` (cluster-wide: each node enforces its share): the
+    /// namespace's own setting, else the node's `--namespace-concurrency`.
+    pub fn namespace_concurrency(&self, namespace: &str) -> u32 {
+        self.inner.admission.namespace_limit(namespace)
+    }
+
+    /// Sets what refuses invocations before admission (once; later calls are ignored).
+    pub fn set_gate(&self, gate: Arc<dyn Gate>) {
+        let _ = self.inner.gate.set(gate);
+    }
+
+    /// Sets a namespace's own concurrency limit (`None`: the node's default applies).
+    pub fn set_namespace_concurrency(&self, namespace: &str, limit: Option<u32>) {
+        self.inner.admission.set_namespace_limit(namespace, limit);
     }
 
     /// Memory in MB held by live sandboxes, and the budget.
@@ -872,14 +889,34 @@ impl Inner {
     }
 
     /// The answer to an invocation a limit refused: a 429 for the caller, and a record.
-    fn throttled(&self, mut record: Activation, throttle: Throttle, spill: bool) -> InvokeResult {
-        let message = throttle.to_string();
+    fn throttled(&self, record: Activation, throttle: Throttle, spill: bool) -> InvokeResult {
+        let label = throttle.label();
+        self.refused(
+            record,
+            "Lambent.Throttled",
+            throttle.to_string(),
+            label,
+            spill,
+        )
+    }
+
+    /// An invocation that does not run: a throttle (`Lambent.Throttled`) or a refusal of the
+    /// [`Gate`]; counted in the throttles metric under `limit`, recorded unless the caller
+    /// can `spill` it to another node.
+    fn refused(
+        &self,
+        mut record: Activation,
+        error_type: &str,
+        message: String,
+        limit: &str,
+        spill: bool,
+    ) -> InvokeResult {
         record.status = ActivationStatus::Throttled;
-        record.error_type = Some("Lambent.Throttled".into());
+        record.error_type = Some(error_type.into());
         record.error_message = Some(message.clone());
+        let body = error_body(error_type, &message);
         if spill {
             record.end_ms = now_ms();
-            let body = error_body("Lambent.Throttled", &message);
             return InvokeResult {
                 activation: record,
                 body,
@@ -889,16 +926,11 @@ impl Inner {
         let labels = metrics::ThrottleLabels {
             namespace: record.namespace.clone(),
             function: record.function.clone(),
-            limit: throttle.label().to_string(),
+            limit: limit.to_string(),
         };
         self.metrics.throttles.get_or_create(&labels).inc();
         let id = record.id.clone();
-        self.finish(
-            record,
-            Duration::ZERO,
-            error_body("Lambent.Throttled", &message),
-            &id,
-        )
+        self.finish(record, Duration::ZERO, body, &id)
     }
 
     /// What one new sandbox of `dep` runs, and its access to the platform (whose variables

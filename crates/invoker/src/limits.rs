@@ -15,7 +15,7 @@ pub enum Throttle {
     #[error("function '{function}' reached its reserved concurrency of {limit}")]
     Reserved { function: String, limit: u32 },
     #[error(
-        "namespace '{namespace}' reached its concurrency limit of {limit} unreserved invocations"
+        "namespace {namespace} is at its concurrency limit of {limit} (namespace concurrency)"
     )]
     Namespace { namespace: String, limit: u32 },
     #[error("the machine's sandbox memory budget of {budget_mb} MB is in use: no room for another {memory_mb} MB sandbox")]
@@ -23,6 +23,28 @@ pub enum Throttle {
 }
 
 impl Throttle {
+    /// The limit's name in an API's error body (`limit`): `reserved_concurrency`,
+    /// `namespace_concurrency`, `memory_budget`.
+    pub fn limit_name(&self) -> &'static str {
+        match self {
+            Throttle::Reserved { .. } => "reserved_concurrency",
+            Throttle::Namespace { .. } => "namespace_concurrency",
+            Throttle::Memory { .. } => "memory_budget",
+        }
+    }
+
+    /// The limit's name ([`Throttle::limit_name`]) of a throttle's message, as an activation
+    /// record carries it (also after forwarding between nodes).
+    pub fn limit_name_of(message: &str) -> &'static str {
+        if message.starts_with("function ") {
+            "reserved_concurrency"
+        } else if message.starts_with("namespace ") {
+            "namespace_concurrency"
+        } else {
+            "memory_budget"
+        }
+    }
+
     /// Short label for metrics: `reserved`, `namespace`, `memory`.
     pub fn label(&self) -> &'static str {
         match self {
@@ -41,6 +63,17 @@ struct NamespaceCount {
     inflight: HashMap<String, u32>,
 }
 
+/// The error type of a record refused by a [`Gate`] (an activation's `error_type`; its status
+/// is `Throttled`, so queued work waits and retries, and nothing is billed).
+pub const BUDGET_EXHAUSTED: &str = "Lambent.BudgetExhausted";
+
+/// A refusal decided outside the invoker, before admission: a namespace whose hard monthly
+/// budget is spent. Asked once per invocation, so it must answer from memory.
+pub trait Gate: Send + Sync + 'static {
+    /// Why `namespace` may not run anything now (the message), if it may not.
+    fn refuse(&self, namespace: &str) -> Option<String>;
+}
+
 /// A cluster node's part of cluster-wide limits: each node enforces its share, and the shares
 /// of all live nodes add up to the limit (see `lambent-cluster`'s placement).
 pub trait LimitShares: Send + Sync + 'static {
@@ -54,7 +87,10 @@ pub trait LimitShares: Send + Sync + 'static {
 
 /// Concurrent invocations per namespace and function.
 pub(crate) struct Admission {
+    /// The node's default limit of a namespace's concurrency.
     namespace_limit: u32,
+    /// Namespaces whose own setting replaces the default (their `concurrency`).
+    namespace_limits: parking_lot::RwLock<HashMap<String, u32>>,
     counts: Mutex<HashMap<String, NamespaceCount>>,
     /// Cluster mode: enforce this node's shares instead of the whole limits.
     shares: parking_lot::RwLock<Option<Arc<dyn LimitShares>>>,
@@ -72,6 +108,7 @@ impl Admission {
     pub fn new(namespace_limit: u32) -> Admission {
         Admission {
             namespace_limit,
+            namespace_limits: parking_lot::RwLock::new(HashMap::new()),
             counts: Mutex::new(HashMap::new()),
             shares: parking_lot::RwLock::new(None),
         }
@@ -108,12 +145,27 @@ impl Admission {
         })
     }
 
-    pub fn namespace_limit(&self) -> u32 {
-        self.namespace_limit
+    /// The concurrency limit of `namespace`: its own setting, else the node's default.
+    pub fn namespace_limit(&self, namespace: &str) -> u32 {
+        self.namespace_limits
+            .read()
+            .get(namespace)
+            .copied()
+            .unwrap_or(self.namespace_limit)
+    }
+
+    /// Sets (or, with `None`, drops) a namespace's own concurrency limit.
+    pub fn set_namespace_limit(&self, namespace: &str, limit: Option<u32>) {
+        let mut limits = self.namespace_limits.write();
+        match limit {
+            Some(l) => limits.insert(namespace.to_string(), l),
+            None => limits.remove(namespace),
+        };
     }
 
     pub fn admit(self: &Arc<Self>, namespace: &str, function: &str) -> Result<Admitted, Throttle> {
         let shares = self.shares.read().clone();
+        let namespace_limit = self.namespace_limit(namespace);
         let mut counts = self.counts.lock();
         let ns = counts.entry(namespace.to_string()).or_default();
         let reserved = ns.reserved.get(function).copied();
@@ -131,7 +183,7 @@ impl Admission {
                 }
             }
             None => {
-                let limit = self.namespace_limit.saturating_sub(ns.reserved_total);
+                let limit = namespace_limit.saturating_sub(ns.reserved_total);
                 let here = shares
                     .as_ref()
                     .map_or(limit, |s| s.namespace(namespace, limit));
@@ -261,6 +313,31 @@ mod tests {
         );
         a.set_reserved("ns", "r", Some(0));
         assert!(a.admit("ns", "r").is_err(), "reserved 0 stops a function");
+    }
+
+    #[test]
+    fn a_namespace_s_own_limit_replaces_the_default() {
+        let a = Arc::new(Admission::new(5));
+        a.set_namespace_limit("small", Some(1));
+        let held = a.admit("small", "f").unwrap();
+        let refused = a.admit("small", "g").err().unwrap();
+        assert_eq!(refused.limit_name(), "namespace_concurrency");
+        assert_eq!(
+            Throttle::limit_name_of(&refused.to_string()),
+            "namespace_concurrency"
+        );
+        assert_eq!(
+            refused.to_string(),
+            "namespace small is at its concurrency limit of 1 (namespace concurrency)"
+        );
+        let others: Vec<_> = (0..5).map(|_| a.admit("big", "f").unwrap()).collect();
+        assert!(
+            a.admit("big", "f").is_err(),
+            "the default applies elsewhere"
+        );
+        a.set_namespace_limit("small", None);
+        assert!(a.admit("small", "g").is_ok(), "unset: the default again");
+        drop((held, others));
     }
 
     #[test]

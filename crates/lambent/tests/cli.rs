@@ -1510,3 +1510,106 @@ fn namespaces_keys_with_roles_and_the_audit_log_from_the_command_line() {
     with_key(&owner, &["ls"]).failed();
     with_key(&third, &["ls"]).failed();
 }
+
+#[test]
+fn usage_by_namespace_is_the_operators_bill_and_each_namespace_sees_its_own() {
+    let home = tempfile::tempdir().unwrap();
+    let admin = "cli-bills-admin-key";
+    let s = Server::start_with_env(home.path(), &[], &[("LAMBENT_ADMIN_KEY", admin)]);
+    let with_key = |key: &str, args: &[&str]| {
+        run(
+            args,
+            &[("LAMBENT_URL", &s.url), ("LAMBENT_API_KEY", key)],
+            None,
+        )
+    };
+    let as_admin = |args: &[&str]| {
+        run(
+            args,
+            &[("LAMBENT_URL", &s.url), ("LAMBENT_ADMIN_KEY", admin)],
+            None,
+        )
+    };
+    let created = as_admin(&[
+        "-o",
+        "json",
+        "ns",
+        "create",
+        "team-b",
+        "--max-functions",
+        "5",
+        "--storage-quota",
+        "1m",
+        "--monthly-budget",
+        "10",
+    ])
+    .ok()
+    .json();
+    let owner = created["owner_key"]["secret"].as_str().unwrap().to_string();
+    let code = flaky_function(home.path(), "billed");
+    with_key(
+        &owner,
+        &[
+            "deploy",
+            path_str(&code),
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+        ],
+    )
+    .ok();
+    with_key(&owner, &["invoke", "billed"]).ok();
+    with_key(&owner, &["invoke", "billed"]).ok();
+    s.cli(&[
+        "deploy",
+        path_str(&code),
+        "--runtime",
+        "python3.12",
+        "--handler",
+        "app.handler",
+    ])
+    .ok();
+    s.cli(&["invoke", "billed"]).ok();
+
+    let bills = as_admin(&["-o", "json", "usage", "--by", "namespace"])
+        .ok()
+        .json();
+    let row = |ns: &str| {
+        bills["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["namespace"] == ns)
+            .cloned()
+            .unwrap_or_else(|| panic!("no bill of {ns}: {bills}"))
+    };
+    let b = row("team-b");
+    assert_eq!(b["invocations"], 2, "{b}");
+    assert_eq!(b["functions"], 1, "{b}");
+    assert_eq!(b["max_functions"], 5, "{b}");
+    assert_eq!(b["storage_quota_bytes"], 1u64 << 20, "{b}");
+    assert_eq!(b["budget"]["monthly_usd"], 10.0, "{b}");
+    assert!(b["gb_seconds"].as_f64().unwrap() > 0.0, "{b}");
+    assert_eq!(row("default")["invocations"], 1);
+    let table = as_admin(&["usage", "--by", "namespace"]).ok();
+    assert!(
+        table.stdout.contains("team-b") && table.stdout.contains("10.00 soft"),
+        "{table:?}"
+    );
+
+    // A namespace's key: only its own bill, never the others'.
+    let refused = with_key(&owner, &["usage", "--by", "namespace"]).failed();
+    assert!(refused.stderr.contains("operator"), "{refused:?}");
+    let own = with_key(&owner, &["-o", "json", "usage"]).ok().json();
+    let keys: Vec<&str> = own["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["team-b/billed"], "{own}");
+    assert_eq!(own["total"]["invocations"], 2, "{own}");
+    let text = with_key(&owner, &["usage"]).ok();
+    assert!(text.stdout.contains("budget: $"), "{text:?}");
+}

@@ -53,10 +53,22 @@ pub enum ObjectError {
     /// The request body broke off (the client went away or sent a malformed stream).
     #[error("the request body could not be read: {0}")]
     BodyFailed(String),
+    /// The namespace's storage quota would be exceeded: nothing was stored.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("object data i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<lambent_store::tenants::QuotaError> for ObjectError {
+    fn from(e: lambent_store::tenants::QuotaError) -> ObjectError {
+        match e {
+            lambent_store::tenants::QuotaError::Exceeded(m) => ObjectError::QuotaExceeded(m),
+            lambent_store::tenants::QuotaError::Store(s) => ObjectError::Store(s),
+        }
+    }
 }
 
 impl ObjectError {
@@ -85,6 +97,7 @@ impl ObjectError {
             ObjectError::MalformedXml(_) => "MalformedXML",
             ObjectError::InvalidArgument(_) => "InvalidArgument",
             ObjectError::InvalidRequest(_) => "InvalidRequest",
+            ObjectError::QuotaExceeded(_) => "QuotaExceeded",
             ObjectError::Store(StoreError::Unavailable { .. }) => "ServiceUnavailable",
             ObjectError::Store(_) | ObjectError::Io(_) => "InternalError",
         }
@@ -97,7 +110,7 @@ impl ObjectError {
             ObjectError::BucketNotEmpty
             | ObjectError::BucketAlreadyOwnedByYou
             | ObjectError::BucketAlreadyExists => 409,
-            ObjectError::AccessDenied => 403,
+            ObjectError::AccessDenied | ObjectError::QuotaExceeded(_) => 403,
             ObjectError::InvalidRange { .. } => 416,
             ObjectError::PreconditionFailed => 412,
             ObjectError::NotModified => 304,

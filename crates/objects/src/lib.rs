@@ -89,6 +89,8 @@ pub struct Download {
 /// The engine.
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
+    /// The namespaces' storage quota, which object and part bytes count against.
+    quota: lambent_store::tenants::QuotaSlot,
     data: Arc<dyn ObjectData>,
     events: Arc<dyn ObjectEvents>,
     region: String,
@@ -107,10 +109,17 @@ impl Objects {
     ) -> Objects {
         Objects {
             store,
+            quota: Default::default(),
             data,
             events,
             region: region.into(),
         }
+    }
+
+    /// Makes object and part bytes count against their namespace's storage quota (a write
+    /// that would exceed it is refused, nothing of it kept).
+    pub fn set_storage_quota(&self, quota: Arc<dyn lambent_store::tenants::StorageQuota>) {
+        self.quota.set(quota);
     }
 
     /// The region buckets are created in unless a location is given.
@@ -250,10 +259,22 @@ impl Objects {
 
     /// Streams a body into new data, checking its declared length against `max` first and
     /// its bytes against the length and checksums it declared; on any error, nothing stays.
-    async fn write_body(&self, body: Body, max: u64) -> Result<Stored, ObjectError> {
+    /// Writes a body's bytes, counted against `namespace`'s storage quota: before anything
+    /// is written when its length is declared, else once written (the data is deleted again
+    /// when the quota refuses it).
+    async fn write_body(
+        &self,
+        namespace: &str,
+        body: Body,
+        max: u64,
+    ) -> Result<Stored, ObjectError> {
         if body.length.is_some_and(|l| l > max) {
             return Err(ObjectError::EntityTooLarge { max });
         }
+        if let Some(length) = body.length {
+            self.quota.reserve(namespace, length).await?;
+        }
+        let declared = body.length.is_some();
         let sent_md5 = body
             .content_md5
             .as_deref()
@@ -289,6 +310,10 @@ impl Objects {
         let verified = match body.length {
             Some(expected) if expected != got => Err(ObjectError::IncompleteBody { expected, got }),
             _ => checksum::verify(&computed, &md5, &sent, sent_md5.as_ref()),
+        };
+        let verified = match verified {
+            Ok(()) if !declared => self.quota.reserve(namespace, got).await.map_err(Into::into),
+            other => other,
         };
         if let Err(e) = verified {
             self.discard(&[segment.locator]).await;
@@ -368,7 +393,7 @@ impl Objects {
     ) -> Result<ObjectRecord, ObjectError> {
         names::check_key(key)?;
         let b = self.bucket(namespace, bucket).await?;
-        let stored = self.write_body(body, MAX_OBJECT_PUT).await?;
+        let stored = self.write_body(namespace, body, MAX_OBJECT_PUT).await?;
         let record = Self::single_part(bucket, key, stored, attrs);
         self.commit(&b, record, condition, EventName::Put).await
     }
@@ -575,7 +600,7 @@ impl Objects {
         let stream = self.open(&src, 0, src.size).await?;
         let mut body = Body::new(stream, Some(src.size));
         body.algorithms = algorithms;
-        let stored = self.write_body(body, MAX_OBJECT_PUT).await?;
+        let stored = self.write_body(namespace, body, MAX_OBJECT_PUT).await?;
         let record = Self::single_part(bucket, key, stored, attrs);
         self.commit(&b, record, condition, EventName::Copy).await
     }
@@ -664,7 +689,7 @@ impl Objects {
         if let Some(a) = &upload.attrs.checksum_algorithm {
             body.algorithms.push(Algorithm::parse(a)?);
         }
-        let stored = self.write_body(body, MAX_OBJECT_PUT).await?;
+        let stored = self.write_body(namespace, body, MAX_OBJECT_PUT).await?;
         self.store_part(upload_id, number, stored).await
     }
 
@@ -728,7 +753,7 @@ impl Objects {
         if let Some(a) = &upload.attrs.checksum_algorithm {
             body.algorithms.push(Algorithm::parse(a)?);
         }
-        let stored = self.write_body(body, MAX_OBJECT_PUT).await?;
+        let stored = self.write_body(namespace, body, MAX_OBJECT_PUT).await?;
         Ok((
             self.store_part(upload_id, number, stored).await?,
             src.last_modified_ms,

@@ -9,7 +9,18 @@ pub enum ErrorKind {
     NotFound,
     Conflict,
     TooLarge,
+    /// A quota of the namespace.
+    Quota,
     Platform,
+}
+
+impl From<lambent_store::tenants::QuotaError> for QueueError {
+    fn from(e: lambent_store::tenants::QuotaError) -> QueueError {
+        match e {
+            lambent_store::tenants::QuotaError::Exceeded(m) => QueueError::QuotaExceeded(m),
+            lambent_store::tenants::QuotaError::Store(s) => QueueError::Store(s),
+        }
+    }
 }
 
 /// A refused or failed queue operation. Client faults first, then the platform's.
@@ -35,6 +46,9 @@ pub enum QueueError {
     Conflict(String),
     #[error("a message is larger than the queue's limit of {0} bytes")]
     MessageTooLarge(usize),
+    /// The namespace's storage quota would be exceeded: nothing was sent.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,6 +65,7 @@ impl QueueError {
             | QueueError::SubscriptionNotFound(_)
             | QueueError::MappingNotFound(_) => ErrorKind::NotFound,
             QueueError::Conflict(_) => ErrorKind::Conflict,
+            QueueError::QuotaExceeded(_) => ErrorKind::Quota,
             QueueError::MessageTooLarge(_) => ErrorKind::TooLarge,
             QueueError::Store(_) => ErrorKind::Platform,
         }
@@ -69,6 +84,7 @@ impl QueueError {
             QueueError::MappingNotFound(_) => "MappingNotFound",
             QueueError::Conflict(_) => "Conflict",
             QueueError::MessageTooLarge(_) => "PayloadTooLarge",
+            QueueError::QuotaExceeded(_) => "QuotaExceeded",
             QueueError::Store(_) => "Internal",
         }
     }

@@ -206,6 +206,8 @@ struct Inner {
     /// Carries sends and mapping changes to the other nodes.
     bus: Arc<dyn Bus>,
     gate: OnceLock<Arc<dyn PollGate>>,
+    /// The namespaces' storage quota, which message bodies count against.
+    quota: lambent_store::tenants::QuotaSlot,
     /// Serialises reconciliations.
     reconciling: tokio::sync::Mutex<()>,
     background: Mutex<Vec<JoinHandle<()>>>,
@@ -287,6 +289,7 @@ impl Queues {
                 region,
                 bus,
                 gate: OnceLock::new(),
+                quota: Default::default(),
                 reconciling: tokio::sync::Mutex::new(()),
                 background: Mutex::new(Vec::new()),
                 arrivals: Mutex::new(HashMap::new()),
@@ -581,6 +584,12 @@ impl Queues {
         Ok(())
     }
 
+    /// Makes message bodies count against their namespace's storage quota (a send that would
+    /// exceed it is refused, nothing of it sent).
+    pub fn set_storage_quota(&self, quota: Arc<dyn lambent_store::tenants::StorageQuota>) {
+        self.inner.quota.set(quota);
+    }
+
     /// Sends messages (at most [`MAX_BATCH`]), all or none; returns their ids.
     pub async fn send(
         &self,
@@ -607,6 +616,8 @@ impl Queues {
                 trace: m.trace,
             });
         }
+        let bytes = batch.iter().map(|m| m.body.len() as u64).sum();
+        self.inner.quota.reserve(namespace, bytes).await?;
         self.inner.store.send(namespace, queue, &batch).await?;
         self.arrived(namespace, queue);
         Ok(batch.into_iter().map(|m| m.id).collect())
@@ -976,6 +987,8 @@ impl Queues {
             })
             .collect();
         if !to_queues.is_empty() {
+            let bytes = to_queues.iter().map(|(_, m)| m.body.len() as u64).sum();
+            self.inner.quota.reserve(namespace, bytes).await?;
             self.inner
                 .store
                 .send_to_queues(namespace, &to_queues)

@@ -773,6 +773,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         backends.tables.clone(),
         opts.region.clone(),
     ));
+    tables.set_storage_quota(app.registry.quotas.clone());
     app.queues.serve_streams(
         backends.stream_mappings.clone(),
         Arc::new(lambent_dynamodb_api::source::TableStreams(tables.clone())),
@@ -786,6 +787,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         .await?;
     let mut background = lambent_gateway::follow::follow(&app);
     background.push(pruning);
+    background.push(app.registry.quotas.start(app.prices));
+    app.queues.set_storage_quota(app.registry.quotas.clone());
 
     let (stop, stopped) = oneshot::channel::<()>();
 
@@ -795,6 +798,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         Arc::new(notifications::Notifier::new(app.clone())),
         opts.region.clone(),
     ));
+    objects.set_storage_quota(app.registry.quotas.clone());
     match objects.collection_interval() {
         // The node's own disk: collected once, before anything writes.
         None => report_collected(objects.collect_garbage().await.map_err(objects_err)?),

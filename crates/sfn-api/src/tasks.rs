@@ -85,6 +85,7 @@ fn queue_error(service: &str, e: QueueError) -> StatesError {
         lambent_queues::ErrorKind::Invalid | lambent_queues::ErrorKind::TooLarge => {
             "InvalidParameterException"
         }
+        lambent_queues::ErrorKind::Quota => "QuotaExceeded",
         _ => "ServiceException",
     };
     StatesError::new(format!("{service}.{name}"), e.to_string())

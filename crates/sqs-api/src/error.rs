@@ -35,6 +35,9 @@ pub enum SqsError {
     UnsupportedOperation(String),
     #[error("The action {0} is not valid for this endpoint.")]
     InvalidAction(String),
+    /// The namespace's storage quota would be exceeded: nothing was sent.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -114,6 +117,12 @@ impl SqsError {
                 "Sender",
             ),
             InvalidAction(_) => ("InvalidAction", "InvalidAction", BAD, "Sender"),
+            QuotaExceeded(_) => (
+                "QuotaExceeded",
+                "QuotaExceeded",
+                StatusCode::FORBIDDEN,
+                "Sender",
+            ),
             Internal(_) => (
                 "InternalFailure",
                 "InternalFailure",
@@ -134,6 +143,7 @@ impl From<QueueError> for SqsError {
                 "One or more parameters are invalid. Reason: Message must be shorter than \
                  {limit} bytes."
             )),
+            QueueError::QuotaExceeded(m) => SqsError::QuotaExceeded(m),
             QueueError::Store(_) => {
                 tracing::error!("queue store failure: {e}");
                 SqsError::Internal(e.to_string())
@@ -160,6 +170,9 @@ pub enum SnsError {
     InvalidBatchEntryId,
     #[error("The action {0} is not valid for this endpoint.")]
     InvalidAction(String),
+    /// A delivery to a queue would exceed the namespace's storage quota: nothing was sent.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -179,6 +192,7 @@ impl SnsError {
             }
             SnsError::InvalidBatchEntryId => ("InvalidBatchEntryId", StatusCode::BAD_REQUEST),
             SnsError::InvalidAction(_) => ("InvalidAction", StatusCode::BAD_REQUEST),
+            SnsError::QuotaExceeded(_) => ("QuotaExceeded", StatusCode::FORBIDDEN),
             SnsError::Internal(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -197,6 +211,7 @@ impl From<QueueError> for SnsError {
             QueueError::FunctionNotFound(f) => {
                 SnsError::NotFound(format!("Endpoint function '{f}' does not exist"))
             }
+            QueueError::QuotaExceeded(m) => SnsError::QuotaExceeded(m),
             QueueError::Store(_) => {
                 tracing::error!("queue store failure: {e}");
                 SnsError::Internal(e.to_string())

@@ -7,7 +7,8 @@ use crate::{json_err, PgStore};
 use async_trait::async_trait;
 use lambent_core::tenancy::{Namespace, Role};
 use lambent_store::tenants::{
-    ApiKey, AuditEntry, AuditQuery, TenantStore, PURGE_CHILDREN, RECORD_TABLES,
+    ApiKey, AuditEntry, AuditQuery, StorageUse, TenantStore, PURGE_CHILDREN, RECORD_TABLES,
+    STORAGE_USE,
 };
 use lambent_store::StoreError;
 use tokio_postgres::Row;
@@ -162,6 +163,17 @@ impl TenantStore for PgStore {
             }
         }
         Ok(found)
+    }
+
+    async fn storage_use(&self, name: &str) -> Result<StorageUse, StoreError> {
+        let row = self.query_opt(STORAGE_USE, &[&name]).await?;
+        let n = |i| row.as_ref().map_or(0, |r| r.get::<_, i64>(i).max(0) as u64);
+        Ok(StorageUse {
+            objects: n(0),
+            parts: n(1),
+            items: n(2),
+            messages: n(3),
+        })
     }
 
     async fn purge_namespace(&self, name: &str) -> Result<bool, StoreError> {

@@ -5,7 +5,8 @@ use crate::{db_err, SqliteStore};
 use async_trait::async_trait;
 use lambent_core::tenancy::{Namespace, Role};
 use lambent_store::tenants::{
-    ApiKey, AuditEntry, AuditQuery, TenantStore, PURGE_CHILDREN, RECORD_TABLES,
+    ApiKey, AuditEntry, AuditQuery, StorageUse, TenantStore, PURGE_CHILDREN, RECORD_TABLES,
+    STORAGE_USE,
 };
 use lambent_store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -191,6 +192,23 @@ impl TenantStore for SqliteStore {
                 }
             }
             Ok(found)
+        })
+        .await
+    }
+
+    async fn storage_use(&self, name: &str) -> Result<StorageUse, StoreError> {
+        let name = name.to_string();
+        self.read(move |conn| {
+            conn.query_row(STORAGE_USE, params![name], |r| {
+                let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok(StorageUse {
+                    objects: n(0)?,
+                    parts: n(1)?,
+                    items: n(2)?,
+                    messages: n(3)?,
+                })
+            })
+            .map_err(db_err)
         })
         .await
     }

@@ -21,7 +21,7 @@ use crate::queues::{
     ReceiveRequest, Subscription, Topic,
 };
 use crate::routes::RouteStore;
-use crate::tenants::{ApiKey, AuditEntry, AuditQuery, RECORD_TABLES};
+use crate::tenants::{ApiKey, AuditEntry, AuditQuery, StorageUse, RECORD_TABLES};
 use crate::{ActivationCursor, ActivationQuery, Store, StoreError};
 use lambent_core::tenancy::{Namespace, NamespaceSettings, Role};
 use lambent_core::{
@@ -30,8 +30,14 @@ use lambent_core::{
 use std::sync::Arc;
 
 /// Everything a full backend implements.
-pub trait ContractStore: Store + EventStore + QueueStore + RouteStore + ObjectStore {}
-impl<T: Store + EventStore + QueueStore + RouteStore + ObjectStore> ContractStore for T {}
+pub trait ContractStore:
+    Store + EventStore + QueueStore + RouteStore + ObjectStore + TableStore
+{
+}
+impl<T: Store + EventStore + QueueStore + RouteStore + ObjectStore + TableStore> ContractStore
+    for T
+{
+}
 
 /// What a test's `make` returns: a fresh store, alone or with a guard that keeps what it needs
 /// (a temporary directory, a server) until the test ends.
@@ -72,6 +78,7 @@ macro_rules! contract_tests {
             api_keys_carry_a_namespace_role_and_expiry_and_rotate,
             namespaces_are_created_once_updated_and_listed,
             a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others,
+            storage_use_counts_objects_parts_items_and_message_bytes_per_namespace,
             audit_entries_are_kept_per_namespace_newest_first,
             leases_fence_stale_workers,
             a_fire_applies_once,
@@ -1026,6 +1033,102 @@ pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: Co
         .unwrap()
         .is_some());
     assert!(!store.purge_namespace("gone").await.unwrap());
+}
+
+/// The storage quota's count: objects, parts of uploads in progress, items and message bodies
+/// (in UTF-8 bytes) of one namespace, following writes and deletes, nothing of another's.
+pub async fn storage_use_counts_objects_parts_items_and_message_bytes_per_namespace<
+    S: ContractStore,
+>(
+    store: Arc<S>,
+) {
+    let empty = store.storage_use("q-a").await.unwrap();
+    assert_eq!((empty, empty.total()), (StorageUse::default(), 0));
+    for ns in ["q-a", "q-b"] {
+        store
+            .create_bucket(&bucket(ns, &format!("{ns}-b")))
+            .await
+            .unwrap();
+        let mut q = queue("q", None);
+        q.namespace = ns.into();
+        store.create_queue(&q).await.unwrap();
+        store.create_table(&table(ns, "t", false)).await.unwrap();
+    }
+    let mut big = object("q-a-b", "big", "e1", "l1");
+    big.size = 1000;
+    store.put_object(&big, &WriteIf::Always).await.unwrap();
+    store
+        .put_object(&object("q-a-b", "small", "e2", "l2"), &WriteIf::Always)
+        .await
+        .unwrap();
+    store
+        .put_object(&object("q-b-b", "other", "e3", "l3"), &WriteIf::Always)
+        .await
+        .unwrap();
+    store
+        .create_upload(&Upload {
+            id: "q-u".into(),
+            bucket: "q-a-b".into(),
+            key: "movie".into(),
+            initiated_ms: 1,
+            attrs: ObjectAttrs::default(),
+        })
+        .await
+        .unwrap();
+    store
+        .put_part(&Part {
+            upload_id: "q-u".into(),
+            number: 1,
+            size: 50,
+            etag: "\"p\"".into(),
+            checksums: Default::default(),
+            locator: "p1".into(),
+            last_modified_ms: 2,
+        })
+        .await
+        .unwrap();
+    let mut m = message("q-m1", 0);
+    m.body = "é".repeat(10); // 20 bytes of UTF-8
+    store.send("q-a", "q", &[m]).await.unwrap();
+    store.send("q-b", "q", &[message("q-m2", 0)]).await.unwrap();
+    let t = table("q-a", "t", false);
+    let p = Av::S("p".into());
+    write(
+        &*store,
+        item_key(&t, key(&p, None)),
+        Change::Put(new_item(
+            r#"{"p":{"S":"p"},"v":{"S":"0123456789"}}"#,
+            &p,
+            vec![],
+        )),
+    )
+    .await;
+    let used = store.storage_use("q-a").await.unwrap();
+    assert_eq!(
+        used,
+        StorageUse {
+            objects: 1003,
+            parts: 50,
+            items: 38,
+            messages: 20,
+        }
+    );
+    assert_eq!(used.total(), 1111);
+
+    // Deletes and replacements are counted at once.
+    store.delete_object("q-a-b", "big").await.unwrap();
+    store.abort_upload("q-u").await.unwrap();
+    store.purge("q-a", "q").await.unwrap();
+    write(&*store, item_key(&t, key(&p, None)), Change::Delete).await;
+    assert_eq!(
+        store.storage_use("q-a").await.unwrap(),
+        StorageUse {
+            objects: 3,
+            ..Default::default()
+        }
+    );
+    let other = store.storage_use("q-b").await.unwrap();
+    assert_eq!((other.objects, other.messages), (3, 12));
 }
 
 fn audit(ns: &str, at_ms: i64, method: &str) -> AuditEntry {

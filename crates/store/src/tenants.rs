@@ -86,6 +86,72 @@ pub const PURGE_CHILDREN: &[&str] = &[
      (SELECT arn FROM executions WHERE namespace = $1)",
 ];
 
+/// What a namespace stores, in bytes, as its storage quota counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageUse {
+    /// Sizes of the objects of its buckets.
+    pub objects: u64,
+    /// Sizes of the parts of its multipart uploads in progress.
+    pub parts: u64,
+    /// DynamoDB sizes of the items of its tables.
+    pub items: u64,
+    /// Bodies (UTF-8 bytes) of the messages of its queues.
+    pub messages: u64,
+}
+
+impl StorageUse {
+    pub fn total(&self) -> u64 {
+        self.objects + self.parts + self.items + self.messages
+    }
+}
+
+/// Why a write may not store its bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    /// The namespace's storage quota would be exceeded (the message says by what).
+    #[error("{0}")]
+    Exceeded(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Takes bytes of a namespace's storage quota before a write stores them: the object, table
+/// and queue engines ask it, and refuse the write (storing nothing) when it refuses.
+#[async_trait]
+pub trait StorageQuota: Send + Sync + 'static {
+    async fn reserve(&self, namespace: &str, bytes: u64) -> Result<(), QuotaError>;
+}
+
+/// Where an engine keeps the [`StorageQuota`] it is given (none: no quota).
+#[derive(Default)]
+pub struct QuotaSlot(std::sync::OnceLock<std::sync::Arc<dyn StorageQuota>>);
+
+impl QuotaSlot {
+    /// Sets the quota (once; later calls are ignored).
+    pub fn set(&self, quota: std::sync::Arc<dyn StorageQuota>) {
+        let _ = self.0.set(quota);
+    }
+
+    pub async fn reserve(&self, namespace: &str, bytes: u64) -> Result<(), QuotaError> {
+        match self.0.get() {
+            Some(q) => q.reserve(namespace, bytes).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// [`StorageUse`] of namespace `$1`, one row of four sums (SQLite and PostgreSQL alike: each
+/// sum reads the namespace's rows through an index on the namespace, its buckets or tables).
+pub const STORAGE_USE: &str = "SELECT \
+     CAST(coalesce((SELECT sum(o.size) FROM objects o JOIN buckets b ON b.name = o.bucket \
+        WHERE b.namespace = $1), 0) AS BIGINT), \
+     CAST(coalesce((SELECT sum(p.size) FROM upload_parts p JOIN uploads u ON u.id = p.upload_id \
+        JOIN buckets b ON b.name = u.bucket WHERE b.namespace = $1), 0) AS BIGINT), \
+     CAST(coalesce((SELECT sum(i.size) FROM ddb_items i JOIN ddb_tables t ON t.id = i.table_id \
+        WHERE t.namespace = $1), 0) AS BIGINT), \
+     CAST(coalesce((SELECT sum(octet_length(m.body)) FROM queue_messages m \
+        WHERE m.namespace = $1), 0) AS BIGINT)";
+
 #[async_trait]
 pub trait TenantStore: Send + Sync {
     /// Creates a namespace; false if one of that name exists.
@@ -102,6 +168,8 @@ pub trait TenantStore: Send + Sync {
     /// of its queues, executions of its state machines), its keys, audit log and record, in
     /// one transaction. False if there was no such namespace record.
     async fn purge_namespace(&self, name: &str) -> Result<bool, StoreError>;
+    /// The bytes namespace `name` stores ([`STORAGE_USE`]).
+    async fn storage_use(&self, name: &str) -> Result<StorageUse, StoreError>;
 
     /// Stores one secret of a key.
     async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;

@@ -38,6 +38,10 @@ pub enum TableError {
     /// request.
     #[error("{0}")]
     IdempotentParameterMismatch(String),
+    /// `QuotaExceeded` (Lambent's): the namespace's storage quota would be exceeded; nothing
+    /// was written.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// `InternalServerError`: a fault of the platform, not the caller.
     #[error("{0}")]
     Internal(String),
@@ -69,6 +73,7 @@ impl TableError {
             TableError::LimitExceeded(_) => "LimitExceededException",
             TableError::TransactionCanceled { .. } => "TransactionCanceledException",
             TableError::IdempotentParameterMismatch(_) => "IdempotentParameterMismatchException",
+            TableError::QuotaExceeded(_) => "QuotaExceeded",
             TableError::Internal(_) => "InternalServerError",
         }
     }
@@ -82,6 +87,7 @@ impl TableError {
     pub fn http_status(&self) -> u16 {
         match self {
             TableError::Internal(_) => 500,
+            TableError::QuotaExceeded(_) => 403,
             _ => 400,
         }
     }

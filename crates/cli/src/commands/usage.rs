@@ -1,9 +1,11 @@
 //! `lambent usage [--since 24h] [--by function|namespace|day] [--function F]`: invocations,
 //! errors, latency, GB-seconds and cost per group and in total, then memory right-sizing advice,
-//! then the state transitions of workflow executions started in the window and their cost.
+//! then the state transitions of workflow executions started in the window and their cost, and
+//! the namespace's monthly budget. `--by namespace` is the operator's: one bill per namespace
+//! (invocations, GB-s, cost, budget, functions, storage against the quota).
 
 use super::Ctx;
-use crate::client::{TransitionRow, TransitionUsage, Usage, UsageFilter};
+use crate::client::{Bill, BudgetView, TransitionRow, TransitionUsage, Usage, UsageFilter};
 use crate::duration;
 use crate::output::{self, ms_from_us, now_ms, significant, significant_trimmed};
 use anyhow::Result;
@@ -36,6 +38,14 @@ fn groupings() -> impl clap::builder::TypedValueParser<Value = Grouping> {
 
 pub fn run(ctx: &Ctx, args: UsageArgs) -> Result<ExitCode> {
     let since_ms = duration::ago_ms(args.since, now_ms());
+    if args.by == Grouping::Namespace {
+        let bills = ctx.operator_client()?.bills(Some(since_ms))?;
+        match ctx.json() {
+            true => output::print_raw_json(&bills.raw),
+            false => print_bills(&bills.rows),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let only_function = args.function.is_some();
     let filter = UsageFilter {
         since_ms: Some(since_ms),
@@ -112,6 +122,67 @@ fn print_usage(u: &Usage) {
         significant_trimmed(u.prices.per_request * 1e6, DIGITS),
         significant_trimmed(u.prices.per_gb_second, DIGITS)
     );
+    if let Some(b) = &u.budget {
+        print_budget(b);
+    }
+}
+
+fn print_bills(bills: &[Bill]) {
+    let limit = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let mut t = output::table(&[
+        "NAMESPACE",
+        "INVOCATIONS",
+        "GB-S",
+        "COST($)",
+        "MONTH($)",
+        "BUDGET($)",
+        "FUNCTIONS",
+        "STORAGE(B)",
+        "QUOTA(B)",
+    ]);
+    for b in bills {
+        let budget = b.budget.as_ref();
+        t.add_row(vec![
+            b.namespace.clone(),
+            b.invocations.to_string(),
+            significant(b.gb_seconds, DIGITS),
+            significant(b.cost, DIGITS),
+            budget.map_or("-".into(), |b| significant(b.spent_usd, DIGITS)),
+            budget.map_or("-".into(), budget_cell),
+            format!("{}/{}", b.functions, limit(b.max_functions)),
+            b.storage_bytes.to_string(),
+            limit(b.storage_quota_bytes),
+        ]);
+    }
+    output::print_table(&t);
+    for b in bills {
+        if let Some(w) = b.budget.as_ref().and_then(|b| b.warning.as_ref()) {
+            println!("warning: {w}");
+        }
+    }
+}
+
+/// `25.00 hard`, `10.00 soft`.
+fn budget_cell(b: &BudgetView) -> String {
+    let kind = if b.hard { "hard" } else { "soft" };
+    format!("{:.2} {kind}", b.monthly_usd)
+}
+
+fn print_budget(b: &BudgetView) {
+    println!(
+        "budget: ${} of ${:.2} ({}) spent this month{}",
+        significant(b.spent_usd, DIGITS),
+        b.monthly_usd,
+        if b.hard { "hard" } else { "soft" },
+        if b.exhausted {
+            ": exhausted, invocations are refused"
+        } else {
+            ""
+        }
+    );
+    if let Some(w) = &b.warning {
+        println!("warning: {w}");
+    }
 }
 
 fn print_transitions(u: &TransitionUsage) {

@@ -28,6 +28,8 @@ enum Refusal {
     TooLarge,
     BadRequest,
     Throttled,
+    /// The namespace's hard monthly budget is spent.
+    BudgetExhausted,
     /// The function failed, timed out or answered something that is not a response.
     BadGateway,
     /// The same for a REST (payload 1.0) route, whose message API Gateway spells differently.
@@ -49,6 +51,7 @@ impl Refusal {
             Refusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
             Refusal::BadRequest => (StatusCode::BAD_REQUEST, "Bad Request"),
             Refusal::Throttled => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+            Refusal::BudgetExhausted => (StatusCode::PAYMENT_REQUIRED, "Budget Exhausted"),
             Refusal::BadGateway => (StatusCode::BAD_GATEWAY, "Internal Server Error"),
             Refusal::RestBadGateway => (StatusCode::BAD_GATEWAY, "Internal server error"),
             Refusal::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
@@ -275,7 +278,12 @@ fn answer(
 ) -> Result<Response, Refusal> {
     match result.activation.status {
         ActivationStatus::Success => {}
-        ActivationStatus::Throttled => return Err(Refusal::Throttled),
+        ActivationStatus::Throttled => {
+            return Err(match ApiError::of_refused(&result.activation) {
+                Some(ApiError::BudgetExhausted(_)) => Refusal::BudgetExhausted,
+                _ => Refusal::Throttled,
+            })
+        }
         ActivationStatus::PlatformError => return Err(Refusal::Internal),
         _ => return Err(bad_gateway),
     }
