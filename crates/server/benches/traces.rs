@@ -188,185 +188,13 @@ fn median(mut xs: Vec<f64>) -> f64 {
     support::quantile(&xs, 0.5)
 }
 
-/// The three nodes compared.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Side {
-    Off,
-    On,
-    Export,
-}
-
-impl Side {
-    const ALL: [Side; 3] = [Side::Off, Side::On, Side::Export];
-
-    fn name(self) -> &'static str {
-        match self {
-            Side::Off => "off",
-            Side::On => "on",
-            Side::Export => "export",
-        }
-    }
-
-    fn case(self) -> &'static str {
-        match self {
-            Side::Off => "tracing off",
-            Side::On => "tracing on (records)",
-            Side::Export => "tracing on + OTLP export",
-        }
-    }
-
-    /// The node of this side (exporting to `sink_url`); `sandboxed`: full isolation, else
-    /// `--insecure-no-sandbox` (valgrind cannot run the sandbox's set-up: it has no
-    /// `seccomp(2)`).
-    async fn node(self, sink_url: &str, sandboxed: bool) -> Node {
-        node(|o| {
-            o.insecure_no_sandbox = !sandboxed;
-            match self {
-                Side::Off => o.tracing = false,
-                Side::On => {}
-                Side::Export => o.otlp_endpoint = Some(sink_url.to_string()),
-            }
-        })
-        .await
-    }
-}
-
-/// Set in a process that serves one side under callgrind (its value: the side's name).
-const SIDE_ENV: &str = "LAMBENT_BENCH_CALLGRIND_SIDE";
-/// Set in the client process of a side's node: the node's URL, then the node's pid.
-const CLIENT_ENV: &str = "LAMBENT_BENCH_CALLGRIND_CLIENT";
-
-/// `callgrind_control <args> <pid>`: zeroes (`-z`) or dumps (`-d`) the counts of the
-/// process under callgrind.
-fn callgrind_control(arg: &str, pid: &str) {
-    let status = std::process::Command::new("callgrind_control")
-        .args([arg, pid])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("callgrind_control runs");
-    assert!(status.success(), "callgrind_control {arg} {pid}: {status}");
-}
-
-/// The client of a node under callgrind (a process of its own, not instrumented): warms the
-/// node, zeroes its counts, runs `n` warm invokes one after another, lets the recorder's and
-/// the exporter's batches go out, and has the counts dumped.
-fn callgrind_client(url: &str, pid: &str, n: usize) {
-    support::block_on(async {
-        let op = invoker(url);
-        for i in 0..200 {
-            op(0, i).await;
-        }
-        callgrind_control("-z", pid);
-        for i in 0..n {
-            op(0, i).await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        callgrind_control("-d", pid);
-    });
-}
-
-/// One side's node, in this process (run under callgrind), driven by a client process.
-fn callgrind_side(side: Side) {
-    support::block_on(async {
-        let (sink_url, _) = sink().await;
-        let node = side.node(&sink_url, false).await;
-        let status = tokio::process::Command::new(std::env::current_exe().unwrap())
-            .env_remove(SIDE_ENV)
-            .env(
-                CLIENT_ENV,
-                format!("{} {}", node.server.url(), std::process::id()),
-            )
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success(), "the client: {status}");
-        node.server.shutdown().await;
-    });
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
-}
-
-/// The instructions (`Ir`) a callgrind dump counted.
-fn callgrind_total(file: &Path) -> u64 {
-    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("totals:")
-                .or_else(|| l.strip_prefix("summary:"))
-        })
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no totals in {}", file.display()))
-}
-
-/// Instructions the node executes per warm invoke, each side under callgrind in a process of
-/// its own (`n` invokes, counted from after the warm-up until the batches went out): a count
-/// that the machine's load does not move. The dumps stay in `target/traces_callgrind/`.
-fn callgrind_table(n: usize) -> Table {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("traces_callgrind");
-    std::fs::create_dir_all(&dir).unwrap();
-    let per_invoke: Vec<f64> = Side::ALL
-        .iter()
-        .map(|side| {
-            let out = dir.join(format!("callgrind.{}", side.name()));
-            let status = std::process::Command::new("valgrind")
-                .args(["--tool=callgrind", "--quiet"])
-                .arg(format!("--callgrind-out-file={}", out.display()))
-                .arg(std::env::current_exe().unwrap())
-                .env(SIDE_ENV, side.name())
-                .env("LAMBENT_BENCH_N", n.to_string())
-                .status()
-                .expect("valgrind runs");
-            assert!(status.success(), "valgrind ({}): {status}", side.name());
-            // The client's dump, the first of the run.
-            callgrind_total(&dir.join(format!("callgrind.{}.1", side.name()))) as f64 / n as f64
-        })
-        .collect();
-    let mut table = Table::new();
-    table.set_header([
-        "case (warm invoke, under callgrind, 1 caller)",
-        "n",
-        "server instructions / invoke",
-        "vs off",
-    ]);
-    for (side, ir) in Side::ALL.iter().zip(&per_invoke) {
-        table.add_row(vec![
-            side.case().to_string(),
-            n.to_string(),
-            format!("{ir:.0}"),
-            format!("{:+.1}%", (ir / per_invoke[0] - 1.0) * 100.0),
-        ]);
-    }
-    table
-}
-
 fn main() {
     let n = support::samples(2000);
-    if let Ok(client) = std::env::var(CLIENT_ENV) {
-        let (url, pid) = client.split_once(' ').expect("url and pid");
-        return callgrind_client(url, pid, n);
-    }
-    if let Ok(name) = std::env::var(SIDE_ENV) {
-        let side = Side::ALL.into_iter().find(|s| s.name() == name).unwrap();
-        return callgrind_side(side);
-    }
-    let callgrind = std::env::var("LAMBENT_BENCH_CALLGRIND").unwrap_or_default();
-    let callgrind_n = support::env_or("LAMBENT_BENCH_CALLGRIND_N", 1000usize);
-    if callgrind == "only" {
-        let table = callgrind_table(callgrind_n);
-        support::write_report("traces_callgrind.md", &format!("{table}\n"));
-        return;
-    }
-    let mut report = support::block_on(async {
+    support::block_on(async {
         let (sink_url, received) = sink().await;
-        let off = Side::Off.node(&sink_url, true).await;
-        let on = Side::On.node(&sink_url, true).await;
-        let export = Side::Export.node(&sink_url, true).await;
+        let off = node(|o| o.tracing = false).await;
+        let on = node(|_| {}).await;
+        let export = node(|o| o.otlp_endpoint = Some(sink_url)).await;
         let (off_op, on_op, export_op) = (
             invoker(off.server.url()),
             invoker(on.server.url()),
@@ -466,20 +294,15 @@ fn main() {
                 .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        for node in [off, on, export] {
-            node.server.shutdown().await;
-        }
-        format!(
+        let report = format!(
             "{cpu_table}\n\n{table}\n\nOTLP export: {} spans exported ({} KB of protobuf received), {} dropped\n",
             counter("lambent_trace_spans_exported_total"),
             received.load(Ordering::Relaxed) / 1024,
             counter("lambent_trace_spans_dropped_total"),
-        )
+        );
+        support::write_report("traces_bench.md", &report);
+        for node in [off, on, export] {
+            node.server.shutdown().await;
+        }
     });
-    if callgrind != "0" && on_path("valgrind") {
-        report = format!("{}\n\n{report}", callgrind_table(callgrind_n));
-    } else {
-        report += "\n(instruction counts skipped: valgrind is not installed, or LAMBENT_BENCH_CALLGRIND=0)\n";
-    }
-    support::write_report("traces_bench.md", &report);
 }

@@ -136,7 +136,10 @@ impl Exporter {
         let mut queue = shared.queue.lock();
         if queue.activations.len() >= shared.capacity {
             drop(queue);
-            shared.stats.dropped.fetch_add(spans as u64, Ordering::Relaxed);
+            shared
+                .stats
+                .dropped
+                .fetch_add(spans as u64, Ordering::Relaxed);
             return;
         }
         queue.activations.push(Activation {
@@ -208,8 +211,7 @@ async fn run(config: ExportConfig, platform: Platform, shared: Arc<Shared>) {
             shared.wake.notified().await;
         }
         // The batch fills for up to the interval (unless it is full or the exporter closes).
-        if shared.queue.lock().spans < shared.max_batch && !shared.closed.load(Ordering::Acquire)
-        {
+        if shared.queue.lock().spans < shared.max_batch && !shared.closed.load(Ordering::Acquire) {
             let _ = tokio::time::timeout(config.interval, shared.wake.notified()).await;
         }
         let taken = std::mem::take(&mut *shared.queue.lock()).activations;
