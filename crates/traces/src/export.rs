@@ -285,6 +285,7 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc;
 
     #[test]
     fn endpoints_get_the_traces_path_once() {
@@ -324,5 +325,94 @@ mod tests {
         a.trace.as_mut().unwrap().sampled = false;
         exporter.offer(&a);
         assert_eq!(exporter.stats().dropped.load(Ordering::Relaxed), dropped);
+    }
+
+    /// A receiver on loopback that answers 200 to each request: the span count of each
+    /// request's body, as they come.
+    async fn receiver() -> (String, mpsc::UnboundedReceiver<usize>) {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+                        if let Some(end) = head_end {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + len {
+                                let body: Vec<u8> =
+                                    buf.drain(..end + 4 + len).skip(end + 4).collect();
+                                let req =
+                                    ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+                                let spans = req
+                                    .resource_spans
+                                    .iter()
+                                    .flat_map(|r| &r.scope_spans)
+                                    .map(|s| s.spans.len())
+                                    .sum();
+                                let _ = tx.send(spans);
+                                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                                conn.write_all(ok).await.unwrap();
+                                continue;
+                            }
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_goes_out_at_once_and_the_rest_when_the_exporter_closes() {
+        let (url, mut got) = receiver().await;
+        let a = Activation {
+            function: "f".into(),
+            trace: Some(lambent_core::ActivationTrace::start(Default::default(), 1)),
+            ..Default::default()
+        };
+        let per = span_count(&a);
+        let mut config = ExportConfig::new(&url).unwrap();
+        // Nothing waits for the interval: a batch is two activations' spans.
+        (config.max_batch, config.interval) = (2 * per, Duration::from_secs(600));
+        let exporter = Exporter::start(config, Platform::new("r"));
+        for _ in 0..2 {
+            exporter.offer(&a);
+        }
+        let first = tokio::time::timeout(Duration::from_secs(10), got.recv()).await;
+        assert_eq!(first.unwrap(), Some(2 * per));
+        // One more waits for its batch to fill … until the last handle is dropped.
+        exporter.offer(&a);
+        let stats = exporter.handle.shared.clone();
+        drop(exporter);
+        let last = tokio::time::timeout(Duration::from_secs(10), got.recv()).await;
+        assert_eq!(last.unwrap(), Some(per));
+        // Counted once the receiver's answer is in.
+        let exported = || stats.stats.exported.load(Ordering::Relaxed);
+        for _ in 0..100 {
+            if exported() == 3 * per as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(exported(), 3 * per as u64);
+        assert_eq!(stats.stats.dropped.load(Ordering::Relaxed), 0);
     }
 }
