@@ -333,7 +333,7 @@ impl Invoker {
     async fn invoke_function(
         &self,
         dep: &Arc<Deployment>,
-        req: InvokeRequest,
+        mut req: InvokeRequest,
         parent: Option<String>,
     ) -> InvokeResult {
         let inner = &self.inner;
@@ -343,7 +343,7 @@ impl Invoker {
         let trace = inner
             .config
             .tracing
-            .then(|| ActivationTrace::start(req.trace.clone(), start_us));
+            .then(|| ActivationTrace::start(std::mem::take(&mut req.trace), start_us));
         let mut record = Activation {
             id: request_id.clone(),
             namespace: dep.function.namespace.clone(),

@@ -41,6 +41,8 @@ use std::sync::Arc;
 use support::{abba, echo_runtime, ms, stats, zip_of, Run};
 
 const KEY: &str = "bench-key";
+/// The operator's key: the exporter's counters in `/metrics` are node-wide series.
+const ADMIN: &str = "bench-admin-key";
 
 /// A node with the echo function deployed and warm; its data dir lives as long as it does.
 struct Node {
@@ -52,6 +54,7 @@ async fn node(adjust: impl FnOnce(&mut ServerOptions)) -> Node {
     let data = tempfile::tempdir().unwrap();
     let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), data.path().into());
     opts.api_key = Some(KEY.into());
+    opts.admin_key = Some(ADMIN.into());
     adjust(&mut opts);
     let server = start(opts).await.expect("the node starts (root needed)");
     let http = support::http_client();
@@ -98,11 +101,9 @@ fn invoker(
         let req = http.post(&url).bearer_auth(KEY).body("{}");
         Box::pin(async move {
             let r = req.send().await.unwrap();
-            assert_eq!(
-                r.headers().get("lambent-status").map(|v| v.as_bytes()),
-                Some(&b"success"[..])
-            );
-            let _ = r.bytes().await.unwrap();
+            let ok = r.headers().get("lambent-status").map(|v| v.as_bytes()) == Some(b"success");
+            let body = r.bytes().await.unwrap();
+            assert!(ok, "{}", String::from_utf8_lossy(&body));
         })
     }
 }
@@ -280,7 +281,7 @@ fn main() {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         let metrics = support::http_client()
             .get(format!("{}/metrics", export.server.url()))
-            .bearer_auth(KEY)
+            .bearer_auth(ADMIN)
             .send()
             .await
             .unwrap()

@@ -1,19 +1,21 @@
 //! The OTLP/HTTP exporter: finished activations are offered to it from the invoke path
-//! ([`Exporter::offer`]: a copy of the record without its logs into a bounded channel; never
-//! waits, never allocates per span), one task derives their spans, gathers them into batches
-//! (up to [`ExportConfig::max_batch`] spans or [`ExportConfig::interval`]) and POSTs each
-//! batch as protobuf, one request at a time. Memory is bounded by the channel and one batch:
-//! whatever does not fit (the receiver is slow or down), or a batch the receiver refuses or
-//! does not answer in time, is dropped and counted (`lambent_trace_spans_dropped_total`).
-//! Only sampled traces are exported.
+//! ([`Exporter::offer`]: a copy of the record without its logs pushed onto a bounded queue
+//! under a short lock; never waits, and wakes the export task only when the queue was empty
+//! or holds a full batch, so an invocation does not pay for a task switch). The task lets a
+//! batch fill (up to [`ExportConfig::max_batch`] spans or [`ExportConfig::interval`]), derives
+//! the spans, and POSTs each batch as protobuf, one request at a time. Memory is bounded by
+//! the queue and one batch: whatever does not fit (the receiver is slow or down), or a batch
+//! the receiver refuses or does not answer in time, is dropped and counted
+//! (`lambent_trace_spans_dropped_total`). Only sampled traces are exported.
 
 use crate::otlp::Batch;
 use crate::spans::{activation_spans, span_count, Platform};
 use lambent_core::Activation;
-use std::sync::atomic::{AtomicU64, Ordering};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// How the exporter batches and where it sends.
 #[derive(Debug, Clone)]
@@ -70,17 +72,56 @@ pub struct ExportStats {
 /// every handle is dropped.
 #[derive(Clone)]
 pub struct Exporter {
-    tx: mpsc::Sender<Box<Activation>>,
-    stats: Arc<ExportStats>,
+    handle: Arc<Handle>,
+}
+
+/// What the handles share; dropped with the last one, which closes the queue.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// What the handles and the task share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Rung when the queue was empty (the task waits for a first activation) or holds a full
+    /// batch (the task waits for the interval), and when the last handle is gone.
+    wake: Notify,
+    closed: AtomicBool,
+    stats: ExportStats,
+    /// Most activations queued.
+    capacity: usize,
+    max_batch: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    activations: Vec<Activation>,
+    /// Their spans, in all.
+    spans: usize,
 }
 
 impl Exporter {
     /// Starts the export task on the current tokio runtime.
     pub fn start(config: ExportConfig, platform: Platform) -> Exporter {
-        let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let stats = Arc::new(ExportStats::default());
-        tokio::spawn(run(config, platform, rx, stats.clone()));
-        Exporter { tx, stats }
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            stats: ExportStats::default(),
+            capacity: config.queue.max(1),
+            max_batch: config.max_batch.max(1),
+        });
+        tokio::spawn(run(config, platform, shared.clone()));
+        Exporter {
+            handle: Arc::new(Handle { shared }),
+        }
     }
 
     /// Offers a finished activation's spans for export; drops (and counts) them when the
@@ -90,7 +131,18 @@ impl Exporter {
         if !trace.sampled {
             return;
         }
-        let slim = Box::new(Activation {
+        let shared = &self.handle.shared;
+        let spans = span_count(a);
+        let mut queue = shared.queue.lock();
+        if queue.activations.len() >= shared.capacity {
+            drop(queue);
+            shared
+                .stats
+                .dropped
+                .fetch_add(spans as u64, Ordering::Relaxed);
+            return;
+        }
+        queue.activations.push(Activation {
             id: a.id.clone(),
             namespace: a.namespace.clone(),
             function: a.function.clone(),
@@ -115,23 +167,22 @@ impl Exporter {
             steps: Vec::new(),
             trace: Some(trace.clone()),
         });
-        if let Err(e) = self.tx.try_send(slim) {
-            let lost = match &e {
-                mpsc::error::TrySendError::Full(a) | mpsc::error::TrySendError::Closed(a) => a,
-            };
-            self.stats
-                .dropped
-                .fetch_add(span_count(lost) as u64, Ordering::Relaxed);
+        let before = queue.spans;
+        queue.spans += spans;
+        let wake = before == 0 || (before < shared.max_batch && queue.spans >= shared.max_batch);
+        drop(queue);
+        if wake {
+            shared.wake.notify_one();
         }
     }
 
     pub fn stats(&self) -> &ExportStats {
-        &self.stats
+        &self.handle.shared.stats
     }
 
     /// The exporter's counters in the OpenMetrics text format (without `# EOF`).
     pub fn metrics_text(&self) -> String {
-        let s = &self.stats;
+        let s = self.stats();
         format!(
             "# HELP lambent_trace_spans_exported Spans sent to the OTLP endpoint.\n\
              # TYPE lambent_trace_spans_exported counter\n\
@@ -145,39 +196,54 @@ impl Exporter {
     }
 }
 
-async fn run(
-    config: ExportConfig,
-    platform: Platform,
-    mut rx: mpsc::Receiver<Box<Activation>>,
-    stats: Arc<ExportStats>,
-) {
+async fn run(config: ExportConfig, platform: Platform, shared: Arc<Shared>) {
     let client = reqwest::Client::new();
     let mut batch = Batch::default();
-    let mut closed = false;
-    while !closed {
-        let Some(first) = rx.recv().await else { break };
-        add(&mut batch, &first, &platform);
-        let deadline = tokio::time::Instant::now() + config.interval;
-        while batch.len() < config.max_batch {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(a)) => add(&mut batch, &a, &platform),
-                Ok(None) => {
-                    closed = true;
-                    break;
-                }
-                Err(_) => break,
+    loop {
+        // A first activation (or the end).
+        loop {
+            if shared.queue.lock().spans > 0 {
+                break;
+            }
+            if shared.closed.load(Ordering::Acquire) {
+                return;
+            }
+            shared.wake.notified().await;
+        }
+        // The batch fills for up to the interval (unless it is full or the exporter closes).
+        if shared.queue.lock().spans < shared.max_batch && !shared.closed.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(config.interval, shared.wake.notified()).await;
+        }
+        let taken = std::mem::take(&mut *shared.queue.lock()).activations;
+        for a in &taken {
+            add(&mut batch, a, &platform);
+            if batch.len() >= config.max_batch {
+                flush(&client, &config, &platform, &shared.stats, &mut batch).await;
             }
         }
-        let n = batch.len() as u64;
-        let body = batch.encode(&platform);
-        match send(&client, &config, body).await {
-            Ok(()) => {
-                stats.exported.fetch_add(n, Ordering::Relaxed);
-            }
-            Err(e) => {
-                stats.dropped.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!("dropped {n} spans: {e}");
-            }
+        if !batch.is_empty() {
+            flush(&client, &config, &platform, &shared.stats, &mut batch).await;
+        }
+    }
+}
+
+/// Sends `batch` (emptying it) and counts its spans as exported or dropped.
+async fn flush(
+    client: &reqwest::Client,
+    config: &ExportConfig,
+    platform: &Platform,
+    stats: &ExportStats,
+    batch: &mut Batch,
+) {
+    let n = batch.len() as u64;
+    let body = batch.encode(platform);
+    match send(client, config, body).await {
+        Ok(()) => {
+            stats.exported.fetch_add(n, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.dropped.fetch_add(n, Ordering::Relaxed);
+            tracing::warn!("dropped {n} spans: {e}");
         }
     }
 }
@@ -219,6 +285,7 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc;
 
     #[test]
     fn endpoints_get_the_traces_path_once() {
@@ -258,5 +325,94 @@ mod tests {
         a.trace.as_mut().unwrap().sampled = false;
         exporter.offer(&a);
         assert_eq!(exporter.stats().dropped.load(Ordering::Relaxed), dropped);
+    }
+
+    /// A receiver on loopback that answers 200 to each request: the span count of each
+    /// request's body, as they come.
+    async fn receiver() -> (String, mpsc::UnboundedReceiver<usize>) {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+                        if let Some(end) = head_end {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + len {
+                                let body: Vec<u8> =
+                                    buf.drain(..end + 4 + len).skip(end + 4).collect();
+                                let req =
+                                    ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+                                let spans = req
+                                    .resource_spans
+                                    .iter()
+                                    .flat_map(|r| &r.scope_spans)
+                                    .map(|s| s.spans.len())
+                                    .sum();
+                                let _ = tx.send(spans);
+                                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                                conn.write_all(ok).await.unwrap();
+                                continue;
+                            }
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_goes_out_at_once_and_the_rest_when_the_exporter_closes() {
+        let (url, mut got) = receiver().await;
+        let a = Activation {
+            function: "f".into(),
+            trace: Some(lambent_core::ActivationTrace::start(Default::default(), 1)),
+            ..Default::default()
+        };
+        let per = span_count(&a);
+        let mut config = ExportConfig::new(&url).unwrap();
+        // Nothing waits for the interval: a batch is two activations' spans.
+        (config.max_batch, config.interval) = (2 * per, Duration::from_secs(600));
+        let exporter = Exporter::start(config, Platform::new("r"));
+        for _ in 0..2 {
+            exporter.offer(&a);
+        }
+        let first = tokio::time::timeout(Duration::from_secs(10), got.recv()).await;
+        assert_eq!(first.unwrap(), Some(2 * per));
+        // One more waits for its batch to fill … until the last handle is dropped.
+        exporter.offer(&a);
+        let stats = exporter.handle.shared.clone();
+        drop(exporter);
+        let last = tokio::time::timeout(Duration::from_secs(10), got.recv()).await;
+        assert_eq!(last.unwrap(), Some(per));
+        // Counted once the receiver's answer is in.
+        let exported = || stats.stats.exported.load(Ordering::Relaxed);
+        for _ in 0..100 {
+            if exported() == 3 * per as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(exported(), 3 * per as u64);
+        assert_eq!(stats.stats.dropped.load(Ordering::Relaxed), 0);
     }
 }

@@ -13,8 +13,8 @@ use prost::Message;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// An attribute, moved into its OTLP form (no copy of its key or text).
-fn key_value(key: String, value: Value) -> Option<KeyValue> {
+/// An attribute in its OTLP form (its text moved, not copied).
+fn key_value(key: &str, value: Value) -> Option<KeyValue> {
     let v = match value {
         Value::String(s) => any_value::Value::StringValue(s),
         Value::Bool(b) => any_value::Value::BoolValue(b),
@@ -27,13 +27,13 @@ fn key_value(key: String, value: Value) -> Option<KeyValue> {
         _ => return None,
     };
     Some(KeyValue {
-        key,
+        key: key.to_string(),
         value: Some(AnyValue { value: Some(v) }),
     })
 }
 
 fn text(key: &str, value: &str) -> KeyValue {
-    key_value(key.to_string(), Value::String(value.to_string())).expect("a string is a value")
+    key_value(key, Value::String(value.to_string())).expect("a string is a value")
 }
 
 /// A span in its OTLP form; taken by value, so that its name and attributes move.

@@ -11,7 +11,7 @@
 use lambent_core::trace::spans;
 use lambent_core::{Activation, ActivationStatus, Hop, SpanId, TraceId};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// OpenTelemetry span kinds (the OTLP enum's numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,7 +34,7 @@ pub struct Span {
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
     /// Flat attributes: strings, booleans and integers.
-    pub attributes: Map<String, Value>,
+    pub attributes: Attributes,
     /// The activation it belongs to.
     pub activation_id: String,
     /// Set when the activation failed: its error type.
@@ -45,6 +45,67 @@ pub struct Span {
     pub links: Vec<Link>,
     #[serde(skip)]
     pub sampled: bool,
+}
+
+/// A span's attributes (strings, booleans and integers) under their OpenTelemetry names, in
+/// the order they were set (each once); in JSON an object with its keys sorted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes(Vec<(&'static str, Value)>);
+
+impl Attributes {
+    /// Sets `key`, which is not set yet.
+    pub fn insert(&mut self, key: &'static str, value: Value) {
+        debug_assert!(!self.contains_key(key), "{key} set twice");
+        self.0.push((key, value));
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `attributes["key"]`: the value, or `null` when it is not set (as a JSON object reads).
+impl std::ops::Index<&str> for Attributes {
+    type Output = Value;
+
+    fn index(&self, key: &str) -> &Value {
+        const NULL: &Value = &Value::Null;
+        self.get(key).unwrap_or(NULL)
+    }
+}
+
+impl IntoIterator for Attributes {
+    type Item = (&'static str, Value);
+    type IntoIter = std::vec::IntoIter<(&'static str, Value)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut sorted: Vec<&(&'static str, Value)> = self.0.iter().collect();
+        sorted.sort_unstable_by_key(|(k, _)| *k);
+        let mut map = s.serialize_map(Some(sorted.len()))?;
+        for (k, v) in sorted {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// A link to a span of another (or the same) trace.
@@ -99,9 +160,7 @@ fn us_to_ns(us: i64) -> u64 {
 /// The span of a delivery: `base` (ids, times) named and described after `hop`.
 fn hop_span(hop: &Hop, mut base: Span) -> Span {
     let attrs = &mut base.attributes;
-    let mut set = |k: &str, v: Value| {
-        attrs.insert(k.to_string(), v);
-    };
+    let mut set = |k: &'static str, v: Value| attrs.insert(k, v);
     match hop {
         Hop::Queue {
             queue,
@@ -161,7 +220,7 @@ pub fn activation_spans(a: &Activation, platform: &Platform) -> Vec<Span> {
         kind,
         start_unix_nano: us_to_ns(from),
         end_unix_nano: us_to_ns(to.max(from)),
-        attributes: Map::new(),
+        attributes: Attributes::default(),
         activation_id: a.id.clone(),
         error: None,
         links: Vec::new(),
@@ -180,12 +239,12 @@ pub fn activation_spans(a: &Activation, platform: &Platform) -> Vec<Span> {
             end,
         );
         let attrs = &mut s.attributes;
-        attrs.insert("http.request.method".into(), http.method.clone().into());
-        attrs.insert("http.route".into(), http.route.clone().into());
-        attrs.insert("url.path".into(), http.path.clone().into());
+        attrs.insert("http.request.method", http.method.clone().into());
+        attrs.insert("http.route", http.route.clone().into());
+        attrs.insert("url.path", http.path.clone().into());
         match http.status {
             Some(status) => {
-                attrs.insert("http.response.status_code".into(), status.into());
+                attrs.insert("http.response.status_code", status.into());
                 // OpenTelemetry's rule for HTTP servers: only a 5xx is the server's error.
                 s.error = (status >= 500).then(|| status.to_string());
             }
@@ -220,7 +279,7 @@ pub fn activation_spans(a: &Activation, platform: &Platform) -> Vec<Span> {
             start,
         );
         s.attributes
-            .insert("lambent.trigger".into(), a.trigger.clone().into());
+            .insert("lambent.trigger", a.trigger.clone().into());
         out.push(s);
         parent = Some(id);
     }
@@ -234,9 +293,7 @@ pub fn activation_spans(a: &Activation, platform: &Platform) -> Vec<Span> {
         end,
     );
     let attrs = &mut server.attributes;
-    let mut set = |k: &str, v: Value| {
-        attrs.insert(k.to_string(), v);
-    };
+    let mut set = |k: &'static str, v: Value| attrs.insert(k, v);
     set("faas.trigger", faas_trigger(&a.trigger).into());
     set("faas.invocation_id", a.id.clone().into());
     set("faas.coldstart", a.cold.into());
@@ -285,7 +342,7 @@ pub fn activation_spans(a: &Activation, platform: &Platform) -> Vec<Span> {
         );
         if let Some(init) = a.init {
             s.attributes
-                .insert("lambent.birth".into(), init.birth.as_str().into());
+                .insert("lambent.birth", init.birth.as_str().into());
             let phases = [
                 (spans::SANDBOX, "sandbox", Some(init.sandbox_us)),
                 (spans::RUNTIME, "runtime", Some(init.runtime_us)),
