@@ -7,7 +7,7 @@
 //!
 //! A link opens as an HTTP/1.1 upgrade on the peer's ordinary listener, authenticated with the
 //! cluster's secret: `GET /v1/cluster/link` with `Authorization: Bearer <secret>`,
-//! `Connection: Upgrade`, `Upgrade: lambent-link/2` and `Lambent-Forwarded-By: <node id>`;
+//! `Connection: Upgrade`, `Upgrade: lambent-link/1` and `Lambent-Forwarded-By: <node id>`;
 //! the peer answers `101 Switching Protocols` (or `401`). From then on both directions carry
 //! frames, all integers big-endian:
 //!
@@ -18,8 +18,7 @@
 //!                                  client-context cognito-identity trace (each: len:u32
 //!                                  bytes; len 0xFFFF_FFFF = absent; trace: the
 //!                                  `TraceOrigin` as JSON) payload (the rest)
-//! result  (kind 2, peer → sender)  record-length:u32 record (the activation, JSON, its
-//!                                  trace nested rather than flattened)
+//! result  (kind 2, peer → sender)  record-length:u32 record (the activation, JSON)
 //!                                  result (the rest: the function's bytes as they are)
 //! refused (kind 3, peer → sender)  status:u16 message (UTF-8, the rest)
 //! ```
@@ -52,7 +51,7 @@ use tokio::sync::oneshot;
 /// The path a node accepts links on.
 pub const LINK_PATH: &str = "/v1/cluster/link";
 /// The `Upgrade` protocol of a link.
-pub const LINK_PROTOCOL: &str = "lambent-link/2";
+pub const LINK_PROTOCOL: &str = "lambent-link/1";
 /// The handshake header naming the node that opens a link.
 pub const FORWARDED_BY: &str = "lambent-forwarded-by";
 
@@ -223,153 +222,9 @@ pub fn decode_invoke(mut body: Bytes) -> Result<(Target, InvokeRequest, bool), W
     Ok((target, req, may_spill))
 }
 
-/// An activation record as a `result` frame carries it: the record's fields with its trace as
-/// one nested field. [`Activation`]'s own JSON flattens the trace into the record's fields, and
-/// reading a flattened struct makes serde buffer the whole record (every key and string
-/// copied into an intermediate tree) before reading it again: the costliest part of a
-/// forwarded invocation's answer at the door. This form is read in one pass.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct WireRecord {
-    id: String,
-    namespace: String,
-    function: String,
-    revision: u64,
-    trigger: String,
-    start_ms: i64,
-    end_ms: i64,
-    duration_us: u64,
-    billed_ms: u64,
-    memory_mb: u32,
-    max_memory_bytes: Option<u64>,
-    cold: bool,
-    cold_reason: Option<lambent_core::ColdReason>,
-    init_us: Option<u64>,
-    init: Option<lambent_core::InitBreakdown>,
-    status: lambent_core::ActivationStatus,
-    error_type: Option<String>,
-    error_message: Option<String>,
-    logs: String,
-    node: String,
-    parent: Option<String>,
-    steps: Vec<String>,
-    trace: Option<lambent_core::ActivationTrace>,
-}
-
-impl From<Activation> for WireRecord {
-    fn from(a: Activation) -> WireRecord {
-        // Destructured whole: a field added to `Activation` must be added here too.
-        let Activation {
-            id,
-            namespace,
-            function,
-            revision,
-            trigger,
-            start_ms,
-            end_ms,
-            duration_us,
-            billed_ms,
-            memory_mb,
-            max_memory_bytes,
-            cold,
-            cold_reason,
-            init_us,
-            init,
-            status,
-            error_type,
-            error_message,
-            logs,
-            node,
-            parent,
-            steps,
-            trace,
-        } = a;
-        WireRecord {
-            id,
-            namespace,
-            function,
-            revision,
-            trigger,
-            start_ms,
-            end_ms,
-            duration_us,
-            billed_ms,
-            memory_mb,
-            max_memory_bytes,
-            cold,
-            cold_reason,
-            init_us,
-            init,
-            status,
-            error_type,
-            error_message,
-            logs,
-            node,
-            parent,
-            steps,
-            trace,
-        }
-    }
-}
-
-impl From<WireRecord> for Activation {
-    fn from(r: WireRecord) -> Activation {
-        let WireRecord {
-            id,
-            namespace,
-            function,
-            revision,
-            trigger,
-            start_ms,
-            end_ms,
-            duration_us,
-            billed_ms,
-            memory_mb,
-            max_memory_bytes,
-            cold,
-            cold_reason,
-            init_us,
-            init,
-            status,
-            error_type,
-            error_message,
-            logs,
-            node,
-            parent,
-            steps,
-            trace,
-        } = r;
-        Activation {
-            id,
-            namespace,
-            function,
-            revision,
-            trigger,
-            start_ms,
-            end_ms,
-            duration_us,
-            billed_ms,
-            memory_mb,
-            max_memory_bytes,
-            cold,
-            cold_reason,
-            init_us,
-            init,
-            status,
-            error_type,
-            error_message,
-            logs,
-            node,
-            parent,
-            steps,
-            trace,
-        }
-    }
-}
-
-/// A `result` frame: the activation record's JSON (as a [`WireRecord`]), then the result bytes.
-pub fn encode_result(id: u64, result: InvokeResult) -> Bytes {
-    let record =
-        serde_json::to_vec(&WireRecord::from(result.activation)).expect("activations serialize");
+/// A `result` frame: the activation record's JSON, then the result bytes.
+pub fn encode_result(id: u64, result: &InvokeResult) -> Bytes {
+    let record = serde_json::to_vec(&result.activation).expect("activations serialize");
     let mut out = frame(id, RESULT, 4 + record.len() + result.body.len());
     out.put_u32(record.len() as u32);
     out.put_slice(&record);
@@ -386,9 +241,8 @@ pub fn decode_result(mut body: Bytes) -> Result<InvokeResult, WireError> {
         return Err(wire("truncated activation record"));
     }
     let record = body.split_to(len);
-    let activation: Activation = serde_json::from_slice::<WireRecord>(&record)
-        .map_err(|e| wire(format!("bad activation record: {e}")))?
-        .into();
+    let activation: Activation =
+        serde_json::from_slice(&record).map_err(|e| wire(format!("bad activation record: {e}")))?;
     // The node that ran it left the record to whoever answers the HTTP request: this node.
     let record_due = lambent_invoker::awaits_http_status(&activation);
     Ok(InvokeResult {
@@ -930,7 +784,7 @@ fn accept_invoke(f: Frame) -> Result<(u64, Target, InvokeRequest), (u64, Refusal
 /// panicked (the link and the other invocations on it carry on).
 fn answer_frame(id: u64, outcome: std::thread::Result<Result<InvokeResult, Refusal>>) -> Bytes {
     match outcome {
-        Ok(Ok(result)) => encode_result(id, result),
+        Ok(Ok(result)) => encode_result(id, &result),
         Ok(Err(refusal)) => encode_refused(id, &refusal),
         Err(_) => encode_refused(
             id,
@@ -996,18 +850,12 @@ mod tests {
                 id: "a1".into(),
                 node: "n2".into(),
                 logs: "START\n".into(),
-                status: lambent_core::ActivationStatus::Success,
-                cold_reason: Some(lambent_core::ColdReason::FirstRequest),
-                trace: Some(lambent_core::ActivationTrace::start(
-                    request().1.trace,
-                    5_000,
-                )),
                 ..Default::default()
             },
             body: Bytes::from_static(b"{\"ok\":true}"),
             record_due: false,
         };
-        let f = only_frame(encode_result(9, result.clone()));
+        let f = only_frame(encode_result(9, &result));
         assert_eq!((f.id, f.kind), (9, RESULT));
         let back = decode_result(f.body).unwrap();
         assert_eq!(back.activation, result.activation);

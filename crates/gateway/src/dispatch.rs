@@ -94,7 +94,7 @@ impl App {
     }
 }
 
-/// `GET /v1/cluster/link` (an HTTP/1.1 upgrade to `lambent-link/2`, with the cluster's
+/// `GET /v1/cluster/link` (an HTTP/1.1 upgrade to `lambent-link/1`, with the cluster's
 /// secret): another node's link, over which it forwards invocations that this node runs
 /// (see [`forward`]).
 pub async fn serve_link(
