@@ -38,6 +38,7 @@ pub fn generate_access_key(namespace: &str, role: Role, expires_ms: Option<i64>)
         created_ms: lambent_core::now_ms(),
         role,
         expires_ms,
+        previous_secret: None,
     }
 }
 

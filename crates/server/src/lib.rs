@@ -591,6 +591,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
                 created_ms: lambent_core::now_ms(),
                 role: lambent_core::Role::Owner,
                 expires_ms: None,
+                previous_secret: None,
             })
             .await?;
     }
