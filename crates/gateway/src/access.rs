@@ -54,6 +54,8 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/v1/namespaces/{name}", O),
     rule("PATCH", "/v1/namespaces/{name}", O),
     rule("DELETE", "/v1/namespaces/{name}", O),
+    rule("POST", "/v1/namespaces/{name}/hosts", O),
+    rule("DELETE", "/v1/namespaces/{name}/hosts/{host}", O),
     rule("GET", "/v1/whoami", Need::AnyKey),
     rule("GET", "/v1/api-keys", M),
     rule("POST", "/v1/api-keys", M),

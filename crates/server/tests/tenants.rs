@@ -738,3 +738,161 @@ async fn a_namespace_is_deleted_only_empty_or_with_force_and_leaves_nothing() {
         .any(|e| e["method"] == "DELETE" && e["target"] == "short-lived" && e["status"] == 204));
     assert!(!entries.iter().any(|e| e["namespace"] == "short-lived"));
 }
+
+/// `GET path` on the main listener with `Host: host` (port kept, as browsers send it): the
+/// status and the body.
+async fn get_on_host(node: &Node, host: &str, path: &str) -> (StatusCode, String) {
+    let port = node.url("").rsplit(':').next().unwrap().to_string();
+    let r = node
+        .http
+        .get(node.url(path))
+        .header("host", format!("{host}:{port}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_names_give_namespaces_their_own_path_spaces() {
+    let node = node().await;
+    let a = tenant(&node, "host-a").await;
+    let b = tenant(&node, "host-b").await;
+    let hello = |ns: &str| {
+        format!(
+            "def handler(event, context):\n    return {{'statusCode': 200, 'body': 'from {ns}'}}\n"
+        )
+    };
+    for (key, ns) in [
+        (a.owner(), "host-a"),
+        (b.owner(), "host-b"),
+        (common::KEY, "default"),
+    ] {
+        let settings = json!({"runtime": "python3.12", "handler": "app.handler"});
+        let (s, v) = node
+            .deploy_as(key, "hello", settings, &[("app.py", &hello(ns))])
+            .await;
+        assert!(s.is_success(), "{v}");
+    }
+    let claim = |ns: &str, host: &str| {
+        let (path, body) = (
+            format!("/v1/namespaces/{ns}/hosts"),
+            json!({ "host": host }),
+        );
+        let node = &node;
+        async move { call(node, ADMIN, Method::POST, &path, body).await }
+    };
+    // Only the operator claims host names; a claim is idempotent; another's is a conflict
+    // that names nothing of the holder.
+    let (s, _) = call(
+        &node,
+        a.owner(),
+        Method::POST,
+        "/v1/namespaces/host-a/hosts",
+        json!({"host": "api.a.example"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = claim("host-a", "API.A.example").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["hosts"], json!(["api.a.example"]));
+    assert_eq!(claim("host-a", "api.a.example").await.0, StatusCode::OK);
+    let (s, v) = claim("host-b", "api.a.example").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(!v.to_string().contains("host-a"), "{v}");
+    let (s, v) = claim("host-b", "api.b.example:8080").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        claim("host-b", "api.b.example").await.0,
+        StatusCode::CREATED
+    );
+    let (s, _) = claim("nobody", "api.n.example").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let shown = ok(
+        &node,
+        ADMIN,
+        Method::GET,
+        "/v1/namespaces/host-a",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown["hosts"], json!(["api.a.example"]));
+
+    // Each namespace, and the global table, has its own `GET /hello`.
+    let route = json!({"method": "GET", "path": "/hello", "function": "hello"});
+    for key in [a.owner(), b.owner(), common::KEY] {
+        ok(&node, key, Method::POST, "/v1/routes", route.clone()).await;
+    }
+    for (host, body) in [
+        ("api.a.example", "from host-a"),
+        ("API.B.EXAMPLE", "from host-b"),
+        ("127.0.0.1", "from default"),
+        ("unclaimed.example", "from default"),
+    ] {
+        let (s, text) = get_on_host(&node, host, "/hello").await;
+        assert_eq!((s, text.as_str()), (StatusCode::OK, body), "{host}");
+    }
+    // A claimed host serves its namespace's routes only.
+    ok(
+        &node,
+        common::KEY,
+        Method::POST,
+        "/v1/routes",
+        json!({"method": "GET", "path": "/only-default", "function": "hello"}),
+    )
+    .await;
+    assert_eq!(
+        get_on_host(&node, "api.a.example", "/only-default").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get_on_host(&node, "127.0.0.1", "/only-default").await.0,
+        StatusCode::OK
+    );
+
+    // Releasing its last host would put host-a's `GET /hello` beside default's: refused,
+    // naming nothing of the other; once its route is gone, the release goes through.
+    let release = "/v1/namespaces/host-a/hosts/api.a.example";
+    let (s, v) = call(&node, ADMIN, Method::DELETE, release, Value::Null).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(!v.to_string().contains("default"), "{v}");
+    let routes = ok(&node, a.owner(), Method::GET, "/v1/routes", Value::Null).await;
+    let id = routes["routes"][0]["id"].as_str().unwrap().to_string();
+    ok(
+        &node,
+        a.owner(),
+        Method::DELETE,
+        &format!("/v1/routes/{id}"),
+        Value::Null,
+    )
+    .await;
+    let (s, v) = call(&node, ADMIN, Method::DELETE, release, Value::Null).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, _) = call(&node, ADMIN, Method::DELETE, release, Value::Null).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get_on_host(&node, "api.a.example", "/hello").await.1,
+        "from default"
+    );
+
+    // A deleted namespace releases its host names.
+    let (s, v) = call(
+        &node,
+        ADMIN,
+        Method::DELETE,
+        "/v1/namespaces/host-b?force=true",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(
+        get_on_host(&node, "api.b.example", "/hello").await.1,
+        "from default"
+    );
+    assert_eq!(
+        claim("host-a", "api.b.example").await.0,
+        StatusCode::CREATED
+    );
+    let (s, text) = get_on_host(&node, "api.b.example", "/hello").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{text}");
+}

@@ -1619,11 +1619,17 @@ pub async fn hosts_are_claimed_by_one_namespace_and_released<S: ContractStore>(s
     let a = host("api.a.example", "a", 1);
     assert_eq!(store.claim_host(&a).await.unwrap(), Claimed::New);
     assert_eq!(
-        store.claim_host(&host("api.a.example", "a", 2)).await.unwrap(),
+        store
+            .claim_host(&host("api.a.example", "a", 2))
+            .await
+            .unwrap(),
         Claimed::Held
     );
     assert_eq!(
-        store.claim_host(&host("api.a.example", "b", 3)).await.unwrap(),
+        store
+            .claim_host(&host("api.a.example", "b", 3))
+            .await
+            .unwrap(),
         Claimed::Taken
     );
     let b = host("api.b.example", "b", 4);
@@ -1636,7 +1642,10 @@ pub async fn hosts_are_claimed_by_one_namespace_and_released<S: ContractStore>(s
     assert_eq!(store.all_hosts().await.unwrap(), [b]);
     // Released, it is free for another namespace.
     assert_eq!(
-        store.claim_host(&host("api.a.example", "b", 5)).await.unwrap(),
+        store
+            .claim_host(&host("api.a.example", "b", 5))
+            .await
+            .unwrap(),
         Claimed::New
     );
 }
