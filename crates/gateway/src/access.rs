@@ -64,6 +64,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/v1/keys", M),
     rule("POST", "/v1/keys", M),
     rule("DELETE", "/v1/keys/{access_key_id}", M),
+    rule("POST", "/v1/keys/{access_key_id}/rotate", M),
     rule("GET", "/v1/audit", M),
     // Functions, code, records.
     rule("POST", "/v1/code", W),

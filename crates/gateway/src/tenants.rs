@@ -409,12 +409,26 @@ async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A rotation's body (API keys and access keys alike).
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Rotate {
+pub(crate) struct Rotate {
     /// Seconds the old secret keeps working (default 0: it stops now).
     #[serde(default)]
-    grace_s: u64,
+    pub grace_s: u64,
+}
+
+impl Rotate {
+    /// Reads a rotation's (optional) body.
+    pub(crate) async fn read(body: Body) -> Result<Rotate, ApiError> {
+        let bytes = body::read(body, MAX_BODY, "the rotation").await?;
+        body::json_or_default(&bytes)
+    }
+
+    /// The instant the old secret stops working, from `now_ms`.
+    pub(crate) fn grace_until(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_add((self.grace_s as i64).saturating_mul(1000))
+    }
 }
 
 /// `POST /v1/api-keys/{id}/rotate`: a new secret for the key; the old ones keep working for
@@ -425,8 +439,7 @@ async fn rotate_key(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = body::read(body, MAX_BODY, "the rotation").await?;
-    let req: Rotate = body::json_or_default(&bytes)?;
+    let req = Rotate::read(body).await?;
     let current = app
         .store
         .list_api_keys(&who.namespace)
@@ -442,7 +455,7 @@ async fn rotate_key(
         created_ms: now,
         ..current
     };
-    let grace_until = now.saturating_add((req.grace_s as i64).saturating_mul(1000));
+    let grace_until = req.grace_until(now);
     if !app.store.rotate_api_key(&new, grace_until).await? {
         return Err(ApiError::ApiKeyNotFound(id));
     }

@@ -84,6 +84,8 @@ pub const MAX_CONCURRENT: usize = 1024;
 #[derive(Clone)]
 pub struct Endpoint {
     service: Service,
+    /// Tells which secret of a rotated key signed a request.
+    keys: auth::KeyAuth,
     domain: Option<String>,
     permits: Arc<tokio::sync::Semaphore>,
 }
@@ -93,7 +95,8 @@ impl Endpoint {
     pub fn new(objects: Arc<Objects>, keys: Credentials, domain: Option<&str>) -> Endpoint {
         let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
         Endpoint {
-            service: S3Api::new(objects).service(keys, domain.as_deref()),
+            service: S3Api::new(objects).service(keys.clone(), domain.as_deref()),
+            keys: auth::KeyAuth(keys),
             domain,
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
         }
@@ -117,7 +120,16 @@ impl Endpoint {
             ));
         };
         let mut service = self.service.clone();
-        match tower::Service::call(&mut service, req).await {
+        let previous = self
+            .keys
+            .previous_secret_signing(req.method(), req.uri(), req.headers())
+            .await;
+        let call = tower::Service::call(&mut service, req);
+        let result = match previous {
+            Some(previous) => auth::SIGNED_WITH_PREVIOUS.scope(previous, call).await,
+            None => call.await,
+        };
+        match result {
             Ok(response) => response,
             Err(e) => {
                 tracing::error!("S3 request failed: {e:?}");

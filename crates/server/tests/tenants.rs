@@ -896,3 +896,111 @@ async fn host_names_give_namespaces_their_own_path_spaces() {
     let (s, text) = get_on_host(&node, "api.b.example", "/hello").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{text}");
 }
+
+/// Runs `key_rotation.py` with an access key's id and one of its secrets, expecting every
+/// call to succeed (`ok`) or be refused (`refused`).
+async fn boto3_with(node: &Node, id: &str, secret: &str, expect: &str, bucket: &str) {
+    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
+    let (url, id, secret) = (node.url(""), id.to_string(), secret.to_string());
+    let (wanted, bucket) = (expect.to_string(), bucket.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        common::run_aws_client(
+            &venv.join("bin/python"),
+            &["key_rotation.py", &wanted, &bucket],
+            &common::aws_scripts_dir(),
+            &url,
+            (&id, &secret),
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains(&format!("rotation {expect}")), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_key_rotates_and_its_old_secret_verifies_only_in_its_grace() {
+    let node = node().await;
+    let t = tenant(&node, "rotating").await;
+    let (id, first) = t.aws[&Role::Owner].clone();
+    let bucket = format!("rotating-{}", std::process::id());
+    ok(
+        &node,
+        t.owner(),
+        Method::PUT,
+        &format!("/v1/buckets/{bucket}"),
+        Value::Null,
+    )
+    .await;
+    let (s, _, v) = node
+        .send_as(
+            t.owner(),
+            Method::PUT,
+            &format!("/v1/buckets/{bucket}/objects/seed"),
+            b"seed".to_vec(),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let owner = t.owner().to_string();
+    let rotate = |grace_s: u64| {
+        let (node, path, owner) = (&node, format!("/v1/keys/{id}/rotate"), owner.clone());
+        async move {
+            let body = json!({ "grace_s": grace_s });
+            let v = ok(node, &owner, Method::POST, &path, body).await;
+            assert!(v.get("previous_secret").is_none(), "{v}");
+            v["secret_access_key"].as_str().unwrap().to_string()
+        }
+    };
+
+    // With an hour of grace, the old and the new secret both sign (S3 too); others do not.
+    let second = rotate(3600).await;
+    assert_ne!(second, first);
+    boto3_with(&node, &id, &first, "ok", &bucket).await;
+    boto3_with(&node, &id, &second, "ok", &bucket).await;
+    boto3_with(&node, &id, &"x".repeat(40), "refused", &bucket).await;
+    // Rotated again without grace: only the newest secret signs.
+    let third = rotate(0).await;
+    boto3_with(&node, &id, &first, "refused", &bucket).await;
+    boto3_with(&node, &id, &second, "refused", &bucket).await;
+    boto3_with(&node, &id, &third, "ok", &bucket).await;
+
+    // The grace never outlasts the key; another namespace's key is not found.
+    let short = ok(
+        &node,
+        t.owner(),
+        Method::POST,
+        "/v1/keys",
+        json!({"expires_in_s": 60}),
+    )
+    .await;
+    let short_id = short["access_key_id"].as_str().unwrap();
+    let v = ok(
+        &node,
+        t.owner(),
+        Method::POST,
+        &format!("/v1/keys/{short_id}/rotate"),
+        json!({"grace_s": 3600}),
+    )
+    .await;
+    assert_eq!(v["old_secret_valid_until_ms"], short["expires_ms"], "{v}");
+    let other = tenant(&node, "rotating-other").await;
+    let (s, v) = call(
+        &node,
+        other.owner(),
+        Method::POST,
+        &format!("/v1/keys/{id}/rotate"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // Rotation is the owner's (manage), like the keys themselves.
+    let (s, _) = call(
+        &node,
+        t.key(Role::Deployer),
+        Method::POST,
+        &format!("/v1/keys/{id}/rotate"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

@@ -75,9 +75,15 @@ impl Client {
         check(&url, resp).map(|_| ())
     }
 
-    /// `POST /v1/api-keys/{id}/rotate`.
-    pub fn rotate_api_key(&self, id: &str, grace_s: u64) -> Result<Json<Value>, ClientError> {
-        let url = self.endpoint(&format!("/v1/api-keys/{}/rotate", path_segment(id)));
+    /// `POST /v1/api-keys/{id}/rotate`, or `/v1/keys/{id}/rotate` for an access key id.
+    pub fn rotate_key(
+        &self,
+        id: &str,
+        api_key: bool,
+        grace_s: u64,
+    ) -> Result<Json<Value>, ClientError> {
+        let kind = if api_key { "api-keys" } else { "keys" };
+        let url = self.endpoint(&format!("/v1/{kind}/{}/rotate", path_segment(id)));
         let body = serde_json::json!({ "grace_s": grace_s });
         self.json(&url, self.http.post(&url).json(&body))
     }
