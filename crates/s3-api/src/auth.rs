@@ -9,7 +9,23 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Error, S3Result};
 
+/// A write operation to be audited once its answer is known: who, which operation, on what.
+#[derive(Debug, Clone)]
+pub struct Audited {
+    pub principal: lambent_gateway::Principal,
+    pub action: String,
+    pub target: String,
+}
+
+/// Operations that write but are not management actions of their own: the parts of a
+/// multipart upload (its creation and completion or abort are audited).
+const UNAUDITED_WRITES: &[&str] = &["UploadPart", "UploadPartCopy"];
+
 tokio::task_local! {
+    /// Set by the access check for a write operation: the endpoint writes it to the audit log
+    /// with the answer's status.
+    pub static AUDITED: std::cell::RefCell<Option<Audited>>;
+
     /// For a request signed with a rotated key's previous secret (in its grace): the access
     /// key id and that secret, which s3s then verifies the signature (and its chunks) with.
     pub static SIGNED_WITH_PREVIOUS: (String, String);
@@ -140,6 +156,21 @@ impl S3Access for KeyAuth {
                 "{}",
                 lambent_gateway::access::refusal(signer.role, access)
             ));
+        }
+        let op = cx.s3_op().name();
+        if lambent_gateway::audited(access) && !UNAUDITED_WRITES.contains(&op) {
+            let target = match cx.s3_path() {
+                s3s::path::S3Path::Root => String::new(),
+                s3s::path::S3Path::Bucket { bucket } => bucket.to_string(),
+                s3s::path::S3Path::Object { bucket, key } => format!("{bucket}/{key}"),
+            };
+            let audited = Audited {
+                principal: signer.principal(),
+                action: op.to_string(),
+                target,
+            };
+            // Outside the endpoint (no scope) there is nothing to audit into.
+            let _ = AUDITED.try_with(|slot| *slot.borrow_mut() = Some(audited));
         }
         cx.extensions_mut().insert(Namespace(signer.namespace));
         Ok(())

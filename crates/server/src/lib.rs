@@ -807,7 +807,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     }
     let s3 = Arc::new(lambent_s3_api::Endpoint::new(
         objects.clone(),
-        app.credentials.clone(),
+        app.clone(),
         opts.s3_domain.as_deref(),
     ));
     let workflows = lambent_sfn_api::Workflows::new(

@@ -1004,3 +1004,77 @@ async fn an_access_key_rotates_and_its_old_secret_verifies_only_in_its_grace() {
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_writes_are_audited_and_reads_are_not() {
+    let node = node().await;
+    let t = tenant(&node, "s3-audited").await;
+    let (id, secret) = t.aws[&Role::Deployer].clone();
+    let bucket = format!("audited-{}", std::process::id());
+    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
+    let out = tokio::task::spawn_blocking({
+        let (url, bucket) = (node.url(""), bucket.clone());
+        move || {
+            common::run_aws_client(
+                &venv.join("bin/python"),
+                &["s3_audit.py", &bucket],
+                &common::aws_scripts_dir(),
+                &url,
+                (&id, &secret),
+                &[],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("s3 writes done"), "{out}");
+    let audit = ok(
+        &node,
+        t.owner(),
+        Method::GET,
+        "/v1/audit?limit=100",
+        Value::Null,
+    )
+    .await;
+    let s3: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap_or("").starts_with("s3:"))
+        .collect();
+    let mut actions: Vec<&str> = s3.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    actions.reverse(); // oldest first
+    assert_eq!(
+        actions,
+        [
+            "s3:CreateBucket",
+            "s3:PutObject",
+            "s3:CopyObject",
+            "s3:DeleteObject",
+            "s3:PutObject",
+            "s3:DeleteObjects",
+            "s3:CreateMultipartUpload",
+            "s3:CompleteMultipartUpload",
+            "s3:DeleteObject",
+            "s3:CreateMultipartUpload",
+            "s3:AbortMultipartUpload",
+            "s3:PutBucketNotificationConfiguration",
+            "s3:DeleteBucket",
+        ]
+    );
+    let key_id = t.aws[&Role::Deployer].0.as_str();
+    for e in &s3 {
+        assert_eq!(e["key_id"], key_id, "{e}");
+        assert_eq!(e["role"], "deployer", "{e}");
+        assert!(e["status"].as_u64().unwrap() < 300, "{e}");
+        assert!(e["target"].as_str().unwrap().starts_with(&bucket), "{e}");
+        assert!(!e["client"].as_str().unwrap().is_empty(), "{e}");
+    }
+    let put = s3
+        .iter()
+        .rev()
+        .find(|e| e["action"] == "s3:PutObject")
+        .unwrap();
+    assert_eq!(put["target"], format!("{bucket}/a"));
+    assert_eq!(put["method"], "PUT");
+}
