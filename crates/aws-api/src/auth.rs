@@ -133,6 +133,14 @@ pub fn verify(
         now: time::OffsetDateTime::now_utc(),
     };
     let authorization = sigv4::check_request(&signed, &expected)?;
-    sigv4::verify_signature(&signed, &authorization, &signer.secret_access_key)?;
+    // A rotated key's old secret verifies too while its grace lasts.
+    let mut result = Err(SigV4Error::Mismatch);
+    for secret in signer.secrets() {
+        result = sigv4::verify_signature(&signed, &authorization, secret);
+        if result.is_ok() {
+            break;
+        }
+    }
+    result?;
     Ok(signer.principal())
 }

@@ -218,6 +218,53 @@ pub fn verify_signature(
 /// The canonical request of SigV4: method, canonical path, canonical query, the signed headers
 /// with trimmed values, the signed header list, and the hex SHA-256 of the body.
 pub fn canonical_request(req: &Request<'_>, auth: &Authorization) -> String {
+    let payload = hex::encode(Sha256::digest(req.body));
+    canonical_request_of(req, auth, &canonical_path(req.raw_path), &payload)
+}
+
+/// Whether a request signed for S3 in its `Authorization` header (the path as sent, not
+/// encoded again; the payload hash as its `x-amz-content-sha256` says) carries a signature
+/// made with `secret`. The body is not read: S3 signs the hash the header names.
+pub fn s3_signed_with(
+    method: &str,
+    raw_path: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+    secret: &str,
+) -> bool {
+    let Some(auth) =
+        header_value(headers, "authorization").and_then(|v| Authorization::parse(&v).ok())
+    else {
+        return false;
+    };
+    let payload =
+        header_value(headers, "x-amz-content-sha256").unwrap_or_else(|| "UNSIGNED-PAYLOAD".into());
+    let req = Request {
+        method,
+        raw_path,
+        raw_query,
+        headers,
+        body: &[],
+    };
+    let path = if raw_path.is_empty() { "/" } else { raw_path };
+    let canonical = canonical_request_of(&req, &auth, path, &payload);
+    let amz_date = header_value(headers, "x-amz-date").unwrap_or_default();
+    let to_sign = string_to_sign(&amz_date, &auth.scope(), &canonical);
+    let key = kept_signing_key(secret, &auth.date, &auth.region, &auth.service);
+    let Ok(claimed) = hex::decode(&auth.signature) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(to_sign.as_bytes());
+    mac.verify_slice(&claimed).is_ok()
+}
+
+fn canonical_request_of(
+    req: &Request<'_>,
+    auth: &Authorization,
+    path: &str,
+    payload_hash: &str,
+) -> String {
     let mut headers = String::new();
     for name in &auth.signed_headers {
         let values: Vec<String> = req
@@ -231,11 +278,11 @@ pub fn canonical_request(req: &Request<'_>, auth: &Authorization) -> String {
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method,
-        canonical_path(req.raw_path),
+        path,
         canonical_query(req.raw_query),
         headers,
         auth.signed_headers.join(";"),
-        hex::encode(Sha256::digest(req.body))
+        payload_hash
     )
 }
 

@@ -153,11 +153,30 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// Whether a session's key still works; a session whose key stopped working (removed,
+/// expired, past its rotation's grace, its namespace deleted) is ended.
+async fn key_still_works(c: &Console, session: &session::Session) -> Result<bool, Response> {
+    let store = c.app.store.as_ref();
+    match c.app.keys.lookup_digest(store, &session.key_sha256).await {
+        Ok(Some(_)) => Ok(true),
+        Ok(None) => {
+            c.sessions.end_key(&session.key_sha256);
+            Ok(false)
+        }
+        Err(e) => Err(e.into_response()),
+    }
+}
+
 async fn require_session(State(c): Shared, mut request: Request, next: Next) -> Response {
     let session = match c.sessions.check(request.method(), request.headers()) {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),
     };
+    match key_still_works(&c, &session).await {
+        Ok(true) => {}
+        Ok(false) => return session::Refusal::NoSession.into_response(),
+        Err(response) => return response,
+    }
     // The session acts as its key: the access table decides what its role may see.
     match lambent_gateway::route_need(&request) {
         Err(e) => return e.into_response(),
@@ -173,7 +192,11 @@ async fn require_session(State(c): Shared, mut request: Request, next: Next) -> 
 
 /// A page: the shell for a signed-in browser, else the sign-in page's address.
 async fn shell(State(c): Shared, uri: Uri, headers: HeaderMap) -> Response {
-    if c.sessions.get(&headers).is_none() {
+    let live = match c.sessions.get(&headers) {
+        Some(session) => key_still_works(&c, &session).await.unwrap_or(false),
+        None => false,
+    };
+    if !live {
         let next = uri.path_and_query().map_or("/ui/", |p| p.as_str());
         let next: String = percent_encode(next);
         return redirect(&format!("/ui/login?next={next}"));
@@ -215,7 +238,10 @@ async fn sign_in(State(c): Shared, headers: HeaderMap, body: axum::body::Bytes) 
         Err(e) => return e.into_response(),
     };
     let namespace = who.namespace.clone();
-    let (id, session) = c.sessions.create(who.namespace, who.role, who.key_id);
+    let digest = lambent_store::sha256_hex(key.trim().as_bytes());
+    let (id, session) = c
+        .sessions
+        .create(who.namespace, who.role, who.key_id, digest);
     let mut response = Json(json!({ "namespace": namespace, "role": who.role })).into_response();
     session::set_cookies(
         response.headers_mut(),

@@ -1,7 +1,10 @@
 //! Sign-in sessions: an API key posted once is exchanged for a random session id kept in an
 //! HttpOnly, SameSite=Strict cookie (Secure when the request came over HTTPS); the server keeps
-//! the session (namespace, CSRF token, expiry) in memory, so signing out or restarting ends it.
-//! The key itself is never stored, by the page or by the session.
+//! the session (namespace, CSRF token, expiry, the key's SHA-256 digest) in memory, so signing
+//! out or restarting ends it. The key itself is never stored, by the page or by the session;
+//! its digest lets every request check that the key still works (a session never outlives
+//! its key: removed, expired, its secret's grace after a rotation ended, its namespace
+//! deleted).
 //!
 //! CSRF defence, both ways: every request to the console's API must not be cross-site
 //! (`Sec-Fetch-Site`, else `Origin` against `Host`), and every state-changing one must also
@@ -31,6 +34,8 @@ pub struct Session {
     /// The signing-in key's role and id: the session acts as that key.
     pub role: lambent_core::Role,
     pub key_id: String,
+    /// The SHA-256 digest of the key signed in with (as the store keeps it).
+    pub key_sha256: String,
     pub csrf: String,
     expires: Instant,
 }
@@ -65,12 +70,14 @@ impl Sessions {
         namespace: String,
         role: lambent_core::Role,
         key_id: String,
+        key_sha256: String,
     ) -> (String, Session) {
         let now = Instant::now();
         let session = Session {
             namespace,
             role,
             key_id,
+            key_sha256,
             csrf: random_hex(),
             expires: now + SESSION_TTL,
         };
@@ -90,6 +97,11 @@ impl Sessions {
             return None;
         }
         Some(session)
+    }
+
+    /// Ends every session of a key (it stopped working).
+    pub fn end_key(&self, key_sha256: &str) {
+        self.table.write().retain(|_, s| s.key_sha256 != key_sha256);
     }
 
     /// Ends a request's session; whether there was one.
@@ -195,7 +207,12 @@ mod tests {
     #[test]
     fn a_session_needs_its_cookie_and_state_changes_need_its_token() {
         let sessions = Sessions::default();
-        let (id, s) = sessions.create("default".into(), lambent_core::Role::Owner, "lk-1".into());
+        let (id, s) = sessions.create(
+            "default".into(),
+            lambent_core::Role::Owner,
+            "lk-1".into(),
+            "d".into(),
+        );
         let cookie = format!("{SESSION_COOKIE}={id}");
         let get = headers(&[("cookie", &cookie)]);
         assert_eq!(
@@ -223,7 +240,12 @@ mod tests {
     #[test]
     fn cross_site_requests_are_refused() {
         let sessions = Sessions::default();
-        let (id, s) = sessions.create("default".into(), lambent_core::Role::Owner, "lk-1".into());
+        let (id, s) = sessions.create(
+            "default".into(),
+            lambent_core::Role::Owner,
+            "lk-1".into(),
+            "d".into(),
+        );
         let cookie = format!("{SESSION_COOKIE}={id}");
         let cross = headers(&[
             ("cookie", &cookie),
@@ -256,7 +278,12 @@ mod tests {
     #[test]
     fn cookies_are_http_only_strict_and_secure_over_https() {
         let sessions = Sessions::default();
-        let (id, s) = sessions.create("default".into(), lambent_core::Role::Owner, "lk-1".into());
+        let (id, s) = sessions.create(
+            "default".into(),
+            lambent_core::Role::Owner,
+            "lk-1".into(),
+            "d".into(),
+        );
         let mut h = HeaderMap::new();
         set_cookies(&mut h, Some((&id, &s)), true);
         let all: Vec<_> = h

@@ -37,6 +37,8 @@ pub enum RouteError {
     Target(String),
     #[error(transparent)]
     Function(#[from] crate::ValidationError),
+    #[error("invalid host name '{0}': use DNS labels of 1-63 lower-case letters, digits or '-' (not first or last), separated by dots, at most 253 characters, without a port, the last label starting with a letter")]
+    Host(String),
 }
 
 /// Who may call a route.
@@ -214,6 +216,44 @@ impl std::fmt::Display for RouteTarget {
             RouteTarget::Function(name) => write!(f, "function '{name}'"),
             RouteTarget::Workflow(name) => write!(f, "workflow '{name}'"),
         }
+    }
+}
+
+/// A host name a namespace claims, in the form requests are matched with: lower case, without
+/// a trailing dot. Refuses what is no DNS name (ports, IP addresses, `_`, empty labels).
+pub fn claimable_host(host: &str) -> Result<String, RouteError> {
+    let name = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let last_ok = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_lowercase()));
+    if name.len() <= 253 && name.split('.').all(label_ok) && last_ok {
+        Ok(name)
+    } else {
+        Err(RouteError::Host(host.chars().take(80).collect()))
+    }
+}
+
+/// The host name of a request's `Host` (or `:authority`) value as claims are written: without
+/// the port, lower case, without a trailing dot. Borrows when nothing changes (the usual case).
+pub fn request_host(value: &str) -> std::borrow::Cow<'_, str> {
+    let name = match value.strip_prefix('[') {
+        // An IPv6 literal: never a claimed name; kept whole up to its bracket.
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => value.split(':').next().unwrap_or(value),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
     }
 }
 
@@ -405,6 +445,43 @@ fn check_cors(cors: &Cors) -> Result<(), RouteError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn claimable_hosts_are_dns_names_in_lower_case() {
+        for (given, wanted) in [
+            ("api.team-a.example", "api.team-a.example"),
+            ("API.Team-A.Example.", "api.team-a.example"),
+            ("localhost", "localhost"),
+        ] {
+            assert_eq!(claimable_host(given).unwrap(), wanted);
+        }
+        let long = format!("{}.example", "a".repeat(64));
+        for bad in [
+            "",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "a_b.example",
+            "a.example:8080",
+            "10.0.0.1",
+            "[::1]",
+            "a b",
+            &long,
+        ] {
+            assert!(claimable_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_request_host_loses_its_port_case_and_trailing_dot() {
+        assert_eq!(request_host("api.a.example:8080"), "api.a.example");
+        assert_eq!(request_host("API.A.example."), "api.a.example");
+        assert_eq!(request_host("[::1]:80"), "::1");
+        assert!(matches!(
+            request_host("api.a.example"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
     use super::*;
 
     fn spec(method: &str, path: &str) -> RouteSpec {

@@ -54,6 +54,8 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/v1/namespaces/{name}", O),
     rule("PATCH", "/v1/namespaces/{name}", O),
     rule("DELETE", "/v1/namespaces/{name}", O),
+    rule("POST", "/v1/namespaces/{name}/hosts", O),
+    rule("DELETE", "/v1/namespaces/{name}/hosts/{host}", O),
     rule("GET", "/v1/whoami", Need::AnyKey),
     rule("GET", "/v1/api-keys", M),
     rule("POST", "/v1/api-keys", M),
@@ -62,6 +64,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/v1/keys", M),
     rule("POST", "/v1/keys", M),
     rule("DELETE", "/v1/keys/{access_key_id}", M),
+    rule("POST", "/v1/keys/{access_key_id}/rotate", M),
     rule("GET", "/v1/audit", M),
     // Functions, code, records.
     rule("POST", "/v1/code", W),

@@ -58,6 +58,16 @@ impl ApiKeys {
     /// The stored key of a secret, if it is known and not expired.
     pub async fn lookup(&self, store: &dyn Store, key: &str) -> Result<Option<ApiKey>, ApiError> {
         let digest = lambent_store::sha256_hex(key.as_bytes());
+        self.lookup_digest(store, &digest).await
+    }
+
+    /// [`ApiKeys::lookup`] by the key's SHA-256 digest (what a console session keeps).
+    pub async fn lookup_digest(
+        &self,
+        store: &dyn Store,
+        digest: &str,
+    ) -> Result<Option<ApiKey>, ApiError> {
+        let digest = digest.to_string();
         let cached = self.known.read().get(&digest).cloned();
         let found = match cached {
             Some(k) => Some(k),

@@ -93,8 +93,18 @@ pub struct Signer {
     pub role: Role,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// A rotated stored key's previous secret, while its grace lasts: a signature made with
+    /// it verifies too.
+    pub previous_secret: Option<String>,
     /// Set for session credentials.
     pub session: Option<Session>,
+}
+
+impl Signer {
+    /// The secrets a signature may be made with: the current one first.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.secret_access_key.as_str()).chain(self.previous_secret.as_deref())
+    }
 }
 
 impl Signer {
@@ -269,6 +279,7 @@ impl Credentials {
                     role: Role::Deployer,
                     access_key_id: access_key_id.into(),
                     secret_access_key: self.sessions.session_secret(access_key_id),
+                    previous_secret: None,
                     session: Some(session),
                 })
             }
@@ -296,11 +307,13 @@ impl Credentials {
                 if key.expires_ms.is_some_and(|e| e <= now) {
                     return Err(CredentialError::ExpiredToken);
                 }
+                let previous_secret = key.secrets_at(now).nth(1).map(str::to_string);
                 Ok(Signer {
                     namespace: key.namespace,
                     role: key.role,
                     access_key_id: key.access_key_id,
                     secret_access_key: key.secret_access_key,
+                    previous_secret,
                     session: None,
                 })
             }

@@ -76,6 +76,8 @@ pub enum ApiError {
     InvalidRoute(#[from] lambent_core::route::RouteError),
     #[error("route '{0}' does not exist")]
     RouteNotFound(String),
+    #[error("host name '{0}' is not claimed by this namespace")]
+    HostNotFound(String),
     #[error(transparent)]
     Queue(lambent_queues::QueueError),
     #[error("access key '{0}' does not exist in this namespace")]
@@ -149,6 +151,7 @@ impl ApiError {
             | ApiError::VersionNotFound { .. }
             | ApiError::ActivationNotFound(_)
             | ApiError::RouteNotFound(_)
+            | ApiError::HostNotFound(_)
             | ApiError::AccessKeyNotFound(_)
             | ApiError::NotFound(_)
             | ApiError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
@@ -187,6 +190,7 @@ impl ApiError {
             }
             ApiError::InvalidRoute(_) => "InvalidRoute",
             ApiError::RouteNotFound(_) => "RouteNotFound",
+            ApiError::HostNotFound(_) => "HostNotFound",
             ApiError::Queue(e) => e.code(),
             ApiError::AccessKeyNotFound(_) => "AccessKeyNotFound",
             ApiError::Conflict(_) => "Conflict",

@@ -1,5 +1,6 @@
 //! SigV4 access keys of a namespace, under `/v1/keys` (Bearer API key): create with a role
-//! and an optional lifetime (the only answer that shows the secret), list, delete. The
+//! and an optional lifetime (the only answers that show a secret are this and a rotation's),
+//! rotate with a grace period for the old secret, list, delete. The
 //! AWS-compatible APIs verify request signatures with them and give the request the key's role.
 
 use crate::auth::Principal;
@@ -21,6 +22,10 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{access_key_id}", delete(delete_key))
+        .route(
+            "/v1/keys/{access_key_id}/rotate",
+            axum::routing::post(rotate_key),
+        )
 }
 
 /// A new random key pair: a 20-character id (`LKIA` + 16 of A-Z, 2-7, as AWS ids look) and a
@@ -38,6 +43,7 @@ pub fn generate_access_key(namespace: &str, role: Role, expires_ms: Option<i64>)
         created_ms: lambent_core::now_ms(),
         role,
         expires_ms,
+        previous_secret: None,
     }
 }
 
@@ -94,4 +100,38 @@ async fn delete_key(
     } else {
         Err(ApiError::AccessKeyNotFound(access_key_id))
     }
+}
+
+/// `POST /v1/keys/{access_key_id}/rotate` `{"grace_s"}`: a new secret for the access key; the
+/// one it had keeps verifying signatures until the grace period ends, never past the key's
+/// expiry (a secret still in grace from an earlier rotation stops now).
+async fn rotate_key(
+    State(app): State<Arc<App>>,
+    Extension(Principal { namespace: ns, .. }): Extension<Principal>,
+    Path(access_key_id): Path<String>,
+    body: axum::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let req = crate::tenants::Rotate::read(body).await?;
+    let current = app
+        .store
+        .access_key(&access_key_id)
+        .await?
+        .filter(|k| k.namespace == ns)
+        .ok_or_else(|| ApiError::AccessKeyNotFound(access_key_id.clone()))?;
+    let now = lambent_core::now_ms();
+    let until = req
+        .grace_until(now)
+        .min(current.expires_ms.unwrap_or(i64::MAX));
+    let fresh = generate_access_key(&ns, current.role, current.expires_ms);
+    let rotated = AccessKey {
+        secret_access_key: fresh.secret_access_key,
+        previous_secret: (until > now).then(|| (current.secret_access_key.clone(), until)),
+        ..current
+    };
+    app.store.put_access_key(&rotated).await?;
+    app.credentials.forget(&access_key_id);
+    let mut view = key_view(&rotated);
+    view["secret_access_key"] = rotated.secret_access_key.clone().into();
+    view["old_secret_valid_until_ms"] = json!(until.max(now));
+    Ok(Json(view))
 }

@@ -1,6 +1,7 @@
 //! Tenants over HTTP: `/v1/namespaces` (the operator's: create with an owner key, list, get
-//! with what it holds, update settings, delete — refused while it holds anything unless
-//! `?force=true`, which deletes everything of it), the namespace's API keys with roles under
+//! with what it holds, update settings, claim and release host names for its routes, delete —
+//! refused while it holds anything unless `?force=true`, which deletes everything of it, its
+//! host names released), the namespace's API keys with roles under
 //! `/v1/api-keys` (create, list, rotate with a grace period, delete), `/v1/audit` and
 //! `/v1/whoami`.
 
@@ -30,6 +31,11 @@ pub fn routes() -> Router<Arc<App>> {
         .route(
             "/v1/namespaces/{name}",
             get(show).patch(update).delete(remove),
+        )
+        .route("/v1/namespaces/{name}/hosts", post(claim_host))
+        .route(
+            "/v1/namespaces/{name}/hosts/{host}",
+            axum::routing::delete(release_host),
         )
         .route("/v1/api-keys", get(list_keys).post(create_key))
         .route("/v1/api-keys/{id}", axum::routing::delete(delete_key))
@@ -110,7 +116,48 @@ async fn show(State(app): AppState, Path(name): Path<String>) -> Result<Json<Val
     let mut view = serde_json::to_value(&ns).unwrap_or_default();
     view["holds"] = json!(holds);
     view["account_id"] = json!(ns.name);
+    view["hosts"] = json!(app.routes.hosts(&name));
     Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimHost {
+    host: String,
+}
+
+/// `POST /v1/namespaces/{name}/hosts` `{"host"}`: requests to that host name are matched
+/// against the namespace's routes only (`201`; `200` if it held it already; `409` if another
+/// namespace holds it). Answers the namespace's host names.
+async fn claim_host(
+    State(app): AppState,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body::read(body, MAX_BODY, "the host name").await?;
+    let req: ClaimHost = body::json(&bytes)?;
+    let host = lambent_core::route::claimable_host(&req.host)?;
+    find_namespace(&app, &name).await?;
+    let new = app.routes.claim_host(&name, &host).await?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let view = json!({"namespace": name, "hosts": app.routes.hosts(&name)});
+    Ok((status, Json(view)).into_response())
+}
+
+/// `DELETE /v1/namespaces/{name}/hosts/{host}`: the host name is released; the namespace's
+/// routes join the global path space when it was its last.
+async fn release_host(
+    State(app): AppState,
+    Path((name, host)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    find_namespace(&app, &name).await?;
+    let host = lambent_core::route::request_host(&host).into_owned();
+    app.routes.release_host(&name, &host).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `PATCH /v1/namespaces/{name}`: the settings named in the body change (`null` unsets one).
@@ -180,7 +227,7 @@ impl App {
     /// and sandboxes), event-source mappings (their pollers stop), routes, then every record
     /// the store holds of it (queues and messages, topics, subscriptions, schedules, dead
     /// letters, buckets and objects, tables and items, workflows and executions, activations,
-    /// keys, audit log, the namespace); object data no record references any more is
+    /// keys, audit log, host names, the namespace); object data no record references any more is
     /// collected by the store's garbage collection. Caches of every node are told.
     pub async fn purge_namespace(&self, namespace: &str) -> Result<bool, ApiError> {
         for d in self.registry.list(namespace) {
@@ -204,6 +251,8 @@ impl App {
             }
         }
         let existed = self.store.purge_namespace(namespace).await?;
+        // Its host names went with its records: this node's table forgets them now.
+        self.routes.reload().await?;
         self.keys.forget();
         self.credentials.forget_all();
         for signal in [Signal::Keys, Signal::Mappings, Signal::Routes] {
@@ -368,12 +417,26 @@ async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A rotation's body (API keys and access keys alike).
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Rotate {
+pub(crate) struct Rotate {
     /// Seconds the old secret keeps working (default 0: it stops now).
     #[serde(default)]
-    grace_s: u64,
+    pub grace_s: u64,
+}
+
+impl Rotate {
+    /// Reads a rotation's (optional) body.
+    pub(crate) async fn read(body: Body) -> Result<Rotate, ApiError> {
+        let bytes = body::read(body, MAX_BODY, "the rotation").await?;
+        body::json_or_default(&bytes)
+    }
+
+    /// The instant the old secret stops working, from `now_ms`.
+    pub(crate) fn grace_until(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_add((self.grace_s as i64).saturating_mul(1000))
+    }
 }
 
 /// `POST /v1/api-keys/{id}/rotate`: a new secret for the key; the old ones keep working for
@@ -384,8 +447,7 @@ async fn rotate_key(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = body::read(body, MAX_BODY, "the rotation").await?;
-    let req: Rotate = body::json_or_default(&bytes)?;
+    let req = Rotate::read(body).await?;
     let current = app
         .store
         .list_api_keys(&who.namespace)
@@ -401,7 +463,7 @@ async fn rotate_key(
         created_ms: now,
         ..current
     };
-    let grace_until = now.saturating_add((req.grace_s as i64).saturating_mul(1000));
+    let grace_until = req.grace_until(now);
     if !app.store.rotate_api_key(&new, grace_until).await? {
         return Err(ApiError::ApiKeyNotFound(id));
     }

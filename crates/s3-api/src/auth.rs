@@ -9,12 +9,35 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Error, S3Result};
 
+/// A write operation to be audited once its answer is known: who, which operation, on what.
+#[derive(Debug, Clone)]
+pub struct Audited {
+    pub principal: lambent_gateway::Principal,
+    pub action: String,
+    pub target: String,
+}
+
+/// Operations that write but are not management actions of their own: the parts of a
+/// multipart upload (its creation and completion or abort are audited).
+const UNAUDITED_WRITES: &[&str] = &["UploadPart", "UploadPartCopy"];
+
+tokio::task_local! {
+    /// Set by the access check for a write operation: the endpoint writes it to the audit log
+    /// with the answer's status.
+    pub static AUDITED: std::cell::RefCell<Option<Audited>>;
+
+    /// For a request signed with a rotated key's previous secret (in its grace): the access
+    /// key id and that secret, which s3s then verifies the signature (and its chunks) with.
+    pub static SIGNED_WITH_PREVIOUS: (String, String);
+}
+
 /// The namespace a request acts for (the signing key's).
 #[derive(Debug, Clone)]
 pub struct Namespace(pub String);
 
 /// s3s's signature check asks this for a key's secret; the access check then records whose
 /// namespace the verified key belongs to.
+#[derive(Clone)]
 pub struct KeyAuth(pub Credentials);
 
 /// S3's answer to a refused credential.
@@ -47,6 +70,44 @@ fn session_token<'a>(cx: &'a S3AccessContext<'_>) -> Option<std::borrow::Cow<'a,
         .map(|(_, value)| value)
 }
 
+impl KeyAuth {
+    /// The previous secret of a rotated key, when a request signed in its `Authorization`
+    /// header was made with that one rather than the current one (only a key in its rotation's
+    /// grace costs the check; presigned URLs verify with the current secret).
+    pub async fn previous_secret_signing(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Option<(String, String)> {
+        let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+        let id = auth
+            .strip_prefix("AWS4-HMAC-SHA256 ")?
+            .split(',')
+            .find_map(|p| p.trim().strip_prefix("Credential="))?
+            .split('/')
+            .next()?;
+        if id.starts_with(SESSION_KEY_PREFIX) {
+            return None;
+        }
+        let signer = self.0.resolve(id, None, None).await.ok()?;
+        let previous = signer.previous_secret?;
+        let signed_with = |secret: &str| {
+            lambent_aws_api::sigv4::s3_signed_with(
+                method.as_str(),
+                uri.path(),
+                uri.query().unwrap_or(""),
+                headers,
+                secret,
+            )
+        };
+        if signed_with(&signer.secret_access_key) || !signed_with(&previous) {
+            return None;
+        }
+        Some((id.to_string(), previous))
+    }
+}
+
 #[async_trait::async_trait]
 impl S3Auth for KeyAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
@@ -59,7 +120,14 @@ impl S3Auth for KeyAuth {
             .resolve(access_key, None, None)
             .await
             .map_err(refused)?;
-        Ok(SecretKey::from(principal.secret_access_key))
+        let previous = SIGNED_WITH_PREVIOUS
+            .try_with(|(id, secret)| (id == access_key).then(|| secret.clone()))
+            .ok()
+            .flatten()
+            .filter(|secret| principal.previous_secret.as_ref() == Some(secret));
+        Ok(SecretKey::from(
+            previous.unwrap_or(principal.secret_access_key),
+        ))
     }
 }
 
@@ -88,6 +156,21 @@ impl S3Access for KeyAuth {
                 "{}",
                 lambent_gateway::access::refusal(signer.role, access)
             ));
+        }
+        let op = cx.s3_op().name();
+        if lambent_gateway::audited(access) && !UNAUDITED_WRITES.contains(&op) {
+            let target = match cx.s3_path() {
+                s3s::path::S3Path::Root => String::new(),
+                s3s::path::S3Path::Bucket { bucket } => bucket.to_string(),
+                s3s::path::S3Path::Object { bucket, key } => format!("{bucket}/{key}"),
+            };
+            let audited = Audited {
+                principal: signer.principal(),
+                action: op.to_string(),
+                target,
+            };
+            // Outside the endpoint (no scope) there is nothing to audit into.
+            let _ = AUDITED.try_with(|slot| *slot.borrow_mut() = Some(audited));
         }
         cx.extensions_mut().insert(Namespace(signer.namespace));
         Ok(())

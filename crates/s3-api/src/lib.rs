@@ -84,16 +84,28 @@ pub const MAX_CONCURRENT: usize = 1024;
 #[derive(Clone)]
 pub struct Endpoint {
     service: Service,
+    /// Tells which secret of a rotated key signed a request.
+    keys: auth::KeyAuth,
+    /// Where write operations are audited.
+    app: Arc<lambent_gateway::App>,
     domain: Option<String>,
     permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Endpoint {
-    /// S3 over `objects`, signed with `keys`' access keys, virtual-host style under `domain`.
-    pub fn new(objects: Arc<Objects>, keys: Credentials, domain: Option<&str>) -> Endpoint {
+    /// S3 over `objects`, signed with `app`'s access keys, virtual-host style under `domain`;
+    /// write operations go to `app`'s audit log.
+    pub fn new(
+        objects: Arc<Objects>,
+        app: Arc<lambent_gateway::App>,
+        domain: Option<&str>,
+    ) -> Endpoint {
+        let keys: Credentials = app.credentials.clone();
         let domain = domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase());
         Endpoint {
-            service: S3Api::new(objects).service(keys, domain.as_deref()),
+            service: S3Api::new(objects).service(keys.clone(), domain.as_deref()),
+            keys: auth::KeyAuth(keys),
+            app,
             domain,
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
         }
@@ -117,13 +129,58 @@ impl Endpoint {
             ));
         };
         let mut service = self.service.clone();
-        match tower::Service::call(&mut service, req).await {
+        let previous = self
+            .keys
+            .previous_secret_signing(req.method(), req.uri(), req.headers())
+            .await;
+        let client = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_default();
+        let method = req.method().to_string();
+        let call = auth::AUDITED.scope(Default::default(), async move {
+            let call = tower::Service::call(&mut service, req);
+            let result = match previous {
+                Some(previous) => auth::SIGNED_WITH_PREVIOUS.scope(previous, call).await,
+                None => call.await,
+            };
+            (result, auth::AUDITED.with(|slot| slot.borrow_mut().take()))
+        });
+        let (result, audited) = call.await;
+        if let Some(a) = audited {
+            let status = match &result {
+                Ok(response) => response.status().as_u16(),
+                Err(_) => 500,
+            };
+            self.audit(a, method, status, client).await;
+        }
+        match result {
             Ok(response) => response,
             Err(e) => {
                 tracing::error!("S3 request failed: {e:?}");
                 error_response(s3s::S3Error::new(s3s::S3ErrorCode::InternalError))
             }
         }
+    }
+}
+
+impl Endpoint {
+    /// Writes one S3 write operation to its namespace's audit log (as `s3:Action`).
+    async fn audit(&self, a: auth::Audited, method: String, status: u16, client: String) {
+        self.app
+            .audit(lambent_store::tenants::AuditEntry {
+                namespace: a.principal.namespace.clone(),
+                at_ms: lambent_core::now_ms(),
+                key_id: a.principal.key_id.clone(),
+                role: a.principal.role,
+                method,
+                action: format!("s3:{}", a.action),
+                target: a.target,
+                status,
+                client,
+            })
+            .await;
     }
 }
 

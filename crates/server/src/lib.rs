@@ -591,6 +591,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
                 created_ms: lambent_core::now_ms(),
                 role: lambent_core::Role::Owner,
                 expires_ms: None,
+                previous_secret: None,
             })
             .await?;
     }
@@ -810,7 +811,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     }
     let s3 = Arc::new(lambent_s3_api::Endpoint::new(
         objects.clone(),
-        app.credentials.clone(),
+        app.clone(),
         opts.s3_domain.as_deref(),
     ));
     let workflows = lambent_sfn_api::Workflows::new(

@@ -599,3 +599,89 @@ async fn a_console_session_may_do_what_its_keys_role_may() {
         assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {v}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_session_never_outlives_its_key() {
+    let node = common::node().await;
+    let key_with = |body: Value| {
+        let node = &node;
+        async move {
+            let (s, _, v) = node
+                .send(Method::POST, "/v1/api-keys", body.to_string().into_bytes())
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            (
+                v["key_id"].as_str().unwrap().to_string(),
+                v["secret"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    async fn live(b: &Browser) -> StatusCode {
+        b.get("/ui/api/overview").await.0
+    }
+    let (removed_id, removed) = key_with(json!({"role": "viewer"})).await;
+    let (_, expiring) = key_with(json!({"role": "viewer", "expires_in_s": 2})).await;
+    let (rotated_id, rotated) = key_with(json!({"role": "viewer"})).await;
+    let created = common::ADMIN;
+    let (s, _, ns) = node
+        .send_as(
+            created,
+            Method::POST,
+            "/v1/namespaces",
+            json!({"name": "console-gone"}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{ns}");
+    let tenant_owner = ns["owner_key"]["secret"].as_str().unwrap().to_string();
+
+    let mut sessions = Vec::new();
+    for key in [&removed, &expiring, &rotated, &tenant_owner] {
+        let b = Browser::sign_in(&node, key).await.unwrap();
+        assert_eq!(live(&b).await, StatusCode::OK);
+        sessions.push(b);
+    }
+    let [by_removed, by_expiring, by_rotated, by_tenant] = &sessions[..] else {
+        unreachable!()
+    };
+
+    // Removed: its session ends at once.
+    let (s, _, _) = node
+        .send(
+            Method::DELETE,
+            &format!("/v1/api-keys/{removed_id}"),
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(live(by_removed).await, StatusCode::UNAUTHORIZED);
+    // Its namespace deleted: the session ends.
+    let (s, _, v) = node
+        .send_as(
+            created,
+            Method::DELETE,
+            "/v1/namespaces/console-gone?force=true",
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(live(by_tenant).await, StatusCode::UNAUTHORIZED);
+    // Rotated with two seconds of grace: the old secret's session lasts that long, a session
+    // of the new secret goes on; the expiring key's session ends with the key.
+    let (s, _, v) = node
+        .send(
+            Method::POST,
+            &format!("/v1/api-keys/{rotated_id}/rotate"),
+            json!({"grace_s": 2}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let by_new = Browser::sign_in(&node, v["secret"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(live(by_rotated).await, StatusCode::OK);
+    assert_eq!(live(by_expiring).await, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(live(by_rotated).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(live(by_expiring).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(live(&by_new).await, StatusCode::OK);
+}

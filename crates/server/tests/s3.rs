@@ -32,6 +32,7 @@ async fn s3_node() -> Node {
         created_ms: 1,
         role: lambent_core::Role::Owner,
         expires_ms: None,
+        previous_secret: None,
     };
     match &node.cluster {
         Some((pg, _)) => {

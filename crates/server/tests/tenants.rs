@@ -738,3 +738,343 @@ async fn a_namespace_is_deleted_only_empty_or_with_force_and_leaves_nothing() {
         .any(|e| e["method"] == "DELETE" && e["target"] == "short-lived" && e["status"] == 204));
     assert!(!entries.iter().any(|e| e["namespace"] == "short-lived"));
 }
+
+/// `GET path` on the main listener with `Host: host` (port kept, as browsers send it): the
+/// status and the body.
+async fn get_on_host(node: &Node, host: &str, path: &str) -> (StatusCode, String) {
+    let port = node.url("").rsplit(':').next().unwrap().to_string();
+    let r = node
+        .http
+        .get(node.url(path))
+        .header("host", format!("{host}:{port}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_names_give_namespaces_their_own_path_spaces() {
+    let node = node().await;
+    let a = tenant(&node, "host-a").await;
+    let b = tenant(&node, "host-b").await;
+    let hello = |ns: &str| {
+        format!(
+            "def handler(event, context):\n    return {{'statusCode': 200, 'body': 'from {ns}'}}\n"
+        )
+    };
+    for (key, ns) in [
+        (a.owner(), "host-a"),
+        (b.owner(), "host-b"),
+        (common::KEY, "default"),
+    ] {
+        let settings = json!({"runtime": "python3.12", "handler": "app.handler"});
+        let (s, v) = node
+            .deploy_as(key, "hello", settings, &[("app.py", &hello(ns))])
+            .await;
+        assert!(s.is_success(), "{v}");
+    }
+    let claim = |ns: &str, host: &str| {
+        let (path, body) = (
+            format!("/v1/namespaces/{ns}/hosts"),
+            json!({ "host": host }),
+        );
+        let node = &node;
+        async move { call(node, ADMIN, Method::POST, &path, body).await }
+    };
+    // Only the operator claims host names; a claim is idempotent; another's is a conflict
+    // that names nothing of the holder.
+    let (s, _) = call(
+        &node,
+        a.owner(),
+        Method::POST,
+        "/v1/namespaces/host-a/hosts",
+        json!({"host": "api.a.example"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = claim("host-a", "API.A.example").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["hosts"], json!(["api.a.example"]));
+    assert_eq!(claim("host-a", "api.a.example").await.0, StatusCode::OK);
+    let (s, v) = claim("host-b", "api.a.example").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(!v.to_string().contains("host-a"), "{v}");
+    let (s, v) = claim("host-b", "api.b.example:8080").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        claim("host-b", "api.b.example").await.0,
+        StatusCode::CREATED
+    );
+    let (s, _) = claim("nobody", "api.n.example").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let shown = ok(
+        &node,
+        ADMIN,
+        Method::GET,
+        "/v1/namespaces/host-a",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown["hosts"], json!(["api.a.example"]));
+
+    // Each namespace, and the global table, has its own `GET /hello`.
+    let route = json!({"method": "GET", "path": "/hello", "function": "hello"});
+    for key in [a.owner(), b.owner(), common::KEY] {
+        ok(&node, key, Method::POST, "/v1/routes", route.clone()).await;
+    }
+    for (host, body) in [
+        ("api.a.example", "from host-a"),
+        ("API.B.EXAMPLE", "from host-b"),
+        ("127.0.0.1", "from default"),
+        ("unclaimed.example", "from default"),
+    ] {
+        let (s, text) = get_on_host(&node, host, "/hello").await;
+        assert_eq!((s, text.as_str()), (StatusCode::OK, body), "{host}");
+    }
+    // A claimed host serves its namespace's routes only.
+    ok(
+        &node,
+        common::KEY,
+        Method::POST,
+        "/v1/routes",
+        json!({"method": "GET", "path": "/only-default", "function": "hello"}),
+    )
+    .await;
+    assert_eq!(
+        get_on_host(&node, "api.a.example", "/only-default").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get_on_host(&node, "127.0.0.1", "/only-default").await.0,
+        StatusCode::OK
+    );
+
+    // Releasing its last host would put host-a's `GET /hello` beside default's: refused,
+    // naming nothing of the other; once its route is gone, the release goes through.
+    let release = "/v1/namespaces/host-a/hosts/api.a.example";
+    let (s, v) = call(&node, ADMIN, Method::DELETE, release, Value::Null).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(!v.to_string().contains("default"), "{v}");
+    let routes = ok(&node, a.owner(), Method::GET, "/v1/routes", Value::Null).await;
+    let id = routes["routes"][0]["id"].as_str().unwrap().to_string();
+    ok(
+        &node,
+        a.owner(),
+        Method::DELETE,
+        &format!("/v1/routes/{id}"),
+        Value::Null,
+    )
+    .await;
+    let (s, v) = call(&node, ADMIN, Method::DELETE, release, Value::Null).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, _) = call(&node, ADMIN, Method::DELETE, release, Value::Null).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get_on_host(&node, "api.a.example", "/hello").await.1,
+        "from default"
+    );
+
+    // A deleted namespace releases its host names.
+    let (s, v) = call(
+        &node,
+        ADMIN,
+        Method::DELETE,
+        "/v1/namespaces/host-b?force=true",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(
+        get_on_host(&node, "api.b.example", "/hello").await.1,
+        "from default"
+    );
+    assert_eq!(
+        claim("host-a", "api.b.example").await.0,
+        StatusCode::CREATED
+    );
+    let (s, text) = get_on_host(&node, "api.b.example", "/hello").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{text}");
+}
+
+/// Runs `key_rotation.py` with an access key's id and one of its secrets, expecting every
+/// call to succeed (`ok`) or be refused (`refused`).
+async fn boto3_with(node: &Node, id: &str, secret: &str, expect: &str, bucket: &str) {
+    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
+    let (url, id, secret) = (node.url(""), id.to_string(), secret.to_string());
+    let (wanted, bucket) = (expect.to_string(), bucket.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        common::run_aws_client(
+            &venv.join("bin/python"),
+            &["key_rotation.py", &wanted, &bucket],
+            &common::aws_scripts_dir(),
+            &url,
+            (&id, &secret),
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains(&format!("rotation {expect}")), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_key_rotates_and_its_old_secret_verifies_only_in_its_grace() {
+    let node = node().await;
+    let t = tenant(&node, "rotating").await;
+    let (id, first) = t.aws[&Role::Owner].clone();
+    let bucket = format!("rotating-{}", std::process::id());
+    ok(
+        &node,
+        t.owner(),
+        Method::PUT,
+        &format!("/v1/buckets/{bucket}"),
+        Value::Null,
+    )
+    .await;
+    let (s, _, v) = node
+        .send_as(
+            t.owner(),
+            Method::PUT,
+            &format!("/v1/buckets/{bucket}/objects/seed"),
+            b"seed".to_vec(),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let owner = t.owner().to_string();
+    let rotate = |grace_s: u64| {
+        let (node, path, owner) = (&node, format!("/v1/keys/{id}/rotate"), owner.clone());
+        async move {
+            let body = json!({ "grace_s": grace_s });
+            let v = ok(node, &owner, Method::POST, &path, body).await;
+            assert!(v.get("previous_secret").is_none(), "{v}");
+            v["secret_access_key"].as_str().unwrap().to_string()
+        }
+    };
+
+    // With an hour of grace, the old and the new secret both sign (S3 too); others do not.
+    let second = rotate(3600).await;
+    assert_ne!(second, first);
+    boto3_with(&node, &id, &first, "ok", &bucket).await;
+    boto3_with(&node, &id, &second, "ok", &bucket).await;
+    boto3_with(&node, &id, &"x".repeat(40), "refused", &bucket).await;
+    // Rotated again without grace: only the newest secret signs.
+    let third = rotate(0).await;
+    boto3_with(&node, &id, &first, "refused", &bucket).await;
+    boto3_with(&node, &id, &second, "refused", &bucket).await;
+    boto3_with(&node, &id, &third, "ok", &bucket).await;
+
+    // The grace never outlasts the key; another namespace's key is not found.
+    let short = ok(
+        &node,
+        t.owner(),
+        Method::POST,
+        "/v1/keys",
+        json!({"expires_in_s": 60}),
+    )
+    .await;
+    let short_id = short["access_key_id"].as_str().unwrap();
+    let v = ok(
+        &node,
+        t.owner(),
+        Method::POST,
+        &format!("/v1/keys/{short_id}/rotate"),
+        json!({"grace_s": 3600}),
+    )
+    .await;
+    assert_eq!(v["old_secret_valid_until_ms"], short["expires_ms"], "{v}");
+    let other = tenant(&node, "rotating-other").await;
+    let (s, v) = call(
+        &node,
+        other.owner(),
+        Method::POST,
+        &format!("/v1/keys/{id}/rotate"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // Rotation is the owner's (manage), like the keys themselves.
+    let (s, _) = call(
+        &node,
+        t.key(Role::Deployer),
+        Method::POST,
+        &format!("/v1/keys/{id}/rotate"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_writes_are_audited_and_reads_are_not() {
+    let node = node().await;
+    let t = tenant(&node, "s3-audited").await;
+    let (id, secret) = t.aws[&Role::Deployer].clone();
+    let bucket = format!("audited-{}", std::process::id());
+    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
+    let out = tokio::task::spawn_blocking({
+        let (url, bucket) = (node.url(""), bucket.clone());
+        move || {
+            common::run_aws_client(
+                &venv.join("bin/python"),
+                &["s3_audit.py", &bucket],
+                &common::aws_scripts_dir(),
+                &url,
+                (&id, &secret),
+                &[],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("s3 writes done"), "{out}");
+    let audit = ok(
+        &node,
+        t.owner(),
+        Method::GET,
+        "/v1/audit?limit=100",
+        Value::Null,
+    )
+    .await;
+    let s3: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap_or("").starts_with("s3:"))
+        .collect();
+    let mut actions: Vec<&str> = s3.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    actions.reverse(); // oldest first
+    assert_eq!(
+        actions,
+        [
+            "s3:CreateBucket",
+            "s3:PutObject",
+            "s3:CopyObject",
+            "s3:DeleteObject",
+            "s3:PutObject",
+            "s3:DeleteObjects",
+            "s3:CreateMultipartUpload",
+            "s3:CompleteMultipartUpload",
+            "s3:DeleteObject",
+            "s3:CreateMultipartUpload",
+            "s3:AbortMultipartUpload",
+            "s3:PutBucketNotificationConfiguration",
+            "s3:DeleteBucket",
+        ]
+    );
+    let key_id = t.aws[&Role::Deployer].0.as_str();
+    for e in &s3 {
+        assert_eq!(e["key_id"], key_id, "{e}");
+        assert_eq!(e["role"], "deployer", "{e}");
+        assert!(e["status"].as_u64().unwrap() < 300, "{e}");
+        assert!(e["target"].as_str().unwrap().starts_with(&bucket), "{e}");
+        assert!(!e["client"].as_str().unwrap().is_empty(), "{e}");
+    }
+    let put = s3
+        .iter()
+        .rev()
+        .find(|e| e["action"] == "s3:PutObject")
+        .unwrap();
+    assert_eq!(put["target"], format!("{bucket}/a"));
+    assert_eq!(put["method"], "PUT");
+}

@@ -19,6 +19,10 @@ fn access_key_from_row(row: &Row) -> AccessKey {
         created_ms: row.get(3),
         role: crate::tenants::role_of(row.get(4)),
         expires_ms: row.get(5),
+        previous_secret: match (row.get(6), row.get(7)) {
+            (Some(secret), Some(until)) => Some((secret, until)),
+            _ => None,
+        },
     }
 }
 
@@ -55,10 +59,12 @@ impl LambdaStore for PgStore {
         let changed = self
             .execute(
                 "INSERT INTO access_keys (access_key_id, namespace, secret_access_key, created_ms, \
-                 role, expires_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                 role, expires_ms, previous_secret, previous_until_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (access_key_id) DO UPDATE \
                  SET secret_access_key = excluded.secret_access_key, role = excluded.role, \
-                 expires_ms = excluded.expires_ms \
+                 expires_ms = excluded.expires_ms, previous_secret = excluded.previous_secret, \
+                 previous_until_ms = excluded.previous_until_ms \
                  WHERE access_keys.namespace = excluded.namespace",
                 &[
                     &key.access_key_id,
@@ -67,6 +73,8 @@ impl LambdaStore for PgStore {
                     &key.created_ms,
                     &key.role.as_str(),
                     &key.expires_ms,
+                    &key.previous_secret.as_ref().map(|p| p.0.as_str()),
+                    &key.previous_secret.as_ref().map(|p| p.1),
                 ],
             )
             .await?;
@@ -82,7 +90,8 @@ impl LambdaStore for PgStore {
     async fn access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, StoreError> {
         Ok(self
             .query_opt(
-                "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms \
+                "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms, \
+                 previous_secret, previous_until_ms \
                  FROM access_keys \
                  WHERE access_key_id = $1",
                 &[&access_key_id],
@@ -95,7 +104,8 @@ impl LambdaStore for PgStore {
     async fn list_access_keys(&self, namespace: &str) -> Result<Vec<AccessKey>, StoreError> {
         Ok(self
             .query(
-                "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms \
+                "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms, \
+                 previous_secret, previous_until_ms \
                  FROM access_keys \
                  WHERE namespace = $1 ORDER BY created_ms, access_key_id",
                 &[&namespace],

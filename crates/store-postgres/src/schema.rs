@@ -18,6 +18,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V12__rollup_backfill", crate::rollups::BACKFILL_MIGRATION),
     ("V13__tenants", crate::tenants::MIGRATION),
     ("V14__message_traces", V14),
+    ("V15__namespace_hosts", crate::routes::HOSTS_MIGRATION),
 ];
 
 /// Trace context carried through queues and workflows: each message's sender's

@@ -56,6 +56,10 @@ fn access_key_from_row(row: &Row<'_>) -> rusqlite::Result<AccessKey> {
         created_ms: row.get(3)?,
         role: crate::tenants::role_column(row, 4)?,
         expires_ms: row.get(5)?,
+        previous_secret: match (row.get(6)?, row.get(7)?) {
+            (Some(secret), Some(until)) => Some((secret, until)),
+            _ => None,
+        },
     })
 }
 
@@ -94,13 +98,17 @@ impl LambdaStore for SqliteStore {
             let changed = conn
                 .execute(
                     "INSERT INTO access_keys (access_key_id, namespace, secret_access_key, created_ms, \
-                     role, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     role, expires_ms, previous_secret, previous_until_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                      ON CONFLICT (access_key_id) DO UPDATE \
                      SET secret_access_key = excluded.secret_access_key, role = excluded.role, \
-                     expires_ms = excluded.expires_ms \
+                     expires_ms = excluded.expires_ms, previous_secret = excluded.previous_secret, \
+                     previous_until_ms = excluded.previous_until_ms \
                      WHERE namespace = excluded.namespace",
                     params![key.access_key_id, key.namespace, key.secret_access_key, key.created_ms,
-                        key.role.as_str(), key.expires_ms],
+                        key.role.as_str(), key.expires_ms,
+                        key.previous_secret.as_ref().map(|p| &p.0),
+                        key.previous_secret.as_ref().map(|p| p.1)],
                 )
                 .map_err(db_err)?;
             if changed == 0 {
@@ -118,7 +126,8 @@ impl LambdaStore for SqliteStore {
         let id = access_key_id.to_string();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms FROM access_keys \
+                "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms, \
+                 previous_secret, previous_until_ms FROM access_keys \
                  WHERE access_key_id = ?1",
             )
             .and_then(|mut s| s.query_row(params![id], access_key_from_row).optional())
@@ -132,7 +141,8 @@ impl LambdaStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms FROM access_keys \
+                    "SELECT access_key_id, namespace, secret_access_key, created_ms, role, expires_ms, \
+                 previous_secret, previous_until_ms FROM access_keys \
                      WHERE namespace = ?1 ORDER BY created_ms, access_key_id",
                 )
                 .map_err(db_err)?;

@@ -94,6 +94,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     tenants::MIGRATION,
     queues::TRACE_MIGRATION,
     workflows::TRACE_MIGRATION,
+    routes::HOSTS_MIGRATION,
 ];
 
 /// How many reader connections a store keeps.

@@ -20,7 +20,7 @@ use crate::queues::{
     Attributes, Endpoint, Mapping, Message, NewMessage, QueueConfig, QueueCounts, QueueStore,
     ReceiveRequest, Subscription, Topic,
 };
-use crate::routes::RouteStore;
+use crate::routes::{Claimed, HostClaim, RouteStore};
 use crate::tenants::{ApiKey, AuditEntry, AuditQuery, StorageUse, RECORD_TABLES};
 use crate::{ActivationCursor, ActivationQuery, Store, StoreError};
 use lambent_core::tenancy::{Namespace, NamespaceSettings, Role};
@@ -94,6 +94,7 @@ macro_rules! contract_tests {
             versions_number_up_and_an_unchanged_revision_is_not_republished,
             aliases_are_created_once_and_updated_by_revision,
             route_keys_stay_unique,
+            hosts_are_claimed_by_one_namespace_and_released,
             receive_hides_redrives_and_deletes,
             dead_letters_move_back_to_their_queue,
             messages_carry_their_senders_trace,
@@ -949,6 +950,8 @@ async fn fill_namespace<S: ContractStore>(store: &S, ns: &str) {
     key.access_key_id = format!("AKID{ns}");
     store.put_access_key(&key).await.unwrap();
     store.append_audit(&[audit(ns, 5, "PUT")]).await.unwrap();
+    let claim = host(&format!("{ns}.example"), ns, 6);
+    assert_eq!(store.claim_host(&claim).await.unwrap(), Claimed::New);
 }
 
 pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: ContractStore>(
@@ -1010,6 +1013,12 @@ pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: Co
         .unwrap()
         .iter()
         .any(|r| r.namespace == "gone"));
+    // Its host names are released; the other's are kept.
+    let hosts = store.all_hosts().await.unwrap();
+    assert_eq!(
+        hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>(),
+        ["kept.example"]
+    );
     // A name freed is free: a new bucket of that name in another namespace works.
     assert!(matches!(
         store
@@ -1567,6 +1576,7 @@ fn access_key(ns: &str, secret: &str) -> AccessKey {
         created_ms: 1,
         role: Role::Owner,
         expires_ms: None,
+        previous_secret: None,
     }
 }
 
@@ -1589,6 +1599,17 @@ pub async fn access_keys_belong_to_one_namespace<S: ContractStore>(store: Arc<S>
         ("default", "s2")
     );
     assert_eq!(store.list_access_keys("default").await.unwrap().len(), 1);
+    // A rotation keeps the old secret beside the new one until its grace ends.
+    let rotated = AccessKey {
+        previous_secret: Some(("s2".into(), 5_000)),
+        ..access_key("default", "s3")
+    };
+    store.put_access_key(&rotated).await.unwrap();
+    let got = store.access_key("AKIDONE").await.unwrap().unwrap();
+    assert_eq!(got, rotated);
+    assert_eq!(got.secrets_at(4_999).collect::<Vec<_>>(), ["s3", "s2"]);
+    assert_eq!(got.secrets_at(5_000).collect::<Vec<_>>(), ["s3"]);
+    assert_eq!(store.list_access_keys("default").await.unwrap(), [rotated]);
     assert!(!store.delete_access_key("other", "AKIDONE").await.unwrap());
     assert!(store.delete_access_key("default", "AKIDONE").await.unwrap());
     assert_eq!(store.access_key("AKIDONE").await.unwrap(), None);
@@ -1682,6 +1703,54 @@ pub async fn route_keys_stay_unique<S: ContractStore>(store: Arc<S>) {
     assert!(store.delete_route("r1").await.unwrap());
     assert!(!store.delete_route("r1").await.unwrap());
     assert_eq!(store.all_routes().await.unwrap().len(), 1);
+    // Another namespace may store the same key (its own path space, under its host names).
+    let mut other = route("r4", "/c", 4);
+    other.namespace = "other".into();
+    store.put_route(&other).await.unwrap();
+    assert_eq!(store.all_routes().await.unwrap().len(), 2);
+}
+
+fn host(name: &str, ns: &str, created_ms: i64) -> HostClaim {
+    HostClaim {
+        host: name.into(),
+        namespace: ns.into(),
+        created_ms,
+    }
+}
+
+pub async fn hosts_are_claimed_by_one_namespace_and_released<S: ContractStore>(store: Arc<S>) {
+    let a = host("api.a.example", "a", 1);
+    assert_eq!(store.claim_host(&a).await.unwrap(), Claimed::New);
+    assert_eq!(
+        store
+            .claim_host(&host("api.a.example", "a", 2))
+            .await
+            .unwrap(),
+        Claimed::Held
+    );
+    assert_eq!(
+        store
+            .claim_host(&host("api.a.example", "b", 3))
+            .await
+            .unwrap(),
+        Claimed::Taken
+    );
+    let b = host("api.b.example", "b", 4);
+    assert_eq!(store.claim_host(&b).await.unwrap(), Claimed::New);
+    assert_eq!(store.all_hosts().await.unwrap(), [a.clone(), b.clone()]);
+    // Only its holder releases a host.
+    assert!(!store.release_host("b", "api.a.example").await.unwrap());
+    assert!(store.release_host("a", "api.a.example").await.unwrap());
+    assert!(!store.release_host("a", "api.a.example").await.unwrap());
+    assert_eq!(store.all_hosts().await.unwrap(), [b]);
+    // Released, it is free for another namespace.
+    assert_eq!(
+        store
+            .claim_host(&host("api.a.example", "b", 5))
+            .await
+            .unwrap(),
+        Claimed::New
+    );
 }
 
 fn message(id: &str, visible_at_ms: i64) -> NewMessage {

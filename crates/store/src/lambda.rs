@@ -20,6 +20,22 @@ pub struct AccessKey {
     pub role: lambent_core::Role,
     /// After this instant it is refused.
     pub expires_ms: Option<i64>,
+    /// The secret it had before its last rotation, still verifying until its instant (never
+    /// later than [`AccessKey::expires_ms`]).
+    pub previous_secret: Option<(String, i64)>,
+}
+
+impl AccessKey {
+    /// The secrets a signature may be made with at `now_ms`: the current one, then the one
+    /// before the last rotation while its grace lasts.
+    pub fn secrets_at(&self, now_ms: i64) -> impl Iterator<Item = &str> {
+        let previous = self
+            .previous_secret
+            .as_ref()
+            .filter(|(_, until)| *until > now_ms)
+            .map(|(secret, _)| secret.as_str());
+        std::iter::once(self.secret_access_key.as_str()).chain(previous)
+    }
 }
 
 /// A published version: the function as it was at one revision, numbered 1, 2, … per function.

@@ -67,6 +67,8 @@ pub const RECORD_TABLES: &[&str] = &[
     "access_keys",
     "audit",
     "namespaces",
+    // Host names claimed for it are the operator's settings of it, not its resources.
+    "namespace_hosts",
 ];
 
 /// The rows of a namespace in tables without a `namespace` column, deleted before their

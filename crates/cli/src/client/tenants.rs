@@ -2,7 +2,7 @@
 //! `/v1/audit`. Answers stay JSON values: the commands print a few fields or the whole.
 
 use super::{check, path_segment, query_string, Client, ClientError, Json};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 impl Client {
     /// `POST /v1/namespaces`: the namespace and its first owner key.
@@ -27,6 +27,23 @@ impl Client {
     pub fn update_namespace(&self, name: &str, patch: &Value) -> Result<Json<Value>, ClientError> {
         let url = self.endpoint(&format!("/v1/namespaces/{}", path_segment(name)));
         self.json(&url, self.http.patch(&url).json(patch))
+    }
+
+    /// `POST /v1/namespaces/{name}/hosts`: claims a host name for the namespace's routes.
+    pub fn claim_host(&self, name: &str, host: &str) -> Result<Json<Value>, ClientError> {
+        let url = self.endpoint(&format!("/v1/namespaces/{}/hosts", path_segment(name)));
+        self.json(&url, self.http.post(&url).json(&json!({ "host": host })))
+    }
+
+    /// `DELETE /v1/namespaces/{name}/hosts/{host}`.
+    pub fn release_host(&self, name: &str, host: &str) -> Result<(), ClientError> {
+        let url = self.endpoint(&format!(
+            "/v1/namespaces/{}/hosts/{}",
+            path_segment(name),
+            path_segment(host)
+        ));
+        let resp = self.send(&url, self.http.delete(&url))?;
+        check(&url, resp).map(|_| ())
     }
 
     /// `DELETE /v1/namespaces/{name}[?force=true]`.
@@ -58,9 +75,15 @@ impl Client {
         check(&url, resp).map(|_| ())
     }
 
-    /// `POST /v1/api-keys/{id}/rotate`.
-    pub fn rotate_api_key(&self, id: &str, grace_s: u64) -> Result<Json<Value>, ClientError> {
-        let url = self.endpoint(&format!("/v1/api-keys/{}/rotate", path_segment(id)));
+    /// `POST /v1/api-keys/{id}/rotate`, or `/v1/keys/{id}/rotate` for an access key id.
+    pub fn rotate_key(
+        &self,
+        id: &str,
+        api_key: bool,
+        grace_s: u64,
+    ) -> Result<Json<Value>, ClientError> {
+        let kind = if api_key { "api-keys" } else { "keys" };
+        let url = self.endpoint(&format!("/v1/{kind}/{}/rotate", path_segment(id)));
         let body = serde_json::json!({ "grace_s": grace_s });
         self.json(&url, self.http.post(&url).json(&body))
     }

@@ -30,9 +30,9 @@ pub enum KeysCommand {
     /// List the namespace's keys (API keys and access keys).
     #[command(visible_alias = "list")]
     Ls,
-    /// Give an API key a new secret; the old one keeps working for the grace period.
+    /// Give a key a new secret; the old one keeps working for the grace period.
     Rotate {
-        /// The API key's id (`lk-…`).
+        /// The key's id: an API key's `lk-…` or an access key id.
         id: String,
         /// How long the old secret keeps working (default: it stops now).
         #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse)]
@@ -94,22 +94,26 @@ pub fn run(ctx: &Ctx, cmd: KeysCommand) -> Result<ExitCode> {
         }
         KeysCommand::Ls => ls(ctx, &client)?,
         KeysCommand::Rotate { id, grace } => {
-            if !is_api_key(&id) {
-                anyhow::bail!(
-                    "'{id}' is not an API key id (lk-…): rotate an access key by creating a new one, then 'lambent keys rm' the old"
-                );
-            }
             let grace_s = grace.map_or(0, |d| d.as_secs());
-            let key = client.rotate_api_key(&id, grace_s)?;
+            let api = is_api_key(&id);
+            let key = client.rotate_key(&id, api, grace_s)?;
             if ctx.json() {
                 output::print_raw_json(&key.raw);
             } else {
+                let (label, secret, until) = match api {
+                    true => ("new api key", "secret", "old_secrets_valid_until_ms"),
+                    false => (
+                        "new secret access key",
+                        "secret_access_key",
+                        "old_secret_valid_until_ms",
+                    ),
+                };
                 output::print_kv(&[
                     ("key id", id.clone()),
-                    ("new api key", key["secret"].as_str().unwrap_or("").into()),
+                    (label, key[secret].as_str().unwrap_or("").into()),
                     (
                         "old secret valid until",
-                        datetime(key["old_secrets_valid_until_ms"].as_u64().unwrap_or(0)),
+                        datetime(key[until].as_u64().unwrap_or(0)),
                     ),
                 ]);
             }

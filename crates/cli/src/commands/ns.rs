@@ -23,11 +23,18 @@ pub enum NsCommand {
     Ls,
     /// Show a namespace's settings and what it holds.
     Get { name: String },
-    /// Change a namespace's settings (the ones given).
+    /// Change a namespace's settings (the ones given), claim or release host names.
     Update {
         name: String,
         #[command(flatten)]
         settings: Settings,
+        /// Claim a host name: requests to it are matched against this namespace's routes
+        /// only (repeatable).
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// Release a host name it claimed (repeatable).
+        #[arg(long = "release-host", value_name = "HOST")]
+        release_hosts: Vec<String>,
     },
     /// Delete a namespace; with --force, everything in it first.
     #[command(visible_alias = "delete")]
@@ -95,6 +102,17 @@ fn settings_text(ns: &Value) -> String {
     }
 }
 
+fn hosts_text(ns: &Value) -> String {
+    match ns["hosts"].as_array() {
+        Some(hosts) if !hosts.is_empty() => hosts
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "-".into(),
+    }
+}
+
 pub fn run(ctx: &Ctx, cmd: NsCommand) -> Result<ExitCode> {
     let client = ctx.operator_client()?;
     match cmd {
@@ -152,16 +170,40 @@ pub fn run(ctx: &Ctx, cmd: NsCommand) -> Result<ExitCode> {
                     ("namespace", name.clone()),
                     ("account id", ns["account_id"].as_str().unwrap_or("").into()),
                     ("settings", settings_text(&ns)),
+                    ("hosts", hosts_text(&ns)),
                     ("holds", holds),
                 ]);
             }
         }
-        NsCommand::Update { name, settings } => {
-            let updated = client.update_namespace(&name, &Value::Object(settings.fields()))?;
+        NsCommand::Update {
+            name,
+            settings,
+            hosts,
+            release_hosts,
+        } => {
+            let fields = settings.fields();
+            if !fields.is_empty() || (hosts.is_empty() && release_hosts.is_empty()) {
+                client.update_namespace(&name, &Value::Object(fields))?;
+            }
+            for host in &hosts {
+                client
+                    .claim_host(&name, host)
+                    .with_context(|| format!("cannot claim host name '{host}' for '{name}'"))?;
+            }
+            for host in &release_hosts {
+                client
+                    .release_host(&name, host)
+                    .with_context(|| format!("cannot release host name '{host}' of '{name}'"))?;
+            }
+            let ns = client.get_namespace(&name)?;
             if ctx.json() {
-                output::print_raw_json(&updated.raw);
+                output::print_raw_json(&ns.raw);
             } else {
-                println!("updated {name}: {}", settings_text(&updated));
+                println!(
+                    "updated {name}: {} hosts: {}",
+                    settings_text(&ns),
+                    hosts_text(&ns)
+                );
             }
         }
         NsCommand::Rm { name, force } => {

@@ -79,6 +79,15 @@ fn is_reserved(path: &str) -> bool {
     })
 }
 
+/// The host a request was sent to: its `Host` header (HTTP/1.1), else the URI's authority
+/// (HTTP/2's `:authority`).
+fn host_of(request: &Request) -> Option<&str> {
+    match request.headers().get(header::HOST) {
+        Some(h) => h.to_str().ok(),
+        None => request.uri().host(),
+    }
+}
+
 /// The fallback handler of the main listener.
 pub async fn serve(State(app): State<Arc<App>>, request: Request) -> Response {
     let path = request.uri().path().to_string();
@@ -89,7 +98,10 @@ pub async fn serve(State(app): State<Arc<App>>, request: Request) -> Response {
     if let Some(preflight) = preflight(&app, &request, &path) {
         return preflight;
     }
-    let Some(matched) = app.routes.lookup(request.method().as_str(), &path) else {
+    let Some(matched) = app
+        .routes
+        .lookup(host_of(&request), request.method().as_str(), &path)
+    else {
         return Refusal::NotFound.into_response();
     };
     let cors = matched.route.cors.clone();
@@ -115,7 +127,9 @@ fn preflight(app: &App, request: &Request, path: &str) -> Option<Response> {
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)?
         .to_str()
         .ok()?;
-    let matched = app.routes.lookup(&wanted.to_ascii_uppercase(), path)?;
+    let matched = app
+        .routes
+        .lookup(host_of(request), &wanted.to_ascii_uppercase(), path)?;
     let cors = matched.route.cors.as_ref()?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     let Some(allowed) = cors.allowed_origin(origin) else {

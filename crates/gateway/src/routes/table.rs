@@ -1,12 +1,14 @@
-//! The compiled route table: every route of every namespace in one `matchit` router per method
-//! (plus one for `ANY`), rebuilt from the store's list on each change and swapped in whole, so
-//! that matching a request takes a read lock and a tree walk, never a database read.
+//! The compiled route table: one `matchit` router per method (plus one for `ANY`) for each
+//! path space — the global one shared by every namespace without host names, and one per
+//! namespace that claims host names — rebuilt from the store's routes and host claims on each
+//! change and swapped in whole. Matching a request takes a read lock, a map lookup of its host
+//! (only when some namespace claims one) and a tree walk, never a database read.
 
 use crate::ApiError;
-use lambent_core::route::ANY_METHOD;
+use lambent_core::route::{request_host, ANY_METHOD};
 use lambent_core::Route;
 use lambent_store::bus::{Bus, Signal};
-use lambent_store::routes::RouteStore;
+use lambent_store::routes::{Claimed, HostClaim, RouteStore};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,34 +19,118 @@ pub struct Matched {
     pub params: Vec<(String, String)>,
 }
 
+/// One path space's routers, by method.
+#[derive(Default)]
+struct Paths {
+    by_method: HashMap<String, matchit::Router<Arc<Route>>>,
+}
+
+impl Paths {
+    /// The route for a request: one of its own method first, else an `ANY` route.
+    fn at(&self, method: &str, path: &str) -> Option<Matched> {
+        [method, ANY_METHOD].into_iter().find_map(|m| {
+            let found = self.by_method.get(m)?.at(path).ok()?;
+            Some(Matched {
+                route: found.value.clone(),
+                params: found
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+        })
+    }
+}
+
 #[derive(Default)]
 struct Compiled {
     /// In creation order.
     routes: Vec<Arc<Route>>,
-    by_method: HashMap<String, matchit::Router<Arc<Route>>>,
+    /// Oldest first.
+    hosts: Vec<HostClaim>,
+    /// The routes of namespaces without host names.
+    global: Paths,
+    /// Each namespace with host names: its routes, in a path space of its own.
+    spaces: HashMap<String, Paths>,
+    /// Host name → the namespace that claimed it.
+    by_host: HashMap<String, String>,
 }
 
 impl Compiled {
-    /// Compiles routes; fails with the conflict `matchit` found (`/a/{x}` beside `/a/{y}`).
-    fn build(routes: Vec<Arc<Route>>) -> Result<Compiled, String> {
-        let mut by_method: HashMap<String, matchit::Router<Arc<Route>>> = HashMap::new();
+    /// Compiles routes into their path spaces; fails with the conflict `matchit` found
+    /// (`/a/{x}` beside `/a/{y}`).
+    fn build(routes: Vec<Arc<Route>>, hosts: Vec<HostClaim>) -> Result<Compiled, String> {
+        let by_host: HashMap<String, String> = hosts
+            .iter()
+            .map(|h| (h.host.clone(), h.namespace.clone()))
+            .collect();
+        let mut spaces: HashMap<String, Paths> = by_host
+            .values()
+            .map(|ns| (ns.clone(), Paths::default()))
+            .collect();
+        let mut global = Paths::default();
         for route in &routes {
-            by_method
+            let paths = match spaces.get_mut(&route.namespace) {
+                Some(own) => own,
+                None => &mut global,
+            };
+            paths
+                .by_method
                 .entry(route.method.clone())
                 .or_default()
                 .insert(route.matcher_path(), route.clone())
-                .map_err(|e| conflict_text(&routes, route, e))?;
+                .map_err(|e| conflict_text(&routes, &by_host, route, e))?;
         }
-        Ok(Compiled { routes, by_method })
+        Ok(Compiled {
+            routes,
+            hosts,
+            global,
+            spaces,
+            by_host,
+        })
+    }
+
+    /// Whether a namespace has a path space of its own (it claimed host names).
+    fn hosted(&self, namespace: &str) -> bool {
+        self.spaces.contains_key(namespace)
+    }
+
+    /// The path space a request to `host` is matched in: its namespace's, when a namespace
+    /// claimed it, else the global one.
+    fn paths_for(&self, host: Option<&str>) -> &Paths {
+        if self.by_host.is_empty() {
+            return &self.global;
+        }
+        host.map(request_host)
+            .and_then(|h| self.by_host.get(h.as_ref()))
+            .and_then(|ns| self.spaces.get(ns))
+            .unwrap_or(&self.global)
     }
 }
 
+/// Whether two routes' namespaces share a path space (one and the same namespace, or two
+/// without host names).
+fn same_space(by_host_namespaces: &dyn Fn(&str) -> bool, a: &Route, b: &Route) -> bool {
+    a.namespace == b.namespace
+        || (!by_host_namespaces(&a.namespace) && !by_host_namespaces(&b.namespace))
+}
+
 /// Says which route a new one clashes with, in the user's syntax.
-fn conflict_text(routes: &[Arc<Route>], route: &Route, e: matchit::InsertError) -> String {
+fn conflict_text(
+    routes: &[Arc<Route>],
+    by_host: &HashMap<String, String>,
+    route: &Route,
+    e: matchit::InsertError,
+) -> String {
+    let hosted = |ns: &str| by_host.values().any(|h| h == ns);
     let with = match &e {
         matchit::InsertError::Conflict { with } => routes
             .iter()
-            .find(|r| r.method == route.method && r.matcher_path() == *with)
+            .find(|r| {
+                r.method == route.method
+                    && r.matcher_path() == *with
+                    && same_space(&hosted, r, route)
+            })
             // Another namespace's route is claimed, and nothing more is said of it.
             .map(|r| match r.namespace == route.namespace {
                 true => format!("'{}'", r.key()),
@@ -100,7 +186,8 @@ impl RouteTable {
             .into_iter()
             .map(Arc::new)
             .collect();
-        Compiled::build(routes).map_err(ApiError::Internal)
+        let hosts = store.all_hosts().await?;
+        Compiled::build(routes, hosts).map_err(ApiError::Internal)
     }
 
     /// Reads every route again (another node changed them), and swaps the compiled table.
@@ -115,20 +202,70 @@ impl RouteTable {
         Ok(compiled)
     }
 
-    /// The route for a request: one of its own method first, else an `ANY` route.
-    pub fn lookup(&self, method: &str, path: &str) -> Option<Matched> {
+    /// The route for a request to `host` (its `Host` value, port and all): in the path space
+    /// of the namespace that claimed the host, else in the global one; a route of its own
+    /// method first, else an `ANY` route.
+    pub fn lookup(&self, host: Option<&str>, method: &str, path: &str) -> Option<Matched> {
         let compiled = self.compiled.read().clone();
-        [method, ANY_METHOD].into_iter().find_map(|m| {
-            let found = compiled.by_method.get(m)?.at(path).ok()?;
-            Some(Matched {
-                route: found.value.clone(),
-                params: found
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            })
-        })
+        compiled.paths_for(host).at(method, path)
+    }
+
+    /// The host names a namespace claimed, oldest first.
+    pub fn hosts(&self, namespace: &str) -> Vec<String> {
+        let compiled = self.compiled.read().clone();
+        compiled
+            .hosts
+            .iter()
+            .filter(|h| h.namespace == namespace)
+            .map(|h| h.host.clone())
+            .collect()
+    }
+
+    /// Claims a host name for a namespace: from now on requests to it are matched against
+    /// the namespace's routes only (and the namespace's routes are no longer served on other
+    /// hosts). Claiming a host it holds changes nothing; one another namespace holds is a
+    /// conflict that says nothing more of it. Returns whether the claim is new.
+    pub async fn claim_host(&self, namespace: &str, host: &str) -> Result<bool, ApiError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let claim = HostClaim {
+            host: host.to_string(),
+            namespace: namespace.to_string(),
+            created_ms: lambent_core::now_ms(),
+        };
+        match self.store.claim_host(&claim).await? {
+            Claimed::Held => Ok(false),
+            Claimed::Taken => Err(ApiError::Conflict(format!(
+                "host name '{host}' is claimed by another namespace"
+            ))),
+            Claimed::New => {
+                self.reload_locked().await?;
+                self.bus.publish(Signal::Routes);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Releases a host name a namespace holds. Releasing its last one puts its routes back in
+    /// the global path space: refused (`409`) when one of them overlaps another namespace's.
+    pub async fn release_host(&self, namespace: &str, host: &str) -> Result<(), ApiError> {
+        let _one_at_a_time = self.changes.lock().await;
+        let current = self.reload_locked().await?;
+        let held = |h: &HostClaim| h.host == host && h.namespace == namespace;
+        if !current.hosts.iter().any(held) {
+            return Err(ApiError::HostNotFound(host.to_string()));
+        }
+        let hosts = current.hosts.iter().filter(|h| !held(h)).cloned().collect();
+        let compiled = Compiled::build(current.routes.clone(), hosts).map_err(|e| {
+            ApiError::Conflict(format!(
+                "host name '{host}' is the namespace's last: without it its routes join the shared path space, where {e}; remove that route first"
+            ))
+        })?;
+        if !self.store.release_host(namespace, host).await? {
+            return Err(ApiError::HostNotFound(host.to_string()));
+        }
+        *self.compiled.write() = Arc::new(compiled);
+        self.bus.publish(Signal::Routes);
+        Ok(())
     }
 
     /// A namespace's routes, in creation order.
@@ -153,7 +290,10 @@ impl RouteTable {
         // Another node may have changed them: check against the store, not the cached table.
         let current = self.reload_locked().await?;
         let mut routes = current.routes.clone();
-        let existing = routes.iter().position(|r| r.key() == route.key());
+        let hosted = |ns: &str| current.hosted(ns);
+        let existing = routes
+            .iter()
+            .position(|r| r.key() == route.key() && same_space(&hosted, r, &route));
         if let Some(i) = existing {
             let old = &routes[i];
             if old.namespace != route.namespace {
@@ -177,7 +317,8 @@ impl RouteTable {
             Some(i) => routes[i] = route.clone(),
             None => routes.push(route.clone()),
         }
-        let compiled = Compiled::build(routes).map_err(ApiError::Conflict)?;
+        let compiled =
+            Compiled::build(routes, current.hosts.clone()).map_err(ApiError::Conflict)?;
         self.store.put_route(&route).await?;
         *self.compiled.write() = Arc::new(compiled);
         self.bus.publish(Signal::Routes);
@@ -204,7 +345,8 @@ impl RouteTable {
             .filter(|r| r.id != id)
             .cloned()
             .collect();
-        let compiled = Compiled::build(routes).map_err(ApiError::Internal)?;
+        let compiled =
+            Compiled::build(routes, current.hosts.clone()).map_err(ApiError::Internal)?;
         self.store.delete_route(id).await?;
         *self.compiled.write() = Arc::new(compiled);
         self.bus.publish(Signal::Routes);
