@@ -193,6 +193,17 @@ impl RuntimeApi {
         self.shared.state.lock().init_error.clone()
     }
 
+    /// Serves this sandbox's Runtime API on one already-connected stream (without the
+    /// platform's requests): how the fuzz target (`fuzz/`) speaks to it as a hostile runtime
+    /// without a socket.
+    #[doc(hidden)]
+    pub fn serve_stream<I>(&self, io: I) -> impl Future<Output = ()> + Send + 'static
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        serve_connection(io, self.shared.clone(), None)
+    }
+
     /// Forgets the in-flight invocation (after a timeout), so a late answer gets
     /// `InvalidRequestID` rather than completing anything.
     pub fn abandon(&self) {
@@ -219,27 +230,32 @@ async fn accept_loop(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let (shared, platform) = (shared.clone(), platform.clone());
-                connections.spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let service = hyper::service::service_fn(move |req| {
-                        let (shared, platform) = (shared.clone(), platform.clone());
-                        async move {
-                            Ok::<_, Infallible>(match platform {
-                                Some(platform) if for_the_platform(&req) => platform(req).await,
-                                _ => boxed(route(&shared, req).await),
-                            })
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(io, service)
-                        .await;
-                });
+                connections.spawn(serve_connection(stream, shared.clone(), platform.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+}
+
+/// Serves the Runtime API (and `platform`) on one connection until it closes.
+async fn serve_connection<I>(io: I, shared: Arc<Shared>, platform: Option<Platform>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    let service = hyper::service::service_fn(move |req| {
+        let (shared, platform) = (shared.clone(), platform.clone());
+        async move {
+            Ok::<_, Infallible>(match platform {
+                Some(platform) if for_the_platform(&req) => platform(req).await,
+                _ => boxed(route(&shared, req).await),
+            })
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .await;
 }
 
 type Reply = Response<Full<Bytes>>;

@@ -17,8 +17,9 @@ pub struct Matched {
     pub params: Vec<(String, String)>,
 }
 
+/// Routes compiled into one `matchit` router per method: the pure part of [`RouteTable`].
 #[derive(Default)]
-struct Compiled {
+pub struct Compiled {
     /// In creation order.
     routes: Vec<Arc<Route>>,
     by_method: HashMap<String, matchit::Router<Arc<Route>>>,
@@ -26,7 +27,7 @@ struct Compiled {
 
 impl Compiled {
     /// Compiles routes; fails with the conflict `matchit` found (`/a/{x}` beside `/a/{y}`).
-    fn build(routes: Vec<Arc<Route>>) -> Result<Compiled, String> {
+    pub fn build(routes: Vec<Arc<Route>>) -> Result<Compiled, String> {
         let mut by_method: HashMap<String, matchit::Router<Arc<Route>>> = HashMap::new();
         for route in &routes {
             by_method
@@ -36,6 +37,21 @@ impl Compiled {
                 .map_err(|e| conflict_text(&routes, route, e))?;
         }
         Ok(Compiled { routes, by_method })
+    }
+
+    /// The route for a request: one of its own method first, else an `ANY` route.
+    pub fn lookup(&self, method: &str, path: &str) -> Option<Matched> {
+        [method, ANY_METHOD].into_iter().find_map(|m| {
+            let found = self.by_method.get(m)?.at(path).ok()?;
+            Some(Matched {
+                route: found.value.clone(),
+                params: found
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+        })
     }
 }
 
@@ -117,18 +133,7 @@ impl RouteTable {
 
     /// The route for a request: one of its own method first, else an `ANY` route.
     pub fn lookup(&self, method: &str, path: &str) -> Option<Matched> {
-        let compiled = self.compiled.read().clone();
-        [method, ANY_METHOD].into_iter().find_map(|m| {
-            let found = compiled.by_method.get(m)?.at(path).ok()?;
-            Some(Matched {
-                route: found.value.clone(),
-                params: found
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            })
-        })
+        self.compiled.read().clone().lookup(method, path)
     }
 
     /// A namespace's routes, in creation order.
