@@ -11,7 +11,7 @@ use lambent_runtime_api::{HandOffError, Invocation, Outcome, RuntimeApi, MAX_RES
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
 struct World {
