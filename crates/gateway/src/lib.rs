@@ -36,6 +36,10 @@ pub use events_api::{accept_async, wants_async, INVOCATION_TYPE_HEADER};
 pub use queues::RegistryRunner;
 pub use registry::{Deployed, Registry, StoredCode};
 pub use routes::RouteTable;
+/// The pure parts of routing (the compiled table, the API Gateway mappings), for the fuzz
+/// targets (`fuzz/`).
+#[doc(hidden)]
+pub use routes::{apigw, Compiled as CompiledRoutes};
 pub use tenants::{expiry, namespace_role, new_secret};
 
 use axum::extract::DefaultBodyLimit;

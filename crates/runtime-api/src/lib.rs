@@ -193,6 +193,17 @@ impl RuntimeApi {
         self.shared.state.lock().init_error.clone()
     }
 
+    /// Serves this sandbox's Runtime API on one already-connected stream (without the
+    /// platform's requests): how the fuzz target (`fuzz/`) speaks to it as a hostile runtime
+    /// without a socket.
+    #[doc(hidden)]
+    pub fn serve_stream<I>(&self, io: I) -> impl Future<Output = ()> + Send + 'static
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        serve_connection(io, self.shared.clone(), None)
+    }
+
     /// Forgets the in-flight invocation (after a timeout), so a late answer gets
     /// `InvalidRequestID` rather than completing anything.
     pub fn abandon(&self) {
@@ -219,27 +230,117 @@ async fn accept_loop(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let (shared, platform) = (shared.clone(), platform.clone());
-                connections.spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let service = hyper::service::service_fn(move |req| {
-                        let (shared, platform) = (shared.clone(), platform.clone());
-                        async move {
-                            Ok::<_, Infallible>(match platform {
-                                Some(platform) if for_the_platform(&req) => platform(req).await,
-                                _ => boxed(route(&shared, req).await),
-                            })
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(io, service)
-                        .await;
-                });
+                let stream = QuickAck::new(stream);
+                connections.spawn(serve_connection(stream, shared.clone(), platform.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+}
+
+/// A sandbox's connection that acknowledges what it reads at once (`TCP_QUICKACK`).
+///
+/// A runtime that writes a response's headers and its body in two small writes (as simple C
+/// or shell clients do, Nagle's algorithm on) holds the body back until the headers are
+/// acknowledged, and Linux delays that ACK by ~40 ms when nothing is sent back to carry it:
+/// every invocation would stall that long. Linux leaves quick-ack mode on its own, so it is
+/// re-armed after every read that returned data; setting it also sends an ACK that was being
+/// delayed. One `setsockopt` per read, beside a loopback round trip.
+struct QuickAck(tokio::net::TcpStream);
+
+impl QuickAck {
+    fn new(stream: tokio::net::TcpStream) -> QuickAck {
+        quick_ack(&stream);
+        QuickAck(stream)
+    }
+}
+
+fn quick_ack(stream: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is the stream's own, open while it is borrowed, and the option
+    // value is a live `c_int` of the length given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            quick_ack(&self.0);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Serves the Runtime API (and `platform`) on one connection until it closes.
+async fn serve_connection<I>(io: I, shared: Arc<Shared>, platform: Option<Platform>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    let service = hyper::service::service_fn(move |req| {
+        let (shared, platform) = (shared.clone(), platform.clone());
+        async move {
+            Ok::<_, Infallible>(match platform {
+                Some(platform) if for_the_platform(&req) => platform(req).await,
+                _ => boxed(route(&shared, req).await),
+            })
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .await;
 }
 
 type Reply = Response<Full<Bytes>>;

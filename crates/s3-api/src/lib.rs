@@ -11,6 +11,9 @@ mod convert;
 mod ops;
 
 pub use auth::{KeyAuth, Namespace};
+/// The request-body conversions, for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub use ops::{completed_parts, notification_targets};
 
 use lambent_gateway::credentials::Credentials;
 use lambent_objects::Objects;

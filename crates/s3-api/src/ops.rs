@@ -89,7 +89,7 @@ fn source(copy: &CopySource) -> S3Result<(&str, &str)> {
 }
 
 /// The list of parts a completion names.
-fn completed_parts(upload: Option<CompletedMultipartUpload>) -> S3Result<Vec<(u32, String)>> {
+pub fn completed_parts(upload: Option<CompletedMultipartUpload>) -> S3Result<Vec<(u32, String)>> {
     upload
         .and_then(|u| u.parts)
         .unwrap_or_default()
@@ -105,7 +105,8 @@ fn completed_parts(upload: Option<CompletedMultipartUpload>) -> S3Result<Vec<(u3
         .collect()
 }
 
-fn notification_targets(
+/// A notification configuration as sent, validated into the engine's form.
+pub fn notification_targets(
     config: NotificationConfiguration,
 ) -> Result<NotificationConfig, ObjectError> {
     let rules = |f: Option<NotificationConfigurationFilter>| -> Vec<EngineRule> {

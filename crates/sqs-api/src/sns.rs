@@ -366,7 +366,8 @@ async fn subscribe(c: &Call<'_>, p: &Params) -> Result<String, SnsError> {
 
 /// `MessageAttributes.entry.N.Name` with `.Value.DataType`, `.Value.StringValue` or
 /// `.Value.BinaryValue`.
-fn message_attributes(p: &Params) -> Attributes {
+#[doc(hidden)]
+pub fn message_attributes(p: &Params) -> Attributes {
     numbered(p, "MessageAttributes.entry")
         .into_iter()
         .filter_map(|mut e| {

@@ -629,7 +629,8 @@ async fn set_queue_attributes(c: &Call<'_>, input: &Value) -> Result<Value, SqsE
 
 /// A message attribute of a request, checked: String/Number with a `StringValue`, Binary with
 /// a base64 `BinaryValue`.
-fn message_attributes(input: &Value) -> Result<Attributes, SqsError> {
+#[doc(hidden)]
+pub fn message_attributes(input: &Value) -> Result<Attributes, SqsError> {
     let mut out = Attributes::new();
     let Some(map) = input.get("MessageAttributes").and_then(Value::as_object) else {
         return Ok(out);

@@ -64,7 +64,19 @@ pub fn plan(format: Format, file: &Path, options: &Options) -> Result<Plan, AppE
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let root = parse_yaml(&file_name, &text)?;
+    plan_text(format, dir, &file_name, &text, options)
+}
+
+/// [`plan`] of an app file's text, read from `dir` (its folder) under the name `file_name`.
+#[doc(hidden)]
+pub fn plan_text(
+    format: Format,
+    dir: &Path,
+    file_name: &str,
+    text: &str,
+    options: &Options,
+) -> Result<Plan, AppError> {
+    let root = parse_yaml(file_name, text)?;
     match format {
         Format::Serverless => serverless::plan(dir, root, options),
         Format::Sam => {

@@ -3,10 +3,10 @@
 //! API Gateway's HTTP API payload format 2.0.
 
 mod api;
-mod apigw;
+pub mod apigw;
 mod serve;
 mod table;
 
 pub use api::routes;
 pub use serve::serve;
-pub use table::RouteTable;
+pub use table::{Compiled, RouteTable};

@@ -42,8 +42,10 @@ impl Paths {
     }
 }
 
+/// Routes compiled into their path spaces, one `matchit` router per method each: the pure part
+/// of [`RouteTable`].
 #[derive(Default)]
-struct Compiled {
+pub struct Compiled {
     /// In creation order.
     routes: Vec<Arc<Route>>,
     /// Oldest first.
@@ -59,7 +61,7 @@ struct Compiled {
 impl Compiled {
     /// Compiles routes into their path spaces; fails with the conflict `matchit` found
     /// (`/a/{x}` beside `/a/{y}`).
-    fn build(routes: Vec<Arc<Route>>, hosts: Vec<HostClaim>) -> Result<Compiled, String> {
+    pub fn build(routes: Vec<Arc<Route>>, hosts: Vec<HostClaim>) -> Result<Compiled, String> {
         let by_host: HashMap<String, String> = hosts
             .iter()
             .map(|h| (h.host.clone(), h.namespace.clone()))
@@ -105,6 +107,13 @@ impl Compiled {
             .and_then(|h| self.by_host.get(h.as_ref()))
             .and_then(|ns| self.spaces.get(ns))
             .unwrap_or(&self.global)
+    }
+
+    /// The route for a request to `host` (its `Host` value, port and all): in the path space
+    /// of the namespace that claimed the host, else in the global one; a route of its own
+    /// method first, else an `ANY` route.
+    pub fn lookup(&self, host: Option<&str>, method: &str, path: &str) -> Option<Matched> {
+        self.paths_for(host).at(method, path)
     }
 }
 
@@ -206,8 +215,7 @@ impl RouteTable {
     /// of the namespace that claimed the host, else in the global one; a route of its own
     /// method first, else an `ANY` route.
     pub fn lookup(&self, host: Option<&str>, method: &str, path: &str) -> Option<Matched> {
-        let compiled = self.compiled.read().clone();
-        compiled.paths_for(host).at(method, path)
+        self.compiled.read().clone().lookup(host, method, path)
     }
 
     /// The host names a namespace claimed, oldest first.
