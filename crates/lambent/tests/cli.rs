@@ -1381,20 +1381,8 @@ fn namespaces_keys_with_roles_and_the_audit_log_from_the_command_line() {
     let home = tempfile::tempdir().unwrap();
     let admin = "cli-test-admin-key";
     let s = Server::start_with_env(home.path(), &[], &[("LAMBENT_ADMIN_KEY", admin)]);
-    let with_key = |key: &str, args: &[&str]| {
-        run(
-            args,
-            &[("LAMBENT_URL", &s.url), ("LAMBENT_API_KEY", key)],
-            None,
-        )
-    };
-    let as_admin = |args: &[&str]| {
-        run(
-            args,
-            &[("LAMBENT_URL", &s.url), ("LAMBENT_ADMIN_KEY", admin)],
-            None,
-        )
-    };
+    let with_key = |key: &str, args: &[&str]| s.cli_as(key, args);
+    let as_admin = |args: &[&str]| s.cli_admin(admin, args);
     // The default namespace's owner key does not manage namespaces.
     let refused = s.cli(&["ns", "ls"]).failed();
     assert!(refused.stderr.contains("operator"), "{refused:?}");
@@ -1516,20 +1504,8 @@ fn usage_by_namespace_is_the_operators_bill_and_each_namespace_sees_its_own() {
     let home = tempfile::tempdir().unwrap();
     let admin = "cli-bills-admin-key";
     let s = Server::start_with_env(home.path(), &[], &[("LAMBENT_ADMIN_KEY", admin)]);
-    let with_key = |key: &str, args: &[&str]| {
-        run(
-            args,
-            &[("LAMBENT_URL", &s.url), ("LAMBENT_API_KEY", key)],
-            None,
-        )
-    };
-    let as_admin = |args: &[&str]| {
-        run(
-            args,
-            &[("LAMBENT_URL", &s.url), ("LAMBENT_ADMIN_KEY", admin)],
-            None,
-        )
-    };
+    let with_key = |key: &str, args: &[&str]| s.cli_as(key, args);
+    let as_admin = |args: &[&str]| s.cli_admin(admin, args);
     let created = as_admin(&[
         "-o",
         "json",

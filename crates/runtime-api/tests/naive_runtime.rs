@@ -14,36 +14,29 @@ import socket, sys, time
 host, port = sys.argv[1].split(":")
 s = socket.create_connection((host, int(port)))
 f = s.makefile("rb")
-while True:
-    s.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: r\r\n\r\n")
-    length, request_id = 0, None
+
+def read_head():
+    headers = {}
     while True:
         line = f.readline()
         if not line:
             sys.exit(0)
         if line in (b"\r\n", b"\n"):
-            break
+            return headers
         name, _, value = line.decode().partition(":")
-        if name.lower() == "content-length":
-            length = int(value)
-        if name.lower() == "lambda-runtime-aws-request-id":
-            request_id = value.strip()
-    event = f.read(length)
+        headers[name.lower()] = value.strip()
+
+while True:
+    s.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: r\r\n\r\n")
+    headers = read_head()
+    event = f.read(int(headers.get("content-length", 0)))
+    request_id = headers["lambda-runtime-aws-request-id"]
     body = b'{"echo":' + event + b'}'
     s.sendall(("POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\nHost: r\r\n"
                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                % (request_id, len(body))).encode())
     s.sendall(body)
-    while True:
-        line = f.readline()
-        if not line:
-            sys.exit(0)
-        if line in (b"\r\n", b"\n"):
-            break
-        name, _, value = line.decode().partition(":")
-        if name.lower() == "content-length":
-            length = int(value)
-    f.read(length)
+    f.read(int(read_head().get("content-length", 0)))
 "#;
 
 struct Runtime(Child);

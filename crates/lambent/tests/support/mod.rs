@@ -137,6 +137,24 @@ impl Server {
         )
     }
 
+    /// Runs `lambent ARGS` against this server with another API key.
+    pub fn cli_as(&self, key: &str, args: &[&str]) -> Out {
+        run(
+            args,
+            &[("LAMBENT_URL", &self.url), ("LAMBENT_API_KEY", key)],
+            None,
+        )
+    }
+
+    /// Runs `lambent ARGS` against this server with the operator key `admin`.
+    pub fn cli_admin(&self, admin: &str, args: &[&str]) -> Out {
+        run(
+            args,
+            &[("LAMBENT_URL", &self.url), ("LAMBENT_ADMIN_KEY", admin)],
+            None,
+        )
+    }
+
     /// Runs `lambent ARGS` with `stdin` as standard input.
     pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> Out {
         run(
