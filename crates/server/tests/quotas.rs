@@ -32,18 +32,11 @@ async fn call(
     path: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let body = match body {
-        Value::Null => vec![],
-        b => b.to_string().into_bytes(),
-    };
-    let (s, _, v) = node.send_as(key, method, path, body).await;
-    (s, v)
+    node.call_as(key, method, path, body).await
 }
 
 async fn ok(node: &Node, key: &str, method: Method, path: &str, body: Value) -> Value {
-    let (s, v) = call(node, key, method.clone(), path, body).await;
-    assert!(s.is_success(), "{method} {path}: {s} {v}");
-    v
+    node.ok_as(key, method, path, body).await
 }
 
 /// Files of every object this node stores (its object data directory).

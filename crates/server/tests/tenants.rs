@@ -50,20 +50,11 @@ async fn call(
     path: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let body = if body.is_null() {
-        vec![]
-    } else {
-        body.to_string().into_bytes()
-    };
-    let (s, _, v) = node.send_as(key, method, path, body).await;
-    (s, v)
+    node.call_as(key, method, path, body).await
 }
 
-/// `call`, asserting success; the answer.
 async fn ok(node: &Node, key: &str, method: Method, path: &str, body: Value) -> Value {
-    let (s, v) = call(node, key, method.clone(), path, body).await;
-    assert!(s.is_success(), "{method} {path}: {s} {v}");
-    v
+    node.ok_as(key, method, path, body).await
 }
 
 async fn tenant(node: &Node, name: &str) -> Tenant {

@@ -159,6 +159,36 @@ impl Node {
         (status, headers, value)
     }
 
+    /// [`Node::send_as`] with a JSON body (`Value::Null`: none): the status and the answer.
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let body = if body.is_null() {
+            vec![]
+        } else {
+            body.to_string().into_bytes()
+        };
+        let (s, _, v) = self.send_as(key, method, path, body).await;
+        (s, v)
+    }
+
+    /// [`Node::call_as`], asserting success; the answer.
+    pub async fn ok_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Value {
+        let (s, v) = self.call_as(key, method.clone(), path, body).await;
+        assert!(s.is_success(), "{method} {path}: {s} {v}");
+        v
+    }
+
     pub async fn upload(&self, zip: Vec<u8>) -> (StatusCode, Value) {
         let (s, _, v) = self.send(reqwest::Method::POST, "/v1/code", zip).await;
         (s, v)
