@@ -21,7 +21,7 @@ use crate::queues::{
     ReceiveRequest, Subscription, Topic,
 };
 use crate::routes::{Claimed, HostClaim, RouteStore};
-use crate::tenants::{ApiKey, AuditEntry, AuditQuery, StorageUse, RECORD_TABLES};
+use crate::tenants::{ApiKey, AuditEntry, AuditQuery, Purged, StorageUse, RECORD_TABLES};
 use crate::{ActivationCursor, ActivationQuery, Store, StoreError};
 use lambent_core::tenancy::{Namespace, NamespaceSettings, Role};
 use lambent_core::{
@@ -943,7 +943,30 @@ async fn fill_namespace<S: ContractStore>(store: &S, ns: &str) {
     let b = format!("{ns}-bucket");
     store.create_bucket(&bucket(ns, &b)).await.unwrap();
     store
-        .put_object(&object(&b, "k", "e", "loc"), &WriteIf::Always)
+        .put_object(
+            &object(&b, "k", "e", &format!("{ns}-data")),
+            &WriteIf::Always,
+        )
+        .await
+        .unwrap();
+    let upload = Upload {
+        id: format!("{ns}-upload"),
+        bucket: b.clone(),
+        key: "unfinished".into(),
+        initiated_ms: 1,
+        attrs: ObjectAttrs::default(),
+    };
+    assert!(store.create_upload(&upload).await.unwrap());
+    store
+        .put_part(&Part {
+            upload_id: upload.id.clone(),
+            number: 1,
+            size: 5,
+            etag: "\"p\"".into(),
+            checksums: Default::default(),
+            locator: format!("{ns}-part"),
+            last_modified_ms: 2,
+        })
         .await
         .unwrap();
     let mut key = access_key(ns, "secret");
@@ -976,8 +999,24 @@ pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: Co
     assert!(!before.iter().any(|t| RECORD_TABLES.contains(&t.as_str())));
     let kept_before = store.namespace_contents("kept").await.unwrap();
 
-    assert!(store.purge_namespace("gone").await.unwrap());
+    // The purge says which object data its objects and parts referred to (the engine
+    // deletes it), and nothing of the other namespace's.
+    let purged = store.purge_namespace("gone").await.unwrap();
+    assert!(purged.existed);
+    let mut data = purged.object_data;
+    data.sort();
+    assert_eq!(data, ["gone-data", "gone-part"]);
     assert!(store.namespace_contents("gone").await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .get_upload("gone-bucket", "gone-upload")
+            .await
+            .unwrap(),
+        None
+    );
+    let mut referenced = store.referenced_data().await.unwrap();
+    referenced.sort();
+    assert_eq!(referenced, ["kept-data", "kept-part"]);
     assert_eq!(store.get_namespace("gone").await.unwrap(), None);
     assert_eq!(store.api_key("gone-key").await.unwrap(), None);
     assert_eq!(store.access_key("AKIDgone").await.unwrap(), None);
@@ -1041,7 +1080,10 @@ pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: Co
         .await
         .unwrap()
         .is_some());
-    assert!(!store.purge_namespace("gone").await.unwrap());
+    assert_eq!(
+        store.purge_namespace("gone").await.unwrap(),
+        Purged::default()
+    );
 }
 
 /// The storage quota's count: objects, parts of uploads in progress, items and message bodies
