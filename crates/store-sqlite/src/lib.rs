@@ -95,6 +95,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     queues::TRACE_MIGRATION,
     workflows::TRACE_MIGRATION,
     routes::HOSTS_MIGRATION,
+    routes::SPACES_MIGRATION,
 ];
 
 /// How many reader connections a store keeps.
