@@ -194,3 +194,72 @@ impl RouteStore for PgStore {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambent_testkit::postgres::PgServer;
+
+    /// V16 on routes stored before it: each gets its namespace's space and its shape (the
+    /// same as `Route::shape`), so that the store refuses what the route table would.
+    #[tokio::test]
+    async fn routes_stored_before_path_spaces_get_their_space_and_shape() {
+        let url = tokio::task::spawn_blocking(|| PgServer::shared().fresh_database())
+            .await
+            .unwrap();
+        let store = PgStore::connect(&url).await.unwrap();
+        let db = url.rsplit('/').next().unwrap().to_string();
+        let psql = move |sql: String| {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || PgServer::shared().psql_in(&db, &sql))
+        };
+        let route = |ns: &str, id: &str, path: &str| {
+            lambent_core::RouteSpec {
+                method: "GET".into(),
+                path: path.into(),
+                function: "f".into(),
+                ..Default::default()
+            }
+            .resolve(id.into(), ns, 1)
+            .unwrap()
+        };
+        // Back to V15's routes table, with routes and a host claim in it.
+        let mut before = String::from(
+            "DROP INDEX routes_by_shape; ALTER TABLE routes DROP COLUMN space, DROP COLUMN shape; \
+             INSERT INTO namespace_hosts VALUES ('c.example', 'c', 1);",
+        );
+        for r in [
+            route("a", "a1", "/u/{id}/f/{p+}"),
+            route("a", "a2", "/"),
+            route("c", "c1", "/u/{id}/f/{p+}"),
+        ] {
+            let json = serde_json::to_string(&r).unwrap().replace('\'', "''");
+            before.push_str(&format!(
+                "INSERT INTO routes (id, namespace, method, path, route, created_ms) \
+                 VALUES ('{}', '{}', 'GET', '{}', '{json}', 1);",
+                r.id, r.namespace, r.path
+            ));
+        }
+        psql(before).await.unwrap();
+        psql(SPACES_MIGRATION.to_string()).await.unwrap();
+        let shapes = psql("SELECT id, space, shape FROM routes ORDER BY id".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            shapes, "a1||/u/{}/f/{*}\na2||/\nc1|c|/u/{}/f/{*}",
+            "(id|space|shape)"
+        );
+        let taken = |ns: &str| RoutePut::Taken {
+            namespace: ns.into(),
+        };
+        for (r, by) in [
+            (route("b", "b1", "/u/{x}/f/{q+}"), "a"),
+            (route("b", "b2", "/"), "a"),
+            (route("c", "c2", "/u/{z}/f/{w+}"), "c"),
+        ] {
+            assert_eq!(store.put_route(&r).await.unwrap(), taken(by), "{}", r.id);
+        }
+        let own = route("c", "c3", "/");
+        assert_eq!(store.put_route(&own).await.unwrap(), RoutePut::Stored);
+    }
+}
