@@ -1827,7 +1827,7 @@ pub async fn two_namespaces_never_share_a_route<S: ContractStore>(store: Arc<S>)
         store.release_host("b", "api.b.example").await.unwrap(),
         Released::Overlaps
     );
-    assert_eq!(store.all_hosts().await.unwrap(), [claim.clone()]);
+    assert_eq!(store.all_hosts().await.unwrap(), [claim]);
     assert_eq!(
         store.release_host("a", "api.b.example").await.unwrap(),
         Released::NotHeld
