@@ -222,39 +222,221 @@ pub fn canonical_request(req: &Request<'_>, auth: &Authorization) -> String {
     canonical_request_of(req, auth, &canonical_path(req.raw_path), &payload)
 }
 
-/// Whether a request signed for S3 in its `Authorization` header (the path as sent, not
-/// encoded again; the payload hash as its `x-amz-content-sha256` says) carries a signature
-/// made with `secret`. The body is not read: S3 signs the hash the header names.
+/// Which secret of a key an S3 request (signed in its `Authorization` header with SigV4, or a
+/// presigned URL of SigV4 or SigV2) was signed with: whether `secret` makes its signature. The
+/// path is the one sent (not encoded again); `vh_bucket` the bucket a virtual-host-style
+/// request names in its host (SigV2 signs it as the path's first segment). Nothing else is
+/// checked here (dates, expiry, scope): the S3 endpoint's own verification does that, with the
+/// secret this picks.
 pub fn s3_signed_with(
     method: &str,
     raw_path: &str,
+    vh_bucket: Option<&str>,
     raw_query: &str,
     headers: &HeaderMap,
     secret: &str,
 ) -> bool {
-    let Some(auth) =
-        header_value(headers, "authorization").and_then(|v| Authorization::parse(&v).ok())
-    else {
-        return false;
-    };
-    let payload =
-        header_value(headers, "x-amz-content-sha256").unwrap_or_else(|| "UNSIGNED-PAYLOAD".into());
-    let req = Request {
-        method,
-        raw_path,
-        raw_query,
-        headers,
-        body: &[],
-    };
     let path = if raw_path.is_empty() { "/" } else { raw_path };
-    let canonical = canonical_request_of(&req, &auth, path, &payload);
-    let amz_date = header_value(headers, "x-amz-date").unwrap_or_default();
-    let to_sign = string_to_sign(&amz_date, &auth.scope(), &canonical);
+    if let Some(auth) =
+        header_value(headers, "authorization").and_then(|v| Authorization::parse(&v).ok())
+    {
+        let payload = header_value(headers, "x-amz-content-sha256")
+            .unwrap_or_else(|| "UNSIGNED-PAYLOAD".into());
+        let amz_date = header_value(headers, "x-amz-date").unwrap_or_default();
+        let req = Request {
+            method,
+            raw_path,
+            raw_query,
+            headers,
+            body: &[],
+        };
+        let canonical = canonical_request_of(&req, &auth, path, &payload);
+        return v4_signature_matches(&auth, &amz_date, &canonical, secret);
+    }
+    let params: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
+        .into_owned()
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(auth) = presigned_authorization(&param) {
+        // The query without its signature is part of what was signed.
+        let signed_query: Vec<&str> = raw_query
+            .split('&')
+            .filter(|p| !p.starts_with("X-Amz-Signature="))
+            .collect();
+        let req = Request {
+            method,
+            raw_path,
+            raw_query: &signed_query.join("&"),
+            headers,
+            body: &[],
+        };
+        let canonical = canonical_request_of(&req, &auth, path, "UNSIGNED-PAYLOAD");
+        let amz_date = param("X-Amz-Date").unwrap_or_default();
+        return v4_signature_matches(&auth, amz_date, &canonical, secret);
+    }
+    match (param("Signature"), param("Expires")) {
+        (Some(signature), Some(expires)) => {
+            let to_sign =
+                v2_presigned_string_to_sign(method, path, vh_bucket, expires, &param, headers);
+            v2_signature_matches(signature, &to_sign, secret)
+        }
+        _ => false,
+    }
+}
+
+/// The access key id an S3 request is signed with: in its `Authorization` header (SigV4), or
+/// in a presigned URL's query (`X-Amz-Credential` of SigV4, `AWSAccessKeyId` of SigV2).
+pub fn s3_access_key_id(headers: &HeaderMap, raw_query: &str) -> Option<String> {
+    if let Some(value) = header_value(headers, "authorization") {
+        return Authorization::parse(&value).ok().map(|a| a.access_key_id);
+    }
+    form_urlencoded::parse(raw_query.as_bytes()).find_map(|(k, v)| match k.as_ref() {
+        "X-Amz-Credential" => v.split('/').next().map(str::to_string),
+        "AWSAccessKeyId" => Some(v.into_owned()),
+        _ => None,
+    })
+}
+
+/// A SigV4 presigned URL's parameters as the `Authorization` header would carry them.
+fn presigned_authorization<'a>(param: &impl Fn(&str) -> Option<&'a str>) -> Option<Authorization> {
+    let credential: Vec<&str> = param("X-Amz-Credential")?.split('/').collect();
+    let [access_key_id, date, region, service, "aws4_request"] = credential[..] else {
+        return None;
+    };
+    Some(Authorization {
+        access_key_id: access_key_id.into(),
+        date: date.into(),
+        region: region.into(),
+        service: service.into(),
+        signed_headers: param("X-Amz-SignedHeaders")?
+            .split(';')
+            .map(str::to_string)
+            .collect(),
+        signature: param("X-Amz-Signature")?.into(),
+    })
+}
+
+/// Whether `auth`'s signature of a canonical request is the one `secret` makes.
+fn v4_signature_matches(
+    auth: &Authorization,
+    amz_date: &str,
+    canonical: &str,
+    secret: &str,
+) -> bool {
+    let to_sign = string_to_sign(amz_date, &auth.scope(), canonical);
     let key = kept_signing_key(secret, &auth.date, &auth.region, &auth.service);
     let Ok(claimed) = hex::decode(&auth.signature) else {
         return false;
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(to_sign.as_bytes());
+    mac.verify_slice(&claimed).is_ok()
+}
+
+/// The sub-resources SigV2 signs with the path when the query has them (S3's list, sorted).
+const V2_SUBRESOURCES: &[&str] = &[
+    "accelerate",
+    "acl",
+    "analytics",
+    "cors",
+    "defaultObjectAcl",
+    "delete",
+    "inventory",
+    "lifecycle",
+    "location",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "partNumber",
+    "policy",
+    "replication",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "restore",
+    "select",
+    "select-type",
+    "storageClass",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
+];
+
+/// What a SigV2 presigned URL signs: method, `Content-MD5`, `Content-Type`, `Expires`, the
+/// `x-amz-*` headers, then the resource (`/bucket` of a virtual host, the path, the
+/// sub-resources in the query).
+fn v2_presigned_string_to_sign<'a>(
+    method: &str,
+    path: &str,
+    vh_bucket: Option<&str>,
+    expires: &str,
+    param: &impl Fn(&str) -> Option<&'a str>,
+    headers: &HeaderMap,
+) -> String {
+    let one = |name: &str| header_value(headers, name).unwrap_or_default();
+    let mut out = format!(
+        "{method}\n{}\n{}\n{expires}\n",
+        one("content-md5"),
+        one("content-type")
+    );
+    let mut amz: Vec<&str> = headers
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with("x-amz-"))
+        .collect();
+    amz.sort_unstable();
+    amz.dedup();
+    for name in amz {
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+            .collect();
+        out.push_str(&format!("{name}:{}\n", values.join(",")));
+    }
+    if let Some(bucket) = vh_bucket {
+        out.push('/');
+        out.push_str(bucket);
+    }
+    out.push_str(path);
+    let mut separator = '?';
+    for name in V2_SUBRESOURCES {
+        if let Some(value) = param(name) {
+            out.push(separator);
+            out.push_str(name);
+            if !value.is_empty() {
+                out.push('=');
+                out.push_str(value);
+            }
+            separator = '&';
+        }
+    }
+    out
+}
+
+/// Whether a SigV2 signature (base64 of the HMAC-SHA1) of `to_sign` is the one `secret` makes.
+fn v2_signature_matches(signature: &str, to_sign: &str, secret: &str) -> bool {
+    use base64::Engine;
+    let Ok(claimed) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+        return false;
+    };
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
     mac.update(to_sign.as_bytes());
     mac.verify_slice(&claimed).is_ok()
 }
@@ -704,5 +886,54 @@ mod tests {
             ),
             Err(SigV4Error::Malformed(_))
         ));
+    }
+
+    /// AWS's examples of presigned URLs: SigV4 (the S3 documentation's `test.txt`) and SigV2
+    /// (a virtual-host-style GET); each verifies with its secret only, and names its key.
+    #[test]
+    fn presigned_urls_verify_with_the_secret_that_made_them() {
+        const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let mut h = HeaderMap::new();
+        h.insert("host", "examplebucket.s3.amazonaws.com".parse().unwrap());
+        let v4 = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        assert!(s3_signed_with("GET", "/test.txt", None, v4, &h, SECRET));
+        assert!(!s3_signed_with("GET", "/test.txt", None, v4, &h, "other"));
+        assert!(!s3_signed_with("PUT", "/test.txt", None, v4, &h, SECRET));
+        assert_eq!(
+            s3_access_key_id(&h, v4).as_deref(),
+            Some("AKIAIOSFODNN7EXAMPLE")
+        );
+
+        let v2 = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=1No4mq5ETf02z8aet9voy6gui6E%3D&Expires=1175139620";
+        let bucket = Some("awsexamplebucket1");
+        let h = HeaderMap::new();
+        assert!(s3_signed_with(
+            "GET",
+            "/photos/puppy.jpg",
+            bucket,
+            v2,
+            &h,
+            SECRET
+        ));
+        assert!(!s3_signed_with(
+            "GET",
+            "/photos/puppy.jpg",
+            bucket,
+            v2,
+            &h,
+            "other"
+        ));
+        assert!(!s3_signed_with(
+            "GET",
+            "/photos/kitten.jpg",
+            bucket,
+            v2,
+            &h,
+            SECRET
+        ));
+        assert_eq!(
+            s3_access_key_id(&h, v2).as_deref(),
+            Some("AKIAIOSFODNN7EXAMPLE")
+        );
     }
 }

@@ -277,6 +277,24 @@ impl Route {
     }
 }
 
+impl Route {
+    /// The path with its parameters' names dropped (`/users/{}`, `/files/{*}` for a greedy
+    /// `{proxy+}`): two routes of one path space with the same method and shape cannot tell
+    /// the same requests apart, so the store keeps each (path space, method, shape) unique.
+    pub fn shape(&self) -> String {
+        if self.path == "/" {
+            return "/".into();
+        }
+        segments(&self.path)
+            .map(|s| match (greedy_name(s), param_name(s)) {
+                (Some(_), _) => "/{*}".to_string(),
+                (None, Some(_)) => "/{}".to_string(),
+                (None, None) => format!("/{s}"),
+            })
+            .collect()
+    }
+}
+
 impl RouteSpec {
     /// Validates the spec into a route of `namespace`.
     pub fn resolve(
@@ -512,6 +530,19 @@ mod tests {
             resolve("GET", "/a/b").unwrap().max_body_bytes,
             DEFAULT_ROUTE_MAX_BODY
         );
+    }
+
+    #[test]
+    fn a_shape_drops_the_names_of_parameters() {
+        let shape = |path| resolve("GET", path).unwrap().shape();
+        assert_eq!(shape("/users/{id}/files/{proxy+}"), "/users/{}/files/{*}");
+        assert_eq!(
+            shape("/users/{name}/files/{rest+}"),
+            shape("/users/{id}/files/{p+}")
+        );
+        assert_eq!(shape("/"), "/");
+        assert_eq!(shape("/a/b"), "/a/b");
+        assert_ne!(shape("/a/{x}"), shape("/a/{x+}"));
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct App {
     pub cluster: Arc<lambent_cluster::node::Cluster>,
     /// Workflows, for the triggers that start them (set once by the server).
     pub workflows: std::sync::OnceLock<Arc<dyn workflow_hook::WorkflowHook>>,
+    /// The object engine's disposal of data whose records a namespace's purge removed (set
+    /// once by the server).
+    pub object_data: std::sync::OnceLock<Arc<dyn lambent_store::objects::UnreferencedData>>,
     /// The OTLP exporter of spans, when one is configured (its counters join `/metrics`).
     pub trace_export: Option<lambent_traces::Exporter>,
 }

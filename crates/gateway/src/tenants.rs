@@ -223,12 +223,14 @@ async fn remove(
 }
 
 impl App {
-    /// Deletes everything of a namespace, in order: functions (with their versions, aliases
-    /// and sandboxes), event-source mappings (their pollers stop), routes, then every record
-    /// the store holds of it (queues and messages, topics, subscriptions, schedules, dead
-    /// letters, buckets and objects, tables and items, workflows and executions, activations,
-    /// keys, audit log, host names, the namespace); object data no record references any more is
-    /// collected by the store's garbage collection. Caches of every node are told.
+    /// Deletes everything of a namespace, in order: functions (with their versions and
+    /// aliases), event-source mappings (their pollers stop), routes, then the namespace's
+    /// sandboxes, package zygotes and cgroup on this node, the activation records still on
+    /// their way to the store, then every record the store holds of it in one transaction
+    /// (queues and messages, topics, subscriptions, schedules, dead letters, buckets, objects
+    /// and uploads, tables and items, workflows and executions, activations, keys, audit log,
+    /// host names, the namespace), then the data of its objects and parts. Caches of every
+    /// node are told; the other nodes remove its sandboxes when told.
     pub async fn purge_namespace(&self, namespace: &str) -> Result<bool, ApiError> {
         for d in self.registry.list(namespace) {
             match self
@@ -250,7 +252,19 @@ impl App {
                 Err(e) => return Err(e),
             }
         }
-        let existed = self.store.purge_namespace(namespace).await?;
+        // No sandbox of it runs here any more, so no record of it is made after the flush.
+        if let Err(e) = self.registry.invoker().remove_namespace(namespace).await {
+            tracing::warn!("could not remove namespace '{namespace}''s sandboxes: {e}");
+        }
+        self.recorder.flush().await;
+        let purged = self.store.purge_namespace(namespace).await?;
+        match self.object_data.get() {
+            Some(data) => data.discard(&purged.object_data).await,
+            None if purged.object_data.is_empty() => {}
+            None => tracing::warn!(
+                "no object store to delete namespace '{namespace}''s object data: the data store's garbage collection will"
+            ),
+        }
         // Its host names went with its records: this node's table forgets them now.
         self.routes.reload().await?;
         self.keys.forget();
@@ -259,7 +273,7 @@ impl App {
             self.bus.publish(signal);
         }
         self.namespace_changed(namespace).await;
-        Ok(existed)
+        Ok(purged.existed)
     }
 
     /// A namespace was created, changed or deleted here: this node applies it, and every

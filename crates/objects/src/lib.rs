@@ -326,12 +326,14 @@ impl Objects {
         })
     }
 
-    /// Deletes data no metadata refers to any more (failures are left to start-up's garbage
-    /// collection).
+    /// Deletes data no metadata refers to any more (failures are left to the data store's
+    /// garbage collection).
     async fn discard(&self, locators: &[String]) {
         for locator in locators {
             if let Err(e) = self.data.delete(locator).await {
-                tracing::warn!("deleting object data {locator}: {e} (start-up will collect it)");
+                tracing::warn!(
+                    "deleting object data {locator}: {e} (garbage collection will remove it)"
+                );
             }
         }
     }
@@ -913,3 +915,11 @@ impl Objects {
 
 #[cfg(test)]
 mod tests;
+
+/// A namespace's purge removed the records of its objects and parts: their data goes too.
+#[async_trait::async_trait]
+impl lambent_store::objects::UnreferencedData for Objects {
+    async fn discard(&self, locators: &[String]) {
+        Objects::discard(self, locators).await;
+    }
+}

@@ -71,32 +71,29 @@ fn session_token<'a>(cx: &'a S3AccessContext<'_>) -> Option<std::borrow::Cow<'a,
 }
 
 impl KeyAuth {
-    /// The previous secret of a rotated key, when a request signed in its `Authorization`
-    /// header was made with that one rather than the current one (only a key in its rotation's
-    /// grace costs the check; presigned URLs verify with the current secret).
+    /// The previous secret of a rotated key, when a request was signed with that one rather
+    /// than the current one: in its `Authorization` header, or as a presigned URL (SigV4 or
+    /// SigV2). Only a key in its rotation's grace costs the check.
     pub async fn previous_secret_signing(
         &self,
         method: &http::Method,
         uri: &http::Uri,
+        vh_bucket: Option<&str>,
         headers: &http::HeaderMap,
     ) -> Option<(String, String)> {
-        let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-        let id = auth
-            .strip_prefix("AWS4-HMAC-SHA256 ")?
-            .split(',')
-            .find_map(|p| p.trim().strip_prefix("Credential="))?
-            .split('/')
-            .next()?;
+        let query = uri.query().unwrap_or("");
+        let id = lambent_aws_api::sigv4::s3_access_key_id(headers, query)?;
         if id.starts_with(SESSION_KEY_PREFIX) {
             return None;
         }
-        let signer = self.0.resolve(id, None, None).await.ok()?;
+        let signer = self.0.resolve(&id, None, None).await.ok()?;
         let previous = signer.previous_secret?;
         let signed_with = |secret: &str| {
             lambent_aws_api::sigv4::s3_signed_with(
                 method.as_str(),
                 uri.path(),
-                uri.query().unwrap_or(""),
+                vh_bucket,
+                query,
                 headers,
                 secret,
             )
@@ -104,7 +101,7 @@ impl KeyAuth {
         if signed_with(&signer.secret_access_key) || !signed_with(&previous) {
             return None;
         }
-        Some((id.to_string(), previous))
+        Some((id, previous))
     }
 }
 

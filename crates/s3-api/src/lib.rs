@@ -34,15 +34,20 @@ struct Hosts(String);
 
 impl s3s::host::S3Host for Hosts {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
-        let name = strip_port(host);
         let domain = self.0.as_str();
-        match name.strip_suffix(domain).and_then(|b| b.strip_suffix('.')) {
-            Some(bucket) if !bucket.is_empty() => {
-                Ok(s3s::host::VirtualHost::new(domain).with_bucket(bucket))
-            }
-            _ => Ok(s3s::host::VirtualHost::new(name)),
+        match virtual_host_bucket(domain, host) {
+            Some(bucket) => Ok(s3s::host::VirtualHost::new(domain).with_bucket(bucket)),
+            None => Ok(s3s::host::VirtualHost::new(strip_port(host))),
         }
     }
+}
+
+/// The bucket a `Host` value names virtual-host style (`BUCKET.DOMAIN[:port]`), if it does.
+fn virtual_host_bucket<'a>(domain: &str, host: &'a str) -> Option<&'a str> {
+    strip_port(host)
+        .strip_suffix(domain)
+        .and_then(|b| b.strip_suffix('.'))
+        .filter(|b| !b.is_empty())
 }
 
 fn strip_port(host: &str) -> &str {
@@ -132,9 +137,16 @@ impl Endpoint {
             ));
         };
         let mut service = self.service.clone();
+        let vh_bucket = match (&self.domain, req.headers().get(http::header::HOST)) {
+            (Some(domain), Some(host)) => host
+                .to_str()
+                .ok()
+                .and_then(|h| virtual_host_bucket(domain, h)),
+            _ => None,
+        };
         let previous = self
             .keys
-            .previous_secret_signing(req.method(), req.uri(), req.headers())
+            .previous_secret_signing(req.method(), req.uri(), vh_bucket, req.headers())
             .await;
         let client = req
             .extensions()

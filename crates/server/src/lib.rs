@@ -727,6 +727,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         bus: backends.bus.clone(),
         cluster: cluster.clone(),
         workflows: std::sync::OnceLock::new(),
+        object_data: std::sync::OnceLock::new(),
         trace_export,
     });
     // The deployment serving a function now: for async events, and for the steps of sequences.
@@ -800,6 +801,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         opts.region.clone(),
     ));
     objects.set_storage_quota(app.registry.quotas.clone());
+    let _ = app.object_data.set(objects.clone());
     match objects.collection_interval() {
         // The node's own disk: collected once, before anything writes.
         None => report_collected(objects.collect_garbage().await.map_err(objects_err)?),

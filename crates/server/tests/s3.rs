@@ -6,7 +6,6 @@
 mod common;
 
 use common::{node_with, Node};
-use lambent_store::cluster::ClusterStore;
 use lambent_store::lambda::{AccessKey, LambdaStore};
 use lambent_testkit::python::venv as python_venv;
 use std::path::{Path, PathBuf};
@@ -94,42 +93,6 @@ async fn aws(node: &Node, args: &[&str], cwd: &Path) -> String {
     .unwrap()
 }
 
-/// Every piece of object data the node stores: the files under its data dir's `objects/`, or,
-/// on a cluster, the pieces in its cluster's NATS bucket (written or being written, not
-/// deleted: a deleted piece's chunks stay a while for reads in flight).
-async fn data_files(node: &Node) -> Vec<PathBuf> {
-    if let Some((pg, nats)) = &node.cluster {
-        let store = lambent_store_postgres::PgStore::connect(pg).await.unwrap();
-        let id = store.identity().await.unwrap().id;
-        let bus = lambent_bus_nats::NatsBus::connect(nats, "counter", &id)
-            .await
-            .unwrap();
-        let data = lambent_bus_nats::NatsObjectData::for_bus(&bus, &id)
-            .await
-            .unwrap();
-        return data
-            .stored()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(PathBuf::from)
-            .collect();
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![node._data.path().join("objects")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn curl(args: &[&str]) -> (String, Vec<u8>) {
     let out = Command::new("curl")
         .args(["-sS", "-w", "\n%{http_code}"])
@@ -161,7 +124,7 @@ async fn boto3_runs_every_operation_and_its_errors_and_a_restart_keeps_the_objec
         b"kept across a restart"
     );
     // Exactly the data of what is stored: 2 parts of `multi`, `plain`, `replaced`.
-    let files = data_files(&node).await;
+    let files = common::data_files(&node).await;
     assert_eq!(files.len(), 4, "{files:?}");
 }
 
@@ -175,7 +138,7 @@ async fn bad_input_gets_s3_errors_and_leaves_nothing_behind() {
         .find_map(|l| l.strip_prefix("objects: "))
         .and_then(|n| n.parse().ok())
         .expect("the scenario says how many objects it stored");
-    let files = data_files(&node).await;
+    let files = common::data_files(&node).await;
     assert_eq!(files.len(), stored, "{files:?}");
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy();
@@ -280,7 +243,7 @@ async fn the_aws_cli_copies_syncs_lists_uploads_in_parts_and_presigns() {
 
     aws(&node, &["s3", "rm", "--recursive", "s3://cli/"], d).await;
     aws(&node, &["s3", "rb", "s3://cli"], d).await;
-    let files = data_files(&node).await;
+    let files = common::data_files(&node).await;
     assert!(files.is_empty(), "{files:?}");
 }
 

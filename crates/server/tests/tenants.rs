@@ -651,11 +651,482 @@ async fn nothing_of_one_tenant_reaches_another() {
     assert!(out.contains("tenants ok"), "{out}");
 }
 
+// ---- what a namespace leaves behind ----------------------------------------------------
+
+/// Rows of the node's store for an SQL query, each column as text: the SQLite file of its
+/// data dir, or its cluster's PostgreSQL database.
+fn sql(node: &Node, query: &str) -> Vec<Vec<String>> {
+    if let Some((pg, _)) = &node.cluster {
+        let database = pg.rsplit('/').next().unwrap();
+        let out = lambent_testkit::postgres::PgServer::shared().psql_in(database, query);
+        return out
+            .lines()
+            .map(|l| l.split('|').map(str::to_string).collect())
+            .collect();
+    }
+    use rusqlite::types::ValueRef;
+    let path = node._data.path().join("lambent.db");
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn
+        .prepare(query)
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    let columns = stmt.column_count();
+    let rows = stmt
+        .query_map([], |r| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        ValueRef::Null => String::new(),
+                        ValueRef::Integer(n) => n.to_string(),
+                        ValueRef::Real(x) => x.to_string(),
+                        ValueRef::Text(t) | ValueRef::Blob(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .unwrap();
+    rows.collect::<rusqlite::Result<_>>().unwrap()
+}
+
+/// The first column of a query's rows.
+fn column(node: &Node, query: &str) -> Vec<String> {
+    sql(node, query)
+        .into_iter()
+        .map(|mut r| r.remove(0))
+        .collect()
+}
+
+/// `'a', 'b'` for an SQL `IN (…)` (the values are the test's own names and ids).
+fn literals(values: &[String]) -> String {
+    let quoted: Vec<String> = values
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect();
+    quoted.join(", ")
+}
+
+/// Tables whose rows belong to no namespace.
+const SHARED_TABLES: &[&str] = &[
+    "sqlite_sequence",
+    "refinery_schema_history",
+    "nodes",
+    "cluster_identity",
+];
+
+/// Tables without a `namespace` column whose rows belong to a namespace through a parent: the
+/// column naming the parent, and the query of the parents' keys (`{ns}`: the namespace).
+const CHILD_TABLES: &[(&str, &str, &str)] = &[
+    ("objects", "bucket", BUCKETS_OF),
+    ("uploads", "bucket", BUCKETS_OF),
+    (
+        "upload_parts",
+        "upload_id",
+        "SELECT u.id FROM uploads u JOIN buckets b ON u.bucket = b.name WHERE b.namespace = {ns}",
+    ),
+    ("ddb_items", "table_id", DDB_TABLES_OF),
+    ("ddb_index_entries", "table_id", DDB_TABLES_OF),
+    ("ddb_stream_records", "table_id", DDB_TABLES_OF),
+    (
+        "execution_events",
+        "execution_arn",
+        "SELECT arn FROM executions WHERE namespace = {ns}",
+    ),
+    (
+        "rollup_backfill",
+        "id",
+        "SELECT id FROM activations WHERE namespace = {ns}",
+    ),
+];
+const BUCKETS_OF: &str = "SELECT name FROM buckets WHERE namespace = {ns}";
+const DDB_TABLES_OF: &str = "SELECT id FROM ddb_tables WHERE namespace = {ns}";
+
+/// Where a namespace's rows are in the store: for each table, the query counting them. Every
+/// table is accounted for: one the test cannot place fails it (say where its rows belong, and
+/// make the purge delete them). Parents' keys are read now, so the queries still find
+/// children whose parents are gone.
+fn rows_of(node: &Node, ns: &str) -> Vec<(String, String)> {
+    let tables = if node.cluster.is_some() {
+        column(
+            node,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = \
+             current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name",
+        )
+    } else {
+        column(
+            node,
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        )
+    };
+    assert!(tables.len() > 30, "too few tables: {tables:?}");
+    let ns_literal = literals(&[ns.to_string()]);
+    let mut out = Vec::new();
+    for table in tables {
+        if SHARED_TABLES.contains(&table.as_str()) {
+            continue;
+        }
+        let columns = if node.cluster.is_some() {
+            column(
+                node,
+                &format!(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = \
+                     current_schema() AND table_name = '{table}'"
+                ),
+            )
+        } else {
+            column(
+                node,
+                &format!("SELECT name FROM pragma_table_info('{table}')"),
+            )
+        };
+        let count = if table == "namespaces" {
+            format!("SELECT count(*) FROM namespaces WHERE name = {ns_literal}")
+        } else if columns.iter().any(|c| c == "namespace") {
+            format!("SELECT count(*) FROM \"{table}\" WHERE namespace = {ns_literal}")
+        } else {
+            let Some((_, col, parents)) = CHILD_TABLES.iter().find(|(t, ..)| *t == table) else {
+                panic!(
+                    "table {table} has no namespace column and the test does not know whose \
+                     its rows are: add it to CHILD_TABLES (and see that a purge deletes them)"
+                )
+            };
+            let keys = column(node, &parents.replace("{ns}", &ns_literal));
+            if keys.is_empty() {
+                "SELECT 0".to_string()
+            } else {
+                format!(
+                    "SELECT count(*) FROM \"{table}\" WHERE {col} IN ({})",
+                    literals(&keys)
+                )
+            }
+        };
+        out.push((table, count));
+    }
+    out
+}
+
+/// Each table's rows of a namespace, by the queries of [`rows_of`].
+fn count_rows(node: &Node, queries: &[(String, String)]) -> HashMap<String, u64> {
+    queries
+        .iter()
+        .map(|(table, q)| (table.clone(), column(node, q)[0].parse().unwrap()))
+        .collect()
+}
+
+/// The data locators of a namespace's objects and parts of unfinished uploads.
+fn locators_of(node: &Node, ns: &str) -> Vec<String> {
+    let ns = literals(&[ns.to_string()]);
+    let mut out = column(
+        node,
+        &format!(
+            "SELECT p.locator FROM upload_parts p JOIN uploads u ON p.upload_id = u.id \
+             JOIN buckets b ON u.bucket = b.name WHERE b.namespace = {ns}"
+        ),
+    );
+    for data in column(
+        node,
+        &format!(
+            "SELECT o.data FROM objects o JOIN buckets b ON o.bucket = b.name \
+             WHERE b.namespace = {ns}"
+        ),
+    ) {
+        let segments: Vec<Value> = serde_json::from_str(&data).unwrap();
+        out.extend(
+            segments
+                .iter()
+                .map(|s| s["locator"].as_str().unwrap().to_string()),
+        );
+    }
+    out
+}
+
+/// Which of `locators` have their data stored (a file on the node's disk, or a piece in the
+/// cluster's NATS bucket).
+async fn stored_data(node: &Node, locators: &[String]) -> Vec<String> {
+    let stored: Vec<String> = common::data_files(node)
+        .await
+        .iter()
+        .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
+        .collect();
+    locators
+        .iter()
+        .filter(|l| stored.contains(l))
+        .cloned()
+        .collect()
+}
+
+/// A process of a namespace's sandboxes: its pid, user id and command line.
+#[derive(Debug, Clone, PartialEq)]
+struct SandboxProcess {
+    pid: i32,
+    uid: u64,
+    cmdline: String,
+}
+
+/// User ids at and above this are package zygotes' (`lambent_sandbox`'s `PackageUid`s).
+const PACKAGE_ZYGOTE_UIDS: u64 = 0x7000_0000;
+
+/// Every live process, found by scanning `/proc`, in a cgroup of namespace `ns` of this test
+/// process's nodes (`…/tenants-<pid>-<n>/ns-<ns>[/…]`): its sandboxes, its package zygotes,
+/// anything they started.
+fn processes_of(ns: &str) -> Vec<SandboxProcess> {
+    let tenants = format!("/tenants-{}-", std::process::id());
+    let own = format!("ns-{ns}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let inside = cgroups.lines().any(|l| {
+            let path = l.splitn(3, ':').nth(2).unwrap_or("");
+            path.contains(&tenants) && path.split('/').any(|c| c == own)
+        });
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        if !inside || zombie {
+            continue;
+        }
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|u| u.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        out.push(SandboxProcess {
+            pid,
+            uid,
+            cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " "),
+        });
+    }
+    out
+}
+
+/// A function whose code ships a package: after its first cold start (forked from the base
+/// zygote) it gets a package zygote of its own, under its namespace's cgroup.
+const VENDORED: [(&str, &str); 2] = [
+    (
+        "app.py",
+        "import vendored\ndef handler(event, context):\n    return vendored.VALUE\n",
+    ),
+    ("vendored/__init__.py", "VALUE = 7\n"),
+];
+
+/// Starts a multipart upload of `key` in `bucket` with one part, and leaves it unfinished.
+const UNFINISHED_UPLOAD_PY: &str = r#"
+import sys, boto3
+from lambent_boto3 import ENDPOINT, REGION
+s3 = boto3.client("s3", endpoint_url=ENDPOINT, region_name=REGION)
+bucket, key = sys.argv[1:3]
+upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"part " * 1000)
+print("unfinished", upload)
+"#;
+
+/// Fills a namespace with everything a forced delete must take: [`populate`]'s records, a
+/// message received and not deleted beside visible ones, an unfinished multipart upload, a
+/// claimed host name, a warm sandbox and a package zygote.
+async fn fill_everything(node: &Node, t: &Tenant, p: &str, host: &str) -> Holdings {
+    let h = populate(node, t, p).await;
+    let key = t.owner();
+    let messages = format!("/v1/queues/{}/messages", h.queue);
+    for body in ["visible", "in flight"] {
+        ok(node, key, Method::POST, &messages, json!({ "body": body })).await;
+    }
+    let publish = format!("/v1/topics/{}/publish", h.topic);
+    ok(
+        node,
+        key,
+        Method::POST,
+        &publish,
+        json!({"message": "fanned out"}),
+    )
+    .await;
+    let receive = format!("/v1/queues/{}/receive", h.queue);
+    let got = ok(
+        node,
+        key,
+        Method::POST,
+        &receive,
+        json!({"max": 1, "visibility_timeout": 3600}),
+    )
+    .await;
+    assert_eq!(got["messages"].as_array().map(Vec::len), Some(1), "{got}");
+
+    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
+    let (id, secret) = t.aws[&Role::Owner].clone();
+    let (url, bucket) = (node.url(""), h.bucket.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        common::run_aws_client(
+            &venv.join("bin/python"),
+            &["-c", UNFINISHED_UPLOAD_PY, &bucket, "big"],
+            &common::aws_scripts_dir(),
+            &url,
+            (&id, &secret),
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("unfinished"), "{out}");
+
+    let (s, v) = call(
+        node,
+        ADMIN,
+        Method::POST,
+        &format!("/v1/namespaces/{}/hosts", t.name),
+        json!({ "host": host }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    let settings = json!({"runtime": "python3.12", "handler": "app.handler"});
+    let (s, v) = node.deploy_as(key, "vendoring", settings, &VENDORED).await;
+    assert!(s.is_success(), "{v}");
+    let (s, _, v) = node.invoke_as(key, "vendoring", "{}").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    eventually(60, "the namespace's package zygote", || async {
+        processes_of(&t.name)
+            .iter()
+            .any(|p| p.uid >= PACKAGE_ZYGOTE_UIDS)
+            .then_some(())
+    })
+    .await;
+    h
+}
+
+/// What the test sees of a namespace where it lives: its rows in every table, its processes,
+/// its cgroup directories, its object data.
+struct Traces {
+    queries: Vec<(String, String)>,
+    rows: HashMap<String, u64>,
+    processes: Vec<SandboxProcess>,
+    cgroups: Vec<PathBuf>,
+    locators: Vec<String>,
+}
+
+async fn traces(node: &Node, ns: &str) -> Traces {
+    let queries = rows_of(node, ns);
+    let locators = locators_of(node, ns);
+    Traces {
+        rows: count_rows(node, &queries),
+        queries,
+        processes: processes_of(ns),
+        cgroups: node
+            .server
+            .as_ref()
+            .unwrap()
+            .tenant_cgroup_dirs(ns)
+            .unwrap(),
+        locators,
+    }
+}
+
+/// Tables a filled namespace must have rows in (so that the check after its deletion means
+/// something).
+const FILLED_TABLES: &[&str] = &[
+    "functions",
+    "activations",
+    "activation_rollups",
+    "dead_letters",
+    "queues",
+    "queue_messages",
+    "topics",
+    "topic_subscriptions",
+    "event_source_mappings",
+    "schedules",
+    "routes",
+    "namespace_hosts",
+    "buckets",
+    "objects",
+    "uploads",
+    "upload_parts",
+    "ddb_tables",
+    "ddb_items",
+    "state_machines",
+    "executions",
+    "execution_events",
+    "api_keys",
+    "access_keys",
+    "audit",
+    "namespaces",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_is_deleted_only_empty_or_with_force_and_leaves_nothing() {
     let node = node().await;
+    common::await_python_zygote(&node).await;
     let t = tenant(&node, "short-lived").await;
-    let h = populate(&node, &t, "gone").await;
+    let kept = tenant(&node, "kept-on").await;
+    let (host, kept_host) = ("api.short-lived.example", "api.kept-on.example");
+    let h = fill_everything(&node, &t, "gone", host).await;
+    let hk = fill_everything(&node, &kept, "kept", kept_host).await;
+    // Its route answers on its host name.
+    let routed = |host: &'static str, path: String, key: String| {
+        let node = &node;
+        async move {
+            let port = node.url("").rsplit(':').next().unwrap().to_string();
+            let r = node
+                .http
+                .get(node.url(&path))
+                .header("host", format!("{host}:{port}"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            r.status()
+        }
+    };
+    let invoker = t.key(Role::Invoker).to_string();
+    assert_eq!(
+        routed(host, h.route_path.clone(), invoker.clone()).await,
+        StatusCode::OK
+    );
+    // Every record is written (activation records leave in batches).
+    eventually(30, "the activation records", || async {
+        let rows = count_rows(&node, &rows_of(&node, "short-lived"));
+        (rows["activations"] >= 3).then_some(())
+    })
+    .await;
+
+    let before = traces(&node, "short-lived").await;
+    let empty: Vec<&str> = FILLED_TABLES
+        .iter()
+        .copied()
+        .filter(|t| before.rows.get(*t).copied().unwrap_or(0) == 0)
+        .collect();
+    assert!(
+        empty.is_empty(),
+        "not filled: {empty:?} of {:?}",
+        before.rows
+    );
+    assert!(
+        before
+            .processes
+            .iter()
+            .any(|p| p.uid >= PACKAGE_ZYGOTE_UIDS)
+            && before.processes.iter().any(|p| p.uid < PACKAGE_ZYGOTE_UIDS),
+        "a warm sandbox and a package zygote: {:?}",
+        before.processes
+    );
+    assert!(
+        !before.cgroups.is_empty() && before.cgroups.iter().all(|d| d.is_dir()),
+        "{:?}",
+        before.cgroups
+    );
+    assert!(before.locators.len() >= 2, "{:?}", before.locators);
+    assert_eq!(stored_data(&node, &before.locators).await, before.locators);
+    let other = traces(&node, "kept-on").await;
+
     let path = "/v1/namespaces/short-lived";
     let (s, v) = call(&node, ADMIN, Method::DELETE, path, Value::Null).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -688,7 +1159,24 @@ async fn a_namespace_is_deleted_only_empty_or_with_force_and_leaves_nothing() {
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     let (s, _) = call(&node, ADMIN, Method::GET, path, Value::Null).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    // Its keys are gone, its route answers nothing, its bucket's name is free.
+
+    // Nothing of it is left where it lived: no row in any table, no process, no cgroup, no
+    // object data.
+    let left: Vec<(String, u64)> = count_rows(&node, &before.queries)
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert!(left.is_empty(), "rows left behind: {left:?}");
+    assert_eq!(processes_of("short-lived"), []);
+    for d in &before.cgroups {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    assert_eq!(
+        stored_data(&node, &before.locators).await,
+        Vec::<String>::new()
+    );
+
+    // Its keys are refused: API keys and access keys.
     for role in NAMESPACE_ROLES {
         let (s, _) = call(
             &node,
@@ -699,10 +1187,27 @@ async fn a_namespace_is_deleted_only_empty_or_with_force_and_leaves_nothing() {
         )
         .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{role}");
+        let (s, kind) = signed(&node, &t.aws[&role], Method::GET, "/2015-03-31/functions").await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{role}: {kind}");
     }
+    // Its route answers nothing, on its host or any other; its host name and its bucket's
+    // name are free.
+    assert_eq!(
+        routed(host, h.route_path.clone(), invoker.clone()).await,
+        StatusCode::NOT_FOUND
+    );
     let r = node.http.get(node.url(&h.route_path)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let fresh = tenant(&node, "after").await;
+    let (s, v) = call(
+        &node,
+        ADMIN,
+        Method::POST,
+        "/v1/namespaces/after/hosts",
+        json!({ "host": host }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     ok(
         &node,
         fresh.owner(),
@@ -728,6 +1233,37 @@ async fn a_namespace_is_deleted_only_empty_or_with_force_and_leaves_nothing() {
         .iter()
         .any(|e| e["method"] == "DELETE" && e["target"] == "short-lived" && e["status"] == 204));
     assert!(!entries.iter().any(|e| e["namespace"] == "short-lived"));
+
+    // The other namespace has all it had: rows, processes, cgroups, data, route, keys.
+    let now = traces(&node, "kept-on").await;
+    for (table, n) in &other.rows {
+        assert!(
+            now.rows[table] >= *n,
+            "{table}: {n} rows before, {} now",
+            now.rows[table]
+        );
+    }
+    for p in &other.processes {
+        assert!(
+            now.processes.contains(p),
+            "{p:?} of the other namespace is gone"
+        );
+    }
+    assert!(other.cgroups.iter().all(|d| d.is_dir()));
+    assert_eq!(stored_data(&node, &other.locators).await, other.locators);
+    let kept_invoker = kept.key(Role::Invoker).to_string();
+    assert_eq!(
+        routed(kept_host, hk.route_path.clone(), kept_invoker).await,
+        StatusCode::OK
+    );
+    ok(
+        &node,
+        kept.owner(),
+        Method::GET,
+        "/v1/functions",
+        Value::Null,
+    )
+    .await;
 }
 
 /// `GET path` on the main listener with `Host: host` (port kept, as browsers send it): the

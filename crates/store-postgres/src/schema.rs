@@ -19,6 +19,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V13__tenants", crate::tenants::MIGRATION),
     ("V14__message_traces", V14),
     ("V15__namespace_hosts", crate::routes::HOSTS_MIGRATION),
+    ("V16__route_spaces", crate::routes::SPACES_MIGRATION),
 ];
 
 /// Trace context carried through queues and workflows: each message's sender's

@@ -7,8 +7,8 @@ use crate::{json_err, PgStore};
 use async_trait::async_trait;
 use lambent_core::tenancy::{Namespace, Role};
 use lambent_store::tenants::{
-    ApiKey, AuditEntry, AuditQuery, StorageUse, TenantStore, PURGE_CHILDREN, RECORD_TABLES,
-    STORAGE_USE,
+    segment_locators, ApiKey, AuditEntry, AuditQuery, Purged, StorageUse, TenantStore,
+    PURGED_OBJECTS, PURGED_PARTS, PURGE_CHILDREN, RECORD_TABLES, STORAGE_USE,
 };
 use lambent_store::StoreError;
 use tokio_postgres::Row;
@@ -176,9 +176,21 @@ impl TenantStore for PgStore {
         })
     }
 
-    async fn purge_namespace(&self, name: &str) -> Result<bool, StoreError> {
+    async fn purge_namespace(&self, name: &str) -> Result<Purged, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(|e| self.err(e))?;
+        let parts = tx
+            .query(PURGED_PARTS, &[&name])
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut object_data: Vec<String> = parts.iter().map(|r| r.get(0)).collect();
+        let objects = tx
+            .query(PURGED_OBJECTS, &[&name])
+            .await
+            .map_err(|e| self.err(e))?;
+        for row in objects {
+            object_data.extend(segment_locators(row.get::<_, &str>(0))?);
+        }
         for sql in PURGE_CHILDREN {
             tx.execute(*sql, &[&name]).await.map_err(|e| self.err(e))?;
         }
@@ -201,7 +213,10 @@ impl TenantStore for PgStore {
             .map_err(|e| self.err(e))?
             > 0;
         tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(existed)
+        Ok(Purged {
+            existed,
+            object_data,
+        })
     }
 
     async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {

@@ -95,6 +95,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     queues::TRACE_MIGRATION,
     workflows::TRACE_MIGRATION,
     routes::HOSTS_MIGRATION,
+    routes::SPACES_MIGRATION,
 ];
 
 /// How many reader connections a store keeps.
@@ -673,5 +674,72 @@ mod tests {
             .unwrap();
         assert_eq!((old.cold, old.init_us, old.init), (true, Some(9000), None));
         assert_eq!(old.node, "");
+    }
+
+    #[tokio::test]
+    async fn routes_stored_before_path_spaces_get_their_space_and_shape() {
+        use lambent_store::routes::{RoutePut, RouteStore};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let spaces = MIGRATIONS
+            .iter()
+            .position(|m| *m == routes::SPACES_MIGRATION)
+            .unwrap();
+        let route = |ns: &str, id: &str, path: &str| {
+            lambent_core::RouteSpec {
+                method: "GET".into(),
+                path: path.into(),
+                function: "f".into(),
+                ..Default::default()
+            }
+            .resolve(id.into(), ns, 1)
+            .unwrap()
+        };
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..spaces] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {spaces}"))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO namespace_hosts (host, namespace, created_ms) VALUES ('c.example', 'c', 1)",
+                [],
+            )
+            .unwrap();
+            for r in [
+                route("a", "a1", "/u/{id}/f/{p+}"),
+                route("a", "a2", "/"),
+                route("c", "c1", "/u/{id}/f/{p+}"),
+            ] {
+                conn.execute(
+                    "INSERT INTO routes (id, namespace, method, path, route, created_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        r.id,
+                        r.namespace,
+                        r.method,
+                        r.path,
+                        serde_json::to_string(&r).unwrap(),
+                        1
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.all_routes().await.unwrap().len(), 3);
+        let taken = |ns: &str| RoutePut::Taken {
+            namespace: ns.into(),
+        };
+        for (r, by) in [
+            (route("b", "b1", "/u/{x}/f/{q+}"), "a"),
+            (route("b", "b2", "/"), "a"),
+            (route("c", "c2", "/u/{z}/f/{w+}"), "c"),
+        ] {
+            assert_eq!(store.put_route(&r).await.unwrap(), taken(by), "{}", r.id);
+        }
+        let own = route("c", "c3", "/");
+        assert_eq!(store.put_route(&own).await.unwrap(), RoutePut::Stored);
     }
 }

@@ -5,8 +5,8 @@ use crate::{db_err, SqliteStore};
 use async_trait::async_trait;
 use lambent_core::tenancy::{Namespace, Role};
 use lambent_store::tenants::{
-    ApiKey, AuditEntry, AuditQuery, StorageUse, TenantStore, PURGE_CHILDREN, RECORD_TABLES,
-    STORAGE_USE,
+    segment_locators, ApiKey, AuditEntry, AuditQuery, Purged, StorageUse, TenantStore,
+    PURGED_OBJECTS, PURGED_PARTS, PURGE_CHILDREN, RECORD_TABLES, STORAGE_USE,
 };
 use lambent_store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -213,10 +213,26 @@ impl TenantStore for SqliteStore {
         .await
     }
 
-    async fn purge_namespace(&self, name: &str) -> Result<bool, StoreError> {
+    async fn purge_namespace(&self, name: &str) -> Result<Purged, StoreError> {
         let name = name.to_string();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
+            let mut object_data: Vec<String> = {
+                let mut parts = tx.prepare(PURGED_PARTS).map_err(db_err)?;
+                let rows = parts
+                    .query_map(params![name], |r| r.get::<_, String>(0))
+                    .map_err(db_err)?;
+                rows.collect::<Result<_, _>>().map_err(db_err)?
+            };
+            {
+                let mut objects = tx.prepare(PURGED_OBJECTS).map_err(db_err)?;
+                let rows = objects
+                    .query_map(params![name], |r| r.get::<_, String>(0))
+                    .map_err(db_err)?;
+                for data in rows {
+                    object_data.extend(segment_locators(&data.map_err(db_err)?)?);
+                }
+            }
             for sql in PURGE_CHILDREN {
                 tx.execute(sql, params![name]).map_err(db_err)?;
             }
@@ -232,7 +248,10 @@ impl TenantStore for SqliteStore {
                 .map_err(db_err)?
                 > 0;
             tx.commit().map_err(db_err)?;
-            Ok(existed)
+            Ok(Purged {
+                existed,
+                object_data,
+            })
         })
         .await
     }

@@ -20,8 +20,8 @@ use crate::queues::{
     Attributes, Endpoint, Mapping, Message, NewMessage, QueueConfig, QueueCounts, QueueStore,
     ReceiveRequest, Subscription, Topic,
 };
-use crate::routes::{Claimed, HostClaim, RouteStore};
-use crate::tenants::{ApiKey, AuditEntry, AuditQuery, StorageUse, RECORD_TABLES};
+use crate::routes::{Claimed, HostClaim, Released, RoutePut, RouteStore};
+use crate::tenants::{ApiKey, AuditEntry, AuditQuery, Purged, StorageUse, RECORD_TABLES};
 use crate::{ActivationCursor, ActivationQuery, Store, StoreError};
 use lambent_core::tenancy::{Namespace, NamespaceSettings, Role};
 use lambent_core::{
@@ -94,6 +94,7 @@ macro_rules! contract_tests {
             versions_number_up_and_an_unchanged_revision_is_not_republished,
             aliases_are_created_once_and_updated_by_revision,
             route_keys_stay_unique,
+            two_namespaces_never_share_a_route,
             hosts_are_claimed_by_one_namespace_and_released,
             receive_hides_redrives_and_deletes,
             dead_letters_move_back_to_their_queue,
@@ -943,7 +944,30 @@ async fn fill_namespace<S: ContractStore>(store: &S, ns: &str) {
     let b = format!("{ns}-bucket");
     store.create_bucket(&bucket(ns, &b)).await.unwrap();
     store
-        .put_object(&object(&b, "k", "e", "loc"), &WriteIf::Always)
+        .put_object(
+            &object(&b, "k", "e", &format!("{ns}-data")),
+            &WriteIf::Always,
+        )
+        .await
+        .unwrap();
+    let upload = Upload {
+        id: format!("{ns}-upload"),
+        bucket: b.clone(),
+        key: "unfinished".into(),
+        initiated_ms: 1,
+        attrs: ObjectAttrs::default(),
+    };
+    assert!(store.create_upload(&upload).await.unwrap());
+    store
+        .put_part(&Part {
+            upload_id: upload.id.clone(),
+            number: 1,
+            size: 5,
+            etag: "\"p\"".into(),
+            checksums: Default::default(),
+            locator: format!("{ns}-part"),
+            last_modified_ms: 2,
+        })
         .await
         .unwrap();
     let mut key = access_key(ns, "secret");
@@ -976,8 +1000,24 @@ pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: Co
     assert!(!before.iter().any(|t| RECORD_TABLES.contains(&t.as_str())));
     let kept_before = store.namespace_contents("kept").await.unwrap();
 
-    assert!(store.purge_namespace("gone").await.unwrap());
+    // The purge says which object data its objects and parts referred to (the engine
+    // deletes it), and nothing of the other namespace's.
+    let purged = store.purge_namespace("gone").await.unwrap();
+    assert!(purged.existed);
+    let mut data = purged.object_data;
+    data.sort();
+    assert_eq!(data, ["gone-data", "gone-part"]);
     assert!(store.namespace_contents("gone").await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .get_upload("gone-bucket", "gone-upload")
+            .await
+            .unwrap(),
+        None
+    );
+    let mut referenced = store.referenced_data().await.unwrap();
+    referenced.sort();
+    assert_eq!(referenced, ["kept-data", "kept-part"]);
     assert_eq!(store.get_namespace("gone").await.unwrap(), None);
     assert_eq!(store.api_key("gone-key").await.unwrap(), None);
     assert_eq!(store.access_key("AKIDgone").await.unwrap(), None);
@@ -1041,7 +1081,10 @@ pub async fn a_purge_leaves_nothing_of_the_namespace_and_all_of_the_others<S: Co
         .await
         .unwrap()
         .is_some());
-    assert!(!store.purge_namespace("gone").await.unwrap());
+    assert_eq!(
+        store.purge_namespace("gone").await.unwrap(),
+        Purged::default()
+    );
 }
 
 /// The storage quota's count: objects, parts of uploads in progress, items and message bodies
@@ -1692,22 +1735,111 @@ fn route(id: &str, path: &str, created_ms: i64) -> Route {
 }
 
 pub async fn route_keys_stay_unique<S: ContractStore>(store: Arc<S>) {
-    store.put_route(&route("r1", "/a/{id}", 1)).await.unwrap();
-    store.put_route(&route("r2", "/b", 2)).await.unwrap();
-    assert!(store.put_route(&route("r3", "/b", 3)).await.is_err());
+    let stored = RoutePut::Stored;
+    assert_eq!(
+        store.put_route(&route("r1", "/a/{id}", 1)).await.unwrap(),
+        stored
+    );
+    assert_eq!(
+        store.put_route(&route("r2", "/b", 2)).await.unwrap(),
+        stored
+    );
+    let taken = RoutePut::Taken {
+        namespace: "default".into(),
+    };
+    assert_eq!(store.put_route(&route("r3", "/b", 3)).await.unwrap(), taken);
     let all = store.all_routes().await.unwrap();
     assert_eq!(all, [route("r1", "/a/{id}", 1), route("r2", "/b", 2)]);
     // Replacing by id moves the route.
-    store.put_route(&route("r2", "/c", 2)).await.unwrap();
+    assert_eq!(
+        store.put_route(&route("r2", "/c", 2)).await.unwrap(),
+        stored
+    );
     assert_eq!(store.all_routes().await.unwrap()[1], route("r2", "/c", 2));
     assert!(store.delete_route("r1").await.unwrap());
     assert!(!store.delete_route("r1").await.unwrap());
     assert_eq!(store.all_routes().await.unwrap().len(), 1);
-    // Another namespace may store the same key (its own path space, under its host names).
-    let mut other = route("r4", "/c", 4);
-    other.namespace = "other".into();
-    store.put_route(&other).await.unwrap();
+    // A namespace with a host name stores the same key in its own path space.
+    let other = |id: &str, path: &str, at: i64| Route {
+        namespace: "other".into(),
+        ..route(id, path, at)
+    };
+    let claim = host("api.other.example", "other", 4);
+    assert_eq!(store.claim_host(&claim).await.unwrap(), Claimed::New);
+    assert_eq!(
+        store.put_route(&other("r4", "/c", 5)).await.unwrap(),
+        stored
+    );
     assert_eq!(store.all_routes().await.unwrap().len(), 2);
+}
+
+/// Two namespaces sharing the path space cannot both store a route requests cannot tell apart
+/// (the same method and path, or the same shape: `/a/{x}` and `/a/{y}`), whichever stores it
+/// first: the second learns whose it is. Releasing the last host name of a namespace whose
+/// route overlaps one in the shared space is refused, and changes nothing.
+pub async fn two_namespaces_never_share_a_route<S: ContractStore>(store: Arc<S>) {
+    let of = |ns: &str, id: &str, path: &str, at: i64| Route {
+        namespace: ns.into(),
+        ..route(id, path, at)
+    };
+    let put = |r: Route| {
+        let store = store.clone();
+        async move { store.put_route(&r).await.unwrap() }
+    };
+    let taken_by_a = RoutePut::Taken {
+        namespace: "a".into(),
+    };
+    assert_eq!(put(of("a", "a1", "/x", 1)).await, RoutePut::Stored);
+    assert_eq!(put(of("a", "a2", "/u/{id}", 2)).await, RoutePut::Stored);
+    assert_eq!(put(of("b", "b1", "/x", 3)).await, taken_by_a);
+    assert_eq!(put(of("b", "b2", "/u/{name}", 4)).await, taken_by_a);
+    // Another method, or another shape, is another route.
+    let mut post = of("b", "b3", "/x", 5);
+    post.method = "POST".into();
+    assert_eq!(put(post).await, RoutePut::Stored);
+    assert_eq!(
+        put(of("b", "b4", "/u/{name}/more", 6)).await,
+        RoutePut::Stored
+    );
+    // Replacing a route by id onto another's is refused too.
+    assert_eq!(put(of("b", "b4", "/u/{x}", 6)).await, taken_by_a);
+    let ids: Vec<String> = store
+        .all_routes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["a1", "a2", "b3", "b4"]);
+
+    // With a host name, b has a path space of its own.
+    let claim = host("api.b.example", "b", 7);
+    assert_eq!(store.claim_host(&claim).await.unwrap(), Claimed::New);
+    assert_eq!(put(of("b", "b1", "/x", 8)).await, RoutePut::Stored);
+    assert_eq!(
+        put(of("b", "b5", "/x", 9)).await,
+        RoutePut::Taken {
+            namespace: "b".into()
+        }
+    );
+    // Its last host name cannot go while its route overlaps a's in the shared space.
+    assert_eq!(
+        store.release_host("b", "api.b.example").await.unwrap(),
+        Released::Overlaps
+    );
+    assert_eq!(store.all_hosts().await.unwrap(), [claim]);
+    assert_eq!(
+        store.release_host("a", "api.b.example").await.unwrap(),
+        Released::NotHeld
+    );
+    assert!(store.delete_route("b1").await.unwrap());
+    assert_eq!(
+        store.release_host("b", "api.b.example").await.unwrap(),
+        Released::Released
+    );
+    assert!(store.all_hosts().await.unwrap().is_empty());
+    // Back in the shared space, b's routes are checked against a's again.
+    assert_eq!(put(of("b", "b1", "/x", 10)).await, taken_by_a);
 }
 
 fn host(name: &str, ns: &str, created_ms: i64) -> HostClaim {
@@ -1739,9 +1871,13 @@ pub async fn hosts_are_claimed_by_one_namespace_and_released<S: ContractStore>(s
     assert_eq!(store.claim_host(&b).await.unwrap(), Claimed::New);
     assert_eq!(store.all_hosts().await.unwrap(), [a.clone(), b.clone()]);
     // Only its holder releases a host.
-    assert!(!store.release_host("b", "api.a.example").await.unwrap());
-    assert!(store.release_host("a", "api.a.example").await.unwrap());
-    assert!(!store.release_host("a", "api.a.example").await.unwrap());
+    let release = |ns: &'static str| {
+        let store = store.clone();
+        async move { store.release_host(ns, "api.a.example").await.unwrap() }
+    };
+    assert_eq!(release("b").await, Released::NotHeld);
+    assert_eq!(release("a").await, Released::Released);
+    assert_eq!(release("a").await, Released::NotHeld);
     assert_eq!(store.all_hosts().await.unwrap(), [b]);
     // Released, it is free for another namespace.
     assert_eq!(

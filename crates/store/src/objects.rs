@@ -239,6 +239,16 @@ fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) -> Opt
     Some(&key[..prefix.len() + at + delimiter.len()])
 }
 
+/// Deletes object data whose records someone else removed: the object engine's, for a
+/// namespace's purge, which deletes the records of its objects and parts in the store and
+/// hands over the locators they referred to (`tenants::Purged::object_data`).
+#[async_trait]
+pub trait UnreferencedData: Send + Sync + 'static {
+    /// Deletes the data of `locators` (missing data is no error; one that cannot be deleted
+    /// is left to the data store's garbage collection).
+    async fn discard(&self, locators: &[String]);
+}
+
 /// Buckets, objects, multipart uploads and parts.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {

@@ -72,13 +72,11 @@ pub const RECORD_TABLES: &[&str] = &[
 ];
 
 /// The rows of a namespace in tables without a `namespace` column, deleted before their
-/// parents' (`$1` is the namespace; SQLite reads `$1` as the first parameter too). Every
-/// table with a `namespace` column is then emptied of the namespace's rows by name.
+/// parents' (`$1` is the namespace; SQLite reads `$1` as the first parameter too), after
+/// [`PURGED_PARTS`] and [`PURGED_OBJECTS`]. Every table with a `namespace` column is then
+/// emptied of the namespace's rows by name.
 pub const PURGE_CHILDREN: &[&str] = &[
-    "DELETE FROM upload_parts WHERE upload_id IN (SELECT u.id FROM uploads u \
-     JOIN buckets b ON u.bucket = b.name WHERE b.namespace = $1)",
     "DELETE FROM uploads WHERE bucket IN (SELECT name FROM buckets WHERE namespace = $1)",
-    "DELETE FROM objects WHERE bucket IN (SELECT name FROM buckets WHERE namespace = $1)",
     "DELETE FROM ddb_index_entries WHERE table_id IN \
      (SELECT id FROM ddb_tables WHERE namespace = $1)",
     "DELETE FROM ddb_items WHERE table_id IN (SELECT id FROM ddb_tables WHERE namespace = $1)",
@@ -86,7 +84,38 @@ pub const PURGE_CHILDREN: &[&str] = &[
      (SELECT id FROM ddb_tables WHERE namespace = $1)",
     "DELETE FROM execution_events WHERE execution_arn IN \
      (SELECT arn FROM executions WHERE namespace = $1)",
+    // Records of its activations waiting to be folded into the rollups.
+    "DELETE FROM rollup_backfill WHERE id IN (SELECT id FROM activations WHERE namespace = $1)",
 ];
+
+/// The first of a purge's deletes: the parts of a namespace's unfinished uploads, returning
+/// the locators of their data (`$1` is the namespace).
+pub const PURGED_PARTS: &str = "DELETE FROM upload_parts WHERE upload_id IN \
+     (SELECT u.id FROM uploads u JOIN buckets b ON u.bucket = b.name WHERE b.namespace = $1) \
+     RETURNING locator";
+
+/// The second: a namespace's objects, returning their data segments (JSON, see
+/// [`segment_locators`]). Then come [`PURGE_CHILDREN`].
+pub const PURGED_OBJECTS: &str = "DELETE FROM objects \
+     WHERE bucket IN (SELECT name FROM buckets WHERE namespace = $1) RETURNING data";
+
+/// The locators of an object's `data` column (its segments as JSON).
+pub fn segment_locators(data: &str) -> Result<Vec<String>, StoreError> {
+    let segments: Vec<crate::objects::Segment> =
+        serde_json::from_str(data).map_err(|e| StoreError::Database(e.to_string()))?;
+    Ok(segments.into_iter().map(|s| s.locator).collect())
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Whether there was a namespace record.
+    pub existed: bool,
+    /// The object data its objects and unfinished uploads' parts referred to, which no
+    /// record refers to any more: the object engine deletes it
+    /// ([`crate::objects::UnreferencedData`]).
+    pub object_data: Vec<String>,
+}
 
 /// What a namespace stores, in bytes, as its storage quota counts it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,8 +197,8 @@ pub trait TenantStore: Send + Sync {
     /// Deletes every row of the namespace in every table (children before their parents:
     /// objects and uploads of its buckets, items and stream records of its tables, messages
     /// of its queues, executions of its state machines), its keys, audit log and record, in
-    /// one transaction. False if there was no such namespace record.
-    async fn purge_namespace(&self, name: &str) -> Result<bool, StoreError>;
+    /// one transaction, which also reads the object data its objects and parts referred to.
+    async fn purge_namespace(&self, name: &str) -> Result<Purged, StoreError>;
     /// The bytes namespace `name` stores ([`STORAGE_USE`]).
     async fn storage_use(&self, name: &str) -> Result<StorageUse, StoreError>;
 

@@ -8,7 +8,7 @@ use crate::ApiError;
 use lambent_core::route::{request_host, ANY_METHOD};
 use lambent_core::Route;
 use lambent_store::bus::{Bus, Signal};
-use lambent_store::routes::{Claimed, HostClaim, RouteStore};
+use lambent_store::routes::{Claimed, HostClaim, Released, RoutePut, RouteStore};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -156,6 +156,14 @@ fn conflict_text(
     }
 }
 
+/// The conflict of a route another namespace holds (saying nothing more of it).
+fn taken_by_another(route: &Route) -> ApiError {
+    ApiError::Conflict(format!(
+        "route '{}' is taken by another namespace",
+        route.key()
+    ))
+}
+
 /// Live routes and the operations that change them.
 pub struct RouteTable {
     store: Arc<dyn RouteStore>,
@@ -268,8 +276,15 @@ impl RouteTable {
                 "host name '{host}' is the namespace's last: without it its routes join the shared path space, where {e}; remove that route first"
             ))
         })?;
-        if !self.store.release_host(namespace, host).await? {
-            return Err(ApiError::HostNotFound(host.to_string()));
+        match self.store.release_host(namespace, host).await? {
+            Released::Released => {}
+            Released::NotHeld => return Err(ApiError::HostNotFound(host.to_string())),
+            // Another node added the overlapping route since this table was read.
+            Released::Overlaps => {
+                return Err(ApiError::Conflict(format!(
+                    "host name '{host}' is the namespace's last: without it its routes join the shared path space, where one overlaps a route of another namespace; remove that route first"
+                )))
+            }
         }
         *self.compiled.write() = Arc::new(compiled);
         self.bus.publish(Signal::Routes);
@@ -305,10 +320,7 @@ impl RouteTable {
         if let Some(i) = existing {
             let old = &routes[i];
             if old.namespace != route.namespace {
-                return Err(ApiError::Conflict(format!(
-                    "route '{}' is taken by another namespace",
-                    route.key()
-                )));
+                return Err(taken_by_another(&route));
             }
             if !replace {
                 return Err(ApiError::Conflict(format!(
@@ -327,7 +339,17 @@ impl RouteTable {
         }
         let compiled =
             Compiled::build(routes, current.hosts.clone()).map_err(ApiError::Conflict)?;
-        self.store.put_route(&route).await?;
+        // The store has the last word: another node may have stored the same route meanwhile.
+        if let RoutePut::Taken { namespace } = self.store.put_route(&route).await? {
+            self.reload_locked().await?;
+            return Err(match namespace == route.namespace {
+                true => ApiError::Conflict(format!(
+                    "route '{}' overlaps a route of this namespace added meanwhile: two routes cannot tell the same requests apart",
+                    route.key()
+                )),
+                false => taken_by_another(&route),
+            });
+        }
         *self.compiled.write() = Arc::new(compiled);
         self.bus.publish(Signal::Routes);
         Ok(Added {

@@ -503,3 +503,42 @@ pub fn uuid_like() -> String {
         .as_nanos();
     format!("{:x}{:x}", nanos, std::process::id())
 }
+
+/// Every piece of object data the node stores: the files under its data dir's `objects/`, or,
+/// on a cluster, the pieces in its cluster's NATS bucket (written or being written, not
+/// deleted: a deleted piece's chunks stay a while for reads in flight).
+pub async fn data_files(node: &Node) -> Vec<std::path::PathBuf> {
+    if let Some((pg, nats)) = &node.cluster {
+        let store = lambent_store_postgres::PgStore::connect(pg).await.unwrap();
+        let id = lambent_store::cluster::ClusterStore::identity(&store)
+            .await
+            .unwrap()
+            .id;
+        let bus = lambent_bus_nats::NatsBus::connect(nats, "counter", &id)
+            .await
+            .unwrap();
+        let data = lambent_bus_nats::NatsObjectData::for_bus(&bus, &id)
+            .await
+            .unwrap();
+        return data
+            .stored()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .collect();
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![node._data.path().join("objects")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
