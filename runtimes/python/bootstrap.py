@@ -555,6 +555,26 @@ def sdk_path(runtime_dir):
     return path if os.path.isdir(path) else None
 
 
+# (sdk, len(sys.modules), top-level names loaded from sdk) as last found by ``sdk_modules``.
+_sdk_modules = None
+
+
+def sdk_modules(sdk):
+    """The top-level names of the modules loaded from ``sdk``. Remembered while no module is
+    added or removed: a zygote finds them before it forks, so that its runtimes do not walk
+    every module (each ``getattr`` of a module's ``__file__`` writes to the reference counts
+    of objects shared with the zygote, which copies about a page each)."""
+    global _sdk_modules
+    count = len(sys.modules)
+    if _sdk_modules is not None and _sdk_modules[:2] == (sdk, count):
+        return _sdk_modules[2]
+    prefix = sdk + os.sep
+    loaded = frozenset(name.partition(".")[0] for name, module in list(sys.modules.items())
+                       if (getattr(module, "__file__", None) or "").startswith(prefix))
+    _sdk_modules = (sdk, len(sys.modules), loaded)
+    return loaded
+
+
 def use_sdk(sdk, task_root, environ):
     """Puts the runtime's SDK first on ``sys.path`` (the task root goes before it when the
     handler is loaded: a version the function bundles wins, as on Lambda). In a runtime forked
@@ -567,9 +587,7 @@ def use_sdk(sdk, task_root, environ):
     if sdk in sys.path:
         sys.path.remove(sdk)
     sys.path.insert(0, sdk)
-    prefix = sdk + os.sep
-    loaded = {name.partition(".")[0] for name, module in list(sys.modules.items())
-              if (getattr(module, "__file__", None) or "").startswith(prefix)}
+    loaded = sdk_modules(sdk)
     if not loaded:
         return
     try:

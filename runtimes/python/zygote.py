@@ -574,6 +574,9 @@ def seccomp_program(control):
 
 def serve(control):
     import_sdk()
+    sdk = bootstrap.sdk_path(os.path.dirname(HERE))
+    if sdk is not None:
+        bootstrap.sdk_modules(sdk)  # found once here, for every runtime (see its docs)
     fprog, _filters = seccomp_program(control)
     package_fprog, _package_filters = seccomp_program(control)
     # The children exit as soon as they have forked their runtime; the kernel reaps them. The

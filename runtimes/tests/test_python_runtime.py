@@ -587,6 +587,28 @@ print(sdkmod.WHERE, sys.path.index(sdk) == 1)
                              ["sdk", "True"])
             self.assertEqual(self.run_child("print(bootstrap.sdk_path(%r))" % plain).strip(), "None")
 
+    def test_the_sdks_modules_are_found_once_while_no_module_comes_or_goes(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            sdk = os.path.join(tmp, "python-1")
+            os.makedirs(os.path.join(sdk, "sdkmod"))
+            with open(os.path.join(sdk, "sdkmod", "__init__.py"), "w") as f:
+                f.write("")
+            with open(os.path.join(sdk, "other.py"), "w") as f:
+                f.write("")
+            code = """
+sdk = %r
+sys.path.insert(0, sdk)
+import sdkmod
+first = bootstrap.sdk_modules(sdk)
+again = bootstrap.sdk_modules(sdk)
+import other
+after = bootstrap.sdk_modules(sdk)
+print(sorted(first), again is first, sorted(after))
+"""
+            self.assertEqual(self.run_child(code % sdk).strip(),
+                             "['sdkmod'] True ['other', 'sdkmod']")
+
 
 if __name__ == "__main__":
     unittest.main()

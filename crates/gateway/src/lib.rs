@@ -84,6 +84,21 @@ pub fn trace_context(headers: &axum::http::HeaderMap) -> Option<lambent_core::Tr
     lambent_core::TraceContext::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
 }
 
+/// `GET /healthz`: the node answers (`status`), and whether its first cold starts are as fast
+/// as later ones (`ready`: sandboxes made ahead, the Python zygote and its runtimes forked
+/// ahead, Node.js stem cells are waiting; `warming` lists what is not yet). Always `200`: a
+/// node that is warming up serves, only slower.
+async fn health(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+) -> axum::Json<serde_json::Value> {
+    let warming = app.registry.invoker().warming();
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "ready": warming.is_empty(),
+        "warming": warming,
+    }))
+}
+
 /// The whole HTTP surface.
 pub fn router(app: Arc<App>) -> Router {
     let authenticated = v1::routes()
@@ -100,10 +115,7 @@ pub fn router(app: Arc<App>) -> Router {
             auth::require_key,
         ));
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(health))
         .route(
             lambent_cluster::forward::LINK_PATH,
             get(dispatch::serve_link),

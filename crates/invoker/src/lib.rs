@@ -319,6 +319,12 @@ impl Invoker {
         warm_up(&self.inner.host, &self.inner.config);
     }
 
+    /// What makes cold starts fast that is not ready yet (see `Host::warming`): empty once the
+    /// first cold start of every runtime is as fast as later ones.
+    pub fn warming(&self) -> Vec<&'static str> {
+        self.inner.host.warming()
+    }
+
     /// Runs one invocation to its end and records it. A sequence runs its components in turn
     /// (see [`sequence`]).
     pub async fn invoke(&self, dep: &Arc<Deployment>, req: InvokeRequest) -> InvokeResult {
@@ -1414,15 +1420,17 @@ async fn oom_killed(sandbox: &Sandbox) {
     }
 }
 
-/// Starts what makes cold starts fast (zygotes, stem cells) in the background.
+/// Starts what makes cold starts fast (sandboxes made ahead, zygotes, stem cells) in the
+/// background; [`Invoker::warming`] says what is not ready yet.
 fn warm_up(host: &Host, config: &InvokerConfig) {
     let runtime_dir = host
         .layout(&config.runtime_dir, &config.runtime_dir)
         .runtime_dir;
+    host.warm_up(None, &[], &config.runtime_dir, config.tmp_mb);
     for kind in [RuntimeKind::Python, RuntimeKind::Nodejs] {
         let argv = runtime_argv(config, kind, "", &runtime_dir.display().to_string());
         if let Some(interpreter) = interpreter(kind) {
-            host.warm_up(interpreter, &argv, &config.runtime_dir, config.tmp_mb);
+            host.warm_up(Some(interpreter), &argv, &config.runtime_dir, config.tmp_mb);
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::sandbox::{Isolated, Process, Sandbox, Startup};
 use crate::seccomp::{Profile, SeccompProgram};
 use crate::spawn::{self, ChildPlan, Exec};
 use crate::stem::{StemCell, StemProgram};
-use crate::zygote::{Forked, Programs, Zygote, Zygotes};
+use crate::zygote::{Forked, Programs, Zygote, ZygoteState, Zygotes};
 use crate::{
     insecure, CgroupVersion, SandboxError, SandboxSpec, SetupStep, RUNTIME_API_PORT, RUNTIME_ROOT,
     TASK_ROOT,
@@ -169,7 +169,26 @@ struct Inner {
     /// Node.js stem cells, one pool for the program they run (made on first need); `None` in
     /// insecure mode, or when left out.
     stems: Option<Stems>,
+    /// What [`Host::warm_up`] was asked to have ready (what [`Host::warming`] waits for).
+    primed: Mutex<Primed>,
 }
+
+/// What was asked to be ready before the first cold start.
+#[derive(Debug, Default)]
+struct Primed {
+    /// Sandboxes made ahead for `execve`.
+    exec: bool,
+    /// The Python zygote of (interpreter, runtime directory), and runtimes forked from it.
+    python: Option<(PathBuf, PathBuf)>,
+    /// Node.js stem cells.
+    node: bool,
+}
+
+/// How long the warm-up waits for the Python zygote before it forks runtimes ahead (its own
+/// start gives up sooner).
+const ZYGOTE_WAIT: Duration = Duration::from_secs(30);
+/// How often the warm-up looks whether the Python zygote is running.
+const ZYGOTE_POLL: Duration = Duration::from_millis(10);
 
 /// The pool of Python runtimes forked ahead, for the zygote running now (replaced with it).
 #[derive(Debug, Default)]
@@ -356,6 +375,7 @@ impl Host {
                 forked: ForkedAhead::default(),
                 packages,
                 stems,
+                primed: Mutex::default(),
             }),
         })
     }
@@ -559,29 +579,113 @@ impl Host {
         }
     }
 
-    /// Starts what makes `interpreter`'s cold starts fast, in the background, before the first
-    /// one needs it: the Python zygote, or the Node.js stem cells, for the runtime `argv` (as
-    /// a [`SandboxSpec`] would have it) and `runtime_dir`, with a `/tmp` of `tmp_mb`. Does
-    /// nothing when that is off or unavailable.
+    /// Starts what makes cold starts fast, in the background, before the first one needs it:
+    /// for `Some(interpreter)`, the Python zygote and runtimes forked from it, or the Node.js
+    /// stem cells, for the runtime `argv` (as a [`SandboxSpec`] would have it) and
+    /// `runtime_dir`; for `None` (`argv` unused), sandboxes made ahead for `execve` (what every
+    /// other runtime starts in). Each with a `/tmp` of `tmp_mb`. Does nothing when that is off
+    /// or unavailable. [`Host::warming`] says what is not ready yet.
     pub fn warm_up(
         &self,
-        interpreter: crate::Interpreter,
+        interpreter: Option<crate::Interpreter>,
         argv: &[String],
         runtime_dir: &Path,
         tmp_mb: u32,
     ) {
+        let mut primed = self.inner.primed.lock().unwrap_or_else(|e| e.into_inner());
         match (interpreter, &self.inner.zygotes, &self.inner.stems) {
-            (crate::Interpreter::Python, Some((zygotes, pool)), _) => {
-                zygotes.get(Path::new(&argv[0]), runtime_dir);
-                pool.prime(tmp_mb);
+            (None, _, _) => {
+                if let Some(ready) = &self.inner.ready {
+                    ready.prime(tmp_mb);
+                    primed.exec = true;
+                }
             }
-            (crate::Interpreter::Node, _, Some(stems)) => {
+            (Some(crate::Interpreter::Python), Some((zygotes, pool)), _) => {
+                let python = PathBuf::from(&argv[0]);
+                zygotes.get(&python, runtime_dir);
+                pool.prime(tmp_mb);
+                primed.python = Some((python.clone(), runtime_dir.to_path_buf()));
+                self.fork_ahead_once_running(python, runtime_dir.to_path_buf(), tmp_mb);
+            }
+            (Some(crate::Interpreter::Node), _, Some(stems)) => {
                 if let Some(pool) = stems.pool(argv, runtime_dir) {
                     pool.prime(tmp_mb);
+                    primed.node = true;
                 }
             }
             _ => {}
         }
+    }
+
+    /// Once the Python zygote of `python` and `runtime_dir` runs, starts forking runtimes
+    /// ahead from it (a thread that waits for it, up to [`ZYGOTE_WAIT`]).
+    fn fork_ahead_once_running(&self, python: PathBuf, runtime_dir: PathBuf, tmp_mb: u32) {
+        let host = Arc::downgrade(&self.inner);
+        let waiter = move || {
+            let deadline = Instant::now() + ZYGOTE_WAIT;
+            while Instant::now() < deadline {
+                let Some(inner) = host.upgrade() else { return };
+                let (Some((zygotes, _)), Some(full)) = (&inner.zygotes, &inner.full) else {
+                    return;
+                };
+                match zygotes.state(&python, &runtime_dir) {
+                    ZygoteState::Running(zygote) => {
+                        if let Some(pool) = inner.forked.pool(full, &zygote, &runtime_dir) {
+                            pool.prime(tmp_mb);
+                        }
+                        return;
+                    }
+                    ZygoteState::Unavailable => return,
+                    ZygoteState::Starting => {}
+                }
+                drop(inner);
+                std::thread::sleep(ZYGOTE_POLL);
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("lambent-warm-py".into())
+            .spawn(waiter)
+        {
+            tracing::warn!("no Python runtimes forked ahead before the first cold start: {e}");
+        }
+    }
+
+    /// What [`Host::warm_up`] started that is not ready yet (empty: the next cold start of
+    /// each kind is as fast as later ones): `"sandboxes made ahead"`, `"the Python zygote"`,
+    /// `"Python runtimes forked ahead"`, `"Node.js stem cells"`. What failed to start (no
+    /// `node` on the host, say) is not waited for: its cold starts `execve` instead.
+    pub fn warming(&self) -> Vec<&'static str> {
+        let primed = self.inner.primed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut warming = Vec::new();
+        if primed.exec && self.inner.ready.as_ref().is_some_and(|r| !r.settled()) {
+            warming.push("sandboxes made ahead");
+        }
+        if let (Some((python, runtime_dir)), Some((zygotes, _))) =
+            (&primed.python, &self.inner.zygotes)
+        {
+            match zygotes.state(python, runtime_dir) {
+                ZygoteState::Starting => warming.push("the Python zygote"),
+                ZygoteState::Running(zygote) => {
+                    let forked = self.inner.forked.pool.lock();
+                    let forked = forked.unwrap_or_else(|e| e.into_inner());
+                    let settled = match &*forked {
+                        Some((forking, pool)) => Arc::ptr_eq(forking, &zygote) && pool.settled(),
+                        None => false,
+                    };
+                    if !settled {
+                        warming.push("Python runtimes forked ahead");
+                    }
+                }
+                ZygoteState::Unavailable => {}
+            }
+        }
+        if let (true, Some(stems)) = (primed.node, &self.inner.stems) {
+            let slot = stems.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.as_ref().is_some_and(|(_, pool)| !pool.settled()) {
+                warming.push("Node.js stem cells");
+            }
+        }
+        warming
     }
 
     /// `spec` started in a Node.js stem cell, when it is a Node runtime, stem cells are on, one

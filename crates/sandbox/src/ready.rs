@@ -156,6 +156,8 @@ struct State<T: Ahead> {
     /// Claims per second, exponentially weighted, as of `last_claim`.
     rate: f64,
     last_claim: Option<Instant>,
+    /// Whether the last attempt to make one failed (cleared by the next success).
+    failing: bool,
 }
 
 impl<T: Ahead> State<T> {
@@ -204,6 +206,7 @@ impl<T: Ahead> ReadyPool<T> {
                 stopped: false,
                 rate: 0.0,
                 last_claim: None,
+                failing: false,
             }),
             changed: Condvar::new(),
             max,
@@ -245,6 +248,14 @@ impl<T: Ahead> ReadyPool<T> {
             state.last_claim = Some(Instant::now());
             self.shared.changed.notify_all();
         }
+    }
+
+    /// Whether the pool has settled since it was asked for one: one is waiting, or making one
+    /// failed last (it will not be ready soon; cold starts make their own). False while the
+    /// first is being made: what a server's readiness waits for.
+    pub(crate) fn settled(&self) -> bool {
+        let state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        !state.ready.is_empty() || state.failing
     }
 
     /// How many it would keep now, and how many are waiting.
@@ -322,12 +333,18 @@ fn fill<T: Ahead>(shared: &Shared<T>, maker: &dyn Maker<T>) {
                 if state.stopped {
                     return;
                 }
+                state.failing = false;
                 if made.tmp_mb() == state.tmp_mb.unwrap_or(tmp_mb) {
                     state.ready.push(made);
                 }
             }
             Err(e) => {
                 drop(charged(None));
+                shared
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failing = true;
                 if !warned {
                     tracing::warn!(
                         "could not make a sandbox ahead (cold starts make their own): {e}"
@@ -388,6 +405,33 @@ mod tests {
             pool.take(8).is_none(),
             "another /tmp size is not handed out"
         );
+    }
+
+    struct Broken;
+    impl Maker<Token> for Broken {
+        fn make(&self, _: u32) -> Result<Token, crate::SandboxError> {
+            Err(crate::SandboxError::SetupVanished)
+        }
+    }
+
+    #[test]
+    fn a_primed_pool_settles_once_one_waits_or_making_one_failed() {
+        let budget = AheadBudget::new(1 << 30);
+        let maker = Arc::new(Counter(AtomicUsize::new(0)));
+        let pool = ReadyPool::start("test-ready", 6, maker, &budget).unwrap();
+        assert!(!pool.settled(), "nothing asked for, nothing waiting");
+        pool.prime(4);
+        settle(&pool);
+        assert!(pool.settled(), "one waits: {:?}", pool.sizes());
+        let broken = ReadyPool::start("test-ready", 6, Arc::new(Broken), &budget).unwrap();
+        broken.prime(4);
+        for _ in 0..100 {
+            if broken.settled() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(broken.settled(), "a failing pool is not waited for");
     }
 
     #[test]

@@ -60,6 +60,16 @@ enum Slot {
     Broken(Instant),
 }
 
+/// Where one zygote stands ([`Zygotes::state`]).
+#[derive(Debug)]
+pub(crate) enum ZygoteState {
+    /// Not asked for yet, or importing.
+    Starting,
+    Running(Arc<Zygote>),
+    /// Failed to start, or died: cold starts `execve` until one is started again.
+    Unavailable,
+}
+
 /// The seccomp programs a zygote installs, as raw `sock_filter`s: the sandbox's, and a package
 /// zygote's (`seccomp.rs`).
 #[derive(Debug)]
@@ -88,6 +98,20 @@ impl Zygotes {
     pub(crate) fn restart(&self) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.retain(|_, slot| matches!(slot, Slot::Starting));
+    }
+
+    /// Where the zygote for `python` and `runtime_dir` stands, without starting one.
+    pub(crate) fn state(&self, python: &Path, runtime_dir: &Path) -> ZygoteState {
+        let key = Key {
+            python: python.to_path_buf(),
+            runtime_dir: runtime_dir.to_path_buf(),
+        };
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match slots.get(&key) {
+            Some(Slot::Running(z)) if z.alive() => ZygoteState::Running(Arc::clone(z)),
+            None | Some(Slot::Starting) => ZygoteState::Starting,
+            Some(Slot::Running(_)) | Some(Slot::Broken(_)) => ZygoteState::Unavailable,
+        }
     }
 
     /// The running zygote for `python` and `runtime_dir`, if there is one; otherwise starts

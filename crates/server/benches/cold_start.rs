@@ -14,7 +14,10 @@
 //! - the compiled `provided` echo runtime, against the same program as a plain process (a node
 //!   with `--insecure-no-sandbox`);
 //! - the proportional set size of an idle warm Python sandbox, with and without zygotes;
-//! - 200 different Python functions cold-started at once.
+//! - 200 different Python functions cold-started at once;
+//! - the very first Python, Node.js and `provided` cold starts of fresh nodes, each once it
+//!   says it is ready (`/healthz`'s `ready`, what `lambent up` waits for), against the later
+//!   cold starts of the same nodes.
 //!
 //! A cold start sample deploys a new function (not timed), then times one
 //! `POST /v1/functions/{name}/invoke` until the whole answer is read, and checks the answer.
@@ -28,8 +31,9 @@
 //! `LAMBENT_BENCH_N` cold starts per row and node (default 30), `LAMBENT_BENCH_PACE_MS` the
 //! pause after each (default 50), `LAMBENT_BENCH_PSS_FUNCTIONS` warm functions in the memory
 //! row (default 10), `LAMBENT_BENCH_CONCURRENT` functions started at once (default 200),
+//! `LAMBENT_BENCH_FRESH_NODES` fresh nodes of the first-cold-start rows (default 5),
 //! `LAMBENT_BENCH_ONLY` a comma-separated list of the rows to run (`python`, `depkg`, `boto3`,
-//! `node`, `provided`, `pss`, `concurrent`; default all). The boto3 row waits until the nodes
+//! `node`, `provided`, `first`, `pss`, `concurrent`; default all). The boto3 row waits until the nodes
 //! have the SDKs (fetched once per machine into `LAMBENT_SDK_DIR`). The table is also written to
 //! `$CARGO_TARGET_DIR/cold_start.md` (default `target/`).
 
@@ -77,6 +81,8 @@ struct Settings {
     pace: Duration,
     pss_functions: usize,
     concurrent: usize,
+    /// Fresh nodes of the first-cold-start rows.
+    fresh_nodes: usize,
     /// The rows to run (`LAMBENT_BENCH_ONLY`); `None`: all.
     only: Option<Vec<String>>,
 }
@@ -88,6 +94,7 @@ impl Settings {
             pace: Duration::from_millis(env_or("LAMBENT_BENCH_PACE_MS", 50)),
             pss_functions: env_or("LAMBENT_BENCH_PSS_FUNCTIONS", 10),
             concurrent: env_or("LAMBENT_BENCH_CONCURRENT", 200),
+            fresh_nodes: env_or("LAMBENT_BENCH_FRESH_NODES", 5),
             only: std::env::var("LAMBENT_BENCH_ONLY")
                 .ok()
                 .map(|rows| rows.split(',').map(|r| r.trim().to_string()).collect()),
@@ -514,6 +521,92 @@ fn row_of(what: &str, target: Duration, f: Series, b: Series, baseline: &str) ->
     }
 }
 
+/// The births (`init.birth`) of the records `ids` on `node`, added to `births`.
+async fn count_births(node: &Node, ids: &[String], births: &mut BTreeMap<String, usize>) {
+    for id in ids {
+        let (status, _, v) = node
+            .send(Method::GET, &format!("/v1/activations/{id}"), vec![])
+            .await;
+        assert!(status.is_success(), "activation {id}: {status} {v}");
+        let birth = v["init"]["birth"].as_str().unwrap_or("not reported");
+        *births.entry(birth.to_string()).or_default() += 1;
+    }
+}
+
+fn births_of(births: &BTreeMap<String, usize>) -> String {
+    births
+        .iter()
+        .map(|(birth, n)| format!("{birth} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Cold starts after start-up: `settings.fresh_nodes` nodes in turn, each started and waited
+/// for until it says it is ready (`/healthz`'s `ready`, which `lambent up` waits for), then
+/// the very first cold start of each case, then [`LATER`] more of each on the same node,
+/// paced. One row per case: the first cold starts against the later ones of the same nodes.
+async fn first_after_ready_rows(settings: &Settings, cases: &[(&str, &Case)]) -> Vec<Row> {
+    const LATER: usize = 3;
+    let mut first: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    let mut later: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    let mut first_births = vec![BTreeMap::new(); cases.len()];
+    let mut later_births = vec![BTreeMap::new(); cases.len()];
+    let mut ready_after = Vec::new();
+    for k in 0..settings.fresh_nodes {
+        let started = Instant::now();
+        let mut node = node_with(|o| settings.apply(o, Layers::ALL)).await;
+        let warming = node
+            .server
+            .as_ref()
+            .unwrap()
+            .warmed_up(Duration::from_secs(60))
+            .await;
+        assert!(warming.is_empty(), "still warming up: {warming:?}");
+        ready_after.push(started.elapsed());
+        for (i, (_, case)) in cases.iter().enumerate() {
+            let (took, id) = cold_start(&node, &format!("first-{k}-{i}"), case).await;
+            first[i].push(took);
+            count_births(&node, &[id], &mut first_births[i]).await;
+        }
+        for j in 0..LATER {
+            tokio::time::sleep(settings.pace).await;
+            for (i, (_, case)) in cases.iter().enumerate() {
+                let (took, id) = cold_start(&node, &format!("later-{k}-{i}-{j}"), case).await;
+                later[i].push(took);
+                count_births(&node, &[id], &mut later_births[i]).await;
+                tokio::time::sleep(settings.pace).await;
+            }
+        }
+        node.stop().await;
+    }
+    let ready = stats(ready_after);
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, (what, _))| {
+            let (f, l) = (stats(first[i].clone()), stats(later[i].clone()));
+            Row {
+                what: format!(
+                    "first {what} cold start once /healthz says ready (a fresh node each; ready {} ms after start, p50)",
+                    ms(ready.p50)
+                ),
+                n: f.n,
+                p50: format!("{} ms", ms(f.p50)),
+                p99: format!("{} ms", ms(f.p99)),
+                target: "≤ 1.25x later".into(),
+                met: yes_no(f.p50.as_secs_f64() <= 1.25 * l.p50.as_secs_f64()),
+                baseline: format!("the next {LATER} cold starts of each node"),
+                baseline_p50: format!("{} ms", ms(l.p50)),
+                baseline_p99: format!("{} ms", ms(l.p99)),
+                ratio: ratio(f.p50.as_secs_f64(), l.p50.as_secs_f64()),
+                init_p50: "—".into(),
+                births: births_of(&first_births[i]),
+                baseline_births: births_of(&later_births[i]),
+            }
+        })
+        .collect()
+}
+
 /// The proportional set size (kB) of `count` idle warm Python sandboxes: each function is
 /// invoked once (its cold start), then, after a pause, again; the second answers count.
 /// Returns them sorted, and the records of the cold starts.
@@ -833,6 +926,14 @@ fn main() {
                 )
                 .await,
             );
+        }
+        if settings.runs("first") {
+            let cases = [
+                ("Python", &python),
+                ("Node.js", &node),
+                ("`provided`", &echo),
+            ];
+            rows.extend(first_after_ready_rows(&settings, &cases).await);
         }
         if settings.runs("pss") {
             rows.push(pss_row(&settings, &fast, &naive).await);

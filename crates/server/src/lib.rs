@@ -248,6 +248,25 @@ impl RunningServer {
     pub fn admin_key_file(&self) -> Option<&Path> {
         self.admin_key_file.as_deref()
     }
+    /// What makes cold starts fast that is not ready yet (`GET /healthz`'s `warming`).
+    pub fn warming(&self) -> Vec<&'static str> {
+        self.app.registry.invoker().warming()
+    }
+
+    /// Waits until the first cold start of every runtime is as fast as later ones (sandboxes
+    /// made ahead, the Python zygote and its runtimes forked ahead, Node.js stem cells
+    /// waiting), at most `within`; returns what is still warming up then (empty: ready).
+    pub async fn warmed_up(&self, within: Duration) -> Vec<&'static str> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let warming = self.warming();
+            if warming.is_empty() || tokio::time::Instant::now() >= deadline {
+                return warming;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The routes the listener's router serves, as (method, path) read from the router
     /// itself (`HEAD` left out: `GET` routes serve it): what the access table must cover.
     pub fn served_routes(&self) -> &[(String, String)] {

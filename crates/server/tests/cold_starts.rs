@@ -205,3 +205,61 @@ async fn node_reports_its_import_and_a_provided_runtime_leaves_it_unknown() {
         "an unknown import is not observed: {text}"
     );
 }
+
+/// Regression (issue 21): the first cold starts after start-up were 4-8x slower than later
+/// ones, because the Python zygote's runtimes forked ahead and the sandboxes made ahead for
+/// `execve` were only made after the first cold start asked for them. Now `/healthz` says
+/// `ready` once they wait, and the very first cold start of each runtime claims one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_healthz_says_ready_the_first_cold_starts_claim_what_was_made_ahead() {
+    let node = node().await;
+    let health = common::eventually(60, "/healthz saying ready", || async {
+        let (s, _, health) = node.send(Method::GET, "/healthz", vec![]).await;
+        assert_eq!(s, StatusCode::OK, "{health}");
+        assert_eq!(health["status"], "ok", "{health}");
+        for part in health["warming"].as_array().expect("warming: a list") {
+            assert!(
+                [
+                    "sandboxes made ahead",
+                    "the Python zygote",
+                    "Python runtimes forked ahead",
+                    "Node.js stem cells"
+                ]
+                .contains(&part.as_str().unwrap_or_default()),
+                "{health}"
+            );
+        }
+        (health["ready"] == true).then_some(health)
+    })
+    .await;
+    assert_eq!(health["warming"], json!([]), "{health}");
+
+    let (settings, files) = python("def handler(event, context):\n    return 1\n");
+    let functions = [
+        ("first-py", settings, files[0], "zygote"),
+        (
+            "first-node",
+            json!({"runtime": "nodejs20.x", "handler": "index.handler"}),
+            ("index.mjs", "export const handler = async () => 1;\n"),
+            "stem_cell",
+        ),
+        (
+            "first-provided",
+            json!({"runtime": "provided.al2023"}),
+            (
+                "bootstrap",
+                include_str!("../../../examples/hello-provided/bootstrap"),
+            ),
+            "ahead",
+        ),
+    ];
+    for (name, settings, file, _) in &functions {
+        let (s, v) = node.deploy(name, settings.clone(), &[*file]).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    for (name, _, _, birth) in functions {
+        let record = invoke_and_record(&node, name).await;
+        assert_eq!(record["cold"], true, "{record}");
+        assert_eq!(record["init"]["birth"], birth, "{name}: {record}");
+    }
+}

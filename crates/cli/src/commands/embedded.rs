@@ -201,9 +201,14 @@ pub struct Embedded {
     data_dir: PathBuf,
 }
 
+/// How long `Embedded::start` waits for the node to be ready for fast cold starts.
+const WARM_UP_WAIT: Duration = Duration::from_secs(30);
+
 impl Embedded {
-    /// Starts a server; returns once it listens. `default_log` is the log filter used when
-    /// `LAMBENT_LOG` is not set.
+    /// Starts a server; returns once it listens and what makes first cold starts fast is
+    /// ready (sandboxes made ahead, the Python zygote, Node.js stem cells: `/healthz` says
+    /// `ready`), or after [`WARM_UP_WAIT`] with a warning. `default_log` is the log filter
+    /// used when `LAMBENT_LOG` is not set.
     pub fn start(args: &ServerArgs, default_log: &str) -> Result<Embedded> {
         init_logging(default_log);
         let data_dir = args.data_dir()?;
@@ -218,6 +223,14 @@ impl Embedded {
         let server = rt
             .block_on(lambent_server::start(opts))
             .context("cannot start Lambent")?;
+        let warming = rt.block_on(server.warmed_up(WARM_UP_WAIT));
+        if !warming.is_empty() {
+            eprintln!(
+                "warning: still warming up after {} s (first cold starts are slower until then): {}",
+                WARM_UP_WAIT.as_secs(),
+                warming.join(", ")
+            );
+        }
         Ok(Embedded {
             rt,
             server: Some(server),
