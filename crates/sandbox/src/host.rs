@@ -283,7 +283,7 @@ struct FullHost {
 impl Drop for FullHost {
     /// This host's directory of namespaces goes with it (where its sandboxes are gone).
     fn drop(&mut self) {
-        self.cgroups.remove_tenants_root();
+        self.cgroups.remove_own_dir();
     }
 }
 
