@@ -586,6 +586,15 @@ impl Cgroups {
         }
     }
 
+    /// Kills every process left in this host's own directory and removes it, with everything
+    /// in it (the end of a server).
+    pub(crate) fn release_own_dir(&self) {
+        for dir in self.own.parents() {
+            kill_tree(self.fs.as_ref(), dir);
+            remove_empty_tree(self.fs.as_ref(), dir);
+        }
+    }
+
     /// The limits set for `namespace`, or the defaults.
     pub(crate) fn tenant_limits(&self, namespace: &str) -> TenantLimits {
         let tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());

@@ -418,6 +418,16 @@ impl Host {
         }
     }
 
+    /// Kills whatever still runs in this host's cgroups (sandboxes made ahead, stem cells,
+    /// runtimes forked ahead, package zygotes) and removes them: the end of a server, whose
+    /// pools are never dropped before the process exits. Call it once nothing is invoked any
+    /// more.
+    pub fn release_cgroups(&self) {
+        if let Some(full) = &self.inner.full {
+            full.cgroups.release_own_dir();
+        }
+    }
+
     /// The directories of namespace `namespace`'s cgroup, one per hierarchy (they may not
     /// exist yet); empty in insecure mode or without the cgroup layer.
     pub fn tenant_cgroup_dirs(&self, namespace: &str) -> Result<Vec<PathBuf>, SandboxError> {
