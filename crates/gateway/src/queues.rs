@@ -469,7 +469,13 @@ impl FunctionRunner for RegistryRunner {
         };
         let result = app.run(&deployment, request).await;
         match result.activation.status {
-            ActivationStatus::Success => RunOutcome::Success(result.body),
+            ActivationStatus::Success => {
+                // The record is written before the caller deletes the batch's messages (as
+                // an async event's before its outcome): a node killed right after the delete
+                // still shows the work as done.
+                app.flush_records().await;
+                RunOutcome::Success(result.body)
+            }
             ActivationStatus::Throttled => RunOutcome::Throttled,
             _ => RunOutcome::Failed,
         }

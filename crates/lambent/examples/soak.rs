@@ -122,6 +122,9 @@ struct KindCounts {
     errors_5xx: BTreeMap<String, u64>,
     /// Refused without an answer (the server was down) or with a 4xx (throttles).
     refused: u64,
+    /// Sync and route: answered 2xx with the function's error instead of its echo (a sandbox
+    /// killed under it); the caller knows, nothing is retried.
+    failed_answered: u64,
 }
 
 struct Soak {
@@ -135,6 +138,8 @@ struct Soak {
     /// (seconds since start, server pid, RSS kB, open fds).
     samples: Mutex<Vec<(u64, u32, u64, u64)>>,
     faults: Mutex<BTreeMap<String, u64>>,
+    /// Network namespaces the servers and their sandboxes held (inode numbers).
+    netns_seen: Mutex<HashSet<u64>>,
     t0: Instant,
 }
 
@@ -169,6 +174,7 @@ fn main() {
         starts: AtomicU64::new(0),
         samples: Mutex::new(Vec::new()),
         faults: Mutex::new(BTreeMap::new()),
+        netns_seen: Mutex::new(HashSet::new()),
         t0: Instant::now(),
     });
     soak.start_server();
@@ -558,6 +564,7 @@ impl Soak {
         for (kind, c) in counts.iter() {
             let mut row = Row {
                 refused: c.refused,
+                failed_answered: c.failed_answered,
                 errors_5xx: c.errors_5xx.clone(),
                 ..Row::default()
             };
@@ -608,8 +615,8 @@ impl Soak {
             "## Soak: {minutes:.1} min of load under faults, {} server starts\n\n",
             self.starts.load(Ordering::SeqCst)
         ));
-        t.push_str("| kind | accepted | completed | lost | duplicated | refused (server down, 4xx) | 5xx by cause |\n");
-        t.push_str("| --- | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        t.push_str("| kind | accepted | completed | lost | duplicated | function error answered | refused (server down, 4xx) | 5xx by cause |\n");
+        t.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
         for kind in KINDS {
             let r = &report[kind];
             let causes = if r.errors_5xx.is_empty() {
@@ -627,12 +634,12 @@ impl Soak {
                 r.accepted.to_string()
             };
             t.push_str(&format!(
-                "| {kind} | {accepted} | {} | **{}** | {} | {} | {causes} |\n",
-                r.completed, r.lost, r.duplicated, r.refused
+                "| {kind} | {accepted} | {} | **{}** | {} | {} | {} | {causes} |\n",
+                r.completed, r.lost, r.duplicated, r.failed_answered, r.refused
             ));
             if !r.lost_ids.is_empty() {
                 t.push_str(&format!(
-                    "|  | lost e.g. {} | | | | | |\n",
+                    "|  | lost e.g. {} | | | | | | |\n",
                     r.lost_ids.join(", ")
                 ));
             }
@@ -698,6 +705,7 @@ struct Row {
     lost: u64,
     duplicated: u64,
     refused: u64,
+    failed_answered: u64,
     errors_5xx: BTreeMap<String, u64>,
     lost_ids: Vec<String>,
 }
@@ -843,8 +851,28 @@ fn cgroup_parents(parent: &str) -> Vec<PathBuf> {
     dirs.into_iter().filter(|d| d.is_dir()).collect()
 }
 
+/// The network namespaces process `pid` is in or holds a descriptor of (inode numbers).
+fn net_namespaces_of(pid: u32) -> HashSet<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = HashSet::new();
+    if let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/ns/net")) {
+        out.insert(meta.ino());
+    }
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            let link = std::fs::read_link(fd.path()).unwrap_or_default();
+            let link = link.to_string_lossy();
+            if let Some(n) = link.strip_prefix("net:[").and_then(|r| r.strip_suffix(']')) {
+                out.extend(n.parse::<u64>().ok());
+            }
+        }
+    }
+    out
+}
+
 /// What the machine holds that a server could leave behind.
 struct Inventory {
+    /// Every network namespace some process is in or holds, now.
     netns: HashSet<u64>,
     nsfs_mounts: HashSet<String>,
 }
@@ -854,9 +882,8 @@ impl Inventory {
         let mut netns = HashSet::new();
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for e in entries.flatten() {
-                if let Ok(meta) = std::fs::metadata(e.path().join("ns/net")) {
-                    use std::os::unix::fs::MetadataExt;
-                    netns.insert(meta.ino());
+                if let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() {
+                    netns.extend(net_namespaces_of(pid));
                 }
             }
         }
@@ -900,12 +927,21 @@ impl Inventory {
             collect_dirs(&parent, &mut cgroups);
         }
         left.insert("cgroups", cgroups);
-        let mut netns: Vec<String> = self
-            .netns
-            .difference(&before.netns)
+        // Those the servers' sandboxes and pools held that still exist (some process is in
+        // one or holds it, or it is bind-mounted), other than ones there before; the machine's
+        // other processes' namespaces come and go and are not counted.
+        let seen = soak.netns_seen.lock().unwrap();
+        let mut netns: Vec<String> = seen
+            .iter()
+            .filter(|i| self.netns.contains(i) && !before.netns.contains(i))
             .map(|i| format!("net:[{i}]"))
             .collect();
-        netns.extend(self.nsfs_mounts.difference(&before.nsfs_mounts).cloned());
+        netns.extend(
+            self.nsfs_mounts
+                .difference(&before.nsfs_mounts)
+                .filter(|l| seen.iter().any(|i| l.contains(&format!("net:[{i}]"))))
+                .cloned(),
+        );
         left.insert("network namespaces", netns);
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()
