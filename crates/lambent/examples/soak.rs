@@ -764,12 +764,18 @@ fn load(shared: &Shared, kind: &'static str) {
         match answer {
             None => c.refused += 1,
             Some((s, v)) if (200..300).contains(&s) => {
-                c.accepted.push(id.clone());
                 let echoed = v["ids"]
                     .as_array()
                     .is_some_and(|ids| ids.iter().any(|i| i == id.as_str()));
-                if echoed {
-                    c.answered.insert(id);
+                match (kind, echoed) {
+                    (_, true) => {
+                        c.accepted.push(id.clone());
+                        c.answered.insert(id);
+                    }
+                    // The function's error, answered to the caller (its sandbox was killed
+                    // under it): nothing to retry, nothing lost.
+                    ("sync" | "route", false) => c.failed_answered += 1,
+                    _ => c.accepted.push(id),
                 }
             }
             Some((s, v)) if s >= 500 => {
