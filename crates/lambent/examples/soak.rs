@@ -782,6 +782,7 @@ fn load(shared: &Shared, kind: &'static str) {
                 let code = v["error"]["code"]
                     .as_str()
                     .or(v["errorType"].as_str())
+                    .or(v["message"].as_str())
                     .unwrap_or("(no code)");
                 *c.errors_5xx.entry(format!("{s} {code}")).or_default() += 1;
             }
