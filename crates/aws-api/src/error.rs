@@ -42,6 +42,12 @@ pub enum AwsError {
     /// The namespace's hard monthly budget is spent.
     #[error("{0}")]
     BudgetExhausted(String),
+    /// A dependency of the store cannot be reached (the message names it): a 503 `ServiceException`.
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// The data disk is full, nothing was written: a 507 `ServiceException`.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Service(String),
 }
@@ -65,6 +71,8 @@ impl AwsError {
             AwsError::Credentials(_) => StatusCode::FORBIDDEN,
             AwsError::AccessDenied(_) | AwsError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             AwsError::BudgetExhausted(_) => StatusCode::PAYMENT_REQUIRED,
+            AwsError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AwsError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             AwsError::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,13 +104,18 @@ impl AwsError {
             AwsError::AccessDenied(_) => "AccessDeniedException",
             AwsError::QuotaExceeded(_) => "QuotaExceeded",
             AwsError::BudgetExhausted(_) => "BudgetExhausted",
-            AwsError::Service(_) => "ServiceException",
+            AwsError::Service(_)
+            | AwsError::ServiceUnavailable(_)
+            | AwsError::InsufficientStorage(_) => "ServiceException",
         }
     }
 
     fn fault(&self) -> &'static str {
         match self {
-            AwsError::Service(_) | AwsError::Credentials(CredentialError::Store(_)) => "Service",
+            AwsError::Service(_)
+            | AwsError::ServiceUnavailable(_)
+            | AwsError::InsufficientStorage(_)
+            | AwsError::Credentials(CredentialError::Store(_)) => "Service",
             _ => "User",
         }
     }
@@ -130,6 +143,8 @@ impl From<ApiError> for AwsError {
                 message,
             },
             ApiError::Internal(_) => AwsError::Service(message),
+            ApiError::DependencyUnavailable(_) => AwsError::ServiceUnavailable(message),
+            ApiError::InsufficientStorage(_) => AwsError::InsufficientStorage(message),
             ApiError::Forbidden(_) => AwsError::AccessDenied(message),
             ApiError::QuotaExceeded(_) => AwsError::QuotaExceeded(message),
             ApiError::BudgetExhausted(_) => AwsError::BudgetExhausted(message),

@@ -112,6 +112,10 @@ pub enum ApiError {
     /// A cluster dependency (PostgreSQL, NATS) cannot be reached; the message names it.
     #[error("{0}")]
     DependencyUnavailable(String),
+    /// The data disk is full: nothing of the write was kept; the message names what could
+    /// not be written.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -162,6 +166,7 @@ impl ApiError {
             ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ApiError::BudgetExhausted(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::DependencyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -201,6 +206,7 @@ impl ApiError {
             ApiError::QuotaExceeded(_) => "QuotaExceeded",
             ApiError::BudgetExhausted(_) => "BudgetExhausted",
             ApiError::DependencyUnavailable(_) => "ServiceUnavailable",
+            ApiError::InsufficientStorage(_) => "InsufficientStorage",
             ApiError::Internal(_) => "Internal",
         }
     }
@@ -228,6 +234,11 @@ impl From<PackageError> for ApiError {
                 what: "the unpacked code",
                 limit_mb: (lambent_core::limits::MAX_CODE_UNZIPPED / (1024 * 1024)) as usize,
             },
+            PackageError::Io(e) if lambent_store::is_disk_full(&e) => {
+                ApiError::InsufficientStorage(
+                    StoreError::DiskFull(format!("could not store the code: {e}")).to_string(),
+                )
+            }
             PackageError::Io(e) => ApiError::Internal(format!("could not store the code: {e}")),
             other => ApiError::InvalidPackage(other),
         }
@@ -241,6 +252,7 @@ impl From<StoreError> for ApiError {
             StoreError::MissingBlob(sha) => ApiError::CodeNotFound(sha),
             StoreError::Package(p) => p.into(),
             StoreError::Unavailable { .. } => ApiError::DependencyUnavailable(e.to_string()),
+            StoreError::DiskFull(_) => ApiError::InsufficientStorage(e.to_string()),
             StoreError::Database(_) | StoreError::Io(_) | StoreError::SchemaTooNew { .. } => {
                 tracing::error!("store failure: {e}");
                 ApiError::Internal(e.to_string())
@@ -253,7 +265,9 @@ impl From<lambent_queues::QueueError> for ApiError {
     fn from(e: lambent_queues::QueueError) -> ApiError {
         match e {
             // A cluster dependency that is down is the same 503 everywhere.
-            lambent_queues::QueueError::Store(s @ StoreError::Unavailable { .. }) => s.into(),
+            lambent_queues::QueueError::Store(
+                s @ (StoreError::Unavailable { .. } | StoreError::DiskFull(_)),
+            ) => s.into(),
             other => ApiError::Queue(other),
         }
     }

@@ -19,6 +19,7 @@ use lambent_queues::{
     Attributes, Endpoint, FunctionRunner, MappingSettings, Outgoing, QueueConfig, QueueError,
     QueueSettings, RunOutcome, StreamMappingSettings,
 };
+use lambent_store::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -468,7 +469,13 @@ impl FunctionRunner for RegistryRunner {
         };
         let result = app.run(&deployment, request).await;
         match result.activation.status {
-            ActivationStatus::Success => RunOutcome::Success(result.body),
+            ActivationStatus::Success => {
+                // The record is written before the caller deletes the batch's messages (as
+                // an async event's before its outcome): a node killed right after the delete
+                // still shows the work as done.
+                app.flush_records().await;
+                RunOutcome::Success(result.body)
+            }
             ActivationStatus::Throttled => RunOutcome::Throttled,
             _ => RunOutcome::Failed,
         }
@@ -481,13 +488,17 @@ impl FunctionRunner for RegistryRunner {
         payload: Bytes,
         trigger: &str,
         trace: lambent_core::TraceOrigin,
-    ) -> Result<(), String> {
-        let app = self.0.upgrade().ok_or("the server is stopping")?;
+    ) -> Result<(), StoreError> {
+        let stopping = || StoreError::Database("the server is stopping".into());
+        let app = self.0.upgrade().ok_or_else(stopping)?;
         app.events
             .enqueue_traced(namespace, function, payload.to_vec(), trigger, trace)
             .await
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                lambent_events::EventsError::Store(s) => s,
+                other => StoreError::Database(other.to_string()),
+            })
     }
 }
 

@@ -686,7 +686,8 @@ impl Invoker {
             .map_err(|e| SandboxError::Io(std::io::Error::other(e.to_string())))?
     }
 
-    /// Kills every idle sandbox (server shutdown).
+    /// Kills every idle sandbox, and everything the host made ahead, and removes the host's
+    /// cgroups (server shutdown).
     pub fn shutdown(&self) {
         if let Some(reaper) = self.inner.reaper.lock().take() {
             reaper.abort();
@@ -695,6 +696,7 @@ impl Invoker {
         for pool in pools {
             pool.retire();
         }
+        self.inner.host.release_cgroups();
     }
 }
 

@@ -99,7 +99,18 @@ impl ObjectError {
             ObjectError::InvalidRequest(_) => "InvalidRequest",
             ObjectError::QuotaExceeded(_) => "QuotaExceeded",
             ObjectError::Store(StoreError::Unavailable { .. }) => "ServiceUnavailable",
+            _ if self.is_disk_full() => "InsufficientStorage",
             ObjectError::Store(_) | ObjectError::Io(_) => "InternalError",
+        }
+    }
+
+    /// Whether the data disk was full (nothing of the write kept): `507 InsufficientStorage`,
+    /// which S3 clients retry like any 5xx.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            ObjectError::Store(StoreError::DiskFull(_)) => true,
+            ObjectError::Io(e) => lambent_store::is_disk_full(e),
+            _ => false,
         }
     }
 
@@ -115,6 +126,7 @@ impl ObjectError {
             ObjectError::PreconditionFailed => 412,
             ObjectError::NotModified => 304,
             ObjectError::Store(StoreError::Unavailable { .. }) => 503,
+            _ if self.is_disk_full() => 507,
             ObjectError::Store(_) | ObjectError::Io(_) => 500,
             _ => 400,
         }

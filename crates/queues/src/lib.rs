@@ -90,7 +90,8 @@ pub trait FunctionRunner: Send + Sync + 'static {
         trace: TraceOrigin,
     ) -> RunOutcome;
     /// Queues an asynchronous invocation durably (retries, dead letters) and returns once it
-    /// is on disk; the error says why it could not be. `trace`: its context and delivery.
+    /// is on disk; the error says why it could not be (a full disk and an unreachable store
+    /// keep their kind, for their 507 and 503). `trace`: its context and delivery.
     async fn enqueue(
         &self,
         namespace: &str,
@@ -98,7 +99,7 @@ pub trait FunctionRunner: Send + Sync + 'static {
         payload: Bytes,
         trigger: &str,
         trace: TraceOrigin,
-    ) -> Result<(), String>;
+    ) -> Result<(), lambent_store::StoreError>;
 }
 
 /// Settings of a new queue; unset ones get the defaults.
@@ -1023,9 +1024,13 @@ impl Queues {
                 )
                 .await
                 .map_err(|e| {
-                    QueueError::Store(lambent_store::StoreError::Database(format!(
-                        "could not queue the delivery to '{target}': {e}"
-                    )))
+                    QueueError::Store(match e {
+                        e @ (lambent_store::StoreError::DiskFull(_)
+                        | lambent_store::StoreError::Unavailable { .. }) => e,
+                        e => lambent_store::StoreError::Database(format!(
+                            "could not queue the delivery to '{target}': {e}"
+                        )),
+                    })
                 })?;
         }
         Ok((message_id, subscriptions.len()))

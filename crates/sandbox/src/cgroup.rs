@@ -2,10 +2,16 @@
 //! `<hierarchy>/lambent/<sandbox-id>` with its limits, and what the sandbox handle reads and
 //! writes later (memory peak, OOM kills, freezer, kill).
 //!
+//! **One directory per server.** Every cgroup a host makes lives under its own directory,
+//! `<hierarchy>/lambent/host-<pid>-<n>/`: a sandbox outside every namespace (or made ahead) at
+//! `host-<pid>-<n>/<sandbox-id>`, so that two servers on one machine never share, limit or
+//! remove each other's cgroups. The directory goes when the host does
+//! ([`Cgroups::remove_own_dir`]); one whose server died (no process `<pid>`) is emptied and
+//! removed by the next host's start ([`Cgroups::remove_stale`]).
+//!
 //! **Namespaces (tenants).** A sandbox of a namespace lives one level down, under its
-//! namespace's cgroup: `<hierarchy>/lambent/tenants-<pid>-<n>/ns-<namespace>/<sandbox-id>` (the
-//! middle directory is this host's own, so that two servers on one machine never share a
-//! namespace's cgroup, its limits or its removal). That cgroup carries the
+//! namespace's cgroup: `<hierarchy>/lambent/host-<pid>-<n>/ns-<namespace>/<sandbox-id>`. That
+//! cgroup carries the
 //! namespace's [`TenantLimits`]: its CPU weight among the namespaces (v2 `cpu.weight`, v1
 //! `cpu.shares` = weight × 1024 / 100) and the memory all its sandboxes may hold together (v2
 //! `memory.max`, v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`). It is made on
@@ -218,12 +224,13 @@ impl Hierarchy {
     }
 }
 
-/// Prefix of a namespace's cgroup directory: `<parent>/tenants-<pid>-<n>/ns-<namespace>`.
+/// Prefix of a namespace's cgroup directory: `<parent>/host-<pid>-<n>/ns-<namespace>`.
 const TENANT_PREFIX: &str = "ns-";
-/// Prefix of one host's directory of namespaces.
-const TENANTS_PREFIX: &str = "tenants-";
-/// Prefix of a sandbox's cgroup directory.
-const SANDBOX_PREFIX: &str = "sb-";
+/// Prefix of one host's own directory: `host-<pid>-<n>`.
+const HOST_PREFIX: &str = "host-";
+/// Prefix of the directory of namespaces of hosts before they had one of their own
+/// (`tenants-<pid>-<n>`): removed like a dead host's.
+const LEGACY_TENANTS_PREFIX: &str = "tenants-";
 /// Longest namespace name that names a cgroup directory.
 const MAX_TENANT_LEN: usize = 128;
 
@@ -261,10 +268,10 @@ pub(crate) struct Cgroups {
     /// The limits set for each namespace ([`Cgroups::set_tenant`]), applied again whenever its
     /// cgroup has to be made (first use, or after something removed it).
     tenants: Arc<Mutex<HashMap<String, TenantLimits>>>,
-    /// This host's directory of namespaces under the parent, `tenants-<pid>-<n>`: of its own,
-    /// so that two servers on one machine (or two hosts in one process) never share, limit
-    /// or remove each other's namespaces.
-    tenants_root: String,
+    /// `hierarchy` one level down, in this host's own directory `host-<pid>-<n>`: every
+    /// cgroup it makes (sandboxes, namespaces) is in it, so that two servers on one machine
+    /// (or two hosts in one process) never share, limit or remove each other's.
+    own: Hierarchy,
 }
 
 fn cgroup_err<'a>(
@@ -303,12 +310,31 @@ impl Cgroups {
         };
         static HOSTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = HOSTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Cgroups {
+        let own_dir = format!("{HOST_PREFIX}{}-{n}", std::process::id());
+        let own = hierarchy.under(&own_dir);
+        let cgroups = Cgroups {
             fs,
             hierarchy,
             tenants: Arc::default(),
-            tenants_root: format!("{TENANTS_PREFIX}{}-{n}", std::process::id()),
-        })
+            own,
+        };
+        cgroups.make_delegating_dirs(&cgroups.own)?;
+        Ok(cgroups)
+    }
+
+    /// Makes `hierarchy`'s directories where missing and, on v2, delegates the controllers
+    /// to their children.
+    fn make_delegating_dirs(&self, hierarchy: &Hierarchy) -> Result<bool, SandboxError> {
+        let made = self.make_dirs(hierarchy)?;
+        if made {
+            if let Hierarchy::V2 { parent, cpu } = hierarchy {
+                let control = parent.join("cgroup.subtree_control");
+                self.fs
+                    .write(&control, v2_controllers(*cpu))
+                    .map_err(cgroup_err("write", &control))?;
+            }
+        }
+        Ok(made)
     }
 
     fn detect_v2(fs: &dyn CgroupFs, root: &Path, name: &Path) -> Result<Hierarchy, SandboxError> {
@@ -332,11 +358,7 @@ impl Cgroups {
         if !cpu {
             tracing::warn!("cgroup v2 cpu controller unavailable: sandboxes get no cpu weight");
         }
-        let enable = if cpu {
-            "+memory +pids +cpu"
-        } else {
-            "+memory +pids"
-        };
+        let enable = v2_controllers(cpu);
         let parent = root.join(name);
         // The root and every directory down to the parent delegate the controllers.
         let mut dirs = vec![root.to_path_buf()];
@@ -416,52 +438,35 @@ impl Cgroups {
         })
     }
 
-    /// Removes empty sandbox cgroups left behind by a server that died without cleaning up
-    /// (its sandboxes die with it). Only directories untouched for a minute go, so a sandbox
-    /// another server is creating right now is never removed; a non-empty cgroup cannot be.
-    /// Directories of namespaces (`tenants-<pid>-*`) of a server that is gone go too, where
-    /// empty.
+    /// Removes what hosts that are gone left behind: the directory of every host whose
+    /// server process no longer exists (`host-<pid>-*`, and the older `tenants-<pid>-*`),
+    /// killing whatever still runs in it first (a sandbox that outlived its server). Live
+    /// servers' directories, and everything outside them, are never touched.
     pub(crate) fn remove_stale(&self) {
-        let mut parents: Vec<PathBuf> = Vec::new();
+        let mut removed = 0;
         for parent in self.hierarchy.parents() {
-            parents.push(parent.clone());
             let Ok(entries) = std::fs::read_dir(parent) else {
                 continue;
             };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let pid = name
-                    .strip_prefix(TENANTS_PREFIX)
-                    .and_then(|rest| rest.split('-').next())
-                    .and_then(|pid| pid.parse::<u32>().ok());
-                if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                if dead_host(&name) {
+                    kill_tree(self.fs.as_ref(), &e.path());
                     remove_empty_tree(self.fs.as_ref(), &e.path());
-                }
-            }
-        }
-        let mut removed = 0;
-        for parent in parents {
-            let Ok(entries) = std::fs::read_dir(&parent) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let stale = entry
-                    .metadata()
-                    .ok()
-                    .and_then(|m| m.modified().ok())
-                    .is_some_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(60)));
-                let sandbox = entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(SANDBOX_PREFIX);
-                if sandbox && stale && self.fs.rmdir(&entry.path()).is_ok() {
-                    removed += 1;
+                    removed += usize::from(!self.fs.exists(&e.path()));
                 }
             }
         }
         if removed > 0 {
-            tracing::info!("removed {removed} empty cgroups of sandboxes from an earlier run");
+            tracing::info!("removed {removed} cgroup directories of servers that are gone");
         }
+    }
+
+    /// The name of this host's own directory.
+    #[cfg(test)]
+    fn own_dir(&self) -> String {
+        let dir = self.own.parents()[0];
+        dir.file_name().unwrap().to_string_lossy().into_owned()
     }
 
     pub(crate) fn version(&self) -> CgroupVersion {
@@ -482,7 +487,7 @@ impl Cgroups {
     ) -> Result<SandboxCgroup, SandboxError> {
         match tenant {
             Some(namespace) => self.create_in(&self.tenant(namespace)?, id, limits),
-            None => self.create_in(&self.hierarchy, id, limits),
+            None => self.create_in(&self.own, id, limits),
         }
     }
 
@@ -534,21 +539,9 @@ impl Cgroups {
     /// (the defaults when none were): the layout its sandboxes are created in.
     fn tenant(&self, namespace: &str) -> Result<Hierarchy, SandboxError> {
         let name = tenant_dir(namespace)?;
-        let root = self.hierarchy.under(&self.tenants_root);
-        if self.make_dirs(&root)? {
-            if let Hierarchy::V2 { parent, cpu } = &root {
-                let control = parent.join("cgroup.subtree_control");
-                let enable = if *cpu {
-                    "+memory +pids +cpu"
-                } else {
-                    "+memory +pids"
-                };
-                self.fs
-                    .write(&control, enable)
-                    .map_err(cgroup_err("write", &control))?;
-            }
-        }
-        let hierarchy = root.under(&name);
+        // Made at start; again if something removed it since.
+        self.make_delegating_dirs(&self.own)?;
+        let hierarchy = self.own.under(&name);
         if self.make_dirs(&hierarchy)? {
             let limits = self.tenant_limits(namespace);
             self.apply_tenant(&hierarchy, limits, true)?;
@@ -572,7 +565,7 @@ impl Cgroups {
     /// Namespace `namespace`'s layout (its directories may not exist).
     fn tenant_layout(&self, namespace: &str) -> Result<Hierarchy, SandboxError> {
         let name = tenant_dir(namespace)?;
-        Ok(self.hierarchy.under(&self.tenants_root).under(&name))
+        Ok(self.own.under(&name))
     }
 
     /// The directories of namespace `namespace`'s cgroup, one per distinct hierarchy.
@@ -585,10 +578,19 @@ impl Cgroups {
             .collect())
     }
 
-    /// Removes this host's directory of namespaces, and those in it, where empty (best
-    /// effort: at the end of the server).
-    pub(crate) fn remove_tenants_root(&self) {
-        for dir in self.hierarchy.under(&self.tenants_root).parents() {
+    /// Removes this host's own directory, and those in it, where empty (best effort: at the
+    /// end of the server, when its sandboxes are gone).
+    pub(crate) fn remove_own_dir(&self) {
+        for dir in self.own.parents() {
+            remove_empty_tree(self.fs.as_ref(), dir);
+        }
+    }
+
+    /// Kills every process left in this host's own directory and removes it, with everything
+    /// in it (the end of a server).
+    pub(crate) fn release_own_dir(&self) {
+        for dir in self.own.parents() {
+            kill_tree(self.fs.as_ref(), dir);
             remove_empty_tree(self.fs.as_ref(), dir);
         }
     }
@@ -645,13 +647,7 @@ impl Cgroups {
         match tenant {
             Hierarchy::V2 { parent, cpu } => {
                 if fresh {
-                    let control = parent.join("cgroup.subtree_control");
-                    let enable = if *cpu {
-                        "+memory +pids +cpu"
-                    } else {
-                        "+memory +pids"
-                    };
-                    set(&control, enable)?;
+                    set(&parent.join("cgroup.subtree_control"), v2_controllers(*cpu))?;
                 }
                 if *cpu {
                     set(&parent.join("cpu.weight"), &limits.cpu_weight.to_string())?;
@@ -727,16 +723,7 @@ impl Cgroups {
             }
             for pid in listed {
                 if let Some(pidfd) = pidfd_open(pid) {
-                    // SAFETY: pidfd_send_signal on a pidfd we own (never a recycled pid).
-                    unsafe {
-                        libc::syscall(
-                            libc::SYS_pidfd_send_signal,
-                            pidfd.as_raw_fd(),
-                            libc::SIGKILL,
-                            std::ptr::null::<libc::siginfo_t>(),
-                            0,
-                        )
-                    };
+                    send_kill(&pidfd);
                     killed.insert(pid);
                 }
             }
@@ -801,25 +788,6 @@ impl Cgroups {
         }
     }
 
-    /// The directory name sandbox `id` gets under `hierarchy`: `id`, unless a directory of
-    /// that name is there and does not empty within [`STALE_TIMEOUT`] (an earlier attempt to
-    /// start this sandbox whose processes are still exiting, or a crashed server's): then
-    /// `id-2`, `id-3`… (the leftover goes with its namespace's tree or at the next start).
-    fn free_name(&self, hierarchy: &Hierarchy, id: &str) -> String {
-        let mut name = id.to_string();
-        for n in 2.. {
-            let taken = hierarchy.parents().into_iter().any(|parent| {
-                let dir = parent.join(&name);
-                self.fs.exists(&dir) && remove_dir(self.fs.as_ref(), &dir, STALE_TIMEOUT).is_err()
-            });
-            if !taken || n > 64 {
-                break;
-            }
-            name = format!("{id}-{n}");
-        }
-        name
-    }
-
     fn create_in(
         &self,
         hierarchy: &Hierarchy,
@@ -827,8 +795,6 @@ impl Cgroups {
         limits: Limits,
     ) -> Result<SandboxCgroup, SandboxError> {
         let fs = Arc::clone(&self.fs);
-        let name = self.free_name(hierarchy, id);
-        let id = name.as_str();
         match hierarchy {
             Hierarchy::V1 {
                 memory,
@@ -895,6 +861,77 @@ impl Cgroups {
             }
         }
     }
+}
+
+/// The v2 controllers a directory delegates to its children.
+fn v2_controllers(cpu: bool) -> &'static str {
+    match cpu {
+        true => "+memory +pids +cpu",
+        false => "+memory +pids",
+    }
+}
+
+/// Whether `name` is the directory of a host whose server process is gone:
+/// `host-<pid>-<n>` (or the older `tenants-<pid>-<n>`) with no process `<pid>`.
+fn dead_host(name: &str) -> bool {
+    let pid = name
+        .strip_prefix(HOST_PREFIX)
+        .or_else(|| name.strip_prefix(LEGACY_TENANTS_PREFIX))
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok());
+    pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Kills every process in the cgroup tree at `dir` (through pidfds; frozen ones are thawed
+/// so they can die) and waits up to [`TENANT_REMOVE_TIMEOUT`] for them to leave.
+fn kill_tree(fs: &dyn CgroupFs, dir: &Path) {
+    let mut dirs = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            todo.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path()),
+            );
+        }
+        dirs.push(d);
+    }
+    let deadline = Instant::now() + TENANT_REMOVE_TIMEOUT;
+    loop {
+        let pids: HashSet<i32> = dirs
+            .iter()
+            .filter_map(|d| fs.read(&d.join("cgroup.procs")).ok())
+            .flat_map(|s| s.lines().filter_map(|l| l.parse().ok()).collect::<Vec<_>>())
+            .collect();
+        if pids.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        for pidfd in pids.into_iter().filter_map(pidfd_open) {
+            send_kill(&pidfd);
+        }
+        for d in &dirs {
+            let _ = fs.write(&d.join("cgroup.kill"), "1");
+            let _ = fs.write(&d.join("cgroup.freeze"), "0");
+            let _ = fs.write(&d.join("freezer.state"), "THAWED");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// SIGKILL through a pidfd (never a recycled pid).
+fn send_kill(pidfd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
 }
 
 /// Removes `dir` and the directories below it, deepest first, where empty (best effort).
@@ -1329,27 +1366,13 @@ impl SandboxCgroup {
             if pidfds.is_empty() {
                 break;
             }
-            for pidfd in &pidfds {
-                // SAFETY: pidfd_send_signal on a pidfd we own (never a recycled pid).
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        pidfd.as_raw_fd(),
-                        libc::SIGKILL,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0,
-                    )
-                };
-            }
+            pidfds.iter().for_each(send_kill);
             killed.extend(pidfds);
         }
         self.kill_all();
         killed
     }
 }
-
-/// How long a sandbox's start waits for a cgroup directory of the same name to empty.
-const STALE_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Removes cgroup directory `dir` (gone already counts), retrying for up to `timeout` while
 /// exiting tasks linger in it.
@@ -1369,10 +1392,53 @@ fn remove_dir(fs: &dyn CgroupFs, dir: &Path, timeout: Duration) -> io::Result<()
     }
 }
 
+impl SandboxCgroup {
+    /// Kills whatever still runs in the cgroup and waits (up to `timeout`) until each of
+    /// those processes has exited, reaping those that are this server's children: a
+    /// sandbox whose claim failed half-way can leave its processes here when its cgroup
+    /// drops, and a cgroup cannot be removed while they live.
+    fn reap_every_process(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for pidfd in self.kill_every_process() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut poll = libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one pollfd of a pidfd we own: readable once the process exits.
+            unsafe { libc::poll(&mut poll, 1, left.as_millis() as libc::c_int) };
+            // SAFETY: waitid on a pidfd we own, into a zeroed siginfo; ECHILD (not ours, or
+            // reaped already) is harmless.
+            unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(
+                    libc::P_PIDFD,
+                    pidfd.as_raw_fd() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG,
+                );
+            }
+        }
+    }
+
+    /// Whether a process is still listed in the cgroup.
+    fn has_processes(&self) -> bool {
+        self.fs
+            .read(&self.procs_path())
+            .is_ok_and(|s| s.lines().any(|l| !l.trim().is_empty()))
+    }
+}
+
 impl Drop for SandboxCgroup {
+    /// Removes the directories; processes still in them (a claim that failed before its
+    /// sandbox took them over) are killed and reaped first.
     fn drop(&mut self) {
         self.peak = None;
         self.events = None;
+        if self.has_processes() {
+            self.reap_every_process(REMOVE_TIMEOUT);
+        }
         let start = Instant::now();
         for dir in self.dirs.iter().rev() {
             let left = REMOVE_TIMEOUT.saturating_sub(start.elapsed());
@@ -1514,6 +1580,7 @@ mod tests {
         fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
         let fs = FakeFs::new(V1_FILES);
         let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.own_dir();
         assert_eq!(cgroups.version(), CgroupVersion::V1);
         for c in ["memory", "pids", "freezer", "cpu"] {
             assert!(
@@ -1526,15 +1593,23 @@ mod tests {
         let bytes = (128u64 << 20).to_string();
         let written = |p: &str| fs.written(&root.join(p));
         assert_eq!(
-            written("memory/lambent/sb-1/memory.limit_in_bytes"),
+            written(&format!("memory/lambent/{t}/sb-1/memory.limit_in_bytes")),
             Some(bytes.clone())
         );
         assert_eq!(
-            written("memory/lambent/sb-1/memory.memsw.limit_in_bytes"),
+            written(&format!(
+                "memory/lambent/{t}/sb-1/memory.memsw.limit_in_bytes"
+            )),
             Some(bytes)
         );
-        assert_eq!(written("pids/lambent/sb-1/pids.max"), Some("64".into()));
-        assert_eq!(written("cpu/lambent/sb-1/cpu.shares"), Some("74".into()));
+        assert_eq!(
+            written(&format!("pids/lambent/{t}/sb-1/pids.max")),
+            Some("64".into())
+        );
+        assert_eq!(
+            written(&format!("cpu/lambent/{t}/sb-1/cpu.shares")),
+            Some("74".into())
+        );
         assert_eq!(cg.dirs().len(), 4);
         assert_eq!(cg.procs_files().unwrap().len(), 4);
         assert!(cg.dir_file().unwrap().is_none());
@@ -1551,37 +1626,39 @@ mod tests {
         assert!(pos("memory.limit_in_bytes") < pos("memory.memsw.limit_in_bytes"));
 
         touch(
-            root.join("memory/lambent/sb-1/memory.oom_control"),
+            root.join(format!("memory/lambent/{t}/sb-1/memory.oom_control")),
             "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
         );
         assert_eq!(cg.oom_kills(), 2);
         touch(
-            root.join("memory/lambent/sb-1/memory.max_usage_in_bytes"),
+            root.join(format!("memory/lambent/{t}/sb-1/memory.max_usage_in_bytes")),
             "1048576\n",
         );
         assert_eq!(cg.memory_peak_bytes(), Some(1 << 20));
         cg.reset_memory_peak();
         assert_eq!(
-            written("memory/lambent/sb-1/memory.max_usage_in_bytes"),
+            written(&format!(
+                "memory/lambent/{t}/sb-1/memory.max_usage_in_bytes"
+            )),
             Some("0".into())
         );
 
         // The fake's state file says FROZEN as soon as it is written.
         cg.freeze().unwrap();
         assert_eq!(
-            written("freezer/lambent/sb-1/freezer.state"),
+            written(&format!("freezer/lambent/{t}/sb-1/freezer.state")),
             Some("FROZEN".into())
         );
         cg.thaw().unwrap();
         assert_eq!(
-            written("freezer/lambent/sb-1/freezer.state"),
+            written(&format!("freezer/lambent/{t}/sb-1/freezer.state")),
             Some("THAWED".into())
         );
 
         drop(cg);
         for c in ["memory", "pids", "freezer", "cpu"] {
             assert!(
-                !root.join(c).join("lambent/sb-1").exists(),
+                !root.join(c).join(format!("lambent/{t}/sb-1")).exists(),
                 "{c} dir left behind"
             );
             assert!(root.join(c).join("lambent").exists());
@@ -1595,9 +1672,15 @@ mod tests {
         fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
         let fs = FakeFs::new(V1_FILES);
         let cgroups = Cgroups::detect_in(fs.clone(), root, Path::new("lambent/bench-n1")).unwrap();
+        let t = cgroups.own_dir();
         let cg = cgroups.create(None, "sb-1", LIMITS).unwrap();
         for c in ["memory", "pids", "freezer", "cpu"] {
-            assert!(root.join(c).join("lambent/bench-n1/sb-1").is_dir(), "{c}");
+            assert!(
+                root.join(c)
+                    .join(format!("lambent/bench-n1/{t}/sb-1"))
+                    .is_dir(),
+                "{c}"
+            );
         }
         drop(cg);
         assert!(root.join("cpu/lambent/bench-n1").is_dir());
@@ -1615,13 +1698,14 @@ mod tests {
         let root = tmp.path();
         fake_v1(root, &["memory", "pids", "freezer"], false);
         let fs = FakeFs::new(V1_FILES);
-        let cg = Cgroups::detect(fs.clone(), root)
-            .unwrap()
-            .create(None, "sb-2", LIMITS)
-            .unwrap();
+        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.own_dir();
+        let cg = cgroups.create(None, "sb-2", LIMITS).unwrap();
         assert_eq!(cg.dirs().len(), 3);
         assert_eq!(
-            fs.written(&root.join("memory/lambent/sb-2/memory.memsw.limit_in_bytes")),
+            fs.written(&root.join(format!(
+                "memory/lambent/{t}/sb-2/memory.memsw.limit_in_bytes"
+            ))),
             None
         );
     }
@@ -1633,12 +1717,11 @@ mod tests {
         fake_v1(root, &["memory", "pids", "freezer", "cpu,cpuacct"], false);
         std::os::unix::fs::symlink("cpu,cpuacct", root.join("cpu")).unwrap();
         let fs = FakeFs::new(V1_FILES);
-        let cg = Cgroups::detect(fs, root)
-            .unwrap()
-            .create(None, "sb-3", LIMITS)
-            .unwrap();
+        let cgroups = Cgroups::detect(fs, root).unwrap();
+        let t = cgroups.own_dir();
+        let cg = cgroups.create(None, "sb-3", LIMITS).unwrap();
         assert_eq!(cg.dirs().len(), 4);
-        assert!(root.join("cpu,cpuacct/lambent/sb-3").is_dir());
+        assert!(root.join(format!("cpu,cpuacct/lambent/{t}/sb-3")).is_dir());
     }
 
     #[test]
@@ -1666,6 +1749,7 @@ mod tests {
         fake_v2(root, "cpuset cpu io memory hugetlb pids rdma misc");
         let fs = FakeFs::new(V2_FILES);
         let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.own_dir();
         assert_eq!(cgroups.version(), CgroupVersion::V2);
         let written = |p: &str| fs.written(&root.join(p));
         assert_eq!(
@@ -1678,37 +1762,58 @@ mod tests {
         );
 
         let cg = cgroups.create(None, "sb-4", LIMITS).unwrap();
-        assert_eq!(written("lambent/sb-4/memory.swap.max"), Some("0".into()));
         assert_eq!(
-            written("lambent/sb-4/memory.max"),
+            written(&format!("lambent/{t}/sb-4/memory.swap.max")),
+            Some("0".into())
+        );
+        assert_eq!(
+            written(&format!("lambent/{t}/sb-4/memory.max")),
             Some((128u64 << 20).to_string())
         );
-        assert_eq!(written("lambent/sb-4/memory.oom.group"), Some("1".into()));
-        assert_eq!(written("lambent/sb-4/pids.max"), Some("64".into()));
-        assert_eq!(written("lambent/sb-4/cpu.weight"), Some("7".into()));
+        assert_eq!(
+            written(&format!("lambent/{t}/sb-4/memory.oom.group")),
+            Some("1".into())
+        );
+        assert_eq!(
+            written(&format!("lambent/{t}/sb-4/pids.max")),
+            Some("64".into())
+        );
+        assert_eq!(
+            written(&format!("lambent/{t}/sb-4/cpu.weight")),
+            Some("7".into())
+        );
         assert_eq!(cg.procs_files().unwrap().len(), 1);
         assert!(cg.dir_file().unwrap().is_some());
 
         touch(
-            root.join("lambent/sb-4/memory.events"),
+            root.join(format!("lambent/{t}/sb-4/memory.events")),
             "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
         );
         assert_eq!(cg.oom_kills(), 1);
 
         touch(
-            root.join("lambent/sb-4/cgroup.events"),
+            root.join(format!("lambent/{t}/sb-4/cgroup.events")),
             "populated 1\nfrozen 1\n",
         );
         cg.freeze().unwrap();
-        assert_eq!(written("lambent/sb-4/cgroup.freeze"), Some("1".into()));
+        assert_eq!(
+            written(&format!("lambent/{t}/sb-4/cgroup.freeze")),
+            Some("1".into())
+        );
         cg.thaw().unwrap();
-        assert_eq!(written("lambent/sb-4/cgroup.freeze"), Some("0".into()));
-        touch(root.join("lambent/sb-4/cgroup.kill"), "");
+        assert_eq!(
+            written(&format!("lambent/{t}/sb-4/cgroup.freeze")),
+            Some("0".into())
+        );
+        touch(root.join(format!("lambent/{t}/sb-4/cgroup.kill")), "");
         cg.kill_all();
-        assert_eq!(written("lambent/sb-4/cgroup.kill"), Some("1".into()));
+        assert_eq!(
+            written(&format!("lambent/{t}/sb-4/cgroup.kill")),
+            Some("1".into())
+        );
 
         drop(cg);
-        assert!(!root.join("lambent/sb-4").exists());
+        assert!(!root.join(format!("lambent/{t}/sb-4")).exists());
     }
 
     #[test]
@@ -1718,13 +1823,17 @@ mod tests {
         fake_v2(root, "memory pids");
         let fs = FakeFs::new(V2_FILES);
         let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.own_dir();
         assert_eq!(
             fs.written(&root.join("cgroup.subtree_control")),
             Some("+memory +pids".into())
         );
         let cg = cgroups.create(None, "sb-5", LIMITS).unwrap();
-        assert_eq!(fs.written(&root.join("lambent/sb-5/cpu.weight")), None);
-        std::fs::write(root.join("lambent/sb-5/memory.peak"), "8192\n").unwrap();
+        assert_eq!(
+            fs.written(&root.join(format!("lambent/{t}/sb-5/cpu.weight"))),
+            None
+        );
+        std::fs::write(root.join(format!("lambent/{t}/sb-5/memory.peak")), "8192\n").unwrap();
         assert_eq!(cg.memory_peak_bytes(), Some(8192));
     }
 
@@ -1768,7 +1877,7 @@ mod tests {
         fake_v2(root, "cpu memory pids");
         let fs = FakeFs::new(V2_FILES);
         let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.tenants_root.clone();
+        let t = cgroups.own_dir();
         let written = |p: &str| fs.written(&root.join(p));
         let limits = TenantLimits {
             cpu_weight: 300,
@@ -1842,7 +1951,7 @@ mod tests {
         fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
         let fs = FakeFs::new(V1_FILES);
         let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.tenants_root.clone();
+        let t = cgroups.own_dir();
         let written = |p: &str| fs.written(&root.join(p));
         cgroups
             .set_tenant(
@@ -1910,9 +2019,13 @@ mod tests {
         fake_v2(root, "cpu memory pids");
         let fs = FakeFs::new(V2_FILES);
         let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.tenants_root.clone();
+        let t = cgroups.own_dir();
         let mut cg = cgroups.create(None, "sb-ready-1", LIMITS).unwrap();
-        std::fs::write(root.join("lambent/sb-ready-1/cgroup.procs"), "").unwrap();
+        std::fs::write(
+            root.join(format!("lambent/{t}/sb-ready-1/cgroup.procs")),
+            "",
+        )
+        .unwrap();
         let bigger = Limits {
             memory_mb: 1024,
             ..LIMITS
@@ -1920,7 +2033,7 @@ mod tests {
         cgroups.adopt(&mut cg, Some("b"), "sb-2", bigger).unwrap();
         assert_eq!(cg.dirs(), [root.join(format!("lambent/{t}/ns-b/sb-2"))]);
         assert!(
-            !root.join("lambent/sb-ready-1").exists(),
+            !root.join(format!("lambent/{t}/sb-ready-1")).exists(),
             "the old one goes"
         );
         assert_eq!(
@@ -1930,7 +2043,7 @@ mod tests {
         // Outside every namespace, the same cgroup gets the limits.
         let mut plain = cgroups.create(None, "sb-ready-2", LIMITS).unwrap();
         cgroups.adopt(&mut plain, None, "sb-3", bigger).unwrap();
-        assert_eq!(plain.dirs(), [root.join("lambent/sb-ready-2")]);
+        assert_eq!(plain.dirs(), [root.join(format!("lambent/{t}/sb-ready-2"))]);
     }
 
     #[test]
@@ -1961,8 +2074,86 @@ mod tests {
         let root = tmp.path();
         fake_v1(root, &["memory", "pids", "freezer"], false);
         let cgroups = Cgroups::detect(FakeFs::new(V1_FILES), root).unwrap();
-        std::fs::create_dir(root.join("pids/lambent/sb-6")).unwrap();
+        let t = cgroups.own_dir();
+        std::fs::create_dir(root.join(format!("pids/lambent/{t}/sb-6"))).unwrap();
         let cg = cgroups.create(None, "sb-6", LIMITS).unwrap();
         assert_eq!(cg.dirs().len(), 3);
+    }
+
+    /// Regression: `remove_stale` removed empty `sb-*` cgroups of other servers that were
+    /// alive (a sandbox made ahead and not yet claimed). Now each server's cgroups are in
+    /// its own directory, and only the directories of servers that are gone are removed.
+    #[test]
+    fn remove_stale_keeps_live_servers_cgroups_and_removes_dead_servers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v1(root, &["memory", "pids", "freezer"], false);
+        let fs = FakeFs::new(V1_FILES);
+        let a = Cgroups::detect(fs.clone(), root).unwrap();
+        let ahead = a.create(None, "sb-ahead-1", LIMITS).unwrap();
+        let dir = ahead.dirs()[0].clone();
+        assert!(dir.starts_with(root.join("memory/lambent").join(a.own_dir())));
+        // Old enough for the former rule ("untouched for a minute") to take it.
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        File::open(&dir).unwrap().set_modified(old).unwrap();
+        // A server that is gone (no such pid) left its directory, and an older one its
+        // directory of namespaces.
+        let dead = root.join("pids/lambent/host-999999999-0/sb-x");
+        let legacy = root.join("memory/lambent/tenants-999999999-3/ns-a/sb-y");
+        std::fs::create_dir_all(&dead).unwrap();
+        std::fs::create_dir_all(&legacy).unwrap();
+
+        let b = Cgroups::detect(fs.clone(), root).unwrap();
+        assert_ne!(a.own_dir(), b.own_dir());
+        b.remove_stale();
+        assert!(dir.is_dir(), "a live server's cgroup was removed");
+        assert!(!root.join("pids/lambent/host-999999999-0").exists());
+        assert!(!root.join("memory/lambent/tenants-999999999-3").exists());
+
+        drop(ahead);
+        a.remove_own_dir();
+        assert!(!root.join("memory/lambent").join(a.own_dir()).exists());
+        assert!(root.join("memory/lambent").join(b.own_dir()).exists());
+    }
+
+    /// Regression: a claim that failed half-way dropped its cgroup while its processes
+    /// were still in it; the directory stayed (and the next start of the same sandbox had
+    /// to pick another name). Dropping the cgroup now kills and reaps them first. Needs
+    /// root and the host's real cgroups.
+    #[test]
+    fn dropping_a_cgroup_with_processes_in_it_reaps_them_and_removes_it() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let parent = format!("lambent/test-reap-{}", std::process::id());
+        let cgroups =
+            Cgroups::detect_in(Arc::new(HostFs), Path::new(CGROUP_ROOT), Path::new(&parent))
+                .unwrap();
+        let cg = cgroups.create(None, "sb-claim-failed", LIMITS).unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        for procs in cg.procs_files().unwrap() {
+            (&procs).write_all(pid.as_bytes()).unwrap();
+        }
+        assert!(cg.has_processes());
+        let dirs = cg.dirs().to_vec();
+        drop(cg);
+        for dir in &dirs {
+            assert!(!dir.exists(), "{} left behind", dir.display());
+        }
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the process was not reaped"
+        );
+        drop(child);
+        cgroups.remove_own_dir();
+        for dir in cgroups.hierarchy.parents() {
+            remove_empty_tree(&HostFs, dir);
+            assert!(!dir.exists(), "{} left behind", dir.display());
+        }
     }
 }

@@ -302,7 +302,7 @@ struct FullHost {
 impl Drop for FullHost {
     /// This host's directory of namespaces goes with it (where its sandboxes are gone).
     fn drop(&mut self) {
-        self.cgroups.remove_tenants_root();
+        self.cgroups.remove_own_dir();
     }
 }
 
@@ -435,6 +435,16 @@ impl Host {
         match &self.inner.full {
             Some(full) if full.layers.cgroup => full.cgroups.remove_tenant(namespace),
             _ => Ok(TenantRemoval::default()),
+        }
+    }
+
+    /// Kills whatever still runs in this host's cgroups (sandboxes made ahead, stem cells,
+    /// runtimes forked ahead, package zygotes) and removes them: the end of a server, whose
+    /// pools are never dropped before the process exits. Call it once nothing is invoked any
+    /// more.
+    pub fn release_cgroups(&self) {
+        if let Some(full) = &self.inner.full {
+            full.cgroups.release_own_dir();
         }
     }
 

@@ -65,15 +65,15 @@
 //! Root, Linux 5.11 or later (`close_range` with `CLOSE_RANGE_CLOEXEC`; `clone3`, pidfds),
 //! cgroups with the memory, pids and freezer controllers (v1, hybrid or v2). On cgroup v1 hosts
 //! `Host::detect` turns on the kernel's global `favordynmods` cgroup option (see `cgroup.rs`):
-//! without it every sandbox start waits 10-15 ms for an RCU grace period. Sandbox cgroups live
-//! under `<hierarchy>/lambent/sb-*`; when the server dies, runtime clients see their
-//! Runtime API connection close and exit, and `Host::detect` removes the empty cgroups left behind
-//! (only those untouched for a minute, so another server sharing the host is never disturbed); a
-//! process that outlives its runtime keeps its cgroup until it is killed.
+//! without it every sandbox start waits 10-15 ms for an RCU grace period. Every cgroup a host
+//! makes lives under its own directory, `<hierarchy>/lambent/host-<pid>-<n>/` (sandboxes at
+//! `host-<pid>-<n>/sb-*`), which goes when the host does, so two servers on one machine never
+//! touch each other's cgroups. When the server dies, runtime clients see their Runtime API
+//! connection close and exit, and the next `Host::detect` kills whatever is left in the
+//! directories of servers that are gone (no process `<pid>`) and removes them.
 //!
 //! A sandbox whose spec names a namespace ([`SandboxSpec::namespace`]) lives under that
-//! namespace's cgroup, `<hierarchy>/lambent/tenants-<pid>-<n>/ns-<namespace>/sb-*` (the middle
-//! directory is this host's own), whose CPU weight and memory
+//! namespace's cgroup, `<hierarchy>/lambent/host-<pid>-<n>/ns-<namespace>/sb-*`, whose CPU weight and memory
 //! cap [`Host::set_tenant_limits`] sets ([`TenantLimits`]); [`Host::remove_tenant`] kills
 //! everything of a namespace and removes its cgroup tree. Whatever way the sandbox is born
 //! (exec, made ahead, zygote, package zygote, stem cell) it ends up there before its function's

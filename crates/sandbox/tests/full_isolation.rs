@@ -468,11 +468,9 @@ fn drop_kills_reaps_and_removes_the_cgroup() {
         assert!(!dirs.is_empty());
         for d in &dirs {
             assert!(d.is_dir(), "{} missing while running", d.display());
-            assert!(
-                d.ends_with(format!("lambent/{}", sb.id())),
-                "{}",
-                d.display()
-            );
+            assert!(d.ends_with(sb.id()), "{}", d.display());
+            let own = d.parent().unwrap().file_name().unwrap().to_string_lossy();
+            assert!(own.starts_with("host-"), "{}", d.display());
         }
         let pid = sb.pid();
         let started = Instant::now();

@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use lambent_queues::QueueError;
+use lambent_store::StoreError;
 
 /// Why an SQS call failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,13 @@ pub enum SqsError {
     /// The namespace's storage quota would be exceeded: nothing was sent.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A dependency of the store (PostgreSQL, a locked SQLite) cannot be reached; the
+    /// message names it. Nothing was done.
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// The data disk is full: nothing was written.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -123,6 +131,18 @@ impl SqsError {
                 StatusCode::FORBIDDEN,
                 "Sender",
             ),
+            ServiceUnavailable(_) => (
+                "ServiceUnavailable",
+                "AWS.SimpleQueueService.ServiceUnavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Receiver",
+            ),
+            InsufficientStorage(_) => (
+                "InsufficientStorage",
+                "InsufficientStorage",
+                StatusCode::INSUFFICIENT_STORAGE,
+                "Receiver",
+            ),
             Internal(_) => (
                 "InternalFailure",
                 "InternalFailure",
@@ -144,6 +164,12 @@ impl From<QueueError> for SqsError {
                  {limit} bytes."
             )),
             QueueError::QuotaExceeded(m) => SqsError::QuotaExceeded(m),
+            QueueError::Store(s @ StoreError::Unavailable { .. }) => {
+                SqsError::ServiceUnavailable(s.to_string())
+            }
+            QueueError::Store(s @ StoreError::DiskFull(_)) => {
+                SqsError::InsufficientStorage(s.to_string())
+            }
             QueueError::Store(_) => {
                 tracing::error!("queue store failure: {e}");
                 SqsError::Internal(e.to_string())
@@ -173,6 +199,12 @@ pub enum SnsError {
     /// A delivery to a queue would exceed the namespace's storage quota: nothing was sent.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A dependency of the store cannot be reached (the message names it): nothing was sent.
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    /// The data disk is full: nothing was sent.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -193,6 +225,12 @@ impl SnsError {
             SnsError::InvalidBatchEntryId => ("InvalidBatchEntryId", StatusCode::BAD_REQUEST),
             SnsError::InvalidAction(_) => ("InvalidAction", StatusCode::BAD_REQUEST),
             SnsError::QuotaExceeded(_) => ("QuotaExceeded", StatusCode::FORBIDDEN),
+            SnsError::ServiceUnavailable(_) => {
+                ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE)
+            }
+            SnsError::InsufficientStorage(_) => {
+                ("InsufficientStorage", StatusCode::INSUFFICIENT_STORAGE)
+            }
             SnsError::Internal(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -212,6 +250,12 @@ impl From<QueueError> for SnsError {
                 SnsError::NotFound(format!("Endpoint function '{f}' does not exist"))
             }
             QueueError::QuotaExceeded(m) => SnsError::QuotaExceeded(m),
+            QueueError::Store(s @ StoreError::Unavailable { .. }) => {
+                SnsError::ServiceUnavailable(s.to_string())
+            }
+            QueueError::Store(s @ StoreError::DiskFull(_)) => {
+                SnsError::InsufficientStorage(s.to_string())
+            }
             QueueError::Store(_) => {
                 tracing::error!("queue store failure: {e}");
                 SnsError::Internal(e.to_string())

@@ -182,7 +182,27 @@ impl Pool {
     }
 }
 
-fn db_err(e: impl std::fmt::Display) -> StoreError {
+/// A failure of the database, classified: SQLite's `SQLITE_FULL` (and an i/o error from a
+/// full disk) is [`StoreError::DiskFull`], a database locked by another process past the busy
+/// timeout is [`StoreError::Unavailable`] naming SQLite, anything else
+/// [`StoreError::Database`].
+fn db_err<E: std::fmt::Display + 'static>(e: E) -> StoreError {
+    use rusqlite::ErrorCode;
+    let any: &dyn std::any::Any = &e;
+    if let Some(rusqlite::Error::SqliteFailure(failure, _)) = any.downcast_ref::<rusqlite::Error>()
+    {
+        match failure.code {
+            ErrorCode::DiskFull => return StoreError::DiskFull(format!("SQLite: {e}")),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                return StoreError::Unavailable {
+                    dependency: "SQLite",
+                    address: "lambent.db in the data dir".into(),
+                    reason: format!("{e} (another process holds the database's lock)"),
+                }
+            }
+            _ => {}
+        }
+    }
     StoreError::Database(e.to_string())
 }
 

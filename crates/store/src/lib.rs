@@ -56,16 +56,39 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    /// The data disk has no room left (`ENOSPC`, `EDQUOT`, SQLite's `SQLITE_FULL`): nothing of
+    /// the write was kept, and the same write succeeds once space is freed (the caller gets
+    /// a 507 naming what could not be written).
+    #[error("the data disk is full: {0}: free space on it and retry")]
+    DiskFull(String),
     #[error("database error: {0}")]
     Database(String),
     #[error("storage i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+/// Whether `e` says the disk (or the user's quota on it) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+}
+
+impl From<std::io::Error> for StoreError {
+    /// A full disk is [`StoreError::DiskFull`]; anything else [`StoreError::Io`].
+    fn from(e: std::io::Error) -> StoreError {
+        if is_disk_full(&e) {
+            StoreError::DiskFull(e.to_string())
+        } else {
+            StoreError::Io(e)
+        }
+    }
 }
 
 impl StoreError {
     /// The same error for another waiter (a group commit answers each of its callers): an
-    /// unreachable dependency stays one, so every caller gets its 503; the rest keep their
-    /// message.
+    /// unreachable dependency stays one, so every caller gets its 503, and a full disk its
+    /// 507; the rest keep their message.
     pub fn for_another(&self) -> StoreError {
         match self {
             StoreError::Unavailable {
@@ -77,6 +100,7 @@ impl StoreError {
                 address: address.clone(),
                 reason: reason.clone(),
             },
+            StoreError::DiskFull(m) => StoreError::DiskFull(m.clone()),
             other => StoreError::Database(other.to_string()),
         }
     }

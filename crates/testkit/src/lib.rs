@@ -3,9 +3,11 @@
 //! an ephemeral port and a temporary directory, never the machine's default ports and never
 //! shared between test runs, and stop it when dropped (or when the test process dies).
 //! [`python`] makes the Python environments of the real AWS clients tests use; [`wrk`] runs
-//! the benchmarks' load generator from outside their process.
+//! the benchmarks' load generator from outside their process; [`tmpfs`] is a small data disk
+//! that a test fills.
 
 pub mod nats;
 pub mod postgres;
 pub mod python;
+pub mod tmpfs;
 pub mod wrk;

@@ -49,13 +49,17 @@ pub async fn node() -> Node {
 /// A node with adjusted options. With `LAMBENT_TEST_LOG` set (a filter such as `warn` or
 /// `lambent_sandbox=debug`), the nodes' logs go to stderr (`-- --nocapture` shows them).
 pub async fn node_with(adjust: impl FnOnce(&mut ServerOptions)) -> Node {
+    node_in(tempfile::tempdir().unwrap(), adjust).await
+}
+
+/// [`node_with`] on the data dir `data` (a tmpfs mounted on it, say).
+pub async fn node_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut ServerOptions)) -> Node {
     if let Ok(filter) = std::env::var("LAMBENT_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
             .try_init();
     }
-    let data = tempfile::tempdir().unwrap();
     let cluster = cluster_backends();
     let mut opts = options(data.path(), &cluster);
     adjust(&mut opts);
