@@ -870,10 +870,10 @@ struct SandboxProcess {
 const PACKAGE_ZYGOTE_UIDS: u64 = 0x7000_0000;
 
 /// Every live process, found by scanning `/proc`, in a cgroup of namespace `ns` of this test
-/// process's nodes (`…/tenants-<pid>-<n>/ns-<ns>[/…]`): its sandboxes, its package zygotes,
+/// process's nodes (`…/host-<pid>-<n>/ns-<ns>[/…]`): its sandboxes, its package zygotes,
 /// anything they started.
 fn processes_of(ns: &str) -> Vec<SandboxProcess> {
-    let tenants = format!("/tenants-{}-", std::process::id());
+    let tenants = format!("/host-{}-", std::process::id());
     let own = format!("ns-{ns}");
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
