@@ -221,9 +221,15 @@ mod tests {
 
     #[test]
     fn a_lone_home_or_no_candidate() {
-        let p = plan(&[c(1, 50)], 2, never);
+        let p = plan(&[c(1, SPILL_FLOOR - 1)], 2, never);
         assert_eq!(p.order, vec![1]);
         assert!(!p.spilling);
+        // A busy lone home: a warm door takes it, a cold one sends it home.
+        let p = plan(&[c(1, 50)], 2, || false);
+        assert_eq!(p.order, vec![1]);
+        assert!(!p.spilling);
+        let p = plan(&[c(1, 50)], 2, || true);
+        assert_eq!(p.order, vec![2, 1]);
         let p = plan(&[sat(1, 0)], 2, || true);
         assert_eq!(p.order, vec![2, 1]);
         let p = plan::<u8>(&[], 2, never);
