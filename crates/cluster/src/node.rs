@@ -741,5 +741,11 @@ mod tests {
         load(&home_first[1], 4);
         load("a", 6);
         assert_eq!(order(&door, &f), home_first);
+        // But the home is busy (at least the floor): a door holding an idle sandbox of f runs
+        // it; one under the floor goes home.
+        assert_eq!(door.hops("ns", &f, || true)[0], Hop::Local);
+        load("a", spill::SPILL_FLOOR - 1);
+        let hops = door.hops("ns", &f, || panic!("asked while the home is not busy"));
+        assert_eq!(node_of(&hops[0], "c"), "a");
     }
 }

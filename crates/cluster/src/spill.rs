@@ -14,9 +14,16 @@
 //!   per node, a difference of two is noise, and with hundreds it is nothing; and below the floor
 //!   the home is never overloaded, so sequential or light traffic never spills.
 //!
-//! Only while the home is saturated does the receiving node run the invocation itself when it
-//! holds an idle sandbox of the function (warm, no hop): a function that spilled earlier and left
-//! warm sandboxes at other doors goes back to its home as soon as the home has room again.
+//! The receiving node runs the invocation itself, warm and without a hop, when it holds an idle
+//! sandbox of the function (a spill left it there) and the home is saturated or *busy*: it waits
+//! on at least [`SPILL_FLOOR`] invocations there ([`busy`]), whatever the next node's load. A
+//! forward costs the cluster more CPU than a local invocation (the door's and the home's
+//! wake-ups and loopback or network I/O: about 40 % more, measured in `docs/cluster.md`), so
+//! while the home has plenty to do, a warm door that can take the invocation does. Below the
+//! floor (sequential or light traffic) the home always goes first and the door's sandboxes are
+//! never used: a function that spilled earlier goes back to its home as soon as the load falls,
+//! and what it left at other doors ages out by keep-alive. Doors get sandboxes only through
+//! spills (overloaded or saturated homes), so this never spreads a function that did not spill.
 
 /// The fewest invocations the receiving node must wait on at a home before it is
 /// [`overloaded`].
@@ -45,16 +52,23 @@ pub struct Plan<N> {
     pub spilling: bool,
 }
 
+/// Whether a home with `home` invocations waiting is busy enough that a door holding an idle
+/// sandbox of the function runs it itself (see the module doc).
+pub fn busy(home: usize) -> bool {
+    home >= SPILL_FLOOR
+}
+
 /// Whether a home with `home` invocations waiting is overloaded against a next node with
 /// `next` (see the module doc).
 pub fn overloaded(home: usize, next: usize) -> bool {
     let (num, den) = SPILL_RATIO;
-    home >= SPILL_FLOOR && home * den > next * num
+    busy(home) && home * den > next * num
 }
 
 /// Orders `candidates` (the rendezvous order: home first) for one invocation received by
-/// `here`. `warm_here` is asked, only when the home is passed over and `here` is not the home,
-/// whether `here` holds an idle sandbox of the function's revision: if so, `here` goes first.
+/// `here`. `warm_here` is asked, only when the home is passed over or [`busy`] and `here` is
+/// neither the home nor first anyway, whether `here` holds an idle sandbox of the function's
+/// revision: if so, `here` goes first (and the invocation spills).
 pub fn plan<N: Copy + PartialEq>(
     candidates: &[Candidate<N>],
     here: N,
@@ -74,7 +88,7 @@ pub fn plan<N: Copy + PartialEq>(
         .map(|c| c.node)
         .collect();
     let next_fresh = candidates[1..].iter().find(|c| !c.saturated);
-    let spilling = match next_fresh {
+    let mut spilling = match next_fresh {
         _ if home.saturated => true,
         Some(next) if overloaded(home.load, next.load) => {
             order.swap(0, 1);
@@ -82,9 +96,10 @@ pub fn plan<N: Copy + PartialEq>(
         }
         _ => false,
     };
-    if spilling && home.node != here && order[0] != here && warm_here() {
+    if (spilling || busy(home.load)) && home.node != here && order[0] != here && warm_here() {
         order.retain(|n| *n != here);
         order.insert(0, here);
+        spilling = true;
     }
     Plan { order, spilling }
 }
@@ -114,8 +129,14 @@ mod tests {
 
     #[test]
     fn an_idle_or_lightly_loaded_home_goes_first_and_nobody_asks_for_a_warm_sandbox() {
-        for (home, next) in [(0, 0), (1, 0), (3, 0), (3, 1), (5, 4), (6, 4), (100, 67)] {
+        for (home, next) in [(0, 0), (1, 0), (3, 0), (3, 1), (3, 9)] {
             let p = plan(&[c(1, home), c(2, next), c(3, 0)], 3, never);
+            assert_eq!(p.order, vec![1, 2, 3], "home {home}, next {next}");
+            assert!(!p.spilling);
+        }
+        // Busy but not overloaded: the home still goes first for a door with nothing warm.
+        for (home, next) in [(5, 4), (6, 4), (100, 67)] {
+            let p = plan(&[c(1, home), c(2, next), c(3, 0)], 3, || false);
             assert_eq!(p.order, vec![1, 2, 3], "home {home}, next {next}");
             assert!(!p.spilling);
         }
@@ -164,10 +185,20 @@ mod tests {
     }
 
     #[test]
-    fn a_warm_door_runs_it_only_while_the_home_spills() {
-        // Home fine: the door's idle sandbox is not even looked at.
-        let p = plan(&[c(1, 2), c(2, 0), c(3, 0)], 3, never);
+    fn a_warm_door_runs_it_only_while_the_home_spills_or_is_busy() {
+        // Home under the floor: the door's idle sandbox is not even looked at.
+        let p = plan(&[c(1, SPILL_FLOOR - 1), c(2, 0), c(3, 0)], 3, never);
         assert_eq!(p.order, vec![1, 2, 3]);
+        // Home busy (at the floor), not overloaded against the next node: the warm door goes
+        // first, and only then does the invocation leave its home.
+        let p = plan(&[c(1, SPILL_FLOOR), c(2, SPILL_FLOOR), c(3, 0)], 3, || true);
+        assert_eq!(p.order, vec![3, 1, 2]);
+        assert!(p.spilling);
+        let p = plan(&[c(1, SPILL_FLOOR), c(2, SPILL_FLOOR), c(3, 0)], 3, || {
+            false
+        });
+        assert_eq!(p.order, vec![1, 2, 3]);
+        assert!(!p.spilling);
         // Home saturated: the warm door (third by hash) goes first.
         let p = plan(&[sat(1, 0), c(2, 0), c(3, 0)], 3, || true);
         assert_eq!(p.order, vec![3, 2, 1]);
@@ -190,9 +221,15 @@ mod tests {
 
     #[test]
     fn a_lone_home_or_no_candidate() {
-        let p = plan(&[c(1, 50)], 2, never);
+        let p = plan(&[c(1, SPILL_FLOOR - 1)], 2, never);
         assert_eq!(p.order, vec![1]);
         assert!(!p.spilling);
+        // A busy lone home: a warm door takes it, a cold one sends it home.
+        let p = plan(&[c(1, 50)], 2, || false);
+        assert_eq!(p.order, vec![1]);
+        assert!(!p.spilling);
+        let p = plan(&[c(1, 50)], 2, || true);
+        assert_eq!(p.order, vec![2, 1]);
         let p = plan(&[sat(1, 0)], 2, || true);
         assert_eq!(p.order, vec![2, 1]);
         let p = plan::<u8>(&[], 2, never);

@@ -16,8 +16,9 @@
 //!    unless the home is saturated right now (`lambent_cluster::spill`): the door waits on at
 //!    least 4 invocations there and over 1.5 times as many as at the next node by hash (the
 //!    home's CPU is the bottleneck), or the home refused one for having no room. Then the next
-//!    node by hash takes it, or the door itself when it holds an idle sandbox of the function.
-//!    The "run off their home" column counts those spills. A spilled invocation run at the door
+//!    node by hash takes it, or the door itself when it holds an idle sandbox of the function;
+//!    such a warm door also takes it while the home is merely busy (the door waits on at least
+//!    4 invocations there). The "run off their home" column counts those spills. A spilled invocation run at the door
 //!    costs what a local one does; a forwarded one more (part 2).
 //!    Each node's CPU time (node and sandboxes, from its cgroup's accounting) divided by the
 //!    invocations served is printed too: unlike throughput, it is little moved by whatever
