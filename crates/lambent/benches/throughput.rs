@@ -131,6 +131,17 @@ fn burn() {
     }
 }
 
+/// Cgroups removed when dropped, once the processes in them are gone.
+struct Cleanup(Vec<CpuCgroup>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for cg in &self.0 {
+            cg.remove();
+        }
+    }
+}
+
 /// This binary started again in `role`, born inside `cgroup` if given; killed when dropped.
 struct Helper(Child);
 
@@ -193,9 +204,9 @@ fn functions(echo: &[u8]) -> Vec<(&'static str, &'static str, &'static str, Vec<
 }
 
 impl Node {
-    fn start(echo: &[u8]) -> Node {
+    /// Starts `lambent up` born inside `cgroup` (its sandboxes under it too).
+    fn start(echo: &[u8], cgroup: CpuCgroup) -> Node {
         let home = tempfile::tempdir().unwrap();
-        let cgroup = CpuCgroup::create(&format!("throughput-{}", std::process::id()), None);
         let server = Server::start_in(
             home.path(),
             &[],
@@ -467,8 +478,12 @@ fn main() {
     let only = std::env::var("LAMBENT_BENCH_ONLY").ok();
 
     let echo = echo_runtime();
-    let node = Node::start(&echo);
+    let node_cg = CpuCgroup::create(&format!("throughput-{}", std::process::id()), None);
     let ceiling_cg = CpuCgroup::create(&format!("throughput-{}-ceiling", std::process::id()), None);
+    // Declared before the processes inside them: dropped (removed) after they stop, a panic
+    // included.
+    let _cleanup = Cleanup(vec![node_cg.clone(), ceiling_cg.clone()]);
+    let node = Node::start(&echo, node_cg);
     let mut ceiling = Helper::start("ceiling", Some(&ceiling_cg));
     let ceiling_url = format!("http://{}", ceiling.line());
 
@@ -544,10 +559,4 @@ fn main() {
         );
     std::fs::write(&out, &report).unwrap();
     eprintln!("written to {}", out.display());
-
-    drop(ceiling);
-    drop(node.server);
-    for cg in [node.cgroup, ceiling_cg] {
-        cg.remove();
-    }
 }

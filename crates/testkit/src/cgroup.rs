@@ -151,20 +151,26 @@ impl CpuCgroup {
         };
         for dir in hierarchies {
             for _ in 0..20 {
-                if let Ok(entries) = std::fs::read_dir(&dir) {
-                    for e in entries.flatten() {
-                        if e.file_type().is_ok_and(|t| t.is_dir()) {
-                            let _ = std::fs::remove_dir(e.path());
-                        }
-                    }
-                }
-                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                if remove_tree(&dir) || !dir.exists() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
+}
+
+/// Removes the cgroup directory `dir` and every cgroup below it (the server's own, such as its
+/// tenants' parents, hold its sandboxes'), deepest first; true if `dir` is gone.
+fn remove_tree(dir: &Path) -> bool {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    std::fs::remove_dir(dir).is_ok()
 }
 
 /// Makes `cmd`'s child write itself into each of `procs` (cgroups' `cgroup.procs`, as
