@@ -1,6 +1,7 @@
 //! One pool of sandboxes per function revision: idle instances (reused last-in first-out, so
 //! the warmest one serves and the coldest ones age out), the busy and starting counts, the
-//! provisioned concurrency to keep, and why the next cold start is cold.
+//! provisioned concurrency to keep, why the next cold start is cold, and the signal that wakes
+//! an invocation waiting on a cold start when a warm instance comes back.
 
 use crate::{Deployment, Instance, SandboxCounts};
 use lambent_core::{ColdReason, Function};
@@ -40,6 +41,9 @@ pub(crate) struct Pool {
     provisioning: AtomicBool,
     retired: AtomicBool,
     state: Mutex<ColdState>,
+    /// Wakes one invocation waiting on a cold start each time an instance is released: it
+    /// takes the released one if it is still idle (see `Invoker::cold_or_released`).
+    released: tokio::sync::Notify,
 }
 
 struct ColdState {
@@ -78,6 +82,7 @@ impl Pool {
             starting: AtomicUsize::new(0),
             provisioning: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            released: tokio::sync::Notify::new(),
             state: Mutex::new(ColdState {
                 first_claimed: false,
                 first_reason,
@@ -102,6 +107,13 @@ impl Pool {
         }
         instance.last_used = Instant::now();
         self.idle.lock().push(instance);
+        self.released.notify_one();
+    }
+
+    /// Resolves after the next [`Pool::release`] (or at once if one happened since the last
+    /// waiter was woken): the caller then tries [`Pool::take_idle`].
+    pub async fn released(&self) {
+        self.released.notified().await;
     }
 
     /// Drops an instance that may not be reused.

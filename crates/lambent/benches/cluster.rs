@@ -65,21 +65,18 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use lambent_testkit::cgroup::{cpu_of, host_cpu, CpuCgroup, PERIOD_US};
 use lambent_testkit::nats::NatsServer;
 use lambent_testkit::postgres::PgServer;
 use lambent_testkit::wrk;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::Server;
+use support::{echo_runtime, zip_of, Server};
 
 const KEY: &str = "cluster-bench-key";
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const PERIOD_US: u64 = 100_000;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -150,198 +147,6 @@ fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) ->
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// CPU confinement
-
-/// Which cgroup layout the host has, for the node quotas.
-#[derive(Clone, Copy, PartialEq)]
-enum Layout {
-    V1,
-    V2,
-}
-
-fn layout() -> Layout {
-    if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        Layout::V2
-    } else {
-        Layout::V1
-    }
-}
-
-/// One node's CPU cgroup: `<cpu hierarchy>/lambent/bench-<tag>` with the quota, the node
-/// process in its `node` child, its sandboxes (via `LAMBENT_CGROUP_PARENT`) beside it.
-#[derive(Clone)]
-struct NodeCgroup {
-    /// Relative to each hierarchy's root: what `LAMBENT_CGROUP_PARENT` gets.
-    relative: String,
-    /// The directory carrying the quota.
-    dir: PathBuf,
-    layout: Layout,
-}
-
-impl NodeCgroup {
-    fn create(tag: &str, cores: f64) -> NodeCgroup {
-        let layout = layout();
-        let relative = format!("lambent/bench-{tag}");
-        let dir = match layout {
-            Layout::V1 => Path::new(CGROUP_ROOT).join("cpu").join(&relative),
-            Layout::V2 => Path::new(CGROUP_ROOT).join(&relative),
-        };
-        if layout == Layout::V2 {
-            // Delegate cpu down to the node's directory (the sandbox crate does the rest).
-            let _ = std::fs::create_dir_all(Path::new(CGROUP_ROOT).join("lambent"));
-            for d in [
-                Path::new(CGROUP_ROOT).to_path_buf(),
-                Path::new(CGROUP_ROOT).join("lambent"),
-            ] {
-                let _ = std::fs::write(d.join("cgroup.subtree_control"), "+cpu");
-            }
-        }
-        std::fs::create_dir_all(dir.join("node"))
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        if layout == Layout::V2 {
-            let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+cpu");
-        }
-        let cg = NodeCgroup {
-            relative,
-            dir,
-            layout,
-        };
-        if layout == Layout::V1 {
-            let acct = cg.cpuacct();
-            std::fs::create_dir_all(&acct)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", acct.display()));
-        }
-        cg.set_quota(Some(cores));
-        cg
-    }
-
-    /// On cgroup v1, the node's directory in the `cpuacct` hierarchy (mounted apart from `cpu`
-    /// here; the sandbox crate leaves it alone, so the node's sandboxes inherit it).
-    fn cpuacct(&self) -> PathBuf {
-        Path::new(CGROUP_ROOT).join("cpuacct").join(&self.relative)
-    }
-
-    /// The `cgroup.procs` files a node is born into: its `node` child of the quota directory,
-    /// and on v1 its `cpuacct` directory (what [`NodeCgroup::usage`] reads).
-    fn procs(&self) -> Vec<PathBuf> {
-        let mut procs = vec![self.dir.join("node/cgroup.procs")];
-        if self.layout == Layout::V1 {
-            procs.push(self.cpuacct().join("cgroup.procs"));
-        }
-        procs
-    }
-
-    /// CPU seconds used so far by the node and its sandboxes.
-    fn usage(&self) -> f64 {
-        match self.layout {
-            Layout::V1 => std::fs::read_to_string(self.cpuacct().join("cpuacct.usage"))
-                .ok()
-                .and_then(|s| s.trim().parse::<f64>().ok())
-                .map_or(0.0, |ns| ns / 1e9),
-            Layout::V2 => std::fs::read_to_string(self.dir.join("cpu.stat"))
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<f64>().ok())
-                .map_or(0.0, |us| us / 1e6),
-        }
-    }
-
-    /// `Some(cores)`: a CFS quota of that many cores; `None`: no quota.
-    fn set_quota(&self, cores: Option<f64>) {
-        let quota = cores.map(|c| ((c * PERIOD_US as f64) as u64).max(1000));
-        let result = match self.layout {
-            Layout::V1 => std::fs::write(self.dir.join("cpu.cfs_period_us"), PERIOD_US.to_string())
-                .and_then(|_| {
-                    std::fs::write(
-                        self.dir.join("cpu.cfs_quota_us"),
-                        quota.map_or("-1".to_string(), |q| q.to_string()),
-                    )
-                }),
-            Layout::V2 => std::fs::write(
-                self.dir.join("cpu.max"),
-                match quota {
-                    Some(q) => format!("{q} {PERIOD_US}"),
-                    None => format!("max {PERIOD_US}"),
-                },
-            ),
-        };
-        result
-            .unwrap_or_else(|e| panic!("cannot set the CPU quota of {}: {e}", self.dir.display()));
-    }
-
-    /// (periods, throttled periods) so far.
-    fn throttling(&self) -> (u64, u64) {
-        let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
-        let get = |k: &str| {
-            stat.lines()
-                .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
-                .unwrap_or(0)
-        };
-        (get("nr_periods "), get("nr_throttled "))
-    }
-
-    /// Removes the directories once the node and its sandboxes are gone (best effort).
-    fn remove(&self) {
-        let hierarchies: Vec<PathBuf> = match self.layout {
-            Layout::V1 => ["cpu", "cpuacct", "memory", "pids", "freezer"]
-                .iter()
-                .map(|c| Path::new(CGROUP_ROOT).join(c).join(&self.relative))
-                .collect(),
-            Layout::V2 => vec![self.dir.clone()],
-        };
-        for dir in hierarchies {
-            for _ in 0..20 {
-                if let Ok(entries) = std::fs::read_dir(&dir) {
-                    for e in entries.flatten() {
-                        if e.file_type().is_ok_and(|t| t.is_dir()) {
-                            let _ = std::fs::remove_dir(e.path());
-                        }
-                    }
-                }
-                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-/// `lambent up` as [`Server::start_with_env`] starts it, but born confined: the child writes
-/// itself into each of `procs` (cgroups' `cgroup.procs`) before `execve`, so every thread and
-/// process the node ever makes starts inside its quota (sandboxes then move to their own
-/// cgroups, under the same parent through `LAMBENT_CGROUP_PARENT`).
-fn start_confined(home: &Path, extra: &[&str], env: &[(&str, &str)], procs: &[PathBuf]) -> Server {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::process::CommandExt;
-    let procs: Vec<std::ffi::CString> = procs
-        .iter()
-        .map(|p| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap())
-        .collect();
-    let mut cmd = Server::command(home, extra, env);
-    // SAFETY: between fork and exec the closure only calls open, write and close (async-signal
-    // safe) on paths prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            for procs in &procs {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let error = std::io::Error::last_os_error();
-                libc::close(fd);
-                if written < 0 {
-                    return Err(error);
-                }
-            }
-            Ok(())
-        });
-    }
-    Server::spawn(cmd, home)
-}
-
 /// How many processes descending from `root` (itself included) are inside the cpu cgroup
 /// `relative` (or below it), and how many are not.
 fn confined(root: u32, relative: &str) -> (usize, usize) {
@@ -386,55 +191,12 @@ fn confined(root: u32, relative: &str) -> (usize, usize) {
     (inside, outside)
 }
 
-/// CPU seconds used so far by every process whose command is `comm` (from `/proc/*/stat`).
-fn cpu_of(comm: &str) -> f64 {
-    let tick = 100.0; // USER_HZ
-    let mut total = 0.0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if &stat[open + 1..close] != comm {
-            continue;
-        }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let t = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        total += (t(11) + t(12)) / tick;
-    }
-    total
-}
-
-/// (busy, stolen) CPU seconds of the whole host so far (`/proc/stat`): busy is everything but
-/// idle, iowait and steal (time the hypervisor gave to other guests).
-fn host_cpu() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let f = |i: usize| fields.get(i).copied().unwrap_or(0.0);
-    let total: f64 = fields.iter().take(8).sum();
-    ((total - f(3) - f(4) - f(7)) / 100.0, f(7) / 100.0)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The cluster
 
 struct Node {
     server: Server,
-    cgroup: NodeCgroup,
+    cgroup: CpuCgroup,
 }
 
 struct Cluster {
@@ -446,7 +208,7 @@ struct Cluster {
     nodes: BTreeMap<String, Node>,
     http: reqwest::blocking::Client,
     /// Every cgroup made, to remove at the end.
-    cgroups: Vec<NodeCgroup>,
+    cgroups: Vec<CpuCgroup>,
 }
 
 impl Cluster {
@@ -474,11 +236,11 @@ impl Cluster {
     fn start_node(&mut self, id: &str) {
         let dir = self.home.path().join(id);
         std::fs::create_dir_all(&dir).unwrap();
-        let cgroup = NodeCgroup::create(
+        let cgroup = CpuCgroup::create(
             &format!("{}-{id}-{}", self.tag, self.cgroups.len()),
-            self.quota,
+            Some(self.quota),
         );
-        let server = start_confined(
+        let server = Server::start_in(
             &dir,
             &[
                 "--store",
@@ -573,7 +335,7 @@ impl Cluster {
         let (status, code) = self.request(
             reqwest::Method::POST,
             format!("{}/v1/code", self.url(&via)),
-            zip_of(bootstrap),
+            zip_of(&[("bootstrap", bootstrap)]),
         );
         assert!(status < 300, "upload: {status} {code}");
         let settings = json!({
@@ -634,34 +396,11 @@ impl Cluster {
         })
     }
 
-    fn stop(mut self) -> Vec<NodeCgroup> {
+    fn stop(mut self) -> Vec<CpuCgroup> {
         let nodes = std::mem::take(&mut self.nodes);
         drop(nodes);
         std::mem::take(&mut self.cgroups)
     }
-}
-
-/// A code zip holding `bootstrap` (executable).
-fn zip_of(bootstrap: &[u8]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    w.start_file("bootstrap", opts).unwrap();
-    w.write_all(bootstrap).unwrap();
-    w.finish().unwrap().into_inner()
-}
-
-/// The compiled echo runtime, built if missing, beside the `lambent` binary.
-fn echo_runtime() -> Vec<u8> {
-    let bin = Path::new(support::BIN).with_file_name("lambent-echo-runtime");
-    if !bin.exists() {
-        eprintln!("building the echo runtime: cargo build --release -p lambent-server --bins");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", "lambent-server", "--bins"])
-            .status()
-            .expect("cannot run cargo");
-        assert!(status.success(), "building lambent-echo-runtime failed");
-    }
-    std::fs::read(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -102,21 +102,71 @@ async fn a_burst_scales_out_in_parallel_and_stays_warm() {
     );
     let warm = sandboxes(&node, "burst").await;
     assert_eq!(warm["busy"], 0);
-    assert_eq!(
-        warm["idle"].as_u64().unwrap() as usize,
-        pids.len(),
-        "they stay warm"
-    );
+    // A call whose cold start was overtaken by a sandbox released meanwhile ran warm there;
+    // the sandbox it started joined the idle list unused.
+    let idle = warm["idle"].as_u64().unwrap() as usize;
+    assert!(idle >= pids.len(), "they stay warm: {idle} idle");
 
     let records = activations(&node, "burst").await;
     assert_eq!(records.len(), 20, "one record per invocation");
     assert_eq!(count_status(&records, "success"), 20);
     let cold: Vec<_> = records.iter().filter(|a| a["cold"] == true).collect();
-    assert_eq!(cold.len(), pids.len());
+    assert!(
+        cold.len() <= pids.len() && cold.len() >= 4,
+        "{} cold, {} sandboxes served",
+        cold.len(),
+        pids.len()
+    );
     assert!(
         cold.iter().any(|a| a["cold_reason"] == "scale_up"),
         "{cold:?}"
     );
+}
+
+/// A function whose initialization takes 2 s.
+const SLOW_INIT_PY: &str = r#"
+import os, time
+time.sleep(2)
+SANDBOX = os.urandom(8).hex()
+def handler(event, context):
+    return {"sandbox": SANDBOX}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_on_cold_starts_take_a_warm_sandbox_released_meanwhile() {
+    let node = Arc::new(node().await);
+    let (s, _) = node
+        .deploy("slow", python(json!({})), &[("app.py", SLOW_INIT_PY)])
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _, first) = node.invoke("slow", "{}").await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+
+    // Six at once on one warm sandbox: five find none idle and start a cold start each (2 s),
+    // but the warm one, free again within milliseconds, serves them all first.
+    let started = Instant::now();
+    let results = burst(&node, "slow", 6, "{}").await;
+    let wall = started.elapsed();
+    assert!(
+        results.iter().all(|(s, cold, v)| *s == StatusCode::OK
+            && cold == "false"
+            && v["sandbox"] == first["sandbox"]),
+        "{results:?}"
+    );
+    assert!(
+        wall < Duration::from_millis(1500),
+        "no call waited for a 2 s cold start: {wall:?}"
+    );
+    // The cold starts they began finish on their own and wait idle for the next burst.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let idle = sandboxes(&node, "slow").await["idle"].as_u64().unwrap();
+        if idle == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{idle} idle sandboxes, not 6");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,11 @@
 //! an ephemeral port and a temporary directory, never the machine's default ports and never
 //! shared between test runs, and stop it when dropped (or when the test process dies).
 //! [`python`] makes the Python environments of the real AWS clients tests use; [`wrk`] runs
-//! the benchmarks' load generator from outside their process; [`tmpfs`] is a small data disk
-//! that a test fills.
+//! the benchmarks' load generator from outside their process; [`cgroup`] accounts (and caps)
+//! the CPU time of a server under test and its sandboxes; [`tmpfs`] is a small data disk that a
+//! test fills.
 
+pub mod cgroup;
 pub mod nats;
 pub mod postgres;
 pub mod python;

@@ -197,6 +197,14 @@ impl Running {
     /// Waits for wrk; what it measured and the CPU time it used itself (user + system).
     /// Panics if it measured nothing.
     pub fn finish(self) -> (Measured, Duration) {
+        let (run, cpu) = self.outcome();
+        assert!(run.requests > 0, "wrk measured nothing: {}", run.report);
+        (run, cpu)
+    }
+
+    /// [`Running::finish`], but a run that completed no request is an answer too (a warm-up
+    /// whose requests all outlived it).
+    pub fn outcome(self) -> (Measured, Duration) {
         let pid = self.child.id() as libc::pid_t;
         let mut status = 0;
         // SAFETY: an all-zero rusage is a valid value to be overwritten.
@@ -216,8 +224,8 @@ impl Running {
         if let Some(mut stderr) = self.child.stderr {
             let _ = stderr.read_to_string(&mut err);
         }
-        let run = parse(&out);
-        assert!(run.requests > 0, "wrk measured nothing: {out}{err}");
+        let mut run = parse(&out);
+        run.report.push_str(&err);
         (run, time(usage.ru_utime) + time(usage.ru_stime))
     }
 }

@@ -61,6 +61,20 @@ impl Server {
         cmd
     }
 
+    /// [`Server::start_with_env`], but born inside the cgroups whose `cgroup.procs` files are
+    /// `procs` (see [`lambent_testkit::cgroup::born_into`]): with `LAMBENT_CGROUP_PARENT` in
+    /// `env`, its sandboxes' cgroups are made under the same parent.
+    pub fn start_in(
+        home: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        procs: &[PathBuf],
+    ) -> Server {
+        let mut cmd = Server::command(home, extra, env);
+        lambent_testkit::cgroup::born_into(&mut cmd, procs);
+        Server::spawn(cmd, home)
+    }
+
     /// Starts a [`Server::command`] and reads the URL and key it prints.
     pub fn spawn(mut cmd: Command, home: &Path) -> Server {
         let mut child = cmd.spawn().expect("cannot start lambent up");
@@ -287,4 +301,31 @@ pub fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A code zip of `files`; `bootstrap` is executable.
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, body) in files {
+        let mode = if *name == "bootstrap" { 0o755 } else { 0o644 };
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(mode);
+        w.start_file(*name, opts).unwrap();
+        w.write_all(body).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// The compiled echo runtime (a `provided` runtime answering each event with itself), built if
+/// missing, beside the `lambent` binary.
+pub fn echo_runtime() -> Vec<u8> {
+    let bin = Path::new(BIN).with_file_name("lambent-echo-runtime");
+    if !bin.exists() {
+        eprintln!("building the echo runtime: cargo build --release -p lambent-server --bins");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "-p", "lambent-server", "--bins"])
+            .status()
+            .expect("cannot run cargo");
+        assert!(status.success(), "building lambent-echo-runtime failed");
+    }
+    std::fs::read(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
 }
