@@ -18,6 +18,7 @@
 //! Usage: `soak --bin PATH/TO/lambent [--minutes M] [--seconds S] [--out FILE]` (root).
 
 use lambent_testkit::tmpfs::Tmpfs;
+use lambent_testkit::zip_of_text as zip_of;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -982,15 +983,4 @@ fn collect_dirs(dir: &Path, out: &mut Vec<String>) {
             collect_dirs(&e.path(), out);
         }
     }
-}
-
-fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
-    use std::io::Write;
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, body) in files {
-        w.start_file(*name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        w.write_all(body.as_bytes()).unwrap();
-    }
-    w.finish().unwrap().into_inner()
 }

@@ -258,21 +258,8 @@ fn depkg_checksum() -> usize {
 
 /// Uploads `case`'s code and deploys it as `name` (`memory` 128).
 async fn deploy(node: &Node, name: &str, case: &Case) {
-    let (status, code) = node.upload(case.zip()).await;
-    assert!(status.is_success(), "upload for {name}: {status} {code}");
-    let settings = json!({
-        "runtime": case.runtime,
-        "handler": case.handler,
-        "memory": MEMORY_MB,
-        "code_sha256": code["sha256"],
-    });
-    let (status, _, v) = node
-        .send(
-            Method::PUT,
-            &format!("/v1/functions/{name}"),
-            settings.to_string().into_bytes(),
-        )
-        .await;
+    let settings = json!({"runtime": case.runtime, "handler": case.handler, "memory": MEMORY_MB});
+    let (status, v) = node.deploy_zip(name, settings, case.zip()).await;
     assert!(status.is_success(), "deploy {name}: {status} {v}");
 }
 

@@ -65,21 +65,8 @@ const FRESH_BARE: &str =
 
 async fn deploy(node: &Node, name: &str, n: usize) {
     let code = HANDLER.replace("{n}", &n.to_string());
-    let (status, sha) = node.upload(zip_of(&[("app.py", code.as_bytes())])).await;
-    assert!(status.is_success(), "upload {name}: {status} {sha}");
-    let settings = json!({
-        "runtime": "python3.12",
-        "handler": "app.handler",
-        "memory": MEMORY_MB,
-        "code_sha256": sha["sha256"],
-    });
-    let (status, _, v) = node
-        .send(
-            Method::PUT,
-            &format!("/v1/functions/{name}"),
-            settings.to_string().into_bytes(),
-        )
-        .await;
+    let settings = json!({"runtime": "python3.12", "handler": "app.handler", "memory": MEMORY_MB});
+    let (status, v) = node.deploy(name, settings, &[("app.py", &code)]).await;
     assert!(status.is_success(), "deploy {name}: {status} {v}");
 }
 

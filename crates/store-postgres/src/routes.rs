@@ -213,26 +213,12 @@ mod tests {
             let db = db.clone();
             tokio::task::spawn_blocking(move || PgServer::shared().psql_in(&db, &sql))
         };
-        let route = |ns: &str, id: &str, path: &str| {
-            lambent_core::RouteSpec {
-                method: "GET".into(),
-                path: path.into(),
-                function: "f".into(),
-                ..Default::default()
-            }
-            .resolve(id.into(), ns, 1)
-            .unwrap()
-        };
         // Back to V15's routes table, with routes and a host claim in it.
         let mut before = String::from(
             "DROP INDEX routes_by_shape; ALTER TABLE routes DROP COLUMN space, DROP COLUMN shape; \
              INSERT INTO namespace_hosts VALUES ('c.example', 'c', 1);",
         );
-        for r in [
-            route("a", "a1", "/u/{id}/f/{p+}"),
-            route("a", "a2", "/"),
-            route("c", "c1", "/u/{id}/f/{p+}"),
-        ] {
+        for r in lambent_store::contract::routes_before_path_spaces() {
             let json = serde_json::to_string(&r).unwrap().replace('\'', "''");
             before.push_str(&format!(
                 "INSERT INTO routes (id, namespace, method, path, route, created_ms) \
@@ -249,17 +235,6 @@ mod tests {
             shapes, "a1||/u/{}/f/{*}\na2||/\nc1|c|/u/{}/f/{*}",
             "(id|space|shape)"
         );
-        let taken = |ns: &str| RoutePut::Taken {
-            namespace: ns.into(),
-        };
-        for (r, by) in [
-            (route("b", "b1", "/u/{x}/f/{q+}"), "a"),
-            (route("b", "b2", "/"), "a"),
-            (route("c", "c2", "/u/{z}/f/{w+}"), "c"),
-        ] {
-            assert_eq!(store.put_route(&r).await.unwrap(), taken(by), "{}", r.id);
-        }
-        let own = route("c", "c3", "/");
-        assert_eq!(store.put_route(&own).await.unwrap(), RoutePut::Stored);
+        lambent_store::contract::migrated_routes_refuse_what_the_route_table_would(&store).await;
     }
 }

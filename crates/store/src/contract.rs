@@ -1724,14 +1724,51 @@ pub async fn aliases_are_created_once_and_updated_by_revision<S: ContractStore>(
 }
 
 fn route(id: &str, path: &str, created_ms: i64) -> Route {
+    Route {
+        created_ms,
+        ..route_in("default", id, path)
+    }
+}
+
+/// A `GET` route of namespace `ns` to function `f`, created at 1 ms.
+pub fn route_in(ns: &str, id: &str, path: &str) -> Route {
     RouteSpec {
         method: "GET".into(),
         path: path.into(),
         function: "f".into(),
         ..Default::default()
     }
-    .resolve(id.into(), "default", created_ms)
+    .resolve(id.into(), ns, 1)
     .unwrap()
+}
+
+/// What a backend's path-space migration test stores in the schema before the migration, with
+/// host `c.example` claimed by namespace `c`: two routes of `a` in the shared space and one of
+/// `c` (in its own space once migrated) with the same shape as `a1`.
+pub fn routes_before_path_spaces() -> [Route; 3] {
+    [
+        route_in("a", "a1", "/u/{id}/f/{p+}"),
+        route_in("a", "a2", "/"),
+        route_in("c", "c1", "/u/{id}/f/{p+}"),
+    ]
+}
+
+/// After the path-space migration over [`routes_before_path_spaces`], the store refuses what
+/// the route table would: another namespace's route of the same shape in a space already
+/// holding one, and stores one in `c`'s own space that the shared space holds.
+pub async fn migrated_routes_refuse_what_the_route_table_would<S: RouteStore>(store: &S) {
+    let taken = |ns: &str| RoutePut::Taken {
+        namespace: ns.into(),
+    };
+    for (r, by) in [
+        (route_in("b", "b1", "/u/{x}/f/{q+}"), "a"),
+        (route_in("b", "b2", "/"), "a"),
+        (route_in("c", "c2", "/u/{z}/f/{w+}"), "c"),
+    ] {
+        assert_eq!(store.put_route(&r).await.unwrap(), taken(by), "{}", r.id);
+    }
+    let own = route_in("c", "c3", "/");
+    assert_eq!(store.put_route(&own).await.unwrap(), RoutePut::Stored);
 }
 
 pub async fn route_keys_stay_unique<S: ContractStore>(store: Arc<S>) {

@@ -5,7 +5,7 @@
 //! [`python`] makes the Python environments of the real AWS clients tests use; [`wrk`] runs
 //! the benchmarks' load generator from outside their process; [`cgroup`] accounts (and caps)
 //! the CPU time of a server under test and its sandboxes; [`tmpfs`] is a small data disk that a
-//! test fills.
+//! test fills; [`zip_of`] packs a function's code.
 
 pub mod cgroup;
 pub mod nats;
@@ -13,3 +13,6 @@ pub mod postgres;
 pub mod python;
 pub mod tmpfs;
 pub mod wrk;
+mod zip;
+
+pub use zip::{zip_of, zip_of_text};

@@ -108,17 +108,7 @@ pub fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
-/// A code zip of `files`; `bootstrap` is executable.
-pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, body) in files {
-        let mode = if *name == "bootstrap" { 0o755 } else { 0o644 };
-        let opts = zip::write::SimpleFileOptions::default().unix_permissions(mode);
-        w.start_file(*name, opts).unwrap();
-        w.write_all(body).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
+pub use lambent_testkit::zip_of;
 
 /// The compiled echo runtime (`src/bin/lambent-echo-runtime.rs`), as a `bootstrap`.
 pub fn echo_runtime() -> Vec<u8> {

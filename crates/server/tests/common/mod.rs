@@ -216,8 +216,29 @@ impl Node {
         settings: Value,
         files: &[(&str, &str)],
     ) -> (StatusCode, Value) {
+        self.deploy_zip_as(key, name, settings, zip_of(files)).await
+    }
+
+    /// Uploads the code zip `zip` and deploys it as `name`; returns the deploy response.
+    pub async fn deploy_zip(
+        &self,
+        name: &str,
+        settings: Value,
+        zip: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        self.deploy_zip_as(KEY, name, settings, zip).await
+    }
+
+    /// [`Node::deploy_zip`] with another API key (into its namespace).
+    pub async fn deploy_zip_as(
+        &self,
+        key: &str,
+        name: &str,
+        settings: Value,
+        zip: Vec<u8>,
+    ) -> (StatusCode, Value) {
         let (status, _, code) = self
-            .send_as(key, reqwest::Method::POST, "/v1/code", zip_of(files))
+            .send_as(key, reqwest::Method::POST, "/v1/code", zip)
             .await;
         assert!(status.is_success(), "upload failed: {status} {code}");
         let mut body = settings;
@@ -258,19 +279,7 @@ impl Node {
     }
 }
 
-pub fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, body) in files {
-        let mode = if *name == "bootstrap" { 0o755 } else { 0o644 };
-        w.start_file(
-            *name,
-            zip::write::SimpleFileOptions::default().unix_permissions(mode),
-        )
-        .unwrap();
-        w.write_all(body.as_bytes()).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
+pub use lambent_testkit::zip_of_text as zip_of;
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
