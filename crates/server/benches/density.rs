@@ -24,12 +24,12 @@ mod common;
 mod support;
 
 use common::{header, node_with, Node};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{env_or, quantile, zip_of};
+use support::{env_or, quantile};
 
 /// Every function's configured memory, MB (its cgroup's limit; not what it uses).
 const MEMORY_MB: u64 = 128;

@@ -698,7 +698,7 @@ mod tests {
 
     #[tokio::test]
     async fn routes_stored_before_path_spaces_get_their_space_and_shape() {
-        use lambent_store::routes::{RoutePut, RouteStore};
+        use lambent_store::routes::RouteStore;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let spaces = MIGRATIONS

@@ -303,6 +303,7 @@ pub fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>
     }
 }
 
+#[allow(unused_imports)] // not every test or bench packs code
 pub use lambent_testkit::zip_of;
 
 /// The compiled echo runtime (a `provided` runtime answering each event with itself), built if

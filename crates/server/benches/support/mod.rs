@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,6 +107,7 @@ pub fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
+#[allow(unused_imports)] // not every test or bench packs code
 pub use lambent_testkit::zip_of;
 
 /// The compiled echo runtime (`src/bin/lambent-echo-runtime.rs`), as a `bootstrap`.

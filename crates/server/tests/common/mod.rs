@@ -279,6 +279,7 @@ impl Node {
     }
 }
 
+#[allow(unused_imports)] // not every test or bench packs code
 pub use lambent_testkit::zip_of_text as zip_of;
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `secs` seconds.
