@@ -841,12 +841,12 @@ fn sigkill_with_1000_async_invocations_in_flight_loses_none() {
     let s = Server::start(home.path(), &[]);
     let dir = home.path().join("slowish");
     std::fs::create_dir_all(&dir).unwrap();
-    // 100 ms each: 1000 events keep the dispatcher's 64 slots busy for 1.6 s at least, so
-    // the kill lands while some run (at 20 ms, a node whose pools were ready at start-up
-    // could finish them all while they were still being accepted).
+    // 500 ms each: 1000 events keep the dispatcher's 64 slots busy for 7.8 s at least, so
+    // the kill lands while some run (at 20 and 100 ms, a node whose pools were ready at
+    // start-up could finish them all while they were still being accepted).
     std::fs::write(
         dir.join("app.py"),
-        "import time\ndef handler(event, context):\n    time.sleep(0.1)\n    return event\n",
+        "import time\ndef handler(event, context):\n    time.sleep(0.5)\n    return event\n",
     )
     .unwrap();
     s.cli(&[
