@@ -299,29 +299,7 @@ def handler(event, context):
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{f}");
-    let secret = format!("tenant{}", uuid_like());
-    let (s, _, v) = node
-        .invoke("stash", &json!({"secret": secret}).to_string())
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["tmp"], json!(["stash.txt"]));
-    // Several of B's sandboxes (the zygote's children made ahead and on demand) look.
-    for _ in 0..3 {
-        let (s, _, v) = node
-            .send_as(
-                B_KEY,
-                reqwest::Method::POST,
-                "/v1/functions/seek/invoke",
-                json!({"shifted": shifted(&secret)})
-                    .to_string()
-                    .into_bytes(),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!(v, json!({"tmp": [], "memory": []}), "A's secret reached B");
-        // A fresh sandbox for the next look.
-        server(&node).remove_namespace_sandboxes(B).await.unwrap();
-    }
+    // How the cold sandboxes of `f` were born, newest first.
     let births = |key: &'static str, f: &'static str| {
         let node = &node;
         async move {
@@ -342,8 +320,49 @@ def handler(event, context):
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(births(KEY, "stash").await, ["zygote"]);
-    assert_eq!(births(B_KEY, "seek").await, ["zygote", "zygote", "zygote"]);
+    let secret = format!("tenant{}", uuid_like());
+    // A's secret must sit in a sandbox forked from the zygote. Under load a fork can fail and
+    // that sandbox start by exec instead (logged): then A's sandbox is made again.
+    for attempt in 1.. {
+        let (s, _, v) = node
+            .invoke("stash", &json!({"secret": secret}).to_string())
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["tmp"], json!(["stash.txt"]));
+        let born = births(KEY, "stash").await;
+        if born.first().map(String::as_str) == Some("zygote") {
+            break;
+        }
+        assert!(
+            attempt < 5,
+            "A's sandbox never forked from the zygote: {born:?}"
+        );
+        server(&node)
+            .remove_namespace_sandboxes("default")
+            .await
+            .unwrap();
+    }
+    // Several of B's sandboxes (the zygote's children made ahead and on demand) look.
+    for _ in 0..3 {
+        let (s, _, v) = node
+            .send_as(
+                B_KEY,
+                reqwest::Method::POST,
+                "/v1/functions/seek/invoke",
+                json!({"shifted": shifted(&secret)})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v, json!({"tmp": [], "memory": []}), "A's secret reached B");
+        // A fresh sandbox for the next look.
+        server(&node).remove_namespace_sandboxes(B).await.unwrap();
+    }
+    // Each look was a cold start; at least one (normally all three) forked from the zygote.
+    let looks = births(B_KEY, "seek").await;
+    assert_eq!(looks.len(), 3, "{looks:?}");
+    assert!(looks.iter().any(|b| b == "zygote"), "{looks:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
