@@ -617,37 +617,19 @@ async fn nothing_of_one_tenant_reaches_another() {
 
     // The AWS APIs with B's access key: none of A's functions, queues, topics, tables,
     // buckets; ARNs name B's account.
-    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
     let (id, secret) = &b.aws[&Role::Owner];
-    let out = tokio::task::spawn_blocking({
-        let url = node.url("");
-        let names = [
-            ha.function.clone(),
-            ha.queue.clone(),
-            ha.topic.clone(),
-            ha.table.clone(),
-            ha.bucket.clone(),
-            hb.function.clone(),
-            a.name.clone(),
-            b.name.clone(),
-        ];
-        let (id, secret) = (id.clone(), secret.clone());
-        move || {
-            let args: Vec<&str> = std::iter::once("tenants.py")
-                .chain(names.iter().map(String::as_str))
-                .collect();
-            common::run_aws_client(
-                &venv.join("bin/python"),
-                &args,
-                &common::aws_scripts_dir(),
-                &url,
-                (&id, &secret),
-                &[],
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let names = [
+        ha.function.as_str(),
+        &ha.queue,
+        &ha.topic,
+        &ha.table,
+        &ha.bucket,
+        &hb.function,
+        &a.name,
+        &b.name,
+    ];
+    let args: Vec<&str> = std::iter::once("tenants.py").chain(names).collect();
+    let out = boto3(&node, &args, id, secret).await;
     assert!(out.contains("tenants ok"), "{out}");
 }
 
@@ -962,21 +944,9 @@ async fn fill_everything(node: &Node, t: &Tenant, p: &str, host: &str) -> Holdin
     .await;
     assert_eq!(got["messages"].as_array().map(Vec::len), Some(1), "{got}");
 
-    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
-    let (id, secret) = t.aws[&Role::Owner].clone();
-    let (url, bucket) = (node.url(""), h.bucket.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        common::run_aws_client(
-            &venv.join("bin/python"),
-            &["-c", UNFINISHED_UPLOAD_PY, &bucket, "big"],
-            &common::aws_scripts_dir(),
-            &url,
-            (&id, &secret),
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let (id, secret) = &t.aws[&Role::Owner];
+    let args = ["-c", UNFINISHED_UPLOAD_PY, &h.bucket, "big"];
+    let out = boto3(node, &args, id, secret).await;
     assert!(out.contains("unfinished"), "{out}");
 
     let (s, v) = call(
@@ -1424,16 +1394,17 @@ async fn host_names_give_namespaces_their_own_path_spaces() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{text}");
 }
 
-/// Runs `key_rotation.py` with an access key's id and one of its secrets, expecting every
-/// call to succeed (`ok`) or be refused (`refused`).
-async fn boto3_with(node: &Node, id: &str, secret: &str, expect: &str, bucket: &str) {
+/// Runs boto3 (`args`: a script of the AWS scripts directory, or `-c CODE`, and its arguments)
+/// against `node` with the access key `id` / `secret`; its output.
+async fn boto3(node: &Node, args: &[&str], id: &str, secret: &str) -> String {
     let venv = tokio::task::spawn_blocking(venv).await.unwrap();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let (url, id, secret) = (node.url(""), id.to_string(), secret.to_string());
-    let (wanted, bucket) = (expect.to_string(), bucket.to_string());
-    let out = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         common::run_aws_client(
             &venv.join("bin/python"),
-            &["key_rotation.py", &wanted, &bucket],
+            &args,
             &common::aws_scripts_dir(),
             &url,
             (&id, &secret),
@@ -1441,7 +1412,13 @@ async fn boto3_with(node: &Node, id: &str, secret: &str, expect: &str, bucket: &
         )
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Runs `key_rotation.py` with an access key's id and one of its secrets, expecting every
+/// call to succeed (`ok`) or be refused (`refused`).
+async fn boto3_with(node: &Node, id: &str, secret: &str, expect: &str, bucket: &str) {
+    let out = boto3(node, &["key_rotation.py", expect, bucket], id, secret).await;
     assert!(out.contains(&format!("rotation {expect}")), "{out}");
 }
 
@@ -1538,22 +1515,7 @@ async fn s3_writes_are_audited_and_reads_are_not() {
     let t = tenant(&node, "s3-audited").await;
     let (id, secret) = t.aws[&Role::Deployer].clone();
     let bucket = format!("audited-{}", std::process::id());
-    let venv = tokio::task::spawn_blocking(venv).await.unwrap();
-    let out = tokio::task::spawn_blocking({
-        let (url, bucket) = (node.url(""), bucket.clone());
-        move || {
-            common::run_aws_client(
-                &venv.join("bin/python"),
-                &["s3_audit.py", &bucket],
-                &common::aws_scripts_dir(),
-                &url,
-                (&id, &secret),
-                &[],
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let out = boto3(&node, &["s3_audit.py", &bucket], &id, &secret).await;
     assert!(out.contains("s3 writes done"), "{out}");
     let audit = ok(
         &node,
