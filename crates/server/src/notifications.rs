@@ -116,21 +116,10 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The access key id of a SigV4 credential (`AKID/date/region/service/aws4_request`).
+/// The access key id the S3 request was signed with (header, or presigned URL of SigV4 or
+/// SigV2): the one S3's own authentication reads.
 fn access_key_of(headers: &http::HeaderMap, query: Option<&str>) -> Option<String> {
-    let key = |credential: &str| credential.split('/').next().map(str::to_string);
-    if let Some(auth) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-    {
-        return auth
-            .split([',', ' '])
-            .find_map(|p| p.trim().strip_prefix("Credential="))
-            .and_then(key);
-    }
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == "X-Amz-Credential")
-        .and_then(|(_, v)| key(&v))
+    lambent_aws_api::sigv4::s3_access_key_id(headers, query.unwrap_or(""))
 }
 
 /// Where a configuration's ARN points.
