@@ -446,9 +446,12 @@ impl Cluster {
         held
     }
 
-    /// Keeps trying to take `lease` (at every heartbeat) until [`Cluster::unwant`].
-    pub fn want(&self, lease: &str) {
+    /// Takes `lease` now if it is free and keeps trying (at every heartbeat) until
+    /// [`Cluster::give_back`]; whether this node holds it now. (A schedule created right
+    /// after start must not wait a heartbeat for its leader, or its first fires collapse.)
+    pub async fn want(&self, lease: &str) -> bool {
         self.wanted.write().insert(lease.to_string());
+        self.try_take(lease).await
     }
 
     /// Takes a lease now if it is free; whether this node holds it.

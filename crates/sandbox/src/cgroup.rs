@@ -99,6 +99,18 @@ pub(crate) trait CgroupFs: Send + Sync + fmt::Debug {
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
 }
 
+/// Makes `dir` unless it exists. Servers starting together race to make the shared
+/// `lambent` directory: the loser's "already exists" is success.
+fn ensure_dir(fs: &dyn CgroupFs, dir: &Path) -> Result<(), SandboxError> {
+    if fs.exists(dir) {
+        return Ok(());
+    }
+    match fs.mkdir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(cgroup_err("create", dir)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// The real cgroup file systems.
 #[derive(Debug, Default)]
 pub(crate) struct HostFs;
@@ -367,8 +379,8 @@ impl Cgroups {
             dirs.push(dir);
         }
         for dir in &dirs {
-            if dir.as_path() != root && !fs.exists(dir) {
-                fs.mkdir(dir).map_err(cgroup_err("create", dir))?;
+            if dir.as_path() != root {
+                ensure_dir(fs, dir)?;
             }
             let control = dir.join("cgroup.subtree_control");
             fs.write(&control, enable)
@@ -413,9 +425,7 @@ impl Cgroups {
             let mut dir = root.join(controller);
             for component in name.components() {
                 dir.push(component);
-                if !fs.exists(&dir) {
-                    fs.mkdir(&dir).map_err(cgroup_err("create", &dir))?;
-                }
+                ensure_dir(fs, &dir)?;
             }
             Ok(dir)
         };

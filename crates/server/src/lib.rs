@@ -687,8 +687,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             )
             .await?;
             invoker.set_limit_shares(cluster.clone());
-            cluster.want(SCHEDULES_LEASE);
-            cluster.want(PRUNER_LEASE);
+            cluster.want(SCHEDULES_LEASE).await;
+            cluster.want(PRUNER_LEASE).await;
             cluster
         }
     };
