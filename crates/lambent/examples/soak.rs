@@ -21,6 +21,7 @@ use lambent_testkit::tmpfs::Tmpfs;
 use lambent_testkit::zip_of_text as zip_of;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,6 +75,9 @@ struct Options {
     bin: PathBuf,
     duration: Duration,
     out: Option<PathBuf>,
+    /// Whether the server is SIGKILLed (about every quarter of the run); without, one server
+    /// start spans the whole run, so its memory over time is the leak check.
+    server_kills: bool,
 }
 
 fn options() -> Options {
@@ -82,6 +86,7 @@ fn options() -> Options {
         bin: PathBuf::from("target/debug/lambent"),
         duration: Duration::from_secs(600),
         out: None,
+        server_kills: true,
     };
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -92,8 +97,9 @@ fn options() -> Options {
             }
             "--seconds" => o.duration = Duration::from_secs(value().parse().unwrap()),
             "--out" => o.out = Some(value().into()),
+            "--no-server-kills" => o.server_kills = false,
             other => {
-                panic!("unknown argument {other}: --bin PATH --minutes M --seconds S --out FILE")
+                panic!("unknown argument {other}: --bin PATH --minutes M --seconds S --out FILE --no-server-kills")
             }
         }
     }
@@ -128,6 +134,17 @@ struct KindCounts {
     failed_answered: u64,
 }
 
+/// The server's footprint at one moment of the run.
+struct Sample {
+    /// Seconds since the soak started.
+    second: u64,
+    pid: u32,
+    rss_kb: u64,
+    /// The heap's part of the RSS (what a leak grows), without mapped files.
+    anon_kb: u64,
+    fds: u64,
+}
+
 struct Soak {
     opts: Options,
     home: tempfile::TempDir,
@@ -136,8 +153,7 @@ struct Soak {
     shared: Arc<Shared>,
     server: Mutex<Option<Server>>,
     starts: AtomicU64,
-    /// (seconds since start, server pid, RSS kB, open fds).
-    samples: Mutex<Vec<(u64, u32, u64, u64)>>,
+    samples: Mutex<Vec<Sample>>,
     faults: Mutex<BTreeMap<String, u64>>,
     /// Network namespaces the servers and their sandboxes held (inode numbers).
     netns_seen: Mutex<HashSet<u64>>,
@@ -206,6 +222,17 @@ fn main() {
     println!("{text}");
     if let Some(out) = &soak.opts.out {
         std::fs::write(out, &text).unwrap();
+        // Every sample, for a plot of memory and descriptors over the run.
+        let mut csv = String::from("second,pid,rss_kb,anon_kb,fds\n");
+        for s in soak.samples.lock().unwrap().iter() {
+            writeln!(
+                csv,
+                "{},{},{},{},{}",
+                s.second, s.pid, s.rss_kb, s.anon_kb, s.fds
+            )
+            .unwrap();
+        }
+        std::fs::write(out.with_extension("samples.csv"), csv).unwrap();
     }
     let lost: u64 = report.values().map(|r| r.lost).sum();
     let left: usize = leftovers.values().map(Vec::len).sum();
@@ -415,7 +442,10 @@ impl Soak {
         while Instant::now() < end {
             std::thread::sleep(Duration::from_millis(rng.gen_range(1500..3500)));
             let now = Instant::now();
-            if now >= next_server_kill && now + Duration::from_secs(15) < end {
+            if self.opts.server_kills
+                && now >= next_server_kill
+                && now + Duration::from_secs(15) < end
+            {
                 next_server_kill = now + every;
                 eprintln!("soak [{}s]: SIGKILL the server", self.elapsed());
                 self.fault("server SIGKILLed and restarted");
@@ -490,22 +520,26 @@ impl Soak {
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             };
-            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("VmRSS:"))
-                        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-                })
-                .unwrap_or(0);
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let kb = |field: &str| -> u64 {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(field))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                    .unwrap_or(0)
+            };
             let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .map(|d| d.count() as u64)
                 .unwrap_or(0);
-            if rss > 0 {
-                self.samples
-                    .lock()
-                    .unwrap()
-                    .push((self.elapsed(), pid, rss, fds));
+            let (rss_kb, anon_kb) = (kb("VmRSS:"), kb("RssAnon:"));
+            if rss_kb > 0 {
+                self.samples.lock().unwrap().push(Sample {
+                    second: self.elapsed(),
+                    pid,
+                    rss_kb,
+                    anon_kb,
+                    fds,
+                });
             }
             std::thread::sleep(Duration::from_secs(2));
         }
@@ -656,34 +690,36 @@ impl Soak {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        t.push_str("\n\n| server (per start) | samples | RSS MB after warm-up → end | open fds after warm-up → end |\n| --- | ---: | --- | --- |\n");
+        t.push_str("\n\n| server (per start) | samples | RSS MB after warm-up → end (max) | of it anonymous (heap) MB | open fds after warm-up → end (max) |\n| --- | ---: | --- | --- | --- |\n");
         let samples = self.samples.lock().unwrap();
         let mut pids: Vec<u32> = Vec::new();
-        for (_, pid, _, _) in samples.iter() {
-            if !pids.contains(pid) {
-                pids.push(*pid);
+        for s in samples.iter() {
+            if !pids.contains(&s.pid) {
+                pids.push(s.pid);
             }
         }
         for (n, pid) in pids.iter().enumerate() {
-            let mine: Vec<&(u64, u32, u64, u64)> = samples.iter().filter(|s| s.1 == *pid).collect();
+            let mine: Vec<&Sample> = samples.iter().filter(|s| s.pid == *pid).collect();
             // Warm-up: the first quarter of its samples (at least the first).
             let w = mine[(mine.len() / 4).min(mine.len() - 1)];
             let last = mine[mine.len() - 1];
-            let (rss_max, fd_max) = mine
-                .iter()
-                .fold((0, 0), |(r, f), s| (r.max(s.2), f.max(s.3)));
+            let max = |f: fn(&Sample) -> u64| mine.iter().map(|s| f(s)).max().unwrap_or(0);
+            let mb = |kb: u64| kb as f64 / 1024.0;
             t.push_str(&format!(
-                "| start {} ({}s–{}s) | {} | {:.1} → {:.1} (max {:.1}) | {} → {} (max {}) |\n",
+                "| start {} ({}s–{}s) | {} | {:.1} → {:.1} ({:.1}) | {:.1} → {:.1} ({:.1}) | {} → {} ({}) |\n",
                 n + 1,
-                mine[0].0,
-                last.0,
+                mine[0].second,
+                last.second,
                 mine.len(),
-                w.2 as f64 / 1024.0,
-                last.2 as f64 / 1024.0,
-                rss_max as f64 / 1024.0,
-                w.3,
-                last.3,
-                fd_max
+                mb(w.rss_kb),
+                mb(last.rss_kb),
+                mb(max(|s| s.rss_kb)),
+                mb(w.anon_kb),
+                mb(last.anon_kb),
+                mb(max(|s| s.anon_kb)),
+                w.fds,
+                last.fds,
+                max(|s| s.fds),
             ));
         }
         t.push_str("\n| left over after the last stop | count | which |\n| --- | ---: | --- |\n");
