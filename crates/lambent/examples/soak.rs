@@ -154,6 +154,9 @@ struct Soak {
     server: Mutex<Option<Server>>,
     starts: AtomicU64,
     samples: Mutex<Vec<Sample>>,
+    /// When the load and faults stopped (seconds since start): later samples are the drain's
+    /// reading of every record, not the steady state a leak shows in.
+    load_end: AtomicU64,
     faults: Mutex<BTreeMap<String, u64>>,
     /// Network namespaces the servers and their sandboxes held (inode numbers).
     netns_seen: Mutex<HashSet<u64>>,
@@ -190,6 +193,7 @@ fn main() {
         server: Mutex::new(None),
         starts: AtomicU64::new(0),
         samples: Mutex::new(Vec::new()),
+        load_end: AtomicU64::new(u64::MAX),
         faults: Mutex::new(BTreeMap::new()),
         netns_seen: Mutex::new(HashSet::new()),
         t0: Instant::now(),
@@ -208,6 +212,7 @@ fn main() {
         std::thread::spawn(move || soak.sample_until_stopped())
     };
     soak.chaos();
+    soak.load_end.store(soak.elapsed(), Ordering::SeqCst);
     soak.shared.stop.store(true, Ordering::SeqCst);
     for t in threads {
         t.join().unwrap();
@@ -690,7 +695,7 @@ impl Soak {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        t.push_str("\n\n| server (per start) | samples | RSS MB after warm-up → end (max) | of it anonymous (heap) MB | open fds after warm-up → end (max) |\n| --- | ---: | --- | --- | --- |\n");
+        t.push_str("\n\n| server (per start) | samples | RSS MB after warm-up → end of load (max; after the drain) | of it anonymous (heap) MB | open fds after warm-up → end of load (max) |\n| --- | ---: | --- | --- | --- |\n");
         let samples = self.samples.lock().unwrap();
         let mut pids: Vec<u32> = Vec::new();
         for s in samples.iter() {
@@ -699,14 +704,26 @@ impl Soak {
             }
         }
         for (n, pid) in pids.iter().enumerate() {
-            let mine: Vec<&Sample> = samples.iter().filter(|s| s.pid == *pid).collect();
+            let all: Vec<&Sample> = samples.iter().filter(|s| s.pid == *pid).collect();
+            let load_end = self.load_end.load(Ordering::SeqCst);
+            let under_load: Vec<&Sample> = all
+                .iter()
+                .copied()
+                .filter(|s| s.second <= load_end)
+                .collect();
+            let drained = all[all.len() - 1];
+            let mine = if under_load.is_empty() {
+                all
+            } else {
+                under_load
+            };
             // Warm-up: the first quarter of its samples (at least the first).
             let w = mine[(mine.len() / 4).min(mine.len() - 1)];
             let last = mine[mine.len() - 1];
             let max = |f: fn(&Sample) -> u64| mine.iter().map(|s| f(s)).max().unwrap_or(0);
             let mb = |kb: u64| kb as f64 / 1024.0;
             t.push_str(&format!(
-                "| start {} ({}s–{}s) | {} | {:.1} → {:.1} ({:.1}) | {:.1} → {:.1} ({:.1}) | {} → {} ({}) |\n",
+                "| start {} ({}s–{}s) | {} | {:.1} → {:.1} ({:.1}; {:.1}) | {:.1} → {:.1} ({:.1}; {:.1}) | {} → {} ({}) |\n",
                 n + 1,
                 mine[0].second,
                 last.second,
@@ -714,9 +731,11 @@ impl Soak {
                 mb(w.rss_kb),
                 mb(last.rss_kb),
                 mb(max(|s| s.rss_kb)),
+                mb(drained.rss_kb),
                 mb(w.anon_kb),
                 mb(last.anon_kb),
                 mb(max(|s| s.anon_kb)),
+                mb(drained.anon_kb),
                 w.fds,
                 last.fds,
                 max(|s| s.fds),
