@@ -737,9 +737,27 @@ def install_log_handler(env):
     """Lambda's habit that handlers rely on: the root logger has a handler writing
     ``[LEVEL]\tTIME\tREQUEST_ID\tMESSAGE`` lines to the function's log, so an unconfigured
     ``logging.getLogger().info(...)`` is logged; the root level is ``AWS_LAMBDA_LOG_LEVEL``'s
-    when it is set (else logging's own default, WARNING, as on Lambda)."""
+    when it is set (else logging's own default, WARNING, as on Lambda). The handler is added
+    once per process: a zygote adds it (``env`` ``None``, no level) for all its runtimes, which
+    copy-on-write would otherwise each make their own."""
+    global _log_handler
     import logging
 
+    if _log_handler is None:
+        _log_handler = _lambda_log_handler(logging)
+    root = logging.getLogger()
+    if _log_handler not in root.handlers:
+        root.addHandler(_log_handler)
+    level = _LOG_LEVELS.get((env.get("AWS_LAMBDA_LOG_LEVEL") or "").strip().upper()) if env else None
+    if level:
+        root.setLevel(level)
+
+
+# The handler install_log_handler adds to the root logger, once made.
+_log_handler = None
+
+
+def _lambda_log_handler(logging):
     class RequestId(logging.Filter):
         def filter(self, record):
             record.aws_request_id = _current_request_id
@@ -753,11 +771,7 @@ def install_log_handler(env):
     handler.setFormatter(formatter)
     handler.terminator = ""
     handler.addFilter(RequestId())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    level = _LOG_LEVELS.get((env.get("AWS_LAMBDA_LOG_LEVEL") or "").strip().upper())
-    if level:
-        root.setLevel(level)
+    return handler
 
 
 def handle_invocation(client, handler, inv, function):

@@ -610,5 +610,61 @@ print(sorted(first), again is first, sorted(after))
                              "['sdkmod'] True ['other', 'sdkmod']")
 
 
+def run_python(case, code, path):
+    """Runs ``code`` in a fresh interpreter with ``path`` first on sys.path; its stdout."""
+    out = subprocess.run([PYTHON, "-B", "-c", "import sys; sys.path.insert(0, %r)\n%s" % (path, code)],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    case.assertEqual(out.returncode, 0, out.stderr)
+    return out.stdout
+
+
+class ZygoteSharingTest(unittest.TestCase):
+    """What a zygote makes once for every runtime it forks."""
+
+    def test_the_log_handler_is_made_once_and_each_runtime_sets_its_level(self):
+        code = """
+import bootstrap, logging
+root = logging.getLogger()
+bootstrap.install_log_handler(None)  # the zygote: the handler, no level
+made, level = bootstrap._log_handler, root.level
+bootstrap.install_log_handler({"AWS_LAMBDA_LOG_LEVEL": "info"})  # its runtime
+print(root.handlers == [made], level == logging.WARNING, root.level == logging.INFO)
+root.handlers.clear()  # a module that took the handler away gets it back
+bootstrap.install_log_handler({})
+print(root.handlers == [made])
+"""
+        self.assertEqual(run_python(self, code, os.path.dirname(BOOTSTRAP)).split(), ["True"] * 4)
+
+    def test_a_quiet_fork_gives_the_child_a_fresh_random_seed(self):
+        """zygote.fork skips the interpreter's after-fork hooks but re-seeds ``random``; the
+        child's threading state is still usable."""
+        code = """
+import os, random, threading, zygote
+r, w = os.pipe()
+pid = zygote.fork()
+if pid == 0:
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+    os.write(w, b"%d %d" % (random.getrandbits(64), threading.main_thread() is threading.current_thread()))
+    os._exit(0)
+os.waitpid(pid, 0)
+child, main = os.read(r, 64).split()
+print(int(child) != random.getrandbits(64), main.decode())
+"""
+        self.assertEqual(run_python(self, code, os.path.dirname(BOOTSTRAP)).split(), ["True", "1"])
+
+    def test_the_zygote_fills_the_holes_of_its_small_object_pools(self):
+        code = """
+import gc, zygote
+gc.collect()
+before = sum(zygote.small_object_holes().values())
+zygote.fill_small_object_holes()
+after = sum(zygote.small_object_holes().values())
+print(before > 1000, after < before // 4, len(zygote._fillers) > 1000)
+"""
+        self.assertEqual(run_python(self, code, os.path.dirname(BOOTSTRAP)).split(), ["True"] * 3)
+
+
 if __name__ == "__main__":
     unittest.main()

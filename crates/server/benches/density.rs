@@ -127,15 +127,29 @@ fn smaps_rollup(pid: u32) -> Option<(u64, u64)> {
     Some((field("Pss:")?, field("Rss:")?))
 }
 
-/// The Python zygote: this process's child running `zygote.py`.
+/// The Python zygote: this process's child running `zygote.py` as root, in this PID
+/// namespace (the runtimes it forked run the same script and are this process's children too,
+/// as their subreaper, but as the sandbox user and in PID namespaces of their own).
 fn zygote_pid() -> Option<u32> {
     let me = std::process::id().to_string();
+    let my_pid_ns = std::fs::read_link("/proc/self/ns/pid").ok();
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
         let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
         let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        (ppid == me && String::from_utf8_lossy(&cmdline).contains("zygote.py")).then_some(pid)
+        let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+        let root = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|u| u.split_whitespace().next())
+            == Some("0");
+        let same_pid_ns = std::fs::read_link(e.path().join("ns/pid")).ok() == my_pid_ns;
+        (ppid == me
+            && root
+            && same_pid_ns
+            && String::from_utf8_lossy(&cmdline).contains("zygote.py"))
+        .then_some(pid)
     })
 }
 

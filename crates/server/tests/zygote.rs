@@ -241,6 +241,60 @@ def handler(event, context):
     }
 }
 
+/// What the zygote makes once for all its runtimes works in each (the root logger's handler:
+/// Lambda's lines, at each function's level, once), and each draws its own random numbers
+/// (the zygote forks without the interpreter's at-fork hooks and re-seeds `random` itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_runtimes_log_lambdas_lines_and_draw_their_own_random_numbers() {
+    let node = node().await;
+    await_python_zygote(&node).await;
+    let code = r#"
+import logging, random
+FIRST = random.getrandbits(64)
+def handler(event, context):
+    logging.getLogger().info("hello from %s", context.function_name)
+    return {"first": FIRST, "handlers": len(logging.getLogger().handlers)}
+"#;
+    let mut firsts = Vec::new();
+    for name in ["one", "two"] {
+        let settings = json!({"runtime": "python", "handler": "app.handler",
+                              "env": {"AWS_LAMBDA_LOG_LEVEL": "INFO"}});
+        let (s, f) = node.deploy(name, settings, &[("app.py", code)]).await;
+        assert_eq!(s, StatusCode::CREATED, "{f}");
+        let (s, _, v) = node.invoke(name, "{}").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["handlers"], 1, "{v}");
+        assert_eq!(last_birth(&node, name).await, "zygote");
+        firsts.push(v["first"].clone());
+        let logs = eventually(10, "the invocation's log", || async {
+            let (_, _, logs) = node
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/v1/functions/{name}/logs?tail=1"),
+                    vec![],
+                )
+                .await;
+            let text = logs["logs"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            text.contains("REPORT").then_some(text)
+        })
+        .await;
+        let hello = format!("hello from {name}");
+        let lines: Vec<Vec<&str>> = logs
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .filter(|f| f.last() == Some(&hello.as_str()))
+            .collect();
+        assert_eq!(lines.len(), 1, "{logs}");
+        assert_eq!(lines[0].len(), 4, "{logs}");
+        assert_eq!(lines[0][0], "[INFO]", "{logs}");
+        assert!(!lines[0][2].is_empty(), "the request id: {logs}");
+    }
+    assert_ne!(firsts[0], firsts[1], "each runtime has its own random seed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn package_zygotes_keep_each_functions_state_and_secrets_to_itself() {
     let node = node_with(|o| o.keep_alive = SHORT_KEEP_ALIVE).await;
