@@ -1,7 +1,7 @@
 //! Placement simulation: Lambent's rendezvous placement (the real `placement.rs`, with plain and
 //! with bounded homes) against random placement, OpenWhisk's home-invoker sharding and an
-//! idealised least-loaded balancer, on a
-//! synthetic trace shaped like the Azure Functions 2019 trace, at 10, 100 and 1,000 nodes.
+//! idealised least-loaded balancer, on a synthetic trace shaped like the Azure Functions 2019
+//! trace, at 10, 100 and 1,000 nodes.
 //!
 //! `cargo run -p lambent-cluster --release --example placement_sim` (deterministic; prints
 //! markdown). See `docs/cluster.md` for the method and the reading of the results.
