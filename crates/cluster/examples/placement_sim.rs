@@ -1,6 +1,7 @@
-//! Placement simulation: Lambent's rendezvous placement (the real `placement.rs`) against random
-//! placement, OpenWhisk's home-invoker sharding and an idealised least-loaded balancer, on a
-//! synthetic trace shaped like the Azure Functions 2019 trace, at 10, 100 and 1,000 nodes.
+//! Placement simulation: Lambent's rendezvous placement (the real `placement.rs`, with plain and
+//! with bounded homes) against random placement, OpenWhisk's home-invoker sharding and an
+//! idealised least-loaded balancer, on a synthetic trace shaped like the Azure Functions 2019
+//! trace, at 10, 100 and 1,000 nodes.
 //!
 //! `cargo run -p lambent-cluster --release --example placement_sim` (deterministic; prints
 //! markdown). See `docs/cluster.md` for the method and the reading of the results.
@@ -294,6 +295,22 @@ trait Policy: Send {
     fn rehomed(&self, _leaving: usize) -> Option<(f64, f64)> {
         None
     }
+    /// Functions homed on the busiest node over the mean (None: no notion of home).
+    fn home_spread(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// Max over mean of per-node home counts.
+fn spread(homes: impl Iterator<Item = usize>, nodes: usize) -> f64 {
+    let mut counts = vec![0usize; nodes];
+    let mut total = 0;
+    for home in homes {
+        counts[home] += 1;
+        total += 1;
+    }
+    let max = counts.iter().copied().max().unwrap_or(0);
+    max as f64 * nodes as f64 / total.max(1) as f64
 }
 
 fn node_ids(nodes: usize) -> Vec<String> {
@@ -306,23 +323,39 @@ struct Rendezvous<'w> {
     placement: Placement,
     workload: &'w Workload,
     order: Vec<usize>,
+    /// Homes bounded over the workload's functions (`Placement::with_keys`, ε = 1/10).
+    bounded: bool,
 }
 
 impl<'w> Rendezvous<'w> {
-    fn new(nodes: usize, workload: &'w Workload) -> Self {
+    fn new(nodes: usize, workload: &'w Workload, bounded: bool) -> Self {
         // Node ids sort like their indices, so the placement's indices are the simulator's.
-        let placement = Placement::from_ids(node_ids(nodes)).with_max_spill(MAX_SPILL);
+        let placement = Self::place(workload, node_ids(nodes), bounded).with_max_spill(MAX_SPILL);
         Self {
             placement,
             workload,
             order: Vec::with_capacity(MAX_SPILL + 1),
+            bounded,
+        }
+    }
+
+    fn place(workload: &Workload, ids: Vec<String>, bounded: bool) -> Placement {
+        let placement = Placement::from_ids(ids);
+        if bounded {
+            placement.with_keys(workload.functions.iter().map(|f| f.key.as_str()))
+        } else {
+            placement
         }
     }
 }
 
 impl Policy for Rendezvous<'_> {
     fn name(&self) -> &'static str {
-        "lambent (rendezvous + spill)"
+        if self.bounded {
+            "lambent, homes bounded (ε = 1/10) + spill"
+        } else {
+            "lambent (rendezvous + spill)"
+        }
     }
 
     fn choose(
@@ -347,8 +380,16 @@ impl Policy for Rendezvous<'_> {
     fn rehomed(&self, leaving: usize) -> Option<(f64, f64)> {
         let ids = node_ids(self.placement.len());
         let gone = &ids[leaving];
-        let left = Placement::from_ids(ids.iter().filter(|id| *id != gone).cloned());
-        let joined = Placement::from_ids(ids.iter().cloned().chain(["node-new".to_owned()]));
+        let left = Self::place(
+            self.workload,
+            ids.iter().filter(|id| *id != gone).cloned().collect(),
+            self.bounded,
+        );
+        let joined = Self::place(
+            self.workload,
+            ids.iter().cloned().chain(["node-new".to_owned()]).collect(),
+            self.bounded,
+        );
         let home = |placement: &Placement, key: &str| -> String {
             placement.id(placement.home(key).unwrap()).to_owned()
         };
@@ -360,6 +401,16 @@ impl Policy for Rendezvous<'_> {
         }
         let count = self.workload.functions.len() as f64;
         Some((after_leave as f64 / count, after_join as f64 / count))
+    }
+
+    fn home_spread(&self) -> Option<f64> {
+        let placement = &self.placement;
+        let homes = self
+            .workload
+            .functions
+            .iter()
+            .map(|f| placement.home(&f.key).unwrap());
+        Some(spread(homes, placement.len()))
     }
 }
 
@@ -409,6 +460,10 @@ impl Policy for RendezvousWalk<'_> {
 
     fn rehomed(&self, leaving: usize) -> Option<(f64, f64)> {
         self.inner.rehomed(leaving)
+    }
+
+    fn home_spread(&self) -> Option<f64> {
+        self.inner.home_spread()
     }
 }
 
@@ -520,6 +575,11 @@ impl Policy for OpenWhisk {
         let count = self.hashes.len() as f64;
         Some((after_leave as f64 / count, after_join as f64 / count))
     }
+
+    fn home_spread(&self) -> Option<f64> {
+        let homes = self.hashes.iter().map(|&hash| hash as usize % self.nodes);
+        Some(spread(homes, self.nodes))
+    }
 }
 
 /// (d) Least-loaded, with global and instant knowledge (an ideal central balancer): the node
@@ -585,6 +645,7 @@ struct Outcome {
     spills: u64,
     busy_us: Vec<u64>,
     rehomed: Option<(f64, f64)>,
+    home_spread: Option<f64>,
 }
 
 fn simulate(nodes: usize, workload: &Workload, policy: &mut dyn Policy) -> Outcome {
@@ -599,6 +660,7 @@ fn simulate(nodes: usize, workload: &Workload, policy: &mut dyn Policy) -> Outco
         spills: 0,
         busy_us: Vec::new(),
         rehomed: None,
+        home_spread: None,
     };
     let mut seq = 0u64;
     let mut now = 0u64;
@@ -647,6 +709,7 @@ fn simulate(nodes: usize, workload: &Workload, policy: &mut dyn Policy) -> Outco
     }
     out.busy_us = state.iter().map(|n| n.busy_us).collect();
     out.rehomed = policy.rehomed(nodes / 2);
+    out.home_spread = policy.home_spread();
     out
 }
 
@@ -710,9 +773,10 @@ fn main() {
             top_busy / f64::from(SLOTS),
         );
         let policies: Vec<Box<dyn Policy + '_>> = vec![
-            Box::new(Rendezvous::new(nodes, &workload)),
+            Box::new(Rendezvous::new(nodes, &workload, false)),
+            Box::new(Rendezvous::new(nodes, &workload, true)),
             Box::new(RendezvousWalk {
-                inner: Rendezvous::new(nodes, &workload),
+                inner: Rendezvous::new(nodes, &workload, false),
                 full_orders: HashMap::new(),
             }),
             Box::new(Random { nodes }),
@@ -740,9 +804,11 @@ fn main() {
         for (name, out, seconds) in outcomes {
             let (max_mean, cv) = imbalance(&out.busy_us);
             rows.push(format!(
-                "| {nodes} | {name} | {} | {:.2} % | {:.2} | {:.3} | {:.3} | {:.3} % | {} |",
+                "| {nodes} | {name} | {} | {:.2} % | {} | {:.2} | {:.3} | {:.3} | {:.3} % | {} |",
                 out.invocations,
                 out.warm as f64 / out.invocations as f64 * 100.0,
+                out.home_spread
+                    .map_or("n/a".to_owned(), |s| format!("{s:.2}")),
                 max_mean,
                 cv,
                 out.spills as f64 / out.invocations as f64,
@@ -759,10 +825,10 @@ fn main() {
     }
     println!();
     println!(
-        "| nodes | policy | invocations | warm hits | busy max/mean | busy CV | spills/inv | \
-         rejected | functions re-homed: 1 node leaves / 1 joins |"
+        "| nodes | policy | invocations | warm hits | homes max/mean | busy max/mean | busy CV | \
+         spills/inv | rejected | functions re-homed: 1 node leaves / 1 joins |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         println!("{row}");
     }

@@ -4,8 +4,9 @@
 //!
 //! - [`membership`]: each node's liveness state (up, suspect, down, draining) computed from the
 //!   membership table's heartbeats and the store's clock, and the live set in a stable order;
-//! - [`placement`]: which node runs a function (rendezvous hashing over the live set, with a
-//!   bounded spill to the next nodes by hash), which functions' async events a node claims, and
+//! - [`placement`]: which node runs a function (rendezvous hashing over the live set, homes
+//!   bounded to ~1.1× the mean number of functions per node, with a bounded spill to the next
+//!   nodes by hash), which functions' async events a node claims, and
 //!   each node's share of a cluster-wide concurrency limit;
 //! - [`spill`]: whether an invocation goes to its function's home or, the home being saturated
 //!   right now, to the next node by hash.

@@ -10,7 +10,7 @@
 
 use crate::forward::Forwarder;
 use crate::membership::{self, NodeState, NodeStatus, HEARTBEAT_PERIOD_MS};
-use crate::placement::{function_key, Placement};
+use crate::placement::{function_key, LoadBound, Placement};
 use crate::spill::{self, Candidate};
 use lambent_store::bus::{Bus, Signal};
 use lambent_store::cluster::{ClusterStore, Leases, NodeRecord, NodeStats};
@@ -59,17 +59,40 @@ pub struct View {
     /// The store's clock at the read.
     pub now_ms: i64,
     pub nodes: Vec<NodeRecord>,
-    /// Placement over the live nodes.
+    /// Placement over the live nodes, its homes bounded over `keys`.
     pub placement: Placement,
+    /// The keys of the functions deployed, as this node knew them at the read (sorted).
+    pub keys: Vec<String>,
 }
 
 impl View {
-    fn new(now_ms: i64, nodes: Vec<NodeRecord>) -> View {
-        let placement = membership::placement(now_ms, &nodes);
+    /// The view of `nodes` with homes bounded over `keys` (sorted); the bounded homes of
+    /// `before` are reused when neither the live set nor the keys changed.
+    fn new(
+        now_ms: i64,
+        nodes: Vec<NodeRecord>,
+        keys: Vec<String>,
+        bound: LoadBound,
+        before: Option<&View>,
+    ) -> View {
+        let live = membership::placement(now_ms, &nodes);
+        let placement = match before {
+            Some(b)
+                if b.keys == keys
+                    && b.placement.load_bound() == bound
+                    && b.placement.ids().eq(live.ids()) =>
+            {
+                b.placement.clone()
+            }
+            _ => live
+                .with_load_bound(bound)
+                .with_keys(keys.iter().map(String::as_str)),
+        };
         View {
             now_ms,
             nodes,
             placement,
+            keys,
         }
     }
 
@@ -104,6 +127,10 @@ pub enum Hop {
     Remote { node: String, address: String },
 }
 
+/// The keys (`namespace/function`) of the functions deployed, as this node knows them: the
+/// keys placement bounds the homes over.
+pub type KeysFn = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// Reports this node's load for its heartbeat.
 pub type StatsFn = Arc<dyn Fn() -> NodeStats + Send + Sync>;
 
@@ -137,6 +164,9 @@ pub struct Cluster {
     backing: Option<Backing>,
     stats: StatsFn,
     view: RwLock<Arc<View>>,
+    /// Where the deployed functions' keys come from, and the bound on homes over them (none:
+    /// plain rendezvous homes).
+    keys: RwLock<Option<(KeysFn, LoadBound)>>,
     draining: AtomicBool,
     /// Node → function key (or [`WHOLE_NODE`]) → when it refused for having no room.
     saturated: Mutex<HashMap<String, HashMap<String, Instant>>>,
@@ -231,7 +261,14 @@ impl Cluster {
             started_ms: now,
             backing,
             stats: me.stats,
-            view: RwLock::new(Arc::new(View::new(now, nodes))),
+            view: RwLock::new(Arc::new(View::new(
+                now,
+                nodes,
+                Vec::new(),
+                LoadBound::DEFAULT,
+                None,
+            ))),
+            keys: RwLock::new(None),
             draining: AtomicBool::new(false),
             saturated: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
@@ -262,6 +299,32 @@ impl Cluster {
 
     pub fn forwarder(&self) -> Option<&Forwarder> {
         self.backing.as_ref().map(|b| &b.forwarder)
+    }
+
+    /// Sets where the deployed functions' keys come from, and bounds the homes over them now
+    /// (then again at every heartbeat, when they or the live set changed).
+    pub fn set_function_keys(&self, keys: KeysFn, bound: LoadBound) {
+        *self.keys.write() = Some((keys, bound));
+        self.refresh_keys();
+    }
+
+    /// Re-reads the deployed functions' keys and re-bounds the homes over them now.
+    fn refresh_keys(&self) {
+        let mut view = self.view.write();
+        let (keys, bound) = self.function_keys();
+        let fresh = View::new(view.now_ms, view.nodes.clone(), keys, bound, Some(&view));
+        *view = Arc::new(fresh);
+    }
+
+    /// The deployed functions' keys, sorted and deduplicated, and the bound over them.
+    fn function_keys(&self) -> (Vec<String>, LoadBound) {
+        let (mut keys, bound) = match self.keys.read().as_ref() {
+            Some((f, bound)) => (f(), *bound),
+            None => (Vec::new(), LoadBound::DEFAULT),
+        };
+        keys.sort_unstable();
+        keys.dedup();
+        (keys, bound)
     }
 
     pub fn view(&self) -> Arc<View> {
@@ -296,12 +359,20 @@ impl Cluster {
         function: &str,
         warm_here: impl FnOnce() -> bool,
     ) -> Vec<Hop> {
-        let view = self.view();
+        let mut view = self.view();
         if view.placement.active_len() <= 1 {
             return vec![Hop::Local];
         }
-        let placement = &view.placement;
         let key = function_key(namespace, function);
+        if view.keys.binary_search(&key).is_err() && self.keys.read().is_some() {
+            // A function deployed since the last heartbeat (this node learnt of it from the
+            // deploy's signal or the store just now): bound the homes with it now, as the
+            // other nodes do when they see it, rather than place it by plain rendezvous until
+            // the next heartbeat and move it then.
+            self.refresh_keys();
+            view = self.view();
+        }
+        let placement = &view.placement;
         let top = placement.top(&key, placement.max_spill() + 1);
         let candidates: Vec<Candidate<&str>> = {
             let mut marks = self.saturated.lock();
@@ -537,8 +608,9 @@ impl Cluster {
         };
         store.heartbeat(&record).await?;
         let (now_ms, nodes) = store.nodes().await?;
-        let view = View::new(now_ms, nodes);
         let before = self.view();
+        let (keys, bound) = self.function_keys();
+        let view = View::new(now_ms, nodes, keys, bound, Some(&before));
         let newly_down: Vec<String> = view
             .down_ids()
             .difference(&before.down_ids())

@@ -9,6 +9,15 @@
 //!   the key's *home*; the rest, by decreasing weight, are its spill order. When a node joins or
 //!   leaves, only the keys whose home it becomes or was move: ~1/N of them (a modulo scheme
 //!   re-homes almost every key).
+//! - **Bounded loads.** Given the set of current keys (the deployed functions), no node is the
+//!   home of more than `ceil((1 + ε)·keys/nodes)` of them ([`LoadBound`], default ε = 1/10;
+//!   Mirrokni, Thorup & Zadimoghaddam, "Consistent Hashing with Bounded Loads", SODA 2018, over
+//!   rendezvous weights). Keys are taken in the order of their hash; each goes to the first node
+//!   of its rendezvous order that is below the bound. A key that fits on its rendezvous home
+//!   keeps it, so affinity moves on a join or leave only where the bound makes it (the unit
+//!   tests measure how much). A key outside the set (a namespace, a mapping id, a function the
+//!   node has not heard of yet) is placed by plain rendezvous. The bounded home goes first in
+//!   the key's order; the rest follow by weight.
 //! - **Try-order with bounded spill.** An invocation goes home first, then to at most
 //!   `max_spill` (default [`DEFAULT_MAX_SPILL`]) next nodes by hash. Draining nodes are skipped
 //!   (they take nothing new); nodes that were saturated recently (answered 429) are tried last.
@@ -25,6 +34,48 @@
 /// How many nodes past the home an invocation may be forwarded to before the receiving node
 /// runs it itself (if it has room) or answers 429.
 pub const DEFAULT_MAX_SPILL: usize = 2;
+
+/// The load bound of bounded-load homes: a node is home of at most
+/// `ceil((1 + num/den) · keys / nodes)` keys. Integer arithmetic, so every node computes the same
+/// bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadBound {
+    pub num: u64,
+    pub den: u64,
+}
+
+impl LoadBound {
+    /// ε = 1/10: with 60 functions on 3 nodes, at most 22 homed on one node.
+    pub const DEFAULT: LoadBound = LoadBound { num: 1, den: 10 };
+
+    /// The most keys one of `nodes` nodes may be home of, `keys` keys in all (at least 1).
+    pub fn capacity(self, keys: usize, nodes: usize) -> usize {
+        if nodes == 0 {
+            return 0;
+        }
+        let (keys, nodes) = (keys as u128, nodes as u128);
+        let den = u128::from(self.den.max(1));
+        let num = u128::from(self.num);
+        let cap = (keys * (den + num)).div_ceil(den * nodes);
+        usize::try_from(cap).unwrap_or(usize::MAX).max(1)
+    }
+}
+
+impl LoadBound {
+    /// Parses ε as `num/den` (`1/10`) or a whole number (`0`: every node at most the ceiling
+    /// of the mean).
+    pub fn parse(s: &str) -> Option<LoadBound> {
+        let (num, den) = s.trim().split_once('/').unwrap_or((s.trim(), "1"));
+        let (num, den) = (num.trim().parse().ok()?, den.trim().parse().ok()?);
+        (den > 0).then_some(LoadBound { num, den })
+    }
+}
+
+impl Default for LoadBound {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// Position of a node in a [`Placement`] (nodes are sorted by id, so two nodes with the same
 /// live set agree on indices).
@@ -113,6 +164,11 @@ pub struct Placement {
     active: Vec<NodeIndex>,
     active_seeds: Vec<u64>,
     max_spill: usize,
+    bound: LoadBound,
+    /// The current keys' hashes, sorted and deduplicated (empty: plain rendezvous).
+    keys: Vec<u64>,
+    /// Bounded-load home of each key of `keys` (rebuilt with `active`).
+    homes: std::collections::HashMap<u64, NodeIndex>,
 }
 
 impl Placement {
@@ -137,6 +193,9 @@ impl Placement {
             active: Vec::new(),
             active_seeds: Vec::new(),
             max_spill: DEFAULT_MAX_SPILL,
+            bound: LoadBound::DEFAULT,
+            keys: Vec::new(),
+            homes: std::collections::HashMap::new(),
         };
         placement.index_active();
         placement
@@ -145,6 +204,82 @@ impl Placement {
     fn index_active(&mut self) {
         self.active = (0..self.ids.len()).filter(|&i| !self.draining[i]).collect();
         self.active_seeds = self.active.iter().map(|&i| self.seeds[i]).collect();
+        self.assign_homes();
+    }
+
+    /// Bounds the homes over `keys` (the current functions' keys; see the module doc). Costs
+    /// one rendezvous pass per key (more for the few that overflow): rebuild it when the live
+    /// set or the keys change, not per invocation.
+    pub fn with_keys<'a>(mut self, keys: impl IntoIterator<Item = &'a str>) -> Self {
+        self.keys = keys.into_iter().map(key_hash).collect();
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        self.assign_homes();
+        self
+    }
+
+    /// Sets the load bound (and re-assigns the homes of the current keys).
+    pub fn with_load_bound(mut self, bound: LoadBound) -> Self {
+        self.bound = bound;
+        self.assign_homes();
+        self
+    }
+
+    pub fn load_bound(&self) -> LoadBound {
+        self.bound
+    }
+
+    /// Whether `other` bounds the same keys with the same bound (its homes can be reused when
+    /// the live set is the same too).
+    pub fn same_keys(&self, other: &Placement) -> bool {
+        self.bound == other.bound && self.keys == other.keys
+    }
+
+    /// How many of the current keys each node is home of, by node index.
+    pub fn home_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.len()];
+        for &key in &self.keys {
+            if let Some(home) = self.home_of_hash(key) {
+                counts[home] += 1;
+            }
+        }
+        counts
+    }
+
+    fn assign_homes(&mut self) {
+        self.homes.clear();
+        if self.keys.is_empty() || self.active.is_empty() {
+            return;
+        }
+        let capacity = self.bound.capacity(self.keys.len(), self.active.len());
+        let mut load = vec![0usize; self.len()];
+        let mut best = Vec::new();
+        let keys = std::mem::take(&mut self.keys);
+        for &key in &keys {
+            let home = self
+                .rendezvous_home(key)
+                .filter(|&home| load[home] < capacity)
+                .or_else(|| {
+                    // Overflow: the first node of the key's order below the bound. The whole
+                    // set's capacity is at least the number of keys, so one exists.
+                    let mut k = 4;
+                    loop {
+                        self.top_into(key, k.min(self.active.len()), &mut best);
+                        if let Some(&(node, _)) = best.iter().find(|(n, _)| load[*n] < capacity) {
+                            break Some(node);
+                        }
+                        if k >= self.active.len() {
+                            break None;
+                        }
+                        k *= 4;
+                    }
+                });
+            if let Some(home) = home {
+                load[home] += 1;
+                self.homes.insert(key, home);
+            }
+        }
+        self.keys = keys;
     }
 
     /// A live set of nodes without flags.
@@ -222,8 +357,10 @@ impl Placement {
     /// order (a hot function's spread, cached per membership change) and tests; invocations use
     /// [`Placement::try_order`], shares [`Placement::rank`].
     pub fn order(&self, key: &str) -> Vec<NodeIndex> {
-        let mut weighted: Vec<(NodeIndex, u64)> = self.active_weights(key_hash(key)).collect();
+        let key_hash = key_hash(key);
+        let mut weighted: Vec<(NodeIndex, u64)> = self.active_weights(key_hash).collect();
         weighted.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.bounded_first(key_hash, &mut weighted, usize::MAX);
         weighted.into_iter().map(|(node, _)| node).collect()
     }
 
@@ -231,8 +368,32 @@ impl Placement {
     /// (O(N) mixes plus about k·ln(N/k) insertions into a list of k; no sort, no allocation of N).
     pub fn top(&self, key: &str, k: usize) -> Vec<NodeIndex> {
         let mut best = Vec::with_capacity(k + 1);
-        self.top_into(key_hash(key), k, &mut best);
+        self.ordered_top_into(key_hash(key), k, &mut best);
         best.into_iter().map(|(node, _)| node).collect()
+    }
+
+    /// The first `k` of the key's order: its bounded-load home, then the rest by weight.
+    fn ordered_top_into(&self, key_hash: u64, k: usize, best: &mut Vec<(NodeIndex, u64)>) {
+        self.top_into(key_hash, k, best);
+        self.bounded_first(key_hash, best, k);
+    }
+
+    /// Moves the key's bounded-load home (when it has one) to the front of `weighted` (a prefix
+    /// of its rendezvous order), inserting it when it is past the prefix, kept to `k` entries.
+    fn bounded_first(&self, key_hash: u64, weighted: &mut Vec<(NodeIndex, u64)>, k: usize) {
+        let Some(&home) = self.homes.get(&key_hash) else {
+            return;
+        };
+        if k == 0 {
+            return;
+        }
+        match weighted.iter().position(|&(node, _)| node == home) {
+            Some(at) => weighted[..=at].rotate_right(1),
+            None => {
+                weighted.insert(0, (home, weight(self.seeds[home], key_hash)));
+                weighted.truncate(k);
+            }
+        }
     }
 
     fn top_into(&self, key_hash: u64, k: usize, best: &mut Vec<(NodeIndex, u64)>) {
@@ -261,12 +422,22 @@ impl Placement {
         }
     }
 
-    /// The key's home: the node with the highest weight among those that take new work.
+    /// The key's home: its bounded-load home when it is one of the current keys
+    /// ([`Placement::with_keys`]), else the node with the highest weight among those that take
+    /// new work.
     pub fn home(&self, key: &str) -> Option<NodeIndex> {
         self.home_of_hash(key_hash(key))
     }
 
     fn home_of_hash(&self, key_hash: u64) -> Option<NodeIndex> {
+        match self.homes.get(&key_hash) {
+            Some(&home) => Some(home),
+            None => self.rendezvous_home(key_hash),
+        }
+    }
+
+    /// The node with the highest weight for the key, whatever the bound.
+    fn rendezvous_home(&self, key_hash: u64) -> Option<NodeIndex> {
         // Position in `active` of the highest weight (the first one on a tie).
         let mut best = 0;
         let mut best_weight = 0;
@@ -293,14 +464,14 @@ impl Placement {
     pub fn try_order_into(&self, key: &str, out: &mut Vec<NodeIndex>) {
         let k = self.max_spill + 1;
         let mut best = Vec::with_capacity(k + 1);
-        self.top_into(key_hash(key), k, &mut best);
+        self.ordered_top_into(key_hash(key), k, &mut best);
         out.clear();
         let fresh = best.iter().filter(|(node, _)| !self.saturated[*node]);
         let saturated = best.iter().filter(|(node, _)| self.saturated[*node]);
         out.extend(fresh.chain(saturated).map(|(node, _)| *node));
     }
 
-    /// The position of `node` in the key's rendezvous order (0 = home), None when it takes no
+    /// The position of `node` in the key's order (0 = home), None when it takes no
     /// new work or is unknown. O(N), without sorting.
     pub fn rank(&self, key: &str, node: NodeIndex) -> Option<usize> {
         if node >= self.len() || self.draining[node] {
@@ -308,11 +479,21 @@ impl Placement {
         }
         let key_hash = key_hash(key);
         let mine = weight(self.seeds[node], key_hash);
-        let ahead = self
-            .active_weights(key_hash)
-            .filter(|&(other, w)| w > mine || (w == mine && other < node))
-            .count();
-        Some(ahead)
+        let ahead = |node: NodeIndex, mine: u64| {
+            self.active_weights(key_hash)
+                .filter(|&(other, w)| w > mine || (w == mine && other < node))
+                .count()
+        };
+        let rendezvous = ahead(node, mine);
+        match self.homes.get(&key_hash) {
+            // The bounded home goes first; the nodes it jumped over move back one.
+            Some(&home) if home == node => Some(0),
+            Some(&home) => {
+                let home_rank = ahead(home, weight(self.seeds[home], key_hash));
+                Some(rendezvous + usize::from(home_rank > rendezvous))
+            }
+            None => Some(rendezvous),
+        }
     }
 
     /// `node`'s share of a function's cluster-wide concurrency limit (reserved concurrency):
@@ -620,6 +801,171 @@ mod tests {
         assert_eq!(claimed, all);
         let mine = placement.home_functions(4, keys.iter().map(String::as_str));
         assert!(mine.iter().all(|key| placement.home(key) == Some(4)));
+    }
+
+    fn bounded(n: usize, keys: &[String]) -> Placement {
+        Placement::from_ids(nodes(n)).with_keys(keys.iter().map(String::as_str))
+    }
+
+    #[test]
+    fn bounded_homes_hold_the_bound_and_partition_the_keys() {
+        for n in [1, 2, 3, 5, 10, 50] {
+            for m in [1, 7, 60, 1000] {
+                let keys = keys(m);
+                let placement = bounded(n, &keys);
+                let cap = LoadBound::DEFAULT.capacity(m, n);
+                let counts = placement.home_counts();
+                assert_eq!(counts.iter().sum::<usize>(), m, "{n} nodes, {m} keys");
+                assert!(
+                    counts.iter().all(|&c| c <= cap),
+                    "{n} nodes, {m} keys: {counts:?} over {cap}"
+                );
+                let claimed: usize = (0..n)
+                    .map(|node| {
+                        placement
+                            .home_functions(node, keys.iter().map(String::as_str))
+                            .len()
+                    })
+                    .sum();
+                assert_eq!(claimed, m);
+            }
+        }
+        // The bench's 60 functions on 3 nodes: plain rendezvous homes them unevenly, the bound
+        // keeps every node at 22 or fewer (ceil(1.1 · 20)).
+        let keys: Vec<String> = (0..60).map(|i| format!("default/noop-{i}")).collect();
+        let plain = Placement::from_ids(nodes(3));
+        let mut plain_counts = [0; 3];
+        for key in &keys {
+            plain_counts[plain.home(key).unwrap()] += 1;
+        }
+        assert!(plain_counts.iter().max() > Some(&22), "{plain_counts:?}");
+        let counts = bounded(3, &keys).home_counts();
+        assert!(counts.iter().all(|&c| c <= 22), "{counts:?}");
+        assert_eq!(LoadBound::DEFAULT.capacity(60, 3), 22);
+        assert_eq!(LoadBound { num: 0, den: 1 }.capacity(61, 3), 21);
+        assert_eq!(LoadBound::DEFAULT.capacity(0, 3), 1);
+        assert_eq!(LoadBound::DEFAULT.capacity(5, 0), 0);
+        assert_eq!(LoadBound::parse("1/10"), Some(LoadBound::DEFAULT));
+        assert_eq!(LoadBound::parse(" 0 "), Some(LoadBound { num: 0, den: 1 }));
+        assert_eq!(LoadBound::parse("1/0"), None);
+        assert_eq!(LoadBound::parse("off"), None);
+    }
+
+    #[test]
+    fn a_key_that_fits_keeps_its_rendezvous_home_and_unknown_keys_use_plain_rendezvous() {
+        let keys = keys(500);
+        let plain = Placement::from_ids(nodes(8));
+        let loose = bounded(8, &keys).with_load_bound(LoadBound { num: 100, den: 1 });
+        assert_eq!(homes(&plain, &keys), homes(&loose, &keys));
+        // Tight: the keys that moved all come off an overfull rendezvous home.
+        let tight = bounded(8, &keys);
+        let moved: Vec<&String> = keys
+            .iter()
+            .filter(|key| plain.home(key) != tight.home(key))
+            .collect();
+        assert!(!moved.is_empty());
+        let cap = LoadBound::DEFAULT.capacity(500, 8);
+        let mut plain_counts = [0; 8];
+        for key in &keys {
+            plain_counts[plain.home(key).unwrap()] += 1;
+        }
+        for key in &moved {
+            assert!(plain_counts[plain.home(key).unwrap()] > cap);
+        }
+        for key in ["tenant", "other/fn", "mapping-123"] {
+            assert_eq!(tight.home(key), plain.home(key));
+            assert_eq!(tight.order(key), plain.order(key));
+        }
+    }
+
+    #[test]
+    fn bounded_orders_tops_ranks_and_shares_agree() {
+        let keys = keys(300);
+        for n in [2, 3, 7, 20] {
+            let placement = bounded(n, &keys).with_max_spill(2);
+            for key in keys.iter().take(120) {
+                let order = placement.order(key);
+                assert_eq!(order.len(), n);
+                assert_eq!(Some(order[0]), placement.home(key));
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>());
+                for k in 0..=n {
+                    assert_eq!(placement.top(key, k), order[..k], "{key}, k = {k}");
+                }
+                assert_eq!(placement.try_order(key), order[..3.min(n)]);
+                for (position, &node) in order.iter().enumerate() {
+                    assert_eq!(placement.rank(key, node), Some(position));
+                }
+                // A reserved concurrency of 1 lives on the bounded home, where traffic goes.
+                assert_eq!(placement.limit_share(1, key, order[0]), 1);
+                let total: u32 = (0..n)
+                    .map(|node| placement.limit_share(10, key, node))
+                    .sum();
+                assert_eq!(total, 10);
+            }
+        }
+    }
+
+    /// Share of `keys` whose home differs between two placements, compared by node id.
+    fn moved(a: &Placement, b: &Placement, keys: &[String]) -> f64 {
+        let changed = homes(a, keys)
+            .iter()
+            .zip(homes(b, keys))
+            .filter(|(x, y)| **x != *y)
+            .count();
+        changed as f64 / keys.len() as f64
+    }
+
+    #[test]
+    fn bounded_homes_stay_mostly_put_when_a_node_joins_or_leaves() {
+        // Plain rendezvous moves ~1/(n+1) on a join and 1/n on a leave; the bound adds the
+        // cascade of keys pushed off nodes that went over it. Measured here (2,000 keys, ε =
+        // 1/10): joins 0.272 / 0.169 / 0.092 / 0.034 at 3 / 5 / 10 / 30 nodes (plain: 0.272 /
+        // 0.164 / 0.090 / 0.031), leaves 0.342 / 0.197 / 0.099 / 0.040 (1/n: 0.333 / 0.2 / 0.1
+        // / 0.033). Asserted at 1.5× the plain share: a modulo-like scheme moves ~(n-1)/n.
+        let keys = keys(2_000);
+        for n in [3, 5, 10, 30] {
+            let ids = nodes(n + 1);
+            let before = bounded(n, &keys);
+            let joined =
+                Placement::from_ids(ids.clone()).with_keys(keys.iter().map(String::as_str));
+            let join = moved(&before, &joined, &keys);
+            let left = Placement::from_ids(ids[..n].iter().skip(1).cloned())
+                .with_keys(keys.iter().map(String::as_str));
+            let leave = moved(&before, &left, &keys);
+            let plain_join = moved(
+                &Placement::from_ids(nodes(n)),
+                &Placement::from_ids(ids.clone()),
+                &keys,
+            );
+            eprintln!("{n} nodes: join moves {join:.3} (plain {plain_join:.3}), leave {leave:.3}");
+            assert!(join <= 1.5 / (n + 1) as f64, "{n} nodes: join moved {join}");
+            assert!(leave <= 1.5 / n as f64, "{n} nodes: leave moved {leave}");
+            assert!(join >= plain_join * 0.5);
+        }
+        // Adding one key moves few of the others.
+        let mut more = keys.clone();
+        more.push("ns0/new-function".to_owned());
+        let before = bounded(10, &keys);
+        let after = bounded(10, &more);
+        let changed = moved(&before, &after, &keys);
+        eprintln!("one key added: {changed:.4} of the others moved");
+        assert!(changed <= 0.05, "one new key moved {changed} of the others");
+    }
+
+    #[test]
+    fn draining_re_bounds_over_the_nodes_left() {
+        let keys = keys(600);
+        let mut placement = bounded(4, &keys);
+        placement.set_draining(1, true);
+        let counts = placement.home_counts();
+        assert_eq!(counts[1], 0);
+        assert_eq!(counts.iter().sum::<usize>(), 600);
+        let cap = LoadBound::DEFAULT.capacity(600, 3);
+        assert!(counts.iter().all(|&c| c <= cap), "{counts:?}");
+        assert!(placement.same_keys(&bounded(4, &keys)));
+        assert!(!placement.same_keys(&bounded(4, &keys[1..])));
     }
 
     #[test]

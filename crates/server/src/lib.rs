@@ -32,6 +32,7 @@ use lambent_bus_nats::{NatsBlobs, NatsBus, NatsObjectData};
 use lambent_cluster::node::{
     mapping_lease, Cluster, JoinOptions, StatsFn, PRUNER_LEASE, SCHEDULES_LEASE,
 };
+use lambent_cluster::placement::LoadBound;
 use lambent_core::metering::Prices;
 use lambent_core::DEFAULT_NAMESPACE;
 use lambent_events::worker::{Home, IsLeader};
@@ -762,6 +763,20 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         deliver: Some(Arc::new(RegistryRunner(Arc::downgrade(&app)))),
     };
     let clustered = cluster.clustered();
+    // Homes are bounded over the deployed functions: at most ceil((1 + ε) × the mean) per
+    // node, ε from `LAMBENT_PLACEMENT_BOUND` (`num/den`, default 1/10; `off`: plain rendezvous).
+    let bound = std::env::var("LAMBENT_PLACEMENT_BOUND").ok();
+    if clustered && bound.as_deref() != Some("off") {
+        let bound = bound
+            .as_deref()
+            .and_then(LoadBound::parse)
+            .unwrap_or_default();
+        let app = Arc::downgrade(&app);
+        cluster.set_function_keys(
+            Arc::new(move || app.upgrade().map(|a| a.registry.keys()).unwrap_or_default()),
+            bound,
+        );
+    }
     let home: Option<Home> = clustered.then(|| {
         let (app, cluster) = (Arc::downgrade(&app), cluster.clone());
         Arc::new(move || {
