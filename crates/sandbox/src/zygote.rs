@@ -234,17 +234,21 @@ impl Zygote {
         matches!(child.try_wait(), Ok(None))
     }
 
-    /// Asks for a child entering the sandbox of `pidfd`; it reports on `report`.
+    /// Asks for a child entering the sandbox of `pidfd`; it reports on `report`. A runtime
+    /// forked `ahead` of its cold start rehearses that cold start before it says it entered
+    /// (`zygote.py`'s `rehearse`: the memory it writes is copied then, not during the claim);
+    /// one forked for a cold start under way does not.
     pub(crate) fn fork(
         &self,
         pidfd: RawFd,
         report: RawFd,
         output: RawFd,
         procs: &[RawFd],
+        ahead: bool,
     ) -> io::Result<()> {
         let mut fds = vec![pidfd, report, output];
         fds.extend_from_slice(procs);
-        send(&self.control, b"S", &fds)
+        send(&self.control, if ahead { b"A" } else { b"S" }, &fds)
     }
 
     /// Asks for a package zygote entering the sandbox of `pidfd` (`package.rs`); it reports
