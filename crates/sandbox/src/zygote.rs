@@ -20,8 +20,8 @@
 //! sets the function's limits, attaches its code over `/var/task` and sends the environment.
 //! Before it says it waits, it rehearses a cold start on a throwaway function and loopback
 //! server of its own (`zygote.py`'s `rehearse`): the pages of the zygote's memory that a cold
-//! start writes are copied then (~270 copy-on-write faults, about 0.9 ms of CPU here), not
-//! during the claim.
+//! start writes are copied then (~270 copy-on-write faults, about 0.9 ms of CPU on the machine
+//! it was measured on), not during the claim.
 //! A function that ships packages gets a zygote of its own instead, which a `Z` message asks
 //! this zygote to fork (`package.rs`).
 //!
