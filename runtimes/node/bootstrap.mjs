@@ -9,7 +9,7 @@
 // when it declares three parameters.
 
 import { Agent, createServer, request } from 'node:http';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -422,12 +422,23 @@ async function run(spec, env = process.env) {
 // the task root; it replaces this process's environment before anything reads it.
 //
 // While it waits, it rehearses what its first invocation does, so that V8 has compiled those
-// paths before the function's clock starts: a dynamic import(), and a GET /next, the event's
-// JSON and a POST of the response through a RuntimeClient, against a throwaway server of its
-// own on its loopback (never the platform's Runtime API, which is not served before the claim).
-// Nothing of any function is involved.
+// paths before the function's clock starts: loading a handler from a file as loadHandler does
+// (node's file: loader, its fs reads, the module formats of .mjs and .js: throwaway modules in
+// this sandbox's private /tmp, removed after), and a GET /next, the event's JSON and a POST of
+// the response through a RuntimeClient, against a throwaway server of its own on its loopback
+// (never the platform's Runtime API, which is not served before the claim). Nothing of any
+// function is involved.
 async function rehearse() {
   await import('data:text/javascript,export const handler = async (event) => ({ event });');
+  const dir = mkdtempSync('/tmp/.lambent-rehearsal-');
+  try {
+    writeFileSync(`${dir}/esm.mjs`, 'export const handler = async (event) => ({ event });\n');
+    writeFileSync(`${dir}/cjs.js`, 'exports.handler = async (event) => ({ event });\n');
+    await loadHandler('esm.handler', dir);
+    await loadHandler('cjs.handler', dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   const server = createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));

@@ -27,7 +27,9 @@ and the runtime
 5. says ``E`` (entered) and only then receives its function's environment (``KEY=VALUE``
    strings, NUL-separated) on the report socket, closes it, changes to ``/var/task`` again and
    runs ``bootstrap.run()``. The server forks runtimes ahead of cold starts: they wait here, in
-   a sandbox whose ``/var/task`` is empty until a cold start attaches its code over it.
+   a sandbox whose ``/var/task`` is empty until a cold start attaches its code over it. Those
+   are asked for with ``A`` instead of ``S`` (same descriptors): before saying ``E``, such a
+   runtime *rehearses* its cold start on a throwaway function of its own (see ``rehearse``).
 
 A failed step is reported as ``X<step> <errno>`` and the runtime exits; the server then starts
 that sandbox by ``execve`` instead. Forked children get a fresh random seed (``fork`` re-seeds
@@ -277,7 +279,7 @@ def fork():
     return pid
 
 
-def spawn_runtime(report, output, fprog, prepare):
+def spawn_runtime(report, output, fprog, prepare, ahead=False):
     """A zygote's child: takes its own steps (``prepare``, which leaves it with a new PID
     namespace for its children), forks the runtime as PID 1 of that namespace, reports the
     runtime's pid (``P<pid>``) and exits; the runtime takes steps 3-5. Never returns."""
@@ -291,18 +293,18 @@ def spawn_runtime(report, output, fprog, prepare):
     if pid:
         send(report, b"P%d" % pid)
         os._exit(0)
-    runtime(report, output, fprog)
+    runtime(report, output, fprog, ahead)
 
 
-def enter(fds, fprog):
-    """The forked child: steps 1-2. Never returns."""
+def enter(fds, fprog, ahead):
+    """The forked child: steps 1-2 (``ahead``: for a runtime forked ahead). Never returns."""
     pidfd, report_fd, output, *procs = fds
 
     def prepare():
         join_sandbox(pidfd, procs)
         check(libc.unshare(CLONE_NEWPID), "pid_namespace")
 
-    spawn_runtime(socket.socket(fileno=report_fd), output, fprog, prepare)
+    spawn_runtime(socket.socket(fileno=report_fd), output, fprog, prepare, ahead)
 
 
 def isolate_stdio(report, output):
@@ -330,6 +332,11 @@ def receive_environment(report):
         os._exit(1)
     if not environment:
         os._exit(0)  # not needed after all
+    adopt_environment(environment)
+
+
+def adopt_environment(environment):
+    """Replaces this process's environment with ``environment`` (``KEY=VALUE``, NUL-separated)."""
     os.environ.clear()
     for item in environment.split(b"\0"):
         key, eq, value = item.partition(b"=")
@@ -338,8 +345,9 @@ def receive_environment(report):
     time.tzset()
 
 
-def runtime(report, output, fprog):
-    """The runtime, PID 1 of its namespace: steps 3-5. Never returns."""
+def runtime(report, output, fprog, ahead=False):
+    """The runtime, PID 1 of its namespace: steps 3-5 (``ahead``: forked ahead of its cold start,
+    it rehearses it first). Never returns."""
     try:
         check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount_proc")
         os.setsid()
@@ -364,6 +372,8 @@ def runtime(report, output, fprog):
         die(report, e.step, e.errno)
     except OSError as e:
         die(report, "setup", e.errno)
+    if ahead:
+        rehearse()
     receive_environment(report)
     report.close()
     try:
@@ -375,6 +385,98 @@ def runtime(report, output, fprog):
     gc.enable()
     sys.argv = [BOOTSTRAP]
     os._exit(bootstrap.run())
+
+
+# A runtime forked ahead rehearses on a function of its own (see ``rehearse``): its module,
+# written to the sandbox's private /tmp and removed after, and its environment (the names a
+# function's has, placeholder values; the Runtime API a throwaway server of its own).
+REHEARSAL_DIR = "/tmp/.lambent-rehearsal"
+REHEARSAL_MODULE = "lambent_rehearsal"
+REHEARSAL_SOURCE = b"def handler(event, context):\n    return {'rehearsal': event['rehearsal']}\n"
+REHEARSAL_ENV = (
+    "HOME=/tmp", "PATH=/var/task/bin:/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "TZ=:UTC",
+    "LD_LIBRARY_PATH=/var/task/lib:/usr/lib", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1",
+    "_HANDLER=%s.handler" % REHEARSAL_MODULE, "LAMBDA_TASK_ROOT=%s" % REHEARSAL_DIR,
+    "LAMBDA_RUNTIME_DIR=/var/runtime", "AWS_REGION=rehearsal", "AWS_DEFAULT_REGION=rehearsal",
+    "AWS_EXECUTION_ENV=AWS_Lambda_python3", "AWS_LAMBDA_FUNCTION_NAME=rehearsal",
+    "AWS_LAMBDA_FUNCTION_VERSION=$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128",
+    "AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/rehearsal", "AWS_LAMBDA_LOG_STREAM_NAME=rehearsal",
+    "AWS_LAMBDA_INITIALIZATION_TYPE=on-demand", "AWS_ACCESS_KEY_ID=rehearsal",
+    "AWS_SECRET_ACCESS_KEY=rehearsal", "AWS_SESSION_TOKEN=rehearsal",
+)
+
+
+def rehearse():
+    """A runtime forked ahead, while it waits for a cold start, runs once through what that cold
+    start will run: it adopts an environment, loads a handler module from source the way
+    ``bootstrap.run`` does, connects, asks for work (``GET /next``), runs the invocation and
+    posts its response, all with ``bootstrap``'s own functions, on a throwaway function of its
+    own (``REHEARSAL_*``) and against a throwaway server on its own loopback (never the
+    platform's Runtime API, which serves nothing before the claim). Then it puts back what it
+    changed. Nothing of any function is involved.
+
+    Why: until then this process shares nearly all its memory with the zygote copy-on-write,
+    and the first write to each page copies it: those steps write to ~300 pages (reference
+    counts, the allocator's pools, the environment), about a millisecond and a half of page
+    faults that each cold start paid. Rehearsed, the cold start finds them copied already. They
+    are pages its first invocation writes anyway, so an idle warm runtime owns no more memory.
+    A failed rehearsal only means a slower cold start."""
+    root = logging.getLogger()
+    handlers, path = root.handlers[:], sys.path[:]
+    module = os.path.join(REHEARSAL_DIR, REHEARSAL_MODULE + ".py")
+    listener = server = client = None
+    try:
+        os.mkdir(REHEARSAL_DIR, 0o700)
+        fd = os.open(module, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, REHEARSAL_SOURCE)
+        finally:
+            os.close(fd)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        address = "127.0.0.1:%d" % listener.getsockname()[1]
+        adopt_environment("\0".join(REHEARSAL_ENV + ("AWS_LAMBDA_RUNTIME_API=" + address,)).encode())
+        env = os.environ
+        # bootstrap.run's steps, in its order.
+        client = bootstrap.RuntimeClient(address)
+        bootstrap.use_sdk(bootstrap.sdk_path(env.get("LAMBDA_RUNTIME_DIR")), REHEARSAL_DIR, env)
+        bootstrap.install_log_handler(env)
+        handler = bootstrap.load_handler(env["_HANDLER"], REHEARSAL_DIR)
+        function = bootstrap._function_info(env)
+        client.conn.connect()
+        server, _ = listener.accept()
+        # The server's two answers, as the platform's look, sent ahead: the client reads them
+        # in turn after each of its requests (which nobody reads).
+        event = b'{"rehearsal": true}'
+        server.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"lambda-runtime-aws-request-id: rehearsal\r\nlambda-runtime-deadline-ms: %d\r\n"
+            b"lambda-runtime-invoked-function-arn: arn:aws:lambda:rehearsal:0:function:rehearsal\r\n"
+            b"lambda-runtime-trace-id: Root=rehearsal\r\ncontent-length: %d\r\n"
+            b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n%s"
+            b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 15\r\n"
+            b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n{\"status\":\"OK\"}"
+            % (int(time.time() * 1000) + 60000, len(event), event))
+        invocation = client.next({bootstrap.IMPORT_US_HEADER: "0"})
+        bootstrap.handle_invocation(client, handler, invocation, function)
+    except Exception:
+        pass
+    finally:
+        for sock in (client.conn if client is not None else None, server, listener):
+            if sock is not None:
+                sock.close()
+        sys.modules.pop(REHEARSAL_MODULE, None)
+        sys.path[:] = path
+        root.handlers[:] = handlers
+        bootstrap._current_request_id = None
+        os.environ.clear()
+        for remove, leftover in ((os.unlink, module), (os.rmdir, REHEARSAL_DIR)):
+            try:
+                remove(leftover)
+            except OSError:
+                pass
+        gc.collect()
 
 
 # --------------------------------------------------------------------------------------------
@@ -670,8 +772,8 @@ def serve(control):
     control.send(b"R")
 
     def child(message, fds):
-        if message == b"S" and len(fds) >= 3:
-            return lambda: enter(fds, fprog)
+        if message in (b"S", b"A") and len(fds) >= 3:
+            return lambda: enter(fds, fprog, message == b"A")
         if message == b"Z" and len(fds) >= 2:
             return lambda: package(fds, fprog, package_fprog)
         return None

@@ -1082,7 +1082,7 @@ impl FullHost {
         let started = Instant::now();
         attach_code(&ready, spec)?;
         let cgroup = self.cgroup_to_join(&mut ready, spec, &spec.id)?;
-        let forked = self.fork_runtime(zygote, ready, cgroup)?;
+        let forked = self.fork_runtime(zygote, ready, cgroup, false)?;
         claim_forked(forked, spec, Birth::Zygote, started)
     }
 
@@ -1090,12 +1090,14 @@ impl FullHost {
     /// and runtime directories attached), and waits until it is in its finished sandbox,
     /// waiting for its function's environment.
     /// `cgroup`: the one the runtime joins instead of `ready`'s (see
-    /// [`FullHost::cgroup_to_join`]).
+    /// [`FullHost::cgroup_to_join`]); `ahead`: no cold start waits for it (it rehearses one,
+    /// see [`Zygote::fork`]).
     fn fork_runtime(
         &self,
         zygote: &Zygote,
         ready: ReadySandbox,
         cgroup: Option<SandboxCgroup>,
+        ahead: bool,
     ) -> Result<Forked, SandboxError> {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         let (output, output_w) = output_pipe()?;
@@ -1107,6 +1109,7 @@ impl FullHost {
             theirs.as_raw_fd(),
             output_w.as_raw_fd(),
             &procs_raw,
+            ahead,
         )?;
         drop((theirs, output_w, procs));
         let ReadySandbox {
@@ -1142,7 +1145,7 @@ impl FullHost {
             ready.process.pidfd(),
             &[(empty, c"/var/task"), (runtime, c"/var/runtime")],
         )?;
-        self.fork_runtime(zygote, ready, None)
+        self.fork_runtime(zygote, ready, None, true)
     }
 
     /// Starts `spec` in `forked`, a Python runtime forked ahead: the function's limits, its

@@ -9,9 +9,12 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// Reports what a sandboxed process is: its credentials, filters and view of the system.
+/// Reports what a sandboxed process is: its credentials, filters and view of the system, and
+/// what a runtime could have left behind before its function (a runtime forked ahead
+/// rehearses a cold start on a throwaway function of its own first): its `/tmp`, environment,
+/// import path and root logger.
 const PROBE_PY: &str = r#"
-import os
+import logging, os, sys
 def handler(event, context):
     status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
     return {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
@@ -21,7 +24,10 @@ def handler(event, context):
             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
             "hostname": os.uname().nodename, "cwd": os.getcwd(),
             "task": sorted(os.listdir("/var/task")), "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
-            "secret": os.environ.get("SECRET")}
+            "secret": os.environ.get("SECRET"), "tmp": sorted(os.listdir("/tmp")),
+            "environ": sorted(k for k in os.environ if k != "_X_AMZN_TRACE_ID"), "path": sys.path[:2],
+            "handlers": len(logging.getLogger().handlers),
+            "rehearsal": [m for m in sys.modules if "rehearsal" in m]}
 "#;
 
 /// How the sandbox of a function's latest cold activation was born.
@@ -75,6 +81,9 @@ async fn a_forked_sandbox_is_isolated_like_an_execd_one() {
     assert_eq!(forked["hostname"], "lambent");
     assert_eq!(forked["task"], json!(["app.py"]));
     assert_eq!(forked["secret"], "s3");
+    assert_eq!(forked["tmp"], json!([]), "nothing left in /tmp");
+    assert_eq!(forked["handlers"], 1, "the runtime's log handler only");
+    assert_eq!(forked["rehearsal"], json!([]));
     assert_eq!(
         forked["fds"],
         json!([0, 1, 2, 3, 4]),
