@@ -1,7 +1,8 @@
 //! Metering: usage, cost and memory right-sizing computed from activation records.
 //!
-//! Pure computation over [`Activation`]s; callers fetch the records (a time window, a namespace)
-//! and render the results.
+//! Pure computation: records are summed per group into [`Aggregate`]s (by a store, where the
+//! records are, or by [`aggregate`] in memory), and the rows, totals and advice shown are
+//! derived from those with the prices.
 //!
 //! # Billing model
 //!
@@ -97,15 +98,6 @@ impl Grouping {
             Self::Day => "day",
         }
     }
-
-    /// The row key of one record.
-    fn key(self, a: &Activation) -> String {
-        match self {
-            Self::Function => format!("{}/{}", a.namespace, a.function),
-            Self::Namespace => a.namespace.clone(),
-            Self::Day => utc_day(a.start_ms),
-        }
-    }
 }
 
 impl fmt::Display for Grouping {
@@ -163,33 +155,93 @@ pub struct UsageRow {
     pub cost: f64,
 }
 
-/// Running totals of one group.
-#[derive(Default)]
-struct Acc {
-    invocations: u64,
-    errors: u64,
-    throttles: u64,
-    cold_starts: u64,
-    durations_us: Vec<u64>,
-    /// Billed ms summed per memory size: one GB-s computation per size keeps the sum exact.
-    billed_by_memory: BTreeMap<u32, u64>,
+/// The group of records an [`Aggregate`] sums: what its records share under a grouping
+/// (`None` grouping: every record, [`Group::Total`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Group {
+    Total,
+    Namespace(String),
+    Function {
+        namespace: String,
+        function: String,
+    },
+    /// The UTC day of the records' start, as days since the epoch (`start_ms` div 86 400 000,
+    /// rounded down).
+    Day(i64),
 }
 
-impl Acc {
-    fn add(&mut self, a: &Activation) {
-        if a.status == ActivationStatus::Throttled {
-            self.throttles += 1;
-            return;
+impl Group {
+    /// The group of one record under `by`.
+    pub fn of(a: &Activation, by: Option<Grouping>) -> Group {
+        match by {
+            None => Group::Total,
+            Some(Grouping::Namespace) => Group::Namespace(a.namespace.clone()),
+            Some(Grouping::Function) => Group::Function {
+                namespace: a.namespace.clone(),
+                function: a.function.clone(),
+            },
+            Some(Grouping::Day) => Group::Day(a.start_ms.div_euclid(DAY_MS)),
         }
-        self.invocations += 1;
-        if a.status != ActivationStatus::Success {
-            self.errors += 1;
+    }
+
+    /// The row key: `total`, the namespace, `namespace/function` or `YYYY-MM-DD`.
+    pub fn key(&self) -> String {
+        match self {
+            Group::Total => "total".to_string(),
+            Group::Namespace(ns) => ns.clone(),
+            Group::Function {
+                namespace,
+                function,
+            } => format!("{namespace}/{function}"),
+            Group::Day(day) => utc_day(day * DAY_MS),
         }
-        if a.cold {
-            self.cold_starts += 1;
+    }
+}
+
+/// One UTC day in ms.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// What the usage of one [`Group`] of records needs, summed: a store computes it where the
+/// records are (`Store::usage`), [`aggregate`] over records in memory. Everything [`UsageRow`]
+/// and [`Advice`] show is derived from it with the prices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    pub group: Group,
+    /// Records that ran (every record but the throttled ones).
+    pub invocations: u64,
+    /// Invocations whose status is anything but success.
+    pub errors: u64,
+    pub throttles: u64,
+    /// Invocations that were cold starts.
+    pub cold_starts: u64,
+    /// Nearest-rank [`percentile_rank`] 50 and 99 of the invocations' durations (µs); 0 if none.
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Billed ms of the invocations summed per memory size (MB), for the sizes any invocation
+    /// ran at: one GB-s computation per size keeps the sum exact.
+    pub billed_by_memory: BTreeMap<u32, u64>,
+    /// Peak memory measured by any record (bytes); `None` when none measured it.
+    pub max_memory_bytes: Option<u64>,
+    /// The memory size of the most recent record: the greatest (`start_ms`, `id`), the first
+    /// in the newest-first order activations are listed in.
+    pub latest_memory_mb: u32,
+}
+
+impl Aggregate {
+    /// An aggregate of no records.
+    pub fn empty(group: Group) -> Aggregate {
+        Aggregate {
+            group,
+            invocations: 0,
+            errors: 0,
+            throttles: 0,
+            cold_starts: 0,
+            p50_us: 0,
+            p99_us: 0,
+            billed_by_memory: BTreeMap::new(),
+            max_memory_bytes: None,
+            latest_memory_mb: 0,
         }
-        self.durations_us.push(a.duration_us);
-        *self.billed_by_memory.entry(a.memory_mb).or_default() += a.billed_ms;
     }
 
     fn billed_ms(&self) -> u64 {
@@ -207,31 +259,164 @@ impl Acc {
         prices.cost(self.invocations, self.gb_seconds())
     }
 
-    fn into_row(mut self, key: String, prices: &Prices) -> UsageRow {
-        self.durations_us.sort_unstable();
+    /// The usage row of this group, keyed by [`Group::key`].
+    pub fn row(&self, prices: &Prices) -> UsageRow {
         UsageRow {
-            key,
+            key: self.group.key(),
             invocations: self.invocations,
             errors: self.errors,
             throttles: self.throttles,
             cold_starts: self.cold_starts,
-            p50_ms: percentile_ms(&self.durations_us, 50),
-            p99_ms: percentile_ms(&self.durations_us, 99),
+            p50_ms: self.p50_us as f64 / 1000.0,
+            p99_ms: self.p99_us as f64 / 1000.0,
             billed_ms: self.billed_ms(),
             gb_seconds: self.gb_seconds(),
             cost: self.cost(prices),
         }
     }
+
+    /// The right-sizing advice of a function's aggregate; `None` for other groups.
+    pub fn advice(&self, prices: &Prices) -> Option<Advice> {
+        let Group::Function {
+            namespace,
+            function,
+        } = &self.group
+        else {
+            return None;
+        };
+        let memory_mb = self.latest_memory_mb;
+        let max_used_mb = self
+            .max_memory_bytes
+            .map(|b| u32::try_from(b.div_ceil(MIB)).unwrap_or(u32::MAX));
+        let cost = self.cost(prices);
+        let (recommended_mb, recommended_cost) = match max_used_mb {
+            Some(used) => {
+                let mb = recommend_memory_mb(used, memory_mb);
+                let gb_s = gb_seconds(self.billed_ms(), mb);
+                (mb, prices.cost(self.invocations, gb_s))
+            }
+            None => (memory_mb, cost),
+        };
+        Some(Advice {
+            namespace: namespace.clone(),
+            function: function.clone(),
+            memory_mb,
+            max_used_mb,
+            recommended_mb,
+            cost,
+            recommended_cost,
+            savings: cost - recommended_cost,
+        })
+    }
 }
 
-/// Nearest-rank percentile of sorted µs samples, in ms: the smallest sample with at least
-/// `p` % of the samples at or below it. 0 for no samples.
-fn percentile_ms(sorted_us: &[u64], p: usize) -> f64 {
-    if sorted_us.is_empty() {
-        return 0.0;
+/// The 1-based rank of the nearest-rank `p`-th percentile (0 < p ≤ 100) of `n` ≥ 1 sorted
+/// samples: the smallest sample with at least `p` % of the samples at or below it. Stores
+/// compute it in SQL as `(n * p + 99) / 100`.
+pub fn percentile_rank(p: u64, n: u64) -> u64 {
+    (p * n).div_ceil(100).max(1)
+}
+
+/// Running totals of one group.
+#[derive(Default)]
+struct Acc {
+    invocations: u64,
+    errors: u64,
+    throttles: u64,
+    cold_starts: u64,
+    durations_us: Vec<u64>,
+    billed_by_memory: BTreeMap<u32, u64>,
+    max_memory_bytes: Option<u64>,
+    /// (start_ms, id, memory_mb) of the most recent record.
+    latest: Option<(i64, String, u32)>,
+}
+
+impl Acc {
+    fn add(&mut self, a: &Activation) {
+        if let Some(b) = a.max_memory_bytes {
+            self.max_memory_bytes = Some(self.max_memory_bytes.map_or(b, |m| m.max(b)));
+        }
+        let newer = match &self.latest {
+            None => true,
+            Some((start, id, _)) => (a.start_ms, a.id.as_str()) > (*start, id.as_str()),
+        };
+        if newer {
+            self.latest = Some((a.start_ms, a.id.clone(), a.memory_mb));
+        }
+        if a.status == ActivationStatus::Throttled {
+            self.throttles += 1;
+            return;
+        }
+        self.invocations += 1;
+        if a.status != ActivationStatus::Success {
+            self.errors += 1;
+        }
+        if a.cold {
+            self.cold_starts += 1;
+        }
+        self.durations_us.push(a.duration_us);
+        *self.billed_by_memory.entry(a.memory_mb).or_default() += a.billed_ms;
     }
-    let rank = (p * sorted_us.len()).div_ceil(100).max(1);
-    sorted_us[rank - 1] as f64 / 1000.0
+
+    fn into_aggregate(mut self, group: Group) -> Aggregate {
+        self.durations_us.sort_unstable();
+        let n = self.durations_us.len() as u64;
+        let percentile = |p| match n {
+            0 => 0,
+            n => self.durations_us[percentile_rank(p, n) as usize - 1],
+        };
+        Aggregate {
+            group,
+            invocations: self.invocations,
+            errors: self.errors,
+            throttles: self.throttles,
+            cold_starts: self.cold_starts,
+            p50_us: percentile(50),
+            p99_us: percentile(99),
+            billed_by_memory: self.billed_by_memory,
+            max_memory_bytes: self.max_memory_bytes,
+            latest_memory_mb: self.latest.map_or(0, |(_, _, mb)| mb),
+        }
+    }
+}
+
+/// The aggregates of records grouped by `by` (`None`: one [`Group::Total`] aggregate, none for
+/// no records), sorted by group: what a store's usage query must return for the same records.
+pub fn aggregate<'a>(
+    records: impl IntoIterator<Item = &'a Activation>,
+    by: Option<Grouping>,
+) -> Vec<Aggregate> {
+    let mut groups: BTreeMap<Group, Acc> = BTreeMap::new();
+    for a in records {
+        groups.entry(Group::of(a, by)).or_default().add(a);
+    }
+    groups
+        .into_iter()
+        .map(|(group, acc)| acc.into_aggregate(group))
+        .collect()
+}
+
+/// Usage rows of aggregates, sorted by key.
+pub fn rows(aggregates: &[Aggregate], prices: &Prices) -> Vec<UsageRow> {
+    let mut rows: Vec<UsageRow> = aggregates.iter().map(|a| a.row(prices)).collect();
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    rows
+}
+
+/// The `total` row of the (at most one) [`Group::Total`] aggregate: all zeros for none.
+pub fn total_row(aggregates: &[Aggregate], prices: &Prices) -> UsageRow {
+    aggregates
+        .first()
+        .cloned()
+        .unwrap_or_else(|| Aggregate::empty(Group::Total))
+        .row(prices)
+}
+
+/// Right-sizing advice of per-function aggregates, sorted by namespace then function.
+pub fn advice(aggregates: &[Aggregate], prices: &Prices) -> Vec<Advice> {
+    let mut advice: Vec<Advice> = aggregates.iter().filter_map(|a| a.advice(prices)).collect();
+    advice.sort_by(|a, b| (&a.namespace, &a.function).cmp(&(&b.namespace, &b.function)));
+    advice
 }
 
 /// Usage and cost per group, sorted by key. Groups with only throttled records still get a row.
@@ -240,23 +425,12 @@ pub fn usage<'a>(
     by: Grouping,
     prices: &Prices,
 ) -> Vec<UsageRow> {
-    let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
-    for a in records {
-        groups.entry(by.key(a)).or_default().add(a);
-    }
-    groups
-        .into_iter()
-        .map(|(key, acc)| acc.into_row(key, prices))
-        .collect()
+    rows(&aggregate(records, Some(by)), prices)
 }
 
 /// One row over all records, keyed `total` (all zeros for no records).
 pub fn total<'a>(records: impl IntoIterator<Item = &'a Activation>, prices: &Prices) -> UsageRow {
-    let mut acc = Acc::default();
-    for a in records {
-        acc.add(a);
-    }
-    acc.into_row("total".to_string(), prices)
+    total_row(&aggregate(records, None), prices)
 }
 
 /// A memory right-sizing suggestion for one function.
@@ -292,14 +466,6 @@ pub fn recommend_memory_mb(max_used_mb: u32, configured_mb: u32) -> u32 {
     clamped.min(configured_mb)
 }
 
-/// Running totals of one function, keyed by (namespace, function).
-struct FnAcc {
-    usage: Acc,
-    /// (start_ms, memory_mb) of the most recent record.
-    latest: (i64, u32),
-    max_used_bytes: Option<u64>,
-}
-
 /// Right-sizing advice per (namespace, function), sorted by namespace then function.
 ///
 /// Peak memory is taken over all records (throttled ones never measure any); costs exclude
@@ -309,51 +475,7 @@ pub fn rightsizing<'a>(
     records: impl IntoIterator<Item = &'a Activation>,
     prices: &Prices,
 ) -> Vec<Advice> {
-    let mut groups: BTreeMap<(String, String), FnAcc> = BTreeMap::new();
-    for a in records {
-        let g = groups
-            .entry((a.namespace.clone(), a.function.clone()))
-            .or_insert_with(|| FnAcc {
-                usage: Acc::default(),
-                latest: (a.start_ms, a.memory_mb),
-                max_used_bytes: None,
-            });
-        g.usage.add(a);
-        if a.start_ms >= g.latest.0 {
-            g.latest = (a.start_ms, a.memory_mb);
-        }
-        if let Some(b) = a.max_memory_bytes {
-            g.max_used_bytes = Some(g.max_used_bytes.map_or(b, |m| m.max(b)));
-        }
-    }
-    groups
-        .into_iter()
-        .map(|((namespace, function), g)| {
-            let memory_mb = g.latest.1;
-            let max_used_mb = g
-                .max_used_bytes
-                .map(|b| u32::try_from(b.div_ceil(MIB)).unwrap_or(u32::MAX));
-            let cost = g.usage.cost(prices);
-            let (recommended_mb, recommended_cost) = match max_used_mb {
-                Some(used) => {
-                    let mb = recommend_memory_mb(used, memory_mb);
-                    let gb_s = gb_seconds(g.usage.billed_ms(), mb);
-                    (mb, prices.cost(g.usage.invocations, gb_s))
-                }
-                None => (memory_mb, cost),
-            };
-            Advice {
-                namespace,
-                function,
-                memory_mb,
-                max_used_mb,
-                recommended_mb,
-                cost,
-                recommended_cost,
-                savings: cost - recommended_cost,
-            }
-        })
-        .collect()
+    advice(&aggregate(records, Some(Grouping::Function)), prices)
 }
 
 #[cfg(test)]

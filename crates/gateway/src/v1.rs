@@ -441,26 +441,22 @@ struct UsageQuery {
     function: Option<String>,
 }
 
-/// Pages through every activation matching `query` (newest first).
-async fn all_activations(
+/// `namespace`'s usage summed by the store (records from `since_ms` on, of one function or
+/// all), grouped by `by` (`None`: the total).
+async fn usage_of(
     app: &App,
-    mut query: ActivationQuery,
-) -> Result<Vec<Activation>, ApiError> {
-    app.flush_records().await;
-    query.limit = 1000;
-    let mut all = Vec::new();
-    loop {
-        let page = app.store.query_activations(&query).await?;
-        let full = page.len() == query.limit;
-        query.before = page.last().map(|a| ActivationCursor {
-            start_ms: a.start_ms,
-            id: a.id.clone(),
-        });
-        all.extend(page);
-        if !full {
-            return Ok(all);
-        }
-    }
+    namespace: &str,
+    function: Option<String>,
+    since_ms: Option<i64>,
+    by: Option<lambent_core::metering::Grouping>,
+) -> Result<Vec<lambent_core::metering::Aggregate>, ApiError> {
+    let query = lambent_store::usage::UsageQuery {
+        namespace: namespace.to_string(),
+        function,
+        since_ms,
+        by,
+    };
+    Ok(app.store.usage(&query).await?)
 }
 
 async fn usage(
@@ -483,21 +479,19 @@ async fn usage(
         return Ok(Json(bills(&app, q.since_ms).await?));
     }
     let ns = who.namespace;
-    let records = all_activations(
-        &app,
-        ActivationQuery {
-            namespace: ns.clone(),
-            function: q.function,
-            since_ms: q.since_ms,
-            ..Default::default()
-        },
-    )
-    .await?;
+    app.flush_records().await;
+    let of = |by| usage_of(&app, &ns, q.function.clone(), q.since_ms, by);
+    let rows = of(Some(by)).await?;
+    let total = of(None).await?;
+    let per_function = match by {
+        Grouping::Function => rows.clone(),
+        _ => of(Some(Grouping::Function)).await?,
+    };
     let mut view = json!({
         "by": by,
-        "rows": metering::usage(&records, by, &app.prices),
-        "total": metering::total(&records, &app.prices),
-        "rightsizing": metering::rightsizing(&records, &app.prices),
+        "rows": metering::rows(&rows, &app.prices),
+        "total": metering::total_row(&total, &app.prices),
+        "rightsizing": metering::advice(&per_function, &app.prices),
         "prices": app.prices,
     });
     view["namespace"] = json!(ns);
@@ -532,17 +526,10 @@ async fn bills(app: &App, since_ms: Option<i64>) -> Result<Value, ApiError> {
     let now = lambent_core::now_ms();
     let since = since_ms.unwrap_or_else(|| crate::quotas::month_start_ms(now));
     let mut rows = Vec::new();
+    app.flush_records().await;
     for ns in app.store.list_namespaces().await? {
-        let records = all_activations(
-            app,
-            ActivationQuery {
-                namespace: ns.name.clone(),
-                since_ms: Some(since),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let total = lambent_core::metering::total(&records, &app.prices);
+        let total = usage_of(app, &ns.name, None, Some(since), None).await?;
+        let total = lambent_core::metering::total_row(&total, &app.prices);
         let storage = app.registry.quotas.storage_use(&ns.name).await?;
         let mut row = json!({
             "namespace": ns.name,

@@ -34,6 +34,12 @@
 //! `PATH` (`apt-get install -y wrk`; the bench stops and says so when it is missing) and the
 //! machine's `python3`. `LAMBENT_BENCH_ONLY=invoke|route|provided|python` keeps the rows of one
 //! entry point or function. Written to `target/throughput_bench.md` too.
+//!
+//! `LAMBENT_BENCH_ONLY=records` measures instead what writing activation records costs at the
+//! top rate: a node with records on against one started with `--no-activation-records`, the
+//! compiled no-op invoked at the largest of `LAMBENT_BENCH_CONNECTIONS` (64 by default here),
+//! alternating on-off-off-on `LAMBENT_BENCH_ROUNDS` times (default 3), with the medians and
+//! their ratio ([`records_on_off`]).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -204,12 +210,13 @@ fn functions(echo: &[u8]) -> Vec<(&'static str, &'static str, &'static str, Vec<
 }
 
 impl Node {
-    /// Starts `lambent up` born inside `cgroup` (its sandboxes under it too).
-    fn start(echo: &[u8], cgroup: CpuCgroup) -> Node {
+    /// Starts `lambent up` (with flags `extra`) born inside `cgroup` (its sandboxes under it
+    /// too).
+    fn start(echo: &[u8], cgroup: CpuCgroup, extra: &[&str]) -> Node {
         let home = tempfile::tempdir().unwrap();
         let server = Server::start_in(
             home.path(),
-            &[],
+            extra,
             &[
                 ("LAMBENT_API_KEY", KEY),
                 ("LAMBENT_CGROUP_PARENT", &cgroup.relative),
@@ -459,6 +466,119 @@ fn targets(rows: &[Row], ceiling: &str) -> String {
     out
 }
 
+/// The median of some samples (NaN for none).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Activation records on against off (`LAMBENT_BENCH_ONLY=records`): two `lambent up`, one
+/// writing records (the default) and one started with `--no-activation-records`, each in its
+/// own cgroup, both serving the compiled `provided` no-op; `POST /v1/functions/noop-provided/invoke`
+/// at `connections` connections, alternating on, off, off, on for `rounds` rounds so that
+/// drift in the machine's load falls on both alike. Prints every run, then the medians and
+/// the ratio off/on of requests/s and on/off of server CPU per request.
+fn records_on_off(
+    wrk_bin: &Path,
+    echo: &[u8],
+    secs: u64,
+    connections: usize,
+    rounds: usize,
+) -> String {
+    let id = std::process::id();
+    let on_cg = CpuCgroup::create(&format!("throughput-{id}-records-on"), None);
+    let off_cg = CpuCgroup::create(&format!("throughput-{id}-records-off"), None);
+    let _cleanup = Cleanup(vec![on_cg.clone(), off_cg.clone()]);
+    let on = Node::start(echo, on_cg, &[]);
+    let off = Node::start(echo, off_cg, &["--no-activation-records"]);
+    let scripts = tempfile::tempdir().unwrap();
+    let path = "/v1/functions/noop-provided/invoke";
+    let case = |label: &str, node: &Node| Case {
+        label: label.into(),
+        url: node.server.url.clone(),
+        cgroup: node.cgroup.clone(),
+        script: script(scripts.path(), label, path, true),
+    };
+    let cases = [case("records-on", &on), case("records-off", &off)];
+    let started = Instant::now();
+    let mut out = format!(
+        "## Activation records on against off\n\n{} cores; compiled `provided` no-op, `POST {path}`, \
+         {connections} connections, wrk -t1, {secs} s per run after a warm-up, a-b-b-a × {rounds}.\n\n\
+         | run | case | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |\n\
+         |---|---|---|---|---|---|---|\n",
+        cores()
+    );
+    let mut rps: [Vec<f64>; 2] = Default::default();
+    let mut cpu: [Vec<f64>; 2] = Default::default();
+    let mut run_no = 0;
+    for _ in 0..rounds {
+        for i in [0, 1, 1, 0] {
+            let c = &cases[i];
+            eprintln!("{} at {connections} connections", c.label);
+            let (measured, cpu_us, _) = run(wrk_bin, c, connections, secs);
+            run_no += 1;
+            let row = Row {
+                label: c.label.clone(),
+                connections,
+                loaded: false,
+                measured,
+                cpu_us,
+                wrk_cores: 0.0,
+            };
+            writeln!(
+                out,
+                "| {run_no} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0} |",
+                row.label,
+                row.measured.rps(),
+                row.p50(),
+                row.p99(),
+                row.measured.errors,
+                row.cpu_us
+            )
+            .unwrap();
+            rps[i].push(row.measured.rps());
+            cpu[i].push(row.cpu_us);
+        }
+    }
+    // The switch did what it says: the node with records off has none, the other has some.
+    let recorded = |node: &Node| -> usize {
+        let v: Value = reqwest::blocking::Client::new()
+            .get(format!("{}/v1/activations?limit=5", node.server.url))
+            .bearer_auth(KEY)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["activations"].as_array().map_or(0, Vec::len)
+    };
+    let (on_kept, off_kept) = (recorded(&on), recorded(&off));
+    assert!(
+        on_kept > 0 && off_kept == 0,
+        "records on: {on_kept}, off: {off_kept}"
+    );
+    let (rps_on, rps_off) = (median(rps[0].clone()), median(rps[1].clone()));
+    let (cpu_on, cpu_off) = (median(cpu[0].clone()), median(cpu[1].clone()));
+    writeln!(
+        out,
+        "\nMedians: records on {rps_on:.0}/s ({cpu_on:.0} µs CPU/request), records off \
+         {rps_off:.0}/s ({cpu_off:.0} µs CPU/request). Records on ÷ off: requests/s {:.3}, \
+         CPU per request {:.3}. {:.0} s in all.",
+        rps_on / rps_off,
+        cpu_on / cpu_off,
+        started.elapsed().as_secs_f64()
+    )
+    .unwrap();
+    out
+}
+
 fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("ceiling") => return serve_ceiling(),
@@ -478,12 +598,22 @@ fn main() {
     let only = std::env::var("LAMBENT_BENCH_ONLY").ok();
 
     let echo = echo_runtime();
+    if only.as_deref() == Some("records") {
+        let connections = env_list("LAMBENT_BENCH_CONNECTIONS", &[64])
+            .into_iter()
+            .max()
+            .unwrap_or(64);
+        let rounds: usize = env_or("LAMBENT_BENCH_ROUNDS", 3);
+        let report = records_on_off(&wrk_bin, &echo, secs, connections, rounds);
+        println!("{report}");
+        return;
+    }
     let node_cg = CpuCgroup::create(&format!("throughput-{}", std::process::id()), None);
     let ceiling_cg = CpuCgroup::create(&format!("throughput-{}-ceiling", std::process::id()), None);
     // Declared before the processes inside them: dropped (removed) after they stop, a panic
     // included.
     let _cleanup = Cleanup(vec![node_cg.clone(), ceiling_cg.clone()]);
-    let node = Node::start(&echo, node_cg);
+    let node = Node::start(&echo, node_cg, &[]);
     let mut ceiling = Helper::start("ceiling", Some(&ceiling_cg));
     let ceiling_url = format!("http://{}", ceiling.line());
 

@@ -649,6 +649,40 @@ impl Store for PgStore {
         rollups::backfill(self, limit).await
     }
 
+    async fn usage(
+        &self,
+        q: &lambent_store::usage::UsageQuery,
+    ) -> Result<Vec<lambent_core::metering::Aggregate>, StoreError> {
+        use lambent_store::usage::{assemble, sql, RawRow};
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&q.namespace];
+        if let Some(f) = &q.function {
+            args.push(f);
+        }
+        if let Some(since) = &q.since_ms {
+            args.push(since);
+        }
+        let rows = self
+            .query(&sql(q), &args)
+            .await?
+            .iter()
+            .map(|r| {
+                let mut v = [None; 7];
+                for (i, slot) in v.iter_mut().enumerate() {
+                    *slot = r.try_get(4 + i)?;
+                }
+                Ok(RawRow {
+                    kind: r.try_get(0)?,
+                    namespace: r.try_get(1)?,
+                    function: r.try_get(2)?,
+                    day: r.try_get(3)?,
+                    v,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(|e| self.err(e))?;
+        Ok(assemble(rows, q.by))
+    }
+
     async fn activation_rollups(
         &self,
         q: &lambent_store::rollups::RollupQuery,

@@ -611,6 +611,43 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn usage(
+        &self,
+        q: &lambent_store::usage::UsageQuery,
+    ) -> Result<Vec<lambent_core::metering::Aggregate>, StoreError> {
+        use lambent_store::usage::{assemble, sql, RawRow};
+        let q = q.clone();
+        self.read(move |conn| {
+            let mut args: Vec<rusqlite::types::Value> = vec![q.namespace.clone().into()];
+            if let Some(f) = &q.function {
+                args.push(f.clone().into());
+            }
+            if let Some(since) = q.since_ms {
+                args.push(since.into());
+            }
+            let mut stmt = conn.prepare_cached(&sql(&q)).map_err(db_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    let mut v = [None; 7];
+                    for (i, slot) in v.iter_mut().enumerate() {
+                        *slot = r.get(4 + i)?;
+                    }
+                    Ok(RawRow {
+                        kind: r.get(0)?,
+                        namespace: r.get(1)?,
+                        function: r.get(2)?,
+                        day: r.get(3)?,
+                        v,
+                    })
+                })
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            Ok(assemble(rows, q.by))
+        })
+        .await
+    }
+
     async fn activation_rollups(
         &self,
         q: &lambent_store::rollups::RollupQuery,

@@ -72,6 +72,7 @@ macro_rules! contract_tests {
             activation_nodes_round_trip_and_retried_batches_are_tolerated,
             activations_filter_by_time_cold_and_text,
             rollups_count_each_record_once_per_minute_and_hour,
+            usage_sums_in_the_store_what_the_records_sum_to,
             sequences_and_their_activation_links_round_trip,
             activation_traces_round_trip_and_are_found_by_trace_id,
             events_carry_their_trace_context,
@@ -407,6 +408,122 @@ pub async fn activations_filter_by_time_cold_and_text<S: ContractStore>(store: A
         ..q()
     });
     assert_eq!(text.await, ["failed", "warm"]);
+}
+
+/// The store's usage aggregates equal [`lambent_core::metering::aggregate`] over the same
+/// records, for every grouping, with and without a function and a `since_ms` filter
+/// (percentiles, billed ms per memory size, peak and latest memory included); another
+/// namespace's records never count, and pruned records no longer do.
+pub async fn usage_sums_in_the_store_what_the_records_sum_to<S: ContractStore>(store: Arc<S>) {
+    use crate::usage::UsageQuery;
+    use lambent_core::metering::{aggregate, Grouping, DAY_MS};
+    const STATUSES: [ActivationStatus; 4] = [
+        ActivationStatus::Success,
+        ActivationStatus::Throttled,
+        ActivationStatus::FunctionError,
+        ActivationStatus::Timeout,
+    ];
+    let midnight = DAY_MS;
+    let mut records: Vec<Activation> = (0..40u64)
+        .map(|i| {
+            // Around a UTC midnight, one a minute; the last two start together.
+            let start = midnight - 20 * 60_000 + (i.min(38) as i64) * 60_000;
+            let status = if i % 4 == 1 || i % 5 == 0 {
+                STATUSES[(i % 4) as usize]
+            } else {
+                ActivationStatus::Success
+            };
+            let mut a = activation(&format!("a{i:02}"), start, status);
+            a.function = if i % 3 == 0 { "g" } else { "f" }.into();
+            a.cold = i % 4 == 0;
+            a.memory_mb = [128, 256, 1024][(i as usize / 2) % 3];
+            a.duration_us = (i * 7919 % 1000) * 100 + 1;
+            a.billed_ms = a.duration_us / 1000 + 1;
+            a.max_memory_bytes = (i % 6 != 0).then_some(i * 1_000_003);
+            a
+        })
+        .collect();
+    // Before the epoch: its day rounds down.
+    records.push(activation("early", -5, ActivationStatus::Success));
+    let mut other = activation("other-ns", midnight, ActivationStatus::Success);
+    other.namespace = "other".into();
+    records.push(other);
+    store.insert_activations(&records[..20]).await.unwrap();
+    store.insert_activations(&records[20..]).await.unwrap();
+
+    let since = midnight - 5 * 60_000 + 30_000; // inside a minute
+    let expect = |records: &[Activation], q: &UsageQuery| {
+        let kept = records.iter().filter(|a| {
+            a.namespace == q.namespace
+                && q.function.as_ref().is_none_or(|f| &a.function == f)
+                && q.since_ms.is_none_or(|s| a.start_ms >= s)
+        });
+        aggregate(kept, q.by)
+    };
+    let mut checked = 0;
+    for by in [
+        None,
+        Some(Grouping::Function),
+        Some(Grouping::Namespace),
+        Some(Grouping::Day),
+    ] {
+        for function in [None, Some("f".to_string())] {
+            for since_ms in [None, Some(since)] {
+                let q = UsageQuery {
+                    namespace: "default".into(),
+                    function: function.clone(),
+                    since_ms,
+                    by,
+                };
+                let got = store.usage(&q).await.unwrap();
+                let want = expect(&records, &q);
+                assert!(!want.is_empty());
+                assert_eq!(got, want, "{q:?}");
+                checked += got.len();
+            }
+        }
+    }
+    assert!(checked > 20, "the groupings split the records: {checked}");
+    // The filters and groupings matter: the total shrinks with each filter, days split.
+    let total = |function: Option<&str>, since_ms| {
+        let store = store.clone();
+        let q = UsageQuery {
+            namespace: "default".into(),
+            function: function.map(str::to_string),
+            since_ms,
+            by: None,
+        };
+        async move { store.usage(&q).await.unwrap()[0].clone() }
+    };
+    let all = total(None, None).await;
+    let f = total(Some("f"), None).await;
+    let recent = total(None, Some(since)).await;
+    assert_eq!(all.invocations + all.throttles, 41);
+    assert!(f.invocations < all.invocations && recent.invocations < all.invocations);
+    assert!(all.throttles > 0 && all.errors > 0 && all.cold_starts > 0);
+    assert!(all.billed_by_memory.len() == 3 && all.p50_us < all.p99_us);
+    let days = UsageQuery {
+        namespace: "default".into(),
+        function: None,
+        since_ms: None,
+        by: Some(Grouping::Day),
+    };
+    assert_eq!(store.usage(&days).await.unwrap().len(), 3);
+
+    let nobody = UsageQuery {
+        namespace: "nobody".into(),
+        ..days.clone()
+    };
+    assert!(store.usage(&nobody).await.unwrap().is_empty());
+
+    // Pruned records leave the answer (the rollups keep them).
+    store.prune_activations(midnight).await.unwrap();
+    let q = UsageQuery { by: None, ..days };
+    let kept: Vec<Activation> = records
+        .into_iter()
+        .filter(|a| a.start_ms >= midnight)
+        .collect();
+    assert_eq!(store.usage(&q).await.unwrap(), expect(&kept, &q));
 }
 
 /// Rollups add every record once (a retried batch adds nothing), at minute and hour

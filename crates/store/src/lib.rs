@@ -24,6 +24,7 @@ pub mod routes;
 pub mod stream_mappings;
 pub mod tables;
 pub mod tenants;
+pub mod usage;
 pub mod workflows;
 
 use async_trait::async_trait;
@@ -193,6 +194,13 @@ pub trait Store: lambda::LambdaStore + tenants::TenantStore + Send + Sync + 'sta
     /// remain). A record since pruned leaves the list uncounted; one written again since was
     /// not counted by that write, so it counts once here. Safe to run on many nodes at once.
     async fn backfill_rollups(&self, limit: usize) -> Result<u64, StoreError>;
+    /// The records of `q` summed per group where they are: what
+    /// [`lambent_core::metering::aggregate`] gives over them, sorted by group (see [`usage`]).
+    /// Pruned records are not counted.
+    async fn usage(
+        &self,
+        q: &usage::UsageQuery,
+    ) -> Result<Vec<lambent_core::metering::Aggregate>, StoreError>;
 }
 
 /// Hex SHA-256 of some bytes: blob addresses and API key digests.

@@ -59,6 +59,11 @@ pub struct ServerArgs {
     /// for idle sandboxes, a thaw on the warm path.
     #[arg(long)]
     pub freeze_idle: bool,
+    /// Write no activation records: a benchmarking knob, to measure what recording costs at
+    /// a rate. Without records, activations, logs, traces and `/v1/usage` stay empty (the
+    /// metrics still count every invocation).
+    #[arg(long, env = "LAMBENT_NO_ACTIVATION_RECORDS")]
+    pub no_activation_records: bool,
     /// Region in ARNs and AWS_REGION; AWS clients must sign their requests for it.
     #[arg(long, env = "LAMBENT_REGION", default_value = lambent_server::DEFAULT_REGION,
           value_name = "REGION", value_parser = parse_region)]
@@ -143,6 +148,7 @@ impl ServerArgs {
         let mut opts = lambent_server::ServerOptions::new(self.listen, data_dir);
         opts.insecure_no_sandbox = self.insecure_no_sandbox;
         opts.freeze_idle = self.freeze_idle;
+        opts.record_activations = !self.no_activation_records;
         opts.region = self.region.clone();
         if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
             opts.access_key = Some((id.clone(), secret.clone()));
@@ -372,6 +378,7 @@ mod tests {
             )
         );
         assert!(!o.insecure_no_sandbox);
+        assert!(o.record_activations && server.record_activations);
     }
 
     #[test]
@@ -394,6 +401,7 @@ mod tests {
             "--price-per-transition",
             "0.00005",
             "--insecure-no-sandbox",
+            "--no-activation-records",
         ]);
         assert_eq!(o.keep_alive, Duration::from_secs(60));
         assert_eq!(o.namespace_concurrency, 50);
@@ -404,6 +412,7 @@ mod tests {
         assert_eq!(o.prices.per_gb_second, 0.000_01);
         assert_eq!(o.prices.per_transition, 0.000_05);
         assert!(o.insecure_no_sandbox);
+        assert!(!o.record_activations);
     }
 
     #[test]
