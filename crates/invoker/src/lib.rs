@@ -967,11 +967,12 @@ impl Inner {
             };
             if let Some(starting) = pool.begin_start() {
                 if let Some(lease) = self.reserve_memory(pool, f.config.memory_mb) {
+                    let reason = pool.claim_cold_reason(&starting);
                     break Ok(Acquired::Cold {
                         lease,
                         starting,
                         waiter,
-                        reason: pool.claim_cold_reason(),
+                        reason,
                     });
                 }
             }

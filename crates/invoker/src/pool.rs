@@ -231,15 +231,17 @@ impl Pool {
         self.state.lock().last_loss = Some(reason);
     }
 
-    /// Why a cold start that is about to begin is cold. Claims "first": of many concurrent
-    /// cold starts of a pool that never ran, one is the first request, the rest scale up.
-    pub fn claim_cold_reason(&self) -> ColdReason {
+    /// Why a cold start that is about to begin (already counted as starting: `begun`) is
+    /// cold. Claims "first": of many concurrent cold starts of a pool that never ran, one is
+    /// the first request, the rest scale up.
+    pub fn claim_cold_reason(&self, _begun: &Starting) -> ColdReason {
         let mut state = self.state.lock();
         if !state.first_claimed {
             state.first_claimed = true;
             return state.first_reason;
         }
-        if self.busy.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst) > 0 {
+        // Others than this one busy or starting: the pool scales up.
+        if self.busy.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst) > 1 {
             return ColdReason::ScaleUp;
         }
         state.last_loss.unwrap_or(ColdReason::ScaleUp)
