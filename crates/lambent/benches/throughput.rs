@@ -52,6 +52,8 @@ use std::time::{Duration, Instant};
 use support::{echo_runtime, zip_of, Server};
 
 const KEY: &str = "throughput-bench-key";
+/// The operator's key: `/metrics` shows it the node-wide series (sandboxes, cold start phases).
+const ADMIN: &str = "throughput-bench-admin-key";
 /// Which role this binary plays when the bench starts it again.
 const ROLE: &str = "LAMBENT_BENCH_ROLE";
 const PYTHON_NOOP: &[u8] = b"def handler(event, context):\n    return {}\n";
@@ -218,6 +220,7 @@ impl Node {
             &[],
             &[
                 ("LAMBENT_API_KEY", KEY),
+                ("LAMBENT_ADMIN_KEY", ADMIN),
                 ("LAMBENT_CGROUP_PARENT", &cgroup.relative),
             ],
         );
@@ -287,7 +290,7 @@ impl Sandboxes {
     fn of(url: &str) -> Sandboxes {
         let text = reqwest::blocking::Client::new()
             .get(format!("{url}/metrics"))
-            .bearer_auth(KEY)
+            .bearer_auth(ADMIN)
             .send()
             .and_then(|r| r.text())
             .unwrap_or_default();
@@ -295,7 +298,7 @@ impl Sandboxes {
             text.lines()
                 .filter(|l| l.starts_with(prefix) && l.contains(filter))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
+                .fold(0.0, |a, b| a + b)
         };
         Sandboxes {
             made: sum(
