@@ -26,7 +26,7 @@ use limits::{Admission, MemoryBudget, MemoryLease};
 use logs::LogCapture;
 use metrics::{function_labels, Metrics};
 use parking_lot::Mutex;
-use pool::{Pool, PoolKey};
+use pool::{Pool, PoolKey, Starting, Waiter};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -236,10 +236,17 @@ impl Instance {
     }
 }
 
-/// What `acquire` found: a warm sandbox, or memory for a new one (and why it is cold).
+/// What `acquire` found: a warm sandbox, or memory for a new one (and why it is cold), with
+/// the invocation's place in the pool's queue (a sandbox released before the new one is ready
+/// serves it instead).
 enum Acquired {
     Warm(Box<Instance>),
-    Cold(MemoryLease, ColdReason),
+    Cold {
+        lease: MemoryLease,
+        starting: Starting,
+        waiter: Waiter,
+        reason: ColdReason,
+    },
 }
 
 /// Why a sandbox is being started (`AWS_LAMBDA_INITIALIZATION_TYPE`).
@@ -343,9 +350,10 @@ impl Invoker {
     }
 
     /// A sandbox for an invocation that found none idle: the cold start it reserved memory
-    /// for, or an instance of the pool released while that cold start runs, whichever comes
-    /// first. The cold start runs on as its own task either way; a sandbox its invocation did
-    /// not wait for joins the idle list. Without this, a burst that outgrows the pool waits
+    /// for, or an instance of the pool released to it (its place in the queue: `waiter`)
+    /// while that cold start runs, whichever comes first. The cold start runs on as its own
+    /// task either way; a sandbox its invocation did not wait for goes to the next waiting
+    /// invocation or joins the idle list. Without this, a burst that outgrows the pool waits
     /// for as many cold starts as it has requests, while the sandboxes already warm finish
     /// their invocations and sit idle (at 64 connections on 8 warm sandboxes, throughput fell
     /// to the rate of cold starts: ~25 invocations/s for seconds).
@@ -353,12 +361,14 @@ impl Invoker {
         &self,
         pool: &Arc<Pool>,
         lease: MemoryLease,
+        starting: Starting,
+        mut waiter: Waiter,
     ) -> Result<Started, InitFailure> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (inner, task_pool) = (self.inner.clone(), pool.clone());
         tokio::spawn(async move {
             let started = inner
-                .cold_start(&task_pool, lease, InitType::OnDemand)
+                .cold_start(&task_pool, lease, starting, InitType::OnDemand)
                 .await;
             if let Err(Ok((instance, init))) = tx.send(started) {
                 let kind = task_pool.deployment().function.config.runtime.kind();
@@ -367,27 +377,37 @@ impl Invoker {
             }
         });
         tokio::pin!(rx);
-        loop {
+        let mut queued = true;
+        let started = loop {
             tokio::select! {
                 biased;
-                started = &mut rx => {
-                    return match started {
-                        Ok(started) => started.map(|(instance, init)| Started::Cold(instance, init)),
-                        Err(_) => Err(InitFailure {
-                            status: ActivationStatus::PlatformError,
-                            error_type: "Lambent.ColdStartFailed".into(),
-                            message: "the cold start stopped before it finished".into(),
-                            logs: String::new(),
-                            init: None,
-                        }),
-                    };
-                }
-                _ = pool.released() => {
-                    if let Some(instance) = self.inner.take_warm(pool) {
-                        return Ok(Started::Released(instance));
+                started = &mut rx => break started,
+                handed = waiter.handed(), if queued => match handed {
+                    Some(instance) => {
+                        if let Some(instance) = self.inner.thawed(pool, instance) {
+                            return Ok(Started::Released(instance));
+                        }
+                        // Lost while frozen: the place in the queue is gone, the cold start
+                        // is still coming.
+                        queued = false;
                     }
-                }
+                    None => queued = false,
+                },
             }
+        };
+        // The cold start ended first: an instance handed over meanwhile serves the next one.
+        if let Some(instance) = waiter.withdraw() {
+            self.inner.release(pool, instance);
+        }
+        match started {
+            Ok(started) => started.map(|(instance, init)| Started::Cold(instance, init)),
+            Err(_) => Err(InitFailure {
+                status: ActivationStatus::PlatformError,
+                error_type: "Lambent.ColdStartFailed".into(),
+                message: "the cold start stopped before it finished".into(),
+                logs: String::new(),
+                init: None,
+            }),
         }
     }
 
@@ -447,10 +467,15 @@ impl Invoker {
         let instance = match inner.acquire(&pool, queue).await {
             Err(throttle) => return inner.throttled(record, throttle, req.may_spill),
             Ok(Acquired::Warm(instance)) => *instance,
-            Ok(Acquired::Cold(lease, reason)) => {
+            Ok(Acquired::Cold {
+                lease,
+                starting,
+                waiter,
+                reason,
+            }) => {
                 let init_start = Instant::now();
                 let kind = f.config.runtime.kind();
-                let started = self.cold_or_released(&pool, lease).await;
+                let started = self.cold_or_released(&pool, lease, starting, waiter).await;
                 if !matches!(started, Ok(Started::Released(_))) {
                     record.cold = true;
                     record.cold_reason = Some(reason);
@@ -850,14 +875,15 @@ impl Inner {
     async fn start_idle(&self, pool: &Arc<Pool>, init: InitType) -> Result<(), String> {
         let f = &pool.deployment().function;
         let mb = f.config.memory_mb;
-        let lease = self.reserve_memory(&f.namespace, mb).ok_or_else(|| {
+        let starting = pool.starting();
+        let lease = self.reserve_memory(pool, mb).ok_or_else(|| {
             Throttle::Memory {
                 budget_mb: self.budget.limit_mb(),
                 memory_mb: mb,
             }
             .to_string()
         })?;
-        match self.cold_start(pool, lease, init).await {
+        match self.cold_start(pool, lease, starting, init).await {
             Ok((instance, _)) => {
                 self.release(pool, instance);
                 Ok(())
@@ -866,74 +892,119 @@ impl Inner {
         }
     }
 
-    /// Memory for a new sandbox of `namespace`, evicting least recently used idle
-    /// sandboxes if needed: the namespace's own first, another's only when it has none.
-    fn reserve_memory(&self, namespace: &str, mb: u32) -> Option<MemoryLease> {
+    /// Memory for a new sandbox of `pool`, evicting least recently used idle sandboxes of
+    /// other pools if needed: its namespace's first, another's only when it has none. The
+    /// pool's own idle sandboxes are never evicted to make another of the same.
+    fn reserve_memory(&self, pool: &Arc<Pool>, mb: u32) -> Option<MemoryLease> {
+        let namespace = &pool.deployment().function.namespace;
         loop {
             if let Some(lease) = self.budget.try_reserve(mb) {
                 return Some(lease);
             }
-            if !self.evict_lru_idle(Some(namespace)) && !self.evict_lru_idle(None) {
+            if !self.evict_lru_idle(pool, Some(namespace)) && !self.evict_lru_idle(pool, None) {
                 return None;
             }
         }
     }
 
-    /// Drops the least recently used idle sandbox that no provisioned concurrency needs, of
-    /// `namespace` only, or of any.
-    fn evict_lru_idle(&self, namespace: Option<&str>) -> bool {
+    /// Drops the least recently used idle sandbox that no provisioned concurrency needs, of a
+    /// pool other than `except`, of `namespace` only, or of any.
+    fn evict_lru_idle(&self, except: &Arc<Pool>, namespace: Option<&str>) -> bool {
         let pools: Vec<_> = self.pools.lock().values().cloned().collect();
         let victim = pools
             .iter()
+            .filter(|p| !Arc::ptr_eq(p, except))
             .filter(|p| namespace.is_none_or(|ns| p.deployment().function.namespace == ns))
             .filter_map(|p| p.oldest_evictable().map(|t| (t, p)))
             .min_by_key(|(t, _)| *t);
         victim.is_some_and(|(_, pool)| pool.evict_oldest())
     }
 
-    /// The pool's most recently used idle instance, thawed if it was frozen (one that cannot
-    /// be thawed is dropped and the next tried).
-    fn take_warm(&self, pool: &Arc<Pool>) -> Option<Instance> {
-        loop {
-            let mut instance = pool.take_idle()?;
-            if instance.frozen {
-                if let Err(e) = instance.sandbox.thaw() {
-                    tracing::warn!("could not thaw a sandbox: {e}");
-                    pool.lose(instance, ColdReason::Evicted);
-                    continue;
-                }
-                instance.frozen = false;
+    /// `instance`, thawed if it was frozen; `None` if it cannot be (it is dropped).
+    fn thawed(&self, pool: &Pool, mut instance: Instance) -> Option<Instance> {
+        if instance.frozen {
+            if let Err(e) = instance.sandbox.thaw() {
+                tracing::warn!("could not thaw a sandbox: {e}");
+                pool.lose(instance, ColdReason::Evicted);
+                return None;
             }
-            return Some(instance);
+            instance.frozen = false;
         }
+        Some(instance)
     }
 
-    /// A warm sandbox of the pool, or memory for a cold start; when the budget is full, waits
-    /// up to the queue timeout for either (`queue`), or refuses at once (not `queue`).
+    /// A warm sandbox of the pool, or memory for a cold start.
+    ///
+    /// An invocation that finds no idle sandbox takes its place in the pool's queue, and
+    /// starts a cold start if the ones under way do not already match the invocations
+    /// waiting and the memory budget has room (evicting other functions' idle sandboxes).
+    /// Otherwise (`queue`) it waits, first come first served, for a sandbox of the pool to be
+    /// released or for memory to free up, up to the queue timeout, or up to the function's
+    /// timeout when it has sandboxes busy or starting (one of them is then released to it by
+    /// then, or gone); not `queue`: it is refused at once.
     async fn acquire(&self, pool: &Arc<Pool>, queue: bool) -> Result<Acquired, Throttle> {
         let f = &pool.deployment().function;
         let started = Instant::now();
-        let wait = if queue {
-            self.config.queue_timeout
-        } else {
-            Duration::ZERO
+        let throttle = || Throttle::Memory {
+            budget_mb: self.budget.limit_mb(),
+            memory_mb: f.config.memory_mb,
         };
-        let deadline = tokio::time::Instant::now() + wait;
+        let mut queued: Option<Waiter> = None;
+        let mut deadline = None;
         let acquired = loop {
             let freed = self.budget.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(instance) = self.take_warm(pool) {
-                break Ok(Acquired::Warm(Box::new(instance)));
+            let mut waiter = match queued.take() {
+                Some(waiter) => waiter,
+                None => match pool.take_or_wait() {
+                    Ok(instance) => match self.thawed(pool, instance) {
+                        Some(instance) => break Ok(Acquired::Warm(Box::new(instance))),
+                        None => continue,
+                    },
+                    Err(waiter) => waiter,
+                },
+            };
+            if let Some(starting) = pool.begin_start() {
+                if let Some(lease) = self.reserve_memory(pool, f.config.memory_mb) {
+                    let reason = pool.claim_cold_reason(&starting);
+                    break Ok(Acquired::Cold {
+                        lease,
+                        starting,
+                        waiter,
+                        reason,
+                    });
+                }
             }
-            if let Some(lease) = self.reserve_memory(&f.namespace, f.config.memory_mb) {
-                break Ok(Acquired::Cold(lease, pool.claim_cold_reason()));
+            if !queue {
+                break match waiter.withdraw().and_then(|i| self.thawed(pool, i)) {
+                    Some(instance) => Ok(Acquired::Warm(Box::new(instance))),
+                    None => Err(throttle()),
+                };
             }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                break Err(Throttle::Memory {
-                    budget_mb: self.budget.limit_mb(),
-                    memory_mb: f.config.memory_mb,
-                });
+            let deadline = *deadline.get_or_insert_with(|| {
+                let wait = if pool.coming() > 0 {
+                    let timeout = Duration::from_secs(f.config.timeout_s as u64);
+                    self.config.queue_timeout.max(timeout)
+                } else {
+                    self.config.queue_timeout
+                };
+                tokio::time::Instant::now() + wait
+            });
+            tokio::select! {
+                biased;
+                handed = waiter.handed() => {
+                    if let Some(instance) = handed.and_then(|i| self.thawed(pool, i)) {
+                        break Ok(Acquired::Warm(Box::new(instance)));
+                    }
+                }
+                _ = &mut freed => queued = Some(waiter),
+                _ = tokio::time::sleep_until(deadline) => {
+                    break match waiter.withdraw().and_then(|i| self.thawed(pool, i)) {
+                        Some(instance) => Ok(Acquired::Warm(Box::new(instance))),
+                        None => Err(throttle()),
+                    };
+                }
             }
         };
         let waited = started.elapsed();
@@ -947,13 +1018,20 @@ impl Inner {
         acquired
     }
 
-    /// Returns a sandbox to its pool after a successful invocation and wakes waiters.
-    fn release(&self, pool: &Arc<Pool>, mut instance: Instance) {
+    /// Returns a sandbox to its pool after a successful invocation: to the longest waiting
+    /// invocation, else idle (frozen first, if idle sandboxes are); an idle one wakes the
+    /// invocations waiting for memory (it may be evicted for them).
+    fn release(&self, pool: &Arc<Pool>, instance: Instance) {
         if !self.config.freeze_idle {
-            pool.release(instance);
-            self.budget.freed.notify_waiters();
+            if !pool.release(instance) {
+                self.budget.freed.notify_waiters();
+            }
             return;
         }
+        // One that serves a waiting invocation at once is not frozen.
+        let Some(mut instance) = pool.hand_off(instance) else {
+            return;
+        };
         // Freezing waits for the kernel: off the invocation's path.
         let (pool, budget) = (pool.clone(), self.budget.clone());
         tokio::task::spawn_blocking(move || {
@@ -961,8 +1039,9 @@ impl Inner {
                 Ok(()) => instance.frozen = true,
                 Err(e) => tracing::warn!("could not freeze an idle sandbox: {e}"),
             }
-            pool.release(instance);
-            budget.freed.notify_waiters();
+            if !pool.release(instance) {
+                budget.freed.notify_waiters();
+            }
         });
     }
 
@@ -1104,9 +1183,9 @@ impl Inner {
         &self,
         pool: &Arc<Pool>,
         lease: MemoryLease,
+        _starting: Starting,
         init: InitType,
     ) -> Result<(Instance, InitBreakdown), InitFailure> {
-        let _starting = pool.starting_guard();
         let dep = pool.deployment();
         if dep.function.config.runtime.kind() == RuntimeKind::Provided {
             check_bootstrap(&dep.code_dir)?;

@@ -1,14 +1,17 @@
 //! One pool of sandboxes per function revision: idle instances (reused last-in first-out, so
-//! the warmest one serves and the coldest ones age out), the busy and starting counts, the
-//! provisioned concurrency to keep, why the next cold start is cold, and the signal that wakes
-//! an invocation waiting on a cold start when a warm instance comes back.
+//! the warmest one serves and the coldest ones age out), the invocations waiting for one (first
+//! come, first served: a released instance goes straight to the longest waiting), the busy and
+//! starting counts, how many cold starts the waiting invocations warrant, the provisioned
+//! concurrency to keep, and why the next cold start is cold.
 
 use crate::{Deployment, Instance, SandboxCounts};
 use lambent_core::{ColdReason, Function};
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// Identifies a pool: one function at one revision.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,8 +33,7 @@ impl PoolKey {
 
 pub(crate) struct Pool {
     deployment: Arc<Deployment>,
-    /// Idle instances, least recently used first.
-    idle: Mutex<Vec<Instance>>,
+    slots: Mutex<Slots>,
     busy: AtomicUsize,
     /// Sandboxes being created.
     starting: AtomicUsize,
@@ -41,9 +43,63 @@ pub(crate) struct Pool {
     provisioning: AtomicBool,
     retired: AtomicBool,
     state: Mutex<ColdState>,
-    /// Wakes one invocation waiting on a cold start each time an instance is released: it
-    /// takes the released one if it is still idle (see `Invoker::cold_or_released`).
-    released: tokio::sync::Notify,
+}
+
+/// The idle instances and the invocations waiting for one: never both at once (an instance
+/// released while an invocation waits goes to it), so that no invocation waits beside an idle
+/// sandbox and none overtakes one that waited longer.
+#[derive(Default)]
+struct Slots {
+    /// Idle instances, least recently used first.
+    idle: Vec<Instance>,
+    /// Invocations waiting for an instance, longest waiting first.
+    waiters: VecDeque<oneshot::Sender<Instance>>,
+}
+
+impl Slots {
+    /// Waiting invocations still there (one that gave up is forgotten).
+    fn waiting(&mut self) -> usize {
+        self.waiters.retain(|w| !w.is_closed());
+        self.waiters.len()
+    }
+}
+
+/// An invocation's place in a pool's queue ([`Pool::take_or_wait`]). Dropped (its invocation
+/// gave up or was cancelled), an instance handed to it meanwhile goes back to the pool.
+pub(crate) struct Waiter {
+    rx: oneshot::Receiver<Instance>,
+    pool: Arc<Pool>,
+}
+
+impl Waiter {
+    /// The instance released to this invocation; `None` if none ever will be.
+    pub async fn handed(&mut self) -> Option<Instance> {
+        (&mut self.rx).await.ok()
+    }
+
+    /// Leaves the queue: returns the instance handed over meanwhile, if one was.
+    pub fn withdraw(mut self) -> Option<Instance> {
+        self.rx.close();
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(instance) = self.rx.try_recv() {
+            self.pool.release(instance);
+        }
+    }
+}
+
+/// A cold start under way: counted in the pool's starting sandboxes until dropped.
+pub(crate) struct Starting(Arc<Pool>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.starting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct ColdState {
@@ -53,8 +109,8 @@ struct ColdState {
     last_loss: Option<ColdReason>,
 }
 
-/// Decrements a counter when dropped: the busy count when an invocation ends, the starting
-/// count when a cold start ends, whatever way they end.
+/// Decrements a counter when dropped: the busy count when an invocation ends, whatever way it
+/// ends.
 pub(crate) struct CountGuard<'a>(&'a AtomicUsize);
 
 impl<'a> CountGuard<'a> {
@@ -77,12 +133,11 @@ impl Pool {
         Pool {
             provisioned: AtomicUsize::new(provisioned as usize),
             deployment,
-            idle: Mutex::new(Vec::new()),
+            slots: Mutex::new(Slots::default()),
             busy: AtomicUsize::new(0),
             starting: AtomicUsize::new(0),
             provisioning: AtomicBool::new(false),
             retired: AtomicBool::new(false),
-            released: tokio::sync::Notify::new(),
             state: Mutex::new(ColdState {
                 first_claimed: false,
                 first_reason,
@@ -95,25 +150,74 @@ impl Pool {
         &self.deployment
     }
 
-    /// The most recently used idle instance, if any.
-    pub fn take_idle(&self) -> Option<Instance> {
-        self.idle.lock().pop()
+    /// The most recently used idle instance, or else a place in the queue of invocations
+    /// waiting for one.
+    pub fn take_or_wait(self: &Arc<Self>) -> Result<Instance, Waiter> {
+        let mut slots = self.slots.lock();
+        if let Some(instance) = slots.idle.pop() {
+            return Ok(instance);
+        }
+        let (tx, rx) = oneshot::channel();
+        slots.waiters.push_back(tx);
+        Err(Waiter {
+            rx,
+            pool: self.clone(),
+        })
     }
 
-    /// Returns an instance after a successful invocation; a retired pool drops it instead.
-    pub fn release(&self, mut instance: Instance) {
+    /// Returns an instance after a successful invocation: to the longest waiting invocation,
+    /// else to the idle list. True if it went to a waiting invocation. A retired pool drops it.
+    pub fn release(&self, mut instance: Instance) -> bool {
         if self.retired.load(Ordering::SeqCst) {
-            return;
+            return false;
         }
         instance.last_used = Instant::now();
-        self.idle.lock().push(instance);
-        self.released.notify_one();
+        let mut slots = self.slots.lock();
+        match Self::hand(&mut slots, instance) {
+            None => true,
+            Some(instance) => {
+                slots.idle.push(instance);
+                false
+            }
+        }
     }
 
-    /// Resolves after the next [`Pool::release`] (or at once if one happened since the last
-    /// waiter was woken): the caller then tries [`Pool::take_idle`].
-    pub async fn released(&self) {
-        self.released.notified().await;
+    /// Gives an instance to the longest waiting invocation, if one waits; else gives it back.
+    pub fn hand_off(&self, instance: Instance) -> Option<Instance> {
+        Self::hand(&mut self.slots.lock(), instance)
+    }
+
+    fn hand(slots: &mut Slots, mut instance: Instance) -> Option<Instance> {
+        while let Some(waiter) = slots.waiters.pop_front() {
+            match waiter.send(instance) {
+                Ok(()) => return None,
+                // It gave up: the next one.
+                Err(back) => instance = back,
+            }
+        }
+        Some(instance)
+    }
+
+    /// Counts a cold start for a waiting invocation, unless the cold starts under way already
+    /// match the invocations waiting (each started one goes to the longest waiting when
+    /// ready): then it waits for one of them, or for a busy instance, whichever comes first.
+    /// Without this bound, every call that found no idle sandbox while the pool grew started
+    /// one more, and the pool overshot its concurrency by the calls of the whole growth.
+    pub fn begin_start(self: &Arc<Self>) -> Option<Starting> {
+        let mut slots = self.slots.lock();
+        let waiting = slots.waiting();
+        (self.starting.load(Ordering::SeqCst) < waiting).then(|| self.starting())
+    }
+
+    /// Counts a cold start (of the provisioned concurrency, or asked for).
+    pub fn starting(self: &Arc<Self>) -> Starting {
+        self.starting.fetch_add(1, Ordering::SeqCst);
+        Starting(self.clone())
+    }
+
+    /// Busy and starting sandboxes: those that may yet be released to a waiting invocation.
+    pub fn coming(&self) -> usize {
+        self.busy.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst)
     }
 
     /// Drops an instance that may not be reused.
@@ -127,15 +231,17 @@ impl Pool {
         self.state.lock().last_loss = Some(reason);
     }
 
-    /// Why a cold start that is about to begin is cold. Claims "first": of many concurrent
-    /// cold starts of a pool that never ran, one is the first request, the rest scale up.
-    pub fn claim_cold_reason(&self) -> ColdReason {
+    /// Why a cold start that is about to begin (already counted as starting: `begun`) is
+    /// cold. Claims "first": of many concurrent cold starts of a pool that never ran, one is
+    /// the first request, the rest scale up.
+    pub fn claim_cold_reason(&self, _begun: &Starting) -> ColdReason {
         let mut state = self.state.lock();
         if !state.first_claimed {
             state.first_claimed = true;
             return state.first_reason;
         }
-        if self.busy.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst) > 0 {
+        // Others than this one busy or starting: the pool scales up.
+        if self.busy.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst) > 1 {
             return ColdReason::ScaleUp;
         }
         state.last_loss.unwrap_or(ColdReason::ScaleUp)
@@ -145,13 +251,9 @@ impl Pool {
         CountGuard::new(&self.busy)
     }
 
-    pub fn starting_guard(&self) -> CountGuard<'_> {
-        CountGuard::new(&self.starting)
-    }
-
     pub fn counts(&self) -> SandboxCounts {
         SandboxCounts {
-            idle: self.idle.lock().len(),
+            idle: self.slots.lock().idle.len(),
             busy: self.busy.load(Ordering::SeqCst),
         }
     }
@@ -177,7 +279,7 @@ impl Pool {
             return 0;
         }
         self.provisioned()
-            .saturating_sub(self.live(self.idle.lock().len()))
+            .saturating_sub(self.live(self.slots.lock().idle.len()))
     }
 
     /// Claims the background top-up of this pool; false if one is already running.
@@ -192,19 +294,19 @@ impl Pool {
     /// When the least recently used idle sandbox was last used, if it may be evicted (the pool
     /// keeps its provisioned concurrency).
     pub fn oldest_evictable(&self) -> Option<Instant> {
-        let idle = self.idle.lock();
-        let oldest = idle.first()?;
-        (self.live(idle.len()) > self.provisioned()).then_some(oldest.last_used)
+        let slots = self.slots.lock();
+        let oldest = slots.idle.first()?;
+        (self.live(slots.idle.len()) > self.provisioned()).then_some(oldest.last_used)
     }
 
     /// Evicts the least recently used idle sandbox; false if there is none to evict.
     pub fn evict_oldest(&self) -> bool {
         let victim = {
-            let mut idle = self.idle.lock();
-            if idle.is_empty() || self.live(idle.len()) <= self.provisioned() {
+            let mut slots = self.slots.lock();
+            if slots.idle.is_empty() || self.live(slots.idle.len()) <= self.provisioned() {
                 return false;
             }
-            idle.remove(0)
+            slots.idle.remove(0)
         };
         self.lose(victim, ColdReason::Evicted);
         true
@@ -214,14 +316,17 @@ impl Pool {
     /// down to the provisioned concurrency.
     pub fn reap(&self, keep_alive: Duration) {
         let expired: Vec<Instance> = {
-            let mut idle = self.idle.lock();
-            let spare = self.live(idle.len()).saturating_sub(self.provisioned());
-            let n = idle
+            let mut slots = self.slots.lock();
+            let spare = self
+                .live(slots.idle.len())
+                .saturating_sub(self.provisioned());
+            let n = slots
+                .idle
                 .iter()
                 .take(spare)
                 .take_while(|i| i.last_used.elapsed() >= keep_alive)
                 .count();
-            idle.drain(..n).collect()
+            slots.idle.drain(..n).collect()
         };
         if !expired.is_empty() {
             self.lost(ColdReason::KeepAliveExpired);
@@ -229,10 +334,11 @@ impl Pool {
         drop(expired);
     }
 
-    /// No new work: idle instances go now, busy ones when they are released.
+    /// No new work: idle instances go now, busy ones when they are released (an invocation
+    /// still waiting then gets the memory they held for a cold start).
     pub fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
-        let idle: Vec<Instance> = self.idle.lock().drain(..).collect();
+        let idle: Vec<Instance> = self.slots.lock().idle.drain(..).collect();
         drop(idle);
     }
 }

@@ -353,3 +353,64 @@ async fn sequences_chain_their_steps_link_records_and_stop_at_a_failure() {
     let e = invoker.prewarm(&known["three"]).await.unwrap_err();
     assert!(e.contains("is a sequence"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_room_for_more_sandboxes_invocations_queue_for_the_busy_ones_in_order() {
+    // Room for two 128 MB sandboxes, and a queue timeout shorter than the wait ahead.
+    let (_tmp, code, invoker) = setup(InvokerConfig {
+        memory_budget_mb: 256,
+        queue_timeout: std::time::Duration::from_millis(200),
+        ..Default::default()
+    });
+    let dep = deployment(
+        &code,
+        "busy",
+        "python",
+        "app.handler",
+        &[(
+            "app.py",
+            "import os, time\nSANDBOX = os.urandom(8).hex()\ndef handler(event, context):\n    time.sleep(0.3)\n    return {'sandbox': SANDBOX, 'n': event['n']}\n",
+        )],
+        5,
+    );
+    let started = std::time::Instant::now();
+    let mut calls = Vec::new();
+    for n in 0..8 {
+        let (invoker, dep) = (invoker.clone(), dep.clone());
+        calls.push(tokio::spawn(async move {
+            let r = call(&invoker, &dep, &format!(r#"{{"n": {n}}}"#)).await;
+            (r, std::time::Instant::now())
+        }));
+        // They arrive in order.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut done = Vec::new();
+    for c in calls {
+        done.push(c.await.unwrap());
+    }
+    let wall = started.elapsed();
+    let mut sandboxes = std::collections::HashSet::new();
+    for (r, _) in &done {
+        assert_eq!(r.activation.status, ActivationStatus::Success, "{r:?}");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        sandboxes.insert(v["sandbox"].as_str().unwrap().to_string());
+    }
+    // Six waited up to ~0.9 s, far past the queue timeout, for the two the budget holds.
+    assert_eq!(sandboxes.len(), 2, "{sandboxes:?}");
+    assert_eq!(done.iter().filter(|(r, _)| r.activation.cold).count(), 2);
+    assert!(wall >= std::time::Duration::from_millis(1200), "{wall:?}");
+    // First come, first served: each waiting call ended no later than the next one (they hold
+    // a sandbox for the same 0.3 s).
+    for pair in done[2..].windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1 + std::time::Duration::from_millis(100),
+            "served out of order: {:?} then {:?}",
+            pair[0].0.activation.id,
+            pair[1].0.activation.id
+        );
+    }
+    assert_eq!(invoker.counts(None, None).idle, 2);
+    let (used, budget) = invoker.memory();
+    assert!(used <= budget, "{used} of {budget} MB");
+    invoker.shutdown();
+}

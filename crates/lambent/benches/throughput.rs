@@ -15,7 +15,9 @@
 //! Every row prints requests/s (successful), p50 and p99 (wrk's latency distribution),
 //! p99/p50, errors (non-2xx answers and socket errors: connect, read, write, timeouts over
 //! 10 s), the ratio of its requests/s to the ceiling's at the same connection count, and the
-//! CPU time the server spent per request: `lambent up` and its sandboxes are born inside one
+//! CPU time the server spent per request, and the sandboxes of the node: how many were made
+//! during the measured run (a pool that settled at the concurrency makes none) and how many
+//! are live after it (from `/metrics`). `lambent up` and its sandboxes are born inside one
 //! cgroup (`lambent-testkit`'s [`cgroup`], sandboxes following through
 //! `LAMBENT_CGROUP_PARENT`), the ceiling in another, so that CPU per request is comparable
 //! whatever else the machine runs (the machine is shared: compare ratios and CPU, not rates,
@@ -33,7 +35,9 @@
 //! Run (as root: sandboxes): `cargo bench -p lambent --bench throughput`. Needs `wrk` on
 //! `PATH` (`apt-get install -y wrk`; the bench stops and says so when it is missing) and the
 //! machine's `python3`. `LAMBENT_BENCH_ONLY=invoke|route|provided|python` keeps the rows of one
-//! entry point or function. Written to `target/throughput_bench.md` too.
+//! entry point or function. `LAMBENT_BENCH_BIN=PATH` measures another `lambent` binary (a
+//! build of the base commit, say) in the same conditions. Written to
+//! `target/throughput_bench.md` too.
 //!
 //! `LAMBENT_BENCH_ONLY=records` measures instead what writing activation records costs at the
 //! top rate: a node with records on against one started with `--no-activation-records`, the
@@ -54,6 +58,8 @@ use std::time::{Duration, Instant};
 use support::{echo_runtime, zip_of, Server};
 
 const KEY: &str = "throughput-bench-key";
+/// The operator's key: `/metrics` shows it the node-wide series (sandboxes, cold start phases).
+const ADMIN: &str = "throughput-bench-admin-key";
 /// Which role this binary plays when the bench starts it again.
 const ROLE: &str = "LAMBENT_BENCH_ROLE";
 const PYTHON_NOOP: &[u8] = b"def handler(event, context):\n    return {}\n";
@@ -214,15 +220,19 @@ impl Node {
     /// too).
     fn start(echo: &[u8], cgroup: CpuCgroup, extra: &[&str]) -> Node {
         let home = tempfile::tempdir().unwrap();
-        let server = Server::start_in(
+        let bin = std::env::var("LAMBENT_BENCH_BIN").unwrap_or_else(|_| support::BIN.into());
+        let mut cmd = Server::command_of(
+            Path::new(&bin),
             home.path(),
             extra,
             &[
                 ("LAMBENT_API_KEY", KEY),
+                ("LAMBENT_ADMIN_KEY", ADMIN),
                 ("LAMBENT_CGROUP_PARENT", &cgroup.relative),
             ],
-            &cgroup.procs(),
         );
+        lambent_testkit::cgroup::born_into(&mut cmd, &cgroup.procs());
+        let server = Server::spawn(cmd, home.path());
         let node = Node {
             server,
             cgroup,
@@ -271,6 +281,40 @@ struct Case {
     url: String,
     cgroup: CpuCgroup,
     script: PathBuf,
+    /// Whether the server is a node (with sandboxes to count in its `/metrics`).
+    node: bool,
+}
+
+/// Sandboxes of a node from its `/metrics`: how many were made so far (cold starts' sandbox
+/// phases, those no invocation waited for included) and how many are live.
+#[derive(Clone, Copy, Default)]
+struct Sandboxes {
+    made: f64,
+    live: f64,
+}
+
+impl Sandboxes {
+    fn of(url: &str) -> Sandboxes {
+        let text = reqwest::blocking::Client::new()
+            .get(format!("{url}/metrics"))
+            .bearer_auth(ADMIN)
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        let sum = |prefix: &str, filter: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix) && l.contains(filter))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .fold(0.0, |a, b| a + b)
+        };
+        Sandboxes {
+            made: sum(
+                "lambent_cold_start_phase_seconds_count",
+                "phase=\"sandbox\"",
+            ),
+            live: sum("lambent_sandboxes{", ""),
+        }
+    }
 }
 
 /// The wrk script of `POST path` with `{}`, with the API key when `auth`.
@@ -297,6 +341,9 @@ struct Row {
     cpu_us: f64,
     /// Cores wrk used meanwhile.
     wrk_cores: f64,
+    /// Sandboxes made during the measured run, and live after it (none for the ceiling).
+    made: Option<f64>,
+    live: Option<f64>,
 }
 
 impl Row {
@@ -311,7 +358,16 @@ impl Row {
     }
 }
 
-fn run(wrk_bin: &Path, case: &Case, connections: usize, secs: u64) -> (wrk::Measured, f64, f64) {
+/// What one measured run gave: wrk's figures, server CPU µs per request, wrk's cores, and the
+/// node's sandboxes before and after.
+struct Run {
+    measured: wrk::Measured,
+    cpu_us: f64,
+    wrk_cores: f64,
+    sandboxes: Option<(Sandboxes, Sandboxes)>,
+}
+
+fn run(wrk_bin: &Path, case: &Case, connections: usize, secs: u64) -> Run {
     let load = |secs| wrk::Load {
         threads: 1,
         connections,
@@ -331,13 +387,19 @@ fn run(wrk_bin: &Path, case: &Case, connections: usize, secs: u64) -> (wrk::Meas
             warm.requests, warm.errors
         );
     }
+    let before = case.node.then(|| Sandboxes::of(&case.url));
     let cpu = case.cgroup.usage();
     let started = Instant::now();
     // A run in which no request completed is a row too (a stall is a finding).
     let (measured, wrk_cpu) = wrk::start(wrk_bin, &load(secs)).outcome();
     let wall = started.elapsed().as_secs_f64();
     let cpu_us = (case.cgroup.usage() - cpu) * 1e6 / measured.ok().max(1) as f64;
-    (measured, cpu_us, wrk_cpu.as_secs_f64() / wall)
+    Run {
+        measured,
+        cpu_us,
+        wrk_cores: wrk_cpu.as_secs_f64() / wall,
+        sandboxes: before.map(|b| (b, Sandboxes::of(&case.url))),
+    }
 }
 
 /// Every case at each of `counts` connections, the ceiling first at each count.
@@ -357,14 +419,16 @@ fn rows(
                 case.label,
                 if loaded { ", loaded" } else { "" }
             );
-            let (measured, cpu_us, wrk_cores) = run(wrk_bin, case, connections, secs);
+            let r = run(wrk_bin, case, connections, secs);
             rows.push(Row {
                 label: case.label.clone(),
                 connections,
                 loaded,
-                measured,
-                cpu_us,
-                wrk_cores,
+                measured: r.measured,
+                cpu_us: r.cpu_us,
+                wrk_cores: r.wrk_cores,
+                made: r.sandboxes.map(|(b, a)| a.made - b.made),
+                live: r.sandboxes.map(|(_, a)| a.live),
             });
         }
     }
@@ -373,7 +437,7 @@ fn rows(
 
 fn table(rows: &[Row], ceiling: &str) -> String {
     let mut out = String::from(
-        "| case | connections | requests/s | p50 ms | p99 ms | p99/p50 | errors | × ceiling | server CPU µs/request | wrk cores |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| case | connections | requests/s | p50 ms | p99 ms | p99/p50 | errors | × ceiling | server CPU µs/request | wrk cores | sandboxes made | sandboxes live |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let top = rows
@@ -382,7 +446,7 @@ fn table(rows: &[Row], ceiling: &str) -> String {
             .map_or(f64::NAN, |c| c.measured.rps());
         writeln!(
             out,
-            "| {}{} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.3} | {:.0} | {:.2} |",
+            "| {}{} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.3} | {:.0} | {:.2} | {} | {} |",
             r.label,
             if r.loaded { " (loaded)" } else { "" },
             r.connections,
@@ -394,6 +458,8 @@ fn table(rows: &[Row], ceiling: &str) -> String {
             r.measured.rps() / top,
             r.cpu_us,
             r.wrk_cores,
+            r.made.map_or("".into(), |n| format!("{n:.0}")),
+            r.live.map_or("".into(), |n| format!("{n:.0}")),
         )
         .unwrap();
     }
@@ -506,6 +572,7 @@ fn records_on_off(
         url: node.server.url.clone(),
         cgroup: node.cgroup.clone(),
         script: script(scripts.path(), label, path, true),
+        node: true,
     };
     let cases = [case("records-on", &on), case("records-off", &off)];
     let started = Instant::now();
@@ -523,7 +590,9 @@ fn records_on_off(
         for i in [0, 1, 1, 0] {
             let c = &cases[i];
             eprintln!("{} at {connections} connections", c.label);
-            let (measured, cpu_us, _) = run(wrk_bin, c, connections, secs);
+            let Run {
+                measured, cpu_us, ..
+            } = run(wrk_bin, c, connections, secs);
             run_no += 1;
             let row = Row {
                 label: c.label.clone(),
@@ -532,6 +601,8 @@ fn records_on_off(
                 measured,
                 cpu_us,
                 wrk_cores: 0.0,
+                made: None,
+                live: None,
             };
             writeln!(
                 out,
@@ -628,6 +699,7 @@ fn main() {
             "/v1/functions/noop/invoke",
             false,
         ),
+        node: false,
     };
     let mut cases = Vec::new();
     for (name, ..) in functions(&echo) {
@@ -644,6 +716,7 @@ fn main() {
                 label,
                 url: node.server.url.clone(),
                 cgroup: node.cgroup.clone(),
+                node: true,
             });
         }
     }

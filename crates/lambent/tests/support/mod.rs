@@ -39,12 +39,17 @@ impl Server {
     /// The `lambent up --listen 127.0.0.1:0 --data-dir <home>/data EXTRA` command, with its
     /// client config under `<home>/config` and its stderr appended to `<home>/server.log`.
     pub fn command(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
+        Server::command_of(Path::new(BIN), home, extra, env)
+    }
+
+    /// [`Server::command`] of another `lambent` binary `bin`.
+    pub fn command_of(bin: &Path, home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(home.join("server.log"))
             .unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin);
         cmd.args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(home.join("data"))
             .args(extra)
