@@ -945,9 +945,13 @@ impl Inner {
     async fn acquire(&self, pool: &Arc<Pool>, queue: bool) -> Result<Acquired, Throttle> {
         let f = &pool.deployment().function;
         let started = Instant::now();
-        let throttle = || Throttle::Memory {
-            budget_mb: self.budget.limit_mb(),
-            memory_mb: f.config.memory_mb,
+        // Leaving the queue: a sandbox handed over meanwhile still serves, else throttled.
+        let give_up = |waiter: Waiter| match waiter.withdraw().and_then(|i| self.thawed(pool, i)) {
+            Some(instance) => Ok(Acquired::Warm(Box::new(instance))),
+            None => Err(Throttle::Memory {
+                budget_mb: self.budget.limit_mb(),
+                memory_mb: f.config.memory_mb,
+            }),
         };
         let mut queued: Option<Waiter> = None;
         let mut deadline = None;
@@ -977,10 +981,7 @@ impl Inner {
                 }
             }
             if !queue {
-                break match waiter.withdraw().and_then(|i| self.thawed(pool, i)) {
-                    Some(instance) => Ok(Acquired::Warm(Box::new(instance))),
-                    None => Err(throttle()),
-                };
+                break give_up(waiter);
             }
             let deadline = *deadline.get_or_insert_with(|| {
                 let wait = if pool.coming() > 0 {
@@ -999,12 +1000,7 @@ impl Inner {
                     }
                 }
                 _ = &mut freed => queued = Some(waiter),
-                _ = tokio::time::sleep_until(deadline) => {
-                    break match waiter.withdraw().and_then(|i| self.thawed(pool, i)) {
-                        Some(instance) => Ok(Acquired::Warm(Box::new(instance))),
-                        None => Err(throttle()),
-                    };
-                }
+                _ = tokio::time::sleep_until(deadline) => break give_up(waiter),
             }
         };
         let waited = started.elapsed();
