@@ -4,6 +4,14 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// A new activation id (an invocation's request id): a UUID v7, whose leading bits are the
+/// time, so that the records written one after another land at the end of the stores' id
+/// indexes instead of on a random page each (random v4 ids made every record batch read and
+/// rewrite about one index page per record). Its 74 random bits keep ids unguessable.
+pub fn new_activation_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// The fate of one invocation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -214,6 +222,18 @@ pub fn gb_seconds(billed_ms: u64, memory_mb: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activation_ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_activation_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids, "ids made later sort later, as text");
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "no id twice");
+        let uuid = uuid::Uuid::parse_str(&ids[0]).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
+    }
 
     #[test]
     fn billing_rounds_up_to_the_millisecond() {

@@ -12,7 +12,9 @@ pub mod runtime;
 pub mod tenancy;
 pub mod trace;
 
-pub use activation::{Activation, ActivationStatus, Birth, ColdReason, InitBreakdown};
+pub use activation::{
+    new_activation_id, Activation, ActivationStatus, Birth, ColdReason, InitBreakdown,
+};
 pub use async_invoke::{AsyncConfig, AsyncSpec, Destination};
 pub use function::{Function, FunctionConfig, FunctionName, FunctionSpec, ValidationError};
 pub use route::{Route, RouteSpec, RouteTarget};

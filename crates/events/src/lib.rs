@@ -125,9 +125,9 @@ impl From<StoredSchedule> for ScheduleView {
 /// The largest constant input a schedule takes (EventBridge's limit on a target's `Input`).
 pub const MAX_SCHEDULE_INPUT: usize = 256 * 1024;
 
-/// A new event id (also the first attempt's activation id).
+/// A new event id (also the first attempt's activation id): time-ordered, as activation ids are.
 pub fn new_event_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    lambent_core::new_activation_id()
 }
 
 impl Events {

@@ -420,7 +420,10 @@ impl Invoker {
         parent: Option<String>,
     ) -> InvokeResult {
         let inner = &self.inner;
-        let request_id = req.request_id.clone().unwrap_or_else(new_request_id);
+        let request_id = req
+            .request_id
+            .clone()
+            .unwrap_or_else(lambent_core::new_activation_id);
         let start_us = ActivationTrace::now_us();
         let start_ms = start_us / 1000;
         let trace = inner
@@ -1484,10 +1487,6 @@ impl Drop for Inner {
             reaper.abort();
         }
     }
-}
-
-fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 /// An unsampled X-Ray style trace header, when tracing is off; runtimes copy it to

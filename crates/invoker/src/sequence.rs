@@ -7,7 +7,7 @@
 //! Components are looked up by name when the step starts (the deployment serving the
 //! function now), through the [`Lookup`] the server gives the invoker.
 
-use crate::{error_body, new_request_id, Deployment, InvokeRequest, InvokeResult, Invoker};
+use crate::{error_body, Deployment, InvokeRequest, InvokeResult, Invoker};
 use bytes::Bytes;
 use lambent_core::limits::MAX_SEQUENCE_DEPTH;
 use lambent_core::{Activation, ActivationStatus, ActivationTrace};
@@ -51,7 +51,10 @@ impl Invoker {
                 .tracing
                 .then(|| ActivationTrace::start(req.trace.clone(), start_us));
             let mut record = Activation {
-                id: req.request_id.clone().unwrap_or_else(new_request_id),
+                id: req
+                    .request_id
+                    .clone()
+                    .unwrap_or_else(lambent_core::new_activation_id),
                 namespace: f.namespace.clone(),
                 function: f.name.to_string(),
                 revision: f.revision,

@@ -224,7 +224,7 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
         );
         return Err(Refusal::Internal);
     };
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = lambent_core::new_activation_id();
     let source_ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
