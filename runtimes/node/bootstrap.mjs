@@ -9,7 +9,7 @@
 // when it declares three parameters.
 
 import { Agent, createServer, request } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -463,6 +463,18 @@ async function rehearse() {
   }
 }
 
+// Tells the host that this stem cell waits for its function: one byte on stdin, the runtime's
+// end of the host's assignment socket (the host prefers cells that said so). If the host has
+// already written the assignment and closed its end (it claimed this cell while it was still
+// starting), the byte has nowhere to go: that is fine, the assignment is still there to read.
+function sayWaiting() {
+  try {
+    writeSync(0, 'w');
+  } catch {
+    // EPIPE: claimed already.
+  }
+}
+
 function adoptAssignment() {
   const assignment = readFileSync(0, 'utf8');
   for (const key of Object.keys(process.env)) delete process.env[key];
@@ -476,6 +488,7 @@ function adoptAssignment() {
 if (process.env.LAMBENT_STEM_CELL === '1') {
   // A failed rehearsal only means a slower first invocation.
   await rehearse().catch((e) => process.stderr.write(`lambent runtime: stem cell rehearsal failed: ${e.message}\n`));
+  sayWaiting();
   adoptAssignment();
 }
 run(process.argv[2]).catch((e) => fatal(e instanceof RuntimeAPIError ? e.message : (e && e.stack) || String(e)));

@@ -1358,23 +1358,23 @@ impl FullHost {
         let ready = self.make_ready_with(tmp_mb, Flavor::Exec, crate::stem::LIMITS)?;
         let envp = program.environment(&runtime_api_address());
         let empty = detached_read_only(&self.empty_dir)?;
-        let (assignment_r, assignment_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let (assignment, assignment_runtime) = assignment_pair()?;
         let (process, listener, cgroup, output) = self.exec_in(
             ready,
             &program.argv,
             &envp,
             empty,
             &program.runtime_dir,
-            assignment_r,
+            assignment_runtime,
         )?;
         Ok(crate::stem::StemCell {
             process,
             listener,
             cgroup,
             output,
-            assignment: assignment_w,
+            assignment,
             tmp_mb,
+            waiting: false,
         })
     }
 
@@ -1399,8 +1399,9 @@ impl FullHost {
         mounts::attach_inside(process.pidfd(), &[(code, c"/var/task")])?;
         let envp = spec.environment(&runtime_api_address());
         let startup = Startup::since(Birth::StemCell, started); // before the hand-off
-        let mut assignment = File::from(assignment);
+        let mut assignment = std::os::unix::net::UnixStream::from(assignment);
         std::io::Write::write_all(&mut assignment, envp.join("\0").as_bytes())?;
+        assignment.shutdown(std::net::Shutdown::Write)?;
         drop(assignment);
         Ok(Sandbox::new(
             spec.id.clone(),
@@ -1547,6 +1548,20 @@ fn limits_of(spec: &SandboxSpec) -> Limits {
         pids_max: spec.pids_max,
         background: false,
     }
+}
+
+/// A stem cell's assignment socket: the host's end, and the runtime's (its stdin). A stream
+/// pair, so that the runtime reads its environment up to the host's shutdown, and says on the
+/// same descriptor when it waits (`stem.rs`).
+fn assignment_pair() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| SandboxError::Io(e.into()))
 }
 
 /// A detached, read-only, nosuid, nodev copy of the mount at `path` (`open_tree`), for a

@@ -73,6 +73,12 @@ pub(crate) trait Ahead: Send + 'static {
     const MEMORY_KB: u64;
     /// Size of its `/tmp`: a claim for another size does not take it.
     fn tmp_mb(&self) -> u32;
+    /// Whether it is ready to be claimed at no cost, or still getting there by itself (a stem
+    /// cell whose `node` is still starting). A claim takes one that is ready first, else the
+    /// oldest: it is further along than one made on demand would be.
+    fn waiting(&mut self) -> bool {
+        true
+    }
 }
 
 /// The memory every pool of a host may hold in waiting items, together.
@@ -126,6 +132,10 @@ impl<T: Ahead> Charged<T> {
 
     fn tmp_mb(&self) -> u32 {
         self.item.as_ref().map_or(0, T::tmp_mb)
+    }
+
+    fn waiting(&mut self) -> bool {
+        self.item.as_mut().is_some_and(T::waiting)
     }
 }
 
@@ -233,7 +243,11 @@ impl<T: Ahead> ReadyPool<T> {
             .map_or(0.0, |last| (-(now - last).as_secs_f64() / RATE_TAU_S).exp());
         state.rate = state.rate * decay + 1.0 / RATE_TAU_S;
         state.last_claim = Some(now);
-        let taken = state.ready.pop();
+        let taken = match state.ready.iter_mut().rposition(|r| r.waiting()) {
+            Some(i) => Some(state.ready.remove(i)),
+            None if state.ready.is_empty() => None,
+            None => Some(state.ready.remove(0)),
+        };
         self.shared.changed.notify_all();
         taken.map(Charged::into_inner)
     }
@@ -250,12 +264,13 @@ impl<T: Ahead> ReadyPool<T> {
         }
     }
 
-    /// Whether the pool has settled since it was asked for one: one is waiting, or making one
-    /// failed last (it will not be ready soon; cold starts make their own). False while the
-    /// first is being made: what a server's readiness waits for.
+    /// Whether the pool has settled since it was asked for one: one is waiting (and says it
+    /// is ready: [`Ahead::waiting`]), or making one failed last (it will not be ready soon;
+    /// cold starts make their own). False while the first is being made: what a server's
+    /// readiness waits for.
     pub(crate) fn settled(&self) -> bool {
-        let state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        !state.ready.is_empty() || state.failing
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.failing || state.ready.iter_mut().any(|r| r.waiting())
     }
 
     /// How many it would keep now, and how many are waiting.
@@ -404,6 +419,74 @@ mod tests {
         assert!(
             pool.take(8).is_none(),
             "another /tmp size is not handed out"
+        );
+    }
+
+    /// An item numbered in the order made, that waits once its number is in `waits`.
+    struct Starting(usize, Arc<Mutex<Vec<usize>>>);
+    impl Ahead for Starting {
+        const MEMORY_KB: u64 = 1000;
+        fn tmp_mb(&self) -> u32 {
+            4
+        }
+        fn waiting(&mut self) -> bool {
+            self.1.lock().unwrap().contains(&self.0)
+        }
+    }
+    struct MakeStarting(AtomicUsize, Arc<Mutex<Vec<usize>>>);
+    impl Maker<Starting> for MakeStarting {
+        fn make(&self, _: u32) -> Result<Starting, crate::SandboxError> {
+            Ok(Starting(
+                self.0.fetch_add(1, Ordering::Relaxed),
+                Arc::clone(&self.1),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_claim_takes_one_that_waits_first_else_the_oldest_and_readiness_waits_for_one() {
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let maker = Arc::new(MakeStarting(AtomicUsize::new(0), Arc::clone(&waits)));
+        let pool =
+            ReadyPool::start("test-ready", 3, maker.clone(), &AheadBudget::new(1 << 30)).unwrap();
+        pool.prime(4);
+        let one_made = || {
+            for _ in 0..200 {
+                if pool.sizes().1 == 1 {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        one_made();
+        assert!(!pool.settled(), "one made, still starting: not ready");
+        waits.lock().unwrap().push(0);
+        assert!(pool.settled(), "one waits: ready");
+        for _ in 0..30 {
+            pool.take(4);
+        }
+        let settled_at = |pool: &ReadyPool<Starting>| {
+            for _ in 0..200 {
+                if pool.sizes() == (3, 3) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            panic!("the pool did not grow to 3: {:?}", pool.sizes());
+        };
+        settled_at(&pool);
+        let made = maker.0.load(Ordering::Relaxed);
+        let (oldest, middle) = (made - 3, made - 2);
+        waits.lock().unwrap().push(middle);
+        assert_eq!(
+            pool.take(4).map(|s| s.0),
+            Some(middle),
+            "the one that waits"
+        );
+        assert_eq!(
+            pool.take(4).map(|s| s.0),
+            Some(oldest),
+            "none waits: the oldest"
         );
     }
 

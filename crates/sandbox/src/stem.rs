@@ -2,12 +2,17 @@
 //! a `fork`), so instead of a zygote a small pool (`ready.rs` sizes it by the cold-start rate)
 //! keeps `node` already running on Lambent's runtime client inside complete sandboxes made
 //! ahead: unprivileged, seccomp on, `/var/task` an empty read-only directory, and the runtime
-//! client blocked reading stdin. A Node cold start claims one: the host sets the cgroup's limits
-//! to the function's, attaches the function's code (read-only) over `/var/task` from outside
+//! client blocked reading stdin. Its stdin is one end of a Unix socket pair (the *assignment*
+//! socket); the host keeps the other. Once `node` has started and rehearsed its first
+//! invocation, the runtime client writes one byte ([`WAITING`]) to it: until then the cell is
+//! still starting ([`StemCell::waiting`]), and a claim prefers a cell that waits (readiness, too,
+//! waits for one). A Node cold start claims one: the host sets the cgroup's limits to the
+//! function's, attaches the function's code (read-only) over `/var/task` from outside
 //! (`mounts::attach_inside`), and writes the function's complete environment (`KEY=VALUE`,
-//! NUL-separated) to its stdin; the runtime client replaces its environment with it, changes to
-//! `/var/task`, imports the handler and asks for work. Each stem cell serves one function once;
-//! it has never seen another's code or environment.
+//! NUL-separated) to the assignment socket, then shuts down its writing side; the runtime client
+//! replaces its environment with it, changes to `/var/task`, imports the handler and asks for
+//! work. Each stem cell serves one function once; it has never seen another's code or
+//! environment.
 //!
 //! Functions whose environment holds what only node's own start reads (`NODE_OPTIONS`, …) or
 //! whose memory is below [`MIN_MEMORY_MB`] start by `execve` as before.
@@ -16,8 +21,11 @@ use crate::cgroup::{Limits, SandboxCgroup};
 use crate::ready::Ahead;
 use crate::sandbox::Process;
 use std::net::TcpListener;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+
+/// What the runtime client writes to its assignment socket once it waits for its function.
+pub(crate) const WAITING: u8 = b'w';
 
 /// Limits of a waiting stem cell (node's own start needs more than an empty sandbox's; its
 /// CPU weight is the least, so that making it does not slow the cold starts under way).
@@ -64,9 +72,32 @@ pub(crate) struct StemCell {
     pub listener: TcpListener,
     pub cgroup: SandboxCgroup,
     pub output: OwnedFd,
-    /// Write end of the runtime's stdin.
+    /// The host's end of the assignment socket (the runtime's stdin).
     pub assignment: OwnedFd,
     pub tmp_mb: u32,
+    /// Whether the runtime client said it waits ([`WAITING`]).
+    pub waiting: bool,
+}
+
+impl StemCell {
+    /// Whether its runtime client waits for its function (it said so on the assignment
+    /// socket), rather than still starting. Never blocks.
+    pub(crate) fn waiting(&mut self) -> bool {
+        if !self.waiting {
+            let mut byte = 0u8;
+            // SAFETY: a one-byte read into a local buffer from a descriptor this cell owns.
+            let n = unsafe {
+                libc::recv(
+                    self.assignment.as_raw_fd(),
+                    (&raw mut byte).cast(),
+                    1,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            self.waiting = n == 1 && byte == WAITING;
+        }
+        self.waiting
+    }
 }
 
 impl Ahead for StemCell {
@@ -74,6 +105,9 @@ impl Ahead for StemCell {
     const MEMORY_KB: u64 = 48 * 1024;
     fn tmp_mb(&self) -> u32 {
         self.tmp_mb
+    }
+    fn waiting(&mut self) -> bool {
+        StemCell::waiting(self)
     }
 }
 
