@@ -1,6 +1,6 @@
 //! Prometheus metrics of the invoker: invocations by function and status, durations, cold starts
 //! (by reason and birth), their init durations and the phases of those (sandbox, runtime, import),
-//! throttles, queue waits, live sandboxes and the memory budget. Counters and histograms are
+//! throttles, queue waits, live sandboxes, sandboxes ended by reason, and the memory budget. Counters and histograms are
 //! atomics, cheap enough for the invoke path; gauges are read at scrape time.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -52,6 +52,12 @@ pub(crate) struct ThrottleLabels {
     pub limit: String,
 }
 
+/// Why a sandbox ended ([`crate::pool::EndReason`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct EndLabels {
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StateLabels {
     pub state: String,
@@ -79,6 +85,7 @@ pub(crate) struct Metrics {
     pub throttles: Family<ThrottleLabels, Counter>,
     pub queue_wait: Histograms<FunctionLabels>,
     pub sandboxes: Family<StateLabels, Gauge>,
+    pub sandboxes_ended: Family<EndLabels, Counter>,
     pub memory_used_mb: Gauge,
     pub memory_budget_mb: Gauge,
 }
@@ -95,6 +102,7 @@ impl Metrics {
             throttles: Family::default(),
             queue_wait: Family::new_with_constructor(latency_histogram),
             sandboxes: Family::default(),
+            sandboxes_ended: Family::default(),
             memory_used_mb: Gauge::default(),
             memory_budget_mb: Gauge::default(),
             registry: Registry::default(),
@@ -135,6 +143,11 @@ impl Metrics {
             m.queue_wait.clone(),
         );
         registry.register("sandboxes", "Live sandboxes by state", m.sandboxes.clone());
+        registry.register(
+            "sandboxes_ended",
+            "Sandboxes that ended (were killed), by reason",
+            m.sandboxes_ended.clone(),
+        );
         registry.register(
             "memory_used_mb",
             "Configured memory of live sandboxes",
