@@ -158,6 +158,12 @@ impl Metrics {
             "Memory budget for live sandboxes",
             m.memory_budget_mb.clone(),
         );
+        // Every reason is shown from the start, at 0 until a sandbox ends for it.
+        for reason in crate::pool::EndReason::ALL {
+            let _ = m.sandboxes_ended.get_or_create(&EndLabels {
+                reason: reason.as_str(),
+            });
+        }
         Metrics { registry, ..m }
     }
 

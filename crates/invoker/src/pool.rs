@@ -93,6 +93,17 @@ pub(crate) enum EndReason {
 }
 
 impl EndReason {
+    pub const ALL: [EndReason; 8] = [
+        EndReason::Abandoned,
+        EndReason::KeepAlive,
+        EndReason::Evicted,
+        EndReason::Failed,
+        EndReason::Timeout,
+        EndReason::OutOfMemory,
+        EndReason::InitFailed,
+        EndReason::Retired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Abandoned => "abandoned",

@@ -295,7 +295,8 @@ struct Case {
 struct Sandboxes {
     made: f64,
     live: f64,
-    ended: BTreeMap<String, f64>,
+    /// `None`: the node does not count them (a binary older than the metric).
+    ended: Option<BTreeMap<String, f64>>,
 }
 
 impl Sandboxes {
@@ -331,16 +332,19 @@ impl Sandboxes {
                 "phase=\"sandbox\"",
             ),
             live: sum("lambent_sandboxes{", ""),
-            ended,
+            ended: text.contains("lambent_sandboxes_ended").then_some(ended),
         }
     }
 
-    /// The sandboxes that ended between `before` and `self`, by reason: `0` for none.
+    /// The sandboxes that ended between `before` and `self`, by reason: `0` for none, `?`
+    /// when the node does not count them.
     fn ended_since(&self, before: &Sandboxes) -> String {
-        let ended: Vec<String> = self
-            .ended
+        let (Some(now), Some(then)) = (&self.ended, &before.ended) else {
+            return "?".into();
+        };
+        let ended: Vec<String> = now
             .iter()
-            .map(|(reason, n)| (reason, n - before.ended.get(reason).copied().unwrap_or(0.0)))
+            .map(|(reason, n)| (reason, n - then.get(reason).copied().unwrap_or(0.0)))
             .filter(|(_, n)| *n > 0.0)
             .map(|(reason, n)| format!("{reason} {n:.0}"))
             .collect();
