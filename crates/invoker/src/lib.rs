@@ -26,7 +26,7 @@ use limits::{Admission, MemoryBudget, MemoryLease};
 use logs::LogCapture;
 use metrics::{function_labels, Metrics};
 use parking_lot::Mutex;
-use pool::{Pool, PoolKey, Starting, Waiter};
+use pool::{End, EndReason, Pool, PoolKey, Starting, Waiter};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -36,6 +36,10 @@ use tokio::io::unix::AsyncFd;
 
 /// Where activation records go: called once per invocation, must not block.
 pub type RecordSink = Arc<dyn Fn(Activation) + Send + Sync>;
+
+/// The HTTP status in the record of an invocation whose caller went away before it ended
+/// (nginx's "client closed request").
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// What the platform offers inside every sandbox: its AWS-compatible APIs, served on the
 /// sandbox's own listener beside the Runtime API (`AWS_ENDPOINT_URL`), and credentials of the
@@ -218,6 +222,8 @@ struct Inner {
 
 /// A warm (or warming) sandbox with its Runtime API and log capture.
 pub(crate) struct Instance {
+    /// Counts the sandbox's end, by reason, when the instance is dropped.
+    pub(crate) end: End,
     api: RuntimeApi,
     logs: LogCapture,
     exit: AsyncFd<OwnedFd>,
@@ -342,11 +348,44 @@ impl Invoker {
 
     /// Runs one invocation to its end and records it. A sequence runs its components in turn
     /// (see [`sequence`]).
+    ///
+    /// The invocation runs as its own task, to its end whatever its caller does: a caller
+    /// that goes away (an HTTP client that disconnects, which drops the request's future)
+    /// neither kills the sandbox in the middle of an invocation nor loses the record. Before,
+    /// every connection a load generator closed at the end of a run killed the sandbox
+    /// serving it, and the pool churned (`lambent_sandboxes_ended_total{reason="abandoned"}`).
     pub async fn invoke(&self, dep: &Arc<Deployment>, req: InvokeRequest) -> InvokeResult {
-        if dep.function.config.is_sequence() {
-            return self.run_sequence(dep, req, None, 0).await;
+        let (this, dep) = (self.clone(), dep.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result = if dep.function.config.is_sequence() {
+                this.run_sequence(&dep, req, None, 0).await
+            } else {
+                this.invoke_function(&dep, req, None).await
+            };
+            if let Err(result) = tx.send(result) {
+                this.unanswered(result);
+            }
+        });
+        // The sender drops without sending only if the invocation panicked.
+        rx.await.expect("the invocation's task panicked")
+    }
+
+    /// The result of an invocation whose caller went away: a record left to the caller
+    /// ([`InvokeResult::record_due`]) is sent with HTTP status 499 (client closed request).
+    fn unanswered(&self, mut result: InvokeResult) {
+        if !result.record_due {
+            return;
         }
-        self.invoke_function(dep, req, None).await
+        if let Some(http) = result
+            .activation
+            .trace
+            .as_mut()
+            .and_then(|t| t.http.as_mut())
+        {
+            http.status = Some(CLIENT_CLOSED_REQUEST);
+        }
+        self.record(result.activation);
     }
 
     /// A sandbox for an invocation that found none idle: the cold start it reserved memory
@@ -542,26 +581,29 @@ impl Invoker {
                 (error_body(t, m), false)
             }
             Ok(rx) => {
+                // `None`: timed out.
                 let outcome = tokio::select! {
                     biased;
-                    outcome = rx => outcome.ok(),
-                    _ = instance.exited() => None,
+                    outcome = rx => Some(outcome.ok()),
+                    _ = instance.exited() => Some(None),
                     // cgroup v1 kills one task on OOM, maybe not the runtime (a child whose
                     // RSS counts the pages it shares with a zygote weighs more): the first OOM
                     // kill ends the invocation, and the sandbox goes (see below).
-                    _ = oom_killed(&instance.sandbox) => None,
-                    _ = tokio::time::sleep(timeout) => {
-                        instance.api.abandon();
-                        record.status = ActivationStatus::Timeout;
-                        let message = format!("Task timed out after {}.00 seconds", timeout.as_secs());
-                        record.error_type = Some("Sandbox.Timedout".into());
-                        record.error_message = Some(message.clone());
-                        let body = error_body("Sandbox.Timedout", &message);
-                        instance.sandbox.kill();
-                        record.max_memory_bytes = instance.sandbox.memory_peak_bytes();
-                        record.logs = instance.logs.take();
-                        return inner.finish(record, invoke_start.elapsed(), body, &request_id);
-                    }
+                    _ = oom_killed(&instance.sandbox) => Some(None),
+                    _ = tokio::time::sleep(timeout) => None,
+                };
+                let Some(outcome) = outcome else {
+                    instance.api.abandon();
+                    record.status = ActivationStatus::Timeout;
+                    let message = format!("Task timed out after {}.00 seconds", timeout.as_secs());
+                    record.error_type = Some("Sandbox.Timedout".into());
+                    record.error_message = Some(message.clone());
+                    let body = error_body("Sandbox.Timedout", &message);
+                    instance.sandbox.kill();
+                    record.max_memory_bytes = instance.sandbox.memory_peak_bytes();
+                    record.logs = instance.logs.take();
+                    pool.lose(instance, EndReason::Timeout);
+                    return inner.finish(record, invoke_start.elapsed(), body, &request_id);
                 };
                 inner.settle(&instance, outcome, &mut record)
             }
@@ -584,8 +626,10 @@ impl Invoker {
         };
         if keep && !oom {
             inner.release(&pool, instance);
+        } else if oom {
+            pool.lose(instance, EndReason::OutOfMemory);
         } else {
-            pool.lose(instance, ColdReason::Evicted);
+            pool.lose(instance, EndReason::Failed);
         }
         inner.finish(record, duration, body, &request_id)
     }
@@ -928,7 +972,7 @@ impl Inner {
         if instance.frozen {
             if let Err(e) = instance.sandbox.thaw() {
                 tracing::warn!("could not thaw a sandbox: {e}");
-                pool.lose(instance, ColdReason::Evicted);
+                pool.lose(instance, EndReason::Failed);
                 return None;
             }
             instance.frozen = false;
@@ -1211,6 +1255,7 @@ impl Inner {
             let exit =
                 unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)? };
             Ok(Instance {
+                end: End::new(self.metrics.sandboxes_ended.clone()),
                 api: RuntimeApi::serve(listener, platform)?,
                 logs: LogCapture::start(
                     output,
@@ -1223,10 +1268,17 @@ impl Inner {
                 _memory: lease,
             })
         })();
-        let instance = match instance {
+        let mut instance = match instance {
             Ok(i) => i,
             Err(e) => {
                 pool.lost(ColdReason::Evicted);
+                // The sandbox made goes with `sandbox`, never an instance.
+                self.metrics
+                    .sandboxes_ended
+                    .get_or_create(&metrics::EndLabels {
+                        reason: EndReason::InitFailed.as_str(),
+                    })
+                    .inc();
                 return Err(InitFailure {
                     init: so_far(),
                     ..platform_failure(format!("could not attach to the sandbox: {e}"))
@@ -1252,6 +1304,8 @@ impl Inner {
         match ready {
             Ok(ready) => {
                 let init = init_breakdown(startup, spawn_start, ready.at, ready.import_us);
+                // In use from now on: its end is counted as abandoned unless said otherwise.
+                instance.end.reason = EndReason::Abandoned;
                 Ok((instance, init))
             }
             Err(report) => {

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the invoker: invocations by function and status, durations, cold starts
 //! (by reason and birth), their init durations and the phases of those (sandbox, runtime, import),
-//! throttles, queue waits, live sandboxes and the memory budget. Counters and histograms are
+//! throttles, queue waits, live sandboxes, sandboxes ended by reason, and the memory budget. Counters and histograms are
 //! atomics, cheap enough for the invoke path; gauges are read at scrape time.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -52,6 +52,12 @@ pub(crate) struct ThrottleLabels {
     pub limit: String,
 }
 
+/// Why a sandbox ended ([`crate::pool::EndReason`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct EndLabels {
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StateLabels {
     pub state: String,
@@ -79,6 +85,7 @@ pub(crate) struct Metrics {
     pub throttles: Family<ThrottleLabels, Counter>,
     pub queue_wait: Histograms<FunctionLabels>,
     pub sandboxes: Family<StateLabels, Gauge>,
+    pub sandboxes_ended: Family<EndLabels, Counter>,
     pub memory_used_mb: Gauge,
     pub memory_budget_mb: Gauge,
 }
@@ -95,6 +102,7 @@ impl Metrics {
             throttles: Family::default(),
             queue_wait: Family::new_with_constructor(latency_histogram),
             sandboxes: Family::default(),
+            sandboxes_ended: Family::default(),
             memory_used_mb: Gauge::default(),
             memory_budget_mb: Gauge::default(),
             registry: Registry::default(),
@@ -136,6 +144,11 @@ impl Metrics {
         );
         registry.register("sandboxes", "Live sandboxes by state", m.sandboxes.clone());
         registry.register(
+            "sandboxes_ended",
+            "Sandboxes that ended (were killed), by reason",
+            m.sandboxes_ended.clone(),
+        );
+        registry.register(
             "memory_used_mb",
             "Configured memory of live sandboxes",
             m.memory_used_mb.clone(),
@@ -145,6 +158,12 @@ impl Metrics {
             "Memory budget for live sandboxes",
             m.memory_budget_mb.clone(),
         );
+        // Every reason is shown from the start, at 0 until a sandbox ends for it.
+        for reason in crate::pool::EndReason::ALL {
+            let _ = m.sandboxes_ended.get_or_create(&EndLabels {
+                reason: reason.as_str(),
+            });
+        }
         Metrics { registry, ..m }
     }
 

@@ -2,11 +2,14 @@
 //! the warmest one serves and the coldest ones age out), the invocations waiting for one (first
 //! come, first served: a released instance goes straight to the longest waiting), the busy and
 //! starting counts, how many cold starts the waiting invocations warrant, the provisioned
-//! concurrency to keep, and why the next cold start is cold.
+//! concurrency to keep, why the next cold start is cold, and why each sandbox ended.
 
+use crate::metrics::EndLabels;
 use crate::{Deployment, Instance, SandboxCounts};
 use lambent_core::{ColdReason, Function};
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -61,6 +64,92 @@ impl Slots {
     fn waiting(&mut self) -> usize {
         self.waiters.retain(|w| !w.is_closed());
         self.waiters.len()
+    }
+}
+
+/// Why a sandbox ended: the `reason` of `lambent_sandboxes_ended_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndReason {
+    /// Dropped by an invocation that was itself dropped while the sandbox ran it (its task
+    /// cancelled). Invocations run to their end whatever their caller does, so this counts
+    /// only what a server's shutdown interrupts.
+    Abandoned,
+    /// Idle past its keep-alive.
+    KeepAlive,
+    /// Idle, evicted to make room in the memory budget for another function's sandbox.
+    Evicted,
+    /// Its runtime exited or crashed, answered in a way that leaves it unusable, or could not
+    /// be thawed.
+    Failed,
+    /// Its invocation timed out.
+    Timeout,
+    /// The OOM killer killed one of its processes.
+    OutOfMemory,
+    /// Its runtime never became ready (init error, init timeout, exit during init).
+    InitFailed,
+    /// Its pool was retired: the code or settings changed, the function or its namespace was
+    /// removed, or the server shut down.
+    Retired,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 8] = [
+        EndReason::Abandoned,
+        EndReason::KeepAlive,
+        EndReason::Evicted,
+        EndReason::Failed,
+        EndReason::Timeout,
+        EndReason::OutOfMemory,
+        EndReason::InitFailed,
+        EndReason::Retired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Abandoned => "abandoned",
+            EndReason::KeepAlive => "keep_alive",
+            EndReason::Evicted => "evicted",
+            EndReason::Failed => "failed",
+            EndReason::Timeout => "timeout",
+            EndReason::OutOfMemory => "out_of_memory",
+            EndReason::InitFailed => "init_failed",
+            EndReason::Retired => "retired",
+        }
+    }
+
+    /// How it explains the next cold start of its pool.
+    fn cold_reason(self) -> ColdReason {
+        match self {
+            EndReason::KeepAlive => ColdReason::KeepAliveExpired,
+            EndReason::Retired => ColdReason::CodeUpdated,
+            _ => ColdReason::Evicted,
+        }
+    }
+}
+
+/// A sandbox's end, counted by its reason when dropped (with its instance): the reason set
+/// last, [`EndReason::InitFailed`] until its runtime is ready.
+pub(crate) struct End {
+    pub reason: EndReason,
+    ended: Family<EndLabels, Counter>,
+}
+
+impl End {
+    pub fn new(ended: Family<EndLabels, Counter>) -> End {
+        End {
+            reason: EndReason::InitFailed,
+            ended,
+        }
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        self.ended
+            .get_or_create(&EndLabels {
+                reason: self.reason.as_str(),
+            })
+            .inc();
     }
 }
 
@@ -169,6 +258,7 @@ impl Pool {
     /// else to the idle list. True if it went to a waiting invocation. A retired pool drops it.
     pub fn release(&self, mut instance: Instance) -> bool {
         if self.retired.load(Ordering::SeqCst) {
+            instance.end.reason = EndReason::Retired;
             return false;
         }
         instance.last_used = Instant::now();
@@ -220,10 +310,11 @@ impl Pool {
         self.busy.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst)
     }
 
-    /// Drops an instance that may not be reused.
-    pub fn lose(&self, instance: Instance, reason: ColdReason) {
+    /// Drops an instance that may not be reused, for `reason`.
+    pub fn lose(&self, mut instance: Instance, reason: EndReason) {
+        instance.end.reason = reason;
         drop(instance);
-        self.lost(reason);
+        self.lost(reason.cold_reason());
     }
 
     /// Notes that an instance was lost (the next cold start is explained by `reason`).
@@ -308,14 +399,14 @@ impl Pool {
             }
             slots.idle.remove(0)
         };
-        self.lose(victim, ColdReason::Evicted);
+        self.lose(victim, EndReason::Evicted);
         true
     }
 
     /// Drops idle instances unused for longer than `keep_alive`, least recently used first,
     /// down to the provisioned concurrency.
     pub fn reap(&self, keep_alive: Duration) {
-        let expired: Vec<Instance> = {
+        let mut expired: Vec<Instance> = {
             let mut slots = self.slots.lock();
             let spare = self
                 .live(slots.idle.len())
@@ -331,6 +422,9 @@ impl Pool {
         if !expired.is_empty() {
             self.lost(ColdReason::KeepAliveExpired);
         }
+        for instance in &mut expired {
+            instance.end.reason = EndReason::KeepAlive;
+        }
         drop(expired);
     }
 
@@ -338,7 +432,10 @@ impl Pool {
     /// still waiting then gets the memory they held for a cold start).
     pub fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
-        let idle: Vec<Instance> = self.slots.lock().idle.drain(..).collect();
+        let mut idle: Vec<Instance> = self.slots.lock().idle.drain(..).collect();
+        for instance in &mut idle {
+            instance.end.reason = EndReason::Retired;
+        }
         drop(idle);
     }
 }

@@ -136,6 +136,75 @@ async fn python_warm_reuse_errors_and_timeout() {
     let after = call(&invoker, &dep, "{}").await;
     assert!(after.activation.cold, "a timed-out sandbox is not reused");
     assert_eq!(&after.body[..], br#"{"count": 1}"#);
+    // The timed-out sandbox's end is counted by its reason, and it is the only one that ended.
+    let metrics = invoker.metrics_text();
+    let ended: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("lambent_sandboxes_ended_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert_eq!(
+        ended,
+        ["lambent_sandboxes_ended_total{reason=\"timeout\"} 1"],
+        "{metrics}"
+    );
+    invoker.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_whose_caller_goes_away_runs_to_its_end_and_keeps_its_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = tmp.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    let records = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = records.clone();
+    let invoker = Invoker::new(
+        host(&tmp.path().join("state")),
+        InvokerConfig {
+            runtime_dir: runtimes(),
+            ..Default::default()
+        },
+        Some(Arc::new(move |a| sink.lock().unwrap().push(a))),
+    );
+    let dep = deployment(
+        &code,
+        "slow",
+        "python3.12",
+        "app.handler",
+        &[(
+            "app.py",
+            "import time\ncount = 0\ndef handler(event, context):\n    global count\n    count += 1\n    time.sleep(event.get('sleep', 0))\n    return {'count': count}\n",
+        )],
+        5,
+    );
+    let first = call(&invoker, &dep, "{}").await;
+    assert_eq!(&first.body[..], br#"{"count": 1}"#, "{first:?}");
+    // The caller gives up (an HTTP client that disconnects drops the request's future) while
+    // the sandbox runs the invocation.
+    let gone = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        call(&invoker, &dep, r#"{"sleep": 0.6}"#),
+    )
+    .await;
+    assert!(gone.is_err(), "the call should still be running");
+    assert_eq!(invoker.counts(None, None).busy, 1);
+    // It ends anyway, recorded, and its sandbox serves the next call warm.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while records.lock().unwrap().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record of the call"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(records.lock().unwrap()[1].status, ActivationStatus::Success);
+    let next = call(&invoker, &dep, "{}").await;
+    assert!(!next.activation.cold, "{next:?}");
+    assert_eq!(&next.body[..], br#"{"count": 3}"#);
+    let metrics = invoker.metrics_text();
+    assert!(
+        metrics.contains("lambent_sandboxes_ended_total{reason=\"abandoned\"} 0"),
+        "{metrics}"
+    );
     invoker.shutdown();
 }
 

@@ -16,8 +16,9 @@
 //! p99/p50, errors (non-2xx answers and socket errors: connect, read, write, timeouts over
 //! 10 s), the ratio of its requests/s to the ceiling's at the same connection count, and the
 //! CPU time the server spent per request, and the sandboxes of the node: how many were made
-//! during the measured run (a pool that settled at the concurrency makes none) and how many
-//! are live after it (from `/metrics`). `lambent up` and its sandboxes are born inside one
+//! during the measured run (a pool that settled at the concurrency makes none), how many
+//! ended during it, by reason (`lambent_sandboxes_ended_total{reason}`: `keep_alive`,
+//! `evicted`, `failed`, `abandoned`, …), and how many are live after it (from `/metrics`). `lambent up` and its sandboxes are born inside one
 //! cgroup (`lambent-testkit`'s [`cgroup`], sandboxes following through
 //! `LAMBENT_CGROUP_PARENT`), the ceiling in another, so that CPU per request is comparable
 //! whatever else the machine runs (the machine is shared: compare ratios and CPU, not rates,
@@ -36,7 +37,8 @@
 //! `PATH` (`apt-get install -y wrk`; the bench stops and says so when it is missing) and the
 //! machine's `python3`. `LAMBENT_BENCH_ONLY=invoke|route|provided|python` keeps the rows of one
 //! entry point or function. `LAMBENT_BENCH_BIN=PATH` measures another `lambent` binary (a
-//! build of the base commit, say) in the same conditions. Written to
+//! build of the base commit, say) in the same conditions. `LAMBENT_BENCH_FLAGS` adds flags to
+//! its `lambent up` (`--no-activation-records`, say: the tails without record writes). Written to
 //! `target/throughput_bench.md` too.
 //!
 //! `LAMBENT_BENCH_ONLY=records` measures instead what writing activation records costs at the
@@ -51,6 +53,7 @@ mod support;
 use lambent_testkit::cgroup::CpuCgroup;
 use lambent_testkit::wrk;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -286,11 +289,14 @@ struct Case {
 }
 
 /// Sandboxes of a node from its `/metrics`: how many were made so far (cold starts' sandbox
-/// phases, those no invocation waited for included) and how many are live.
-#[derive(Clone, Copy, Default)]
+/// phases, those no invocation waited for included), how many ended so far by reason, and
+/// how many are live.
+#[derive(Clone, Default)]
 struct Sandboxes {
     made: f64,
     live: f64,
+    /// `None`: the node does not count them (a binary older than the metric).
+    ended: Option<BTreeMap<String, f64>>,
 }
 
 impl Sandboxes {
@@ -307,12 +313,45 @@ impl Sandboxes {
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .fold(0.0, |a, b| a + b)
         };
+        let mut ended = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("lambent_sandboxes_ended_total{reason=\"") else {
+                continue;
+            };
+            let (Some((reason, _)), Some(n)) = (
+                rest.split_once('"'),
+                rest.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            ended.insert(reason.to_string(), n);
+        }
         Sandboxes {
             made: sum(
                 "lambent_cold_start_phase_seconds_count",
                 "phase=\"sandbox\"",
             ),
             live: sum("lambent_sandboxes{", ""),
+            ended: text.contains("lambent_sandboxes_ended").then_some(ended),
+        }
+    }
+
+    /// The sandboxes that ended between `before` and `self`, by reason: `0` for none, `?`
+    /// when the node does not count them.
+    fn ended_since(&self, before: &Sandboxes) -> String {
+        let (Some(now), Some(then)) = (&self.ended, &before.ended) else {
+            return "?".into();
+        };
+        let ended: Vec<String> = now
+            .iter()
+            .map(|(reason, n)| (reason, n - then.get(reason).copied().unwrap_or(0.0)))
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(reason, n)| format!("{reason} {n:.0}"))
+            .collect();
+        if ended.is_empty() {
+            "0".into()
+        } else {
+            ended.join(", ")
         }
     }
 }
@@ -341,8 +380,10 @@ struct Row {
     cpu_us: f64,
     /// Cores wrk used meanwhile.
     wrk_cores: f64,
-    /// Sandboxes made during the measured run, and live after it (none for the ceiling).
+    /// Sandboxes made during the measured run, ended during it (by reason), and live after
+    /// it (none for the ceiling).
     made: Option<f64>,
+    ended: Option<String>,
     live: Option<f64>,
 }
 
@@ -427,8 +468,9 @@ fn rows(
                 measured: r.measured,
                 cpu_us: r.cpu_us,
                 wrk_cores: r.wrk_cores,
-                made: r.sandboxes.map(|(b, a)| a.made - b.made),
-                live: r.sandboxes.map(|(_, a)| a.live),
+                made: r.sandboxes.as_ref().map(|(b, a)| a.made - b.made),
+                ended: r.sandboxes.as_ref().map(|(b, a)| a.ended_since(b)),
+                live: r.sandboxes.as_ref().map(|(_, a)| a.live),
             });
         }
     }
@@ -437,7 +479,7 @@ fn rows(
 
 fn table(rows: &[Row], ceiling: &str) -> String {
     let mut out = String::from(
-        "| case | connections | requests/s | p50 ms | p99 ms | p99/p50 | errors | × ceiling | server CPU µs/request | wrk cores | sandboxes made | sandboxes live |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| case | connections | requests/s | p50 ms | p99 ms | p99/p50 | errors | × ceiling | server CPU µs/request | wrk cores | sandboxes made | sandboxes ended | sandboxes live |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let top = rows
@@ -446,7 +488,7 @@ fn table(rows: &[Row], ceiling: &str) -> String {
             .map_or(f64::NAN, |c| c.measured.rps());
         writeln!(
             out,
-            "| {}{} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.3} | {:.0} | {:.2} | {} | {} |",
+            "| {}{} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.3} | {:.0} | {:.2} | {} | {} | {} |",
             r.label,
             if r.loaded { " (loaded)" } else { "" },
             r.connections,
@@ -459,6 +501,7 @@ fn table(rows: &[Row], ceiling: &str) -> String {
             r.cpu_us,
             r.wrk_cores,
             r.made.map_or("".into(), |n| format!("{n:.0}")),
+            r.ended.as_deref().unwrap_or(""),
             r.live.map_or("".into(), |n| format!("{n:.0}")),
         )
         .unwrap();
@@ -602,6 +645,7 @@ fn records_on_off(
                 cpu_us,
                 wrk_cores: 0.0,
                 made: None,
+                ended: None,
                 live: None,
             };
             writeln!(
@@ -684,7 +728,9 @@ fn main() {
     // Declared before the processes inside them: dropped (removed) after they stop, a panic
     // included.
     let _cleanup = Cleanup(vec![node_cg.clone(), ceiling_cg.clone()]);
-    let node = Node::start(&echo, node_cg, &[]);
+    let flags = std::env::var("LAMBENT_BENCH_FLAGS").unwrap_or_default();
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    let node = Node::start(&echo, node_cg, &flags);
     let mut ceiling = Helper::start("ceiling", Some(&ceiling_cg));
     let ceiling_url = format!("http://{}", ceiling.line());
 
@@ -741,12 +787,17 @@ fn main() {
         "## Warm throughput from outside\n\n{} cores; `lambent up` (SQLite, activation records on) \
          against the ceiling (hyper, {} worker threads, same POST and body); wrk -t1, {secs} s per \
          run after a warm-up; loaded: a burner process, {} threads each busy {:.0}% of every \
-         10 ms. {:.0} s in all.\n",
+         10 ms. {:.0} s in all.{}\n",
         cores(),
         cores(),
         cores(),
         burn_share * 100.0,
         started.elapsed().as_secs_f64(),
+        if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" `lambent up` flags: `{}`.", flags.join(" "))
+        },
     )
     .unwrap();
     report.push_str(&table(&all, &ceiling_case.label));
