@@ -1273,12 +1273,7 @@ impl Inner {
             Err(e) => {
                 pool.lost(ColdReason::Evicted);
                 // The sandbox made goes with `sandbox`, never an instance.
-                self.metrics
-                    .sandboxes_ended
-                    .get_or_create(&metrics::EndLabels {
-                        reason: EndReason::InitFailed.as_str(),
-                    })
-                    .inc();
+                EndReason::InitFailed.count(&self.metrics.sandboxes_ended);
                 return Err(InitFailure {
                     init: so_far(),
                     ..platform_failure(format!("could not attach to the sandbox: {e}"))

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the invoker: invocations by function and status, durations, cold starts
 //! (by reason and birth), their init durations and the phases of those (sandbox, runtime, import),
-//! throttles, queue waits, live sandboxes, sandboxes ended by reason, and the memory budget. Counters and histograms are
-//! atomics, cheap enough for the invoke path; gauges are read at scrape time.
+//! throttles, queue waits, live sandboxes, sandboxes ended by reason, and the memory budget.
+//! Counters and histograms are atomics, cheap enough for the invoke path; gauges are read at
+//! scrape time.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

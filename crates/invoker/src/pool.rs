@@ -117,6 +117,15 @@ impl EndReason {
         }
     }
 
+    /// Counts one sandbox ended for this reason in `lambent_sandboxes_ended_total`.
+    pub fn count(self, ended: &Family<EndLabels, Counter>) {
+        ended
+            .get_or_create(&EndLabels {
+                reason: self.as_str(),
+            })
+            .inc();
+    }
+
     /// How it explains the next cold start of its pool.
     fn cold_reason(self) -> ColdReason {
         match self {
@@ -145,11 +154,7 @@ impl End {
 
 impl Drop for End {
     fn drop(&mut self) {
-        self.ended
-            .get_or_create(&EndLabels {
-                reason: self.reason.as_str(),
-            })
-            .inc();
+        self.reason.count(&self.ended);
     }
 }
 
@@ -406,7 +411,7 @@ impl Pool {
     /// Drops idle instances unused for longer than `keep_alive`, least recently used first,
     /// down to the provisioned concurrency.
     pub fn reap(&self, keep_alive: Duration) {
-        let mut expired: Vec<Instance> = {
+        let expired: Vec<Instance> = {
             let mut slots = self.slots.lock();
             let spare = self
                 .live(slots.idle.len())
@@ -419,13 +424,9 @@ impl Pool {
                 .count();
             slots.idle.drain(..n).collect()
         };
-        if !expired.is_empty() {
-            self.lost(ColdReason::KeepAliveExpired);
+        for instance in expired {
+            self.lose(instance, EndReason::KeepAlive);
         }
-        for instance in &mut expired {
-            instance.end.reason = EndReason::KeepAlive;
-        }
-        drop(expired);
     }
 
     /// No new work: idle instances go now, busy ones when they are released (an invocation
