@@ -309,7 +309,7 @@ def enter(fds, fprog, ahead):
 
 def isolate_stdio(report, output):
     """stdin on ``/dev/null``, stdout and stderr on ``output`` (``None``: ``/dev/null`` too),
-    every descriptor but those and ``report`` closed, the sandbox's rlimits."""
+    every descriptor but those and ``report`` closed, the sandbox's rlimits and scheduling policy."""
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null if output is None else output, 1)
@@ -321,6 +321,9 @@ def isolate_stdio(report, output):
         os.closerange(keep + 1, NOFILE * 64)
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # SCHED_BATCH, as the host's sandboxes (crates/sandbox/src/spawn.rs `batch_scheduling`):
+    # woken by an invocation, the runtime does not preempt the server on its core.
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def receive_environment(report):

@@ -109,10 +109,11 @@ pub enum SetupStep {
     Exec,
     ReceiveProgram,
     AttachCode,
+    Scheduling,
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 20] = [
+    const ALL: [SetupStep; 21] = [
         SetupStep::ResetSignals,
         SetupStep::NewSession,
         SetupStep::JoinCgroup,
@@ -133,6 +134,7 @@ impl SetupStep {
         SetupStep::Exec,
         SetupStep::ReceiveProgram,
         SetupStep::AttachCode,
+        SetupStep::Scheduling,
     ];
 
     /// The step with wire code `code`, as sent by the child.
@@ -164,6 +166,7 @@ impl fmt::Display for SetupStep {
             SetupStep::Exec => "exec",
             SetupStep::ReceiveProgram => "receive its program from the host",
             SetupStep::AttachCode => "attach the code at /var/task and /var/runtime",
+            SetupStep::Scheduling => "set its scheduling policy (SCHED_BATCH)",
         })
     }
 }

@@ -145,6 +145,7 @@ fn file_system_is_minimal_and_read_only_except_tmp() {
 const IDENTITY_PROBE: &str = r#"
     grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status
     echo "hostname: $(hostname)"
+    echo "policy: $(cut -d' ' -f41 /proc/self/stat)"
     echo "api: $AWS_LAMBDA_RUNTIME_API"
     echo "cwd: $(pwd)"
     read -r line; echo "stdin-eof: $?"
@@ -153,7 +154,7 @@ const IDENTITY_PROBE: &str = r#"
 "#;
 
 /// The output of [`IDENTITY_PROBE`] says: the sandbox user, no capability, seccomp on, its own
-/// hostname, runtime API address and working directory, stdin empty, no leaked descriptor.
+/// hostname, `SCHED_BATCH`, runtime API address and working directory, stdin empty, no leaked descriptor.
 fn assert_unprivileged_in_its_own_world(out: &str) {
     let uid = SANDBOX_UID.to_string();
     let gid = SANDBOX_GID.to_string();
@@ -180,6 +181,8 @@ fn assert_unprivileged_in_its_own_world(out: &str) {
         "seccomp filter mode: {out}"
     );
     assert_eq!(field(out, "hostname: "), Some("lambent"), "{out}");
+    // SCHED_BATCH (3): woken by an invocation, it does not preempt the server.
+    assert_eq!(field(out, "policy: "), Some("3"), "{out}");
     assert_eq!(field(out, "api: "), Some("127.0.0.1:9001"), "{out}");
     assert_eq!(field(out, "cwd: "), Some("/var/task"), "{out}");
     assert_eq!(

@@ -20,7 +20,7 @@ def handler(event, context):
     return {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
             "cap_eff": status["CapEff"].strip(), "cap_prm": status["CapPrm"].strip(),
             "cap_bnd": status["CapBnd"].strip(), "no_new_privs": status["NoNewPrivs"].strip(),
-            "seccomp": status["Seccomp"].strip(),
+            "seccomp": status["Seccomp"].strip(), "policy": os.sched_getscheduler(0),
             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
             "hostname": os.uname().nodename, "cwd": os.getcwd(),
             "task": sorted(os.listdir("/var/task")), "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
@@ -78,6 +78,10 @@ async fn a_forked_sandbox_is_isolated_like_an_execd_one() {
     }
     assert_eq!(forked["no_new_privs"], "1");
     assert_eq!(forked["seccomp"], "2", "seccomp filter mode");
+    assert_eq!(
+        forked["policy"], 3,
+        "SCHED_BATCH: an invocation does not preempt the server"
+    );
     assert_eq!(forked["hostname"], "lambent");
     assert_eq!(forked["task"], json!(["app.py"]));
     assert_eq!(forked["secret"], "s3");
@@ -547,6 +551,7 @@ const status = Object.fromEntries(fs.readFileSync('/proc/self/status', 'utf8').s
   .filter((l) => l.includes(':\t')).map((l) => l.split(':\t').map((s) => s.trim())));
 exports.handler = async () => ({
   pid: process.pid, uid: process.getuid(), cap_eff: status.CapEff, seccomp: status.Seccomp,
+  policy: fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[38],
   no_new_privs: status.NoNewPrivs, cwd: process.cwd(), task: fs.readdirSync('/var/task').sort(),
   env: Object.keys(process.env).filter((k) => k.startsWith('MINE_') || k.startsWith('LAMBENT')).sort(),
   pids: fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)),
@@ -590,14 +595,16 @@ exports.handler = async () => ({
                 &v["uid"],
                 &v["cap_eff"],
                 &v["seccomp"],
-                &v["no_new_privs"]
+                &v["no_new_privs"],
+                &v["policy"]
             ),
             (
                 &json!(1),
                 &json!(993),
                 &json!("0000000000000000"),
                 &json!("2"),
-                &json!("1")
+                &json!("1"),
+                &json!("3")
             ),
             "{v}"
         );

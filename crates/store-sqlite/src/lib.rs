@@ -446,26 +446,21 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
             let mut new = Vec::with_capacity(batch.len());
-            let mut seen = std::collections::HashSet::new();
             {
                 // A record written again (same id) replaces the old one but is counted once
-                // in the rollups.
-                let mut exists = tx
-                    .prepare_cached("SELECT 1 FROM activations WHERE id = ?1")
+                // in the rollups: the insert that finds its id taken is the one that replaces.
+                let columns = format!(
+                    "INTO activations ({ACTIVATION_COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+                );
+                let mut insert = tx
+                    .prepare_cached(&format!("INSERT {columns} ON CONFLICT (id) DO NOTHING"))
                     .map_err(db_err)?;
-                let mut stmt = tx
-                    .prepare_cached(&format!(
-                        "INSERT OR REPLACE INTO activations ({ACTIVATION_COLUMNS}) VALUES \
-                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
-                    ))
+                let mut replace = tx
+                    .prepare_cached(&format!("INSERT OR REPLACE {columns}"))
                     .map_err(db_err)?;
                 for a in &batch {
-                    if !exists.exists(params![a.id]).map_err(db_err)?
-                        && seen.insert(a.id.as_str())
-                    {
-                        new.push(a);
-                    }
                     let cold_reason = a
                         .cold_reason
                         .and_then(|r| serde_json::to_value(r).ok())
@@ -473,7 +468,8 @@ impl Store for SqliteStore {
                     let (birth, sandbox_us, runtime_us, import_us) =
                         init_breakdown::to_columns(a.init.as_ref());
                     let (trace_id, trace) = lambent_store::trace_columns(a.trace.as_ref());
-                    stmt.execute(params![
+                    let steps = lambent_store::steps_column(&a.steps);
+                    let values = params![
                         a.id,
                         a.namespace,
                         a.function,
@@ -498,11 +494,15 @@ impl Store for SqliteStore {
                         import_us,
                         a.node,
                         a.parent,
-                        lambent_store::steps_column(&a.steps),
+                        steps,
                         trace_id,
                         trace,
-                    ])
-                    .map_err(db_err)?;
+                    ];
+                    if insert.execute(values).map_err(db_err)? == 1 {
+                        new.push(a);
+                    } else {
+                        replace.execute(values).map_err(db_err)?;
+                    }
                 }
             }
             rollups::add(&tx, &new)?;
