@@ -18,7 +18,9 @@
 //! **Sizing.** A pool keeps as many as the cold starts it expects in the next second at the
 //! recent rate (an exponentially weighted rate of claims, time constant 5 s), at least one
 //! once it has been used and at most its `max`: nothing is made before the first claim, a
-//! burst grows the pool up to `max`, and it shrinks back to one when claims stop.
+//! burst grows the pool up to `max`, and it shrinks back to one when claims stop. A
+//! replacement is made once no claim came for 20 ms (the cold start that claimed one runs
+//! alone), or once the pool has been short for 100 ms (a burst).
 //!
 //! **Memory.** Every pool of a host draws on one [`AheadBudget`]: each waiting item is charged
 //! what it is estimated to hold ([`Ahead::MEMORY_KB`]) from when it is made until it is claimed
