@@ -18,7 +18,9 @@
 //! **Sizing.** A pool keeps as many as the cold starts it expects in the next second at the
 //! recent rate (an exponentially weighted rate of claims, time constant 5 s), at least one
 //! once it has been used and at most its `max`: nothing is made before the first claim, a
-//! burst grows the pool up to `max`, and it shrinks back to one when claims stop.
+//! burst grows the pool up to `max`, and it shrinks back to one when claims stop. A
+//! replacement is made once no claim came for 20 ms (the cold start that claimed one runs
+//! alone), or once the pool has been short for 100 ms (a burst).
 //!
 //! **Memory.** Every pool of a host draws on one [`AheadBudget`]: each waiting item is charged
 //! what it is estimated to hold ([`Ahead::MEMORY_KB`]) from when it is made until it is claimed
@@ -35,9 +37,14 @@ use std::time::{Duration, Instant};
 
 /// Pause after a failure to make one, so a broken host does not spin.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
-/// Pause before replacing a claimed one: making one takes a few milliseconds of CPU, which
-/// the cold start that just claimed one should not have to share.
-const REFILL_DELAY: Duration = Duration::from_millis(10);
+/// Quiet time after the last claim before making a replacement: making one takes a few
+/// milliseconds of CPU (and, for a sandbox, a `clone` of the server that holds its memory map
+/// locked while it copies it), which the cold start that just claimed one should not have to
+/// share. Measured from the claim itself, whether or not others are left.
+const REFILL_DELAY: Duration = Duration::from_millis(20);
+/// The longest a needed replacement waits for that quiet time while claims keep coming (a
+/// burst): then it is made anyway.
+const REFILL_DELAY_MAX: Duration = Duration::from_millis(100);
 /// Time constant of the claim rate.
 const RATE_TAU_S: f64 = 5.0;
 /// The pool covers the claims expected within this time.
@@ -295,26 +302,39 @@ impl<T: Ahead> Drop for ReadyPool<T> {
 
 fn fill<T: Ahead>(shared: &Shared<T>, maker: &dyn Maker<T>) {
     let mut warned = false;
+    // Since when the pool has been short of its target without a break: the quiet time after
+    // claims is bounded from there, so that a burst's replacements are made back to back.
+    let mut needed_since: Option<Instant> = None;
     loop {
         let mut surplus = Vec::new();
         let tmp_mb = {
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            let mut delayed = false;
             loop {
                 let target = state.target(shared.max);
                 let have = state.ready.len();
+                if have >= target {
+                    needed_since = None;
+                }
+                let quiet_in = match (have < target, state.last_claim) {
+                    (true, Some(claimed)) => {
+                        let now = Instant::now();
+                        let since = *needed_since.get_or_insert(now);
+                        let quiet_at = (claimed + REFILL_DELAY).min(since + REFILL_DELAY_MAX);
+                        quiet_at.saturating_duration_since(now)
+                    }
+                    _ => Duration::ZERO,
+                };
                 match state.tmp_mb {
                     _ if state.stopped => return,
                     _ if have > target => {
                         // Claims stopped: shrink (outside the lock: killing takes a moment).
                         surplus.extend(state.ready.drain(target..));
                     }
-                    Some(_) if have < target && !delayed && have > 0 => {
-                        // Some are left: the claim that woke us is still starting.
-                        delayed = true;
+                    Some(_) if have < target && !quiet_in.is_zero() => {
+                        // A cold start that claimed one is still starting: let it run alone.
                         state = shared
                             .changed
-                            .wait_timeout(state, REFILL_DELAY)
+                            .wait_timeout(state, quiet_in)
                             .unwrap_or_else(|e| e.into_inner())
                             .0;
                     }
@@ -490,6 +510,36 @@ mod tests {
         );
     }
 
+    /// Remembers when it made each.
+    struct Clock(Mutex<Vec<Instant>>);
+    impl Maker<Token> for Clock {
+        fn make(&self, tmp_mb: u32) -> Result<Token, crate::SandboxError> {
+            self.0.lock().unwrap().push(Instant::now());
+            Ok(Token(tmp_mb))
+        }
+    }
+
+    #[test]
+    fn a_claimed_one_is_replaced_only_after_the_quiet_time_even_when_none_is_left() {
+        let maker = Arc::new(Clock(Mutex::new(Vec::new())));
+        let pool =
+            ReadyPool::start("test-ready", 1, maker.clone(), &AheadBudget::new(1 << 30)).unwrap();
+        assert!(pool.take(4).is_none());
+        assert_eq!(settle(&pool), (1, 1));
+        let made_before = maker.0.lock().unwrap().len();
+        let claimed = Instant::now();
+        assert!(pool.take(4).is_some(), "the one made");
+        assert_eq!(settle(&pool), (1, 1), "replaced");
+        let made = maker.0.lock().unwrap().clone();
+        assert_eq!(made.len(), made_before + 1);
+        let after = made[made_before] - claimed;
+        assert!(
+            after >= REFILL_DELAY,
+            "the replacement was made {after:?} after the claim (none was left, and the claim's \
+             cold start still ran)"
+        );
+    }
+
     struct Broken;
     impl Maker<Token> for Broken {
         fn make(&self, _: u32) -> Result<Token, crate::SandboxError> {
@@ -538,7 +588,9 @@ mod tests {
         assert_eq!(budget.used_kb.load(Ordering::Relaxed), 5 * Token::MEMORY_KB);
         // Claimed or dropped, an item's charge is released (the pools' threads may be making
         // others meanwhile: look once they have stopped).
-        pools[0].take(4).expect("one waiting");
+        // (Which pool holds them depends on which thread got to the budget first.)
+        let holder = pools.iter().find(|p| p.sizes().1 > 0).expect("one waiting");
+        holder.take(4).expect("one waiting");
         drop(pools);
         let used = || budget.used_kb.load(Ordering::Relaxed);
         for _ in 0..100 {
