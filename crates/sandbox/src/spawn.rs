@@ -648,13 +648,12 @@ unsafe fn reset_signals() {
 /// when the server next waits (or at the next tick), so that the server finishes what it was
 /// doing (answering the caller, reading the next request) without a context switch each way.
 /// A warm call cost the server ~1.2-1.7 context switches, ~0.6-0.7 with this (docs/architecture.md).
-/// The runtime's share of the CPU is unchanged (same weight, same cgroup).
-///
-/// # Safety
-/// Async-signal-safe: one system call with a stack argument.
-pub(crate) unsafe fn batch_scheduling() -> c_int {
+/// The runtime's share of the CPU is unchanged (same weight, same cgroup). Async-signal-safe
+/// (one system call), so it may run between `clone` and `execve`.
+pub(crate) fn batch_scheduling() -> c_int {
     let param = libc::sched_param { sched_priority: 0 };
-    libc::sched_setscheduler(0, libc::SCHED_BATCH, &param)
+    // SAFETY: a system call reading a valid `sched_param` on the stack.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) }
 }
 
 pub(crate) fn loopback_up() -> Result<(), c_int> {
