@@ -1566,6 +1566,18 @@ mod tests {
         touch(root.join("cgroup.controllers"), controllers);
     }
 
+    /// A v2 hierarchy with `controllers` in a temporary directory, detected: the directory, the
+    /// file system that records the writes, the cgroups, and the name of the host's own
+    /// directory.
+    fn detected_v2(controllers: &str) -> (tempfile::TempDir, Arc<FakeFs>, Cgroups, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v2(tmp.path(), controllers);
+        let fs = FakeFs::new(V2_FILES);
+        let cgroups = Cgroups::detect(fs.clone(), tmp.path()).unwrap();
+        let t = cgroups.own_dir();
+        (tmp, fs, cgroups, t)
+    }
+
     const LIMITS: Limits = Limits {
         memory_mb: 128,
         pids_max: 64,
@@ -1766,12 +1778,8 @@ mod tests {
 
     #[test]
     fn v2_enables_controllers_and_sets_limits() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, fs, cgroups, t) = detected_v2("cpuset cpu io memory hugetlb pids rdma misc");
         let root = tmp.path();
-        fake_v2(root, "cpuset cpu io memory hugetlb pids rdma misc");
-        let fs = FakeFs::new(V2_FILES);
-        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.own_dir();
         assert_eq!(cgroups.version(), CgroupVersion::V2);
         let written = |p: &str| fs.written(&root.join(p));
         assert_eq!(
@@ -1840,12 +1848,8 @@ mod tests {
 
     #[test]
     fn v2_memory_peak_is_read_through_the_kept_descriptor() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, fs, cgroups, t) = detected_v2("memory pids");
         let root = tmp.path();
-        fake_v2(root, "memory pids");
-        let fs = FakeFs::new(V2_FILES);
-        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.own_dir();
         assert_eq!(
             fs.written(&root.join("cgroup.subtree_control")),
             Some("+memory +pids".into())
@@ -1894,12 +1898,8 @@ mod tests {
 
     #[test]
     fn a_namespace_cgroup_removed_behind_our_back_is_made_again_with_its_limits() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, fs, cgroups, t) = detected_v2("cpu memory pids");
         let root = tmp.path();
-        fake_v2(root, "cpu memory pids");
-        let fs = FakeFs::new(V2_FILES);
-        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.own_dir();
         let limits = TenantLimits {
             cpu_weight: 300,
             memory_max_bytes: Some(512 << 20),
@@ -1925,12 +1925,8 @@ mod tests {
 
     #[test]
     fn v2_namespace_cgroup_gets_its_weight_and_memory_cap_and_holds_its_sandboxes() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, fs, cgroups, t) = detected_v2("cpu memory pids");
         let root = tmp.path();
-        fake_v2(root, "cpu memory pids");
-        let fs = FakeFs::new(V2_FILES);
-        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.own_dir();
         let written = |p: &str| fs.written(&root.join(p));
         let limits = TenantLimits {
             cpu_weight: 300,
@@ -2067,12 +2063,8 @@ mod tests {
 
     #[test]
     fn adopting_a_cgroup_made_ahead_moves_it_under_the_namespace() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, fs, cgroups, t) = detected_v2("cpu memory pids");
         let root = tmp.path();
-        fake_v2(root, "cpu memory pids");
-        let fs = FakeFs::new(V2_FILES);
-        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.own_dir();
         let mut cg = cgroups.create(None, "sb-ready-1", LIMITS).unwrap();
         std::fs::write(
             root.join(format!("lambent/{t}/sb-ready-1/cgroup.procs")),
