@@ -447,18 +447,15 @@ impl Store for SqliteStore {
             let tx = conn.transaction().map_err(db_err)?;
             let mut new = Vec::with_capacity(batch.len());
             {
-                // A record written again (same id) replaces the old one but is counted once
-                // in the rollups: the insert that finds its id taken is the one that replaces.
-                let columns = format!(
-                    "INTO activations ({ACTIVATION_COLUMNS}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
-                );
+                // A batch retried after a commit it did not see inserts nothing twice, and a
+                // batch naming one id twice keeps the first (as on PostgreSQL): the rollups
+                // count what was inserted.
                 let mut insert = tx
-                    .prepare_cached(&format!("INSERT {columns} ON CONFLICT (id) DO NOTHING"))
-                    .map_err(db_err)?;
-                let mut replace = tx
-                    .prepare_cached(&format!("INSERT OR REPLACE {columns}"))
+                    .prepare_cached(&format!(
+                        "INSERT INTO activations ({ACTIVATION_COLUMNS}) VALUES \
+                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+                         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) ON CONFLICT (id) DO NOTHING"
+                    ))
                     .map_err(db_err)?;
                 for a in &batch {
                     let cold_reason = a
@@ -468,40 +465,39 @@ impl Store for SqliteStore {
                     let (birth, sandbox_us, runtime_us, import_us) =
                         init_breakdown::to_columns(a.init.as_ref());
                     let (trace_id, trace) = lambent_store::trace_columns(a.trace.as_ref());
-                    let steps = lambent_store::steps_column(&a.steps);
-                    let values = params![
-                        a.id,
-                        a.namespace,
-                        a.function,
-                        a.revision,
-                        a.trigger,
-                        a.start_ms,
-                        a.end_ms,
-                        a.duration_us,
-                        a.billed_ms,
-                        a.memory_mb,
-                        a.max_memory_bytes,
-                        a.cold,
-                        cold_reason,
-                        a.init_us,
-                        a.status.as_str(),
-                        a.error_type,
-                        a.error_message,
-                        a.logs,
-                        birth,
-                        sandbox_us,
-                        runtime_us,
-                        import_us,
-                        a.node,
-                        a.parent,
-                        steps,
-                        trace_id,
-                        trace,
-                    ];
-                    if insert.execute(values).map_err(db_err)? == 1 {
+                    let inserted = insert
+                        .execute(params![
+                            a.id,
+                            a.namespace,
+                            a.function,
+                            a.revision,
+                            a.trigger,
+                            a.start_ms,
+                            a.end_ms,
+                            a.duration_us,
+                            a.billed_ms,
+                            a.memory_mb,
+                            a.max_memory_bytes,
+                            a.cold,
+                            cold_reason,
+                            a.init_us,
+                            a.status.as_str(),
+                            a.error_type,
+                            a.error_message,
+                            a.logs,
+                            birth,
+                            sandbox_us,
+                            runtime_us,
+                            import_us,
+                            a.node,
+                            a.parent,
+                            lambent_store::steps_column(&a.steps),
+                            trace_id,
+                            trace,
+                        ])
+                        .map_err(db_err)?;
+                    if inserted == 1 {
                         new.push(a);
-                    } else {
-                        replace.execute(values).map_err(db_err)?;
                     }
                 }
             }

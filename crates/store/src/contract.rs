@@ -70,6 +70,8 @@ macro_rules! contract_tests {
             activations_page_newest_first,
             cold_start_breakdowns_round_trip,
             activation_nodes_round_trip_and_retried_batches_are_tolerated,
+            a_record_written_again_keeps_the_first_and_counts_once,
+            the_recorder_writes_every_record_sent_before_a_flush,
             activations_filter_by_time_cold_and_text,
             rollups_count_each_record_once_per_minute_and_hour,
             usage_sums_in_the_store_what_the_records_sum_to,
@@ -362,6 +364,78 @@ pub async fn activation_nodes_round_trip_and_retried_batches_are_tolerated<S: Co
         .await
         .unwrap();
     assert_eq!(all.len(), 2);
+}
+
+/// A record whose id is taken (a retried batch, or one id twice in a batch) is not written
+/// again: the first one stays, counted once in the rollups.
+pub async fn a_record_written_again_keeps_the_first_and_counts_once<S: ContractStore>(
+    store: Arc<S>,
+) {
+    use crate::rollups::{RollupQuery, HOUR_MS};
+    let first = activation("a", 100, ActivationStatus::Success);
+    let mut again = first.clone();
+    again.logs = "written again\n".into();
+    store
+        .insert_activations(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    store
+        .insert_activations(&[
+            again.clone(),
+            activation("b", 101, ActivationStatus::Success),
+            again,
+        ])
+        .await
+        .unwrap();
+    let got = store.get_activation("default", "a").await.unwrap();
+    assert_eq!(got.as_ref(), Some(&first));
+    let rollups = store
+        .activation_rollups(&RollupQuery {
+            namespace: "default".into(),
+            function: None,
+            since_ms: 0,
+            until_ms: HOUR_MS,
+            step_ms: HOUR_MS,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rollups.iter().map(|r| r.count).sum::<u64>(),
+        2,
+        "{rollups:?}"
+    );
+}
+
+/// The record writer ([`crate::recorder::Recorder`]) over this store: every record sent before a
+/// flush is written, across more than one transaction's worth, and it goes on after.
+pub async fn the_recorder_writes_every_record_sent_before_a_flush<S: ContractStore>(store: Arc<S>) {
+    use crate::recorder::{Recorder, MAX_BATCH};
+    let written = || {
+        let store = store.clone();
+        async move {
+            let q = ActivationQuery {
+                namespace: "default".into(),
+                limit: 10_000,
+                ..Default::default()
+            };
+            store.query_activations(&q).await.unwrap().len()
+        }
+    };
+    let recorder = Recorder::start(store.clone());
+    let n = 2 * MAX_BATCH + 17;
+    for i in 0..n {
+        let start_ms = 1_000 + i as i64;
+        recorder.record(activation(
+            &format!("a{i:05}"),
+            start_ms,
+            ActivationStatus::Success,
+        ));
+    }
+    recorder.flush().await;
+    assert_eq!(written().await, n);
+    recorder.record(activation("b", 5_000, ActivationStatus::Success));
+    recorder.flush().await;
+    assert_eq!(written().await, n + 1);
 }
 
 pub async fn activations_filter_by_time_cold_and_text<S: ContractStore>(store: Arc<S>) {
