@@ -102,6 +102,7 @@ pub enum SetupStep {
     Stdio,
     CloseFds,
     Rlimits,
+    Scheduling,
     DropPrivileges,
     NoNewPrivileges,
     Seccomp,
@@ -109,7 +110,6 @@ pub enum SetupStep {
     Exec,
     ReceiveProgram,
     AttachCode,
-    Scheduling,
 }
 
 impl SetupStep {
@@ -127,6 +127,7 @@ impl SetupStep {
         SetupStep::Stdio,
         SetupStep::CloseFds,
         SetupStep::Rlimits,
+        SetupStep::Scheduling,
         SetupStep::DropPrivileges,
         SetupStep::NoNewPrivileges,
         SetupStep::Seccomp,
@@ -134,7 +135,6 @@ impl SetupStep {
         SetupStep::Exec,
         SetupStep::ReceiveProgram,
         SetupStep::AttachCode,
-        SetupStep::Scheduling,
     ];
 
     /// The step with wire code `code`, as sent by the child.
@@ -159,6 +159,7 @@ impl fmt::Display for SetupStep {
             SetupStep::Stdio => "set up stdin, stdout and stderr",
             SetupStep::CloseFds => "close inherited file descriptors",
             SetupStep::Rlimits => "set resource limits",
+            SetupStep::Scheduling => "set its scheduling policy (SCHED_BATCH)",
             SetupStep::DropPrivileges => "drop privileges",
             SetupStep::NoNewPrivileges => "set no_new_privs",
             SetupStep::Seccomp => "install the seccomp filter",
@@ -166,7 +167,6 @@ impl fmt::Display for SetupStep {
             SetupStep::Exec => "exec",
             SetupStep::ReceiveProgram => "receive its program from the host",
             SetupStep::AttachCode => "attach the code at /var/task and /var/runtime",
-            SetupStep::Scheduling => "set its scheduling policy (SCHED_BATCH)",
         })
     }
 }
