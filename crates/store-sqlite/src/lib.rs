@@ -465,38 +465,36 @@ impl Store for SqliteStore {
                     let (birth, sandbox_us, runtime_us, import_us) =
                         init_breakdown::to_columns(a.init.as_ref());
                     let (trace_id, trace) = lambent_store::trace_columns(a.trace.as_ref());
-                    let inserted = insert
-                        .execute(params![
-                            a.id,
-                            a.namespace,
-                            a.function,
-                            a.revision,
-                            a.trigger,
-                            a.start_ms,
-                            a.end_ms,
-                            a.duration_us,
-                            a.billed_ms,
-                            a.memory_mb,
-                            a.max_memory_bytes,
-                            a.cold,
-                            cold_reason,
-                            a.init_us,
-                            a.status.as_str(),
-                            a.error_type,
-                            a.error_message,
-                            a.logs,
-                            birth,
-                            sandbox_us,
-                            runtime_us,
-                            import_us,
-                            a.node,
-                            a.parent,
-                            lambent_store::steps_column(&a.steps),
-                            trace_id,
-                            trace,
-                        ])
-                        .map_err(db_err)?;
-                    if inserted == 1 {
+                    let values = params![
+                        a.id,
+                        a.namespace,
+                        a.function,
+                        a.revision,
+                        a.trigger,
+                        a.start_ms,
+                        a.end_ms,
+                        a.duration_us,
+                        a.billed_ms,
+                        a.memory_mb,
+                        a.max_memory_bytes,
+                        a.cold,
+                        cold_reason,
+                        a.init_us,
+                        a.status.as_str(),
+                        a.error_type,
+                        a.error_message,
+                        a.logs,
+                        birth,
+                        sandbox_us,
+                        runtime_us,
+                        import_us,
+                        a.node,
+                        a.parent,
+                        lambent_store::steps_column(&a.steps),
+                        trace_id,
+                        trace,
+                    ];
+                    if insert.execute(values).map_err(db_err)? == 1 {
                         new.push(a);
                     }
                 }
