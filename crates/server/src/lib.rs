@@ -20,6 +20,7 @@
 //! ```
 
 pub mod buckets;
+mod expect_continue;
 pub mod notifications;
 mod platform;
 mod relay;
@@ -887,6 +888,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     // signature, on any path; Step Functions, DynamoDB and SQS's JSON protocol by `X-Amz-Target`;
     // SQS's and SNS's query protocol by a form signed for `sqs` or `sns`) wrap whole routers: the
     // listener's, and the sandboxes' AWS router as a fallback service, so they see every path.
+    // Outermost on both, a request expecting `100 Continue` answered unread closes its
+    // connection (`expect_continue`).
     let aws_services = |router: axum::Router| {
         let router = router.layer(axum::middleware::from_fn_with_state(
             messaging.clone(),
@@ -897,10 +900,14 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             dispatch_s3,
         ));
         let router = with_step_functions(router, workflows.clone());
-        router.layer(axum::middleware::from_fn_with_state(
-            dynamodb.clone(),
-            lambent_dynamodb_api::api::intercept,
-        ))
+        router
+            .layer(axum::middleware::from_fn_with_state(
+                dynamodb.clone(),
+                lambent_dynamodb_api::api::intercept,
+            ))
+            .layer(axum::middleware::from_fn(
+                expect_continue::close_unless_read,
+            ))
     };
     let aws = aws_router(app.clone(), opts.region);
     sandbox_aws.serve(aws_services(

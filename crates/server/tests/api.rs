@@ -70,6 +70,89 @@ async fn keys_are_required_and_health_is_public() {
     );
 }
 
+/// One HTTP/1.1 answer read off a raw connection: its head (lowercased) and body.
+async fn read_answer(conn: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = conn.read_line(&mut line).await.unwrap();
+        assert!(
+            n > 0,
+            "the connection closed inside an answer's head: {head:?}"
+        );
+        head.push_str(&line.to_ascii_lowercase());
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).await.unwrap();
+    (head, body)
+}
+
+/// A client that sends `Expect: 100-continue` keeps its body until `100 Continue`; answered
+/// first, it never sends it, so the connection closes: else the server would read the client's
+/// next request as the rest of that body (boto3's S3 calls after an UploadPart refused with
+/// `NoSuchUpload` got `SignatureDoesNotMatch`: `POST` arrived as `OST`). A body read to its end
+/// leaves the connection open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_expecting_continue_answered_unread_closes_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = node().await;
+    let addr = node.server.as_ref().unwrap().addr();
+    let secs = Duration::from_secs(10);
+
+    // Refused before its body is read: the answer closes the connection.
+    let mut conn = tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let refused = "POST /v1/functions/f/invoke HTTP/1.1\r\nHost: node\r\n\
+        Authorization: Bearer nope\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+    conn.get_mut().write_all(refused.as_bytes()).await.unwrap();
+    let (head, _) = tokio::time::timeout(secs, read_answer(&mut conn))
+        .await
+        .expect("the refusal: nothing in 10 s");
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    let mut rest = Vec::new();
+    tokio::time::timeout(secs, conn.read_to_end(&mut rest))
+        .await
+        .expect("the close: nothing in 10 s")
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+
+    // Its body read (after `100 Continue`): the connection serves the next request.
+    let mut conn = tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let read = format!(
+        "POST /v1/queues HTTP/1.1\r\nHost: node\r\nAuthorization: Bearer {KEY}\r\n\
+        Content-Type: application/json\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    );
+    conn.get_mut().write_all(read.as_bytes()).await.unwrap();
+    let (head, _) = tokio::time::timeout(secs, read_answer(&mut conn))
+        .await
+        .expect("100 Continue: nothing in 10 s");
+    assert!(head.starts_with("http/1.1 100"), "{head}");
+    conn.get_mut().write_all(b"{bad").await.unwrap();
+    let (head, body) = tokio::time::timeout(secs, read_answer(&mut conn))
+        .await
+        .expect("the bad body: nothing in 10 s");
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert!(error["error"]["code"].is_string(), "{error}");
+    conn.get_mut()
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = tokio::time::timeout(secs, read_answer(&mut conn))
+        .await
+        .expect("the next request: nothing in 10 s");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_invoke_warm_reuse_logs_and_activations() {
     let node = node().await;
