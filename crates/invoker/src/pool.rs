@@ -316,10 +316,14 @@ impl Pool {
     }
 
     /// Drops an instance that may not be reused, for `reason`.
+    ///
+    /// The loss is noted before the instance drops: it is already out of the idle list, and
+    /// its drop (the sandbox's kill) takes a while, during which a cold start of this pool
+    /// must already be explained by it (it was told `scale_up` instead of `keep_alive_expired`).
     pub fn lose(&self, mut instance: Instance, reason: EndReason) {
+        self.lost(reason.cold_reason());
         instance.end.reason = reason;
         drop(instance);
-        self.lost(reason.cold_reason());
     }
 
     /// Notes that an instance was lost (the next cold start is explained by `reason`).
