@@ -354,21 +354,32 @@ impl Invoker {
     /// neither kills the sandbox in the middle of an invocation nor loses the record. Before,
     /// every connection a load generator closed at the end of a run killed the sandbox
     /// serving it, and the pool churned (`lambent_sandboxes_ended_total{reason="abandoned"}`).
-    pub async fn invoke(&self, dep: &Arc<Deployment>, req: InvokeRequest) -> InvokeResult {
-        let (this, dep) = (self.clone(), dep.clone());
+    ///
+    /// A panic in that task (a bug of the platform) ends the invocation as a `PlatformError`
+    /// with its record, not the caller's task with it.
+    pub async fn invoke(&self, dep: &Arc<Deployment>, mut req: InvokeRequest) -> InvokeResult {
+        let id = req
+            .request_id
+            .get_or_insert_with(lambent_core::new_activation_id)
+            .clone();
+        let (trigger, start_us) = (req.trigger.clone(), ActivationTrace::now_us());
+        let (this, task_dep) = (self.clone(), dep.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let result = if dep.function.config.is_sequence() {
-                this.run_sequence(&dep, req, None, 0).await
+            let result = if task_dep.function.config.is_sequence() {
+                this.run_sequence(&task_dep, req, None, 0).await
             } else {
-                this.invoke_function(&dep, req, None).await
+                this.invoke_function(&task_dep, req, None).await
             };
             if let Err(result) = tx.send(result) {
                 this.unanswered(result);
             }
         });
-        // The sender drops without sending only if the invocation panicked.
-        rx.await.expect("the invocation's task panicked")
+        match rx.await {
+            Ok(result) => result,
+            // The sender drops without sending only if the invocation panicked.
+            Err(_) => self.inner.panicked(dep, id, trigger, start_us),
+        }
     }
 
     /// The result of an invocation whose caller went away: a record left to the caller
@@ -464,36 +475,14 @@ impl Invoker {
             .clone()
             .unwrap_or_else(lambent_core::new_activation_id);
         let start_us = ActivationTrace::now_us();
-        let start_ms = start_us / 1000;
         let trace = inner
             .config
             .tracing
             .then(|| ActivationTrace::start(std::mem::take(&mut req.trace), start_us));
-        let mut record = Activation {
-            id: request_id.clone(),
-            namespace: dep.function.namespace.clone(),
-            function: dep.function.name.to_string(),
-            revision: dep.function.revision,
-            trigger: req.trigger.clone(),
-            start_ms,
-            end_ms: start_ms,
-            duration_us: 0,
-            billed_ms: 0,
-            memory_mb: dep.function.config.memory_mb,
-            max_memory_bytes: None,
-            cold: false,
-            cold_reason: None,
-            init_us: None,
-            init: None,
-            status: ActivationStatus::Success,
-            error_type: None,
-            error_message: None,
-            logs: String::new(),
-            node: inner.config.node_id.clone(),
-            parent,
-            steps: Vec::new(),
-            trace,
-        };
+        let mut record = inner.begin_record(dep, request_id.clone(), &req.trigger, start_us);
+        record.memory_mb = dep.function.config.memory_mb;
+        record.parent = parent;
+        record.trace = trace;
 
         let f = &dep.function;
         if let Some(message) = inner.gate.get().and_then(|g| g.refuse(&f.namespace)) {
@@ -1454,6 +1443,49 @@ impl Inner {
                 })
                 .observe(us as f64 / 1e6);
         }
+    }
+
+    /// The record of an invocation of `dep` that starts at `start_us` (what every record
+    /// begins with; the rest is filled in as the invocation runs).
+    fn begin_record(
+        &self,
+        dep: &Deployment,
+        id: String,
+        trigger: &str,
+        start_us: i64,
+    ) -> Activation {
+        let f = &dep.function;
+        Activation {
+            id,
+            namespace: f.namespace.clone(),
+            function: f.name.to_string(),
+            revision: f.revision,
+            trigger: trigger.to_string(),
+            start_ms: start_us / 1000,
+            end_ms: start_us / 1000,
+            node: self.config.node_id.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The answer to an invocation whose task panicked: a `PlatformError`, recorded (a record
+    /// the task had already written keeps its first version in the store).
+    fn panicked(
+        &self,
+        dep: &Deployment,
+        id: String,
+        trigger: String,
+        start_us: i64,
+    ) -> InvokeResult {
+        tracing::error!(function = %dep.function.name, request_id = %id, "the invocation's task panicked");
+        let mut record = self.begin_record(dep, id.clone(), &trigger, start_us);
+        record.status = ActivationStatus::PlatformError;
+        record.error_type = Some("Lambent.InternalError".into());
+        let message = "the platform failed while running this invocation (see the server's log)";
+        record.error_message = Some(message.into());
+        let body = error_body("Lambent.InternalError", message);
+        // Nothing is billed for the platform's own failure.
+        self.finish(record, Duration::ZERO, body, &id)
     }
 
     /// Completes the record (durations, billing, report lines), sends it, and shapes the result.

@@ -50,21 +50,13 @@ impl Invoker {
                 .config
                 .tracing
                 .then(|| ActivationTrace::start(req.trace.clone(), start_us));
-            let mut record = Activation {
-                id: req
-                    .request_id
-                    .clone()
-                    .unwrap_or_else(lambent_core::new_activation_id),
-                namespace: f.namespace.clone(),
-                function: f.name.to_string(),
-                revision: f.revision,
-                trigger: req.trigger.clone(),
-                start_ms: start_us / 1000,
-                node: self.inner.config.node_id.clone(),
-                parent,
-                trace,
-                ..Default::default()
-            };
+            let id = req
+                .request_id
+                .clone()
+                .unwrap_or_else(lambent_core::new_activation_id);
+            let mut record = self.inner.begin_record(dep, id, &req.trigger, start_us);
+            record.parent = parent;
+            record.trace = trace;
             let total = f.config.sequence.len();
             let mut payload = req.payload.clone();
             for (i, component) in f.config.sequence.iter().enumerate() {

@@ -483,3 +483,67 @@ async fn with_no_room_for_more_sandboxes_invocations_queue_for_the_busy_ones_in_
     assert!(used <= budget, "{used} of {budget} MB");
     invoker.shutdown();
 }
+
+/// A panic inside an invocation (a bug of the platform: here, the lookup of a sequence's
+/// component) ends that invocation as a `PlatformError` with its record, and the invoker keeps
+/// serving; the caller's task does not panic with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_inside_an_invocation_ends_it_as_a_platform_error_with_its_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = tmp.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    let records = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let sink = {
+        let records = records.clone();
+        Arc::new(move |a: lambent_core::Activation| records.lock().push(a))
+            as lambent_invoker::RecordSink
+    };
+    let config = InvokerConfig {
+        runtime_dir: runtimes(),
+        ..Default::default()
+    };
+    let invoker = Invoker::new(host(&tmp.path().join("state")), config, Some(sink));
+    invoker.set_lookup(Arc::new(|_, name| panic!("a bug looking up {name}")));
+
+    let crash = sequence("crash", &["boom"]);
+    let r = call(&invoker, &crash, "{}").await;
+    assert_eq!(
+        r.activation.status,
+        ActivationStatus::PlatformError,
+        "{r:?}"
+    );
+    assert_eq!(
+        r.activation.error_type.as_deref(),
+        Some("Lambent.InternalError")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["errorType"], "Lambent.InternalError", "{body}");
+    let recorded: Vec<_> = records
+        .lock()
+        .iter()
+        .filter(|a| a.id == r.activation.id)
+        .cloned()
+        .collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(
+        (recorded[0].function.as_str(), recorded[0].status),
+        ("crash", ActivationStatus::PlatformError)
+    );
+    assert!(
+        recorded[0].logs.contains("Lambent.InternalError"),
+        "{recorded:?}"
+    );
+
+    let echo = deployment(
+        &code,
+        "echo",
+        "python3.12",
+        "app.handler",
+        &[("app.py", "def handler(event, context):\n    return event\n")],
+        3,
+    );
+    let r = call(&invoker, &echo, r#"{"still": "serving"}"#).await;
+    assert_eq!(r.activation.status, ActivationStatus::Success, "{r:?}");
+    assert_eq!(&r.body[..], br#"{"still": "serving"}"#);
+    invoker.shutdown();
+}
