@@ -216,6 +216,7 @@ def handler(event, context):
             "memory": found}
 "#;
     let secret = format!("tok{}", uuid_like());
+    // The reader reads all its memory: seconds on a loaded machine.
     for (name, code, env) in [
         ("writer", writer, json!({"SECRET": secret})),
         ("reader", reader, json!({})),
@@ -223,16 +224,19 @@ def handler(event, context):
         let (s, f) = node
             .deploy(
                 name,
-                json!({"runtime": "python", "handler": "app.handler", "env": env}),
+                json!({"runtime": "python", "handler": "app.handler", "env": env, "timeout": 60}),
                 &[("app.py", code), ("scan.py", SCAN_PY)],
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{f}");
     }
+    // Each cold start claims a runtime forked ahead.
+    await_ready(&node).await;
     for expected in 1..=2 {
         let (s, _, v) = node.invoke("writer", "{}").await;
         assert_eq!((s, v), (StatusCode::OK, json!({"counter": expected})));
     }
+    await_ready(&node).await;
     let (s, _, v) = node
         .invoke("reader", &json!({"shifted": shifted(&secret)}).to_string())
         .await;
@@ -569,10 +573,11 @@ exports.handler = async () => ({
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{f}");
+        // A stem cell waits (the last claim's replacement, on a loaded machine seconds later).
+        await_ready(&node).await;
         let (s, _, v) = node.invoke(&name, "{}").await;
         assert_eq!(s, StatusCode::OK, "{v}");
         results.push((last_birth(&node, &name).await, v));
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let stem: Vec<&Value> = results
         .iter()

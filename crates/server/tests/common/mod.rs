@@ -301,6 +301,25 @@ where
     }
 }
 
+/// Waits until `/healthz` says the node is ready: a sandbox made ahead, a Python runtime forked
+/// ahead and a Node.js stem cell wait for the next cold start (each claim is replaced, and
+/// the node is not ready again until its replacement waits).
+pub async fn await_ready(node: &Node) {
+    eventually(60, "the node to be ready", || async {
+        let health: serde_json::Value = node
+            .http
+            .get(node.url("/healthz"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (health["ready"] == true).then_some(())
+    })
+    .await;
+}
+
 pub fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
