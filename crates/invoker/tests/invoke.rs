@@ -79,6 +79,14 @@ async fn call(
 /// A temporary dir (kept alive by the caller), a code dir in it, and an invoker on real
 /// sandboxes with `config` and the repository's runtime clients.
 fn setup(config: InvokerConfig) -> (tempfile::TempDir, PathBuf, Invoker) {
+    setup_with(config, None)
+}
+
+/// [`setup`], the records going to `sink`.
+fn setup_with(
+    config: InvokerConfig,
+    sink: Option<lambent_invoker::RecordSink>,
+) -> (tempfile::TempDir, PathBuf, Invoker) {
     let tmp = tempfile::tempdir().unwrap();
     let code = tmp.path().join("code");
     std::fs::create_dir(&code).unwrap();
@@ -86,8 +94,19 @@ fn setup(config: InvokerConfig) -> (tempfile::TempDir, PathBuf, Invoker) {
         runtime_dir: runtimes(),
         ..config
     };
-    let invoker = Invoker::new(host(&tmp.path().join("state")), config, None);
+    let invoker = Invoker::new(host(&tmp.path().join("state")), config, sink);
     (tmp, code, invoker)
+}
+
+type Records = Arc<parking_lot::Mutex<Vec<lambent_core::Activation>>>;
+
+/// A record sink that keeps every record it is sent, and those records.
+fn kept_records() -> (Records, lambent_invoker::RecordSink) {
+    let records = Records::default();
+    let kept = records.clone();
+    let sink: lambent_invoker::RecordSink =
+        Arc::new(move |a: lambent_core::Activation| kept.lock().push(a));
+    (records, sink)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,20 +341,8 @@ fn sequence(name: &str, components: &[&str]) -> Arc<Deployment> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequences_chain_their_steps_link_records_and_stop_at_a_failure() {
-    let tmp = tempfile::tempdir().unwrap();
-    let code = tmp.path().join("code");
-    std::fs::create_dir(&code).unwrap();
-    let records = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let sink = {
-        let records = records.clone();
-        Arc::new(move |a: lambent_core::Activation| records.lock().push(a))
-            as lambent_invoker::RecordSink
-    };
-    let config = InvokerConfig {
-        runtime_dir: runtimes(),
-        ..Default::default()
-    };
-    let invoker = Invoker::new(host(&tmp.path().join("state")), config, Some(sink));
+    let (records, sink) = kept_records();
+    let (_tmp, code, invoker) = setup_with(InvokerConfig::default(), Some(sink));
     let app = "def inc(event, context):\n    return {'n': event['n'] + 1}\n\
                def fail(event, context):\n    raise ValueError('stop at %d' % event['n'])\n";
     let inc = deployment(&code, "inc", "python3.12", "app.inc", &[("app.py", app)], 3);
@@ -489,20 +496,8 @@ async fn with_no_room_for_more_sandboxes_invocations_queue_for_the_busy_ones_in_
 /// serving; the caller's task does not panic with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_inside_an_invocation_ends_it_as_a_platform_error_with_its_record() {
-    let tmp = tempfile::tempdir().unwrap();
-    let code = tmp.path().join("code");
-    std::fs::create_dir(&code).unwrap();
-    let records = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let sink = {
-        let records = records.clone();
-        Arc::new(move |a: lambent_core::Activation| records.lock().push(a))
-            as lambent_invoker::RecordSink
-    };
-    let config = InvokerConfig {
-        runtime_dir: runtimes(),
-        ..Default::default()
-    };
-    let invoker = Invoker::new(host(&tmp.path().join("state")), config, Some(sink));
+    let (records, sink) = kept_records();
+    let (_tmp, code, invoker) = setup_with(InvokerConfig::default(), Some(sink));
     invoker.set_lookup(Arc::new(|_, name| panic!("a bug looking up {name}")));
 
     let crash = sequence("crash", &["boom"]);

@@ -161,10 +161,11 @@ impl Drop for PackageZygote {
 }
 
 /// Collects the exit status of each killed process once it is the server's child (its parent
-/// gone too); gives up on one after a second (someone else's child, reaped elsewhere).
+/// gone too); gives up on one after [`REAP_PATIENCE`] (someone else's child, reaped elsewhere).
 fn reap(killed: Vec<OwnedFd>) {
+    let deadline = std::time::Instant::now() + REAP_PATIENCE;
     for pidfd in killed {
-        for _ in 0..100 {
+        while std::time::Instant::now() < deadline {
             // SAFETY: waitid on a pidfd we own, into a zeroed siginfo whose pid field it sets
             // when it collects the process (0 while it has not exited; -1 while not ours).
             let collected = unsafe {
@@ -184,6 +185,12 @@ fn reap(killed: Vec<OwnedFd>) {
         }
     }
 }
+
+/// How long the reaper waits for a package zygote's killed processes to become the server's
+/// children. A killed process in a sandbox's cgroup (a small CPU share) runs its exit, and so
+/// hands its children over, only when it gets the CPU: one second was too short with three test
+/// binaries loading both cores, and the process stayed a zombie.
+const REAP_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Where a package zygote's runtimes get their cgroups: under its function's namespace, with
 /// its function's limits.

@@ -421,7 +421,7 @@ async fn a_killed_package_zygote_is_replaced_without_failing_invocations() {
     let after = package_zygotes(&node);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_ne!(after, before, "a new package zygote");
-    eventually(10, "the old zygote's process killed and reaped", || async {
+    eventually(30, "the old zygote's process killed and reaped", || async {
         (!std::path::Path::new(&format!("/proc/{}", daemons[0])).exists()).then_some(())
     })
     .await;
