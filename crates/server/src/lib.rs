@@ -905,9 +905,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
                 dynamodb.clone(),
                 lambent_dynamodb_api::api::intercept,
             ))
-            .layer(axum::middleware::from_fn(
-                expect_continue::close_unless_read,
-            ))
+            .layer(expect_continue::CloseUnlessRead)
     };
     let aws = aws_router(app.clone(), opts.region);
     sandbox_aws.serve(aws_services(
