@@ -888,8 +888,6 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     // signature, on any path; Step Functions, DynamoDB and SQS's JSON protocol by `X-Amz-Target`;
     // SQS's and SNS's query protocol by a form signed for `sqs` or `sns`) wrap whole routers: the
     // listener's, and the sandboxes' AWS router as a fallback service, so they see every path.
-    // Outermost on both, a request expecting `100 Continue` answered unread closes its
-    // connection (`expect_continue`).
     let aws_services = |router: axum::Router| {
         let router = router.layer(axum::middleware::from_fn_with_state(
             messaging.clone(),
@@ -900,17 +898,19 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             dispatch_s3,
         ));
         let router = with_step_functions(router, workflows.clone());
-        router
-            .layer(axum::middleware::from_fn_with_state(
-                dynamodb.clone(),
-                lambent_dynamodb_api::api::intercept,
-            ))
-            .layer(expect_continue::CloseUnlessRead)
+        router.layer(axum::middleware::from_fn_with_state(
+            dynamodb.clone(),
+            lambent_dynamodb_api::api::intercept,
+        ))
     };
     let aws = aws_router(app.clone(), opts.region);
-    sandbox_aws.serve(aws_services(
-        axum::Router::new().fallback_service(aws.clone()),
-    ));
+    // A request expecting `100 Continue` answered unread closes its connection
+    // (`expect_continue`): here a layer of the router, on the listener around the router's
+    // service (a layer of the router costs every request a boxed service and future).
+    sandbox_aws.serve(
+        aws_services(axum::Router::new().fallback_service(aws.clone()))
+            .layer(expect_continue::CloseUnlessRead),
+    );
     // The Lambent API (`/v1`), which the console also serves to its signed-in pages.
     let v1 = lambent_gateway::router(app.clone())
         .merge(buckets::routes(app.clone(), objects))
@@ -954,8 +954,13 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         Err(why) => sdk::SdkCache::unavailable(why),
     };
     let serving = tokio::spawn(async move {
-        // Connection info gives routed functions the caller's address (`sourceIp`).
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        // Connection info gives routed functions the caller's address (`sourceIp`); each
+        // connection's service closes the connection of a request expecting `100 Continue`
+        // answered unread (`expect_continue`).
+        let service = tower::util::MapResponse::new(
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+            |connection| tower::Layer::layer(&expect_continue::CloseUnlessRead, connection),
+        );
         // Answers go out at once (a forwarding node's link, small JSON answers).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
