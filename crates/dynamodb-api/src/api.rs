@@ -8,9 +8,8 @@
 
 use crate::service::Tables;
 use crate::streams::StreamError;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lambent_aws_api::auth;
 use lambent_gateway::access;
@@ -57,20 +56,6 @@ pub fn is_dynamodb(request: &Request) -> bool {
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with(TARGET_PREFIX) || t.starts_with(STREAMS_PREFIX))
-}
-
-/// A middleware for the server's whole router: DynamoDB calls are answered here, every other
-/// request goes on.
-pub async fn intercept(
-    State(endpoint): State<Arc<Endpoint>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if is_dynamodb(&request) {
-        handle(&endpoint, request).await
-    } else {
-        next.run(request).await
-    }
 }
 
 /// The JSON error body of a [`TableError`], with its status.

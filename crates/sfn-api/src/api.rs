@@ -7,9 +7,8 @@
 use crate::callbacks::Callback;
 use crate::error::SfnError;
 use crate::executor::{SyncResult, Workflows};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lambent_aws_api::auth;
 use lambent_store::workflows::{StoredExecution, StoredStateMachine};
@@ -31,20 +30,6 @@ pub fn is_step_functions(request: &Request) -> bool {
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with(TARGET_PREFIX))
-}
-
-/// A middleware for the server's whole router: Step Functions calls are answered here, every
-/// other request goes on.
-pub async fn intercept(
-    State(workflows): State<Arc<Workflows>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if is_step_functions(&request) {
-        handle(workflows, request).await
-    } else {
-        next.run(request).await
-    }
 }
 
 /// Answers one Step Functions call.

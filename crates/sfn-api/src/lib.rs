@@ -8,7 +8,8 @@
 //!   Lambent's parts (functions through the gateway's invocation path, queues, topics, nested
 //!   executions); [`callbacks`] carries `SendTask*` to a `.waitForTaskToken` Task.
 //! - [`api`]: the protocol adapter, the AWS Step Functions JSON 1.0 API behind SigV4
-//!   (service `states`), mounted on the server's router with [`api::intercept`]; and
+//!   (service `states`), answered by [`api::handle`] for requests [`api::is_step_functions`]
+//!   tells (the server's listener asks it); and
 //!   [`rest`], Lambent's own `/v1/workflows…` API (the CLI's), over the same executor calls;
 //!   [`triggers`], what the gateway's routes call to start executions.
 

@@ -2,8 +2,8 @@
 //! `lambent-queues` engine: SQS in its JSON 1.0 protocol (`X-Amz-Target: AmazonSQS.<Op>`) and
 //! its query protocol (a form with `Action=`), SNS in its query protocol. Every call is
 //! SigV4-signed (service `sqs` or `sns`) with the namespace's access keys or a sandbox's session
-//! credentials; the signer's namespace owns the queues and topics. [`intercept`] is the
-//! listener's middleware: it answers these calls and passes every other request on.
+//! credentials; the signer's namespace owns the queues and topics. The server's listener hands
+//! a request to [`handle`] when [`protocol_of`] names its protocol.
 //!
 //! [`sqs`] runs SQS's operations on JSON input, [`query`] converts SQS's query protocol to and
 //! from it, [`sns`] runs SNS's actions, [`wire`] holds what the protocols share, [`error`]
@@ -16,10 +16,9 @@ pub mod sqs;
 pub mod wire;
 
 use crate::error::{SnsError, SqsError};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lambent_aws_api::{auth, sigv4};
 use lambent_gateway::access::Access;
@@ -87,19 +86,6 @@ pub fn protocol_of(request: &Request) -> Option<Protocol> {
         "sqs" => Some(Protocol::SqsQuery),
         "sns" => Some(Protocol::SnsQuery),
         _ => None,
-    }
-}
-
-/// A middleware for the server's whole router: SQS and SNS calls are answered here, every
-/// other request goes on.
-pub async fn intercept(
-    State(endpoint): State<Arc<Endpoint>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match protocol_of(&request) {
-        Some(protocol) => handle(&endpoint, protocol, request).await,
-        None => next.run(request).await,
     }
 }
 
