@@ -37,7 +37,8 @@ impl<S> tower::Layer<S> for CloseUnlessRead {
     }
 }
 
-/// The service [`CloseUnlessRead`] wraps around the router.
+/// The service [`CloseUnlessRead`] makes of another: a connection's service on the node's
+/// listener, or the sandboxes' AWS router.
 #[derive(Debug, Clone)]
 pub struct CloseUnlessReadService<S>(S);
 

@@ -902,8 +902,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     };
     let lambda = aws_router(app.clone(), opts.region);
     // A request expecting `100 Continue` answered unread closes its connection
-    // (`expect_continue`): here a layer of the router, on the listener around the router's
-    // service (a layer of the router costs every request a boxed service and future).
+    // (`expect_continue`). Here it is a layer of the sandboxes' router; on the node's listener
+    // it wraps each connection's service instead, off the hot path's boxed layers.
     sandbox_aws.serve(
         aws_services(axum::Router::new().fallback_service(lambda.clone()))
             .layer(expect_continue::CloseUnlessRead),
