@@ -537,9 +537,6 @@ impl Invoker {
         };
         let _busy = pool.busy_guard();
 
-        if !record.cold {
-            instance.sandbox.reset_memory_peak();
-        }
         let timeout = Duration::from_secs(dep.function.config.timeout_s as u64);
         let invoke_start = Instant::now();
         let invocation = Invocation {

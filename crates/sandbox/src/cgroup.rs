@@ -27,8 +27,7 @@
 //!   root's and `lambent`'s `cgroup.subtree_control` (`cpu` too when available); a sandbox gets
 //!   `memory.max`, `memory.swap.max = 0`, `memory.oom.group = 1` (an OOM kills the whole sandbox),
 //!   `pids.max` and `cpu.weight`; the child is born in it (`CLONE_INTO_CGROUP`). Peak memory is
-//!   `memory.peak` read through one kept-open descriptor, so that writing to it resets the peak
-//!   (Linux ≥ 6.12; older kernels cannot reset and report the peak since start).
+//!   `memory.peak` (since the sandbox started), read through one kept-open descriptor.
 //! - **v1 / hybrid** (controllers mounted at `/sys/fs/cgroup/<controller>`): `memory`, `pids` and
 //!   `freezer` are required, `cpu` is used when mounted; a sandbox gets `memory.limit_in_bytes`
 //!   and, when swap accounting exists, `memory.memsw.limit_in_bytes` at the same value (so swap
@@ -847,7 +846,7 @@ impl Cgroups {
                 let memory = memory.join(id);
                 cg.peak = self
                     .fs
-                    .open(&memory.join("memory.max_usage_in_bytes"), true)
+                    .open(&memory.join("memory.max_usage_in_bytes"), false)
                     .ok();
                 cg.events = self.fs.open(&memory.join("memory.oom_control"), false).ok();
                 Ok(cg)
@@ -873,11 +872,7 @@ impl Cgroups {
                 cg.set(&dir.join("memory.oom.group"), "1")?;
                 cg.set_limits(limits)?;
                 let peak = dir.join("memory.peak");
-                cg.peak = self
-                    .fs
-                    .open(&peak, true)
-                    .or_else(|_| self.fs.open(&peak, false))
-                    .ok();
+                cg.peak = self.fs.open(&peak, false).ok();
                 cg.events = self.fs.open(&dir.join("memory.events"), false).ok();
                 Ok(cg)
             }
@@ -1108,8 +1103,8 @@ pub(crate) struct SandboxCgroup {
     /// Every directory created, in creation order (one per v1 hierarchy, one on v2).
     dirs: Vec<PathBuf>,
     kind: Kind,
-    /// v2 `memory.peak` or v1 `memory.max_usage_in_bytes`, kept open: a v2 reset applies to
-    /// reads through the same descriptor, and both spare an `open` per invocation.
+    /// v2 `memory.peak` or v1 `memory.max_usage_in_bytes`, kept open: spares an `open` per
+    /// invocation.
     peak: Option<File>,
     /// v2 `memory.events` or v1 `memory.oom_control`, kept open (read once per invocation).
     events: Option<File>,
@@ -1258,21 +1253,6 @@ impl SandboxCgroup {
                 .trim()
                 .parse()
                 .ok(),
-        }
-    }
-
-    /// Starts a new peak-measuring window (best effort: v2 needs Linux ≥ 6.12).
-    pub(crate) fn reset_memory_peak(&self) {
-        let result = match (&self.kind, &self.peak) {
-            (Kind::V1 { .. }, Some(file)) => file.write_at(b"0", 0).map(|_| ()),
-            (Kind::V1 { memory, .. }, None) => self
-                .fs
-                .write(&memory.join("memory.max_usage_in_bytes"), "0"),
-            (Kind::V2 { .. }, Some(file)) => (&*file).write_all(b"reset\n"),
-            (Kind::V2 { .. }, None) => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::debug!("could not reset the memory peak: {e}");
         }
     }
 
@@ -1669,13 +1649,6 @@ mod tests {
             "1048576\n",
         );
         assert_eq!(cg.memory_peak_bytes(), Some(1 << 20));
-        cg.reset_memory_peak();
-        assert_eq!(
-            written(&format!(
-                "memory/lambent/{t}/sb-1/memory.max_usage_in_bytes"
-            )),
-            Some("0".into())
-        );
 
         // The fake's state file says FROZEN as soon as it is written.
         cg.freeze().unwrap();

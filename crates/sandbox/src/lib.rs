@@ -11,7 +11,7 @@
 //! let layout = host.layout(&code_dir, &runtime_dir);   // paths as the sandboxed process sees them
 //! let sb: Sandbox = host.spawn(&SandboxSpec { .. })?;
 //! sb.pid(); sb.runtime_api_listener(); sb.take_output();  // std::net::TcpListener (nonblocking), OwnedFd (nonblocking)
-//! sb.memory_peak_bytes(); sb.reset_memory_peak(); sb.oom_kills(); sb.freeze(); sb.thaw();
+//! sb.memory_peak_bytes(); sb.oom_kills(); sb.freeze(); sb.thaw();
 //! sb.kill();  // whole tree; Drop kills and removes the cgroup
 //! host.set_tenant_limits("team-a", TenantLimits { cpu_weight: 100, memory_max_bytes: None })?;
 //! host.remove_tenant("team-a")?;  // kills the namespace's sandboxes, removes its cgroups

@@ -219,8 +219,9 @@ impl Sandbox {
         }
     }
 
-    /// Highest memory use since start or the last [`Sandbox::reset_memory_peak`], in bytes:
-    /// the cgroup's peak, or in insecure mode the init process's peak resident set (`VmHWM`).
+    /// Highest memory use since the sandbox started, in bytes (what Lambda reports as an
+    /// execution environment's Max Memory Used): the cgroup's peak, or in insecure mode the init
+    /// process's peak resident set (`VmHWM`).
     pub fn memory_peak_bytes(&self) -> Option<u64> {
         match &self.isolated {
             Isolated::Full(cg) => cg.memory_peak_bytes(),
@@ -236,17 +237,6 @@ impl Sandbox {
                     .parse()
                     .ok()?;
                 Some(kb * 1024)
-            }
-        }
-    }
-
-    /// Starts a new peak window (per invocation). Best effort.
-    pub fn reset_memory_peak(&self) {
-        match &self.isolated {
-            Isolated::Full(cg) => cg.reset_memory_peak(),
-            Isolated::NoCgroup => {
-                // "5" resets the peak resident set size of the process.
-                let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
             }
         }
     }

@@ -290,7 +290,7 @@ fn memory_limit_gets_the_hog_oom_killed() {
 }
 
 #[test]
-fn memory_peak_is_measured_and_reset() {
+fn memory_peak_keeps_the_highest_use_since_start() {
     within(LIMIT, || {
         let fx = Fixture::full();
         let script = "import sys\nb = b'x' * (80 << 20)\ndel b\nprint('freed', flush=True)\nsys.stdin.read()\nimport time\ntime.sleep(100)";
@@ -302,16 +302,7 @@ fn memory_peak_is_measured_and_reset() {
         assert!(out.wait_for("freed", PROBE), "{}", out.text);
         let peak = sb.memory_peak_bytes().expect("a memory peak");
         assert!(peak >= 80 << 20, "peak {peak} below the 80 MiB allocated");
-        sb.reset_memory_peak();
-        let after = sb.memory_peak_bytes().expect("a memory peak after reset");
-        eprintln!(
-            "memory peak: {} MiB, after reset: {} MiB",
-            peak >> 20,
-            after >> 20
-        );
-        if fx.host.cgroup_version() == Some(CgroupVersion::V1) {
-            assert!(after < 80 << 20, "reset did not lower the peak: {after}");
-        }
+        eprintln!("memory peak: {} MiB", peak >> 20);
         assert_eq!(sb.oom_kills(), 0);
     });
 }

@@ -270,6 +270,47 @@ async fn deploy_invoke_warm_reuse_logs_and_activations() {
     );
 }
 
+/// Max memory used is the sandbox's high-water mark since it started, as Lambda reports an
+/// execution environment's: a warm invocation that allocates nothing still reports what an
+/// earlier one in the same sandbox reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_memory_used_is_the_sandboxs_high_water_mark() {
+    const GROW_PY: &str = r#"
+def handler(event, context):
+    if event.get("mb"):
+        block = bytearray(event["mb"] << 20)
+        block[::4096] = b"x" * len(block[::4096])
+        del block
+    return {}
+"#;
+    let node = node().await;
+    let (status, f) = node
+        .deploy(
+            "grow",
+            json!({"runtime": "python3.12", "handler": "app.handler", "memory": 256}),
+            &[("app.py", GROW_PY)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{f}");
+    for event in [r#"{}"#, r#"{"mb": 64}"#, r#"{}"#] {
+        let (status, h, body) = node.invoke("grow", event).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(header(&h, "lambent-status"), "success");
+    }
+    let records = node.activations_of("grow").await;
+    let peaks: Vec<u64> = records
+        .iter()
+        .map(|r| r["max_memory_bytes"].as_u64().expect("a measured peak"))
+        .collect();
+    assert_eq!(peaks.len(), 3, "{records:?}");
+    assert!(peaks[0] < 64 << 20, "before allocating: {peaks:?}");
+    assert!(peaks[1] >= 64 << 20, "the 64 MiB invocation: {peaks:?}");
+    assert!(
+        peaks[2] >= peaks[1],
+        "the warm invocation after it keeps the sandbox's peak: {peaks:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_crash_and_init_error_are_reported_and_the_node_keeps_serving() {
     let node = node().await;
