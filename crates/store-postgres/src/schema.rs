@@ -20,7 +20,16 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V14__message_traces", V14),
     ("V15__namespace_hosts", crate::routes::HOSTS_MIGRATION),
     ("V16__route_spaces", crate::routes::SPACES_MIGRATION),
+    ("V17__activation_indexes_ascending", V17),
 ];
+
+/// The activations' time indexes in ascending order: records arrive in time order, so each new
+/// entry goes to an index's right edge, where B-tree pages fill whole; in descending order it
+/// went to the left edge of its range, where pages split in half. An index is read backwards
+/// for `ORDER BY start_ms DESC, id DESC`.
+const V17: &str = "DROP INDEX activations_by_time; DROP INDEX activations_by_function; \
+CREATE INDEX activations_by_time ON activations (namespace, start_ms, id); \
+CREATE INDEX activations_by_function ON activations (namespace, function, start_ms, id);";
 
 /// Trace context carried through queues and workflows: each message's sender's
 /// (`traceparent[ tracestate]`, SQS's `AWSTraceHeader`), and the context of the request that

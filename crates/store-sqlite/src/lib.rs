@@ -96,7 +96,18 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     workflows::TRACE_MIGRATION,
     routes::HOSTS_MIGRATION,
     routes::SPACES_MIGRATION,
+    ACTIVATION_INDEXES_ASCENDING,
 ];
+
+/// The activations' time indexes in ascending order. Records arrive in time order, so each new
+/// entry goes to an index's right edge, where SQLite fills pages whole; in descending order it
+/// went to the left edge of its range, where pages split in half (the indexes were twice their
+/// size, and each batch dirtied twice the pages). SQLite reads an index either way for
+/// `ORDER BY start_ms DESC, id DESC`.
+const ACTIVATION_INDEXES_ASCENDING: &str = "DROP INDEX activations_by_time; \
+     DROP INDEX activations_by_function; \
+     CREATE INDEX activations_by_time ON activations (namespace, start_ms, id); \
+     CREATE INDEX activations_by_function ON activations (namespace, function, start_ms, id);";
 
 /// How many reader connections a store keeps.
 const READERS: usize = 4;
