@@ -209,6 +209,65 @@ pub struct Activation {
     pub trace: Option<crate::ActivationTrace>,
 }
 
+impl Activation {
+    /// The logs of this invocation as Lambda writes them: a `START` line, the function's own
+    /// `output` (ended by a newline), the platform's error line when the platform ended the
+    /// invocation (a timeout, an OOM kill, a crash), then `END` and `REPORT` lines made of this
+    /// record's fields.
+    pub fn framed_logs(&self, output: &str) -> String {
+        let head = self.log_head();
+        let tail = self.log_tail();
+        let mut logs = String::with_capacity(head.len() + output.len() + 1 + tail.len());
+        logs += &head;
+        logs += output;
+        if !logs.ends_with('\n') {
+            logs.push('\n');
+        }
+        logs += &tail;
+        logs
+    }
+
+    /// The function's own output in [`Activation::logs`], when the logs are exactly
+    /// [`Activation::framed_logs`] of it (the lines around it say nothing the record's other
+    /// fields do not); `None` for logs written any other way.
+    pub fn logs_output(&self) -> Option<&str> {
+        let output = self
+            .logs
+            .strip_prefix(self.log_head().as_str())?
+            .strip_suffix(self.log_tail().as_str())?;
+        (output.is_empty() || output.ends_with('\n')).then_some(output)
+    }
+
+    fn log_head(&self) -> String {
+        format!("START RequestId: {} Version: $LATEST\n", self.id)
+    }
+
+    fn log_tail(&self) -> String {
+        let id = &self.id;
+        let mut tail = String::new();
+        if let Some(t) = &self.error_type {
+            if self.status != ActivationStatus::Success
+                && self.status != ActivationStatus::FunctionError
+            {
+                let message = self.error_message.as_deref().unwrap_or("");
+                tail += &format!("{id} {t}: {message}\n");
+            }
+        }
+        tail += &format!(
+            "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+            self.duration_us as f64 / 1000.0,
+            self.billed_ms,
+            self.memory_mb,
+            self.max_memory_bytes.map_or(0, |b| b.div_ceil(1024 * 1024)),
+        );
+        if let Some(init) = self.init_us {
+            tail += &format!("\tInit Duration: {:.2} ms", init as f64 / 1000.0);
+        }
+        tail.push('\n');
+        tail
+    }
+}
+
 /// Billed duration: rounded up to the next millisecond, at least 1 ms (Lambda since 2020-12).
 pub fn billed_ms(duration_us: u64) -> u64 {
     duration_us.div_ceil(1000).max(1)
@@ -222,6 +281,62 @@ pub fn gb_seconds(billed_ms: u64, memory_mb: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(id: &str) -> Activation {
+        Activation {
+            id: id.into(),
+            duration_us: 1234,
+            billed_ms: 2,
+            memory_mb: 128,
+            max_memory_bytes: Some(3 << 20),
+            status: ActivationStatus::Success,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn framed_logs_are_lambdas_lines_around_the_output() {
+        let mut a = report("r1");
+        a.init_us = Some(5_500);
+        assert_eq!(
+            a.framed_logs("hi"),
+            "START RequestId: r1 Version: $LATEST\nhi\nEND RequestId: r1\n\
+             REPORT RequestId: r1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\t\
+             Max Memory Used: 3 MB\tInit Duration: 5.50 ms\n"
+        );
+        a.status = ActivationStatus::Timeout;
+        a.error_type = Some("Sandbox.Timedout".into());
+        a.error_message = Some("Task timed out after 3.00 seconds".into());
+        assert!(a
+            .framed_logs("")
+            .contains("$LATEST\nr1 Sandbox.Timedout: Task timed out after 3.00 seconds\nEND"));
+    }
+
+    #[test]
+    fn the_output_is_found_only_in_logs_framed_from_this_record() {
+        let mut a = report("r2");
+        for output in [
+            "",
+            "one line\n",
+            "two\nlines\n",
+            "START RequestId: r2 Version: $LATEST\n",
+        ] {
+            a.logs = a.framed_logs(output);
+            assert_eq!(a.logs_output(), Some(output));
+        }
+        a.logs = a.framed_logs("no newline");
+        assert_eq!(a.logs_output(), Some("no newline\n"));
+        assert_eq!(a.framed_logs("no newline\n"), a.logs);
+        let framed = a.framed_logs("x\n");
+        let mut other = a.clone();
+        other.duration_us += 10_000;
+        other.logs = framed.clone();
+        assert_eq!(other.logs_output(), None, "a REPORT line of other figures");
+        other.logs = "x\n".into();
+        assert_eq!(other.logs_output(), None);
+        other.logs = framed.replacen("x\n", "x", 1);
+        assert_eq!(other.logs_output(), None);
+    }
 
     #[test]
     fn activation_ids_sort_in_the_order_they_were_made() {

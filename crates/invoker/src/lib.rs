@@ -530,7 +530,7 @@ impl Invoker {
                         record.error_type = Some(fail.error_type);
                         record.error_message = Some(fail.message);
                         record.logs = fail.logs;
-                        return inner.finish(record, Duration::ZERO, body, &request_id);
+                        return inner.finish(record, Duration::ZERO, body);
                     }
                 }
             }
@@ -589,7 +589,7 @@ impl Invoker {
                     record.max_memory_bytes = instance.sandbox.memory_peak_bytes();
                     record.logs = instance.logs.take();
                     pool.lose(instance, EndReason::Timeout);
-                    return inner.finish(record, invoke_start.elapsed(), body, &request_id);
+                    return inner.finish(record, invoke_start.elapsed(), body);
                 };
                 inner.settle(&instance, outcome, &mut record)
             }
@@ -617,7 +617,7 @@ impl Invoker {
         } else {
             pool.lose(instance, EndReason::Failed);
         }
-        inner.finish(record, duration, body, &request_id)
+        inner.finish(record, duration, body)
     }
 
     /// Starts one sandbox for `dep` and keeps it warm (for `lambent dev` and provisioning).
@@ -1115,8 +1115,7 @@ impl Inner {
             limit: limit.to_string(),
         };
         self.metrics.throttles.get_or_create(&labels).inc();
-        let id = record.id.clone();
-        self.finish(record, Duration::ZERO, body, &id)
+        self.finish(record, Duration::ZERO, body)
     }
 
     /// What one new sandbox of `dep` runs, and its access to the platform (whose variables
@@ -1475,24 +1474,18 @@ impl Inner {
         start_us: i64,
     ) -> InvokeResult {
         tracing::error!(function = %dep.function.name, request_id = %id, "the invocation's task panicked");
-        let mut record = self.begin_record(dep, id.clone(), &trigger, start_us);
+        let mut record = self.begin_record(dep, id, &trigger, start_us);
         record.status = ActivationStatus::PlatformError;
         record.error_type = Some("Lambent.InternalError".into());
         let message = "the platform failed while running this invocation (see the server's log)";
         record.error_message = Some(message.into());
         let body = error_body("Lambent.InternalError", message);
         // Nothing is billed for the platform's own failure.
-        self.finish(record, Duration::ZERO, body, &id)
+        self.finish(record, Duration::ZERO, body)
     }
 
     /// Completes the record (durations, billing, report lines), sends it, and shapes the result.
-    fn finish(
-        &self,
-        mut record: Activation,
-        duration: Duration,
-        body: Bytes,
-        request_id: &str,
-    ) -> InvokeResult {
+    fn finish(&self, mut record: Activation, duration: Duration, body: Bytes) -> InvokeResult {
         let end_us = ActivationTrace::now_us();
         record.end_ms = end_us / 1000;
         record.duration_us = duration.as_micros() as u64;
@@ -1510,34 +1503,7 @@ impl Inner {
             };
         }
         record.billed_ms = billed_ms(record.duration_us + record.init_us.unwrap_or(0));
-        let mut logs = format!("START RequestId: {request_id} Version: $LATEST\n");
-        logs += &record.logs;
-        if !logs.ends_with('\n') {
-            logs.push('\n');
-        }
-        if let Some(t) = &record.error_type {
-            if record.status != ActivationStatus::Success
-                && record.status != ActivationStatus::FunctionError
-            {
-                logs += &format!(
-                    "{request_id} {t}: {}\n",
-                    record.error_message.as_deref().unwrap_or("")
-                );
-            }
-        }
-        logs += &format!("END RequestId: {request_id}\n");
-        logs += &format!(
-            "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
-            record.duration_us as f64 / 1000.0,
-            record.billed_ms,
-            record.memory_mb,
-            record.max_memory_bytes.map_or(0, |b| b.div_ceil(1024 * 1024)),
-        );
-        if let Some(init) = record.init_us {
-            logs += &format!("\tInit Duration: {:.2} ms", init as f64 / 1000.0);
-        }
-        logs.push('\n');
-        record.logs = logs;
+        record.logs = record.framed_logs(&record.logs);
         let record_due = self.send(&record);
         InvokeResult {
             activation: record,

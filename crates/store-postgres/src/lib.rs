@@ -305,7 +305,7 @@ fn function_from_row(row: &Row) -> Result<Function, StoreError> {
 pub(crate) const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
 error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
-parent, steps, trace_id, trace";
+parent, steps, trace_id, trace, logs_output_only";
 
 fn opt_u64(row: &Row, i: usize) -> Option<u64> {
     row.get::<_, Option<i64>>(i).map(|v| v as u64)
@@ -324,7 +324,7 @@ pub(crate) fn activation_from_row(row: &Row) -> Result<Activation, StoreError> {
             import_us: opt_u64(row, 21),
         }),
     };
-    Ok(Activation {
+    let mut a = Activation {
         id: row.get(0),
         namespace: row.get(1),
         function: row.get(2),
@@ -353,7 +353,9 @@ pub(crate) fn activation_from_row(row: &Row) -> Result<Activation, StoreError> {
             .map_err(json_err)?,
         trace: lambent_store::trace_from_column(row.get::<_, Option<&str>>(26))
             .map_err(json_err)?,
-    })
+    };
+    lambent_store::logs_from_column(&mut a, row.get(27));
+    Ok(a)
 }
 
 /// The activation columns of a batch, one array per column (for `unnest`).
@@ -386,6 +388,7 @@ struct ActivationColumns {
     steps: Vec<Option<String>>,
     trace_id: Vec<Option<String>>,
     trace: Vec<Option<String>>,
+    logs_output_only: Vec<bool>,
 }
 
 impl ActivationColumns {
@@ -409,7 +412,9 @@ impl ActivationColumns {
         self.status.push(a.status.as_str().to_string());
         self.error_type.push(a.error_type.clone());
         self.error_message.push(a.error_message.clone());
-        self.logs.push(a.logs.clone());
+        let (logs, output_only) = lambent_store::logs_column(a);
+        self.logs.push(logs.to_string());
+        self.logs_output_only.push(output_only);
         self.init_birth
             .push(a.init.map(|i| i.birth.as_str().to_string()));
         self.init_sandbox_us
@@ -521,7 +526,7 @@ impl Store for PgStore {
                  $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], \
                  $12::boolean[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], \
                  $18::text[], $19::text[], $20::bigint[], $21::bigint[], $22::bigint[], $23::text[], \
-                 $24::text[], $25::text[], $26::text[], $27::text[]) \
+                 $24::text[], $25::text[], $26::text[], $27::text[], $28::boolean[]) \
                  ON CONFLICT (id) DO NOTHING RETURNING id"
             ),
             &[
@@ -552,6 +557,7 @@ impl Store for PgStore {
                 &c.steps,
                 &c.trace_id,
                 &c.trace,
+                &c.logs_output_only,
             ],
         )
         .await

@@ -21,6 +21,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ("V15__namespace_hosts", crate::routes::HOSTS_MIGRATION),
     ("V16__route_spaces", crate::routes::SPACES_MIGRATION),
     ("V17__activation_indexes_ascending", V17),
+    (
+        "V18__activation_logs_output",
+        "ALTER TABLE activations ADD COLUMN logs_output_only BOOLEAN NOT NULL DEFAULT FALSE;",
+    ),
 ];
 
 /// The activations' time indexes in ascending order: records arrive in time order, so each new

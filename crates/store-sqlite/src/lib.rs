@@ -97,6 +97,7 @@ CREATE INDEX activations_by_function ON activations (namespace, function, start_
     routes::HOSTS_MIGRATION,
     routes::SPACES_MIGRATION,
     ACTIVATION_INDEXES_ASCENDING,
+    "ALTER TABLE activations ADD COLUMN logs_output_only INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The activations' time indexes in ascending order. Records arrive in time order, so each new
@@ -308,7 +309,7 @@ fn function_from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
 pub(crate) const ACTIVATION_COLUMNS: &str = "id, namespace, function, revision, trigger, start_ms, end_ms, \
 duration_us, billed_ms, memory_mb, max_memory_bytes, cold, cold_reason, init_us, status, \
 error_type, error_message, logs, init_birth, init_sandbox_us, init_runtime_us, init_import_us, node, \
-parent, steps, trace_id, trace";
+parent, steps, trace_id, trace, logs_output_only";
 
 pub(crate) fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation> {
     let conv = |e: String| {
@@ -316,7 +317,7 @@ pub(crate) fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation>
     };
     let cold_reason: Option<String> = row.get(12)?;
     let status: String = row.get(14)?;
-    Ok(Activation {
+    let mut a = Activation {
         id: row.get(0)?,
         namespace: row.get(1)?,
         function: row.get(2)?,
@@ -345,7 +346,9 @@ pub(crate) fn activation_from_row(row: &Row<'_>) -> rusqlite::Result<Activation>
             .map_err(conv)?,
         trace: lambent_store::trace_from_column(row.get::<_, Option<String>>(26)?.as_deref())
             .map_err(conv)?,
-    })
+    };
+    lambent_store::logs_from_column(&mut a, row.get(27)?);
+    Ok(a)
 }
 
 #[async_trait]
@@ -465,7 +468,7 @@ impl Store for SqliteStore {
                     .prepare_cached(&format!(
                         "INSERT INTO activations ({ACTIVATION_COLUMNS}) VALUES \
                          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) ON CONFLICT (id) DO NOTHING"
+                         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) ON CONFLICT (id) DO NOTHING"
                     ))
                     .map_err(db_err)?;
                 for a in &batch {
@@ -476,6 +479,7 @@ impl Store for SqliteStore {
                     let (birth, sandbox_us, runtime_us, import_us) =
                         init_breakdown::to_columns(a.init.as_ref());
                     let (trace_id, trace) = lambent_store::trace_columns(a.trace.as_ref());
+                    let (logs, logs_output_only) = lambent_store::logs_column(a);
                     let values = params![
                         a.id,
                         a.namespace,
@@ -494,7 +498,7 @@ impl Store for SqliteStore {
                         a.status.as_str(),
                         a.error_type,
                         a.error_message,
-                        a.logs,
+                        logs,
                         birth,
                         sandbox_us,
                         runtime_us,
@@ -504,6 +508,7 @@ impl Store for SqliteStore {
                         lambent_store::steps_column(&a.steps),
                         trace_id,
                         trace,
+                        logs_output_only,
                     ];
                     if insert.execute(values).map_err(db_err)? == 1 {
                         new.push(a);
@@ -677,6 +682,40 @@ mod tests {
     use super::*;
     use lambent_store::contract::{activation, claim, event, function};
     use lambent_store::events::{EventStore, EventWrite};
+
+    /// The lines Lambent frames a function's output with are not stored: they are made again
+    /// from the record's fields when it is read. Records stored whole before stay whole.
+    #[tokio::test]
+    async fn logs_framed_by_lambent_are_stored_as_the_output_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = SqliteStore::open(&path).unwrap();
+        let mut framed = activation("framed", 5, ActivationStatus::Success);
+        framed.logs = framed.framed_logs("order 45\n");
+        store.insert_activations(&[framed.clone()]).await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let stored: (String, bool) = conn
+            .query_row(
+                "SELECT logs, logs_output_only FROM activations WHERE id = 'framed'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(stored, ("order 45\n".to_string(), true));
+        conn.execute(
+            "INSERT INTO activations (id, namespace, function, revision, trigger, start_ms, \
+             end_ms, duration_us, billed_ms, memory_mb, cold, status, logs) VALUES ('before', \
+             'default', 'f', 1, 'api', 6, 7, 1000, 1, 128, 0, 'success', 'START whole\n')",
+            [],
+        )
+        .unwrap();
+        let before = store.get_activation("default", "before").await.unwrap();
+        assert_eq!(before.map(|a| a.logs), Some("START whole\n".to_string()));
+        assert_eq!(
+            store.get_activation("default", "framed").await.unwrap(),
+            Some(framed)
+        );
+    }
 
     #[tokio::test]
     async fn functions_and_leases_survive_reopen() {

@@ -71,6 +71,7 @@ macro_rules! contract_tests {
             cold_start_breakdowns_round_trip,
             activation_nodes_round_trip_and_retried_batches_are_tolerated,
             a_record_written_again_keeps_the_first_and_counts_once,
+            logs_framed_by_lambent_read_back_whole_and_others_as_they_were,
             the_recorder_writes_every_record_sent_before_a_flush,
             activations_filter_by_time_cold_and_text,
             rollups_count_each_record_once_per_minute_and_hour,
@@ -404,6 +405,45 @@ pub async fn a_record_written_again_keeps_the_first_and_counts_once<S: ContractS
         2,
         "{rollups:?}"
     );
+}
+
+/// Logs that are [`Activation::framed_logs`] of the function's output (stored as the output
+/// alone) read back exactly as they were sent, a platform error line and the init duration
+/// included, and so do logs written any other way; the text filter finds the output.
+pub async fn logs_framed_by_lambent_read_back_whole_and_others_as_they_were<S: ContractStore>(
+    store: Arc<S>,
+) {
+    let mut framed = activation("framed", 100, ActivationStatus::Success);
+    framed.logs = framed.framed_logs("order 44 packed\nand sent\n");
+    let mut timed_out = activation("timed-out", 101, ActivationStatus::Timeout);
+    (timed_out.init_us, timed_out.cold) = (None, false);
+    timed_out.error_type = Some("Sandbox.Timedout".into());
+    timed_out.error_message = Some("Task timed out after 3.00 seconds".into());
+    timed_out.logs = timed_out.framed_logs("no newline at the end");
+    let mut silent = activation("silent", 102, ActivationStatus::Success);
+    silent.logs = silent.framed_logs("");
+    let mut other = activation("other", 103, ActivationStatus::Success);
+    other.logs = "START RequestId: other Version: $LATEST\nnot framed by Lambent\n".into();
+    let batch = [framed, timed_out, silent, other];
+    assert!(batch[0].logs.starts_with("START RequestId: framed"));
+    assert!(batch[1]
+        .logs
+        .contains("timed-out Sandbox.Timedout: Task timed out"));
+    store.insert_activations(&batch).await.unwrap();
+    for sent in &batch {
+        let got = store.get_activation("default", &sent.id).await.unwrap();
+        assert_eq!(got.as_ref(), Some(sent), "{}", sent.id);
+    }
+    let found = store
+        .query_activations(&ActivationQuery {
+            namespace: "default".into(),
+            limit: 10,
+            text: Some("order 44".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found, vec![batch[0].clone()]);
 }
 
 /// The record writer ([`crate::recorder::Recorder`]) over this store: every record sent before a

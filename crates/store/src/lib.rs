@@ -119,7 +119,8 @@ pub struct ActivationQuery {
     pub until_ms: Option<i64>,
     /// Only cold (`Some(true)`) or warm (`Some(false)`) ones.
     pub cold: Option<bool>,
-    /// Only activations whose logs or error message contain this text (case-sensitive).
+    /// Only activations whose function output (the logs without the `START`, `END` and `REPORT`
+    /// lines Lambent writes around it) or error message contain this text (case-sensitive).
     pub text: Option<String>,
     /// Continue after this cursor (from the previous page's last record).
     pub before: Option<ActivationCursor>,
@@ -213,6 +214,26 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// none), the same on every backend.
 pub fn steps_column(steps: &[String]) -> Option<String> {
     (!steps.is_empty()).then(|| serde_json::Value::from(steps.to_vec()).to_string())
+}
+
+/// An activation's logs as stored, the same on every backend: the function's own output alone
+/// (`true`), when the logs are [`lambent_core::Activation::framed_logs`] of it (the `START`,
+/// `END` and `REPORT` lines around it are made of the record's other fields, and were most of a
+/// short invocation's record), else the logs as they are (`false`, as every record written before
+/// this was stored).
+pub fn logs_column(a: &lambent_core::Activation) -> (&str, bool) {
+    match a.logs_output() {
+        Some(output) => (output, true),
+        None => (a.logs.as_str(), false),
+    }
+}
+
+/// The logs stored by [`logs_column`] into `a.logs`, framed again when only the function's
+/// output was stored.
+pub fn logs_from_column(a: &mut lambent_core::Activation, output_only: bool) {
+    if output_only {
+        a.logs = a.framed_logs(&a.logs);
+    }
 }
 
 /// An activation's trace as two nullable text columns, the same on every backend: the trace
