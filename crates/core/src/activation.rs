@@ -215,15 +215,15 @@ impl Activation {
     /// invocation (a timeout, an OOM kill, a crash), then `END` and `REPORT` lines made of this
     /// record's fields.
     pub fn framed_logs(&self, output: &str) -> String {
-        let head = self.log_head();
-        let tail = self.log_tail();
-        let mut logs = String::with_capacity(head.len() + output.len() + 1 + tail.len());
-        logs += &head;
+        let mut logs = String::with_capacity(output.len() + 4 * self.id.len() + 160);
+        logs += LOG_START;
+        logs += &self.id;
+        logs += LOG_VERSION;
         logs += output;
         if !logs.ends_with('\n') {
             logs.push('\n');
         }
-        logs += &tail;
+        self.write_log_tail(&mut logs);
         logs
     }
 
@@ -231,29 +231,33 @@ impl Activation {
     /// [`Activation::framed_logs`] of it (the lines around it say nothing the record's other
     /// fields do not); `None` for logs written any other way.
     pub fn logs_output(&self) -> Option<&str> {
-        let output = self
+        let rest = self
             .logs
-            .strip_prefix(self.log_head().as_str())?
-            .strip_suffix(self.log_tail().as_str())?;
+            .strip_prefix(LOG_START)?
+            .strip_prefix(self.id.as_str())?
+            .strip_prefix(LOG_VERSION)?;
+        let mut tail = String::with_capacity(3 * self.id.len() + 160);
+        self.write_log_tail(&mut tail);
+        let output = rest.strip_suffix(tail.as_str())?;
         (output.is_empty() || output.ends_with('\n')).then_some(output)
     }
 
-    fn log_head(&self) -> String {
-        format!("START RequestId: {} Version: $LATEST\n", self.id)
-    }
-
-    fn log_tail(&self) -> String {
+    /// Appends what follows the output in [`Activation::framed_logs`]: the platform's error
+    /// line (if any), `END` and `REPORT`.
+    fn write_log_tail(&self, out: &mut String) {
+        use std::fmt::Write;
         let id = &self.id;
-        let mut tail = String::new();
+        // Writing to a `String` cannot fail.
         if let Some(t) = &self.error_type {
             if self.status != ActivationStatus::Success
                 && self.status != ActivationStatus::FunctionError
             {
                 let message = self.error_message.as_deref().unwrap_or("");
-                tail += &format!("{id} {t}: {message}\n");
+                let _ = writeln!(out, "{id} {t}: {message}");
             }
         }
-        tail += &format!(
+        let _ = write!(
+            out,
             "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
             self.duration_us as f64 / 1000.0,
             self.billed_ms,
@@ -261,12 +265,15 @@ impl Activation {
             self.max_memory_bytes.map_or(0, |b| b.div_ceil(1024 * 1024)),
         );
         if let Some(init) = self.init_us {
-            tail += &format!("\tInit Duration: {:.2} ms", init as f64 / 1000.0);
+            let _ = write!(out, "\tInit Duration: {:.2} ms", init as f64 / 1000.0);
         }
-        tail.push('\n');
-        tail
+        out.push('\n');
     }
 }
+
+/// The `START` line of [`Activation::framed_logs`], around the request id.
+const LOG_START: &str = "START RequestId: ";
+const LOG_VERSION: &str = " Version: $LATEST\n";
 
 /// Billed duration: rounded up to the next millisecond, at least 1 ms (Lambda since 2020-12).
 pub fn billed_ms(duration_us: u64) -> u64 {
