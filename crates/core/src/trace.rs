@@ -31,12 +31,18 @@ impl TraceId {
     }
 
     /// A new trace's id, as X-Ray makes them: the first 4 bytes the start time in seconds
-    /// since the epoch (X-Ray's `Root=1-<8 hex time>-…`), the other 12 random. Ids of traces
-    /// started one after another are then close in the store's trace index, so recording them
-    /// touches the same few pages instead of a random page each.
+    /// since the epoch (X-Ray's `Root=1-<8 hex time>-…`), the other 12 unique. Of those, the
+    /// first 2 are the fraction of the second (in 65,536ths) and the last 10 random (W3C's
+    /// random flag asks for the last 7). Ids of traces started one after another are then next
+    /// to each other in the store's trace index, so a batch of records adds to a few pages at
+    /// its end; with the second alone, a busy second's ids were spread over hundreds of pages
+    /// and each record of a batch dirtied one of them (3.7 KB written per record, 1.6 KB
+    /// without the index).
     pub fn starting_at(start_us: i64) -> TraceId {
-        let seconds = u128::from((start_us.max(0) / 1_000_000) as u32);
-        TraceId(seconds << 96 | (rand::random::<u128>() >> 32) | 1)
+        let start_us = start_us.max(0);
+        let seconds = u128::from((start_us / 1_000_000) as u32);
+        let fraction = ((start_us % 1_000_000) << 16) / 1_000_000;
+        TraceId(seconds << 96 | (fraction as u128) << 80 | (rand::random::<u128>() >> 48) | 1)
     }
 
     /// 32 lower-case hex digits (W3C), or `None` for anything else (or all zeros).
@@ -531,11 +537,15 @@ mod tests {
         assert_eq!(t.handler_context().parent, t.span_id.derive(spans::HANDLER));
         let new = ActivationTrace::start(TraceOrigin::default(), 1_764_000_000_123_456);
         assert_ne!(new.trace_id, caller.trace_id);
-        // X-Ray's form: the start time in seconds, then random digits.
+        // X-Ray's form: the start time in seconds, then unique digits: the fraction of the
+        // second in 65,536ths (0.123456 s is 8,090, 0x1f9a), then random ones. Traces started
+        // later sort after.
         assert!(new
             .trace_id
             .to_string()
-            .starts_with(&format!("{:08x}", 1_764_000_000)));
+            .starts_with(&format!("{:08x}1f9a", 1_764_000_000)));
+        let later = ActivationTrace::start(TraceOrigin::default(), 1_764_000_000_123_500);
+        assert!(later.trace_id.to_string() > new.trace_id.to_string());
         assert_ne!(
             new.trace_id,
             ActivationTrace::start(TraceOrigin::default(), 1_764_000_000_123_456).trace_id
