@@ -80,13 +80,13 @@ impl App {
 
     /// Sends the record of an invocation that came through HTTP (a route, `/v1` invoke), with
     /// the status this node answers it with (its gateway span's `http.response.status_code`);
-    /// see [`lambent_invoker::awaits_http_status`]. Call it once the status is known, before
-    /// answering.
-    pub fn answered(&self, result: &mut InvokeResult, status: u16) {
-        if !std::mem::take(&mut result.record_due) {
+    /// see [`lambent_invoker::awaits_http_status`]. Call it once the answer is made (the
+    /// record is moved into the writer's queue, not copied), before sending it.
+    pub fn answered(&self, result: InvokeResult, status: u16) {
+        if !result.record_due {
             return;
         }
-        let mut record = result.activation.clone();
+        let mut record = result.activation;
         if let Some(http) = record.trace.as_mut().and_then(|t| t.http.as_mut()) {
             http.status = Some(status);
         }

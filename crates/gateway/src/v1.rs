@@ -213,7 +213,7 @@ async fn invoke(
         },
         ..Default::default()
     };
-    let mut result = app.run(&deployment, request).await;
+    let result = app.run(&deployment, request).await;
     let refusal = match result.activation.status {
         ActivationStatus::PlatformError => Some(ApiError::Internal(
             result.activation.error_message.clone().unwrap_or_default(),
@@ -221,11 +221,16 @@ async fn invoke(
         _ => ApiError::of_refused(&result.activation),
     };
     let status = refusal.as_ref().map_or(StatusCode::OK, ApiError::status);
-    app.answered(&mut result, status.as_u16());
-    if let Some(refusal) = refusal {
-        return Err(refusal);
-    }
-    let a = &result.activation;
+    let answer = match refusal {
+        Some(refusal) => Err(refusal),
+        None => Ok(invoked(&result.activation, result.body.clone())),
+    };
+    app.answered(result, status.as_u16());
+    answer
+}
+
+/// The `200` of a synchronous invoke: the function's result, and its record's headers.
+fn invoked(a: &Activation, body: Bytes) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -245,7 +250,7 @@ async fn invoke(
             a.error_type.as_deref().unwrap_or("Unhandled"),
         );
     }
-    Ok((StatusCode::OK, headers, result.body).into_response())
+    (StatusCode::OK, headers, body).into_response()
 }
 
 #[derive(Deserialize)]

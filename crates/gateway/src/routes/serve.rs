@@ -251,7 +251,7 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
         PayloadFormat::V1 => (apigw::request_event_v1(&request), Refusal::RestBadGateway),
     };
     let payload = serde_json::to_vec(&event).map_err(|_| Refusal::Internal)?;
-    let mut result = app
+    let result = app
         .run(
             &deployment,
             InvokeRequest {
@@ -277,7 +277,7 @@ async fn invoke(app: &App, matched: Matched, request: Request) -> Result<Respons
         Ok(response) => response.status(),
         Err(refusal) => refusal.status(),
     };
-    app.answered(&mut result, status.as_u16());
+    app.answered(result, status.as_u16());
     answer
 }
 
