@@ -9,7 +9,7 @@
 // when it declares three parameters.
 
 import { Agent, createServer, request } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -475,8 +475,29 @@ function sayWaiting() {
   }
 }
 
+// The assignment, read up to the host's end of it. A host that claimed this cell while its
+// waiting byte was still unread closes a socket with data in it, which resets this end: the
+// read after the last of the host's data then fails with ECONNRESET instead of returning 0. All
+// the host wrote came before its close, so that reset ends the assignment as an end of file does.
+function readAssignment() {
+  const chunks = [];
+  const buffer = Buffer.alloc(64 * 1024);
+  for (;;) {
+    let n;
+    try {
+      n = readSync(0, buffer, 0, buffer.length, null);
+    } catch (e) {
+      if (e.code === 'ECONNRESET') break;
+      throw e;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buffer.subarray(0, n)));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 function adoptAssignment() {
-  const assignment = readFileSync(0, 'utf8');
+  const assignment = readAssignment();
   for (const key of Object.keys(process.env)) delete process.env[key];
   for (const item of assignment.split('\0')) {
     const eq = item.indexOf('=');

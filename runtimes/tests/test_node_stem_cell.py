@@ -1,0 +1,104 @@
+"""Drives runtimes/node/bootstrap.mjs as a stem cell (`LAMBENT_STEM_CELL=1`), the way the host
+does (crates/sandbox/src/stem.rs, host.rs `start_stem_cell`): node starts before its function is
+known, its stdin one end of a Unix stream socket pair; it writes one byte (`w`) when it waits,
+and the host claims it by writing the function's environment (KEY=VALUE, NUL-separated), then
+shutting down its side and closing it. A claim may come at any point of that: after the host
+read the byte, before the byte was written, or with the byte written but not read yet.
+
+Run: cd /work/main && python3 -m unittest discover -s runtimes/tests -v
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import unittest
+
+from mock_runtime_api import MockRuntimeAPI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BOOTSTRAP = os.path.join(os.path.dirname(HERE), "node", "bootstrap.mjs")
+TASK_ROOT = os.path.join(HERE, "fixtures", "node")
+NODE = os.environ.get("LAMBENT_NODE") or shutil.which("node")
+TIMEOUT = 10
+
+# What a waiting stem cell has (`StemProgram::environment`): nothing of any function.
+STEM_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "TZ": ":UTC",
+    "LAMBENT_STEM_CELL": "1",
+    "LAMBDA_TASK_ROOT": TASK_ROOT,
+}
+
+
+class NodeStemCellTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if NODE is None:
+            raise RuntimeError("node is not installed (set LAMBENT_NODE): scripts/test installs it")
+        cls.api = MockRuntimeAPI().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.api.stop()
+
+    def claim(self, when):
+        """Starts a stem cell, claims it `when` its waiting byte is in a given state, and returns
+        (exit code, stderr, the runtime's requests) once it served one event."""
+        self.api.reset({"events": [{"request_id": "stem-1", "event": {"n": 1}}]})
+        host, runtime = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        proc = subprocess.Popen(
+            [NODE, BOOTSTRAP], cwd="/", env=STEM_ENV, stdin=runtime,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        runtime.close()
+        host.settimeout(TIMEOUT)
+        if when == "read":
+            self.assertEqual(host.recv(1), b"w")
+        elif when == "unread":
+            # Written, still in the host's receive queue when the host closes its end.
+            self.assertEqual(host.recv(1, socket.MSG_PEEK), b"w")
+        environment = dict(STEM_ENV)
+        del environment["LAMBENT_STEM_CELL"]
+        environment.update({
+            "AWS_LAMBDA_RUNTIME_API": self.api.address,
+            "_HANDLER": "minimal_cjs.handler",
+            "AWS_LAMBDA_FUNCTION_NAME": "stem-fn",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+        })
+        host.sendall("\0".join("%s=%s" % kv for kv in environment.items()).encode())
+        host.shutdown(socket.SHUT_WR)
+        host.close()
+        try:
+            _, err = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            self.fail("the stem cell did not exit within %ss; stderr:\n%s" % (TIMEOUT, err.decode()))
+        return proc.returncode, err.decode(), self.api.runtime_records()
+
+    def assert_served(self, when):
+        code, stderr, records = self.claim(when)
+        posts = [r for r in records if r["method"] == "POST"]
+        self.assertEqual(len(posts), 1, "claimed with the byte %s: %s" % (when, stderr))
+        self.assertEqual(posts[0]["path"], "/2018-06-01/runtime/invocation/stem-1/response")
+        self.assertEqual(posts[0]["json"], {"ok": True})
+        # It exits on the mock's 410 once the event ran out, as any runtime does.
+        self.assertEqual(code, 1, stderr)
+        self.assertIn("answered HTTP 410", stderr)
+
+    def test_claimed_after_the_host_read_that_it_waits(self):
+        self.assert_served("read")
+
+    def test_claimed_with_its_waiting_byte_unread(self):
+        # The host's end closed with unread data resets the runtime's: its read of the
+        # environment ends in ECONNRESET after the data, not in an end of file.
+        self.assert_served("unread")
+
+    def test_claimed_before_it_said_it_waits(self):
+        self.assert_served("before")
+
+
+if __name__ == "__main__":
+    unittest.main()
