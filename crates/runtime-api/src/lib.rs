@@ -508,12 +508,10 @@ fn next_response(inv: Invocation) -> Reply {
     // with room for every header (one allocation, not one per doubling).
     const REQUEST_ID: HeaderName = HeaderName::from_static("lambda-runtime-aws-request-id");
     const DEADLINE: HeaderName = HeaderName::from_static("lambda-runtime-deadline-ms");
-    const FUNCTION_ARN: HeaderName =
-        HeaderName::from_static("lambda-runtime-invoked-function-arn");
+    const FUNCTION_ARN: HeaderName = HeaderName::from_static("lambda-runtime-invoked-function-arn");
     const TRACE_ID: HeaderName = HeaderName::from_static("lambda-runtime-trace-id");
     const CLIENT_CONTEXT: HeaderName = HeaderName::from_static("lambda-runtime-client-context");
-    const COGNITO_IDENTITY: HeaderName =
-        HeaderName::from_static("lambda-runtime-cognito-identity");
+    const COGNITO_IDENTITY: HeaderName = HeaderName::from_static("lambda-runtime-cognito-identity");
     let mut h = HeaderMap::with_capacity(8);
     let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
