@@ -13,7 +13,8 @@
 //! - Node.js hello world with stem cells, against a fresh `node` exec (`node_stem_cells: false`);
 //! - the compiled `provided` echo runtime, against the same program as a plain process (a node
 //!   with `--insecure-no-sandbox`);
-//! - the proportional set size of an idle warm Python sandbox, with and without zygotes;
+//! - the memory an idle warm Python sandbox adds (its private pages; its PSS beside them), with
+//!   and without zygotes;
 //! - 200 different Python functions cold-started at once;
 //! - the very first Python, Node.js and `provided` cold starts of fresh nodes, each once it
 //!   says it is ready (`/healthz`'s `ready`, what `lambent up` waits for), against the later
@@ -71,10 +72,14 @@ const PYTHON_BOTO3: &str = "import boto3\n\nCLIENT = boto3.client('lambda')\n\n\
 const NODE_HELLO: &str = "export const handler = async (event) => ({ hello: event.who });\n";
 /// Answers the proportional set size of its runtime, the only process of its sandbox.
 const PYTHON_PSS: &str = "def handler(event, context):\n    \
+    fields = {}\n    \
     with open('/proc/self/smaps_rollup') as f:\n        \
     for line in f:\n            \
-    if line.startswith('Pss:'):\n                \
-    return {'hello': event['who'], 'pss_kb': int(line.split()[1])}\n";
+    parts = line.split()\n            \
+    if len(parts) == 3 and parts[2] == 'kB':\n                \
+    fields[parts[0].rstrip(':')] = int(parts[1])\n    \
+    private = fields['Private_Clean'] + fields['Private_Dirty']\n    \
+    return {'hello': event['who'], 'pss_kb': fields['Pss'], 'private_kb': private}\n";
 
 struct Settings {
     samples: usize,
@@ -594,11 +599,26 @@ async fn first_after_ready_rows(settings: &Settings, cases: &[(&str, &Case)]) ->
         .collect()
 }
 
-/// The proportional set size (kB) of `count` idle warm Python sandboxes: each function is
-/// invoked once (its cold start), then, after a pause, again; the second answers count.
-/// Returns them sorted, and the records of the cold starts.
-async fn idle_pss(settings: &Settings, node: &Node, prefix: &str) -> (Vec<u64>, Records) {
+/// The memory of `count` idle warm Python sandboxes, each its runtime's own pages (private,
+/// kB) and its proportional set size (kB): each function is invoked once (its cold start),
+/// then, after a pause, again; the second answers count. Returns both sorted, and the records
+/// of the cold starts.
+async fn idle_memory(
+    settings: &Settings,
+    node: &Node,
+    prefix: &str,
+) -> (Vec<u64>, Vec<u64>, Records) {
     let case = Case::python_pss();
+    // As every row: the first cold starts of a node start its zygote (until it is up, they
+    // are sandboxes made ahead that `execve` the interpreter).
+    let warm_up: Vec<String> = (0..WARMUP)
+        .map(|w| format!("{prefix}-warmup-{w}"))
+        .collect();
+    for name in &warm_up {
+        cold_start(node, name, &case).await;
+        tokio::time::sleep(SETTLE).await;
+    }
+    delete(node, &warm_up).await;
     let names: Vec<String> = (0..settings.pss_functions)
         .map(|i| format!("{prefix}-{i}"))
         .collect();
@@ -608,33 +628,42 @@ async fn idle_pss(settings: &Settings, node: &Node, prefix: &str) -> (Vec<u64>, 
         tokio::time::sleep(settings.pace).await;
     }
     tokio::time::sleep(SETTLE).await;
-    let mut pss = Vec::new();
+    let (mut private, mut pss) = (Vec::new(), Vec::new());
     for name in &names {
         let (_, _, body) = invoke(node, name, &case, false)
             .await
             .unwrap_or_else(|e| panic!("warm invoke: {e}"));
+        private.push(body["private_kb"].as_u64().expect("private_kb"));
         pss.push(body["pss_kb"].as_u64().expect("pss_kb"));
     }
+    private.sort();
     pss.sort();
     let records = records(node, &activations).await;
     delete(node, &names).await;
-    (pss, records)
+    (private, pss, records)
 }
 
+/// What an idle warm Python sandbox adds: its runtime's own (private) pages. Its PSS also
+/// holds a share of every page it shares with the zygote, split among the few sandboxes of this
+/// row (with 10, a tenth of the zygote's), so it is shown beside them, not held to the target:
+/// the density bench measures PSS with hundreds of sandboxes sharing.
 async fn pss_row(settings: &Settings, fast: &Node, naive: &Node) -> Row {
-    let (f, f_records) = idle_pss(settings, fast, "pss").await;
-    let (b, b_records) = idle_pss(settings, naive, "pss").await;
+    let (f, f_pss, f_records) = idle_memory(settings, fast, "pss").await;
+    let (b, b_pss, b_records) = idle_memory(settings, naive, "pss").await;
     let mb = |kb: u64| format!("{:.2} MB", kb as f64 / 1024.0);
-    const TARGET_KB: u64 = 3 * 1024;
+    const TARGET_KB: u64 = 2560;
     Row {
         what: format!(
-            "idle warm Python sandbox, memory (PSS; median and p99 of {} functions)",
-            f.len()
+            "idle warm Python sandbox, its own memory (private pages; median and p99 of {} \
+             functions; PSS {} against {}, shares of the zygote or interpreter counted)",
+            f.len(),
+            mb(quantile(&f_pss, 0.5)),
+            mb(quantile(&b_pss, 0.5)),
         ),
         n: f.len(),
         p50: mb(quantile(&f, 0.5)),
         p99: mb(quantile(&f, 0.99)),
-        target: "≤ 3 MB".into(),
+        target: "≤ 2.5 MB".into(),
         met: yes_no(quantile(&f, 0.5) <= TARGET_KB),
         baseline: "independent interpreter (python_zygote: false)".into(),
         baseline_p50: mb(quantile(&b, 0.5)),
@@ -942,7 +971,7 @@ fn main() {
              row's fast side instead cold-starts one function again and again, on a node with \
              keep-alive {} ms (its sandbox expires before each), after warm-up cold starts until \
              its package zygote serves it. Memory: {} warm \
-             functions per node, the second invocation's own PSS. Every node: memory budget {} MB \
+             functions per node, the second invocation's own private pages and PSS. Every node: memory budget {} MB \
              (the concurrent row needs {} x {MEMORY_MB} MB), queue timeout {} s, namespace \
              concurrency {} (default). init p50 (record): the median init duration \
              of the fast node's cold starts, from their activation records (init_us), and of \
