@@ -378,9 +378,10 @@ struct Series {
     records: Records,
 }
 
-/// Warm-up cold starts, then `settings.samples` timed ones, each of a new function
-/// `<prefix>-<i>`, paced; every function is deleted afterwards (its sandbox with it).
-async fn cold_series(settings: &Settings, node: &Node, prefix: &str, case: &Case) -> Series {
+/// [`WARMUP`] untimed cold starts of `case`, each of a new function `<prefix>-warmup-<i>`,
+/// with time to settle after each: a node's first cold starts start its zygote or stem cells
+/// (until they are up, sandboxes made ahead `execve` the runtime). Returns the functions' names.
+async fn warm_up(node: &Node, prefix: &str, case: &Case) -> Vec<String> {
     let mut names = Vec::new();
     for w in 0..WARMUP {
         let name = format!("{prefix}-warmup-{w}");
@@ -388,6 +389,13 @@ async fn cold_series(settings: &Settings, node: &Node, prefix: &str, case: &Case
         names.push(name);
         tokio::time::sleep(SETTLE).await;
     }
+    names
+}
+
+/// Warm-up cold starts, then `settings.samples` timed ones, each of a new function
+/// `<prefix>-<i>`, paced; every function is deleted afterwards (its sandbox with it).
+async fn cold_series(settings: &Settings, node: &Node, prefix: &str, case: &Case) -> Series {
+    let mut names = warm_up(node, prefix, case).await;
     let (mut latency, mut activations) = (Vec::new(), Vec::new());
     for i in 0..settings.samples {
         let name = format!("{prefix}-{i}");
@@ -609,16 +617,8 @@ async fn idle_memory(
     prefix: &str,
 ) -> (Vec<u64>, Vec<u64>, Records) {
     let case = Case::python_pss();
-    // As every row: the first cold starts of a node start its zygote (until it is up, they
-    // are sandboxes made ahead that `execve` the interpreter).
-    let warm_up: Vec<String> = (0..WARMUP)
-        .map(|w| format!("{prefix}-warmup-{w}"))
-        .collect();
-    for name in &warm_up {
-        cold_start(node, name, &case).await;
-        tokio::time::sleep(SETTLE).await;
-    }
-    delete(node, &warm_up).await;
+    let warmed = warm_up(node, prefix, &case).await;
+    delete(node, &warmed).await;
     let names: Vec<String> = (0..settings.pss_functions)
         .map(|i| format!("{prefix}-{i}"))
         .collect();
