@@ -3,6 +3,7 @@
 //! per invocation whatever its fate. Knows nothing of HTTP or storage engines: records leave
 //! through a [`RecordSink`].
 
+mod hold;
 mod limits;
 mod logs;
 mod metrics;
@@ -13,6 +14,7 @@ pub use limits::{host_memory_mb, Gate, LimitShares, Throttle, BUDGET_EXHAUSTED};
 pub use sequence::Lookup;
 
 use bytes::Bytes;
+use hold::CpuMeter;
 use lambent_core::activation::billed_ms;
 use lambent_core::{
     now_ms, Activation, ActivationStatus, ActivationTrace, ColdReason, Function, InitBreakdown,
@@ -103,6 +105,10 @@ pub struct InvokerConfig {
     /// the runtime gets the context in `Lambda-Runtime-Trace-Id`). Off: records carry no
     /// trace and runtimes get an unsampled id of their own.
     pub tracing: bool,
+    /// How many runtimes of one pool may want the CPU at once, per core: a pool whose runtimes
+    /// want the CPU for a share `r` of their invocations' time grows to at most
+    /// `cores × this ÷ r` sandboxes, and sheds those beyond it (`hold.rs`).
+    pub runnable_per_core: f64,
 }
 
 impl Default for InvokerConfig {
@@ -122,6 +128,7 @@ impl Default for InvokerConfig {
             node_id: lambent_core::LOCAL_NODE.into(),
             platform: None,
             tracing: true,
+            runnable_per_core: 6.0,
         }
     }
 }
@@ -211,6 +218,8 @@ struct Inner {
     revisions: Mutex<HashMap<(String, String), u64>>,
     records: Option<RecordSink>,
     reaper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Cores this process may run on, for the pools' caps (`hold.rs`).
+    cores: usize,
     admission: Arc<Admission>,
     budget: Arc<MemoryBudget>,
     metrics: Metrics,
@@ -228,6 +237,8 @@ pub(crate) struct Instance {
     logs: LogCapture,
     exit: AsyncFd<OwnedFd>,
     pub(crate) last_used: Instant,
+    /// What its runtime wanted of the CPU (`hold.rs`).
+    cpu: CpuMeter,
     /// Frozen while idle (`InvokerConfig::freeze_idle`).
     frozen: bool,
     // Dropped after the server and the log reader stop: kills the process tree.
@@ -302,6 +313,7 @@ impl Invoker {
             revisions: Mutex::new(HashMap::new()),
             records,
             reaper: Mutex::new(None),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             admission,
             budget,
             metrics: Metrics::new(),
@@ -495,7 +507,7 @@ impl Invoker {
         let pool = inner.pool(dep);
         // A caller that can spill elsewhere is told at once that there is no room here.
         let queue = !req.may_spill;
-        let instance = match inner.acquire(&pool, queue).await {
+        let mut instance = match inner.acquire(&pool, queue).await {
             Err(throttle) => return inner.throttled(record, throttle, req.may_spill),
             Ok(Acquired::Warm(instance)) => *instance,
             Ok(Acquired::Cold {
@@ -595,6 +607,8 @@ impl Invoker {
             }
         };
         let duration = invoke_start.elapsed();
+        let pid = instance.sandbox.pid();
+        instance.cpu.invoked(pid, duration, pool.cpu());
         record.max_memory_bytes = instance.sandbox.memory_peak_bytes();
         let oom = instance.sandbox.oom_kills() > 0;
         if oom && record.status != ActivationStatus::Success {
@@ -662,6 +676,14 @@ impl Invoker {
             .get(&PoolKey::of(&dep.function))
             .map(|p| p.counts())
             .unwrap_or_default()
+    }
+
+    /// The cap on one function revision's sandboxes while its runtimes want the CPU
+    /// (`hold.rs`); `None` while it is not held.
+    pub fn pool_cap(&self, dep: &Deployment) -> Option<usize> {
+        let pools = self.inner.pools.lock();
+        let cap = pools.get(&PoolKey::of(&dep.function))?.cpu().cap();
+        (cap != hold::UNHELD).then_some(cap)
     }
 
     /// Records a function's reserved concurrency (`None`: it shares the unreserved pool).
@@ -877,6 +899,22 @@ impl Inner {
     fn maintain(self: &Arc<Self>) {
         let pools: Vec<_> = self.pools.lock().values().cloned().collect();
         for pool in pools {
+            let (cap, changed) = pool.cpu().tick(self.cores, self.config.runnable_per_core);
+            if changed {
+                let f = &pool.deployment().function;
+                match cap {
+                    hold::UNHELD => tracing::info!(
+                        "{}/{}: its runtimes no longer want the CPU enough to hold its pool",
+                        f.namespace,
+                        f.name
+                    ),
+                    cap => tracing::info!(
+                        "{}/{}: its runtimes want the CPU; its pool is held at {cap} sandboxes",
+                        f.namespace,
+                        f.name
+                    ),
+                }
+            }
             let keep_alive = pool
                 .deployment()
                 .function
@@ -1051,6 +1089,12 @@ impl Inner {
     /// invocation, else idle (frozen first, if idle sandboxes are); an idle one wakes the
     /// invocations waiting for memory (it may be evicted for them).
     fn release(&self, pool: &Arc<Pool>, instance: Instance) {
+        if pool.sheds() {
+            // Killing a sandbox waits for the kernel: off the invocations' threads.
+            let pool = pool.clone();
+            tokio::task::spawn_blocking(move || pool.lose(instance, EndReason::Shed));
+            return;
+        }
         if !self.config.freeze_idle {
             if !pool.release(instance) {
                 self.budget.freed.notify_waiters();
@@ -1240,7 +1284,7 @@ impl Inner {
             let exit =
                 unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)? };
             Ok(Instance {
-                end: End::new(self.metrics.sandboxes_ended.clone()),
+                end: End::new(self.metrics.sandboxes_ended.clone(), pool),
                 api: RuntimeApi::serve(listener, platform)?,
                 logs: LogCapture::start(
                     output,
@@ -1248,6 +1292,7 @@ impl Inner {
                 )?,
                 exit,
                 last_used: Instant::now(),
+                cpu: CpuMeter::new(),
                 frozen: false,
                 sandbox,
                 _memory: lease,

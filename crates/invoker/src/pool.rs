@@ -2,8 +2,10 @@
 //! the warmest one serves and the coldest ones age out), the invocations waiting for one (first
 //! come, first served: a released instance goes straight to the longest waiting), the busy and
 //! starting counts, how many cold starts the waiting invocations warrant, the provisioned
-//! concurrency to keep, why the next cold start is cold, and why each sandbox ended.
+//! concurrency to keep, why the next cold start is cold, why each sandbox ended, and how far
+//! the pool may grow while its runtimes want the CPU (`hold.rs`).
 
+use crate::hold::CpuShare;
 use crate::metrics::EndLabels;
 use crate::{Deployment, Instance, SandboxCounts};
 use lambent_core::{ColdReason, Function};
@@ -46,6 +48,10 @@ pub(crate) struct Pool {
     provisioning: AtomicBool,
     retired: AtomicBool,
     state: Mutex<ColdState>,
+    /// What its runtimes want of the CPU, and the cap on its sandboxes that sets.
+    cpu: CpuShare,
+    /// Its instances, wherever they are ([`End`]).
+    instances: Arc<AtomicUsize>,
 }
 
 /// The idle instances and the invocations waiting for one: never both at once (an instance
@@ -90,10 +96,13 @@ pub(crate) enum EndReason {
     /// Its pool was retired: the code or settings changed, the function or its namespace was
     /// removed, or the server shut down.
     Retired,
+    /// Released by a pool with more sandboxes than its cap while its runtimes want the CPU
+    /// (`hold.rs`).
+    Shed,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 8] = [
+    pub const ALL: [EndReason; 9] = [
         EndReason::Abandoned,
         EndReason::KeepAlive,
         EndReason::Evicted,
@@ -102,6 +111,7 @@ impl EndReason {
         EndReason::OutOfMemory,
         EndReason::InitFailed,
         EndReason::Retired,
+        EndReason::Shed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +124,7 @@ impl EndReason {
             EndReason::OutOfMemory => "out_of_memory",
             EndReason::InitFailed => "init_failed",
             EndReason::Retired => "retired",
+            EndReason::Shed => "shed",
         }
     }
 
@@ -131,29 +142,35 @@ impl EndReason {
         match self {
             EndReason::KeepAlive => ColdReason::KeepAliveExpired,
             EndReason::Retired => ColdReason::CodeUpdated,
+            EndReason::Shed => ColdReason::ScaleUp,
             _ => ColdReason::Evicted,
         }
     }
 }
 
 /// A sandbox's end, counted by its reason when dropped (with its instance): the reason set
-/// last, [`EndReason::InitFailed`] until its runtime is ready.
+/// last, [`EndReason::InitFailed`] until its runtime is ready. Counted meanwhile among its
+/// pool's instances, wherever it is (idle, busy, or handed to an invocation not yet running).
 pub(crate) struct End {
     pub reason: EndReason,
     ended: Family<EndLabels, Counter>,
+    instances: Arc<AtomicUsize>,
 }
 
 impl End {
-    pub fn new(ended: Family<EndLabels, Counter>) -> End {
+    pub fn new(ended: Family<EndLabels, Counter>, pool: &Pool) -> End {
+        pool.instances.fetch_add(1, Ordering::SeqCst);
         End {
             reason: EndReason::InitFailed,
             ended,
+            instances: pool.instances.clone(),
         }
     }
 }
 
 impl Drop for End {
     fn drop(&mut self) {
+        self.instances.fetch_sub(1, Ordering::SeqCst);
         self.reason.count(&self.ended);
     }
 }
@@ -237,6 +254,8 @@ impl Pool {
                 first_reason,
                 last_loss: None,
             }),
+            cpu: CpuShare::new(),
+            instances: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -298,10 +317,31 @@ impl Pool {
     /// ready): then it waits for one of them, or for a busy instance, whichever comes first.
     /// Without this bound, every call that found no idle sandbox while the pool grew started
     /// one more, and the pool overshot its concurrency by the calls of the whole growth.
+    /// Nor once as many are busy or starting as its cap (`hold.rs`): the invocation waits for
+    /// one of them.
     pub fn begin_start(self: &Arc<Self>) -> Option<Starting> {
         let mut slots = self.slots.lock();
         let waiting = slots.waiting();
-        (self.starting.load(Ordering::SeqCst) < waiting).then(|| self.starting())
+        let starting = self.starting.load(Ordering::SeqCst);
+        (starting < waiting && self.sandboxes() < self.cpu.cap()).then(|| self.starting())
+    }
+
+    /// Its instances and the sandboxes starting (one that just started may count twice).
+    fn sandboxes(&self) -> usize {
+        self.instances.load(Ordering::SeqCst) + self.starting.load(Ordering::SeqCst)
+    }
+
+    /// What its runtimes want of the CPU, and its cap.
+    pub fn cpu(&self) -> &CpuShare {
+        &self.cpu
+    }
+
+    /// Whether an instance being released should end instead: the pool has half as many
+    /// sandboxes again as its cap (the released one among them). Between the cap and that, it
+    /// neither grows nor sheds, so that a cap that moves a little makes no sandbox come and go.
+    pub fn sheds(&self) -> bool {
+        let cap = self.cpu.cap();
+        cap != crate::hold::UNHELD && self.sandboxes() > cap + cap / 2
     }
 
     /// Counts a cold start (of the provisioned concurrency, or asked for).

@@ -542,3 +542,93 @@ async fn a_panic_inside_an_invocation_ends_it_as_a_platform_error_with_its_recor
     assert_eq!(&r.body[..], br#"{"still": "serving"}"#);
     invoker.shutdown();
 }
+
+/// Calls `dep` from `callers` loops at once until `until`; returns how many calls did not
+/// succeed.
+async fn load(
+    invoker: &Invoker,
+    dep: &Arc<Deployment>,
+    callers: usize,
+    until: std::time::Instant,
+) -> usize {
+    let mut loops = Vec::new();
+    for _ in 0..callers {
+        let (invoker, dep) = (invoker.clone(), dep.clone());
+        loops.push(tokio::spawn(async move {
+            let mut failed = 0;
+            while std::time::Instant::now() < until {
+                let r = call(&invoker, &dep, "{}").await;
+                if r.activation.status != ActivationStatus::Success {
+                    eprintln!(
+                        "{:?}: {:?}",
+                        r.activation.status, r.activation.error_message
+                    );
+                    failed += 1;
+                }
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for l in loops {
+        failed += l.await.unwrap();
+    }
+    failed
+}
+
+/// A pool whose runtimes compute for their whole invocations is held at `runnable_per_core`
+/// of them per core and sheds the sandboxes it grew past that, its extra invocations waiting
+/// for the ones it keeps; a pool whose runtimes sleep through theirs, at the same time on the
+/// same crowded cores, grows to one sandbox per concurrent invocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_computes_is_held_at_its_cap_and_one_that_sleeps_is_not() {
+    let (_tmp, code, invoker) = setup(InvokerConfig {
+        runnable_per_core: 1.0,
+        ..Default::default()
+    });
+    let spin = deployment(
+        &code,
+        "spin",
+        "python",
+        "spin.handler",
+        &[(
+            "spin.py",
+            "import time\ndef handler(event, context):\n    t = time.perf_counter()\n    while time.perf_counter() - t < 0.02:\n        pass\n    return {}\n",
+        )],
+        30,
+    );
+    let sleep = deployment(
+        &code,
+        "sleep",
+        "python",
+        "sleep.handler",
+        &[(
+            "sleep.py",
+            "import time\ndef handler(event, context):\n    time.sleep(0.2)\n    return {}\n",
+        )],
+        30,
+    );
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    let (spin_failed, sleep_failed) = tokio::join!(
+        load(&invoker, &spin, 16, until),
+        load(&invoker, &sleep, 16, until)
+    );
+    assert_eq!((spin_failed, sleep_failed), (0, 0), "every call succeeds");
+
+    let cap = invoker.pool_cap(&spin).expect("the computing pool is held");
+    assert!(cap <= 2 * cores, "held at {cap} on {cores} cores");
+    let spin_live = invoker.revision_counts(&spin);
+    assert!(
+        spin_live.idle + spin_live.busy <= cap + cap / 2,
+        "{spin_live:?} past its cap of {cap}"
+    );
+    assert_eq!(
+        invoker.pool_cap(&sleep),
+        None,
+        "the sleeping pool is not held"
+    );
+    let sleep_live = invoker.revision_counts(&sleep);
+    assert_eq!(sleep_live.idle + sleep_live.busy, 16, "{sleep_live:?}");
+    invoker.shutdown();
+}

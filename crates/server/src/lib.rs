@@ -96,6 +96,9 @@ pub struct ServerOptions {
     pub record_activations: bool,
     /// Freeze idle sandboxes, thaw them on their next invocation.
     pub freeze_idle: bool,
+    /// Runtimes of one pool that may want the CPU at once, per core (0: pools are never held;
+    /// see [`InvokerConfig::runnable_per_core`]).
+    pub runnable_per_core: f64,
     /// The isolation layers of each sandbox: all of them, except to measure what each costs.
     pub isolation_layers: Layers,
     /// Asynchronous events (async invokes, schedule fires, destinations) run at once.
@@ -147,6 +150,7 @@ impl ServerOptions {
             prices: Prices::default(),
             record_activations: true,
             freeze_idle: false,
+            runnable_per_core: InvokerConfig::default().runnable_per_core,
             isolation_layers: Layers::ALL,
             async_concurrency: WorkerOptions::default().concurrency,
             region: DEFAULT_REGION.into(),
@@ -658,6 +662,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         memory_budget_mb: opts.memory_budget_mb.unwrap_or(defaults.memory_budget_mb),
         queue_timeout: opts.queue_timeout,
         freeze_idle: opts.freeze_idle,
+        runnable_per_core: opts.runnable_per_core,
         region: opts.region.clone(),
         node_id: backends.node_id.clone(),
         platform: Some(PlatformHandle(sandbox_aws.clone())),

@@ -59,6 +59,12 @@ pub struct ServerArgs {
     /// for idle sandboxes, a thaw on the warm path.
     #[arg(long)]
     pub freeze_idle: bool,
+    /// How many runtimes of one function may want the CPU at once, per core: a function whose
+    /// runtimes compute for a share r of each invocation gets at most cores × N ÷ r sandboxes
+    /// (more invocations queue for them, first come first served); one that mostly waits is never held. 0: never hold
+    /// a function's sandboxes. [default: 6]
+    #[arg(long, env = "LAMBENT_RUNNABLE_PER_CORE", value_name = "N", value_parser = parse_per_core)]
+    pub runnable_per_core: Option<f64>,
     /// Write no activation records: a benchmarking knob, to measure what recording costs at
     /// a rate. Without records, activations, logs, traces and `/v1/usage` stay empty (the
     /// metrics still count every invocation).
@@ -133,6 +139,15 @@ fn parse_region(s: &str) -> Result<String, String> {
 }
 
 /// A price: a finite number, 0 or more.
+fn parse_per_core(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(format!(
+            "invalid count '{s}': expected a number of runtimes per core, 0 or more, e.g. 16"
+        )),
+    }
+}
+
 fn parse_price(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
@@ -148,6 +163,9 @@ impl ServerArgs {
         let mut opts = lambent_server::ServerOptions::new(self.listen, data_dir);
         opts.insecure_no_sandbox = self.insecure_no_sandbox;
         opts.freeze_idle = self.freeze_idle;
+        if let Some(n) = self.runnable_per_core {
+            opts.runnable_per_core = n;
+        }
         opts.record_activations = !self.no_activation_records;
         opts.region = self.region.clone();
         if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
