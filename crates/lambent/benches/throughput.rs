@@ -45,7 +45,11 @@
 //! top rate: a node with records on against one started with `--no-activation-records`, the
 //! compiled no-op invoked at the largest of `LAMBENT_BENCH_CONNECTIONS` (64 by default here),
 //! alternating on-off-off-on `LAMBENT_BENCH_ROUNDS` times (default 3), with the medians and
-//! their ratio ([`records_on_off`]).
+//! their ratio ([`records_on_off`]). `LAMBENT_BENCH_ONLY=hold` measures what holding a pool
+//! whose runtimes want the CPU does (`crates/invoker/src/hold.rs`): a node with the default
+//! `--runnable-per-core` against one with `--runnable-per-core 0`, each no-op invoked at the
+//! largest of `LAMBENT_BENCH_CONNECTIONS` (256 by default here), alternated the same way
+//! ([`hold_on_off`]).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -589,54 +593,33 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Activation records on against off (`LAMBENT_BENCH_ONLY=records`): two `lambent up`, one
-/// writing records (the default) and one started with `--no-activation-records`, each in its
-/// own cgroup, both serving the compiled `provided` no-op; `POST /v1/functions/noop-provided/invoke`
-/// at `connections` connections, alternating on, off, off, on for `rounds` rounds so that
-/// drift in the machine's load falls on both alike. Prints every run, then the medians and
-/// the ratio off/on of requests/s and on/off of server CPU per request.
-fn records_on_off(
+/// Medians of alternated runs of two cases.
+struct Alternated {
+    rps: [f64; 2],
+    cpu_us: [f64; 2],
+    p50: [f64; 2],
+    p99: [f64; 2],
+}
+
+/// Runs two cases alternated a, b, b, a for `rounds` rounds at `connections` connections, so
+/// that drift in the machine's load falls on both alike; writes each run as a table row to
+/// `out` (numbered from `first_run`) and returns the medians.
+fn alternate(
     wrk_bin: &Path,
-    echo: &[u8],
-    secs: u64,
+    cases: [&Case; 2],
     connections: usize,
+    secs: u64,
     rounds: usize,
-) -> String {
-    let id = std::process::id();
-    let on_cg = CpuCgroup::create(&format!("throughput-{id}-records-on"), None);
-    let off_cg = CpuCgroup::create(&format!("throughput-{id}-records-off"), None);
-    let _cleanup = Cleanup(vec![on_cg.clone(), off_cg.clone()]);
-    let on = Node::start(echo, on_cg, &[]);
-    let off = Node::start(echo, off_cg, &["--no-activation-records"]);
-    let scripts = tempfile::tempdir().unwrap();
-    let path = "/v1/functions/noop-provided/invoke";
-    let case = |label: &str, node: &Node| Case {
-        label: label.into(),
-        url: node.server.url.clone(),
-        cgroup: node.cgroup.clone(),
-        script: script(scripts.path(), label, path, true),
-        node: true,
-    };
-    let cases = [case("records-on", &on), case("records-off", &off)];
-    let started = Instant::now();
-    let mut out = format!(
-        "## Activation records on against off\n\n{} cores; compiled `provided` no-op, `POST {path}`, \
-         {connections} connections, wrk -t1, {secs} s per run after a warm-up, a-b-b-a × {rounds}.\n\n\
-         | run | case | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |\n\
-         |---|---|---|---|---|---|---|\n",
-        cores()
-    );
-    let mut rps: [Vec<f64>; 2] = Default::default();
-    let mut cpu: [Vec<f64>; 2] = Default::default();
-    let mut run_no = 0;
-    for _ in 0..rounds {
-        for i in [0, 1, 1, 0] {
-            let c = &cases[i];
+    out: &mut String,
+) -> Alternated {
+    let mut samples: [[Vec<f64>; 4]; 2] = Default::default();
+    for round in 0..rounds {
+        for (k, i) in [0, 1, 1, 0].into_iter().enumerate() {
+            let c = cases[i];
             eprintln!("{} at {connections} connections", c.label);
             let Run {
                 measured, cpu_us, ..
             } = run(wrk_bin, c, connections, secs);
-            run_no += 1;
             let row = Row {
                 label: c.label.clone(),
                 connections,
@@ -650,7 +633,8 @@ fn records_on_off(
             };
             writeln!(
                 out,
-                "| {run_no} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0} |",
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.0} |",
+                round * 4 + k + 1,
                 row.label,
                 row.measured.rps(),
                 row.p50(),
@@ -659,10 +643,89 @@ fn records_on_off(
                 row.cpu_us
             )
             .unwrap();
-            rps[i].push(row.measured.rps());
-            cpu[i].push(row.cpu_us);
+            for (v, x) in
+                samples[i]
+                    .iter_mut()
+                    .zip([row.measured.rps(), row.cpu_us, row.p50(), row.p99()])
+            {
+                v.push(x);
+            }
         }
     }
+    let m = |i: usize, j: usize| median(samples[i][j].clone());
+    Alternated {
+        rps: [m(0, 0), m(1, 0)],
+        cpu_us: [m(0, 1), m(1, 1)],
+        p50: [m(0, 2), m(1, 2)],
+        p99: [m(0, 3), m(1, 3)],
+    }
+}
+
+const RUNS_HEADER: &str =
+    "| run | case | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |\n\
+                           |---|---|---|---|---|---|---|\n";
+
+/// Two nodes, each in its own cgroup, the second started with `flags_b`; a case of each for
+/// `path` labelled with `labels`.
+fn two_nodes(echo: &[u8], labels: [&str; 2], flags_b: &[&str]) -> (Cleanup, [Node; 2]) {
+    let id = std::process::id();
+    let cg = labels.map(|l| CpuCgroup::create(&format!("throughput-{id}-{l}"), None));
+    let cleanup = Cleanup(cg.to_vec());
+    let [a, b] = cg;
+    (
+        cleanup,
+        [Node::start(echo, a, &[]), Node::start(echo, b, flags_b)],
+    )
+}
+
+fn node_case(scripts: &Path, label: &str, node: &Node, path: &str) -> Case {
+    Case {
+        label: label.into(),
+        url: node.server.url.clone(),
+        cgroup: node.cgroup.clone(),
+        script: script(scripts, label, path, true),
+        node: true,
+    }
+}
+
+/// Activation records on against off (`LAMBENT_BENCH_ONLY=records`): two `lambent up`, one
+/// writing records (the default) and one started with `--no-activation-records`, both serving
+/// the compiled `provided` no-op; `POST /v1/functions/noop-provided/invoke` at `connections`
+/// connections, [`alternate`]d. Prints every run, then the medians and the ratio off/on of
+/// requests/s and on/off of server CPU per request.
+fn records_on_off(
+    wrk_bin: &Path,
+    echo: &[u8],
+    secs: u64,
+    connections: usize,
+    rounds: usize,
+) -> String {
+    let (_cleanup, [on, off]) = two_nodes(
+        echo,
+        ["records-on", "records-off"],
+        &["--no-activation-records"],
+    );
+    let scripts = tempfile::tempdir().unwrap();
+    let path = "/v1/functions/noop-provided/invoke";
+    let cases = [
+        node_case(scripts.path(), "records-on", &on, path),
+        node_case(scripts.path(), "records-off", &off, path),
+    ];
+    let started = Instant::now();
+    let mut out = format!(
+        "## Activation records on against off\n\n{} cores; compiled `provided` no-op, `POST {path}`, \
+         {connections} connections, wrk -t1, {secs} s per run after a warm-up, a-b-b-a × {rounds}.\n\n\
+         {RUNS_HEADER}",
+        cores()
+    );
+    let m = alternate(
+        wrk_bin,
+        [&cases[0], &cases[1]],
+        connections,
+        secs,
+        rounds,
+        &mut out,
+    );
     // The switch did what it says: the node with records off has none, the other has some.
     let recorded = |node: &Node| -> usize {
         let v: Value = reqwest::blocking::Client::new()
@@ -679,20 +742,98 @@ fn records_on_off(
         on_kept > 0 && off_kept == 0,
         "records on: {on_kept}, off: {off_kept}"
     );
-    let (rps_on, rps_off) = (median(rps[0].clone()), median(rps[1].clone()));
-    let (cpu_on, cpu_off) = (median(cpu[0].clone()), median(cpu[1].clone()));
     writeln!(
         out,
-        "\nMedians: records on {rps_on:.0}/s ({cpu_on:.0} µs CPU/request), records off \
-         {rps_off:.0}/s ({cpu_off:.0} µs CPU/request). Records on ÷ off: requests/s {:.3}, \
+        "\nMedians: records on {:.0}/s ({:.0} µs CPU/request), records off \
+         {:.0}/s ({:.0} µs CPU/request). Records on ÷ off: requests/s {:.3}, \
          CPU per request {:.3}. {:.0} s in all.",
-        rps_on / rps_off,
-        cpu_on / cpu_off,
+        m.rps[0],
+        m.cpu_us[0],
+        m.rps[1],
+        m.cpu_us[1],
+        m.rps[0] / m.rps[1],
+        m.cpu_us[0] / m.cpu_us[1],
         started.elapsed().as_secs_f64()
     )
     .unwrap();
     out
 }
+
+/// Pools held while their runtimes want the CPU against never held
+/// (`LAMBENT_BENCH_ONLY=hold`): two `lambent up`, one with the default `--runnable-per-core`
+/// and one with `--runnable-per-core 0`; `POST /v1/functions/F/invoke` for each no-op at
+/// `connections` connections, [`alternate`]d. Prints every run, then per function the
+/// medians, and held ÷ not held of p99 and requests/s, and the sandboxes each node ended up
+/// with.
+fn hold_on_off(
+    wrk_bin: &Path,
+    echo: &[u8],
+    secs: u64,
+    connections: usize,
+    rounds: usize,
+) -> String {
+    let (_cleanup, nodes) = two_nodes(echo, ["held", "never-held"], &["--runnable-per-core", "0"]);
+    let scripts = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut out = format!(
+        "## Pools held while their runtimes want the CPU, against never held\n\n{} cores; \
+         `POST /v1/functions/F/invoke`, {connections} connections, wrk -t1, {secs} s per run \
+         after a warm-up, a-b-b-a × {rounds}; held: the default `--runnable-per-core`, never \
+         held: `--runnable-per-core 0`.\n\n{RUNS_HEADER}",
+        cores()
+    );
+    let mut summary = String::new();
+    for (name, ..) in functions(echo) {
+        let path = format!("/v1/functions/{name}/invoke");
+        let cases = [
+            node_case(scripts.path(), &format!("held {name}"), &nodes[0], &path),
+            node_case(
+                scripts.path(),
+                &format!("never-held {name}"),
+                &nodes[1],
+                &path,
+            ),
+        ];
+        let m = alternate(
+            wrk_bin,
+            [&cases[0], &cases[1]],
+            connections,
+            secs,
+            rounds,
+            &mut out,
+        );
+        let live = nodes.each_ref().map(|n| Sandboxes::of(&n.server.url).live);
+        writeln!(
+            summary,
+            "| {name} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} / {:.0} | {:.2} | {:.3} | {} / {} |",
+            m.rps[0],
+            m.rps[1],
+            m.p50[0],
+            m.p50[1],
+            m.p99[0],
+            m.p99[1],
+            m.cpu_us[0],
+            m.cpu_us[1],
+            m.p99[0] / m.p99[1],
+            m.rps[0] / m.rps[1],
+            live[0],
+            live[1],
+        )
+        .unwrap();
+    }
+    writeln!(
+        out,
+        "\nMedians, held / never held:\n\n\
+         | function | requests/s | p50 ms | p99 ms | CPU µs/request | p99 held ÷ not | requests/s held ÷ not | sandboxes live after |\n\
+         |---|---|---|---|---|---|---|---|\n{summary}\n{:.0} s in all.",
+        started.elapsed().as_secs_f64()
+    )
+    .unwrap();
+    out
+}
+
+/// One of the A/B benches: (wrk, echo runtime, seconds, connections, rounds) → its report.
+type AbBench = fn(&Path, &[u8], u64, usize, usize) -> String;
 
 fn main() {
     match std::env::var(ROLE).as_deref() {
@@ -713,14 +854,18 @@ fn main() {
     let only = std::env::var("LAMBENT_BENCH_ONLY").ok();
 
     let echo = echo_runtime();
-    if only.as_deref() == Some("records") {
-        let connections = env_list("LAMBENT_BENCH_CONNECTIONS", &[64])
+    let ab: Option<(AbBench, usize)> = match only.as_deref() {
+        Some("records") => Some((records_on_off, 64)),
+        Some("hold") => Some((hold_on_off, 256)),
+        _ => None,
+    };
+    if let Some((ab, connections)) = ab {
+        let connections = env_list("LAMBENT_BENCH_CONNECTIONS", &[connections])
             .into_iter()
             .max()
-            .unwrap_or(64);
+            .unwrap_or(connections);
         let rounds: usize = env_or("LAMBENT_BENCH_ROUNDS", 3);
-        let report = records_on_off(&wrk_bin, &echo, secs, connections, rounds);
-        println!("{report}");
+        println!("{}", ab(&wrk_bin, &echo, secs, connections, rounds));
         return;
     }
     let node_cg = CpuCgroup::create(&format!("throughput-{}", std::process::id()), None);
