@@ -12,10 +12,13 @@
 //! the pool at `cores × per_core ÷ r` sandboxes, as many as would keep `per_core` of its
 //! runtimes runnable per core ([`crate::InvokerConfig::runnable_per_core`]). A runtime that
 //! computes for its whole invocation (`r` ≈ 1) is held at `per_core` per core; the no-ops of
-//! the throughput bench want the CPU for 0.4 (compiled) and 0.6 (Python) of their time and are
-//! held at ~30 and ~20 sandboxes on 2 cores; one that sleeps for most of each call is never
-//! held: a pool whose runtimes *ran* for less than [`LEAST_RAN`] of their busy time is not,
-//! however long they waited for a CPU (waking up on a crowded machine is not computing).
+//! the throughput bench at 64 connections want the CPU for ~0.4 (compiled) and ~0.6 (Python)
+//! of their time, a cap of ~30 and ~20 sandboxes on 2 cores at the default 6. One that sleeps
+//! for most of each call is never held: a pool whose runtimes *ran* for less than
+//! [`LEAST_RAN`] of their busy time is not, however long they waited for a CPU (waking up on a
+//! crowded machine is not computing). That also leaves alone a compiled no-op first loaded at
+//! 256 connections: its ~140 sandboxes spend their invocations waiting for the server, not
+//! running (held since 64 connections, its pool stays held).
 //! Waiting in a run queue counts as wanting the CPU, so the share of a CPU-bound function stays
 //! near 1 however crowded the cores are (its time on a CPU alone would shrink as they crowd,
 //! and lift the cap when it matters most).
