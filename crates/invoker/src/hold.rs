@@ -72,6 +72,12 @@ impl CpuShare {
         self.cap.load(Ordering::Relaxed)
     }
 
+    /// Holds the pool at `cap` (tests of the pool).
+    #[cfg(test)]
+    pub(crate) fn hold_at(&self, cap: usize) {
+        self.cap.store(cap, Ordering::Relaxed);
+    }
+
     fn add(&self, used: Used, busy: Duration) {
         self.ran_ns.fetch_add(used.ran_ns, Ordering::Relaxed);
         self.waited_ns.fetch_add(used.waited_ns, Ordering::Relaxed);

@@ -323,7 +323,13 @@ impl Pool {
         let mut slots = self.slots.lock();
         let waiting = slots.waiting();
         let starting = self.starting.load(Ordering::SeqCst);
-        (starting < waiting && self.sandboxes() < self.cpu.cap()).then(|| self.starting())
+        (starting < waiting && self.sandboxes() < self.cap()).then(|| self.starting())
+    }
+
+    /// The most sandboxes it may have: its cap while held (`hold.rs`), never below its
+    /// provisioned concurrency (which the maintenance tick would otherwise start again).
+    fn cap(&self) -> usize {
+        self.cpu.cap().max(self.provisioned())
     }
 
     /// Its instances and the sandboxes starting (one that just started may count twice).
@@ -336,11 +342,11 @@ impl Pool {
         &self.cpu
     }
 
-    /// Whether an instance being released should end instead: the pool has half as many
-    /// sandboxes again as its cap (the released one among them). Between the cap and that, it
+    /// Whether an instance being released should end instead: the pool has more than half as
+    /// many sandboxes again as its cap (the released one among them). Between the cap and that, it
     /// neither grows nor sheds, so that a cap that moves a little makes no sandbox come and go.
     pub fn sheds(&self) -> bool {
-        let cap = self.cpu.cap();
+        let cap = self.cap();
         cap != crate::hold::UNHELD && self.sandboxes() > cap + cap / 2
     }
 
@@ -482,5 +488,63 @@ impl Pool {
             instance.end.reason = EndReason::Retired;
         }
         drop(idle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambent_core::{FunctionName, FunctionSpec};
+
+    fn pool() -> Arc<Pool> {
+        let spec = FunctionSpec {
+            runtime: "python3.12".into(),
+            handler: Some("app.handler".into()),
+            ..Default::default()
+        };
+        let function = Function {
+            namespace: "default".into(),
+            name: FunctionName::parse("held").unwrap(),
+            config: spec.resolve().unwrap(),
+            code_sha256: "0".repeat(64),
+            code_size: 0,
+            revision: 1,
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        let deployment = Arc::new(Deployment {
+            function,
+            code_dir: "/nonexistent".into(),
+        });
+        Arc::new(Pool::new(deployment, ColdReason::FirstRequest, 0))
+    }
+
+    #[test]
+    fn a_held_pool_starts_nothing_past_its_cap_nor_holds_below_its_provisioned_concurrency() {
+        let pool = pool();
+        let _waiting: Vec<Waiter> = (0..4).map(|_| pool.take_or_wait().err().unwrap()).collect();
+        pool.cpu().hold_at(2);
+        let mut started = vec![
+            pool.begin_start().expect("below its cap"),
+            pool.begin_start().expect("below its cap"),
+        ];
+        assert!(pool.begin_start().is_none(), "at its cap");
+        assert!(!pool.sheds(), "not past half as many again");
+        // Its provisioned concurrency is more than its cap.
+        pool.set_provisioned(3);
+        started.push(
+            pool.begin_start()
+                .expect("below its provisioned concurrency"),
+        );
+        assert!(pool.begin_start().is_none());
+        // Held at 1 without provisioned concurrency, 3 are past 1.5.
+        pool.set_provisioned(0);
+        pool.cpu().hold_at(1);
+        assert!(pool.sheds());
+        // Not held: it starts one per waiting invocation.
+        pool.cpu().hold_at(crate::hold::UNHELD);
+        assert!(!pool.sheds());
+        started.push(pool.begin_start().expect("not held"));
+        assert!(pool.begin_start().is_none(), "one per waiting invocation");
     }
 }
