@@ -1016,12 +1016,19 @@ impl Inner {
     async fn acquire(&self, pool: &Arc<Pool>, queue: bool) -> Result<Acquired, Throttle> {
         let f = &pool.deployment().function;
         let started = Instant::now();
-        // Leaving the queue: a sandbox handed over meanwhile still serves, else throttled.
+        // Leaving the queue: a sandbox handed over meanwhile still serves, else throttled by
+        // the pool's hold, if it is at its cap, or else by the memory budget.
         let give_up = |waiter: Waiter| match waiter.withdraw().and_then(|i| self.thawed(pool, i)) {
             Some(instance) => Ok(Acquired::Warm(Box::new(instance))),
-            None => Err(Throttle::Memory {
-                budget_mb: self.budget.limit_mb(),
-                memory_mb: f.config.memory_mb,
+            None => Err(match pool.at_cap() {
+                Some(cap) => Throttle::Held {
+                    function: f.name.to_string(),
+                    cap,
+                },
+                None => Throttle::Memory {
+                    budget_mb: self.budget.limit_mb(),
+                    memory_mb: f.config.memory_mb,
+                },
             }),
         };
         let mut queued: Option<Waiter> = None;

@@ -20,16 +20,19 @@ pub enum Throttle {
     Namespace { namespace: String, limit: u32 },
     #[error("the machine's sandbox memory budget of {budget_mb} MB is in use: no room for another {memory_mb} MB sandbox")]
     Memory { budget_mb: u64, memory_mb: u32 },
+    #[error("the CPU is saturated by function '{function}': its runtimes want it, its pool is held at {cap} sandboxes (--runnable-per-core), and none came free in time")]
+    Held { function: String, cap: usize },
 }
 
 impl Throttle {
     /// The limit's name in an API's error body (`limit`): `reserved_concurrency`,
-    /// `namespace_concurrency`, `memory_budget`.
+    /// `namespace_concurrency`, `memory_budget`, `cpu_hold`.
     pub fn limit_name(&self) -> &'static str {
         match self {
             Throttle::Reserved { .. } => "reserved_concurrency",
             Throttle::Namespace { .. } => "namespace_concurrency",
             Throttle::Memory { .. } => "memory_budget",
+            Throttle::Held { .. } => "cpu_hold",
         }
     }
 
@@ -40,17 +43,20 @@ impl Throttle {
             "reserved_concurrency"
         } else if message.starts_with("namespace ") {
             "namespace_concurrency"
+        } else if message.starts_with("the CPU ") {
+            "cpu_hold"
         } else {
             "memory_budget"
         }
     }
 
-    /// Short label for metrics: `reserved`, `namespace`, `memory`.
+    /// Short label for metrics: `reserved`, `namespace`, `memory`, `cpu`.
     pub fn label(&self) -> &'static str {
         match self {
             Throttle::Reserved { .. } => "reserved",
             Throttle::Namespace { .. } => "namespace",
             Throttle::Memory { .. } => "memory",
+            Throttle::Held { .. } => "cpu",
         }
     }
 }
@@ -313,6 +319,18 @@ mod tests {
         );
         a.set_reserved("ns", "r", Some(0));
         assert!(a.admit("ns", "r").is_err(), "reserved 0 stops a function");
+    }
+
+    #[test]
+    fn a_held_pool_s_throttle_names_its_limit() {
+        let held = Throttle::Held {
+            function: "spin".into(),
+            cap: 12,
+        };
+        assert_eq!(held.limit_name(), "cpu_hold");
+        assert_eq!(held.label(), "cpu");
+        assert_eq!(Throttle::limit_name_of(&held.to_string()), "cpu_hold");
+        assert!(held.to_string().contains("held at 12 sandboxes"), "{held}");
     }
 
     #[test]

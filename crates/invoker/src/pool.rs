@@ -326,6 +326,12 @@ impl Pool {
         (starting < waiting && self.sandboxes() < self.cap()).then(|| self.starting())
     }
 
+    /// Its cap, while it is held and has as many sandboxes.
+    pub fn at_cap(&self) -> Option<usize> {
+        let cap = self.cap();
+        (cap != crate::hold::UNHELD && self.sandboxes() >= cap).then_some(cap)
+    }
+
     /// The most sandboxes it may have: its cap while held (`hold.rs`), never below its
     /// provisioned concurrency (which the maintenance tick would otherwise start again).
     fn cap(&self) -> usize {
@@ -529,6 +535,7 @@ mod tests {
             pool.begin_start().expect("below its cap"),
         ];
         assert!(pool.begin_start().is_none(), "at its cap");
+        assert_eq!(pool.at_cap(), Some(2));
         assert!(!pool.sheds(), "not past half as many again");
         // Its provisioned concurrency is more than its cap.
         pool.set_provisioned(3);
@@ -544,6 +551,7 @@ mod tests {
         // Not held: it starts one per waiting invocation.
         pool.cpu().hold_at(crate::hold::UNHELD);
         assert!(!pool.sheds());
+        assert_eq!(pool.at_cap(), None);
         started.push(pool.begin_start().expect("not held"));
         assert!(pool.begin_start().is_none(), "one per waiting invocation");
     }
