@@ -601,21 +601,36 @@ struct Alternated {
     p99: [f64; 2],
 }
 
-/// Runs two cases alternated a, b, b, a for `rounds` rounds at `connections` connections, so
-/// that drift in the machine's load falls on both alike; writes each run as a table row to
-/// `out` (numbered from `first_run`) and returns the medians.
-fn alternate(
-    wrk_bin: &Path,
-    cases: [&Case; 2],
+/// How an A/B bench runs: `rounds` rounds at `connections` connections, `secs` each.
+struct Alternation<'a> {
+    wrk_bin: &'a Path,
+    scripts: &'a Path,
     connections: usize,
     secs: u64,
     rounds: usize,
+}
+
+/// Runs `POST path` on two nodes (each labelled) alternated a, b, b, a, so that drift in the
+/// machine's load falls on both alike; writes each run as a table row to `out` and returns the
+/// medians.
+fn alternate(
+    how: &Alternation<'_>,
+    nodes: [(&str, &Node); 2],
+    path: &str,
     out: &mut String,
 ) -> Alternated {
+    let &Alternation {
+        wrk_bin,
+        scripts,
+        connections,
+        secs,
+        rounds,
+    } = how;
+    let cases = nodes.map(|(label, node)| node_case(scripts, label, node, path));
     let mut samples: [[Vec<f64>; 4]; 2] = Default::default();
     for round in 0..rounds {
         for (k, i) in [0, 1, 1, 0].into_iter().enumerate() {
-            let c = cases[i];
+            let c = &cases[i];
             eprintln!("{} at {connections} connections", c.label);
             let Run {
                 measured, cpu_us, ..
@@ -693,24 +708,19 @@ fn node_case(scripts: &Path, label: &str, node: &Node, path: &str) -> Case {
 /// the compiled `provided` no-op; `POST /v1/functions/noop-provided/invoke` at `connections`
 /// connections, [`alternate`]d. Prints every run, then the medians and the ratio off/on of
 /// requests/s and on/off of server CPU per request.
-fn records_on_off(
-    wrk_bin: &Path,
-    echo: &[u8],
-    secs: u64,
-    connections: usize,
-    rounds: usize,
-) -> String {
+fn records_on_off(echo: &[u8], how: &Alternation<'_>) -> String {
     let (_cleanup, [on, off]) = two_nodes(
         echo,
         ["records-on", "records-off"],
         &["--no-activation-records"],
     );
-    let scripts = tempfile::tempdir().unwrap();
+    let &Alternation {
+        connections,
+        secs,
+        rounds,
+        ..
+    } = how;
     let path = "/v1/functions/noop-provided/invoke";
-    let cases = [
-        node_case(scripts.path(), "records-on", &on, path),
-        node_case(scripts.path(), "records-off", &off, path),
-    ];
     let started = Instant::now();
     let mut out = format!(
         "## Activation records on against off\n\n{} cores; compiled `provided` no-op, `POST {path}`, \
@@ -719,11 +729,9 @@ fn records_on_off(
         cores()
     );
     let m = alternate(
-        wrk_bin,
-        [&cases[0], &cases[1]],
-        connections,
-        secs,
-        rounds,
+        how,
+        [("records-on", &on), ("records-off", &off)],
+        path,
         &mut out,
     );
     // The switch did what it says: the node with records off has none, the other has some.
@@ -765,15 +773,14 @@ fn records_on_off(
 /// `connections` connections, [`alternate`]d. Prints every run, then per function the
 /// medians, and held ÷ not held of p99 and requests/s, and the sandboxes each node ended up
 /// with.
-fn hold_on_off(
-    wrk_bin: &Path,
-    echo: &[u8],
-    secs: u64,
-    connections: usize,
-    rounds: usize,
-) -> String {
+fn hold_on_off(echo: &[u8], how: &Alternation<'_>) -> String {
     let (_cleanup, nodes) = two_nodes(echo, ["held", "never-held"], &["--runnable-per-core", "0"]);
-    let scripts = tempfile::tempdir().unwrap();
+    let &Alternation {
+        connections,
+        secs,
+        rounds,
+        ..
+    } = how;
     let started = Instant::now();
     let mut out = format!(
         "## Pools held while their runtimes want the CPU, against never held\n\n{} cores; \
@@ -784,22 +791,11 @@ fn hold_on_off(
     );
     let mut summary = String::new();
     for (name, ..) in functions(echo) {
-        let path = format!("/v1/functions/{name}/invoke");
-        let cases = [
-            node_case(scripts.path(), &format!("held {name}"), &nodes[0], &path),
-            node_case(
-                scripts.path(),
-                &format!("never-held {name}"),
-                &nodes[1],
-                &path,
-            ),
-        ];
+        let labels = [format!("held {name}"), format!("never-held {name}")];
         let m = alternate(
-            wrk_bin,
-            [&cases[0], &cases[1]],
-            connections,
-            secs,
-            rounds,
+            how,
+            [(&labels[0], &nodes[0]), (&labels[1], &nodes[1])],
+            &format!("/v1/functions/{name}/invoke"),
             &mut out,
         );
         let live = nodes.each_ref().map(|n| Sandboxes::of(&n.server.url).live);
@@ -832,8 +828,8 @@ fn hold_on_off(
     out
 }
 
-/// One of the A/B benches: (wrk, echo runtime, seconds, connections, rounds) → its report.
-type AbBench = fn(&Path, &[u8], u64, usize, usize) -> String;
+/// One of the A/B benches: (echo runtime, how to run) → its report.
+type AbBench = fn(&[u8], &Alternation<'_>) -> String;
 
 fn main() {
     match std::env::var(ROLE).as_deref() {
@@ -864,8 +860,15 @@ fn main() {
             .into_iter()
             .max()
             .unwrap_or(connections);
-        let rounds: usize = env_or("LAMBENT_BENCH_ROUNDS", 3);
-        println!("{}", ab(&wrk_bin, &echo, secs, connections, rounds));
+        let scripts = tempfile::tempdir().unwrap();
+        let how = Alternation {
+            wrk_bin: &wrk_bin,
+            scripts: scripts.path(),
+            connections,
+            secs,
+            rounds: env_or("LAMBENT_BENCH_ROUNDS", 3),
+        };
+        println!("{}", ab(&echo, &how));
         return;
     }
     let node_cg = CpuCgroup::create(&format!("throughput-{}", std::process::id()), None);
