@@ -1095,8 +1095,8 @@ impl Inner {
     /// Returns a sandbox to its pool after a successful invocation: to the longest waiting
     /// invocation, else idle (frozen first, if idle sandboxes are); an idle one wakes the
     /// invocations waiting for memory (it may be evicted for them).
-    fn release(&self, pool: &Arc<Pool>, instance: Instance) {
-        if pool.sheds() {
+    fn release(&self, pool: &Arc<Pool>, mut instance: Instance) {
+        if pool.shed(&mut instance.end) {
             // Killing a sandbox waits for the kernel: off the invocations' threads.
             let pool = pool.clone();
             tokio::task::spawn_blocking(move || pool.lose(instance, EndReason::Shed));

@@ -155,6 +155,8 @@ pub(crate) struct End {
     pub reason: EndReason,
     ended: Family<EndLabels, Counter>,
     instances: Arc<AtomicUsize>,
+    /// Still among its pool's instances (a shed one leaves the count before its kill).
+    counted: bool,
 }
 
 impl End {
@@ -164,13 +166,16 @@ impl End {
             reason: EndReason::InitFailed,
             ended,
             instances: pool.instances.clone(),
+            counted: true,
         }
     }
 }
 
 impl Drop for End {
     fn drop(&mut self) {
-        self.instances.fetch_sub(1, Ordering::SeqCst);
+        if self.counted {
+            self.instances.fetch_sub(1, Ordering::SeqCst);
+        }
         self.reason.count(&self.ended);
     }
 }
@@ -348,12 +353,27 @@ impl Pool {
         &self.cpu
     }
 
-    /// Whether an instance being released should end instead: the pool has more than half as
-    /// many sandboxes again as its cap (the released one among them). Between the cap and that, it
-    /// neither grows nor sheds, so that a cap that moves a little makes no sandbox come and go.
-    pub fn sheds(&self) -> bool {
+    /// Whether an instance being released (its `end`) should end instead: the pool has more
+    /// than half as many sandboxes again as its cap, the released one among them. Between the
+    /// cap and that, it neither grows nor sheds, so that a cap that moves a little makes no
+    /// sandbox come and go. A shed instance leaves the count at once: the releases that follow
+    /// while its kill is under way do not shed one more for it.
+    pub fn shed(&self, end: &mut End) -> bool {
         let cap = self.cap();
-        cap != crate::hold::UNHELD && self.sandboxes() > cap + cap / 2
+        if cap == crate::hold::UNHELD {
+            return false;
+        }
+        let starting = self.starting.load(Ordering::SeqCst);
+        let shed = self
+            .instances
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n + starting > cap + cap / 2).then(|| n - 1)
+            })
+            .is_ok();
+        if shed {
+            end.counted = false;
+        }
+        shed
     }
 
     /// Counts a cold start (of the provisioned concurrency, or asked for).
@@ -536,23 +556,35 @@ mod tests {
         ];
         assert!(pool.begin_start().is_none(), "at its cap");
         assert_eq!(pool.at_cap(), Some(2));
-        assert!(!pool.sheds(), "not past half as many again");
+        // An instance besides: 3 sandboxes, not past half as many again as 2.
+        let mut end = End::new(Family::default(), &pool);
+        assert!(!pool.shed(&mut end));
         // Its provisioned concurrency is more than its cap.
-        pool.set_provisioned(3);
+        pool.set_provisioned(4);
         started.push(
             pool.begin_start()
                 .expect("below its provisioned concurrency"),
         );
         assert!(pool.begin_start().is_none());
-        // Held at 1 without provisioned concurrency, 3 are past 1.5.
+        // Held at 2 again: 3 starting and 2 instances are past 3, and a shed instance leaves
+        // the count before it drops, once.
         pool.set_provisioned(0);
-        pool.cpu().hold_at(1);
-        assert!(pool.sheds());
-        // Not held: it starts one per waiting invocation.
+        let mut other = End::new(Family::default(), &pool);
+        assert!(pool.shed(&mut end));
+        assert!(pool.shed(&mut other));
+        drop((end, other, started));
+        assert_eq!(pool.instances.load(Ordering::SeqCst), 0);
+        let mut kept: Vec<End> = (0..3).map(|_| End::new(Family::default(), &pool)).collect();
+        assert!(!pool.shed(&mut kept[0]), "3: not past 3");
+        kept.push(End::new(Family::default(), &pool));
+        assert!(pool.shed(&mut kept[0]), "4: past 3");
+        // Not held: it sheds nothing, and starts one per waiting invocation.
         pool.cpu().hold_at(crate::hold::UNHELD);
-        assert!(!pool.sheds());
+        assert!(!pool.shed(&mut kept[1]));
         assert_eq!(pool.at_cap(), None);
-        started.push(pool.begin_start().expect("not held"));
+        let _more: Vec<Starting> = (0..4)
+            .map(|_| pool.begin_start().expect("not held"))
+            .collect();
         assert!(pool.begin_start().is_none(), "one per waiting invocation");
     }
 }
