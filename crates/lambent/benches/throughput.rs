@@ -47,9 +47,9 @@
 //! alternating on-off-off-on `LAMBENT_BENCH_ROUNDS` times (default 3), with the medians and
 //! their ratio ([`records_on_off`]). `LAMBENT_BENCH_ONLY=hold` measures what holding a pool
 //! whose runtimes want the CPU does (`crates/invoker/src/hold.rs`): a node with the default
-//! `--runnable-per-core` against one with `--runnable-per-core 0`, each no-op invoked at the
-//! largest of `LAMBENT_BENCH_CONNECTIONS` (256 by default here), alternated the same way
-//! ([`hold_on_off`]).
+//! `--runnable-per-core` against one with `--runnable-per-core 0`, each no-op and a Python
+//! function that computes ~3 ms per call invoked at the largest of `LAMBENT_BENCH_CONNECTIONS`
+//! (256 by default here), alternated the same way ([`hold_on_off`]).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -70,6 +70,10 @@ const ADMIN: &str = "throughput-bench-admin-key";
 /// Which role this binary plays when the bench starts it again.
 const ROLE: &str = "LAMBENT_BENCH_ROLE";
 const PYTHON_NOOP: &[u8] = b"def handler(event, context):\n    return {}\n";
+/// A Python function that computes: a fixed amount of work (~3 ms of one core here), not a
+/// spin for some time (a spin that stops on a clock does less work the more it is preempted).
+const PYTHON_COMPUTE: &[u8] = b"def handler(event, context):\n    n = 0\n    \
+    for i in range(150000):\n        n += i\n    return {'n': n}\n";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -197,14 +201,15 @@ impl Drop for Helper {
 // ---------------------------------------------------------------------------------------------
 // The node under test
 
-/// `lambent up` with the two no-op functions deployed, each with a route, inside its cgroup.
+/// `lambent up` with the [`functions`] deployed, each with a route, inside its cgroup.
 struct Node {
     server: Server,
     cgroup: CpuCgroup,
     _home: tempfile::TempDir,
 }
 
-/// The functions: (name, runtime, handler, code files).
+/// The functions: (name, runtime, handler, code files). The standard rows measure the no-ops;
+/// the hold A/B also the function that computes.
 fn functions(echo: &[u8]) -> Vec<(&'static str, &'static str, &'static str, Vec<u8>)> {
     vec![
         (
@@ -218,6 +223,12 @@ fn functions(echo: &[u8]) -> Vec<(&'static str, &'static str, &'static str, Vec<
             "python3.12",
             "app.handler",
             zip_of(&[("app.py", PYTHON_NOOP)]),
+        ),
+        (
+            "compute-python",
+            "python3.12",
+            "app.handler",
+            zip_of(&[("app.py", PYTHON_COMPUTE)]),
         ),
     ]
 }
@@ -769,10 +780,10 @@ fn records_on_off(echo: &[u8], how: &Alternation<'_>) -> String {
 
 /// Pools held while their runtimes want the CPU against never held
 /// (`LAMBENT_BENCH_ONLY=hold`): two `lambent up`, one with the default `--runnable-per-core`
-/// and one with `--runnable-per-core 0`; `POST /v1/functions/F/invoke` for each no-op at
-/// `connections` connections, [`alternate`]d. Prints every run, then per function the
-/// medians, and held ÷ not held of p99 and requests/s, and the sandboxes each node ended up
-/// with.
+/// and one with `--runnable-per-core 0`; `POST /v1/functions/F/invoke` for each no-op and the
+/// function that computes at `connections` connections, [`alternate`]d. Prints every run,
+/// then per function the medians, and held ÷ not held of p99 and requests/s, and the sandboxes
+/// each node ended up with.
 fn hold_on_off(echo: &[u8], how: &Alternation<'_>) -> String {
     let (_cleanup, nodes) = two_nodes(echo, ["held", "never-held"], &["--runnable-per-core", "0"]);
     let &Alternation {
@@ -897,6 +908,9 @@ fn main() {
     };
     let mut cases = Vec::new();
     for (name, ..) in functions(&echo) {
+        if !name.starts_with("noop-") {
+            continue;
+        }
         for (entry, path, auth) in [
             ("invoke", format!("/v1/functions/{name}/invoke"), true),
             ("route", format!("/{name}"), false),
