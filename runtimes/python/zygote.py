@@ -614,7 +614,7 @@ def package(fds, fprog, package_fprog):
 
     def child(message, fds):
         if message.startswith(b"S") and message[1:].isdigit() and len(fds) >= 2:
-            return lambda: instance(fds, int(message[1:]), fprog)
+            return (lambda: instance(fds, int(message[1:]), fprog)), fds[0]
         return None
 
     fork_per_message(report, child)
@@ -662,26 +662,43 @@ def instance(fds, tmp_mb, fprog):
 
 def fork_per_message(control, child):
     """Serves ``control`` until it closes: for each message and the descriptors it passes,
-    ``child(message, fds)`` says what a forked child runs (``None``: the message is dropped);
-    this process closes the descriptors either way. The child runs without ``control``."""
+    ``child(message, fds)`` says what a forked child runs and which descriptor it reports on
+    (``(run, report_fd)``; ``None``: the message is dropped); this process closes the
+    descriptors either way. The child runs without ``control``. A fork that fails is reported
+    on that descriptor (``Xfork <errno>``), so the server names the cause instead of seeing its
+    report socket close; a message whose descriptors did not all arrive is dropped, said on
+    stderr (the server's log)."""
     while True:
         try:
-            message, fds, _flags, _addr = socket.recv_fds(control, 32, MAX_FDS)
+            message, fds, flags, _addr = socket.recv_fds(control, 32, MAX_FDS)
         except OSError:
             return
         if not message:
             return
-        run = child(message, fds)
-        if run is not None:
+        wanted = child(message, fds) if not flags & socket.MSG_CTRUNC else None
+        if wanted is None:
+            sys.stderr.write("lambent zygote: dropped a %r message with %d descriptors%s\n"
+                             % (message[:1], len(fds), " (truncated)" if flags & socket.MSG_CTRUNC else ""))
+        else:
+            run, report_fd = wanted
             try:
                 pid = fork()
-            except OSError:
+            except OSError as e:
                 pid = -1
+                report_failure(report_fd, "fork", e.errno)
             if pid == 0:
                 control.close()
                 run()
         for fd in fds:
             os.close(fd)
+
+
+def report_failure(report_fd, step, errno):
+    """``die``'s report, from the zygote itself: on a descriptor it keeps, without exiting."""
+    try:
+        os.write(report_fd, b"X%s %d" % (step.encode(), errno or 0))
+    except OSError:
+        pass  # the server gave up on this sandbox
 
 
 # Objects that fill the free blocks of the zygote's small-object pools (see fill_small_object_holes).
@@ -776,9 +793,9 @@ def serve(control):
 
     def child(message, fds):
         if message in (b"S", b"A") and len(fds) >= 3:
-            return lambda: enter(fds, fprog, message == b"A")
+            return (lambda: enter(fds, fprog, message == b"A")), fds[1]
         if message == b"Z" and len(fds) >= 2:
-            return lambda: package(fds, fprog, package_fprog)
+            return (lambda: package(fds, fprog, package_fprog)), fds[1]
         return None
 
     fork_per_message(control, child)  # until the server is gone

@@ -665,6 +665,30 @@ print(before > 1000, after < before // 4, len(zygote._fillers) > 1000)
 """
         self.assertEqual(run_python(self, code, os.path.dirname(BOOTSTRAP)).split(), ["True"] * 3)
 
+    def test_a_fork_the_zygote_cannot_make_is_reported_not_closed_silently(self):
+        """A failed fork (here EAGAIN) reaches the server as ``Xfork 11`` on the report socket
+        the message passed; a message without its descriptors is dropped, said on stderr, and
+        its report socket only closes."""
+        code = """
+import errno, io, os, socket, sys, zygote
+def no_fork():
+    raise OSError(errno.EAGAIN, "fork")
+zygote.fork = no_fork
+sys.stderr = io.StringIO()
+control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+failed, failed_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+dropped, dropped_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+def child(message, fds):
+    return ((lambda: os._exit(3)), fds[0]) if message == b"S" else None
+socket.send_fds(theirs, [b"S"], [failed_theirs.fileno()])
+socket.send_fds(theirs, [b"?"], [dropped_theirs.fileno()])
+failed_theirs.close(); dropped_theirs.close(); theirs.close()
+zygote.fork_per_message(control, child)
+print(failed.recv(64).decode(), repr(dropped.recv(64)))
+print(sys.stderr.getvalue().strip() == "lambent zygote: dropped a b'?' message with 1 descriptors")
+"""
+        self.assertEqual(run_python(self, code, os.path.dirname(BOOTSTRAP)).split(),
+                         ["Xfork", "11", "b''", "True"])
 
 if __name__ == "__main__":
     unittest.main()
