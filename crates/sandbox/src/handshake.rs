@@ -217,7 +217,11 @@ impl ChildChannel {
 }
 
 /// Waits until `fd` is readable; [`SandboxError::SetupTimeout`] (saying `timeout`) at `deadline`.
-fn wait_readable(fd: RawFd, deadline: Instant, timeout: Duration) -> Result<(), SandboxError> {
+pub(crate) fn wait_readable(
+    fd: RawFd,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), SandboxError> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut pfd = libc::pollfd {

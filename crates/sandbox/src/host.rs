@@ -1494,7 +1494,10 @@ fn collect_runtime(
     let mut buf = [0u8; 128];
     let pid = reported_pid(b'P', crate::zygote::report(&report, &mut buf, deadline)?)?;
     let process = Process::adopt(pid)?;
-    await_entered(&report, deadline)?;
+    match await_entered(&report, deadline) {
+        Err(SandboxError::SetupVanished) => return Err(ended_during_setup(&process, &output)),
+        entered => entered?,
+    }
     Ok(Forked {
         process,
         listener,
@@ -1503,6 +1506,32 @@ fn collect_runtime(
         report,
         tmp_mb,
     })
+}
+
+/// What a forked runtime that closed its report socket before it said `E` died of: how it
+/// ended (it has, or is about to) and the last of its output, so that the log says why.
+fn ended_during_setup(process: &Process, output: &OwnedFd) -> SandboxError {
+    const KEEP: usize = 2048;
+    let Some(how) = process.ended(Duration::from_millis(100)) else {
+        return SandboxError::SetupVanished;
+    };
+    let mut written = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The read end is non-blocking, and every write end is gone with the runtime.
+    while let Ok(n @ 1..) = nix::unistd::read(output.as_raw_fd(), &mut chunk) {
+        written.extend_from_slice(&chunk[..n]);
+        let excess = written.len().saturating_sub(KEEP);
+        written.drain(..excess);
+    }
+    let output = String::from_utf8_lossy(&written).trim().to_string();
+    SandboxError::ForkedRuntimeEnded {
+        how,
+        output: if output.is_empty() {
+            "no output".into()
+        } else {
+            output
+        },
+    }
 }
 
 /// Waits for a forked runtime (or package zygote) to say it entered its sandbox (`E`).
@@ -1771,5 +1800,42 @@ mod tests {
             assert!(libc::fcntl(read.as_raw_fd(), libc::F_GETFD) & libc::FD_CLOEXEC != 0);
             assert!(libc::fcntl(write.as_raw_fd(), libc::F_GETFD) & libc::FD_CLOEXEC != 0);
         }
+    }
+
+    /// A process writing to an output pipe as a forked runtime does, adopted by pid.
+    #[allow(clippy::zombie_processes)] // the adopted `Process` reaps it
+    fn adopted(script: &str) -> (Process, OwnedFd) {
+        let (read, write) = output_pipe().unwrap();
+        let child = std::process::Command::new("sh")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::null())
+            .stderr(File::from(write))
+            .spawn()
+            .unwrap();
+        (Process::adopt(child.id() as i32).unwrap(), read)
+    }
+
+    #[test]
+    fn a_runtime_that_ended_during_setup_is_named_with_how_and_its_output() {
+        let (process, output) = adopted("echo 'Traceback: ImportError: no module x' >&2; exit 3");
+        match ended_during_setup(&process, &output) {
+            SandboxError::ForkedRuntimeEnded { how, output } => {
+                assert_eq!(how, "exit status 3");
+                assert_eq!(output, "Traceback: ImportError: no module x");
+            }
+            other => panic!("{other}"),
+        }
+        let (process, output) = adopted("kill -9 $$");
+        let e = ended_during_setup(&process, &output).to_string();
+        assert_eq!(
+            e,
+            "the forked runtime ended during setup (killed by signal 9): no output"
+        );
+        // One still running after the patience is only "vanished".
+        let (process, output) = adopted("exec sleep 5");
+        assert!(matches!(
+            ended_during_setup(&process, &output),
+            SandboxError::SetupVanished
+        ));
     }
 }

@@ -71,6 +71,30 @@ impl Process {
         }
     }
 
+    /// How the process ended, once it has (waiting up to `patience`), without reaping it
+    /// (dropping it does): "exit status N" or "killed by signal N"; `None` while it runs.
+    pub(crate) fn ended(&self, patience: std::time::Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + patience;
+        crate::handshake::wait_readable(self.pidfd.as_raw_fd(), deadline, patience).ok()?;
+        // SAFETY: waitid on a pidfd we own, into a zeroed siginfo; WNOWAIT leaves it unreaped.
+        let info = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_PIDFD,
+                self.pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            (rc == 0 && info.si_pid() != 0).then_some(info)?
+        };
+        // SAFETY: si_status is set for the CLD_* codes waitid reports.
+        let status = unsafe { info.si_status() };
+        Some(match info.si_code {
+            libc::CLD_EXITED => format!("exit status {status}"),
+            _ => format!("killed by signal {status}"),
+        })
+    }
+
     /// Waits for the process to exit and collects it. Blocks until it is gone; after SIGKILL
     /// that is well under a millisecond unless a task is stuck in the kernel.
     fn reap(&self) {
