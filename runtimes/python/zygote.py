@@ -24,7 +24,8 @@ and the runtime
 4. empties its capability bounding set, becomes 993:990 with no supplementary groups, sets
    ``no_new_privs`` (dumpable, as after an ``execve``) and installs the seccomp filter: the same steps, in the same order, as a
    sandbox that ``execve``s (``crates/sandbox/src/spawn.rs``);
-5. says ``E`` (entered) and only then receives its function's environment (``KEY=VALUE``
+5. says ``E`` (entered; it runs as soon as it is forked, so this can come before its parent's
+   ``P``: the server takes the two in either order) and only then receives its function's environment (``KEY=VALUE``
    strings, NUL-separated) on the report socket, closes it, changes to ``/var/task`` again and
    runs ``bootstrap.run()``. The server forks runtimes ahead of cold starts: they wait here, in
    a sandbox whose ``/var/task`` is empty until a cold start attaches its code over it. Those

@@ -43,10 +43,11 @@ pub enum SandboxError {
     #[error("sandbox exited during setup before starting the program")]
     SetupVanished,
 
-    /// A runtime forked from a zygote ended before it said it was in its sandbox: how it
-    /// ended, and the end of what it wrote (a Python traceback, usually), or "no output".
-    #[error("the forked runtime ended during setup ({how}): {output}")]
-    ForkedRuntimeEnded { how: String, output: String },
+    /// The sandbox's process ended during set-up without reporting a failed step: how it
+    /// ended ("killed by signal 9") and, for a runtime forked from a zygote, the end of what it
+    /// wrote (a Python traceback, usually), or "no output".
+    #[error("sandbox exited during setup before starting the program ({how}): {output}")]
+    EndedDuringSetup { how: String, output: String },
 
     /// The Python zygote could not start or fork a sandbox (its cold starts then `execve`).
     #[error("python zygote: {0}")]

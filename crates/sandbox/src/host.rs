@@ -1491,13 +1491,7 @@ fn collect_runtime(
     output: OwnedFd,
     tmp_mb: u32,
 ) -> Result<Forked, SandboxError> {
-    let mut buf = [0u8; 128];
-    let pid = reported_pid(b'P', crate::zygote::report(&report, &mut buf, deadline)?)?;
-    let process = Process::adopt(pid)?;
-    match await_entered(&report, deadline) {
-        Err(SandboxError::SetupVanished) => return Err(ended_during_setup(&process, &output)),
-        entered => entered?,
-    }
+    let process = await_forked(&report, &output, deadline)?;
     Ok(Forked {
         process,
         listener,
@@ -1508,9 +1502,43 @@ fn collect_runtime(
     })
 }
 
-/// What a forked runtime that closed its report socket before it said `E` died of: how it
-/// ended (it has, or is about to) and the last of its output, so that the log says why.
-fn ended_during_setup(process: &Process, output: &OwnedFd) -> SandboxError {
+/// The two reports of a forked runtime, in either order: its parent's `P<pid>` and its own `E`
+/// (it entered its sandbox). The runtime runs as soon as it is forked, and on a loaded machine
+/// it can say `E` before its parent, preempted after the fork, says `P`: taking them in a
+/// fixed order failed such a cold start ("exited during setup") and sent it to `execve`.
+fn await_forked(
+    report: &OwnedFd,
+    output: &OwnedFd,
+    deadline: Instant,
+) -> Result<Process, SandboxError> {
+    let mut buf = [0u8; 128];
+    let (mut process, mut entered) = (None, false);
+    while process.is_none() || !entered {
+        let message = match crate::zygote::report(report, &mut buf, deadline) {
+            Err(SandboxError::SetupVanished) => {
+                return Err(match &process {
+                    Some(process) => ended_during_setup(process, Some(output)),
+                    None => SandboxError::SetupVanished,
+                })
+            }
+            other => other?,
+        };
+        match message {
+            b"E" if !entered => entered = true,
+            message if process.is_none() => {
+                process = Some(Process::adopt(reported_pid(b'P', message)?)?);
+            }
+            _ => return Err(SandboxError::SetupVanished),
+        }
+    }
+    Ok(process.expect("reported"))
+}
+
+/// What a sandbox's process that closed its end of the set-up channel (or a forked runtime,
+/// its report socket) without a word died of: how it ended (it has, or is about to) and the
+/// last of its `output`, so that the log says why. [`SandboxError::SetupVanished`] if it still
+/// runs after a moment.
+fn ended_during_setup(process: &Process, output: Option<&OwnedFd>) -> SandboxError {
     const KEEP: usize = 2048;
     let Some(how) = process.ended(Duration::from_millis(100)) else {
         return SandboxError::SetupVanished;
@@ -1518,13 +1546,13 @@ fn ended_during_setup(process: &Process, output: &OwnedFd) -> SandboxError {
     let mut written = Vec::new();
     let mut chunk = [0u8; 4096];
     // The read end is non-blocking, and every write end is gone with the runtime.
-    while let Ok(n @ 1..) = nix::unistd::read(output.as_raw_fd(), &mut chunk) {
+    while let Some(Ok(n @ 1..)) = output.map(|o| nix::unistd::read(o.as_raw_fd(), &mut chunk)) {
         written.extend_from_slice(&chunk[..n]);
         let excess = written.len().saturating_sub(KEEP);
         written.drain(..excess);
     }
     let output = String::from_utf8_lossy(&written).trim().to_string();
-    SandboxError::ForkedRuntimeEnded {
+    SandboxError::EndedDuringSetup {
         how,
         output: if output.is_empty() {
             "no output".into()
@@ -1534,7 +1562,7 @@ fn ended_during_setup(process: &Process, output: &OwnedFd) -> SandboxError {
     }
 }
 
-/// Waits for a forked runtime (or package zygote) to say it entered its sandbox (`E`).
+/// Waits for a package zygote to say it entered its sandbox (`E`).
 fn await_entered(socket: &OwnedFd, deadline: Instant) -> Result<(), SandboxError> {
     let mut buf = [0u8; 128];
     match crate::zygote::report(socket, &mut buf, deadline)? {
@@ -1698,7 +1726,7 @@ impl Cloned {
                 Some(Message::Ready) if until == Until::Ready => break,
                 Some(Message::Ready) => return Err(SandboxError::SetupVanished),
                 None if until == Until::Exec => break,
-                None => return Err(SandboxError::SetupVanished),
+                None => return Err(ended_during_setup(&self.process, None)),
             }
         }
         let listener = listener
@@ -1816,25 +1844,55 @@ mod tests {
     }
 
     #[test]
+    fn a_forked_runtime_may_say_it_entered_before_its_parent_reports_its_pid() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for order in [["P", "E"], ["E", "P"]] {
+            let (process, output) = adopted("exec sleep 5");
+            let (report, theirs) = handshake::seqpacket_pair().unwrap();
+            for message in order {
+                let message = match message {
+                    "P" => format!("P{}", process.pid()),
+                    m => m.to_string(),
+                };
+                crate::zygote::send(&theirs, message.as_bytes(), &[]).unwrap();
+            }
+            let forked = await_forked(&report, &output, deadline).unwrap();
+            assert_eq!(forked.pid(), process.pid(), "{order:?}");
+        }
+        // Twice the same report, or something else, is not a forked runtime.
+        let (process, output) = adopted("exec sleep 5");
+        let (report, theirs) = handshake::seqpacket_pair().unwrap();
+        for message in ["E", "E"] {
+            crate::zygote::send(&theirs, message.as_bytes(), &[]).unwrap();
+        }
+        assert!(matches!(
+            await_forked(&report, &output, deadline),
+            Err(SandboxError::SetupVanished)
+        ));
+        drop(process);
+    }
+
+    #[test]
     fn a_runtime_that_ended_during_setup_is_named_with_how_and_its_output() {
         let (process, output) = adopted("echo 'Traceback: ImportError: no module x' >&2; exit 3");
-        match ended_during_setup(&process, &output) {
-            SandboxError::ForkedRuntimeEnded { how, output } => {
+        match ended_during_setup(&process, Some(&output)) {
+            SandboxError::EndedDuringSetup { how, output } => {
                 assert_eq!(how, "exit status 3");
                 assert_eq!(output, "Traceback: ImportError: no module x");
             }
             other => panic!("{other}"),
         }
         let (process, output) = adopted("kill -9 $$");
-        let e = ended_during_setup(&process, &output).to_string();
+        let e = ended_during_setup(&process, Some(&output)).to_string();
         assert_eq!(
             e,
-            "the forked runtime ended during setup (killed by signal 9): no output"
+            "sandbox exited during setup before starting the program (killed by signal 9): \
+             no output"
         );
         // One still running after the patience is only "vanished".
         let (process, output) = adopted("exec sleep 5");
         assert!(matches!(
-            ended_during_setup(&process, &output),
+            ended_during_setup(&process, Some(&output)),
             SandboxError::SetupVanished
         ));
     }
