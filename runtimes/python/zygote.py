@@ -25,8 +25,8 @@ and the runtime
    ``no_new_privs`` (dumpable, as after an ``execve``) and installs the seccomp filter: the same steps, in the same order, as a
    sandbox that ``execve``s (``crates/sandbox/src/spawn.rs``);
 5. says ``E`` (entered; it runs as soon as it is forked, so this can come before its parent's
-   ``P``: the server takes the two in either order) and only then receives its function's environment (``KEY=VALUE``
-   strings, NUL-separated) on the report socket, closes it, changes to ``/var/task`` again and
+   ``P``: the server takes the two in either order) and only then receives its function's
+   environment (``KEY=VALUE`` strings, NUL-separated) on the report socket, closes it, changes to ``/var/task`` again and
    runs ``bootstrap.run()``. The server forks runtimes ahead of cold starts: they wait here, in
    a sandbox whose ``/var/task`` is empty until a cold start attaches its code over it. Those
    are asked for with ``A`` instead of ``S`` (same descriptors): before saying ``E``, such a
@@ -235,7 +235,7 @@ def send(report, message):
 
 def die(report, step, errno):
     """Reports a failed step to the server, which starts this sandbox by exec instead."""
-    send(report, b"X%s %d" % (step.encode(), errno or 0))
+    report_failure(report.fileno(), step, errno)
     os._exit(1)
 
 
@@ -676,10 +676,11 @@ def fork_per_message(control, child):
             return
         if not message:
             return
-        wanted = child(message, fds) if not flags & socket.MSG_CTRUNC else None
+        truncated = flags & socket.MSG_CTRUNC
+        wanted = None if truncated else child(message, fds)
         if wanted is None:
             sys.stderr.write("lambent zygote: dropped a %r message with %d descriptors%s\n"
-                             % (message[:1], len(fds), " (truncated)" if flags & socket.MSG_CTRUNC else ""))
+                             % (message[:1], len(fds), " (truncated)" if truncated else ""))
         else:
             run, report_fd = wanted
             try:
@@ -695,7 +696,8 @@ def fork_per_message(control, child):
 
 
 def report_failure(report_fd, step, errno):
-    """``die``'s report, from the zygote itself: on a descriptor it keeps, without exiting."""
+    """Reports a failed step on ``report_fd`` (``X<step> <errno>``); the zygote's own for a
+    fork it could not make, a child's through ``die``."""
     try:
         os.write(report_fd, b"X%s %d" % (step.encode(), errno or 0))
     except OSError:

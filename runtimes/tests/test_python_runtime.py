@@ -690,5 +690,6 @@ print(sys.stderr.getvalue().strip() == "lambent zygote: dropped a b'?' message w
         self.assertEqual(run_python(self, code, os.path.dirname(BOOTSTRAP)).split(),
                          ["Xfork", "11", "b''", "True"])
 
+
 if __name__ == "__main__":
     unittest.main()

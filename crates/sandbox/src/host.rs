@@ -1543,15 +1543,15 @@ fn ended_during_setup(process: &Process, output: Option<&OwnedFd>) -> SandboxErr
     let Some(how) = process.ended(Duration::from_millis(100)) else {
         return SandboxError::SetupVanished;
     };
+    // What is left in the pipe (at most its 64 KiB: every writer is gone); the read end is
+    // non-blocking.
     let mut written = Vec::new();
-    let mut chunk = [0u8; 4096];
-    // The read end is non-blocking, and every write end is gone with the runtime.
-    while let Some(Ok(n @ 1..)) = output.map(|o| nix::unistd::read(o.as_raw_fd(), &mut chunk)) {
-        written.extend_from_slice(&chunk[..n]);
-        let excess = written.len().saturating_sub(KEEP);
-        written.drain(..excess);
+    if let Some(Ok(output)) = output.map(OwnedFd::try_clone) {
+        // An error keeps what was read before it.
+        let _ = std::io::Read::read_to_end(&mut File::from(output), &mut written);
     }
-    let output = String::from_utf8_lossy(&written).trim().to_string();
+    let tail = &written[written.len().saturating_sub(KEEP)..];
+    let output = String::from_utf8_lossy(tail).trim().to_string();
     SandboxError::EndedDuringSetup {
         how,
         output: if output.is_empty() {
