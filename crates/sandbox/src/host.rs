@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Why a function cannot have outbound network here.
@@ -297,6 +297,11 @@ struct FullHost {
     layers: Layers,
     /// slirp4netns, for sandboxes with outbound network; `None` if not installed.
     slirp: Option<PathBuf>,
+    /// The namespace of the latest cold start: what the pools make ahead is made under its cgroup,
+    /// so that a claim from it only sets its limits (`Cgroups::adopt`). Read-locked while a
+    /// pool makes one, until its processes are in their cgroup; write-locked by a namespace's
+    /// removal, which so never misses one made in it.
+    ahead_tenant: RwLock<Option<String>>,
 }
 
 impl Drop for FullHost {
@@ -424,17 +429,43 @@ impl Host {
     }
 
     /// Removes everything of namespace `namespace` on this host: its package zygotes (and
-    /// the runtimes they forked ahead), then every process left in its cgroup tree (its
-    /// sandboxes, killed), then the tree itself, in every hierarchy. Call it once the
-    /// namespace's functions can no longer start sandboxes (the caller retired their pools):
-    /// a sandbox started meanwhile would make the namespace's cgroup again.
+    /// the runtimes they forked ahead), what the pools made ahead under its cgroup, then
+    /// every process left in its cgroup tree (its sandboxes, killed), then the tree itself, in
+    /// every hierarchy. Call it once the namespace's functions can no longer start sandboxes
+    /// (the caller retired their pools): a sandbox started meanwhile would make the
+    /// namespace's cgroup again.
     pub fn remove_tenant(&self, namespace: &str) -> Result<TenantRemoval, SandboxError> {
         if let Some(packages) = &self.inner.packages {
             packages.discard_namespace(namespace);
         }
-        match &self.inner.full {
-            Some(full) if full.layers.cgroup => full.cgroups.remove_tenant(namespace),
-            _ => Ok(TenantRemoval::default()),
+        let Some(full) = self.inner.full.as_ref().filter(|f| f.layers.cgroup) else {
+            return Ok(TenantRemoval::default());
+        };
+        full.forget_tenant(namespace);
+        self.discard_made_ahead(namespace);
+        full.cgroups.remove_tenant(namespace)
+    }
+
+    /// Drops what every pool made ahead under namespace `namespace`'s cgroup.
+    fn discard_made_ahead(&self, namespace: &str) {
+        let inner = &self.inner;
+        let pools = [
+            inner.ready.as_ref(),
+            inner.zygotes.as_ref().map(|(_, pool)| pool),
+        ];
+        for pool in pools.into_iter().flatten() {
+            pool.discard_namespace(namespace);
+        }
+        let forked = inner.forked.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, pool)) = &*forked {
+            pool.discard_namespace(namespace);
+        }
+        drop(forked);
+        if let Some(stems) = &inner.stems {
+            let cells = stems.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, pool)) = &*cells {
+                pool.discard_namespace(namespace);
+            }
         }
     }
 
@@ -486,6 +517,7 @@ impl Host {
         let Some(full) = &self.inner.full else {
             return insecure::spawn(spec);
         };
+        full.note_cold_start(spec);
         if spec.allow_network {
             return full.spawn_networked(spec);
         }
@@ -495,14 +527,17 @@ impl Host {
         {
             return Ok(sandbox);
         }
-        let ready = self.inner.ready.as_ref().and_then(|r| r.take(spec.tmp_mb));
-        match ready.map(|ready| full.start_ready(ready, spec)) {
-            Some(Err(SandboxError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                full.launch(spec, false)
+        if let Some(ready) = self.inner.ready.as_ref().and_then(|r| r.take(spec.tmp_mb)) {
+            match full.start_ready(ready, spec) {
+                Ok(sandbox) => return Ok(sandbox),
+                // Its program does not fit the message: started from scratch.
+                Err(SandboxError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {}
+                Err(e) => {
+                    tracing::warn!(id = %spec.id, "could not claim a sandbox made ahead, starting one: {e}");
+                }
             }
-            Some(started) => started,
-            None => full.launch(spec, false),
         }
+        full.launch(spec, false)
     }
 }
 
@@ -535,7 +570,7 @@ impl Host {
         let ready = match pool.take(spec.tmp_mb) {
             Some(ready) => ready,
             None => full
-                .make_ready(spec.tmp_mb, Flavor::ForZygote)
+                .make_ready(spec.tmp_mb, Flavor::ForZygote, spec.namespace.as_deref())
                 .map_err(|e| tracing::warn!("could not make a sandbox for the zygote: {e}"))
                 .ok()?,
         };
@@ -746,7 +781,7 @@ struct MakeReady {
 
 impl crate::ready::Maker<ReadySandbox> for MakeReady {
     fn make(&self, tmp_mb: u32) -> Result<ReadySandbox, SandboxError> {
-        self.full.make_ready(tmp_mb, self.flavor)
+        self.full.make_ahead(tmp_mb, self.flavor, WAITING_LIMITS)
     }
 }
 
@@ -823,6 +858,7 @@ impl FullHost {
             netpool,
             layers,
             slirp: crate::network::find_slirp(),
+            ahead_tenant: RwLock::new(None),
         };
         if !layers.complete() {
             tracing::warn!(
@@ -900,10 +936,49 @@ impl FullHost {
             .adopt(cgroup, spec.namespace.as_deref(), &spec.id, limits_of(spec))
     }
 
+    /// Remembers the namespace of `spec`, starting now, as the one to make things ahead in.
+    /// Never waits: while a pool is making one (a read lock), the next cold start of another
+    /// namespace notes it.
+    fn note_cold_start(&self, spec: &SandboxSpec) {
+        let Some(namespace) = spec.namespace.as_deref() else {
+            return;
+        };
+        let noted = |tenant: &Option<String>| tenant.as_deref() == Some(namespace);
+        if self.ahead_tenant.read().is_ok_and(|tenant| noted(&tenant)) {
+            return;
+        }
+        if let Ok(mut tenant) = self.ahead_tenant.try_write() {
+            *tenant = Some(namespace.to_string());
+        }
+    }
+
+    /// A sandbox made ahead for a pool with `limits` until it is claimed, under the cgroup of
+    /// the latest cold start's namespace when it is there (see `Cgroups::create_ahead`).
+    fn make_ahead(
+        &self,
+        tmp_mb: u32,
+        flavor: Flavor,
+        limits: Limits,
+    ) -> Result<ReadySandbox, SandboxError> {
+        // Held until its process is in its cgroup (see `ahead_tenant`).
+        let tenant = self.ahead_tenant.read().unwrap_or_else(|e| e.into_inner());
+        self.make_ready_with(tmp_mb, flavor, limits, Under::Ahead(tenant.as_deref()))
+    }
+
+    /// Makes nothing ahead in namespace `namespace` any more (it is being removed), once what
+    /// is being made there is: from then on, nothing made ahead is made there.
+    fn forget_tenant(&self, namespace: &str) {
+        let mut tenant = self.ahead_tenant.write().unwrap_or_else(|e| e.into_inner());
+        if tenant.as_deref() == Some(namespace) {
+            *tenant = None;
+        }
+    }
+
     /// The cgroup a process forked into `ready` (made ahead for a zygote's child) joins for
     /// `spec`: a new one `id` under `spec`'s namespace (returned; `ready`'s own goes with the
-    /// process made ahead), or, outside every namespace, `ready`'s own with `spec`'s limits
-    /// (`None`). A zygote's child joins it on its own, so nothing has to move.
+    /// process made ahead), or, when `ready` was made under that namespace's cgroup or outside
+    /// every namespace, `ready`'s own with `spec`'s limits (`None`). A zygote's child joins it
+    /// on its own, so nothing has to move.
     fn cgroup_to_join(
         &self,
         ready: &mut ReadySandbox,
@@ -911,11 +986,11 @@ impl FullHost {
         id: &str,
     ) -> Result<Option<SandboxCgroup>, SandboxError> {
         match spec.namespace.as_deref() {
-            Some(tenant) => self
+            Some(tenant) if !ready.cgroup.in_namespace(tenant) => self
                 .cgroups
                 .create(Some(tenant), id, limits_of(spec))
                 .map(Some),
-            None => ready.cgroup.set_limits(limits_of(spec)).map(|()| None),
+            _ => ready.cgroup.set_limits(limits_of(spec)).map(|()| None),
         }
     }
 
@@ -940,7 +1015,7 @@ impl FullHost {
             .root
             .then_some((spec.code_dir.as_path(), spec.runtime_dir.as_path()));
         let mut child = self.clone_child(
-            spec.namespace.as_deref(),
+            Under::Namespace(spec.namespace.as_deref()),
             &spec.id,
             limits_of(spec),
             code,
@@ -964,7 +1039,7 @@ impl FullHost {
     /// program, or sets up and waits for one (a sandbox made ahead).
     fn clone_child(
         &self,
-        tenant: Option<&str>,
+        under: Under<'_>,
         id: &str,
         limits: Limits,
         code: Option<(&Path, &Path)>,
@@ -977,7 +1052,10 @@ impl FullHost {
         };
         let layers = self.layers;
         let cgroup = match layers.cgroup {
-            true => Some(self.cgroups.create(tenant, id, limits)?),
+            true => Some(match under {
+                Under::Namespace(tenant) => self.cgroups.create(tenant, id, limits)?,
+                Under::Ahead(tenant) => self.cgroups.create_ahead(tenant, id, limits)?,
+            }),
             false => None,
         };
         let procs: Vec<OwnedFd> = match &cgroup {
@@ -1030,30 +1108,32 @@ impl FullHost {
         let Some(slirp) = &self.slirp else {
             return Err(SandboxError::Network(NO_SLIRP.into()));
         };
-        let ready = self.make_ready(spec.tmp_mb, Flavor::Exec)?;
+        let ready = self.make_ready(spec.tmp_mb, Flavor::Exec, spec.namespace.as_deref())?;
         let network = crate::network::Slirp::attach(slirp, ready.process.pid())?;
         Ok(self.start_ready(ready, spec)?.with_network(network))
     }
 
-    /// A sandbox made ahead (see `ready.rs`), set up and waiting for its program.
-    fn make_ready(&self, tmp_mb: u32, flavor: Flavor) -> Result<ReadySandbox, SandboxError> {
-        let limits = Limits {
-            memory_mb: 64,
-            pids_max: 16,
-            background: true,
-        };
-        self.make_ready_with(tmp_mb, flavor, limits)
+    /// A sandbox set up and waiting for its program (as one made ahead, see `ready.rs`) for a
+    /// cold start under way in namespace `tenant` (`None`: the host's own cgroup).
+    fn make_ready(
+        &self,
+        tmp_mb: u32,
+        flavor: Flavor,
+        tenant: Option<&str>,
+    ) -> Result<ReadySandbox, SandboxError> {
+        self.make_ready_with(tmp_mb, flavor, WAITING_LIMITS, Under::Namespace(tenant))
     }
 
-    /// A sandbox made ahead with `limits` until it is claimed.
+    /// A sandbox set up and waiting for its program, with `limits` until it is claimed.
     fn make_ready_with(
         &self,
         tmp_mb: u32,
         flavor: Flavor,
         limits: Limits,
+        under: Under<'_>,
     ) -> Result<ReadySandbox, SandboxError> {
         let mut child = self.clone_child(
-            None,
+            under,
             &ahead_id(),
             limits,
             None,
@@ -1138,7 +1218,7 @@ impl FullHost {
         runtime_dir: &Path,
         tmp_mb: u32,
     ) -> Result<Forked, SandboxError> {
-        let ready = self.make_ready(tmp_mb, Flavor::ForZygote)?;
+        let ready = self.make_ahead(tmp_mb, Flavor::ForZygote, WAITING_LIMITS)?;
         let empty = detached_read_only(&self.empty_dir)?;
         let runtime = detached_read_only(runtime_dir)?;
         mounts::attach_inside(
@@ -1174,7 +1254,8 @@ impl FullHost {
             return Ok(Built::Unwanted("its code ships no packages".into()));
         }
         let deadline = Instant::now() + PACKAGE_BUILD_TIMEOUT;
-        let mut ready = self.make_ready(spec.tmp_mb, Flavor::ForZygote)?;
+        let mut ready =
+            self.make_ready(spec.tmp_mb, Flavor::ForZygote, spec.namespace.as_deref())?;
         attach_code(&ready, spec)?;
         // Its namespace's cgroup: the memory its imports hold is the namespace's.
         let own = self.cgroup_to_join(&mut ready, spec, &ahead_id())?;
@@ -1355,7 +1436,7 @@ impl FullHost {
         program: &crate::stem::StemProgram,
         tmp_mb: u32,
     ) -> Result<crate::stem::StemCell, SandboxError> {
-        let ready = self.make_ready_with(tmp_mb, Flavor::Exec, crate::stem::LIMITS)?;
+        let ready = self.make_ahead(tmp_mb, Flavor::Exec, crate::stem::LIMITS)?;
         let envp = program.environment(&runtime_api_address());
         let empty = detached_read_only(&self.empty_dir)?;
         let (assignment, assignment_runtime) = assignment_pair()?;
@@ -1446,11 +1527,30 @@ impl crate::ready::Maker<Forked> for MakeForked {
     }
 }
 
+/// Where a new sandbox's cgroup is made.
+#[derive(Debug, Clone, Copy)]
+enum Under<'a> {
+    /// Under this namespace's cgroup, made when missing (`None`: the host's own): for a cold
+    /// start under way.
+    Namespace(Option<&'a str>),
+    /// Made ahead for a pool: under this namespace's cgroup only if it is there (see
+    /// `Cgroups::create_ahead`).
+    Ahead(Option<&'a str>),
+}
+
+/// The limits of a sandbox waiting for its program, until its claim sets its function's.
+const WAITING_LIMITS: Limits = Limits {
+    memory_mb: 64,
+    pids_max: 16,
+    background: true,
+};
+
 /// A new cgroup name for something made ahead of its cold start.
 fn ahead_id() -> String {
     static MADE: AtomicU64 = AtomicU64::new(0);
     format!(
-        "sb-ready-{}-{}",
+        "{}{}-{}",
+        crate::cgroup::MADE_AHEAD,
         std::process::id(),
         MADE.fetch_add(1, Ordering::Relaxed)
     )

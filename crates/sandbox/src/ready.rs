@@ -80,6 +80,8 @@ pub(crate) trait Ahead: Send + 'static {
     const MEMORY_KB: u64;
     /// Size of its `/tmp`: a claim for another size does not take it.
     fn tmp_mb(&self) -> u32;
+    /// Whether it waits under namespace `namespace`'s cgroup (see `Cgroups::create_ahead`).
+    fn in_namespace(&self, namespace: &str) -> bool;
     /// Whether it is ready to be claimed at no cost, or still getting there by itself (a stem
     /// cell whose `node` is still starting). A claim takes one that is ready first, else the
     /// oldest: it is further along than one made on demand would be.
@@ -141,6 +143,12 @@ impl<T: Ahead> Charged<T> {
         self.item.as_ref().map_or(0, T::tmp_mb)
     }
 
+    fn in_namespace(&self, namespace: &str) -> bool {
+        self.item
+            .as_ref()
+            .is_some_and(|i| i.in_namespace(namespace))
+    }
+
     fn waiting(&mut self) -> bool {
         self.item.as_mut().is_some_and(T::waiting)
     }
@@ -157,6 +165,9 @@ impl Ahead for ReadySandbox {
     const MEMORY_KB: u64 = 2 * 1024;
     fn tmp_mb(&self) -> u32 {
         self.tmp_mb
+    }
+    fn in_namespace(&self, namespace: &str) -> bool {
+        self.cgroup.in_namespace(namespace)
     }
 }
 
@@ -269,6 +280,20 @@ impl<T: Ahead> ReadyPool<T> {
             state.last_claim = Some(Instant::now());
             self.shared.changed.notify_all();
         }
+    }
+
+    /// Drops (kills) those waiting under namespace `namespace`'s cgroup: it is being removed.
+    pub(crate) fn discard_namespace(&self, namespace: &str) {
+        let discarded: Vec<Charged<T>> = {
+            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let (discarded, kept) = std::mem::take(&mut state.ready)
+                .into_iter()
+                .partition(|r| r.in_namespace(namespace));
+            state.ready = kept;
+            self.shared.changed.notify_all();
+            discarded
+        };
+        drop(discarded);
     }
 
     /// Whether the pool has settled since it was asked for one: one is waiting (and says it
@@ -403,6 +428,9 @@ mod tests {
         fn tmp_mb(&self) -> u32 {
             self.0
         }
+        fn in_namespace(&self, _: &str) -> bool {
+            false
+        }
     }
     struct Counter(AtomicUsize);
     impl Maker<Token> for Counter {
@@ -412,7 +440,7 @@ mod tests {
         }
     }
 
-    fn settle(pool: &ReadyPool<Token>) -> (usize, usize) {
+    fn settle<T: Ahead>(pool: &ReadyPool<T>) -> (usize, usize) {
         for _ in 0..200 {
             let (target, have) = pool.sizes();
             if target == have {
@@ -448,6 +476,9 @@ mod tests {
         const MEMORY_KB: u64 = 1000;
         fn tmp_mb(&self) -> u32 {
             4
+        }
+        fn in_namespace(&self, _: &str) -> bool {
+            false
         }
         fn waiting(&mut self) -> bool {
             self.1.lock().unwrap().contains(&self.0)
@@ -508,6 +539,52 @@ mod tests {
             Some(oldest),
             "none waits: the oldest"
         );
+    }
+
+    /// Made under the namespace its maker is set to.
+    struct Placed(&'static str);
+    impl Ahead for Placed {
+        const MEMORY_KB: u64 = 1000;
+        fn tmp_mb(&self) -> u32 {
+            4
+        }
+        fn in_namespace(&self, namespace: &str) -> bool {
+            self.0 == namespace
+        }
+    }
+    struct PlaceIn(Mutex<&'static str>);
+    impl Maker<Placed> for PlaceIn {
+        fn make(&self, _: u32) -> Result<Placed, crate::SandboxError> {
+            Ok(Placed(*self.0.lock().unwrap()))
+        }
+    }
+
+    #[test]
+    fn discarding_a_namespace_drops_only_what_waits_under_it_and_the_pool_refills() {
+        let maker = Arc::new(PlaceIn(Mutex::new("a")));
+        let pool =
+            ReadyPool::start("test-ready", 4, maker.clone(), &AheadBudget::new(1 << 30)).unwrap();
+        for _ in 0..40 {
+            pool.take(4);
+        }
+        assert_eq!(settle(&pool), (4, 4));
+        pool.discard_namespace("b");
+        assert_eq!(pool.sizes(), (4, 4), "none waits under b");
+        // As the host does: nothing is made there any more, then what waits there goes.
+        *maker.0.lock().unwrap() = "c";
+        pool.discard_namespace("a");
+        let left: Vec<&str> = {
+            let state = pool.shared.state.lock().unwrap();
+            state
+                .ready
+                .iter()
+                .flat_map(|r| r.item.as_ref())
+                .map(|p| p.0)
+                .collect()
+        };
+        assert!(left.iter().all(|n| *n == "c"), "{left:?}");
+        assert_eq!(settle(&pool), (4, 4), "made again, elsewhere");
+        assert!(pool.take(4).is_some_and(|p| p.0 == "c"));
     }
 
     /// Remembers when it made each.

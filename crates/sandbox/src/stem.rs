@@ -106,6 +106,9 @@ impl Ahead for StemCell {
     fn tmp_mb(&self) -> u32 {
         self.tmp_mb
     }
+    fn in_namespace(&self, namespace: &str) -> bool {
+        self.cgroup.in_namespace(namespace)
+    }
     fn waiting(&mut self) -> bool {
         StemCell::waiting(self)
     }

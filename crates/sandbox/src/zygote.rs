@@ -297,6 +297,9 @@ impl crate::ready::Ahead for Forked {
     fn tmp_mb(&self) -> u32 {
         self.tmp_mb
     }
+    fn in_namespace(&self, namespace: &str) -> bool {
+        self.cgroup.in_namespace(namespace)
+    }
 }
 
 /// Sends one message with `fds` attached.

@@ -41,6 +41,20 @@ fn lives_under(sb: &Sandbox, tenant_dirs: &[PathBuf]) -> bool {
         })
 }
 
+/// How many cgroups of things made ahead (named `sb-ready-…`) hold a process under
+/// `tenant_dirs`.
+fn waiting_ahead(tenant_dirs: &[PathBuf]) -> usize {
+    tenant_dirs
+        .iter()
+        .flat_map(|t| std::fs::read_dir(t).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("sb-ready-"))
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("cgroup.procs"))
+                .is_ok_and(|p| !p.trim().is_empty())
+        })
+        .count()
+}
+
 fn is_alive(sb: &Sandbox) -> bool {
     !wait_readable(sb.pidfd(), Duration::ZERO)
 }
@@ -74,13 +88,18 @@ fn every_sandbox_of_a_namespace_lives_under_its_cgroup_with_its_limits() {
             Some((768u64 << 20).to_string())
         );
         // The first start has nothing made ahead (exec) and starts the pool of sandboxes made
-        // ahead; a later one claims one, moved under the namespace at its claim.
+        // ahead, under the namespace of that cold start; a later one claims one, which stays
+        // in the cgroup it was made in (named as made ahead) with the function's limits.
         let mut sandboxes: Vec<Sandbox> = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !sandboxes
-            .iter()
-            .any(|s| s.startup().birth == lambent_sandbox::Birth::Ahead)
-        {
+        let made_ahead = |s: &Sandbox| {
+            s.startup().birth == lambent_sandbox::Birth::Ahead
+                && s.cgroup_dirs().iter().all(|d| {
+                    d.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("sb-ready-"))
+                })
+        };
+        while !sandboxes.iter().any(made_ahead) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no sandbox made ahead was claimed"
@@ -107,6 +126,15 @@ fn every_sandbox_of_a_namespace_lives_under_its_cgroup_with_its_limits() {
             tenant_value(&dirs, memory),
             Some((512u64 << 20).to_string())
         );
+        // One waits under the namespace again (its replacement), and goes with it uncounted.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while waiting_ahead(&dirs) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing made ahead under {dirs:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         drop(sandboxes);
         let removal = fx.host.remove_tenant(&ns).unwrap();
         assert_eq!(removal.killed, 0, "dropped sandboxes left processes");
