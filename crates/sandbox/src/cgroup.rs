@@ -266,16 +266,14 @@ fn tenant_shares(weight: u32) -> u64 {
     (u64::from(weight) * 1024 / 100).max(CPU_SHARES_MIN)
 }
 
-/// How the cgroup of anything made ahead for a pool is named (a sandbox waiting for its
-/// program, a runtime forked ahead, a stem cell, a package zygote): the host's own processes,
-/// which a namespace's removal ends but does not count as its sandboxes'.
+/// How the cgroup of anything made ahead is named (a sandbox waiting for its program, a
+/// runtime forked ahead, a stem cell, a package zygote); a claimed one keeps its name.
 pub(crate) const MADE_AHEAD: &str = "sb-ready-";
 
 /// What removing a namespace's cgroup found and did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TenantRemoval {
-    /// Processes killed (they were still running in the namespace's sandboxes; not counting
-    /// those the host had made ahead there, which it ends too).
+    /// Processes killed (they were still running in the namespace's sandboxes).
     pub killed: usize,
     /// Cgroup directories removed (the namespace's own included, once per hierarchy).
     pub removed_dirs: usize,
@@ -777,14 +775,6 @@ impl Cgroups {
                 );
             }
         }
-        let made_ahead: Vec<PathBuf> = children
-            .iter()
-            .filter(|c| {
-                c.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(MADE_AHEAD))
-            })
-            .cloned()
-            .collect();
         let mut killed = HashSet::new();
         let deadline = Instant::now() + TENANT_REMOVE_TIMEOUT;
         loop {
@@ -792,13 +782,10 @@ impl Cgroups {
             if listed.is_empty() {
                 break;
             }
-            let ahead = self.processes_in(&made_ahead);
             for pid in listed {
                 if let Some(pidfd) = pidfd_open(pid) {
                     send_kill(&pidfd);
-                    if !ahead.contains(&pid) {
-                        killed.insert(pid);
-                    }
+                    killed.insert(pid);
                 }
             }
             // Frozen tasks die only once thawed (v1); v2 kills the whole tree at once.
@@ -831,13 +818,10 @@ impl Cgroups {
 
     /// Every process in a namespace's cgroup tree (its own directories and `children`).
     fn tenant_processes(&self, tenant: &Hierarchy, children: &[PathBuf]) -> HashSet<i32> {
-        let own: Vec<PathBuf> = tenant.parents().into_iter().cloned().collect();
-        self.processes_in(own.iter().chain(children))
-    }
-
-    /// Every process in the cgroups `dirs`.
-    fn processes_in<'a>(&self, dirs: impl IntoIterator<Item = &'a PathBuf>) -> HashSet<i32> {
-        dirs.into_iter()
+        tenant
+            .parents()
+            .into_iter()
+            .chain(children)
             .filter_map(|dir| self.fs.read(&dir.join("cgroup.procs")).ok())
             .flat_map(|s| {
                 s.lines()

@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why a function cannot have outbound network here.
@@ -297,11 +297,9 @@ struct FullHost {
     layers: Layers,
     /// slirp4netns, for sandboxes with outbound network; `None` if not installed.
     slirp: Option<PathBuf>,
-    /// The namespace of the latest cold start: what the pools make ahead is made under its cgroup,
-    /// so that a claim from it only sets its limits (`Cgroups::adopt`). Read-locked while a
-    /// pool makes one, until its processes are in their cgroup; write-locked by a namespace's
-    /// removal, which so never misses one made in it.
-    ahead_tenant: RwLock<Option<String>>,
+    /// The namespace of the latest cold start: what the pools make ahead is made under its
+    /// cgroup, so that a claim from it only sets its limits (`Cgroups::adopt`).
+    ahead_tenant: Mutex<Option<String>>,
 }
 
 impl Drop for FullHost {
@@ -446,7 +444,8 @@ impl Host {
         full.cgroups.remove_tenant(namespace)
     }
 
-    /// Drops what every pool made ahead under namespace `namespace`'s cgroup.
+    /// Drops what every pool made ahead under namespace `namespace`'s cgroup, once what each
+    /// was making is done (see `ReadyPool::discard_namespace`).
     fn discard_made_ahead(&self, namespace: &str) {
         let inner = &self.inner;
         let pools = [
@@ -858,7 +857,7 @@ impl FullHost {
             netpool,
             layers,
             slirp: crate::network::find_slirp(),
-            ahead_tenant: RwLock::new(None),
+            ahead_tenant: Mutex::new(None),
         };
         if !layers.complete() {
             tracing::warn!(
@@ -937,17 +936,12 @@ impl FullHost {
     }
 
     /// Remembers the namespace of `spec`, starting now, as the one to make things ahead in.
-    /// Never waits: while a pool is making one (a read lock), the next cold start of another
-    /// namespace notes it.
     fn note_cold_start(&self, spec: &SandboxSpec) {
         let Some(namespace) = spec.namespace.as_deref() else {
             return;
         };
-        let noted = |tenant: &Option<String>| tenant.as_deref() == Some(namespace);
-        if self.ahead_tenant.read().is_ok_and(|tenant| noted(&tenant)) {
-            return;
-        }
-        if let Ok(mut tenant) = self.ahead_tenant.try_write() {
+        let mut tenant = self.ahead_tenant.lock().unwrap_or_else(|e| e.into_inner());
+        if tenant.as_deref() != Some(namespace) {
             *tenant = Some(namespace.to_string());
         }
     }
@@ -960,15 +954,18 @@ impl FullHost {
         flavor: Flavor,
         limits: Limits,
     ) -> Result<ReadySandbox, SandboxError> {
-        // Held until its process is in its cgroup (see `ahead_tenant`).
-        let tenant = self.ahead_tenant.read().unwrap_or_else(|e| e.into_inner());
+        let tenant = self
+            .ahead_tenant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         self.make_ready_with(tmp_mb, flavor, limits, Under::Ahead(tenant.as_deref()))
     }
 
-    /// Makes nothing ahead in namespace `namespace` any more (it is being removed), once what
-    /// is being made there is: from then on, nothing made ahead is made there.
+    /// Makes nothing ahead in namespace `namespace` any more (it is being removed): what a
+    /// pool starts making from now on is made elsewhere.
     fn forget_tenant(&self, namespace: &str) {
-        let mut tenant = self.ahead_tenant.write().unwrap_or_else(|e| e.into_inner());
+        let mut tenant = self.ahead_tenant.lock().unwrap_or_else(|e| e.into_inner());
         if tenant.as_deref() == Some(namespace) {
             *tenant = None;
         }

@@ -186,6 +186,8 @@ struct State<T: Ahead> {
     last_claim: Option<Instant>,
     /// Whether the last attempt to make one failed (cleared by the next success).
     failing: bool,
+    /// Whether the thread is making one (from its charge until it is kept or dropped).
+    making: bool,
 }
 
 impl<T: Ahead> State<T> {
@@ -235,6 +237,7 @@ impl<T: Ahead> ReadyPool<T> {
                 rate: 0.0,
                 last_claim: None,
                 failing: false,
+                making: false,
             }),
             changed: Condvar::new(),
             max,
@@ -282,10 +285,18 @@ impl<T: Ahead> ReadyPool<T> {
         }
     }
 
-    /// Drops (kills) those waiting under namespace `namespace`'s cgroup: it is being removed.
+    /// Drops (kills) those waiting under namespace `namespace`'s cgroup, which is being
+    /// removed, once the one being made is kept: call it once nothing new is made there.
     pub(crate) fn discard_namespace(&self, namespace: &str) {
         let discarded: Vec<Charged<T>> = {
             let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            while state.making && !state.stopped {
+                state = self
+                    .shared
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
             let (discarded, kept) = std::mem::take(&mut state.ready)
                 .into_iter()
                 .partition(|r| r.in_namespace(namespace));
@@ -364,7 +375,8 @@ fn fill<T: Ahead>(shared: &Shared<T>, maker: &dyn Maker<T>) {
                             .0;
                     }
                     Some(tmp_mb) if have < target && shared.budget.try_charge(T::MEMORY_KB) => {
-                        break tmp_mb
+                        state.making = true;
+                        break tmp_mb;
                     }
                     _ if !surplus.is_empty() => break 0,
                     _ => {
@@ -394,17 +406,19 @@ fn fill<T: Ahead>(shared: &Shared<T>, maker: &dyn Maker<T>) {
                     return;
                 }
                 state.failing = false;
+                state.making = false;
+                shared.changed.notify_all();
                 if made.tmp_mb() == state.tmp_mb.unwrap_or(tmp_mb) {
                     state.ready.push(made);
                 }
             }
             Err(e) => {
                 drop(charged(None));
-                shared
-                    .state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .failing = true;
+                let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.failing = true;
+                state.making = false;
+                shared.changed.notify_all();
+                drop(state);
                 if !warned {
                     tracing::warn!(
                         "could not make a sandbox ahead (cold starts make their own): {e}"
