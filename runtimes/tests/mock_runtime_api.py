@@ -117,6 +117,12 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
+    def get_request(self):
+        sock, client = super().get_request()
+        with self.mock.lock:
+            self.mock.accepted.append(("%s:%s" % client[:2], time.time()))
+        return sock, client
+
     def handle_error(self, request, client_address):
         # A runtime that exits (or is killed) mid-connection is normal here; anything else is loud.
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -127,6 +133,8 @@ class MockRuntimeAPI:
     def __init__(self, script=None):
         self.lock = threading.Lock()
         self.records = []
+        # (client address, time) of each connection accepted, in order.
+        self.accepted = []
         self.script = {}
         self.events = []
         self.served = 0
@@ -139,6 +147,7 @@ class MockRuntimeAPI:
             self.script = dict(script)
             self.events = list(script.get("events", []))
             self.records = []
+            self.accepted = []
             self.served = 0
 
     def take_event(self):

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import unittest
 
 from mock_runtime_api import MockRuntimeAPI
@@ -43,13 +44,13 @@ class NodeStemCellTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.api.stop()
 
-    def claim(self, when):
+    def claim(self, when, stem_env=STEM_ENV):
         """Starts a stem cell, claims it `when` its waiting byte is in a given state, and returns
         (exit code, stderr, the runtime's requests) once it served one event."""
         self.api.reset({"events": [{"request_id": "stem-1", "event": {"n": 1}}]})
         host, runtime = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         proc = subprocess.Popen(
-            [NODE, BOOTSTRAP], cwd="/", env=STEM_ENV, stdin=runtime,
+            [NODE, BOOTSTRAP], cwd="/", env=stem_env, stdin=runtime,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         runtime.close()
@@ -59,6 +60,7 @@ class NodeStemCellTest(unittest.TestCase):
         elif when == "unread":
             # Written, still in the host's receive queue when the host closes its end.
             self.assertEqual(host.recv(1, socket.MSG_PEEK), b"w")
+        self.claimed_at = time.time()
         environment = dict(STEM_ENV)
         del environment["LAMBENT_STEM_CELL"]
         environment.update({
@@ -79,7 +81,10 @@ class NodeStemCellTest(unittest.TestCase):
         return proc.returncode, err.decode(), self.api.runtime_records()
 
     def assert_served(self, when):
-        code, stderr, records = self.claim(when)
+        self.assert_served_with(STEM_ENV, when)
+
+    def assert_served_with(self, stem_env, when="read"):
+        code, stderr, records = self.claim(when, stem_env)
         posts = [r for r in records if r["method"] == "POST"]
         self.assertEqual(len(posts), 1, "claimed with the byte %s: %s" % (when, stderr))
         self.assertEqual(posts[0]["path"], "/2018-06-01/runtime/invocation/stem-1/response")
@@ -98,6 +103,59 @@ class NodeStemCellTest(unittest.TestCase):
 
     def test_claimed_before_it_said_it_waits(self):
         self.assert_served("before")
+
+    def test_its_first_request_goes_over_the_connection_it_opened_while_waiting(self):
+        # As the host starts it: the sandbox's Runtime API address is known before the function.
+        stem_env = dict(STEM_ENV, AWS_LAMBDA_RUNTIME_API=self.api.address)
+        code, stderr, records = self.claim("read", stem_env)
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual([r["method"] for r in records], ["GET", "POST", "GET"], stderr)
+        early = [conn for conn, t in self.api.accepted if t < self.claimed_at]
+        self.assertEqual(len(early), 1, "connections before the claim: %s" % self.api.accepted)
+        self.assertTrue(all(r["conn"] == early[0] for r in records), "%s, early: %s" % (records, early))
+
+    def test_an_early_connection_that_failed_while_it_waited_is_replaced(self):
+        # Nothing listens at the address while it waits (its connect is refused); the Runtime
+        # API is there by the claim.
+        placeholder = socket.socket()
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+        stem_env = dict(STEM_ENV, AWS_LAMBDA_RUNTIME_API="127.0.0.1:%d" % port)
+        host, runtime = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        proc = subprocess.Popen(
+            [NODE, BOOTSTRAP], cwd="/", env=stem_env, stdin=runtime,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        runtime.close()
+        host.settimeout(TIMEOUT)
+        try:
+            self.assertEqual(host.recv(1), b"w")
+            placeholder.close()
+            api = MockRuntimeAPI({"events": [{"request_id": "stem-1", "event": {"n": 1}}]}).start(port=port)
+            try:
+                environment = dict(stem_env, _HANDLER="minimal_cjs.handler")
+                del environment["LAMBENT_STEM_CELL"]
+                host.sendall("\0".join("%s=%s" % kv for kv in environment.items()).encode())
+                host.shutdown(socket.SHUT_WR)
+                host.close()
+                _, err = proc.communicate(timeout=TIMEOUT)
+                posts = api.runtime_records("POST")
+                self.assertEqual([p["path"] for p in posts],
+                                 ["/2018-06-01/runtime/invocation/stem-1/response"], err.decode())
+            finally:
+                api.stop()
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def test_a_stem_cell_claimed_for_another_address_connects_there(self):
+        elsewhere = MockRuntimeAPI().start()
+        try:
+            stem_env = dict(STEM_ENV, AWS_LAMBDA_RUNTIME_API=elsewhere.address)
+            self.assert_served_with(stem_env)
+            self.assertEqual(elsewhere.runtime_records(), [])
+        finally:
+            elsewhere.stop()
 
 
 if __name__ == "__main__":
