@@ -378,6 +378,9 @@ def runtime(report, output, fprog, ahead=False):
         die(report, "setup", e.errno)
     if ahead:
         rehearse()
+        # Its sandbox's Runtime API, served from the claim on: the first GET /next needs no
+        # connect of its own.
+        bootstrap.connect_early("%s:%d" % RUNTIME_API)
     receive_environment(report)
     report.close()
     try:

@@ -97,6 +97,57 @@ class PythonRuntimeTest(unittest.TestCase):
         self.assertGreater(len(posts), i, run.stderr)
         return posts[i]
 
+    # ---- a connection opened ahead ---------------------------------------------------------
+
+    def run_connected_early(self, early_address):
+        """Runs ``app.ok_dict`` for one event after ``connect_early(early_address)``, the way a
+        runtime forked ahead does; returns the run and when the runtime started serving."""
+        self.api.reset({"events": [{"request_id": "early-1", "event": {"x": 1}}]})
+        code = ("import bootstrap, sys, time\n"
+                "bootstrap.connect_early(%r)\n"
+                "time.sleep(0.2)\n"
+                "print(time.time(), flush=True)\n"
+                "sys.exit(bootstrap.run())\n" % early_address)
+        proc = subprocess.run(
+            [PYTHON, "-c", code], cwd=TASK_ROOT, env=dict(base_env(self.api.address, "app.ok_dict"),
+                                                        PYTHONPATH=os.path.dirname(BOOTSTRAP)),
+            capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+        run = Run(proc, proc.stdout.decode(), proc.stderr.decode(), self.api.runtime_records())
+        return run, float(run.stdout.split()[0])
+
+    def test_the_first_request_goes_over_the_connection_opened_ahead(self):
+        run, serving = self.run_connected_early(self.api.address)
+        self.assert_served_all(run, 1)
+        early = [conn for conn, t in self.api.accepted if t < serving]
+        self.assertEqual(len(early), 1, self.api.accepted)
+        self.assertTrue(all(r["conn"] == early[0] for r in run.records), (run.records, early))
+
+    def test_a_connection_opened_ahead_to_another_address_is_not_used(self):
+        elsewhere = MockRuntimeAPI().start()
+        try:
+            run, _ = self.run_connected_early(elsewhere.address)
+            self.assert_served_all(run, 1)
+            self.assertEqual(self.response(run)["json"], {"ok": True, "event": {"x": 1}})
+            self.assertEqual(elsewhere.runtime_records(), [])
+        finally:
+            elsewhere.stop()
+
+    def test_nothing_listening_ahead_is_no_loss(self):
+        placeholder = socket.socket()
+        placeholder.bind(("127.0.0.1", 0))
+        try:
+            self.api.reset({"events": [{}]})
+            code = ("import bootstrap, sys\n"
+                    "bootstrap.connect_early('127.0.0.1:%d')\n"
+                    "sys.exit(bootstrap.run())\n" % placeholder.getsockname()[1])
+            proc = subprocess.run(
+                [PYTHON, "-c", code], cwd=TASK_ROOT,
+                env=dict(base_env(self.api.address, "app.ok_dict"), PYTHONPATH=os.path.dirname(BOOTSTRAP)),
+                capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+            self.assert_served_all(Run(proc, "", proc.stderr.decode(), self.api.runtime_records()), 1)
+        finally:
+            placeholder.close()
+
     # ---- success ------------------------------------------------------------------------
 
     def test_success_dict(self):
