@@ -33,6 +33,26 @@ STEM_ENV = {
 }
 
 
+def start_stem_cell(stem_env):
+    """A stem cell started as the host starts one: its process, and the host's end of the
+    assignment socket (its stdin)."""
+    host, runtime = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    proc = subprocess.Popen(
+        [NODE, BOOTSTRAP], cwd="/", env=stem_env, stdin=runtime,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    runtime.close()
+    host.settimeout(TIMEOUT)
+    return proc, host
+
+
+def assign(host, environment):
+    """Claims it: the function's environment written, the host's end shut down and closed."""
+    host.sendall("\0".join("%s=%s" % kv for kv in environment.items()).encode())
+    host.shutdown(socket.SHUT_WR)
+    host.close()
+
+
 class NodeStemCellTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -48,13 +68,7 @@ class NodeStemCellTest(unittest.TestCase):
         """Starts a stem cell, claims it `when` its waiting byte is in a given state, and returns
         (exit code, stderr, the runtime's requests) once it served one event."""
         self.api.reset({"events": [{"request_id": "stem-1", "event": {"n": 1}}]})
-        host, runtime = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        proc = subprocess.Popen(
-            [NODE, BOOTSTRAP], cwd="/", env=stem_env, stdin=runtime,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-        runtime.close()
-        host.settimeout(TIMEOUT)
+        proc, host = start_stem_cell(stem_env)
         if when == "read":
             self.assertEqual(host.recv(1), b"w")
         elif when == "unread":
@@ -69,9 +83,7 @@ class NodeStemCellTest(unittest.TestCase):
             "AWS_LAMBDA_FUNCTION_NAME": "stem-fn",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
         })
-        host.sendall("\0".join("%s=%s" % kv for kv in environment.items()).encode())
-        host.shutdown(socket.SHUT_WR)
-        host.close()
+        assign(host, environment)
         try:
             _, err = proc.communicate(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -121,13 +133,7 @@ class NodeStemCellTest(unittest.TestCase):
         placeholder.bind(("127.0.0.1", 0))
         port = placeholder.getsockname()[1]
         stem_env = dict(STEM_ENV, AWS_LAMBDA_RUNTIME_API="127.0.0.1:%d" % port)
-        host, runtime = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        proc = subprocess.Popen(
-            [NODE, BOOTSTRAP], cwd="/", env=stem_env, stdin=runtime,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-        runtime.close()
-        host.settimeout(TIMEOUT)
+        proc, host = start_stem_cell(stem_env)
         try:
             self.assertEqual(host.recv(1), b"w")
             placeholder.close()
@@ -135,9 +141,7 @@ class NodeStemCellTest(unittest.TestCase):
             try:
                 environment = dict(stem_env, _HANDLER="minimal_cjs.handler")
                 del environment["LAMBENT_STEM_CELL"]
-                host.sendall("\0".join("%s=%s" % kv for kv in environment.items()).encode())
-                host.shutdown(socket.SHUT_WR)
-                host.close()
+                assign(host, environment)
                 _, err = proc.communicate(timeout=TIMEOUT)
                 posts = api.runtime_records("POST")
                 self.assertEqual([p["path"] for p in posts],

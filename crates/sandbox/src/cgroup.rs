@@ -508,16 +508,10 @@ impl Cgroups {
         // The namespace's cgroup is there but for its first sandbox (or after something
         // removed it): try it first, make it only when missing. Checking first cost a failed
         // `mkdir` per hierarchy and level on every cold start (8 on v1).
-        let mut made = match self.create_in(&self.tenant_layout(namespace)?, id, limits) {
-            Err(SandboxError::Cgroup {
-                action: "create",
-                source,
-                ..
-            }) if source.kind() == io::ErrorKind::NotFound => {
-                self.create_in(&self.tenant(namespace)?, id, limits)
-            }
-            made => made,
-        }?;
+        if let Some(made) = self.create_under(namespace, id, limits)? {
+            return Ok(made);
+        }
+        let mut made = self.create_in(&self.tenant(namespace)?, id, limits)?;
         made.tenant = Some(namespace.to_string());
         Ok(made)
     }
@@ -533,21 +527,32 @@ impl Cgroups {
         limits: Limits,
     ) -> Result<SandboxCgroup, SandboxError> {
         if let Some(namespace) = tenant {
-            match self.create_in(&self.tenant_layout(namespace)?, id, limits) {
-                Err(SandboxError::Cgroup {
-                    action: "create",
-                    source,
-                    ..
-                }) if source.kind() == io::ErrorKind::NotFound => {}
-                made => {
-                    return made.map(|mut made| {
-                        made.tenant = Some(namespace.to_string());
-                        made
-                    })
-                }
+            if let Some(made) = self.create_under(namespace, id, limits)? {
+                return Ok(made);
             }
         }
         self.create_in(&self.own, id, limits)
+    }
+
+    /// The cgroup(s) of `id` under namespace `namespace`'s cgroup, or `None` when that is
+    /// missing.
+    fn create_under(
+        &self,
+        namespace: &str,
+        id: &str,
+        limits: Limits,
+    ) -> Result<Option<SandboxCgroup>, SandboxError> {
+        match self.create_in(&self.tenant_layout(namespace)?, id, limits) {
+            Err(SandboxError::Cgroup {
+                action: "create",
+                source,
+                ..
+            }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            made => made.map(|mut made| {
+                made.tenant = Some(namespace.to_string());
+                Some(made)
+            }),
+        }
     }
 
     /// Makes `cgroup` (of something made ahead, its processes running) sandbox `id`'s, with
