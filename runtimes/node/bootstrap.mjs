@@ -50,15 +50,19 @@ class RuntimeClient {
     // Its first request goes over the connection a stem cell opened while it waited, if any.
     this.early = takeEarlyConnection(address);
     if (this.early) {
+      const early = this.early;
       this.agent.createConnection = () => {
         delete this.agent.createConnection;
-        return this.early;
+        return early;
       };
     }
   }
 
   // Resolves { status, headers, body: Buffer }; resends once if a reused connection turned out closed.
   call(method, path, body, headers = {}, retry = true) {
+    // The first request goes over the early connection, if any (see the constructor).
+    const early = this.early;
+    this.early = null;
     return new Promise((resolve, reject) => {
       const h = { 'User-Agent': USER_AGENT, ...headers };
       if (body !== undefined) h['Content-Length'] = body.length;
@@ -75,9 +79,8 @@ class RuntimeClient {
       req.on('error', (e) => {
         // A stem cell's early connection that failed while it waited (its error not seen yet)
         // is replaced as a reused one that turned out closed is.
-        const early = this.early !== null && req.socket === this.early;
-        this.early = null;
-        if (retry && (early || (req.reusedSocket && ['ECONNRESET', 'EPIPE', 'ECONNABORTED'].includes(e.code)))) {
+        const failedEarly = early !== null && req.socket === early;
+        if (retry && (failedEarly || (req.reusedSocket && ['ECONNRESET', 'EPIPE', 'ECONNABORTED'].includes(e.code)))) {
           this.call(method, path, body, headers, false).then(resolve, reject);
         } else {
           reject(new RuntimeAPIError(`cannot reach the Runtime API at ${this.address}: ${e.message}`));
@@ -548,6 +551,8 @@ if (process.env.LAMBENT_STEM_CELL === '1') {
   // A failed rehearsal only means a slower first invocation.
   await rehearse().catch((e) => process.stderr.write(`lambent runtime: stem cell rehearsal failed: ${e.message}\n`));
   connectEarly();
+  // One turn of the event loop: the loopback connect completes meanwhile, and the socket is
+  // ready to write when the claim comes (readSync below blocks the loop until then).
   await new Promise((resolve) => setImmediate(resolve));
   sayWaiting();
   adoptAssignment();

@@ -17,7 +17,7 @@
 //! `memory.max`, v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`). It is made on
 //! first use with the limits last set for it ([`Cgroups::set_tenant`]), the defaults otherwise.
 //! Things made ahead of their function (sandboxes, forked runtimes, stem cells; their cgroups
-//! named [`MADE_AHEAD`]`…`) are born under the namespace of the latest cold start if its
+//! named `sb-ready-…`) are born under the namespace of the latest cold start if its
 //! cgroup is there, else right under the parent ([`Cgroups::create_ahead`]). Claimed from
 //! their namespace, they only get their function's limits (~40 µs on v1); claimed from another,
 //! they move ([`Cgroups::adopt`]: a new cgroup there, every process written into it, the old
@@ -266,10 +266,6 @@ fn tenant_shares(weight: u32) -> u64 {
     (u64::from(weight) * 1024 / 100).max(CPU_SHARES_MIN)
 }
 
-/// How the cgroup of anything made ahead is named (a sandbox waiting for its program, a
-/// runtime forked ahead, a stem cell, a package zygote); a claimed one keeps its name.
-pub(crate) const MADE_AHEAD: &str = "sb-ready-";
-
 /// What removing a namespace's cgroup found and did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TenantRemoval {
@@ -516,8 +512,7 @@ impl Cgroups {
         Ok(made)
     }
 
-    /// Creates the cgroup(s) of `id`, made ahead for a pool (its name begins with
-    /// [`MADE_AHEAD`]), under namespace `tenant`'s cgroup when that is there, else right under
+    /// Creates the cgroup(s) of `id`, made ahead for a pool, under namespace `tenant`'s cgroup when that is there, else right under
     /// the parent. Unlike [`Cgroups::create`] it never makes a namespace's cgroup: the
     /// namespace may be being removed ([`Cgroups::remove_tenant`]).
     pub(crate) fn create_ahead(

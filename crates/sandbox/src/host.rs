@@ -1542,12 +1542,11 @@ const WAITING_LIMITS: Limits = Limits {
     background: true,
 };
 
-/// A new cgroup name for something made ahead of its cold start.
+/// A new cgroup name for something made ahead of its cold start (a claimed one keeps it).
 fn ahead_id() -> String {
     static MADE: AtomicU64 = AtomicU64::new(0);
     format!(
-        "{}{}-{}",
-        crate::cgroup::MADE_AHEAD,
+        "sb-ready-{}-{}",
         std::process::id(),
         MADE.fetch_add(1, Ordering::Relaxed)
     )
