@@ -136,15 +136,8 @@ class PythonRuntimeTest(unittest.TestCase):
         placeholder = socket.socket()
         placeholder.bind(("127.0.0.1", 0))
         try:
-            self.api.reset({"events": [{}]})
-            code = ("import bootstrap, sys\n"
-                    "bootstrap.connect_early('127.0.0.1:%d')\n"
-                    "sys.exit(bootstrap.run())\n" % placeholder.getsockname()[1])
-            proc = subprocess.run(
-                [PYTHON, "-c", code], cwd=TASK_ROOT,
-                env=dict(base_env(self.api.address, "app.ok_dict"), PYTHONPATH=os.path.dirname(BOOTSTRAP)),
-                capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
-            self.assert_served_all(Run(proc, "", proc.stderr.decode(), self.api.runtime_records()), 1)
+            run, _ = self.run_connected_early("127.0.0.1:%d" % placeholder.getsockname()[1])
+            self.assert_served_all(run, 1)
         finally:
             placeholder.close()
 

@@ -499,7 +499,7 @@ impl Cgroups {
         limits: Limits,
     ) -> Result<SandboxCgroup, SandboxError> {
         let Some(namespace) = tenant else {
-            return self.create_in(&self.own, id, limits);
+            return self.create_in(&self.own, None, id, limits);
         };
         // The namespace's cgroup is there but for its first sandbox (or after something
         // removed it): try it first, make it only when missing. Checking first cost a failed
@@ -507,13 +507,11 @@ impl Cgroups {
         if let Some(made) = self.create_under(namespace, id, limits)? {
             return Ok(made);
         }
-        let mut made = self.create_in(&self.tenant(namespace)?, id, limits)?;
-        made.tenant = Some(namespace.to_string());
-        Ok(made)
+        self.create_in(&self.tenant(namespace)?, Some(namespace), id, limits)
     }
 
-    /// Creates the cgroup(s) of `id`, made ahead for a pool, under namespace `tenant`'s cgroup when that is there, else right under
-    /// the parent. Unlike [`Cgroups::create`] it never makes a namespace's cgroup: the
+    /// Creates the cgroup(s) of `id`, made ahead for a pool, under namespace `tenant`'s cgroup
+    /// when that is there, else right under the parent. Unlike [`Cgroups::create`] it never makes a namespace's cgroup: the
     /// namespace may be being removed ([`Cgroups::remove_tenant`]).
     pub(crate) fn create_ahead(
         &self,
@@ -526,7 +524,7 @@ impl Cgroups {
                 return Ok(made);
             }
         }
-        self.create_in(&self.own, id, limits)
+        self.create_in(&self.own, None, id, limits)
     }
 
     /// The cgroup(s) of `id` under namespace `namespace`'s cgroup, or `None` when that is
@@ -537,16 +535,13 @@ impl Cgroups {
         id: &str,
         limits: Limits,
     ) -> Result<Option<SandboxCgroup>, SandboxError> {
-        match self.create_in(&self.tenant_layout(namespace)?, id, limits) {
+        match self.create_in(&self.tenant_layout(namespace)?, Some(namespace), id, limits) {
             Err(SandboxError::Cgroup {
                 action: "create",
                 source,
                 ..
             }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
-            made => made.map(|mut made| {
-                made.tenant = Some(namespace.to_string());
-                Some(made)
-            }),
+            made => made.map(Some),
         }
     }
 
@@ -849,9 +844,12 @@ impl Cgroups {
         }
     }
 
+    /// Creates the cgroup(s) of `id` in `hierarchy`, the layout of namespace `tenant`'s cgroup
+    /// (`None`: the host's own).
     fn create_in(
         &self,
         hierarchy: &Hierarchy,
+        tenant: Option<&str>,
         id: &str,
         limits: Limits,
     ) -> Result<SandboxCgroup, SandboxError> {
@@ -878,7 +876,7 @@ impl Cgroups {
                     peak: None,
                     events: None,
                     limits: None,
-                    tenant: None,
+                    tenant: tenant.map(str::to_owned),
                 };
                 for parent in distinct {
                     cg.make_dir(parent.join(id))?;
@@ -904,7 +902,7 @@ impl Cgroups {
                     peak: None,
                     events: None,
                     limits: None,
-                    tenant: None,
+                    tenant: tenant.map(str::to_owned),
                 };
                 cg.make_dir(dir.clone())?;
                 let swap = dir.join("memory.swap.max");

@@ -1546,7 +1546,8 @@ const WAITING_LIMITS: Limits = Limits {
 fn ahead_id() -> String {
     static MADE: AtomicU64 = AtomicU64::new(0);
     format!(
-        "sb-ready-{}-{}",
+        "{}{}-{}",
+        crate::MADE_AHEAD_CGROUP_PREFIX,
         std::process::id(),
         MADE.fetch_add(1, Ordering::Relaxed)
     )

@@ -135,3 +135,6 @@ pub const TASK_ROOT: &str = "/var/task";
 pub const RUNTIME_ROOT: &str = "/var/runtime";
 /// Hostname inside a fully isolated sandbox.
 pub const HOSTNAME: &str = "lambent";
+/// How the cgroup of everything made ahead of its cold start (sandboxes, forked runtimes,
+/// stem cells) is named; a claimed one keeps its name.
+pub const MADE_AHEAD_CGROUP_PREFIX: &str = "sb-ready-";

@@ -129,7 +129,7 @@ fn untouched(before: &BTreeMap<PathBuf, Vec<i32>>, dirs: &[PathBuf], what: &str)
     let now = processes_by_cgroup(dirs);
     let made_ahead = |d: &PathBuf| {
         d.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("sb-ready-"))
+            .is_some_and(|n| made_ahead_cgroup(&n.to_string_lossy()))
     };
     for d in before.keys().filter(|d| d.exists() && !made_ahead(d)) {
         assert_eq!(now.get(d), before.get(d), "{what}: {}", d.display());
