@@ -64,9 +64,10 @@ class NodeStemCellTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.api.stop()
 
-    def claim(self, when, stem_env=STEM_ENV):
+    def claim(self, when, stem_env=STEM_ENV, handler="minimal_cjs.handler"):
         """Starts a stem cell, claims it `when` its waiting byte is in a given state, and returns
-        (exit code, stderr, the runtime's requests) once it served one event."""
+        (exit code, stderr, the runtime's requests) once it served one event; its stdout is
+        left in ``self.stdout``."""
         self.api.reset({"events": [{"request_id": "stem-1", "event": {"n": 1}}]})
         proc, host = start_stem_cell(stem_env)
         if when == "read":
@@ -79,17 +80,18 @@ class NodeStemCellTest(unittest.TestCase):
         del environment["LAMBENT_STEM_CELL"]
         environment.update({
             "AWS_LAMBDA_RUNTIME_API": self.api.address,
-            "_HANDLER": "minimal_cjs.handler",
+            "_HANDLER": handler,
             "AWS_LAMBDA_FUNCTION_NAME": "stem-fn",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
         })
         assign(host, environment)
         try:
-            _, err = proc.communicate(timeout=TIMEOUT)
+            out, err = proc.communicate(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
             self.fail("the stem cell did not exit within %ss; stderr:\n%s" % (TIMEOUT, err.decode()))
+        self.stdout = out.decode()
         return proc.returncode, err.decode(), self.api.runtime_records()
 
     def assert_served(self, when):
@@ -115,6 +117,16 @@ class NodeStemCellTest(unittest.TestCase):
 
     def test_claimed_before_it_said_it_waits(self):
         self.assert_served("before")
+
+    def test_its_rehearsal_leaves_nothing_in_the_function_log(self):
+        # It rehearses invocations whose handler logs with console.log, before its claim,
+        # with its stdout and stderr already the function's log.
+        code, stderr, records = self.claim("read", handler="cjs.prints")
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual([r["method"] for r in records], ["GET", "POST", "GET"], stderr)
+        self.assertEqual(self.stdout, "hello from the handler\n")
+        self.assertNotIn("rehearsal", stderr)
+        self.assertEqual(stderr.count("\n"), 1, stderr)  # the runtime's own line on the 410
 
     def test_its_first_request_goes_over_the_connection_it_opened_while_waiting(self):
         # As the host starts it: the sandbox's Runtime API address is known before the function.
