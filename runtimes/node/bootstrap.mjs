@@ -4,14 +4,17 @@
 // Lambda Runtime API (2018-06-01) to the platform and calls the user's handler. Core modules only.
 //
 // Handlers: `file.export` (`src/app.handler`, nested `app.a.b`), where <task root>/<file> is tried
-// with `.js`, `.mjs` and `.cjs` and loaded with `import()` (CommonJS or ESM). A handler may be
+// with `.js`, `.mjs` and `.cjs`. As AWS's runtime does, CommonJS (`.cjs`, and `.js` outside a
+// package whose nearest package.json says `"type": "module"`) is loaded with `require`, ES
+// modules with `import()`. A handler may be
 // `async (event, context)`, return a promise or a value, or take `(event, context, callback)`
 // when it declares three parameters.
 
 import { Agent, createServer, request } from 'node:http';
-import { existsSync, mkdtempSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { connect } from 'node:net';
-import { resolve as resolvePath } from 'node:path';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const API_PREFIX = '/2018-06-01/runtime';
@@ -175,6 +178,35 @@ function lookup(obj, path) {
   return path.split('.').reduce((o, key) => (o === undefined || o === null ? undefined : o[key]), obj);
 }
 
+// Whether the package `dir` is in says its `.js` files are ES modules: the nearest package.json's
+// `"type"` is `"module"` (as node decides, and AWS's runtime; none found, or one that cannot be
+// read: CommonJS). The search stops at a node_modules directory and at the root.
+function inModulePackage(dir) {
+  for (;;) {
+    if (basename(dir) === 'node_modules') return false;
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        return JSON.parse(readFileSync(manifest, 'utf8'))?.type === 'module';
+      } catch {
+        return false;
+      }
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return false;
+    dir = parent;
+  }
+}
+
+// Whether a handler's file is CommonJS, which is loaded with `require`: synchronous, and about
+// half the time of `import()` here (0.47 against 0.82-0.95 ms in a warmed node), whose file read
+// goes through libuv's thread pool. ES modules are loaded with `import()`.
+function commonJs(file) {
+  return file.endsWith('.cjs') || (file.endsWith('.js') && !inModulePackage(dirname(file)));
+}
+
+const requireModule = createRequire(import.meta.url);
+
 async function loadHandler(spec, taskRoot) {
   spec = (spec || '').trim();
   if (spec.includes('..')) {
@@ -197,7 +229,7 @@ async function loadHandler(spec, taskRoot) {
   }
   let ns;
   try {
-    ns = await import(pathToFileURL(file).href);
+    ns = commonJs(file) ? requireModule(file) : await import(pathToFileURL(file).href);
   } catch (e) {
     if (e instanceof SyntaxError) {
       // V8 puts the location first in the stack of a parse error: "/path/file.js:3".

@@ -232,6 +232,16 @@ describe('module formats and handler names', () => {
     assert.equal(response(run).json, 'found via default');
   });
 
+  test('CommonJS is loaded with require, as on AWS', async () => {
+    const run = await runRuntime('cjs.loadedBy', [{}]);
+    assert.deepEqual(response(run).json, { required: true });
+  });
+
+  test('ES module in a .js file of a "type": "module" package is imported', async () => {
+    const run = await runRuntime('esm_pkg/index.handler', [{}]);
+    assert.deepEqual(response(run).json, { format: 'esm', url: true });
+  });
+
   test('path handler src/app.handler', async () => {
     const run = await runRuntime('src/app.handler', [{}]);
     assert.deepEqual(response(run).json, { from: 'src/app.js' });
