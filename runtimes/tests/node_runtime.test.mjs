@@ -242,6 +242,11 @@ describe('module formats and handler names', () => {
     assert.deepEqual(response(run).json, { format: 'esm', url: true });
   });
 
+  test('ES module with top-level await is imported, its body run once', async () => {
+    const run = await runRuntime('tla_counts.handler', [{}]);
+    assert.deepEqual(response(run).json, { evaluations: 1 });
+  });
+
   test('path handler src/app.handler', async () => {
     const run = await runRuntime('src/app.handler', [{}]);
     assert.deepEqual(response(run).json, { from: 'src/app.js' });
