@@ -517,13 +517,20 @@ async function rehearse() {
   });
   await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
   // The invocations go through `invoke` as the function's will, their handler logging as
-  // handlers do, into nothing: the log's streams write nothing meanwhile.
+  // handlers do, into nothing: the log's streams write nothing meanwhile (a write's callback,
+  // the second argument or the third, is told it succeeded).
   const handler = async (event, context) => {
     console.log('rehearsal %s', context.awsRequestId, event);
     return { event, remaining: context.getRemainingTimeInMillis() };
   };
   const writes = [process.stdout, process.stderr].map((stream) => [stream, Object.hasOwn(stream, 'write'), stream.write]);
-  for (const [stream] of writes) stream.write = (_chunk, _encoding, callback) => { if (typeof callback === 'function') callback(); return true; };
+  for (const [stream] of writes) {
+    stream.write = (_chunk, encoding, callback) => {
+      const done = typeof encoding === 'function' ? encoding : callback;
+      if (typeof done === 'function') done(null);
+      return true;
+    };
+  }
   client = new RuntimeClient(`127.0.0.1:${server.address().port}`);
   try {
     for (let i = 0; i < REHEARSALS; i++) {
