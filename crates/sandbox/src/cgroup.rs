@@ -511,8 +511,9 @@ impl Cgroups {
     }
 
     /// Creates the cgroup(s) of `id`, made ahead for a pool, under namespace `tenant`'s cgroup
-    /// when that is there, else right under the parent. Unlike [`Cgroups::create`] it never makes a namespace's cgroup: the
-    /// namespace may be being removed ([`Cgroups::remove_tenant`]).
+    /// when that is there, else right under the parent. Unlike [`Cgroups::create`] it never
+    /// makes a namespace's cgroup: the namespace may be being removed
+    /// ([`Cgroups::remove_tenant`]).
     pub(crate) fn create_ahead(
         &self,
         tenant: Option<&str>,

@@ -137,4 +137,12 @@ pub const RUNTIME_ROOT: &str = "/var/runtime";
 pub const HOSTNAME: &str = "lambent";
 /// How the cgroup of everything made ahead of its cold start (sandboxes, forked runtimes,
 /// stem cells) is named; a claimed one keeps its name.
-pub const MADE_AHEAD_CGROUP_PREFIX: &str = "sb-ready-";
+pub(crate) const MADE_AHEAD_CGROUP_PREFIX: &str = "sb-ready-";
+
+/// Whether cgroup directory `dir` is one of something made ahead of its cold start (a sandbox,
+/// a forked runtime, a stem cell): a pool's spare, which any cold start may claim, or one
+/// claimed since (it keeps its cgroup).
+pub fn made_ahead_cgroup(dir: &std::path::Path) -> bool {
+    dir.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(MADE_AHEAD_CGROUP_PREFIX))
+}

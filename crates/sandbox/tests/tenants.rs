@@ -47,20 +47,12 @@ fn waiting_ahead(tenant_dirs: &[PathBuf]) -> usize {
     tenant_dirs
         .iter()
         .flat_map(|t| std::fs::read_dir(t).into_iter().flatten().flatten())
-        .filter(|e| made_ahead_cgroup(&e.path()))
+        .filter(|e| lambent_sandbox::made_ahead_cgroup(&e.path()))
         .filter(|e| {
             std::fs::read_to_string(e.path().join("cgroup.procs"))
                 .is_ok_and(|p| !p.trim().is_empty())
         })
         .count()
-}
-
-/// Whether cgroup directory `dir` is one of something made ahead.
-fn made_ahead_cgroup(dir: &std::path::Path) -> bool {
-    dir.file_name().is_some_and(|n| {
-        n.to_string_lossy()
-            .starts_with(lambent_sandbox::MADE_AHEAD_CGROUP_PREFIX)
-    })
 }
 
 fn is_alive(sb: &Sandbox) -> bool {
@@ -102,7 +94,9 @@ fn every_sandbox_of_a_namespace_lives_under_its_cgroup_with_its_limits() {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let made_ahead = |s: &Sandbox| {
             s.startup().birth == lambent_sandbox::Birth::Ahead
-                && s.cgroup_dirs().iter().all(|d| made_ahead_cgroup(d))
+                && s.cgroup_dirs()
+                    .iter()
+                    .all(|d| lambent_sandbox::made_ahead_cgroup(d))
         };
         while !sandboxes.iter().any(made_ahead) {
             assert!(

@@ -127,11 +127,10 @@ fn processes_by_cgroup(dirs: &[PathBuf]) -> BTreeMap<PathBuf, Vec<i32>> {
 /// check through it).
 fn untouched(before: &BTreeMap<PathBuf, Vec<i32>>, dirs: &[PathBuf], what: &str) {
     let now = processes_by_cgroup(dirs);
-    let made_ahead = |d: &PathBuf| {
-        d.file_name()
-            .is_some_and(|n| made_ahead_cgroup(&n.to_string_lossy()))
-    };
-    for d in before.keys().filter(|d| d.exists() && !made_ahead(d)) {
+    for d in before
+        .keys()
+        .filter(|d| d.exists() && !lambent_sandbox::made_ahead_cgroup(d))
+    {
         assert_eq!(now.get(d), before.get(d), "{what}: {}", d.display());
     }
 }

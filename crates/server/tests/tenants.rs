@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{eventually, made_ahead_cgroup, node, Node, ADMIN};
+use common::{eventually, node, Node, ADMIN};
 use lambent_aws_api::sigv4;
 use lambent_core::tenancy::{Role, NAMESPACE_ROLES};
 use lambent_gateway::access;
@@ -894,7 +894,9 @@ fn processes_of(ns: &str) -> Vec<SandboxProcess> {
             pid,
             uid,
             cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " "),
-            made_ahead: path.split('/').any(made_ahead_cgroup),
+            made_ahead: std::path::Path::new(path)
+                .ancestors()
+                .any(lambent_sandbox::made_ahead_cgroup),
         });
     }
     out

@@ -282,12 +282,6 @@ impl Node {
 #[allow(unused_imports)] // not every test or bench packs code
 pub use lambent_testkit::zip_of_text as zip_of;
 
-/// Whether a cgroup named `name` is one of something made ahead of its cold start (a sandbox,
-/// a forked runtime, a stem cell): the pools' spares, which any cold start may claim.
-pub fn made_ahead_cgroup(name: &str) -> bool {
-    name.starts_with(lambent_sandbox::MADE_AHEAD_CGROUP_PREFIX)
-}
-
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
