@@ -22,7 +22,8 @@ use lambent_core::{
 };
 use lambent_runtime_api::{ErrorReport, Invocation, Outcome, RuntimeApi};
 use lambent_sandbox::{
-    Host, Interpreter, Sandbox, SandboxError, SandboxSpec, Startup, TenantLimits, TenantRemoval,
+    Host, Interpreter, Sandbox, SandboxError, SandboxSpec, SetupStep, Startup, TenantLimits,
+    TenantRemoval,
 };
 use limits::{Admission, MemoryBudget, MemoryLease};
 use logs::LogCapture;
@@ -1271,13 +1272,20 @@ impl Inner {
         }
         let (spec, platform) =
             self.spec(dep, format!("sb-{}", uuid::Uuid::new_v4().simple()), init);
-        let host = self.host.clone();
-        let (spawn_start, spawned) =
-            tokio::task::spawn_blocking(move || (Instant::now(), host.spawn(&spec)))
-                .await
-                .map_err(|e| platform_failure(e.to_string()))?;
-        let mut sandbox =
-            spawned.map_err(|e| platform_failure(format!("could not start a sandbox: {e}")))?;
+        // A runtime waiting ready-made is claimed on this thread (see `Host::claim_waiting`);
+        // anything else is made on a blocking thread.
+        let claim_start = Instant::now();
+        let (spawn_start, spawned) = match self.host.claim_waiting(&spec) {
+            Some(sandbox) => (claim_start, Ok(sandbox)),
+            None => {
+                let host = self.host.clone();
+                tokio::task::spawn_blocking(move || (Instant::now(), host.spawn(&spec)))
+                    .await
+                    .map_err(|e| platform_failure(e.to_string()))?
+            }
+        };
+        let provided = dep.function.config.runtime.kind() == RuntimeKind::Provided;
+        let mut sandbox = spawned.map_err(|e| start_failure(e, provided))?;
         let startup = sandbox.startup();
         // What is known of a failed init: the sandbox, and the runtime's time until now.
         let so_far = || Some(init_breakdown(startup, spawn_start, Instant::now(), None));
@@ -1335,6 +1343,7 @@ impl Inner {
         };
         match ready {
             Ok(ready) => {
+                instance.sandbox.started();
                 let init = init_breakdown(startup, spawn_start, ready.at, ready.import_us);
                 // In use from now on: its end is counted as abandoned unless said otherwise.
                 instance.end.reason = EndReason::Abandoned;
@@ -1342,6 +1351,14 @@ impl Inner {
             }
             Err(report) => {
                 let init = so_far();
+                if let Some(e) = instance.sandbox.setup_failure() {
+                    pool.lost(ColdReason::Evicted);
+                    return Err(InitFailure {
+                        logs: instance.logs.take(),
+                        init,
+                        ..start_failure(e, provided)
+                    });
+                }
                 let (error_type, message) =
                     if report.body.is_empty() && report.error_type_header.is_none() {
                         let status =
@@ -1622,6 +1639,26 @@ fn platform_failure(message: String) -> InitFailure {
         message,
         logs: String::new(),
         init: None,
+    }
+}
+
+/// A sandbox that could not start: the function's own fault when it is a `provided`
+/// runtime's `bootstrap` the kernel would not run (no interpreter for its `#!` line, a binary
+/// for another machine: `Runtime.InvalidEntrypoint`, as on Lambda), the platform's otherwise.
+fn start_failure(e: SandboxError, provided: bool) -> InitFailure {
+    match e {
+        SandboxError::Setup {
+            step: SetupStep::Exec,
+            detail,
+            errno,
+        } if provided => InitFailure {
+            status: ActivationStatus::InitError,
+            error_type: "Runtime.InvalidEntrypoint".into(),
+            message: format!("could not exec{detail}: {}", errno.desc()),
+            logs: String::new(),
+            init: None,
+        },
+        e => platform_failure(format!("could not start a sandbox: {e}")),
     }
 }
 

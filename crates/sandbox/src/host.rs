@@ -521,13 +521,13 @@ impl Host {
             return full.spawn_networked(spec);
         }
         if let Some(sandbox) = self
-            .fork_from_zygote(full, spec)
-            .or_else(|| self.claim_stem_cell(full, spec))
+            .claim_runtime(full, spec)
+            .or_else(|| self.fork_from_zygote(full, spec))
         {
             return Ok(sandbox);
         }
         if let Some(ready) = self.inner.ready.as_ref().and_then(|r| r.take(spec.tmp_mb)) {
-            match full.start_ready(ready, spec) {
+            match full.start_ready(ready, spec, true) {
                 Ok(sandbox) => return Ok(sandbox),
                 // Its program does not fit the message: started from scratch.
                 Err(SandboxError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {}
@@ -538,31 +538,84 @@ impl Host {
         }
         full.launch(spec, false)
     }
+
+    /// Starts `spec` in what waits for it made ahead: a Python runtime forked ahead (from its
+    /// function's package zygote, else from the base zygote), a Node.js stem cell, or for any
+    /// other program a sandbox made ahead, which is handed its program without waiting for its
+    /// `execve` (should its set-up fail, [`Sandbox::setup_failure`] says how once it has
+    /// ended). Such a claim is a few hundred microseconds of system calls that wait for
+    /// nothing the sandbox does, so an async caller may make it on its own thread, sparing a
+    /// cold start the hand-off to a blocking thread and back (two wake-ups, ~0.2 ms on a small
+    /// VM). `None` when nothing waits for `spec` (or its claim failed, logged): then
+    /// [`Host::spawn`] it, on a blocking thread.
+    pub fn claim_waiting(&self, spec: &SandboxSpec) -> Option<Sandbox> {
+        let full = self.inner.full.as_ref()?;
+        if spec.allow_network || spec.validate(self.inner.isolation).is_err() {
+            return None;
+        }
+        full.note_cold_start(spec);
+        if spec.interpreter.is_some() {
+            return self.claim_runtime(full, spec);
+        }
+        let ready = self.inner.ready.as_ref()?.take(spec.tmp_mb)?;
+        full.start_ready(ready, spec, false)
+            .map_err(|e| tracing::warn!(id = %spec.id, "could not claim a sandbox made ahead: {e}"))
+            .ok()
+    }
+
+    /// `spec` started in a runtime waiting for it: a Python runtime forked ahead or a Node.js
+    /// stem cell.
+    fn claim_runtime(&self, full: &Arc<FullHost>, spec: &SandboxSpec) -> Option<Sandbox> {
+        match spec.interpreter? {
+            crate::Interpreter::Python => self.claim_forked_ahead(full, spec),
+            crate::Interpreter::Node => self.claim_stem_cell(full, spec),
+        }
+    }
 }
 
 impl Host {
-    /// `spec` started from a Python zygote, when it is a Python runtime, zygotes are on, one
-    /// is running and the environment holds nothing only an interpreter's start reads; `None`
-    /// otherwise, or when the fork failed (logged): the caller then `execve`s.
-    fn fork_from_zygote(&self, full: &Arc<FullHost>, spec: &SandboxSpec) -> Option<Sandbox> {
-        let (zygotes, pool) = self.inner.zygotes.as_ref()?;
+    /// The base Python zygote for `spec`, when it is a Python runtime, zygotes are on, one is
+    /// running and the environment holds nothing only an interpreter's start reads.
+    fn zygote_for(&self, spec: &SandboxSpec) -> Option<Arc<Zygote>> {
+        let (zygotes, _) = self.inner.zygotes.as_ref()?;
         if spec.interpreter != Some(crate::Interpreter::Python)
             || !crate::zygote::environment_fits(&spec.env)
         {
             return None;
         }
-        let zygote = zygotes.get(Path::new(&spec.argv[0]), &spec.runtime_dir)?;
+        zygotes.get(Path::new(&spec.argv[0]), &spec.runtime_dir)
+    }
+
+    /// `spec` started in a Python runtime forked ahead: from its function's package zygote
+    /// when it has one (`None` if none of that one's waits: forking from it on demand beats
+    /// importing the packages again), else from the base zygote. `None` also when the claim
+    /// failed (logged).
+    fn claim_forked_ahead(&self, full: &Arc<FullHost>, spec: &SandboxSpec) -> Option<Sandbox> {
+        let zygote = self.zygote_for(spec)?;
+        if let Some(package) = self.package_zygote(full, &zygote, spec) {
+            let forked = package.ahead.as_ref()?.take(spec.tmp_mb)?;
+            let claimed = claim_forked(forked, spec, Birth::PackageZygote, Instant::now());
+            return self.package_fork_claimed(spec, &package, claimed);
+        }
+        let forked = self
+            .inner
+            .forked
+            .pool(full, &zygote, &spec.runtime_dir)?
+            .take(spec.tmp_mb)?;
+        full.start_forked_ahead(forked, spec)
+            .map_err(|e| tracing::warn!(id = %spec.id, "could not claim a Python runtime forked ahead, forking one: {e}"))
+            .ok()
+    }
+
+    /// `spec` started from a Python zygote (see [`Host::zygote_for`]) when no runtime forked
+    /// ahead for it was there to claim: from its package zygote when it has one, else forked
+    /// now from the base zygote; `None` when there is no zygote for it, or when the fork
+    /// failed (logged): the caller then `execve`s.
+    fn fork_from_zygote(&self, full: &Arc<FullHost>, spec: &SandboxSpec) -> Option<Sandbox> {
+        let (_, pool) = self.inner.zygotes.as_ref()?;
+        let zygote = self.zygote_for(spec)?;
         if let Some(sandbox) = self.fork_from_package_zygote(full, &zygote, spec) {
             return Some(sandbox);
-        }
-        let ahead = self.inner.forked.pool(full, &zygote, &spec.runtime_dir);
-        if let Some(forked) = ahead.and_then(|pool| pool.take(spec.tmp_mb)) {
-            match full.start_forked_ahead(forked, spec) {
-                Ok(sandbox) => return Some(sandbox),
-                Err(e) => {
-                    tracing::warn!(id = %spec.id, "could not claim a Python runtime forked ahead, forking one: {e}");
-                }
-            }
         }
         // None waiting (a burst): making one for the zygote's child costs far less than the
         // interpreter start a fork saves.
@@ -582,22 +635,34 @@ impl Host {
         }
     }
 
-    /// `spec` forked from its function's package zygote (`package.rs`), when package zygotes
-    /// are on and that one is running; otherwise `None`, after starting to build it when there
-    /// is none yet. A failed fork is logged, and the zygote replaced.
+    /// The package zygote of `spec`'s function (`package.rs`), when package zygotes are on
+    /// and that one is running; `None` otherwise, after starting to build it when there is
+    /// none yet.
+    fn package_zygote(
+        &self,
+        full: &Arc<FullHost>,
+        zygote: &Arc<Zygote>,
+        spec: &SandboxSpec,
+    ) -> Option<Arc<PackageZygote>> {
+        let build = || {
+            let (full, zygote, spec) = (Arc::clone(full), Arc::clone(zygote), spec.clone());
+            move |uid| full.build_package_zygote(&zygote, &spec, uid)
+        };
+        self.inner
+            .packages
+            .as_ref()?
+            .get(&PackageKey::of(spec), build)
+    }
+
+    /// `spec` forked from its function's package zygote, ahead or now; `None` when it has
+    /// none running, or when the fork failed (logged, and the zygote replaced).
     fn fork_from_package_zygote(
         &self,
         full: &Arc<FullHost>,
         zygote: &Arc<Zygote>,
         spec: &SandboxSpec,
     ) -> Option<Sandbox> {
-        let packages = self.inner.packages.as_ref()?;
-        let key = PackageKey::of(spec);
-        let build = || {
-            let (full, zygote, spec) = (Arc::clone(full), Arc::clone(zygote), spec.clone());
-            move |uid| full.build_package_zygote(&zygote, &spec, uid)
-        };
-        let package = packages.get(&key, build)?;
+        let package = self.package_zygote(full, zygote, spec)?;
         let started = Instant::now();
         let forked = match package.ahead.as_ref().and_then(|a| a.take(spec.tmp_mb)) {
             Some(forked) => Ok(forked),
@@ -605,14 +670,26 @@ impl Host {
                 full.fork_from_package(&package.control, &spec.id, &package.birthplace, spec.tmp_mb)
             }
         };
-        match forked.and_then(|f| claim_forked(f, spec, Birth::PackageZygote, started)) {
-            Ok(sandbox) => Some(sandbox),
-            Err(e) => {
+        let claimed = forked.and_then(|f| claim_forked(f, spec, Birth::PackageZygote, started));
+        self.package_fork_claimed(spec, &package, claimed)
+    }
+
+    /// The sandbox of a fork from `package`, or `None` when it failed (logged, and the
+    /// zygote replaced).
+    fn package_fork_claimed(
+        &self,
+        spec: &SandboxSpec,
+        package: &Arc<PackageZygote>,
+        claimed: Result<Sandbox, SandboxError>,
+    ) -> Option<Sandbox> {
+        claimed
+            .map_err(|e| {
                 tracing::warn!(id = %spec.id, "could not fork from the package zygote, forking the base zygote: {e}");
-                packages.discard(&key, &package);
-                None
-            }
-        }
+                if let Some(packages) = &self.inner.packages {
+                    packages.discard(&PackageKey::of(spec), package);
+                }
+            })
+            .ok()
     }
 
     /// The software every sandbox shares (the SDK directory, [`HostOptions::sdk_dir`])
@@ -1107,7 +1184,7 @@ impl FullHost {
         };
         let ready = self.make_ready(spec.tmp_mb, Flavor::Exec, spec.namespace.as_deref())?;
         let network = crate::network::Slirp::attach(slirp, ready.process.pid())?;
-        Ok(self.start_ready(ready, spec)?.with_network(network))
+        Ok(self.start_ready(ready, spec, true)?.with_network(network))
     }
 
     /// A sandbox set up and waiting for its program (as one made ahead, see `ready.rs`) for a
@@ -1362,29 +1439,45 @@ impl FullHost {
         collect_runtime(report, deadline, listener, cgroup, output, tmp_mb)
     }
 
-    /// Starts `spec` in a sandbox made ahead. An `InvalidInput` i/o error means its program
+    /// Starts `spec` in a sandbox made ahead, and with `wait_for_exec` returns once its
+    /// program runs; without, once it has its program (its set-up's end is then
+    /// [`Sandbox::setup_failure`]'s to tell). An `InvalidInput` i/o error means its program
     /// does not fit the message: start it from scratch instead.
     fn start_ready(
         &self,
         mut ready: ReadySandbox,
         spec: &SandboxSpec,
+        wait_for_exec: bool,
     ) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
         self.claim_cgroup(&mut ready.cgroup, spec)?;
         let envp = spec.environment(&runtime_api_address());
         let code = detached_read_only(&spec.code_dir)?;
         let stdin = File::open("/dev/null")?.into();
-        let (process, listener, cgroup, output) =
-            self.exec_in(ready, &spec.argv, &envp, code, &spec.runtime_dir, stdin)?;
+        let (child, cgroup) = ready_child(ready);
+        let (mut child, output) =
+            self.hand_program(child, &spec.argv, &envp, code, &spec.runtime_dir, stdin)?;
+        let (listener, pending) = match wait_for_exec {
+            true => (child.await_setup(Until::Exec, &spec.argv[0])?, None),
+            false => {
+                let listener = child.listener.take().ok_or(SandboxError::SetupVanished)?;
+                listener.set_nonblocking(true)?;
+                let pending = PendingExec {
+                    channel: child.channel,
+                    program: spec.argv[0].clone(),
+                };
+                (listener, Some(pending))
+            }
+        };
         let sandbox = Sandbox::new(
             spec.id.clone(),
             listener,
             output,
-            process,
+            child.process,
             Isolated::Full(cgroup),
             Startup::since(Birth::Ahead, started),
         );
-        Ok(sandbox)
+        Ok(sandbox.with_pending_exec(pending))
     }
 
     /// Hands `ready` its program (`argv`, `envp`, the code mount, the runtime directory and
@@ -1398,12 +1491,28 @@ impl FullHost {
         runtime_dir: &Path,
         stdin: OwnedFd,
     ) -> Result<(Process, TcpListener, SandboxCgroup, OwnedFd), SandboxError> {
+        let (child, cgroup) = ready_child(ready);
+        let (mut child, output) = self.hand_program(child, argv, envp, code, runtime_dir, stdin)?;
+        let listener = child.await_setup(Until::Exec, &argv[0])?;
+        Ok((child.process, listener, cgroup, output))
+    }
+
+    /// Hands a sandbox made ahead its program: the child, and the read end of its output.
+    fn hand_program(
+        &self,
+        child: Cloned,
+        argv: &[String],
+        envp: &[String],
+        code: OwnedFd,
+        runtime_dir: &Path,
+        stdin: OwnedFd,
+    ) -> Result<(Cloned, OwnedFd), SandboxError> {
         if let Some(bad) = argv.iter().chain(envp).find(|s| s.contains('\0')) {
             return Err(SandboxError::InvalidSpec(format!("NUL byte in {bad:?}")));
         }
         let runtime = detached_read_only(runtime_dir)?;
         let (output, output_w) = output_pipe()?;
-        ready.channel.send_program(
+        child.channel.send_program(
             argv,
             envp,
             [
@@ -1413,16 +1522,7 @@ impl FullHost {
                 stdin.as_raw_fd(),
             ],
         )?;
-        drop((code, runtime, output_w, stdin));
-        let mut child = Cloned {
-            process: ready.process,
-            channel: ready.channel,
-            listener: Some(ready.listener),
-            cgroup: None,
-            mounts: Vec::new(),
-        };
-        let listener = child.await_setup(Until::Exec, &argv[0])?;
-        Ok((child.process, listener, ready.cgroup, output))
+        Ok((child, output))
     }
 
     /// A Node.js stem cell: a sandbox made ahead running `node` on the runtime client, which
@@ -1781,6 +1881,25 @@ struct Cloned {
     mounts: Vec<crate::mounts::MountOp>,
 }
 
+/// A sandbox made ahead as a child whose set-up goes on, and its cgroup.
+fn ready_child(ready: ReadySandbox) -> (Cloned, SandboxCgroup) {
+    let ReadySandbox {
+        process,
+        channel,
+        listener,
+        cgroup,
+        ..
+    } = ready;
+    let child = Cloned {
+        process,
+        channel,
+        listener: Some(listener),
+        cgroup: None,
+        mounts: Vec::new(),
+    };
+    (child, cgroup)
+}
+
 /// The end of set-up to wait for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Until {
@@ -1801,24 +1920,7 @@ impl Cloned {
             match self.channel.recv(deadline)? {
                 Some(Message::Listener(fd)) => listener = Some(TcpListener::from(fd)),
                 Some(Message::Failed { step, index, errno }) => {
-                    let detail = match step {
-                        SetupStep::Mount => self
-                            .mounts
-                            .get(index as usize)
-                            .map(|op| format!(" ({op})"))
-                            .unwrap_or_default(),
-                        SetupStep::Exec => format!(" '{program}'"),
-                        SetupStep::Chdir => format!(
-                            " {TASK_ROOT} (is the code directory readable by uid {}?)",
-                            crate::SANDBOX_UID
-                        ),
-                        _ => String::new(),
-                    };
-                    return Err(SandboxError::Setup {
-                        step,
-                        detail,
-                        errno,
-                    });
+                    return Err(setup_failed(step, index, errno, &self.mounts, program));
                 }
                 Some(Message::Ready) if until == Until::Ready => break,
                 Some(Message::Ready) => return Err(SandboxError::SetupVanished),
@@ -1831,6 +1933,57 @@ impl Cloned {
             .ok_or(SandboxError::SetupVanished)?;
         listener.set_nonblocking(true)?;
         Ok(listener)
+    }
+}
+
+/// The error of a set-up step the child reported failing: the step, what it acted on (the
+/// mount of `mounts` at `index`, the `program` it could not exec), the errno.
+fn setup_failed(
+    step: SetupStep,
+    index: u32,
+    errno: nix::errno::Errno,
+    mounts: &[crate::mounts::MountOp],
+    program: &str,
+) -> SandboxError {
+    let detail = match step {
+        SetupStep::Mount => mounts
+            .get(index as usize)
+            .map(|op| format!(" ({op})"))
+            .unwrap_or_default(),
+        SetupStep::Exec => format!(" '{program}'"),
+        SetupStep::Chdir => format!(
+            " {TASK_ROOT} (is the code directory readable by uid {}?)",
+            crate::SANDBOX_UID
+        ),
+        _ => String::new(),
+    };
+    SandboxError::Setup {
+        step,
+        detail,
+        errno,
+    }
+}
+
+/// A sandbox made ahead that was handed its program without waiting for its `execve`
+/// ([`Host::claim_waiting`]): the handshake, which says why, should it end before its
+/// runtime is ready.
+#[derive(Debug)]
+pub(crate) struct PendingExec {
+    channel: ParentEnd,
+    /// `argv[0]`, to name what failed to exec.
+    program: String,
+}
+
+impl PendingExec {
+    /// The step that failed, once the sandbox has ended; `None` if it reached its `execve`
+    /// (the handshake closed without a word) or has not ended yet.
+    pub(crate) fn failure(self) -> Option<SandboxError> {
+        match self.channel.recv(Instant::now()) {
+            Ok(Some(Message::Failed { step, index, errno })) => {
+                Some(setup_failed(step, index, errno, &[], &self.program))
+            }
+            _ => None,
+        }
     }
 }
 

@@ -166,6 +166,8 @@ pub struct Sandbox {
     /// The user-mode network of a sandbox with outbound network.
     network: Option<crate::network::Slirp>,
     startup: Startup,
+    /// Its set-up's end, when its program was handed over without waiting for its `execve`.
+    pending_exec: Option<crate::host::PendingExec>,
 }
 
 impl Sandbox {
@@ -192,12 +194,36 @@ impl Sandbox {
             isolated,
             network: None,
             startup,
+            pending_exec: None,
         }
     }
 
     /// How it started and how long that took.
     pub fn startup(&self) -> Startup {
         self.startup
+    }
+
+    /// A sandbox whose program was handed over without waiting for its `execve` (`pending`).
+    pub(crate) fn with_pending_exec(
+        mut self,
+        pending: Option<crate::host::PendingExec>,
+    ) -> Sandbox {
+        self.pending_exec = pending;
+        self
+    }
+
+    /// How its set-up failed, when the sandbox was claimed without waiting for its program's
+    /// `execve` ([`crate::Host::claim_waiting`]) and has ended before its runtime was ready:
+    /// the error [`crate::Host::spawn`] would have returned (the step, what it acted on, the
+    /// errno). `None` when its program started, when it has not ended, or when `spawn` waited
+    /// for it. Asked once: the handshake is let go either way.
+    pub fn setup_failure(&mut self) -> Option<SandboxError> {
+        self.pending_exec.take()?.failure()
+    }
+
+    /// Its runtime is ready, so its program started: lets go of what would have said why not.
+    pub fn started(&mut self) {
+        self.pending_exec = None;
     }
 
     /// Keeps the sandbox's user-mode network alive as long as the sandbox.

@@ -546,6 +546,44 @@ fn nonexistent_program_is_a_setup_error_naming_exec() {
     });
 }
 
+/// A claim on the caller's thread does not wait for the program's `execve`: an exec that
+/// fails is told once the sandbox has ended, as `spawn` tells it.
+#[test]
+fn a_claim_that_does_not_wait_for_exec_still_names_a_failed_exec() {
+    within(LIMIT, || {
+        let fx = Fixture::full();
+        fx.host.warm_up(None, &[], &fx.runtime, 16);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let claim = |name: &str, argv: &[&str]| loop {
+            if let Some(sb) = fx.host.claim_waiting(&fx.spec(name, argv)) {
+                return sb;
+            }
+            assert!(Instant::now() < deadline, "no sandbox made ahead to claim");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut failed = claim("noexec", &["/var/task/does-not-exist"]);
+        assert!(wait_exit(&failed, Duration::from_secs(5)), "it did not end");
+        match failed.setup_failure() {
+            Some(SandboxError::Setup {
+                step,
+                errno,
+                detail,
+            }) => {
+                assert_eq!(step, SetupStep::Exec);
+                assert_eq!(errno, nix::errno::Errno::ENOENT);
+                assert_eq!(detail, " '/var/task/does-not-exist'");
+            }
+            other => panic!("expected the failed exec, got {other:?}"),
+        }
+        assert!(failed.setup_failure().is_none(), "asked once");
+        // One whose program runs has nothing to say, even once it has ended.
+        let mut ran = claim("ran", &["/usr/bin/true"]);
+        assert!(wait_exit(&ran, Duration::from_secs(5)), "it did not end");
+        assert!(ran.setup_failure().is_none());
+        assert_eq!(ran.startup().birth, lambent_core::Birth::Ahead);
+    });
+}
+
 #[test]
 fn unreadable_code_dir_is_a_setup_error_naming_the_task_root() {
     within(LIMIT, || {

@@ -206,6 +206,50 @@ async fn node_reports_its_import_and_a_provided_runtime_leaves_it_unknown() {
     );
 }
 
+/// A `provided` cold start claims a sandbox made ahead without waiting for its `execve`; a
+/// `bootstrap` the kernel will not run is still named for what it is, cold start after cold
+/// start (the first claims what was made ahead, the next what the pool made after), and is the
+/// function's fault, as on Lambda, not the platform's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_the_kernel_will_not_run_is_an_invalid_entrypoint() {
+    let node = node().await;
+    let (s, v) = node
+        .deploy(
+            "not-a-program",
+            json!({"runtime": "provided.al2023"}),
+            &[("bootstrap", "no #! line, not an executable format\n")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for _ in 0..3 {
+        let (status, headers, body) = node.invoke("not-a-program", "{}").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(header(&headers, "lambent-status"), "init_error", "{body}");
+        assert_eq!(
+            header(&headers, "lambent-function-error"),
+            "Runtime.InvalidEntrypoint",
+            "{body}"
+        );
+        assert_eq!(
+            body["errorMessage"],
+            "could not exec '/var/task/bootstrap': Exec format error",
+            "{body}"
+        );
+    }
+    // The node serves on.
+    let bootstrap = include_str!("../../../examples/hello-provided/bootstrap");
+    let (s, v) = node
+        .deploy(
+            "hello-provided",
+            json!({"runtime": "provided.al2023"}),
+            &[("bootstrap", bootstrap)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, headers, body) = node.invoke("hello-provided", r#"{"name": "x"}"#).await;
+    assert_eq!(header(&headers, "lambent-status"), "success", "{body}");
+}
+
 /// Regression (issue 21): the first cold starts after start-up were 4-8x slower than later
 /// ones, because the Python zygote's runtimes forked ahead and the sandboxes made ahead for
 /// `execve` were only made after the first cold start asked for them. Now `/healthz` says
