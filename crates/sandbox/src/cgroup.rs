@@ -1306,20 +1306,25 @@ impl SandboxCgroup {
 
     /// How many processes the kernel's OOM killer has killed in this sandbox.
     pub(crate) fn oom_kills(&self) -> u64 {
-        let (path, key) = match &self.kind {
-            Kind::V1 { memory, .. } => (memory.join("memory.oom_control"), "oom_kill"),
-            Kind::V2 { dir, .. } => (dir.join("memory.events"), "oom_kill"),
-        };
-        let content = match &self.events {
+        const KEY: &str = "oom_kill";
+        let kills = match &self.events {
             Some(file) => {
                 let mut buf = [0u8; 1024];
-                file.read_at(&mut buf, 0)
+                let n = file.read_at(&mut buf, 0).unwrap_or(0);
+                std::str::from_utf8(&buf[..n])
                     .ok()
-                    .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .and_then(|c| keyed_value(c, KEY))
             }
-            None => self.fs.read(&path).ok(),
+            None => self
+                .fs
+                .read(&match &self.kind {
+                    Kind::V1 { memory, .. } => memory.join("memory.oom_control"),
+                    Kind::V2 { dir, .. } => dir.join("memory.events"),
+                })
+                .ok()
+                .and_then(|c| keyed_value(&c, KEY)),
         };
-        content.and_then(|c| keyed_value(&c, key)).unwrap_or(0)
+        kills.unwrap_or(0)
     }
 
     /// Whether memory use ever reached this cgroup's own limit: v2 `memory.events` `max`, v1

@@ -231,8 +231,7 @@ async fn a_bootstrap_the_kernel_will_not_run_is_an_invalid_entrypoint() {
             "{body}"
         );
         assert_eq!(
-            body["errorMessage"],
-            "could not exec '/var/task/bootstrap': Exec format error",
+            body["errorMessage"], "could not exec '/var/task/bootstrap': Exec format error",
             "{body}"
         );
     }
