@@ -262,13 +262,22 @@ fn sequences_through_the_cli_a_route_and_async_with_linked_records() {
 #[test]
 fn cycles_and_missing_components_are_refused() {
     let home = tempfile::tempdir().unwrap();
-    // `up --deploy` creates the file's sequences too.
+    // `up --deploy` creates the file's sequences and routes too, as `lambent deploy` does.
     let project = project(home.path());
     let s = Server::start(home.path(), &["--deploy", path_str(&project)]);
     eventually(60, "the sequence deployed by up", || {
         let line = s.line();
         (line == "sequence calc: add → double → add").then_some(())
     });
+    assert_eq!(s.line(), "route POST /calc -> calc");
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/calc", s.url))
+        .body(r#"{"n": 1}"#)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().unwrap();
+    assert_eq!(r["n"], 5, "(1 + 1) * 2 + 1: {r}");
 
     let out = s.cli(&["sequence", "create", "x", "add", "nope"]).failed();
     assert!(

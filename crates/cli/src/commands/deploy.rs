@@ -139,30 +139,50 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
             args.path.display()
         );
     }
-    let deployments = manifest::resolve(&args.path, &args.overrides())?;
-    let workflows = crate::workflow_manifest::resolve(&args.path)?;
-    let sequences = manifest::sequences(&args.path)?;
+    let (_, code) = deploy_manifest(
+        &ctx.client()?,
+        &args.path,
+        &args.overrides(),
+        args.warm,
+        ctx.json(),
+    )?;
+    Ok(code)
+}
+
+/// Deploys what the folder, `lambent.yaml` or zip at `path` declares: its functions with their
+/// routes and schedules, its workflows, sequences and event source mappings. Prints a line for
+/// each (or, with `json`, the API's JSON at the end). Returns the functions deployed, and
+/// failure when one of them failed to initialize (`warm`: each is started once).
+pub fn deploy_manifest(
+    client: &Client,
+    path: &std::path::Path,
+    overrides: &Overrides,
+    warm: bool,
+    json: bool,
+) -> Result<(Vec<Json<Function>>, ExitCode)> {
+    let deployments = manifest::resolve(path, overrides)?;
+    let workflows = crate::workflow_manifest::resolve(path)?;
+    let sequences = manifest::sequences(path)?;
     let single = match deployments.as_slice() {
         [one] => Some(one.name.as_str()),
         _ => None,
     };
-    let mappings = manifest::mappings(&args.path, single)?;
-    let client = ctx.client()?;
-    let deployed = deploy_all(&client, &deployments, args.warm, |f| {
-        if !ctx.json() {
+    let mappings = manifest::mappings(path, single)?;
+    let deployed = deploy_all(client, &deployments, warm, |f| {
+        if !json {
             println!("{}", deployed_line(f));
         }
     })?;
     let mut deployed_workflows = Vec::with_capacity(workflows.len());
     for w in &workflows {
-        let w = super::workflows::deploy_one(&client, w)?;
-        if !ctx.json() {
+        let w = super::workflows::deploy_one(client, w)?;
+        if !json {
             println!("{}", super::workflows::deployed_line(&w));
         }
         deployed_workflows.push(w);
     }
-    super::sequences::deploy_declared(&client, &sequences, |s| {
-        if !ctx.json() {
+    super::sequences::deploy_declared(client, &sequences, |s| {
+        if !json {
             println!("sequence {}: {}", s.name, s.components.join(" → "));
         }
     })?;
@@ -173,12 +193,12 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
             manifest::MappingDecl::Table(t) => stream_mappings.push(t),
         }
     }
-    super::app_deploy::ensure_mappings(&client, &queue_mappings, &stream_mappings, &mut |line| {
-        if !ctx.json() {
+    super::app_deploy::ensure_mappings(client, &queue_mappings, &stream_mappings, &mut |line| {
+        if !json {
             println!("{line}");
         }
     })?;
-    if !ctx.json() {
+    if !json {
         let sequence_routes = sequences.iter().flat_map(|s| &s.routes);
         for r in deployments
             .iter()
@@ -193,9 +213,9 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
             );
         }
     }
-    if ctx.json() && deployed_workflows.is_empty() {
+    if json && deployed_workflows.is_empty() {
         print_functions_json(&deployed);
-    } else if ctx.json() {
+    } else if json {
         let raw =
             |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
         crate::output::print_json(&serde_json::json!({
@@ -212,11 +232,11 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
             f.warm_error.as_deref().unwrap_or_default()
         );
     }
-    Ok(if init_failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let code = match init_failed.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    };
+    Ok((deployed, code))
 }
 
 /// `-o json`: one function as the API returned it, several as `{"functions": […]}`.

@@ -11,7 +11,7 @@
 //! On stderr, one line per AWS SDK that comes with the runtimes: where it lives, or why it is
 //! missing (or that it is being fetched in the background; the log says when it is ready).
 
-use super::deploy::{deploy_one, deployed_line, invoke_hint};
+use super::deploy::{deploy_manifest, invoke_hint};
 use super::embedded::{Embedded, ServerArgs};
 use super::Ctx;
 use crate::client::Client;
@@ -26,18 +26,17 @@ use std::process::ExitCode;
 pub struct UpArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Deploy this folder, lambent.yaml or zip once the server is up (as `lambent deploy`
-    /// does); repeatable.
+    /// Deploy this folder, lambent.yaml or zip once the server is up, with its routes,
+    /// schedules, workflows, sequences and mappings, as `lambent deploy` does; repeatable.
     #[arg(long, value_name = "PATH")]
     pub deploy: Vec<PathBuf>,
 }
 
 pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
-    // Resolve what to deploy first: a typo in lambent.yaml should not need a server to show.
-    let (mut deployments, mut sequences) = (Vec::new(), Vec::new());
+    // Read what to deploy first: a typo in lambent.yaml should not need a server to show.
     for path in &args.deploy {
-        deployments.extend(manifest::resolve(path, &Overrides::default())?);
-        sequences.extend(manifest::sequences(path)?);
+        manifest::resolve(path, &Overrides::default())?;
+        manifest::sequences(path)?;
     }
 
     let server = Embedded::start(&args.server, "info")?;
@@ -62,27 +61,19 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     }
 
     let mut code = ExitCode::SUCCESS;
-    if !deployments.is_empty() {
+    if !args.deploy.is_empty() {
         let client = Client::new(server.url(), Some(server.api_key().to_string()))?;
         let mut first = None;
-        for d in &deployments {
-            match deploy_one(&client, d, false) {
-                Ok(f) => {
-                    println!("{}", deployed_line(&f));
-                    first.get_or_insert(f.name.clone());
+        for path in &args.deploy {
+            match deploy_manifest(&client, path, &Overrides::default(), false, false) {
+                Ok((deployed, _)) => {
+                    first = first.or_else(|| deployed.first().map(|f| f.name.clone()));
                 }
                 Err(e) => {
-                    eprintln!("error: cannot deploy '{}': {}", d.name, super::describe(&e));
+                    eprintln!("error: {}", super::describe(&e));
                     code = ExitCode::FAILURE;
                 }
             }
-        }
-        let created = super::sequences::deploy_declared(&client, &sequences, |s| {
-            println!("sequence {}: {}", s.name, s.components.join(" → "));
-        });
-        if let Err(e) = created {
-            eprintln!("error: {}", super::describe(&e));
-            code = ExitCode::FAILURE;
         }
         if let Some(name) = first {
             println!(
