@@ -10,6 +10,8 @@
 //! let host = Host::detect(HostOptions { isolation: Isolation::Full, state_dir, layers, sdk_dir })?; // error names what is missing
 //! let layout = host.layout(&code_dir, &runtime_dir);   // paths as the sandboxed process sees them
 //! let sb: Sandbox = host.spawn(&SandboxSpec { .. })?;
+//! let sb: Option<Sandbox> = host.claim_waiting(&spec);  // what waits made ahead, without blocking on it
+//! sb.setup_failure(); sb.started();  // a claimed sandbox that ended: why; one that is ready: forget the handshake
 //! sb.pid(); sb.runtime_api_listener(); sb.take_output();  // std::net::TcpListener (nonblocking), OwnedFd (nonblocking)
 //! sb.memory_peak_bytes(); sb.oom_kills(); sb.freeze(); sb.thaw();
 //! sb.kill();  // whole tree; Drop kills and removes the cgroup
@@ -57,7 +59,11 @@
 //! unmaps the server's memory it inherited (so that its `execve` has little to tear down); the
 //! claim sets the cgroup's limits, passes the code and runtime directories as detached
 //! read-only mounts (`open_tree`), and the sandbox attaches them, then takes steps 4-7.
-//! `Host::detect` runs all of this once, stopping short of `execve`, so that a host where it
+//! [`Host::claim_waiting`] makes such a claim (or that of a Python runtime forked ahead, or a
+//! Node.js stem cell) without waiting for anything the sandbox does, so that an async caller may
+//! make it on its own thread; a sandbox made ahead claimed that way does not wait for its
+//! `execve`, and should a step after the claim fail, [`Sandbox::setup_failure`] names it once
+//! the sandbox has ended. `Host::detect` runs all of this once, stopping short of `execve`, so that a host where it
 //! cannot work is refused at start-up, naming the step that failed.
 //!
 //! # Host requirements and effects
