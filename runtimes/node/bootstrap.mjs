@@ -547,6 +547,7 @@ async function rehearse() {
     await new Promise((resolve) => server.close(resolve));
   }
 }
+
 // A stem cell's connection to the Runtime API, opened while it waits (its address is the
 // sandbox's, known before the function is): the platform serves it from the claim on, so that
 // the first GET /next does not pay for a socket and its connect (~0.3 ms in node). Used once,

@@ -1267,7 +1267,8 @@ impl Inner {
         init: InitType,
     ) -> Result<(Instance, InitBreakdown), InitFailure> {
         let dep = pool.deployment();
-        if dep.function.config.runtime.kind() == RuntimeKind::Provided {
+        let provided = dep.function.config.runtime.kind() == RuntimeKind::Provided;
+        if provided {
             check_bootstrap(&dep.code_dir)?;
         }
         let (spec, platform) =
@@ -1284,7 +1285,6 @@ impl Inner {
                     .map_err(|e| platform_failure(e.to_string()))?
             }
         };
-        let provided = dep.function.config.runtime.kind() == RuntimeKind::Provided;
         let mut sandbox = spawned.map_err(|e| start_failure(e, provided))?;
         let startup = sandbox.startup();
         // What is known of a failed init: the sandbox, and the runtime's time until now.

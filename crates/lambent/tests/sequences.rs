@@ -73,6 +73,17 @@ fn newest(s: &Server, function: &str) -> Value {
     page["activations"][0].clone()
 }
 
+/// The answer of the route `POST /calc` to `{"n": n}`, which must be a 200.
+fn post_calc(s: &Server, n: i64) -> Value {
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/calc", s.url))
+        .body(json!({ "n": n }).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().unwrap()
+}
+
 fn activation(s: &Server, id: &str) -> Value {
     s.cli(&["activation", id, "-o", "json"]).ok().json()
 }
@@ -155,14 +166,7 @@ fn sequences_through_the_cli_a_route_and_async_with_linked_records() {
     assert!(logs.contains("step 3/3 add"), "{logs}");
 
     // A route: the first step gets the HTTP event, the last one's result is the response.
-    let http = reqwest::blocking::Client::new();
-    let resp = http
-        .post(format!("{}/calc", s.url))
-        .body(r#"{"n": 10}"#)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let r: Value = resp.json().unwrap();
+    let r = post_calc(&s, 10);
     assert_eq!(r["n"], 23, "(10 + 1) * 2 + 1: {r}");
     let seq = newest(&s, "calc");
     assert_eq!(seq["trigger"], "http");
@@ -270,13 +274,7 @@ fn cycles_and_missing_components_are_refused() {
         (line == "sequence calc: add → double → add").then_some(())
     });
     assert_eq!(s.line(), "route POST /calc -> calc");
-    let resp = reqwest::blocking::Client::new()
-        .post(format!("{}/calc", s.url))
-        .body(r#"{"n": 1}"#)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let r: Value = resp.json().unwrap();
+    let r = post_calc(&s, 1);
     assert_eq!(r["n"], 5, "(1 + 1) * 2 + 1: {r}");
 
     let out = s.cli(&["sequence", "create", "x", "add", "nope"]).failed();

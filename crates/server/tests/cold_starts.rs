@@ -98,6 +98,21 @@ fn phase_count(metrics: &str, runtime: &str, phase: &str) -> u64 {
         .sum()
 }
 
+/// The shell bootstrap of the examples: a runtime that knows nothing of Lambent's header.
+const SHELL_BOOTSTRAP: &str = include_str!("../../../examples/hello-provided/bootstrap");
+
+/// Deploys `name`, a `provided` function whose code is its `bootstrap`.
+async fn deploy_provided(node: &Node, name: &str, bootstrap: &str) {
+    let (s, v) = node
+        .deploy(
+            name,
+            json!({"runtime": "provided.al2023"}),
+            &[("bootstrap", bootstrap)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
 fn python(code: &str) -> (Value, [(&str, &str); 1]) {
     (
         json!({"runtime": "python3.12", "handler": "app.handler"}),
@@ -183,16 +198,7 @@ async fn node_reports_its_import_and_a_provided_runtime_leaves_it_unknown() {
     let record = invoke_and_record(&node, "hello-node").await;
     assert_cold_breakdown(&record, "first_request", Import::AtLeast(50_000));
 
-    // The shell bootstrap of the examples: a runtime that knows nothing of Lambent's header.
-    let bootstrap = include_str!("../../../examples/hello-provided/bootstrap");
-    let (s, v) = node
-        .deploy(
-            "hello-provided",
-            json!({"runtime": "provided.al2023"}),
-            &[("bootstrap", bootstrap)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    deploy_provided(&node, "hello-provided", SHELL_BOOTSTRAP).await;
     let record = invoke_and_record(&node, "hello-provided").await;
     assert_cold_breakdown(&record, "first_request", Import::Unknown);
 
@@ -213,14 +219,8 @@ async fn node_reports_its_import_and_a_provided_runtime_leaves_it_unknown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bootstrap_the_kernel_will_not_run_is_an_invalid_entrypoint() {
     let node = node().await;
-    let (s, v) = node
-        .deploy(
-            "not-a-program",
-            json!({"runtime": "provided.al2023"}),
-            &[("bootstrap", "no #! line, not an executable format\n")],
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let not_a_program = "no #! line, not an executable format\n";
+    deploy_provided(&node, "not-a-program", not_a_program).await;
     for _ in 0..3 {
         let (status, headers, body) = node.invoke("not-a-program", "{}").await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -236,15 +236,7 @@ async fn a_bootstrap_the_kernel_will_not_run_is_an_invalid_entrypoint() {
         );
     }
     // The node serves on.
-    let bootstrap = include_str!("../../../examples/hello-provided/bootstrap");
-    let (s, v) = node
-        .deploy(
-            "hello-provided",
-            json!({"runtime": "provided.al2023"}),
-            &[("bootstrap", bootstrap)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    deploy_provided(&node, "hello-provided", SHELL_BOOTSTRAP).await;
     let (_, headers, body) = node.invoke("hello-provided", r#"{"name": "x"}"#).await;
     assert_eq!(header(&headers, "lambent-status"), "success", "{body}");
 }

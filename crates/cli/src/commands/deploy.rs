@@ -139,104 +139,129 @@ pub fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode> {
             args.path.display()
         );
     }
-    let (_, code) = deploy_manifest(
-        &ctx.client()?,
-        &args.path,
-        &args.overrides(),
-        args.warm,
-        ctx.json(),
-    )?;
+    let project = Project::read(&args.path, &args.overrides())?;
+    let (_, code) = project.deploy(&ctx.client()?, args.warm, ctx.json())?;
     Ok(code)
 }
 
-/// Deploys what the folder, `lambent.yaml` or zip at `path` declares: its functions with their
-/// routes and schedules, its workflows, sequences and event source mappings. Prints a line for
-/// each (or, with `json`, the API's JSON at the end). Returns the functions deployed, and
-/// failure when one of them failed to initialize (`warm`: each is started once).
-pub fn deploy_manifest(
-    client: &Client,
-    path: &std::path::Path,
-    overrides: &Overrides,
-    warm: bool,
-    json: bool,
-) -> Result<(Vec<Json<Function>>, ExitCode)> {
-    let deployments = manifest::resolve(path, overrides)?;
-    let workflows = crate::workflow_manifest::resolve(path)?;
-    let sequences = manifest::sequences(path)?;
-    let single = match deployments.as_slice() {
-        [one] => Some(one.name.as_str()),
-        _ => None,
-    };
-    let mappings = manifest::mappings(path, single)?;
-    let deployed = deploy_all(client, &deployments, warm, |f| {
-        if !json {
-            println!("{}", deployed_line(f));
-        }
-    })?;
-    let mut deployed_workflows = Vec::with_capacity(workflows.len());
-    for w in &workflows {
-        let w = super::workflows::deploy_one(client, w)?;
-        if !json {
-            println!("{}", super::workflows::deployed_line(&w));
-        }
-        deployed_workflows.push(w);
+/// What a folder, `lambent.yaml` or zip declares: functions with their routes and schedules,
+/// workflows, sequences and event source mappings.
+pub struct Project {
+    deployments: Vec<Deployment>,
+    workflows: Vec<crate::workflow_manifest::WorkflowDeployment>,
+    sequences: Vec<manifest::SequenceDecl>,
+    mappings: Vec<manifest::MappingDecl>,
+}
+
+impl Project {
+    /// Reads what `path` declares, or says what is wrong with it.
+    pub fn read(path: &std::path::Path, overrides: &Overrides) -> Result<Project> {
+        let deployments = manifest::resolve(path, overrides)?;
+        let workflows = crate::workflow_manifest::resolve(path)?;
+        let sequences = manifest::sequences(path)?;
+        let single = match deployments.as_slice() {
+            [one] => Some(one.name.as_str()),
+            _ => None,
+        };
+        let mappings = manifest::mappings(path, single)?;
+        Ok(Project {
+            deployments,
+            workflows,
+            sequences,
+            mappings,
+        })
     }
-    super::sequences::deploy_declared(client, &sequences, |s| {
+
+    /// Deploys it all, printing a line for each thing (or, with `json`, the API's JSON at the
+    /// end). Returns the functions deployed, and failure when one of them failed to initialize
+    /// (`warm`: each is started once).
+    pub fn deploy(
+        self,
+        client: &Client,
+        warm: bool,
+        json: bool,
+    ) -> Result<(Vec<Json<Function>>, ExitCode)> {
+        let Project {
+            deployments,
+            workflows,
+            sequences,
+            mappings,
+        } = self;
+        let deployed = deploy_all(client, &deployments, warm, |f| {
+            if !json {
+                println!("{}", deployed_line(f));
+            }
+        })?;
+        let mut deployed_workflows = Vec::with_capacity(workflows.len());
+        for w in &workflows {
+            let w = super::workflows::deploy_one(client, w)?;
+            if !json {
+                println!("{}", super::workflows::deployed_line(&w));
+            }
+            deployed_workflows.push(w);
+        }
+        super::sequences::deploy_declared(client, &sequences, |s| {
+            if !json {
+                println!("sequence {}: {}", s.name, s.components.join(" → "));
+            }
+        })?;
+        let (mut queue_mappings, mut stream_mappings) = (Vec::new(), Vec::new());
+        for m in mappings {
+            match m {
+                manifest::MappingDecl::Queue(q) => queue_mappings.push(q),
+                manifest::MappingDecl::Table(t) => stream_mappings.push(t),
+            }
+        }
+        super::app_deploy::ensure_mappings(
+            client,
+            &queue_mappings,
+            &stream_mappings,
+            &mut |line| {
+                if !json {
+                    println!("{line}");
+                }
+            },
+        )?;
         if !json {
-            println!("sequence {}: {}", s.name, s.components.join(" → "));
+            let sequence_routes = sequences.iter().flat_map(|s| &s.routes);
+            for r in deployments
+                .iter()
+                .flat_map(|d| &d.routes)
+                .chain(sequence_routes)
+            {
+                println!(
+                    "route {} {} -> {}",
+                    r.method.to_ascii_uppercase(),
+                    r.path,
+                    r.function
+                );
+            }
         }
-    })?;
-    let (mut queue_mappings, mut stream_mappings) = (Vec::new(), Vec::new());
-    for m in mappings {
-        match m {
-            manifest::MappingDecl::Queue(q) => queue_mappings.push(q),
-            manifest::MappingDecl::Table(t) => stream_mappings.push(t),
+        if json && deployed_workflows.is_empty() {
+            print_functions_json(&deployed);
+        } else if json {
+            let raw =
+                |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+            crate::output::print_json(&serde_json::json!({
+                "functions": deployed.iter().map(|f| raw(&f.raw)).collect::<Vec<_>>(),
+                "workflows": deployed_workflows.iter().map(|w| raw(&w.raw)).collect::<Vec<_>>(),
+            }));
         }
-    }
-    super::app_deploy::ensure_mappings(client, &queue_mappings, &stream_mappings, &mut |line| {
-        if !json {
-            println!("{line}");
-        }
-    })?;
-    if !json {
-        let sequence_routes = sequences.iter().flat_map(|s| &s.routes);
-        for r in deployments
-            .iter()
-            .flat_map(|d| &d.routes)
-            .chain(sequence_routes)
-        {
-            println!(
-                "route {} {} -> {}",
-                r.method.to_ascii_uppercase(),
-                r.path,
-                r.function
+        let init_failed: Vec<&Json<Function>> =
+            deployed.iter().filter(|f| f.warm_error.is_some()).collect();
+        for f in &init_failed {
+            eprintln!(
+                "error: {} failed to initialize: {}",
+                f.name,
+                f.warm_error.as_deref().unwrap_or_default()
             );
         }
+        let code = match init_failed.is_empty() {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
+        };
+        Ok((deployed, code))
     }
-    if json && deployed_workflows.is_empty() {
-        print_functions_json(&deployed);
-    } else if json {
-        let raw =
-            |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
-        crate::output::print_json(&serde_json::json!({
-            "functions": deployed.iter().map(|f| raw(&f.raw)).collect::<Vec<_>>(),
-            "workflows": deployed_workflows.iter().map(|w| raw(&w.raw)).collect::<Vec<_>>(),
-        }));
-    }
-    let init_failed: Vec<&Json<Function>> =
-        deployed.iter().filter(|f| f.warm_error.is_some()).collect();
-    for f in &init_failed {
-        eprintln!(
-            "error: {} failed to initialize: {}",
-            f.name,
-            f.warm_error.as_deref().unwrap_or_default()
-        );
-    }
-    let code = match init_failed.is_empty() {
-        true => ExitCode::SUCCESS,
-        false => ExitCode::FAILURE,
-    };
-    Ok((deployed, code))
 }
 
 /// `-o json`: one function as the API returned it, several as `{"functions": […]}`.

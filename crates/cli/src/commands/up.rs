@@ -11,11 +11,11 @@
 //! On stderr, one line per AWS SDK that comes with the runtimes: where it lives, or why it is
 //! missing (or that it is being fetched in the background; the log says when it is ready).
 
-use super::deploy::{deploy_manifest, invoke_hint};
+use super::deploy::{invoke_hint, Project};
 use super::embedded::{Embedded, ServerArgs};
 use super::Ctx;
 use crate::client::Client;
-use crate::manifest::{self, Overrides};
+use crate::manifest::Overrides;
 use anyhow::Result;
 use clap::Args;
 use std::io::Write;
@@ -34,10 +34,11 @@ pub struct UpArgs {
 
 pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     // Read what to deploy first: a typo in lambent.yaml should not need a server to show.
-    for path in &args.deploy {
-        manifest::resolve(path, &Overrides::default())?;
-        manifest::sequences(path)?;
-    }
+    let projects = args
+        .deploy
+        .iter()
+        .map(|path| Project::read(path, &Overrides::default()))
+        .collect::<Result<Vec<_>>>()?;
 
     let server = Embedded::start(&args.server, "info")?;
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -61,11 +62,11 @@ pub fn run(_ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     }
 
     let mut code = ExitCode::SUCCESS;
-    if !args.deploy.is_empty() {
+    if !projects.is_empty() {
         let client = Client::new(server.url(), Some(server.api_key().to_string()))?;
         let mut first = None;
-        for path in &args.deploy {
-            match deploy_manifest(&client, path, &Overrides::default(), false, false) {
+        for project in projects {
+            match project.deploy(&client, false, false) {
                 Ok((deployed, _)) => {
                     first = first.or_else(|| deployed.first().map(|f| f.name.clone()));
                 }
