@@ -252,6 +252,41 @@ impl Instance {
     async fn exited(&self) {
         let _ = self.exit.readable().await;
     }
+
+    /// Its memory, once the rest of it is gone (the sandbox reaped, its cgroup removed).
+    fn into_lease(self) -> MemoryLease {
+        let Instance { _memory, .. } = self;
+        _memory
+    }
+}
+
+/// Why a sandbox's runtime did not become ready ([`Inner::boot`]).
+enum BootFailure {
+    /// Its init failed: the invocation's answer.
+    Init(InitFailure),
+    /// A sandbox claimed without waiting for its `execve` ended before its program ran
+    /// (killed from outside meanwhile): its memory, for another sandbox.
+    EndedDuringSetup {
+        lease: MemoryLease,
+        error: SandboxError,
+    },
+}
+
+impl From<InitFailure> for BootFailure {
+    fn from(failure: InitFailure) -> BootFailure {
+        BootFailure::Init(failure)
+    }
+}
+
+impl BootFailure {
+    fn into_init_failure(self) -> InitFailure {
+        match self {
+            BootFailure::Init(failure) => failure,
+            BootFailure::EndedDuringSetup { error, .. } => {
+                platform_failure(format!("could not start a sandbox: {error}"))
+            }
+        }
+    }
 }
 
 /// What `acquire` found: a warm sandbox, or memory for a new one (and why it is cold), with
@@ -1271,21 +1306,58 @@ impl Inner {
         if provided {
             check_bootstrap(&dep.code_dir)?;
         }
-        let (spec, platform) =
-            self.spec(dep, format!("sb-{}", uuid::Uuid::new_v4().simple()), init);
+        let new_id = || format!("sb-{}", uuid::Uuid::new_v4().simple());
+        let (mut spec, platform) = self.spec(dep, new_id(), init);
         // A runtime waiting ready-made is claimed on this thread (see `Host::claim_waiting`);
         // anything else is made on a blocking thread.
         let claim_start = Instant::now();
-        let (spawn_start, spawned) = match self.host.claim_waiting(&spec) {
-            Some(sandbox) => (claim_start, Ok(sandbox)),
-            None => {
-                let host = self.host.clone();
-                tokio::task::spawn_blocking(move || (Instant::now(), host.spawn(&spec)))
+        let lease = match self.host.claim_waiting(&spec) {
+            Some(sandbox) => {
+                match self
+                    .boot(
+                        pool,
+                        sandbox,
+                        claim_start,
+                        lease,
+                        platform.clone(),
+                        provided,
+                    )
                     .await
-                    .map_err(|e| platform_failure(e.to_string()))?
+                {
+                    Err(BootFailure::EndedDuringSetup { lease, error }) => {
+                        // Killed between its claim and its program's `execve`, as a blocking
+                        // claim would have seen it die during set-up: another one then.
+                        tracing::warn!(id = %spec.id, "a sandbox made ahead ended before its program ran, starting another: {error}");
+                        spec.id = new_id();
+                        lease
+                    }
+                    booted => return booted.map_err(BootFailure::into_init_failure),
+                }
             }
+            None => lease,
         };
-        let mut sandbox = spawned.map_err(|e| start_failure(e, provided))?;
+        let host = self.host.clone();
+        let (spawn_start, spawned) =
+            tokio::task::spawn_blocking(move || (Instant::now(), host.spawn(&spec)))
+                .await
+                .map_err(|e| platform_failure(e.to_string()))?;
+        let sandbox = spawned.map_err(|e| start_failure(e, provided))?;
+        self.boot(pool, sandbox, spawn_start, lease, platform, provided)
+            .await
+            .map_err(BootFailure::into_init_failure)
+    }
+
+    /// Waits until the runtime of `sandbox` (asked for at `spawn_start`) asks for work: the
+    /// instance, holding `lease`, and where the time went.
+    async fn boot(
+        &self,
+        pool: &Arc<Pool>,
+        mut sandbox: Sandbox,
+        spawn_start: Instant,
+        lease: MemoryLease,
+        platform: Option<lambent_runtime_api::Platform>,
+        provided: bool,
+    ) -> Result<(Instance, InitBreakdown), BootFailure> {
         let startup = sandbox.startup();
         // What is known of a failed init: the sandbox, and the runtime's time until now.
         let so_far = || Some(init_breakdown(startup, spawn_start, Instant::now(), None));
@@ -1322,7 +1394,8 @@ impl Inner {
                 return Err(InitFailure {
                     init: so_far(),
                     ..platform_failure(format!("could not attach to the sandbox: {e}"))
-                });
+                }
+                .into());
             }
         };
         let ready = tokio::select! {
@@ -1338,7 +1411,7 @@ impl Inner {
                     init: so_far(),
                 };
                 pool.lost(ColdReason::Evicted);
-                return Err(fail);
+                return Err(fail.into());
             }
         };
         match ready {
@@ -1351,13 +1424,18 @@ impl Inner {
             }
             Err(report) => {
                 let init = so_far();
-                if let Some(e) = instance.sandbox.setup_failure() {
+                if let Some(error) = instance.sandbox.setup_failure() {
+                    if error.ended_during_setup() {
+                        let lease = instance.into_lease();
+                        return Err(BootFailure::EndedDuringSetup { lease, error });
+                    }
                     pool.lost(ColdReason::Evicted);
                     return Err(InitFailure {
                         logs: instance.logs.take(),
                         init,
-                        ..start_failure(e, provided)
-                    });
+                        ..start_failure(error, provided)
+                    }
+                    .into());
                 }
                 let (error_type, message) =
                     if report.body.is_empty() && report.error_type_header.is_none() {
@@ -1384,7 +1462,8 @@ impl Inner {
                     message,
                     logs,
                     init,
-                })
+                }
+                .into())
             }
         }
     }

@@ -91,6 +91,17 @@ pub enum SandboxError {
     Nix(#[from] Errno),
 }
 
+impl SandboxError {
+    /// The sandbox ended during its set-up without a step failing: killed from outside (or
+    /// for lack of memory) before its program ran. Nothing says another would end so.
+    pub fn ended_during_setup(&self) -> bool {
+        matches!(
+            self,
+            SandboxError::EndedDuringSetup { .. } | SandboxError::SetupVanished
+        )
+    }
+}
+
 /// One step of the child's set-up, in the order they run. Displayed as what "could not" be done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]

@@ -3,13 +3,15 @@
 //!
 //! - `Listener`: the runtime API socket the child made in its network namespace (`SCM_RIGHTS`);
 //! - `Failed`: the step that failed, an index within it (which mount) and the `errno`;
-//! - `Ready`: a sandbox made ahead (`ready.rs`) is set up and waits for its program.
+//! - `Ready`: a sandbox made ahead (`ready.rs`) is set up and waits for its program;
+//! - `Exec`: set-up is done and the child is about to `execve` its program.
 //!
 //! and one message from the parent to a sandbox made ahead, [`Program`]: what to run (argv,
 //! environment as NUL-terminated strings) with the code and runtime directories as
 //! detached read-only mounts and the output pipe (`SCM_RIGHTS`).
 //!
-//! Success needs no message: `execve` closes the child's end, and the parent sees end-of-file.
+//! Success is `Exec`, then end-of-file (`execve` closed the child's end); end-of-file without
+//! `Exec` is a child that ended during set-up without a failed step (killed from outside).
 //! The child's side ([`ChildChannel`]) uses stack buffers and raw `sendmsg` only, as it runs
 //! between `clone` and `execve`.
 
@@ -26,6 +28,7 @@ const TAG_LISTENER: u32 = 1;
 const TAG_FAILED: u32 = 2;
 const TAG_READY: u32 = 3;
 const TAG_PROGRAM: u32 = 4;
+const TAG_EXEC: u32 = 5;
 /// Header of a program message: tag, argc, envc, length of the strings.
 const PROGRAM_HEADER: usize = 16;
 /// Largest program message (argv and environment): Lambda allows 4 KB of environment.
@@ -46,6 +49,8 @@ pub(crate) enum Message {
     },
     /// A sandbox made ahead finished its set-up and waits for its program.
     Ready,
+    /// Set-up is done: the child is about to `execve` its program.
+    Exec,
 }
 
 /// What a sandbox made ahead runs, as the child receives it (into memory it mapped itself).
@@ -128,7 +133,16 @@ impl ChildChannel {
 
     /// Says set-up is done and the sandbox waits for its program.
     pub(crate) fn send_ready(self) -> Result<(), c_int> {
-        let msg = encode(TAG_READY, 0, 0);
+        self.send_tag(TAG_READY)
+    }
+
+    /// Says set-up is done and the program is about to be `execve`d.
+    pub(crate) fn send_exec(self) -> Result<(), c_int> {
+        self.send_tag(TAG_EXEC)
+    }
+
+    fn send_tag(self, tag: u32) -> Result<(), c_int> {
+        let msg = encode(tag, 0, 0);
         // SAFETY: sending a stack buffer on a descriptor we own.
         let rc = unsafe { libc::send(self.0, msg.as_ptr().cast(), MSG_LEN, libc::MSG_NOSIGNAL) };
         if rc < 0 {
@@ -243,7 +257,8 @@ pub(crate) fn wait_readable(
 }
 
 /// One message from a `SOCK_SEQPACKET` socket into `buf`, waiting until `deadline`: its length
-/// and the descriptor it passed (`SCM_RIGHTS`, close-on-exec), or `None` at end-of-file.
+/// and the descriptor it passed (`SCM_RIGHTS`, close-on-exec), or `None` at end-of-file (or
+/// a reset: the peer ended without reading everything sent to it).
 pub(crate) fn recv_timeout(
     fd: RawFd,
     buf: &mut [u8],
@@ -253,7 +268,9 @@ pub(crate) fn recv_timeout(
     loop {
         wait_readable(fd, deadline, timeout)?;
         match recv_with_fd(fd, buf) {
-            Ok((0, _)) => return Ok(None),
+            // A peer that ended with messages of ours unread (a sandbox killed before it took
+            // its program) resets the connection: that is its end all the same.
+            Ok((0, _)) | Err(Errno::ECONNRESET) => return Ok(None),
             Ok(received) => return Ok(Some(received)),
             Err(Errno::EINTR | Errno::EAGAIN) => continue,
             Err(e) => return Err(e.into()),
@@ -389,6 +406,7 @@ impl ParentEnd {
         match (tag, passed) {
             (TAG_LISTENER, Some(fd)) => Ok(Some(Message::Listener(fd))),
             (TAG_READY, None) => Ok(Some(Message::Ready)),
+            (TAG_EXEC, None) => Ok(Some(Message::Exec)),
             (TAG_FAILED, _) => {
                 let step = SetupStep::from_code(a & 0xffff).ok_or_else(|| {
                     io::Error::new(

@@ -1924,6 +1924,8 @@ impl Cloned {
                 }
                 Some(Message::Ready) if until == Until::Ready => break,
                 Some(Message::Ready) => return Err(SandboxError::SetupVanished),
+                // End-of-file (or the exec's failure) follows.
+                Some(Message::Exec) => {}
                 None if until == Until::Exec => break,
                 None => return Err(ended_during_setup(&self.process, None)),
             }
@@ -1975,14 +1977,22 @@ pub(crate) struct PendingExec {
 }
 
 impl PendingExec {
-    /// The step that failed, once the sandbox has ended; `None` if it reached its `execve`
-    /// (the handshake closed without a word) or has not ended yet.
-    pub(crate) fn failure(self) -> Option<SandboxError> {
-        match self.channel.recv(Instant::now()) {
-            Ok(Some(Message::Failed { step, index, errno })) => {
-                Some(setup_failed(step, index, errno, &[], &self.program))
+    /// Why `process` (the sandbox's) ended before its program ran: the step that failed, or
+    /// [`SandboxError::EndedDuringSetup`] when it ended without a failed step (killed during
+    /// its set-up). `None` if its program ran (or it has not ended yet).
+    pub(crate) fn failure(self, process: &Process) -> Option<SandboxError> {
+        let mut executing = false;
+        loop {
+            match self.channel.recv(Instant::now()) {
+                Ok(Some(Message::Failed { step, index, errno })) => {
+                    return Some(setup_failed(step, index, errno, &[], &self.program));
+                }
+                Ok(Some(Message::Exec)) => executing = true,
+                Ok(Some(_)) => {}
+                Ok(None) if !executing => return Some(ended_during_setup(process, None)),
+                // Its program ran, or it is still running: nothing to say.
+                Ok(None) | Err(_) => return None,
             }
-            _ => None,
         }
     }
 }
@@ -2120,6 +2130,61 @@ mod tests {
             Err(SandboxError::SetupVanished)
         ));
         drop(process);
+    }
+
+    /// A sandbox claimed without waiting for its `execve` says, once ended, whether it was
+    /// killed before its program ran (no `Exec`), ran it, or failed to exec it.
+    #[test]
+    fn a_pending_exec_tells_a_kill_during_setup_from_a_program_that_ran() {
+        let null = File::open("/dev/null").unwrap();
+        let pending = |messages: &[&str]| {
+            let (report, theirs) = handshake::pair().unwrap();
+            let child = ChildChannel(theirs.as_raw_fd());
+            for message in messages {
+                match *message {
+                    "exec" => child.send_exec().unwrap(),
+                    "failed" => child.send_failure(SetupStep::Exec, 0, libc::ENOEXEC),
+                    // Handed its program, which it never took: its end closes unread (a reset).
+                    _ => report
+                        .send_program(&["/var/task/bootstrap".into()], &[], [null.as_raw_fd(); 4])
+                        .unwrap(),
+                }
+            }
+            drop(theirs);
+            PendingExec {
+                channel: report,
+                program: "/var/task/bootstrap".into(),
+            }
+        };
+        let (killed, _output) = adopted("kill -9 $$");
+        match pending(&[]).failure(&killed) {
+            Some(e @ SandboxError::EndedDuringSetup { .. }) => {
+                assert!(e.ended_during_setup());
+                assert!(e.to_string().contains("killed by signal 9"), "{e}");
+            }
+            other => panic!("expected a kill during set-up, got {other:?}"),
+        }
+        let unread = pending(&["program"]).failure(&killed);
+        assert!(
+            unread
+                .as_ref()
+                .is_some_and(SandboxError::ended_during_setup),
+            "killed before it took its program: {unread:?}"
+        );
+        assert!(
+            pending(&["exec"]).failure(&killed).is_none(),
+            "its program ran"
+        );
+        match pending(&["exec", "failed"]).failure(&killed) {
+            Some(e @ SandboxError::Setup { .. }) => {
+                assert!(!e.ended_during_setup());
+                assert_eq!(
+                    e.to_string(),
+                    "sandbox setup failed: could not exec '/var/task/bootstrap': ENOEXEC: Exec format error"
+                );
+            }
+            other => panic!("expected the failed exec, got {other:?}"),
+        }
     }
 
     #[test]

@@ -215,10 +215,12 @@ impl Sandbox {
     /// How its set-up failed, when the sandbox was claimed without waiting for its program's
     /// `execve` ([`crate::Host::claim_waiting`]) and has ended before its runtime was ready:
     /// the error [`crate::Host::spawn`] would have returned (the step, what it acted on, the
-    /// errno). `None` when its program started, when it has not ended, or when `spawn` waited
-    /// for it. Asked once: the handshake is let go either way.
+    /// errno), or [`SandboxError::EndedDuringSetup`] if it was killed before its program ran
+    /// (see [`SandboxError::ended_during_setup`]: another sandbox may well do). `None` when its
+    /// program started, when it has not ended, or when `spawn` waited for it. Asked once: the
+    /// handshake is let go either way.
     pub fn setup_failure(&mut self) -> Option<SandboxError> {
-        self.pending_exec.take()?.failure()
+        self.pending_exec.take()?.failure(&self.process)
     }
 
     /// Its runtime is ready, so its program started: lets go of what would have said why not.

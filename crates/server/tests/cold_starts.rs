@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{header, node, Node, ADMIN};
+use common::{deploy_provided, header, metrics, node, Node, SHELL_BOOTSTRAP};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -79,12 +79,6 @@ enum Import {
     AtLeast(u64),
 }
 
-async fn metrics(node: &Node) -> String {
-    let (status, _, text) = node.send_as(ADMIN, Method::GET, "/metrics", vec![]).await;
-    assert_eq!(status, StatusCode::OK);
-    text.as_str().unwrap().to_string()
-}
-
 /// The `lambent_cold_start_phase_seconds_count` of one runtime and phase (all births).
 fn phase_count(metrics: &str, runtime: &str, phase: &str) -> u64 {
     metrics
@@ -96,21 +90,6 @@ fn phase_count(metrics: &str, runtime: &str, phase: &str) -> u64 {
         })
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum()
-}
-
-/// The shell bootstrap of the examples: a runtime that knows nothing of Lambent's header.
-const SHELL_BOOTSTRAP: &str = include_str!("../../../examples/hello-provided/bootstrap");
-
-/// Deploys `name`, a `provided` function whose code is its `bootstrap`.
-async fn deploy_provided(node: &Node, name: &str, bootstrap: &str) {
-    let (s, v) = node
-        .deploy(
-            name,
-            json!({"runtime": "provided.al2023"}),
-            &[("bootstrap", bootstrap)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
 }
 
 fn python(code: &str) -> (Value, [(&str, &str); 1]) {
@@ -281,10 +260,7 @@ async fn once_healthz_says_ready_the_first_cold_starts_claim_what_was_made_ahead
         (
             "first-provided",
             json!({"runtime": "provided.al2023"}),
-            (
-                "bootstrap",
-                include_str!("../../../examples/hello-provided/bootstrap"),
-            ),
+            ("bootstrap", SHELL_BOOTSTRAP),
             "ahead",
         ),
     ];

@@ -282,6 +282,30 @@ impl Node {
 #[allow(unused_imports)] // not every test or bench packs code
 pub use lambent_testkit::zip_of_text as zip_of;
 
+/// The node's `/metrics` text (read with the operator's key).
+pub async fn metrics(node: &Node) -> String {
+    let (status, _, text) = node
+        .send_as(ADMIN, reqwest::Method::GET, "/metrics", vec![])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    text.as_str().unwrap().to_string()
+}
+
+/// The shell bootstrap of the examples: a runtime that knows nothing of Lambent's header.
+pub const SHELL_BOOTSTRAP: &str = include_str!("../../../../examples/hello-provided/bootstrap");
+
+/// Deploys `name`, a `provided` function whose code is its `bootstrap`.
+pub async fn deploy_provided(node: &Node, name: &str, bootstrap: &str) {
+    let (s, v) = node
+        .deploy(
+            name,
+            serde_json::json!({"runtime": "provided.al2023"}),
+            &[("bootstrap", bootstrap)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
