@@ -260,6 +260,11 @@ impl Instance {
     }
 }
 
+/// A new sandbox's id.
+fn new_sandbox_id() -> String {
+    format!("sb-{}", uuid::Uuid::new_v4().simple())
+}
+
 /// Why a sandbox's runtime did not become ready ([`Inner::boot`]).
 enum BootFailure {
     /// Its init failed: the invocation's answer.
@@ -1306,45 +1311,60 @@ impl Inner {
         if provided {
             check_bootstrap(&dep.code_dir)?;
         }
-        let new_id = || format!("sb-{}", uuid::Uuid::new_v4().simple());
-        let (mut spec, platform) = self.spec(dep, new_id(), init);
+        let (mut spec, platform) = self.spec(dep, new_sandbox_id(), init);
+        let mut lease = lease;
+        // A sandbox killed during its set-up (by an operator, the OOM killer, the soak) is
+        // replaced once, as a sandbox made ahead found dead is.
+        let mut replaced = false;
+        let mut replace = |spec: &mut SandboxSpec, error: &SandboxError| {
+            if std::mem::replace(&mut replaced, true) {
+                return false;
+            }
+            tracing::warn!(id = %spec.id, "a sandbox ended during its set-up, starting another: {error}");
+            spec.id = new_sandbox_id();
+            true
+        };
         // A runtime waiting ready-made is claimed on this thread (see `Host::claim_waiting`);
         // anything else is made on a blocking thread.
         let claim_start = Instant::now();
-        let lease = match self.host.claim_waiting(&spec) {
-            Some(sandbox) => {
-                match self
-                    .boot(
-                        pool,
-                        sandbox,
-                        claim_start,
-                        lease,
-                        platform.clone(),
-                        provided,
-                    )
+        let mut claimed = self.host.claim_waiting(&spec).map(|s| (claim_start, s));
+        loop {
+            let (spawn_start, sandbox) = match claimed.take() {
+                Some(claimed) => claimed,
+                None => {
+                    let host = self.host.clone();
+                    let (spawn_start, spawned, back) = tokio::task::spawn_blocking(move || {
+                        (Instant::now(), host.spawn(&spec), spec)
+                    })
                     .await
-                {
-                    Err(BootFailure::EndedDuringSetup { lease, error }) => {
-                        // Killed between its claim and its program's `execve`, as a blocking
-                        // claim would have seen it die during set-up: another one then.
-                        tracing::warn!(id = %spec.id, "a sandbox made ahead ended before its program ran, starting another: {error}");
-                        spec.id = new_id();
-                        lease
+                    .map_err(|e| platform_failure(e.to_string()))?;
+                    spec = back;
+                    match spawned {
+                        Ok(sandbox) => (spawn_start, sandbox),
+                        Err(e) if e.ended_during_setup() && replace(&mut spec, &e) => continue,
+                        Err(e) => return Err(start_failure(e, provided)),
                     }
-                    booted => return booted.map_err(BootFailure::into_init_failure),
                 }
+            };
+            let booted = self
+                .boot(
+                    pool,
+                    sandbox,
+                    spawn_start,
+                    lease,
+                    platform.clone(),
+                    provided,
+                )
+                .await;
+            match booted {
+                Err(BootFailure::EndedDuringSetup { lease: back, error })
+                    if replace(&mut spec, &error) =>
+                {
+                    lease = back;
+                }
+                booted => return booted.map_err(BootFailure::into_init_failure),
             }
-            None => lease,
-        };
-        let host = self.host.clone();
-        let (spawn_start, spawned) =
-            tokio::task::spawn_blocking(move || (Instant::now(), host.spawn(&spec)))
-                .await
-                .map_err(|e| platform_failure(e.to_string()))?;
-        let sandbox = spawned.map_err(|e| start_failure(e, provided))?;
-        self.boot(pool, sandbox, spawn_start, lease, platform, provided)
-            .await
-            .map_err(BootFailure::into_init_failure)
+        }
     }
 
     /// Waits until the runtime of `sandbox` (asked for at `spawn_start`) asks for work: the

@@ -1903,7 +1903,7 @@ fn ready_child(ready: ReadySandbox) -> (Cloned, SandboxCgroup) {
 /// The end of set-up to wait for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Until {
-    /// The program runs (end-of-file: `execve` closed the child's end).
+    /// The program runs (`Exec`, then end-of-file: `execve` closed the child's end).
     Exec,
     /// A sandbox made ahead says it waits for its program.
     Ready,
@@ -1916,6 +1916,7 @@ impl Cloned {
     fn await_setup(&mut self, until: Until, program: &str) -> Result<TcpListener, SandboxError> {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         let mut listener = None;
+        let mut executing = false;
         loop {
             match self.channel.recv(deadline)? {
                 Some(Message::Listener(fd)) => listener = Some(TcpListener::from(fd)),
@@ -1925,8 +1926,9 @@ impl Cloned {
                 Some(Message::Ready) if until == Until::Ready => break,
                 Some(Message::Ready) => return Err(SandboxError::SetupVanished),
                 // End-of-file (or the exec's failure) follows.
-                Some(Message::Exec) => {}
-                None if until == Until::Exec => break,
+                Some(Message::Exec) => executing = true,
+                None if until == Until::Exec && executing => break,
+                // Killed during set-up (a sandbox made ahead, say, after its claim).
                 None => return Err(ended_during_setup(&self.process, None)),
             }
         }

@@ -607,6 +607,10 @@ unsafe fn start(
         }
         ok(libc::chdir(workdir.as_ptr()), SetupStep::Chdir);
 
+        // Set-up is done. Said before the `execve`, which ends this process's part of the
+        // handshake when it works: end-of-file without it is a child killed during set-up.
+        // Best effort: a parent that went away learns nothing either way.
+        let _ = channel.send_exec();
         if plan.dry_run {
             libc::_exit(0);
         }
@@ -618,10 +622,6 @@ unsafe fn start(
             0 as c_long,
             8 as c_long,
         );
-        // Said before the call, which ends this process's part of the handshake when it works:
-        // end-of-file without it is a child killed during set-up (see `PendingExec`). Best
-        // effort: a parent that went away learns nothing either way.
-        let _ = channel.send_exec();
         libc::execve(*argv, argv, envp);
         fail(SetupStep::Exec, 0, errno())
     }
