@@ -52,7 +52,9 @@
 //! The program is PID 1 of its namespace, so killing it kills the whole tree (and, as PID 1, it
 //! inherits orphans: zombies count against `pids_max` until it reaps them or the sandbox ends).
 //! Any failing step is reported over the handshake socket and `spawn` returns
-//! [`SandboxError::Setup`] naming the step; success is the handshake socket closing at `execve`.
+//! [`SandboxError::Setup`] naming the step; success is the child's `Exec` message, then the
+//! handshake socket closing at `execve` (an end without `Exec` is a child killed during set-up,
+//! [`SandboxError::EndedDuringSetup`]).
 //! Cold starts normally claim a sandbox made ahead (`ready.rs`): steps 1-4 ran in the
 //! background with empty `/var/task` and `/var/runtime`, with the least CPU weight; while it
 //! waits, the sandbox also empties its capability bounding set (the first half of step 5) and
