@@ -511,7 +511,8 @@ impl Cgroups {
     }
 
     /// Creates the cgroup(s) of `id`, made ahead for a pool, under namespace `tenant`'s cgroup
-    /// when that is there, else right under the parent. Unlike [`Cgroups::create`] it never
+    /// when that is there, else right under the parent, with its limit files kept open for
+    /// its claim ([`SandboxCgroup::keep_limit_files`]). Unlike [`Cgroups::create`] it never
     /// makes a namespace's cgroup: the namespace may be being removed
     /// ([`Cgroups::remove_tenant`]).
     pub(crate) fn create_ahead(
@@ -520,12 +521,16 @@ impl Cgroups {
         id: &str,
         limits: Limits,
     ) -> Result<SandboxCgroup, SandboxError> {
-        if let Some(namespace) = tenant {
-            if let Some(made) = self.create_under(namespace, id, limits)? {
-                return Ok(made);
-            }
-        }
-        self.create_in(&self.own, None, id, limits)
+        let under = match tenant {
+            Some(namespace) => self.create_under(namespace, id, limits)?,
+            None => None,
+        };
+        let mut made = match under {
+            Some(made) => made,
+            None => self.create_in(&self.own, None, id, limits)?,
+        };
+        made.keep_limit_files();
+        Ok(made)
     }
 
     /// The cgroup(s) of `id` under namespace `namespace`'s cgroup, or `None` when that is
@@ -877,6 +882,7 @@ impl Cgroups {
                     peak: None,
                     events: None,
                     limits: None,
+                    kept_limits: None,
                     tenant: tenant.map(str::to_owned),
                 };
                 for parent in distinct {
@@ -903,6 +909,7 @@ impl Cgroups {
                     peak: None,
                     events: None,
                     limits: None,
+                    kept_limits: None,
                     tenant: tenant.map(str::to_owned),
                 };
                 cg.make_dir(dir.clone())?;
@@ -1151,8 +1158,32 @@ pub(crate) struct SandboxCgroup {
     events: Option<File>,
     /// The limits in force.
     limits: Option<Limits>,
+    /// Its limit files kept open until limits are next set (a sandbox made ahead, whose claim
+    /// sets its function's), by [`LimitFile`].
+    kept_limits: Option<Box<[Option<File>; LimitFile::COUNT]>>,
     /// The namespace whose cgroup it is under (`None`: the host's own).
     tenant: Option<String>,
+}
+
+/// A file a sandbox's limits are written to.
+#[derive(Debug, Clone, Copy)]
+enum LimitFile {
+    Memory,
+    /// v1's memory+swap limit, where the kernel accounts swap.
+    MemorySwap,
+    Pids,
+    /// v1's `cpu.shares`, v2's `cpu.weight`, where the CPU controller is on.
+    Cpu,
+}
+
+impl LimitFile {
+    const COUNT: usize = 4;
+    const ALL: [LimitFile; LimitFile::COUNT] = [
+        LimitFile::Memory,
+        LimitFile::MemorySwap,
+        LimitFile::Pids,
+        LimitFile::Cpu,
+    ];
 }
 
 impl SandboxCgroup {
@@ -1173,57 +1204,78 @@ impl SandboxCgroup {
     }
 
     /// Sets (or changes: a sandbox made ahead gets its function's limits when it is claimed)
-    /// the memory, pids and CPU limits.
+    /// the memory, pids and CPU limits; lets go of the limit files kept open for it.
     pub(crate) fn set_limits(&mut self, limits: Limits) -> Result<(), SandboxError> {
         let bytes = limits.memory_bytes().to_string();
-        match &self.kind {
-            Kind::V1 {
-                memory,
-                pids,
-                cpu,
-                memsw,
-                ..
-            } => {
-                let (mem, sw) = (
-                    memory.join("memory.limit_in_bytes"),
-                    memory.join("memory.memsw.limit_in_bytes"),
-                );
-                // v1 keeps memory <= memory+swap at every moment: raise memsw first, lower it last.
-                let raising = self
-                    .limits
-                    .is_some_and(|old| limits.memory_bytes() > old.memory_bytes());
-                if *memsw && raising {
-                    self.set(&sw, &bytes)?;
-                }
-                self.set(&mem, &bytes)?;
-                if *memsw && !raising {
-                    self.set(&sw, &bytes)?;
-                }
-                self.set(&pids.join("pids.max"), &limits.pids_max.to_string())?;
-                if let Some(cpu) = cpu {
-                    let shares = match limits.background {
-                        true => CPU_SHARES_MIN,
-                        false => cpu_shares(limits.memory_mb),
-                    }
-                    .to_string();
-                    self.set(&cpu.join("cpu.shares"), &shares)?;
-                }
-            }
-            Kind::V2 { dir, cpu } => {
-                self.set(&dir.join("memory.max"), &bytes)?;
-                self.set(&dir.join("pids.max"), &limits.pids_max.to_string())?;
-                if *cpu {
-                    let weight = match limits.background {
-                        true => CPU_WEIGHT_MIN,
-                        false => cpu_weight(limits.memory_mb),
-                    }
-                    .to_string();
-                    self.set(&dir.join("cpu.weight"), &weight)?;
-                }
-            }
+        // v1 keeps memory <= memory+swap at every moment: raise memsw first, lower it last.
+        let raising = self
+            .limits
+            .is_some_and(|old| limits.memory_bytes() > old.memory_bytes());
+        if raising {
+            self.set_limit(LimitFile::MemorySwap, &bytes)?;
         }
+        self.set_limit(LimitFile::Memory, &bytes)?;
+        if !raising {
+            self.set_limit(LimitFile::MemorySwap, &bytes)?;
+        }
+        self.set_limit(LimitFile::Pids, &limits.pids_max.to_string())?;
+        let cpu = match (&self.kind, limits.background) {
+            (Kind::V1 { .. }, true) => CPU_SHARES_MIN,
+            (Kind::V1 { .. }, false) => cpu_shares(limits.memory_mb),
+            (Kind::V2 { .. }, true) => CPU_WEIGHT_MIN,
+            (Kind::V2 { .. }, false) => cpu_weight(limits.memory_mb),
+        };
+        self.set_limit(LimitFile::Cpu, &cpu.to_string())?;
         self.limits = Some(limits);
+        self.kept_limits = None;
         Ok(())
+    }
+
+    /// Keeps its limit files open until limits are next set: for a sandbox made ahead, so that
+    /// its claim writes its function's limits without an `open` and a `close` per file (~6 µs
+    /// each on v1 here, four files). Best effort: a file that does not open is written by path.
+    pub(crate) fn keep_limit_files(&mut self) {
+        let open = |file| {
+            self.limit_path(file)
+                .and_then(|path| self.fs.open(&path, true).ok())
+        };
+        self.kept_limits = Some(Box::new(LimitFile::ALL.map(open)));
+    }
+
+    /// Where `file` is for this cgroup; `None` where it has none.
+    fn limit_path(&self, file: LimitFile) -> Option<PathBuf> {
+        let (dir, name) = match (&self.kind, file) {
+            (Kind::V1 { memory, .. }, LimitFile::Memory) => (memory, "memory.limit_in_bytes"),
+            (Kind::V1 { memory, memsw, .. }, LimitFile::MemorySwap) if *memsw => {
+                (memory, "memory.memsw.limit_in_bytes")
+            }
+            (Kind::V1 { pids, .. }, LimitFile::Pids) => (pids, "pids.max"),
+            (Kind::V1 { cpu: Some(cpu), .. }, LimitFile::Cpu) => (cpu, "cpu.shares"),
+            (Kind::V2 { dir, .. }, LimitFile::Memory) => (dir, "memory.max"),
+            (Kind::V2 { dir, .. }, LimitFile::Pids) => (dir, "pids.max"),
+            (Kind::V2 { dir, cpu: true }, LimitFile::Cpu) => (dir, "cpu.weight"),
+            _ => return None,
+        };
+        Some(dir.join(name))
+    }
+
+    /// Writes `value` to `file`, through its kept descriptor if it has one.
+    fn set_limit(&self, file: LimitFile, value: &str) -> Result<(), SandboxError> {
+        let Some(path) = self.limit_path(file) else {
+            return Ok(());
+        };
+        match self
+            .kept_limits
+            .as_ref()
+            .and_then(|kept| kept[file as usize].as_ref())
+        {
+            Some(kept) => {
+                use std::os::unix::fs::FileExt;
+                kept.write_all_at(value.as_bytes(), 0)
+                    .map_err(cgroup_err("write", &path))
+            }
+            None => self.set(&path, value),
+        }
     }
 
     /// Whether it was made under namespace `namespace`'s cgroup.
@@ -2162,6 +2214,49 @@ mod tests {
         assert!(inside.in_namespace("b") && !inside.in_namespace("c"));
         let none = cgroups.create_ahead(None, "sb-ready-3", LIMITS).unwrap();
         assert!(!none.in_namespace("b"));
+    }
+
+    /// A cgroup made ahead keeps its limit files open for its claim, which writes through them
+    /// (no `open` by path) and lets them go.
+    #[test]
+    fn made_ahead_keeps_its_limit_files_for_its_claim() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
+        let fs = FakeFs::new(V1_FILES);
+        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
+        let t = cgroups.own_dir();
+        let mut cg = cgroups.create_ahead(None, "sb-ready-1", LIMITS).unwrap();
+        let file = |hierarchy: &str, name: &str| {
+            root.join(format!("{hierarchy}/lambent/{t}/sb-ready-1/{name}"))
+        };
+        let read = |hierarchy: &str, name: &str| std::fs::read_to_string(file(hierarchy, name));
+        let by_path = fs.writes.lock().unwrap().len();
+        let claimed = Limits {
+            memory_mb: 256,
+            pids_max: 1024,
+            background: false,
+        };
+        cg.set_limits(claimed).unwrap();
+        assert_eq!(fs.writes.lock().unwrap().len(), by_path, "written by path");
+        let bytes = (256u64 << 20).to_string();
+        assert_eq!(read("memory", "memory.limit_in_bytes").unwrap(), bytes);
+        assert_eq!(
+            read("memory", "memory.memsw.limit_in_bytes").unwrap(),
+            bytes
+        );
+        assert_eq!(read("pids", "pids.max").unwrap(), "1024");
+        assert_eq!(
+            read("cpu", "cpu.shares").unwrap(),
+            cpu_shares(256).to_string()
+        );
+        // Let go: the next limits are written by path.
+        cg.set_limits(LIMITS).unwrap();
+        assert_eq!(
+            fs.written(&file("pids", "pids.max")),
+            Some("64".into()),
+            "the kept files were let go"
+        );
     }
 
     #[test]
