@@ -1651,6 +1651,20 @@ mod tests {
         touch(root.join("cgroup.controllers"), controllers);
     }
 
+    /// A v1 hierarchy with `controllers` (and swap accounting with `memsw`) in a temporary
+    /// directory, detected: as [`detected_v2`].
+    fn detected_v1(
+        controllers: &[&str],
+        memsw: bool,
+    ) -> (tempfile::TempDir, Arc<FakeFs>, Cgroups, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v1(tmp.path(), controllers, memsw);
+        let fs = FakeFs::new(V1_FILES);
+        let cgroups = Cgroups::detect(fs.clone(), tmp.path()).unwrap();
+        let t = cgroups.own_dir();
+        (tmp, fs, cgroups, t)
+    }
+
     /// A v2 hierarchy with `controllers` in a temporary directory, detected: the directory, the
     /// file system that records the writes, the cgroups, and the name of the host's own
     /// directory.
@@ -1694,12 +1708,8 @@ mod tests {
 
     #[test]
     fn v1_sandbox_gets_its_limits_in_every_hierarchy() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, fs, cgroups, t) = detected_v1(&["memory", "pids", "freezer", "cpu"], true);
         let root = tmp.path();
-        fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
-        let fs = FakeFs::new(V1_FILES);
-        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.own_dir();
         assert_eq!(cgroups.version(), CgroupVersion::V1);
         for c in ["memory", "pids", "freezer", "cpu"] {
             assert!(
@@ -1806,12 +1816,8 @@ mod tests {
 
     #[test]
     fn v1_without_swap_accounting_or_cpu_still_works() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, fs, cgroups, t) = detected_v1(&["memory", "pids", "freezer"], false);
         let root = tmp.path();
-        fake_v1(root, &["memory", "pids", "freezer"], false);
-        let fs = FakeFs::new(V1_FILES);
-        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.own_dir();
         let cg = cgroups.create(None, "sb-2", LIMITS).unwrap();
         assert_eq!(cg.dirs().len(), 3);
         assert_eq!(
@@ -2073,12 +2079,8 @@ mod tests {
 
     #[test]
     fn v1_namespace_cgroup_is_made_in_every_hierarchy_with_shares_and_both_memory_limits() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, fs, cgroups, t) = detected_v1(&["memory", "pids", "freezer", "cpu"], true);
         let root = tmp.path();
-        fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
-        let fs = FakeFs::new(V1_FILES);
-        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.own_dir();
         let written = |p: &str| fs.written(&root.join(p));
         cgroups
             .set_tenant(
@@ -2220,12 +2222,8 @@ mod tests {
     /// (no `open` by path) and lets them go.
     #[test]
     fn made_ahead_keeps_its_limit_files_for_its_claim() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, fs, cgroups, t) = detected_v1(&["memory", "pids", "freezer", "cpu"], true);
         let root = tmp.path();
-        fake_v1(root, &["memory", "pids", "freezer", "cpu"], true);
-        let fs = FakeFs::new(V1_FILES);
-        let cgroups = Cgroups::detect(fs.clone(), root).unwrap();
-        let t = cgroups.own_dir();
         let mut cg = cgroups.create_ahead(None, "sb-ready-1", LIMITS).unwrap();
         let file = |hierarchy: &str, name: &str| {
             root.join(format!("{hierarchy}/lambent/{t}/sb-ready-1/{name}"))
